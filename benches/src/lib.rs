@@ -1,0 +1,1 @@
+//! Shared helpers for pc's benches and comparison binaries.

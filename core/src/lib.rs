@@ -1,0 +1,76 @@
+//! # pc-core
+//!
+//! The lock-free core of pc: a bounded MPMC [`Ring`] that can live in a `static` with no
+//! allocator (or [`HeapRing`], sized at run time), and an exact token bucket. `#![no_std]`;
+//! feature `alloc` adds `HeapRing`, feature `std` (default) adds blocking operations.
+//!
+//! ## The ring: guarantees first
+//! - Every value pushed is popped exactly once (or dropped with the ring).
+//! - FIFO per producer: one producer's values are popped in the order it pushed them.
+//! - [`close`](RingCore::close) then drain: after a close pushes fail with `Closed`; pops return
+//!   what is left, then `Closed`, so consumers end cleanly and nothing accepted is lost.
+//! - A push's write happens-before the pop that returns the value (Release/Acquire on the slot).
+//!
+//! ## The ring: non-guarantees
+//! - **Not strictly lock-free.** A producer preempted between claiming a slot and publishing it
+//!   stalls consumers at that slot (they see `Empty`, or wait) until it runs again; a consumer
+//!   preempted mid-pop makes pushes to its slot see `Full`. Non-blocking calls never spin on
+//!   another thread, so they are safe in interrupt handlers; they may just fail early.
+//! - No fairness between producers or between consumers; `len` is a snapshot.
+//!
+//! ## Example
+//! ```
+//! use pc_core::{PopError, Ring};
+//!
+//! static RING: Ring<u64, 1024> = Ring::new(); // no allocator needed
+//!
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         for i in 0..1000 {
+//!             RING.push(i).unwrap(); // blocks while full
+//!         }
+//!         RING.close();
+//!     });
+//!     let mut batch = Vec::with_capacity(64);
+//!     let mut total = 0;
+//!     while let Ok(n) = RING.pop_batch(&mut batch, 64) { // Err(Closed) once drained
+//!         total += n;
+//!         batch.clear();
+//!     }
+//!     assert_eq!(total, 1000);
+//!     assert_eq!(RING.try_pop(), Err(PopError::Closed));
+//! });
+//! ```
+//!
+//! ## Memory orderings
+//! Each atomic operation in the source says what it publishes or acquires and what it pairs
+//! with. In short: slot stamps carry the data (Release to publish, Acquire to take); index CASes
+//! are `SeqCst` only because the blocking layer's park/wake handshake needs a total order
+//! (free on x86, where every CAS is a full barrier).
+//!
+//! ## Loom
+//! All atomics, cells and spins go through one facade (`sync.rs`); building with
+//! `RUSTFLAGS="--cfg loom"` swaps them for loom's, and the `pc-loom-tests` package
+//! model-checks the ring and the bucket.
+
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    clippy::undocumented_unsafe_blocks,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::alloc_instead_of_core
+)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+pub mod ring;
+mod sync;
+
+#[cfg(feature = "alloc")]
+pub use ring::HeapRing;
+pub use ring::{CapacityError, Closed, PopError, PushError, Ring, RingCore};

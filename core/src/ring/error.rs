@@ -1,0 +1,121 @@
+//! Errors of ring operations. Every error that fails a push hands the value back.
+
+use core::fmt;
+
+/// A non-blocking push failed; the value is handed back.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PushError<T> {
+    /// No slot was free at the tail. The ring may hold fewer than `capacity()` values if a
+    /// consumer has claimed the slot at the tail and is still reading it.
+    Full(T),
+    /// The ring was closed; nothing more can be pushed.
+    Closed(T),
+}
+
+impl<T> PushError<T> {
+    /// The value that was not pushed.
+    #[must_use]
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::Full(v) | Self::Closed(v) => v,
+        }
+    }
+
+    /// Whether the ring was full (as opposed to closed).
+    #[must_use]
+    pub const fn is_full(&self) -> bool {
+        matches!(self, Self::Full(_))
+    }
+
+    /// Whether the ring was closed.
+    #[must_use]
+    pub const fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed(_))
+    }
+}
+
+impl<T> fmt::Debug for PushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("Full(..)"),
+            Self::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for PushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("push to a full ring"),
+            Self::Closed(_) => f.write_str("push to a closed ring"),
+        }
+    }
+}
+
+impl<T> core::error::Error for PushError<T> {}
+
+/// A non-blocking pop found nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PopError {
+    /// No value was ready at the head. The ring may still report `len() > 0` if a producer has
+    /// claimed the slot at the head and not yet published it.
+    Empty,
+    /// The ring is closed and every value pushed before the close has been popped.
+    Closed,
+}
+
+impl fmt::Display for PopError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("pop from an empty ring"),
+            Self::Closed => f.write_str("pop from a closed and drained ring"),
+        }
+    }
+}
+
+impl core::error::Error for PopError {}
+
+/// A blocking operation ended because the ring is closed.
+///
+/// For `push` it carries the value back; for `pop` it carries `()`; for `push_batch` it carries
+/// how many items were pushed before the ring closed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Closed<T = ()>(pub T);
+
+impl<T> fmt::Debug for Closed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Closed(..)")
+    }
+}
+
+impl<T> fmt::Display for Closed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the ring is closed")
+    }
+}
+
+impl<T> core::error::Error for Closed<T> {}
+
+/// `HeapRing::try_with_capacity` was given a capacity the ring cannot use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CapacityError {
+    /// The capacity is below 2, not a power of two, or above [`MAX_CAPACITY`](crate::ring::MAX_CAPACITY).
+    Invalid(usize),
+    /// The allocator could not provide the slots.
+    Alloc(usize),
+}
+
+impl fmt::Display for CapacityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid(n) => write!(
+                f,
+                "ring capacity {n} is unusable: it must be a power of two from 2 to {}",
+                crate::ring::MAX_CAPACITY
+            ),
+            Self::Alloc(n) => write!(f, "could not allocate a ring of {n} slots"),
+        }
+    }
+}
+
+impl core::error::Error for CapacityError {}

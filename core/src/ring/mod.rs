@@ -1,0 +1,391 @@
+//! The bounded MPMC ring: per-slot stamps, cache-padded indices, batch claims, close-and-drain.
+//!
+//! # Guarantees
+//! - **No loss, no duplication.** Every value pushed is popped exactly once, or dropped with the
+//!   ring.
+//! - **FIFO per producer.** Values are popped in the order of the positions their pushes claimed;
+//!   so one producer's values come out in its push order, and one consumer sees each producer's
+//!   values in that order.
+//! - **Close-and-drain.** After [`close`](RingCore::close), every push fails with `Closed` and
+//!   pops return what is left, then `Closed`. A value whose push returned `Ok` is never lost to a
+//!   close.
+//! - **Memory.** A push's write of the value *happens-before* the pop that returns it (`Release`
+//!   on the slot stamp, `Acquire` when reading it). No allocation after construction.
+//!
+//! # Non-guarantees
+//! - **Not strictly lock-free.** A producer preempted between claiming a position (the tail CAS)
+//!   and publishing its slot stalls consumers at that slot: they see [`PopError::Empty`] (or
+//!   wait, in the blocking API) until it resumes, even if later slots are full. Likewise a
+//!   consumer preempted mid-pop makes pushes to that slot report [`PushError::Full`]. The
+//!   non-blocking operations never spin on another thread: they only retry a CAS someone else
+//!   won. (This is the per-slot-sequence design of Vyukov, crossbeam's `ArrayQueue` and
+//!   `heapless::mpmc`; FIELD_NOTES in the repository lists the reports.)
+//! - **No fairness** between producers or between consumers.
+//! - `len` and `is_empty` are snapshots, stale as soon as they return.
+//!
+//! # Design
+//! The head and tail indices are each alone in a 128-byte cache line. A push touches only the
+//! tail line and its slot; a pop only the head line and its slot. The slot stamp plays the part
+//! of a cached copy of the opposite index: an empty or full check reads the one slot it needs,
+//! never the other side's index line (crossbeam's `ArrayQueue` reads the tail on every empty
+//! check). Batch operations claim up to `k` positions with one CAS.
+
+mod batch;
+mod blocking;
+mod error;
+mod single;
+mod slot;
+mod storage;
+mod wait;
+
+#[cfg(test)]
+mod tests;
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use crossbeam_utils::CachePadded;
+
+pub use error::{CapacityError, Closed, PopError, PushError};
+pub use slot::Slot;
+#[cfg(feature = "alloc")]
+pub use storage::Boxed;
+pub use storage::{Inline, Storage};
+
+use crate::sync::{AtomicUsize, Ordering};
+use slot::{MARK, ONE};
+use wait::Waiters;
+
+/// The largest capacity a ring can have: `2^(usize::BITS - 3)` slots (far beyond any memory).
+///
+/// Stamps are compared by their wrapping difference as a signed number, which must stay below
+/// `2^(usize::BITS - 1)`: with positions in steps of 2, that leaves `usize::BITS - 2` bits, and
+/// one more keeps a lap well inside the comparable range.
+pub const MAX_CAPACITY: usize = 1 << (usize::BITS - 3);
+
+/// Whether a ring can have `capacity` slots: a power of two in `2..=MAX_CAPACITY`.
+#[must_use]
+pub const fn is_valid_capacity(capacity: usize) -> bool {
+    capacity >= 2 && capacity.is_power_of_two() && capacity <= MAX_CAPACITY
+}
+
+/// A bounded ring with `N` slots stored inline: `const`-constructible, no allocator needed.
+///
+/// `N` must be a power of two, at least 2 (checked at compile time). See [`RingCore`] for every
+/// operation and the [module docs](crate::ring) for the guarantees.
+///
+/// ```
+/// use pc_core::{PopError, Ring};
+///
+/// static QUEUE: Ring<u32, 8> = Ring::new();
+///
+/// QUEUE.try_push(1).unwrap();
+/// QUEUE.try_push(2).unwrap();
+/// assert_eq!(QUEUE.try_pop(), Ok(1));
+/// QUEUE.close();
+/// assert_eq!(QUEUE.try_pop(), Ok(2));
+/// assert_eq!(QUEUE.try_pop(), Err(PopError::Closed));
+/// ```
+///
+/// A capacity that is not a power of two does not compile:
+///
+/// ```compile_fail
+/// let ring = pc_core::Ring::<u8, 6>::new();
+/// ```
+///
+/// nor does a capacity of 1 (the stamp protocol needs two slots):
+///
+/// ```compile_fail
+/// let ring = pc_core::Ring::<u8, 1>::new();
+/// ```
+pub type Ring<T, const N: usize> = RingCore<T, Inline<T, N>>;
+
+/// A bounded ring whose capacity is chosen at run time; its slots are one heap allocation.
+///
+/// ```
+/// use pc_core::{HeapRing, PushError};
+///
+/// let ring = HeapRing::with_capacity(2);
+/// assert_eq!(ring.capacity(), 2);
+/// ring.try_push("a").unwrap();
+/// ring.try_push("b").unwrap();
+/// assert_eq!(ring.try_push("c"), Err(PushError::Full("c")));
+/// ```
+#[cfg(feature = "alloc")]
+pub type HeapRing<T> = RingCore<T, Boxed<T>>;
+
+/// The ring algorithm, generic over where its slots live. Use it through [`Ring`] (inline,
+/// `const`) or [`HeapRing`] (heap, run-time capacity).
+pub struct RingCore<T, S: Storage<T>> {
+    /// The next position consumers will claim (a multiple of `ONE`), and the producers parked
+    /// on a full ring (woken when this index moves).
+    /// Invariant: `head <= tail` (wrapping), and `tail - head <= capacity * ONE`.
+    head: CachePadded<Side>,
+    /// The next position producers will claim, with bit 0 (`MARK`) set once the ring is closed;
+    /// and the consumers parked on an empty ring (woken when this index moves).
+    /// Invariant: once `MARK` is set, the index never changes again.
+    tail: CachePadded<Side>,
+    /// The slots. Invariant (from `Storage`): a power-of-two count in `2..=MAX_CAPACITY`.
+    storage: S,
+    /// The ring owns `T`s (for drop check and auto traits).
+    _owns: PhantomData<T>,
+}
+
+/// One index and the threads of the *other* side waiting for it to move.
+struct Side {
+    index: AtomicUsize,
+    waiters: Waiters,
+    /// Used on the head side only: 1 once the ring is closed, a copy of the tail's mark kept in
+    /// the consumers' own cache line so that polling an empty ring never reads the tail line.
+    /// Invariant: set only after the tail's mark (so "1" implies the tail is final).
+    closed: AtomicUsize,
+}
+
+impl Side {
+    crate::sync::const_fn_unless_loom! {
+        fn new(index: usize) -> Self {
+            Self { index: AtomicUsize::new(index), waiters: Waiters::new(), closed: AtomicUsize::new(0) }
+        }
+    }
+}
+
+// SAFETY: a `RingCore` hands each value from the thread that pushed it to the one thread that
+// pops it (the stamp protocol gives each slot one owner at a time), so sharing the ring only
+// ever moves `T`s between threads; it never shares a `&T`. That is sound for `T: Send`.
+unsafe impl<T: Send, S: Storage<T>> Sync for RingCore<T, S> {}
+
+// SAFETY: as above; sending the ring sends the `T`s it holds, which is sound for `T: Send`.
+unsafe impl<T: Send, S: Storage<T>> Send for RingCore<T, S> {}
+
+impl<T, const N: usize> RingCore<T, Inline<T, N>> {
+    crate::sync::const_fn_unless_loom! {
+        /// An empty ring with `N` slots, built at compile time if you like: it can be a
+        /// `static`, and needs no allocator.
+        ///
+        /// # Panics
+        /// Never at run time: an `N` that is not a power of two in `2..=MAX_CAPACITY` fails to
+        /// compile.
+        #[must_use]
+        pub fn new() -> Self {
+            const { assert!(is_valid_capacity(N), "Ring capacity N must be a power of two >= 2") };
+            Self::from_storage(Inline::new())
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T, const N: usize> Default for RingCore<T, Inline<T, N>> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<T> RingCore<T, Boxed<T>> {
+    /// An empty ring with `capacity` slots on the heap.
+    ///
+    /// # Panics
+    /// If `capacity` is not a power of two in `2..=MAX_CAPACITY`, or the allocation fails. Use
+    /// [`try_with_capacity`](Self::try_with_capacity) to get an error instead.
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        match Self::try_with_capacity(capacity) {
+            Ok(ring) => ring,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// An empty ring with `capacity` slots on the heap.
+    ///
+    /// # Errors
+    /// [`CapacityError::Invalid`] unless `capacity` is a power of two in `2..=MAX_CAPACITY`;
+    /// [`CapacityError::Alloc`] if the allocator cannot provide the slots.
+    ///
+    /// ```
+    /// use pc_core::{CapacityError, HeapRing};
+    ///
+    /// assert!(HeapRing::<u8>::try_with_capacity(1024).is_ok());
+    /// assert_eq!(HeapRing::<u8>::try_with_capacity(1000).unwrap_err(), CapacityError::Invalid(1000));
+    /// assert_eq!(HeapRing::<u8>::try_with_capacity(1).unwrap_err(), CapacityError::Invalid(1));
+    /// ```
+    pub fn try_with_capacity(capacity: usize) -> Result<Self, CapacityError> {
+        Boxed::try_new(capacity).map(Self::from_storage)
+    }
+}
+
+impl<T, S: Storage<T>> RingCore<T, S> {
+    crate::sync::const_fn_unless_loom! {
+        fn from_storage(storage: S) -> Self {
+            Self {
+                head: CachePadded::new(Side::new(0)),
+                tail: CachePadded::new(Side::new(0)),
+                storage,
+                _owns: PhantomData,
+            }
+        }
+    }
+
+    /// The number of slots.
+    #[must_use]
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.storage.mask() + 1
+    }
+
+    /// How many values the ring holds, counting pushes in progress: a snapshot.
+    ///
+    /// ```
+    /// let ring = pc_core::Ring::<u8, 4>::new();
+    /// ring.try_push(7).unwrap();
+    /// assert_eq!(ring.len(), 1);
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> usize {
+        // Acquire pairs with the consumers' head CAS, so the tail load below cannot be older
+        // than the pushes those consumers popped: `tail >= head`.
+        let head = self.head.index.load(Ordering::Acquire);
+        // Nothing to acquire: a snapshot.
+        let tail = self.tail.index.load(Ordering::Relaxed) & !MARK;
+        let diff = tail.wrapping_sub(head) as isize;
+        // Head may have moved on after we read it; clamp rather than report more than fits.
+        (diff.max(0) as usize / ONE).min(self.capacity())
+    }
+
+    /// Whether the ring holds no values: a snapshot, see [`len`](Self::len).
+    #[must_use]
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring holds `capacity()` values: a snapshot, see [`len`](Self::len).
+    #[must_use]
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// Closes the ring: from now on every push fails with `Closed`, and pops drain what is
+    /// left, then report `Closed`. Wakes every blocked thread. Idempotent.
+    ///
+    /// Returns `true` if this call closed the ring, `false` if it was already closed.
+    ///
+    /// ```
+    /// use pc_core::{PopError, PushError, Ring};
+    ///
+    /// let ring = Ring::<u8, 4>::new();
+    /// ring.try_push(1).unwrap();
+    /// assert!(ring.close());
+    /// assert!(!ring.close());
+    /// assert_eq!(ring.try_push(2), Err(PushError::Closed(2)));
+    /// assert_eq!(ring.try_pop(), Ok(1));
+    /// assert_eq!(ring.try_pop(), Err(PopError::Closed));
+    /// ```
+    pub fn close(&self) -> bool {
+        // SeqCst: the mark is the linearization point for every push (their tail CAS now fails)
+        // and takes part in the wait handshake (wait.rs): a parked thread re-checks it.
+        let previous = self.tail.index.fetch_or(MARK, Ordering::SeqCst);
+        // Release publishes the final tail to consumers polling an empty ring; pairs with the
+        // Acquire load in `empty_or_closed`.
+        self.head.closed.store(1, Ordering::Release);
+        self.tail.waiters.notify();
+        self.head.waiters.notify();
+        previous & MARK == 0
+    }
+
+    /// Whether [`close`](Self::close) has been called.
+    #[must_use]
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        // Acquire pairs with the SeqCst fetch_or in `close`.
+        self.tail.index.load(Ordering::Acquire) & MARK != 0
+    }
+
+    /// The slot that serves `position`.
+    #[inline(always)]
+    fn slot(&self, position: usize) -> &Slot<T> {
+        let index = (position / ONE) & self.storage.mask();
+        debug_assert!(index < self.storage.slots().len());
+        // SAFETY: `mask() + 1 == slots().len()` (Storage invariant), so `index` is in bounds.
+        unsafe { self.storage.slots().get_unchecked(index) }
+    }
+
+    /// `capacity * ONE`: the distance from a position to the same slot's next lap.
+    #[inline(always)]
+    fn lap(&self) -> usize {
+        (self.storage.mask() + 1) * ONE
+    }
+
+    /// Test and loom support: moves both indices to `start` (so counters can be started near
+    /// their wrap point, which no test could reach by counting).
+    #[cfg(any(test, loom))]
+    #[doc(hidden)]
+    pub fn start_at(&mut self, start: usize) {
+        let start = start & !MARK;
+        assert!(self.is_empty() && !self.is_closed(), "start_at needs a fresh ring");
+        for i in 0..self.capacity() {
+            let p = start.wrapping_add(i * ONE);
+            // Relaxed: `&mut self` proves no other thread can see the ring.
+            self.slot(p).stamp.store(p, Ordering::Relaxed);
+        }
+        self.head.index.store(start, Ordering::Relaxed);
+        self.tail.index.store(start, Ordering::Relaxed);
+    }
+}
+
+impl<T, S: Storage<T>> Drop for RingCore<T, S> {
+    fn drop(&mut self) {
+        let head = crate::sync::load_exclusive(&mut self.head.index);
+        let tail = crate::sync::load_exclusive(&mut self.tail.index) & !MARK;
+        let mut position = head;
+        while position != tail {
+            let slot = self.slot(position);
+            // Relaxed: `&mut self` means every other thread's access happened-before this drop.
+            let stamp = slot.stamp.load(Ordering::Relaxed);
+            // Every claimed position was published (pushes cannot fail between claim and
+            // publish; batch pushes publish holes even when unwinding).
+            debug_assert!(stamp == position.wrapping_add(ONE) || stamp == position.wrapping_add(ONE | MARK));
+            if stamp == position.wrapping_add(ONE) {
+                // SAFETY: the stamp says the slot holds the value pushed at `position`, which no
+                // consumer claimed (`position >= head`); we have exclusive access.
+                drop(unsafe { slot.read() });
+            }
+            position = position.wrapping_add(ONE);
+        }
+    }
+}
+
+impl<T, S: Storage<T>> fmt::Debug for RingCore<T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("capacity", &self.capacity())
+            .field("len", &self.len())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Side").field("index", &self.index).finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Slot<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot").field("stamp", &self.stamp).finish_non_exhaustive()
+    }
+}
+
+impl<T, const N: usize> fmt::Debug for Inline<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inline").field("capacity", &N).finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<T> fmt::Debug for Boxed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Boxed").field("capacity", &self.slots().len()).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,168 @@
+//! Non-blocking single-value push and pop.
+
+use super::slot::{MARK, ONE};
+use super::{PopError, PushError, RingCore, Storage};
+use crate::sync::Ordering;
+
+/// What a slot's stamp says about the position a thread is looking at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Seen {
+    /// The slot is ready for this operation at this position (free for a push; a value or a
+    /// hole for a pop).
+    Ready,
+    /// The slot still belongs to the previous lap (push: not yet popped) or is not yet
+    /// published (pop): the ring is full, or empty, at this position.
+    Behind,
+    /// The slot has moved past this position: another thread took it; reload the index.
+    Ahead,
+}
+
+/// Classifies `stamp` against `expected` by their wrapping difference.
+#[inline(always)]
+pub(super) fn classify(stamp: usize, expected: usize) -> Seen {
+    let diff = stamp.wrapping_sub(expected) as isize;
+    if diff == 0 {
+        Seen::Ready
+    } else if diff < 0 {
+        Seen::Behind
+    } else {
+        Seen::Ahead
+    }
+}
+
+impl<T, S: Storage<T>> RingCore<T, S> {
+    /// Pushes `value` at the tail if a slot is free. Never waits for another thread.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the slot at the tail still holds a value (or is being popped);
+    /// [`PushError::Closed`] if the ring is closed. Both hand `value` back.
+    ///
+    /// ```
+    /// use pc_core::{PushError, Ring};
+    ///
+    /// let ring = Ring::<&str, 2>::new();
+    /// assert_eq!(ring.try_push("a"), Ok(()));
+    /// assert_eq!(ring.try_push("b"), Ok(()));
+    /// assert_eq!(ring.try_push("c"), Err(PushError::Full("c")));
+    /// ```
+    #[inline]
+    pub fn try_push(&self, value: T) -> Result<(), PushError<T>> {
+        // Relaxed: only a starting guess; the CAS below validates it.
+        let mut tail = self.tail.index.load(Ordering::Relaxed);
+        loop {
+            if tail & MARK != 0 {
+                return Err(PushError::Closed(value));
+            }
+            let slot = self.slot(tail);
+            // Acquire pairs with the consumer's Release that freed this slot (pop/drain), so its
+            // read of the old value happens-before our write.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            match classify(stamp, tail) {
+                Seen::Ready => {
+                    // SeqCst: claims position `tail`; SeqCst only for the wait handshake
+                    // (wait.rs) - the data itself is ordered by the slot stamp.
+                    match self.tail.index.compare_exchange_weak(
+                        tail,
+                        tail.wrapping_add(ONE),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            // SAFETY: we won position `tail` and saw its slot free (Acquire).
+                            unsafe { slot.write(value) };
+                            // Release publishes the value; pairs with the Acquire stamp load in
+                            // pop.
+                            slot.stamp.store(tail.wrapping_add(ONE), Ordering::Release);
+                            self.tail.waiters.notify();
+                            return Ok(());
+                        }
+                        Err(current) => tail = current,
+                    }
+                }
+                Seen::Behind => return Err(PushError::Full(value)),
+                // Relaxed: a fresh guess for the CAS, as above.
+                Seen::Ahead => tail = self.tail.index.load(Ordering::Relaxed),
+            }
+        }
+    }
+
+    /// Pops the value at the head if one is ready. Never waits for another thread.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if no value is ready at the head (including while the push that
+    /// claimed the head is still writing); [`PopError::Closed`] once the ring is closed and
+    /// every value pushed before the close has been popped.
+    ///
+    /// ```
+    /// use pc_core::{PopError, Ring};
+    ///
+    /// let ring = Ring::<u64, 4>::new();
+    /// assert_eq!(ring.try_pop(), Err(PopError::Empty));
+    /// ring.try_push(42).unwrap();
+    /// assert_eq!(ring.try_pop(), Ok(42));
+    /// ```
+    #[inline]
+    pub fn try_pop(&self) -> Result<T, PopError> {
+        // Relaxed: only a starting guess; the CAS below validates it.
+        let mut head = self.head.index.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(head);
+            // Acquire pairs with the producer's Release publish, so its write of the value
+            // happens-before our read.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            let expected = head.wrapping_add(ONE);
+            let hole = stamp == expected | MARK;
+            match if hole { Seen::Ready } else { classify(stamp, expected) } {
+                Seen::Ready => {
+                    // SeqCst: claims position `head`; SeqCst only for the wait handshake.
+                    match self.head.index.compare_exchange_weak(
+                        head,
+                        head.wrapping_add(ONE),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            let value = if hole {
+                                None
+                            } else {
+                                // SAFETY: we won position `head` and saw its value published
+                                // (Acquire); we read it once, then free the slot.
+                                Some(unsafe { slot.read() })
+                            };
+                            // Release frees the slot for the next lap; pairs with the Acquire
+                            // stamp load in push, ordering our read before its write.
+                            slot.stamp.store(head.wrapping_add(self.lap()), Ordering::Release);
+                            self.head.waiters.notify();
+                            match value {
+                                Some(v) => return Ok(v),
+                                None => head = head.wrapping_add(ONE),
+                            }
+                        }
+                        Err(current) => head = current,
+                    }
+                }
+                Seen::Behind => return Err(self.empty_or_closed(head)),
+                // Relaxed: a fresh guess for the CAS, as above.
+                Seen::Ahead => head = self.head.index.load(Ordering::Relaxed),
+            }
+        }
+    }
+
+    /// At `head`, no value is ready: is the ring merely empty, or closed and drained?
+    #[inline]
+    pub(super) fn empty_or_closed(&self, head: usize) -> PopError {
+        // Acquire pairs with the Release store in `close`. This reads the consumers' own cache
+        // line: an open, empty ring is polled without touching the producers' tail line.
+        if self.head.closed.load(Ordering::Acquire) == 0 {
+            return PopError::Empty;
+        }
+        // Acquire pairs with the SeqCst fetch_or in `close`; once marked, the tail is final.
+        let tail = self.tail.index.load(Ordering::Acquire);
+        if tail & MARK != 0 && tail & !MARK == head {
+            // Closed, and every claimed position is below `head`: consumed or being consumed.
+            PopError::Closed
+        } else {
+            PopError::Empty
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! One slot of the ring and the stamp protocol that hands it between producers and consumers.
+//!
+//! Positions are counted in steps of [`ONE`] (= 2) so that bit 0 is free: in the tail index it
+//! marks the ring closed, in a stamp it marks a hole. A position `p` maps to the slot
+//! `(p / ONE) % capacity`. Every counter wraps modulo `usize::MAX + 1`; because the capacity
+//! divides `2^(usize::BITS - 1)`, consecutive positions map to consecutive slots across the wrap,
+//! and comparisons use the wrapping difference read as a signed number.
+
+use core::mem::MaybeUninit;
+
+use crate::sync::{AtomicUsize, UnsafeCell};
+
+/// The distance between two consecutive positions.
+pub(crate) const ONE: usize = 2;
+/// Bit 0: in the tail index, "closed"; in a stamp, "hole" (a claimed position with no value).
+pub(crate) const MARK: usize = 1;
+
+/// A slot: a stamp saying whose turn it is, and room for one value.
+pub struct Slot<T> {
+    /// For the position `p` this slot serves next (one of `p`, `p + ONE`, `p + ONE + MARK`):
+    /// - `p`: free; the producer that claims position `p` may write it;
+    /// - `p + ONE`: holds the value pushed at `p`; the consumer that claims `p` may read it;
+    /// - `p + ONE + MARK`: a hole; the consumer that claims `p` skips it;
+    ///
+    /// after which that consumer stores `p + capacity * ONE`: free for the next lap.
+    /// Invariant: only the thread that owns position `p` (won the index CAS for it) changes
+    /// the stamp, and it moves it forward exactly one of these steps.
+    pub(crate) stamp: AtomicUsize,
+    /// Initialised exactly when `stamp == p + ONE`.
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+impl<T> Slot<T> {
+    crate::sync::const_fn_unless_loom! {
+        /// A free slot awaiting the push at position `stamp`.
+        pub(crate) fn new(stamp: usize) -> Self {
+            Self { stamp: AtomicUsize::new(stamp), value: UnsafeCell::new(MaybeUninit::uninit()) }
+        }
+    }
+
+    /// Moves `value` into the slot.
+    ///
+    /// # Safety
+    /// The caller owns this slot's current position (won the tail CAS for it) and has seen its
+    /// stamp say "free" with `Acquire`, so no other thread reads or writes the value now.
+    #[inline(always)]
+    pub(crate) unsafe fn write(&self, value: T) {
+        // SAFETY: the caller has exclusive access to the contents (see above).
+        self.value.with_mut(|p| unsafe { (*p).write(value) });
+    }
+
+    /// Moves the value out of the slot, leaving it logically uninitialised.
+    ///
+    /// # Safety
+    /// The caller owns this slot's current position (won the head CAS for it) and has seen its
+    /// stamp say "holds a value" with `Acquire`, so the value is initialised and no other thread
+    /// touches it now. The caller must not read it twice.
+    #[inline(always)]
+    pub(crate) unsafe fn read(&self) -> T {
+        // SAFETY: initialised and exclusively ours (see above); the stamp store that follows
+        // marks it uninitialised again, so it is read once.
+        self.value.with(|p| unsafe { (*p).assume_init_read() })
+    }
+}

@@ -1,0 +1,103 @@
+//! Unit tests that need the crate's insides: counters started near their wrap point.
+
+use std::vec::Vec;
+
+use super::slot::ONE;
+use super::{HeapRing, PopError, Ring};
+
+/// Positions a few steps before `usize::MAX`, so every index and stamp wraps during the test.
+fn near_wrap(steps_before: usize) -> usize {
+    0usize.wrapping_sub(steps_before * ONE)
+}
+
+#[test]
+fn wraps_near_usize_max_single_ops() {
+    let mut ring = Ring::<u64, 4>::new();
+    ring.start_at(near_wrap(3));
+    for round in 0..20u64 {
+        for i in 0..3 {
+            ring.try_push(round * 10 + i).unwrap();
+        }
+        assert_eq!(ring.len(), 3);
+        for i in 0..3 {
+            assert_eq!(ring.try_pop(), Ok(round * 10 + i));
+        }
+        assert_eq!(ring.try_pop(), Err(PopError::Empty));
+        assert!(ring.is_empty());
+    }
+}
+
+#[test]
+fn wraps_near_usize_max_full_and_batches() {
+    let mut ring = HeapRing::<u64>::with_capacity(8);
+    ring.start_at(near_wrap(5));
+    let mut next_in = 0u64;
+    let mut next_out = 0u64;
+    for _ in 0..50 {
+        // Fill to the brim across the wrap point, then check it reports full.
+        let pushed = ring.try_push_batch(&mut (next_in..next_in + 8)).unwrap();
+        assert_eq!(pushed, 8 - ring.len() + pushed);
+        next_in += pushed as u64;
+        assert!(ring.is_full());
+        assert!(ring.try_push(999).unwrap_err().is_full());
+        let mut out = Vec::new();
+        ring.try_pop_batch(&mut out, 5).unwrap();
+        for v in out {
+            assert_eq!(v, next_out);
+            next_out += 1;
+        }
+    }
+    ring.close();
+    let mut out = Vec::new();
+    while ring.try_pop_batch(&mut out, 3).is_ok() {}
+    assert_eq!(out, (next_out..next_in).collect::<Vec<_>>());
+    assert_eq!(ring.try_pop(), Err(PopError::Closed));
+}
+
+#[test]
+fn wraps_near_usize_max_drop_releases_values() {
+    use std::sync::Arc;
+    let token = Arc::new(());
+    {
+        let mut ring = Ring::<Arc<()>, 4>::new();
+        ring.start_at(near_wrap(1));
+        for _ in 0..4 {
+            ring.try_push(Arc::clone(&token)).unwrap();
+        }
+        drop(ring.try_pop().unwrap());
+        assert_eq!(Arc::strong_count(&token), 4);
+    }
+    assert_eq!(Arc::strong_count(&token), 1);
+}
+
+#[test]
+fn holes_from_short_iterators_are_skipped() {
+    // An iterator whose size hint promises more than it yields: the claimed positions it
+    // cannot fill become holes, which pops skip.
+    struct Liar(u32);
+    impl Iterator for Liar {
+        type Item = u32;
+        fn next(&mut self) -> Option<u32> {
+            (self.0 < 2).then(|| {
+                self.0 += 1;
+                self.0
+            })
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (4, Some(4))
+        }
+    }
+    let ring = Ring::<u32, 8>::new();
+    assert_eq!(ring.try_push_batch(&mut Liar(0)), Ok(2));
+    assert_eq!(ring.len(), 4, "holes occupy slots until popped");
+    ring.try_push(3).unwrap();
+    assert_eq!(ring.try_pop(), Ok(1));
+    assert_eq!(ring.try_pop(), Ok(2));
+    assert_eq!(ring.try_pop(), Ok(3), "the two holes are skipped");
+    assert!(ring.is_empty());
+    ring.try_push_batch(&mut Liar(0)).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(ring.try_pop_batch(&mut out, 8), Ok(2));
+    assert_eq!(out, [1, 2]);
+    assert_eq!(ring.try_pop(), Err(PopError::Empty));
+}

@@ -1,0 +1,151 @@
+//! The one concurrency facade.
+//!
+//! Only this file names `core::sync::atomic`, `loom` or `portable-atomic`, and every spin or
+//! yield in the crate goes through it. That is what lets the loom suite (built with
+//! `RUSTFLAGS="--cfg loom"`) swap every atomic, cell and spin for loom's model-checked versions
+//! without touching the algorithms.
+//!
+//! - `cfg(loom)`: loom's atomics, `UnsafeCell` and yields.
+//! - feature `portable-atomic`: `portable_atomic`'s types (for targets without native 64-bit or
+//!   CAS atomics; configure that crate's own features for your target).
+//! - otherwise: `core::sync::atomic`.
+
+#[cfg(all(not(loom), not(feature = "portable-atomic")))]
+pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(all(not(loom), not(feature = "portable-atomic"), target_has_atomic = "64"))]
+#[allow(unused_imports)] // used by the token bucket
+pub(crate) use core::sync::atomic::AtomicU64;
+#[cfg(loom)]
+#[allow(unused_imports)]
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(all(not(loom), feature = "portable-atomic"))]
+#[allow(unused_imports)]
+pub(crate) use portable_atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Whether this build has a 64-bit atomic for the token bucket.
+#[allow(dead_code)]
+pub(crate) const HAS_ATOMIC_U64: bool =
+    cfg!(any(loom, feature = "portable-atomic", target_has_atomic = "64"));
+
+/// Declares a `const fn`, except under loom, whose atomics have no `const` constructors.
+///
+/// One body serves both builds, so the loom suite checks exactly the code users run.
+macro_rules! const_fn_unless_loom {
+    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
+        #[cfg(not(loom))]
+        $(#[$attr])* $vis const fn $($rest)*
+        #[cfg(loom)]
+        $(#[$attr])* $vis fn $($rest)*
+    };
+}
+pub(crate) use const_fn_unless_loom;
+
+/// An `UnsafeCell` with loom's closure-based API, so access to slot contents is race-checked
+/// under loom and compiles to plain pointer access otherwise.
+#[cfg(not(loom))]
+#[derive(Debug)]
+#[repr(transparent)]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    #[inline(always)]
+    pub(crate) const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+
+    /// Runs `f` with a shared pointer to the contents.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Runs `f` with a unique pointer to the contents.
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// Reads an atomic through `&mut`, where no other thread can touch it (e.g. in `Drop`).
+#[inline]
+pub(crate) fn load_exclusive(atomic: &mut AtomicUsize) -> usize {
+    #[cfg(not(loom))]
+    {
+        *atomic.get_mut()
+    }
+    #[cfg(loom)]
+    {
+        atomic.with_mut(|v| *v)
+    }
+}
+
+/// One step of busy waiting: a CPU pause hint (a loom yield under loom, so models terminate).
+#[inline(always)]
+pub(crate) fn spin_hint() {
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// Gives the rest of this time slice to another thread.
+#[cfg(feature = "std")]
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// The adaptive wait used by every blocking operation: spin briefly with exponentially more
+/// pause hints, then yield the CPU a few times, then tell the caller to park.
+///
+/// On a machine with fewer cores than threads (2 cores here), pure spinning starves the very
+/// thread we wait for; yielding lets it run, and parking stops burning a core when the wait is
+/// long.
+#[cfg(feature = "std")]
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    /// Steps taken so far. Invariant: `step <= YIELD_LIMIT` once `snooze` returns `false`.
+    step: u32,
+}
+
+#[cfg(feature = "std")]
+impl Backoff {
+    /// Steps that spin, each doubling its pause hints (1, 2, .. 64).
+    const SPIN_LIMIT: u32 = 6;
+    /// Steps after which the caller should park instead.
+    const YIELD_LIMIT: u32 = 16;
+
+    pub(crate) const fn new() -> Self {
+        Self { step: 0 }
+    }
+
+    /// Waits a little. Returns `false` once spinning and yielding are exhausted and the caller
+    /// should park.
+    #[inline]
+    pub(crate) fn snooze(&mut self) -> bool {
+        if self.step <= Self::SPIN_LIMIT {
+            for _ in 0..1u32 << self.step {
+                spin_hint();
+            }
+        } else if self.step <= Self::YIELD_LIMIT {
+            yield_now();
+        } else {
+            return false;
+        }
+        self.step += 1;
+        true
+    }
+
+    /// Starts over, after progress or a wake-up.
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        self.step = 0;
+    }
+}
