@@ -10,11 +10,11 @@
 //!   CAS atomics; configure that crate's own features for your target).
 //! - otherwise: `core::sync::atomic`.
 
-#[cfg(all(not(loom), not(feature = "portable-atomic")))]
-pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(all(not(loom), not(feature = "portable-atomic"), target_has_atomic = "64"))]
 #[allow(unused_imports)] // used by the token bucket
 pub(crate) use core::sync::atomic::AtomicU64;
+#[cfg(all(not(loom), not(feature = "portable-atomic")))]
+pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,8 +24,11 @@ pub(crate) use portable_atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Whether this build has a 64-bit atomic for the token bucket.
 #[allow(dead_code)]
-pub(crate) const HAS_ATOMIC_U64: bool =
-    cfg!(any(loom, feature = "portable-atomic", target_has_atomic = "64"));
+pub(crate) const HAS_ATOMIC_U64: bool = cfg!(any(
+    loom,
+    feature = "portable-atomic",
+    target_has_atomic = "64"
+));
 
 /// Declares a `const fn`, except under loom, whose atomics have no `const` constructors.
 ///
@@ -84,6 +87,7 @@ pub(crate) fn load_exclusive(atomic: &mut AtomicUsize) -> usize {
 }
 
 /// One step of busy waiting: a CPU pause hint (a loom yield under loom, so models terminate).
+#[cfg_attr(loom, allow(dead_code))]
 #[inline(always)]
 pub(crate) fn spin_hint() {
     #[cfg(not(loom))]
@@ -94,6 +98,7 @@ pub(crate) fn spin_hint() {
 
 /// Gives the rest of this time slice to another thread.
 #[cfg(feature = "std")]
+#[cfg_attr(loom, allow(dead_code))]
 #[inline]
 pub(crate) fn yield_now() {
     #[cfg(not(loom))]
@@ -108,14 +113,14 @@ pub(crate) fn yield_now() {
 /// On a machine with fewer cores than threads (2 cores here), pure spinning starves the very
 /// thread we wait for; yielding lets it run, and parking stops burning a core when the wait is
 /// long.
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", not(loom)))]
 #[derive(Debug, Default)]
 pub(crate) struct Backoff {
     /// Steps taken so far. Invariant: `step <= YIELD_LIMIT` once `snooze` returns `false`.
     step: u32,
 }
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", not(loom)))]
 impl Backoff {
     /// Steps that spin, each doubling its pause hints (1, 2, .. 64).
     const SPIN_LIMIT: u32 = 6;

@@ -8,7 +8,7 @@
 use core::iter::FusedIterator;
 
 use super::single::{Seen, classify};
-use super::slot::{MARK, ONE};
+use super::slot::{MARK, ONE, PUBLISH};
 use super::{PopError, PushError, RingCore, Storage};
 use crate::sync::Ordering;
 
@@ -90,7 +90,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // We own positions `tail .. tail + count * ONE`, all seen free. The guard publishes
         // holes for any we do not fill, even if `items.next()` panics, so consumers never stall
         // on a position nobody will publish.
-        let mut claim = Claim { ring: self, next: tail, end: tail.wrapping_add(count * ONE) };
+        let mut claim = Claim {
+            ring: self,
+            next: tail,
+            end: tail.wrapping_add(count * ONE),
+        };
         let mut pushed = 0;
         while claim.next != claim.end {
             let Some(value) = items.next() else { break };
@@ -98,7 +102,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             // SAFETY: we won this position and saw its slot free (Acquire) in the scan.
             unsafe { slot.write(value) };
             // Release publishes the value; pairs with the Acquire stamp load in pop.
-            slot.stamp.store(claim.next.wrapping_add(ONE), Ordering::Release);
+            slot.stamp.store(claim.next.wrapping_add(ONE), PUBLISH);
             claim.next = claim.next.wrapping_add(ONE);
             pushed += 1;
         }
@@ -218,7 +222,7 @@ impl<T, S: Storage<T>> Drop for Claim<'_, T, S> {
             self.ring
                 .slot(self.next)
                 .stamp
-                .store(self.next.wrapping_add(ONE | MARK), Ordering::Release);
+                .store(self.next.wrapping_add(ONE | MARK), PUBLISH);
             self.next = self.next.wrapping_add(ONE);
         }
         self.ring.tail.waiters.notify();
@@ -259,7 +263,8 @@ impl<T, S: Storage<T>> Iterator for Drain<'_, T, S> {
             // Advance before freeing, so that a panic later can never free this slot twice.
             self.next = position.wrapping_add(ONE);
             // Release frees the slot; pairs with the Acquire stamp load in push.
-            slot.stamp.store(position.wrapping_add(self.ring.lap()), Ordering::Release);
+            slot.stamp
+                .store(position.wrapping_add(self.ring.lap()), Ordering::Release);
             if let Some(v) = value {
                 self.values -= 1;
                 return Some(v);
@@ -288,6 +293,8 @@ impl<T, S: Storage<T>> Drop for Drain<'_, T, S> {
 
 impl<T, S: Storage<T>> core::fmt::Debug for Drain<'_, T, S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Drain").field("remaining", &self.values).finish_non_exhaustive()
+        f.debug_struct("Drain")
+            .field("remaining", &self.values)
+            .finish_non_exhaustive()
     }
 }

@@ -5,7 +5,8 @@
 
 #![cfg(all(feature = "std", not(loom)))]
 
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::time::Instant;
 
 use super::slot::{MARK, ONE};
 use super::{Closed, PopError, PushError, RingCore, Storage};
@@ -87,12 +88,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     {
         let mut pushed = 0;
         loop {
-            let step = self.wait_for(&self.head.waiters, None, Self::full_and_open, || {
-                match self.try_push_batch(items) {
-                    Ok(n) => Step::Done(Ok(n)),
-                    Err(PushError::Closed(())) => Step::Done(Err(())),
-                    Err(PushError::Full(())) => Step::Blocked,
-                }
+            let step = self.wait_for(&self.head.waiters, None, Self::full_and_open, || match self
+                .try_push_batch(items)
+            {
+                Ok(n) => Step::Done(Ok(n)),
+                Err(PushError::Closed(())) => Step::Done(Err(())),
+                Err(PushError::Full(())) => Step::Blocked,
             });
             match step {
                 Some(Ok(0)) => return Ok(pushed),
@@ -139,12 +140,16 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     fn pop_until(&self, deadline: Option<Instant>) -> Result<T, PopError> {
-        let outcome = self.wait_for(&self.tail.waiters, deadline, Self::empty_and_open, || {
-            match self.try_pop() {
-                Err(PopError::Empty) => Step::Blocked,
-                done => Step::Done(done),
-            }
-        });
+        let outcome =
+            self.wait_for(
+                &self.tail.waiters,
+                deadline,
+                Self::empty_and_open,
+                || match self.try_pop() {
+                    Err(PopError::Empty) => Step::Blocked,
+                    done => Step::Done(done),
+                },
+            );
         outcome.unwrap_or(Err(PopError::Empty))
     }
 
@@ -177,12 +182,16 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<usize, PopError> {
-        let outcome = self.wait_for(&self.tail.waiters, deadline, Self::empty_and_open, || {
-            match self.try_pop_batch(out, max) {
-                Err(PopError::Empty) => Step::Blocked,
-                done => Step::Done(done),
-            }
-        });
+        let outcome =
+            self.wait_for(
+                &self.tail.waiters,
+                deadline,
+                Self::empty_and_open,
+                || match self.try_pop_batch(out, max) {
+                    Err(PopError::Empty) => Step::Blocked,
+                    done => Step::Done(done),
+                },
+            );
         outcome.unwrap_or(Err(PopError::Empty))
     }
 
@@ -232,5 +241,6 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 /// `now + timeout`, saturating far in the future instead of overflowing.
 fn deadline(timeout: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
 }

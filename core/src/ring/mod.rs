@@ -173,7 +173,6 @@ impl<T, const N: usize> RingCore<T, Inline<T, N>> {
     }
 }
 
-#[cfg(not(loom))]
 impl<T, const N: usize> Default for RingCore<T, Inline<T, N>> {
     fn default() -> Self {
         Self::new()
@@ -322,7 +321,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     #[doc(hidden)]
     pub fn start_at(&mut self, start: usize) {
         let start = start & !MARK;
-        assert!(self.is_empty() && !self.is_closed(), "start_at needs a fresh ring");
+        assert!(
+            self.is_empty() && !self.is_closed(),
+            "start_at needs a fresh ring"
+        );
         for i in 0..self.capacity() {
             let p = start.wrapping_add(i * ONE);
             // Relaxed: `&mut self` proves no other thread can see the ring.
@@ -344,7 +346,9 @@ impl<T, S: Storage<T>> Drop for RingCore<T, S> {
             let stamp = slot.stamp.load(Ordering::Relaxed);
             // Every claimed position was published (pushes cannot fail between claim and
             // publish; batch pushes publish holes even when unwinding).
-            debug_assert!(stamp == position.wrapping_add(ONE) || stamp == position.wrapping_add(ONE | MARK));
+            debug_assert!(
+                stamp == position.wrapping_add(ONE) || stamp == position.wrapping_add(ONE | MARK)
+            );
             if stamp == position.wrapping_add(ONE) {
                 // SAFETY: the stamp says the slot holds the value pushed at `position`, which no
                 // consumer claimed (`position >= head`); we have exclusive access.
@@ -367,25 +371,33 @@ impl<T, S: Storage<T>> fmt::Debug for RingCore<T, S> {
 
 impl fmt::Debug for Side {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Side").field("index", &self.index).finish_non_exhaustive()
+        f.debug_struct("Side")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
 impl<T> fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Slot").field("stamp", &self.stamp).finish_non_exhaustive()
+        f.debug_struct("Slot")
+            .field("stamp", &self.stamp)
+            .finish_non_exhaustive()
     }
 }
 
 impl<T, const N: usize> fmt::Debug for Inline<T, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Inline").field("capacity", &N).finish_non_exhaustive()
+        f.debug_struct("Inline")
+            .field("capacity", &N)
+            .finish_non_exhaustive()
     }
 }
 
 #[cfg(feature = "alloc")]
 impl<T> fmt::Debug for Boxed<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Boxed").field("capacity", &self.slots().len()).finish_non_exhaustive()
+        f.debug_struct("Boxed")
+            .field("capacity", &self.slots().len())
+            .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,6 @@
 //! Non-blocking single-value push and pop.
 
-use super::slot::{MARK, ONE};
+use super::slot::{MARK, ONE, PUBLISH};
 use super::{PopError, PushError, RingCore, Storage};
 use crate::sync::Ordering;
 
@@ -72,7 +72,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             unsafe { slot.write(value) };
                             // Release publishes the value; pairs with the Acquire stamp load in
                             // pop.
-                            slot.stamp.store(tail.wrapping_add(ONE), Ordering::Release);
+                            slot.stamp.store(tail.wrapping_add(ONE), PUBLISH);
                             self.tail.waiters.notify();
                             return Ok(());
                         }
@@ -112,7 +112,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             let expected = head.wrapping_add(ONE);
             let hole = stamp == expected | MARK;
-            match if hole { Seen::Ready } else { classify(stamp, expected) } {
+            match if hole {
+                Seen::Ready
+            } else {
+                classify(stamp, expected)
+            } {
                 Seen::Ready => {
                     // SeqCst: claims position `head`; SeqCst only for the wait handshake.
                     match self.head.index.compare_exchange_weak(
@@ -131,7 +135,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             };
                             // Release frees the slot for the next lap; pairs with the Acquire
                             // stamp load in push, ordering our read before its write.
-                            slot.stamp.store(head.wrapping_add(self.lap()), Ordering::Release);
+                            slot.stamp
+                                .store(head.wrapping_add(self.lap()), Ordering::Release);
                             self.head.waiters.notify();
                             match value {
                                 Some(v) => return Ok(v),

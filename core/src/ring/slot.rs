@@ -8,12 +8,23 @@
 
 use core::mem::MaybeUninit;
 
-use crate::sync::{AtomicUsize, UnsafeCell};
+use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
 
 /// The distance between two consecutive positions.
 pub(crate) const ONE: usize = 2;
 /// Bit 0: in the tail index, "closed"; in a stamp, "hole" (a claimed position with no value).
 pub(crate) const MARK: usize = 1;
+
+/// The ordering of a stamp store that publishes a value (or a hole) to consumers: `Release`,
+/// pairing with their `Acquire` stamp load so the write of the value happens-before its read.
+///
+/// `--cfg pc_mutant="ring_relaxed_publish"` weakens it to `Relaxed`, a deliberately broken
+/// variant the loom suite must reject (see `.ci/run`).
+pub(crate) const PUBLISH: Ordering = if cfg!(pc_mutant = "ring_relaxed_publish") {
+    Ordering::Relaxed
+} else {
+    Ordering::Release
+};
 
 /// A slot: a stamp saying whose turn it is, and room for one value.
 pub struct Slot<T> {

@@ -80,7 +80,9 @@ impl<T> Boxed<T> {
             .try_reserve_exact(capacity)
             .map_err(|_| super::CapacityError::Alloc(capacity))?;
         slots.extend((0..capacity).map(|i| Slot::new(i * ONE)));
-        Ok(Self { slots: slots.into_boxed_slice() })
+        Ok(Self {
+            slots: slots.into_boxed_slice(),
+        })
     }
 }
 

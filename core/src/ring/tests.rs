@@ -1,6 +1,6 @@
 //! Unit tests that need the crate's insides: counters started near their wrap point.
 
-use std::vec::Vec;
+use alloc::vec::Vec;
 
 use super::slot::ONE;
 use super::{HeapRing, PopError, Ring};
@@ -56,7 +56,7 @@ fn wraps_near_usize_max_full_and_batches() {
 
 #[test]
 fn wraps_near_usize_max_drop_releases_values() {
-    use std::sync::Arc;
+    use alloc::sync::Arc;
     let token = Arc::new(());
     {
         let mut ring = Ring::<Arc<()>, 4>::new();
@@ -100,4 +100,45 @@ fn holes_from_short_iterators_are_skipped() {
     assert_eq!(ring.try_pop_batch(&mut out, 8), Ok(2));
     assert_eq!(out, [1, 2]);
     assert_eq!(ring.try_pop(), Err(PopError::Empty));
+}
+
+/// Spins (yielding) until `n` threads have registered to park on `waiters`.
+fn until_registered(waiters: &super::Waiters, n: usize) {
+    while waiters.registered() < n {
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn close_wakes_parked_consumers() {
+    let ring = HeapRing::<u64>::with_capacity(4);
+    std::thread::scope(|s| {
+        let parked: Vec<_> = (0..3).map(|_| s.spawn(|| ring.pop())).collect();
+        until_registered(&ring.tail.waiters, 3);
+        ring.close();
+        for h in parked {
+            assert!(h.join().unwrap().is_err(), "woken with Closed");
+        }
+    });
+}
+
+#[test]
+fn push_wakes_parked_consumer_and_pop_wakes_parked_producer() {
+    let ring = Ring::<u64, 2>::new();
+    std::thread::scope(|s| {
+        let consumer = s.spawn(|| ring.pop());
+        until_registered(&ring.tail.waiters, 1);
+        ring.try_push(7).unwrap();
+        assert_eq!(consumer.join().unwrap(), Ok(7));
+
+        ring.try_push(1).unwrap();
+        ring.try_push(2).unwrap();
+        let producer = s.spawn(|| ring.push(3));
+        until_registered(&ring.head.waiters, 1);
+        assert_eq!(ring.try_pop(), Ok(1));
+        assert_eq!(producer.join().unwrap(), Ok(()));
+        let mut out = Vec::new();
+        ring.try_pop_batch(&mut out, 4).unwrap();
+        assert_eq!(out, [2, 3]);
+    });
 }

@@ -31,7 +31,18 @@ mod imp {
 
     impl Waiters {
         pub(crate) const fn new() -> Self {
-            Self { count: AtomicUsize::new(0), lock: Mutex::new(()), cond: Condvar::new() }
+            Self {
+                count: AtomicUsize::new(0),
+                lock: Mutex::new(()),
+                cond: Condvar::new(),
+            }
+        }
+
+        /// How many threads are registered to park (test support).
+        #[cfg(test)]
+        pub(crate) fn registered(&self) -> usize {
+            // Relaxed: a test polls this until it sees the parkers arrive.
+            self.count.load(Ordering::Relaxed)
         }
 
         /// Wakes every parked thread, if there is one.
@@ -60,7 +71,11 @@ mod imp {
             self.count.fetch_add(1, Ordering::SeqCst);
             if blocked() {
                 match deadline {
-                    None => drop(self.cond.wait(guard).unwrap_or_else(PoisonError::into_inner)),
+                    None => drop(
+                        self.cond
+                            .wait(guard)
+                            .unwrap_or_else(PoisonError::into_inner),
+                    ),
                     Some(d) => {
                         let timeout = d.saturating_duration_since(Instant::now());
                         if !timeout.is_zero() {

@@ -1,0 +1,114 @@
+//! API surface: capacities, Send/Sync, Debug, timeouts, statics.
+
+use std::time::Duration;
+
+use pc_core::{CapacityError, HeapRing, PopError, PushError, Ring};
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+#[test]
+fn send_and_sync_when_values_are_send() {
+    assert_send_sync::<Ring<u64, 4>>();
+    assert_send_sync::<HeapRing<String>>();
+    // A `Cell` is Send but not Sync: the ring only moves values, so it is still Sync.
+    assert_send_sync::<Ring<std::cell::Cell<u8>, 4>>();
+}
+
+#[test]
+fn heap_capacity_must_be_a_power_of_two_of_at_least_two() {
+    for bad in [0, 1, 3, 6, 1000, usize::MAX] {
+        assert_eq!(
+            HeapRing::<u8>::try_with_capacity(bad).unwrap_err(),
+            CapacityError::Invalid(bad)
+        );
+    }
+    for good in [2, 4, 1024] {
+        assert_eq!(
+            HeapRing::<u8>::try_with_capacity(good).unwrap().capacity(),
+            good
+        );
+    }
+    assert_eq!(
+        HeapRing::<u8>::try_with_capacity(pc_core::ring::MAX_CAPACITY).unwrap_err(),
+        CapacityError::Alloc(pc_core::ring::MAX_CAPACITY)
+    );
+}
+
+#[test]
+#[should_panic(expected = "must be a power of two")]
+fn with_capacity_panics_on_unusable_capacity() {
+    let _ = HeapRing::<u8>::with_capacity(3);
+}
+
+#[test]
+fn debug_shows_capacity_len_closed() {
+    let ring = Ring::<u8, 4>::new();
+    ring.try_push(1).unwrap();
+    assert_eq!(
+        format!("{ring:?}"),
+        "Ring { capacity: 4, len: 1, closed: false, .. }"
+    );
+    assert_eq!(format!("{:?}", PushError::Full(1)), "Full(..)");
+    assert_eq!(
+        PopError::Closed.to_string(),
+        "pop from a closed and drained ring"
+    );
+}
+
+#[test]
+fn timeouts_report_full_and_empty() {
+    let ring = HeapRing::<u8>::with_capacity(2);
+    assert_eq!(
+        ring.pop_timeout(Duration::from_millis(1)),
+        Err(PopError::Empty)
+    );
+    let mut out = Vec::new();
+    assert_eq!(
+        ring.pop_batch_timeout(&mut out, 4, Duration::ZERO),
+        Err(PopError::Empty)
+    );
+    ring.push(1).unwrap();
+    ring.push(2).unwrap();
+    assert_eq!(
+        ring.push_timeout(3, Duration::from_millis(1)),
+        Err(PushError::Full(3))
+    );
+    assert_eq!(ring.pop_timeout(Duration::from_millis(1)), Ok(1));
+    ring.close();
+    assert_eq!(
+        ring.push_timeout(4, Duration::from_secs(1)),
+        Err(PushError::Closed(4))
+    );
+    assert_eq!(
+        ring.pop_batch_timeout(&mut out, 4, Duration::from_secs(1)),
+        Ok(1)
+    );
+    assert_eq!(
+        ring.pop_timeout(Duration::from_secs(1)),
+        Err(PopError::Closed)
+    );
+}
+
+#[test]
+fn lives_in_a_static() {
+    static RING: Ring<&str, 2> = Ring::new();
+    std::thread::spawn(|| RING.push("from another thread").unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(RING.try_pop(), Ok("from another thread"));
+}
+
+#[test]
+fn zero_sized_values() {
+    let ring = Ring::<(), 4>::new();
+    for _ in 0..4 {
+        ring.try_push(()).unwrap();
+    }
+    assert_eq!(ring.try_push(()), Err(PushError::Full(())));
+    assert_eq!(ring.len(), 4);
+    let mut n = 0;
+    while ring.try_pop().is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 4);
+}

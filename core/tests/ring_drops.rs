@@ -1,0 +1,129 @@
+//! Drops: every value dropped exactly once - popped, left in the ring, or lost to a panic -
+//! including through batch operations.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pc_core::{HeapRing, Ring};
+
+/// Counts live instances; dropping one twice would drive the count below zero (caught by the
+/// checked subtraction) and forgetting one leaves it above zero.
+struct Tracked<'a>(&'a AtomicUsize);
+
+impl<'a> Tracked<'a> {
+    fn new(live: &'a AtomicUsize) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        Self(live)
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        let before = self.0.fetch_sub(1, Ordering::Relaxed);
+        assert!(before > 0, "double drop");
+    }
+}
+
+#[test]
+fn no_leak_no_double_drop_with_values_left_in_ring() {
+    let live = AtomicUsize::new(0);
+    {
+        let ring = Ring::<Tracked<'_>, 8>::new();
+        for _ in 0..6 {
+            assert!(ring.try_push(Tracked::new(&live)).is_ok());
+        }
+        drop(ring.try_pop().unwrap());
+        assert_eq!(live.load(Ordering::Relaxed), 5);
+        // A rejected value is handed back, not dropped by the ring.
+        ring.close();
+        let back = ring.try_push(Tracked::new(&live)).unwrap_err().into_inner();
+        assert_eq!(live.load(Ordering::Relaxed), 6);
+        drop(back);
+    }
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn no_leak_no_double_drop_with_batches() {
+    let live = AtomicUsize::new(0);
+    {
+        let ring = HeapRing::<Tracked<'_>>::with_capacity(16);
+        let mut items = (0..40).map(|_| Tracked::new(&live));
+        assert_eq!(ring.try_push_batch(&mut items).unwrap(), 16);
+        // Items that did not fit were never created: the iterator is lazy and untouched.
+        assert_eq!(live.load(Ordering::Relaxed), 16);
+        let mut out = Vec::new();
+        assert_eq!(ring.try_pop_batch(&mut out, 10).unwrap(), 10);
+        assert_eq!(live.load(Ordering::Relaxed), 16);
+        drop(out);
+        assert_eq!(live.load(Ordering::Relaxed), 6);
+        assert_eq!(ring.try_push_batch(&mut items).unwrap(), 10);
+        assert_eq!(live.load(Ordering::Relaxed), 16);
+    }
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}
+
+/// An `Extend` that panics after taking `limit` values.
+struct PanickyExtend<'a, T> {
+    kept: Vec<T>,
+    limit: usize,
+    calls: &'a Cell<usize>,
+}
+
+impl<T> Extend<T> for PanickyExtend<'_, T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        for v in iter {
+            self.calls.set(self.calls.get() + 1);
+            assert!(self.kept.len() < self.limit, "extend panics mid-batch");
+            self.kept.push(v);
+        }
+    }
+}
+
+#[test]
+fn panicking_extend_frees_the_whole_claim() {
+    let live = AtomicUsize::new(0);
+    let ring = HeapRing::<Tracked<'_>>::with_capacity(8);
+    ring.try_push_batch(&mut (0..8).map(|_| Tracked::new(&live)))
+        .unwrap();
+    let calls = Cell::new(0);
+    let mut out = PanickyExtend {
+        kept: Vec::new(),
+        limit: 3,
+        calls: &calls,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| ring.try_pop_batch(&mut out, 6)));
+    assert!(result.is_err());
+    // 3 kept, the 4th dropped while unwinding, 2 more claimed and dropped by the drain guard.
+    assert_eq!(out.kept.len(), 3);
+    assert_eq!(live.load(Ordering::Relaxed), 3 + 2);
+    // The ring is not stalled: the two unclaimed values are still there, and slots are free.
+    assert_eq!(ring.len(), 2);
+    ring.try_push_batch(&mut (0..6).map(|_| Tracked::new(&live)))
+        .unwrap();
+    assert_eq!(ring.len(), 8);
+    drop(out);
+    drop(ring);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn panicking_iterator_in_batch_push_leaves_holes_not_a_stall() {
+    let live = AtomicUsize::new(0);
+    let ring = HeapRing::<Tracked<'_>>::with_capacity(8);
+    let mut made = 0;
+    let mut items = std::iter::from_fn(|| {
+        made += 1;
+        assert!(made <= 2, "iterator panics on its third item");
+        Some(Tracked::new(&live))
+    });
+    let result = catch_unwind(AssertUnwindSafe(|| ring.try_push_batch(&mut items)));
+    assert!(result.is_err());
+    // Two values pushed, the rest of the claim published as holes which pops skip.
+    assert!(ring.try_pop().is_ok());
+    assert!(ring.try_pop().is_ok());
+    assert_eq!(ring.try_pop().err(), Some(pc_core::PopError::Empty));
+    assert!(ring.is_empty());
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}

@@ -1,0 +1,208 @@
+//! Loom model checks of the ring's lock-free protocol (the non-blocking operations).
+//!
+//! Each model is tiny (capacity 2, a handful of values) so loom can explore every interleaving
+//! within the preemption bound. Loom's `UnsafeCell` tracking turns any read of a slot that is not
+//! ordered after its write into a failure, so these models fail against the mutant
+//! `--cfg pc_mutant="ring_relaxed_publish"` (the publish store weakened to Relaxed); `.ci/run`
+//! runs them that way too and requires the failure.
+//!
+//! Threads that find the ring full or empty retry a bounded number of times, then give up: loom
+//! cannot schedule several spinning threads fairly (it re-runs the first yielder), so unbounded
+//! retry loops blow its branch limit. Each model therefore has a racing phase, then joins every
+//! thread and drains what is left single-threaded, and checks the whole history: every value
+//! that was pushed is popped exactly once, and each producer's values come out in push order.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use pc_core::ring::Storage;
+use pc_core::{HeapRing, PopError, PushError, Ring, RingCore};
+
+/// How many times a thread retries a full or empty ring before giving up.
+const PATIENCE: usize = 2;
+
+/// Pushes `values` in order; stops at the first value still refused after `PATIENCE` retries.
+/// Returns how many were pushed.
+fn push_some<S: Storage<u32>>(ring: &RingCore<u32, S>, values: &[u32]) -> usize {
+    for (i, &v) in values.iter().enumerate() {
+        let mut tries = 0;
+        loop {
+            match ring.try_push(v) {
+                Ok(()) => break,
+                Err(PushError::Full(_)) if tries < PATIENCE => {
+                    tries += 1;
+                    thread::yield_now();
+                }
+                Err(_) => return i,
+            }
+        }
+    }
+    values.len()
+}
+
+/// Pops until `n` values, Closed, or `PATIENCE` consecutive Empty results.
+fn pop_some<S: Storage<u32>>(ring: &RingCore<u32, S>, n: usize) -> Vec<u32> {
+    let mut got = Vec::new();
+    let mut tries = 0;
+    while got.len() < n {
+        match ring.try_pop() {
+            Ok(v) => {
+                got.push(v);
+                tries = 0;
+            }
+            Err(PopError::Empty) if tries < PATIENCE => {
+                tries += 1;
+                thread::yield_now();
+            }
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// Pops everything left, with no other thread running.
+fn drain<S: Storage<u32>>(ring: &RingCore<u32, S>) -> Vec<u32> {
+    let mut rest = Vec::new();
+    while let Ok(v) = ring.try_pop() {
+        rest.push(v);
+    }
+    rest
+}
+
+/// Checks that `consumers` (each in pop order) hold exactly the pushed prefix of every
+/// producer's values, each once, each producer's in order.
+fn check_history(producers: &[(&[u32], usize)], consumers: &[Vec<u32>]) {
+    let mut expected: Vec<u32> = producers
+        .iter()
+        .flat_map(|(v, n)| v[..*n].to_vec())
+        .collect();
+    let mut all: Vec<u32> = consumers.concat();
+    expected.sort_unstable();
+    all.sort_unstable();
+    assert_eq!(all, expected, "values lost or duplicated");
+    for got in consumers {
+        for (values, _) in producers {
+            let order: Vec<usize> = got
+                .iter()
+                .filter_map(|x| values.iter().position(|v| v == x))
+                .collect();
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "FIFO per producer: {got:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn two_producers_one_consumer() {
+    loom::model(|| {
+        const A: &[u32] = &[10, 11];
+        const B: &[u32] = &[20];
+        let ring = Arc::new(Ring::<u32, 2>::new());
+        let spawn_producer = |values: &'static [u32]| {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || push_some(&*ring, values))
+        };
+        let (a, b) = (spawn_producer(A), spawn_producer(B));
+        let got = pop_some(&*ring, 3);
+        let pushed = [(A, a.join().unwrap()), (B, b.join().unwrap())];
+        check_history(&pushed, &[[got, drain(&*ring)].concat()]);
+    });
+}
+
+#[test]
+fn one_producer_two_consumers() {
+    loom::model(|| {
+        const P: &[u32] = &[1, 2];
+        let ring = Arc::new(Ring::<u32, 2>::new());
+        let consumer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || pop_some(&*ring, 2))
+        };
+        let other = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || pop_some(&*ring, 2))
+        };
+        let pushed = push_some(&*ring, P);
+        let (c1, c2) = (consumer.join().unwrap(), other.join().unwrap());
+        check_history(&[(P, pushed)], &[c1, c2, drain(&*ring)]);
+    });
+}
+
+#[test]
+fn capacity_two_wraps_around_near_usize_max() {
+    loom::model(|| {
+        const P: &[u32] = &[1, 2, 3];
+        let mut ring = Ring::<u32, 2>::new();
+        // One step before the counters wrap: the laps below cross usize::MAX.
+        ring.start_at(usize::MAX - 1);
+        let ring = Arc::new(ring);
+        let producer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || push_some(&*ring, P))
+        };
+        let got = pop_some(&*ring, 3);
+        let pushed = producer.join().unwrap();
+        check_history(&[(P, pushed)], &[[got, drain(&*ring)].concat()]);
+        assert!(ring.is_empty());
+    });
+}
+
+#[test]
+fn close_races_with_push_and_pop() {
+    loom::model(|| {
+        const P: &[u32] = &[1, 2];
+        let ring = Arc::new(Ring::<u32, 2>::new());
+        let producer = {
+            let ring = Arc::clone(&ring);
+            // Each push either lands (and must be popped) or is refused as Closed.
+            thread::spawn(move || push_some(&*ring, P))
+        };
+        let closer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || ring.close())
+        };
+        // Race a consumer against both; then, once closed, it must drain to Closed.
+        let mut got = pop_some(&*ring, 2);
+        let pushed = producer.join().unwrap();
+        assert!(closer.join().unwrap());
+        got.extend(drain(&*ring));
+        assert_eq!(ring.try_pop(), Err(PopError::Closed));
+        check_history(&[(P, pushed)], &[got]);
+        assert!(ring.try_push(3).unwrap_err().is_closed());
+    });
+}
+
+#[test]
+fn batch_push_races_with_pop() {
+    loom::model(|| {
+        const P: &[u32] = &[1, 2, 3];
+        let ring = Arc::new(HeapRing::<u32>::with_capacity(2));
+        let producer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let mut items = P.iter().copied();
+                for _ in 0..=PATIENCE {
+                    if items.len() == 0 || ring.try_push_batch(&mut items).is_ok() {
+                        continue;
+                    }
+                    thread::yield_now();
+                }
+                P.len() - items.len()
+            })
+        };
+        let mut got = Vec::new();
+        for _ in 0..=PATIENCE {
+            match ring.try_pop_batch(&mut got, 2) {
+                Ok(n) => assert!(n >= 1),
+                Err(PopError::Empty) => thread::yield_now(),
+                Err(PopError::Closed) => unreachable!("never closed"),
+            }
+        }
+        let pushed = producer.join().unwrap();
+        ring.try_pop_batch(&mut got, 3).ok();
+        check_history(&[(P, pushed)], &[got]);
+        assert!(ring.is_empty());
+    });
+}
