@@ -1,1 +1,94 @@
-fn main() {}
+//! Ring benches, capacity 1024, u64 messages; pc's ring and its peers in the same groups.
+//! (a) single-thread push+pop pair; (b) 1P1C throughput, pinned, single and batch (32, 64);
+//! (c) ping-pong round trip; (d) 2P2C with blocking APIs (threads outnumber cores here).
+
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use pc_benches::ring::{
+    self, ArrayQueue, CrossbeamChannel, Flavor, Heapless, Pc, Rtrb, StdSyncChannel,
+};
+
+fn single_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring/a_single_thread_push_pop");
+    g.throughput(Throughput::Elements(1));
+    fn row<F: Flavor>(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+        g.bench_function(F::NAME, |b| b.iter_custom(ring::single_thread_pairs::<F>));
+    }
+    row::<Pc>(&mut g);
+    row::<ArrayQueue>(&mut g);
+    row::<Heapless>(&mut g);
+    row::<Rtrb>(&mut g);
+    row::<CrossbeamChannel>(&mut g);
+    row::<StdSyncChannel>(&mut g);
+    g.finish();
+}
+
+fn spsc(c: &mut Criterion) {
+    let cores = ring::cores();
+    let mut g = c.benchmark_group("ring/b_1p1c_throughput");
+    g.throughput(Throughput::Elements(1));
+    for batch in [1, 32, 64] {
+        let mut row = |name: &str, f: fn(&[core_affinity::CoreId], u64, usize) -> Duration| {
+            g.bench_function(BenchmarkId::new(name, batch), |b| {
+                b.iter_custom(|n| f(&cores, n, batch))
+            });
+        };
+        row(Pc::NAME, ring::spsc_throughput::<Pc>);
+        row(Rtrb::NAME, ring::spsc_throughput::<Rtrb>);
+        if batch == 1 {
+            row(ArrayQueue::NAME, ring::spsc_throughput::<ArrayQueue>);
+            row(Heapless::NAME, ring::spsc_throughput::<Heapless>);
+            row(
+                CrossbeamChannel::NAME,
+                ring::spsc_throughput::<CrossbeamChannel>,
+            );
+            row(
+                StdSyncChannel::NAME,
+                ring::spsc_throughput::<StdSyncChannel>,
+            );
+        }
+    }
+    g.finish();
+}
+
+fn ping_pong(c: &mut Criterion) {
+    let cores = ring::cores();
+    let mut g = c.benchmark_group("ring/c_ping_pong_round_trip");
+    let mut row = |name: &str, f: fn(&[core_affinity::CoreId], u64) -> Vec<Duration>| {
+        g.bench_function(name, |b| b.iter_custom(|n| f(&cores, n).into_iter().sum()));
+    };
+    row(Pc::NAME, ring::ping_pong::<Pc>);
+    row(ArrayQueue::NAME, ring::ping_pong::<ArrayQueue>);
+    row(Heapless::NAME, ring::ping_pong::<Heapless>);
+    row(Rtrb::NAME, ring::ping_pong::<Rtrb>);
+    row(CrossbeamChannel::NAME, ring::ping_pong::<CrossbeamChannel>);
+    g.finish();
+}
+
+fn mpmc(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring/d_2p2c_blocking");
+    g.throughput(Throughput::Elements(1));
+    let mut row = |name: &str, f: fn(u64) -> Duration| {
+        g.bench_function(name, |b| b.iter_custom(f));
+    };
+    row(Pc::NAME, ring::mpmc_blocking::<Pc>);
+    row(
+        CrossbeamChannel::NAME,
+        ring::mpmc_blocking::<CrossbeamChannel>,
+    );
+    row(StdSyncChannel::NAME, ring::mpmc_blocking::<StdSyncChannel>);
+    row(ArrayQueue::NAME, ring::mpmc_blocking::<ArrayQueue>);
+    row(Heapless::NAME, ring::mpmc_blocking::<Heapless>);
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+}
+
+criterion_group! { name = benches; config = config(); targets = single_thread, spsc, ping_pong, mpmc }
+criterion_main!(benches);

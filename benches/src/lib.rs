@@ -1,1 +1,3 @@
 //! Shared helpers for pc's benches and comparison binaries.
+
+pub mod ring;

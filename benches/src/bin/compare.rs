@@ -1,0 +1,235 @@
+//! Quick side-by-side comparison: short versions of the ring benches (pc and its peers in the
+//! same run, interleaved, repeated), printed as one table: each measure, ours, the best peer,
+//! and the ratio (> 1 means pc is ahead).
+//!
+//! `cargo run --release -p pc-benches --bin compare [-- --repeats N]`
+
+use std::time::Duration;
+
+use pc_benches::ring::{
+    self, ArrayQueue, CrossbeamChannel, Flavor, Heapless, Pc, Rtrb, StdSyncChannel,
+};
+
+/// A named measurement to repeat: returns one sample.
+type Run<'a> = (&'static str, Box<dyn FnMut() -> f64 + 'a>);
+
+/// One table row: a measure, its unit, and whether bigger is better.
+struct Row {
+    measure: String,
+    unit: &'static str,
+    higher_is_better: bool,
+    /// (name, median value) for pc first, then each peer.
+    results: Vec<(&'static str, f64)>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs each flavour's closure `repeats` times, interleaved (pc, peer1, .., pc, peer1, ..) so
+/// drifting machine load hits all alike; keeps the median of each.
+fn measure(repeats: usize, runs: &mut [Run<'_>]) -> Vec<(&'static str, f64)> {
+    let mut samples = vec![Vec::new(); runs.len()];
+    for _ in 0..repeats {
+        for (i, (_, run)) in runs.iter_mut().enumerate() {
+            samples[i].push(run());
+        }
+    }
+    runs.iter()
+        .zip(samples)
+        .map(|((name, _), s)| (*name, median(s)))
+        .collect()
+}
+
+fn per_sec(msgs: u64, d: Duration) -> f64 {
+    msgs as f64 / d.as_secs_f64() / 1e6
+}
+
+fn main() {
+    let repeats = std::env::args()
+        .skip_while(|a| a != "--repeats")
+        .nth(1)
+        .map_or(5, |n| {
+            n.parse().unwrap_or_else(|_| {
+                eprintln!("--repeats takes a number");
+                std::process::exit(2)
+            })
+        });
+    let cores = ring::cores();
+    let mut rows = Vec::new();
+
+    eprintln!("(a) single-thread push+pop ...");
+    const PAIRS: u64 = 2_000_000;
+    macro_rules! flavours { ($f:ident, $($t:ty),*) => { [$((<$t>::NAME, Box::new(move || $f::<$t>()) as Box<dyn FnMut() -> f64>)),*] } }
+    fn a<F: Flavor>() -> f64 {
+        ring::single_thread_pairs::<F>(PAIRS).as_nanos() as f64 / PAIRS as f64
+    }
+    rows.push(Row {
+        measure: "single-thread push+pop".into(),
+        unit: "ns/op",
+        higher_is_better: false,
+        results: measure(
+            repeats,
+            &mut flavours!(
+                a,
+                Pc,
+                ArrayQueue,
+                Heapless,
+                Rtrb,
+                CrossbeamChannel,
+                StdSyncChannel
+            ),
+        ),
+    });
+
+    const MSGS: u64 = 5_000_000;
+    for batch in [1usize, 32, 64] {
+        eprintln!("(b) 1P1C throughput, batch {batch} ...");
+        let mut runs: Vec<Run<'_>> = Vec::new();
+        let c = &cores;
+        runs.push((
+            Pc::NAME,
+            Box::new(move || per_sec(MSGS, ring::spsc_throughput::<Pc>(c, MSGS, batch))),
+        ));
+        runs.push((
+            Rtrb::NAME,
+            Box::new(move || per_sec(MSGS, ring::spsc_throughput::<Rtrb>(c, MSGS, batch))),
+        ));
+        if batch == 1 {
+            runs.push((
+                ArrayQueue::NAME,
+                Box::new(move || per_sec(MSGS, ring::spsc_throughput::<ArrayQueue>(c, MSGS, 1))),
+            ));
+            runs.push((
+                Heapless::NAME,
+                Box::new(move || per_sec(MSGS, ring::spsc_throughput::<Heapless>(c, MSGS, 1))),
+            ));
+            runs.push((
+                CrossbeamChannel::NAME,
+                Box::new(move || {
+                    per_sec(MSGS, ring::spsc_throughput::<CrossbeamChannel>(c, MSGS, 1))
+                }),
+            ));
+            runs.push((
+                StdSyncChannel::NAME,
+                Box::new(move || {
+                    per_sec(
+                        MSGS / 5,
+                        ring::spsc_throughput::<StdSyncChannel>(c, MSGS / 5, 1),
+                    )
+                }),
+            ));
+        }
+        rows.push(Row {
+            measure: format!("1P1C throughput, batch {batch}"),
+            unit: "M msg/s",
+            higher_is_better: true,
+            results: measure(repeats, &mut runs),
+        });
+    }
+
+    eprintln!("(c) ping-pong ...");
+    const ROUNDS: u64 = 200_000;
+    for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+        let c = &cores;
+        let mut runs: Vec<Run<'_>> = vec![
+            (
+                Pc::NAME,
+                Box::new(move || {
+                    ring::quantile(&mut ring::ping_pong::<Pc>(c, ROUNDS), q).as_nanos() as f64
+                }),
+            ),
+            (
+                ArrayQueue::NAME,
+                Box::new(move || {
+                    ring::quantile(&mut ring::ping_pong::<ArrayQueue>(c, ROUNDS), q).as_nanos()
+                        as f64
+                }),
+            ),
+            (
+                Heapless::NAME,
+                Box::new(move || {
+                    ring::quantile(&mut ring::ping_pong::<Heapless>(c, ROUNDS), q).as_nanos() as f64
+                }),
+            ),
+            (
+                Rtrb::NAME,
+                Box::new(move || {
+                    ring::quantile(&mut ring::ping_pong::<Rtrb>(c, ROUNDS), q).as_nanos() as f64
+                }),
+            ),
+            (
+                CrossbeamChannel::NAME,
+                Box::new(move || {
+                    ring::quantile(&mut ring::ping_pong::<CrossbeamChannel>(c, ROUNDS), q)
+                        .as_nanos() as f64
+                }),
+            ),
+        ];
+        rows.push(Row {
+            measure: format!("ping-pong round trip {label}"),
+            unit: "ns",
+            higher_is_better: false,
+            results: measure(repeats, &mut runs),
+        });
+    }
+
+    eprintln!("(d) 2P2C blocking ...");
+    const MPMC_MSGS: u64 = 2_000_000;
+    fn d<F: Flavor<Tx: Clone, Rx: Clone>>() -> f64 {
+        per_sec(MPMC_MSGS, ring::mpmc_blocking::<F>(MPMC_MSGS))
+    }
+    rows.push(Row {
+        measure: "2P2C blocking (oversubscribed)".into(),
+        unit: "M msg/s",
+        higher_is_better: true,
+        results: measure(
+            repeats,
+            &mut flavours!(
+                d,
+                Pc,
+                CrossbeamChannel,
+                StdSyncChannel,
+                ArrayQueue,
+                Heapless
+            ),
+        ),
+    });
+
+    print_table(&rows);
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| measure | unit | pc | best peer | peer | ratio (pc vs best) |");
+    println!("|---|---|---:|---:|---|---:|");
+    for row in rows {
+        let (_, ours) = row.results[0];
+        let peers = &row.results[1..];
+        let best = if row.higher_is_better {
+            peers.iter().max_by(|a, b| a.1.total_cmp(&b.1))
+        } else {
+            peers.iter().min_by(|a, b| a.1.total_cmp(&b.1))
+        };
+        let Some(&(name, best)) = best else { continue };
+        let ratio = if row.higher_is_better {
+            ours / best
+        } else {
+            best / ours
+        };
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {} | {:.2}x |",
+            row.measure, row.unit, ours, best, name, ratio
+        );
+    }
+    println!();
+    println!("All peers, medians:");
+    for row in rows {
+        let all: Vec<String> = row
+            .results
+            .iter()
+            .map(|(n, v)| format!("{n} {v:.2}"))
+            .collect();
+        println!("- {} ({}): {}", row.measure, row.unit, all.join(", "));
+    }
+}
