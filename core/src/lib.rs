@@ -42,6 +42,29 @@
 //! });
 //! ```
 //!
+//! ## The token bucket
+//! [`TokenBucket`] shares one rate among any number of threads: `rate` tokens per period, at
+//! most `burst` at once, state in one padded `AtomicU64`, no lock and no clock read (callers
+//! pass `now` in nanoseconds; with `std`, [`Clock`] provides it). Guarantees, proved in
+//! [`bucket`] and pinned by tests: it never grants more than `burst + T(t1) - T(t0)` tokens to
+//! calls whose `now` lies in `[t0, t1]`, `T` being the exact `floor(t * rate / period)`,
+//! whatever the interleaving and however stale or backwards `now` is; no drift at any rate
+//! (1 per hour to 10^9 per second and beyond); no burst after idle beyond `burst`; saturating
+//! arithmetic that fails closed. Each [`Grant`] carries the instants its tokens were due, so
+//! producers can stamp intended send times. Needs 64-bit atomics (or feature
+//! `portable-atomic`).
+//!
+//! ```
+//! use pc_core::TokenBucket;
+//!
+//! static LIMIT: TokenBucket = TokenBucket::per_second(500, 5).starting_empty_at(0);
+//!
+//! let now = 10_000_000; // 10 ms on the caller's clock: 5 tokens are due
+//! let grant = LIMIT.try_acquire_up_to(8, now).unwrap();
+//! assert_eq!((grant.count(), grant.first_due(), grant.due()), (5, 2_000_000, 10_000_000));
+//! assert_eq!(LIMIT.try_acquire(1, now).unwrap_err().wait_ns(), Some(2_000_000));
+//! ```
+//!
 //! ## Memory orderings
 //! Each atomic operation in the source says what it publishes or acquires and what it pairs
 //! with. In short: slot stamps carry the data (Release to publish, Acquire to take); index CASes
@@ -68,9 +91,22 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+#[cfg(any(loom, feature = "portable-atomic", target_has_atomic = "64"))]
+pub mod bucket;
+#[cfg(all(feature = "std", not(loom)))]
+mod clock;
 pub mod ring;
 mod sync;
 
+#[cfg(any(loom, feature = "portable-atomic", target_has_atomic = "64"))]
+pub use bucket::{Denied, Grant, RateError, Schedule, TokenBucket};
+#[cfg(all(feature = "std", not(loom)))]
+pub use clock::Clock;
 #[cfg(feature = "alloc")]
 pub use ring::HeapRing;
 pub use ring::{CapacityError, Closed, PopError, PushError, Ring, RingCore};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -87,7 +87,7 @@ pub(crate) fn load_exclusive(atomic: &mut AtomicUsize) -> usize {
 }
 
 /// One step of busy waiting: a CPU pause hint (a loom yield under loom, so models terminate).
-#[cfg_attr(loom, allow(dead_code))]
+#[cfg_attr(any(loom, not(feature = "std")), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn spin_hint() {
     #[cfg(not(loom))]

@@ -14,6 +14,16 @@ pub fn round_trip(value: u32) -> Result<u32, PopError> {
     RING.try_pop()
 }
 
+/// A token bucket in a `static`, where the target has 64-bit atomics.
+#[cfg(target_has_atomic = "64")]
+static LIMIT: pc_core::TokenBucket = pc_core::TokenBucket::per_second(1_000, 10);
+
+/// Takes one token at `now` (caller's nanoseconds), so the bucket is compiled and linked.
+#[cfg(target_has_atomic = "64")]
+pub fn take(now: u64) -> bool {
+    LIMIT.try_acquire(1, now).is_ok()
+}
+
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     loop {}

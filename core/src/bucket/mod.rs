@@ -1,0 +1,480 @@
+//! The token bucket: an exact, lock-free rate limiter whose state is one padded atomic word.
+//!
+//! # Guarantees
+//! Writing `T(t)` for the number of tokens the bucket's clock has issued by instant `t`: exactly
+//! `floor(t * rate / period)` (see [`TokenBucket::tokens_at`]),
+//! - **Never over-grants.** For any interval `[t0, t1]` of `now` values passed to the bucket, the
+//!   tokens granted by calls whose `now` lies in it number at most
+//!   `burst + T(t1) - T(t0) <= burst + ceil(rate * (t1 - t0) / period)`: so at most
+//!   `burst + rate * (t1 - t0) / period + 1`, the `+1` being the rounding of a token count to an
+//!   integer. This holds whatever the interleaving of threads and whatever stale or backwards
+//!   `now` they pass; a bucket made with [`starting_empty_at(t0)`](TokenBucket::starting_empty_at)
+//!   grants at most `T(t1) - T(t0)` (no burst) by calls with `now <= t1`.
+//! - **Stale or backwards time only ever sees fewer tokens.** A call's view of the bucket is
+//!   computed from its own `now` alone; an older `now` sees a smaller `T`, hence fewer tokens.
+//! - **Exact over the long run.** No rounding that accumulates: `T` is the exact floor at every
+//!   instant (fixed point with enough bits, no drift), at any rate from one token per 584 years
+//!   to `2^63 - 1` per period, per hour or per nanosecond alike. A caller taking tokens as fast
+//!   as they come (and often enough that the bucket never overflows) receives exactly
+//!   `T(t) + burst` (full start) or `T(t) - T(t0)` (empty start) of them by instant `t`.
+//! - **No burst after idle beyond `burst`.** However long the bucket sat unused, it holds at most
+//!   `burst` tokens.
+//! - **No overflow, no panic** for any `now`, `n`, rate or burst: arithmetic saturates and fails
+//!   closed (a request that cannot be represented is denied, never granted).
+//! - **Lock-free.** An acquire is one load and a CAS loop on one word; a CAS fails only because
+//!   another acquire succeeded (or spuriously, on LL/SC machines). No division on the hot path.
+//!   The word is alone in its cache line ([`CachePadded`]).
+//!
+//! # Non-guarantees
+//! - **No fairness.** Under contention some threads may win more often than others.
+//! - **Denied waits are hints.** [`Denied::NotYet`] says when the tokens would be there if nobody
+//!   else took them first.
+//! - **The clock is the caller's.** The bucket never reads a clock; `now` must be monotonic
+//!   nanoseconds from one origin shared by all callers (with `std`, [`Clock`](crate::Clock)).
+//!   It tolerates stale readings, but a `now` from a different origin is just another instant.
+//! - **The token clock counts to `2^64`.** At `10^9` tokens per second that is 584 years of
+//!   `now`; a bucket whose count would pass `u64::MAX` denies from then on (fails closed).
+//!
+//! # Targets without 64-bit atomics
+//! This module needs an `AtomicU64`. On targets without a native one (e.g.
+//! `thumbv7em-none-eabihf`) it is absent unless feature `portable-atomic` is enabled, and
+//! `portable-atomic` itself is configured to emulate 64-bit atomics there: its `fallback`
+//! feature plus either its `critical-section` feature or
+//! `--cfg portable_atomic_unsafe_assume_single_core` (checked: a `static` bucket then builds for
+//! `thumbv7em-none-eabihf`). The bucket is then exactly as correct, but its word is guarded by
+//! a critical section (or, with `fallback` alone on multi-core targets, a lock), so it is no
+//! longer lock-free.
+//!
+//! # Design
+//! The state is one `u64`, `end`: the index of the last token ever granted, biased by `burst` so
+//! that it never goes negative (the bucket starts full with `end = T(0) = 0`). At `now`, with
+//! `t = T(now)`, the bucket holds `min(burst, t + burst - end)` tokens, and `n` are granted iff
+//! `e + n <= t + burst` where `e = max(end, t)`, by a CAS of `end` from the value read to
+//! `e + n`. That grant takes the token indices `(e - burst, e + n - burst]`: above every earlier
+//! grant's (`end` only grows, and a CAS from an outdated `end` fails) and within
+//! `(t - burst, t]`. So the disjoint ranges of all calls with `now` in `[t0, t1]` lie in
+//! `(T(t0) - burst, T(t1)]`, which holds `burst + T(t1) - T(t0)` indices: that is the whole
+//! proof of the bound, and it never looks at which thread ran when, nor at how `now` values
+//! relate to each other. Time maps to tokens by a precomputed fixed-point multiplier
+//! (`rate.rs`), so the hot path has no division. Every quantity saturates at `u64::MAX`, which
+//! only lowers `t + burst`: it can deny, never grant.
+//!
+//! # Memory orderings
+//! Every access to `end` is `Relaxed`. The bound depends only on the sequence of values `end`
+//! takes, and read-modify-writes of one location are totally ordered, each reading the value
+//! the previous one wrote, under any ordering. The bucket publishes no other data; a caller who
+//! needs a grant to order other memory must synchronise that memory itself.
+
+mod outcome;
+mod rate;
+
+#[cfg(feature = "std")]
+mod blocking;
+
+use core::fmt;
+use core::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+pub use outcome::{Denied, Grant, Schedule};
+pub use rate::RateError;
+
+use crate::sync::{AtomicU64, Ordering};
+use outcome::due_of_biased;
+use rate::TokenClock;
+
+/// A lock-free token bucket: `rate` tokens per period, holding at most `burst`.
+///
+/// Time is passed in by the caller as monotonic nanoseconds (`now`); see the
+/// [module docs](crate::bucket) for the guarantees and their proof sketch.
+///
+/// ```
+/// use pc_core::{Denied, TokenBucket};
+///
+/// // 1000 tokens per second, at most 10 at once; it can be a `static`.
+/// static BUCKET: TokenBucket = TokenBucket::per_second(1000, 10);
+///
+/// let now = 5_000_000; // the caller's clock, in ns
+/// assert_eq!(BUCKET.try_acquire(10, now).unwrap().count(), 10); // starts full
+/// let denied = BUCKET.try_acquire(1, now).unwrap_err(); // empty: the next token is 1 ms away
+/// assert_eq!(denied, Denied::NotYet { ready_at: now + 1_000_000, wait_ns: 1_000_000 });
+///
+/// // One millisecond later one token is due, scheduled at exactly that instant.
+/// let grant = BUCKET.try_acquire(1, now + 1_000_000).unwrap();
+/// assert_eq!(grant.due(), now + 1_000_000);
+/// ```
+pub struct TokenBucket {
+    /// The biased index of the last token granted (see the module docs). Invariant: it only
+    /// grows, and after a grant at `now` it is at most `tokens_at(now) + burst`.
+    end: CachePadded<AtomicU64>,
+    /// Immutable after construction; kept out of `end`'s cache line, so reading them never
+    /// contends with a CAS.
+    clock: TokenClock,
+    /// Capacity. Invariant: `burst >= 1`.
+    burst: u64,
+}
+
+impl TokenBucket {
+    crate::sync::const_fn_unless_loom! {
+        /// A bucket of `rate` tokens per second holding at most `burst`, starting full.
+        ///
+        /// # Panics
+        /// If `rate` or `burst` is 0, or `rate >= 2^63`: at compile time when used in a `const`
+        /// or `static`. Use [`try_per_second`](Self::try_per_second) to get an error instead.
+        ///
+        /// ```compile_fail
+        /// static NEVER: pc_core::TokenBucket = pc_core::TokenBucket::per_second(0, 1);
+        /// ```
+        #[must_use]
+        pub fn per_second(rate: u64, burst: u64) -> Self {
+            Self::new(rate, Duration::from_secs(1), burst)
+        }
+    }
+
+    crate::sync::const_fn_unless_loom! {
+        /// A bucket of `rate` tokens per minute holding at most `burst`, starting full.
+        ///
+        /// # Panics
+        /// If `rate` or `burst` is 0, or `rate >= 2^63`.
+        ///
+        /// ```
+        /// let bucket = pc_core::TokenBucket::per_minute(1, 1);
+        /// let minute = 60_000_000_000;
+        /// assert!(bucket.try_acquire(1, minute).is_ok());
+        /// assert!(bucket.try_acquire(1, minute + minute - 1).is_err());
+        /// assert_eq!(bucket.try_acquire(1, 2 * minute).unwrap().due(), 2 * minute);
+        /// ```
+        #[must_use]
+        pub fn per_minute(rate: u64, burst: u64) -> Self {
+            Self::new(rate, Duration::from_secs(60), burst)
+        }
+    }
+
+    crate::sync::const_fn_unless_loom! {
+        /// A bucket of `rate` tokens per hour holding at most `burst`, starting full.
+        ///
+        /// # Panics
+        /// If `rate` or `burst` is 0, or `rate >= 2^63`.
+        #[must_use]
+        pub fn per_hour(rate: u64, burst: u64) -> Self {
+            Self::new(rate, Duration::from_secs(3600), burst)
+        }
+    }
+
+    crate::sync::const_fn_unless_loom! {
+        /// A bucket of `rate` tokens every `period`, holding at most `burst`, starting full.
+        ///
+        /// # Panics
+        /// If [`try_new`](Self::try_new) would return an error.
+        #[must_use]
+        pub fn new(rate: u64, period: Duration, burst: u64) -> Self {
+            match Self::try_new(rate, period, burst) {
+                Ok(bucket) => bucket,
+                Err(e) => panic!("{}", e.message()),
+            }
+        }
+    }
+
+    crate::sync::const_fn_unless_loom! {
+        /// A bucket of `rate` tokens per second holding at most `burst`, starting full.
+        ///
+        /// # Errors
+        /// As [`try_new`](Self::try_new).
+        ///
+        /// ```
+        /// use pc_core::{RateError, TokenBucket};
+        ///
+        /// assert!(TokenBucket::try_per_second(1_000_000_000, 1_000_000).is_ok());
+        /// assert_eq!(TokenBucket::try_per_second(0, 1).unwrap_err(), RateError::ZeroRate);
+        /// assert_eq!(TokenBucket::try_per_second(1, 0).unwrap_err(), RateError::ZeroBurst);
+        /// ```
+        pub fn try_per_second(rate: u64, burst: u64) -> Result<Self, RateError> {
+            Self::try_new(rate, Duration::from_secs(1), burst)
+        }
+    }
+
+    crate::sync::const_fn_unless_loom! {
+        /// A bucket of `rate` tokens every `period`, holding at most `burst`, starting full.
+        ///
+        /// # Errors
+        /// [`RateError::ZeroRate`], [`RateError::ZeroPeriod`] or [`RateError::ZeroBurst`] if that
+        /// value is 0; [`RateError::TooSlow`] below one token per `2^64` ns (584 years).
+        pub fn try_new(rate: u64, period: Duration, burst: u64) -> Result<Self, RateError> {
+            if burst == 0 {
+                return Err(RateError::ZeroBurst);
+            }
+            match TokenClock::new(rate, period) {
+                // Full at instant 0, hence at every later instant until tokens are taken.
+                Ok(clock) => Ok(Self::from_parts(clock, burst, 0)),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    crate::sync::const_fn_unless_loom! {
+        /// This bucket, but empty at instant `now`: its first token is due one token interval
+        /// after `now`, and no call with `now' <= t` is granted more than
+        /// `tokens_at(t) - tokens_at(now)` tokens in total. Use it for load generators, which
+        /// should not start with a burst.
+        ///
+        /// ```
+        /// let start = 7_000_000_000; // the caller's clock, in ns
+        /// let bucket = pc_core::TokenBucket::per_second(1000, 100).starting_empty_at(start);
+        /// assert!(bucket.try_acquire(1, start).is_err());
+        /// assert_eq!(bucket.try_acquire(1, start + 1_000_000).unwrap().due(), start + 1_000_000);
+        /// ```
+        #[must_use]
+        pub fn starting_empty_at(self, now: u64) -> Self {
+            // Saturating: if `T(now) + burst` does not fit, the bucket stays empty (fails closed).
+            let end = self.clock.tokens_at(now).saturating_add(self.burst);
+            Self::from_parts(self.clock, self.burst, end)
+        }
+    }
+
+    crate::sync::const_fn_unless_loom! {
+        fn from_parts(clock: TokenClock, burst: u64, end: u64) -> Self {
+            Self { end: CachePadded::new(AtomicU64::new(end)), clock, burst }
+        }
+    }
+
+    /// Takes `n` tokens, all or nothing, as seen at instant `now` (caller's nanoseconds).
+    ///
+    /// On success the [`Grant`] holds the instants the tokens were due (all `<= now`). Taking 0
+    /// tokens always succeeds, changes nothing, and reports `now` as its due instant.
+    ///
+    /// # Errors
+    /// [`Denied::ExceedsBurst`] if `n > burst()` (never satisfiable); otherwise
+    /// [`Denied::NotYet`] with the instant the `n` tokens will be there if nobody takes them
+    /// first.
+    ///
+    /// ```
+    /// use pc_core::{Denied, TokenBucket};
+    ///
+    /// let bucket = TokenBucket::per_second(100, 5).starting_empty_at(0); // one per 10 ms
+    /// assert_eq!(
+    ///     bucket.try_acquire(3, 12_000_000),
+    ///     Err(Denied::NotYet { ready_at: 30_000_000, wait_ns: 18_000_000 })
+    /// );
+    /// let grant = bucket.try_acquire(3, 30_000_000).unwrap();
+    /// assert_eq!((grant.first_due(), grant.due()), (10_000_000, 30_000_000));
+    /// assert_eq!(bucket.try_acquire(6, 30_000_000), Err(Denied::ExceedsBurst { requested: 6, burst: 5 }));
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self, n: u64, now: u64) -> Result<Grant, Denied> {
+        let burst = self.burst;
+        if n > burst {
+            return Err(Denied::ExceedsBurst {
+                requested: n,
+                burst,
+            });
+        }
+        if n == 0 {
+            return Ok(Grant {
+                count: 0,
+                first_due: now,
+                due: now,
+                end: 0,
+            });
+        }
+        let t = self.clock.tokens_at(now);
+        // Saturating: a limit that does not fit is lowered, which can only deny (fail closed).
+        let limit = t.saturating_add(burst);
+        // Relaxed: acquires nothing (the bucket guards no other data) and pairs with nothing;
+        // an outdated value only makes the CAS below fail and retry. See "Memory orderings".
+        let mut end = self.end.load(Ordering::Relaxed);
+        loop {
+            let next = match end.max(t).checked_add(n) {
+                Some(next) if next <= limit => next,
+                _ => return Err(self.not_yet(end, n, now)),
+            };
+            match self.advance(end, next) {
+                Ok(_) => return Ok(self.grant(next, n, now)),
+                Err(current) => end = current,
+            }
+        }
+    }
+
+    /// Takes between 1 and `n` tokens, as many as there are at `now`: the partial take for
+    /// batch producers (one CAS for the whole batch; it can ask for more than `burst`).
+    ///
+    /// Taking up to 0 tokens always succeeds with an empty grant.
+    ///
+    /// # Errors
+    /// [`Denied::NotYet`] if not even one token is there, with the instant one will be.
+    ///
+    /// ```
+    /// let bucket = pc_core::TokenBucket::per_second(1000, 64); // starts full
+    /// let grant = bucket.try_acquire_up_to(100, 0).unwrap();
+    /// assert_eq!(grant.count(), 64);
+    /// let grant = bucket.try_acquire_up_to(100, 3_000_000).unwrap(); // 3 ms later: 3 more
+    /// assert_eq!((grant.count(), grant.first_due(), grant.due()), (3, 1_000_000, 3_000_000));
+    /// ```
+    #[inline]
+    pub fn try_acquire_up_to(&self, n: u64, now: u64) -> Result<Grant, Denied> {
+        if n == 0 {
+            return Ok(Grant {
+                count: 0,
+                first_due: now,
+                due: now,
+                end: 0,
+            });
+        }
+        let t = self.clock.tokens_at(now);
+        // Saturating: see `try_acquire`.
+        let limit = t.saturating_add(self.burst);
+        // Relaxed: acquires nothing (the bucket guards no other data) and pairs with nothing;
+        // an outdated value only makes the CAS below fail and retry. See "Memory orderings".
+        let mut end = self.end.load(Ordering::Relaxed);
+        loop {
+            let base = end.max(t);
+            if base >= limit {
+                return Err(self.not_yet(end, 1, now));
+            }
+            let count = n.min(limit - base);
+            let next = base + count; // <= limit: no overflow
+            match self.advance(end, next) {
+                Ok(_) => return Ok(self.grant(next, count, now)),
+                Err(current) => end = current,
+            }
+        }
+    }
+
+    /// How many tokens the bucket holds at `now`: a snapshot, stale as soon as it returns.
+    ///
+    /// ```
+    /// let bucket = pc_core::TokenBucket::per_second(10, 3);
+    /// assert_eq!(bucket.available(0), 3);
+    /// bucket.try_acquire(3, 0).unwrap();
+    /// assert_eq!(bucket.available(100_000_000), 1);
+    /// assert_eq!(bucket.available(u64::MAX / 2), 3); // never more than `burst`
+    /// ```
+    #[must_use]
+    pub fn available(&self, now: u64) -> u64 {
+        let t = self.clock.tokens_at(now);
+        // Relaxed: a snapshot of one word; nothing else is read through it.
+        let end = self.end.load(Ordering::Relaxed);
+        t.saturating_add(self.burst).saturating_sub(end.max(t))
+    }
+
+    /// The due instant of every token of `grant` (which must come from this bucket), in
+    /// order: one intended send time per message for a batch producer.
+    ///
+    /// ```
+    /// let bucket = pc_core::TokenBucket::per_second(1000, 8).starting_empty_at(0);
+    /// let grant = bucket.try_acquire_up_to(8, 4_500_000).unwrap();
+    /// let due: Vec<u64> = bucket.schedule(&grant).collect();
+    /// assert_eq!(due, [1_000_000, 2_000_000, 3_000_000, 4_000_000]);
+    /// ```
+    pub fn schedule(&self, grant: &Grant) -> Schedule {
+        Schedule::new(grant, self.clock, self.burst)
+    }
+
+    /// How many tokens the bucket's clock has issued by instant `now`: exactly
+    /// `floor(now * rate / period_ns)`, saturating at `u64::MAX`, computed with two
+    /// multiplications and a shift (no division).
+    ///
+    /// ```
+    /// let bucket = pc_core::TokenBucket::per_second(3, 1);
+    /// assert_eq!(bucket.tokens_at(999_999_999), 2);
+    /// assert_eq!(bucket.tokens_at(1_000_000_000), 3);
+    /// ```
+    #[must_use]
+    #[inline]
+    pub const fn tokens_at(&self, now: u64) -> u64 {
+        self.clock.tokens_at(now)
+    }
+
+    /// The capacity: the most tokens the bucket holds, and the most one `try_acquire` takes.
+    #[must_use]
+    #[inline]
+    pub const fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    /// The configured tokens per [`period`](Self::period).
+    #[must_use]
+    #[inline]
+    pub const fn rate(&self) -> u64 {
+        self.clock.rate()
+    }
+
+    /// The configured period.
+    #[must_use]
+    pub const fn period(&self) -> Duration {
+        self.clock.period()
+    }
+
+    /// Moves `end` from `current` to `next` if nobody else moved it: the one write of a grant.
+    #[inline(always)]
+    fn advance(&self, current: u64, next: u64) -> Result<u64, u64> {
+        #[cfg(not(pc_mutant = "bucket_store"))]
+        {
+            // Relaxed (success and failure): publishes nothing and pairs with nothing; RMWs on
+            // one word are totally ordered under any ordering, and the bound needs only that
+            // order (see "Memory orderings"). The CAS, never a blind store, is what makes
+            // concurrent grants take disjoint tokens.
+            self.end
+                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+        }
+        #[cfg(pc_mutant = "bucket_store")]
+        {
+            // MUTANT (loom tests only): the CAS split into its load (done by the caller) and a
+            // store, so two threads can grant the same tokens. The loom models must catch it.
+            self.end.store(next, Ordering::Relaxed);
+            Ok(current)
+        }
+    }
+
+    /// The grant whose tokens end at biased index `next`.
+    #[inline]
+    fn grant(&self, next: u64, count: u64, now: u64) -> Grant {
+        let due = due_of_biased(&self.clock, self.burst, next);
+        let first_due = if count == 1 {
+            due
+        } else {
+            due_of_biased(&self.clock, self.burst, next - count + 1)
+        };
+        debug_assert!(
+            due <= now,
+            "granted a token due at {due} to a call at {now}"
+        );
+        Grant {
+            count,
+            first_due,
+            due,
+            end: next,
+        }
+    }
+
+    /// The refusal of `n` tokens when the state is `end`: they are there once the clock has
+    /// issued token `end + n - burst` (biased index `end + n`).
+    #[cold]
+    fn not_yet(&self, end: u64, n: u64, now: u64) -> Denied {
+        let ready_at = match end.checked_add(n) {
+            // A refusal means token `end + n - burst` is not issued at `now`, so it is due
+            // later, unless the count saturated at `u64::MAX` (584 years at 1e9/s): then no
+            // later instant helps either, and "never" keeps waiters from spinning.
+            Some(index) => match due_of_biased(&self.clock, self.burst, index) {
+                due if due > now => due,
+                _ => u64::MAX,
+            },
+            None => u64::MAX,
+        };
+        Denied::NotYet {
+            ready_at,
+            wait_ns: ready_at.saturating_sub(now),
+        }
+    }
+}
+
+impl fmt::Debug for TokenBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenBucket")
+            .field("rate", &self.rate())
+            .field("period", &self.period())
+            .field("burst", &self.burst)
+            // Relaxed: a snapshot for display.
+            .field("end", &self.end.load(Ordering::Relaxed))
+            .finish()
+    }
+}

@@ -1,0 +1,127 @@
+//! Checkpoints off the commit path, and a bounded WAL.
+//!
+//! The writer has `wal_autocheckpoint = 0`, so no commit ever runs a checkpoint. A
+//! [`Checkpointer`] thread with its own connection runs a PASSIVE checkpoint every 100 ms (it
+//! copies committed pages into the database file while commits go on). PASSIVE alone never lets
+//! the WAL restart under constant writes, so once the WAL passes [`WAL_BOUND`] the checkpointer
+//! takes the writer's mutex for one more PASSIVE pass, which then has only the last ~100 ms of
+//! frames to copy and finishes the log; the next commit starts the WAL over from its beginning.
+//! The WAL stays under about twice the bound, and only that one short pass per bound's worth
+//! of data ever holds up a commit. The run ends with a TRUNCATE checkpoint (WAL emptied).
+
+use std::path::Path;
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use rusqlite::{Connection, MAIN_DB, wal::CheckpointMode};
+
+use crate::schema::db_error;
+use crate::sink::Writer;
+
+/// The WAL size past which the checkpointer makes the log restart.
+pub const WAL_BOUND: u64 = 64 << 20;
+/// How often the checkpointer runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Asks a [`Checkpointer`] to stop.
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    stopped: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl StopSignal {
+    pub fn stop(&self) {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits up to `timeout`; returns whether stop was asked.
+    fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self
+            .cond
+            .wait_timeout_while(guard, timeout, |stopped| !*stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+        *guard
+    }
+}
+
+/// The checkpoint thread's connection and its findings.
+#[derive(Debug)]
+pub struct Checkpointer {
+    conn: Connection,
+    page_size: u64,
+    /// The largest WAL seen, in bytes.
+    pub wal_max_bytes: u64,
+    /// Whether a failed checkpoint was reported (once; a failing checkpoint does not stop a
+    /// run, the WAL just grows).
+    warned: bool,
+}
+
+impl Checkpointer {
+    pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Self> {
+        let conn = crate::schema::open(path, busy)?;
+        // A read opens the WAL for this connection; until then a checkpoint sees no log.
+        let page_size: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |_| Ok(()))
+            .and_then(|()| conn.query_row("PRAGMA page_size", [], |r| r.get(0)))
+            .map_err(|e| db_error(path, e, busy))?;
+        Ok(Self {
+            conn,
+            page_size: page_size.max(512) as u64,
+            wal_max_bytes: 0,
+            warned: false,
+        })
+    }
+
+    /// Checkpoints every 100 ms until `stop`; see the module docs.
+    pub fn run(&mut self, writer: &Mutex<Writer>, stop: &StopSignal) {
+        while !stop.wait(CHECKPOINT_EVERY) {
+            let Some((log, done)) = self.pass() else {
+                continue;
+            };
+            let wal = log * self.page_size;
+            self.wal_max_bytes = self.wal_max_bytes.max(wal);
+            // Finish the log under the writer's lock only when little is left to copy, unless
+            // the WAL has grown far past the bound (the writer outpaces unlocked passes).
+            let left = (log - done) * self.page_size;
+            if wal > WAL_BOUND && (left < WAL_BOUND / 8 || wal > 2 * WAL_BOUND) {
+                let _writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+                self.pass();
+            }
+        }
+    }
+
+    /// One PASSIVE checkpoint: `(frames in the WAL, frames checkpointed)`.
+    fn pass(&mut self) -> Option<(u64, u64)> {
+        match self
+            .conn
+            .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::PASSIVE)
+        {
+            Ok((log, done)) => Some((log.max(0) as u64, done.clamp(0, log.max(0)) as u64)),
+            Err(e) => {
+                // Busy: another process is checkpointing; nothing to report.
+                if !self.warned && e.sqlite_error_code() != Some(rusqlite::ErrorCode::DatabaseBusy)
+                {
+                    tracing::warn!("checkpoint failed (the run goes on): {e}");
+                    self.warned = true;
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The final checkpoint, once every consumer is done: copies everything into the database file
+/// and truncates the WAL to zero bytes.
+pub fn final_checkpoint(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    match conn.wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::TRUNCATE) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(anyhow!(
+            "final checkpoint of {} failed: {e}",
+            path.display()
+        )),
+    }
+}

@@ -1,0 +1,69 @@
+//! Pinning producers and consumers to cores. The CPU set is read once, on the main thread,
+//! before anything is pinned (`get_core_ids` returns the calling thread's set). Consumers
+//! take the first cores, producers the next; threads that outnumber the cores share them
+//! round-robin, with a warning.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use core_affinity::CoreId;
+
+use crate::config::Config;
+
+/// Which core each consumer and producer goes on (`None`: not pinned).
+#[derive(Debug)]
+pub struct PinPlan {
+    pub consumers: Vec<Option<CoreId>>,
+    pub producers: Vec<Option<CoreId>>,
+    pub desc: String,
+}
+
+/// Plans the pinning. Must run on the main thread before any thread is pinned: the CPU set
+/// read is the calling thread's.
+pub fn plan(cfg: &Config) -> PinPlan {
+    let none = |desc: &str| PinPlan {
+        consumers: vec![None; cfg.consumers],
+        producers: vec![None; cfg.producers],
+        desc: desc.into(),
+    };
+    if !cfg.pin {
+        return none("off (--no-pin)");
+    }
+    // Read once, on the main thread, before anything is pinned: it returns this thread's set.
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if cores.is_empty() {
+        tracing::warn!("cannot read this process's CPU set: threads are not pinned");
+        return none("off (CPU set unreadable)");
+    }
+    let n = cores.len();
+    let threads = cfg.consumers + cfg.producers;
+    let at = |i: usize| Some(cores[i % n]);
+    let consumers = (0..cfg.consumers).map(at).collect();
+    let producers = (cfg.consumers..threads).map(at).collect();
+    let desc = if threads > n {
+        tracing::warn!(
+            "{threads} producer and consumer threads but {n} cores: pinned threads share cores \
+             round-robin"
+        );
+        format!("{threads} threads on {n} cores, shared round-robin")
+    } else {
+        format!("{threads} threads on {n} cores, one each")
+    };
+    PinPlan {
+        consumers,
+        producers,
+        desc,
+    }
+}
+
+/// Pins the calling thread to `core`; warns once (per run) if that fails.
+pub fn pin(core: Option<CoreId>, failed: &AtomicBool) {
+    if let Some(core) = core
+        && !core_affinity::set_for_current(core)
+        && !failed.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "could not pin a thread to core {}: it runs unpinned",
+            core.id
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The final summary of a run: the figures, as text for people or one JSON object for
+//! programs. Both go to stdout, and nothing else does.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use crate::report::ms;
+
+/// The version of the `--output json` object; bump it when a key changes meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why the producers stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Duration,
+    Messages,
+    Signal,
+    Error,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Duration => "duration",
+            Self::Messages => "messages",
+            Self::Signal => "signal",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The final figures of a run.
+#[derive(Debug)]
+pub struct Summary {
+    pub config: serde_json::Value,
+    pub run_id: i64,
+    pub db: String,
+    pub produced: u64,
+    pub consumed: u64,
+    /// Counted back from the database.
+    pub stored: u64,
+    pub stop_reason: StopReason,
+    pub error: Option<String>,
+    /// Start of production to the last commit.
+    pub elapsed_s: f64,
+    /// Start of production to the moment producers were told to stop (or all finished).
+    pub producing_s: f64,
+    /// Producers stopped to the last commit.
+    pub drain_s: f64,
+    pub bytes: u64,
+    pub target_rps: u64,
+    pub latency: Histogram<u64>,
+    pub commit: Histogram<u64>,
+    pub batches: u64,
+    pub blocked_s: f64,
+    /// The largest WAL the checkpointer saw during the run.
+    pub wal_max_bytes: u64,
+}
+
+impl Summary {
+    /// Every accepted message was consumed and is in the database, and nothing failed.
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.produced == self.consumed && self.consumed == self.stored
+    }
+
+    fn per_s(&self, n: u64) -> f64 {
+        if self.elapsed_s > 0.0 {
+            n as f64 / self.elapsed_s
+        } else {
+            0.0
+        }
+    }
+
+    fn achieved_rps(&self) -> f64 {
+        if self.producing_s > 0.0 {
+            self.produced as f64 / self.producing_s
+        } else {
+            0.0
+        }
+    }
+
+    fn quantiles(h: &Histogram<u64>) -> [u64; 5] {
+        if h.is_empty() {
+            return [0; 5];
+        }
+        [
+            h.value_at_quantile(0.50),
+            h.value_at_quantile(0.90),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+        ]
+    }
+
+    /// The human-readable summary (for stdout).
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let result = if self.ok() { "OK" } else { "MISMATCH" };
+        let _ = writeln!(s, "pc-host summary: run {} in {}", self.run_id, self.db);
+        let _ = writeln!(s, "  produced      {}", self.produced);
+        let _ = writeln!(s, "  consumed      {}", self.consumed);
+        let _ = writeln!(
+            s,
+            "  stored        {} (counted back from the database)",
+            self.stored
+        );
+        let _ = writeln!(s, "  result        {result}");
+        if let Some(e) = &self.error {
+            let _ = writeln!(s, "  error         {e}");
+        }
+        let _ = writeln!(s, "  stopped by    {}", self.stop_reason.as_str());
+        let _ = writeln!(
+            s,
+            "  elapsed       {:.3} s (producing {:.3} s, drain after producers stopped {:.3} s)",
+            self.elapsed_s, self.producing_s, self.drain_s
+        );
+        let _ = writeln!(
+            s,
+            "  throughput    {:.1} msg/s stored, {:.3} MB/s of message text",
+            self.per_s(self.stored),
+            self.per_s(self.bytes) / 1e6
+        );
+        let achieved = self.achieved_rps();
+        if self.target_rps == 0 {
+            let _ = writeln!(
+                s,
+                "  rate          target unlimited, achieved {achieved:.1} msg/s"
+            );
+        } else {
+            let dev = (achieved / self.target_rps as f64 - 1.0) * 100.0;
+            let _ = writeln!(
+                s,
+                "  rate          target {} msg/s, achieved {achieved:.1} msg/s ({dev:+.2}%)",
+                self.target_rps
+            );
+        }
+        let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
+        let _ = writeln!(
+            s,
+            "  latency (ms)  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} messages; intended send -> batch committed)",
+            ms(p50),
+            ms(p90),
+            ms(p99),
+            ms(p999),
+            ms(max),
+            self.latency.len()
+        );
+        let [c50, _, c99, _, cmax] = Self::quantiles(&self.commit);
+        let rows = if self.batches > 0 {
+            self.stored as f64 / self.batches as f64
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "  batches       {} transactions, {rows:.1} rows each on average; insert+commit (ms) p50 {}  p99 {}  max {}",
+            self.batches,
+            ms(c50),
+            ms(c99),
+            ms(cmax)
+        );
+        let _ = writeln!(
+            s,
+            "  producers     waited on a full ring for {:.3} s (summed over producers)",
+            self.blocked_s
+        );
+        let _ = writeln!(
+            s,
+            "  WAL           at most {:.1} MiB during the run (truncated at the end)",
+            self.wal_max_bytes as f64 / f64::from(1 << 20)
+        );
+        s
+    }
+
+    /// The `--output json` object. The top-level keys named in the README are a contract.
+    pub fn json(&self) -> serde_json::Value {
+        let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
+        let [c50, _, c99, _, cmax] = Self::quantiles(&self.commit);
+        json!({
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "db": self.db,
+            "config": self.config,
+            "produced": self.produced,
+            "consumed": self.consumed,
+            "stored": self.stored,
+            "ok": self.ok(),
+            "error": self.error,
+            "stop_reason": self.stop_reason.as_str(),
+            "elapsed_s": self.elapsed_s,
+            "producing_s": self.producing_s,
+            "drain_s": self.drain_s,
+            "throughput_msgs_per_s": self.per_s(self.stored),
+            "throughput_mb_per_s": self.per_s(self.bytes) / 1e6,
+            "target_rps": self.target_rps,
+            "achieved_rps": self.achieved_rps(),
+            "latency_ns": {
+                "p50": p50, "p90": p90, "p99": p99, "p999": p999, "max": max,
+                "mean": if self.latency.is_empty() { 0.0 } else { self.latency.mean() },
+                "count": self.latency.len(),
+            },
+            "batches": self.batches,
+            "commit_ns": { "p50": c50, "p99": c99, "max": cmax },
+            "blocked_s": self.blocked_s,
+            "wal_max_bytes": self.wal_max_bytes,
+        })
+    }
+}

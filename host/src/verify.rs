@@ -1,0 +1,245 @@
+//! `pc-host verify`: reads a database back and checks every run in it.
+//!
+//! One pass over `messages` (or over one run's rows with `--run`). For a run that completed,
+//! each producer's sequence numbers must be exactly `0 .. produced` (as recorded at the end of
+//! the run), each once: no duplicate, no gap, nothing out of range. For a run that did not
+//! complete (a second signal, a crash, an error), nothing accepted is known, so only duplicates
+//! are checked. Every row's text must be the one its producer wrote for its sequence number.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use anyhow::anyhow;
+use rusqlite::params;
+
+use crate::cli::VerifyArgs;
+use crate::config::DEFAULT_DB;
+use crate::schema::{self, RunInfo};
+
+/// Sequence numbers seen per producer, as a bit set.
+#[derive(Debug, Default)]
+struct Seen {
+    bits: Vec<u64>,
+    count: u64,
+}
+
+/// The largest sequence number tracked for a run that did not complete (512 MiB of bits).
+const MAX_TRACKED_SEQ: u64 = 1 << 32;
+
+impl Seen {
+    /// Marks `seq`; returns `false` if it was already marked.
+    fn mark(&mut self, seq: u64) -> bool {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
+        }
+        let fresh = self.bits[word] & (1 << bit) == 0;
+        self.bits[word] |= 1 << bit;
+        self.count += u64::from(fresh);
+        fresh
+    }
+
+    /// The first `seq < n` not marked.
+    fn first_missing(&self, n: u64) -> Option<u64> {
+        (0..n).find(|&s| {
+            self.bits
+                .get((s / 64) as usize)
+                .is_none_or(|w| w & (1 << (s % 64)) == 0)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RunCheck {
+    info: RunInfo,
+    rows: u64,
+    seen: Vec<Seen>,
+    duplicates: u64,
+    out_of_range: u64,
+    unknown_producer: u64,
+    bad_text: u64,
+}
+
+/// Checks the database; prints the findings on stdout; returns whether everything is right.
+pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
+    let path = args.db.clone().unwrap_or_else(|| DEFAULT_DB.into());
+    let conn = schema::open_existing(&path)?;
+    let busy = std::time::Duration::from_secs(5);
+    let err = |e| schema::db_error(&path, e, busy);
+    if let Some(id) = args.run
+        && !schema::run_exists(&conn, id).map_err(err)?
+    {
+        return Err(anyhow!("{} has no run {id}", path.display()));
+    }
+    let mut checks: HashMap<i64, RunCheck> = schema::runs(&conn, args.run)
+        .map_err(err)?
+        .into_iter()
+        .map(|info| {
+            let seen = (0..info.producers).map(|_| Seen::default()).collect();
+            let check = RunCheck {
+                info,
+                rows: 0,
+                seen,
+                duplicates: 0,
+                out_of_range: 0,
+                unknown_producer: 0,
+                bad_text: 0,
+            };
+            (check.info.run_id, check)
+        })
+        .collect();
+
+    let mut orphans = 0u64;
+    let mut total = 0u64;
+    let mut expected = String::new();
+    let mut stmt = conn
+        .prepare(
+            "SELECT run_id, producer, seq, message FROM messages WHERE ?1 IS NULL OR run_id = ?1",
+        )
+        .map_err(err)?;
+    let mut rows = stmt.query(params![args.run]).map_err(err)?;
+    while let Some(row) = rows.next().map_err(err)? {
+        total += 1;
+        let run_id: i64 = row.get(0).map_err(err)?;
+        let producer: i64 = row.get(1).map_err(err)?;
+        let seq: i64 = row.get(2).map_err(err)?;
+        let Some(check) = checks.get_mut(&run_id) else {
+            orphans += 1;
+            continue;
+        };
+        check.rows += 1;
+        let (Ok(p), Ok(s)) = (usize::try_from(producer), u64::try_from(seq)) else {
+            check.unknown_producer += 1;
+            continue;
+        };
+        let Some(seen) = check.seen.get_mut(p) else {
+            check.unknown_producer += 1;
+            continue;
+        };
+        let limit = if check.info.completed {
+            check.info.produced[p]
+        } else {
+            MAX_TRACKED_SEQ
+        };
+        if s >= limit {
+            check.out_of_range += 1;
+        } else if !seen.mark(s) {
+            check.duplicates += 1;
+        }
+        let text = row.get_ref(3).map_err(err)?.as_str().unwrap_or("");
+        expected.clear();
+        let _ = write!(expected, "Message from producer {p}: #{s}");
+        let padded = text
+            .strip_prefix(expected.as_str())
+            .is_some_and(|rest| rest.bytes().all(|b| b == b'.'));
+        if !padded {
+            check.bad_text += 1;
+        }
+    }
+
+    let mut ok = orphans == 0;
+    let mut ids: Vec<i64> = checks.keys().copied().collect();
+    ids.sort_unstable();
+    println!("pc-host verify: {}", path.display());
+    for id in &ids {
+        let check = &checks[id];
+        let (line, good) = describe(check);
+        ok &= good;
+        println!("  run {id}: {line}");
+    }
+    if orphans > 0 {
+        println!("  {orphans} rows belong to no recorded run");
+    }
+    let scope = match args.run {
+        Some(id) => format!("run {id}"),
+        None => format!("{} runs", ids.len()),
+    };
+    println!(
+        "result: {} ({scope}, {total} rows)",
+        if ok { "OK" } else { "PROBLEMS FOUND" }
+    );
+    Ok(ok)
+}
+
+/// One line about a run, and whether it is right.
+fn describe(c: &RunCheck) -> (String, bool) {
+    let info = &c.info;
+    let mut problems = Vec::new();
+    if c.duplicates > 0 {
+        problems.push(format!("{} duplicate rows", c.duplicates));
+    }
+    if c.out_of_range > 0 {
+        problems.push(format!(
+            "{} rows with a seq beyond what their producer produced",
+            c.out_of_range
+        ));
+    }
+    if c.unknown_producer > 0 {
+        problems.push(format!(
+            "{} rows from an unknown producer",
+            c.unknown_producer
+        ));
+    }
+    if c.bad_text > 0 {
+        problems.push(format!(
+            "{} rows whose text does not match their producer and seq",
+            c.bad_text
+        ));
+    }
+    let state;
+    if info.completed {
+        let produced: u64 = info.produced.iter().sum();
+        state = format!(
+            "completed; {} producers, {produced} produced, {} rows",
+            info.producers, c.rows
+        );
+        for (p, seen) in c.seen.iter().enumerate() {
+            let want = info.produced[p];
+            if seen.count < want {
+                let first = seen.first_missing(want).unwrap_or(0);
+                problems.push(format!(
+                    "producer {p}: {} of seq 0..{want} missing (first: #{first})",
+                    want - seen.count
+                ));
+            }
+        }
+    } else {
+        let why = if info.finished {
+            "ended with an error"
+        } else {
+            "did not finish (interrupted)"
+        };
+        state = format!(
+            "{why}; {} producers, {} rows (gaps not checked: what was accepted is unknown)",
+            info.producers, c.rows
+        );
+    }
+    if problems.is_empty() {
+        let what = if info.completed {
+            "every producer's seq 0..n exactly once, texts match: OK"
+        } else {
+            "no duplicates, texts match: OK"
+        };
+        (format!("{state}; {what}"), true)
+    } else {
+        (format!("{state}; PROBLEM: {}", problems.join("; ")), false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_finds_duplicates_and_gaps() {
+        let mut s = Seen::default();
+        assert!(s.mark(0));
+        assert!(s.mark(2));
+        assert!(!s.mark(2));
+        assert!(s.mark(130));
+        assert_eq!(s.count, 3);
+        assert_eq!(s.first_missing(3), Some(1));
+        assert_eq!(s.first_missing(1), None);
+        assert_eq!(s.first_missing(200), Some(1));
+    }
+}

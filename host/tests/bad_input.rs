@@ -1,0 +1,374 @@
+//! Bad input: clap's errors exit 2; bad values, files and databases give one clear line and a
+//! non-zero exit, never a panic, and never damage a file pc-host did not create.
+
+mod common;
+
+use common::{Scratch, assert_error, assert_one_line_error, run, run_env};
+
+#[test]
+fn unknown_and_malformed_flags_are_clap_errors() {
+    let s = Scratch::new("clap");
+    assert_error(
+        &run(s.dir(), &["--bogus"]),
+        2,
+        "unexpected argument '--bogus'",
+    );
+    assert_error(
+        &run(s.dir(), &["--producers", "many"]),
+        2,
+        "invalid value 'many'",
+    );
+    assert_error(&run(s.dir(), &["--rps", "-5"]), 2, "");
+    assert_error(
+        &run(s.dir(), &["--synchronous", "off"]),
+        2,
+        "invalid value 'off'",
+    );
+    assert_error(
+        &run(s.dir(), &["--output", "xml"]),
+        2,
+        "invalid value 'xml'",
+    );
+    assert_error(
+        &run_env(s.dir(), &[], &[("PC_HOST_CONSUMERS", "x")]),
+        2,
+        "invalid value 'x'",
+    );
+    assert!(
+        !s.path("pc-host.db").exists(),
+        "no database is created on a usage error"
+    );
+}
+
+#[test]
+fn out_of_range_values_get_one_clear_line() {
+    let s = Scratch::new("values");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--producers", "0"],
+            "--producers 0 is too small: producers must be at least 1",
+        ),
+        (
+            &["--consumers", "0"],
+            "--consumers 0 is too small: consumers must be at least 1",
+        ),
+        (&["--producers", "100000"], "producers can be at most 1024"),
+        (
+            &["--capacity", "1000"],
+            "not a usable ring capacity: it must be a power of two",
+        ),
+        (&["--capacity", "1"], "power of two from 2 to"),
+        (
+            &["--capacity", "1073741824"],
+            "power of two from 2 to 16777216",
+        ),
+        (
+            &["--payload-size", "2000000"],
+            "is too large: a message can be at most 1048576 bytes",
+        ),
+        (
+            &["--capacity", "16777216", "--payload-size", "1048576"],
+            "GiB in memory",
+        ),
+        (&["--batch-size", "0"], "batch-size must be at least 1"),
+        (
+            &["--duration", "0"],
+            "--duration 0 is not a usable number of seconds",
+        ),
+        (&["--duration", "NaN"], "not a usable number of seconds"),
+        (&["--duration", "1e12"], "too long"),
+        (&["--messages", "0"], "give at least 1 message"),
+        (
+            &["--rps", "10000000000"],
+            "the rate can be at most 1000000000",
+        ),
+        (
+            &["--warmup", "5", "--duration", "2"],
+            "the warm-up must be shorter than the duration",
+        ),
+        (&["--report-interval", "0.001"], "too short"),
+        (&["--batch-wait-ms=-1"], "not a usable wait"),
+        (
+            &["--warmup=-1"],
+            "--warmup -1 is not a usable number of seconds: it must be 0 or more",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(s.dir(), args);
+        assert_one_line_error(&out, 2, needle);
+    }
+    assert!(!s.path("pc-host.db").exists());
+}
+
+#[test]
+fn environment_and_config_file_layers() {
+    let s = Scratch::new("layers");
+    // A bad value from the environment names the variable.
+    let out = run_env(s.dir(), &[], &[("PC_HOST_PRODUCERS", "0")]);
+    assert_one_line_error(&out, 2, "PC_HOST_PRODUCERS=0 is too small");
+    // A flag beats the environment, which beats the file.
+    let cfg = s.path("cfg.toml");
+    std::fs::write(
+        &cfg,
+        "producers = 0\nconsumers = 1\nmessages = 5\nrps = 0\nreport-interval = 0\n",
+    )
+    .unwrap();
+    let out = run(s.dir(), &["--config", cfg.to_str().unwrap()]);
+    assert_one_line_error(&out, 2, "`producers = 0` in");
+    let out = run_env(
+        s.dir(),
+        &["--config", "cfg.toml", "--output", "json"],
+        &[("PC_HOST_PRODUCERS", "2")],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = common::json(&out);
+    assert_eq!(
+        (
+            v["config"]["producers"].as_u64(),
+            v["config"]["messages"].as_u64()
+        ),
+        (Some(2), Some(5))
+    );
+    let out = run_env(
+        s.dir(),
+        &[
+            "--config",
+            "cfg.toml",
+            "--producers",
+            "3",
+            "--duration",
+            "0.1",
+            "--output",
+            "json",
+        ],
+        &[("PC_HOST_PRODUCERS", "0"), ("PC_HOST_RPS", "100")],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = common::json(&out);
+    assert_eq!(v["config"]["producers"], 3, "flag beats env");
+    assert_eq!(v["config"]["rps"], 100, "env beats file");
+    assert_eq!(
+        v["stop_reason"], "duration",
+        "a --duration flag beats the file's `messages`"
+    );
+
+    // --pin / --no-pin beat PC_HOST_PIN, which beats `pin` in the file.
+    std::fs::write(
+        &cfg,
+        "producers = 1\nconsumers = 1\nmessages = 5\nreport-interval = 0\npin = false\n",
+    )
+    .unwrap();
+    let pin = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["--config", "cfg.toml", "--output", "json"];
+        all.extend_from_slice(args);
+        let out = run_env(s.dir(), &all, env);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        common::json(&out)["config"]["pin"].as_bool().unwrap()
+    };
+    assert!(!pin(&[], &[]));
+    assert!(pin(&[], &[("PC_HOST_PIN", "true")]));
+    assert!(!pin(&["--no-pin"], &[("PC_HOST_PIN", "true")]));
+    assert!(pin(&["--no-pin", "--pin"], &[("PC_HOST_PIN", "false")]));
+    assert_one_line_error(
+        &run_env(s.dir(), &[], &[("PC_HOST_PIN", "maybe")]),
+        2,
+        "PC_HOST_PIN=maybe is not a boolean",
+    );
+    // A --messages flag beats PC_HOST_DURATION.
+    let out = run_env(
+        s.dir(),
+        &[
+            "--config",
+            "cfg.toml",
+            "--messages",
+            "7",
+            "--output",
+            "json",
+        ],
+        &[("PC_HOST_DURATION", "600")],
+    );
+    assert_eq!(common::json(&out)["stored"], 7);
+
+    std::fs::write(&cfg, "producers = 2\nproducer = 3\n").unwrap();
+    assert_one_line_error(
+        &run(s.dir(), &["--config", "cfg.toml"]),
+        2,
+        "unknown field `producer`",
+    );
+    std::fs::write(&cfg, "producers = \"ten\"\n").unwrap();
+    assert_one_line_error(&run(s.dir(), &["--config", "cfg.toml"]), 2, "line 1");
+    std::fs::write(&cfg, "duration = 1\nmessages = 10\n").unwrap();
+    assert_one_line_error(
+        &run(s.dir(), &["--config", "cfg.toml"]),
+        2,
+        "both say when to stop",
+    );
+    std::fs::write(&cfg, "db = \"\"\n").unwrap();
+    assert_one_line_error(
+        &run(s.dir(), &["--config", "cfg.toml"]),
+        2,
+        "`db` in cfg.toml is empty",
+    );
+    assert_one_line_error(
+        &run(s.dir(), &["--config", "missing.toml"]),
+        2,
+        "cannot read --config missing.toml",
+    );
+}
+
+#[test]
+fn unusable_database_paths_fail_before_any_thread_starts() {
+    let s = Scratch::new("paths");
+    let out = run(
+        s.dir(),
+        &["--db", "/nonexistent-pc-host-dir/x.db", "--messages", "1"],
+    );
+    assert_one_line_error(
+        &out,
+        1,
+        "cannot open database /nonexistent-pc-host-dir/x.db",
+    );
+    let out = run(
+        s.dir(),
+        &["--db", s.dir().to_str().unwrap(), "--messages", "1"],
+    );
+    assert_one_line_error(&out, 1, "is a directory");
+    let out = run(s.dir(), &["verify", "--db", "nothing.db"]);
+    assert_one_line_error(&out, 1, "no database file at nothing.db");
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() {
+    let s = Scratch::new("notdb");
+    let file = s.path("notes.txt");
+    let content = "These are my notes, not a database.\n".repeat(200);
+    std::fs::write(&file, &content).unwrap();
+    let out = run(s.dir(), &["--db", "notes.txt", "--messages", "10"]);
+    assert_one_line_error(&out, 1, "notes.txt is not an SQLite database");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), content);
+    assert!(!s.path("notes.txt-wal").exists());
+    assert_one_line_error(
+        &run(s.dir(), &["verify", "--db", "notes.txt"]),
+        1,
+        "not an SQLite database",
+    );
+}
+
+#[test]
+fn a_database_with_another_schema_is_refused_and_left_untouched() {
+    let s = Scratch::new("schema");
+    let db = s.path("seed.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, message TEXT, created_at DATETIME);
+         INSERT INTO messages (message, created_at) VALUES ('Message from producer 1: #1', '2024-01-01');",
+    )
+    .unwrap();
+    drop(conn);
+    let out = run(s.dir(), &["--db", "seed.db", "--messages", "10"]);
+    assert_one_line_error(
+        &out,
+        1,
+        "seed.db is not a pc-host database (it has tables: messages)",
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    let tables: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get(0))
+        .unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        (n, tables, mode.as_str()),
+        (1, 1, "delete"),
+        "the file was not changed"
+    );
+    assert_one_line_error(
+        &run(s.dir(), &["verify", "--db", "seed.db"]),
+        1,
+        "not a pc-host database",
+    );
+}
+
+#[test]
+fn a_database_locked_by_another_process_is_waited_for_then_reported() {
+    let s = Scratch::new("locked");
+    let out = run(
+        s.dir(),
+        &["--messages", "10", "--rps", "0", "--report-interval", "0"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let holder = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
+    holder
+        .execute_batch("BEGIN IMMEDIATE; UPDATE runs SET config = config;")
+        .unwrap();
+    let out = run(s.dir(), &["--messages", "10", "--busy-timeout-ms", "200"]);
+    assert_one_line_error(
+        &out,
+        1,
+        "is locked by another process (gave up after waiting 0.2 s)",
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    // Once the lock is gone the same command works, and the failed attempt left no run behind.
+    let out = run(
+        s.dir(),
+        &[
+            "--messages",
+            "10",
+            "--busy-timeout-ms",
+            "200",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(common::json(&out)["run_id"], 2);
+}
+
+#[test]
+fn a_lock_held_mid_run_fails_the_run_with_an_error_and_a_non_zero_exit() {
+    let s = Scratch::new("midlock");
+    let (child, rx) = common::spawn(
+        &s,
+        &[
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0.05",
+            "--busy-timeout-ms",
+            "100",
+            "--output",
+            "json",
+        ],
+    );
+    common::wait_for(&rx, common::stored_some);
+    let holder = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
+    holder
+        .busy_timeout(std::time::Duration::from_secs(60))
+        .unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // pc-host's next commit waits 100 ms for the lock, then the run stops with an error.
+    let out = child.wait_with_output().expect("wait");
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(out.status.code(), Some(1), "a failed run exits non-zero");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("still one JSON object");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["stop_reason"], "error");
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("locked by another process"), "{error}");
+    assert!(
+        common::u(&v, "stored") < common::u(&v, "consumed"),
+        "the failed batch is not stored"
+    );
+    let stderr: Vec<String> = rx.iter().collect();
+    assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
+}

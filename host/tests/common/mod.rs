@@ -1,0 +1,211 @@
+//! Helpers for the integration tests: run the real binary in a scratch directory, read its
+//! outputs and the database it wrote.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+
+use rusqlite::Connection;
+
+/// A scratch directory, removed when dropped.
+#[derive(Debug)]
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("pc-host-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Self(dir)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary, run in `dir`, with no `PC_HOST_*` variables from the test's environment.
+pub fn pc_host(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pc-host"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PC_HOST_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// What a finished run printed.
+#[derive(Debug)]
+pub struct Out {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn run(dir: &Path, args: &[&str]) -> Out {
+    pc_host(dir)
+        .args(args)
+        .output()
+        .expect("run pc-host")
+        .into()
+}
+
+pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = pc_host(dir);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run pc-host").into()
+}
+
+/// The stdout of a `--output json` run: exactly one JSON object and nothing else.
+pub fn json(out: &Out) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{}", out.stdout));
+    assert!(v.is_object(), "stdout is not a JSON object: {v}");
+    v
+}
+
+pub fn u(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{key}` is not an unsigned integer in {v}"))
+}
+
+/// Every (producer, seq) of `run_id` in the database, sorted (duplicates kept).
+pub fn pairs(db: &Path, run_id: i64) -> Vec<(i64, i64)> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT producer, seq FROM messages WHERE run_id = ?1")
+        .expect("prepare");
+    let mut v: Vec<(i64, i64)> = stmt
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    v.sort_unstable();
+    v
+}
+
+/// `produced` per producer as recorded at the end of `run_id`.
+pub fn recorded(db: &Path, run_id: i64) -> Vec<i64> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT produced FROM run_producers WHERE run_id = ?1 ORDER BY producer")
+        .expect("prepare");
+    stmt.query_map([run_id], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// The exact set a completed run must hold: seq 0..n for each producer.
+pub fn expected_pairs(per_producer: &[i64]) -> Vec<(i64, i64)> {
+    per_producer
+        .iter()
+        .enumerate()
+        .flat_map(|(p, &n)| (0..n).map(move |s| (p as i64, s)))
+        .collect()
+}
+
+/// Asserts a clear one-line error on stderr, no panic, and the exit code.
+pub fn assert_error(out: &Out, code: i32, needle: &str) {
+    assert_eq!(out.code, Some(code), "exit code; stderr:\n{}", out.stderr);
+    assert!(
+        !out.stderr.contains("panicked"),
+        "panic on bad input:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout on error, got:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains(needle),
+        "stderr should mention {needle:?}, got:\n{}",
+        out.stderr
+    );
+}
+
+/// As [`assert_error`], and the error is exactly one line starting with "error:".
+pub fn assert_one_line_error(out: &Out, code: i32, needle: &str) {
+    assert_error(out, code, needle);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected, got:\n{}", out.stderr);
+    assert!(lines[0].starts_with("error: "), "got: {}", lines[0]);
+}
+
+/// Starts the binary with stderr read line by line on a thread.
+pub fn spawn(s: &Scratch, args: &[&str]) -> (Child, Receiver<String>) {
+    let mut child = pc_host(s.dir())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pc-host");
+    let stderr: ChildStderr = child.stderr.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Blocks until a stderr line satisfies `want`; panics if stderr ends first.
+pub fn wait_for(rx: &Receiver<String>, want: impl Fn(&str) -> bool) -> String {
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv() {
+            Ok(line) if want(&line) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!(
+                "stderr ended before the expected line; got:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+/// A progress line showing at least one message committed.
+pub fn stored_some(line: &str) -> bool {
+    line.starts_with('[')
+        && line
+            .split("stored ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}

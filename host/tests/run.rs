@@ -1,0 +1,378 @@
+//! Short real runs: counts match, the database holds exactly the expected (producer, seq) set,
+//! the JSON contract, re-running on the same file, and `verify`.
+
+mod common;
+
+use common::{Scratch, expected_pairs, json, pairs, recorded, run, u};
+
+const JSON_KEYS: [&str; 10] = [
+    "schema_version",
+    "config",
+    "produced",
+    "consumed",
+    "stored",
+    "elapsed_s",
+    "throughput_msgs_per_s",
+    "latency_ns",
+    "ok",
+    "run_id",
+];
+
+#[test]
+fn message_count_run_stores_exactly_every_producer_sequence() {
+    let s = Scratch::new("count");
+    let db = s.path("t.db");
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "3",
+            "--consumers",
+            "2",
+            "--messages",
+            "3001",
+            "--rps",
+            "0",
+            "--capacity",
+            "64",
+            "--batch-size",
+            "50",
+            "--payload-size",
+            "40",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(
+        (u(&v, "produced"), u(&v, "consumed"), u(&v, "stored")),
+        (3001, 3001, 3001)
+    );
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["stop_reason"], "messages");
+    let run_id = v["run_id"].as_i64().unwrap();
+    // 3001 over 3 producers: 1001, 1000, 1000.
+    assert_eq!(recorded(&db, run_id), [1001, 1000, 1000]);
+    assert_eq!(pairs(&db, run_id), expected_pairs(&[1001, 1000, 1000]));
+
+    // Every text is the seed's message, padded with dots to the payload size.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (text, created_at): (String, i64) = conn
+        .query_row(
+            "SELECT message, created_at FROM messages WHERE producer = 2 AND seq = 17",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        text,
+        format!("Message from producer 2: #17{}", ".".repeat(40 - 28))
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let age_ns = now.as_nanos() as i64 - created_at;
+    assert!(
+        (0..3_600_000_000_000).contains(&age_ns),
+        "created_at is unix ns: {created_at}"
+    );
+}
+
+#[test]
+fn rate_limited_duration_run_matches_and_json_has_the_contract_keys() {
+    let s = Scratch::new("duration");
+    let db = s.path("t.db");
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "2",
+            "--consumers",
+            "3",
+            "--rps",
+            "4000",
+            "--duration",
+            "0.5",
+            "--batch-wait-ms",
+            "1",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    for key in JSON_KEYS {
+        assert!(v.get(key).is_some(), "missing key {key} in {v}");
+    }
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(v["latency_ns"][key].is_u64(), "latency_ns.{key} in {v}");
+    }
+    let lat = &v["latency_ns"];
+    assert!(u(lat, "p50") <= u(lat, "p99") && u(lat, "p99") <= u(lat, "max"));
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["config"]["producers"], 2);
+    assert_eq!(v["config"]["rps"], 4000);
+    let produced = u(&v, "produced");
+    assert!(produced > 0);
+    assert_eq!(u(&v, "stored"), produced);
+    assert_eq!(u(&v, "consumed"), produced);
+    assert_eq!(
+        u(lat, "count"),
+        produced,
+        "every message has a latency sample"
+    );
+    // The bucket is exact and starts empty: never more than the rate allows.
+    let producing_s = v["producing_s"].as_f64().unwrap();
+    assert!(
+        produced as f64 <= 4000.0 * producing_s + 1.0,
+        "{produced} in {producing_s} s"
+    );
+    let run_id = v["run_id"].as_i64().unwrap();
+    let per: Vec<i64> = recorded(&db, run_id);
+    assert_eq!(per.iter().sum::<i64>() as u64, produced);
+    assert_eq!(pairs(&db, run_id), expected_pairs(&per));
+}
+
+#[test]
+fn many_consumers_share_the_one_writer_without_busy_errors() {
+    let s = Scratch::new("many");
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "4",
+            "--consumers",
+            "24",
+            "--messages",
+            "6000",
+            "--rps",
+            "0",
+            "--batch-size",
+            "100",
+            "--batch-wait-ms",
+            "0",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!((u(&v, "consumed"), u(&v, "stored")), (6000, 6000));
+    assert!(
+        u(&v, "batches") >= 60,
+        "no transaction holds more than --batch-size rows"
+    );
+    let db = s.path("pc-host.db");
+    assert_eq!(pairs(&db, 1), expected_pairs(&[1500; 4]));
+}
+
+#[test]
+fn warm_up_messages_are_left_out_of_the_latency_only() {
+    let s = Scratch::new("warmup");
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "1",
+            "--consumers",
+            "1",
+            "--rps",
+            "1000",
+            "--duration",
+            "0.6",
+            "--warmup",
+            "0.3",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    let (produced, sampled) = (u(&v, "produced"), u(&v["latency_ns"], "count"));
+    assert_eq!(
+        u(&v, "stored"),
+        produced,
+        "warm-up messages are stored like the rest"
+    );
+    // The bucket starts empty at the start: about 300 messages are due in the warm-up.
+    assert!(
+        sampled > 0 && sampled < produced,
+        "{sampled} samples of {produced}"
+    );
+    assert!(
+        produced - sampled >= 299 && produced - sampled <= 301,
+        "{sampled} of {produced}"
+    );
+}
+
+#[test]
+fn text_summary_goes_to_stdout_and_progress_to_stderr() {
+    let s = Scratch::new("text");
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "1",
+            "--consumers",
+            "1",
+            "--messages",
+            "400",
+            "--rps",
+            "2000",
+            "--report-interval",
+            "0.02",
+            "--no-pin",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    // Default database in the current directory.
+    assert!(s.path("pc-host.db").is_file());
+    for label in [
+        "produced      400",
+        "consumed      400",
+        "stored        400",
+        "result        OK",
+        "latency (ms)",
+        "p99.9",
+        "throughput",
+        "MB/s",
+        "target 2000 msg/s",
+    ] {
+        assert!(
+            out.stdout.contains(label),
+            "summary lacks {label:?}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stderr.contains("pc-host run 1 ->"),
+        "header on stderr:\n{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("producers 1, ") || out.stderr.contains("1 producers"));
+    assert!(
+        out.stderr.lines().any(|l| l.starts_with('[')),
+        "a progress line:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stdout.lines().any(|l| l.starts_with('[')),
+        "no progress on stdout"
+    );
+}
+
+#[test]
+fn rerunning_on_the_same_database_adds_a_run_and_verify_checks_both() {
+    let s = Scratch::new("rerun");
+    let args = [
+        "--producers",
+        "2",
+        "--consumers",
+        "1",
+        "--messages",
+        "500",
+        "--rps",
+        "0",
+        "--report-interval",
+        "0",
+        "--output",
+        "json",
+    ];
+    let first = json(&run(s.dir(), &args));
+    let second = json(&run(s.dir(), &args));
+    assert_eq!(
+        (first["run_id"].as_i64(), second["run_id"].as_i64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(u(&second, "stored"), 500, "counted back for run 2 only");
+    let db = s.path("pc-host.db");
+    assert_eq!(pairs(&db, 2), expected_pairs(&[250, 250]));
+
+    let verify = run(s.dir(), &["verify"]);
+    assert_eq!(verify.code, Some(0), "{}\n{}", verify.stdout, verify.stderr);
+    assert!(
+        verify.stdout.contains("run 1: completed"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        verify.stdout.contains("run 2: completed"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        verify.stdout.contains("result: OK (2 runs, 1000 rows)"),
+        "{}",
+        verify.stdout
+    );
+}
+
+#[test]
+fn verify_finds_a_gap_a_duplicate_and_a_wrong_text() {
+    let s = Scratch::new("verify");
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--messages",
+            "300",
+            "--rps",
+            "0",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let db = s.path("pc-host.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+
+    conn.execute("DELETE FROM messages WHERE producer = 1 AND seq = 42", [])
+        .unwrap();
+    let gap = run(s.dir(), &["verify", "--db", db.to_str().unwrap()]);
+    assert_eq!(gap.code, Some(1), "{}", gap.stdout);
+    assert!(
+        gap.stdout
+            .contains("producer 1: 1 of seq 0..150 missing (first: #42)"),
+        "{}",
+        gap.stdout
+    );
+
+    conn.execute(
+        "INSERT INTO messages (message, created_at, producer, seq, run_id) \
+         SELECT message, created_at, producer, seq, run_id FROM messages WHERE producer = 0 AND seq = 7",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE messages SET message = 'tampered' WHERE producer = 0 AND seq = 9",
+        [],
+    )
+    .unwrap();
+    let dup = run(s.dir(), &["verify", "--run", "1"]);
+    assert_eq!(dup.code, Some(1), "{}", dup.stdout);
+    assert!(dup.stdout.contains("1 duplicate rows"), "{}", dup.stdout);
+    assert!(
+        dup.stdout.contains("1 rows whose text does not match"),
+        "{}",
+        dup.stdout
+    );
+
+    let missing_run = run(s.dir(), &["verify", "--run", "9"]);
+    common::assert_one_line_error(&missing_run, 1, "has no run 9");
+}
