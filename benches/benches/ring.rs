@@ -24,14 +24,23 @@ fn single_thread(c: &mut Criterion) {
     g.finish();
 }
 
+/// Messages per measured iteration of the threaded benches: enough to amortise spawning the
+/// threads, so a sample measures the queue and not `thread::spawn`.
+const CHUNK: u64 = 200_000;
+
+/// Runs `f` for `iters` chunks of [`CHUNK`] messages, summing the measured time.
+fn chunks(iters: u64, mut f: impl FnMut(u64) -> Duration) -> Duration {
+    (0..iters).map(|_| f(CHUNK)).sum()
+}
+
 fn spsc(c: &mut Criterion) {
     let cores = ring::cores();
     let mut g = c.benchmark_group("ring/b_1p1c_throughput");
-    g.throughput(Throughput::Elements(1));
+    g.throughput(Throughput::Elements(CHUNK));
     for batch in [1, 32, 64] {
         let mut row = |name: &str, f: fn(&[core_affinity::CoreId], u64, usize) -> Duration| {
             g.bench_function(BenchmarkId::new(name, batch), |b| {
-                b.iter_custom(|n| f(&cores, n, batch))
+                b.iter_custom(|n| chunks(n, |m| f(&cores, m, batch)))
             });
         };
         row(Pc::NAME, ring::spsc_throughput::<Pc>);
@@ -68,9 +77,9 @@ fn ping_pong(c: &mut Criterion) {
 
 fn mpmc(c: &mut Criterion) {
     let mut g = c.benchmark_group("ring/d_2p2c_blocking");
-    g.throughput(Throughput::Elements(1));
+    g.throughput(Throughput::Elements(CHUNK));
     let mut row = |name: &str, f: fn(u64) -> Duration| {
-        g.bench_function(name, |b| b.iter_custom(f));
+        g.bench_function(name, |b| b.iter_custom(|n| chunks(n, f)));
     };
     row(Pc::NAME, ring::mpmc_blocking::<Pc>);
     row(

@@ -127,3 +127,37 @@ fn panicking_iterator_in_batch_push_leaves_holes_not_a_stall() {
     assert!(ring.is_empty());
     assert_eq!(live.load(Ordering::Relaxed), 0);
 }
+
+/// A value whose drop panics when it carries `true`.
+struct PanicOnDrop(bool);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        assert!(!self.0, "drop panics");
+    }
+}
+
+#[test]
+fn panicking_value_drop_in_batch_pop_still_frees_every_slot() {
+    let ring = HeapRing::<PanicOnDrop>::with_capacity(4);
+    for fail in [false, true, false, false] {
+        assert!(ring.try_push(PanicOnDrop(fail)).is_ok());
+    }
+    // An `Extend` that takes one value and drops the iterator: the batch's own drop then
+    // drops the other three, and the second of them panics.
+    struct TakeOne(Vec<PanicOnDrop>);
+    impl Extend<PanicOnDrop> for TakeOne {
+        fn extend<I: IntoIterator<Item = PanicOnDrop>>(&mut self, iter: I) {
+            self.0.extend(iter.into_iter().next());
+        }
+    }
+    let mut out = TakeOne(Vec::new());
+    let result = catch_unwind(AssertUnwindSafe(|| ring.try_pop_batch(&mut out, 4)));
+    assert_eq!(out.0.len(), 1);
+    assert!(result.is_err());
+    // All four slots were freed despite the panic: the ring takes four new values.
+    assert!(ring.is_empty());
+    for _ in 0..4 {
+        assert!(ring.try_push(PanicOnDrop(false)).is_ok());
+    }
+}

@@ -284,10 +284,17 @@ impl<T, S: Storage<T>> FusedIterator for Drain<'_, T, S> {}
 
 impl<T, S: Storage<T>> Drop for Drain<'_, T, S> {
     fn drop(&mut self) {
-        for value in self.by_ref() {
-            drop(value);
+        /// Finishes the drain even if dropping one of the values panics, so the claimed
+        /// slots are always freed (a second panic aborts, as in `Vec`'s drain).
+        struct Finish<'d, 'a, T, S: Storage<T>>(&'d mut Drain<'a, T, S>);
+        impl<T, S: Storage<T>> Drop for Finish<'_, '_, T, S> {
+            fn drop(&mut self) {
+                self.0.by_ref().for_each(drop);
+                self.0.ring.head.waiters.notify();
+            }
         }
-        self.ring.head.waiters.notify();
+        let finish = Finish(self);
+        finish.0.by_ref().for_each(drop);
     }
 }
 
