@@ -52,28 +52,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             if tail & MARK != 0 {
                 return Err(PushError::Closed(()));
             }
-            let mut count = 0;
-            let mut first = Seen::Ready;
-            while count < want {
-                let position = tail.wrapping_add(count * ONE);
-                // Acquire pairs with the consumer's Release that freed the slot, as in try_push.
-                let stamp = self.slot(position).stamp.load(Ordering::Acquire);
-                let seen = classify(stamp, position);
-                if seen != Seen::Ready {
-                    if count == 0 {
-                        first = seen;
-                    }
-                    break;
-                }
-                count += 1;
-            }
-            match first {
-                Seen::Ready => {}
-                Seen::Behind => return Err(PushError::Full(())),
-                Seen::Ahead => {
+            let (count, first) = self.scan_free(tail, want);
+            if count == 0 {
+                match classify(first, tail) {
+                    Seen::Behind => return Err(PushError::Full(())),
                     // Relaxed: a fresh guess for the CAS.
-                    tail = self.tail.index.load(Ordering::Relaxed);
-                    continue;
+                    _ => {
+                        tail = self.tail.index.load(Ordering::Relaxed);
+                        continue;
+                    }
                 }
             }
             // SeqCst: claims `count` positions at once; SeqCst only for the wait handshake.
@@ -149,40 +136,58 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 
+    /// Counts the consecutive free slots from position `tail` (at most `want`, each stamp read
+    /// with Acquire). Returns the count and the stamp that stopped the scan (if any).
+    #[inline(always)]
+    fn scan_free(&self, tail: usize, want: usize) -> (usize, usize) {
+        let mut position = tail;
+        for count in 0..want {
+            // Acquire pairs with the consumer's Release that freed the slot, as in try_push.
+            let stamp = self.slot(position).stamp.load(Ordering::Acquire);
+            if stamp != position {
+                return (count, stamp);
+            }
+            position = position.wrapping_add(ONE);
+        }
+        (want, position)
+    }
+
+    /// Counts the consecutive published slots (values or holes) from position `head` (at most
+    /// `want`, each stamp read with Acquire). Returns the count, how many of them are holes,
+    /// and the stamp that stopped the scan (if any).
+    #[inline(always)]
+    fn scan_published(&self, head: usize, want: usize) -> (usize, usize, usize) {
+        let mut position = head;
+        let mut holes = 0;
+        for count in 0..want {
+            // Acquire pairs with the producer's Release publish, as in try_pop.
+            let stamp = self.slot(position).stamp.load(Ordering::Acquire);
+            let expected = position.wrapping_add(ONE);
+            // A value (`expected`) or a hole (`expected | MARK`; `expected` is even).
+            if stamp | MARK != expected | MARK {
+                return (count, holes, stamp);
+            }
+            holes += stamp & MARK;
+            position = position.wrapping_add(ONE);
+        }
+        (want, holes, position)
+    }
+
     /// Claims up to `want` (>= 1) consecutive ready positions at the head with one CAS.
     fn claim_ready(&self, want: usize) -> Result<Drain<'_, T, S>, PopError> {
         // Relaxed: only a starting guess; the CAS below validates it.
         let mut head = self.head.index.load(Ordering::Relaxed);
         loop {
-            let mut count = 0;
-            let mut holes = 0;
-            let mut first = Seen::Ready;
-            while count < want {
-                let position = head.wrapping_add(count * ONE);
-                let expected = position.wrapping_add(ONE);
-                // Acquire pairs with the producer's Release publish, as in try_pop.
-                let stamp = self.slot(position).stamp.load(Ordering::Acquire);
-                let seen = if stamp == expected | MARK {
-                    holes += 1;
-                    Seen::Ready
-                } else {
-                    classify(stamp, expected)
-                };
-                if seen != Seen::Ready {
-                    if count == 0 {
-                        first = seen;
-                    }
-                    break;
-                }
-                count += 1;
-            }
-            match first {
-                Seen::Ready => {}
-                Seen::Behind => return Err(self.empty_or_closed(head)),
-                Seen::Ahead => {
+            let (count, holes, first) = self.scan_published(head, want);
+            if count == 0 {
+                // Not a value nor a hole: the ring is empty here, or `head` is stale.
+                match classify(first, head.wrapping_add(ONE)) {
+                    Seen::Behind => return Err(self.empty_or_closed(head)),
                     // Relaxed: a fresh guess for the CAS.
-                    head = self.head.index.load(Ordering::Relaxed);
-                    continue;
+                    _ => {
+                        head = self.head.index.load(Ordering::Relaxed);
+                        continue;
+                    }
                 }
             }
             // SeqCst: claims `count` positions at once; SeqCst only for the wait handshake.
@@ -198,6 +203,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                         next: head,
                         end: head.wrapping_add(count * ONE),
                         values: count - holes,
+                        holes,
                     });
                 }
                 Err(current) => head = current,
@@ -239,8 +245,10 @@ pub struct Drain<'a, T, S: Storage<T>> {
     /// published (a value or a hole) with Acquire.
     next: usize,
     end: usize,
-    /// How many of `next..end` hold values (the rest are holes).
+    /// How many of `next..end` hold values.
     values: usize,
+    /// How many of `next..end` are holes (usually 0: then no stamp needs re-reading).
+    holes: usize,
 }
 
 impl<T, S: Storage<T>> Iterator for Drain<'_, T, S> {
@@ -252,13 +260,14 @@ impl<T, S: Storage<T>> Iterator for Drain<'_, T, S> {
             let position = self.next;
             let slot = self.ring.slot(position);
             // Relaxed: we already acquired this stamp in the claim scan, and only we change it
-            // until we free the slot.
-            let stamp = slot.stamp.load(Ordering::Relaxed);
-            let value = if stamp & MARK == 0 {
+            // until we free the slot. Read only if the claim has holes at all.
+            let hole = self.holes != 0 && slot.stamp.load(Ordering::Relaxed) & MARK != 0;
+            let value = if hole {
+                self.holes -= 1;
+                None
+            } else {
                 // SAFETY: we own `position` and saw its value published (Acquire, in the scan).
                 Some(unsafe { slot.read() })
-            } else {
-                None
             };
             // Advance before freeing, so that a panic later can never free this slot twice.
             self.next = position.wrapping_add(ONE);
