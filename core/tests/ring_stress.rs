@@ -158,7 +158,9 @@ fn close_wakes_blocked_consumers_and_producers() {
     thread::scope(|s| {
         // Consumers block on an empty ring; a close must wake them with Closed.
         let waiting: Vec<_> = (0..3).map(|_| s.spawn(|| ring.pop())).collect();
-        // Give them every chance to park: wait until close is the only thing left to do.
+        // The close races with the consumers at whatever stage they are (spinning, yielding,
+        // parked); each must end with Closed. (The parked stage alone is pinned by the unit
+        // test `close_wakes_parked_consumers`, which waits until they have registered.)
         ring.close();
         for h in waiting {
             assert!(h.join().unwrap().is_err());
