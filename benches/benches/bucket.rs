@@ -1,7 +1,7 @@
 //! Token bucket: pc-core's `TokenBucket` against governor's direct `RateLimiter`, both fed the
 //! SAME clock source (pc-core's `Instant`-based `Clock`), so the comparison is of the limiters,
-//! not of their clocks (governor's default TSC clock is faster to read but not monotonic across
-//! cores, governor #299).
+//! not of their clocks. The measured loops live in `pc_benches::bucket`, shared with the
+//! `compare` binary.
 //!
 //! Groups (each a few seconds):
 //! - `bucket_uncontended`: one thread, one token per call, with a real clock read per call; plus
@@ -12,131 +12,69 @@
 //! Both limiters are set to 10^9 tokens per second with a burst of 10^9, so every call is
 //! granted: this measures the grant path.
 //!
-//! Run: `CARGO_TARGET_DIR=/work/target-bucket cargo bench -p pc-benches --bench bucket`
+//! Run: `CARGO_TARGET_DIR=/work/target-h3 cargo bench -p pc-benches --bench bucket`
 
-use std::cell::Cell;
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use governor::clock::Clock as GovernorClock;
-use governor::nanos::Nanos;
-use governor::{Quota, RateLimiter};
-use pc_core::{Clock, TokenBucket};
-
-const RATE: u64 = 1_000_000_000;
-
-/// Governor reading pc-core's clock: `Nanos` since the same anchor.
-#[derive(Clone, Copy, Debug)]
-struct SameClock(Clock);
-
-impl GovernorClock for SameClock {
-    type Instant = Nanos;
-
-    #[inline]
-    fn now(&self) -> Nanos {
-        Nanos::new(self.0.now())
-    }
-}
-
-/// A clock that advances 1 ns per reading: the limiter logic without a clock read.
-#[derive(Debug, Default)]
-struct CounterClock(Cell<u64>);
-
-impl GovernorClock for CounterClock {
-    type Instant = Nanos;
-
-    #[inline]
-    fn now(&self) -> Nanos {
-        let t = self.0.get() + 1;
-        self.0.set(t);
-        Nanos::new(t)
-    }
-}
-
-fn quota() -> Quota {
-    Quota::per_second(NonZeroU32::new(RATE as u32).unwrap())
-}
+use pc_benches::bucket::{self, CounterClock, SameClock};
+use pc_core::Clock;
 
 fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("bucket_uncontended");
     let clock = Clock::new();
 
-    group.bench_function("clock_now_alone", |b| b.iter(|| black_box(clock.now())));
-
-    let ours = TokenBucket::per_second(RATE, RATE);
-    group.bench_function("pc_core_try_acquire_same_clock", |b| {
-        b.iter(|| black_box(ours.try_acquire(black_box(1), clock.now())).is_ok())
-    });
-
-    let governor = RateLimiter::direct_with_clock(quota(), SameClock(clock));
-    group.bench_function("governor_check_same_clock", |b| {
-        b.iter(|| black_box(governor.check()).is_ok())
-    });
-
-    let ours = TokenBucket::per_second(RATE, RATE);
-    let counter = Cell::new(0u64);
-    group.bench_function("pc_core_try_acquire_counter_clock", |b| {
-        b.iter(|| {
-            let now = counter.get() + 1;
-            counter.set(now);
-            black_box(ours.try_acquire(black_box(1), now)).is_ok()
+    group.bench_function("clock_now_alone", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(clock.now());
+            }
+            start.elapsed()
         })
     });
 
-    let governor = RateLimiter::direct_with_clock(quota(), CounterClock::default());
+    let ours = bucket::pc_bucket();
+    group.bench_function("pc_core_try_acquire_same_clock", |b| {
+        b.iter_custom(|iters| bucket::pc_uncontended(&ours, &clock, iters))
+    });
+
+    let governor = bucket::governor(SameClock(clock));
+    group.bench_function("governor_check_same_clock", |b| {
+        b.iter_custom(|iters| bucket::governor_uncontended(&governor, iters))
+    });
+
+    let ours = bucket::pc_bucket();
+    let mut now = 0;
+    group.bench_function("pc_core_try_acquire_counter_clock", |b| {
+        b.iter_custom(|iters| bucket::pc_counter_clock(&ours, &mut now, iters))
+    });
+
+    let governor = bucket::governor(CounterClock::default());
     group.bench_function("governor_check_counter_clock", |b| {
-        b.iter(|| black_box(governor.check()).is_ok())
+        b.iter_custom(|iters| bucket::governor_uncontended(&governor, iters))
     });
     group.finish();
-}
-
-/// Runs `op` on two threads, `iters` calls in total, and returns the wall time.
-fn two_threads(iters: u64, op: &(dyn Fn() + Sync)) -> Duration {
-    let per_thread = iters.div_ceil(2);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                for _ in 0..per_thread {
-                    op();
-                }
-            });
-        }
-    });
-    start.elapsed()
 }
 
 fn contended(c: &mut Criterion) {
     let mut group = c.benchmark_group("bucket_contended_2_threads");
     let clock = Clock::new();
 
-    let ours = TokenBucket::per_second(RATE, RATE);
+    let ours = bucket::pc_bucket();
     group.bench_function("pc_core_try_acquire_same_clock", |b| {
-        b.iter_custom(|iters| {
-            two_threads(iters, &|| {
-                black_box(ours.try_acquire(1, clock.now()).is_ok());
-            })
-        })
+        b.iter_custom(|iters| bucket::pc_contended(&ours, &clock, iters))
     });
 
-    let governor = RateLimiter::direct_with_clock(quota(), SameClock(clock));
+    let governor = bucket::governor(SameClock(clock));
     group.bench_function("governor_check_same_clock", |b| {
-        b.iter_custom(|iters| {
-            two_threads(iters, &|| {
-                black_box(governor.check().is_ok());
-            })
-        })
+        b.iter_custom(|iters| bucket::governor_contended(&governor, iters))
     });
 
-    let ours = TokenBucket::per_second(RATE, RATE);
+    let ours = bucket::pc_bucket();
     group.bench_function("pc_core_try_acquire_up_to_64_same_clock", |b| {
-        b.iter_custom(|iters| {
-            two_threads(iters, &|| {
-                black_box(ours.try_acquire_up_to(64, clock.now()).is_ok());
-            })
-        })
+        b.iter_custom(|iters| bucket::pc_contended_up_to_64(&ours, &clock, iters))
     });
     group.finish();
 }

@@ -50,8 +50,9 @@
 //! calls whose `now` lies in `[t0, t1]`, `T` being the exact `floor(t * rate / period)`,
 //! whatever the interleaving and however stale or backwards `now` is; no drift at any rate
 //! (1 per hour to 10^9 per second and beyond); no burst after idle beyond `burst`; saturating
-//! arithmetic that fails closed. Each [`Grant`] carries the instants its tokens were due, so
-//! producers can stamp intended send times. Needs 64-bit atomics (or feature
+//! arithmetic that fails closed. Each [`Grant`] (three words, borrowing its bucket) gives the
+//! instants its tokens were due, computed only when asked for, so producers can stamp intended
+//! send times. Needs 64-bit atomics (or feature
 //! `portable-atomic`).
 //!
 //! ```

@@ -66,6 +66,7 @@ impl fmt::Display for Source {
 }
 
 /// One option's value and where it came from.
+#[derive(Debug)]
 pub struct Picked<T> {
     pub value: T,
     pub from: Source,
@@ -86,6 +87,7 @@ impl<T: fmt::Display> Picked<T> {
 }
 
 /// Resolves the layers of one option.
+#[derive(Debug)]
 pub struct Layers<'a> {
     pub matches: &'a ArgMatches,
     pub file_path: Option<PathBuf>,

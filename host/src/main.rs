@@ -1,30 +1,16 @@
-//! pc-host: parse, validate, run, print. Nothing else.
+//! pc-host: parse, validate, run, print. Nothing else: the rest is the `pc_host` library.
 //!
 //! Exit status: 0 when every accepted message is in the database (or `verify` found no
 //! problem); 1 on a MISMATCH, a failed run or a database that cannot be used; 2 on bad flags,
 //! environment or config file; 130/143 on a second SIGINT/SIGTERM.
-
-mod checkpoint;
-mod cli;
-mod config;
-mod consumer;
-mod layers;
-mod pinning;
-mod pipeline;
-mod producer;
-mod report;
-mod schema;
-mod signals;
-mod sink;
-mod summary;
-mod verify;
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 
-use crate::cli::{Cli, Command, Output};
+use pc_host::cli::{Cli, Command, Output};
+use pc_host::{config, pipeline, signals, verify};
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches(); // clap prints its own errors and exits 2

@@ -1,6 +1,6 @@
-//! Quick side-by-side comparison: short versions of the ring benches (pc and its peers in the
-//! same run, interleaved, repeated), printed as one table: each measure, ours, the best peer,
-//! and the ratio (> 1 means pc is ahead).
+//! Quick side-by-side comparison: short versions of the ring and token bucket benches (pc and
+//! its peers in the same run, interleaved, repeated), printed as one table: each measure, ours,
+//! the best peer, and the ratio (> 1 means pc is ahead).
 //!
 //! `cargo run --release -p pc-benches --bin compare [-- --repeats N]`
 
@@ -197,7 +197,118 @@ fn main() {
         ),
     });
 
+    rows.extend(bucket_rows(repeats));
+
     print_table(&rows);
+}
+
+/// The token bucket rows: pc-core's `TokenBucket` against governor's direct limiter, both on
+/// pc-core's `Clock` (the same clock source), through the loops of `pc_benches::bucket` that the
+/// criterion bench times too. Runs are interleaved and repeated like the ring rows.
+fn bucket_rows(repeats: usize) -> Vec<Row> {
+    use pc_benches::bucket::{self, AccuracyRun, CounterClock, SameClock};
+    use pc_core::Clock;
+
+    const CALLS: u64 = 2_000_000;
+    const LOGIC_CALLS: u64 = 20_000_000;
+    let ns_per_call = |d: Duration, calls: u64| d.as_nanos() as f64 / calls as f64;
+    let clock = Clock::new();
+    let mut rows = Vec::new();
+
+    eprintln!("(e) bucket uncontended ...");
+    let ours = bucket::pc_bucket();
+    let governor = bucket::governor(SameClock(clock));
+    rows.push(Row {
+        measure: "bucket: uncontended try_acquire, real clock".into(),
+        unit: "ns/op",
+        higher_is_better: false,
+        results: measure(
+            repeats,
+            &mut [
+                (
+                    "pc-core",
+                    Box::new(|| ns_per_call(bucket::pc_uncontended(&ours, &clock, CALLS), CALLS)),
+                ),
+                (
+                    "governor",
+                    Box::new(|| ns_per_call(bucket::governor_uncontended(&governor, CALLS), CALLS)),
+                ),
+            ],
+        ),
+    });
+
+    let ours = bucket::pc_bucket();
+    let governor = bucket::governor(CounterClock::default());
+    let mut now = 0;
+    rows.push(Row {
+        measure: "bucket: limiter logic only (counter clock)".into(),
+        unit: "ns/op",
+        higher_is_better: false,
+        results: measure(
+            repeats,
+            &mut [
+                (
+                    "pc-core",
+                    Box::new(|| {
+                        let d = bucket::pc_counter_clock(&ours, &mut now, LOGIC_CALLS);
+                        ns_per_call(d, LOGIC_CALLS)
+                    }),
+                ),
+                (
+                    "governor",
+                    Box::new(|| {
+                        let d = bucket::governor_uncontended(&governor, LOGIC_CALLS);
+                        ns_per_call(d, LOGIC_CALLS)
+                    }),
+                ),
+            ],
+        ),
+    });
+
+    eprintln!("(f) bucket contended, 2 threads ...");
+    let ours = bucket::pc_bucket();
+    let governor = bucket::governor(SameClock(clock));
+    rows.push(Row {
+        measure: "bucket: 2 threads contended, real clock".into(),
+        unit: "M calls/s",
+        higher_is_better: true,
+        results: measure(
+            repeats,
+            &mut [
+                (
+                    "pc-core",
+                    Box::new(|| per_sec(CALLS, bucket::pc_contended(&ours, &clock, CALLS))),
+                ),
+                (
+                    "governor",
+                    Box::new(|| per_sec(CALLS, bucket::governor_contended(&governor, CALLS))),
+                ),
+            ],
+        ),
+    });
+
+    eprintln!("(g) bucket accuracy, 2 threads at 100k/s ...");
+    let run = AccuracyRun::new(100_000, 2, Duration::from_millis(500));
+    // 100 - |error %|: higher is better, so the ratio reads like the others.
+    let accuracy = |error: f64| 100.0 - error.abs();
+    rows.push(Row {
+        measure: format!(
+            "bucket: accuracy (100 - abs. error %), 2 threads at 100k/s, {} ms, batch {}, burst {}",
+            run.window.as_millis(),
+            run.batch,
+            run.burst
+        ),
+        unit: "%",
+        higher_is_better: true,
+        results: measure(
+            repeats,
+            &mut [
+                ("pc-core", Box::new(|| accuracy(run.pc(&clock)))),
+                ("governor", Box::new(|| accuracy(run.governor(&clock)))),
+            ],
+        ),
+    });
+    rows
 }
 
 fn print_table(rows: &[Row]) {

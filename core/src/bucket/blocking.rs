@@ -31,7 +31,7 @@ impl TokenBucket {
     /// }
     /// assert!(bucket.acquire(2, &clock).unwrap_err().is_never()); // more than the burst
     /// ```
-    pub fn acquire(&self, n: u64, clock: &Clock) -> Result<Grant, Denied> {
+    pub fn acquire(&self, n: u64, clock: &Clock) -> Result<Grant<'_>, Denied> {
         loop {
             match self.try_acquire(n, clock.now()) {
                 Ok(grant) => return Ok(grant),
@@ -64,7 +64,7 @@ impl TokenBucket {
     /// }
     /// assert_eq!(taken, 50);
     /// ```
-    pub fn acquire_up_to(&self, n: u64, clock: &Clock) -> Result<Grant, Denied> {
+    pub fn acquire_up_to(&self, n: u64, clock: &Clock) -> Result<Grant<'_>, Denied> {
         loop {
             match self.try_acquire_up_to(n, clock.now()) {
                 Ok(grant) => return Ok(grant),

@@ -1,10 +1,12 @@
 //! What an acquire returns: a [`Grant`] with the tokens' scheduled instants, or why not.
 
 use core::fmt;
+use core::hash::{Hash, Hasher};
 
-use super::rate::TokenClock;
+use super::TokenBucket;
+use super::rate::DueClock;
 
-/// Tokens taken from a [`TokenBucket`](super::TokenBucket), and when they were scheduled.
+/// Tokens taken from a [`TokenBucket`], and when they were scheduled.
 ///
 /// Every token has a *due instant*: the first nanosecond at which the bucket's clock had issued
 /// it. That is the time a rate-limited producer *intended* to use it, so stamping a message with
@@ -13,19 +15,24 @@ use super::rate::TokenClock;
 /// tokens of one grant are due in order, `first_due() <= due()`.
 ///
 /// Tokens that were in the bucket when it was made "full" have no schedule: they are due at 0.
+///
+/// A grant borrows its bucket and is three words: the due instants are computed from the
+/// bucket's (immutable) clock only when asked for, so an acquire does no work for them. Two
+/// grants are equal when they hold the same tokens of the same bucket.
 #[must_use = "a grant carries the instants the tokens were due"]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Grant {
+#[derive(Clone, Copy)]
+pub struct Grant<'a> {
     /// How many tokens were taken.
     pub(crate) count: u64,
-    /// The due instant of the first and the last token (both `now` for an empty grant).
-    pub(crate) first_due: u64,
-    pub(crate) due: u64,
-    /// The bucket's state after this grant: the index (biased by `burst`) of its last token.
-    pub(crate) end: u64,
+    /// With `count > 0`, the bucket's state after this grant: the index (biased by `burst`) of
+    /// its last token. With `count == 0`, the caller's `now`, which an empty grant reports as
+    /// its due instant.
+    pub(crate) last: u64,
+    /// The bucket that granted the tokens, for its clock and burst.
+    pub(crate) bucket: &'a TokenBucket,
 }
 
-impl Grant {
+impl Grant<'_> {
     /// How many tokens were taken (0 only when 0 were asked for).
     #[must_use]
     #[inline]
@@ -34,18 +41,51 @@ impl Grant {
     }
 
     /// The due instant of the last token of the grant, in the caller's nanoseconds. For a
-    /// one-token grant, the token's scheduled time.
+    /// one-token grant, the token's scheduled time. Computed on each call (two multiplications).
     #[must_use]
     #[inline]
     pub const fn due(&self) -> u64 {
-        self.due
+        if self.count == 0 {
+            return self.last;
+        }
+        self.bucket.due_of_biased(self.last)
     }
 
-    /// The due instant of the first token of the grant.
+    /// The due instant of the first token of the grant. Computed on each call (two
+    /// multiplications).
     #[must_use]
     #[inline]
     pub const fn first_due(&self) -> u64 {
-        self.first_due
+        if self.count == 0 {
+            return self.last;
+        }
+        // `count <= last`: the grant took the indices `(last - count, last]`, all above 0.
+        self.bucket.due_of_biased(self.last - self.count + 1)
+    }
+}
+
+impl PartialEq for Grant<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.count, self.last) == (other.count, other.last)
+            && core::ptr::eq(self.bucket, other.bucket)
+    }
+}
+
+impl Eq for Grant<'_> {}
+
+impl Hash for Grant<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.count, self.last, core::ptr::from_ref(self.bucket)).hash(state);
+    }
+}
+
+impl fmt::Debug for Grant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("count", &self.count)
+            .field("first_due", &self.first_due())
+            .field("due", &self.due())
+            .finish()
     }
 }
 
@@ -115,18 +155,20 @@ impl core::error::Error for Denied {}
 #[must_use = "iterators are lazy"]
 #[derive(Clone, Debug)]
 pub struct Schedule {
-    /// Biased index of the next token to report, and one past the last.
+    /// Biased index of the last token reported (the first reported is `next + 1`), and of the
+    /// last to report.
     next: u64,
     end: u64,
-    clock: TokenClock,
+    clock: DueClock,
     burst: u64,
 }
 
 impl Schedule {
-    pub(crate) const fn new(grant: &Grant, clock: TokenClock, burst: u64) -> Self {
+    pub(crate) const fn new(grant: &Grant<'_>, clock: DueClock, burst: u64) -> Self {
+        // An empty grant gives `next == end`: nothing to report, whatever `last` holds.
         Self {
-            next: grant.end - grant.count,
-            end: grant.end,
+            next: grant.last - grant.count,
+            end: grant.last,
             clock,
             burst,
         }
@@ -156,6 +198,6 @@ impl Iterator for Schedule {
 /// The due instant of the token whose biased index is `index` (token `index - burst` of the
 /// clock; those at or below 0 were the initial fill and are due at 0).
 #[inline]
-pub(crate) fn due_of_biased(clock: &TokenClock, burst: u64, index: u64) -> u64 {
+pub(crate) const fn due_of_biased(clock: &DueClock, burst: u64, index: u64) -> u64 {
     clock.due(index.saturating_sub(burst))
 }

@@ -2,19 +2,24 @@
 //! point.
 //!
 //! `tokens_at(now) = floor(now * rate / period_ns)`, exactly, computed as
-//! `floor(now * mult / 2^(64 + bits))` where `bits` is the bit length of `period_ns` and
-//! `mult = ceil(rate * 2^(64 + bits) / period_ns)`:
-//! - no division on the hot path: two 64x64->128-bit multiplications and a shift;
-//! - exact, hence monotone and free of drift at every rate: `mult` exceeds the exact multiplier
-//!   by less than 1, so `now * mult / 2^(64 + bits)` exceeds `now * rate / period_ns` by less
-//!   than `2^64 / 2^(64 + bits) < 1 / period_ns`, while the fractional part of the exact value
-//!   is at most `1 - 1 / period_ns`: the floor is the same (the classic argument for division
-//!   by an invariant integer, Granlund and Montgomery 1994).
+//! `now * whole + floor(now * frac / 2^128)`, where `whole = floor(rate / period_ns)` and
+//! `frac = ceil((rate mod period_ns) * 2^128 / period_ns)`:
+//! - no division and no shift on the hot path: three 64x64-bit multiplications, and one add
+//!   behind them (the carry between the two fractional words is a branch, almost never
+//!   taken), so the value the bucket's CAS needs is a few cycles behind `now`;
+//! - exact, hence monotone and free of drift at every rate: writing `r = rate mod period_ns`,
+//!   `frac` exceeds `r * 2^128 / period_ns` by less than 1, so `now * frac / 2^128` exceeds
+//!   `now * r / period_ns` by less than `2^64 / 2^128 < 1 / period_ns`, while the fractional
+//!   part of `now * r / period_ns` is at most `1 - 1 / period_ns`: the floor is the same (the
+//!   classic argument for division by an invariant integer, Granlund and Montgomery 1994), and
+//!   `now * whole + floor(now * r / period_ns) = floor(now * rate / period_ns)`.
 //!
 //! The inverse, `due(k)`, is the first nanosecond at which `tokens_at` reaches `k`, that is
-//! `ceil(k * period_ns / rate)`: estimated with a precomputed reciprocal (never late, early by
-//! at most 2 ns), then corrected with `tokens_at` itself, so the two maps agree exactly (a token
-//! is never reported due before it exists).
+//! `ceil(k * period_ns / rate)`: computed with a precomputed reciprocal (two multiplications),
+//! which pins it down except when the instant lies within `k / 2^64` ns of an integer without
+//! being one; an exact division settles those. So the two maps agree exactly (a token is never reported due before it
+//! exists). The inverse is a small `Copy` value of its own ([`DueClock`]), so a
+//! [`Grant`](super::Grant) can carry it and compute its due instants only when asked.
 
 use core::fmt;
 use core::time::Duration;
@@ -64,14 +69,24 @@ impl core::error::Error for RateError {}
 /// The fixed-point map between nanoseconds and tokens. Immutable after construction.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct TokenClock {
-    /// `ceil(rate * 2^(64 + shift) / period_ns)`. Invariant: `mult < 2^128` (from
-    /// `rate < 2^63`, see `new`).
-    mult: u128,
-    /// `shift` = the bit length of `period_ns`, so `2^shift > period_ns`. At most 64.
-    shift: u32,
-    /// `floor(period_ns * 2^64 / rate)`: nanoseconds per token, times `2^64`, rounded down (so
-    /// an estimate made with it is never late; `due` corrects it upwards).
-    inv: u128,
+    /// `ceil((rate mod period_ns) * 2^128 / period_ns)`: the fraction of a token issued per
+    /// nanosecond, in fixed point with 128 fractional bits, rounded up. Invariant: below
+    /// `2^128 - 2^64` (see `new`).
+    frac: u128,
+    /// `floor(rate / period_ns)`: whole tokens issued per nanosecond (0 below 10^9 per second).
+    whole: u64,
+    /// The inverse map, with the configured rate and period.
+    due: DueClock,
+}
+
+/// The inverse map, token index to due instant: a copy of four words, which a
+/// [`Grant`](super::Grant) carries so that it computes its due instants only when asked.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct DueClock {
+    /// `ceil(period_ns * 2^64 / rate)` (nanoseconds per token, times `2^64`, rounded up, so
+    /// an estimate made with it is never early), split into its high and low 64-bit words.
+    inv_whole: u64,
+    inv_frac: u64,
     /// The configured rate and period. Invariants: `1 <= rate < 2^63`, `1 <= period_ns`.
     rate: u64,
     period_ns: u64,
@@ -93,24 +108,27 @@ impl TokenClock {
         if period_ns > u64::MAX as u128 {
             return Err(RateError::TooSlow);
         }
-        let shift = u128::BITS - period_ns.leading_zeros(); // 1..=64
-        // mult = ceil(a * 2^64 / period_ns) with a = rate * 2^shift < 2^127, by long division in
-        // two 64-bit digits. The high digit `a / period_ns < 2 * rate < 2^64` (as
-        // `2^shift <= 2 * period_ns`), so `mult <= (2^64 - 3) * 2^64 + 2^64 < 2^128`.
-        let a = (rate as u128) << shift;
-        let high = a / period_ns;
-        let rem = a % period_ns; // < period_ns < 2^64, so `rem << 64` fits
+        // frac = ceil(r * 2^128 / period_ns) with r = rate mod period_ns < period_ns < 2^64, by
+        // long division in two 64-bit digits; each digit is below 2^64 as r < period_ns. As
+        // `r <= period_ns - 1`, `r * 2^128 / period_ns <= 2^128 - 2^128 / period_ns < 2^128 -
+        // 2^64`, so rounding up cannot overflow.
+        let r = rate as u128 % period_ns;
+        let high = (r << 64) / period_ns;
+        let rem = (r << 64) % period_ns; // < period_ns < 2^64, so `rem << 64` fits
         let low = (rem << 64) / period_ns;
         let round_up = (!(rem << 64).is_multiple_of(period_ns)) as u128;
-        let mult = (high << 64) + low + round_up;
-        // `period_ns < 2^64`, so `period_ns << 64` fits.
-        let inv = (period_ns << 64) / rate as u128;
+        let frac = ((high << 64) | low) + round_up;
+        // `period_ns < 2^64`, so `period_ns << 64` fits, and `inv / 2^64 <= period_ns < 2^64`.
+        let inv = (period_ns << 64).div_ceil(rate as u128);
         let clock = Self {
-            mult,
-            shift,
-            inv,
-            rate,
-            period_ns: period_ns as u64,
+            frac,
+            whole: (rate as u128 / period_ns) as u64,
+            due: DueClock {
+                inv_whole: (inv >> 64) as u64,
+                inv_frac: inv as u64,
+                rate,
+                period_ns: period_ns as u64,
+            },
         };
         if clock.tokens_at(u64::MAX) == 0 {
             return Err(RateError::TooSlow);
@@ -120,94 +138,129 @@ impl TokenClock {
 
     /// How many tokens the clock has issued by instant `now` (since instant 0), exactly
     /// `floor(now * rate / period_ns)`, saturating at `u64::MAX`.
+    ///
+    /// This is on the path from the caller's clock read to the bucket's CAS, so it is written
+    /// for latency: `floor(now * frac / 2^128)` is the high word of `now * frac_hi` plus the
+    /// carry out of adding its low word to the high word of `now * frac_lo`. That carry is
+    /// almost never set (the second word is below `now`, so the chance is under `now / 2^64`,
+    /// 5e-8 after 15 minutes of nanoseconds), so instead of an add-with-carry behind both
+    /// multiplications it is a branch to [`tokens_at_exactly`](Self::tokens_at_exactly),
+    /// as is saturation.
     #[inline]
     pub(crate) const fn tokens_at(&self, now: u64) -> u64 {
-        saturate(mul_shr64(now, self.mult) >> self.shift)
-    }
-
-    /// The first instant at which `tokens_at` reaches `k`: `min { t : tokens_at(t) >= k }`, that
-    /// is `ceil(k * period_ns / rate)`; or `u64::MAX` if that is not below `u64::MAX` (the token
-    /// is never issued within the range of `now`).
-    #[inline]
-    pub(crate) fn due(&self, k: u64) -> u64 {
-        if k == 0 {
-            return 0;
+        let high = (now as u128) * (self.frac >> 64);
+        let low = ((now as u128) * (self.frac as u64 as u128)) >> 64;
+        let carries = (high as u64).checked_add(low as u64).is_none();
+        let (whole, overflow) = now.overflowing_mul(self.whole);
+        let (t, overflow_too) = whole.overflowing_add((high >> 64) as u64);
+        if carries | overflow | overflow_too {
+            return self.tokens_at_exactly(now);
         }
-        // y = k * inv / 2^64 = estimate + fraction / 2^64: the 192-bit product, split.
-        let low = (k as u128) * (self.inv as u64 as u128);
-        let estimate = (k as u128) * (self.inv >> 64) + (low >> 64); // fits, as in `mul_shr64`
-        let fraction = low as u64;
-        // The exact x = k * period_ns / rate lies in [y, y + k / 2^64), since `inv` is short of
-        // 2^64 * period_ns / rate by less than 1. So if 0 < fraction and fraction + k < 2^64,
-        // then estimate < x < estimate + 1, and the answer is estimate + 1 with no check: the
-        // usual case, as k / 2^64 is tiny for any realistic instant.
-        if fraction != 0 && fraction.checked_add(k).is_some() && estimate < u64::MAX as u128 {
-            let due = estimate as u64 + 1;
-            debug_assert_eq!(due, self.due_by_search(k, estimate));
-            return due;
-        }
-        self.due_by_search(k, estimate)
-    }
-
-    /// `due(k)` from an `estimate` in `(x - 2, x]` (see `due`), corrected with `tokens_at`.
-    #[cold]
-    fn due_by_search(&self, k: u64, estimate: u128) -> u64 {
-        if estimate >= u64::MAX as u128 {
-            return u64::MAX;
-        }
-        let mut t = estimate as u64;
-        let mut steps = 0u32;
-        while self.tokens_at(t) < k {
-            if t == u64::MAX {
-                return u64::MAX;
-            }
-            t += 1;
-            steps += 1;
-        }
-        debug_assert!(steps <= 2, "due() estimate was more than 2 ns early");
         debug_assert!(
-            t == 0 || self.tokens_at(t - 1) < k,
-            "due() estimate was late"
+            t == self.tokens_at_exactly(now),
+            "tokens_at fast path disagrees"
         );
         t
+    }
+
+    /// `tokens_at`, the straightforward way: when the low words carry, or it saturates.
+    #[cold]
+    #[inline(never)]
+    const fn tokens_at_exactly(&self, now: u64) -> u64 {
+        // `high <= (2^64 - 1)^2 = 2^128 - 2^65 + 1` and `low < 2^64`, so their sum fits; and it
+        // is below 2^128, so its high word is below 2^64 (it is at most `now`).
+        let high = (now as u128) * (self.frac >> 64);
+        let low = ((now as u128) * (self.frac as u64 as u128)) >> 64;
+        let part = ((high + low) >> 64) as u64;
+        now.saturating_mul(self.whole).saturating_add(part)
+    }
+
+    /// The first instant at which `tokens_at` reaches `k` (see [`DueClock::due`]).
+    #[cfg(test)]
+    pub(crate) const fn due(&self, k: u64) -> u64 {
+        self.due.due(k)
+    }
+
+    /// The inverse map, to hand out with a grant.
+    #[inline]
+    pub(crate) const fn due_clock(&self) -> DueClock {
+        self.due
     }
 
     /// The configured number of tokens per period.
     #[inline]
     pub(crate) const fn rate(&self) -> u64 {
-        self.rate
+        self.due.rate
     }
 
     /// The configured period.
     pub(crate) const fn period(&self) -> Duration {
-        Duration::from_nanos(self.period_ns)
+        Duration::from_nanos(self.due.period_ns)
+    }
+}
+
+impl DueClock {
+    /// The first instant at which the clock's `tokens_at` reaches `k`: `min { t : tokens_at(t)
+    /// >= k }`, that is `ceil(k * period_ns / rate)`; or `u64::MAX` if that is not below
+    /// `u64::MAX` (the token is never issued within the range of `now`).
+    #[inline]
+    pub(crate) const fn due(&self, k: u64) -> u64 {
+        // y = k * inv / 2^64 = estimate + fraction / 2^64: the 192-bit product, split. It fits:
+        // `k * inv_whole <= (2^64 - 1)^2` and the carried word is below 2^64.
+        let low = (k as u128) * (self.inv_frac as u128);
+        let estimate = (k as u128) * (self.inv_whole as u128) + (low >> 64);
+        let fraction = low as u64;
+        // `inv` exceeds 2^64 * period_ns / rate by less than 1 (or equals it), so the exact
+        // x = k * period_ns / rate lies in (y - k / 2^64, y], with k / 2^64 < 1. Hence:
+        // - fraction == 0: x in (estimate - 1, estimate], so ceil(x) = estimate (every token
+        //   when a token interval is a whole number of ns, and k = 0);
+        // - fraction >= k: x in (estimate, estimate + 1), so ceil(x) = estimate + 1 (nearly
+        //   every other token);
+        // - otherwise x is within k / 2^64 ns of an integer: divide.
+        let due = if fraction == 0 {
+            estimate
+        } else if fraction >= k {
+            estimate + 1
+        } else {
+            return self.exact_due(k);
+        };
+        let due = if due > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            due as u64
+        };
+        debug_assert!(due == self.exact_due(k), "due() fast path disagrees");
+        due
+    }
+
+    /// `due(k)` by exact division: `ceil(k * period_ns / rate)`, saturating at `u64::MAX`.
+    #[cold]
+    const fn exact_due(&self, k: u64) -> u64 {
+        // `k * period_ns < 2^128`: fits.
+        let due = (k as u128 * self.period_ns as u128).div_ceil(self.rate as u128);
+        if due > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            due as u64
+        }
     }
 }
 
 impl fmt::Debug for TokenClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenClock")
-            .field("rate", &self.rate)
+            .field("rate", &self.rate())
             .field("period", &self.period())
             .finish_non_exhaustive()
     }
 }
 
-/// `floor(a * b / 2^64)`, exactly. It fits: `a * b < 2^192`.
-#[inline(always)]
-const fn mul_shr64(a: u64, b: u128) -> u128 {
-    let hi = b >> 64;
-    let lo = b as u64 as u128;
-    // `a * hi <= (2^64 - 1)^2 = 2^128 - 2^65 + 1` and the second term is below `2^64`: no overflow.
-    (a as u128) * hi + (((a as u128) * lo) >> 64)
-}
-
-#[inline(always)]
-const fn saturate(x: u128) -> u64 {
-    if x > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        x as u64
+impl fmt::Debug for DueClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DueClock")
+            .field("rate", &self.rate)
+            .field("period", &Duration::from_nanos(self.period_ns))
+            .finish_non_exhaustive()
     }
 }
 
@@ -284,6 +337,35 @@ mod tests {
                     due.min(u64::MAX as u128),
                     "{rate}/{period} due {k}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn due_is_exact_for_runs_of_consecutive_tokens() {
+        // Every token of long runs, at small and huge indices, for clocks whose token interval
+        // is whole (the `fraction == 0` case), a repeating fraction (tokens landing exactly on
+        // a nanosecond, the divided case) and irrational-looking: each against exact division.
+        for (rate, period_ns) in [
+            (1_000_000_000, 1_000_000_000),
+            (1000, 1_000_000_000),
+            (3, 1_000_000_000),
+            (300_000_000, 1_000_000_000),
+            (7, 60_000_000_000),
+            (999_999_937, 1_000_000_007),
+            ((1 << 63) - 1, 1),
+            (1, u64::MAX),
+        ] {
+            let c = TokenClock::new(rate, Duration::from_nanos(period_ns)).unwrap();
+            for start in [0, 1 << 20, 1 << 40, u64::MAX / 3, u64::MAX - 300] {
+                for k in start..start.saturating_add(300) {
+                    let exact = (k as u128 * period_ns as u128).div_ceil(rate as u128);
+                    assert_eq!(
+                        c.due(k) as u128,
+                        exact.min(u64::MAX as u128),
+                        "{rate}/{period_ns} ns, k={k}"
+                    );
+                }
             }
         }
     }
