@@ -42,6 +42,24 @@ fn measure(repeats: usize, runs: &mut [Run<'_>]) -> Vec<(&'static str, f64)> {
         .collect()
 }
 
+/// A 1P1C throughput run of flavour `F`: M msg/s.
+fn spsc<F: Flavor>(cores: &[core_affinity::CoreId], msgs: u64, batch: usize) -> Run<'_> {
+    (
+        F::NAME,
+        Box::new(move || per_sec(msgs, ring::spsc_throughput::<F>(cores, msgs, batch))),
+    )
+}
+
+/// A ping-pong run of flavour `F`: the `q`-quantile of its round trips, in ns.
+fn ping_pong<F: Flavor>(cores: &[core_affinity::CoreId], rounds: u64, q: f64) -> Run<'_> {
+    (
+        F::NAME,
+        Box::new(move || {
+            ring::quantile(&mut ring::ping_pong::<F>(cores, rounds), q).as_nanos() as f64
+        }),
+    )
+}
+
 fn per_sec(msgs: u64, d: Duration) -> f64 {
     msgs as f64 / d.as_secs_f64() / 1e6
 }
@@ -86,40 +104,16 @@ fn main() {
     const MSGS: u64 = 5_000_000;
     for batch in [1usize, 32, 64] {
         eprintln!("(b) 1P1C throughput, batch {batch} ...");
-        let mut runs: Vec<Run<'_>> = Vec::new();
         let c = &cores;
-        runs.push((
-            Pc::NAME,
-            Box::new(move || per_sec(MSGS, ring::spsc_throughput::<Pc>(c, MSGS, batch))),
-        ));
-        runs.push((
-            Rtrb::NAME,
-            Box::new(move || per_sec(MSGS, ring::spsc_throughput::<Rtrb>(c, MSGS, batch))),
-        ));
+        let mut runs: Vec<Run<'_>> = vec![spsc::<Pc>(c, MSGS, batch), spsc::<Rtrb>(c, MSGS, batch)];
         if batch == 1 {
-            runs.push((
-                ArrayQueue::NAME,
-                Box::new(move || per_sec(MSGS, ring::spsc_throughput::<ArrayQueue>(c, MSGS, 1))),
-            ));
-            runs.push((
-                Heapless::NAME,
-                Box::new(move || per_sec(MSGS, ring::spsc_throughput::<Heapless>(c, MSGS, 1))),
-            ));
-            runs.push((
-                CrossbeamChannel::NAME,
-                Box::new(move || {
-                    per_sec(MSGS, ring::spsc_throughput::<CrossbeamChannel>(c, MSGS, 1))
-                }),
-            ));
-            runs.push((
-                StdSyncChannel::NAME,
-                Box::new(move || {
-                    per_sec(
-                        MSGS / 5,
-                        ring::spsc_throughput::<StdSyncChannel>(c, MSGS / 5, 1),
-                    )
-                }),
-            ));
+            runs.extend([
+                spsc::<ArrayQueue>(c, MSGS, 1),
+                spsc::<Heapless>(c, MSGS, 1),
+                spsc::<CrossbeamChannel>(c, MSGS, 1),
+                // std parks on every message: a fifth of the messages keeps its run short.
+                spsc::<StdSyncChannel>(c, MSGS / 5, 1),
+            ]);
         }
         rows.push(Row {
             measure: format!("1P1C throughput, batch {batch}"),
@@ -134,38 +128,11 @@ fn main() {
     for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
         let c = &cores;
         let mut runs: Vec<Run<'_>> = vec![
-            (
-                Pc::NAME,
-                Box::new(move || {
-                    ring::quantile(&mut ring::ping_pong::<Pc>(c, ROUNDS), q).as_nanos() as f64
-                }),
-            ),
-            (
-                ArrayQueue::NAME,
-                Box::new(move || {
-                    ring::quantile(&mut ring::ping_pong::<ArrayQueue>(c, ROUNDS), q).as_nanos()
-                        as f64
-                }),
-            ),
-            (
-                Heapless::NAME,
-                Box::new(move || {
-                    ring::quantile(&mut ring::ping_pong::<Heapless>(c, ROUNDS), q).as_nanos() as f64
-                }),
-            ),
-            (
-                Rtrb::NAME,
-                Box::new(move || {
-                    ring::quantile(&mut ring::ping_pong::<Rtrb>(c, ROUNDS), q).as_nanos() as f64
-                }),
-            ),
-            (
-                CrossbeamChannel::NAME,
-                Box::new(move || {
-                    ring::quantile(&mut ring::ping_pong::<CrossbeamChannel>(c, ROUNDS), q)
-                        .as_nanos() as f64
-                }),
-            ),
+            ping_pong::<Pc>(c, ROUNDS, q),
+            ping_pong::<ArrayQueue>(c, ROUNDS, q),
+            ping_pong::<Heapless>(c, ROUNDS, q),
+            ping_pong::<Rtrb>(c, ROUNDS, q),
+            ping_pong::<CrossbeamChannel>(c, ROUNDS, q),
         ];
         rows.push(Row {
             measure: format!("ping-pong round trip {label}"),
