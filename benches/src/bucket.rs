@@ -237,9 +237,8 @@ impl AccuracyRun {
         self.error_percent(granted)
     }
 
-    /// Runs `take(now)` flat out on `threads` threads from `start` until `now` passes `end`
-    /// or `take` returns `None`; `take` returns `Ok(tokens)` or `Err(instant to wait for)`.
-    /// Returns the tokens granted in all.
+    /// Runs `take(now)` on this run's threads (see [`take_on_threads`]); returns the tokens
+    /// granted in all.
     fn on_threads(
         &self,
         clock: &Clock,
@@ -247,34 +246,49 @@ impl AccuracyRun {
         end: u64,
         take: impl Fn(u64) -> Option<Result<u64, u64>> + Sync,
     ) -> u64 {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..self.threads)
-                .map(|_| {
-                    s.spawn(|| {
-                        clock.wait_until(start);
-                        let mut granted = 0;
-                        loop {
-                            let now = clock.now();
-                            if now > end {
-                                return granted;
-                            }
-                            match take(now) {
-                                Some(Ok(tokens)) => granted += tokens,
-                                Some(Err(ready_at)) => {
-                                    clock.wait_until(ready_at);
-                                }
-                                None => return granted,
-                            }
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("accuracy run: a taker panicked"))
-                .sum()
-        })
+        take_on_threads(self.threads, clock, start, end, take)
+            .iter()
+            .sum()
     }
+}
+
+/// Runs `take(now)` flat out on `threads` threads from `start` until `now` passes `end`
+/// or `take` returns `None`; `take` returns `Ok(tokens)` or `Err(instant to wait for)`.
+/// Returns the tokens granted to each thread.
+pub fn take_on_threads(
+    threads: u64,
+    clock: &Clock,
+    start: u64,
+    end: u64,
+    take: impl Fn(u64) -> Option<Result<u64, u64>> + Sync,
+) -> Vec<u64> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    clock.wait_until(start);
+                    let mut granted = 0;
+                    loop {
+                        let now = clock.now();
+                        if now > end {
+                            return granted;
+                        }
+                        match take(now) {
+                            Some(Ok(tokens)) => granted += tokens,
+                            Some(Err(ready_at)) => {
+                                clock.wait_until(ready_at);
+                            }
+                            None => return granted,
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("accuracy run: a taker panicked"))
+            .collect()
+    })
 }
 
 /// A governor clock that reads the instant the calling thread last passed to

@@ -19,6 +19,7 @@
 
 use std::process::ExitCode;
 
+use pc_benches::bucket::take_on_threads;
 use pc_core::{Clock, Denied, TokenBucket};
 
 struct Args {
@@ -75,29 +76,12 @@ fn run(
     threads: u64,
     batch: u64,
 ) -> Vec<u64> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(move || {
-                    clock.wait_until(start);
-                    let mut granted = 0;
-                    loop {
-                        let now = clock.now();
-                        if now > end {
-                            return granted;
-                        }
-                        match bucket.try_acquire_up_to(batch, now) {
-                            Ok(grant) => granted += grant.count(),
-                            Err(Denied::NotYet { ready_at, .. }) if ready_at <= end => {
-                                clock.wait_until(ready_at);
-                            }
-                            Err(_) => return granted,
-                        }
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    take_on_threads(threads, clock, start, end, |now| {
+        match bucket.try_acquire_up_to(batch, now) {
+            Ok(grant) => Some(Ok(grant.count())),
+            Err(Denied::NotYet { ready_at, .. }) if ready_at <= end => Some(Err(ready_at)),
+            Err(_) => None,
+        }
     })
 }
 

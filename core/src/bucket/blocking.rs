@@ -32,18 +32,7 @@ impl TokenBucket {
     /// assert!(bucket.acquire(2, &clock).unwrap_err().is_never()); // more than the burst
     /// ```
     pub fn acquire(&self, n: u64, clock: &Clock) -> Result<Grant<'_>, Denied> {
-        loop {
-            match self.try_acquire(n, clock.now()) {
-                Ok(grant) => return Ok(grant),
-                Err(denied @ Denied::NotYet { ready_at, .. }) => {
-                    if ready_at == u64::MAX {
-                        return Err(denied);
-                    }
-                    clock.wait_until(ready_at);
-                }
-                Err(denied) => return Err(denied),
-            }
-        }
+        self.wait_for(clock, |now| self.try_acquire(n, now))
     }
 
     /// Takes between 1 and `n` tokens, waiting until at least one is due: the blocking partial
@@ -65,16 +54,22 @@ impl TokenBucket {
     /// assert_eq!(taken, 50);
     /// ```
     pub fn acquire_up_to(&self, n: u64, clock: &Clock) -> Result<Grant<'_>, Denied> {
+        self.wait_for(clock, |now| self.try_acquire_up_to(n, now))
+    }
+
+    /// Retries `attempt` at `clock.now()`, waiting for each refusal's `ready_at`, until it
+    /// grants or refuses for good (`ExceedsBurst`, or `ready_at == u64::MAX`: never).
+    fn wait_for<'a>(
+        &'a self,
+        clock: &Clock,
+        attempt: impl Fn(u64) -> Result<Grant<'a>, Denied>,
+    ) -> Result<Grant<'a>, Denied> {
         loop {
-            match self.try_acquire_up_to(n, clock.now()) {
-                Ok(grant) => return Ok(grant),
-                Err(denied @ Denied::NotYet { ready_at, .. }) => {
-                    if ready_at == u64::MAX {
-                        return Err(denied);
-                    }
+            match attempt(clock.now()) {
+                Err(Denied::NotYet { ready_at, .. }) if ready_at != u64::MAX => {
                     clock.wait_until(ready_at);
                 }
-                Err(denied) => return Err(denied),
+                done => return done,
             }
         }
     }
