@@ -130,6 +130,58 @@ fn one_producer_two_consumers() {
     });
 }
 
+/// Batch pops (up to 2 at a time) until `n` values, Closed, or `PATIENCE` consecutive Empty
+/// results.
+fn pop_batches<S: Storage<u32>>(ring: &RingCore<u32, S>, n: usize) -> Vec<u32> {
+    let mut got = Vec::new();
+    let mut tries = 0;
+    while got.len() < n {
+        match ring.try_pop_batch(&mut got, 2) {
+            Ok(k) => {
+                assert!(k >= 1);
+                tries = 0;
+            }
+            Err(PopError::Empty) if tries < PATIENCE => {
+                tries += 1;
+                thread::yield_now();
+            }
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn batch_pops_by_two_consumers_race_a_batch_push() {
+    // A batch pop frees its slots only at its end (last first), and a batch push publishes
+    // its slots only at its end: two consumers' claims and a producer's claim interleave here
+    // across the wrap of a two-slot ring.
+    loom::model(|| {
+        const P: &[u32] = &[1, 2, 3];
+        let ring = Arc::new(HeapRing::<u32>::with_capacity(2));
+        let consumer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || pop_batches(&*ring, 2))
+        };
+        let other = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || pop_batches(&*ring, 2))
+        };
+        let mut items = P.iter().copied();
+        for _ in 0..=PATIENCE {
+            if items.len() == 0 {
+                break;
+            }
+            if ring.try_push_batch(&mut items).is_err() {
+                thread::yield_now();
+            }
+        }
+        let pushed = P.len() - items.len();
+        let (c1, c2) = (consumer.join().unwrap(), other.join().unwrap());
+        check_history(&[(P, pushed)], &[c1, c2, drain(&*ring)]);
+    });
+}
+
 #[test]
 fn capacity_two_wraps_around_near_usize_max() {
     loom::model(|| {

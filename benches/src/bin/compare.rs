@@ -2,7 +2,10 @@
 //! its peers in the same run, interleaved, repeated), printed as one table: each measure, ours,
 //! the best peer, and the ratio (> 1 means pc is ahead).
 //!
-//! `cargo run --release -p pc-benches --bin compare [-- --repeats N]`
+//! `cargo run --release -p pc-benches --bin compare [-- --repeats N] [--only WORD]`
+//!
+//! `--only WORD` runs just the sections whose names contain WORD (`single`, `1P1C`, `batch`,
+//! `ping-pong`, `2P2C`, `bucket`), for a quick look at one measure.
 
 use std::time::Duration;
 
@@ -64,46 +67,74 @@ fn per_sec(msgs: u64, d: Duration) -> f64 {
     msgs as f64 / d.as_secs_f64() / 1e6
 }
 
+/// The value after flag `name` on the command line, if the flag is there; exits with a one-line
+/// error if the flag has no value.
+fn flag(name: &str) -> Option<String> {
+    let mut args = std::env::args().skip_while(|a| a != name);
+    args.next()?;
+    Some(args.next().unwrap_or_else(|| {
+        eprintln!("compare: {name} needs a value");
+        std::process::exit(2)
+    }))
+}
+
 fn main() {
-    let repeats = std::env::args()
-        .skip_while(|a| a != "--repeats")
-        .nth(1)
-        .map_or(5, |n| {
-            n.parse().unwrap_or_else(|_| {
-                eprintln!("--repeats takes a number");
-                std::process::exit(2)
-            })
-        });
+    if let Some(bad) = std::env::args()
+        .skip(1)
+        .step_by(2)
+        .find(|a| a != "--repeats" && a != "--only")
+    {
+        eprintln!("compare: unknown argument {bad:?} (usage: compare [--repeats N] [--only WORD])");
+        std::process::exit(2);
+    }
+    let repeats = flag("--repeats").map_or(5, |n| match n.parse() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            eprintln!("compare: --repeats takes a positive number, not {n:?}");
+            std::process::exit(2)
+        }
+    });
+    let only = flag("--only");
+    macro_rules! flavours { ($f:ident, $($t:ty),*) => { [$((<$t>::NAME, Box::new(move || $f::<$t>()) as Box<dyn FnMut() -> f64>)),*] } }
+    let wants = |section: &str| only.as_deref().is_none_or(|w| section.contains(w));
     let cores = ring::cores();
     let mut rows = Vec::new();
 
-    eprintln!("(a) single-thread push+pop ...");
-    const PAIRS: u64 = 2_000_000;
-    macro_rules! flavours { ($f:ident, $($t:ty),*) => { [$((<$t>::NAME, Box::new(move || $f::<$t>()) as Box<dyn FnMut() -> f64>)),*] } }
-    fn a<F: Flavor>() -> f64 {
-        ring::single_thread_pairs::<F>(PAIRS).as_nanos() as f64 / PAIRS as f64
-    }
-    rows.push(Row {
-        measure: "single-thread push+pop".into(),
-        unit: "ns/op",
-        higher_is_better: false,
-        results: measure(
-            repeats,
-            &mut flavours!(
-                a,
-                Pc,
-                ArrayQueue,
-                Heapless,
-                Rtrb,
-                CrossbeamChannel,
-                StdSyncChannel
+    if wants("single-thread push+pop") {
+        eprintln!("(a) single-thread push+pop ...");
+        const PAIRS: u64 = 2_000_000;
+        fn a<F: Flavor>() -> f64 {
+            ring::single_thread_pairs::<F>(PAIRS).as_nanos() as f64 / PAIRS as f64
+        }
+        rows.push(Row {
+            measure: "single-thread push+pop".into(),
+            unit: "ns/op",
+            higher_is_better: false,
+            results: measure(
+                repeats,
+                &mut flavours!(
+                    a,
+                    Pc,
+                    ArrayQueue,
+                    Heapless,
+                    Rtrb,
+                    CrossbeamChannel,
+                    StdSyncChannel
+                ),
             ),
-        ),
-    });
-
+        });
+    }
     const MSGS: u64 = 5_000_000;
     for batch in [1usize, 32, 64] {
-        eprintln!("(b) 1P1C throughput, batch {batch} ...");
+        let name = if batch == 1 {
+            "1P1C throughput, single".to_owned()
+        } else {
+            format!("1P1C throughput, batch {batch}")
+        };
+        if !wants(&name) {
+            continue;
+        }
+        eprintln!("(b) {name} ...");
         let c = &cores;
         let mut runs: Vec<Run<'_>> = vec![spsc::<Pc>(c, MSGS, batch), spsc::<Rtrb>(c, MSGS, batch)];
         if batch == 1 {
@@ -116,55 +147,64 @@ fn main() {
             ]);
         }
         rows.push(Row {
-            measure: format!("1P1C throughput, batch {batch}"),
+            measure: name,
             unit: "M msg/s",
             higher_is_better: true,
             results: measure(repeats, &mut runs),
         });
     }
 
-    eprintln!("(c) ping-pong ...");
-    const ROUNDS: u64 = 200_000;
-    for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
-        let c = &cores;
-        let mut runs: Vec<Run<'_>> = vec![
-            ping_pong::<Pc>(c, ROUNDS, q),
-            ping_pong::<ArrayQueue>(c, ROUNDS, q),
-            ping_pong::<Heapless>(c, ROUNDS, q),
-            ping_pong::<Rtrb>(c, ROUNDS, q),
-            ping_pong::<CrossbeamChannel>(c, ROUNDS, q),
-        ];
+    if wants("ping-pong round trip") {
+        eprintln!("(c) ping-pong ...");
+        const ROUNDS: u64 = 200_000;
+        for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+            let c = &cores;
+            let mut runs: Vec<Run<'_>> = vec![
+                ping_pong::<Pc>(c, ROUNDS, q),
+                ping_pong::<ArrayQueue>(c, ROUNDS, q),
+                ping_pong::<Heapless>(c, ROUNDS, q),
+                ping_pong::<Rtrb>(c, ROUNDS, q),
+                ping_pong::<CrossbeamChannel>(c, ROUNDS, q),
+            ];
+            rows.push(Row {
+                measure: format!("ping-pong round trip {label}"),
+                unit: "ns",
+                higher_is_better: false,
+                results: measure(repeats, &mut runs),
+            });
+        }
+    }
+    if wants("2P2C blocking (oversubscribed)") {
+        eprintln!("(d) 2P2C blocking ...");
+        const MPMC_MSGS: u64 = 2_000_000;
+        fn d<F: Flavor<Tx: Clone, Rx: Clone>>() -> f64 {
+            per_sec(MPMC_MSGS, ring::mpmc_blocking::<F>(MPMC_MSGS))
+        }
         rows.push(Row {
-            measure: format!("ping-pong round trip {label}"),
-            unit: "ns",
-            higher_is_better: false,
-            results: measure(repeats, &mut runs),
+            measure: "2P2C blocking (oversubscribed)".into(),
+            unit: "M msg/s",
+            higher_is_better: true,
+            results: measure(
+                repeats,
+                &mut flavours!(
+                    d,
+                    Pc,
+                    CrossbeamChannel,
+                    StdSyncChannel,
+                    ArrayQueue,
+                    Heapless
+                ),
+            ),
         });
     }
-
-    eprintln!("(d) 2P2C blocking ...");
-    const MPMC_MSGS: u64 = 2_000_000;
-    fn d<F: Flavor<Tx: Clone, Rx: Clone>>() -> f64 {
-        per_sec(MPMC_MSGS, ring::mpmc_blocking::<F>(MPMC_MSGS))
+    rows.extend(bucket_rows(repeats, &wants));
+    if rows.is_empty() {
+        eprintln!(
+            "compare: no measure matches --only {:?}",
+            only.unwrap_or_default()
+        );
+        std::process::exit(2);
     }
-    rows.push(Row {
-        measure: "2P2C blocking (oversubscribed)".into(),
-        unit: "M msg/s",
-        higher_is_better: true,
-        results: measure(
-            repeats,
-            &mut flavours!(
-                d,
-                Pc,
-                CrossbeamChannel,
-                StdSyncChannel,
-                ArrayQueue,
-                Heapless
-            ),
-        ),
-    });
-
-    rows.extend(bucket_rows(repeats));
 
     print_table(&rows);
 }
@@ -172,7 +212,7 @@ fn main() {
 /// The token bucket rows: pc-core's `TokenBucket` against governor's direct limiter, both on
 /// pc-core's `Clock` (the same clock source), through the loops of `pc_benches::bucket` that the
 /// criterion bench times too. Runs are interleaved and repeated like the ring rows.
-fn bucket_rows(repeats: usize) -> Vec<Row> {
+fn bucket_rows(repeats: usize, wants: &dyn Fn(&str) -> bool) -> Vec<Row> {
     use pc_benches::bucket::{self, AccuracyRun, CounterClock, SameClock};
     use pc_core::Clock;
 
@@ -182,99 +222,108 @@ fn bucket_rows(repeats: usize) -> Vec<Row> {
     let clock = Clock::new();
     let mut rows = Vec::new();
 
-    eprintln!("(e) bucket uncontended ...");
-    let ours = bucket::pc_bucket();
-    let governor = bucket::governor(SameClock(clock));
-    rows.push(Row {
-        measure: "bucket: uncontended try_acquire, real clock".into(),
-        unit: "ns/op",
-        higher_is_better: false,
-        results: measure(
-            repeats,
-            &mut [
-                (
-                    "pc-core",
-                    Box::new(|| ns_per_call(bucket::pc_uncontended(&ours, &clock, CALLS), CALLS)),
-                ),
-                (
-                    "governor",
-                    Box::new(|| ns_per_call(bucket::governor_uncontended(&governor, CALLS), CALLS)),
-                ),
-            ],
-        ),
-    });
-
-    let ours = bucket::pc_bucket();
-    let governor = bucket::governor(CounterClock::default());
-    let mut now = 0;
-    rows.push(Row {
-        measure: "bucket: limiter logic only (counter clock)".into(),
-        unit: "ns/op",
-        higher_is_better: false,
-        results: measure(
-            repeats,
-            &mut [
-                (
-                    "pc-core",
-                    Box::new(|| {
-                        let d = bucket::pc_counter_clock(&ours, &mut now, LOGIC_CALLS);
-                        ns_per_call(d, LOGIC_CALLS)
-                    }),
-                ),
-                (
-                    "governor",
-                    Box::new(|| {
-                        let d = bucket::governor_uncontended(&governor, LOGIC_CALLS);
-                        ns_per_call(d, LOGIC_CALLS)
-                    }),
-                ),
-            ],
-        ),
-    });
-
-    eprintln!("(f) bucket contended, 2 threads ...");
-    let ours = bucket::pc_bucket();
-    let governor = bucket::governor(SameClock(clock));
-    rows.push(Row {
-        measure: "bucket: 2 threads contended, real clock".into(),
-        unit: "M calls/s",
-        higher_is_better: true,
-        results: measure(
-            repeats,
-            &mut [
-                (
-                    "pc-core",
-                    Box::new(|| per_sec(CALLS, bucket::pc_contended(&ours, &clock, CALLS))),
-                ),
-                (
-                    "governor",
-                    Box::new(|| per_sec(CALLS, bucket::governor_contended(&governor, CALLS))),
-                ),
-            ],
-        ),
-    });
-
-    eprintln!("(g) bucket accuracy, 2 threads at 100k/s ...");
-    let run = AccuracyRun::new(100_000, 2, Duration::from_millis(500));
-    // 100 - |error %|: higher is better, so the ratio reads like the others.
-    let accuracy = |error: f64| 100.0 - error.abs();
-    rows.push(Row {
-        measure: format!(
-            "bucket: accuracy (100 - abs. error %), 2 threads at 100k/s, {} ms, batch {}, burst {}",
-            run.window.as_millis(),
-            run.batch,
-            run.burst
-        ),
-        unit: "%",
-        higher_is_better: true,
-        results: measure(
-            repeats,
-            &mut [
-                ("pc-core", Box::new(|| accuracy(run.pc(&clock)))),
-                ("governor", Box::new(|| accuracy(run.governor(&clock)))),
-            ],
-        ),
-    });
+    if wants("bucket: uncontended try_acquire, real clock") {
+        eprintln!("(e) bucket uncontended ...");
+        let ours = bucket::pc_bucket();
+        let governor = bucket::governor(SameClock(clock));
+        rows.push(Row {
+            measure: "bucket: uncontended try_acquire, real clock".into(),
+            unit: "ns/op",
+            higher_is_better: false,
+            results: measure(
+                repeats,
+                &mut [
+                    (
+                        "pc-core",
+                        Box::new(|| {
+                            ns_per_call(bucket::pc_uncontended(&ours, &clock, CALLS), CALLS)
+                        }),
+                    ),
+                    (
+                        "governor",
+                        Box::new(|| {
+                            ns_per_call(bucket::governor_uncontended(&governor, CALLS), CALLS)
+                        }),
+                    ),
+                ],
+            ),
+        });
+    }
+    if wants("bucket: limiter logic only (counter clock)") {
+        let ours = bucket::pc_bucket();
+        let governor = bucket::governor(CounterClock::default());
+        let mut now = 0;
+        rows.push(Row {
+            measure: "bucket: limiter logic only (counter clock)".into(),
+            unit: "ns/op",
+            higher_is_better: false,
+            results: measure(
+                repeats,
+                &mut [
+                    (
+                        "pc-core",
+                        Box::new(|| {
+                            let d = bucket::pc_counter_clock(&ours, &mut now, LOGIC_CALLS);
+                            ns_per_call(d, LOGIC_CALLS)
+                        }),
+                    ),
+                    (
+                        "governor",
+                        Box::new(|| {
+                            let d = bucket::governor_uncontended(&governor, LOGIC_CALLS);
+                            ns_per_call(d, LOGIC_CALLS)
+                        }),
+                    ),
+                ],
+            ),
+        });
+    }
+    if wants("bucket: 2 threads contended, real clock") {
+        eprintln!("(f) bucket contended, 2 threads ...");
+        let ours = bucket::pc_bucket();
+        let governor = bucket::governor(SameClock(clock));
+        rows.push(Row {
+            measure: "bucket: 2 threads contended, real clock".into(),
+            unit: "M calls/s",
+            higher_is_better: true,
+            results: measure(
+                repeats,
+                &mut [
+                    (
+                        "pc-core",
+                        Box::new(|| per_sec(CALLS, bucket::pc_contended(&ours, &clock, CALLS))),
+                    ),
+                    (
+                        "governor",
+                        Box::new(|| per_sec(CALLS, bucket::governor_contended(&governor, CALLS))),
+                    ),
+                ],
+            ),
+        });
+    }
+    if wants("bucket: accuracy") {
+        eprintln!("(g) bucket accuracy, 2 threads at 100k/s ...");
+        let run = AccuracyRun::new(100_000, 2, Duration::from_millis(500));
+        // 100 - |error %|: higher is better, so the ratio reads like the others.
+        let accuracy = |error: f64| 100.0 - error.abs();
+        rows.push(Row {
+            measure: format!(
+                "bucket: accuracy (100 - abs. error %), 2 threads at 100k/s, {} ms, batch {}, burst {}",
+                run.window.as_millis(),
+                run.batch,
+                run.burst
+            ),
+            unit: "%",
+            higher_is_better: true,
+            results: measure(
+                repeats,
+                &mut [
+                    ("pc-core", Box::new(|| accuracy(run.pc(&clock)))),
+                    ("governor", Box::new(|| accuracy(run.governor(&clock)))),
+                ],
+            ),
+        });
+    }
     rows
 }
 

@@ -309,6 +309,37 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         unsafe { self.storage.slots().get_unchecked(index) }
     }
 
+    /// The slots serving the `count` positions from `position` on, in order, as two contiguous
+    /// runs (the second empty unless the positions wrap past the last slot). `count` must not
+    /// exceed the capacity. Batch loops walk these slices instead of mapping every position.
+    #[inline(always)]
+    fn runs(&self, position: usize, count: usize) -> [&[Slot<T>]; 2] {
+        let slots = self.storage.slots();
+        debug_assert!(count <= slots.len());
+        let (front, back) = slots.split_at((position / ONE) & self.storage.mask());
+        match back.get(..count) {
+            Some(run) => [run, &[]],
+            None => [back, &front[..count - back.len()]],
+        }
+    }
+
+    /// Prefetches for writing the cache lines of the slots serving the `count` positions from
+    /// `position` on (see [`crate::sync::prefetch_write`]): a batch reads their stamps and then
+    /// writes them, and this turns two coherence transactions per line into one.
+    #[inline(always)]
+    fn prefetch_run(&self, position: usize, count: usize) {
+        const LINE: usize = 64;
+        for run in self.runs(position, count) {
+            let bytes = core::mem::size_of_val(run);
+            let base = run.as_ptr().cast::<u8>();
+            let mut offset = 0;
+            while offset < bytes {
+                crate::sync::prefetch_write(base.wrapping_add(offset));
+                offset += LINE;
+            }
+        }
+    }
+
     /// `capacity * ONE`: the distance from a position to the same slot's next lap.
     #[inline(always)]
     fn lap(&self) -> usize {
