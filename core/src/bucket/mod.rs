@@ -282,18 +282,26 @@ impl TokenBucket {
         let mut end = self.end.load(Ordering::Relaxed);
         loop {
             // The grant is `e + n` with `e = max(end, t)`, allowed iff `e + n <= t + burst`.
-            // As `n <= burst`, that is `max(end + n, t + n)`, allowed iff
-            // `end + n - burst <= t` (and if `end + n` or `t + n` overflows, so does `e + n`:
-            // denied, failing closed). Written so because `end + n` is ready long before `t`,
-            // which waits on the caller's clock read: only an add, a compare and a max stand
-            // between `t` and the CAS.
-            let (Some(from_end), Some(from_t)) = (end.checked_add(n), t.checked_add(n)) else {
-                return Err(self.not_yet(end, n, now));
+            // Two cases, as two paths, so that neither puts a comparison with `t` between `t`
+            // and the CAS (`t` waits on the caller's clock read, the rest is ready before):
+            let next = if t > end {
+                // The bucket is full (it has refilled past `end`): `e = t`, and `t + n <= t +
+                // burst` as `n <= burst`. Granted, unless `t + n` overflows (fail closed).
+                let Some(next) = t.checked_add(n) else {
+                    return Err(self.not_yet(end, n, now));
+                };
+                next
+            } else {
+                // `e = end`: granted iff `end + n - burst <= t` (if `end + n` overflows, so
+                // does `e + n`: denied, failing closed). `end + n` is ready before `t`.
+                let Some(next) = end.checked_add(n) else {
+                    return Err(self.not_yet(end, n, now));
+                };
+                if next.saturating_sub(burst) > t {
+                    return Err(self.not_yet(end, n, now));
+                }
+                next
             };
-            if from_end.saturating_sub(burst) > t {
-                return Err(self.not_yet(end, n, now));
-            }
-            let next = from_end.max(from_t);
             debug_assert!(next == end.max(t) + n && next <= t.saturating_add(burst));
             match self.advance(end, next) {
                 Ok(_) => return Ok(self.grant(next, n, now)),
@@ -375,8 +383,9 @@ impl TokenBucket {
     }
 
     /// How many tokens the bucket's clock has issued by instant `now`: exactly
-    /// `floor(now * rate / period_ns)`, saturating at `u64::MAX`, computed with three
-    /// multiplications and adds (no division, no shift).
+    /// `floor(now * rate / period_ns)`, saturating at `u64::MAX`, computed with at most three
+    /// multiplications and an add (one multiplication for rates below `10^9` per second, or a
+    /// whole number per nanosecond; no division, no shift).
     ///
     /// ```
     /// let bucket = pc_core::TokenBucket::per_second(3, 1);

