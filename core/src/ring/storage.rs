@@ -56,35 +56,85 @@ impl<T, const N: usize> Storage<T> for Inline<T, N> {
     }
 }
 
-/// Slots on the heap, sized at run time. Used by [`HeapRing`](crate::HeapRing).
+/// Slots on the heap, sized at run time, in one allocation aligned to [`HEAP_ALIGN`] bytes.
+/// Used by [`HeapRing`](crate::HeapRing).
 #[cfg(feature = "alloc")]
 pub struct Boxed<T> {
-    /// Invariant: length is a power of two in `2..=MAX_CAPACITY`.
-    slots: alloc::boxed::Box<[Slot<T>]>,
+    /// Invariant: points to `len` initialised slots, slot `i` at `ptr + i`, in an allocation
+    /// of `Self::layout(len)` that this value owns (freed by its `Drop`); `len` is a power of
+    /// two in `2..=MAX_CAPACITY`.
+    ptr: core::ptr::NonNull<Slot<T>>,
+    len: usize,
+    /// Owns the slots (for drop check).
+    _owns: core::marker::PhantomData<Slot<T>>,
 }
+
+/// The alignment of a heap ring's slots: that of [`CachePadded`](crossbeam_utils::CachePadded)
+/// (a pair of 64-byte lines on x86-64, which its adjacent-line prefetcher fetches together).
+/// With the slots aligned, a batch of whole lines never shares a line with the batches beside
+/// it (measured, 1P1C batch 64: 215-385 M msg/s with the slots 16 bytes past a 128-byte
+/// boundary, 400-410 M msg/s aligned, same machine and run).
+#[cfg(feature = "alloc")]
+pub(crate) const HEAP_ALIGN: usize = 128;
 
 #[cfg(feature = "alloc")]
 impl<T> Boxed<T> {
+    /// The allocation for `len` slots, or `None` if its size overflows `isize`.
+    fn layout(len: usize) -> Option<core::alloc::Layout> {
+        core::alloc::Layout::array::<Slot<T>>(len)
+            .ok()?
+            .align_to(HEAP_ALIGN)
+            .ok()
+    }
+
     /// `capacity` free slots.
     ///
     /// # Errors
     /// [`CapacityError::Invalid`](super::CapacityError::Invalid) unless `capacity` is a power
     /// of two in `2..=MAX_CAPACITY`; [`CapacityError::Alloc`](super::CapacityError::Alloc) if
-    /// the allocation fails.
+    /// the allocation fails (or could not be described).
     pub(crate) fn try_new(capacity: usize) -> Result<Self, super::CapacityError> {
         if !super::is_valid_capacity(capacity) {
             return Err(super::CapacityError::Invalid(capacity));
         }
-        let mut slots = alloc::vec::Vec::new();
-        slots
-            .try_reserve_exact(capacity)
-            .map_err(|_| super::CapacityError::Alloc(capacity))?;
-        slots.extend((0..capacity).map(|i| Slot::new(i * ONE)));
+        let layout = Self::layout(capacity).ok_or(super::CapacityError::Alloc(capacity))?;
+        // SAFETY: the layout's size is not zero: `capacity >= 2` and a slot holds a `usize`.
+        let raw = unsafe { alloc::alloc::alloc(layout) }.cast::<Slot<T>>();
+        let ptr = core::ptr::NonNull::new(raw).ok_or(super::CapacityError::Alloc(capacity))?;
+        for i in 0..capacity {
+            // SAFETY: `i < capacity`, so `ptr + i` is inside the allocation, which is aligned
+            // for `Slot<T>` (HEAP_ALIGN is at least its alignment, as `align_to` never lowers
+            // it); `write` initialises the slot without reading or dropping the old bytes.
+            unsafe { ptr.as_ptr().add(i).write(Slot::new(i * ONE)) };
+        }
         Ok(Self {
-            slots: slots.into_boxed_slice(),
+            ptr,
+            len: capacity,
+            _owns: core::marker::PhantomData,
         })
     }
 }
+
+#[cfg(feature = "alloc")]
+impl<T> Drop for Boxed<T> {
+    fn drop(&mut self) {
+        let slots = core::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+        // SAFETY: the slots are initialised and owned by us (type invariant), and nothing uses
+        // them after this. Dropping a slot drops no `T` (it holds a `MaybeUninit<T>`; the ring
+        // drops the values left in it before its storage), only the stamp and cell.
+        unsafe { core::ptr::drop_in_place(slots) };
+        if let Some(layout) = Self::layout(self.len) {
+            // SAFETY: `ptr` came from `alloc` with this same layout (type invariant: `layout`
+            // is a pure function of `len`), and is freed once, here.
+            unsafe { alloc::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
+        }
+    }
+}
+
+// SAFETY: `Boxed<T>` owns its slots like a `Box<[Slot<T>]>`, which is `Send` exactly when
+// `Slot<T>` is, i.e. when `T: Send`. (It is not `Sync`, like that box: a slot's cell is not.)
+#[cfg(feature = "alloc")]
+unsafe impl<T: Send> Send for Boxed<T> {}
 
 #[cfg(feature = "alloc")]
 impl<T> sealed::Sealed for Boxed<T> {}
@@ -93,10 +143,12 @@ impl<T> sealed::Sealed for Boxed<T> {}
 impl<T> Storage<T> for Boxed<T> {
     #[inline(always)]
     fn slots(&self) -> &[Slot<T>] {
-        &self.slots
+        // SAFETY: `len` initialised slots at `ptr`, owned by `self` and never moved or freed
+        // while `self` lives (type invariant); the borrow is tied to `&self`.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
     #[inline(always)]
     fn mask(&self) -> usize {
-        self.slots.len() - 1
+        self.len - 1
     }
 }

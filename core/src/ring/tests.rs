@@ -142,3 +142,23 @@ fn push_wakes_parked_consumer_and_pop_wakes_parked_producer() {
         assert_eq!(out, [2, 3]);
     });
 }
+
+#[test]
+fn heap_slots_start_on_a_cache_line_pair() {
+    use super::Storage;
+    use super::storage::{Boxed, HEAP_ALIGN};
+    fn check<T>() {
+        for capacity in [2, 8, 1024] {
+            // Several allocations, so a lucky allocator does not pass by chance.
+            let rings: Vec<Boxed<T>> = (0..8).map(|_| Boxed::try_new(capacity).unwrap()).collect();
+            for storage in &rings {
+                assert_eq!(storage.slots().len(), capacity);
+                assert_eq!(storage.slots().as_ptr() as usize % HEAP_ALIGN, 0);
+            }
+        }
+    }
+    check::<u8>();
+    check::<u64>();
+    check::<[u8; 24]>();
+    check::<alloc::string::String>();
+}
