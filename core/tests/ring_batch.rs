@@ -1,7 +1,7 @@
 //! How batch operations hand their run of slots to the other side: a whole run at once.
 //!
 //! A batch push publishes its slots only once every value is written, and a batch pop frees
-//! its slots only once every value is taken (both last slot first, so a thread waiting at the
+//! its slots only once every value is taken (both with the first slot last, so a thread waiting at the
 //! first slot sees the whole run at once). The tests look from inside the batch: the iterator
 //! of a push and the `Extend` of a pop run on the same thread, in the middle of the batch.
 

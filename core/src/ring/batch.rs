@@ -20,9 +20,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///
     /// Returns how many were pushed (0 only if `items` was empty).
     ///
-    /// The values are written first and published together at the end, last first: a consumer
-    /// waiting at the first slot then finds the whole run ready, instead of chasing the
-    /// producer slot by slot through lines it is still writing (measured: `benches/`, 1P1C
+    /// The values are written first and published together at the end, the first slot last: a
+    /// consumer waiting at the first slot then finds the whole run ready, instead of chasing
+    /// the producer slot by slot through lines it is still writing (measured: `benches/`, 1P1C
     /// batch rows).
     ///
     /// If the iterator yields fewer items than its size hint promised, the positions claimed
@@ -156,7 +156,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         if first != tail {
             return (0, first);
         }
-        // Consumers free a run last slot first (`stamp_run`), so behind a free first slot the
+        // Consumers free a run's first slot last (`stamp_run`), so behind a free first slot the
         // rest of the run is most likely free too: fetch the lines for writing now (we will
         // write them), one coherence transaction per line instead of a read and an upgrade.
         self.prefetch_run(tail, want);
@@ -186,7 +186,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         if first | MARK != head.wrapping_add(ONE) | MARK {
             return (0, 0, first);
         }
-        // Producers publish a run last slot first (`stamp_run`), so behind a published first
+        // Producers publish a run's first slot last (`stamp_run`), so behind a published first
         // slot the rest is most likely published too: fetch the lines for writing now (we
         // will free the slots), one coherence transaction per line instead of a read and an
         // upgrade.
@@ -253,10 +253,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 }
 
-/// Stores `stamp(position)` into the slot of each of the `count` positions from `start` on,
-/// last first: a thread waiting at the first position then finds the whole run ready at once
-/// (instead of chasing this one slot by slot), and the cache line it is polling is written
-/// only at the very end. Every store is `order`.
+/// Stores `stamp(position)` into the slot of each of the `count` positions from `start` on, in
+/// order but for the first, which is stored last: a thread waiting at the first position then
+/// finds the whole run ready at once, instead of chasing this one slot by slot through cache
+/// lines it is still writing. (Measured against storing the run last slot first, the two
+/// builds interleaved in one process: 478 vs 414 M msg/s 1P1C in batches of 64, 270 vs 220
+/// in batches of 32.) Every store is `order`.
 #[inline(always)]
 fn stamp_run<T, S: Storage<T>>(
     ring: &RingCore<T, S>,
@@ -265,12 +267,16 @@ fn stamp_run<T, S: Storage<T>>(
     order: Ordering,
     stamp: impl Fn(usize) -> usize,
 ) {
-    let [first, rest] = ring.runs(start, count);
-    let mut position = start.wrapping_add(count * ONE);
-    for slot in rest.iter().rev().chain(first.iter().rev()) {
-        position = position.wrapping_sub(ONE);
+    let [first_run, rest] = ring.runs(start, count);
+    let Some((first, others)) = first_run.split_first() else {
+        return;
+    };
+    let mut position = start;
+    for slot in others.iter().chain(rest) {
+        position = position.wrapping_add(ONE);
         slot.stamp.store(stamp(position), order);
     }
+    first.stamp.store(stamp(start), order);
 }
 
 /// Positions claimed by a batch push and not yet published. Dropping it publishes them all
