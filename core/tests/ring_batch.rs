@@ -1,9 +1,9 @@
 //! How batch operations hand their run of slots to the other side: a whole run at once.
 //!
-//! A batch push publishes its slots only once every value is written, and a batch pop frees
-//! its slots only once every value is taken (both with the first slot last, so a thread waiting at the
-//! first slot sees the whole run at once). The tests look from inside the batch: the iterator
-//! of a push and the `Extend` of a pop run on the same thread, in the middle of the batch.
+//! A batch push publishes its first slot only once every value is written, and a batch pop
+//! frees its slots only once every value is taken, the first slot last: a thread waiting at
+//! the first slot sees the whole run at once. The tests look from inside the batch: the
+//! iterator of a push and the `Extend` of a pop run on the same thread, mid-batch.
 
 use std::cell::RefCell;
 
@@ -18,7 +18,7 @@ fn batch_push_publishes_its_run_at_once() {
     assert_eq!(
         *seen_during_push.borrow(),
         [Err(PopError::Empty); 5],
-        "no value of the run is visible before the push returns"
+        "no value of the run can be popped before the push returns"
     );
     let mut out = Vec::new();
     assert_eq!(ring.try_pop_batch(&mut out, 8), Ok(5));

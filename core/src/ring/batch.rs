@@ -20,7 +20,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///
     /// Returns how many were pushed (0 only if `items` was empty).
     ///
-    /// The values are written first and published together at the end, the first slot last: a
+    /// Each value is published as it is written, except the first slot's, published last: a
     /// consumer waiting at the first slot then finds the whole run ready, instead of chasing
     /// the producer slot by slot through lines it is still writing (measured: `benches/`, 1P1C
     /// batch rows).
@@ -79,26 +79,33 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 Err(current) => tail = current,
             }
         };
-        // We own positions `tail .. tail + count * ONE`, all seen free. The guard publishes
-        // them once the values are written: holes for positions not filled (even if
-        // `items.next()` panics, so consumers never stall on a position nobody will publish),
-        // and the first position last.
+        // We own positions `tail .. tail + count * ONE`, all seen free. Each value is published
+        // as soon as it is written, but for the first position's: the guard publishes that one
+        // last (after holes for any positions not filled, even if `items.next()` panics, so
+        // consumers never stall on a position nobody will publish), so a consumer waiting at
+        // the first slot finds the whole run at once. (Measured against writing every value
+        // first and then storing the stamps, the two builds interleaved in one process: 1.08x
+        // the throughput, median of 36 pairs, 1P1C in batches of 64, and of 32.)
         let mut claim = Claim {
             ring: self,
             start: tail,
             count,
             filled: 0,
         };
-        // No atomic operation in this loop, so the caller's iterator state stays in registers.
+        let mut position = tail;
         'fill: for run in self.runs(tail, count) {
             for slot in run {
                 let Some(value) = items.next() else {
                     break 'fill;
                 };
-                // SAFETY: we won this slot's position and saw it free (Acquire) in the scan;
-                // it stays ours until the claim publishes it.
+                // SAFETY: we won this slot's position and saw it free (Acquire) in the scan.
                 unsafe { slot.write(value) };
+                if claim.filled != 0 {
+                    // Release publishes the value; pairs with the Acquire stamp load in pop.
+                    slot.stamp.store(position.wrapping_add(ONE), PUBLISH);
+                }
                 claim.filled += 1;
+                position = position.wrapping_add(ONE);
             }
         }
         let pushed = claim.filled;
@@ -279,14 +286,14 @@ fn stamp_run<T, S: Storage<T>>(
     first.stamp.store(stamp(start), order);
 }
 
-/// Positions claimed by a batch push and not yet published. Dropping it publishes them all
-/// (see [`stamp_run`]): those filled as values, the rest as holes, so a short or panicking
-/// iterator cannot stall the ring.
+/// Positions claimed by a batch push whose first position is not yet published. Dropping it
+/// publishes the positions not filled as holes, then the first one (a value or a hole), last,
+/// so a short or panicking iterator cannot stall the ring.
 struct Claim<'a, T, S: Storage<T>> {
     ring: &'a RingCore<T, S>,
     /// Invariant: the `count` (>= 1) positions from `start` on (in steps of ONE) are owned by
-    /// us and were seen free; the first `filled` hold the values written so far, the rest are
-    /// unwritten. None is published before the drop.
+    /// us and were seen free; the first `filled` hold values, all published but the first;
+    /// the rest are unwritten and unpublished.
     start: usize,
     count: usize,
     filled: usize,
@@ -296,12 +303,19 @@ impl<T, S: Storage<T>> Drop for Claim<'_, T, S> {
     fn drop(&mut self) {
         debug_assert!(self.count >= 1 && self.filled <= self.count);
         let (start, filled) = (self.start, self.filled);
-        // Release publishes each value written above (or a hole); pairs with the Acquire
-        // stamp load in pop.
-        stamp_run(self.ring, start, self.count, PUBLISH, |position| {
-            let k = position.wrapping_sub(start) / ONE;
-            position.wrapping_add(if k < filled { ONE } else { ONE | MARK })
-        });
+        // Holes, only for iterators that ended early (or panicked); never the first position.
+        for k in filled.max(1)..self.count {
+            let position = start.wrapping_add(k * ONE);
+            // Release publishes the hole; pairs with the Acquire stamp load in pop.
+            self.ring
+                .slot(position)
+                .stamp
+                .store(position.wrapping_add(ONE | MARK), PUBLISH);
+        }
+        let first = start.wrapping_add(if filled > 0 { ONE } else { ONE | MARK });
+        // Release publishes the first value (or hole), last; pairs with the Acquire stamp
+        // load in pop.
+        self.ring.slot(start).stamp.store(first, PUBLISH);
         self.ring.tail.waiters.notify();
     }
 }
