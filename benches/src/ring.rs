@@ -343,6 +343,21 @@ fn pin(cores: &[core_affinity::CoreId], i: usize) {
     }
 }
 
+/// Runs `f` on a new thread pinned to core `i` (of `cores`) and returns its result. The calling
+/// thread's affinity is never changed: threads spawned later inherit their parent's affinity,
+/// so a pinned main thread would have put every thread of the unpinned 2P2C run on one core
+/// (it did, until this helper: that row measured four threads sharing one core).
+fn pinned<R: Send>(cores: &[core_affinity::CoreId], i: usize, f: impl FnOnce() -> R + Send) -> R {
+    thread::scope(|s| {
+        s.spawn(|| {
+            pin(cores, i);
+            f()
+        })
+        .join()
+        .expect("pinned thread")
+    })
+}
+
 /// The process's allowed cores, read once before any thread is pinned.
 #[must_use]
 pub fn cores() -> Vec<core_affinity::CoreId> {
@@ -391,28 +406,29 @@ pub fn spsc_throughput<F: Flavor>(
             }
         })
     };
-    pin(cores, 1);
-    start.wait();
-    let t0 = Instant::now();
-    let (mut got, mut sum) = (0u64, 0u64);
-    while got < msgs {
-        let n = if batch > 1 {
-            rx.try_pop_batch(batch, &mut sum) as u64
-        } else {
-            match rx.try_pop() {
-                Some(v) => {
-                    sum = sum.wrapping_add(v);
-                    1
+    let (elapsed, sum) = pinned(cores, 1, || {
+        start.wait();
+        let t0 = Instant::now();
+        let (mut got, mut sum) = (0u64, 0u64);
+        while got < msgs {
+            let n = if batch > 1 {
+                rx.try_pop_batch(batch, &mut sum) as u64
+            } else {
+                match rx.try_pop() {
+                    Some(v) => {
+                        sum = sum.wrapping_add(v);
+                        1
+                    }
+                    None => 0,
                 }
-                None => 0,
+            };
+            if n == 0 {
+                spin_loop();
             }
-        };
-        if n == 0 {
-            spin_loop();
+            got += n;
         }
-        got += n;
-    }
-    let elapsed = t0.elapsed();
+        (t0.elapsed(), sum)
+    });
     producer.join().expect("producer");
     assert_eq!(
         sum,
@@ -444,22 +460,24 @@ pub fn ping_pong<F: Flavor>(cores: &[core_affinity::CoreId], rounds: u64) -> Vec
             }
         })
     };
-    pin(cores, 0);
-    let mut trips = Vec::with_capacity(rounds as usize);
-    for i in 0..rounds {
-        let t0 = Instant::now();
-        while to_b.try_push(i).is_err() {
-            spin_loop();
-        }
-        let back = loop {
-            if let Some(v) = at_a.try_pop() {
-                break v;
+    let trips = pinned(cores, 0, || {
+        let mut trips = Vec::with_capacity(rounds as usize);
+        for i in 0..rounds {
+            let t0 = Instant::now();
+            while to_b.try_push(i).is_err() {
+                spin_loop();
             }
-            spin_loop();
-        };
-        trips.push(t0.elapsed());
-        assert_eq!(back, i);
-    }
+            let back = loop {
+                if let Some(v) = at_a.try_pop() {
+                    break v;
+                }
+                spin_loop();
+            };
+            trips.push(t0.elapsed());
+            assert_eq!(back, i);
+        }
+        trips
+    });
     echo.join().expect("echo");
     trips
 }
