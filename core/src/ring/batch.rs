@@ -118,9 +118,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// is 0).
     ///
     /// `out` takes the values one by one; their slots are freed together once it has taken the
-    /// last (see [`Drain`]), so producers see the batch's slots free only after
-    /// `out.extend` returns. If `out.extend` panics, the values it did not take are dropped and
-    /// all the slots freed.
+    /// last (the run's first slot last of all), so producers see the batch's slots free only
+    /// after `out.extend` returns. If `out.extend` panics, the values it did not take are
+    /// dropped and all the slots freed.
     ///
     /// # Errors
     /// [`PopError::Empty`] if no value is ready at the head, [`PopError::Closed`] once the ring

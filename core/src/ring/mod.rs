@@ -28,7 +28,10 @@
 //! tail line and its slot; a pop only the head line and its slot. The slot stamp plays the part
 //! of a cached copy of the opposite index: an empty or full check reads the one slot it needs,
 //! never the other side's index line (crossbeam's `ArrayQueue` reads the tail on every empty
-//! check). Batch operations claim up to `k` positions with one CAS.
+//! check). Batch operations claim up to `k` positions with one CAS and hand the run over whole:
+//! its first slot is published (or freed) last, so the other side takes the run at once.
+//! [`HeapRing`]'s slots start on a 128-byte boundary, so a run of whole lines shares none with
+//! its neighbours.
 
 mod batch;
 mod blocking;

@@ -56,7 +56,7 @@ impl<T, const N: usize> Storage<T> for Inline<T, N> {
     }
 }
 
-/// Slots on the heap, sized at run time, in one allocation aligned to [`HEAP_ALIGN`] bytes.
+/// Slots on the heap, sized at run time, in one allocation aligned to 128 bytes.
 /// Used by [`HeapRing`](crate::HeapRing).
 #[cfg(feature = "alloc")]
 pub struct Boxed<T> {
