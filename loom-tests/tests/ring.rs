@@ -42,14 +42,26 @@ fn push_some<S: Storage<u32>>(ring: &RingCore<u32, S>, values: &[u32]) -> usize 
 
 /// Pops until `n` values, Closed, or `PATIENCE` consecutive Empty results.
 fn pop_some<S: Storage<u32>>(ring: &RingCore<u32, S>, n: usize) -> Vec<u32> {
+    pop_with(n, |got| ring.try_pop().map(|v| got.push(v)))
+}
+
+/// Batch pops (up to 2 at a time) until `n` values, Closed, or `PATIENCE` consecutive Empty
+/// results.
+fn pop_batches<S: Storage<u32>>(ring: &RingCore<u32, S>, n: usize) -> Vec<u32> {
+    pop_with(n, |got| {
+        ring.try_pop_batch(got, 2)
+            .map(|k| assert!(k >= 1, "a successful batch pop takes a value"))
+    })
+}
+
+/// Runs `pop` (which adds what it pops to its argument) until `n` values, Closed, or
+/// `PATIENCE` consecutive Empty results.
+fn pop_with(n: usize, mut pop: impl FnMut(&mut Vec<u32>) -> Result<(), PopError>) -> Vec<u32> {
     let mut got = Vec::new();
     let mut tries = 0;
     while got.len() < n {
-        match ring.try_pop() {
-            Ok(v) => {
-                got.push(v);
-                tries = 0;
-            }
+        match pop(&mut got) {
+            Ok(()) => tries = 0,
             Err(PopError::Empty) if tries < PATIENCE => {
                 tries += 1;
                 thread::yield_now();
@@ -128,27 +140,6 @@ fn one_producer_two_consumers() {
         let (c1, c2) = (consumer.join().unwrap(), other.join().unwrap());
         check_history(&[(P, pushed)], &[c1, c2, drain(&*ring)]);
     });
-}
-
-/// Batch pops (up to 2 at a time) until `n` values, Closed, or `PATIENCE` consecutive Empty
-/// results.
-fn pop_batches<S: Storage<u32>>(ring: &RingCore<u32, S>, n: usize) -> Vec<u32> {
-    let mut got = Vec::new();
-    let mut tries = 0;
-    while got.len() < n {
-        match ring.try_pop_batch(&mut got, 2) {
-            Ok(k) => {
-                assert!(k >= 1);
-                tries = 0;
-            }
-            Err(PopError::Empty) if tries < PATIENCE => {
-                tries += 1;
-                thread::yield_now();
-            }
-            Err(_) => break,
-        }
-    }
-    got
 }
 
 #[test]

@@ -25,6 +25,24 @@ struct Row {
     results: Vec<(&'static str, f64)>,
 }
 
+impl Row {
+    /// Measures `runs` (see [`measure`]) into a row.
+    fn measured(
+        measure: impl Into<String>,
+        unit: &'static str,
+        higher_is_better: bool,
+        repeats: usize,
+        runs: &mut [Run<'_>],
+    ) -> Self {
+        Self {
+            measure: measure.into(),
+            unit,
+            higher_is_better,
+            results: crate::measure(repeats, runs),
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -106,23 +124,21 @@ fn main() {
         fn a<F: Flavor>() -> f64 {
             ring::single_thread_pairs::<F>(PAIRS).as_nanos() as f64 / PAIRS as f64
         }
-        rows.push(Row {
-            measure: "single-thread push+pop".into(),
-            unit: "ns/op",
-            higher_is_better: false,
-            results: measure(
-                repeats,
-                &mut flavours!(
-                    a,
-                    Pc,
-                    ArrayQueue,
-                    Heapless,
-                    Rtrb,
-                    CrossbeamChannel,
-                    StdSyncChannel
-                ),
+        rows.push(Row::measured(
+            "single-thread push+pop",
+            "ns/op",
+            false,
+            repeats,
+            &mut flavours!(
+                a,
+                Pc,
+                ArrayQueue,
+                Heapless,
+                Rtrb,
+                CrossbeamChannel,
+                StdSyncChannel
             ),
-        });
+        ));
     }
     const MSGS: u64 = 5_000_000;
     for batch in [1usize, 32, 64] {
@@ -146,12 +162,7 @@ fn main() {
                 spsc::<StdSyncChannel>(c, MSGS / 5, 1),
             ]);
         }
-        rows.push(Row {
-            measure: name,
-            unit: "M msg/s",
-            higher_is_better: true,
-            results: measure(repeats, &mut runs),
-        });
+        rows.push(Row::measured(name, "M msg/s", true, repeats, &mut runs));
     }
 
     if wants("ping-pong round trip") {
@@ -166,12 +177,13 @@ fn main() {
                 ping_pong::<Rtrb>(c, ROUNDS, q),
                 ping_pong::<CrossbeamChannel>(c, ROUNDS, q),
             ];
-            rows.push(Row {
-                measure: format!("ping-pong round trip {label}"),
-                unit: "ns",
-                higher_is_better: false,
-                results: measure(repeats, &mut runs),
-            });
+            rows.push(Row::measured(
+                format!("ping-pong round trip {label}"),
+                "ns",
+                false,
+                repeats,
+                &mut runs,
+            ));
         }
     }
     if wants("2P2C blocking (oversubscribed)") {
@@ -180,22 +192,20 @@ fn main() {
         fn d<F: Flavor<Tx: Clone, Rx: Clone>>() -> f64 {
             per_sec(MPMC_MSGS, ring::mpmc_blocking::<F>(MPMC_MSGS))
         }
-        rows.push(Row {
-            measure: "2P2C blocking (oversubscribed)".into(),
-            unit: "M msg/s",
-            higher_is_better: true,
-            results: measure(
-                repeats,
-                &mut flavours!(
-                    d,
-                    Pc,
-                    CrossbeamChannel,
-                    StdSyncChannel,
-                    ArrayQueue,
-                    Heapless
-                ),
+        rows.push(Row::measured(
+            "2P2C blocking (oversubscribed)",
+            "M msg/s",
+            true,
+            repeats,
+            &mut flavours!(
+                d,
+                Pc,
+                CrossbeamChannel,
+                StdSyncChannel,
+                ArrayQueue,
+                Heapless
             ),
-        });
+        ));
     }
     rows.extend(bucket_rows(repeats, &wants));
     if rows.is_empty() {
@@ -226,103 +236,86 @@ fn bucket_rows(repeats: usize, wants: &dyn Fn(&str) -> bool) -> Vec<Row> {
         eprintln!("(e) bucket uncontended ...");
         let ours = bucket::pc_bucket();
         let governor = bucket::governor(SameClock(clock));
-        rows.push(Row {
-            measure: "bucket: uncontended try_acquire, real clock".into(),
-            unit: "ns/op",
-            higher_is_better: false,
-            results: measure(
-                repeats,
-                &mut [
-                    (
-                        "pc-core",
-                        Box::new(|| {
-                            ns_per_call(bucket::pc_uncontended(&ours, &clock, CALLS), CALLS)
-                        }),
-                    ),
-                    (
-                        "governor",
-                        Box::new(|| {
-                            ns_per_call(bucket::governor_uncontended(&governor, CALLS), CALLS)
-                        }),
-                    ),
-                ],
-            ),
-        });
+        rows.push(Row::measured(
+            "bucket: uncontended try_acquire, real clock",
+            "ns/op",
+            false,
+            repeats,
+            &mut [
+                (
+                    "pc-core",
+                    Box::new(|| ns_per_call(bucket::pc_uncontended(&ours, &clock, CALLS), CALLS)),
+                ),
+                (
+                    "governor",
+                    Box::new(|| ns_per_call(bucket::governor_uncontended(&governor, CALLS), CALLS)),
+                ),
+            ],
+        ));
     }
     if wants("bucket: limiter logic only (counter clock)") {
         let ours = bucket::pc_bucket();
         let governor = bucket::governor(CounterClock::default());
         let mut now = 0;
-        rows.push(Row {
-            measure: "bucket: limiter logic only (counter clock)".into(),
-            unit: "ns/op",
-            higher_is_better: false,
-            results: measure(
-                repeats,
-                &mut [
-                    (
-                        "pc-core",
-                        Box::new(|| {
-                            let d = bucket::pc_counter_clock(&ours, &mut now, LOGIC_CALLS);
-                            ns_per_call(d, LOGIC_CALLS)
-                        }),
-                    ),
-                    (
-                        "governor",
-                        Box::new(|| {
-                            let d = bucket::governor_uncontended(&governor, LOGIC_CALLS);
-                            ns_per_call(d, LOGIC_CALLS)
-                        }),
-                    ),
-                ],
-            ),
-        });
+        rows.push(Row::measured(
+            "bucket: limiter logic only (counter clock)",
+            "ns/op",
+            false,
+            repeats,
+            &mut [
+                (
+                    "pc-core",
+                    Box::new(|| {
+                        let d = bucket::pc_counter_clock(&ours, &mut now, LOGIC_CALLS);
+                        ns_per_call(d, LOGIC_CALLS)
+                    }),
+                ),
+                (
+                    "governor",
+                    Box::new(|| {
+                        let d = bucket::governor_uncontended(&governor, LOGIC_CALLS);
+                        ns_per_call(d, LOGIC_CALLS)
+                    }),
+                ),
+            ],
+        ));
     }
     if wants("bucket: 2 threads contended, real clock") {
         eprintln!("(f) bucket contended, 2 threads ...");
         let ours = bucket::pc_bucket();
         let governor = bucket::governor(SameClock(clock));
-        rows.push(Row {
-            measure: "bucket: 2 threads contended, real clock".into(),
-            unit: "M calls/s",
-            higher_is_better: true,
-            results: measure(
-                repeats,
-                &mut [
-                    (
-                        "pc-core",
-                        Box::new(|| per_sec(CALLS, bucket::pc_contended(&ours, &clock, CALLS))),
-                    ),
-                    (
-                        "governor",
-                        Box::new(|| per_sec(CALLS, bucket::governor_contended(&governor, CALLS))),
-                    ),
-                ],
-            ),
-        });
+        rows.push(Row::measured(
+            "bucket: 2 threads contended, real clock",
+            "M calls/s",
+            true,
+            repeats,
+            &mut [
+                (
+                    "pc-core",
+                    Box::new(|| per_sec(CALLS, bucket::pc_contended(&ours, &clock, CALLS))),
+                ),
+                (
+                    "governor",
+                    Box::new(|| per_sec(CALLS, bucket::governor_contended(&governor, CALLS))),
+                ),
+            ],
+        ));
     }
     if wants("bucket: accuracy") {
         eprintln!("(g) bucket accuracy, 2 threads at 100k/s ...");
         let run = AccuracyRun::new(100_000, 2, Duration::from_millis(500));
         // 100 - |error %|: higher is better, so the ratio reads like the others.
         let accuracy = |error: f64| 100.0 - error.abs();
-        rows.push(Row {
-            measure: format!(
+        rows.push(Row::measured(format!(
                 "bucket: accuracy (100 - abs. error %), 2 threads at 100k/s, {} ms, batch {}, burst {}",
                 run.window.as_millis(),
                 run.batch,
                 run.burst
-            ),
-            unit: "%",
-            higher_is_better: true,
-            results: measure(
-                repeats,
+            ), "%", true, repeats,
                 &mut [
                     ("pc-core", Box::new(|| accuracy(run.pc(&clock)))),
                     ("governor", Box::new(|| accuracy(run.governor(&clock)))),
-                ],
-            ),
-        });
+                ]));
     }
     rows
 }
