@@ -16,6 +16,10 @@
 //!   stalls consumers at that slot (they see `Empty`, or wait) until it runs again; a consumer
 //!   preempted mid-pop makes pushes to its slot see `Full`. Non-blocking calls never spin on
 //!   another thread, so they are safe in interrupt handlers; they may just fail early.
+//! - A batch holds its whole run for its whole call: a batch push's run is poppable once its
+//!   iterator has produced all of it, a batch pop's run is free once its `Extend` has taken
+//!   all of it. An iterator must not wait for a consumer of the same ring, nor an `Extend`
+//!   for a producer of it.
 //! - No fairness between producers or between consumers; `len` is a snapshot.
 //!
 //! ## Example

@@ -22,18 +22,19 @@ pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[allow(unused_imports)]
 pub(crate) use portable_atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Asks the CPU to fetch the cache line holding `p` in the state for writing (x86-64
-/// `PREFETCHW`), so a read of it followed by a write costs one coherence transaction rather
-/// than two. A hint only: it never faults, whatever `p` is, and does nothing elsewhere (other
-/// architectures, loom).
+/// Asks the CPU to start fetching the cache line holding `p` into its caches (x86-64
+/// `PREFETCHT0`), so that a loop about to read a run of lines finds them arriving together
+/// rather than missing on each in turn. A hint only: it never faults, whatever `p` is, and does
+/// nothing elsewhere (other architectures, loom). A read prefetch on purpose: the write hint
+/// (`PREFETCHW`, with `-C target-feature=+prfchw`) measured 0.89x its throughput in the 1P1C
+/// batch rows, both builds interleaved in one process.
 #[inline(always)]
-pub(crate) fn prefetch_write<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(all(target_arch = "x86_64", not(loom)))]
-    // SAFETY: `PREFETCHW` (and its `PREFETCHT0` fallback on CPUs without it) is a hint: it
-    // reads no memory architecturally, never faults (any address is allowed), and needs only
-    // SSE, which every x86-64 CPU has.
+    // SAFETY: `PREFETCHT0` is a hint: it reads no memory architecturally, never faults (any
+    // address is allowed), and needs only SSE, which every x86-64 CPU has.
     unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p.cast());
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
     }
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
     let _ = p;

@@ -14,6 +14,16 @@ fn send_and_sync_when_values_are_send() {
     assert_send_sync::<Ring<std::cell::Cell<u8>, 4>>();
 }
 
+fn assert_unwind_safe<T: std::panic::UnwindSafe>() {}
+
+#[test]
+fn unwind_safe_when_values_are() {
+    // Catching a panic around code that uses a ring must not need `AssertUnwindSafe`
+    // (the heap storage once lost this by holding a raw pointer).
+    assert_unwind_safe::<Ring<u64, 4>>();
+    assert_unwind_safe::<HeapRing<String>>();
+}
+
 #[test]
 fn heap_capacity_must_be_a_power_of_two_of_at_least_two() {
     for bad in [0, 1, 3, 6, 1000, usize::MAX] {

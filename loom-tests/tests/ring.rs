@@ -144,9 +144,9 @@ fn one_producer_two_consumers() {
 
 #[test]
 fn batch_pops_by_two_consumers_race_a_batch_push() {
-    // A batch pop frees its slots only at its end (last first), and a batch push publishes
-    // its slots only at its end: two consumers' claims and a producer's claim interleave here
-    // across the wrap of a two-slot ring.
+    // A batch pop frees its slots only at its end, and a batch push publishes its run's first
+    // slot only at its end (each the first slot last): two consumers' claims and a producer's
+    // claim interleave here across the wrap of a two-slot ring.
     loom::model(|| {
         const P: &[u32] = &[1, 2, 3];
         let ring = Arc::new(HeapRing::<u32>::with_capacity(2));

@@ -384,8 +384,8 @@ impl TokenBucket {
 
     /// How many tokens the bucket's clock has issued by instant `now`: exactly
     /// `floor(now * rate / period_ns)`, saturating at `u64::MAX`, computed with at most three
-    /// multiplications and an add (one multiplication for rates below `10^9` per second, or a
-    /// whole number per nanosecond; no division, no shift).
+    /// multiplications and an add (two side by side and no add for rates below `10^9` per
+    /// second, one for a whole number per nanosecond; no division, no shift).
     ///
     /// ```
     /// let bucket = pc_core::TokenBucket::per_second(3, 1);

@@ -25,6 +25,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// the producer slot by slot through lines it is still writing (measured: `benches/`, 1P1C
     /// batch rows).
     ///
+    /// So none of the run can be popped before the iterator has produced all of it: the
+    /// iterator must not wait for a consumer of this ring (with an iterator that blocks on
+    /// one, that is a deadlock).
+    ///
     /// If the iterator yields fewer items than its size hint promised, the positions claimed
     /// for the missing items become *holes* that consumers skip; they occupy slots (and `len`)
     /// until then. Exact-size iterators never make holes.
@@ -120,7 +124,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// `out` takes the values one by one; their slots are freed together once it has taken the
     /// last (the run's first slot last of all), so producers see the batch's slots free only
     /// after `out.extend` returns. If `out.extend` panics, the values it did not take are
-    /// dropped and all the slots freed.
+    /// dropped and all the slots freed. `out.extend` must not wait for a producer of this ring: a blocking push
+    /// into a full ring from inside it waits for the very slots this pop holds, forever.
     ///
     /// # Errors
     /// [`PopError::Empty`] if no value is ready at the head, [`PopError::Closed`] once the ring
@@ -164,8 +169,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             return (0, first);
         }
         // Consumers free a run's first slot last (`stamp_run`), so behind a free first slot the
-        // rest of the run is most likely free too: fetch the lines for writing now (we will
-        // write them), one coherence transaction per line instead of a read and an upgrade.
+        // rest of the run is most likely free too: start fetching all its lines now.
         self.prefetch_run(tail, want);
         let mut expected = tail;
         let mut count = 0;
@@ -193,10 +197,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         if first | MARK != head.wrapping_add(ONE) | MARK {
             return (0, 0, first);
         }
-        // Producers publish a run's first slot last (`stamp_run`), so behind a published first
-        // slot the rest is most likely published too: fetch the lines for writing now (we
-        // will free the slots), one coherence transaction per line instead of a read and an
-        // upgrade.
+        // Producers publish a run's first slot last (`Claim`), so behind a published first slot
+        // the rest is most likely published too: start fetching all its lines now.
         self.prefetch_run(head, want);
         // A value is stamped `position + ONE`, a hole `position + ONE + MARK` (ONE is even).
         let mut expected = head.wrapping_add(ONE);

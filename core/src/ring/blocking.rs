@@ -8,7 +8,9 @@
 use core::time::Duration;
 use std::time::Instant;
 
+use super::single::{Seen, classify};
 use super::slot::{MARK, ONE};
+use super::wait::Blocked;
 use super::{Closed, PopError, PushError, RingCore, Storage};
 use crate::sync::{Backoff, Ordering};
 
@@ -47,7 +49,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     fn push_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         let mut value = Some(value);
-        let outcome = self.wait_for(&self.head.waiters, deadline, Self::full_and_open, || {
+        let outcome = self.wait_for(&self.head.waiters, deadline, Self::producer_blocked, || {
             let v = value.take().expect("value is put back on every retry");
             match self.try_push(v) {
                 Ok(()) => Step::Done(Ok(())),
@@ -65,7 +67,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Pushes every item of `items`, waiting while the ring is full; items go in batches of up
-    /// to the free space. Returns how many were pushed.
+    /// to the free space, each one [`try_push_batch`](Self::try_push_batch) (so `items` must
+    /// not wait for a consumer of this ring). Returns how many were pushed.
     ///
     /// # Errors
     /// [`Closed`] carrying how many were pushed if the ring is or becomes closed; the items not
@@ -88,13 +91,16 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     {
         let mut pushed = 0;
         loop {
-            let step = self.wait_for(&self.head.waiters, None, Self::full_and_open, || match self
-                .try_push_batch(items)
-            {
-                Ok(n) => Step::Done(Ok(n)),
-                Err(PushError::Closed(())) => Step::Done(Err(())),
-                Err(PushError::Full(())) => Step::Blocked,
-            });
+            let step = self.wait_for(
+                &self.head.waiters,
+                None,
+                Self::producer_blocked,
+                || match self.try_push_batch(items) {
+                    Ok(n) => Step::Done(Ok(n)),
+                    Err(PushError::Closed(())) => Step::Done(Err(())),
+                    Err(PushError::Full(())) => Step::Blocked,
+                },
+            );
             match step {
                 Some(Ok(0)) => return Ok(pushed),
                 Some(Ok(n)) => pushed += n,
@@ -144,7 +150,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             self.wait_for(
                 &self.tail.waiters,
                 deadline,
-                Self::empty_and_open,
+                Self::consumer_blocked,
                 || match self.try_pop() {
                     Err(PopError::Empty) => Step::Blocked,
                     done => Step::Done(done),
@@ -154,7 +160,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Pops up to `max` values into `out`, waiting until at least one is ready. Returns how
-    /// many were popped (0 only if `max` is 0).
+    /// many were popped (0 only if `max` is 0). Each batch is one
+    /// [`try_pop_batch`](Self::try_pop_batch): `out` must not wait for a producer of this ring.
     ///
     /// # Errors
     /// [`Closed`] once the ring is closed and drained.
@@ -186,7 +193,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             self.wait_for(
                 &self.tail.waiters,
                 deadline,
-                Self::empty_and_open,
+                Self::consumer_blocked,
                 || match self.try_pop_batch(out, max) {
                     Err(PopError::Empty) => Step::Blocked,
                     done => Step::Done(done),
@@ -196,15 +203,20 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Retries `attempt` with the adaptive wait until it is done (`Some`) or `deadline` passes
-    /// (`None`). Parks on `waiters` only while `blocked` still holds after registering.
+    /// (`None`). Parks on `waiters` only while `blocked` still says so after registering; naps
+    /// (see wait.rs) while it says a slot is held, each nap twice the last, from `NAP_MIN` to
+    /// `NAP_MAX`.
     fn wait_for<R>(
         &self,
         waiters: &super::Waiters,
         deadline: Option<Instant>,
-        blocked: fn(&Self) -> bool,
+        blocked: fn(&Self) -> Blocked,
         mut attempt: impl FnMut() -> Step<R>,
     ) -> Option<R> {
+        const NAP_MIN: Duration = Duration::from_micros(100);
+        const NAP_MAX: Duration = Duration::from_millis(10);
         let mut backoff = Backoff::new();
+        let mut nap = NAP_MIN;
         loop {
             if let Step::Done(r) = attempt() {
                 return Some(r);
@@ -213,28 +225,62 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 return None;
             }
             if !backoff.snooze() {
-                waiters.park(deadline, || blocked(self));
+                if waiters.park(deadline, nap, || blocked(self)) == Blocked::Slot {
+                    nap = (nap * 2).min(NAP_MAX);
+                }
                 backoff.reset();
             }
         }
     }
 
-    /// Parking re-check for producers: full by the indices, and not closed.
-    fn full_and_open(&self) -> bool {
+    /// Parking re-check for producers: blocked by the indices (full, and not closed), or by
+    /// the slot at the tail, which a consumer has claimed but not yet freed (a single pop about
+    /// to free it, or a batch pop whose `Extend` is still taking its run).
+    fn producer_blocked(&self) -> Blocked {
         // SeqCst: the handshake of wait.rs - pairs with the consumers' SeqCst head CAS and the
         // close's SeqCst fetch_or; a move we miss here is one whose waker will see us.
         let tail = self.tail.index.load(Ordering::SeqCst);
         let head = self.head.index.load(Ordering::SeqCst);
-        tail & MARK == 0 && (tail.wrapping_sub(head) as isize) >= self.lap() as isize
+        if tail & MARK != 0 {
+            return Blocked::No;
+        }
+        if (tail.wrapping_sub(head) as isize) >= self.lap() as isize {
+            return Blocked::Indices;
+        }
+        // Acquire: as in try_push (pairs with the consumer's Release free).
+        let stamp = self.slot(tail).stamp.load(Ordering::Acquire);
+        if classify(stamp, tail) == Seen::Behind {
+            Blocked::Slot
+        } else {
+            Blocked::No
+        }
     }
 
-    /// Parking re-check for consumers: no position claimed beyond the head, and not closed.
-    fn empty_and_open(&self) -> bool {
+    /// Parking re-check for consumers: blocked by the indices (no position claimed beyond the
+    /// head, and not closed), or by the slot at the head, which a producer has claimed but not
+    /// yet published (a single push about to publish it, or a batch push whose iterator is
+    /// still producing its run).
+    fn consumer_blocked(&self) -> Blocked {
         // SeqCst: the handshake of wait.rs - pairs with the producers' SeqCst tail CAS and the
         // close's SeqCst fetch_or.
         let tail = self.tail.index.load(Ordering::SeqCst);
         let head = self.head.index.load(Ordering::SeqCst);
-        tail & MARK == 0 && (tail.wrapping_sub(head) as isize) < ONE as isize
+        if ((tail & !MARK).wrapping_sub(head) as isize) < ONE as isize {
+            // Nothing claimed beyond the head: wait for a push, unless closed (then drained).
+            return if tail & MARK == 0 {
+                Blocked::Indices
+            } else {
+                Blocked::No
+            };
+        }
+        // Acquire: as in try_pop (pairs with the producer's Release publish).
+        let stamp = self.slot(head).stamp.load(Ordering::Acquire);
+        let expected = head.wrapping_add(ONE);
+        if stamp != expected | MARK && classify(stamp, expected) == Seen::Behind {
+            Blocked::Slot
+        } else {
+            Blocked::No
+        }
     }
 }
 

@@ -20,6 +20,11 @@
 //!   non-blocking operations never spin on another thread: they only retry a CAS someone else
 //!   won. (This is the per-slot-sequence design of Vyukov, crossbeam's `ArrayQueue` and
 //!   `heapless::mpmc`; FIELD_NOTES in the repository lists the reports.)
+//! - **A batch holds its whole run for its whole call.** A batch push's run becomes poppable
+//!   only when its iterator has produced all of it, and a batch pop's run becomes free only
+//!   when its `Extend` has taken all of it. So an iterator must not wait for a consumer of the
+//!   same ring, nor an `Extend` for a producer of it (a blocking push from inside the `Extend`
+//!   of a pop on a full ring waits for the very slots that pop holds: forever).
 //! - **No fairness** between producers or between consumers.
 //! - `len` and `is_empty` are snapshots, stale as soon as they return.
 //!
@@ -326,9 +331,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 
-    /// Prefetches for writing the cache lines of the slots serving the `count` positions from
-    /// `position` on (see [`crate::sync::prefetch_write`]): a batch reads their stamps and then
-    /// writes them, and this turns two coherence transactions per line into one.
+    /// Prefetches the cache lines of the slots serving the `count` positions from `position` on
+    /// (see [`crate::sync::prefetch`]): a batch's scan then finds them arriving together, one
+    /// round trip to the other core for the run instead of one per line in turn (measured 1.45x
+    /// the 1P1C batch throughput of no prefetch, both builds interleaved in one process).
     #[inline(always)]
     fn prefetch_run(&self, position: usize, count: usize) {
         const LINE: usize = 64;
@@ -337,7 +343,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let base = run.as_ptr().cast::<u8>();
             let mut offset = 0;
             while offset < bytes {
-                crate::sync::prefetch_write(base.wrapping_add(offset));
+                crate::sync::prefetch(base.wrapping_add(offset));
                 offset += LINE;
             }
         }

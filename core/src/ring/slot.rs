@@ -37,7 +37,10 @@ pub struct Slot<T> {
     /// Invariant: only the thread that owns position `p` (won the index CAS for it) changes
     /// the stamp, and it moves it forward exactly one of these steps.
     pub(crate) stamp: AtomicUsize,
-    /// Initialised exactly when `stamp == p + ONE`.
+    /// Initialised from the write of the push that owns `p` until the consumer that owns `p`
+    /// moves it out: so whenever `stamp == p + ONE` and no consumer owns `p` yet. (A write
+    /// happens before its stamp store; a batch pop moves values out before it stores the
+    /// free stamps, and a pop that owns `p` never reads it twice.)
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
@@ -68,8 +71,9 @@ impl<T> Slot<T> {
     /// touches it now. The caller must not read it twice.
     #[inline(always)]
     pub(crate) unsafe fn read(&self) -> T {
-        // SAFETY: initialised and exclusively ours (see above); the stamp store that follows
-        // marks it uninitialised again, so it is read once.
+        // SAFETY: initialised and exclusively ours (see above); the caller reads it once, and
+        // its free stamp (stored after this, at once or when its batch ends) hands the slot,
+        // logically uninitialised, to the next lap's producer.
         self.value.with(|p| unsafe { (*p).assume_init_read() })
     }
 }

@@ -162,3 +162,71 @@ fn heap_slots_start_on_a_cache_line_pair() {
     check::<[u8; 24]>();
     check::<alloc::string::String>();
 }
+
+/// Spins (yielding) until `n` threads are asleep on `waiters`' condition variable.
+fn until_sleeping(waiters: &super::Waiters, n: usize) {
+    while waiters.sleeping() < n {
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn producer_sleeps_while_a_batch_pop_holds_its_slots() {
+    // A batch pop frees its run only when its `Extend` is done. A producer that arrives in
+    // between finds room by the indices but the slot still held: it must sleep (not spin) and
+    // be woken by the pop's end. Before naps it spun, and never slept: this test then hung.
+    struct StartProducerThenWait<'s, 'r> {
+        scope: &'s std::thread::Scope<'s, 'r>,
+        ring: &'r Ring<u32, 2>,
+        producer: Option<std::thread::ScopedJoinHandle<'s, Result<(), super::Closed<u32>>>>,
+        got: Vec<u32>,
+    }
+    impl Extend<u32> for StartProducerThenWait<'_, '_> {
+        fn extend<I: IntoIterator<Item = u32>>(&mut self, iter: I) {
+            for v in iter {
+                if self.producer.is_none() {
+                    let ring = self.ring;
+                    self.producer = Some(self.scope.spawn(move || ring.push(7)));
+                    until_sleeping(&ring.head.waiters, 1);
+                }
+                self.got.push(v);
+            }
+        }
+    }
+    let ring = Ring::<u32, 2>::new();
+    ring.try_push_batch(&mut (0..2)).unwrap();
+    std::thread::scope(|s| {
+        let mut out = StartProducerThenWait {
+            scope: s,
+            ring: &ring,
+            producer: None,
+            got: Vec::new(),
+        };
+        assert_eq!(ring.try_pop_batch(&mut out, 2), Ok(2));
+        assert_eq!(out.got, [0, 1]);
+        assert_eq!(out.producer.take().unwrap().join().unwrap(), Ok(()));
+        assert_eq!(ring.try_pop(), Ok(7));
+    });
+}
+
+#[test]
+fn consumer_sleeps_while_a_batch_push_produces_its_run() {
+    // A batch push publishes its run's first slot only when its iterator is done. A consumer
+    // that arrives in between finds a position claimed but its slot not yet published: it
+    // must sleep (not spin) and be woken by the push's end.
+    let ring = Ring::<u32, 4>::new();
+    std::thread::scope(|s| {
+        let mut consumer = None;
+        let mut items = (0..3).inspect(|&i| {
+            if i == 1 {
+                consumer = Some(s.spawn(|| ring.pop()));
+                until_sleeping(&ring.tail.waiters, 1);
+            }
+        });
+        assert_eq!(ring.push_batch(&mut items), Ok(3));
+        assert_eq!(consumer.take().unwrap().join().unwrap(), Ok(0));
+        let mut rest = Vec::new();
+        ring.try_pop_batch(&mut rest, 4).unwrap();
+        assert_eq!(rest, [1, 2]);
+    });
+}

@@ -12,13 +12,36 @@
 //! the total order, and the waker sees it and notifies (it must take `lock`, so it cannot slip
 //! in between the sleeper's re-check and its wait); or the waker's CAS comes first, and the
 //! sleeper's re-check sees the new index and does not sleep.
+//!
+//! One wait is not covered by that handshake: the indices say there is room (or a value), but
+//! the slot at hand is still held by the other side between its claim and its stamp store: a
+//! single operation for a few nanoseconds, or a batch for as long as its iterator (push) or
+//! its `Extend` (pop) runs, since a batch hands its run over only at its end. That slot's
+//! release is a `Release` stamp store followed by the `notify` load, which a CPU may reorder,
+//! so a sleeper registering at that moment could miss it. Such a sleeper therefore naps: it
+//! sleeps until notified (nearly always, the batch's end wakes it) or for at most its nap,
+//! which `wait_for` doubles from 100 us to 10 ms while the slot stays held. Before naps, a
+//! producer blocked behind a long `Extend` spun and yielded for all of it.
 
 #[cfg(all(feature = "std", not(loom)))]
 mod imp {
+    use core::time::Duration;
     use std::sync::{Condvar, Mutex, PoisonError};
     use std::time::Instant;
 
     use crate::sync::{AtomicUsize, Ordering};
+
+    /// What a parking thread's re-check found.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Blocked {
+        /// The wait is over (or cannot end by waiting): do not sleep.
+        No,
+        /// Blocked by the indices: sleep until notified (or the deadline).
+        Indices,
+        /// Room by the indices, but the slot at hand is still held by the other side: sleep
+        /// until notified or for at most the nap (see the module docs).
+        Slot,
+    }
 
     #[derive(Debug)]
     pub(crate) struct Waiters {
@@ -27,6 +50,9 @@ mod imp {
         count: AtomicUsize,
         lock: Mutex<()>,
         cond: Condvar,
+        /// Threads inside a `wait` on `cond` (test support: what a test waits for).
+        #[cfg(test)]
+        asleep: AtomicUsize,
     }
 
     impl Waiters {
@@ -35,6 +61,8 @@ mod imp {
                 count: AtomicUsize::new(0),
                 lock: Mutex::new(()),
                 cond: Condvar::new(),
+                #[cfg(test)]
+                asleep: AtomicUsize::new(0),
             }
         }
 
@@ -43,6 +71,13 @@ mod imp {
         pub(crate) fn registered(&self) -> usize {
             // Relaxed: a test polls this until it sees the parkers arrive.
             self.count.load(Ordering::Relaxed)
+        }
+
+        /// How many threads are asleep on the condition variable now (test support).
+        #[cfg(test)]
+        pub(crate) fn sleeping(&self) -> usize {
+            // Relaxed: a test polls this until it sees the sleepers arrive.
+            self.asleep.load(Ordering::Relaxed)
         }
 
         /// Wakes every parked thread, if there is one.
@@ -64,13 +99,34 @@ mod imp {
         }
 
         /// Parks until notified, `deadline` passes, or a spurious wake-up, unless `blocked()`
-        /// (re-checked after registering) says the wait is already over.
-        pub(crate) fn park(&self, deadline: Option<Instant>, blocked: impl FnOnce() -> bool) {
+        /// (re-checked after registering) says the wait is already over; if it says the slot is
+        /// still held (`Blocked::Slot`), for at most `nap` as well. Returns what it found.
+        pub(crate) fn park(
+            &self,
+            deadline: Option<Instant>,
+            nap: Duration,
+            blocked: impl FnOnce() -> Blocked,
+        ) -> Blocked {
             let guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
             // Publishes "a thread may be parked"; pairs with the SeqCst load in `notify`.
             self.count.fetch_add(1, Ordering::SeqCst);
-            if blocked() {
-                match deadline {
+            let found = blocked();
+            let until = match found {
+                Blocked::No => None,
+                Blocked::Indices => Some(deadline),
+                Blocked::Slot => {
+                    let nap_end = Instant::now().checked_add(nap);
+                    Some(match (deadline, nap_end) {
+                        (Some(d), Some(n)) => Some(d.min(n)),
+                        (d, n) => d.or(n),
+                    })
+                }
+            };
+            if let Some(until) = until {
+                #[cfg(test)]
+                // Relaxed: test support only (see `sleeping`).
+                self.asleep.fetch_add(1, Ordering::Relaxed);
+                match until {
                     None => drop(
                         self.cond
                             .wait(guard)
@@ -87,9 +143,13 @@ mod imp {
                         }
                     }
                 }
+                #[cfg(test)]
+                // Relaxed: test support only.
+                self.asleep.fetch_sub(1, Ordering::Relaxed);
             }
             // Nothing to publish: the counter only gates notifications.
             self.count.fetch_sub(1, Ordering::SeqCst);
+            found
         }
     }
 }
@@ -110,4 +170,6 @@ mod imp {
     }
 }
 
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) use imp::Blocked;
 pub(crate) use imp::Waiters;
