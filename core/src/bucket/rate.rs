@@ -334,6 +334,16 @@ mod tests {
         }
     }
 
+    /// `c.tokens_at(now)` is `floor(now * rate / period)` by exact division, saturated.
+    fn assert_tokens_at_exact(c: &TokenClock, rate: u64, period: u64, now: u64) {
+        let exact = (now as u128 * rate as u128) / period as u128;
+        assert_eq!(
+            c.tokens_at(now) as u128,
+            exact.min(u64::MAX as u128),
+            "{rate}/{period} at {now}"
+        );
+    }
+
     #[test]
     fn tokens_at_is_exact_on_every_path() {
         // Whole tokens per ns only (frac == 0), under one per ns (whole == 0), and both; each
@@ -356,12 +366,7 @@ mod tests {
                 instants.extend([limit - 1, limit, limit.saturating_add(1)]);
             }
             for now in instants {
-                let exact = (now as u128 * rate as u128) / period as u128;
-                assert_eq!(
-                    c.tokens_at(now) as u128,
-                    exact.min(u64::MAX as u128),
-                    "{rate}/{period} at {now}"
-                );
+                assert_tokens_at_exact(&c, rate, period, now);
             }
         }
     }
@@ -389,12 +394,7 @@ mod tests {
                 period,
                 period - 1,
             ] {
-                let exact = (now as u128 * rate as u128) / period as u128;
-                assert_eq!(
-                    c.tokens_at(now) as u128,
-                    exact.min(u64::MAX as u128),
-                    "{rate}/{period} at {now}"
-                );
+                assert_tokens_at_exact(&c, rate, period, now);
                 let k = now >> (next() % 64);
                 let due = (k as u128 * period as u128).div_ceil(rate as u128);
                 assert_eq!(
