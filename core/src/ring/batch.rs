@@ -122,8 +122,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// is 0).
     ///
     /// `out` takes the values one by one; their slots are freed together once it has taken the
-    /// last (the run's first slot last of all), so producers see the batch's slots free only
-    /// after `out.extend` returns. If `out.extend` panics, the values it did not take are
+    /// last (the run's first slot last of all): producers see the batch's slots free only when
+    /// the drain handed to `out.extend` is exhausted or dropped, normally at its end. If `out.extend` panics, the values it did not take are
     /// dropped and all the slots freed. `out.extend` must not wait for a producer of this ring: a blocking push
     /// into a full ring from inside it waits for the very slots this pop holds, forever.
     ///

@@ -204,8 +204,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     /// Retries `attempt` with the adaptive wait until it is done (`Some`) or `deadline` passes
     /// (`None`). Parks on `waiters` only while `blocked` still says so after registering; naps
-    /// (see wait.rs) while it says a slot is held, each nap twice the last, from `NAP_MIN` to
-    /// `NAP_MAX`.
+    /// (see wait.rs) while it says a slot is held, each of consecutive naps twice the last, from
+    /// `NAP_MIN` to `NAP_MAX`.
     fn wait_for<R>(
         &self,
         waiters: &super::Waiters,
@@ -225,9 +225,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 return None;
             }
             if !backoff.snooze() {
-                if waiters.park(deadline, nap, || blocked(self)) == Blocked::Slot {
-                    nap = (nap * 2).min(NAP_MAX);
-                }
+                nap = if waiters.park(deadline, nap, || blocked(self)) == Blocked::Slot {
+                    (nap * 2).min(NAP_MAX)
+                } else {
+                    NAP_MIN
+                };
                 backoff.reset();
             }
         }

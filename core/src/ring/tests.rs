@@ -163,9 +163,9 @@ fn heap_slots_start_on_a_cache_line_pair() {
     check::<alloc::string::String>();
 }
 
-/// Spins (yielding) until `n` threads are asleep on `waiters`' condition variable.
-fn until_sleeping(waiters: &super::Waiters, n: usize) {
-    while waiters.sleeping() < n {
+/// Spins (yielding) until `n` threads are asleep on `waiters`, napping behind a held slot.
+fn until_napping(waiters: &super::Waiters, n: usize) {
+    while waiters.napping() < n {
         std::thread::yield_now();
     }
 }
@@ -173,8 +173,9 @@ fn until_sleeping(waiters: &super::Waiters, n: usize) {
 #[test]
 fn producer_sleeps_while_a_batch_pop_holds_its_slots() {
     // A batch pop frees its run only when its `Extend` is done. A producer that arrives in
-    // between finds room by the indices but the slot still held: it must sleep (not spin) and
-    // be woken by the pop's end. Before naps it spun, and never slept: this test then hung.
+    // between finds room by the indices but the slot still held: it must sleep behind that
+    // slot (not spin), and get its push in once the pop has ended. Before naps it spun and
+    // never slept: this test then hung (CI's test step has a timeout for such hangs).
     struct StartProducerThenWait<'s, 'r> {
         scope: &'s std::thread::Scope<'s, 'r>,
         ring: &'r Ring<u32, 2>,
@@ -187,7 +188,7 @@ fn producer_sleeps_while_a_batch_pop_holds_its_slots() {
                 if self.producer.is_none() {
                     let ring = self.ring;
                     self.producer = Some(self.scope.spawn(move || ring.push(7)));
-                    until_sleeping(&ring.head.waiters, 1);
+                    until_napping(&ring.head.waiters, 1);
                 }
                 self.got.push(v);
             }
@@ -213,14 +214,14 @@ fn producer_sleeps_while_a_batch_pop_holds_its_slots() {
 fn consumer_sleeps_while_a_batch_push_produces_its_run() {
     // A batch push publishes its run's first slot only when its iterator is done. A consumer
     // that arrives in between finds a position claimed but its slot not yet published: it
-    // must sleep (not spin) and be woken by the push's end.
+    // must sleep behind that slot (not spin), and get the value once the push has ended.
     let ring = Ring::<u32, 4>::new();
     std::thread::scope(|s| {
         let mut consumer = None;
         let mut items = (0..3).inspect(|&i| {
             if i == 1 {
                 consumer = Some(s.spawn(|| ring.pop()));
-                until_sleeping(&ring.tail.waiters, 1);
+                until_napping(&ring.tail.waiters, 1);
             }
         });
         assert_eq!(ring.push_batch(&mut items), Ok(3));

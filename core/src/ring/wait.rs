@@ -2,16 +2,18 @@
 //!
 //! Each side of the ring has a `Waiters`: the threads of that side parked until the other side
 //! makes progress. The other side calls [`Waiters::notify`] after every successful operation;
-//! that is one `SeqCst` load of a counter that lives in its own cache line, and no syscall
-//! unless somebody is parked.
+//! that is one `SeqCst` load of a counter kept in the line of that side's own index (which the
+//! operation has just written), and no syscall unless somebody is parked.
 //!
 //! Why no wake-up is lost (a Dekker-style handshake through the `SeqCst` total order):
 //! a sleeper increments `count` (`SeqCst`), then re-checks the ring's indices (`SeqCst` loads)
 //! while holding `lock`, and only sleeps if it is still blocked. The waker changes an index with
-//! a `SeqCst` CAS, then loads `count` (`SeqCst`). Either the sleeper's increment comes first in
-//! the total order, and the waker sees it and notifies (it must take `lock`, so it cannot slip
-//! in between the sleeper's re-check and its wait); or the waker's CAS comes first, and the
-//! sleeper's re-check sees the new index and does not sleep.
+//! a `SeqCst` read-modify-write (a push's or pop's claiming CAS, or `close`'s `fetch_or`), then,
+//! later in the same call (for a batch, at its end), loads `count` (`SeqCst`). Either the
+//! sleeper's increment comes first in the total order, and the waker sees it and notifies (it
+//! must take `lock`, so it cannot slip in between the sleeper's re-check and its wait); or the
+//! waker's index change comes first, and the sleeper's re-check sees the new index and does not
+//! sleep on it.
 //!
 //! One wait is not covered by that handshake: the indices say there is room (or a value), but
 //! the slot at hand is still held by the other side between its claim and its stamp store: a
@@ -19,9 +21,9 @@
 //! its `Extend` (pop) runs, since a batch hands its run over only at its end. That slot's
 //! release is a `Release` stamp store followed by the `notify` load, which a CPU may reorder,
 //! so a sleeper registering at that moment could miss it. Such a sleeper therefore naps: it
-//! sleeps until notified (nearly always, the batch's end wakes it) or for at most its nap,
-//! which `wait_for` doubles from 100 us to 10 ms while the slot stays held. Before naps, a
-//! producer blocked behind a long `Extend` spun and yielded for all of it.
+//! sleeps until notified (nearly always, the batch's end wakes it, measured about 20 us after
+//! it) or for at most its nap, which `wait_for` doubles from 100 us to 10 ms over consecutive
+//! naps. Before naps, a producer blocked behind a long `Extend` spun and yielded for all of it.
 
 #[cfg(all(feature = "std", not(loom)))]
 mod imp {
@@ -50,9 +52,10 @@ mod imp {
         count: AtomicUsize,
         lock: Mutex<()>,
         cond: Condvar,
-        /// Threads inside a `wait` on `cond` (test support: what a test waits for).
+        /// Threads inside a `wait` on `cond`: [blocked by the indices, napping behind a held
+        /// slot] (test support: what a test waits for).
         #[cfg(test)]
-        asleep: AtomicUsize,
+        asleep: [AtomicUsize; 2],
     }
 
     impl Waiters {
@@ -62,7 +65,7 @@ mod imp {
                 lock: Mutex::new(()),
                 cond: Condvar::new(),
                 #[cfg(test)]
-                asleep: AtomicUsize::new(0),
+                asleep: [AtomicUsize::new(0), AtomicUsize::new(0)],
             }
         }
 
@@ -73,11 +76,11 @@ mod imp {
             self.count.load(Ordering::Relaxed)
         }
 
-        /// How many threads are asleep on the condition variable now (test support).
+        /// How many threads are asleep now napping behind a held slot (test support).
         #[cfg(test)]
-        pub(crate) fn sleeping(&self) -> usize {
+        pub(crate) fn napping(&self) -> usize {
             // Relaxed: a test polls this until it sees the sleepers arrive.
-            self.asleep.load(Ordering::Relaxed)
+            self.asleep[1].load(Ordering::Relaxed)
         }
 
         /// Wakes every parked thread, if there is one.
@@ -114,18 +117,16 @@ mod imp {
             let until = match found {
                 Blocked::No => None,
                 Blocked::Indices => Some(deadline),
-                Blocked::Slot => {
-                    let nap_end = Instant::now().checked_add(nap);
-                    Some(match (deadline, nap_end) {
-                        (Some(d), Some(n)) => Some(d.min(n)),
-                        (d, n) => d.or(n),
-                    })
-                }
+                // A nap whose end `Instant` cannot represent is not taken at all: sleeping with
+                // no end here could miss the slot's release for good.
+                Blocked::Slot => Instant::now()
+                    .checked_add(nap)
+                    .map(|nap_end| Some(deadline.map_or(nap_end, |d| d.min(nap_end)))),
             };
             if let Some(until) = until {
                 #[cfg(test)]
                 // Relaxed: test support only (see `sleeping`).
-                self.asleep.fetch_add(1, Ordering::Relaxed);
+                self.asleep[usize::from(found == Blocked::Slot)].fetch_add(1, Ordering::Relaxed);
                 match until {
                     None => drop(
                         self.cond
@@ -145,7 +146,7 @@ mod imp {
                 }
                 #[cfg(test)]
                 // Relaxed: test support only.
-                self.asleep.fetch_sub(1, Ordering::Relaxed);
+                self.asleep[usize::from(found == Blocked::Slot)].fetch_sub(1, Ordering::Relaxed);
             }
             // Nothing to publish: the counter only gates notifications.
             self.count.fetch_sub(1, Ordering::SeqCst);
