@@ -344,6 +344,16 @@ mod tests {
         );
     }
 
+    /// `c.due(k)` is `ceil(k * period / rate)` by exact division, saturated.
+    fn assert_due_exact(c: &TokenClock, rate: u64, period: u64, k: u64) {
+        let exact = (k as u128 * period as u128).div_ceil(rate as u128);
+        assert_eq!(
+            c.due(k) as u128,
+            exact.min(u64::MAX as u128),
+            "{rate}/{period} due {k}"
+        );
+    }
+
     #[test]
     fn tokens_at_is_exact_on_every_path() {
         // Whole tokens per ns only (frac == 0), under one per ns (whole == 0), and both; each
@@ -395,13 +405,7 @@ mod tests {
                 period - 1,
             ] {
                 assert_tokens_at_exact(&c, rate, period, now);
-                let k = now >> (next() % 64);
-                let due = (k as u128 * period as u128).div_ceil(rate as u128);
-                assert_eq!(
-                    c.due(k) as u128,
-                    due.min(u64::MAX as u128),
-                    "{rate}/{period} due {k}"
-                );
+                assert_due_exact(&c, rate, period, now >> (next() % 64));
             }
         }
     }
@@ -424,12 +428,7 @@ mod tests {
             let c = TokenClock::new(rate, Duration::from_nanos(period_ns)).unwrap();
             for start in [0, 1 << 20, 1 << 40, u64::MAX / 3, u64::MAX - 300] {
                 for k in start..start.saturating_add(300) {
-                    let exact = (k as u128 * period_ns as u128).div_ceil(rate as u128);
-                    assert_eq!(
-                        c.due(k) as u128,
-                        exact.min(u64::MAX as u128),
-                        "{rate}/{period_ns} ns, k={k}"
-                    );
+                    assert_due_exact(&c, rate, period_ns, k);
                 }
             }
         }
