@@ -1,4 +1,4 @@
-//! pc-host's SQLite sink: rows/s through pc-host's own writer (`pc_host::sink::Writer`: the
+//! pc-host's SQLite sink: rows/s through pc-host's own writer (`pc_host::sink::sqlite::Writer`: the
 //! schema, pragmas, WAL and cached multi-row INSERTs a run uses, with pc-host's checkpoint
 //! thread running beside it), for 100, 1 000 and 10 000 rows per transaction, with
 //! `--synchronous normal` and `full`.
@@ -15,7 +15,7 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use pc_benches::sink::{SinkDb, messages};
-use pc_host::cli::Synchronous;
+use pc_host::config::Synchronous;
 
 /// pc-host's default `--payload-size`, and its default `--producers`.
 const PAYLOAD: usize = 64;

@@ -1,7 +1,7 @@
 //! pc-host's SQLite sink, set up the way `pc-host` sets it up, for `benches/sink.rs`.
 //!
 //! Nothing here re-implements the sink: [`SinkDb::create`] calls pc-host's own
-//! `schema::prepare_run` (schema, 16 KiB pages, WAL, a `runs` row) and `sink::Writer::new`
+//! `runs::prepare_run` (schema, 16 KiB pages, WAL, a `runs` row) and `sink::Writer::new`
 //! (`synchronous`, `wal_autocheckpoint = 0`, the cached multi-row INSERTs), and
 //! [`SinkDb::with_checkpointer`] runs pc-host's own checkpoint thread beside the writer, as a
 //! run does (without it the WAL would grow without bound). A measured commit is
@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use pc_host::checkpoint::{self, Checkpointer, StopSignal};
-use pc_host::cli::Synchronous;
-use pc_host::producer::{self, Msg};
-use pc_host::schema;
-use pc_host::sink::Writer;
+use pc_host::config::Synchronous;
+use pc_host::message::{Record, generated_text};
+use pc_host::sink::Sink as _;
+use pc_host::sink::sqlite::checkpoint::{self, Checkpointer, StopSignal};
+use pc_host::sink::sqlite::{Writer, runs};
 
 /// pc-host's default `--busy-timeout-ms`.
 const BUSY: Duration = Duration::from_secs(5);
@@ -41,7 +41,7 @@ impl SinkDb {
         let path =
             std::env::temp_dir().join(format!("pc-bench-sink-{}-{name}.db", std::process::id()));
         remove(&path);
-        let (conn, run) = schema::prepare_run(&path, BUSY, 1, "{}", 0)?;
+        let (conn, run) = runs::prepare_run(&path, BUSY, 1, "{}", 0)?;
         let writer = Writer::new(conn, run.run_id, synchronous, &path, BUSY)?;
         let checkpointer = Checkpointer::open(&path, BUSY)?;
         Ok(Self {
@@ -100,7 +100,7 @@ impl SinkWriter<'_> {
     ///
     /// # Panics
     /// If the commit fails: a bench must not time errors.
-    pub fn commit(&self, batches: &[Vec<Msg>]) {
+    pub fn commit(&self, batches: &[Vec<Record>]) {
         if let Err(e) = lock(self.0).write(batches) {
             panic!("sink bench: {e:#}");
         }
@@ -110,7 +110,7 @@ impl SinkWriter<'_> {
 /// `rows` messages as pc-host's producers make them: `producers` producers (at least 1) taking
 /// turns,
 /// `payload` bytes of text each (pc-host's default is 64), created and due "now".
-pub fn messages(rows: usize, producers: u32, payload: usize) -> Vec<Msg> {
+pub fn messages(rows: usize, producers: u32, payload: usize) -> Vec<Record> {
     let padding = ".".repeat(payload);
     let unix_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -120,12 +120,13 @@ pub fn messages(rows: usize, producers: u32, payload: usize) -> Vec<Msg> {
         .map(|i| {
             let producer = (i % producers) as u32;
             let seq = (i / producers) as u64;
-            Msg {
+            Record {
                 intended_ns: 0,
                 created_at: unix_now,
-                seq,
                 producer,
-                text: producer::text(producer, seq, &padding),
+                seq,
+                end_offset: 0,
+                text: generated_text(producer, seq, &padding),
             }
         })
         .collect()

@@ -2,19 +2,20 @@
 //! prints; everything else lives here), so that benches drive exactly the code the binary runs,
 //! pc-host's SQLite sink above all (`benches/benches/sink.rs`).
 //!
+//! The stages, lowest first; a module imports only from the ones above it in this list:
+//! `config`, `message`, `position`, `flow` -> `telemetry` -> `source`, `sink` -> `consumer` -> `report`
+//! -> `verify`, `run`. `run` is the only one that knows every stage.
+//!
 //! The API is pc-host's internals, not a stable interface: it changes with the binary.
 
-pub mod checkpoint;
-pub mod cli;
 pub mod config;
 pub mod consumer;
-pub mod layers;
-pub mod pinning;
-pub mod pipeline;
-pub mod producer;
+pub mod flow;
+pub mod message;
+pub mod position;
 pub mod report;
-pub mod schema;
-pub mod signals;
+pub mod run;
 pub mod sink;
-pub mod summary;
+pub mod source;
+pub mod telemetry;
 pub mod verify;

@@ -1,16 +1,18 @@
 //! pc-host: parse, validate, run, print. Nothing else: the rest is the `pc_host` library.
 //!
-//! Exit status: 0 when every accepted message is in the database (or `verify` found no
+//! Exit status: 0 when every accepted record is in the database (or `verify` found no
 //! problem); 1 on a MISMATCH, a failed run or a database that cannot be used; 2 on bad flags,
-//! environment or config file; 130/143 on a second SIGINT/SIGTERM.
+//! environment, config file or inputs; 130/143 on a second SIGINT/SIGTERM.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 
-use pc_host::cli::{Cli, Command, Output};
-use pc_host::{config, pipeline, signals, verify};
+use pc_host::config::cli::{Cli, Command};
+use pc_host::config::{self, Layers, Output};
+use pc_host::run::{self, PrepareError, signals};
+use pc_host::verify;
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches(); // clap prints its own errors and exits 2
@@ -29,27 +31,25 @@ fn main() -> ExitCode {
         return match verify::run(args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
-            Err(e) => fail(&e),
+            Err(e) => fail(&e, 1),
         };
     }
 
-    let cfg = match config::resolve(cli.run, &matches) {
+    let cfg = match Layers::load(matches).and_then(|layers| config::resolve(&layers)) {
         Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(&e.into(), 2),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     if let Err(e) = signals::install(tx.clone()) {
-        return fail(&anyhow::anyhow!("cannot install signal handlers: {e}"));
+        return fail(&anyhow::anyhow!("cannot install signal handlers: {e}"), 1);
     }
-    let prepared = match pipeline::prepare(&cfg) {
+    let prepared = match run::prepare(&cfg) {
         Ok(p) => p,
-        Err(e) => return fail(&e),
+        Err(PrepareError::Input(e)) => return fail(&anyhow::anyhow!(e), 2),
+        Err(PrepareError::Failed(e)) => return fail(&e, 1),
     };
-    eprintln!("{}", pipeline::header(&cfg, &prepared));
-    let summary = pipeline::run(&cfg, prepared, &tx, &rx);
+    let _ = writeln!(std::io::stderr(), "{}", run::header(&cfg, &prepared));
+    let summary = run::run(&cfg, prepared, &tx, &rx);
 
     let out = match cfg.output {
         Output::Text => summary.text(),
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(e: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
-    ExitCode::from(1)
+fn fail(e: &anyhow::Error, code: u8) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "error: {e:#}");
+    ExitCode::from(code)
 }

@@ -193,7 +193,7 @@ fn environment_and_config_file_layers() {
     assert_one_line_error(
         &run(s.dir(), &["--config", "cfg.toml"]),
         2,
-        "unknown field `producer`",
+        "cfg.toml line 2: unknown key `producer`",
     );
     std::fs::write(&cfg, "producers = \"ten\"\n").unwrap();
     assert_one_line_error(&run(s.dir(), &["--config", "cfg.toml"]), 2, "line 1");
@@ -207,7 +207,7 @@ fn environment_and_config_file_layers() {
     assert_one_line_error(
         &run(s.dir(), &["--config", "cfg.toml"]),
         2,
-        "`db` in cfg.toml is empty",
+        "cfg.toml line 1: `db = \"\"`: a value is required for '--db <PATH>'",
     );
     assert_one_line_error(
         &run(s.dir(), &["--config", "missing.toml"]),

@@ -1,36 +1,35 @@
-//! Counters, histograms, the header and the progress line. The final summary is in
-//! `summary.rs`.
+//! Counters and histograms of a run, and the progress line.
 //!
-//! Each thread writes only its own counters (padded to their own cache lines) and its own
+//! Each thread writes only its own counters (each set on its own cache lines) and its own
 //! histograms; the progress line and the summary read snapshots and merge them.
+
+pub mod progress;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 
-use crate::config::{Config, Stop};
+/// How many rejected records' positions a producer keeps for its warning line.
+pub const REJECT_SAMPLES: usize = 5;
 
-/// Aligned to 128 bytes so that two threads' counters never share a cache line (or an
-/// adjacent-line prefetch pair).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub struct Padded<T>(pub T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-/// One producer's counters; only that producer writes them.
+/// One producer's counters (a generator thread, or the thread reading one source); only that
+/// producer writes them.
 #[derive(Debug, Default)]
 pub struct ProducerStats {
-    /// Messages accepted into the ring.
+    /// Records accepted into the ring.
     pub produced: AtomicU64,
     /// Nanoseconds spent waiting on a full ring.
     pub blocked_ns: AtomicU64,
+    /// Records read from the input (accepted or rejected); 0 for the generator.
+    pub read: AtomicU64,
+    /// Bytes read from the input, line ends included.
+    pub read_bytes: AtomicU64,
+    /// Records that could not be stored (invalid UTF-8 or JSON, over the size limit).
+    pub rejected: AtomicU64,
+    /// The first few rejected records: where, and why.
+    pub reject_samples: Mutex<Vec<String>>,
 }
 
 /// One consumer's counters and histograms; only that consumer writes them.
@@ -77,15 +76,15 @@ pub fn bump(counter: &AtomicU64, n: u64) {
 /// All the counters of a run.
 #[derive(Debug)]
 pub struct Stats {
-    pub producers: Vec<Padded<ProducerStats>>,
-    pub consumers: Vec<Padded<ConsumerStats>>,
+    pub producers: Vec<CachePadded<ProducerStats>>,
+    pub consumers: Vec<CachePadded<ConsumerStats>>,
 }
 
 impl Stats {
     pub fn new(producers: usize, consumers: usize) -> Self {
         Self {
-            producers: (0..producers).map(|_| Padded::default()).collect(),
-            consumers: (0..consumers).map(|_| Padded::default()).collect(),
+            producers: (0..producers).map(|_| CachePadded::default()).collect(),
+            consumers: (0..consumers).map(|_| CachePadded::default()).collect(),
         }
     }
 
@@ -100,6 +99,27 @@ impl Stats {
         self.producers
             .iter()
             .map(|p| p.blocked_ns.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn read(&self) -> u64 {
+        self.producers
+            .iter()
+            .map(|p| p.read.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn read_bytes(&self) -> u64 {
+        self.producers
+            .iter()
+            .map(|p| p.read_bytes.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.producers
+            .iter()
+            .map(|p| p.rejected.load(Ordering::Relaxed))
             .sum()
     }
 
@@ -147,74 +167,7 @@ impl Stats {
     }
 }
 
-/// The progress line's memory of the previous tick, for per-interval rates.
-#[derive(Debug, Default)]
-pub struct Progress {
-    last_s: f64,
-    last_produced: u64,
-    last_stored: u64,
-}
-
-impl Progress {
-    /// One progress line (for stderr) at `t_s` seconds into the run.
-    pub fn line(&mut self, t_s: f64, stats: &Stats, ring_len: usize, capacity: usize) -> String {
-        let produced = stats.produced();
-        let stored = stats.stored();
-        let dt = (t_s - self.last_s).max(1e-9);
-        let in_rate = (produced - self.last_produced) as f64 / dt;
-        let out_rate = (stored - self.last_stored) as f64 / dt;
-        *self = Self {
-            last_s: t_s,
-            last_produced: produced,
-            last_stored: stored,
-        };
-        let lat = stats.latency();
-        let p99 = if lat.is_empty() {
-            "-".to_string()
-        } else {
-            ms(lat.value_at_quantile(0.99))
-        };
-        format!(
-            "[{t_s:7.1} s] produced {produced} ({in_rate:.0} msg/s) | stored {stored} \
-             ({out_rate:.0} msg/s) | ring {ring_len}/{capacity} | p99 {p99} ms | blocked {:.3} s",
-            stats.blocked_ns() as f64 / 1e9
-        )
-    }
-}
-
 /// Milliseconds with 3 decimals, from nanoseconds.
 pub fn ms(ns: u64) -> String {
     format!("{:.3}", ns as f64 / 1e6)
-}
-
-/// The header (for stderr): the effective configuration of a run.
-pub fn header(cfg: &Config, run_id: i64, burst: u64, pinning: &str) -> String {
-    let rate = match cfg.rps {
-        0 => "unlimited rate (no bucket)".to_string(),
-        r => format!("{r} msg/s in total through one shared token bucket (burst {burst})"),
-    };
-    let stop = match cfg.stop {
-        Stop::After(d) => format!("for {} s", d.as_secs_f64()),
-        Stop::Messages(n) => format!("{n} messages in total"),
-    };
-    let progress = cfg
-        .report_interval
-        .map_or("no progress lines".to_string(), |d| {
-            format!("progress every {} s", d.as_secs_f64())
-        });
-    format!(
-        "pc-host run {run_id} -> {} (WAL, synchronous={})\n  \
-         {} producers, {} consumers, {rate}, {stop}\n  \
-         ring {} slots; batches of up to {} rows or {} ms; payload {} bytes; warm-up {} s; {progress}\n  \
-         pinning: {pinning}",
-        cfg.db.display(),
-        cfg.synchronous.as_str(),
-        cfg.producers,
-        cfg.consumers,
-        cfg.capacity,
-        cfg.batch_size,
-        cfg.batch_wait.as_secs_f64() * 1000.0,
-        cfg.payload_size,
-        cfg.warmup.as_secs_f64(),
-    )
 }

@@ -2,19 +2,25 @@
 //! line naming the option, where its value came from and what would be accepted.
 //!
 //! Layers, highest first: command-line flag, environment (`PC_HOST_*`), `--config` file,
-//! built-in default. `--duration` and `--messages` are one choice: the highest layer that
-//! sets either decides; one layer setting both is an error.
+//! built-in default (see `layers.rs`). `--duration` and `--messages` are one choice: the highest
+//! layer that sets either decides; one layer setting both is an error. `--sink` and `--db`
+//! likewise.
+
+pub mod cli;
+pub mod layers;
+pub mod url;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::ArgMatches;
-use clap::parser::ValueSource;
 use serde_json::json;
 
-use crate::cli::{Output, RunArgs, Synchronous};
-use crate::layers::{FileConfig, Layers, Picked, read_file};
-use crate::producer::Msg;
+pub use cli::{Output, Synchronous};
+pub use layers::Layers;
+pub use url::{Format, SinkSpec, SourceSpec};
+
+use crate::message::Record;
+use layers::Picked;
 
 /// The default database file, in the current directory.
 pub const DEFAULT_DB: &str = "pc-host.db";
@@ -23,34 +29,42 @@ pub const DEFAULT_DB: &str = "pc-host.db";
 pub const MAX_THREADS: u64 = 1024;
 pub const MAX_CAPACITY: u64 = 1 << 24;
 pub const MAX_PAYLOAD: u64 = 1 << 20;
+pub const MAX_RECORD: u64 = 64 << 20;
 pub const MAX_BATCH: u64 = 1_000_000;
 pub const MAX_RPS: u64 = 1_000_000_000;
 pub const MAX_SECS: f64 = 1_000_000.0;
 /// Memory the ring and the consumers' batches may hold at most when full.
 pub const MAX_BUFFER_BYTES: u128 = 8 << 30;
+/// The generator's rate when `--rps` is not given.
+pub const DEFAULT_GENERATE_RPS: u64 = 500;
 
-/// When producers stop.
+/// When sources stop (besides reaching the end of their input, or a signal).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Stop {
     /// After this long.
     After(Duration),
-    /// After this many messages in total.
+    /// After this many records in total.
     Messages(u64),
+    /// Only at the end of the input (or a signal): ingest sources without a limit.
+    AtEnd,
 }
 
 /// The validated configuration of a run.
 #[derive(Clone, Debug)]
 pub struct Config {
+    pub sources: Vec<SourceSpec>,
+    pub sink: SinkSpec,
+    /// Generator threads; 0 when the source is not `generate`.
     pub producers: usize,
     pub consumers: usize,
-    /// Messages per second across all producers; 0 = unlimited.
+    /// Records per second across all sources; 0 = unlimited.
     pub rps: u64,
     pub stop: Stop,
     pub capacity: usize,
     pub batch_size: usize,
     pub batch_wait: Duration,
     pub payload_size: usize,
-    pub db: PathBuf,
+    pub max_record_bytes: usize,
     pub synchronous: Synchronous,
     pub pin: bool,
     pub warmup: Duration,
@@ -58,6 +72,20 @@ pub struct Config {
     pub report_interval: Option<Duration>,
     pub output: Output,
     pub busy_timeout: Duration,
+}
+
+impl Config {
+    /// Whether the records are generated (not read from stdin or files).
+    pub fn generated(&self) -> bool {
+        self.sources == [SourceSpec::Generate]
+    }
+
+    /// The SQLite database file.
+    pub fn db(&self) -> &std::path::Path {
+        match &self.sink {
+            SinkSpec::Sqlite(path) => path,
+        }
+    }
 }
 
 /// A configuration error: print it as one line, exit 2.
@@ -69,72 +97,46 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
 }
 
-/// Builds the run configuration from parsed flags (with the environment already applied by
-/// clap) and the `--config` file, if any.
-pub fn resolve(args: RunArgs, matches: &ArgMatches) -> Result<Config, ConfigError> {
-    let (file, file_path) = match &args.config {
-        Some(path) => (read_file(path)?, Some(path.clone())),
-        None => (FileConfig::default(), None),
+/// Builds the run configuration from all layers.
+pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
+    let a = &l.args;
+    let sources = sources(l)?;
+    let generated = sources == [SourceSpec::Generate];
+    let sink = sink(l)?;
+    let pin = pick_pin(l)?;
+    let producers = if generated {
+        count(
+            &l.pick("producers", a.producers),
+            "producers",
+            1,
+            MAX_THREADS,
+        )?
+    } else {
+        0
     };
-    let l = Layers { matches, file_path };
-    let pin = pick_pin(&args, matches, &l, file.pin)?;
-    macro_rules! pick {
-        ($field:ident, $flag:literal, $env:literal) => {
-            l.pick(args.$field, stringify!($field), $flag, $env, file.$field)
-        };
-    }
-
-    let producers = Layers::or(pick!(producers, "producers", "PC_HOST_PRODUCERS"), 10);
-    let consumers = Layers::or(pick!(consumers, "consumers", "PC_HOST_CONSUMERS"), 5);
-    let rps = Layers::or(pick!(rps, "rps", "PC_HOST_RPS"), 500);
-    let duration = pick!(duration, "duration", "PC_HOST_DURATION");
-    let messages = pick!(messages, "messages", "PC_HOST_MESSAGES");
-    let capacity = Layers::or(pick!(capacity, "capacity", "PC_HOST_CAPACITY"), 65_536);
-    let batch_size = Layers::or(
-        pick!(batch_size, "batch-size", "PC_HOST_BATCH_SIZE"),
-        10_000,
-    );
-    let batch_wait = Layers::or(
-        pick!(batch_wait_ms, "batch-wait-ms", "PC_HOST_BATCH_WAIT_MS"),
-        2.0,
-    );
-    let payload = Layers::or(
-        pick!(payload_size, "payload-size", "PC_HOST_PAYLOAD_SIZE"),
-        64,
-    );
-    let db = Layers::or(pick!(db, "db", "PC_HOST_DB"), PathBuf::from(DEFAULT_DB));
-    let sync = Layers::or(
-        pick!(synchronous, "synchronous", "PC_HOST_SYNCHRONOUS"),
-        Synchronous::Normal,
-    );
-    let warmup = Layers::or(pick!(warmup, "warmup", "PC_HOST_WARMUP"), 0.0);
-    let interval = Layers::or(
-        pick!(
-            report_interval,
-            "report-interval",
-            "PC_HOST_REPORT_INTERVAL"
-        ),
-        1.0,
-    );
-    let output = Layers::or(pick!(output, "output", "PC_HOST_OUTPUT"), Output::Text);
-    let busy = Layers::or(
-        pick!(
-            busy_timeout_ms,
-            "busy-timeout-ms",
-            "PC_HOST_BUSY_TIMEOUT_MS"
-        ),
-        5000,
-    );
-
-    let producers = count(&producers, "producers", 1, MAX_THREADS)?;
-    let consumers = count(&consumers, "consumers", 1, MAX_THREADS)?;
+    let consumers = count(
+        &l.pick("consumers", a.consumers),
+        "consumers",
+        1,
+        MAX_THREADS,
+    )?;
+    let default_rps = if generated { DEFAULT_GENERATE_RPS } else { 0 };
+    let rps = l.pick_set("rps", a.rps).unwrap_or(Picked {
+        value: default_rps,
+        from: layers::Origin::Default,
+    });
     if rps.value > MAX_RPS {
         return err(format!(
             "{} is too high: the rate can be at most {MAX_RPS} messages/s (0 = unlimited)",
             rps.show()
         ));
     }
-    let stop = stop(duration, messages)?;
+    let stop = stop(
+        l.pick_set("duration", a.duration),
+        l.pick_set("messages", a.messages),
+        generated,
+    )?;
+    let capacity = l.pick("capacity", a.capacity);
     let capacity_n = capacity.value;
     if !(2..=MAX_CAPACITY).contains(&capacity_n) || !capacity_n.is_power_of_two() {
         let hint = capacity_n
@@ -148,8 +150,14 @@ pub fn resolve(args: RunArgs, matches: &ArgMatches) -> Result<Config, ConfigErro
             hint.min(MAX_CAPACITY)
         ));
     }
-    let batch_size = count(&batch_size, "batch-size", 1, MAX_BATCH)?;
-    let batch_wait = millis(&batch_wait)?;
+    let batch_size = count(
+        &l.pick("batch_size", a.batch_size),
+        "batch-size",
+        1,
+        MAX_BATCH,
+    )?;
+    let batch_wait = millis(&l.pick("batch_wait_ms", a.batch_wait_ms))?;
+    let payload = l.pick("payload_size", a.payload_size);
     if payload.value > MAX_PAYLOAD {
         return err(format!(
             "{} is too large: a message can be at most {MAX_PAYLOAD} bytes (1 MiB)",
@@ -157,20 +165,25 @@ pub fn resolve(args: RunArgs, matches: &ArgMatches) -> Result<Config, ConfigErro
         ));
     }
     let payload_size = payload.value as usize;
-    let per_message = (std::mem::size_of::<Msg>() + payload_size) as u128;
-    let buffered = per_message * (capacity_n as u128 + consumers as u128 * batch_size as u128);
-    if buffered > MAX_BUFFER_BYTES {
+    let max_record = l.pick("max_record_bytes", a.max_record_bytes);
+    if !(1..=MAX_RECORD).contains(&max_record.value) {
         return err(format!(
-            "capacity {capacity_n} + {consumers} consumers x batch-size {batch_size} messages of \
-             {payload_size} bytes could hold {:.1} GiB in memory; keep it under {} GiB (lower \
-             --capacity, --batch-size or --payload-size)",
-            buffered as f64 / f64::from(1u32 << 30),
-            MAX_BUFFER_BYTES >> 30
+            "{} is not usable: a record limit must be 1..={MAX_RECORD} bytes",
+            max_record.show()
         ));
     }
-    if db.value.as_os_str().is_empty() {
-        return err(format!("{} is empty: give a database file path", db.from));
-    }
+    let max_record_bytes = max_record.value as usize;
+    // Generated records have a fixed size; read ones share the in-flight byte budget.
+    let (record_bytes, in_flight) = if generated {
+        (payload_size, 0)
+    } else {
+        (
+            0,
+            crate::flow::ingest_bound(sources.len(), max_record.value),
+        )
+    };
+    memory_guard(capacity_n, consumers, batch_size, record_bytes, in_flight)?;
+    let warmup = l.pick("warmup", a.warmup);
     let warmup_d = secs(&warmup, false)?;
     if let Stop::After(d) = stop
         && warmup_d >= d
@@ -181,6 +194,7 @@ pub fn resolve(args: RunArgs, matches: &ArgMatches) -> Result<Config, ConfigErro
             d.as_secs_f64()
         ));
     }
+    let interval = l.pick("report_interval", a.report_interval);
     let report_interval = if interval.value == 0.0 {
         None
     } else {
@@ -193,6 +207,7 @@ pub fn resolve(args: RunArgs, matches: &ArgMatches) -> Result<Config, ConfigErro
         }
         Some(d)
     };
+    let busy = l.pick("busy_timeout_ms", a.busy_timeout_ms);
     if busy.value > 3_600_000 {
         return err(format!(
             "{} is too long: at most 3600000 ms (one hour)",
@@ -201,6 +216,8 @@ pub fn resolve(args: RunArgs, matches: &ArgMatches) -> Result<Config, ConfigErro
     }
 
     Ok(Config {
+        sources,
+        sink,
         producers,
         consumers,
         rps: rps.value,
@@ -209,28 +226,115 @@ pub fn resolve(args: RunArgs, matches: &ArgMatches) -> Result<Config, ConfigErro
         batch_size,
         batch_wait,
         payload_size,
-        db: db.value,
-        synchronous: sync.value,
+        max_record_bytes,
+        synchronous: a.synchronous,
         pin,
         warmup: warmup_d,
         report_interval,
-        output: output.value,
+        output: a.output,
         busy_timeout: Duration::from_millis(busy.value),
     })
 }
 
+/// The ring and the consumers' batches, full of the largest records, must fit the guard.
+fn memory_guard(
+    capacity: u64,
+    consumers: usize,
+    batch_size: usize,
+    record_bytes: usize,
+    in_flight: u64,
+) -> Result<(), ConfigError> {
+    let per_record = (std::mem::size_of::<Record>() + record_bytes) as u128;
+    let buffered = per_record * (capacity as u128 + consumers as u128 * batch_size as u128)
+        + u128::from(in_flight);
+    if buffered > MAX_BUFFER_BYTES {
+        return err(format!(
+            "capacity {capacity} + {consumers} consumers x batch-size {batch_size} records of \
+             {record_bytes} bytes could hold {:.1} GiB in memory; keep it under {} GiB (lower \
+             --capacity, --batch-size or --payload-size)",
+            buffered as f64 / f64::from(1u32 << 30),
+            MAX_BUFFER_BYTES >> 30
+        ));
+    }
+    Ok(())
+}
+
+/// `--source`, each parsed; `generate` when none is given.
+fn sources(l: &Layers) -> Result<Vec<SourceSpec>, ConfigError> {
+    let from = l.from("source");
+    if l.args.source.is_empty() {
+        return Ok(vec![SourceSpec::Generate]);
+    }
+    let mut specs = Vec::new();
+    for url in &l.args.source {
+        let spec = url::parse_source(url).map_err(|why| {
+            ConfigError(format!(
+                "{}: {why}",
+                Picked {
+                    value: url,
+                    from: from.clone()
+                }
+                .show()
+            ))
+        })?;
+        if specs.contains(&spec) {
+            return err(format!("{from} names {spec} twice"));
+        }
+        specs.push(spec);
+    }
+    let stdins = specs
+        .iter()
+        .filter(|s| matches!(s, SourceSpec::Stdin { .. }))
+        .count();
+    if stdins > 1 {
+        return err(format!("{from}: stdin can be read by one source only"));
+    }
+    if specs.len() > 1 && specs.contains(&SourceSpec::Generate) {
+        return err(format!(
+            "{from}: generate cannot be combined with other sources; run it alone"
+        ));
+    }
+    Ok(specs)
+}
+
+/// `--sink`, or `--db` as its shorthand: the higher layer wins; both in one layer is an error.
+fn sink(l: &Layers) -> Result<SinkSpec, ConfigError> {
+    let sink = l.pick_set("sink", l.args.sink.clone());
+    let db = l.pick_set("db", l.args.db.clone());
+    let use_db = match (&sink, &db) {
+        (Some(s), Some(d)) if s.from.rank() == d.from.rank() => {
+            return err(format!(
+                "{} and {} both say where to write: give only one",
+                s.from, d.from
+            ));
+        }
+        (Some(s), Some(d)) => d.from.rank() > s.from.rank(),
+        (None, Some(_)) => true,
+        (_, None) => false,
+    };
+    if use_db {
+        let d = db.expect("checked above");
+        if d.value.as_os_str().is_empty() {
+            return err(format!("{} is empty: give a database file path", d.from));
+        }
+        return Ok(SinkSpec::Sqlite(d.value));
+    }
+    match sink {
+        Some(s) => {
+            url::parse_sink(&s.value).map_err(|why| ConfigError(format!("{}: {why}", s.show())))
+        }
+        None => Ok(SinkSpec::Sqlite(PathBuf::from(DEFAULT_DB))),
+    }
+}
+
 /// `--pin` / `--no-pin` on the command line (the last one wins), then `PC_HOST_PIN`, then
 /// the file, then pinned. (The variable is read here, not by clap, so that a flag can beat it.)
-fn pick_pin(
-    args: &RunArgs,
-    matches: &ArgMatches,
-    l: &Layers<'_>,
-    file: Option<bool>,
-) -> Result<bool, ConfigError> {
-    if matches.value_source("no_pin") == Some(ValueSource::CommandLine) && args.no_pin {
+fn pick_pin(l: &Layers) -> Result<bool, ConfigError> {
+    let (pin, no_pin) = (l.args.pin, l.args.no_pin);
+    if l.on_command_line("no_pin") && no_pin {
         return Ok(false);
     }
-    if matches.value_source("pin") == Some(ValueSource::CommandLine) && args.pin {
+    if l.on_command_line("pin") && pin {
         return Ok(true);
     }
     if let Some(value) = std::env::var_os("PC_HOST_PIN").filter(|v| !v.is_empty()) {
@@ -243,7 +347,8 @@ fn pick_pin(
             )),
         };
     }
-    Ok(l.file_path.as_ref().and(file).unwrap_or(true))
+    // The file's `pin` arrives as the flag it stands for; neither means the default.
+    Ok(!no_pin || pin)
 }
 
 fn count(p: &Picked<u64>, name: &str, min: u64, max: u64) -> Result<usize, ConfigError> {
@@ -290,7 +395,12 @@ fn millis(p: &Picked<f64>) -> Result<Duration, ConfigError> {
 }
 
 /// `--duration` or `--messages`: the higher layer wins; both in one layer is an error.
-fn stop(duration: Option<Picked<f64>>, messages: Option<Picked<u64>>) -> Result<Stop, ConfigError> {
+/// For the generator: 10 s unless one is given; other sources run to their end unless one is.
+fn stop(
+    duration: Option<Picked<f64>>,
+    messages: Option<Picked<u64>>,
+    generated: bool,
+) -> Result<Stop, ConfigError> {
     let pick_duration = match (&duration, &messages) {
         (Some(d), Some(m)) if d.from.rank() == m.from.rank() => {
             return err(format!(
@@ -301,7 +411,8 @@ fn stop(duration: Option<Picked<f64>>, messages: Option<Picked<u64>>) -> Result<
         (Some(d), Some(m)) => d.from.rank() > m.from.rank(),
         (Some(_), None) => true,
         (None, Some(_)) => false,
-        (None, None) => return Ok(Stop::After(Duration::from_secs(10))),
+        (None, None) if generated => return Ok(Stop::After(Duration::from_secs(10))),
+        (None, None) => return Ok(Stop::AtEnd),
     };
     if pick_duration {
         let d = duration.expect("checked above");
@@ -324,8 +435,12 @@ impl Config {
         let (duration_s, messages) = match self.stop {
             Stop::After(d) => (Some(d.as_secs_f64()), None),
             Stop::Messages(n) => (None, Some(n)),
+            Stop::AtEnd => (None, None),
         };
+        let sources: Vec<String> = self.sources.iter().map(ToString::to_string).collect();
         json!({
+            "sources": sources,
+            "sink": self.sink.to_string(),
             "producers": self.producers,
             "consumers": self.consumers,
             "rps": self.rps,
@@ -335,7 +450,8 @@ impl Config {
             "batch_size": self.batch_size,
             "batch_wait_ms": self.batch_wait.as_secs_f64() * 1000.0,
             "payload_size": self.payload_size,
-            "db": self.db.display().to_string(),
+            "max_record_bytes": self.max_record_bytes,
+            "db": self.db().display().to_string(),
             "synchronous": self.synchronous.as_str(),
             "pin": self.pin,
             "warmup_s": self.warmup.as_secs_f64(),

@@ -12,7 +12,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::flag;
 use signal_hook::iterator::Signals;
 
-use crate::pipeline::Event;
+use super::Event;
 
 /// Installs the handlers; each first signal is sent to `events` as [`Event::Signal`].
 pub fn install(events: Sender<Event>) -> std::io::Result<()> {

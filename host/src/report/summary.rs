@@ -6,16 +6,19 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
-use crate::report::ms;
+use crate::position::InputStart;
+use crate::telemetry::ms;
 
 /// The version of the `--output json` object; bump it when a key changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Why the producers stopped.
+/// Why the sources stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
     Duration,
     Messages,
+    /// Every source reached the end of its input.
+    Eof,
     Signal,
     Error,
 }
@@ -25,10 +28,33 @@ impl StopReason {
         match self {
             Self::Duration => "duration",
             Self::Messages => "messages",
+            Self::Eof => "eof",
             Self::Signal => "signal",
             Self::Error => "error",
         }
     }
+}
+
+/// "input 3: /var/log/x.log resuming at byte 120, line 7", for the header.
+pub fn start_line(input: &InputStart) -> String {
+    let r = &input.resume;
+    if r.offset == 0 && r.line == 0 {
+        format!("input {}: {} from the start", r.input, input.name)
+    } else {
+        format!(
+            "input {}: {} resuming at byte {}, line {}",
+            r.input, input.name, r.offset, r.line
+        )
+    }
+}
+
+fn input_json(input: &InputStart) -> serde_json::Value {
+    json!({
+        "name": input.name,
+        "input_id": input.resume.input,
+        "resumed_offset": input.resume.offset,
+        "resumed_line": input.resume.line,
+    })
 }
 
 /// The final figures of a run.
@@ -57,6 +83,18 @@ pub struct Summary {
     pub blocked_s: f64,
     /// The largest WAL the checkpointer saw during the run.
     pub wal_max_bytes: u64,
+    /// Ingest runs: records read (accepted or rejected), bytes read, records rejected, and the
+    /// inputs read. `None` for a generated run.
+    pub ingest: Option<Ingest>,
+}
+
+/// What an ingest run read.
+#[derive(Debug)]
+pub struct Ingest {
+    pub read: u64,
+    pub read_bytes: u64,
+    pub rejected: u64,
+    pub inputs: Vec<InputStart>,
 }
 
 impl Summary {
@@ -99,6 +137,20 @@ impl Summary {
         let mut s = String::new();
         let result = if self.ok() { "OK" } else { "MISMATCH" };
         let _ = writeln!(s, "pc-host summary: run {} in {}", self.run_id, self.db);
+        if let Some(ingest) = &self.ingest {
+            let _ = writeln!(
+                s,
+                "  read          {} records, {} bytes from {} inputs",
+                ingest.read,
+                ingest.read_bytes,
+                ingest.inputs.len()
+            );
+            let _ = writeln!(
+                s,
+                "  rejected      {} (could not be stored: invalid text or JSON, or too long)",
+                ingest.rejected
+            );
+        }
         let _ = writeln!(s, "  produced      {}", self.produced);
         let _ = writeln!(s, "  consumed      {}", self.consumed);
         let _ = writeln!(
@@ -139,13 +191,18 @@ impl Summary {
         let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
         let _ = writeln!(
             s,
-            "  latency (ms)  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} messages; intended send -> batch committed)",
+            "  latency (ms)  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} messages; {})",
             ms(p50),
             ms(p90),
             ms(p99),
             ms(p999),
             ms(max),
-            self.latency.len()
+            self.latency.len(),
+            if self.ingest.is_some() {
+                "read -> batch committed"
+            } else {
+                "intended send -> batch committed"
+            }
         );
         let [c50, _, c99, _, cmax] = Self::quantiles(&self.commit);
         let rows = if self.batches > 0 {
@@ -205,6 +262,10 @@ impl Summary {
             "commit_ns": { "p50": c50, "p99": c99, "max": cmax },
             "blocked_s": self.blocked_s,
             "wal_max_bytes": self.wal_max_bytes,
+            "read": self.ingest.as_ref().map(|i| i.read),
+            "read_bytes": self.ingest.as_ref().map(|i| i.read_bytes),
+            "rejected": self.ingest.as_ref().map_or(0, |i| i.rejected),
+            "inputs": self.ingest.as_ref().map(|i| i.inputs.iter().map(input_json).collect::<Vec<_>>()),
         })
     }
 }

@@ -1,10 +1,17 @@
 //! `pc-host verify`: reads a database back and checks every run in it.
 //!
-//! One pass over `messages` (or over one run's rows with `--run`). For a run that completed,
-//! each producer's sequence numbers must be exactly `0 .. produced` (as recorded at the end of
-//! the run), each once: no duplicate, no gap, nothing out of range. For a run that did not
-//! complete (a second signal, a crash, an error), nothing accepted is known, so only duplicates
-//! are checked. Every row's text must be the one its producer wrote for its sequence number.
+//! One pass over `messages` (or over one run's rows with `--run`).
+//! - A generated run that completed: each producer's sequence numbers must be exactly
+//!   `0 .. produced` (as recorded at the end of the run), each once: no duplicate, no gap,
+//!   nothing out of range. Every row's text must be the one its producer wrote for its
+//!   sequence number. A run that did not complete (a second signal, a crash, an error):
+//!   nothing accepted is known, so only duplicates and texts are checked.
+//! - An ingest run: every row belongs to an input the run read, and each input's line numbers
+//!   appear once across all runs (a resume that stored a line twice is a duplicate). Gaps are
+//!   lines rejected at ingest; `--source file:PATH` checks a file's rows against its lines
+//!   (`file.rs`).
+
+mod file;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -12,9 +19,10 @@ use std::fmt::Write as _;
 use anyhow::anyhow;
 use rusqlite::params;
 
-use crate::cli::VerifyArgs;
-use crate::config::DEFAULT_DB;
-use crate::schema::{self, RunInfo};
+use crate::config::cli::VerifyArgs;
+use crate::config::url::parse_source;
+use crate::sink::sqlite::runs::{self, RunInfo};
+use crate::sink::sqlite::schema;
 
 /// Sequence numbers seen per producer, as a bit set.
 #[derive(Debug, Default)]
@@ -52,6 +60,8 @@ impl Seen {
 #[derive(Debug)]
 struct RunCheck {
     info: RunInfo,
+    /// An ingest run (its rows belong to inputs, not generator threads).
+    ingest: bool,
     rows: u64,
     seen: Vec<Seen>,
     duplicates: u64,
@@ -62,21 +72,32 @@ struct RunCheck {
 
 /// Checks the database; prints the findings on stdout; returns whether everything is right.
 pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
-    let path = args.db.clone().unwrap_or_else(|| DEFAULT_DB.into());
+    let path = args.db.clone();
     let conn = schema::open_existing(&path)?;
     let busy = std::time::Duration::from_secs(5);
     let err = |e| schema::db_error(&path, e, busy);
+    if let Some(url) = &args.source {
+        let spec = parse_source(url).map_err(|why| anyhow!("--source {url}: {why}"))?;
+        let max = usize::try_from(args.max_record_bytes).unwrap_or(usize::MAX);
+        return file::check(&conn, &path.display().to_string(), &spec, max).map_err(|e| {
+            match e.downcast::<rusqlite::Error>() {
+                Ok(e) => err(e),
+                Err(e) => e,
+            }
+        });
+    }
     if let Some(id) = args.run
-        && !schema::run_exists(&conn, id).map_err(err)?
+        && !runs::run_exists(&conn, id).map_err(err)?
     {
         return Err(anyhow!("{} has no run {id}", path.display()));
     }
-    let mut checks: HashMap<i64, RunCheck> = schema::runs(&conn, args.run)
+    let mut checks: HashMap<i64, RunCheck> = runs::runs(&conn, args.run)
         .map_err(err)?
         .into_iter()
         .map(|info| {
             let seen = (0..info.producers).map(|_| Seen::default()).collect();
             let check = RunCheck {
+                ingest: !info.inputs.is_empty(),
                 info,
                 rows: 0,
                 seen,
@@ -89,6 +110,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         })
         .collect();
 
+    // Line numbers seen per input, across all runs.
+    let mut lines_seen: HashMap<i64, Seen> = HashMap::new();
     let mut orphans = 0u64;
     let mut total = 0u64;
     let mut expected = String::new();
@@ -108,6 +131,17 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
             continue;
         };
         check.rows += 1;
+        if check.ingest {
+            match u64::try_from(seq) {
+                Ok(s) if check.info.inputs.contains(&producer) && s < MAX_TRACKED_SEQ => {
+                    if !lines_seen.entry(producer).or_default().mark(s) {
+                        check.duplicates += 1;
+                    }
+                }
+                _ => check.unknown_producer += 1,
+            }
+            continue;
+        }
         let (Ok(p), Ok(s)) = (usize::try_from(producer), u64::try_from(seq)) else {
             check.unknown_producer += 1;
             continue;
@@ -176,7 +210,7 @@ fn describe(c: &RunCheck) -> (String, bool) {
     }
     if c.unknown_producer > 0 {
         problems.push(format!(
-            "{} rows from an unknown producer",
+            "{} rows from an unknown producer or input",
             c.unknown_producer
         ));
     }
@@ -187,7 +221,18 @@ fn describe(c: &RunCheck) -> (String, bool) {
         ));
     }
     let state;
-    if info.completed {
+    if c.ingest {
+        state = format!(
+            "ingest {}; {} inputs, {} rows",
+            if info.completed {
+                "completed"
+            } else {
+                "did not complete"
+            },
+            info.inputs.len(),
+            c.rows
+        );
+    } else if info.completed {
         let produced: u64 = info.produced.iter().sum();
         state = format!(
             "completed; {} producers, {produced} produced, {} rows",
@@ -215,7 +260,9 @@ fn describe(c: &RunCheck) -> (String, bool) {
         );
     }
     if problems.is_empty() {
-        let what = if info.completed {
+        let what = if c.ingest {
+            "each input's lines stored at most once: OK"
+        } else if info.completed {
             "every producer's seq 0..n exactly once, texts match: OK"
         } else {
             "no duplicates, texts match: OK"

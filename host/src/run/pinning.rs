@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use core_affinity::CoreId;
 
-use crate::config::Config;
-
 /// Which core each consumer and producer goes on (`None`: not pinned).
 #[derive(Debug)]
 pub struct PinPlan {
@@ -17,15 +15,15 @@ pub struct PinPlan {
     pub desc: String,
 }
 
-/// Plans the pinning. Must run on the main thread before any thread is pinned: the CPU set
-/// read is the calling thread's.
-pub fn plan(cfg: &Config) -> PinPlan {
+/// Plans the pinning of `consumers` and `producers` (source threads). Must run on the main
+/// thread before any thread is pinned: the CPU set read is the calling thread's.
+pub fn plan(pin: bool, consumers: usize, producers: usize) -> PinPlan {
     let none = |desc: &str| PinPlan {
-        consumers: vec![None; cfg.consumers],
-        producers: vec![None; cfg.producers],
+        consumers: vec![None; consumers],
+        producers: vec![None; producers],
         desc: desc.into(),
     };
-    if !cfg.pin {
+    if !pin {
         return none("off (--no-pin)");
     }
     // Read once, on the main thread, before anything is pinned: it returns this thread's set.
@@ -35,13 +33,14 @@ pub fn plan(cfg: &Config) -> PinPlan {
         return none("off (CPU set unreadable)");
     }
     let n = cores.len();
-    let threads = cfg.consumers + cfg.producers;
+    let threads = consumers + producers;
     let at = |i: usize| Some(cores[i % n]);
-    let consumers = (0..cfg.consumers).map(at).collect();
-    let producers = (cfg.consumers..threads).map(at).collect();
+    let first_producer = consumers;
+    let consumers = (0..consumers).map(at).collect();
+    let producers = (first_producer..threads).map(at).collect();
     let desc = if threads > n {
         tracing::warn!(
-            "{threads} producer and consumer threads but {n} cores: pinned threads share cores \
+            "{threads} source and consumer threads but {n} cores: pinned threads share cores \
              round-robin"
         );
         format!("{threads} threads on {n} cores, shared round-robin")

@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::anyhow;
 use rusqlite::{Connection, MAIN_DB, wal::CheckpointMode};
 
-use crate::schema::db_error;
-use crate::sink::Writer;
+use super::Writer;
+use super::schema::db_error;
 
 /// The WAL size past which the checkpointer makes the log restart.
 pub const WAL_BOUND: u64 = 64 << 20;
@@ -62,7 +62,7 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Self> {
-        let conn = crate::schema::open(path, busy)?;
+        let conn = super::schema::open(path, busy)?;
         // A read opens the WAL for this connection; until then a checkpoint sees no log.
         let page_size: i64 = conn
             .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |_| Ok(()))

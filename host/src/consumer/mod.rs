@@ -1,8 +1,9 @@
-//! A consumer: pop a batch from the ring (outside any lock), hand it to the shared writer
-//! (group commit, see `sink.rs`), and record the latency of every message it committed.
+//! A consumer: pop a batch from the ring in its hand-over turn (outside the writer), queue it
+//! for group commit (see `sink::group_commit`), commit what is pending, and record the latency
+//! of every record it committed.
 //!
-//! A batch is closed when it holds `batch_size` messages or `batch_wait` has passed since its
-//! first message arrived, whichever is first; a closed and drained ring ends the consumer after
+//! A batch is closed when it holds `batch_size` records or `batch_wait` has passed since its
+//! first record arrived, whichever is first; a closed and drained ring ends the consumer after
 //! it commits what it holds.
 
 use std::sync::PoisonError;
@@ -10,31 +11,35 @@ use std::time::{Duration, Instant};
 
 use pc_core::{Clock, HeapRing, PopError};
 
-use crate::producer::Msg;
-use crate::report::{ConsumerStats, bump};
-use crate::sink::{Commit, SharedWriter};
+use crate::flow::ByteGate;
+use crate::message::Record;
+use crate::sink::{Commit, GroupCommit, Sink};
+use crate::telemetry::{ConsumerStats, bump};
 
 #[derive(Debug)]
-pub struct Consumer<'a> {
-    pub ring: &'a HeapRing<Msg>,
-    pub sink: &'a SharedWriter,
+pub struct Consumer<'a, S> {
+    pub ring: &'a HeapRing<Record>,
+    pub sink: &'a GroupCommit<S>,
     pub clock: &'a Clock,
     pub batch_size: usize,
     pub batch_wait: Duration,
     /// Messages intended before this instant are left out of the latency histogram.
     pub warmup_end_ns: u64,
     pub stats: &'a ConsumerStats,
+    /// Ingest runs: the in-flight byte budget, given back as records commit.
+    pub gate: Option<&'a ByteGate>,
 }
 
-impl Consumer<'_> {
-    /// Runs until the ring is closed and drained; an error is a failed commit (its messages
-    /// are lost, and the caller must stop the run).
+impl<S: Sink> Consumer<'_, S> {
+    /// Runs until the ring is closed and drained; an error is a failed commit (its records
+    /// are not stored, and the caller must stop the run).
     pub fn run(self) -> anyhow::Result<()> {
         loop {
-            let mut batch = self.sink.spare();
-            let closed = self.fill(&mut batch);
+            let closed = self
+                .sink
+                .hand_over(self.sink.spare(), |batch| self.fill(batch));
             self.sink
-                .submit(batch, self.clock, |commit| self.record(commit))?;
+                .commit_pending(self.clock, |commit| self.record(commit))?;
             if closed {
                 return Ok(());
             }
@@ -42,7 +47,7 @@ impl Consumer<'_> {
     }
 
     /// Fills `batch`; returns `true` once the ring is closed and drained.
-    fn fill(&self, batch: &mut Vec<Msg>) -> bool {
+    fn fill(&self, batch: &mut Vec<Record>) -> bool {
         if self.ring.pop_batch(batch, self.batch_size).is_err() {
             return true;
         }
@@ -72,12 +77,15 @@ impl Consumer<'_> {
         closed
     }
 
-    /// Counts a transaction this consumer committed, and each message's latency.
+    /// Counts a transaction this consumer committed, and each record's latency.
     fn record(&self, c: &Commit<'_>) {
         let rows: usize = c.batches.iter().map(Vec::len).sum();
         let bytes: usize = c.batches.iter().flatten().map(|m| m.text.len()).sum();
         bump(&self.stats.stored, rows as u64);
         bump(&self.stats.bytes, bytes as u64);
+        if let Some(gate) = self.gate {
+            gate.release(bytes as u64);
+        }
         bump(&self.stats.batches, 1);
         self.stats
             .commit

@@ -1,0 +1,245 @@
+//! The command line, and with it the one table of run options: each option's flag, its
+//! environment variable, its default and its help are stated once, here. The `--config` file
+//! uses the flag names as keys and goes through the same parsers (see `layers.rs`).
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// The most bytes a record may have by default (`--max-record-bytes`).
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// pc-host moves records from sources through a bounded pc-core ring into a sink: by default,
+/// N generator threads rate-limited by one shared token bucket, and M pinned consumers
+/// committing to SQLite in batches. Reports produced, consumed and stored counts, throughput
+/// and latency (intended send or read -> batch committed).
+///
+/// Every run option can also come from the environment (PC_HOST_<NAME>, e.g.
+/// PC_HOST_PRODUCERS=4) or from a TOML file given with --config (same names as the flags,
+/// without the dashes in front: `producers = 4`, `batch-size = 5000`, `source = ["file:a.log"]`).
+/// Flags beat the environment, which beats the file.
+#[derive(Debug, Parser)]
+#[command(name = "pc-host", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a database written by pc-host: row counts; for every completed generated run that
+    /// each producer's sequence numbers are all there exactly once (no duplicate, no gap); with
+    /// --source, that the stored rows of a file are exactly its lines, in order.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The SQLite database to check (it must exist)
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "PC_HOST_DB",
+        default_value = "pc-host.db"
+    )]
+    pub db: PathBuf,
+
+    /// Check only this run (see the `runs` table); default: every run
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+
+    /// Check that the rows stored from this file (`file:PATH`, with its `?format=`) are exactly
+    /// its lines, in file order
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+
+    /// As for the run: lines longer than this were rejected at ingest, not lost
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: u64,
+}
+
+/// The options of a run. An `Option` has no fixed default (it depends on other options, or
+/// the option is off when not given).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where records come from: `generate` (synthetic messages), `stdin` (or `-`), or
+    /// `file:PATH[?follow=true][&format=text|jsonl]`; repeat for several files [default:
+    /// generate]
+    #[arg(long, value_name = "URL", env = "PC_HOST_SOURCE", action = ArgAction::Append)]
+    pub source: Vec<String>,
+
+    /// Where records go: `sqlite:PATH` [default: sqlite:pc-host.db]
+    #[arg(long, value_name = "URL", env = "PC_HOST_SINK")]
+    pub sink: Option<String>,
+
+    /// Shorthand for --sink sqlite:PATH
+    #[arg(long, value_name = "PATH", env = "PC_HOST_DB")]
+    pub db: Option<PathBuf>,
+
+    /// Generator threads (--source generate)
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PC_HOST_PRODUCERS",
+        default_value_t = 10
+    )]
+    pub producers: u64,
+
+    /// Consumer threads, each pinned, taking turns on the one SQLite writer
+    #[arg(long, value_name = "M", env = "PC_HOST_CONSUMERS", default_value_t = 5)]
+    pub consumers: u64,
+
+    /// Target rate in records/s, in total across sources (one shared token bucket); 0 =
+    /// unlimited [default: 500 for generate, unlimited for other sources]
+    #[arg(long, value_name = "MSG_PER_S", env = "PC_HOST_RPS")]
+    pub rps: Option<u64>,
+
+    /// Produce for SECS seconds (fractions allowed), then drain [default: 10 for generate
+    /// unless --messages is given; other sources run to their end. If both are given, the one
+    /// from the higher layer wins]
+    #[arg(long, value_name = "SECS", env = "PC_HOST_DURATION")]
+    pub duration: Option<f64>,
+
+    /// Accept exactly N records in total (generate: split evenly across producers), then drain
+    #[arg(long, value_name = "N", env = "PC_HOST_MESSAGES")]
+    pub messages: Option<u64>,
+
+    /// Ring capacity in slots (records): a power of two, 2..=16777216
+    #[arg(
+        long,
+        value_name = "SLOTS",
+        env = "PC_HOST_CAPACITY",
+        default_value_t = 65_536
+    )]
+    pub capacity: u64,
+
+    /// Maximum rows per SQLite transaction
+    #[arg(
+        long,
+        value_name = "ROWS",
+        env = "PC_HOST_BATCH_SIZE",
+        default_value_t = 10_000
+    )]
+    pub batch_size: u64,
+
+    /// Maximum time in milliseconds a consumer waits for its batch to fill before committing
+    /// what it has (fractions allowed; 0 = commit whatever is ready)
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "PC_HOST_BATCH_WAIT_MS",
+        default_value_t = 2.0
+    )]
+    pub batch_wait_ms: f64,
+
+    /// Generated message size in bytes: each text is padded with '.' to this length (texts
+    /// already longer are kept whole); 0..=1048576
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "PC_HOST_PAYLOAD_SIZE",
+        default_value_t = 64
+    )]
+    pub payload_size: u64,
+
+    /// Longest record read from stdin or a file; longer lines are rejected (counted and
+    /// skipped); 1..=67108864
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "PC_HOST_MAX_RECORD_BYTES",
+        default_value_t = DEFAULT_MAX_RECORD_BYTES
+    )]
+    pub max_record_bytes: u64,
+
+    /// SQLite durability: normal = survives a process crash, full = also survives power loss
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "PC_HOST_SYNCHRONOUS",
+        default_value = "normal"
+    )]
+    pub synchronous: Synchronous,
+
+    /// Pin producer and consumer threads to cores (the default); threads that outnumber the
+    /// cores share them round-robin [env: PC_HOST_PIN=true|false]
+    #[arg(long, action = ArgAction::SetTrue, overrides_with = "no_pin")]
+    pub pin: bool,
+
+    /// Do not pin threads to cores
+    #[arg(long, action = ArgAction::SetTrue, overrides_with = "pin")]
+    pub no_pin: bool,
+
+    /// Exclude records whose intended send time falls in the first SECS seconds from the
+    /// latency figures (they still count everywhere else)
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "PC_HOST_WARMUP",
+        default_value_t = 0.0
+    )]
+    pub warmup: f64,
+
+    /// Seconds between progress lines on stderr; 0 = none
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "PC_HOST_REPORT_INTERVAL",
+        default_value_t = 1.0
+    )]
+    pub report_interval: f64,
+
+    /// Final summary format on stdout: text, or exactly one JSON object
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "PC_HOST_OUTPUT",
+        default_value = "text"
+    )]
+    pub output: Output,
+
+    /// How long to wait, in milliseconds, for a database locked by another process before
+    /// giving up with an error
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "PC_HOST_BUSY_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub busy_timeout_ms: u64,
+
+    /// TOML file with any of the options above (keys as the flag names: `producers = 4`)
+    #[arg(long, value_name = "FILE", env = "PC_HOST_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// SQLite's `synchronous` setting for the writer (the journal is always WAL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Synchronous {
+    /// fsync the WAL only at checkpoints: a process crash loses nothing committed; a power
+    /// loss may roll back the last commits (the file stays consistent).
+    Normal,
+    /// fsync the WAL at every commit: committed data also survives power loss.
+    Full,
+}
+
+impl Synchronous {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Full => "full",
+        }
+    }
+}
+
+/// The format of the final summary on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A human-readable summary.
+    Text,
+    /// Exactly one JSON object.
+    Json,
+}

@@ -1,0 +1,296 @@
+//! The layers a run option can come from, highest first: command-line flag, environment
+//! (`PC_HOST_*`), the `--config` TOML file, the built-in default.
+//!
+//! clap handles flags, environment and defaults from the one option table (`cli.rs`). The file
+//! goes through the same table: each key names a flag, and its value is parsed by that flag's
+//! own parser, as if given on the command line, unless a flag or the environment already set
+//! that option. Each value remembers where it came from, so an error can say
+//! "`producers = 0` in cfg.toml".
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory as _, FromArgMatches as _};
+
+use super::ConfigError;
+use super::cli::{Cli, RunArgs};
+
+/// The largest `--config` file read.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    Flag(String),
+    Env(String),
+    /// Key and file.
+    File(String, PathBuf),
+    Default,
+}
+
+impl Origin {
+    /// Flags 3, environment 2, file 1, default 0.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Self::Flag(_) => 3,
+            Self::Env(_) => 2,
+            Self::File(..) => 1,
+            Self::Default => 0,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag(flag) => write!(f, "--{flag}"),
+            Self::Env(var) => write!(f, "{var}"),
+            Self::File(key, path) => write!(f, "`{key}` in {}", path.display()),
+            Self::Default => f.write_str("the default"),
+        }
+    }
+}
+
+/// One option's value and where it came from.
+#[derive(Debug)]
+pub struct Picked<T> {
+    pub value: T,
+    pub from: Origin,
+}
+
+impl<T: fmt::Display> Picked<T> {
+    /// The value as the user wrote it: `--producers 0`, `PC_HOST_PRODUCERS=0`,
+    /// `producers = 0` in cfg.toml.
+    pub fn show(&self) -> String {
+        let v = &self.value;
+        match &self.from {
+            Origin::Flag(flag) => format!("--{flag} {v}"),
+            Origin::Env(var) => format!("{var}={v}"),
+            Origin::File(key, path) => format!("`{key} = {v}` in {}", path.display()),
+            Origin::Default => format!("the default {v}"),
+        }
+    }
+}
+
+/// The run options with all layers applied, and where each came from.
+#[derive(Debug)]
+pub struct Layers {
+    pub args: RunArgs,
+    /// The command line and environment alone.
+    given: ArgMatches,
+    /// Option ids the file set.
+    from_file: Vec<String>,
+    file: Option<PathBuf>,
+}
+
+impl Layers {
+    /// Applies the `--config` file (if any) under the command line and environment in `given`.
+    pub fn load(given: ArgMatches) -> Result<Self, ConfigError> {
+        let file = given.get_one::<PathBuf>("config").cloned();
+        let mut from_file = Vec::new();
+        let mut argv: Vec<OsString> = std::env::args_os().collect();
+        if let Some(path) = &file {
+            for (id, args) in read_file(path, &given)? {
+                from_file.push(id);
+                argv.extend(args.into_iter().map(OsString::from));
+            }
+        }
+        let all = Cli::command()
+            .try_get_matches_from(argv)
+            .map_err(|e| ConfigError(first_line(&e.to_string())))?;
+        let args =
+            RunArgs::from_arg_matches(&all).map_err(|e| ConfigError(first_line(&e.to_string())))?;
+        Ok(Self {
+            args,
+            given,
+            from_file,
+            file,
+        })
+    }
+
+    /// Where option `id` (clap's id: the field name) came from.
+    pub fn from(&self, id: &str) -> Origin {
+        let long = id.replace('_', "-");
+        match self.given.value_source(id) {
+            Some(ValueSource::CommandLine) => Origin::Flag(long),
+            Some(ValueSource::EnvVariable) => Origin::Env(env_name(id)),
+            _ => match &self.file {
+                Some(path) if self.from_file.iter().any(|f| f == id) => {
+                    Origin::File(long, path.clone())
+                }
+                _ => Origin::Default,
+            },
+        }
+    }
+
+    /// Whether option `id` was set by any layer (not left at its default).
+    pub fn is_set(&self, id: &str) -> bool {
+        !matches!(self.from(id), Origin::Default)
+    }
+
+    pub fn pick<T>(&self, id: &str, value: T) -> Picked<T> {
+        Picked {
+            value,
+            from: self.from(id),
+        }
+    }
+
+    /// `None` when no layer set the option.
+    pub fn pick_set<T>(&self, id: &str, value: Option<T>) -> Option<Picked<T>> {
+        value.map(|v| self.pick(id, v))
+    }
+
+    /// The `--config` file, if one was given.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Whether the command line set option `id`.
+    pub fn on_command_line(&self, id: &str) -> bool {
+        self.given.value_source(id) == Some(ValueSource::CommandLine)
+    }
+}
+
+/// The environment variable of option `id`, from the option table.
+fn env_name(id: &str) -> String {
+    Cli::command()
+        .get_arguments()
+        .find(|a| a.get_id() == id)
+        .and_then(|a| a.get_env())
+        .map_or_else(String::new, |e| e.to_string_lossy().into_owned())
+}
+
+/// Reads `path` and turns each key the command line and environment left unset into command
+/// line arguments: `(id, args)` per key. Errors are one line with the file's line number.
+fn read_file(path: &Path, given: &ArgMatches) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let p = path.display();
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| ConfigError(format!("cannot read --config {p}: {e}")))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError(format!(
+            "--config {p} is larger than {MAX_FILE_BYTES} bytes: is it the right file?"
+        )));
+    }
+    let table: toml::Table = toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let msg = e.message().replace('\n', " ");
+        match e.span() {
+            Some(span) => ConfigError(format!(
+                "--config {p} line {}: {}",
+                line_of(&text, span.start),
+                msg.trim()
+            )),
+            None => ConfigError(format!("--config {p}: {}", msg.trim())),
+        }
+    })?;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        let at = format!("--config {p} line {}", key_line(&text, key));
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
+            .ok_or_else(|| ConfigError(format!("{at}: unknown key `{key}`")))?;
+        let id = arg.get_id().as_str().to_string();
+        if key == "no-pin" {
+            return Err(ConfigError(format!(
+                "{at}: use `pin = false` instead of `no-pin`"
+            )));
+        }
+        if key == "pin" {
+            let toml::Value::Boolean(on) = value else {
+                return Err(ConfigError(format!("{at}: `pin` must be true or false")));
+            };
+            if !pin_set(given) {
+                let (id, flag) = if *on {
+                    ("pin", "--pin")
+                } else {
+                    ("no_pin", "--no-pin")
+                };
+                out.push((id.to_string(), vec![flag.to_string()]));
+            }
+            continue;
+        }
+        let items = match value {
+            toml::Value::Array(items) => items.clone(),
+            v => vec![v.clone()],
+        };
+        let raw = items
+            .iter()
+            .map(|v| scalar(v).map(|s| (s, v.to_string())))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "{at}: `{key}` takes a number, a string or a list of strings"
+                ))
+            })?;
+        if matches!(
+            given.value_source(&id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue; // a higher layer set it
+        }
+        let mut args = Vec::new();
+        for (v, shown) in raw {
+            let arg = format!("--{key}={v}");
+            // Parse it alone, so an error names this key and line.
+            if let Err(e) = Cli::command().try_get_matches_from(["pc-host", arg.as_str()]) {
+                let why = first_line(&e.to_string());
+                return Err(ConfigError(format!("{at}: `{key} = {shown}`: {why}")));
+            }
+            args.push(arg);
+        }
+        out.push((id, args));
+    }
+    Ok(out)
+}
+
+/// Whether a flag or `PC_HOST_PIN` already chose pinning (see `config::pick_pin`).
+fn pin_set(given: &ArgMatches) -> bool {
+    ["pin", "no_pin"]
+        .iter()
+        .any(|id| given.value_source(id) == Some(ValueSource::CommandLine))
+        || std::env::var_os("PC_HOST_PIN").is_some_and(|v| !v.is_empty())
+}
+
+/// A TOML scalar as command-line text.
+fn scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The 1-based line of byte `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line on which top-level `key` is set (1 if not found).
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .or_else(|| l.strip_prefix(&format!("\"{key}\"")))
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i + 1)
+}
+
+/// clap's message without "error: " and the usage lines after it.
+fn first_line(msg: &str) -> String {
+    let line = msg.lines().next().unwrap_or(msg);
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}

@@ -1,0 +1,76 @@
+//! The record that moves through the ring, and the generator's message text (`verify` rebuilds
+//! it to check what was stored).
+//!
+//! A record is built once by its source, moved (never copied) through the ring, and written
+//! once by the sink.
+
+/// One record: its text, when its latency clock started, and where it came from.
+#[derive(Debug)]
+pub struct Record {
+    /// Monotonic ns of the run's clock at which the record's latency starts: when the token
+    /// bucket scheduled it (the generator with a rate), or when it was built or read.
+    pub intended_ns: u64,
+    /// Unix ns when the record was built or read (the `created_at` column).
+    pub created_at: i64,
+    /// Who produced it (the `producer` column): a generator thread (0..N) in a generated run,
+    /// or the id of the input it was read from (`inputs` table) in an ingest run.
+    pub producer: u32,
+    /// Its position within its producer (the `seq` column): the generator's count from 0, or
+    /// the line number within the input (from 0; lines rejected at read leave gaps).
+    pub seq: u64,
+    /// For a file input: the byte offset just after this record's line, where a resume
+    /// starts once the record is committed. 0 for records with no resumable position.
+    pub end_offset: u64,
+    /// The message: valid UTF-8 (text inputs are checked at read).
+    pub text: String,
+}
+
+/// "Message from producer {id}: #{seq}", padded with '.' to `padding.len()` bytes; a longer
+/// text is kept whole.
+pub fn generated_text(id: u32, seq: u64, padding: &str) -> String {
+    let mut s = String::with_capacity(padding.len().max(48));
+    s.push_str("Message from producer ");
+    push_decimal(&mut s, u64::from(id));
+    s.push_str(": #");
+    push_decimal(&mut s, seq);
+    if let Some(pad) = padding.get(s.len()..) {
+        s.push_str(pad);
+    }
+    s
+}
+
+fn push_decimal(s: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    s.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_text_is_padded_to_the_payload_and_never_cut() {
+        let pad = ".".repeat(40);
+        let t = generated_text(2, 17, &pad);
+        assert_eq!(t.len(), 40);
+        assert!(t.starts_with("Message from producer 2: #17."));
+        assert_eq!(generated_text(2, 17, ""), "Message from producer 2: #17");
+        assert_eq!(
+            generated_text(4095, u64::MAX, "..."),
+            format!("Message from producer 4095: #{}", u64::MAX)
+        );
+        assert_eq!(
+            generated_text(0, 0, &".".repeat(25)),
+            "Message from producer 0: #0"
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! Where a file input resumes: its identity, and the position committed with its rows.
+//!
+//! Sources ask for a resume point when they open a file; sinks store the position after the
+//! last committed line in the same transaction as the rows (see `sink::Sink`). Both sides
+//! depend on this module and not on each other.
+
+use std::path::PathBuf;
+
+/// A file's identity: a renamed-away (rotated) file and the new file at the same path are two
+/// inputs; the same file under the same path is one, across runs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// The path as opened, made absolute.
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Where reading an input starts, as committed by earlier runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Resume {
+    /// The input's id (the `producer` of its rows).
+    pub input: u32,
+    /// Bytes already committed: reading continues here.
+    pub offset: u64,
+    /// Lines already committed (stored or rejected): the next line's number.
+    pub line: u64,
+}
+
+/// Registers inputs with the sink that will hold their positions.
+pub trait Positions: Sync + std::fmt::Debug {
+    /// The resume point of `file` (registering it, at offset 0, if it is new). `None` is
+    /// stdin: an input with an id but no position.
+    ///
+    /// # Errors
+    /// The sink's, in one line.
+    fn register(&self, file: Option<&FileKey>) -> anyhow::Result<Resume>;
+}
+
+/// An input as a run starts reading it: its name and where it resumed.
+#[derive(Clone, Debug)]
+pub struct InputStart {
+    /// The file's absolute path, or `stdin`.
+    pub name: String,
+    pub resume: Resume,
+}

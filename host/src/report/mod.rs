@@ -1,0 +1,63 @@
+//! What a run tells its user: the header (stderr) and the final summary (stdout, text or JSON).
+
+pub mod summary;
+
+pub use summary::{Ingest, StopReason, Summary, start_line};
+
+use crate::config::{Config, Stop};
+use crate::position::InputStart;
+
+/// The header (for stderr): the effective configuration of a run, and where each input starts.
+pub fn header(
+    cfg: &Config,
+    run_id: i64,
+    burst: u64,
+    pinning: &str,
+    inputs: &[InputStart],
+) -> String {
+    let rate = match cfg.rps {
+        0 => "unlimited rate (no bucket)".to_string(),
+        r => format!("{r} records/s in total through one shared token bucket (burst {burst})"),
+    };
+    let stop = match cfg.stop {
+        Stop::After(d) => format!("for {} s", d.as_secs_f64()),
+        Stop::Messages(n) => format!("{n} records in total"),
+        Stop::AtEnd => "until the end of the input".to_string(),
+    };
+    let progress = cfg
+        .report_interval
+        .map_or("no progress lines".to_string(), |d| {
+            format!("progress every {} s", d.as_secs_f64())
+        });
+    let from = if cfg.generated() {
+        format!(
+            "{} producers generating {}-byte messages",
+            cfg.producers, cfg.payload_size
+        )
+    } else {
+        let names: Vec<String> = cfg.sources.iter().map(ToString::to_string).collect();
+        format!(
+            "{} (records up to {} bytes)",
+            names.join(", "),
+            cfg.max_record_bytes
+        )
+    };
+    let mut s = format!(
+        "pc-host run {run_id} -> {} (WAL, synchronous={})\n  \
+         {from}, {} consumers, {rate}, {stop}\n  \
+         ring {} slots; batches of up to {} rows or {} ms; warm-up {} s; {progress}\n  \
+         pinning: {pinning}",
+        cfg.sink,
+        cfg.synchronous.as_str(),
+        cfg.consumers,
+        cfg.capacity,
+        cfg.batch_size,
+        cfg.batch_wait.as_secs_f64() * 1000.0,
+        cfg.warmup.as_secs_f64(),
+    );
+    for input in inputs {
+        s.push_str("\n  ");
+        s.push_str(&start_line(input));
+    }
+    s
+}

@@ -1,0 +1,253 @@
+//! Run and input bookkeeping: the `runs`, `run_producers`, `inputs` and `run_inputs` rows that
+//! say what each run did and where each input resumes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::schema::{self, Found, PAGE_SIZE, db_error};
+use crate::position::{FileKey, Resume};
+
+/// A run recorded in the database.
+#[derive(Debug)]
+pub struct RunRow {
+    pub run_id: i64,
+    pub first_id: i64,
+}
+
+/// Prepares `path` for a run: checks what is in it, switches it to WAL, creates (or upgrades)
+/// the schema, and records the run. Returns the connection (to become the writer) and the
+/// run. Nothing is written to a file that is not (or cannot become) a pc-host database.
+pub fn prepare_run(
+    path: &Path,
+    busy: Duration,
+    producers: usize,
+    config_json: &str,
+    started_at: i64,
+) -> anyhow::Result<(Connection, RunRow)> {
+    let conn = schema::open(path, busy)?;
+    let err = |e| db_error(path, e, busy);
+    if schema::check(&conn, path, busy)? == Found::Empty {
+        // Only a new file can take a page size; on an existing one this does nothing.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(err)?;
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(anyhow!(
+            "database {}: cannot use write-ahead logging here (journal mode stays {mode}); is it \
+             on a file system without shared memory support?",
+            path.display()
+        ));
+    }
+    transaction(&conn, path, busy, || {
+        // Check again inside the write lock: another pc-host may have created it meanwhile.
+        let found = schema::check(&conn, path, busy)?;
+        schema::create_or_upgrade(&conn, &found).map_err(err)?;
+        let first_id: i64 = conn
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |r| {
+                r.get(0)
+            })
+            .map_err(err)?;
+        conn.execute(
+            "INSERT INTO runs (started_at, producers, first_id, config) VALUES (?1, ?2, ?3, ?4)",
+            params![started_at, producers as i64, first_id, config_json],
+        )
+        .map_err(err)?;
+        Ok(RunRow {
+            run_id: conn.last_insert_rowid(),
+            first_id,
+        })
+    })
+    .map(|run| (conn, run))
+}
+
+/// Runs `body` in a `BEGIN IMMEDIATE` transaction: committed if it returns `Ok`, rolled back
+/// otherwise.
+pub fn transaction<T>(
+    conn: &Connection,
+    path: &Path,
+    busy: Duration,
+    body: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let err = |e| db_error(path, e, busy);
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+    match body() {
+        Ok(v) => {
+            conn.execute_batch("COMMIT").map_err(err)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Where an input resumes, registering it (and its use by `run_id`) if it is new. `None` is a
+/// stdin input: always new.
+pub fn register_input(
+    conn: &Connection,
+    run_id: i64,
+    file: Option<&FileKey>,
+) -> rusqlite::Result<Resume> {
+    let found = match file {
+        Some(f) => conn
+            .query_row(
+                "SELECT input_id, offset, line FROM inputs WHERE path = ?1 AND dev = ?2 AND ino = ?3",
+                params![path_text(&f.path), f.dev as i64, f.ino as i64],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .optional()?,
+        None => None,
+    };
+    let (id, offset, line) = match found {
+        Some(row) => row,
+        None => {
+            let (path, dev, ino) = match file {
+                Some(f) => (
+                    Some(path_text(&f.path)),
+                    Some(f.dev as i64),
+                    Some(f.ino as i64),
+                ),
+                None => (None, None, None),
+            };
+            conn.execute(
+                "INSERT INTO inputs (path, dev, ino) VALUES (?1, ?2, ?3)",
+                params![path, dev, ino],
+            )?;
+            (conn.last_insert_rowid(), 0, 0)
+        }
+    };
+    conn.execute(
+        "INSERT OR IGNORE INTO run_inputs (run_id, input_id) VALUES (?1, ?2)",
+        params![run_id, id],
+    )?;
+    Ok(Resume {
+        input: u32::try_from(id).unwrap_or(u32::MAX),
+        offset: offset.max(0) as u64,
+        line: line.max(0) as u64,
+    })
+}
+
+/// A path as stored in `inputs.path` (lossy for paths that are not UTF-8).
+pub fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Records the end of a run: its totals, and whether it drained completely.
+pub fn finish_run(
+    conn: &Connection,
+    run_id: i64,
+    finished_at: i64,
+    completed: bool,
+    per_producer: &[u64],
+    produced: u64,
+    last_id: Option<i64>,
+) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        conn.execute(
+            "UPDATE runs SET finished_at = ?2, completed = ?3, produced = ?4, last_id = ?5 \
+             WHERE run_id = ?1",
+            params![
+                run_id,
+                finished_at,
+                i64::from(completed),
+                produced as i64,
+                last_id
+            ],
+        )?;
+        let mut stmt = conn.prepare(
+            "INSERT INTO run_producers (run_id, producer, produced) VALUES (?1, ?2, ?3)",
+        )?;
+        for (producer, &n) in per_producer.iter().enumerate() {
+            stmt.execute(params![run_id, producer as i64, n as i64])?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// How many messages of `run` the database holds.
+pub fn count_stored(conn: &Connection, run: &RunRow) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM messages WHERE id >= ?1 AND run_id = ?2",
+        params![run.first_id, run.run_id],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+}
+
+/// A run recorded in a database, for `verify`.
+#[derive(Debug)]
+pub struct RunInfo {
+    pub run_id: i64,
+    pub completed: bool,
+    pub finished: bool,
+    /// Generator threads; 0 in an ingest run.
+    pub producers: u32,
+    /// Per producer (index = producer id), if the run finished.
+    pub produced: Vec<u64>,
+    /// The inputs an ingest run read (empty for a generated run).
+    pub inputs: Vec<i64>,
+}
+
+/// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all).
+pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInfo>> {
+    let mut stmt = conn.prepare(
+        "SELECT run_id, completed, finished_at IS NOT NULL, producers FROM runs \
+         WHERE ?1 IS NULL OR run_id = ?1 ORDER BY run_id",
+    )?;
+    let mut runs: Vec<RunInfo> = stmt
+        .query_map([only], |r| {
+            Ok(RunInfo {
+                run_id: r.get(0)?,
+                completed: r.get::<_, i64>(1)? != 0,
+                finished: r.get(2)?,
+                producers: r.get::<_, i64>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
+                produced: Vec::new(),
+                inputs: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut producers =
+        conn.prepare("SELECT producer, produced FROM run_producers WHERE run_id = ?1")?;
+    let mut inputs = conn.prepare("SELECT input_id FROM run_inputs WHERE run_id = ?1")?;
+    for run in &mut runs {
+        run.produced = vec![0; run.producers as usize];
+        let rows = producers.query_map([run.run_id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (p, n) = row?;
+            if let Some(slot) = usize::try_from(p)
+                .ok()
+                .and_then(|p| run.produced.get_mut(p))
+            {
+                *slot = n.max(0) as u64;
+            }
+        }
+        run.inputs = inputs
+            .query_map([run.run_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(runs)
+}
+
+/// Whether run `run_id` exists.
+pub fn run_exists(conn: &Connection, run_id: i64) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
+        .optional()
+        .map(|r| r.is_some())
+}

@@ -1,0 +1,278 @@
+//! The SQLite writer: the one write connection, multi-row prepared inserts, and the input
+//! positions committed in the same transaction as their rows.
+//!
+//! SQLite has one writer; `sink::GroupCommit` shares this one among the consumers, so there is
+//! never more than one write transaction from this process and no `SQLITE_BUSY` whatever the
+//! number of consumers. Another process writing the same file is waited for (busy timeout).
+//! Checkpoints are not done here: see `checkpoint.rs`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use rusqlite::{CachedStatement, Connection, params};
+
+use super::checkpoint::WAL_BOUND;
+use super::runs;
+use super::schema::db_error;
+use crate::config::Synchronous;
+use crate::message::Record;
+use crate::position::{FileKey, Resume};
+use crate::sink::Sink;
+
+/// Rows per multi-row INSERT: the largest statement; remainders use the smaller powers of two.
+const ROWS_PER_STATEMENT: usize = 128;
+
+/// Moves a file input's committed position on, if it is where this writer left it (so two
+/// processes ingesting the same file cannot both commit the same lines).
+const ADVANCE_INPUT: &str = "UPDATE inputs SET offset = ?2, line = ?3 \
+                             WHERE input_id = ?1 AND offset = ?4 AND line = ?5";
+
+/// The writer connection and its prepared multi-row INSERTs.
+#[derive(Debug)]
+pub struct Writer {
+    conn: Connection,
+    run_id: i64,
+    /// `(rows, sql)`, largest first: 128, 64, .., 1.
+    inserts: Vec<(usize, String)>,
+    /// The rowid of the last message inserted.
+    last_id: Option<i64>,
+    /// The committed position of each file input this run reads, by input id.
+    positions: HashMap<u32, Resume>,
+    /// For error messages.
+    path: PathBuf,
+    busy: Duration,
+}
+
+impl Writer {
+    /// Makes `conn` (already in WAL mode, schema in place) the writer for `run_id`.
+    pub fn new(
+        conn: Connection,
+        run_id: i64,
+        sync: Synchronous,
+        path: &Path,
+        busy: Duration,
+    ) -> anyhow::Result<Self> {
+        let err = |e| db_error(path, e, busy);
+        conn.pragma_update(None, "synchronous", sync.as_str())
+            .map_err(err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(err)?;
+        // Trim the WAL file only well past the bound: re-growing a trimmed file costs the
+        // writer page allocation and zeroing.
+        conn.pragma_update(None, "journal_size_limit", 2 * WAL_BOUND as i64)
+            .map_err(err)?;
+        conn.pragma_update(None, "cache_size", -16_384)
+            .map_err(err)?; // 16 MiB
+        let mut inserts = Vec::new();
+        let mut rows = ROWS_PER_STATEMENT;
+        while rows >= 1 {
+            inserts.push((rows, insert_sql(rows, run_id)));
+            rows /= 2;
+        }
+        conn.set_prepared_statement_cache_capacity(inserts.len() + 8);
+        let writer = Self {
+            conn,
+            run_id,
+            inserts,
+            last_id: None,
+            positions: HashMap::new(),
+            path: path.to_owned(),
+            busy,
+        };
+        // Prepare everything now, so a problem shows before any thread starts.
+        for (_, sql) in &writer.inserts {
+            writer.conn.prepare_cached(sql).map_err(err)?;
+        }
+        for sql in ["BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", ADVANCE_INPUT] {
+            writer.conn.prepare_cached(sql).map_err(err)?;
+        }
+        Ok(writer)
+    }
+
+    fn transaction(&mut self, batches: &[Vec<Record>], rows: usize) -> anyhow::Result<()> {
+        let db = |e| anyhow::Error::from(e);
+        self.conn
+            .prepare_cached("BEGIN IMMEDIATE")?
+            .execute([])
+            .map_err(db)?;
+        let moved = self
+            .insert(batches.iter().flatten(), rows)
+            .map_err(db)
+            .and_then(|()| self.advance_positions(batches));
+        let moved = match moved {
+            Ok(moved) => self
+                .conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+                .map(|_| moved)
+                .map_err(db),
+            Err(e) => Err(e),
+        };
+        match moved {
+            Ok(moved) => {
+                self.positions.extend(moved);
+                self.last_id = Some(self.conn.last_insert_rowid());
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self
+                    .conn
+                    .prepare_cached("ROLLBACK")
+                    .and_then(|mut s| s.execute([]));
+                Err(e)
+            }
+        }
+    }
+
+    /// Inserts `left` rows from `rows`: as many 128-row statements as fit, then the remainder
+    /// with one statement of each smaller power of two it needs.
+    fn insert<'m>(
+        &self,
+        mut rows: impl Iterator<Item = &'m Record>,
+        mut left: usize,
+    ) -> rusqlite::Result<()> {
+        for (n, sql) in &self.inserts {
+            let n = *n;
+            if left < n {
+                continue;
+            }
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            while left >= n {
+                bind_and_run(&mut stmt, rows.by_ref().take(n))?;
+                left -= n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves each file input in `batches` on to just after its last record there; returns the
+    /// new positions (kept once the transaction commits).
+    fn advance_positions(&self, batches: &[Vec<Record>]) -> anyhow::Result<Vec<(u32, Resume)>> {
+        if self.positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut moved: Vec<(u32, Resume)> = Vec::new();
+        for r in batches.iter().flatten() {
+            let Some(&from) = self.positions.get(&r.producer) else {
+                continue;
+            };
+            let to = Resume {
+                input: r.producer,
+                offset: r.end_offset,
+                line: r.seq + 1,
+            };
+            match moved.iter_mut().find(|(id, _)| *id == r.producer) {
+                Some((_, pos)) => *pos = to,
+                None => moved.push((from.input, to)),
+            }
+        }
+        let mut stmt = self.conn.prepare_cached(ADVANCE_INPUT)?;
+        for (id, to) in &moved {
+            let from = self.positions[id];
+            let changed = stmt.execute(params![
+                i64::from(*id),
+                to.offset as i64,
+                to.line as i64,
+                from.offset as i64,
+                from.line as i64
+            ])?;
+            if changed != 1 {
+                return Err(anyhow!(
+                    "input {id} was advanced by another process (is another pc-host reading the \
+                     same file into this database?)"
+                ));
+            }
+        }
+        Ok(moved)
+    }
+
+    pub fn last_id(&self) -> Option<i64> {
+        self.last_id
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn busy(&self) -> Duration {
+        self.busy
+    }
+}
+
+impl Sink for Writer {
+    fn write(&mut self, batches: &[Vec<Record>]) -> anyhow::Result<()> {
+        let rows: usize = batches.iter().map(Vec::len).sum();
+        if rows == 0 {
+            return Ok(());
+        }
+        self.transaction(batches, rows).map_err(|e| {
+            let e = match e.downcast::<rusqlite::Error>() {
+                Ok(e) => db_error(&self.path, e, self.busy),
+                Err(e) => e,
+            };
+            anyhow!("committing a batch of {rows} messages failed: {e}")
+        })
+    }
+
+    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
+        let (conn, run_id) = (&self.conn, self.run_id);
+        let resume = runs::transaction(conn, &self.path, self.busy, || {
+            runs::register_input(conn, run_id, file).map_err(anyhow::Error::from)
+        })
+        .map_err(|e| match e.downcast::<rusqlite::Error>() {
+            Ok(e) => db_error(&self.path, e, self.busy),
+            Err(e) => e,
+        })?;
+        if file.is_some() {
+            self.positions.insert(resume.input, resume);
+        }
+        Ok(resume)
+    }
+}
+
+fn bind_and_run<'m>(
+    stmt: &mut CachedStatement<'_>,
+    rows: impl Iterator<Item = &'m Record>,
+) -> rusqlite::Result<()> {
+    let mut i = 1;
+    for m in rows {
+        stmt.raw_bind_parameter(i, m.text.as_str())?;
+        stmt.raw_bind_parameter(i + 1, m.created_at)?;
+        stmt.raw_bind_parameter(i + 2, i64::from(m.producer))?;
+        stmt.raw_bind_parameter(i + 3, m.seq as i64)?;
+        i += 4;
+    }
+    stmt.raw_execute().map(drop)
+}
+
+/// `INSERT INTO messages (...) VALUES (?,?,?,?,run), ...` for `rows` rows. The run id is a
+/// literal: one statement per run, and one parameter less to bind per row.
+fn insert_sql(rows: usize, run_id: i64) -> String {
+    let mut sql =
+        String::from("INSERT INTO messages (message, created_at, producer, seq, run_id) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!("(?,?,?,?,{run_id})"));
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_sql_has_four_parameters_per_row_and_the_run_literal() {
+        let sql = insert_sql(3, 42);
+        assert_eq!(sql.matches('?').count(), 12);
+        assert_eq!(sql.matches(",42)").count(), 3);
+    }
+}

@@ -1,0 +1,282 @@
+//! Opening line inputs before any thread starts, and reading them line by line with a bounded
+//! buffer.
+//!
+//! A line longer than the record limit is never held whole: once it passes the limit its
+//! bytes are counted and dropped until its line end, so memory stays bounded by the limit
+//! whatever the input.
+
+use std::fs::File;
+use std::io::{self, Read, Seek as _, SeekFrom};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use crate::position::FileKey;
+
+/// The read buffer of one input.
+const READ_BUFFER: usize = 256 << 10;
+
+/// A file opened for reading, with its identity.
+#[derive(Debug)]
+pub struct OpenFile {
+    pub file: File,
+    pub key: FileKey,
+    /// Its length when opened.
+    pub len: u64,
+}
+
+/// Opens `path` for reading: a missing file, a directory or an unreadable file is an error,
+/// one line for the user.
+pub fn open_file(path: &Path) -> Result<OpenFile, String> {
+    let p = path.display();
+    let file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => format!("file:{p}: no such file"),
+        io::ErrorKind::PermissionDenied => format!("file:{p}: permission denied"),
+        _ => format!("file:{p}: cannot open: {e}"),
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("file:{p}: cannot read its metadata: {e}"))?;
+    if meta.is_dir() {
+        return Err(format!("file:{p} is a directory: give a file"));
+    }
+    // A directory opens on Linux but fails on read; anything else unreadable fails here too.
+    let mut probe = [0u8; 0];
+    (&file)
+        .read(&mut probe)
+        .map_err(|e| format!("file:{p}: cannot read: {e}"))?;
+    let path: PathBuf = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    Ok(OpenFile {
+        key: FileKey {
+            path,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+        len: meta.len(),
+        file,
+    })
+}
+
+/// The identity the path names now, if it names a file.
+pub fn key_at(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Standard input, read directly from fd 0 after a `poll` with a timeout, so a source waiting
+/// for input still notices a stopping run: a read with nothing ready within 50 ms fails with
+/// `WouldBlock` (the line reader reports "nothing now"). Bypasses std's buffered `Stdin`, so no
+/// byte waits in a buffer that `poll` cannot see.
+#[derive(Debug, Default)]
+pub struct StdinPoll;
+
+impl Read for StdinPoll {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut fds = libc::pollfd {
+            fd: libc::STDIN_FILENO,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `fds` is one valid, exclusively borrowed pollfd for the whole call, and nfds
+        // is 1, so poll reads and writes only it.
+        let ready = unsafe { libc::poll(&mut fds, 1, 50) };
+        if ready < 0 {
+            return Err(io::Error::last_os_error()); // EINTR is retried by the caller
+        }
+        if ready == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and read
+        // writes at most that many; fd 0 is not closed by this process.
+        let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+}
+
+/// One line as read: its bytes without the line end, and how many bytes it took in the input.
+#[derive(Debug)]
+pub struct RawLine {
+    /// Without `\n` or `\r\n`; empty when `too_long`.
+    pub bytes: Vec<u8>,
+    /// Bytes consumed from the input, line end included.
+    pub consumed: u64,
+    /// Longer than the record limit (its bytes were dropped).
+    pub too_long: bool,
+}
+
+/// Splits a byte stream into lines of at most `max` bytes (see the module docs).
+#[derive(Debug)]
+pub struct LineReader<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// The start of a line that crossed a buffer refill (at most `max + 1` bytes kept).
+    carry: Vec<u8>,
+    /// The bytes of that line so far, kept or dropped.
+    carry_len: u64,
+    max: usize,
+    /// The input reported its end (a read of 0 bytes).
+    eof: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        Self {
+            inner,
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            carry: Vec::new(),
+            carry_len: 0,
+            max,
+            eof: false,
+        }
+    }
+
+    /// Whether the last read found the end of the input (a followed file may grow past it).
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// The next complete line, or `None` at the end of what can be read now: the end of the
+    /// input ([`LineReader::at_eof`]), or nothing ready yet (`WouldBlock`). A partial last line
+    /// stays pending: see [`LineReader::finish`].
+    ///
+    /// # Errors
+    /// The input's read error.
+    pub fn next_line(&mut self) -> io::Result<Option<RawLine>> {
+        loop {
+            let rest = &self.buf[self.start..self.end];
+            if let Some(i) = memchr::memchr(b'\n', rest) {
+                let line = &rest[..i];
+                self.start += i + 1;
+                if self.carry_len == 0 {
+                    return Ok(Some(self.cut(line.to_vec(), i as u64 + 1, true)));
+                }
+                let consumed = self.carry_len + i as u64 + 1;
+                let line = line.to_vec(); // short: the rest of a line that crossed a refill
+                self.keep(&line);
+                let bytes = std::mem::take(&mut self.carry);
+                self.carry_len = 0;
+                return Ok(Some(self.cut(bytes, consumed, true)));
+            }
+            let rest = rest.to_vec();
+            self.keep(&rest);
+            self.carry_len += rest.len() as u64;
+            self.start = 0;
+            self.end = 0;
+            let n = loop {
+                match self.inner.read(&mut self.buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    other => break other?,
+                }
+            };
+            self.eof = n == 0;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.end = n;
+        }
+    }
+
+    /// At the real end of the input: the last line if it had no line end.
+    pub fn finish(&mut self) -> Option<RawLine> {
+        if self.carry_len == 0 {
+            return None;
+        }
+        let consumed = self.carry_len;
+        let bytes = std::mem::take(&mut self.carry);
+        self.carry_len = 0;
+        Some(self.cut(bytes, consumed, false))
+    }
+
+    /// Drops what is buffered (a truncated input starts over).
+    pub fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.carry.clear();
+        self.carry_len = 0;
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// Appends to the carried line while it is within the limit (one byte over tells it is
+    /// too long, a `\r` aside).
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = (self.max + 2).saturating_sub(self.carry.len());
+        self.carry
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// Strips a `\r` before a `\n` and applies the limit.
+    fn cut(&self, mut bytes: Vec<u8>, consumed: u64, had_newline: bool) -> RawLine {
+        let mut len = consumed - u64::from(had_newline);
+        if had_newline && bytes.last() == Some(&b'\r') {
+            bytes.pop();
+            len -= 1;
+        }
+        let too_long = len > self.max as u64;
+        if too_long {
+            bytes = Vec::new();
+        }
+        RawLine {
+            bytes,
+            consumed,
+            too_long,
+        }
+    }
+}
+
+impl LineReader<File> {
+    /// Repositions a file input at `offset`, dropping what is buffered.
+    pub fn seek(&mut self, offset: u64) -> io::Result<()> {
+        self.reset();
+        self.inner.seek(SeekFrom::Start(offset)).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<(Vec<u8>, u64, bool)> {
+        let mut r = LineReader::new(input, max);
+        r.buf = vec![0; 4].into_boxed_slice(); // lines cross refills
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            out.push((l.bytes, l.consumed, l.too_long));
+        }
+        out.extend(r.finish().map(|l| (l.bytes, l.consumed, l.too_long)));
+        out
+    }
+
+    #[test]
+    fn lines_lose_their_ends_and_keep_their_byte_counts() {
+        assert_eq!(
+            lines(b"ab\r\n\ncdefgh\nlast", 100),
+            [
+                (b"ab".to_vec(), 4, false),
+                (b"".to_vec(), 1, false),
+                (b"cdefgh".to_vec(), 7, false),
+                (b"last".to_vec(), 4, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_flagged_and_not_held() {
+        assert_eq!(
+            lines(b"12345\n123456\n1234\r\n123456", 5),
+            [
+                (b"12345".to_vec(), 6, false),
+                (Vec::new(), 7, true),
+                (b"1234".to_vec(), 6, false),
+                (Vec::new(), 6, true),
+            ]
+        );
+        // Exactly at the limit with a CRLF end is within it.
+        assert_eq!(lines(b"12345\r\n", 5), [(b"12345".to_vec(), 7, false)]);
+    }
+}

@@ -1,0 +1,376 @@
+//! A line source: stdin or a file, one record per line, resuming a file after its last
+//! committed line; with `follow`, reading on as the file grows, like `tail -F`.
+//!
+//! - Each record carries its line number (`seq`) and, for a file, the byte offset just after
+//!   its line (`end_offset`); the sink commits the offset with the rows, so a re-run resumes
+//!   exactly after what was stored.
+//! - A line that cannot be stored (invalid UTF-8 for `text`, invalid JSON for `jsonl`, longer
+//!   than `--max-record-bytes`) is counted as rejected and skipped; it keeps its line number.
+//! - Following: at the end of the file the source naps (1 ms, doubling to 100 ms) and looks
+//!   again. When the path names a new file (rotation), it reads the old file to its end, then
+//!   moves to the new one, a new input; when the file shrinks below what was read
+//!   (truncation), it starts over from its beginning (line numbers go on).
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::PoisonError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+
+use super::Context;
+use super::input::{LineReader, RawLine, StdinPoll, key_at, open_file};
+use super::rate::Take;
+use crate::config::Format;
+use crate::flow::{ByteGate, CHUNK_BYTES};
+use crate::message::Record;
+use crate::position::{FileKey, InputStart, Positions, Resume};
+use crate::telemetry::{ProducerStats, REJECT_SAMPLES, bump};
+
+/// The longest nap at the end of a followed file.
+const MAX_FOLLOW_NAP: Duration = Duration::from_millis(100);
+
+/// Where a line source reads.
+#[derive(Debug)]
+pub enum Input {
+    Stdin(LineReader<StdinPoll>),
+    File {
+        reader: LineReader<File>,
+        key: FileKey,
+        /// The path as given, watched for rotation when following.
+        path: PathBuf,
+        follow: bool,
+    },
+}
+
+/// One line source thread.
+#[derive(Debug)]
+pub struct LineSource<'a> {
+    pub cx: Context<'a>,
+    pub input: Input,
+    pub format: Format,
+    pub max_record_bytes: usize,
+    /// Where it starts (from the sink).
+    pub resume: Resume,
+    /// Registers the new file after a rotation.
+    pub positions: &'a dyn Positions,
+    /// Records still to accept under `--messages` (shared by all sources; `u64::MAX`: no
+    /// limit).
+    pub budget: &'a AtomicU64,
+    /// The in-flight byte budget, taken before each push.
+    pub gate: &'a ByteGate,
+    pub stats: &'a ProducerStats,
+}
+
+/// How reading one chunk ended.
+enum Chunk {
+    /// Read as many as asked for.
+    Full,
+    /// Reached the end of what can be read now.
+    End,
+}
+
+impl LineSource<'_> {
+    /// Reads until the end of the input (not following), the run stops, the budget is spent,
+    /// or the ring is closed. Returns the inputs it moved on to after rotations.
+    ///
+    /// # Errors
+    /// A read error, or a failure to register a new file with the sink.
+    pub fn run(mut self) -> anyhow::Result<Vec<InputStart>> {
+        let mut next = self.resume;
+        let mut buf: Vec<Record> = Vec::with_capacity(self.cx.chunk as usize);
+        let mut nap = Duration::from_millis(1);
+        let mut moved_to = Vec::new();
+        loop {
+            let want = self.claim(self.cx.chunk);
+            if want == 0 {
+                return Ok(moved_to); // --messages reached
+            }
+            let Take::Go { grant, .. } = self.cx.take(want) else {
+                self.unclaim(want);
+                return Ok(moved_to);
+            };
+            let granted = grant.map_or(want, |g| g.count());
+            self.unclaim(want - granted);
+            let (chunk, accepted) = self.read_chunk(granted, &mut next, &mut buf)?;
+            self.unclaim(granted - accepted);
+            if !self.push(&mut buf) {
+                return Ok(moved_to); // the run is being torn down
+            }
+            if let Chunk::Full = chunk {
+                nap = Duration::from_millis(1);
+                continue;
+            }
+            // The end of what can be read now.
+            let stopping = self.cx.stop.load(Ordering::Relaxed);
+            match &self.input {
+                Input::Stdin(r) if r.at_eof() => {
+                    self.finish_input(&mut next, &mut buf)?;
+                    return Ok(moved_to);
+                }
+                Input::File { follow: false, .. } => {
+                    self.finish_input(&mut next, &mut buf)?;
+                    return Ok(moved_to);
+                }
+                _ if stopping => return Ok(moved_to),
+                // Nothing on stdin yet: its read already waited (poll).
+                Input::Stdin(_) => continue,
+                Input::File { .. } => {}
+            }
+            if let Some(start) = self.follow_turn(&mut next, &mut buf)? {
+                moved_to.push(start);
+                nap = Duration::from_millis(1);
+                continue;
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(MAX_FOLLOW_NAP);
+        }
+    }
+
+    /// Reads lines until `want` records are accepted or nothing more can be read now.
+    fn read_chunk(
+        &mut self,
+        want: u64,
+        next: &mut Resume,
+        buf: &mut Vec<Record>,
+    ) -> anyhow::Result<(Chunk, u64)> {
+        let mut accepted = 0;
+        let mut read_bytes = 0;
+        let mut read = 0;
+        let mut chunk = Chunk::Full;
+        let mut text_bytes = 0;
+        while accepted < want && text_bytes < CHUNK_BYTES {
+            let line = match &mut self.input {
+                Input::Stdin(r) => r.next_line(),
+                Input::File { reader, .. } => reader.next_line(),
+            }
+            .with_context(|| format!("reading {}", self.name()))?;
+            let Some(line) = line else {
+                chunk = Chunk::End;
+                break;
+            };
+            read += 1;
+            read_bytes += line.consumed;
+            text_bytes += line.bytes.len() as u64;
+            accepted += u64::from(self.accept(line, next, buf));
+        }
+        bump(&self.stats.read, read);
+        bump(&self.stats.read_bytes, read_bytes);
+        Ok((chunk, accepted))
+    }
+
+    /// Turns one line into a record in `buf`, or counts it as rejected; moves `next` on.
+    fn accept(&self, line: RawLine, next: &mut Resume, buf: &mut Vec<Record>) -> bool {
+        let seq = next.line;
+        next.line += 1;
+        next.offset += line.consumed;
+        match record_text(line, self.format, self.max_record_bytes) {
+            Ok(text) => {
+                let now = self.cx.clock.now();
+                buf.push(Record {
+                    intended_ns: now,
+                    created_at: self.cx.unix(now),
+                    producer: next.input,
+                    seq,
+                    end_offset: if self.is_file() { next.offset } else { 0 },
+                    text,
+                });
+                true
+            }
+            Err(why) => {
+                bump(&self.stats.rejected, 1);
+                let mut samples = self
+                    .stats
+                    .reject_samples
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if samples.len() < REJECT_SAMPLES {
+                    samples.push(format!("line {} ({why})", seq + 1));
+                }
+                false
+            }
+        }
+    }
+
+    /// At the real end of an input: its last line if it had no line end.
+    fn finish_input(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<()> {
+        let last = match &mut self.input {
+            Input::Stdin(r) => r.finish(),
+            Input::File { reader, .. } => reader.finish(),
+        };
+        if let Some(line) = last {
+            bump(&self.stats.read, 1);
+            bump(&self.stats.read_bytes, line.consumed);
+            if self.claim(1) == 1 && !self.accept(line, next, buf) {
+                self.unclaim(1);
+            }
+            self.push(buf);
+        }
+        Ok(())
+    }
+
+    /// Pushes `buf` once its bytes fit the in-flight budget; `false` if the run stopped or the
+    /// ring was closed first.
+    fn push(&self, buf: &mut Vec<Record>) -> bool {
+        if buf.is_empty() {
+            return true;
+        }
+        let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
+        let since = self.cx.clock.now();
+        let admitted = self.gate.acquire(bytes, self.cx.stop);
+        bump(
+            &self.stats.blocked_ns,
+            self.cx.clock.now().saturating_sub(since),
+        );
+        if !admitted {
+            buf.clear();
+            return false;
+        }
+        self.cx.push(buf, self.stats)
+    }
+
+    /// At the end of a followed file: handles truncation and rotation. Returns the new input
+    /// after a rotation.
+    fn follow_turn(
+        &mut self,
+        next: &mut Resume,
+        buf: &mut Vec<Record>,
+    ) -> anyhow::Result<Option<InputStart>> {
+        let Input::File {
+            reader, key, path, ..
+        } = &mut self.input
+        else {
+            return Ok(None);
+        };
+        let len = reader
+            .get_mut()
+            .metadata()
+            .map(|m| m.len())
+            .unwrap_or(u64::MAX);
+        if len < next.offset {
+            tracing::warn!(
+                "{}: truncated to {len} bytes (was read to {}): reading it again from the start",
+                path.display(),
+                next.offset
+            );
+            reader.seek(0)?;
+            next.offset = 0;
+            return Ok(None);
+        }
+        match key_at(path) {
+            Some((dev, ino)) if (dev, ino) != (key.dev, key.ino) => {}
+            _ => return Ok(None), // same file, or nothing at the path yet
+        }
+        // Rotated: the old file is complete once read to its end.
+        let path = path.clone();
+        while let (Chunk::Full, _) = self.read_chunk(u64::MAX, next, buf)? {}
+        self.finish_input(next, buf)?;
+        let Ok(opened) = open_file(&path) else {
+            return Ok(None); // not readable yet: look again after a nap
+        };
+        let resume = self.positions.register(Some(&opened.key))?;
+        let mut reader = LineReader::new(opened.file, self.max_record_bytes);
+        reader.seek(resume.offset)?;
+        let name = opened.key.path.display().to_string();
+        tracing::info!(
+            "{name}: rotated; reading the new file (input {})",
+            resume.input
+        );
+        self.input = Input::File {
+            reader,
+            key: opened.key,
+            path,
+            follow: true,
+        };
+        *next = resume;
+        Ok(Some(InputStart { name, resume }))
+    }
+
+    /// Takes up to `n` from the `--messages` budget.
+    fn claim(&self, n: u64) -> u64 {
+        let mut got = 0;
+        let _ = self
+            .budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                got = left.min(n);
+                Some(left - got)
+            });
+        got
+    }
+
+    /// Gives back what was claimed and not used.
+    fn unclaim(&self, n: u64) {
+        if n > 0 && self.budget.load(Ordering::Relaxed) != u64::MAX {
+            self.budget.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn is_file(&self) -> bool {
+        matches!(self.input, Input::File { .. })
+    }
+
+    /// `stdin`, or the file's path, for messages.
+    pub fn name(&self) -> String {
+        match &self.input {
+            Input::Stdin(_) => "stdin".into(),
+            Input::File { key, .. } => key.path.display().to_string(),
+        }
+    }
+}
+
+/// The record a line makes, or why it cannot be stored (`verify` decides the same way).
+///
+/// # Errors
+/// The reason, for a warning: too long, invalid UTF-8, or invalid JSON for `jsonl`.
+pub fn record_text(line: RawLine, format: Format, max: usize) -> Result<String, String> {
+    if line.too_long {
+        return Err(format!("longer than {max} bytes"));
+    }
+    let text = String::from_utf8(line.bytes).map_err(|_| "invalid UTF-8".to_string())?;
+    if format == Format::Jsonl
+        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text)
+    {
+        return Err(format!("invalid JSON: {e}"));
+    }
+    Ok(text)
+}
+
+/// Opens a stdin input.
+pub fn stdin_input(max_record_bytes: usize) -> Input {
+    Input::Stdin(LineReader::new(StdinPoll, max_record_bytes))
+}
+
+/// Positions a file input at its resume point; a file shorter than that was truncated since
+/// the last run and is read from its start.
+///
+/// # Errors
+/// The seek's.
+pub fn file_input(
+    opened: super::input::OpenFile,
+    path: PathBuf,
+    follow: bool,
+    resume: &mut Resume,
+    max_record_bytes: usize,
+) -> anyhow::Result<Input> {
+    let mut reader = LineReader::new(opened.file, max_record_bytes);
+    if resume.offset > opened.len {
+        tracing::warn!(
+            "{}: shorter ({} bytes) than what was committed ({} bytes): it was truncated or \
+             replaced in place; reading it from the start",
+            path.display(),
+            opened.len,
+            resume.offset
+        );
+        resume.offset = 0;
+    }
+    reader
+        .seek(resume.offset)
+        .map_err(|e| anyhow!("{}: cannot seek to {}: {e}", path.display(), resume.offset))?;
+    Ok(Input::File {
+        reader,
+        key: opened.key,
+        path,
+        follow,
+    })
+}

@@ -1,0 +1,173 @@
+//! `pc-host verify --source file:PATH`: the stored rows of a file are exactly its lines, in
+//! file order.
+//!
+//! The file's rows are those of its input (same path, device and inode), in the order they
+//! were stored. Walking the file and the rows together: each stored row must be the next line
+//! of the file with the same text; a line with no row must be one the ingest rejects (invalid
+//! UTF-8 or JSON, longer than `--max-record-bytes`); rows past the end of the file, duplicates
+//! and rows out of order are problems. The first difference is named by line number.
+//!
+//! This compares against the file as it is now: after a truncation during ingest, or a file
+//! rewritten in place, the stored rows hold content the file no longer has.
+
+use anyhow::anyhow;
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use crate::config::SourceSpec;
+use crate::sink::sqlite::runs::path_text;
+use crate::source::input::{LineReader, open_file};
+use crate::source::lines::record_text;
+
+/// How the file compares with its rows.
+#[derive(Debug, Default)]
+struct Walk {
+    lines: u64,
+    stored: u64,
+    rejected: u64,
+    /// The first few rejected lines: number and why.
+    rejected_at: Vec<String>,
+    problems: Vec<String>,
+}
+
+/// Checks `spec` (a `file:` source) against its rows in `conn`; prints the findings; returns
+/// whether they match.
+///
+/// # Errors
+/// The file cannot be read, was never ingested into this database, or the database fails.
+pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyhow::Result<bool> {
+    let SourceSpec::File { path, format, .. } = spec else {
+        return Err(anyhow!(
+            "verify --source takes a file: URL (stdin cannot be read back)"
+        ));
+    };
+    let opened = open_file(path).map_err(|e| anyhow!(e))?;
+    let key = &opened.key;
+    let input: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT input_id, offset FROM inputs WHERE path = ?1 AND dev = ?2 AND ino = ?3",
+            params![path_text(&key.path), key.dev as i64, key.ino as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((input, committed)) = input else {
+        return Err(anyhow!(
+            "{db} holds no rows from {} (this file, by path, device and inode, was never ingested)",
+            key.path.display()
+        ));
+    };
+    let mut stmt = conn.prepare(
+        "SELECT seq, message FROM messages WHERE producer = ?1 \
+         AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY id",
+    )?;
+    let mut rows = stmt.query([input])?;
+    let mut reader = LineReader::new(opened.file, max);
+    let mut walk = Walk::default();
+    let mut row: Option<(u64, String)> = next_row(&mut rows)?;
+    let mut line_no = 0u64;
+    loop {
+        let line = match reader.next_line()? {
+            Some(l) => l,
+            None => match reader.finish() {
+                Some(l) => l,
+                None => break,
+            },
+        };
+        walk.lines += 1;
+        let text = record_text(line, *format, max);
+        while let Some((seq, _)) = &row
+            && *seq < line_no
+        {
+            walk.problem(format!(
+                "a row for line {} is stored out of order or twice",
+                seq + 1
+            ));
+            row = next_row(&mut rows)?;
+        }
+        match (&row, text) {
+            (Some((seq, stored)), Ok(text)) if *seq == line_no => {
+                if *stored != text {
+                    walk.problem(format!(
+                        "line {}: stored {:?}, the file has {:?}",
+                        line_no + 1,
+                        clip(stored),
+                        clip(&text)
+                    ));
+                }
+                walk.stored += 1;
+                row = next_row(&mut rows)?;
+            }
+            (Some((seq, _)), Err(why)) if *seq == line_no => {
+                walk.problem(format!("line {} is stored but is {why}", line_no + 1));
+                row = next_row(&mut rows)?;
+            }
+            (_, Err(why)) => {
+                walk.rejected += 1;
+                if walk.rejected_at.len() < 5 {
+                    walk.rejected_at
+                        .push(format!("line {} ({why})", line_no + 1));
+                }
+            }
+            (_, Ok(_)) => walk.problem(format!("line {} is not stored", line_no + 1)),
+        }
+        line_no += 1;
+    }
+    let mut beyond = 0;
+    while row.is_some() {
+        beyond += 1;
+        row = next_row(&mut rows)?;
+    }
+    if beyond > 0 {
+        walk.problem(format!("{beyond} rows beyond the end of the file"));
+    }
+    Ok(walk.print(db, &key.path.display().to_string(), input, committed))
+}
+
+impl Walk {
+    fn problem(&mut self, what: String) {
+        self.problems.push(what);
+    }
+
+    fn print(&self, db: &str, file: &str, input: i64, committed: i64) -> bool {
+        println!("pc-host verify: {db}, {file} (input {input}, committed to byte {committed})");
+        let mut line = format!(
+            "  {} lines: {} stored in file order with the file's text",
+            self.lines, self.stored
+        );
+        if self.rejected > 0 {
+            line.push_str(&format!(
+                ", {} rejected at ingest ({}{})",
+                self.rejected,
+                self.rejected_at.join(", "),
+                if self.rejected as usize > self.rejected_at.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ));
+        }
+        println!("{line}");
+        if let Some(first) = self.problems.first() {
+            println!(
+                "  PROBLEM: {} differences; the first: {first}",
+                self.problems.len()
+            );
+        }
+        let ok = self.problems.is_empty();
+        println!("result: {}", if ok { "OK" } else { "PROBLEMS FOUND" });
+        ok
+    }
+}
+
+fn next_row(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(u64, String)>> {
+    rows.next()?
+        .map(|r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?)))
+        .transpose()
+}
+
+/// At most 60 characters of a text, for a message.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
