@@ -3,34 +3,36 @@
 //! sources, watches, and shuts down in order: stop sources -> close the ring -> consumers drain
 //! and commit -> final checkpoint -> count back from the database -> summary.
 
+mod finish;
 pub mod pinning;
+mod prepare;
 pub mod signals;
 mod threads;
 mod watch;
 
+pub use prepare::{PrepareError, Prepared, prepare};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::thread::{Scope, ScopedJoinHandle};
 
-use anyhow::anyhow;
-use pc_core::{Clock, HeapRing, TokenBucket};
+use pc_core::HeapRing;
 
-use crate::config::{Config, SourceSpec, Stop};
+use crate::config::{Config, Stop};
 use crate::consumer::Consumer;
 use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
 use crate::message::Record;
 use crate::position::InputStart;
 use crate::report::{self, Ingest, StopReason, Summary};
-use crate::sink::sqlite::checkpoint::{self, Checkpointer, StopSignal};
-use crate::sink::sqlite::runs::{self, RunRow};
-use crate::sink::sqlite::{Writer, schema};
-use crate::sink::{GroupCommit, Sink as _};
+use crate::sink::GroupCommit;
+use crate::sink::sqlite::Writer;
+use crate::sink::sqlite::checkpoint::StopSignal;
+use crate::source::Context;
 use crate::source::generate::Generator;
-use crate::source::input::{OpenFile, open_file};
-use crate::source::lines::{Input, LineSource, file_input, stdin_input};
-use crate::source::{Context, rate};
+use crate::source::lines::LineSource;
 use crate::telemetry::Stats;
 use pinning::PinPlan;
+use prepare::LineInput;
 use threads::{OnDrop, spawn};
 
 /// What the main thread hears about.
@@ -42,184 +44,6 @@ pub enum Event {
     SourceDone,
     /// A consumer or source failed: the run stops.
     Failed,
-}
-
-/// Why a run could not start.
-#[derive(Debug)]
-pub enum PrepareError {
-    /// Bad input named by the user (a missing file, a directory...): exit 2.
-    Input(String),
-    /// The database or the machine: exit 1.
-    Failed(anyhow::Error),
-}
-
-impl From<anyhow::Error> for PrepareError {
-    fn from(e: anyhow::Error) -> Self {
-        Self::Failed(e)
-    }
-}
-
-/// A line source, opened and positioned.
-#[derive(Debug)]
-struct LineInput {
-    input: Input,
-    start: InputStart,
-    format: crate::config::Format,
-}
-
-/// Everything a run needs, opened and checked before any thread starts.
-#[derive(Debug)]
-pub struct Prepared {
-    run: RunRow,
-    writer: Writer,
-    checkpointer: Checkpointer,
-    ring: HeapRing<Record>,
-    /// Unlimited rate: `None`.
-    bucket: Option<TokenBucket>,
-    burst: u64,
-    chunk: u64,
-    clock: Clock,
-    /// Unix ns at the clock's 0.
-    unix_base: i64,
-    pins: PinPlan,
-    lines: Vec<LineInput>,
-}
-
-/// Opens the inputs, then the database (recording the run), allocates the ring and makes the
-/// bucket. Nothing is written to the database if an input cannot be opened.
-///
-/// # Errors
-/// [`PrepareError::Input`] for an input the user named that cannot be read;
-/// [`PrepareError::Failed`] for the database.
-pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
-    let files = open_files(cfg)?;
-    let clock = Clock::new();
-    let unix_base = unix_now_ns().saturating_sub(clock.now() as i64);
-    let threads = if cfg.generated() {
-        cfg.producers
-    } else {
-        cfg.sources.len()
-    };
-    let chunk = rate::chunk(cfg.rps, threads, cfg.capacity);
-    // The bucket holds 100 ms of tokens: a stall shorter than that is caught up afterwards,
-    // with the records keeping their scheduled times (so the stall shows in the latency).
-    let burst = (cfg.rps / 10).max(chunk);
-    let bucket = match cfg.rps {
-        0 => None,
-        rps => {
-            Some(TokenBucket::try_per_second(rps, burst).map_err(|e| anyhow!("--rps {rps}: {e}"))?)
-        }
-    };
-    let ring = HeapRing::try_with_capacity(cfg.capacity)
-        .map_err(|e| anyhow!("--capacity {}: {e}", cfg.capacity))?;
-    let db = cfg.db();
-    let started_at = unix_base.saturating_add(clock.now() as i64);
-    let config_json = cfg.to_json().to_string();
-    let (conn, run) = runs::prepare_run(
-        db,
-        cfg.busy_timeout,
-        cfg.producers,
-        &config_json,
-        started_at,
-    )?;
-    let mut writer = Writer::new(conn, run.run_id, cfg.synchronous, db, cfg.busy_timeout)?;
-    let checkpointer = Checkpointer::open(db, cfg.busy_timeout)?;
-    let lines = position_inputs(cfg, files, &mut writer)?;
-    let pins = pinning::plan(cfg.pin, cfg.consumers, threads);
-    Ok(Prepared {
-        run,
-        writer,
-        checkpointer,
-        ring,
-        bucket,
-        burst,
-        chunk,
-        clock,
-        unix_base,
-        pins,
-        lines,
-    })
-}
-
-/// Opens every file source (in `cfg.sources` order; `None` for other sources).
-fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
-    let mut files: Vec<Option<OpenFile>> = Vec::new();
-    for spec in &cfg.sources {
-        let SourceSpec::File { path, .. } = spec else {
-            files.push(None);
-            continue;
-        };
-        let opened = open_file(path).map_err(PrepareError::Input)?;
-        if let Some(twin) = files
-            .iter()
-            .flatten()
-            .find(|f| f.key.dev == opened.key.dev && f.key.ino == opened.key.ino)
-        {
-            return Err(PrepareError::Input(format!(
-                "--source file:{} and file:{} are the same file: give it once",
-                twin.key.path.display(),
-                path.display()
-            )));
-        }
-        files.push(Some(opened));
-    }
-    Ok(files)
-}
-
-/// Registers each line source with the sink and positions it where its last run committed.
-fn position_inputs(
-    cfg: &Config,
-    files: Vec<Option<OpenFile>>,
-    writer: &mut Writer,
-) -> anyhow::Result<Vec<LineInput>> {
-    let mut lines = Vec::new();
-    for (spec, file) in cfg.sources.iter().zip(files) {
-        let line = match (spec, file) {
-            (SourceSpec::Stdin { format }, _) => {
-                let resume = writer.register(None)?;
-                LineInput {
-                    input: stdin_input(cfg.max_record_bytes),
-                    start: InputStart {
-                        name: "stdin".into(),
-                        resume,
-                    },
-                    format: *format,
-                }
-            }
-            (
-                SourceSpec::File {
-                    path,
-                    follow,
-                    format,
-                },
-                Some(opened),
-            ) => {
-                let mut resume = writer.register(Some(&opened.key))?;
-                let name = opened.key.path.display().to_string();
-                let input = file_input(
-                    opened,
-                    path.clone(),
-                    *follow,
-                    &mut resume,
-                    cfg.max_record_bytes,
-                )?;
-                LineInput {
-                    input,
-                    start: InputStart { name, resume },
-                    format: *format,
-                }
-            }
-            _ => continue,
-        };
-        lines.push(line);
-    }
-    Ok(lines)
-}
-
-fn unix_now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The header (stderr): the effective configuration.
@@ -234,17 +58,38 @@ pub fn header(cfg: &Config, prepared: &Prepared) -> String {
     )
 }
 
+/// What every thread of a run borrows.
+#[derive(Debug)]
+struct Shared<'a> {
+    cfg: &'a Config,
+    cx: Context<'a>,
+    sink: GroupCommit<Writer>,
+    stats: Stats,
+    pins: PinPlan,
+    pin_failed: AtomicBool,
+    /// Ingest runs: the in-flight byte budget.
+    gate: ByteGate,
+    /// Records still to accept under `--messages` (ingest sources; `u64::MAX`: no limit).
+    budget: AtomicU64,
+    /// The generator's padding, `payload_size` dots.
+    padding: String,
+    warmup_end_ns: u64,
+    events: Sender<Event>,
+}
+
 /// What the threads leave behind for the summary.
 #[derive(Debug, Default)]
 struct Outcome {
     reason: Option<StopReason>,
     errors: Vec<String>,
-    /// Clock ns: production ended; sources joined; consumers joined.
+    /// Clock ns: production ended; the sources were joined.
     producing_end: u64,
     sources_stopped: u64,
     /// Inputs met while following (rotations).
     moved_to: Vec<InputStart>,
 }
+
+type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
 
 /// Runs the pipeline to the end and returns its summary. Never fails: errors during the run
 /// are reported in the summary (and make it not OK).
@@ -262,131 +107,62 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
         lines,
         ..
     } = prepared;
+    let starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
     let sources = if cfg.generated() {
         cfg.producers
     } else {
         lines.len()
     };
-    let starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
-    let stats = Stats::new(sources, cfg.consumers);
-    let sink = GroupCommit::new(writer, cfg.batch_size);
-    let stop = AtomicBool::new(false);
     let start = clock.now();
     let bucket = bucket.map(|b| b.starting_empty_at(start));
     let deadline = match cfg.stop {
         Stop::After(d) => Some(start.saturating_add(d.as_nanos() as u64)),
         _ => None,
     };
-    let cx = Context {
-        ring: &ring,
-        clock: &clock,
-        unix_base,
-        stop: &stop,
-        deadline,
-        bucket: bucket.as_ref(),
-        chunk,
+    let stop = AtomicBool::new(false);
+    let shared = Shared {
+        cfg,
+        cx: Context {
+            ring: &ring,
+            clock: &clock,
+            unix_base,
+            stop: &stop,
+            deadline,
+            bucket: bucket.as_ref(),
+            chunk,
+        },
+        sink: GroupCommit::new(writer, cfg.batch_size),
+        stats: Stats::new(sources, cfg.consumers),
+        pins,
+        pin_failed: AtomicBool::new(false),
+        gate: ByteGate::new(IN_FLIGHT_BYTES),
+        budget: AtomicU64::new(match cfg.stop {
+            Stop::Messages(n) => n,
+            _ => u64::MAX,
+        }),
+        padding: ".".repeat(cfg.payload_size),
+        warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
+        events: tx.clone(),
     };
-    let budget = AtomicU64::new(match cfg.stop {
-        Stop::Messages(n) => n,
-        _ => u64::MAX,
-    });
+    let checkpoint_stop = StopSignal::default();
     let mut out = Outcome {
         producing_end: start,
         sources_stopped: start,
         ..Outcome::default()
     };
-    let checkpoint_stop = StopSignal::default();
-    let padding = ".".repeat(cfg.payload_size);
-    let pin_failed = AtomicBool::new(false);
-    let gate = ByteGate::new(IN_FLIGHT_BYTES);
-    let release = (!cfg.generated()).then_some(&gate);
-    let warmup_end_ns = start.saturating_add(cfg.warmup.as_nanos() as u64);
-
     std::thread::scope(|s| {
         let checkpoints = spawn(s, "checkpoint".into(), &mut out.errors, || {
-            checkpointer.run(sink.writer(), &checkpoint_stop);
+            checkpointer.run(shared.sink.writer(), &checkpoint_stop);
         });
-        let mut consumers = Vec::new();
-        for (i, core) in pins.consumers.iter().enumerate() {
-            let (stats, ring, sink, clock, pin_failed) =
-                (&stats.consumers[i], &ring, &sink, &clock, &pin_failed);
-            let tx = tx.clone();
-            let body = move || {
-                pinning::pin(*core, pin_failed);
-                let consumer = Consumer {
-                    ring,
-                    sink,
-                    clock,
-                    batch_size: cfg.batch_size,
-                    batch_wait: cfg.batch_wait,
-                    warmup_end_ns,
-                    stats,
-                    gate: release,
-                };
-                // A failed (or panicking) consumer closes the ring: sources stop at once
-                // instead of waiting on a ring nobody may drain, and the other consumers
-                // commit what is left.
-                let mut failed = OnDrop(Some(|| {
-                    ring.close();
-                    let _ = tx.send(Event::Failed);
-                }));
-                let result = consumer.run();
-                if result.is_ok() {
-                    failed.0 = None;
-                }
-                result
-            };
-            consumers.extend(spawn(s, format!("consumer-{i}"), &mut out.errors, body));
-        }
-
-        let mut generators = Vec::new();
-        let mut readers = Vec::new();
-        if cfg.generated() {
-            let quotas = quotas(cfg);
-            for (i, core) in pins.producers.iter().enumerate() {
-                let generator = Generator {
-                    id: i as u32,
-                    cx,
-                    quota: quotas.as_ref().map(|q| q[i]),
-                    padding: &padding,
-                    stats: &stats.producers[i],
-                };
-                let (tx, pin_failed) = (tx.clone(), &pin_failed);
-                let body = move || {
-                    let _done = OnDrop(Some(move || drop(tx.send(Event::SourceDone))));
-                    pinning::pin(*core, pin_failed);
-                    generator.run();
-                };
-                generators.extend(spawn(s, format!("producer-{i}"), &mut out.errors, body));
-            }
+        let consumers = spawn_consumers(s, &shared, &mut out.errors);
+        let (generators, readers) = if cfg.generated() {
+            (spawn_generators(s, &shared, &mut out.errors), Vec::new())
         } else {
-            for (i, (line, core)) in lines.into_iter().zip(&pins.producers).enumerate() {
-                let source = LineSource {
-                    cx,
-                    input: line.input,
-                    format: line.format,
-                    max_record_bytes: cfg.max_record_bytes,
-                    resume: line.start.resume,
-                    positions: &sink,
-                    budget: &budget,
-                    gate: &gate,
-                    stats: &stats.producers[i],
-                };
-                let (tx, pin_failed) = (tx.clone(), &pin_failed);
-                let body = move || {
-                    let _done = OnDrop(Some(|| drop(tx.send(Event::SourceDone))));
-                    pinning::pin(*core, pin_failed);
-                    let result = source.run();
-                    if result.is_err() {
-                        let _ = tx.send(Event::Failed);
-                    }
-                    result
-                };
-                readers.extend(spawn(s, format!("source-{i}"), &mut out.errors, body));
-            }
-        }
-
-        let started = generators.len() + readers.len();
+            (
+                Vec::new(),
+                spawn_readers(s, &shared, lines, &mut out.errors),
+            )
+        };
         let reason = if out.errors.is_empty() {
             watch::Watch {
                 cfg,
@@ -394,8 +170,8 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
                 start,
                 deadline,
                 events: rx,
-                sources: started,
-                stats: &stats,
+                sources: generators.len() + readers.len(),
+                stats: &shared.stats,
                 ring: &ring,
             }
             .wait()
@@ -412,27 +188,10 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
         if reason == StopReason::Error {
             ring.close(); // unblock sources at once: the run is failing
         }
-        for handle in generators {
-            if handle.join().is_err() {
-                out.errors.push("a producer thread panicked".into());
-            }
-        }
-        for handle in readers {
-            match handle.join() {
-                Ok(Ok(moved)) => out.moved_to.extend(moved),
-                Ok(Err(e)) => out.errors.push(format!("{e:#}")),
-                Err(_) => out.errors.push("a source thread panicked".into()),
-            }
-        }
+        join_sources(generators, readers, &mut out);
         out.sources_stopped = clock.now();
         ring.close();
-        for handle in consumers {
-            match handle.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => out.errors.push(format!("{e:#}")),
-                Err(_) => out.errors.push("a consumer thread panicked".into()),
-            }
-        }
+        join_consumers(consumers, &mut out.errors);
         checkpoint_stop.stop();
         if let Some(handle) = checkpoints
             && handle.join().is_err()
@@ -441,18 +200,14 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
         }
     });
     let drained = clock.now();
-    if !ring.is_empty() {
-        out.errors.push(format!(
-            "{} records were left in the ring when the consumers ended",
-            ring.len()
-        ));
-    }
-    drop(ring);
-    warn_rejects(cfg, &starts, &stats);
+    left_in_ring(&ring, &mut out.errors);
+    let Shared { sink, stats, .. } = shared;
+    finish::warn_rejects(cfg, &starts, &stats);
     let mut inputs = starts;
     inputs.append(&mut out.moved_to);
     let writer = sink.into_writer();
-    let (stored, errors) = finish(cfg, &run, &writer, &stats, out.errors, unix_base, &clock);
+    let (stored, errors) =
+        finish::finish(cfg, &run, &writer, &stats, out.errors, unix_base, &clock);
     let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
     Summary {
         config: cfg.to_json(),
@@ -482,81 +237,141 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
     }
 }
 
-/// The end of a run in the database: final checkpoint, the count back, the `runs` row.
-/// Returns the stored count and the run's errors, with any from here added.
-fn finish(
-    cfg: &Config,
-    run: &RunRow,
-    writer: &Writer,
-    stats: &Stats,
-    mut errors: Vec<String>,
-    unix_base: i64,
-    clock: &Clock,
-) -> (u64, Vec<String>) {
-    let db = cfg.db();
-    if let Err(e) = checkpoint::final_checkpoint(writer.conn(), db) {
-        tracing::warn!("{e:#}");
+/// Consumers, each pinned. A failed (or panicking) consumer closes the ring: sources stop at
+/// once instead of waiting on a ring nobody may drain, and the other consumers commit what is
+/// left.
+fn spawn_consumers<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    sh: &'scope Shared<'_>,
+    errors: &mut Vec<String>,
+) -> Vec<Handle<'scope, anyhow::Result<()>>> {
+    let mut handles = Vec::new();
+    for (i, core) in sh.pins.consumers.iter().enumerate() {
+        let tx = sh.events.clone();
+        let body = move || {
+            pinning::pin(*core, &sh.pin_failed);
+            let consumer = Consumer {
+                ring: sh.cx.ring,
+                sink: &sh.sink,
+                clock: sh.cx.clock,
+                batch_size: sh.cfg.batch_size,
+                batch_wait: sh.cfg.batch_wait,
+                warmup_end_ns: sh.warmup_end_ns,
+                stats: &sh.stats.consumers[i],
+                gate: (!sh.cfg.generated()).then_some(&sh.gate),
+            };
+            let mut failed = OnDrop(Some(|| {
+                sh.cx.ring.close();
+                let _ = tx.send(Event::Failed);
+            }));
+            let result = consumer.run();
+            if result.is_ok() {
+                failed.0 = None;
+            }
+            result
+        };
+        handles.extend(spawn(s, format!("consumer-{i}"), errors, body));
     }
-    let stored = match runs::count_stored(writer.conn(), run) {
-        Ok(n) => n,
-        Err(e) => {
-            let e = schema::db_error(db, e, cfg.busy_timeout);
-            errors.push(format!("counting the stored messages failed: {e}"));
-            0
-        }
-    };
-    // Generated runs record each producer's count for verify; ingest rows carry their input.
-    let per_producer: Vec<u64> = if cfg.generated() {
-        stats
-            .producers
-            .iter()
-            .map(|p| p.produced.load(Ordering::Relaxed))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let finished_at = unix_base.saturating_add(clock.now() as i64);
-    if let Err(e) = runs::finish_run(
-        writer.conn(),
-        run.run_id,
-        finished_at,
-        errors.is_empty(),
-        &per_producer,
-        stats.produced(),
-        writer.last_id(),
-    ) {
-        errors.push(format!(
-            "recording the end of run {} failed: {e}",
-            run.run_id
-        ));
-    }
-    (stored, errors)
+    handles
 }
 
-/// One warning line per input that had records rejected, with the first few positions.
-fn warn_rejects(cfg: &Config, starts: &[InputStart], stats: &Stats) {
-    if cfg.generated() {
-        return;
-    }
-    for (start, p) in starts.iter().zip(&stats.producers) {
-        let n = p.rejected.load(Ordering::Relaxed);
-        if n == 0 {
-            continue;
-        }
-        let samples = p
-            .reject_samples
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let more = if n as usize > samples.len() {
-            ", ..."
-        } else {
-            ""
+/// The generator's threads, each with its share of `--messages`.
+fn spawn_generators<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    sh: &'scope Shared<'_>,
+    errors: &mut Vec<String>,
+) -> Vec<Handle<'scope, ()>> {
+    let quotas = quotas(sh.cfg);
+    let mut handles = Vec::new();
+    for (i, core) in sh.pins.producers.iter().enumerate() {
+        let generator = Generator {
+            id: i as u32,
+            cx: sh.cx,
+            quota: quotas.as_ref().map(|q| q[i]),
+            padding: &sh.padding,
+            stats: &sh.stats.producers[i],
         };
-        tracing::warn!(
-            "{}: {n} records rejected (not stored): {}{more}",
-            start.name,
-            samples.join(", ")
-        );
+        let tx = sh.events.clone();
+        let body = move || {
+            let _done = OnDrop(Some(move || drop(tx.send(Event::SourceDone))));
+            pinning::pin(*core, &sh.pin_failed);
+            generator.run();
+        };
+        handles.extend(spawn(s, format!("producer-{i}"), errors, body));
+    }
+    handles
+}
+
+/// One thread per line source (stdin or a file).
+fn spawn_readers<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    sh: &'scope Shared<'_>,
+    lines: Vec<LineInput>,
+    errors: &mut Vec<String>,
+) -> Vec<Handle<'scope, anyhow::Result<Vec<InputStart>>>> {
+    let mut handles = Vec::new();
+    for (i, (line, core)) in lines.into_iter().zip(&sh.pins.producers).enumerate() {
+        let source = LineSource {
+            cx: sh.cx,
+            input: line.input,
+            format: line.format,
+            max_record_bytes: sh.cfg.max_record_bytes,
+            resume: line.start.resume,
+            positions: &sh.sink,
+            budget: &sh.budget,
+            gate: &sh.gate,
+            stats: &sh.stats.producers[i],
+        };
+        let tx = sh.events.clone();
+        let body = move || {
+            let _done = OnDrop(Some(|| drop(tx.send(Event::SourceDone))));
+            pinning::pin(*core, &sh.pin_failed);
+            let result = source.run();
+            if result.is_err() {
+                let _ = tx.send(Event::Failed);
+            }
+            result
+        };
+        handles.extend(spawn(s, format!("source-{i}"), errors, body));
+    }
+    handles
+}
+
+fn join_sources(
+    generators: Vec<Handle<'_, ()>>,
+    readers: Vec<Handle<'_, anyhow::Result<Vec<InputStart>>>>,
+    out: &mut Outcome,
+) {
+    for handle in generators {
+        if handle.join().is_err() {
+            out.errors.push("a producer thread panicked".into());
+        }
+    }
+    for handle in readers {
+        match handle.join() {
+            Ok(Ok(moved)) => out.moved_to.extend(moved),
+            Ok(Err(e)) => out.errors.push(format!("{e:#}")),
+            Err(_) => out.errors.push("a source thread panicked".into()),
+        }
+    }
+}
+
+fn join_consumers(consumers: Vec<Handle<'_, anyhow::Result<()>>>, errors: &mut Vec<String>) {
+    for handle in consumers {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(format!("{e:#}")),
+            Err(_) => errors.push("a consumer thread panicked".into()),
+        }
+    }
+}
+
+fn left_in_ring(ring: &HeapRing<Record>, errors: &mut Vec<String>) {
+    if !ring.is_empty() {
+        errors.push(format!(
+            "{} records were left in the ring when the consumers ended",
+            ring.len()
+        ));
     }
 }
 

@@ -1,0 +1,197 @@
+//! Before any thread starts: open the inputs, then the database (recording the run), allocate
+//! the ring, make the bucket, position each input where its last run committed.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::anyhow;
+use pc_core::{Clock, HeapRing, TokenBucket};
+
+use super::pinning::{self, PinPlan};
+use crate::config::{Config, Format, SourceSpec};
+use crate::message::Record;
+use crate::position::InputStart;
+use crate::sink::Sink as _;
+use crate::sink::sqlite::Writer;
+use crate::sink::sqlite::checkpoint::Checkpointer;
+use crate::sink::sqlite::runs::{self, RunRow};
+use crate::source::input::{OpenFile, open_file};
+use crate::source::lines::{Input, file_input, stdin_input};
+use crate::source::rate;
+
+/// Why a run could not start.
+#[derive(Debug)]
+pub enum PrepareError {
+    /// Bad input named by the user (a missing file, a directory...): exit 2.
+    Input(String),
+    /// The database or the machine: exit 1.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for PrepareError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// A line source, opened and positioned.
+#[derive(Debug)]
+pub struct LineInput {
+    pub input: Input,
+    pub start: InputStart,
+    pub format: Format,
+}
+
+/// Everything a run needs, opened and checked before any thread starts.
+#[derive(Debug)]
+pub struct Prepared {
+    pub run: RunRow,
+    pub writer: Writer,
+    pub checkpointer: Checkpointer,
+    pub ring: HeapRing<Record>,
+    /// Unlimited rate: `None`.
+    pub bucket: Option<TokenBucket>,
+    pub burst: u64,
+    pub chunk: u64,
+    pub clock: Clock,
+    /// Unix ns at the clock's 0.
+    pub unix_base: i64,
+    pub pins: PinPlan,
+    pub lines: Vec<LineInput>,
+}
+
+/// Opens the inputs, then the database (recording the run), allocates the ring and makes the
+/// bucket. Nothing is written to the database if an input cannot be opened.
+///
+/// # Errors
+/// [`PrepareError::Input`] for an input the user named that cannot be read;
+/// [`PrepareError::Failed`] for the database.
+pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
+    let files = open_files(cfg)?;
+    let clock = Clock::new();
+    let unix_base = unix_now_ns().saturating_sub(clock.now() as i64);
+    let threads = if cfg.generated() {
+        cfg.producers
+    } else {
+        cfg.sources.len()
+    };
+    let chunk = rate::chunk(cfg.rps, threads, cfg.capacity);
+    // The bucket holds 100 ms of tokens: a stall shorter than that is caught up afterwards,
+    // with the records keeping their scheduled times (so the stall shows in the latency).
+    let burst = (cfg.rps / 10).max(chunk);
+    let bucket = match cfg.rps {
+        0 => None,
+        rps => {
+            Some(TokenBucket::try_per_second(rps, burst).map_err(|e| anyhow!("--rps {rps}: {e}"))?)
+        }
+    };
+    let ring = HeapRing::try_with_capacity(cfg.capacity)
+        .map_err(|e| anyhow!("--capacity {}: {e}", cfg.capacity))?;
+    let db = cfg.db();
+    let started_at = unix_base.saturating_add(clock.now() as i64);
+    let config_json = cfg.to_json().to_string();
+    let (conn, run) = runs::prepare_run(
+        db,
+        cfg.busy_timeout,
+        cfg.producers,
+        &config_json,
+        started_at,
+    )?;
+    let mut writer = Writer::new(conn, run.run_id, cfg.synchronous, db, cfg.busy_timeout)?;
+    let checkpointer = Checkpointer::open(db, cfg.busy_timeout)?;
+    let lines = position_inputs(cfg, files, &mut writer)?;
+    let pins = pinning::plan(cfg.pin, cfg.consumers, threads);
+    Ok(Prepared {
+        run,
+        writer,
+        checkpointer,
+        ring,
+        bucket,
+        burst,
+        chunk,
+        clock,
+        unix_base,
+        pins,
+        lines,
+    })
+}
+
+/// Opens every file source (in `cfg.sources` order; `None` for other sources).
+fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
+    let mut files: Vec<Option<OpenFile>> = Vec::new();
+    for spec in &cfg.sources {
+        let SourceSpec::File { path, .. } = spec else {
+            files.push(None);
+            continue;
+        };
+        let opened = open_file(path).map_err(PrepareError::Input)?;
+        if let Some(twin) = files
+            .iter()
+            .flatten()
+            .find(|f| f.key.dev == opened.key.dev && f.key.ino == opened.key.ino)
+        {
+            return Err(PrepareError::Input(format!(
+                "--source file:{} and file:{} are the same file: give it once",
+                twin.key.path.display(),
+                path.display()
+            )));
+        }
+        files.push(Some(opened));
+    }
+    Ok(files)
+}
+
+/// Registers each line source with the sink and positions it where its last run committed.
+fn position_inputs(
+    cfg: &Config,
+    files: Vec<Option<OpenFile>>,
+    writer: &mut Writer,
+) -> anyhow::Result<Vec<LineInput>> {
+    let mut lines = Vec::new();
+    for (spec, file) in cfg.sources.iter().zip(files) {
+        let line = match (spec, file) {
+            (SourceSpec::Stdin { format }, _) => {
+                let resume = writer.register(None)?;
+                LineInput {
+                    input: stdin_input(cfg.max_record_bytes),
+                    start: InputStart {
+                        name: "stdin".into(),
+                        resume,
+                    },
+                    format: *format,
+                }
+            }
+            (
+                SourceSpec::File {
+                    path,
+                    follow,
+                    format,
+                },
+                Some(opened),
+            ) => {
+                let mut resume = writer.register(Some(&opened.key))?;
+                let name = opened.key.path.display().to_string();
+                let input = file_input(
+                    opened,
+                    path.clone(),
+                    *follow,
+                    &mut resume,
+                    cfg.max_record_bytes,
+                )?;
+                LineInput {
+                    input,
+                    start: InputStart { name, resume },
+                    format: *format,
+                }
+            }
+            _ => continue,
+        };
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+fn unix_now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
