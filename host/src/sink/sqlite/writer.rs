@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use rusqlite::{CachedStatement, Connection, params};
+use rusqlite::{Connection, params};
 
 use super::checkpoint::WAL_BOUND;
+use super::insert::Insert;
 use super::runs;
 use super::schema::db_error;
 use crate::config::Synchronous;
@@ -32,10 +33,11 @@ const ADVANCE_INPUT: &str = "UPDATE inputs SET offset = ?2, line = ?3 \
 /// The writer connection and its prepared multi-row INSERTs.
 #[derive(Debug)]
 pub struct Writer {
+    /// Largest first: 128, 64, .., 1 rows. Declared before `conn`, so they are finalized
+    /// before the connection closes.
+    inserts: Vec<Insert>,
     conn: Connection,
     run_id: i64,
-    /// `(rows, sql)`, largest first: 128, 64, .., 1.
-    inserts: Vec<(usize, String)>,
     /// The rowid of the last message inserted.
     last_id: Option<i64>,
     /// The committed position of each file input this run reads, by input id.
@@ -65,13 +67,16 @@ impl Writer {
             .map_err(err)?;
         conn.pragma_update(None, "cache_size", -16_384)
             .map_err(err)?; // 16 MiB
+        // Prepare everything now, so a problem shows before any thread starts.
         let mut inserts = Vec::new();
         let mut rows = ROWS_PER_STATEMENT;
         while rows >= 1 {
-            inserts.push((rows, insert_sql(rows, run_id)));
+            // SAFETY: `conn` is open and moves into the writer with the statements, which
+            // drops them first; the writer is used by one thread at a time (its mutex).
+            let insert = unsafe { Insert::prepare(conn.handle(), &insert_sql(rows, run_id), rows) };
+            inserts.push(insert.map_err(err)?);
             rows /= 2;
         }
-        conn.set_prepared_statement_cache_capacity(inserts.len() + 8);
         let writer = Self {
             conn,
             run_id,
@@ -81,10 +86,6 @@ impl Writer {
             path: path.to_owned(),
             busy,
         };
-        // Prepare everything now, so a problem shows before any thread starts.
-        for (_, sql) in &writer.inserts {
-            writer.conn.prepare_cached(sql).map_err(err)?;
-        }
         for sql in ["BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", ADVANCE_INPUT] {
             writer.conn.prepare_cached(sql).map_err(err)?;
         }
@@ -129,18 +130,14 @@ impl Writer {
     /// Inserts `left` rows from `rows`: as many 128-row statements as fit, then the remainder
     /// with one statement of each smaller power of two it needs.
     fn insert<'m>(
-        &self,
+        &mut self,
         mut rows: impl Iterator<Item = &'m Record>,
         mut left: usize,
     ) -> rusqlite::Result<()> {
-        for (n, sql) in &self.inserts {
-            let n = *n;
-            if left < n {
-                continue;
-            }
-            let mut stmt = self.conn.prepare_cached(sql)?;
+        for insert in &mut self.inserts {
+            let n = insert.rows();
             while left >= n {
-                bind_and_run(&mut stmt, rows.by_ref().take(n))?;
+                insert.run(rows.by_ref().take(n))?;
                 left -= n;
             }
         }
@@ -234,21 +231,6 @@ impl Sink for Writer {
         }
         Ok(resume)
     }
-}
-
-fn bind_and_run<'m>(
-    stmt: &mut CachedStatement<'_>,
-    rows: impl Iterator<Item = &'m Record>,
-) -> rusqlite::Result<()> {
-    let mut i = 1;
-    for m in rows {
-        stmt.raw_bind_parameter(i, m.text.as_str())?;
-        stmt.raw_bind_parameter(i + 1, m.created_at)?;
-        stmt.raw_bind_parameter(i + 2, i64::from(m.producer))?;
-        stmt.raw_bind_parameter(i + 3, m.seq as i64)?;
-        i += 4;
-    }
-    stmt.raw_execute().map(drop)
 }
 
 /// `INSERT INTO messages (...) VALUES (?,?,?,?,run), ...` for `rows` rows. The run id is a
