@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         return match verify::run(args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
+            Err(e) if e.is::<config::ConfigError>() => fail(&e, 2),
             Err(e) => fail(&e, 1),
         };
     }
@@ -39,6 +40,9 @@ fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e.into(), 2),
     };
+    for warning in &cfg.warnings {
+        tracing::warn!("{warning}");
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     if let Err(e) = signals::install(tx.clone()) {
         return fail(&anyhow::anyhow!("cannot install signal handlers: {e}"), 1);

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// inputs; the same file under the same path is one, across runs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FileKey {
-    /// The path as opened, made absolute.
+    /// The path as opened, made canonical (absolute, links resolved).
     pub path: PathBuf,
     pub dev: u64,
     pub ino: u64,

@@ -72,6 +72,8 @@ pub struct Config {
     pub report_interval: Option<Duration>,
     pub output: Output,
     pub busy_timeout: Duration,
+    /// Options given that do not apply to this run, one line each, for stderr.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -233,7 +235,21 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         report_interval,
         output: a.output,
         busy_timeout: Duration::from_millis(busy.value),
+        warnings: unused_options(l, generated),
     })
+}
+
+/// Options set (by any layer) that the chosen sources ignore.
+fn unused_options(l: &Layers, generated: bool) -> Vec<String> {
+    let (ids, applies): (&[&str], &str) = if generated {
+        (&["max_record_bytes"], "file and stdin sources")
+    } else {
+        (&["producers", "payload_size"], "--source generate")
+    };
+    ids.iter()
+        .filter(|id| l.is_set(id))
+        .map(|id| format!("{} applies to {applies} only: ignored", l.from(id)))
+        .collect()
 }
 
 /// The ring and the consumers' batches, full of the largest records, must fit the guard.

@@ -6,24 +6,41 @@ use std::sync::atomic::Ordering;
 use pc_core::Clock;
 
 use crate::config::Config;
-use crate::position::InputStart;
+use crate::position::{InputStart, Resume};
 use crate::sink::sqlite::checkpoint;
 use crate::sink::sqlite::runs::{self, RunRow};
 use crate::sink::sqlite::{Writer, schema};
 use crate::telemetry::Stats;
+
+/// How the threads ended: their errors, and the input positions to commit.
+#[derive(Debug)]
+pub struct Ends {
+    pub errors: Vec<String>,
+    pub settle: Vec<Resume>,
+}
 
 /// The end of a run in the database: final checkpoint, the count back, the `runs` row.
 /// Returns the stored count and the run's errors, with any from here added.
 pub fn finish(
     cfg: &Config,
     run: &RunRow,
-    writer: &Writer,
+    writer: &mut Writer,
     stats: &Stats,
-    mut errors: Vec<String>,
+    ends: Ends,
     unix_base: i64,
     clock: &Clock,
 ) -> (u64, Vec<String>) {
+    let Ends { mut errors, settle } = ends;
     let db = cfg.db();
+    // Every record is committed only if nothing failed; then the inputs' last positions
+    // (rejected lines after the last stored one) can be committed too.
+    if errors.is_empty() {
+        for to in settle {
+            if let Err(e) = writer.settle(to) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+    }
     if let Err(e) = checkpoint::final_checkpoint(writer.conn(), db) {
         tracing::warn!("{e:#}");
     }
@@ -83,8 +100,9 @@ pub fn warn_rejects(cfg: &Config, starts: &[InputStart], stats: &Stats) {
             ""
         };
         tracing::warn!(
-            "{}: {n} records rejected (not stored): {}{more}",
+            "{}: {n} {} rejected (not stored): {}{more}",
             start.name,
+            if n == 1 { "record" } else { "records" },
             samples.join(", ")
         );
     }

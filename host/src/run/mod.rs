@@ -22,14 +22,14 @@ use crate::config::{Config, Stop};
 use crate::consumer::Consumer;
 use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
 use crate::message::Record;
-use crate::position::InputStart;
+use crate::position::{InputStart, Resume};
 use crate::report::{self, Ingest, StopReason, Summary};
 use crate::sink::GroupCommit;
 use crate::sink::sqlite::Writer;
 use crate::sink::sqlite::checkpoint::StopSignal;
 use crate::source::Context;
 use crate::source::generate::Generator;
-use crate::source::lines::LineSource;
+use crate::source::lines::{Ended, LineSource};
 use crate::telemetry::Stats;
 use pinning::PinPlan;
 use prepare::LineInput;
@@ -87,6 +87,8 @@ struct Outcome {
     sources_stopped: u64,
     /// Inputs met while following (rotations).
     moved_to: Vec<InputStart>,
+    /// Positions to commit once everything is (see `source::lines::Ended::settle`).
+    settle: Vec<Resume>,
 }
 
 type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
@@ -205,9 +207,12 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
     finish::warn_rejects(cfg, &starts, &stats);
     let mut inputs = starts;
     inputs.append(&mut out.moved_to);
-    let writer = sink.into_writer();
-    let (stored, errors) =
-        finish::finish(cfg, &run, &writer, &stats, out.errors, unix_base, &clock);
+    let mut writer = sink.into_writer();
+    let ends = finish::Ends {
+        errors: out.errors,
+        settle: out.settle,
+    };
+    let (stored, errors) = finish::finish(cfg, &run, &mut writer, &stats, ends, unix_base, &clock);
     let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
     Summary {
         config: cfg.to_json(),
@@ -308,7 +313,7 @@ fn spawn_readers<'scope>(
     sh: &'scope Shared<'_>,
     lines: Vec<LineInput>,
     errors: &mut Vec<String>,
-) -> Vec<Handle<'scope, anyhow::Result<Vec<InputStart>>>> {
+) -> Vec<Handle<'scope, anyhow::Result<Ended>>> {
     let mut handles = Vec::new();
     for (i, (line, core)) in lines.into_iter().zip(&sh.pins.producers).enumerate() {
         let source = LineSource {
@@ -339,7 +344,7 @@ fn spawn_readers<'scope>(
 
 fn join_sources(
     generators: Vec<Handle<'_, ()>>,
-    readers: Vec<Handle<'_, anyhow::Result<Vec<InputStart>>>>,
+    readers: Vec<Handle<'_, anyhow::Result<Ended>>>,
     out: &mut Outcome,
 ) {
     for handle in generators {
@@ -349,7 +354,10 @@ fn join_sources(
     }
     for handle in readers {
         match handle.join() {
-            Ok(Ok(moved)) => out.moved_to.extend(moved),
+            Ok(Ok(ended)) => {
+                out.moved_to.extend(ended.moved_to);
+                out.settle.extend(ended.settle);
+            }
             Ok(Err(e)) => out.errors.push(format!("{e:#}")),
             Err(_) => out.errors.push("a source thread panicked".into()),
         }

@@ -44,7 +44,10 @@ pub fn open_file(path: &Path) -> Result<OpenFile, String> {
     (&file)
         .read(&mut probe)
         .map_err(|e| format!("file:{p}: cannot read: {e}"))?;
-    let path: PathBuf = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    // One spelling per file: `./a.log`, `sub/../a.log` and a link to it name the same input.
+    let path: PathBuf = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_owned());
     Ok(OpenFile {
         key: FileKey {
             path,

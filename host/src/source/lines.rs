@@ -41,6 +41,8 @@ pub enum Input {
         /// The path as given, watched for rotation when following.
         path: PathBuf,
         follow: bool,
+        /// The path names a new file: this one is being read to its end.
+        rotated: bool,
     },
 }
 
@@ -63,6 +65,27 @@ pub struct LineSource<'a> {
     pub stats: &'a ProducerStats,
 }
 
+/// How a line source ended.
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// The inputs it moved on to after rotations.
+    pub moved_to: Vec<InputStart>,
+    /// For a file input that ended with everything it read pushed: the position after the
+    /// last line read, to commit once the run has committed its records. It covers rejected
+    /// lines after the last stored one, which no record carries.
+    pub settle: Option<Resume>,
+}
+
+/// What to do at the end of a followed file.
+enum Turn {
+    /// Nothing new: nap, then look again.
+    Wait,
+    /// Read on at once (the file was truncated, or rotated and is being finished).
+    ReadOn,
+    /// Moved to the new file after a rotation.
+    Moved(InputStart),
+}
+
 /// How reading one chunk ended.
 enum Chunk {
     /// Read as many as asked for.
@@ -73,30 +96,30 @@ enum Chunk {
 
 impl LineSource<'_> {
     /// Reads until the end of the input (not following), the run stops, the budget is spent,
-    /// or the ring is closed. Returns the inputs it moved on to after rotations.
+    /// or the ring is closed.
     ///
     /// # Errors
     /// A read error, or a failure to register a new file with the sink.
-    pub fn run(mut self) -> anyhow::Result<Vec<InputStart>> {
+    pub fn run(mut self) -> anyhow::Result<Ended> {
         let mut next = self.resume;
         let mut buf: Vec<Record> = Vec::with_capacity(self.cx.chunk as usize);
         let mut nap = Duration::from_millis(1);
-        let mut moved_to = Vec::new();
+        let mut ended = Ended::default();
         loop {
             let want = self.claim(self.cx.chunk);
             if want == 0 {
-                return Ok(moved_to); // --messages reached
+                return Ok(self.settled(ended, next)); // --messages reached
             }
             let Take::Go { grant, .. } = self.cx.take(want) else {
                 self.unclaim(want);
-                return Ok(moved_to);
+                return Ok(self.settled(ended, next));
             };
             let granted = grant.map_or(want, |g| g.count());
             self.unclaim(want - granted);
             let (chunk, accepted) = self.read_chunk(granted, &mut next, &mut buf)?;
             self.unclaim(granted - accepted);
             if !self.push(&mut buf) {
-                return Ok(moved_to); // the run is being torn down
+                return Ok(ended); // the run is being torn down: what was read is not all in
             }
             if let Chunk::Full = chunk {
                 nap = Duration::from_millis(1);
@@ -107,25 +130,39 @@ impl LineSource<'_> {
             match &self.input {
                 Input::Stdin(r) if r.at_eof() => {
                     self.finish_input(&mut next, &mut buf)?;
-                    return Ok(moved_to);
+                    return Ok(ended);
                 }
                 Input::File { follow: false, .. } => {
-                    self.finish_input(&mut next, &mut buf)?;
-                    return Ok(moved_to);
+                    if !self.finish_input(&mut next, &mut buf)? {
+                        return Ok(ended);
+                    }
+                    return Ok(self.settled(ended, next));
                 }
-                _ if stopping => return Ok(moved_to),
+                _ if stopping => return Ok(self.settled(ended, next)),
                 // Nothing on stdin yet: its read already waited (poll).
                 Input::Stdin(_) => continue,
                 Input::File { .. } => {}
             }
-            if let Some(start) = self.follow_turn(&mut next, &mut buf)? {
-                moved_to.push(start);
-                nap = Duration::from_millis(1);
-                continue;
+            match self.follow_turn(&mut next, &mut buf)? {
+                Turn::Wait => {
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(MAX_FOLLOW_NAP);
+                }
+                Turn::ReadOn => nap = Duration::from_millis(1),
+                Turn::Moved(start) => {
+                    ended.moved_to.push(start);
+                    nap = Duration::from_millis(1);
+                }
             }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(MAX_FOLLOW_NAP);
         }
+    }
+
+    /// `ended`, with the position a file input reached once everything it pushed is committed.
+    fn settled(&self, mut ended: Ended, next: Resume) -> Ended {
+        if self.is_file() {
+            ended.settle = Some(next);
+        }
+        ended
     }
 
     /// Reads lines until `want` records are accepted or nothing more can be read now.
@@ -193,8 +230,9 @@ impl LineSource<'_> {
         }
     }
 
-    /// At the real end of an input: its last line if it had no line end.
-    fn finish_input(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<()> {
+    /// At the real end of an input: its last line if it had no line end. Returns `false` if
+    /// the run was torn down before it could be pushed.
+    fn finish_input(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<bool> {
         let last = match &mut self.input {
             Input::Stdin(r) => r.finish(),
             Input::File { reader, .. } => reader.finish(),
@@ -205,9 +243,9 @@ impl LineSource<'_> {
             if self.claim(1) == 1 && !self.accept(line, next, buf) {
                 self.unclaim(1);
             }
-            self.push(buf);
+            return Ok(self.push(buf));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Pushes `buf` once its bytes fit the in-flight budget; `false` if the run stopped or the
@@ -230,24 +268,22 @@ impl LineSource<'_> {
         self.cx.push(buf, self.stats)
     }
 
-    /// At the end of a followed file: handles truncation and rotation. Returns the new input
-    /// after a rotation.
-    fn follow_turn(
-        &mut self,
-        next: &mut Resume,
-        buf: &mut Vec<Record>,
-    ) -> anyhow::Result<Option<InputStart>> {
+    /// At the end of a followed file: handles truncation and rotation. A rotation is seen
+    /// first (the path names another file); the old file is then read on, through the same
+    /// rate, budget and byte budget as any chunk, and at its next end the source moves to the
+    /// new file.
+    fn follow_turn(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<Turn> {
         let Input::File {
-            reader, key, path, ..
+            reader,
+            key,
+            path,
+            rotated,
+            ..
         } = &mut self.input
         else {
-            return Ok(None);
+            return Ok(Turn::Wait);
         };
-        let len = reader
-            .get_mut()
-            .metadata()
-            .map(|m| m.len())
-            .unwrap_or(u64::MAX);
+        let len = reader.get_mut().metadata().map_or(u64::MAX, |m| m.len());
         if len < next.offset {
             tracing::warn!(
                 "{}: truncated to {len} bytes (was read to {}): reading it again from the start",
@@ -256,25 +292,32 @@ impl LineSource<'_> {
             );
             reader.seek(0)?;
             next.offset = 0;
-            return Ok(None);
+            return Ok(Turn::ReadOn);
         }
-        match key_at(path) {
-            Some((dev, ino)) if (dev, ino) != (key.dev, key.ino) => {}
-            _ => return Ok(None), // same file, or nothing at the path yet
+        if !*rotated {
+            return Ok(match key_at(path) {
+                Some((dev, ino)) if (dev, ino) != (key.dev, key.ino) => {
+                    *rotated = true; // read the old file to its end first
+                    Turn::ReadOn
+                }
+                _ => Turn::Wait, // same file, or nothing at the path yet
+            });
         }
-        // Rotated: the old file is complete once read to its end.
+        // Rotated, and the old file is read to its end.
         let path = path.clone();
-        while let (Chunk::Full, _) = self.read_chunk(u64::MAX, next, buf)? {}
-        self.finish_input(next, buf)?;
+        if !self.finish_input(next, buf)? {
+            return Ok(Turn::Wait); // torn down: the loop sees the stop
+        }
         let Ok(opened) = open_file(&path) else {
-            return Ok(None); // not readable yet: look again after a nap
+            return Ok(Turn::Wait); // not readable yet: look again after a nap
         };
         let resume = self.positions.register(Some(&opened.key))?;
         let mut reader = LineReader::new(opened.file, self.max_record_bytes);
         reader.seek(resume.offset)?;
         let name = opened.key.path.display().to_string();
         tracing::info!(
-            "{name}: rotated; reading the new file (input {})",
+            "{}: rotated; reading the new file as input {}",
+            path.display(),
             resume.input
         );
         self.input = Input::File {
@@ -282,13 +325,17 @@ impl LineSource<'_> {
             key: opened.key,
             path,
             follow: true,
+            rotated: false,
         };
         *next = resume;
-        Ok(Some(InputStart { name, resume }))
+        Ok(Turn::Moved(InputStart { name, resume }))
     }
 
-    /// Takes up to `n` from the `--messages` budget.
+    /// Takes up to `n` from the `--messages` budget (all `n` when there is no limit).
     fn claim(&self, n: u64) -> u64 {
+        if self.budget.load(Ordering::Relaxed) == u64::MAX {
+            return n;
+        }
         let mut got = 0;
         let _ = self
             .budget
@@ -299,7 +346,7 @@ impl LineSource<'_> {
         got
     }
 
-    /// Gives back what was claimed and not used.
+    /// Gives back what was claimed and not used (nothing to give back without a limit).
     fn unclaim(&self, n: u64) {
         if n > 0 && self.budget.load(Ordering::Relaxed) != u64::MAX {
             self.budget.fetch_add(n, Ordering::Relaxed);
@@ -372,5 +419,6 @@ pub fn file_input(
         key: opened.key,
         path,
         follow,
+        rotated: false,
     })
 }

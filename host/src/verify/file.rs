@@ -13,7 +13,7 @@
 use anyhow::anyhow;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use crate::config::SourceSpec;
+use crate::config::{ConfigError, SourceSpec};
 use crate::sink::sqlite::runs::path_text;
 use crate::source::input::{LineReader, open_file};
 use crate::source::lines::record_text;
@@ -36,11 +36,12 @@ struct Walk {
 /// The file cannot be read, was never ingested into this database, or the database fails.
 pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyhow::Result<bool> {
     let SourceSpec::File { path, format, .. } = spec else {
-        return Err(anyhow!(
-            "verify --source takes a file: URL (stdin cannot be read back)"
-        ));
+        return Err(ConfigError(
+            "verify --source takes a file: URL (stdin cannot be read back)".into(),
+        )
+        .into());
     };
-    let opened = open_file(path).map_err(|e| anyhow!(e))?;
+    let opened = open_file(path).map_err(ConfigError)?;
     let key = &opened.key;
     let input: Option<(i64, i64)> = conn
         .query_row(

@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use anyhow::anyhow;
 use rusqlite::params;
 
+use crate::config::ConfigError;
 use crate::config::cli::VerifyArgs;
 use crate::config::url::parse_source;
 use crate::sink::sqlite::runs::{self, RunInfo};
@@ -71,13 +72,18 @@ struct RunCheck {
 }
 
 /// Checks the database; prints the findings on stdout; returns whether everything is right.
+///
+/// # Errors
+/// A [`ConfigError`] (exit 2) for bad input named by the user (a source URL, a file that
+/// cannot be read); other errors for the database.
 pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     let path = args.db.clone();
     let conn = schema::open_existing(&path)?;
     let busy = std::time::Duration::from_secs(5);
     let err = |e| schema::db_error(&path, e, busy);
     if let Some(url) = &args.source {
-        let spec = parse_source(url).map_err(|why| anyhow!("--source {url}: {why}"))?;
+        let spec =
+            parse_source(url).map_err(|why| ConfigError(format!("--source {url}: {why}")))?;
         let max = usize::try_from(args.max_record_bytes).unwrap_or(usize::MAX);
         return file::check(&conn, &path.display().to_string(), &spec, max).map_err(|e| {
             match e.downcast::<rusqlite::Error>() {

@@ -185,6 +185,40 @@ impl Writer {
         Ok(moved)
     }
 
+    /// Commits a file input's position `to` on its own: at the end of a run whose records are
+    /// all committed, for the rejected lines after its last stored one. Does nothing if the
+    /// input is already there.
+    ///
+    /// # Errors
+    /// The database's, or another process having moved the input.
+    pub fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
+        let Some(&from) = self.positions.get(&to.input) else {
+            return Ok(());
+        };
+        if from == to {
+            return Ok(());
+        }
+        let changed = runs::transaction(&self.conn, &self.path, self.busy, || {
+            let mut stmt = self.conn.prepare_cached(ADVANCE_INPUT)?;
+            Ok(stmt.execute(params![
+                i64::from(to.input),
+                to.offset as i64,
+                to.line as i64,
+                from.offset as i64,
+                from.line as i64
+            ])?)
+        })?;
+        if changed != 1 {
+            return Err(anyhow!(
+                "input {} was advanced by another process (is another pc-host reading the \
+                 same file into this database?)",
+                to.input
+            ));
+        }
+        self.positions.insert(to.input, to);
+        Ok(())
+    }
+
     pub fn last_id(&self) -> Option<i64> {
         self.last_id
     }

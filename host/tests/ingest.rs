@@ -1,0 +1,1032 @@
+//! Ingest runs: stdin and `file:` sources store every acceptable line exactly once, in file
+//! order, with its line number; rejected lines are counted and skipped; re-runs resume after
+//! what was committed; `--rps` and `--messages` apply; bad inputs are refused before anything
+//! is written; `verify --source` compares a file with its rows.
+
+mod common;
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Stdio;
+
+use common::{Out, Scratch, assert_one_line_error, json, run, u};
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// Runs an ingest into `db` (a file name in the scratch dir) with a JSON summary and no
+/// progress lines; `args` adds the sources and anything else.
+fn ingest(s: &Scratch, db: &str, args: &[&str]) -> Out {
+    let mut all = vec!["--db", db, "--output", "json", "--report-interval", "0"];
+    all.extend_from_slice(args);
+    run(s.dir(), &all)
+}
+
+/// As [`ingest`], and the run must have succeeded: exit 0, `ok`, produced == consumed ==
+/// stored. Returns the summary.
+fn ingest_ok(s: &Scratch, db: &str, args: &[&str]) -> Value {
+    let out = ingest(s, db, args);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "ingest {args:?} should exit 0; stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "ingest {args:?} should be ok: {v}");
+    assert_eq!(
+        u(&v, "produced"),
+        u(&v, "stored"),
+        "every produced record should be stored: {v}"
+    );
+    assert_eq!(
+        u(&v, "consumed"),
+        u(&v, "stored"),
+        "every consumed record should be stored: {v}"
+    );
+    v
+}
+
+/// `pc-host verify --db DB --source URL [extra]`.
+fn verify(s: &Scratch, db: &str, url: &str, extra: &[&str]) -> Out {
+    let mut all = vec!["verify", "--db", db, "--source", url];
+    all.extend_from_slice(extra);
+    run(s.dir(), &all)
+}
+
+fn assert_verify_ok(s: &Scratch, db: &str, url: &str, extra: &[&str]) {
+    let out = verify(s, db, url, extra);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "verify --source {url} {extra:?} should pass; stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("result: OK"),
+        "verify --source {url} should print `result: OK`, got:\n{}",
+        out.stdout
+    );
+}
+
+/// The `input_id` of the `i`th input of a summary.
+fn input_id(v: &Value, i: usize) -> i64 {
+    v["inputs"][i]["input_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("inputs[{i}].input_id is not an integer in {v}"))
+}
+
+fn input_u(v: &Value, i: usize, key: &str) -> u64 {
+    v["inputs"][i][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("inputs[{i}].{key} is not an unsigned integer in {v}"))
+}
+
+fn f64_of(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
+}
+
+/// Every stored `(seq, message)` of one input, in insertion (`id`) order.
+fn rows(db: &Path, input: i64) -> Vec<(i64, String)> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT seq, message FROM messages WHERE producer = ?1 ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([input], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+fn count_messages(db: &Path) -> i64 {
+    let conn = Connection::open(db).expect("open db");
+    conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .expect("count")
+}
+
+/// The lines of `bytes` as the ingest defines them: split at `\n`, one `\r` before it
+/// stripped, a last line without `\n` kept as it is.
+fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        let line = &rest[..i];
+        out.push(line.strip_suffix(b"\r").unwrap_or(line));
+        rest = &rest[i + 1..];
+    }
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+/// The rows a text-format ingest must store for `bytes`: `(line index, text)` of every line
+/// that is valid UTF-8 and at most `max` bytes.
+fn expected_text_rows(bytes: &[u8], max: usize) -> Vec<(i64, String)> {
+    split_lines(bytes)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, l)| l.len() <= max)
+        .filter_map(|(i, l)| Some((i as i64, String::from_utf8(l.to_vec()).ok()?)))
+        .collect()
+}
+
+/// `(i, text)` for lines `from..to` of [`numbered`].
+fn numbered_rows(from: usize, to: usize, tag: &str) -> Vec<(i64, String)> {
+    (from..to)
+        .map(|i| (i as i64, numbered_line(i, tag)))
+        .collect()
+}
+
+fn numbered_line(i: usize, tag: &str) -> String {
+    format!("{tag} line {i} {}", "x".repeat(i % 17))
+}
+
+/// Lines `from..to`, each ended by `\n`.
+fn numbered(from: usize, to: usize, tag: &str) -> String {
+    (from..to).map(|i| numbered_line(i, tag) + "\n").collect()
+}
+
+fn write(path: &Path, bytes: impl AsRef<[u8]>) {
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .len()
+}
+
+/// A deterministic pseudo-random sequence (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// About `len` bytes of valid UTF-8 text (ASCII, tabs, inner `\r`s, 2-, 3- and 4-byte
+/// characters) with no `\n`.
+fn text_pool(rng: &mut Rng, len: usize) -> String {
+    const ALPHABET: &[u8] =
+        b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?-_=+*/'\"{}[]()<>#@";
+    let mut out = String::with_capacity(len + 4);
+    while out.len() < len {
+        let r = rng.next();
+        match r % 64 {
+            0 => out.push('é'),
+            1 => out.push('€'),
+            2 => out.push('😀'),
+            3 => out.push('\t'),
+            4 => out.push('\r'),
+            _ => out.push(char::from(ALPHABET[(r >> 8) as usize % ALPHABET.len()])),
+        }
+    }
+    out
+}
+
+/// Appends a pseudo-random slice of `pool` of about `len` bytes (cut at character boundaries,
+/// never ending in `\r`, which would read as a CRLF line end).
+fn push_text(rng: &mut Rng, out: &mut Vec<u8>, pool: &str, len: usize) {
+    let mut start = rng.below((pool.len() - len - 8) as u64) as usize;
+    while !pool.is_char_boundary(start) {
+        start += 1;
+    }
+    let mut end = start + len;
+    while !pool.is_char_boundary(end) {
+        end -= 1;
+    }
+    let text = pool[start..end].trim_end_matches('\r');
+    out.extend_from_slice(text.as_bytes());
+}
+
+#[test]
+fn file_ingest_stores_every_line_exactly_with_crlf_invalid_utf8_overlong_and_no_final_newline() {
+    const LINES: usize = 1_000_000;
+    const MAX: usize = 4096;
+    const INVALID_UTF8: usize = 3;
+    const EXACTLY_MAX_CRLF: usize = 7;
+    const EXACTLY_MAX_LF: usize = 8;
+    const OVERLONG: usize = 500_000;
+    let s = Scratch::new("ingest-million");
+    let path = s.path("big.log");
+
+    // The file, and for each line the span of its text and whether it is acceptable.
+    let mut file: Vec<u8> = Vec::with_capacity(160 << 20);
+    let mut spans: Vec<(usize, usize, bool)> = Vec::with_capacity(LINES);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let pool = text_pool(&mut rng, 1 << 16);
+    for i in 0..LINES {
+        let start = file.len();
+        let ok = match i {
+            INVALID_UTF8 => {
+                file.extend_from_slice(b"bad \xff\xfe byte");
+                false
+            }
+            EXACTLY_MAX_CRLF | EXACTLY_MAX_LF => {
+                file.extend(std::iter::repeat_n(b'm', MAX));
+                true
+            }
+            OVERLONG => {
+                file.extend(std::iter::repeat_n(b'y', 10_000));
+                false
+            }
+            _ => {
+                // 0..=300 bytes (a little less where a character would be cut); the last
+                // line is not empty (it has no line end).
+                let len = rng.below(301) as usize;
+                let len = if i == LINES - 1 { len.max(8) } else { len };
+                push_text(&mut rng, &mut file, &pool, len);
+                true
+            }
+        };
+        spans.push((start, file.len(), ok));
+        if i == LINES - 1 {
+            break; // no line end
+        }
+        let crlf = match i {
+            EXACTLY_MAX_CRLF => true,
+            EXACTLY_MAX_LF => false,
+            _ => rng.below(5) == 0,
+        };
+        file.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+    }
+    write(&path, &file);
+    // A check of the test itself: the spans cover the file, separated by exactly one line
+    // end, and no text holds a `\n`; the last line has no line end; there are many CRLF
+    // ends and empty lines.
+    assert!(!pool.contains('\n'), "the text pool has no line end");
+    let (mut crlf, mut empty) = (0, 0);
+    for pair in spans.windows(2) {
+        let between = &file[pair[0].1..pair[1].0];
+        assert!(
+            between == b"\n" || between == b"\r\n",
+            "line ends: {between:?}"
+        );
+        crlf += usize::from(between.len() == 2);
+        empty += usize::from(pair[0].0 == pair[0].1);
+    }
+    assert!(
+        crlf > 100_000 && empty > 1_000,
+        "{crlf} CRLF ends, {empty} empty lines"
+    );
+    assert_eq!(spans[0].0, 0);
+    assert_eq!(
+        spans[LINES - 1].1,
+        file.len(),
+        "the last line has no line end"
+    );
+    assert!(
+        spans[LINES - 1].1 > spans[LINES - 1].0,
+        "the last line is not empty"
+    );
+    let accepted: Vec<(i64, usize, usize)> = spans
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, ok))| *ok)
+        .map(|(i, &(a, b, _))| (i as i64, a, b))
+        .collect();
+    assert_eq!(accepted.len(), LINES - 2);
+
+    let url = "file:big.log";
+    let out = ingest(&s, "t.db", &["--source", url, "--max-record-bytes", "4096"]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "ingest should exit 0; stderr:\n{}",
+        out.stderr
+    );
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "the run should be ok: {v}");
+    assert_eq!(v["stop_reason"], "eof", "a file without follow ends at eof");
+    assert_eq!(
+        u(&v, "rejected"),
+        2,
+        "one invalid UTF-8 line and one over 4096 bytes are rejected"
+    );
+    let want = (LINES - 2) as u64;
+    assert_eq!(
+        (u(&v, "produced"), u(&v, "consumed"), u(&v, "stored")),
+        (want, want, want),
+        "produced, consumed and stored should be every line but the 2 rejected"
+    );
+    assert_eq!(u(&v, "read"), LINES as u64, "every line is read: {v}");
+    assert_eq!(
+        u(&v, "read_bytes"),
+        file.len() as u64,
+        "every byte of the file is read"
+    );
+    let inputs = v["inputs"].as_array().expect("inputs is a list");
+    assert_eq!(inputs.len(), 1, "one input: {v}");
+    assert_eq!(
+        (
+            input_u(&v, 0, "resumed_offset"),
+            input_u(&v, 0, "resumed_line")
+        ),
+        (0, 0),
+        "a new file is read from its start"
+    );
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("rejected"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning line for the input with rejected lines, got:\n{}",
+        out.stderr
+    );
+    for needle in [
+        format!("line {} (invalid UTF-8)", INVALID_UTF8 + 1),
+        format!("line {} (longer than 4096 bytes)", OVERLONG + 1),
+    ] {
+        assert!(
+            warnings[0].contains(&needle),
+            "the warning should name {needle:?}, got: {}",
+            warnings[0]
+        );
+    }
+
+    // The database holds exactly the accepted lines, in file order, with their line numbers.
+    let db = s.path("t.db");
+    let input = input_id(&v, 0);
+    assert_eq!(
+        count_messages(&db),
+        want as i64,
+        "the database holds only this input's rows"
+    );
+    let conn = Connection::open(&db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT seq, message FROM messages WHERE producer = ?1 ORDER BY id")
+        .expect("prepare");
+    let mut stored = stmt.query([input]).expect("query");
+    let mut expected = accepted.iter();
+    let mut n = 0usize;
+    loop {
+        let row = stored.next().expect("read a row");
+        let exp = expected.next();
+        match (row, exp) {
+            (None, None) => break,
+            (Some(r), Some(&(line, a, b))) => {
+                let seq: i64 = r.get(0).expect("seq");
+                let text: String = r.get(1).expect("message");
+                assert_eq!(
+                    seq, line,
+                    "row {n} (in id order) should be line index {line}, is {seq}"
+                );
+                assert!(
+                    text.as_bytes() == &file[a..b],
+                    "line index {line}: stored {:?}, the file has {:?}",
+                    text,
+                    String::from_utf8_lossy(&file[a..b])
+                );
+            }
+            (Some(r), None) => panic!(
+                "more rows than accepted lines: row {n} has seq {:?}",
+                r.get::<_, i64>(0)
+            ),
+            (None, Some(&(line, _, _))) => {
+                panic!("only {n} rows stored; line index {line} and later are missing")
+            }
+        }
+        n += 1;
+    }
+    drop(stored);
+    drop(stmt);
+    drop(conn);
+
+    let out = verify(&s, "t.db", url, &["--max-record-bytes", "4096"]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "verify should pass; stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("{LINES} lines: {want} stored in file order")),
+        "verify should count every line and every stored one, got:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("2 rejected at ingest"),
+        "verify should count the 2 rejected lines, got:\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn an_empty_file_ends_at_eof_with_nothing_stored() {
+    let s = Scratch::new("ingest-empty");
+    write(&s.path("empty.log"), "");
+    let v = ingest_ok(&s, "t.db", &["--source", "file:empty.log"]);
+    assert_eq!(u(&v, "stored"), 0, "an empty file stores nothing: {v}");
+    assert_eq!(u(&v, "read"), 0, "an empty file has no line: {v}");
+    assert_eq!(u(&v, "rejected"), 0, "{v}");
+    assert_eq!(v["stop_reason"], "eof", "{v}");
+    assert_eq!(count_messages(&s.path("t.db")), 0);
+}
+
+#[test]
+fn rerunning_a_file_stores_nothing_new_and_appended_lines_continue_its_line_numbers() {
+    let s = Scratch::new("ingest-rerun");
+    let path = s.path("app.log");
+    let db = s.path("t.db");
+    let url = "file:app.log";
+    write(&path, numbered(0, 50, "a"));
+    let size = file_size(&path);
+
+    let first = ingest_ok(&s, "t.db", &["--source", url]);
+    assert_eq!(u(&first, "stored"), 50, "the first run stores every line");
+    let input = input_id(&first, 0);
+
+    let second = ingest_ok(&s, "t.db", &["--source", url]);
+    assert_eq!(
+        u(&second, "stored"),
+        0,
+        "a re-run of an unchanged file stores nothing new: {second}"
+    );
+    assert_eq!(u(&second, "read"), 0, "nothing is read again: {second}");
+    assert_eq!(second["stop_reason"], "eof");
+    assert_eq!(
+        input_id(&second, 0),
+        input,
+        "the same file is the same input"
+    );
+    assert_eq!(
+        (
+            input_u(&second, 0, "resumed_offset"),
+            input_u(&second, 0, "resumed_line")
+        ),
+        (size, 50),
+        "the re-run resumes at the end of the file"
+    );
+
+    // Append 20 lines: the next run stores exactly those, numbered on from 50.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open for append");
+    f.write_all(numbered(50, 70, "a").as_bytes())
+        .expect("append");
+    drop(f);
+    let third = ingest_ok(&s, "t.db", &["--source", url]);
+    assert_eq!(
+        u(&third, "stored"),
+        20,
+        "exactly the appended lines: {third}"
+    );
+    assert_eq!(u(&third, "read"), 20, "only the appended lines are read");
+    assert_eq!(
+        u(&third, "read_bytes"),
+        file_size(&path) - size,
+        "only the appended bytes are read"
+    );
+    assert_eq!(
+        (
+            input_u(&third, 0, "resumed_offset"),
+            input_u(&third, 0, "resumed_line")
+        ),
+        (size, 50),
+        "the third run resumes where the first ended"
+    );
+    assert_eq!(input_id(&third, 0), input);
+    assert_eq!(
+        rows(&db, input),
+        numbered_rows(0, 70, "a"),
+        "the input's rows are the file's 70 lines, once each, in order"
+    );
+
+    // Each run is linked to the input it read.
+    let conn = Connection::open(&db).expect("open db");
+    for v in [&first, &second, &third] {
+        let run_id = v["run_id"].as_i64().expect("run_id");
+        let linked: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM run_inputs WHERE run_id = ?1 AND input_id = ?2",
+                [run_id, input],
+                |r| r.get(0),
+            )
+            .expect("query run_inputs");
+        assert_eq!(linked, 1, "run {run_id} should be linked to input {input}");
+    }
+    assert_verify_ok(&s, "t.db", url, &[]);
+}
+
+/// No record carries the position of rejected lines after the last stored one: the run
+/// commits it at its end, so a re-run resumes after them instead of reading, rejecting and
+/// warning about them again.
+#[test]
+fn a_rejected_last_line_is_committed_so_a_rerun_resumes_at_the_end() {
+    let s = Scratch::new("ingest-rejected-last");
+    let path = s.path("app.log");
+    write(&path, b"a\nb\n\xff\n");
+    let first = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    assert_eq!((u(&first, "stored"), u(&first, "rejected")), (2, 1));
+    let second = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    assert_eq!(
+        (
+            input_u(&second, 0, "resumed_offset"),
+            input_u(&second, 0, "resumed_line")
+        ),
+        (file_size(&path), 3),
+        "the re-run should resume after the rejected last line: {second}"
+    );
+    assert_eq!(
+        (u(&second, "read"), u(&second, "rejected")),
+        (0, 0),
+        "the rejected line should not be read again: {second}"
+    );
+}
+
+#[test]
+fn stdin_lines_are_stored_in_order_including_a_last_line_without_newline() {
+    let s = Scratch::new("ingest-stdin");
+    let input: &[u8] = b"one\ntwo\r\n\n\xff invalid\n\xe6\x97\xa5\xe6\x9c\xac\ttab\nlast";
+    let mut child = common::pc_host(s.dir())
+        .args([
+            "--source",
+            "-",
+            "--db",
+            "t.db",
+            "--output",
+            "json",
+            "--report-interval",
+            "0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pc-host");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(input).expect("write to pc-host's stdin");
+        // Dropped here: EOF.
+    });
+    let out: Out = child.wait_with_output().expect("wait for pc-host").into();
+    writer.join().expect("the writer thread");
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["stop_reason"], "eof", "stdin ends at its EOF: {v}");
+    assert_eq!(u(&v, "read"), 6, "six lines read: {v}");
+    assert_eq!(u(&v, "read_bytes"), input.len() as u64, "{v}");
+    assert_eq!(u(&v, "rejected"), 1, "the invalid UTF-8 line: {v}");
+    assert_eq!(u(&v, "stored"), 5, "{v}");
+    assert_eq!(v["inputs"][0]["name"], "stdin", "{v}");
+    assert!(
+        out.stderr.contains("line 4 (invalid UTF-8)"),
+        "the warning names line 4, got:\n{}",
+        out.stderr
+    );
+    let want: Vec<(i64, String)> = vec![
+        (0, "one".into()),
+        (1, "two".into()),
+        (2, String::new()),
+        (4, "日本\ttab".into()),
+        (5, "last".into()),
+    ];
+    assert_eq!(
+        rows(&s.path("t.db"), input_id(&v, 0)),
+        want,
+        "stdin's lines, in order, with their line numbers"
+    );
+    assert_eq!(
+        want,
+        expected_text_rows(input, 1 << 20),
+        "the test's splitter"
+    );
+}
+
+#[test]
+fn empty_stdin_stores_nothing_and_exits_zero() {
+    let s = Scratch::new("ingest-stdin-empty");
+    // `run` gives the binary a null stdin.
+    let v = ingest_ok(&s, "t.db", &["--source", "stdin"]);
+    assert_eq!(u(&v, "stored"), 0, "{v}");
+    assert_eq!(u(&v, "read"), 0, "{v}");
+    assert_eq!(v["stop_reason"], "eof", "{v}");
+}
+
+#[test]
+fn jsonl_stores_valid_values_as_their_text_and_rejects_invalid_lines() {
+    let s = Scratch::new("ingest-jsonl");
+    let lines: &[(&str, bool)] = &[
+        (r#"{"a":1,"b":[true,null]}"#, true),
+        ("[1, 2, 3]", true),
+        (r#""just a string""#, true),
+        ("42", true),
+        ("{bad json}", false),
+        ("", false),
+        (r#"  {"padded": "yes"}  "#, true),
+        ("1 2", false),
+        ("null", true),
+        (r#"{"unicode":"é€😀"}"#, true),
+    ];
+    let mut file = String::new();
+    for (i, (line, _)) in lines.iter().enumerate() {
+        file.push_str(line);
+        match i {
+            8 => file.push_str("\r\n"),
+            9 => {} // the last line has no line end
+            _ => file.push('\n'),
+        }
+    }
+    write(&s.path("events.jsonl"), &file);
+    let url = "file:events.jsonl?format=jsonl";
+    let out = ingest(&s, "t.db", &["--source", url]);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(u(&v, "read"), lines.len() as u64, "{v}");
+    assert_eq!(u(&v, "rejected"), 3, "three lines are not JSON: {v}");
+    assert_eq!(u(&v, "stored"), 7, "{v}");
+    for n in [5, 6, 8] {
+        assert!(
+            out.stderr.contains(&format!("line {n} (invalid JSON")),
+            "the warning should name line {n} as invalid JSON, got:\n{}",
+            out.stderr
+        );
+    }
+    let want: Vec<(i64, String)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, ok))| *ok)
+        .map(|(i, (l, _))| (i as i64, (*l).to_string()))
+        .collect();
+    assert_eq!(
+        rows(&s.path("t.db"), input_id(&v, 0)),
+        want,
+        "each valid JSON line stored as its exact text, in order"
+    );
+    assert_verify_ok(&s, "t.db", url, &[]);
+    // Read as text, the non-JSON lines would have been stored: verify says which is missing.
+    let as_text = verify(&s, "t.db", "file:events.jsonl", &[]);
+    assert_eq!(
+        as_text.code,
+        Some(1),
+        "verify as text should find lines not stored; stdout:\n{}",
+        as_text.stdout
+    );
+    assert!(
+        as_text.stdout.contains("line 5 is not stored"),
+        "verify as text should name line 5, got:\n{}",
+        as_text.stdout
+    );
+}
+
+#[test]
+fn several_files_at_once_each_get_their_own_input_and_exactly_their_lines() {
+    let s = Scratch::new("ingest-several");
+    let db = s.path("t.db");
+    let contents = [
+        numbered(0, 400, "first"),
+        numbered(0, 1, "second"),
+        format!("{}no newline at the end", numbered(0, 250, "third")),
+    ];
+    let names = ["a.log", "b.log", "c.log"];
+    for (name, content) in names.iter().zip(&contents) {
+        write(&s.path(name), content);
+    }
+    let urls: Vec<String> = names.iter().map(|n| format!("file:{n}")).collect();
+    let v = ingest_ok(
+        &s,
+        "t.db",
+        &[
+            "--source", &urls[0], "--source", &urls[1], "--source", &urls[2],
+        ],
+    );
+    assert_eq!(u(&v, "stored"), 400 + 1 + 251, "{v}");
+    assert_eq!(v["stop_reason"], "eof", "{v}");
+    let inputs = v["inputs"].as_array().expect("inputs");
+    assert_eq!(inputs.len(), 3, "three inputs: {v}");
+    let mut ids: Vec<i64> = (0..3).map(|i| input_id(&v, i)).collect();
+    for (i, name) in names.iter().enumerate() {
+        let reported = inputs[i]["name"].as_str().expect("name");
+        assert!(
+            reported.ends_with(name),
+            "inputs[{i}] should be {name}, is {reported}"
+        );
+        assert_eq!(
+            rows(&db, ids[i]),
+            expected_text_rows(contents[i].as_bytes(), 1 << 20),
+            "the rows of input {} are exactly the lines of {name}",
+            ids[i]
+        );
+        assert_verify_ok(&s, "t.db", &urls[i], &[]);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "each file has its own input_id: {v}");
+    assert_eq!(count_messages(&db), 652, "no other rows");
+}
+
+#[test]
+fn rps_limits_a_file_source_from_an_empty_bucket() {
+    let s = Scratch::new("ingest-rps");
+    write(&s.path("a.log"), numbered(0, 300, "r"));
+    let v = ingest_ok(&s, "t.db", &["--source", "file:a.log", "--rps", "1000"]);
+    assert_eq!(u(&v, "stored"), 300, "{v}");
+    assert_eq!(u(&v, "target_rps"), 1000, "{v}");
+    // The bucket starts empty: the 300th token is due 0.3 s after the start.
+    let producing = f64_of(&v, "producing_s");
+    assert!(
+        producing >= 0.29,
+        "300 records at 1000/s cannot be produced in {producing} s"
+    );
+    let achieved = f64_of(&v, "achieved_rps");
+    assert!(
+        achieved <= 1010.0,
+        "the achieved rate {achieved}/s exceeds --rps 1000"
+    );
+}
+
+#[test]
+fn messages_limit_stops_a_file_after_n_records_and_a_rerun_resumes_at_line_n() {
+    let s = Scratch::new("ingest-messages");
+    let db = s.path("t.db");
+    let content = numbered(0, 300, "m");
+    write(&s.path("a.log"), &content);
+    let offset_of_100 = numbered(0, 100, "m").len() as u64;
+
+    let first = ingest_ok(&s, "t.db", &["--source", "file:a.log", "--messages", "100"]);
+    assert_eq!(
+        first["stop_reason"], "messages",
+        "the run stops at --messages: {first}"
+    );
+    assert_eq!(u(&first, "stored"), 100, "{first}");
+    let input = input_id(&first, 0);
+    assert_eq!(rows(&db, input), numbered_rows(0, 100, "m"));
+
+    let second = ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
+    assert_eq!(
+        (
+            input_u(&second, 0, "resumed_offset"),
+            input_u(&second, 0, "resumed_line")
+        ),
+        (offset_of_100, 100),
+        "the re-run resumes at line 100: {second}"
+    );
+    assert_eq!(u(&second, "stored"), 200, "the other 200 lines: {second}");
+    assert_eq!(second["stop_reason"], "eof", "{second}");
+    assert_eq!(
+        rows(&db, input),
+        numbered_rows(0, 300, "m"),
+        "all 300 lines, once each, in order"
+    );
+    assert_verify_ok(&s, "t.db", "file:a.log", &[]);
+}
+
+/// Every file in `dir` whose name starts with `prefix`, with its bytes.
+fn snapshot(dir: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("list dir")
+        .map(|e| e.expect("dir entry"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).expect("read"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The bad-input cases: arguments (besides `--db`) and what the error must say. The
+/// unreadable file is left out when this process can read it anyway (root).
+fn bad_input_cases(s: &Scratch) -> Vec<(Vec<&'static str>, &'static str)> {
+    write(&s.path("ok.log"), "fine\n");
+    std::fs::create_dir_all(s.path("adir")).expect("mkdir");
+    let locked = s.path("locked.log");
+    write(&locked, "secret\n");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+    let mut cases: Vec<(Vec<&'static str>, &'static str)> = vec![
+        (vec!["--source", "file:missing.log"], "no such file"),
+        (vec!["--source", "file:adir"], "is a directory"),
+        (vec!["--source", "kafka://x"], "unknown source `kafka`"),
+        (
+            vec!["--source", "file:ok.log?format=csv"],
+            "`format=csv`: use format=text or format=jsonl",
+        ),
+        (
+            vec!["--source", "file:ok.log?colour=red"],
+            "unknown parameter `colour`",
+        ),
+        (
+            vec!["--source", "file:ok.log", "--source", "file:ok.log"],
+            "twice",
+        ),
+        (
+            vec!["--source", "file:ok.log", "--source", "file:./ok.log"],
+            "are the same file",
+        ),
+        (
+            vec![
+                "--source",
+                "file:ok.log",
+                "--source",
+                "file:missing.log",
+                "--source",
+                "file:adir",
+            ],
+            "file:missing.log: no such file",
+        ),
+    ];
+    if std::fs::File::open(&locked).is_ok() {
+        println!(
+            "note: skipping the unreadable-file case: this process reads {} despite mode 000 \
+             (running as root)",
+            locked.display()
+        );
+    } else {
+        cases.push((vec!["--source", "file:locked.log"], "permission denied"));
+    }
+    cases
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors_with_exit_2_and_no_database() {
+    let s = Scratch::new("ingest-bad");
+    for (args, needle) in bad_input_cases(&s) {
+        let out = ingest(&s, "new.db", &args);
+        assert_one_line_error(&out, 2, needle);
+        assert!(
+            snapshot(s.dir(), "new.db").is_empty() && snapshot(s.dir(), "pc-host.db").is_empty(),
+            "{args:?} was refused but created a database file"
+        );
+    }
+    // The sink: an unknown scheme is refused the same way.
+    let out = run(
+        s.dir(),
+        &["--source", "file:ok.log", "--sink", "mongodb://x"],
+    );
+    assert_one_line_error(&out, 2, "unknown sink `mongodb`");
+    assert!(
+        snapshot(s.dir(), "pc-host.db").is_empty(),
+        "an unknown sink created the default database"
+    );
+}
+
+#[test]
+fn a_refused_start_leaves_an_existing_database_byte_for_byte_unchanged() {
+    let s = Scratch::new("ingest-bad-existing");
+    let made = run(
+        s.dir(),
+        &[
+            "--db",
+            "old.db",
+            "--messages",
+            "10",
+            "--rps",
+            "0",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(
+        made.code,
+        Some(0),
+        "the generate run that makes the database; stderr:\n{}",
+        made.stderr
+    );
+    let before = snapshot(s.dir(), "old.db");
+    assert!(!before.is_empty(), "the database exists");
+    for (args, needle) in bad_input_cases(&s) {
+        let out = ingest(&s, "old.db", &args);
+        assert_one_line_error(&out, 2, needle);
+        assert!(
+            snapshot(s.dir(), "old.db") == before,
+            "{args:?} was refused but changed the existing database"
+        );
+    }
+    let out = run(
+        s.dir(),
+        &["--source", "file:ok.log", "--sink", "mongodb://old.db"],
+    );
+    assert_one_line_error(&out, 2, "unknown sink `mongodb`");
+    assert!(snapshot(s.dir(), "old.db") == before);
+    assert_eq!(
+        count_messages(&s.path("old.db")),
+        10,
+        "the 10 rows are there"
+    );
+}
+
+#[test]
+fn verify_source_names_the_first_line_that_differs() {
+    let s = Scratch::new("ingest-verify-diff");
+    let db = s.path("t.db");
+    write(&s.path("a.log"), numbered(0, 10, "v"));
+    let v = ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
+    let input = input_id(&v, 0);
+    assert_verify_ok(&s, "t.db", "file:a.log", &[]);
+
+    let conn = Connection::open(&db).expect("open db");
+    let changed = conn
+        .execute(
+            "UPDATE messages SET message = 'x' WHERE producer = ?1 AND seq = 4",
+            [input],
+        )
+        .expect("update");
+    assert_eq!(changed, 1, "one row changed");
+    let out = verify(&s, "t.db", "file:a.log", &[]);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "verify should fail on a changed row; stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("PROBLEMS FOUND") && out.stdout.contains("the first: line 5:"),
+        "verify should name line 5 as the first difference, got:\n{}",
+        out.stdout
+    );
+
+    // Put it back, and take line 7 away instead.
+    conn.execute(
+        "UPDATE messages SET message = ?2 WHERE producer = ?1 AND seq = 4",
+        rusqlite::params![input, numbered_line(4, "v")],
+    )
+    .expect("restore");
+    assert_verify_ok(&s, "t.db", "file:a.log", &[]);
+    conn.execute(
+        "DELETE FROM messages WHERE producer = ?1 AND seq = 6",
+        [input],
+    )
+    .expect("delete");
+    let out = verify(&s, "t.db", "file:a.log", &[]);
+    assert_eq!(out.code, Some(1), "stdout:\n{}", out.stdout);
+    assert!(
+        out.stdout.contains("PROBLEMS FOUND") && out.stdout.contains("line 7 is not stored"),
+        "verify should say line 7 is not stored, got:\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn verify_source_of_a_file_never_ingested_is_a_one_line_error() {
+    let s = Scratch::new("ingest-verify-never");
+    write(&s.path("a.log"), numbered(0, 3, "n"));
+    write(&s.path("other.log"), numbered(0, 3, "o"));
+    ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
+    let out = verify(&s, "t.db", "file:other.log", &[]);
+    assert_one_line_error(&out, 1, "was never ingested");
+}
+
+/// `file:g.txt`, `file:./g.txt`, `file:sub/../g.txt` and a link to it name one input: the
+/// identity's path is canonical, so another spelling resumes instead of ingesting again.
+#[test]
+fn another_spelling_of_a_file_path_is_the_same_input() {
+    let s = Scratch::new("ingest-spelling");
+    write(&s.path("g.txt"), "a\nb\n");
+    std::fs::create_dir(s.path("sub")).unwrap();
+    std::os::unix::fs::symlink(s.path("g.txt"), s.path("link.txt")).unwrap();
+    let first = ingest_ok(&s, "t.db", &["--source", "file:g.txt"]);
+    assert_eq!(u(&first, "stored"), 2);
+    for url in ["file:./g.txt", "file:sub/../g.txt", "file:link.txt"] {
+        let again = ingest_ok(&s, "t.db", &["--source", url]);
+        assert_eq!(
+            u(&again, "stored"),
+            0,
+            "{url} ingested g.txt again: {again}"
+        );
+        assert_eq!(
+            input_id(&again, 0),
+            input_id(&first, 0),
+            "{url} should resume input {}: {again}",
+            input_id(&first, 0)
+        );
+    }
+    assert_eq!(count_messages(&s.path("t.db")), 2);
+}
+
+/// `verify` refuses bad input like a run does: one line, exit 2.
+#[test]
+fn verify_with_a_bad_source_is_a_usage_error() {
+    let s = Scratch::new("ingest-verify-usage");
+    write(&s.path("g.txt"), "a\n");
+    ingest_ok(&s, "t.db", &["--source", "file:g.txt"]);
+    for (url, needle) in [
+        ("kafka://x", "unknown source `kafka`"),
+        ("file:missing.txt", "file:missing.txt: no such file"),
+        ("stdin", "takes a file: URL"),
+    ] {
+        common::assert_one_line_error(&verify(&s, "t.db", url, &[]), 2, needle);
+    }
+}
