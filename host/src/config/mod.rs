@@ -82,6 +82,13 @@ impl Config {
         self.sources == [SourceSpec::Generate]
     }
 
+    /// Whether a source follows its file (so the input has no end).
+    pub fn follows(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| matches!(s, SourceSpec::File { follow: true, .. }))
+    }
+
     /// The SQLite database file.
     pub fn db(&self) -> &std::path::Path {
         match &self.sink {

@@ -22,6 +22,7 @@ pub fn header(
     let stop = match cfg.stop {
         Stop::After(d) => format!("for {} s", d.as_secs_f64()),
         Stop::Messages(n) => format!("{n} records in total"),
+        Stop::AtEnd if cfg.follows() => "until a signal (following)".to_string(),
         Stop::AtEnd => "until the end of the input".to_string(),
     };
     let progress = cfg

@@ -193,6 +193,11 @@ impl<R: Read> LineReader<R> {
         Some(self.cut(bytes, consumed, false))
     }
 
+    /// Bytes read from the input past the last complete line returned (a partial line held).
+    pub fn pending(&self) -> u64 {
+        self.carry_len + (self.end - self.start) as u64
+    }
+
     /// Drops what is buffered (a truncated input starts over).
     pub fn reset(&mut self) {
         self.start = 0;

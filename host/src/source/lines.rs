@@ -283,12 +283,14 @@ impl LineSource<'_> {
         else {
             return Ok(Turn::Wait);
         };
+        // How far the file was read: its complete lines and a partial line held.
+        let read_to = next.offset + reader.pending();
         let len = reader.get_mut().metadata().map_or(u64::MAX, |m| m.len());
-        if len < next.offset {
+        if len < read_to {
             tracing::warn!(
-                "{}: truncated to {len} bytes (was read to {}): reading it again from the start",
-                path.display(),
-                next.offset
+                "{}: truncated to {len} bytes (was read to {read_to}): reading it again from \
+                 the start",
+                path.display()
             );
             reader.seek(0)?;
             next.offset = 0;

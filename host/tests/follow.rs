@@ -1,0 +1,528 @@
+//! `file:PATH?follow=true`: lines appended while the run reads are stored as they come (a line
+//! written in two parts is one record); a rotated file (renamed away, a new one created at the
+//! path) is read to its end, then the new file as a new input; a truncated file is read again
+//! from its start with its line numbers going on. SIGINT ends a following run: drained,
+//! committed, exit 0.
+//!
+//! No sleeps: the tests wait on the binary's progress lines (every 20 ms) to know what it
+//! stored, each wait bounded by a deadline that fails the test.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::process::Child;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use common::{Out, Scratch, json, run, spawn, u};
+
+/// The longest a test waits for one stderr line before failing.
+const WAIT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// Running the binary and reading its stderr
+
+/// A running pc-host, killed (SIGKILL) if the test ends while it still runs.
+struct Running {
+    child: Child,
+    err: Stderr,
+}
+
+impl Running {
+    fn start(s: &Scratch, args: &[&str]) -> Self {
+        let (child, rx) = spawn(s, args);
+        Self {
+            child,
+            err: Stderr { rx, seen: vec![] },
+        }
+    }
+
+    /// Sends SIGINT and waits for the run to drain and exit; returns what it printed (all of
+    /// stderr, the lines already waited on included).
+    fn interrupt(mut self) -> Out {
+        signal(&self.child, libc::SIGINT);
+        self.err.wait("saying SIGINT starts the drain", |l| {
+            l.contains("SIGINT: stopping the producers and draining")
+        });
+        // Stderr closes when the process exits.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err.rx.recv_timeout(left) {
+                Ok(line) => self.err.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "pc-host did not exit within {WAIT:?} of SIGINT; stderr:\n{}",
+                    self.err.tail()
+                ),
+            }
+        }
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout is piped")
+            .read_to_string(&mut stdout)
+            .expect("read stdout");
+        let status = self.child.wait().expect("wait for pc-host");
+        Out {
+            code: status.code(),
+            stdout,
+            stderr: self.err.seen.join("\n"),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(&self.child, libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, not reaped.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill failed");
+}
+
+/// The lines of a child's stderr, with every line seen kept for failure messages.
+struct Stderr {
+    rx: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Stderr {
+    /// Waits (at most [`WAIT`]) for a line satisfying `want` and returns it.
+    fn wait(&mut self, what: &str, mut want: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no stderr line {what} within {WAIT:?}; got:\n{}",
+                        self.tail()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("stderr ended before a line {what}; got:\n{}", self.tail())
+                }
+            }
+        }
+    }
+
+    /// Waits for a progress line showing exactly `n` messages stored (failing on more);
+    /// returns its time into the run.
+    fn wait_stored(&mut self, n: u64) -> f64 {
+        let line = self.wait(&format!("showing stored {n}"), |l| match stored_in(l) {
+            Some(s) => {
+                assert!(s <= n, "stored {s}, more than the {n} lines written: {l}");
+                s == n
+            }
+            None => false,
+        });
+        time_of(&line).unwrap()
+    }
+
+    /// Waits until a progress line at `t` seconds into the run or later, asserting that every
+    /// progress line until then shows `stored` messages.
+    fn stay_until(&mut self, t: f64, stored: u64) {
+        self.wait(&format!("at {t:.1} s"), |l| match stored_in(l) {
+            Some(s) => {
+                assert_eq!(s, stored, "stored changed: {l}");
+                time_of(l).is_some_and(|lt| lt >= t)
+            }
+            None => false,
+        });
+    }
+
+    fn tail(&self) -> String {
+        let from = self.seen.len().saturating_sub(40);
+        self.seen[from..].join("\n")
+    }
+}
+
+/// The "stored N" count of a progress line (`[    0.5 s] produced .. | stored N (..) | ..`).
+fn stored_in(line: &str) -> Option<u64> {
+    if !line.starts_with('[') {
+        return None;
+    }
+    line.split(" | ")
+        .find_map(|part| part.strip_prefix("stored "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The time into the run of a progress line (`[    0.5 s] ..`).
+fn time_of(line: &str) -> Option<f64> {
+    line.strip_prefix('[')?
+        .split(" s]")
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Starts following `file` into `db`, with a progress line every 20 ms and a JSON summary.
+fn follow(s: &Scratch, file: &Path, db: &Path) -> Running {
+    let source = format!("file:{}?follow=true", file.display());
+    let db = db.display().to_string();
+    let mut r = Running::start(
+        s,
+        &[
+            "--source",
+            &source,
+            "--db",
+            &db,
+            "--consumers",
+            "2",
+            "--report-interval",
+            "0.02",
+            "--output",
+            "json",
+        ],
+    );
+    r.err.wait("with the header's input line", |l| {
+        l.starts_with("  input 1: ")
+    });
+    r
+}
+
+/// Asserts a SIGINTed following run drained and stored `n` records, all it read.
+fn assert_drained(out: &Out, n: u64) -> serde_json::Value {
+    assert_eq!(
+        out.code,
+        Some(0),
+        "SIGINT drains and exits 0:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("SIGINT: stopping the producers and draining"),
+        "{}",
+        out.stderr
+    );
+    let v = json(out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["stop_reason"], "signal", "{v}");
+    assert_eq!(
+        (u(&v, "produced"), u(&v, "consumed"), u(&v, "stored")),
+        (n, n, n),
+        "{v}"
+    );
+    v
+}
+
+fn append(file: &Path, text: &str) {
+    let mut f = OpenOptions::new().append(true).open(file).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn with_ends(lines: &[&str]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database
+
+/// Every row as `(producer, seq, message)`, in insertion order.
+fn rows(db: &Path) -> Vec<(i64, i64, String)> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT producer, seq, message FROM messages ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Every input as `(input_id, path, ino, offset, line)`.
+fn inputs(db: &Path) -> Vec<(i64, String, i64, i64, i64)> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT input_id, path, ino, offset, line FROM inputs ORDER BY input_id")
+        .expect("prepare");
+    stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+/// `(input, seq from first_seq, text)` for each line, as `rows` returns them.
+fn expected(input: i64, first_seq: i64, lines: &[&str]) -> Vec<(i64, i64, String)> {
+    (first_seq..)
+        .zip(lines)
+        .map(|(seq, l)| (input, seq, (*l).to_string()))
+        .collect()
+}
+
+fn ino(file: &Path) -> i64 {
+    std::fs::metadata(file).unwrap().ino() as i64
+}
+
+fn size(file: &Path) -> i64 {
+    std::fs::metadata(file).unwrap().len() as i64
+}
+
+fn assert_verify(dir: &Path, args: &[&str]) {
+    let out = run(dir, args);
+    assert_eq!(out.code, Some(0), "{args:?}:\n{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("result: OK"),
+        "{args:?}:\n{}",
+        out.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn follow_reads_appends_as_they_are_written() {
+    let s = Scratch::new("appends");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    let lines = [
+        "first",
+        "second, with ünïcödé",
+        "",
+        "fourth",
+        "fifth\twith a tab",
+        "sixth",
+        "seventh",
+        "eighth",
+        "the ninth line, written in two parts",
+    ];
+    std::fs::write(&file, with_ends(&lines[..3])).unwrap();
+    let mut r = follow(&s, &file, &db);
+    r.err.wait_stored(3);
+
+    append(&file, &with_ends(&lines[3..8]));
+    let t = r.err.wait_stored(8);
+
+    // A line without its end yet is not a record: nothing more is stored while the source
+    // sees only its first part (it looks at least every 100 ms; give it 300 ms of progress
+    // lines), and the line is one record once its end comes.
+    let (part1, part2) = lines[8].split_at(10);
+    append(&file, part1);
+    r.err.stay_until(t + 0.3, 8);
+    append(&file, &format!("{part2}\n"));
+    r.err.wait_stored(9);
+
+    let out = r.interrupt();
+    let v = assert_drained(&out, 9);
+    assert_eq!((u(&v, "read"), u(&v, "rejected")), (9, 0), "{v}");
+    assert_eq!(u(&v["inputs"][0], "input_id"), 1, "{v}");
+    assert_eq!(rows(&db), expected(1, 0, &lines));
+    let file_s = file.display().to_string();
+    assert_eq!(
+        inputs(&db),
+        [(1, file_s.clone(), ino(&file), size(&file), 9)]
+    );
+    let db_s = db.display().to_string();
+    assert_verify(
+        s.dir(),
+        &[
+            "verify",
+            "--db",
+            &db_s,
+            "--source",
+            &format!("file:{file_s}"),
+        ],
+    );
+}
+
+#[test]
+fn follow_finishes_the_old_file_then_reads_the_rotated_one() {
+    let s = Scratch::new("rotation");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    let rotated = s.path("app.log.1");
+    let old = [
+        "old 0",
+        "old 1",
+        "old 2",
+        "old 3",
+        "old 4, appended just before the rotation",
+        "old 5",
+        "old 6, the last line, without a line end",
+    ];
+    let new = ["new 0", "new 1", "new 2 ✓", "new 3", "new 4"];
+    std::fs::write(&file, with_ends(&old[..4])).unwrap();
+    let old_ino = ino(&file);
+    let mut r = follow(&s, &file, &db);
+    let t = r.err.wait_stored(4);
+
+    // Lines appended right before the rename are likely read only after the new file is seen
+    // (after 300 ms at the end of the file, the source looks every 100 ms); the old file's
+    // unterminated last line is complete once it is rotated away.
+    r.err.stay_until(t + 0.3, 4);
+    append(&file, &format!("{}{}", with_ends(&old[4..6]), old[6]));
+    std::fs::rename(&file, &rotated).unwrap();
+    std::fs::write(&file, with_ends(&new)).unwrap();
+    let new_ino = ino(&file);
+    assert_ne!(old_ino, new_ino);
+    r.err.wait_stored((old.len() + new.len()) as u64);
+
+    let out = r.interrupt();
+    let v = assert_drained(&out, (old.len() + new.len()) as u64);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("rotated") && l.contains("input 2")),
+        "a line says the source moved to the new file, input 2:\n{}",
+        out.stderr
+    );
+    let file_s = file.display().to_string();
+    let ins = v["inputs"].as_array().expect("inputs");
+    assert_eq!(ins.len(), 2, "the old and the new file: {v}");
+    assert_eq!(
+        (&ins[0]["name"], u(&ins[0], "input_id")),
+        (&serde_json::json!(file_s), 1),
+        "{v}"
+    );
+    assert_eq!(
+        (
+            &ins[1]["name"],
+            u(&ins[1], "input_id"),
+            u(&ins[1], "resumed_offset"),
+            u(&ins[1], "resumed_line")
+        ),
+        (&serde_json::json!(file_s), 2, 0, 0),
+        "{v}"
+    );
+
+    // The old file's lines once, in order, under input 1; then the new file's under input 2,
+    // numbered from 0.
+    let mut want = expected(1, 0, &old);
+    want.extend(expected(2, 0, &new));
+    assert_eq!(rows(&db), want);
+    assert_eq!(
+        inputs(&db),
+        [
+            (1, file_s.clone(), old_ino, size(&rotated), old.len() as i64),
+            (2, file_s.clone(), new_ino, size(&file), new.len() as i64),
+        ]
+    );
+
+    // Reading the path again (not following) resumes the new file at its end.
+    let db_s = db.display().to_string();
+    let source = format!("file:{file_s}");
+    let again = run(
+        s.dir(),
+        &[
+            "--source",
+            &source,
+            "--db",
+            &db_s,
+            "--output",
+            "json",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    let v = json(&again);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(u(&v, "stored"), 0, "nothing new: {v}");
+    assert_eq!(
+        (
+            u(&v["inputs"][0], "input_id"),
+            u(&v["inputs"][0], "resumed_offset"),
+            u(&v["inputs"][0], "resumed_line")
+        ),
+        (2, size(&file) as u64, new.len() as u64),
+        "{v}"
+    );
+    assert_eq!(rows(&db), want);
+    assert_verify(s.dir(), &["verify", "--db", &db_s, "--source", &source]);
+    assert_verify(s.dir(), &["verify", "--db", &db_s]);
+}
+
+#[test]
+fn follow_starts_over_after_truncation() {
+    let s = Scratch::new("truncation");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    let old: Vec<String> = (0..6)
+        .map(|i| format!("before the truncation, line {i}, with some words to make it long"))
+        .collect();
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    let new = ["after 0", "after 1"];
+    std::fs::write(&file, with_ends(&old)).unwrap();
+    let old_ino = ino(&file);
+    let mut r = follow(&s, &file, &db);
+    r.err.wait_stored(old.len() as u64);
+
+    // Truncated to 0 (same file), then fewer, shorter lines written.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(with_ends(&new).as_bytes()).unwrap();
+    drop(f);
+    assert_eq!(ino(&file), old_ino);
+    r.err.wait_stored((old.len() + new.len()) as u64);
+
+    let out = r.interrupt();
+    let v = assert_drained(&out, (old.len() + new.len()) as u64);
+    assert!(
+        out.stderr.contains("truncated"),
+        "a warning says the file was truncated:\n{}",
+        out.stderr
+    );
+    assert_eq!(v["inputs"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // The new lines after the old ones, their line numbers going on from the old ones.
+    let mut want = expected(1, 0, &old);
+    want.extend(expected(1, old.len() as i64, &new));
+    assert_eq!(rows(&db), want);
+    let total = (old.len() + new.len()) as i64;
+    assert_eq!(
+        inputs(&db),
+        [(1, file.display().to_string(), old_ino, size(&file), total)]
+    );
+    assert_verify(s.dir(), &["verify", "--db", &db.display().to_string()]);
+}
+
+#[test]
+fn follow_sees_a_truncation_below_a_pending_partial_line() {
+    let s = Scratch::new("truncation-partial");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    // One complete line (4 bytes) and a partial one: the source has read 9 bytes.
+    std::fs::write(&file, "abc\ndefgh").unwrap();
+    let mut r = follow(&s, &file, &db);
+    let t = r.err.wait_stored(1);
+    r.err.stay_until(t + 0.3, 1);
+
+    // Truncated and rewritten with 8 bytes: shorter than what was read (9), longer than the
+    // complete lines (4).
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(b"0123456\n").unwrap();
+    drop(f);
+    r.err.wait_stored(2);
+    let out = r.interrupt();
+    assert_drained(&out, 2);
+    assert!(out.stderr.contains("truncated"), "{}", out.stderr);
+    assert_eq!(rows(&db), expected(1, 0, &["abc", "0123456"]));
+}

@@ -1,0 +1,520 @@
+//! A file ingest killed at any point (SIGKILL: no drain, no summary) and run again stores
+//! every line exactly once, in file order: each transaction commits its rows with the byte
+//! offset after its last line, and a re-run resumes there. A file that became shorter than
+//! what was committed is read again from its start, its line numbers going on.
+//!
+//! No sleeps: the tests read the binary's progress lines to know how far it got.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::Path;
+use std::process::{Child, ExitStatus};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use common::{Scratch, json, run, spawn, u};
+
+/// The longest a test waits for one stderr line before failing.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Lines in the file the kill tests ingest.
+const LINES: usize = 400_000;
+
+// ---------------------------------------------------------------------------------------------
+// The input file
+
+/// A deterministic file of varied lines: the bytes, each line's text as it must be stored,
+/// and the byte offset just after each line.
+struct Data {
+    bytes: Vec<u8>,
+    texts: Vec<String>,
+    ends: Vec<u64>,
+}
+
+impl Data {
+    /// `n` lines: numbered words of mixed scripts, quotes, backslashes and tabs, empty and
+    /// blank lines, some CRLF line ends, and a last line without a line end.
+    fn new(n: usize) -> Self {
+        const WORDS: [&str; 20] = [
+            "alpha",
+            "beta",
+            "GAMMA",
+            "δέλτα",
+            "漢字",
+            "🚀",
+            "naïve",
+            "\"quoted\"",
+            "back\\slash",
+            "tab\there",
+            "{\"k\": [1, 2]}",
+            "x",
+            "-",
+            "0123456789",
+            "Ωmega",
+            "  ",
+            "end.",
+            "ümlaut",
+            "'single'",
+            "a,b;c",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut data = Self {
+            bytes: Vec::with_capacity(n * 80),
+            texts: Vec::with_capacity(n),
+            ends: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let r = rng.next();
+            let last = i + 1 == n;
+            let text = match r % 100 {
+                _ if last => format!("{i} the last line, without a line end"),
+                0 | 1 => String::new(),
+                2 => " \t ".to_string(),
+                _ => {
+                    let mut t = i.to_string();
+                    for _ in 0..rng.next() % 13 {
+                        t.push(' ');
+                        t.push_str(WORDS[(rng.next() % WORDS.len() as u64) as usize]);
+                    }
+                    t
+                }
+            };
+            let end: &[u8] = match (r / 100) % 64 {
+                _ if last => b"",
+                0 => b"\r\n",
+                _ => b"\n",
+            };
+            data.bytes.extend_from_slice(text.as_bytes());
+            data.bytes.extend_from_slice(end);
+            data.ends.push(data.bytes.len() as u64);
+            data.texts.push(text);
+        }
+        data
+    }
+
+    /// The byte offset after the first `k` lines.
+    fn offset_after(&self, k: usize) -> u64 {
+        if k == 0 { 0 } else { self.ends[k - 1] }
+    }
+}
+
+/// xorshift64*: a fixed, seeded sequence.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the binary and reading its stderr
+
+/// A running pc-host, killed (SIGKILL) if the test ends while it still runs.
+struct Running {
+    child: Child,
+    err: Stderr,
+}
+
+impl Running {
+    fn start(s: &Scratch, args: &[&str]) -> Self {
+        let (child, rx) = spawn(s, args);
+        Self {
+            child,
+            err: Stderr { rx, seen: vec![] },
+        }
+    }
+
+    /// SIGKILLs it and returns how it ended.
+    fn kill(mut self) -> ExitStatus {
+        signal(&self.child, libc::SIGKILL);
+        self.child.wait().expect("wait for pc-host")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(&self.child, libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, not reaped.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill failed");
+}
+
+/// The lines of a child's stderr, with every line seen kept for failure messages.
+struct Stderr {
+    rx: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Stderr {
+    /// Waits (at most [`WAIT`]) for a line satisfying `want` and returns it.
+    fn wait(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no stderr line {what} within {WAIT:?}; got:\n{}",
+                        self.tail()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("stderr ended before a line {what}; got:\n{}", self.tail())
+                }
+            }
+        }
+    }
+
+    /// Waits for a progress line showing at least `n` messages stored; returns the count.
+    fn wait_stored(&mut self, n: u64) -> u64 {
+        let line = self.wait(&format!("showing stored >= {n}"), |l| {
+            stored_in(l).is_some_and(|s| s >= n)
+        });
+        stored_in(&line).unwrap()
+    }
+
+    fn tail(&self) -> String {
+        let from = self.seen.len().saturating_sub(40);
+        self.seen[from..].join("\n")
+    }
+}
+
+/// The "stored N" count of a progress line (`[    0.5 s] produced .. | stored N (..) | ..`).
+fn stored_in(line: &str) -> Option<u64> {
+    if !line.starts_with('[') {
+        return None;
+    }
+    line.split(" | ")
+        .find_map(|part| part.strip_prefix("stored "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database
+
+/// Every row as `(producer, seq, message)`, in insertion order.
+fn rows(db: &Path) -> Vec<(i64, i64, String)> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT producer, seq, message FROM messages ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Every input as `(input_id, path, ino, offset, line)`.
+fn inputs(db: &Path) -> Vec<(i64, String, i64, i64, i64)> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT input_id, path, ino, offset, line FROM inputs ORDER BY input_id")
+        .expect("prepare");
+    stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+/// Asserts the database holds exactly the first `k` lines of `data`, each once, in file order,
+/// as input 1, with the committed position just after line `k`; returns `k`.
+fn committed_prefix(db: &Path, file: &Path, data: &Data) -> usize {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT producer, seq, message FROM messages ORDER BY id")
+        .expect("prepare");
+    let mut rows = stmt.query([]).expect("query");
+    let mut k = 0;
+    while let Some(row) = rows.next().expect("row") {
+        let (producer, seq): (i64, i64) = (row.get(0).unwrap(), row.get(1).unwrap());
+        let message = row.get_ref(2).unwrap().as_str().expect("text");
+        let want = data.texts.get(k).map(String::as_str);
+        assert!(
+            producer == 1 && seq == k as i64 && Some(message) == want,
+            "row {} is (input {producer}, seq {seq}, {message:?}); expected line {k} of input \
+             1: {want:?}",
+            k + 1
+        );
+        k += 1;
+    }
+    let ino = std::fs::metadata(file).unwrap().ino() as i64;
+    assert_eq!(
+        inputs(db),
+        [(
+            1,
+            file.display().to_string(),
+            ino,
+            data.offset_after(k) as i64,
+            k as i64
+        )],
+        "the committed position is the end of the last stored line ({k} rows)"
+    );
+    k
+}
+
+fn assert_verify(dir: &Path, args: &[&str]) {
+    let out = run(dir, args);
+    assert_eq!(out.code, Some(0), "{args:?}:\n{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("result: OK"),
+        "{args:?}:\n{}",
+        out.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kill-and-resume scenario
+
+/// Ingests `data` (as `name/input.log`) with `killed` runs (each with its extra flags),
+/// SIGKILLed once a progress line shows at least their point stored, then one run to the end;
+/// checks after each kill that exactly a prefix of the file is committed, and at the end that
+/// the whole file is, once (and, with `verify`, that `pc-host verify` agrees).
+fn kill_then_resume(name: &str, data: &Data, killed: &[(u64, &[&str])], verify: bool) {
+    let s = Scratch::new(name);
+    let file = s.path("input.log");
+    std::fs::write(&file, &data.bytes).unwrap();
+    let db = s.path("ingest.db");
+    let (file_s, db_s) = (file.display().to_string(), db.display().to_string());
+    let source = format!("file:{file_s}");
+    let n = data.texts.len();
+
+    let mut k = 0; // lines committed so far
+    for &(point, extra) in killed {
+        let mut args = vec![
+            "--source",
+            &source,
+            "--db",
+            &db_s,
+            "--rps",
+            "300000",
+            "--report-interval",
+            "0.02",
+            "--consumers",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let mut r = Running::start(&s, &args);
+        // The header says where it resumes: right after the last committed line.
+        let start = if k == 0 {
+            format!("input 1: {file_s} from the start")
+        } else {
+            format!(
+                "input 1: {file_s} resuming at byte {}, line {k}",
+                data.offset_after(k)
+            )
+        };
+        r.err.wait(&format!("{start:?}"), |l| l.contains(&start));
+        let seen = r.err.wait_stored(point);
+        let status = r.kill();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the run should still be reading when killed (progress showed stored {seen}), \
+             but it ended: {status}"
+        );
+        let now = committed_prefix(&db, &file, data);
+        assert!(
+            now >= k + seen as usize,
+            "the progress line showed {seen} stored by this run, but only {} rows were added",
+            now - k
+        );
+        assert!(
+            now < n,
+            "the killed run stored the whole file: kill earlier"
+        );
+        k = now;
+    }
+
+    // The last run reads the rest to the end of the file.
+    let out = run(
+        s.dir(),
+        &[
+            "--source",
+            &source,
+            "--db",
+            &db_s,
+            "--output",
+            "json",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["stop_reason"], "eof");
+    let rest = (n - k) as u64;
+    assert_eq!(
+        (u(&v, "produced"), u(&v, "stored"), u(&v, "read")),
+        (rest, rest, rest),
+        "the resumed run reads and stores only the lines after the committed ones"
+    );
+    let input = &v["inputs"][0];
+    assert_eq!(input["input_id"], 1, "{v}");
+    let resumed = u(input, "resumed_offset");
+    assert!(resumed > 0, "the killed runs committed {k} lines: {input}");
+    assert_eq!(
+        resumed,
+        data.offset_after(k),
+        "it resumes exactly after the {k} committed lines (a line boundary)"
+    );
+    assert_eq!(u(input, "resumed_line"), k as u64, "{input}");
+    assert_eq!(
+        u(&v, "read_bytes"),
+        data.bytes.len() as u64 - resumed,
+        "{v}"
+    );
+
+    // Every line exactly once, in file order; the position at the end of the file.
+    assert_eq!(committed_prefix(&db, &file, data), n);
+    assert_eq!(
+        inputs(&db)[0].3,
+        data.bytes.len() as i64,
+        "the committed offset is the file size"
+    );
+    if verify {
+        assert_verify(s.dir(), &["verify", "--db", &db_s, "--source", &source]);
+        assert_verify(s.dir(), &["verify", "--db", &db_s]);
+    }
+}
+
+/// The file of the kill tests, built once.
+fn data() -> &'static Data {
+    static DATA: OnceLock<Data> = OnceLock::new();
+    DATA.get_or_init(|| Data::new(LINES))
+}
+
+#[test]
+fn file_ingest_is_exactly_once_across_kill() {
+    let data = data();
+    // Killed right after the first commit, early, and late; once with a second killed run.
+    // Each on its own database, at the same time.
+    std::thread::scope(|scope| {
+        scope.spawn(|| kill_then_resume("kill-first", data, &[(1, &[])], true));
+        scope.spawn(|| {
+            kill_then_resume(
+                "kill-early-twice",
+                data,
+                &[(100_000, &[]), (50_000, &[])],
+                true,
+            );
+        });
+        scope.spawn(|| kill_then_resume("kill-late", data, &[(250_000, &[])], true));
+    });
+}
+
+#[test]
+fn a_run_killed_among_many_small_transactions_resumes_exactly_once() {
+    let data = data();
+    let tiny: &[&str] = &["--batch-size", "7", "--capacity", "64"];
+    // The database is checked row by row against the file; `verify` is tested above.
+    kill_then_resume("kill-tiny", data, &[(20_000, tiny), (5_000, tiny)], false);
+}
+
+#[test]
+fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_go_on() {
+    let s = Scratch::new("shrunk");
+    let file = s.path("app.log");
+    let db = s.path("ingest.db");
+    let (file_s, db_s) = (file.display().to_string(), db.display().to_string());
+    let source = format!("file:{file_s}");
+    let ingest = |s: &Scratch| {
+        let out = run(
+            s.dir(),
+            &[
+                "--source",
+                &source,
+                "--db",
+                &db_s,
+                "--output",
+                "json",
+                "--report-interval",
+                "0",
+            ],
+        );
+        assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+        let v = json(&out);
+        assert_eq!(v["ok"], true, "{v}");
+        (v, out.stderr)
+    };
+
+    let old: Vec<String> = (0..10)
+        .map(|i| format!("first version of the file, line {i}"))
+        .collect();
+    std::fs::write(
+        &file,
+        old.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let ino = std::fs::metadata(&file).unwrap().ino();
+    let (v, _) = ingest(&s);
+    assert_eq!(u(&v, "stored"), 10);
+
+    // Rewritten in place (same inode), shorter than what was committed.
+    let new = ["second version, 0", "second version, 1", "second, 2", "end"];
+    let new_bytes: String = new.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, &new_bytes).unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().ino(), ino, "same file");
+    let (v, stderr) = ingest(&s);
+    assert!(
+        stderr.contains("truncated") && stderr.contains("reading it from the start"),
+        "a warning says the file is read again from the start:\n{stderr}"
+    );
+    assert_eq!(u(&v, "stored"), 4, "{v}");
+    let input = &v["inputs"][0];
+    assert_eq!(input["input_id"], 1, "the same input: {input}");
+    assert_eq!(
+        (u(input, "resumed_offset"), u(input, "resumed_line")),
+        (0, 10),
+        "read from byte 0, numbered after the 10 lines already stored: {input}"
+    );
+
+    // The old rows stay; the new lines follow them with the next line numbers, not 0..4.
+    let expected: Vec<(i64, i64, String)> = old
+        .iter()
+        .map(String::as_str)
+        .chain(new)
+        .enumerate()
+        .map(|(i, t)| (1, i as i64, t.to_string()))
+        .collect();
+    assert_eq!(rows(&db), expected);
+    assert_eq!(
+        inputs(&db),
+        [(1, file_s.clone(), ino as i64, new_bytes.len() as i64, 14)]
+    );
+    assert_verify(s.dir(), &["verify", "--db", &db_s]);
+
+    // Nothing is read twice afterwards: a third run resumes at the end.
+    let (v, stderr) = ingest(&s);
+    assert!(!stderr.contains("truncated"), "{stderr}");
+    assert_eq!(u(&v, "stored"), 0, "{v}");
+    assert_eq!(u(&v["inputs"][0], "resumed_offset"), new_bytes.len() as u64);
+    assert_eq!(rows(&db).len(), 14);
+}
