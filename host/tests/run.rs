@@ -376,3 +376,61 @@ fn verify_finds_a_gap_a_duplicate_and_a_wrong_text() {
     let missing_run = run(s.dir(), &["verify", "--run", "9"]);
     common::assert_one_line_error(&missing_run, 1, "has no run 9");
 }
+
+/// Two runs writing one database at the same time interleave their ids: each still counts back
+/// exactly its own rows (the count checks each row's run when another run shares its range).
+#[test]
+fn two_runs_writing_one_database_at_once_each_count_only_their_rows() {
+    let s = Scratch::new("two-at-once");
+    let args = [
+        "--producers",
+        "1",
+        "--consumers",
+        "1",
+        "--rps",
+        "4000",
+        "--duration",
+        "1",
+        "--batch-wait-ms",
+        "0",
+        "--report-interval",
+        "0",
+        "--output",
+        "json",
+    ];
+    let spawn = || {
+        common::pc_host(s.dir())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn pc-host")
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut runs = Vec::new();
+    for child in [a, b] {
+        let out: common::Out = child.wait_with_output().expect("wait").into();
+        assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+        let v = json(&out);
+        assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
+        assert_eq!(v["ok"], true, "{v}");
+        runs.push(v["run_id"].as_i64().unwrap());
+    }
+    // The two runs' id ranges overlap, so the count above had to tell their rows apart.
+    let conn = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
+    let range = |run: i64| -> (i64, i64) {
+        conn.query_row(
+            "SELECT MIN(id), MAX(id) FROM messages WHERE run_id = ?1",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let (a, b) = (range(runs[0]), range(runs[1]));
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "the runs did not write at the same time: ids {a:?} and {b:?}"
+    );
+    let verify = run(s.dir(), &["verify"]);
+    assert_eq!(verify.code, Some(0), "{}", verify.stdout);
+}

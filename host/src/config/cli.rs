@@ -88,9 +88,10 @@ pub struct RunArgs {
     )]
     pub producers: u64,
 
-    /// Consumer threads, each pinned, taking turns on the one SQLite writer
-    #[arg(long, value_name = "M", env = "PC_HOST_CONSUMERS", default_value_t = 5)]
-    pub consumers: u64,
+    /// Consumer threads, each pinned, taking turns on the one SQLite writer [default: 5 for
+    /// generate, 1 for other sources]
+    #[arg(long, value_name = "M", env = "PC_HOST_CONSUMERS")]
+    pub consumers: Option<u64>,
 
     /// Target rate in records/s, in total across sources (one shared token bucket); 0 =
     /// unlimited [default: 500 for generate, unlimited for other sources]

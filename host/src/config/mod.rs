@@ -37,6 +37,10 @@ pub const MAX_SECS: f64 = 1_000_000.0;
 pub const MAX_BUFFER_BYTES: u128 = 8 << 30;
 /// The generator's rate when `--rps` is not given.
 pub const DEFAULT_GENERATE_RPS: u64 = 500;
+/// The generator's consumers when `--consumers` is not given. Other sources default to one:
+/// SQLite has one writer, and a second consumer holding a popped batch while it waits for the
+/// writer only made the 1M-line ingest slower on 2 cores (see the README).
+pub const DEFAULT_GENERATE_CONSUMERS: u64 = 5;
 
 /// When sources stop (besides reaching the end of their input, or a signal).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -123,12 +127,16 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     } else {
         0
     };
-    let consumers = count(
-        &l.pick("consumers", a.consumers),
-        "consumers",
-        1,
-        MAX_THREADS,
-    )?;
+    let default_consumers = if generated {
+        DEFAULT_GENERATE_CONSUMERS
+    } else {
+        1
+    };
+    let consumers = l.pick_set("consumers", a.consumers).unwrap_or(Picked {
+        value: default_consumers,
+        from: layers::Origin::Default,
+    });
+    let consumers = count(&consumers, "consumers", 1, MAX_THREADS)?;
     let default_rps = if generated { DEFAULT_GENERATE_RPS } else { 0 };
     let rps = l.pick_set("rps", a.rps).unwrap_or(Picked {
         value: default_rps,

@@ -44,7 +44,7 @@ pub fn finish(
     if let Err(e) = checkpoint::final_checkpoint(writer.conn(), db) {
         tracing::warn!("{e:#}");
     }
-    let stored = match runs::count_stored(writer.conn(), run) {
+    let stored = match runs::count_stored(writer.conn(), run, writer.last_id()) {
         Ok(n) => n,
         Err(e) => {
             let e = schema::db_error(db, e, cfg.busy_timeout);

@@ -177,6 +177,9 @@ impl LineSource<'_> {
         let mut read = 0;
         let mut chunk = Chunk::Full;
         let mut text_bytes = 0;
+        // One clock reading per chunk, taken before it is read: a record's latency may be
+        // overstated by the chunk's read time, never understated.
+        let now = self.cx.clock.now();
         while accepted < want && text_bytes < CHUNK_BYTES {
             let line = match &mut self.input {
                 Input::Stdin(r) => r.next_line(),
@@ -190,21 +193,21 @@ impl LineSource<'_> {
             read += 1;
             read_bytes += line.consumed;
             text_bytes += line.bytes.len() as u64;
-            accepted += u64::from(self.accept(line, next, buf));
+            accepted += u64::from(self.accept(line, now, next, buf));
         }
         bump(&self.stats.read, read);
         bump(&self.stats.read_bytes, read_bytes);
         Ok((chunk, accepted))
     }
 
-    /// Turns one line into a record in `buf`, or counts it as rejected; moves `next` on.
-    fn accept(&self, line: RawLine, next: &mut Resume, buf: &mut Vec<Record>) -> bool {
+    /// Turns one line, read at clock `now`, into a record in `buf`, or counts it as rejected;
+    /// moves `next` on.
+    fn accept(&self, line: RawLine, now: u64, next: &mut Resume, buf: &mut Vec<Record>) -> bool {
         let seq = next.line;
         next.line += 1;
         next.offset += line.consumed;
         match record_text(line, self.format, self.max_record_bytes) {
             Ok(text) => {
-                let now = self.cx.clock.now();
                 buf.push(Record {
                     intended_ns: now,
                     created_at: self.cx.unix(now),
@@ -240,7 +243,8 @@ impl LineSource<'_> {
         if let Some(line) = last {
             bump(&self.stats.read, 1);
             bump(&self.stats.read_bytes, line.consumed);
-            if self.claim(1) == 1 && !self.accept(line, next, buf) {
+            let now = self.cx.clock.now();
+            if self.claim(1) == 1 && !self.accept(line, now, next, buf) {
                 self.unclaim(1);
             }
             return Ok(self.push(buf));

@@ -179,13 +179,32 @@ pub fn finish_run(
     }
 }
 
-/// How many messages of `run` the database holds.
-pub fn count_stored(conn: &Connection, run: &RunRow) -> rusqlite::Result<u64> {
-    conn.query_row(
-        "SELECT COUNT(*) FROM messages WHERE id >= ?1 AND run_id = ?2",
-        params![run.first_id, run.run_id],
-        |r| r.get::<_, i64>(0),
-    )
+/// How many messages of `run` the database holds, counted back with SQL. Its rows have ids
+/// from `first_id` to `last_id` (the last this run inserted). When no other run can have rows
+/// in that range, counting the range is exact and reads no row; otherwise (another run was
+/// writing at the same time, or one left no `last_id`) each row's `run_id` is checked.
+pub fn count_stored(
+    conn: &Connection,
+    run: &RunRow,
+    last_id: Option<i64>,
+) -> rusqlite::Result<u64> {
+    let Some(last_id) = last_id else {
+        return Ok(0);
+    };
+    let shared: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id != ?1 AND first_id <= ?3 \
+         AND (last_id IS NULL OR last_id >= ?2))",
+        params![run.run_id, run.first_id, last_id],
+        |r| r.get(0),
+    )?;
+    let sql = if shared {
+        "SELECT COUNT(*) FROM messages WHERE id BETWEEN ?2 AND ?3 AND run_id = ?1"
+    } else {
+        "SELECT COUNT(*) FROM messages WHERE id BETWEEN ?2 AND ?3"
+    };
+    conn.query_row(sql, params![run.run_id, run.first_id, last_id], |r| {
+        r.get::<_, i64>(0)
+    })
     .map(|n| n as u64)
 }
 
