@@ -126,6 +126,8 @@ pub fn messages(rows: usize, producers: u32, payload: usize) -> Vec<Record> {
                 producer,
                 seq,
                 end_offset: 0,
+                tail: 0,
+                replaces: false,
                 text: generated_text(producer, seq, &padding),
             }
         })

@@ -55,6 +55,9 @@ fn main() -> ExitCode {
     let _ = writeln!(std::io::stderr(), "{}", run::header(&cfg, &prepared));
     let summary = run::run(&cfg, prepared, &tx, &rx);
 
+    if let Some(e) = &summary.error {
+        let _ = writeln!(std::io::stderr(), "error: {e}");
+    }
     let out = match cfg.output {
         Output::Text => summary.text(),
         Output::Json => format!("{}\n", summary.json()),

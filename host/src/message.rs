@@ -21,6 +21,12 @@ pub struct Record {
     /// For a file input: the byte offset just after this record's line, where a resume
     /// starts once the record is committed. 0 for records with no resumable position.
     pub end_offset: u64,
+    /// For a file input's last line read without its line end: its length (see
+    /// `position::Resume::tail`); 0 otherwise.
+    pub tail: u32,
+    /// This record completes a line stored earlier without its end (same producer and seq):
+    /// the sink replaces that row.
+    pub replaces: bool,
     /// The message: valid UTF-8 (text inputs are checked at read).
     pub text: String,
 }

@@ -25,6 +25,10 @@ pub struct Resume {
     pub offset: u64,
     /// Lines already committed (stored or rejected): the next line's number.
     pub line: u64,
+    /// Bytes of a last line committed without its line end (the file ended there when it was
+    /// read), just before `offset`; 0 when `offset` is at a line end. If the file grows, that
+    /// line is read again whole and its row replaced.
+    pub tail: u64,
 }
 
 /// Registers inputs with the sink that will hold their positions.

@@ -819,6 +819,11 @@ fn bad_input_cases(s: &Scratch) -> Vec<(Vec<&'static str>, &'static str)> {
         (vec!["--source", "file:missing.log"], "no such file"),
         (vec!["--source", "file:adir"], "is a directory"),
         (vec!["--source", "kafka://x"], "unknown source `kafka`"),
+        (vec!["--source", "file:/dev/null"], "is not a regular file"),
+        (
+            vec!["--source", "file:ok.log?follow=yes"],
+            "`follow=yes`: use follow=true or follow=false",
+        ),
         (
             vec!["--source", "file:ok.log?format=csv"],
             "`format=csv`: use format=text or format=jsonl",
@@ -876,6 +881,11 @@ fn bad_inputs_are_one_line_errors_with_exit_2_and_no_database() {
         &["--source", "file:ok.log", "--sink", "mongodb://x"],
     );
     assert_one_line_error(&out, 2, "unknown sink `mongodb`");
+    let out = run(
+        s.dir(),
+        &["--source", "file:ok.log", "--sink", "sqlite:x.db?mode=ro"],
+    );
+    assert_one_line_error(&out, 2, "sqlite: takes no parameters");
     assert!(
         snapshot(s.dir(), "pc-host.db").is_empty(),
         "an unknown sink created the default database"
@@ -919,6 +929,11 @@ fn a_refused_start_leaves_an_existing_database_byte_for_byte_unchanged() {
         &["--source", "file:ok.log", "--sink", "mongodb://old.db"],
     );
     assert_one_line_error(&out, 2, "unknown sink `mongodb`");
+    let out = run(
+        s.dir(),
+        &["--source", "file:ok.log", "--sink", "sqlite:x.db?mode=ro"],
+    );
+    assert_one_line_error(&out, 2, "sqlite: takes no parameters");
     assert!(snapshot(s.dir(), "old.db") == before);
     assert_eq!(
         count_messages(&s.path("old.db")),
@@ -1029,4 +1044,58 @@ fn verify_with_a_bad_source_is_a_usage_error() {
     ] {
         common::assert_one_line_error(&verify(&s, "t.db", url, &[]), 2, needle);
     }
+}
+
+/// A file's last line without its line end is stored as it is; if the file later grows, that
+/// line is read again whole and its row replaced in the same transaction, so the table holds
+/// the file's lines, not a fragment and its continuation. An unchanged file stores nothing.
+#[test]
+fn a_last_line_without_its_end_is_completed_in_place_when_the_file_grows() {
+    let s = Scratch::new("ingest-partial-last");
+    let path = s.path("app.log");
+    write(&path, "line1\nabc");
+    let first = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    assert_eq!(u(&first, "stored"), 2);
+    let again = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    assert_eq!(
+        u(&again, "stored"),
+        0,
+        "an unchanged file stores nothing: {again}"
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"def\nline3\n").unwrap();
+    let grown = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    assert_eq!(
+        u(&grown, "stored"),
+        2,
+        "the completed line and line3: {grown}"
+    );
+    let input = input_id(&first, 0);
+    assert_eq!(
+        rows(&s.path("t.db"), input),
+        [
+            (0, "line1".to_string()),
+            (1, "abcdef".to_string()),
+            (2, "line3".to_string())
+        ]
+    );
+    assert_verify_ok(&s, "t.db", "file:app.log", &[]);
+    let out = run(s.dir(), &["verify", "--db", "t.db"]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+}
+
+/// `source = []` in a config file names no source: refused, not read as "the generator".
+#[test]
+fn an_empty_source_list_in_the_config_file_is_refused() {
+    let s = Scratch::new("ingest-empty-sources");
+    write(&s.path("c.toml"), "source = []\n");
+    let out = run(s.dir(), &["--config", "c.toml"]);
+    assert_one_line_error(&out, 2, "names no source");
+    assert!(
+        snapshot(s.dir(), "pc-host.db").is_empty(),
+        "a database was created"
+    );
 }

@@ -294,6 +294,11 @@ fn memory_guard(
 fn sources(l: &Layers) -> Result<Vec<SourceSpec>, ConfigError> {
     let from = l.from("source");
     if l.args.source.is_empty() {
+        if l.is_set("source") {
+            return err(format!(
+                "{from} names no source: give at least one, or leave it out"
+            ));
+        }
         return Ok(vec![SourceSpec::Generate]);
     }
     let mut specs = Vec::new();

@@ -73,6 +73,9 @@ impl fmt::Display for SinkSpec {
 /// Parses one `--source` URL; the error is the reason, for the caller to prefix.
 pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    if base == "generate" && !query.is_empty() {
+        return Err("generate takes no parameters".into());
+    }
     let params = parse_query(query)?;
     let mut follow = false;
     let mut format = Format::Text;
@@ -80,8 +83,8 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
         match *key {
             "follow" => {
                 follow = match *value {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
+                    "true" => true,
+                    "false" => false,
                     _ => return Err(format!("`follow={value}`: use follow=true or follow=false")),
                 }
             }
@@ -135,6 +138,9 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
     match scheme {
         "sqlite" => {
             let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.contains('?') {
+                return Err("sqlite: takes no parameters (a `?` in the path is refused)".into());
+            }
             if path.is_empty() {
                 return Err("sqlite: needs a database path, e.g. sqlite:pc-host.db".into());
             }

@@ -45,12 +45,12 @@ pub fn header(
     };
     let mut s = format!(
         "pc-host run {run_id} -> {} (WAL, synchronous={})\n  \
-         {from}, {} consumers, {rate}, {stop}\n  \
+         {from}, {}, {rate}, {stop}\n  \
          ring {} slots; batches of up to {} rows or {} ms; warm-up {} s; {progress}\n  \
          pinning: {pinning}",
         cfg.sink,
         cfg.synchronous.as_str(),
-        cfg.consumers,
+        summary::plural(cfg.consumers, "consumer"),
         cfg.capacity,
         cfg.batch_size,
         cfg.batch_wait.as_secs_f64() * 1000.0,

@@ -140,10 +140,10 @@ impl Summary {
         if let Some(ingest) = &self.ingest {
             let _ = writeln!(
                 s,
-                "  read          {} records, {} bytes from {} inputs",
+                "  read          {} records, {} bytes from {}",
                 ingest.read,
                 ingest.read_bytes,
-                ingest.inputs.len()
+                plural(ingest.inputs.len(), "input")
             );
             let _ = writeln!(
                 s,
@@ -189,21 +189,25 @@ impl Summary {
             );
         }
         let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
-        let _ = writeln!(
-            s,
-            "  latency (ms)  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} messages; {})",
-            ms(p50),
-            ms(p90),
-            ms(p99),
-            ms(p999),
-            ms(max),
-            self.latency.len(),
-            if self.ingest.is_some() {
-                "read -> batch committed"
-            } else {
-                "intended send -> batch committed"
-            }
-        );
+        let span = if self.ingest.is_some() {
+            "read -> batch committed"
+        } else {
+            "intended send -> batch committed"
+        };
+        if self.latency.is_empty() {
+            let _ = writeln!(s, "  latency (ms)  n/a (no messages measured; {span})");
+        } else {
+            let _ = writeln!(
+                s,
+                "  latency (ms)  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({}; {span})",
+                ms(p50),
+                ms(p90),
+                ms(p99),
+                ms(p999),
+                ms(max),
+                plural(self.latency.len() as usize, "message"),
+            );
+        }
         let [c50, _, c99, _, cmax] = Self::quantiles(&self.commit);
         let rows = if self.batches > 0 {
             self.stored as f64 / self.batches as f64
@@ -212,8 +216,8 @@ impl Summary {
         };
         let _ = writeln!(
             s,
-            "  batches       {} transactions, {rows:.1} rows each on average; insert+commit (ms) p50 {}  p99 {}  max {}",
-            self.batches,
+            "  batches       {}, {rows:.1} rows each on average; insert+commit (ms) p50 {}  p99 {}  max {}",
+            plural(self.batches as usize, "transaction"),
             ms(c50),
             ms(c99),
             ms(cmax)
@@ -267,5 +271,14 @@ impl Summary {
             "rejected": self.ingest.as_ref().map_or(0, |i| i.rejected),
             "inputs": self.ingest.as_ref().map(|i| i.inputs.iter().map(input_json).collect::<Vec<_>>()),
         })
+    }
+}
+
+/// "1 input", "2 inputs".
+pub fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }

@@ -39,10 +39,6 @@ pub fn plan(pin: bool, consumers: usize, producers: usize) -> PinPlan {
     let consumers = (0..consumers).map(at).collect();
     let producers = (first_producer..threads).map(at).collect();
     let desc = if threads > n {
-        tracing::warn!(
-            "{threads} source and consumer threads but {n} cores: pinned threads share cores \
-             round-robin"
-        );
         format!("{threads} threads on {n} cores, shared round-robin")
     } else {
         format!("{threads} threads on {n} cores, one each")

@@ -67,6 +67,8 @@ impl Generator<'_> {
             producer: self.id,
             seq,
             end_offset: 0,
+            tail: 0,
+            replaces: false,
             text: generated_text(self.id, seq, self.padding),
         }
     }

@@ -39,6 +39,12 @@ pub fn open_file(path: &Path) -> Result<OpenFile, String> {
     if meta.is_dir() {
         return Err(format!("file:{p} is a directory: give a file"));
     }
+    if !meta.is_file() {
+        return Err(format!(
+            "file:{p} is not a regular file (a pipe or device cannot be resumed): for a pipe use \
+             --source -"
+        ));
+    }
     // A directory opens on Linux but fails on read; anything else unreadable fails here too.
     let mut probe = [0u8; 0];
     (&file)
@@ -64,12 +70,15 @@ pub fn key_at(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// Standard input, read directly from fd 0 after a `poll` with a timeout, so a source waiting
-/// for input still notices a stopping run: a read with nothing ready within 50 ms fails with
-/// `WouldBlock` (the line reader reports "nothing now"). Bypasses std's buffered `Stdin`, so no
-/// byte waits in a buffer that `poll` cannot see.
-#[derive(Debug, Default)]
-pub struct StdinPoll;
+/// Standard input, read directly from fd 0 after a `poll`, so a source waiting for input still
+/// notices a stopping run: a read with nothing ready within the wait (50 ms, or none while the
+/// source holds lines to push) fails with `WouldBlock` (the line reader reports "nothing
+/// now"). Bypasses std's buffered `Stdin`, so no byte waits in a buffer `poll` cannot see.
+#[derive(Debug)]
+pub struct StdinPoll {
+    /// Whether a read may wait for input.
+    pub wait: bool,
+}
 
 impl Read for StdinPoll {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -80,7 +89,7 @@ impl Read for StdinPoll {
         };
         // SAFETY: `fds` is one valid, exclusively borrowed pollfd for the whole call, and nfds
         // is 1, so poll reads and writes only it.
-        let ready = unsafe { libc::poll(&mut fds, 1, 50) };
+        let ready = unsafe { libc::poll(&mut fds, 1, if self.wait { 50 } else { 0 }) };
         if ready < 0 {
             return Err(io::Error::last_os_error()); // EINTR is retried by the caller
         }
@@ -103,6 +112,8 @@ pub struct RawLine {
     pub consumed: u64,
     /// Longer than the record limit (its bytes were dropped).
     pub too_long: bool,
+    /// Ended by a line end (`false`: the input ended first).
+    pub terminated: bool,
 }
 
 /// Splits a byte stream into lines of at most `max` bytes (see the module docs).
@@ -233,6 +244,7 @@ impl<R: Read> LineReader<R> {
             bytes,
             consumed,
             too_long,
+            terminated: had_newline,
         }
     }
 }

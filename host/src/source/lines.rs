@@ -43,6 +43,9 @@ pub enum Input {
         follow: bool,
         /// The path names a new file: this one is being read to its end.
         rotated: bool,
+        /// The line number of a line an earlier run stored without its end, which this run
+        /// reads again whole: its record replaces that row.
+        completes: Option<u64>,
     },
 }
 
@@ -177,9 +180,11 @@ impl LineSource<'_> {
         let mut read = 0;
         let mut chunk = Chunk::Full;
         let mut text_bytes = 0;
-        // One clock reading per chunk, taken before it is read: a record's latency may be
-        // overstated by the chunk's read time, never understated.
-        let now = self.cx.clock.now();
+        // One clock reading per chunk, taken when its first line has been read: a record's
+        // latency may be overstated by the chunk's read time, never understated. Once a line
+        // is in hand, stdin is not waited on (the chunk is pushed at once).
+        let mut now = None;
+        self.wait_for_stdin(true);
         while accepted < want && text_bytes < CHUNK_BYTES {
             let line = match &mut self.input {
                 Input::Stdin(r) => r.next_line(),
@@ -190,6 +195,10 @@ impl LineSource<'_> {
                 chunk = Chunk::End;
                 break;
             };
+            let now = *now.get_or_insert_with(|| {
+                self.wait_for_stdin(false);
+                self.cx.clock.now()
+            });
             read += 1;
             read_bytes += line.consumed;
             text_bytes += line.bytes.len() as u64;
@@ -206,6 +215,11 @@ impl LineSource<'_> {
         let seq = next.line;
         next.line += 1;
         next.offset += line.consumed;
+        next.tail = if line.terminated { 0 } else { line.consumed };
+        let completes = match &self.input {
+            Input::File { completes, .. } => *completes == Some(seq),
+            Input::Stdin(_) => false,
+        };
         match record_text(line, self.format, self.max_record_bytes) {
             Ok(text) => {
                 buf.push(Record {
@@ -214,6 +228,8 @@ impl LineSource<'_> {
                     producer: next.input,
                     seq,
                     end_offset: if self.is_file() { next.offset } else { 0 },
+                    tail: u32::try_from(next.tail).unwrap_or(u32::MAX),
+                    replaces: completes,
                     text,
                 });
                 true
@@ -332,6 +348,7 @@ impl LineSource<'_> {
             path,
             follow: true,
             rotated: false,
+            completes: None,
         };
         *next = resume;
         Ok(Turn::Moved(InputStart { name, resume }))
@@ -356,6 +373,13 @@ impl LineSource<'_> {
     fn unclaim(&self, n: u64) {
         if n > 0 && self.budget.load(Ordering::Relaxed) != u64::MAX {
             self.budget.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Lets reads from stdin wait for input, or not.
+    fn wait_for_stdin(&mut self, wait: bool) {
+        if let Input::Stdin(r) = &mut self.input {
+            r.get_mut().wait = wait;
         }
     }
 
@@ -391,11 +415,13 @@ pub fn record_text(line: RawLine, format: Format, max: usize) -> Result<String, 
 
 /// Opens a stdin input.
 pub fn stdin_input(max_record_bytes: usize) -> Input {
-    Input::Stdin(LineReader::new(StdinPoll, max_record_bytes))
+    Input::Stdin(LineReader::new(StdinPoll { wait: true }, max_record_bytes))
 }
 
-/// Positions a file input at its resume point; a file shorter than that was truncated since
-/// the last run and is read from its start.
+/// Positions a file input at its resume point. A file shorter than that was truncated since
+/// the last run and is read from its start. A last line committed without its end is read
+/// again whole if the file has grown since (or is followed, so it may grow): its record then
+/// replaces the row stored for it.
 ///
 /// # Errors
 /// The seek's.
@@ -416,6 +442,14 @@ pub fn file_input(
             resume.offset
         );
         resume.offset = 0;
+        resume.tail = 0;
+    }
+    let mut completes = None;
+    if resume.tail > 0 && resume.tail <= resume.offset && (opened.len > resume.offset || follow) {
+        resume.offset -= resume.tail;
+        resume.line = resume.line.saturating_sub(1);
+        resume.tail = 0;
+        completes = Some(resume.line);
     }
     reader
         .seek(resume.offset)
@@ -426,5 +460,6 @@ pub fn file_input(
         path,
         follow,
         rotated: false,
+        completes,
     })
 }

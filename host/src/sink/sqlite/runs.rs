@@ -98,14 +98,22 @@ pub fn register_input(
     let found = match file {
         Some(f) => conn
             .query_row(
-                "SELECT input_id, offset, line FROM inputs WHERE path = ?1 AND dev = ?2 AND ino = ?3",
+                "SELECT input_id, offset, line, tail FROM inputs \
+                 WHERE path = ?1 AND dev = ?2 AND ino = ?3",
                 params![path_text(&f.path), f.dev as i64, f.ino as i64],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
             )
             .optional()?,
         None => None,
     };
-    let (id, offset, line) = match found {
+    let (id, offset, line, tail) = match found {
         Some(row) => row,
         None => {
             let (path, dev, ino) = match file {
@@ -120,7 +128,7 @@ pub fn register_input(
                 "INSERT INTO inputs (path, dev, ino) VALUES (?1, ?2, ?3)",
                 params![path, dev, ino],
             )?;
-            (conn.last_insert_rowid(), 0, 0)
+            (conn.last_insert_rowid(), 0, 0, 0)
         }
     };
     conn.execute(
@@ -131,6 +139,7 @@ pub fn register_input(
         input: u32::try_from(id).unwrap_or(u32::MAX),
         offset: offset.max(0) as u64,
         line: line.max(0) as u64,
+        tail: tail.max(0) as u64,
     })
 }
 

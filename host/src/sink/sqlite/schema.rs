@@ -59,6 +59,7 @@ CREATE TABLE inputs (
     ino      INTEGER,
     offset   INTEGER NOT NULL DEFAULT 0,     -- bytes committed: a resume reads from here
     line     INTEGER NOT NULL DEFAULT 0,     -- lines committed: the next line's number
+    tail     INTEGER NOT NULL DEFAULT 0,     -- bytes of a last line committed without its end
     UNIQUE (path, dev, ino)
 );
 CREATE TABLE run_inputs (
@@ -91,7 +92,7 @@ const TABLES: [(&str, &[&str]); 5] = [
     ),
     (
         "inputs",
-        &["input_id", "path", "dev", "ino", "offset", "line"],
+        &["input_id", "path", "dev", "ino", "offset", "line", "tail"],
     ),
     ("run_inputs", &["run_id", "input_id"]),
 ];
@@ -184,14 +185,15 @@ pub fn check(conn: &Connection, path: &Path, busy: Duration) -> anyhow::Result<F
         return Ok(Found::Empty);
     }
     if app_id != APPLICATION_ID {
+        let what = if tables.is_empty() {
+            format!(
+                "it has no tables but is marked: application_id {app_id}, user_version {version}"
+            )
+        } else {
+            format!("it has tables: {}", tables.join(", "))
+        };
         return Err(anyhow!(
-            "{p} is not a pc-host database (it has tables: {}); pc-host will not write to it: use \
-             another --db",
-            if tables.is_empty() {
-                "none".to_string()
-            } else {
-                tables.join(", ")
-            }
+            "{p} is not a pc-host database ({what}); pc-host will not write to it: use another --db"
         ));
     }
     let (found, expect) = match version {

@@ -27,8 +27,13 @@ const ROWS_PER_STATEMENT: usize = 128;
 
 /// Moves a file input's committed position on, if it is where this writer left it (so two
 /// processes ingesting the same file cannot both commit the same lines).
-const ADVANCE_INPUT: &str = "UPDATE inputs SET offset = ?2, line = ?3 \
-                             WHERE input_id = ?1 AND offset = ?4 AND line = ?5";
+const ADVANCE_INPUT: &str = "UPDATE inputs SET offset = ?2, line = ?3, tail = ?4 \
+                             WHERE input_id = ?1 AND offset = ?5 AND line = ?6";
+
+/// Removes the row an earlier run stored for a line without its end, which a record of this
+/// run now completes. Run after the inserts, so the new row's id is past the old one (SQLite
+/// would reuse the largest id if it were deleted first) and inside this run's range.
+const REPLACE_LINE: &str = "DELETE FROM messages WHERE producer = ?1 AND seq = ?2 AND run_id != ?3";
 
 /// The writer connection and its prepared multi-row INSERTs.
 #[derive(Debug)]
@@ -86,7 +91,13 @@ impl Writer {
             path: path.to_owned(),
             busy,
         };
-        for sql in ["BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", ADVANCE_INPUT] {
+        for sql in [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+            "ROLLBACK",
+            ADVANCE_INPUT,
+            REPLACE_LINE,
+        ] {
             writer.conn.prepare_cached(sql).map_err(err)?;
         }
         Ok(writer)
@@ -100,6 +111,7 @@ impl Writer {
             .map_err(db)?;
         let moved = self
             .insert(batches.iter().flatten(), rows)
+            .and_then(|()| self.replace_completed(batches))
             .map_err(db)
             .and_then(|()| self.advance_positions(batches));
         let moved = match moved {
@@ -144,6 +156,18 @@ impl Writer {
         Ok(())
     }
 
+    /// Deletes the rows that records in `batches` complete (lines stored without their end).
+    fn replace_completed(&self, batches: &[Vec<Record>]) -> rusqlite::Result<()> {
+        for r in batches.iter().flatten().filter(|r| r.replaces) {
+            self.conn.prepare_cached(REPLACE_LINE)?.execute(params![
+                i64::from(r.producer),
+                r.seq as i64,
+                self.run_id
+            ])?;
+        }
+        Ok(())
+    }
+
     /// Moves each file input in `batches` on to just after its last record there; returns the
     /// new positions (kept once the transaction commits).
     fn advance_positions(&self, batches: &[Vec<Record>]) -> anyhow::Result<Vec<(u32, Resume)>> {
@@ -159,6 +183,7 @@ impl Writer {
                 input: r.producer,
                 offset: r.end_offset,
                 line: r.seq + 1,
+                tail: u64::from(r.tail),
             };
             match moved.iter_mut().find(|(id, _)| *id == r.producer) {
                 Some((_, pos)) => *pos = to,
@@ -172,6 +197,7 @@ impl Writer {
                 i64::from(*id),
                 to.offset as i64,
                 to.line as i64,
+                to.tail as i64,
                 from.offset as i64,
                 from.line as i64
             ])?;
@@ -204,6 +230,7 @@ impl Writer {
                 i64::from(to.input),
                 to.offset as i64,
                 to.line as i64,
+                to.tail as i64,
                 from.offset as i64,
                 from.line as i64
             ])?)
