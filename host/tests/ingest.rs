@@ -812,6 +812,9 @@ fn snapshot(dir: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
 fn bad_input_cases(s: &Scratch) -> Vec<(Vec<&'static str>, &'static str)> {
     write(&s.path("ok.log"), "fine\n");
     std::fs::create_dir_all(s.path("adir")).expect("mkdir");
+    let fifo = std::ffi::CString::new(s.path("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the named pipe.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
     let locked = s.path("locked.log");
     write(&locked, "secret\n");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
@@ -820,6 +823,7 @@ fn bad_input_cases(s: &Scratch) -> Vec<(Vec<&'static str>, &'static str)> {
         (vec!["--source", "file:adir"], "is a directory"),
         (vec!["--source", "kafka://x"], "unknown source `kafka`"),
         (vec!["--source", "file:/dev/null"], "is not a regular file"),
+        (vec!["--source", "file:fifo"], "is not a regular file"),
         (
             vec!["--source", "file:ok.log?follow=yes"],
             "`follow=yes`: use follow=true or follow=false",
@@ -1098,4 +1102,44 @@ fn an_empty_source_list_in_the_config_file_is_refused() {
         snapshot(s.dir(), "pc-host.db").is_empty(),
         "a database was created"
     );
+}
+
+/// Endless input with no line end (here on stdin) is read in bounded steps: the run still
+/// stops at its --duration (it hung, reading the one line forever), stores nothing, exit 0.
+#[test]
+fn an_endless_line_still_stops_at_the_duration() {
+    use std::io::Write as _;
+    let s = Scratch::new("ingest-endless-line");
+    let mut child = common::pc_host(s.dir())
+        .args([
+            "--source",
+            "-",
+            "--db",
+            "t.db",
+            "--duration",
+            "0.3",
+            "--max-record-bytes",
+            "1000",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pc-host");
+    let mut stdin = child.stdin.take().unwrap();
+    // Writes until pc-host exits and the pipe breaks.
+    let feeder = std::thread::spawn(move || {
+        let block = vec![b'x'; 64 << 10];
+        while stdin.write_all(&block).is_ok() {}
+    });
+    let out: Out = child.wait_with_output().expect("wait").into();
+    feeder.join().unwrap();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["stop_reason"], "duration", "{v}");
+    assert_eq!(u(&v, "stored"), 0, "{v}");
 }

@@ -83,11 +83,12 @@ impl Watch<'_> {
     /// Why the sources ended by themselves: the generator stops only at its quota or its
     /// deadline; other sources also at the end of their input.
     fn all_sources_done(&self) -> StopReason {
+        let past_deadline = self.deadline.is_some_and(|d| self.clock.now() >= d);
         match self.cfg.stop {
             Stop::Messages(n) if self.cfg.generated() || self.stats.produced() >= n => {
                 StopReason::Messages
             }
-            Stop::After(_) if self.cfg.generated() => StopReason::Duration,
+            Stop::After(_) if self.cfg.generated() || past_deadline => StopReason::Duration,
             _ => StopReason::Eof,
         }
     }

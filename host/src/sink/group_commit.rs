@@ -8,10 +8,16 @@
 //!   order and a committed position never passes an uncommitted line (exactly-once resume);
 //! - there is one write transaction at a time, and the number of commits per second adapts to
 //!   the load instead of growing with the number of consumers;
-//! - popping (outside the writer) overlaps with the previous commit.
+//! - popping (outside the writer) overlaps with the previous commit;
+//! - after a failed commit nothing more is committed by this process: the failed transaction's
+//!   records are lost to this run, and a later commit would move a file's committed position
+//!   past them.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use anyhow::anyhow;
 
 use pc_core::Clock;
 
@@ -30,6 +36,9 @@ pub struct GroupCommit<S> {
     /// Emptied batch vectors, kept for reuse (a batch vector can be large).
     spares: Mutex<Vec<Vec<Record>>>,
     batch_size: usize,
+    /// A commit failed: no more commits. Set and read with the writer held (the mutex orders
+    /// them); atomic only so that it can live beside it.
+    failed: AtomicBool,
 }
 
 /// One committed transaction, as reported to the consumer that committed it.
@@ -49,6 +58,7 @@ impl<S: Sink> GroupCommit<S> {
             pending: Mutex::new(VecDeque::new()),
             spares: Mutex::new(Vec::new()),
             batch_size,
+            failed: AtomicBool::new(false),
         }
     }
 
@@ -75,10 +85,12 @@ impl<S: Sink> GroupCommit<S> {
 
     /// Commits until nothing is pending, reporting each transaction to `committed` (called
     /// without the writer held). When it returns `Ok`, every batch this thread handed over is
-    /// committed, by this call or by another consumer's.
+    /// committed, by this call or by another consumer's (a failure in that other call makes
+    /// every later call fail).
     ///
     /// # Errors
-    /// The sink's: that transaction's records are not stored.
+    /// The sink's: that transaction's records are not stored. After any failure, every call
+    /// fails without writing.
     pub fn commit_pending(
         &self,
         clock: &Clock,
@@ -88,6 +100,11 @@ impl<S: Sink> GroupCommit<S> {
         loop {
             let mut writer = lock(&self.writer);
             // Holding the writer: whatever a previous holder took is committed (or failed).
+            if self.failed.load(Ordering::Relaxed) {
+                return Err(anyhow!(
+                    "not committed: an earlier commit of this run failed"
+                ));
+            }
             self.take_pending(&mut take);
             if take.is_empty() {
                 return Ok(());
@@ -95,6 +112,9 @@ impl<S: Sink> GroupCommit<S> {
             let started = clock.now();
             let result = writer.write(&take);
             let committed_at = clock.now();
+            if result.is_err() {
+                self.failed.store(true, Ordering::Relaxed);
+            }
             drop(writer);
             result?;
             committed(&Commit {
@@ -142,4 +162,61 @@ impl<S: Sink> Positions for GroupCommit<S> {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink whose first write fails; it records every batch it is asked to write.
+    #[derive(Debug, Default)]
+    struct FailsOnce {
+        writes: Vec<Vec<u64>>,
+    }
+
+    impl Sink for FailsOnce {
+        fn write(&mut self, batches: &[Vec<Record>]) -> anyhow::Result<()> {
+            self.writes
+                .push(batches.iter().flatten().map(|r| r.seq).collect());
+            if self.writes.len() == 1 {
+                return Err(anyhow!("disk on fire"));
+            }
+            Ok(())
+        }
+
+        fn register(&mut self, _: Option<&FileKey>) -> anyhow::Result<Resume> {
+            Ok(Resume::default())
+        }
+    }
+
+    fn record(seq: u64) -> Record {
+        Record {
+            intended_ns: 0,
+            created_at: 0,
+            producer: 1,
+            seq,
+            end_offset: seq + 1,
+            tail: 0,
+            replaces: false,
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn after_a_failed_commit_nothing_later_is_committed() {
+        let clock = Clock::new();
+        let sink = GroupCommit::new(FailsOnce::default(), 1);
+        sink.hand_over(Vec::new(), |b| b.push(record(0)));
+        sink.hand_over(Vec::new(), |b| b.push(record(1)));
+        // One row per transaction: the first (line 0) fails.
+        assert!(sink.commit_pending(&clock, |_| {}).is_err());
+        // Line 1 is still pending; committing it would move the file's position past line 0.
+        let again = sink.commit_pending(&clock, |_| {});
+        assert!(again.is_err(), "a commit after a failure must fail");
+        assert_eq!(
+            sink.into_writer().writes,
+            [vec![0]],
+            "line 1 reached the sink"
+        );
+    }
 }

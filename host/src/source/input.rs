@@ -14,6 +14,10 @@ use crate::position::FileKey;
 
 /// The read buffer of one input.
 const READ_BUFFER: usize = 256 << 10;
+/// The most one call of [`LineReader::next_line`] reads without finding a line end before it
+/// returns "nothing now", so a caller inside an endless line still gets to look at its stop
+/// flag.
+const SCAN_LIMIT: u64 = 4 * READ_BUFFER as u64;
 
 /// A file opened for reading, with its identity.
 #[derive(Debug)]
@@ -28,6 +32,19 @@ pub struct OpenFile {
 /// one line for the user.
 pub fn open_file(path: &Path) -> Result<OpenFile, String> {
     let p = path.display();
+    // Look before opening: opening a FIFO blocks until a writer comes.
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+    {
+        return Err(if meta.is_dir() {
+            format!("file:{p} is a directory: give a file")
+        } else {
+            format!(
+                "file:{p} is not a regular file (a pipe or device cannot be resumed): for a \
+                 pipe use --source -"
+            )
+        });
+    }
     let file = File::open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => format!("file:{p}: no such file"),
         io::ErrorKind::PermissionDenied => format!("file:{p}: permission denied"),
@@ -152,12 +169,14 @@ impl<R: Read> LineReader<R> {
     }
 
     /// The next complete line, or `None` at the end of what can be read now: the end of the
-    /// input ([`LineReader::at_eof`]), or nothing ready yet (`WouldBlock`). A partial last line
-    /// stays pending: see [`LineReader::finish`].
+    /// input ([`LineReader::at_eof`]), nothing ready yet (`WouldBlock`), or a line still without
+    /// its end after [`SCAN_LIMIT`] bytes (call again to read on). A partial last line stays
+    /// pending: see [`LineReader::finish`].
     ///
     /// # Errors
     /// The input's read error.
     pub fn next_line(&mut self) -> io::Result<Option<RawLine>> {
+        let mut scanned = 0u64;
         loop {
             let rest = &self.buf[self.start..self.end];
             if let Some(i) = memchr::memchr(b'\n', rest) {
@@ -178,6 +197,11 @@ impl<R: Read> LineReader<R> {
             self.carry_len += rest.len() as u64;
             self.start = 0;
             self.end = 0;
+            scanned += rest.len() as u64;
+            if scanned >= SCAN_LIMIT {
+                self.eof = false;
+                return Ok(None);
+            }
             let n = loop {
                 match self.inner.read(&mut self.buf) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -87,6 +87,8 @@ enum Turn {
     ReadOn,
     /// Moved to the new file after a rotation.
     Moved(InputStart),
+    /// The run stopped while the old file's last line waited to be pushed.
+    TornDown,
 }
 
 /// How reading one chunk ended.
@@ -129,22 +131,23 @@ impl LineSource<'_> {
                 continue;
             }
             // The end of what can be read now.
-            let stopping = self.cx.stop.load(Ordering::Relaxed);
-            match &self.input {
-                Input::Stdin(r) if r.at_eof() => {
-                    self.finish_input(&mut next, &mut buf)?;
+            let (at_eof, follow) = match &self.input {
+                Input::Stdin(r) => (r.at_eof(), false),
+                Input::File { reader, follow, .. } => (reader.at_eof(), *follow),
+            };
+            if !at_eof {
+                // Nothing on stdin yet (its read already waited), or a line still without its
+                // end: read on; the next take sees a stop.
+                continue;
+            }
+            if !follow {
+                if !self.finish_input(&mut next, &mut buf)? {
                     return Ok(ended);
                 }
-                Input::File { follow: false, .. } => {
-                    if !self.finish_input(&mut next, &mut buf)? {
-                        return Ok(ended);
-                    }
-                    return Ok(self.settled(ended, next));
-                }
-                _ if stopping => return Ok(self.settled(ended, next)),
-                // Nothing on stdin yet: its read already waited (poll).
-                Input::Stdin(_) => continue,
-                Input::File { .. } => {}
+                return Ok(self.settled(ended, next));
+            }
+            if self.cx.stop.load(Ordering::Relaxed) {
+                return Ok(self.settled(ended, next));
             }
             match self.follow_turn(&mut next, &mut buf)? {
                 Turn::Wait => {
@@ -156,6 +159,8 @@ impl LineSource<'_> {
                     ended.moved_to.push(start);
                     nap = Duration::from_millis(1);
                 }
+                // What was read of the old file could not all be pushed: no settling.
+                Turn::TornDown => return Ok(ended),
             }
         }
     }
@@ -179,13 +184,12 @@ impl LineSource<'_> {
         let mut read_bytes = 0;
         let mut read = 0;
         let mut chunk = Chunk::Full;
-        let mut text_bytes = 0;
         // One clock reading per chunk, taken when its first line has been read: a record's
         // latency may be overstated by the chunk's read time, never understated. Once a line
         // is in hand, stdin is not waited on (the chunk is pushed at once).
         let mut now = None;
         self.wait_for_stdin(true);
-        while accepted < want && text_bytes < CHUNK_BYTES {
+        while accepted < want && read_bytes < CHUNK_BYTES {
             let line = match &mut self.input {
                 Input::Stdin(r) => r.next_line(),
                 Input::File { reader, .. } => reader.next_line(),
@@ -201,7 +205,6 @@ impl LineSource<'_> {
             });
             read += 1;
             read_bytes += line.consumed;
-            text_bytes += line.bytes.len() as u64;
             accepted += u64::from(self.accept(line, now, next, buf));
         }
         bump(&self.stats.read, read);
@@ -328,7 +331,7 @@ impl LineSource<'_> {
         // Rotated, and the old file is read to its end.
         let path = path.clone();
         if !self.finish_input(next, buf)? {
-            return Ok(Turn::Wait); // torn down: the loop sees the stop
+            return Ok(Turn::TornDown);
         }
         let Ok(opened) = open_file(&path) else {
             return Ok(Turn::Wait); // not readable yet: look again after a nap
