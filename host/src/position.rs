@@ -7,13 +7,17 @@
 use std::path::PathBuf;
 
 /// A file's identity: a renamed-away (rotated) file and the new file at the same path are two
-/// inputs; the same file under the same path is one, across runs.
+/// inputs; the same file under the same path is one, across runs. A file deleted and created
+/// again is a new input even when the file system reuses its inode, wherever the file system
+/// records birth times (`born`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FileKey {
     /// The path as opened, made canonical (absolute, links resolved).
     pub path: PathBuf,
     pub dev: u64,
     pub ino: u64,
+    /// Birth time, unix ns (`None` where the file system does not record it).
+    pub born: Option<i64>,
 }
 
 /// Where reading an input starts, as committed by earlier runs.

@@ -10,174 +10,14 @@
 mod common;
 
 use std::fs::OpenOptions;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
-use std::process::Child;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-
-use common::{Out, Scratch, json, run, spawn, u};
-
-/// The longest a test waits for one stderr line before failing.
-const WAIT: Duration = Duration::from_secs(30);
+use common::{Out, Running, Scratch, all_rows, assert_verify, inputs, json, run, u};
 
 // ---------------------------------------------------------------------------------------------
 // Running the binary and reading its stderr
-
-/// A running pc-host, killed (SIGKILL) if the test ends while it still runs.
-struct Running {
-    child: Child,
-    err: Stderr,
-}
-
-impl Running {
-    fn start(s: &Scratch, args: &[&str]) -> Self {
-        let (child, rx) = spawn(s, args);
-        Self {
-            child,
-            err: Stderr { rx, seen: vec![] },
-        }
-    }
-
-    /// Sends SIGINT and waits for the run to drain and exit; returns what it printed (all of
-    /// stderr, the lines already waited on included).
-    fn interrupt(mut self) -> Out {
-        signal(&self.child, libc::SIGINT);
-        self.err.wait("saying SIGINT starts the drain", |l| {
-            l.contains("SIGINT: stopping the producers and draining")
-        });
-        // Stderr closes when the process exits.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.err.rx.recv_timeout(left) {
-                Ok(line) => self.err.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "pc-host did not exit within {WAIT:?} of SIGINT; stderr:\n{}",
-                    self.err.tail()
-                ),
-            }
-        }
-        let mut stdout = String::new();
-        self.child
-            .stdout
-            .take()
-            .expect("stdout is piped")
-            .read_to_string(&mut stdout)
-            .expect("read stdout");
-        let status = self.child.wait().expect("wait for pc-host");
-        Out {
-            code: status.code(),
-            stdout,
-            stderr: self.err.seen.join("\n"),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            signal(&self.child, libc::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, not reaped.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill failed");
-}
-
-/// The lines of a child's stderr, with every line seen kept for failure messages.
-struct Stderr {
-    rx: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Stderr {
-    /// Waits (at most [`WAIT`]) for a line satisfying `want` and returns it.
-    fn wait(&mut self, what: &str, mut want: impl FnMut(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if want(&line) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no stderr line {what} within {WAIT:?}; got:\n{}",
-                        self.tail()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("stderr ended before a line {what}; got:\n{}", self.tail())
-                }
-            }
-        }
-    }
-
-    /// Waits for a progress line showing exactly `n` messages stored (failing on more);
-    /// returns its time into the run.
-    fn wait_stored(&mut self, n: u64) -> f64 {
-        let line = self.wait(&format!("showing stored {n}"), |l| match stored_in(l) {
-            Some(s) => {
-                assert!(s <= n, "stored {s}, more than the {n} lines written: {l}");
-                s == n
-            }
-            None => false,
-        });
-        time_of(&line).unwrap()
-    }
-
-    /// Waits until a progress line at `t` seconds into the run or later, asserting that every
-    /// progress line until then shows `stored` messages.
-    fn stay_until(&mut self, t: f64, stored: u64) {
-        self.wait(&format!("at {t:.1} s"), |l| match stored_in(l) {
-            Some(s) => {
-                assert_eq!(s, stored, "stored changed: {l}");
-                time_of(l).is_some_and(|lt| lt >= t)
-            }
-            None => false,
-        });
-    }
-
-    fn tail(&self) -> String {
-        let from = self.seen.len().saturating_sub(40);
-        self.seen[from..].join("\n")
-    }
-}
-
-/// The "stored N" count of a progress line (`[    0.5 s] produced .. | stored N (..) | ..`).
-fn stored_in(line: &str) -> Option<u64> {
-    if !line.starts_with('[') {
-        return None;
-    }
-    line.split(" | ")
-        .find_map(|part| part.strip_prefix("stored "))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// The time into the run of a progress line (`[    0.5 s] ..`).
-fn time_of(line: &str) -> Option<f64> {
-    line.strip_prefix('[')?
-        .split(" s]")
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
 
 /// Starts following `file` into `db`, with a progress line every 20 ms and a JSON summary.
 fn follow(s: &Scratch, file: &Path, db: &Path) -> Running {
@@ -241,32 +81,6 @@ fn with_ends(lines: &[&str]) -> String {
 // ---------------------------------------------------------------------------------------------
 // The database
 
-/// Every row as `(producer, seq, message)`, in insertion order.
-fn rows(db: &Path) -> Vec<(i64, i64, String)> {
-    let conn = Connection::open(db).expect("open db");
-    let mut stmt = conn
-        .prepare("SELECT producer, seq, message FROM messages ORDER BY id")
-        .expect("prepare");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
-}
-
-/// Every input as `(input_id, path, ino, offset, line)`.
-fn inputs(db: &Path) -> Vec<(i64, String, i64, i64, i64)> {
-    let conn = Connection::open(db).expect("open db");
-    let mut stmt = conn
-        .prepare("SELECT input_id, path, ino, offset, line FROM inputs ORDER BY input_id")
-        .expect("prepare");
-    stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
-}
-
 /// `(input, seq from first_seq, text)` for each line, as `rows` returns them.
 fn expected(input: i64, first_seq: i64, lines: &[&str]) -> Vec<(i64, i64, String)> {
     (first_seq..)
@@ -281,16 +95,6 @@ fn ino(file: &Path) -> i64 {
 
 fn size(file: &Path) -> i64 {
     std::fs::metadata(file).unwrap().len() as i64
-}
-
-fn assert_verify(dir: &Path, args: &[&str]) {
-    let out = run(dir, args);
-    assert_eq!(out.code, Some(0), "{args:?}:\n{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains("result: OK"),
-        "{args:?}:\n{}",
-        out.stdout
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,7 +134,7 @@ fn follow_reads_appends_as_they_are_written() {
     let v = assert_drained(&out, 9);
     assert_eq!((u(&v, "read"), u(&v, "rejected")), (9, 0), "{v}");
     assert_eq!(u(&v["inputs"][0], "input_id"), 1, "{v}");
-    assert_eq!(rows(&db), expected(1, 0, &lines));
+    assert_eq!(all_rows(&db), expected(1, 0, &lines));
     let file_s = file.display().to_string();
     assert_eq!(
         inputs(&db),
@@ -412,7 +216,7 @@ fn follow_finishes_the_old_file_then_reads_the_rotated_one() {
     // numbered from 0.
     let mut want = expected(1, 0, &old);
     want.extend(expected(2, 0, &new));
-    assert_eq!(rows(&db), want);
+    assert_eq!(all_rows(&db), want);
     assert_eq!(
         inputs(&db),
         [
@@ -450,7 +254,7 @@ fn follow_finishes_the_old_file_then_reads_the_rotated_one() {
         (2, size(&file) as u64, new.len() as u64),
         "{v}"
     );
-    assert_eq!(rows(&db), want);
+    assert_eq!(all_rows(&db), want);
     assert_verify(s.dir(), &["verify", "--db", &db_s, "--source", &source]);
     assert_verify(s.dir(), &["verify", "--db", &db_s]);
 }
@@ -492,7 +296,7 @@ fn follow_starts_over_after_truncation() {
     // The new lines after the old ones, their line numbers going on from the old ones.
     let mut want = expected(1, 0, &old);
     want.extend(expected(1, old.len() as i64, &new));
-    assert_eq!(rows(&db), want);
+    assert_eq!(all_rows(&db), want);
     let total = (old.len() + new.len()) as i64;
     assert_eq!(
         inputs(&db),
@@ -524,5 +328,5 @@ fn follow_sees_a_truncation_below_a_pending_partial_line() {
     let out = r.interrupt();
     assert_drained(&out, 2);
     assert!(out.stderr.contains("truncated"), "{}", out.stderr);
-    assert_eq!(rows(&db), expected(1, 0, &["abc", "0123456"]));
+    assert_eq!(all_rows(&db), expected(1, 0, &["abc", "0123456"]));
 }

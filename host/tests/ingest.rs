@@ -1143,3 +1143,28 @@ fn an_endless_line_still_stops_at_the_duration() {
     assert_eq!(v["stop_reason"], "duration", "{v}");
     assert_eq!(u(&v, "stored"), 0, "{v}");
 }
+
+/// A file deleted and written again at the same path is a new input, even when the file system
+/// gives it the old inode (it often does at once): its identity includes its birth time, so
+/// the new file is not resumed at the old one's offset.
+#[test]
+fn a_file_deleted_and_created_again_is_a_new_input() {
+    let s = Scratch::new("ingest-recreated");
+    let path = s.path("q.log");
+    write(&path, numbered(0, 100, "old"));
+    let first = ingest_ok(&s, "t.db", &["--source", "file:q.log"]);
+    std::fs::remove_file(&path).unwrap();
+    write(&path, numbered(0, 300, "new"));
+    let second = ingest_ok(&s, "t.db", &["--source", "file:q.log"]);
+    assert_eq!(
+        u(&second, "stored"),
+        300,
+        "every line of the new file: {second}"
+    );
+    assert_ne!(input_id(&second, 0), input_id(&first, 0), "{second}");
+    assert_eq!(
+        rows(&s.path("t.db"), input_id(&second, 0)),
+        numbered_rows(0, 300, "new")
+    );
+    assert_verify_ok(&s, "t.db", "file:q.log", &[]);
+}

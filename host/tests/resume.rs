@@ -10,17 +10,11 @@ mod common;
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
-use std::process::{Child, ExitStatus};
 use std::sync::OnceLock;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use common::{Scratch, json, run, spawn, u};
-
-/// The longest a test waits for one stderr line before failing.
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Running, Scratch, all_rows, assert_verify, inputs, json, run, u};
 
 /// Lines in the file the kill tests ingest.
 const LINES: usize = 400_000;
@@ -116,132 +110,7 @@ impl Rng {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running the binary and reading its stderr
-
-/// A running pc-host, killed (SIGKILL) if the test ends while it still runs.
-struct Running {
-    child: Child,
-    err: Stderr,
-}
-
-impl Running {
-    fn start(s: &Scratch, args: &[&str]) -> Self {
-        let (child, rx) = spawn(s, args);
-        Self {
-            child,
-            err: Stderr { rx, seen: vec![] },
-        }
-    }
-
-    /// SIGKILLs it and returns how it ended.
-    fn kill(mut self) -> ExitStatus {
-        signal(&self.child, libc::SIGKILL);
-        self.child.wait().expect("wait for pc-host")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            signal(&self.child, libc::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, not reaped.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill failed");
-}
-
-/// The lines of a child's stderr, with every line seen kept for failure messages.
-struct Stderr {
-    rx: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Stderr {
-    /// Waits (at most [`WAIT`]) for a line satisfying `want` and returns it.
-    fn wait(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if want(&line) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no stderr line {what} within {WAIT:?}; got:\n{}",
-                        self.tail()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("stderr ended before a line {what}; got:\n{}", self.tail())
-                }
-            }
-        }
-    }
-
-    /// Waits for a progress line showing at least `n` messages stored; returns the count.
-    fn wait_stored(&mut self, n: u64) -> u64 {
-        let line = self.wait(&format!("showing stored >= {n}"), |l| {
-            stored_in(l).is_some_and(|s| s >= n)
-        });
-        stored_in(&line).unwrap()
-    }
-
-    fn tail(&self) -> String {
-        let from = self.seen.len().saturating_sub(40);
-        self.seen[from..].join("\n")
-    }
-}
-
-/// The "stored N" count of a progress line (`[    0.5 s] produced .. | stored N (..) | ..`).
-fn stored_in(line: &str) -> Option<u64> {
-    if !line.starts_with('[') {
-        return None;
-    }
-    line.split(" | ")
-        .find_map(|part| part.strip_prefix("stored "))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-// ---------------------------------------------------------------------------------------------
 // The database
-
-/// Every row as `(producer, seq, message)`, in insertion order.
-fn rows(db: &Path) -> Vec<(i64, i64, String)> {
-    let conn = Connection::open(db).expect("open db");
-    let mut stmt = conn
-        .prepare("SELECT producer, seq, message FROM messages ORDER BY id")
-        .expect("prepare");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
-}
-
-/// Every input as `(input_id, path, ino, offset, line)`.
-fn inputs(db: &Path) -> Vec<(i64, String, i64, i64, i64)> {
-    let conn = Connection::open(db).expect("open db");
-    let mut stmt = conn
-        .prepare("SELECT input_id, path, ino, offset, line FROM inputs ORDER BY input_id")
-        .expect("prepare");
-    stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
-}
 
 /// Asserts the database holds exactly the first `k` lines of `data`, each once, in file order,
 /// as input 1, with the committed position just after line `k`; returns `k`.
@@ -277,16 +146,6 @@ fn committed_prefix(db: &Path, file: &Path, data: &Data) -> usize {
         "the committed position is the end of the last stored line ({k} rows)"
     );
     k
-}
-
-fn assert_verify(dir: &Path, args: &[&str]) {
-    let out = run(dir, args);
-    assert_eq!(out.code, Some(0), "{args:?}:\n{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains("result: OK"),
-        "{args:?}:\n{}",
-        out.stdout
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,7 +190,7 @@ fn kill_then_resume(name: &str, data: &Data, killed: &[(u64, &[&str])], verify: 
             )
         };
         r.err.wait(&format!("{start:?}"), |l| l.contains(&start));
-        let seen = r.err.wait_stored(point);
+        let seen = r.err.wait_stored_at_least(point);
         let status = r.kill();
         assert_eq!(
             status.signal(),
@@ -504,7 +363,7 @@ fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_g
         .enumerate()
         .map(|(i, t)| (1, i as i64, t.to_string()))
         .collect();
-    assert_eq!(rows(&db), expected);
+    assert_eq!(all_rows(&db), expected);
     assert_eq!(
         inputs(&db),
         [(1, file_s.clone(), ino as i64, new_bytes.len() as i64, 14)]
@@ -516,5 +375,5 @@ fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_g
     assert!(!stderr.contains("truncated"), "{stderr}");
     assert_eq!(u(&v, "stored"), 0, "{v}");
     assert_eq!(u(&v["inputs"][0], "resumed_offset"), new_bytes.len() as u64);
-    assert_eq!(rows(&db).len(), 14);
+    assert_eq!(all_rows(&db).len(), 14);
 }

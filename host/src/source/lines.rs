@@ -260,10 +260,13 @@ impl LineSource<'_> {
             Input::File { reader, .. } => reader.finish(),
         };
         if let Some(line) = last {
+            if self.claim(1) == 0 {
+                return Ok(true); // --messages reached: the line is left for a later run
+            }
             bump(&self.stats.read, 1);
             bump(&self.stats.read_bytes, line.consumed);
             let now = self.cx.clock.now();
-            if self.claim(1) == 1 && !self.accept(line, now, next, buf) {
+            if !self.accept(line, now, next, buf) {
                 self.unclaim(1);
             }
             return Ok(self.push(buf));

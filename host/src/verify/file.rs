@@ -45,8 +45,14 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyh
     let key = &opened.key;
     let input: Option<(i64, i64)> = conn
         .query_row(
-            "SELECT input_id, offset FROM inputs WHERE path = ?1 AND dev = ?2 AND ino = ?3",
-            params![path_text(&key.path), key.dev as i64, key.ino as i64],
+            "SELECT input_id, offset FROM inputs \
+             WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND born IS ?4",
+            params![
+                path_text(&key.path),
+                key.dev as i64,
+                key.ino as i64,
+                key.born
+            ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;

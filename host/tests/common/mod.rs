@@ -3,10 +3,11 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -208,4 +209,212 @@ pub fn stored_some(line: &str) -> bool {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| n > 0)
+}
+
+/// The longest a test waits for a line from a child before failing (it never passes a test).
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A running pc-host, killed (SIGKILL) if the test ends while it still runs.
+pub struct Running {
+    pub child: Child,
+    pub err: Stderr,
+}
+
+impl Running {
+    pub fn start(s: &Scratch, args: &[&str]) -> Self {
+        let (child, rx) = spawn(s, args);
+        Self {
+            child,
+            err: Stderr { rx, seen: vec![] },
+        }
+    }
+
+    /// Sends SIGINT and waits for the run to drain and exit; returns what it printed (all of
+    /// stderr, the lines already waited on included).
+    pub fn interrupt(mut self) -> Out {
+        signal(&self.child, libc::SIGINT);
+        self.err.wait("saying SIGINT starts the drain", |l| {
+            l.contains("SIGINT: stopping the producers and draining")
+        });
+        // Stderr closes when the process exits.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err.rx.recv_timeout(left) {
+                Ok(line) => self.err.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "pc-host did not exit within {WAIT:?} of SIGINT; stderr:\n{}",
+                    self.err.tail()
+                ),
+            }
+        }
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout is piped")
+            .read_to_string(&mut stdout)
+            .expect("read stdout");
+        let status = self.child.wait().expect("wait for pc-host");
+        Out {
+            code: status.code(),
+            stdout,
+            stderr: self.err.seen.join("\n"),
+        }
+    }
+}
+
+impl Running {
+    /// SIGKILLs it and returns how it ended.
+    pub fn kill(mut self) -> ExitStatus {
+        signal(&self.child, libc::SIGKILL);
+        self.child.wait().expect("wait for pc-host")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(&self.child, libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, not reaped.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill failed");
+}
+
+/// The lines of a child's stderr, with every line seen kept for failure messages.
+pub struct Stderr {
+    pub rx: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Stderr {
+    /// Waits (at most [`WAIT`]) for a line satisfying `want` and returns it.
+    pub fn wait(&mut self, what: &str, mut want: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no stderr line {what} within {WAIT:?}; got:\n{}",
+                        self.tail()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("stderr ended before a line {what}; got:\n{}", self.tail())
+                }
+            }
+        }
+    }
+
+    /// Waits for a progress line showing at least `n` messages stored; returns the count.
+    pub fn wait_stored_at_least(&mut self, n: u64) -> u64 {
+        let line = self.wait(&format!("showing stored >= {n}"), |l| {
+            stored_in(l).is_some_and(|s| s >= n)
+        });
+        stored_in(&line).unwrap()
+    }
+
+    /// Waits for a progress line showing exactly `n` messages stored (failing on more);
+    /// returns its time into the run.
+    pub fn wait_stored(&mut self, n: u64) -> f64 {
+        let line = self.wait(&format!("showing stored {n}"), |l| match stored_in(l) {
+            Some(s) => {
+                assert!(s <= n, "stored {s}, more than the {n} lines written: {l}");
+                s == n
+            }
+            None => false,
+        });
+        time_of(&line).unwrap()
+    }
+
+    /// Waits until a progress line at `t` seconds into the run or later, asserting that every
+    /// progress line until then shows `stored` messages.
+    pub fn stay_until(&mut self, t: f64, stored: u64) {
+        self.wait(&format!("at {t:.1} s"), |l| match stored_in(l) {
+            Some(s) => {
+                assert_eq!(s, stored, "stored changed: {l}");
+                time_of(l).is_some_and(|lt| lt >= t)
+            }
+            None => false,
+        });
+    }
+
+    pub fn tail(&self) -> String {
+        let from = self.seen.len().saturating_sub(40);
+        self.seen[from..].join("\n")
+    }
+}
+
+/// The "stored N" count of a progress line (`[    0.5 s] produced .. | stored N (..) | ..`).
+pub fn stored_in(line: &str) -> Option<u64> {
+    if !line.starts_with('[') {
+        return None;
+    }
+    line.split(" | ")
+        .find_map(|part| part.strip_prefix("stored "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The time into the run of a progress line (`[    0.5 s] ..`).
+pub fn time_of(line: &str) -> Option<f64> {
+    line.strip_prefix('[')?
+        .split(" s]")
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Asserts `pc-host ARGS` (a verify) exits 0 and says OK.
+pub fn assert_verify(dir: &Path, args: &[&str]) {
+    let out = run(dir, args);
+    assert_eq!(out.code, Some(0), "{args:?}:\n{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("result: OK"),
+        "{args:?}:\n{}",
+        out.stdout
+    );
+}
+
+/// Every row as `(producer, seq, message)`, in insertion order.
+pub fn all_rows(db: &Path) -> Vec<(i64, i64, String)> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT producer, seq, message FROM messages ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Every input as `(input_id, path, ino, offset, line)`.
+pub fn inputs(db: &Path) -> Vec<(i64, String, i64, i64, i64)> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT input_id, path, ino, offset, line FROM inputs ORDER BY input_id")
+        .expect("prepare");
+    stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
 }

@@ -99,8 +99,8 @@ pub fn register_input(
         Some(f) => conn
             .query_row(
                 "SELECT input_id, offset, line, tail FROM inputs \
-                 WHERE path = ?1 AND dev = ?2 AND ino = ?3",
-                params![path_text(&f.path), f.dev as i64, f.ino as i64],
+                 WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND born IS ?4",
+                params![path_text(&f.path), f.dev as i64, f.ino as i64, f.born],
                 |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
@@ -116,17 +116,18 @@ pub fn register_input(
     let (id, offset, line, tail) = match found {
         Some(row) => row,
         None => {
-            let (path, dev, ino) = match file {
+            let (path, dev, ino, born) = match file {
                 Some(f) => (
                     Some(path_text(&f.path)),
                     Some(f.dev as i64),
                     Some(f.ino as i64),
+                    f.born,
                 ),
-                None => (None, None, None),
+                None => (None, None, None, None),
             };
             conn.execute(
-                "INSERT INTO inputs (path, dev, ino) VALUES (?1, ?2, ?3)",
-                params![path, dev, ino],
+                "INSERT INTO inputs (path, dev, ino, born) VALUES (?1, ?2, ?3, ?4)",
+                params![path, dev, ino, born],
             )?;
             (conn.last_insert_rowid(), 0, 0, 0)
         }
@@ -159,10 +160,10 @@ pub fn finish_run(
     last_id: Option<i64>,
 ) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = (|| {
+    let recorded = (|| {
         conn.execute(
-            "UPDATE runs SET finished_at = ?2, completed = ?3, produced = ?4, last_id = ?5 \
-             WHERE run_id = ?1",
+            "UPDATE runs SET finished_at = ?2, completed = ?3, produced = ?4, \
+             last_id = COALESCE(?5, last_id) WHERE run_id = ?1",
             params![
                 run_id,
                 finished_at,
@@ -179,19 +180,20 @@ pub fn finish_run(
         }
         Ok(())
     })();
-    match result {
-        Ok(()) => conn.execute_batch("COMMIT"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    let end = if recorded.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    conn.execute_batch(end).and(recorded)
 }
 
-/// How many messages of `run` the database holds, counted back with SQL. Its rows have ids
-/// from `first_id` to `last_id` (the last this run inserted). When no other run can have rows
-/// in that range, counting the range is exact and reads no row; otherwise (another run was
-/// writing at the same time, or one left no `last_id`) each row's `run_id` is checked.
+/// How many messages of `run` the database holds, counted back with SQL, in one read
+/// transaction. Its rows have ids from `first_id` to `last_id` (the last it inserted). Every
+/// commit records its run's `last_id` with its rows, so in that snapshot a run with no
+/// `last_id` has no rows. When no other run's rows can lie in this run's range, counting the
+/// range is exact and reads no row; otherwise (another run wrote at the same time) each row's
+/// `run_id` is checked.
 pub fn count_stored(
     conn: &Connection,
     run: &RunRow,
@@ -200,21 +202,25 @@ pub fn count_stored(
     let Some(last_id) = last_id else {
         return Ok(0);
     };
-    let shared: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id != ?1 AND first_id <= ?3 \
-         AND (last_id IS NULL OR last_id >= ?2))",
-        params![run.run_id, run.first_id, last_id],
-        |r| r.get(0),
-    )?;
-    let sql = if shared {
-        "SELECT COUNT(*) FROM messages WHERE id BETWEEN ?2 AND ?3 AND run_id = ?1"
-    } else {
-        "SELECT COUNT(*) FROM messages WHERE id BETWEEN ?2 AND ?3"
-    };
-    conn.query_row(sql, params![run.run_id, run.first_id, last_id], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|n| n as u64)
+    conn.execute_batch("BEGIN")?;
+    let counted = (|| {
+        let shared: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id != ?1 AND first_id <= ?3 \
+             AND last_id IS NOT NULL AND last_id >= ?2)",
+            params![run.run_id, run.first_id, last_id],
+            |r| r.get(0),
+        )?;
+        let sql = if shared {
+            "SELECT COUNT(*) FROM messages WHERE id BETWEEN ?2 AND ?3 AND run_id = ?1"
+        } else {
+            "SELECT COUNT(*) FROM messages WHERE id BETWEEN ?2 AND ?3"
+        };
+        conn.query_row(sql, params![run.run_id, run.first_id, last_id], |r| {
+            r.get::<_, i64>(0)
+        })
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    counted.map(|n| n.max(0) as u64)
 }
 
 /// A run recorded in a database, for `verify`.

@@ -55,12 +55,13 @@ const SCHEMA_V2_ADDS: &str = "
 CREATE TABLE inputs (
     input_id INTEGER PRIMARY KEY,            -- the producer of its rows
     path     TEXT,                           -- absolute path; NULL for stdin
-    dev      INTEGER,                        -- the file's identity: device and inode
+    dev      INTEGER,                        -- the file's identity: device, inode and
     ino      INTEGER,
+    born     INTEGER,                        -- birth time (unix ns; NULL if not recorded)
     offset   INTEGER NOT NULL DEFAULT 0,     -- bytes committed: a resume reads from here
     line     INTEGER NOT NULL DEFAULT 0,     -- lines committed: the next line's number
     tail     INTEGER NOT NULL DEFAULT 0,     -- bytes of a last line committed without its end
-    UNIQUE (path, dev, ino)
+    UNIQUE (path, dev, ino, born)
 );
 CREATE TABLE run_inputs (
     run_id   INTEGER NOT NULL REFERENCES runs (run_id),
@@ -92,7 +93,9 @@ const TABLES: [(&str, &[&str]); 5] = [
     ),
     (
         "inputs",
-        &["input_id", "path", "dev", "ino", "offset", "line", "tail"],
+        &[
+            "input_id", "path", "dev", "ino", "born", "offset", "line", "tail",
+        ],
     ),
     ("run_inputs", &["run_id", "input_id"]),
 ];

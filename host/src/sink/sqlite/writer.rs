@@ -30,6 +30,9 @@ const ROWS_PER_STATEMENT: usize = 128;
 const ADVANCE_INPUT: &str = "UPDATE inputs SET offset = ?2, line = ?3, tail = ?4 \
                              WHERE input_id = ?1 AND offset = ?5 AND line = ?6";
 
+/// Keeps the run's `last_id` with its rows: a run cut short still says where its rows end.
+const MARK_LAST_ID: &str = "UPDATE runs SET last_id = ?2 WHERE run_id = ?1";
+
 /// Removes the row an earlier run stored for a line without its end, which a record of this
 /// run now completes. Run after the inserts, so the new row's id is past the old one (SQLite
 /// would reuse the largest id if it were deleted first) and inside this run's range.
@@ -104,29 +107,15 @@ impl Writer {
     }
 
     fn transaction(&mut self, batches: &[Vec<Record>], rows: usize) -> anyhow::Result<()> {
-        let db = |e| anyhow::Error::from(e);
-        self.conn
-            .prepare_cached("BEGIN IMMEDIATE")?
-            .execute([])
-            .map_err(db)?;
-        let moved = self
-            .insert(batches.iter().flatten(), rows)
-            .and_then(|()| self.replace_completed(batches))
-            .map_err(db)
-            .and_then(|()| self.advance_positions(batches));
-        let moved = match moved {
-            Ok(moved) => self
-                .conn
-                .prepare_cached("COMMIT")
-                .and_then(|mut s| s.execute([]))
-                .map(|_| moved)
-                .map_err(db),
-            Err(e) => Err(e),
-        };
-        match moved {
-            Ok(moved) => {
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let written = self.write_rows(batches, rows).and_then(|done| {
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(done)
+        });
+        match written {
+            Ok((moved, last_id)) => {
                 self.positions.extend(moved);
-                self.last_id = Some(self.conn.last_insert_rowid());
+                self.last_id = Some(last_id);
                 Ok(())
             }
             Err(e) => {
@@ -137,6 +126,23 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    /// Inside the transaction: the rows, the rows they replace, the run's last id (so a run
+    /// cut short still says where its rows end), each file input's new position. Returns the
+    /// positions and the last id.
+    fn write_rows(
+        &mut self,
+        batches: &[Vec<Record>],
+        rows: usize,
+    ) -> anyhow::Result<(Vec<(u32, Resume)>, i64)> {
+        self.insert(batches.iter().flatten(), rows)?;
+        self.replace_completed(batches)?;
+        let last_id = self.conn.last_insert_rowid();
+        self.conn
+            .prepare_cached(MARK_LAST_ID)?
+            .execute(params![self.run_id, last_id])?;
+        Ok((self.advance_positions(batches)?, last_id))
     }
 
     /// Inserts `left` rows from `rows`: as many 128-row statements as fit, then the remainder
@@ -190,25 +196,39 @@ impl Writer {
                 None => moved.push((from.input, to)),
             }
         }
-        let mut stmt = self.conn.prepare_cached(ADVANCE_INPUT)?;
         for (id, to) in &moved {
-            let from = self.positions[id];
-            let changed = stmt.execute(params![
-                i64::from(*id),
-                to.offset as i64,
-                to.line as i64,
-                to.tail as i64,
-                from.offset as i64,
-                from.line as i64
-            ])?;
-            if changed != 1 {
-                return Err(anyhow!(
-                    "input {id} was advanced by another process (is another pc-host reading the \
-                     same file into this database?)"
-                ));
-            }
+            self.advance(self.positions[id], *to)?;
         }
         Ok(moved)
+    }
+
+    /// Moves an input's committed position from `from` to `to`, inside the caller's
+    /// transaction; fails if it is no longer at `from` (another process moved it).
+    fn advance(&self, from: Resume, to: Resume) -> anyhow::Result<()> {
+        let changed = self.conn.prepare_cached(ADVANCE_INPUT)?.execute(params![
+            i64::from(to.input),
+            to.offset as i64,
+            to.line as i64,
+            to.tail as i64,
+            from.offset as i64,
+            from.line as i64
+        ])?;
+        if changed != 1 {
+            return Err(anyhow!(
+                "input {} was advanced by another process (is another pc-host reading the same \
+                 file into this database?)",
+                to.input
+            ));
+        }
+        Ok(())
+    }
+
+    /// An error for the user: SQLite's turned into one actionable line, others as they are.
+    fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        match e.downcast::<rusqlite::Error>() {
+            Ok(e) => db_error(&self.path, e, self.busy),
+            Err(e) => e,
+        }
     }
 
     /// Commits a file input's position `to` on its own: at the end of a run whose records are
@@ -224,24 +244,8 @@ impl Writer {
         if from == to {
             return Ok(());
         }
-        let changed = runs::transaction(&self.conn, &self.path, self.busy, || {
-            let mut stmt = self.conn.prepare_cached(ADVANCE_INPUT)?;
-            Ok(stmt.execute(params![
-                i64::from(to.input),
-                to.offset as i64,
-                to.line as i64,
-                to.tail as i64,
-                from.offset as i64,
-                from.line as i64
-            ])?)
-        })?;
-        if changed != 1 {
-            return Err(anyhow!(
-                "input {} was advanced by another process (is another pc-host reading the \
-                 same file into this database?)",
-                to.input
-            ));
-        }
+        runs::transaction(&self.conn, &self.path, self.busy, || self.advance(from, to))
+            .map_err(|e| self.explain(e))?;
         self.positions.insert(to.input, to);
         Ok(())
     }
@@ -270,10 +274,7 @@ impl Sink for Writer {
             return Ok(());
         }
         self.transaction(batches, rows).map_err(|e| {
-            let e = match e.downcast::<rusqlite::Error>() {
-                Ok(e) => db_error(&self.path, e, self.busy),
-                Err(e) => e,
-            };
+            let e = self.explain(e);
             anyhow!("committing a batch of {rows} messages failed: {e}")
         })
     }
@@ -283,10 +284,7 @@ impl Sink for Writer {
         let resume = runs::transaction(conn, &self.path, self.busy, || {
             runs::register_input(conn, run_id, file).map_err(anyhow::Error::from)
         })
-        .map_err(|e| match e.downcast::<rusqlite::Error>() {
-            Ok(e) => db_error(&self.path, e, self.busy),
-            Err(e) => e,
-        })?;
+        .map_err(|e| self.explain(e))?;
         if file.is_some() {
             self.positions.insert(resume.input, resume);
         }
