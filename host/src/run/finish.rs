@@ -7,30 +7,93 @@ use pc_core::Clock;
 
 use crate::config::Config;
 use crate::position::{InputStart, Resume};
+use crate::report::{Ingest, StopReason, Summary};
 use crate::sink::sqlite::checkpoint;
 use crate::sink::sqlite::runs::{self, RunRow};
 use crate::sink::sqlite::{Writer, schema};
 use crate::telemetry::Stats;
 
-/// How the threads ended: their errors, and the input positions to commit.
-#[derive(Debug)]
-pub struct Ends {
+/// What the threads leave behind for the summary.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub reason: Option<StopReason>,
     pub errors: Vec<String>,
+    /// Clock ns: the run started; production ended; the sources were joined; the consumers
+    /// had drained the ring.
+    pub start: u64,
+    pub producing_end: u64,
+    pub sources_stopped: u64,
+    pub drained: u64,
+    /// Inputs met while following (rotations).
+    pub moved_to: Vec<InputStart>,
+    /// Positions to commit once everything is (see `source::lines::Ended::settle`).
     pub settle: Vec<Resume>,
+}
+
+/// What the end of a run reads.
+#[derive(Debug)]
+pub struct Done<'a> {
+    pub cfg: &'a Config,
+    pub run: &'a RunRow,
+    pub stats: &'a Stats,
+    pub clock: &'a Clock,
+    /// Unix ns at the clock's 0.
+    pub unix_base: i64,
+    pub wal_max_bytes: u64,
+}
+
+/// Finishes the run in the database and sums it up.
+pub fn summary(d: Done<'_>, writer: &mut Writer, out: Outcome, starts: Vec<InputStart>) -> Summary {
+    let (cfg, stats) = (d.cfg, d.stats);
+    warn_rejects(cfg, &starts, stats);
+    let (stored, errors) = finish(&d, writer, out.errors, out.settle);
+    let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
+    let mut inputs = starts;
+    inputs.extend(out.moved_to);
+    Summary {
+        config: cfg.to_json(),
+        run_id: d.run.run_id,
+        db: cfg.db().display().to_string(),
+        produced: stats.produced(),
+        consumed: stats.consumed(),
+        stored,
+        stop_reason: out.reason.unwrap_or(StopReason::Error),
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+        elapsed_s: secs(out.start, out.drained),
+        producing_s: secs(out.start, out.producing_end),
+        drain_s: secs(out.sources_stopped, out.drained),
+        bytes: stats.bytes(),
+        target_rps: cfg.rps,
+        latency: stats.latency(),
+        commit: stats.commit(),
+        batches: stats.batches(),
+        blocked_s: stats.blocked_ns() as f64 / 1e9,
+        wal_max_bytes: d.wal_max_bytes,
+        ingest: (!cfg.generated()).then(|| Ingest {
+            read: stats.read(),
+            read_bytes: stats.read_bytes(),
+            rejected: stats.rejected(),
+            inputs,
+        }),
+    }
 }
 
 /// The end of a run in the database: final checkpoint, the count back, the `runs` row.
 /// Returns the stored count and the run's errors, with any from here added.
-pub fn finish(
-    cfg: &Config,
-    run: &RunRow,
+fn finish(
+    d: &Done<'_>,
     writer: &mut Writer,
-    stats: &Stats,
-    ends: Ends,
-    unix_base: i64,
-    clock: &Clock,
+    mut errors: Vec<String>,
+    settle: Vec<Resume>,
 ) -> (u64, Vec<String>) {
-    let Ends { mut errors, settle } = ends;
+    let Done {
+        cfg,
+        run,
+        stats,
+        clock,
+        unix_base,
+        ..
+    } = *d;
     let db = cfg.db();
     // Every record is committed only if nothing failed; then the inputs' last positions
     // (rejected lines after the last stored one) can be committed too.
@@ -81,7 +144,7 @@ pub fn finish(
 }
 
 /// One warning line per input that had records rejected, with the first few positions.
-pub fn warn_rejects(cfg: &Config, starts: &[InputStart], stats: &Stats) {
+fn warn_rejects(cfg: &Config, starts: &[InputStart], stats: &Stats) {
     if cfg.generated() {
         return;
     }

@@ -22,8 +22,8 @@ use crate::config::{Config, Stop};
 use crate::consumer::Consumer;
 use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
 use crate::message::Record;
-use crate::position::{InputStart, Resume};
-use crate::report::{self, Ingest, StopReason, Summary};
+use crate::position::InputStart;
+use crate::report::{self, StopReason, Summary};
 use crate::sink::GroupCommit;
 use crate::sink::sqlite::Writer;
 use crate::sink::sqlite::checkpoint::StopSignal;
@@ -31,6 +31,7 @@ use crate::source::Context;
 use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
 use crate::telemetry::Stats;
+use finish::Outcome;
 use pinning::PinPlan;
 use prepare::LineInput;
 use threads::{OnDrop, spawn};
@@ -75,20 +76,6 @@ struct Shared<'a> {
     padding: String,
     warmup_end_ns: u64,
     events: Sender<Event>,
-}
-
-/// What the threads leave behind for the summary.
-#[derive(Debug, Default)]
-struct Outcome {
-    reason: Option<StopReason>,
-    errors: Vec<String>,
-    /// Clock ns: production ended; the sources were joined.
-    producing_end: u64,
-    sources_stopped: u64,
-    /// Inputs met while following (rotations).
-    moved_to: Vec<InputStart>,
-    /// Positions to commit once everything is (see `source::lines::Ended::settle`).
-    settle: Vec<Resume>,
 }
 
 type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
@@ -148,8 +135,10 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
     };
     let checkpoint_stop = StopSignal::default();
     let mut out = Outcome {
+        start,
         producing_end: start,
         sources_stopped: start,
+        drained: start,
         ..Outcome::default()
     };
     std::thread::scope(|s| {
@@ -201,45 +190,22 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
             out.errors.push("the checkpoint thread panicked".into());
         }
     });
-    let drained = clock.now();
+    out.drained = clock.now();
     left_in_ring(&ring, &mut out.errors);
     let Shared { sink, stats, .. } = shared;
-    finish::warn_rejects(cfg, &starts, &stats);
-    let mut inputs = starts;
-    inputs.append(&mut out.moved_to);
-    let mut writer = sink.into_writer();
-    let ends = finish::Ends {
-        errors: out.errors,
-        settle: out.settle,
-    };
-    let (stored, errors) = finish::finish(cfg, &run, &mut writer, &stats, ends, unix_base, &clock);
-    let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
-    Summary {
-        config: cfg.to_json(),
-        run_id: run.run_id,
-        db: cfg.db().display().to_string(),
-        produced: stats.produced(),
-        consumed: stats.consumed(),
-        stored,
-        stop_reason: out.reason.unwrap_or(StopReason::Error),
-        error: (!errors.is_empty()).then(|| errors.join("; ")),
-        elapsed_s: secs(start, drained),
-        producing_s: secs(start, out.producing_end),
-        drain_s: secs(out.sources_stopped, drained),
-        bytes: stats.bytes(),
-        target_rps: cfg.rps,
-        latency: stats.latency(),
-        commit: stats.commit(),
-        batches: stats.batches(),
-        blocked_s: stats.blocked_ns() as f64 / 1e9,
-        wal_max_bytes: checkpointer.wal_max_bytes,
-        ingest: (!cfg.generated()).then(|| Ingest {
-            read: stats.read(),
-            read_bytes: stats.read_bytes(),
-            rejected: stats.rejected(),
-            inputs,
-        }),
-    }
+    finish::summary(
+        finish::Done {
+            cfg,
+            run: &run,
+            stats: &stats,
+            clock: &clock,
+            unix_base,
+            wal_max_bytes: checkpointer.wal_max_bytes,
+        },
+        &mut sink.into_writer(),
+        out,
+        starts,
+    )
 }
 
 /// Consumers, each pinned. A failed (or panicking) consumer closes the ring: sources stop at
