@@ -434,3 +434,24 @@ fn two_runs_writing_one_database_at_once_each_count_only_their_rows() {
     let verify = run(s.dir(), &["verify"]);
     assert_eq!(verify.code, Some(0), "{}", verify.stdout);
 }
+
+/// A reader that goes away (`pc-host | head -1`) does not turn a good run into a failure
+/// without a word: the run's status stands and stderr says the summary was cut short.
+#[test]
+fn a_closed_stdout_leaves_a_good_run_good_and_says_so() {
+    let s = Scratch::new("closed-stdout");
+    let mut child = common::pc_host(s.dir())
+        .args(["--messages", "50", "--rps", "0", "--report-interval", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pc-host");
+    drop(child.stdout.take()); // the reader is gone before the summary is written
+    let out: common::Out = child.wait_with_output().expect("wait").into();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("stdout was closed"),
+        "stderr should say the summary was not written:\n{}",
+        out.stderr
+    );
+}

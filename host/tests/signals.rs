@@ -1,6 +1,7 @@
-//! SIGINT mid-run drains and exits 0 with every accepted message stored; a second signal exits
-//! at once and leaves what was committed intact. No sleeps: the test reads the binary's stderr
-//! to know where it is.
+//! SIGINT mid-run drains and exits 0 with every accepted message stored; the same signal again
+//! within a second is the same request; a signal after that exits at once and leaves what was
+//! committed intact. The tests read the binary's stderr to know where it is; the one sleep is
+//! the one-second rule itself.
 
 mod common;
 
@@ -115,6 +116,8 @@ fn a_second_sigint_exits_at_once_and_committed_rows_stay_intact() {
     wait_for(&rx, |l| {
         l.contains("SIGINT: stopping the producers and draining")
     });
+    // Within a second it would be the same request (see the next test): wait the second out.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     kill(&child, libc::SIGINT);
     let out = child.wait_with_output().expect("wait");
     holder.execute_batch("ROLLBACK").unwrap();
@@ -155,4 +158,67 @@ fn a_second_sigint_exits_at_once_and_committed_rows_stay_intact() {
         "{}",
         verify.stdout
     );
+}
+
+/// GNU `timeout -s INT` (and a terminal's Ctrl-C) send the signal to the process and to its
+/// group: two SIGINTs at once are one request, so the run drains and reports.
+#[test]
+fn a_repeated_signal_within_a_second_is_one_request() {
+    let s = Scratch::new("sigint-twice");
+    let (child, rx) = spawn(
+        &s,
+        &[
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--rps",
+            "5000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0.05",
+            "--output",
+            "json",
+        ],
+    );
+    wait_for(&rx, stored_some);
+    kill(&child, libc::SIGINT);
+    kill(&child, libc::SIGINT);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "one request: drained, exit 0");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        (v["stop_reason"].as_str(), v["ok"].as_bool()),
+        (Some("signal"), Some(true))
+    );
+}
+
+/// Closing the terminal (SIGHUP) stops a run like SIGTERM: drained, summary, exit 0.
+#[test]
+fn sighup_drains_like_sigterm() {
+    let s = Scratch::new("sighup");
+    let (child, rx) = spawn(
+        &s,
+        &[
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0.05",
+            "--output",
+            "json",
+        ],
+    );
+    wait_for(&rx, stored_some);
+    kill(&child, libc::SIGHUP);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        (v["stop_reason"].as_str(), v["ok"].as_bool()),
+        (Some("signal"), Some(true))
+    );
+    assert_eq!(u(&v, "stored"), u(&v, "produced"));
 }
