@@ -235,6 +235,16 @@ fn unusable_database_paths_fail_before_any_thread_starts() {
     assert_one_line_error(&out, 1, "is a directory");
     let out = run(s.dir(), &["verify", "--db", "nothing.db"]);
     assert_one_line_error(&out, 1, "no database file at nothing.db");
+    // A pipe or device is refused, and nothing is written beside it (`--db /dev/null` left a
+    // `/dev/null-journal`).
+    let fifo = std::ffi::CString::new(s.path("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the named pipe.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    let out = run(s.dir(), &["--db", "fifo", "--messages", "1"]);
+    assert_one_line_error(&out, 1, "fifo is not a regular file");
+    for leftover in ["fifo-journal", "fifo-wal", "fifo-shm"] {
+        assert!(!s.path(leftover).exists(), "{leftover} was created");
+    }
 }
 
 #[test]

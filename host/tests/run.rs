@@ -455,3 +455,34 @@ fn a_closed_stdout_leaves_a_good_run_good_and_says_so() {
         out.stderr
     );
 }
+
+/// The database file removed mid-run took the committed rows with it: the run is not OK and
+/// says so (it reported OK, counting back from the removed file it still had open).
+#[test]
+fn a_database_removed_mid_run_is_reported_not_ok() {
+    let s = Scratch::new("db-removed");
+    let (child, rx) = common::spawn(
+        &s,
+        &[
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0.05",
+            "--output",
+            "json",
+        ],
+    );
+    common::wait_for(&rx, common::stored_some);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(s.path(&format!("pc-host.db{suffix}")));
+    }
+    common::signal(&child, libc::SIGINT);
+    let out: common::Out = child.wait_with_output().expect("wait").into();
+    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], false, "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(error.contains("was removed during the run"), "{error}");
+}

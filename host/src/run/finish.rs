@@ -95,6 +95,9 @@ fn finish(
         ..
     } = *d;
     let db = cfg.db();
+    if let Err(e) = writer.check_still_there() {
+        errors.push(format!("{e:#}"));
+    }
     // Every record is committed only if nothing failed; then the inputs' last positions
     // (rejected lines after the last stored one) can be committed too.
     if errors.is_empty() {

@@ -129,6 +129,13 @@ pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
             path.display()
         ));
     }
+    // SQLite would write `PATH-journal` or `PATH-wal` beside a device or pipe it cannot use.
+    if path.exists() && !path.is_file() {
+        return Err(anyhow!(
+            "{} is not a regular file: give a database file path",
+            path.display()
+        ));
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -53,6 +53,8 @@ pub struct Writer {
     /// For error messages.
     path: PathBuf,
     busy: Duration,
+    /// The database file's device and inode when opened.
+    opened: Option<(u64, u64)>,
 }
 
 impl Writer {
@@ -93,6 +95,7 @@ impl Writer {
             positions: HashMap::new(),
             path: path.to_owned(),
             busy,
+            opened: file_id(path),
         };
         for sql in [
             "BEGIN IMMEDIATE",
@@ -250,6 +253,26 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether the path still names the database file this writer opened: a file removed or
+    /// replaced during the run took the run's rows with it (the count back reads the open,
+    /// removed file).
+    ///
+    /// # Errors
+    /// One line saying the file is gone or another.
+    pub fn check_still_there(&self) -> anyhow::Result<()> {
+        let p = self.path.display();
+        match (self.opened, file_id(&self.path)) {
+            (Some(opened), Some(now)) if opened == now => Ok(()),
+            (_, None) => Err(anyhow!(
+                "database {p} was removed during the run: the rows it committed went with it"
+            )),
+            _ => Err(anyhow!(
+                "database {p} was replaced during the run: the rows it committed are not in the \
+                 file now at that path"
+            )),
+        }
+    }
+
     pub fn last_id(&self) -> Option<i64> {
         self.last_id
     }
@@ -290,6 +313,12 @@ impl Sink for Writer {
         }
         Ok(resume)
     }
+}
+
+/// A file's device and inode, if the path names one.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// `INSERT INTO messages (...) VALUES (?,?,?,?,run), ...` for `rows` rows. The run id is a
