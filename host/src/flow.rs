@@ -73,9 +73,30 @@ impl ByteGate {
     }
 }
 
+/// How many records a source takes tokens for and pushes at once: about 1 ms of the rate,
+/// shared among the `threads` taking tokens (at least 1); without a rate, a fixed chunk that
+/// the ring can hold. Each source holds up to this many records it built or read.
+pub fn chunk(rps: u64, threads: usize, capacity: usize) -> u64 {
+    let c = if rps == 0 {
+        256
+    } else {
+        rps / 1000 / threads.max(1) as u64
+    };
+    c.clamp(1, (capacity as u64 / 2).max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_is_about_a_millisecond_per_thread() {
+        assert_eq!(chunk(100_000, 10, 65_536), 10);
+        assert_eq!(chunk(500, 10, 65_536), 1);
+        assert_eq!(chunk(0, 1, 65_536), 256);
+        assert_eq!(chunk(0, 1, 4), 2);
+        assert_eq!(chunk(1_000_000_000, 1, 1024), 512);
+    }
 
     #[test]
     fn a_source_waits_until_committed_bytes_are_released() {

@@ -70,6 +70,21 @@ fn out_of_range_values_get_one_clear_line() {
             &["--capacity", "16777216", "--payload-size", "1048576"],
             "GiB in memory",
         ),
+        // What each generator holds before pushing counts too (it was left out: 1024 producers
+        // of 1 MiB messages were accepted, and 64 aborted a 4 GiB machine).
+        (
+            &[
+                "--producers",
+                "1024",
+                "--payload-size",
+                "1048576",
+                "--rps",
+                "0",
+                "--capacity",
+                "256",
+            ],
+            "records in the ring and the sources' hands",
+        ),
         (&["--batch-size", "0"], "batch-size must be at least 1"),
         (
             &["--duration", "0"],
@@ -381,4 +396,49 @@ fn a_lock_held_mid_run_fails_the_run_with_an_error_and_a_non_zero_exit() {
     );
     let stderr: Vec<String> = rx.iter().collect();
     assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
+}
+
+/// After one commit fails, the other consumers do not each wait out the busy timeout on the
+/// same lock (20 consumers took 23 s to stop): the first failure ends every later commit at
+/// once, so the lock is named once and the rest say an earlier commit failed.
+#[test]
+fn after_a_failed_commit_the_other_consumers_stop_without_waiting_again() {
+    let s = Scratch::new("failed-once");
+    let (child, rx) = common::spawn(
+        &s,
+        &[
+            "--producers",
+            "2",
+            "--consumers",
+            "5",
+            "--batch-size",
+            "10",
+            "--rps",
+            "20000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0.05",
+            "--busy-timeout-ms",
+            "200",
+            "--output",
+            "json",
+        ],
+    );
+    common::wait_for(&rx, common::stored_some);
+    let holder = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
+    holder
+        .busy_timeout(std::time::Duration::from_secs(60))
+        .unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let out = child.wait_with_output().expect("wait");
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let error = v["error"].as_str().unwrap();
+    assert_eq!(
+        error.matches("locked by another process").count(),
+        1,
+        "only the first commit waits on the lock: {error}"
+    );
 }

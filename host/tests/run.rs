@@ -486,3 +486,35 @@ fn a_database_removed_mid_run_is_reported_not_ok() {
     let error = v["error"].as_str().unwrap_or_default();
     assert!(error.contains("was removed during the run"), "{error}");
 }
+
+/// Counts edited into the bookkeeping tables are reported as problems, not trusted: verify
+/// aborted allocating for `runs.producers = 2000000000`.
+#[test]
+fn verify_reports_absurd_recorded_counts_instead_of_aborting() {
+    let s = Scratch::new("verify-absurd");
+    let out = run(
+        s.dir(),
+        &["--messages", "20", "--rps", "0", "--report-interval", "0"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let conn = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
+    conn.execute_batch(
+        "UPDATE runs SET producers = 2000000000; \
+         UPDATE run_producers SET produced = 9000000000000000000 WHERE producer = 0;",
+    )
+    .unwrap();
+    drop(conn);
+    let out = run(s.dir(), &["verify"]);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("more than pc-host runs"),
+        "{}",
+        out.stdout
+    );
+}

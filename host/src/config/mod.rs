@@ -199,7 +199,16 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
             crate::flow::ingest_bound(sources.len(), max_record.value),
         )
     };
-    memory_guard(capacity_n, consumers, batch_size, record_bytes, in_flight)?;
+    // Each source also holds a chunk of records it built or read, not yet pushed.
+    let threads = if generated { producers } else { sources.len() };
+    let held = threads as u64 * crate::flow::chunk(rps.value, threads, capacity_n as usize);
+    memory_guard(
+        capacity_n + held,
+        consumers,
+        batch_size,
+        record_bytes,
+        in_flight,
+    )?;
     let warmup = l.pick("warmup", a.warmup);
     let warmup_d = secs(&warmup, false)?;
     if let Stop::After(d) = stop
@@ -267,22 +276,24 @@ fn unused_options(l: &Layers, generated: bool) -> Vec<String> {
         .collect()
 }
 
-/// The ring and the consumers' batches, full of the largest records, must fit the guard.
+/// The ring, the sources' chunks (`slots` counts both) and the consumers' batches, full of the
+/// largest records, must fit the guard.
 fn memory_guard(
-    capacity: u64,
+    slots: u64,
     consumers: usize,
     batch_size: usize,
     record_bytes: usize,
     in_flight: u64,
 ) -> Result<(), ConfigError> {
     let per_record = (std::mem::size_of::<Record>() + record_bytes) as u128;
-    let buffered = per_record * (capacity as u128 + consumers as u128 * batch_size as u128)
+    let buffered = per_record * (slots as u128 + consumers as u128 * batch_size as u128)
         + u128::from(in_flight);
     if buffered > MAX_BUFFER_BYTES {
         return err(format!(
-            "capacity {capacity} + {consumers} consumers x batch-size {batch_size} records of \
+            "{slots} records in the ring and the sources' hands + {consumers} consumers x \
+             batch-size {batch_size} records of \
              {record_bytes} bytes could hold {:.1} GiB in memory; keep it under {} GiB (lower \
-             --capacity, --batch-size or --payload-size)",
+             --capacity, --batch-size, --payload-size or --producers)",
             buffered as f64 / f64::from(1u32 << 30),
             MAX_BUFFER_BYTES >> 30
         ));

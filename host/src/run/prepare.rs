@@ -16,7 +16,6 @@ use crate::sink::sqlite::checkpoint::Checkpointer;
 use crate::sink::sqlite::runs::{self, RunRow};
 use crate::source::input::{OpenFile, open_file};
 use crate::source::lines::{Input, file_input, stdin_input};
-use crate::source::rate;
 
 /// Why a run could not start.
 #[derive(Debug)]
@@ -74,7 +73,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     } else {
         cfg.sources.len()
     };
-    let chunk = rate::chunk(cfg.rps, threads, cfg.capacity);
+    let chunk = crate::flow::chunk(cfg.rps, threads, cfg.capacity);
     // The bucket holds 100 ms of tokens: a stall shorter than that is caught up afterwards,
     // with the records keeping their scheduled times (so the stall shows in the latency).
     let burst = (cfg.rps / 10).max(chunk);

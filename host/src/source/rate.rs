@@ -11,17 +11,6 @@ use super::Context;
 /// The longest pause between two checks of the stop flag while waiting for tokens.
 const MAX_NAP: Duration = Duration::from_millis(5);
 
-/// How many tokens a source asks for at once: about 1 ms of the rate, shared among the
-/// `threads` taking tokens (at least 1); without a rate, a fixed chunk that the ring can hold.
-pub fn chunk(rps: u64, threads: usize, capacity: usize) -> u64 {
-    let c = if rps == 0 {
-        256
-    } else {
-        rps / 1000 / threads.max(1) as u64
-    };
-    c.clamp(1, (capacity as u64 / 2).max(1))
-}
-
 /// What a take gave.
 #[derive(Debug)]
 pub enum Take<'b> {
@@ -60,19 +49,5 @@ impl<'a> Context<'a> {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunk_is_about_a_millisecond_per_thread() {
-        assert_eq!(chunk(100_000, 10, 65_536), 10);
-        assert_eq!(chunk(500, 10, 65_536), 1);
-        assert_eq!(chunk(0, 1, 65_536), 256);
-        assert_eq!(chunk(0, 1, 4), 2);
-        assert_eq!(chunk(1_000_000_000, 1, 1024), 512);
     }
 }

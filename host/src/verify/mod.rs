@@ -101,7 +101,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         .map_err(err)?
         .into_iter()
         .map(|info| {
-            let seen = (0..info.producers).map(|_| Seen::default()).collect();
+            let seen = (0..info.produced.len()).map(|_| Seen::default()).collect();
             let check = RunCheck {
                 ingest: !info.inputs.is_empty(),
                 info,
@@ -157,7 +157,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
             continue;
         };
         let limit = if check.info.completed {
-            check.info.produced[p]
+            check.info.produced[p].min(MAX_TRACKED_SEQ)
         } else {
             MAX_TRACKED_SEQ
         };
@@ -205,6 +205,13 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
 fn describe(c: &RunCheck) -> (String, bool) {
     let info = &c.info;
     let mut problems = Vec::new();
+    if info.producers as usize > info.produced.len() {
+        problems.push(format!(
+            "the run records {} producers, more than pc-host runs ({}): the database was altered",
+            info.producers,
+            info.produced.len()
+        ));
+    }
     if c.duplicates > 0 {
         problems.push(format!("{} duplicate rows", c.duplicates));
     }

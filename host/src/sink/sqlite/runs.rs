@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::schema::{self, Found, PAGE_SIZE, db_error};
+use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
 
 /// A run recorded in the database.
@@ -259,7 +260,8 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
         conn.prepare("SELECT producer, produced FROM run_producers WHERE run_id = ?1")?;
     let mut inputs = conn.prepare("SELECT input_id FROM run_inputs WHERE run_id = ?1")?;
     for run in &mut runs {
-        run.produced = vec![0; run.producers as usize];
+        // A count beyond what pc-host runs was edited in: track no more than it could write.
+        run.produced = vec![0; run.producers.min(MAX_THREADS as u32) as usize];
         let rows = producers.query_map([run.run_id], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
         })?;
