@@ -442,3 +442,41 @@ fn after_a_failed_commit_the_other_consumers_stop_without_waiting_again() {
         "only the first commit waits on the lock: {error}"
     );
 }
+
+/// A foreign database whose WAL was never folded in (its writer died) is refused and left
+/// byte for byte as it was: pc-host looks through a read-only connection, so nothing
+/// checkpoints that WAL into the file on close (it did, growing the file).
+#[test]
+fn a_foreign_database_with_a_live_wal_is_refused_and_not_checkpointed() {
+    let s = Scratch::new("foreign-wal");
+    let holder = rusqlite::Connection::open(s.path("a.db")).unwrap();
+    holder
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE notes (x TEXT);
+             INSERT INTO notes VALUES ('one'), ('two'), ('three');",
+        )
+        .unwrap();
+    // A copy taken while the writer is open is a database with a live WAL and no connection.
+    std::fs::copy(s.path("a.db"), s.path("f.db")).unwrap();
+    std::fs::copy(s.path("a.db-wal"), s.path("f.db-wal")).unwrap();
+    drop(holder);
+    let before = std::fs::read(s.path("f.db")).unwrap();
+    let wal_before = std::fs::read(s.path("f.db-wal")).unwrap();
+    let out = run(s.dir(), &["--db", "f.db", "--messages", "1"]);
+    assert_one_line_error(
+        &out,
+        1,
+        "f.db is not a pc-host database (it has tables: notes)",
+    );
+    assert_eq!(
+        std::fs::read(s.path("f.db")).unwrap(),
+        before,
+        "f.db was written to"
+    );
+    assert_eq!(
+        std::fs::read(s.path("f.db-wal")).unwrap(),
+        wal_before,
+        "its WAL was folded in or changed"
+    );
+}

@@ -28,6 +28,12 @@ pub fn prepare_run(
     config_json: &str,
     started_at: i64,
 ) -> anyhow::Result<(Connection, RunRow)> {
+    // An existing file is recognised through a read-only connection first: closing a writable
+    // one on a foreign database would checkpoint its WAL into it (a write to a file pc-host
+    // did not create).
+    if path.is_file() {
+        schema::check(&schema::open_read_only(path, busy)?, path, busy)?;
+    }
     let conn = schema::open(path, busy)?;
     let err = |e| db_error(path, e, busy);
     if schema::check(&conn, path, busy)? == Found::Empty {

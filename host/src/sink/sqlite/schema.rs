@@ -145,16 +145,22 @@ pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// Opens an existing file read-only, with a busy timeout: it can look, never write.
+pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| db_error(path, e, busy))?;
+    conn.busy_timeout(busy)
+        .map_err(|e| db_error(path, e, busy))?;
+    Ok(conn)
+}
+
 /// Opens an existing database read-only (for `verify`).
 pub fn open_existing(path: &Path) -> anyhow::Result<Connection> {
     if !path.is_file() {
         return Err(anyhow!("no database file at {}", path.display()));
     }
     let busy = Duration::from_secs(5);
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| db_error(path, e, busy))?;
-    conn.busy_timeout(busy)
-        .map_err(|e| db_error(path, e, busy))?;
+    let conn = open_read_only(path, busy)?;
     match check(&conn, path, busy)? {
         Found::Current => Ok(conn),
         Found::Empty => Err(anyhow!(
