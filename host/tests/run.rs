@@ -406,6 +406,12 @@ fn two_runs_writing_one_database_at_once_each_count_only_their_rows() {
             .spawn()
             .expect("spawn pc-host")
     };
+    // The database exists first: this is about two runs writing at once, not two creating it.
+    let made = run(
+        s.dir(),
+        &["--messages", "1", "--rps", "0", "--report-interval", "0"],
+    );
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
     let (a, b) = (spawn(), spawn());
     let mut runs = Vec::new();
     for child in [a, b] {

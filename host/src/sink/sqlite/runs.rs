@@ -2,9 +2,10 @@
 //! say what each run did and where each input resumes.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::schema::{self, Found, PAGE_SIZE, db_error};
@@ -18,9 +19,13 @@ pub struct RunRow {
     pub first_id: i64,
 }
 
-/// Prepares `path` for a run: checks what is in it, switches it to WAL, creates (or upgrades)
-/// the schema, and records the run. Returns the connection (to become the writer) and the
-/// run. Nothing is written to a file that is not (or cannot become) a pc-host database.
+/// Prepares `path` for a run: [`try_prepare_run`], tried again while the database is busy,
+/// until `busy` has passed. SQLite answers some lock conflicts at once, without waiting, for
+/// example two processes starting on the same new file: each sees the other reading and
+/// neither can switch it to WAL.
+///
+/// # Errors
+/// As [`try_prepare_run`]; a busy database once `busy` has passed.
 pub fn prepare_run(
     path: &Path,
     busy: Duration,
@@ -28,14 +33,36 @@ pub fn prepare_run(
     config_json: &str,
     started_at: i64,
 ) -> anyhow::Result<(Connection, RunRow)> {
-    // An existing file is recognised through a read-only connection first: closing a writable
-    // one on a foreign database would checkpoint its WAL into it (a write to a file pc-host
-    // did not create).
-    if path.is_file() {
-        schema::check(&schema::open_read_only(path, busy)?, path, busy)?;
+    let deadline = Instant::now() + busy;
+    let mut nap = Duration::from_millis(1);
+    loop {
+        match try_prepare_run(path, busy, producers, config_json, started_at) {
+            Err(e) if e.is::<schema::Busy>() && Instant::now() + nap < deadline => {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(50));
+            }
+            done => return done,
+        }
     }
+}
+
+/// Prepares `path` for a run: checks what is in it, switches it to WAL, creates (or upgrades)
+/// the schema, and records the run. Returns the connection (to become the writer) and the
+/// run. Nothing is written to a file that is not (or cannot become) a pc-host database.
+pub fn try_prepare_run(
+    path: &Path,
+    busy: Duration,
+    producers: usize,
+    config_json: &str,
+    started_at: i64,
+) -> anyhow::Result<(Connection, RunRow)> {
     let conn = schema::open(path, busy)?;
     let err = |e| db_error(path, e, busy);
+    // Closing this connection must not checkpoint a WAL it finds into the file: on a foreign
+    // database that is a write to a file pc-host did not create. (Its own files are
+    // checkpointed explicitly, by the checkpointer and at the end of the run.)
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(err)?;
     if schema::check(&conn, path, busy)? == Found::Empty {
         // Only a new file can take a page size; on an existing one this does nothing.
         conn.pragma_update(None, "page_size", PAGE_SIZE)
@@ -70,7 +97,12 @@ pub fn prepare_run(
             first_id,
         })
     })
-    .map(|run| (conn, run))
+    .and_then(|run| {
+        // A pc-host database: closing may checkpoint again (and remove the -wal and -shm).
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+            .map_err(err)?;
+        Ok((conn, run))
+    })
 }
 
 /// Runs `body` in a `BEGIN IMMEDIATE` transaction: committed if it returns `Ok`, rolled back

@@ -100,6 +100,12 @@ const TABLES: [(&str, &[&str]); 5] = [
     ("run_inputs", &["run_id", "input_id"]),
 ];
 
+/// The database was locked by another connection: [`db_error`]'s error for `SQLITE_BUSY` and
+/// `SQLITE_LOCKED`, so callers can tell it from others.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Busy(pub String);
+
 /// Turns an SQLite error on `path` into a one-line, actionable message.
 pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Error {
     let p = path.display();
@@ -110,11 +116,12 @@ pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Erro
         Some(ErrorCode::NotADatabase) => {
             anyhow!("{p} is not an SQLite database; pc-host will not touch it: use another --db")
         }
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => anyhow!(
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Busy(format!(
             "database {p} is locked by another process (gave up after waiting {:.1} s); try again \
              when it is done, raise --busy-timeout-ms, or use another --db",
             busy.as_secs_f64()
-        ),
+        ))
+        .into(),
         Some(ErrorCode::ReadOnly) => anyhow!("database {p} is read-only: {e}"),
         Some(ErrorCode::DiskFull) => anyhow!("database {p}: the disk is full"),
         _ => anyhow!("database {p}: {e}"),
