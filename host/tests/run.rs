@@ -524,3 +524,25 @@ fn verify_reports_absurd_recorded_counts_instead_of_aborting() {
         out.stdout
     );
 }
+
+/// `verify` with its reader gone (`verify | head -1`) does not panic; its exit status still
+/// says what it found.
+#[test]
+fn verify_with_a_closed_stdout_keeps_its_result() {
+    let s = Scratch::new("verify-closed-stdout");
+    let made = run(
+        s.dir(),
+        &["--messages", "20", "--rps", "0", "--report-interval", "0"],
+    );
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    let mut child = common::pc_host(s.dir())
+        .arg("verify")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pc-host");
+    drop(child.stdout.take());
+    let out: common::Out = child.wait_with_output().expect("wait").into();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}

@@ -135,7 +135,7 @@ impl Walk {
     }
 
     fn print(&self, db: &str, file: &str, input: i64, committed: i64) -> bool {
-        println!("pc-host verify: {db}, {file} (input {input}, committed to byte {committed})");
+        say!("pc-host verify: {db}, {file} (input {input}, committed to byte {committed})");
         let mut line = format!(
             "  {} lines: {} stored in file order with the file's text",
             self.lines, self.stored
@@ -152,15 +152,15 @@ impl Walk {
                 }
             ));
         }
-        println!("{line}");
+        say!("{line}");
         if let Some(first) = self.problems.first() {
-            println!(
+            say!(
                 "  PROBLEM: {} differences; the first: {first}",
                 self.problems.len()
             );
         }
         let ok = self.problems.is_empty();
-        println!("result: {}", if ok { "OK" } else { "PROBLEMS FOUND" });
+        say!("result: {}", if ok { "OK" } else { "PROBLEMS FOUND" });
         ok
     }
 }

@@ -11,6 +11,15 @@
 //!   lines rejected at ingest; `--source file:PATH` checks a file's rows against its lines
 //!   (`file.rs`).
 
+/// Prints a line of findings on stdout. A reader that went away (`verify | head -1`) does not
+/// panic verify: its exit status still says what it found.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod file;
 
 use std::collections::HashMap;
@@ -180,21 +189,21 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     let mut ok = orphans == 0;
     let mut ids: Vec<i64> = checks.keys().copied().collect();
     ids.sort_unstable();
-    println!("pc-host verify: {}", path.display());
+    say!("pc-host verify: {}", path.display());
     for id in &ids {
         let check = &checks[id];
         let (line, good) = describe(check);
         ok &= good;
-        println!("  run {id}: {line}");
+        say!("  run {id}: {line}");
     }
     if orphans > 0 {
-        println!("  {orphans} rows belong to no recorded run");
+        say!("  {orphans} rows belong to no recorded run");
     }
     let scope = match args.run {
         Some(id) => format!("run {id}"),
         None => format!("{} runs", ids.len()),
     };
-    println!(
+    say!(
         "result: {} ({scope}, {total} rows)",
         if ok { "OK" } else { "PROBLEMS FOUND" }
     );
