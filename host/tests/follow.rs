@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use common::{Out, Running, Scratch, all_rows, assert_verify, inputs, json, run, u};
+use common::{Out, Running, Scratch, all_rows, assert_verify, ingest_json, inputs, json, u};
 
 // ---------------------------------------------------------------------------------------------
 // Running the binary and reading its stderr
@@ -228,19 +228,7 @@ fn follow_finishes_the_old_file_then_reads_the_rotated_one() {
     // Reading the path again (not following) resumes the new file at its end.
     let db_s = db.display().to_string();
     let source = format!("file:{file_s}");
-    let again = run(
-        s.dir(),
-        &[
-            "--source",
-            &source,
-            "--db",
-            &db_s,
-            "--output",
-            "json",
-            "--report-interval",
-            "0",
-        ],
-    );
+    let again = ingest_json(s.dir(), &source, &db_s);
     assert_eq!(again.code, Some(0), "{}", again.stderr);
     let v = json(&again);
     assert_eq!(v["ok"], true, "{v}");

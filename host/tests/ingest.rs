@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{Out, Scratch, assert_one_line_error, json, run, u};
+use common::{Out, Rng, Scratch, assert_one_line_error, json, run, u};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -159,22 +159,6 @@ fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
         .len()
-}
-
-/// A deterministic pseudo-random sequence (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// About `len` bytes of valid UTF-8 text (ASCII, tabs, inner `\r`s, 2-, 3- and 4-byte

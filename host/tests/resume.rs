@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use rusqlite::Connection;
 
-use common::{Running, Scratch, all_rows, assert_verify, inputs, json, run, u};
+use common::{Rng, Running, Scratch, all_rows, assert_verify, ingest_json, inputs, json, u};
 
 /// Lines in the file the kill tests ingest.
 const LINES: usize = 400_000;
@@ -94,18 +94,6 @@ impl Data {
     /// The byte offset after the first `k` lines.
     fn offset_after(&self, k: usize) -> u64 {
         if k == 0 { 0 } else { self.ends[k - 1] }
-    }
-}
-
-/// xorshift64*: a fixed, seeded sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 
@@ -212,19 +200,7 @@ fn kill_then_resume(name: &str, data: &Data, killed: &[(u64, &[&str])], verify: 
     }
 
     // The last run reads the rest to the end of the file.
-    let out = run(
-        s.dir(),
-        &[
-            "--source",
-            &source,
-            "--db",
-            &db_s,
-            "--output",
-            "json",
-            "--report-interval",
-            "0",
-        ],
-    );
+    let out = ingest_json(s.dir(), &source, &db_s);
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     let v = json(&out);
     assert_eq!(v["ok"], true, "{v}");
@@ -305,19 +281,7 @@ fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_g
     let (file_s, db_s) = (file.display().to_string(), db.display().to_string());
     let source = format!("file:{file_s}");
     let ingest = |s: &Scratch| {
-        let out = run(
-            s.dir(),
-            &[
-                "--source",
-                &source,
-                "--db",
-                &db_s,
-                "--output",
-                "json",
-                "--report-interval",
-                "0",
-            ],
-        );
+        let out = ingest_json(s.dir(), &source, &db_s);
         assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
         let v = json(&out);
         assert_eq!(v["ok"], true, "{v}");

@@ -418,3 +418,37 @@ pub fn inputs(db: &Path) -> Vec<(i64, String, i64, i64, i64)> {
     .collect::<Result<_, _>>()
     .expect("rows")
 }
+
+/// `pc-host --source SOURCE --db DB --output json --report-interval 0` in `dir`, to its end.
+pub fn ingest_json(dir: &Path, source: &str, db: &str) -> Out {
+    run(
+        dir,
+        &[
+            "--source",
+            source,
+            "--db",
+            db,
+            "--output",
+            "json",
+            "--report-interval",
+            "0",
+        ],
+    )
+}
+
+/// A deterministic pseudo-random sequence (xorshift64*), for generated test inputs.
+#[derive(Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
