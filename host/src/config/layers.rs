@@ -98,9 +98,14 @@ impl Layers {
                 argv.extend(args.into_iter().map(OsString::from));
             }
         }
-        let all = Cli::command()
-            .try_get_matches_from(argv)
-            .map_err(|e| ConfigError(first_line(&e.to_string())))?;
+        // Parse again only if the file added arguments; otherwise flags and environment are all.
+        let all = if from_file.is_empty() {
+            given.clone()
+        } else {
+            Cli::command()
+                .try_get_matches_from(argv)
+                .map_err(|e| ConfigError(first_line(&e.to_string())))?
+        };
         let args =
             RunArgs::from_arg_matches(&all).map_err(|e| ConfigError(first_line(&e.to_string())))?;
         Ok(Self {

@@ -86,6 +86,15 @@ impl Config {
         self.sources == [SourceSpec::Generate]
     }
 
+    /// Source threads: the generator's producers, or one per stdin or file source.
+    pub fn source_threads(&self) -> usize {
+        if self.generated() {
+            self.producers
+        } else {
+            self.sources.len()
+        }
+    }
+
     /// Whether a source follows its file (so the input has no end).
     pub fn follows(&self) -> bool {
         self.sources
@@ -190,25 +199,6 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         ));
     }
     let max_record_bytes = max_record.value as usize;
-    // Generated records have a fixed size; read ones share the in-flight byte budget.
-    let (record_bytes, in_flight) = if generated {
-        (payload_size, 0)
-    } else {
-        (
-            0,
-            crate::flow::ingest_bound(sources.len(), max_record.value),
-        )
-    };
-    // Each source also holds a chunk of records it built or read, not yet pushed.
-    let threads = if generated { producers } else { sources.len() };
-    let held = threads as u64 * crate::flow::chunk(rps.value, threads, capacity_n as usize);
-    memory_guard(
-        capacity_n + held,
-        consumers,
-        batch_size,
-        record_bytes,
-        in_flight,
-    )?;
     let warmup = l.pick("warmup", a.warmup);
     let warmup_d = secs(&warmup, false)?;
     if let Stop::After(d) = stop
@@ -241,7 +231,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         ));
     }
 
-    Ok(Config {
+    let cfg = Config {
         sources,
         sink,
         producers,
@@ -260,7 +250,9 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         output: a.output,
         busy_timeout: Duration::from_millis(busy.value),
         warnings: unused_options(l, generated),
-    })
+    };
+    memory_guard(&cfg)?;
+    Ok(cfg)
 }
 
 /// Options set (by any layer) that the chosen sources ignore.
@@ -276,15 +268,22 @@ fn unused_options(l: &Layers, generated: bool) -> Vec<String> {
         .collect()
 }
 
-/// The ring, the sources' chunks (`slots` counts both) and the consumers' batches, full of the
-/// largest records, must fit the guard.
-fn memory_guard(
-    slots: u64,
-    consumers: usize,
-    batch_size: usize,
-    record_bytes: usize,
-    in_flight: u64,
-) -> Result<(), ConfigError> {
+/// The ring, the records each source holds before pushing and the consumers' batches, full of
+/// the largest records, plus the in-flight byte budget of read records, must fit the guard.
+fn memory_guard(cfg: &Config) -> Result<(), ConfigError> {
+    let threads = cfg.source_threads();
+    let held = threads as u64 * crate::flow::chunk(cfg.rps, threads, cfg.capacity);
+    let slots = cfg.capacity as u64 + held;
+    // Generated records have a fixed size; read ones share the in-flight byte budget.
+    let (record_bytes, in_flight) = if cfg.generated() {
+        (cfg.payload_size, 0)
+    } else {
+        (
+            0,
+            crate::flow::ingest_bound(cfg.sources.len(), cfg.max_record_bytes as u64),
+        )
+    };
+    let (consumers, batch_size) = (cfg.consumers, cfg.batch_size);
     let per_record = (std::mem::size_of::<Record>() + record_bytes) as u128;
     let buffered = per_record * (slots as u128 + consumers as u128 * batch_size as u128)
         + u128::from(in_flight);

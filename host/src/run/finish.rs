@@ -136,7 +136,6 @@ fn finish(
         errors.is_empty(),
         &per_producer,
         stats.produced(),
-        writer.last_id(),
     ) {
         errors.push(format!(
             "recording the end of run {} failed: {e}",

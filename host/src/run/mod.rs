@@ -97,11 +97,6 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
         ..
     } = prepared;
     let starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
-    let sources = if cfg.generated() {
-        cfg.producers
-    } else {
-        lines.len()
-    };
     let start = clock.now();
     let bucket = bucket.map(|b| b.starting_empty_at(start));
     let deadline = match cfg.stop {
@@ -121,7 +116,7 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
             chunk,
         },
         sink: GroupCommit::new(writer, cfg.batch_size),
-        stats: Stats::new(sources, cfg.consumers),
+        stats: Stats::new(cfg.source_threads(), cfg.consumers),
         pins,
         pin_failed: AtomicBool::new(false),
         gate: ByteGate::new(IN_FLIGHT_BYTES),

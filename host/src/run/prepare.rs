@@ -68,11 +68,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     let files = open_files(cfg)?;
     let clock = Clock::new();
     let unix_base = unix_now_ns().saturating_sub(clock.now() as i64);
-    let threads = if cfg.generated() {
-        cfg.producers
-    } else {
-        cfg.sources.len()
-    };
+    let threads = cfg.source_threads();
     let chunk = crate::flow::chunk(cfg.rps, threads, cfg.capacity);
     // The bucket holds 100 ms of tokens: a stall shorter than that is caught up afterwards,
     // with the records keeping their scheduled times (so the stall shows in the latency).

@@ -196,20 +196,12 @@ pub fn finish_run(
     completed: bool,
     per_producer: &[u64],
     produced: u64,
-    last_id: Option<i64>,
 ) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let recorded = (|| {
         conn.execute(
-            "UPDATE runs SET finished_at = ?2, completed = ?3, produced = ?4, \
-             last_id = COALESCE(?5, last_id) WHERE run_id = ?1",
-            params![
-                run_id,
-                finished_at,
-                i64::from(completed),
-                produced as i64,
-                last_id
-            ],
+            "UPDATE runs SET finished_at = ?2, completed = ?3, produced = ?4 WHERE run_id = ?1",
+            params![run_id, finished_at, i64::from(completed), produced as i64],
         )?;
         let mut stmt = conn.prepare(
             "INSERT INTO run_producers (run_id, producer, produced) VALUES (?1, ?2, ?3)",
