@@ -280,14 +280,6 @@ impl Writer {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn busy(&self) -> Duration {
-        self.busy
-    }
 }
 
 impl Sink for Writer {
