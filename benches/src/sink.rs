@@ -96,12 +96,13 @@ pub struct SinkWriter<'a>(&'a Mutex<Writer>);
 
 impl SinkWriter<'_> {
     /// Commits `batches` as one transaction, exactly as pc-host's group commit does: the
-    /// writer's mutex, then `Writer::write`.
+    /// writer's mutex, the records flattened into one slice, then `Writer::write`.
     ///
     /// # Panics
     /// If the commit fails: a bench must not time errors.
     pub fn commit(&self, batches: &[Vec<Record>]) {
-        if let Err(e) = lock(self.0).write(batches) {
+        let records: Vec<&Record> = batches.iter().flatten().collect();
+        if let Err(e) = lock(self.0).write(&records) {
             panic!("sink bench: {e:#}");
         }
     }

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod dead_letter;
 pub mod flow;
 pub mod message;
 pub mod position;

@@ -354,7 +354,7 @@ fn a_database_locked_by_another_process_is_waited_for_then_reported() {
 }
 
 #[test]
-fn a_lock_held_mid_run_fails_the_run_with_an_error_and_a_non_zero_exit() {
+fn a_lock_held_mid_run_without_retries_fails_the_run_with_an_error_and_a_non_zero_exit() {
     let s = Scratch::new("midlock");
     let (child, rx) = common::spawn(
         &s,
@@ -371,6 +371,8 @@ fn a_lock_held_mid_run_fails_the_run_with_an_error_and_a_non_zero_exit() {
             "0.05",
             "--busy-timeout-ms",
             "100",
+            "--retry-for",
+            "0",
             "--output",
             "json",
         ],
@@ -421,6 +423,8 @@ fn after_a_failed_commit_the_other_consumers_stop_without_waiting_again() {
             "0.05",
             "--busy-timeout-ms",
             "200",
+            "--retry-for",
+            "0",
             "--output",
             "json",
         ],

@@ -814,7 +814,7 @@ fn bad_input_cases(s: &Scratch) -> Vec<(Vec<&'static str>, &'static str)> {
         ),
         (
             vec!["--source", "file:ok.log?format=csv"],
-            "`format=csv`: use format=text or format=jsonl",
+            "`format=csv`: use format=text, jsonl or dead-letter",
         ),
         (
             vec!["--source", "file:ok.log?colour=red"],

@@ -212,6 +212,25 @@ pub struct RunArgs {
     )]
     pub busy_timeout_ms: u64,
 
+    /// How long to keep retrying a commit that failed in a way that may pass (database locked
+    /// past the busy timeout, I/O error, disk full), with backoff; meanwhile the ring fills and
+    /// the sources wait. Then the run stops (exit 1). 0 = no retries; at most 86400
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "PC_HOST_RETRY_FOR",
+        default_value_t = 60.0,
+        allow_negative_numbers = true
+    )]
+    pub retry_for: f64,
+
+    /// JSON-lines file for records that cannot be stored: rejected lines, records the database
+    /// refuses, and generated or stdin records given up on when the sink fails. Created if
+    /// missing; an existing file must be a pc-host dead-letter file. Read one back with
+    /// --source file:PATH?format=dead-letter
+    #[arg(long, value_name = "FILE", env = "PC_HOST_DEAD_LETTER")]
+    pub dead_letter: Option<PathBuf>,
+
     /// TOML file with any of the options above (keys as the flag names: `producers = 4`)
     #[arg(long, value_name = "FILE", env = "PC_HOST_CONFIG")]
     pub config: Option<PathBuf>,

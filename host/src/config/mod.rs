@@ -33,6 +33,8 @@ pub const MAX_RECORD: u64 = 64 << 20;
 pub const MAX_BATCH: u64 = 1_000_000;
 pub const MAX_RPS: u64 = 1_000_000_000;
 pub const MAX_SECS: f64 = 1_000_000.0;
+/// The longest `--retry-for`.
+pub const MAX_RETRY: Duration = Duration::from_secs(86_400);
 /// Memory the ring and the consumers' batches may hold at most when full.
 pub const MAX_BUFFER_BYTES: u128 = 8 << 30;
 /// The generator's rate when `--rps` is not given.
@@ -76,6 +78,9 @@ pub struct Config {
     pub report_interval: Option<Duration>,
     pub output: Output,
     pub busy_timeout: Duration,
+    /// How long a retryable sink failure is retried.
+    pub retry_for: Duration,
+    pub dead_letter: Option<PathBuf>,
     /// Options given that do not apply to this run, one line each, for stderr.
     pub warnings: Vec<String>,
 }
@@ -230,6 +235,18 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
             busy.show()
         ));
     }
+    let retry = l.pick("retry_for", a.retry_for);
+    let retry_for = secs(&retry, false)?;
+    if retry_for > MAX_RETRY {
+        return err(format!(
+            "{} is too long: at most {} s (one day)",
+            retry.show(),
+            MAX_RETRY.as_secs()
+        ));
+    }
+    let dead_letter = l
+        .pick_set("dead_letter", a.dead_letter.clone())
+        .map(|p| p.value);
 
     let cfg = Config {
         sources,
@@ -249,6 +266,8 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         report_interval,
         output: a.output,
         busy_timeout: Duration::from_millis(busy.value),
+        retry_for,
+        dead_letter,
         warnings: unused_options(l, generated),
     };
     memory_guard(&cfg)?;
@@ -503,6 +522,8 @@ impl Config {
             "warmup_s": self.warmup.as_secs_f64(),
             "report_interval_s": self.report_interval.map_or(0.0, |d| d.as_secs_f64()),
             "busy_timeout_ms": self.busy_timeout.as_millis() as u64,
+            "retry_for_s": self.retry_for.as_secs_f64(),
+            "dead_letter": self.dead_letter.as_ref().map(|p| p.display().to_string()),
         })
     }
 }

@@ -11,6 +11,8 @@ pub enum Format {
     Text,
     /// Each line must be one valid JSON value, stored as its text.
     Jsonl,
+    /// A `--dead-letter` file: each entry's `record` is stored (a replay).
+    DeadLetter,
 }
 
 impl Format {
@@ -18,6 +20,7 @@ impl Format {
         match self {
             Self::Text => "text",
             Self::Jsonl => "jsonl",
+            Self::DeadLetter => "dead-letter",
         }
     }
 }
@@ -92,7 +95,12 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
                 format = match *value {
                     "text" => Format::Text,
                     "jsonl" => Format::Jsonl,
-                    _ => return Err(format!("`format={value}`: use format=text or format=jsonl")),
+                    "dead-letter" => Format::DeadLetter,
+                    _ => {
+                        return Err(format!(
+                            "`format={value}`: use format=text, jsonl or dead-letter"
+                        ));
+                    }
                 }
             }
             _ => return Err(format!("unknown parameter `{key}` (known: follow, format)")),

@@ -2,6 +2,10 @@
 //! for group commit (see `sink::group_commit`), commit what is pending, and record the latency
 //! of every record it committed.
 //!
+//! Records the sink did not store are settled too (dead-lettered or counted as not stored,
+//! see `sink::group_commit`), and their latency is recorded at the time the run gave up on
+//! them, so a stall shows in the figures.
+//!
 //! A batch is closed when it holds `batch_size` records or `batch_wait` has passed since its
 //! first record arrived, whichever is first; a closed and drained ring ends the consumer after
 //! it commits what it holds.
@@ -13,10 +17,9 @@ use pc_core::{Clock, HeapRing, PopError};
 
 use crate::flow::ByteGate;
 use crate::message::Record;
-use crate::sink::{Commit, GroupCommit, Sink};
+use crate::sink::{Fate, GroupCommit, Settled, Sink};
 use crate::telemetry::{ConsumerStats, bump};
 
-#[derive(Debug)]
 pub struct Consumer<'a, S> {
     pub ring: &'a HeapRing<Record>,
     pub sink: &'a GroupCommit<S>,
@@ -26,22 +29,38 @@ pub struct Consumer<'a, S> {
     /// Messages intended before this instant are left out of the latency histogram.
     pub warmup_end_ns: u64,
     pub stats: &'a ConsumerStats,
-    /// Ingest runs: the in-flight byte budget, given back as records commit.
+    /// Ingest runs: the in-flight byte budget, given back as records are settled.
     pub gate: Option<&'a ByteGate>,
+    /// Called when this consumer first sees that the sink has failed: stops the run.
+    pub on_sink_failure: &'a (dyn Fn() + Sync),
+}
+
+impl<S> std::fmt::Debug for Consumer<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("batch_size", &self.batch_size)
+            .field("batch_wait", &self.batch_wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Sink> Consumer<'_, S> {
-    /// Runs until the ring is closed and drained; an error is a failed commit (its records
-    /// are not stored, and the caller must stop the run).
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Runs until the ring is closed and drained, settling every record it pops (a failed
+    /// sink stops the run through `on_sink_failure`; the records are still settled).
+    pub fn run(self) {
+        let mut told = false;
         loop {
             let closed = self
                 .sink
                 .hand_over(self.sink.spare(), |batch| self.fill(batch));
             self.sink
-                .commit_pending(self.clock, |commit| self.record(commit))?;
+                .commit_pending(self.clock, |settled| self.record(settled));
+            if !told && self.sink.has_failed() {
+                told = true;
+                (self.on_sink_failure)();
+            }
             if closed {
-                return Ok(());
+                return;
             }
         }
     }
@@ -77,29 +96,36 @@ impl<S: Sink> Consumer<'_, S> {
         closed
     }
 
-    /// Counts a transaction this consumer committed, and each record's latency.
-    fn record(&self, c: &Commit<'_>) {
-        let rows: usize = c.batches.iter().map(Vec::len).sum();
-        let bytes: usize = c.batches.iter().flatten().map(|m| m.text.len()).sum();
-        bump(&self.stats.stored, rows as u64);
-        bump(&self.stats.bytes, bytes as u64);
+    /// Counts records this consumer settled, and each one's latency.
+    fn record(&self, s: &Settled<'_>) {
+        let rows = s.records.len() as u64;
+        let bytes: u64 = s.records.iter().map(|m| m.text.len() as u64).sum();
         if let Some(gate) = self.gate {
-            gate.release(bytes as u64);
+            gate.release(bytes);
         }
-        bump(&self.stats.batches, 1);
-        self.stats
-            .commit
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .saturating_record(c.committed.saturating_sub(c.started).max(1));
-        let mut latency = self
-            .stats
-            .latency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for m in c.batches.iter().flatten() {
+        let st = self.stats;
+        match s.fate {
+            Fate::Committed => {
+                bump(&st.stored, rows);
+                bump(&st.bytes, bytes);
+                bump(&st.batches, 1);
+                st.commit
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .saturating_record(s.at.saturating_sub(s.started).max(1));
+            }
+            Fate::DeadLettered => bump(&st.dead_lettered, rows),
+            Fate::NotStored { rereadable } => {
+                bump(&st.not_stored, rows);
+                if rereadable {
+                    bump(&st.rereadable, rows);
+                }
+            }
+        }
+        let mut latency = st.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        for m in s.records {
             if m.intended_ns >= self.warmup_end_ns {
-                latency.saturating_record(c.committed.saturating_sub(m.intended_ns).max(1));
+                latency.saturating_record(s.at.saturating_sub(m.intended_ns).max(1));
             }
         }
     }

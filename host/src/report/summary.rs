@@ -67,6 +67,17 @@ pub struct Summary {
     pub consumed: u64,
     /// Counted back from the database.
     pub stored: u64,
+    /// Written to the dead-letter file instead of the database.
+    pub dead_lettered: u64,
+    /// Accepted and neither stored nor dead-lettered (the sink failed): 0 unless the run
+    /// stopped hard.
+    pub not_stored: u64,
+    /// Of `not_stored`, those a file input reads again in the next run on this database.
+    pub rereadable: u64,
+    /// Writes tried again after a retryable failure.
+    pub retries: u64,
+    /// `--dead-letter`, if given.
+    pub dead_letter: Option<String>,
     pub stop_reason: StopReason,
     pub error: Option<String>,
     /// Start of production to the last commit.
@@ -83,6 +94,8 @@ pub struct Summary {
     pub blocked_s: f64,
     /// The largest WAL the checkpointer saw during the run.
     pub wal_max_bytes: u64,
+    /// The final checkpoint copied the WAL into the database and truncated it.
+    pub wal_truncated: bool,
     /// Ingest runs: records read (accepted or rejected), bytes read, records rejected, and the
     /// inputs read. `None` for a generated run.
     pub ingest: Option<Ingest>,
@@ -98,9 +111,13 @@ pub struct Ingest {
 }
 
 impl Summary {
-    /// Every accepted message was consumed and is in the database, and nothing failed.
+    /// Every accepted message was consumed and is in the database or the dead-letter file,
+    /// and nothing failed.
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.produced == self.consumed && self.consumed == self.stored
+        self.error.is_none()
+            && self.not_stored == 0
+            && self.produced == self.consumed
+            && self.consumed == self.stored + self.dead_lettered
     }
 
     fn per_s(&self, n: u64) -> f64 {
@@ -147,8 +164,13 @@ impl Summary {
             );
             let _ = writeln!(
                 s,
-                "  rejected      {} (could not be stored: invalid text or JSON, or too long)",
-                ingest.rejected
+                "  rejected      {} (could not be stored: invalid text or JSON, or too long{})",
+                ingest.rejected,
+                if self.dead_letter.is_some() {
+                    "; in the dead-letter file"
+                } else {
+                    ""
+                }
             );
         }
         let _ = writeln!(s, "  produced      {}", self.produced);
@@ -158,6 +180,7 @@ impl Summary {
             "  stored        {} (counted back from the database)",
             self.stored
         );
+        self.fates_text(&mut s);
         let _ = writeln!(s, "  result        {result}");
         if let Some(e) = &self.error {
             let _ = writeln!(s, "  error         {e}");
@@ -229,10 +252,44 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "  WAL           at most {:.1} MiB during the run (truncated at the end)",
-            self.wal_max_bytes as f64 / f64::from(1 << 20)
+            "  WAL           at most {:.1} MiB during the run ({})",
+            self.wal_max_bytes as f64 / f64::from(1 << 20),
+            if self.wal_truncated {
+                "truncated at the end"
+            } else {
+                "the final checkpoint failed: the -wal file holds committed rows; SQLite folds \
+                 it in when the database is next opened"
+            }
         );
         s
+    }
+
+    /// The lines for records not stored in the database, and retries, when there were any.
+    fn fates_text(&self, s: &mut String) {
+        if let Some(path) = &self.dead_letter {
+            let _ = writeln!(
+                s,
+                "  dead-lettered {} (written to {path})",
+                self.dead_lettered
+            );
+        }
+        if self.not_stored > 0 {
+            let lost = self.not_stored - self.rereadable;
+            let _ = writeln!(
+                s,
+                "  not stored    {} accepted messages: {} from file inputs are read again by                  the next run on this database; {lost} are lost{}",
+                self.not_stored,
+                self.rereadable,
+                if lost > 0 && self.dead_letter.is_none() {
+                    " (--dead-letter FILE would have kept them)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if self.retries > 0 {
+            let _ = writeln!(s, "  retries       {} (writes tried again)", self.retries);
+        }
     }
 
     /// The `--output json` object. The top-level keys named in the README are a contract.
@@ -247,6 +304,10 @@ impl Summary {
             "produced": self.produced,
             "consumed": self.consumed,
             "stored": self.stored,
+            "dead_lettered": self.dead_lettered,
+            "not_stored": self.not_stored,
+            "not_stored_rereadable": self.rereadable,
+            "retries": self.retries,
             "ok": self.ok(),
             "error": self.error,
             "stop_reason": self.stop_reason.as_str(),
@@ -266,6 +327,7 @@ impl Summary {
             "commit_ns": { "p50": c50, "p99": c99, "max": cmax },
             "blocked_s": self.blocked_s,
             "wal_max_bytes": self.wal_max_bytes,
+            "wal_truncated": self.wal_truncated,
             "read": self.ingest.as_ref().map(|i| i.read),
             "read_bytes": self.ingest.as_ref().map(|i| i.read_bytes),
             "rejected": self.ingest.as_ref().map_or(0, |i| i.rejected),

@@ -28,6 +28,8 @@ pub struct Outcome {
     pub moved_to: Vec<InputStart>,
     /// Positions to commit once everything is (see `source::lines::Ended::settle`).
     pub settle: Vec<Resume>,
+    /// Writes tried again after a retryable failure.
+    pub retries: u64,
 }
 
 /// What the end of a run reads.
@@ -46,7 +48,14 @@ pub struct Done<'a> {
 pub fn summary(d: Done<'_>, writer: &mut Writer, out: Outcome, starts: Vec<InputStart>) -> Summary {
     let (cfg, stats) = (d.cfg, d.stats);
     warn_rejects(cfg, &starts, stats);
-    let (stored, errors) = finish(&d, writer, out.errors, out.settle);
+    let (stored, wal_truncated, mut errors) = finish(&d, writer, out.errors, out.settle);
+    let (produced, dead_lettered, not_stored) =
+        (stats.produced(), stats.dead_lettered(), stats.not_stored());
+    if stored + dead_lettered + not_stored != produced {
+        errors.push(format!(
+            "accounting: produced {produced} != stored {stored} + dead-lettered {dead_lettered}              + not stored {not_stored}"
+        ));
+    }
     let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
     let mut inputs = starts;
     inputs.extend(out.moved_to);
@@ -54,9 +63,14 @@ pub fn summary(d: Done<'_>, writer: &mut Writer, out: Outcome, starts: Vec<Input
         config: cfg.to_json(),
         run_id: d.run.run_id,
         db: cfg.db().display().to_string(),
-        produced: stats.produced(),
+        produced,
         consumed: stats.consumed(),
         stored,
+        dead_lettered,
+        not_stored,
+        rereadable: stats.rereadable(),
+        retries: out.retries,
+        dead_letter: cfg.dead_letter.as_ref().map(|p| p.display().to_string()),
         stop_reason: out.reason.unwrap_or(StopReason::Error),
         error: (!errors.is_empty()).then(|| errors.join("; ")),
         elapsed_s: secs(out.start, out.drained),
@@ -69,6 +83,7 @@ pub fn summary(d: Done<'_>, writer: &mut Writer, out: Outcome, starts: Vec<Input
         batches: stats.batches(),
         blocked_s: stats.blocked_ns() as f64 / 1e9,
         wal_max_bytes: d.wal_max_bytes,
+        wal_truncated,
         ingest: (!cfg.generated()).then(|| Ingest {
             read: stats.read(),
             read_bytes: stats.read_bytes(),
@@ -79,13 +94,14 @@ pub fn summary(d: Done<'_>, writer: &mut Writer, out: Outcome, starts: Vec<Input
 }
 
 /// The end of a run in the database: final checkpoint, the count back, the `runs` row.
-/// Returns the stored count and the run's errors, with any from here added.
+/// Returns the stored count, whether the WAL was truncated, and the run's errors, with any
+/// from here added.
 fn finish(
     d: &Done<'_>,
     writer: &mut Writer,
     mut errors: Vec<String>,
     settle: Vec<Resume>,
-) -> (u64, Vec<String>) {
+) -> (u64, bool, Vec<String>) {
     let Done {
         cfg,
         run,
@@ -107,9 +123,13 @@ fn finish(
             }
         }
     }
-    if let Err(e) = checkpoint::final_checkpoint(writer.conn(), db) {
-        tracing::warn!("{e:#}");
-    }
+    let wal_truncated = match checkpoint::final_checkpoint(writer.conn(), db) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("{e:#}");
+            false
+        }
+    };
     let stored = match runs::count_stored(writer.conn(), run, writer.last_id()) {
         Ok(n) => n,
         Err(e) => {
@@ -142,7 +162,7 @@ fn finish(
             run.run_id
         ));
     }
-    (stored, errors)
+    (stored, wal_truncated, errors)
 }
 
 /// One warning line per input that had records rejected, with the first few positions.

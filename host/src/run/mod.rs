@@ -12,6 +12,7 @@ mod watch;
 
 pub use prepare::{PrepareError, Prepared, prepare};
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::{Scope, ScopedJoinHandle};
@@ -20,13 +21,14 @@ use pc_core::HeapRing;
 
 use crate::config::{Config, Stop};
 use crate::consumer::Consumer;
+use crate::dead_letter::DeadLetters;
 use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
 use crate::message::Record;
 use crate::position::InputStart;
 use crate::report::{self, StopReason, Summary};
-use crate::sink::GroupCommit;
 use crate::sink::sqlite::Writer;
 use crate::sink::sqlite::checkpoint::StopSignal;
+use crate::sink::{GroupCommit, Policy};
 use crate::source::Context;
 use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
@@ -65,7 +67,8 @@ struct Shared<'a> {
     cfg: &'a Config,
     cx: Context<'a>,
     sink: GroupCommit<Writer>,
-    stats: Stats,
+    dead_letters: Option<Arc<DeadLetters>>,
+    stats: Arc<Stats>,
     pins: PinPlan,
     pin_failed: AtomicBool,
     /// Ingest runs: the in-flight byte budget.
@@ -94,6 +97,7 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
         unix_base,
         pins,
         lines,
+        dead_letters,
         ..
     } = prepared;
     let starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
@@ -115,8 +119,17 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
             bucket: bucket.as_ref(),
             chunk,
         },
-        sink: GroupCommit::new(writer, cfg.batch_size),
-        stats: Stats::new(cfg.source_threads(), cfg.consumers),
+        sink: GroupCommit::new(
+            writer,
+            cfg.batch_size,
+            Policy {
+                retry_for: cfg.retry_for,
+                dead_letters: dead_letters.clone(),
+                generated: cfg.generated(),
+            },
+        ),
+        dead_letters,
+        stats: Arc::new(Stats::new(cfg.source_threads(), cfg.consumers)),
         pins,
         pin_failed: AtomicBool::new(false),
         gate: ByteGate::new(IN_FLIGHT_BYTES),
@@ -128,6 +141,7 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
         warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
         events: tx.clone(),
     };
+    signals::counting(Arc::clone(&shared.stats));
     let checkpoint_stop = StopSignal::default();
     let mut out = Outcome {
         start,
@@ -159,6 +173,7 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
                 sources: generators.len() + readers.len(),
                 stats: &shared.stats,
                 ring: &ring,
+                health: shared.sink.health(),
             }
             .wait()
         } else {
@@ -187,6 +202,10 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
     });
     out.drained = clock.now();
     left_in_ring(&ring, &mut out.errors);
+    if let Some(why) = shared.sink.health().failure() {
+        out.errors.push(why);
+    }
+    out.retries = shared.sink.health().retries();
     let Shared { sink, stats, .. } = shared;
     finish::summary(
         finish::Done {
@@ -203,19 +222,23 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
     )
 }
 
-/// Consumers, each pinned. A failed (or panicking) consumer closes the ring: sources stop at
-/// once instead of waiting on a ring nobody may drain, and the other consumers commit what is
-/// left.
+/// Consumers, each pinned. A failed sink (or a panicking consumer) closes the ring: sources
+/// stop at once instead of filling a ring nobody can store, and the consumers settle what is
+/// left (see `sink::group_commit`).
 fn spawn_consumers<'scope>(
     s: &'scope Scope<'scope, '_>,
     sh: &'scope Shared<'_>,
     errors: &mut Vec<String>,
-) -> Vec<Handle<'scope, anyhow::Result<()>>> {
+) -> Vec<Handle<'scope, ()>> {
     let mut handles = Vec::new();
     for (i, core) in sh.pins.consumers.iter().enumerate() {
         let tx = sh.events.clone();
         let body = move || {
             pinning::pin(*core, &sh.pin_failed);
+            let stop_run = || {
+                sh.cx.ring.close();
+                let _ = sh.events.send(Event::Failed);
+            };
             let consumer = Consumer {
                 ring: sh.cx.ring,
                 sink: &sh.sink,
@@ -225,16 +248,15 @@ fn spawn_consumers<'scope>(
                 warmup_end_ns: sh.warmup_end_ns,
                 stats: &sh.stats.consumers[i],
                 gate: (!sh.cfg.generated()).then_some(&sh.gate),
+                on_sink_failure: &stop_run,
             };
-            let mut failed = OnDrop(Some(|| {
+            // Only a panic leaves it armed.
+            let mut panicked = OnDrop(Some(|| {
                 sh.cx.ring.close();
                 let _ = tx.send(Event::Failed);
             }));
-            let result = consumer.run();
-            if result.is_ok() {
-                failed.0 = None;
-            }
-            result
+            consumer.run();
+            panicked.0 = None;
         };
         handles.extend(spawn(s, format!("consumer-{i}"), errors, body));
     }
@@ -287,6 +309,8 @@ fn spawn_readers<'scope>(
             budget: &sh.budget,
             gate: &sh.gate,
             stats: &sh.stats.producers[i],
+            dead_letters: sh.dead_letters.as_deref(),
+            rejects: Vec::new(),
         };
         let tx = sh.events.clone();
         let body = move || {
@@ -325,12 +349,10 @@ fn join_sources(
     }
 }
 
-fn join_consumers(consumers: Vec<Handle<'_, anyhow::Result<()>>>, errors: &mut Vec<String>) {
+fn join_consumers(consumers: Vec<Handle<'_, ()>>, errors: &mut Vec<String>) {
     for handle in consumers {
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(format!("{e:#}")),
-            Err(_) => errors.push("a consumer thread panicked".into()),
+        if handle.join().is_err() {
+            errors.push("a consumer thread panicked".into());
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Before any thread starts: open the inputs, then the database (recording the run), allocate
 //! the ring, make the bucket, position each input where its last run committed.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
@@ -8,6 +10,7 @@ use pc_core::{Clock, HeapRing, TokenBucket};
 
 use super::pinning::{self, PinPlan};
 use crate::config::{Config, Format, SourceSpec};
+use crate::dead_letter::DeadLetters;
 use crate::message::Record;
 use crate::position::InputStart;
 use crate::sink::Sink as _;
@@ -56,6 +59,7 @@ pub struct Prepared {
     pub unix_base: i64,
     pub pins: PinPlan,
     pub lines: Vec<LineInput>,
+    pub dead_letters: Option<Arc<DeadLetters>>,
 }
 
 /// Opens the inputs, then the database (recording the run), allocates the ring and makes the
@@ -66,6 +70,7 @@ pub struct Prepared {
 /// [`PrepareError::Failed`] for the database.
 pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     let files = open_files(cfg)?;
+    let dead_letter_existed = check_dead_letter(cfg)?;
     let clock = Clock::new();
     let unix_base = unix_now_ns().saturating_sub(clock.now() as i64);
     let threads = cfg.source_threads();
@@ -95,6 +100,13 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     let checkpointer = Checkpointer::open(db, cfg.busy_timeout)?;
     let lines = position_inputs(cfg, files, &mut writer)?;
     let pins = pinning::plan(cfg.pin, cfg.consumers, threads);
+    let dead_letters = cfg.dead_letter.as_ref().map(|path| {
+        let dl = DeadLetters::new(path, dead_letter_existed, run.run_id);
+        for line in &lines {
+            dl.name_input(line.start.resume.input, line.start.name.clone());
+        }
+        Arc::new(dl)
+    });
     Ok(Prepared {
         run,
         writer,
@@ -107,7 +119,34 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         unix_base,
         pins,
         lines,
+        dead_letters,
     })
+}
+
+/// Checks `--dead-letter` before anything is written; whether the file already exists.
+fn check_dead_letter(cfg: &Config) -> Result<bool, PrepareError> {
+    let Some(path) = &cfg.dead_letter else {
+        return Ok(false);
+    };
+    let mut taken = vec![cfg.db().to_path_buf()];
+    taken.extend(cfg.sources.iter().filter_map(|s| match s {
+        SourceSpec::File { path, .. } => Some(path.clone()),
+        _ => None,
+    }));
+    taken.extend(
+        taken
+            .clone()
+            .iter()
+            .flat_map(|p| ["-wal", "-shm", "-journal"].map(|x| sibling(p, x))),
+    );
+    DeadLetters::check(path, &taken).map_err(PrepareError::Input)
+}
+
+/// `PATH` with `suffix` appended to its file name (`db` -> `db-wal`).
+fn sibling(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// Opens every file source (in `cfg.sources` order; `None` for other sources).

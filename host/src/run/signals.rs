@@ -11,15 +11,25 @@
 
 use std::io::Write as _;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::Event;
+use crate::telemetry::Stats;
 
 /// Signals closer than this to the first are the same request.
 pub const SAME_REQUEST: Duration = Duration::from_secs(1);
+
+/// The running run's counters, for the line a forced exit prints.
+static RUNNING: Mutex<Option<Arc<Stats>>> = Mutex::new(None);
+
+/// Makes a forced exit report `stats` (the run now running).
+pub fn counting(stats: Arc<Stats>) {
+    *RUNNING.lock().unwrap_or_else(PoisonError::into_inner) = Some(stats);
+}
 
 /// Installs the handlers and the thread that turns signals into [`Event::Signal`] (see the
 /// module docs).
@@ -53,10 +63,22 @@ pub fn install(events: Sender<Event>) -> std::io::Result<()> {
 
 /// Exits at once, saying so on stderr.
 fn exit_now(name: &str, status: i32) -> ! {
+    // try_lock: the lock is only ever held to set the counters; never wait in an exit path.
+    let counts = match RUNNING.try_lock().ok().and_then(|r| r.clone()) {
+        Some(stats) => {
+            let (produced, stored) = (stats.produced(), stats.stored());
+            let dead = stats.dead_lettered();
+            let left = produced.saturating_sub(stored + dead);
+            format!(
+                "{stored} of {produced} accepted messages committed, {dead} dead-lettered, \
+                 {left} not stored"
+            )
+        }
+        None => "nothing was running yet".into(),
+    };
     let _ = writeln!(
         std::io::stderr(),
-        "pc-host: {name} again: exiting at once; what was committed stays, the rest of the run \
-         is not stored and the run is recorded as not completed"
+        "pc-host: {name} again: exiting at once: {counts}; the run is recorded as not completed"
     );
     // SAFETY: _exit has no preconditions; it ends the process without running destructors or
     // atexit handlers, which other threads may be using.

@@ -11,6 +11,7 @@ use super::Event;
 use crate::config::{Config, Stop};
 use crate::message::Record;
 use crate::report::StopReason;
+use crate::sink::retry::Health;
 use crate::telemetry::Stats;
 use crate::telemetry::progress::Progress;
 
@@ -26,6 +27,7 @@ pub struct Watch<'a> {
     pub sources: usize,
     pub stats: &'a Stats,
     pub ring: &'a HeapRing<Record>,
+    pub health: &'a Health,
 }
 
 impl Watch<'_> {
@@ -44,7 +46,13 @@ impl Watch<'_> {
                 && now >= tick
             {
                 let t = (now - self.start) as f64 / 1e9;
-                let line = progress.line(t, self.stats, self.ring.len(), self.ring.capacity());
+                let retrying = self.health.retrying();
+                let line = progress.line(
+                    t,
+                    self.stats,
+                    (self.ring.len(), self.ring.capacity()),
+                    retrying.as_deref(),
+                );
                 // A closed or full stderr must not stop the run: the summary still counts.
                 let _ = writeln!(std::io::stderr(), "{line}");
                 next_tick = Some(tick + i * ((now - tick) / i + 1));

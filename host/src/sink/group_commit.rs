@@ -1,4 +1,5 @@
-//! Group commit: many consumers, one sink writer, commits in ring order.
+//! Group commit: many consumers, one sink writer, commits in ring order, and what happens to
+//! records when the sink fails.
 //!
 //! Consumers fill batches from the ring one at a time (the hand-over turn) and queue them on a
 //! pending list in the order they were popped; then each consumer takes the writer and commits
@@ -8,22 +9,45 @@
 //!   order and a committed position never passes an uncommitted line (exactly-once resume);
 //! - there is one write transaction at a time, and the number of commits per second adapts to
 //!   the load instead of growing with the number of consumers;
-//! - popping (outside the writer) overlaps with the previous commit;
-//! - after a failed commit nothing more is committed by this process: the failed transaction's
-//!   records are lost to this run, and a later commit would move a file's committed position
-//!   past them.
+//! - popping (outside the writer) overlaps with the previous commit.
+//!
+//! When a write fails (see [`ErrorKind`]):
+//! - retryable: the same records are written again after a backoff, for up to `--retry-for`.
+//!   The writer is held meanwhile, so the other consumers stop after one batch each, the ring
+//!   fills and the sources wait: backpressure, nothing dropped. A write that fails stored
+//!   nothing, so records that finally commit are committed once.
+//! - one record refused: the write is split in halves until that record is alone; it goes to
+//!   the dead-letter file and the rest commit. Without a dead-letter file the sink fails.
+//! - fatal, or retries exhausted: the sink has failed. Nothing more is committed by this
+//!   process (a later commit would move a file's position past the records not stored); the
+//!   consumers drain the ring, and each record goes to the dead-letter file if it has one and
+//!   no file position (generated, stdin), or is counted as not stored. A file input's records
+//!   are not dead-lettered: its committed position is before them, so the next run on the
+//!   same database reads them again.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-use anyhow::anyhow;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use pc_core::Clock;
 
-use super::Sink;
+use super::retry::{Health, backoff};
+use super::{ErrorKind, Sink, SinkError};
+use crate::dead_letter::{DeadLetters, Reason};
 use crate::message::Record;
 use crate::position::{FileKey, Positions, Resume};
+
+/// What becomes of records when the sink fails.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// How long a retryable failure is retried (zero: not at all).
+    pub retry_for: Duration,
+    pub dead_letters: Option<Arc<DeadLetters>>,
+    /// Records are generated (their dead-letter entries name producer and seq).
+    pub generated: bool,
+}
 
 /// One sink shared by the consumers (see the module docs).
 #[derive(Debug)]
@@ -36,28 +60,53 @@ pub struct GroupCommit<S> {
     /// Emptied batch vectors, kept for reuse (a batch vector can be large).
     spares: Mutex<Vec<Vec<Record>>>,
     batch_size: usize,
-    /// A commit failed: no more commits. Set and read with the writer held (the mutex orders
-    /// them); atomic only so that it can live beside it.
+    policy: Policy,
+    health: Health,
+    /// The sink failed: no more commits. Set and read with the writer held (the mutex orders
+    /// them); consumers also read it without, to stop the run (a late read only delays that).
     failed: AtomicBool,
 }
 
-/// One committed transaction, as reported to the consumer that committed it.
+/// What became of some records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    Committed,
+    DeadLettered,
+    /// Not stored: `rereadable` when a file input's committed position is before them.
+    NotStored {
+        rereadable: bool,
+    },
+}
+
+/// Records settled together, as reported to the consumer that settled them.
 #[derive(Debug)]
-pub struct Commit<'a> {
-    pub batches: &'a [Vec<Record>],
-    /// Clock ns when the writer was taken, and when the commit returned.
+pub struct Settled<'a> {
+    pub records: &'a [&'a Record],
+    pub fate: Fate,
+    /// Clock ns when the first write of these records started, and when their fate was known.
     pub started: u64,
-    pub committed: u64,
+    pub at: u64,
+}
+
+/// A run of records (indices into one take) and their fate.
+#[derive(Debug)]
+struct Piece {
+    range: Range<usize>,
+    fate: Fate,
+    started: u64,
+    at: u64,
 }
 
 impl<S: Sink> GroupCommit<S> {
-    pub fn new(writer: S, batch_size: usize) -> Self {
+    pub fn new(writer: S, batch_size: usize, policy: Policy) -> Self {
         Self {
             writer: Mutex::new(writer),
             turn: Mutex::new(()),
             pending: Mutex::new(VecDeque::new()),
             spares: Mutex::new(Vec::new()),
             batch_size,
+            policy,
+            health: Health::default(),
             failed: AtomicBool::new(false),
         }
     }
@@ -83,48 +132,197 @@ impl<S: Sink> GroupCommit<S> {
         result
     }
 
-    /// Commits until nothing is pending, reporting each transaction to `committed` (called
-    /// without the writer held). When it returns `Ok`, every batch this thread handed over is
-    /// committed, by this call or by another consumer's (a failure in that other call makes
-    /// every later call fail).
-    ///
-    /// # Errors
-    /// The sink's: that transaction's records are not stored. After any failure, every call
-    /// fails without writing.
-    pub fn commit_pending(
-        &self,
-        clock: &Clock,
-        mut committed: impl FnMut(&Commit<'_>),
-    ) -> anyhow::Result<()> {
+    /// Settles everything pending (see the module docs), reporting each run of records and its
+    /// fate to `report`, without the writer held. When it returns, every batch this thread
+    /// handed over is settled, by this call or by another consumer's.
+    pub fn commit_pending(&self, clock: &Clock, mut report: impl FnMut(&Settled<'_>)) {
         let mut take = Vec::new();
+        let mut pieces = Vec::new();
         loop {
             let mut writer = lock(&self.writer);
-            // Holding the writer: whatever a previous holder took is committed (or failed).
-            if self.failed.load(Ordering::Relaxed) {
-                return Err(anyhow!(
-                    "not committed: an earlier commit of this run failed"
-                ));
-            }
+            // Holding the writer: whatever a previous holder took is settled.
             self.take_pending(&mut take);
             if take.is_empty() {
-                return Ok(());
+                return;
             }
-            let started = clock.now();
-            let result = writer.write(&take);
-            let committed_at = clock.now();
-            if result.is_err() {
-                self.failed.store(true, Ordering::Relaxed);
-            }
+            let records: Vec<&Record> = take.iter().flatten().collect();
+            self.settle(&mut writer, &records, 0..records.len(), clock, &mut pieces);
             drop(writer);
-            result?;
-            committed(&Commit {
-                batches: &take,
-                started,
-                committed: committed_at,
-            });
+            for p in pieces.drain(..) {
+                report(&Settled {
+                    records: &records[p.range],
+                    fate: p.fate,
+                    started: p.started,
+                    at: p.at,
+                });
+            }
+            drop(records);
             // Drop the records before taking the pool's lock: freeing them takes a while.
             take.iter_mut().for_each(Vec::clear);
             lock(&self.spares).append(&mut take);
+        }
+    }
+
+    /// Writes `all[range]` in one transaction, retrying, splitting around a refused record,
+    /// or giving the records up once the sink has failed.
+    fn settle(
+        &self,
+        writer: &mut S,
+        all: &[&Record],
+        range: Range<usize>,
+        clock: &Clock,
+        out: &mut Vec<Piece>,
+    ) {
+        let started = clock.now();
+        if self.failed.load(Ordering::Relaxed) {
+            let why = self.health.failure().unwrap_or_default();
+            self.give_up(all, range, Reason::SinkFailed, &why, (started, clock), out);
+            return;
+        }
+        let error = match self.write_retrying(writer, &all[range.clone()]) {
+            Ok(()) => {
+                let at = clock.now();
+                out.push(Piece {
+                    range,
+                    fate: Fate::Committed,
+                    started,
+                    at,
+                });
+                return;
+            }
+            Err(e) => e,
+        };
+        let (reason, why) = match error.kind {
+            ErrorKind::Record if range.len() > 1 => {
+                let mid = range.start + range.len() / 2;
+                self.settle(writer, all, range.start..mid, clock, out);
+                self.settle(writer, all, mid..range.end, clock, out);
+                return;
+            }
+            ErrorKind::Record if self.policy.dead_letters.is_some() => {
+                (Reason::Refused, format!("{error}"))
+            }
+            ErrorKind::Record => (
+                Reason::SinkFailed,
+                format!(
+                    "the sink refused a record: {error} (give --dead-letter FILE to set such \
+                     records aside and go on)"
+                ),
+            ),
+            ErrorKind::Retryable => (
+                Reason::RetriesExhausted,
+                format!(
+                    "gave up after retrying for {:.1} s (--retry-for): {error}",
+                    self.policy.retry_for.as_secs_f64()
+                ),
+            ),
+            ErrorKind::Fatal => (Reason::SinkFailed, format!("{error}")),
+        };
+        if reason != Reason::Refused {
+            self.fail(why.clone());
+        }
+        self.give_up(all, range, reason, &why, (started, clock), out);
+    }
+
+    /// Writes `records`, retrying a retryable failure with backoff for up to `--retry-for`.
+    fn write_retrying(&self, writer: &mut S, records: &[&Record]) -> Result<(), SinkError> {
+        let mut first_failure: Option<Instant> = None;
+        let mut attempt = 0u32;
+        loop {
+            let error = match writer.write(records) {
+                Ok(()) => {
+                    if let Some(since) = first_failure {
+                        self.health.stop_retrying();
+                        tracing::info!(
+                            "the sink recovered: committed after {attempt} retries ({:.1} s)",
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if error.kind != ErrorKind::Retryable {
+                return Err(error);
+            }
+            let since = *first_failure.get_or_insert_with(Instant::now);
+            let left = self.policy.retry_for.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                return Err(error);
+            }
+            if attempt == 0 {
+                tracing::warn!(
+                    "{error}; retrying for up to {:.1} s (--retry-for)",
+                    left.as_secs_f64()
+                );
+                self.health.start_retrying(error.to_string());
+            }
+            std::thread::sleep(backoff(attempt, left));
+            attempt += 1;
+            self.health.retried();
+        }
+    }
+
+    /// The sink has failed for good: say why once, commit nothing more.
+    fn fail(&self, why: String) {
+        tracing::error!("{why}");
+        self.health.fail(why);
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Dead-letters `all[range]` where that keeps them (see the module docs), or counts them
+    /// as not stored, as pieces of the same fate.
+    fn give_up(
+        &self,
+        all: &[&Record],
+        range: Range<usize>,
+        reason: Reason,
+        why: &str,
+        (started, clock): (u64, &Clock),
+        out: &mut Vec<Piece>,
+    ) {
+        let mut i = range.start;
+        while i < range.end {
+            let rereadable = reason != Reason::Refused && all[i].end_offset > 0;
+            let mut j = i + 1;
+            while j < range.end
+                && (reason != Reason::Refused && all[j].end_offset > 0) == rereadable
+            {
+                j += 1;
+            }
+            let fate = if rereadable {
+                Fate::NotStored { rereadable: true }
+            } else {
+                self.dead_letter(&all[i..j], reason, why)
+            };
+            out.push(Piece {
+                range: i..j,
+                fate,
+                started,
+                at: clock.now(),
+            });
+            i = j;
+        }
+    }
+
+    /// Writes `records` to the dead-letter file, if there is one.
+    fn dead_letter(&self, records: &[&Record], reason: Reason, why: &str) -> Fate {
+        let Some(dead) = &self.policy.dead_letters else {
+            return Fate::NotStored { rereadable: false };
+        };
+        let entries: Vec<_> = records
+            .iter()
+            .map(|r| dead.record_entry(r, self.policy.generated, reason, why))
+            .collect();
+        match dead.write(&entries) {
+            Ok(()) => Fate::DeadLettered,
+            Err(e) => {
+                self.fail(format!(
+                    "writing to the dead-letter file {} failed: {e}",
+                    dead.path().display()
+                ));
+                Fate::NotStored { rereadable: false }
+            }
         }
     }
 
@@ -140,6 +338,15 @@ impl<S: Sink> GroupCommit<S> {
             rows += next.len();
             take.extend(pending.pop_front());
         }
+    }
+
+    /// Whether the sink has failed for good (the run must stop).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The writer itself (holding it keeps commits out).
@@ -165,58 +372,4 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A sink whose first write fails; it records every batch it is asked to write.
-    #[derive(Debug, Default)]
-    struct FailsOnce {
-        writes: Vec<Vec<u64>>,
-    }
-
-    impl Sink for FailsOnce {
-        fn write(&mut self, batches: &[Vec<Record>]) -> anyhow::Result<()> {
-            self.writes
-                .push(batches.iter().flatten().map(|r| r.seq).collect());
-            if self.writes.len() == 1 {
-                return Err(anyhow!("disk on fire"));
-            }
-            Ok(())
-        }
-
-        fn register(&mut self, _: Option<&FileKey>) -> anyhow::Result<Resume> {
-            Ok(Resume::default())
-        }
-    }
-
-    fn record(seq: u64) -> Record {
-        Record {
-            intended_ns: 0,
-            created_at: 0,
-            producer: 1,
-            seq,
-            end_offset: seq + 1,
-            tail: 0,
-            replaces: false,
-            text: String::new(),
-        }
-    }
-
-    #[test]
-    fn after_a_failed_commit_nothing_later_is_committed() {
-        let clock = Clock::new();
-        let sink = GroupCommit::new(FailsOnce::default(), 1);
-        sink.hand_over(Vec::new(), |b| b.push(record(0)));
-        sink.hand_over(Vec::new(), |b| b.push(record(1)));
-        // One row per transaction: the first (line 0) fails.
-        assert!(sink.commit_pending(&clock, |_| {}).is_err());
-        // Line 1 is still pending; committing it would move the file's position past line 0.
-        let again = sink.commit_pending(&clock, |_| {});
-        assert!(again.is_err(), "a commit after a failure must fail");
-        assert_eq!(
-            sink.into_writer().writes,
-            [vec![0]],
-            "line 1 reached the sink"
-        );
-    }
-}
+mod tests;

@@ -23,6 +23,7 @@ use super::Context;
 use super::input::{LineReader, RawLine, StdinPoll, key_at, open_file};
 use super::rate::Take;
 use crate::config::Format;
+use crate::dead_letter::DeadLetters;
 use crate::flow::{ByteGate, CHUNK_BYTES};
 use crate::message::Record;
 use crate::position::{FileKey, InputStart, Positions, Resume};
@@ -66,6 +67,10 @@ pub struct LineSource<'a> {
     /// The in-flight byte budget, taken before each push.
     pub gate: &'a ByteGate,
     pub stats: &'a ProducerStats,
+    /// Where rejected lines go, if anywhere.
+    pub dead_letters: Option<&'a DeadLetters>,
+    /// Rejected lines' entries, written before the chunk they were read in is pushed.
+    pub rejects: Vec<serde_json::Value>,
 }
 
 /// How a line source ended.
@@ -123,7 +128,7 @@ impl LineSource<'_> {
             self.unclaim(want - granted);
             let (chunk, accepted) = self.read_chunk(granted, &mut next, &mut buf)?;
             self.unclaim(granted - accepted);
-            if !self.push(&mut buf) {
+            if !self.push(&mut buf)? {
                 return Ok(ended); // the run is being torn down: what was read is not all in
             }
             if let Chunk::Full = chunk {
@@ -214,7 +219,13 @@ impl LineSource<'_> {
 
     /// Turns one line, read at clock `now`, into a record in `buf`, or counts it as rejected;
     /// moves `next` on.
-    fn accept(&self, line: RawLine, now: u64, next: &mut Resume, buf: &mut Vec<Record>) -> bool {
+    fn accept(
+        &mut self,
+        line: RawLine,
+        now: u64,
+        next: &mut Resume,
+        buf: &mut Vec<Record>,
+    ) -> bool {
         let seq = next.line;
         next.line += 1;
         next.offset += line.consumed;
@@ -237,7 +248,12 @@ impl LineSource<'_> {
                 });
                 true
             }
-            Err(why) => {
+            Err(Rejected { why, bytes }) => {
+                if let Some(dead) = self.dead_letters {
+                    let end = self.is_file().then_some(next.offset);
+                    let e = dead.line_entry(next.input, seq, end, bytes.as_deref(), &why);
+                    self.rejects.push(e);
+                }
                 bump(&self.stats.rejected, 1);
                 let mut samples = self
                     .stats
@@ -269,16 +285,27 @@ impl LineSource<'_> {
             if !self.accept(line, now, next, buf) {
                 self.unclaim(1);
             }
-            return Ok(self.push(buf));
+            return self.push(buf);
         }
         Ok(true)
     }
 
     /// Pushes `buf` once its bytes fit the in-flight budget; `false` if the run stopped or the
     /// ring was closed first.
-    fn push(&self, buf: &mut Vec<Record>) -> bool {
+    fn push(&mut self, buf: &mut Vec<Record>) -> anyhow::Result<bool> {
+        if let Some(dead) = self.dead_letters {
+            // Before the chunk's records can commit and move the input's position past them.
+            dead.write(&self.rejects).with_context(|| {
+                format!(
+                    "writing rejected lines of {} to the dead-letter file {}",
+                    self.name(),
+                    dead.path().display()
+                )
+            })?;
+            self.rejects.clear();
+        }
         if buf.is_empty() {
-            return true;
+            return Ok(true);
         }
         let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
         let since = self.cx.clock.now();
@@ -289,9 +316,9 @@ impl LineSource<'_> {
         );
         if !admitted {
             buf.clear();
-            return false;
+            return Ok(false);
         }
-        self.cx.push(buf, self.stats)
+        Ok(self.cx.push(buf, self.stats))
     }
 
     /// At the end of a followed file: handles truncation and rotation. A rotation is seen
@@ -343,6 +370,9 @@ impl LineSource<'_> {
         let mut reader = LineReader::new(opened.file, self.max_record_bytes);
         reader.seek(resume.offset)?;
         let name = opened.key.path.display().to_string();
+        if let Some(dead) = self.dead_letters {
+            dead.name_input(resume.input, name.clone());
+        }
         tracing::info!(
             "{}: rotated; reading the new file as input {}",
             path.display(),
@@ -402,21 +432,60 @@ impl LineSource<'_> {
     }
 }
 
+/// A line that makes no record: why, and its bytes (`None` when too long to keep).
+#[derive(Debug)]
+pub struct Rejected {
+    pub why: String,
+    pub bytes: Option<Vec<u8>>,
+}
+
 /// The record a line makes, or why it cannot be stored (`verify` decides the same way).
 ///
 /// # Errors
-/// The reason, for a warning: too long, invalid UTF-8, or invalid JSON for `jsonl`.
-pub fn record_text(line: RawLine, format: Format, max: usize) -> Result<String, String> {
+/// The reason, for a warning: too long, invalid UTF-8, invalid JSON for `jsonl`, not a
+/// dead-letter entry with a record for `dead-letter`.
+pub fn record_text(line: RawLine, format: Format, max: usize) -> Result<String, Rejected> {
     if line.too_long {
-        return Err(format!("longer than {max} bytes"));
+        return Err(Rejected {
+            why: format!("longer than {max} bytes"),
+            bytes: None,
+        });
     }
-    let text = String::from_utf8(line.bytes).map_err(|_| "invalid UTF-8".to_string())?;
-    if format == Format::Jsonl
-        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text)
-    {
-        return Err(format!("invalid JSON: {e}"));
+    let text = String::from_utf8(line.bytes).map_err(|e| Rejected {
+        why: "invalid UTF-8".into(),
+        bytes: Some(e.into_bytes()),
+    })?;
+    let why = match format {
+        Format::Text => return Ok(text),
+        Format::Jsonl => match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+            Ok(_) => return Ok(text),
+            Err(e) => format!("invalid JSON: {e}"),
+        },
+        Format::DeadLetter => match dead_letter_record(&text) {
+            Ok(record) => return Ok(record),
+            Err(why) => why,
+        },
+    };
+    Err(Rejected {
+        why,
+        bytes: Some(text.into_bytes()),
+    })
+}
+
+/// The record a dead-letter entry holds.
+fn dead_letter_record(entry: &str) -> Result<String, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(entry).map_err(|e| format!("not a dead-letter entry: {e}"))?;
+    if v.get(crate::dead_letter::MARK).is_none() {
+        return Err(format!(
+            "not a dead-letter entry (no `{}` key)",
+            crate::dead_letter::MARK
+        ));
     }
-    Ok(text)
+    match v.get_mut("record").map(serde_json::Value::take) {
+        Some(serde_json::Value::String(record)) => Ok(record),
+        _ => Err("the entry holds no record text (it was invalid UTF-8 or too long)".into()),
+    }
 }
 
 /// Opens a stdin input.

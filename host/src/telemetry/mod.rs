@@ -43,7 +43,14 @@ pub struct ConsumerStats {
     pub bytes: AtomicU64,
     /// Committed transactions.
     pub batches: AtomicU64,
-    /// Intended send -> batch committed, ns, per message (after the warm-up).
+    /// Messages written to the dead-letter file instead.
+    pub dead_lettered: AtomicU64,
+    /// Messages given up on and not dead-lettered (the sink failed).
+    pub not_stored: AtomicU64,
+    /// Of `not_stored`, those from a file input whose committed position is before them: the
+    /// next run on the same database reads them again.
+    pub rereadable: AtomicU64,
+    /// Intended send -> batch committed (or given up on), ns, per message (after the warm-up).
     pub latency: Mutex<Histogram<u64>>,
     /// Insert + commit time per transaction, ns.
     pub commit: Mutex<Histogram<u64>>,
@@ -56,6 +63,9 @@ impl Default for ConsumerStats {
             stored: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            not_stored: AtomicU64::new(0),
+            rereadable: AtomicU64::new(0),
             latency: Mutex::new(histogram()),
             commit: Mutex::new(histogram()),
         }
@@ -144,6 +154,18 @@ impl Stats {
 
     pub fn batches(&self) -> u64 {
         self.sum(|c| &c.batches)
+    }
+
+    pub fn dead_lettered(&self) -> u64 {
+        self.sum(|c| &c.dead_lettered)
+    }
+
+    pub fn not_stored(&self) -> u64 {
+        self.sum(|c| &c.not_stored)
+    }
+
+    pub fn rereadable(&self) -> u64 {
+        self.sum(|c| &c.rereadable)
     }
 
     /// All consumers' latency histograms merged.

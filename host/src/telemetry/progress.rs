@@ -12,7 +12,14 @@ pub struct Progress {
 
 impl Progress {
     /// One progress line (for stderr) at `t_s` seconds into the run.
-    pub fn line(&mut self, t_s: f64, stats: &Stats, ring_len: usize, capacity: usize) -> String {
+    /// `retrying`: the sink's error while a write is being retried.
+    pub fn line(
+        &mut self,
+        t_s: f64,
+        stats: &Stats,
+        (ring_len, capacity): (usize, usize),
+        retrying: Option<&str>,
+    ) -> String {
         let produced = stats.produced();
         let stored = stats.stored();
         let dt = (t_s - self.last_s).max(1e-9);
@@ -29,9 +36,13 @@ impl Progress {
         } else {
             ms(lat.value_at_quantile(0.99))
         };
+        let sink = match retrying {
+            Some(e) => format!(" | RETRYING: {e}"),
+            None => String::new(),
+        };
         format!(
             "[{t_s:7.1} s] produced {produced} ({in_rate:.0} msg/s) | stored {stored} \
-             ({out_rate:.0} msg/s) | ring {ring_len}/{capacity} | p99 {p99} ms | blocked {:.3} s",
+             ({out_rate:.0} msg/s) | ring {ring_len}/{capacity} | p99 {p99} ms | blocked {:.3} s{sink}",
             stats.blocked_ns() as f64 / 1e9
         )
     }

@@ -80,7 +80,7 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyh
             },
         };
         walk.lines += 1;
-        let text = record_text(line, *format, max);
+        let text = record_text(line, *format, max).map_err(|r| r.why);
         while let Some((seq, _)) = &row
             && *seq < line_no
         {

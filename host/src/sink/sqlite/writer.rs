@@ -20,7 +20,7 @@ use super::schema::db_error;
 use crate::config::Synchronous;
 use crate::message::Record;
 use crate::position::{FileKey, Resume};
-use crate::sink::Sink;
+use crate::sink::{ErrorKind, Sink, SinkError};
 
 /// Rows per multi-row INSERT: the largest statement; remainders use the smaller powers of two.
 const ROWS_PER_STATEMENT: usize = 128;
@@ -109,9 +109,9 @@ impl Writer {
         Ok(writer)
     }
 
-    fn transaction(&mut self, batches: &[Vec<Record>], rows: usize) -> anyhow::Result<()> {
+    fn transaction(&mut self, records: &[&Record]) -> anyhow::Result<()> {
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let written = self.write_rows(batches, rows).and_then(|done| {
+        let written = self.write_rows(records).and_then(|done| {
             self.conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(done)
         });
@@ -134,18 +134,14 @@ impl Writer {
     /// Inside the transaction: the rows, the rows they replace, the run's last id (so a run
     /// cut short still says where its rows end), each file input's new position. Returns the
     /// positions and the last id.
-    fn write_rows(
-        &mut self,
-        batches: &[Vec<Record>],
-        rows: usize,
-    ) -> anyhow::Result<(Vec<(u32, Resume)>, i64)> {
-        self.insert(batches.iter().flatten(), rows)?;
-        self.replace_completed(batches)?;
+    fn write_rows(&mut self, records: &[&Record]) -> anyhow::Result<(Vec<(u32, Resume)>, i64)> {
+        self.insert(records.iter().copied(), records.len())?;
+        self.replace_completed(records)?;
         let last_id = self.conn.last_insert_rowid();
         self.conn
             .prepare_cached(MARK_LAST_ID)?
             .execute(params![self.run_id, last_id])?;
-        Ok((self.advance_positions(batches)?, last_id))
+        Ok((self.advance_positions(records)?, last_id))
     }
 
     /// Inserts `left` rows from `rows`: as many 128-row statements as fit, then the remainder
@@ -165,9 +161,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes the rows that records in `batches` complete (lines stored without their end).
-    fn replace_completed(&self, batches: &[Vec<Record>]) -> rusqlite::Result<()> {
-        for r in batches.iter().flatten().filter(|r| r.replaces) {
+    /// Deletes the rows that `records` complete (lines stored without their end).
+    fn replace_completed(&self, records: &[&Record]) -> rusqlite::Result<()> {
+        for r in records.iter().filter(|r| r.replaces) {
             self.conn.prepare_cached(REPLACE_LINE)?.execute(params![
                 i64::from(r.producer),
                 r.seq as i64,
@@ -177,14 +173,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Moves each file input in `batches` on to just after its last record there; returns the
+    /// Moves each file input in `records` on to just after its last record there; returns the
     /// new positions (kept once the transaction commits).
-    fn advance_positions(&self, batches: &[Vec<Record>]) -> anyhow::Result<Vec<(u32, Resume)>> {
+    fn advance_positions(&self, records: &[&Record]) -> anyhow::Result<Vec<(u32, Resume)>> {
         if self.positions.is_empty() {
             return Ok(Vec::new());
         }
         let mut moved: Vec<(u32, Resume)> = Vec::new();
-        for r in batches.iter().flatten() {
+        for r in records {
             let Some(&from) = self.positions.get(&r.producer) else {
                 continue;
             };
@@ -283,14 +279,18 @@ impl Writer {
 }
 
 impl Sink for Writer {
-    fn write(&mut self, batches: &[Vec<Record>]) -> anyhow::Result<()> {
-        let rows: usize = batches.iter().map(Vec::len).sum();
-        if rows == 0 {
+    fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
+        if records.is_empty() {
             return Ok(());
         }
-        self.transaction(batches, rows).map_err(|e| {
+        self.transaction(records).map_err(|e| {
+            let kind = kind_of(&e);
             let e = self.explain(e);
-            anyhow!("committing a batch of {rows} messages failed: {e}")
+            let rows = records.len();
+            SinkError::new(
+                kind,
+                anyhow!("committing a batch of {rows} messages failed: {e}"),
+            )
         })
     }
 
@@ -304,6 +304,29 @@ impl Sink for Writer {
             self.positions.insert(resume.input, resume);
         }
         Ok(resume)
+    }
+}
+
+/// What a failed transaction means: SQLite's result code decides; anything else (another
+/// process moving an input) is fatal.
+fn kind_of(e: &anyhow::Error) -> ErrorKind {
+    use rusqlite::ErrorCode as C;
+    let Some(code) = e
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code)
+    else {
+        return ErrorKind::Fatal;
+    };
+    match code {
+        // Another writer past the busy timeout; an I/O error; a full disk or quota: the same
+        // transaction can succeed once that passes. A failed SQLite transaction is rolled back.
+        C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::DiskFull => {
+            ErrorKind::Retryable
+        }
+        // A constraint or trigger (RAISE(ABORT)) refused a row, or a row is over SQLite's
+        // length limit: one record, never storable.
+        C::ConstraintViolation | C::TooBig | C::TypeMismatch => ErrorKind::Record,
+        _ => ErrorKind::Fatal,
     }
 }
 

@@ -1,0 +1,54 @@
+//! What a failed write means for the records in it: worth another try, one record the sink
+//! can never take, or the end of this sink for the run.
+
+use std::fmt;
+
+/// How a sink's write failed; decides what [`super::GroupCommit`] does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The same write may succeed later: a lock held past the busy timeout, an I/O error, a
+    /// full disk, a lost connection. Retried with backoff up to `--retry-for`.
+    Retryable,
+    /// One record in the write can never be stored (a constraint or trigger refused it, or it
+    /// is too big). The write is split until that record is alone, and it is dead-lettered.
+    Record,
+    /// Nothing more can be written: a schema the sink refuses, no permission, another process
+    /// moving this run's inputs. No retry.
+    Fatal,
+}
+
+impl ErrorKind {
+    /// The label the summary, the logs and the dead-letter file use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "retryable",
+            Self::Record => "record",
+            Self::Fatal => "fatal",
+        }
+    }
+}
+
+/// A failed write: its kind and one line for the user. Nothing of the write was stored.
+#[derive(Debug)]
+pub struct SinkError {
+    pub kind: ErrorKind,
+    pub error: anyhow::Error,
+}
+
+impl SinkError {
+    pub fn new(kind: ErrorKind, error: anyhow::Error) -> Self {
+        Self { kind, error }
+    }
+
+    pub fn fatal(error: anyhow::Error) -> Self {
+        Self::new(ErrorKind::Fatal, error)
+    }
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for SinkError {}

@@ -1,0 +1,173 @@
+//! Group commit's decisions, against a scripted sink (the SQLite sink itself is tested with
+//! real faults in `host/tests/faults.rs`).
+
+use std::collections::VecDeque;
+
+use anyhow::anyhow;
+
+use super::*;
+
+/// A sink that answers each write from a script (then `Ok`), refuses any write holding a
+/// record whose text is "poison", and keeps the seqs of what it committed.
+#[derive(Debug, Default)]
+struct Scripted {
+    script: VecDeque<ErrorKind>,
+    committed: Vec<u64>,
+    writes: usize,
+}
+
+impl Sink for Scripted {
+    fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
+        self.writes += 1;
+        if let Some(kind) = self.script.pop_front() {
+            return Err(SinkError::new(kind, anyhow!("scripted {}", kind.as_str())));
+        }
+        if records.iter().any(|r| r.text == "poison") {
+            return Err(SinkError::new(ErrorKind::Record, anyhow!("CHECK failed")));
+        }
+        self.committed.extend(records.iter().map(|r| r.seq));
+        Ok(())
+    }
+
+    fn register(&mut self, _: Option<&FileKey>) -> anyhow::Result<Resume> {
+        Ok(Resume::default())
+    }
+}
+
+fn record(seq: u64, text: &str, end_offset: u64) -> Record {
+    Record {
+        intended_ns: 0,
+        created_at: 0,
+        producer: 1,
+        seq,
+        end_offset,
+        tail: 0,
+        replaces: false,
+        text: text.into(),
+    }
+}
+
+fn sink(script: &[ErrorKind], policy: Policy, batch_size: usize) -> GroupCommit<Scripted> {
+    let writer = Scripted {
+        script: script.iter().copied().collect(),
+        ..Scripted::default()
+    };
+    GroupCommit::new(writer, batch_size, policy)
+}
+
+/// Hands over one batch per item of `batches` and settles them: the fates, in order, with
+/// the seqs each covers.
+fn settle(g: &GroupCommit<Scripted>, batches: Vec<Vec<Record>>) -> Vec<(Fate, Vec<u64>)> {
+    for b in batches {
+        g.hand_over(Vec::new(), |into| into.extend(b));
+    }
+    let mut fates = Vec::new();
+    g.commit_pending(&Clock::new(), |s| {
+        fates.push((s.fate, s.records.iter().map(|r| r.seq).collect()));
+    });
+    fates
+}
+
+fn temp_dead_letters(name: &str) -> (Arc<DeadLetters>, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("pc-gc-{name}-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    (Arc::new(DeadLetters::new(&path, false, 1)), path)
+}
+
+#[test]
+fn after_a_failed_commit_nothing_later_is_committed() {
+    let g = sink(&[ErrorKind::Fatal], Policy::default(), 1);
+    // One row per transaction: the first (line 0) fails for good.
+    let fates = settle(&g, vec![vec![record(0, "a", 2)], vec![record(1, "b", 4)]]);
+    let lost = Fate::NotStored { rereadable: true };
+    assert_eq!(fates, [(lost, vec![0]), (lost, vec![1])]);
+    assert!(g.has_failed());
+    // Line 1 never reached the sink: committing it would move the file's position past line 0.
+    let w = g.into_writer();
+    assert_eq!((w.writes, w.committed.len()), (1, 0));
+}
+
+#[test]
+fn a_retryable_failure_is_retried_and_the_batch_committed_once() {
+    let policy = Policy {
+        retry_for: Duration::from_secs(60),
+        ..Policy::default()
+    };
+    let g = sink(&[ErrorKind::Retryable, ErrorKind::Retryable], policy, 10);
+    let fates = settle(&g, vec![vec![record(0, "a", 0), record(1, "b", 0)]]);
+    assert_eq!(fates, [(Fate::Committed, vec![0, 1])]);
+    assert_eq!(g.health().retries(), 2);
+    assert!(!g.has_failed() && g.health().retrying().is_none());
+    assert_eq!(g.into_writer().committed, [0, 1]);
+}
+
+#[test]
+fn exhausted_retries_dead_letter_generated_records_and_fail_the_sink() {
+    let (dead, path) = temp_dead_letters("exhausted");
+    let policy = Policy {
+        retry_for: Duration::ZERO,
+        dead_letters: Some(dead),
+        generated: true,
+    };
+    let g = sink(&[ErrorKind::Retryable], policy, 10);
+    let fates = settle(&g, vec![vec![record(0, "a", 0), record(1, "b", 0)]]);
+    assert_eq!(fates, [(Fate::DeadLettered, vec![0, 1])]);
+    assert!(g.has_failed());
+    assert!(
+        g.health()
+            .failure()
+            .unwrap()
+            .contains("gave up after retrying")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(text.contains("\"reason\":\"retries_exhausted\""), "{text}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_refused_record_is_split_out_and_dead_lettered_and_the_rest_commit() {
+    let (dead, path) = temp_dead_letters("refused");
+    let policy = Policy {
+        dead_letters: Some(dead),
+        ..Policy::default()
+    };
+    let g = sink(&[], policy, 100);
+    let texts = ["a", "b", "c", "poison", "e", "f", "g"];
+    let batch = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| record(i as u64, t, 2 * i as u64 + 2))
+        .collect();
+    let fates = settle(&g, vec![batch]);
+    let dead_lettered: Vec<u64> = fates
+        .iter()
+        .filter(|(f, _)| *f == Fate::DeadLettered)
+        .flat_map(|(_, s)| s.clone())
+        .collect();
+    assert_eq!(dead_lettered, [3]);
+    assert!(!g.has_failed());
+    assert_eq!(
+        g.into_writer().committed,
+        [0, 1, 2, 4, 5, 6],
+        "in ring order"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.contains("\"record\":\"poison\""), "{text}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_refused_record_without_a_dead_letter_file_fails_the_sink() {
+    let g = sink(&[], Policy::default(), 100);
+    let fates = settle(&g, vec![vec![record(0, "poison", 0), record(1, "b", 0)]]);
+    assert!(g.has_failed());
+    assert!(g.health().failure().unwrap().contains("--dead-letter"));
+    let not_stored: usize = fates
+        .iter()
+        .filter(|(f, _)| *f == Fate::NotStored { rereadable: false })
+        .map(|(_, s)| s.len())
+        .sum();
+    assert_eq!(not_stored, 2, "{fates:?}");
+}

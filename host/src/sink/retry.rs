@@ -1,0 +1,95 @@
+//! Retrying a write that may succeed later: exponential backoff with jitter, for at most
+//! `--retry-for`, and the sink's health as the progress line and the summary see it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// The first wait after a failed write.
+const FIRST_WAIT: Duration = Duration::from_millis(100);
+/// The longest wait between two tries.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// The wait before retry number `attempt` (0 = the first retry): 100 ms doubling to 5 s, each
+/// drawn uniformly from its upper half, so that writers that failed together do not retry in
+/// step; never past `left`.
+pub fn backoff(attempt: u32, left: Duration) -> Duration {
+    let cap = FIRST_WAIT
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_WAIT);
+    let half = cap / 2;
+    let jitter = Duration::from_nanos(fastrand::u64(0..=half.as_nanos() as u64));
+    (half + jitter).min(left)
+}
+
+/// What the sink is going through, for the progress line and the summary. Written by the
+/// consumer that holds the writer; read by anyone.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// A write failed and is being retried.
+    retrying: AtomicBool,
+    /// Retries in the run (tries after a failed one).
+    retries: AtomicU64,
+    /// Why the sink failed for good: set once, the first failure.
+    failure: Mutex<Option<String>>,
+    /// The last retryable error, while retrying.
+    last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn retrying(&self) -> Option<String> {
+        if !self.retrying.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.last_error).clone()
+    }
+
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
+    }
+
+    pub(super) fn start_retrying(&self, error: String) {
+        *lock(&self.last_error) = Some(error);
+        self.retrying.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn stop_retrying(&self) {
+        self.retrying.store(false, Ordering::Relaxed);
+    }
+
+    /// Records the failure that ends the sink (the first one stays).
+    pub(super) fn fail(&self, why: String) {
+        self.stop_retrying();
+        lock(&self.failure).get_or_insert(why);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_its_jitter_and_never_passes_what_is_left() {
+        for attempt in 0..8 {
+            let cap = (FIRST_WAIT * (1 << attempt)).min(MAX_WAIT);
+            let d = backoff(attempt, Duration::from_secs(3600));
+            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
+        }
+        assert_eq!(
+            backoff(30, Duration::from_millis(7)),
+            Duration::from_millis(7)
+        );
+    }
+}
