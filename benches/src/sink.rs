@@ -42,7 +42,7 @@ impl SinkDb {
             std::env::temp_dir().join(format!("pc-bench-sink-{}-{name}.db", std::process::id()));
         remove(&path);
         let (conn, run) = runs::prepare_run(&path, BUSY, 1, "{}", 0)?;
-        let writer = Writer::new(conn, run.run_id, synchronous, &path, BUSY)?;
+        let writer = Writer::new(conn, &run, synchronous, &path, BUSY)?;
         let checkpointer = Checkpointer::open(&path, BUSY)?;
         Ok(Self {
             path,

@@ -47,6 +47,10 @@ pub struct VerifyArgs {
     )]
     pub db: PathBuf,
 
+    /// The sink to check instead of --db: `postgres://...` or `mysql://...` (or `sqlite:PATH`)
+    #[arg(long, value_name = "URL", conflicts_with = "db")]
+    pub sink: Option<String>,
+
     /// Check only this run (see the `runs` table); default: every run
     #[arg(long, value_name = "ID")]
     pub run: Option<i64>,

@@ -107,10 +107,19 @@ impl Config {
             .any(|s| matches!(s, SourceSpec::File { follow: true, .. }))
     }
 
-    /// The SQLite database file.
-    pub fn db(&self) -> &std::path::Path {
+    /// The SQLite database file, when the sink is SQLite.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
         match &self.sink {
-            SinkSpec::Sqlite(path) => path,
+            SinkSpec::Sqlite(path) => Some(path),
+            SinkSpec::Postgres(_) | SinkSpec::Mysql(_) => None,
+        }
+    }
+
+    /// The sink for messages: the SQLite path, or the server URL without its password.
+    pub fn sink_name(&self) -> String {
+        match &self.sink {
+            SinkSpec::Sqlite(path) => path.display().to_string(),
+            other => other.to_string(),
         }
     }
 }
@@ -516,7 +525,7 @@ impl Config {
             "batch_wait_ms": self.batch_wait.as_secs_f64() * 1000.0,
             "payload_size": self.payload_size,
             "max_record_bytes": self.max_record_bytes,
-            "db": self.db().display().to_string(),
+            "db": self.sink_name(),
             "synchronous": self.synchronous.as_str(),
             "pin": self.pin,
             "warmup_s": self.warmup.as_secs_f64(),

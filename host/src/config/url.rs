@@ -63,12 +63,71 @@ impl fmt::Display for SourceSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkSpec {
     Sqlite(PathBuf),
+    /// `postgres://USER@HOST:PORT/DB` (or `postgresql://`).
+    Postgres(ServerUrl),
+    /// `mysql://USER@HOST:PORT/DB` (or `mariadb://`).
+    Mysql(ServerUrl),
+}
+
+/// A database server's URL: as given (to connect with), and as shown (password hidden).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    pub url: String,
+    pub shown: String,
+}
+
+impl fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl ServerUrl {
+    /// Checks the shape (`scheme://[user[:password]@]host[:port][/db][?params]`) and hides the
+    /// password for messages.
+    fn parse(url: &str, rest: &str) -> Result<Self, String> {
+        let Some(after) = rest.strip_prefix("//") else {
+            return Err("a server URL starts with `//` after the scheme, e.g. \
+                        postgres://user@127.0.0.1:5432/db"
+                .into());
+        };
+        let authority = after.split(['/', '?']).next().unwrap_or("");
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, Some(p)),
+            _ => (hostport, None),
+        };
+        if host.is_empty() {
+            return Err("the URL names no host".into());
+        }
+        if let Some(p) = port
+            && !p.parse::<u16>().is_ok_and(|p| p > 0)
+        {
+            return Err(format!("`{p}` is not a port (1..=65535)"));
+        }
+        let shown = match userinfo.and_then(|u| u.split_once(':')) {
+            Some((user, _password)) => url.replacen(
+                &format!("{}@", userinfo.unwrap_or_default()),
+                &format!("{user}:***@"),
+                1,
+            ),
+            None => url.to_string(),
+        };
+        Ok(Self {
+            url: url.to_string(),
+            shown,
+        })
+    }
 }
 
 impl fmt::Display for SinkSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Self::Postgres(u) | Self::Mysql(u) => f.write_str(&u.shown),
         }
     }
 }
@@ -154,7 +213,12 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
             }
             Ok(SinkSpec::Sqlite(path.into()))
         }
-        _ => Err(format!("unknown sink `{scheme}` (use sqlite:PATH)")),
+        "postgres" | "postgresql" => ServerUrl::parse(url, rest).map(SinkSpec::Postgres),
+        "mysql" | "mariadb" => ServerUrl::parse(url, rest).map(SinkSpec::Mysql),
+        _ => Err(format!(
+            "unknown sink `{scheme}` (use sqlite:PATH, postgres://USER@HOST:PORT/DB or \
+             mysql://USER@HOST:PORT/DB)"
+        )),
     }
 }
 
@@ -239,5 +303,27 @@ mod tests {
                 .contains("unknown sink `mongodb`")
         );
         assert!(parse_sink("x.db").unwrap_err().contains("needs a scheme"));
+    }
+
+    #[test]
+    fn server_urls_parse_and_hide_their_password() {
+        let Ok(SinkSpec::Postgres(u)) = parse_sink("postgres://root:secret@127.0.0.1:5432/test")
+        else {
+            panic!("not parsed")
+        };
+        assert_eq!(u.shown, "postgres://root:***@127.0.0.1:5432/test");
+        assert_eq!(u.url, "postgres://root:secret@127.0.0.1:5432/test");
+        assert!(matches!(
+            parse_sink("mariadb://root@localhost/test"),
+            Ok(SinkSpec::Mysql(_))
+        ));
+        let e = parse_sink("mysql://root@localhost:99999/test").unwrap_err();
+        assert!(e.contains("not a port"), "{e}");
+        assert!(parse_sink("postgres:localhost").is_err());
+        assert!(
+            parse_sink("postgres:///db")
+                .unwrap_err()
+                .contains("no host")
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 pub mod summary;
 
-pub use summary::{Ingest, StopReason, Summary, start_line};
+pub use summary::{Ingest, StopReason, Summary, Wal, start_line};
 
 use crate::config::{Config, Stop};
 use crate::position::InputStart;
@@ -43,13 +43,18 @@ pub fn header(
             cfg.max_record_bytes
         )
     };
+    let durability = match cfg.sink {
+        crate::config::SinkSpec::Sqlite(_) => {
+            format!(" (WAL, synchronous={})", cfg.synchronous.as_str())
+        }
+        _ => String::new(),
+    };
     let mut s = format!(
-        "pc-host run {run_id} -> {} (WAL, synchronous={})\n  \
+        "pc-host run {run_id} -> {}{durability}\n  \
          {from}, {}, {rate}, {stop}\n  \
          ring {} slots; batches of up to {} rows or {} ms; warm-up {} s; {progress}\n  \
          pinning: {pinning}",
         cfg.sink,
-        cfg.synchronous.as_str(),
         summary::plural(cfg.consumers, "consumer"),
         cfg.capacity,
         cfg.batch_size,

@@ -92,13 +92,20 @@ pub struct Summary {
     pub commit: Histogram<u64>,
     pub batches: u64,
     pub blocked_s: f64,
-    /// The largest WAL the checkpointer saw during the run.
-    pub wal_max_bytes: u64,
-    /// The final checkpoint copied the WAL into the database and truncated it.
-    pub wal_truncated: bool,
+    /// SQLite: its write-ahead log during the run.
+    pub wal: Option<Wal>,
     /// Ingest runs: records read (accepted or rejected), bytes read, records rejected, and the
     /// inputs read. `None` for a generated run.
     pub ingest: Option<Ingest>,
+}
+
+/// SQLite's write-ahead log in a run.
+#[derive(Debug)]
+pub struct Wal {
+    /// The largest WAL the checkpointer saw.
+    pub max_bytes: u64,
+    /// The final checkpoint copied the WAL into the database and truncated it.
+    pub truncated: bool,
 }
 
 /// What an ingest run read.
@@ -212,10 +219,14 @@ impl Summary {
             );
         }
         let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
-        let span = if self.ingest.is_some() {
-            "read -> batch committed"
-        } else {
-            "intended send -> batch committed"
+        let span = match (
+            self.ingest.is_some(),
+            self.dead_lettered + self.not_stored > 0,
+        ) {
+            (true, false) => "read -> batch committed",
+            (true, true) => "read -> batch committed or given up",
+            (false, false) => "intended send -> batch committed",
+            (false, true) => "intended send -> batch committed or given up",
         };
         if self.latency.is_empty() {
             let _ = writeln!(s, "  latency (ms)  n/a (no messages measured; {span})");
@@ -250,11 +261,14 @@ impl Summary {
             "  producers     waited on a full ring for {:.3} s (summed over producers)",
             self.blocked_s
         );
+        let Some(wal) = &self.wal else {
+            return s;
+        };
         let _ = writeln!(
             s,
             "  WAL           at most {:.1} MiB during the run ({})",
-            self.wal_max_bytes as f64 / f64::from(1 << 20),
-            if self.wal_truncated {
+            wal.max_bytes as f64 / f64::from(1 << 20),
+            if wal.truncated {
                 "truncated at the end"
             } else {
                 "the final checkpoint failed: the -wal file holds committed rows; SQLite folds \
@@ -326,8 +340,8 @@ impl Summary {
             "batches": self.batches,
             "commit_ns": { "p50": c50, "p99": c99, "max": cmax },
             "blocked_s": self.blocked_s,
-            "wal_max_bytes": self.wal_max_bytes,
-            "wal_truncated": self.wal_truncated,
+            "wal_max_bytes": self.wal.as_ref().map(|w| w.max_bytes),
+            "wal_truncated": self.wal.as_ref().map(|w| w.truncated),
             "read": self.ingest.as_ref().map(|i| i.read),
             "read_bytes": self.ingest.as_ref().map(|i| i.read_bytes),
             "rejected": self.ingest.as_ref().map_or(0, |i| i.rejected),

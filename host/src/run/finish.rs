@@ -7,10 +7,8 @@ use pc_core::Clock;
 
 use crate::config::Config;
 use crate::position::{InputStart, Resume};
-use crate::report::{Ingest, StopReason, Summary};
-use crate::sink::sqlite::checkpoint;
-use crate::sink::sqlite::runs::{self, RunRow};
-use crate::sink::sqlite::{Writer, schema};
+use crate::report::{Ingest, StopReason, Summary, Wal};
+use crate::sink::{AnySink, RunEnd, Sink as _};
 use crate::telemetry::Stats;
 
 /// What the threads leave behind for the summary.
@@ -36,19 +34,25 @@ pub struct Outcome {
 #[derive(Debug)]
 pub struct Done<'a> {
     pub cfg: &'a Config,
-    pub run: &'a RunRow,
+    pub run_id: i64,
     pub stats: &'a Stats,
     pub clock: &'a Clock,
     /// Unix ns at the clock's 0.
     pub unix_base: i64,
-    pub wal_max_bytes: u64,
+    /// SQLite: the largest WAL the checkpointer saw.
+    pub wal_max_bytes: Option<u64>,
 }
 
 /// Finishes the run in the database and sums it up.
-pub fn summary(d: Done<'_>, writer: &mut Writer, out: Outcome, starts: Vec<InputStart>) -> Summary {
+pub fn summary(
+    d: Done<'_>,
+    writer: &mut AnySink,
+    out: Outcome,
+    starts: Vec<InputStart>,
+) -> Summary {
     let (cfg, stats) = (d.cfg, d.stats);
     warn_rejects(cfg, &starts, stats);
-    let (stored, wal_truncated, mut errors) = finish(&d, writer, out.errors, out.settle);
+    let (stored, flushed, mut errors) = finish(&d, writer, out.errors, out.settle);
     let (produced, dead_lettered, not_stored) =
         (stats.produced(), stats.dead_lettered(), stats.not_stored());
     if stored + dead_lettered + not_stored != produced {
@@ -61,8 +65,8 @@ pub fn summary(d: Done<'_>, writer: &mut Writer, out: Outcome, starts: Vec<Input
     inputs.extend(out.moved_to);
     Summary {
         config: cfg.to_json(),
-        run_id: d.run.run_id,
-        db: cfg.db().display().to_string(),
+        run_id: d.run_id,
+        db: cfg.sink_name(),
         produced,
         consumed: stats.consumed(),
         stored,
@@ -82,8 +86,10 @@ pub fn summary(d: Done<'_>, writer: &mut Writer, out: Outcome, starts: Vec<Input
         commit: stats.commit(),
         batches: stats.batches(),
         blocked_s: stats.blocked_ns() as f64 / 1e9,
-        wal_max_bytes: d.wal_max_bytes,
-        wal_truncated,
+        wal: d.wal_max_bytes.map(|max_bytes| Wal {
+            max_bytes,
+            truncated: flushed == Some(true),
+        }),
         ingest: (!cfg.generated()).then(|| Ingest {
             read: stats.read(),
             read_bytes: stats.read_bytes(),
@@ -93,25 +99,24 @@ pub fn summary(d: Done<'_>, writer: &mut Writer, out: Outcome, starts: Vec<Input
     }
 }
 
-/// The end of a run in the database: final checkpoint, the count back, the `runs` row.
-/// Returns the stored count, whether the WAL was truncated, and the run's errors, with any
-/// from here added.
+/// The end of a run in the sink: settle positions, flush (SQLite: final checkpoint), count
+/// back, record the run's end. Returns the stored count, whether the flush succeeded (`None`:
+/// nothing to flush), and the run's errors, with any from here added.
 fn finish(
     d: &Done<'_>,
-    writer: &mut Writer,
+    writer: &mut AnySink,
     mut errors: Vec<String>,
     settle: Vec<Resume>,
-) -> (u64, bool, Vec<String>) {
+) -> (u64, Option<bool>, Vec<String>) {
     let Done {
         cfg,
-        run,
+        run_id,
         stats,
         clock,
         unix_base,
         ..
     } = *d;
-    let db = cfg.db();
-    if let Err(e) = writer.check_still_there() {
+    if let Err(e) = writer.still_there() {
         errors.push(format!("{e:#}"));
     }
     // Every record is committed only if nothing failed; then the inputs' last positions
@@ -123,18 +128,17 @@ fn finish(
             }
         }
     }
-    let wal_truncated = match checkpoint::final_checkpoint(writer.conn(), db) {
+    let flushed = writer.final_flush().map(|r| match r {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!("{e:#}");
             false
         }
-    };
-    let stored = match runs::count_stored(writer.conn(), run, writer.last_id()) {
+    });
+    let stored = match writer.count_stored() {
         Ok(n) => n,
         Err(e) => {
-            let e = schema::db_error(db, e, cfg.busy_timeout);
-            errors.push(format!("counting the stored messages failed: {e}"));
+            errors.push(format!("counting the stored messages failed: {e:#}"));
             0
         }
     };
@@ -148,21 +152,16 @@ fn finish(
     } else {
         Vec::new()
     };
-    let finished_at = unix_base.saturating_add(clock.now() as i64);
-    if let Err(e) = runs::finish_run(
-        writer.conn(),
-        run.run_id,
-        finished_at,
-        errors.is_empty(),
-        &per_producer,
-        stats.produced(),
-    ) {
-        errors.push(format!(
-            "recording the end of run {} failed: {e}",
-            run.run_id
-        ));
+    let end = RunEnd {
+        finished_at: unix_base.saturating_add(clock.now() as i64),
+        completed: errors.is_empty(),
+        per_producer: &per_producer,
+        produced: stats.produced(),
+    };
+    if let Err(e) = writer.finish_run(&end) {
+        errors.push(format!("recording the end of run {run_id} failed: {e:#}"));
     }
-    (stored, wal_truncated, errors)
+    (stored, flushed, errors)
 }
 
 /// One warning line per input that had records rejected, with the first few positions.

@@ -26,9 +26,8 @@ use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
 use crate::message::Record;
 use crate::position::InputStart;
 use crate::report::{self, StopReason, Summary};
-use crate::sink::sqlite::Writer;
 use crate::sink::sqlite::checkpoint::StopSignal;
-use crate::sink::{GroupCommit, Policy};
+use crate::sink::{AnySink, GroupCommit, Policy};
 use crate::source::Context;
 use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
@@ -54,7 +53,7 @@ pub fn header(cfg: &Config, prepared: &Prepared) -> String {
     let starts: Vec<InputStart> = prepared.lines.iter().map(|l| l.start.clone()).collect();
     report::header(
         cfg,
-        prepared.run.run_id,
+        prepared.run_id,
         prepared.burst,
         &prepared.pins.desc,
         &starts,
@@ -66,7 +65,7 @@ pub fn header(cfg: &Config, prepared: &Prepared) -> String {
 struct Shared<'a> {
     cfg: &'a Config,
     cx: Context<'a>,
-    sink: GroupCommit<Writer>,
+    sink: GroupCommit<AnySink>,
     dead_letters: Option<Arc<DeadLetters>>,
     stats: Arc<Stats>,
     pins: PinPlan,
@@ -87,8 +86,8 @@ type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
 /// are reported in the summary (and make it not OK).
 pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<Event>) -> Summary {
     let Prepared {
-        run,
-        writer,
+        run_id,
+        writers,
         mut checkpointer,
         ring,
         bucket,
@@ -120,7 +119,7 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
             chunk,
         },
         sink: GroupCommit::new(
-            writer,
+            writers,
             cfg.batch_size,
             Policy {
                 retry_for: cfg.retry_for,
@@ -151,9 +150,12 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
         ..Outcome::default()
     };
     std::thread::scope(|s| {
-        let checkpoints = spawn(s, "checkpoint".into(), &mut out.errors, || {
-            checkpointer.run(shared.sink.writer(), &checkpoint_stop);
-        });
+        let checkpoints = match &mut checkpointer {
+            Some(c) => spawn(s, "checkpoint".into(), &mut out.errors, || {
+                c.run(shared.sink.writer(), &checkpoint_stop);
+            }),
+            None => None,
+        };
         let consumers = spawn_consumers(s, &shared, &mut out.errors);
         let (generators, readers) = if cfg.generated() {
             (spawn_generators(s, &shared, &mut out.errors), Vec::new())
@@ -210,11 +212,11 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
     finish::summary(
         finish::Done {
             cfg,
-            run: &run,
+            run_id,
             stats: &stats,
             clock: &clock,
             unix_base,
-            wal_max_bytes: checkpointer.wal_max_bytes,
+            wal_max_bytes: checkpointer.map(|c| c.wal_max_bytes),
         },
         &mut sink.into_writer(),
         out,

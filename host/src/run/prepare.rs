@@ -13,10 +13,8 @@ use crate::config::{Config, Format, SourceSpec};
 use crate::dead_letter::DeadLetters;
 use crate::message::Record;
 use crate::position::InputStart;
-use crate::sink::Sink as _;
-use crate::sink::sqlite::Writer;
 use crate::sink::sqlite::checkpoint::Checkpointer;
-use crate::sink::sqlite::runs::{self, RunRow};
+use crate::sink::{self, AnySink, RunStart, Sink as _};
 use crate::source::input::{OpenFile, open_file};
 use crate::source::lines::{Input, file_input, stdin_input};
 
@@ -46,9 +44,12 @@ pub struct LineInput {
 /// Everything a run needs, opened and checked before any thread starts.
 #[derive(Debug)]
 pub struct Prepared {
-    pub run: RunRow,
-    pub writer: Writer,
-    pub checkpointer: Checkpointer,
+    pub run_id: i64,
+    /// The first writer (positions and the run's row go through it) and any more, one per
+    /// consumer where the sink takes parallel writes and no file input needs ring order.
+    pub writers: Vec<AnySink>,
+    /// SQLite: the checkpoint thread's connection.
+    pub checkpointer: Option<Checkpointer>,
     pub ring: HeapRing<Record>,
     /// Unlimited rate: `None`.
     pub bucket: Option<TokenBucket>,
@@ -86,31 +87,50 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     };
     let ring = HeapRing::try_with_capacity(cfg.capacity)
         .map_err(|e| anyhow!("--capacity {}: {e}", cfg.capacity))?;
-    let db = cfg.db();
     let started_at = unix_base.saturating_add(clock.now() as i64);
     let config_json = cfg.to_json().to_string();
-    let (conn, run) = runs::prepare_run(
-        db,
-        cfg.busy_timeout,
-        cfg.producers,
-        &config_json,
-        started_at,
+    let opened = sink::open(
+        &cfg.sink,
+        &RunStart {
+            producers: cfg.producers,
+            config_json: &config_json,
+            started_at,
+            busy: cfg.busy_timeout,
+            synchronous: cfg.synchronous,
+        },
     )?;
-    let mut writer = Writer::new(conn, run.run_id, cfg.synchronous, db, cfg.busy_timeout)?;
-    let checkpointer = Checkpointer::open(db, cfg.busy_timeout)?;
-    let lines = position_inputs(cfg, files, &mut writer)?;
+    let run_id = opened.run_id;
+    let mut writers = vec![opened.sink];
+    let lines = position_inputs(cfg, files, &mut writers[0])?;
+    // File inputs need their records committed in ring order: one writer.
+    let parallel = if cfg.follows()
+        || cfg
+            .sources
+            .iter()
+            .any(|s| matches!(s, SourceSpec::File { .. }))
+    {
+        1
+    } else {
+        cfg.consumers
+    };
+    while writers.len() < parallel {
+        match writers[0].connect_another() {
+            Some(more) => writers.push(more?),
+            None => break,
+        }
+    }
     let pins = pinning::plan(cfg.pin, cfg.consumers, threads);
     let dead_letters = cfg.dead_letter.as_ref().map(|path| {
-        let dl = DeadLetters::new(path, dead_letter_existed, run.run_id);
+        let dl = DeadLetters::new(path, dead_letter_existed, run_id);
         for line in &lines {
             dl.name_input(line.start.resume.input, line.start.name.clone());
         }
         Arc::new(dl)
     });
     Ok(Prepared {
-        run,
-        writer,
-        checkpointer,
+        run_id,
+        writers,
+        checkpointer: opened.checkpointer,
         ring,
         bucket,
         burst,
@@ -128,7 +148,7 @@ fn check_dead_letter(cfg: &Config) -> Result<bool, PrepareError> {
     let Some(path) = &cfg.dead_letter else {
         return Ok(false);
     };
-    let mut taken = vec![cfg.db().to_path_buf()];
+    let mut taken: Vec<PathBuf> = cfg.sqlite_path().into_iter().map(PathBuf::from).collect();
     taken.extend(cfg.sources.iter().filter_map(|s| match s {
         SourceSpec::File { path, .. } => Some(path.clone()),
         _ => None,
@@ -178,7 +198,7 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
 fn position_inputs(
     cfg: &Config,
     files: Vec<Option<OpenFile>>,
-    writer: &mut Writer,
+    writer: &mut AnySink,
 ) -> anyhow::Result<Vec<LineInput>> {
     let mut lines = Vec::new();
     for (spec, file) in cfg.sources.iter().zip(files) {

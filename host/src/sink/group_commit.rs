@@ -11,6 +11,10 @@
 //!   the load instead of growing with the number of consumers;
 //! - popping (outside the writer) overlaps with the previous commit.
 //!
+//! A sink that takes parallel writes (a server database) may have one writer per consumer when
+//! no input needs ring order (no file inputs): a consumer then takes any free writer, and
+//! transactions commit side by side in any order.
+//!
 //! When a write fails (see [`ErrorKind`]):
 //! - retryable: the same records are written again after a backoff, for up to `--retry-for`.
 //!   The writer is held meanwhile, so the other consumers stop after one batch each, the ring
@@ -52,7 +56,8 @@ pub struct Policy {
 /// One sink shared by the consumers (see the module docs).
 #[derive(Debug)]
 pub struct GroupCommit<S> {
-    writer: Mutex<S>,
+    /// The first writer also keeps positions and the run's row; ordered runs have only it.
+    writers: Vec<Mutex<S>>,
     /// Held while a consumer fills a batch and queues it: pending is in ring order.
     turn: Mutex<()>,
     /// Batches handed over and not yet taken by a committer, oldest first.
@@ -62,8 +67,10 @@ pub struct GroupCommit<S> {
     batch_size: usize,
     policy: Policy,
     health: Health,
-    /// The sink failed: no more commits. Set and read with the writer held (the mutex orders
-    /// them); consumers also read it without, to stop the run (a late read only delays that).
+    /// The sink failed: no more commits. Set and read with a writer held (with one writer, the
+    /// mutex orders them; with several, commits of other writers already under way may still
+    /// land, which no input's order depends on); consumers also read it without, to stop the
+    /// run (a late read only delays that).
     failed: AtomicBool,
 }
 
@@ -98,9 +105,12 @@ struct Piece {
 }
 
 impl<S: Sink> GroupCommit<S> {
-    pub fn new(writer: S, batch_size: usize, policy: Policy) -> Self {
+    /// # Panics
+    /// If `writers` is empty.
+    pub fn new(writers: Vec<S>, batch_size: usize, policy: Policy) -> Self {
+        assert!(!writers.is_empty(), "a group commit needs a writer");
         Self {
-            writer: Mutex::new(writer),
+            writers: writers.into_iter().map(Mutex::new).collect(),
             turn: Mutex::new(()),
             pending: Mutex::new(VecDeque::new()),
             spares: Mutex::new(Vec::new()),
@@ -133,14 +143,15 @@ impl<S: Sink> GroupCommit<S> {
     }
 
     /// Settles everything pending (see the module docs), reporting each run of records and its
-    /// fate to `report`, without the writer held. When it returns, every batch this thread
-    /// handed over is settled, by this call or by another consumer's.
+    /// fate to `report`, without the writer held. When it returns with one writer, every batch
+    /// this thread handed over is settled, by this call or by another consumer's; with several,
+    /// another consumer may still be writing it.
     pub fn commit_pending(&self, clock: &Clock, mut report: impl FnMut(&Settled<'_>)) {
         let mut take = Vec::new();
         let mut pieces = Vec::new();
         loop {
-            let mut writer = lock(&self.writer);
-            // Holding the writer: whatever a previous holder took is settled.
+            let mut writer = self.acquire();
+            // Holding the (one) writer: whatever a previous holder took is settled.
             self.take_pending(&mut take);
             if take.is_empty() {
                 return;
@@ -326,6 +337,18 @@ impl<S: Sink> GroupCommit<S> {
         }
     }
 
+    /// A free writer, or (all busy) one of them once it is free.
+    fn acquire(&self) -> MutexGuard<'_, S> {
+        for w in &self.writers {
+            match w.try_lock() {
+                Ok(g) => return g,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        lock(&self.writers[fastrand::usize(..self.writers.len())])
+    }
+
     /// Moves pending batches into `take`, oldest first: at least one, and no more than
     /// `batch_size` rows.
     fn take_pending(&self, take: &mut Vec<Vec<Record>>) {
@@ -349,21 +372,25 @@ impl<S: Sink> GroupCommit<S> {
         &self.health
     }
 
-    /// The writer itself (holding it keeps commits out).
+    /// The first writer (with one writer, holding it keeps commits out).
     pub fn writer(&self) -> &Mutex<S> {
-        &self.writer
+        &self.writers[0]
     }
 
+    /// The first writer, once the consumers are done.
     pub fn into_writer(self) -> S {
-        self.writer
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
+        let first = self
+            .writers
+            .into_iter()
+            .next()
+            .expect("at least one writer");
+        first.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl<S: Sink> Positions for GroupCommit<S> {
     fn register(&self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
-        lock(&self.writer).register(file)
+        lock(&self.writers[0]).register(file)
     }
 }
 

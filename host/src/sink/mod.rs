@@ -1,23 +1,57 @@
 //! Sinks: where committed records go. A sink takes records and commits each call atomically,
 //! together with the position every file input reaches in them, so a restart resumes exactly
-//! after what was stored.
+//! after what was stored; it also keeps the run's own row (what the run did) and counts back
+//! what it stored.
 //!
-//! [`GroupCommit`] shares one sink among the consumers and decides, by the [`ErrorKind`] of a
-//! failed write, whether to retry, split out a refused record, or give up; `sqlite/` is the
-//! embedded default.
+//! [`GroupCommit`] shares the sink's writers among the consumers and decides, by the
+//! [`ErrorKind`] of a failed write, whether to retry, split out a refused record, or give up.
+//! [`AnySink`] is the one place that knows every kind: `sqlite/` (the embedded default),
+//! `postgres/`, `mysql/`.
 
+pub mod any;
 pub mod error;
 pub mod group_commit;
+pub mod read_back;
 pub mod retry;
 pub mod sqlite;
 
+pub use any::{AnySink, Opened, open};
 pub use error::{ErrorKind, SinkError};
 pub use group_commit::{Fate, GroupCommit, Policy, Settled};
 
+use std::time::Duration;
+
+use crate::config::Synchronous;
 use crate::message::Record;
 use crate::position::{FileKey, Resume};
 
-/// A destination for records.
+/// What a sink records when a run starts.
+#[derive(Debug)]
+pub struct RunStart<'a> {
+    /// Generator threads (0 for an ingest run).
+    pub producers: usize,
+    /// The effective configuration, as JSON.
+    pub config_json: &'a str,
+    /// Unix ns.
+    pub started_at: i64,
+    /// How long to wait for a lock held by another client.
+    pub busy: Duration,
+    pub synchronous: Synchronous,
+}
+
+/// What a sink records when a run ends.
+#[derive(Debug)]
+pub struct RunEnd<'a> {
+    /// Unix ns.
+    pub finished_at: i64,
+    /// Every accepted record was settled and nothing failed.
+    pub completed: bool,
+    /// Generated runs: each producer's count (for `verify`); empty for ingest runs.
+    pub per_producer: &'a [u64],
+    pub produced: u64,
+}
+
+/// One connection of a sink, for one run.
 pub trait Sink: Send + std::fmt::Debug {
     /// Stores `records` (in order) in one transaction, with the position each file input
     /// reaches in them. On error nothing of it is stored.
@@ -32,4 +66,31 @@ pub trait Sink: Send + std::fmt::Debug {
     /// # Errors
     /// One line saying what failed.
     fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume>;
+
+    /// Commits a file input's position `to` on its own (rejected lines after its last stored
+    /// one, at the end of a clean run). Does nothing if the input is already there.
+    ///
+    /// # Errors
+    /// The sink's, or another process having moved the input.
+    fn settle(&mut self, to: Resume) -> anyhow::Result<()>;
+
+    /// Whether the sink is still the one opened (SQLite: the file was not removed or replaced).
+    ///
+    /// # Errors
+    /// One line saying what happened to it.
+    fn still_there(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// How many of this run's records the sink holds, counted back from its tables.
+    ///
+    /// # Errors
+    /// The sink's.
+    fn count_stored(&mut self) -> anyhow::Result<u64>;
+
+    /// Records the end of the run.
+    ///
+    /// # Errors
+    /// The sink's.
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()>;
 }

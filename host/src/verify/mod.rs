@@ -25,14 +25,13 @@ mod file;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use anyhow::anyhow;
-use rusqlite::params;
-
-use crate::config::ConfigError;
 use crate::config::cli::VerifyArgs;
-use crate::config::url::parse_source;
-use crate::sink::sqlite::runs::{self, RunInfo};
+use crate::config::url::{parse_sink, parse_source};
+use crate::config::{ConfigError, SinkSpec};
+use crate::sink::read_back::{self, Row, RunInfo};
+use crate::sink::sqlite::read::SqliteReadBack;
 use crate::sink::sqlite::schema;
+use anyhow::anyhow;
 
 /// Sequence numbers seen per producer, as a bit set.
 #[derive(Debug, Default)]
@@ -80,116 +79,63 @@ struct RunCheck {
     bad_text: u64,
 }
 
-/// Checks the database; prints the findings on stdout; returns whether everything is right.
+impl RunCheck {
+    fn new(info: RunInfo) -> Self {
+        Self {
+            ingest: !info.inputs.is_empty(),
+            seen: (0..info.produced.len()).map(|_| Seen::default()).collect(),
+            info,
+            rows: 0,
+            duplicates: 0,
+            out_of_range: 0,
+            unknown_producer: 0,
+            bad_text: 0,
+        }
+    }
+}
+
+/// Checks the sink; prints the findings on stdout; returns whether everything is right.
 ///
 /// # Errors
-/// A [`ConfigError`] (exit 2) for bad input named by the user (a source URL, a file that
-/// cannot be read); other errors for the database.
+/// A [`ConfigError`] (exit 2) for bad input named by the user (a source or sink URL, a file
+/// that cannot be read); other errors for the database.
 pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
-    let path = args.db.clone();
-    let conn = schema::open_existing(&path)?;
-    let busy = std::time::Duration::from_secs(5);
-    let err = |e| schema::db_error(&path, e, busy);
+    let spec = match &args.sink {
+        Some(url) => parse_sink(url).map_err(|why| ConfigError(format!("--sink {url}: {why}")))?,
+        None => SinkSpec::Sqlite(args.db.clone()),
+    };
+    let name = match &spec {
+        SinkSpec::Sqlite(path) => path.display().to_string(),
+        other => other.to_string(),
+    };
     if let Some(url) = &args.source {
-        let spec =
-            parse_source(url).map_err(|why| ConfigError(format!("--source {url}: {why}")))?;
-        let max = usize::try_from(args.max_record_bytes).unwrap_or(usize::MAX);
-        return file::check(&conn, &path.display().to_string(), &spec, max).map_err(|e| {
-            match e.downcast::<rusqlite::Error>() {
-                Ok(e) => err(e),
-                Err(e) => e,
-            }
-        });
+        return check_file(args, &spec, url);
     }
+    let mut store = read_back::open(&spec)?;
+    let infos = store.runs(args.run)?;
     if let Some(id) = args.run
-        && !runs::run_exists(&conn, id).map_err(err)?
+        && infos.is_empty()
     {
-        return Err(anyhow!("{} has no run {id}", path.display()));
+        return Err(anyhow!("{name} has no run {id}"));
     }
-    let mut checks: HashMap<i64, RunCheck> = runs::runs(&conn, args.run)
-        .map_err(err)?
-        .into_iter()
-        .map(|info| {
-            let seen = (0..info.produced.len()).map(|_| Seen::default()).collect();
-            let check = RunCheck {
-                ingest: !info.inputs.is_empty(),
-                info,
-                rows: 0,
-                seen,
-                duplicates: 0,
-                out_of_range: 0,
-                unknown_producer: 0,
-                bad_text: 0,
-            };
-            (check.info.run_id, check)
-        })
-        .collect();
-
-    // Line numbers seen per input, across all runs.
-    let mut lines_seen: HashMap<i64, Seen> = HashMap::new();
-    let mut orphans = 0u64;
-    let mut total = 0u64;
-    let mut expected = String::new();
-    let mut stmt = conn
-        .prepare(
-            "SELECT run_id, producer, seq, message FROM messages WHERE ?1 IS NULL OR run_id = ?1",
-        )
-        .map_err(err)?;
-    let mut rows = stmt.query(params![args.run]).map_err(err)?;
-    while let Some(row) = rows.next().map_err(err)? {
-        total += 1;
-        let run_id: i64 = row.get(0).map_err(err)?;
-        let producer: i64 = row.get(1).map_err(err)?;
-        let seq: i64 = row.get(2).map_err(err)?;
-        let Some(check) = checks.get_mut(&run_id) else {
-            orphans += 1;
-            continue;
-        };
-        check.rows += 1;
-        if check.ingest {
-            match u64::try_from(seq) {
-                Ok(s) if check.info.inputs.contains(&producer) && s < MAX_TRACKED_SEQ => {
-                    if !lines_seen.entry(producer).or_default().mark(s) {
-                        check.duplicates += 1;
-                    }
-                }
-                _ => check.unknown_producer += 1,
-            }
-            continue;
-        }
-        let (Ok(p), Ok(s)) = (usize::try_from(producer), u64::try_from(seq)) else {
-            check.unknown_producer += 1;
-            continue;
-        };
-        let Some(seen) = check.seen.get_mut(p) else {
-            check.unknown_producer += 1;
-            continue;
-        };
-        let limit = if check.info.completed {
-            check.info.produced[p].min(MAX_TRACKED_SEQ)
-        } else {
-            MAX_TRACKED_SEQ
-        };
-        if s >= limit {
-            check.out_of_range += 1;
-        } else if !seen.mark(s) {
-            check.duplicates += 1;
-        }
-        let text = row.get_ref(3).map_err(err)?.as_str().unwrap_or("");
-        expected.clear();
-        let _ = write!(expected, "Message from producer {p}: #{s}");
-        let padded = text
-            .strip_prefix(expected.as_str())
-            .is_some_and(|rest| rest.bytes().all(|b| b == b'.'));
-        if !padded {
-            check.bad_text += 1;
-        }
-    }
-
+    let mut tally = Tally {
+        checks: infos
+            .into_iter()
+            .map(|info| (info.run_id, RunCheck::new(info)))
+            .collect(),
+        ..Tally::default()
+    };
+    store.rows(args.run, &mut |row| tally.row(&row))?;
+    let Tally {
+        checks,
+        orphans,
+        total,
+        ..
+    } = tally;
     let mut ok = orphans == 0;
     let mut ids: Vec<i64> = checks.keys().copied().collect();
     ids.sort_unstable();
-    say!("pc-host verify: {}", path.display());
+    say!("pc-host verify: {name}");
     for id in &ids {
         let check = &checks[id];
         let (line, good) = describe(check);
@@ -208,6 +154,88 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         if ok { "OK" } else { "PROBLEMS FOUND" }
     );
     Ok(ok)
+}
+
+/// `verify --source`: a file against its rows (SQLite only).
+fn check_file(args: &VerifyArgs, spec: &SinkSpec, url: &str) -> anyhow::Result<bool> {
+    let SinkSpec::Sqlite(path) = spec else {
+        return Err(
+            ConfigError("verify --source works on SQLite databases (--db) only".into()).into(),
+        );
+    };
+    let spec = parse_source(url).map_err(|why| ConfigError(format!("--source {url}: {why}")))?;
+    let max = usize::try_from(args.max_record_bytes).unwrap_or(usize::MAX);
+    let store = SqliteReadBack::open(path)?;
+    let busy = std::time::Duration::from_secs(5);
+    file::check(store.conn(), &path.display().to_string(), &spec, max).map_err(|e| {
+        match e.downcast::<rusqlite::Error>() {
+            Ok(e) => schema::db_error(path, e, busy),
+            Err(e) => e,
+        }
+    })
+}
+
+/// What the pass over the rows found.
+#[derive(Debug, Default)]
+struct Tally {
+    checks: HashMap<i64, RunCheck>,
+    /// Line numbers seen per input, across all runs.
+    lines_seen: HashMap<i64, Seen>,
+    /// Rows of no recorded run.
+    orphans: u64,
+    total: u64,
+    /// The text a generated row should have (reused).
+    expected: String,
+}
+
+impl Tally {
+    fn row(&mut self, row: &Row<'_>) {
+        self.total += 1;
+        let Some(check) = self.checks.get_mut(&row.run_id) else {
+            self.orphans += 1;
+            return;
+        };
+        check.rows += 1;
+        let (producer, seq) = (row.producer, row.seq);
+        if check.ingest {
+            match u64::try_from(seq) {
+                Ok(s) if check.info.inputs.contains(&producer) && s < MAX_TRACKED_SEQ => {
+                    if !self.lines_seen.entry(producer).or_default().mark(s) {
+                        check.duplicates += 1;
+                    }
+                }
+                _ => check.unknown_producer += 1,
+            }
+            return;
+        }
+        let (Ok(p), Ok(s)) = (usize::try_from(producer), u64::try_from(seq)) else {
+            check.unknown_producer += 1;
+            return;
+        };
+        let Some(seen) = check.seen.get_mut(p) else {
+            check.unknown_producer += 1;
+            return;
+        };
+        let limit = if check.info.completed {
+            check.info.produced[p].min(MAX_TRACKED_SEQ)
+        } else {
+            MAX_TRACKED_SEQ
+        };
+        if s >= limit {
+            check.out_of_range += 1;
+        } else if !seen.mark(s) {
+            check.duplicates += 1;
+        }
+        self.expected.clear();
+        let _ = write!(self.expected, "Message from producer {p}: #{s}");
+        let padded = row
+            .message
+            .strip_prefix(self.expected.as_str())
+            .is_some_and(|rest| rest.bytes().all(|b| b == b'.'));
+        if !padded {
+            check.bad_text += 1;
+        }
+    }
 }
 
 /// One line about a run, and whether it is right.

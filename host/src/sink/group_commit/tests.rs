@@ -32,6 +32,18 @@ impl Sink for Scripted {
     fn register(&mut self, _: Option<&FileKey>) -> anyhow::Result<Resume> {
         Ok(Resume::default())
     }
+
+    fn settle(&mut self, _: Resume) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn count_stored(&mut self) -> anyhow::Result<u64> {
+        Ok(self.committed.len() as u64)
+    }
+
+    fn finish_run(&mut self, _: &crate::sink::RunEnd<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 fn record(seq: u64, text: &str, end_offset: u64) -> Record {
@@ -52,7 +64,7 @@ fn sink(script: &[ErrorKind], policy: Policy, batch_size: usize) -> GroupCommit<
         script: script.iter().copied().collect(),
         ..Scripted::default()
     };
-    GroupCommit::new(writer, batch_size, policy)
+    GroupCommit::new(vec![writer], batch_size, policy)
 }
 
 /// Hands over one batch per item of `batches` and settles them: the fates, in order, with

@@ -16,7 +16,6 @@ use std::time::Duration;
 use anyhow::anyhow;
 use rusqlite::{Connection, MAIN_DB, wal::CheckpointMode};
 
-use super::Writer;
 use super::schema::db_error;
 
 /// The WAL size past which the checkpointer makes the log restart.
@@ -77,7 +76,8 @@ impl Checkpointer {
     }
 
     /// Checkpoints every 100 ms until `stop`; see the module docs.
-    pub fn run(&mut self, writer: &Mutex<Writer>, stop: &StopSignal) {
+    /// `writer` is the mutex commits hold (taken to finish the log between two commits).
+    pub fn run<W>(&mut self, writer: &Mutex<W>, stop: &StopSignal) {
         while !stop.wait(CHECKPOINT_EVERY) {
             let Some((log, done)) = self.pass() else {
                 continue;

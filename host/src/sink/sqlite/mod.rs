@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod insert;
+pub mod read;
 pub mod runs;
 pub mod schema;
 pub mod writer;

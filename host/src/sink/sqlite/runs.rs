@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use super::schema::{self, Found, PAGE_SIZE, db_error};
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
+use crate::sink::read_back::RunInfo;
 
 /// A run recorded in the database.
 #[derive(Debug)]
@@ -254,20 +255,6 @@ pub fn count_stored(
     counted.map(|n| n.max(0) as u64)
 }
 
-/// A run recorded in a database, for `verify`.
-#[derive(Debug)]
-pub struct RunInfo {
-    pub run_id: i64,
-    pub completed: bool,
-    pub finished: bool,
-    /// Generator threads; 0 in an ingest run.
-    pub producers: u32,
-    /// Per producer (index = producer id), if the run finished.
-    pub produced: Vec<u64>,
-    /// The inputs an ingest run read (empty for a generated run).
-    pub inputs: Vec<i64>,
-}
-
 /// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all).
 pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInfo>> {
     let mut stmt = conn.prepare(
@@ -309,11 +296,4 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
             .collect::<Result<_, _>>()?;
     }
     Ok(runs)
-}
-
-/// Whether run `run_id` exists.
-pub fn run_exists(conn: &Connection, run_id: i64) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
-        .optional()
-        .map(|r| r.is_some())
 }

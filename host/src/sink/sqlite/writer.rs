@@ -15,12 +15,12 @@ use rusqlite::{Connection, params};
 
 use super::checkpoint::WAL_BOUND;
 use super::insert::Insert;
-use super::runs;
+use super::runs::{self, RunRow};
 use super::schema::db_error;
 use crate::config::Synchronous;
 use crate::message::Record;
 use crate::position::{FileKey, Resume};
-use crate::sink::{ErrorKind, Sink, SinkError};
+use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
 
 /// Rows per multi-row INSERT: the largest statement; remainders use the smaller powers of two.
 const ROWS_PER_STATEMENT: usize = 128;
@@ -46,6 +46,8 @@ pub struct Writer {
     inserts: Vec<Insert>,
     conn: Connection,
     run_id: i64,
+    /// The rowid this run's first message gets (or later: other runs may write meanwhile).
+    first_id: i64,
     /// The rowid of the last message inserted.
     last_id: Option<i64>,
     /// The committed position of each file input this run reads, by input id.
@@ -61,7 +63,7 @@ impl Writer {
     /// Makes `conn` (already in WAL mode, schema in place) the writer for `run_id`.
     pub fn new(
         conn: Connection,
-        run_id: i64,
+        run: &RunRow,
         sync: Synchronous,
         path: &Path,
         busy: Duration,
@@ -79,6 +81,7 @@ impl Writer {
             .map_err(err)?; // 16 MiB
         // Prepare everything now, so a problem shows before any thread starts.
         let mut inserts = Vec::new();
+        let run_id = run.run_id;
         let mut rows = ROWS_PER_STATEMENT;
         while rows >= 1 {
             // SAFETY: `conn` is open and moves into the writer with the statements, which
@@ -90,6 +93,7 @@ impl Writer {
         let writer = Self {
             conn,
             run_id,
+            first_id: run.first_id,
             inserts,
             last_id: None,
             positions: HashMap::new(),
@@ -230,13 +234,7 @@ impl Writer {
         }
     }
 
-    /// Commits a file input's position `to` on its own: at the end of a run whose records are
-    /// all committed, for the rejected lines after its last stored one. Does nothing if the
-    /// input is already there.
-    ///
-    /// # Errors
-    /// The database's, or another process having moved the input.
-    pub fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
+    fn settle_input(&mut self, to: Resume) -> anyhow::Result<()> {
         let Some(&from) = self.positions.get(&to.input) else {
             return Ok(());
         };
@@ -252,10 +250,7 @@ impl Writer {
     /// Whether the path still names the database file this writer opened: a file removed or
     /// replaced during the run took the run's rows with it (the count back reads the open,
     /// removed file).
-    ///
-    /// # Errors
-    /// One line saying the file is gone or another.
-    pub fn check_still_there(&self) -> anyhow::Result<()> {
+    fn check_still_there(&self) -> anyhow::Result<()> {
         let p = self.path.display();
         match (self.opened, file_id(&self.path)) {
             (Some(opened), Some(now)) if opened == now => Ok(()),
@@ -269,8 +264,8 @@ impl Writer {
         }
     }
 
-    pub fn last_id(&self) -> Option<i64> {
-        self.last_id
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn conn(&self) -> &Connection {
@@ -292,6 +287,35 @@ impl Sink for Writer {
                 anyhow!("committing a batch of {rows} messages failed: {e}"),
             )
         })
+    }
+
+    fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
+        self.settle_input(to)
+    }
+
+    fn still_there(&self) -> anyhow::Result<()> {
+        self.check_still_there()
+    }
+
+    fn count_stored(&mut self) -> anyhow::Result<u64> {
+        let run = RunRow {
+            run_id: self.run_id,
+            first_id: self.first_id,
+        };
+        runs::count_stored(&self.conn, &run, self.last_id)
+            .map_err(|e| db_error(&self.path, e, self.busy))
+    }
+
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
+        runs::finish_run(
+            &self.conn,
+            self.run_id,
+            end.finished_at,
+            end.completed,
+            end.per_producer,
+            end.produced,
+        )
+        .map_err(|e| db_error(&self.path, e, self.busy))
     }
 
     fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {

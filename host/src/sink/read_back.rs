@@ -1,0 +1,55 @@
+//! Reading a sink back, for `verify`: the runs it recorded and every message row.
+
+use crate::config::SinkSpec;
+
+/// A run recorded in a sink.
+#[derive(Debug)]
+pub struct RunInfo {
+    pub run_id: i64,
+    pub completed: bool,
+    pub finished: bool,
+    /// Generator threads; 0 in an ingest run.
+    pub producers: u32,
+    /// Per producer (index = producer id), if the run finished.
+    pub produced: Vec<u64>,
+    /// The inputs an ingest run read (empty for a generated run).
+    pub inputs: Vec<i64>,
+}
+
+/// One message row.
+#[derive(Debug)]
+pub struct Row<'a> {
+    pub run_id: i64,
+    pub producer: i64,
+    pub seq: i64,
+    pub message: &'a str,
+}
+
+/// A sink, opened read-only for `verify`.
+pub trait ReadBack: std::fmt::Debug {
+    /// The runs recorded: one, or all (`None`), by run id.
+    ///
+    /// # Errors
+    /// The sink's.
+    fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>>;
+
+    /// Calls `each` for every message row of one run, or of all runs (`None`), in any order.
+    ///
+    /// # Errors
+    /// The sink's.
+    fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()>;
+}
+
+/// Opens the sink `spec` names for reading; it must exist and hold pc-host tables.
+///
+/// # Errors
+/// One line naming the sink and what is wrong.
+pub fn open(spec: &SinkSpec) -> anyhow::Result<Box<dyn ReadBack>> {
+    match spec {
+        SinkSpec::Sqlite(path) => Ok(Box::new(super::sqlite::read::SqliteReadBack::open(path)?)),
+        SinkSpec::Postgres(url) | SinkSpec::Mysql(url) => Err(anyhow::anyhow!(
+            "{}: this sink is not available in this build",
+            url.shown
+        )),
+    }
+}

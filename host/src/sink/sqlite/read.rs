@@ -1,0 +1,61 @@
+//! A pc-host SQLite database read back for `verify`, through a read-only connection.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+
+use super::runs;
+use super::schema::{self, db_error};
+use crate::sink::read_back::{ReadBack, Row, RunInfo};
+
+/// How long `verify` waits for a database a writer holds.
+const BUSY: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub struct SqliteReadBack {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteReadBack {
+    /// # Errors
+    /// No file, not a pc-host database, or an old schema.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            conn: schema::open_existing(path)?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl ReadBack for SqliteReadBack {
+    fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>> {
+        runs::runs(&self.conn, only).map_err(|e| db_error(&self.path, e, BUSY))
+    }
+
+    fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()> {
+        let err = |e| db_error(&self.path, e, BUSY);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run_id, producer, seq, message FROM messages \
+                 WHERE ?1 IS NULL OR run_id = ?1",
+            )
+            .map_err(err)?;
+        let mut rows = stmt.query(params![only]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            each(Row {
+                run_id: row.get(0).map_err(err)?,
+                producer: row.get(1).map_err(err)?,
+                seq: row.get(2).map_err(err)?,
+                message: row.get_ref(3).map_err(err)?.as_str().unwrap_or(""),
+            });
+        }
+        Ok(())
+    }
+}
