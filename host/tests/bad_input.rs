@@ -484,3 +484,73 @@ fn a_foreign_database_with_a_live_wal_is_refused_and_not_checkpointed() {
         "its WAL was folded in or changed"
     );
 }
+
+/// A dead-letter file pc-host cannot or must not write, and an unusable --retry-for, are
+/// refused before the run starts: one line, exit 2, no database created, the file that is
+/// there left as it was.
+#[test]
+fn dead_letter_and_retry_for_bad_values_are_one_line_errors_with_exit_2() {
+    let s = Scratch::new("dead-letter-values");
+    let foreign = s.path("notes.txt");
+    let notes = b"my notes\nnot a dead-letter file\n".to_vec();
+    std::fs::write(&foreign, &notes).unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--dead-letter", "missing/dead.jsonl"],
+            "--dead-letter missing/dead.jsonl: directory missing does not exist",
+        ),
+        (
+            &["--dead-letter", "notes.txt"],
+            "--dead-letter notes.txt exists and is not a pc-host dead-letter file",
+        ),
+        (
+            &["--db", "pc-host.db", "--dead-letter", "pc-host.db"],
+            "is the database or an input of this run",
+        ),
+        (
+            &["--dead-letter", "./pc-host.db"],
+            "is the database or an input of this run",
+        ),
+        (
+            &["--retry-for", "-1"],
+            "--retry-for -1 is not a usable number of seconds: it must be 0 or more",
+        ),
+        (&["--retry-for", "nan"], "not a usable number of seconds"),
+        (
+            &["--retry-for", "100000"],
+            "is too long: at most 86400 s (one day)",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut all = args.to_vec();
+        all.extend(["--messages", "10"]);
+        let out = run(s.dir(), &all);
+        assert_one_line_error(&out, 2, needle);
+        assert!(
+            !s.path("pc-host.db").exists(),
+            "{args:?} created the database"
+        );
+        assert!(!s.path("missing").exists(), "{args:?} made the directory");
+    }
+    assert_eq!(std::fs::read(&foreign).unwrap(), notes, "notes.txt changed");
+
+    // A directory it may not write to (as root, pc-host runs as nobody to see one).
+    let ro = s.path("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    let mut cmd = common::pc_host(s.dir());
+    cmd.args(["--dead-letter", "ro/dead.jsonl", "--messages", "10"]);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+        std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+    }
+    let out: common::Out = cmd.output().expect("run pc-host").into();
+    assert_one_line_error(
+        &out,
+        2,
+        "--dead-letter ro/dead.jsonl: directory ro is not writable",
+    );
+    assert!(!ro.join("dead.jsonl").exists());
+    assert!(!s.path("pc-host.db").exists());
+}

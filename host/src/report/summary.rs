@@ -291,7 +291,8 @@ impl Summary {
             let lost = self.not_stored - self.rereadable;
             let _ = writeln!(
                 s,
-                "  not stored    {} accepted messages: {} from file inputs are read again by                  the next run on this database; {lost} are lost{}",
+                "  not stored    {} accepted messages: {} from file inputs are read again by \
+                 the next run on this database; {lost} are lost{}",
                 self.not_stored,
                 self.rereadable,
                 if lost > 0 && self.dead_letter.is_none() {

@@ -452,3 +452,77 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Starts `cmd` (made with [`pc_host`], arguments set) as a [`Running`]: stdout and stderr
+/// piped, stderr read line by line on a thread.
+pub fn start_command(mut cmd: Command) -> Running {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pc-host");
+    let stderr: ChildStderr = child.stderr.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running {
+        child,
+        err: Stderr { rx, seen: vec![] },
+    }
+}
+
+/// Waits (at most [`WAIT`]) for a run to end by itself and returns what it printed (all of
+/// stderr, the lines already waited on included).
+pub fn finish(mut r: Running) -> Out {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match r.err.rx.recv_timeout(left) {
+            Ok(line) => r.err.seen.push(line),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "pc-host did not exit within {WAIT:?}; stderr:\n{}",
+                r.err.tail()
+            ),
+        }
+    }
+    let mut stdout = String::new();
+    r.child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .read_to_string(&mut stdout)
+        .expect("read stdout");
+    let status = r.child.wait().expect("wait for pc-host");
+    Out {
+        code: status.code(),
+        stdout,
+        stderr: r.err.seen.join("\n"),
+    }
+}
+
+/// Another process's write lock on `db` (`BEGIN IMMEDIATE`), held until the connection runs
+/// `ROLLBACK` or is dropped.
+pub fn hold_write_lock(db: &Path) -> Connection {
+    let holder = Connection::open(db).expect("open db");
+    holder
+        .busy_timeout(Duration::from_secs(60))
+        .expect("busy timeout");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    holder
+}
+
+/// `PRAGMA integrity_check` of `db` ("ok" when sound).
+pub fn integrity_check(db: &Path) -> String {
+    let conn = Connection::open(db).expect("open db");
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check")
+}

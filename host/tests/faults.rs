@@ -1,0 +1,716 @@
+//! Faults in the sink mid-run: a lock held by another process, a full disk, a directory made
+//! read-only, a record the database refuses, a kill during a retry, and signals from
+//! `timeout`. Each test pins what becomes of every accepted message: stored once,
+//! dead-lettered, or counted as not stored, and the database stays sound.
+//!
+//! The tests follow the binary through its stderr (progress lines, the retry warning); the
+//! only sleeps hold a fault for its set length.
+
+mod common;
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{
+    Out, Running, Scratch, all_rows, assert_verify, expected_pairs, finish, hold_write_lock,
+    ingest_json, integrity_check, json, pairs, recorded, u,
+};
+use serde_json::Value;
+
+/// The entries of a dead-letter file, one JSON object a line.
+fn dead_letters(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).expect("read the dead-letter file");
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("dead-letter line is not JSON ({e}): {l}"));
+            assert_eq!(v["pc_dead_letter"], 1, "not marked as an entry: {l}");
+            v
+        })
+        .collect()
+}
+
+/// The (producer, seq) of a generated message's dead-letter entry.
+fn generated_source(e: &Value) -> (i64, i64) {
+    let p = e["source"]["producer"].as_i64();
+    let s = e["source"]["seq"].as_i64();
+    match (p, s) {
+        (Some(p), Some(s)) => (p, s),
+        _ => panic!("entry without source.producer and source.seq: {e}"),
+    }
+}
+
+/// Asserts the database rows and the dead-letter entries of a generated run are disjoint and
+/// together are every message produced, each once.
+fn assert_stored_and_dead_lettered_once(db: &Path, run_id: i64, entries: &[Value], produced: u64) {
+    let stored = pairs(db, run_id);
+    let stored_set: HashSet<(i64, i64)> = stored.iter().copied().collect();
+    assert_eq!(stored_set.len(), stored.len(), "a message stored twice");
+    let dead: Vec<(i64, i64)> = entries.iter().map(generated_source).collect();
+    let dead_set: HashSet<(i64, i64)> = dead.iter().copied().collect();
+    assert_eq!(dead_set.len(), dead.len(), "a message dead-lettered twice");
+    let both: Vec<_> = stored_set.intersection(&dead_set).take(5).collect();
+    assert!(both.is_empty(), "stored and dead-lettered: {both:?}");
+    assert_eq!(
+        (stored.len() + dead.len()) as u64,
+        produced,
+        "database rows + dead-letter entries"
+    );
+}
+
+/// A figure of the text summary: the first number after `label` at the start of a line.
+fn text_figure(out: &Out, label: &str) -> u64 {
+    out.stdout
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{label} N` line in the summary:\n{}", out.stdout))
+}
+
+fn am_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A generated run at 2000 msg/s that only ends when told to, with progress lines to follow.
+const STEADY: [&str; 10] = [
+    "--producers",
+    "2",
+    "--consumers",
+    "2",
+    "--rps",
+    "2000",
+    "--duration",
+    "600",
+    "--report-interval",
+    "0.05",
+];
+
+fn args<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(extra).copied().collect()
+}
+
+#[test]
+fn a_lock_held_shorter_than_retry_for_is_waited_out_and_every_message_stored_once() {
+    // The fault's length. The first message due after the lock is taken is due within 0.5 ms
+    // (2000 msg/s), so its latency is at least HOLD - 0.5 ms: over 3 s.
+    const HOLD: Duration = Duration::from_millis(3100);
+    let s = Scratch::new("lock-waited-out");
+    let mut r = Running::start(
+        &s,
+        &args(
+            &STEADY,
+            &[
+                "--busy-timeout-ms",
+                "200",
+                "--retry-for",
+                "30",
+                "--output",
+                "json",
+            ],
+        ),
+    );
+    r.err.wait_stored_at_least(1);
+    let db = s.path("pc-host.db");
+    let holder = hold_write_lock(&db);
+    let locked = Instant::now();
+    r.err.wait("saying the commit is retried", |l| {
+        l.contains("retrying for up to")
+    });
+    r.err.wait("a progress line marked RETRYING", |l| {
+        l.starts_with('[') && l.contains("| RETRYING: ") && l.contains("locked")
+    });
+    std::thread::sleep(HOLD.saturating_sub(locked.elapsed()));
+    holder.execute_batch("ROLLBACK").unwrap();
+    let recovered = r.err.wait("saying the sink recovered", |l| {
+        l.contains("the sink recovered: committed after")
+    });
+    let retries: u64 = recovered
+        .split("committed after ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no retry count in: {recovered}"));
+    assert!(retries >= 1, "{recovered}");
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!((v["ok"].as_bool(), v["error"].as_str()), (Some(true), None));
+    assert_eq!(v["stop_reason"], "signal");
+    assert!(u(&v, "retries") >= retries, "{v}");
+    let produced = u(&v, "produced");
+    assert_eq!(
+        (u(&v, "stored"), u(&v, "dead_lettered"), u(&v, "not_stored")),
+        (produced, 0, 0)
+    );
+    let run_id = v["run_id"].as_i64().unwrap();
+    let per = recorded(&db, run_id);
+    assert_eq!(per.iter().sum::<i64>() as u64, produced);
+    assert_eq!(
+        pairs(&db, run_id),
+        expected_pairs(&per),
+        "every message once"
+    );
+    assert_verify(s.dir(), &["verify"]);
+    let max = v["latency_ns"]["max"].as_u64().unwrap();
+    assert!(
+        max >= 3_000_000_000,
+        "latency max {max} ns under the 3 s hold"
+    );
+}
+
+/// Unmounts a tmpfs when dropped, also when the test fails.
+struct Mount<'a>(&'a Path);
+
+impl Drop for Mount<'_> {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+}
+
+#[test]
+fn disk_full_retries_then_dead_letters_and_the_database_stays_sound() {
+    let s = Scratch::new("disk-full");
+    let mnt = s.path("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .output();
+    match mounted {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            println!(
+                "SKIP: cannot mount a 1 MiB tmpfs (needs root): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return;
+        }
+        Err(e) => {
+            println!("SKIP: cannot run mount: {e}");
+            return;
+        }
+    }
+    let _mount = Mount(&mnt);
+    let out = common::run(
+        s.dir(),
+        &[
+            "--db",
+            "small/full.db",
+            "--dead-letter",
+            "dead.jsonl",
+            "--rps",
+            "20000",
+            "--payload-size",
+            "200",
+            "--duration",
+            "3",
+            "--retry-for",
+            "1",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(
+        (v["ok"].as_bool(), v["stop_reason"].as_str()),
+        (Some(false), Some("error"))
+    );
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("gave up after retrying"), "{error}");
+    assert!(error.contains("disk is full"), "{error}");
+    assert!(u(&v, "retries") >= 1, "{v}");
+    let (produced, stored, dead) = (u(&v, "produced"), u(&v, "stored"), u(&v, "dead_lettered"));
+    assert!(dead > 0, "{v}");
+    assert_eq!(
+        u(&v, "not_stored"),
+        0,
+        "generated messages all dead-lettered: {v}"
+    );
+    assert_eq!(stored + dead, produced, "{v}");
+    let db = s.path("small/full.db");
+    assert_eq!(integrity_check(&db), "ok");
+    let entries = dead_letters(&s.path("dead.jsonl"));
+    assert_eq!(entries.len() as u64, dead);
+    for e in &entries {
+        let reason = e["reason"].as_str().unwrap();
+        assert!(
+            ["retries_exhausted", "sink_failed"].contains(&reason),
+            "{e}"
+        );
+        assert!(e["record"].is_string(), "{e}");
+    }
+    let run_id = v["run_id"].as_i64().unwrap();
+    assert_eq!(pairs(&db, run_id).len() as u64, stored);
+    assert_stored_and_dead_lettered_once(&db, run_id, &entries, produced);
+}
+
+#[test]
+fn a_directory_made_read_only_mid_run_does_not_lose_messages() {
+    if !am_root() {
+        println!("SKIP: needs root to run pc-host as another user (nobody)");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let s = Scratch::new("read-only-dir");
+    let dir = s.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut cmd = common::pc_host(&dir);
+    cmd.args(args(&STEADY, &["--output", "json"]))
+        .uid(NOBODY)
+        .gid(NOBODY);
+    let mut r = common::start_command(cmd);
+    r.err.wait_stored_at_least(1);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Commits go on after the change: the next progress line, then 1000 messages more.
+    let then = r.err.wait_stored_at_least(1);
+    r.err.wait_stored_at_least(then + 1000);
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!((v["ok"].as_bool(), v["error"].as_str()), (Some(true), None));
+    let produced = u(&v, "produced");
+    assert_eq!(u(&v, "stored"), produced);
+    let db = dir.join("pc-host.db");
+    let run_id = v["run_id"].as_i64().unwrap();
+    let per = recorded(&db, run_id);
+    assert_eq!(per.iter().sum::<i64>() as u64, produced);
+    assert_eq!(pairs(&db, run_id), expected_pairs(&per));
+    assert_verify(&dir, &["verify"]);
+}
+
+#[test]
+fn sigint_from_timeout_fifty_times_never_forces_an_exit() {
+    let has_timeout = Command::new("timeout")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_timeout {
+        println!("SKIP: no `timeout` on PATH");
+        return;
+    }
+    const RUNS: usize = 50;
+    const THREADS: usize = 5;
+    let results: Vec<(usize, String, Out)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..RUNS)
+                        .step_by(THREADS)
+                        .map(|i| {
+                            // 0.05 s .. 0.6 s: from the first moments of the run to mid-run.
+                            let after =
+                                format!("{:.3}", 0.05 + 0.55 * i as f64 / (RUNS - 1) as f64);
+                            let s = Scratch::new(&format!("timeout-{i}"));
+                            let mut cmd = Command::new("timeout");
+                            cmd.current_dir(s.dir());
+                            for (key, _) in std::env::vars_os() {
+                                if key.to_string_lossy().starts_with("PC_HOST_") {
+                                    cmd.env_remove(key);
+                                }
+                            }
+                            // --preserve-status: pc-host's own exit status, not timeout's 124.
+                            let out: Out = cmd
+                                .args(["--preserve-status", "-s", "INT", &after])
+                                .arg(env!("CARGO_BIN_EXE_pc-host"))
+                                .args([
+                                    "--duration",
+                                    "30",
+                                    "--rps",
+                                    "5000",
+                                    "--report-interval",
+                                    "0",
+                                    "--output",
+                                    "json",
+                                ])
+                                .stdin(std::process::Stdio::null())
+                                .output()
+                                .expect("run timeout")
+                                .into();
+                            (i, after, out)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("runner thread"))
+            .collect()
+    });
+    assert_eq!(results.len(), RUNS);
+    for (i, after, out) in &results {
+        let what = format!("run {i} (SIGINT after {after} s)");
+        assert_ne!(out.code, Some(130), "{what}: forced exit:\n{}", out.stderr);
+        assert_eq!(out.code, Some(0), "{what}:\n{}", out.stderr);
+        assert!(
+            !out.stderr.contains("exiting at once"),
+            "{what}:\n{}",
+            out.stderr
+        );
+        let v = json(out);
+        assert_eq!(
+            (v["stop_reason"].as_str(), v["ok"].as_bool()),
+            (Some("signal"), Some(true)),
+            "{what}: {v}"
+        );
+        assert_eq!(u(&v, "stored"), u(&v, "produced"), "{what}: {v}");
+    }
+}
+
+#[test]
+fn kill_9_during_a_retry_leaves_a_consistent_database_without_duplicates() {
+    let s = Scratch::new("kill9-retry");
+    let retrying = ["--busy-timeout-ms", "100", "--retry-for", "30"];
+
+    // A generated run.
+    let mut r = Running::start(&s, &args(&STEADY, &args(&retrying, &["--db", "gen.db"])));
+    r.err.wait_stored_at_least(1);
+    let db = s.path("gen.db");
+    let holder = hold_write_lock(&db);
+    r.err.wait("saying the commit is retried", |l| {
+        l.contains("retrying for up to")
+    });
+    let status = r.kill();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    assert_eq!(integrity_check(&db), "ok");
+    let rows = pairs(&db, 1);
+    assert!(!rows.is_empty(), "rows committed before the lock are there");
+    let distinct: HashSet<_> = rows.iter().collect();
+    assert_eq!(distinct.len(), rows.len(), "no message stored twice");
+    let verify = common::run(s.dir(), &["verify", "--db", "gen.db"]);
+    assert_eq!(verify.code, Some(0), "{}{}", verify.stdout, verify.stderr);
+    assert!(
+        verify.stdout.contains("run 1: did not finish"),
+        "{}",
+        verify.stdout
+    );
+    assert!(verify.stdout.contains("no duplicates"), "{}", verify.stdout);
+
+    // A file: killed while retrying, then read again into the same database.
+    const LINES: usize = 20_000;
+    let lines: Vec<String> = (0..LINES)
+        .map(|i| format!("line {i:05} of the input"))
+        .collect();
+    std::fs::write(s.path("in.log"), lines.join("\n") + "\n").unwrap();
+    let mut r = Running::start(
+        &s,
+        &args(
+            &retrying,
+            &[
+                "--source",
+                "file:in.log",
+                "--db",
+                "file.db",
+                "--rps",
+                "2000",
+                "--report-interval",
+                "0.05",
+            ],
+        ),
+    );
+    r.err.wait_stored_at_least(1);
+    let db = s.path("file.db");
+    let holder = hold_write_lock(&db);
+    r.err.wait("saying the commit is retried", |l| {
+        l.contains("retrying for up to")
+    });
+    r.kill();
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    assert_eq!(integrity_check(&db), "ok");
+    let before = all_rows(&db).len();
+    assert!(
+        before > 0 && before < LINES,
+        "killed mid-file: {before} rows"
+    );
+    let out = ingest_json(s.dir(), "file:in.log", "file.db");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(u(&v, "stored") as usize, LINES - before, "{v}");
+    let rows = all_rows(&db);
+    let texts: Vec<&str> = rows.iter().map(|(_, _, m)| m.as_str()).collect();
+    assert_eq!(texts.len(), LINES, "every line stored once");
+    assert!(texts == lines, "the rows are the file's lines, in order");
+    let keys: HashSet<(i64, i64)> = rows.iter().map(|&(p, q, _)| (p, q)).collect();
+    assert_eq!(keys.len(), LINES, "no (input, line) twice");
+    let verify = common::run(
+        s.dir(),
+        &["verify", "--db", "file.db", "--source", "file:in.log"],
+    );
+    assert_eq!(verify.code, Some(0), "{}{}", verify.stdout, verify.stderr);
+}
+
+/// A database that refuses any message containing "poison" (a trigger, `RAISE(ABORT)`).
+fn poisoned_db(dir: &Path, name: &str) {
+    let out = common::run(
+        dir,
+        &[
+            "--db",
+            name,
+            "--messages",
+            "1",
+            "--rps",
+            "0",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let conn = rusqlite::Connection::open(dir.join(name)).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER no_poison BEFORE INSERT ON messages
+         WHEN NEW.message LIKE '%poison%'
+         BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_record_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
+    let s = Scratch::new("refused");
+    // Ten lines: line 4 is refused by the database, line 7 is not UTF-8.
+    let mut input = Vec::new();
+    let mut ends = Vec::new();
+    for n in 1..=10 {
+        match n {
+            4 => input.extend_from_slice(b"this line is poison"),
+            7 => input.extend_from_slice(b"bad \xff\xfe bytes"),
+            _ => input.extend_from_slice(format!("good line {n}").as_bytes()),
+        }
+        input.push(b'\n');
+        ends.push(input.len() as u64);
+    }
+    std::fs::write(s.path("in.log"), &input).unwrap();
+    poisoned_db(s.dir(), "a.db");
+    let out = common::run(
+        s.dir(),
+        &[
+            "--source",
+            "file:in.log",
+            "--db",
+            "a.db",
+            "--dead-letter",
+            "dead.jsonl",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!((v["ok"].as_bool(), v["error"].as_str()), (Some(true), None));
+    assert_eq!(
+        (
+            u(&v, "read"),
+            u(&v, "rejected"),
+            u(&v, "produced"),
+            u(&v, "stored"),
+            u(&v, "dead_lettered"),
+            u(&v, "not_stored")
+        ),
+        (10, 1, 9, 8, 1, 0)
+    );
+    let stored: Vec<String> = all_rows(&s.path("a.db"))
+        .into_iter()
+        .skip(1) // the first run's message
+        .map(|(_, _, m)| m)
+        .collect();
+    let want: Vec<String> = [1, 2, 3, 5, 6, 8, 9, 10]
+        .iter()
+        .map(|n| format!("good line {n}"))
+        .collect();
+    assert_eq!(stored, want);
+
+    let mut entries = dead_letters(&s.path("dead.jsonl"));
+    entries.sort_by_key(|e| e["source"]["line"].as_u64());
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let refused = &entries[0];
+    assert_eq!(refused["reason"], "refused", "{refused}");
+    assert_eq!(refused["record"], "this line is poison");
+    assert_eq!(refused["source"]["line"], 4);
+    assert_eq!(refused["source"]["end_offset"], ends[3]);
+    assert_eq!(refused["run_id"], 2);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("poison refused"),
+        "{refused}"
+    );
+    assert!(
+        refused["source"]["input"]
+            .as_str()
+            .unwrap()
+            .ends_with("in.log"),
+        "{refused}"
+    );
+    let rejected = &entries[1];
+    assert_eq!(rejected["reason"], "rejected", "{rejected}");
+    assert_eq!(rejected["record"], Value::Null);
+    // base64 of b"bad \xff\xfe bytes".
+    assert_eq!(rejected["record_base64"], "YmFkIP/+IGJ5dGVz");
+    assert_eq!(rejected["source"]["line"], 7);
+    assert_eq!(rejected["source"]["end_offset"], ends[6]);
+    for e in &entries {
+        assert!(
+            e["time"].as_str().is_some_and(|t| t.contains('T')),
+            "time: {e}"
+        );
+    }
+
+    // Replayed into a database without the trigger: the refused text is stored; the entry
+    // without a text is rejected.
+    let out = ingest_json(s.dir(), "file:dead.jsonl?format=dead-letter", "replay.db");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!((u(&v, "stored"), u(&v, "rejected")), (1, 1), "{v}");
+    let texts: Vec<String> = all_rows(&s.path("replay.db"))
+        .into_iter()
+        .map(|(_, _, m)| m)
+        .collect();
+    assert_eq!(texts, ["this line is poison"]);
+
+    // Without --dead-letter the refused record fails the run, and the error says what helps.
+    poisoned_db(s.dir(), "b.db");
+    let out = common::run(
+        s.dir(),
+        &[
+            "--source",
+            "file:in.log",
+            "--db",
+            "b.db",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("--dead-letter"), "{error}");
+    assert!(error.contains("poison refused"), "{error}");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("error: ") && l.contains("--dead-letter")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        u(&v, "produced"),
+        u(&v, "stored") + u(&v, "dead_lettered") + u(&v, "not_stored"),
+        "{v}"
+    );
+}
+
+/// A generated run whose database is locked for good after its first commits, with
+/// `--retry-for 1`: returns how it ended and the database.
+fn locked_out(s: &Scratch, extra: &[&str]) -> Out {
+    let mut r = Running::start(
+        s,
+        &args(
+            &STEADY,
+            &args(&["--busy-timeout-ms", "100", "--retry-for", "1"], extra),
+        ),
+    );
+    r.err.wait_stored_at_least(1);
+    let holder = hold_write_lock(&s.path("pc-host.db"));
+    r.err.wait("saying the commit is retried", |l| {
+        l.contains("retrying for up to")
+    });
+    let out = finish(r);
+    holder.execute_batch("ROLLBACK").unwrap();
+    out
+}
+
+#[test]
+fn exhausted_retries_dead_letter_generated_messages_and_exit_1() {
+    let s = Scratch::new("exhausted");
+    let out = locked_out(&s, &["--dead-letter", "dead.jsonl", "--output", "json"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(
+        (v["ok"].as_bool(), v["stop_reason"].as_str()),
+        (Some(false), Some("error"))
+    );
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("gave up after retrying"), "{error}");
+    assert!(
+        out.stderr.contains("gave up after retrying"),
+        "{}",
+        out.stderr
+    );
+    let (produced, stored, dead) = (u(&v, "produced"), u(&v, "stored"), u(&v, "dead_lettered"));
+    assert!(dead > 0, "{v}");
+    assert_eq!(u(&v, "not_stored"), 0, "{v}");
+    assert_eq!(produced, stored + dead, "{v}");
+    let db = s.path("pc-host.db");
+    assert_eq!(integrity_check(&db), "ok");
+    let entries = dead_letters(&s.path("dead.jsonl"));
+    assert_eq!(entries.len() as u64, dead);
+    let mut exhausted = 0;
+    for e in &entries {
+        match e["reason"].as_str() {
+            Some("retries_exhausted") => exhausted += 1,
+            Some("sink_failed") => {}
+            _ => panic!("unexpected reason: {e}"),
+        }
+        assert!(
+            e["error"]
+                .as_str()
+                .unwrap()
+                .contains("gave up after retrying"),
+            "{e}"
+        );
+    }
+    assert!(
+        exhausted > 0,
+        "the batch being retried is dead-lettered as exhausted"
+    );
+    let run_id = v["run_id"].as_i64().unwrap();
+    assert_stored_and_dead_lettered_once(&db, run_id, &entries, produced);
+
+    // Without --dead-letter the same messages are counted as not stored, and said to be.
+    let s = Scratch::new("exhausted-no-dl");
+    let out = locked_out(&s, &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("gave up after retrying"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("not stored"), "{}", out.stdout);
+    let produced = text_figure(&out, "produced");
+    let stored = text_figure(&out, "stored");
+    let not_stored = text_figure(&out, "not stored");
+    assert!(not_stored > 0, "{}", out.stdout);
+    assert_eq!(produced, stored + not_stored, "{}", out.stdout);
+    assert!(!out.stdout.contains("dead-lettered"), "{}", out.stdout);
+    assert_eq!(integrity_check(&s.path("pc-host.db")), "ok");
+}
