@@ -13,6 +13,8 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod flow;
 pub mod message;
+pub mod observe;
+pub mod plot;
 pub mod position;
 pub mod report;
 pub mod run;

@@ -6,13 +6,16 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 
 use pc_host::config::cli::{Cli, Command};
 use pc_host::config::{self, Layers, Output};
+use pc_host::observe::profile::Profile;
+use pc_host::observe::{Live, http};
 use pc_host::run::{self, PrepareError, signals};
-use pc_host::verify;
+use pc_host::{plot, verify};
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches(); // clap prints its own errors and exits 2
@@ -36,6 +39,14 @@ fn main() -> ExitCode {
         };
     }
 
+    if let Some(Command::Plot(args)) = &cli.command {
+        return match plot::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.is::<config::ConfigError>() => fail(&e, 2),
+            Err(e) => fail(&e, 1),
+        };
+    }
+
     let cfg = match Layers::load(matches).and_then(|layers| config::resolve(&layers)) {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e.into(), 2),
@@ -47,13 +58,40 @@ fn main() -> ExitCode {
     if let Err(e) = signals::install(tx.clone()) {
         return fail(&anyhow::anyhow!("cannot install signal handlers: {e}"), 1);
     }
+    let live = match &cfg.metrics_addr {
+        Some(addr) => {
+            let live = Arc::new(Live::default());
+            match http::serve(*addr, Arc::clone(&live)) {
+                Ok(bound) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "pc-host: metrics: http://{bound}/metrics (also /health, /ready)"
+                    );
+                    Some(live)
+                }
+                Err(e) => return fail(&anyhow::anyhow!("--metrics-addr {addr}: {e}"), 2),
+            }
+        }
+        None => None,
+    };
     let prepared = match run::prepare(&cfg) {
         Ok(p) => p,
         Err(PrepareError::Input(e)) => return fail(&anyhow::anyhow!(e), 2),
         Err(PrepareError::Failed(e)) => return fail(&e, 1),
     };
     let _ = writeln!(std::io::stderr(), "{}", run::header(&cfg, &prepared));
-    let summary = run::run(&cfg, prepared, &tx, &rx);
+    let run_id = prepared.run_id;
+    let profile = match cfg.profile.as_deref().map(Profile::start).transpose() {
+        Ok(p) => p,
+        Err(e) => return fail(&anyhow::anyhow!(e), 1),
+    };
+    let summary = run::run(&cfg, prepared, (&tx, &rx), live.as_deref());
+    if let Some(profile) = profile {
+        match profile.finish(run_id) {
+            Ok(path) => tracing::info!("CPU profile written to {}", path.display()),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
 
     if let Some(e) = &summary.error {
         let _ = writeln!(std::io::stderr(), "error: {e}");

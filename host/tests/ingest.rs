@@ -1075,6 +1075,36 @@ fn a_last_line_without_its_end_is_completed_in_place_when_the_file_grows() {
     assert_eq!(out.code, Some(0), "{}", out.stdout);
 }
 
+/// Completing a line replaces only that input's row: a generated run's row with the same
+/// producer number and seq (generator threads are numbered 0.., inputs 1..) stays.
+#[test]
+fn completing_a_line_never_deletes_a_generated_row_with_the_same_numbers() {
+    let s = Scratch::new("ingest-partial-generated");
+    let generated = run(
+        s.dir(),
+        &["--db", "t.db", "--producers", "3", "--messages", "30"],
+    );
+    assert_eq!(generated.code, Some(0), "{}", generated.stderr);
+    let path = s.path("app.log");
+    write(&path, "abc");
+    let first = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    let input = input_id(&first, 0);
+    assert!(
+        input < 3,
+        "input {input} shares a generator's producer number"
+    );
+    std::fs::write(&path, "abcdef\n").unwrap();
+    let grown = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    assert_eq!(u(&grown, "stored"), 1, "{grown}");
+    let out = run(s.dir(), &["verify", "--db", "t.db"]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the generated run lost a row:\n{}",
+        out.stdout
+    );
+}
+
 /// `source = []` in a config file names no source: refused, not read as "the generator".
 #[test]
 fn an_empty_source_list_in_the_config_file_is_refused() {

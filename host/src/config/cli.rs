@@ -34,6 +34,30 @@ pub enum Command {
     /// each producer's sequence numbers are all there exactly once (no duplicate, no gap); with
     /// --source, that the stored rows of a file are exactly its lines, in order.
     Verify(VerifyArgs),
+    /// Draw a run's throughput (produced, stored) and latency (p50, p99, max) over time, from
+    /// the `run_intervals` table, as an SVG file.
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// The SQLite database the run wrote (it must exist)
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "PC_HOST_DB",
+        default_value = "pc-host.db"
+    )]
+    pub db: PathBuf,
+
+    /// The run to draw [default: the last run]
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+
+    /// The SVG file to write (created; an existing file is not overwritten unless pc-host
+    /// wrote it)
+    #[arg(short = 'o', long = "output", value_name = "FILE.svg")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +258,20 @@ pub struct RunArgs {
     /// --source file:PATH?format=dead-letter
     #[arg(long, value_name = "FILE", env = "PC_HOST_DEAD_LETTER")]
     pub dead_letter: Option<PathBuf>,
+
+    /// Serve Prometheus metrics (/metrics), /health and /ready over HTTP at HOST:PORT (a port
+    /// alone listens on 127.0.0.1; port 0 picks a free one, printed in the header)
+    #[arg(long, value_name = "HOST:PORT", env = "PC_HOST_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+
+    /// Write each report interval's latency histogram to FILE, in HdrHistogram's interval-log
+    /// format
+    #[arg(long, value_name = "FILE", env = "PC_HOST_LATENCY_LOG")]
+    pub latency_log: Option<PathBuf>,
+
+    /// Write a CPU flame graph of the run to FILE.svg when it ends
+    #[arg(long, value_name = "FILE.svg", env = "PC_HOST_PROFILE")]
+    pub profile: Option<PathBuf>,
 
     /// TOML file with any of the options above (keys as the flag names: `producers = 4`)
     #[arg(long, value_name = "FILE", env = "PC_HOST_CONFIG")]

@@ -81,6 +81,11 @@ pub struct Config {
     /// How long a retryable sink failure is retried.
     pub retry_for: Duration,
     pub dead_letter: Option<PathBuf>,
+    /// `--metrics-addr`, resolved.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub latency_log: Option<PathBuf>,
+    /// `--profile`: the flame graph's file.
+    pub profile: Option<PathBuf>,
     /// Options given that do not apply to this run, one line each, for stderr.
     pub warnings: Vec<String>,
 }
@@ -256,6 +261,13 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     let dead_letter = l
         .pick_set("dead_letter", a.dead_letter.clone())
         .map(|p| p.value);
+    let metrics_addr = match l.pick_set("metrics_addr", a.metrics_addr.as_deref()) {
+        Some(p) => Some(
+            crate::observe::http::parse_addr(p.value)
+                .map_err(|why| ConfigError(format!("{}: {why}", l.from("metrics_addr"))))?,
+        ),
+        None => None,
+    };
 
     let cfg = Config {
         sources,
@@ -277,6 +289,9 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         busy_timeout: Duration::from_millis(busy.value),
         retry_for,
         dead_letter,
+        metrics_addr,
+        latency_log: a.latency_log.clone(),
+        profile: a.profile.clone(),
         warnings: unused_options(l, generated),
     };
     memory_guard(&cfg)?;
@@ -533,6 +548,9 @@ impl Config {
             "busy_timeout_ms": self.busy_timeout.as_millis() as u64,
             "retry_for_s": self.retry_for.as_secs_f64(),
             "dead_letter": self.dead_letter.as_ref().map(|p| p.display().to_string()),
+            "metrics_addr": self.metrics_addr.map(|a| a.to_string()),
+            "latency_log": self.latency_log.as_ref().map(|p| p.display().to_string()),
+            "profile": self.profile.as_ref().map(|p| p.display().to_string()),
         })
     }
 }

@@ -113,6 +113,10 @@ impl<S: Sink> Consumer<'_, S> {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .saturating_record(s.at.saturating_sub(s.started).max(1));
+                st.batch_rows
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .saturating_record(rows.max(1));
             }
             Fate::DeadLettered => bump(&st.dead_lettered, rows),
             Fate::NotStored { rereadable } => {

@@ -41,6 +41,9 @@ pub struct Done<'a> {
     pub unix_base: i64,
     /// SQLite: the largest WAL the checkpointer saw.
     pub wal_max_bytes: Option<u64>,
+    /// Writes retried, and the run's length (start of production to the last commit).
+    pub retries: u64,
+    pub elapsed_s: f64,
 }
 
 /// Finishes the run in the database and sums it up.
@@ -152,11 +155,19 @@ fn finish(
     } else {
         Vec::new()
     };
+    let latency = stats.latency();
     let end = RunEnd {
         finished_at: unix_base.saturating_add(clock.now() as i64),
         completed: errors.is_empty(),
         per_producer: &per_producer,
         produced: stats.produced(),
+        stored,
+        dead_lettered: stats.dead_lettered(),
+        not_stored: stats.not_stored(),
+        retries: d.retries,
+        latency: (!latency.is_empty())
+            .then(|| [0.5, 0.99, 0.999, 1.0].map(|q| latency.value_at_quantile(q))),
+        elapsed_s: d.elapsed_s,
     };
     if let Err(e) = writer.finish_run(&end) {
         errors.push(format!("recording the end of run {run_id} failed: {e:#}"));

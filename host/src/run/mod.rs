@@ -4,6 +4,7 @@
 //! and commit -> final checkpoint -> count back from the database -> summary.
 
 mod finish;
+mod intervals;
 pub mod pinning;
 mod prepare;
 pub mod signals;
@@ -24,6 +25,7 @@ use crate::consumer::Consumer;
 use crate::dead_letter::DeadLetters;
 use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
 use crate::message::Record;
+use crate::observe::{Live, RunView};
 use crate::position::InputStart;
 use crate::report::{self, StopReason, Summary};
 use crate::sink::sqlite::checkpoint::StopSignal;
@@ -32,7 +34,9 @@ use crate::source::Context;
 use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
 use crate::telemetry::Stats;
+use crate::telemetry::progress::Display;
 use finish::Outcome;
+use intervals::Reporter;
 use pinning::PinPlan;
 use prepare::LineInput;
 use threads::{OnDrop, spawn};
@@ -84,7 +88,13 @@ type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
 
 /// Runs the pipeline to the end and returns its summary. Never fails: errors during the run
 /// are reported in the summary (and make it not OK).
-pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<Event>) -> Summary {
+/// `live`: the metrics endpoint's view, told when the run is under way.
+pub fn run(
+    cfg: &Config,
+    prepared: Prepared,
+    (tx, rx): (&Sender<Event>, &Receiver<Event>),
+    live: Option<&Live>,
+) -> Summary {
     let Prepared {
         run_id,
         writers,
@@ -97,8 +107,10 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
         pins,
         lines,
         dead_letters,
+        latency_log,
         ..
     } = prepared;
+    let ring = Arc::new(ring);
     let starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
     let start = clock.now();
     let bucket = bucket.map(|b| b.starting_empty_at(start));
@@ -110,7 +122,7 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
     let shared = Shared {
         cfg,
         cx: Context {
-            ring: &ring,
+            ring: ring.as_ref(),
             clock: &clock,
             unix_base,
             stop: &stop,
@@ -142,6 +154,16 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
     };
     signals::counting(Arc::clone(&shared.stats));
     let checkpoint_stop = StopSignal::default();
+    let messages = match cfg.stop {
+        Stop::Messages(n) => Some(n),
+        _ => None,
+    };
+    let bytes: Option<u64> = lines.iter().map(|l| l.left).sum();
+    let display = match cfg.report_interval {
+        Some(_) => Display::choose(messages, bytes.filter(|_| !lines.is_empty())),
+        None => Display::Lines,
+    };
+    let mut reporter = Reporter::new(latency_log, display);
     let mut out = Outcome {
         start,
         producing_end: start,
@@ -165,6 +187,14 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
                 spawn_readers(s, &shared, lines, &mut out.errors),
             )
         };
+        if let Some(live) = live {
+            live.started(RunView {
+                stats: Arc::clone(&shared.stats),
+                ring: Arc::clone(&ring),
+                health: Arc::clone(shared.sink.health()),
+                db: cfg.sqlite_path().map(Into::into),
+            });
+        }
         let reason = if out.errors.is_empty() {
             watch::Watch {
                 cfg,
@@ -175,9 +205,9 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
                 sources: generators.len() + readers.len(),
                 stats: &shared.stats,
                 ring: &ring,
-                health: shared.sink.health(),
+                sink: &shared.sink,
             }
-            .wait()
+            .wait(&mut reporter)
         } else {
             StopReason::Error
         };
@@ -209,6 +239,9 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
     }
     out.retries = shared.sink.health().retries();
     let Shared { sink, stats, .. } = shared;
+    let mut writer = sink.into_writer();
+    let t_end = out.drained.saturating_sub(start) as f64 / 1e9;
+    reporter.finish(t_end, &stats, &mut writer);
     finish::summary(
         finish::Done {
             cfg,
@@ -217,8 +250,10 @@ pub fn run(cfg: &Config, prepared: Prepared, tx: &Sender<Event>, rx: &Receiver<E
             clock: &clock,
             unix_base,
             wal_max_bytes: checkpointer.map(|c| c.wal_max_bytes),
+            retries: out.retries,
+            elapsed_s: out.drained.saturating_sub(out.start) as f64 / 1e9,
         },
-        &mut sink.into_writer(),
+        &mut writer,
         out,
         starts,
     )

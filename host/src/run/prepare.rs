@@ -12,6 +12,8 @@ use super::pinning::{self, PinPlan};
 use crate::config::{Config, Format, SourceSpec};
 use crate::dead_letter::DeadLetters;
 use crate::message::Record;
+use crate::observe::latency_log::LatencyLog;
+use crate::observe::profile::Profile;
 use crate::position::InputStart;
 use crate::sink::sqlite::checkpoint::Checkpointer;
 use crate::sink::{self, AnySink, RunStart, Sink as _};
@@ -39,6 +41,8 @@ pub struct LineInput {
     pub input: Input,
     pub start: InputStart,
     pub format: Format,
+    /// Bytes left to read, for a file that is not followed (`None`: no known end).
+    pub left: Option<u64>,
 }
 
 /// Everything a run needs, opened and checked before any thread starts.
@@ -61,6 +65,7 @@ pub struct Prepared {
     pub pins: PinPlan,
     pub lines: Vec<LineInput>,
     pub dead_letters: Option<Arc<DeadLetters>>,
+    pub latency_log: Option<LatencyLog>,
 }
 
 /// Opens the inputs, then the database (recording the run), allocates the ring and makes the
@@ -72,6 +77,12 @@ pub struct Prepared {
 pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     let files = open_files(cfg)?;
     let dead_letter_existed = check_dead_letter(cfg)?;
+    if let Some(path) = &cfg.latency_log {
+        LatencyLog::check(path).map_err(PrepareError::Input)?;
+    }
+    if let Some(path) = &cfg.profile {
+        Profile::check(path).map_err(PrepareError::Input)?;
+    }
     let clock = Clock::new();
     let unix_base = unix_now_ns().saturating_sub(clock.now() as i64);
     let threads = cfg.source_threads();
@@ -127,6 +138,13 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         }
         Arc::new(dl)
     });
+    let latency_log = match &cfg.latency_log {
+        Some(path) => Some(
+            LatencyLog::create(path, run_id, SystemTime::now())
+                .map_err(|e| anyhow!("--latency-log {}: cannot write it: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     Ok(Prepared {
         run_id,
         writers,
@@ -140,6 +158,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         pins,
         lines,
         dead_letters,
+        latency_log,
     })
 }
 
@@ -206,6 +225,7 @@ fn position_inputs(
             (SourceSpec::Stdin { format }, _) => {
                 let resume = writer.register(None)?;
                 LineInput {
+                    left: None,
                     input: stdin_input(cfg.max_record_bytes),
                     start: InputStart {
                         name: "stdin".into(),
@@ -224,6 +244,10 @@ fn position_inputs(
             ) => {
                 let mut resume = writer.register(Some(&opened.key))?;
                 let name = opened.key.path.display().to_string();
+                let size = opened.file.metadata().map(|m| m.len()).ok();
+                let left = size
+                    .filter(|_| !*follow)
+                    .map(|len| len.saturating_sub(resume.offset));
                 let input = file_input(
                     opened,
                     path.clone(),
@@ -235,6 +259,7 @@ fn position_inputs(
                     input,
                     start: InputStart { name, resume },
                     format: *format,
+                    left,
                 }
             }
             _ => continue,

@@ -8,12 +8,12 @@ use std::time::Duration;
 use pc_core::{Clock, HeapRing};
 
 use super::Event;
+use super::intervals::Reporter;
 use crate::config::{Config, Stop};
 use crate::message::Record;
 use crate::report::StopReason;
-use crate::sink::retry::Health;
+use crate::sink::{AnySink, GroupCommit};
 use crate::telemetry::Stats;
-use crate::telemetry::progress::Progress;
 
 /// What the watch loop looks at.
 #[derive(Debug)]
@@ -27,15 +27,15 @@ pub struct Watch<'a> {
     pub sources: usize,
     pub stats: &'a Stats,
     pub ring: &'a HeapRing<Record>,
-    pub health: &'a Health,
+    pub sink: &'a GroupCommit<AnySink>,
 }
 
 impl Watch<'_> {
     /// Waits for the end of production and says why it ended.
-    pub fn wait(&self) -> StopReason {
+    /// Each report interval goes to `reporter`.
+    pub fn wait(&self, reporter: &mut Reporter) -> StopReason {
         let interval = self.cfg.report_interval.map(|d| d.as_nanos() as u64);
         let mut next_tick = interval.map(|i| self.start + i);
-        let mut progress = Progress::default();
         let mut done = 0;
         loop {
             let now = self.clock.now();
@@ -46,15 +46,8 @@ impl Watch<'_> {
                 && now >= tick
             {
                 let t = (now - self.start) as f64 / 1e9;
-                let retrying = self.health.retrying();
-                let line = progress.line(
-                    t,
-                    self.stats,
-                    (self.ring.len(), self.ring.capacity()),
-                    retrying.as_deref(),
-                );
-                // A closed or full stderr must not stop the run: the summary still counts.
-                let _ = writeln!(std::io::stderr(), "{line}");
+                let ring = (self.ring.len(), self.ring.capacity());
+                reporter.tick(t, self.stats, ring, self.sink);
                 next_tick = Some(tick + i * ((now - tick) / i + 1));
             }
             let wake = [self.deadline, next_tick]

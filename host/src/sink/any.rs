@@ -4,14 +4,18 @@
 use crate::config::SinkSpec;
 use crate::message::Record;
 use crate::position::{FileKey, Resume};
+use crate::telemetry::interval::Interval;
 
 use super::sqlite::checkpoint::{self, Checkpointer};
-use super::{RunEnd, RunStart, Sink, SinkError, sqlite};
+use super::{RunEnd, RunStart, Sink, SinkError, mysql, postgres, sqlite};
 
 /// A connection to any sink, for one run.
 #[derive(Debug)]
 pub enum AnySink {
-    Sqlite(sqlite::Writer),
+    // Boxed: each writer keeps its connection state and statements inline, and sizes differ.
+    Sqlite(Box<sqlite::Writer>),
+    Postgres(Box<postgres::Writer>),
+    Mysql(Box<mysql::Writer>),
 }
 
 /// A sink opened for a run: the run is recorded in it.
@@ -40,15 +44,27 @@ pub fn open(spec: &SinkSpec, start: &RunStart<'_>) -> anyhow::Result<Opened> {
             let writer = sqlite::Writer::new(conn, &run, start.synchronous, path, start.busy)?;
             let checkpointer = Checkpointer::open(path, start.busy)?;
             Ok(Opened {
-                sink: AnySink::Sqlite(writer),
+                sink: AnySink::Sqlite(Box::new(writer)),
                 run_id: run.run_id,
                 checkpointer: Some(checkpointer),
             })
         }
-        SinkSpec::Postgres(url) | SinkSpec::Mysql(url) => Err(anyhow::anyhow!(
-            "{}: this sink is not available in this build",
-            url.shown
-        )),
+        SinkSpec::Postgres(url) => {
+            let (writer, run_id) = postgres::open(url, start)?;
+            Ok(Opened {
+                sink: AnySink::Postgres(Box::new(writer)),
+                run_id,
+                checkpointer: None,
+            })
+        }
+        SinkSpec::Mysql(url) => {
+            let (writer, run_id) = mysql::open(url, start)?;
+            Ok(Opened {
+                sink: AnySink::Mysql(Box::new(writer)),
+                run_id,
+                checkpointer: None,
+            })
+        }
     }
 }
 
@@ -58,6 +74,8 @@ impl AnySink {
     pub fn connect_another(&self) -> Option<anyhow::Result<Self>> {
         match self {
             Self::Sqlite(_) => None,
+            Self::Postgres(w) => Some(w.connect_another().map(|w| Self::Postgres(Box::new(w)))),
+            Self::Mysql(w) => Some(w.connect_another().map(|w| Self::Mysql(Box::new(w)))),
         }
     }
 
@@ -66,6 +84,7 @@ impl AnySink {
     pub fn final_flush(&mut self) -> Option<anyhow::Result<()>> {
         match self {
             Self::Sqlite(w) => Some(checkpoint::final_checkpoint(w.conn(), w.path())),
+            Self::Postgres(_) | Self::Mysql(_) => None,
         }
     }
 }
@@ -74,36 +93,56 @@ impl Sink for AnySink {
     fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
         match self {
             Self::Sqlite(w) => w.write(records),
+            Self::Postgres(w) => w.write(records),
+            Self::Mysql(w) => w.write(records),
         }
     }
 
     fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
         match self {
             Self::Sqlite(w) => w.register(file),
+            Self::Postgres(w) => w.register(file),
+            Self::Mysql(w) => w.register(file),
         }
     }
 
     fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
         match self {
             Self::Sqlite(w) => w.settle(to),
+            Self::Postgres(w) => w.settle(to),
+            Self::Mysql(w) => w.settle(to),
         }
     }
 
     fn still_there(&self) -> anyhow::Result<()> {
         match self {
             Self::Sqlite(w) => w.still_there(),
+            Self::Postgres(w) => w.still_there(),
+            Self::Mysql(w) => w.still_there(),
         }
     }
 
     fn count_stored(&mut self) -> anyhow::Result<u64> {
         match self {
             Self::Sqlite(w) => w.count_stored(),
+            Self::Postgres(w) => w.count_stored(),
+            Self::Mysql(w) => w.count_stored(),
+        }
+    }
+
+    fn record_intervals(&mut self, rows: &[Interval], wait: bool) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(w) => w.record_intervals(rows, wait),
+            Self::Postgres(w) => w.record_intervals(rows, wait),
+            Self::Mysql(w) => w.record_intervals(rows, wait),
         }
     }
 
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
         match self {
             Self::Sqlite(w) => w.finish_run(end),
+            Self::Postgres(w) => w.finish_run(end),
+            Self::Mysql(w) => w.finish_run(end),
         }
     }
 }

@@ -66,7 +66,7 @@ pub struct GroupCommit<S> {
     spares: Mutex<Vec<Vec<Record>>>,
     batch_size: usize,
     policy: Policy,
-    health: Health,
+    health: Arc<Health>,
     /// The sink failed: no more commits. Set and read with a writer held (with one writer, the
     /// mutex orders them; with several, commits of other writers already under way may still
     /// land, which no input's order depends on); consumers also read it without, to stop the
@@ -116,7 +116,7 @@ impl<S: Sink> GroupCommit<S> {
             spares: Mutex::new(Vec::new()),
             batch_size,
             policy,
-            health: Health::default(),
+            health: Arc::default(),
             failed: AtomicBool::new(false),
         }
     }
@@ -253,6 +253,7 @@ impl<S: Sink> GroupCommit<S> {
                 }
                 Err(e) => e,
             };
+            self.health.count_error(error.kind);
             if error.kind != ErrorKind::Retryable {
                 return Err(error);
             }
@@ -368,7 +369,7 @@ impl<S: Sink> GroupCommit<S> {
         self.failed.load(Ordering::Relaxed)
     }
 
-    pub fn health(&self) -> &Health {
+    pub fn health(&self) -> &Arc<Health> {
         &self.health
     }
 

@@ -11,6 +11,8 @@
 pub mod any;
 pub mod error;
 pub mod group_commit;
+pub mod mysql;
+pub mod postgres;
 pub mod read_back;
 pub mod retry;
 pub mod sqlite;
@@ -24,6 +26,7 @@ use std::time::Duration;
 use crate::config::Synchronous;
 use crate::message::Record;
 use crate::position::{FileKey, Resume};
+use crate::telemetry::interval::Interval;
 
 /// What a sink records when a run starts.
 #[derive(Debug)]
@@ -49,6 +52,14 @@ pub struct RunEnd<'a> {
     /// Generated runs: each producer's count (for `verify`); empty for ingest runs.
     pub per_producer: &'a [u64],
     pub produced: u64,
+    /// The summary's figures, kept with the run.
+    pub stored: u64,
+    pub dead_lettered: u64,
+    pub not_stored: u64,
+    pub retries: u64,
+    /// Latency (ns) of every message: p50, p99, p99.9, max; `None` when none was measured.
+    pub latency: Option<[u64; 4]>,
+    pub elapsed_s: f64,
 }
 
 /// One connection of a sink, for one run.
@@ -93,4 +104,15 @@ pub trait Sink: Send + std::fmt::Debug {
     /// # Errors
     /// The sink's.
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()>;
+
+    /// Keeps report intervals with the run (SQLite: the `run_intervals` table). Sinks that do
+    /// not keep them do nothing. Without `wait`, a sink locked by another client is not waited
+    /// for: the call fails at once (the caller keeps the rows for later).
+    ///
+    /// # Errors
+    /// The sink's.
+    fn record_intervals(&mut self, rows: &[Interval], wait: bool) -> anyhow::Result<()> {
+        let _ = (rows, wait);
+        Ok(())
+    }
 }

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use super::ErrorKind;
+
 /// The first wait after a failed write.
 const FIRST_WAIT: Duration = Duration::from_millis(100);
 /// The longest wait between two tries.
@@ -34,6 +36,8 @@ pub struct Health {
     failure: Mutex<Option<String>>,
     /// The last retryable error, while retrying.
     last_error: Mutex<Option<String>>,
+    /// Failed writes by kind: retryable, record, fatal.
+    errors: [AtomicU64; 3],
 }
 
 impl Health {
@@ -46,6 +50,15 @@ impl Health {
 
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Failed writes of `kind` so far.
+    pub fn errors(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind as usize].load(Ordering::Relaxed)
+    }
+
+    pub(super) fn count_error(&self, kind: ErrorKind) {
+        self.errors[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn failure(&self) -> Option<String> {

@@ -3,6 +3,7 @@
 //! Each thread writes only its own counters (each set on its own cache lines) and its own
 //! histograms; the progress line and the summary read snapshots and merge them.
 
+pub mod interval;
 pub mod progress;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,8 @@ pub struct ConsumerStats {
     pub latency: Mutex<Histogram<u64>>,
     /// Insert + commit time per transaction, ns.
     pub commit: Mutex<Histogram<u64>>,
+    /// Rows per committed transaction.
+    pub batch_rows: Mutex<Histogram<u64>>,
 }
 
 impl Default for ConsumerStats {
@@ -68,6 +71,7 @@ impl Default for ConsumerStats {
             rereadable: AtomicU64::new(0),
             latency: Mutex::new(histogram()),
             commit: Mutex::new(histogram()),
+            batch_rows: Mutex::new(histogram()),
         }
     }
 }
@@ -176,6 +180,11 @@ impl Stats {
     /// All consumers' commit-time histograms merged.
     pub fn commit(&self) -> Histogram<u64> {
         self.merge(|c| &c.commit)
+    }
+
+    /// All consumers' rows-per-transaction histograms merged.
+    pub fn batch_rows(&self) -> Histogram<u64> {
+        self.merge(|c| &c.batch_rows)
     }
 
     fn merge(&self, field: impl Fn(&ConsumerStats) -> &Mutex<Histogram<u64>>) -> Histogram<u64> {

@@ -1,49 +1,97 @@
-//! The progress line on stderr: per-interval rates and the queue depth.
+//! The progress line on stderr: the interval's rates and latency, the queue depth.
 
+use super::interval::Interval;
 use super::{Stats, ms};
 
-/// The progress line's memory of the previous tick, for per-interval rates.
-#[derive(Debug, Default)]
-pub struct Progress {
-    last_s: f64,
-    last_produced: u64,
-    last_stored: u64,
+/// One progress line (for stderr) for `iv`; `retrying`: the sink's error while a write is
+/// being retried. Latency is of the messages settled in the interval.
+pub fn line(iv: &Interval, stats: &Stats, capacity: usize, retrying: Option<&str>) -> String {
+    let p99 = iv.latency_p99.map_or_else(|| "-".to_string(), ms);
+    let sink = match retrying {
+        Some(e) => format!(" | RETRYING: {e}"),
+        None => String::new(),
+    };
+    format!(
+        "[{:7.1} s] produced {} ({:.0} msg/s) | stored {} ({:.0} msg/s) | ring {}/{capacity} | \
+         p99 {p99} ms | blocked {:.3} s{sink}",
+        iv.t_s,
+        stats.produced(),
+        iv.rate(iv.produced),
+        stats.stored(),
+        iv.rate(iv.stored),
+        iv.queue_depth,
+        stats.blocked_ns() as f64 / 1e9
+    )
 }
 
-impl Progress {
-    /// One progress line (for stderr) at `t_s` seconds into the run.
-    /// `retrying`: the sink's error while a write is being retried.
-    pub fn line(
-        &mut self,
-        t_s: f64,
-        stats: &Stats,
-        (ring_len, capacity): (usize, usize),
-        retrying: Option<&str>,
-    ) -> String {
-        let produced = stats.produced();
-        let stored = stats.stored();
-        let dt = (t_s - self.last_s).max(1e-9);
-        let in_rate = (produced - self.last_produced) as f64 / dt;
-        let out_rate = (stored - self.last_stored) as f64 / dt;
-        *self = Self {
-            last_s: t_s,
-            last_produced: produced,
-            last_stored: stored,
+/// How progress shows on stderr.
+#[derive(Debug)]
+pub enum Display {
+    /// One line per report interval (stderr is not a terminal, or the run has no known end).
+    Lines,
+    /// A bar with rate and ETA, on a terminal, for a run with a known end.
+    Bar(indicatif::ProgressBar, Measure),
+}
+
+/// What a progress bar counts.
+#[derive(Clone, Copy, Debug)]
+pub enum Measure {
+    /// Records stored, of `--messages`.
+    Stored,
+    /// Bytes read, of the files' unread bytes.
+    ReadBytes,
+}
+
+impl Display {
+    /// A bar when stderr is a terminal and the run's end is known: `messages` to store, or
+    /// `bytes` left to read in files that are not followed; lines otherwise.
+    pub fn choose(messages: Option<u64>, bytes: Option<u64>) -> Self {
+        use std::io::IsTerminal as _;
+        if !std::io::stderr().is_terminal() {
+            return Self::Lines;
+        }
+        let (len, measure, unit) = match (messages, bytes) {
+            (Some(n), _) => (n, Measure::Stored, "{human_pos}/{human_len} msgs"),
+            (None, Some(b)) => (b, Measure::ReadBytes, "{bytes}/{total_bytes} read"),
+            (None, None) => return Self::Lines,
         };
-        let lat = stats.latency();
-        let p99 = if lat.is_empty() {
-            "-".to_string()
-        } else {
-            ms(lat.value_at_quantile(0.99))
-        };
-        let sink = match retrying {
-            Some(e) => format!(" | RETRYING: {e}"),
-            None => String::new(),
-        };
-        format!(
-            "[{t_s:7.1} s] produced {produced} ({in_rate:.0} msg/s) | stored {stored} \
-             ({out_rate:.0} msg/s) | ring {ring_len}/{capacity} | p99 {p99} ms | blocked {:.3} s{sink}",
-            stats.blocked_ns() as f64 / 1e9
+        let style = indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:32}} {unit} ETA {{eta}} {{msg}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(len),
+            indicatif::ProgressDrawTarget::stderr(),
         )
+        .with_style(style);
+        Self::Bar(bar, measure)
+    }
+
+    /// Shows interval `iv`: a line, or the bar moved on.
+    pub fn show(&self, iv: &Interval, stats: &Stats, capacity: usize, retrying: Option<&str>) {
+        match self {
+            Self::Lines => {
+                // A closed or full stderr must not stop the run: the summary still counts.
+                let text = line(iv, stats, capacity, retrying);
+                let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{text}\n"));
+            }
+            Self::Bar(bar, measure) => {
+                bar.set_position(match measure {
+                    Measure::Stored => stats.stored(),
+                    Measure::ReadBytes => stats.read_bytes(),
+                });
+                let p99 = iv.latency_p99.map_or_else(|| "-".to_string(), ms);
+                let sink = retrying.map_or(String::new(), |_| " | RETRYING".to_string());
+                let rate = iv.rate(iv.stored);
+                bar.set_message(format!("| stored {rate:.0} msg/s | p99 {p99} ms{sink}"));
+            }
+        }
+    }
+
+    /// The run is over: the bar stays as it ended.
+    pub fn done(&self) {
+        if let Self::Bar(bar, _) = self {
+            bar.abandon();
+        }
     }
 }

@@ -11,7 +11,9 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use super::schema::{self, Found, PAGE_SIZE, db_error};
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
+use crate::sink::RunEnd;
 use crate::sink::read_back::RunInfo;
+use crate::telemetry::interval::Interval;
 
 /// A run recorded in the database.
 #[derive(Debug)]
@@ -189,35 +191,72 @@ pub fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Records the end of a run: its totals, and whether it drained completely.
-pub fn finish_run(
-    conn: &Connection,
-    run_id: i64,
-    finished_at: i64,
-    completed: bool,
-    per_producer: &[u64],
-    produced: u64,
-) -> rusqlite::Result<()> {
+/// Records the end of a run: its totals and summary, and whether it drained completely.
+pub fn finish_run(conn: &Connection, run_id: i64, end: &RunEnd<'_>) -> rusqlite::Result<()> {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let lat = |i: usize| end.latency.map(|l| n(l[i]));
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let recorded = (|| {
         conn.execute(
-            "UPDATE runs SET finished_at = ?2, completed = ?3, produced = ?4 WHERE run_id = ?1",
-            params![run_id, finished_at, i64::from(completed), produced as i64],
+            "UPDATE runs SET finished_at = ?2, completed = ?3, produced = ?4, stored = ?5, \
+             dead_lettered = ?6, not_stored = ?7, retries = ?8, latency_p50_ns = ?9, \
+             latency_p99_ns = ?10, latency_p999_ns = ?11, latency_max_ns = ?12, elapsed_s = ?13 \
+             WHERE run_id = ?1",
+            params![
+                run_id,
+                end.finished_at,
+                i64::from(end.completed),
+                n(end.produced),
+                n(end.stored),
+                n(end.dead_lettered),
+                n(end.not_stored),
+                n(end.retries),
+                lat(0),
+                lat(1),
+                lat(2),
+                lat(3),
+                end.elapsed_s
+            ],
         )?;
         let mut stmt = conn.prepare(
             "INSERT INTO run_producers (run_id, producer, produced) VALUES (?1, ?2, ?3)",
         )?;
-        for (producer, &n) in per_producer.iter().enumerate() {
-            stmt.execute(params![run_id, producer as i64, n as i64])?;
+        for (producer, &count) in end.per_producer.iter().enumerate() {
+            stmt.execute(params![run_id, producer as i64, n(count)])?;
         }
         Ok(())
     })();
-    let end = if recorded.is_ok() {
+    let finish = if recorded.is_ok() {
         "COMMIT"
     } else {
         "ROLLBACK"
     };
-    conn.execute_batch(end).and(recorded)
+    conn.execute_batch(finish).and(recorded)
+}
+
+/// Inside the caller's transaction: one `run_intervals` row per interval.
+pub fn record_intervals(conn: &Connection, run_id: i64, rows: &[Interval]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR REPLACE INTO run_intervals (run_id, t_s, produced, stored, rejected, \
+         queue_depth, latency_p50_ns, latency_p99_ns, latency_max_ns, commit_p99_ns) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for r in rows {
+        stmt.execute(params![
+            run_id,
+            r.t_s,
+            n(r.produced),
+            n(r.stored),
+            n(r.rejected),
+            n(r.queue_depth),
+            r.latency_p50.map(n),
+            r.latency_p99.map(n),
+            r.latency_max.map(n),
+            r.commit_p99.map(n)
+        ])?;
+    }
+    Ok(())
 }
 
 /// How many messages of `run` the database holds, counted back with SQL, in one read

@@ -15,7 +15,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 /// `PRAGMA application_id` of a pc-host database: "pcHS".
 pub const APPLICATION_ID: i64 = 0x7063_4853;
 /// `PRAGMA user_version`: the schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// The page size of a new database: 16 KiB stored ~15-25% more rows/s than 4 KiB here
 /// (fewer pages, WAL frames and checksums per row).
 pub const PAGE_SIZE: i64 = 16_384;
@@ -70,8 +70,35 @@ CREATE TABLE run_inputs (
 ) WITHOUT ROWID;
 ";
 
+/// Version 3 keeps what a run did with the data: its summary in `runs`, and one row per report
+/// interval in `run_intervals`.
+const SCHEMA_V3_ADDS: &str = "
+ALTER TABLE runs ADD COLUMN stored INTEGER;          -- counted back at the end
+ALTER TABLE runs ADD COLUMN dead_lettered INTEGER;
+ALTER TABLE runs ADD COLUMN not_stored INTEGER;
+ALTER TABLE runs ADD COLUMN retries INTEGER;
+ALTER TABLE runs ADD COLUMN latency_p50_ns INTEGER;  -- every message, intended -> settled
+ALTER TABLE runs ADD COLUMN latency_p99_ns INTEGER;
+ALTER TABLE runs ADD COLUMN latency_p999_ns INTEGER;
+ALTER TABLE runs ADD COLUMN latency_max_ns INTEGER;
+ALTER TABLE runs ADD COLUMN elapsed_s REAL;
+CREATE TABLE run_intervals (
+    run_id         INTEGER NOT NULL REFERENCES runs (run_id),
+    t_s            REAL NOT NULL,                -- the interval's end, seconds into the run
+    produced       INTEGER NOT NULL,             -- records accepted in the interval
+    stored         INTEGER NOT NULL,             -- records committed in the interval
+    rejected       INTEGER NOT NULL,
+    queue_depth    INTEGER NOT NULL,             -- ring length at the interval's end
+    latency_p50_ns INTEGER,                      -- of messages settled in the interval;
+    latency_p99_ns INTEGER,                      -- NULL when none was
+    latency_max_ns INTEGER,
+    commit_p99_ns  INTEGER,                      -- of commits in the interval
+    PRIMARY KEY (run_id, t_s)
+) WITHOUT ROWID;
+";
+
 /// The columns each table must have, in order.
-const TABLES: [(&str, &[&str]); 5] = [
+const TABLES: [(&str, &[&str]); 6] = [
     (
         "runs",
         &[
@@ -84,6 +111,15 @@ const TABLES: [(&str, &[&str]); 5] = [
             "first_id",
             "last_id",
             "config",
+            "stored",
+            "dead_lettered",
+            "not_stored",
+            "retries",
+            "latency_p50_ns",
+            "latency_p99_ns",
+            "latency_p999_ns",
+            "latency_max_ns",
+            "elapsed_s",
         ],
     ),
     ("run_producers", &["run_id", "producer", "produced"]),
@@ -98,7 +134,25 @@ const TABLES: [(&str, &[&str]); 5] = [
         ],
     ),
     ("run_inputs", &["run_id", "input_id"]),
+    (
+        "run_intervals",
+        &[
+            "run_id",
+            "t_s",
+            "produced",
+            "stored",
+            "rejected",
+            "queue_depth",
+            "latency_p50_ns",
+            "latency_p99_ns",
+            "latency_max_ns",
+            "commit_p99_ns",
+        ],
+    ),
 ];
+
+/// The columns of `runs` in versions 1 and 2 (version 3 adds the rest).
+const RUNS_V1_COLUMNS: usize = 9;
 
 /// The database was locked by another connection: [`db_error`]'s error for `SQLITE_BUSY` and
 /// `SQLITE_LOCKED`, so callers can tell it from others.
@@ -169,7 +223,8 @@ pub fn open_existing(path: &Path) -> anyhow::Result<Connection> {
     let busy = Duration::from_secs(5);
     let conn = open_read_only(path, busy)?;
     match check(&conn, path, busy)? {
-        Found::Current => Ok(conn),
+        // Version 2 lacks only what verify does not read.
+        Found::Current | Found::Version2 => Ok(conn),
         Found::Empty => Err(anyhow!(
             "{} holds no pc-host data (it is an empty database)",
             path.display()
@@ -188,6 +243,8 @@ pub enum Found {
     Empty,
     /// A pc-host database of version 1, which [`create_or_upgrade`] brings to this version.
     Version1,
+    /// Version 2, likewise.
+    Version2,
     /// A pc-host database of this version.
     Current,
 }
@@ -221,16 +278,22 @@ pub fn check(conn: &Connection, path: &Path, busy: Duration) -> anyhow::Result<F
     }
     let (found, expect) = match version {
         1 => (Found::Version1, &TABLES[..3]),
+        2 => (Found::Version2, &TABLES[..5]),
         SCHEMA_VERSION => (Found::Current, &TABLES[..]),
         _ => {
             return Err(anyhow!(
-                "{p} has pc-host schema version {version}, this pc-host reads versions 1 and \
+                "{p} has pc-host schema version {version}, this pc-host reads versions 1 to \
                  {SCHEMA_VERSION}: use a matching pc-host or another --db"
             ));
         }
     };
     for (table, want) in expect {
         let have = columns(conn, table).map_err(err)?;
+        let want = if *table == "runs" && found != Found::Current {
+            &want[..RUNS_V1_COLUMNS]
+        } else {
+            want
+        };
         if have != *want {
             return Err(anyhow!(
                 "{p}: table `{table}` has columns ({}) but pc-host expects ({}); the database \
@@ -257,7 +320,7 @@ fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
 }
 
 /// Inside a write transaction: creates the schema in an empty database or upgrades a version 1
-/// one; does nothing to a current one.
+/// or 2 one; does nothing to a current one.
 pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
     match found {
         Found::Current => return Ok(()),
@@ -265,8 +328,52 @@ pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<(
             conn.execute_batch(SCHEMA_V1)?;
             conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         }
-        Found::Version1 => {}
+        Found::Version1 | Found::Version2 => {}
     }
-    conn.execute_batch(SCHEMA_V2_ADDS)?;
+    if *found != Found::Version2 {
+        conn.execute_batch(SCHEMA_V2_ADDS)?;
+    }
+    conn.execute_batch(SCHEMA_V3_ADDS)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database as an older pc-host left it: `version` 1 or 2, with one run in it.
+    fn old_database(version: i64) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        if version == 2 {
+            conn.execute_batch(SCHEMA_V2_ADDS).unwrap();
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", version).unwrap();
+        conn.execute(
+            "INSERT INTO runs (started_at, producers, first_id, config) VALUES (1, 2, 1, '{}')",
+            [],
+        )
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn versions_1_and_2_are_upgraded_in_place_keeping_their_runs() {
+        let path = Path::new("old.db");
+        let busy = Duration::ZERO;
+        for (version, found) in [(1, Found::Version1), (2, Found::Version2)] {
+            let conn = old_database(version);
+            assert_eq!(check(&conn, path, busy).unwrap(), found);
+            create_or_upgrade(&conn, &found).unwrap();
+            assert_eq!(check(&conn, path, busy).unwrap(), Found::Current);
+            let runs: i64 = conn
+                .query_row("SELECT COUNT(*) FROM runs WHERE producers = 2", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(runs, 1, "version {version}: the old run is kept");
+        }
+    }
 }

@@ -21,6 +21,7 @@ use crate::config::Synchronous;
 use crate::message::Record;
 use crate::position::{FileKey, Resume};
 use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
+use crate::telemetry::interval::Interval;
 
 /// Rows per multi-row INSERT: the largest statement; remainders use the smaller powers of two.
 const ROWS_PER_STATEMENT: usize = 128;
@@ -35,8 +36,10 @@ const MARK_LAST_ID: &str = "UPDATE runs SET last_id = ?2 WHERE run_id = ?1";
 
 /// Removes the row an earlier run stored for a line without its end, which a record of this
 /// run now completes. Run after the inserts, so the new row's id is past the old one (SQLite
-/// would reuse the largest id if it were deleted first) and inside this run's range.
-const REPLACE_LINE: &str = "DELETE FROM messages WHERE producer = ?1 AND seq = ?2 AND run_id != ?3";
+/// would reuse the largest id if it were deleted first) and inside this run's range. Only runs
+/// that read that input are looked at: a generated run's producer numbers overlap input ids.
+const REPLACE_LINE: &str = "DELETE FROM messages WHERE producer = ?1 AND seq = ?2 AND run_id != ?3 \
+                            AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1)";
 
 /// The writer connection and its prepared multi-row INSERTs.
 #[derive(Debug)]
@@ -307,15 +310,20 @@ impl Sink for Writer {
     }
 
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
-        runs::finish_run(
-            &self.conn,
-            self.run_id,
-            end.finished_at,
-            end.completed,
-            end.per_producer,
-            end.produced,
-        )
-        .map_err(|e| db_error(&self.path, e, self.busy))
+        runs::finish_run(&self.conn, self.run_id, end)
+            .map_err(|e| db_error(&self.path, e, self.busy))
+    }
+
+    fn record_intervals(&mut self, rows: &[Interval], wait: bool) -> anyhow::Result<()> {
+        let busy = if wait { self.busy } else { Duration::ZERO };
+        let err = |e| db_error(&self.path, e, busy);
+        self.conn.busy_timeout(busy).map_err(err)?;
+        let (conn, run_id) = (&self.conn, self.run_id);
+        let written = runs::transaction(conn, &self.path, busy, || {
+            runs::record_intervals(conn, run_id, rows).map_err(anyhow::Error::from)
+        });
+        self.conn.busy_timeout(self.busy).map_err(err)?;
+        written.map_err(|e| self.explain(e))
     }
 
     fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {

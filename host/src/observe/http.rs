@@ -1,0 +1,86 @@
+//! `--metrics-addr`: a small synchronous HTTP server on its own thread, serving
+//! - `GET /metrics`: Prometheus text (0.0.4), or OpenMetrics when the scraper's `Accept` asks
+//!   for `application/openmetrics-text`;
+//! - `GET /health`: 200 `ok` while the run is healthy, 503 and one line while the sink is
+//!   retrying or has failed;
+//! - `GET /ready`: 200 once the sink is open and the run's threads are running, else 503.
+
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::sync::Arc;
+
+use tiny_http::{Header, Request, Response, Server};
+
+use super::metrics::Live;
+
+/// Where the server listens, as given (`HOST:PORT`, or `PORT` alone for loopback).
+///
+/// # Errors
+/// One line: not an address, or nothing to resolve it to.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    let with_host = if text.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{text}")
+    } else {
+        text.to_string()
+    };
+    with_host
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}` is not a HOST:PORT address ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
+/// Binds `addr` and serves `live` from a thread of its own, for as long as the process runs.
+/// Returns the address bound (with the port chosen when `addr` asked for port 0).
+///
+/// # Errors
+/// The address cannot be bound (in use, not allowed).
+pub fn serve(addr: SocketAddr, live: Arc<Live>) -> Result<SocketAddr, String> {
+    let server = Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| format!("{addr} is not an IP address"))?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                respond(request, &live);
+            }
+        })
+        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+    Ok(bound)
+}
+
+fn respond(request: Request, live: &Arc<Live>) {
+    let path = request.url().split('?').next().unwrap_or("");
+    let (status, body, content_type) = match path {
+        "/metrics" => {
+            let openmetrics = request.headers().iter().any(|h| {
+                h.field.equiv("Accept") && h.value.as_str().contains("application/openmetrics-text")
+            });
+            let content_type = if openmetrics {
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            } else {
+                "text/plain; version=0.0.4; charset=utf-8"
+            };
+            (200, live.encode(openmetrics), content_type)
+        }
+        "/health" => match live.unhealthy() {
+            None => (200, "ok\n".to_string(), "text/plain"),
+            Some(why) => (503, format!("{why}\n"), "text/plain"),
+        },
+        "/ready" if live.ready() => (200, "ready\n".to_string(), "text/plain"),
+        "/ready" => (503, "starting\n".to_string(), "text/plain"),
+        _ => (
+            404,
+            "not found: try /metrics, /health or /ready\n".into(),
+            "text/plain",
+        ),
+    };
+    let mut response = Response::from_string(body).with_status_code(status);
+    if let Ok(h) = Header::from_bytes("Content-Type", content_type) {
+        response = response.with_header(h);
+    }
+    // A scraper that hung up early is its own business.
+    let _ = request.respond(response);
+}

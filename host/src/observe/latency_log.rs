@@ -1,0 +1,111 @@
+//! `--latency-log FILE`: each report interval's latency histogram (nanoseconds, the messages
+//! settled in that interval) in HdrHistogram's interval-log format, readable by HdrHistogram's
+//! own tools (`HistogramLogProcessor`) and by the `hdrhistogram` crate's log reader.
+//!
+//! The file is pc-host's: created new, or an existing file whose first line is this log's
+//! marker comment (rewritten); anything else is refused before the run starts.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+
+/// The first line of every latency log pc-host writes.
+pub const MARK: &str = "#pc-host latency log";
+
+/// An open latency log.
+pub struct LatencyLog {
+    file: File,
+    path: PathBuf,
+    serializer: V2DeflateSerializer,
+}
+
+impl std::fmt::Debug for LatencyLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencyLog")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LatencyLog {
+    /// Checks `path` can be written (before the run starts).
+    ///
+    /// # Errors
+    /// One line: a missing directory, or an existing file that is not a pc-host latency log.
+    pub fn check(path: &Path) -> Result<(), String> {
+        let shown = path.display();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(format!(
+                "--latency-log {shown}: directory {} does not exist",
+                dir.display()
+            ));
+        }
+        if path.exists() && !is_latency_log(path) {
+            return Err(format!(
+                "--latency-log {shown} exists and is not a pc-host latency log; pc-host will not \
+                 write to it: use another path"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates (or rewrites) the log and writes its header.
+    ///
+    /// # Errors
+    /// The file cannot be created or written.
+    pub fn create(path: &Path, run_id: i64, start: SystemTime) -> std::io::Result<Self> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        writeln!(file, "{MARK}: run {run_id}, values in nanoseconds")?;
+        let mut serializer = V2DeflateSerializer::new();
+        IntervalLogWriterBuilder::new()
+            .with_start_time(start)
+            .with_base_time(start)
+            .begin_log_with(&mut file, &mut serializer)?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            serializer,
+        })
+    }
+
+    /// Appends one interval: `h` recorded from `start_s` seconds into the run, for `len_s`.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn write(&mut self, h: &Histogram<u64>, start_s: f64, len_s: f64) -> std::io::Result<()> {
+        let mut log =
+            IntervalLogWriterBuilder::new().begin_log_with(&mut self.file, &mut self.serializer)?;
+        log.write_histogram(
+            h,
+            Duration::from_secs_f64(start_s.max(0.0)),
+            Duration::from_secs_f64(len_s.max(0.0)),
+            None,
+        )
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn is_latency_log(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    BufReader::new(f).read_line(&mut first).is_ok() && first.starts_with(MARK)
+}

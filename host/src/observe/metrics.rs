@@ -1,0 +1,279 @@
+//! The Prometheus metrics: read at each scrape from the run's own counters and histograms
+//! (the ones the summary reads), so a scrape never disagrees with the summary and metrics cost
+//! the pipeline nothing between scrapes.
+//!
+//! Names are a contract (see the README): base units, counters end in `_total`, no label with
+//! unbounded values (no run id, no producer id). Histograms are built at scrape time from the
+//! run's HdrHistograms (3 significant digits): `_bucket` counts are those of the recorded
+//! values, `_sum` is their mean times their count.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use hdrhistogram::Histogram;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use pc_core::HeapRing;
+
+use crate::message::Record;
+use crate::sink::ErrorKind;
+use crate::sink::retry::Health;
+use crate::telemetry::Stats;
+
+/// Bucket bounds of `pc_latency_seconds` and `pc_commit_duration_seconds`.
+const SECONDS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+/// Bucket bounds of `pc_batch_rows`.
+const ROWS: [f64; 15] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 50000.0,
+    100000.0,
+];
+
+/// What a scrape reads of a running run.
+#[derive(Debug)]
+pub struct RunView {
+    pub stats: Arc<Stats>,
+    pub ring: Arc<HeapRing<Record>>,
+    pub health: Arc<Health>,
+    /// SQLite: the database file (its `-wal` beside it is measured).
+    pub db: Option<PathBuf>,
+}
+
+/// The process's observable state: the run once it started, and whether it is ready.
+#[derive(Debug, Default)]
+pub struct Live {
+    run: Mutex<Option<RunView>>,
+    /// The sink is open and the run's threads are running.
+    ready: AtomicBool,
+}
+
+impl Live {
+    /// The run is under way: scrapes read `view` from now on.
+    pub fn started(&self, view: RunView) {
+        *self.run.lock().unwrap_or_else(PoisonError::into_inner) = Some(view);
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// `None` while healthy; otherwise why not (the sink retrying, or failed).
+    pub fn unhealthy(&self) -> Option<String> {
+        let run = self.run.lock().unwrap_or_else(PoisonError::into_inner);
+        let health = &run.as_ref()?.health;
+        if let Some(why) = health.failure() {
+            return Some(format!("sink failed: {why}"));
+        }
+        health.retrying().map(|e| format!("sink retrying: {e}"))
+    }
+
+    /// The exposition: OpenMetrics text when `openmetrics`, else Prometheus text 0.0.4.
+    pub fn encode(self: &Arc<Self>, openmetrics: bool) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape(Arc::clone(self))));
+        let mut out = String::new();
+        let done = if openmetrics {
+            prometheus_client::encoding::text::encode(&mut out, &registry)
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        };
+        // Writing into a String cannot fail.
+        debug_assert!(done.is_ok());
+        out
+    }
+}
+
+/// One scrape of [`Live`].
+#[derive(Debug)]
+struct Scrape(Arc<Live>);
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        info(&mut e)?;
+        let run = self.0.run.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(run) = run.as_ref() else {
+            return Ok(());
+        };
+        let s = &run.stats;
+        let counters: [(&str, &str, u64); 6] = [
+            (
+                "pc_messages_produced",
+                "Records accepted into the ring.",
+                s.produced(),
+            ),
+            (
+                "pc_messages_consumed",
+                "Records taken from the ring.",
+                s.consumed(),
+            ),
+            (
+                "pc_messages_stored",
+                "Records committed to the sink.",
+                s.stored(),
+            ),
+            (
+                "pc_messages_rejected",
+                "Lines a source could not make a record of.",
+                s.rejected(),
+            ),
+            (
+                "pc_messages_dead_lettered",
+                "Records written to the dead-letter file.",
+                s.dead_lettered(),
+            ),
+            (
+                "pc_messages_not_stored",
+                "Accepted records given up on, not dead-lettered.",
+                s.not_stored(),
+            ),
+        ];
+        for (name, help, v) in counters {
+            counter(&mut e, name, help, v)?;
+        }
+        let blocked = ConstCounter::new(s.blocked_ns() as f64 / 1e9);
+        blocked.encode(e.encode_descriptor(
+            "pc_producer_blocked_seconds",
+            "Time sources waited on a full ring, summed over sources.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        counter(
+            &mut e,
+            "pc_sink_retries",
+            "Writes tried again after a retryable failure.",
+            run.health.retries(),
+        )?;
+        sink_errors(&mut e, &run.health)?;
+        let retrying = i64::from(run.health.retrying().is_some());
+        gauge(
+            &mut e,
+            "pc_sink_retrying",
+            "1 while a failed write is being retried.",
+            retrying,
+        )?;
+        gauge(
+            &mut e,
+            "pc_queue_depth",
+            "Records in the ring.",
+            run.ring.len() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "pc_queue_capacity",
+            "Slots in the ring.",
+            run.ring.capacity() as i64,
+        )?;
+        if let Some(db) = &run.db {
+            let mut wal = db.as_os_str().to_owned();
+            wal.push("-wal");
+            let bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+            gauge(
+                &mut e,
+                "pc_wal_bytes",
+                "Size of the SQLite write-ahead log file.",
+                bytes as i64,
+            )?;
+        }
+        histogram(
+            &mut e,
+            "pc_latency_seconds",
+            "Intended send (or read) to committed (or given up), per message.",
+            &s.latency(),
+            1e-9,
+            &SECONDS,
+        )?;
+        histogram(
+            &mut e,
+            "pc_commit_duration_seconds",
+            "Insert and commit time per transaction.",
+            &s.commit(),
+            1e-9,
+            &SECONDS,
+        )?;
+        histogram(
+            &mut e,
+            "pc_batch_rows",
+            "Rows per committed transaction.",
+            &s.batch_rows(),
+            1.0,
+            &ROWS,
+        )
+    }
+}
+
+fn info(e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(
+        "pc_build_info",
+        "The pc-host build (value 1).",
+        None,
+        MetricType::Gauge,
+    )?;
+    let labels = [("version", env!("CARGO_PKG_VERSION"))];
+    ConstGauge::new(1i64).encode(m.encode_family(&labels)?)
+}
+
+fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
+    ConstCounter::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<(), std::fmt::Error> {
+    ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+fn sink_errors(e: &mut DescriptorEncoder, health: &Health) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(
+        "pc_sink_errors",
+        "Failed sink writes, by kind: retryable, record (one record refused), fatal.",
+        None,
+        MetricType::Counter,
+    )?;
+    for kind in [ErrorKind::Retryable, ErrorKind::Record, ErrorKind::Fatal] {
+        let labels = [("kind", kind.as_str())];
+        ConstCounter::new(health.errors(kind)).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A Prometheus histogram of `h`'s values times `scale`, with cumulative buckets at `bounds`.
+fn histogram(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &Histogram<u64>,
+    scale: f64,
+    bounds: &[f64],
+) -> Result<(), std::fmt::Error> {
+    // The encoder takes each bucket's own count and writes the cumulative ones.
+    let mut below = 0;
+    let mut buckets: Vec<(f64, u64)> = bounds
+        .iter()
+        .map(|&b| {
+            let upto = h.count_between(0, (b / scale) as u64);
+            let own = upto.saturating_sub(below);
+            below = upto.max(below);
+            (b, own)
+        })
+        .collect();
+    buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
+    let sum = if h.is_empty() {
+        0.0
+    } else {
+        h.mean() * h.len() as f64 * scale
+    };
+    e.encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, h.len(), &buckets, None)
+}

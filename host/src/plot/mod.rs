@@ -1,0 +1,59 @@
+//! `pc-host plot`: draws one run's throughput and latency over time, from the `run_intervals`
+//! rows of a pc-host database, as an SVG file.
+//!
+//! The database is opened read-only. The SVG holds two charts, one above the other, over the
+//! run's time: produced/s and stored/s (each interval's count over its length), and the p50,
+//! p99 and max latency in ms of the messages settled in each interval (a logarithmic axis when
+//! they span more than two decades; an interval where none settled leaves a gap). Every file
+//! `plot` writes starts with [`MARKER`]; an existing output file without it is never
+//! overwritten.
+
+mod data;
+mod draw;
+mod output;
+mod series;
+
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::config::cli::PlotArgs;
+
+pub use output::MARKER;
+
+/// Draws the run `args` names (default: the last run with intervals) into `args.output`, then
+/// prints one line saying what it drew. Nothing is written unless the drawing is complete; an
+/// earlier plot at `args.output` is replaced whole.
+///
+/// # Errors
+/// A [`crate::config::ConfigError`] (exit 2) for bad input named by the user: `--run` naming a
+/// run with no intervals, an output whose directory is missing, or an existing output file
+/// that `plot` did not write (left untouched). Others (exit 1) for a database that is missing,
+/// not pc-host's, holds no intervals or cannot be read, and for a failed write.
+pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
+    let target = output::check(&args.output)?;
+    let run = data::load(&args.db, args.run)?;
+    let svg = render(&args.db, &run)?;
+    output::write(&target, &svg)?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "plot: run {} of {} ({} intervals) -> {}",
+        run.id,
+        args.db.display(),
+        run.intervals.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// The SVG document of `run`, starting with [`MARKER`].
+fn render(db: &Path, run: &data::Run) -> anyhow::Result<String> {
+    let title = format!("pc-host run {} of {}", run.id, db.display());
+    let end_s = run.intervals.last().map_or(0.0, |i| i.t_s);
+    let svg = draw::svg(
+        &title,
+        end_s,
+        &series::throughput(&run.intervals),
+        &series::latency(&run.intervals),
+    )?;
+    Ok(format!("{MARKER}\n{svg}"))
+}

@@ -1,0 +1,113 @@
+//! What a run does at each report interval: the progress line on stderr, the interval's row
+//! kept with the data (`run_intervals`), and its latency histogram in the `--latency-log`.
+//!
+//! Rows are written through the first writer when it is free (never waiting on a commit or a
+//! retry); rows it could not write yet are kept and written with the next, or at the end.
+
+use std::sync::TryLockError;
+
+use crate::observe::latency_log::LatencyLog;
+use crate::sink::sqlite::schema::Busy;
+use crate::sink::{AnySink, GroupCommit, Sink as _};
+use crate::telemetry::Stats;
+use crate::telemetry::interval::{Interval, Intervals};
+use crate::telemetry::progress::Display;
+
+/// The run's report intervals.
+#[derive(Debug)]
+pub struct Reporter {
+    intervals: Intervals,
+    /// Rows not written to the sink yet.
+    pending: Vec<Interval>,
+    latency_log: Option<LatencyLog>,
+    display: Display,
+    /// The first failure to keep rows or the log: said once, then the run goes on.
+    warned: bool,
+}
+
+impl Reporter {
+    pub fn new(latency_log: Option<LatencyLog>, display: Display) -> Self {
+        Self {
+            intervals: Intervals::default(),
+            pending: Vec::new(),
+            latency_log,
+            display,
+            warned: false,
+        }
+    }
+
+    /// The interval ending `t_s` seconds into the run: shows progress, keeps its row and logs
+    /// its latency.
+    pub fn tick(
+        &mut self,
+        t_s: f64,
+        stats: &Stats,
+        (ring_len, capacity): (usize, usize),
+        sink: &GroupCommit<AnySink>,
+    ) {
+        let interval = self.intervals.tick(t_s, stats, ring_len);
+        let retrying = sink.health().retrying();
+        self.display
+            .show(&interval, stats, capacity, retrying.as_deref());
+        self.log_latency(&interval);
+        self.pending.push(interval);
+        let writer = match sink.writer().try_lock() {
+            Ok(w) => Some(w),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut writer) = writer {
+            self.write_pending(&mut writer, false);
+        }
+    }
+
+    /// The last interval (up to the end of the drain), and every row not written yet, through
+    /// `writer` (the consumers are done).
+    pub fn finish(&mut self, t_s: f64, stats: &Stats, writer: &mut AnySink) {
+        let interval = self.intervals.tick(t_s, stats, 0);
+        if let Display::Bar(..) = self.display {
+            self.display.show(&interval, stats, 0, None);
+        }
+        self.display.done();
+        if interval.len_s > 0.0 {
+            self.log_latency(&interval);
+            self.pending.push(interval);
+        }
+        self.write_pending(writer, true);
+    }
+
+    /// Writes the pending rows; without `wait`, a database locked by another process leaves
+    /// them pending (the watch loop never waits on a lock).
+    fn write_pending(&mut self, writer: &mut AnySink, wait: bool) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match writer.record_intervals(&self.pending, wait) {
+            Ok(()) => self.pending.clear(),
+            Err(e) if !wait && e.is::<Busy>() => {}
+            Err(e) => self.warn(&format!("keeping report intervals failed: {e:#}")),
+        }
+    }
+
+    fn log_latency(&mut self, interval: &Interval) {
+        let Some(log) = &mut self.latency_log else {
+            return;
+        };
+        let written = log.write(
+            &self.intervals.last_latency,
+            interval.t_s - interval.len_s,
+            interval.len_s,
+        );
+        if let Err(e) = written {
+            let path = log.path().display().to_string();
+            self.warn(&format!("writing the latency log {path} failed: {e}"));
+        }
+    }
+
+    fn warn(&mut self, what: &str) {
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!("{what} (the run goes on)");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Connecting: the URL as the driver takes it, the session settings every connection of the
+//! sink uses, and errors that name the URL without its password.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use mysql::consts::CapabilityFlags;
+use mysql::prelude::Queryable as _;
+use mysql::{Conn, Opts, OptsBuilder};
+
+use super::error::describe_connect;
+use crate::config::url::ServerUrl;
+
+/// How long connecting to the server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than the lock wait timeout a reply may take before the connection counts
+/// as lost (a server that stopped answering, or a port where something else listens and
+/// waits). A reply that was only slow costs a retry: a write whose outcome is unknown is
+/// checked before it is written again (see `writer.rs`).
+const REPLY_SLACK: Duration = Duration::from_secs(5);
+
+/// Where the sink connects, and how: kept by each writer to connect again.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: ServerUrl,
+    opts: Opts,
+    /// `innodb_lock_wait_timeout` of the sessions, in seconds (from `--busy-timeout-ms`).
+    lock_wait_secs: u64,
+}
+
+/// A connection with the sink's session settings, and what it learnt about the server.
+#[derive(Debug)]
+pub struct Connected {
+    pub conn: Conn,
+    /// The server's `max_allowed_packet`: the largest statement it takes.
+    pub max_packet: usize,
+    /// "MariaDB" or "MySQL", for messages.
+    pub server: &'static str,
+}
+
+impl Target {
+    /// Checks the URL's form for the driver.
+    ///
+    /// # Errors
+    /// One line naming the URL (password hidden): what the driver refuses in it, or no
+    /// database named.
+    pub fn new(url: &ServerUrl, busy: Duration) -> anyhow::Result<Self> {
+        let shown = &url.shown;
+        // The driver knows the `mysql` scheme only; `mariadb://` means the same.
+        let driver_url = match url.url.strip_prefix("mariadb:") {
+            Some(rest) => format!("mysql:{rest}"),
+            None => url.url.clone(),
+        };
+        let opts = Opts::from_url(&driver_url).map_err(|e| anyhow!("sink {shown}: {e}"))?;
+        if opts.get_db_name().is_none_or(str::is_empty) {
+            return Err(anyhow!(
+                "sink {shown}: the URL names no database: add /DBNAME after the host and port"
+            ));
+        }
+        let lock_wait_secs = busy.as_secs().max(1);
+        let reply_timeout =
+            (Duration::from_secs(lock_wait_secs) + REPLY_SLACK).max(CONNECT_TIMEOUT);
+        let opts = OptsBuilder::from_opts(opts)
+            .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
+            .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
+            .read_timeout(Some(reply_timeout))
+            .write_timeout(Some(reply_timeout))
+            .stmt_cache_size(64)
+            .into();
+        Ok(Self {
+            url: url.clone(),
+            opts,
+            lock_wait_secs,
+        })
+    }
+
+    /// Connects and sets up the session.
+    ///
+    /// # Errors
+    /// The driver's or the server's.
+    pub fn connect(&self) -> mysql::Result<Connected> {
+        let mut conn = Conn::new(self.opts.clone())?;
+        // Strict mode: a value that does not fit is an error, never stored cut short.
+        conn.query_drop(format!(
+            "SET NAMES utf8mb4, \
+             SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), \
+             'STRICT_TRANS_TABLES'), \
+             SESSION innodb_lock_wait_timeout = {}",
+            self.lock_wait_secs
+        ))?;
+        let (max_packet, version): (u64, String) = conn
+            .query_first("SELECT @@SESSION.max_allowed_packet, VERSION()")?
+            .unwrap_or((4 << 20, String::new()));
+        let server = if version.contains("MariaDB") {
+            "MariaDB"
+        } else {
+            "MySQL"
+        };
+        Ok(Connected {
+            conn,
+            max_packet: usize::try_from(max_packet).unwrap_or(usize::MAX),
+            server,
+        })
+    }
+
+    /// [`Self::connect`], with a failure as one line naming the URL.
+    ///
+    /// # Errors
+    /// Why the server could not be reached or refused the connection.
+    pub fn connect_or_explain(&self) -> anyhow::Result<Connected> {
+        self.connect().map_err(|e| {
+            anyhow!(
+                "cannot connect to the sink {}: {}",
+                self.url.shown,
+                describe_connect(&e)
+            )
+        })
+    }
+}

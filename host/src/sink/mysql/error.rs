@@ -1,0 +1,210 @@
+//! What a MySQL or MariaDB error means: whether the connection is gone, what kind of failure it
+//! is for a write ([`ErrorKind`]), and one line for the user.
+
+use mysql::{DriverError, Error};
+
+use crate::sink::ErrorKind;
+
+/// Server error codes this sink tells apart.
+mod code {
+    /// ER_SERVER_SHUTDOWN: the server is shutting down.
+    pub const SHUTDOWN: u16 = 1053;
+    /// ER_NET_PACKET_TOO_LARGE: the server closes the connection after it.
+    pub const PACKET_TOO_LARGE: u16 = 1153;
+    /// ER_QUERY_INTERRUPTED (MySQL's answer to KILL during a statement).
+    pub const INTERRUPTED: u16 = 1317;
+    /// ER_CONNECTION_KILLED (MariaDB's answer to KILL).
+    pub const KILLED: u16 = 1927;
+    /// MySQL 8: the server closed an idle connection.
+    pub const IDLE_CLOSED: u16 = 4031;
+    /// CR_SERVER_GONE_ERROR, CR_SERVER_LOST (client codes some proxies relay).
+    pub const GONE: u16 = 2006;
+    pub const LOST: u16 = 2013;
+    /// ER_CON_COUNT_ERROR: too many connections (at a reconnect).
+    pub const TOO_MANY_CONNECTIONS: u16 = 1040;
+    /// ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK.
+    pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
+    pub const DEADLOCK: u16 = 1213;
+    /// ER_RECORD_FILE_FULL (table full), ER_DISK_FULL.
+    pub const TABLE_FULL: u16 = 1114;
+    pub const DISK_FULL: u16 = 1021;
+    /// ER_ERROR_DURING_COMMIT.
+    pub const DURING_COMMIT: u16 = 1180;
+    /// ER_DATA_TOO_LONG, ER_TRUNCATED_WRONG_VALUE_FOR_FIELD (an incorrect string value),
+    /// WARN_DATA_TRUNCATED.
+    pub const DATA_TOO_LONG: u16 = 1406;
+    pub const INCORRECT_STRING: u16 = 1366;
+    pub const DATA_TRUNCATED: u16 = 1265;
+    /// A CHECK constraint refused the row: MySQL's ER_CHECK_CONSTRAINT_VIOLATED, MariaDB's
+    /// ER_CONSTRAINT_FAILED.
+    pub const CHECK_MYSQL: u16 = 3819;
+    pub const CHECK_MARIADB: u16 = 4025;
+    /// ER_SIGNAL_EXCEPTION: a trigger's `SIGNAL SQLSTATE '45000'`.
+    pub const SIGNAL: u16 = 1644;
+    /// ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_BAD_DB_ERROR.
+    pub const ACCESS_DENIED: u16 = 1045;
+    pub const DB_ACCESS_DENIED: u16 = 1044;
+    pub const BAD_DB: u16 = 1049;
+    /// ER_ACCESS_DENIED_NO_PASSWORD_ERROR (MariaDB: no password given for a user that needs one).
+    pub const ACCESS_DENIED_NO_PASSWORD: u16 = 1698;
+}
+
+/// Whether the connection can no longer be used after `e`: the next use reconnects.
+pub fn connection_gone(e: &Error) -> bool {
+    match e {
+        Error::MySqlError(e) => matches!(
+            e.code,
+            code::SHUTDOWN
+                | code::PACKET_TOO_LARGE
+                | code::INTERRUPTED
+                | code::KILLED
+                | code::IDLE_CLOSED
+                | code::GONE
+                | code::LOST
+        ),
+        Error::IoError(_) | Error::CodecError(_) => true,
+        Error::DriverError(d) => matches!(
+            d,
+            DriverError::ConnectTimeout
+                | DriverError::CouldNotConnect(_)
+                | DriverError::PacketOutOfSync
+                | DriverError::UnexpectedPacket
+                | DriverError::Timeout
+                | DriverError::SetupError
+        ),
+        _ => false,
+    }
+}
+
+/// What a failed write means for its records.
+pub fn kind_of(e: &Error) -> ErrorKind {
+    if connection_gone(e) {
+        return ErrorKind::Retryable;
+    }
+    let Error::MySqlError(e) = e else {
+        return ErrorKind::Fatal;
+    };
+    match e.code {
+        code::LOCK_WAIT_TIMEOUT
+        | code::DEADLOCK
+        | code::TABLE_FULL
+        | code::DISK_FULL
+        | code::DURING_COMMIT
+        | code::TOO_MANY_CONNECTIONS => ErrorKind::Retryable,
+        code::DATA_TOO_LONG
+        | code::INCORRECT_STRING
+        | code::DATA_TRUNCATED
+        | code::CHECK_MYSQL
+        | code::CHECK_MARIADB
+        | code::SIGNAL => ErrorKind::Record,
+        // A data exception (class 22) or a user SIGNAL concerns the row being written.
+        _ if e.state.starts_with("22") || e.state == "45000" => ErrorKind::Record,
+        _ => ErrorKind::Fatal,
+    }
+}
+
+/// `e` as one line: the server's code and message, or what happened to the connection.
+pub fn describe(e: &Error) -> String {
+    let text = match e {
+        Error::MySqlError(e) => format!("error {} ({}): {}", e.code, e.state, e.message),
+        Error::IoError(e) if timed_out(e) => "no reply from the server in time".to_string(),
+        Error::IoError(e) => format!("lost the connection: {e}"),
+        Error::CodecError(e) => format!("lost the connection: {e}"),
+        Error::DriverError(e) => format!("connection failed: {e}"),
+        Error::UrlError(e) => format!("bad URL: {e}"),
+        other => other.to_string(),
+    };
+    one_line(&text)
+}
+
+/// A socket read or write that hit its timeout.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Why connecting failed, with a hint where one helps.
+pub fn describe_connect(e: &Error) -> String {
+    let hint = match e {
+        Error::MySqlError(m) if m.code == code::BAD_DB => {
+            " (create the database first, e.g. CREATE DATABASE name)"
+        }
+        Error::MySqlError(m)
+            if matches!(
+                m.code,
+                code::ACCESS_DENIED | code::ACCESS_DENIED_NO_PASSWORD
+            ) =>
+        {
+            " (check the user and password in the URL)"
+        }
+        Error::MySqlError(m) if m.code == code::DB_ACCESS_DENIED => {
+            " (grant the user access to the database)"
+        }
+        Error::DriverError(_) | Error::IoError(_) | Error::CodecError(_) => {
+            " (is a MySQL or MariaDB server listening at that host and port?)"
+        }
+        _ => "",
+    };
+    format!("{}{hint}", describe(e))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql::MySqlError;
+
+    fn server(code: u16, state: &str) -> Error {
+        Error::MySqlError(MySqlError {
+            state: state.into(),
+            message: "m".into(),
+            code,
+        })
+    }
+
+    #[test]
+    fn lost_connections_locks_and_full_disks_are_retryable() {
+        for c in [1205, 1213, 1114, 1021, 1927, 1053, 2006, 2013] {
+            assert_eq!(kind_of(&server(c, "HY000")), ErrorKind::Retryable, "{c}");
+        }
+        let io = Error::IoError(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert_eq!(kind_of(&io), ErrorKind::Retryable);
+        assert!(connection_gone(&io));
+        assert!(!connection_gone(&server(1205, "HY000")));
+    }
+
+    #[test]
+    fn data_check_and_trigger_errors_concern_one_record() {
+        for (c, s) in [
+            (1406, "22001"),
+            (1366, "22007"),
+            (3819, "HY000"),
+            (4025, "23000"),
+            (1644, "45000"),
+        ] {
+            assert_eq!(kind_of(&server(c, s)), ErrorKind::Record, "{c}");
+        }
+    }
+
+    #[test]
+    fn permission_schema_and_duplicate_errors_are_fatal() {
+        for (c, s) in [(1142, "42000"), (1146, "42S02"), (1062, "23000")] {
+            assert_eq!(kind_of(&server(c, s)), ErrorKind::Fatal, "{c}");
+        }
+    }
+
+    #[test]
+    fn descriptions_are_one_line() {
+        let e = Error::MySqlError(MySqlError {
+            state: "HY000".into(),
+            message: "two\nlines".into(),
+            code: 1,
+        });
+        assert_eq!(describe(&e), "error 1 (HY000): two lines");
+    }
+}

@@ -1,0 +1,84 @@
+//! A pc-host MySQL / MariaDB database read back for `verify`: the runs, and every message row
+//! streamed from the server (never the whole table in memory).
+
+use anyhow::anyhow;
+use mysql::Conn;
+use mysql::prelude::Queryable as _;
+
+use super::connect::Target;
+use super::error::describe;
+use super::runs;
+use super::schema::{self, Found};
+use crate::config::url::ServerUrl;
+use crate::sink::read_back::{ReadBack, Row, RunInfo};
+
+/// The database read back for `verify`.
+#[derive(Debug)]
+pub struct Reader {
+    conn: Conn,
+    url: ServerUrl,
+    server: &'static str,
+}
+
+impl Reader {
+    /// Connects and checks that the database holds pc-host's tables.
+    ///
+    /// # Errors
+    /// One line naming the URL: no connection, no pc-host tables, foreign or altered ones.
+    pub fn open(url: &ServerUrl) -> anyhow::Result<Self> {
+        let target = Target::new(url, std::time::Duration::from_secs(5))?;
+        let connected = target.connect_or_explain()?;
+        let mut conn = connected.conn;
+        match schema::check(&mut conn, url)? {
+            Found::Current => Ok(Self {
+                conn,
+                url: url.clone(),
+                server: connected.server,
+            }),
+            Found::Empty | Found::Incomplete => Err(anyhow!(
+                "sink {}: the database holds no pc-host tables (no run wrote to it)",
+                url.shown
+            )),
+        }
+    }
+
+    fn err(&self, e: &mysql::Error) -> anyhow::Error {
+        anyhow!("{} {}: {}", self.server, self.url.shown, describe(e))
+    }
+}
+
+impl ReadBack for Reader {
+    fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>> {
+        runs::runs(&mut self.conn, only).map_err(|e| self.err(&e))
+    }
+
+    fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()> {
+        stream_rows(&mut self.conn, only, each).map_err(|e| self.err(&e))
+    }
+}
+
+/// Calls `each` for every message row (of one run), as the server sends them.
+fn stream_rows(
+    conn: &mut Conn,
+    only: Option<i64>,
+    each: &mut dyn FnMut(Row<'_>),
+) -> mysql::Result<()> {
+    const ALL: &str = "SELECT run_id, producer, seq, message FROM messages";
+    let mut result = match only {
+        Some(run) => conn.exec_iter(format!("{ALL} WHERE run_id = ?"), (run,))?,
+        None => conn.exec_iter(ALL, ())?,
+    };
+    while let Some(set) = result.iter() {
+        for row in set {
+            let (run_id, producer, seq, text): (i64, i64, i64, Vec<u8>) =
+                mysql::from_row_opt(row?)?;
+            each(Row {
+                run_id,
+                producer,
+                seq,
+                message: std::str::from_utf8(&text).unwrap_or(""),
+            });
+        }
+    }
+    Ok(())
+}

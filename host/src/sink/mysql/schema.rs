@@ -1,0 +1,231 @@
+//! The tables: recognising pc-host's (or refusing someone else's), creating them in a database
+//! that has none.
+//!
+//! pc-host's tables are marked by a `pc_host_schema` table holding the schema version. A
+//! database with any of the table names pc-host uses (for instance the seed program's
+//! `messages(id, message, created_at)`) but no mark is refused, never altered. Tables with
+//! other names are left alone: a server database is often shared.
+
+use anyhow::anyhow;
+use mysql::Conn;
+use mysql::prelude::Queryable as _;
+
+use super::error::describe;
+use crate::config::url::ServerUrl;
+
+/// The schema version this build writes and reads (`pc_host_schema.version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long `open` waits for another pc-host creating the tables (seconds).
+const SCHEMA_LOCK_WAIT: u32 = 30;
+
+const MARK: &str = "CREATE TABLE IF NOT EXISTS pc_host_schema (
+    version INT NOT NULL
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4
+  COMMENT = 'pc-host: the tables of this database are pc-host''s, of this schema version'";
+
+/// The tables, each with its columns in order (seed columns of `messages` first).
+const TABLES: [(&str, &[&str], &str); 5] = [
+    (
+        "runs",
+        &[
+            "run_id",
+            "started_at",
+            "finished_at",
+            "completed",
+            "producers",
+            "produced",
+            "config",
+        ],
+        "CREATE TABLE IF NOT EXISTS runs (
+    run_id      BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    started_at  BIGINT NOT NULL COMMENT 'unix ns',
+    finished_at BIGINT NULL COMMENT 'unix ns; NULL while running or if cut short',
+    completed   BOOLEAN NOT NULL DEFAULT FALSE COMMENT 'drained and committed everything accepted',
+    producers   INT NOT NULL COMMENT 'generator threads (0 in an ingest run)',
+    produced    BIGINT NULL COMMENT 'records accepted into the ring',
+    config      LONGTEXT NOT NULL COMMENT 'the effective configuration, JSON'
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    ),
+    (
+        "run_producers",
+        &["run_id", "producer", "produced"],
+        "CREATE TABLE IF NOT EXISTS run_producers (
+    run_id   BIGINT NOT NULL,
+    producer INT NOT NULL,
+    produced BIGINT NOT NULL COMMENT 'its messages have seq 0 .. produced - 1',
+    PRIMARY KEY (run_id, producer),
+    FOREIGN KEY (run_id) REFERENCES runs (run_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    ),
+    (
+        "messages",
+        &["id", "message", "created_at", "producer", "seq", "run_id"],
+        "CREATE TABLE IF NOT EXISTS messages (
+    id         BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    message    LONGTEXT NOT NULL,
+    created_at DATETIME(6) NOT NULL COMMENT 'UTC, when the record was built or read',
+    producer   INT NOT NULL COMMENT 'generator thread, or input_id',
+    seq        BIGINT NOT NULL COMMENT 'generator count, or line number in the input',
+    run_id     BIGINT NOT NULL,
+    UNIQUE KEY run_producer_seq (run_id, producer, seq)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    ),
+    (
+        "inputs",
+        &[
+            "input_id", "path", "dev", "ino", "born", "offset", "line", "tail",
+        ],
+        "CREATE TABLE IF NOT EXISTS inputs (
+    input_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY COMMENT 'the producer of its rows',
+    path     TEXT NULL COMMENT 'absolute path; NULL for stdin',
+    dev      BIGINT NULL,
+    ino      BIGINT NULL,
+    born     BIGINT NULL COMMENT 'birth time, unix ns; NULL if not recorded',
+    `offset` BIGINT NOT NULL DEFAULT 0 COMMENT 'bytes committed: a resume reads from here',
+    line     BIGINT NOT NULL DEFAULT 0 COMMENT 'lines committed: the next line''s number',
+    tail     BIGINT NOT NULL DEFAULT 0 COMMENT 'bytes of a last line committed without its end',
+    KEY file (dev, ino)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    ),
+    (
+        "run_inputs",
+        &["run_id", "input_id"],
+        "CREATE TABLE IF NOT EXISTS run_inputs (
+    run_id   BIGINT NOT NULL,
+    input_id BIGINT NOT NULL,
+    PRIMARY KEY (run_id, input_id),
+    KEY input (input_id),
+    FOREIGN KEY (run_id) REFERENCES runs (run_id),
+    FOREIGN KEY (input_id) REFERENCES inputs (input_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    ),
+];
+
+/// What a database holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    /// None of pc-host's tables.
+    Empty,
+    /// Marked as pc-host's, some tables missing (creation was cut short).
+    Incomplete,
+    /// pc-host's tables, all there, of this version.
+    Current,
+}
+
+/// Makes sure the database holds pc-host's tables: creates them in a database without them,
+/// completes a creation cut short; refuses anything else. Other pc-host processes doing the
+/// same wait for each other (a named lock).
+///
+/// # Errors
+/// One line naming the URL: foreign or altered tables, another schema version, or the
+/// server's error.
+pub fn prepare(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
+    let shown = &url.shown;
+    let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
+    let got: Option<Option<i64>> = conn
+        .exec_first(
+            "SELECT GET_LOCK(LEFT(CONCAT('pc-host schema ', DATABASE()), 64), ?)",
+            (SCHEMA_LOCK_WAIT,),
+        )
+        .map_err(err)?;
+    if got.flatten() != Some(1) {
+        return Err(anyhow!(
+            "sink {shown}: another client held pc-host's schema lock for {SCHEMA_LOCK_WAIT} s; \
+             try again"
+        ));
+    }
+    let done = create_missing(conn, url);
+    let released =
+        conn.query_drop("DO RELEASE_LOCK(LEFT(CONCAT('pc-host schema ', DATABASE()), 64))");
+    done?;
+    released.map_err(err)
+}
+
+fn create_missing(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
+    let err = |e: mysql::Error| anyhow!("sink {}: {}", url.shown, describe(&e));
+    if check(conn, url)? == Found::Current {
+        return Ok(());
+    }
+    // The mark first: a creation cut short is completed by the next run, never refused.
+    conn.query_drop(MARK).map_err(err)?;
+    conn.exec_drop(
+        "INSERT INTO pc_host_schema (version) SELECT ? FROM DUAL \
+         WHERE NOT EXISTS (SELECT 1 FROM pc_host_schema)",
+        (SCHEMA_VERSION,),
+    )
+    .map_err(err)?;
+    for (_, _, ddl) in TABLES {
+        conn.query_drop(ddl).map_err(err)?;
+    }
+    match check(conn, url)? {
+        Found::Current => Ok(()),
+        found => Err(anyhow!(
+            "sink {}: the tables are still {found:?} after creating them",
+            url.shown
+        )),
+    }
+}
+
+/// Recognises what the database holds; anything but pc-host's tables of this version (or
+/// none of them) is an error. Reads only.
+///
+/// # Errors
+/// One line naming the URL.
+pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
+    let shown = &url.shown;
+    let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
+    let names: Vec<String> = conn
+        .query(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+             AND TABLE_NAME IN ('pc_host_schema', 'runs', 'run_producers', 'messages', \
+             'inputs', 'run_inputs') ORDER BY TABLE_NAME",
+        )
+        .map_err(err)?;
+    if !names.iter().any(|n| n == "pc_host_schema") {
+        if names.is_empty() {
+            return Ok(Found::Empty);
+        }
+        return Err(anyhow!(
+            "sink {shown}: the database has tables named {} that are not pc-host's (no \
+             pc_host_schema table); pc-host will not touch them: use another database",
+            names.join(", ")
+        ));
+    }
+    let version: Option<Option<i64>> = conn
+        .query_first("SELECT MAX(version) FROM pc_host_schema")
+        .map_err(err)?;
+    let mut found = Found::Current;
+    match version.flatten() {
+        None => found = Found::Incomplete,
+        Some(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(anyhow!(
+                "sink {shown}: pc-host schema version {v}, this pc-host uses version \
+                 {SCHEMA_VERSION}: use a matching pc-host or another database"
+            ));
+        }
+    }
+    for (table, want, _) in TABLES {
+        if !names.iter().any(|n| n == table) {
+            found = Found::Incomplete;
+            continue;
+        }
+        let have: Vec<String> = conn
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (table,),
+            )
+            .map_err(err)?;
+        if have != want {
+            return Err(anyhow!(
+                "sink {shown}: table `{table}` has columns ({}) but pc-host expects ({}); it \
+                 was altered: use another database",
+                have.join(", "),
+                want.join(", ")
+            ));
+        }
+    }
+    Ok(found)
+}

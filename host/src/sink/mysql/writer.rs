@@ -1,0 +1,420 @@
+//! The MySQL / MariaDB writer: one connection, multi-row prepared INSERTs, the input positions
+//! committed in the same transaction as their rows, and reconnecting after a lost connection.
+//!
+//! A write is one transaction. If the connection is lost, the server rolled it back, except
+//! when the COMMIT was sent and its reply never came: then the outcome is unknown, and the
+//! next write (the retry of the same records) first looks for the batch's first row, which
+//! its unique key (run_id, producer, seq) makes unambiguous. Found, the batch committed whole.
+
+use std::collections::HashMap;
+
+use anyhow::anyhow;
+use mysql::prelude::Queryable as _;
+use mysql::{Conn, Statement};
+
+use super::connect::{Connected, Target};
+use super::encode::{Budget, STATEMENT_ROWS, insert_sql, plan, push_params, row_bytes};
+use super::error::{connection_gone, describe, kind_of};
+use super::runs;
+use crate::message::Record;
+use crate::position::{FileKey, Resume};
+use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
+
+/// Moves a file input's committed position on, if it is where this writer left it (so two
+/// processes ingesting the same file cannot both commit the same lines). With
+/// CLIENT_FOUND_ROWS the server counts a matched row even when no value changes.
+const ADVANCE_INPUT: &str = "UPDATE inputs SET `offset` = ?, line = ?, tail = ? \
+                             WHERE input_id = ? AND `offset` = ? AND line = ?";
+
+/// Removes the row an earlier run stored for a line without its end, which a record of this
+/// run now completes. That run read the same input, so `run_inputs` names it, and the unique
+/// key (run_id, producer, seq) finds the row (a join: MariaDB scans the whole table for the
+/// same condition written as `run_id IN (subquery)`).
+const REPLACE_LINE: &str = "DELETE m FROM run_inputs ri JOIN messages m ON m.run_id = ri.run_id \
+                            WHERE ri.input_id = ? AND ri.run_id <> ? \
+                            AND m.producer = ? AND m.seq = ?";
+
+/// Whether a row of this run is stored (the check after a COMMIT without a reply).
+const ROW_STORED: &str = "SELECT 1 FROM messages WHERE run_id = ? AND producer = ? AND seq = ?";
+
+/// A connection and its prepared statements.
+#[derive(Debug)]
+struct Session {
+    conn: Conn,
+    /// One per [`STATEMENT_ROWS`] size, in that order.
+    inserts: Vec<Statement>,
+    replace: Statement,
+    advance: Statement,
+    stored: Statement,
+    budget: Budget,
+}
+
+impl Session {
+    fn new(connected: Connected, run_id: i64) -> mysql::Result<Self> {
+        let Connected {
+            mut conn,
+            max_packet,
+            ..
+        } = connected;
+        let inserts = STATEMENT_ROWS
+            .iter()
+            .map(|&n| conn.prep(insert_sql(n, run_id)))
+            .collect::<mysql::Result<_>>()?;
+        Ok(Self {
+            inserts,
+            replace: conn.prep(REPLACE_LINE)?,
+            advance: conn.prep(ADVANCE_INPUT)?,
+            stored: conn.prep(ROW_STORED)?,
+            budget: Budget::new(max_packet),
+            conn,
+        })
+    }
+}
+
+/// Why a write failed.
+#[derive(Debug)]
+enum Failure {
+    Db(mysql::Error),
+    /// A record too big for any statement the server takes.
+    TooBig {
+        bytes: usize,
+        max_packet: usize,
+    },
+    /// Another process moved a file input's position.
+    Moved(u32),
+}
+
+impl From<mysql::Error> for Failure {
+    fn from(e: mysql::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl Failure {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Db(e) => kind_of(e),
+            Self::TooBig { .. } => ErrorKind::Record,
+            Self::Moved(_) => ErrorKind::Fatal,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Db(e) => describe(e),
+            Self::TooBig { bytes, max_packet } => format!(
+                "a message of {bytes} bytes does not fit in the server's max_allowed_packet \
+                 ({max_packet} bytes)"
+            ),
+            Self::Moved(input) => format!(
+                "input {input} was advanced by another process (is another pc-host reading \
+                 the same file into this database?)"
+            ),
+        }
+    }
+}
+
+/// One connection, writing one run.
+#[derive(Debug)]
+pub struct Writer {
+    target: Target,
+    /// "MariaDB" or "MySQL", for messages.
+    server: &'static str,
+    run_id: i64,
+    /// `None` after the connection was lost: the next call connects again.
+    session: Option<Session>,
+    /// The committed position of each file input this run reads, by input id.
+    positions: HashMap<u32, Resume>,
+    /// A COMMIT was sent and its reply not read: whether it committed is unknown.
+    outcome_unknown: bool,
+}
+
+impl Writer {
+    /// Makes `connected` (tables checked) the writer of `run_id`.
+    ///
+    /// # Errors
+    /// One line naming the URL.
+    pub(super) fn new(target: Target, connected: Connected, run_id: i64) -> anyhow::Result<Self> {
+        let server = connected.server;
+        let session = Session::new(connected, run_id)
+            .map_err(|e| anyhow!("sink {}: {}", target.url.shown, describe(&e)))?;
+        Ok(Self {
+            target,
+            server,
+            run_id,
+            session: Some(session),
+            positions: HashMap::new(),
+            outcome_unknown: false,
+        })
+    }
+
+    /// Another connection writing the same run (parallel writes; no file positions).
+    ///
+    /// # Errors
+    /// One line naming the URL.
+    pub fn connect_another(&self) -> anyhow::Result<Writer> {
+        let connected = self.target.connect_or_explain()?;
+        Self::new(self.target.clone(), connected, self.run_id)
+    }
+
+    /// The live session, connecting again if the last one was lost.
+    fn take_session(&mut self) -> mysql::Result<Session> {
+        match self.session.take() {
+            Some(s) => Ok(s),
+            None => Session::new(self.target.connect()?, self.run_id),
+        }
+    }
+
+    /// Runs `f` on the session; keeps the session unless `f` lost its connection.
+    fn with_session<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut Self, &mut Session) -> Result<T, E>,
+        gone: impl Fn(&E) -> bool,
+    ) -> Result<T, E>
+    where
+        E: From<mysql::Error>,
+    {
+        let mut s = self.take_session()?;
+        let result = f(self, &mut s);
+        if !matches!(&result, Err(e) if gone(e)) {
+            self.session = Some(s);
+        }
+        result
+    }
+
+    fn write_batch(&mut self, s: &mut Session, records: &[&Record]) -> Result<(), Failure> {
+        if self.outcome_unknown {
+            let first = records[0];
+            let found: Option<i64> = s.conn.exec_first(
+                &s.stored,
+                (self.run_id, i64::from(first.producer), first.seq as i64),
+            )?;
+            self.outcome_unknown = false;
+            if found.is_some() {
+                // The batch committed whole before the connection was lost.
+                let moved = moves(&self.positions, records);
+                self.positions.extend(moved);
+                return Ok(());
+            }
+        }
+        let bytes: Vec<usize> = records.iter().map(|r| row_bytes(r)).collect();
+        let cuts = plan(&bytes, s.budget).map_err(|i| Failure::TooBig {
+            bytes: records[i].text.len(),
+            max_packet: s.budget.one + 1024,
+        })?;
+        s.conn.query_drop("START TRANSACTION")?;
+        let moved = match self.fill(s, records, &cuts) {
+            Ok(moved) => moved,
+            Err(e) => {
+                rollback(s, &e)?;
+                return Err(e);
+            }
+        };
+        self.outcome_unknown = true;
+        match s.conn.query_drop("COMMIT") {
+            Ok(()) => {}
+            Err(e) => {
+                // A reply saying it failed is an outcome; a lost connection is not.
+                self.outcome_unknown = connection_gone(&e);
+                return Err(e.into());
+            }
+        }
+        self.outcome_unknown = false;
+        self.positions.extend(moved);
+        Ok(())
+    }
+
+    /// Inside the transaction: the rows, the rows they replace, each file input's new
+    /// position. Returns the positions (kept once the transaction commits).
+    fn fill(
+        &self,
+        s: &mut Session,
+        records: &[&Record],
+        cuts: &[(usize, usize)],
+    ) -> Result<Vec<(u32, Resume)>, Failure> {
+        let mut params = Vec::new();
+        for &(first, rows) in cuts {
+            params.clear();
+            params.reserve(rows * 4);
+            for r in &records[first..first + rows] {
+                push_params(&mut params, r);
+            }
+            let k = STATEMENT_ROWS.iter().position(|&n| n == rows).unwrap_or(0);
+            s.conn
+                .exec_drop(&s.inserts[k], std::mem::take(&mut params))?;
+        }
+        for r in records.iter().filter(|r| r.replaces) {
+            s.conn.exec_drop(
+                &s.replace,
+                (
+                    i64::from(r.producer),
+                    self.run_id,
+                    i64::from(r.producer),
+                    r.seq as i64,
+                ),
+            )?;
+        }
+        let moved = moves(&self.positions, records);
+        for (id, to) in &moved {
+            advance(s, self.positions[id], *to)?;
+        }
+        Ok(moved)
+    }
+
+    fn settle_input(&mut self, s: &mut Session, to: Resume) -> Result<(), Failure> {
+        let Some(&from) = self.positions.get(&to.input) else {
+            return Ok(());
+        };
+        if from == to {
+            return Ok(());
+        }
+        s.conn.query_drop("START TRANSACTION")?;
+        if let Err(e) = advance(s, from, to) {
+            rollback(s, &e)?;
+            return Err(e);
+        }
+        s.conn.query_drop("COMMIT")?;
+        self.positions.insert(to.input, to);
+        Ok(())
+    }
+
+    /// `what` failed: one line naming the server and the URL.
+    fn explain(&self, what: &str, why: &str) -> anyhow::Error {
+        anyhow!(
+            "{what} failed: {} {}: {why}",
+            self.server,
+            self.target.url.shown
+        )
+    }
+}
+
+/// Moves an input's committed position from `from` to `to`, inside the caller's transaction;
+/// fails if it is no longer at `from` (another process moved it).
+fn advance(s: &mut Session, from: Resume, to: Resume) -> Result<(), Failure> {
+    s.conn.exec_drop(
+        &s.advance,
+        (
+            to.offset as i64,
+            to.line as i64,
+            to.tail as i64,
+            i64::from(to.input),
+            from.offset as i64,
+            from.line as i64,
+        ),
+    )?;
+    if s.conn.affected_rows() != 1 {
+        return Err(Failure::Moved(to.input));
+    }
+    Ok(())
+}
+
+/// Ends a failed transaction. The server already ended it if the connection is gone.
+fn rollback(s: &mut Session, cause: &Failure) -> Result<(), Failure> {
+    if matches!(cause, Failure::Db(e) if connection_gone(e)) {
+        return Ok(());
+    }
+    s.conn.query_drop("ROLLBACK").map_err(Failure::Db)
+}
+
+/// Each file input's position just after its last record in `records`, by input id.
+fn moves(positions: &HashMap<u32, Resume>, records: &[&Record]) -> Vec<(u32, Resume)> {
+    let mut moved: Vec<(u32, Resume)> = Vec::new();
+    if positions.is_empty() {
+        return moved;
+    }
+    for r in records {
+        if !positions.contains_key(&r.producer) {
+            continue;
+        }
+        let to = Resume {
+            input: r.producer,
+            offset: r.end_offset,
+            line: r.seq + 1,
+            tail: u64::from(r.tail),
+        };
+        match moved.iter_mut().find(|(id, _)| *id == r.producer) {
+            Some((_, pos)) => *pos = to,
+            None => moved.push((r.producer, to)),
+        }
+    }
+    moved
+}
+
+fn gone_failure(e: &Failure) -> bool {
+    matches!(e, Failure::Db(e) if connection_gone(e))
+}
+
+impl Sink for Writer {
+    fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.with_session(|w, s| w.write_batch(s, records), gone_failure)
+            .map_err(|f| {
+                let what = format!("committing a batch of {} messages", records.len());
+                SinkError::new(f.kind(), self.explain(&what, &f.describe()))
+            })
+    }
+
+    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
+        let run_id = self.run_id;
+        let resume = self
+            .with_session(
+                |_, s| runs::register_input(&mut s.conn, run_id, file),
+                |e: &anyhow::Error| e.downcast_ref().is_some_and(connection_gone),
+            )
+            .map_err(|e| self.explain("registering an input", &one_line(&e)))?;
+        if file.is_some() {
+            self.positions.insert(resume.input, resume);
+        }
+        Ok(resume)
+    }
+
+    fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
+        self.with_session(|w, s| w.settle_input(s, to), gone_failure)
+            .map_err(|f| self.explain("committing an input's position", &f.describe()))
+    }
+
+    fn count_stored(&mut self) -> anyhow::Result<u64> {
+        let run_id = self.run_id;
+        self.with_session(
+            |_, s| runs::count_stored(&mut s.conn, run_id),
+            connection_gone,
+        )
+        .map_err(|e| self.explain("counting the stored messages", &describe(&e)))
+    }
+
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
+        let run_id = self.run_id;
+        self.with_session(
+            |_, s| {
+                runs::finish_run(
+                    &mut s.conn,
+                    run_id,
+                    end.finished_at,
+                    end.completed,
+                    end.per_producer,
+                    end.produced,
+                )
+            },
+            connection_gone,
+        )
+        .map_err(|e| self.explain("recording the end of the run", &describe(&e)))
+    }
+}
+
+impl Writer {
+    /// Test hook: as if the last COMMIT's reply had been lost.
+    #[doc(hidden)]
+    pub fn lose_commit_reply(&mut self) {
+        self.outcome_unknown = true;
+    }
+}
+
+/// An error with its causes, as one line.
+fn one_line(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<mysql::Error>() {
+        Some(m) => describe(m),
+        None => format!("{e:#}"),
+    }
+}

@@ -1,0 +1,93 @@
+//! Reaching the server: the connection settings a `postgres://` URL gives (with pc-host's
+//! defaults for what it leaves out), and connecting with them, once at the start (errors for
+//! the user) or again after a lost connection (errors to classify).
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use postgres::{Client, Config, NoTls};
+
+use super::error::describe;
+use crate::config::url::ServerUrl;
+
+/// How long a connection attempt may take, unless the URL says (`connect_timeout=`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle time before TCP keepalives start, unless the URL says: a server that vanished without
+/// closing the connection is noticed in about a minute, not two hours.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+/// How long sent data may stay unacknowledged before the connection counts as lost.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default idle time of the `postgres` crate: the URL did not set one.
+const CRATE_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// A server and how to connect to it: cloned by every connection of a run.
+#[derive(Clone)]
+pub struct Server {
+    config: Config,
+    /// The URL without its password, for messages.
+    pub shown: String,
+    /// How long a statement waits for a lock another client holds (`lock_timeout`).
+    lock_wait: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl Server {
+    /// The settings `url` gives; `lock_wait` is how long to wait for another client's lock.
+    ///
+    /// # Errors
+    /// A URL the `postgres` crate cannot read, as one line naming it (without its password).
+    pub fn new(url: &ServerUrl, lock_wait: Duration) -> anyhow::Result<Self> {
+        let mut config: Config = url
+            .url
+            .parse()
+            .map_err(|e| anyhow!("{}: not a usable URL: {}", url.shown, describe(&e)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_keepalives_idle() == CRATE_KEEPALIVES_IDLE {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("pc-host");
+        }
+        Ok(Self {
+            config,
+            shown: url.shown.clone(),
+            lock_wait,
+        })
+    }
+
+    /// A new session: connected, with pc-host's session settings.
+    ///
+    /// # Errors
+    /// The `postgres` crate's, to classify (the server may be restarting).
+    pub fn connect(&self) -> Result<Client, postgres::Error> {
+        let mut client = self.config.connect(NoTls)?;
+        // `lock_timeout = 0` would wait forever: the shortest wait is 1 ms.
+        let ms = self.lock_wait.as_millis().clamp(1, i32::MAX as u128);
+        client.batch_execute(&format!("SET lock_timeout = {ms}"))?;
+        Ok(client)
+    }
+
+    /// [`Server::connect`] for the start of a run or a verify: the error is for the user.
+    ///
+    /// # Errors
+    /// One line: "URL: cannot connect: why".
+    pub fn connect_first(&self) -> anyhow::Result<Client> {
+        self.connect()
+            .map_err(|e| anyhow!("{}: cannot connect: {}", self.shown, describe(&e)))
+    }
+
+    /// "PostgreSQL URL: what" for an error on this server.
+    pub fn error(&self, what: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!("PostgreSQL {}: {what}", self.shown)
+    }
+}

@@ -1,0 +1,81 @@
+//! A pc-host PostgreSQL database read back for `verify`: the runs, and every message row
+//! streamed (never a whole table in memory).
+
+use anyhow::anyhow;
+use postgres::Client;
+use postgres::fallible_iterator::FallibleIterator as _;
+
+use super::connect::Server;
+use super::error::describe;
+use super::runs;
+use super::schema::{self, Found};
+use crate::config::url::ServerUrl;
+use crate::sink::read_back::{ReadBack, Row, RunInfo};
+
+/// How long a read waits for a lock another client holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The database read back for `verify`.
+pub struct Reader {
+    client: Client,
+    server: Server,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// Connects and checks that the database holds pc-host's tables.
+    ///
+    /// # Errors
+    /// One line naming the URL (without its password): cannot connect, no pc-host tables, or
+    /// tables pc-host does not recognise.
+    pub fn open(url: &ServerUrl) -> anyhow::Result<Self> {
+        let server = Server::new(url, LOCK_WAIT)?;
+        let mut client = server.connect_first()?;
+        match schema::check(&mut client).map_err(|e| schema::explain(e, &server.shown))? {
+            Found::Current => Ok(Self { client, server }),
+            Found::Empty => Err(anyhow!(
+                "{} holds no pc-host data (none of its tables)",
+                server.shown
+            )),
+        }
+    }
+}
+
+impl ReadBack for Reader {
+    fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>> {
+        runs::runs(&mut self.client, only).map_err(|e| {
+            self.server
+                .error(format!("reading the runs: {}", describe(&e)))
+        })
+    }
+
+    fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()> {
+        let server = &self.server;
+        let err =
+            |e: postgres::Error| server.error(format!("reading the messages: {}", describe(&e)));
+        let mut rows = self
+            .client
+            .query_raw(
+                "SELECT run_id, producer, seq, message FROM messages \
+                 WHERE $1::bigint IS NULL OR run_id = $1",
+                [only],
+            )
+            .map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            each(Row {
+                run_id: row.try_get(0).map_err(err)?,
+                producer: i64::from(row.try_get::<_, i32>(1).map_err(err)?),
+                seq: row.try_get(2).map_err(err)?,
+                message: row.try_get(3).map_err(err)?,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! One connection of a writer and the statements it prepared once, and the one transaction
+//! a write is: the rows by binary COPY, the rows they replace, the inputs' new positions.
+
+use std::io::Write as _;
+
+use postgres::{Client, Statement};
+
+use super::connect::Server;
+use super::encode::{COLUMNS, TooLong};
+use crate::message::Record;
+use crate::position::Resume;
+
+/// A connection and its prepared statements.
+pub struct Session {
+    pub client: Client,
+    copy: Statement,
+    replace: Statement,
+    advance: Statement,
+    holds: Statement,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("closed", &self.client.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An input moved on by a write: its id, where it was, where the write leaves it.
+pub type Move = (u32, Resume, Resume);
+
+/// Why a write's transaction failed (and was rolled back).
+#[derive(Debug)]
+pub enum Failed {
+    Db(postgres::Error),
+    /// The COPY stream could not be handed over.
+    Io(std::io::Error),
+    /// An input was not where this writer left it: another process moved it.
+    Moved(u32),
+    /// A record PostgreSQL cannot hold.
+    TooLong(TooLong),
+}
+
+impl From<postgres::Error> for Failed {
+    fn from(e: postgres::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl Session {
+    /// Connects to `server` and prepares the write statements.
+    ///
+    /// # Errors
+    /// The server's.
+    pub fn open(server: &Server) -> Result<Self, postgres::Error> {
+        Self::prepare(server.connect()?)
+    }
+
+    /// Prepares the write statements on `client`.
+    ///
+    /// # Errors
+    /// The server's (a table missing, no permission).
+    pub fn prepare(mut client: Client) -> Result<Self, postgres::Error> {
+        let copy = client.prepare(&format!(
+            "COPY messages ({COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))?;
+        // The row an earlier run stored for a line without its end: that run read the same
+        // input (`run_inputs`), so the unique index (run_id, producer, seq) finds the row.
+        let replace = client.prepare(
+            "DELETE FROM messages WHERE run_id IN (SELECT run_id FROM run_inputs \
+             WHERE input_id = $1 AND run_id <> $3) AND producer = $1 AND seq = $2",
+        )?;
+        // Moves an input on only from where this writer left it (so two processes ingesting
+        // the same file cannot both commit the same lines).
+        let advance = client.prepare(
+            "UPDATE inputs SET \"offset\" = $2, line = $3, tail = $4 \
+             WHERE input_id = $1 AND \"offset\" = $5 AND line = $6",
+        )?;
+        let holds = client
+            .prepare("SELECT 1 FROM messages WHERE run_id = $1 AND producer = $2 AND seq = $3")?;
+        Ok(Self {
+            client,
+            copy,
+            replace,
+            advance,
+            holds,
+        })
+    }
+
+    /// Whether run `run_id` holds the row of `r`.
+    ///
+    /// # Errors
+    /// The server's.
+    pub fn holds(&mut self, run_id: i64, r: &Record) -> Result<bool, postgres::Error> {
+        let row = self.client.query_opt(
+            &self.holds,
+            &[&run_id, &(r.producer as i32), &(r.seq as i64)],
+        )?;
+        Ok(row.is_some())
+    }
+
+    /// Commits, in one transaction, the COPY stream `rows` (of `records`), the removal of the
+    /// rows that `records` complete, and the inputs' moves. `sent` is set while the COMMIT's
+    /// reply is awaited, and stays set if it never comes (the outcome is unknown).
+    ///
+    /// # Errors
+    /// [`Failed`]; nothing of the transaction is stored, unless `sent` stayed set.
+    pub fn commit(
+        &mut self,
+        run_id: i64,
+        rows: &[u8],
+        records: &[&Record],
+        moves: &[Move],
+        sent: &mut bool,
+    ) -> Result<(), Failed> {
+        let mut tx = self.client.transaction()?;
+        let mut copy = tx.copy_in(&self.copy)?;
+        copy.write_all(rows).map_err(Failed::Io)?;
+        copy.finish()?;
+        for r in records.iter().filter(|r| r.replaces) {
+            tx.execute(
+                &self.replace,
+                &[&(r.producer as i32), &(r.seq as i64), &run_id],
+            )?;
+        }
+        for &(input, from, to) in moves {
+            let changed = tx.execute(
+                &self.advance,
+                &[
+                    &(input as i32),
+                    &(to.offset as i64),
+                    &(to.line as i64),
+                    &(to.tail as i64),
+                    &(from.offset as i64),
+                    &(from.line as i64),
+                ],
+            )?;
+            if changed != 1 {
+                return Err(Failed::Moved(input));
+            }
+        }
+        *sent = true;
+        tx.commit()?;
+        *sent = false;
+        Ok(())
+    }
+}

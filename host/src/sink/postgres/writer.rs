@@ -1,0 +1,250 @@
+//! The PostgreSQL writer: one connection writing one run, each write one transaction holding
+//! its rows and the positions its file inputs reach, and the connection made again after it
+//! was lost.
+//!
+//! A write whose COMMIT was sent but whose reply never came may have committed. The writer
+//! remembers that; the next write (the same records, retried) first looks for the batch's
+//! first row: the batch is atomic, so if that row is there the whole batch is, and the write
+//! succeeds without storing anything. (The unique key (run_id, producer, seq) would refuse a
+//! second copy anyway, but as a fatal error.)
+
+use std::collections::HashMap;
+
+use anyhow::anyhow;
+
+use super::connect::Server;
+use super::encode::encode;
+use super::error::{describe, io_text, kind_of, lost};
+use super::runs;
+use super::schema;
+use super::session::{Failed, Move, Session};
+use crate::config::url::ServerUrl;
+use crate::message::Record;
+use crate::position::{FileKey, Resume};
+use crate::sink::{ErrorKind, RunEnd, RunStart, Sink, SinkError};
+
+/// One connection, writing one run.
+#[derive(Debug)]
+pub struct Writer {
+    server: Server,
+    /// `None` once the connection was lost: the next call connects again.
+    session: Option<Session>,
+    run_id: i64,
+    /// The committed position of each file input this run reads, by input id.
+    positions: HashMap<u32, Resume>,
+    /// The COPY stream of the current write (reused).
+    buf: Vec<u8>,
+    /// A COMMIT was sent and its reply not read: the last write may have committed.
+    unknown: bool,
+}
+
+/// Connects, creates or checks the tables, records the run; returns the writer and run id.
+///
+/// # Errors
+/// One line naming the URL (without its password): cannot connect, tables pc-host refuses,
+/// no permission.
+pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i64)> {
+    let server = Server::new(url, start.busy)?;
+    let mut client = server.connect_first()?;
+    let run_id =
+        runs::prepare_run(&mut client, start).map_err(|e| schema::explain(e, &server.shown))?;
+    let session = Session::prepare(client).map_err(|e| server.error(describe(&e)))?;
+    Ok((Writer::new(server, session, run_id), run_id))
+}
+
+impl Writer {
+    fn new(server: Server, session: Session, run_id: i64) -> Self {
+        Self {
+            server,
+            session: Some(session),
+            run_id,
+            positions: HashMap::new(),
+            buf: Vec::new(),
+            unknown: false,
+        }
+    }
+
+    /// Another connection writing the same run (parallel writes).
+    ///
+    /// # Errors
+    /// One line naming the URL: cannot connect.
+    pub fn connect_another(&self) -> anyhow::Result<Writer> {
+        let client = self.server.connect_first()?;
+        let session = Session::prepare(client).map_err(|e| self.server.error(describe(&e)))?;
+        Ok(Self::new(self.server.clone(), session, self.run_id))
+    }
+
+    /// Test hook: acts as if the last write's COMMIT reply had been lost.
+    #[doc(hidden)]
+    pub fn forget_commit_outcome(&mut self) {
+        self.unknown = true;
+    }
+
+    fn session(&mut self) -> Result<&mut Session, postgres::Error> {
+        session_in(&self.server, &mut self.session)
+    }
+
+    /// One write: skipped if the previous, unknown, outcome stored it; else one transaction.
+    fn commit(&mut self, records: &[&Record], moves: &[Move]) -> Result<(), Failed> {
+        let run_id = self.run_id;
+        if self.unknown {
+            let stored = self.session()?.holds(run_id, records[0])?;
+            self.unknown = false;
+            if stored {
+                return Ok(());
+            }
+        }
+        encode(&mut self.buf, records, run_id).map_err(Failed::TooLong)?;
+        let session = session_in(&self.server, &mut self.session)?;
+        session.commit(run_id, &self.buf, records, moves, &mut self.unknown)
+    }
+
+    /// Each file input in `records` moved on to just after its last record there.
+    fn moves(&self, records: &[&Record]) -> Vec<Move> {
+        let mut moves: Vec<Move> = Vec::new();
+        if self.positions.is_empty() {
+            return moves;
+        }
+        for r in records {
+            let Some(&from) = self.positions.get(&r.producer) else {
+                continue;
+            };
+            let to = Resume {
+                input: r.producer,
+                offset: r.end_offset,
+                line: r.seq + 1,
+                tail: u64::from(r.tail),
+            };
+            match moves.iter_mut().find(|(id, _, _)| *id == r.producer) {
+                Some((_, _, last)) => *last = to,
+                None => moves.push((r.producer, from, to)),
+            }
+        }
+        moves
+    }
+
+    /// A failed write as a [`SinkError`]; drops the connection if the failure ended it.
+    fn failed(&mut self, f: Failed, rows: usize) -> SinkError {
+        let closed = self.session.as_ref().is_none_or(|s| s.client.is_closed());
+        let (kind, what) = match &f {
+            Failed::Db(e) => {
+                if lost(e, closed) {
+                    self.session = None;
+                }
+                (kind_of(e, closed), describe(e))
+            }
+            Failed::Io(e) => {
+                self.session = None;
+                (ErrorKind::Retryable, io_text(e))
+            }
+            Failed::TooLong(e) => (ErrorKind::Record, e.to_string()),
+            Failed::Moved(input) => (ErrorKind::Fatal, moved_by_another(*input)),
+        };
+        SinkError::new(
+            kind,
+            anyhow!(
+                "committing a batch of {rows} messages failed: {}",
+                self.server.error(what)
+            ),
+        )
+    }
+
+    /// Runs `op` on the session; if the connection was lost, connects again and runs it once
+    /// more (every `op` here may run twice).
+    fn call<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut postgres::Client, i64) -> Result<T, postgres::Error>,
+    ) -> anyhow::Result<T> {
+        let run_id = self.run_id;
+        let mut again = true;
+        loop {
+            let result = self.session().and_then(|s| op(&mut s.client, run_id));
+            let e = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let closed = self.session.as_ref().is_none_or(|s| s.client.is_closed());
+            if lost(&e, closed) {
+                self.session = None;
+                if std::mem::take(&mut again) {
+                    continue;
+                }
+            }
+            return Err(self.server.error(format!("{what}: {}", describe(&e))));
+        }
+    }
+}
+
+impl Sink for Writer {
+    fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let moves = self.moves(records);
+        match self.commit(records, &moves) {
+            Ok(()) => {
+                self.positions
+                    .extend(moves.iter().map(|&(id, _, to)| (id, to)));
+                Ok(())
+            }
+            Err(f) => Err(self.failed(f, records.len())),
+        }
+    }
+
+    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
+        let resume = self.call("registering an input", |c, run_id| {
+            runs::register_input(c, run_id, file)
+        })?;
+        if file.is_some() {
+            self.positions.insert(resume.input, resume);
+        }
+        Ok(resume)
+    }
+
+    fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
+        let Some(&from) = self.positions.get(&to.input) else {
+            return Ok(());
+        };
+        if from == to {
+            return Ok(());
+        }
+        let moved = self.call("moving an input's position", |c, _| {
+            runs::settle_input(c, from, to)
+        })?;
+        if !moved {
+            return Err(self.server.error(moved_by_another(to.input)));
+        }
+        self.positions.insert(to.input, to);
+        Ok(())
+    }
+
+    fn count_stored(&mut self) -> anyhow::Result<u64> {
+        self.call("counting the stored messages", runs::count_stored)
+    }
+
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
+        self.call("recording the end of the run", |c, run_id| {
+            runs::finish_run(c, run_id, end)
+        })
+    }
+}
+
+/// The session in `slot`, connecting again if there is none or its connection closed.
+fn session_in<'a>(
+    server: &Server,
+    slot: &'a mut Option<Session>,
+) -> Result<&'a mut Session, postgres::Error> {
+    let session = match slot.take() {
+        Some(s) if !s.client.is_closed() => s,
+        _ => Session::open(server)?,
+    };
+    Ok(slot.insert(session))
+}
+
+fn moved_by_another(input: u32) -> String {
+    format!(
+        "input {input} was advanced by another process (is another pc-host reading the same \
+         file into this database?)"
+    )
+}

@@ -1,0 +1,771 @@
+//! Watching a run from outside: the `--metrics-addr` HTTP endpoint (/metrics, /health,
+//! /ready), the `run_intervals` rows and `runs` summary kept with the data, and the
+//! `--latency-log` file. Each test pins that what is exposed agrees with the run's own summary.
+//!
+//! The endpoint is read with plain HTTP/1.0 requests over `TcpStream`; waits poll a condition
+//! with a deadline ([`WAIT`]); the only sleeps are short naps between polls.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    Running, Scratch, WAIT, assert_one_line_error, finish, hold_write_lock, json, pc_host, run,
+    start_command, u,
+};
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// One HTTP response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+/// `GET path` on `addr` (`HOST:PORT`) over HTTP/1.0, with an `Accept` header when given.
+fn get(addr: &str, path: &str, accept: Option<&str>) -> Reply {
+    let mut stream =
+        TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr} for {path}: {e}"));
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if let Some(accept) = accept {
+        request.push_str(&format!("Accept: {accept}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("send GET {path}: {e}"));
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("read the reply to GET {path}: {e}"));
+    let text = String::from_utf8(raw).unwrap_or_else(|e| panic!("GET {path}: not UTF-8: {e}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("GET {path}: no end of headers in:\n{text}"));
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path}: no status line in:\n{head}"));
+    let content_type = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    Reply {
+        status,
+        content_type,
+        body: body.to_string(),
+    }
+}
+
+/// The samples of a Prometheus text exposition: `name{labels}` (as written) -> value.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (key, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("sample line without a value: {l}"));
+            let value = value
+                .parse()
+                .unwrap_or_else(|e| panic!("sample value is not a number ({e}): {l}"));
+            (key.to_string(), value)
+        })
+        .collect()
+}
+
+/// The value of sample `key` (`name` or `name{labels}`, as written) in a scrape.
+fn sample(scrape: &HashMap<String, f64>, key: &str) -> f64 {
+    *scrape
+        .get(key)
+        .unwrap_or_else(|| panic!("no sample `{key}` in the scrape: {scrape:?}"))
+}
+
+/// A counter's value as a count.
+fn count(scrape: &HashMap<String, f64>, key: &str) -> u64 {
+    let v = sample(scrape, key);
+    assert!(
+        v >= 0.0 && v.fract() == 0.0,
+        "`{key}` is not a whole count: {v}"
+    );
+    v as u64
+}
+
+/// Polls `check` (Ok: done; Err: what it saw) until it is done, at most [`WAIT`].
+fn poll<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("{what}: not within {WAIT:?}; last seen: {seen}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// `/metrics` (Prometheus text) of `addr`, asserting the status and content type.
+fn scrape(addr: &str) -> (String, HashMap<String, f64>) {
+    let r = get(addr, "/metrics", None);
+    assert_eq!(r.status, 200, "GET /metrics: {r:?}");
+    assert!(
+        r.content_type.starts_with("text/plain; version=0.0.4"),
+        "GET /metrics content type: {r:?}"
+    );
+    let parsed = samples(&r.body);
+    (r.body, parsed)
+}
+
+/// The `HOST:PORT` of the endpoint, from the stderr line that announces it.
+fn metrics_addr(r: &mut Running) -> String {
+    const PREFIX: &str = "pc-host: metrics: http://";
+    let line = r
+        .err
+        .wait("naming the metrics address", |l| l.starts_with(PREFIX));
+    let rest = line.strip_prefix(PREFIX).unwrap();
+    let (addr, tail) = rest
+        .split_once("/metrics")
+        .unwrap_or_else(|| panic!("no /metrics in: {line}"));
+    assert_eq!(tail, " (also /health, /ready)", "the announcement: {line}");
+    addr.to_string()
+}
+
+/// Every metric the README names, as the sample keys a Prometheus text scrape holds.
+const EXPOSED: [&str; 21] = [
+    "pc_messages_produced_total",
+    "pc_messages_consumed_total",
+    "pc_messages_stored_total",
+    "pc_messages_rejected_total",
+    "pc_messages_dead_lettered_total",
+    "pc_messages_not_stored_total",
+    "pc_producer_blocked_seconds_total",
+    "pc_sink_retries_total",
+    "pc_sink_errors_total{kind=\"retryable\"}",
+    "pc_sink_errors_total{kind=\"record\"}",
+    "pc_sink_errors_total{kind=\"fatal\"}",
+    "pc_sink_retrying",
+    "pc_queue_depth",
+    "pc_queue_capacity",
+    "pc_wal_bytes",
+    "pc_latency_seconds_sum",
+    "pc_latency_seconds_count",
+    "pc_commit_duration_seconds_sum",
+    "pc_commit_duration_seconds_count",
+    "pc_batch_rows_sum",
+    "pc_batch_rows_count",
+];
+
+/// Runs `promtool check metrics` on `text`; prints one SKIP line if promtool is not installed.
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // CI installs promtool and sets this: there the check must run.
+            assert!(
+                std::env::var_os("PC_TEST_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required (PC_TEST_REQUIRE_PROMTOOL is set) but not installed"
+            );
+            println!("SKIP: promtool not installed");
+            return;
+        }
+        Err(e) => panic!("start promtool: {e}"),
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let body = text.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(body.as_bytes()));
+    let out = child.wait_with_output().expect("wait for promtool");
+    writer
+        .join()
+        .expect("the promtool writer")
+        .expect("write to promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({}):\n{}{}\n--- the scrape:\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_live_scrape_passes_promtool_and_its_counters_equal_the_summary() {
+    const LINES: usize = 5000;
+    const BAD: usize = 2500;
+    let s = Scratch::new("metrics-live-scrape");
+    let mut cmd = pc_host(s.dir());
+    cmd.args([
+        "--source",
+        "stdin",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--report-interval",
+        "0.1",
+        "--output",
+        "json",
+    ])
+    .stdin(Stdio::piped());
+    let mut r = start_command(cmd);
+    let addr = metrics_addr(&mut r);
+    let mut input = Vec::new();
+    for i in 0..LINES {
+        if i == BAD {
+            input.extend_from_slice(b"\xff not UTF-8\n");
+        } else {
+            input.extend_from_slice(format!("message {i}\n").as_bytes());
+        }
+    }
+    let mut stdin = r.child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(&input)
+        .unwrap_or_else(|e| panic!("write to pc-host's stdin: {e}; stderr:\n{}", r.err.tail()));
+    // Stdin stays open: the run is live while it is scraped.
+    let want = (LINES - 1) as u64;
+    let (text, last) = poll("every valid line stored and its latency recorded", || {
+        let (text, m) = scrape(&addr);
+        // No run counters until the run has started.
+        let Some(&stored) = m.get("pc_messages_stored_total") else {
+            return Err("no run counters yet".into());
+        };
+        let stored = stored as u64;
+        let measured = count(&m, "pc_latency_seconds_count");
+        assert!(stored <= want, "stored {stored} of {want} lines:\n{text}");
+        if stored == want && measured == want {
+            Ok((text, m))
+        } else {
+            Err(format!("stored {stored}, latency count {measured}"))
+        }
+    });
+    for key in EXPOSED {
+        sample(&last, key);
+    }
+    let build: Vec<_> = last
+        .iter()
+        .filter(|(k, _)| k.starts_with("pc_build_info{version=\""))
+        .collect();
+    assert_eq!(build.len(), 1, "one pc_build_info{{version}}:\n{text}");
+    assert_eq!(*build[0].1, 1.0, "pc_build_info is 1:\n{text}");
+    assert_eq!(
+        sample(&last, "pc_latency_seconds_bucket{le=\"+Inf\"}"),
+        sample(&last, "pc_latency_seconds_count"),
+        "the +Inf bucket holds every message"
+    );
+    promtool_check(&text);
+
+    let om = get(&addr, "/metrics", Some("application/openmetrics-text"));
+    assert_eq!(om.status, 200, "{om:?}");
+    assert!(
+        om.content_type.starts_with("application/openmetrics-text"),
+        "OpenMetrics content type: {om:?}"
+    );
+    assert!(
+        om.body.ends_with("# EOF\n") || om.body.ends_with("# EOF"),
+        "OpenMetrics ends with # EOF:\n{}",
+        om.body
+    );
+    let ready = get(&addr, "/ready", None);
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    let health = get(&addr, "/health", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+
+    drop(stdin); // EOF: the run drains and ends
+    let out = finish(r);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["stop_reason"], "eof", "{v}");
+    assert_eq!(u(&v, "rejected"), 1, "the invalid UTF-8 line: {v}");
+    assert_eq!(u(&v, "stored"), want, "{v}");
+    for (field, key) in [
+        ("produced", "pc_messages_produced_total"),
+        ("consumed", "pc_messages_consumed_total"),
+        ("stored", "pc_messages_stored_total"),
+        ("rejected", "pc_messages_rejected_total"),
+        ("dead_lettered", "pc_messages_dead_lettered_total"),
+        ("not_stored", "pc_messages_not_stored_total"),
+        ("retries", "pc_sink_retries_total"),
+    ] {
+        assert_eq!(
+            u(&v, field),
+            count(&last, key),
+            "summary `{field}` vs the last scrape's {key}; summary: {v}\nscrape:\n{text}"
+        );
+    }
+    assert_eq!(
+        v["latency_ns"]["count"].as_u64(),
+        Some(count(&last, "pc_latency_seconds_count")),
+        "summary latency_ns.count vs pc_latency_seconds_count; summary: {v}"
+    );
+}
+
+#[test]
+fn health_is_503_while_another_process_holds_the_write_lock_and_200_after() {
+    let s = Scratch::new("metrics-health-lock");
+    let mut r = Running::start(
+        &s,
+        &[
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--busy-timeout-ms",
+            "100",
+            "--retry-for",
+            "60",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--output",
+            "json",
+        ],
+    );
+    let addr = metrics_addr(&mut r);
+    poll("rows stored", || {
+        let (_, m) = scrape(&addr);
+        match m.get("pc_messages_stored_total") {
+            Some(&n) if n > 0.0 => Ok(n),
+            seen => Err(format!("pc_messages_stored_total {seen:?}")),
+        }
+    });
+    let health = get(&addr, "/health", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+
+    let holder = hold_write_lock(&s.path("pc-host.db"));
+    let unhealthy = poll("/health 503 while the lock is held", || {
+        let h = get(&addr, "/health", None);
+        if h.status == 503 {
+            Ok(h)
+        } else {
+            Err(format!("{h:?}"))
+        }
+    });
+    assert!(
+        unhealthy.body.starts_with("sink retrying: ") && unhealthy.body.contains("lock"),
+        "the 503 says the sink is retrying on a lock: {unhealthy:?}"
+    );
+    assert_eq!(unhealthy.body.lines().count(), 1, "one line: {unhealthy:?}");
+    // The lock is still held (and --retry-for is far off): the sink is still retrying.
+    let (text, m) = scrape(&addr);
+    assert_eq!(sample(&m, "pc_sink_retrying"), 1.0, "{text}");
+    assert!(
+        count(&m, "pc_sink_errors_total{kind=\"retryable\"}") > 0,
+        "{text}"
+    );
+    assert_eq!(
+        count(&m, "pc_sink_errors_total{kind=\"fatal\"}"),
+        0,
+        "{text}"
+    );
+
+    holder.execute_batch("ROLLBACK").expect("release the lock");
+    drop(holder);
+    poll("/health 200 once the lock is released", || {
+        let h = get(&addr, "/health", None);
+        if (h.status, h.body.as_str()) == (200, "ok\n") {
+            Ok(())
+        } else {
+            Err(format!("{h:?}"))
+        }
+    });
+    let (text, m) = scrape(&addr);
+    assert_eq!(sample(&m, "pc_sink_retrying"), 0.0, "{text}");
+    let retries_seen = count(&m, "pc_sink_retries_total");
+    assert!(retries_seen > 0, "{text}");
+
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!((v["ok"].as_bool(), v["error"].as_str()), (Some(true), None));
+    assert_eq!(v["stop_reason"], "signal", "{v}");
+    assert!(
+        u(&v, "retries") >= retries_seen,
+        "summary retries vs {retries_seen} scraped: {v}"
+    );
+    assert_eq!(
+        (u(&v, "stored"), u(&v, "dead_lettered"), u(&v, "not_stored")),
+        (u(&v, "produced"), 0, 0),
+        "{v}"
+    );
+}
+
+#[test]
+fn ready_is_503_until_the_run_starts_then_200() {
+    let s = Scratch::new("metrics-ready");
+    let db = s.path("pc-host.db");
+    // pc-host cannot set up its database while another process holds the write lock: it waits
+    // (busy timeout) with the endpoint already up.
+    let holder = hold_write_lock(&db);
+    let mut r = Running::start(
+        &s,
+        &[
+            "--rps",
+            "100",
+            "--duration",
+            "600",
+            "--busy-timeout-ms",
+            "60000",
+            "--metrics-addr",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    let addr = metrics_addr(&mut r);
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "a bare port listens on 127.0.0.1: {addr}"
+    );
+    let starting = get(&addr, "/ready", None);
+    assert_eq!(
+        (starting.status, starting.body.as_str()),
+        (503, "starting\n"),
+        "before the run starts"
+    );
+    let (text, m) = scrape(&addr);
+    assert!(
+        !m.contains_key("pc_messages_stored_total"),
+        "no run counters before the run:\n{text}"
+    );
+    holder.execute_batch("ROLLBACK").expect("release the lock");
+    drop(holder);
+    poll("/ready 200 once the run started", || {
+        let ready = get(&addr, "/ready", None);
+        if (ready.status, ready.body.as_str()) == (200, "ready\n") {
+            Ok(())
+        } else {
+            Err(format!("{ready:?}"))
+        }
+    });
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert_eq!(json(&out)["ok"], true);
+}
+
+/// A generated run of 3000 messages at 3000 msg/s with a report every 0.1 s, to its end.
+fn short_run(s: &Scratch, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "--messages",
+        "3000",
+        "--rps",
+        "3000",
+        "--report-interval",
+        "0.1",
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(s.dir(), &args);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(u(&v, "produced"), 3000, "{v}");
+    v
+}
+
+/// One `run_intervals` row.
+#[derive(Debug)]
+struct IntervalRow {
+    t_s: f64,
+    produced: i64,
+    stored: i64,
+    rejected: i64,
+    queue_depth: i64,
+    p50: Option<i64>,
+    p99: Option<i64>,
+    max: Option<i64>,
+}
+
+/// The `run_intervals` rows of `run_id`, by time.
+fn interval_rows(db: &Path, run_id: i64) -> Vec<IntervalRow> {
+    let conn = Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare(
+            "SELECT t_s, produced, stored, rejected, queue_depth, latency_p50_ns, \
+             latency_p99_ns, latency_max_ns FROM run_intervals WHERE run_id = ?1 ORDER BY t_s",
+        )
+        .expect("prepare");
+    stmt.query_map([run_id], |r| {
+        Ok(IntervalRow {
+            t_s: r.get(0)?,
+            produced: r.get(1)?,
+            stored: r.get(2)?,
+            rejected: r.get(3)?,
+            queue_depth: r.get(4)?,
+            p50: r.get(5)?,
+            p99: r.get(6)?,
+            max: r.get(7)?,
+        })
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+#[test]
+fn run_intervals_add_up_to_the_run_and_runs_keeps_the_summary() {
+    let s = Scratch::new("metrics-run-intervals");
+    let v = short_run(&s, &[]);
+    let db = s.path("pc-host.db");
+    let run_id = v["run_id"].as_i64().unwrap();
+    let rows = interval_rows(&db, run_id);
+    assert!(!rows.is_empty(), "no run_intervals rows for run {run_id}");
+    let mut before = 0.0;
+    for row in &rows {
+        assert!(row.t_s > before, "t_s not strictly increasing: {rows:?}");
+        before = row.t_s;
+        if let (Some(p50), Some(p99), Some(max)) = (row.p50, row.p99, row.max) {
+            assert!(p50 <= p99 && p99 <= max, "p50 <= p99 <= max: {row:?}");
+        } else {
+            assert_eq!(
+                (row.p50, row.p99, row.max),
+                (None, None, None),
+                "latency all NULL or none: {row:?}"
+            );
+        }
+        assert!((0..=65536).contains(&row.queue_depth), "{row:?}");
+    }
+    let elapsed = v["elapsed_s"].as_f64().unwrap();
+    assert_eq!(
+        rows.last().unwrap().t_s,
+        elapsed,
+        "the last row ends where the run ends (elapsed_s): {rows:?}"
+    );
+    let sum = |f: fn(&IntervalRow) -> i64| rows.iter().map(f).sum::<i64>() as u64;
+    assert_eq!(sum(|r| r.produced), u(&v, "produced"), "{rows:?}");
+    assert_eq!(sum(|r| r.stored), u(&v, "stored"), "{rows:?}");
+    assert_eq!(sum(|r| r.rejected), u(&v, "rejected"), "{rows:?}");
+
+    let conn = Connection::open(&db).expect("open db");
+    let (kept, elapsed_kept): (Vec<Option<i64>>, Option<f64>) = conn
+        .query_row(
+            "SELECT stored, dead_lettered, not_stored, retries, latency_p50_ns, latency_p99_ns, \
+             latency_p999_ns, latency_max_ns, elapsed_s FROM runs WHERE run_id = ?1",
+            [run_id],
+            |r| {
+                Ok((
+                    (0..8).map(|i| r.get(i)).collect::<Result<_, _>>()?,
+                    r.get(8)?,
+                ))
+            },
+        )
+        .expect("the runs row");
+    let lat = &v["latency_ns"];
+    let want: Vec<Option<i64>> = [
+        &v["stored"],
+        &v["dead_lettered"],
+        &v["not_stored"],
+        &v["retries"],
+        &lat["p50"],
+        &lat["p99"],
+        &lat["p999"],
+        &lat["max"],
+    ]
+    .iter()
+    .map(|x| x.as_i64())
+    .collect();
+    assert_eq!(
+        kept, want,
+        "runs (stored, dead_lettered, not_stored, retries, latency p50/p99/p999/max) vs the \
+         summary {v}"
+    );
+    assert_eq!(elapsed_kept, Some(elapsed), "runs.elapsed_s vs the summary");
+}
+
+/// Decodes standard base64 (with `=` padding).
+fn base64(text: &str) -> Vec<u8> {
+    let digit = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {:?} in {text}", char::from(c)),
+        }
+    };
+    let bytes = text.as_bytes();
+    assert_eq!(bytes.len() % 4, 0, "base64 length: {text}");
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for quad in bytes.chunks(4) {
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        let n = quad[..4 - pad]
+            .iter()
+            .enumerate()
+            .fold(0, |n, (i, &c)| n | digit(c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
+    }
+    out
+}
+
+/// The cookie of a deflate-compressed V2 HdrHistogram.
+const V2_DEFLATE_COOKIE: u32 = 0x1c84_9314;
+
+#[test]
+fn the_latency_log_holds_every_measured_message() {
+    let s = Scratch::new("metrics-latency-log");
+    let v = short_run(&s, &["--latency-log", "lat.hlog"]);
+    let run_id = v["run_id"].as_i64().unwrap();
+    let text = std::fs::read_to_string(s.path("lat.hlog")).expect("read the latency log");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 3, "header and intervals:\n{text}");
+    assert_eq!(
+        lines[0],
+        format!("#pc-host latency log: run {run_id}, values in nanoseconds")
+    );
+    for (line, tag) in [(lines[1], "StartTime"), (lines[2], "BaseTime")] {
+        let secs = line
+            .strip_prefix(&format!("#[{tag}: "))
+            .and_then(|r| r.strip_suffix(" (seconds since epoch)]"))
+            .and_then(|n| n.parse::<f64>().ok());
+        assert!(secs.is_some_and(|s| s > 0.0), "the {tag} line: {line}");
+    }
+
+    // Without the hdrhistogram crate (not a dev-dependency) the histograms are checked as far
+    // as their envelope: each is one interval row's, with its max, and a V2 deflate histogram.
+    let rows = interval_rows(&s.path("pc-host.db"), run_id);
+    let intervals = &lines[3..];
+    assert_eq!(
+        intervals.len(),
+        rows.len(),
+        "one log line per run_intervals row:\n{text}\n{rows:?}"
+    );
+    let mut previous_end = 0.0;
+    for (line, row) in intervals.iter().zip(&rows) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 4, "start,length,max,histogram: {line}");
+        let num = |i: usize| -> f64 {
+            fields[i]
+                .parse()
+                .unwrap_or_else(|e| panic!("field {i} is not a number ({e}): {line}"))
+        };
+        let (start, length, max) = (num(0), num(1), num(2));
+        // The log writes 3 decimals: 1.5 ms of slack is rounding, not timing.
+        assert!(
+            (start - previous_end).abs() < 0.0015,
+            "starts where the previous ended ({previous_end}): {line}"
+        );
+        assert!(
+            (start + length - row.t_s).abs() < 0.0015,
+            "ends at the row's t_s {}: {line}",
+            row.t_s
+        );
+        previous_end = row.t_s;
+        assert_eq!(
+            max,
+            row.max.unwrap_or(0) as f64,
+            "the interval's max is the row's latency_max_ns: {line}\n{row:?}"
+        );
+        assert!(
+            fields[3].starts_with("HISTF"),
+            "a V2 compressed histogram: {line}"
+        );
+        let bytes = base64(fields[3]);
+        assert!(bytes.len() > 8, "{line}");
+        let cookie = u32::from_be_bytes(bytes[0..4].try_into().unwrap());
+        assert_eq!(cookie, V2_DEFLATE_COOKIE, "{line}");
+        let len = u32::from_be_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        assert_eq!(len, bytes.len() - 8, "compressed length: {line}");
+        assert_eq!(bytes[8] & 0x0f, 8, "a zlib (deflate) stream: {line}");
+    }
+    assert!(
+        (previous_end - v["elapsed_s"].as_f64().unwrap()).abs() < 1e-9,
+        "the log runs to the end of the run: {v}"
+    );
+    // Every message measured was settled in one of the intervals.
+    assert_eq!(
+        v["latency_ns"]["count"].as_i64(),
+        Some(rows.iter().map(|r| r.stored).sum()),
+        "{v}"
+    );
+    // And the log read back by HdrHistogram's own reader holds every one of them.
+    let mut total = 0u64;
+    let mut deserializer = hdrhistogram::serialization::Deserializer::new();
+    for entry in
+        hdrhistogram::serialization::interval_log::IntervalLogIterator::new(text.as_bytes())
+    {
+        let hdrhistogram::serialization::interval_log::LogEntry::Interval(h) =
+            entry.expect("a well-formed interval log")
+        else {
+            continue;
+        };
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            h.encoded_histogram(),
+        )
+        .expect("base64");
+        let hist: hdrhistogram::Histogram<u64> = deserializer
+            .deserialize(&mut bytes.as_slice())
+            .expect("a V2 histogram");
+        total += hist.len();
+    }
+    assert_eq!(Some(total), v["latency_ns"]["count"].as_u64(), "{v}");
+}
+
+#[test]
+fn bad_metrics_addr_and_latency_log_are_one_line_errors_with_exit_2() {
+    let s = Scratch::new("metrics-bad-flags");
+    let db = s.path("pc-host.db");
+    let quick = ["--messages", "10", "--output", "json"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        quick
+            .iter()
+            .chain(extra)
+            .map(|a| (*a).to_string())
+            .collect()
+    };
+    let run_with = |extra: &[&str]| {
+        let args = with(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(s.dir(), &args)
+    };
+
+    let out = run_with(&["--metrics-addr", "nonsense"]);
+    assert_one_line_error(&out, 2, "nonsense");
+    assert!(out.stderr.contains("--metrics-addr"), "{}", out.stderr);
+    assert!(!db.exists(), "no database for a bad --metrics-addr");
+
+    let taken = TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let port = taken.local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = run_with(&["--metrics-addr", &addr]);
+    assert_one_line_error(&out, 2, &addr);
+    assert!(out.stderr.contains("--metrics-addr"), "{}", out.stderr);
+    assert!(!db.exists(), "no database for a port in use");
+    drop(taken);
+
+    let foreign = s.path("notes.txt");
+    let notes = b"my own notes\nnot a latency log\n";
+    std::fs::write(&foreign, notes).unwrap();
+    let out = run_with(&["--latency-log", "notes.txt"]);
+    assert_one_line_error(&out, 2, "--latency-log");
+    assert!(out.stderr.contains("notes.txt"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        notes,
+        "a foreign file is left as it was"
+    );
+    assert!(!db.exists(), "no database for a foreign --latency-log");
+
+    let out = run_with(&["--latency-log", "missing/dir/x.hlog"]);
+    assert_one_line_error(&out, 2, "--latency-log");
+    assert!(out.stderr.contains("missing/dir"), "{}", out.stderr);
+    assert!(!s.path("missing").exists(), "no directory created");
+    assert!(!db.exists(), "no database for a missing directory");
+}

@@ -1,0 +1,245 @@
+//! `pc-host plot`: the SVG it draws from the intervals a real run recorded (parsed, its title,
+//! legend and one line per series with a point per interval), and its refusals: a missing or
+//! foreign database, a run without intervals, a missing output directory and an output file
+//! that plot did not write (left unchanged).
+
+mod common;
+
+use std::path::Path;
+
+use common::{Out, Scratch, assert_one_line_error, run};
+use rusqlite::Connection;
+
+/// The first line of every file plot writes.
+const MARKER: &str = "<!-- pc-host plot -->";
+/// The legend's names, throughput then latency, with the `run_intervals` column each draws
+/// (`None`: a rate, one per interval).
+const SERIES: [(&str, Option<&str>); 5] = [
+    ("produced/s", None),
+    ("stored/s", None),
+    ("p50", Some("latency_p50_ns")),
+    ("p99", Some("latency_p99_ns")),
+    ("max", Some("latency_max_ns")),
+];
+
+/// A one-second generator run into `t.db` that records an interval every 0.1 s.
+fn record_run(s: &Scratch) {
+    let args = [
+        "--db",
+        "t.db",
+        "--duration",
+        "1",
+        "--rps",
+        "1000",
+        "--report-interval",
+        "0.1",
+    ];
+    let out = run(s.dir(), &args);
+    assert_eq!(out.code, Some(0), "pc-host run failed:\n{}", out.stderr);
+}
+
+/// How many of `run`'s interval rows have a value in `column` (`None`: all of them).
+fn intervals(db: &Path, run: i64, column: Option<&str>) -> usize {
+    let conn = Connection::open(db).expect("open db");
+    let filter = column.map_or(String::new(), |c| format!(" AND {c} IS NOT NULL"));
+    let sql = format!("SELECT COUNT(*) FROM run_intervals WHERE run_id = ?1{filter}");
+    let n: i64 = conn.query_row(&sql, [run], |r| r.get(0)).expect("count");
+    usize::try_from(n).unwrap()
+}
+
+fn plot(s: &Scratch, args: &[&str]) -> Out {
+    run(s.dir(), &[&["plot", "--db", "t.db"], args].concat())
+}
+
+/// A `<polyline>`: its colour and points.
+#[derive(Debug)]
+struct Line {
+    stroke: String,
+    points: Vec<(f64, f64)>,
+}
+
+/// What a drawing shows: its texts (x, y, content) and lines, and the colours of its dots.
+#[derive(Debug)]
+struct Drawing {
+    texts: Vec<(f64, f64, String)>,
+    lines: Vec<Line>,
+    dots: Vec<String>,
+}
+
+/// Parses an SVG document, failing the test if it is not well-formed.
+fn parse(svg: &str) -> Drawing {
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("not XML: {e}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let num = |n: &roxmltree::Node, a: &str| n.attribute(a).unwrap().parse::<f64>().unwrap();
+    let mut d = Drawing {
+        texts: vec![],
+        lines: vec![],
+        dots: vec![],
+    };
+    for n in doc.descendants().filter(roxmltree::Node::is_element) {
+        match n.tag_name().name() {
+            "text" => d
+                .texts
+                .push((num(&n, "x"), num(&n, "y"), n.text().unwrap().trim().into())),
+            "polyline" => d.lines.push(Line {
+                stroke: n.attribute("stroke").unwrap().into(),
+                points: points(n.attribute("points").unwrap()),
+            }),
+            "circle" => d.dots.push(n.attribute("fill").unwrap_or("none").into()),
+            _ => {}
+        }
+    }
+    d
+}
+
+fn points(list: &str) -> Vec<(f64, f64)> {
+    let coord = |c: &str| c.parse::<f64>().unwrap();
+    list.split_whitespace()
+        .map(|p| {
+            p.split_once(',')
+                .map(|(x, y)| (coord(x), coord(y)))
+                .unwrap()
+        })
+        .collect()
+}
+
+impl Drawing {
+    /// The index of the legend's sample line for `name`: the short horizontal line just left
+    /// of the label, at its height.
+    fn legend_line(&self, name: &str) -> usize {
+        let (x, y, _) = self
+            .texts
+            .iter()
+            .find(|t| t.2 == name)
+            .unwrap_or_else(|| panic!("no legend text {name:?} in {:?}", self.texts));
+        let beside = |l: &Line| match l.points[..] {
+            [(x0, y0), (x1, y1)] => {
+                y0 == y1 && x1 <= *x && x1 > x - 20.0 && x0 < x1 && (y0 - y).abs() < 1.0
+            }
+            _ => false,
+        };
+        let found: Vec<usize> = (0..self.lines.len())
+            .filter(|&i| beside(&self.lines[i]))
+            .collect();
+        assert_eq!(found.len(), 1, "legend lines for {name:?}: {found:?}");
+        found[0]
+    }
+
+    /// The points drawn for the series `name`: its lines (in the legend's colour, the legend's
+    /// own sample left out) and its dots.
+    fn series_points(&self, name: &str) -> usize {
+        let legend = self.legend_line(name);
+        let colour = &self.lines[legend].stroke;
+        let on_lines: usize = (0..self.lines.len())
+            .filter(|&i| i != legend && self.lines[i].stroke == *colour)
+            .map(|i| self.lines[i].points.len())
+            .sum();
+        on_lines + self.dots.iter().filter(|&d| d == colour).count()
+    }
+}
+
+/// Asserts `file` is a plot of `run` of `t.db`: marked, parsed, titled, every series in the
+/// legend and drawn with one point per interval that has its value.
+fn assert_plot_of(s: &Scratch, file: &str, run: i64) {
+    let svg = std::fs::read_to_string(s.path(file)).expect("read the plot");
+    assert!(
+        svg.starts_with(MARKER),
+        "no marker first: {}",
+        &svg[..80.min(svg.len())]
+    );
+    let d = parse(&svg);
+    let title = format!("pc-host run {run} of t.db");
+    assert!(
+        d.texts.iter().any(|t| t.2 == title),
+        "no title {title:?} in {:?}",
+        d.texts
+    );
+    let db = s.path("t.db");
+    for (name, column) in SERIES {
+        let want = intervals(&db, run, column);
+        assert!(want > 0, "{name}: the run has no interval with a value");
+        assert_eq!(
+            d.series_points(name),
+            want,
+            "{name}: points drawn in {file}"
+        );
+    }
+}
+
+#[test]
+fn plot_draws_every_interval_of_the_chosen_run_with_title_and_legend() {
+    let s = Scratch::new("plot-draws");
+    record_run(&s);
+    record_run(&s);
+    assert!(
+        intervals(&s.path("t.db"), 1, None) > 0,
+        "pc-host recorded no intervals"
+    );
+
+    let out = plot(&s, &["-o", "last.svg"]);
+    assert_eq!(out.code, Some(0), "plot failed:\n{}", out.stderr);
+    assert_plot_of(&s, "last.svg", 2);
+
+    let out = plot(&s, &["--run", "1", "-o", "first.svg"]);
+    assert_eq!(out.code, Some(0), "plot --run 1 failed:\n{}", out.stderr);
+    assert_plot_of(&s, "first.svg", 1);
+}
+
+#[test]
+fn plot_replaces_its_own_output_but_leaves_any_other_file_unchanged() {
+    let s = Scratch::new("plot-replace");
+    record_run(&s);
+    for _ in 0..2 {
+        let out = plot(&s, &["-o", "p.svg"]);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "plot into its own file failed:\n{}",
+            out.stderr
+        );
+        assert_plot_of(&s, "p.svg", 1);
+    }
+    // Marked, but not on the first line; empty; the database itself.
+    let drawing = "<svg xmlns=\"http://www.w3.org/2000/svg\"><!-- pc-host plot --></svg>\n";
+    std::fs::write(s.path("drawing.svg"), drawing).unwrap();
+    std::fs::write(s.path("empty.svg"), "").unwrap();
+    for file in ["drawing.svg", "empty.svg", "t.db"] {
+        let before = std::fs::read(s.path(file)).unwrap();
+        let out = plot(&s, &["-o", file]);
+        assert_one_line_error(&out, 2, "was not written by pc-host plot");
+        assert_eq!(
+            std::fs::read(s.path(file)).unwrap(),
+            before,
+            "{file} was changed"
+        );
+    }
+}
+
+#[test]
+fn a_missing_or_foreign_database_is_a_one_line_error_and_writes_nothing() {
+    let s = Scratch::new("plot-db");
+    let out = run(s.dir(), &["plot", "--db", "none.db", "-o", "p.svg"]);
+    assert_one_line_error(&out, 1, "no database file at none.db");
+    std::fs::write(s.path("notes.txt"), "not a database\n").unwrap();
+    let out = run(s.dir(), &["plot", "--db", "notes.txt", "-o", "p.svg"]);
+    assert_one_line_error(&out, 1, "notes.txt is not an SQLite database");
+    assert!(!s.path("p.svg").exists(), "a plot was written");
+}
+
+#[test]
+fn a_run_without_intervals_is_a_one_line_error_naming_it() {
+    let s = Scratch::new("plot-run");
+    record_run(&s);
+    let out = plot(&s, &["--run", "99", "-o", "p.svg"]);
+    assert_one_line_error(&out, 2, "run 99 has no interval rows in t.db");
+    assert!(!s.path("p.svg").exists(), "a plot was written");
+}
+
+#[test]
+fn a_missing_output_directory_is_a_one_line_error_with_exit_2() {
+    let s = Scratch::new("plot-dir");
+    record_run(&s);
+    let out = plot(&s, &["-o", "no/such/dir/p.svg"]);
+    assert_one_line_error(&out, 2, "directory no/such/dir does not exist");
+    assert!(!s.path("no").exists(), "the directory was created");
+}
