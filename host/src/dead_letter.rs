@@ -25,6 +25,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::message::Record;
+use crate::paths::{same_place, writable};
 
 /// The key that marks a line as a pc-host dead-letter entry, and the entry format's version.
 pub const MARK: &str = "pc_dead_letter";
@@ -75,17 +76,14 @@ impl DeadLetters {
     /// pc-host dead-letter file, or it is one of `taken` (the database, an input).
     pub fn check(path: &Path, taken: &[PathBuf]) -> Result<bool, String> {
         let shown = path.display();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = crate::paths::dir_of(path);
         if !dir.is_dir() {
             return Err(format!(
                 "--dead-letter {shown}: directory {} does not exist",
                 dir.display()
             ));
         }
-        if !writable(&dir) {
+        if !writable(dir) {
             return Err(format!(
                 "--dead-letter {shown}: directory {} is not writable",
                 dir.display()
@@ -210,31 +208,65 @@ impl DeadLetters {
         }
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         if file.is_none() {
-            let mut open = OpenOptions::new();
-            open.append(true);
-            if !self.existed {
-                open.create_new(true);
-            }
-            *file = Some(open.open(&self.path)?);
+            *file = Some(self.open()?);
         }
         let f = file.as_mut().expect("opened above");
-        f.write_all(&text)?;
-        f.sync_data()
+        let before = f.metadata()?.len();
+        let written = f.write_all(&text).and_then(|()| f.sync_data());
+        if written.is_err() {
+            // No partial entry may stay: the next one would be glued to it.
+            let _ = f.set_len(before).and_then(|()| f.sync_data());
+            if before == 0 && !self.existed {
+                // An empty file would be refused by the next run as not a dead-letter file.
+                let _ = std::fs::remove_file(&self.path);
+                *file = None;
+            }
+        }
+        written
+    }
+
+    /// Opens the file to append: a new file (its directory synced, so that it survives a
+    /// crash with the entries in it), or the existing one, cut back to its last complete entry
+    /// if a crash left half of one.
+    fn open(&self) -> std::io::Result<File> {
+        if !self.existed {
+            let f = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(&self.path)?;
+            File::open(crate::paths::dir_of(&self.path))?.sync_all()?;
+            return Ok(f);
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
+        let complete = complete_len(&f)?;
+        if complete < f.metadata()?.len() {
+            f.set_len(complete)?;
+        }
+        Ok(f)
     }
 }
 
-/// Whether two paths name the same place (existing or not): the same directory, canonically,
-/// and the same file name; or the same file through links.
-fn same_place(a: &Path, b: &Path) -> bool {
-    fn place(p: &Path) -> Option<PathBuf> {
-        let dir = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        Some(dir.canonicalize().ok()?.join(p.file_name()?))
+/// The length of `f` up to and including its last line end.
+fn complete_len(f: &File) -> std::io::Result<u64> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut r = f;
+    let len = f.metadata()?.len();
+    let mut end = len;
+    let mut buf = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        r.seek(SeekFrom::Start(start))?;
+        r.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
     }
-    let linked = matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
-    linked || place(a).is_some_and(|x| place(b) == Some(x))
+    Ok(0)
 }
 
 /// Whether `path`'s first line is a pc-host dead-letter entry.
@@ -255,16 +287,6 @@ pub fn is_dead_letter_file(path: &Path) -> bool {
     serde_json::from_slice::<Value>(&first)
         .ok()
         .is_some_and(|v| v.get(MARK).is_some())
-}
-
-/// Whether this process may write to `path` (`access(2)`, which also sees a read-only mount).
-fn writable(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt as _;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 #[cfg(test)]
@@ -310,6 +332,33 @@ mod tests {
         assert_eq!(lines[0]["source"]["line"], 10);
         assert_eq!(lines[1]["record"], Value::Null);
         assert_eq!(lines[1]["record_base64"], "/wA=");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn half_an_entry_left_by_a_crash_is_cut_before_the_next_is_appended() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-half-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let first = DeadLetters::new(&path, false, 1);
+        first
+            .write(&[first.record_entry(&record("one"), false, Reason::Refused, "x")])
+            .unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"pc_dead_letter":1,"rec"#).unwrap();
+        drop(f);
+        let second = DeadLetters::new(&path, DeadLetters::check(&path, &[]).unwrap(), 2);
+        second
+            .write(&[second.record_entry(&record("two"), false, Reason::Refused, "x")])
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let records: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("every line a whole entry"))
+            .map(|v| v["record"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(records, ["one", "two"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

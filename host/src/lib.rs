@@ -14,6 +14,7 @@ pub mod dead_letter;
 pub mod flow;
 pub mod message;
 pub mod observe;
+pub mod paths;
 pub mod plot;
 pub mod position;
 pub mod report;

@@ -1,7 +1,7 @@
 //! pc-host: parse, validate, run, print. Nothing else: the rest is the `pc_host` library.
 //!
 //! Exit status: 0 when every accepted record is in the database (or `verify` found no
-//! problem); 1 on a MISMATCH, a failed run or a database that cannot be used; 2 on bad flags,
+//! problem); 1 on a MISMATCH or FAILED run or a database that cannot be used; 2 on bad flags,
 //! environment, config file or inputs; 130/143 on a second SIGINT/SIGTERM.
 
 use std::io::Write as _;
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(pc_host::telemetry::progress::Stderr)
         .without_time()
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -74,6 +74,11 @@ fn main() -> ExitCode {
         }
         None => None,
     };
+    // Started before the sink is opened: a profiler that cannot start touches nothing.
+    let profile = match cfg.profile.as_deref().map(Profile::start).transpose() {
+        Ok(p) => p,
+        Err(e) => return fail(&anyhow::anyhow!(e), 1),
+    };
     let prepared = match run::prepare(&cfg) {
         Ok(p) => p,
         Err(PrepareError::Input(e)) => return fail(&anyhow::anyhow!(e), 2),
@@ -81,10 +86,6 @@ fn main() -> ExitCode {
     };
     let _ = writeln!(std::io::stderr(), "{}", run::header(&cfg, &prepared));
     let run_id = prepared.run_id;
-    let profile = match cfg.profile.as_deref().map(Profile::start).transpose() {
-        Ok(p) => p,
-        Err(e) => return fail(&anyhow::anyhow!(e), 1),
-    };
     let summary = run::run(&cfg, prepared, (&tx, &rx), live.as_deref());
     if let Some(profile) = profile {
         match profile.finish(run_id) {
@@ -110,7 +111,7 @@ fn main() -> ExitCode {
             let _ = writeln!(
                 std::io::stderr(),
                 "pc-host: stdout was closed before the summary was written (result: {})",
-                if summary.ok() { "OK" } else { "MISMATCH" }
+                summary.result()
             );
         } else {
             return fail(

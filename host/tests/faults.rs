@@ -714,3 +714,92 @@ fn exhausted_retries_dead_letter_generated_messages_and_exit_1() {
     assert!(!out.stdout.contains("dead-lettered"), "{}", out.stdout);
     assert_eq!(integrity_check(&s.path("pc-host.db")), "ok");
 }
+
+/// A generated run whose refused records were dead-lettered is OK, and `verify` agrees: the
+/// seqs it misses are exactly the ones the run dead-lettered (it reported them missing).
+#[test]
+fn verify_accepts_a_generated_run_missing_exactly_its_dead_letters() {
+    let s = Scratch::new("faults-dead-gaps");
+    poisoned_db(s.dir(), "g.db");
+    let conn = rusqlite::Connection::open(s.path("g.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER odd_refused BEFORE INSERT ON messages
+         WHEN NEW.seq % 2 = 1 AND NEW.run_id > 1
+         BEGIN SELECT RAISE(ABORT, 'odd seq refused'); END",
+    )
+    .unwrap();
+    drop(conn);
+    let out = common::run(
+        s.dir(),
+        &[
+            "--db",
+            "g.db",
+            "--producers",
+            "2",
+            "--messages",
+            "200",
+            "--rps",
+            "0",
+            "--dead-letter",
+            "dl.jsonl",
+            "--output",
+            "json",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = common::json(&out);
+    assert_eq!((u(&v, "stored"), u(&v, "dead_lettered")), (100, 100), "{v}");
+    let verify = common::run(s.dir(), &["verify", "--db", "g.db"]);
+    assert_eq!(verify.code, Some(0), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("(100 dead-lettered)"),
+        "{}",
+        verify.stdout
+    );
+}
+
+/// After production ends, a drain held up by a retry keeps reporting (progress lines marked
+/// RETRYING go on past the deadline) and a signal is answered at once, not met with silence.
+#[test]
+fn a_drain_held_up_by_a_retry_keeps_reporting_and_answers_a_signal() {
+    let s = Scratch::new("drain-reports");
+    let mut r = Running::start(
+        &s,
+        &[
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--rps",
+            "1000",
+            "--duration",
+            "1",
+            "--report-interval",
+            "0.05",
+            "--busy-timeout-ms",
+            "100",
+            "--retry-for",
+            "60",
+            "--output",
+            "json",
+        ],
+    );
+    r.err.wait_stored_at_least(1);
+    let holder = hold_write_lock(&s.path("pc-host.db"));
+    r.err
+        .wait("a progress line after the deadline, marked RETRYING", |l| {
+            l.contains("| RETRYING: ") && common::time_of(l).is_some_and(|t| t > 1.2)
+        });
+    common::signal(&r.child, libc::SIGINT);
+    r.err.wait("the signal answered during the drain", |l| {
+        l.contains("SIGINT: already stopping")
+    });
+    holder.execute_batch("ROLLBACK").unwrap();
+    let out = common::finish(r);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
+}

@@ -250,20 +250,20 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         ));
     }
     let retry = l.pick("retry_for", a.retry_for);
-    let retry_for = secs(&retry, false)?;
-    if retry_for > MAX_RETRY {
+    if retry.value.is_finite() && retry.value > MAX_RETRY.as_secs_f64() {
         return err(format!(
             "{} is too long: at most {} s (one day)",
             retry.show(),
             MAX_RETRY.as_secs()
         ));
     }
+    let retry_for = secs(&retry, false)?;
     let dead_letter = l
         .pick_set("dead_letter", a.dead_letter.clone())
         .map(|p| p.value);
     let metrics_addr = match l.pick_set("metrics_addr", a.metrics_addr.as_deref()) {
         Some(p) => Some(
-            crate::observe::http::parse_addr(p.value)
+            url::parse_addr(p.value)
                 .map_err(|why| ConfigError(format!("{}: {why}", l.from("metrics_addr"))))?,
         ),
         None => None,

@@ -2,6 +2,7 @@
 //! are opened later, still before any thread starts.
 
 use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 
 /// How a line becomes a record.
@@ -130,6 +131,23 @@ impl fmt::Display for SinkSpec {
             Self::Postgres(u) | Self::Mysql(u) => f.write_str(&u.shown),
         }
     }
+}
+
+/// Where the server listens, as given (`HOST:PORT`, or `PORT` alone for loopback).
+///
+/// # Errors
+/// One line: not an address, or nothing to resolve it to.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    let with_host = if text.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{text}")
+    } else {
+        text.to_string()
+    };
+    with_host
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}` is not a HOST:PORT address ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
 }
 
 /// Parses one `--source` URL; the error is the reason, for the caller to prefix.

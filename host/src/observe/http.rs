@@ -5,29 +5,12 @@
 //!   retrying or has failed;
 //! - `GET /ready`: 200 once the sink is open and the run's threads are running, else 503.
 
-use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tiny_http::{Header, Request, Response, Server};
 
 use super::metrics::Live;
-
-/// Where the server listens, as given (`HOST:PORT`, or `PORT` alone for loopback).
-///
-/// # Errors
-/// One line: not an address, or nothing to resolve it to.
-pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    let with_host = if text.parse::<u16>().is_ok() {
-        format!("127.0.0.1:{text}")
-    } else {
-        text.to_string()
-    };
-    with_host
-        .to_socket_addrs()
-        .map_err(|e| format!("`{text}` is not a HOST:PORT address ({e})"))?
-        .next()
-        .ok_or_else(|| format!("`{text}` resolves to no address"))
-}
 
 /// Binds `addr` and serves `live` from a thread of its own, for as long as the process runs.
 /// Returns the address bound (with the port chosen when `addr` asked for port 0).

@@ -37,48 +37,44 @@ impl LatencyLog {
     ///
     /// # Errors
     /// One line: a missing directory, or an existing file that is not a pc-host latency log.
-    pub fn check(path: &Path) -> Result<(), String> {
-        let shown = path.display();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(format!(
-                "--latency-log {shown}: directory {} does not exist",
-                dir.display()
-            ));
-        }
-        if path.exists() && !is_latency_log(path) {
-            return Err(format!(
-                "--latency-log {shown} exists and is not a pc-host latency log; pc-host will not \
-                 write to it: use another path"
-            ));
-        }
-        Ok(())
+    /// `taken`: the paths the run uses for something else.
+    pub fn check(path: &Path, taken: &[PathBuf]) -> Result<(), String> {
+        super::own_file::check(
+            ("--latency-log", path),
+            "pc-host latency log",
+            taken,
+            is_latency_log,
+        )
     }
 
-    /// Creates (or rewrites) the log and writes its header.
+    /// Creates (or rewrites) the log, before the run is recorded anywhere.
     ///
     /// # Errors
-    /// The file cannot be created or written.
-    pub fn create(path: &Path, run_id: i64, start: SystemTime) -> std::io::Result<Self> {
-        let mut file = OpenOptions::new()
+    /// The file cannot be created.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(path)?;
-        writeln!(file, "{MARK}: run {run_id}, values in nanoseconds")?;
-        let mut serializer = V2DeflateSerializer::new();
-        IntervalLogWriterBuilder::new()
-            .with_start_time(start)
-            .with_base_time(start)
-            .begin_log_with(&mut file, &mut serializer)?;
         Ok(Self {
             file,
             path: path.to_path_buf(),
-            serializer,
+            serializer: V2DeflateSerializer::new(),
         })
+    }
+
+    /// Writes the header: the mark, the run, the start time.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn start(&mut self, run_id: i64, start: SystemTime) -> std::io::Result<()> {
+        writeln!(self.file, "{MARK}: run {run_id}, values in nanoseconds")?;
+        IntervalLogWriterBuilder::new()
+            .with_start_time(start)
+            .with_base_time(start)
+            .begin_log_with(&mut self.file, &mut self.serializer)?;
+        Ok(())
     }
 
     /// Appends one interval: `h` recorded from `start_s` seconds into the run, for `len_s`.

@@ -51,7 +51,8 @@ pub struct RunView {
 #[derive(Debug, Default)]
 pub struct Live {
     run: Mutex<Option<RunView>>,
-    /// The sink is open and the run's threads are running.
+    /// The sink is open and the run's threads are running. `Relaxed`: `/ready` reads only
+    /// this flag; the run's view is published under the `run` mutex.
     ready: AtomicBool,
 }
 

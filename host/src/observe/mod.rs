@@ -5,6 +5,7 @@
 pub mod http;
 pub mod latency_log;
 pub mod metrics;
+pub mod own_file;
 pub mod profile;
 
 pub use metrics::{Live, RunView};

@@ -33,25 +33,9 @@ impl Profile {
     ///
     /// # Errors
     /// One line: a missing directory, or an existing file that is not a pc-host profile.
-    pub fn check(path: &Path) -> Result<(), String> {
-        let shown = path.display();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(format!(
-                "--profile {shown}: directory {} does not exist",
-                dir.display()
-            ));
-        }
-        if path.exists() && !is_profile(path) {
-            return Err(format!(
-                "--profile {shown} exists and is not a pc-host profile; pc-host will not write \
-                 to it: use another path"
-            ));
-        }
-        Ok(())
+    /// `taken`: the paths the run uses for something else.
+    pub fn check(path: &Path, taken: &[PathBuf]) -> Result<(), String> {
+        super::own_file::check(("--profile", path), "pc-host profile", taken, is_profile)
     }
 
     /// Starts sampling.
@@ -82,6 +66,11 @@ impl Profile {
             .build()
             .map_err(|e| format!("--profile {shown}: {e}"))?;
         drop(self.guard);
+        if report.data.is_empty() {
+            return Err(format!(
+                "--profile {shown}: the run was too short to take a sample; nothing written"
+            ));
+        }
         let file = File::create(&self.path).map_err(|e| format!("--profile {shown}: {e}"))?;
         let mut options = pprof::flamegraph::Options::default();
         options.title = format!("{TITLE}: run {run_id}");

@@ -61,9 +61,32 @@ pub fn header(
         cfg.batch_wait.as_secs_f64() * 1000.0,
         cfg.warmup.as_secs_f64(),
     );
+    s.push_str("\n  ");
+    s.push_str(&failures(cfg));
     for input in inputs {
         s.push_str("\n  ");
         s.push_str(&start_line(input));
+    }
+    s
+}
+
+/// "on failure: retry for 60 s, then dead letters to dl.jsonl; latency log lat.hlog": what
+/// the run does when the sink fails, and the files it writes besides the sink.
+fn failures(cfg: &Config) -> String {
+    let retry = match cfg.retry_for.as_secs_f64() {
+        0.0 => "no retries".to_string(),
+        s => format!("retry for up to {s} s"),
+    };
+    let dead = match &cfg.dead_letter {
+        Some(p) => format!("dead letters to {}", p.display()),
+        None => "no dead-letter file".to_string(),
+    };
+    let mut s = format!("on sink failure: {retry}, then stop; {dead}");
+    if let Some(p) = &cfg.latency_log {
+        s.push_str(&format!("; latency log {}", p.display()));
+    }
+    if let Some(p) = &cfg.profile {
+        s.push_str(&format!("; profile {}", p.display()));
     }
     s
 }

@@ -127,6 +127,20 @@ impl Summary {
             && self.consumed == self.stored + self.dead_lettered
     }
 
+    /// OK; FAILED when something failed but every record is accounted for (stored,
+    /// dead-lettered or counted as not stored); MISMATCH when the counts disagree.
+    pub fn result(&self) -> &'static str {
+        if self.ok() {
+            "OK"
+        } else if self.produced == self.consumed
+            && self.produced == self.stored + self.dead_lettered + self.not_stored
+        {
+            "FAILED"
+        } else {
+            "MISMATCH"
+        }
+    }
+
     fn per_s(&self, n: u64) -> f64 {
         if self.elapsed_s > 0.0 {
             n as f64 / self.elapsed_s
@@ -159,7 +173,7 @@ impl Summary {
     /// The human-readable summary (for stdout).
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let result = if self.ok() { "OK" } else { "MISMATCH" };
+        let result = self.result();
         let _ = writeln!(s, "pc-host summary: run {} in {}", self.run_id, self.db);
         if let Some(ingest) = &self.ingest {
             let _ = writeln!(
@@ -324,6 +338,7 @@ impl Summary {
             "not_stored_rereadable": self.rereadable,
             "retries": self.retries,
             "ok": self.ok(),
+            "result": self.result(),
             "error": self.error,
             "stop_reason": self.stop_reason.as_str(),
             "elapsed_s": self.elapsed_s,

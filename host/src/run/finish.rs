@@ -24,8 +24,8 @@ pub struct Outcome {
     pub drained: u64,
     /// Inputs met while following (rotations).
     pub moved_to: Vec<InputStart>,
-    /// Positions to commit once everything is (see `source::lines::Ended::settle`).
-    pub settle: Vec<Resume>,
+    /// Positions to commit once everything is (see `source::lines::Ended::final_position`).
+    pub final_positions: Vec<Resume>,
     /// Writes tried again after a retryable failure.
     pub retries: u64,
 }
@@ -55,12 +55,13 @@ pub fn summary(
 ) -> Summary {
     let (cfg, stats) = (d.cfg, d.stats);
     warn_rejects(cfg, &starts, stats);
-    let (stored, flushed, mut errors) = finish(&d, writer, out.errors, out.settle);
+    let (stored, flushed, mut errors) = finish(&d, writer, out.errors, out.final_positions);
     let (produced, dead_lettered, not_stored) =
         (stats.produced(), stats.dead_lettered(), stats.not_stored());
     if stored + dead_lettered + not_stored != produced {
         errors.push(format!(
-            "accounting: produced {produced} != stored {stored} + dead-lettered {dead_lettered}              + not stored {not_stored}"
+            "accounting: produced {produced} != stored {stored} + dead-lettered {dead_lettered} \
+             + not stored {not_stored}"
         ));
     }
     let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
@@ -102,14 +103,14 @@ pub fn summary(
     }
 }
 
-/// The end of a run in the sink: settle positions, flush (SQLite: final checkpoint), count
+/// The end of a run in the sink: commit the final positions, flush (SQLite: final checkpoint), count
 /// back, record the run's end. Returns the stored count, whether the flush succeeded (`None`:
 /// nothing to flush), and the run's errors, with any from here added.
 fn finish(
     d: &Done<'_>,
     writer: &mut AnySink,
     mut errors: Vec<String>,
-    settle: Vec<Resume>,
+    final_positions: Vec<Resume>,
 ) -> (u64, Option<bool>, Vec<String>) {
     let Done {
         cfg,
@@ -125,8 +126,8 @@ fn finish(
     // Every record is committed only if nothing failed; then the inputs' last positions
     // (rejected lines after the last stored one) can be committed too.
     if errors.is_empty() {
-        for to in settle {
-            if let Err(e) = writer.settle(to) {
+        for to in final_positions {
+            if let Err(e) = writer.commit_position(to) {
                 errors.push(format!("{e:#}"));
             }
         }

@@ -23,6 +23,8 @@ pub struct Reporter {
     display: Display,
     /// The first failure to keep rows or the log: said once, then the run goes on.
     warned: bool,
+    /// The run is over (what fails now is said without "the run goes on").
+    ended: bool,
 }
 
 impl Reporter {
@@ -33,6 +35,7 @@ impl Reporter {
             latency_log,
             display,
             warned: false,
+            ended: false,
         }
     }
 
@@ -64,6 +67,7 @@ impl Reporter {
     /// The last interval (up to the end of the drain), and every row not written yet, through
     /// `writer` (the consumers are done).
     pub fn finish(&mut self, t_s: f64, stats: &Stats, writer: &mut AnySink) {
+        self.ended = true;
         let interval = self.intervals.tick(t_s, stats, 0);
         if let Display::Bar(..) = self.display {
             self.display.show(&interval, stats, 0, None);
@@ -107,7 +111,8 @@ impl Reporter {
     fn warn(&mut self, what: &str) {
         if !self.warned {
             self.warned = true;
-            tracing::warn!("{what} (the run goes on)");
+            let goes_on = if self.ended { "" } else { " (the run goes on)" };
+            tracing::warn!("{what}{goes_on}");
         }
     }
 }

@@ -13,6 +13,7 @@ mod watch;
 
 pub use prepare::{PrepareError, Prepared, prepare};
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -50,6 +51,8 @@ pub enum Event {
     SourceDone,
     /// A consumer or source failed: the run stops.
     Failed,
+    /// A consumer thread ended (however it ended).
+    ConsumerDone,
 }
 
 /// The header (stderr): the effective configuration.
@@ -195,19 +198,20 @@ pub fn run(
                 db: cfg.sqlite_path().map(Into::into),
             });
         }
+        let watch = watch::Watch {
+            cfg,
+            clock: &clock,
+            start,
+            deadline,
+            events: rx,
+            sources: generators.len() + readers.len(),
+            stats: &shared.stats,
+            ring: &ring,
+            sink: &shared.sink,
+            consumers_done: Cell::new(0),
+        };
         let reason = if out.errors.is_empty() {
-            watch::Watch {
-                cfg,
-                clock: &clock,
-                start,
-                deadline,
-                events: rx,
-                sources: generators.len() + readers.len(),
-                stats: &shared.stats,
-                ring: &ring,
-                sink: &shared.sink,
-            }
-            .wait(&mut reporter)
+            watch.wait(&mut reporter)
         } else {
             StopReason::Error
         };
@@ -224,6 +228,7 @@ pub fn run(
         join_sources(generators, readers, &mut out);
         out.sources_stopped = clock.now();
         ring.close();
+        watch.drain(&mut reporter, consumers.len());
         join_consumers(consumers, &mut out.errors);
         checkpoint_stop.stop();
         if let Some(handle) = checkpoints
@@ -287,6 +292,7 @@ fn spawn_consumers<'scope>(
                 gate: (!sh.cfg.generated()).then_some(&sh.gate),
                 on_sink_failure: &stop_run,
             };
+            let _done = OnDrop(Some(|| drop(sh.events.send(Event::ConsumerDone))));
             // Only a panic leaves it armed.
             let mut panicked = OnDrop(Some(|| {
                 sh.cx.ring.close();
@@ -378,7 +384,7 @@ fn join_sources(
         match handle.join() {
             Ok(Ok(ended)) => {
                 out.moved_to.extend(ended.moved_to);
-                out.settle.extend(ended.settle);
+                out.final_positions.extend(ended.final_position);
             }
             Ok(Err(e)) => out.errors.push(format!("{e:#}")),
             Err(_) => out.errors.push("a source thread panicked".into()),

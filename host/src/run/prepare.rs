@@ -14,11 +14,12 @@ use crate::dead_letter::DeadLetters;
 use crate::message::Record;
 use crate::observe::latency_log::LatencyLog;
 use crate::observe::profile::Profile;
+use crate::paths::sibling;
 use crate::position::InputStart;
 use crate::sink::sqlite::checkpoint::Checkpointer;
 use crate::sink::{self, AnySink, RunStart, Sink as _};
 use crate::source::input::{OpenFile, open_file};
-use crate::source::lines::{Input, file_input, stdin_input};
+use crate::source::lines::{Input, file_input, line_limit, stdin_input};
 
 /// Why a run could not start.
 #[derive(Debug)]
@@ -76,13 +77,14 @@ pub struct Prepared {
 /// [`PrepareError::Failed`] for the database.
 pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     let files = open_files(cfg)?;
-    let dead_letter_existed = check_dead_letter(cfg)?;
-    if let Some(path) = &cfg.latency_log {
-        LatencyLog::check(path).map_err(PrepareError::Input)?;
-    }
-    if let Some(path) = &cfg.profile {
-        Profile::check(path).map_err(PrepareError::Input)?;
-    }
+    let dead_letter_existed = check_outputs(cfg)?;
+    let mut latency_log =
+        match &cfg.latency_log {
+            Some(path) => Some(LatencyLog::create(path).map_err(|e| {
+                PrepareError::Input(format!("--latency-log {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
     let clock = Clock::new();
     let unix_base = unix_now_ns().saturating_sub(clock.now() as i64);
     let threads = cfg.source_threads();
@@ -138,13 +140,14 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         }
         Arc::new(dl)
     });
-    let latency_log = match &cfg.latency_log {
-        Some(path) => Some(
-            LatencyLog::create(path, run_id, SystemTime::now())
-                .map_err(|e| anyhow!("--latency-log {}: cannot write it: {e}", path.display()))?,
-        ),
-        None => None,
-    };
+    if let Some(log) = &mut latency_log {
+        log.start(run_id, SystemTime::now()).map_err(|e| {
+            anyhow!(
+                "--latency-log {}: cannot write it: {e}",
+                log.path().display()
+            )
+        })?;
+    }
     Ok(Prepared {
         run_id,
         writers,
@@ -163,10 +166,11 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
 }
 
 /// Checks `--dead-letter` before anything is written; whether the file already exists.
-fn check_dead_letter(cfg: &Config) -> Result<bool, PrepareError> {
-    let Some(path) = &cfg.dead_letter else {
-        return Ok(false);
-    };
+/// Checks the files the run writes besides the sink (`--dead-letter`, `--latency-log`,
+/// `--profile`) before anything is written: each is writable, pc-host's own if it exists, and
+/// none is the database (or its `-wal`, `-shm`, `-journal`), an input, or another of them.
+/// Returns whether the dead-letter file exists already.
+fn check_outputs(cfg: &Config) -> Result<bool, PrepareError> {
     let mut taken: Vec<PathBuf> = cfg.sqlite_path().into_iter().map(PathBuf::from).collect();
     taken.extend(cfg.sources.iter().filter_map(|s| match s {
         SourceSpec::File { path, .. } => Some(path.clone()),
@@ -178,14 +182,19 @@ fn check_dead_letter(cfg: &Config) -> Result<bool, PrepareError> {
             .iter()
             .flat_map(|p| ["-wal", "-shm", "-journal"].map(|x| sibling(p, x))),
     );
-    DeadLetters::check(path, &taken).map_err(PrepareError::Input)
-}
-
-/// `PATH` with `suffix` appended to its file name (`db` -> `db-wal`).
-fn sibling(path: &std::path::Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+    let mut existed = false;
+    if let Some(path) = &cfg.dead_letter {
+        existed = DeadLetters::check(path, &taken).map_err(PrepareError::Input)?;
+        taken.push(path.clone());
+    }
+    if let Some(path) = &cfg.latency_log {
+        LatencyLog::check(path, &taken).map_err(PrepareError::Input)?;
+        taken.push(path.clone());
+    }
+    if let Some(path) = &cfg.profile {
+        Profile::check(path, &taken).map_err(PrepareError::Input)?;
+    }
+    Ok(existed)
 }
 
 /// Opens every file source (in `cfg.sources` order; `None` for other sources).
@@ -226,7 +235,7 @@ fn position_inputs(
                 let resume = writer.register(None)?;
                 LineInput {
                     left: None,
-                    input: stdin_input(cfg.max_record_bytes),
+                    input: stdin_input(line_limit(*format, cfg.max_record_bytes)),
                     start: InputStart {
                         name: "stdin".into(),
                         resume,
@@ -253,7 +262,7 @@ fn position_inputs(
                     path.clone(),
                     *follow,
                     &mut resume,
-                    cfg.max_record_bytes,
+                    line_limit(*format, cfg.max_record_bytes),
                 )?;
                 LineInput {
                     input,

@@ -1,7 +1,7 @@
 //! The main thread's wait: until the duration passes, every source is done, a signal, or a
 //! thread fails; printing a progress line every interval.
 
-use std::io::Write as _;
+use std::cell::Cell;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use crate::message::Record;
 use crate::report::StopReason;
 use crate::sink::{AnySink, GroupCommit};
 use crate::telemetry::Stats;
+use crate::telemetry::progress::say;
 
 /// What the watch loop looks at.
 #[derive(Debug)]
@@ -28,43 +29,29 @@ pub struct Watch<'a> {
     pub stats: &'a Stats,
     pub ring: &'a HeapRing<Record>,
     pub sink: &'a GroupCommit<AnySink>,
+    /// Consumer threads that have ended (their events may come while production goes on).
+    pub consumers_done: Cell<usize>,
 }
 
 impl Watch<'_> {
-    /// Waits for the end of production and says why it ended.
-    /// Each report interval goes to `reporter`.
+    /// Waits for the end of production and says why it ended. Each report interval goes to
+    /// `reporter`.
     pub fn wait(&self, reporter: &mut Reporter) -> StopReason {
-        let interval = self.cfg.report_interval.map(|d| d.as_nanos() as u64);
-        let mut next_tick = interval.map(|i| self.start + i);
+        let mut ticker = self.ticker();
         let mut done = 0;
         loop {
             let now = self.clock.now();
             if self.deadline.is_some_and(|d| now >= d) {
                 return StopReason::Duration;
             }
-            if let (Some(tick), Some(i)) = (next_tick, interval)
-                && now >= tick
-            {
-                let t = (now - self.start) as f64 / 1e9;
-                let ring = (self.ring.len(), self.ring.capacity());
-                reporter.tick(t, self.stats, ring, self.sink);
-                next_tick = Some(tick + i * ((now - tick) / i + 1));
-            }
-            let wake = [self.deadline, next_tick]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(now + 3_600_000_000_000);
-            match self
-                .events
-                .recv_timeout(Duration::from_nanos(wake.saturating_sub(now)))
-            {
+            ticker.tick(self, now, reporter);
+            let wake = [self.deadline, ticker.next].into_iter().flatten().min();
+            match self.next_event(now, wake) {
                 Ok(Event::Signal(name)) => {
-                    let _ = writeln!(
-                        std::io::stderr(),
+                    say(&format!(
                         "pc-host: {name}: stopping the producers and draining the ring (send it \
-                         again to exit at once)"
-                    );
+                         again after a second to exit at once)"
+                    ));
                     return StopReason::Signal;
                 }
                 Ok(Event::SourceDone) => {
@@ -76,9 +63,49 @@ impl Watch<'_> {
                 Ok(Event::Failed) | Err(RecvTimeoutError::Disconnected) => {
                     return StopReason::Error;
                 }
+                Ok(Event::ConsumerDone) => self.consumers_done.set(self.consumers_done.get() + 1),
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
+    }
+
+    /// After the sources stopped: until `consumers` consumers have ended, keeps reporting
+    /// (a drain held up by a retry shows it) and answers a signal.
+    pub fn drain(&self, reporter: &mut Reporter, consumers: usize) {
+        let mut ticker = self.ticker();
+        while self.consumers_done.get() < consumers {
+            let now = self.clock.now();
+            ticker.tick(self, now, reporter);
+            match self.next_event(now, ticker.next) {
+                Ok(Event::ConsumerDone) => self.consumers_done.set(self.consumers_done.get() + 1),
+                Ok(Event::Signal(name)) => {
+                    say(&format!(
+                        "pc-host: {name}: already stopping: the consumers are committing the \
+                         {} records left in the ring (send it again after a second to exit at \
+                         once)",
+                        self.ring.len()
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    fn ticker(&self) -> Ticker {
+        let interval = self.cfg.report_interval.map(|d| d.as_nanos() as u64);
+        let now = self.clock.now();
+        Ticker {
+            interval,
+            next: interval.map(|i| now - (now - self.start) % i + i),
+        }
+    }
+
+    /// The next event, waiting no later than `wake` (clock ns; none: an hour).
+    fn next_event(&self, now: u64, wake: Option<u64>) -> Result<Event, RecvTimeoutError> {
+        let wake = wake.unwrap_or(now + 3_600_000_000_000);
+        self.events
+            .recv_timeout(Duration::from_nanos(wake.saturating_sub(now)))
     }
 
     /// Why the sources ended by themselves: the generator stops only at its quota or its
@@ -92,5 +119,28 @@ impl Watch<'_> {
             Stop::After(_) if self.cfg.generated() || past_deadline => StopReason::Duration,
             _ => StopReason::Eof,
         }
+    }
+}
+
+/// Report ticks: every interval from the run's start.
+#[derive(Debug)]
+struct Ticker {
+    interval: Option<u64>,
+    /// Clock ns of the next tick.
+    next: Option<u64>,
+}
+
+impl Ticker {
+    /// Reports an interval to `reporter` if one is due at `now`.
+    fn tick(&mut self, w: &Watch<'_>, now: u64, reporter: &mut Reporter) {
+        let (Some(tick), Some(i)) = (self.next, self.interval) else {
+            return;
+        };
+        if now < tick {
+            return;
+        }
+        let t = (now - w.start) as f64 / 1e9;
+        reporter.tick(t, w.stats, (w.ring.len(), w.ring.capacity()), w.sink);
+        self.next = Some(tick + i * ((now - tick) / i + 1));
     }
 }

@@ -106,11 +106,11 @@ impl Sink for AnySink {
         }
     }
 
-    fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
+    fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {
         match self {
-            Self::Sqlite(w) => w.settle(to),
-            Self::Postgres(w) => w.settle(to),
-            Self::Mysql(w) => w.settle(to),
+            Self::Sqlite(w) => w.commit_position(to),
+            Self::Postgres(w) => w.commit_position(to),
+            Self::Mysql(w) => w.commit_position(to),
         }
     }
 

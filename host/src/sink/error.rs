@@ -45,6 +45,12 @@ impl SinkError {
     }
 }
 
+/// "committing a batch of 3 messages" (or "of 1 message"): how each sink's write errors begin.
+pub fn committing(rows: usize) -> String {
+    let noun = if rows == 1 { "message" } else { "messages" };
+    format!("committing a batch of {rows} {noun}")
+}
+
 impl fmt::Display for SinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#}", self.error)

@@ -157,7 +157,7 @@ impl<S: Sink> GroupCommit<S> {
                 return;
             }
             let records: Vec<&Record> = take.iter().flatten().collect();
-            self.settle(&mut writer, &records, 0..records.len(), clock, &mut pieces);
+            self.write_or_give_up(&mut writer, &records, 0..records.len(), clock, &mut pieces);
             drop(writer);
             for p in pieces.drain(..) {
                 report(&Settled {
@@ -176,7 +176,7 @@ impl<S: Sink> GroupCommit<S> {
 
     /// Writes `all[range]` in one transaction, retrying, splitting around a refused record,
     /// or giving the records up once the sink has failed.
-    fn settle(
+    fn write_or_give_up(
         &self,
         writer: &mut S,
         all: &[&Record],
@@ -206,8 +206,8 @@ impl<S: Sink> GroupCommit<S> {
         let (reason, why) = match error.kind {
             ErrorKind::Record if range.len() > 1 => {
                 let mid = range.start + range.len() / 2;
-                self.settle(writer, all, range.start..mid, clock, out);
-                self.settle(writer, all, mid..range.end, clock, out);
+                self.write_or_give_up(writer, all, range.start..mid, clock, out);
+                self.write_or_give_up(writer, all, mid..range.end, clock, out);
                 return;
             }
             ErrorKind::Record if self.policy.dead_letters.is_some() => {
@@ -219,6 +219,10 @@ impl<S: Sink> GroupCommit<S> {
                     "the sink refused a record: {error} (give --dead-letter FILE to set such \
                      records aside and go on)"
                 ),
+            ),
+            ErrorKind::Retryable if self.policy.retry_for.is_zero() => (
+                Reason::RetriesExhausted,
+                format!("gave up at once (retries are off: --retry-for 0): {error}"),
             ),
             ErrorKind::Retryable => (
                 Reason::RetriesExhausted,
@@ -255,6 +259,8 @@ impl<S: Sink> GroupCommit<S> {
             };
             self.health.count_error(error.kind);
             if error.kind != ErrorKind::Retryable {
+                // The lock (or whatever failed before) is gone: this write is no longer retried.
+                self.health.stop_retrying();
                 return Err(error);
             }
             let since = *first_failure.get_or_insert_with(Instant::now);
@@ -275,10 +281,12 @@ impl<S: Sink> GroupCommit<S> {
         }
     }
 
-    /// The sink has failed for good: say why once, commit nothing more.
+    /// The sink has failed for good: commit nothing more. Each distinct reason is said once
+    /// and kept for the summary.
     fn fail(&self, why: String) {
-        tracing::error!("{why}");
-        self.health.fail(why);
+        if self.health.fail(why.clone()) {
+            tracing::error!("{why}");
+        }
         self.failed.store(true, Ordering::Relaxed);
     }
 
@@ -333,7 +341,9 @@ impl<S: Sink> GroupCommit<S> {
                     "writing to the dead-letter file {} failed: {e}",
                     dead.path().display()
                 ));
-                Fate::NotStored { rereadable: false }
+                // Nothing commits after a failure: a file input's position stays before them.
+                let rereadable = records.iter().all(|r| r.end_offset > 0);
+                Fate::NotStored { rereadable }
             }
         }
     }

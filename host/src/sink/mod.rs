@@ -83,7 +83,7 @@ pub trait Sink: Send + std::fmt::Debug {
     ///
     /// # Errors
     /// The sink's, or another process having moved the input.
-    fn settle(&mut self, to: Resume) -> anyhow::Result<()>;
+    fn commit_position(&mut self, to: Resume) -> anyhow::Result<()>;
 
     /// Whether the sink is still the one opened (SQLite: the file was not removed or replaced).
     ///

@@ -14,6 +14,9 @@ pub struct RunInfo {
     pub produced: Vec<u64>,
     /// The inputs an ingest run read (empty for a generated run).
     pub inputs: Vec<i64>,
+    /// Records of the run written to the dead-letter file (0 where the sink does not keep
+    /// the count): a completed generated run may miss exactly that many seqs.
+    pub dead_lettered: u64,
 }
 
 /// One message row.

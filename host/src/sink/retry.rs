@@ -24,16 +24,21 @@ pub fn backoff(attempt: u32, left: Duration) -> Duration {
     (half + jitter).min(left)
 }
 
-/// What the sink is going through, for the progress line and the summary. Written by the
-/// consumer that holds the writer; read by anyone.
+/// What the sink is going through, for the progress line, the metrics and the summary.
+/// Written by the consumer that holds the writer; read by anyone.
+///
+/// The atomics are `Relaxed`: each is a figure read on its own for display and publishes no
+/// other memory. `retrying` is set after `last_error` is stored under its mutex; a reader
+/// that sees the flag may still read the previous episode's text (a display race only). The
+/// end of the run reads them after joining the consumers, which orders everything.
 #[derive(Debug, Default)]
 pub struct Health {
     /// A write failed and is being retried.
     retrying: AtomicBool,
     /// Retries in the run (tries after a failed one).
     retries: AtomicU64,
-    /// Why the sink failed for good: set once, the first failure.
-    failure: Mutex<Option<String>>,
+    /// Why the sink failed for good: each distinct reason, first first.
+    failure: Mutex<Vec<String>>,
     /// The last retryable error, while retrying.
     last_error: Mutex<Option<String>>,
     /// Failed writes by kind: retryable, record, fatal.
@@ -61,8 +66,10 @@ impl Health {
         self.errors[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The reasons the sink failed, joined; `None` while it has not.
     pub fn failure(&self) -> Option<String> {
-        lock(&self.failure).clone()
+        let reasons = lock(&self.failure);
+        (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
     pub(super) fn start_retrying(&self, error: String) {
@@ -78,10 +85,15 @@ impl Health {
         self.retrying.store(false, Ordering::Relaxed);
     }
 
-    /// Records the failure that ends the sink (the first one stays).
-    pub(super) fn fail(&self, why: String) {
+    /// Records a reason the sink failed; returns whether it is a new one.
+    pub(super) fn fail(&self, why: String) -> bool {
         self.stop_retrying();
-        lock(&self.failure).get_or_insert(why);
+        let mut reasons = lock(&self.failure);
+        if reasons.contains(&why) {
+            return false;
+        }
+        reasons.push(why);
+        true
     }
 }
 

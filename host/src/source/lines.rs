@@ -81,7 +81,7 @@ pub struct Ended {
     /// For a file input that ended with everything it read pushed: the position after the
     /// last line read, to commit once the run has committed its records. It covers rejected
     /// lines after the last stored one, which no record carries.
-    pub settle: Option<Resume>,
+    pub final_position: Option<Resume>,
 }
 
 /// What to do at the end of a followed file.
@@ -118,11 +118,11 @@ impl LineSource<'_> {
         loop {
             let want = self.claim(self.cx.chunk);
             if want == 0 {
-                return Ok(self.settled(ended, next)); // --messages reached
+                return Ok(self.with_final_position(ended, next)); // --messages reached
             }
             let Take::Go { grant, .. } = self.cx.take(want) else {
                 self.unclaim(want);
-                return Ok(self.settled(ended, next));
+                return Ok(self.with_final_position(ended, next));
             };
             let granted = grant.map_or(want, |g| g.count());
             self.unclaim(want - granted);
@@ -149,10 +149,10 @@ impl LineSource<'_> {
                 if !self.finish_input(&mut next, &mut buf)? {
                     return Ok(ended);
                 }
-                return Ok(self.settled(ended, next));
+                return Ok(self.with_final_position(ended, next));
             }
             if self.cx.stop.load(Ordering::Relaxed) {
-                return Ok(self.settled(ended, next));
+                return Ok(self.with_final_position(ended, next));
             }
             match self.follow_turn(&mut next, &mut buf)? {
                 Turn::Wait => {
@@ -171,9 +171,9 @@ impl LineSource<'_> {
     }
 
     /// `ended`, with the position a file input reached once everything it pushed is committed.
-    fn settled(&self, mut ended: Ended, next: Resume) -> Ended {
+    fn with_final_position(&self, mut ended: Ended, next: Resume) -> Ended {
         if self.is_file() {
-            ended.settle = Some(next);
+            ended.final_position = Some(next);
         }
         ended
     }
@@ -367,7 +367,8 @@ impl LineSource<'_> {
             return Ok(Turn::Wait); // not readable yet: look again after a nap
         };
         let resume = self.positions.register(Some(&opened.key))?;
-        let mut reader = LineReader::new(opened.file, self.max_record_bytes);
+        let limit = line_limit(self.format, self.max_record_bytes);
+        let mut reader = LineReader::new(opened.file, limit);
         reader.seek(resume.offset)?;
         let name = opened.key.path.display().to_string();
         if let Some(dead) = self.dead_letters {
@@ -461,10 +462,7 @@ pub fn record_text(line: RawLine, format: Format, max: usize) -> Result<String, 
             Ok(_) => return Ok(text),
             Err(e) => format!("invalid JSON: {e}"),
         },
-        Format::DeadLetter => match dead_letter_record(&text) {
-            Ok(record) => return Ok(record),
-            Err(why) => why,
-        },
+        Format::DeadLetter => return dead_letter_record(text, max),
     };
     Err(Rejected {
         why,
@@ -472,19 +470,60 @@ pub fn record_text(line: RawLine, format: Format, max: usize) -> Result<String, 
     })
 }
 
-/// The record a dead-letter entry holds.
-fn dead_letter_record(entry: &str) -> Result<String, String> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(entry).map_err(|e| format!("not a dead-letter entry: {e}"))?;
+/// The record a dead-letter entry holds, or, rejected, the entry's own record (its text, its
+/// bytes from `record_base64`, or none), so that replaying a replay's dead letters carries the
+/// original record on, never an entry as data.
+fn dead_letter_record(entry: String, max: usize) -> Result<String, Rejected> {
+    use base64::Engine as _;
+    let mut v: serde_json::Value = match serde_json::from_str(&entry) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(Rejected {
+                why: format!("not a dead-letter entry: {e}"),
+                bytes: Some(entry.into_bytes()),
+            });
+        }
+    };
     if v.get(crate::dead_letter::MARK).is_none() {
-        return Err(format!(
-            "not a dead-letter entry (no `{}` key)",
-            crate::dead_letter::MARK
-        ));
+        return Err(Rejected {
+            why: format!(
+                "not a dead-letter entry (no `{}` key)",
+                crate::dead_letter::MARK
+            ),
+            bytes: Some(entry.into_bytes()),
+        });
     }
-    match v.get_mut("record").map(serde_json::Value::take) {
-        Some(serde_json::Value::String(record)) => Ok(record),
-        _ => Err("the entry holds no record text (it was invalid UTF-8 or too long)".into()),
+    let raw = v
+        .get("record_base64")
+        .and_then(serde_json::Value::as_str)
+        .map(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default()
+        });
+    match (v.get_mut("record").map(serde_json::Value::take), raw) {
+        (Some(serde_json::Value::String(record)), _) if record.len() <= max => Ok(record),
+        (Some(serde_json::Value::String(record)), _) => Err(Rejected {
+            why: format!("longer than {max} bytes"),
+            bytes: Some(record.into_bytes()),
+        }),
+        (_, Some(bytes)) => Err(Rejected {
+            why: "the entry's record is not UTF-8".into(),
+            bytes: Some(bytes),
+        }),
+        _ => Err(Rejected {
+            why: "the entry holds no record (it was too long to keep)".into(),
+            bytes: None,
+        }),
+    }
+}
+
+/// The longest line a source of `format` reads for records of at most `max` bytes: a
+/// dead-letter entry holds its record JSON-escaped (up to 6 bytes per byte) and its fields.
+pub fn line_limit(format: Format, max: usize) -> usize {
+    match format {
+        Format::DeadLetter => max.saturating_mul(6).saturating_add(64 << 10),
+        Format::Text | Format::Jsonl => max,
     }
 }
 
@@ -537,4 +576,45 @@ pub fn file_input(
         rotated: false,
         completes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> RawLine {
+        RawLine {
+            bytes: text.as_bytes().to_vec(),
+            consumed: text.len() as u64 + 1,
+            too_long: false,
+            terminated: true,
+        }
+    }
+
+    #[test]
+    fn a_replayed_entry_without_text_carries_its_original_record_on() {
+        let max = 1 << 20;
+        let bad = r#"{"pc_dead_letter":1,"record":null,"record_base64":"//4="}"#;
+        let r = record_text(line(bad), Format::DeadLetter, max).unwrap_err();
+        assert_eq!(r.bytes.as_deref(), Some(&[0xff, 0xfe][..]), "{}", r.why);
+        let gone = r#"{"pc_dead_letter":1,"record":null}"#;
+        let r = record_text(line(gone), Format::DeadLetter, max).unwrap_err();
+        assert_eq!(r.bytes, None, "{}", r.why);
+        let foreign = r#"{"note":"not ours"}"#;
+        let r = record_text(line(foreign), Format::DeadLetter, max).unwrap_err();
+        assert_eq!(r.bytes.as_deref(), Some(foreign.as_bytes()));
+    }
+
+    #[test]
+    fn a_record_near_the_limit_fits_its_escaped_entry() {
+        let max = 1000;
+        let record = "\"".repeat(max);
+        let entry = serde_json::json!({ "pc_dead_letter": 1, "record": record }).to_string();
+        assert!(entry.len() > max && entry.len() <= line_limit(Format::DeadLetter, max));
+        let text = record_text(line(&entry), Format::DeadLetter, max).unwrap();
+        assert_eq!(text, record);
+        let over = serde_json::json!({ "pc_dead_letter": 1, "record": "x".repeat(max + 1) });
+        let r = record_text(line(&over.to_string()), Format::DeadLetter, max).unwrap_err();
+        assert!(r.why.contains("longer than"), "{}", r.why);
+    }
 }

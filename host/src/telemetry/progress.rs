@@ -1,7 +1,65 @@
-//! The progress line on stderr: the interval's rates and latency, the queue depth.
+//! Progress on stderr: a line per interval (rates, latency, queue depth), or a bar on a
+//! terminal; and the one way to write to stderr while a bar may be drawn ([`say`], [`Stderr`]),
+//! so that a warning never lands in the middle of the bar.
+
+use std::io::Write as _;
+use std::sync::{Mutex, PoisonError};
 
 use super::interval::Interval;
 use super::{Stats, ms};
+
+/// The bar being drawn, if any.
+static BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Writes one line to stderr, with the bar (if one is drawn) cleared around it. A closed or
+/// full stderr is ignored: the run's result is the summary's.
+pub fn say(line: &str) {
+    write_stderr(format!("{line}\n").as_bytes());
+}
+
+fn write_stderr(bytes: &[u8]) {
+    let bar = BAR.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let write = || drop(std::io::stderr().write_all(bytes));
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
+/// stderr for the log (`tracing`): each event written whole, around the bar.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stderr;
+
+/// One log event being formatted; written when dropped.
+#[derive(Debug, Default)]
+pub struct Event(Vec<u8>);
+
+impl std::io::Write for Event {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            write_stderr(&self.0);
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
+    type Writer = Event;
+
+    fn make_writer(&'a self) -> Event {
+        Event::default()
+    }
+}
 
 /// One progress line (for stderr) for `iv`; `retrying`: the sink's error while a write is
 /// being retried. Latency is of the messages settled in the interval.
@@ -64,17 +122,14 @@ impl Display {
             indicatif::ProgressDrawTarget::stderr(),
         )
         .with_style(style);
+        *BAR.lock().unwrap_or_else(PoisonError::into_inner) = Some(bar.clone());
         Self::Bar(bar, measure)
     }
 
     /// Shows interval `iv`: a line, or the bar moved on.
     pub fn show(&self, iv: &Interval, stats: &Stats, capacity: usize, retrying: Option<&str>) {
         match self {
-            Self::Lines => {
-                // A closed or full stderr must not stop the run: the summary still counts.
-                let text = line(iv, stats, capacity, retrying);
-                let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{text}\n"));
-            }
+            Self::Lines => say(&line(iv, stats, capacity, retrying)),
             Self::Bar(bar, measure) => {
                 bar.set_position(match measure {
                     Measure::Stored => stats.stored(),
@@ -88,10 +143,12 @@ impl Display {
         }
     }
 
-    /// The run is over: the bar stays as it ended.
+    /// The run is over: the bar stays as it ended, on a line of its own.
     pub fn done(&self) {
         if let Self::Bar(bar, _) = self {
             bar.abandon();
+            *BAR.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            let _ = std::io::stderr().write_all(b"\n");
         }
     }
 }

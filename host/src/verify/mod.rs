@@ -238,6 +238,34 @@ impl Tally {
     }
 }
 
+/// A completed generated run's missing seqs: problems, unless they are exactly the records
+/// the run wrote to its dead-letter file.
+fn missing_seqs(c: &RunCheck, problems: &mut Vec<String>) {
+    let info = &c.info;
+    let mut gaps = Vec::new();
+    let mut missing = 0;
+    for (p, seen) in c.seen.iter().enumerate() {
+        let want = info.produced[p];
+        if seen.count < want {
+            let first = seen.first_missing(want).unwrap_or(0);
+            missing += want - seen.count;
+            gaps.push(format!(
+                "producer {p}: {} of seq 0..{want} missing (first: #{first})",
+                want - seen.count
+            ));
+        }
+    }
+    if missing != info.dead_lettered {
+        problems.extend(gaps);
+        if info.dead_lettered > 0 {
+            problems.push(format!(
+                "{missing} seqs missing, but the run dead-lettered {}",
+                info.dead_lettered
+            ));
+        }
+    }
+}
+
 /// One line about a run, and whether it is right.
 fn describe(c: &RunCheck) -> (String, bool) {
     let info = &c.info;
@@ -284,20 +312,15 @@ fn describe(c: &RunCheck) -> (String, bool) {
         );
     } else if info.completed {
         let produced: u64 = info.produced.iter().sum();
+        let dead = match info.dead_lettered {
+            0 => String::new(),
+            n => format!(" ({n} dead-lettered)"),
+        };
         state = format!(
-            "completed; {} producers, {produced} produced, {} rows",
+            "completed; {} producers, {produced} produced, {} rows{dead}",
             info.producers, c.rows
         );
-        for (p, seen) in c.seen.iter().enumerate() {
-            let want = info.produced[p];
-            if seen.count < want {
-                let first = seen.first_missing(want).unwrap_or(0);
-                problems.push(format!(
-                    "producer {p}: {} of seq 0..{want} missing (first: #{first})",
-                    want - seen.count
-                ));
-            }
-        }
+        missing_seqs(c, &mut problems);
     } else {
         let why = if info.finished {
             "ended with an error"

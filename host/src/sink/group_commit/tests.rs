@@ -33,7 +33,7 @@ impl Sink for Scripted {
         Ok(Resume::default())
     }
 
-    fn settle(&mut self, _: Resume) -> anyhow::Result<()> {
+    fn commit_position(&mut self, _: Resume) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -69,7 +69,7 @@ fn sink(script: &[ErrorKind], policy: Policy, batch_size: usize) -> GroupCommit<
 
 /// Hands over one batch per item of `batches` and settles them: the fates, in order, with
 /// the seqs each covers.
-fn settle(g: &GroupCommit<Scripted>, batches: Vec<Vec<Record>>) -> Vec<(Fate, Vec<u64>)> {
+fn commit_all(g: &GroupCommit<Scripted>, batches: Vec<Vec<Record>>) -> Vec<(Fate, Vec<u64>)> {
     for b in batches {
         g.hand_over(Vec::new(), |into| into.extend(b));
     }
@@ -90,7 +90,7 @@ fn temp_dead_letters(name: &str) -> (Arc<DeadLetters>, std::path::PathBuf) {
 fn after_a_failed_commit_nothing_later_is_committed() {
     let g = sink(&[ErrorKind::Fatal], Policy::default(), 1);
     // One row per transaction: the first (line 0) fails for good.
-    let fates = settle(&g, vec![vec![record(0, "a", 2)], vec![record(1, "b", 4)]]);
+    let fates = commit_all(&g, vec![vec![record(0, "a", 2)], vec![record(1, "b", 4)]]);
     let lost = Fate::NotStored { rereadable: true };
     assert_eq!(fates, [(lost, vec![0]), (lost, vec![1])]);
     assert!(g.has_failed());
@@ -106,7 +106,7 @@ fn a_retryable_failure_is_retried_and_the_batch_committed_once() {
         ..Policy::default()
     };
     let g = sink(&[ErrorKind::Retryable, ErrorKind::Retryable], policy, 10);
-    let fates = settle(&g, vec![vec![record(0, "a", 0), record(1, "b", 0)]]);
+    let fates = commit_all(&g, vec![vec![record(0, "a", 0), record(1, "b", 0)]]);
     assert_eq!(fates, [(Fate::Committed, vec![0, 1])]);
     assert_eq!(g.health().retries(), 2);
     assert!(!g.has_failed() && g.health().retrying().is_none());
@@ -122,14 +122,14 @@ fn exhausted_retries_dead_letter_generated_records_and_fail_the_sink() {
         generated: true,
     };
     let g = sink(&[ErrorKind::Retryable], policy, 10);
-    let fates = settle(&g, vec![vec![record(0, "a", 0), record(1, "b", 0)]]);
+    let fates = commit_all(&g, vec![vec![record(0, "a", 0), record(1, "b", 0)]]);
     assert_eq!(fates, [(Fate::DeadLettered, vec![0, 1])]);
     assert!(g.has_failed());
     assert!(
         g.health()
             .failure()
             .unwrap()
-            .contains("gave up after retrying")
+            .contains("gave up at once (retries are off")
     );
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 2);
@@ -151,7 +151,7 @@ fn a_refused_record_is_split_out_and_dead_lettered_and_the_rest_commit() {
         .enumerate()
         .map(|(i, t)| record(i as u64, t, 2 * i as u64 + 2))
         .collect();
-    let fates = settle(&g, vec![batch]);
+    let fates = commit_all(&g, vec![batch]);
     let dead_lettered: Vec<u64> = fates
         .iter()
         .filter(|(f, _)| *f == Fate::DeadLettered)
@@ -173,7 +173,7 @@ fn a_refused_record_is_split_out_and_dead_lettered_and_the_rest_commit() {
 #[test]
 fn a_refused_record_without_a_dead_letter_file_fails_the_sink() {
     let g = sink(&[], Policy::default(), 100);
-    let fates = settle(&g, vec![vec![record(0, "poison", 0), record(1, "b", 0)]]);
+    let fates = commit_all(&g, vec![vec![record(0, "poison", 0), record(1, "b", 0)]]);
     assert!(g.has_failed());
     assert!(g.health().failure().unwrap().contains("--dead-letter"));
     let not_stored: usize = fates

@@ -179,6 +179,7 @@ pub fn runs(conn: &mut Conn, only: Option<i64>) -> mysql::Result<Vec<RunInfo>> {
             producers,
             produced,
             inputs,
+            dead_lettered: 0,
         });
     }
     Ok(runs)

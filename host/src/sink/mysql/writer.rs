@@ -261,7 +261,7 @@ impl Writer {
         Ok(moved)
     }
 
-    fn settle_input(&mut self, s: &mut Session, to: Resume) -> Result<(), Failure> {
+    fn commit_input_position(&mut self, s: &mut Session, to: Resume) -> Result<(), Failure> {
         let Some(&from) = self.positions.get(&to.input) else {
             return Ok(());
         };
@@ -351,7 +351,7 @@ impl Sink for Writer {
         }
         self.with_session(|w, s| w.write_batch(s, records), gone_failure)
             .map_err(|f| {
-                let what = format!("committing a batch of {} messages", records.len());
+                let what = crate::sink::error::committing(records.len());
                 SinkError::new(f.kind(), self.explain(&what, &f.describe()))
             })
     }
@@ -370,8 +370,8 @@ impl Sink for Writer {
         Ok(resume)
     }
 
-    fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
-        self.with_session(|w, s| w.settle_input(s, to), gone_failure)
+    fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {
+        self.with_session(|w, s| w.commit_input_position(s, to), gone_failure)
             .map_err(|f| self.explain("committing an input's position", &f.describe()))
     }
 

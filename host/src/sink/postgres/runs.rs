@@ -112,7 +112,7 @@ pub fn register_input(
 ///
 /// # Errors
 /// The server's.
-pub fn settle_input(
+pub fn commit_input_position(
     client: &mut Client,
     from: Resume,
     to: Resume,
@@ -199,6 +199,7 @@ pub fn runs(
             producers: r.get::<_, i32>(3).max(0) as u32,
             produced: Vec::new(),
             inputs: Vec::new(),
+            dead_lettered: 0,
         })
         .collect();
     for run in &mut runs {

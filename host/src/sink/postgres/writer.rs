@@ -143,7 +143,8 @@ impl Writer {
         SinkError::new(
             kind,
             anyhow!(
-                "committing a batch of {rows} messages failed: {}",
+                "{} failed: {}",
+                crate::sink::error::committing(rows),
                 self.server.error(what)
             ),
         )
@@ -202,7 +203,7 @@ impl Sink for Writer {
         Ok(resume)
     }
 
-    fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
+    fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {
         let Some(&from) = self.positions.get(&to.input) else {
             return Ok(());
         };
@@ -210,7 +211,7 @@ impl Sink for Writer {
             return Ok(());
         }
         let moved = self.call("moving an input's position", |c, _| {
-            runs::settle_input(c, from, to)
+            runs::commit_input_position(c, from, to)
         })?;
         if !moved {
             return Err(self.server.error(moved_by_another(to.input)));

@@ -54,6 +54,8 @@ pub struct Checkpointer {
     page_size: u64,
     /// The largest WAL seen, in bytes.
     pub wal_max_bytes: u64,
+    /// The `-wal` file, measured at each pass (also when checkpoints fail).
+    wal_path: std::path::PathBuf,
     /// Whether a failed checkpoint was reported (once; a failing checkpoint does not stop a
     /// run, the WAL just grows).
     warned: bool,
@@ -71,6 +73,7 @@ impl Checkpointer {
             conn,
             page_size: page_size.max(512) as u64,
             wal_max_bytes: 0,
+            wal_path: crate::paths::sibling(path, "-wal"),
             warned: false,
         })
     }
@@ -79,6 +82,8 @@ impl Checkpointer {
     /// `writer` is the mutex commits hold (taken to finish the log between two commits).
     pub fn run<W>(&mut self, writer: &Mutex<W>, stop: &StopSignal) {
         while !stop.wait(CHECKPOINT_EVERY) {
+            let file = std::fs::metadata(&self.wal_path).map_or(0, |m| m.len());
+            self.wal_max_bytes = self.wal_max_bytes.max(file);
             let Some((log, done)) = self.pass() else {
                 continue;
             };

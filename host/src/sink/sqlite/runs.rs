@@ -309,9 +309,17 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 producers: r.get::<_, i64>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
                 produced: Vec::new(),
                 inputs: Vec::new(),
+                dead_lettered: 0,
             })
         })?
         .collect::<Result<_, _>>()?;
+    // Schema version 2 has no `dead_lettered` column: its runs had no dead letters.
+    if let Ok(mut dead) = conn.prepare("SELECT dead_lettered FROM runs WHERE run_id = ?1") {
+        for run in &mut runs {
+            let n: Option<i64> = dead.query_row([run.run_id], |r| r.get(0))?;
+            run.dead_lettered = n.unwrap_or(0).max(0) as u64;
+        }
+    }
     let mut producers =
         conn.prepare("SELECT producer, produced FROM run_producers WHERE run_id = ?1")?;
     let mut inputs = conn.prepare("SELECT input_id FROM run_inputs WHERE run_id = ?1")?;

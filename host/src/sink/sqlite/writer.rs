@@ -237,7 +237,7 @@ impl Writer {
         }
     }
 
-    fn settle_input(&mut self, to: Resume) -> anyhow::Result<()> {
+    fn commit_input_position(&mut self, to: Resume) -> anyhow::Result<()> {
         let Some(&from) = self.positions.get(&to.input) else {
             return Ok(());
         };
@@ -287,13 +287,13 @@ impl Sink for Writer {
             let rows = records.len();
             SinkError::new(
                 kind,
-                anyhow!("committing a batch of {rows} messages failed: {e}"),
+                anyhow!("{} failed: {e}", crate::sink::error::committing(rows)),
             )
         })
     }
 
-    fn settle(&mut self, to: Resume) -> anyhow::Result<()> {
-        self.settle_input(to)
+    fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {
+        self.commit_input_position(to)
     }
 
     fn still_there(&self) -> anyhow::Result<()> {

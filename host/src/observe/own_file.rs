@@ -1,0 +1,47 @@
+//! The rule for the files the observers write (`--latency-log`, `--profile`): pc-host writes a
+//! file it creates, or one it wrote before (recognised by its own mark), in a directory it may
+//! write to, and never a path the run uses for something else.
+
+use std::path::{Path, PathBuf};
+
+use crate::paths::{dir_of, same_place, writable};
+
+/// Checks that `path` (given as `flag`) is in an existing, writable directory, is none of
+/// `taken`, and, if it exists, that `is_ours` recognises it as a `what` pc-host wrote.
+///
+/// # Errors
+/// One line saying which of these fails.
+pub fn check(
+    (flag, path): (&str, &Path),
+    what: &str,
+    taken: &[PathBuf],
+    is_ours: impl FnOnce(&Path) -> bool,
+) -> Result<(), String> {
+    let shown = path.display();
+    let dir = dir_of(path);
+    if !dir.is_dir() {
+        return Err(format!(
+            "{flag} {shown}: directory {} does not exist",
+            dir.display()
+        ));
+    }
+    if !writable(dir) {
+        return Err(format!(
+            "{flag} {shown}: directory {} is not writable",
+            dir.display()
+        ));
+    }
+    if taken.iter().any(|t| same_place(t, path)) {
+        return Err(format!(
+            "{flag} {shown} is a file this run already uses (the database, an input or another \
+             output): use another path"
+        ));
+    }
+    if path.exists() && !is_ours(path) {
+        return Err(format!(
+            "{flag} {shown} exists and is not a {what}; pc-host will not write to it: use \
+             another path"
+        ));
+    }
+    Ok(())
+}
