@@ -769,3 +769,51 @@ fn bad_metrics_addr_and_latency_log_are_one_line_errors_with_exit_2() {
     assert!(!s.path("missing").exists(), "no directory created");
     assert!(!db.exists(), "no database for a missing directory");
 }
+
+/// The files a run writes besides its sink never take the place of the database, its WAL, an
+/// input or each other: refused before anything is written (one of them once replaced the
+/// database with a flame graph and the run still said OK).
+#[test]
+fn outputs_that_would_overwrite_the_database_an_input_or_each_other_are_refused() {
+    let s = Scratch::new("metrics-output-clash");
+    std::fs::write(s.path("in.log"), "a\nb\n").unwrap();
+    let cases: [&[&str]; 5] = [
+        &["--db", "x.db", "--profile", "x.db"],
+        &["--db", "x.db", "--latency-log", "x.db-wal"],
+        &[
+            "--db",
+            "x.db",
+            "--source",
+            "file:in.log",
+            "--latency-log",
+            "in.log",
+        ],
+        &[
+            "--db",
+            "x.db",
+            "--dead-letter",
+            "o.jsonl",
+            "--latency-log",
+            "o.jsonl",
+        ],
+        &[
+            "--db",
+            "x.db",
+            "--latency-log",
+            "o.hlog",
+            "--profile",
+            "./o.hlog",
+        ],
+    ];
+    for args in cases {
+        let mut all = vec!["--messages", "10"];
+        all.extend_from_slice(args);
+        let out = common::run(s.dir(), &all);
+        assert_one_line_error(&out, 2, "already uses");
+        assert!(
+            !s.path("x.db").exists(),
+            "{args:?}: the database was created"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(s.path("in.log")).unwrap(), "a\nb\n");
+}
