@@ -122,50 +122,19 @@ pub fn run(
         _ => None,
     };
     let stop = AtomicBool::new(false);
-    let shared = Shared {
-        cfg,
-        cx: Context {
-            ring: ring.as_ref(),
-            clock: &clock,
-            unix_base,
-            stop: &stop,
-            deadline,
-            bucket: bucket.as_ref(),
-            chunk,
-        },
-        sink: GroupCommit::new(
-            writers,
-            cfg.batch_size,
-            Policy {
-                retry_for: cfg.retry_for,
-                dead_letters: dead_letters.clone(),
-                generated: cfg.generated(),
-            },
-        ),
-        dead_letters,
-        stats: Arc::new(Stats::new(cfg.source_threads(), cfg.consumers)),
-        pins,
-        pin_failed: AtomicBool::new(false),
-        gate: ByteGate::new(IN_FLIGHT_BYTES),
-        budget: AtomicU64::new(match cfg.stop {
-            Stop::Messages(n) => n,
-            _ => u64::MAX,
-        }),
-        padding: ".".repeat(cfg.payload_size),
-        warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
-        events: tx.clone(),
+    let cx = Context {
+        ring: ring.as_ref(),
+        clock: &clock,
+        unix_base,
+        stop: &stop,
+        deadline,
+        bucket: bucket.as_ref(),
+        chunk,
     };
+    let shared = Shared::new(cfg, cx, (writers, dead_letters), pins, tx.clone());
     signals::counting(Arc::clone(&shared.stats));
     let checkpoint_stop = StopSignal::default();
-    let messages = match cfg.stop {
-        Stop::Messages(n) => Some(n),
-        _ => None,
-    };
-    let bytes: Option<u64> = lines.iter().map(|l| l.left).sum();
-    let display = match cfg.report_interval {
-        Some(_) => Display::choose(messages, bytes.filter(|_| !lines.is_empty())),
-        None => Display::Lines,
-    };
+    let display = progress_display(cfg, &lines);
     let mut reporter = Reporter::new(latency_log, display);
     let mut out = Outcome {
         start,
@@ -262,6 +231,54 @@ pub fn run(
         out,
         starts,
     )
+}
+
+impl<'a> Shared<'a> {
+    fn new(
+        cfg: &'a Config,
+        cx: Context<'a>,
+        (writers, dead_letters): (Vec<AnySink>, Option<Arc<DeadLetters>>),
+        pins: PinPlan,
+        events: Sender<Event>,
+    ) -> Self {
+        let start = cx.clock.now();
+        let policy = Policy {
+            retry_for: cfg.retry_for,
+            dead_letters: dead_letters.clone(),
+            generated: cfg.generated(),
+        };
+        Self {
+            cfg,
+            cx,
+            sink: GroupCommit::new(writers, cfg.batch_size, policy),
+            dead_letters,
+            stats: Arc::new(Stats::new(cfg.source_threads(), cfg.consumers)),
+            pins,
+            pin_failed: AtomicBool::new(false),
+            gate: ByteGate::new(IN_FLIGHT_BYTES),
+            budget: AtomicU64::new(match cfg.stop {
+                Stop::Messages(n) => n,
+                _ => u64::MAX,
+            }),
+            padding: ".".repeat(cfg.payload_size),
+            warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
+            events,
+        }
+    }
+}
+
+/// A progress bar when the run's end is known (`--messages`, or files not followed) and
+/// stderr is a terminal; lines otherwise.
+fn progress_display(cfg: &Config, lines: &[LineInput]) -> Display {
+    let messages = match cfg.stop {
+        Stop::Messages(n) => Some(n),
+        _ => None,
+    };
+    let bytes: Option<u64> = lines.iter().map(|l| l.left).sum();
+    match cfg.report_interval {
+        Some(_) => Display::choose(messages, bytes.filter(|_| !lines.is_empty())),
+        None => Display::Lines,
+    }
 }
 
 /// Consumers, each pinned. A failed sink (or a panicking consumer) closes the ring: sources
