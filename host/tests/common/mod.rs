@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+pub mod server;
+
 /// A scratch directory, removed when dropped.
 #[derive(Debug)]
 pub struct Scratch(PathBuf);
