@@ -94,12 +94,13 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Where records come from: `generate` (synthetic messages), `stdin` (or `-`), or
-    /// `file:PATH[?follow=true][&format=text|jsonl]`; repeat for several files [default:
+    /// `file:PATH[?follow=true][&format=text|jsonl|dead-letter]`; repeat for several files [default:
     /// generate]
     #[arg(long, value_name = "URL", env = "PC_HOST_SOURCE", action = ArgAction::Append)]
     pub source: Vec<String>,
 
-    /// Where records go: `sqlite:PATH` [default: sqlite:pc-host.db]
+    /// Where records go: `sqlite:PATH`, `postgres://USER@HOST:PORT/DB` or
+    /// `mysql://USER@HOST:PORT/DB` [default: sqlite:pc-host.db]
     #[arg(long, value_name = "URL", env = "PC_HOST_SINK")]
     pub sink: Option<String>,
 
