@@ -95,6 +95,13 @@ pub struct Settled<'a> {
     pub at: u64,
 }
 
+/// What settling one take produces: its pieces, and the refused records' dead-letter entries
+/// not written yet (with the index of their piece).
+struct Out<'a> {
+    pieces: &'a mut Vec<Piece>,
+    refused: &'a mut Vec<(usize, serde_json::Value)>,
+}
+
 /// A run of records (indices into one take) and their fate.
 #[derive(Debug)]
 struct Piece {
@@ -149,6 +156,7 @@ impl<S: Sink> GroupCommit<S> {
     pub fn commit_pending(&self, clock: &Clock, mut report: impl FnMut(&Settled<'_>)) {
         let mut take = Vec::new();
         let mut pieces = Vec::new();
+        let mut refused = Vec::new();
         loop {
             let mut writer = self.acquire();
             // Holding the (one) writer: whatever a previous holder took is settled.
@@ -157,7 +165,12 @@ impl<S: Sink> GroupCommit<S> {
                 return;
             }
             let records: Vec<&Record> = take.iter().flatten().collect();
-            self.write_or_give_up(&mut writer, &records, 0..records.len(), clock, &mut pieces);
+            let mut out = Out {
+                pieces: &mut pieces,
+                refused: &mut refused,
+            };
+            self.write_or_give_up(&mut writer, &records, 0..records.len(), clock, &mut out);
+            self.flush_refused(&records, clock, &mut out);
             drop(writer);
             for p in pieces.drain(..) {
                 report(&Settled {
@@ -182,18 +195,29 @@ impl<S: Sink> GroupCommit<S> {
         all: &[&Record],
         range: Range<usize>,
         clock: &Clock,
-        out: &mut Vec<Piece>,
+        out: &mut Out<'_>,
     ) {
         let started = clock.now();
+        // A file input's position must not pass a refused record before its entry is durable.
+        if !out.refused.is_empty() && all[range.clone()].iter().any(|r| r.end_offset > 0) {
+            self.flush_refused(all, clock, out);
+        }
         if self.failed.load(Ordering::Relaxed) {
             let why = self.health.failure().unwrap_or_default();
-            self.give_up(all, range, Reason::SinkFailed, &why, (started, clock), out);
+            self.give_up(
+                all,
+                range,
+                Reason::SinkFailed,
+                &why,
+                (started, clock),
+                out.pieces,
+            );
             return;
         }
         let error = match self.write_retrying(writer, &all[range.clone()]) {
             Ok(()) => {
                 let at = clock.now();
-                out.push(Piece {
+                out.pieces.push(Piece {
                     range,
                     fate: Fate::Committed,
                     started,
@@ -210,8 +234,23 @@ impl<S: Sink> GroupCommit<S> {
                 self.write_or_give_up(writer, all, mid..range.end, clock, out);
                 return;
             }
-            ErrorKind::Record if self.policy.dead_letters.is_some() => {
-                (Reason::Refused, format!("{error}"))
+            ErrorKind::Record if let Some(dead) = &self.policy.dead_letters => {
+                // Written with the take's other refused records: one sync, not one each.
+                let r = all[range.start];
+                let entry = dead.record_entry(
+                    r,
+                    self.policy.generated,
+                    Reason::Refused,
+                    &format!("{error}"),
+                );
+                out.refused.push((out.pieces.len(), entry));
+                out.pieces.push(Piece {
+                    range,
+                    fate: Fate::DeadLettered,
+                    started,
+                    at: clock.now(),
+                });
+                return;
             }
             ErrorKind::Record => (
                 Reason::SinkFailed,
@@ -233,10 +272,34 @@ impl<S: Sink> GroupCommit<S> {
             ),
             ErrorKind::Fatal => (Reason::SinkFailed, format!("{error}")),
         };
-        if reason != Reason::Refused {
-            self.fail(why.clone());
+        self.fail(why.clone());
+        self.give_up(all, range, reason, &why, (started, clock), out.pieces);
+    }
+
+    /// Writes the refused records' entries held back so far (one write, one sync). If that
+    /// fails, they are not stored and the sink has failed.
+    fn flush_refused(&self, all: &[&Record], clock: &Clock, out: &mut Out<'_>) {
+        let (Some(dead), false) = (&self.policy.dead_letters, out.refused.is_empty()) else {
+            return;
+        };
+        let (slots, entries): (Vec<usize>, Vec<serde_json::Value>) = out.refused.drain(..).unzip();
+        let written = dead.write(&entries);
+        let at = clock.now();
+        if let Err(e) = &written {
+            self.fail(format!(
+                "writing to the dead-letter file {} failed: {e}",
+                dead.path().display()
+            ));
         }
-        self.give_up(all, range, reason, &why, (started, clock), out);
+        for i in slots {
+            let piece = &mut out.pieces[i];
+            piece.at = at;
+            if written.is_err() {
+                // Nothing commits after a failure: a file input's position stays before it.
+                let rereadable = all[piece.range.start].end_offset > 0;
+                piece.fate = Fate::NotStored { rereadable };
+            }
+        }
     }
 
     /// Writes `records`, retrying a retryable failure with backoff for up to `--retry-for`.
