@@ -14,6 +14,10 @@ struct Scripted {
     script: VecDeque<ErrorKind>,
     committed: Vec<u64>,
     writes: usize,
+    /// A dead-letter file to look at: for each committed write, its first seq and how many
+    /// entries the file held then.
+    watch: Option<std::path::PathBuf>,
+    seen: Vec<(u64, usize)>,
 }
 
 impl Sink for Scripted {
@@ -26,6 +30,10 @@ impl Sink for Scripted {
             return Err(SinkError::new(ErrorKind::Record, anyhow!("CHECK failed")));
         }
         self.committed.extend(records.iter().map(|r| r.seq));
+        if let Some(path) = &self.watch {
+            let entries = std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
+            self.seen.push((records[0].seq, entries));
+        }
         Ok(())
     }
 
@@ -144,7 +152,8 @@ fn a_refused_record_is_split_out_and_dead_lettered_and_the_rest_commit() {
         dead_letters: Some(dead),
         ..Policy::default()
     };
-    let g = sink(&[], policy, 100);
+    let mut g = sink(&[], policy, 100);
+    g.writers[0].get_mut().unwrap().watch = Some(path.clone());
     let texts = ["a", "b", "c", "poison", "e", "f", "g"];
     let batch = texts
         .iter()
@@ -159,11 +168,12 @@ fn a_refused_record_is_split_out_and_dead_lettered_and_the_rest_commit() {
         .collect();
     assert_eq!(dead_lettered, [3]);
     assert!(!g.has_failed());
-    assert_eq!(
-        g.into_writer().committed,
-        [0, 1, 2, 4, 5, 6],
-        "in ring order"
-    );
+    let w = g.into_writer();
+    assert_eq!(w.committed, [0, 1, 2, 4, 5, 6], "in ring order");
+    // File records (they carry an offset): no commit past line 3 before its entry is on disk.
+    for (first, entries) in w.seen {
+        assert!(first < 3 || entries == 1, "seq {first} committed before the dead letter");
+    }
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 1);
     assert!(text.contains("\"record\":\"poison\""), "{text}");
