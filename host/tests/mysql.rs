@@ -11,7 +11,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable as _;
 use mysql::{Conn, Opts};
@@ -22,9 +22,11 @@ use common::server::{
     assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
     not_a_server, record, refs, run_id, wait_until, with_database, with_user, write_input,
 };
-use common::{Scratch, finish, json, u};
+use common::{Scratch, assert_one_line_error, finish, json, u};
 use pc_host::position::FileKey;
+use pc_host::sink::sqlite::schema::Busy;
 use pc_host::sink::{ErrorKind, Sink as _};
+use pc_host::telemetry::interval::Interval;
 
 // ---------------------------------------------------------------------------------------------
 // The server and the test databases
@@ -436,4 +438,344 @@ fn a_server_restart_mid_run_is_retried_without_loss() {
     let s = Scratch::new("mysql-restart");
     let args = "--rps 5000 --retry-for 120";
     assert_restart_mid_ingest_loses_nothing(&db, &s, &numbered_lines(15_000), 1, args);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a run keeps besides the data: its report intervals, its summary, schema upgrades
+
+#[test]
+fn run_intervals_add_up_to_the_run_and_runs_keeps_the_summary() {
+    let Some(db) = Db::shared("intervals") else {
+        return;
+    };
+    let s = Scratch::new("mysql-intervals");
+    let out = db.run(
+        &s,
+        "--messages 3000 --rps 3000 --report-interval 0.1 --output json",
+    );
+    let v = assert_ok(&out);
+    assert!(!out.stderr.contains("report intervals"), "{}", out.stderr);
+    let run_id = run_id(&v);
+    let rows: Vec<(f64, i64, i64, i64)> = db
+        .conn()
+        .exec(
+            "SELECT t_s, produced, stored, rejected FROM run_intervals WHERE run_id = ? \
+             ORDER BY t_s",
+            (run_id,),
+        )
+        .unwrap();
+    assert!(rows.len() >= 2, "one row per report interval: {rows:?}");
+    assert!(
+        rows.windows(2).all(|w| w[0].0 < w[1].0),
+        "t_s strictly increasing: {rows:?}"
+    );
+    let elapsed = v["elapsed_s"].as_f64().unwrap();
+    assert_eq!(rows.last().unwrap().0, elapsed, "the last row ends the run");
+    let sum = |f: fn(&(f64, i64, i64, i64)) -> i64| rows.iter().map(f).sum::<i64>() as u64;
+    assert_eq!(sum(|r| r.1), u(&v, "produced"), "{rows:?}");
+    assert_eq!(sum(|r| r.2), u(&v, "stored"), "{rows:?}");
+    assert_eq!(sum(|r| r.3), u(&v, "rejected"), "{rows:?}");
+
+    let kept: mysql::Row = db
+        .conn()
+        .exec_first(
+            "SELECT stored, dead_lettered, not_stored, retries, latency_p50_ns, latency_p99_ns, \
+             latency_p999_ns, latency_max_ns, elapsed_s FROM runs WHERE run_id = ?",
+            (run_id,),
+        )
+        .unwrap()
+        .expect("the run's row");
+    let counts: Vec<Option<i64>> = (0..8).map(|i| kept.get(i).unwrap()).collect();
+    let lat = &v["latency_ns"];
+    let want: Vec<Option<i64>> = [
+        &v["stored"],
+        &v["dead_lettered"],
+        &v["not_stored"],
+        &v["retries"],
+        &lat["p50"],
+        &lat["p99"],
+        &lat["p999"],
+        &lat["max"],
+    ]
+    .iter()
+    .map(|x| x.as_i64())
+    .collect();
+    assert_eq!(counts, want, "runs vs the summary {v}");
+    assert_eq!(kept.get::<Option<f64>, _>(8).unwrap(), Some(elapsed));
+}
+
+/// The tables as pc-host wrote them in schema version 1 (before `run_intervals` and the
+/// summary columns of `runs`).
+const SCHEMA_V1: [&str; 7] = [
+    "CREATE TABLE pc_host_schema (version INT NOT NULL) ENGINE = InnoDB",
+    "INSERT INTO pc_host_schema (version) VALUES (1)",
+    "CREATE TABLE runs (
+        run_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, started_at BIGINT NOT NULL,
+        finished_at BIGINT NULL, completed BOOLEAN NOT NULL DEFAULT FALSE,
+        producers INT NOT NULL, produced BIGINT NULL, config LONGTEXT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    "CREATE TABLE run_producers (
+        run_id BIGINT NOT NULL, producer INT NOT NULL, produced BIGINT NOT NULL,
+        PRIMARY KEY (run_id, producer), FOREIGN KEY (run_id) REFERENCES runs (run_id)
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    "CREATE TABLE messages (
+        id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, message LONGTEXT NOT NULL,
+        created_at DATETIME(6) NOT NULL, producer INT NOT NULL, seq BIGINT NOT NULL,
+        run_id BIGINT NOT NULL, UNIQUE KEY run_producer_seq (run_id, producer, seq)
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    "CREATE TABLE inputs (
+        input_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, path TEXT NULL, dev BIGINT NULL,
+        ino BIGINT NULL, born BIGINT NULL, `offset` BIGINT NOT NULL DEFAULT 0,
+        line BIGINT NOT NULL DEFAULT 0, tail BIGINT NOT NULL DEFAULT 0, KEY file (dev, ino)
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    "CREATE TABLE run_inputs (
+        run_id BIGINT NOT NULL, input_id BIGINT NOT NULL, PRIMARY KEY (run_id, input_id),
+        KEY input (input_id), FOREIGN KEY (run_id) REFERENCES runs (run_id),
+        FOREIGN KEY (input_id) REFERENCES inputs (input_id)
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+];
+
+/// Creates the version 1 tables holding one completed generated run of two messages.
+fn version_1_with_a_run(db: &Db) {
+    let mut c = db.conn();
+    for sql in SCHEMA_V1 {
+        c.query_drop(sql).unwrap();
+    }
+    c.query_drop(
+        "INSERT INTO runs (run_id, started_at, finished_at, completed, producers, produced, \
+         config) VALUES (1, 1, 2, TRUE, 1, 2, '{}')",
+    )
+    .unwrap();
+    c.query_drop("INSERT INTO run_producers VALUES (1, 0, 2)")
+        .unwrap();
+    c.query_drop(
+        "INSERT INTO messages (message, created_at, producer, seq, run_id) VALUES \
+         ('Message from producer 0: #0', UTC_TIMESTAMP(6), 0, 0, 1), \
+         ('Message from producer 0: #1', UTC_TIMESTAMP(6), 0, 1, 1)",
+    )
+    .unwrap();
+}
+
+impl TestDb<MySql> {
+    fn schema_version(&self) -> i64 {
+        self.count("SELECT MAX(version) FROM pc_host_schema")
+    }
+
+    fn columns(&self, table: &str) -> Vec<String> {
+        self.conn()
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (table,),
+            )
+            .unwrap()
+    }
+}
+
+/// The columns of `runs` in schema version 2.
+const RUNS_V2: [&str; 16] = [
+    "run_id",
+    "started_at",
+    "finished_at",
+    "completed",
+    "producers",
+    "produced",
+    "config",
+    "stored",
+    "dead_lettered",
+    "not_stored",
+    "retries",
+    "latency_p50_ns",
+    "latency_p99_ns",
+    "latency_p999_ns",
+    "latency_max_ns",
+    "elapsed_s",
+];
+
+#[test]
+fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
+    let Some(db) = Db::shared("upgrade") else {
+        return;
+    };
+    let s = Scratch::new("mysql-upgrade");
+    version_1_with_a_run(&db);
+    // verify reads version 1 as it is.
+    db.assert_verify(&s);
+    assert_eq!(db.schema_version(), 1, "verify changed the schema");
+
+    let v = assert_ok(&db.run_json(&s, "--messages 10 --rps 0"));
+    assert_eq!(db.schema_version(), 2);
+    assert_eq!(db.columns("runs"), RUNS_V2);
+    let old = "SELECT COUNT(*) FROM messages WHERE run_id = 1";
+    assert_eq!(db.count(old), 2, "the old run's rows are kept");
+    let old_run = "SELECT COUNT(*) FROM runs WHERE run_id = 1 AND completed AND stored IS NULL";
+    assert_eq!(db.count(old_run), 1, "the old run is kept, with no summary");
+    let new_run = format!("SELECT stored FROM runs WHERE run_id = {}", run_id(&v));
+    assert_eq!(db.count(&new_run), 10);
+    db.assert_verify(&s);
+}
+
+#[test]
+fn an_upgrade_cut_short_is_completed_by_the_next_run() {
+    let Some(db) = Db::shared("upgrade_cut") else {
+        return;
+    };
+    let s = Scratch::new("mysql-upgrade-cut");
+    version_1_with_a_run(&db);
+    // Cut short after the new columns, before `run_intervals` and the new version.
+    db.conn()
+        .query_drop(
+            "ALTER TABLE runs ADD COLUMN (stored BIGINT NULL, dead_lettered BIGINT NULL, \
+             not_stored BIGINT NULL, retries BIGINT NULL, latency_p50_ns BIGINT NULL, \
+             latency_p99_ns BIGINT NULL, latency_p999_ns BIGINT NULL, \
+             latency_max_ns BIGINT NULL, elapsed_s DOUBLE NULL)",
+        )
+        .unwrap();
+    assert_ok(&db.run_json(&s, "--messages 10 --rps 0"));
+    assert_eq!(db.schema_version(), 2);
+    assert_eq!(db.columns("runs"), RUNS_V2);
+    assert!(!db.columns("run_intervals").is_empty());
+    db.assert_verify(&s);
+}
+
+#[test]
+fn version_1_tables_marked_as_version_2_are_refused_as_altered() {
+    let Some(db) = Db::shared("v1_as_v2") else {
+        return;
+    };
+    let s = Scratch::new("mysql-v1-as-v2");
+    version_1_with_a_run(&db);
+    db.conn()
+        .query_drop("UPDATE pc_host_schema SET version = 2")
+        .unwrap();
+    let out = db.run(&s, "--messages 10 --report-interval 0");
+    assert_one_line_error(&out, 1, "table `runs` has columns");
+    assert!(out.stderr.contains("altered"), "{}", out.stderr);
+    assert_eq!(db.columns("runs").len(), 7, "the table was altered");
+    assert!(
+        db.columns("run_intervals").is_empty(),
+        "a table was created"
+    );
+}
+
+#[test]
+fn verify_accepts_a_generated_run_missing_exactly_its_dead_letters() {
+    let Some(db) = Db::shared("dead_gaps") else {
+        return;
+    };
+    let s = Scratch::new("mysql-dead-gaps");
+    assert_ok(&db.run_json(&s, "--messages 1 --rps 0"));
+    db.conn()
+        .query_drop(
+            "CREATE TRIGGER odd_refused BEFORE INSERT ON messages FOR EACH ROW \
+             IF NEW.seq % 2 = 1 AND NEW.run_id > 1 THEN \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'odd seq refused'; END IF",
+        )
+        .unwrap();
+    let args = "--producers 2 --messages 200 --rps 0 --dead-letter dl.jsonl";
+    let v = assert_ok(&db.run_json(&s, args));
+    assert_eq!((u(&v, "stored"), u(&v, "dead_lettered")), (100, 100), "{v}");
+    let kept = format!(
+        "SELECT dead_lettered FROM runs WHERE run_id = {}",
+        run_id(&v)
+    );
+    assert_eq!(db.count(&kept), 100);
+    let verify = common::run(s.dir(), &["verify", "--sink", &db.url]);
+    assert_eq!(verify.code, Some(0), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("(100 dead-lettered)"),
+        "{}",
+        verify.stdout
+    );
+}
+
+/// Report interval rows ending at `t_s`, one per second given.
+fn intervals(t_s: &[f64]) -> Vec<Interval> {
+    t_s.iter()
+        .map(|&t_s| Interval {
+            t_s,
+            len_s: 1.0,
+            produced: 10,
+            stored: 9,
+            rejected: 1,
+            queue_depth: 2,
+            latency_p50: Some(1_000),
+            latency_p99: Some(2_000),
+            latency_max: None,
+            commit_p99: Some(3_000),
+        })
+        .collect()
+}
+
+#[test]
+fn intervals_kept_without_waiting_give_up_on_a_held_lock_at_once_and_then_wait_as_before() {
+    let Some(db) = Db::shared("intervals_lock") else {
+        return;
+    };
+    let busy = Duration::from_secs(5);
+    let (mut w, run_id) = db.open_writer(0, busy, pc_host::sink::mysql::open);
+    let of_run = format!("SELECT COUNT(*) FROM run_intervals WHERE run_id = {run_id}");
+    w.record_intervals(&intervals(&[1.0, 2.0]), false).unwrap();
+    // The same rows again (a COMMIT whose reply was lost) replace those kept.
+    w.record_intervals(&intervals(&[2.0, 3.0]), false).unwrap();
+    assert_eq!(db.count(&of_run), 3);
+
+    // Another client holds the run's row (which each row's foreign key checks)...
+    let mut other = db.conn();
+    other.query_drop("START TRANSACTION").unwrap();
+    let held: Option<i64> = other
+        .exec_first(
+            "SELECT run_id FROM runs WHERE run_id = ? FOR UPDATE",
+            (run_id,),
+        )
+        .unwrap();
+    assert_eq!(held, Some(run_id));
+    let more = intervals(&[4.0]);
+    let t = Instant::now();
+    let e = w.record_intervals(&more, false).unwrap_err();
+    assert!(e.is::<Busy>(), "{e:#}");
+    assert!(
+        t.elapsed() < busy - Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    // ... and waiting, the writer waits its own lock timeout again.
+    let t = Instant::now();
+    let e = w.record_intervals(&more, true).unwrap_err();
+    assert!(e.to_string().contains("Lock wait timeout"), "{e:#}");
+    assert!(
+        t.elapsed() >= busy - Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    other.query_drop("COMMIT").unwrap();
+
+    // A table lock too.
+    other.query_drop("LOCK TABLES run_intervals WRITE").unwrap();
+    let e = w.record_intervals(&more, false).unwrap_err();
+    assert!(e.is::<Busy>(), "{e:#}");
+    other.query_drop("UNLOCK TABLES").unwrap();
+
+    w.record_intervals(&more, true).unwrap();
+    assert_eq!(db.count(&of_run), 4);
+    w.write(&refs(&[record(0, 0, 0)])).unwrap();
+}
+
+#[test]
+fn intervals_kept_without_waiting_never_connect_again_and_waiting_does() {
+    let Some(db) = Db::shared("intervals_lost") else {
+        return;
+    };
+    let (mut w, run_id) = db.open_writer(0, Duration::from_secs(5), pc_host::sink::mysql::open);
+    let of_run = format!("SELECT COUNT(*) FROM run_intervals WHERE run_id = {run_id}");
+    assert!(db.kill_sessions() >= 1, "no connection to kill");
+    // The lost connection is an error like any other; the writer then has none...
+    let e = w.record_intervals(&intervals(&[1.0]), false).unwrap_err();
+    assert!(!e.is::<Busy>(), "{e:#}");
+    // ... and without waiting, does not connect.
+    let e = w.record_intervals(&intervals(&[1.0]), false).unwrap_err();
+    assert!(e.is::<Busy>(), "{e:#}");
+    assert_eq!(db.count(&of_run), 0);
+    w.record_intervals(&intervals(&[1.0, 2.0]), true).unwrap();
+    assert_eq!(db.count(&of_run), 2);
 }

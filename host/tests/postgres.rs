@@ -7,8 +7,10 @@
 //! What they pin: every message stored once (generated, ingested across `kill -9`, across a
 //! killed connection and a server restart), a partial last line replaced once completed, a
 //! foreign `messages` table refused untouched, a NUL byte dead-lettered alone, bad connection
-//! settings as one line without the password, and a batch whose COMMIT reply was lost not
-//! stored twice.
+//! settings as one line without the password, a batch whose COMMIT reply was lost not stored
+//! twice; report intervals and the run's summary kept with the data (`run_intervals`, `runs`),
+//! written while the run goes on without waiting on another client's lock; a version 1 schema
+//! upgraded in place; and verify accepting exactly the dead-lettered gaps of a generated run.
 
 mod common;
 
@@ -22,13 +24,16 @@ use common::server::{
     Server, TestDb, assert_all_stored, assert_kill_9_then_rerun_stores_each_line_once, assert_ok,
     assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
     assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
-    not_a_server, record, refs, run_id, split_url, wait_retried_then_recovered, write_input,
+    not_a_server, record, refs, run_id, split_url, wait_retried_then_recovered, wait_until,
+    write_input,
 };
 use common::{Scratch, u};
 use pc_host::message::Record;
 use pc_host::position::FileKey;
 use pc_host::sink::postgres::{self as pg, Writer};
+use pc_host::sink::sqlite::schema::Busy;
 use pc_host::sink::{ErrorKind, Sink as _};
+use pc_host::telemetry::interval::Interval;
 
 // ---------------------------------------------------------------------------------------------
 // The server and a database per test
@@ -204,6 +209,7 @@ fn a_generated_run_stores_every_message_once_and_verify_agrees() {
         "messages",
         "pc_host_schema",
         "run_inputs",
+        "run_intervals",
         "run_producers",
         "runs",
     ];
@@ -449,6 +455,308 @@ fn a_lock_past_the_busy_timeout_is_retryable_and_a_moved_input_is_fatal() {
     assert_eq!(e.kind, ErrorKind::Fatal, "{e}");
     assert!(e.to_string().contains("advanced by another process"), "{e}");
     assert_eq!(db.rows().len(), 1, "nothing of the refused write is stored");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a run keeps besides its rows: report intervals, its summary; older schemas
+
+/// One `run_intervals` row.
+#[derive(Debug)]
+struct IntervalRow {
+    t_s: f64,
+    produced: i64,
+    stored: i64,
+    rejected: i64,
+    queue_depth: i64,
+    /// Latency p50, p99, max.
+    latency: [Option<i64>; 3],
+}
+
+impl TestDb<Pg> {
+    /// The `run_intervals` rows of `run_id`, by time.
+    fn interval_rows(&self, run_id: i64) -> Vec<IntervalRow> {
+        let sql = "SELECT t_s, produced, stored, rejected, queue_depth, latency_p50_ns, \
+                   latency_p99_ns, latency_max_ns FROM run_intervals WHERE run_id = $1 \
+                   ORDER BY t_s";
+        let rows = self
+            .client()
+            .query(sql, &[&run_id])
+            .expect("read run_intervals");
+        rows.iter()
+            .map(|r| IntervalRow {
+                t_s: r.get(0),
+                produced: r.get(1),
+                stored: r.get(2),
+                rejected: r.get(3),
+                queue_depth: r.get(4),
+                latency: [r.get(5), r.get(6), r.get(7)],
+            })
+            .collect()
+    }
+
+    /// How many `run_intervals` rows the database holds (0 while the table is not there).
+    fn interval_count(&self) -> i64 {
+        let sql = "SELECT count(*) FROM run_intervals";
+        self.client().query_one(sql, &[]).map_or(0, |r| r.get(0))
+    }
+}
+
+/// Asserts the intervals are in time order, end where the run ends (`elapsed_s`), add up to
+/// the run's produced, stored and rejected, and have sane latencies and queue depths.
+fn assert_intervals_add_up(rows: &[IntervalRow], v: &serde_json::Value) {
+    assert!(rows.len() >= 5, "a row per 0.1 s of a 1 s run: {rows:?}");
+    let mut before = 0.0;
+    for row in rows {
+        assert!(row.t_s > before, "t_s not strictly increasing: {rows:?}");
+        before = row.t_s;
+        match row.latency {
+            [Some(p50), Some(p99), Some(max)] => assert!(p50 <= p99 && p99 <= max, "{row:?}"),
+            l => assert_eq!(l, [None; 3], "latency all NULL or none: {row:?}"),
+        }
+        assert!((0..=65536).contains(&row.queue_depth), "{row:?}");
+    }
+    let elapsed = v["elapsed_s"].as_f64().unwrap();
+    assert_eq!(
+        rows.last().unwrap().t_s,
+        elapsed,
+        "the last row ends the run: {rows:?}"
+    );
+    let sum = |f: fn(&IntervalRow) -> i64| rows.iter().map(f).sum::<i64>() as u64;
+    assert_eq!(sum(|r| r.produced), u(v, "produced"), "{rows:?}");
+    assert_eq!(sum(|r| r.stored), u(v, "stored"), "{rows:?}");
+    assert_eq!(sum(|r| r.rejected), u(v, "rejected"), "{rows:?}");
+}
+
+/// Asserts the `runs` row of the summary's run holds its stored, dead-lettered, not stored,
+/// retries, latency p50/p99/p999/max and elapsed_s.
+fn assert_runs_keeps_the_summary(db: &Db, v: &serde_json::Value) {
+    let row = db
+        .client()
+        .query_one(
+            "SELECT stored, dead_lettered, not_stored, retries, latency_p50_ns, \
+             latency_p99_ns, latency_p999_ns, latency_max_ns, elapsed_s FROM runs \
+             WHERE run_id = $1",
+            &[&run_id(v)],
+        )
+        .expect("the runs row");
+    let kept: Vec<Option<i64>> = (0..8).map(|i| row.get(i)).collect();
+    let lat = &v["latency_ns"];
+    let want: Vec<Option<i64>> = [
+        &v["stored"],
+        &v["dead_lettered"],
+        &v["not_stored"],
+        &v["retries"],
+        &lat["p50"],
+        &lat["p99"],
+        &lat["p999"],
+        &lat["max"],
+    ]
+    .iter()
+    .map(|x| x.as_i64())
+    .collect();
+    assert_eq!(kept, want, "runs vs the summary {v}");
+    let elapsed: Option<f64> = row.get(8);
+    assert_eq!(
+        elapsed,
+        v["elapsed_s"].as_f64(),
+        "runs.elapsed_s vs the summary"
+    );
+}
+
+#[test]
+fn run_intervals_add_up_to_the_run_and_runs_keeps_the_summary() {
+    let Some(db) = Db::shared("intervals") else {
+        return;
+    };
+    let s = Scratch::new("pg-intervals");
+    let args = "--messages 3000 --rps 3000 --report-interval 0.1 --output json";
+    let v = assert_all_stored(&db.run(&s, args));
+    assert_intervals_add_up(&db.interval_rows(run_id(&v)), &v);
+    assert_runs_keeps_the_summary(&db, &v);
+}
+
+#[test]
+fn report_intervals_are_kept_while_the_run_goes_on() {
+    let Some(db) = Db::shared("intervals_live") else {
+        return;
+    };
+    let s = Scratch::new("pg-intervals-live");
+    let mut r = db.start(&s, "--rps 1000 --duration 600 --report-interval 0.05");
+    wait_until("three run_intervals rows", || db.interval_count() >= 3);
+    assert!(
+        r.child.try_wait().unwrap().is_none(),
+        "the run is still going"
+    );
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+/// Report intervals ending at 1, 2, .. `n` s, each with `k` messages produced and stored.
+fn intervals(n: u32, k: u64) -> Vec<Interval> {
+    (1..=n)
+        .map(|t| Interval {
+            t_s: f64::from(t),
+            len_s: 1.0,
+            produced: k,
+            stored: k,
+            rejected: 0,
+            queue_depth: 0,
+            latency_p50: Some(1_000),
+            latency_p99: Some(2_000),
+            latency_max: Some(3_000),
+            commit_p99: None,
+        })
+        .collect()
+}
+
+#[test]
+fn intervals_kept_without_waiting_give_up_at_once_and_kept_again_are_kept_once() {
+    let Some(db) = Db::shared("intervals_lock") else {
+        return;
+    };
+    let busy = Duration::from_secs(20);
+    let (mut w, run_id) = db.open_writer(1, busy, pg::open);
+    // Another client holds the run's row: the rows' reference to it cannot be checked.
+    let mut holder = db.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.execute("SELECT 1 FROM runs FOR UPDATE", &[]).unwrap();
+    let t = Instant::now();
+    let e = w.record_intervals(&intervals(3, 10), false).unwrap_err();
+    assert!(t.elapsed() < busy / 4, "waited {:?}", t.elapsed());
+    assert!(e.is::<Busy>(), "{e:#}");
+    assert!(e.to_string().contains("55P03"), "{e:#}");
+    tx.rollback().unwrap();
+    drop(holder);
+    assert!(db.interval_rows(run_id).is_empty(), "nothing of it kept");
+    // Kept, then kept again with one more (as after a lost COMMIT reply): one row each.
+    w.record_intervals(&intervals(3, 10), false).unwrap();
+    w.record_intervals(&intervals(4, 20), true).unwrap();
+    let rows = db.interval_rows(run_id);
+    let kept: Vec<(f64, i64)> = rows.iter().map(|r| (r.t_s, r.stored)).collect();
+    assert_eq!(kept, [(1.0, 20), (2.0, 20), (3.0, 20), (4.0, 20)]);
+    // A lost connection is an error, not made again without waiting; waiting, it is.
+    assert!(db.kill_sessions() >= 1, "the writer's session");
+    let e = w.record_intervals(&intervals(5, 30), false).unwrap_err();
+    assert!(!e.is::<Busy>(), "{e:#}");
+    let e = w.record_intervals(&intervals(5, 30), false).unwrap_err();
+    assert!(
+        e.is::<Busy>() && e.to_string().contains("not connected"),
+        "{e:#}"
+    );
+    w.record_intervals(&intervals(5, 30), true).unwrap();
+    assert_eq!(db.interval_rows(run_id).len(), 5);
+}
+
+/// Version 1 of pc-host's tables, as the previous pc-host created them.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE pc_host_schema (version INT NOT NULL);
+INSERT INTO pc_host_schema (version) VALUES (1);
+CREATE TABLE runs (
+    run_id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at  TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    completed   BOOLEAN NOT NULL DEFAULT false,
+    producers   INT NOT NULL,
+    produced    BIGINT,
+    config      TEXT NOT NULL
+);
+CREATE TABLE run_producers (
+    run_id   BIGINT NOT NULL REFERENCES runs (run_id),
+    producer INT NOT NULL,
+    produced BIGINT NOT NULL,
+    PRIMARY KEY (run_id, producer)
+);
+CREATE TABLE messages (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message    TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    producer   INT NOT NULL,
+    seq        BIGINT NOT NULL,
+    run_id     BIGINT NOT NULL,
+    UNIQUE (run_id, producer, seq)
+);
+CREATE TABLE inputs (
+    input_id INT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    path     TEXT,
+    dev      BIGINT,
+    ino      BIGINT,
+    born     BIGINT,
+    "offset" BIGINT NOT NULL DEFAULT 0,
+    line     BIGINT NOT NULL DEFAULT 0,
+    tail     BIGINT NOT NULL DEFAULT 0,
+    UNIQUE (path, dev, ino, born)
+);
+CREATE TABLE run_inputs (
+    run_id   BIGINT NOT NULL REFERENCES runs (run_id),
+    input_id INT NOT NULL REFERENCES inputs (input_id),
+    PRIMARY KEY (run_id, input_id)
+);
+INSERT INTO runs (started_at, finished_at, completed, producers, produced, config)
+    VALUES (now(), now(), true, 1, 2, '{}');
+INSERT INTO run_producers VALUES (1, 0, 2);
+INSERT INTO messages (message, created_at, producer, seq, run_id)
+    VALUES ('Message from producer 0: #0', now(), 0, 0, 1),
+           ('Message from producer 0: #1', now(), 0, 1, 1);
+"#;
+
+#[test]
+fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
+    let Some(db) = Db::shared("upgrade") else {
+        return;
+    };
+    let s = Scratch::new("pg-upgrade");
+    db.client().batch_execute(SCHEMA_V1).unwrap();
+    db.assert_verify(&s); // read as it is
+    let v = assert_all_stored(&db.run_json(&s, "--messages 100 --rps 0"));
+    assert_eq!(run_id(&v), 2, "{v}");
+    let mut c = db.client();
+    let version: i32 = c
+        .query_one("SELECT version FROM pc_host_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let old: (i64, i64) = {
+        let sql = "SELECT producers::int8, (SELECT count(*) FROM messages WHERE run_id = 1) \
+                   FROM runs WHERE run_id = 1 AND completed AND stored IS NULL";
+        let row = c
+            .query_one(sql, &[])
+            .expect("the old run, its summary unknown");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(old, (1, 2), "the old run and its rows are kept");
+    assert_runs_keeps_the_summary(&db, &v);
+    db.assert_verify(&s);
+    // The upgraded tables are the current ones: a second run finds them as they are.
+    assert_all_stored(&db.run_json(&s, "--messages 10 --rps 0"));
+}
+
+#[test]
+fn verify_accepts_a_generated_run_missing_exactly_its_dead_letters() {
+    let Some(db) = Db::shared("deadgaps") else {
+        return;
+    };
+    let s = Scratch::new("pg-deadgaps");
+    assert_ok(&db.run_json(&s, "--messages 1 --rps 0"));
+    db.client()
+        .batch_execute("ALTER TABLE messages ADD CONSTRAINT odd_refused CHECK (seq % 2 = 0)")
+        .unwrap();
+    let args = "--producers 2 --messages 200 --rps 0 --dead-letter dl.jsonl";
+    let v = assert_ok(&db.run_json(&s, args));
+    assert_eq!((u(&v, "stored"), u(&v, "dead_lettered")), (100, 100), "{v}");
+    assert_runs_keeps_the_summary(&db, &v);
+    let out = common::run(s.dir(), &["verify", "--sink", &db.url]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert!(out.stdout.contains("(100 dead-lettered)"), "{}", out.stdout);
+    // Without the count, the same gaps are missing rows.
+    db.client()
+        .execute(
+            "UPDATE runs SET dead_lettered = NULL WHERE run_id = $1",
+            &[&run_id(&v)],
+        )
+        .unwrap();
+    let out = common::run(s.dir(), &["verify", "--sink", &db.url]);
+    assert_ne!(out.code, Some(0), "{}", out.stdout);
+    assert!(out.stdout.contains("missing"), "{}", out.stdout);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 use std::sync::TryLockError;
 
 use crate::observe::latency_log::LatencyLog;
-use crate::sink::sqlite::schema::Busy;
+use crate::sink::error::Busy;
 use crate::sink::{AnySink, GroupCommit, Sink as _};
 use crate::telemetry::Stats;
 use crate::telemetry::interval::{Interval, Intervals};

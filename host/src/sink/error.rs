@@ -45,6 +45,12 @@ impl SinkError {
     }
 }
 
+/// The sink was locked by another client (or, for a call that must not wait, busy): callers
+/// that can try again later tell it from other errors by this type.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Busy(pub String);
+
 /// "committing a batch of 3 messages" (or "of 1 message"): how each sink's write errors begin.
 pub fn committing(rows: usize) -> String {
     let noun = if rows == 1 { "message" } else { "messages" };

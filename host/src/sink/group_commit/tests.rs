@@ -172,7 +172,10 @@ fn a_refused_record_is_split_out_and_dead_lettered_and_the_rest_commit() {
     assert_eq!(w.committed, [0, 1, 2, 4, 5, 6], "in ring order");
     // File records (they carry an offset): no commit past line 3 before its entry is on disk.
     for (first, entries) in w.seen {
-        assert!(first < 3 || entries == 1, "seq {first} committed before the dead letter");
+        assert!(
+            first < 3 || entries == 1,
+            "seq {first} committed before the dead letter"
+        );
     }
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 1);

@@ -74,6 +74,11 @@ impl Target {
         })
     }
 
+    /// The sessions' `innodb_lock_wait_timeout`, in seconds.
+    pub fn lock_wait_secs(&self) -> u64 {
+        self.lock_wait_secs
+    }
+
     /// Connects and sets up the session.
     ///
     /// # Errors

@@ -76,6 +76,12 @@ pub fn connection_gone(e: &Error) -> bool {
     }
 }
 
+/// Whether `e` is a lock another client held: a lock wait (row or table) that timed out, or
+/// a deadlock.
+pub fn lock_conflict(e: &Error) -> bool {
+    matches!(e, Error::MySqlError(e) if matches!(e.code, code::LOCK_WAIT_TIMEOUT | code::DEADLOCK))
+}
+
 /// What a failed write means for its records.
 pub fn kind_of(e: &Error) -> ErrorKind {
     if connection_gone(e) {

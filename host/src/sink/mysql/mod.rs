@@ -5,9 +5,10 @@
 //! may write through one connection per consumer.
 //!
 //! - `connect.rs`: the URL, the session settings, connection errors;
-//! - `schema.rs`: recognising, refusing or creating the tables;
+//! - `schema.rs`: recognising, refusing, creating or upgrading the tables;
 //! - `writer.rs`, `encode.rs`: the writer and its statements;
-//! - `runs.rs`: runs and inputs; `read.rs`: reading back for `verify`;
+//! - `runs.rs`: runs (their summary and report intervals) and inputs; `read.rs`: reading
+//!   back for `verify`;
 //! - `error.rs`: what each server error means for a write.
 
 mod connect;

@@ -18,10 +18,13 @@ pub struct Reader {
     conn: Conn,
     url: ServerUrl,
     server: &'static str,
+    /// `runs` has version 2's columns (the run's summary).
+    summary: bool,
 }
 
 impl Reader {
-    /// Connects and checks that the database holds pc-host's tables.
+    /// Connects and checks that the database holds pc-host's tables, of this version or of
+    /// version 1 (read as it is: verify never upgrades).
     ///
     /// # Errors
     /// One line naming the URL: no connection, no pc-host tables, foreign or altered ones.
@@ -30,10 +33,11 @@ impl Reader {
         let connected = target.connect_or_explain()?;
         let mut conn = connected.conn;
         match schema::check(&mut conn, url)? {
-            Found::Current => Ok(Self {
+            found @ (Found::Current | Found::Version1) => Ok(Self {
                 conn,
                 url: url.clone(),
                 server: connected.server,
+                summary: found == Found::Current,
             }),
             Found::Empty | Found::Incomplete => Err(anyhow!(
                 "sink {}: the database holds no pc-host tables (no run wrote to it)",
@@ -49,7 +53,7 @@ impl Reader {
 
 impl ReadBack for Reader {
     fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>> {
-        runs::runs(&mut self.conn, only).map_err(|e| self.err(&e))
+        runs::runs(&mut self.conn, only, self.summary).map_err(|e| self.err(&e))
     }
 
     fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()> {

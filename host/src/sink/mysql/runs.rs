@@ -6,8 +6,9 @@ use mysql::{Conn, Value};
 
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
-use crate::sink::RunStart;
 use crate::sink::read_back::RunInfo;
+use crate::sink::{RunEnd, RunStart};
+use crate::telemetry::interval::Interval;
 
 /// How long `register` waits for another pc-host registering an input (seconds).
 const REGISTER_LOCK_WAIT: u32 = 30;
@@ -116,28 +117,86 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
     })
 }
 
-/// Records the end of a run: its totals, and whether it drained completely.
-pub fn finish_run(
-    conn: &mut Conn,
-    run_id: i64,
-    finished_at: i64,
-    completed: bool,
-    per_producer: &[u64],
-    produced: u64,
-) -> mysql::Result<()> {
+/// Records the end of a run: its totals and summary, and whether it drained completely.
+pub fn finish_run(conn: &mut Conn, run_id: i64, end: &RunEnd<'_>) -> mysql::Result<()> {
+    let lat = |i: usize| end.latency.map(|l| n(l[i]));
+    let summary: Vec<Value> = vec![
+        end.finished_at.into(),
+        end.completed.into(),
+        n(end.produced).into(),
+        n(end.stored).into(),
+        n(end.dead_lettered).into(),
+        n(end.not_stored).into(),
+        n(end.retries).into(),
+        lat(0).into(),
+        lat(1).into(),
+        lat(2).into(),
+        lat(3).into(),
+        end.elapsed_s.into(),
+        run_id.into(),
+    ];
     transaction(conn, |conn| {
         conn.exec_drop(
-            "UPDATE runs SET finished_at = ?, completed = ?, produced = ? WHERE run_id = ?",
-            (finished_at, completed, produced as i64, run_id),
+            "UPDATE runs SET finished_at = ?, completed = ?, produced = ?, stored = ?, \
+             dead_lettered = ?, not_stored = ?, retries = ?, latency_p50_ns = ?, \
+             latency_p99_ns = ?, latency_p999_ns = ?, latency_max_ns = ?, elapsed_s = ? \
+             WHERE run_id = ?",
+            summary,
         )?;
         conn.exec_batch(
             "INSERT INTO run_producers (run_id, producer, produced) VALUES (?, ?, ?)",
-            per_producer
+            end.per_producer
                 .iter()
                 .enumerate()
-                .map(|(p, &n)| (run_id, p as i64, n as i64)),
+                .map(|(p, &count)| (run_id, p as i64, n(count))),
         )
     })
+}
+
+/// Rows per statement of [`record_intervals`] (10 values each: far below the server's limit
+/// of 65535 placeholders and any `max_allowed_packet`).
+const INTERVAL_ROWS: usize = 500;
+
+/// Keeps `rows` as `run_intervals` rows of `run_id`, in one transaction. A row already there
+/// (same run and `t_s`: written before a COMMIT whose reply was lost) is replaced, never
+/// doubled. Waits for locks as the session says (`innodb_lock_wait_timeout`).
+pub fn record_intervals(conn: &mut Conn, run_id: i64, rows: &[Interval]) -> mysql::Result<()> {
+    transaction(conn, |conn| {
+        for chunk in rows.chunks(INTERVAL_ROWS) {
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
+            for r in chunk {
+                params.extend([
+                    run_id.into(),
+                    r.t_s.into(),
+                    n(r.produced).into(),
+                    n(r.stored).into(),
+                    n(r.rejected).into(),
+                    n(r.queue_depth).into(),
+                    r.latency_p50.map(n).into(),
+                    r.latency_p99.map(n).into(),
+                    r.latency_max.map(n).into(),
+                    r.commit_p99.map(n).into(),
+                ]);
+            }
+            conn.exec_drop(replace_intervals_sql(chunk.len()), params)?;
+        }
+        Ok(())
+    })
+}
+
+/// `REPLACE INTO run_intervals` of `rows` rows.
+fn replace_intervals_sql(rows: usize) -> String {
+    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "REPLACE INTO run_intervals (run_id, t_s, produced, stored, rejected, queue_depth, \
+         latency_p50_ns, latency_p99_ns, latency_max_ns, commit_p99_ns) VALUES {}",
+        vec![one; rows].join(", ")
+    )
+}
+
+/// A count as a BIGINT (saturating: no count pc-host keeps comes near it).
+fn n(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// How many messages of `run_id` the database holds (exact: one count over the run's key).
@@ -147,15 +206,24 @@ pub fn count_stored(conn: &mut Conn, run_id: i64) -> mysql::Result<u64> {
     Ok(n.unwrap_or(0).max(0) as u64)
 }
 
-/// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all).
-pub fn runs(conn: &mut Conn, only: Option<i64>) -> mysql::Result<Vec<RunInfo>> {
-    let rows: Vec<(i64, bool, bool, i64)> = conn.exec(
-        "SELECT run_id, completed, finished_at IS NOT NULL, producers FROM runs \
-         WHERE ? IS NULL OR run_id = ? ORDER BY run_id",
+/// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all). `summary`:
+/// whether `runs` has version 2's columns; without them (version 1, which kept no count) and
+/// for a run that did not end, `dead_lettered` is 0.
+pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<Vec<RunInfo>> {
+    let dead_lettered = if summary {
+        "COALESCE(dead_lettered, 0)"
+    } else {
+        "0"
+    };
+    let rows: Vec<(i64, bool, bool, i64, i64)> = conn.exec(
+        format!(
+            "SELECT run_id, completed, finished_at IS NOT NULL, producers, {dead_lettered} \
+             FROM runs WHERE ? IS NULL OR run_id = ? ORDER BY run_id"
+        ),
         (only, only),
     )?;
     let mut runs = Vec::with_capacity(rows.len());
-    for (run_id, completed, finished, producers) in rows {
+    for (run_id, completed, finished, producers, dead_lettered) in rows {
         let producers = producers.clamp(0, i64::from(u32::MAX)) as u32;
         // A count beyond what pc-host runs was edited in: track no more than it could write.
         let mut produced = vec![0; producers.min(MAX_THREADS as u32) as usize];
@@ -179,7 +247,7 @@ pub fn runs(conn: &mut Conn, only: Option<i64>) -> mysql::Result<Vec<RunInfo>> {
             producers,
             produced,
             inputs,
-            dead_lettered: 0,
+            dead_lettered: dead_lettered.max(0) as u64,
         });
     }
     Ok(runs)

@@ -1,10 +1,14 @@
 //! The tables: recognising pc-host's (or refusing someone else's), creating them in a database
-//! that has none.
+//! that has none, upgrading pc-host's older ones in place.
 //!
 //! pc-host's tables are marked by a `pc_host_schema` table holding the schema version. A
 //! database with any of the table names pc-host uses (for instance the seed program's
 //! `messages(id, message, created_at)`) but no mark is refused, never altered. Tables with
 //! other names are left alone: a server database is often shared.
+//!
+//! Version 2 keeps what a run did with the data: its summary in new `runs` columns, one row per
+//! report interval in `run_intervals`. A version 1 database is upgraded in place (its runs
+//! kept), under the same lock as a creation; an upgrade cut short is completed by the next run.
 
 use anyhow::anyhow;
 use mysql::Conn;
@@ -14,7 +18,9 @@ use super::error::describe;
 use crate::config::url::ServerUrl;
 
 /// The schema version this build writes and reads (`pc_host_schema.version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+/// The older version this build upgrades in place (and `verify` reads).
+const VERSION_1: i64 = 1;
 
 /// How long `open` waits for another pc-host creating the tables (seconds).
 const SCHEMA_LOCK_WAIT: u32 = 30;
@@ -24,8 +30,37 @@ const MARK: &str = "CREATE TABLE IF NOT EXISTS pc_host_schema (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4
   COMMENT = 'pc-host: the tables of this database are pc-host''s, of this schema version'";
 
+/// The columns version 2 adds to `runs` (at its end): the run's summary, NULL until it ends.
+/// One text for the new table and the upgrade, so both have the same columns.
+macro_rules! runs_summary_columns {
+    () => {
+        "stored          BIGINT NULL COMMENT 'counted back at the end',
+    dead_lettered   BIGINT NULL,
+    not_stored      BIGINT NULL,
+    retries         BIGINT NULL,
+    latency_p50_ns  BIGINT NULL COMMENT 'every message, intended -> settled',
+    latency_p99_ns  BIGINT NULL,
+    latency_p999_ns BIGINT NULL,
+    latency_max_ns  BIGINT NULL,
+    elapsed_s       DOUBLE NULL"
+    };
+}
+
+/// Upgrades a version 1 `runs` to version 2.
+const RUNS_ADD_SUMMARY: &str = concat!(
+    "ALTER TABLE runs ADD COLUMN (",
+    runs_summary_columns!(),
+    ")"
+);
+
+/// The columns of `runs` in version 1 (version 2 adds the rest).
+const RUNS_V1_COLUMNS: usize = 7;
+
+/// The tables of version 1: the first ones of [`TABLES`].
+const V1_TABLES: usize = 5;
+
 /// The tables, each with its columns in order (seed columns of `messages` first).
-const TABLES: [(&str, &[&str], &str); 5] = [
+const TABLES: [(&str, &[&str], &str); 6] = [
     (
         "runs",
         &[
@@ -36,16 +71,30 @@ const TABLES: [(&str, &[&str], &str); 5] = [
             "producers",
             "produced",
             "config",
+            "stored",
+            "dead_lettered",
+            "not_stored",
+            "retries",
+            "latency_p50_ns",
+            "latency_p99_ns",
+            "latency_p999_ns",
+            "latency_max_ns",
+            "elapsed_s",
         ],
-        "CREATE TABLE IF NOT EXISTS runs (
+        concat!(
+            "CREATE TABLE IF NOT EXISTS runs (
     run_id      BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     started_at  BIGINT NOT NULL COMMENT 'unix ns',
     finished_at BIGINT NULL COMMENT 'unix ns; NULL while running or if cut short',
     completed   BOOLEAN NOT NULL DEFAULT FALSE COMMENT 'drained and committed everything accepted',
     producers   INT NOT NULL COMMENT 'generator threads (0 in an ingest run)',
     produced    BIGINT NULL COMMENT 'records accepted into the ring',
-    config      LONGTEXT NOT NULL COMMENT 'the effective configuration, JSON'
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    config      LONGTEXT NOT NULL COMMENT 'the effective configuration, JSON',
+    ",
+            runs_summary_columns!(),
+            "
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"
+        ),
     ),
     (
         "run_producers",
@@ -100,6 +149,35 @@ const TABLES: [(&str, &[&str], &str); 5] = [
     FOREIGN KEY (input_id) REFERENCES inputs (input_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
     ),
+    (
+        "run_intervals",
+        &[
+            "run_id",
+            "t_s",
+            "produced",
+            "stored",
+            "rejected",
+            "queue_depth",
+            "latency_p50_ns",
+            "latency_p99_ns",
+            "latency_max_ns",
+            "commit_p99_ns",
+        ],
+        "CREATE TABLE IF NOT EXISTS run_intervals (
+    run_id         BIGINT NOT NULL,
+    t_s            DOUBLE NOT NULL COMMENT 'the interval''s end, seconds into the run',
+    produced       BIGINT NOT NULL COMMENT 'records accepted in the interval',
+    stored         BIGINT NOT NULL COMMENT 'records committed in the interval',
+    rejected       BIGINT NOT NULL,
+    queue_depth    BIGINT NOT NULL COMMENT 'ring length at the interval''s end',
+    latency_p50_ns BIGINT NULL COMMENT 'of messages settled in the interval; NULL when none was',
+    latency_p99_ns BIGINT NULL,
+    latency_max_ns BIGINT NULL,
+    commit_p99_ns  BIGINT NULL COMMENT 'of commits in the interval',
+    PRIMARY KEY (run_id, t_s),
+    FOREIGN KEY (run_id) REFERENCES runs (run_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    ),
 ];
 
 /// What a database holds.
@@ -109,13 +187,17 @@ pub enum Found {
     Empty,
     /// Marked as pc-host's, some tables missing (creation was cut short).
     Incomplete,
+    /// pc-host's tables of version 1, all there, which [`prepare`] upgrades (perhaps partly
+    /// upgraded already: an upgrade cut short).
+    Version1,
     /// pc-host's tables, all there, of this version.
     Current,
 }
 
-/// Makes sure the database holds pc-host's tables: creates them in a database without them,
-/// completes a creation cut short; refuses anything else. Other pc-host processes doing the
-/// same wait for each other (a named lock).
+/// Makes sure the database holds pc-host's tables of this version: creates them in a database
+/// without them, completes a creation cut short, upgrades a version 1 database in place
+/// (keeping its rows); refuses anything else. Other pc-host processes doing the same wait for
+/// each other (a named lock).
 ///
 /// # Errors
 /// One line naming the URL: foreign or altered tables, another schema version, or the
@@ -135,14 +217,17 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
              try again"
         ));
     }
-    let done = create_missing(conn, url);
+    let done = create_or_upgrade(conn, url);
     let released =
         conn.query_drop("DO RELEASE_LOCK(LEFT(CONCAT('pc-host schema ', DATABASE()), 64))");
     done?;
     released.map_err(err)
 }
 
-fn create_missing(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
+/// Under the schema lock: creates the missing tables, adds version 2's columns to a version 1
+/// `runs`, then marks the database as this version. Each step is done only if not done yet,
+/// so a run after one cut short completes it.
+fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     let err = |e: mysql::Error| anyhow!("sink {}: {}", url.shown, describe(&e));
     if check(conn, url)? == Found::Current {
         return Ok(());
@@ -158,6 +243,12 @@ fn create_missing(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     for (_, _, ddl) in TABLES {
         conn.query_drop(ddl).map_err(err)?;
     }
+    // `check` let only a version 1 database have a `runs` of version 1.
+    if columns(conn, "runs").map_err(err)?.len() == RUNS_V1_COLUMNS {
+        conn.query_drop(RUNS_ADD_SUMMARY).map_err(err)?;
+    }
+    conn.exec_drop("UPDATE pc_host_schema SET version = ?", (SCHEMA_VERSION,))
+        .map_err(err)?;
     match check(conn, url)? {
         Found::Current => Ok(()),
         found => Err(anyhow!(
@@ -167,8 +258,8 @@ fn create_missing(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     }
 }
 
-/// Recognises what the database holds; anything but pc-host's tables of this version (or
-/// none of them) is an error. Reads only.
+/// Recognises what the database holds; anything but pc-host's tables of version 1 or this
+/// version (or none of them) is an error. Reads only.
 ///
 /// # Errors
 /// One line naming the URL.
@@ -179,7 +270,7 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         .query(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
              AND TABLE_NAME IN ('pc_host_schema', 'runs', 'run_producers', 'messages', \
-             'inputs', 'run_inputs') ORDER BY TABLE_NAME",
+             'inputs', 'run_inputs', 'run_intervals') ORDER BY TABLE_NAME",
         )
         .map_err(err)?;
     if !names.iter().any(|n| n == "pc_host_schema") {
@@ -195,30 +286,24 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
     let version: Option<Option<i64>> = conn
         .query_first("SELECT MAX(version) FROM pc_host_schema")
         .map_err(err)?;
-    let mut found = Found::Current;
-    match version.flatten() {
-        None => found = Found::Incomplete,
-        Some(SCHEMA_VERSION) => {}
-        Some(v) => {
-            return Err(anyhow!(
-                "sink {shown}: pc-host schema version {v}, this pc-host uses version \
-                 {SCHEMA_VERSION}: use a matching pc-host or another database"
-            ));
-        }
+    let version = version.flatten();
+    if let Some(v) = version.filter(|v| ![VERSION_1, SCHEMA_VERSION].contains(v)) {
+        return Err(anyhow!(
+            "sink {shown}: pc-host schema version {v}, this pc-host reads versions {VERSION_1} \
+             and {SCHEMA_VERSION}: use a matching pc-host or another database"
+        ));
     }
-    for (table, want, _) in TABLES {
+    // The index in TABLES of each table missing.
+    let mut missing = Vec::new();
+    for (i, (table, want, _)) in TABLES.iter().enumerate() {
         if !names.iter().any(|n| n == table) {
-            found = Found::Incomplete;
+            missing.push(i);
             continue;
         }
-        let have: Vec<String> = conn
-            .exec(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                (table,),
-            )
-            .map_err(err)?;
-        if have != want {
+        let have = columns(conn, table).map_err(err)?;
+        let v1_runs =
+            version == Some(VERSION_1) && *table == "runs" && have[..] == want[..RUNS_V1_COLUMNS];
+        if have[..] != want[..] && !v1_runs {
             return Err(anyhow!(
                 "sink {shown}: table `{table}` has columns ({}) but pc-host expects ({}); it \
                  was altered: use another database",
@@ -227,5 +312,18 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
             ));
         }
     }
-    Ok(found)
+    Ok(match version {
+        Some(SCHEMA_VERSION) if missing.is_empty() => Found::Current,
+        Some(VERSION_1) if missing.iter().all(|&i| i >= V1_TABLES) => Found::Version1,
+        _ => Found::Incomplete,
+    })
+}
+
+/// The columns of `table`, in order.
+fn columns(conn: &mut Conn, table: &str) -> mysql::Result<Vec<String>> {
+    conn.exec(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        (table,),
+    )
 }

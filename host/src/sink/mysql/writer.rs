@@ -14,11 +14,13 @@ use mysql::{Conn, Statement};
 
 use super::connect::{Connected, Target};
 use super::encode::{Budget, STATEMENT_ROWS, insert_sql, plan, push_params, row_bytes};
-use super::error::{connection_gone, describe, kind_of};
+use super::error::{connection_gone, describe, kind_of, lock_conflict};
 use super::runs;
 use crate::message::Record;
 use crate::position::{FileKey, Resume};
+use crate::sink::error::Busy;
 use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
+use crate::telemetry::interval::Interval;
 
 /// Moves a file input's committed position on, if it is where this writer left it (so two
 /// processes ingesting the same file cannot both commit the same lines). With
@@ -33,6 +35,10 @@ const ADVANCE_INPUT: &str = "UPDATE inputs SET `offset` = ?, line = ?, tail = ? 
 const REPLACE_LINE: &str = "DELETE m FROM run_inputs ri JOIN messages m ON m.run_id = ri.run_id \
                             WHERE ri.input_id = ? AND ri.run_id <> ? \
                             AND m.producer = ? AND m.seq = ?";
+
+/// The shortest lock waits the server takes (MySQL's minimum for both is 1 s), for work that
+/// must not wait on another client. `lock_wait_timeout` covers table (metadata) locks.
+const NO_WAIT: &str = "SET SESSION innodb_lock_wait_timeout = 1, SESSION lock_wait_timeout = 1";
 
 /// Whether a row of this run is stored (the check after a COMMIT without a reply).
 const ROW_STORED: &str = "SELECT 1 FROM messages WHERE run_id = ? AND producer = ? AND seq = ?";
@@ -278,6 +284,26 @@ impl Writer {
         Ok(())
     }
 
+    /// Runs `f` on the session with lock waits (of rows and of tables) of 1 s, then puts the
+    /// session's own timeouts back. A session whose timeouts could not be put back is not
+    /// kept: the next use connects again.
+    fn without_waiting<T>(
+        &mut self,
+        f: impl FnOnce(&mut Conn) -> mysql::Result<T>,
+    ) -> mysql::Result<T> {
+        let mut s = self.take_session()?;
+        let done = s.conn.query_drop(NO_WAIT).and_then(|()| f(&mut s.conn));
+        let restored = s.conn.query_drop(format!(
+            "SET SESSION innodb_lock_wait_timeout = {}, SESSION lock_wait_timeout = DEFAULT",
+            self.target.lock_wait_secs()
+        ));
+        if restored.is_ok() {
+            self.session = Some(s);
+        }
+        let value = done?;
+        restored.map(|()| value)
+    }
+
     /// `what` failed: one line naming the server and the URL.
     fn explain(&self, what: &str, why: &str) -> anyhow::Error {
         anyhow!(
@@ -387,19 +413,45 @@ impl Sink for Writer {
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
         let run_id = self.run_id;
         self.with_session(
-            |_, s| {
-                runs::finish_run(
-                    &mut s.conn,
-                    run_id,
-                    end.finished_at,
-                    end.completed,
-                    end.per_producer,
-                    end.produced,
-                )
-            },
+            |_, s| runs::finish_run(&mut s.conn, run_id, end),
             connection_gone,
         )
         .map_err(|e| self.explain("recording the end of the run", &describe(&e)))
+    }
+
+    /// Keeps `rows` in `run_intervals`, in one transaction, replacing rows of the same `t_s`.
+    /// Without `wait`, nothing is waited for: a lock another client holds fails after 1 s
+    /// (the shortest lock wait the server takes), and a writer whose connection was lost
+    /// earlier does not connect again here (its next commit does); both are a [`Busy`] error,
+    /// the rows left to the caller. A connection lost during the call is an ordinary error.
+    /// Never retried here.
+    ///
+    /// # Errors
+    /// [`Busy`] as above; otherwise one line naming the server and the URL.
+    fn record_intervals(&mut self, rows: &[Interval], wait: bool) -> anyhow::Result<()> {
+        const WHAT: &str = "keeping report intervals";
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let run_id = self.run_id;
+        let keep = |conn: &mut Conn| runs::record_intervals(conn, run_id, rows);
+        if wait {
+            return self
+                .with_session(|_, s| keep(&mut s.conn), connection_gone)
+                .map_err(|e| self.explain(WHAT, &describe(&e)));
+        }
+        if self.session.is_none() {
+            let why = "not connected now (the next commit connects again)";
+            return Err(Busy(self.explain(WHAT, why).to_string()).into());
+        }
+        self.without_waiting(keep).map_err(|e| {
+            let line = self.explain(WHAT, &describe(&e));
+            if lock_conflict(&e) {
+                Busy(line.to_string()).into()
+            } else {
+                line
+            }
+        })
     }
 }
 

@@ -19,6 +19,8 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct Reader {
     client: Client,
     server: Server,
+    /// The schema version: version 1 is read as it is (verify never writes).
+    found: Found,
 }
 
 impl std::fmt::Debug for Reader {
@@ -30,7 +32,8 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
-    /// Connects and checks that the database holds pc-host's tables.
+    /// Connects and checks that the database holds pc-host's tables, of this version or of
+    /// version 1 (read as it is: its runs have no dead-letter count).
     ///
     /// # Errors
     /// One line naming the URL (without its password): cannot connect, no pc-host tables, or
@@ -39,18 +42,22 @@ impl Reader {
         let server = Server::new(url, LOCK_WAIT)?;
         let mut client = server.connect_first()?;
         match schema::check(&mut client).map_err(|e| schema::explain(e, &server.shown))? {
-            Found::Current => Ok(Self { client, server }),
             Found::Empty => Err(anyhow!(
                 "{} holds no pc-host data (none of its tables)",
                 server.shown
             )),
+            found => Ok(Self {
+                client,
+                server,
+                found,
+            }),
         }
     }
 }
 
 impl ReadBack for Reader {
     fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>> {
-        runs::runs(&mut self.client, only).map_err(|e| {
+        runs::runs(&mut self.client, only, &self.found).map_err(|e| {
             self.server
                 .error(format!("reading the runs: {}", describe(&e)))
         })

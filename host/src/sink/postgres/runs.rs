@@ -1,5 +1,6 @@
-//! Run and input bookkeeping: the `runs`, `run_producers`, `inputs` and `run_inputs` rows that
-//! say what each run did and where each input resumes. Same meanings as SQLite's.
+//! Run and input bookkeeping: the `runs`, `run_producers`, `run_intervals`, `inputs` and
+//! `run_inputs` rows that say what each run did and where each input resumes. Same meanings as
+//! SQLite's.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,6 +11,7 @@ use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
 use crate::sink::read_back::RunInfo;
 use crate::sink::{RunEnd, RunStart};
+use crate::telemetry::interval::Interval;
 
 /// Advisory lock keys (`pg_advisory_xact_lock(PC_HOST, what)`): held while the tables are
 /// checked and created, and while an input is looked up and registered, so that two pc-hosts
@@ -18,7 +20,8 @@ const PC_HOST: i32 = 0x7063_4853; // "pcHS"
 const LOCK_SCHEMA: i32 = 1;
 const LOCK_INPUTS: i32 = 2;
 
-/// Creates or checks the tables and records the run, in one transaction; returns its run id.
+/// Creates, upgrades (version 1) or checks the tables and records the run, in one transaction
+/// under the schema lock; returns its run id.
 ///
 /// # Errors
 /// [`Refused`]: tables pc-host will not use, or the server's error.
@@ -28,9 +31,8 @@ pub fn prepare_run(client: &mut Client, start: &RunStart<'_>) -> Result<i64, Ref
         "SELECT pg_advisory_xact_lock($1, $2)",
         &[&PC_HOST, &LOCK_SCHEMA],
     )?;
-    if schema::check(&mut tx)? == Found::Empty {
-        schema::create(&mut tx)?;
-    }
+    let found = schema::check(&mut tx)?;
+    schema::create_or_upgrade(&mut tx, &found)?;
     let producers = i32::try_from(start.producers).unwrap_or(i32::MAX);
     let run_id: i64 = tx
         .query_one(
@@ -133,8 +135,8 @@ pub fn commit_input_position(
     Ok(changed == 1)
 }
 
-/// Records the end of a run: its totals, whether it drained completely, and each producer's
-/// count. Running it twice records the same.
+/// Records the end of a run: its totals and summary, whether it drained completely, and each
+/// producer's count. Running it twice records the same.
 ///
 /// # Errors
 /// The server's.
@@ -143,15 +145,28 @@ pub fn finish_run(
     run_id: i64,
     end: &RunEnd<'_>,
 ) -> Result<(), postgres::Error> {
-    let per_producer: Vec<i64> = end.per_producer.iter().map(|&n| n as i64).collect();
+    let per_producer: Vec<i64> = end.per_producer.iter().map(|&n| big(n)).collect();
+    let lat = |i: usize| end.latency.map(|l| big(l[i]));
     let mut tx = client.transaction()?;
     tx.execute(
-        "UPDATE runs SET finished_at = $2, completed = $3, produced = $4 WHERE run_id = $1",
+        "UPDATE runs SET finished_at = $2, completed = $3, produced = $4, stored = $5, \
+         dead_lettered = $6, not_stored = $7, retries = $8, latency_p50_ns = $9, \
+         latency_p99_ns = $10, latency_p999_ns = $11, latency_max_ns = $12, elapsed_s = $13 \
+         WHERE run_id = $1",
         &[
             &run_id,
             &unix_time(end.finished_at),
             &end.completed,
-            &(end.produced as i64),
+            &big(end.produced),
+            &big(end.stored),
+            &big(end.dead_lettered),
+            &big(end.not_stored),
+            &big(end.retries),
+            &lat(0),
+            &lat(1),
+            &lat(2),
+            &lat(3),
+            &end.elapsed_s,
         ],
     )?;
     tx.execute(
@@ -159,6 +174,58 @@ pub fn finish_run(
          SELECT $1, (t.ord - 1)::int, t.n FROM unnest($2::bigint[]) WITH ORDINALITY AS t(n, ord) \
          ON CONFLICT (run_id, producer) DO UPDATE SET produced = EXCLUDED.produced",
         &[&run_id, &per_producer],
+    )?;
+    tx.commit()
+}
+
+/// A count as a `BIGINT` (one past its range is kept as its largest value).
+fn big(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Keeps `rows` as run `run_id`'s `run_intervals` rows, in one transaction; a row already kept
+/// (same `t_s`) is replaced, so writing the same rows again (after a lost COMMIT reply) keeps
+/// one of each. Without `wait`, a lock held by another client is waited for 1 ms at most.
+///
+/// # Errors
+/// The server's: 55P03 for a lock not granted in time; nothing of the rows is kept then.
+pub fn record_intervals(
+    client: &mut Client,
+    run_id: i64,
+    rows: &[Interval],
+    wait: bool,
+) -> Result<(), postgres::Error> {
+    let col = |f: fn(&Interval) -> u64| -> Vec<i64> { rows.iter().map(|r| big(f(r))).collect() };
+    let opt = |f: fn(&Interval) -> Option<u64>| -> Vec<Option<i64>> {
+        rows.iter().map(|r| f(r).map(big)).collect()
+    };
+    let t_s: Vec<f64> = rows.iter().map(|r| r.t_s).collect();
+    let mut tx = client.transaction()?;
+    if !wait {
+        tx.batch_execute("SET LOCAL lock_timeout = '1ms'")?;
+    }
+    tx.execute(
+        "INSERT INTO run_intervals (run_id, t_s, produced, stored, rejected, queue_depth, \
+         latency_p50_ns, latency_p99_ns, latency_max_ns, commit_p99_ns) \
+         SELECT $1, t.* FROM unnest($2::float8[], $3::int8[], $4::int8[], $5::int8[], \
+         $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[]) AS t \
+         ON CONFLICT (run_id, t_s) DO UPDATE SET produced = EXCLUDED.produced, \
+         stored = EXCLUDED.stored, rejected = EXCLUDED.rejected, \
+         queue_depth = EXCLUDED.queue_depth, latency_p50_ns = EXCLUDED.latency_p50_ns, \
+         latency_p99_ns = EXCLUDED.latency_p99_ns, latency_max_ns = EXCLUDED.latency_max_ns, \
+         commit_p99_ns = EXCLUDED.commit_p99_ns",
+        &[
+            &run_id,
+            &t_s,
+            &col(|r| r.produced),
+            &col(|r| r.stored),
+            &col(|r| r.rejected),
+            &col(|r| r.queue_depth),
+            &opt(|r| r.latency_p50),
+            &opt(|r| r.latency_p99),
+            &opt(|r| r.latency_max),
+            &opt(|r| r.commit_p99),
+        ],
     )?;
     tx.commit()
 }
@@ -177,18 +244,27 @@ pub fn count_stored(client: &mut Client, run_id: i64) -> Result<u64, postgres::E
     Ok(n.max(0) as u64)
 }
 
-/// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all).
+/// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all) of a database
+/// of version `found`. A run's `dead_lettered` is 0 where it was not recorded: a run that did
+/// not finish, or any run of a version 1 database (which has no such column).
 ///
 /// # Errors
 /// The server's.
 pub fn runs(
     c: &mut impl GenericClient,
     only: Option<i64>,
+    found: &Found,
 ) -> Result<Vec<RunInfo>, postgres::Error> {
+    let dead = match found {
+        Found::Current => "dead_lettered",
+        Found::Version1 | Found::Empty => "NULL::bigint",
+    };
     let mut runs: Vec<RunInfo> = c
         .query(
-            "SELECT run_id, completed, finished_at IS NOT NULL, producers FROM runs \
-             WHERE $1::bigint IS NULL OR run_id = $1 ORDER BY run_id",
+            &format!(
+                "SELECT run_id, completed, finished_at IS NOT NULL, producers, {dead} FROM runs \
+                 WHERE $1::bigint IS NULL OR run_id = $1 ORDER BY run_id"
+            ),
             &[&only],
         )?
         .iter()
@@ -199,7 +275,7 @@ pub fn runs(
             producers: r.get::<_, i32>(3).max(0) as u32,
             produced: Vec::new(),
             inputs: Vec::new(),
-            dead_lettered: 0,
+            dead_lettered: r.get::<_, Option<i64>>(4).unwrap_or(0).max(0) as u64,
         })
         .collect();
     for run in &mut runs {

@@ -1,10 +1,14 @@
 //! pc-host's tables in a PostgreSQL database: recognising them (or refusing tables that are
-//! not pc-host's) and creating them in a database that has none of them.
+//! not pc-host's), creating them in a database that has none of them, and upgrading an older
+//! pc-host layout in place.
 //!
 //! pc-host's tables are marked by the table `pc_host_schema` holding its schema version. A
 //! database with any of pc-host's table names but without the mark (for instance the seed
 //! program's `messages(id, message, created_at)`) is refused, never altered. Other tables in
-//! the database are none of pc-host's business and are left alone.
+//! the database are none of pc-host's business and are left alone. Version 1 tables are
+//! brought to version 2 by adding the run's summary columns to `runs` and the table
+//! `run_intervals`; a new database gets the same DDL in the same order, so both end with the
+//! same columns.
 
 use anyhow::anyhow;
 use postgres::GenericClient;
@@ -12,10 +16,10 @@ use postgres::GenericClient;
 /// The mark's table.
 pub const MARK: &str = "pc_host_schema";
 /// The version `pc_host_schema` holds: the schema this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
-/// The tables, in the order they are created (after the mark).
-const SCHEMA: &str = r#"
+/// Version 1: the mark, runs, their rows and inputs, in the order they are created.
+const SCHEMA_V1: &str = r#"
 CREATE TABLE pc_host_schema (
     version INT NOT NULL                     -- the layout of the tables below
 );
@@ -63,8 +67,37 @@ CREATE TABLE run_inputs (
 );
 "#;
 
+/// Version 2 keeps what a run did with the data: its summary in `runs` (NULL until the run
+/// ends), and one row per report interval in `run_intervals`.
+const SCHEMA_V2_ADDS: &str = "
+ALTER TABLE runs
+    ADD COLUMN stored          BIGINT,       -- counted back at the end
+    ADD COLUMN dead_lettered   BIGINT,
+    ADD COLUMN not_stored      BIGINT,
+    ADD COLUMN retries         BIGINT,
+    ADD COLUMN latency_p50_ns  BIGINT,       -- every message, intended -> settled
+    ADD COLUMN latency_p99_ns  BIGINT,
+    ADD COLUMN latency_p999_ns BIGINT,
+    ADD COLUMN latency_max_ns  BIGINT,
+    ADD COLUMN elapsed_s       DOUBLE PRECISION;
+CREATE TABLE run_intervals (
+    run_id         BIGINT NOT NULL REFERENCES runs (run_id),
+    t_s            DOUBLE PRECISION NOT NULL, -- the interval's end, seconds into the run
+    produced       BIGINT NOT NULL,          -- records accepted in the interval
+    stored         BIGINT NOT NULL,          -- records committed in the interval
+    rejected       BIGINT NOT NULL,
+    queue_depth    BIGINT NOT NULL,          -- ring length at the interval's end
+    latency_p50_ns BIGINT,                   -- of messages settled in the interval;
+    latency_p99_ns BIGINT,                   -- NULL when none was
+    latency_max_ns BIGINT,
+    commit_p99_ns  BIGINT,                   -- of commits in the interval
+    PRIMARY KEY (run_id, t_s)
+);
+UPDATE pc_host_schema SET version = 2;
+";
+
 /// Each table's columns, in order; the mark first.
-const TABLES: [(&str, &[&str]); 6] = [
+const TABLES: [(&str, &[&str]); 7] = [
     (MARK, &["version"]),
     (
         "runs",
@@ -76,6 +109,15 @@ const TABLES: [(&str, &[&str]); 6] = [
             "producers",
             "produced",
             "config",
+            "stored",
+            "dead_lettered",
+            "not_stored",
+            "retries",
+            "latency_p50_ns",
+            "latency_p99_ns",
+            "latency_p999_ns",
+            "latency_max_ns",
+            "elapsed_s",
         ],
     ),
     ("run_producers", &["run_id", "producer", "produced"]),
@@ -90,7 +132,25 @@ const TABLES: [(&str, &[&str]); 6] = [
         ],
     ),
     ("run_inputs", &["run_id", "input_id"]),
+    (
+        "run_intervals",
+        &[
+            "run_id",
+            "t_s",
+            "produced",
+            "stored",
+            "rejected",
+            "queue_depth",
+            "latency_p50_ns",
+            "latency_p99_ns",
+            "latency_max_ns",
+            "commit_p99_ns",
+        ],
+    ),
 ];
+
+/// The columns of `runs` in version 1 (version 2 adds the rest).
+const RUNS_V1_COLUMNS: usize = 7;
 
 /// The tables of [`TABLES`] that exist (as the search path finds them), with their columns.
 const FIND_TABLES: &str = "
@@ -105,6 +165,8 @@ WHERE to_regclass(t.name) IS NOT NULL ORDER BY t.ord";
 pub enum Found {
     /// None of pc-host's tables.
     Empty,
+    /// pc-host's tables of version 1, which [`create_or_upgrade`] brings to this version.
+    Version1,
     /// pc-host's tables, of this version.
     Current,
 }
@@ -123,7 +185,8 @@ impl From<postgres::Error> for Refused {
     }
 }
 
-/// Recognises what the database holds; reads only.
+/// Recognises what the database holds: none of pc-host's tables, its tables of version 1 (to
+/// upgrade), or of this version; reads only.
 ///
 /// # Errors
 /// [`Refused::Foreign`] for tables with pc-host's names that are not (or no longer) pc-host's
@@ -151,17 +214,46 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    if versions != [SCHEMA_VERSION] {
-        return Err(Refused::Foreign(format!(
-            "{MARK} holds versions {versions:?}, this pc-host reads version {SCHEMA_VERSION}: use \
-             a matching pc-host or another database"
-        )));
+    let found_version = match versions[..] {
+        [1] => Found::Version1,
+        [SCHEMA_VERSION] => Found::Current,
+        _ => {
+            return Err(Refused::Foreign(format!(
+                "{MARK} holds versions {versions:?}, this pc-host reads versions 1 to \
+                 {SCHEMA_VERSION}: use a matching pc-host or another database"
+            )));
+        }
+    };
+    check_columns(&found, &found_version)?;
+    Ok(found_version)
+}
+
+/// The columns `table` has in a database of version `v`; `None`: the table is not there.
+fn expected(
+    table: &str,
+    want: &'static [&'static str],
+    v: &Found,
+) -> Option<&'static [&'static str]> {
+    match (v, table) {
+        (Found::Current, _) => Some(want),
+        (_, "runs") => Some(&want[..RUNS_V1_COLUMNS]),
+        (_, "run_intervals") => None,
+        _ => Some(want),
     }
+}
+
+/// Checks that each of pc-host's tables `found` (name, columns) has the columns of version
+/// `v`, and that the tables `v` lacks are not there.
+///
+/// # Errors
+/// [`Refused::Foreign`] naming the first table that differs.
+fn check_columns(found: &[(String, Vec<String>)], v: &Found) -> Result<(), Refused> {
     for (table, want) in &TABLES[1..] {
         let have = found.iter().find(|(name, _)| name == table).map(|(_, c)| c);
-        match have {
-            Some(have) if have == want => {}
-            Some(have) => {
+        match (have, expected(table, want, v)) {
+            (Some(have), Some(want)) if have == want => {}
+            (None, None) => {}
+            (Some(have), Some(want)) => {
                 return Err(Refused::Foreign(format!(
                     "table `{table}` has columns ({}) but pc-host expects ({}); the tables were \
                      altered: use another database",
@@ -169,7 +261,13 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
                     want.join(", ")
                 )));
             }
-            None => {
+            (Some(_), None) => {
+                return Err(Refused::Foreign(format!(
+                    "table `{table}` is there but {MARK} says version 1, which has none; the \
+                     tables were altered: use another database"
+                )));
+            }
+            (None, Some(_)) => {
                 return Err(Refused::Foreign(format!(
                     "table `{table}` of pc-host's tables is missing; the tables were altered: \
                      use another database"
@@ -177,15 +275,23 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
             }
         }
     }
-    Ok(Found::Current)
+    Ok(())
 }
 
-/// Creates the tables, inside the caller's transaction (all or none of them).
+/// Inside the caller's transaction (all or none of it): creates the tables in a database that
+/// has none of them, or upgrades version 1 ones in place, keeping their rows; does nothing to
+/// current ones.
 ///
 /// # Errors
-/// The server's (no permission to create tables, a table created meanwhile by another client).
-pub fn create(c: &mut impl GenericClient) -> Result<(), postgres::Error> {
-    c.batch_execute(SCHEMA)
+/// The server's (no permission to create or alter tables, a lock on `runs` held by another
+/// client past `lock_timeout`).
+pub fn create_or_upgrade(c: &mut impl GenericClient, found: &Found) -> Result<(), postgres::Error> {
+    match found {
+        Found::Current => return Ok(()),
+        Found::Empty => c.batch_execute(SCHEMA_V1)?,
+        Found::Version1 => {}
+    }
+    c.batch_execute(SCHEMA_V2_ADDS)
 }
 
 /// `Refused` as the one line the user sees.
@@ -193,5 +299,47 @@ pub fn explain(e: Refused, shown: &str) -> anyhow::Error {
     match e {
         Refused::Db(e) => anyhow!("{shown}: {}", super::error::describe(&e)),
         Refused::Foreign(why) => anyhow!("{shown}: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each table of `TABLES` that version `v` has, with those columns.
+    fn layout(v: &Found) -> Vec<(String, Vec<String>)> {
+        TABLES
+            .iter()
+            .filter_map(|(table, want)| {
+                let cols = if *table == MARK {
+                    Some(*want)
+                } else {
+                    expected(table, want, v)
+                };
+                cols.map(|c| (table.to_string(), c.iter().map(|c| c.to_string()).collect()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_version_accepts_its_own_layout_and_refuses_the_other() {
+        for (v, other) in [
+            (Found::Version1, Found::Current),
+            (Found::Current, Found::Version1),
+        ] {
+            assert!(check_columns(&layout(&v), &v).is_ok(), "{v:?}");
+            assert!(
+                check_columns(&layout(&other), &v).is_err(),
+                "{other:?} as {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn version_1_has_no_run_intervals_and_the_first_columns_of_runs() {
+        let v1 = layout(&Found::Version1);
+        assert!(v1.iter().all(|(t, _)| t != "run_intervals"));
+        let runs = &v1.iter().find(|(t, _)| t == "runs").unwrap().1;
+        assert_eq!(runs.last().map(String::as_str), Some("config"));
     }
 }

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use anyhow::anyhow;
+use postgres::error::SqlState;
 
 use super::connect::Server;
 use super::encode::encode;
@@ -21,7 +22,9 @@ use super::session::{Failed, Move, Session};
 use crate::config::url::ServerUrl;
 use crate::message::Record;
 use crate::position::{FileKey, Resume};
+use crate::sink::error::Busy;
 use crate::sink::{ErrorKind, RunEnd, RunStart, Sink, SinkError};
+use crate::telemetry::interval::Interval;
 
 /// One connection, writing one run.
 #[derive(Debug)]
@@ -150,6 +153,38 @@ impl Writer {
         )
     }
 
+    /// Keeps `rows` without waiting: on the open connection only (none is made here), with
+    /// another client's lock waited for 1 ms at most, and never tried twice.
+    ///
+    /// # Errors
+    /// [`Busy`] when there is no open connection or a lock was not granted at once (the caller
+    /// keeps the rows for later); otherwise the server's, as one line (a lost connection is
+    /// dropped, and the next call connects again).
+    fn record_intervals_now(&mut self, rows: &[Interval]) -> anyhow::Result<()> {
+        let run_id = self.run_id;
+        let Some(session) = self.session.as_mut().filter(|s| !s.client.is_closed()) else {
+            return Err(Busy(
+                self.server
+                    .error("keeping report intervals: not connected")
+                    .to_string(),
+            )
+            .into());
+        };
+        let Err(e) = runs::record_intervals(&mut session.client, run_id, rows, false) else {
+            return Ok(());
+        };
+        if lost(&e, session.client.is_closed()) {
+            self.session = None;
+        }
+        let line = self
+            .server
+            .error(format!("keeping report intervals: {}", describe(&e)));
+        if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+            return Err(Busy(line.to_string()).into());
+        }
+        Err(line)
+    }
+
     /// Runs `op` on the session; if the connection was lost, connects again and runs it once
     /// more (every `op` here may run twice).
     fn call<T>(
@@ -227,6 +262,22 @@ impl Sink for Writer {
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
         self.call("recording the end of the run", |c, run_id| {
             runs::finish_run(c, run_id, end)
+        })
+    }
+
+    /// Keeps `rows` in `run_intervals`, in one transaction. Without `wait`, see
+    /// [`Writer::record_intervals_now`]; with it, a lock is waited for as long as any other
+    /// (`lock_timeout`), and a lost connection is made again once (the rows replace any copy a
+    /// lost COMMIT reply left).
+    fn record_intervals(&mut self, rows: &[Interval], wait: bool) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if !wait {
+            return self.record_intervals_now(rows);
+        }
+        self.call("keeping report intervals", |c, run_id| {
+            runs::record_intervals(c, run_id, rows, true)
         })
     }
 }

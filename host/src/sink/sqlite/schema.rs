@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::anyhow;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+pub use crate::sink::error::Busy;
+
 /// `PRAGMA application_id` of a pc-host database: "pcHS".
 pub const APPLICATION_ID: i64 = 0x7063_4853;
 /// `PRAGMA user_version`: the schema version this build writes and reads.
@@ -153,12 +155,6 @@ const TABLES: [(&str, &[&str]); 6] = [
 
 /// The columns of `runs` in versions 1 and 2 (version 3 adds the rest).
 const RUNS_V1_COLUMNS: usize = 9;
-
-/// The database was locked by another connection: [`db_error`]'s error for `SQLITE_BUSY` and
-/// `SQLITE_LOCKED`, so callers can tell it from others.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Busy(pub String);
 
 /// Turns an SQLite error on `path` into a one-line, actionable message.
 pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Error {
