@@ -379,7 +379,9 @@ fn a_connection_killed_mid_run_is_retried_without_loss_or_duplicates() {
     assert!(db.kill_sessions() >= 1, "no connection to kill");
     let v = assert_ok(&finish(r));
     assert_eq!(u(&v, "stored"), 12_000, "{v}");
-    assert!(u(&v, "retries") >= 1, "{v}");
+    // No retry is asserted here: the one connection also keeps the report intervals, and
+    // when the kill lands between commits an interval write may meet the dead connection
+    // first; the next commit then connects anew without failing.
     assert_file_stored_once(&db, &lines);
 }
 
