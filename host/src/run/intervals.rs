@@ -7,7 +7,6 @@
 use std::sync::TryLockError;
 
 use crate::observe::latency_log::LatencyLog;
-use crate::sink::error::Busy;
 use crate::sink::{AnySink, GroupCommit, Sink as _};
 use crate::telemetry::Stats;
 use crate::telemetry::interval::{Interval, Intervals};
@@ -80,16 +79,20 @@ impl Reporter {
         self.write_pending(writer, true);
     }
 
-    /// Writes the pending rows; without `wait`, a database locked by another process leaves
-    /// them pending (the watch loop never waits on a lock).
+    /// Writes the pending rows. During the run (without `wait`) any failure (a lock another
+    /// client holds, a lost connection) leaves them pending for the next tick, quietly: only
+    /// the final write, which waits, says it failed, and then the rows are lost for good.
     fn write_pending(&mut self, writer: &mut AnySink, wait: bool) {
         if self.pending.is_empty() {
             return;
         }
         match writer.record_intervals(&self.pending, wait) {
             Ok(()) => self.pending.clear(),
-            Err(e) if !wait && e.is::<Busy>() => {}
-            Err(e) => self.warn(&format!("keeping report intervals failed: {e:#}")),
+            Err(_) if !wait => {}
+            Err(e) => {
+                let n = self.pending.len();
+                self.warn(&format!("{n} report intervals were not kept: {e:#}"));
+            }
         }
     }
 
