@@ -395,6 +395,87 @@ fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
     assert_eq!(db.rows().len(), 150);
 }
 
+/// A transaction of another client that has taken an id, still open; and that id.
+fn open_transaction(c: &mut Client) -> (postgres::Transaction<'_>, i64) {
+    let mut tx = c.transaction().unwrap();
+    let xid = tx
+        .query_one("SELECT pg_current_xact_id()::text::int8", &[])
+        .unwrap()
+        .get(0);
+    (tx, xid)
+}
+
+#[test]
+fn a_lost_commit_reply_is_settled_by_the_transactions_fate() {
+    let Some(db) = Db::shared("xact_status") else {
+        return;
+    };
+    let (mut w, _) = open_writer(&db);
+    let mut c = db.client();
+    w.write(&refs(&batch(0..100))).unwrap();
+    let committed = w.last_xid().expect("the id of a committed write");
+    // Committed: the write succeeds storing nothing (a batch it was not is not looked for).
+    w.forget_commit_outcome_of(Some(committed));
+    w.write(&refs(&batch(100..150))).unwrap();
+    assert_eq!(w.count_stored().unwrap(), 100);
+    assert_eq!(w.last_xid(), None);
+    // Aborted: the batch is written, even if its first row is there (a fatal duplicate).
+    let (tx, aborted) = open_transaction(&mut c);
+    tx.rollback().unwrap();
+    w.forget_commit_outcome_of(Some(aborted));
+    let e = w.write(&refs(&batch(0..100))).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fatal, "{e}");
+    assert!(e.to_string().contains("23505"), "{e}");
+    w.forget_commit_outcome_of(Some(aborted));
+    w.write(&refs(&batch(100..150))).unwrap();
+    assert_eq!(w.count_stored().unwrap(), 150);
+    // Still committing: waited for, then settled by how it ends.
+    for commit in [true, false] {
+        let (tx, xid) = open_transaction(&mut c);
+        w.forget_commit_outcome_of(Some(xid));
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                if commit { tx.commit() } else { tx.rollback() }.unwrap();
+            });
+            w.write(&refs(&batch(150..160))).unwrap();
+        });
+        assert!(
+            t.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(w.count_stored().unwrap(), if commit { 150 } else { 160 });
+    }
+    assert_eq!(db.rows().len(), 160);
+}
+
+#[test]
+fn a_lost_commit_still_committing_past_the_lock_wait_is_retryable() {
+    let Some(db) = Db::shared("xact_pending") else {
+        return;
+    };
+    let (mut w, _) = db.open_writer(1, Duration::from_millis(200), pg::open);
+    let mut c = db.client();
+    let (tx, xid) = open_transaction(&mut c);
+    w.forget_commit_outcome_of(Some(xid));
+    let ten = batch(0..10);
+    let t = Instant::now();
+    let e = w.write(&refs(&ten)).unwrap_err();
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
+    assert!(e.to_string().contains("still committing"), "{e}");
+    // Asked again next time: it aborted, so the batch is written.
+    tx.rollback().unwrap();
+    w.write(&refs(&ten)).unwrap();
+    assert_eq!(w.count_stored().unwrap(), 10);
+}
+
 #[test]
 fn a_write_on_a_killed_connection_is_retryable_and_the_next_one_reconnects() {
     let Some(db) = Db::shared("reconnect") else {

@@ -65,6 +65,11 @@ impl Server {
         })
     }
 
+    /// How long a statement waits for another client's lock (`lock_timeout`).
+    pub fn lock_wait(&self) -> Duration {
+        self.lock_wait
+    }
+
     /// A new session: connected, with pc-host's session settings.
     ///
     /// # Errors

@@ -1,5 +1,7 @@
 //! One connection of a writer and the statements it prepared once, and the one transaction
-//! a write is: the rows by binary COPY, the rows they replace, the inputs' new positions.
+//! a write is: the rows by binary COPY, the rows they replace, the inputs' new positions, and
+//! (just before COMMIT) the transaction's id, by which a COMMIT whose reply was lost is
+//! settled later (`pg_xact_status`).
 
 use std::io::Write as _;
 
@@ -17,6 +19,8 @@ pub struct Session {
     replace: Statement,
     advance: Statement,
     holds: Statement,
+    xid: Statement,
+    status: Statement,
 }
 
 impl std::fmt::Debug for Session {
@@ -40,6 +44,9 @@ pub enum Failed {
     Moved(u32),
     /// A record PostgreSQL cannot hold.
     TooLong(TooLong),
+    /// The transaction (this xid) whose COMMIT reply was lost was still committing when the
+    /// writer stopped waiting for it: the write is tried again later.
+    Pending(i64),
 }
 
 impl From<postgres::Error> for Failed {
@@ -79,12 +86,18 @@ impl Session {
         )?;
         let holds = client
             .prepare("SELECT 1 FROM messages WHERE run_id = $1 AND producer = $2 AND seq = $3")?;
+        // `xid8` has no Rust type in the `postgres` crate: it travels as `int8` (an xid8 is
+        // below 2^63 for as long as a cluster can live).
+        let xid = client.prepare("SELECT pg_current_xact_id()::text::int8")?;
+        let status = client.prepare("SELECT pg_xact_status($1::int8::text::xid8)")?;
         Ok(Self {
             client,
             copy,
             replace,
             advance,
             holds,
+            xid,
+            status,
         })
     }
 
@@ -100,9 +113,20 @@ impl Session {
         Ok(row.is_some())
     }
 
+    /// The state of transaction `xid`: `committed`, `aborted`, `in progress`, or `None` when
+    /// the server no longer knows (too old).
+    ///
+    /// # Errors
+    /// The server's.
+    pub fn status(&mut self, xid: i64) -> Result<Option<String>, postgres::Error> {
+        let row = self.client.query_one(&self.status, &[&xid])?;
+        row.try_get(0)
+    }
+
     /// Commits, in one transaction, the COPY stream `rows` (of `records`), the removal of the
-    /// rows that `records` complete, and the inputs' moves. `sent` is set while the COMMIT's
-    /// reply is awaited, and stays set if it never comes (the outcome is unknown).
+    /// rows that `records` complete, and the inputs' moves. `xid` is set to the transaction's
+    /// id just before COMMIT (`None` until then); `sent` is set while the COMMIT's reply is
+    /// awaited, and stays set if it never comes (the outcome is unknown: `xid` tells it).
     ///
     /// # Errors
     /// [`Failed`]; nothing of the transaction is stored, unless `sent` stayed set.
@@ -112,8 +136,10 @@ impl Session {
         rows: &[u8],
         records: &[&Record],
         moves: &[Move],
+        xid: &mut Option<i64>,
         sent: &mut bool,
     ) -> Result<(), Failed> {
+        *xid = None;
         let mut tx = self.client.transaction()?;
         let mut copy = tx.copy_in(&self.copy)?;
         copy.write_all(rows).map_err(Failed::Io)?;
@@ -140,6 +166,7 @@ impl Session {
                 return Err(Failed::Moved(input));
             }
         }
+        *xid = Some(tx.query_one(&self.xid, &[])?.try_get(0)?);
         *sent = true;
         tx.commit()?;
         *sent = false;

@@ -2,13 +2,23 @@
 //! its rows and the positions its file inputs reach, and the connection made again after it
 //! was lost.
 //!
-//! A write whose COMMIT was sent but whose reply never came may have committed. The writer
-//! remembers that; the next write (the same records, retried) first looks for the batch's
-//! first row: the batch is atomic, so if that row is there the whole batch is, and the write
-//! succeeds without storing anything. (The unique key (run_id, producer, seq) would refuse a
-//! second copy anyway, but as a fatal error.)
+//! A batch is stored once, even when the reply to its COMMIT was lost: the write retried
+//! after that succeeds without storing anything if the lost COMMIT took effect, and stores the
+//! batch if it did not. Each write reads its transaction's id just before COMMIT; after a lost
+//! reply, the next write (the same records, retried) reconnects and asks the server for that
+//! transaction's fate (`pg_xact_status`), waiting while the old backend is still committing
+//! (a slow fsync, a synchronous standby), for as long as a lock is waited for (`lock_timeout`):
+//! `committed`, the write succeeds without storing anything; `aborted`, the batch is written.
+//! Still committing after that wait, the write fails as retryable and asks again next time.
+//! Only if the server no longer knows the transaction (or the reply was lost before its id
+//! was read) does the write look for the batch's first row instead: the batch is atomic, so if
+//! that row is there the whole batch is. (The unique key (run_id, producer, seq) would refuse
+//! a second copy anyway, but as a fatal error.)
+//!
+//! Cost: one more round trip per write (the id), none more per row.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use postgres::error::SqlState;
@@ -39,7 +49,12 @@ pub struct Writer {
     buf: Vec<u8>,
     /// A COMMIT was sent and its reply not read: the last write may have committed.
     unknown: bool,
+    /// The id of the last write's transaction, read just before its COMMIT.
+    xid: Option<i64>,
 }
+
+/// How long to sleep between two looks at a transaction still committing.
+const POLL: Duration = Duration::from_millis(10);
 
 /// Connects, creates or checks the tables, records the run; returns the writer and run id.
 ///
@@ -64,6 +79,7 @@ impl Writer {
             positions: HashMap::new(),
             buf: Vec::new(),
             unknown: false,
+            xid: None,
         }
     }
 
@@ -83,6 +99,20 @@ impl Writer {
         self.unknown = true;
     }
 
+    /// Test hook: acts as if the last write's COMMIT reply had been lost, that write's
+    /// transaction having had id `xid` (`None`: lost before its id was read).
+    #[doc(hidden)]
+    pub fn forget_commit_outcome_of(&mut self, xid: Option<i64>) {
+        self.unknown = true;
+        self.xid = xid;
+    }
+
+    /// Test hook: the id of the last write's transaction, if it reached its COMMIT.
+    #[doc(hidden)]
+    pub fn last_xid(&self) -> Option<i64> {
+        self.xid
+    }
+
     fn session(&mut self) -> Result<&mut Session, postgres::Error> {
         session_in(&self.server, &mut self.session)
     }
@@ -91,15 +121,52 @@ impl Writer {
     fn commit(&mut self, records: &[&Record], moves: &[Move]) -> Result<(), Failed> {
         let run_id = self.run_id;
         if self.unknown {
-            let stored = self.session()?.holds(run_id, records[0])?;
+            let stored = self.stored_before(records[0])?;
             self.unknown = false;
             if stored {
+                self.xid = None;
                 return Ok(());
             }
         }
         encode(&mut self.buf, records, run_id).map_err(Failed::TooLong)?;
         let session = session_in(&self.server, &mut self.session)?;
-        session.commit(run_id, &self.buf, records, moves, &mut self.unknown)
+        session.commit(
+            run_id,
+            &self.buf,
+            records,
+            moves,
+            &mut self.xid,
+            &mut self.unknown,
+        )
+    }
+
+    /// Whether the write whose COMMIT reply was lost committed: by its transaction's fate,
+    /// waited for while it is still committing (as long as a lock is, `lock_timeout`); else,
+    /// the server no longer knowing it or its id never read, by whether `first` (its first
+    /// row) is stored.
+    ///
+    /// # Errors
+    /// The server's; [`Failed::Pending`] if the transaction is still committing after the wait.
+    fn stored_before(&mut self, first: &Record) -> Result<bool, Failed> {
+        let run_id = self.run_id;
+        if let Some(xid) = self.xid {
+            let deadline = Instant::now() + self.server.lock_wait();
+            loop {
+                match self.session()?.status(xid)?.as_deref() {
+                    Some("committed") => return Ok(true),
+                    Some("aborted") => return Ok(false),
+                    None => break,
+                    Some(_) => {}
+                }
+                // In progress: the old backend has not finished its COMMIT yet.
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Failed::Pending(xid));
+                }
+                std::thread::sleep(POLL.min(deadline - now));
+            }
+        }
+        Ok(self.session()?.holds(run_id, first)?)
     }
 
     /// Each file input in `records` moved on to just after its last record there.
@@ -142,6 +209,13 @@ impl Writer {
             }
             Failed::TooLong(e) => (ErrorKind::Record, e.to_string()),
             Failed::Moved(input) => (ErrorKind::Fatal, moved_by_another(*input)),
+            Failed::Pending(xid) => (
+                ErrorKind::Retryable,
+                format!(
+                    "the previous attempt's transaction (xid {xid}), whose COMMIT reply was \
+                     lost, is still committing"
+                ),
+            ),
         };
         SinkError::new(
             kind,
