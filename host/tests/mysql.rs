@@ -20,12 +20,12 @@ use common::server::{
     Server, TestDb, assert_file_stored_once, assert_kill_9_then_rerun_stores_each_line_once,
     assert_ok, assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
     assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
-    not_a_server, record, refs, run_id, wait_until, with_database, with_user, write_input,
+    not_a_server, now_ns, record, refs, run_id, wait_until, with_database, with_user, write_input,
 };
 use common::{Scratch, assert_one_line_error, finish, json, u};
-use pc_host::position::FileKey;
+use pc_host::position::{FileKey, Resume};
 use pc_host::sink::sqlite::schema::Busy;
-use pc_host::sink::{ErrorKind, Sink as _};
+use pc_host::sink::{ErrorKind, RunEnd, Sink as _};
 use pc_host::telemetry::interval::Interval;
 
 // ---------------------------------------------------------------------------------------------
@@ -430,6 +430,117 @@ fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
     assert_eq!(e.kind, ErrorKind::Fatal, "{e}");
     assert_eq!(count(), 300);
     assert_eq!(w.count_stored().unwrap(), 300);
+}
+
+#[test]
+fn a_batch_still_committing_on_the_lost_connection_is_waited_for_not_stored_twice() {
+    let Some(db) = Db::shared("lost_late") else {
+        return;
+    };
+    let busy = Duration::from_secs(10);
+    let (mut w, run_id) = db.open_writer(1, busy, pc_host::sink::mysql::open);
+    let batch: Vec<_> = (0..50).map(|q| record(0, q, 0)).collect();
+    // The lost connection's transaction: its rows written, its COMMIT not yet done.
+    let mut old = db.conn();
+    old.query_drop("START TRANSACTION").unwrap();
+    old.exec_batch(
+        "INSERT INTO messages (message, created_at, producer, seq, run_id) \
+         VALUES (?, NOW(6), ?, ?, ?)",
+        batch
+            .iter()
+            .map(|r| (r.text.as_str(), r.producer, r.seq, run_id)),
+    )
+    .unwrap();
+    let late = Duration::from_secs(2);
+    let committing = std::thread::spawn(move || {
+        std::thread::sleep(late);
+        old.query_drop("COMMIT").unwrap();
+    });
+    w.lose_commit_reply();
+    let t = Instant::now();
+    w.write(&refs(&batch)).unwrap();
+    assert!(
+        t.elapsed() >= late - Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    committing.join().unwrap();
+    let of_run = format!("SELECT COUNT(*) FROM messages WHERE run_id = {run_id}");
+    assert_eq!(db.count(&of_run), 50);
+    // The writer goes on after it.
+    w.write(&refs(&[record(0, 50, 0)])).unwrap();
+    assert_eq!(w.count_stored().unwrap(), 51);
+}
+
+#[test]
+fn a_bookkeeping_call_on_a_killed_connection_reconnects_once() {
+    let Some(db) = Db::shared("bookkeeping") else {
+        return;
+    };
+    let (mut w, run_id) = db.open_writer(1, Duration::from_secs(5), pc_host::sink::mysql::open);
+    w.write(&refs(&[record(0, 0, 0), record(0, 1, 0)])).unwrap();
+    let kill = || assert!(db.kill_sessions() >= 1, "no connection to kill");
+
+    kill();
+    assert_eq!(w.count_stored().unwrap(), 2);
+    let key = FileKey {
+        path: "/nonexistent/bookkeeping.log".into(),
+        dev: 3,
+        ino: 4,
+        born: None,
+    };
+    kill();
+    let input = w.register(Some(&key)).unwrap().input;
+    let to = |line: u64| Resume {
+        input,
+        offset: line * 10,
+        line,
+        tail: 0,
+    };
+    kill();
+    w.commit_position(to(1)).unwrap();
+    assert_eq!(db.inputs(), [(i64::from(input), 10, 1)]);
+    // A retried position update whose first COMMIT landed finds the input already there.
+    db.conn()
+        .exec_drop(
+            "UPDATE inputs SET `offset` = 20, line = 2 WHERE input_id = ?",
+            (input,),
+        )
+        .unwrap();
+    w.commit_position(to(2)).unwrap();
+    // Anywhere else, it was moved by another process.
+    db.conn()
+        .exec_drop(
+            "UPDATE inputs SET `offset` = 40, line = 4 WHERE input_id = ?",
+            (input,),
+        )
+        .unwrap();
+    let e = w.commit_position(to(3)).unwrap_err();
+    assert!(e.to_string().contains("another process"), "{e:#}");
+
+    let end = RunEnd {
+        finished_at: now_ns(),
+        completed: true,
+        per_producer: &[2],
+        produced: 2,
+        stored: 2,
+        dead_lettered: 0,
+        not_stored: 0,
+        retries: 0,
+        latency: None,
+        elapsed_s: 1.0,
+    };
+    kill();
+    w.finish_run(&end).unwrap();
+    // Twice (a retry whose first COMMIT landed) records the same.
+    w.finish_run(&end).unwrap();
+    let finished = format!(
+        "SELECT COUNT(*) FROM runs WHERE run_id = {run_id} AND finished_at IS NOT NULL \
+         AND completed AND stored = 2"
+    );
+    assert_eq!(db.count(&finished), 1);
+    let producers = format!("SELECT SUM(produced) FROM run_producers WHERE run_id = {run_id}");
+    assert_eq!(db.count(&producers), 2);
 }
 
 #[test]

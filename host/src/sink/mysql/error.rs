@@ -11,6 +11,8 @@ mod code {
     pub const SHUTDOWN: u16 = 1053;
     /// ER_NET_PACKET_TOO_LARGE: the server closes the connection after it.
     pub const PACKET_TOO_LARGE: u16 = 1153;
+    /// ER_DUP_ENTRY: a unique key already holds the row's value.
+    pub const DUPLICATE: u16 = 1062;
     /// ER_QUERY_INTERRUPTED (MySQL's answer to KILL during a statement).
     pub const INTERRUPTED: u16 = 1317;
     /// ER_CONNECTION_KILLED (MariaDB's answer to KILL).
@@ -82,8 +84,18 @@ pub fn lock_conflict(e: &Error) -> bool {
     matches!(e, Error::MySqlError(e) if matches!(e.code, code::LOCK_WAIT_TIMEOUT | code::DEADLOCK))
 }
 
+/// Whether `e` is a duplicate value of the unique key named `key`.
+pub fn duplicate_key(e: &Error, key: &str) -> bool {
+    matches!(e, Error::MySqlError(e) if e.code == code::DUPLICATE && e.message.contains(key))
+}
+
 /// What a failed write means for its records.
 pub fn kind_of(e: &Error) -> ErrorKind {
+    // The server closes the connection (the next use reconnects), but the cause is one
+    // statement too big: split the batch, and dead-letter a record too big alone.
+    if matches!(e, Error::MySqlError(e) if e.code == code::PACKET_TOO_LARGE) {
+        return ErrorKind::Record;
+    }
     if connection_gone(e) {
         return ErrorKind::Retryable;
     }
@@ -182,11 +194,14 @@ mod tests {
         assert_eq!(kind_of(&io), ErrorKind::Retryable);
         assert!(connection_gone(&io));
         assert!(!connection_gone(&server(1205, "HY000")));
+        // Too big a packet: the connection is gone, the record is the cause.
+        assert!(connection_gone(&server(1153, "08S01")));
     }
 
     #[test]
     fn data_check_and_trigger_errors_concern_one_record() {
         for (c, s) in [
+            (1153, "08S01"),
             (1406, "22001"),
             (1366, "22007"),
             (3819, "HY000"),

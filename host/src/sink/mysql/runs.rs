@@ -53,7 +53,7 @@ pub fn register_input(
     file: Option<&FileKey>,
 ) -> anyhow::Result<Resume> {
     let got: Option<Option<i64>> = conn.exec_first(
-        "SELECT GET_LOCK(LEFT(CONCAT('pc-host inputs ', DATABASE()), 64), ?)",
+        "SELECT GET_LOCK(CONCAT('pc-host inputs ', MD5(DATABASE())), ?)",
         (REGISTER_LOCK_WAIT,),
     )?;
     if got.flatten() != Some(1) {
@@ -62,8 +62,7 @@ pub fn register_input(
         );
     }
     let done = transaction(conn, |conn| find_or_add(conn, run_id, file));
-    let released =
-        conn.query_drop("DO RELEASE_LOCK(LEFT(CONCAT('pc-host inputs ', DATABASE()), 64))");
+    let released = conn.query_drop("DO RELEASE_LOCK(CONCAT('pc-host inputs ', MD5(DATABASE())))");
     let resume = done?;
     released?;
     Ok(resume)
@@ -118,6 +117,7 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
 }
 
 /// Records the end of a run: its totals and summary, and whether it drained completely.
+/// Running it twice records the same.
 pub fn finish_run(conn: &mut Conn, run_id: i64, end: &RunEnd<'_>) -> mysql::Result<()> {
     let lat = |i: usize| end.latency.map(|l| n(l[i]));
     let summary: Vec<Value> = vec![
@@ -144,7 +144,7 @@ pub fn finish_run(conn: &mut Conn, run_id: i64, end: &RunEnd<'_>) -> mysql::Resu
             summary,
         )?;
         conn.exec_batch(
-            "INSERT INTO run_producers (run_id, producer, produced) VALUES (?, ?, ?)",
+            "REPLACE INTO run_producers (run_id, producer, produced) VALUES (?, ?, ?)",
             end.per_producer
                 .iter()
                 .enumerate()

@@ -207,7 +207,7 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
     let got: Option<Option<i64>> = conn
         .exec_first(
-            "SELECT GET_LOCK(LEFT(CONCAT('pc-host schema ', DATABASE()), 64), ?)",
+            "SELECT GET_LOCK(CONCAT('pc-host schema ', MD5(DATABASE())), ?)",
             (SCHEMA_LOCK_WAIT,),
         )
         .map_err(err)?;
@@ -218,8 +218,7 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
         ));
     }
     let done = create_or_upgrade(conn, url);
-    let released =
-        conn.query_drop("DO RELEASE_LOCK(LEFT(CONCAT('pc-host schema ', DATABASE()), 64))");
+    let released = conn.query_drop("DO RELEASE_LOCK(CONCAT('pc-host schema ', MD5(DATABASE())))");
     done?;
     released.map_err(err)
 }

@@ -5,6 +5,8 @@
 //! when the COMMIT was sent and its reply never came: then the outcome is unknown, and the
 //! next write (the retry of the same records) first looks for the batch's first row, which
 //! its unique key (run_id, producer, seq) makes unambiguous. Found, the batch committed whole.
+//! That look is a locking read: it waits for the old connection's transaction if the server is
+//! still committing it (its session not yet ended, or its reply only late).
 
 use std::collections::HashMap;
 
@@ -14,7 +16,7 @@ use mysql::{Conn, Statement};
 
 use super::connect::{Connected, Target};
 use super::encode::{Budget, STATEMENT_ROWS, insert_sql, plan, push_params, row_bytes};
-use super::error::{connection_gone, describe, kind_of, lock_conflict};
+use super::error::{connection_gone, describe, duplicate_key, kind_of, lock_conflict};
 use super::runs;
 use crate::message::Record;
 use crate::position::{FileKey, Resume};
@@ -28,6 +30,16 @@ use crate::telemetry::interval::Interval;
 const ADVANCE_INPUT: &str = "UPDATE inputs SET `offset` = ?, line = ?, tail = ? \
                              WHERE input_id = ? AND `offset` = ? AND line = ?";
 
+/// [`ADVANCE_INPUT`], also taking a position already at the new one: a retry of a position
+/// update whose first COMMIT landed (its reply lost). Only where nothing else is written: a
+/// batch's rows are guarded by the old position alone.
+const ADVANCE_INPUT_AGAIN: &str = "UPDATE inputs SET `offset` = ?, line = ?, tail = ? \
+                                   WHERE input_id = ? AND ((`offset` = ? AND line = ?) \
+                                   OR (`offset` = ? AND line = ? AND tail = ?))";
+
+/// The unique key of `messages` a batch written twice collides on.
+const ROW_KEY: &str = "run_producer_seq";
+
 /// Removes the row an earlier run stored for a line without its end, which a record of this
 /// run now completes. That run read the same input, so `run_inputs` names it, and the unique
 /// key (run_id, producer, seq) finds the row (a join: MariaDB scans the whole table for the
@@ -40,8 +52,11 @@ const REPLACE_LINE: &str = "DELETE m FROM run_inputs ri JOIN messages m ON m.run
 /// must not wait on another client. `lock_wait_timeout` covers table (metadata) locks.
 const NO_WAIT: &str = "SET SESSION innodb_lock_wait_timeout = 1, SESSION lock_wait_timeout = 1";
 
-/// Whether a row of this run is stored (the check after a COMMIT without a reply).
-const ROW_STORED: &str = "SELECT 1 FROM messages WHERE run_id = ? AND producer = ? AND seq = ?";
+/// Whether a row of this run is stored (the check after a COMMIT without a reply). A locking
+/// read, in a transaction: it waits for a transaction still holding the row (still committing
+/// on a connection that was lost), then reads the latest committed version.
+const ROW_STORED: &str = "SELECT 1 FROM messages WHERE run_id = ? AND producer = ? AND seq = ? \
+                          LOCK IN SHARE MODE";
 
 /// A connection and its prepared statements.
 #[derive(Debug)]
@@ -51,6 +66,7 @@ struct Session {
     inserts: Vec<Statement>,
     replace: Statement,
     advance: Statement,
+    advance_again: Statement,
     stored: Statement,
     budget: Budget,
 }
@@ -70,6 +86,7 @@ impl Session {
             inserts,
             replace: conn.prep(REPLACE_LINE)?,
             advance: conn.prep(ADVANCE_INPUT)?,
+            advance_again: conn.prep(ADVANCE_INPUT_AGAIN)?,
             stored: conn.prep(ROW_STORED)?,
             budget: Budget::new(max_packet),
             conn,
@@ -188,20 +205,55 @@ impl Writer {
         result
     }
 
+    /// Runs `f` on the session; if the connection was lost, connects again and runs it once
+    /// more (every `f` here may run twice).
+    fn with_session_twice<T, E>(
+        &mut self,
+        mut f: impl FnMut(&mut Self, &mut Session) -> Result<T, E>,
+        gone: impl Fn(&E) -> bool,
+    ) -> Result<T, E>
+    where
+        E: From<mysql::Error>,
+    {
+        match self.with_session(&mut f, &gone) {
+            Err(e) if gone(&e) => self.with_session(f, gone),
+            done => done,
+        }
+    }
+
+    /// Whether the batch starting with `first` is stored: its first row, read with a lock
+    /// (waiting for a transaction that still holds it), in a transaction of its own.
+    fn stored(&self, s: &mut Session, first: &Record) -> Result<bool, Failure> {
+        let key = (self.run_id, i64::from(first.producer), first.seq as i64);
+        s.conn.query_drop("START TRANSACTION")?;
+        let found: Option<i64> = match s.conn.exec_first(&s.stored, key) {
+            Ok(found) => found,
+            Err(e) => {
+                let e = Failure::Db(e);
+                rollback(s, &e)?;
+                return Err(e);
+            }
+        };
+        s.conn.query_drop("COMMIT")?;
+        Ok(found.is_some())
+    }
+
+    /// The batch was found stored: it committed whole, its positions with it.
+    fn found_stored(&mut self, records: &[&Record]) {
+        let moved = moves(&self.positions, records);
+        self.positions.extend(moved);
+    }
+
     fn write_batch(&mut self, s: &mut Session, records: &[&Record]) -> Result<(), Failure> {
-        if self.outcome_unknown {
-            let first = records[0];
-            let found: Option<i64> = s.conn.exec_first(
-                &s.stored,
-                (self.run_id, i64::from(first.producer), first.seq as i64),
-            )?;
-            self.outcome_unknown = false;
-            if found.is_some() {
+        let in_doubt = self.outcome_unknown;
+        if in_doubt {
+            if self.stored(s, records[0])? {
                 // The batch committed whole before the connection was lost.
-                let moved = moves(&self.positions, records);
-                self.positions.extend(moved);
+                self.outcome_unknown = false;
+                self.found_stored(records);
                 return Ok(());
             }
+            self.outcome_unknown = false;
         }
         let bytes: Vec<usize> = records.iter().map(|r| row_bytes(r)).collect();
         let cuts = plan(&bytes, s.budget).map_err(|i| Failure::TooBig {
@@ -213,6 +265,14 @@ impl Writer {
             Ok(moved) => moved,
             Err(e) => {
                 rollback(s, &e)?;
+                // Checked not stored, yet its rows are there: look once more.
+                if in_doubt
+                    && matches!(&e, Failure::Db(d) if duplicate_key(d, ROW_KEY))
+                    && self.stored(s, records[0])?
+                {
+                    self.found_stored(records);
+                    return Ok(());
+                }
                 return Err(e);
             }
         };
@@ -275,7 +335,7 @@ impl Writer {
             return Ok(());
         }
         s.conn.query_drop("START TRANSACTION")?;
-        if let Err(e) = advance(s, from, to) {
+        if let Err(e) = advance_again(s, from, to) {
             rollback(s, &e)?;
             return Err(e);
         }
@@ -326,6 +386,29 @@ fn advance(s: &mut Session, from: Resume, to: Resume) -> Result<(), Failure> {
             i64::from(to.input),
             from.offset as i64,
             from.line as i64,
+        ),
+    )?;
+    if s.conn.affected_rows() != 1 {
+        return Err(Failure::Moved(to.input));
+    }
+    Ok(())
+}
+
+/// [`advance`], also taking a position already at `to` (a retry whose first COMMIT landed).
+fn advance_again(s: &mut Session, from: Resume, to: Resume) -> Result<(), Failure> {
+    let (offset, line, tail) = (to.offset as i64, to.line as i64, to.tail as i64);
+    s.conn.exec_drop(
+        &s.advance_again,
+        (
+            offset,
+            line,
+            tail,
+            i64::from(to.input),
+            from.offset as i64,
+            from.line as i64,
+            offset,
+            line,
+            tail,
         ),
     )?;
     if s.conn.affected_rows() != 1 {
@@ -385,7 +468,7 @@ impl Sink for Writer {
     fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
         let run_id = self.run_id;
         let resume = self
-            .with_session(
+            .with_session_twice(
                 |_, s| runs::register_input(&mut s.conn, run_id, file),
                 |e: &anyhow::Error| e.downcast_ref().is_some_and(connection_gone),
             )
@@ -397,13 +480,13 @@ impl Sink for Writer {
     }
 
     fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {
-        self.with_session(|w, s| w.commit_input_position(s, to), gone_failure)
+        self.with_session_twice(|w, s| w.commit_input_position(s, to), gone_failure)
             .map_err(|f| self.explain("committing an input's position", &f.describe()))
     }
 
     fn count_stored(&mut self) -> anyhow::Result<u64> {
         let run_id = self.run_id;
-        self.with_session(
+        self.with_session_twice(
             |_, s| runs::count_stored(&mut s.conn, run_id),
             connection_gone,
         )
@@ -412,7 +495,7 @@ impl Sink for Writer {
 
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
         let run_id = self.run_id;
-        self.with_session(
+        self.with_session_twice(
             |_, s| runs::finish_run(&mut s.conn, run_id, end),
             connection_gone,
         )
