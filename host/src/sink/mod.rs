@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod read_back;
 pub mod retry;
 pub mod sqlite;
+pub mod tables;
 
 pub use any::{AnySink, Opened, open};
 pub use error::{ErrorKind, SinkError};

@@ -10,6 +10,7 @@
 //! report interval in `run_intervals`. A version 1 database is upgraded in place (its runs
 //! kept), under the same lock as a creation; an upgrade cut short is completed by the next run.
 
+use crate::sink::tables;
 use anyhow::anyhow;
 use mysql::Conn;
 use mysql::prelude::Queryable as _;
@@ -63,24 +64,7 @@ const V1_TABLES: usize = 5;
 const TABLES: [(&str, &[&str], &str); 6] = [
     (
         "runs",
-        &[
-            "run_id",
-            "started_at",
-            "finished_at",
-            "completed",
-            "producers",
-            "produced",
-            "config",
-            "stored",
-            "dead_lettered",
-            "not_stored",
-            "retries",
-            "latency_p50_ns",
-            "latency_p99_ns",
-            "latency_p999_ns",
-            "latency_max_ns",
-            "elapsed_s",
-        ],
+        tables::RUNS,
         concat!(
             "CREATE TABLE IF NOT EXISTS runs (
     run_id      BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -98,7 +82,7 @@ const TABLES: [(&str, &[&str], &str); 6] = [
     ),
     (
         "run_producers",
-        &["run_id", "producer", "produced"],
+        tables::RUN_PRODUCERS,
         "CREATE TABLE IF NOT EXISTS run_producers (
     run_id   BIGINT NOT NULL,
     producer INT NOT NULL,
@@ -109,7 +93,7 @@ const TABLES: [(&str, &[&str], &str); 6] = [
     ),
     (
         "messages",
-        &["id", "message", "created_at", "producer", "seq", "run_id"],
+        tables::MESSAGES,
         "CREATE TABLE IF NOT EXISTS messages (
     id         BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     message    LONGTEXT NOT NULL,
@@ -122,9 +106,7 @@ const TABLES: [(&str, &[&str], &str); 6] = [
     ),
     (
         "inputs",
-        &[
-            "input_id", "path", "dev", "ino", "born", "offset", "line", "tail",
-        ],
+        tables::INPUTS,
         "CREATE TABLE IF NOT EXISTS inputs (
     input_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY COMMENT 'the producer of its rows',
     path     TEXT NULL COMMENT 'absolute path; NULL for stdin',
@@ -139,7 +121,7 @@ const TABLES: [(&str, &[&str], &str); 6] = [
     ),
     (
         "run_inputs",
-        &["run_id", "input_id"],
+        tables::RUN_INPUTS,
         "CREATE TABLE IF NOT EXISTS run_inputs (
     run_id   BIGINT NOT NULL,
     input_id BIGINT NOT NULL,
@@ -151,18 +133,7 @@ const TABLES: [(&str, &[&str], &str); 6] = [
     ),
     (
         "run_intervals",
-        &[
-            "run_id",
-            "t_s",
-            "produced",
-            "stored",
-            "rejected",
-            "queue_depth",
-            "latency_p50_ns",
-            "latency_p99_ns",
-            "latency_max_ns",
-            "commit_p99_ns",
-        ],
+        tables::RUN_INTERVALS,
         "CREATE TABLE IF NOT EXISTS run_intervals (
     run_id         BIGINT NOT NULL,
     t_s            DOUBLE NOT NULL COMMENT 'the interval''s end, seconds into the run',

@@ -10,6 +10,7 @@
 //! `run_intervals`; a new database gets the same DDL in the same order, so both end with the
 //! same columns.
 
+use crate::sink::tables;
 use anyhow::anyhow;
 use postgres::GenericClient;
 
@@ -99,54 +100,12 @@ UPDATE pc_host_schema SET version = 2;
 /// Each table's columns, in order; the mark first.
 const TABLES: [(&str, &[&str]); 7] = [
     (MARK, &["version"]),
-    (
-        "runs",
-        &[
-            "run_id",
-            "started_at",
-            "finished_at",
-            "completed",
-            "producers",
-            "produced",
-            "config",
-            "stored",
-            "dead_lettered",
-            "not_stored",
-            "retries",
-            "latency_p50_ns",
-            "latency_p99_ns",
-            "latency_p999_ns",
-            "latency_max_ns",
-            "elapsed_s",
-        ],
-    ),
-    ("run_producers", &["run_id", "producer", "produced"]),
-    (
-        "messages",
-        &["id", "message", "created_at", "producer", "seq", "run_id"],
-    ),
-    (
-        "inputs",
-        &[
-            "input_id", "path", "dev", "ino", "born", "offset", "line", "tail",
-        ],
-    ),
-    ("run_inputs", &["run_id", "input_id"]),
-    (
-        "run_intervals",
-        &[
-            "run_id",
-            "t_s",
-            "produced",
-            "stored",
-            "rejected",
-            "queue_depth",
-            "latency_p50_ns",
-            "latency_p99_ns",
-            "latency_max_ns",
-            "commit_p99_ns",
-        ],
-    ),
+    ("runs", tables::RUNS),
+    ("run_producers", tables::RUN_PRODUCERS),
+    ("messages", tables::MESSAGES),
+    ("inputs", tables::INPUTS),
+    ("run_inputs", tables::RUN_INPUTS),
+    ("run_intervals", tables::RUN_INTERVALS),
 ];
 
 /// The columns of `runs` in version 1 (version 2 adds the rest).

@@ -6,6 +6,7 @@
 //! created_at)`) is refused, never altered: pc-host does not migrate foreign schemas. Its own
 //! version 1 databases are upgraded in place to version 2 by adding the input tables.
 
+use crate::sink::tables;
 use std::path::Path;
 use std::time::Duration;
 
@@ -124,33 +125,11 @@ const TABLES: [(&str, &[&str]); 6] = [
             "elapsed_s",
         ],
     ),
-    ("run_producers", &["run_id", "producer", "produced"]),
-    (
-        "messages",
-        &["id", "message", "created_at", "producer", "seq", "run_id"],
-    ),
-    (
-        "inputs",
-        &[
-            "input_id", "path", "dev", "ino", "born", "offset", "line", "tail",
-        ],
-    ),
-    ("run_inputs", &["run_id", "input_id"]),
-    (
-        "run_intervals",
-        &[
-            "run_id",
-            "t_s",
-            "produced",
-            "stored",
-            "rejected",
-            "queue_depth",
-            "latency_p50_ns",
-            "latency_p99_ns",
-            "latency_max_ns",
-            "commit_p99_ns",
-        ],
-    ),
+    ("run_producers", tables::RUN_PRODUCERS),
+    ("messages", tables::MESSAGES),
+    ("inputs", tables::INPUTS),
+    ("run_inputs", tables::RUN_INPUTS),
+    ("run_intervals", tables::RUN_INTERVALS),
 ];
 
 /// The columns of `runs` in versions 1 and 2 (version 3 adds the rest).
