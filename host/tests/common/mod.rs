@@ -238,32 +238,7 @@ impl Running {
         self.err.wait("saying SIGINT starts the drain", |l| {
             l.contains("SIGINT: stopping the producers and draining")
         });
-        // Stderr closes when the process exits.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.err.rx.recv_timeout(left) {
-                Ok(line) => self.err.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "pc-host did not exit within {WAIT:?} of SIGINT; stderr:\n{}",
-                    self.err.tail()
-                ),
-            }
-        }
-        let mut stdout = String::new();
-        self.child
-            .stdout
-            .take()
-            .expect("stdout is piped")
-            .read_to_string(&mut stdout)
-            .expect("read stdout");
-        let status = self.child.wait().expect("wait for pc-host");
-        Out {
-            code: status.code(),
-            stdout,
-            stderr: self.err.seen.join("\n"),
-        }
+        finish(self)
     }
 }
 
