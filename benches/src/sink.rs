@@ -130,6 +130,7 @@ pub fn messages(rows: usize, producers: u32, payload: usize) -> Vec<Record> {
                 tail: 0,
                 replaces: false,
                 text: generated_text(producer, seq, &padding),
+                delivery: None,
             }
         })
         .collect()

@@ -303,6 +303,7 @@ mod tests {
             tail: 0,
             replaces: false,
             text: text.into(),
+            delivery: None,
         }
     }
 

@@ -23,12 +23,22 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    tracing_subscriber::fmt()
-        .with_writer(pc_host::telemetry::progress::Stderr)
-        .without_time()
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        // The NATS client's own lines only when they are warnings: pc-host says what matters.
+        let quiet_clients = tracing_subscriber::filter::Targets::new()
+            .with_target("async_nats", tracing::Level::WARN)
+            .with_default(tracing::Level::TRACE);
+        tracing_subscriber::fmt()
+            .with_writer(pc_host::telemetry::progress::Stderr)
+            .without_time()
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
+            .with(quiet_clients)
+            .init();
+    }
 
     if let Some(Command::Verify(args)) = &cli.command {
         return match verify::run(args) {

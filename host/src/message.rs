@@ -29,6 +29,32 @@ pub struct Record {
     pub replaces: bool,
     /// The message: valid UTF-8 (text inputs are checked at read).
     pub text: String,
+    /// Set for a record a broker delivered (a NATS source); `None` otherwise.
+    pub delivery: Option<Box<Delivery>>,
+}
+
+/// A record a broker delivered (a NATS source): the key the sink dedupes it on, and how it is
+/// acknowledged once settled.
+///
+/// The sink stores such a record at most once per key `(key_run, producer, seq)`, in the same
+/// transaction as its row: a message redelivered after a crash (its ack lost), or published
+/// twice, is dropped as a duplicate.
+#[derive(Debug)]
+pub struct Delivery {
+    /// A record a pc-host run published: that run, as the sink knows it (its rows go to that
+    /// run, `producer` and `seq` are the publisher's). 0 for any other message: its row goes to
+    /// the consuming run, `producer` is the stream (an input) and `seq` its stream sequence.
+    pub key_run: i64,
+    /// The subject that acknowledges it to the broker.
+    pub ack: String,
+}
+
+/// Acknowledges broker deliveries once the run has settled them.
+pub trait Acknowledge: Sync + std::fmt::Debug {
+    /// `records` were settled: `kept` when stored (or found already stored) or dead-lettered,
+    /// so the broker may forget them; otherwise not stored, to be delivered again. Records
+    /// without a [`Delivery`] are ignored.
+    fn settled(&self, records: &[&Record], kept: bool);
 }
 
 /// "Message from producer {id}: #{seq}", padded with '.' to `padding.len()` bytes; a longer

@@ -35,6 +35,34 @@ pub struct Resume {
     pub tail: u64,
 }
 
+/// A run of another pc-host that published records to a broker (NATS), as its records name
+/// it: the sink that stores them keeps them as rows of a run of its own for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The publishing run's id (random, unique among publishers).
+    pub run: i64,
+    /// Its generator threads.
+    pub producers: u32,
+    /// Unix ns (of the first of its records this sink saw).
+    pub started_at: i64,
+}
+
+/// How a publishing run ended, as it announced on the broker after its last record.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OriginEnd {
+    pub finished_at: i64,
+    /// Every record it accepted was published and acknowledged by the broker.
+    pub completed: bool,
+    /// Records per producer (its seqs are 0 .. n).
+    pub per_producer: Vec<u64>,
+    pub produced: u64,
+    /// Published (acknowledged by the broker).
+    pub stored: u64,
+    pub dead_lettered: u64,
+    pub not_stored: u64,
+    pub elapsed_s: f64,
+}
+
 /// Registers inputs with the sink that will hold their positions.
 pub trait Positions: Sync + std::fmt::Debug {
     /// The resume point of `file` (registering it, at offset 0, if it is new). `None` is
@@ -43,6 +71,18 @@ pub trait Positions: Sync + std::fmt::Debug {
     /// # Errors
     /// The sink's, in one line.
     fn register(&self, file: Option<&FileKey>) -> anyhow::Result<Resume>;
+
+    /// The run that holds `origin`'s records in the sink, recorded there if new.
+    ///
+    /// # Errors
+    /// The sink's, or a sink that cannot hold another process's records.
+    fn origin_run(&self, origin: &Origin) -> anyhow::Result<i64>;
+
+    /// Records how a publishing run ended (`run_id`: its run in the sink).
+    ///
+    /// # Errors
+    /// The sink's.
+    fn origin_ended(&self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()>;
 }
 
 /// An input as a run starts reading it: its name and where it resumed.

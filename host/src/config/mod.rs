@@ -105,6 +105,13 @@ impl Config {
         }
     }
 
+    /// Whether a source reads a JetStream stream.
+    pub fn reads_nats(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| matches!(s, SourceSpec::Nats(_)))
+    }
+
     /// Whether a source follows its file (so the input has no end).
     pub fn follows(&self) -> bool {
         self.sources
@@ -116,7 +123,7 @@ impl Config {
     pub fn sqlite_path(&self) -> Option<&std::path::Path> {
         match &self.sink {
             SinkSpec::Sqlite(path) => Some(path),
-            SinkSpec::Postgres(_) | SinkSpec::Mysql(_) => None,
+            SinkSpec::Postgres(_) | SinkSpec::Mysql(_) | SinkSpec::Nats(_) => None,
         }
     }
 
@@ -144,6 +151,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     let sources = sources(l)?;
     let generated = sources == [SourceSpec::Generate];
     let sink = sink(l)?;
+    pairing(&sources, &sink)?;
     let pin = pick_pin(l)?;
     let producers = if generated {
         count(
@@ -378,12 +386,36 @@ fn sources(l: &Layers) -> Result<Vec<SourceSpec>, ConfigError> {
     if stdins > 1 {
         return err(format!("{from}: stdin can be read by one source only"));
     }
+    if specs.iter().any(|s| matches!(s, SourceSpec::Nats(_))) && specs.len() > 1 {
+        return err(format!(
+            "{from}: a nats:// source cannot be combined with other sources; run it alone"
+        ));
+    }
     if specs.len() > 1 && specs.contains(&SourceSpec::Generate) {
         return err(format!(
             "{from}: generate cannot be combined with other sources; run it alone"
         ));
     }
     Ok(specs)
+}
+
+/// Sources and sinks that cannot work together.
+fn pairing(sources: &[SourceSpec], sink: &SinkSpec) -> Result<(), ConfigError> {
+    let nats_source = sources.iter().any(|s| matches!(s, SourceSpec::Nats(_)));
+    match sink {
+        SinkSpec::Nats(_) if nats_source => {
+            err("a nats:// source and a nats:// sink: use NATS itself to copy between streams")
+        }
+        SinkSpec::Nats(_) if sources.iter().any(|s| matches!(s, SourceSpec::File { .. })) => err(
+            "a file: source cannot be published to NATS: a file's position is kept in a \
+             database sink (publish with --source stdin, e.g. `tail -F FILE | pc-host ...`)",
+        ),
+        SinkSpec::Mysql(_) | SinkSpec::Postgres(_) if nats_source => err(
+            "a nats:// source writes to sqlite: sinks (its exactly-once dedupe is not built \
+             for the server sinks yet)",
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// `--sink`, or `--db` as its shorthand: the higher layer wins; both in one layer is an error.

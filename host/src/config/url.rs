@@ -39,6 +39,56 @@ pub enum SourceSpec {
         follow: bool,
         format: Format,
     },
+    /// A JetStream stream, read through a durable pull consumer shared by any number of
+    /// pc-host processes.
+    Nats(NatsSource),
+}
+
+/// `nats://[USER[:PASSWORD]@]HOST[:PORT]/STREAM?consumer=NAME&until=empty&ack_wait=30s`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsSource {
+    pub server: NatsServer,
+    pub stream: String,
+    /// The durable consumer's name (`pc-host` unless given).
+    pub consumer: String,
+    /// `until=empty`: end once the consumer has nothing pending and nothing unacknowledged.
+    pub until_empty: bool,
+    /// How long a delivered message may stay unacknowledged before JetStream redelivers it
+    /// (set when the consumer is created; an existing consumer keeps its own).
+    pub ack_wait: std::time::Duration,
+}
+
+/// `nats://[USER[:PASSWORD]@]HOST[:PORT]/SUBJECT?stream=NAME`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsSink {
+    pub server: NatsServer,
+    pub subject: String,
+    /// The stream that keeps `subject` (created if missing); by default the subject with
+    /// `.`, `*` and `>` made `_`.
+    pub stream: String,
+}
+
+/// A NATS server: where to connect, with what credentials, and how to name it (no password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsServer {
+    /// `HOST:PORT` (port 4222 unless given).
+    pub addr: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// `nats://[USER:***@]HOST:PORT`.
+    pub shown: String,
+}
+
+impl fmt::Debug for NatsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl fmt::Display for NatsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
 }
 
 impl fmt::Display for SourceSpec {
@@ -56,6 +106,14 @@ impl fmt::Display for SourceSpec {
                 path.display(),
                 format.as_str()
             ),
+            Self::Nats(n) => write!(
+                f,
+                "{}/{}?consumer={}{}",
+                n.server,
+                n.stream,
+                n.consumer,
+                if n.until_empty { "&until=empty" } else { "" }
+            ),
         }
     }
 }
@@ -68,6 +126,8 @@ pub enum SinkSpec {
     Postgres(ServerUrl),
     /// `mysql://USER@HOST:PORT/DB` (or `mariadb://`).
     Mysql(ServerUrl),
+    /// `nats://HOST:PORT/SUBJECT?stream=NAME`: published to JetStream.
+    Nats(NatsSink),
 }
 
 /// A database server's URL: as given (to connect with), and as shown (password hidden).
@@ -129,6 +189,7 @@ impl fmt::Display for SinkSpec {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
             Self::Postgres(u) | Self::Mysql(u) => f.write_str(&u.shown),
+            Self::Nats(n) => write!(f, "{}/{}?stream={}", n.server, n.subject, n.stream),
         }
     }
 }
@@ -152,6 +213,9 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 
 /// Parses one `--source` URL; the error is the reason, for the caller to prefix.
 pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
+    if let Some(rest) = url.strip_prefix("nats:") {
+        return parse_nats_source(rest).map(SourceSpec::Nats);
+    }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     if base == "generate" && !query.is_empty() {
         return Err("generate takes no parameters".into());
@@ -193,7 +257,8 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
             else {
                 let scheme = base.split_once(':').map_or(base, |(s, _)| s);
                 return Err(format!(
-                    "unknown source `{scheme}` (use generate, stdin, - or file:PATH)"
+                    "unknown source `{scheme}` (use generate, stdin, -, file:PATH or \
+                     nats://HOST:PORT/STREAM)"
                 ));
             };
             if path.is_empty() {
@@ -233,11 +298,141 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
         }
         "postgres" | "postgresql" => ServerUrl::parse(url, rest).map(SinkSpec::Postgres),
         "mysql" | "mariadb" => ServerUrl::parse(url, rest).map(SinkSpec::Mysql),
+        "nats" => parse_nats_sink(rest).map(SinkSpec::Nats),
         _ => Err(format!(
-            "unknown sink `{scheme}` (use sqlite:PATH, postgres://USER@HOST:PORT/DB or \
-             mysql://USER@HOST:PORT/DB)"
+            "unknown sink `{scheme}` (use sqlite:PATH, postgres://USER@HOST:PORT/DB, \
+             mysql://USER@HOST:PORT/DB or nats://HOST:PORT/SUBJECT)"
         )),
     }
+}
+
+/// `//[USER[:PASSWORD]@]HOST[:PORT]/NAME?QUERY` (after `nats:`): the server, the name after
+/// the slash, and the query.
+fn parse_nats(rest: &str) -> Result<(NatsServer, &str, &str), String> {
+    let Some(after) = rest.strip_prefix("//") else {
+        return Err("a NATS URL starts with nats://, e.g. nats://127.0.0.1:4222/NAME".into());
+    };
+    let (main, query) = after.split_once('?').unwrap_or((after, ""));
+    let (authority, name) = main.split_once('/').unwrap_or((main, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => (
+            h,
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("`{p}` is not a port (1..=65535)"))?,
+        ),
+        Some(_) => return Err("the URL names no host".into()),
+        None => (hostport, 4222),
+    };
+    if host.is_empty() {
+        return Err("the URL names no host".into());
+    }
+    let (user, password) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+            None => (Some(u.to_string()), None),
+        },
+        None => (None, None),
+    };
+    let shown_user = match (&user, &password) {
+        (Some(u), Some(_)) => format!("{u}:***@"),
+        (Some(u), None) => format!("{u}@"),
+        _ => String::new(),
+    };
+    let server = NatsServer {
+        addr: format!("{host}:{port}"),
+        user,
+        password,
+        shown: format!("nats://{shown_user}{host}:{port}"),
+    };
+    Ok((server, name, query))
+}
+
+/// A stream, consumer or subject name JetStream accepts: not empty, no whitespace, and (for a
+/// stream or consumer name) none of `.`, `*`, `>`, `/`, `\\`.
+fn check_name(what: &str, name: &str, subject: bool) -> Result<(), String> {
+    let bad = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || (!subject && matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    };
+    if name.is_empty() {
+        return Err(format!("the URL names no {what}"));
+    }
+    if name.chars().any(bad)
+        || (subject && (name.starts_with('.') || name.ends_with('.') || name.contains("..")))
+    {
+        return Err(format!("`{name}` is not a usable {what} name"));
+    }
+    Ok(())
+}
+
+fn parse_nats_source(rest: &str) -> Result<NatsSource, String> {
+    let (server, stream, query) = parse_nats(rest)?;
+    check_name("stream", stream, false)?;
+    let mut source = NatsSource {
+        server,
+        stream: stream.to_string(),
+        consumer: "pc-host".into(),
+        until_empty: false,
+        ack_wait: std::time::Duration::from_secs(30),
+    };
+    for (key, value) in parse_query(query)? {
+        match key {
+            "consumer" => {
+                check_name("consumer", value, false)?;
+                source.consumer = value.to_string();
+            }
+            "until" if value == "empty" => source.until_empty = true,
+            "until" => return Err(format!("`until={value}`: the only choice is until=empty")),
+            "ack_wait" => {
+                let d = humantime::parse_duration(value)
+                    .map_err(|e| format!("`ack_wait={value}`: {e} (e.g. ack_wait=30s)"))?;
+                if d < std::time::Duration::from_millis(100)
+                    || d > std::time::Duration::from_secs(86_400)
+                {
+                    return Err(format!("`ack_wait={value}`: give 100ms to 24h"));
+                }
+                source.ack_wait = d;
+            }
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{key}` (known: consumer, until, ack_wait)"
+                ));
+            }
+        }
+    }
+    Ok(source)
+}
+
+fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
+    let (server, subject, query) = parse_nats(rest)?;
+    check_name("subject", subject, true)?;
+    if subject.contains(['*', '>']) {
+        return Err(format!(
+            "`{subject}`: records are published to one subject, not a wildcard"
+        ));
+    }
+    let mut stream = subject.replace(['.', '*', '>'], "_");
+    for (key, value) in parse_query(query)? {
+        match key {
+            "stream" => {
+                check_name("stream", value, false)?;
+                stream = value.to_string();
+            }
+            _ => return Err(format!("unknown parameter `{key}` (known: stream)")),
+        }
+    }
+    Ok(NatsSink {
+        server,
+        subject: subject.to_string(),
+        stream,
+    })
 }
 
 fn parse_query(query: &str) -> Result<Vec<(&str, &str)>, String> {
@@ -321,6 +516,69 @@ mod tests {
                 .contains("unknown sink `mongodb`")
         );
         assert!(parse_sink("x.db").unwrap_err().contains("needs a scheme"));
+    }
+
+    #[test]
+    fn nats_urls_parse_with_defaults_and_hide_their_password() {
+        let Ok(SourceSpec::Nats(n)) = parse_source("nats://127.0.0.1:4222/ORDERS") else {
+            panic!("not parsed")
+        };
+        assert_eq!(n.server.addr, "127.0.0.1:4222");
+        assert_eq!(
+            (n.stream.as_str(), n.consumer.as_str()),
+            ("ORDERS", "pc-host")
+        );
+        assert!(!n.until_empty);
+        let Ok(SourceSpec::Nats(n)) =
+            parse_source("nats://u:pw@nats.local/S?consumer=c1&until=empty&ack_wait=2s")
+        else {
+            panic!("not parsed")
+        };
+        assert_eq!(n.server.addr, "nats.local:4222");
+        assert_eq!(n.server.shown, "nats://u:***@nats.local:4222");
+        assert_eq!(n.server.password.as_deref(), Some("pw"));
+        assert!(n.until_empty);
+        assert_eq!(n.ack_wait, std::time::Duration::from_secs(2));
+        let Ok(SinkSpec::Nats(s)) = parse_sink("nats://127.0.0.1:4222/pc.records") else {
+            panic!("not parsed")
+        };
+        assert_eq!(
+            (s.subject.as_str(), s.stream.as_str()),
+            ("pc.records", "pc_records")
+        );
+        let Ok(SinkSpec::Nats(s)) = parse_sink("nats://h:1/a?stream=PC") else {
+            panic!("not parsed")
+        };
+        assert_eq!(s.stream, "PC");
+    }
+
+    #[test]
+    fn bad_nats_urls_say_what_is_wrong() {
+        for (url, needle) in [
+            ("nats:h/S", "starts with nats://"),
+            ("nats://h:0/S", "not a port"),
+            ("nats://:4222/S", "no host"),
+            ("nats://h:4222", "no stream"),
+            ("nats://h/S.x", "not a usable stream"),
+            ("nats://h/S?consumer=a.b", "not a usable consumer"),
+            ("nats://h/S?until=later", "until=empty"),
+            ("nats://h/S?ack_wait=soon", "ack_wait=soon"),
+            ("nats://h/S?ack_wait=1ms", "100ms to 24h"),
+            ("nats://h/S?color=red", "unknown parameter `color`"),
+        ] {
+            let e = parse_source(url).unwrap_err();
+            assert!(e.contains(needle), "{url}: {e}");
+        }
+        for (url, needle) in [
+            ("nats://h/", "no subject"),
+            ("nats://h/a.*", "wildcard"),
+            ("nats://h/a..b", "not a usable subject"),
+            ("nats://h/a?stream=x.y", "not a usable stream"),
+            ("nats://h/a?consumer=x", "unknown parameter `consumer`"),
+        ] {
+            let e = parse_sink(url).unwrap_err();
+            assert!(e.contains(needle), "{url}: {e}");
+        }
     }
 
     #[test]

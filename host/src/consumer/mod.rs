@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use pc_core::{Clock, HeapRing, PopError};
 
 use crate::flow::ByteGate;
-use crate::message::Record;
+use crate::message::{Acknowledge, Record};
 use crate::sink::{Fate, GroupCommit, Settled, Sink};
 use crate::telemetry::{ConsumerStats, bump};
 
@@ -33,6 +33,8 @@ pub struct Consumer<'a, S> {
     pub gate: Option<&'a ByteGate>,
     /// Called when this consumer first sees that the sink has failed: stops the run.
     pub on_sink_failure: &'a (dyn Fn() + Sync),
+    /// A broker source: told of every record settled (acknowledged once settled).
+    pub acks: Option<&'a dyn Acknowledge>,
 }
 
 impl<S> std::fmt::Debug for Consumer<'_, S> {
@@ -106,7 +108,8 @@ impl<S: Sink> Consumer<'_, S> {
         let st = self.stats;
         match s.fate {
             Fate::Committed => {
-                bump(&st.stored, rows);
+                bump(&st.stored, rows - s.duplicates);
+                bump(&st.duplicates, s.duplicates);
                 bump(&st.bytes, bytes);
                 bump(&st.batches, 1);
                 st.commit
@@ -125,6 +128,9 @@ impl<S: Sink> Consumer<'_, S> {
                     bump(&st.rereadable, rows);
                 }
             }
+        }
+        if let Some(acks) = self.acks {
+            acks.settled(s.records, !matches!(s.fate, Fate::NotStored { .. }));
         }
         let mut latency = st.latency.lock().unwrap_or_else(PoisonError::into_inner);
         for m in s.records {

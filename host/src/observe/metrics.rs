@@ -24,7 +24,7 @@ use pc_core::HeapRing;
 use crate::message::Record;
 use crate::sink::ErrorKind;
 use crate::sink::retry::Health;
-use crate::telemetry::Stats;
+use crate::telemetry::{NatsStats, Stats};
 
 /// Bucket bounds of `pc_latency_seconds` and `pc_commit_duration_seconds`.
 const SECONDS: [f64; 18] = [
@@ -93,6 +93,46 @@ impl Live {
     }
 }
 
+/// The NATS side's counters.
+fn nats(e: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), std::fmt::Error> {
+    let get = NatsStats::get;
+    for (name, help, v) in [
+        (
+            "pc_nats_published",
+            "Records JetStream acknowledged (the NATS sink).",
+            get(&n.published),
+        ),
+        (
+            "pc_nats_publish_duplicates",
+            "Retried publishes JetStream dropped as duplicates.",
+            get(&n.publish_duplicates),
+        ),
+        (
+            "pc_nats_delivered",
+            "Messages delivered to the NATS source.",
+            get(&n.delivered),
+        ),
+        (
+            "pc_nats_redelivered",
+            "Deliveries after a message's first.",
+            get(&n.redelivered),
+        ),
+        (
+            "pc_nats_acked",
+            "Messages acknowledged once settled.",
+            get(&n.acked),
+        ),
+        (
+            "pc_nats_nacked",
+            "Messages handed back unsettled, to be delivered again.",
+            get(&n.nacked),
+        ),
+    ] {
+        counter(e, name, help, v)?;
+    }
+    Ok(())
+}
+
 /// One scrape of [`Live`].
 #[derive(Debug)]
 struct Scrape(Arc<Live>);
@@ -105,7 +145,7 @@ impl Collector for Scrape {
             return Ok(());
         };
         let s = &run.stats;
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 7] = [
             (
                 "pc_messages_produced",
                 "Records accepted into the ring.",
@@ -136,9 +176,17 @@ impl Collector for Scrape {
                 "Accepted records given up on, not dead-lettered.",
                 s.not_stored(),
             ),
+            (
+                "pc_messages_duplicate",
+                "Broker deliveries the sink already held: dropped, not stored again.",
+                s.duplicates(),
+            ),
         ];
         for (name, help, v) in counters {
             counter(&mut e, name, help, v)?;
+        }
+        if let Some(n) = &s.nats {
+            nats(&mut e, n)?;
         }
         let blocked = ConstCounter::new(s.blocked_ns() as f64 / 1e9);
         blocked.encode(e.encode_descriptor(

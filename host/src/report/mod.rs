@@ -14,6 +14,7 @@ pub fn header(
     burst: u64,
     pinning: &str,
     inputs: &[InputStart],
+    notes: &[String],
 ) -> String {
     let rate = match cfg.rps {
         0 => "unlimited rate (no bucket)".to_string(),
@@ -23,6 +24,17 @@ pub fn header(
         Stop::After(d) => format!("for {} s", d.as_secs_f64()),
         Stop::Messages(n) => format!("{n} records in total"),
         Stop::AtEnd if cfg.follows() => "until a signal (following)".to_string(),
+        Stop::AtEnd if cfg.reads_nats() => {
+            let empty = cfg
+                .sources
+                .iter()
+                .any(|s| matches!(s, crate::config::SourceSpec::Nats(n) if n.until_empty));
+            if empty {
+                "until the consumer has nothing left (until=empty) or a signal".to_string()
+            } else {
+                "until a signal".to_string()
+            }
+        }
         Stop::AtEnd => "until the end of the input".to_string(),
     };
     let progress = cfg
@@ -66,6 +78,10 @@ pub fn header(
     for input in inputs {
         s.push_str("\n  ");
         s.push_str(&start_line(input));
+    }
+    for note in notes {
+        s.push_str("\n  ");
+        s.push_str(note);
     }
     s
 }

@@ -67,6 +67,9 @@ pub struct Summary {
     pub consumed: u64,
     /// Counted back from the database.
     pub stored: u64,
+    /// Broker deliveries the database already held (redelivered, or published twice): not
+    /// written again.
+    pub duplicates: u64,
     /// Written to the dead-letter file instead of the database.
     pub dead_lettered: u64,
     /// Accepted and neither stored nor dead-lettered (the sink failed): 0 unless the run
@@ -97,6 +100,33 @@ pub struct Summary {
     /// Ingest runs: records read (accepted or rejected), bytes read, records rejected, and the
     /// inputs read. `None` for a generated run.
     pub ingest: Option<Ingest>,
+    /// The NATS side, when the run published to or read from NATS.
+    pub nats: Option<NatsFigures>,
+}
+
+/// What a run published to, or was delivered from, NATS JetStream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NatsFigures {
+    pub published: u64,
+    pub publish_duplicates: u64,
+    pub delivered: u64,
+    pub redelivered: u64,
+    pub acked: u64,
+    pub nacked: u64,
+}
+
+impl NatsFigures {
+    pub fn read(n: &crate::telemetry::NatsStats) -> Self {
+        use crate::telemetry::NatsStats as N;
+        Self {
+            published: N::get(&n.published),
+            publish_duplicates: N::get(&n.publish_duplicates),
+            delivered: N::get(&n.delivered),
+            redelivered: N::get(&n.redelivered),
+            acked: N::get(&n.acked),
+            nacked: N::get(&n.nacked),
+        }
+    }
 }
 
 /// SQLite's write-ahead log in a run.
@@ -124,7 +154,7 @@ impl Summary {
         self.error.is_none()
             && self.not_stored == 0
             && self.produced == self.consumed
-            && self.consumed == self.stored + self.dead_lettered
+            && self.consumed == self.stored + self.duplicates + self.dead_lettered
     }
 
     /// OK; FAILED when something failed but every record is accounted for (stored,
@@ -133,7 +163,7 @@ impl Summary {
         if self.ok() {
             "OK"
         } else if self.produced == self.consumed
-            && self.produced == self.stored + self.dead_lettered + self.not_stored
+            && self.produced == self.stored + self.duplicates + self.dead_lettered + self.not_stored
         {
             "FAILED"
         } else {
@@ -181,7 +211,11 @@ impl Summary {
                 "  read          {} records, {} bytes from {}",
                 ingest.read,
                 ingest.read_bytes,
-                plural(ingest.inputs.len(), "input")
+                if self.nats.is_some() {
+                    "NATS".to_string()
+                } else {
+                    plural(ingest.inputs.len(), "input")
+                }
             );
             let _ = writeln!(
                 s,
@@ -196,11 +230,12 @@ impl Summary {
         }
         let _ = writeln!(s, "  produced      {}", self.produced);
         let _ = writeln!(s, "  consumed      {}", self.consumed);
-        let _ = writeln!(
-            s,
-            "  stored        {} (counted back from the database)",
-            self.stored
-        );
+        let counted = if self.db.starts_with("nats://") {
+            "acknowledged by JetStream"
+        } else {
+            "counted back from the database"
+        };
+        let _ = writeln!(s, "  stored        {} ({counted})", self.stored);
         self.fates_text(&mut s);
         let _ = writeln!(s, "  result        {result}");
         if let Some(e) = &self.error {
@@ -319,6 +354,30 @@ impl Summary {
         if self.retries > 0 {
             let _ = writeln!(s, "  retries       {} (writes tried again)", self.retries);
         }
+        if self.duplicates > 0 {
+            let _ = writeln!(
+                s,
+                "  duplicates    {} delivered again and already stored: dropped (exactly once)",
+                self.duplicates
+            );
+        }
+        if let Some(n) = &self.nats {
+            if n.published > 0 || self.ingest.is_none() {
+                let _ = writeln!(
+                    s,
+                    "  NATS          published {} (acknowledged by JetStream; {} of them retries \
+                     it dropped as duplicates)",
+                    n.published, n.publish_duplicates
+                );
+            }
+            if n.delivered > 0 || self.ingest.is_some() {
+                let _ = writeln!(
+                    s,
+                    "  NATS          delivered {} ({} redelivered), acked {}, handed back {}",
+                    n.delivered, n.redelivered, n.acked, n.nacked
+                );
+            }
+        }
     }
 
     /// The `--output json` object. The top-level keys named in the README are a contract.
@@ -334,6 +393,15 @@ impl Summary {
             "consumed": self.consumed,
             "stored": self.stored,
             "dead_lettered": self.dead_lettered,
+            "duplicates": self.duplicates,
+            "nats": self.nats.map(|n| json!({
+                "published": n.published,
+                "publish_duplicates": n.publish_duplicates,
+                "delivered": n.delivered,
+                "redelivered": n.redelivered,
+                "acked": n.acked,
+                "nacked": n.nacked,
+            })),
             "not_stored": self.not_stored,
             "not_stored_rereadable": self.rereadable,
             "retries": self.retries,

@@ -7,6 +7,7 @@ use pc_core::Clock;
 
 use crate::config::Config;
 use crate::position::{InputStart, Resume};
+use crate::report::summary::NatsFigures;
 use crate::report::{Ingest, StopReason, Summary, Wal};
 use crate::sink::{AnySink, RunEnd, Sink as _};
 use crate::telemetry::Stats;
@@ -56,12 +57,16 @@ pub fn summary(
     let (cfg, stats) = (d.cfg, d.stats);
     warn_rejects(cfg, &starts, stats);
     let (stored, flushed, mut errors) = finish(&d, writer, out.errors, out.final_positions);
-    let (produced, dead_lettered, not_stored) =
-        (stats.produced(), stats.dead_lettered(), stats.not_stored());
-    if stored + dead_lettered + not_stored != produced {
+    let (produced, dead_lettered, not_stored, duplicates) = (
+        stats.produced(),
+        stats.dead_lettered(),
+        stats.not_stored(),
+        stats.duplicates(),
+    );
+    if stored + duplicates + dead_lettered + not_stored != produced {
         errors.push(format!(
-            "accounting: produced {produced} != stored {stored} + dead-lettered {dead_lettered} \
-             + not stored {not_stored}"
+            "accounting: produced {produced} != stored {stored} + duplicates {duplicates} + \
+             dead-lettered {dead_lettered} + not stored {not_stored}"
         ));
     }
     let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
@@ -74,9 +79,11 @@ pub fn summary(
         produced,
         consumed: stats.consumed(),
         stored,
+        duplicates,
         dead_lettered,
         not_stored,
         rereadable: stats.rereadable(),
+        nats: stats.nats.as_deref().map(NatsFigures::read),
         retries: out.retries,
         dead_letter: cfg.dead_letter.as_ref().map(|p| p.display().to_string()),
         stop_reason: out.reason.unwrap_or(StopReason::Error),

@@ -25,6 +25,7 @@ use crate::config::{Config, Stop};
 use crate::consumer::Consumer;
 use crate::dead_letter::DeadLetters;
 use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
+use crate::message::Acknowledge;
 use crate::message::Record;
 use crate::observe::{Live, RunView};
 use crate::position::InputStart;
@@ -34,12 +35,13 @@ use crate::sink::{AnySink, GroupCommit, Policy};
 use crate::source::Context;
 use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
+use crate::source::nats::{NatsAcks, NatsSource};
 use crate::telemetry::Stats;
 use crate::telemetry::progress::Display;
 use finish::Outcome;
 use intervals::Reporter;
 use pinning::PinPlan;
-use prepare::LineInput;
+use prepare::{LineInput, NatsInput};
 use threads::{OnDrop, spawn};
 
 /// What the main thread hears about.
@@ -58,12 +60,24 @@ pub enum Event {
 /// The header (stderr): the effective configuration.
 pub fn header(cfg: &Config, prepared: &Prepared) -> String {
     let starts: Vec<InputStart> = prepared.lines.iter().map(|l| l.start.clone()).collect();
+    let mut notes: Vec<String> = prepared
+        .sink_desc
+        .iter()
+        .map(|d| format!("NATS sink: {d}"))
+        .collect();
+    notes.extend(
+        prepared
+            .nats_inputs
+            .iter()
+            .map(|n| format!("NATS source: {}", n.opened.desc)),
+    );
     report::header(
         cfg,
         prepared.run_id,
         prepared.burst,
         &prepared.pins.desc,
         &starts,
+        &notes,
     )
 }
 
@@ -85,6 +99,8 @@ struct Shared<'a> {
     padding: String,
     warmup_end_ns: u64,
     events: Sender<Event>,
+    /// A NATS source: acknowledges records once settled.
+    acks: Option<NatsAcks>,
 }
 
 type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
@@ -111,6 +127,8 @@ pub fn run(
         lines,
         dead_letters,
         latency_log,
+        nats_inputs,
+        nats,
         ..
     } = prepared;
     let ring = Arc::new(ring);
@@ -131,7 +149,15 @@ pub fn run(
         bucket: bucket.as_ref(),
         chunk,
     };
-    let shared = Shared::new(cfg, cx, (writers, dead_letters), pins, tx.clone());
+    let acks = nats_inputs.first().map(|n| NatsAcks {
+        client: n.opened.client.clone(),
+        stats: Arc::clone(nats.as_ref().expect("a NATS source has its counters")),
+    });
+    let mut shared = Shared::new(cfg, cx, (writers, dead_letters), pins, tx.clone());
+    shared.acks = acks;
+    if let Some(stats) = Arc::get_mut(&mut shared.stats) {
+        stats.nats = nats;
+    }
     signals::counting(Arc::clone(&shared.stats));
     let checkpoint_stop = StopSignal::default();
     let display = progress_display(cfg, &lines);
@@ -151,7 +177,7 @@ pub fn run(
             None => None,
         };
         let consumers = spawn_consumers(s, &shared, &mut out.errors);
-        let (generators, readers) = if cfg.generated() {
+        let (generators, mut readers) = if cfg.generated() {
             (spawn_generators(s, &shared, &mut out.errors), Vec::new())
         } else {
             (
@@ -159,6 +185,7 @@ pub fn run(
                 spawn_readers(s, &shared, lines, &mut out.errors),
             )
         };
+        readers.extend(spawn_nats_readers(s, &shared, nats_inputs, &mut out.errors));
         if let Some(live) = live {
             live.started(RunView {
                 stats: Arc::clone(&shared.stats),
@@ -199,6 +226,11 @@ pub fn run(
         ring.close();
         watch.drain(&mut reporter, consumers.len());
         join_consumers(consumers, &mut out.errors);
+        if let Some(acks) = &shared.acks
+            && let Err(e) = acks.flush()
+        {
+            out.errors.push(format!("{e:#}"));
+        }
         checkpoint_stop.stop();
         if let Some(handle) = checkpoints
             && handle.join().is_err()
@@ -263,6 +295,7 @@ impl<'a> Shared<'a> {
             padding: ".".repeat(cfg.payload_size),
             warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
             events,
+            acks: None,
         }
     }
 }
@@ -308,6 +341,7 @@ fn spawn_consumers<'scope>(
                 stats: &sh.stats.consumers[i],
                 gate: (!sh.cfg.generated()).then_some(&sh.gate),
                 on_sink_failure: &stop_run,
+                acks: sh.acks.as_ref().map(|a| a as &dyn Acknowledge),
             };
             let _done = OnDrop(Some(|| drop(sh.events.send(Event::ConsumerDone))));
             // Only a panic leaves it armed.
@@ -383,6 +417,49 @@ fn spawn_readers<'scope>(
             result
         };
         handles.extend(spawn(s, format!("source-{i}"), errors, body));
+    }
+    handles
+}
+
+/// One thread per NATS source.
+fn spawn_nats_readers<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    sh: &'scope Shared<'_>,
+    inputs: Vec<NatsInput>,
+    errors: &mut Vec<String>,
+) -> Vec<Handle<'scope, anyhow::Result<Ended>>> {
+    let mut handles = Vec::new();
+    for (i, (input, core)) in inputs.into_iter().zip(&sh.pins.producers).enumerate() {
+        let nats = sh
+            .stats
+            .nats
+            .as_deref()
+            .expect("a NATS source has its counters");
+        let source = NatsSource {
+            cx: sh.cx,
+            opened: input.opened,
+            until_empty: input.until_empty,
+            stream_input: input.stream_input,
+            max_record_bytes: sh.cfg.max_record_bytes,
+            positions: &sh.sink,
+            budget: &sh.budget,
+            gate: &sh.gate,
+            stats: &sh.stats.producers[i],
+            nats,
+            dead_letters: sh.dead_letters.as_deref(),
+            started_ns: sh.warmup_end_ns,
+        };
+        let tx = sh.events.clone();
+        let body = move || {
+            let _done = OnDrop(Some(|| drop(tx.send(Event::SourceDone))));
+            pinning::pin(*core, &sh.pin_failed);
+            let result = source.run();
+            if result.is_err() {
+                let _ = tx.send(Event::Failed);
+            }
+            result.map(|()| Ended::default())
+        };
+        handles.extend(spawn(s, format!("nats-{i}"), errors, body));
     }
     handles
 }

@@ -20,6 +20,8 @@ use crate::sink::sqlite::checkpoint::Checkpointer;
 use crate::sink::{self, AnySink, RunStart, Sink as _};
 use crate::source::input::{OpenFile, open_file};
 use crate::source::lines::{Input, file_input, line_limit, stdin_input};
+use crate::source::nats;
+use crate::telemetry::NatsStats;
 
 /// Why a run could not start.
 #[derive(Debug)]
@@ -67,6 +69,21 @@ pub struct Prepared {
     pub lines: Vec<LineInput>,
     pub dead_letters: Option<Arc<DeadLetters>>,
     pub latency_log: Option<LatencyLog>,
+    /// NATS sources, connected, with their streams' input ids.
+    pub nats_inputs: Vec<NatsInput>,
+    /// The NATS counters, when the run reads from or publishes to NATS.
+    pub nats: Option<Arc<NatsStats>>,
+    /// More about the sink for the header (NATS: the stream and its settings).
+    pub sink_desc: Option<String>,
+}
+
+/// A NATS source, connected and registered with the sink.
+#[derive(Debug)]
+pub struct NatsInput {
+    pub opened: nats::Opened,
+    pub until_empty: bool,
+    /// The stream's input id in the sink.
+    pub stream_input: u32,
 }
 
 /// Opens the inputs, then the database (recording the run), allocates the ring and makes the
@@ -77,6 +94,15 @@ pub struct Prepared {
 /// [`PrepareError::Failed`] for the database.
 pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     let files = open_files(cfg)?;
+    // Before the database: a NATS source that cannot be read writes nothing.
+    let mut nats_opened = Vec::new();
+    for spec in &cfg.sources {
+        if let SourceSpec::Nats(n) = spec {
+            let max_ack_pending = cfg.capacity.saturating_mul(4).max(20_000);
+            nats_opened.push((nats::open(n, max_ack_pending)?, n.until_empty));
+        }
+    }
+    let nats_stats = Arc::new(NatsStats::default());
     let dead_letter_existed = check_outputs(cfg)?;
     let mut latency_log =
         match &cfg.latency_log {
@@ -110,11 +136,24 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
             started_at,
             busy: cfg.busy_timeout,
             synchronous: cfg.synchronous,
+            delivered: cfg.reads_nats(),
+            nats: &nats_stats,
         },
     )?;
     let run_id = opened.run_id;
     let mut writers = vec![opened.sink];
+
     let lines = position_inputs(cfg, files, &mut writers[0])?;
+    let mut nats_inputs = Vec::new();
+    for (opened, until_empty) in nats_opened {
+        let stream_input = writers[0].register(Some(&opened.stream_key))?.input;
+        nats_inputs.push(NatsInput {
+            opened,
+            until_empty,
+            stream_input,
+        });
+    }
+    let uses_nats = !nats_inputs.is_empty() || matches!(cfg.sink, crate::config::SinkSpec::Nats(_));
     // File inputs need their records committed in ring order: one writer.
     let parallel = if cfg.follows()
         || cfg
@@ -162,6 +201,9 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         lines,
         dead_letters,
         latency_log,
+        nats_inputs,
+        nats: uses_nats.then_some(nats_stats),
+        sink_desc: opened.desc,
     })
 }
 

@@ -7,7 +7,9 @@ use crate::position::{FileKey, Resume};
 use crate::telemetry::interval::Interval;
 
 use super::sqlite::checkpoint::{self, Checkpointer};
-use super::{RunEnd, RunStart, Sink, SinkError, mysql, postgres, sqlite};
+use super::{RunEnd, RunStart, Sink, SinkError, mysql, nats, postgres, sqlite};
+use crate::position::{Origin, OriginEnd};
+use std::sync::Arc;
 
 /// A connection to any sink, for one run.
 #[derive(Debug)]
@@ -16,6 +18,7 @@ pub enum AnySink {
     Sqlite(Box<sqlite::Writer>),
     Postgres(Box<postgres::Writer>),
     Mysql(Box<mysql::Writer>),
+    Nats(Box<nats::Writer>),
 }
 
 /// A sink opened for a run: the run is recorded in it.
@@ -25,6 +28,9 @@ pub struct Opened {
     pub run_id: i64,
     /// SQLite: the checkpoint thread's connection.
     pub checkpointer: Option<Checkpointer>,
+    /// What the header says of the sink, where it has more to say than its name (NATS: the
+    /// stream and its settings).
+    pub desc: Option<String>,
 }
 
 /// Opens the sink `spec` names, creating or checking its tables, and records the run.
@@ -41,12 +47,16 @@ pub fn open(spec: &SinkSpec, start: &RunStart<'_>) -> anyhow::Result<Opened> {
                 start.config_json,
                 start.started_at,
             )?;
-            let writer = sqlite::Writer::new(conn, &run, start.synchronous, path, start.busy)?;
+            let mut writer = sqlite::Writer::new(conn, &run, start.synchronous, path, start.busy)?;
+            if start.delivered {
+                writer.store_deliveries()?;
+            }
             let checkpointer = Checkpointer::open(path, start.busy)?;
             Ok(Opened {
                 sink: AnySink::Sqlite(Box::new(writer)),
                 run_id: run.run_id,
                 checkpointer: Some(checkpointer),
+                desc: None,
             })
         }
         SinkSpec::Postgres(url) => {
@@ -55,6 +65,16 @@ pub fn open(spec: &SinkSpec, start: &RunStart<'_>) -> anyhow::Result<Opened> {
                 sink: AnySink::Postgres(Box::new(writer)),
                 run_id,
                 checkpointer: None,
+                desc: None,
+            })
+        }
+        SinkSpec::Nats(spec) => {
+            let (writer, desc) = nats::open(spec, start, Arc::clone(start.nats))?;
+            Ok(Opened {
+                run_id: writer.run_id(),
+                sink: AnySink::Nats(Box::new(writer)),
+                checkpointer: None,
+                desc: Some(desc),
             })
         }
         SinkSpec::Mysql(url) => {
@@ -63,6 +83,7 @@ pub fn open(spec: &SinkSpec, start: &RunStart<'_>) -> anyhow::Result<Opened> {
                 sink: AnySink::Mysql(Box::new(writer)),
                 run_id,
                 checkpointer: None,
+                desc: None,
             })
         }
     }
@@ -76,6 +97,7 @@ impl AnySink {
             Self::Sqlite(_) => None,
             Self::Postgres(w) => Some(w.connect_another().map(|w| Self::Postgres(Box::new(w)))),
             Self::Mysql(w) => Some(w.connect_another().map(|w| Self::Mysql(Box::new(w)))),
+            Self::Nats(w) => Some(w.connect_another().map(|w| Self::Nats(Box::new(w)))),
         }
     }
 
@@ -84,17 +106,45 @@ impl AnySink {
     pub fn final_flush(&mut self) -> Option<anyhow::Result<()>> {
         match self {
             Self::Sqlite(w) => Some(checkpoint::final_checkpoint(w.conn(), w.path())),
-            Self::Postgres(_) | Self::Mysql(_) => None,
+            Self::Postgres(_) | Self::Mysql(_) | Self::Nats(_) => None,
         }
     }
 }
 
 impl Sink for AnySink {
+    fn duplicates(&self) -> u64 {
+        match self {
+            Self::Sqlite(w) => w.duplicates(),
+            Self::Postgres(w) => w.duplicates(),
+            Self::Mysql(w) => w.duplicates(),
+            Self::Nats(w) => w.duplicates(),
+        }
+    }
+
+    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
+        match self {
+            Self::Sqlite(w) => w.origin_run(origin),
+            Self::Postgres(w) => w.origin_run(origin),
+            Self::Mysql(w) => w.origin_run(origin),
+            Self::Nats(w) => w.origin_run(origin),
+        }
+    }
+
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(w) => w.origin_ended(run_id, end),
+            Self::Postgres(w) => w.origin_ended(run_id, end),
+            Self::Mysql(w) => w.origin_ended(run_id, end),
+            Self::Nats(w) => w.origin_ended(run_id, end),
+        }
+    }
+
     fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
         match self {
             Self::Sqlite(w) => w.write(records),
             Self::Postgres(w) => w.write(records),
             Self::Mysql(w) => w.write(records),
+            Self::Nats(w) => w.write(records),
         }
     }
 
@@ -103,6 +153,7 @@ impl Sink for AnySink {
             Self::Sqlite(w) => w.register(file),
             Self::Postgres(w) => w.register(file),
             Self::Mysql(w) => w.register(file),
+            Self::Nats(w) => w.register(file),
         }
     }
 
@@ -111,6 +162,7 @@ impl Sink for AnySink {
             Self::Sqlite(w) => w.commit_position(to),
             Self::Postgres(w) => w.commit_position(to),
             Self::Mysql(w) => w.commit_position(to),
+            Self::Nats(w) => w.commit_position(to),
         }
     }
 
@@ -119,6 +171,7 @@ impl Sink for AnySink {
             Self::Sqlite(w) => w.still_there(),
             Self::Postgres(w) => w.still_there(),
             Self::Mysql(w) => w.still_there(),
+            Self::Nats(w) => w.still_there(),
         }
     }
 
@@ -127,6 +180,7 @@ impl Sink for AnySink {
             Self::Sqlite(w) => w.count_stored(),
             Self::Postgres(w) => w.count_stored(),
             Self::Mysql(w) => w.count_stored(),
+            Self::Nats(w) => w.count_stored(),
         }
     }
 
@@ -135,6 +189,7 @@ impl Sink for AnySink {
             Self::Sqlite(w) => w.record_intervals(rows, wait),
             Self::Postgres(w) => w.record_intervals(rows, wait),
             Self::Mysql(w) => w.record_intervals(rows, wait),
+            Self::Nats(w) => w.record_intervals(rows, wait),
         }
     }
 
@@ -143,6 +198,7 @@ impl Sink for AnySink {
             Self::Sqlite(w) => w.finish_run(end),
             Self::Postgres(w) => w.finish_run(end),
             Self::Mysql(w) => w.finish_run(end),
+            Self::Nats(w) => w.finish_run(end),
         }
     }
 }

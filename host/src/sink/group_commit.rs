@@ -41,7 +41,7 @@ use super::retry::{Health, backoff};
 use super::{ErrorKind, Sink, SinkError};
 use crate::dead_letter::{DeadLetters, Reason};
 use crate::message::Record;
-use crate::position::{FileKey, Positions, Resume};
+use crate::position::{FileKey, Origin, OriginEnd, Positions, Resume};
 
 /// What becomes of records when the sink fails.
 #[derive(Debug, Default)]
@@ -93,6 +93,8 @@ pub struct Settled<'a> {
     /// Clock ns when the first write of these records started, and when their fate was known.
     pub started: u64,
     pub at: u64,
+    /// Committed records the sink already held (broker deliveries), so not written again.
+    pub duplicates: u64,
 }
 
 /// What settling one take produces: its pieces, and the refused records' dead-letter entries
@@ -109,6 +111,7 @@ struct Piece {
     fate: Fate,
     started: u64,
     at: u64,
+    duplicates: u64,
 }
 
 impl<S: Sink> GroupCommit<S> {
@@ -178,6 +181,7 @@ impl<S: Sink> GroupCommit<S> {
                     fate: p.fate,
                     started: p.started,
                     at: p.at,
+                    duplicates: p.duplicates,
                 });
             }
             drop(records);
@@ -222,6 +226,7 @@ impl<S: Sink> GroupCommit<S> {
                     fate: Fate::Committed,
                     started,
                     at,
+                    duplicates: writer.duplicates(),
                 });
                 return;
             }
@@ -249,6 +254,7 @@ impl<S: Sink> GroupCommit<S> {
                     fate: Fate::DeadLettered,
                     started,
                     at: clock.now(),
+                    duplicates: 0,
                 });
                 return;
             }
@@ -383,6 +389,7 @@ impl<S: Sink> GroupCommit<S> {
                 fate,
                 started,
                 at: clock.now(),
+                duplicates: 0,
             });
             i = j;
         }
@@ -465,6 +472,14 @@ impl<S: Sink> GroupCommit<S> {
 impl<S: Sink> Positions for GroupCommit<S> {
     fn register(&self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
         lock(&self.writers[0]).register(file)
+    }
+
+    fn origin_run(&self, origin: &Origin) -> anyhow::Result<i64> {
+        lock(&self.writers[0]).origin_run(origin)
+    }
+
+    fn origin_ended(&self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
+        lock(&self.writers[0]).origin_ended(run_id, end)
     }
 }
 

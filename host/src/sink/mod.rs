@@ -6,12 +6,13 @@
 //! [`GroupCommit`] shares the sink's writers among the consumers and decides, by the
 //! [`ErrorKind`] of a failed write, whether to retry, split out a refused record, or give up.
 //! [`AnySink`] is the one place that knows every kind: `sqlite/` (the embedded default),
-//! `postgres/`, `mysql/`.
+//! `postgres/`, `mysql/`, and `nats.rs` (publishing to JetStream).
 
 pub mod any;
 pub mod error;
 pub mod group_commit;
 pub mod mysql;
+pub mod nats;
 pub mod postgres;
 pub mod read_back;
 pub mod retry;
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use crate::config::Synchronous;
 use crate::message::Record;
-use crate::position::{FileKey, Resume};
+use crate::position::{FileKey, Origin, OriginEnd, Resume};
 use crate::telemetry::interval::Interval;
 
 /// What a sink records when a run starts.
@@ -41,6 +42,29 @@ pub struct RunStart<'a> {
     /// How long to wait for a lock held by another client.
     pub busy: Duration,
     pub synchronous: Synchronous,
+    /// The records come from a broker (a NATS source): each is stored at most once per its
+    /// [`crate::message::Delivery`] key.
+    pub delivered: bool,
+    /// The run's NATS counters (a NATS sink counts what it published).
+    pub nats: &'a std::sync::Arc<crate::telemetry::NatsStats>,
+}
+
+impl OriginEnd {
+    /// The figures a publishing run announced, as its run row here keeps them.
+    pub fn as_run_end(&self) -> RunEnd<'_> {
+        RunEnd {
+            finished_at: self.finished_at,
+            completed: self.completed,
+            per_producer: &self.per_producer,
+            produced: self.produced,
+            stored: self.stored,
+            dead_lettered: self.dead_lettered,
+            not_stored: self.not_stored,
+            retries: 0,
+            latency: None,
+            elapsed_s: self.elapsed_s,
+        }
+    }
 }
 
 /// What a sink records when a run ends.
@@ -71,6 +95,35 @@ pub trait Sink: Send + std::fmt::Debug {
     /// # Errors
     /// What failed, as one line, and its [`ErrorKind`]: whether trying again may help.
     fn write(&mut self, records: &[&Record]) -> Result<(), SinkError>;
+
+    /// Of the records the last successful [`Sink::write`] was given, how many were not
+    /// written because the sink already held them (broker deliveries only; see
+    /// [`crate::message::Delivery`]).
+    fn duplicates(&self) -> u64 {
+        0
+    }
+
+    /// The run that holds `origin`'s records, recorded if new (see [`Origin`]).
+    ///
+    /// # Errors
+    /// The sink's; a sink that cannot keep another run's records.
+    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
+        let _ = origin;
+        Err(anyhow::anyhow!(
+            "this sink does not keep records published by other runs"
+        ))
+    }
+
+    /// Records how a publishing run ended (`run_id`: its run here).
+    ///
+    /// # Errors
+    /// The sink's.
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
+        let _ = (run_id, end);
+        Err(anyhow::anyhow!(
+            "this sink does not keep records published by other runs"
+        ))
+    }
 
     /// Where `file` resumes (registering it if new); `None` registers a stdin input. See
     /// [`crate::position::Positions`].

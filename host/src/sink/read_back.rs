@@ -52,5 +52,8 @@ pub fn open(spec: &SinkSpec) -> anyhow::Result<Box<dyn ReadBack>> {
         SinkSpec::Sqlite(path) => Ok(Box::new(super::sqlite::read::SqliteReadBack::open(path)?)),
         SinkSpec::Postgres(url) => Ok(Box::new(super::postgres::Reader::open(url)?)),
         SinkSpec::Mysql(url) => Ok(Box::new(super::mysql::Reader::open(url)?)),
+        SinkSpec::Nats(_) => Err(anyhow::anyhow!(
+            "verify reads a database: give the database the stream is consumed into"
+        )),
     }
 }

@@ -70,6 +70,7 @@ impl Generator<'_> {
             tail: 0,
             replaces: false,
             text: generated_text(self.id, seq, self.padding),
+            delivery: None,
         }
     }
 }

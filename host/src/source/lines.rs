@@ -245,6 +245,7 @@ impl LineSource<'_> {
                     tail: u32::try_from(next.tail).unwrap_or(u32::MAX),
                     replaces: completes,
                     text,
+                    delivery: None,
                 });
                 true
             }

@@ -3,6 +3,7 @@
 //! - `generate.rs`: synthetic messages from `--producers` threads, paced by the token bucket.
 //! - `lines.rs` with `input.rs`: one record per line from stdin or a file (following it as it
 //!   grows, across rotation), resuming a file where the last committed line ended.
+//! - `nats.rs`: messages from a JetStream stream's durable consumer, acknowledged once settled.
 //!
 //! A full ring makes a source wait, never drop: memory stays bounded whatever the input size,
 //! and the time spent waiting is counted.
@@ -10,6 +11,7 @@
 pub mod generate;
 pub mod input;
 pub mod lines;
+pub mod nats;
 pub mod rate;
 
 use std::sync::atomic::AtomicBool;

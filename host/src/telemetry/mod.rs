@@ -44,6 +44,9 @@ pub struct ConsumerStats {
     pub bytes: AtomicU64,
     /// Committed transactions.
     pub batches: AtomicU64,
+    /// Broker deliveries the sink already held (redelivered or published twice): settled,
+    /// not written again.
+    pub duplicates: AtomicU64,
     /// Messages written to the dead-letter file instead.
     pub dead_lettered: AtomicU64,
     /// Messages given up on and not dead-lettered (the sink failed).
@@ -66,6 +69,7 @@ impl Default for ConsumerStats {
             stored: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             not_stored: AtomicU64::new(0),
             rereadable: AtomicU64::new(0),
@@ -87,11 +91,43 @@ pub fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
+/// The NATS side of a run: what the sink published, what the source was delivered and
+/// acknowledged. Shared by the threads that use NATS (few, and not per record on the ring's
+/// path), so these are read-modify-write counters.
+#[derive(Debug, Default)]
+pub struct NatsStats {
+    /// Records JetStream acknowledged (the sink).
+    pub published: AtomicU64,
+    /// Of those, publishes JetStream reported as duplicates of an earlier one (a retry after
+    /// a lost ack): stored once.
+    pub publish_duplicates: AtomicU64,
+    /// Messages delivered to the source.
+    pub delivered: AtomicU64,
+    /// Of those, deliveries after the first (JetStream redelivered them).
+    pub redelivered: AtomicU64,
+    /// Acknowledged after being settled (stored, duplicate, or dead-lettered).
+    pub acked: AtomicU64,
+    /// Handed back unsettled (not stored): JetStream delivers them again, here or elsewhere.
+    pub nacked: AtomicU64,
+}
+
+impl NatsStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
 /// All the counters of a run.
 #[derive(Debug)]
 pub struct Stats {
     pub producers: Vec<CachePadded<ProducerStats>>,
     pub consumers: Vec<CachePadded<ConsumerStats>>,
+    /// Set when the run publishes to or reads from NATS.
+    pub nats: Option<std::sync::Arc<NatsStats>>,
 }
 
 impl Stats {
@@ -99,6 +135,7 @@ impl Stats {
         Self {
             producers: (0..producers).map(|_| CachePadded::default()).collect(),
             consumers: (0..consumers).map(|_| CachePadded::default()).collect(),
+            nats: None,
         }
     }
 
@@ -162,6 +199,10 @@ impl Stats {
 
     pub fn dead_lettered(&self) -> u64 {
         self.sum(|c| &c.dead_lettered)
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.sum(|c| &c.duplicates)
     }
 
     pub fn not_stored(&self) -> u64 {

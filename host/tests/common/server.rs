@@ -257,6 +257,8 @@ impl<S: Server> TestDb<S> {
             started_at: now_ns(),
             busy,
             synchronous: Synchronous::Normal,
+            delivered: false,
+            nats: &std::sync::Arc::default(),
         };
         open(&url, &start).expect("open the writer")
     }
@@ -381,6 +383,7 @@ pub fn record(producer: u32, seq: u64, end_offset: u64) -> Record {
         tail: 0,
         replaces: false,
         text: format!("line {seq:06}"),
+        delivery: None,
     }
 }
 
@@ -418,6 +421,9 @@ pub fn assert_kill_9_then_rerun_stores_each_line_once<S: Server>(
         let seen = r.err.wait_stored_at_least(point);
         let status = r.kill();
         assert!(!status.success(), "the run ended before the kill: {status}");
+        // The server may still be finishing a COMMIT the killed process sent: read rows and
+        // position only once none of its sessions is left.
+        wait_until("the killed run's sessions are gone", || db.kill_sessions() == 0);
         let now = committed_prefix(db, lines);
         assert!(now >= k + seen as usize, "progress showed {seen} stored");
         assert!(now < lines.len(), "the killed run stored the whole file");

@@ -64,6 +64,7 @@ fn record(seq: u64, text: &str, end_offset: u64) -> Record {
         tail: 0,
         replaces: false,
         text: text.into(),
+        delivery: None,
     }
 }
 

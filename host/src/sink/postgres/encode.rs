@@ -82,6 +82,7 @@ mod tests {
             tail: 0,
             replaces: false,
             text: text.to_string(),
+            delivery: None,
         }
     }
 

@@ -219,7 +219,7 @@ pub fn finish_run(conn: &Connection, run_id: i64, end: &RunEnd<'_>) -> rusqlite:
             ],
         )?;
         let mut stmt = conn.prepare(
-            "INSERT INTO run_producers (run_id, producer, produced) VALUES (?1, ?2, ?3)",
+            "INSERT OR REPLACE INTO run_producers (run_id, producer, produced) VALUES (?1, ?2, ?3)",
         )?;
         for (producer, &count) in end.per_producer.iter().enumerate() {
             stmt.execute(params![run_id, producer as i64, n(count)])?;

@@ -14,12 +14,13 @@ use anyhow::anyhow;
 use rusqlite::{Connection, params};
 
 use super::checkpoint::WAL_BOUND;
+use super::delivered;
 use super::insert::Insert;
 use super::runs::{self, RunRow};
 use super::schema::db_error;
 use crate::config::Synchronous;
 use crate::message::Record;
-use crate::position::{FileKey, Resume};
+use crate::position::{FileKey, Origin, OriginEnd, Resume};
 use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
 use crate::telemetry::interval::Interval;
 
@@ -41,6 +42,10 @@ const MARK_LAST_ID: &str = "UPDATE runs SET last_id = ?2 WHERE run_id = ?1";
 const REPLACE_LINE: &str = "DELETE FROM messages WHERE producer = ?1 AND seq = ?2 AND run_id != ?3 \
                             AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1)";
 
+/// What a transaction wrote: the inputs' new positions, the last row id, and the duplicates
+/// it left out (broker deliveries).
+type Written = (Vec<(u32, Resume)>, i64, u64);
+
 /// The writer connection and its prepared multi-row INSERTs.
 #[derive(Debug)]
 pub struct Writer {
@@ -60,6 +65,10 @@ pub struct Writer {
     busy: Duration,
     /// The database file's device and inode when opened.
     opened: Option<(u64, u64)>,
+    /// The records come from a broker: stored once per key (`delivered.rs`).
+    delivered: bool,
+    /// Duplicates the last committed write left out.
+    duplicates: u64,
 }
 
 impl Writer {
@@ -103,6 +112,8 @@ impl Writer {
             path: path.to_owned(),
             busy,
             opened: file_id(path),
+            delivered: false,
+            duplicates: 0,
         };
         for sql in [
             "BEGIN IMMEDIATE",
@@ -116,6 +127,21 @@ impl Writer {
         Ok(writer)
     }
 
+    /// Makes this writer store broker deliveries: each record once per key (see
+    /// `delivered.rs`), creating the tables that keep the keys if they are missing.
+    ///
+    /// # Errors
+    /// SQLite's, as one line.
+    pub fn store_deliveries(&mut self) -> anyhow::Result<()> {
+        let conn = &self.conn;
+        runs::transaction(conn, &self.path, self.busy, || {
+            delivered::create_tables(conn).map_err(anyhow::Error::from)
+        })
+        .map_err(|e| self.explain(e))?;
+        self.delivered = true;
+        Ok(())
+    }
+
     fn transaction(&mut self, records: &[&Record]) -> anyhow::Result<()> {
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         let written = self.write_rows(records).and_then(|done| {
@@ -123,9 +149,10 @@ impl Writer {
             Ok(done)
         });
         match written {
-            Ok((moved, last_id)) => {
+            Ok((moved, last_id, duplicates)) => {
                 self.positions.extend(moved);
                 self.last_id = Some(last_id);
+                self.duplicates = duplicates;
                 Ok(())
             }
             Err(e) => {
@@ -140,15 +167,20 @@ impl Writer {
 
     /// Inside the transaction: the rows, the rows they replace, the run's last id (so a run
     /// cut short still says where its rows end), each file input's new position. Returns the
-    /// positions and the last id.
-    fn write_rows(&mut self, records: &[&Record]) -> anyhow::Result<(Vec<(u32, Resume)>, i64)> {
-        self.insert(records.iter().copied(), records.len())?;
+    /// positions, the last id and the duplicates left out (broker deliveries).
+    fn write_rows(&mut self, records: &[&Record]) -> anyhow::Result<Written> {
+        let mut duplicates = 0;
+        if self.delivered {
+            duplicates = delivered::insert(&self.conn, self.run_id, records)?;
+        } else {
+            self.insert(records.iter().copied(), records.len())?;
+        }
         self.replace_completed(records)?;
         let last_id = self.conn.last_insert_rowid();
         self.conn
             .prepare_cached(MARK_LAST_ID)?
             .execute(params![self.run_id, last_id])?;
-        Ok((self.advance_positions(records)?, last_id))
+        Ok((self.advance_positions(records)?, last_id, duplicates))
     }
 
     /// Inserts `left` rows from `rows`: as many 128-row statements as fit, then the remainder
@@ -292,6 +324,24 @@ impl Sink for Writer {
         })
     }
 
+    fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
+        let conn = &self.conn;
+        runs::transaction(conn, &self.path, self.busy, || {
+            delivered::origin_run(conn, origin.run, origin.producers, origin.started_at)
+                .map_err(anyhow::Error::from)
+        })
+        .map_err(|e| self.explain(e))
+    }
+
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
+        runs::finish_run(&self.conn, run_id, &end.as_run_end())
+            .map_err(|e| db_error(&self.path, e, self.busy))
+    }
+
     fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {
         self.commit_input_position(to)
     }
@@ -301,6 +351,10 @@ impl Sink for Writer {
     }
 
     fn count_stored(&mut self) -> anyhow::Result<u64> {
+        if self.delivered {
+            return delivered::count_stored(&self.conn, self.run_id)
+                .map_err(|e| db_error(&self.path, e, self.busy));
+        }
         let run = RunRow {
             run_id: self.run_id,
             first_id: self.first_id,
@@ -332,7 +386,8 @@ impl Sink for Writer {
             runs::register_input(conn, run_id, file).map_err(anyhow::Error::from)
         })
         .map_err(|e| self.explain(e))?;
-        if file.is_some() {
+        // A stream read through a broker has no position here: its messages are keyed.
+        if file.is_some() && !self.delivered {
             self.positions.insert(resume.input, resume);
         }
         Ok(resume)

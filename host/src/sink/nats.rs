@@ -1,0 +1,285 @@
+//! The NATS JetStream sink: each consumer publishes its batches to one subject, pipelined,
+//! and a write succeeds once JetStream acknowledged every record of it.
+//!
+//! - Records carry their identity (`crate::nats`): a write retried after a lost ack (the
+//!   connection dropped, the server restarted) publishes the same message ids, and JetStream
+//!   keeps one of each within the stream's duplicate window.
+//! - At most [`IN_FLIGHT`] publishes wait for their ack at once per connection; a consumer
+//!   whose write waits holds its batch, so the ring fills and sources wait (backpressure).
+//! - The stream is created if missing (file storage, work-queue retention: a message is
+//!   removed once a consumer acknowledges it). An existing stream is used as it is; its
+//!   settings are shown in the header.
+//! - After the run, one more message (`Pc-Run-End`) says what the run produced, so a
+//!   database fed from the stream can be verified.
+//!
+//! A file input cannot be published (its position needs a database); stdin can: its records
+//! reach the database as the stream's messages, keyed by stream sequence.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
+
+use super::{ErrorKind, RunEnd, RunStart, Sink, SinkError};
+use crate::config::url::NatsSink as Spec;
+use crate::message::Record;
+use crate::nats::{self, RUN_END};
+use crate::position::{FileKey, OriginEnd, Resume};
+use crate::telemetry::NatsStats;
+
+/// Publishes awaiting their ack, per connection.
+pub const IN_FLIGHT: usize = 4096;
+
+/// One connection publishing for one run.
+#[derive(Debug)]
+pub struct Writer {
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    spec: Spec,
+    run_id: i64,
+    producers: u32,
+    stats: Arc<NatsStats>,
+}
+
+/// Connects, creates the stream if it is missing, and describes it for the header.
+///
+/// # Errors
+/// One line: the server cannot be reached, or JetStream refused the stream.
+pub fn open(
+    spec: &Spec,
+    start: &RunStart<'_>,
+    stats: Arc<NatsStats>,
+) -> anyhow::Result<(Writer, String)> {
+    let client = nats::connect(&spec.server)?;
+    let js = nats::jetstream(client.clone());
+    let desc = ensure_stream(&js, spec)?;
+    let writer = Writer {
+        client,
+        js,
+        spec: spec.clone(),
+        run_id: nats::new_run_id(),
+        producers: u32::try_from(start.producers).unwrap_or(u32::MAX),
+        stats,
+    };
+    Ok((writer, desc))
+}
+
+/// The stream named in `spec`, created (for the subject) if missing; its settings, shown.
+fn ensure_stream(js: &async_nats::jetstream::Context, spec: &Spec) -> anyhow::Result<String> {
+    let rt = nats::runtime();
+    let server = &spec.server;
+    let found = rt.block_on(js.get_stream(&spec.stream));
+    let (mut stream, created) = match found {
+        Ok(s) => (s, false),
+        Err(_) => {
+            let config = Config {
+                name: spec.stream.clone(),
+                subjects: vec![spec.subject.clone()],
+                retention: RetentionPolicy::WorkQueue,
+                storage: StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            };
+            // Another publisher may create it at the same moment: then use theirs.
+            match rt.block_on(js.create_stream(config)) {
+                Ok(s) => (s, true),
+                Err(create) => match rt.block_on(js.get_stream(&spec.stream)) {
+                    Ok(s) => (s, false),
+                    Err(_) => {
+                        return Err(anyhow!(
+                            "NATS server {server}: cannot create stream {}: {create}",
+                            spec.stream
+                        ));
+                    }
+                },
+            }
+        }
+    };
+    let info = rt
+        .block_on(stream.info())
+        .map_err(|e| anyhow!("NATS server {server}: stream {}: {e}", spec.stream))?;
+    let c = &info.config;
+    let covers = c.subjects.iter().any(|s| subject_matches(s, &spec.subject));
+    if !covers {
+        return Err(anyhow!(
+            "NATS server {server}: stream {} does not keep subject {} (its subjects: {}); name \
+             the stream that does with ?stream=NAME",
+            spec.stream,
+            spec.subject,
+            c.subjects.join(", ")
+        ));
+    }
+    Ok(format!(
+        "{server} subject {} -> stream {} ({}: retention {:?}, storage {:?}, duplicate window \
+         {:?}, {} messages in it)",
+        spec.subject,
+        spec.stream,
+        if created {
+            "created"
+        } else {
+            "existing, used as is"
+        },
+        c.retention,
+        c.storage,
+        c.duplicate_window,
+        info.state.messages
+    ))
+}
+
+/// Whether the subject pattern `pattern` (with `*` and `>`) matches `subject`.
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+impl Writer {
+    /// Another connection for the same run (consumers publish in parallel).
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub fn connect_another(&self) -> anyhow::Result<Self> {
+        let client = nats::connect(&self.spec.server)?;
+        Ok(Self {
+            js: nats::jetstream(client.clone()),
+            client,
+            spec: self.spec.clone(),
+            run_id: self.run_id,
+            producers: self.producers,
+            stats: Arc::clone(&self.stats),
+        })
+    }
+
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    async fn publish_all(&self, records: &[&Record]) -> Result<(), SinkError> {
+        let mut waiting: VecDeque<PublishAckFuture> = VecDeque::with_capacity(IN_FLIGHT);
+        let mut acked = Vec::with_capacity(records.len());
+        for r in records {
+            let headers =
+                nats::record_headers(self.run_id, self.producers, r.producer, r.seq, r.created_at);
+            let payload = bytes::Bytes::copy_from_slice(r.text.as_bytes());
+            let sent = self
+                .js
+                .publish_with_headers(self.spec.subject.clone(), headers, payload)
+                .await
+                .map_err(|e| self.error(e.kind(), &e))?;
+            waiting.push_back(sent);
+            if waiting.len() >= IN_FLIGHT
+                && let Some(f) = waiting.pop_front()
+            {
+                acked.push(f.await.map_err(|e| self.error(e.kind(), &e))?);
+            }
+        }
+        while let Some(f) = waiting.pop_front() {
+            acked.push(f.await.map_err(|e| self.error(e.kind(), &e))?);
+        }
+        let duplicates = acked.iter().filter(|a| a.duplicate).count() as u64;
+        NatsStats::add(&self.stats.published, acked.len() as u64);
+        NatsStats::add(&self.stats.publish_duplicates, duplicates);
+        Ok(())
+    }
+
+    fn error(&self, kind: PublishErrorKind, e: &dyn std::fmt::Display) -> SinkError {
+        let kind = match kind {
+            PublishErrorKind::MaxPayloadExceeded => ErrorKind::Record,
+            PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => {
+                ErrorKind::Fatal
+            }
+            _ => ErrorKind::Retryable,
+        };
+        SinkError::new(
+            kind,
+            anyhow!(
+                "publishing to {} on NATS server {}: {e}",
+                self.spec.subject,
+                self.spec.server
+            ),
+        )
+    }
+}
+
+impl Sink for Writer {
+    fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
+        nats::runtime().block_on(self.publish_all(records))
+    }
+
+    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
+        match file {
+            // Published with the run's identity as producer 0 of no producers: the consuming
+            // side keys them by stream sequence.
+            None => Ok(Resume::default()),
+            Some(_) => Err(anyhow!("a file input cannot be published to NATS")),
+        }
+    }
+
+    fn commit_position(&mut self, _to: Resume) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// The records JetStream acknowledged in this run (all connections).
+    fn count_stored(&mut self) -> anyhow::Result<u64> {
+        Ok(NatsStats::get(&self.stats.published))
+    }
+
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
+        let end = OriginEnd {
+            finished_at: end.finished_at,
+            completed: end.completed,
+            per_producer: end.per_producer.to_vec(),
+            produced: end.produced,
+            stored: end.stored,
+            dead_lettered: end.dead_lettered,
+            not_stored: end.not_stored,
+            elapsed_s: end.elapsed_s,
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(RUN_END, self.run_id.to_string().as_str());
+        headers.insert(nats::MSG_ID, format!("pc-{}-end", self.run_id).as_str());
+        let payload = serde_json::to_vec(&end)?;
+        let rt = nats::runtime();
+        rt.block_on(async {
+            self.js
+                .publish_with_headers(self.spec.subject.clone(), headers, payload.into())
+                .await?
+                .await?;
+            self.client.flush().await?;
+            Ok::<_, async_nats::Error>(())
+        })
+        .map_err(|e| {
+            anyhow!(
+                "NATS: publishing the run's end to {}: {e}",
+                self.spec.subject
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_matches;
+
+    #[test]
+    fn stream_subjects_match_like_nats() {
+        assert!(subject_matches("pc.records", "pc.records"));
+        assert!(subject_matches("pc.*", "pc.records"));
+        assert!(subject_matches("pc.>", "pc.a.b"));
+        assert!(subject_matches(">", "x"));
+        assert!(!subject_matches("pc.*", "pc.a.b"));
+        assert!(!subject_matches("pc", "pc.records"));
+        assert!(!subject_matches("pc.records", "pc"));
+    }
+}

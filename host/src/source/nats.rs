@@ -1,0 +1,457 @@
+//! A NATS JetStream source: a durable pull consumer shared by any number of pc-host
+//! processes (JetStream gives each message to one of them), one record per message.
+//!
+//! - Acknowledged only once settled ([`NatsAcks`], called by the consumers): stored (or found
+//!   already stored) or dead-lettered. A record not stored is handed back (`-NAK`) and
+//!   delivered again; a process killed before its commit leaves its messages unacknowledged,
+//!   and JetStream delivers them to the others after the consumer's ack wait.
+//! - Exactly once in the database: a message redelivered after its commit (the ack was lost,
+//!   or the process died between commit and ack) is dropped by the sink on its key (see
+//!   [`crate::message::Delivery`]). A record pc-host published is keyed by its publisher's
+//!   (run, producer, seq) and stored as a row of that run; any other message by its stream
+//!   sequence, as a line of the stream (an input).
+//! - Latency starts when the record was built by its publisher (`Pc-Created`), or when
+//!   JetStream stored a foreign message: end to end, as exact as the hosts' clocks agree; for
+//!   a message older than the run, when the run started.
+//! - Runs until a signal, `--duration`, `--messages`, or, with `until=empty`, until the
+//!   consumer has nothing pending and nothing unacknowledged.
+//! - A payload that is not UTF-8 or is over `--max-record-bytes` is rejected: counted,
+//!   dead-lettered if `--dead-letter` is given, and terminated (never delivered again).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use futures_util::{FutureExt as _, StreamExt as _};
+
+use super::Context;
+use crate::config::url::NatsSource as Spec;
+use crate::dead_letter::DeadLetters;
+use crate::flow::ByteGate;
+use crate::message::{Acknowledge, Delivery, Record};
+use crate::nats::{self, RUN_END};
+use crate::position::{FileKey, Origin, OriginEnd, Positions};
+use crate::telemetry::{NatsStats, ProducerStats, bump};
+
+/// How long the source waits for a message before it looks at the stop flag (and, with
+/// `until=empty`, asks JetStream whether anything is left).
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// A stream and its durable consumer, opened before the run starts.
+#[derive(Debug)]
+pub struct Opened {
+    pub client: async_nats::Client,
+    pub consumer: PullConsumer,
+    /// The stream as an input (its id keys messages pc-host did not publish).
+    pub stream_key: FileKey,
+    /// For the header: the stream, the consumer and their settings.
+    pub desc: String,
+}
+
+/// Connects, finds the stream and creates the durable consumer if it is missing (an existing
+/// one is used as it is).
+///
+/// # Errors
+/// One line: the server cannot be reached, the stream does not exist, JetStream refused.
+pub fn open(spec: &Spec, max_ack_pending: usize) -> anyhow::Result<Opened> {
+    let client = nats::connect(&spec.server)?;
+    let js = nats::jetstream(client.clone());
+    let rt = nats::runtime();
+    let server = &spec.server;
+    let mut stream = rt.block_on(js.get_stream(&spec.stream)).map_err(|e| {
+        anyhow!(
+            "NATS server {server}: stream {} is not there ({e}); a nats:// sink creates it when \
+             it first publishes",
+            spec.stream
+        )
+    })?;
+    let created = rt
+        .block_on(stream.info())
+        .map(|i| i.created.unix_timestamp_nanos() as i64)
+        .map_err(|e| anyhow!("NATS server {server}: stream {}: {e}", spec.stream))?;
+    let config = pull::Config {
+        durable_name: Some(spec.consumer.clone()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        max_ack_pending: i64::try_from(max_ack_pending).unwrap_or(i64::MAX),
+        ..Default::default()
+    };
+    let mut consumer: PullConsumer = rt
+        .block_on(stream.get_or_create_consumer(&spec.consumer, config))
+        .map_err(|e| {
+            anyhow!(
+                "NATS server {server}: stream {}: consumer {}: {e}",
+                spec.stream,
+                spec.consumer
+            )
+        })?;
+    let info = rt
+        .block_on(consumer.info())
+        .map_err(|e| anyhow!("NATS server {server}: consumer {}: {e}", spec.consumer))?;
+    let desc = format!(
+        "{server} stream {} consumer {} (ack wait {:?}, max ack pending {}, {} pending)",
+        spec.stream,
+        spec.consumer,
+        info.config.ack_wait,
+        info.config.max_ack_pending,
+        info.num_pending
+    );
+    Ok(Opened {
+        client,
+        consumer,
+        stream_key: FileKey {
+            path: format!("nats:{}", spec.stream).into(),
+            dev: 0,
+            ino: 0,
+            born: Some(created),
+        },
+        desc,
+    })
+}
+
+/// One NATS source thread.
+#[derive(Debug)]
+pub struct NatsSource<'a> {
+    pub cx: Context<'a>,
+    pub opened: Opened,
+    pub until_empty: bool,
+    /// The stream's input id.
+    pub stream_input: u32,
+    pub max_record_bytes: usize,
+    pub positions: &'a dyn Positions,
+    /// Records still to accept under `--messages` (`u64::MAX`: no limit).
+    pub budget: &'a AtomicU64,
+    pub gate: &'a ByteGate,
+    pub stats: &'a ProducerStats,
+    pub nats: &'a NatsStats,
+    pub dead_letters: Option<&'a DeadLetters>,
+    /// Clock ns when the run started: latency is counted from the record's creation or from
+    /// here, whichever is later (a backlog older than the run is not this run's latency).
+    pub started_ns: u64,
+}
+
+/// What one delivered message became.
+enum Taken {
+    Record(Record),
+    /// A publishing run's end, recorded; or a rejected payload, terminated.
+    Settled,
+}
+
+impl NatsSource<'_> {
+    /// Reads until a stop (signal, duration, `--messages`, `until=empty`) or the ring is
+    /// closed. Messages delivered and not pushed are handed back.
+    ///
+    /// # Errors
+    /// JetStream refusing the pull, or the sink failing to record a publishing run.
+    pub fn run(self) -> anyhow::Result<()> {
+        nats::runtime().block_on(self.pull())
+    }
+
+    async fn pull(&self) -> anyhow::Result<()> {
+        let chunk = usize::try_from(self.cx.chunk).unwrap_or(1024).max(1);
+        let mut messages = self
+            .opened
+            .consumer
+            .stream()
+            .max_messages_per_batch(chunk)
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await
+            .context("NATS: cannot pull from the consumer")?;
+        let mut origins: HashMap<i64, i64> = HashMap::new();
+        let mut buf: Vec<Record> = Vec::with_capacity(chunk);
+        loop {
+            if self.cx.stop.load(Ordering::Relaxed) || self.budget.load(Ordering::Relaxed) == 0 {
+                return Ok(());
+            }
+            let first = match tokio::time::timeout(IDLE_CHECK, messages.next()).await {
+                Err(_idle) => {
+                    if self.until_empty && self.is_drained().await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!("NATS: pulling from the consumer: {e}");
+                    continue;
+                }
+                Ok(Some(Ok(m))) => m,
+            };
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                if let Taken::Record(r) = self.take(m, &mut origins).await? {
+                    buf.push(r);
+                }
+                if buf.len() >= chunk {
+                    break;
+                }
+                // More already here: take it into this chunk; otherwise push now.
+                if let Some(Some(Ok(m))) = messages.next().now_or_never() {
+                    next = Some(m);
+                }
+            }
+            if !self.push(&mut buf) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Makes a record of a delivered message (or settles it here).
+    async fn take(
+        &self,
+        m: async_nats::jetstream::Message,
+        origins: &mut HashMap<i64, i64>,
+    ) -> anyhow::Result<Taken> {
+        NatsStats::add(&self.nats.delivered, 1);
+        let Ok(info) = m.info() else {
+            return Err(anyhow!(
+                "NATS: a message came without its JetStream metadata"
+            ));
+        };
+        let (stream_seq, redelivered) = (info.stream_sequence, info.delivered > 1);
+        let published = info.published.unix_timestamp_nanos() as i64;
+        if redelivered {
+            NatsStats::add(&self.nats.redelivered, 1);
+        }
+        let ack = m
+            .reply
+            .as_ref()
+            .map(ToString::to_string)
+            .ok_or_else(|| anyhow!("NATS: a message came without its reply subject"))?;
+        let headers = m.headers.as_ref();
+        if let Some(run) = headers.and_then(|h| h.get(RUN_END)) {
+            self.record_run_end(run.as_str(), &m.payload, published, origins)?;
+            m.ack()
+                .await
+                .map_err(|e| anyhow!("NATS: acknowledging a run's end: {e}"))?;
+            NatsStats::add(&self.nats.acked, 1);
+            return Ok(Taken::Settled);
+        }
+        bump(&self.stats.read, 1);
+        bump(&self.stats.read_bytes, m.payload.len() as u64);
+        let text = match std::str::from_utf8(&m.payload) {
+            Ok(t) if t.len() <= self.max_record_bytes => t.to_string(),
+            Ok(_) => {
+                return self
+                    .reject(&m, stream_seq, "longer than --max-record-bytes")
+                    .await;
+            }
+            Err(_) => return self.reject(&m, stream_seq, "not valid UTF-8").await,
+        };
+        let identity = headers.and_then(nats::record_identity);
+        let (key_run, producer, seq, created_at) = match identity {
+            Some((run, producers, producer, seq, created)) => {
+                let local = match origins.get(&run) {
+                    Some(&id) => id,
+                    None => {
+                        let origin = Origin {
+                            run,
+                            producers,
+                            started_at: created,
+                        };
+                        let id = self.positions.origin_run(&origin)?;
+                        origins.insert(run, id);
+                        id
+                    }
+                };
+                (local, producer, seq, created)
+            }
+            None => (0, self.stream_input, stream_seq, published),
+        };
+        let now = self.cx.clock.now();
+        let age = u64::try_from(self.cx.unix(now).saturating_sub(created_at)).unwrap_or(0);
+        Ok(Taken::Record(Record {
+            intended_ns: now.saturating_sub(age).max(self.started_ns),
+            created_at,
+            producer,
+            seq,
+            end_offset: 0,
+            tail: 0,
+            replaces: false,
+            text,
+            delivery: Some(Box::new(Delivery { key_run, ack })),
+        }))
+    }
+
+    /// Records a publishing run's end (its figures, for `verify`).
+    fn record_run_end(
+        &self,
+        run: &str,
+        payload: &[u8],
+        published: i64,
+        origins: &mut HashMap<i64, i64>,
+    ) -> anyhow::Result<()> {
+        let run: i64 = run
+            .parse()
+            .map_err(|_| anyhow!("NATS: a run's end names no run (`{run}`)"))?;
+        let end: OriginEnd = serde_json::from_slice(payload)
+            .map_err(|e| anyhow!("NATS: run {run}'s end is not readable: {e}"))?;
+        let local = match origins.get(&run) {
+            Some(&id) => id,
+            None => {
+                let origin = Origin {
+                    run,
+                    producers: u32::try_from(end.per_producer.len()).unwrap_or(u32::MAX),
+                    started_at: published,
+                };
+                let id = self.positions.origin_run(&origin)?;
+                origins.insert(run, id);
+                id
+            }
+        };
+        self.positions.origin_ended(local, &end)
+    }
+
+    /// A payload that cannot be a record: counted, dead-lettered if there is a file for it,
+    /// and terminated.
+    async fn reject(
+        &self,
+        m: &async_nats::jetstream::Message,
+        stream_seq: u64,
+        why: &str,
+    ) -> anyhow::Result<Taken> {
+        bump(&self.stats.rejected, 1);
+        {
+            let mut samples = self
+                .stats
+                .reject_samples
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if samples.len() < crate::telemetry::REJECT_SAMPLES {
+                samples.push(format!("stream sequence {stream_seq}: {why}"));
+            }
+        }
+        if let Some(dead) = self.dead_letters {
+            let keep = (m.payload.len() <= self.max_record_bytes).then_some(&m.payload[..]);
+            let entry = dead.line_entry(self.stream_input, stream_seq, None, keep, why);
+            dead.write(&[entry])
+                .context("writing a rejected NATS message to the dead-letter file")?;
+        }
+        m.ack_with(AckKind::Term)
+            .await
+            .map_err(|e| anyhow!("NATS: terminating a rejected message: {e}"))?;
+        NatsStats::add(&self.nats.acked, 1);
+        Ok(Taken::Settled)
+    }
+
+    /// Pushes `buf` into the ring (through the budget and the byte gate); `false` when the
+    /// run stops here. What the budget leaves out, or the byte gate refuses at a stop, is
+    /// handed back to JetStream; what a closed ring (a failing run) refuses is left
+    /// unacknowledged, for JetStream to deliver again after the ack wait.
+    fn push(&self, buf: &mut Vec<Record>) -> bool {
+        if buf.is_empty() {
+            return true;
+        }
+        let want = buf.len();
+        let granted = usize::try_from(self.claim(want as u64)).unwrap_or(0);
+        let over = buf.split_off(granted);
+        self.hand_back(&over);
+        if buf.is_empty() {
+            return false;
+        }
+        let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
+        let since = self.cx.clock.now();
+        let admitted = self.gate.acquire(bytes, self.cx.stop);
+        bump(
+            &self.stats.blocked_ns,
+            self.cx.clock.now().saturating_sub(since),
+        );
+        if !admitted {
+            self.hand_back(buf);
+            buf.clear();
+            return false;
+        }
+        self.cx.push(buf, self.stats) && granted == want
+    }
+
+    fn hand_back(&self, records: &[Record]) {
+        let refs: Vec<&Record> = records.iter().collect();
+        nak(&self.opened.client, &refs, self.nats);
+    }
+
+    /// Takes up to `n` of the `--messages` budget.
+    fn claim(&self, n: u64) -> u64 {
+        if self.budget.load(Ordering::Relaxed) == u64::MAX {
+            return n;
+        }
+        let mut got = 0;
+        let _ = self
+            .budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                got = left.min(n);
+                Some(left - got)
+            });
+        got
+    }
+
+    /// Nothing pending for the consumer and nothing delivered unacknowledged (by anyone).
+    async fn is_drained(&self) -> anyhow::Result<bool> {
+        let mut consumer = self.opened.consumer.clone();
+        let info = consumer
+            .info()
+            .await
+            .map_err(|e| anyhow!("NATS: asking the consumer what is left: {e}"))?;
+        Ok(info.num_pending == 0 && info.num_ack_pending == 0)
+    }
+}
+
+/// Acknowledges settled records to JetStream (see the module docs).
+#[derive(Debug, Clone)]
+pub struct NatsAcks {
+    pub client: async_nats::Client,
+    pub stats: Arc<NatsStats>,
+}
+
+impl Acknowledge for NatsAcks {
+    fn settled(&self, records: &[&Record], kept: bool) {
+        if kept {
+            publish_to_replies(&self.client, records, b"+ACK");
+            let n = records.iter().filter(|r| r.delivery.is_some()).count();
+            NatsStats::add(&self.stats.acked, n as u64);
+        } else {
+            nak(&self.client, records, &self.stats);
+        }
+    }
+}
+
+impl NatsAcks {
+    /// Waits until every acknowledgement sent has left for the server.
+    ///
+    /// # Errors
+    /// The connection's, as one line.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        nats::runtime()
+            .block_on(self.client.flush())
+            .map_err(|e| anyhow!("NATS: sending the last acknowledgements: {e}"))
+    }
+}
+
+/// Hands records back: JetStream delivers them again at once (here or to another process).
+fn nak(client: &async_nats::Client, records: &[&Record], stats: &NatsStats) {
+    publish_to_replies(client, records, b"-NAK");
+    let n = records.iter().filter(|r| r.delivery.is_some()).count();
+    NatsStats::add(&stats.nacked, n as u64);
+}
+
+fn publish_to_replies(client: &async_nats::Client, records: &[&Record], body: &'static [u8]) {
+    let subjects: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.delivery.as_ref().map(|d| d.ack.clone()))
+        .collect();
+    if subjects.is_empty() {
+        return;
+    }
+    nats::runtime().block_on(async {
+        for s in subjects {
+            // A lost ack only means a redelivery, which the sink drops as a duplicate.
+            if let Err(e) = client.publish(s, bytes::Bytes::from_static(body)).await {
+                tracing::debug!("NATS: an acknowledgement was not sent: {e}");
+            }
+        }
+    });
+}

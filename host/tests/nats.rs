@@ -1,0 +1,501 @@
+//! NATS JetStream: publishing runs, consuming runs, exactly once into SQLite, against the real
+//! server in `PC_TEST_NATS_URL` (SKIP when unset; `.ci/run` sets it). Each test uses streams
+//! of its own, deleted when it ends. The mid-run outage test starts a private `nats-server`.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::server::{server_url, wait_until};
+use common::{Running, Scratch, assert_error, json, pc_host, start_command, u};
+use pc_host::config::url::{NatsServer, SourceSpec, parse_source};
+use serde_json::Value;
+
+/// A stream of one test, deleted when the test ends.
+struct TestStream {
+    server: NatsServer,
+    name: String,
+}
+
+impl TestStream {
+    fn new(url: &str, test: &str) -> Self {
+        let name = format!("PCT_{}_{}", test.to_uppercase(), std::process::id());
+        let Ok(SourceSpec::Nats(spec)) = parse_source(&format!("{url}/{name}")) else {
+            panic!("PC_TEST_NATS_URL is not a nats:// URL: {url}")
+        };
+        let stream = Self {
+            server: spec.server,
+            name,
+        };
+        stream.delete();
+        stream
+    }
+
+    fn subject(&self) -> String {
+        format!("pct.{}", self.name.to_lowercase())
+    }
+
+    /// `--sink` for publishing to this stream.
+    fn sink(&self) -> String {
+        format!(
+            "{}/{}?stream={}",
+            self.server.shown,
+            self.subject(),
+            self.name
+        )
+    }
+
+    /// `--source` for consuming it.
+    fn source(&self, params: &str) -> String {
+        format!("{}/{}?{params}", self.server.shown, self.name)
+    }
+
+    fn context(&self) -> async_nats::jetstream::Context {
+        let client = pc_host::nats::connect(&self.server).expect("connect to NATS");
+        pc_host::nats::jetstream(client)
+    }
+
+    /// Messages in the stream now.
+    fn messages(&self) -> u64 {
+        let js = self.context();
+        pc_host::nats::runtime().block_on(async {
+            let mut s = js.get_stream(&self.name).await.expect("the stream");
+            s.info().await.expect("stream info").state.messages
+        })
+    }
+
+    /// Publishes raw messages (not pc-host's: no identity headers).
+    fn publish_raw(&self, payloads: &[&[u8]]) {
+        let js = self.context();
+        pc_host::nats::runtime().block_on(async {
+            for p in payloads {
+                js.publish(self.subject(), bytes::Bytes::copy_from_slice(p))
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("publish ack");
+            }
+        });
+    }
+
+    fn delete(&self) {
+        let js = self.context();
+        let _ = pc_host::nats::runtime().block_on(js.delete_stream(&self.name));
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+fn nats_url() -> Option<String> {
+    server_url("PC_TEST_NATS_URL").map(|u| u.trim_end_matches('/').to_string())
+}
+
+/// Runs pc-host to its end with `--output json`; the summary.
+fn run_json(dir: &Path, args: &[&str]) -> Value {
+    let out: common::Out = pc_host(dir)
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .expect("run pc-host")
+        .into();
+    assert_eq!(out.code, Some(0), "{args:?} failed:\n{}", out.stderr);
+    json(&out)
+}
+
+fn start(s: &Scratch, args: &[&str]) -> Running {
+    let mut cmd = pc_host(s.dir());
+    cmd.args(args).args(["--output", "json"]);
+    start_command(cmd)
+}
+
+/// Publishes `messages` generated records from `producers` threads; the run id.
+fn publish(s: &Scratch, stream: &TestStream, producers: &str, messages: &str) -> Running {
+    start(
+        s,
+        &[
+            "--sink",
+            &stream.sink(),
+            "--producers",
+            producers,
+            "--messages",
+            messages,
+            "--rps",
+            "0",
+        ],
+    )
+}
+
+fn finish_json(r: Running) -> Value {
+    let out = common::finish(r);
+    assert_eq!(out.code, Some(0), "run failed:\n{}", out.stderr);
+    json(&out)
+}
+
+fn rows(db: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get::<_, i64>(0))
+        .expect("count") as u64
+}
+
+fn verify_ok(dir: &Path, db: &str) -> String {
+    let out: common::Out = pc_host(dir)
+        .args(["verify", "--db", db])
+        .output()
+        .expect("verify")
+        .into();
+    assert_eq!(out.code, Some(0), "verify failed:\n{}", out.stdout);
+    out.stdout
+}
+
+#[test]
+fn two_publishers_and_two_consumers_store_every_record_exactly_once() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-2x2");
+    let stream = TestStream::new(&url, "twobytwo");
+    let (a, b) = (
+        publish(&s, &stream, "2", "4000"),
+        publish(&s, &stream, "3", "3000"),
+    );
+    let (a, b) = (finish_json(a), finish_json(b));
+    for p in [&a, &b] {
+        assert_eq!(u(p, "stored"), u(p, "produced"));
+        assert_eq!(p["nats"]["published"], p["produced"]);
+    }
+    assert_ne!(
+        a["run_id"], b["run_id"],
+        "publishing runs have ids of their own"
+    );
+    // 7000 records and one end message per publishing run.
+    assert_eq!(stream.messages(), 7002);
+    let source = stream.source("consumer=shared&until=empty");
+    let args = ["--source", source.as_str(), "--db", "out.db"];
+    let (c, d) = (start(&s, &args), start(&s, &args));
+    let (c, d) = (finish_json(c), finish_json(d));
+    assert_eq!(u(&c, "stored") + u(&d, "stored"), 7000, "{c}\n{d}");
+    assert_eq!(rows(&s.path("out.db")), 7000);
+    assert_eq!(
+        stream.messages(),
+        0,
+        "work-queue retention: acked messages are gone"
+    );
+    let report = verify_ok(s.dir(), "out.db");
+    assert_eq!(
+        report
+            .matches("every producer's seq 0..n exactly once")
+            .count(),
+        2,
+        "{report}"
+    );
+}
+
+#[test]
+fn nats_ingest_is_exactly_once_across_kill() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-kill");
+    let stream = TestStream::new(&url, "kill");
+    finish_json(publish(&s, &stream, "2", "30000"));
+    // Slow enough to be killed mid-run; a short ack wait so its messages come back soon.
+    let source = stream.source("consumer=k&until=empty&ack_wait=1s");
+    let slow = [
+        "--source",
+        source.as_str(),
+        "--db",
+        "out.db",
+        "--rps",
+        "5000",
+    ];
+    let victim = start(&s, &slow);
+    let db = s.path("out.db");
+    wait_until("the first consumer stored some", || {
+        db.exists() && std::panic::catch_unwind(|| rows(&db)).unwrap_or(0) > 1000
+    });
+    let status = victim.kill();
+    assert!(!status.success());
+    let before = rows(&db);
+    assert!(
+        before < 30_000,
+        "killed too late to test anything: {before}"
+    );
+    let fast = ["--source", source.as_str(), "--db", "out.db"];
+    let (c, d) = (start(&s, &fast), start(&s, &fast));
+    let (c, d) = (finish_json(c), finish_json(d));
+    assert_eq!(
+        before + u(&c, "stored") + u(&d, "stored"),
+        30_000,
+        "{c}\n{d}"
+    );
+    assert_eq!(rows(&db), 30_000);
+    let report = verify_ok(s.dir(), "out.db");
+    assert!(
+        report.contains(
+            "2 producers, 30000 produced, 30000 rows; every producer's seq 0..n exactly once"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn foreign_messages_are_stored_once_by_stream_sequence_and_bad_ones_dead_lettered() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-foreign");
+    let stream = TestStream::new(&url, "foreign");
+    // The stream is made by a publishing run (none of its records).
+    finish_json(publish(&s, &stream, "1", "1"));
+    stream.publish_raw(&[b"order 1", b"\xff\xfe not text", b"order 2"]);
+    let source = stream.source("consumer=f&until=empty");
+    let v = run_json(
+        s.dir(),
+        &[
+            "--source",
+            &source,
+            "--db",
+            "out.db",
+            "--dead-letter",
+            "dl.jsonl",
+        ],
+    );
+    assert_eq!(u(&v, "stored"), 3, "{v}");
+    assert_eq!(u(&v, "rejected"), 1);
+    let dl = std::fs::read_to_string(s.path("dl.jsonl")).expect("dead letters");
+    assert_eq!(dl.lines().count(), 1, "{dl}");
+    assert!(dl.contains("record_base64"), "{dl}");
+    let conn = rusqlite::Connection::open(s.path("out.db")).unwrap();
+    let texts: Vec<String> = conn
+        .prepare("SELECT message FROM messages ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(texts[1..], ["order 1", "order 2"], "{texts:?}");
+    // Nothing left to deliver: a second run stores nothing and ends.
+    let again = run_json(s.dir(), &["--source", &source, "--db", "out.db"]);
+    assert_eq!(u(&again, "stored"), 0);
+    verify_ok(s.dir(), "out.db");
+}
+
+#[test]
+fn an_unreachable_nats_server_at_start_is_one_line_and_exit_1() {
+    let s = Scratch::new("nats-unreachable");
+    let port = free_port();
+    for args in [
+        vec!["--sink".to_string(), format!("nats://127.0.0.1:{port}/x")],
+        vec!["--source".to_string(), format!("nats://127.0.0.1:{port}/X")],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out: common::Out = pc_host(s.dir())
+            .args(&args)
+            .args(["--messages", "10"])
+            .output()
+            .unwrap()
+            .into();
+        common::assert_one_line_error(&out, 1, &format!("127.0.0.1:{port}: cannot connect"));
+        assert!(!s.path("pc-host.db").exists(), "nothing written");
+    }
+}
+
+#[test]
+fn sources_and_sinks_that_cannot_pair_are_refused() {
+    let s = Scratch::new("nats-pairs");
+    std::fs::write(s.path("in.txt"), "a\n").unwrap();
+    for (args, needle) in [
+        (
+            vec!["--source", "nats://h/S", "--sink", "nats://h/s"],
+            "use NATS itself",
+        ),
+        (
+            vec!["--source", "file:in.txt", "--sink", "nats://h/s"],
+            "cannot be published",
+        ),
+        (
+            vec!["--source", "nats://h/S", "--sink", "mysql://root@h/test"],
+            "sqlite: sinks",
+        ),
+        (
+            vec!["--source", "nats://h/S", "--sink", "postgres://root@h/test"],
+            "sqlite: sinks",
+        ),
+        (
+            vec!["--source", "nats://h/S", "--source", "stdin"],
+            "cannot be combined",
+        ),
+    ] {
+        let out: common::Out = pc_host(s.dir()).args(&args).output().unwrap().into();
+        assert_error(&out, 2, needle);
+    }
+}
+
+/// A `nats-server` of this test's own, with JetStream, on a free port.
+struct PrivateServer {
+    child: Option<Child>,
+    port: u16,
+    store: std::path::PathBuf,
+}
+
+impl PrivateServer {
+    fn start(store: &Path) -> Option<Self> {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            store: store.to_path_buf(),
+        };
+        server.restart().then_some(server)
+    }
+
+    /// Starts it (again, on the same port and store); `false` if there is no `nats-server`.
+    fn restart(&mut self) -> bool {
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        wait_until("the private nats-server listens", || {
+            TcpStream::connect(&addr).is_ok()
+        });
+        true
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn publishing_rides_out_a_nats_outage_without_losing_a_record() {
+    if nats_url().is_none() {
+        return;
+    }
+    let s = Scratch::new("nats-outage");
+    let Some(mut server) = PrivateServer::start(&s.path("store")) else {
+        if std::env::var_os("PC_TEST_NATS_URL").is_some() {
+            panic!("nats-server is not on PATH: the outage test needs its own server");
+        }
+        return;
+    };
+    let url = format!("nats://127.0.0.1:{}", server.port);
+    let sink = format!("{url}/pct.outage?stream=OUTAGE");
+    let publisher = start(
+        &s,
+        &[
+            "--sink",
+            &sink,
+            "--producers",
+            "2",
+            "--rps",
+            "4000",
+            "--duration",
+            "4",
+            "--report-interval",
+            "0.2",
+        ],
+    );
+    let stream = TestStream {
+        server: match parse_source(&format!("{url}/OUTAGE")) {
+            Ok(SourceSpec::Nats(n)) => n.server,
+            _ => unreachable!(),
+        },
+        name: "OUTAGE".into(),
+    };
+    wait_until("records in the stream", || {
+        std::panic::catch_unwind(|| stream.messages()).unwrap_or(0) > 500
+    });
+    server.stop();
+    let mut publisher = publisher;
+    publisher
+        .err
+        .wait("the publisher notices", |l| l.contains("retrying"));
+    assert!(server.restart());
+    let summary = finish_json(publisher);
+    assert_eq!(u(&summary, "stored"), u(&summary, "produced"), "{summary}");
+    assert!(u(&summary, "retries") > 0, "the outage was seen: {summary}");
+    let source = format!("{url}/OUTAGE?consumer=o&until=empty");
+    let v = run_json(s.dir(), &["--source", &source, "--db", "out.db"]);
+    assert_eq!(u(&v, "stored"), u(&summary, "produced"), "{v}");
+    let report = verify_ok(s.dir(), "out.db");
+    assert!(report.contains("exactly once"), "{report}");
+}
+
+/// The sink's side of exactly once, without a broker: the same deliveries written twice are
+/// stored once, and the second write reports them as duplicates.
+#[test]
+fn a_record_delivered_twice_is_stored_once() {
+    use pc_host::message::{Delivery, Record};
+    use pc_host::sink::{RunStart, Sink as _};
+    let s = Scratch::new("nats-dedupe");
+    let spec = pc_host::config::SinkSpec::Sqlite(s.path("d.db"));
+    let start = RunStart {
+        producers: 0,
+        config_json: "{}",
+        started_at: 1,
+        busy: std::time::Duration::from_secs(5),
+        synchronous: pc_host::config::Synchronous::Normal,
+        delivered: true,
+        nats: &std::sync::Arc::default(),
+    };
+    let mut opened = pc_host::sink::open(&spec, &start).expect("open");
+    let origin = pc_host::position::Origin {
+        run: 99,
+        producers: 1,
+        started_at: 1,
+    };
+    let key_run = opened.sink.origin_run(&origin).expect("origin run");
+    assert_eq!(
+        opened.sink.origin_run(&origin).unwrap(),
+        key_run,
+        "one run per origin"
+    );
+    let record = |seq: u64| Record {
+        intended_ns: 0,
+        created_at: 1,
+        producer: 0,
+        seq,
+        end_offset: 0,
+        tail: 0,
+        replaces: false,
+        text: format!("Message from producer 0: #{seq}"),
+        delivery: Some(Box::new(Delivery {
+            key_run,
+            ack: String::new(),
+        })),
+    };
+    let (a, b, c) = (record(0), record(1), record(2));
+    opened.sink.write(&[&a, &b]).expect("first delivery");
+    assert_eq!(opened.sink.duplicates(), 0);
+    opened.sink.write(&[&b, &c, &a]).expect("redelivery");
+    assert_eq!(opened.sink.duplicates(), 2);
+    assert_eq!(opened.sink.count_stored().unwrap(), 3);
+    assert_eq!(rows(&s.path("d.db")), 3);
+}
