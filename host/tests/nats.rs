@@ -315,11 +315,7 @@ fn sources_and_sinks_that_cannot_pair_are_refused() {
         ),
         (
             vec!["--source", "nats://h/S", "--sink", "mysql://root@h/test"],
-            "sqlite: sinks",
-        ),
-        (
-            vec!["--source", "nats://h/S", "--sink", "postgres://root@h/test"],
-            "sqlite: sinks",
+            "not built for mysql",
         ),
         (
             vec!["--source", "nats://h/S", "--source", "stdin"],
@@ -498,4 +494,88 @@ fn a_record_delivered_twice_is_stored_once() {
     assert_eq!(opened.sink.duplicates(), 2);
     assert_eq!(opened.sink.count_stored().unwrap(), 3);
     assert_eq!(rows(&s.path("d.db")), 3);
+}
+
+/// A PostgreSQL database of one test: created empty, dropped when the test ends.
+struct PgDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    fn new(admin: &str, test: &str) -> Self {
+        let name = format!("pc_{test}_{}", std::process::id());
+        let (base, _) = admin.rsplit_once('/').expect("a postgres://.../DB URL");
+        let db = Self {
+            admin: admin.to_string(),
+            url: format!("{base}/{name}"),
+            name,
+        };
+        db.execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
+        db.execute(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    fn execute(&self, sql: &str) {
+        let mut c = postgres::Client::connect(&self.admin, postgres::NoTls).expect("connect");
+        c.batch_execute(sql).expect(sql);
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = postgres::Client::connect(&self.admin, postgres::NoTls).and_then(|mut c| {
+            c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+        });
+    }
+}
+
+#[test]
+fn two_consumers_into_postgres_store_every_record_exactly_once_across_kill() {
+    let Some(url) = nats_url() else { return };
+    let Some(admin) = server_url("PC_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let s = Scratch::new("nats-pg");
+    let stream = TestStream::new(&url, "postgres");
+    let db = PgDb::new(&admin, "nats");
+    finish_json(publish(&s, &stream, "2", "20000"));
+    stream.publish_raw(&[b"a foreign message"]);
+    let source = stream.source("consumer=pg&until=empty&ack_wait=1s");
+    let slow = [
+        "--source",
+        source.as_str(),
+        "--sink",
+        db.url.as_str(),
+        "--rps",
+        "4000",
+    ];
+    let count = || -> i64 {
+        postgres::Client::connect(&db.url, postgres::NoTls)
+            .and_then(|mut c| c.query_one("SELECT count(*) FROM messages", &[]))
+            .map_or(0, |r| r.get(0))
+    };
+    let victim = start(&s, &slow);
+    wait_until("the first consumer stored some", || count() > 1000);
+    assert!(!victim.kill().success());
+    let fast = ["--source", source.as_str(), "--sink", db.url.as_str()];
+    let (c, d) = (start(&s, &fast), start(&s, &fast));
+    let (c, d) = (finish_json(c), finish_json(d));
+    assert_eq!(count(), 20_001, "{c}\n{d}");
+    let out: common::Out = pc_host(s.dir())
+        .args(["verify", "--sink", &db.url])
+        .output()
+        .expect("verify")
+        .into();
+    assert_eq!(out.code, Some(0), "verify failed:\n{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("2 producers, 20000 produced, 20000 rows; every producer's seq"),
+        "{}",
+        out.stdout
+    );
 }

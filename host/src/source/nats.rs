@@ -148,19 +148,19 @@ impl NatsSource<'_> {
     /// # Errors
     /// JetStream refusing the pull, or the sink failing to record a publishing run.
     pub fn run(self) -> anyhow::Result<()> {
-        nats::runtime().block_on(self.pull())
-    }
-
-    async fn pull(&self) -> anyhow::Result<()> {
+        // Sync code between the async steps: the sink's calls (origin runs) may block on a
+        // runtime of their own (the `postgres` crate), which cannot nest in this one.
+        let rt = nats::runtime();
         let chunk = usize::try_from(self.cx.chunk).unwrap_or(1024).max(1);
-        let mut messages = self
-            .opened
-            .consumer
-            .stream()
-            .max_messages_per_batch(chunk)
-            .heartbeat(Duration::from_secs(5))
-            .messages()
-            .await
+        let mut messages = rt
+            .block_on(
+                self.opened
+                    .consumer
+                    .stream()
+                    .max_messages_per_batch(chunk)
+                    .heartbeat(Duration::from_secs(5))
+                    .messages(),
+            )
             .context("NATS: cannot pull from the consumer")?;
         let mut origins: HashMap<i64, i64> = HashMap::new();
         let mut buf: Vec<Record> = Vec::with_capacity(chunk);
@@ -168,9 +168,11 @@ impl NatsSource<'_> {
             if self.cx.stop.load(Ordering::Relaxed) || self.budget.load(Ordering::Relaxed) == 0 {
                 return Ok(());
             }
-            let first = match tokio::time::timeout(IDLE_CHECK, messages.next()).await {
+            let waited =
+                rt.block_on(async { tokio::time::timeout(IDLE_CHECK, messages.next()).await });
+            let first = match waited {
                 Err(_idle) => {
-                    if self.until_empty && self.is_drained().await? {
+                    if self.until_empty && self.is_drained()? {
                         return Ok(());
                     }
                     continue;
@@ -184,14 +186,14 @@ impl NatsSource<'_> {
             };
             let mut next = Some(first);
             while let Some(m) = next.take() {
-                if let Taken::Record(r) = self.take(m, &mut origins).await? {
+                if let Taken::Record(r) = self.take(&m, &mut origins)? {
                     buf.push(r);
                 }
                 if buf.len() >= chunk {
                     break;
                 }
                 // More already here: take it into this chunk; otherwise push now.
-                if let Some(Some(Ok(m))) = messages.next().now_or_never() {
+                if let Some(Some(Ok(m))) = rt.block_on(async { messages.next().now_or_never() }) {
                     next = Some(m);
                 }
             }
@@ -202,9 +204,9 @@ impl NatsSource<'_> {
     }
 
     /// Makes a record of a delivered message (or settles it here).
-    async fn take(
+    fn take(
         &self,
-        m: async_nats::jetstream::Message,
+        m: &async_nats::jetstream::Message,
         origins: &mut HashMap<i64, i64>,
     ) -> anyhow::Result<Taken> {
         NatsStats::add(&self.nats.delivered, 1);
@@ -226,8 +228,8 @@ impl NatsSource<'_> {
         let headers = m.headers.as_ref();
         if let Some(run) = headers.and_then(|h| h.get(RUN_END)) {
             self.record_run_end(run.as_str(), &m.payload, published, origins)?;
-            m.ack()
-                .await
+            nats::runtime()
+                .block_on(m.ack())
                 .map_err(|e| anyhow!("NATS: acknowledging a run's end: {e}"))?;
             NatsStats::add(&self.nats.acked, 1);
             return Ok(Taken::Settled);
@@ -236,12 +238,8 @@ impl NatsSource<'_> {
         bump(&self.stats.read_bytes, m.payload.len() as u64);
         let text = match std::str::from_utf8(&m.payload) {
             Ok(t) if t.len() <= self.max_record_bytes => t.to_string(),
-            Ok(_) => {
-                return self
-                    .reject(&m, stream_seq, "longer than --max-record-bytes")
-                    .await;
-            }
-            Err(_) => return self.reject(&m, stream_seq, "not valid UTF-8").await,
+            Ok(_) => return self.reject(m, stream_seq, "longer than --max-record-bytes"),
+            Err(_) => return self.reject(m, stream_seq, "not valid UTF-8"),
         };
         let identity = headers.and_then(nats::record_identity);
         let (key_run, producer, seq, created_at) = match identity {
@@ -309,7 +307,7 @@ impl NatsSource<'_> {
 
     /// A payload that cannot be a record: counted, dead-lettered if there is a file for it,
     /// and terminated.
-    async fn reject(
+    fn reject(
         &self,
         m: &async_nats::jetstream::Message,
         stream_seq: u64,
@@ -332,8 +330,8 @@ impl NatsSource<'_> {
             dead.write(&[entry])
                 .context("writing a rejected NATS message to the dead-letter file")?;
         }
-        m.ack_with(AckKind::Term)
-            .await
+        nats::runtime()
+            .block_on(m.ack_with(AckKind::Term))
             .map_err(|e| anyhow!("NATS: terminating a rejected message: {e}"))?;
         NatsStats::add(&self.nats.acked, 1);
         Ok(Taken::Settled)
@@ -390,11 +388,10 @@ impl NatsSource<'_> {
     }
 
     /// Nothing pending for the consumer and nothing delivered unacknowledged (by anyone).
-    async fn is_drained(&self) -> anyhow::Result<bool> {
+    fn is_drained(&self) -> anyhow::Result<bool> {
         let mut consumer = self.opened.consumer.clone();
-        let info = consumer
-            .info()
-            .await
+        let info = nats::runtime()
+            .block_on(consumer.info())
             .map_err(|e| anyhow!("NATS: asking the consumer what is left: {e}"))?;
         Ok(info.num_pending == 0 && info.num_ack_pending == 0)
     }

@@ -423,7 +423,9 @@ pub fn assert_kill_9_then_rerun_stores_each_line_once<S: Server>(
         assert!(!status.success(), "the run ended before the kill: {status}");
         // The server may still be finishing a COMMIT the killed process sent: read rows and
         // position only once none of its sessions is left.
-        wait_until("the killed run's sessions are gone", || db.kill_sessions() == 0);
+        wait_until("the killed run's sessions are gone", || {
+            db.kill_sessions() == 0
+        });
         let now = committed_prefix(db, lines);
         assert!(now >= k + seen as usize, "progress showed {seen} stored");
         assert!(now < lines.len(), "the killed run stored the whole file");

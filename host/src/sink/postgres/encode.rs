@@ -33,12 +33,24 @@ pub struct TooLong(pub usize);
 /// # Errors
 /// [`TooLong`] for a message PostgreSQL cannot hold (`buf` then holds part of a stream).
 pub fn encode(buf: &mut Vec<u8>, records: &[&Record], run_id: i64) -> Result<(), TooLong> {
+    encode_each(buf, records, |_| run_id)
+}
+
+/// As [`encode`], each record a row of run `run_of(record)`.
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_each(
+    buf: &mut Vec<u8>,
+    records: &[&Record],
+    run_of: impl Fn(&Record) -> i64,
+) -> Result<(), TooLong> {
     buf.clear();
     let text: usize = records.iter().map(|r| r.text.len()).sum();
     buf.reserve(HEADER.len() + records.len() * ROW_OVERHEAD + text + 2);
     buf.extend_from_slice(HEADER);
     for r in records {
-        push_row(buf, r, run_id)?;
+        push_row(buf, r, run_of(r))?;
     }
     buf.extend_from_slice(&(-1i16).to_be_bytes());
     Ok(())

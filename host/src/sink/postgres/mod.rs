@@ -7,6 +7,7 @@
 //! SQLSTATE (see `error.rs`); retrying is `sink::GroupCommit`'s, never the writer's.
 
 mod connect;
+mod delivered;
 pub mod encode;
 mod error;
 mod read;

@@ -46,7 +46,7 @@ pub fn prepare_run(client: &mut Client, start: &RunStart<'_>) -> Result<i64, Ref
 }
 
 /// Unix ns as a time (a time before 1970 is not one pc-host records).
-fn unix_time(ns: i64) -> SystemTime {
+pub fn unix_time(ns: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
 }
 

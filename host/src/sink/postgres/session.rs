@@ -8,7 +8,8 @@ use std::io::Write as _;
 use postgres::{Client, Statement};
 
 use super::connect::Server;
-use super::encode::{COLUMNS, TooLong};
+use super::delivered;
+use super::encode::{COLUMNS, TooLong, encode_each};
 use crate::message::Record;
 use crate::position::Resume;
 
@@ -166,6 +167,46 @@ impl Session {
                 return Err(Failed::Moved(input));
             }
         }
+        *xid = Some(tx.query_one(&self.xid, &[])?.try_get(0)?);
+        *sent = true;
+        tx.commit()?;
+        *sent = false;
+        Ok(())
+    }
+
+    /// Commits broker deliveries in one transaction: claims their keys for run `run_id` and
+    /// copies the rows of those not held before (each a row of its publisher's run here, or of
+    /// `run_id`), through `buf`. Returns how many were duplicates, also when the COMMIT's reply
+    /// is lost (`xid` and `sent` as for [`Session::commit`]; `duplicates` is set before it).
+    ///
+    /// # Errors
+    /// As [`Session::commit`].
+    pub fn commit_deliveries(
+        &mut self,
+        run_id: i64,
+        buf: &mut Vec<u8>,
+        records: &[&Record],
+        (xid, sent, duplicates): (&mut Option<i64>, &mut bool, &mut u64),
+    ) -> Result<(), Failed> {
+        *xid = None;
+        let mut tx = self.client.transaction()?;
+        let fresh = delivered::claim(&mut tx, run_id, records)?;
+        let keep: Vec<&Record> = records
+            .iter()
+            .copied()
+            .filter(|r| fresh.contains(&delivered::key(r)))
+            .collect();
+        *duplicates = (records.len() - keep.len()) as u64;
+        encode_each(buf, &keep, |r| {
+            match r.delivery.as_ref().map_or(0, |d| d.key_run) {
+                0 => run_id,
+                origin => origin,
+            }
+        })
+        .map_err(Failed::TooLong)?;
+        let mut copy = tx.copy_in(&self.copy)?;
+        copy.write_all(buf).map_err(Failed::Io)?;
+        copy.finish()?;
         *xid = Some(tx.query_one(&self.xid, &[])?.try_get(0)?);
         *sent = true;
         tx.commit()?;

@@ -24,6 +24,7 @@ use anyhow::anyhow;
 use postgres::error::SqlState;
 
 use super::connect::Server;
+use super::delivered;
 use super::encode::encode;
 use super::error::{describe, io_text, kind_of, lost};
 use super::runs;
@@ -31,7 +32,7 @@ use super::schema;
 use super::session::{Failed, Move, Session};
 use crate::config::url::ServerUrl;
 use crate::message::Record;
-use crate::position::{FileKey, Resume};
+use crate::position::{FileKey, Origin, OriginEnd, Resume};
 use crate::sink::error::Busy;
 use crate::sink::{ErrorKind, RunEnd, RunStart, Sink, SinkError};
 use crate::telemetry::interval::Interval;
@@ -51,6 +52,10 @@ pub struct Writer {
     unknown: bool,
     /// The id of the last write's transaction, read just before its COMMIT.
     xid: Option<i64>,
+    /// The records are broker deliveries: stored once per key (`delivered.rs`).
+    delivered: bool,
+    /// Duplicates the last write left out (known before its COMMIT).
+    duplicates: u64,
 }
 
 /// How long to sleep between two looks at a transaction still committing.
@@ -66,8 +71,13 @@ pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i6
     let mut client = server.connect_first()?;
     let run_id =
         runs::prepare_run(&mut client, start).map_err(|e| schema::explain(e, &server.shown))?;
+    if start.delivered {
+        delivered::create_tables(&mut client).map_err(|e| server.error(describe(&e)))?;
+    }
     let session = Session::prepare(client).map_err(|e| server.error(describe(&e)))?;
-    Ok((Writer::new(server, session, run_id), run_id))
+    let mut writer = Writer::new(server, session, run_id);
+    writer.delivered = start.delivered;
+    Ok((writer, run_id))
 }
 
 impl Writer {
@@ -80,6 +90,8 @@ impl Writer {
             buf: Vec::new(),
             unknown: false,
             xid: None,
+            delivered: false,
+            duplicates: 0,
         }
     }
 
@@ -90,7 +102,9 @@ impl Writer {
     pub fn connect_another(&self) -> anyhow::Result<Writer> {
         let client = self.server.connect_first()?;
         let session = Session::prepare(client).map_err(|e| self.server.error(describe(&e)))?;
-        Ok(Self::new(self.server.clone(), session, self.run_id))
+        let mut writer = Self::new(self.server.clone(), session, self.run_id);
+        writer.delivered = self.delivered;
+        Ok(writer)
     }
 
     /// Test hook: acts as if the last write's COMMIT reply had been lost.
@@ -121,12 +135,22 @@ impl Writer {
     fn commit(&mut self, records: &[&Record], moves: &[Move]) -> Result<(), Failed> {
         let run_id = self.run_id;
         if self.unknown {
-            let stored = self.stored_before(records[0])?;
+            let stored = self.stored_before(records)?;
             self.unknown = false;
             if stored {
+                // `duplicates` still holds what that write left out.
                 self.xid = None;
                 return Ok(());
             }
+        }
+        if self.delivered {
+            let session = session_in(&self.server, &mut self.session)?;
+            return session.commit_deliveries(
+                run_id,
+                &mut self.buf,
+                records,
+                (&mut self.xid, &mut self.unknown, &mut self.duplicates),
+            );
         }
         encode(&mut self.buf, records, run_id).map_err(Failed::TooLong)?;
         let session = session_in(&self.server, &mut self.session)?;
@@ -142,12 +166,12 @@ impl Writer {
 
     /// Whether the write whose COMMIT reply was lost committed: by its transaction's fate,
     /// waited for while it is still committing (as long as a lock is, `lock_timeout`); else,
-    /// the server no longer knowing it or its id never read, by whether `first` (its first
-    /// row) is stored.
+    /// the server no longer knowing it or its id never read, by whether its first row is
+    /// stored (deliveries: whether this run claimed any of their keys).
     ///
     /// # Errors
     /// The server's; [`Failed::Pending`] if the transaction is still committing after the wait.
-    fn stored_before(&mut self, first: &Record) -> Result<bool, Failed> {
+    fn stored_before(&mut self, records: &[&Record]) -> Result<bool, Failed> {
         let run_id = self.run_id;
         if let Some(xid) = self.xid {
             let deadline = Instant::now() + self.server.lock_wait();
@@ -166,7 +190,11 @@ impl Writer {
                 std::thread::sleep(POLL.min(deadline - now));
             }
         }
-        Ok(self.session()?.holds(run_id, first)?)
+        if self.delivered {
+            let client = &mut self.session()?.client;
+            return Ok(delivered::stored_any(client, run_id, records)?);
+        }
+        Ok(self.session()?.holds(run_id, records[0])?)
     }
 
     /// Each file input in `records` moved on to just after its last record there.
@@ -306,7 +334,8 @@ impl Sink for Writer {
         let resume = self.call("registering an input", |c, run_id| {
             runs::register_input(c, run_id, file)
         })?;
-        if file.is_some() {
+        // A stream read through a broker has no position here: its messages are keyed.
+        if file.is_some() && !self.delivered {
             self.positions.insert(resume.input, resume);
         }
         Ok(resume)
@@ -330,7 +359,28 @@ impl Sink for Writer {
     }
 
     fn count_stored(&mut self) -> anyhow::Result<u64> {
+        if self.delivered {
+            return self.call("counting the stored messages", |c, run_id| {
+                delivered::count_stored(c, run_id)
+            });
+        }
         self.call("counting the stored messages", runs::count_stored)
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
+        self.call("recording a publishing run", |c, _| {
+            delivered::origin_run(c, origin)
+        })
+    }
+
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
+        self.call("recording a publishing run's end", |c, _| {
+            runs::finish_run(c, run_id, &end.as_run_end())
+        })
     }
 
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
