@@ -314,10 +314,6 @@ fn sources_and_sinks_that_cannot_pair_are_refused() {
             "cannot be published",
         ),
         (
-            vec!["--source", "nats://h/S", "--sink", "mysql://root@h/test"],
-            "not built for mysql",
-        ),
-        (
             vec!["--source", "nats://h/S", "--source", "stdin"],
             "cannot be combined",
         ),
@@ -534,40 +530,25 @@ impl Drop for PgDb {
     }
 }
 
-#[test]
-fn two_consumers_into_postgres_store_every_record_exactly_once_across_kill() {
-    let Some(url) = nats_url() else { return };
-    let Some(admin) = server_url("PC_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let s = Scratch::new("nats-pg");
-    let stream = TestStream::new(&url, "postgres");
-    let db = PgDb::new(&admin, "nats");
+/// Publishes 20000 records and one foreign message, consumes them into `sink` with a first
+/// consumer killed mid-run and two more to the end; asserts every record stored once and
+/// verify agrees. `count` counts the sink's message rows.
+fn assert_consumed_once_across_kill(url: &str, test: &str, sink: &str, count: impl Fn() -> i64) {
+    let s = Scratch::new(&format!("nats-{test}"));
+    let stream = TestStream::new(url, test);
     finish_json(publish(&s, &stream, "2", "20000"));
     stream.publish_raw(&[b"a foreign message"]);
-    let source = stream.source("consumer=pg&until=empty&ack_wait=1s");
-    let slow = [
-        "--source",
-        source.as_str(),
-        "--sink",
-        db.url.as_str(),
-        "--rps",
-        "4000",
-    ];
-    let count = || -> i64 {
-        postgres::Client::connect(&db.url, postgres::NoTls)
-            .and_then(|mut c| c.query_one("SELECT count(*) FROM messages", &[]))
-            .map_or(0, |r| r.get(0))
-    };
+    let source = stream.source("consumer=db&until=empty&ack_wait=1s");
+    let slow = ["--source", source.as_str(), "--sink", sink, "--rps", "4000"];
     let victim = start(&s, &slow);
     wait_until("the first consumer stored some", || count() > 1000);
     assert!(!victim.kill().success());
-    let fast = ["--source", source.as_str(), "--sink", db.url.as_str()];
+    let fast = ["--source", source.as_str(), "--sink", sink];
     let (c, d) = (start(&s, &fast), start(&s, &fast));
     let (c, d) = (finish_json(c), finish_json(d));
     assert_eq!(count(), 20_001, "{c}\n{d}");
     let out: common::Out = pc_host(s.dir())
-        .args(["verify", "--sink", &db.url])
+        .args(["verify", "--sink", sink])
         .output()
         .expect("verify")
         .into();
@@ -578,4 +559,80 @@ fn two_consumers_into_postgres_store_every_record_exactly_once_across_kill() {
         "{}",
         out.stdout
     );
+}
+
+#[test]
+fn two_consumers_into_postgres_store_every_record_exactly_once_across_kill() {
+    let Some(url) = nats_url() else { return };
+    let Some(admin) = server_url("PC_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let db = PgDb::new(&admin, "nats");
+    let count = || -> i64 {
+        postgres::Client::connect(&db.url, postgres::NoTls)
+            .and_then(|mut c| c.query_one("SELECT count(*) FROM messages", &[]))
+            .map_or(0, |r| r.get(0))
+    };
+    assert_consumed_once_across_kill(&url, "postgres", &db.url, count);
+}
+
+/// A MySQL/MariaDB database of one test: created empty, dropped when the test ends.
+struct MyDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl MyDb {
+    fn new(admin: &str, test: &str) -> Self {
+        use mysql::prelude::Queryable as _;
+        let name = format!("pc_{test}_{}", std::process::id());
+        let (base, _) = admin.rsplit_once('/').expect("a mysql://.../DB URL");
+        let db = Self {
+            admin: admin.to_string(),
+            url: format!("{base}/{name}"),
+            name,
+        };
+        let mut c = mysql::Conn::new(mysql::Opts::from_url(admin).expect("URL")).expect("connect");
+        c.query_drop(format!("DROP DATABASE IF EXISTS {}", db.name))
+            .unwrap();
+        c.query_drop(format!("CREATE DATABASE {}", db.name))
+            .unwrap();
+        db
+    }
+
+    fn count(&self) -> i64 {
+        use mysql::prelude::Queryable as _;
+        mysql::Opts::from_url(&self.url)
+            .ok()
+            .and_then(|o| mysql::Conn::new(o).ok())
+            .and_then(|mut c| {
+                c.query_first::<i64, _>("SELECT COUNT(*) FROM messages")
+                    .ok()
+            })
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for MyDb {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable as _;
+        if let Ok(mut c) = mysql::Opts::from_url(&self.admin)
+            .map_err(|e| e.to_string())
+            .and_then(|o| mysql::Conn::new(o).map_err(|e| e.to_string()))
+        {
+            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {}", self.name));
+        }
+    }
+}
+
+#[test]
+fn two_consumers_into_mysql_store_every_record_exactly_once_across_kill() {
+    let Some(url) = nats_url() else { return };
+    let Some(admin) = server_url("PC_TEST_MYSQL_URL") else {
+        return;
+    };
+    let db = MyDb::new(&admin, "nats");
+    assert_consumed_once_across_kill(&url, "mysql", &db.url, || db.count());
 }

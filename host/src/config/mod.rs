@@ -410,10 +410,6 @@ fn pairing(sources: &[SourceSpec], sink: &SinkSpec) -> Result<(), ConfigError> {
             "a file: source cannot be published to NATS: a file's position is kept in a \
              database sink (publish with --source stdin, e.g. `tail -F FILE | pc-host ...`)",
         ),
-        SinkSpec::Mysql(_) if nats_source => err(
-            "a nats:// source writes to sqlite: or postgres:// sinks (its exactly-once dedupe \
-             is not built for mysql:// yet)",
-        ),
         _ => Ok(()),
     }
 }

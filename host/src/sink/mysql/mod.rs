@@ -12,6 +12,7 @@
 //! - `error.rs`: what each server error means for a write.
 
 mod connect;
+mod delivered;
 mod encode;
 mod error;
 mod read;
@@ -46,6 +47,16 @@ pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i6
             describe(&e)
         )
     })?;
-    let writer = Writer::new(target, connected, run_id)?;
+    if start.delivered {
+        delivered::create_tables(&mut connected.conn).map_err(|e| {
+            anyhow!(
+                "sink {}: creating the delivery tables failed: {}",
+                url.shown,
+                describe(&e)
+            )
+        })?;
+    }
+    let mut writer = Writer::new(target, connected, run_id)?;
+    writer.delivered = start.delivered;
     Ok((writer, run_id))
 }

@@ -17,9 +17,9 @@ use mysql::{Conn, Statement};
 use super::connect::{Connected, Target};
 use super::encode::{Budget, STATEMENT_ROWS, insert_sql, plan, push_params, row_bytes};
 use super::error::{connection_gone, describe, duplicate_key, kind_of, lock_conflict};
-use super::runs;
+use super::{delivered, runs};
 use crate::message::Record;
-use crate::position::{FileKey, Resume};
+use crate::position::{FileKey, Origin, OriginEnd, Resume};
 use crate::sink::error::Busy;
 use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
 use crate::telemetry::interval::Interval;
@@ -150,6 +150,10 @@ pub struct Writer {
     positions: HashMap<u32, Resume>,
     /// A COMMIT was sent and its reply not read: whether it committed is unknown.
     outcome_unknown: bool,
+    /// The records are broker deliveries: stored once per key (`delivered.rs`).
+    pub(super) delivered: bool,
+    /// Duplicates the last write left out (known before its COMMIT).
+    duplicates: u64,
 }
 
 impl Writer {
@@ -168,6 +172,8 @@ impl Writer {
             session: Some(session),
             positions: HashMap::new(),
             outcome_unknown: false,
+            delivered: false,
+            duplicates: 0,
         })
     }
 
@@ -177,7 +183,9 @@ impl Writer {
     /// One line naming the URL.
     pub fn connect_another(&self) -> anyhow::Result<Writer> {
         let connected = self.target.connect_or_explain()?;
-        Self::new(self.target.clone(), connected, self.run_id)
+        let mut writer = Self::new(self.target.clone(), connected, self.run_id)?;
+        writer.delivered = self.delivered;
+        Ok(writer)
     }
 
     /// The live session, connecting again if the last one was lost.
@@ -223,10 +231,16 @@ impl Writer {
 
     /// Whether the batch starting with `first` is stored: its first row, read with a lock
     /// (waiting for a transaction that still holds it), in a transaction of its own.
-    fn stored(&self, s: &mut Session, first: &Record) -> Result<bool, Failure> {
+    fn stored(&self, s: &mut Session, records: &[&Record]) -> Result<bool, Failure> {
+        let first = records[0];
         let key = (self.run_id, i64::from(first.producer), first.seq as i64);
         s.conn.query_drop("START TRANSACTION")?;
-        let found: Option<i64> = match s.conn.exec_first(&s.stored, key) {
+        let looked = if self.delivered {
+            delivered::stored_any(&mut s.conn, self.run_id, records).map(|b| b.then_some(1))
+        } else {
+            s.conn.exec_first(&s.stored, key)
+        };
+        let found: Option<i64> = match looked {
             Ok(found) => found,
             Err(e) => {
                 let e = Failure::Db(e);
@@ -247,7 +261,7 @@ impl Writer {
     fn write_batch(&mut self, s: &mut Session, records: &[&Record]) -> Result<(), Failure> {
         let in_doubt = self.outcome_unknown;
         if in_doubt {
-            if self.stored(s, records[0])? {
+            if self.stored(s, records)? {
                 // The batch committed whole before the connection was lost.
                 self.outcome_unknown = false;
                 self.found_stored(records);
@@ -261,14 +275,24 @@ impl Writer {
             max_packet: s.budget.one + 1024,
         })?;
         s.conn.query_drop("START TRANSACTION")?;
-        let moved = match self.fill(s, records, &cuts) {
+        let filled = if self.delivered {
+            delivered::insert(&mut s.conn, self.run_id, records)
+                .map(|dups| {
+                    self.duplicates = dups;
+                    Vec::new()
+                })
+                .map_err(Failure::from)
+        } else {
+            self.fill(s, records, &cuts)
+        };
+        let moved = match filled {
             Ok(moved) => moved,
             Err(e) => {
                 rollback(s, &e)?;
                 // Checked not stored, yet its rows are there: look once more.
                 if in_doubt
                     && matches!(&e, Failure::Db(d) if duplicate_key(d, ROW_KEY))
-                    && self.stored(s, records[0])?
+                    && self.stored(s, records)?
                 {
                     self.found_stored(records);
                     return Ok(());
@@ -473,10 +497,31 @@ impl Sink for Writer {
                 |e: &anyhow::Error| e.downcast_ref().is_some_and(connection_gone),
             )
             .map_err(|e| self.explain("registering an input", &one_line(&e)))?;
-        if file.is_some() {
+        // A stream read through a broker has no position here: its messages are keyed.
+        if file.is_some() && !self.delivered {
             self.positions.insert(resume.input, resume);
         }
         Ok(resume)
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
+        self.with_session_twice(
+            |_, s| delivered::origin_run(&mut s.conn, origin),
+            |e: &anyhow::Error| e.downcast_ref().is_some_and(connection_gone),
+        )
+        .map_err(|e| self.explain("recording a publishing run", &one_line(&e)))
+    }
+
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
+        self.with_session_twice(
+            |_, s| runs::finish_run(&mut s.conn, run_id, &end.as_run_end()),
+            connection_gone,
+        )
+        .map_err(|e| self.explain("recording a publishing run's end", &describe(&e)))
     }
 
     fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {
@@ -486,8 +531,15 @@ impl Sink for Writer {
 
     fn count_stored(&mut self) -> anyhow::Result<u64> {
         let run_id = self.run_id;
+        let delivered = self.delivered;
         self.with_session_twice(
-            |_, s| runs::count_stored(&mut s.conn, run_id),
+            |_, s| {
+                if delivered {
+                    delivered::count_stored(&mut s.conn, run_id)
+                } else {
+                    runs::count_stored(&mut s.conn, run_id)
+                }
+            },
             connection_gone,
         )
         .map_err(|e| self.explain("counting the stored messages", &describe(&e)))

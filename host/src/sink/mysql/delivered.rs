@@ -1,0 +1,156 @@
+//! Records a broker delivered (a NATS source), as in SQLite (`sink::sqlite::delivered`): the
+//! key of every such record stored goes into `delivered` in the same transaction as its row,
+//! and a key already there makes the record a duplicate; `nats_origins` maps a publishing run
+//! to the run that holds its records here.
+
+use mysql::Conn;
+use mysql::prelude::Queryable as _;
+
+use super::encode::datetime;
+use crate::message::Record;
+use crate::position::Origin;
+
+/// How long a process waits for another recording a publishing run (seconds).
+const ORIGIN_LOCK_WAIT: u32 = 30;
+
+const TABLES: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS delivered (
+        key_run   BIGINT NOT NULL,
+        producer  INT NOT NULL,
+        seq       BIGINT NOT NULL,
+        stored_by BIGINT NOT NULL,
+        PRIMARY KEY (key_run, producer, seq),
+        KEY delivered_stored_by (stored_by)
+    ) ENGINE = InnoDB",
+    "CREATE TABLE IF NOT EXISTS nats_origins (
+        origin BIGINT NOT NULL PRIMARY KEY,
+        run_id BIGINT NOT NULL
+    ) ENGINE = InnoDB",
+];
+
+/// Creates the tables if they are missing.
+///
+/// # Errors
+/// The server's.
+pub fn create_tables(conn: &mut Conn) -> mysql::Result<()> {
+    TABLES.iter().try_for_each(|sql| conn.query_drop(*sql))
+}
+
+/// A record's key: its publisher's run here (0 for a stream's message), producer and seq.
+fn key(r: &Record) -> (i64, i64, i64) {
+    let key_run = r.delivery.as_ref().map_or(0, |d| d.key_run);
+    (key_run, i64::from(r.producer), r.seq as i64)
+}
+
+/// Inside the caller's transaction: writes each record whose key is new (claimed for run
+/// `run_id`), as a row of its publisher's run here or of `run_id`. Returns how many were
+/// duplicates.
+///
+/// # Errors
+/// The server's.
+pub fn insert(conn: &mut Conn, run_id: i64, records: &[&Record]) -> mysql::Result<u64> {
+    let claim = conn.prep(
+        "INSERT IGNORE INTO delivered (key_run, producer, seq, stored_by) VALUES (?, ?, ?, ?)",
+    )?;
+    let row = conn.prep(
+        "INSERT INTO messages (message, created_at, producer, seq, run_id) VALUES (?, ?, ?, ?, ?)",
+    )?;
+    let mut duplicates = 0;
+    for r in records {
+        let (key_run, producer, seq) = key(r);
+        conn.exec_drop(&claim, (key_run, producer, seq, run_id))?;
+        // 1: inserted; 0: the key was there (IGNORE: a duplicate key is not an error).
+        if conn.affected_rows() != 1 {
+            duplicates += 1;
+            continue;
+        }
+        let row_run = if key_run == 0 { run_id } else { key_run };
+        conn.exec_drop(
+            &row,
+            (
+                r.text.as_bytes(),
+                datetime(r.created_at),
+                producer,
+                seq,
+                row_run,
+            ),
+        )?;
+    }
+    Ok(duplicates)
+}
+
+/// Whether run `run_id` claimed any of the keys of `records` (the check after a COMMIT without
+/// a reply): a locking read, waiting for a transaction still holding them.
+///
+/// # Errors
+/// The server's.
+pub fn stored_any(conn: &mut Conn, run_id: i64, records: &[&Record]) -> mysql::Result<bool> {
+    let mut sql = String::from("SELECT 1 FROM delivered WHERE stored_by = ? AND (");
+    let mut params: Vec<mysql::Value> = vec![run_id.into()];
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        sql.push_str("(key_run = ? AND producer = ? AND seq = ?)");
+        let (a, b, c) = key(r);
+        params.extend([a.into(), b.into(), c.into()]);
+    }
+    sql.push_str(") LIMIT 1 LOCK IN SHARE MODE");
+    let found: Option<i64> = conn.exec_first(sql, params)?;
+    Ok(found.is_some())
+}
+
+/// The run that holds `origin`'s records here, recorded if new (processes wait for each other
+/// on a named lock, so one origin never gets two runs).
+///
+/// # Errors
+/// The server's; the lock not given within its wait.
+pub fn origin_run(conn: &mut Conn, origin: &Origin) -> anyhow::Result<i64> {
+    let got: Option<Option<i64>> = conn.exec_first(
+        "SELECT GET_LOCK(CONCAT('pc-host origins ', MD5(DATABASE())), ?)",
+        (ORIGIN_LOCK_WAIT,),
+    )?;
+    if got.flatten() != Some(1) {
+        anyhow::bail!(
+            "another client held pc-host's origin lock for {ORIGIN_LOCK_WAIT} s; try again"
+        );
+    }
+    let done = super::runs::transaction(conn, |conn| find_or_add(conn, origin));
+    let released = conn.query_drop("DO RELEASE_LOCK(CONCAT('pc-host origins ', MD5(DATABASE())))");
+    let run_id = done?;
+    released?;
+    Ok(run_id)
+}
+
+fn find_or_add(conn: &mut Conn, origin: &Origin) -> mysql::Result<i64> {
+    let known: Option<i64> = conn.exec_first(
+        "SELECT run_id FROM nats_origins WHERE origin = ?",
+        (origin.run,),
+    )?;
+    if let Some(run_id) = known {
+        return Ok(run_id);
+    }
+    let config = serde_json::json!({ "published_by_run": origin.run, "via": "nats" }).to_string();
+    conn.exec_drop(
+        "INSERT INTO runs (started_at, producers, config) VALUES (?, ?, ?)",
+        (origin.started_at, i64::from(origin.producers), config),
+    )?;
+    let run_id = conn.last_insert_id() as i64;
+    conn.exec_drop(
+        "INSERT INTO nats_origins (origin, run_id) VALUES (?, ?)",
+        (origin.run, run_id),
+    )?;
+    Ok(run_id)
+}
+
+/// How many records run `run_id` stored through `delivered`.
+///
+/// # Errors
+/// The server's.
+pub fn count_stored(conn: &mut Conn, run_id: i64) -> mysql::Result<u64> {
+    let n: Option<i64> = conn.exec_first(
+        "SELECT COUNT(*) FROM delivered WHERE stored_by = ?",
+        (run_id,),
+    )?;
+    Ok(n.unwrap_or(0).max(0) as u64)
+}
