@@ -258,6 +258,11 @@ fn text_summary_goes_to_stdout_and_progress_to_stderr() {
         );
     }
     assert!(
+        !out.stdout.contains("unthrottled"),
+        "a paced run's latency is not queueing:\n{}",
+        out.stdout
+    );
+    assert!(
         out.stderr.contains("pc-host run 1 ->"),
         "header on stderr:\n{}",
         out.stderr
@@ -545,4 +550,58 @@ fn verify_with_a_closed_stdout_keeps_its_result() {
     let out: common::Out = child.wait_with_output().expect("wait").into();
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn an_unthrottled_run_says_its_latency_is_time_queued() {
+    let s = Scratch::new("unthrottled");
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "1",
+            "--messages",
+            "2000",
+            "--rps",
+            "0",
+            "--no-pin",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stdout.contains("unthrottled: latency is time queued"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Adaptive batching: with a free sink a consumer commits what it has; it gathers more only
+/// while the sink is busy. A long --batch-wait-ms therefore does not hold a trickle of records
+/// back into one batch (which waiting for the batch to fill would).
+#[test]
+fn a_free_sink_commits_a_batch_at_once_instead_of_waiting_for_it_to_fill() {
+    let s = Scratch::new("adaptive");
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "1",
+            "--consumers",
+            "1",
+            "--messages",
+            "10",
+            "--rps",
+            "20",
+            "--batch-wait-ms",
+            "60000",
+            "--output",
+            "json",
+            "--no-pin",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(u(&v, "stored"), 10);
+    // One record every 50 ms, each committed on its own (a few may arrive together).
+    assert!(u(&v, "batches") >= 5, "{v}");
 }

@@ -155,8 +155,9 @@ pub struct RunArgs {
     )]
     pub batch_size: u64,
 
-    /// Maximum time in milliseconds a consumer waits for its batch to fill before committing
-    /// what it has (fractions allowed; 0 = commit whatever is ready)
+    /// Longest time in milliseconds a consumer gathers more records while the sink is busy
+    /// with another commit; a free sink gets the batch at once (fractions allowed; 0 = never
+    /// gather)
     #[arg(
         long,
         value_name = "MS",

@@ -6,9 +6,9 @@
 //! see `sink::group_commit`), and their latency is recorded at the time the run gave up on
 //! them, so a stall shows in the figures.
 //!
-//! A batch is closed when it holds `batch_size` records or `batch_wait` has passed since its
-//! first record arrived, whichever is first; a closed and drained ring ends the consumer after
-//! it commits what it holds.
+//! A batch is what the ring holds when the consumer comes for it, grown while the sink is busy
+//! with another commit, up to `batch_size` records or `batch_wait` (see [`Consumer::fill`]); a
+//! closed and drained ring ends the consumer after it commits what it holds.
 
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
@@ -19,6 +19,9 @@ use crate::flow::ByteGate;
 use crate::message::{Acknowledge, Record};
 use crate::sink::{Fate, GroupCommit, Settled, Sink};
 use crate::telemetry::{ConsumerStats, bump};
+
+/// How often a consumer gathering records looks again whether the sink is still busy.
+const GATHER_SLICE: Duration = Duration::from_micros(50);
 
 pub struct Consumer<'a, S> {
     pub ring: &'a HeapRing<Record>,
@@ -68,25 +71,31 @@ impl<S: Sink> Consumer<'_, S> {
     }
 
     /// Fills `batch`; returns `true` once the ring is closed and drained.
+    ///
+    /// Takes what the ring holds (waiting for at least one record); then, only while the sink
+    /// is busy committing someone else's batch (or checkpointing), gathers more, up to
+    /// `batch_size` records or `batch_wait`. A free sink gets the batch at once: batches grow
+    /// with the load (while commits are in flight) instead of waiting a fixed time.
     fn fill(&self, batch: &mut Vec<Record>) -> bool {
         if self.ring.pop_batch(batch, self.batch_size).is_err() {
             return true;
         }
         let mut taken = batch.len();
         let mut closed = false;
-        if !self.batch_wait.is_zero() && batch.len() < self.batch_size {
+        if !self.batch_wait.is_zero() && batch.len() < self.batch_size && self.sink.is_busy() {
             let deadline = Instant::now() + self.batch_wait;
-            while batch.len() < self.batch_size {
+            while batch.len() < self.batch_size && self.sink.is_busy() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
-                match self
-                    .ring
-                    .pop_batch_timeout(batch, self.batch_size - batch.len(), left)
-                {
+                match self.ring.pop_batch_timeout(
+                    batch,
+                    self.batch_size - batch.len(),
+                    left.min(GATHER_SLICE),
+                ) {
                     Ok(n) => taken += n,
-                    Err(PopError::Empty) => break,
+                    Err(PopError::Empty) => {}
                     Err(PopError::Closed) => {
                         closed = true;
                         break;

@@ -64,7 +64,7 @@ pub fn header(
     let mut s = format!(
         "pc-host run {run_id} -> {}{durability}\n  \
          {from}, {}, {rate}, {stop}\n  \
-         ring {} slots; batches of up to {} rows or {} ms; warm-up {} s; {progress}\n  \
+         ring {} slots; batches of up to {} rows, grown for up to {} ms while the sink is busy; warm-up {} s; {progress}\n  \
          pinning: {pinning}",
         cfg.sink,
         summary::plural(cfg.consumers, "consumer"),

@@ -290,6 +290,13 @@ impl Summary {
                 ms(max),
                 plural(self.latency.len() as usize, "message"),
             );
+            if self.target_rps == 0 {
+                let _ = writeln!(
+                    s,
+                    "                unthrottled: latency is time queued (records arrive faster \
+                     than the sink stores them); give --rps for latency at a rate"
+                );
+            }
         }
         let [c50, _, c99, _, cmax] = Self::quantiles(&self.commit);
         let rows = if self.batches > 0 {

@@ -444,6 +444,14 @@ impl<S: Sink> GroupCommit<S> {
         }
     }
 
+    /// Whether every writer is held now (a commit or a checkpoint under way): a batch handed
+    /// over now would wait for it.
+    pub fn is_busy(&self) -> bool {
+        self.writers
+            .iter()
+            .all(|w| matches!(w.try_lock(), Err(std::sync::TryLockError::WouldBlock)))
+    }
+
     /// Whether the sink has failed for good (the run must stop).
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)

@@ -197,3 +197,24 @@ fn a_refused_record_without_a_dead_letter_file_fails_the_sink() {
         .sum();
     assert_eq!(not_stored, 2, "{fates:?}");
 }
+
+#[test]
+fn the_sink_is_busy_only_while_every_writer_is_held() {
+    let g = sink(&[], Policy::default(), 10);
+    assert!(!g.is_busy(), "a free writer: a batch commits at once");
+    let held = g.writer().lock().unwrap();
+    assert!(
+        g.is_busy(),
+        "the one writer held (a commit or a checkpoint)"
+    );
+    drop(held);
+    assert!(!g.is_busy());
+    let two = GroupCommit::new(
+        vec![Scripted::default(), Scripted::default()],
+        10,
+        Policy::default(),
+    );
+    let first = two.writer().lock().unwrap();
+    assert!(!two.is_busy(), "the second writer is free");
+    drop(first);
+}
