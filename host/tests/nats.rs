@@ -636,3 +636,28 @@ fn two_consumers_into_mysql_store_every_record_exactly_once_across_kill() {
     let db = MyDb::new(&admin, "nats");
     assert_consumed_once_across_kill(&url, "mysql", &db.url, || db.count());
 }
+
+#[test]
+fn a_nats_source_stops_after_messages_and_hands_the_rest_back() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-messages");
+    let stream = TestStream::new(&url, "budget");
+    finish_json(publish(&s, &stream, "1", "100"));
+    let first = stream.source("consumer=b");
+    let v = run_json(
+        s.dir(),
+        &["--source", &first, "--db", "out.db", "--messages", "30"],
+    );
+    assert_eq!(u(&v, "stored"), 30, "{v}");
+    assert_eq!(v["stop_reason"], "messages");
+    // What it fetched beyond its 30 was handed back (delivered again after 2 s, not after
+    // the 30 s ack wait).
+    let rest = stream.source("consumer=b&until=empty");
+    let w = run_json(s.dir(), &["--source", &rest, "--db", "out.db"]);
+    assert_eq!(u(&w, "stored"), 70, "{w}");
+    let report = verify_ok(s.dir(), "out.db");
+    assert!(
+        report.contains("1 producers, 100 produced, 100 rows"),
+        "{report}"
+    );
+}

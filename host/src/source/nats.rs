@@ -2,8 +2,8 @@
 //! processes (JetStream gives each message to one of them), one record per message.
 //!
 //! - Acknowledged only once settled ([`NatsAcks`], called by the consumers): stored (or found
-//!   already stored) or dead-lettered. A record not stored is handed back (`-NAK`) and
-//!   delivered again; a process killed before its commit leaves its messages unacknowledged,
+//!   already stored) or dead-lettered. A record not stored is handed back (`-NAK`, delivered
+//!   again after [`NAK_DELAY`]), as are messages fetched beyond `--messages` or after a stop; a process killed before its commit leaves its messages unacknowledged,
 //!   and JetStream delivers them to the others after the consumer's ack wait.
 //! - Exactly once in the database: a message redelivered after its commit (the ack was lost,
 //!   or the process died between commit and ack) is dropped by the sink on its key (see
@@ -40,6 +40,15 @@ use crate::telemetry::{NatsStats, ProducerStats, bump};
 /// How long the source waits for a message before it looks at the stop flag (and, with
 /// `until=empty`, asks JetStream whether anything is left).
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// How long each pull request lives: when the source stops, what the open requests still
+/// deliver within this time is handed back.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+
+/// A message handed back is delivered again after this long: past this process's last pull
+/// request (so it goes to another consumer, not back here while this one stops), and long
+/// before a usual ack wait.
+const NAK_DELAY: Duration = Duration::from_secs(2);
 
 /// A stream and its durable consumer, opened before the run starts.
 #[derive(Debug)]
@@ -158,12 +167,27 @@ impl NatsSource<'_> {
                     .consumer
                     .stream()
                     .max_messages_per_batch(chunk)
-                    .heartbeat(Duration::from_secs(5))
+                    .expires(PULL_EXPIRES)
+                    .heartbeat(PULL_EXPIRES / 2)
                     .messages(),
             )
             .context("NATS: cannot pull from the consumer")?;
         let mut origins: HashMap<i64, i64> = HashMap::new();
         let mut buf: Vec<Record> = Vec::with_capacity(chunk);
+        let ended = self.read(&mut messages, &mut origins, &mut buf, chunk);
+        self.hand_back_pulled(&mut messages);
+        ended
+    }
+
+    /// The reading loop of [`NatsSource::run`].
+    fn read(
+        &self,
+        messages: &mut pull::Stream,
+        origins: &mut HashMap<i64, i64>,
+        buf: &mut Vec<Record>,
+        chunk: usize,
+    ) -> anyhow::Result<()> {
+        let rt = nats::runtime();
         loop {
             if self.cx.stop.load(Ordering::Relaxed) || self.budget.load(Ordering::Relaxed) == 0 {
                 return Ok(());
@@ -186,7 +210,7 @@ impl NatsSource<'_> {
             };
             let mut next = Some(first);
             while let Some(m) = next.take() {
-                if let Taken::Record(r) = self.take(&m, &mut origins)? {
+                if let Taken::Record(r) = self.take(&m, origins)? {
                     buf.push(r);
                 }
                 if buf.len() >= chunk {
@@ -197,9 +221,31 @@ impl NatsSource<'_> {
                     next = Some(m);
                 }
             }
-            if !self.push(&mut buf) {
+            if !self.push(buf) {
                 return Ok(());
             }
+        }
+    }
+
+    /// Once reading ended: hands back (`-NAK`) the messages the pull already delivered to this
+    /// process and that were not taken, so another consumer gets them at once rather than
+    /// after the ack wait. Stops at the first pause of [`IDLE_CHECK`], and after
+    /// [`PULL_EXPIRES`] at most; a message an open pull request delivers later waits out the
+    /// ack wait.
+    fn hand_back_pulled(&self, messages: &mut pull::Stream) {
+        let rt = nats::runtime();
+        let until = std::time::Instant::now() + PULL_EXPIRES;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let wait = left.min(IDLE_CHECK);
+            let next = rt.block_on(async { tokio::time::timeout(wait, messages.next()).await });
+            let Ok(Some(Ok(m))) = next else { return };
+            NatsStats::add(&self.nats.delivered, 1);
+            if let Err(e) = rt.block_on(m.ack_with(AckKind::Nak(Some(NAK_DELAY)))) {
+                tracing::debug!("NATS: handing a message back failed: {e}");
+                return;
+            }
+            NatsStats::add(&self.nats.nacked, 1);
         }
     }
 
@@ -407,7 +453,7 @@ pub struct NatsAcks {
 impl Acknowledge for NatsAcks {
     fn settled(&self, records: &[&Record], kept: bool) {
         if kept {
-            publish_to_replies(&self.client, records, b"+ACK");
+            publish_to_replies(&self.client, records, bytes::Bytes::from_static(b"+ACK"));
             let n = records.iter().filter(|r| r.delivery.is_some()).count();
             NatsStats::add(&self.stats.acked, n as u64);
         } else {
@@ -428,14 +474,15 @@ impl NatsAcks {
     }
 }
 
-/// Hands records back: JetStream delivers them again at once (here or to another process).
+/// Hands records back: JetStream delivers them again after [`NAK_DELAY`] (to any consumer).
 fn nak(client: &async_nats::Client, records: &[&Record], stats: &NatsStats) {
-    publish_to_replies(client, records, b"-NAK");
+    let body = format!("-NAK {{\"delay\":{}}}", NAK_DELAY.as_nanos());
+    publish_to_replies(client, records, bytes::Bytes::from(body));
     let n = records.iter().filter(|r| r.delivery.is_some()).count();
     NatsStats::add(&stats.nacked, n as u64);
 }
 
-fn publish_to_replies(client: &async_nats::Client, records: &[&Record], body: &'static [u8]) {
+fn publish_to_replies(client: &async_nats::Client, records: &[&Record], body: bytes::Bytes) {
     let subjects: Vec<String> = records
         .iter()
         .filter_map(|r| r.delivery.as_ref().map(|d| d.ack.clone()))
@@ -446,7 +493,7 @@ fn publish_to_replies(client: &async_nats::Client, records: &[&Record], body: &'
     nats::runtime().block_on(async {
         for s in subjects {
             // A lost ack only means a redelivery, which the sink drops as a duplicate.
-            if let Err(e) = client.publish(s, bytes::Bytes::from_static(body)).await {
+            if let Err(e) = client.publish(s, body.clone()).await {
                 tracing::debug!("NATS: an acknowledgement was not sent: {e}");
             }
         }
