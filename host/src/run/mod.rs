@@ -406,16 +406,7 @@ fn spawn_readers<'scope>(
             dead_letters: sh.dead_letters.as_deref(),
             rejects: Vec::new(),
         };
-        let tx = sh.events.clone();
-        let body = move || {
-            let _done = OnDrop(Some(|| drop(tx.send(Event::SourceDone))));
-            pinning::pin(*core, &sh.pin_failed);
-            let result = source.run();
-            if result.is_err() {
-                let _ = tx.send(Event::Failed);
-            }
-            result
-        };
+        let body = reader_body(sh, *core, move || source.run());
         handles.extend(spawn(s, format!("source-{i}"), errors, body));
     }
     handles
@@ -449,19 +440,29 @@ fn spawn_nats_readers<'scope>(
             dead_letters: sh.dead_letters.as_deref(),
             started_ns: sh.warmup_end_ns,
         };
-        let tx = sh.events.clone();
-        let body = move || {
-            let _done = OnDrop(Some(|| drop(tx.send(Event::SourceDone))));
-            pinning::pin(*core, &sh.pin_failed);
-            let result = source.run();
-            if result.is_err() {
-                let _ = tx.send(Event::Failed);
-            }
-            result.map(|()| Ended::default())
-        };
+        let body = reader_body(sh, *core, move || source.run().map(|()| Ended::default()));
         handles.extend(spawn(s, format!("nats-{i}"), errors, body));
     }
     handles
+}
+
+/// A reading source thread's body: pinned, `read`, and the watcher told that it ended (and
+/// that it failed, if it did).
+fn reader_body<'scope>(
+    sh: &'scope Shared<'_>,
+    core: Option<core_affinity::CoreId>,
+    read: impl FnOnce() -> anyhow::Result<Ended> + Send + 'scope,
+) -> impl FnOnce() -> anyhow::Result<Ended> + Send + 'scope {
+    let tx = sh.events.clone();
+    move || {
+        let _done = OnDrop(Some(|| drop(tx.send(Event::SourceDone))));
+        pinning::pin(core, &sh.pin_failed);
+        let result = read();
+        if result.is_err() {
+            let _ = tx.send(Event::Failed);
+        }
+        result
+    }
 }
 
 fn join_sources(

@@ -394,17 +394,7 @@ impl LineSource<'_> {
 
     /// Takes up to `n` from the `--messages` budget (all `n` when there is no limit).
     fn claim(&self, n: u64) -> u64 {
-        if self.budget.load(Ordering::Relaxed) == u64::MAX {
-            return n;
-        }
-        let mut got = 0;
-        let _ = self
-            .budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                got = left.min(n);
-                Some(left - got)
-            });
-        got
+        super::claim(self.budget, n)
     }
 
     /// Gives back what was claimed and not used (nothing to give back without a limit).

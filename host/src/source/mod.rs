@@ -14,7 +14,7 @@ pub mod lines;
 pub mod nats;
 pub mod rate;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pc_core::{Clock, HeapRing, TokenBucket};
 
@@ -63,4 +63,18 @@ impl Context<'_> {
         bump(&stats.produced, pushed as u64);
         pushed == built
     }
+}
+
+/// Takes up to `n` records of a `--messages` budget shared by the sources (`u64::MAX`: no
+/// limit); returns how many were taken.
+pub fn claim(budget: &AtomicU64, n: u64) -> u64 {
+    if budget.load(Ordering::Relaxed) == u64::MAX {
+        return n;
+    }
+    let mut got = 0;
+    let _ = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+        got = left.min(n);
+        Some(left - got)
+    });
+    got
 }

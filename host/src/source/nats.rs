@@ -420,17 +420,7 @@ impl NatsSource<'_> {
 
     /// Takes up to `n` of the `--messages` budget.
     fn claim(&self, n: u64) -> u64 {
-        if self.budget.load(Ordering::Relaxed) == u64::MAX {
-            return n;
-        }
-        let mut got = 0;
-        let _ = self
-            .budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                got = left.min(n);
-                Some(left - got)
-            });
-        got
+        super::claim(self.budget, n)
     }
 
     /// Nothing pending for the consumer and nothing delivered unacknowledged (by anyone).

@@ -55,6 +55,18 @@ pub fn key(r: &Record) -> (i64, i32, i64) {
     (key_run, r.producer as i32, r.seq as i64)
 }
 
+/// The keys of `records` as three columns, for `unnest`.
+fn key_columns(records: &[&Record]) -> (Vec<i64>, Vec<i32>, Vec<i64>) {
+    let mut columns = (Vec::new(), Vec::new(), Vec::new());
+    for r in records {
+        let (a, b, c) = key(r);
+        columns.0.push(a);
+        columns.1.push(b);
+        columns.2.push(c);
+    }
+    columns
+}
+
 /// Inside the write's transaction: claims the keys of `records` for `run_id`; returns those
 /// not held before (the records to write).
 ///
@@ -65,13 +77,7 @@ pub fn claim(
     run_id: i64,
     records: &[&Record],
 ) -> Result<HashSet<(i64, i32, i64)>, postgres::Error> {
-    let (mut k, mut p, mut s) = (Vec::new(), Vec::new(), Vec::new());
-    for r in records {
-        let (a, b, c) = key(r);
-        k.push(a);
-        p.push(b);
-        s.push(c);
-    }
+    let (k, p, s) = key_columns(records);
     let rows = tx.query(CLAIM, &[&k, &p, &s, &run_id])?;
     Ok(rows
         .iter()
@@ -89,13 +95,7 @@ pub fn stored_any(
     run_id: i64,
     records: &[&Record],
 ) -> Result<bool, postgres::Error> {
-    let (mut k, mut p, mut s) = (Vec::new(), Vec::new(), Vec::new());
-    for r in records {
-        let (a, b, c) = key(r);
-        k.push(a);
-        p.push(b);
-        s.push(c);
-    }
+    let (k, p, s) = key_columns(records);
     client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM delivered d JOIN unnest($1::int8[], $2::int4[], \
