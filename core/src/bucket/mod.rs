@@ -38,12 +38,13 @@
 //! # Targets without 64-bit atomics
 //! This module needs an `AtomicU64`. On targets without a native one (e.g.
 //! `thumbv7em-none-eabihf`) it is absent unless feature `portable-atomic` is enabled, and
-//! `portable-atomic` itself is configured to emulate 64-bit atomics there: its `fallback`
-//! feature plus either its `critical-section` feature or
-//! `--cfg portable_atomic_unsafe_assume_single_core` (checked: a `static` bucket then builds for
-//! `thumbv7em-none-eabihf`). The bucket is then exactly as correct, but its word is guarded by
-//! a critical section (or, with `fallback` alone on multi-core targets, a lock), so it is no
-//! longer lock-free.
+//! `portable-atomic` itself (the application's choice, not this crate's) emulates 64-bit
+//! atomics there: with its `fallback` feature alone by a global spinlock (on targets with
+//! 32-bit CAS, such as thumbv7em; a spinlock an interrupt handler can deadlock on), or with
+//! `fallback` plus `unsafe-assume-single-core` by disabling interrupts (single-core chips).
+//! CI builds the no_std proof (`core/nostd-check`: a `static` bucket) for
+//! `thumbv7em-none-eabihf` the second way. The bucket is then exactly as correct, but its word
+//! is guarded by a lock or a critical section, so it is no longer lock-free.
 //!
 //! # Design
 //! The state is one `u64`, `end`: the index of the last token ever granted, biased by `burst` so
