@@ -1,12 +1,17 @@
 //! Ring benches, capacity 1024, u64 messages; pc's ring and its peers in the same groups.
 //! (a) single-thread push+pop pair; (b) 1P1C throughput, pinned, single and batch (32, 64);
 //! (c) ping-pong round trip; (d) 2P2C with blocking APIs (threads outnumber cores here).
+//! Peers: crossbeam `ArrayQueue`, heapless, rtrb (SPSC), crossbeam-channel, std
+//! `sync_channel`, kanal, flume, concurrent-queue, disruptor (multi-producer); the batch rows
+//! only for those with a batch API (pc, rtrb, disruptor). How each is fitted, and where its
+//! model differs: `pc_benches::ring`.
 
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pc_benches::ring::{
-    self, ArrayQueue, CrossbeamChannel, Flavor, Heapless, Pc, Rtrb, StdSyncChannel,
+    self, ArrayQueue, ConcurrentQueue, CrossbeamChannel, Disruptor, Flavor, Flume, Heapless, Kanal,
+    Pc, Rtrb, StdSyncChannel,
 };
 
 fn single_thread(c: &mut Criterion) {
@@ -21,6 +26,10 @@ fn single_thread(c: &mut Criterion) {
     row::<Rtrb>(&mut g);
     row::<CrossbeamChannel>(&mut g);
     row::<StdSyncChannel>(&mut g);
+    row::<Kanal>(&mut g);
+    row::<Flume>(&mut g);
+    row::<ConcurrentQueue>(&mut g);
+    row::<Disruptor>(&mut g);
     g.finish();
 }
 
@@ -45,6 +54,8 @@ fn spsc(c: &mut Criterion) {
         };
         row(Pc::NAME, ring::spsc_throughput::<Pc>);
         row(Rtrb::NAME, ring::spsc_throughput::<Rtrb>);
+        row(Disruptor::NAME, ring::spsc_throughput::<Disruptor>);
+        // The others have no batch API: single messages only.
         if batch == 1 {
             row(ArrayQueue::NAME, ring::spsc_throughput::<ArrayQueue>);
             row(Heapless::NAME, ring::spsc_throughput::<Heapless>);
@@ -55,6 +66,12 @@ fn spsc(c: &mut Criterion) {
             row(
                 StdSyncChannel::NAME,
                 ring::spsc_throughput::<StdSyncChannel>,
+            );
+            row(Kanal::NAME, ring::spsc_throughput::<Kanal>);
+            row(Flume::NAME, ring::spsc_throughput::<Flume>);
+            row(
+                ConcurrentQueue::NAME,
+                ring::spsc_throughput::<ConcurrentQueue>,
             );
         }
     }
@@ -72,6 +89,10 @@ fn ping_pong(c: &mut Criterion) {
     row(Heapless::NAME, ring::ping_pong::<Heapless>);
     row(Rtrb::NAME, ring::ping_pong::<Rtrb>);
     row(CrossbeamChannel::NAME, ring::ping_pong::<CrossbeamChannel>);
+    row(Kanal::NAME, ring::ping_pong::<Kanal>);
+    row(Flume::NAME, ring::ping_pong::<Flume>);
+    row(ConcurrentQueue::NAME, ring::ping_pong::<ConcurrentQueue>);
+    row(Disruptor::NAME, ring::ping_pong::<Disruptor>);
     g.finish();
 }
 
@@ -89,6 +110,14 @@ fn mpmc(c: &mut Criterion) {
     row(StdSyncChannel::NAME, ring::mpmc_blocking::<StdSyncChannel>);
     row(ArrayQueue::NAME, ring::mpmc_blocking::<ArrayQueue>);
     row(Heapless::NAME, ring::mpmc_blocking::<Heapless>);
+    row(Kanal::NAME, ring::mpmc_blocking::<Kanal>);
+    row(Flume::NAME, ring::mpmc_blocking::<Flume>);
+    row(
+        ConcurrentQueue::NAME,
+        ring::mpmc_blocking::<ConcurrentQueue>,
+    );
+    // Pollers that each see every event: its own loop (see `ring::mpmc_disruptor`).
+    row(Disruptor::NAME, ring::mpmc_disruptor);
     g.finish();
 }
 

@@ -1,143 +1,31 @@
-//! The ring comparisons, written once over a small endpoint abstraction so that pc's ring and
-//! every peer run the very same loops. Used by `benches/ring.rs` (criterion) and by the
-//! `compare` binary (the README table).
+//! The ring comparisons, written once over a small endpoint abstraction ([`harness`]) so that
+//! pc's ring and every peer run the very same loops. Used by `benches/ring.rs` (criterion), by
+//! the `compare` binary (the README table) and, for pc-core alone, by the A/B tool
+//! (`benches/ab/`).
 //!
 //! Every run checks what it measured: consumers add up what they pop and the sum must match
 //! what was pushed, so a broken queue cannot post a good number.
+//!
+//! Fairness: every peer gets the same capacity ([`CAPACITY`]), the same message (`u64`), the
+//! same thread counts and the same loops; where a peer's model differs, its section says how
+//! it was fitted and what that costs or saves it.
 
-use std::hint::spin_loop;
+pub mod harness;
+
 use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
-/// Capacity used by every ring comparison.
-pub const CAPACITY: usize = 1024;
-
-/// A queue endpoint that pushes `u64`s.
-pub trait Tx: Send + 'static {
-    /// Pushes one value; hands it back if the queue is full.
-    fn try_push(&mut self, v: u64) -> Result<(), u64>;
-    /// Pushes values from `next` onwards, at most up to `end` and `max` of them; returns how
-    /// many. Peers without a batch API push one at a time.
-    fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
-        let mut n = 0;
-        while n < max && next + (n as u64) < end && self.try_push(next + n as u64).is_ok() {
-            n += 1;
-        }
-        n
-    }
-    /// Pushes, waiting the flavour's own way (its blocking API, or spin-then-yield).
-    fn push(&mut self, mut v: u64) {
-        let backoff = Backoff::new();
-        while let Err(back) = self.try_push(v) {
-            v = back;
-            backoff.snooze();
-        }
-    }
-}
-
-/// A queue endpoint that pops `u64`s.
-pub trait Rx: Send + 'static {
-    /// Pops one value if one is ready.
-    fn try_pop(&mut self) -> Option<u64>;
-    /// Pops up to `max` values, adding them to `sum`; returns how many.
-    fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
-        let mut n = 0;
-        while n < max {
-            let Some(v) = self.try_pop() else { break };
-            *sum = sum.wrapping_add(v);
-            n += 1;
-        }
-        n
-    }
-    /// Pops, waiting the flavour's own way (its blocking API, or spin-then-yield).
-    fn pop(&mut self) -> u64 {
-        let backoff = Backoff::new();
-        loop {
-            if let Some(v) = self.try_pop() {
-                return v;
-            }
-            backoff.snooze();
-        }
-    }
-}
-
-/// A queue implementation under test.
-pub trait Flavor {
-    /// The row label.
-    const NAME: &'static str;
-    /// The producer end.
-    type Tx: Tx;
-    /// The consumer end.
-    type Rx: Rx;
-    /// A queue of [`CAPACITY`] slots.
-    fn endpoints() -> (Self::Tx, Self::Rx);
-}
+pub use harness::*;
 
 // ---- pc ----------------------------------------------------------------------------------
 
-/// pc-core's ring.
-#[derive(Debug)]
-pub struct Pc;
-/// Both ends of pc's ring: the ring itself, shared.
-#[derive(Clone, Debug)]
-pub struct PcEnd(Arc<pc_core::HeapRing<u64>>);
+#[macro_use]
+mod pc_flavor;
 
-impl Tx for PcEnd {
-    #[inline]
-    fn try_push(&mut self, v: u64) -> Result<(), u64> {
-        self.0.try_push(v).map_err(pc_core::PushError::into_inner)
-    }
-    #[inline]
-    fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
-        let mut items = next..end.min(next + max as u64);
-        self.0.try_push_batch(&mut items).unwrap_or(0)
-    }
-    fn push(&mut self, v: u64) {
-        self.0.push(v).expect("never closed while benchmarking");
-    }
-}
-
-impl Rx for PcEnd {
-    #[inline]
-    fn try_pop(&mut self) -> Option<u64> {
-        self.0.try_pop().ok()
-    }
-    #[inline]
-    fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
-        let mut adder = Adder(sum, 0);
-        let _ = self.0.try_pop_batch(&mut adder, max);
-        adder.1
-    }
-    fn pop(&mut self) -> u64 {
-        self.0.pop().expect("never closed while benchmarking")
-    }
-}
-
-/// An `Extend` that sums what it is given, so batch pops need no buffer.
-struct Adder<'a>(&'a mut u64, usize);
-
-impl Extend<u64> for Adder<'_> {
-    #[inline]
-    fn extend<I: IntoIterator<Item = u64>>(&mut self, iter: I) {
-        for v in iter {
-            *self.0 = self.0.wrapping_add(v);
-            self.1 += 1;
-        }
-    }
-}
-
-impl Flavor for Pc {
-    const NAME: &'static str = "pc::Ring";
-    type Tx = PcEnd;
-    type Rx = PcEnd;
-    fn endpoints() -> (PcEnd, PcEnd) {
-        let ring = Arc::new(pc_core::HeapRing::with_capacity(CAPACITY));
-        (PcEnd(Arc::clone(&ring)), PcEnd(ring))
-    }
-}
+pc_flavor!(Pc, PcEnd, pc_core, "pc::Ring");
 
 // ---- crossbeam-queue ArrayQueue ------------------------------------------------------------
 
@@ -249,6 +137,7 @@ impl Rx for rtrb::Consumer<u64> {
 }
 impl Flavor for Rtrb {
     const NAME: &'static str = "rtrb (SPSC)";
+    const SPSC: bool = true;
     type Tx = rtrb::Producer<u64>;
     type Rx = rtrb::Consumer<u64>;
     fn endpoints() -> (Self::Tx, Self::Rx) {
@@ -334,165 +223,231 @@ impl Flavor for StdSyncChannel {
     }
 }
 
-// ---- the measurements ----------------------------------------------------------------------
+// ---- kanal ---------------------------------------------------------------------------------
 
-/// Pins the calling thread to the `i`-th core of the process's allowed set (if there is one).
-fn pin(cores: &[core_affinity::CoreId], i: usize) {
-    if let Some(&id) = cores.get(i % cores.len().max(1)) {
-        core_affinity::set_for_current(id);
+/// kanal `bounded`, its sync API. A channel (one channel serves sync and async ends), not a
+/// ring: a `VecDeque` and the waiting senders/receivers behind one lock (its docs: `try_send`
+/// and `try_recv` "not lock-free"); `send`/`recv` block. `try_send` drops the value when the
+/// channel is full, so a retry that keeps it goes through `try_send_option`, the variant kanal
+/// documents for that. No batch send (its `drain_into` batches the receive side only): batch
+/// rows n/a.
+#[derive(Debug)]
+pub struct Kanal;
+
+impl Tx for kanal::Sender<u64> {
+    #[inline]
+    fn try_push(&mut self, v: u64) -> Result<(), u64> {
+        let mut slot = Some(v);
+        match self.try_send_option(&mut slot) {
+            Ok(true) => Ok(()),
+            _ => Err(slot.unwrap_or(v)),
+        }
+    }
+    fn push(&mut self, v: u64) {
+        self.send(v).expect("receivers outlive the run");
+    }
+}
+impl Rx for kanal::Receiver<u64> {
+    #[inline]
+    fn try_pop(&mut self) -> Option<u64> {
+        self.try_recv().ok().flatten()
+    }
+    fn pop(&mut self) -> u64 {
+        self.recv().expect("senders outlive the run")
+    }
+}
+impl Flavor for Kanal {
+    const NAME: &'static str = "kanal";
+    type Tx = kanal::Sender<u64>;
+    type Rx = kanal::Receiver<u64>;
+    fn endpoints() -> (Self::Tx, Self::Rx) {
+        kanal::bounded(CAPACITY)
     }
 }
 
-/// Runs `f` on a new thread pinned to core `i` (of `cores`) and returns its result. The calling
-/// thread's affinity is never changed: threads spawned later inherit their parent's affinity,
-/// so a pinned main thread would have put every thread of the unpinned 2P2C run on one core
-/// (it did, until this helper: that row measured four threads sharing one core).
-fn pinned<R: Send>(cores: &[core_affinity::CoreId], i: usize, f: impl FnOnce() -> R + Send) -> R {
-    thread::scope(|s| {
-        s.spawn(|| {
-            pin(cores, i);
-            f()
-        })
-        .join()
-        .expect("pinned thread")
-    })
-}
+// ---- flume ---------------------------------------------------------------------------------
 
-/// The process's allowed cores, read once before any thread is pinned.
-#[must_use]
-pub fn cores() -> Vec<core_affinity::CoreId> {
-    core_affinity::get_core_ids().unwrap_or_default()
-}
+/// flume `bounded`, its sync API (default features, so with its async support compiled in, as
+/// users get it). A channel: a queue behind a spin/mutex lock plus waiter lists; `send`/`recv`
+/// block. No batch send (`drain` empties the channel on the receive side only): batch rows n/a.
+#[derive(Debug)]
+pub struct Flume;
 
-/// (a) One thread pushes then pops `iters` times; returns the elapsed time.
-pub fn single_thread_pairs<F: Flavor>(iters: u64) -> Duration {
-    let (mut tx, mut rx) = F::endpoints();
-    let mut sum = 0u64;
-    let start = Instant::now();
-    for i in 0..iters {
-        tx.try_push(i).expect("room for one");
-        sum = sum.wrapping_add(rx.try_pop().expect("the value just pushed"));
+impl Tx for flume::Sender<u64> {
+    #[inline]
+    fn try_push(&mut self, v: u64) -> Result<(), u64> {
+        self.try_send(v).map_err(flume::TrySendError::into_inner)
     }
-    let elapsed = start.elapsed();
-    assert_eq!(sum, (0..iters).fold(0u64, u64::wrapping_add));
-    elapsed
+    fn push(&mut self, v: u64) {
+        self.send(v).expect("receivers outlive the run");
+    }
+}
+impl Rx for flume::Receiver<u64> {
+    #[inline]
+    fn try_pop(&mut self) -> Option<u64> {
+        self.try_recv().ok()
+    }
+    fn pop(&mut self) -> u64 {
+        self.recv().expect("senders outlive the run")
+    }
+}
+impl Flavor for Flume {
+    const NAME: &'static str = "flume";
+    type Tx = flume::Sender<u64>;
+    type Rx = flume::Receiver<u64>;
+    fn endpoints() -> (Self::Tx, Self::Rx) {
+        flume::bounded(CAPACITY)
+    }
 }
 
-/// (b) One producer and one consumer on different cores move `msgs` values, spinning on full
-/// and empty; `batch` > 1 uses the batch API. Returns the elapsed time.
-pub fn spsc_throughput<F: Flavor>(
-    cores: &[core_affinity::CoreId],
-    msgs: u64,
-    batch: usize,
-) -> Duration {
-    let (mut tx, mut rx) = F::endpoints();
-    let start = Arc::new(Barrier::new(2));
-    let producer = {
-        let (start, cores) = (Arc::clone(&start), cores.to_vec());
-        thread::spawn(move || {
-            pin(&cores, 0);
-            start.wait();
-            let mut next = 0;
-            while next < msgs {
-                let n = if batch > 1 {
-                    tx.try_push_batch(next, msgs, batch) as u64
-                } else {
-                    u64::from(tx.try_push(next).is_ok())
-                };
-                if n == 0 {
-                    spin_loop();
-                }
-                next += n;
-            }
-        })
-    };
-    let (elapsed, sum) = pinned(cores, 1, || {
-        start.wait();
-        let t0 = Instant::now();
-        let (mut got, mut sum) = (0u64, 0u64);
-        while got < msgs {
-            let n = if batch > 1 {
-                rx.try_pop_batch(batch, &mut sum) as u64
-            } else {
-                match rx.try_pop() {
-                    Some(v) => {
-                        sum = sum.wrapping_add(v);
-                        1
-                    }
-                    None => 0,
-                }
-            };
-            if n == 0 {
-                spin_loop();
-            }
-            got += n;
-        }
-        (t0.elapsed(), sum)
-    });
-    producer.join().expect("producer");
-    assert_eq!(
-        sum,
-        (0..msgs).fold(0u64, u64::wrapping_add),
-        "{}: lost or duplicated",
-        F::NAME
-    );
-    elapsed
+// ---- concurrent-queue ----------------------------------------------------------------------
+
+/// concurrent-queue's `ConcurrentQueue::bounded` (smol's queue under async-channel): a
+/// per-slot-stamp MPMC ring like `ArrayQueue`. It has no blocking API (smol pairs it with
+/// `event-listener`), so the 2P2C row waits with spin-then-yield, as for `ArrayQueue`; no batch
+/// API: batch rows n/a.
+#[derive(Debug)]
+pub struct ConcurrentQueue;
+/// Both ends of a `ConcurrentQueue`.
+#[derive(Clone, Debug)]
+pub struct ConcurrentQueueEnd(Arc<concurrent_queue::ConcurrentQueue<u64>>);
+
+impl Tx for ConcurrentQueueEnd {
+    #[inline]
+    fn try_push(&mut self, v: u64) -> Result<(), u64> {
+        self.0
+            .push(v)
+            .map_err(concurrent_queue::PushError::into_inner)
+    }
+}
+impl Rx for ConcurrentQueueEnd {
+    #[inline]
+    fn try_pop(&mut self) -> Option<u64> {
+        self.0.pop().ok()
+    }
+}
+impl Flavor for ConcurrentQueue {
+    const NAME: &'static str = "concurrent-queue";
+    type Tx = ConcurrentQueueEnd;
+    type Rx = ConcurrentQueueEnd;
+    fn endpoints() -> (Self::Tx, Self::Rx) {
+        let q = Arc::new(concurrent_queue::ConcurrentQueue::bounded(CAPACITY));
+        (ConcurrentQueueEnd(Arc::clone(&q)), ConcurrentQueueEnd(q))
+    }
 }
 
-/// (c) Ping-pong: a value goes A -> B and back, `rounds` times; returns each round trip.
-pub fn ping_pong<F: Flavor>(cores: &[core_affinity::CoreId], rounds: u64) -> Vec<Duration> {
-    let (mut to_b, mut at_b) = F::endpoints();
-    let (mut to_a, mut at_a) = F::endpoints();
-    let echo = {
-        let cores = cores.to_vec();
-        thread::spawn(move || {
-            pin(&cores, 1);
-            for _ in 0..rounds {
-                let v = loop {
-                    if let Some(v) = at_b.try_pop() {
-                        break v;
-                    }
-                    spin_loop();
-                };
-                while to_a.try_push(v).is_err() {
-                    spin_loop();
-                }
-            }
-        })
-    };
-    let trips = pinned(cores, 0, || {
-        let mut trips = Vec::with_capacity(rounds as usize);
-        for i in 0..rounds {
-            let t0 = Instant::now();
-            while to_b.try_push(i).is_err() {
-                spin_loop();
-            }
-            let back = loop {
-                if let Some(v) = at_a.try_pop() {
-                    break v;
-                }
-                spin_loop();
-            };
-            trips.push(t0.elapsed());
-            assert_eq!(back, i);
-        }
-        trips
-    });
-    echo.join().expect("echo");
-    trips
-}
+// ---- disruptor -----------------------------------------------------------------------------
 
-/// (d) 2 producers and 2 consumers (more threads than this machine's 2 cores), each using the
-/// flavour's blocking API (or spin-then-yield where it has none), unpinned, move `msgs` values
-/// in total. Returns the elapsed time.
-pub fn mpmc_blocking<F>(msgs: u64) -> Duration
+/// The `disruptor` crate (disruptor-rs), built with `build_multi_producer` (the issue asks for
+/// the multi-producer flavour; its single-producer builder would be faster in the 1P1C rows),
+/// consumed through its `EventPoller` API (the crate documents it as performing like its
+/// managed handler threads; it lets the harness own and pin the consumer thread as for every
+/// other peer).
+///
+/// Its model differs: a ring of pre-allocated events (here `u64`s made by the factory) that a
+/// producer overwrites in place through a closure, and consumers that each see EVERY event
+/// (broadcast), each gating the producers, rather than competing for them. So:
+/// - push is `try_publish(|e| *e = v)`; batches are `try_batch_publish(n, ..)`, shrunk by the
+///   `MissingFreeSlots` count it reports when the whole batch does not fit (as pc and rtrb push
+///   what fits);
+/// - consumers take what is published with `poll()` (the first way its docs show, and what its
+///   handler threads do), in the single and the batch 1P1C rows alike: up to the whole ring,
+///   where pc and rtrb take at most the row's batch. That favours it, and is its model: with
+///   `take(1)` per message (or `take(batch)`) it measured 0.4 M msg/s (13–34 M) here, because
+///   the multi-producer barrier finds the newest published event by walking one availability
+///   bit per event from the consumer's position on every take, so a consumer that takes less
+///   than the backlog pays for the backlog again and again. Where only one event can be there
+///   (ping-pong, single-thread push+pop) pop is `take(1)`;
+/// - it has no blocking publish (`publish` busy-spins on a full ring) and pollers no wait, so
+///   the 2P2C row waits with the harness's spin-then-yield, like the other peers without one;
+/// - 2P2C has two pollers that each read every event and keep the ones at their parity
+///   (position % 2), the Disruptor's way of sharing work among consumers ([`mpmc_disruptor`]),
+///   and a run ends with the crate's shutdown (last producer dropped) instead of stop values.
+#[derive(Debug)]
+pub struct Disruptor;
+
+impl<C: Send + Sync + 'static> Tx for disruptor::MultiProducer<u64, C>
 where
-    F: Flavor<Tx: Clone, Rx: Clone>,
+    Self: disruptor::Producer<u64>,
 {
+    #[inline]
+    fn try_push(&mut self, v: u64) -> Result<(), u64> {
+        use disruptor::Producer;
+        self.try_publish(|e| *e = v).map(drop).map_err(|_| v)
+    }
+    #[inline]
+    fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
+        use disruptor::Producer;
+        let mut n = max.min((end - next) as usize);
+        while n > 0 {
+            let written = self.try_batch_publish(n, |events| {
+                for (e, v) in events.zip(next..) {
+                    *e = v;
+                }
+            });
+            match written {
+                Ok(_) => return n,
+                Err(disruptor::MissingFreeSlots(missing)) => {
+                    n = n.saturating_sub(usize::try_from(missing).unwrap_or(usize::MAX));
+                }
+            }
+        }
+        0
+    }
+}
+
+/// The consumer end of a [`Disruptor`]: one event poller.
+pub type DisruptorRx = disruptor::EventPoller<u64, disruptor::MultiProducerBarrier>;
+
+impl Rx for DisruptorRx {
+    /// `take(1)`: one event per guard (ping-pong and single-thread rows, where one is there).
+    #[inline]
+    fn try_pop(&mut self) -> Option<u64> {
+        let mut events = self.take(1).ok()?;
+        (&mut events).next().copied()
+    }
+    /// All that is published, one event at a time: `poll()`, as its handler threads consume.
+    #[inline]
+    fn try_pop_some(&mut self, sum: &mut u64) -> usize {
+        let Ok(mut events) = self.poll() else {
+            return 0;
+        };
+        let mut n = 0;
+        for &v in &mut events {
+            *sum = sum.wrapping_add(v);
+            n += 1;
+        }
+        n
+    }
+    /// Also `poll()`: all that is published, not at most `max` (see [`Disruptor`]).
+    #[inline]
+    fn try_pop_batch(&mut self, _max: usize, sum: &mut u64) -> usize {
+        self.try_pop_some(sum)
+    }
+}
+impl Flavor for Disruptor {
+    const NAME: &'static str = "disruptor (MP)";
+    type Tx = disruptor::MultiProducer<u64, disruptor::SingleConsumerBarrier>;
+    type Rx = DisruptorRx;
+    fn endpoints() -> (Self::Tx, Self::Rx) {
+        // The wait strategy only applies to managed handler threads; pollers have none.
+        let (poller, builder) =
+            disruptor::build_multi_producer(CAPACITY, || 0u64, disruptor::BusySpin)
+                .new_event_poller();
+        (builder.build(), poller)
+    }
+}
+
+/// (d) for [`Disruptor`]: [`mpmc_blocking`]'s run (2 producers, 2 consumers, unpinned, `msgs`
+/// values in total, spin-then-yield waits) fitted to its model: two pollers each read every
+/// event and keep those at their parity; the run ends when both have seen the shutdown that
+/// dropping the last producer starts. Returns the elapsed time.
+pub fn mpmc_disruptor(msgs: u64) -> Duration {
     const SIDES: u64 = 2;
-    /// Tells a consumer to stop; never a real value (values are < msgs).
-    const STOP: u64 = u64::MAX;
-    let (tx, rx) = F::endpoints();
+    let (first, builder) =
+        disruptor::build_multi_producer(CAPACITY, || 0u64, disruptor::BusySpin).new_event_poller();
+    let (second, builder) = builder.new_event_poller();
+    let tx = builder.build();
     let start = Arc::new(Barrier::new(2 * SIDES as usize + 1));
     let producers: Vec<_> = (0..SIDES)
         .map(|p| {
@@ -505,16 +460,30 @@ where
             })
         })
         .collect();
-    let consumers: Vec<_> = (0..SIDES)
-        .map(|_| {
-            let (mut rx, start) = (rx.clone(), Arc::clone(&start));
+    // From now on only the producers hold handles: the last one to finish starts the shutdown.
+    drop(tx);
+    let consumers: Vec<_> = [first, second]
+        .into_iter()
+        .zip(0..)
+        .map(|(mut poller, shard)| {
+            let start = Arc::clone(&start);
             thread::spawn(move || {
                 start.wait();
-                let mut sum = 0u64;
+                let (mut sum, mut position) = (0u64, 0u64);
+                let backoff = Backoff::new();
                 loop {
-                    match rx.pop() {
-                        STOP => return sum,
-                        v => sum = sum.wrapping_add(v),
+                    match poller.poll() {
+                        Ok(mut events) => {
+                            for &v in &mut events {
+                                if position % SIDES == shard {
+                                    sum = sum.wrapping_add(v);
+                                }
+                                position += 1;
+                            }
+                            backoff.reset();
+                        }
+                        Err(disruptor::Polling::NoEvents) => backoff.snooze(),
+                        Err(disruptor::Polling::Shutdown) => return sum,
                     }
                 }
             })
@@ -525,10 +494,6 @@ where
     for h in producers {
         h.join().expect("producer");
     }
-    let mut tx = tx;
-    for _ in 0..SIDES {
-        tx.push(STOP);
-    }
     let sum = consumers
         .into_iter()
         .map(|h| h.join().expect("consumer"))
@@ -538,15 +503,7 @@ where
         sum,
         (0..msgs).fold(0u64, u64::wrapping_add),
         "{}: lost or duplicated",
-        F::NAME
+        Disruptor::NAME
     );
     elapsed
-}
-
-/// The `q`-quantile (0..=1) of `samples`, which it sorts.
-#[must_use]
-pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort_unstable();
-    let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-    samples.get(i).copied().unwrap_or_default()
 }

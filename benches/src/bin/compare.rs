@@ -1,28 +1,91 @@
 //! Quick side-by-side comparison: short versions of the ring and token bucket benches (pc and
 //! its peers in the same run, interleaved, repeated), printed as one table: each measure, ours,
-//! the best peer, and the ratio (> 1 means pc is ahead).
+//! the best peer, and the ratio (> 1 means pc is ahead); or, with `--json`, as one JSON
+//! document with every sample, for keeping runs and diffing them.
 //!
-//! `cargo run --release -p pc-benches --bin compare [-- --repeats N] [--only WORD]`
-//!
-//! `--only WORD` runs just the sections whose names contain WORD (`single`, `1P1C`, `batch`,
-//! `ping-pong`, `2P2C`, `bucket`), for a quick look at one measure.
+//! `cargo run --release -p pc-benches --bin compare -- --help` prints the options.
 
 use std::time::Duration;
 
 use pc_benches::ring::{
-    self, ArrayQueue, CrossbeamChannel, Flavor, Heapless, Pc, Rtrb, StdSyncChannel,
+    self, ArrayQueue, ConcurrentQueue, CrossbeamChannel, Disruptor, Flavor, Flume, Heapless, Kanal,
+    Pc, Rtrb, StdSyncChannel,
 };
+use serde_json::{Value, json};
+
+const USAGE: &str = "\
+usage: compare [--repeats N] [--only WORD] [--json]
+       compare --help
+
+Short versions of the ring and token bucket benches: pc and every peer in one run, their
+runs interleaved (pc, peer1, peer2, .., pc, peer1, ..) and repeated; medians.
+
+  --repeats N   runs of each measure per crate (default 5)
+  --only WORD   only the measures whose names contain WORD: single (single-thread push+pop
+                and 1P1C single), 1P1C, batch, ping-pong, 2P2C, bucket, accuracy, ...
+  --json        print one JSON document (metadata; per measure and crate: every sample, the
+                median, and the ratio to the best MPMC peer) instead of the table
+  -h, --help    print this and exit
+
+Ring: capacity 1024, u64 messages; 1P1C and ping-pong sides pinned to two cores. Peers:
+crossbeam ArrayQueue, heapless mpmc, rtrb (SPSC: shown, not an MPMC peer), crossbeam-channel,
+std sync_channel, kanal, flume, concurrent-queue, disruptor (multi-producer). Peers without a
+batch API show n/a in the batch rows. Bucket: pc-core's TokenBucket against governor, same
+clock. Progress goes to stderr, results to stdout.";
+
+/// What kind of crate a result is from: the MPMC peers are what pc is ranked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// A multi-producer multi-consumer queue (or pc itself).
+    Mpmc,
+    /// Single-producer single-consumer only (rtrb): shown, not an MPMC peer.
+    Spsc,
+    /// A rate limiter (the bucket rows).
+    Limiter,
+}
 
 /// A named measurement to repeat: returns one sample.
-type Run<'a> = (&'static str, Box<dyn FnMut() -> f64 + 'a>);
+struct Run<'a> {
+    name: &'static str,
+    class: Class,
+    run: Box<dyn FnMut() -> f64 + 'a>,
+}
+
+/// A queue flavour's run.
+fn run<'a, F: Flavor>(f: impl FnMut() -> f64 + 'a) -> Run<'a> {
+    Run {
+        name: F::NAME,
+        class: if F::SPSC { Class::Spsc } else { Class::Mpmc },
+        run: Box::new(f),
+    }
+}
+
+/// A rate limiter's run.
+fn limiter<'a>(name: &'static str, f: impl FnMut() -> f64 + 'a) -> Run<'a> {
+    Run {
+        name,
+        class: Class::Limiter,
+        run: Box::new(f),
+    }
+}
+
+/// One crate's result in a row.
+struct Measured {
+    name: &'static str,
+    class: Class,
+    samples: Vec<f64>,
+    median: f64,
+}
 
 /// One table row: a measure, its unit, and whether bigger is better.
 struct Row {
     measure: String,
     unit: &'static str,
     higher_is_better: bool,
-    /// (name, median value) for pc first, then each peer.
-    results: Vec<(&'static str, f64)>,
+    /// pc first, then each peer.
+    results: Vec<Measured>,
+    /// Peers that cannot run this measure, and why (shown as n/a).
+    na: Vec<(&'static str, &'static str)>,
 }
 
 impl Row {
@@ -39,81 +102,143 @@ impl Row {
             unit,
             higher_is_better,
             results: crate::measure(repeats, runs),
+            na: Vec::new(),
+        }
+    }
+
+    fn with_na(mut self, na: &[(&'static str, &'static str)]) -> Self {
+        self.na.extend_from_slice(na);
+        self
+    }
+
+    /// The best of the peers (everything but pc, the first result) that `counts`.
+    fn best_peer(&self, counts: impl Fn(&Measured) -> bool) -> Option<&Measured> {
+        let peers = self.results[1..].iter().filter(|m| counts(m));
+        if self.higher_is_better {
+            peers.max_by(|a, b| a.median.total_cmp(&b.median))
+        } else {
+            peers.min_by(|a, b| a.median.total_cmp(&b.median))
+        }
+    }
+
+    /// `ours` against `theirs`, oriented so that > 1 means `ours` is ahead.
+    fn ratio(&self, ours: f64, theirs: f64) -> f64 {
+        if self.higher_is_better {
+            ours / theirs
+        } else {
+            theirs / ours
         }
     }
 }
 
+/// The median (the mean of the middle two for an even count).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    }
 }
 
 /// Runs each flavour's closure `repeats` times, interleaved (pc, peer1, .., pc, peer1, ..) so
-/// drifting machine load hits all alike; keeps the median of each.
-fn measure(repeats: usize, runs: &mut [Run<'_>]) -> Vec<(&'static str, f64)> {
+/// drifting machine load hits all alike; keeps every sample and the median of each.
+fn measure(repeats: usize, runs: &mut [Run<'_>]) -> Vec<Measured> {
     let mut samples = vec![Vec::new(); runs.len()];
     for _ in 0..repeats {
-        for (i, (_, run)) in runs.iter_mut().enumerate() {
-            samples[i].push(run());
+        for (i, r) in runs.iter_mut().enumerate() {
+            samples[i].push((r.run)());
         }
     }
     runs.iter()
         .zip(samples)
-        .map(|((name, _), s)| (*name, median(s)))
+        .map(|(r, s)| Measured {
+            name: r.name,
+            class: r.class,
+            median: median(s.clone()),
+            samples: s,
+        })
         .collect()
 }
 
 /// A 1P1C throughput run of flavour `F`: M msg/s.
 fn spsc<F: Flavor>(cores: &[core_affinity::CoreId], msgs: u64, batch: usize) -> Run<'_> {
-    (
-        F::NAME,
-        Box::new(move || per_sec(msgs, ring::spsc_throughput::<F>(cores, msgs, batch))),
-    )
+    run::<F>(move || per_sec(msgs, ring::spsc_throughput::<F>(cores, msgs, batch)))
 }
 
 /// A ping-pong run of flavour `F`: the `q`-quantile of its round trips, in ns.
 fn ping_pong<F: Flavor>(cores: &[core_affinity::CoreId], rounds: u64, q: f64) -> Run<'_> {
-    (
-        F::NAME,
-        Box::new(move || {
-            ring::quantile(&mut ring::ping_pong::<F>(cores, rounds), q).as_nanos() as f64
-        }),
-    )
+    run::<F>(move || ring::quantile(&mut ring::ping_pong::<F>(cores, rounds), q).as_nanos() as f64)
 }
 
 fn per_sec(msgs: u64, d: Duration) -> f64 {
     msgs as f64 / d.as_secs_f64() / 1e6
 }
 
-/// The value after flag `name` on the command line, if the flag is there; exits with a one-line
-/// error if the flag has no value.
-fn flag(name: &str) -> Option<String> {
-    let mut args = std::env::args().skip_while(|a| a != name);
-    args.next()?;
-    Some(args.next().unwrap_or_else(|| {
-        eprintln!("compare: {name} needs a value");
-        std::process::exit(2)
-    }))
+/// Exits with status 2 and one line on stderr.
+fn usage_error(msg: &str) -> ! {
+    eprintln!("compare: {msg} (see compare --help)");
+    std::process::exit(2)
 }
 
-fn main() {
-    if let Some(bad) = std::env::args()
-        .skip(1)
-        .step_by(2)
-        .find(|a| a != "--repeats" && a != "--only")
-    {
-        eprintln!("compare: unknown argument {bad:?} (usage: compare [--repeats N] [--only WORD])");
-        std::process::exit(2);
-    }
-    let repeats = flag("--repeats").map_or(5, |n| match n.parse() {
-        Ok(n) if n > 0 => n,
-        _ => {
-            eprintln!("compare: --repeats takes a positive number, not {n:?}");
-            std::process::exit(2)
+/// The command line.
+struct Options {
+    repeats: usize,
+    only: Option<String>,
+    json: bool,
+}
+
+fn parse_args(args: &[String]) -> Options {
+    let mut options = Options {
+        repeats: 5,
+        only: None,
+        json: false,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .unwrap_or_else(|| usage_error(&format!("{arg} needs a value")))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--json" => options.json = true,
+            "--repeats" => {
+                let n = value();
+                options.repeats = match n.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => usage_error(&format!("--repeats takes a positive number, not {n:?}")),
+                };
+            }
+            "--only" => options.only = Some(value()),
+            other => usage_error(&format!("unknown argument {other:?}")),
         }
-    });
-    let only = flag("--only");
-    macro_rules! flavours { ($f:ident, $($t:ty),*) => { [$((<$t>::NAME, Box::new(move || $f::<$t>()) as Box<dyn FnMut() -> f64>)),*] } }
+    }
+    options
+}
+
+/// Peers without a batch API, for the batch rows.
+const NO_BATCH_API: [(&str, &str); 7] = [
+    (ArrayQueue::NAME, "no batch API"),
+    (Heapless::NAME, "no batch API"),
+    (CrossbeamChannel::NAME, "no batch API"),
+    (StdSyncChannel::NAME, "no batch API"),
+    (Kanal::NAME, "no batch send (drain_into receives only)"),
+    (Flume::NAME, "no batch send (drain receives only)"),
+    (ConcurrentQueue::NAME, "no batch API"),
+];
+
+fn main() {
+    let command_line: Vec<String> = std::env::args().collect();
+    let options = parse_args(&command_line[1..]);
+    let repeats = options.repeats;
+    let only = options.only.clone();
+    macro_rules! flavours { ($f:ident, $($t:ty),*) => { [$(run::<$t>(move || $f::<$t>())),*] } }
     let wants = |section: &str| only.as_deref().is_none_or(|w| section.contains(w));
     let cores = ring::cores();
     let mut rows = Vec::new();
@@ -136,7 +261,11 @@ fn main() {
                 Heapless,
                 Rtrb,
                 CrossbeamChannel,
-                StdSyncChannel
+                StdSyncChannel,
+                Kanal,
+                Flume,
+                ConcurrentQueue,
+                Disruptor
             ),
         ));
     }
@@ -152,17 +281,26 @@ fn main() {
         }
         eprintln!("(b) {name} ...");
         let c = &cores;
-        let mut runs: Vec<Run<'_>> = vec![spsc::<Pc>(c, MSGS, batch), spsc::<Rtrb>(c, MSGS, batch)];
+        let mut runs: Vec<Run<'_>> = vec![
+            spsc::<Pc>(c, MSGS, batch),
+            spsc::<Rtrb>(c, MSGS, batch),
+            spsc::<Disruptor>(c, MSGS, batch),
+        ];
+        let mut na: &[_] = &NO_BATCH_API;
         if batch == 1 {
+            na = &[];
             runs.extend([
                 spsc::<ArrayQueue>(c, MSGS, 1),
                 spsc::<Heapless>(c, MSGS, 1),
                 spsc::<CrossbeamChannel>(c, MSGS, 1),
                 // std parks on every message: a fifth of the messages keeps its run short.
                 spsc::<StdSyncChannel>(c, MSGS / 5, 1),
+                spsc::<Kanal>(c, MSGS, 1),
+                spsc::<Flume>(c, MSGS, 1),
+                spsc::<ConcurrentQueue>(c, MSGS, 1),
             ]);
         }
-        rows.push(Row::measured(name, "M msg/s", true, repeats, &mut runs));
+        rows.push(Row::measured(name, "M msg/s", true, repeats, &mut runs).with_na(na));
     }
 
     if wants("ping-pong round trip") {
@@ -176,6 +314,10 @@ fn main() {
                 ping_pong::<Heapless>(c, ROUNDS, q),
                 ping_pong::<Rtrb>(c, ROUNDS, q),
                 ping_pong::<CrossbeamChannel>(c, ROUNDS, q),
+                ping_pong::<Kanal>(c, ROUNDS, q),
+                ping_pong::<Flume>(c, ROUNDS, q),
+                ping_pong::<ConcurrentQueue>(c, ROUNDS, q),
+                ping_pong::<Disruptor>(c, ROUNDS, q),
             ];
             rows.push(Row::measured(
                 format!("ping-pong round trip {label}"),
@@ -192,31 +334,52 @@ fn main() {
         fn d<F: Flavor<Tx: Clone, Rx: Clone>>() -> f64 {
             per_sec(MPMC_MSGS, ring::mpmc_blocking::<F>(MPMC_MSGS))
         }
+        let mut runs: Vec<Run<'_>> = flavours!(
+            d,
+            Pc,
+            CrossbeamChannel,
+            StdSyncChannel,
+            ArrayQueue,
+            Heapless,
+            Kanal,
+            Flume,
+            ConcurrentQueue
+        )
+        .into_iter()
+        .collect();
+        // The disruptor's consumers are pollers that each see every event: its own loop.
+        runs.push(run::<Disruptor>(|| {
+            per_sec(MPMC_MSGS, ring::mpmc_disruptor(MPMC_MSGS))
+        }));
         rows.push(Row::measured(
             "2P2C blocking (oversubscribed)",
             "M msg/s",
             true,
             repeats,
-            &mut flavours!(
-                d,
-                Pc,
-                CrossbeamChannel,
-                StdSyncChannel,
-                ArrayQueue,
-                Heapless
-            ),
+            &mut runs,
         ));
     }
     rows.extend(bucket_rows(repeats, &wants));
     if rows.is_empty() {
-        eprintln!(
-            "compare: no measure matches --only {:?}",
+        usage_error(&format!(
+            "no measure matches --only {:?}",
             only.unwrap_or_default()
-        );
-        std::process::exit(2);
+        ));
     }
 
-    print_table(&rows);
+    if options.json {
+        let doc = json!({
+            "tool": "pc-benches compare",
+            "metadata": metadata(&command_line, &options),
+            "measures": rows.iter().map(row_json).collect::<Vec<_>>(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON of plain values")
+        );
+    } else {
+        print_table(&rows);
+    }
 }
 
 /// The token bucket rows: pc-core's `TokenBucket` against governor's direct limiter, both on
@@ -242,14 +405,12 @@ fn bucket_rows(repeats: usize, wants: &dyn Fn(&str) -> bool) -> Vec<Row> {
             false,
             repeats,
             &mut [
-                (
-                    "pc-core",
-                    Box::new(|| ns_per_call(bucket::pc_uncontended(&ours, &clock, CALLS), CALLS)),
-                ),
-                (
-                    "governor",
-                    Box::new(|| ns_per_call(bucket::governor_uncontended(&governor, CALLS), CALLS)),
-                ),
+                limiter("pc-core", || {
+                    ns_per_call(bucket::pc_uncontended(&ours, &clock, CALLS), CALLS)
+                }),
+                limiter("governor", || {
+                    ns_per_call(bucket::governor_uncontended(&governor, CALLS), CALLS)
+                }),
             ],
         ));
     }
@@ -263,20 +424,14 @@ fn bucket_rows(repeats: usize, wants: &dyn Fn(&str) -> bool) -> Vec<Row> {
             false,
             repeats,
             &mut [
-                (
-                    "pc-core",
-                    Box::new(|| {
-                        let d = bucket::pc_counter_clock(&ours, &mut now, LOGIC_CALLS);
-                        ns_per_call(d, LOGIC_CALLS)
-                    }),
-                ),
-                (
-                    "governor",
-                    Box::new(|| {
-                        let d = bucket::governor_uncontended(&governor, LOGIC_CALLS);
-                        ns_per_call(d, LOGIC_CALLS)
-                    }),
-                ),
+                limiter("pc-core", || {
+                    let d = bucket::pc_counter_clock(&ours, &mut now, LOGIC_CALLS);
+                    ns_per_call(d, LOGIC_CALLS)
+                }),
+                limiter("governor", || {
+                    let d = bucket::governor_uncontended(&governor, LOGIC_CALLS);
+                    ns_per_call(d, LOGIC_CALLS)
+                }),
             ],
         ));
     }
@@ -290,14 +445,12 @@ fn bucket_rows(repeats: usize, wants: &dyn Fn(&str) -> bool) -> Vec<Row> {
             true,
             repeats,
             &mut [
-                (
-                    "pc-core",
-                    Box::new(|| per_sec(CALLS, bucket::pc_contended(&ours, &clock, CALLS))),
-                ),
-                (
-                    "governor",
-                    Box::new(|| per_sec(CALLS, bucket::governor_contended(&governor, CALLS))),
-                ),
+                limiter("pc-core", || {
+                    per_sec(CALLS, bucket::pc_contended(&ours, &clock, CALLS))
+                }),
+                limiter("governor", || {
+                    per_sec(CALLS, bucket::governor_contended(&governor, CALLS))
+                }),
             ],
         ));
     }
@@ -313,8 +466,8 @@ fn bucket_rows(repeats: usize, wants: &dyn Fn(&str) -> bool) -> Vec<Row> {
                 run.burst
             ), "%", true, repeats,
                 &mut [
-                    ("pc-core", Box::new(|| accuracy(run.pc(&clock)))),
-                    ("governor", Box::new(|| accuracy(run.governor(&clock)))),
+                    limiter("pc-core", || accuracy(run.pc(&clock))),
+                    limiter("governor", || accuracy(run.governor(&clock))),
                 ]));
     }
     rows
@@ -324,22 +477,18 @@ fn print_table(rows: &[Row]) {
     println!("| measure | unit | pc | best peer | peer | ratio (pc vs best) |");
     println!("|---|---|---:|---:|---|---:|");
     for row in rows {
-        let (_, ours) = row.results[0];
-        let peers = &row.results[1..];
-        let best = if row.higher_is_better {
-            peers.iter().max_by(|a, b| a.1.total_cmp(&b.1))
-        } else {
-            peers.iter().min_by(|a, b| a.1.total_cmp(&b.1))
-        };
-        let Some(&(name, best)) = best else { continue };
-        let ratio = if row.higher_is_better {
-            ours / best
-        } else {
-            best / ours
+        let ours = row.results[0].median;
+        let Some(best) = row.best_peer(|_| true) else {
+            continue;
         };
         println!(
             "| {} | {} | {:.2} | {:.2} | {} | {:.2}x |",
-            row.measure, row.unit, ours, best, name, ratio
+            row.measure,
+            row.unit,
+            ours,
+            best.median,
+            best.name,
+            row.ratio(ours, best.median)
         );
     }
     println!();
@@ -348,8 +497,117 @@ fn print_table(rows: &[Row]) {
         let all: Vec<String> = row
             .results
             .iter()
-            .map(|(n, v)| format!("{n} {v:.2}"))
+            .map(|m| format!("{} {:.2}", m.name, m.median))
+            .chain(row.na.iter().map(|(name, _)| format!("{name} n/a")))
             .collect();
         println!("- {} ({}): {}", row.measure, row.unit, all.join(", "));
     }
+}
+
+/// One measure as JSON: every crate's samples and median, and its ratio to the best MPMC peer
+/// (and to the best peer of any kind), oriented so that > 1 means that crate is ahead.
+fn row_json(row: &Row) -> Value {
+    let best_mpmc = row.best_peer(|m| m.class == Class::Mpmc);
+    let best_any = row.best_peer(|_| true);
+    let summary = |m: Option<&Measured>| m.map(|m| json!({"crate": m.name, "median": m.median}));
+    let mut results: Vec<Value> = row
+        .results
+        .iter()
+        .map(|m| {
+            json!({
+                "crate": m.name,
+                "kind": match m.class {
+                    Class::Mpmc => "mpmc",
+                    Class::Spsc => "spsc",
+                    Class::Limiter => "rate limiter",
+                },
+                "samples": m.samples,
+                "median": m.median,
+                "ratio_vs_best_mpmc_peer": best_mpmc.map(|b| row.ratio(m.median, b.median)),
+                "ratio_vs_best_peer": best_any.map(|b| row.ratio(m.median, b.median)),
+            })
+        })
+        .collect();
+    results.extend(
+        row.na
+            .iter()
+            .map(|(name, why)| json!({"crate": name, "median": null, "n/a": why})),
+    );
+    json!({
+        "measure": row.measure,
+        "unit": row.unit,
+        "higher_is_better": row.higher_is_better,
+        "best_mpmc_peer": summary(best_mpmc),
+        "best_peer": summary(best_any),
+        "results": results,
+    })
+}
+
+/// Where and how the run was made.
+fn metadata(command_line: &[String], options: &Options) -> Value {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR")])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    json!({
+        "date_utc": utc_now(),
+        "cpu_model": cpu_model(),
+        "cpus_available": std::thread::available_parallelism().map(usize::from).ok(),
+        "rustc": env!("PC_BENCHES_RUSTC"),
+        "profile": if cfg!(debug_assertions) { "debug (numbers meaningless)" } else { "release" },
+        "git_commit": git(&["rev-parse", "HEAD"]),
+        // At run time: a dirty tree means the binary may hold uncommitted changes.
+        "git_dirty": git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()),
+        "command_line": command_line,
+        "repeats": options.repeats,
+        "only": options.only,
+        "ring_capacity": ring::CAPACITY,
+        "message": "u64",
+    })
+}
+
+/// The CPU's model name, from /proc/cpuinfo, else from `lscpu`.
+fn cpu_model() -> Option<String> {
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| field(&t, "model name"))
+        .or_else(|| {
+            let out = std::process::Command::new("lscpu").output().ok()?;
+            field(&String::from_utf8_lossy(&out.stdout), "Model name")
+        })
+}
+
+/// Now, in UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), for days >= 0.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

@@ -44,7 +44,10 @@ fn parse() -> Result<Args, String> {
             std::process::exit(0);
         }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag} {v}: not a number"));
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag} {v}: not a number"))
+        };
         match flag.as_str() {
             "--db" => a.db = value,
             "--messages" => a.messages = num(&value)?,

@@ -1,0 +1,25 @@
+//! The A/B binary: two builds of pc-core linked into one process (`pc_core_a`, `pc_core_b`,
+//! both the package `pc-core` from two source trees), measured by the ring comparisons' own
+//! loops. Built by `benches/ab/ab.sh`, which generates its Cargo.toml; see `ab.sh --help`.
+//!
+//! Everything but the two flavours lives in pc-benches (`src/ab.rs`, `src/ring/harness.rs`,
+//! `src/ring/pc_flavor.rs`), compiled here by path, so pc-benches' clippy and tests cover it.
+
+// Shared with pc-benches, which uses all of it; this binary uses part.
+#[allow(dead_code)]
+#[path = "../../src/ring/harness.rs"]
+mod harness;
+
+#[path = "../../src/ab.rs"]
+mod ab;
+
+#[macro_use]
+#[path = "../../src/ring/pc_flavor.rs"]
+mod pc_flavor;
+
+pc_flavor!(A, AEnd, pc_core_a, "A");
+pc_flavor!(B, BEnd, pc_core_b, "B");
+
+fn main() {
+    ab::main::<A, B>();
+}

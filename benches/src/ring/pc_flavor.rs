@@ -1,0 +1,61 @@
+//! pc's ring as a [`Flavor`](crate::harness::Flavor), written once as a macro over the crate
+//! name, so that the A/B tool (`benches/ab/`) can instantiate it for two builds of pc-core
+//! (`pc_core_a`, `pc_core_b`) exactly as `compare` and the criterion benches use the one in
+//! the workspace. The invoking crate must have the harness at `crate::harness`.
+
+/// `pc_flavor!(Flavor, End, crate_name, "row label")`: a `Flavor` named `Flavor` over
+/// `crate_name::HeapRing<u64>`, both ends an `End` (the ring, shared).
+macro_rules! pc_flavor {
+    ($flavor:ident, $end:ident, $krate:ident, $name:expr) => {
+        /// pc-core's ring (see the `pc_flavor!` macro).
+        #[derive(Debug)]
+        pub struct $flavor;
+
+        /// Both ends of pc's ring: the ring itself, shared.
+        #[derive(Clone, Debug)]
+        pub struct $end(::std::sync::Arc<$krate::HeapRing<u64>>);
+
+        impl crate::harness::Tx for $end {
+            #[inline]
+            fn try_push(&mut self, v: u64) -> Result<(), u64> {
+                self.0.try_push(v).map_err($krate::PushError::into_inner)
+            }
+            #[inline]
+            fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
+                let mut items = next..end.min(next + max as u64);
+                self.0.try_push_batch(&mut items).unwrap_or(0)
+            }
+            fn push(&mut self, v: u64) {
+                self.0.push(v).expect("never closed while benchmarking");
+            }
+        }
+
+        impl crate::harness::Rx for $end {
+            #[inline]
+            fn try_pop(&mut self) -> Option<u64> {
+                self.0.try_pop().ok()
+            }
+            #[inline]
+            fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
+                let mut adder = crate::harness::Adder::new(sum);
+                let _ = self.0.try_pop_batch(&mut adder, max);
+                adder.count()
+            }
+            fn pop(&mut self) -> u64 {
+                self.0.pop().expect("never closed while benchmarking")
+            }
+        }
+
+        impl crate::harness::Flavor for $flavor {
+            const NAME: &'static str = $name;
+            type Tx = $end;
+            type Rx = $end;
+            fn endpoints() -> ($end, $end) {
+                let ring = ::std::sync::Arc::new($krate::HeapRing::with_capacity(
+                    crate::harness::CAPACITY,
+                ));
+                ($end(::std::sync::Arc::clone(&ring)), $end(ring))
+            }
+        }
+    };
+}

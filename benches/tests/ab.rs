@@ -1,0 +1,37 @@
+//! The A/B driver (`pc_benches::ab`, compiled into `benches/ab/`'s binary too), with pc's ring
+//! as both A and B: its workloads check their sums and its pairs alternate.
+
+use pc_benches::ab::{self, SCENARIOS, WORKLOADS};
+use pc_benches::harness::{self, Flavor};
+use pc_benches::ring::Pc;
+
+#[test]
+fn median_odd_even_empty() {
+    assert_eq!(ab::median(&[3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(ab::median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    assert!(ab::median(&[]).is_nan());
+}
+
+#[test]
+fn workloads_check_their_sums() {
+    for (kind, _) in WORKLOADS {
+        let (mut tx, mut rx) = Pc::endpoints();
+        let ops = 4 * harness::CAPACITY as u64;
+        let sum = ab::ab_workload::<Pc>(&mut tx, &mut rx, kind, ops);
+        assert_eq!(sum, (0..ops).sum::<u64>(), "{kind}");
+    }
+}
+
+#[test]
+fn pairs_alternate_and_compare_a_build_with_itself() {
+    let cores = harness::cores();
+    for s in &SCENARIOS {
+        let p = ab::run_pairs::<Pc, Pc>(s, &cores, 2, 0.0001);
+        assert_eq!((p.a.len(), p.b.len()), (2, 2), "{}", s.name);
+        assert!(
+            p.ratios().iter().all(|r| r.is_finite() && *r > 0.0),
+            "{}",
+            s.name
+        );
+    }
+}
