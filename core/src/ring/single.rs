@@ -59,13 +59,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             match classify(stamp, tail) {
                 Seen::Ready => {
-                    // Relaxed: claims position `tail`, nothing more. The value is ordered by
-                    // the slot stamp (Acquire above, Release below), and the wait handshake
-                    // has its own word (wait.rs).
+                    // SeqCst: claims position `tail`; SeqCst only for the wait handshake
+                    // (wait.rs) - the data itself is ordered by the slot stamp.
                     match self.tail.index.compare_exchange_weak(
                         tail,
                         tail.wrapping_add(ONE),
-                        Ordering::Relaxed,
+                        Ordering::SeqCst,
                         Ordering::Relaxed,
                     ) {
                         Ok(_) => {
@@ -74,7 +73,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             // Release publishes the value; pairs with the Acquire stamp load in
                             // pop.
                             slot.stamp.store(tail.wrapping_add(ONE), PUBLISH);
-                            self.tail.waiters.notify(1);
+                            self.tail.waiters.notify();
                             return Ok(());
                         }
                         Err(current) => tail = current,
@@ -119,13 +118,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 classify(stamp, expected)
             } {
                 Seen::Ready => {
-                    // Release: claims position `head`, and makes this pop's Acquire of the
-                    // slot (and so the push's claim of `head`) visible to `len`'s Acquire head
-                    // load, which then never reads a tail below the head.
+                    // SeqCst: claims position `head`; SeqCst only for the wait handshake.
                     match self.head.index.compare_exchange_weak(
                         head,
                         head.wrapping_add(ONE),
-                        Ordering::Release,
+                        Ordering::SeqCst,
                         Ordering::Relaxed,
                     ) {
                         Ok(_) => {
@@ -140,7 +137,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             // stamp load in push, ordering our read before its write.
                             slot.stamp
                                 .store(head.wrapping_add(self.lap()), Ordering::Release);
-                            self.head.waiters.notify(1);
+                            self.head.waiters.notify();
                             match value {
                                 Some(v) => return Ok(v),
                                 None => head = head.wrapping_add(ONE),
@@ -164,7 +161,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         if self.head.closed.load(Ordering::Acquire) == 0 {
             return PopError::Empty;
         }
-        // Acquire pairs with the Release fetch_or in `close`; once marked, the tail is final.
+        // Acquire pairs with the SeqCst fetch_or in `close`; once marked, the tail is final.
         let tail = self.tail.index.load(Ordering::Acquire);
         if tail & MARK != 0 && tail & !MARK == head {
             // Closed, and every claimed position is below `head`: consumed or being consumed.
