@@ -155,9 +155,9 @@ pub struct RunArgs {
     )]
     pub batch_size: u64,
 
-    /// Longest time in milliseconds a consumer gathers more records while the sink is busy
-    /// with another commit; a free sink gets the batch at once (fractions allowed; 0 = never
-    /// gather)
+    /// By default batches adapt: a free sink gets a batch at once, and a consumer gathers more
+    /// only while the sink is busy, for up to 2 ms. Given, a consumer waits up to MS for its
+    /// batch to fill, busy or not (fractions allowed; 0 = commit whatever is ready)
     #[arg(
         long,
         value_name = "MS",

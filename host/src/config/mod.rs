@@ -69,6 +69,9 @@ pub struct Config {
     pub capacity: usize,
     pub batch_size: usize,
     pub batch_wait: Duration,
+    /// `--batch-wait-ms` was given: a batch waits up to `batch_wait` to fill whether or not the
+    /// sink is busy. By default batches adapt: see `consumer::Consumer::fill`.
+    pub batch_wait_fixed: bool,
     pub payload_size: usize,
     pub max_record_bytes: usize,
     pub synchronous: Synchronous,
@@ -209,7 +212,9 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         1,
         MAX_BATCH,
     )?;
-    let batch_wait = millis(&l.pick("batch_wait_ms", a.batch_wait_ms))?;
+    let batch_wait_picked = l.pick("batch_wait_ms", a.batch_wait_ms);
+    let batch_wait_fixed = !matches!(batch_wait_picked.from, layers::Origin::Default);
+    let batch_wait = millis(&batch_wait_picked)?;
     let payload = l.pick("payload_size", a.payload_size);
     if payload.value > MAX_PAYLOAD {
         return err(format!(
@@ -287,6 +292,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         capacity: capacity_n as usize,
         batch_size,
         batch_wait,
+        batch_wait_fixed,
         payload_size,
         max_record_bytes,
         synchronous: a.synchronous,

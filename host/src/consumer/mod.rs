@@ -29,6 +29,9 @@ pub struct Consumer<'a, S> {
     pub clock: &'a Clock,
     pub batch_size: usize,
     pub batch_wait: Duration,
+    /// Wait up to `batch_wait` for the batch to fill even while the sink is free
+    /// (`--batch-wait-ms` given); otherwise gather only while it is busy.
+    pub batch_wait_fixed: bool,
     /// Messages intended before this instant are left out of the latency histogram.
     pub warmup_end_ns: u64,
     pub stats: &'a ConsumerStats,
@@ -75,16 +78,18 @@ impl<S: Sink> Consumer<'_, S> {
     /// Takes what the ring holds (waiting for at least one record); then, only while the sink
     /// is busy committing someone else's batch (or checkpointing), gathers more, up to
     /// `batch_size` records or `batch_wait`. A free sink gets the batch at once: batches grow
-    /// with the load (while commits are in flight) instead of waiting a fixed time.
+    /// with the load (while commits are in flight) instead of waiting a fixed time. With
+    /// `batch_wait_fixed` (`--batch-wait-ms` given) it gathers up to `batch_wait` regardless.
     fn fill(&self, batch: &mut Vec<Record>) -> bool {
         if self.ring.pop_batch(batch, self.batch_size).is_err() {
             return true;
         }
         let mut taken = batch.len();
         let mut closed = false;
-        if !self.batch_wait.is_zero() && batch.len() < self.batch_size && self.sink.is_busy() {
+        let gather = || self.batch_wait_fixed || self.sink.is_busy();
+        if !self.batch_wait.is_zero() && batch.len() < self.batch_size && gather() {
             let deadline = Instant::now() + self.batch_wait;
-            while batch.len() < self.batch_size && self.sink.is_busy() {
+            while batch.len() < self.batch_size && gather() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;

@@ -61,16 +61,21 @@ pub fn header(
         }
         _ => String::new(),
     };
+    let wait_ms = cfg.batch_wait.as_secs_f64() * 1000.0;
+    let batching = if cfg.batch_wait_fixed {
+        format!("each waiting up to {wait_ms} ms to fill")
+    } else {
+        format!("grown for up to {wait_ms} ms while the sink is busy")
+    };
     let mut s = format!(
         "pc-host run {run_id} -> {}{durability}\n  \
          {from}, {}, {rate}, {stop}\n  \
-         ring {} slots; batches of up to {} rows, grown for up to {} ms while the sink is busy; warm-up {} s; {progress}\n  \
+         ring {} slots; batches of up to {} rows, {batching}; warm-up {} s; {progress}\n  \
          pinning: {pinning}",
         cfg.sink,
         summary::plural(cfg.consumers, "consumer"),
         cfg.capacity,
         cfg.batch_size,
-        cfg.batch_wait.as_secs_f64() * 1000.0,
         cfg.warmup.as_secs_f64(),
     );
     s.push_str("\n  ");

@@ -337,6 +337,7 @@ fn spawn_consumers<'scope>(
                 clock: sh.cx.clock,
                 batch_size: sh.cfg.batch_size,
                 batch_wait: sh.cfg.batch_wait,
+                batch_wait_fixed: sh.cfg.batch_wait_fixed,
                 warmup_end_ns: sh.warmup_end_ns,
                 stats: &sh.stats.consumers[i],
                 gate: (!sh.cfg.generated()).then_some(&sh.gate),
