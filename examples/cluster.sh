@@ -273,6 +273,14 @@ for ((i = 1; i <= consumers; i++)); do
     in_ns "$ns_cons" "$pc_host" --source "$source" --db "$work/out.db" \
         </dev/null >"consumer-$i.log" 2>&1 &
     pids+=($!)
+    # The first one creates the database; the others start once it has (its header line), so
+    # that two processes never create one new SQLite file at the same moment.
+    tries=0
+    while ((i == 1)) && ! grep -q "^pc-host run" "consumer-1.log" 2>/dev/null; do
+        kill -0 "${pids[0]}" 2>/dev/null || break
+        ((++tries < 600)) || break
+        sleep 0.05
+    done
 done
 all_ok consumer "${pids[@]}" || exit 1
 stored=0

@@ -175,7 +175,13 @@ fn two_publishers_and_two_consumers_store_every_record_exactly_once() {
     assert_eq!(stream.messages(), 7002);
     let source = stream.source("consumer=shared&until=empty");
     let args = ["--source", source.as_str(), "--db", "out.db"];
-    let (c, d) = (start(&s, &args), start(&s, &args));
+    // The first creates the database; the second starts once it has (its header), so two
+    // processes never create one new SQLite file at the same moment.
+    let mut c = start(&s, &args);
+    c.err.wait("the first consumer's header", |l| {
+        l.starts_with("pc-host run")
+    });
+    let d = start(&s, &args);
     let (c, d) = (finish_json(c), finish_json(d));
     assert_eq!(u(&c, "stored") + u(&d, "stored"), 7000, "{c}\n{d}");
     assert_eq!(rows(&s.path("out.db")), 7000);

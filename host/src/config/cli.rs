@@ -93,14 +93,16 @@ pub struct VerifyArgs {
 /// the option is off when not given).
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Where records come from: `generate` (synthetic messages), `stdin` (or `-`), or
-    /// `file:PATH[?follow=true][&format=text|jsonl|dead-letter]`; repeat for several files [default:
-    /// generate]
+    /// Where records come from: `generate` (synthetic messages), `stdin` (or `-`),
+    /// `file:PATH[?follow=true][&format=text|jsonl|dead-letter]` (repeat for several files), or
+    /// `nats://HOST:PORT/STREAM[?consumer=NAME][&until=empty][&ack_wait=30s]` (a JetStream
+    /// durable consumer) [default: generate]
     #[arg(long, value_name = "URL", env = "PC_HOST_SOURCE", action = ArgAction::Append)]
     pub source: Vec<String>,
 
-    /// Where records go: `sqlite:PATH`, `postgres://USER@HOST:PORT/DB` or
-    /// `mysql://USER@HOST:PORT/DB` [default: sqlite:pc-host.db]
+    /// Where records go: `sqlite:PATH`, `postgres://USER@HOST:PORT/DB`,
+    /// `mysql://USER@HOST:PORT/DB`, or `nats://HOST:PORT/SUBJECT[?stream=NAME]` (published to
+    /// JetStream) [default: sqlite:pc-host.db]
     #[arg(long, value_name = "URL", env = "PC_HOST_SINK")]
     pub sink: Option<String>,
 

@@ -211,7 +211,10 @@ impl Summary {
                 "  read          {} records, {} bytes from {}",
                 ingest.read,
                 ingest.read_bytes,
-                if self.nats.is_some() {
+                if self
+                    .nats
+                    .is_some_and(|n| n.published == 0 && n.delivered > 0)
+                {
                     "NATS".to_string()
                 } else {
                     plural(ingest.inputs.len(), "input")
@@ -377,7 +380,7 @@ impl Summary {
                     n.published, n.publish_duplicates
                 );
             }
-            if n.delivered > 0 || self.ingest.is_some() {
+            if n.delivered > 0 || !self.db.starts_with("nats://") {
                 let _ = writeln!(
                     s,
                     "  NATS          delivered {} ({} redelivered), acked {}, handed back {}",
