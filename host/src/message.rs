@@ -49,6 +49,23 @@ pub struct Delivery {
     pub ack: String,
 }
 
+impl Record {
+    /// The run of the key a broker delivery is stored once by ([`Delivery::key_run`]); 0 for
+    /// a record that is not a delivery, or a stream's message.
+    pub fn key_run(&self) -> i64 {
+        self.delivery.as_ref().map_or(0, |d| d.key_run)
+    }
+
+    /// The run whose row this record becomes, when the writing run is `own`: the publishing
+    /// run for a record pc-host published, otherwise `own`.
+    pub fn row_run(&self, own: i64) -> i64 {
+        match self.key_run() {
+            0 => own,
+            publisher => publisher,
+        }
+    }
+}
+
 /// Acknowledges broker deliveries once the run has settled them.
 pub trait Acknowledge: Sync + std::fmt::Debug {
     /// `records` were settled: `kept` when stored (or found already stored) or dead-lettered,

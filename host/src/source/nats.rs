@@ -290,20 +290,12 @@ impl NatsSource<'_> {
         let identity = headers.and_then(nats::record_identity);
         let (key_run, producer, seq, created_at) = match identity {
             Some((run, producers, producer, seq, created)) => {
-                let local = match origins.get(&run) {
-                    Some(&id) => id,
-                    None => {
-                        let origin = Origin {
-                            run,
-                            producers,
-                            started_at: created,
-                        };
-                        let id = self.positions.origin_run(&origin)?;
-                        origins.insert(run, id);
-                        id
-                    }
+                let origin = Origin {
+                    run,
+                    producers,
+                    started_at: created,
                 };
-                (local, producer, seq, created)
+                (self.local_run(origins, &origin)?, producer, seq, created)
             }
             None => (0, self.stream_input, stream_seq, published),
         };
@@ -322,6 +314,17 @@ impl NatsSource<'_> {
         }))
     }
 
+    /// The run that holds `origin`'s records in the sink (recorded there the first time this
+    /// source sees it), cached in `origins`.
+    fn local_run(&self, origins: &mut HashMap<i64, i64>, origin: &Origin) -> anyhow::Result<i64> {
+        if let Some(&id) = origins.get(&origin.run) {
+            return Ok(id);
+        }
+        let id = self.positions.origin_run(origin)?;
+        origins.insert(origin.run, id);
+        Ok(id)
+    }
+
     /// Records a publishing run's end (its figures, for `verify`).
     fn record_run_end(
         &self,
@@ -335,19 +338,12 @@ impl NatsSource<'_> {
             .map_err(|_| anyhow!("NATS: a run's end names no run (`{run}`)"))?;
         let end: OriginEnd = serde_json::from_slice(payload)
             .map_err(|e| anyhow!("NATS: run {run}'s end is not readable: {e}"))?;
-        let local = match origins.get(&run) {
-            Some(&id) => id,
-            None => {
-                let origin = Origin {
-                    run,
-                    producers: u32::try_from(end.per_producer.len()).unwrap_or(u32::MAX),
-                    started_at: published,
-                };
-                let id = self.positions.origin_run(&origin)?;
-                origins.insert(run, id);
-                id
-            }
+        let origin = Origin {
+            run,
+            producers: u32::try_from(end.per_producer.len()).unwrap_or(u32::MAX),
+            started_at: published,
         };
+        let local = self.local_run(origins, &origin)?;
         self.positions.origin_ended(local, &end)
     }
 
@@ -443,9 +439,9 @@ pub struct NatsAcks {
 impl Acknowledge for NatsAcks {
     fn settled(&self, records: &[&Record], kept: bool) {
         if kept {
-            publish_to_replies(&self.client, records, bytes::Bytes::from_static(b"+ACK"));
-            let n = records.iter().filter(|r| r.delivery.is_some()).count();
-            NatsStats::add(&self.stats.acked, n as u64);
+            let sent =
+                publish_to_replies(&self.client, records, bytes::Bytes::from_static(b"+ACK"));
+            NatsStats::add(&self.stats.acked, sent);
         } else {
             nak(&self.client, records, &self.stats);
         }
@@ -467,19 +463,20 @@ impl NatsAcks {
 /// Hands records back: JetStream delivers them again after [`NAK_DELAY`] (to any consumer).
 fn nak(client: &async_nats::Client, records: &[&Record], stats: &NatsStats) {
     let body = format!("-NAK {{\"delay\":{}}}", NAK_DELAY.as_nanos());
-    publish_to_replies(client, records, bytes::Bytes::from(body));
-    let n = records.iter().filter(|r| r.delivery.is_some()).count();
-    NatsStats::add(&stats.nacked, n as u64);
+    let sent = publish_to_replies(client, records, bytes::Bytes::from(body));
+    NatsStats::add(&stats.nacked, sent);
 }
 
-fn publish_to_replies(client: &async_nats::Client, records: &[&Record], body: bytes::Bytes) {
+/// Publishes `body` to the reply subject of each delivery among `records`; returns how many.
+fn publish_to_replies(client: &async_nats::Client, records: &[&Record], body: bytes::Bytes) -> u64 {
     let subjects: Vec<String> = records
         .iter()
         .filter_map(|r| r.delivery.as_ref().map(|d| d.ack.clone()))
         .collect();
     if subjects.is_empty() {
-        return;
+        return 0;
     }
+    let sent = subjects.len() as u64;
     nats::runtime().block_on(async {
         for s in subjects {
             // A lost ack only means a redelivery, which the sink drops as a duplicate.
@@ -488,4 +485,5 @@ fn publish_to_replies(client: &async_nats::Client, records: &[&Record], body: by
             }
         }
     });
+    sent
 }

@@ -38,8 +38,7 @@ pub fn create_tables(conn: &mut Conn) -> mysql::Result<()> {
 
 /// A record's key: its publisher's run here (0 for a stream's message), producer and seq.
 fn key(r: &Record) -> (i64, i64, i64) {
-    let key_run = r.delivery.as_ref().map_or(0, |d| d.key_run);
-    (key_run, i64::from(r.producer), r.seq as i64)
+    (r.key_run(), i64::from(r.producer), r.seq as i64)
 }
 
 /// Inside the caller's transaction: writes each record whose key is new (claimed for run
@@ -64,7 +63,6 @@ pub fn insert(conn: &mut Conn, run_id: i64, records: &[&Record]) -> mysql::Resul
             duplicates += 1;
             continue;
         }
-        let row_run = if key_run == 0 { run_id } else { key_run };
         conn.exec_drop(
             &row,
             (
@@ -72,7 +70,7 @@ pub fn insert(conn: &mut Conn, run_id: i64, records: &[&Record]) -> mysql::Resul
                 datetime(r.created_at),
                 producer,
                 seq,
-                row_run,
+                r.row_run(run_id),
             ),
         )?;
     }

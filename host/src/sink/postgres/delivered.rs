@@ -51,8 +51,7 @@ pub fn create_tables(client: &mut Client) -> Result<(), postgres::Error> {
 
 /// A record's key: its publisher's run here (0 for a stream's message), producer and seq.
 pub fn key(r: &Record) -> (i64, i32, i64) {
-    let key_run = r.delivery.as_ref().map_or(0, |d| d.key_run);
-    (key_run, r.producer as i32, r.seq as i64)
+    (r.key_run(), r.producer as i32, r.seq as i64)
 }
 
 /// The keys of `records` as three columns, for `unnest`.

@@ -197,13 +197,7 @@ impl Session {
             .filter(|r| fresh.contains(&delivered::key(r)))
             .collect();
         *duplicates = (records.len() - keep.len()) as u64;
-        encode_each(buf, &keep, |r| {
-            match r.delivery.as_ref().map_or(0, |d| d.key_run) {
-                0 => run_id,
-                origin => origin,
-            }
-        })
-        .map_err(Failed::TooLong)?;
+        encode_each(buf, &keep, |r| r.row_run(run_id)).map_err(Failed::TooLong)?;
         let mut copy = tx.copy_in(&self.copy)?;
         copy.write_all(buf).map_err(Failed::Io)?;
         copy.finish()?;

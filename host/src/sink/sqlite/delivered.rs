@@ -59,14 +59,19 @@ pub fn insert(conn: &Connection, run_id: i64, records: &[&Record]) -> rusqlite::
     let mut duplicates = 0;
     let mut origins: Vec<i64> = Vec::new();
     for r in records {
-        let key_run = r.delivery.as_ref().map_or(0, |d| d.key_run);
+        let key_run = r.key_run();
         let (producer, seq) = (i64::from(r.producer), r.seq as i64);
         if claim.execute(params![key_run, producer, seq, run_id])? == 0 {
             duplicates += 1;
             continue;
         }
-        let row_run = if key_run == 0 { run_id } else { key_run };
-        insert.execute(params![r.text, r.created_at, producer, seq, row_run])?;
+        insert.execute(params![
+            r.text,
+            r.created_at,
+            producer,
+            seq,
+            r.row_run(run_id)
+        ])?;
         if key_run != 0 && !origins.contains(&key_run) {
             origins.push(key_run);
         }
