@@ -10,6 +10,9 @@
 //! - [`close`](RingCore::close) then drain: after a close pushes fail with `Closed`; pops return
 //!   what is left, then `Closed`, so consumers end cleanly and nothing accepted is lost.
 //! - A push's write happens-before the pop that returns the value (Release/Acquire on the slot).
+//! - A batch push takes an item from its iterator only once a slot is claimed for it.
+//! - With `std`, a blocked push or pop is woken by the pop or push that frees or publishes its
+//!   slot (one sleeper per slot; `close` wakes all), with no timeout involved.
 //!
 //! ## The ring: non-guarantees
 //! - **Not strictly lock-free.** A producer preempted between claiming a slot and publishing it
@@ -20,6 +23,8 @@
 //!   iterator has produced all of it, a batch pop's run is free once its `Extend` has taken
 //!   all of it. An iterator must not wait for a consumer of the same ring, nor an `Extend`
 //!   for a producer of it.
+//! - A batch push from an iterator with no exact size can leave one *hole* (a claimed slot
+//!   with no value, skipped by pops) when it loses a race; see [`ring`].
 //! - No fairness between producers or between consumers; `len` is a snapshot.
 //!
 //! ## Example
@@ -73,13 +78,16 @@
 //! ## Memory orderings
 //! Each atomic operation in the source says what it publishes or acquires and what it pairs
 //! with. In short: slot stamps carry the data (Release to publish, Acquire to take); index CASes
-//! are `SeqCst` only because the blocking layer's park/wake handshake needs a total order
-//! (free on x86, where every CAS is a full barrier).
+//! only claim positions (Relaxed for producers, Release for consumers so that `len` never sees
+//! the tail behind the head); the blocking layer's sleep/wake handshake is an asymmetric fence
+//! (a compiler fence on every operation, a `membarrier` system call by a thread about to sleep:
+//! `ring/wait.rs`), so no operation pays a barrier or a `SeqCst` access.
 //!
 //! ## Loom
-//! All atomics, cells and spins go through one facade (`sync.rs`); building with
-//! `RUSTFLAGS="--cfg loom"` swaps them for loom's, and the `pc-loom-tests` package
-//! model-checks the ring and the bucket.
+//! All atomics, cells, spins, and the lock and condition variable blocked threads sleep on go
+//! through one facade (`sync.rs`); building with `RUSTFLAGS="--cfg loom"` swaps them for
+//! loom's, and the `pc-loom-tests` package model-checks the ring (its non-blocking protocol
+//! and its wake-ups) and the bucket.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -93,13 +101,15 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
-#[cfg(any(feature = "std", test))]
+#[cfg(any(feature = "std", test, loom))]
 extern crate std;
 
 #[cfg(any(loom, feature = "portable-atomic", target_has_atomic = "64"))]
 pub mod bucket;
 #[cfg(all(feature = "std", not(loom)))]
 mod clock;
+#[cfg(all(feature = "std", not(loom)))]
+mod fence;
 pub mod ring;
 mod sync;
 

@@ -5,10 +5,12 @@
 //! `RUSTFLAGS="--cfg loom"`) swap every atomic, cell and spin for loom's model-checked versions
 //! without touching the algorithms.
 //!
-//! - `cfg(loom)`: loom's atomics, `UnsafeCell` and yields.
+//! - `cfg(loom)`: loom's atomics, `UnsafeCell`, yields, and the `Mutex` and `Condvar` that
+//!   blocked threads sleep on (so the wake-up protocol is model-checked too); no time, so no
+//!   deadlines and no spinning before a thread sleeps.
 //! - feature `portable-atomic`: `portable_atomic`'s types (for targets without native 64-bit or
 //!   CAS atomics; configure that crate's own features for your target).
-//! - otherwise: `core::sync::atomic`.
+//! - otherwise: `core::sync::atomic`, and with `std` its `Mutex`, `Condvar` and `Instant`.
 
 #[cfg(all(not(loom), not(feature = "portable-atomic"), target_has_atomic = "64"))]
 #[allow(unused_imports)] // used by the token bucket
@@ -21,6 +23,89 @@ pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(all(not(loom), feature = "portable-atomic"))]
 #[allow(unused_imports)]
 pub(crate) use portable_atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// The lock and condition variable a blocked thread sleeps on (ring/wait.rs).
+#[cfg(loom)]
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// A deadline for a blocking operation: std's `Instant`.
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) use std::time::Instant;
+
+/// Under loom there is no time, so no deadline can exist: an uninhabited stand-in lets the
+/// blocking code keep one body for both builds.
+#[cfg(loom)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Instant {}
+
+/// Whether `deadline` has passed.
+#[cfg(any(feature = "std", loom))]
+#[inline]
+pub(crate) fn deadline_passed(deadline: Instant) -> bool {
+    #[cfg(not(loom))]
+    {
+        Instant::now() >= deadline
+    }
+    #[cfg(loom)]
+    match deadline {}
+}
+
+/// Sleeps on `cond` (releasing `guard`'s lock meanwhile) until notified, a spurious wake-up, or
+/// `deadline`. Returns the guard and whether the deadline has passed.
+#[cfg(any(feature = "std", loom))]
+pub(crate) fn wait_until<'a, T>(
+    cond: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+) -> (MutexGuard<'a, T>, bool) {
+    use std::sync::PoisonError;
+    match deadline {
+        None => (
+            cond.wait(guard).unwrap_or_else(PoisonError::into_inner),
+            false,
+        ),
+        #[cfg(not(loom))]
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (guard, true);
+            }
+            let (guard, _) = cond
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner);
+            (guard, deadline_passed(deadline))
+        }
+        #[cfg(loom)]
+        Some(deadline) => match deadline {},
+    }
+}
+
+/// The fast half of an asymmetric fence: paired with [`heavy_fence`] it orders like a `SeqCst`
+/// fence on each side (of a store before either fence and a load after the other, at least one
+/// sees the other), while costing the frequent side only a compiler fence (fence.rs). Under
+/// loom both halves are `SeqCst` fences, which loom models exactly; the mutant
+/// `waiter_no_fence` drops the light one (the waiter models must then fail).
+#[cfg(any(feature = "std", loom))]
+#[inline(always)]
+pub(crate) fn light_fence() {
+    #[cfg(all(not(loom), not(pc_mutant = "waiter_no_fence")))]
+    crate::fence::light();
+    #[cfg(all(loom, not(pc_mutant = "waiter_no_fence")))]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// The slow half of the asymmetric fence (see [`light_fence`]): a system call on Linux, paid
+/// only by a thread about to sleep.
+#[cfg(any(feature = "std", loom))]
+#[inline]
+pub(crate) fn heavy_fence() {
+    #[cfg(not(loom))]
+    crate::fence::heavy();
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
 
 /// Asks the CPU to start fetching the cache line holding `p` into its caches (x86-64
 /// `PREFETCHT0`), so that a loop about to read a run of lines finds them arriving together
@@ -130,12 +215,30 @@ pub(crate) fn yield_now() {
 ///
 /// On a machine with fewer cores than threads (2 cores here), pure spinning starves the very
 /// thread we wait for; yielding lets it run, and parking stops burning a core when the wait is
-/// long.
-#[cfg(all(feature = "std", not(loom)))]
+/// long. Under loom it says "park" at once: spinning never changes what a model can reach, only
+/// how long loom takes to reach it, while parking is exactly what the models check.
+#[cfg(any(feature = "std", loom))]
 #[derive(Debug, Default)]
 pub(crate) struct Backoff {
     /// Steps taken so far. Invariant: `step <= YIELD_LIMIT` once `snooze` returns `false`.
+    #[cfg(not(loom))]
     step: u32,
+}
+
+#[cfg(loom)]
+impl Backoff {
+    pub(crate) const fn new() -> Self {
+        Self {}
+    }
+
+    /// Under loom: park now.
+    #[inline]
+    pub(crate) fn snooze(&mut self) -> bool {
+        false
+    }
+
+    #[inline]
+    pub(crate) fn reset(&mut self) {}
 }
 
 #[cfg(all(feature = "std", not(loom)))]

@@ -93,6 +93,37 @@ fn drain_stopped_early_drops_the_rest_and_frees_every_slot() {
 
 #[test]
 fn a_batch_of_only_holes_is_skipped() {
+    /// Promises three items and yields none; before saying so, pushes 7 behind its claim, so
+    /// the claim cannot be given back.
+    struct Empty<'r>(&'r Ring<u32, 4>);
+    impl Iterator for Empty<'_> {
+        type Item = u32;
+        fn next(&mut self) -> Option<u32> {
+            self.0.try_push(7).unwrap();
+            None
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (3, Some(3))
+        }
+    }
+    let ring = Ring::<u32, 4>::new();
+    assert_eq!(ring.try_push_batch(&mut Empty(&ring)), Ok(0));
+    assert_eq!(
+        ring.len(),
+        4,
+        "three holes, the first one included, and the 7"
+    );
+    assert_eq!(ring.try_pop(), Ok(7), "holes are skipped");
+    assert!(ring.is_empty());
+    assert_eq!(
+        ring.try_push_batch(&mut (0..4)),
+        Ok(4),
+        "every slot reusable"
+    );
+}
+
+#[test]
+fn an_unfilled_claim_is_given_back_whole() {
     /// Promises three items and yields none.
     struct Empty;
     impl Iterator for Empty {
@@ -106,14 +137,95 @@ fn a_batch_of_only_holes_is_skipped() {
     }
     let ring = Ring::<u32, 4>::new();
     assert_eq!(ring.try_push_batch(&mut Empty), Ok(0));
-    assert_eq!(ring.len(), 3, "three holes, the first one included");
-    assert_eq!(ring.try_pop(), Err(PopError::Empty), "holes are not values");
-    ring.try_push(7).unwrap();
-    assert_eq!(ring.try_pop(), Ok(7));
+    assert!(ring.is_empty(), "no holes: nobody claimed behind it");
+    assert_eq!(ring.try_push_batch(&mut (0..4)), Ok(4));
+}
+
+#[test]
+fn batch_push_from_an_unbounded_iterator_leaves_no_holes() {
+    // `from_fn` has no upper size bound. Claiming every free slot for it (as before) made
+    // holes of all it did not fill: `len() == 8` and other producers saw `Full`.
+    let ring = Ring::<u32, 8>::new();
+    let mut source = 0..2;
+    let mut two = std::iter::from_fn(|| source.next());
+    assert_eq!(two.size_hint(), (0, None));
+    assert_eq!(ring.try_push_batch(&mut two), Ok(2));
+    assert_eq!(ring.len(), 2, "only what the iterator yielded is claimed");
+    assert_eq!(ring.try_push(100), Ok(()), "another producer can push");
+    // A chain of such iterators, and one after an exact-size part.
+    let (mut a, mut b) = (10..12, 20..22);
+    let mut chained = std::iter::from_fn(|| a.next()).chain(std::iter::from_fn(|| b.next()));
+    assert_eq!(ring.try_push_batch(&mut chained), Ok(4));
+    let mut c = 30..31;
+    let mut mixed = (40..41).chain(std::iter::from_fn(|| c.next()));
+    assert_eq!(ring.try_push_batch(&mut mixed), Ok(1), "one slot was left");
+    assert!(ring.is_full());
+    let mut out = Vec::new();
+    assert_eq!(ring.try_pop_batch(&mut out, 8), Ok(8));
+    assert_eq!(out, [0, 1, 100, 10, 11, 20, 21, 40]);
+    assert!(ring.is_empty(), "no holes left behind");
+    assert_eq!(
+        mixed.next(),
+        Some(30),
+        "what did not fit stays in the iterator"
+    );
+}
+
+#[test]
+fn push_batch_on_an_exhausted_iterator_claims_nothing() {
+    let ring = Ring::<u32, 8>::new();
+    let mut calls = 0;
+    let mut empty = std::iter::from_fn(|| {
+        calls += 1;
+        None::<u32>
+    });
+    assert_eq!(ring.push_batch(&mut empty), Ok(0));
+    assert_eq!(ring.try_push_batch(&mut empty), Ok(0));
     assert!(ring.is_empty());
     assert_eq!(
-        ring.try_push_batch(&mut (0..4)),
-        Ok(4),
-        "every slot reusable"
+        ring.try_push_batch(&mut (0..8)),
+        Ok(8),
+        "every slot still free"
     );
+    assert_eq!(calls, 2);
+}
+
+#[test]
+fn push_batch_stops_at_the_first_none() {
+    // `push_batch` used to end with one more `try_push_batch` on the exhausted iterator,
+    // which (with the holes above) filled the ring, and then waited for room forever.
+    let ring = Ring::<u32, 8>::new();
+    let mut calls = 0;
+    let mut source = 0..3;
+    let mut three = std::iter::from_fn(|| {
+        calls += 1;
+        source.next()
+    });
+    assert_eq!(ring.push_batch(&mut three), Ok(3));
+    assert_eq!(calls, 4, "three items and one None, nothing after it");
+    assert_eq!(ring.len(), 3);
+}
+
+#[test]
+fn an_item_is_taken_only_with_a_slot_for_it() {
+    // A generic iterator cannot take an item back, and a non-blocking push cannot wait for
+    // room: so no item is taken from the iterator unless a slot is claimed for it.
+    let ring = Ring::<u32, 4>::new();
+    let mut taken = 0;
+    let mut endless = std::iter::from_fn(|| {
+        taken += 1;
+        Some(taken)
+    });
+    assert_eq!(ring.try_push_batch(&mut endless), Ok(4));
+    assert!(ring.try_push_batch(&mut endless).unwrap_err().is_full());
+    ring.close();
+    assert!(ring.try_push_batch(&mut endless).unwrap_err().is_closed());
+    assert_eq!(
+        endless.next(),
+        Some(5),
+        "items 1-4 pushed, nothing else taken"
+    );
+    let mut out = Vec::new();
+    while ring.try_pop_batch(&mut out, 4).is_ok() {}
+    assert_eq!(out, [1, 2, 3, 4]);
 }

@@ -249,3 +249,44 @@ fn batch_push_races_with_pop() {
         assert!(ring.is_empty());
     });
 }
+
+#[test]
+fn unbounded_batch_push_races_push_and_pop() {
+    // A batch push from an iterator with no size bound claims one slot per item, and one more
+    // to learn the iterator is exhausted, which it gives back, or (if the producer claimed
+    // behind it first) publishes as a hole the consumer skips. Either way: every item taken
+    // from the iterator is pushed, each value popped once, no hole is ever popped as a value.
+    loom::model(|| {
+        const B: &[u32] = &[10];
+        const P: &[u32] = &[20];
+        let ring = Arc::new(Ring::<u32, 2>::new());
+        let producer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || push_some(&*ring, P))
+        };
+        let consumer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || pop_some(&*ring, 2))
+        };
+        let taken = std::cell::Cell::new(0);
+        let mut items = std::iter::from_fn(|| {
+            let item = B.get(taken.get()).copied();
+            taken.set(taken.get() + usize::from(item.is_some()));
+            item
+        });
+        let mut pushed = 0;
+        for _ in 0..=PATIENCE {
+            match ring.try_push_batch(&mut items) {
+                Ok(n) => pushed += n,
+                Err(_) => thread::yield_now(),
+            }
+            if taken.get() == B.len() {
+                break;
+            }
+        }
+        assert_eq!(pushed, taken.get(), "every item taken was pushed");
+        let (p, got) = (producer.join().unwrap(), consumer.join().unwrap());
+        check_history(&[(B, pushed), (P, p)], &[[got, drain(&*ring)].concat()]);
+        assert!(ring.is_empty(), "no hole left behind");
+    });
+}

@@ -13,25 +13,34 @@ use super::{PopError, PushError, RingCore, Storage};
 use crate::sync::Ordering;
 
 impl<T, S: Storage<T>> RingCore<T, S> {
-    /// Pushes items from `items` into as many free slots as there are (up to the iterator's
-    /// upper size bound), claiming them all with one atomic operation. Never waits for another
-    /// thread. Items that did not fit stay in the iterator: nothing is taken from it without a
-    /// slot to put it in.
+    /// Pushes items from `items` into free slots, up to one ring's worth, claiming each run of
+    /// slots with one atomic operation. Never waits for another thread.
+    ///
+    /// # Guarantees
+    /// - **Nothing is taken from `items` without a slot to put it in.** Items that did not fit
+    ///   stay in the iterator, in order; so no item is ever lost or reordered by a full or
+    ///   closed ring. (A generic iterator cannot take an item back, and this call cannot wait
+    ///   for room: so an item is taken only once a slot is claimed for it, never before.)
+    /// - **A claim is no bigger than `items` promises to fill.** Each run claims as many slots
+    ///   as the iterator's lower size bound (what it promises to yield; an exact-size iterator
+    ///   such as a range, a slice iterator or a `Vec` drain is pushed with one claim). Where
+    ///   the iterator promises nothing more but may still yield (`iter::from_fn`, `filter`, a
+    ///   `chain` of those), one slot is claimed for its next item, and if `next()` then returns
+    ///   `None`, that slot is given back (the tail moves back over it).
+    /// - **No holes from honest iterators, but for one race.** A slot claimed and not filled
+    ///   can be given back only while it is the last one claimed: if another producer claims
+    ///   behind it (or the ring is closed) first, it becomes a *hole* instead, which consumers
+    ///   skip; it occupies a slot (and `len`) until then. So exact-size iterators never make
+    ///   holes; an iterator with no exact size makes at most one per call, and only when that
+    ///   race is lost; one whose lower size bound overstates what it yields (a bug by
+    ///   `Iterator`'s contract) makes them for the shortfall under the same race.
+    /// - **A run is published at once.** Each value is published as it is written, except the
+    ///   first slot's, published last: a consumer waiting at the first slot then finds the whole
+    ///   run ready (measured: `benches/`, 1P1C batch rows). So none of a run can be popped
+    ///   before the iterator has produced all of it: the iterator must not wait for a consumer
+    ///   of this ring (with an iterator that blocks on one, that is a deadlock).
     ///
     /// Returns how many were pushed (0 only if `items` was empty).
-    ///
-    /// Each value is published as it is written, except the first slot's, published last: a
-    /// consumer waiting at the first slot then finds the whole run ready, instead of chasing
-    /// the producer slot by slot through lines it is still writing (measured: `benches/`, 1P1C
-    /// batch rows).
-    ///
-    /// So none of the run can be popped before the iterator has produced all of it: the
-    /// iterator must not wait for a consumer of this ring (with an iterator that blocks on
-    /// one, that is a deadlock).
-    ///
-    /// If the iterator yields fewer items than its size hint promised, the positions claimed
-    /// for the missing items become *holes* that consumers skip; they occupy slots (and `len`)
-    /// until then. Exact-size iterators never make holes.
     ///
     /// # Errors
     /// [`PushError::Full`] if no slot was free, [`PushError::Closed`] if the ring is closed;
@@ -45,19 +54,59 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert_eq!(ring.try_push_batch(&mut items), Ok(4));
     /// assert_eq!(items.next(), Some(5)); // the rest stay in the iterator
     /// assert!(ring.try_push_batch(&mut items).unwrap_err().is_full());
+    ///
+    /// // An iterator with no size bound: only what it yields is claimed.
+    /// let ring = Ring::<u32, 8>::new();
+    /// let mut left = 2;
+    /// let mut two = std::iter::from_fn(|| (left > 0).then(|| { left -= 1; left }));
+    /// assert_eq!(ring.try_push_batch(&mut two), Ok(2));
+    /// assert_eq!(ring.len(), 2);
     /// ```
     pub fn try_push_batch<I>(&self, items: &mut I) -> Result<usize, PushError<()>>
     where
         I: Iterator<Item = T>,
     {
-        let want = match items.size_hint() {
-            (_, Some(0)) => return Ok(0),
-            (_, Some(n)) => n.min(self.capacity()),
-            (_, None) => self.capacity(),
-        };
+        self.push_batch_step(items).map(|(pushed, _)| pushed)
+    }
+
+    /// `try_push_batch`, also saying whether `items` was seen exhausted (an upper size bound
+    /// of 0, or `next()` returned `None`), so `push_batch` never calls it again on an exhausted
+    /// iterator.
+    pub(super) fn push_batch_step<I>(&self, items: &mut I) -> Result<(usize, bool), PushError<()>>
+    where
+        I: Iterator<Item = T>,
+    {
+        let mut pushed = 0;
+        // At most one ring's worth per call, so an endless iterator cannot keep it here.
+        let mut budget = self.capacity();
+        while budget > 0 {
+            let (promised, most) = items.size_hint();
+            if most == Some(0) {
+                return Ok((pushed, true));
+            }
+            // What the iterator promises, or one slot to find out whether it has another item.
+            let want = promised.max(1).min(most.unwrap_or(usize::MAX)).min(budget);
+            let (start, count) = match self.claim_free(want) {
+                Ok(claim) => claim,
+                Err(e) if pushed == 0 => return Err(e),
+                Err(_) => return Ok((pushed, false)),
+            };
+            let filled = self.fill(start, count, items);
+            pushed += filled;
+            if filled < count {
+                return Ok((pushed, true));
+            }
+            budget -= count;
+        }
+        Ok((pushed, false))
+    }
+
+    /// Claims up to `want` (>= 1) consecutive free positions at the tail with one CAS.
+    /// Returns the first and how many.
+    fn claim_free(&self, want: usize) -> Result<(usize, usize), PushError<()>> {
         // Relaxed: only a starting guess; the CAS below validates it.
         let mut tail = self.tail.index.load(Ordering::Relaxed);
-        let count = loop {
+        loop {
             if tail & MARK != 0 {
                 return Err(PushError::Closed(()));
             }
@@ -72,32 +121,41 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                     }
                 }
             }
-            // SeqCst: claims `count` positions at once; SeqCst only for the wait handshake.
+            // Relaxed: claims `count` positions at once, nothing more; the values are ordered by
+            // the slot stamps, as in try_push.
             match self.tail.index.compare_exchange_weak(
                 tail,
                 tail.wrapping_add(count * ONE),
-                Ordering::SeqCst,
+                Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break count,
+                Ok(_) => return Ok((tail, count)),
                 Err(current) => tail = current,
             }
-        };
-        // We own positions `tail .. tail + count * ONE`, all seen free. Each value is published
+        }
+    }
+
+    /// Fills the `count` positions claimed from `start` on from `items`; returns how many it
+    /// filled (fewer than `count` only if `items` ran out).
+    fn fill<I>(&self, start: usize, count: usize, items: &mut I) -> usize
+    where
+        I: Iterator<Item = T>,
+    {
+        // We own positions `start .. start + count * ONE`, all seen free. Each value is published
         // as soon as it is written, but for the first position's: the guard publishes that one
-        // last (after holes for any positions not filled, even if `items.next()` panics, so
-        // consumers never stall on a position nobody will publish), so a consumer waiting at
-        // the first slot finds the whole run at once. (Measured against writing every value
-        // first and then storing the stamps, the two builds interleaved in one process: 1.08x
-        // the throughput, median of 36 pairs, 1P1C in batches of 64, and of 32.)
+        // last (after giving back or holing any positions not filled, even if `items.next()`
+        // panics, so consumers never stall on a position nobody will publish), so a consumer
+        // waiting at the first slot finds the whole run at once. (Measured against writing every
+        // value first and then storing the stamps, the two builds interleaved in one process:
+        // 1.08x the throughput, median of 36 pairs, 1P1C in batches of 64, and of 32.)
         let mut claim = Claim {
             ring: self,
-            start: tail,
+            start,
             count,
             filled: 0,
         };
-        let mut position = tail;
-        'fill: for run in self.runs(tail, count) {
+        let mut position = start;
+        'fill: for run in self.runs(start, count) {
             for slot in run {
                 let Some(value) = items.next() else {
                     break 'fill;
@@ -112,9 +170,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 position = position.wrapping_add(ONE);
             }
         }
-        let pushed = claim.filled;
+        let filled = claim.filled;
         drop(claim);
-        Ok(pushed)
+        filled
     }
 
     /// Pops up to `max` ready values into `out`, claiming them all with one atomic operation.
@@ -238,11 +296,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                     }
                 }
             }
-            // SeqCst: claims `count` positions at once; SeqCst only for the wait handshake.
+            // Release: claims `count` positions at once; Release for `len`, as in try_pop.
             match self.head.index.compare_exchange_weak(
                 head,
                 head.wrapping_add(count * ONE),
-                Ordering::SeqCst,
+                Ordering::Release,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
@@ -289,8 +347,8 @@ fn stamp_run<T, S: Storage<T>>(
 }
 
 /// Positions claimed by a batch push whose first position is not yet published. Dropping it
-/// publishes the positions not filled as holes, then the first one (a value or a hole), last,
-/// so a short or panicking iterator cannot stall the ring.
+/// gives back the positions not filled (or, if it cannot, publishes them as holes), then
+/// publishes the first one last, so a short or panicking iterator cannot stall the ring.
 struct Claim<'a, T, S: Storage<T>> {
     ring: &'a RingCore<T, S>,
     /// Invariant: the `count` (>= 1) positions from `start` on (in steps of ONE) are owned by
@@ -304,21 +362,44 @@ struct Claim<'a, T, S: Storage<T>> {
 impl<T, S: Storage<T>> Drop for Claim<'_, T, S> {
     fn drop(&mut self) {
         debug_assert!(self.count >= 1 && self.filled <= self.count);
-        let (start, filled) = (self.start, self.filled);
-        // Holes, only for iterators that ended early (or panicked); never the first position.
-        for k in filled.max(1)..self.count {
-            let position = start.wrapping_add(k * ONE);
-            // Release publishes the hole; pairs with the Acquire stamp load in pop.
-            self.ring
-                .slot(position)
-                .stamp
-                .store(position.wrapping_add(ONE | MARK), PUBLISH);
+        let (start, count, filled) = (self.start, self.count, self.filled);
+        let ring = self.ring;
+        let mut published = count;
+        if filled < count {
+            // Give back the positions not filled, if nobody has claimed behind them (and the
+            // ring is not closed: the mark makes the expected value wrong). Relaxed: they were
+            // never written, so there is nothing to publish; producers that now find room are
+            // woken below.
+            let end = start.wrapping_add(count * ONE);
+            let kept = start.wrapping_add(filled * ONE);
+            if ring
+                .tail
+                .index
+                .compare_exchange(end, kept, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                published = filled;
+                // The room given back is freed slots to a producer that found the ring full.
+                ring.head.waiters.notify(count - filled);
+            } else {
+                // Holes, never the first position (published last, below).
+                for k in filled.max(1)..count {
+                    let position = start.wrapping_add(k * ONE);
+                    // Release publishes the hole; pairs with the Acquire stamp load in pop.
+                    ring.slot(position)
+                        .stamp
+                        .store(position.wrapping_add(ONE | MARK), PUBLISH);
+                }
+            }
+        }
+        if published == 0 {
+            return; // the whole claim was given back
         }
         let first = start.wrapping_add(if filled > 0 { ONE } else { ONE | MARK });
         // Release publishes the first value (or hole), last; pairs with the Acquire stamp
         // load in pop.
-        self.ring.slot(start).stamp.store(first, PUBLISH);
-        self.ring.tail.waiters.notify();
+        ring.slot(start).stamp.store(first, PUBLISH);
+        ring.tail.waiters.notify(published);
     }
 }
 
@@ -379,6 +460,7 @@ impl<T, S: Storage<T>> Iterator for Drain<'_, T, S> {
                 Ordering::Release,
                 |position| position.wrapping_add(lap),
             );
+            self.ring.head.waiters.notify(self.count);
             self.count = 0;
         }
         None
@@ -401,9 +483,8 @@ impl<T, S: Storage<T>> Drop for Drain<'_, T, S> {
         struct Finish<'d, 'a, T, S: Storage<T>>(&'d mut Drain<'a, T, S>);
         impl<T, S: Storage<T>> Drop for Finish<'_, '_, T, S> {
             fn drop(&mut self) {
-                // Exhausting the iterator frees the slots.
+                // Exhausting the iterator frees the slots (and wakes producers for them).
                 self.0.by_ref().for_each(drop);
-                self.0.ring.head.waiters.notify();
             }
         }
         let finish = Finish(self);

@@ -1,18 +1,18 @@
-//! Blocking push and pop (feature `std`): the non-blocking operations in an adaptive wait.
+//! Blocking push and pop (feature `std`; also built under loom, without the timed variants,
+//! so the loom suite checks the wake-ups): the non-blocking operations in an adaptive wait.
 //!
-//! A blocked thread spins briefly, then yields, then parks (wait.rs). While nobody is parked,
-//! the other side pays one uncontended load per operation and makes no syscall.
+//! A blocked thread spins briefly, then yields, then sleeps until woken (wait.rs). While
+//! nobody sleeps, the other side pays one plain load per operation and makes no syscall.
 
-#![cfg(all(feature = "std", not(loom)))]
+#![cfg(any(feature = "std", loom))]
 
+#[cfg(not(loom))]
 use core::time::Duration;
-use std::time::Instant;
 
 use super::single::{Seen, classify};
 use super::slot::{MARK, ONE};
-use super::wait::Blocked;
 use super::{Closed, PopError, PushError, RingCore, Storage};
-use crate::sync::{Backoff, Ordering};
+use crate::sync::{Backoff, Instant, Ordering};
 
 /// The outcome of one attempt inside a wait.
 enum Step<R> {
@@ -21,7 +21,9 @@ enum Step<R> {
 }
 
 impl<T, S: Storage<T>> RingCore<T, S> {
-    /// Pushes `value`, waiting while the ring is full.
+    /// Pushes `value`, waiting while the ring is full (or the slot at the tail is still held
+    /// by a pop): spins briefly, yields, then sleeps until a pop frees a slot or the ring
+    /// closes.
     ///
     /// # Errors
     /// [`Closed`] with the value if the ring is or becomes closed before a slot frees up.
@@ -43,6 +45,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// # Errors
     /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] if the ring is or becomes
     /// closed; both hand the value back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pc_core::{PushError, Ring};
+    ///
+    /// let ring = Ring::<u8, 2>::new();
+    /// ring.push_timeout(1, Duration::ZERO).unwrap();
+    /// ring.push_timeout(2, Duration::ZERO).unwrap();
+    /// assert_eq!(ring.push_timeout(3, Duration::from_millis(1)), Err(PushError::Full(3)));
+    /// ```
+    #[cfg(not(loom))]
     pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
         self.push_until(value, Some(deadline(timeout)))
     }
@@ -66,9 +79,16 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 
-    /// Pushes every item of `items`, waiting while the ring is full; items go in batches of up
-    /// to the free space, each one [`try_push_batch`](Self::try_push_batch) (so `items` must
-    /// not wait for a consumer of this ring). Returns how many were pushed.
+    /// Pushes every item of `items`, waiting while the ring is full. Items go in batches of up
+    /// to the free space, as [`try_push_batch`](Self::try_push_batch) does them (so `items`
+    /// must not wait for a consumer of this ring, and an item is taken from it only once a
+    /// slot is claimed for it). Returns how many were pushed, once `items` is exhausted: it
+    /// stops at the first sign of that (an upper size bound of 0, or `next()` returning
+    /// `None`), with no further call on the exhausted iterator.
+    ///
+    /// An iterator that cannot tell it is exhausted without being asked (no upper size bound,
+    /// or a size hint that is not exact) is asked only once a slot is claimed for its next
+    /// item: on a full ring this waits for room even if it then turns out to be exhausted.
     ///
     /// # Errors
     /// [`Closed`] carrying how many were pushed if the ring is or becomes closed; the items not
@@ -95,21 +115,27 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 &self.head.waiters,
                 None,
                 Self::producer_blocked,
-                || match self.try_push_batch(items) {
-                    Ok(n) => Step::Done(Ok(n)),
+                || match self.push_batch_step(items) {
+                    Ok(done) => Step::Done(Ok(done)),
                     Err(PushError::Closed(())) => Step::Done(Err(())),
                     Err(PushError::Full(())) => Step::Blocked,
                 },
             );
             match step {
-                Some(Ok(0)) => return Ok(pushed),
-                Some(Ok(n)) => pushed += n,
+                Some(Ok((n, exhausted))) => {
+                    pushed += n;
+                    if exhausted {
+                        return Ok(pushed);
+                    }
+                }
                 _ => return Err(Closed(pushed)),
             }
         }
     }
 
-    /// Pops a value, waiting while the ring is empty.
+    /// Pops a value, waiting while the ring is empty (or the slot at the head is still held by
+    /// a push): spins briefly, yields, then sleeps until a push publishes a value or the ring
+    /// closes.
     ///
     /// # Errors
     /// [`Closed`] once the ring is closed and drained: the signal for a consumer to finish.
@@ -141,6 +167,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///
     /// # Errors
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pc_core::{PopError, Ring};
+    ///
+    /// let ring = Ring::<u8, 2>::new();
+    /// assert_eq!(ring.pop_timeout(Duration::from_millis(1)), Err(PopError::Empty));
+    /// ring.close();
+    /// assert_eq!(ring.pop_timeout(Duration::from_secs(60)), Err(PopError::Closed));
+    /// ```
+    #[cfg(not(loom))]
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
         self.pop_until(Some(deadline(timeout)))
     }
@@ -165,6 +202,14 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///
     /// # Errors
     /// [`Closed`] once the ring is closed and drained.
+    ///
+    /// ```
+    /// let ring = pc_core::Ring::<u32, 8>::new();
+    /// ring.try_push_batch(&mut (1..=3)).unwrap();
+    /// let mut out = Vec::new();
+    /// assert_eq!(ring.pop_batch(&mut out, 8), Ok(3));
+    /// assert_eq!(out, [1, 2, 3]);
+    /// ```
     pub fn pop_batch<E: Extend<T>>(&self, out: &mut E, max: usize) -> Result<usize, Closed> {
         self.pop_batch_until(out, max, None).map_err(|_| Closed(()))
     }
@@ -174,6 +219,19 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///
     /// # Errors
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pc_core::{PopError, Ring};
+    ///
+    /// let ring = Ring::<u32, 8>::new();
+    /// let mut out = Vec::new();
+    /// assert_eq!(ring.pop_batch_timeout(&mut out, 8, Duration::from_millis(1)), Err(PopError::Empty));
+    /// ring.try_push(5).unwrap();
+    /// assert_eq!(ring.pop_batch_timeout(&mut out, 8, Duration::from_secs(60)), Ok(1));
+    /// assert_eq!(out, [5]);
+    /// ```
+    #[cfg(not(loom))]
     pub fn pop_batch_timeout<E: Extend<T>>(
         &self,
         out: &mut E,
@@ -203,90 +261,75 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Retries `attempt` with the adaptive wait until it is done (`Some`) or `deadline` passes
-    /// (`None`). Parks on `waiters` only while `blocked` still says so after registering; naps
-    /// (see wait.rs) while it says a slot is held, each of consecutive naps twice the last, from
-    /// `NAP_MIN` to `NAP_MAX`.
+    /// (`None`), sleeping on `waiters` once spinning and yielding are spent, for as long as
+    /// `blocked` still says so after registering (wait.rs).
+    ///
+    /// A thread that was woken and then succeeds passes a wake-up on if the slot after its own
+    /// is ready too: the wake-up it took may have been for that slot, published (or freed)
+    /// before its own (wait.rs, "A wasted wake-up is passed on").
     fn wait_for<R>(
         &self,
         waiters: &super::Waiters,
         deadline: Option<Instant>,
-        blocked: fn(&Self) -> Blocked,
+        blocked: fn(&Self) -> bool,
         mut attempt: impl FnMut() -> Step<R>,
     ) -> Option<R> {
-        const NAP_MIN: Duration = Duration::from_micros(100);
-        const NAP_MAX: Duration = Duration::from_millis(10);
         let mut backoff = Backoff::new();
-        let mut nap = NAP_MIN;
+        let mut woken = false;
         loop {
             if let Step::Done(r) = attempt() {
+                if woken && !cfg!(pc_mutant = "waiter_no_relay") && !blocked(self) {
+                    waiters.notify(1);
+                }
                 return Some(r);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(crate::sync::deadline_passed) {
                 return None;
             }
             if !backoff.snooze() {
-                nap = if waiters.park(deadline, nap, || blocked(self)) == Blocked::Slot {
-                    (nap * 2).min(NAP_MAX)
-                } else {
-                    NAP_MIN
-                };
+                woken |= waiters.park(deadline, || blocked(self));
                 backoff.reset();
             }
         }
     }
 
-    /// Parking re-check for producers: blocked by the indices (full, and not closed), or by
-    /// the slot at the tail, which a consumer has claimed but not yet freed (a single pop about
-    /// to free it, or a batch pop whose `Extend` is still taking its run).
-    fn producer_blocked(&self) -> Blocked {
-        // SeqCst: the handshake of wait.rs - pairs with the consumers' SeqCst head CAS and the
-        // close's SeqCst fetch_or; a move we miss here is one whose waker will see us.
-        let tail = self.tail.index.load(Ordering::SeqCst);
-        let head = self.head.index.load(Ordering::SeqCst);
+    /// Sleep re-check for producers: the slot at the tail still holds the previous lap's value
+    /// (the ring is full there, or a pop has claimed the slot and not yet freed it), and the
+    /// ring is open. Anything else ends the sleep: the next attempt then pushes, fails with
+    /// `Closed`, or finds the tail moved on and looks again.
+    fn producer_blocked(&self) -> bool {
+        // Relaxed: ordered after every waker's progress by the heavy fence after registering
+        // (wait.rs); a stale value only makes the check below say "not blocked".
+        let tail = self.tail.index.load(Ordering::Relaxed);
         if tail & MARK != 0 {
-            return Blocked::No;
+            return false;
         }
-        if (tail.wrapping_sub(head) as isize) >= self.lap() as isize {
-            return Blocked::Indices;
-        }
-        // Acquire: as in try_push (pairs with the consumer's Release free).
+        // Acquire pairs with the consumer's Release free (pop/drain), as in try_push, so a
+        // wake-up passed on from here carries it (wait.rs).
         let stamp = self.slot(tail).stamp.load(Ordering::Acquire);
-        if classify(stamp, tail) == Seen::Behind {
-            Blocked::Slot
-        } else {
-            Blocked::No
-        }
+        classify(stamp, tail) == Seen::Behind
     }
 
-    /// Parking re-check for consumers: blocked by the indices (no position claimed beyond the
-    /// head, and not closed), or by the slot at the head, which a producer has claimed but not
-    /// yet published (a single push about to publish it, or a batch push whose iterator is
-    /// still producing its run).
-    fn consumer_blocked(&self) -> Blocked {
-        // SeqCst: the handshake of wait.rs - pairs with the producers' SeqCst tail CAS and the
-        // close's SeqCst fetch_or.
-        let tail = self.tail.index.load(Ordering::SeqCst);
-        let head = self.head.index.load(Ordering::SeqCst);
-        if ((tail & !MARK).wrapping_sub(head) as isize) < ONE as isize {
-            // Nothing claimed beyond the head: wait for a push, unless closed (then drained).
-            return if tail & MARK == 0 {
-                Blocked::Indices
-            } else {
-                Blocked::No
-            };
-        }
-        // Acquire: as in try_pop (pairs with the producer's Release publish).
+    /// Sleep re-check for consumers: the slot at the head holds neither a value nor a hole yet
+    /// (the ring is empty there, or a push has claimed the slot and not yet published it), and
+    /// the ring is not both closed and drained.
+    fn consumer_blocked(&self) -> bool {
+        // Relaxed: as in `producer_blocked`.
+        let head = self.head.index.load(Ordering::Relaxed);
+        // Acquire pairs with the producer's Release publish, as in try_pop.
         let stamp = self.slot(head).stamp.load(Ordering::Acquire);
         let expected = head.wrapping_add(ONE);
-        if stamp != expected | MARK && classify(stamp, expected) == Seen::Behind {
-            Blocked::Slot
-        } else {
-            Blocked::No
+        if stamp == expected | MARK || classify(stamp, expected) != Seen::Behind {
+            return false;
         }
+        // Closed and drained? Asked exactly as `try_pop` asks it (the closed flag, then the
+        // tail), so the re-check never says "done" while the attempt still says `Empty`.
+        self.empty_or_closed(head) == PopError::Empty
     }
 }
 
 /// `now + timeout`, saturating far in the future instead of overflowing.
+#[cfg(not(loom))]
 fn deadline(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)

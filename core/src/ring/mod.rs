@@ -11,6 +11,14 @@
 //!   close.
 //! - **Memory.** A push's write of the value *happens-before* the pop that returns it (`Release`
 //!   on the slot stamp, `Acquire` when reading it). No allocation after construction.
+//! - **Batch pushes take only what they can place.** An item is taken from the iterator only
+//!   once a slot is claimed for it, and a claim is no bigger than what the iterator promises
+//!   (its lower size bound), so nothing is ever lost or reordered by a full or closed ring.
+//! - **Blocked threads are woken, one per slot** (feature `std`). A blocking push or pop that
+//!   sleeps (full or empty ring, or a slot held by the other side's batch in progress) is woken
+//!   by the operation that frees or publishes the slot it waits for, with no timeout involved;
+//!   each slot wakes at most one sleeper, and `close` wakes them all (wait.rs; model-checked by
+//!   `loom-tests/tests/waiters.rs`).
 //!
 //! # Non-guarantees
 //! - **Not strictly lock-free.** A producer preempted between claiming a position (the tail CAS)
@@ -25,6 +33,11 @@
 //!   when its `Extend` has taken all of it. So an iterator must not wait for a consumer of the
 //!   same ring, nor an `Extend` for a producer of it (a blocking push from inside the `Extend`
 //!   of a pop on a full ring waits for the very slots that pop holds: forever).
+//! - **Holes, rarely.** A batch push from an iterator with no exact size claims one slot on
+//!   speculation to ask it for its next item; if it has none, the slot is given back, unless
+//!   another producer has claimed behind it (or the ring was closed) in between: then it is a
+//!   *hole*, which consumers skip, and which occupies a slot (and counts in `len`) until then.
+//!   At most one per call; never with exact-size iterators.
 //! - **No fairness** between producers or between consumers.
 //! - `len` and `is_empty` are snapshots, stale as soon as they return.
 //!
@@ -125,13 +138,16 @@ pub type HeapRing<T> = RingCore<T, Boxed<T>>;
 /// The ring algorithm, generic over where its slots live. Use it through [`Ring`] (inline,
 /// `const`) or [`HeapRing`] (heap, run-time capacity).
 pub struct RingCore<T, S: Storage<T>> {
-    /// The next position consumers will claim (a multiple of `ONE`), and the producers parked
-    /// on a full ring (woken when this index moves).
+    /// The next position consumers will claim (a multiple of `ONE`), and the producers asleep
+    /// until a slot is freed (woken by the consumers that free slots: their wake-up check is
+    /// in the line they have just written).
     /// Invariant: `head <= tail` (wrapping), and `tail - head <= capacity * ONE`.
     head: CachePadded<Side>,
     /// The next position producers will claim, with bit 0 (`MARK`) set once the ring is closed;
-    /// and the consumers parked on an empty ring (woken when this index moves).
-    /// Invariant: once `MARK` is set, the index never changes again.
+    /// and the consumers asleep until a slot is published (woken by the producers).
+    /// Invariants: once `MARK` is set, the index never changes again. It moves back only when
+    /// a batch push gives back the unfilled end of its own claim, which no one else has
+    /// claimed behind (batch.rs, `Claim`); positions at or above it are owned by nobody.
     tail: CachePadded<Side>,
     /// The slots. Invariant (from `Storage`): a power-of-two count in `2..=MAX_CAPACITY`.
     storage: S,
@@ -289,14 +305,16 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert_eq!(ring.try_pop(), Err(PopError::Closed));
     /// ```
     pub fn close(&self) -> bool {
-        // SeqCst: the mark is the linearization point for every push (their tail CAS now fails)
-        // and takes part in the wait handshake (wait.rs): a parked thread re-checks it.
-        let previous = self.tail.index.fetch_or(MARK, Ordering::SeqCst);
+        // Release: the mark is the linearization point for every push (their tail CAS now
+        // fails); it publishes what the closer did before to whoever sees the ring closed
+        // (pairs with the Acquire loads in `is_closed` and `empty_or_closed`).
+        let previous = self.tail.index.fetch_or(MARK, Ordering::Release);
         // Release publishes the final tail to consumers polling an empty ring; pairs with the
         // Acquire load in `empty_or_closed`.
         self.head.closed.store(1, Ordering::Release);
-        self.tail.waiters.notify();
-        self.head.waiters.notify();
+        // Every sleeper must wake: pushes now fail, and pops either drain or fail.
+        self.tail.waiters.notify_all();
+        self.head.waiters.notify_all();
         previous & MARK == 0
     }
 
@@ -304,7 +322,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     #[must_use]
     #[inline]
     pub fn is_closed(&self) -> bool {
-        // Acquire pairs with the SeqCst fetch_or in `close`.
+        // Acquire pairs with the Release fetch_or in `close`.
         self.tail.index.load(Ordering::Acquire) & MARK != 0
     }
 

@@ -59,12 +59,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             match classify(stamp, tail) {
                 Seen::Ready => {
-                    // SeqCst: claims position `tail`; SeqCst only for the wait handshake
-                    // (wait.rs) - the data itself is ordered by the slot stamp.
+                    // Relaxed: claims position `tail`, nothing more. The value is ordered by
+                    // the slot stamp (Acquire above, Release below), and the wait handshake
+                    // has its own word (wait.rs).
                     match self.tail.index.compare_exchange_weak(
                         tail,
                         tail.wrapping_add(ONE),
-                        Ordering::SeqCst,
+                        Ordering::Relaxed,
                         Ordering::Relaxed,
                     ) {
                         Ok(_) => {
@@ -73,7 +74,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             // Release publishes the value; pairs with the Acquire stamp load in
                             // pop.
                             slot.stamp.store(tail.wrapping_add(ONE), PUBLISH);
-                            self.tail.waiters.notify();
+                            self.tail.waiters.notify(1);
                             return Ok(());
                         }
                         Err(current) => tail = current,
@@ -118,11 +119,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 classify(stamp, expected)
             } {
                 Seen::Ready => {
-                    // SeqCst: claims position `head`; SeqCst only for the wait handshake.
+                    // Release: claims position `head`, and makes this pop's Acquire of the
+                    // slot (and so the push's claim of `head`) visible to `len`'s Acquire head
+                    // load, which then never reads a tail below the head.
                     match self.head.index.compare_exchange_weak(
                         head,
                         head.wrapping_add(ONE),
-                        Ordering::SeqCst,
+                        Ordering::Release,
                         Ordering::Relaxed,
                     ) {
                         Ok(_) => {
@@ -137,7 +140,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             // stamp load in push, ordering our read before its write.
                             slot.stamp
                                 .store(head.wrapping_add(self.lap()), Ordering::Release);
-                            self.head.waiters.notify();
+                            self.head.waiters.notify(1);
                             match value {
                                 Some(v) => return Ok(v),
                                 None => head = head.wrapping_add(ONE),
@@ -161,7 +164,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         if self.head.closed.load(Ordering::Acquire) == 0 {
             return PopError::Empty;
         }
-        // Acquire pairs with the SeqCst fetch_or in `close`; once marked, the tail is final.
+        // Acquire pairs with the Release fetch_or in `close`; once marked, the tail is final.
         let tail = self.tail.index.load(Ordering::Acquire);
         if tail & MARK != 0 && tail & !MARK == head {
             // Closed, and every claimed position is below `head`: consumed or being consumed.

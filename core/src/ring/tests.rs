@@ -1,6 +1,7 @@
 //! Unit tests that need the crate's insides: counters started near their wrap point.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::slot::ONE;
 use super::{HeapRing, PopError, Ring};
@@ -70,51 +71,96 @@ fn wraps_near_usize_max_drop_releases_values() {
     assert_eq!(Arc::strong_count(&token), 1);
 }
 
-#[test]
-fn holes_from_short_iterators_are_skipped() {
-    // An iterator whose size hint promises more than it yields: the claimed positions it
-    // cannot fill become holes, which pops skip.
-    struct Liar(u32);
-    impl Iterator for Liar {
-        type Item = u32;
-        fn next(&mut self) -> Option<u32> {
-            (self.0 < 2).then(|| {
-                self.0 += 1;
-                self.0
-            })
+/// An iterator whose size hint promises four items and which yields two (a bug by
+/// `Iterator`'s contract, which the ring must survive); before saying `None` it runs `last`.
+struct Liar<F: FnMut()>(u32, F);
+
+impl<F: FnMut()> Iterator for Liar<F> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 2 {
+            (self.1)();
+            return None;
         }
-        fn size_hint(&self) -> (usize, Option<usize>) {
-            (4, Some(4))
-        }
+        self.0 += 1;
+        Some(self.0)
     }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (4, Some(4))
+    }
+}
+
+#[test]
+fn a_short_iterator_gives_back_what_it_did_not_fill() {
+    // Four positions claimed on the iterator's word, two filled: the other two go back to
+    // the ring (the tail moves back over them), leaving no holes.
     let ring = Ring::<u32, 8>::new();
-    assert_eq!(ring.try_push_batch(&mut Liar(0)), Ok(2));
-    assert_eq!(ring.len(), 4, "holes occupy slots until popped");
+    assert_eq!(ring.try_push_batch(&mut Liar(0, || ())), Ok(2));
+    assert_eq!(ring.len(), 2, "no holes");
     ring.try_push(3).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(ring.try_pop_batch(&mut out, 8), Ok(3));
+    assert_eq!(out, [1, 2, 3]);
+    assert_eq!(
+        ring.try_push_batch(&mut (0..8)),
+        Ok(8),
+        "every slot free again"
+    );
+}
+
+#[test]
+fn holes_from_a_lost_give_back_are_skipped() {
+    // If another push claims behind the unfilled positions before they are given back, they
+    // cannot go back: they become holes, which pops skip.
+    let ring = Ring::<u32, 8>::new();
+    let behind = || ring.try_push(9).unwrap();
+    assert_eq!(ring.try_push_batch(&mut Liar(0, behind)), Ok(2));
+    assert_eq!(ring.len(), 5, "two holes occupy slots until popped");
     assert_eq!(ring.try_pop(), Ok(1));
     assert_eq!(ring.try_pop(), Ok(2));
-    assert_eq!(ring.try_pop(), Ok(3), "the two holes are skipped");
+    assert_eq!(ring.try_pop(), Ok(9), "the two holes are skipped");
     assert!(ring.is_empty());
-    ring.try_push_batch(&mut Liar(0)).unwrap();
+    ring.try_push_batch(&mut Liar(0, || ring.try_push(9).unwrap()))
+        .unwrap();
     let mut out = Vec::new();
-    assert_eq!(ring.try_pop_batch(&mut out, 8), Ok(2));
-    assert_eq!(out, [1, 2]);
+    assert_eq!(ring.try_pop_batch(&mut out, 8), Ok(3));
+    assert_eq!(out, [1, 2, 9]);
     assert_eq!(ring.try_pop(), Err(PopError::Empty));
 }
 
-/// Spins (yielding) until `n` threads have registered to park on `waiters`.
-fn until_registered(waiters: &super::Waiters, n: usize) {
-    while waiters.registered() < n {
+/// Closes the ring if the test panics while it lives: a failed assertion then ends the
+/// test's blocked threads (with `Closed`) instead of leaving it hung in its scope.
+struct CloseOnPanic<'r, T, S: super::Storage<T>>(&'r super::RingCore<T, S>);
+
+impl<T, S: super::Storage<T>> Drop for CloseOnPanic<'_, T, S> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.close();
+        }
+    }
+}
+
+/// Spins (yielding) until `n` threads are asleep on `waiters`.
+fn until_asleep(waiters: &super::Waiters, n: usize) {
+    while waiters.asleep() < n {
+        std::thread::yield_now();
+    }
+}
+
+/// Spins (yielding) until threads have gone to sleep on `waiters` `n` times in all.
+fn until_slept(waiters: &super::Waiters, n: usize) {
+    while waiters.sleeps() < n {
         std::thread::yield_now();
     }
 }
 
 #[test]
-fn close_wakes_parked_consumers() {
+fn close_wakes_every_sleeping_consumer() {
     let ring = HeapRing::<u64>::with_capacity(4);
     std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
         let parked: Vec<_> = (0..3).map(|_| s.spawn(|| ring.pop())).collect();
-        until_registered(&ring.tail.waiters, 3);
+        until_asleep(&ring.tail.waiters, 3);
         ring.close();
         for h in parked {
             assert!(h.join().unwrap().is_err(), "woken with Closed");
@@ -123,23 +169,158 @@ fn close_wakes_parked_consumers() {
 }
 
 #[test]
+fn close_wakes_every_sleeping_producer_and_hands_values_back() {
+    let ring = Ring::<u64, 2>::new();
+    ring.try_push_batch(&mut (0..2)).unwrap();
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        let parked: Vec<_> = (10..13)
+            .map(|v| {
+                let ring = &ring;
+                s.spawn(move || (v, ring.push(v)))
+            })
+            .collect();
+        until_asleep(&ring.head.waiters, 3);
+        ring.close();
+        for h in parked {
+            let (v, result) = h.join().unwrap();
+            assert_eq!(result, Err(super::Closed(v)), "woken, value handed back");
+        }
+    });
+    let mut out = Vec::new();
+    while ring.try_pop_batch(&mut out, 2).is_ok() {}
+    assert_eq!(out, [0, 1], "what was in the ring is still drained");
+}
+
+#[test]
 fn push_wakes_parked_consumer_and_pop_wakes_parked_producer() {
     let ring = Ring::<u64, 2>::new();
     std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
         let consumer = s.spawn(|| ring.pop());
-        until_registered(&ring.tail.waiters, 1);
+        until_asleep(&ring.tail.waiters, 1);
         ring.try_push(7).unwrap();
         assert_eq!(consumer.join().unwrap(), Ok(7));
 
         ring.try_push(1).unwrap();
         ring.try_push(2).unwrap();
         let producer = s.spawn(|| ring.push(3));
-        until_registered(&ring.head.waiters, 1);
+        until_asleep(&ring.head.waiters, 1);
         assert_eq!(ring.try_pop(), Ok(1));
         assert_eq!(producer.join().unwrap(), Ok(()));
         let mut out = Vec::new();
         ring.try_pop_batch(&mut out, 4).unwrap();
         assert_eq!(out, [2, 3]);
+    });
+}
+
+#[test]
+fn a_published_slot_wakes_one_sleeping_consumer_not_all() {
+    // Three consumers asleep on an empty ring. Each published slot hands out one wake-up
+    // (before, every push woke all three, and two went back to sleep).
+    let ring = Ring::<u64, 4>::new();
+    let waiters = &ring.tail.waiters;
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let v = ring.pop();
+                    done.fetch_add(1, Ordering::Relaxed);
+                    v
+                })
+            })
+            .collect();
+        until_asleep(waiters, 3);
+        assert_eq!(waiters.given(), 0);
+        ring.try_push(1).unwrap();
+        assert_eq!(waiters.given(), 1, "one slot, one wake-up");
+        while done.load(Ordering::Relaxed) < 1 {
+            std::thread::yield_now();
+        }
+        until_asleep(waiters, 2);
+        assert_eq!(waiters.given(), 1, "the other two still asleep, not woken");
+        assert_eq!(ring.try_push_batch(&mut (2..4)), Ok(2));
+        assert_eq!(waiters.given(), 3, "two slots, two wake-ups");
+        let mut got: Vec<u64> = consumers
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, [1, 2, 3]);
+        assert_eq!(waiters.given(), 3, "and no more");
+    });
+}
+
+#[test]
+fn a_freed_slot_wakes_one_sleeping_producer_not_all() {
+    // Three producers asleep on a full ring. Each freed slot hands out one wake-up.
+    let ring = Ring::<u64, 2>::new();
+    ring.try_push_batch(&mut (0..2)).unwrap();
+    let waiters = &ring.head.waiters;
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        let producers: Vec<_> = (10..13)
+            .map(|v| {
+                let (ring, done) = (&ring, &done);
+                s.spawn(move || {
+                    ring.push(v).unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        until_asleep(waiters, 3);
+        assert_eq!(ring.try_pop(), Ok(0));
+        assert_eq!(waiters.given(), 1, "one slot, one wake-up");
+        while done.load(Ordering::Relaxed) < 1 {
+            std::thread::yield_now();
+        }
+        until_asleep(waiters, 2);
+        assert_eq!(waiters.given(), 1, "the other two still asleep, not woken");
+        let mut out = Vec::new();
+        assert_eq!(ring.try_pop_batch(&mut out, 2), Ok(2));
+        assert_eq!(waiters.given(), 3, "two slots, two wake-ups");
+        for h in producers {
+            h.join().unwrap();
+        }
+        assert_eq!(ring.try_pop_batch(&mut out, 2), Ok(2));
+        assert_eq!(out[0], 1);
+        out.sort_unstable();
+        assert_eq!(out, [1, 10, 11, 12]);
+        assert_eq!(waiters.given(), 3, "and no more");
+    });
+}
+
+#[test]
+fn a_wake_up_taken_for_a_slot_behind_a_held_one_is_passed_on() {
+    // Positions are published out of order: here position 1 before position 0, whose push is
+    // still producing it. The wake-up for position 1 goes to a consumer that finds position 0
+    // still held and sleeps again; when position 0 is published, its single wake-up must
+    // bring out both values: the consumer that pops position 0 passes a wake-up on. (Without
+    // that, the second consumer slept forever: this test hung.)
+    let ring = Ring::<u64, 4>::new();
+    let waiters = &ring.tail.waiters;
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        let consumers: Vec<_> = (0..2).map(|_| s.spawn(|| ring.pop())).collect();
+        until_asleep(waiters, 2);
+        let mut first = Some(10);
+        let mut held = core::iter::from_fn(|| {
+            // Position 0 is claimed and not yet published.
+            ring.try_push(20).unwrap(); // position 1, published: one wake-up
+            assert_eq!(waiters.given(), 1);
+            until_slept(waiters, 3); // the woken consumer is asleep again
+            first.take()
+        });
+        assert_eq!(ring.try_push_batch(&mut held.by_ref().take(1)), Ok(1));
+        let mut got: Vec<u64> = consumers
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, [10, 20]);
     });
 }
 
@@ -163,19 +344,11 @@ fn heap_slots_start_on_a_cache_line_pair() {
     check::<alloc::string::String>();
 }
 
-/// Spins (yielding) until `n` threads are asleep on `waiters`, napping behind a held slot.
-fn until_napping(waiters: &super::Waiters, n: usize) {
-    while waiters.napping() < n {
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn producer_sleeps_while_a_batch_pop_holds_its_slots() {
     // A batch pop frees its run only when its `Extend` is done. A producer that arrives in
     // between finds room by the indices but the slot still held: it must sleep behind that
-    // slot (not spin), and get its push in once the pop has ended. Before naps it spun and
-    // never slept: this test then hung (CI's test step has a timeout for such hangs).
+    // slot (not spin), and be woken by the pop's end (no timeout wakes it: there is none).
     struct StartProducerThenWait<'s, 'r> {
         scope: &'s std::thread::Scope<'s, 'r>,
         ring: &'r Ring<u32, 2>,
@@ -188,7 +361,7 @@ fn producer_sleeps_while_a_batch_pop_holds_its_slots() {
                 if self.producer.is_none() {
                     let ring = self.ring;
                     self.producer = Some(self.scope.spawn(move || ring.push(7)));
-                    until_napping(&ring.head.waiters, 1);
+                    until_asleep(&ring.head.waiters, 1);
                 }
                 self.got.push(v);
             }
@@ -197,6 +370,7 @@ fn producer_sleeps_while_a_batch_pop_holds_its_slots() {
     let ring = Ring::<u32, 2>::new();
     ring.try_push_batch(&mut (0..2)).unwrap();
     std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
         let mut out = StartProducerThenWait {
             scope: s,
             ring: &ring,
@@ -214,14 +388,15 @@ fn producer_sleeps_while_a_batch_pop_holds_its_slots() {
 fn consumer_sleeps_while_a_batch_push_produces_its_run() {
     // A batch push publishes its run's first slot only when its iterator is done. A consumer
     // that arrives in between finds a position claimed but its slot not yet published: it
-    // must sleep behind that slot (not spin), and get the value once the push has ended.
+    // must sleep behind that slot (not spin), and be woken by the push's end.
     let ring = Ring::<u32, 4>::new();
     std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
         let mut consumer = None;
         let mut items = (0..3).inspect(|&i| {
             if i == 1 {
                 consumer = Some(s.spawn(|| ring.pop()));
-                until_napping(&ring.tail.waiters, 1);
+                until_asleep(&ring.tail.waiters, 1);
             }
         });
         assert_eq!(ring.push_batch(&mut items), Ok(3));

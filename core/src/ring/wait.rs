@@ -1,163 +1,232 @@
-//! Parking for the blocking operations (feature `std`).
+//! Sleeping and waking for the blocking operations (feature `std`; real under loom too).
 //!
-//! Each side of the ring has a `Waiters`: the threads of that side parked until the other side
-//! makes progress. The other side calls [`Waiters::notify`] after every successful operation;
-//! that is one `SeqCst` load of a counter kept in the line of that side's own index (which the
-//! operation has just written), and no syscall unless somebody is parked.
+//! Each side of the ring has a `Waiters`: the threads of the *other* side asleep until this
+//! side makes room or values (`head.waiters`: producers waiting for free slots, woken by pops;
+//! `tail.waiters`: consumers waiting for published slots, woken by pushes; both woken by
+//! `close`).
 //!
-//! Why no wake-up is lost (a Dekker-style handshake through the `SeqCst` total order):
-//! a sleeper increments `count` (`SeqCst`), then re-checks the ring's indices (`SeqCst` loads)
-//! while holding `lock`, and only sleeps if it is still blocked. The waker changes an index with
-//! a `SeqCst` read-modify-write (a push's or pop's claiming CAS, or `close`'s `fetch_or`), then,
-//! later in the same call (for a batch, at its end), loads `count` (`SeqCst`). Either the
-//! sleeper's increment comes first in the total order, and the waker sees it and notifies (it
-//! must take `lock`, so it cannot slip in between the sleeper's re-check and its wait); or the
-//! waker's index change comes first, and the sleeper's re-check sees the new index and does not
-//! sleep on it.
+//! # Guarantees
+//! - **No lost wake-up.** A thread goes to sleep only after re-checking, once registered, that
+//!   the slot it needs (the one at the tail for a producer, at the head for a consumer) is
+//!   still not ready; every operation that publishes or frees slots (or gives claimed ones
+//!   back, or closes the ring) then calls [`Waiters::notify`], which sees that registration.
+//!   This covers a slot *held* by the other side (claimed, not yet published or freed: a batch
+//!   holds its run for its whole call) exactly as it covers a full or empty ring: nothing
+//!   relies on a timeout. Loom checks it (`loom-tests/tests/waiters.rs`).
+//! - **One wake-up per slot.** `notify(n)` after `n` slots were published or freed wakes at
+//!   most `n` sleepers, and none that already has a wake-up pending; `close` wakes all.
+//! - **A wasted wake-up is passed on.** Slots are published (and freed) out of order: a
+//!   consumer woken for position `p + 1` finds `p` still held and sleeps again, and when `p`
+//!   is published only one more wake-up comes for two values. So a thread that was woken and
+//!   then succeeds checks whether the next slot is ready as well and, if so, wakes one more
+//!   sleeper (`RingCore::wait_for`): a chain of wake-ups, one per ready slot.
 //!
-//! One wait is not covered by that handshake: the indices say there is room (or a value), but
-//! the slot at hand is still held by the other side between its claim and its stamp store: a
-//! single operation for a few nanoseconds, or a batch for as long as its iterator (push) or
-//! its `Extend` (pop) runs, since a batch hands its run over only at its end. That slot's
-//! release is a `Release` stamp store followed by the `notify` load, which a CPU may reorder,
-//! so a sleeper registering at that moment could miss it. Such a sleeper therefore naps: it
-//! sleeps until notified (nearly always, the batch's end wakes it, measured about 20 us after
-//! it) or for at most its nap, which `wait_for` doubles from 100 us to 10 ms over consecutive
-//! naps. Before naps, a producer blocked behind a long `Extend` spun and yielded for all of it.
+//! # Non-guarantees
+//! - No fairness: whichever sleeper the condition variable picks takes a wake-up, and a thread
+//!   that never slept can take the slot first (the woken one then sleeps again).
+//! - A sleeper behind a held slot sleeps until the holder finishes: if the holder never does
+//!   (a batch push whose iterator waits for a consumer of the same ring), neither does it.
+//!
+//! # Why no wake-up is lost
+//! A Dekker-style handshake on `count` through an asymmetric fence (sync.rs): the waker's
+//! half costs a compiler fence, the sleeper's half a system call, and together they order
+//! like two `SeqCst` fences.
+//! - a sleeper, holding `lock`, registers (`count += 1`), issues the heavy fence, then
+//!   re-checks the ring, and only sleeps if it is still blocked;
+//! - a waker makes its progress (a slot stamp `Release`-stored, an index moved), issues the
+//!   light fence, then loads `count`.
+//!
+//! The two fences are ordered. If the sleeper's comes first, the waker's load (after its fence)
+//! sees the registration (made before the sleeper's fence), so it takes `lock`, which the
+//! sleeper holds until it is inside `cond.wait` (or has found it need not sleep): the wake-up
+//! reaches it. If the waker's comes first, the sleeper's re-check (after its fence) sees the
+//! progress (made before the waker's fence), whose stamp it reads with `Acquire`, and does not
+//! sleep. On Linux the heavy fence is `membarrier(PRIVATE_EXPEDITED)`: every CPU running a
+//! thread of this process executes a full barrier during the call, which is what a `SeqCst`
+//! fence on the waker's side would have given, so the waker needs none. The operations' own
+//! cost is therefore one plain load of `count` (in the line of the index they have just
+//! written) and no barrier, no read-modify-write and no syscall unless someone sleeps; loom
+//! checks the handshake with both halves as `SeqCst` fences, which it models exactly
+//! (`loom-tests/tests/waiters.rs`, and the mutant `waiter_no_fence` without them).
+//!
+//! Wake-ups are counted under `lock` (`Sleepers::wakes`): a sleeper leaves its wait only by
+//! taking one, or at its deadline with none pending (one pending is taken even then, and the
+//! caller tries once more), so a spurious wake-up costs nothing, a wake-up is never lost to a
+//! sleeper timing out, and one meant for one sleeper but seen by another is taken exactly once.
+//! Under loom there are no deadlines (no time) and no spurious wake-ups.
 
-#[cfg(all(feature = "std", not(loom)))]
+#[cfg(any(feature = "std", loom))]
 mod imp {
-    use core::time::Duration;
-    use std::sync::{Condvar, Mutex, PoisonError};
-    use std::time::Instant;
+    use std::sync::PoisonError;
 
-    use crate::sync::{AtomicUsize, Ordering};
+    use crate::sync::{AtomicUsize, Condvar, Instant, Mutex, Ordering};
 
-    /// What a parking thread's re-check found.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(crate) enum Blocked {
-        /// The wait is over (or cannot end by waiting): do not sleep.
-        No,
-        /// Blocked by the indices: sleep until notified (or the deadline).
-        Indices,
-        /// Room by the indices, but the slot at hand is still held by the other side: sleep
-        /// until notified or for at most the nap (see the module docs).
-        Slot,
-    }
-
+    /// The threads of one side of the ring asleep until the other side makes progress.
     #[derive(Debug)]
     pub(crate) struct Waiters {
-        /// Threads between registering in `park` and leaving it. Invariant: never "negative"
-        /// (every decrement follows its own increment).
+        /// Threads between registering in `park` and leaving it (the handshake word, see the
+        /// module docs). Invariant: it counts every thread inside `cond.wait` here.
         count: AtomicUsize,
-        lock: Mutex<()>,
+        lock: Mutex<Sleepers>,
         cond: Condvar,
-        /// Threads inside a `wait` on `cond`: [blocked by the indices, napping behind a held
-        /// slot] (test support: what a test waits for).
+        /// Wake-ups handed out, ever (test support: what a test of "one per slot" counts).
         #[cfg(test)]
-        asleep: [AtomicUsize; 2],
+        given: AtomicUsize,
+        /// Times a thread went to sleep here, ever (test support).
+        #[cfg(test)]
+        sleeps: AtomicUsize,
+    }
+
+    /// Who sleeps and how many wake-ups are owed, under `Waiters::lock`.
+    #[derive(Debug)]
+    struct Sleepers {
+        /// Threads inside `park`'s wait loop.
+        asleep: usize,
+        /// Wake-ups handed out and not yet taken. Invariant: `wakes <= asleep`.
+        wakes: usize,
     }
 
     impl Waiters {
-        pub(crate) const fn new() -> Self {
-            Self {
-                count: AtomicUsize::new(0),
-                lock: Mutex::new(()),
-                cond: Condvar::new(),
-                #[cfg(test)]
-                asleep: [AtomicUsize::new(0), AtomicUsize::new(0)],
+        crate::sync::const_fn_unless_loom! {
+            pub(crate) fn new() -> Self {
+                Self {
+                    count: AtomicUsize::new(0),
+                    lock: Mutex::new(Sleepers { asleep: 0, wakes: 0 }),
+                    cond: Condvar::new(),
+                    #[cfg(test)]
+                    given: AtomicUsize::new(0),
+                    #[cfg(test)]
+                    sleeps: AtomicUsize::new(0),
+                }
             }
         }
 
-        /// How many threads are registered to park (test support).
+        /// How many threads are asleep here now (test support).
         #[cfg(test)]
-        pub(crate) fn registered(&self) -> usize {
-            // Relaxed: a test polls this until it sees the parkers arrive.
+        pub(crate) fn asleep(&self) -> usize {
+            self.sleepers().asleep
+        }
+
+        /// How many wake-ups have been handed out so far (test support).
+        #[cfg(test)]
+        pub(crate) fn given(&self) -> usize {
+            // Relaxed: a test reads it after the notifying call returned, on the same thread.
+            self.given.load(Ordering::Relaxed)
+        }
+
+        /// How many times a thread has gone to sleep here so far (test support).
+        #[cfg(test)]
+        pub(crate) fn sleeps(&self) -> usize {
+            // Relaxed: a test polls it until it sees the sleepers arrive.
+            self.sleeps.load(Ordering::Relaxed)
+        }
+
+        fn sleepers(&self) -> crate::sync::MutexGuard<'_, Sleepers> {
+            self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// Wakes up to `n` sleepers: call it after publishing or freeing `n` slots (or giving
+        /// `n` claimed ones back). Costs a plain load when nobody sleeps.
+        #[inline]
+        pub(crate) fn notify(&self, n: usize) {
+            if n != 0 && self.sleepers_after_progress() != 0 {
+                self.wake(n);
+            }
+        }
+
+        /// Reads `count` after this thread's progress, for `notify` (module docs).
+        #[inline(always)]
+        fn sleepers_after_progress(&self) -> usize {
+            // The waker's half of the handshake: orders the progress just made (stamps,
+            // indices) before the load below; pairs with the heavy fence in `park`.
+            crate::sync::light_fence();
+            // Relaxed: the fences order it (module docs).
             self.count.load(Ordering::Relaxed)
         }
 
-        /// How many threads are asleep now napping behind a held slot (test support).
-        #[cfg(test)]
-        pub(crate) fn napping(&self) -> usize {
-            // Relaxed: a test polls this until it sees the sleepers arrive.
-            self.asleep[1].load(Ordering::Relaxed)
-        }
-
-        /// Wakes every parked thread, if there is one.
-        #[inline]
-        pub(crate) fn notify(&self) {
-            // Pairs with the SeqCst increment in `park`: see the module docs.
-            if self.count.load(Ordering::SeqCst) != 0 {
-                self.notify_slow();
+        /// Wakes every sleeper (for `close`).
+        pub(crate) fn notify_all(&self) {
+            if self.sleepers_after_progress() != 0 {
+                self.wake(usize::MAX);
             }
         }
 
         #[cold]
         #[inline(never)]
-        fn notify_slow(&self) {
-            // Taking the lock orders us after any sleeper's re-check: it is either asleep in
-            // `wait` (and gets this notification) or has not registered yet.
-            drop(self.lock.lock().unwrap_or_else(PoisonError::into_inner));
-            self.cond.notify_all();
+        fn wake(&self, n: usize) {
+            if cfg!(pc_mutant = "waiter_skip_wake") {
+                // The deliberately broken variant the loom suite must reject (`.ci/run`).
+                return;
+            }
+            // Taking the lock orders us after any sleeper's re-check: it is asleep in
+            // `cond.wait` by now, or has left without sleeping.
+            let mut sleepers = self.sleepers();
+            let idle = sleepers.asleep - sleepers.wakes;
+            let give = n.min(idle);
+            if give == 0 {
+                return;
+            }
+            sleepers.wakes += give;
+            #[cfg(test)]
+            // Relaxed: test support only.
+            self.given.fetch_add(give, Ordering::Relaxed);
+            drop(sleepers);
+            // Each sleeper leaves `cond.wait` only by taking a wake-up, so waking more threads
+            // than wake-ups only costs them a trip back to sleep.
+            if give == idle && give > 1 {
+                self.cond.notify_all();
+            } else {
+                for _ in 0..give {
+                    self.cond.notify_one();
+                }
+            }
         }
 
-        /// Parks until notified, `deadline` passes, or a spurious wake-up, unless `blocked()`
-        /// (re-checked after registering) says the wait is already over; if it says the slot is
-        /// still held (`Blocked::Slot`), for at most `nap` as well. Returns what it found.
+        /// Registers, then sleeps until woken or `deadline`, unless `blocked()` (re-checked
+        /// once registered) says the wait is already over. Returns whether it took a wake-up
+        /// (the caller then owes a look at whether to pass one on: see the module docs).
         pub(crate) fn park(
             &self,
             deadline: Option<Instant>,
-            nap: Duration,
-            blocked: impl FnOnce() -> Blocked,
-        ) -> Blocked {
-            let guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-            // Publishes "a thread may be parked"; pairs with the SeqCst load in `notify`.
-            self.count.fetch_add(1, Ordering::SeqCst);
-            let found = blocked();
-            let until = match found {
-                Blocked::No => None,
-                Blocked::Indices => Some(deadline),
-                // A nap whose end `Instant` cannot represent is not taken at all: sleeping with
-                // no end here could miss the slot's release for good.
-                Blocked::Slot => Instant::now()
-                    .checked_add(nap)
-                    .map(|nap_end| Some(deadline.map_or(nap_end, |d| d.min(nap_end)))),
-            };
-            if let Some(until) = until {
+            blocked: impl FnOnce() -> bool,
+        ) -> bool {
+            let mut sleepers = self.sleepers();
+            // Relaxed: the heavy fence after it publishes the registration to every waker whose
+            // light fence comes later, and orders the re-check after every waker's progress
+            // whose light fence came earlier (module docs).
+            self.count.fetch_add(1, Ordering::Relaxed);
+            crate::sync::heavy_fence();
+            let mut woken = false;
+            if blocked() {
+                sleepers.asleep += 1;
                 #[cfg(test)]
-                // Relaxed: test support only (see `sleeping`).
-                self.asleep[usize::from(found == Blocked::Slot)].fetch_add(1, Ordering::Relaxed);
-                match until {
-                    None => drop(
-                        self.cond
-                            .wait(guard)
-                            .unwrap_or_else(PoisonError::into_inner),
-                    ),
-                    Some(d) => {
-                        let timeout = d.saturating_duration_since(Instant::now());
-                        if !timeout.is_zero() {
-                            drop(
-                                self.cond
-                                    .wait_timeout(guard, timeout)
-                                    .unwrap_or_else(PoisonError::into_inner),
-                            );
-                        }
+                // Relaxed: test support only (a test polls it).
+                self.sleeps.fetch_add(1, Ordering::Relaxed);
+                loop {
+                    let timed_out;
+                    (sleepers, timed_out) = crate::sync::wait_until(&self.cond, sleepers, deadline);
+                    if sleepers.wakes != 0 {
+                        sleepers.wakes -= 1;
+                        woken = true;
+                        break;
+                    }
+                    if timed_out {
+                        break;
                     }
                 }
-                #[cfg(test)]
-                // Relaxed: test support only.
-                self.asleep[usize::from(found == Blocked::Slot)].fetch_sub(1, Ordering::Relaxed);
+                sleepers.asleep -= 1;
             }
-            // Nothing to publish: the counter only gates notifications.
-            self.count.fetch_sub(1, Ordering::SeqCst);
-            found
+            // Relaxed: nothing to publish; a waker that still sees this thread counted only
+            // takes the lock for nothing.
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            woken
         }
     }
 }
 
-#[cfg(not(all(feature = "std", not(loom))))]
+#[cfg(not(any(feature = "std", loom)))]
 mod imp {
-    /// Without `std` there is no blocking API, so nobody parks and nobody needs waking.
+    /// Without `std` there is no blocking API, so nobody sleeps and nobody needs waking.
     #[derive(Debug)]
     pub(crate) struct Waiters;
 
@@ -167,10 +236,11 @@ mod imp {
         }
 
         #[inline(always)]
-        pub(crate) fn notify(&self) {}
+        pub(crate) fn notify(&self, _n: usize) {}
+
+        #[inline(always)]
+        pub(crate) fn notify_all(&self) {}
     }
 }
 
-#[cfg(all(feature = "std", not(loom)))]
-pub(crate) use imp::Blocked;
 pub(crate) use imp::Waiters;

@@ -1,0 +1,144 @@
+//! An asymmetric fence (feature `std`): a pair of a *light* and a *heavy* half that order like
+//! two `SeqCst` fences, for a handshake whose one side runs on every operation and whose other
+//! side runs rarely (ring/wait.rs: every push and pop against a thread about to sleep).
+//!
+//! # Guarantees
+//! - For a store `S` before a `light()` and a load `L` after a `heavy()` in another thread (or
+//!   the other way round), `L` sees `S`, or the matching load after the other half sees the
+//!   matching store before this one: the store-buffering outcome (both loads miss both
+//!   stores) cannot happen. That is all the ring's wake-up handshake needs.
+//! - On Linux, `light()` is a compiler fence and one load of a static (no barrier instruction):
+//!   `heavy()` calls `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, during which the kernel
+//!   makes every CPU running a thread of this process execute a full barrier, which is what a
+//!   `SeqCst` fence on the light side would have provided. The process registers for it once,
+//!   at the first use of either half.
+//!
+//! # Non-guarantees
+//! - Where the system call is missing or refused (kernels before 4.14, seccomp filters), and
+//!   on other systems and under miri, both halves are `SeqCst` fences: correct, and every
+//!   operation then pays a barrier instruction.
+//! - `heavy()` costs a system call and an interrupt of every CPU running this process: a few
+//!   microseconds. Only threads about to sleep pay it.
+
+#[cfg(all(target_os = "linux", not(miri)))]
+use core::sync::atomic::AtomicU8;
+use core::sync::atomic::{Ordering, compiler_fence, fence};
+
+/// Not decided yet: both halves fence until the first use registers.
+#[cfg(all(target_os = "linux", not(miri)))]
+const UNKNOWN: u8 = 0;
+/// Registered for expedited private membarriers: the light half is a compiler fence.
+#[cfg(all(target_os = "linux", not(miri)))]
+const EXPEDITED: u8 = 1;
+/// The system call is unavailable: both halves are `SeqCst` fences.
+#[cfg(all(target_os = "linux", not(miri)))]
+const FENCES: u8 = 2;
+
+/// Which of the above this process uses. Invariant: it leaves `UNKNOWN` once, by a CAS, and
+/// never changes again; `EXPEDITED` is set only after the registration succeeded.
+#[cfg(all(target_os = "linux", not(miri)))]
+static STRATEGY: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// The light half (see the module docs).
+#[inline(always)]
+pub(crate) fn light() {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        // Relaxed: a thread that reads EXPEDITED skips the barrier; any heavy half that could
+        // pair with this one reads EXPEDITED too (it never changes once set) and interrupts
+        // this CPU instead. A thread that reads anything else fences below.
+        match STRATEGY.load(Ordering::Relaxed) {
+            EXPEDITED => compiler_fence(Ordering::SeqCst),
+            UNKNOWN => {
+                decide();
+                fence(Ordering::SeqCst);
+            }
+            _ => fence(Ordering::SeqCst),
+        }
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    fence(Ordering::SeqCst);
+}
+
+/// The heavy half (see the module docs).
+#[inline]
+pub(crate) fn heavy() {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        if decide() == EXPEDITED {
+            // The barrier on every CPU running this process; a failure here (not expected
+            // once registered) falls back to a fence, which still pairs with fencing lights.
+            if membarrier(CMD_PRIVATE_EXPEDITED) == 0 {
+                return;
+            }
+        }
+        fence(Ordering::SeqCst);
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    fence(Ordering::SeqCst);
+}
+
+/// `membarrier` commands (the kernel's ABI, `linux/membarrier.h`; libc does not name them).
+#[cfg(all(target_os = "linux", not(miri)))]
+const CMD_QUERY: libc::c_int = 0;
+#[cfg(all(target_os = "linux", not(miri)))]
+const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+#[cfg(all(target_os = "linux", not(miri)))]
+const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+/// The strategy, registering on first use. Returns `EXPEDITED` or `FENCES`.
+#[cfg(all(target_os = "linux", not(miri)))]
+#[cold]
+#[inline(never)]
+fn decide() -> u8 {
+    // Relaxed: the value itself is all that is shared (see `light`).
+    let known = STRATEGY.load(Ordering::Relaxed);
+    if known != UNKNOWN {
+        return known;
+    }
+    let supported = membarrier(CMD_QUERY);
+    let wanted = libc::c_long::from(CMD_PRIVATE_EXPEDITED | CMD_REGISTER_PRIVATE_EXPEDITED);
+    let chosen = if supported >= 0
+        && supported & wanted == wanted
+        && membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+    {
+        EXPEDITED
+    } else {
+        FENCES
+    };
+    // Relaxed: see `light`; a racing thread decided the same (registration is per process).
+    match STRATEGY.compare_exchange(UNKNOWN, chosen, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => chosen,
+        Err(other) => other,
+    }
+}
+
+/// The system call; its result (negative on failure).
+#[cfg(all(target_os = "linux", not(miri)))]
+fn membarrier(cmd: libc::c_int) -> libc::c_long {
+    // SAFETY: `membarrier(cmd, flags = 0, cpu_id = 0)` reads and writes no memory of ours; an
+    // unsupported command only returns an error.
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            cmd,
+            0 as libc::c_uint,
+            0 as libc::c_int,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_halves_run_and_the_strategy_is_decided_once() {
+        super::light();
+        super::heavy();
+        #[cfg(all(target_os = "linux", not(miri)))]
+        {
+            let decided = super::STRATEGY.load(core::sync::atomic::Ordering::Relaxed);
+            assert_ne!(decided, super::UNKNOWN);
+            assert_eq!(super::decide(), decided);
+        }
+    }
+}
