@@ -66,9 +66,13 @@ pub(crate) fn heavy() {
     #[cfg(all(target_os = "linux", not(miri)))]
     {
         if decide() == EXPEDITED {
-            // The barrier on every CPU running this process; a failure here (not expected
-            // once registered) falls back to a fence, which still pairs with fencing lights.
-            if membarrier(CMD_PRIVATE_EXPEDITED) == 0 {
+            // The barrier on every CPU running this process. It fails only if this process is
+            // not registered (the registration belongs to the address space: a process that
+            // inherited `STRATEGY` without it); registering again fixes that.
+            if membarrier(CMD_PRIVATE_EXPEDITED) == 0
+                || (membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+                    && membarrier(CMD_PRIVATE_EXPEDITED) == 0)
+            {
                 return;
             }
         }
