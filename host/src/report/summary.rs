@@ -134,6 +134,9 @@ impl NatsFigures {
 pub struct Wal {
     /// The largest WAL the checkpointer saw.
     pub max_bytes: u64,
+    /// Checkpoint passes that held the writer's lock (commits waited), and the longest (ns).
+    pub writer_holds: u64,
+    pub writer_held_max_ns: u64,
     /// The final checkpoint copied the WAL into the database and truncated it.
     pub truncated: bool,
 }
@@ -334,6 +337,14 @@ impl Summary {
                  it in when the database is next opened"
             }
         );
+        if wal.writer_holds > 0 {
+            let _ = writeln!(
+                s,
+                "  checkpoints   held commits up {} times to restart the WAL, the longest {:.3} ms",
+                wal.writer_holds,
+                wal.writer_held_max_ns as f64 / 1e6
+            );
+        }
         s
     }
 
@@ -436,6 +447,8 @@ impl Summary {
             "blocked_s": self.blocked_s,
             "wal_max_bytes": self.wal.as_ref().map(|w| w.max_bytes),
             "wal_truncated": self.wal.as_ref().map(|w| w.truncated),
+            "wal_writer_holds": self.wal.as_ref().map(|w| w.writer_holds),
+            "wal_writer_held_max_ns": self.wal.as_ref().map(|w| w.writer_held_max_ns),
             "read": self.ingest.as_ref().map(|i| i.read),
             "read_bytes": self.ingest.as_ref().map(|i| i.read_bytes),
             "rejected": self.ingest.as_ref().map_or(0, |i| i.rejected),

@@ -41,7 +41,8 @@ pub struct Done<'a> {
     /// Unix ns at the clock's 0.
     pub unix_base: i64,
     /// SQLite: the largest WAL the checkpointer saw.
-    pub wal_max_bytes: Option<u64>,
+    /// The checkpointer's figures (`truncated` is filled in here).
+    pub wal: Option<Wal>,
     /// Writes retried, and the run's length (start of production to the last commit).
     pub retries: u64,
     pub elapsed_s: f64,
@@ -97,9 +98,9 @@ pub fn summary(
         commit: stats.commit(),
         batches: stats.batches(),
         blocked_s: stats.blocked_ns() as f64 / 1e9,
-        wal: d.wal_max_bytes.map(|max_bytes| Wal {
-            max_bytes,
+        wal: d.wal.map(|wal| Wal {
             truncated: flushed == Some(true),
+            ..wal
         }),
         ingest: (!cfg.generated()).then(|| Ingest {
             read: stats.read(),

@@ -29,7 +29,7 @@ use crate::message::Acknowledge;
 use crate::message::Record;
 use crate::observe::{Live, RunView};
 use crate::position::InputStart;
-use crate::report::{self, StopReason, Summary};
+use crate::report::{self, StopReason, Summary, Wal};
 use crate::sink::sqlite::checkpoint::StopSignal;
 use crate::sink::{AnySink, GroupCommit, Policy};
 use crate::source::Context;
@@ -255,7 +255,12 @@ pub fn run(
             stats: &stats,
             clock: &clock,
             unix_base,
-            wal_max_bytes: checkpointer.map(|c| c.wal_max_bytes),
+            wal: checkpointer.map(|c| Wal {
+                max_bytes: c.wal_max_bytes,
+                writer_holds: c.writer_holds,
+                writer_held_max_ns: c.writer_held_max_ns,
+                truncated: false,
+            }),
             retries: out.retries,
             elapsed_s: out.drained.saturating_sub(out.start) as f64 / 1e9,
         },

@@ -4,8 +4,9 @@
 //! [`Checkpointer`] thread with its own connection runs a PASSIVE checkpoint every 100 ms (it
 //! copies committed pages into the database file while commits go on). PASSIVE alone never lets
 //! the WAL restart under constant writes, so once the WAL passes [`WAL_BOUND`] the checkpointer
-//! takes the writer's mutex for one more PASSIVE pass, which then has only the last ~100 ms of
-//! frames to copy and finishes the log; the next commit starts the WAL over from its beginning.
+//! catches up with unlocked passes to within about a megabyte of frames, then takes the
+//! writer's mutex for one more PASSIVE pass, which finishes the log (short, since its copy and
+//! fsyncs hold up every commit); the next commit starts the WAL over from its beginning.
 //! The WAL stays under about twice the bound, and only that one short pass per bound's worth
 //! of data ever holds up a commit. The run ends with a TRUNCATE checkpoint (WAL emptied).
 
@@ -22,6 +23,10 @@ use super::schema::db_error;
 pub const WAL_BOUND: u64 = 64 << 20;
 /// How often the checkpointer runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Frames (in bytes) left to copy below which the pass that finishes the log takes the
+/// writer's lock; above it, unlocked passes catch up first, at most `CATCH_UP_PASSES` of them.
+const CATCH_UP_LEFT: u64 = 1 << 20;
+const CATCH_UP_PASSES: usize = 4;
 
 /// Asks a [`Checkpointer`] to stop.
 #[derive(Debug, Default)]
@@ -54,6 +59,10 @@ pub struct Checkpointer {
     page_size: u64,
     /// The largest WAL seen, in bytes.
     pub wal_max_bytes: u64,
+    /// Passes that held the writer's lock (every commit waited meanwhile): how many, and the
+    /// longest, in ns.
+    pub writer_holds: u64,
+    pub writer_held_max_ns: u64,
     /// The `-wal` file, measured at each pass (also when checkpoints fail).
     wal_path: std::path::PathBuf,
     /// Whether a failed checkpoint was reported (once; a failing checkpoint does not stop a
@@ -73,6 +82,8 @@ impl Checkpointer {
             conn,
             page_size: page_size.max(512) as u64,
             wal_max_bytes: 0,
+            writer_holds: 0,
+            writer_held_max_ns: 0,
             wal_path: crate::paths::sibling(path, "-wal"),
             warned: false,
         })
@@ -89,12 +100,32 @@ impl Checkpointer {
             };
             let wal = log * self.page_size;
             self.wal_max_bytes = self.wal_max_bytes.max(wal);
-            // Finish the log under the writer's lock only when little is left to copy, unless
-            // the WAL has grown far past the bound (the writer outpaces unlocked passes).
-            let left = (log - done) * self.page_size;
-            if wal > WAL_BOUND && (left < WAL_BOUND / 8 || wal > 2 * WAL_BOUND) {
-                let _writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if wal <= WAL_BOUND {
+                continue;
+            }
+            // Finish the log under the writer's lock, which holds up every commit for as long
+            // as that pass takes (its copy and its fsyncs): so first catch up without the lock
+            // until only the last few milliseconds of frames are left.
+            let mut left = (log - done) * self.page_size;
+            for _ in 0..CATCH_UP_PASSES {
+                if left <= CATCH_UP_LEFT {
+                    break;
+                }
+                match self.pass() {
+                    Some((log, done)) => left = (log - done) * self.page_size,
+                    None => break,
+                }
+            }
+            // Unless the writer outpaces unlocked passes and the WAL has grown far past the
+            // bound, a pass with much left to copy waits for the next round.
+            if left < WAL_BOUND / 8 || wal > 2 * WAL_BOUND {
+                let writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+                let held = std::time::Instant::now();
                 self.pass();
+                drop(writer);
+                let held_ns = u64::try_from(held.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.writer_holds += 1;
+                self.writer_held_max_ns = self.writer_held_max_ns.max(held_ns);
             }
         }
     }
