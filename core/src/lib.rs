@@ -3,6 +3,8 @@
 //! The lock-free core of pc: a bounded MPMC [`Ring`] that can live in a `static` with no
 //! allocator (or [`HeapRing`], sized at run time), and an exact token bucket. `#![no_std]`;
 //! feature `alloc` adds `HeapRing`, feature `std` (default) adds blocking operations.
+//! [`Lanes`] (and `HeapLanes`) put K rings under one priority pop with a starvation guard,
+//! batch and blocking pops across all lanes, and close-and-drain (see [`lanes`]).
 //!
 //! ## The ring: guarantees first
 //! - Every value pushed is popped exactly once (or dropped with the ring).
@@ -87,7 +89,7 @@
 //! All atomics, cells, spins, and the lock and condition variable blocked threads sleep on go
 //! through one facade (`sync.rs`); building with `RUSTFLAGS="--cfg loom"` swaps them for
 //! loom's, and the `pc-loom-tests` package model-checks the ring (its non-blocking protocol
-//! and its wake-ups) and the bucket.
+//! and its wake-ups), the lanes and the bucket.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -110,6 +112,7 @@ pub mod bucket;
 mod clock;
 #[cfg(all(feature = "std", not(loom)))]
 mod fence;
+pub mod lanes;
 pub mod ring;
 mod sync;
 
@@ -117,6 +120,9 @@ mod sync;
 pub use bucket::{Denied, Grant, RateError, Schedule, TokenBucket};
 #[cfg(all(feature = "std", not(loom)))]
 pub use clock::Clock;
+#[cfg(feature = "alloc")]
+pub use lanes::HeapLanes;
+pub use lanes::{Lanes, LanesCore};
 #[cfg(feature = "alloc")]
 pub use ring::HeapRing;
 pub use ring::{CapacityError, Closed, PopError, PushError, Ring, RingCore};

@@ -117,7 +117,11 @@ fn rate_limited_duration_run_matches_and_json_has_the_contract_keys() {
         assert!(v["latency_ns"][key].is_u64(), "latency_ns.{key} in {v}");
     }
     // The SQLite WAL's figures: sizes and the checkpoint passes that held up commits.
-    for key in ["wal_max_bytes", "wal_writer_holds", "wal_writer_held_max_ns"] {
+    for key in [
+        "wal_max_bytes",
+        "wal_writer_holds",
+        "wal_writer_held_max_ns",
+    ] {
         assert!(v[key].is_u64(), "{key} in {v}");
     }
     assert_eq!(v["wal_truncated"], true);

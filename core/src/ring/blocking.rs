@@ -313,7 +313,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// Sleep re-check for consumers: the slot at the head holds neither a value nor a hole yet
     /// (the ring is empty there, or a push has claimed the slot and not yet published it), and
     /// the ring is not both closed and drained.
-    fn consumer_blocked(&self) -> bool {
+    pub(crate) fn consumer_blocked(&self) -> bool {
         // Relaxed: as in `producer_blocked`.
         let head = self.head.index.load(Ordering::Relaxed);
         // Acquire pairs with the producer's Release publish, as in try_pop.

@@ -75,7 +75,7 @@ pub use storage::{Inline, Storage};
 
 use crate::sync::{AtomicUsize, Ordering};
 use slot::{MARK, ONE};
-use wait::Waiters;
+pub(crate) use wait::Waiters;
 
 /// The largest capacity a ring can have: `2^(usize::BITS - 3)` slots (far beyond any memory).
 ///

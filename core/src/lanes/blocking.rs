@@ -1,0 +1,103 @@
+//! Sleeping for the lanes: consumers wait on all lanes with one [`Waiters`], and pushes and
+//! the close wake them. The only file of `lanes` that uses `Waiters`.
+//!
+//! Why no wake-up is lost: the handshake of `ring/wait.rs`, spread over the lanes. A consumer
+//! registers in the lanes' `Waiters` (then the heavy half of the asymmetric fence), then
+//! re-checks the head slot of every lane (`RingCore::consumer_blocked`); a push publishes its
+//! slot inside its lane's `try_push`, then calls [`Parking::pushed`] (the light half, then a
+//! load of the sleeper count), and a close does the same after marking every lane. Either the
+//! consumer's fence comes first and the pusher sees it registered and wakes it, or the push's
+//! comes first and the re-check sees its slot. A slot held by a push in progress is covered
+//! the same way: its publication is followed by `pushed`.
+//!
+//! One wake-up per push; a consumer that was woken and then popped passes one on if a lane
+//! still has a value ready (the wake-up it took may have been for that one), as the ring's do.
+//!
+//! Blocking pushes need nothing here: they are the lane's own ring `push`, which sleeps on that
+//! ring's producers and is woken by the pops (every lanes pop is a ring pop). The blocking
+//! operations themselves are in `blocking_ops.rs`.
+
+#[cfg(all(feature = "std", not(loom)))]
+use std::time::Instant;
+
+use crate::ring::Waiters;
+#[cfg(all(feature = "std", not(loom)))]
+use crate::ring::{PopError, RingCore, Storage};
+#[cfg(all(feature = "std", not(loom)))]
+use crate::sync::Backoff;
+
+/// The consumers asleep on all lanes at once.
+#[derive(Debug)]
+pub(crate) struct Parking {
+    consumers: Waiters,
+}
+
+impl Parking {
+    crate::sync::const_fn_unless_loom! {
+        pub(crate) fn new() -> Self {
+            Self {
+                consumers: Waiters::new(),
+            }
+        }
+    }
+
+    /// A value was published in some lane: wakes one sleeping consumer, if any (a compiler
+    /// fence and one load when nobody sleeps).
+    #[inline]
+    pub(crate) fn pushed(&self) {
+        self.consumers.notify(1);
+    }
+
+    /// How many consumers are asleep now (test support).
+    #[cfg(all(test, feature = "std", not(loom)))]
+    pub(crate) fn registered(&self) -> usize {
+        self.consumers.asleep()
+    }
+
+    /// Every lane was closed: wakes every sleeping consumer.
+    #[inline]
+    pub(crate) fn closed(&self) {
+        self.consumers.notify_all();
+    }
+}
+
+#[cfg(all(feature = "std", not(loom)))]
+impl Parking {
+    /// Retries `attempt` while it says `Empty`, with the adaptive wait, until `deadline` (then
+    /// `Empty`). Sleeps only while no lane of `rings` has a value ready after registering.
+    pub(crate) fn wait<T, S: Storage<T>, R>(
+        &self,
+        rings: &[RingCore<T, S>],
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Result<R, PopError>,
+    ) -> Result<R, PopError> {
+        let mut backoff = Backoff::new();
+        let mut woken = false;
+        loop {
+            match attempt() {
+                Err(PopError::Empty) => {}
+                done => {
+                    // Pass a wake-up on if another lane (or the next slot) is ready too.
+                    if woken && done.is_ok() && !blocked(rings) {
+                        self.consumers.notify(1);
+                    }
+                    return done;
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(PopError::Empty);
+            }
+            if !backoff.snooze() {
+                woken |= self.consumers.park(deadline, || blocked(rings));
+                backoff.reset();
+            }
+        }
+    }
+}
+
+/// Sleep re-check over all lanes: blocked only while every lane is (its head slot holds no
+/// value or hole yet, and it is not closed and drained).
+#[cfg(all(feature = "std", not(loom)))]
+fn blocked<T, S: Storage<T>>(rings: &[RingCore<T, S>]) -> bool {
+    rings.iter().all(RingCore::consumer_blocked)
+}
