@@ -144,7 +144,7 @@ fn metrics_addr(r: &mut Running) -> String {
 }
 
 /// Every metric the README names, as the sample keys a Prometheus text scrape holds.
-const EXPOSED: [&str; 21] = [
+const EXPOSED: [&str; 22] = [
     "pc_messages_produced_total",
     "pc_messages_consumed_total",
     "pc_messages_stored_total",
@@ -159,6 +159,7 @@ const EXPOSED: [&str; 21] = [
     "pc_sink_retrying",
     "pc_queue_depth",
     "pc_queue_capacity",
+    "pc_consumers",
     "pc_wal_bytes",
     "pc_latency_seconds_sum",
     "pc_latency_seconds_count",

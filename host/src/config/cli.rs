@@ -119,10 +119,26 @@ pub struct RunArgs {
     )]
     pub producers: u64,
 
-    /// Consumer threads, each pinned, taking turns on the one SQLite writer [default: 5 for
-    /// generate, 1 for other sources]
-    #[arg(long, value_name = "M", env = "PC_HOST_CONSUMERS")]
-    pub consumers: Option<u64>,
+    /// Consumer threads, each pinned, taking turns on the one SQLite writer (server sinks: a
+    /// connection each). MIN..MAX (e.g. 1..8): start with MIN and let the scaler add or remove
+    /// one at a time, never losing a record (see --scale-interval) [default: 5 for generate, 1
+    /// for other sources]
+    #[arg(long, value_name = "N|MIN..MAX", env = "PC_HOST_CONSUMERS")]
+    pub consumers: Option<String>,
+
+    /// With --consumers MIN..MAX: seconds between the scaler's looks at the queue. It adds a
+    /// consumer after 2 intervals in a row of pressure (the queue past 1/64 of the ring and
+    /// deeper than at the last look, or at least half full, or a record popped in the interval
+    /// had waited a whole interval since it was read or due); it removes one after 3 intervals
+    /// in a row with the queue at most 1/64 full and no such wait. A removed consumer first
+    /// commits what it took. Added consumers past MIN are not pinned
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "PC_HOST_SCALE_INTERVAL",
+        default_value_t = 1.0
+    )]
+    pub scale_interval: f64,
 
     /// Target rate in records/s, in total across sources (one shared token bucket); 0 =
     /// unlimited [default: 500 for generate, unlimited for other sources]
