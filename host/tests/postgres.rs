@@ -10,7 +10,8 @@
 //! settings as one line without the password, a batch whose COMMIT reply was lost not stored
 //! twice; report intervals and the run's summary kept with the data (`run_intervals`, `runs`),
 //! written while the run goes on without waiting on another client's lock; a version 1 schema
-//! upgraded in place; and verify accepting exactly the dead-lettered gaps of a generated run.
+//! upgraded in place; verify accepting exactly the dead-lettered gaps of a generated run; and
+//! consumers scaled up and down (`--consumers 1..2`) storing every line once.
 
 mod common;
 
@@ -357,6 +358,47 @@ fn a_server_restart_mid_ingest_is_retried_and_every_line_is_stored_once() {
     let s = Scratch::new("pg-restart");
     let args = "--rps 10000 --retry-for 60";
     assert_restart_mid_ingest_loses_nothing(&db, &s, &lines(60_000), 1000, args);
+}
+
+/// `--consumers 1..2` with a connection each: a consumer is added while another client's lock
+/// holds the queue full, and retired once it stays empty; every line is stored once.
+#[test]
+fn consumers_scale_up_under_load_and_down_when_idle_and_every_line_is_stored_once() {
+    let Some(db) = Db::shared("scale") else {
+        return;
+    };
+    let s = Scratch::new("pg-scale");
+    let n = 20_000;
+    let mut cmd = common::pc_host(s.dir());
+    cmd.args(["--sink", &db.url]).args(
+        "--source stdin --consumers 1..2 --scale-interval 0.05 --capacity 256 \
+         --busy-timeout-ms 20 --retry-for 600 --report-interval 0 --output json"
+            .split_whitespace(),
+    );
+    let out = common::scaling::up_then_down(cmd, n, || {
+        let mut holder = db.client();
+        holder
+            .batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+            .expect("lock the messages table");
+        holder // dropped: the connection ends, the lock with it
+    });
+    let v = assert_all_stored(&out);
+    assert_eq!((u(&v, "produced"), u(&v, "stored")), (n as u64, n as u64));
+    let c = &v["consumers"];
+    assert_eq!((u(c, "min"), u(c, "max"), u(c, "peak")), (1, 2, 2), "{v}");
+    let events = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": scale "))
+        .count();
+    assert_eq!(events, 2, "one change each way:\n{}", out.stderr);
+    let mut rows: Vec<(i64, String)> = db.rows().into_iter().map(|r| (r.1, r.2)).collect();
+    rows.sort();
+    let want: Vec<(i64, String)> = (0..n)
+        .map(|i| (i as i64, common::scaling::line(i)))
+        .collect();
+    assert_eq!(rows, want, "each line stored once");
+    db.assert_verify(&s);
 }
 
 // ---------------------------------------------------------------------------------------------
