@@ -728,6 +728,7 @@ fn intervals(n: u32, k: u64) -> Vec<Interval> {
             latency_p99: Some(2_000),
             latency_max: Some(3_000),
             commit_p99: None,
+            consumers: 1,
         })
         .collect()
 }
@@ -837,7 +838,19 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
         .query_one("SELECT version FROM pc_host_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
+    let last: String = c
+        .query_one(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = 'run_intervals'::regclass \
+             AND attnum > 0 AND NOT attisdropped ORDER BY attnum DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        last, "consumers",
+        "version 3's column, through both upgrades"
+    );
     let old: (i64, i64) = {
         let sql = "SELECT producers::int8, (SELECT count(*) FROM messages WHERE run_id = 1) \
                    FROM runs WHERE run_id = 1 AND completed AND stored IS NULL";

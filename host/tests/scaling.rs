@@ -30,7 +30,7 @@ fn consumers_scale_up_under_load_and_down_when_idle_and_every_line_is_stored_onc
         "--retry-for",
         "600",
         "--report-interval",
-        "0",
+        "0.05",
         "--output",
         "json",
     ]);
@@ -53,4 +53,18 @@ fn consumers_scale_up_under_load_and_down_when_idle_and_every_line_is_stored_onc
     let want: Vec<(i64, String)> = (0..LINES).map(|i| (i as i64, line(i))).collect();
     assert_eq!(rows, want, "each line stored once");
     assert_verify(s.dir(), &["verify"]);
+
+    // Each interval row keeps the consumers running at its end; the last covers the drain,
+    // after the scale-down.
+    let conn = rusqlite::Connection::open(&db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT consumers FROM run_intervals WHERE run_id = ?1 ORDER BY t_s")
+        .expect("prepare");
+    let kept: Vec<i64> = stmt
+        .query_map([v["run_id"].as_i64().expect("run_id")], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(kept.iter().all(|c| (1..=2).contains(c)), "{kept:?}");
+    assert_eq!(kept.last(), Some(&1), "{kept:?}");
 }
