@@ -126,12 +126,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N|MIN..MAX", env = "PC_HOST_CONSUMERS")]
     pub consumers: Option<String>,
 
-    /// With --consumers MIN..MAX: seconds between the scaler's looks at the queue. It adds a
-    /// consumer after 2 intervals in a row of pressure (the queue past 1/64 of the ring and
-    /// deeper than at the last look, or at least half full, or a record popped in the interval
-    /// had waited a whole interval since it was read or due); it removes one after 3 intervals
-    /// in a row with the queue at most 1/64 full and no such wait. A removed consumer first
-    /// commits what it took. Added consumers past MIN are not pinned
+    /// With --consumers MIN..MAX: seconds between the scaler's looks at the queue. A consumer it
+    /// removes first commits what it took: nothing is lost. It adds one (up to MAX) after 2
+    /// intervals in a row of pressure: the queue holds more than 1/64 of the ring and more than
+    /// at the last look, or at least half the ring, or a record popped in the interval had
+    /// waited in the ring a whole interval (from when it was read, or due). It removes one
+    /// (down to MIN) after 3 intervals in a row with the queue at most 1/64 of the ring and no
+    /// such wait. Consumers past MIN run unpinned
     #[arg(
         long,
         value_name = "SECS",
