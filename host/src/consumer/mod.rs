@@ -184,3 +184,6 @@ impl<S: Sink> Consumer<'_, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
