@@ -116,6 +116,46 @@ fn out_of_range_values_get_one_clear_line() {
 }
 
 #[test]
+fn a_bad_consumer_range_or_scale_interval_gets_one_clear_line() {
+    let s = Scratch::new("scale-values");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--consumers", "0..4"],
+            "--consumers 0..4: MIN must be at least 1: give a count N or a range MIN..MAX",
+        ),
+        (
+            &["--consumers", "5..2"],
+            "--consumers 5..2: MIN is more than MAX",
+        ),
+        (
+            &["--consumers", "1.."],
+            "--consumers 1..: MIN and MAX must both be whole numbers",
+        ),
+        (
+            &["--consumers", "a..b"],
+            "--consumers a..b: MIN and MAX must both be whole numbers",
+        ),
+        (&["--consumers", "1..5000"], "MAX can be at most 1024"),
+        (
+            &["--consumers", "many"],
+            "--consumers many: invalid value 'many'",
+        ),
+        (
+            &["--scale-interval", "0"],
+            "--scale-interval 0 is not a usable number of seconds: it must be more than 0",
+        ),
+        (&["--scale-interval", "0.001"], "too short"),
+    ];
+    for (args, needle) in cases {
+        let out = run(s.dir(), args);
+        assert_one_line_error(&out, 2, needle);
+    }
+    let out = run_env(s.dir(), &[], &[("PC_HOST_CONSUMERS", "3..1")]);
+    assert_one_line_error(&out, 2, "PC_HOST_CONSUMERS=3..1: MIN is more than MAX");
+    assert!(!s.path("pc-host.db").exists());
+}
+
+#[test]
 fn environment_and_config_file_layers() {
     let s = Scratch::new("layers");
     // A bad value from the environment names the variable.

@@ -144,7 +144,7 @@ fn metrics_addr(r: &mut Running) -> String {
 }
 
 /// Every metric the README names, as the sample keys a Prometheus text scrape holds.
-const EXPOSED: [&str; 21] = [
+const EXPOSED: [&str; 22] = [
     "pc_messages_produced_total",
     "pc_messages_consumed_total",
     "pc_messages_stored_total",
@@ -159,6 +159,7 @@ const EXPOSED: [&str; 21] = [
     "pc_sink_retrying",
     "pc_queue_depth",
     "pc_queue_capacity",
+    "pc_consumers",
     "pc_wal_bytes",
     "pc_latency_seconds_sum",
     "pc_latency_seconds_count",
@@ -490,6 +491,7 @@ struct IntervalRow {
     p50: Option<i64>,
     p99: Option<i64>,
     max: Option<i64>,
+    consumers: i64,
 }
 
 /// The `run_intervals` rows of `run_id`, by time.
@@ -498,7 +500,8 @@ fn interval_rows(db: &Path, run_id: i64) -> Vec<IntervalRow> {
     let mut stmt = conn
         .prepare(
             "SELECT t_s, produced, stored, rejected, queue_depth, latency_p50_ns, \
-             latency_p99_ns, latency_max_ns FROM run_intervals WHERE run_id = ?1 ORDER BY t_s",
+             latency_p99_ns, latency_max_ns, consumers FROM run_intervals WHERE run_id = ?1 \
+             ORDER BY t_s",
         )
         .expect("prepare");
     stmt.query_map([run_id], |r| {
@@ -511,6 +514,7 @@ fn interval_rows(db: &Path, run_id: i64) -> Vec<IntervalRow> {
             p50: r.get(5)?,
             p99: r.get(6)?,
             max: r.get(7)?,
+            consumers: r.get(8)?,
         })
     })
     .expect("query")
@@ -540,6 +544,7 @@ fn run_intervals_add_up_to_the_run_and_runs_keeps_the_summary() {
             );
         }
         assert!((0..=65536).contains(&row.queue_depth), "{row:?}");
+        assert_eq!(row.consumers, u(&v["consumers"], "max") as i64, "{row:?}");
     }
     let elapsed = v["elapsed_s"].as_f64().unwrap();
     assert_eq!(

@@ -717,7 +717,7 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
     assert_eq!(db.schema_version(), 1, "verify changed the schema");
 
     let v = assert_ok(&db.run_json(&s, "--messages 10 --rps 0"));
-    assert_eq!(db.schema_version(), 2);
+    assert_eq!(db.schema_version(), 3);
     assert_eq!(db.columns("runs"), RUNS_V2);
     let old = "SELECT COUNT(*) FROM messages WHERE run_id = 1";
     assert_eq!(db.count(old), 2, "the old run's rows are kept");
@@ -745,9 +745,12 @@ fn an_upgrade_cut_short_is_completed_by_the_next_run() {
         )
         .unwrap();
     assert_ok(&db.run_json(&s, "--messages 10 --rps 0"));
-    assert_eq!(db.schema_version(), 2);
+    assert_eq!(db.schema_version(), 3);
     assert_eq!(db.columns("runs"), RUNS_V2);
-    assert!(!db.columns("run_intervals").is_empty());
+    assert_eq!(
+        db.columns("run_intervals").last().map(String::as_str),
+        Some("consumers")
+    );
     db.assert_verify(&s);
 }
 
@@ -816,6 +819,7 @@ fn intervals(t_s: &[f64]) -> Vec<Interval> {
             latency_p99: Some(2_000),
             latency_max: None,
             commit_p99: Some(3_000),
+            consumers: 1,
         })
         .collect()
 }

@@ -10,7 +10,8 @@
 //! settings as one line without the password, a batch whose COMMIT reply was lost not stored
 //! twice; report intervals and the run's summary kept with the data (`run_intervals`, `runs`),
 //! written while the run goes on without waiting on another client's lock; a version 1 schema
-//! upgraded in place; and verify accepting exactly the dead-lettered gaps of a generated run.
+//! upgraded in place; verify accepting exactly the dead-lettered gaps of a generated run; and
+//! consumers scaled up and down (`--consumers 1..2`) storing every line once.
 
 mod common;
 
@@ -359,6 +360,47 @@ fn a_server_restart_mid_ingest_is_retried_and_every_line_is_stored_once() {
     assert_restart_mid_ingest_loses_nothing(&db, &s, &lines(60_000), 1000, args);
 }
 
+/// `--consumers 1..2` with a connection each: a consumer is added while another client's lock
+/// holds the queue full, and retired once it stays empty; every line is stored once.
+#[test]
+fn consumers_scale_up_under_load_and_down_when_idle_and_every_line_is_stored_once() {
+    let Some(db) = Db::shared("scale") else {
+        return;
+    };
+    let s = Scratch::new("pg-scale");
+    let n = 20_000;
+    let mut cmd = common::pc_host(s.dir());
+    cmd.args(["--sink", &db.url]).args(
+        "--source stdin --consumers 1..2 --scale-interval 0.05 --capacity 256 \
+         --busy-timeout-ms 20 --retry-for 600 --report-interval 0 --output json"
+            .split_whitespace(),
+    );
+    let out = common::scaling::up_then_down(cmd, n, || {
+        let mut holder = db.client();
+        holder
+            .batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+            .expect("lock the messages table");
+        holder // dropped: the connection ends, the lock with it
+    });
+    let v = assert_all_stored(&out);
+    assert_eq!((u(&v, "produced"), u(&v, "stored")), (n as u64, n as u64));
+    let c = &v["consumers"];
+    assert_eq!((u(c, "min"), u(c, "max"), u(c, "peak")), (1, 2, 2), "{v}");
+    let events = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": scale "))
+        .count();
+    assert_eq!(events, 2, "one change each way:\n{}", out.stderr);
+    let mut rows: Vec<(i64, String)> = db.rows().into_iter().map(|r| (r.1, r.2)).collect();
+    rows.sort();
+    let want: Vec<(i64, String)> = (0..n)
+        .map(|i| (i as i64, common::scaling::line(i)))
+        .collect();
+    assert_eq!(rows, want, "each line stored once");
+    db.assert_verify(&s);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The writer through the library
 
@@ -686,6 +728,7 @@ fn intervals(n: u32, k: u64) -> Vec<Interval> {
             latency_p99: Some(2_000),
             latency_max: Some(3_000),
             commit_p99: None,
+            consumers: 1,
         })
         .collect()
 }
@@ -795,7 +838,19 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
         .query_one("SELECT version FROM pc_host_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
+    let last: String = c
+        .query_one(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = 'run_intervals'::regclass \
+             AND attnum > 0 AND NOT attisdropped ORDER BY attnum DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        last, "consumers",
+        "version 3's column, through both upgrades"
+    );
     let old: (i64, i64) = {
         let sql = "SELECT producers::int8, (SELECT count(*) FROM messages WHERE run_id = 1) \
                    FROM runs WHERE run_id = 1 AND completed AND stored IS NULL";

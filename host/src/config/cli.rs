@@ -119,10 +119,27 @@ pub struct RunArgs {
     )]
     pub producers: u64,
 
-    /// Consumer threads, each pinned, taking turns on the one SQLite writer [default: 5 for
-    /// generate, 1 for other sources]
-    #[arg(long, value_name = "M", env = "PC_HOST_CONSUMERS")]
-    pub consumers: Option<u64>,
+    /// Consumer threads, each pinned, taking turns on the one SQLite writer (server sinks: a
+    /// connection each). MIN..MAX (e.g. 1..8): start with MIN and let the scaler add or remove
+    /// one at a time, never losing a record (see --scale-interval) [default: 5 for generate, 1
+    /// for other sources]
+    #[arg(long, value_name = "N|MIN..MAX", env = "PC_HOST_CONSUMERS")]
+    pub consumers: Option<String>,
+
+    /// With --consumers MIN..MAX: seconds between the scaler's looks at the queue. A consumer it
+    /// removes first commits what it took: nothing is lost. It adds one (up to MAX) after 2
+    /// intervals in a row of pressure: the queue holds more than 1/64 of the ring and more than
+    /// at the last look, or at least half the ring, or a record popped in the interval had
+    /// waited in the ring a whole interval (from when it was read, or due). It removes one
+    /// (down to MIN) after 3 intervals in a row with the queue at most 1/64 of the ring and no
+    /// such wait. Consumers past MIN run unpinned
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "PC_HOST_SCALE_INTERVAL",
+        default_value_t = 1.0
+    )]
+    pub scale_interval: f64,
 
     /// Target rate in records/s, in total across sources (one shared token bucket); 0 =
     /// unlimited [default: 500 for generate, unlimited for other sources]

@@ -62,7 +62,12 @@ pub struct Config {
     pub sink: SinkSpec,
     /// Generator threads; 0 when the source is not `generate`.
     pub producers: usize,
+    /// Consumers at the start; in a scaled run (`--consumers MIN..MAX`) the fewest.
     pub consumers: usize,
+    /// The most consumers: `consumers` unless the run scales.
+    pub consumers_max: usize,
+    /// How often the scaler looks at the queue (a scaled run).
+    pub scale_interval: Duration,
     /// Records per second across all sources; 0 = unlimited.
     pub rps: u64,
     pub stop: Stop,
@@ -106,6 +111,11 @@ impl Config {
         } else {
             self.sources.len()
         }
+    }
+
+    /// Whether the number of consumers follows the load (`--consumers MIN..MAX`).
+    pub fn scaled(&self) -> bool {
+        self.consumers_max > self.consumers
     }
 
     /// Whether a source reads a JetStream stream.
@@ -171,11 +181,18 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     } else {
         1
     };
-    let consumers = l.pick_set("consumers", a.consumers).unwrap_or(Picked {
-        value: default_consumers,
-        from: layers::Origin::Default,
-    });
-    let consumers = count(&consumers, "consumers", 1, MAX_THREADS)?;
+    let (consumers, consumers_max) = match l.pick_set("consumers", a.consumers.as_deref()) {
+        Some(p) => consumer_range(&p)?,
+        None => (default_consumers as usize, default_consumers as usize),
+    };
+    let scale = l.pick("scale_interval", a.scale_interval);
+    let scale_interval = secs(&scale, true)?;
+    if scale_interval < Duration::from_millis(10) {
+        return err(format!(
+            "{} is too short: use at least 0.01 s",
+            scale.show()
+        ));
+    }
     let default_rps = if generated { DEFAULT_GENERATE_RPS } else { 0 };
     let rps = l.pick_set("rps", a.rps).unwrap_or(Picked {
         value: default_rps,
@@ -282,11 +299,13 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         None => None,
     };
 
-    let cfg = Config {
+    let mut cfg = Config {
         sources,
         sink,
         producers,
         consumers,
+        consumers_max,
+        scale_interval,
         rps: rps.value,
         stop,
         capacity: capacity_n as usize,
@@ -308,6 +327,12 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         profile: a.profile.clone(),
         warnings: unused_options(l, generated),
     };
+    if l.is_set("scale_interval") && !cfg.scaled() {
+        cfg.warnings.push(format!(
+            "{} applies to --consumers MIN..MAX only: ignored",
+            l.from("scale_interval")
+        ));
+    }
     memory_guard(&cfg)?;
     Ok(cfg)
 }
@@ -340,7 +365,7 @@ fn memory_guard(cfg: &Config) -> Result<(), ConfigError> {
             crate::flow::ingest_bound(cfg.sources.len(), cfg.max_record_bytes as u64),
         )
     };
-    let (consumers, batch_size) = (cfg.consumers, cfg.batch_size);
+    let (consumers, batch_size) = (cfg.consumers_max, cfg.batch_size);
     let per_record = (std::mem::size_of::<Record>() + record_bytes) as u128;
     let buffered = per_record * (slots as u128 + consumers as u128 * batch_size as u128)
         + u128::from(in_flight);
@@ -490,6 +515,45 @@ fn count(p: &Picked<u64>, name: &str, min: u64, max: u64) -> Result<usize, Confi
     usize::try_from(p.value).or_else(|_| err(format!("{} does not fit this machine", p.show())))
 }
 
+/// `--consumers N` or `MIN..MAX` (MIN == MAX is N): the fewest and the most consumers.
+fn consumer_range(p: &Picked<&str>) -> Result<(usize, usize), ConfigError> {
+    let number = |v: &str| v.trim().parse::<u64>().ok();
+    let bad = |why: &str| {
+        err(format!(
+            "{}: {why}: give a count N or a range MIN..MAX (e.g. 1..8)",
+            p.show()
+        ))
+    };
+    let Some((lo, hi)) = p.value.split_once("..") else {
+        let Some(n) = number(p.value) else {
+            return bad(&format!("invalid value '{}'", p.value));
+        };
+        let n = count(
+            &Picked {
+                value: n,
+                from: p.from.clone(),
+            },
+            "consumers",
+            1,
+            MAX_THREADS,
+        )?;
+        return Ok((n, n));
+    };
+    let (Some(min), Some(max)) = (number(lo), number(hi)) else {
+        return bad("MIN and MAX must both be whole numbers");
+    };
+    if min == 0 {
+        return bad("MIN must be at least 1");
+    }
+    if min > max {
+        return bad("MIN is more than MAX");
+    }
+    if max > MAX_THREADS {
+        return bad(&format!("MAX can be at most {MAX_THREADS}"));
+    }
+    Ok((min as usize, max as usize))
+}
+
 /// Seconds to a `Duration`: finite, not negative, at most `MAX_SECS`; `positive` also rejects 0.
 fn secs(p: &Picked<f64>, positive: bool) -> Result<Duration, ConfigError> {
     let v = p.value;
@@ -566,6 +630,8 @@ impl Config {
             "sink": self.sink.to_string(),
             "producers": self.producers,
             "consumers": self.consumers,
+            "consumers_max": self.consumers_max,
+            "scale_interval_s": self.scale_interval.as_secs_f64(),
             "rps": self.rps,
             "duration_s": duration_s,
             "messages": messages,

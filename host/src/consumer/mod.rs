@@ -9,6 +9,11 @@
 //! A batch is what the ring holds when the consumer comes for it, grown while the sink is busy
 //! with another commit, up to `batch_size` records or `batch_wait` (see [`Consumer::fill`]); a
 //! closed and drained ring ends the consumer after it commits what it holds.
+//!
+//! In a scaled run (`--consumers MIN..MAX`, see [`scaler`]) a consumer also ends when asked to
+//! retire: between batches, after everything it took is committed, so nothing is lost.
+
+pub mod scaler;
 
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
@@ -19,6 +24,10 @@ use crate::flow::ByteGate;
 use crate::message::{Acknowledge, Record};
 use crate::sink::{Fate, GroupCommit, Settled, Sink};
 use crate::telemetry::{ConsumerStats, bump};
+
+/// How long a consumer of a scaled run waits for a first record before it looks again whether
+/// it is to retire.
+const RETIRE_CHECK: Duration = Duration::from_millis(10);
 
 /// How often a consumer gathering records looks again whether the sink is still busy.
 const GATHER_SLICE: Duration = Duration::from_micros(50);
@@ -41,6 +50,8 @@ pub struct Consumer<'a, S> {
     pub on_sink_failure: &'a (dyn Fn() + Sync),
     /// A broker source: told of every record settled (acknowledged once settled).
     pub acks: Option<&'a dyn Acknowledge>,
+    /// A scaled run: where retirements are asked for and waits reported.
+    pub scaling: Option<&'a scaler::Shared>,
 }
 
 impl<S> std::fmt::Debug for Consumer<'_, S> {
@@ -67,7 +78,7 @@ impl<S: Sink> Consumer<'_, S> {
                 told = true;
                 (self.on_sink_failure)();
             }
-            if closed {
+            if closed || self.scaling.is_some_and(scaler::Shared::take_retirement) {
                 return;
             }
         }
@@ -81,8 +92,27 @@ impl<S: Sink> Consumer<'_, S> {
     /// with the load (while commits are in flight) instead of waiting a fixed time. With
     /// `batch_wait_fixed` (`--batch-wait-ms` given) it gathers up to `batch_wait` regardless.
     fn fill(&self, batch: &mut Vec<Record>) -> bool {
-        if self.ring.pop_batch(batch, self.batch_size).is_err() {
-            return true;
+        match self.scaling {
+            None => {
+                if self.ring.pop_batch(batch, self.batch_size).is_err() {
+                    return true;
+                }
+            }
+            Some(scaling) => {
+                // Not waiting for ever: an idle consumer may be the one to retire.
+                match self
+                    .ring
+                    .pop_batch_timeout(batch, self.batch_size, RETIRE_CHECK)
+                {
+                    Ok(_) => {}
+                    Err(PopError::Empty) => return false,
+                    Err(PopError::Closed) => return true,
+                }
+                // The ring is FIFO: the first record taken had waited longest.
+                if let Some(first) = batch.first() {
+                    scaling.waited(self.clock.now().saturating_sub(first.intended_ns));
+                }
+            }
         }
         let mut taken = batch.len();
         let mut closed = false;
@@ -154,3 +184,6 @@ impl<S: Sink> Consumer<'_, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

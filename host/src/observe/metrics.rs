@@ -217,6 +217,12 @@ impl Collector for Scrape {
         )?;
         gauge(
             &mut e,
+            "pc_consumers",
+            "Consumer threads running (with --consumers MIN..MAX, as the scaler set them).",
+            s.consumers_now() as i64,
+        )?;
+        gauge(
+            &mut e,
             "pc_queue_capacity",
             "Slots in the ring.",
             run.ring.capacity() as i64,

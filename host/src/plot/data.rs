@@ -80,7 +80,8 @@ fn open(db: &Path) -> anyhow::Result<Connection> {
     }
     let conn = schema::open_read_only(db, BUSY)?;
     match schema::check(&conn, db, BUSY)? {
-        Found::Current => Ok(conn),
+        // Version 3 lacks only the consumers column, which plot does not draw.
+        Found::Current | Found::Version3 => Ok(conn),
         Found::Empty => Err(anyhow!(
             "{} holds no pc-host data (it is an empty database)",
             db.display()

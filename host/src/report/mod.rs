@@ -73,7 +73,7 @@ pub fn header(
          ring {} slots; batches of up to {} rows, {batching}; warm-up {} s; {progress}\n  \
          pinning: {pinning}",
         cfg.sink,
-        summary::plural(cfg.consumers, "consumer"),
+        consumers(cfg),
         cfg.capacity,
         cfg.batch_size,
         cfg.warmup.as_secs_f64(),
@@ -89,6 +89,24 @@ pub fn header(
         s.push_str(note);
     }
     s
+}
+
+/// "3 consumers", or "1..8 consumers (scaled every 1 s; past 1 unpinned)".
+fn consumers(cfg: &Config) -> String {
+    if !cfg.scaled() {
+        return summary::plural(cfg.consumers, "consumer");
+    }
+    let pinned = if cfg.pin {
+        format!("; past {} unpinned", cfg.consumers)
+    } else {
+        String::new()
+    };
+    format!(
+        "{}..{} consumers (scaled every {} s{pinned})",
+        cfg.consumers,
+        cfg.consumers_max,
+        cfg.scale_interval.as_secs_f64()
+    )
 }
 
 /// "on failure: retry for 60 s, then dead letters to dl.jsonl; latency log lat.hlog": what

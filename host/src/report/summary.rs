@@ -102,6 +102,16 @@ pub struct Summary {
     pub ingest: Option<Ingest>,
     /// The NATS side, when the run published to or read from NATS.
     pub nats: Option<NatsFigures>,
+    pub consumers: ConsumerCounts,
+}
+
+/// How many consumers a run had: MIN and MAX as configured (equal unless it scaled), and the
+/// most that ran at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsumerCounts {
+    pub min: usize,
+    pub max: usize,
+    pub peak: u64,
 }
 
 /// What a run published to, or was delivered from, NATS JetStream.
@@ -323,6 +333,14 @@ impl Summary {
             "  producers     waited on a full ring for {:.3} s (summed over producers)",
             self.blocked_s
         );
+        let c = self.consumers;
+        if c.max > c.min {
+            let _ = writeln!(
+                s,
+                "  consumers     scaled within {}..{}, at most {} at once",
+                c.min, c.max, c.peak
+            );
+        }
         let Some(wal) = &self.wal else {
             return s;
         };
@@ -445,6 +463,11 @@ impl Summary {
             "batches": self.batches,
             "commit_ns": { "p50": c50, "p99": c99, "max": cmax },
             "blocked_s": self.blocked_s,
+            "consumers": {
+                "min": self.consumers.min,
+                "max": self.consumers.max,
+                "peak": self.consumers.peak,
+            },
             "wal_max_bytes": self.wal.as_ref().map(|w| w.max_bytes),
             "wal_truncated": self.wal.as_ref().map(|w| w.truncated),
             "wal_writer_holds": self.wal.as_ref().map(|w| w.writer_holds),

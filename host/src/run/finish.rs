@@ -7,7 +7,7 @@ use pc_core::Clock;
 
 use crate::config::Config;
 use crate::position::{InputStart, Resume};
-use crate::report::summary::NatsFigures;
+use crate::report::summary::{ConsumerCounts, NatsFigures};
 use crate::report::{Ingest, StopReason, Summary, Wal};
 use crate::sink::{AnySink, RunEnd, Sink as _};
 use crate::telemetry::Stats;
@@ -98,6 +98,11 @@ pub fn summary(
         commit: stats.commit(),
         batches: stats.batches(),
         blocked_s: stats.blocked_ns() as f64 / 1e9,
+        consumers: ConsumerCounts {
+            min: cfg.consumers,
+            max: cfg.consumers_max,
+            peak: stats.consumers_peak(),
+        },
         wal: d.wal.map(|wal| Wal {
             truncated: flushed == Some(true),
             ..wal

@@ -7,6 +7,7 @@ mod finish;
 mod intervals;
 pub mod pinning;
 mod prepare;
+mod scaling;
 pub mod signals;
 mod threads;
 mod watch;
@@ -22,7 +23,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 use pc_core::HeapRing;
 
 use crate::config::{Config, Stop};
-use crate::consumer::Consumer;
+use crate::consumer::{Consumer, scaler};
 use crate::dead_letter::DeadLetters;
 use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
 use crate::message::Acknowledge;
@@ -101,6 +102,10 @@ struct Shared<'a> {
     events: Sender<Event>,
     /// A NATS source: acknowledges records once settled.
     acks: Option<NatsAcks>,
+    /// A scaled run: what its consumers share with the scaler.
+    scaling: scaler::Shared,
+    /// Clock ns at the run's start.
+    started: u64,
 }
 
 type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
@@ -224,8 +229,8 @@ pub fn run(
         join_sources(generators, readers, &mut out);
         out.sources_stopped = clock.now();
         ring.close();
-        watch.drain(&mut reporter, consumers.len());
-        join_consumers(consumers, &mut out.errors);
+        watch.drain(&mut reporter, consumers.reporting());
+        consumers.join(&mut out.errors);
         if let Some(acks) = &shared.acks
             && let Err(e) = acks.flush()
         {
@@ -289,7 +294,11 @@ impl<'a> Shared<'a> {
             cx,
             sink: GroupCommit::new(writers, cfg.batch_size, policy),
             dead_letters,
-            stats: Arc::new(Stats::new(cfg.source_threads(), cfg.consumers)),
+            stats: {
+                let stats = Stats::new(cfg.source_threads(), cfg.consumers_max);
+                stats.set_consumers(cfg.consumers);
+                Arc::new(stats)
+            },
             pins,
             pin_failed: AtomicBool::new(false),
             gate: ByteGate::new(IN_FLIGHT_BYTES),
@@ -301,6 +310,8 @@ impl<'a> Shared<'a> {
             warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
             events,
             acks: None,
+            scaling: scaler::Shared::default(),
+            started: start,
         }
     }
 }
@@ -319,6 +330,34 @@ fn progress_display(cfg: &Config, lines: &[LineInput]) -> Display {
     }
 }
 
+/// The consumers' threads: a fixed number, or (`--consumers MIN..MAX`) one scaler thread that
+/// starts and retires them (see `scaling`).
+enum Consumers<'scope> {
+    Fixed(Vec<Handle<'scope, ()>>),
+    Scaled(Option<Handle<'scope, Vec<String>>>),
+}
+
+impl Consumers<'_> {
+    /// Threads that send [`Event::ConsumerDone`] when they end.
+    fn reporting(&self) -> usize {
+        match self {
+            Self::Fixed(handles) => handles.len(),
+            Self::Scaled(handle) => usize::from(handle.is_some()),
+        }
+    }
+
+    fn join(self, errors: &mut Vec<String>) {
+        match self {
+            Self::Fixed(handles) => join_consumers(handles, errors),
+            Self::Scaled(Some(handle)) => match handle.join() {
+                Ok(more) => errors.extend(more),
+                Err(_) => errors.push("the consumers' scaler thread panicked".into()),
+            },
+            Self::Scaled(None) => {}
+        }
+    }
+}
+
 /// Consumers, each pinned. A failed sink (or a panicking consumer) closes the ring: sources
 /// stop at once instead of filling a ring nobody can store, and the consumers settle what is
 /// left (see `sink::group_commit`).
@@ -326,41 +365,58 @@ fn spawn_consumers<'scope>(
     s: &'scope Scope<'scope, '_>,
     sh: &'scope Shared<'_>,
     errors: &mut Vec<String>,
-) -> Vec<Handle<'scope, ()>> {
+) -> Consumers<'scope> {
+    if sh.cfg.scaled() {
+        return Consumers::Scaled(scaling::spawn(s, sh, errors));
+    }
     let mut handles = Vec::new();
     for (i, core) in sh.pins.consumers.iter().enumerate() {
-        let tx = sh.events.clone();
-        let body = move || {
-            pinning::pin(*core, &sh.pin_failed);
-            let stop_run = || {
-                sh.cx.ring.close();
-                let _ = sh.events.send(Event::Failed);
-            };
-            let consumer = Consumer {
-                ring: sh.cx.ring,
-                sink: &sh.sink,
-                clock: sh.cx.clock,
-                batch_size: sh.cfg.batch_size,
-                batch_wait: sh.cfg.batch_wait,
-                batch_wait_fixed: sh.cfg.batch_wait_fixed,
-                warmup_end_ns: sh.warmup_end_ns,
-                stats: &sh.stats.consumers[i],
-                gate: (!sh.cfg.generated()).then_some(&sh.gate),
-                on_sink_failure: &stop_run,
-                acks: sh.acks.as_ref().map(|a| a as &dyn Acknowledge),
-            };
-            let _done = OnDrop(Some(|| drop(sh.events.send(Event::ConsumerDone))));
-            // Only a panic leaves it armed.
-            let mut panicked = OnDrop(Some(|| {
-                sh.cx.ring.close();
-                let _ = tx.send(Event::Failed);
-            }));
-            consumer.run();
-            panicked.0 = None;
-        };
+        let ended = || drop(sh.events.send(Event::ConsumerDone));
+        let body = consumer_body(sh, i, *core, ended);
         handles.extend(spawn(s, format!("consumer-{i}"), errors, body));
     }
-    handles
+    Consumers::Fixed(handles)
+}
+
+/// A consumer thread's body: pinned to `core`, counting in `slot`'s counters; `ended` runs
+/// when it ends, however it ends (a panic also closes the ring and stops the run). In a scaled
+/// run it may retire (see `consumer::scaler`).
+fn consumer_body<'scope>(
+    sh: &'scope Shared<'_>,
+    slot: usize,
+    core: Option<core_affinity::CoreId>,
+    ended: impl FnOnce() + Send + 'scope,
+) -> impl FnOnce() + Send + 'scope {
+    let tx = sh.events.clone();
+    move || {
+        let _done = OnDrop(Some(ended));
+        pinning::pin(core, &sh.pin_failed);
+        let stop_run = || {
+            sh.cx.ring.close();
+            let _ = sh.events.send(Event::Failed);
+        };
+        let consumer = Consumer {
+            ring: sh.cx.ring,
+            sink: &sh.sink,
+            clock: sh.cx.clock,
+            batch_size: sh.cfg.batch_size,
+            batch_wait: sh.cfg.batch_wait,
+            batch_wait_fixed: sh.cfg.batch_wait_fixed,
+            warmup_end_ns: sh.warmup_end_ns,
+            stats: &sh.stats.consumers[slot],
+            gate: (!sh.cfg.generated()).then_some(&sh.gate),
+            on_sink_failure: &stop_run,
+            acks: sh.acks.as_ref().map(|a| a as &dyn Acknowledge),
+            scaling: sh.cfg.scaled().then_some(&sh.scaling),
+        };
+        // Only a panic leaves it armed.
+        let mut panicked = OnDrop(Some(|| {
+            sh.cx.ring.close();
+            let _ = tx.send(Event::Failed);
+        }));
+        consumer.run();
+        panicked.0 = None;
+    }
 }
 
 /// The generator's threads, each with its share of `--messages`.

@@ -53,7 +53,8 @@ pub struct LineInput {
 pub struct Prepared {
     pub run_id: i64,
     /// The first writer (positions and the run's row go through it) and any more, one per
-    /// consumer where the sink takes parallel writes and no file input needs ring order.
+    /// consumer (up to MAX in a scaled run, all opened at the start) where the sink takes
+    /// parallel writes and no file input needs ring order.
     pub writers: Vec<AnySink>,
     /// SQLite: the checkpoint thread's connection.
     pub checkpointer: Option<Checkpointer>,
@@ -163,7 +164,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     {
         1
     } else {
-        cfg.consumers
+        cfg.consumers_max
     };
     while writers.len() < parallel {
         match writers[0].connect_another() {

@@ -44,4 +44,5 @@ pub const RUN_INTERVALS: &[&str] = &[
     "latency_p99_ns",
     "latency_max_ns",
     "commit_p99_ns",
+    "consumers",
 ];

@@ -24,6 +24,8 @@ pub struct Interval {
     pub latency_max: Option<u64>,
     /// Of the commits in the interval (ns).
     pub commit_p99: Option<u64>,
+    /// Consumers running at the interval's end.
+    pub consumers: u64,
 }
 
 impl Interval {
@@ -80,6 +82,7 @@ impl Intervals {
             latency_p99: q(&lat, 0.99),
             latency_max: (!lat.is_empty()).then(|| lat.max()),
             commit_p99: q(&com, 0.99),
+            consumers: stats.consumers_now(),
         };
         *self = Self {
             last_s: t_s,

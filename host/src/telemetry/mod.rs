@@ -128,15 +128,37 @@ pub struct Stats {
     pub consumers: Vec<CachePadded<ConsumerStats>>,
     /// Set when the run publishes to or reads from NATS.
     pub nats: Option<std::sync::Arc<NatsStats>>,
+    /// Consumers running now (in a scaled run, those asked to run), and the most at once.
+    consumers_now: AtomicU64,
+    consumers_peak: AtomicU64,
 }
 
 impl Stats {
+    /// `consumers`: the most that may run (one set of counters each).
     pub fn new(producers: usize, consumers: usize) -> Self {
         Self {
             producers: (0..producers).map(|_| CachePadded::default()).collect(),
             consumers: (0..consumers).map(|_| CachePadded::default()).collect(),
             nats: None,
+            consumers_now: AtomicU64::new(0),
+            consumers_peak: AtomicU64::new(0),
         }
+    }
+
+    /// `n` consumers run from now on.
+    pub fn set_consumers(&self, n: usize) {
+        self.consumers_now.store(n as u64, Ordering::Relaxed);
+        self.consumers_peak.fetch_max(n as u64, Ordering::Relaxed);
+    }
+
+    /// Consumers running now.
+    pub fn consumers_now(&self) -> u64 {
+        self.consumers_now.load(Ordering::Relaxed)
+    }
+
+    /// The most consumers that ran at once.
+    pub fn consumers_peak(&self) -> u64 {
+        self.consumers_peak.load(Ordering::Relaxed)
     }
 
     pub fn produced(&self) -> u64 {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+pub mod scaling;
 pub mod server;
 
 /// A scratch directory, removed when dropped.

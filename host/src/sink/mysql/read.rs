@@ -33,11 +33,11 @@ impl Reader {
         let connected = target.connect_or_explain()?;
         let mut conn = connected.conn;
         match schema::check(&mut conn, url)? {
-            found @ (Found::Current | Found::Version1) => Ok(Self {
+            found @ (Found::Current | Found::Version1 | Found::Version2) => Ok(Self {
                 conn,
                 url: url.clone(),
                 server: connected.server,
-                summary: found == Found::Current,
+                summary: found != Found::Version1,
             }),
             Found::Empty | Found::Incomplete => Err(anyhow!(
                 "sink {}: the database holds no pc-host tables (no run wrote to it)",

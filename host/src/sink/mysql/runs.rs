@@ -153,7 +153,7 @@ pub fn finish_run(conn: &mut Conn, run_id: i64, end: &RunEnd<'_>) -> mysql::Resu
     })
 }
 
-/// Rows per statement of [`record_intervals`] (10 values each: far below the server's limit
+/// Rows per statement of [`record_intervals`] (11 values each: far below the server's limit
 /// of 65535 placeholders and any `max_allowed_packet`).
 const INTERVAL_ROWS: usize = 500;
 
@@ -163,7 +163,7 @@ const INTERVAL_ROWS: usize = 500;
 pub fn record_intervals(conn: &mut Conn, run_id: i64, rows: &[Interval]) -> mysql::Result<()> {
     transaction(conn, |conn| {
         for chunk in rows.chunks(INTERVAL_ROWS) {
-            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 11);
             for r in chunk {
                 params.extend([
                     run_id.into(),
@@ -176,6 +176,7 @@ pub fn record_intervals(conn: &mut Conn, run_id: i64, rows: &[Interval]) -> mysq
                     r.latency_p99.map(n).into(),
                     r.latency_max.map(n).into(),
                     r.commit_p99.map(n).into(),
+                    n(r.consumers).into(),
                 ]);
             }
             conn.exec_drop(replace_intervals_sql(chunk.len()), params)?;
@@ -186,10 +187,10 @@ pub fn record_intervals(conn: &mut Conn, run_id: i64, rows: &[Interval]) -> mysq
 
 /// `REPLACE INTO run_intervals` of `rows` rows.
 fn replace_intervals_sql(rows: usize) -> String {
-    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     format!(
         "REPLACE INTO run_intervals (run_id, t_s, produced, stored, rejected, queue_depth, \
-         latency_p50_ns, latency_p99_ns, latency_max_ns, commit_p99_ns) VALUES {}",
+         latency_p50_ns, latency_p99_ns, latency_max_ns, commit_p99_ns, consumers) VALUES {}",
         vec![one; rows].join(", ")
     )
 }

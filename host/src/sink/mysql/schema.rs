@@ -7,8 +7,9 @@
 //! other names are left alone: a server database is often shared.
 //!
 //! Version 2 keeps what a run did with the data: its summary in new `runs` columns, one row per
-//! report interval in `run_intervals`. A version 1 database is upgraded in place (its runs
-//! kept), under the same lock as a creation; an upgrade cut short is completed by the next run.
+//! report interval in `run_intervals`; version 3 adds the `consumers` column of
+//! `run_intervals`. An older database is upgraded in place (its runs kept), under the same lock
+//! as a creation; an upgrade cut short is completed by the next run.
 
 use crate::sink::tables;
 use anyhow::anyhow;
@@ -19,9 +20,10 @@ use super::error::describe;
 use crate::config::url::ServerUrl;
 
 /// The schema version this build writes and reads (`pc_host_schema.version`).
-pub const SCHEMA_VERSION: i64 = 2;
-/// The older version this build upgrades in place (and `verify` reads).
+pub const SCHEMA_VERSION: i64 = 3;
+/// The older versions this build upgrades in place (and `verify` reads).
 const VERSION_1: i64 = 1;
+const VERSION_2: i64 = 2;
 
 /// How long `open` waits for another pc-host creating the tables (seconds).
 const SCHEMA_LOCK_WAIT: u32 = 30;
@@ -56,6 +58,10 @@ const RUNS_ADD_SUMMARY: &str = concat!(
 
 /// The columns of `runs` in version 1 (version 2 adds the rest).
 const RUNS_V1_COLUMNS: usize = 7;
+
+/// The column version 3 adds to `run_intervals` (at its end).
+const INTERVALS_ADD_CONSUMERS: &str = "ALTER TABLE run_intervals ADD COLUMN consumers INT NULL \
+     COMMENT 'consumers running at the interval''s end; NULL in rows of older runs'";
 
 /// The tables of version 1: the first ones of [`TABLES`].
 const V1_TABLES: usize = 5;
@@ -145,6 +151,7 @@ const TABLES: [(&str, &[&str], &str); 6] = [
     latency_p99_ns BIGINT NULL,
     latency_max_ns BIGINT NULL,
     commit_p99_ns  BIGINT NULL COMMENT 'of commits in the interval',
+    consumers      INT NULL COMMENT 'consumers running at the interval''s end; NULL in rows of older runs',
     PRIMARY KEY (run_id, t_s),
     FOREIGN KEY (run_id) REFERENCES runs (run_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
@@ -161,6 +168,8 @@ pub enum Found {
     /// pc-host's tables of version 1, all there, which [`prepare`] upgrades (perhaps partly
     /// upgraded already: an upgrade cut short).
     Version1,
+    /// Version 2, likewise.
+    Version2,
     /// pc-host's tables, all there, of this version.
     Current,
 }
@@ -195,7 +204,8 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
 }
 
 /// Under the schema lock: creates the missing tables, adds version 2's columns to a version 1
-/// `runs`, then marks the database as this version. Each step is done only if not done yet,
+/// `runs` and version 3's to a version 2 `run_intervals`, then marks the database as this
+/// version. Each step is done only if not done yet,
 /// so a run after one cut short completes it.
 fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     let err = |e: mysql::Error| anyhow!("sink {}: {}", url.shown, describe(&e));
@@ -217,6 +227,9 @@ fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     if columns(conn, "runs").map_err(err)?.len() == RUNS_V1_COLUMNS {
         conn.query_drop(RUNS_ADD_SUMMARY).map_err(err)?;
     }
+    if columns(conn, "run_intervals").map_err(err)?.len() + 1 == tables::RUN_INTERVALS.len() {
+        conn.query_drop(INTERVALS_ADD_CONSUMERS).map_err(err)?;
+    }
     conn.exec_drop("UPDATE pc_host_schema SET version = ?", (SCHEMA_VERSION,))
         .map_err(err)?;
     match check(conn, url)? {
@@ -228,7 +241,7 @@ fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     }
 }
 
-/// Recognises what the database holds; anything but pc-host's tables of version 1 or this
+/// Recognises what the database holds; anything but pc-host's tables of version 1, 2 or this
 /// version (or none of them) is an error. Reads only.
 ///
 /// # Errors
@@ -257,10 +270,10 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         .query_first("SELECT MAX(version) FROM pc_host_schema")
         .map_err(err)?;
     let version = version.flatten();
-    if let Some(v) = version.filter(|v| ![VERSION_1, SCHEMA_VERSION].contains(v)) {
+    if let Some(v) = version.filter(|v| ![VERSION_1, VERSION_2, SCHEMA_VERSION].contains(v)) {
         return Err(anyhow!(
             "sink {shown}: pc-host schema version {v}, this pc-host reads versions {VERSION_1} \
-             and {SCHEMA_VERSION}: use a matching pc-host or another database"
+             to {SCHEMA_VERSION}: use a matching pc-host or another database"
         ));
     }
     // The index in TABLES of each table missing.
@@ -273,7 +286,11 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         let have = columns(conn, table).map_err(err)?;
         let v1_runs =
             version == Some(VERSION_1) && *table == "runs" && have[..] == want[..RUNS_V1_COLUMNS];
-        if have[..] != want[..] && !v1_runs {
+        // A version 1 or 2 `run_intervals` (version 1's created by an upgrade cut short).
+        let old_intervals = matches!(version, Some(VERSION_1 | VERSION_2))
+            && *table == "run_intervals"
+            && have[..] == want[..want.len() - 1];
+        if have[..] != want[..] && !v1_runs && !old_intervals {
             return Err(anyhow!(
                 "sink {shown}: table `{table}` has columns ({}) but pc-host expects ({}); it \
                  was altered: use another database",
@@ -285,6 +302,7 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
     Ok(match version {
         Some(SCHEMA_VERSION) if missing.is_empty() => Found::Current,
         Some(VERSION_1) if missing.iter().all(|&i| i >= V1_TABLES) => Found::Version1,
+        Some(VERSION_2) if missing.is_empty() => Found::Version2,
         _ => Found::Incomplete,
     })
 }

@@ -200,20 +200,24 @@ pub fn record_intervals(
         rows.iter().map(|r| f(r).map(big)).collect()
     };
     let t_s: Vec<f64> = rows.iter().map(|r| r.t_s).collect();
+    let consumers: Vec<i32> = rows
+        .iter()
+        .map(|r| i32::try_from(r.consumers).unwrap_or(i32::MAX))
+        .collect();
     let mut tx = client.transaction()?;
     if !wait {
         tx.batch_execute("SET LOCAL lock_timeout = '1ms'")?;
     }
     tx.execute(
         "INSERT INTO run_intervals (run_id, t_s, produced, stored, rejected, queue_depth, \
-         latency_p50_ns, latency_p99_ns, latency_max_ns, commit_p99_ns) \
+         latency_p50_ns, latency_p99_ns, latency_max_ns, commit_p99_ns, consumers) \
          SELECT $1, t.* FROM unnest($2::float8[], $3::int8[], $4::int8[], $5::int8[], \
-         $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[]) AS t \
+         $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int4[]) AS t \
          ON CONFLICT (run_id, t_s) DO UPDATE SET produced = EXCLUDED.produced, \
          stored = EXCLUDED.stored, rejected = EXCLUDED.rejected, \
          queue_depth = EXCLUDED.queue_depth, latency_p50_ns = EXCLUDED.latency_p50_ns, \
          latency_p99_ns = EXCLUDED.latency_p99_ns, latency_max_ns = EXCLUDED.latency_max_ns, \
-         commit_p99_ns = EXCLUDED.commit_p99_ns",
+         commit_p99_ns = EXCLUDED.commit_p99_ns, consumers = EXCLUDED.consumers",
         &[
             &run_id,
             &t_s,
@@ -225,6 +229,7 @@ pub fn record_intervals(
             &opt(|r| r.latency_p99),
             &opt(|r| r.latency_max),
             &opt(|r| r.commit_p99),
+            &consumers,
         ],
     )?;
     tx.commit()
@@ -256,7 +261,7 @@ pub fn runs(
     found: &Found,
 ) -> Result<Vec<RunInfo>, postgres::Error> {
     let dead = match found {
-        Found::Current => "dead_lettered",
+        Found::Current | Found::Version2 => "dead_lettered",
         Found::Version1 | Found::Empty => "NULL::bigint",
     };
     let mut runs: Vec<RunInfo> = c

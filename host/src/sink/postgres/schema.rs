@@ -5,10 +5,10 @@
 //! pc-host's tables are marked by the table `pc_host_schema` holding its schema version. A
 //! database with any of pc-host's table names but without the mark (for instance the seed
 //! program's `messages(id, message, created_at)`) is refused, never altered. Other tables in
-//! the database are none of pc-host's business and are left alone. Version 1 tables are
-//! brought to version 2 by adding the run's summary columns to `runs` and the table
-//! `run_intervals`; a new database gets the same DDL in the same order, so both end with the
-//! same columns.
+//! the database are none of pc-host's business and are left alone. Older tables are brought
+//! up to date in place: version 2 adds the run's summary columns to `runs` and the table
+//! `run_intervals`, version 3 the `consumers` column of `run_intervals`; a new database gets
+//! the same DDL in the same order, so all end with the same columns.
 
 use crate::sink::tables;
 use anyhow::anyhow;
@@ -17,7 +17,7 @@ use postgres::GenericClient;
 /// The mark's table.
 pub const MARK: &str = "pc_host_schema";
 /// The version `pc_host_schema` holds: the schema this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Version 1: the mark, runs, their rows and inputs, in the order they are created.
 const SCHEMA_V1: &str = r#"
@@ -97,6 +97,13 @@ CREATE TABLE run_intervals (
 UPDATE pc_host_schema SET version = 2;
 ";
 
+/// Version 3 keeps how many consumers ran at each interval's end (`--consumers MIN..MAX`
+/// changes it); rows of older runs have NULL.
+const SCHEMA_V3_ADDS: &str = "
+ALTER TABLE run_intervals ADD COLUMN consumers INT; -- consumers running at the interval's end
+UPDATE pc_host_schema SET version = 3;
+";
+
 /// Each table's columns, in order; the mark first.
 const TABLES: [(&str, &[&str]); 7] = [
     (MARK, &["version"]),
@@ -110,6 +117,8 @@ const TABLES: [(&str, &[&str]); 7] = [
 
 /// The columns of `runs` in version 1 (version 2 adds the rest).
 const RUNS_V1_COLUMNS: usize = 7;
+/// The columns of `run_intervals` in version 2 (version 3 adds `consumers`).
+const INTERVALS_V2_COLUMNS: usize = 10;
 
 /// The tables of [`TABLES`] that exist (as the search path finds them), with their columns.
 const FIND_TABLES: &str = "
@@ -126,6 +135,8 @@ pub enum Found {
     Empty,
     /// pc-host's tables of version 1, which [`create_or_upgrade`] brings to this version.
     Version1,
+    /// Version 2, likewise.
+    Version2,
     /// pc-host's tables, of this version.
     Current,
 }
@@ -175,6 +186,7 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
         .collect();
     let found_version = match versions[..] {
         [1] => Found::Version1,
+        [2] => Found::Version2,
         [SCHEMA_VERSION] => Found::Current,
         _ => {
             return Err(Refused::Foreign(format!(
@@ -195,6 +207,8 @@ fn expected(
 ) -> Option<&'static [&'static str]> {
     match (v, table) {
         (Found::Current, _) => Some(want),
+        (Found::Version2, "run_intervals") => Some(&want[..INTERVALS_V2_COLUMNS]),
+        (Found::Version2, _) => Some(want),
         (_, "runs") => Some(&want[..RUNS_V1_COLUMNS]),
         (_, "run_intervals") => None,
         _ => Some(want),
@@ -238,8 +252,8 @@ fn check_columns(found: &[(String, Vec<String>)], v: &Found) -> Result<(), Refus
 }
 
 /// Inside the caller's transaction (all or none of it): creates the tables in a database that
-/// has none of them, or upgrades version 1 ones in place, keeping their rows; does nothing to
-/// current ones.
+/// has none of them, or upgrades version 1 or 2 ones in place, keeping their rows; does nothing
+/// to current ones.
 ///
 /// # Errors
 /// The server's (no permission to create or alter tables, a lock on `runs` held by another
@@ -248,9 +262,12 @@ pub fn create_or_upgrade(c: &mut impl GenericClient, found: &Found) -> Result<()
     match found {
         Found::Current => return Ok(()),
         Found::Empty => c.batch_execute(SCHEMA_V1)?,
-        Found::Version1 => {}
+        Found::Version1 | Found::Version2 => {}
     }
-    c.batch_execute(SCHEMA_V2_ADDS)
+    if *found != Found::Version2 {
+        c.batch_execute(SCHEMA_V2_ADDS)?;
+    }
+    c.batch_execute(SCHEMA_V3_ADDS)
 }
 
 /// `Refused` as the one line the user sees.
@@ -281,10 +298,14 @@ mod tests {
     }
 
     #[test]
-    fn each_version_accepts_its_own_layout_and_refuses_the_other() {
+    fn each_version_accepts_its_own_layout_and_refuses_the_others() {
         for (v, other) in [
             (Found::Version1, Found::Current),
             (Found::Current, Found::Version1),
+            (Found::Version2, Found::Current),
+            (Found::Current, Found::Version2),
+            (Found::Version1, Found::Version2),
+            (Found::Version2, Found::Version1),
         ] {
             assert!(check_columns(&layout(&v), &v).is_ok(), "{v:?}");
             assert!(

@@ -238,8 +238,8 @@ pub fn finish_run(conn: &Connection, run_id: i64, end: &RunEnd<'_>) -> rusqlite:
 pub fn record_intervals(conn: &Connection, run_id: i64, rows: &[Interval]) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT OR REPLACE INTO run_intervals (run_id, t_s, produced, stored, rejected, \
-         queue_depth, latency_p50_ns, latency_p99_ns, latency_max_ns, commit_p99_ns) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         queue_depth, latency_p50_ns, latency_p99_ns, latency_max_ns, commit_p99_ns, \
+         consumers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     for r in rows {
@@ -253,7 +253,8 @@ pub fn record_intervals(conn: &Connection, run_id: i64, rows: &[Interval]) -> ru
             r.latency_p50.map(n),
             r.latency_p99.map(n),
             r.latency_max.map(n),
-            r.commit_p99.map(n)
+            r.commit_p99.map(n),
+            n(r.consumers)
         ])?;
     }
     Ok(())

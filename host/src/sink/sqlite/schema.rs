@@ -4,7 +4,7 @@
 //! A pc-host database is marked with `PRAGMA application_id` and `PRAGMA user_version`. A file
 //! with tables but without the mark (for instance the seed program's `messages(id, message,
 //! created_at)`) is refused, never altered: pc-host does not migrate foreign schemas. Its own
-//! version 1 databases are upgraded in place to version 2 by adding the input tables.
+//! older databases (versions 1 to 3) are upgraded in place, each version's additions in turn.
 
 use crate::sink::tables;
 use std::path::Path;
@@ -18,7 +18,7 @@ pub use crate::sink::error::Busy;
 /// `PRAGMA application_id` of a pc-host database: "pcHS".
 pub const APPLICATION_ID: i64 = 0x7063_4853;
 /// `PRAGMA user_version`: the schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// The page size of a new database: 16 KiB stored ~15-25% more rows/s than 4 KiB here
 /// (fewer pages, WAL frames and checksums per row).
 pub const PAGE_SIZE: i64 = 16_384;
@@ -100,6 +100,12 @@ CREATE TABLE run_intervals (
 ) WITHOUT ROWID;
 ";
 
+/// Version 4 keeps how many consumers ran at each interval's end (`--consumers MIN..MAX`
+/// changes it); rows of older runs have NULL.
+const SCHEMA_V4_ADDS: &str = "
+ALTER TABLE run_intervals ADD COLUMN consumers INTEGER;
+";
+
 /// The columns each table must have, in order.
 const TABLES: [(&str, &[&str]); 6] = [
     (
@@ -134,6 +140,8 @@ const TABLES: [(&str, &[&str]); 6] = [
 
 /// The columns of `runs` in versions 1 and 2 (version 3 adds the rest).
 const RUNS_V1_COLUMNS: usize = 9;
+/// The columns of `run_intervals` in version 3 (version 4 adds `consumers`).
+const INTERVALS_V3_COLUMNS: usize = 10;
 
 /// Turns an SQLite error on `path` into a one-line, actionable message.
 pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Error {
@@ -198,8 +206,8 @@ pub fn open_existing(path: &Path) -> anyhow::Result<Connection> {
     let busy = Duration::from_secs(5);
     let conn = open_read_only(path, busy)?;
     match check(&conn, path, busy)? {
-        // Version 2 lacks only what verify does not read.
-        Found::Current | Found::Version2 => Ok(conn),
+        // Versions 2 and 3 lack only what verify does not read.
+        Found::Current | Found::Version2 | Found::Version3 => Ok(conn),
         Found::Empty => Err(anyhow!(
             "{} holds no pc-host data (it is an empty database)",
             path.display()
@@ -220,6 +228,8 @@ pub enum Found {
     Version1,
     /// Version 2, likewise.
     Version2,
+    /// Version 3, likewise.
+    Version3,
     /// A pc-host database of this version.
     Current,
 }
@@ -254,6 +264,7 @@ pub fn check(conn: &Connection, path: &Path, busy: Duration) -> anyhow::Result<F
     let (found, expect) = match version {
         1 => (Found::Version1, &TABLES[..3]),
         2 => (Found::Version2, &TABLES[..5]),
+        3 => (Found::Version3, &TABLES[..]),
         SCHEMA_VERSION => (Found::Current, &TABLES[..]),
         _ => {
             return Err(anyhow!(
@@ -264,10 +275,10 @@ pub fn check(conn: &Connection, path: &Path, busy: Duration) -> anyhow::Result<F
     };
     for (table, want) in expect {
         let have = columns(conn, table).map_err(err)?;
-        let want = if *table == "runs" && found != Found::Current {
-            &want[..RUNS_V1_COLUMNS]
-        } else {
-            want
+        let want = match (*table, &found) {
+            ("runs", Found::Version1 | Found::Version2) => &want[..RUNS_V1_COLUMNS],
+            ("run_intervals", Found::Version3) => &want[..INTERVALS_V3_COLUMNS],
+            _ => want,
         };
         if have != *want {
             return Err(anyhow!(
@@ -294,21 +305,25 @@ fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
     stmt.query_map([], |r| r.get::<_, String>(1))?.collect()
 }
 
-/// Inside a write transaction: creates the schema in an empty database or upgrades a version 1
-/// or 2 one; does nothing to a current one.
+/// Inside a write transaction: creates the schema in an empty database or upgrades a version
+/// 1, 2 or 3 one; does nothing to a current one.
 pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
-    match found {
+    // The versions' additions, in order; a database of version N needs those after N.
+    let from = match found {
         Found::Current => return Ok(()),
-        Found::Empty => {
-            conn.execute_batch(SCHEMA_V1)?;
-            conn.pragma_update(None, "application_id", APPLICATION_ID)?;
-        }
-        Found::Version1 | Found::Version2 => {}
+        Found::Empty => 0,
+        Found::Version1 => 1,
+        Found::Version2 => 2,
+        Found::Version3 => 3,
+    };
+    if from == 0 {
+        conn.execute_batch(SCHEMA_V1)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     }
-    if *found != Found::Version2 {
-        conn.execute_batch(SCHEMA_V2_ADDS)?;
+    let adds = [SCHEMA_V2_ADDS, SCHEMA_V3_ADDS, SCHEMA_V4_ADDS];
+    for sql in adds.iter().skip(from.max(1) - 1) {
+        conn.execute_batch(sql)?;
     }
-    conn.execute_batch(SCHEMA_V3_ADDS)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
 
@@ -316,12 +331,15 @@ pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<(
 mod tests {
     use super::*;
 
-    /// A database as an older pc-host left it: `version` 1 or 2, with one run in it.
+    /// A database as an older pc-host left it: `version` 1, 2 or 3, with one run in it.
     fn old_database(version: i64) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA_V1).unwrap();
-        if version == 2 {
-            conn.execute_batch(SCHEMA_V2_ADDS).unwrap();
+        for sql in [SCHEMA_V2_ADDS, SCHEMA_V3_ADDS]
+            .iter()
+            .take(version as usize - 1)
+        {
+            conn.execute_batch(sql).unwrap();
         }
         conn.pragma_update(None, "application_id", APPLICATION_ID)
             .unwrap();
@@ -335,10 +353,14 @@ mod tests {
     }
 
     #[test]
-    fn versions_1_and_2_are_upgraded_in_place_keeping_their_runs() {
+    fn versions_1_to_3_are_upgraded_in_place_keeping_their_runs() {
         let path = Path::new("old.db");
         let busy = Duration::ZERO;
-        for (version, found) in [(1, Found::Version1), (2, Found::Version2)] {
+        for (version, found) in [
+            (1, Found::Version1),
+            (2, Found::Version2),
+            (3, Found::Version3),
+        ] {
             let conn = old_database(version);
             assert_eq!(check(&conn, path, busy).unwrap(), found);
             create_or_upgrade(&conn, &found).unwrap();

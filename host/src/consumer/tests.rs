@@ -1,0 +1,111 @@
+//! A consumer of a scaled run retiring: only between batches, after what it took is committed.
+
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::position::{FileKey, Resume};
+use crate::sink::{Policy, RunEnd, SinkError};
+
+/// A sink that keeps the seqs it committed.
+#[derive(Debug, Default)]
+struct Keep(Vec<u64>);
+
+impl Sink for Keep {
+    fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
+        self.0.extend(records.iter().map(|r| r.seq));
+        Ok(())
+    }
+
+    fn register(&mut self, _: Option<&FileKey>) -> anyhow::Result<Resume> {
+        Ok(Resume::default())
+    }
+
+    fn commit_position(&mut self, _: Resume) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn count_stored(&mut self) -> anyhow::Result<u64> {
+        Ok(self.0.len() as u64)
+    }
+
+    fn finish_run(&mut self, _: &RunEnd<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+fn record(seq: u64) -> Record {
+    Record {
+        intended_ns: 0,
+        created_at: 0,
+        producer: 0,
+        seq,
+        end_offset: 0,
+        tail: 0,
+        replaces: false,
+        text: format!("m{seq}"),
+        delivery: None,
+    }
+}
+
+/// Runs one consumer of a scaled run on `ring` until it ends; returns the seqs committed.
+fn run_scaled(
+    ring: &HeapRing<Record>,
+    scaling: &scaler::Shared,
+    stats: &ConsumerStats,
+) -> Vec<u64> {
+    let sink = GroupCommit::new(vec![Keep::default()], 100, Policy::default());
+    let clock = Clock::new();
+    let no_failure = || {};
+    Consumer {
+        ring,
+        sink: &sink,
+        clock: &clock,
+        batch_size: 100,
+        batch_wait: Duration::ZERO,
+        batch_wait_fixed: false,
+        warmup_end_ns: 0,
+        stats,
+        gate: None,
+        on_sink_failure: &no_failure,
+        acks: None,
+        scaling: Some(scaling),
+    }
+    .run();
+    sink.into_writer().0
+}
+
+#[test]
+fn a_consumer_asked_to_retire_commits_the_batch_it_took_then_ends_with_the_ring_open() {
+    let ring = HeapRing::try_with_capacity(16).unwrap();
+    for seq in 0..5 {
+        ring.push(record(seq)).unwrap();
+    }
+    let scaling = scaler::Shared::default();
+    scaling.retire_one();
+    let stats = ConsumerStats::default();
+    assert_eq!(run_scaled(&ring, &scaling, &stats), [0, 1, 2, 3, 4]);
+    assert_eq!(stats.stored.load(Ordering::Relaxed), 5);
+    assert!(!ring.is_closed() && ring.is_empty());
+    assert!(!scaling.take_retirement(), "the retirement was taken once");
+}
+
+#[test]
+fn an_idle_consumer_of_a_scaled_run_can_retire_without_a_record() {
+    let ring = HeapRing::<Record>::try_with_capacity(16).unwrap();
+    let scaling = scaler::Shared::default();
+    scaling.retire_one();
+    let stats = ConsumerStats::default();
+    assert_eq!(run_scaled(&ring, &scaling, &stats), Vec::<u64>::new());
+}
+
+#[test]
+fn a_consumer_not_asked_to_retire_runs_until_the_ring_is_closed_and_drained() {
+    let ring = HeapRing::try_with_capacity(16).unwrap();
+    for seq in 0..3 {
+        ring.push(record(seq)).unwrap();
+    }
+    ring.close();
+    let scaling = scaler::Shared::default();
+    let stats = ConsumerStats::default();
+    assert_eq!(run_scaled(&ring, &scaling, &stats), [0, 1, 2]);
+}

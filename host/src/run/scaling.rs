@@ -1,0 +1,163 @@
+//! Wiring of a scaled run (`--consumers MIN..MAX`): one thread starts MIN consumers, then every
+//! `--scale-interval` shows the scaler's rule (`consumer::scaler::Policy`) what the queue looks
+//! like and makes the change it asks for: it starts a consumer, or asks one to retire (the
+//! consumer commits what it took, then ends). Each change is one line on stderr.
+//!
+//! Consumers run in slots, one set of counters each. The first MIN slots are pinned as with
+//! `--consumers MIN`; slots past them run unpinned (the scheduler places them). A slot is
+//! reused only after its last consumer has been joined.
+//!
+//! The thread sends [`Event::ConsumerDone`] once every consumer has ended (the ring closed and
+//! drained), and returns the errors it met.
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread::Scope;
+use std::time::Duration;
+
+use super::threads::{OnDrop, spawn as spawn_thread};
+use super::{Event, Handle, Shared, consumer_body};
+use crate::consumer::scaler::{Change, Observation, Policy};
+use crate::telemetry::progress::say;
+
+/// Starts the scaler's thread (which starts the consumers).
+pub(super) fn spawn<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    sh: &'scope Shared<'_>,
+    errors: &mut Vec<String>,
+) -> Option<Handle<'scope, Vec<String>>> {
+    spawn_thread(s, "scaler".into(), errors, move || {
+        let tx = sh.events.clone();
+        let _done = OnDrop(Some(move || drop(tx.send(Event::ConsumerDone))));
+        let mut pool = Pool {
+            s,
+            sh,
+            slots: (0..sh.cfg.consumers_max).map(|_| None).collect(),
+            ended: mpsc::channel(),
+            running: 0,
+            errors: Vec::new(),
+        };
+        for slot in 0..sh.cfg.consumers {
+            if !pool.start(slot) {
+                // As when a fixed consumer cannot start: the run stops.
+                sh.cx.ring.close();
+                let _ = sh.events.send(Event::Failed);
+                break;
+            }
+        }
+        pool.supervise();
+        pool.errors
+    })
+}
+
+/// The consumers of a scaled run.
+struct Pool<'scope, 'env, 'cfg> {
+    s: &'scope Scope<'scope, 'env>,
+    sh: &'scope Shared<'cfg>,
+    /// Each slot's consumer thread, until joined.
+    slots: Vec<Option<Handle<'scope, ()>>>,
+    /// Consumers tell which slot ended.
+    ended: (Sender<usize>, mpsc::Receiver<usize>),
+    /// Threads not joined yet.
+    running: usize,
+    errors: Vec<String>,
+}
+
+impl Pool<'_, '_, '_> {
+    /// Ticks every interval until every consumer has ended, joining each as it ends.
+    fn supervise(&mut self) {
+        let (clock, sh) = (self.sh.cx.clock, self.sh);
+        let interval = sh.cfg.scale_interval.as_nanos() as u64;
+        let mut policy = Policy::new(sh.cfg.consumers, sh.cfg.consumers_max, interval);
+        let mut next = clock.now() + interval;
+        while self.running > 0 {
+            let wait = next.saturating_sub(clock.now());
+            match self.ended.1.recv_timeout(Duration::from_nanos(wait)) {
+                Ok(slot) => self.join(slot),
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = clock.now();
+                    next += interval * ((now - next) / interval + 1);
+                    // A closed ring is a run stopping: its consumers drain it as they are.
+                    if !sh.cx.ring.is_closed() {
+                        self.tick(&mut policy, now);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return, // the pool holds a sender
+            }
+        }
+    }
+
+    /// One look at the queue, and the change the rule asks for.
+    fn tick(&mut self, policy: &mut Policy, now: u64) {
+        let sh = self.sh;
+        let seen = Observation {
+            depth: sh.cx.ring.len(),
+            capacity: sh.cx.ring.capacity(),
+            waited_ns: sh.scaling.take_waited(),
+        };
+        let Some(change) = policy.observe(seen) else {
+            return;
+        };
+        if change.to > change.from {
+            // A consumer asked to retire that has not yet stays instead; else a free slot.
+            let added = sh.scaling.cancel_retirement()
+                || self
+                    .slots
+                    .iter()
+                    .position(Option::is_none)
+                    .is_some_and(|slot| self.start(slot));
+            if !added {
+                // Every slot still holds a retiring consumer, or the thread could not start
+                // (said once by `start`): tried again at a later tick.
+                policy.undo(&change);
+                return;
+            }
+        } else {
+            sh.scaling.retire_one();
+        }
+        sh.stats.set_consumers(change.to);
+        say(&event_line(now.saturating_sub(sh.started), &change));
+    }
+
+    /// Starts a consumer in `slot`; `false` (and the error kept) if its thread cannot start.
+    fn start(&mut self, slot: usize) -> bool {
+        let sh = self.sh;
+        let core = sh.pins.consumers.get(slot).copied().flatten();
+        let tx = self.ended.0.clone();
+        let body = consumer_body(sh, slot, core, move || {
+            let _ = tx.send(slot);
+        });
+        let mut errors = Vec::new();
+        let handle = spawn_thread(self.s, format!("consumer-{slot}"), &mut errors, body);
+        if let Some(e) = errors.pop() {
+            if self.running < sh.cfg.consumers {
+                self.errors.push(e);
+            } else {
+                tracing::warn!("{e}: the scaler goes on without it");
+            }
+        }
+        self.slots[slot] = handle;
+        self.running += usize::from(self.slots[slot].is_some());
+        self.slots[slot].is_some()
+    }
+
+    fn join(&mut self, slot: usize) {
+        if let Some(handle) = self.slots[slot].take() {
+            self.running -= 1;
+            if handle.join().is_err() {
+                self.errors.push("a consumer thread panicked".into());
+            }
+        }
+    }
+}
+
+/// "pc-host: 3.000 s: scale up, consumers 1 -> 2: queue grew ... for 2 intervals".
+fn event_line(since_start_ns: u64, change: &Change) -> String {
+    format!(
+        "pc-host: {:.3} s: scale {}, consumers {} -> {}: {}",
+        since_start_ns as f64 / 1e9,
+        change.direction(),
+        change.from,
+        change.to,
+        change.why
+    )
+}
