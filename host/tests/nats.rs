@@ -488,6 +488,7 @@ fn a_record_delivered_twice_is_stored_once() {
             key_run,
             ack: String::new(),
         })),
+        lane: 0,
     };
     let (a, b, c) = (record(0), record(1), record(2));
     opened.sink.write(&[&a, &b]).expect("first delivery");

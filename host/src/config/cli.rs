@@ -96,7 +96,8 @@ pub struct RunArgs {
     /// Where records come from: `generate` (synthetic messages), `stdin` (or `-`),
     /// `file:PATH[?follow=true][&format=text|jsonl|dead-letter]` (repeat for several files), or
     /// `nats://HOST:PORT/STREAM[?consumer=NAME][&until=empty][&ack_wait=30s]` (a JetStream
-    /// durable consumer) [default: generate]
+    /// durable consumer); stdin, file: and nats:// sources may add `lane=NAME` (see --lanes)
+    /// [default: generate]
     #[arg(long, value_name = "URL", env = "PC_HOST_SOURCE", action = ArgAction::Append)]
     pub source: Vec<String>,
 
@@ -138,6 +139,17 @@ pub struct RunArgs {
     /// Accept exactly N records in total (generate: split evenly across producers), then drain
     #[arg(long, value_name = "N", env = "PC_HOST_MESSAGES")]
     pub messages: Option<u64>,
+
+    /// Priority lanes, highest first: NAME:WEIGHT,... (e.g. high:1,low:9). Each lane has its
+    /// own ring of --capacity slots; consumers take from the highest non-empty lane first. The
+    /// generator's --producers, --rps and --messages are split across the lanes by weight
+    /// (largest remainder, then at least 1 each: fewer than the lanes is an error); a lane's
+    /// producers take tokens only from the lane's own bucket (its share of --rps), so a full
+    /// lower lane never delays a higher one. --rps 0: every lane produces as fast as its ring
+    /// takes. Other sources go to the lane named by their `lane=NAME` (default: the last lane)
+    /// and share its bucket; their --messages stays one total [default: no lanes, one ring]
+    #[arg(long, value_name = "NAME:WEIGHT,...", env = "PC_HOST_LANES")]
+    pub lanes: Option<String>,
 
     /// Ring capacity in slots (records): a power of two, 2..=16777216
     #[arg(

@@ -10,13 +10,16 @@
 //! with another commit, up to `batch_size` records or `batch_wait` (see [`Consumer::fill`]); a
 //! closed and drained ring ends the consumer after it commits what it holds.
 
+mod lanes;
+
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use pc_core::{Clock, HeapRing, PopError};
+use pc_core::{Clock, PopError};
 
 use crate::flow::ByteGate;
 use crate::message::{Acknowledge, Record};
+use crate::queue::Queue;
 use crate::sink::{Fate, GroupCommit, Settled, Sink};
 use crate::telemetry::{ConsumerStats, bump};
 
@@ -24,7 +27,7 @@ use crate::telemetry::{ConsumerStats, bump};
 const GATHER_SLICE: Duration = Duration::from_micros(50);
 
 pub struct Consumer<'a, S> {
-    pub ring: &'a HeapRing<Record>,
+    pub ring: &'a Queue,
     pub sink: &'a GroupCommit<S>,
     pub clock: &'a Clock,
     pub batch_size: usize,
@@ -145,6 +148,9 @@ impl<S: Sink> Consumer<'_, S> {
         }
         if let Some(acks) = self.acks {
             acks.settled(s.records, !matches!(s.fate, Fate::NotStored { .. }));
+        }
+        if !st.lanes.is_empty() {
+            lanes::record(&st.lanes, s, self.warmup_end_ns);
         }
         let mut latency = st.latency.lock().unwrap_or_else(PoisonError::into_inner);
         for m in s.records {

@@ -18,6 +18,7 @@ pub fn header(
 ) -> String {
     let rate = match cfg.rps {
         0 => "unlimited rate (no bucket)".to_string(),
+        r if !cfg.lanes.is_empty() => format!("{r} records/s in total, split across the lanes"),
         r => format!("{r} records/s in total through one shared token bucket (burst {burst})"),
     };
     let stop = match cfg.stop {

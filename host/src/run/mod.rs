@@ -5,6 +5,7 @@
 
 mod finish;
 mod intervals;
+mod lanes;
 pub mod pinning;
 mod prepare;
 pub mod signals;
@@ -19,16 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::{Scope, ScopedJoinHandle};
 
-use pc_core::HeapRing;
-
 use crate::config::{Config, Stop};
 use crate::consumer::Consumer;
 use crate::dead_letter::DeadLetters;
 use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
 use crate::message::Acknowledge;
-use crate::message::Record;
 use crate::observe::{Live, RunView};
 use crate::position::InputStart;
+use crate::queue::Queue;
 use crate::report::{self, StopReason, Summary};
 use crate::sink::sqlite::checkpoint::StopSignal;
 use crate::sink::{AnySink, GroupCommit, Policy};
@@ -71,6 +70,7 @@ pub fn header(cfg: &Config, prepared: &Prepared) -> String {
             .iter()
             .map(|n| format!("NATS source: {}", n.opened.desc)),
     );
+    notes.extend(lanes::describe(cfg, &prepared.lanes));
     report::header(
         cfg,
         prepared.run_id,
@@ -101,6 +101,10 @@ struct Shared<'a> {
     events: Sender<Event>,
     /// A NATS source: acknowledges records once settled.
     acks: Option<NatsAcks>,
+    /// `--lanes`: each lane's source context (its bucket and chunk); empty without lanes.
+    lanes: Vec<Context<'a>>,
+    /// Each generator's share of `--messages` (`None`: until stopped).
+    quotas: Vec<Option<u64>>,
 }
 
 type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
@@ -129,12 +133,14 @@ pub fn run(
         latency_log,
         nats_inputs,
         nats,
+        lanes: mut lane_plan,
         ..
     } = prepared;
     let ring = Arc::new(ring);
     let starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
     let start = clock.now();
     let bucket = bucket.map(|b| b.starting_empty_at(start));
+    let lane_buckets = lanes::buckets(&mut lane_plan, start);
     let deadline = match cfg.stop {
         Stop::After(d) => Some(start.saturating_add(d.as_nanos() as u64)),
         _ => None,
@@ -148,6 +154,7 @@ pub fn run(
         deadline,
         bucket: bucket.as_ref(),
         chunk,
+        lane: 0,
     };
     let acks = nats_inputs.first().map(|n| NatsAcks {
         client: n.opened.client.clone(),
@@ -155,6 +162,17 @@ pub fn run(
     });
     let mut shared = Shared::new(cfg, cx, (writers, dead_letters), pins, tx.clone());
     shared.acks = acks;
+    shared.lanes = lanes::contexts(cx, &lane_plan, &lane_buckets);
+    shared.quotas = lanes::generators(cfg, &lane_plan)
+        .into_iter()
+        .map(|(_, quota)| quota)
+        .collect();
+    if !lane_plan.is_empty() {
+        shared.stats = Arc::new(
+            Stats::new(cfg.source_threads(), cfg.consumers)
+                .with_lanes(&lanes::producer_lanes(cfg, &lane_plan), lane_plan.len()),
+        );
+    }
     if let Some(stats) = Arc::get_mut(&mut shared.stats) {
         stats.nats = nats;
     }
@@ -192,6 +210,7 @@ pub fn run(
                 ring: Arc::clone(&ring),
                 health: Arc::clone(shared.sink.health()),
                 db: cfg.sqlite_path().map(Into::into),
+                lanes: cfg.lanes.iter().map(|l| l.name.clone()).collect(),
             });
         }
         let watch = watch::Watch {
@@ -296,7 +315,17 @@ impl<'a> Shared<'a> {
             warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
             events,
             acks: None,
+            lanes: Vec::new(),
+            quotas: Vec::new(),
         }
+    }
+
+    /// The source context of `lane`: its own bucket and chunk with `--lanes`, else the run's.
+    fn lane_cx(&self, lane: u8) -> Context<'a> {
+        self.lanes
+            .get(usize::from(lane))
+            .copied()
+            .unwrap_or(self.cx)
     }
 }
 
@@ -364,13 +393,12 @@ fn spawn_generators<'scope>(
     sh: &'scope Shared<'_>,
     errors: &mut Vec<String>,
 ) -> Vec<Handle<'scope, ()>> {
-    let quotas = quotas(sh.cfg);
     let mut handles = Vec::new();
     for (i, core) in sh.pins.producers.iter().enumerate() {
         let generator = Generator {
             id: i as u32,
-            cx: sh.cx,
-            quota: quotas.as_ref().map(|q| q[i]),
+            cx: sh.lane_cx(sh.stats.producers[i].lane),
+            quota: sh.quotas.get(i).copied().flatten(),
             padding: &sh.padding,
             stats: &sh.stats.producers[i],
         };
@@ -395,7 +423,7 @@ fn spawn_readers<'scope>(
     let mut handles = Vec::new();
     for (i, (line, core)) in lines.into_iter().zip(&sh.pins.producers).enumerate() {
         let source = LineSource {
-            cx: sh.cx,
+            cx: sh.lane_cx(sh.stats.producers[i].lane),
             input: line.input,
             format: line.format,
             max_record_bytes: sh.cfg.max_record_bytes,
@@ -428,7 +456,7 @@ fn spawn_nats_readers<'scope>(
             .as_deref()
             .expect("a NATS source has its counters");
         let source = NatsSource {
-            cx: sh.cx,
+            cx: sh.lane_cx(sh.stats.producers[i].lane),
             opened: input.opened,
             until_empty: input.until_empty,
             stream_input: input.stream_input,
@@ -496,24 +524,11 @@ fn join_consumers(consumers: Vec<Handle<'_, ()>>, errors: &mut Vec<String>) {
     }
 }
 
-fn left_in_ring(ring: &HeapRing<Record>, errors: &mut Vec<String>) {
+fn left_in_ring(ring: &Queue, errors: &mut Vec<String>) {
     if !ring.is_empty() {
         errors.push(format!(
             "{} records were left in the ring when the consumers ended",
             ring.len()
         ));
     }
-}
-
-/// Each generator's share of `--messages` (the first ones take the remainder).
-fn quotas(cfg: &Config) -> Option<Vec<u64>> {
-    let Stop::Messages(total) = cfg.stop else {
-        return None;
-    };
-    let p = cfg.producers as u64;
-    Some(
-        (0..p)
-            .map(|i| total / p + u64::from(i < total % p))
-            .collect(),
-    )
 }

@@ -246,6 +246,7 @@ impl LineSource<'_> {
                     replaces: completes,
                     text,
                     delivery: None,
+                    lane: self.cx.lane,
                 });
                 true
             }

@@ -311,6 +311,7 @@ impl NatsSource<'_> {
             replaces: false,
             text,
             delivery: Some(Box::new(Delivery { key_run, ack })),
+            lane: self.cx.lane,
         }))
     }
 

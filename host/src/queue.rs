@@ -1,0 +1,123 @@
+//! The bounded queue between the sources and the consumers: one pc-core ring, or with
+//! `--lanes` one ring per lane with a priority pop (pc-core's `HeapLanes`: the highest
+//! non-empty lane first). Two variants, so that a run without lanes takes exactly the plain
+//! ring's path.
+//!
+//! Close then drain, as for the ring: after [`Queue::close`] pushes fail, and pops return what
+//! is left, then `Closed`.
+
+use std::time::Duration;
+
+use pc_core::{CapacityError, Clock, Closed, HeapRing, PopError};
+
+use crate::message::Record;
+
+/// The ring, or the lanes.
+#[derive(Debug)]
+pub enum Queue {
+    Ring(HeapRing<Record>),
+}
+
+/// What [`Queue::push_all`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Records that went in.
+    pub records: usize,
+    /// Nanoseconds spent waiting for room.
+    pub blocked_ns: u64,
+}
+
+impl Queue {
+    /// One ring of `capacity` slots.
+    ///
+    /// # Errors
+    /// A capacity the ring cannot use.
+    pub fn ring(capacity: usize) -> Result<Self, CapacityError> {
+        HeapRing::try_with_capacity(capacity).map(Self::Ring)
+    }
+
+    /// Slots in all.
+    pub fn capacity(&self) -> usize {
+        match self {
+            Self::Ring(r) => r.capacity(),
+        }
+    }
+
+    /// Records held now (a snapshot).
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Ring(r) => r.len(),
+        }
+    }
+
+    /// Records held in `lane` now (a snapshot); the ring is lane 0.
+    pub fn lane_len(&self, lane: usize) -> usize {
+        match self {
+            Self::Ring(r) if lane == 0 => r.len(),
+            Self::Ring(_) => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Ring(r) => r.is_empty(),
+        }
+    }
+
+    /// Closes it: pushes fail from now on, pops drain what is left. `true` for the call that
+    /// closed it.
+    pub fn close(&self) -> bool {
+        match self {
+            Self::Ring(r) => r.close(),
+        }
+    }
+
+    /// Pushes all of `buf` into `lane` (0 for the ring), waiting while it is full; stops at a
+    /// close. `buf` is left empty: records that did not go in are dropped (the run is being
+    /// torn down).
+    pub fn push_all(&self, _lane: usize, buf: &mut Vec<Record>, clock: &Clock) -> Pushed {
+        match self {
+            Self::Ring(ring) => {
+                let mut items = buf.drain(..);
+                let mut out = Pushed {
+                    records: ring.try_push_batch(&mut items).unwrap_or(0),
+                    blocked_ns: 0,
+                };
+                if items.len() > 0 {
+                    let since = clock.now();
+                    out.records += match ring.push_batch(&mut items) {
+                        Ok(n) => n,
+                        Err(closed) => closed.0,
+                    };
+                    out.blocked_ns = clock.now().saturating_sub(since);
+                }
+                out
+            }
+        }
+    }
+
+    /// Pops up to `max` records into `out`, waiting for at least one.
+    ///
+    /// # Errors
+    /// [`Closed`] once closed and drained.
+    pub fn pop_batch(&self, out: &mut Vec<Record>, max: usize) -> Result<usize, Closed> {
+        match self {
+            Self::Ring(r) => r.pop_batch(out, max),
+        }
+    }
+
+    /// Pops up to `max` records into `out`, waiting at most `timeout` for at least one.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
+    pub fn pop_batch_timeout(
+        &self,
+        out: &mut Vec<Record>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize, PopError> {
+        match self {
+            Self::Ring(r) => r.pop_batch_timeout(out, max, timeout),
+        }
+    }
+}
