@@ -100,6 +100,7 @@ extern crate std;
 pub mod bucket;
 #[cfg(all(feature = "std", not(loom)))]
 mod clock;
+pub mod lanes;
 pub mod ring;
 mod sync;
 
@@ -107,6 +108,9 @@ mod sync;
 pub use bucket::{Denied, Grant, RateError, Schedule, TokenBucket};
 #[cfg(all(feature = "std", not(loom)))]
 pub use clock::Clock;
+#[cfg(feature = "alloc")]
+pub use lanes::HeapLanes;
+pub use lanes::{Lanes, LanesCore};
 #[cfg(feature = "alloc")]
 pub use ring::HeapRing;
 pub use ring::{CapacityError, Closed, PopError, PushError, Ring, RingCore};

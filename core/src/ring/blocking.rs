@@ -262,7 +262,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// head, and not closed), or by the slot at the head, which a producer has claimed but not
     /// yet published (a single push about to publish it, or a batch push whose iterator is
     /// still producing its run).
-    fn consumer_blocked(&self) -> Blocked {
+    pub(crate) fn consumer_blocked(&self) -> Blocked {
         // SeqCst: the handshake of wait.rs - pairs with the producers' SeqCst tail CAS and the
         // close's SeqCst fetch_or.
         let tail = self.tail.index.load(Ordering::SeqCst);

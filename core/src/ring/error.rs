@@ -96,13 +96,16 @@ impl<T> fmt::Display for Closed<T> {
 
 impl<T> core::error::Error for Closed<T> {}
 
-/// `HeapRing::try_with_capacity` was given a capacity the ring cannot use.
+/// `HeapRing::try_with_capacity` (or `HeapLanes::try_with_capacities`) was given a capacity
+/// the ring cannot use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CapacityError {
     /// The capacity is below 2, not a power of two, or above [`MAX_CAPACITY`](crate::ring::MAX_CAPACITY).
     Invalid(usize),
     /// The allocator could not provide the slots.
     Alloc(usize),
+    /// `HeapLanes::try_with_capacities` was given no capacities: lanes need at least one lane.
+    NoLanes,
 }
 
 impl fmt::Display for CapacityError {
@@ -114,6 +117,7 @@ impl fmt::Display for CapacityError {
                 crate::ring::MAX_CAPACITY
             ),
             Self::Alloc(n) => write!(f, "could not allocate a ring of {n} slots"),
+            Self::NoLanes => f.write_str("lanes need at least one lane (no capacities given)"),
         }
     }
 }

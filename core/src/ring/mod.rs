@@ -62,7 +62,9 @@ pub use storage::{Inline, Storage};
 
 use crate::sync::{AtomicUsize, Ordering};
 use slot::{MARK, ONE};
-use wait::Waiters;
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) use wait::Blocked;
+pub(crate) use wait::Waiters;
 
 /// The largest capacity a ring can have: `2^(usize::BITS - 3)` slots (far beyond any memory).
 ///

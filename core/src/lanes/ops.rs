@@ -1,0 +1,255 @@
+//! Non-blocking push and pops: the scan order (priority and the starvation guard) and the
+//! rule that a pop reports `Closed` only when every lane does.
+
+use super::{LaneSet, LanesCore};
+use crate::ring::{PopError, PushError};
+use crate::sync::Ordering;
+
+/// The lanes a pop looks at, in order: `first`, then down in priority, wrapping to lane 0.
+#[derive(Clone, Copy, Debug)]
+struct Scan {
+    first: usize,
+    lanes: usize,
+}
+
+impl Scan {
+    fn order(self) -> impl Iterator<Item = usize> {
+        (0..self.lanes).map(move |i| {
+            let lane = self.first + i;
+            if lane >= self.lanes {
+                lane - self.lanes
+            } else {
+                lane
+            }
+        })
+    }
+}
+
+/// The lane guard pop `j` looks at first: `1 + j % (lanes - 1)` (lanes >= 2).
+#[inline]
+fn guard_lane(j: usize, lanes: usize) -> usize {
+    1 + j % (lanes - 1)
+}
+
+/// Whether pop number `ticket` is a guard pop under guard `guard >= 1`, and if so which
+/// (`Some(j)`). See the module docs of `lanes`.
+#[inline]
+fn guard_pop(ticket: usize, guard: u32) -> Option<usize> {
+    // Saturating: on a 32-bit target `u32::MAX + 1` does not fit; such a guard then means
+    // "one guard pop per `usize::MAX` pops", which is as good as never, as asked.
+    let period = (guard as usize).saturating_add(1);
+    let is_guard_pop = if cfg!(pc_mutant = "lanes_guard_first_pop") {
+        // Deliberately broken (an off-by-one: pop 0 is a guard pop): the loom suite must
+        // reject it (see `.ci/run`).
+        ticket.is_multiple_of(period)
+    } else {
+        ticket % period == period - 1
+    };
+    is_guard_pop.then_some(ticket / period)
+}
+
+impl<T, L: LaneSet<T>> LanesCore<T, L> {
+    /// Pushes `value` to lane `lane` if it has a free slot. Never waits for another thread.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the lane's slot at its tail still holds a value;
+    /// [`PushError::Closed`] once the lanes are closed. Both hand `value` back.
+    ///
+    /// # Panics
+    /// If `lane >= self.lanes()`.
+    ///
+    /// ```
+    /// use pc_core::{Lanes, PushError};
+    ///
+    /// let lanes = Lanes::<u8, 2, 2>::new();
+    /// lanes.try_push(1, 1).unwrap();
+    /// lanes.try_push(1, 2).unwrap();
+    /// assert_eq!(lanes.try_push(1, 3), Err(PushError::Full(3)));
+    /// assert_eq!(lanes.try_push(0, 3), Ok(())); // each lane has its own slots
+    /// ```
+    #[inline]
+    #[track_caller]
+    pub fn try_push(&self, lane: usize, value: T) -> Result<(), PushError<T>> {
+        self.lane(lane).try_push(value)?;
+        self.parking.pushed();
+        Ok(())
+    }
+
+    /// Pops a value from the highest-priority lane that has one ready (subject to the
+    /// starvation guard, see the [module docs](crate::lanes)). Never waits for another thread.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if no lane has a value ready; [`PopError::Closed`] once every lane
+    /// is closed and drained.
+    ///
+    /// ```
+    /// use pc_core::{Lanes, PopError};
+    ///
+    /// let lanes = Lanes::<u32, 3, 4>::new();
+    /// lanes.try_push(2, 30).unwrap();
+    /// lanes.try_push(1, 20).unwrap();
+    /// assert_eq!(lanes.try_pop(), Ok(20));
+    /// assert_eq!(lanes.try_pop(), Ok(30));
+    /// assert_eq!(lanes.try_pop(), Err(PopError::Empty));
+    /// ```
+    #[inline]
+    pub fn try_pop(&self) -> Result<T, PopError> {
+        self.try_pop_lane().map(|(_, value)| value)
+    }
+
+    /// Like [`try_pop`](Self::try_pop), and says which lane the value came from.
+    ///
+    /// # Errors
+    /// As [`try_pop`](Self::try_pop).
+    ///
+    /// ```
+    /// use pc_core::Lanes;
+    ///
+    /// let lanes = Lanes::<char, 2, 4>::new();
+    /// lanes.try_push(1, 'x').unwrap();
+    /// assert_eq!(lanes.try_pop_lane(), Ok((1, 'x')));
+    /// ```
+    pub fn try_pop_lane(&self) -> Result<(usize, T), PopError> {
+        let mut drained = DrainedLanes::default();
+        for lane in self.scan().order() {
+            match self.rings()[lane].try_pop() {
+                Ok(value) => return Ok((lane, value)),
+                Err(e) => drained.saw(e)?,
+            }
+        }
+        Err(drained.verdict())
+    }
+
+    /// Pops up to `max` values into `out`, lane by lane in this pop's scan order (so normally
+    /// lane 0's ready values first, then lane 1's, ..): one ring batch pop per lane it takes
+    /// from. Never waits for another thread. Returns how many were popped (at least 1, or 0 if
+    /// `max` is 0). A batch pop counts as one pop for the starvation guard.
+    ///
+    /// As for the ring, each lane's run is freed once `out` has taken all of it, so `out` must
+    /// not wait for a producer of these lanes.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if no lane has a value ready; [`PopError::Closed`] once every lane
+    /// is closed and drained.
+    ///
+    /// ```
+    /// use pc_core::Lanes;
+    ///
+    /// let lanes = Lanes::<u32, 2, 8>::new();
+    /// for i in 0..3 {
+    ///     lanes.try_push(1, 10 + i).unwrap();
+    ///     lanes.try_push(0, i).unwrap();
+    /// }
+    /// let mut out = Vec::new();
+    /// assert_eq!(lanes.try_pop_batch(&mut out, 5), Ok(5));
+    /// assert_eq!(out, [0, 1, 2, 10, 11]);
+    /// ```
+    pub fn try_pop_batch<E: Extend<T>>(&self, out: &mut E, max: usize) -> Result<usize, PopError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut drained = DrainedLanes::default();
+        let mut taken = 0;
+        for lane in self.scan().order() {
+            match self.rings()[lane].try_pop_batch(out, max - taken) {
+                Ok(n) => taken += n,
+                Err(e) => drained.saw(e)?,
+            }
+            if taken == max {
+                break;
+            }
+        }
+        if taken > 0 {
+            Ok(taken)
+        } else {
+            Err(drained.verdict())
+        }
+    }
+
+    /// This pop's scan order: takes a number for the starvation guard (module docs) when the
+    /// guard is on and there is more than one lane.
+    #[inline]
+    fn scan(&self) -> Scan {
+        let lanes = self.lanes();
+        if self.guard == 0 || lanes == 1 {
+            return Scan { first: 0, lanes };
+        }
+        // Relaxed: a number in the guard's count, and nothing else; it publishes no data (the
+        // rings order the values themselves).
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        let first = guard_pop(ticket, self.guard).map_or(0, |j| guard_lane(j, lanes));
+        Scan { first, lanes }
+    }
+}
+
+/// What the lanes a pop found no value in said: `Closed` only if every one of them was closed
+/// and drained. (A drained closed lane stays so: nothing can be pushed to it again, so once
+/// every lane has said `Closed` all of them are closed and drained at once.)
+#[derive(Default)]
+struct DrainedLanes {
+    /// Some lane said `Empty`.
+    open: bool,
+}
+
+impl DrainedLanes {
+    /// Notes one lane's answer. `Err` ends the scan early: only the deliberately broken
+    /// variant does that (see `.ci/run`), taking one drained lane for all.
+    #[inline]
+    fn saw(&mut self, e: PopError) -> Result<(), PopError> {
+        match e {
+            PopError::Empty => self.open = true,
+            PopError::Closed if cfg!(pc_mutant = "lanes_closed_early") => {
+                return Err(PopError::Closed);
+            }
+            PopError::Closed => {}
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn verdict(&self) -> PopError {
+        if self.open {
+            PopError::Empty
+        } else {
+            PopError::Closed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::{Scan, guard_lane, guard_pop};
+
+    #[test]
+    fn guard_pops_come_after_every_guard_ordinary_pops() {
+        let pops: Vec<Option<usize>> = (0..8).map(|t| guard_pop(t, 3)).collect();
+        assert_eq!(pops, [None, None, None, Some(0), None, None, None, Some(1)]);
+        assert!((0..10).all(|t| guard_pop(t, 1) == (t % 2 == 1).then_some(t / 2)));
+    }
+
+    #[test]
+    fn guard_pops_rotate_over_the_lower_lanes() {
+        let firsts: Vec<usize> = (0..6).map(|j| guard_lane(j, 4)).collect();
+        assert_eq!(firsts, [1, 2, 3, 1, 2, 3]);
+        assert!((0..5).all(|j| guard_lane(j, 2) == 1));
+    }
+
+    #[test]
+    fn scan_goes_down_in_priority_and_wraps_to_lane_0() {
+        let order: Vec<usize> = Scan { first: 2, lanes: 4 }.order().collect();
+        assert_eq!(order, [2, 3, 0, 1]);
+        let order: Vec<usize> = Scan { first: 0, lanes: 3 }.order().collect();
+        assert_eq!(order, [0, 1, 2]);
+    }
+
+    #[test]
+    fn largest_guard_does_not_overflow() {
+        assert_eq!(guard_pop(0, u32::MAX), None);
+        assert_eq!(
+            guard_pop(u32::MAX as usize, u32::MAX),
+            (usize::BITS == 64).then_some(0)
+        );
+    }
+}

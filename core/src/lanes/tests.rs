@@ -1,0 +1,311 @@
+//! Unit tests of the lanes: priority, the starvation guard's bound, close-and-drain across
+//! lanes, and (with `std`) the one wait on all lanes.
+
+use alloc::vec::Vec;
+
+use super::{HeapLanes, Lanes};
+use crate::ring::{CapacityError, PopError, PushError};
+
+/// Fills every lane of `lanes` with `per_lane` values `lane * 1000 + i`.
+fn fill(lanes: &HeapLanes<usize>, per_lane: usize) {
+    for lane in 0..lanes.lanes() {
+        for i in 0..per_lane {
+            lanes.try_push(lane, lane * 1000 + i).unwrap();
+        }
+    }
+}
+
+#[test]
+fn pops_take_the_highest_priority_lane_with_a_value() {
+    let lanes = Lanes::<u32, 3, 4>::new().with_starvation_guard(0);
+    lanes.try_push(2, 20).unwrap();
+    lanes.try_push(1, 10).unwrap();
+    lanes.try_push(2, 21).unwrap();
+    assert_eq!(lanes.try_pop_lane(), Ok((1, 10)));
+    lanes.try_push(0, 0).unwrap();
+    assert_eq!(lanes.try_pop_lane(), Ok((0, 0)));
+    assert_eq!(lanes.try_pop_lane(), Ok((2, 20)));
+    assert_eq!(lanes.try_pop_lane(), Ok((2, 21)));
+    assert_eq!(lanes.try_pop_lane(), Err(PopError::Empty));
+}
+
+#[test]
+fn strict_priority_without_guard_never_serves_a_lower_lane_while_lane_0_has_values() {
+    let lanes = HeapLanes::with_capacities(&[64, 64]).with_starvation_guard(0);
+    fill(&lanes, 64);
+    for _ in 0..64 {
+        assert_eq!(lanes.try_pop_lane().unwrap().0, 0);
+    }
+    assert_eq!(lanes.try_pop_lane().unwrap().0, 1);
+}
+
+#[test]
+fn guard_serves_every_lower_lane_within_guard_plus_one_times_lanes_minus_one_pops() {
+    for (guard, k) in [(1u32, 2usize), (3, 2), (2, 4), (7, 3)] {
+        let lanes = HeapLanes::with_capacities(&[256; 4][..k]).with_starvation_guard(guard);
+        fill(&lanes, 256);
+        let bound = (guard as usize + 1) * (k - 1);
+        let served: Vec<usize> = (0..4 * bound)
+            .map(|_| lanes.try_pop_lane().unwrap().0)
+            .collect();
+        for window in served.windows(bound) {
+            for lane in 1..k {
+                assert!(
+                    window.contains(&lane),
+                    "guard {guard}, {k} lanes: lane {lane} not served in {window:?}"
+                );
+            }
+        }
+        // Lane 0 loses exactly one pop in guard + 1 while every lane has values.
+        let from_lane_0 = served.iter().filter(|&&lane| lane == 0).count();
+        assert_eq!(
+            from_lane_0,
+            served.len() / (guard as usize + 1) * guard as usize
+        );
+    }
+}
+
+#[test]
+fn guard_pop_falls_through_to_the_next_lane_with_a_value_wrapping_to_lane_0() {
+    let lanes = Lanes::<u32, 3, 4>::new().with_starvation_guard(1);
+    lanes.try_push(0, 0).unwrap();
+    lanes.try_push(0, 1).unwrap();
+    assert_eq!(lanes.try_pop_lane(), Ok((0, 0))); // pop 0: ordinary
+    assert_eq!(lanes.try_pop_lane(), Ok((0, 1))); // pop 1: guard, lanes 1 and 2 empty
+}
+
+#[test]
+fn batch_pop_takes_lane_by_lane_in_scan_order_up_to_max() {
+    let lanes = Lanes::<u32, 3, 8>::new().with_starvation_guard(1);
+    for i in 0..3 {
+        lanes.try_push(0, i).unwrap();
+        lanes.try_push(1, 10 + i).unwrap();
+        lanes.try_push(2, 20 + i).unwrap();
+    }
+    let mut out = Vec::new();
+    assert_eq!(lanes.try_pop_batch(&mut out, 4), Ok(4)); // ordinary: lane 0, then lane 1
+    assert_eq!(out, [0, 1, 2, 10]);
+    out.clear();
+    assert_eq!(lanes.try_pop_batch(&mut out, 3), Ok(3)); // guard: lane 1 first
+    assert_eq!(out, [11, 12, 20]);
+    out.clear();
+    assert_eq!(lanes.try_pop_batch(&mut out, 0), Ok(0));
+    assert_eq!(lanes.try_pop_batch(&mut out, 9), Ok(2));
+    assert_eq!(out, [21, 22]);
+    assert_eq!(lanes.try_pop_batch(&mut out, 9), Err(PopError::Empty));
+}
+
+#[test]
+fn pops_report_closed_only_once_every_lane_is_closed_and_drained() {
+    let lanes = Lanes::<u32, 3, 4>::new();
+    lanes.try_push(2, 2).unwrap();
+    assert!(lanes.close());
+    assert!(lanes.is_closed());
+    assert_eq!(lanes.try_push(1, 9), Err(PushError::Closed(9)));
+    let mut out = Vec::new();
+    assert_eq!(lanes.try_pop_batch(&mut out, 4), Ok(1));
+    assert_eq!(lanes.try_pop(), Err(PopError::Closed));
+    assert_eq!(lanes.try_pop_batch(&mut out, 4), Err(PopError::Closed));
+}
+
+#[test]
+fn a_closed_drained_lane_does_not_end_the_others() {
+    // Close lane 0 alone, as a close under way does, with a value left in lane 1.
+    let lanes = Lanes::<u32, 2, 4>::new();
+    lanes.try_push(1, 7).unwrap();
+    lanes.rings()[0].close();
+    assert!(!lanes.is_closed());
+    assert_eq!(lanes.try_pop(), Ok(7));
+    assert_eq!(lanes.try_pop(), Err(PopError::Empty));
+}
+
+#[test]
+fn close_returns_true_for_exactly_one_call() {
+    let lanes = Lanes::<u8, 2, 2>::new();
+    let closers = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| lanes.close())).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&closed| closed)
+            .count()
+    });
+    assert_eq!(closers, 1);
+}
+
+#[test]
+#[should_panic(expected = "lane 2 is out of range: there are 2 lanes")]
+fn a_lane_out_of_range_panics() {
+    let _ = Lanes::<u8, 2, 2>::new().try_push(2, 0);
+}
+
+#[test]
+fn heap_lanes_take_one_lane_per_capacity_and_reject_bad_ones() {
+    let lanes = HeapLanes::<u8>::try_with_capacities(&[2, 8, 1024]).unwrap();
+    assert_eq!(lanes.lanes(), 3);
+    assert_eq!((lanes.capacity(0), lanes.capacity(2)), (2, 1024));
+    assert_eq!(
+        HeapLanes::<u8>::try_with_capacities(&[]).unwrap_err(),
+        CapacityError::NoLanes
+    );
+    assert_eq!(
+        HeapLanes::<u8>::try_with_capacities(&[4, 1, 8]).unwrap_err(),
+        CapacityError::Invalid(1)
+    );
+}
+
+#[test]
+#[should_panic(expected = "at least one lane")]
+fn heap_lanes_with_no_capacities_panic() {
+    let _ = HeapLanes::<u8>::with_capacities(&[]);
+}
+
+#[test]
+fn len_counts_every_lane_and_debug_says_so() {
+    let lanes = Lanes::<u8, 2, 4>::new();
+    assert!(lanes.is_empty());
+    lanes.try_push(0, 1).unwrap();
+    lanes.try_push(1, 2).unwrap();
+    lanes.try_push(1, 3).unwrap();
+    assert_eq!(
+        (lanes.len(), lanes.lane_len(0), lanes.lane_len(1)),
+        (3, 1, 2)
+    );
+    let debug = alloc::format!("{lanes:?}");
+    assert!(
+        debug.contains("lanes: 2") && debug.contains("len: 3"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn dropping_lanes_drops_the_values_left_in_every_lane() {
+    use alloc::sync::Arc;
+    let token = Arc::new(());
+    let lanes = HeapLanes::with_capacities(&[4, 4]);
+    lanes.try_push(0, Arc::clone(&token)).unwrap();
+    lanes.try_push(1, Arc::clone(&token)).unwrap();
+    assert_eq!(Arc::strong_count(&token), 3);
+    drop(lanes);
+    assert_eq!(Arc::strong_count(&token), 1);
+}
+
+#[cfg(feature = "std")]
+mod blocking {
+    use alloc::vec::Vec;
+    use core::time::Duration;
+    use std::thread;
+
+    use super::super::{HeapLanes, Lanes};
+    use crate::ring::{Closed, PopError};
+
+    /// Waits (yielding) until `n` consumers are registered to park on `lanes`.
+    fn until_parked<T, L: super::super::LaneSet<T>>(
+        lanes: &super::super::LanesCore<T, L>,
+        n: usize,
+    ) {
+        while lanes.parking.registered() < n {
+            thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_parked_pop_wakes_on_a_push_to_any_lane() {
+        for lane in 0..3 {
+            let lanes = Lanes::<u32, 3, 4>::new();
+            thread::scope(|s| {
+                let consumer = s.spawn(|| lanes.pop_lane());
+                until_parked(&lanes, 1);
+                lanes.push(lane, 7).unwrap();
+                assert_eq!(consumer.join().unwrap(), Ok((lane, 7)));
+            });
+        }
+    }
+
+    #[test]
+    fn parked_pops_end_with_closed_when_the_lanes_close() {
+        let lanes = Lanes::<u32, 2, 4>::new();
+        let lanes = &lanes;
+        thread::scope(|s| {
+            let a = s.spawn(|| lanes.pop());
+            let b = s.spawn(|| lanes.pop_batch(&mut Vec::new(), 8));
+            until_parked(lanes, 2);
+            lanes.close();
+            assert_eq!(a.join().unwrap(), Err(Closed(())));
+            assert_eq!(b.join().unwrap(), Err(Closed(())));
+        });
+    }
+
+    #[test]
+    fn a_blocking_push_to_a_full_lane_completes_once_a_pop_frees_a_slot() {
+        let lanes = Lanes::<u32, 2, 2>::new();
+        lanes.push(1, 1).unwrap();
+        lanes.push(1, 2).unwrap();
+        thread::scope(|s| {
+            let producer = s.spawn(|| lanes.push(1, 3));
+            assert_eq!(lanes.pop(), Ok(1));
+            producer.join().unwrap().unwrap();
+        });
+        assert_eq!((lanes.try_pop(), lanes.try_pop()), (Ok(2), Ok(3)));
+    }
+
+    #[test]
+    fn timeouts_report_empty_or_full_and_hand_the_value_back() {
+        let lanes = HeapLanes::with_capacities(&[2]);
+        assert_eq!(lanes.pop_timeout(Duration::ZERO), Err(PopError::Empty));
+        let mut out = Vec::new();
+        assert_eq!(
+            lanes.pop_batch_timeout(&mut out, 4, Duration::from_millis(1)),
+            Err(PopError::Empty)
+        );
+        lanes.push_timeout(0, 1, Duration::ZERO).unwrap();
+        lanes.push_timeout(0, 2, Duration::ZERO).unwrap();
+        assert_eq!(
+            lanes.push_timeout(0, 3, Duration::ZERO),
+            Err(crate::ring::PushError::Full(3))
+        );
+        assert_eq!(lanes.pop_timeout(Duration::ZERO), Ok(1));
+    }
+
+    #[test]
+    fn producers_on_every_lane_and_batch_consumers_lose_nothing_and_keep_lane_fifo() {
+        const PER: u32 = 20_000;
+        const K: usize = 3;
+        let lanes = HeapLanes::with_capacities(&[8, 16, 32]);
+        let got: Vec<Vec<(usize, u32)>> = thread::scope(|s| {
+            let producers: Vec<_> = (0..K)
+                .map(|lane| {
+                    let lanes = &lanes;
+                    s.spawn(move || (0..PER).for_each(|i| lanes.push(lane, (lane, i)).unwrap()))
+                })
+                .collect();
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut seen = Vec::new();
+                        while lanes.pop_batch(&mut seen, 16).is_ok() {}
+                        seen
+                    })
+                })
+                .collect();
+            producers.into_iter().for_each(|p| p.join().unwrap());
+            lanes.close();
+            consumers.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        for seen in &got {
+            for lane in 0..K {
+                let order: Vec<u32> = seen.iter().filter(|v| v.0 == lane).map(|v| v.1).collect();
+                assert!(
+                    order.windows(2).all(|w| w[0] < w[1]),
+                    "lane {lane} out of order"
+                );
+            }
+        }
+        let mut all: Vec<(usize, u32)> = got.concat();
+        all.sort_unstable();
+        let expected: Vec<(usize, u32)> = (0..K)
+            .flat_map(|lane| (0..PER).map(move |i| (lane, i)))
+            .collect();
+        assert_eq!(all, expected, "values lost or duplicated");
+    }
+}
