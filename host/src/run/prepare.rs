@@ -127,8 +127,11 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         }
     };
     let lanes = super::lanes::plan(cfg)?;
-    let ring =
-        Queue::ring(cfg.capacity).map_err(|e| anyhow!("--capacity {}: {e}", cfg.capacity))?;
+    let ring = match cfg.lanes.len() {
+        0 => Queue::ring(cfg.capacity),
+        k => Queue::lanes(cfg.capacity, k),
+    }
+    .map_err(|e| anyhow!("--capacity {}: {e}", cfg.capacity))?;
     let started_at = unix_base.saturating_add(clock.now() as i64);
     let config_json = cfg.to_json().to_string();
     let opened = sink::open(
