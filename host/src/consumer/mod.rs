@@ -120,7 +120,7 @@ impl<S: Sink> Consumer<'_, S> {
         let rows = s.records.len() as u64;
         let bytes: u64 = s.records.iter().map(|m| m.text.len() as u64).sum();
         if let Some(gate) = self.gate {
-            gate.release(bytes);
+            gate.release(s.records.iter().map(|m| (m.lane, m.text.len() as u64)));
         }
         let st = self.stats;
         match s.fate {

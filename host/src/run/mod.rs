@@ -306,7 +306,7 @@ impl<'a> Shared<'a> {
             stats: Arc::new(Stats::new(cfg.source_threads(), cfg.consumers)),
             pins,
             pin_failed: AtomicBool::new(false),
-            gate: ByteGate::new(IN_FLIGHT_BYTES),
+            gate: ByteGate::per_lane(IN_FLIGHT_BYTES, cfg.lanes.len()),
             budget: AtomicU64::new(match cfg.stop {
                 Stop::Messages(n) => n,
                 _ => u64::MAX,
