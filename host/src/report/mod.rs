@@ -71,11 +71,16 @@ pub fn header(
     let mut s = format!(
         "pc-host run {run_id} -> {}{durability}\n  \
          {from}, {}, {rate}, {stop}\n  \
-         ring {} slots; batches of up to {} rows, {batching}; warm-up {} s; {progress}\n  \
+         ring {} slots{}; batches of up to {} rows, {batching}; warm-up {} s; {progress}\n  \
          pinning: {pinning}",
         cfg.sink,
         summary::plural(cfg.consumers, "consumer"),
         cfg.capacity,
+        if cfg.lanes.is_empty() {
+            ""
+        } else {
+            " per lane"
+        },
         cfg.batch_size,
         cfg.warmup.as_secs_f64(),
     );
