@@ -3,6 +3,8 @@
 //! The lock-free core of pc: a bounded MPMC [`Ring`] that can live in a `static` with no
 //! allocator (or [`HeapRing`], sized at run time), and an exact token bucket. `#![no_std]`;
 //! feature `alloc` adds `HeapRing`, feature `std` (default) adds blocking operations.
+//! [`Lanes`] (and `HeapLanes`) put K rings under one priority pop with a starvation guard,
+//! batch and blocking pops across all lanes, and close-and-drain (see [`lanes`]).
 //!
 //! ## The ring: guarantees first
 //! - Every value pushed is popped exactly once (or dropped with the ring).
@@ -79,7 +81,7 @@
 //! ## Loom
 //! All atomics, cells and spins go through one facade (`sync.rs`); building with
 //! `RUSTFLAGS="--cfg loom"` swaps them for loom's, and the `pc-loom-tests` package
-//! model-checks the ring and the bucket.
+//! model-checks the ring, the lanes and the bucket.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]

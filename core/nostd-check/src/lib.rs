@@ -1,5 +1,5 @@
 //! Builds only if pc-core (default features off) and all its dependencies are `no_std`; the
-//! ring and the token bucket both, on every target CI builds it for.
+//! ring, the lanes and the token bucket, on every target CI builds it for.
 #![no_std]
 
 use pc_core::{PopError, PushError, Ring};
@@ -13,6 +13,17 @@ pub fn round_trip(value: u32) -> Result<u32, PopError> {
         Ok(()) | Err(PushError::Full(_)) | Err(PushError::Closed(_)) => {}
     }
     RING.try_pop()
+}
+
+/// Priority lanes in a `static`: two lanes of 8 slots, no allocator.
+static LANES: pc_core::Lanes<u32, 2, 8> = pc_core::Lanes::new().with_starvation_guard(3);
+
+/// Moves a value through the static lanes, so the code is really compiled and linked.
+pub fn lanes_round_trip(lane: usize, value: u32) -> Result<(usize, u32), PopError> {
+    match LANES.try_push(lane % 2, value) {
+        Ok(()) | Err(PushError::Full(_)) | Err(PushError::Closed(_)) => {}
+    }
+    LANES.try_pop_lane()
 }
 
 /// A token bucket in a `static`: on targets without 64-bit atomics (thumbv7em), its word is

@@ -179,6 +179,13 @@ fn len_counts_every_lane_and_debug_says_so() {
 }
 
 #[test]
+fn lanes_are_send_and_sync_when_values_are_send() {
+    fn shareable<X: Send + Sync>() {}
+    shareable::<Lanes<core::cell::Cell<u8>, 2, 2>>();
+    shareable::<HeapLanes<core::cell::Cell<u8>>>();
+}
+
+#[test]
 fn dropping_lanes_drops_the_values_left_in_every_lane() {
     use alloc::sync::Arc;
     let token = Arc::new(());
