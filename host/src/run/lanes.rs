@@ -23,7 +23,7 @@ pub struct Lane {
     pub rps: u64,
     pub burst: u64,
     pub chunk: u64,
-    /// Unlimited: `None`. Taken by [`contexts`] when the run starts.
+    /// Unlimited: `None`. Taken by [`buckets`] when the run starts.
     pub bucket: Option<TokenBucket>,
     /// The generator threads (producer ids) that feed it; empty for other sources.
     pub producers: Range<usize>,

@@ -167,14 +167,9 @@ pub fn run(
         .into_iter()
         .map(|(_, quota)| quota)
         .collect();
-    if !lane_plan.is_empty() {
-        shared.stats = Arc::new(
-            Stats::new(cfg.source_threads(), cfg.consumers)
-                .with_lanes(&lanes::producer_lanes(cfg, &lane_plan), lane_plan.len()),
-        );
-    }
     if let Some(stats) = Arc::get_mut(&mut shared.stats) {
         stats.nats = nats;
+        stats.set_lanes(&lanes::producer_lanes(cfg, &lane_plan), lane_plan.len());
     }
     signals::counting(Arc::clone(&shared.stats));
     let checkpoint_stop = StopSignal::default();

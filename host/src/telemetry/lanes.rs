@@ -55,10 +55,9 @@ impl LaneFigures {
 impl Stats {
     /// Sets up per-lane counting: producer `i` belongs to lane `producer_lanes[i]`; every
     /// consumer gets counters for `lanes` lanes. Without lanes (`lanes == 0`) nothing changes.
-    #[must_use]
-    pub fn with_lanes(mut self, producer_lanes: &[u8], lanes: usize) -> Self {
+    pub fn set_lanes(&mut self, producer_lanes: &[u8], lanes: usize) {
         if lanes == 0 {
-            return self;
+            return;
         }
         for (p, &lane) in self.producers.iter_mut().zip(producer_lanes) {
             p.lane = lane;
@@ -66,7 +65,6 @@ impl Stats {
         for c in &mut self.consumers {
             c.lanes = (0..lanes).map(|_| LaneCounters::default()).collect();
         }
-        self
     }
 
     /// Each lane's figures, in lane order; empty without lanes.
