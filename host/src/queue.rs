@@ -151,8 +151,7 @@ fn push_lane(
     clock: &Clock,
 ) -> Pushed {
     let mut out = Pushed::default();
-    let mut items = buf.drain(..);
-    for record in items.by_ref() {
+    for record in buf.drain(..) {
         let record = match lanes.try_push(lane, record) {
             Ok(()) => {
                 out.records += 1;
@@ -170,4 +169,60 @@ fn push_lane(
         out.records += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64) -> Record {
+        Record {
+            intended_ns: 0,
+            created_at: 0,
+            producer: 0,
+            seq,
+            end_offset: 0,
+            tail: 0,
+            replaces: false,
+            text: String::new(),
+            delivery: None,
+            lane: 0,
+        }
+    }
+
+    #[test]
+    fn a_full_lower_lane_never_holds_back_a_push_to_a_higher_lane_nor_its_pop() {
+        let clock = Clock::new();
+        let q = Queue::lanes(2, 2).unwrap();
+        let mut low = vec![record(10), record(11)];
+        assert_eq!(q.push_all(1, &mut low, &clock).records, 2);
+        assert_eq!(q.lane_len(1), 2, "the low lane is full");
+        let mut high = vec![record(0), record(1)];
+        let pushed = q.push_all(0, &mut high, &clock);
+        assert_eq!(
+            pushed,
+            Pushed {
+                records: 2,
+                blocked_ns: 0
+            }
+        );
+        assert!(high.is_empty());
+        let mut out = Vec::new();
+        assert_eq!(q.pop_batch(&mut out, 4), Ok(4));
+        let seqs: Vec<u64> = out.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [0, 1, 10, 11], "the high lane first");
+        assert_eq!((q.capacity(), q.len()), (4, 0));
+    }
+
+    #[test]
+    fn after_a_close_a_push_takes_nothing_and_leaves_the_buffer_empty() {
+        let clock = Clock::new();
+        for q in [Queue::ring(4).unwrap(), Queue::lanes(4, 2).unwrap()] {
+            assert!(q.close());
+            let mut buf = vec![record(0), record(1)];
+            assert_eq!(q.push_all(1, &mut buf, &clock).records, 0);
+            assert!(buf.is_empty());
+            assert_eq!(q.pop_batch(&mut Vec::new(), 4), Err(Closed(())));
+        }
+    }
 }
