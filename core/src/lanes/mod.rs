@@ -44,6 +44,7 @@
 //! - No fairness between producers or consumers; with `G = 0` none between lanes either.
 
 mod blocking;
+mod blocking_ops;
 mod ops;
 mod storage;
 

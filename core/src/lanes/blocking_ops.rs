@@ -1,0 +1,138 @@
+//! Blocking push and pop (feature `std`). A push waits on its own lane (the lane's ring's
+//! blocking push, woken by the pops, every lanes pop being a ring pop); a pop waits on all
+//! lanes at once (`blocking.rs`).
+
+#![cfg(all(feature = "std", not(loom)))]
+
+use core::time::Duration;
+use std::time::Instant;
+
+use super::{LaneSet, LanesCore};
+use crate::ring::{Closed, PopError, PushError};
+
+impl<T, L: LaneSet<T>> LanesCore<T, L> {
+    /// Pushes `value` to lane `lane`, waiting while that lane is full.
+    ///
+    /// # Errors
+    /// [`Closed`] with the value once the lanes are closed (before a slot frees up).
+    ///
+    /// # Panics
+    /// If `lane >= self.lanes()`.
+    ///
+    /// ```
+    /// let lanes = pc_core::HeapLanes::with_capacities(&[2, 2]);
+    /// lanes.push(1, "later").unwrap();
+    /// lanes.push(0, "now").unwrap();
+    /// assert_eq!(lanes.pop(), Ok("now"));
+    /// ```
+    #[track_caller]
+    pub fn push(&self, lane: usize, value: T) -> Result<(), Closed<T>> {
+        self.lane(lane).push(value)?;
+        self.parking.pushed();
+        Ok(())
+    }
+
+    /// Pushes `value` to lane `lane`, waiting at most `timeout` while that lane is full.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] once the lanes are
+    /// closed; both hand the value back.
+    ///
+    /// # Panics
+    /// If `lane >= self.lanes()`.
+    #[track_caller]
+    pub fn push_timeout(
+        &self,
+        lane: usize,
+        value: T,
+        timeout: Duration,
+    ) -> Result<(), PushError<T>> {
+        self.lane(lane).push_timeout(value, timeout)?;
+        self.parking.pushed();
+        Ok(())
+    }
+
+    /// Pops as [`try_pop`](Self::try_pop) does, waiting on all lanes at once while none
+    /// has a value ready.
+    ///
+    /// # Errors
+    /// [`Closed`] once every lane is closed and drained: the signal for a consumer to end.
+    ///
+    /// ```
+    /// let lanes = pc_core::Lanes::<u32, 2, 4>::new();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         for i in 0..10u32 {
+    ///             lanes.push(i as usize % 2, i).unwrap(); // even to lane 0, odd to lane 1
+    ///         }
+    ///         lanes.close();
+    ///     });
+    ///     let mut sum = 0;
+    ///     while let Ok(v) = lanes.pop() {
+    ///         sum += v;
+    ///     }
+    ///     assert_eq!(sum, 45);
+    /// });
+    /// ```
+    pub fn pop(&self) -> Result<T, Closed> {
+        self.pop_lane().map(|(_, value)| value)
+    }
+
+    /// Pops as [`try_pop_lane`](Self::try_pop_lane) does (saying which lane), waiting on
+    /// all lanes at once while none has a value ready.
+    ///
+    /// # Errors
+    /// [`Closed`] once every lane is closed and drained.
+    pub fn pop_lane(&self) -> Result<(usize, T), Closed> {
+        self.parking
+            .wait(self.rings(), None, || self.try_pop_lane())
+            .map_err(|_| Closed(()))
+    }
+
+    /// Pops as [`try_pop`](Self::try_pop) does, waiting at most `timeout` on all lanes.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once every lane is
+    /// closed and drained.
+    pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
+        self.parking
+            .wait(self.rings(), Some(deadline(timeout)), || self.try_pop())
+    }
+
+    /// Pops up to `max` values into `out` as [`try_pop_batch`](Self::try_pop_batch) does,
+    /// waiting on all lanes at once until at least one is ready. Returns how many were
+    /// popped (0 only if `max` is 0).
+    ///
+    /// # Errors
+    /// [`Closed`] once every lane is closed and drained.
+    pub fn pop_batch<E: Extend<T>>(&self, out: &mut E, max: usize) -> Result<usize, Closed> {
+        self.parking
+            .wait(self.rings(), None, || self.try_pop_batch(out, max))
+            .map_err(|_| Closed(()))
+    }
+
+    /// Pops up to `max` values into `out`, waiting at most `timeout` until at least one is
+    /// ready. Returns how many were popped (0 only if `max` is 0).
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once every lane is
+    /// closed and drained.
+    pub fn pop_batch_timeout<E: Extend<T>>(
+        &self,
+        out: &mut E,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize, PopError> {
+        self.parking
+            .wait(self.rings(), Some(deadline(timeout)), || {
+                self.try_pop_batch(out, max)
+            })
+    }
+}
+
+/// `now + timeout`, saturating far in the future instead of overflowing.
+fn deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
+}
