@@ -131,6 +131,7 @@ pub fn messages(rows: usize, producers: u32, payload: usize) -> Vec<Record> {
                 replaces: false,
                 text: generated_text(producer, seq, &padding),
                 delivery: None,
+                lane: 0,
             }
         })
         .collect()

@@ -304,6 +304,7 @@ mod tests {
             replaces: false,
             text: text.into(),
             delivery: None,
+            lane: 0,
         }
     }
 

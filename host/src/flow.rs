@@ -5,6 +5,9 @@
 //! counts the wait as blocked) until its chunk fits; consumers give the bytes back once
 //! committed. A chunk larger than the whole budget is let through when nothing else is in
 //! flight, so a run always makes progress.
+//!
+//! With `--lanes` each lane has its own share of the budget, so a lower lane's backlog never
+//! holds back a higher lane's source at the gate.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -25,11 +28,13 @@ pub fn ingest_bound(sources: usize, max_record_bytes: u64) -> u64 {
 /// How often a waiting source looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(50);
 
-/// A counting gate over bytes (see the module docs).
+/// A counting gate over bytes (see the module docs): one budget per lane (one without lanes).
 #[derive(Debug)]
 pub struct ByteGate {
+    /// Each lane's budget.
     limit: u64,
-    used: Mutex<u64>,
+    /// Bytes in flight, per lane.
+    used: Mutex<Vec<u64>>,
     freed: Condvar,
 }
 
@@ -37,16 +42,29 @@ impl ByteGate {
     pub fn new(limit: u64) -> Self {
         Self {
             limit,
-            used: Mutex::new(0),
+            used: Mutex::new(vec![0]),
             freed: Condvar::new(),
         }
     }
 
-    /// Takes `n` bytes of the budget, waiting while they do not fit. Returns `false` (having
-    /// taken nothing) if `stop` is set while waiting.
-    pub fn acquire(&self, n: u64, stop: &AtomicBool) -> bool {
+    /// `limit` shared evenly by `lanes` lanes (at least a chunk each); one budget for 0 or 1.
+    pub fn per_lane(limit: u64, lanes: usize) -> Self {
+        if lanes <= 1 {
+            return Self::new(limit);
+        }
+        Self {
+            limit: (limit / lanes as u64).max(CHUNK_BYTES),
+            used: Mutex::new(vec![0; lanes]),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Takes `n` bytes of `lane`'s budget, waiting while they do not fit. Returns `false`
+    /// (having taken nothing) if `stop` is set while waiting.
+    pub fn acquire(&self, lane: u8, n: u64, stop: &AtomicBool) -> bool {
         let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-        while *used > 0 && used.saturating_add(n) > self.limit {
+        let i = usize::from(lane).min(used.len() - 1);
+        while used[i] > 0 && used[i].saturating_add(n) > self.limit {
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
@@ -56,20 +74,28 @@ impl ByteGate {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        *used = used.saturating_add(n);
+        used[i] = used[i].saturating_add(n);
         true
     }
 
-    /// Gives `n` bytes back (records committed).
-    pub fn release(&self, n: u64) {
+    /// Gives bytes back (records committed): `(lane, bytes)` each.
+    pub fn release(&self, freed: impl IntoIterator<Item = (u8, u64)>) {
         let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-        *used = used.saturating_sub(n);
+        let last = used.len() - 1;
+        for (lane, n) in freed {
+            let i = usize::from(lane).min(last);
+            used[i] = used[i].saturating_sub(n);
+        }
         self.freed.notify_all();
     }
 
-    /// Bytes in flight now.
+    /// Bytes in flight now, in all lanes.
     pub fn used(&self) -> u64 {
-        *self.used.lock().unwrap_or_else(PoisonError::into_inner)
+        self.used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .sum()
     }
 }
 
@@ -102,11 +128,11 @@ mod tests {
     fn a_source_waits_until_committed_bytes_are_released() {
         let gate = ByteGate::new(100);
         let stop = AtomicBool::new(false);
-        assert!(gate.acquire(60, &stop));
+        assert!(gate.acquire(0, 60, &stop));
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| gate.acquire(60, &stop));
+            let waiter = s.spawn(|| gate.acquire(0, 60, &stop));
             // The waiter cannot pass until 60 bytes come back: release them.
-            gate.release(60);
+            gate.release([(0, 60)]);
             assert!(waiter.join().unwrap());
         });
         assert_eq!(gate.used(), 60);
@@ -116,9 +142,27 @@ mod tests {
     fn an_oversized_chunk_passes_alone_and_a_stop_ends_the_wait() {
         let gate = ByteGate::new(100);
         let stop = AtomicBool::new(false);
-        assert!(gate.acquire(500, &stop), "alone, it may exceed the budget");
+        assert!(
+            gate.acquire(0, 500, &stop),
+            "alone, it may exceed the budget"
+        );
         stop.store(true, Ordering::Relaxed);
-        assert!(!gate.acquire(1, &stop), "stopped while full");
+        assert!(!gate.acquire(0, 1, &stop), "stopped while full");
         assert_eq!(gate.used(), 500);
+    }
+
+    #[test]
+    fn a_full_lane_never_holds_back_another_lane_at_the_gate() {
+        let gate = ByteGate::per_lane(4 * CHUNK_BYTES, 2);
+        let stop = AtomicBool::new(false);
+        assert!(gate.acquire(1, 2 * CHUNK_BYTES, &stop));
+        stop.store(true, Ordering::Relaxed);
+        assert!(!gate.acquire(1, 1, &stop), "lane 1 is full");
+        assert!(
+            gate.acquire(0, 2 * CHUNK_BYTES, &stop),
+            "lane 0 has its own budget"
+        );
+        gate.release([(1, 2 * CHUNK_BYTES), (0, CHUNK_BYTES)]);
+        assert_eq!(gate.used(), CHUNK_BYTES);
     }
 }

@@ -3,7 +3,7 @@
 //! pc-host's SQLite sink above all (`benches/benches/sink.rs`).
 //!
 //! The stages, lowest first; a module imports only from the ones above it in this list:
-//! `config`, `message`, `position`, `flow` -> `telemetry`, `nats` -> `source`, `sink` -> `consumer` -> `report`
+//! `config`, `message`, `position`, `flow`, `queue` -> `telemetry`, `nats` -> `source`, `sink` -> `consumer` -> `report`
 //! -> `verify`, `run`. `run` is the only one that knows every stage.
 //!
 //! The API is pc-host's internals, not a stable interface: it changes with the binary.
@@ -18,6 +18,7 @@ pub mod observe;
 pub mod paths;
 pub mod plot;
 pub mod position;
+pub mod queue;
 pub mod report;
 pub mod run;
 pub mod sink;

@@ -31,6 +31,8 @@ pub struct Record {
     pub text: String,
     /// Set for a record a broker delivered (a NATS source); `None` otherwise.
     pub delivery: Option<Box<Delivery>>,
+    /// Its `--lanes` lane (0 = highest), set by its source; 0 without lanes.
+    pub lane: u8,
 }
 
 /// A record a broker delivered (a NATS source): the key the sink dedupes it on, and how it is

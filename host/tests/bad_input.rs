@@ -529,6 +529,61 @@ fn a_foreign_database_with_a_live_wal_is_refused_and_not_checkpointed() {
 /// refused before the run starts: one line, exit 2, no database created, the file that is
 /// there left as it was.
 #[test]
+fn lane_combinations_that_cannot_work_are_one_line_errors_with_exit_2() {
+    let s = Scratch::new("lanes");
+    std::fs::write(s.path("a.log"), "one\n").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--lanes", ""], "--lanes : names no lane"),
+        (&["--lanes", "high"], "`high` is not NAME:WEIGHT"),
+        (&["--lanes", "high:1,"], "`` is not NAME:WEIGHT"),
+        (&["--lanes", ":1,low:9"], "a lane needs a name"),
+        (&["--lanes", "high:0,low:9"], "lane `high`: weight `0`"),
+        (
+            &["--lanes", "high:1,high:9"],
+            "lane `high` is declared twice",
+        ),
+        (&["--lanes", "a.b:1"], "not a usable lane name"),
+        (
+            &["--lanes", "high:1,low:9", "--producers", "1"],
+            "--producers 1 cannot be split across the 2 lanes of --lanes high:1,low:9",
+        ),
+        (
+            &["--lanes", "high:1,low:9", "--messages", "1"],
+            "--messages 1 cannot be split across the 2 lanes",
+        ),
+        (
+            &["--lanes", "a:1,b:1,c:1", "--rps", "2"],
+            "--rps 2 cannot be split across the 3 lanes",
+        ),
+        (
+            &["--source", "file:a.log?lane=high"],
+            "--source file:a.log?follow=false&format=text&lane=high: lane= needs --lanes",
+        ),
+        (
+            &["--lanes", "high:1,low:9", "--source", "file:a.log?lane=mid"],
+            "lane `mid` is not declared by --lanes high:1,low:9 (lanes: high, low)",
+        ),
+        (
+            &["--source", "generate?lane=high"],
+            "generate takes no parameters",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(s.dir(), args);
+        assert_one_line_error(&out, 2, needle);
+        assert!(
+            !s.path("pc-host.db").exists(),
+            "{args:?} created the database"
+        );
+    }
+    assert_one_line_error(
+        &run_env(s.dir(), &[], &[("PC_HOST_LANES", "high:1,low:x")]),
+        2,
+        "PC_HOST_LANES=high:1,low:x: lane `low`: weight `x`",
+    );
+}
+
+#[test]
 fn dead_letter_and_retry_for_bad_values_are_one_line_errors_with_exit_2() {
     let s = Scratch::new("dead-letter-values");
     let foreign = s.path("notes.txt");

@@ -318,6 +318,87 @@ fn a_live_scrape_passes_promtool_and_its_counters_equal_the_summary() {
 }
 
 #[test]
+fn a_lanes_scrape_labels_each_lane_passes_promtool_and_equals_the_lanes_summary() {
+    const LINES: u64 = 3000;
+    let s = Scratch::new("metrics-lanes");
+    let mut cmd = pc_host(s.dir());
+    cmd.args([
+        "--source",
+        "stdin?lane=high",
+        "--lanes",
+        "high:1,low:9",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--report-interval",
+        "0",
+        "--output",
+        "json",
+    ])
+    .stdin(Stdio::piped());
+    let mut r = start_command(cmd);
+    let addr = metrics_addr(&mut r);
+    let input: String = (0..LINES).map(|i| format!("message {i}\n")).collect();
+    let mut stdin = r.child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(input.as_bytes())
+        .unwrap_or_else(|e| panic!("write to pc-host's stdin: {e}; stderr:\n{}", r.err.tail()));
+    let high = |name: &str| format!("{name}{{lane=\"high\"}}");
+    let low = |name: &str| format!("{name}{{lane=\"low\"}}");
+    let (text, last) = poll("every line stored in lane high and measured", || {
+        let (text, m) = scrape(&addr);
+        let Some(&stored) = m.get(&high("pc_lane_messages_stored_total")) else {
+            return Err("no lane counters yet".into());
+        };
+        let measured = count(&m, &high("pc_lane_latency_seconds_count"));
+        if stored as u64 == LINES && measured == LINES {
+            Ok((text, m))
+        } else {
+            Err(format!("stored {stored}, latency count {measured}"))
+        }
+    });
+    for name in [
+        "pc_lane_messages_produced_total",
+        "pc_lane_messages_stored_total",
+        "pc_lane_messages_duplicate_total",
+        "pc_lane_messages_dead_lettered_total",
+        "pc_lane_messages_not_stored_total",
+        "pc_lane_queue_depth",
+        "pc_lane_latency_seconds_count",
+    ] {
+        sample(&last, &high(name));
+        sample(&last, &low(name));
+    }
+    assert_eq!(count(&last, &low("pc_lane_messages_produced_total")), 0);
+    assert_eq!(
+        sample(
+            &last,
+            "pc_lane_latency_seconds_bucket{lane=\"high\",le=\"+Inf\"}"
+        ),
+        LINES as f64,
+        "the +Inf bucket holds every message of the lane:\n{text}"
+    );
+    promtool_check(&text);
+
+    drop(stdin); // EOF: the run drains and ends
+    let out = finish(r);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    for (lane, key) in [("high", high("")), ("low", low(""))] {
+        for (field, name) in [
+            ("produced", "pc_lane_messages_produced_total"),
+            ("stored", "pc_lane_messages_stored_total"),
+            ("not_stored", "pc_lane_messages_not_stored_total"),
+        ] {
+            assert_eq!(
+                u(&v["lanes"][lane], field),
+                count(&last, &format!("{name}{key}")),
+                "summary lanes.{lane}.{field} vs the last scrape; summary: {v}"
+            );
+        }
+    }
+}
+
+#[test]
 fn health_is_503_while_another_process_holds_the_write_lock_and_200_after() {
     let s = Scratch::new("metrics-health-lock");
     let mut r = Running::start(

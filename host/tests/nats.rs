@@ -287,6 +287,37 @@ fn foreign_messages_are_stored_once_by_stream_sequence_and_bad_ones_dead_lettere
 }
 
 #[test]
+fn a_lanes_publisher_counts_each_lane_and_a_nats_source_feeds_the_lane_it_names() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-lanes");
+    let stream = TestStream::new(&url, "lanes");
+    let sink = stream.sink();
+    let lanes = [
+        "--lanes",
+        "high:1,low:9",
+        "--rps",
+        "0",
+        "--report-interval",
+        "0",
+    ];
+    let mut args = vec!["--sink", sink.as_str(), "--messages", "1000"];
+    args.extend(lanes);
+    let published = run_json(s.dir(), &args);
+    assert_eq!(u(&published["lanes"]["high"], "stored"), 100, "{published}");
+    assert_eq!(u(&published["lanes"]["low"], "stored"), 900, "{published}");
+    let source = stream.source("consumer=l&until=empty&lane=high");
+    let mut args = vec!["--source", source.as_str(), "--db", "out.db"];
+    args.extend(lanes);
+    let v = run_json(s.dir(), &args);
+    assert_eq!(u(&v, "stored"), 1000, "{v}");
+    for key in ["produced", "stored"] {
+        assert_eq!(u(&v["lanes"]["high"], key), 1000, "{v}");
+        assert_eq!(u(&v["lanes"]["low"], key), 0, "{v}");
+    }
+    verify_ok(s.dir(), "out.db");
+}
+
+#[test]
 fn an_unreachable_nats_server_at_start_is_one_line_and_exit_1() {
     let s = Scratch::new("nats-unreachable");
     let port = free_port();
@@ -488,6 +519,7 @@ fn a_record_delivered_twice_is_stored_once() {
             key_run,
             ack: String::new(),
         })),
+        lane: 0,
     };
     let (a, b, c) = (record(0), record(1), record(2));
     opened.sink.write(&[&a, &b]).expect("first delivery");

@@ -96,7 +96,8 @@ pub struct RunArgs {
     /// Where records come from: `generate` (synthetic messages), `stdin` (or `-`),
     /// `file:PATH[?follow=true][&format=text|jsonl|dead-letter]` (repeat for several files), or
     /// `nats://HOST:PORT/STREAM[?consumer=NAME][&until=empty][&ack_wait=30s]` (a JetStream
-    /// durable consumer) [default: generate]
+    /// durable consumer); stdin, file: and nats:// sources may add `lane=NAME` (see --lanes)
+    /// [default: generate]
     #[arg(long, value_name = "URL", env = "PC_HOST_SOURCE", action = ArgAction::Append)]
     pub source: Vec<String>,
 
@@ -141,8 +142,9 @@ pub struct RunArgs {
     )]
     pub scale_interval: f64,
 
-    /// Target rate in records/s, in total across sources (one shared token bucket); 0 =
-    /// unlimited [default: 500 for generate, unlimited for other sources]
+    /// Target rate in records/s, in total across sources (one shared token bucket; with
+    /// --lanes one per lane, split by weight); 0 = unlimited [default: 500 for generate,
+    /// unlimited for other sources]
     #[arg(long, value_name = "MSG_PER_S", env = "PC_HOST_RPS")]
     pub rps: Option<u64>,
 
@@ -152,11 +154,24 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", env = "PC_HOST_DURATION")]
     pub duration: Option<f64>,
 
-    /// Accept exactly N records in total (generate: split evenly across producers), then drain
+    /// Accept exactly N records in total (generate: split evenly across producers; with --lanes
+    /// first by weight across the lanes), then drain
     #[arg(long, value_name = "N", env = "PC_HOST_MESSAGES")]
     pub messages: Option<u64>,
 
-    /// Ring capacity in slots (records): a power of two, 2..=16777216
+    /// Priority lanes, highest first: NAME:WEIGHT,... (e.g. high:1,low:9). Each lane has its
+    /// own ring of --capacity slots; consumers take from the highest non-empty lane first
+    /// (after every 7 such pops one looks at a lower lane first, so none starves). The
+    /// generator's --producers, --rps and --messages are split across the lanes by weight
+    /// (largest remainder, then at least 1 each: fewer than the lanes is an error); a lane's
+    /// producers take tokens only from the lane's own bucket (its share of --rps), so a full
+    /// lower lane never delays a higher one. --rps 0: every lane produces as fast as its ring
+    /// takes. Other sources go to the lane named by their `lane=NAME` (default: the last lane)
+    /// and share its bucket; their --messages stays one total [default: no lanes, one ring]
+    #[arg(long, value_name = "NAME:WEIGHT,...", env = "PC_HOST_LANES")]
+    pub lanes: Option<String>,
+
+    /// Ring capacity in slots (records; per lane with --lanes): a power of two, 2..=16777216
     #[arg(
         long,
         value_name = "SLOTS",

@@ -7,6 +7,7 @@
 //! likewise.
 
 pub mod cli;
+pub mod lanes;
 pub mod layers;
 pub mod url;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use serde_json::json;
 
 pub use cli::{Output, Synchronous};
+pub use lanes::Lane;
 pub use layers::Layers;
 pub use url::{Format, SinkSpec, SourceSpec};
 
@@ -94,6 +96,8 @@ pub struct Config {
     pub latency_log: Option<PathBuf>,
     /// `--profile`: the flame graph's file.
     pub profile: Option<PathBuf>,
+    /// `--lanes`, highest priority first; empty without it (one ring).
+    pub lanes: Vec<Lane>,
     /// Options given that do not apply to this run, one line each, for stderr.
     pub warnings: Vec<String>,
 }
@@ -130,6 +134,15 @@ impl Config {
         self.sources
             .iter()
             .any(|s| matches!(s, SourceSpec::File { follow: true, .. }))
+    }
+
+    /// The lane a source's records go to: the one its `lane=` names, else the last (lowest)
+    /// lane; 0 without lanes.
+    pub fn lane_of(&self, spec: &SourceSpec) -> usize {
+        let named = spec
+            .lane()
+            .and_then(|n| self.lanes.iter().position(|l| l.name == n));
+        named.unwrap_or(self.lanes.len().saturating_sub(1))
     }
 
     /// The SQLite database file, when the sink is SQLite.
@@ -325,6 +338,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         metrics_addr,
         latency_log: a.latency_log.clone(),
         profile: a.profile.clone(),
+        lanes: Vec::new(),
         warnings: unused_options(l, generated),
     };
     if l.is_set("scale_interval") && !cfg.scaled() {
@@ -333,8 +347,59 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
             l.from("scale_interval")
         ));
     }
+    let cfg = Config {
+        lanes: pick_lanes(l, &cfg)?,
+        ..cfg
+    };
     memory_guard(&cfg)?;
     Ok(cfg)
+}
+
+/// `--lanes`, checked against the sources' `lane=` and the totals split across the lanes.
+fn pick_lanes(l: &Layers, c: &Config) -> Result<Vec<Lane>, ConfigError> {
+    let Some(given) = l.pick_set("lanes", l.args.lanes.as_deref()) else {
+        if let Some(spec) = c.sources.iter().find(|s| s.lane().is_some()) {
+            return err(format!(
+                "--source {spec}: lane= needs --lanes to declare the lanes (e.g. --lanes \
+                 high:1,low:9)"
+            ));
+        }
+        return Ok(Vec::new());
+    };
+    let lanes =
+        lanes::parse(given.value).map_err(|why| ConfigError(format!("{}: {why}", given.show())))?;
+    let names: Vec<&str> = lanes.iter().map(|l| l.name.as_str()).collect();
+    for spec in &c.sources {
+        if let Some(lane) = spec.lane()
+            && !names.contains(&lane)
+        {
+            return err(format!(
+                "--source {spec}: lane `{lane}` is not declared by {} (lanes: {})",
+                given.show(),
+                names.join(", ")
+            ));
+        }
+    }
+    let k = lanes.len() as u64;
+    let too_few = |what: String| {
+        err(format!(
+            "{what} cannot be split across the {k} lanes of {}: every lane needs at least 1",
+            given.show()
+        ))
+    };
+    if c.generated() && (c.producers as u64) < k {
+        return too_few(l.pick("producers", c.producers).show());
+    }
+    if c.rps > 0 && c.rps < k {
+        return too_few(l.pick("rps", c.rps).show());
+    }
+    if let Stop::Messages(n) = c.stop
+        && c.generated()
+        && n < k
+    {
+        return too_few(l.pick("messages", n).show());
+    }
+    Ok(lanes)
 }
 
 /// Options set (by any layer) that the chosen sources ignore.
@@ -355,7 +420,7 @@ fn unused_options(l: &Layers, generated: bool) -> Vec<String> {
 fn memory_guard(cfg: &Config) -> Result<(), ConfigError> {
     let threads = cfg.source_threads();
     let held = threads as u64 * crate::flow::chunk(cfg.rps, threads, cfg.capacity);
-    let slots = cfg.capacity as u64 + held;
+    let slots = cfg.capacity as u64 * cfg.lanes.len().max(1) as u64 + held;
     // Generated records have a fixed size; read ones share the in-flight byte budget.
     let (record_bytes, in_flight) = if cfg.generated() {
         (cfg.payload_size, 0)
@@ -651,6 +716,9 @@ impl Config {
             "metrics_addr": self.metrics_addr.map(|a| a.to_string()),
             "latency_log": self.latency_log.as_ref().map(|p| p.display().to_string()),
             "profile": self.profile.as_ref().map(|p| p.display().to_string()),
+            "lanes": (!self.lanes.is_empty()).then(|| self.lanes.iter().map(|l| json!({
+                "name": l.name, "weight": l.weight,
+            })).collect::<Vec<_>>()),
         })
     }
 }

@@ -32,12 +32,18 @@ pub enum SourceSpec {
     /// Synthetic messages from `--producers` threads.
     Generate,
     /// Lines from standard input, until EOF.
-    Stdin { format: Format },
+    Stdin {
+        format: Format,
+        /// `?lane=NAME`: the `--lanes` lane its records go to.
+        lane: Option<String>,
+    },
     /// Lines from a file; with `follow`, keeps reading as it grows, across rotation.
     File {
         path: PathBuf,
         follow: bool,
         format: Format,
+        /// `?lane=NAME`: the `--lanes` lane its records go to.
+        lane: Option<String>,
     },
     /// A JetStream stream, read through a durable pull consumer shared by any number of
     /// pc-host processes.
@@ -56,6 +62,8 @@ pub struct NatsSource {
     /// How long a delivered message may stay unacknowledged before JetStream redelivers it
     /// (set when the consumer is created; an existing consumer keeps its own).
     pub ack_wait: std::time::Duration,
+    /// `lane=NAME`: the `--lanes` lane its records go to.
+    pub lane: Option<String>,
 }
 
 /// `nats://[USER[:PASSWORD]@]HOST[:PORT]/SUBJECT?stream=NAME`.
@@ -94,18 +102,19 @@ impl fmt::Display for NatsServer {
 impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Generate => f.write_str("generate"),
-            Self::Stdin { format } => write!(f, "stdin?format={}", format.as_str()),
+            Self::Generate => f.write_str("generate")?,
+            Self::Stdin { format, .. } => write!(f, "stdin?format={}", format.as_str())?,
             Self::File {
                 path,
                 follow,
                 format,
+                ..
             } => write!(
                 f,
                 "file:{}?follow={follow}&format={}",
                 path.display(),
                 format.as_str()
-            ),
+            )?,
             Self::Nats(n) => write!(
                 f,
                 "{}/{}?consumer={}{}",
@@ -113,7 +122,22 @@ impl fmt::Display for SourceSpec {
                 n.stream,
                 n.consumer,
                 if n.until_empty { "&until=empty" } else { "" }
-            ),
+            )?,
+        }
+        match self.lane() {
+            Some(lane) => write!(f, "&lane={lane}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl SourceSpec {
+    /// `?lane=NAME`, if given.
+    pub fn lane(&self) -> Option<&str> {
+        match self {
+            Self::Generate => None,
+            Self::Stdin { lane, .. } | Self::File { lane, .. } => lane.as_deref(),
+            Self::Nats(n) => n.lane.as_deref(),
         }
     }
 }
@@ -223,6 +247,7 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     let params = parse_query(query)?;
     let mut follow = false;
     let mut format = Format::Text;
+    let mut lane = None;
     for (key, value) in &params {
         match *key {
             "follow" => {
@@ -244,12 +269,20 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
                     }
                 }
             }
-            _ => return Err(format!("unknown parameter `{key}` (known: follow, format)")),
+            "lane" => {
+                super::lanes::check_name(value)?;
+                lane = Some((*value).to_string());
+            }
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{key}` (known: follow, format, lane)"
+                ));
+            }
         }
     }
     let spec = match base {
         "generate" => SourceSpec::Generate,
-        "stdin" | "-" => SourceSpec::Stdin { format },
+        "stdin" | "-" => SourceSpec::Stdin { format, lane },
         _ => {
             let Some(path) = base
                 .strip_prefix("file://")
@@ -268,6 +301,7 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
                 path: path.into(),
                 follow,
                 format,
+                lane,
             });
         }
     };
@@ -381,6 +415,7 @@ fn parse_nats_source(rest: &str) -> Result<NatsSource, String> {
         consumer: "pc-host".into(),
         until_empty: false,
         ack_wait: std::time::Duration::from_secs(30),
+        lane: None,
     };
     for (key, value) in parse_query(query)? {
         match key {
@@ -400,9 +435,13 @@ fn parse_nats_source(rest: &str) -> Result<NatsSource, String> {
                 }
                 source.ack_wait = d;
             }
+            "lane" => {
+                super::lanes::check_name(value)?;
+                source.lane = Some(value.to_string());
+            }
             _ => {
                 return Err(format!(
-                    "unknown parameter `{key}` (known: consumer, until, ack_wait)"
+                    "unknown parameter `{key}` (known: consumer, until, ack_wait, lane)"
                 ));
             }
         }
@@ -456,13 +495,15 @@ mod tests {
         assert_eq!(
             parse_source("-"),
             Ok(SourceSpec::Stdin {
-                format: Format::Text
+                format: Format::Text,
+                lane: None
             })
         );
         assert_eq!(
             parse_source("stdin?format=jsonl"),
             Ok(SourceSpec::Stdin {
-                format: Format::Jsonl
+                format: Format::Jsonl,
+                lane: None
             })
         );
         assert_eq!(
@@ -470,7 +511,8 @@ mod tests {
             Ok(SourceSpec::File {
                 path: "/var/log/a.log".into(),
                 follow: true,
-                format: Format::Jsonl
+                format: Format::Jsonl,
+                lane: None
             })
         );
         assert_eq!(
@@ -478,9 +520,22 @@ mod tests {
             Ok(SourceSpec::File {
                 path: "rel/a.log".into(),
                 follow: false,
-                format: Format::Text
+                format: Format::Text,
+                lane: None
             })
         );
+        let Ok(spec) = parse_source("file:a.log?lane=high") else {
+            panic!("not parsed")
+        };
+        assert_eq!(spec.lane(), Some("high"));
+        assert_eq!(
+            spec.to_string(),
+            "file:a.log?follow=false&format=text&lane=high"
+        );
+        let Ok(SourceSpec::Nats(n)) = parse_source("nats://h/S?lane=low") else {
+            panic!("not parsed")
+        };
+        assert_eq!(n.lane.as_deref(), Some("low"));
     }
 
     #[test]
@@ -494,6 +549,9 @@ mod tests {
             ("file:a?follow", "needs a value"),
             ("stdin?follow=true", "file: sources only"),
             ("generate?format=text", "no parameters"),
+            ("generate?lane=high", "no parameters"),
+            ("file:a?lane=", "needs a name"),
+            ("file:a?lane=a.b", "not a usable lane name"),
         ] {
             let e = parse_source(url).unwrap_err();
             assert!(e.contains(needle), "{url}: {e}");

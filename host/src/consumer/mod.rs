@@ -15,13 +15,16 @@
 
 pub mod scaler;
 
+mod lanes;
+
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use pc_core::{Clock, HeapRing, PopError};
+use pc_core::{Clock, PopError};
 
 use crate::flow::ByteGate;
 use crate::message::{Acknowledge, Record};
+use crate::queue::Queue;
 use crate::sink::{Fate, GroupCommit, Settled, Sink};
 use crate::telemetry::{ConsumerStats, bump};
 
@@ -33,7 +36,7 @@ const RETIRE_CHECK: Duration = Duration::from_millis(10);
 const GATHER_SLICE: Duration = Duration::from_micros(50);
 
 pub struct Consumer<'a, S> {
-    pub ring: &'a HeapRing<Record>,
+    pub ring: &'a Queue,
     pub sink: &'a GroupCommit<S>,
     pub clock: &'a Clock,
     pub batch_size: usize,
@@ -147,7 +150,7 @@ impl<S: Sink> Consumer<'_, S> {
         let rows = s.records.len() as u64;
         let bytes: u64 = s.records.iter().map(|m| m.text.len() as u64).sum();
         if let Some(gate) = self.gate {
-            gate.release(bytes);
+            gate.release(s.records.iter().map(|m| (m.lane, m.text.len() as u64)));
         }
         let st = self.stats;
         match s.fate {
@@ -175,6 +178,9 @@ impl<S: Sink> Consumer<'_, S> {
         }
         if let Some(acks) = self.acks {
             acks.settled(s.records, !matches!(s.fate, Fate::NotStored { .. }));
+        }
+        if !st.lanes.is_empty() {
+            lanes::record(&st.lanes, s, self.warmup_end_ns);
         }
         let mut latency = st.latency.lock().unwrap_or_else(PoisonError::into_inner);
         for m in s.records {

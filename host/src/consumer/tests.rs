@@ -44,12 +44,21 @@ fn record(seq: u64) -> Record {
         replaces: false,
         text: format!("m{seq}"),
         delivery: None,
+        lane: 0,
     }
+}
+
+/// A queue of 16 slots holding the records with `seqs`.
+fn queue_of(seqs: std::ops::Range<u64>) -> Queue {
+    let queue = Queue::ring(16).unwrap();
+    let mut records: Vec<Record> = seqs.map(record).collect();
+    queue.push_all(0, &mut records, &Clock::new());
+    queue
 }
 
 /// Runs one consumer of a scaled run on `ring` until it ends; returns the seqs committed.
 fn run_scaled(
-    ring: &HeapRing<Record>,
+    ring: &Queue,
     scaling: &scaler::Shared,
     stats: &ConsumerStats,
 ) -> Vec<u64> {
@@ -76,10 +85,7 @@ fn run_scaled(
 
 #[test]
 fn a_consumer_asked_to_retire_commits_the_batch_it_took_then_ends_with_the_ring_open() {
-    let ring = HeapRing::try_with_capacity(16).unwrap();
-    for seq in 0..5 {
-        ring.push(record(seq)).unwrap();
-    }
+    let ring = queue_of(0..5);
     let scaling = scaler::Shared::default();
     scaling.retire_one();
     let stats = ConsumerStats::default();
@@ -91,7 +97,7 @@ fn a_consumer_asked_to_retire_commits_the_batch_it_took_then_ends_with_the_ring_
 
 #[test]
 fn an_idle_consumer_of_a_scaled_run_can_retire_without_a_record() {
-    let ring = HeapRing::<Record>::try_with_capacity(16).unwrap();
+    let ring = queue_of(0..0);
     let scaling = scaler::Shared::default();
     scaling.retire_one();
     let stats = ConsumerStats::default();
@@ -100,10 +106,7 @@ fn an_idle_consumer_of_a_scaled_run_can_retire_without_a_record() {
 
 #[test]
 fn a_consumer_not_asked_to_retire_runs_until_the_ring_is_closed_and_drained() {
-    let ring = HeapRing::try_with_capacity(16).unwrap();
-    for seq in 0..3 {
-        ring.push(record(seq)).unwrap();
-    }
+    let ring = queue_of(0..3);
     ring.close();
     let scaling = scaler::Shared::default();
     let stats = ConsumerStats::default();

@@ -19,11 +19,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use pc_core::HeapRing;
-
-use crate::message::Record;
+use crate::queue::Queue;
 use crate::sink::ErrorKind;
 use crate::sink::retry::Health;
+use crate::telemetry::lanes::LaneFigures;
 use crate::telemetry::{NatsStats, Stats};
 
 /// Bucket bounds of `pc_latency_seconds` and `pc_commit_duration_seconds`.
@@ -41,10 +40,12 @@ const ROWS: [f64; 15] = [
 #[derive(Debug)]
 pub struct RunView {
     pub stats: Arc<Stats>,
-    pub ring: Arc<HeapRing<Record>>,
+    pub ring: Arc<Queue>,
     pub health: Arc<Health>,
     /// SQLite: the database file (its `-wal` beside it is measured).
     pub db: Option<PathBuf>,
+    /// `--lanes`: the lanes' names, highest first (the `lane` label); empty without lanes.
+    pub lanes: Vec<String>,
 }
 
 /// The process's observable state: the run once it started, and whether it is ready.
@@ -238,6 +239,9 @@ impl Collector for Scrape {
                 bytes as i64,
             )?;
         }
+        if !run.lanes.is_empty() {
+            lanes(&mut e, &run.lanes, s, &run.ring)?;
+        }
         histogram(
             &mut e,
             "pc_latency_seconds",
@@ -303,6 +307,77 @@ fn sink_errors(e: &mut DescriptorEncoder, health: &Health) -> Result<(), std::fm
     Ok(())
 }
 
+/// `--lanes`: the per-lane series, each with a `lane` label.
+fn lanes(
+    e: &mut DescriptorEncoder,
+    names: &[String],
+    s: &Stats,
+    queue: &Queue,
+) -> Result<(), std::fmt::Error> {
+    let figures = s.lanes();
+    type Count = fn(&LaneFigures) -> u64;
+    let counters: [(&str, &str, Count); 5] = [
+        (
+            "pc_lane_messages_produced",
+            "Records accepted into the lane.",
+            |f| f.produced,
+        ),
+        (
+            "pc_lane_messages_stored",
+            "The lane's records committed to the sink.",
+            |f| f.stored,
+        ),
+        (
+            "pc_lane_messages_duplicate",
+            "The lane's broker deliveries the sink already held.",
+            |f| f.duplicates,
+        ),
+        (
+            "pc_lane_messages_dead_lettered",
+            "The lane's records written to the dead-letter file.",
+            |f| f.dead_lettered,
+        ),
+        (
+            "pc_lane_messages_not_stored",
+            "The lane's records given up on, not dead-lettered.",
+            |f| f.not_stored,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (lane, f) in names.iter().zip(&figures) {
+            ConstCounter::new(get(f)).encode(m.encode_family(&[("lane", lane.as_str())])?)?;
+        }
+    }
+    let mut m = e.encode_descriptor(
+        "pc_lane_queue_depth",
+        "Records in the lane's ring.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (i, lane) in names.iter().enumerate() {
+        let depth = ConstGauge::new(queue.lane_len(i) as i64);
+        depth.encode(m.encode_family(&[("lane", lane.as_str())])?)?;
+    }
+    let mut m = e.encode_descriptor(
+        "pc_lane_latency_seconds",
+        "Intended send (or read) to committed (or given up), per message of the lane.",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (lane, f) in names.iter().zip(&figures) {
+        let (sum, buckets) = buckets(&f.latency, 1e-9, &SECONDS);
+        m.encode_family(&[("lane", lane.as_str())])?
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                sum,
+                f.latency.len(),
+                &buckets,
+                None,
+            )?;
+    }
+    Ok(())
+}
+
 /// A Prometheus histogram of `h`'s values times `scale`, with cumulative buckets at `bounds`.
 fn histogram(
     e: &mut DescriptorEncoder,
@@ -312,6 +387,13 @@ fn histogram(
     scale: f64,
     bounds: &[f64],
 ) -> Result<(), std::fmt::Error> {
+    let (sum, buckets) = buckets(h, scale, bounds);
+    e.encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, h.len(), &buckets, None)
+}
+
+/// `h`'s sum (times `scale`) and each bucket's own count at `bounds`, then `+Inf`.
+fn buckets(h: &Histogram<u64>, scale: f64, bounds: &[f64]) -> (f64, Vec<(f64, u64)>) {
     // The encoder takes each bucket's own count and writes the cumulative ones.
     let mut below = 0;
     let mut buckets: Vec<(f64, u64)> = bounds
@@ -329,6 +411,5 @@ fn histogram(
     } else {
         h.mean() * h.len() as f64 * scale
     };
-    e.encode_descriptor(name, help, None, MetricType::Histogram)?
-        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, h.len(), &buckets, None)
+    (sum, buckets)
 }

@@ -18,6 +18,7 @@ pub fn header(
 ) -> String {
     let rate = match cfg.rps {
         0 => "unlimited rate (no bucket)".to_string(),
+        r if !cfg.lanes.is_empty() => format!("{r} records/s in total, split across the lanes"),
         r => format!("{r} records/s in total through one shared token bucket (burst {burst})"),
     };
     let stop = match cfg.stop {
@@ -70,11 +71,16 @@ pub fn header(
     let mut s = format!(
         "pc-host run {run_id} -> {}{durability}\n  \
          {from}, {}, {rate}, {stop}\n  \
-         ring {} slots; batches of up to {} rows, {batching}; warm-up {} s; {progress}\n  \
+         ring {} slots{}; batches of up to {} rows, {batching}; warm-up {} s; {progress}\n  \
          pinning: {pinning}",
         cfg.sink,
         consumers(cfg),
         cfg.capacity,
+        if cfg.lanes.is_empty() {
+            ""
+        } else {
+            " per lane"
+        },
         cfg.batch_size,
         cfg.warmup.as_secs_f64(),
     );

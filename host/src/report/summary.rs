@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 use crate::position::InputStart;
+use crate::telemetry::lanes::LaneFigures;
 use crate::telemetry::ms;
 
 /// The version of the `--output json` object; bump it when a key changes meaning.
@@ -103,6 +104,8 @@ pub struct Summary {
     /// The NATS side, when the run published to or read from NATS.
     pub nats: Option<NatsFigures>,
     pub consumers: ConsumerCounts,
+    /// `--lanes`: each lane's name and figures, highest first; empty without lanes.
+    pub lanes: Vec<(String, LaneFigures)>,
 }
 
 /// How many consumers a run had: MIN and MAX as configured (equal unless it scaled), and the
@@ -328,6 +331,7 @@ impl Summary {
             ms(c99),
             ms(cmax)
         );
+        self.lanes_text(&mut s);
         let _ = writeln!(
             s,
             "  producers     waited on a full ring for {:.3} s (summed over producers)",
@@ -419,8 +423,47 @@ impl Summary {
         }
     }
 
+    /// One line per lane: its counts and latency.
+    fn lanes_text(&self, s: &mut String) {
+        for (name, lane) in &self.lanes {
+            let [p50, _, p99, _, max] = Self::quantiles(&lane.latency);
+            let _ = write!(
+                s,
+                "  lane {name:<8} produced {}, stored {}; latency (ms) p50 {}  p99 {}  max {}",
+                lane.produced,
+                lane.stored,
+                ms(p50),
+                ms(p99),
+                ms(max)
+            );
+            for (n, what) in [
+                (lane.duplicates, "duplicates"),
+                (lane.dead_lettered, "dead-lettered"),
+                (lane.not_stored, "not stored"),
+            ] {
+                if n > 0 {
+                    let _ = write!(s, "; {what} {n}");
+                }
+            }
+            s.push('\n');
+        }
+    }
+
     /// The `--output json` object. The top-level keys named in the README are a contract.
     pub fn json(&self) -> serde_json::Value {
+        let mut v = self.json_without_lanes();
+        if !self.lanes.is_empty() {
+            let lanes: serde_json::Map<String, serde_json::Value> = self
+                .lanes
+                .iter()
+                .map(|(name, lane)| (name.clone(), lane_json(lane)))
+                .collect();
+            v["lanes"] = lanes.into();
+        }
+        v
+    }
+
+    fn json_without_lanes(&self) -> serde_json::Value {
         let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
         let [c50, _, c99, _, cmax] = Self::quantiles(&self.commit);
         json!({
@@ -478,6 +521,19 @@ impl Summary {
             "inputs": self.ingest.as_ref().map(|i| i.inputs.iter().map(input_json).collect::<Vec<_>>()),
         })
     }
+}
+
+/// A lane's `--output json` object.
+fn lane_json(lane: &LaneFigures) -> serde_json::Value {
+    let [p50, _, p99, _, max] = Summary::quantiles(&lane.latency);
+    json!({
+        "produced": lane.produced,
+        "stored": lane.stored,
+        "duplicates": lane.duplicates,
+        "dead_lettered": lane.dead_lettered,
+        "not_stored": lane.not_stored,
+        "latency_ns": { "p50": p50, "p99": p99, "max": max, "count": lane.latency.len() },
+    })
 }
 
 /// "1 input", "2 inputs".

@@ -70,6 +70,21 @@ pub fn summary(
              dead-lettered {dead_lettered} + not stored {not_stored}"
         ));
     }
+    let lanes: Vec<_> = cfg
+        .lanes
+        .iter()
+        .map(|l| l.name.clone())
+        .zip(stats.lanes())
+        .collect();
+    for (name, lane) in &lanes {
+        if !lane.adds_up() {
+            errors.push(format!(
+                "accounting: lane {name} produced {} != stored {} + duplicates {} + \
+                 dead-lettered {} + not stored {}",
+                lane.produced, lane.stored, lane.duplicates, lane.dead_lettered, lane.not_stored
+            ));
+        }
+    }
     let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
     let mut inputs = starts;
     inputs.extend(out.moved_to);
@@ -113,6 +128,7 @@ pub fn summary(
             rejected: stats.rejected(),
             inputs,
         }),
+        lanes,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod finish;
 mod intervals;
+mod lanes;
 pub mod pinning;
 mod prepare;
 mod scaling;
@@ -20,16 +21,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::{Scope, ScopedJoinHandle};
 
-use pc_core::HeapRing;
-
 use crate::config::{Config, Stop};
 use crate::consumer::{Consumer, scaler};
 use crate::dead_letter::DeadLetters;
 use crate::flow::{ByteGate, IN_FLIGHT_BYTES};
 use crate::message::Acknowledge;
-use crate::message::Record;
 use crate::observe::{Live, RunView};
 use crate::position::InputStart;
+use crate::queue::Queue;
 use crate::report::{self, StopReason, Summary, Wal};
 use crate::sink::sqlite::checkpoint::StopSignal;
 use crate::sink::{AnySink, GroupCommit, Policy};
@@ -72,6 +71,7 @@ pub fn header(cfg: &Config, prepared: &Prepared) -> String {
             .iter()
             .map(|n| format!("NATS source: {}", n.opened.desc)),
     );
+    notes.extend(lanes::describe(cfg, &prepared.lanes));
     report::header(
         cfg,
         prepared.run_id,
@@ -106,6 +106,10 @@ struct Shared<'a> {
     scaling: scaler::Shared,
     /// Clock ns at the run's start.
     started: u64,
+    /// `--lanes`: each lane's source context (its bucket and chunk); empty without lanes.
+    lanes: Vec<Context<'a>>,
+    /// Each generator's share of `--messages` (`None`: until stopped).
+    quotas: Vec<Option<u64>>,
 }
 
 type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
@@ -134,12 +138,14 @@ pub fn run(
         latency_log,
         nats_inputs,
         nats,
+        lanes: mut lane_plan,
         ..
     } = prepared;
     let ring = Arc::new(ring);
     let starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
     let start = clock.now();
     let bucket = bucket.map(|b| b.starting_empty_at(start));
+    let lane_buckets = lanes::buckets(&mut lane_plan, start);
     let deadline = match cfg.stop {
         Stop::After(d) => Some(start.saturating_add(d.as_nanos() as u64)),
         _ => None,
@@ -153,6 +159,7 @@ pub fn run(
         deadline,
         bucket: bucket.as_ref(),
         chunk,
+        lane: 0,
     };
     let acks = nats_inputs.first().map(|n| NatsAcks {
         client: n.opened.client.clone(),
@@ -160,8 +167,14 @@ pub fn run(
     });
     let mut shared = Shared::new(cfg, cx, (writers, dead_letters), pins, tx.clone());
     shared.acks = acks;
+    shared.lanes = lanes::contexts(cx, &lane_plan, &lane_buckets);
+    shared.quotas = lanes::generators(cfg, &lane_plan)
+        .into_iter()
+        .map(|(_, quota)| quota)
+        .collect();
     if let Some(stats) = Arc::get_mut(&mut shared.stats) {
         stats.nats = nats;
+        stats.set_lanes(&lanes::producer_lanes(cfg, &lane_plan), lane_plan.len());
     }
     signals::counting(Arc::clone(&shared.stats));
     let checkpoint_stop = StopSignal::default();
@@ -197,6 +210,7 @@ pub fn run(
                 ring: Arc::clone(&ring),
                 health: Arc::clone(shared.sink.health()),
                 db: cfg.sqlite_path().map(Into::into),
+                lanes: cfg.lanes.iter().map(|l| l.name.clone()).collect(),
             });
         }
         let watch = watch::Watch {
@@ -301,7 +315,7 @@ impl<'a> Shared<'a> {
             },
             pins,
             pin_failed: AtomicBool::new(false),
-            gate: ByteGate::new(IN_FLIGHT_BYTES),
+            gate: ByteGate::per_lane(IN_FLIGHT_BYTES, cfg.lanes.len()),
             budget: AtomicU64::new(match cfg.stop {
                 Stop::Messages(n) => n,
                 _ => u64::MAX,
@@ -312,7 +326,17 @@ impl<'a> Shared<'a> {
             acks: None,
             scaling: scaler::Shared::default(),
             started: start,
+            lanes: Vec::new(),
+            quotas: Vec::new(),
         }
+    }
+
+    /// The source context of `lane`: its own bucket and chunk with `--lanes`, else the run's.
+    fn lane_cx(&self, lane: u8) -> Context<'a> {
+        self.lanes
+            .get(usize::from(lane))
+            .copied()
+            .unwrap_or(self.cx)
     }
 }
 
@@ -425,13 +449,12 @@ fn spawn_generators<'scope>(
     sh: &'scope Shared<'_>,
     errors: &mut Vec<String>,
 ) -> Vec<Handle<'scope, ()>> {
-    let quotas = quotas(sh.cfg);
     let mut handles = Vec::new();
     for (i, core) in sh.pins.producers.iter().enumerate() {
         let generator = Generator {
             id: i as u32,
-            cx: sh.cx,
-            quota: quotas.as_ref().map(|q| q[i]),
+            cx: sh.lane_cx(sh.stats.producers[i].lane),
+            quota: sh.quotas.get(i).copied().flatten(),
             padding: &sh.padding,
             stats: &sh.stats.producers[i],
         };
@@ -456,7 +479,7 @@ fn spawn_readers<'scope>(
     let mut handles = Vec::new();
     for (i, (line, core)) in lines.into_iter().zip(&sh.pins.producers).enumerate() {
         let source = LineSource {
-            cx: sh.cx,
+            cx: sh.lane_cx(sh.stats.producers[i].lane),
             input: line.input,
             format: line.format,
             max_record_bytes: sh.cfg.max_record_bytes,
@@ -489,7 +512,7 @@ fn spawn_nats_readers<'scope>(
             .as_deref()
             .expect("a NATS source has its counters");
         let source = NatsSource {
-            cx: sh.cx,
+            cx: sh.lane_cx(sh.stats.producers[i].lane),
             opened: input.opened,
             until_empty: input.until_empty,
             stream_input: input.stream_input,
@@ -557,24 +580,11 @@ fn join_consumers(consumers: Vec<Handle<'_, ()>>, errors: &mut Vec<String>) {
     }
 }
 
-fn left_in_ring(ring: &HeapRing<Record>, errors: &mut Vec<String>) {
+fn left_in_ring(ring: &Queue, errors: &mut Vec<String>) {
     if !ring.is_empty() {
         errors.push(format!(
             "{} records were left in the ring when the consumers ended",
             ring.len()
         ));
     }
-}
-
-/// Each generator's share of `--messages` (the first ones take the remainder).
-fn quotas(cfg: &Config) -> Option<Vec<u64>> {
-    let Stop::Messages(total) = cfg.stop else {
-        return None;
-    };
-    let p = cfg.producers as u64;
-    Some(
-        (0..p)
-            .map(|i| total / p + u64::from(i < total % p))
-            .collect(),
-    )
 }

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
-use pc_core::{Clock, HeapRing, TokenBucket};
+use pc_core::{Clock, TokenBucket};
 
 use super::pinning::{self, PinPlan};
 use crate::config::{Config, Format, SourceSpec};
 use crate::dead_letter::DeadLetters;
-use crate::message::Record;
 use crate::observe::latency_log::LatencyLog;
 use crate::observe::profile::Profile;
 use crate::paths::sibling;
 use crate::position::InputStart;
+use crate::queue::Queue;
 use crate::sink::sqlite::checkpoint::Checkpointer;
 use crate::sink::{self, AnySink, RunStart, Sink as _};
 use crate::source::input::{OpenFile, open_file};
@@ -58,7 +58,7 @@ pub struct Prepared {
     pub writers: Vec<AnySink>,
     /// SQLite: the checkpoint thread's connection.
     pub checkpointer: Option<Checkpointer>,
-    pub ring: HeapRing<Record>,
+    pub ring: Queue,
     /// Unlimited rate: `None`.
     pub bucket: Option<TokenBucket>,
     pub burst: u64,
@@ -76,6 +76,8 @@ pub struct Prepared {
     pub nats: Option<Arc<NatsStats>>,
     /// More about the sink for the header (NATS: the stream and its settings).
     pub sink_desc: Option<String>,
+    /// `--lanes`: each lane's bucket and producers; empty without lanes.
+    pub lanes: Vec<super::lanes::Lane>,
 }
 
 /// A NATS source, connected and registered with the sink.
@@ -125,8 +127,12 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
             Some(TokenBucket::try_per_second(rps, burst).map_err(|e| anyhow!("--rps {rps}: {e}"))?)
         }
     };
-    let ring = HeapRing::try_with_capacity(cfg.capacity)
-        .map_err(|e| anyhow!("--capacity {}: {e}", cfg.capacity))?;
+    let lanes = super::lanes::plan(cfg)?;
+    let ring = match cfg.lanes.len() {
+        0 => Queue::ring(cfg.capacity),
+        k => Queue::lanes(cfg.capacity, k),
+    }
+    .map_err(|e| anyhow!("--capacity {}: {e}", cfg.capacity))?;
     let started_at = unix_base.saturating_add(clock.now() as i64);
     let config_json = cfg.to_json().to_string();
     let opened = sink::open(
@@ -205,6 +211,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         nats_inputs,
         nats: uses_nats.then_some(nats_stats),
         sink_desc: opened.desc,
+        lanes,
     })
 }
 
@@ -274,7 +281,7 @@ fn position_inputs(
     let mut lines = Vec::new();
     for (spec, file) in cfg.sources.iter().zip(files) {
         let line = match (spec, file) {
-            (SourceSpec::Stdin { format }, _) => {
+            (SourceSpec::Stdin { format, .. }, _) => {
                 let resume = writer.register(None)?;
                 LineInput {
                     left: None,
@@ -291,6 +298,7 @@ fn position_inputs(
                     path,
                     follow,
                     format,
+                    ..
                 },
                 Some(opened),
             ) => {

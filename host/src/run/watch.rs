@@ -5,12 +5,12 @@ use std::cell::Cell;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use pc_core::{Clock, HeapRing};
+use pc_core::Clock;
 
 use super::Event;
 use super::intervals::Reporter;
 use crate::config::{Config, Stop};
-use crate::message::Record;
+use crate::queue::Queue;
 use crate::report::StopReason;
 use crate::sink::{AnySink, GroupCommit};
 use crate::telemetry::Stats;
@@ -27,7 +27,7 @@ pub struct Watch<'a> {
     /// Source threads running.
     pub sources: usize,
     pub stats: &'a Stats,
-    pub ring: &'a HeapRing<Record>,
+    pub ring: &'a Queue,
     pub sink: &'a GroupCommit<AnySink>,
     /// Consumer threads that have ended (their events may come while production goes on).
     pub consumers_done: Cell<usize>,

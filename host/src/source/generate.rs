@@ -71,6 +71,7 @@ impl Generator<'_> {
             replaces: false,
             text: generated_text(self.id, seq, self.padding),
             delivery: None,
+            lane: self.cx.lane,
         }
     }
 }

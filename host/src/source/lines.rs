@@ -246,6 +246,7 @@ impl LineSource<'_> {
                     replaces: completes,
                     text,
                     delivery: None,
+                    lane: self.cx.lane,
                 });
                 true
             }
@@ -310,7 +311,7 @@ impl LineSource<'_> {
         }
         let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
         let since = self.cx.clock.now();
-        let admitted = self.gate.acquire(bytes, self.cx.stop);
+        let admitted = self.gate.acquire(self.cx.lane, bytes, self.cx.stop);
         bump(
             &self.stats.blocked_ns,
             self.cx.clock.now().saturating_sub(since),

@@ -16,15 +16,19 @@ pub mod rate;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use pc_core::{Clock, HeapRing, TokenBucket};
+use pc_core::{Clock, TokenBucket};
 
 use crate::message::Record;
+use crate::queue::Queue;
 use crate::telemetry::{ProducerStats, bump};
 
 /// What every source thread shares.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
-    pub ring: &'a HeapRing<Record>,
+    /// The ring (or the lanes) records are pushed into.
+    pub ring: &'a Queue,
+    /// The lane this source pushes into (0 without lanes).
+    pub lane: u8,
     pub clock: &'a Clock,
     /// Unix ns at the clock's 0.
     pub unix_base: i64,
@@ -45,23 +49,17 @@ impl Context<'_> {
         self.unix_base.saturating_add(now as i64)
     }
 
-    /// Pushes all of `buf` (waiting while the ring is full) and counts it; returns `false` if
-    /// the ring was closed (the run is being torn down) before all of it went in. `buf` is
-    /// left empty.
+    /// Pushes all of `buf` into this source's lane (waiting while it is full) and counts it;
+    /// returns `false` if the ring was closed (the run is being torn down) before all of it
+    /// went in. `buf` is left empty.
     pub fn push(&self, buf: &mut Vec<Record>, stats: &ProducerStats) -> bool {
         let built = buf.len();
-        let mut items = buf.drain(..);
-        let mut pushed = self.ring.try_push_batch(&mut items).unwrap_or(0);
-        if items.len() > 0 {
-            let since = self.clock.now();
-            pushed += match self.ring.push_batch(&mut items) {
-                Ok(n) => n,
-                Err(closed) => closed.0,
-            };
-            bump(&stats.blocked_ns, self.clock.now().saturating_sub(since));
+        let pushed = self.ring.push_all(usize::from(self.lane), buf, self.clock);
+        if pushed.blocked_ns > 0 {
+            bump(&stats.blocked_ns, pushed.blocked_ns);
         }
-        bump(&stats.produced, pushed as u64);
-        pushed == built
+        bump(&stats.produced, pushed.records as u64);
+        pushed.records == built
     }
 }
 

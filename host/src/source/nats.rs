@@ -311,6 +311,7 @@ impl NatsSource<'_> {
             replaces: false,
             text,
             delivery: Some(Box::new(Delivery { key_run, ack })),
+            lane: self.cx.lane,
         }))
     }
 
@@ -396,7 +397,7 @@ impl NatsSource<'_> {
         }
         let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
         let since = self.cx.clock.now();
-        let admitted = self.gate.acquire(bytes, self.cx.stop);
+        let admitted = self.gate.acquire(self.cx.lane, bytes, self.cx.stop);
         bump(
             &self.stats.blocked_ns,
             self.cx.clock.now().saturating_sub(since),

@@ -4,6 +4,7 @@
 //! histograms; the progress line and the summary read snapshots and merge them.
 
 pub mod interval;
+pub mod lanes;
 pub mod progress;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,8 @@ pub struct ProducerStats {
     pub rejected: AtomicU64,
     /// The first few rejected records: where, and why.
     pub reject_samples: Mutex<Vec<String>>,
+    /// Its `--lanes` lane (0 without lanes).
+    pub lane: u8,
 }
 
 /// One consumer's counters and histograms; only that consumer writes them.
@@ -60,6 +63,8 @@ pub struct ConsumerStats {
     pub commit: Mutex<Histogram<u64>>,
     /// Rows per committed transaction.
     pub batch_rows: Mutex<Histogram<u64>>,
+    /// `--lanes`: the same counts per lane (see `lanes.rs`); empty without lanes.
+    pub lanes: Vec<lanes::LaneCounters>,
 }
 
 impl Default for ConsumerStats {
@@ -76,6 +81,7 @@ impl Default for ConsumerStats {
             latency: Mutex::new(histogram()),
             commit: Mutex::new(histogram()),
             batch_rows: Mutex::new(histogram()),
+            lanes: Vec::new(),
         }
     }
 }

@@ -384,6 +384,7 @@ pub fn record(producer: u32, seq: u64, end_offset: u64) -> Record {
         replaces: false,
         text: format!("line {seq:06}"),
         delivery: None,
+        lane: 0,
     }
 }
 

@@ -65,6 +65,7 @@ fn record(seq: u64, text: &str, end_offset: u64) -> Record {
         replaces: false,
         text: text.into(),
         delivery: None,
+        lane: 0,
     }
 }
 

@@ -95,6 +95,7 @@ mod tests {
             replaces: false,
             text: text.to_string(),
             delivery: None,
+            lane: 0,
         }
     }
 

@@ -1,0 +1,236 @@
+//! The bounded queue between the sources and the consumers: one pc-core ring, or with
+//! `--lanes` one ring per lane with a priority pop (pc-core's `HeapLanes`: the highest
+//! non-empty lane first). Two variants, so that a run without lanes takes exactly the plain
+//! ring's path.
+//!
+//! Close then drain, as for the ring: after [`Queue::close`] pushes fail, and pops return what
+//! is left, then `Closed`.
+
+use std::time::Duration;
+
+use pc_core::{CapacityError, Clock, Closed, HeapLanes, HeapRing, PopError, PushError};
+
+use crate::message::Record;
+
+/// The ring, or the lanes.
+#[derive(Debug)]
+pub enum Queue {
+    Ring(HeapRing<Record>),
+    /// Lane 0 first. pc-core's default starvation guard: one pop in 8 looks at a lower lane
+    /// first, so a busy higher lane cannot starve the others.
+    Lanes(HeapLanes<Record>),
+}
+
+/// What [`Queue::push_all`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Records that went in.
+    pub records: usize,
+    /// Nanoseconds spent waiting for room.
+    pub blocked_ns: u64,
+}
+
+impl Queue {
+    /// One ring of `capacity` slots.
+    ///
+    /// # Errors
+    /// A capacity the ring cannot use.
+    pub fn ring(capacity: usize) -> Result<Self, CapacityError> {
+        HeapRing::try_with_capacity(capacity).map(Self::Ring)
+    }
+
+    /// `lanes` lanes of `capacity` slots each.
+    ///
+    /// # Errors
+    /// A capacity the ring cannot use, or no lanes.
+    pub fn lanes(capacity: usize, lanes: usize) -> Result<Self, CapacityError> {
+        HeapLanes::try_with_capacities(&vec![capacity; lanes]).map(Self::Lanes)
+    }
+
+    /// Slots in all.
+    pub fn capacity(&self) -> usize {
+        match self {
+            Self::Ring(r) => r.capacity(),
+            Self::Lanes(l) => (0..l.lanes()).map(|i| l.capacity(i)).sum(),
+        }
+    }
+
+    /// Records held now (a snapshot).
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Ring(r) => r.len(),
+            Self::Lanes(l) => l.len(),
+        }
+    }
+
+    /// Records held in `lane` now (a snapshot); the ring is lane 0.
+    pub fn lane_len(&self, lane: usize) -> usize {
+        match self {
+            Self::Ring(r) if lane == 0 => r.len(),
+            Self::Ring(_) => 0,
+            Self::Lanes(l) if lane < l.lanes() => l.lane_len(lane),
+            Self::Lanes(_) => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Ring(r) => r.is_empty(),
+            Self::Lanes(l) => l.is_empty(),
+        }
+    }
+
+    /// Closes it: pushes fail from now on, pops drain what is left. `true` for the call that
+    /// closed it.
+    pub fn close(&self) -> bool {
+        match self {
+            Self::Ring(r) => r.close(),
+            Self::Lanes(l) => l.close(),
+        }
+    }
+
+    /// Whether the queue is closed (every lane, with lanes).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Self::Ring(r) => r.is_closed(),
+            Self::Lanes(l) => l.is_closed(),
+        }
+    }
+
+    /// Pushes all of `buf` into `lane` (0 for the ring), waiting while it is full; stops at a
+    /// close. `buf` is left empty: records that did not go in are dropped (the run is being
+    /// torn down).
+    pub fn push_all(&self, lane: usize, buf: &mut Vec<Record>, clock: &Clock) -> Pushed {
+        match self {
+            Self::Ring(ring) => {
+                let mut items = buf.drain(..);
+                let mut out = Pushed {
+                    records: ring.try_push_batch(&mut items).unwrap_or(0),
+                    blocked_ns: 0,
+                };
+                if items.len() > 0 {
+                    let since = clock.now();
+                    out.records += match ring.push_batch(&mut items) {
+                        Ok(n) => n,
+                        Err(closed) => closed.0,
+                    };
+                    out.blocked_ns = clock.now().saturating_sub(since);
+                }
+                out
+            }
+            Self::Lanes(lanes) => push_lane(lanes, lane, buf, clock),
+        }
+    }
+
+    /// Pops up to `max` records into `out`, waiting for at least one.
+    ///
+    /// # Errors
+    /// [`Closed`] once closed and drained.
+    pub fn pop_batch(&self, out: &mut Vec<Record>, max: usize) -> Result<usize, Closed> {
+        match self {
+            Self::Ring(r) => r.pop_batch(out, max),
+            Self::Lanes(l) => l.pop_batch(out, max),
+        }
+    }
+
+    /// Pops up to `max` records into `out`, waiting at most `timeout` for at least one.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
+    pub fn pop_batch_timeout(
+        &self,
+        out: &mut Vec<Record>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize, PopError> {
+        match self {
+            Self::Ring(r) => r.pop_batch_timeout(out, max, timeout),
+            Self::Lanes(l) => l.pop_batch_timeout(out, max, timeout),
+        }
+    }
+}
+
+/// [`Queue::push_all`] for one lane: record by record, waiting (and timing the wait) only
+/// when the lane is full.
+fn push_lane(
+    lanes: &HeapLanes<Record>,
+    lane: usize,
+    buf: &mut Vec<Record>,
+    clock: &Clock,
+) -> Pushed {
+    let mut out = Pushed::default();
+    for record in buf.drain(..) {
+        let record = match lanes.try_push(lane, record) {
+            Ok(()) => {
+                out.records += 1;
+                continue;
+            }
+            Err(PushError::Closed(_)) => break,
+            Err(PushError::Full(record)) => record,
+        };
+        let since = clock.now();
+        let pushed = lanes.push(lane, record);
+        out.blocked_ns += clock.now().saturating_sub(since);
+        if pushed.is_err() {
+            break;
+        }
+        out.records += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64) -> Record {
+        Record {
+            intended_ns: 0,
+            created_at: 0,
+            producer: 0,
+            seq,
+            end_offset: 0,
+            tail: 0,
+            replaces: false,
+            text: String::new(),
+            delivery: None,
+            lane: 0,
+        }
+    }
+
+    #[test]
+    fn a_full_lower_lane_never_holds_back_a_push_to_a_higher_lane_nor_its_pop() {
+        let clock = Clock::new();
+        let q = Queue::lanes(2, 2).unwrap();
+        let mut low = vec![record(10), record(11)];
+        assert_eq!(q.push_all(1, &mut low, &clock).records, 2);
+        assert_eq!(q.lane_len(1), 2, "the low lane is full");
+        let mut high = vec![record(0), record(1)];
+        let pushed = q.push_all(0, &mut high, &clock);
+        assert_eq!(
+            pushed,
+            Pushed {
+                records: 2,
+                blocked_ns: 0
+            }
+        );
+        assert!(high.is_empty());
+        let mut out = Vec::new();
+        assert_eq!(q.pop_batch(&mut out, 4), Ok(4));
+        let seqs: Vec<u64> = out.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [0, 1, 10, 11], "the high lane first");
+        assert_eq!((q.capacity(), q.len()), (4, 0));
+    }
+
+    #[test]
+    fn after_a_close_a_push_takes_nothing_and_leaves_the_buffer_empty() {
+        let clock = Clock::new();
+        for q in [Queue::ring(4).unwrap(), Queue::lanes(4, 2).unwrap()] {
+            assert!(q.close());
+            let mut buf = vec![record(0), record(1)];
+            assert_eq!(q.push_all(1, &mut buf, &clock).records, 0);
+            assert!(buf.is_empty());
+            assert_eq!(q.pop_batch(&mut Vec::new(), 4), Err(Closed(())));
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Per-lane figures of a `--lanes` run: what each lane produced, and how its records were
+//! settled (stored, duplicate, dead-lettered, not stored) with their latency.
+//!
+//! A producer belongs to one lane (its `lane`), so a lane's produced count is its producers'
+//! sum. Each consumer keeps one [`LaneCounters`] per lane, written only by that consumer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use hdrhistogram::Histogram;
+
+use super::{Stats, histogram};
+
+/// One consumer's counters for one lane.
+#[derive(Debug)]
+pub struct LaneCounters {
+    pub stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub not_stored: AtomicU64,
+    /// Intended send (or read) -> committed or given up, ns, after the warm-up.
+    pub latency: Mutex<Histogram<u64>>,
+}
+
+impl Default for LaneCounters {
+    fn default() -> Self {
+        Self {
+            stored: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            not_stored: AtomicU64::new(0),
+            latency: Mutex::new(histogram()),
+        }
+    }
+}
+
+/// One lane's figures, summed over producers and consumers.
+#[derive(Debug)]
+pub struct LaneFigures {
+    pub produced: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+    pub not_stored: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl LaneFigures {
+    /// Every record the lane produced is stored, a duplicate, dead-lettered or not stored.
+    pub fn adds_up(&self) -> bool {
+        self.produced == self.stored + self.duplicates + self.dead_lettered + self.not_stored
+    }
+}
+
+impl Stats {
+    /// Sets up per-lane counting: producer `i` belongs to lane `producer_lanes[i]`; every
+    /// consumer gets counters for `lanes` lanes. Without lanes (`lanes == 0`) nothing changes.
+    pub fn set_lanes(&mut self, producer_lanes: &[u8], lanes: usize) {
+        if lanes == 0 {
+            return;
+        }
+        for (p, &lane) in self.producers.iter_mut().zip(producer_lanes) {
+            p.lane = lane;
+        }
+        for c in &mut self.consumers {
+            c.lanes = (0..lanes).map(|_| LaneCounters::default()).collect();
+        }
+    }
+
+    /// Each lane's figures, in lane order; empty without lanes.
+    pub fn lanes(&self) -> Vec<LaneFigures> {
+        let lanes = self.consumers.first().map_or(0, |c| c.lanes.len());
+        (0..lanes).map(|lane| self.lane(lane)).collect()
+    }
+
+    fn lane(&self, lane: usize) -> LaneFigures {
+        let get = |f: fn(&LaneCounters) -> &AtomicU64| {
+            self.consumers
+                .iter()
+                .filter_map(|c| c.lanes.get(lane))
+                .map(|l| f(l).load(Ordering::Relaxed))
+                .sum()
+        };
+        let mut latency = histogram();
+        for c in self.consumers.iter().filter_map(|c| c.lanes.get(lane)) {
+            let h = c.latency.lock().unwrap_or_else(PoisonError::into_inner);
+            latency
+                .add(&*h)
+                .expect("histograms with the same bounds always add");
+        }
+        LaneFigures {
+            produced: self
+                .producers
+                .iter()
+                .filter(|p| usize::from(p.lane) == lane)
+                .map(|p| p.produced.load(Ordering::Relaxed))
+                .sum(),
+            stored: get(|l| &l.stored),
+            duplicates: get(|l| &l.duplicates),
+            dead_lettered: get(|l| &l.dead_lettered),
+            not_stored: get(|l| &l.not_stored),
+            latency,
+        }
+    }
+}
