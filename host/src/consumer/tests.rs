@@ -57,11 +57,7 @@ fn queue_of(seqs: std::ops::Range<u64>) -> Queue {
 }
 
 /// Runs one consumer of a scaled run on `ring` until it ends; returns the seqs committed.
-fn run_scaled(
-    ring: &Queue,
-    scaling: &scaler::Shared,
-    stats: &ConsumerStats,
-) -> Vec<u64> {
+fn run_scaled(ring: &Queue, scaling: &scaler::Shared, stats: &ConsumerStats) -> Vec<u64> {
     let sink = GroupCommit::new(vec![Keep::default()], 100, Policy::default());
     let clock = Clock::new();
     let no_failure = || {};
