@@ -11,29 +11,31 @@ use common::{Scratch, all_rows, assert_verify, hold_write_lock, json, pc_host, u
 /// Lines written: several times the ring, so it stays full while the sink is held.
 const LINES: usize = 20_000;
 
+/// A scaled run with a small ring, a short interval, and retries while the test holds the sink.
+const SCALED: [&str; 14] = [
+    "--consumers",
+    "1..2",
+    "--scale-interval",
+    "0.05",
+    "--capacity",
+    "256",
+    "--busy-timeout-ms",
+    "20",
+    "--retry-for",
+    "600",
+    "--report-interval",
+    "0.05",
+    "--output",
+    "json",
+];
+
 #[test]
 fn consumers_scale_up_under_load_and_down_when_idle_and_every_line_is_stored_once() {
     let s = Scratch::new("scale-sqlite");
     let db = s.path("pc-host.db");
     let mut cmd = pc_host(s.dir());
-    cmd.args([
-        "--source",
-        "stdin",
-        "--consumers",
-        "1..2",
-        "--scale-interval",
-        "0.05",
-        "--capacity",
-        "256",
-        "--busy-timeout-ms",
-        "20",
-        "--retry-for",
-        "600",
-        "--report-interval",
-        "0.05",
-        "--output",
-        "json",
-    ]);
+    cmd.args(["--source", "stdin"]);
+    cmd.args(SCALED);
     let out = up_then_down(cmd, LINES, || hold_write_lock(&db));
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     let v = json(&out);
@@ -67,4 +69,47 @@ fn consumers_scale_up_under_load_and_down_when_idle_and_every_line_is_stored_onc
         .expect("rows");
     assert!(kept.iter().all(|c| (1..=2).contains(c)), "{kept:?}");
     assert_eq!(kept.last(), Some(&1), "{kept:?}");
+}
+
+#[test]
+fn lanes_and_scaling_together_store_every_line_once_per_lane() {
+    const HIGH: usize = 500;
+    let s = Scratch::new("scale-lanes");
+    let db = s.path("pc-host.db");
+    let urgent = s.path("urgent.log");
+    let text: String = (0..HIGH).map(|i| format!("urgent {i}\n")).collect();
+    std::fs::write(&urgent, text).expect("write the high lane's file");
+    let mut cmd = pc_host(s.dir());
+    cmd.args([
+        "--lanes",
+        "high:1,low:9",
+        "--source",
+        &format!("file:{}?lane=high", urgent.display()),
+        "--source",
+        "stdin",
+    ]);
+    cmd.args(SCALED);
+    let out = up_then_down(cmd, LINES, || hold_write_lock(&db));
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    let total = (LINES + HIGH) as u64;
+    assert_eq!((u(&v, "produced"), u(&v, "stored")), (total, total), "{v}");
+    let c = &v["consumers"];
+    assert_eq!((u(c, "min"), u(c, "max"), u(c, "peak")), (1, 2, 2), "{v}");
+    for (lane, want) in [("high", HIGH as u64), ("low", LINES as u64)] {
+        let l = &v["lanes"][lane];
+        assert_eq!(
+            (u(l, "produced"), u(l, "stored")),
+            (want, want),
+            "lane {lane}: {v}"
+        );
+    }
+    let mut texts: Vec<String> = all_rows(&db).into_iter().map(|r| r.2).collect();
+    texts.sort();
+    let mut want: Vec<String> = (0..LINES).map(line).collect();
+    want.extend((0..HIGH).map(|i| format!("urgent {i}")));
+    want.sort();
+    assert_eq!(texts, want, "each line stored once");
+    assert_verify(s.dir(), &["verify"]);
 }

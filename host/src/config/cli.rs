@@ -133,7 +133,8 @@ pub struct RunArgs {
     /// at the last look, or at least half the ring, or a record popped in the interval had
     /// waited in the ring a whole interval (from when it was read, or due). It removes one
     /// (down to MIN) after 3 intervals in a row with the queue at most 1/64 of the ring and no
-    /// such wait. Consumers past MIN run unpinned
+    /// such wait. The queue counts the ring's records and those popped and not yet settled.
+    /// Consumers past MIN run unpinned
     #[arg(
         long,
         value_name = "SECS",

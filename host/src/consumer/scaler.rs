@@ -28,7 +28,8 @@ pub const NEAR_EMPTY_PART: usize = 64;
 /// What the scaler sees at one tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Observation {
-    /// Records in the ring now, and its capacity.
+    /// Records queued now (in the ring, plus those consumers popped and have not settled yet:
+    /// a batch held through a commit's retries is still backlog), and the ring's capacity.
     pub depth: usize,
     pub capacity: usize,
     /// The longest any record popped since the last tick had waited in the ring (from the time

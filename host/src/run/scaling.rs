@@ -17,6 +17,7 @@ use std::time::Duration;
 use super::threads::{OnDrop, spawn as spawn_thread};
 use super::{Event, Handle, Shared, consumer_body};
 use crate::consumer::scaler::{Change, Observation, Policy};
+use crate::telemetry::Stats;
 use crate::telemetry::progress::say;
 
 /// Starts the scaler's thread (which starts the consumers).
@@ -90,7 +91,7 @@ impl Pool<'_, '_, '_> {
     fn tick(&mut self, policy: &mut Policy, now: u64) {
         let sh = self.sh;
         let seen = Observation {
-            depth: sh.cx.ring.len(),
+            depth: sh.cx.ring.len() + held_by_consumers(&sh.stats),
             capacity: sh.cx.ring.capacity(),
             waited_ns: sh.scaling.take_waited(),
         };
@@ -160,4 +161,14 @@ fn event_line(since_start_ns: u64, change: &Change) -> String {
         change.to,
         change.why
     )
+}
+
+/// Records popped by consumers and not yet settled (stored, duplicate, dead-lettered or given
+/// up on): still backlog, e.g. a batch a consumer holds while it retries a failed commit, during
+/// which the ring itself may look empty.
+fn held_by_consumers(stats: &Stats) -> usize {
+    // Settled is read after consumed, so a record counted in both is never counted negative.
+    let consumed = stats.consumed();
+    let settled = stats.stored() + stats.duplicates() + stats.dead_lettered() + stats.not_stored();
+    usize::try_from(consumed.saturating_sub(settled)).unwrap_or(usize::MAX)
 }

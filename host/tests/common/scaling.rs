@@ -23,7 +23,7 @@ pub fn up_then_down<G>(mut cmd: Command, lines: usize, block: impl FnOnce() -> G
     let mut stdin = r.child.stdin.take().expect("stdin is piped");
     r.err
         .wait("naming the stdin input (the sink is open)", |l| {
-            l.contains("input 1: stdin")
+            l.contains("input ") && l.contains(": stdin")
         });
     let guard = block();
     // On a thread: the pipe fills while the sink is held.
