@@ -21,8 +21,8 @@
 //!   microseconds. Only threads about to sleep pay it.
 
 #[cfg(all(target_os = "linux", not(miri)))]
-use core::sync::atomic::AtomicU8;
-use core::sync::atomic::{Ordering, compiler_fence, fence};
+use core::sync::atomic::{AtomicU8, compiler_fence};
+use core::sync::atomic::{Ordering, fence};
 
 /// Not decided yet: both halves fence until the first use registers.
 #[cfg(all(target_os = "linux", not(miri)))]

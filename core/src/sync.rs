@@ -52,6 +52,15 @@ pub(crate) fn deadline_passed(deadline: Instant) -> bool {
     match deadline {}
 }
 
+/// `now + timeout`, saturating far in the future instead of overflowing: the deadline of a
+/// blocking call's timeout.
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) fn deadline_after(timeout: core::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + core::time::Duration::from_secs(u32::MAX.into()))
+}
+
 /// Sleeps on `cond` (releasing `guard`'s lock meanwhile) until notified, a spurious wake-up, or
 /// `deadline`. Returns the guard and whether the deadline has passed.
 #[cfg(any(feature = "std", loom))]

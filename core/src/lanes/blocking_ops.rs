@@ -5,7 +5,6 @@
 #![cfg(all(feature = "std", not(loom)))]
 
 use core::time::Duration;
-use std::time::Instant;
 
 use super::{LaneSet, LanesCore};
 use crate::ring::{Closed, PopError, PushError};
@@ -95,8 +94,11 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once every lane is
     /// closed and drained.
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.parking
-            .wait(self.rings(), Some(deadline(timeout)), || self.try_pop())
+        self.parking.wait(
+            self.rings(),
+            Some(crate::sync::deadline_after(timeout)),
+            || self.try_pop(),
+        )
     }
 
     /// Pops up to `max` values into `out` as [`try_pop_batch`](Self::try_pop_batch) does,
@@ -123,16 +125,10 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         max: usize,
         timeout: Duration,
     ) -> Result<usize, PopError> {
-        self.parking
-            .wait(self.rings(), Some(deadline(timeout)), || {
-                self.try_pop_batch(out, max)
-            })
+        self.parking.wait(
+            self.rings(),
+            Some(crate::sync::deadline_after(timeout)),
+            || self.try_pop_batch(out, max),
+        )
     }
-}
-
-/// `now + timeout`, saturating far in the future instead of overflowing.
-fn deadline(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
 }

@@ -57,7 +57,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[cfg(not(loom))]
     pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_until(value, Some(deadline(timeout)))
+        self.push_until(value, Some(crate::sync::deadline_after(timeout)))
     }
 
     fn push_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
@@ -179,7 +179,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[cfg(not(loom))]
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.pop_until(Some(deadline(timeout)))
+        self.pop_until(Some(crate::sync::deadline_after(timeout)))
     }
 
     fn pop_until(&self, deadline: Option<Instant>) -> Result<T, PopError> {
@@ -238,7 +238,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         max: usize,
         timeout: Duration,
     ) -> Result<usize, PopError> {
-        self.pop_batch_until(out, max, Some(deadline(timeout)))
+        self.pop_batch_until(out, max, Some(crate::sync::deadline_after(timeout)))
     }
 
     fn pop_batch_until<E: Extend<T>>(
@@ -326,12 +326,4 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // tail), so the re-check never says "done" while the attempt still says `Empty`.
         self.empty_or_closed(head) == PopError::Empty
     }
-}
-
-/// `now + timeout`, saturating far in the future instead of overflowing.
-#[cfg(not(loom))]
-fn deadline(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
 }

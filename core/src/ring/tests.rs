@@ -227,7 +227,8 @@ fn a_published_slot_wakes_one_sleeping_consumer_not_all() {
             .map(|_| {
                 s.spawn(|| {
                     let v = ring.pop();
-                    done.fetch_add(1, Ordering::Relaxed);
+                    // Release: its pop happens-before the test reading `done`.
+                    done.fetch_add(1, Ordering::Release);
                     v
                 })
             })
@@ -236,7 +237,8 @@ fn a_published_slot_wakes_one_sleeping_consumer_not_all() {
         assert_eq!(waiters.given(), 0);
         ring.try_push(1).unwrap();
         assert_eq!(waiters.given(), 1, "one slot, one wake-up");
-        while done.load(Ordering::Relaxed) < 1 {
+        // Acquire: pairs with the Release above, so what that thread did is visible below.
+        while done.load(Ordering::Acquire) < 1 {
             std::thread::yield_now();
         }
         until_asleep(waiters, 2);
@@ -267,14 +269,16 @@ fn a_freed_slot_wakes_one_sleeping_producer_not_all() {
                 let (ring, done) = (&ring, &done);
                 s.spawn(move || {
                     ring.push(v).unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
+                    // Release: its push happens-before the test reading `done`.
+                    done.fetch_add(1, Ordering::Release);
                 })
             })
             .collect();
         until_asleep(waiters, 3);
         assert_eq!(ring.try_pop(), Ok(0));
         assert_eq!(waiters.given(), 1, "one slot, one wake-up");
-        while done.load(Ordering::Relaxed) < 1 {
+        // Acquire: pairs with the Release above, so what that thread did is visible below.
+        while done.load(Ordering::Acquire) < 1 {
             std::thread::yield_now();
         }
         until_asleep(waiters, 2);
