@@ -18,7 +18,7 @@
 //! operations themselves are in `blocking_ops.rs`.
 
 #[cfg(all(feature = "std", not(loom)))]
-use std::time::Instant;
+use crate::sync::Instant;
 
 use crate::ring::Waiters;
 #[cfg(all(feature = "std", not(loom)))]
@@ -84,7 +84,7 @@ impl Parking {
                     return done;
                 }
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(crate::sync::deadline_passed) {
                 return Err(PopError::Empty);
             }
             if !backoff.snooze() {

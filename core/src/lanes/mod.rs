@@ -335,8 +335,9 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         let mut first = true;
         let mut closed_lane_0 = false;
         for ring in self.rings() {
-            // Each ring's close is its own SeqCst fetch_or on its tail: the linearization point
-            // for that lane's pushes, and the index change parked consumers re-check.
+            // Each ring's close is its own Release fetch_or on its tail: the linearization point
+            // for that lane's pushes, and what sleeping consumers re-check after the wake-up
+            // below (`Parking::closed`).
             let closed = ring.close();
             if first {
                 closed_lane_0 = closed;

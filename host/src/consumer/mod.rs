@@ -111,9 +111,10 @@ impl<S: Sink> Consumer<'_, S> {
                     Err(PopError::Empty) => return false,
                     Err(PopError::Closed) => return true,
                 }
-                // The ring is FIFO: the first record taken had waited longest.
-                if let Some(first) = batch.first() {
-                    scaling.waited(self.clock.now().saturating_sub(first.intended_ns));
+                // The longest wait in the batch: FIFO holds only per producer (and per lane; a
+                // lanes pop takes the highest lane's records first), so look at all of them.
+                if let Some(oldest) = batch.iter().map(|r| r.intended_ns).min() {
+                    scaling.waited(self.clock.now().saturating_sub(oldest));
                 }
             }
         }

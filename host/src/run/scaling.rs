@@ -167,8 +167,9 @@ fn event_line(since_start_ns: u64, change: &Change) -> String {
 /// up on): still backlog, e.g. a batch a consumer holds while it retries a failed commit, during
 /// which the ring itself may look empty.
 fn held_by_consumers(stats: &Stats) -> usize {
-    // Settled is read after consumed, so a record counted in both is never counted negative.
-    let consumed = stats.consumed();
+    // Settled is read before consumed: a record is consumed before it is settled, so the
+    // difference never goes below what was held when settled was read.
     let settled = stats.stored() + stats.duplicates() + stats.dead_lettered() + stats.not_stored();
+    let consumed = stats.consumed();
     usize::try_from(consumed.saturating_sub(settled)).unwrap_or(usize::MAX)
 }
