@@ -22,9 +22,7 @@ use crate::sync::Instant;
 
 use crate::ring::Waiters;
 #[cfg(all(feature = "std", not(loom)))]
-use crate::ring::{PopError, RingCore, Storage};
-#[cfg(all(feature = "std", not(loom)))]
-use crate::sync::Backoff;
+use crate::ring::{PopError, RingCore, Step, Storage};
 
 /// The consumers asleep on all lanes at once.
 #[derive(Debug)]
@@ -63,35 +61,26 @@ impl Parking {
 
 #[cfg(all(feature = "std", not(loom)))]
 impl Parking {
-    /// Retries `attempt` while it says `Empty`, with the adaptive wait, until `deadline` (then
-    /// `Empty`). Sleeps only while no lane of `rings` has a value ready after registering.
+    /// Retries `attempt` while it says `Empty`, with the ring's wait loop
+    /// ([`Waiters::wait_for`]), until `deadline` (then `Empty`). Sleeps only while no lane of
+    /// `rings` has a value ready after registering; a woken consumer that popped passes a
+    /// wake-up on if a lane still has one.
     pub(crate) fn wait<T, S: Storage<T>, R>(
         &self,
         rings: &[RingCore<T, S>],
         deadline: Option<Instant>,
         mut attempt: impl FnMut() -> Result<R, PopError>,
     ) -> Result<R, PopError> {
-        let mut backoff = Backoff::new();
-        let mut woken = false;
-        loop {
-            match attempt() {
-                Err(PopError::Empty) => {}
-                done => {
-                    // Pass a wake-up on if another lane (or the next slot) is ready too.
-                    if woken && done.is_ok() && !blocked(rings) {
-                        self.consumers.notify(1);
-                    }
-                    return done;
-                }
-            }
-            if deadline.is_some_and(crate::sync::deadline_passed) {
-                return Err(PopError::Empty);
-            }
-            if !backoff.snooze() {
-                woken |= self.consumers.park(deadline, || blocked(rings));
-                backoff.reset();
-            }
-        }
+        self.consumers
+            .wait_for(
+                deadline,
+                || blocked(rings),
+                || match attempt() {
+                    Err(PopError::Empty) => Step::Blocked,
+                    done => Step::Done(done),
+                },
+            )
+            .unwrap_or(Err(PopError::Empty))
     }
 }
 

@@ -11,14 +11,9 @@ use core::time::Duration;
 
 use super::single::{Seen, classify};
 use super::slot::{MARK, ONE};
+use super::wait::Step;
 use super::{Closed, PopError, PushError, RingCore, Storage};
-use crate::sync::{Backoff, Instant, Ordering};
-
-/// The outcome of one attempt inside a wait.
-enum Step<R> {
-    Done(R),
-    Blocked,
-}
+use crate::sync::{Instant, Ordering};
 
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// Pushes `value`, waiting while the ring is full (or the slot at the tail is still held
@@ -62,17 +57,21 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     fn push_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         let mut value = Some(value);
-        let outcome = self.wait_for(&self.head.waiters, deadline, Self::producer_blocked, || {
-            let v = value.take().expect("value is put back on every retry");
-            match self.try_push(v) {
-                Ok(()) => Step::Done(Ok(())),
-                Err(PushError::Closed(v)) => Step::Done(Err(PushError::Closed(v))),
-                Err(PushError::Full(v)) => {
-                    value = Some(v);
-                    Step::Blocked
+        let outcome = self.head.waiters.wait_for(
+            deadline,
+            || self.producer_blocked(),
+            || {
+                let v = value.take().expect("value is put back on every retry");
+                match self.try_push(v) {
+                    Ok(()) => Step::Done(Ok(())),
+                    Err(PushError::Closed(v)) => Step::Done(Err(PushError::Closed(v))),
+                    Err(PushError::Full(v)) => {
+                        value = Some(v);
+                        Step::Blocked
+                    }
                 }
-            }
-        });
+            },
+        );
         match outcome {
             Some(result) => result,
             None => Err(PushError::Full(value.take().expect("value was put back"))),
@@ -111,10 +110,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     {
         let mut pushed = 0;
         loop {
-            let step = self.wait_for(
-                &self.head.waiters,
+            let step = self.head.waiters.wait_for(
                 None,
-                Self::producer_blocked,
+                || self.producer_blocked(),
                 || match self.push_batch_step(items) {
                     Ok(done) => Step::Done(Ok(done)),
                     Err(PushError::Closed(())) => Step::Done(Err(())),
@@ -183,16 +181,14 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     fn pop_until(&self, deadline: Option<Instant>) -> Result<T, PopError> {
-        let outcome =
-            self.wait_for(
-                &self.tail.waiters,
-                deadline,
-                Self::consumer_blocked,
-                || match self.try_pop() {
-                    Err(PopError::Empty) => Step::Blocked,
-                    done => Step::Done(done),
-                },
-            );
+        let outcome = self.tail.waiters.wait_for(
+            deadline,
+            || self.consumer_blocked(),
+            || match self.try_pop() {
+                Err(PopError::Empty) => Step::Blocked,
+                done => Step::Done(done),
+            },
+        );
         outcome.unwrap_or(Err(PopError::Empty))
     }
 
@@ -247,50 +243,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<usize, PopError> {
-        let outcome =
-            self.wait_for(
-                &self.tail.waiters,
-                deadline,
-                Self::consumer_blocked,
-                || match self.try_pop_batch(out, max) {
-                    Err(PopError::Empty) => Step::Blocked,
-                    done => Step::Done(done),
-                },
-            );
+        let outcome = self.tail.waiters.wait_for(
+            deadline,
+            || self.consumer_blocked(),
+            || match self.try_pop_batch(out, max) {
+                Err(PopError::Empty) => Step::Blocked,
+                done => Step::Done(done),
+            },
+        );
         outcome.unwrap_or(Err(PopError::Empty))
-    }
-
-    /// Retries `attempt` with the adaptive wait until it is done (`Some`) or `deadline` passes
-    /// (`None`), sleeping on `waiters` once spinning and yielding are spent, for as long as
-    /// `blocked` still says so after registering (wait.rs).
-    ///
-    /// A thread that was woken and then succeeds passes a wake-up on if the slot after its own
-    /// is ready too: the wake-up it took may have been for that slot, published (or freed)
-    /// before its own (wait.rs, "A wasted wake-up is passed on").
-    fn wait_for<R>(
-        &self,
-        waiters: &super::Waiters,
-        deadline: Option<Instant>,
-        blocked: fn(&Self) -> bool,
-        mut attempt: impl FnMut() -> Step<R>,
-    ) -> Option<R> {
-        let mut backoff = Backoff::new();
-        let mut woken = false;
-        loop {
-            if let Step::Done(r) = attempt() {
-                if woken && !cfg!(pc_mutant = "waiter_no_relay") && !blocked(self) {
-                    waiters.notify(1);
-                }
-                return Some(r);
-            }
-            if deadline.is_some_and(crate::sync::deadline_passed) {
-                return None;
-            }
-            if !backoff.snooze() {
-                woken |= waiters.park(deadline, || blocked(self));
-                backoff.reset();
-            }
-        }
     }
 
     /// Sleep re-check for producers: the slot at the tail still holds the previous lap's value

@@ -75,6 +75,8 @@ pub use storage::{Inline, Storage};
 
 use crate::sync::{AtomicUsize, Ordering};
 use slot::{MARK, ONE};
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) use wait::Step;
 pub(crate) use wait::Waiters;
 
 /// The largest capacity a ring can have: `2^(usize::BITS - 3)` slots (far beyond any memory).

@@ -19,7 +19,7 @@
 //!   consumer woken for position `p + 1` finds `p` still held and sleeps again, and when `p`
 //!   is published only one more wake-up comes for two values. So a thread that was woken and
 //!   then succeeds checks whether the next slot is ready as well and, if so, wakes one more
-//!   sleeper (`RingCore::wait_for`): a chain of wake-ups, one per ready slot.
+//!   sleeper (`Waiters::wait_for`): a chain of wake-ups, one per ready slot.
 //!
 //! # Non-guarantees
 //! - No fairness: whichever sleeper the condition variable picks takes a wake-up, and a thread
@@ -55,8 +55,16 @@
 //! sleeper timing out, and one meant for one sleeper but seen by another is taken exactly once.
 //! Under loom there are no deadlines (no time) and no spurious wake-ups.
 
+/// The outcome of one attempt inside a wait ([`Waiters::wait_for`]).
+#[cfg(any(feature = "std", loom))]
+pub(crate) enum Step<R> {
+    Done(R),
+    Blocked,
+}
+
 #[cfg(any(feature = "std", loom))]
 mod imp {
+    use super::Step;
     use std::sync::PoisonError;
 
     use crate::sync::{AtomicUsize, Condvar, Instant, Mutex, Ordering};
@@ -178,6 +186,39 @@ mod imp {
             } else {
                 for _ in 0..give {
                     self.cond.notify_one();
+                }
+            }
+        }
+
+        /// Retries `attempt` with the adaptive wait until it is done (`Step::Done`) or
+        /// `deadline` passes (`None`), sleeping here once spinning and yielding are spent, for
+        /// as long as `blocked` still says so after registering. The one wait loop of every
+        /// blocking operation (the ring's and the lanes').
+        ///
+        /// A thread that was woken and then succeeds passes a wake-up on if `blocked` says
+        /// another slot is ready too: the wake-up it took may have been for that slot,
+        /// published (or freed) before its own (module docs, "A wasted wake-up is passed on").
+        pub(crate) fn wait_for<R>(
+            &self,
+            deadline: Option<Instant>,
+            blocked: impl Fn() -> bool,
+            mut attempt: impl FnMut() -> Step<R>,
+        ) -> Option<R> {
+            let mut backoff = crate::sync::Backoff::new();
+            let mut woken = false;
+            loop {
+                if let Step::Done(r) = attempt() {
+                    if woken && !cfg!(pc_mutant = "waiter_no_relay") && !blocked() {
+                        self.notify(1);
+                    }
+                    return Some(r);
+                }
+                if deadline.is_some_and(crate::sync::deadline_passed) {
+                    return None;
+                }
+                if !backoff.snooze() {
+                    woken |= self.park(deadline, &blocked);
+                    backoff.reset();
                 }
             }
         }
