@@ -295,16 +295,11 @@ mod tests {
 
     fn record(text: &str) -> Record {
         Record {
-            intended_ns: 0,
-            created_at: 0,
             producer: 3,
             seq: 9,
             end_offset: 120,
-            tail: 0,
-            replaces: false,
             text: text.into(),
-            delivery: None,
-            lane: 0,
+            ..Record::default()
         }
     }
 

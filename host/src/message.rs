@@ -4,8 +4,9 @@
 //! A record is built once by its source, moved (never copied) through the ring, and written
 //! once by the sink.
 
-/// One record: its text, when its latency clock started, and where it came from.
-#[derive(Debug)]
+/// One record: its text, when its latency clock started, and where it came from. `Default` is
+/// an empty record of producer 0, seq 0, in lane 0 (tests fill in what they need).
+#[derive(Debug, Default)]
 pub struct Record {
     /// Monotonic ns of the run's clock at which the record's latency starts: when the token
     /// bucket scheduled it (the generator with a rate), or when it was built or read.

@@ -185,16 +185,8 @@ mod tests {
 
     fn record(seq: u64) -> Record {
         Record {
-            intended_ns: 0,
-            created_at: 0,
-            producer: 0,
             seq,
-            end_offset: 0,
-            tail: 0,
-            replaces: false,
-            text: String::new(),
-            delivery: None,
-            lane: 0,
+            ..Record::default()
         }
     }
 

@@ -507,19 +507,14 @@ fn a_record_delivered_twice_is_stored_once() {
         "one run per origin"
     );
     let record = |seq: u64| Record {
-        intended_ns: 0,
         created_at: 1,
-        producer: 0,
         seq,
-        end_offset: 0,
-        tail: 0,
-        replaces: false,
         text: format!("Message from producer 0: #{seq}"),
         delivery: Some(Box::new(Delivery {
             key_run,
             ack: String::new(),
         })),
-        lane: 0,
+        ..Record::default()
     };
     let (a, b, c) = (record(0), record(1), record(2));
     opened.sink.write(&[&a, &b]).expect("first delivery");

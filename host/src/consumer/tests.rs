@@ -35,16 +35,9 @@ impl Sink for Keep {
 
 fn record(seq: u64) -> Record {
     Record {
-        intended_ns: 0,
-        created_at: 0,
-        producer: 0,
         seq,
-        end_offset: 0,
-        tail: 0,
-        replaces: false,
         text: format!("m{seq}"),
-        delivery: None,
-        lane: 0,
+        ..Record::default()
     }
 }
 

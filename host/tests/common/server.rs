@@ -375,16 +375,12 @@ pub fn now_ns() -> i64 {
 /// Line `seq` of input (or producer) `producer`, ending at byte `end_offset`.
 pub fn record(producer: u32, seq: u64, end_offset: u64) -> Record {
     Record {
-        intended_ns: 0,
         created_at: now_ns(),
         producer,
         seq,
         end_offset,
-        tail: 0,
-        replaces: false,
         text: format!("line {seq:06}"),
-        delivery: None,
-        lane: 0,
+        ..Record::default()
     }
 }
 

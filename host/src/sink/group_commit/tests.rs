@@ -56,16 +56,11 @@ impl Sink for Scripted {
 
 fn record(seq: u64, text: &str, end_offset: u64) -> Record {
     Record {
-        intended_ns: 0,
-        created_at: 0,
         producer: 1,
         seq,
         end_offset,
-        tail: 0,
-        replaces: false,
         text: text.into(),
-        delivery: None,
-        lane: 0,
+        ..Record::default()
     }
 }
 

@@ -86,16 +86,11 @@ mod tests {
 
     fn record(text: &str, producer: u32, seq: u64, created_at: i64) -> Record {
         Record {
-            intended_ns: 0,
             created_at,
             producer,
             seq,
-            end_offset: 0,
-            tail: 0,
-            replaces: false,
             text: text.to_string(),
-            delivery: None,
-            lane: 0,
+            ..Record::default()
         }
     }
 
