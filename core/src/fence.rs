@@ -10,8 +10,10 @@
 //! - On Linux, `light()` is a compiler fence and one load of a static (no barrier instruction):
 //!   `heavy()` calls `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, during which the kernel
 //!   makes every CPU running a thread of this process execute a full barrier, which is what a
-//!   `SeqCst` fence on the light side would have provided. The process registers for it once,
-//!   at the first use of either half.
+//!   `SeqCst` fence on the light side would have provided. The process registers for it once:
+//!   when the first heap ring or lanes are built (`prepare`), or else at the first use of
+//!   either half. Registering waits for an RCU grace period (milliseconds), which is why
+//!   constructors pay it rather than the first push.
 //!
 //! # Non-guarantees
 //! - Where the system call is missing or refused (kernels before 4.14, seccomp filters), and
@@ -80,6 +82,22 @@ pub(crate) fn heavy() {
     }
     #[cfg(not(all(target_os = "linux", not(miri))))]
     fence(Ordering::SeqCst);
+}
+
+/// Registers now (see the module docs), so that no ring operation later pays for it.
+#[cold]
+pub(crate) fn prepare() {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    decide();
+}
+
+/// Whether this process has decided how to fence (registered, or found it cannot).
+#[cfg(test)]
+pub(crate) fn decided() -> bool {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    return STRATEGY.load(Ordering::Relaxed) != UNKNOWN;
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    true
 }
 
 /// `membarrier` commands (the kernel's ABI, `linux/membarrier.h`; libc does not name them).

@@ -116,6 +116,13 @@ pub(crate) fn heavy_fence() {
     loom::sync::atomic::fence(Ordering::SeqCst);
 }
 
+/// Pays the asymmetric fence's one-time set-up now (a system call that can take milliseconds):
+/// heap constructors call it, so that the first push or pop of a run does not.
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) fn prepare_fences() {
+    crate::fence::prepare();
+}
+
 /// Asks the CPU to start fetching the cache line holding `p` into its caches (x86-64
 /// `PREFETCHT0`), so that a loop about to read a run of lines finds them arriving together
 /// rather than missing on each in turn. A hint only: it never faults, whatever `p` is, and does

@@ -222,6 +222,11 @@ impl<T> RingCore<T, Boxed<T>> {
 
     /// An empty ring with `capacity` slots on the heap.
     ///
+    /// With `std` on Linux, the first heap ring (or lanes) built in a process also registers the
+    /// process for the `membarrier` system call that blocking waits use, a one-time cost of
+    /// milliseconds, so that no push or pop pays it later. A [`Ring`] in a `static` registers
+    /// at its first operation instead.
+    ///
     /// # Errors
     /// [`CapacityError::Invalid`] unless `capacity` is a power of two in `2..=MAX_CAPACITY`;
     /// [`CapacityError::Alloc`] if the allocator cannot provide the slots.
@@ -234,7 +239,10 @@ impl<T> RingCore<T, Boxed<T>> {
     /// assert_eq!(HeapRing::<u8>::try_with_capacity(1).unwrap_err(), CapacityError::Invalid(1));
     /// ```
     pub fn try_with_capacity(capacity: usize) -> Result<Self, CapacityError> {
-        Boxed::try_new(capacity).map(Self::from_storage)
+        let ring = Boxed::try_new(capacity).map(Self::from_storage)?;
+        #[cfg(all(feature = "std", not(loom)))]
+        crate::sync::prepare_fences();
+        Ok(ring)
     }
 }
 

@@ -410,3 +410,43 @@ fn consumer_sleeps_while_a_batch_push_produces_its_run() {
         assert_eq!(rest, [1, 2]);
     });
 }
+
+/// The membarrier registration (milliseconds: it waits for an RCU grace period) happens when
+/// a heap ring is built, not in the first push or pop, where it stalled the first records of
+/// a run by as long. Checked in a process of its own (this test binary, running only the probe
+/// below), where nothing else has registered first.
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+#[test]
+fn building_a_heap_ring_prepares_the_fences_before_any_operation() {
+    let probe = "ring::tests::fence_probe_in_a_fresh_process";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([probe, "--exact", "--nocapture", "--test-threads", "1"])
+        .env("PC_FENCE_PROBE", "1")
+        .output()
+        .unwrap();
+    let stdout = alloc::string::String::from_utf8_lossy(&out.stdout);
+    let stderr = alloc::string::String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the probe did not run:\n{stdout}"
+    );
+}
+
+/// Run by the test above in a fresh process; does nothing otherwise.
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+#[test]
+fn fence_probe_in_a_fresh_process() {
+    if std::env::var_os("PC_FENCE_PROBE").is_none() {
+        return;
+    }
+    assert!(
+        !crate::fence::decided(),
+        "decided before any ring was built"
+    );
+    let _ring = HeapRing::<u8>::with_capacity(2);
+    assert!(
+        crate::fence::decided(),
+        "building a heap ring did not prepare the fences"
+    );
+}
