@@ -33,7 +33,7 @@ CREATE TABLE runs (
     producers   INTEGER NOT NULL,            -- generator threads (0 in an ingest run)
     produced    INTEGER,                     -- records accepted into the ring
     first_id    INTEGER NOT NULL,            -- this run's messages have id >= first_id
-    last_id     INTEGER,                     -- ... and id <= last_id
+    last_id     INTEGER,                     -- ... and id <= last_id (set when it finishes)
     config      TEXT NOT NULL                -- the effective configuration, JSON
 );
 CREATE TABLE run_producers (

@@ -32,7 +32,8 @@ const ROWS_PER_STATEMENT: usize = 128;
 const ADVANCE_INPUT: &str = "UPDATE inputs SET offset = ?2, line = ?3, tail = ?4 \
                              WHERE input_id = ?1 AND offset = ?5 AND line = ?6";
 
-/// Keeps the run's `last_id` with its rows: a run cut short still says where its rows end.
+/// Records where the run's rows end, once, when it finishes (runs::count_stored says why not
+/// at every commit).
 const MARK_LAST_ID: &str = "UPDATE runs SET last_id = ?2 WHERE run_id = ?1";
 
 /// Removes the row an earlier run stored for a line without its end, which a record of this
@@ -165,9 +166,9 @@ impl Writer {
         }
     }
 
-    /// Inside the transaction: the rows, the rows they replace, the run's last id (so a run
-    /// cut short still says where its rows end), each file input's new position. Returns the
-    /// positions, the last id and the duplicates left out (broker deliveries).
+    /// Inside the transaction: the rows, the rows they replace, each file input's new
+    /// position. Returns the positions, the last id inserted and the duplicates left out
+    /// (broker deliveries).
     fn write_rows(&mut self, records: &[&Record]) -> anyhow::Result<Written> {
         let mut duplicates = 0;
         if self.delivered {
@@ -177,9 +178,6 @@ impl Writer {
         }
         self.replace_completed(records)?;
         let last_id = self.conn.last_insert_rowid();
-        self.conn
-            .prepare_cached(MARK_LAST_ID)?
-            .execute(params![self.run_id, last_id])?;
         Ok((self.advance_positions(records)?, last_id, duplicates))
     }
 
@@ -364,8 +362,14 @@ impl Sink for Writer {
     }
 
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
-        runs::finish_run(&self.conn, self.run_id, end)
-            .map_err(|e| db_error(&self.path, e, self.busy))
+        let err = |e| db_error(&self.path, e, self.busy);
+        // Before the run is marked finished: a run finished without `last_id` has no rows.
+        if let (false, Some(last_id)) = (self.delivered, self.last_id) {
+            self.conn
+                .execute(MARK_LAST_ID, params![self.run_id, last_id])
+                .map_err(err)?;
+        }
+        runs::finish_run(&self.conn, self.run_id, end).map_err(err)
     }
 
     fn record_intervals(&mut self, rows: &[Interval], wait: bool) -> anyhow::Result<()> {
