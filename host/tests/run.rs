@@ -451,6 +451,15 @@ fn two_runs_writing_one_database_at_once_each_count_only_their_rows() {
         a.0 < b.1 && b.0 < a.1,
         "the runs did not write at the same time: ids {a:?} and {b:?}"
     );
+    // Each run wrote where its rows end when it finished (not at every commit).
+    for (run, (_, last)) in runs.iter().zip([a, b]) {
+        let last_id: Option<i64> = conn
+            .query_row("SELECT last_id FROM runs WHERE run_id = ?1", [run], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(last_id, Some(last), "run {run}");
+    }
     let verify = run(s.dir(), &["verify"]);
     assert_eq!(verify.code, Some(0), "{}", verify.stdout);
 }
