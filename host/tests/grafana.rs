@@ -15,7 +15,7 @@ use serde_json::Value;
 const DATASOURCE: &str = "${DS_PROMETHEUS}";
 
 /// The metrics the dashboard must show: pc-host's export contract.
-const CONTRACT: [&str; 16] = [
+const CONTRACT: [&str; 17] = [
     "pc_messages_produced_total",
     "pc_messages_stored_total",
     "pc_messages_rejected_total",
@@ -31,6 +31,7 @@ const CONTRACT: [&str; 16] = [
     "pc_sink_retries_total",
     "pc_sink_retrying",
     "pc_wal_bytes",
+    "pc_consumers",
     "pc_build_info",
 ];
 
