@@ -47,13 +47,14 @@ impl ByteGate {
         }
     }
 
-    /// `limit` shared evenly by `lanes` lanes (at least a chunk each); one budget for 0 or 1.
-    pub fn per_lane(limit: u64, lanes: usize) -> Self {
+    /// `limit` shared evenly by the `fed` lanes of `lanes` that have a source (at least a
+    /// chunk each; a lane without one never takes its budget); one budget for 0 or 1 lanes.
+    pub fn per_lane(limit: u64, lanes: usize, fed: usize) -> Self {
         if lanes <= 1 {
             return Self::new(limit);
         }
         Self {
-            limit: (limit / lanes as u64).max(CHUNK_BYTES),
+            limit: (limit / fed.max(1) as u64).max(CHUNK_BYTES),
             used: Mutex::new(vec![0; lanes]),
             freed: Condvar::new(),
         }
@@ -153,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_full_lane_never_holds_back_another_lane_at_the_gate() {
-        let gate = ByteGate::per_lane(4 * CHUNK_BYTES, 2);
+        let gate = ByteGate::per_lane(4 * CHUNK_BYTES, 2, 2);
         let stop = AtomicBool::new(false);
         assert!(gate.acquire(1, 2 * CHUNK_BYTES, &stop));
         stop.store(true, Ordering::Relaxed);
@@ -164,5 +165,18 @@ mod tests {
         );
         gate.release([(1, 2 * CHUNK_BYTES), (0, CHUNK_BYTES)]);
         assert_eq!(gate.used(), CHUNK_BYTES);
+    }
+
+    #[test]
+    fn a_lane_without_a_source_leaves_its_budget_to_the_fed_ones() {
+        // Two lanes, one fed: the fed lane may hold the whole budget.
+        let gate = ByteGate::per_lane(4 * CHUNK_BYTES, 2, 1);
+        let stop = AtomicBool::new(true);
+        assert!(gate.acquire(0, CHUNK_BYTES, &stop));
+        assert!(
+            gate.acquire(0, 3 * CHUNK_BYTES, &stop),
+            "within the whole budget"
+        );
+        assert!(!gate.acquire(0, 1, &stop), "past the whole budget");
     }
 }

@@ -138,6 +138,8 @@ fn file_sources_go_to_the_lane_they_name_and_others_to_the_last_lane() {
         &[
             "--lanes",
             "high:1,mid:1,low:1",
+            "--rps",
+            "4000",
             "--source",
             "file:a.log?lane=high",
             "--source",
@@ -151,6 +153,18 @@ fn file_sources_go_to_the_lane_they_name_and_others_to_the_last_lane() {
         ],
     );
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    // The rate is split over the lanes a source feeds: mid has none, so it takes no share.
+    for lane in [
+        "high (weight 1): 2000 records/s",
+        "mid (weight 1): no source",
+        "low (weight 1): 2000 records/s",
+    ] {
+        assert!(
+            out.stderr.contains(lane),
+            "{lane:?} not in:\n{}",
+            out.stderr
+        );
+    }
     let v = json(&out);
     assert_lane_stored_all(&v, "high", 300);
     assert_eq!(u(&v["lanes"]["mid"], "produced"), 0, "{v}");

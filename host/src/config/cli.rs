@@ -144,8 +144,8 @@ pub struct RunArgs {
     pub scale_interval: f64,
 
     /// Target rate in records/s, in total across sources (one shared token bucket; with
-    /// --lanes one per lane, split by weight); 0 = unlimited [default: 500 for generate,
-    /// unlimited for other sources]
+    /// --lanes one per lane, split by weight over the lanes that have a source); 0 = unlimited
+    /// [default: 500 for generate, unlimited for other sources]
     #[arg(long, value_name = "MSG_PER_S", env = "PC_HOST_RPS")]
     pub rps: Option<u64>,
 

@@ -41,9 +41,11 @@ pub fn plan(cfg: &Config) -> anyhow::Result<Vec<Lane>> {
     }
     let weights: Vec<u64> = cfg.lanes.iter().map(|l| l.weight).collect();
     let k = weights.len();
+    let fed = fed(cfg);
     let rates = match cfg.rps {
         0 => vec![0; k],
-        rps => split(rps, &weights).ok_or_else(|| anyhow!("--rps {rps}: too low for the lanes"))?,
+        rps => split_over_fed(rps, &weights, &fed)
+            .ok_or_else(|| anyhow!("--rps {rps}: too low for the lanes"))?,
     };
     let (producers, messages) = if cfg.generated() {
         let p = split(cfg.producers as u64, &weights)
@@ -88,6 +90,31 @@ pub fn plan(cfg: &Config) -> anyhow::Result<Vec<Lane>> {
         first += n;
     }
     Ok(lanes)
+}
+
+/// Which lanes have a source: every lane of a generated run (each gets producers), else the
+/// lanes some `--source` names (or the last lane, for sources that name none).
+pub fn fed(cfg: &Config) -> Vec<bool> {
+    (0..cfg.lanes.len())
+        .map(|i| cfg.generated() || cfg.sources.iter().any(|s| cfg.lane_of(s) == i))
+        .collect()
+}
+
+/// `total` split by weight over the fed lanes only (a lane no source feeds would never use
+/// its share); the others get 0.
+fn split_over_fed(total: u64, weights: &[u64], fed: &[bool]) -> Option<Vec<u64>> {
+    let fed_weights: Vec<u64> = weights
+        .iter()
+        .zip(fed)
+        .filter(|&(_, &f)| f)
+        .map(|(&w, _)| w)
+        .collect();
+    let mut shares = split(total, &fed_weights)?.into_iter();
+    Some(
+        fed.iter()
+            .map(|&f| if f { shares.next().unwrap_or(0) } else { 0 })
+            .collect(),
+    )
 }
 
 /// Each generator thread's lane and share of `--messages` (`None`: until stopped), by
@@ -163,8 +190,10 @@ pub fn describe(cfg: &Config, lanes: &[Lane]) -> Option<String> {
         .lanes
         .iter()
         .zip(lanes)
-        .map(|(l, p)| {
+        .zip(fed(cfg))
+        .map(|((l, p), fed)| {
             let rate = match p.rps {
+                _ if !fed => "no source".to_string(),
                 0 => "unlimited".to_string(),
                 r => format!("{r} records/s"),
             };

@@ -315,7 +315,11 @@ impl<'a> Shared<'a> {
             },
             pins,
             pin_failed: AtomicBool::new(false),
-            gate: ByteGate::per_lane(IN_FLIGHT_BYTES, cfg.lanes.len()),
+            gate: ByteGate::per_lane(
+                IN_FLIGHT_BYTES,
+                cfg.lanes.len(),
+                lanes::fed(cfg).iter().filter(|&&f| f).count(),
+            ),
             budget: AtomicU64::new(match cfg.stop {
                 Stop::Messages(n) => n,
                 _ => u64::MAX,
