@@ -2,8 +2,10 @@
 //!
 //! The writer has `wal_autocheckpoint = 0`, so no commit ever runs a checkpoint. A
 //! [`Checkpointer`] thread with its own connection runs a PASSIVE checkpoint (it copies
-//! committed pages into the database file while commits go on) every 10 ms while commits come
-//! in, every 100 ms while none do. Small, frequent passes keep the commits' latency flat: each
+//! committed pages into the database file while commits go on) every 10 ms while the WAL grows
+//! by a quarter megabyte or more between passes, else every 100 ms (fewer fsyncs at low
+//! rates, where a pass has little to write back). Small, frequent passes keep the commits'
+//! latency flat: each
 //! pass fsyncs the WAL and then the database file, and a commit that appends to the WAL during
 //! that writeback can wait for it: the more frames a pass writes back, the longer (a pass every
 //! 100 ms at 10k msg/s holds such commits for milliseconds). PASSIVE alone never lets
@@ -25,9 +27,11 @@ use super::schema::db_error;
 
 /// The WAL size past which the checkpointer makes the log restart.
 pub const WAL_BOUND: u64 = 64 << 20;
-/// How often the checkpointer runs while the WAL grows, and while it does not.
+/// How often the checkpointer runs while the WAL grows by `BUSY_GROWTH` bytes or more between
+/// passes, and otherwise.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 const CHECKPOINT_IDLE: Duration = Duration::from_millis(100);
+const BUSY_GROWTH: u64 = 256 << 10;
 /// Frames (in bytes) left to copy below which the pass that finishes the log takes the
 /// writer's lock; above it, unlocked passes catch up first, at most `CATCH_UP_PASSES` of them.
 const CATCH_UP_LEFT: u64 = 1 << 20;
@@ -98,7 +102,7 @@ impl Checkpointer {
     /// `writer` is the mutex commits hold (taken to finish the log between two commits).
     pub fn run<W>(&mut self, writer: &Mutex<W>, stop: &StopSignal) {
         let mut every = CHECKPOINT_IDLE;
-        // The WAL's frame count at the last pass: a different one means commits came in.
+        // The WAL's frame count at the last pass (it drops when the log restarts).
         let mut last_log = 0;
         while !stop.wait(every) {
             let file = std::fs::metadata(&self.wal_path).map_or(0, |m| m.len());
@@ -107,10 +111,11 @@ impl Checkpointer {
                 every = CHECKPOINT_IDLE;
                 continue;
             };
-            every = if log == last_log {
-                CHECKPOINT_IDLE
-            } else {
+            let grown = log.checked_sub(last_log).unwrap_or(log) * self.page_size;
+            every = if grown >= BUSY_GROWTH {
                 CHECKPOINT_EVERY
+            } else {
+                CHECKPOINT_IDLE
             };
             last_log = log;
             let wal = log * self.page_size;
