@@ -165,7 +165,7 @@ pub fn run(
         client: n.opened.client.clone(),
         stats: Arc::clone(nats.as_ref().expect("a NATS source has its counters")),
     });
-    let mut shared = Shared::new(cfg, cx, (writers, dead_letters), pins, tx.clone());
+    let mut shared = Shared::new(cfg, cx, start, (writers, dead_letters), pins, tx.clone());
     shared.acks = acks;
     shared.lanes = lanes::contexts(cx, &lane_plan, &lane_buckets);
     shared.quotas = lanes::generators(cfg, &lane_plan)
@@ -290,14 +290,16 @@ pub fn run(
 }
 
 impl<'a> Shared<'a> {
+    /// `start`: when the buckets started, the instant the warm-up is counted from (a later
+    /// reading would leave the first tokens' records out of the latency figures).
     fn new(
         cfg: &'a Config,
         cx: Context<'a>,
+        start: u64,
         (writers, dead_letters): (Vec<AnySink>, Option<Arc<DeadLetters>>),
         pins: PinPlan,
         events: Sender<Event>,
     ) -> Self {
-        let start = cx.clock.now();
         let policy = Policy {
             retry_for: cfg.retry_for,
             dead_letters: dead_letters.clone(),
