@@ -175,6 +175,38 @@ fn file_sources_go_to_the_lane_they_name_and_others_to_the_last_lane() {
     }
 }
 
+/// `--rps` needs at least 1 per lane that has a source, not per declared lane: 2 records/s
+/// over three lanes of which one is fed is a valid run.
+#[test]
+fn a_rate_as_low_as_the_fed_lanes_is_accepted() {
+    let s = Scratch::new("lanes-low-rate");
+    std::fs::write(s.path("one.log"), "only line\n").unwrap();
+    let out = run(
+        s.dir(),
+        &[
+            "--lanes",
+            "a:1,b:1,c:1",
+            "--rps",
+            "2",
+            "--source",
+            "file:one.log?lane=a",
+            "--db",
+            "t.db",
+            "--output",
+            "json",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("a (weight 1): 2 records/s"),
+        "{}",
+        out.stderr
+    );
+    assert_lane_stored_all(&json(&out), "a", 1);
+}
+
 #[test]
 fn without_lanes_the_json_has_no_lanes_key() {
     let s = Scratch::new("lanes-none");

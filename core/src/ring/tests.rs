@@ -415,7 +415,7 @@ fn consumer_sleeps_while_a_batch_push_produces_its_run() {
 /// a heap ring is built, not in the first push or pop, where it stalled the first records of
 /// a run by as long. Checked in a process of its own (this test binary, running only the probe
 /// below), where nothing else has registered first.
-#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
 #[test]
 fn building_a_heap_ring_prepares_the_fences_before_any_operation() {
     let probe = "ring::tests::fence_probe_in_a_fresh_process";
@@ -434,7 +434,7 @@ fn building_a_heap_ring_prepares_the_fences_before_any_operation() {
 }
 
 /// Run by the test above in a fresh process; does nothing otherwise.
-#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
 #[test]
 fn fence_probe_in_a_fresh_process() {
     if std::env::var_os("PC_FENCE_PROBE").is_none() {

@@ -139,10 +139,13 @@ impl Config {
     /// The lane a source's records go to: the one its `lane=` names, else the last (lowest)
     /// lane; 0 without lanes.
     pub fn lane_of(&self, spec: &SourceSpec) -> usize {
-        let named = spec
-            .lane()
-            .and_then(|n| self.lanes.iter().position(|l| l.name == n));
-        named.unwrap_or(self.lanes.len().saturating_sub(1))
+        lane_index(&self.lanes, spec)
+    }
+
+    /// Which lanes have a source: every lane of a generated run (each gets producers), else
+    /// the lanes some `--source` names (or the last lane, for sources that name none).
+    pub fn fed_lanes(&self) -> Vec<bool> {
+        fed_lanes(&self.lanes, &self.sources, self.generated())
     }
 
     /// The SQLite database file, when the sink is SQLite.
@@ -355,6 +358,21 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
+/// The lane a source feeds: the one its `lane=` names, else the last.
+fn lane_index(lanes: &[Lane], spec: &SourceSpec) -> usize {
+    let named = spec
+        .lane()
+        .and_then(|n| lanes.iter().position(|l| l.name == n));
+    named.unwrap_or(lanes.len().saturating_sub(1))
+}
+
+/// See [`Config::fed_lanes`].
+fn fed_lanes(lanes: &[Lane], sources: &[SourceSpec], generated: bool) -> Vec<bool> {
+    (0..lanes.len())
+        .map(|i| generated || sources.iter().any(|s| lane_index(lanes, s) == i))
+        .collect()
+}
+
 /// `--lanes`, checked against the sources' `lane=` and the totals split across the lanes.
 fn pick_lanes(l: &Layers, c: &Config) -> Result<Vec<Lane>, ConfigError> {
     let Some(given) = l.pick_set("lanes", l.args.lanes.as_deref()) else {
@@ -390,8 +408,14 @@ fn pick_lanes(l: &Layers, c: &Config) -> Result<Vec<Lane>, ConfigError> {
     if c.generated() && (c.producers as u64) < k {
         return too_few(l.pick("producers", c.producers).show());
     }
-    if c.rps > 0 && c.rps < k {
-        return too_few(l.pick("rps", c.rps).show());
+    // The rate is split over the lanes that have a source only.
+    let fed = fed_lanes(&lanes, &c.sources, c.generated());
+    let fed = fed.iter().filter(|&&f| f).count() as u64;
+    if c.rps > 0 && c.rps < fed {
+        return err(format!(
+            "{} cannot be split across the {fed} lanes that have a source: each needs at least 1",
+            l.pick("rps", c.rps).show()
+        ));
     }
     if let Stop::Messages(n) = c.stop
         && c.generated()

@@ -80,8 +80,9 @@ fn open(db: &Path) -> anyhow::Result<Connection> {
     }
     let conn = schema::open_read_only(db, BUSY)?;
     match schema::check(&conn, db, BUSY)? {
-        // Version 3 lacks only the consumers column, which plot does not draw.
-        Found::Current | Found::Version3 => Ok(conn),
+        // Version 3 lacks only the consumers column, which plot does not draw; version 4 only
+        // differs in when `runs.last_id` is written.
+        Found::Current | Found::Version3 | Found::Version4 => Ok(conn),
         Found::Empty => Err(anyhow!(
             "{} holds no pc-host data (it is an empty database)",
             db.display()

@@ -41,7 +41,7 @@ pub fn plan(cfg: &Config) -> anyhow::Result<Vec<Lane>> {
     }
     let weights: Vec<u64> = cfg.lanes.iter().map(|l| l.weight).collect();
     let k = weights.len();
-    let fed = fed(cfg);
+    let fed = cfg.fed_lanes();
     let rates = match cfg.rps {
         0 => vec![0; k],
         rps => split_over_fed(rps, &weights, &fed)
@@ -90,14 +90,6 @@ pub fn plan(cfg: &Config) -> anyhow::Result<Vec<Lane>> {
         first += n;
     }
     Ok(lanes)
-}
-
-/// Which lanes have a source: every lane of a generated run (each gets producers), else the
-/// lanes some `--source` names (or the last lane, for sources that name none).
-pub fn fed(cfg: &Config) -> Vec<bool> {
-    (0..cfg.lanes.len())
-        .map(|i| cfg.generated() || cfg.sources.iter().any(|s| cfg.lane_of(s) == i))
-        .collect()
 }
 
 /// `total` split by weight over the fed lanes only (a lane no source feeds would never use
@@ -190,7 +182,7 @@ pub fn describe(cfg: &Config, lanes: &[Lane]) -> Option<String> {
         .lanes
         .iter()
         .zip(lanes)
-        .zip(fed(cfg))
+        .zip(cfg.fed_lanes())
         .map(|((l, p), fed)| {
             let rate = match p.rps {
                 _ if !fed => "no source".to_string(),

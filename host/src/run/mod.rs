@@ -320,7 +320,7 @@ impl<'a> Shared<'a> {
             gate: ByteGate::per_lane(
                 IN_FLIGHT_BYTES,
                 cfg.lanes.len(),
-                lanes::fed(cfg).iter().filter(|&&f| f).count(),
+                cfg.fed_lanes().iter().filter(|&&f| f).count(),
             ),
             budget: AtomicU64::new(match cfg.stop {
                 Stop::Messages(n) => n,

@@ -3,7 +3,7 @@
 //! The writer has `wal_autocheckpoint = 0`, so no commit ever runs a checkpoint. A
 //! [`Checkpointer`] thread with its own connection runs a PASSIVE checkpoint (it copies
 //! committed pages into the database file while commits go on) every 10 ms while the WAL grows
-//! by a quarter megabyte or more between passes, else every 100 ms (fewer fsyncs at low
+//! at 25 MB/s or more (a quarter megabyte per 10 ms), else every 100 ms (fewer fsyncs at low
 //! rates, where a pass has little to write back). Small, frequent passes keep the commits'
 //! latency flat: each
 //! pass fsyncs the WAL and then the database file, and a commit that appends to the WAL during
@@ -18,7 +18,7 @@
 
 use std::path::Path;
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use rusqlite::{Connection, MAIN_DB, wal::CheckpointMode};
@@ -27,8 +27,8 @@ use super::schema::db_error;
 
 /// The WAL size past which the checkpointer makes the log restart.
 pub const WAL_BOUND: u64 = 64 << 20;
-/// How often the checkpointer runs while the WAL grows by `BUSY_GROWTH` bytes or more between
-/// passes, and otherwise.
+/// How often the checkpointer runs while the WAL grows by `BUSY_GROWTH` bytes or more per
+/// `CHECKPOINT_EVERY`, and otherwise.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 const CHECKPOINT_IDLE: Duration = Duration::from_millis(100);
 const BUSY_GROWTH: u64 = 256 << 10;
@@ -102,8 +102,7 @@ impl Checkpointer {
     /// `writer` is the mutex commits hold (taken to finish the log between two commits).
     pub fn run<W>(&mut self, writer: &Mutex<W>, stop: &StopSignal) {
         let mut every = CHECKPOINT_IDLE;
-        // The WAL's frame count at the last pass (it drops when the log restarts).
-        let mut last_log = 0;
+        let mut growth = Growth::default();
         while !stop.wait(every) {
             let file = std::fs::metadata(&self.wal_path).map_or(0, |m| m.len());
             self.wal_max_bytes = self.wal_max_bytes.max(file);
@@ -111,13 +110,11 @@ impl Checkpointer {
                 every = CHECKPOINT_IDLE;
                 continue;
             };
-            let grown = log.checked_sub(last_log).unwrap_or(log) * self.page_size;
-            every = if grown >= BUSY_GROWTH {
+            every = if growth.busy(log, self.page_size, Instant::now()) {
                 CHECKPOINT_EVERY
             } else {
                 CHECKPOINT_IDLE
             };
-            last_log = log;
             let wal = log * self.page_size;
             self.wal_max_bytes = self.wal_max_bytes.max(wal);
             if wal <= WAL_BOUND {
@@ -140,7 +137,7 @@ impl Checkpointer {
             // bound, a pass with much left to copy waits for the next round.
             if left < WAL_BOUND / 8 || wal > 2 * WAL_BOUND {
                 let writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
-                let held = std::time::Instant::now();
+                let held = Instant::now();
                 self.pass();
                 drop(writer);
                 let held_ns = u64::try_from(held.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -170,6 +167,38 @@ impl Checkpointer {
     }
 }
 
+/// How fast the WAL grew between two passes, from their frame counts.
+#[derive(Debug)]
+struct Growth {
+    /// The last pass: when, and the frames in the WAL then.
+    at: Instant,
+    log: u64,
+}
+
+impl Default for Growth {
+    fn default() -> Self {
+        Self {
+            at: Instant::now(),
+            log: 0,
+        }
+    }
+}
+
+impl Growth {
+    /// Whether the WAL grew by `BUSY_GROWTH` bytes per `CHECKPOINT_EVERY` or more since the
+    /// last pass, which now sees `log` frames. A log that shrank started over: all of its
+    /// frames are new. (One that started over and is already longer than before counts only
+    /// the difference: an underestimate for one interval, right after a pass that copied
+    /// everything.)
+    fn busy(&mut self, log: u64, page_size: u64, now: Instant) -> bool {
+        let frames = log.checked_sub(self.log).unwrap_or(log);
+        let elapsed = now.saturating_duration_since(self.at).max(CHECKPOINT_EVERY);
+        *self = Self { at: now, log };
+        let per_every = u128::from(frames * page_size) * CHECKPOINT_EVERY.as_nanos();
+        per_every >= u128::from(BUSY_GROWTH) * elapsed.as_nanos()
+    }
+}
+
 /// The final checkpoint, once every consumer is done: copies everything into the database file
 /// and truncates the WAL to zero bytes.
 pub fn final_checkpoint(conn: &Connection, path: &Path) -> anyhow::Result<()> {
@@ -179,5 +208,36 @@ pub fn final_checkpoint(conn: &Connection, path: &Path) -> anyhow::Result<()> {
             "final checkpoint of {} failed: {e}",
             path.display()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At 16 KiB pages, 16 frames per `CHECKPOINT_EVERY` make the rate busy.
+    const PAGE: u64 = 16 << 10;
+
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn the_checkpoint_rate_follows_the_wal_growth_per_time_not_per_pass() {
+        let t = Instant::now();
+        let mut g = Growth { at: t, log: 100 };
+        // 16 frames (256 KiB) in 10 ms: busy; the same 16 frames over 100 ms: not.
+        assert!(g.busy(116, PAGE, at(t, 10)));
+        assert!(!g.busy(132, PAGE, at(t, 110)));
+        // No new frame: idle.
+        assert!(!g.busy(132, PAGE, at(t, 120)));
+    }
+
+    #[test]
+    fn a_log_that_started_over_counts_all_its_frames_as_new() {
+        let t = Instant::now();
+        let mut g = Growth { at: t, log: 4000 };
+        assert!(g.busy(20, PAGE, at(t, 10)), "20 new frames in 10 ms");
+        assert!(!g.busy(21, PAGE, at(t, 20)), "1 frame in 10 ms");
     }
 }

@@ -4,7 +4,7 @@
 //! A pc-host database is marked with `PRAGMA application_id` and `PRAGMA user_version`. A file
 //! with tables but without the mark (for instance the seed program's `messages(id, message,
 //! created_at)`) is refused, never altered: pc-host does not migrate foreign schemas. Its own
-//! older databases (versions 1 to 3) are upgraded in place, each version's additions in turn.
+//! older databases (versions 1 to 4) are upgraded in place, each version's additions in turn.
 
 use crate::sink::tables;
 use std::path::Path;
@@ -18,7 +18,7 @@ pub use crate::sink::error::Busy;
 /// `PRAGMA application_id` of a pc-host database: "pcHS".
 pub const APPLICATION_ID: i64 = 0x7063_4853;
 /// `PRAGMA user_version`: the schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// The page size of a new database: 16 KiB stored ~15-25% more rows/s than 4 KiB here
 /// (fewer pages, WAL frames and checksums per row).
 pub const PAGE_SIZE: i64 = 16_384;
@@ -105,6 +105,12 @@ CREATE TABLE run_intervals (
 const SCHEMA_V4_ADDS: &str = "
 ALTER TABLE run_intervals ADD COLUMN consumers INTEGER;
 ";
+
+/// Version 5 adds no table or column: it changes when `runs.last_id` is written (once, when
+/// the run finishes, not at every commit). A pc-host that writes version 4 or older reads a
+/// run without `last_id` as one with no rows, so it would over-count its own rows while a
+/// newer one's run is under way; the version keeps it from opening the file.
+const SCHEMA_V5_ADDS: &str = "";
 
 /// The columns each table must have, in order.
 const TABLES: [(&str, &[&str]); 6] = [
@@ -206,8 +212,8 @@ pub fn open_existing(path: &Path) -> anyhow::Result<Connection> {
     let busy = Duration::from_secs(5);
     let conn = open_read_only(path, busy)?;
     match check(&conn, path, busy)? {
-        // Versions 2 and 3 lack only what verify does not read.
-        Found::Current | Found::Version2 | Found::Version3 => Ok(conn),
+        // Versions 2 to 4 lack only what verify does not read.
+        Found::Current | Found::Version2 | Found::Version3 | Found::Version4 => Ok(conn),
         Found::Empty => Err(anyhow!(
             "{} holds no pc-host data (it is an empty database)",
             path.display()
@@ -230,6 +236,8 @@ pub enum Found {
     Version2,
     /// Version 3, likewise.
     Version3,
+    /// Version 4, likewise.
+    Version4,
     /// A pc-host database of this version.
     Current,
 }
@@ -265,6 +273,7 @@ pub fn check(conn: &Connection, path: &Path, busy: Duration) -> anyhow::Result<F
         1 => (Found::Version1, &TABLES[..3]),
         2 => (Found::Version2, &TABLES[..5]),
         3 => (Found::Version3, &TABLES[..]),
+        4 => (Found::Version4, &TABLES[..]),
         SCHEMA_VERSION => (Found::Current, &TABLES[..]),
         _ => {
             return Err(anyhow!(
@@ -306,7 +315,7 @@ fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
 }
 
 /// Inside a write transaction: creates the schema in an empty database or upgrades a version
-/// 1, 2 or 3 one; does nothing to a current one.
+/// 1 to 4 one; does nothing to a current one.
 pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
     // The versions' additions, in order; a database of version N needs those after N.
     let from = match found {
@@ -315,12 +324,18 @@ pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<(
         Found::Version1 => 1,
         Found::Version2 => 2,
         Found::Version3 => 3,
+        Found::Version4 => 4,
     };
     if from == 0 {
         conn.execute_batch(SCHEMA_V1)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     }
-    let adds = [SCHEMA_V2_ADDS, SCHEMA_V3_ADDS, SCHEMA_V4_ADDS];
+    let adds = [
+        SCHEMA_V2_ADDS,
+        SCHEMA_V3_ADDS,
+        SCHEMA_V4_ADDS,
+        SCHEMA_V5_ADDS,
+    ];
     for sql in adds.iter().skip(from.max(1) - 1) {
         conn.execute_batch(sql)?;
     }
@@ -331,11 +346,11 @@ pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<(
 mod tests {
     use super::*;
 
-    /// A database as an older pc-host left it: `version` 1, 2 or 3, with one run in it.
+    /// A database as an older pc-host left it: `version` 1 to 4, with one run in it.
     fn old_database(version: i64) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA_V1).unwrap();
-        for sql in [SCHEMA_V2_ADDS, SCHEMA_V3_ADDS]
+        for sql in [SCHEMA_V2_ADDS, SCHEMA_V3_ADDS, SCHEMA_V4_ADDS]
             .iter()
             .take(version as usize - 1)
         {
@@ -353,13 +368,14 @@ mod tests {
     }
 
     #[test]
-    fn versions_1_to_3_are_upgraded_in_place_keeping_their_runs() {
+    fn versions_1_to_4_are_upgraded_in_place_keeping_their_runs() {
         let path = Path::new("old.db");
         let busy = Duration::ZERO;
         for (version, found) in [
             (1, Found::Version1),
             (2, Found::Version2),
             (3, Found::Version3),
+            (4, Found::Version4),
         ] {
             let conn = old_database(version);
             assert_eq!(check(&conn, path, busy).unwrap(), found);

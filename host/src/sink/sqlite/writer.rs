@@ -364,7 +364,9 @@ impl Sink for Writer {
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
         let err = |e| db_error(&self.path, e, self.busy);
         // Before the run is marked finished: a run finished without `last_id` has no rows.
-        if let (false, Some(last_id)) = (self.delivered, self.last_id) {
+        // With broker deliveries the last id may be another run's row (an origin run's): an
+        // upper bound of this run's own rows (foreign messages), which is all the count needs.
+        if let Some(last_id) = self.last_id {
             self.conn
                 .execute(MARK_LAST_ID, params![self.run_id, last_id])
                 .map_err(err)?;
