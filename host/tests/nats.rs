@@ -280,6 +280,21 @@ fn foreign_messages_are_stored_once_by_stream_sequence_and_bad_ones_dead_lettere
         .map(Result::unwrap)
         .collect();
     assert_eq!(texts[1..], ["order 1", "order 2"], "{texts:?}");
+    // The foreign messages are this run's own rows, and they lie at or below its `last_id`
+    // (written when it finished): another run counting at the same time relies on that.
+    let run = v["run_id"].as_i64().unwrap();
+    let (last, own): (Option<i64>, Option<i64>) = conn
+        .query_row(
+            "SELECT (SELECT last_id FROM runs WHERE run_id = ?1), \
+             (SELECT MAX(id) FROM messages WHERE run_id = ?1)",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        own.is_some() && last >= own,
+        "last_id {last:?}, own rows up to {own:?}"
+    );
     // Nothing left to deliver: a second run stores nothing and ends.
     let again = run_json(s.dir(), &["--source", &source, "--db", "out.db"]);
     assert_eq!(u(&again, "stored"), 0);
