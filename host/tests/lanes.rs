@@ -15,6 +15,16 @@ fn generated(s: &Scratch, db: &str, args: &[&str]) -> serde_json::Value {
     json(&out)
 }
 
+/// A run of the files' sources into `t.db` with `args` added: its output (JSON on stdout, the
+/// header on stderr), having checked that it succeeded.
+fn files_run(s: &Scratch, args: &[&str]) -> common::Out {
+    let mut all = vec!["--db", "t.db", "--output", "json", "--report-interval", "0"];
+    all.extend(args);
+    let out = run(s.dir(), &all);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    out
+}
+
 /// A lane's object has the contract's keys, its latency quantiles are ordered, and every
 /// record it produced was stored.
 fn assert_lane_stored_all(v: &serde_json::Value, lane: &str, produced: u64) {
@@ -133,8 +143,8 @@ fn file_sources_go_to_the_lane_they_name_and_others_to_the_last_lane() {
     let b: String = (0..700).map(|i| format!("bulk {i}\n")).collect();
     std::fs::write(s.path("a.log"), &a).unwrap();
     std::fs::write(s.path("b.log"), &b).unwrap();
-    let out = run(
-        s.dir(),
+    let out = files_run(
+        &s,
         &[
             "--lanes",
             "high:1,mid:1,low:1",
@@ -144,15 +154,8 @@ fn file_sources_go_to_the_lane_they_name_and_others_to_the_last_lane() {
             "file:a.log?lane=high",
             "--source",
             "file:b.log",
-            "--db",
-            "t.db",
-            "--output",
-            "json",
-            "--report-interval",
-            "0",
         ],
     );
-    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     // The rate is split over the lanes a source feeds: mid has none, so it takes no share.
     for lane in [
         "high (weight 1): 2000 records/s",
@@ -181,8 +184,8 @@ fn file_sources_go_to_the_lane_they_name_and_others_to_the_last_lane() {
 fn a_rate_as_low_as_the_fed_lanes_is_accepted() {
     let s = Scratch::new("lanes-low-rate");
     std::fs::write(s.path("one.log"), "only line\n").unwrap();
-    let out = run(
-        s.dir(),
+    let out = files_run(
+        &s,
         &[
             "--lanes",
             "a:1,b:1,c:1",
@@ -190,15 +193,8 @@ fn a_rate_as_low_as_the_fed_lanes_is_accepted() {
             "2",
             "--source",
             "file:one.log?lane=a",
-            "--db",
-            "t.db",
-            "--output",
-            "json",
-            "--report-interval",
-            "0",
         ],
     );
-    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     assert!(
         out.stderr.contains("a (weight 1): 2 records/s"),
         "{}",
