@@ -5,10 +5,10 @@
 //! committed pages into the database file while commits go on) every 10 ms while the WAL grows
 //! at 25 MB/s or more (a quarter megabyte per 10 ms), else every 100 ms (fewer fsyncs at low
 //! rates, where a pass has little to write back). Small, frequent passes keep the commits'
-//! latency flat: each
-//! pass fsyncs the WAL and then the database file, and a commit that appends to the WAL during
-//! that writeback can wait for it: the more frames a pass writes back, the longer (a pass every
-//! 100 ms at 10k msg/s holds such commits for milliseconds). PASSIVE alone never lets
+//! latency flat: each pass fsyncs the WAL and then the database file, and a commit that
+//! appends to the WAL during that writeback can wait for it: the more frames a pass writes
+//! back, the longer (a pass every 100 ms at 10k msg/s holds such commits for milliseconds).
+//! PASSIVE alone never lets
 //! the WAL restart under constant writes, so once the WAL passes [`WAL_BOUND`] the checkpointer
 //! catches up with unlocked passes to within about a megabyte of frames, then takes the
 //! writer's mutex for one more PASSIVE pass, which finishes the log (short, since its copy and
