@@ -8,11 +8,12 @@
 //! latency flat: each pass fsyncs the WAL and then the database file, and a commit that
 //! appends to the WAL during that writeback can wait for it: the more frames a pass writes
 //! back, the longer (a pass every 100 ms at 10k msg/s holds such commits for milliseconds).
-//! PASSIVE alone never lets
-//! the WAL restart under constant writes, so once the WAL passes [`WAL_BOUND`] the checkpointer
-//! catches up with unlocked passes to within about a megabyte of frames, then takes the
-//! writer's mutex for one more PASSIVE pass, which finishes the log (short, since its copy and
-//! fsyncs hold up every commit); the next commit starts the WAL over from its beginning.
+//!
+//! PASSIVE alone never lets the WAL restart under constant writes, so once the WAL passes
+//! [`WAL_BOUND`] the checkpointer catches up with unlocked passes to within about a megabyte
+//! of frames, then takes the writer's mutex for one more PASSIVE pass, which finishes the log
+//! (short, since its copy and fsyncs hold up every commit); the next commit starts the WAL
+//! over from its beginning.
 //! The WAL stays under about twice the bound, and only that one short pass per bound's worth
 //! of data ever holds up a commit. The run ends with a TRUNCATE checkpoint (WAL emptied).
 
