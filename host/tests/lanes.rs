@@ -6,23 +6,19 @@ mod common;
 
 use common::{Scratch, assert_verify, expected_pairs, json, pairs, recorded, run, u};
 
-/// `--output json` of a generated run into `db` with `args` added.
-fn generated(s: &Scratch, db: &str, args: &[&str]) -> serde_json::Value {
+/// A run into `db` with `args` added and `--output json`: its output (JSON on stdout, the
+/// header on stderr), having checked that it succeeded.
+fn run_ok(s: &Scratch, db: &str, args: &[&str]) -> common::Out {
     let mut all = vec!["--report-interval", "0", "--output", "json", "--db", db];
     all.extend(args);
     let out = run(s.dir(), &all);
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
-    json(&out)
+    out
 }
 
-/// A run of the files' sources into `t.db` with `args` added: its output (JSON on stdout, the
-/// header on stderr), having checked that it succeeded.
-fn files_run(s: &Scratch, args: &[&str]) -> common::Out {
-    let mut all = vec!["--db", "t.db", "--output", "json", "--report-interval", "0"];
-    all.extend(args);
-    let out = run(s.dir(), &all);
-    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
-    out
+/// `--output json` of a generated run into `db` with `args` added.
+fn generated(s: &Scratch, db: &str, args: &[&str]) -> serde_json::Value {
+    json(&run_ok(s, db, args))
 }
 
 /// A lane's object has the contract's keys, its latency quantiles are ordered, and every
@@ -143,8 +139,9 @@ fn file_sources_go_to_the_lane_they_name_and_others_to_the_last_lane() {
     let b: String = (0..700).map(|i| format!("bulk {i}\n")).collect();
     std::fs::write(s.path("a.log"), &a).unwrap();
     std::fs::write(s.path("b.log"), &b).unwrap();
-    let out = files_run(
+    let out = run_ok(
         &s,
+        "t.db",
         &[
             "--lanes",
             "high:1,mid:1,low:1",
@@ -184,8 +181,9 @@ fn file_sources_go_to_the_lane_they_name_and_others_to_the_last_lane() {
 fn a_rate_as_low_as_the_fed_lanes_is_accepted() {
     let s = Scratch::new("lanes-low-rate");
     std::fs::write(s.path("one.log"), "only line\n").unwrap();
-    let out = files_run(
+    let out = run_ok(
         &s,
+        "t.db",
         &[
             "--lanes",
             "a:1,b:1,c:1",
