@@ -3,30 +3,32 @@
 //! side runs rarely (ring/wait.rs: every push and pop against a thread about to sleep).
 //!
 //! # Guarantees
-//! - For a store `S` before a `light()` and a load `L` after a `heavy()` in another thread (or
+//! - For a store `S` before the light half and a load `L` after a `heavy()` in another thread (or
 //!   the other way round), `L` sees `S`, or the matching load after the other half sees the
 //!   matching store before this one: the store-buffering outcome (both loads miss both
 //!   stores) cannot happen. That is all the ring's wake-up handshake needs.
-//! - On Linux, `light()` is a compiler fence and one load of a static (no barrier instruction):
-//!   `heavy()` calls `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, during which the kernel
-//!   makes every CPU running a thread of this process execute a full barrier, which is what a
-//!   `SeqCst` fence on the light side would have provided. The process registers for it once:
-//!   when the first heap ring or lanes are built (`prepare`), or else at the first use of
-//!   either half. Registering waits for an RCU grace period (milliseconds), which is why
-//!   constructors pay it rather than the first push.
+//! - On Linux, once `registered()` has returned true the light half is a compiler fence (no
+//!   barrier instruction): `heavy()` calls `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
+//!   during which the kernel makes every CPU running a thread of this process execute a full
+//!   barrier, which is what a `SeqCst` fence on the light side would have provided. Until
+//!   then the light half is a `SeqCst` fence. The caller keeps the answer where its
+//!   operations already look (ring/wait.rs: a bit of the sleeper count), so an operation pays
+//!   no extra load for it. The process registers once: when the first heap ring or lanes are
+//!   built (`prepare`), or else at the first `heavy()`. Registering waits for an RCU grace
+//!   period (milliseconds), which is why constructors pay it rather than the first push.
 //!
 //! # Non-guarantees
 //! - Where the system call is missing or refused (kernels before 4.14, seccomp filters), and
-//!   on other systems and under miri, both halves are `SeqCst` fences: correct, and every
-//!   operation then pays a barrier instruction.
+//!   on other systems and under miri, `registered()` stays false and both halves are `SeqCst`
+//!   fences: correct, and every operation then pays a barrier instruction.
 //! - `heavy()` costs a system call and an interrupt of every CPU running this process: a few
 //!   microseconds. Only threads about to sleep pay it.
 
 #[cfg(all(target_os = "linux", not(miri)))]
-use core::sync::atomic::{AtomicU8, compiler_fence};
+use core::sync::atomic::AtomicU8;
 use core::sync::atomic::{Ordering, fence};
 
-/// Not decided yet: both halves fence until the first use registers.
+/// Not decided yet: both halves fence until `prepare` or the first `heavy()` registers.
 #[cfg(all(target_os = "linux", not(miri)))]
 const UNKNOWN: u8 = 0;
 /// Registered for expedited private membarriers: the light half is a compiler fence.
@@ -41,25 +43,21 @@ const FENCES: u8 = 2;
 #[cfg(all(target_os = "linux", not(miri)))]
 static STRATEGY: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-/// The light half (see the module docs).
-#[inline(always)]
-pub(crate) fn light() {
+/// Whether the light half may be a compiler fence: true once this process is registered, and
+/// from then on every `heavy()` interrupts every CPU running it. Never changes back. While
+/// false, the light half must be a `SeqCst` fence.
+#[inline]
+pub(crate) fn registered() -> bool {
     #[cfg(all(target_os = "linux", not(miri)))]
     {
-        // Relaxed: a thread that reads EXPEDITED skips the barrier; any heavy half that could
-        // pair with this one reads EXPEDITED too (it never changes once set) and interrupts
-        // this CPU instead. A thread that reads anything else fences below.
-        match STRATEGY.load(Ordering::Relaxed) {
-            EXPEDITED => compiler_fence(Ordering::SeqCst),
-            UNKNOWN => {
-                decide();
-                fence(Ordering::SeqCst);
-            }
-            _ => fence(Ordering::SeqCst),
-        }
+        // Relaxed: the value itself is all that is shared. A thread that reads EXPEDITED and
+        // skips its barrier pairs with heavy halves that read it too (it never changes once
+        // set, and `decide` returns it even to a thread that reads UNKNOWN late), which
+        // interrupt this CPU instead.
+        STRATEGY.load(Ordering::Relaxed) == EXPEDITED
     }
     #[cfg(not(all(target_os = "linux", not(miri))))]
-    fence(Ordering::SeqCst);
+    false
 }
 
 /// The heavy half (see the module docs).
@@ -113,7 +111,7 @@ const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 #[cold]
 #[inline(never)]
 fn decide() -> u8 {
-    // Relaxed: the value itself is all that is shared (see `light`).
+    // Relaxed: the value itself is all that is shared (see `registered`).
     let known = STRATEGY.load(Ordering::Relaxed);
     if known != UNKNOWN {
         return known;
@@ -128,7 +126,7 @@ fn decide() -> u8 {
     } else {
         FENCES
     };
-    // Relaxed: see `light`; a racing thread decided the same (registration is per process).
+    // Relaxed: see `registered`; a racing thread decided the same (registration is per process).
     match STRATEGY.compare_exchange(UNKNOWN, chosen, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => chosen,
         Err(other) => other,
@@ -153,14 +151,14 @@ fn membarrier(cmd: libc::c_int) -> libc::c_long {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn both_halves_run_and_the_strategy_is_decided_once() {
-        super::light();
+    fn the_heavy_half_decides_the_strategy_once() {
         super::heavy();
         #[cfg(all(target_os = "linux", not(miri)))]
         {
             let decided = super::STRATEGY.load(core::sync::atomic::Ordering::Relaxed);
             assert_ne!(decided, super::UNKNOWN);
             assert_eq!(super::decide(), decided);
+            assert_eq!(super::registered(), decided == super::EXPEDITED);
         }
     }
 }

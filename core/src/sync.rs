@@ -91,18 +91,38 @@ pub(crate) fn wait_until<'a, T>(
     }
 }
 
-/// The fast half of an asymmetric fence: paired with [`heavy_fence`] it orders like a `SeqCst`
-/// fence on each side (of a store before either fence and a load after the other, at least one
-/// sees the other), while costing the frequent side only a compiler fence (fence.rs). Under
-/// loom both halves are `SeqCst` fences, which loom models exactly; the mutant
-/// `waiter_no_fence` drops the light one (the waiter models must then fail).
+/// The waker's half of the asymmetric fence once the process is registered
+/// ([`fences_registered`]): a compiler fence, no instruction (fence.rs). Under loom nothing,
+/// because there the process is never registered and wakers always take [`waker_fence`].
 #[cfg(any(feature = "std", loom))]
 #[inline(always)]
 pub(crate) fn light_fence() {
+    #[cfg(not(loom))]
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// The waker's half of the handshake while the process is not (yet) registered: a `SeqCst`
+/// fence, which loom models exactly. The mutant `waiter_no_fence` drops it (the waiter models
+/// must then fail).
+#[cfg(any(feature = "std", loom))]
+#[inline]
+pub(crate) fn waker_fence() {
     #[cfg(all(not(loom), not(pc_mutant = "waiter_no_fence")))]
-    crate::fence::light();
+    core::sync::atomic::fence(Ordering::SeqCst);
     #[cfg(all(loom, not(pc_mutant = "waiter_no_fence")))]
     loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// Whether every [`heavy_fence`] from now on interrupts every CPU running this process, so
+/// that a waker may use [`light_fence`] instead of [`waker_fence`]. Once true, always true.
+/// Never under loom.
+#[cfg(any(feature = "std", loom))]
+#[inline]
+pub(crate) fn fences_registered() -> bool {
+    #[cfg(not(loom))]
+    return crate::fence::registered();
+    #[cfg(loom)]
+    false
 }
 
 /// The slow half of the asymmetric fence (see [`light_fence`]): a system call on Linux, paid

@@ -413,11 +413,12 @@ fn consumer_sleeps_while_a_batch_push_produces_its_run() {
 
 /// The membarrier registration (milliseconds: it waits for an RCU grace period) happens when
 /// a heap ring is built, not in the first push or pop, where it stalled the first records of
-/// a run by as long. Checked in a process of its own (this test binary, running only the probe
-/// below), where nothing else has registered first.
+/// a run by as long; and wakers skip the barrier (`MUST_FENCE` cleared) only once it is
+/// registered, on rings built before it too. Checked in a process of its own (this test
+/// binary, running only the probe below), where nothing else has registered first.
 #[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
 #[test]
-fn building_a_heap_ring_prepares_the_fences_before_any_operation() {
+fn heap_rings_register_the_fences_and_wakers_skip_them_only_after() {
     let probe = "ring::tests::fence_probe_in_a_fresh_process";
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([probe, "--exact", "--nocapture", "--test-threads", "1"])
@@ -444,9 +445,32 @@ fn fence_probe_in_a_fresh_process() {
         !crate::fence::decided(),
         "decided before any ring was built"
     );
-    let _ring = HeapRing::<u8>::with_capacity(2);
+    let early = crate::Ring::<u8, 2>::new();
+    early.try_push(1).unwrap();
+    assert_eq!(early.try_pop(), Ok(1));
+    assert!(
+        early.tail.waiters.must_fence() && early.head.waiters.must_fence(),
+        "a waker skipped the fence before the process was registered"
+    );
+    let ring = HeapRing::<u8>::with_capacity(2);
     assert!(
         crate::fence::decided(),
         "building a heap ring did not prepare the fences"
     );
+    if crate::fence::registered() {
+        for waiters in [&ring.tail.waiters, &ring.head.waiters, &early.tail.waiters] {
+            assert!(waiters.must_fence(), "cleared before any waker looked");
+        }
+        ring.try_push(1).unwrap();
+        assert_eq!(ring.try_pop(), Ok(1));
+        early.try_push(2).unwrap();
+        assert!(
+            !ring.tail.waiters.must_fence() && !ring.head.waiters.must_fence(),
+            "wakers still fence on a heap ring in a registered process"
+        );
+        assert!(
+            !early.tail.waiters.must_fence(),
+            "a ring built before registering still fences after it"
+        );
+    }
 }

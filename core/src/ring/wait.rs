@@ -33,8 +33,8 @@
 //! like two `SeqCst` fences.
 //! - a sleeper, holding `lock`, registers (`count += 1`), issues the heavy fence, then
 //!   re-checks the ring, and only sleeps if it is still blocked;
-//! - a waker makes its progress (a slot stamp `Release`-stored, an index moved), issues the
-//!   light fence, then loads `count`.
+//! - a waker makes its progress (a slot stamp `Release`-stored, an index moved), issues its
+//!   half of the fence, then loads `count`.
 //!
 //! The two fences are ordered. If the sleeper's comes first, the waker's load (after its fence)
 //! sees the registration (made before the sleeper's fence), so it takes `lock`, which the
@@ -43,11 +43,15 @@
 //! progress (made before the waker's fence), whose stamp it reads with `Acquire`, and does not
 //! sleep. On Linux the heavy fence is `membarrier(PRIVATE_EXPEDITED)`: every CPU running a
 //! thread of this process executes a full barrier during the call, which is what a `SeqCst`
-//! fence on the waker's side would have given, so the waker needs none. The operations' own
-//! cost is therefore one plain load of `count` (in the line of the index they have just
-//! written) and no barrier, no read-modify-write and no syscall unless someone sleeps; loom
-//! checks the handshake with both halves as `SeqCst` fences, which it models exactly
-//! (`loom-tests/tests/waiters.rs`, and the mutant `waiter_no_fence` without them).
+//! fence on the waker's side would have given, so the waker needs none once the process is
+//! registered for that call. Whether it is lives in `count` itself (the `MUST_FENCE` bit, set
+//! until a waker finds the process registered): a waker loads `count` after a compiler fence,
+//! and only if that load is not 0 (someone asleep, or the bit) does it look further, redoing
+//! the load behind a `SeqCst` fence if the bit is set. The operations' own cost is therefore
+//! one plain load of `count` (in the line of the index they have just written) and no
+//! barrier, no read-modify-write and no syscall unless someone sleeps; loom, where the bit is
+//! never cleared, checks the handshake with both halves as `SeqCst` fences, which it models
+//! exactly (`loom-tests/tests/waiters.rs`, and the mutant `waiter_no_fence` without them).
 //!
 //! Wake-ups are counted under `lock` (`Sleepers::wakes`): a sleeper leaves its wait only by
 //! taking one, or at its deadline with none pending (one pending is taken even then, and the
@@ -73,7 +77,8 @@ mod imp {
     #[derive(Debug)]
     pub(crate) struct Waiters {
         /// Threads between registering in `park` and leaving it (the handshake word, see the
-        /// module docs). Invariant: it counts every thread inside `cond.wait` here.
+        /// module docs), plus [`MUST_FENCE`] while wakers must issue a real fence before reading
+        /// it. Invariant: `count & !MUST_FENCE` counts every thread inside `cond.wait` here.
         count: AtomicUsize,
         lock: Mutex<Sleepers>,
         cond: Condvar,
@@ -84,6 +89,13 @@ mod imp {
         #[cfg(test)]
         sleeps: AtomicUsize,
     }
+
+    /// The bit of `Waiters::count` that tells a waker to fence for real: set at construction
+    /// (a `const fn` cannot ask whether the process is registered), cleared by the first waker
+    /// that finds the process registered (`crate::sync::fences_registered`). So the one load a
+    /// waker makes anyway decides both "anyone asleep?" and "may I skip the fence?". Never
+    /// cleared under loom, where every waker fences.
+    const MUST_FENCE: usize = 1 << (usize::BITS - 1);
 
     /// Who sleeps and how many wake-ups are owed, under `Waiters::lock`.
     #[derive(Debug)]
@@ -98,7 +110,7 @@ mod imp {
         crate::sync::const_fn_unless_loom! {
             pub(crate) fn new() -> Self {
                 Self {
-                    count: AtomicUsize::new(0),
+                    count: AtomicUsize::new(MUST_FENCE),
                     lock: Mutex::new(Sleepers { asleep: 0, wakes: 0 }),
                     cond: Condvar::new(),
                     #[cfg(test)]
@@ -113,6 +125,13 @@ mod imp {
         #[cfg(test)]
         pub(crate) fn asleep(&self) -> usize {
             self.sleepers().asleep
+        }
+
+        /// Whether wakers still issue a real fence here (test support).
+        #[cfg(test)]
+        pub(crate) fn must_fence(&self) -> bool {
+            // Relaxed: a test reads it on the thread that made the operations.
+            self.count.load(Ordering::Relaxed) & MUST_FENCE != 0
         }
 
         /// How many wake-ups have been handed out so far (test support).
@@ -137,25 +156,60 @@ mod imp {
         /// `n` claimed ones back). Costs a plain load when nobody sleeps.
         #[inline]
         pub(crate) fn notify(&self, n: usize) {
-            if n != 0 && self.sleepers_after_progress() != 0 {
-                self.wake(n);
+            if n != 0 {
+                let seen = self.count_after_progress();
+                if seen != 0 {
+                    self.wake_if_asleep(seen, n);
+                }
             }
-        }
-
-        /// Reads `count` after this thread's progress, for `notify` (module docs).
-        #[inline(always)]
-        fn sleepers_after_progress(&self) -> usize {
-            // The waker's half of the handshake: orders the progress just made (stamps,
-            // indices) before the load below; pairs with the heavy fence in `park`.
-            crate::sync::light_fence();
-            // Relaxed: the fences order it (module docs).
-            self.count.load(Ordering::Relaxed)
         }
 
         /// Wakes every sleeper (for `close`).
         pub(crate) fn notify_all(&self) {
-            if self.sleepers_after_progress() != 0 {
-                self.wake(usize::MAX);
+            let seen = self.count_after_progress();
+            if seen != 0 {
+                self.wake_if_asleep(seen, usize::MAX);
+            }
+        }
+
+        /// Reads `count` after this thread's progress with the light half of the handshake
+        /// (module docs). Valid as the handshake's load only if `MUST_FENCE` is clear in it.
+        #[inline(always)]
+        fn count_after_progress(&self) -> usize {
+            // Orders the progress just made (stamps, indices) before the load below, for the
+            // compiler; the CPU is ordered by the heavy fence in `park` (membarrier), which a
+            // clear `MUST_FENCE` says is in force.
+            crate::sync::light_fence();
+            // Under loom the bit is never cleared, so the answer is known: skipping the load
+            // keeps the models' state space that of the load behind the fence alone.
+            if cfg!(loom) {
+                return MUST_FENCE;
+            }
+            // Relaxed: the fences order it (module docs).
+            self.count.load(Ordering::Relaxed)
+        }
+
+        /// `notify`'s rest, once `count_after_progress` read `seen != 0`: a thread counted, or
+        /// `MUST_FENCE`, in which case `seen` proves nothing and the load is redone behind a
+        /// real fence (and the bit cleared if the process is registered by now).
+        #[cold]
+        #[inline(never)]
+        fn wake_if_asleep(&self, seen: usize, n: usize) {
+            let mut count = seen;
+            if count & MUST_FENCE != 0 {
+                // The waker's half of the handshake as a `SeqCst` fence: orders the progress
+                // made before it before the load below; pairs with the heavy fence in `park`.
+                crate::sync::waker_fence();
+                // Relaxed: the fences order it (module docs).
+                count = self.count.load(Ordering::Relaxed);
+                if crate::sync::fences_registered() {
+                    // Relaxed: publishes nothing but the bit itself. A waker that reads it clear
+                    // relies on the process's registration, a kernel fact already in force.
+                    self.count.fetch_and(!MUST_FENCE, Ordering::Relaxed);
+                }
+            }
+            if count & !MUST_FENCE != 0 {
+                self.wake(n);
             }
         }
 
