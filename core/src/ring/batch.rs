@@ -229,20 +229,20 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // Consumers free a run's first slot last (`stamp_run`), so behind a free first slot the
         // rest of the run is most likely free too: start fetching all its lines now.
         self.prefetch_run(tail, want);
+        // The count is how far `expected` got: one counter, not two, in the loop.
+        let counted = |expected: usize| expected.wrapping_sub(tail) / ONE;
         let mut expected = tail;
-        let mut count = 0;
         for run in self.runs(tail, want) {
             for slot in run {
                 // Acquire pairs with the consumer's Release that freed the slot, as in try_push.
                 let stamp = slot.stamp.load(Ordering::Acquire);
                 if stamp != expected {
-                    return (count, stamp);
+                    return (counted(expected), stamp);
                 }
                 expected = expected.wrapping_add(ONE);
-                count += 1;
             }
         }
-        (count, expected)
+        (counted(expected), expected)
     }
 
     /// Counts the consecutive published slots (values or holes) from position `head` (at most
@@ -260,7 +260,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         self.prefetch_run(head, want);
         // A value is stamped `position + ONE`, a hole `position + ONE + MARK` (ONE is even).
         let mut expected = head.wrapping_add(ONE);
-        let mut count = 0;
+        // The count is how far `expected` got: one counter, not two, in the loop.
+        let counted = |expected: usize| expected.wrapping_sub(head.wrapping_add(ONE)) / ONE;
         let mut holes = 0;
         for run in self.runs(head, want) {
             for slot in run {
@@ -268,15 +269,14 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 let stamp = slot.stamp.load(Ordering::Acquire);
                 if stamp != expected {
                     if stamp != expected | MARK {
-                        return (count, holes, stamp);
+                        return (counted(expected), holes, stamp);
                     }
                     holes += 1;
                 }
                 expected = expected.wrapping_add(ONE);
-                count += 1;
             }
         }
-        (count, holes, expected)
+        (counted(expected), holes, expected)
     }
 
     /// Claims up to `want` (>= 1) consecutive ready positions at the head with one CAS.
@@ -338,8 +338,14 @@ fn stamp_run<T, S: Storage<T>>(
     let Some((first, others)) = first_run.split_first() else {
         return;
     };
+    // Two plain loops rather than a chain: a chained iterator tests which half it is in at
+    // every slot.
     let mut position = start;
-    for slot in others.iter().chain(rest) {
+    for slot in others {
+        position = position.wrapping_add(ONE);
+        slot.stamp.store(stamp(position), order);
+    }
+    for slot in rest {
         position = position.wrapping_add(ONE);
         slot.stamp.store(stamp(position), order);
     }
