@@ -7,19 +7,20 @@
 //!   the other way round), `L` sees `S`, or the matching load after the other half sees the
 //!   matching store before this one: the store-buffering outcome (both loads miss both
 //!   stores) cannot happen. That is all the ring's wake-up handshake needs.
-//! - On Linux, once `registered()` has returned true the light half is a compiler fence (no
+//! - On Linux, once `register()` has returned true the light half is a compiler fence (no
 //!   barrier instruction): `heavy()` calls `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
 //!   during which the kernel makes every CPU running a thread of this process execute a full
 //!   barrier, which is what a `SeqCst` fence on the light side would have provided. Until
 //!   then the light half is a `SeqCst` fence. The caller keeps the answer where its
 //!   operations already look (ring/wait.rs: a bit of the sleeper count), so an operation pays
 //!   no extra load for it. The process registers once: when the first heap ring or lanes are
-//!   built (`prepare`), or else at the first `heavy()`. Registering waits for an RCU grace
+//!   built (`prepare`), or else at the first `register()` (a ring in a `static`: its first
+//!   operation) or `heavy()`. Registering waits for an RCU grace
 //!   period (milliseconds), which is why constructors pay it rather than the first push.
 //!
 //! # Non-guarantees
 //! - Where the system call is missing or refused (kernels before 4.14, seccomp filters), and
-//!   on other systems and under miri, `registered()` stays false and both halves are `SeqCst`
+//!   on other systems and under miri, `register()` stays false and both halves are `SeqCst`
 //!   fences: correct, and every operation then pays a barrier instruction.
 //! - `heavy()` costs a system call and an interrupt of every CPU running this process: a few
 //!   microseconds. Only threads about to sleep pay it.
@@ -43,18 +44,19 @@ const FENCES: u8 = 2;
 #[cfg(all(target_os = "linux", not(miri)))]
 static STRATEGY: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-/// Whether the light half may be a compiler fence: true once this process is registered, and
-/// from then on every `heavy()` interrupts every CPU running it. Never changes back. While
-/// false, the light half must be a `SeqCst` fence.
+/// Whether the light half may be a compiler fence: registers the process first if nobody has
+/// decided yet, then says whether it is registered. Once true, every `heavy()` interrupts
+/// every CPU running this process, for good. While false, the light half must be a `SeqCst`
+/// fence.
 #[inline]
-pub(crate) fn registered() -> bool {
+pub(crate) fn register() -> bool {
     #[cfg(all(target_os = "linux", not(miri)))]
     {
-        // Relaxed: the value itself is all that is shared. A thread that reads EXPEDITED and
-        // skips its barrier pairs with heavy halves that read it too (it never changes once
-        // set, and `decide` returns it even to a thread that reads UNKNOWN late), which
-        // interrupt this CPU instead.
-        STRATEGY.load(Ordering::Relaxed) == EXPEDITED
+        // `decide` returns EXPEDITED, once set, to every thread, also to one that reads the
+        // strategy late as UNKNOWN (it registers again, or its CAS finds EXPEDITED): so every
+        // heavy half after this one interrupts this CPU, and a thread that skips its barrier
+        // on the strength of this answer pairs with those.
+        decide() == EXPEDITED
     }
     #[cfg(not(all(target_os = "linux", not(miri))))]
     false
@@ -111,7 +113,7 @@ const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 #[cold]
 #[inline(never)]
 fn decide() -> u8 {
-    // Relaxed: the value itself is all that is shared (see `registered`).
+    // Relaxed: the value itself is all that is shared (see `register`).
     let known = STRATEGY.load(Ordering::Relaxed);
     if known != UNKNOWN {
         return known;
@@ -126,7 +128,7 @@ fn decide() -> u8 {
     } else {
         FENCES
     };
-    // Relaxed: see `registered`; a racing thread decided the same (registration is per process).
+    // Relaxed: see `register`; a racing thread decided the same (registration is per process).
     match STRATEGY.compare_exchange(UNKNOWN, chosen, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => chosen,
         Err(other) => other,
@@ -158,7 +160,7 @@ mod tests {
             let decided = super::STRATEGY.load(core::sync::atomic::Ordering::Relaxed);
             assert_ne!(decided, super::UNKNOWN);
             assert_eq!(super::decide(), decided);
-            assert_eq!(super::registered(), decided == super::EXPEDITED);
+            assert_eq!(super::register(), decided == super::EXPEDITED);
         }
     }
 }

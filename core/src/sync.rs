@@ -92,7 +92,7 @@ pub(crate) fn wait_until<'a, T>(
 }
 
 /// The waker's half of the asymmetric fence once the process is registered
-/// ([`fences_registered`]): a compiler fence, no instruction (fence.rs). Under loom nothing,
+/// ([`register_fences`]): a compiler fence, no instruction (fence.rs). Under loom nothing,
 /// because there the process is never registered and wakers always take [`waker_fence`].
 #[cfg(any(feature = "std", loom))]
 #[inline(always)]
@@ -114,13 +114,14 @@ pub(crate) fn waker_fence() {
 }
 
 /// Whether every [`heavy_fence`] from now on interrupts every CPU running this process, so
-/// that a waker may use [`light_fence`] instead of [`waker_fence`]. Once true, always true.
-/// Never under loom.
+/// that a waker may use [`light_fence`] instead of [`waker_fence`]. Registers the process first
+/// if nobody has decided yet (a system call that can take milliseconds; heap constructors pay
+/// it in [`prepare_fences`]). Once true, always true. Never under loom.
 #[cfg(any(feature = "std", loom))]
 #[inline]
-pub(crate) fn fences_registered() -> bool {
+pub(crate) fn register_fences() -> bool {
     #[cfg(not(loom))]
-    return crate::fence::registered();
+    return crate::fence::register();
     #[cfg(loom)]
     false
 }

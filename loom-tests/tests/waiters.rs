@@ -11,7 +11,11 @@
 //! Mutant checks: with `--cfg pc_mutant="waiter_skip_wake"` no wake-up is delivered, and with
 //! `--cfg pc_mutant="waiter_no_fence"` the waker's half of the handshake's fence is dropped (it
 //! may then read a sleeper count older than a registration already made); every model here
-//! must FAIL against each (loom: "deadlock"); `.ci/run` requires it:
+//! must FAIL against each (loom: "deadlock"); `.ci/run` requires it. With
+//! `--cfg pc_mutant="waiter_clear_unregistered"` a waker clears the "must fence" bit although
+//! the process is not registered (under loom it never is), so later operations skip the fence;
+//! only a model where a waker operates again after its first notify can see that, and
+//! `blocking_push_and_pop_hand_over_every_value_in_order` must fail against it:
 //!
 //! ```text
 //! RUSTFLAGS='--cfg loom --cfg pc_mutant="waiter_skip_wake"' CARGO_TARGET_DIR=target/loom-mutant \

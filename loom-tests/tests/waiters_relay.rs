@@ -7,8 +7,10 @@
 //! consumer, which must pass a wake-up on for position 1, or the other consumer sleeps for
 //! ever (loom: "deadlock"). Producers: the same with slots freed out of order by pops.
 //!
-//! Mutant checks (`.ci/run`): with `--cfg pc_mutant="waiter_no_relay"` (no wake-up passed on)
-//! and with `--cfg pc_mutant="waiter_skip_wake"` (no wake-up at all) every model must FAIL.
+//! Mutant checks (`.ci/run`): with `--cfg pc_mutant="waiter_no_relay"` (no wake-up passed on),
+//! `waiter_skip_wake` (no wake-up at all), `waiter_no_fence` (the waker's fence dropped) and
+//! `waiter_clear_unregistered` (wakers stop fencing although the process is not registered)
+//! every model must FAIL.
 #![cfg(loom)]
 
 use loom::sync::Arc;

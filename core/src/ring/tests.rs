@@ -413,31 +413,40 @@ fn consumer_sleeps_while_a_batch_push_produces_its_run() {
 
 /// The membarrier registration (milliseconds: it waits for an RCU grace period) happens when
 /// a heap ring is built, not in the first push or pop, where it stalled the first records of
-/// a run by as long; and wakers skip the barrier (`MUST_FENCE` cleared) only once it is
-/// registered, on rings built before it too. Checked in a process of its own (this test
-/// binary, running only the probe below), where nothing else has registered first.
+/// a run by as long; a ring in a `static` registers at its first operation instead; and wakers
+/// skip the barrier (`MUST_FENCE` cleared) only once the process is registered. Each probe
+/// below runs in a process of its own (this test binary, running only that probe), where
+/// nothing else has registered first.
 #[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
 #[test]
-fn heap_rings_register_the_fences_and_wakers_skip_them_only_after() {
-    let probe = "ring::tests::fence_probe_in_a_fresh_process";
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([probe, "--exact", "--nocapture", "--test-threads", "1"])
-        .env("PC_FENCE_PROBE", "1")
-        .output()
-        .unwrap();
-    let stdout = alloc::string::String::from_utf8_lossy(&out.stdout);
-    let stderr = alloc::string::String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(
-        stdout.contains("1 passed"),
-        "the probe did not run:\n{stdout}"
-    );
+fn rings_register_the_fences_and_wakers_skip_them_only_after() {
+    for probe in ["fence_probe_heap_ring", "fence_probe_static_ring"] {
+        let probe = alloc::format!("ring::tests::{probe}");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                probe.as_str(),
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("PC_FENCE_PROBE", "1")
+            .output()
+            .unwrap();
+        let stdout = alloc::string::String::from_utf8_lossy(&out.stdout);
+        let stderr = alloc::string::String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{probe}: {stdout}{stderr}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the probe {probe} did not run:\n{stdout}"
+        );
+    }
 }
 
 /// Run by the test above in a fresh process; does nothing otherwise.
 #[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
 #[test]
-fn fence_probe_in_a_fresh_process() {
+fn fence_probe_heap_ring() {
     if std::env::var_os("PC_FENCE_PROBE").is_none() {
         return;
     }
@@ -445,32 +454,49 @@ fn fence_probe_in_a_fresh_process() {
         !crate::fence::decided(),
         "decided before any ring was built"
     );
-    let early = crate::Ring::<u8, 2>::new();
-    early.try_push(1).unwrap();
-    assert_eq!(early.try_pop(), Ok(1));
-    assert!(
-        early.tail.waiters.must_fence() && early.head.waiters.must_fence(),
-        "a waker skipped the fence before the process was registered"
-    );
     let ring = HeapRing::<u8>::with_capacity(2);
     assert!(
         crate::fence::decided(),
         "building a heap ring did not prepare the fences"
     );
-    if crate::fence::registered() {
-        for waiters in [&ring.tail.waiters, &ring.head.waiters, &early.tail.waiters] {
-            assert!(waiters.must_fence(), "cleared before any waker looked");
-        }
-        ring.try_push(1).unwrap();
-        assert_eq!(ring.try_pop(), Ok(1));
-        early.try_push(2).unwrap();
-        assert!(
-            !ring.tail.waiters.must_fence() && !ring.head.waiters.must_fence(),
-            "wakers still fence on a heap ring in a registered process"
-        );
-        assert!(
-            !early.tail.waiters.must_fence(),
-            "a ring built before registering still fences after it"
+    assert!(
+        ring.tail.waiters.must_fence() && ring.head.waiters.must_fence(),
+        "cleared before any waker looked"
+    );
+    ring.try_push(1).unwrap();
+    assert_eq!(ring.try_pop(), Ok(1));
+    let registered = crate::fence::register();
+    for waiters in [&ring.tail.waiters, &ring.head.waiters] {
+        assert_eq!(
+            waiters.must_fence(),
+            !registered,
+            "wakers must fence exactly while the process is not registered"
         );
     }
+}
+
+/// Run by the test above in a fresh process; does nothing otherwise.
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
+#[test]
+fn fence_probe_static_ring() {
+    static RING: crate::Ring<u8, 2> = crate::Ring::new();
+    if std::env::var_os("PC_FENCE_PROBE").is_none() {
+        return;
+    }
+    assert!(!crate::fence::decided(), "decided before any operation");
+    assert!(
+        RING.tail.waiters.must_fence(),
+        "a static ring starts fencing"
+    );
+    RING.try_push(1).unwrap();
+    assert!(
+        crate::fence::decided(),
+        "a static ring's first operation did not register the process"
+    );
+    assert_eq!(
+        RING.tail.waiters.must_fence(),
+        !crate::fence::register(),
+        "wakers must fence exactly while the process is not registered"
+    );
+    assert_eq!(RING.try_pop(), Ok(1));
 }

@@ -92,9 +92,10 @@ mod imp {
 
     /// The bit of `Waiters::count` that tells a waker to fence for real: set at construction
     /// (a `const fn` cannot ask whether the process is registered), cleared by the first waker
-    /// that finds the process registered (`crate::sync::fences_registered`). So the one load a
+    /// that finds the process registered (`crate::sync::register_fences`). So the one load a
     /// waker makes anyway decides both "anyone asleep?" and "may I skip the fence?". Never
-    /// cleared under loom, where every waker fences.
+    /// cleared under loom (but by the mutant `waiter_clear_unregistered`, which the models
+    /// must catch), nor where the process cannot register: there every waker fences.
     const MUST_FENCE: usize = 1 << (usize::BITS - 1);
 
     /// Who sleeps and how many wake-ups are owed, under `Waiters::lock`.
@@ -153,7 +154,8 @@ mod imp {
         }
 
         /// Wakes up to `n` sleepers: call it after publishing or freeing `n` slots (or giving
-        /// `n` claimed ones back). Costs a plain load when nobody sleeps.
+        /// `n` claimed ones back). Costs a plain load when nobody sleeps, once the process is
+        /// registered (else a fence and two loads: see `MUST_FENCE`).
         #[inline]
         pub(crate) fn notify(&self, n: usize) {
             if n != 0 {
@@ -180,20 +182,19 @@ mod imp {
             // compiler; the CPU is ordered by the heavy fence in `park` (membarrier), which a
             // clear `MUST_FENCE` says is in force.
             crate::sync::light_fence();
-            // Under loom the bit is never cleared, so the answer is known: skipping the load
-            // keeps the models' state space that of the load behind the fence alone.
-            if cfg!(loom) {
-                return MUST_FENCE;
-            }
             // Relaxed: the fences order it (module docs).
             self.count.load(Ordering::Relaxed)
         }
 
         /// `notify`'s rest, once `count_after_progress` read `seen != 0`: a thread counted, or
         /// `MUST_FENCE`, in which case `seen` proves nothing and the load is redone behind a
-        /// real fence (and the bit cleared if the process is registered by now).
-        #[cold]
-        #[inline(never)]
+        /// real fence; then the bit is cleared if the process is registered, registering it
+        /// first if nobody has decided yet (a ring in a `static` used before any heap ring was
+        /// built: its first operation pays the registration, as the module docs of fence.rs
+        /// say). Cold where the bit can clear; inline where it never does (other systems,
+        /// miri), since there every operation comes here.
+        #[cfg_attr(any(loom, all(target_os = "linux", not(miri))), cold, inline(never))]
+        #[cfg_attr(not(any(loom, all(target_os = "linux", not(miri)))), inline)]
         fn wake_if_asleep(&self, seen: usize, n: usize) {
             let mut count = seen;
             if count & MUST_FENCE != 0 {
@@ -202,9 +203,11 @@ mod imp {
                 crate::sync::waker_fence();
                 // Relaxed: the fences order it (module docs).
                 count = self.count.load(Ordering::Relaxed);
-                if crate::sync::fences_registered() {
+                if crate::sync::register_fences() || cfg!(pc_mutant = "waiter_clear_unregistered") {
                     // Relaxed: publishes nothing but the bit itself. A waker that reads it clear
-                    // relies on the process's registration, a kernel fact already in force.
+                    // relies on the process's registration, a kernel fact already in force, and
+                    // on every later heavy fence being a membarrier even in a thread that still
+                    // reads the strategy as undecided (fence.rs, `registered`).
                     self.count.fetch_and(!MUST_FENCE, Ordering::Relaxed);
                 }
             }
