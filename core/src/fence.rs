@@ -15,8 +15,8 @@
 //!   operations already look (ring/wait.rs: a bit of the sleeper count), so an operation pays
 //!   no extra load for it. The process registers once: when the first heap ring or lanes are
 //!   built (`prepare`), or else at the first `register()` (a ring in a `static`: its first
-//!   operation) or `heavy()`. Registering waits for an RCU grace
-//!   period (milliseconds), which is why constructors pay it rather than the first push.
+//!   operation) or `heavy()`. Registering waits for an RCU grace period (milliseconds), which
+//!   is why constructors pay it rather than the first push.
 //!
 //! # Non-guarantees
 //! - Where the system call is missing or refused (kernels before 4.14, seccomp filters), and
@@ -29,7 +29,7 @@
 use core::sync::atomic::AtomicU8;
 use core::sync::atomic::{Ordering, fence};
 
-/// Not decided yet: both halves fence until `prepare` or the first `heavy()` registers.
+/// Not decided yet: both halves fence until `prepare`, `register` or `heavy` decides.
 #[cfg(all(target_os = "linux", not(miri)))]
 const UNKNOWN: u8 = 0;
 /// Registered for expedited private membarriers: the light half is a compiler fence.

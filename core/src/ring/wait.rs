@@ -51,7 +51,8 @@
 //! one plain load of `count` (in the line of the index they have just written) and no
 //! barrier, no read-modify-write and no syscall unless someone sleeps; loom, where the bit is
 //! never cleared, checks the handshake with both halves as `SeqCst` fences, which it models
-//! exactly (`loom-tests/tests/waiters.rs`, and the mutant `waiter_no_fence` without them).
+//! exactly (`loom-tests/tests/waiters.rs`, the mutant `waiter_no_fence` without them, and
+//! `waiter_clear_unregistered` clearing the bit anyway).
 //!
 //! Wake-ups are counted under `lock` (`Sleepers::wakes`): a sleeper leaves its wait only by
 //! taking one, or at its deadline with none pending (one pending is taken even then, and the
