@@ -8,9 +8,11 @@ use common::{Scratch, assert_one_line_error, run};
 #[test]
 fn a_profile_is_a_flame_graph_of_the_runs_own_threads() {
     let s = Scratch::new("profile");
+    // Unthrottled, so every producer and consumer is busy for the whole run: a throttled
+    // producer uses so little CPU that a run of a second can hold no sample of it.
     let out = run(
         s.dir(),
-        &["--duration", "1", "--rps", "20000", "--profile", "p.svg"],
+        &["--rps", "0", "--messages", "300000", "--profile", "p.svg"],
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let svg = std::fs::read_to_string(s.path("p.svg")).expect("the profile is written");
