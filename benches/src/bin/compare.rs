@@ -44,15 +44,21 @@ enum Class {
     Limiter,
 }
 
-/// A named measurement to repeat: returns one sample.
+/// A named measurement to repeat: each call returns one sample of each of its outputs (one
+/// output per row it feeds; ping-pong feeds two, p50 and p99 of the same round trips).
 struct Run<'a> {
     name: &'static str,
     class: Class,
-    run: Box<dyn FnMut() -> f64 + 'a>,
+    run: Box<dyn FnMut() -> Vec<f64> + 'a>,
 }
 
-/// A queue flavour's run.
-fn run<'a, F: Flavor>(f: impl FnMut() -> f64 + 'a) -> Run<'a> {
+/// A queue flavour's run with one output.
+fn run<'a, F: Flavor>(mut f: impl FnMut() -> f64 + 'a) -> Run<'a> {
+    run_outputs::<F>(move || vec![f()])
+}
+
+/// A queue flavour's run with several outputs.
+fn run_outputs<'a, F: Flavor>(f: impl FnMut() -> Vec<f64> + 'a) -> Run<'a> {
     Run {
         name: F::NAME,
         class: if F::SPSC { Class::Spsc } else { Class::Mpmc },
@@ -61,11 +67,11 @@ fn run<'a, F: Flavor>(f: impl FnMut() -> f64 + 'a) -> Run<'a> {
 }
 
 /// A rate limiter's run.
-fn limiter<'a>(name: &'static str, f: impl FnMut() -> f64 + 'a) -> Run<'a> {
+fn limiter<'a>(name: &'static str, mut f: impl FnMut() -> f64 + 'a) -> Run<'a> {
     Run {
         name,
         class: Class::Limiter,
-        run: Box::new(f),
+        run: Box::new(move || vec![f()]),
     }
 }
 
@@ -89,7 +95,7 @@ struct Row {
 }
 
 impl Row {
-    /// Measures `runs` (see [`measure`]) into a row.
+    /// Measures `runs` (one output each; see [`measure`]) into a row.
     fn measured(
         measure: impl Into<String>,
         unit: &'static str,
@@ -97,11 +103,22 @@ impl Row {
         repeats: usize,
         runs: &mut [Run<'_>],
     ) -> Self {
+        let results = crate::measure(repeats, runs).swap_remove(0);
+        Self::of(measure, unit, higher_is_better, results)
+    }
+
+    /// A row of results already measured.
+    fn of(
+        measure: impl Into<String>,
+        unit: &'static str,
+        higher_is_better: bool,
+        results: Vec<Measured>,
+    ) -> Self {
         Self {
             measure: measure.into(),
             unit,
             higher_is_better,
-            results: crate::measure(repeats, runs),
+            results,
             na: Vec::new(),
         }
     }
@@ -143,21 +160,33 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs each flavour's closure `repeats` times, interleaved (pc, peer1, .., pc, peer1, ..) so
-/// drifting machine load hits all alike; keeps every sample and the median of each.
-fn measure(repeats: usize, runs: &mut [Run<'_>]) -> Vec<Measured> {
-    let mut samples = vec![Vec::new(); runs.len()];
+/// drifting machine load hits all alike; keeps every sample and the median of each. Returns
+/// one list per output of the runs (all runs have as many outputs as the first), each in the
+/// order of `runs`.
+fn measure(repeats: usize, runs: &mut [Run<'_>]) -> Vec<Vec<Measured>> {
+    // samples[run][output]: that output's samples, one per repeat.
+    let mut samples: Vec<Vec<Vec<f64>>> = vec![Vec::new(); runs.len()];
     for _ in 0..repeats {
         for (i, r) in runs.iter_mut().enumerate() {
-            samples[i].push((r.run)());
+            let outputs = (r.run)();
+            samples[i].resize(outputs.len(), Vec::new());
+            for (o, v) in outputs.into_iter().enumerate() {
+                samples[i][o].push(v);
+            }
         }
     }
-    runs.iter()
-        .zip(samples)
-        .map(|(r, s)| Measured {
-            name: r.name,
-            class: r.class,
-            median: median(s.clone()),
-            samples: s,
+    let outputs = samples.first().map_or(0, Vec::len);
+    (0..outputs)
+        .map(|o| {
+            runs.iter()
+                .zip(&samples)
+                .map(|(r, s)| Measured {
+                    name: r.name,
+                    class: r.class,
+                    median: median(s[o].clone()),
+                    samples: s[o].clone(),
+                })
+                .collect()
         })
         .collect()
 }
@@ -167,10 +196,19 @@ fn spsc<F: Flavor>(cores: &[core_affinity::CoreId], msgs: u64, batch: usize) -> 
     run::<F>(move || per_sec(msgs, ring::spsc_throughput::<F>(cores, msgs, batch)))
 }
 
-/// A ping-pong run of flavour `F`: the `q`-quantile of its round trips, in ns.
-fn ping_pong<F: Flavor>(cores: &[core_affinity::CoreId], rounds: u64, q: f64) -> Run<'_> {
-    run::<F>(move || ring::quantile(&mut ring::ping_pong::<F>(cores, rounds), q).as_nanos() as f64)
+/// A ping-pong run of flavour `F`: the p50 and the p99 of the same round trips, in ns.
+fn ping_pong<F: Flavor>(cores: &[core_affinity::CoreId], rounds: u64) -> Run<'_> {
+    run_outputs::<F>(move || {
+        let mut trips = ring::ping_pong::<F>(cores, rounds);
+        PING_PONG_QUANTILES
+            .iter()
+            .map(|&(q, _)| ring::quantile(&mut trips, q).as_nanos() as f64)
+            .collect()
+    })
 }
+
+/// The quantiles of the ping-pong rows, and their labels.
+const PING_PONG_QUANTILES: [(f64, &str); 2] = [(0.5, "p50"), (0.99, "p99")];
 
 fn per_sec(msgs: u64, d: Duration) -> f64 {
     msgs as f64 / d.as_secs_f64() / 1e6
@@ -306,26 +344,23 @@ fn main() {
     if wants("ping-pong round trip") {
         eprintln!("(c) ping-pong ...");
         const ROUNDS: u64 = 200_000;
-        for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
-            let c = &cores;
-            let mut runs: Vec<Run<'_>> = vec![
-                ping_pong::<Pc>(c, ROUNDS, q),
-                ping_pong::<ArrayQueue>(c, ROUNDS, q),
-                ping_pong::<Heapless>(c, ROUNDS, q),
-                ping_pong::<Rtrb>(c, ROUNDS, q),
-                ping_pong::<CrossbeamChannel>(c, ROUNDS, q),
-                ping_pong::<Kanal>(c, ROUNDS, q),
-                ping_pong::<Flume>(c, ROUNDS, q),
-                ping_pong::<ConcurrentQueue>(c, ROUNDS, q),
-                ping_pong::<Disruptor>(c, ROUNDS, q),
-            ];
-            rows.push(Row::measured(
-                format!("ping-pong round trip {label}"),
-                "ns",
-                false,
-                repeats,
-                &mut runs,
-            ));
+        let c = &cores;
+        let mut runs: Vec<Run<'_>> = vec![
+            ping_pong::<Pc>(c, ROUNDS),
+            ping_pong::<ArrayQueue>(c, ROUNDS),
+            ping_pong::<Heapless>(c, ROUNDS),
+            ping_pong::<Rtrb>(c, ROUNDS),
+            ping_pong::<CrossbeamChannel>(c, ROUNDS),
+            ping_pong::<Kanal>(c, ROUNDS),
+            ping_pong::<Flume>(c, ROUNDS),
+            ping_pong::<ConcurrentQueue>(c, ROUNDS),
+            ping_pong::<Disruptor>(c, ROUNDS),
+        ];
+        // Both rows from the same runs, so a repeat's p50 and p99 describe one sample set.
+        let quantiles = measure(repeats, &mut runs);
+        for ((_, label), results) in PING_PONG_QUANTILES.iter().zip(quantiles) {
+            let name = format!("ping-pong round trip {label}");
+            rows.push(Row::of(name, "ns", false, results));
         }
     }
     if wants("2P2C blocking (oversubscribed)") {
@@ -610,4 +645,42 @@ fn utc_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn runs_are_interleaved_and_each_output_row_keeps_the_samples_of_the_same_calls() {
+        let calls = Cell::new(0.0);
+        let call = || {
+            calls.set(calls.get() + 1.0);
+            vec![calls.get(), calls.get() * 10.0]
+        };
+        let mut runs = [
+            Run {
+                name: "a",
+                class: Class::Mpmc,
+                run: Box::new(call),
+            },
+            Run {
+                name: "b",
+                class: Class::Spsc,
+                run: Box::new(call),
+            },
+        ];
+        let outputs = measure(3, &mut runs);
+        assert_eq!(outputs.len(), 2, "one list per output");
+        let samples = |o: usize, r: usize| outputs[o][r].samples.clone();
+        // Interleaved: a, b, a, b, a, b.
+        assert_eq!(samples(0, 0), [1.0, 3.0, 5.0]);
+        assert_eq!(samples(0, 1), [2.0, 4.0, 6.0]);
+        // The second output of each call sits beside the first, in the same order.
+        assert_eq!(samples(1, 0), [10.0, 30.0, 50.0]);
+        assert_eq!(samples(1, 1), [20.0, 40.0, 60.0]);
+        assert_eq!(outputs[1][1].median, 40.0);
+        assert_eq!(outputs[1][1].name, "b");
+    }
 }
