@@ -1,6 +1,6 @@
 //! Non-blocking single-value push and pop.
 
-use super::slot::{MARK, ONE, PUBLISH};
+use super::slot::{FREE, MARK, ONE, PUBLISH};
 use super::{PopError, PushError, RingCore, Storage};
 use crate::sync::Ordering;
 
@@ -13,7 +13,9 @@ pub(super) enum Seen {
     /// The slot still belongs to the previous lap (push: not yet popped) or is not yet
     /// published (pop): the ring is full, or empty, at this position.
     Behind,
-    /// The slot has moved past this position: another thread took it; reload the index.
+    /// The slot has moved a lap past this position: other threads took it; reload the index.
+    /// (A position just taken by another thread may still look `Ready`: the index CAS then
+    /// fails and hands back the index.)
     Ahead,
 }
 
@@ -53,14 +55,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             if tail & MARK != 0 {
                 return Err(PushError::Closed(value));
             }
-            let slot = self.slot(tail);
             // Acquire pairs with the consumer's Release that freed this slot (pop/drain), so its
             // read of the old value happens-before our write.
-            let stamp = slot.stamp.load(Ordering::Acquire);
-            match classify(stamp, tail) {
+            let free = self.free_stamp(tail).load(Ordering::Acquire);
+            match classify(free, tail) {
                 Seen::Ready => {
                     // Relaxed: claims position `tail`, nothing more. The value is ordered by
-                    // the slot stamp (Acquire above, Release below), and the wait handshake
+                    // the slot's stamps (Acquire above, Release below), and the wait handshake
                     // has its own word (wait.rs).
                     match self.tail.index.compare_exchange_weak(
                         tail,
@@ -69,6 +70,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                         Ordering::Relaxed,
                     ) {
                         Ok(_) => {
+                            let slot = self.slot(tail);
                             // SAFETY: we won position `tail` and saw its slot free (Acquire).
                             unsafe { slot.write(value) };
                             // Release publishes the value; pairs with the Acquire stamp load in
@@ -137,9 +139,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                                 Some(unsafe { slot.read() })
                             };
                             // Release frees the slot for the next lap; pairs with the Acquire
-                            // stamp load in push, ordering our read before its write.
-                            slot.stamp
-                                .store(head.wrapping_add(self.lap()), Ordering::Release);
+                            // free-stamp load in push, ordering our read before its write.
+                            self.free_stamp(head)
+                                .store(head.wrapping_add(self.lap()), FREE);
                             self.head.waiters.notify(1);
                             match value {
                                 Some(v) => return Ok(v),

@@ -329,7 +329,7 @@ fn a_wake_up_taken_for_a_slot_behind_a_held_one_is_passed_on() {
 }
 
 #[test]
-fn heap_slots_start_on_a_cache_line_pair() {
+fn heap_slots_and_free_stamps_start_on_a_cache_line_pair() {
     use super::Storage;
     use super::storage::{Boxed, HEAP_ALIGN};
     fn check<T>() {
@@ -338,7 +338,9 @@ fn heap_slots_start_on_a_cache_line_pair() {
             let rings: Vec<Boxed<T>> = (0..8).map(|_| Boxed::try_new(capacity).unwrap()).collect();
             for storage in &rings {
                 assert_eq!(storage.slots().len(), capacity);
+                assert_eq!(storage.free_stamps().len(), capacity);
                 assert_eq!(storage.slots().as_ptr() as usize % HEAP_ALIGN, 0);
+                assert_eq!(storage.free_stamps().as_ptr() as usize % HEAP_ALIGN, 0);
             }
         }
     }
@@ -499,4 +501,48 @@ fn fence_probe_static_ring() {
         "wakers must fence exactly while the process is not registered"
     );
     assert_eq!(RING.try_pop(), Ok(1));
+}
+
+/// The layout's point: producers write only the slots (value and publish stamp), consumers
+/// only the free stamps, so each cache line is written from one side.
+#[test]
+fn pushes_write_only_the_publish_stamp_and_pops_only_the_free_stamp() {
+    use core::sync::atomic::Ordering::Relaxed;
+    let ring = Ring::<u32, 4>::new();
+    let lap = 4 * ONE;
+    let stamps = |p: usize| {
+        (
+            ring.slot(p).stamp.load(Relaxed),
+            ring.free_stamp(p).load(Relaxed),
+        )
+    };
+    assert_eq!(stamps(0), (0, 0), "new: not published, free");
+    ring.try_push(1).unwrap();
+    assert_eq!(
+        stamps(0),
+        (ONE, 0),
+        "a push publishes and leaves the free stamp"
+    );
+    assert_eq!(ring.try_pop(), Ok(1));
+    assert_eq!(
+        stamps(0),
+        (ONE, lap),
+        "a pop frees and leaves the publish stamp"
+    );
+    // The same for batches, over positions 1..=3 and the wrap to position 4 (slot 0).
+    assert_eq!(ring.try_push_batch(&mut (2..6)), Ok(4));
+    for (k, p) in (1..=4).map(|k| (k, k * ONE)) {
+        let free_before = if k == 4 { lap } else { p };
+        assert_eq!(
+            stamps(p),
+            (p + ONE, free_before),
+            "batch push at position {p}"
+        );
+    }
+    let mut out = Vec::new();
+    assert_eq!(ring.try_pop_batch(&mut out, 4), Ok(4));
+    assert_eq!(out, [2, 3, 4, 5]);
+    for p in (1..=4).map(|k| k * ONE) {
+        assert_eq!(stamps(p), (p + ONE, p + lap), "batch pop at position {p}");
+    }
 }
