@@ -55,9 +55,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             if tail & MARK != 0 {
                 return Err(PushError::Closed(value));
             }
+            // Both of the slot's words, found once (the CAS below would make the compiler load
+            // the storage's fields again).
+            let (slot, free_stamp) = (self.slot(tail), self.free_stamp(tail));
             // Acquire pairs with the consumer's Release that freed this slot (pop/drain), so its
             // read of the old value happens-before our write.
-            let free = self.free_stamp(tail).load(Ordering::Acquire);
+            let free = free_stamp.load(Ordering::Acquire);
             match classify(free, tail) {
                 Seen::Ready => {
                     // Relaxed: claims position `tail`, nothing more. The value is ordered by
@@ -70,7 +73,6 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                         Ordering::Relaxed,
                     ) {
                         Ok(_) => {
-                            let slot = self.slot(tail);
                             // SAFETY: we won position `tail` and saw its slot free (Acquire).
                             unsafe { slot.write(value) };
                             // Release publishes the value; pairs with the Acquire stamp load in
@@ -109,7 +111,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // Relaxed: only a starting guess; the CAS below validates it.
         let mut head = self.head.index.load(Ordering::Relaxed);
         loop {
-            let slot = self.slot(head);
+            // Both of the slot's words, found once, as in try_push.
+            let (slot, free_stamp) = (self.slot(head), self.free_stamp(head));
             // Acquire pairs with the producer's Release publish, so its write of the value
             // happens-before our read.
             let stamp = slot.stamp.load(Ordering::Acquire);
@@ -140,8 +143,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             };
                             // Release frees the slot for the next lap; pairs with the Acquire
                             // free-stamp load in push, ordering our read before its write.
-                            self.free_stamp(head)
-                                .store(head.wrapping_add(self.lap()), FREE);
+                            free_stamp.store(head.wrapping_add(self.lap()), FREE);
                             self.head.waiters.notify(1);
                             match value {
                                 Some(v) => return Ok(v),
