@@ -128,7 +128,9 @@ fn two_producers_one_consumer() {
 #[test]
 fn one_producer_two_consumers() {
     loom::model(|| {
-        const P: &[u32] = &[1, 2];
+        // Three values through two slots: the producer refills a slot that one of the two
+        // racing consumers freed, while the other may still hold a stale head for it.
+        const P: &[u32] = &[1, 2, 3];
         let ring = Arc::new(Ring::<u32, 2>::new());
         let consumer = {
             let ring = Arc::clone(&ring);
