@@ -1,9 +1,13 @@
 //! Non-blocking batch push and pop: up to `k` positions claimed with one CAS.
 //!
-//! A batch scans the stamps of the slots it wants (each with `Acquire`, as a single operation
-//! would), then claims all the ready ones at once by moving its index past them. Because the
-//! index had not moved when the CAS succeeded, nobody else can have claimed those positions, so
-//! the slots are still as the scan saw them.
+//! A batch scans the stamps of the slots it wants (free stamps for a push, publish stamps for a
+//! pop; each with `Acquire`, as a single operation would), then claims all the ready ones at
+//! once by moving its index past them. The index CAS is the only guard: a stamp cannot tell a
+//! position still free (or still published) from one another thread has just claimed, because
+//! only the other side changes it. Because the index had not moved when the CAS succeeded,
+//! nobody else can have claimed those positions, so the slots are still as the scan saw them.
+//! (The tail moves back only over positions a batch push claimed and never wrote, `Claim`;
+//! never over a published one.)
 
 use core::iter::FusedIterator;
 
@@ -444,8 +448,9 @@ impl<T, S: Storage<T>> Iterator for Drain<'_, T, S> {
                 self.unread = core::mem::take(&mut self.rest).iter();
                 continue;
             };
-            // Relaxed: we already acquired this stamp in the claim scan, and only we change it
-            // until we free the slot. Read only if the claim has holes at all.
+            // Relaxed: we already acquired this publish stamp in the claim scan, and nobody
+            // changes it until we free the slot (the next lap's producer needs our free stamp
+            // first). Read only if the claim has holes at all.
             if self.holes != 0 && slot.stamp.load(Ordering::Relaxed) & MARK != 0 {
                 self.holes -= 1;
                 continue;

@@ -130,7 +130,8 @@ pub const fn is_valid_capacity(capacity: usize) -> bool {
 /// ```
 pub type Ring<T, const N: usize> = RingCore<T, Inline<T, N>>;
 
-/// A bounded ring whose capacity is chosen at run time; its slots are one heap allocation.
+/// A bounded ring whose capacity is chosen at run time; its slots and their free stamps are two
+/// heap allocations.
 ///
 /// ```
 /// use pc_core::{HeapRing, PushError};

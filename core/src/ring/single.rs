@@ -14,8 +14,11 @@ pub(super) enum Seen {
     /// published (pop): the ring is full, or empty, at this position.
     Behind,
     /// The slot has moved a lap past this position: other threads took it; reload the index.
-    /// (A position just taken by another thread may still look `Ready`: the index CAS then
-    /// fails and hands back the index.)
+    /// A position another thread has taken looks `Ready` for longer: to a producer until that
+    /// position is popped (only a pop changes the free stamp), to a consumer until the next
+    /// lap's push (only a push changes the publish stamp). The index CAS is the guard then: it
+    /// fails and hands back the current index. (The tail never moves back over a published
+    /// position, and the head never moves back.)
     Ahead,
 }
 

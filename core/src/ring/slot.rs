@@ -15,8 +15,11 @@
 //! So a cache line of slots moves one way, from the producers' core to the consumers', and a
 //! line of free stamps the other way; with one stamp per slot, which consumers wrote to free
 //! the slot and producers wrote to fill it, every line of slots travelled both ways on every
-//! lap. (Measured: `benches/`, 1P1C rows; the README has the figures.) A consumer still finds
-//! a value in the same line as the stamp that publishes it, so a hand-off costs one line.
+//! lap. A consumer still finds a value in the same line as the stamp that publishes it. The
+//! cost shows when one side waits on the other at the same slots (a full or an empty ring,
+//! polled): a message then moves two lines, the slot and its free stamp, where it moved one.
+//! (Measured in the 1P1C batch rows and ping-pong of `benches/`, and the cost in the 2P2C
+//! row; the README has the figures.)
 
 use core::mem::MaybeUninit;
 
@@ -85,8 +88,9 @@ impl<T> Slot<T> {
     /// Moves `value` into the slot.
     ///
     /// # Safety
-    /// The caller owns this slot's current position (won the tail CAS for it) and has seen its
-    /// free stamp say "free" with `Acquire`, so no other thread reads or writes the value now.
+    /// The caller owns this slot's current position (won the tail CAS for it) and has seen the
+    /// slot's free stamp say "free" with `Acquire`, so no other thread reads or writes the value
+    /// now.
     #[inline(always)]
     pub(crate) unsafe fn write(&self, value: T) {
         // SAFETY: the caller has exclusive access to the contents (see above).
@@ -97,8 +101,8 @@ impl<T> Slot<T> {
     ///
     /// # Safety
     /// The caller owns this slot's current position (won the head CAS for it) and has seen its
-    /// stamp say "holds a value" with `Acquire`, so the value is initialised and no other thread
-    /// touches it now. The caller must not read it twice.
+    /// publish stamp say "holds a value" with `Acquire`, so the value is initialised and no
+    /// other thread touches it now. The caller must not read it twice.
     #[inline(always)]
     pub(crate) unsafe fn read(&self) -> T {
         // SAFETY: initialised and exclusively ours (see above); the caller reads it once, and

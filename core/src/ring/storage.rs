@@ -34,8 +34,9 @@ pub struct Inline<T, const N: usize> {
     free: FreeStamps<N>,
 }
 
-/// The free stamps of an inline ring, starting a cache-line pair of their own (the slots end
-/// before it), as on the heap.
+/// The free stamps of an inline ring, starting a cache-line pair of their own, as on the heap:
+/// aligned to 128 bytes and a multiple of 128 long, so they share no line with the slots,
+/// wherever the compiler puts the two fields.
 #[repr(align(128))]
 struct FreeStamps<const N: usize>([AtomicUsize; N]);
 
@@ -189,8 +190,8 @@ impl<E> Drop for HeapArray<E> {
 }
 
 // SAFETY: `HeapArray<E>` owns its elements like a `Box<[E]>`, which is `Send` exactly when `E`
-// is (for a slot: when `T: Send`). (It is not `Sync`, like that box of slots: a slot's cell is
-// not.)
+// is (for a slot: when `T: Send`). It is not `Sync` (`NonNull` is not), which a box of slots
+// would not be either (a slot's cell is not); the ring declares its own `Sync`.
 #[cfg(feature = "alloc")]
 unsafe impl<E: Send> Send for HeapArray<E> {}
 
