@@ -79,8 +79,7 @@
 //!
 //! ## Memory orderings
 //! Each atomic operation in the source says what it publishes or acquires and what it pairs
-//! with. In short: slot stamps carry the data (a publish stamp: Release to publish, Acquire to
-//! take; a free stamp, the other way: Release to free, Acquire before writing again); index CASes
+//! with. In short: slot stamps carry the data (Release to publish, Acquire to take); index CASes
 //! only claim positions (Relaxed for producers, Release for consumers so that `len` never sees
 //! the tail behind the head); the blocking layer's sleep/wake handshake is an asymmetric fence
 //! (a compiler fence on every operation, a `membarrier` system call by a thread about to sleep:

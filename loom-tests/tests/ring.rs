@@ -2,11 +2,9 @@
 //!
 //! Each model is tiny (capacity 2, a handful of values) so loom can explore every interleaving
 //! within the preemption bound. Loom's `UnsafeCell` tracking turns any read of a slot that is not
-//! ordered after its write (or a write not ordered after the previous lap's read) into a
-//! failure, so these models fail against the mutant `--cfg pc_mutant="ring_relaxed_publish"`
-//! (the publish store weakened to Relaxed), and those that wrap while racing against
-//! `ring_relaxed_free` (the free store weakened); `.ci/run` runs them that way too and requires
-//! the failure.
+//! ordered after its write into a failure, so these models fail against the mutant
+//! `--cfg pc_mutant="ring_relaxed_publish"` (the publish store weakened to Relaxed); `.ci/run`
+//! runs them that way too and requires the failure.
 //!
 //! Threads that find the ring full or empty retry a bounded number of times, then give up: loom
 //! cannot schedule several spinning threads fairly (it re-runs the first yielder), so unbounded
@@ -129,7 +127,7 @@ fn two_producers_one_consumer() {
 fn one_producer_two_consumers() {
     loom::model(|| {
         // Three values through two slots: the producer refills a slot that one of the two
-        // racing consumers freed, while the other may still hold a stale head for it.
+        // racing consumers has just freed, while the other may still hold a stale head for it.
         const P: &[u32] = &[1, 2, 3];
         let ring = Arc::new(Ring::<u32, 2>::new());
         let consumer = {

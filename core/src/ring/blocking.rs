@@ -267,8 +267,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
         // Acquire pairs with the consumer's Release free (pop/drain), as in try_push, so a
         // wake-up passed on from here carries it (wait.rs).
-        let free = self.free_stamp(tail).load(Ordering::Acquire);
-        classify(free, tail) == Seen::Behind
+        let stamp = self.slot(tail).stamp.load(Ordering::Acquire);
+        classify(stamp, tail) == Seen::Behind
     }
 
     /// Sleep re-check for consumers: the slot at the head holds neither a value nor a hole yet

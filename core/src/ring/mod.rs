@@ -10,9 +10,7 @@
 //!   pops return what is left, then `Closed`. A value whose push returned `Ok` is never lost to a
 //!   close.
 //! - **Memory.** A push's write of the value *happens-before* the pop that returns it (`Release`
-//!   on the slot's publish stamp, `Acquire` when reading it), and a pop's read of it
-//!   happens-before the next push into that slot (the same on its free stamp). No allocation
-//!   after construction.
+//!   on the slot stamp, `Acquire` when reading it). No allocation after construction.
 //! - **Batch pushes take only what they can place.** An item is taken from the iterator only
 //!   once a slot is claimed for it, and a claim is no bigger than what the iterator promises
 //!   (its lower size bound), so nothing is ever lost or reordered by a full or closed ring.
@@ -44,19 +42,14 @@
 //! - `len` and `is_empty` are snapshots, stale as soon as they return.
 //!
 //! # Design
-//! The head and tail indices are each alone in a 128-byte cache line. Each slot has two stamps,
-//! each written by one side only (`slot.rs`): the publish stamp, beside the value, which
-//! producers write, and the free stamp, in an array of its own, which consumers write. So every
-//! cache line is written from one side: lines of slots travel from producers to consumers, lines
-//! of free stamps back, and a consumer finds a value in the line of the stamp that publishes it.
-//! A push touches the tail line, the slot's free stamp and the slot; a pop the head line, the
-//! slot and its free stamp. The stamps play the part of a cached copy of the opposite index: an
-//! empty or full check reads the one stamp it needs, never the other side's index line
-//! (crossbeam's `ArrayQueue` reads the tail on every empty check). Batch operations claim up to
-//! `k` positions with one CAS and hand the run over whole: its first slot is published (or
-//! freed) last, so the other side takes the run at once. The slots and the free stamps each
-//! start on a 128-byte boundary, so a run of whole lines shares none with its neighbours, and no
-//! line holds both. The cost: a free stamp (a `usize`) per slot, beside the slot's own stamp.
+//! The head and tail indices are each alone in a 128-byte cache line. A push touches only the
+//! tail line and its slot; a pop only the head line and its slot. The slot stamp plays the part
+//! of a cached copy of the opposite index: an empty or full check reads the one slot it needs,
+//! never the other side's index line (crossbeam's `ArrayQueue` reads the tail on every empty
+//! check). Batch operations claim up to `k` positions with one CAS and hand the run over whole:
+//! its first slot is published (or freed) last, so the other side takes the run at once.
+//! [`HeapRing`]'s slots start on a 128-byte boundary, so a run of whole lines shares none with
+//! its neighbours.
 
 mod batch;
 mod blocking;
@@ -130,8 +123,7 @@ pub const fn is_valid_capacity(capacity: usize) -> bool {
 /// ```
 pub type Ring<T, const N: usize> = RingCore<T, Inline<T, N>>;
 
-/// A bounded ring whose capacity is chosen at run time; its slots and their free stamps are two
-/// heap allocations.
+/// A bounded ring whose capacity is chosen at run time; its slots are one heap allocation.
 ///
 /// ```
 /// use pc_core::{HeapRing, PushError};
@@ -353,52 +345,30 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         unsafe { self.storage.slots().get_unchecked(index) }
     }
 
-    /// The free stamp of the slot that serves `position` (see `slot.rs`).
-    #[inline(always)]
-    fn free_stamp(&self, position: usize) -> &AtomicUsize {
-        let index = (position / ONE) & self.storage.mask();
-        debug_assert!(index < self.storage.free_stamps().len());
-        // SAFETY: `mask() + 1 == free_stamps().len()` (Storage invariant): `index` is in bounds.
-        unsafe { self.storage.free_stamps().get_unchecked(index) }
-    }
-
     /// The slots serving the `count` positions from `position` on, in order, as two contiguous
     /// runs (the second empty unless the positions wrap past the last slot). `count` must not
     /// exceed the capacity. Batch loops walk these slices instead of mapping every position.
     #[inline(always)]
     fn runs(&self, position: usize, count: usize) -> [&[Slot<T>]; 2] {
-        self.split_run(self.storage.slots(), position, count)
-    }
-
-    /// The free stamps of the slots serving the `count` positions from `position` on, as
-    /// [`runs`](Self::runs) gives their slots.
-    #[inline(always)]
-    fn free_runs(&self, position: usize, count: usize) -> [&[AtomicUsize]; 2] {
-        self.split_run(self.storage.free_stamps(), position, count)
-    }
-
-    /// The elements of `array` (one per slot) serving the `count` positions from `position` on.
-    #[inline(always)]
-    fn split_run<'a, E>(&self, array: &'a [E], position: usize, count: usize) -> [&'a [E]; 2] {
-        debug_assert!(count <= array.len());
-        let (front, back) = array.split_at((position / ONE) & self.storage.mask());
+        let slots = self.storage.slots();
+        debug_assert!(count <= slots.len());
+        let (front, back) = slots.split_at((position / ONE) & self.storage.mask());
         match back.get(..count) {
             Some(run) => [run, &[]],
             None => [back, &front[..count - back.len()]],
         }
     }
 
-    /// Prefetches the cache lines of `run` (slots or free stamps, from [`runs`](Self::runs) or
-    /// [`free_runs`](Self::free_runs); see [`crate::sync::prefetch`]): a batch's scan then
-    /// finds them arriving together, one round trip to the other core for the run instead of
-    /// one per line in turn (measured 1.45x the 1P1C batch throughput of no prefetch, both
-    /// builds interleaved in one process).
+    /// Prefetches the cache lines of the slots serving the `count` positions from `position` on
+    /// (see [`crate::sync::prefetch`]): a batch's scan then finds them arriving together, one
+    /// round trip to the other core for the run instead of one per line in turn (measured 1.45x
+    /// the 1P1C batch throughput of no prefetch, both builds interleaved in one process).
     #[inline(always)]
-    fn prefetch_run<E>(run: [&[E]; 2]) {
+    fn prefetch_run(&self, position: usize, count: usize) {
         const LINE: usize = 64;
-        for part in run {
-            let bytes = core::mem::size_of_val(part);
-            let base = part.as_ptr().cast::<u8>();
+        for run in self.runs(position, count) {
+            let bytes = core::mem::size_of_val(run);
+            let base = run.as_ptr().cast::<u8>();
             let mut offset = 0;
             while offset < bytes {
                 crate::sync::prefetch(base.wrapping_add(offset));
@@ -425,10 +395,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         );
         for i in 0..self.capacity() {
             let p = start.wrapping_add(i * ONE);
-            // Relaxed: `&mut self` proves no other thread can see the ring. The publish stamp
-            // `p` is "not published" for position `p`; the free stamp `p`, "free".
+            // Relaxed: `&mut self` proves no other thread can see the ring.
             self.slot(p).stamp.store(p, Ordering::Relaxed);
-            self.free_stamp(p).store(p, Ordering::Relaxed);
         }
         self.head.index.store(start, Ordering::Relaxed);
         self.tail.index.store(start, Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! Non-blocking single-value push and pop.
 
-use super::slot::{FREE, MARK, ONE, PUBLISH};
+use super::slot::{MARK, ONE, PUBLISH};
 use super::{PopError, PushError, RingCore, Storage};
 use crate::sync::Ordering;
 
@@ -13,12 +13,7 @@ pub(super) enum Seen {
     /// The slot still belongs to the previous lap (push: not yet popped) or is not yet
     /// published (pop): the ring is full, or empty, at this position.
     Behind,
-    /// The slot has moved a lap past this position: other threads took it; reload the index.
-    /// A position another thread has taken looks `Ready` for longer: to a producer until that
-    /// position is popped (only a pop changes the free stamp), to a consumer until the next
-    /// lap's push (only a push changes the publish stamp). The index CAS is the guard then: it
-    /// fails and hands back the current index. (The tail never moves back over a published
-    /// position, and the head never moves back.)
+    /// The slot has moved past this position: another thread took it; reload the index.
     Ahead,
 }
 
@@ -58,16 +53,14 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             if tail & MARK != 0 {
                 return Err(PushError::Closed(value));
             }
-            // Both of the slot's words, found once (the CAS below would make the compiler load
-            // the storage's fields again).
-            let (slot, free_stamp) = (self.slot(tail), self.free_stamp(tail));
+            let slot = self.slot(tail);
             // Acquire pairs with the consumer's Release that freed this slot (pop/drain), so its
             // read of the old value happens-before our write.
-            let free = free_stamp.load(Ordering::Acquire);
-            match classify(free, tail) {
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            match classify(stamp, tail) {
                 Seen::Ready => {
                     // Relaxed: claims position `tail`, nothing more. The value is ordered by
-                    // the slot's stamps (Acquire above, Release below), and the wait handshake
+                    // the slot stamp (Acquire above, Release below), and the wait handshake
                     // has its own word (wait.rs).
                     match self.tail.index.compare_exchange_weak(
                         tail,
@@ -114,8 +107,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // Relaxed: only a starting guess; the CAS below validates it.
         let mut head = self.head.index.load(Ordering::Relaxed);
         loop {
-            // Both of the slot's words, found once, as in try_push.
-            let (slot, free_stamp) = (self.slot(head), self.free_stamp(head));
+            let slot = self.slot(head);
             // Acquire pairs with the producer's Release publish, so its write of the value
             // happens-before our read.
             let stamp = slot.stamp.load(Ordering::Acquire);
@@ -145,8 +137,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                                 Some(unsafe { slot.read() })
                             };
                             // Release frees the slot for the next lap; pairs with the Acquire
-                            // free-stamp load in push, ordering our read before its write.
-                            free_stamp.store(head.wrapping_add(self.lap()), FREE);
+                            // stamp load in push, ordering our read before its write.
+                            slot.stamp
+                                .store(head.wrapping_add(self.lap()), Ordering::Release);
                             self.head.waiters.notify(1);
                             match value {
                                 Some(v) => return Ok(v),

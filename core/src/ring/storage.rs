@@ -4,8 +4,7 @@
 
 use core::mem::MaybeUninit;
 
-use super::slot::{ONE, Slot, free_stamp};
-use crate::sync::AtomicUsize;
+use super::slot::{ONE, Slot};
 
 mod sealed {
     pub trait Sealed {}
@@ -13,54 +12,34 @@ mod sealed {
 
 /// The slots of a ring. Sealed: implemented only by [`Inline`] and [`Boxed`].
 ///
-/// Implementations guarantee `slots().len()` is a power of two >= 2, equal to `mask() + 1` and
-/// to `free_stamps().len()`, and at most [`MAX_CAPACITY`](super::MAX_CAPACITY), for the
-/// storage's whole life.
+/// Implementations guarantee `slots().len()` is a power of two >= 2, equal to `mask() + 1`, and
+/// at most [`MAX_CAPACITY`](super::MAX_CAPACITY), for the storage's whole life.
 pub trait Storage<T>: sealed::Sealed {
     /// All slots, in index order.
     #[doc(hidden)]
     fn slots(&self) -> &[Slot<T>];
-    /// The free stamp of each slot, in index order (see `slot.rs`).
-    #[doc(hidden)]
-    fn free_stamps(&self) -> &[AtomicUsize];
     /// `capacity - 1`.
     #[doc(hidden)]
     fn mask(&self) -> usize;
 }
 
-/// Slots stored inline: `[Slot<T>; N]` and their free stamps. Used by [`Ring`](crate::Ring).
-pub struct Inline<T, const N: usize> {
-    slots: [Slot<T>; N],
-    free: FreeStamps<N>,
-}
-
-/// The free stamps of an inline ring, starting a cache-line pair of their own, as on the heap:
-/// aligned to 128 bytes and a multiple of 128 long, so they share no line with the slots,
-/// wherever the compiler puts the two fields.
-#[repr(align(128))]
-struct FreeStamps<const N: usize>([AtomicUsize; N]);
+/// Slots stored inline: `[Slot<T>; N]`. Used by [`Ring`](crate::Ring).
+pub struct Inline<T, const N: usize>([Slot<T>; N]);
 
 impl<T, const N: usize> Inline<T, N> {
     crate::sync::const_fn_unless_loom! {
         /// `N` free slots, slot `i` awaiting position `i * ONE`.
         pub(crate) fn new() -> Self {
             let mut slots = [const { MaybeUninit::<Slot<T>>::uninit() }; N];
-            let mut free = [const { MaybeUninit::<AtomicUsize>::uninit() }; N];
             let mut i = 0;
             while i < N {
                 slots[i] = MaybeUninit::new(Slot::new(i * ONE));
-                free[i] = MaybeUninit::new(free_stamp(i));
                 i += 1;
             }
-            // SAFETY: the loop initialised all N elements of both arrays, and `MaybeUninit<X>`
-            // has the layout of `X`, so `[MaybeUninit<X>; N]` has the layout of `[X; N]`. The
-            // sources are `MaybeUninit` and never dropped, so nothing is dropped twice.
-            unsafe {
-                Self {
-                    slots: core::ptr::read(slots.as_ptr().cast::<[Slot<T>; N]>()),
-                    free: FreeStamps(core::ptr::read(free.as_ptr().cast::<[AtomicUsize; N]>())),
-                }
-            }
+            // SAFETY: the loop initialised all N elements, and `MaybeUninit<X>` has the layout of
+            // `X`, so `[MaybeUninit<Slot<T>>; N]` has the layout of `[Slot<T>; N]`. The source is
+            // `MaybeUninit` and never dropped, so nothing is dropped twice.
+            Self(unsafe { core::ptr::read(slots.as_ptr().cast::<[Slot<T>; N]>()) })
         }
     }
 }
@@ -70,11 +49,7 @@ impl<T, const N: usize> sealed::Sealed for Inline<T, N> {}
 impl<T, const N: usize> Storage<T> for Inline<T, N> {
     #[inline(always)]
     fn slots(&self) -> &[Slot<T>] {
-        &self.slots
-    }
-    #[inline(always)]
-    fn free_stamps(&self) -> &[AtomicUsize] {
-        &self.free.0
+        &self.0
     }
     #[inline(always)]
     fn mask(&self) -> usize {
@@ -82,16 +57,20 @@ impl<T, const N: usize> Storage<T> for Inline<T, N> {
     }
 }
 
-/// Slots on the heap, sized at run time: the slots and their free stamps, each in an
-/// allocation of its own aligned to 128 bytes. Used by [`HeapRing`](crate::HeapRing).
+/// Slots on the heap, sized at run time, in one allocation aligned to 128 bytes.
+/// Used by [`HeapRing`](crate::HeapRing).
 #[cfg(feature = "alloc")]
 pub struct Boxed<T> {
-    /// Invariant: `slots.len() == free.len()`, a power of two in `2..=MAX_CAPACITY`.
-    slots: HeapArray<Slot<T>>,
-    free: HeapArray<AtomicUsize>,
+    /// Invariant: points to `len` initialised slots, slot `i` at `ptr + i`, in an allocation
+    /// of `Self::layout(len)` that this value owns (freed by its `Drop`); `len` is a power of
+    /// two in `2..=MAX_CAPACITY`.
+    ptr: core::ptr::NonNull<Slot<T>>,
+    len: usize,
+    /// Owns the slots (for drop check).
+    _owns: core::marker::PhantomData<Slot<T>>,
 }
 
-/// The alignment of a heap ring's arrays: 128 bytes, a pair of 64-byte lines on x86-64 (which
+/// The alignment of a heap ring's slots: 128 bytes, a pair of 64-byte lines on x86-64 (which
 /// its adjacent-line prefetcher fetches together), as [`CachePadded`](crossbeam_utils::CachePadded)
 /// uses there and on aarch64.
 /// With the slots aligned, a batch of whole lines never shares a line with the batches beside
@@ -102,85 +81,50 @@ pub(crate) const HEAP_ALIGN: usize = 128;
 
 #[cfg(feature = "alloc")]
 impl<T> Boxed<T> {
-    /// `capacity` free slots.
-    ///
-    /// # Errors
-    /// [`CapacityError::Invalid`](super::CapacityError::Invalid) unless `capacity` is a power
-    /// of two in `2..=MAX_CAPACITY`; [`CapacityError::Alloc`](super::CapacityError::Alloc) if
-    /// an allocation fails (or could not be described).
-    pub(crate) fn try_new(capacity: usize) -> Result<Self, super::CapacityError> {
-        if !super::is_valid_capacity(capacity) {
-            return Err(super::CapacityError::Invalid(capacity));
-        }
-        let alloc_error = super::CapacityError::Alloc(capacity);
-        let slots = HeapArray::try_new(capacity, |i| Slot::new(i * ONE)).ok_or(alloc_error)?;
-        let free = HeapArray::try_new(capacity, free_stamp).ok_or(alloc_error)?;
-        Ok(Self { slots, free })
-    }
-}
-
-/// `len` elements in one heap allocation aligned to [`HEAP_ALIGN`], owned: a `Box<[E]>` with
-/// that alignment.
-#[cfg(feature = "alloc")]
-struct HeapArray<E> {
-    /// Invariant: points to `len` (>= 1) initialised elements, element `i` at `ptr + i`, in an
-    /// allocation of `Self::layout(len)` that this value owns (freed by its `Drop`).
-    ptr: core::ptr::NonNull<E>,
-    len: usize,
-    /// Owns the elements (for drop check).
-    _owns: core::marker::PhantomData<E>,
-}
-
-#[cfg(feature = "alloc")]
-impl<E> HeapArray<E> {
-    /// The allocation for `len` elements, or `None` if its size overflows `isize`.
+    /// The allocation for `len` slots, or `None` if its size overflows `isize`.
     fn layout(len: usize) -> Option<core::alloc::Layout> {
-        core::alloc::Layout::array::<E>(len)
+        core::alloc::Layout::array::<Slot<T>>(len)
             .ok()?
             .align_to(HEAP_ALIGN)
             .ok()
     }
 
-    /// `len` (>= 1) elements, element `i` made by `init(i)`; `None` if the allocation fails.
-    fn try_new(len: usize, init: impl Fn(usize) -> E) -> Option<Self> {
-        let layout = Self::layout(len)?;
-        if layout.size() == 0 {
-            return None; // never for our elements: each holds at least an `AtomicUsize`
+    /// `capacity` free slots.
+    ///
+    /// # Errors
+    /// [`CapacityError::Invalid`](super::CapacityError::Invalid) unless `capacity` is a power
+    /// of two in `2..=MAX_CAPACITY`; [`CapacityError::Alloc`](super::CapacityError::Alloc) if
+    /// the allocation fails (or could not be described).
+    pub(crate) fn try_new(capacity: usize) -> Result<Self, super::CapacityError> {
+        if !super::is_valid_capacity(capacity) {
+            return Err(super::CapacityError::Invalid(capacity));
         }
-        // SAFETY: the layout's size is not zero (checked above).
-        let raw = unsafe { alloc::alloc::alloc(layout) }.cast::<E>();
-        let ptr = core::ptr::NonNull::new(raw)?;
-        for i in 0..len {
-            // SAFETY: `i < len`, so `ptr + i` is inside the allocation, which is aligned for `E`
-            // (HEAP_ALIGN is at least its alignment, as `align_to` never lowers it); `write`
-            // initialises the element without reading or dropping the old bytes. (`init` is
-            // our own constructors, which do not panic; if one did, the allocation would leak,
-            // which is safe.)
-            unsafe { ptr.as_ptr().add(i).write(init(i)) };
+        let layout = Self::layout(capacity).ok_or(super::CapacityError::Alloc(capacity))?;
+        // SAFETY: the layout's size is not zero: `capacity >= 2` and a slot holds a `usize`.
+        let raw = unsafe { alloc::alloc::alloc(layout) }.cast::<Slot<T>>();
+        let ptr = core::ptr::NonNull::new(raw).ok_or(super::CapacityError::Alloc(capacity))?;
+        for i in 0..capacity {
+            // SAFETY: `i < capacity`, so `ptr + i` is inside the allocation, which is aligned
+            // for `Slot<T>` (HEAP_ALIGN is at least its alignment, as `align_to` never lowers
+            // it); `write` initialises the slot without reading or dropping the old bytes.
+            unsafe { ptr.as_ptr().add(i).write(Slot::new(i * ONE)) };
         }
-        Some(Self {
+        Ok(Self {
             ptr,
-            len,
+            len: capacity,
             _owns: core::marker::PhantomData,
         })
-    }
-
-    #[inline(always)]
-    fn as_slice(&self) -> &[E] {
-        // SAFETY: `len` initialised elements at `ptr`, owned by `self` and never moved or freed
-        // while `self` lives (type invariant); the borrow is tied to `&self`.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
 #[cfg(feature = "alloc")]
-impl<E> Drop for HeapArray<E> {
+impl<T> Drop for Boxed<T> {
     fn drop(&mut self) {
-        let elements = core::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
-        // SAFETY: the elements are initialised and owned by us (type invariant), and nothing
-        // uses them after this. (A slot holds a `MaybeUninit<T>`, so this drops no `T`: the
-        // ring drops the values left in it before its storage.)
-        unsafe { core::ptr::drop_in_place(elements) };
+        let slots = core::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+        // SAFETY: the slots are initialised and owned by us (type invariant), and nothing uses
+        // them after this. Dropping a slot drops no `T` (it holds a `MaybeUninit<T>`; the ring
+        // drops the values left in it before its storage), only the stamp and cell.
+        unsafe { core::ptr::drop_in_place(slots) };
         if let Some(layout) = Self::layout(self.len) {
             // SAFETY: `ptr` came from `alloc` with this same layout (type invariant: `layout`
             // is a pure function of `len`), and is freed once, here.
@@ -189,16 +133,15 @@ impl<E> Drop for HeapArray<E> {
     }
 }
 
-// SAFETY: `HeapArray<E>` owns its elements like a `Box<[E]>`, which is `Send` exactly when `E`
-// is (for a slot: when `T: Send`). It is not `Sync` (`NonNull` is not), which a box of slots
-// would not be either (a slot's cell is not); the ring declares its own `Sync`.
+// SAFETY: `Boxed<T>` owns its slots like a `Box<[Slot<T>]>`, which is `Send` exactly when
+// `Slot<T>` is, i.e. when `T: Send`. (It is not `Sync`, like that box: a slot's cell is not.)
 #[cfg(feature = "alloc")]
-unsafe impl<E: Send> Send for HeapArray<E> {}
+unsafe impl<T: Send> Send for Boxed<T> {}
 
-// As for a `Box<[E]>`: unwind-safe when `E` is. (`NonNull` would make it so only for
-// `RefUnwindSafe` elements, which a slot's cell is not.)
+// As for the `Box<[Slot<T>]>` this replaced: unwind-safe when `T` is. (`NonNull` would make it
+// so only for `RefUnwindSafe` slots, which a slot's cell is not.)
 #[cfg(feature = "alloc")]
-impl<E: core::panic::UnwindSafe> core::panic::UnwindSafe for HeapArray<E> {}
+impl<T: core::panic::UnwindSafe> core::panic::UnwindSafe for Boxed<T> {}
 
 #[cfg(feature = "alloc")]
 impl<T> sealed::Sealed for Boxed<T> {}
@@ -207,14 +150,12 @@ impl<T> sealed::Sealed for Boxed<T> {}
 impl<T> Storage<T> for Boxed<T> {
     #[inline(always)]
     fn slots(&self) -> &[Slot<T>] {
-        self.slots.as_slice()
-    }
-    #[inline(always)]
-    fn free_stamps(&self) -> &[AtomicUsize] {
-        self.free.as_slice()
+        // SAFETY: `len` initialised slots at `ptr`, owned by `self` and never moved or freed
+        // while `self` lives (type invariant); the borrow is tied to `&self`.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
     #[inline(always)]
     fn mask(&self) -> usize {
-        self.slots.len - 1
+        self.len - 1
     }
 }

@@ -329,7 +329,7 @@ fn a_wake_up_taken_for_a_slot_behind_a_held_one_is_passed_on() {
 }
 
 #[test]
-fn heap_slots_and_free_stamps_start_on_a_cache_line_pair() {
+fn heap_slots_start_on_a_cache_line_pair() {
     use super::Storage;
     use super::storage::{Boxed, HEAP_ALIGN};
     fn check<T>() {
@@ -338,9 +338,7 @@ fn heap_slots_and_free_stamps_start_on_a_cache_line_pair() {
             let rings: Vec<Boxed<T>> = (0..8).map(|_| Boxed::try_new(capacity).unwrap()).collect();
             for storage in &rings {
                 assert_eq!(storage.slots().len(), capacity);
-                assert_eq!(storage.free_stamps().len(), capacity);
                 assert_eq!(storage.slots().as_ptr() as usize % HEAP_ALIGN, 0);
-                assert_eq!(storage.free_stamps().as_ptr() as usize % HEAP_ALIGN, 0);
             }
         }
     }
@@ -501,107 +499,4 @@ fn fence_probe_static_ring() {
         "wakers must fence exactly while the process is not registered"
     );
     assert_eq!(RING.try_pop(), Ok(1));
-}
-
-/// The layout's point: producers write only the slots (value and publish stamp), consumers
-/// only the free stamps, so each cache line is written from one side.
-#[test]
-fn pushes_write_only_the_publish_stamp_and_pops_only_the_free_stamp() {
-    use core::sync::atomic::Ordering::Relaxed;
-    let ring = Ring::<u32, 4>::new();
-    let lap = 4 * ONE;
-    let stamps = |p: usize| {
-        (
-            ring.slot(p).stamp.load(Relaxed),
-            ring.free_stamp(p).load(Relaxed),
-        )
-    };
-    assert_eq!(stamps(0), (0, 0), "new: not published, free");
-    ring.try_push(1).unwrap();
-    assert_eq!(
-        stamps(0),
-        (ONE, 0),
-        "a push publishes and leaves the free stamp"
-    );
-    assert_eq!(ring.try_pop(), Ok(1));
-    assert_eq!(
-        stamps(0),
-        (ONE, lap),
-        "a pop frees and leaves the publish stamp"
-    );
-    // The same for batches, over positions 1..=3 and the wrap to position 4 (slot 0).
-    assert_eq!(ring.try_push_batch(&mut (2..6)), Ok(4));
-    for p in (1..=4).map(|k| k * ONE) {
-        assert_eq!(stamps(p), (p + ONE, p), "batch push at position {p}");
-    }
-    let mut out = Vec::new();
-    assert_eq!(ring.try_pop_batch(&mut out, 4), Ok(4));
-    assert_eq!(out, [2, 3, 4, 5]);
-    for p in (1..=4).map(|k| k * ONE) {
-        assert_eq!(stamps(p), (p + ONE, p + lap), "batch pop at position {p}");
-    }
-}
-
-/// The same for holes: publishing them writes only publish stamps, skipping them only free
-/// stamps.
-#[test]
-fn holes_are_published_and_skipped_each_by_its_own_side_s_stamp() {
-    use core::sync::atomic::Ordering::Relaxed;
-    const MARK: usize = 1;
-    let ring = Ring::<u32, 8>::new();
-    let lap = 8 * ONE;
-    let stamps = |p: usize| {
-        (
-            ring.slot(p).stamp.load(Relaxed),
-            ring.free_stamp(p).load(Relaxed),
-        )
-    };
-    // Positions 0..4 claimed, 0 and 1 filled, a push at 4 claims behind: 2 and 3 are holes.
-    assert_eq!(
-        ring.try_push_batch(&mut Liar(0, || ring.try_push(9).unwrap())),
-        Ok(2)
-    );
-    for p in [2 * ONE, 3 * ONE] {
-        assert_eq!(
-            stamps(p),
-            (p + ONE + MARK, p),
-            "a hole at {p}: published, not yet freed"
-        );
-    }
-    let mut out = Vec::new();
-    assert_eq!(ring.try_pop_batch(&mut out, 8), Ok(3));
-    assert_eq!(out, [1, 2, 9]);
-    for p in [2 * ONE, 3 * ONE] {
-        assert_eq!(
-            stamps(p),
-            (p + ONE + MARK, p + lap),
-            "a hole at {p}: skipped and freed"
-        );
-    }
-}
-
-/// An inline ring's free stamps start a cache-line pair of their own, as a heap ring's do: no
-/// line holds both slots (written by producers) and free stamps (written by consumers).
-#[test]
-fn inline_free_stamps_share_no_cache_line_with_the_slots() {
-    use super::Storage;
-    use super::storage::Inline;
-    fn check<T, const N: usize>() {
-        let storage = Inline::<T, N>::new();
-        let free = storage.free_stamps().as_ptr_range();
-        let slots = storage.slots().as_ptr_range();
-        assert_eq!(free.start as usize % 128, 0, "free stamps 128-aligned");
-        let (free, slots) = (
-            free.start as usize..free.end as usize,
-            slots.start as usize..slots.end as usize,
-        );
-        let pair = |a: usize| a / 128;
-        assert!(
-            pair(slots.end - 1) < pair(free.start) || pair(free.end - 1) < pair(slots.start),
-            "slots {slots:x?} and free stamps {free:x?} share a line pair"
-        );
-    }
-    check::<u8, 2>();
-    check::<u64, 4>();
-    check::<[u8; 24], 16>();
 }

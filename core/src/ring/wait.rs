@@ -33,8 +33,8 @@
 //! like two `SeqCst` fences.
 //! - a sleeper, holding `lock`, registers (`count += 1`), issues the heavy fence, then
 //!   re-checks the ring, and only sleeps if it is still blocked;
-//! - a waker makes its progress (a publish or free stamp `Release`-stored, an index moved),
-//!   issues its half of the fence, then loads `count`.
+//! - a waker makes its progress (a slot stamp `Release`-stored, an index moved), issues its
+//!   half of the fence, then loads `count`.
 //!
 //! The two fences are ordered. If the sleeper's comes first, the waker's load (after its fence)
 //! sees the registration (made before the sleeper's fence), so it takes `lock`, which the
