@@ -10,6 +10,7 @@ work=${AB_WORK_DIR:-$root/target/ab}
 usage() {
   cat <<'EOF'
 usage: benches/ab/ab.sh [--a REV] [--b REV|worktree] [--pairs N] [--only WORD] [--scale X]
+                        [--both-ways]
        benches/ab/ab.sh [--a REV] [--b REV|worktree] --callgrind WORKLOAD [--ops N]
        benches/ab/ab.sh [--a REV] [--b REV|worktree] --perf KEY [--ops N]
        benches/ab/ab.sh --help
@@ -38,6 +39,11 @@ alike. Prints, per scenario, both medians, B/A, and B/A pair by pair (median, mi
                    over one run per build of scenario KEY (a key above, or a workload)
   --ops N          operations for --callgrind (default 200000) or --perf (default: the
                    scenario's own count; 1000000 for a workload)
+  --both-ways      run it twice, the second time with the sides swapped (A = B's revision,
+                   B = A's), and print per scenario B's revision over A's with the side bias
+                   removed: sqrt(r1 / r2) for the two runs' B/A medians r1, r2 (the bias, the
+                   copy in side B measuring differently from the same code in side A, is
+                   sqrt(r1 * r2), printed too)
   --no-align       build without aligning every function and jump target to 64 bytes (see
                    below)
   -h, --help       print this and exit
@@ -62,11 +68,12 @@ die() { # die MESSAGE: a usage error, one line, status 2
   exit 2
 }
 
-a=HEAD b=worktree pairs=10 only="" scale=1 callgrind="" perf="" ops="" align=1
+a=HEAD b=worktree pairs=10 only="" scale=1 callgrind="" perf="" ops="" align=1 both=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -h | --help) usage; exit 0 ;;
     --no-align) align=0; shift ;;
+    --both-ways) both=1; shift ;;
     --a | --b | --pairs | --only | --scale | --callgrind | --perf | --ops)
       [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in
@@ -86,6 +93,31 @@ done
 [ -z "$callgrind" ] || [ -z "$perf" ] || die "--callgrind and --perf are separate runs"
 case "$callgrind" in "" | single | batch | fill) ;; *) die "no workload \"$callgrind\"" ;; esac
 [ -z "$ops" ] || [[ "$ops" =~ ^[1-9][0-9]*$ ]] || die "--ops takes a positive number"
+
+if [ "$both" = 1 ]; then
+  [ -z "$callgrind$perf" ] || die "--both-ways is for the timed scenarios"
+  [ "$b" != worktree ] || [ "$a" != worktree ] || die "--a and --b are both the working tree"
+  again=(--pairs "$pairs" --scale "$scale")
+  [ -z "$only" ] || again+=(--only "$only")
+  [ "$align" = 1 ] || again+=(--no-align)
+  first=$("$0" --a "$a" --b "$b" "${again[@]}")
+  echo "$first"
+  echo
+  second=$("$0" --a "$b" --b "$a" "${again[@]}")
+  echo "$second"
+  # The B/A (medians) column of each scenario's row, from both tables (join needs them sorted
+  # on the scenario, in one collation).
+  ratios() { awk -F'|' '$6 ~ /^ *[0-9.]+ *$/ { gsub(/^ +| +$/, "", $2); gsub(/ /, "", $6); print $2 "|" $6 }'; }
+  echo
+  echo "Both ways: B = $b over A = $a, the side bias removed (ns and ns/op rows: < 1 is faster)"
+  echo
+  echo "| scenario | B/A, run 1 | B/A, run 2 (sides swapped) | $b / $a, bias removed | side bias |"
+  echo "|---|---:|---:|---:|---:|"
+  join -t'|' <(ratios <<<"$first" | LC_ALL=C sort -t'|' -k1,1) \
+    <(ratios <<<"$second" | LC_ALL=C sort -t'|' -k1,1) \
+    | awk -F'|' '{ printf "| %s | %.3f | %.3f | %.3f | %.3f |\n", $1, $2, $3, sqrt($2 / $3), sqrt($2 * $3) }'
+  exit 0
+fi
 
 # snapshot SIDE SPEC: copies pc-core's sources (the workspace manifest and core/) of SPEC into
 # $work/src/SIDE and prints what they are. pc-core's version is rewritten to 0.0.0-ab-SIDE:
