@@ -41,7 +41,7 @@ impl SinkDb {
         let path =
             std::env::temp_dir().join(format!("pc-bench-sink-{}-{name}.db", std::process::id()));
         remove(&path);
-        let (conn, run) = runs::prepare_run(&path, BUSY, 1, "{}", 0)?;
+        let (conn, run) = runs::prepare_run(&path, BUSY, 1, "{}", 0, None)?;
         let writer = Writer::new(conn, &run, synchronous, &path, BUSY)?;
         let checkpointer = Checkpointer::open(&path, BUSY)?;
         Ok(Self {

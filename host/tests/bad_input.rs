@@ -649,3 +649,66 @@ fn dead_letter_and_retry_for_bad_values_are_one_line_errors_with_exit_2() {
     assert!(!ro.join("dead.jsonl").exists());
     assert!(!s.path("pc-host.db").exists());
 }
+
+#[test]
+fn a_page_size_that_cannot_apply_is_one_line_and_leaves_the_database_as_it_was() {
+    let s = Scratch::new("page-size");
+    for size in ["1000", "256", "131072"] {
+        assert_one_line_error(
+            &run(s.dir(), &["--page-size", size, "--messages", "10"]),
+            2,
+            &format!("--page-size {size} is not a SQLite page size"),
+        );
+    }
+    assert_one_line_error(
+        &run_env(
+            s.dir(),
+            &["--messages", "10"],
+            &[("PC_HOST_PAGE_SIZE", "3000")],
+        ),
+        2,
+        "PC_HOST_PAGE_SIZE=3000 is not a SQLite page size",
+    );
+    assert_one_line_error(
+        &run(
+            s.dir(),
+            &[
+                "--page-size",
+                "4096",
+                "--sink",
+                "postgres://nobody@127.0.0.1:1/none",
+            ],
+        ),
+        2,
+        "only a SQLite database has a page size",
+    );
+    assert!(
+        !s.path("pc-host.db").exists(),
+        "no database on a usage error"
+    );
+
+    // A database made with the default pages refuses another size, and gets no new run.
+    let made = run(s.dir(), &["--messages", "10", "--report-interval", "0"]);
+    assert_eq!(made.code, Some(0), "stderr:\n{}", made.stderr);
+    let runs = |db: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(runs(&s.path("pc-host.db")), 1);
+    assert_one_line_error(
+        &run(s.dir(), &["--page-size", "4096", "--messages", "10"]),
+        1,
+        "has 16384-byte pages, not 4096: a page size is set when a database is created",
+    );
+    assert_eq!(
+        runs(&s.path("pc-host.db")),
+        1,
+        "the refused run left no row"
+    );
+    // Given and matching, it is accepted.
+    let again = run(s.dir(), &["--page-size", "16384", "--messages", "10"]);
+    assert_eq!(again.code, Some(0), "stderr:\n{}", again.stderr);
+    assert_eq!(runs(&s.path("pc-host.db")), 2);
+}

@@ -506,6 +506,7 @@ fn a_record_delivered_twice_is_stored_once() {
         started_at: 1,
         busy: std::time::Duration::from_secs(5),
         synchronous: pc_host::config::Synchronous::Normal,
+        page_size: None,
         delivered: true,
         nats: &std::sync::Arc::default(),
     };

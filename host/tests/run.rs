@@ -624,3 +624,64 @@ fn a_free_sink_commits_a_batch_at_once_unless_a_batch_wait_is_given() {
     // Waiting a minute for the batch to fill: the run's end (the ring closed) ends the wait.
     assert_eq!(batches(&["--batch-wait-ms", "60000"]), 1);
 }
+
+#[test]
+fn a_new_database_takes_the_page_size_and_the_summary_says_what_the_run_cost_the_machine() {
+    let s = Scratch::new("page-size-machine");
+    let db = s.path("p.db");
+    let args = |output: &'static str| {
+        [
+            "--page-size",
+            "4096",
+            "--rps",
+            "0",
+            "--messages",
+            "50000",
+            "--report-interval",
+            "0",
+            "--output",
+            output,
+            "--db",
+            "p.db",
+        ]
+    };
+    let out = run(s.dir(), &args("json"));
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("(WAL, synchronous=normal, 4096-byte pages)"),
+        "the header names the page size:\n{}",
+        out.stderr
+    );
+    let page: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, 4096);
+    let v = json(&out);
+    assert_eq!(v["config"]["page_size"], 4096);
+    if !cfg!(target_os = "linux") {
+        assert!(v["machine"].is_null(), "{v}");
+        return;
+    }
+    let m = &v["machine"];
+    let secs = |key: &str| m[key].as_f64().unwrap_or_else(|| panic!("{key} in {m}"));
+    assert!(
+        secs("user_s") + secs("system_s") > 0.0,
+        "50000 rows took CPU: {m}"
+    );
+    assert!(secs("wall_s") > 0.0 && secs("steal_s") >= 0.0, "{m}");
+    assert!(m["cpus"].as_u64().is_some_and(|n| n >= 1), "{m}");
+    assert!(m["written_bytes"].is_u64(), "{m}");
+
+    let text = run(s.dir(), &args("text"));
+    assert_eq!(text.code, Some(0), "stderr:\n{}", text.stderr);
+    for line in ["  cpu           ", "  storage       "] {
+        assert!(
+            text.stdout.lines().any(|l| l.starts_with(line)),
+            "no `{}` line:\n{}",
+            line.trim(),
+            text.stdout
+        );
+    }
+}

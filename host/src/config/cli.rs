@@ -230,6 +230,13 @@ pub struct RunArgs {
     )]
     pub synchronous: Synchronous,
 
+    /// SQLite page size in bytes for a new database, a power of two from 512 to 65536. Each
+    /// commit writes at least one page to the WAL, so at low rates, where commits hold a few
+    /// rows, smaller pages write less to disk; larger pages store faster in bulk. An existing
+    /// database keeps its own: given, it must match [default: 16384]
+    #[arg(long, value_name = "BYTES", env = "PC_HOST_PAGE_SIZE")]
+    pub page_size: Option<u32>,
+
     /// Pin producer and consumer threads to cores (the default); threads that outnumber the
     /// cores share them round-robin [env: PC_HOST_PIN=true|false]
     #[arg(long, action = ArgAction::SetTrue, overrides_with = "no_pin")]

@@ -82,6 +82,9 @@ pub struct Config {
     pub payload_size: usize,
     pub max_record_bytes: usize,
     pub synchronous: Synchronous,
+    /// `--page-size`: a new SQLite database's page size, which an existing one must match.
+    /// `None`: the default for a new database, any for an existing one.
+    pub page_size: Option<u32>,
     pub pin: bool,
     pub warmup: Duration,
     /// `None`: no progress lines.
@@ -288,6 +291,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         }
         Some(d)
     };
+    let page_size = page_size(l, &sink)?;
     let busy = l.pick("busy_timeout_ms", a.busy_timeout_ms);
     if busy.value > 3_600_000 {
         return err(format!(
@@ -331,6 +335,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         payload_size,
         max_record_bytes,
         synchronous: a.synchronous,
+        page_size,
         pin,
         warmup: warmup_d,
         report_interval,
@@ -564,6 +569,26 @@ fn sink(l: &Layers) -> Result<SinkSpec, ConfigError> {
     }
 }
 
+/// `--page-size`: a power of two SQLite accepts, and only for a SQLite sink.
+fn page_size(l: &Layers, sink: &SinkSpec) -> Result<Option<u32>, ConfigError> {
+    let Some(p) = l.pick_set("page_size", l.args.page_size) else {
+        return Ok(None);
+    };
+    if !matches!(sink, SinkSpec::Sqlite(_)) {
+        return err(format!(
+            "{}: only a SQLite database has a page size (the sink is {sink})",
+            p.show()
+        ));
+    }
+    if !(512..=65_536).contains(&p.value) || !p.value.is_power_of_two() {
+        return err(format!(
+            "{} is not a SQLite page size: use a power of two from 512 to 65536",
+            p.show()
+        ));
+    }
+    Ok(Some(p.value))
+}
+
 /// `--pin` / `--no-pin` on the command line (the last one wins), then `PC_HOST_PIN`, then
 /// the file, then pinned. (The variable is read here, not by clap, so that a flag can beat it.)
 fn pick_pin(l: &Layers) -> Result<bool, ConfigError> {
@@ -731,6 +756,7 @@ impl Config {
             "max_record_bytes": self.max_record_bytes,
             "db": self.sink_name(),
             "synchronous": self.synchronous.as_str(),
+            "page_size": self.page_size,
             "pin": self.pin,
             "warmup_s": self.warmup.as_secs_f64(),
             "report_interval_s": self.report_interval.map_or(0.0, |d| d.as_secs_f64()),

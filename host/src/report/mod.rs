@@ -15,6 +15,7 @@ pub fn header(
     pinning: &str,
     inputs: &[InputStart],
     notes: &[String],
+    page_size: Option<u64>,
 ) -> String {
     let rate = match cfg.rps {
         0 => "unlimited rate (no bucket)".to_string(),
@@ -58,7 +59,8 @@ pub fn header(
     };
     let durability = match cfg.sink {
         crate::config::SinkSpec::Sqlite(_) => {
-            format!(" (WAL, synchronous={})", cfg.synchronous.as_str())
+            let pages = page_size.map_or_else(String::new, |p| format!(", {p}-byte pages"));
+            format!(" (WAL, synchronous={}{pages})", cfg.synchronous.as_str())
         }
         _ => String::new(),
     };

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::position::InputStart;
 use crate::telemetry::lanes::LaneFigures;
+use crate::telemetry::machine::MachineUse;
 use crate::telemetry::ms;
 
 /// The version of the `--output json` object; bump it when a key changes meaning.
@@ -96,6 +97,9 @@ pub struct Summary {
     pub commit: Histogram<u64>,
     pub batches: u64,
     pub blocked_s: f64,
+    /// What the run cost the machine, from production's start to after the final commit
+    /// (Linux; `None` elsewhere).
+    pub machine: Option<MachineUse>,
     /// SQLite: its write-ahead log during the run.
     pub wal: Option<Wal>,
     /// Ingest runs: records read (accepted or rejected), bytes read, records rejected, and the
@@ -345,6 +349,9 @@ impl Summary {
                 c.min, c.max, c.peak
             );
         }
+        if let Some(m) = &self.machine {
+            self.machine_text(m, &mut s);
+        }
         let Some(wal) = &self.wal else {
             return s;
         };
@@ -368,6 +375,38 @@ impl Summary {
             );
         }
         s
+    }
+
+    /// The `cpu` and `storage` lines: what the run cost this process and the machine.
+    fn machine_text(&self, m: &MachineUse, s: &mut String) {
+        let busy = if m.wall_s > 0.0 {
+            (m.user_s + m.system_s) / m.wall_s
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "  cpu           {:.2} s user + {:.2} s system ({busy:.2} of {} CPUs on average); \
+             steal {:.2} s ({:.1}% of the machine's CPU time, taken by the hypervisor)",
+            m.user_s,
+            m.system_s,
+            m.cpus,
+            m.steal_s,
+            100.0 * m.steal_share()
+        );
+        let per_record = if self.stored > 0 {
+            format!(
+                " ({:.1} KiB per record stored)",
+                m.written_bytes as f64 / 1024.0 / self.stored as f64
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "  storage       {:.1} MiB written by this process{per_record}",
+            m.written_bytes as f64 / f64::from(1 << 20)
+        );
     }
 
     /// The lines for records not stored in the database, and retries, when there were any.
@@ -511,6 +550,14 @@ impl Summary {
                 "max": self.consumers.max,
                 "peak": self.consumers.peak,
             },
+            "machine": self.machine.map(|m| json!({
+                "wall_s": m.wall_s,
+                "user_s": m.user_s,
+                "system_s": m.system_s,
+                "steal_s": m.steal_s,
+                "cpus": m.cpus,
+                "written_bytes": m.written_bytes,
+            })),
             "wal_max_bytes": self.wal.as_ref().map(|w| w.max_bytes),
             "wal_truncated": self.wal.as_ref().map(|w| w.truncated),
             "wal_writer_holds": self.wal.as_ref().map(|w| w.writer_holds),

@@ -10,7 +10,7 @@ use crate::position::{InputStart, Resume};
 use crate::report::summary::{ConsumerCounts, NatsFigures};
 use crate::report::{Ingest, StopReason, Summary, Wal};
 use crate::sink::{AnySink, RunEnd, Sink as _};
-use crate::telemetry::Stats;
+use crate::telemetry::{Stats, machine};
 
 /// What the threads leave behind for the summary.
 #[derive(Debug, Default)]
@@ -29,6 +29,8 @@ pub struct Outcome {
     pub final_positions: Vec<Resume>,
     /// Writes tried again after a retryable failure.
     pub retries: u64,
+    /// The machine's counters when production started (Linux).
+    pub machine: Option<machine::Snapshot>,
 }
 
 /// What the end of a run reads.
@@ -58,6 +60,11 @@ pub fn summary(
     let (cfg, stats) = (d.cfg, d.stats);
     warn_rejects(cfg, &starts, stats);
     let (stored, flushed, mut errors) = finish(&d, writer, out.errors, out.final_positions);
+    // After the final checkpoint, so its writes count too.
+    let machine = out
+        .machine
+        .zip(machine::snapshot())
+        .map(|(start, end)| start.until(&end));
     let (produced, dead_lettered, not_stored, duplicates) = (
         stats.produced(),
         stats.dead_lettered(),
@@ -118,6 +125,7 @@ pub fn summary(
             max: cfg.consumers_max,
             peak: stats.consumers_peak(),
         },
+        machine,
         wal: d.wal.map(|wal| Wal {
             truncated: flushed == Some(true),
             ..wal

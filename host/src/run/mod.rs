@@ -30,7 +30,7 @@ use crate::observe::{Live, RunView};
 use crate::position::InputStart;
 use crate::queue::Queue;
 use crate::report::{self, StopReason, Summary, Wal};
-use crate::sink::sqlite::checkpoint::StopSignal;
+use crate::sink::sqlite::checkpoint::{Checkpointer, StopSignal};
 use crate::sink::{AnySink, GroupCommit, Policy};
 use crate::source::Context;
 use crate::source::generate::Generator;
@@ -79,6 +79,7 @@ pub fn header(cfg: &Config, prepared: &Prepared) -> String {
         &prepared.pins.desc,
         &starts,
         &notes,
+        prepared.checkpointer.as_ref().map(Checkpointer::page_size),
     )
 }
 
@@ -182,6 +183,7 @@ pub fn run(
     let mut reporter = Reporter::new(latency_log, display);
     let mut out = Outcome {
         start,
+        machine: crate::telemetry::machine::snapshot(),
         producing_end: start,
         sources_stopped: start,
         drained: start,

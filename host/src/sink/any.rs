@@ -46,6 +46,7 @@ pub fn open(spec: &SinkSpec, start: &RunStart<'_>) -> anyhow::Result<Opened> {
                 start.producers,
                 start.config_json,
                 start.started_at,
+                start.page_size,
             )?;
             let mut writer = sqlite::Writer::new(conn, &run, start.synchronous, path, start.busy)?;
             if start.delivered {

@@ -42,6 +42,9 @@ pub struct RunStart<'a> {
     /// How long to wait for a lock held by another client.
     pub busy: Duration,
     pub synchronous: Synchronous,
+    /// SQLite: the page size a new database gets, and an existing one must have (`None`: the
+    /// default for a new one, any for an existing one).
+    pub page_size: Option<u32>,
     /// The records come from a broker (a NATS source): each is stored at most once per its
     /// [`crate::message::Delivery`] key.
     pub delivered: bool,

@@ -5,6 +5,7 @@
 
 pub mod interval;
 pub mod lanes;
+pub mod machine;
 pub mod progress;
 
 use std::sync::atomic::{AtomicU64, Ordering};

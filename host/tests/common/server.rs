@@ -257,6 +257,7 @@ impl<S: Server> TestDb<S> {
             started_at: now_ns(),
             busy,
             synchronous: Synchronous::Normal,
+            page_size: None,
             delivered: false,
             nats: &std::sync::Arc::default(),
         };

@@ -99,6 +99,12 @@ impl Checkpointer {
         })
     }
 
+    /// The database's page size, in bytes.
+    #[must_use]
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
     /// Checkpoints until `stop`; see the module docs.
     /// `writer` is the mutex commits hold (taken to finish the log between two commits).
     pub fn run<W>(&mut self, writer: &Mutex<W>, stop: &StopSignal) {

@@ -35,11 +35,12 @@ pub fn prepare_run(
     producers: usize,
     config_json: &str,
     started_at: i64,
+    page_size: Option<u32>,
 ) -> anyhow::Result<(Connection, RunRow)> {
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
     loop {
-        match try_prepare_run(path, busy, producers, config_json, started_at) {
+        match try_prepare_run(path, busy, producers, config_json, started_at, page_size) {
             Err(e) if e.is::<schema::Busy>() && Instant::now() + nap < deadline => {
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(Duration::from_millis(50));
@@ -51,13 +52,15 @@ pub fn prepare_run(
 
 /// Prepares `path` for a run: checks what is in it, switches it to WAL, creates (or upgrades)
 /// the schema, and records the run. Returns the connection (to become the writer) and the
-/// run. Nothing is written to a file that is not (or cannot become) a pc-host database.
+/// run. A new file gets `page_size` (default [`PAGE_SIZE`]); an existing one must have it, if
+/// given. Nothing is written to a file that is not (or cannot become) a pc-host database.
 pub fn try_prepare_run(
     path: &Path,
     busy: Duration,
     producers: usize,
     config_json: &str,
     started_at: i64,
+    page_size: Option<u32>,
 ) -> anyhow::Result<(Connection, RunRow)> {
     let conn = schema::open(path, busy)?;
     let err = |e| db_error(path, e, busy);
@@ -68,8 +71,19 @@ pub fn try_prepare_run(
         .map_err(err)?;
     if schema::check(&conn, path, busy)? == Found::Empty {
         // Only a new file can take a page size; on an existing one this does nothing.
-        conn.pragma_update(None, "page_size", PAGE_SIZE)
+        conn.pragma_update(None, "page_size", page_size.map_or(PAGE_SIZE, i64::from))
             .map_err(err)?;
+    } else if let Some(wanted) = page_size {
+        let has: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(err)?;
+        if has != i64::from(wanted) {
+            return Err(anyhow!(
+                "database {} has {has}-byte pages, not {wanted}: a page size is set when a \
+                 database is created (leave --page-size out to use this one)",
+                path.display()
+            ));
+        }
     }
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
