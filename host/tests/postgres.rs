@@ -361,7 +361,8 @@ fn a_server_restart_mid_ingest_is_retried_and_every_line_is_stored_once() {
 }
 
 /// `--consumers 1..2` with a connection each: a consumer is added while another client's lock
-/// holds the queue full, and retired once it stays empty; every line is stored once.
+/// holds the queue full, and retired once it stays empty; every line is stored once. The second
+/// connection is opened when the second consumer starts, not at the start of the run.
 #[test]
 fn consumers_scale_up_under_load_and_down_when_idle_and_every_line_is_stored_once() {
     let Some(db) = Db::shared("scale") else {
@@ -375,17 +376,41 @@ fn consumers_scale_up_under_load_and_down_when_idle_and_every_line_is_stored_onc
          --busy-timeout-ms 20 --retry-for 600 --report-interval 0 --output json"
             .split_whitespace(),
     );
-    let out = common::scaling::up_then_down(cmd, n, || {
-        let mut holder = db.client();
-        holder
-            .batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
-            .expect("lock the messages table");
-        holder // dropped: the connection ends, the lock with it
-    });
+    let mut at_start = None;
+    let out = common::scaling::up_then_down_and(
+        cmd,
+        n,
+        || {
+            // The run has started (its input is named) and nothing has failed yet.
+            at_start = Some(pc_host_sessions(&db));
+            let mut holder = db.client();
+            holder
+                .batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+                .expect("lock the messages table");
+            holder // dropped: the connection ends, the lock with it
+        },
+        // Under the lock, the second connection cannot prepare its statements on the table.
+        |err| {
+            err.wait("opening the second connection once the lock is gone", |l| {
+                l.contains("sink connection 2 opened, after ")
+            });
+        },
+    );
+    assert_eq!(at_start, Some(1), "MIN connections at the start, not MAX");
+    assert!(
+        out.stderr.contains("could not open sink connection 2: ")
+            && out.stderr.contains("tried again"),
+        "the failed attempt is a warning:\n{}",
+        out.stderr
+    );
     let v = assert_all_stored(&out);
     assert_eq!((u(&v, "produced"), u(&v, "stored")), (n as u64, n as u64));
     let c = &v["consumers"];
-    assert_eq!((u(c, "min"), u(c, "max"), u(c, "peak")), (1, 2, 2), "{v}");
+    assert_eq!(
+        (u(c, "min"), u(c, "max"), u(c, "peak"), u(c, "writers")),
+        (1, 2, 2, 2),
+        "{v}"
+    );
     let events = out
         .stderr
         .lines()
@@ -399,6 +424,18 @@ fn consumers_scale_up_under_load_and_down_when_idle_and_every_line_is_stored_onc
         .collect();
     assert_eq!(rows, want, "each line stored once");
     db.assert_verify(&s);
+}
+
+/// pc-host's sessions on `db` now (it names its connections `pc-host`).
+fn pc_host_sessions(db: &Db) -> i64 {
+    db.client()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'pc-host'",
+            &[],
+        )
+        .expect("count the sessions")
+        .get(0)
 }
 
 // ---------------------------------------------------------------------------------------------

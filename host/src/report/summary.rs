@@ -119,6 +119,9 @@ pub struct ConsumerCounts {
     pub min: usize,
     pub max: usize,
     pub peak: u64,
+    /// The sink connections that wrote: one per consumer where the sink writes in parallel
+    /// (opened as consumers start, kept when they retire), else 1.
+    pub writers: usize,
 }
 
 /// What a run published to, or was delivered from, NATS JetStream.
@@ -343,9 +346,14 @@ impl Summary {
         );
         let c = self.consumers;
         if c.max > c.min {
+            let writers = if c.writers > 1 {
+                format!(", over {} sink connections", c.writers)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "  consumers     scaled within {}..{}, at most {} at once",
+                "  consumers     scaled within {}..{}, at most {} at once{writers}",
                 c.min, c.max, c.peak
             );
         }
@@ -549,6 +557,7 @@ impl Summary {
                 "min": self.consumers.min,
                 "max": self.consumers.max,
                 "peak": self.consumers.peak,
+                "writers": self.consumers.writers,
             },
             "machine": self.machine.map(|m| json!({
                 "wall_s": m.wall_s,

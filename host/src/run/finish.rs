@@ -29,6 +29,8 @@ pub struct Outcome {
     pub final_positions: Vec<Resume>,
     /// Writes tried again after a retryable failure.
     pub retries: u64,
+    /// The sink connections that wrote (server sinks: one per consumer, at most).
+    pub writers: usize,
     /// The machine's counters when production started (Linux).
     pub machine: Option<machine::Snapshot>,
 }
@@ -124,6 +126,7 @@ pub fn summary(
             min: cfg.consumers,
             max: cfg.consumers_max,
             peak: stats.consumers_peak(),
+            writers: out.writers,
         },
         machine,
         wal: d.wal.map(|wal| Wal {

@@ -31,7 +31,7 @@ use crate::position::InputStart;
 use crate::queue::Queue;
 use crate::report::{self, StopReason, Summary, Wal};
 use crate::sink::sqlite::checkpoint::{Checkpointer, StopSignal};
-use crate::sink::{AnySink, GroupCommit, Policy};
+use crate::sink::{AnySink, Connector, GroupCommit, Policy};
 use crate::source::Context;
 use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
@@ -89,6 +89,9 @@ struct Shared<'a> {
     cfg: &'a Config,
     cx: Context<'a>,
     sink: GroupCommit<AnySink>,
+    /// A scaled run on a sink that writes in parallel: opens a writer for each consumer the
+    /// scaler starts past the writers already open.
+    connector: Option<Connector>,
     dead_letters: Option<Arc<DeadLetters>>,
     stats: Arc<Stats>,
     pins: PinPlan,
@@ -127,6 +130,8 @@ pub fn run(
     let Prepared {
         run_id,
         writers,
+        writers_max,
+        connector,
         mut checkpointer,
         ring,
         bucket,
@@ -166,8 +171,16 @@ pub fn run(
         client: n.opened.client.clone(),
         stats: Arc::clone(nats.as_ref().expect("a NATS source has its counters")),
     });
-    let mut shared = Shared::new(cfg, cx, start, (writers, dead_letters), pins, tx.clone());
+    let mut shared = Shared::new(
+        cfg,
+        cx,
+        start,
+        (writers, writers_max, dead_letters),
+        pins,
+        tx.clone(),
+    );
     shared.acks = acks;
+    shared.connector = connector;
     shared.lanes = lanes::contexts(cx, &lane_plan, &lane_buckets);
     shared.quotas = lanes::generators(cfg, &lane_plan)
         .into_iter()
@@ -266,6 +279,7 @@ pub fn run(
     }
     out.retries = shared.sink.health().retries();
     let Shared { sink, stats, .. } = shared;
+    out.writers = sink.writers_open();
     let mut writer = sink.into_writer();
     let t_end = out.drained.saturating_sub(start) as f64 / 1e9;
     reporter.finish(t_end, &stats, &mut writer);
@@ -298,7 +312,7 @@ impl<'a> Shared<'a> {
         cfg: &'a Config,
         cx: Context<'a>,
         start: u64,
-        (writers, dead_letters): (Vec<AnySink>, Option<Arc<DeadLetters>>),
+        (writers, writers_max, dead_letters): (Vec<AnySink>, usize, Option<Arc<DeadLetters>>),
         pins: PinPlan,
         events: Sender<Event>,
     ) -> Self {
@@ -310,7 +324,8 @@ impl<'a> Shared<'a> {
         Self {
             cfg,
             cx,
-            sink: GroupCommit::new(writers, cfg.batch_size, policy),
+            sink: GroupCommit::new(writers, cfg.batch_size, policy).room_for(writers_max),
+            connector: None,
             dead_letters,
             stats: {
                 let stats = Stats::new(cfg.source_threads(), cfg.consumers_max);

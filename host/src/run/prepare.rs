@@ -17,7 +17,7 @@ use crate::paths::sibling;
 use crate::position::InputStart;
 use crate::queue::Queue;
 use crate::sink::sqlite::checkpoint::Checkpointer;
-use crate::sink::{self, AnySink, RunStart, Sink as _};
+use crate::sink::{self, AnySink, Connector, RunStart, Sink as _};
 use crate::source::input::{OpenFile, open_file};
 use crate::source::lines::{Input, file_input, line_limit, stdin_input};
 use crate::source::nats;
@@ -53,9 +53,13 @@ pub struct LineInput {
 pub struct Prepared {
     pub run_id: i64,
     /// The first writer (positions and the run's row go through it) and any more, one per
-    /// consumer (up to MAX in a scaled run, all opened at the start) where the sink takes
-    /// parallel writes and no file input needs ring order.
+    /// consumer where the sink takes parallel writes and no file input needs ring order: MIN
+    /// of them in a scaled run, whose scaler opens more (`connector`) as it adds consumers.
     pub writers: Vec<AnySink>,
+    /// The most writers the run may use (1 where commits must keep ring order or the sink
+    /// has one writer; else MAX consumers), and what opens those not opened yet.
+    pub writers_max: usize,
+    pub connector: Option<Connector>,
     /// SQLite: the checkpoint thread's connection.
     pub checkpointer: Option<Checkpointer>,
     pub ring: Queue,
@@ -173,10 +177,11 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     } else {
         cfg.consumers_max
     };
-    while writers.len() < parallel {
-        match writers[0].connect_another() {
-            Some(more) => writers.push(more?),
-            None => break,
+    let connector = writers[0].connector().filter(|_| parallel > 1);
+    let writers_max = if connector.is_some() { parallel } else { 1 };
+    if let Some(connector) = &connector {
+        while writers.len() < cfg.consumers.min(writers_max) {
+            writers.push(connector.connect()?);
         }
     }
     let pins = pinning::plan(cfg.pin, cfg.consumers, threads);
@@ -198,6 +203,8 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     Ok(Prepared {
         run_id,
         writers,
+        writers_max,
+        connector,
         checkpointer: opened.checkpointer,
         ring,
         bucket,

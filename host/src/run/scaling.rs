@@ -36,6 +36,7 @@ pub(super) fn spawn<'scope>(
             ended: mpsc::channel(),
             running: 0,
             errors: Vec::new(),
+            reconnect: None,
         };
         for slot in 0..sh.cfg.consumers {
             if !pool.start(slot) {
@@ -61,7 +62,22 @@ struct Pool<'scope, 'env, 'cfg> {
     /// Threads not joined yet.
     running: usize,
     errors: Vec<String>,
+    /// A sink connection that could not be opened: when to try again.
+    reconnect: Option<Reconnect>,
 }
+
+/// Attempts at opening a sink connection that failed in a row.
+#[derive(Debug, Clone, Copy)]
+struct Reconnect {
+    /// Clock ns of the next attempt, and the wait after it if it fails too.
+    at: u64,
+    wait: Duration,
+    failures: u32,
+}
+
+/// The first wait before opening a sink connection again, and the longest.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MOST: Duration = Duration::from_secs(5);
 
 impl Pool<'_, '_, '_> {
     /// Ticks every interval until every consumer has ended, joining each as it ends.
@@ -90,6 +106,7 @@ impl Pool<'_, '_, '_> {
     /// One look at the queue, and the change the rule asks for.
     fn tick(&mut self, policy: &mut Policy, now: u64) {
         let sh = self.sh;
+        self.open_writer_for(self.running, now);
         let seen = Observation {
             depth: sh.cx.ring.len() + held_by_consumers(&sh.stats),
             capacity: sh.cx.ring.capacity(),
@@ -122,6 +139,7 @@ impl Pool<'_, '_, '_> {
     /// Starts a consumer in `slot`; `false` (and the error kept) if its thread cannot start.
     fn start(&mut self, slot: usize) -> bool {
         let sh = self.sh;
+        self.open_writer_for(self.running + 1, sh.cx.clock.now());
         let core = sh.pins.consumers.get(slot).copied().flatten();
         let tx = self.ended.0.clone();
         let body = consumer_body(sh, slot, core, move || {
@@ -139,6 +157,53 @@ impl Pool<'_, '_, '_> {
         self.slots[slot] = handle;
         self.running += usize::from(self.slots[slot].is_some());
         self.slots[slot].is_some()
+    }
+
+    /// Where the sink writes in parallel and there are fewer writers than `consumers`, opens
+    /// one more (the pool never shrinks: a writer stays open for the next consumer). One that
+    /// cannot be opened is a warning, the consumers share the writers open meanwhile, and it is
+    /// tried again at a later tick, 0.1 s after the first failure, doubling up to 5 s.
+    fn open_writer_for(&mut self, consumers: usize, now: u64) {
+        let (sh, reconnect) = (self.sh, &mut self.reconnect);
+        let Some(connector) = &sh.connector else {
+            return;
+        };
+        let open = sh.sink.writers_open();
+        if open >= consumers || reconnect.is_some_and(|r| now < r.at) {
+            return;
+        }
+        match connector.connect() {
+            Ok(writer) => {
+                // Room for one per consumer was made at the start, and only this thread adds.
+                let added = sh.sink.add_writer(writer).is_ok();
+                debug_assert!(added, "room for a writer per consumer");
+                if let Some(r) = reconnect.take() {
+                    say(&format!(
+                        "pc-host: {:.3} s: sink connection {} opened, after {}",
+                        now.saturating_sub(sh.started) as f64 / 1e9,
+                        open + 1,
+                        crate::report::summary::plural(r.failures as usize, "failed attempt")
+                    ));
+                }
+            }
+            Err(e) => {
+                let r = reconnect.get_or_insert(Reconnect {
+                    at: now,
+                    wait: RECONNECT_FIRST,
+                    failures: 0,
+                });
+                if r.failures == 0 {
+                    tracing::warn!(
+                        "could not open sink connection {}: {e:#}; the consumers share the {open} \
+                         open meanwhile, and it is tried again",
+                        open + 1
+                    );
+                }
+                r.failures += 1;
+                r.at = now.saturating_add(r.wait.as_nanos() as u64);
+                r.wait = (r.wait * 2).min(RECONNECT_MOST);
+            }
+        }
     }
 
     fn join(&mut self, slot: usize) {

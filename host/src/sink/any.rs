@@ -90,15 +90,54 @@ pub fn open(spec: &SinkSpec, start: &RunStart<'_>) -> anyhow::Result<Opened> {
     }
 }
 
+/// Opens more connections writing the same run (see [`AnySink::connector`]).
+pub struct Connector(Box<dyn Fn() -> anyhow::Result<AnySink> + Send + Sync>);
+
+impl Connector {
+    fn new(f: impl Fn() -> anyhow::Result<AnySink> + Send + Sync + 'static) -> Self {
+        Self(Box::new(f))
+    }
+
+    /// Opens one more connection.
+    ///
+    /// # Errors
+    /// One line naming the sink (never a password): it cannot be reached or refused us.
+    pub fn connect(&self) -> anyhow::Result<AnySink> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connector")
+    }
+}
+
 impl AnySink {
-    /// Another connection for the same run, so that consumers can write in parallel; `None`
-    /// for a sink with one writer (SQLite).
-    pub fn connect_another(&self) -> Option<anyhow::Result<Self>> {
+    /// What opens more connections for the same run, so that consumers can write in
+    /// parallel, from any thread and without this writer; `None` for a sink with one writer
+    /// (SQLite). Each call opens one, or fails with one line naming the sink.
+    pub fn connector(&self) -> Option<Connector> {
         match self {
             Self::Sqlite(_) => None,
-            Self::Postgres(w) => Some(w.connect_another().map(|w| Self::Postgres(Box::new(w)))),
-            Self::Mysql(w) => Some(w.connect_another().map(|w| Self::Mysql(Box::new(w)))),
-            Self::Nats(w) => Some(w.connect_another().map(|w| Self::Nats(Box::new(w)))),
+            Self::Postgres(w) => {
+                let connect = w.connector();
+                Some(Connector::new(move || {
+                    connect().map(|w| Self::Postgres(Box::new(w)))
+                }))
+            }
+            Self::Mysql(w) => {
+                let connect = w.connector();
+                Some(Connector::new(move || {
+                    connect().map(|w| Self::Mysql(Box::new(w)))
+                }))
+            }
+            Self::Nats(w) => {
+                let connect = w.connector();
+                Some(Connector::new(move || {
+                    connect().map(|w| Self::Nats(Box::new(w)))
+                }))
+            }
         }
     }
 

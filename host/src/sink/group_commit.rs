@@ -31,8 +31,8 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use pc_core::Clock;
@@ -56,8 +56,12 @@ pub struct Policy {
 /// One sink shared by the consumers (see the module docs).
 #[derive(Debug)]
 pub struct GroupCommit<S> {
-    /// The first writer also keeps positions and the run's row; ordered runs have only it.
-    writers: Vec<Mutex<S>>,
+    /// The writers: the first `open` of these slots are set, in order, and [`Self::add_writer`]
+    /// sets the next. The first also keeps positions and the run's row; ordered runs have only
+    /// it.
+    writers: Box<[OnceLock<Mutex<S>>]>,
+    /// How many of `writers` are set.
+    open: AtomicUsize,
     /// Held while a consumer fills a batch and queues it: pending is in ring order.
     turn: Mutex<()>,
     /// Batches handed over and not yet taken by a committer, oldest first.
@@ -120,7 +124,11 @@ impl<S: Sink> GroupCommit<S> {
     pub fn new(writers: Vec<S>, batch_size: usize, policy: Policy) -> Self {
         assert!(!writers.is_empty(), "a group commit needs a writer");
         Self {
-            writers: writers.into_iter().map(Mutex::new).collect(),
+            open: AtomicUsize::new(writers.len()),
+            writers: writers
+                .into_iter()
+                .map(|w| OnceLock::from(Mutex::new(w)))
+                .collect(),
             turn: Mutex::new(()),
             pending: Mutex::new(VecDeque::new()),
             spares: Mutex::new(Vec::new()),
@@ -129,6 +137,47 @@ impl<S: Sink> GroupCommit<S> {
             health: Arc::default(),
             failed: AtomicBool::new(false),
         }
+    }
+
+    /// Room for up to `most` writers in all, so that [`Self::add_writer`] can add more while
+    /// the consumers run (`--consumers MIN..MAX` opens one as it starts each consumer past
+    /// MIN, instead of MAX at the start).
+    #[must_use]
+    pub fn room_for(mut self, most: usize) -> Self {
+        let mut slots = std::mem::take(&mut self.writers).into_vec();
+        slots.resize_with(most.max(slots.len()), OnceLock::new);
+        self.writers = slots.into_boxed_slice();
+        self
+    }
+
+    /// Adds `writer` to the pool, for any consumer to commit with; hands it back when the pool
+    /// has no room left (or another thread's add took the slot at the same moment).
+    ///
+    /// # Errors
+    /// The writer, not added.
+    pub fn add_writer(&self, writer: S) -> Result<(), S> {
+        // Acquire: as in `open_writers` (the slot at `n` is the first one unset).
+        let n = self.open.load(Ordering::Acquire);
+        let Some(slot) = self.writers.get(n) else {
+            return Err(writer);
+        };
+        slot.set(Mutex::new(writer))
+            .map_err(|w| w.into_inner().unwrap_or_else(PoisonError::into_inner))?;
+        // Release publishes the slot just set; pairs with the Acquire in `open_writers`. (The
+        // OnceLock publishes its value by itself; this store is what makes the slot counted.)
+        self.open.store(n + 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// How many writers the pool has.
+    pub fn writers_open(&self) -> usize {
+        self.open_writers().len()
+    }
+
+    /// The writers set so far.
+    fn open_writers(&self) -> &[OnceLock<Mutex<S>>] {
+        // Acquire pairs with the Release in `add_writer`: every slot below it is set.
+        &self.writers[..self.open.load(Ordering::Acquire)]
     }
 
     /// An empty batch vector with room for `batch_size` records.
@@ -420,14 +469,16 @@ impl<S: Sink> GroupCommit<S> {
 
     /// A free writer, or (all busy) one of them once it is free.
     fn acquire(&self) -> MutexGuard<'_, S> {
-        for w in &self.writers {
+        let open = self.open_writers();
+        for w in open.iter().filter_map(OnceLock::get) {
             match w.try_lock() {
                 Ok(g) => return g,
                 Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {}
             }
         }
-        lock(&self.writers[fastrand::usize(..self.writers.len())])
+        let any = &open[fastrand::usize(..open.len())];
+        lock(any.get().expect("a counted writer is set"))
     }
 
     /// Moves pending batches into `take`, oldest first: at least one, and no more than
@@ -447,8 +498,9 @@ impl<S: Sink> GroupCommit<S> {
     /// Whether every writer is held now (a commit or a checkpoint under way): a batch handed
     /// over now would wait for it.
     pub fn is_busy(&self) -> bool {
-        self.writers
+        self.open_writers()
             .iter()
+            .filter_map(OnceLock::get)
             .all(|w| matches!(w.try_lock(), Err(std::sync::TryLockError::WouldBlock)))
     }
 
@@ -463,31 +515,35 @@ impl<S: Sink> GroupCommit<S> {
 
     /// The first writer (with one writer, holding it keeps commits out).
     pub fn writer(&self) -> &Mutex<S> {
-        &self.writers[0]
+        self.writers[0]
+            .get()
+            .expect("the first writer is set at construction")
     }
 
     /// The first writer, once the consumers are done.
     pub fn into_writer(self) -> S {
         let first = self
             .writers
+            .into_vec()
             .into_iter()
             .next()
-            .expect("at least one writer");
+            .and_then(OnceLock::into_inner)
+            .expect("the first writer is set at construction");
         first.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl<S: Sink> Positions for GroupCommit<S> {
     fn register(&self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
-        lock(&self.writers[0]).register(file)
+        lock(self.writer()).register(file)
     }
 
     fn origin_run(&self, origin: &Origin) -> anyhow::Result<i64> {
-        lock(&self.writers[0]).origin_run(origin)
+        lock(self.writer()).origin_run(origin)
     }
 
     fn origin_ended(&self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
-        lock(&self.writers[0]).origin_ended(run_id, end)
+        lock(self.writer()).origin_ended(run_id, end)
     }
 }
 

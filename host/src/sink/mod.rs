@@ -19,7 +19,7 @@ pub mod retry;
 pub mod sqlite;
 pub mod tables;
 
-pub use any::{AnySink, Opened, open};
+pub use any::{AnySink, Connector, Opened, open};
 pub use error::{ErrorKind, SinkError};
 pub use group_commit::{Fate, GroupCommit, Policy, Settled};
 

@@ -150,15 +150,25 @@ impl Writer {
     /// # Errors
     /// The server cannot be reached.
     pub fn connect_another(&self) -> anyhow::Result<Self> {
-        let client = nats::connect(&self.spec.server)?;
-        Ok(Self {
-            js: nats::jetstream(client.clone()),
-            client,
-            spec: self.spec.clone(),
-            run_id: self.run_id,
-            producers: self.producers,
-            stats: Arc::clone(&self.stats),
-        })
+        self.connector()()
+    }
+
+    /// Opens further connections for the same run, as [`Self::connect_another`] does, from
+    /// any thread and without this writer (which may be busy publishing meanwhile).
+    pub fn connector(&self) -> impl Fn() -> anyhow::Result<Self> + Send + Sync + 'static {
+        let (spec, run_id, producers) = (self.spec.clone(), self.run_id, self.producers);
+        let stats = Arc::clone(&self.stats);
+        move || {
+            let client = nats::connect(&spec.server)?;
+            Ok(Self {
+                js: nats::jetstream(client.clone()),
+                client,
+                spec: spec.clone(),
+                run_id,
+                producers,
+                stats: Arc::clone(&stats),
+            })
+        }
     }
 
     pub fn run_id(&self) -> i64 {

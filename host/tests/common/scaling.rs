@@ -5,7 +5,7 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use super::{Out, finish, start_command};
+use super::{Out, Stderr, finish, start_command};
 
 /// The lines written: `line 0` .. `line N-1`.
 pub fn line(i: usize) -> String {
@@ -17,7 +17,18 @@ pub fn line(i: usize) -> String {
 /// it when dropped), writes `lines` lines, waits for the scale-up line, frees the sink, waits
 /// for the scale-down line with stdin still open and idle, then closes stdin. Returns the run's
 /// output, every stderr line included.
-pub fn up_then_down<G>(mut cmd: Command, lines: usize, block: impl FnOnce() -> G) -> Out {
+pub fn up_then_down<G>(cmd: Command, lines: usize, block: impl FnOnce() -> G) -> Out {
+    up_then_down_and(cmd, lines, block, |_| {})
+}
+
+/// [`up_then_down`], and `released` is shown the run's stderr once the sink is free again,
+/// before the scale-down line is waited for.
+pub fn up_then_down_and<G>(
+    mut cmd: Command,
+    lines: usize,
+    block: impl FnOnce() -> G,
+    released: impl FnOnce(&mut Stderr),
+) -> Out {
     cmd.stdin(Stdio::piped());
     let mut r = start_command(cmd);
     let mut stdin = r.child.stdin.take().expect("stdin is piped");
@@ -37,6 +48,7 @@ pub fn up_then_down<G>(mut cmd: Command, lines: usize, block: impl FnOnce() -> G
         l.contains("scale up, consumers 1 -> 2")
     });
     drop(guard);
+    released(&mut r.err);
     let stdin = writer.join().expect("the stdin writer");
     r.err.wait("scaling down once the queue stays empty", |l| {
         l.contains("scale down, consumers 2 -> 1")

@@ -150,7 +150,7 @@ fn a_refused_record_is_split_out_and_dead_lettered_and_the_rest_commit() {
         ..Policy::default()
     };
     let mut g = sink(&[], policy, 100);
-    g.writers[0].get_mut().unwrap().watch = Some(path.clone());
+    g.writers[0].get_mut().unwrap().get_mut().unwrap().watch = Some(path.clone());
     let texts = ["a", "b", "c", "poison", "e", "f", "g"];
     let batch = texts
         .iter()
@@ -213,4 +213,34 @@ fn the_sink_is_busy_only_while_every_writer_is_held() {
     let first = two.writer().lock().unwrap();
     assert!(!two.is_busy(), "the second writer is free");
     drop(first);
+}
+
+#[test]
+fn a_pool_with_room_takes_writers_up_to_its_room_and_commits_with_the_added_ones() {
+    let g = GroupCommit::new(vec![Scripted::default()], 10, Policy::default()).room_for(3);
+    assert_eq!(g.writers_open(), 1, "room is not a writer");
+    let held = g.writer().lock().unwrap();
+    assert!(g.is_busy(), "the one open writer is held");
+    assert!(g.add_writer(Scripted::default()).is_ok());
+    assert_eq!(g.writers_open(), 2);
+    assert!(!g.is_busy(), "the added writer is free");
+    // With the first writer held, a batch commits through the added one.
+    g.hand_over(Vec::new(), |into| into.push(record(7, "x", 0)));
+    let mut fates = Vec::new();
+    g.commit_pending(&Clock::new(), |s| fates.push(s.fate));
+    assert_eq!(fates, [Fate::Committed]);
+    assert!(held.committed.is_empty(), "not through the held writer");
+    drop(held);
+    assert!(g.add_writer(Scripted::default()).is_ok());
+    let back = g.add_writer(Scripted {
+        writes: 99,
+        ..Scripted::default()
+    });
+    assert_eq!(
+        back.map_err(|w| w.writes).unwrap_err(),
+        99,
+        "no room: handed back"
+    );
+    assert_eq!(g.writers_open(), 3);
+    assert_eq!(g.into_writer().writes, 0, "the first writer stays first");
 }

@@ -182,10 +182,19 @@ impl Writer {
     /// # Errors
     /// One line naming the URL.
     pub fn connect_another(&self) -> anyhow::Result<Writer> {
-        let connected = self.target.connect_or_explain()?;
-        let mut writer = Self::new(self.target.clone(), connected, self.run_id)?;
-        writer.delivered = self.delivered;
-        Ok(writer)
+        self.connector()()
+    }
+
+    /// Opens further connections writing the same run, as [`Self::connect_another`] does,
+    /// from any thread and without this writer (which may be busy committing meanwhile).
+    pub fn connector(&self) -> impl Fn() -> anyhow::Result<Writer> + Send + Sync + 'static {
+        let (target, run_id, delivered) = (self.target.clone(), self.run_id, self.delivered);
+        move || {
+            let connected = target.connect_or_explain()?;
+            let mut writer = Self::new(target.clone(), connected, run_id)?;
+            writer.delivered = delivered;
+            Ok(writer)
+        }
     }
 
     /// The live session, connecting again if the last one was lost.

@@ -100,11 +100,20 @@ impl Writer {
     /// # Errors
     /// One line naming the URL: cannot connect.
     pub fn connect_another(&self) -> anyhow::Result<Writer> {
-        let client = self.server.connect_first()?;
-        let session = Session::prepare(client).map_err(|e| self.server.error(describe(&e)))?;
-        let mut writer = Self::new(self.server.clone(), session, self.run_id);
-        writer.delivered = self.delivered;
-        Ok(writer)
+        self.connector()()
+    }
+
+    /// Opens further connections writing the same run, as [`Self::connect_another`] does,
+    /// from any thread and without this writer (which may be busy committing meanwhile).
+    pub fn connector(&self) -> impl Fn() -> anyhow::Result<Writer> + Send + Sync + 'static {
+        let (server, run_id, delivered) = (self.server.clone(), self.run_id, self.delivered);
+        move || {
+            let client = server.connect_first()?;
+            let session = Session::prepare(client).map_err(|e| server.error(describe(&e)))?;
+            let mut writer = Self::new(server.clone(), session, run_id);
+            writer.delivered = delivered;
+            Ok(writer)
+        }
     }
 
     /// Test hook: acts as if the last write's COMMIT reply had been lost.
