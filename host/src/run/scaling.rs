@@ -7,6 +7,10 @@
 //! `--consumers MIN`; slots past them run unpinned (the scheduler places them). A slot is
 //! reused only after its last consumer has been joined.
 //!
+//! Where the sink writes in parallel (one connection per consumer), the thread also opens a
+//! connection for each consumer it starts past those open (MIN at the start), and keeps trying
+//! again, with backoff, one it could not open; the pool never shrinks.
+//!
 //! The thread sends [`Event::ConsumerDone`] once every consumer has ended (the ring closed and
 //! drained), and returns the errors it met.
 
