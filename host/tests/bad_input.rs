@@ -697,15 +697,42 @@ fn a_page_size_that_cannot_apply_is_one_line_and_leaves_the_database_as_it_was()
             .unwrap()
     };
     assert_eq!(runs(&s.path("pc-host.db")), 1);
+    let before = std::fs::read(s.path("pc-host.db")).unwrap();
     assert_one_line_error(
         &run(s.dir(), &["--page-size", "4096", "--messages", "10"]),
         1,
         "has 16384-byte pages, not 4096: a page size is set when a database is created",
     );
     assert_eq!(
+        std::fs::read(s.path("pc-host.db")).unwrap(),
+        before,
+        "the refused run changed no byte"
+    );
+    assert_eq!(
         runs(&s.path("pc-host.db")),
         1,
         "the refused run left no row"
+    );
+    // An empty database SQLite already gave pages to keeps them too: refused, not kept
+    // silently.
+    rusqlite::Connection::open(s.path("empty.db"))
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 8192; VACUUM;")
+        .unwrap();
+    assert_one_line_error(
+        &run(
+            s.dir(),
+            &[
+                "--page-size",
+                "4096",
+                "--messages",
+                "10",
+                "--db",
+                "empty.db",
+            ],
+        ),
+        1,
+        "has 8192-byte pages, not 4096",
     );
     // Given and matching, it is accepted.
     let again = run(s.dir(), &["--page-size", "16384", "--messages", "10"]);

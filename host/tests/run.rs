@@ -670,9 +670,12 @@ fn a_new_database_takes_the_page_size_and_the_summary_says_what_the_run_cost_the
         secs("user_s") + secs("system_s") > 0.0,
         "50000 rows took CPU: {m}"
     );
-    assert!(secs("wall_s") > 0.0 && secs("steal_s") >= 0.0, "{m}");
+    assert!(secs("wall_s") > 0.0, "{m}");
     assert!(m["cpus"].as_u64().is_some_and(|n| n >= 1), "{m}");
-    assert!(m["written_bytes"].is_u64(), "{m}");
+    // 50000 rows went through the page cache of a file on disk (tmpfs counts nothing).
+    if !common::on_tmpfs(s.dir()) {
+        assert!(u(m, "written_bytes") > 50_000 * 64, "{m}");
+    }
 
     let text = run(s.dir(), &args("text"));
     assert_eq!(text.code, Some(0), "stderr:\n{}", text.stderr);

@@ -119,8 +119,8 @@ pub struct ConsumerCounts {
     pub min: usize,
     pub max: usize,
     pub peak: u64,
-    /// The sink connections that wrote: one per consumer where the sink writes in parallel
-    /// (opened as consumers start, kept when they retire), else 1.
+    /// The sink connections opened for writing: one per consumer thread where the sink writes
+    /// in parallel (opened as consumers start, kept when they retire), else 1.
     pub writers: usize,
 }
 
@@ -347,7 +347,7 @@ impl Summary {
         let c = self.consumers;
         if c.max > c.min {
             let writers = if c.writers > 1 {
-                format!(", over {} sink connections", c.writers)
+                format!(", {} sink connections opened", c.writers)
             } else {
                 String::new()
             };
@@ -402,7 +402,10 @@ impl Summary {
             m.steal_s,
             100.0 * m.steal_share()
         );
-        let per_record = if self.stored > 0 {
+        // Only SQLite's writes are this process's own.
+        let per_record = if self.wal.is_none() {
+            " (a server sink's writes are the server's, not counted here)".to_string()
+        } else if self.stored > 0 {
             format!(
                 " ({:.1} KiB per record stored)",
                 m.written_bytes as f64 / 1024.0 / self.stored as f64

@@ -29,7 +29,7 @@ pub struct Outcome {
     pub final_positions: Vec<Resume>,
     /// Writes tried again after a retryable failure.
     pub retries: u64,
-    /// The sink connections that wrote (server sinks: one per consumer, at most).
+    /// The sink connections opened for writing (server sinks: one per consumer thread).
     pub writers: usize,
     /// The machine's counters when production started (Linux).
     pub machine: Option<machine::Snapshot>,

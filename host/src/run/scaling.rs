@@ -15,8 +15,10 @@
 //! drained), and returns the errors it met.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::thread::Scope;
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Duration;
+
+use anyhow::anyhow;
 
 use super::threads::{OnDrop, spawn as spawn_thread};
 use super::{Event, Handle, Shared, consumer_body};
@@ -40,6 +42,7 @@ pub(super) fn spawn<'scope>(
             ended: mpsc::channel(),
             running: 0,
             errors: Vec::new(),
+            opening: None,
             reconnect: None,
         };
         for slot in 0..sh.cfg.consumers {
@@ -66,7 +69,10 @@ struct Pool<'scope, 'env, 'cfg> {
     /// Threads not joined yet.
     running: usize,
     errors: Vec<String>,
-    /// A sink connection that could not be opened: when to try again.
+    /// A sink connection being opened, on a thread of its own so that the scaler never waits
+    /// for a server: it adds the writer to the pool itself.
+    opening: Option<Handle<'scope, anyhow::Result<()>>>,
+    /// Attempts at opening one that failed in a row: when to try again.
     reconnect: Option<Reconnect>,
 }
 
@@ -110,7 +116,7 @@ impl Pool<'_, '_, '_> {
     /// One look at the queue, and the change the rule asks for.
     fn tick(&mut self, policy: &mut Policy, now: u64) {
         let sh = self.sh;
-        self.open_writer_for(self.running, now);
+        self.open_writer_for(self.running);
         let seen = Observation {
             depth: sh.cx.ring.len() + held_by_consumers(&sh.stats),
             capacity: sh.cx.ring.capacity(),
@@ -143,7 +149,7 @@ impl Pool<'_, '_, '_> {
     /// Starts a consumer in `slot`; `false` (and the error kept) if its thread cannot start.
     fn start(&mut self, slot: usize) -> bool {
         let sh = self.sh;
-        self.open_writer_for(self.running + 1, sh.cx.clock.now());
+        self.open_writer_for(self.running + 1);
         let core = sh.pins.consumers.get(slot).copied().flatten();
         let tx = self.ended.0.clone();
         let body = consumer_body(sh, slot, core, move || {
@@ -163,51 +169,90 @@ impl Pool<'_, '_, '_> {
         self.slots[slot].is_some()
     }
 
-    /// Where the sink writes in parallel and there are fewer writers than `consumers`, opens
-    /// one more (the pool never shrinks: a writer stays open for the next consumer). One that
-    /// cannot be opened is a warning, the consumers share the writers open meanwhile, and it is
-    /// tried again at a later tick, 0.1 s after the first failure, doubling up to 5 s.
-    fn open_writer_for(&mut self, consumers: usize, now: u64) {
-        let (sh, reconnect) = (self.sh, &mut self.reconnect);
+    /// Where the sink writes in parallel and there are fewer writers than `consumers`, starts
+    /// opening one more, on its own thread (the pool never shrinks: a writer stays open for
+    /// the next consumer). One that cannot be opened is a warning, the consumers share the
+    /// writers open meanwhile, and it is tried again at a later tick, at least 0.1 s after the
+    /// failure, doubling up to 5 s.
+    fn open_writer_for(&mut self, consumers: usize) {
+        let sh = self.sh;
         let Some(connector) = &sh.connector else {
             return;
         };
-        let open = sh.sink.writers_open();
-        if open >= consumers || reconnect.is_some_and(|r| now < r.at) {
+        if self
+            .opening
+            .as_ref()
+            .is_some_and(ScopedJoinHandle::is_finished)
+        {
+            let attempt = self.opening.take().expect("checked above").join();
+            self.settle(attempt.unwrap_or_else(|_| Err(anyhow!("the thread panicked"))));
+        }
+        let now = sh.cx.clock.now();
+        if sh.sink.writers_open() >= consumers {
+            self.reconnect = None;
             return;
         }
-        match connector.connect() {
-            Ok(writer) => {
-                // Room for one per consumer was made at the start, and only this thread adds.
-                let added = sh.sink.add_writer(writer).is_ok();
-                debug_assert!(added, "room for a writer per consumer");
-                if let Some(r) = reconnect.take() {
-                    say(&format!(
-                        "pc-host: {:.3} s: sink connection {} opened, after {}",
-                        now.saturating_sub(sh.started) as f64 / 1e9,
-                        open + 1,
-                        crate::report::summary::plural(r.failures as usize, "failed attempt")
-                    ));
-                }
-            }
-            Err(e) => {
-                let r = reconnect.get_or_insert(Reconnect {
-                    at: now,
-                    wait: RECONNECT_FIRST,
-                    failures: 0,
-                });
-                if r.failures == 0 {
-                    tracing::warn!(
-                        "could not open sink connection {}: {e:#}; the consumers share the {open} \
-                         open meanwhile, and it is tried again",
-                        open + 1
-                    );
-                }
-                r.failures += 1;
-                r.at = now.saturating_add(r.wait.as_nanos() as u64);
-                r.wait = (r.wait * 2).min(RECONNECT_MOST);
-            }
+        if self.opening.is_some() || self.reconnect.is_some_and(|r| now < r.at) {
+            return;
         }
+        let failures = self.reconnect.map_or(0, |r| r.failures);
+        let mut errors = Vec::new();
+        self.opening = spawn_thread(self.s, "connect".into(), &mut errors, move || {
+            let writer = connector.connect()?;
+            let open = sh.sink.writers_open();
+            // Room for one per consumer was made at the start, and one thread adds at a time.
+            let added = sh.sink.add_writer(writer).is_ok();
+            debug_assert!(added, "room for a writer per consumer");
+            let after = if failures > 0 {
+                format!(
+                    ", after {}",
+                    crate::report::summary::plural(failures as usize, "failed attempt")
+                )
+            } else {
+                String::new()
+            };
+            say(&format!(
+                "pc-host: {:.3} s: sink connection {} opened{after}",
+                sh.cx.clock.now().saturating_sub(sh.started) as f64 / 1e9,
+                open + 1,
+            ));
+            Ok(())
+        });
+        for e in errors {
+            tracing::warn!("{e}: the consumers share the sink connections open");
+        }
+    }
+
+    /// What an attempt at opening a sink connection came to.
+    fn settle(&mut self, attempt: anyhow::Result<()>) {
+        let e = match attempt {
+            Ok(()) => {
+                self.reconnect = None;
+                return;
+            }
+            Err(e) => e,
+        };
+        let open = self.sh.sink.writers_open();
+        let r = self.reconnect.get_or_insert(Reconnect {
+            at: 0,
+            wait: RECONNECT_FIRST,
+            failures: 0,
+        });
+        if r.failures == 0 {
+            tracing::warn!(
+                "could not open sink connection {}: {e:#}; the consumers share the {open} open \
+                 meanwhile, and it is tried again",
+                open + 1
+            );
+        }
+        r.failures += 1;
+        r.at = self
+            .sh
+            .cx
+            .clock
+            .now()
+            .saturating_add(r.wait.as_nanos() as u64);
+        r.wait = (r.wait * 2).min(RECONNECT_MOST);
     }
 
     fn join(&mut self, slot: usize) {

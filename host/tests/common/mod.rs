@@ -485,6 +485,31 @@ pub fn finish(mut r: Running) -> Out {
     }
 }
 
+/// Whether `dir` is on tmpfs, whose writes never reach storage (Linux; `false` elsewhere).
+pub fn on_tmpfs(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return false;
+        };
+        let mut fs = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+        // SAFETY: `path` is a NUL-terminated string and `fs` a writable `statfs`, which
+        // statfs fills when it returns 0.
+        if unsafe { libc::statfs(path.as_ptr(), fs.as_mut_ptr()) } != 0 {
+            return false;
+        }
+        // SAFETY: statfs returned 0, so it initialised `fs` (zeroed before anyway).
+        let fs = unsafe { fs.assume_init() };
+        fs.f_type == libc::TMPFS_MAGIC
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        false
+    }
+}
+
 /// Another process's write lock on `db` (`BEGIN IMMEDIATE`), held until the connection runs
 /// `ROLLBACK` or is dropped.
 pub fn hold_write_lock(db: &Path) -> Connection {

@@ -70,17 +70,19 @@ pub fn try_prepare_run(
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(err)?;
     if schema::check(&conn, path, busy)? == Found::Empty {
-        // Only a new file can take a page size; on an existing one this does nothing.
+        // Only a file without pages yet takes a page size; on any other this does nothing,
+        // and the check below says so.
         conn.pragma_update(None, "page_size", page_size.map_or(PAGE_SIZE, i64::from))
             .map_err(err)?;
-    } else if let Some(wanted) = page_size {
+    }
+    if let Some(wanted) = page_size {
         let has: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(err)?;
         if has != i64::from(wanted) {
             return Err(anyhow!(
                 "database {} has {has}-byte pages, not {wanted}: a page size is set when a \
-                 database is created (leave --page-size out to use this one)",
+                 database is created (leave the page size unset to use this one)",
                 path.display()
             ));
         }
