@@ -377,8 +377,8 @@ impl Summary {
         if wal.writer_holds > 0 {
             let _ = writeln!(
                 s,
-                "  checkpoints   held commits up {} times to restart the WAL, the longest {:.3} ms",
-                wal.writer_holds,
+                "  checkpoints   held commits up {} to restart the WAL, the longest {:.3} ms",
+                plural(wal.writer_holds as usize, "time"),
                 wal.writer_held_max_ns as f64 / 1e6
             );
         }
