@@ -701,12 +701,25 @@ fn a_page_size_that_cannot_apply_is_one_line_and_leaves_the_database_as_it_was()
     assert_one_line_error(
         &run(s.dir(), &["--page-size", "4096", "--messages", "10"]),
         1,
-        "has 16384-byte pages, not 4096: a page size is set when a database is created",
+        "--page-size 4096: database pc-host.db has 16384-byte pages; a page size is set when \
+         a database is created",
     );
     assert_eq!(
         std::fs::read(s.path("pc-host.db")).unwrap(),
         before,
         "the refused run changed no byte"
+    );
+    for litter in ["pc-host.db-wal", "pc-host.db-shm"] {
+        assert!(!s.path(litter).exists(), "the refused run left {litter}");
+    }
+    assert_one_line_error(
+        &run_env(
+            s.dir(),
+            &["--messages", "10"],
+            &[("PC_HOST_PAGE_SIZE", "8192")],
+        ),
+        1,
+        "PC_HOST_PAGE_SIZE=8192: database pc-host.db has 16384-byte pages",
     );
     assert_eq!(
         runs(&s.path("pc-host.db")),
@@ -732,7 +745,7 @@ fn a_page_size_that_cannot_apply_is_one_line_and_leaves_the_database_as_it_was()
             ],
         ),
         1,
-        "has 8192-byte pages, not 4096",
+        "--page-size 4096: database empty.db has 8192-byte pages",
     );
     // Given and matching, it is accepted.
     let again = run(s.dir(), &["--page-size", "16384", "--messages", "10"]);

@@ -660,6 +660,7 @@ fn a_new_database_takes_the_page_size_and_the_summary_says_what_the_run_cost_the
     assert_eq!(page, 4096);
     let v = json(&out);
     assert_eq!(v["config"]["page_size"], 4096);
+    assert_eq!(v["page_size"], 4096, "the page size in effect");
     if !cfg!(target_os = "linux") {
         assert!(v["machine"].is_null(), "{v}");
         return;

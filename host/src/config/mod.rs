@@ -84,7 +84,7 @@ pub struct Config {
     pub synchronous: Synchronous,
     /// `--page-size`: a new SQLite database's page size, which an existing one must match.
     /// `None`: the default for a new database, any for an existing one.
-    pub page_size: Option<u32>,
+    pub page_size: Option<PageSize>,
     pub pin: bool,
     pub warmup: Duration,
     /// `None`: no progress lines.
@@ -569,8 +569,17 @@ fn sink(l: &Layers) -> Result<SinkSpec, ConfigError> {
     }
 }
 
+/// `--page-size`, checked: a power of two SQLite accepts, for a SQLite sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSize {
+    pub bytes: u32,
+    /// Where it was set, for messages: `--page-size 4096`, `PC_HOST_PAGE_SIZE=4096`, or the
+    /// config file's line.
+    pub from: String,
+}
+
 /// `--page-size`: a power of two SQLite accepts, and only for a SQLite sink.
-fn page_size(l: &Layers, sink: &SinkSpec) -> Result<Option<u32>, ConfigError> {
+fn page_size(l: &Layers, sink: &SinkSpec) -> Result<Option<PageSize>, ConfigError> {
     let Some(p) = l.pick_set("page_size", l.args.page_size) else {
         return Ok(None);
     };
@@ -586,7 +595,10 @@ fn page_size(l: &Layers, sink: &SinkSpec) -> Result<Option<u32>, ConfigError> {
             p.show()
         ));
     }
-    Ok(Some(p.value))
+    Ok(Some(PageSize {
+        bytes: p.value,
+        from: p.show(),
+    }))
 }
 
 /// `--pin` / `--no-pin` on the command line (the last one wins), then `PC_HOST_PIN`, then
@@ -756,7 +768,7 @@ impl Config {
             "max_record_bytes": self.max_record_bytes,
             "db": self.sink_name(),
             "synchronous": self.synchronous.as_str(),
-            "page_size": self.page_size,
+            "page_size": self.page_size.as_ref().map(|p| p.bytes),
             "pin": self.pin,
             "warmup_s": self.warmup.as_secs_f64(),
             "report_interval_s": self.report_interval.map_or(0.0, |d| d.as_secs_f64()),

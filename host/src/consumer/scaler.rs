@@ -98,7 +98,8 @@ impl Policy {
         let waited = o.waited_ns >= self.interval_ns;
         let reason = if o.depth >= half {
             Some(format!(
-                "queue {} of {} slots, at least half full",
+                "queue {} records (the ring and consumers' hands; ring {} slots), at least half \
+                 full",
                 o.depth, o.capacity
             ))
         } else if growing {

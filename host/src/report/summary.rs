@@ -159,6 +159,8 @@ pub struct Wal {
     pub writer_held_max_ns: u64,
     /// The final checkpoint copied the WAL into the database and truncated it.
     pub truncated: bool,
+    /// The database's page size, in bytes.
+    pub page_size: u64,
 }
 
 /// What an ingest run read.
@@ -346,11 +348,7 @@ impl Summary {
         );
         let c = self.consumers;
         if c.max > c.min {
-            let writers = if c.writers > 1 {
-                format!(", {} sink connections opened", c.writers)
-            } else {
-                String::new()
-            };
+            let writers = format!(", {} opened", plural(c.writers, "sink connection"));
             let _ = writeln!(
                 s,
                 "  consumers     scaled within {}..{}, at most {} at once{writers}",
@@ -570,6 +568,7 @@ impl Summary {
                 "cpus": m.cpus,
                 "written_bytes": m.written_bytes,
             })),
+            "page_size": self.wal.as_ref().map(|w| w.page_size),
             "wal_max_bytes": self.wal.as_ref().map(|w| w.max_bytes),
             "wal_truncated": self.wal.as_ref().map(|w| w.truncated),
             "wal_writer_holds": self.wal.as_ref().map(|w| w.writer_holds),

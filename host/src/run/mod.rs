@@ -295,6 +295,7 @@ pub fn run(
                 writer_holds: c.writer_holds,
                 writer_held_max_ns: c.writer_held_max_ns,
                 truncated: false,
+                page_size: c.page_size(),
             }),
             retries: out.retries,
             elapsed_s: out.drained.saturating_sub(out.start) as f64 / 1e9,

@@ -147,7 +147,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
             started_at,
             busy: cfg.busy_timeout,
             synchronous: cfg.synchronous,
-            page_size: cfg.page_size,
+            page_size: cfg.page_size.as_ref(),
             delivered: cfg.reads_nats(),
             nats: &nats_stats,
         },

@@ -44,7 +44,7 @@ pub struct RunStart<'a> {
     pub synchronous: Synchronous,
     /// SQLite: the page size a new database gets, and an existing one must have (`None`: the
     /// default for a new one, any for an existing one).
-    pub page_size: Option<u32>,
+    pub page_size: Option<&'a crate::config::PageSize>,
     /// The records come from a broker (a NATS source): each is stored at most once per its
     /// [`crate::message::Delivery`] key.
     pub delivered: bool,

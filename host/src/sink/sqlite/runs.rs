@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::schema::{self, Found, PAGE_SIZE, db_error};
 use crate::config::MAX_THREADS;
+use crate::config::PageSize;
 use crate::position::{FileKey, Resume};
 use crate::sink::RunEnd;
 use crate::sink::read_back::RunInfo;
@@ -35,7 +36,7 @@ pub fn prepare_run(
     producers: usize,
     config_json: &str,
     started_at: i64,
-    page_size: Option<u32>,
+    page_size: Option<&PageSize>,
 ) -> anyhow::Result<(Connection, RunRow)> {
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
@@ -60,7 +61,7 @@ pub fn try_prepare_run(
     producers: usize,
     config_json: &str,
     started_at: i64,
-    page_size: Option<u32>,
+    page_size: Option<&PageSize>,
 ) -> anyhow::Result<(Connection, RunRow)> {
     let conn = schema::open(path, busy)?;
     let err = |e| db_error(path, e, busy);
@@ -72,17 +73,22 @@ pub fn try_prepare_run(
     if schema::check(&conn, path, busy)? == Found::Empty {
         // Only a file without pages yet takes a page size; on any other this does nothing,
         // and the check below says so.
-        conn.pragma_update(None, "page_size", page_size.map_or(PAGE_SIZE, i64::from))
-            .map_err(err)?;
+        let bytes = page_size.map_or(PAGE_SIZE, |p| i64::from(p.bytes));
+        conn.pragma_update(None, "page_size", bytes).map_err(err)?;
     }
     if let Some(wanted) = page_size {
         let has: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(err)?;
-        if has != i64::from(wanted) {
+        if has != i64::from(wanted.bytes) {
+            // A pc-host database (or an empty one) may checkpoint on close: that removes the
+            // -wal and -shm files this look created, and writes nothing else.
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+                .map_err(err)?;
             return Err(anyhow!(
-                "database {} has {has}-byte pages, not {wanted}: a page size is set when a \
-                 database is created (leave the page size unset to use this one)",
+                "{}: database {} has {has}-byte pages; a page size is set when a database is \
+                 created (unset it to use this one)",
+                wanted.from,
                 path.display()
             ));
         }
