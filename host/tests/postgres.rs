@@ -556,7 +556,7 @@ fn a_write_on_a_killed_connection_is_retryable_and_the_next_one_reconnects() {
         return;
     };
     let (mut w, _) = open_writer(&db);
-    let mut other = w.connect_another().unwrap();
+    let mut other = w.connector()().unwrap();
     let ten = batch(0..10);
     assert_eq!(db.kill_sessions(), 2);
     let e = w.write(&refs(&ten)).unwrap_err();

@@ -145,16 +145,9 @@ fn subject_matches(pattern: &str, subject: &str) -> bool {
 }
 
 impl Writer {
-    /// Another connection for the same run (consumers publish in parallel).
-    ///
-    /// # Errors
-    /// The server cannot be reached.
-    pub fn connect_another(&self) -> anyhow::Result<Self> {
-        self.connector()()
-    }
-
-    /// Opens further connections for the same run, as [`Self::connect_another`] does, from
-    /// any thread and without this writer (which may be busy publishing meanwhile).
+    /// What opens further connections for the same run (consumers publish in parallel), from
+    /// any thread and without this writer (which may be busy publishing meanwhile). Each call
+    /// opens one, or fails: the server cannot be reached.
     pub fn connector(&self) -> impl Fn() -> anyhow::Result<Self> + Send + Sync + 'static {
         let (spec, run_id, producers) = (self.spec.clone(), self.run_id, self.producers);
         let stats = Arc::clone(&self.stats);

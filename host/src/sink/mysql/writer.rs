@@ -177,16 +177,9 @@ impl Writer {
         })
     }
 
-    /// Another connection writing the same run (parallel writes; no file positions).
-    ///
-    /// # Errors
-    /// One line naming the URL.
-    pub fn connect_another(&self) -> anyhow::Result<Writer> {
-        self.connector()()
-    }
-
-    /// Opens further connections writing the same run, as [`Self::connect_another`] does,
-    /// from any thread and without this writer (which may be busy committing meanwhile).
+    /// What opens further connections writing the same run (parallel writes; no file
+    /// positions), from any thread and without this writer (which may be busy committing
+    /// meanwhile). Each call opens one, or fails with one line naming the URL.
     pub fn connector(&self) -> impl Fn() -> anyhow::Result<Writer> + Send + Sync + 'static {
         let (target, run_id, delivered) = (self.target.clone(), self.run_id, self.delivered);
         move || {

@@ -95,16 +95,9 @@ impl Writer {
         }
     }
 
-    /// Another connection writing the same run (parallel writes).
-    ///
-    /// # Errors
-    /// One line naming the URL: cannot connect.
-    pub fn connect_another(&self) -> anyhow::Result<Writer> {
-        self.connector()()
-    }
-
-    /// Opens further connections writing the same run, as [`Self::connect_another`] does,
-    /// from any thread and without this writer (which may be busy committing meanwhile).
+    /// What opens further connections writing the same run (parallel writes), from any
+    /// thread and without this writer (which may be busy committing meanwhile). Each call
+    /// opens one, or fails with one line naming the URL: cannot connect.
     pub fn connector(&self) -> impl Fn() -> anyhow::Result<Writer> + Send + Sync + 'static {
         let (server, run_id, delivered) = (self.server.clone(), self.run_id, self.delivered);
         move || {
