@@ -130,7 +130,6 @@ pub fn run(
     let Prepared {
         run_id,
         writers,
-        writers_max,
         connector,
         mut checkpointer,
         ring,
@@ -171,14 +170,7 @@ pub fn run(
         client: n.opened.client.clone(),
         stats: Arc::clone(nats.as_ref().expect("a NATS source has its counters")),
     });
-    let mut shared = Shared::new(
-        cfg,
-        cx,
-        start,
-        (writers, writers_max, dead_letters),
-        pins,
-        tx.clone(),
-    );
+    let mut shared = Shared::new(cfg, cx, start, (writers, dead_letters), pins, tx.clone());
     shared.acks = acks;
     shared.connector = connector;
     shared.lanes = lanes::contexts(cx, &lane_plan, &lane_buckets);
@@ -313,7 +305,7 @@ impl<'a> Shared<'a> {
         cfg: &'a Config,
         cx: Context<'a>,
         start: u64,
-        (writers, writers_max, dead_letters): (Vec<AnySink>, usize, Option<Arc<DeadLetters>>),
+        (writers, dead_letters): (Vec<AnySink>, Option<Arc<DeadLetters>>),
         pins: PinPlan,
         events: Sender<Event>,
     ) -> Self {
@@ -325,7 +317,8 @@ impl<'a> Shared<'a> {
         Self {
             cfg,
             cx,
-            sink: GroupCommit::new(writers, cfg.batch_size, policy).room_for(writers_max),
+            // Room for a writer per consumer: only a scaled run with a connector adds any.
+            sink: GroupCommit::new(writers, cfg.batch_size, policy).room_for(cfg.consumers_max),
             connector: None,
             dead_letters,
             stats: {

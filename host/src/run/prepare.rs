@@ -56,9 +56,8 @@ pub struct Prepared {
     /// consumer where the sink takes parallel writes and no file input needs ring order: MIN
     /// of them in a scaled run, whose scaler opens more (`connector`) as it adds consumers.
     pub writers: Vec<AnySink>,
-    /// The most writers the run may use (1 where commits must keep ring order or the sink
-    /// has one writer; else MAX consumers), and what opens those not opened yet.
-    pub writers_max: usize,
+    /// What opens more writers; `None` where there is only the first (the sink has one
+    /// writer, or commits must keep ring order).
     pub connector: Option<Connector>,
     /// SQLite: the checkpoint thread's connection.
     pub checkpointer: Option<Checkpointer>,
@@ -178,9 +177,8 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         cfg.consumers_max
     };
     let connector = writers[0].connector().filter(|_| parallel > 1);
-    let writers_max = if connector.is_some() { parallel } else { 1 };
     if let Some(connector) = &connector {
-        while writers.len() < cfg.consumers.min(writers_max) {
+        while writers.len() < cfg.consumers {
             writers.push(connector.connect()?);
         }
     }
@@ -203,7 +201,6 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     Ok(Prepared {
         run_id,
         writers,
-        writers_max,
         connector,
         checkpointer: opened.checkpointer,
         ring,

@@ -9,8 +9,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::schema::{self, Found, PAGE_SIZE, db_error};
-use crate::config::MAX_THREADS;
-use crate::config::PageSize;
+use crate::config::{MAX_THREADS, PageSize};
 use crate::position::{FileKey, Resume};
 use crate::sink::RunEnd;
 use crate::sink::read_back::RunInfo;
