@@ -12,9 +12,12 @@
 //! - **Priority.** An ordinary pop looks at lane 0 first, then lane 1, and so on: it returns a
 //!   value of lane `i` only if, when it looked at each lane above `i`, that lane had no value
 //!   ready. So a value whose push returned `Ok` before an ordinary pop started is not passed
-//!   over by that pop for a lower lane.
+//!   over by that pop for a lower lane, unless an earlier push to its lane is still in
+//!   progress: a lane's head slot claimed by a push that has not published it yet makes the
+//!   lane look empty, as it makes a ring look empty (the ring's non-guarantees).
 //! - **Starvation guard** (`G` = [`with_starvation_guard`](LanesCore::with_starvation_guard),
-//!   default [`DEFAULT_STARVATION_GUARD`]). Every pop call (single or batch, successful or not)
+//!   default [`DEFAULT_STARVATION_GUARD`]). Every look across the lanes (a non-blocking pop,
+//!   single or batch, successful or not, or each look a blocking pop takes while it waits)
 //!   takes the next number `t = 0, 1, 2, ..` from one counter shared by all consumers. With
 //!   `G = 0` every pop is ordinary (strict priority: a busy lane 0 can starve the others).
 //!   With `G >= 1` and `K >= 2`, pop `t` is a *guard pop* when `t % (G + 1) == G`: after every

@@ -171,6 +171,7 @@ pub struct Shared {
 impl Shared {
     /// Asks one consumer to retire.
     pub fn retire_one(&self) {
+        // Relaxed: a count, publishing nothing; the read-modify-writes keep it exact.
         self.retire.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -181,6 +182,7 @@ impl Shared {
 
     /// Whether this consumer should retire now (it took one of the retirements asked for).
     pub fn take_retirement(&self) -> bool {
+        // Relaxed: as in `retire_one`; a consumer that retires has committed what it took.
         self.retire
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
@@ -188,11 +190,13 @@ impl Shared {
 
     /// A consumer popped a record that had waited `ns` in the ring.
     pub fn waited(&self, ns: u64) {
+        // Relaxed: a statistic, publishing nothing.
         self.waited_ns.fetch_max(ns, Ordering::Relaxed);
     }
 
     /// The longest wait since the last call, ns (0: nothing popped).
     pub fn take_waited(&self) -> u64 {
+        // Relaxed: as in `waited`.
         self.waited_ns.swap(0, Ordering::Relaxed)
     }
 }

@@ -62,6 +62,9 @@ pub struct GroupCommit<S> {
     writers: Box<[OnceLock<Mutex<S>>]>,
     /// How many of `writers` are set.
     open: AtomicUsize,
+    /// Held while a writer is added; `true` once the pool takes no more
+    /// ([`Self::stop_adding`]).
+    adding: Mutex<bool>,
     /// Held while a consumer fills a batch and queues it: pending is in ring order.
     turn: Mutex<()>,
     /// Batches handed over and not yet taken by a committer, oldest first.
@@ -125,6 +128,7 @@ impl<S: Sink> GroupCommit<S> {
         assert!(!writers.is_empty(), "a group commit needs a writer");
         Self {
             open: AtomicUsize::new(writers.len()),
+            adding: Mutex::new(false),
             writers: writers
                 .into_iter()
                 .map(|w| OnceLock::from(Mutex::new(w)))
@@ -151,14 +155,15 @@ impl<S: Sink> GroupCommit<S> {
     }
 
     /// Adds `writer` to the pool, for any consumer to commit with; hands it back when the pool
-    /// has no room left (or another thread's add took the slot at the same moment).
+    /// has no room left or takes no more ([`Self::stop_adding`]).
     ///
     /// # Errors
     /// The writer, not added.
     pub fn add_writer(&self, writer: S) -> Result<(), S> {
-        // Acquire: as in `open_writers` (the slot at `n` is the first one unset).
-        let n = self.open.load(Ordering::Acquire);
-        let Some(slot) = self.writers.get(n) else {
+        let stopped = lock(&self.adding);
+        // Relaxed: adds are serialised by `adding`, so this is the last count stored.
+        let n = self.open.load(Ordering::Relaxed);
+        let Some(slot) = self.writers.get(n).filter(|_| !*stopped) else {
             return Err(writer);
         };
         slot.set(Mutex::new(writer))
@@ -167,6 +172,12 @@ impl<S: Sink> GroupCommit<S> {
         // OnceLock publishes its value by itself; this store is what makes the slot counted.)
         self.open.store(n + 1, Ordering::Release);
         Ok(())
+    }
+
+    /// From now on [`Self::add_writer`] adds nothing: the consumers are done, and a connection
+    /// that opens later is closed unused instead of being counted as a writer of the run.
+    pub fn stop_adding(&self) {
+        *lock(&self.adding) = true;
     }
 
     /// How many writers the pool has.
@@ -255,6 +266,8 @@ impl<S: Sink> GroupCommit<S> {
         if !out.refused.is_empty() && all[range.clone()].iter().any(|r| r.end_offset > 0) {
             self.flush_refused(all, clock, out);
         }
+        // Relaxed: with one writer its mutex orders this after any `fail`; with several, a
+        // commit that misses a concurrent failure lands, which no input's order depends on.
         if self.failed.load(Ordering::Relaxed) {
             let why = self.health.failure().unwrap_or_default();
             self.give_up(
@@ -405,6 +418,7 @@ impl<S: Sink> GroupCommit<S> {
         if self.health.fail(why.clone()) {
             tracing::error!("{why}");
         }
+        // Relaxed: publishes nothing; readers act on the flag alone (see `write_or_give_up`).
         self.failed.store(true, Ordering::Relaxed);
     }
 
@@ -506,6 +520,7 @@ impl<S: Sink> GroupCommit<S> {
 
     /// Whether the sink has failed for good (the run must stop).
     pub fn has_failed(&self) -> bool {
+        // Relaxed: a late read only delays the stop.
         self.failed.load(Ordering::Relaxed)
     }
 

@@ -244,3 +244,20 @@ fn a_pool_with_room_takes_writers_up_to_its_room_and_commits_with_the_added_ones
     assert_eq!(g.writers_open(), 3);
     assert_eq!(g.into_writer().writes, 0, "the first writer stays first");
 }
+
+#[test]
+fn a_pool_that_stopped_adding_hands_a_late_writer_back_uncounted() {
+    let g = GroupCommit::new(vec![Scripted::default()], 10, Policy::default()).room_for(3);
+    assert!(g.add_writer(Scripted::default()).is_ok());
+    g.stop_adding();
+    let back = g.add_writer(Scripted {
+        writes: 42,
+        ..Scripted::default()
+    });
+    assert_eq!(
+        back.map_err(|w| w.writes).unwrap_err(),
+        42,
+        "room left, but the pool takes no more"
+    );
+    assert_eq!(g.writers_open(), 2, "the late writer is not counted");
+}
