@@ -42,6 +42,8 @@ pub enum Reason {
     RetriesExhausted,
     /// The sink failed for good (a fatal error), or failed earlier in the run.
     SinkFailed,
+    /// Read from stdin as the run was torn down, and never queued for the sink.
+    NotQueued,
 }
 
 impl Reason {
@@ -51,6 +53,7 @@ impl Reason {
             Self::Refused => "refused",
             Self::RetriesExhausted => "retries_exhausted",
             Self::SinkFailed => "sink_failed",
+            Self::NotQueued => "not_queued",
         }
     }
 }

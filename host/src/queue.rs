@@ -98,8 +98,8 @@ impl Queue {
     }
 
     /// Pushes all of `buf` into `lane` (0 for the ring), waiting while it is full; stops at a
-    /// close. `buf` is left empty: records that did not go in are dropped (the run is being
-    /// torn down).
+    /// close. `buf` is left with the records that did not go in, in order (none unless the
+    /// queue was closed: the run is being torn down).
     pub fn push_all(&self, lane: usize, buf: &mut Vec<Record>, clock: &Clock) -> Pushed {
         match self {
             Self::Ring(ring) => {
@@ -116,6 +116,9 @@ impl Queue {
                     };
                     out.blocked_ns = clock.now().saturating_sub(since);
                 }
+                // Closed: what the ring did not take goes back (a rare path, so the copy).
+                let rest: Vec<Record> = items.collect();
+                buf.extend(rest);
                 out
             }
             Self::Lanes(lanes) => push_lane(lanes, lane, buf, clock),
@@ -159,23 +162,32 @@ fn push_lane(
     clock: &Clock,
 ) -> Pushed {
     let mut out = Pushed::default();
-    for record in buf.drain(..) {
+    let mut records = buf.drain(..);
+    let mut back = None;
+    for record in records.by_ref() {
         let record = match lanes.try_push(lane, record) {
             Ok(()) => {
                 out.records += 1;
                 continue;
             }
-            Err(PushError::Closed(_)) => break,
+            Err(PushError::Closed(record)) => {
+                back = Some(record);
+                break;
+            }
             Err(PushError::Full(record)) => record,
         };
         let since = clock.now();
         let pushed = lanes.push(lane, record);
         out.blocked_ns += clock.now().saturating_sub(since);
-        if pushed.is_err() {
+        if let Err(closed) = pushed {
+            back = Some(closed.0);
             break;
         }
         out.records += 1;
     }
+    // Closed: the record refused and those after it go back, in order.
+    let rest: Vec<Record> = back.into_iter().chain(records).collect();
+    buf.extend(rest);
     out
 }
 
@@ -214,15 +226,41 @@ mod tests {
         assert_eq!((q.capacity(), q.len()), (4, 0));
     }
 
+    fn seqs(buf: &[Record]) -> Vec<u64> {
+        buf.iter().map(|r| r.seq).collect()
+    }
+
     #[test]
-    fn after_a_close_a_push_takes_nothing_and_leaves_the_buffer_empty() {
+    fn after_a_close_a_push_takes_nothing_and_hands_every_record_back() {
         let clock = Clock::new();
         for q in [Queue::ring(4).unwrap(), Queue::lanes(4, 2).unwrap()] {
             assert!(q.close());
             let mut buf = vec![record(0), record(1)];
             assert_eq!(q.push_all(1, &mut buf, &clock).records, 0);
-            assert!(buf.is_empty());
+            assert_eq!(seqs(&buf), [0, 1], "nothing dropped");
             assert_eq!(q.pop_batch(&mut Vec::new(), 4), Err(Closed(())));
+        }
+    }
+
+    #[test]
+    fn a_push_blocked_on_a_full_queue_that_closes_hands_back_what_did_not_go_in() {
+        let clock = Clock::new();
+        for q in [Queue::ring(4).unwrap(), Queue::lanes(4, 1).unwrap()] {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    // Closes once the four slots are taken: the pusher holds two more.
+                    while q.len() < 4 {
+                        std::thread::yield_now();
+                    }
+                    q.close();
+                });
+                let mut buf: Vec<Record> = (0..6).map(record).collect();
+                assert_eq!(q.push_all(0, &mut buf, &clock).records, 4);
+                assert_eq!(seqs(&buf), [4, 5], "the two that did not fit, in order");
+            });
+            let mut out = Vec::new();
+            assert_eq!(q.pop_batch(&mut out, 8), Ok(4));
+            assert_eq!(seqs(&out), [0, 1, 2, 3]);
         }
     }
 }

@@ -179,30 +179,36 @@ impl Drop for Mount<'_> {
     }
 }
 
-#[test]
-fn disk_full_retries_then_dead_letters_and_the_database_stays_sound() {
-    let s = Scratch::new("disk-full");
-    let mnt = s.path("small");
-    std::fs::create_dir(&mnt).unwrap();
+/// Mounts a 1 MiB tmpfs at `mnt` (a new directory), or prints SKIP and returns `None`.
+fn small_tmpfs(mnt: &Path) -> Option<Mount<'_>> {
+    std::fs::create_dir(mnt).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
+        .arg(mnt)
         .output();
     match mounted {
-        Ok(o) if o.status.success() => {}
+        Ok(o) if o.status.success() => Some(Mount(mnt)),
         Ok(o) => {
             println!(
                 "SKIP: cannot mount a 1 MiB tmpfs (needs root): {}",
                 String::from_utf8_lossy(&o.stderr).trim()
             );
-            return;
+            None
         }
         Err(e) => {
             println!("SKIP: cannot run mount: {e}");
-            return;
+            None
         }
     }
-    let _mount = Mount(&mnt);
+}
+
+#[test]
+fn disk_full_retries_then_dead_letters_and_the_database_stays_sound() {
+    let s = Scratch::new("disk-full");
+    let mnt = s.path("small");
+    let Some(_mount) = small_tmpfs(&mnt) else {
+        return;
+    };
     let out = common::run(
         s.dir(),
         &[
@@ -257,6 +263,85 @@ fn disk_full_retries_then_dead_letters_and_the_database_stays_sound() {
     let run_id = v["run_id"].as_i64().unwrap();
     assert_eq!(pairs(&db, run_id).len() as u64, stored);
     assert_stored_and_dead_lettered_once(&db, run_id, &entries, produced);
+}
+
+/// stdin cannot be read again: the lines a stdin source has read when the full disk fails the
+/// run must not vanish with the torn-down source. Each line read is stored, rejected or in the
+/// dead-letter file, once.
+#[test]
+fn stdin_read_as_a_full_disk_fails_the_run_is_stored_or_dead_lettered_never_lost() {
+    let s = Scratch::new("disk-full-stdin");
+    let mnt = s.path("small");
+    let Some(_mount) = small_tmpfs(&mnt) else {
+        return;
+    };
+    let lines = 300_000u64;
+    let input: String = (0..lines)
+        .map(|i| format!("line {i:06} {}\n", "x".repeat(90)))
+        .collect();
+    let mut child = common::pc_host(s.dir())
+        .args([
+            "--source",
+            "-",
+            "--db",
+            "small/full.db",
+            "--dead-letter",
+            "dead.jsonl",
+            "--retry-for",
+            "0.5",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pc-host");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // pc-host stops reading once the sink fails: a broken pipe then ends the writer.
+    let writer = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut stdin, input.as_bytes());
+    });
+    let out: Out = child.wait_with_output().expect("wait for pc-host").into();
+    writer.join().expect("the writer thread");
+    assert_eq!(out.code, Some(1), "the disk filled: {}", out.stderr);
+    let v = json(&out);
+    assert_eq!(
+        v["stop_reason"], "error",
+        "the sink's failure, not the end of the sources it unblocked: {v}"
+    );
+    let (read, stored, dead) = (u(&v, "read"), u(&v, "stored"), u(&v, "dead_lettered"));
+    let (not_queued, not_queued_dead) = (u(&v, "not_queued"), u(&v, "not_queued_dead_lettered"));
+    assert_eq!(u(&v, "rejected"), 0, "{v}");
+    assert!(read > 0 && read <= lines, "{v}");
+    assert_eq!(
+        not_queued, not_queued_dead,
+        "all kept by --dead-letter: {v}"
+    );
+    assert_eq!(
+        stored + dead + not_queued_dead,
+        read,
+        "every line read stored or dead-lettered: {v}"
+    );
+    let db = s.path("small/full.db");
+    let run_id = v["run_id"].as_i64().unwrap();
+    let mut seen: Vec<i64> = pairs(&db, run_id).into_iter().map(|(_, seq)| seq).collect();
+    let entries = dead_letters(&s.path("dead.jsonl"));
+    seen.extend(entries.iter().map(|e| {
+        assert_eq!(e["source"]["input"], "stdin", "{e}");
+        e["source"]["line"].as_i64().expect("a line number") - 1
+    }));
+    seen.sort_unstable();
+    let expected: Vec<i64> = (0..read as i64).collect();
+    assert!(
+        seen == expected,
+        "lines 0..{read} each stored or dead-lettered once: {} entries, first gaps or repeats \
+         near {:?}",
+        seen.len(),
+        seen.windows(2).find(|w| w[1] != w[0] + 1)
+    );
 }
 
 #[test]
@@ -802,4 +887,58 @@ fn a_drain_held_up_by_a_retry_keeps_reporting_and_answers_a_signal() {
     let v = json(&out);
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
+}
+
+/// A database another user owns and this one may not write: refused before SQLite opens it, so
+/// no `-wal` or `-shm` of this user's is left beside it to lock the owner out afterwards.
+#[test]
+fn a_database_this_user_cannot_write_is_refused_without_leaving_files_that_lock_out_its_owner() {
+    if !am_root() {
+        println!("SKIP: needs root to run pc-host as another user");
+        return;
+    }
+    let s = Scratch::new("other-owner");
+    let shared = s.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let owner = common::run(
+        s.dir(),
+        &["--db", "shared/d.db", "--messages", "3", "--rps", "0"],
+    );
+    assert_eq!(owner.code, Some(0), "{}", owner.stderr);
+    let db = shared.join("d.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = std::fs::read(&db).unwrap();
+    // nobody (65534) may write the directory, not the file.
+    let other: Out = common::pc_host(s.dir())
+        .args(["--db", "shared/d.db", "--messages", "3", "--rps", "0"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run pc-host as nobody")
+        .into();
+    common::assert_one_line_error(&other, 1, "is read-only for this user");
+    let mut left: Vec<String> = std::fs::read_dir(&shared)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["d.db"], "nothing beside the database");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the database untouched"
+    );
+    let again = common::run(
+        s.dir(),
+        &["--db", "shared/d.db", "--messages", "3", "--rps", "0"],
+    );
+    assert_eq!(
+        again.code,
+        Some(0),
+        "the owner's next run: {}",
+        again.stderr
+    );
 }

@@ -710,3 +710,41 @@ fn a_nats_source_stops_after_messages_and_hands_the_rest_back() {
         "{report}"
     );
 }
+
+/// `--rps` is one token bucket for every source, a NATS source's too: over `--duration 1` at
+/// 1000 msg/s it takes at most a second's tokens plus the burst (rps / 10), and what it has
+/// pulled beyond them goes back to the stream for the next consumer.
+#[test]
+fn a_nats_source_takes_no_more_than_rps_allows_and_hands_the_rest_back() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-rps");
+    let stream = TestStream::new(&url, "rps");
+    finish_json(publish(&s, &stream, "1", "3000"));
+    let paced = stream.source("consumer=r");
+    let v = run_json(
+        s.dir(),
+        &[
+            "--source",
+            &paced,
+            "--db",
+            "out.db",
+            "--rps",
+            "1000",
+            "--duration",
+            "1",
+        ],
+    );
+    let produced = u(&v, "produced");
+    assert!(
+        (1..=1100).contains(&produced),
+        "at most 1000 tokens in 1 s plus a burst of 100, and some: {v}"
+    );
+    assert_eq!(u(&v, "stored"), produced, "{v}");
+    let rest = stream.source("consumer=r&until=empty");
+    let w = run_json(s.dir(), &["--source", &rest, "--db", "out.db"]);
+    assert_eq!(
+        u(&w, "stored"),
+        3000 - produced,
+        "the rest, handed back: {w}"
+    );
+}

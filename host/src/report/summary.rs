@@ -89,6 +89,9 @@ pub struct Summary {
     pub elapsed_s: f64,
     /// Start of production to the moment producers were told to stop (or all finished).
     pub producing_s: f64,
+    /// Producers told to stop (or all finished) to every source thread ended: a source may
+    /// finish a push, or hand back what a broker already delivered to it.
+    pub stopping_s: f64,
     /// Producers stopped to the last commit.
     pub drain_s: f64,
     pub bytes: u64,
@@ -169,6 +172,10 @@ pub struct Ingest {
     pub read: u64,
     pub read_bytes: u64,
     pub rejected: u64,
+    /// Read from stdin, never queued (the run stopped on an error first); of them, those in
+    /// the dead-letter file.
+    pub not_queued: u64,
+    pub not_queued_dead_lettered: u64,
     pub inputs: Vec<InputStart>,
 }
 
@@ -178,6 +185,7 @@ impl Summary {
     pub fn ok(&self) -> bool {
         self.error.is_none()
             && self.not_stored == 0
+            && self.ingest.as_ref().is_none_or(|i| i.not_queued == 0)
             && self.produced == self.consumed
             && self.consumed == self.stored + self.duplicates + self.dead_lettered
     }
@@ -255,6 +263,21 @@ impl Summary {
                     ""
                 }
             );
+            if ingest.not_queued > 0 {
+                let lost = ingest.not_queued - ingest.not_queued_dead_lettered;
+                let _ = writeln!(
+                    s,
+                    "  not queued    {} read from stdin as the run stopped on an error: {} in the \
+                     dead-letter file, {lost} lost{}",
+                    ingest.not_queued,
+                    ingest.not_queued_dead_lettered,
+                    if lost > 0 && self.dead_letter.is_none() {
+                        " (--dead-letter FILE would have kept them)"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         let _ = writeln!(s, "  produced      {}", self.produced);
         let _ = writeln!(s, "  consumed      {}", self.consumed);
@@ -272,8 +295,15 @@ impl Summary {
         let _ = writeln!(s, "  stopped by    {}", self.stop_reason.as_str());
         let _ = writeln!(
             s,
-            "  elapsed       {:.3} s (producing {:.3} s, drain after producers stopped {:.3} s)",
-            self.elapsed_s, self.producing_s, self.drain_s
+            "  elapsed       {:.3} s (producing {:.3} s, {}drain after producers stopped {:.3} s)",
+            self.elapsed_s,
+            self.producing_s,
+            if self.stopping_s >= 0.001 {
+                format!("stopping the sources {:.3} s, ", self.stopping_s)
+            } else {
+                String::new()
+            },
+            self.drain_s
         );
         let _ = writeln!(
             s,
@@ -500,6 +530,14 @@ impl Summary {
     /// The `--output json` object. The top-level keys named in the README are a contract.
     pub fn json(&self) -> serde_json::Value {
         let mut v = self.json_without_lanes();
+        // Set apart: one `json!` that large passes the macro's recursion limit.
+        v["stopping_s"] = self.stopping_s.into();
+        let not_queued = self
+            .ingest
+            .as_ref()
+            .map_or((0, 0), |i| (i.not_queued, i.not_queued_dead_lettered));
+        v["not_queued"] = not_queued.0.into();
+        v["not_queued_dead_lettered"] = not_queued.1.into();
         if !self.lanes.is_empty() {
             let lanes: serde_json::Map<String, serde_json::Value> = self
                 .lanes

@@ -432,9 +432,11 @@ fn consumer_body<'scope>(
     move || {
         let _done = OnDrop(Some(ended));
         pinning::pin(core, &sh.pin_failed);
+        // Failed goes out before the close: sources the close unblocks then say they are done
+        // after it, and the run's stop reason is the failure, not the sources' end.
         let stop_run = || {
-            sh.cx.ring.close();
             let _ = sh.events.send(Event::Failed);
+            sh.cx.ring.close();
         };
         let consumer = Consumer {
             ring: sh.cx.ring,
@@ -452,8 +454,8 @@ fn consumer_body<'scope>(
         };
         // Only a panic leaves it armed.
         let mut panicked = OnDrop(Some(|| {
-            sh.cx.ring.close();
             let _ = tx.send(Event::Failed);
+            sh.cx.ring.close();
         }));
         consumer.run();
         panicked.0 = None;

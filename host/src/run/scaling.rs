@@ -48,8 +48,8 @@ pub(super) fn spawn<'scope>(
         for slot in 0..sh.cfg.consumers {
             if !pool.start(slot) {
                 // As when a fixed consumer cannot start: the run stops.
+                let _ = sh.events.send(Event::Failed); // before the close, as in `stop_run`
                 sh.cx.ring.close();
-                let _ = sh.events.send(Event::Failed);
                 break;
             }
         }

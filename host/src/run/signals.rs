@@ -69,9 +69,12 @@ fn exit_now(name: &str, status: i32) -> ! {
             let (produced, stored) = (stats.produced(), stats.stored());
             let dead = stats.dead_lettered();
             let left = produced.saturating_sub(stored + dead);
+            // Counted after each commit returns: a batch committed just now is in the
+            // database and not yet here, so these are bounds, not exact figures.
             format!(
-                "{stored} of {produced} accepted messages committed, {dead} dead-lettered, \
-                 {left} not stored"
+                "at least {stored} of {produced} accepted messages committed (a batch committed \
+                 as the signal came is not counted yet), {dead} dead-lettered, at most {left} \
+                 not stored"
             )
         }
         None => "nothing was running yet".into(),

@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::PoisonError;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -23,7 +23,7 @@ use super::Context;
 use super::input::{LineReader, RawLine, StdinPoll, key_at, open_file};
 use super::rate::Take;
 use crate::config::Format;
-use crate::dead_letter::DeadLetters;
+use crate::dead_letter::{DeadLetters, Reason};
 use crate::flow::{ByteGate, CHUNK_BYTES};
 use crate::message::Record;
 use crate::position::{FileKey, InputStart, Positions, Resume};
@@ -311,16 +311,50 @@ impl LineSource<'_> {
         }
         let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
         let since = self.cx.clock.now();
-        let admitted = self.gate.acquire(self.cx.lane, bytes, self.cx.stop);
+        // A stopping run still takes what stdin gave (it cannot be read again): the bytes in
+        // flight are freed as the consumers settle them, whatever the sink does. A file's
+        // lines are read again by the next run, so a file source gives up at once.
+        let never = AtomicBool::new(false);
+        let stop = if self.is_file() { self.cx.stop } else { &never };
+        let admitted = self.gate.acquire(self.cx.lane, bytes, stop);
         bump(
             &self.stats.blocked_ns,
             self.cx.clock.now().saturating_sub(since),
         );
-        if !admitted {
-            buf.clear();
-            return Ok(false);
+        if admitted && self.cx.push(buf, self.stats) {
+            return Ok(true);
         }
-        Ok(self.cx.push(buf, self.stats))
+        if self.is_file() {
+            buf.clear();
+        } else {
+            self.not_queued(buf)?;
+        }
+        Ok(false)
+    }
+
+    /// Records read from stdin that the torn-down run can no longer queue: into the
+    /// dead-letter file if there is one, else counted as lost; `buf` is left empty.
+    fn not_queued(&mut self, buf: &mut Vec<Record>) -> anyhow::Result<()> {
+        let n = buf.len() as u64;
+        bump(&self.stats.not_queued, n);
+        let Some(dead) = self.dead_letters else {
+            buf.clear();
+            return Ok(());
+        };
+        let why = "read from stdin as the run stopped on an error, and never queued for the sink";
+        let entries: Vec<_> = buf
+            .drain(..)
+            .map(|r| dead.record_entry(&r, false, Reason::NotQueued, why))
+            .collect();
+        dead.write(&entries).with_context(|| {
+            format!(
+                "writing {n} records read from {} to the dead-letter file {}",
+                self.name(),
+                dead.path().display()
+            )
+        })?;
+        bump(&self.stats.not_queued_dead_lettered, n);
+        Ok(())
     }
 
     /// At the end of a followed file: handles truncation and rotation. A rotation is seen

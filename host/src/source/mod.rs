@@ -51,7 +51,7 @@ impl Context<'_> {
 
     /// Pushes all of `buf` into this source's lane (waiting while it is full) and counts it;
     /// returns `false` if the ring was closed (the run is being torn down) before all of it
-    /// went in. `buf` is left empty.
+    /// went in. `buf` is left with the records that did not go in.
     pub fn push(&self, buf: &mut Vec<Record>, stats: &ProducerStats) -> bool {
         let built = buf.len();
         let pushed = self.ring.push_all(usize::from(self.lane), buf, self.clock);

@@ -29,6 +29,7 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use futures_util::{FutureExt as _, StreamExt as _};
 
 use super::Context;
+use super::rate::Take;
 use crate::config::url::NatsSource as Spec;
 use crate::dead_letter::DeadLetters;
 use crate::flow::ByteGate;
@@ -382,8 +383,7 @@ impl NatsSource<'_> {
 
     /// Pushes `buf` into the ring (through the budget and the byte gate); `false` when the
     /// run stops here. What the budget leaves out, or the byte gate refuses at a stop, is
-    /// handed back to JetStream; what a closed ring (a failing run) refuses is left
-    /// unacknowledged, for JetStream to deliver again after the ack wait.
+    /// handed back to JetStream, as is what a closed ring (a failing run) refuses.
     fn push(&self, buf: &mut Vec<Record>) -> bool {
         if buf.is_empty() {
             return true;
@@ -395,6 +395,11 @@ impl NatsSource<'_> {
         if buf.is_empty() {
             return false;
         }
+        if !self.paced(buf.len() as u64) {
+            self.hand_back(buf);
+            buf.clear();
+            return false;
+        }
         let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
         let since = self.cx.clock.now();
         let admitted = self.gate.acquire(self.cx.lane, bytes, self.cx.stop);
@@ -402,12 +407,26 @@ impl NatsSource<'_> {
             &self.stats.blocked_ns,
             self.cx.clock.now().saturating_sub(since),
         );
-        if !admitted {
-            self.hand_back(buf);
-            buf.clear();
-            return false;
+        if admitted && self.cx.push(buf, self.stats) {
+            return granted == want;
         }
-        self.cx.push(buf, self.stats) && granted == want
+        // The run stopped first: what was not queued goes back to the stream now, not after
+        // its ack wait.
+        self.hand_back(buf);
+        buf.clear();
+        false
+    }
+
+    /// Takes `n` tokens from the run's token bucket (`--rps`, shared with every source),
+    /// waiting while none is due; `false` if the run stops first.
+    fn paced(&self, mut n: u64) -> bool {
+        while n > 0 {
+            let Take::Go { grant, .. } = self.cx.take(n) else {
+                return false;
+            };
+            n -= grant.map_or(n, |g| g.count()).min(n);
+        }
+        true
     }
 
     fn hand_back(&self, records: &[Record]) {

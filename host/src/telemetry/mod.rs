@@ -31,6 +31,11 @@ pub struct ProducerStats {
     pub read_bytes: AtomicU64,
     /// Records that could not be stored (invalid UTF-8 or JSON, over the size limit).
     pub rejected: AtomicU64,
+    /// Records read from an input that cannot be read again (stdin) that never reached the
+    /// ring because the run was torn down first (the sink failed); of them, those written to
+    /// the dead-letter file.
+    pub not_queued: AtomicU64,
+    pub not_queued_dead_lettered: AtomicU64,
     /// The first few rejected records: where, and why.
     pub reject_samples: Mutex<Vec<String>>,
     /// Its `--lanes` lane (0 without lanes).
@@ -201,6 +206,17 @@ impl Stats {
             .iter()
             .map(|p| p.rejected.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Records read from stdin that never reached the ring (the run was torn down), and of
+    /// them those dead-lettered.
+    pub fn not_queued(&self) -> (u64, u64) {
+        self.producers.iter().fold((0, 0), |(n, dead), p| {
+            (
+                n + p.not_queued.load(Ordering::Relaxed),
+                dead + p.not_queued_dead_lettered.load(Ordering::Relaxed),
+            )
+        })
     }
 
     fn sum(&self, field: impl Fn(&ConsumerStats) -> &AtomicU64) -> u64 {

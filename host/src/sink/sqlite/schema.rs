@@ -186,6 +186,15 @@ pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
             path.display()
         ));
     }
+    // A file this user may not write would be opened read-only, and SQLite would leave a
+    // `-wal` and `-shm` of this user's beside it, which could then lock out the file's owner.
+    if path.exists() && !writable(path) {
+        return Err(anyhow!(
+            "database {} is read-only for this user: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -193,6 +202,17 @@ pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
     conn.busy_timeout(busy)
         .map_err(|e| db_error(path, e, busy))?;
     Ok(conn)
+}
+
+/// Whether this process may write `path` (`access(2)` with `W_OK`: the real user's rights,
+/// which for pc-host are its own).
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true; // a NUL in the path: let SQLite's open say what is wrong
+    };
+    // SAFETY: `c` is a NUL-terminated path that lives for the call; access only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// Opens an existing file read-only, with a busy timeout: it can look, never write.
