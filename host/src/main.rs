@@ -18,7 +18,16 @@ use pc_host::run::{self, PrepareError, signals};
 use pc_host::{plot, verify};
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches(); // clap prints its own errors and exits 2
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version: printed to stdout, exit 0
+        Err(e) => {
+            let line = config::layers::usage_error_line(&e, &argv);
+            let _ = writeln!(std::io::stderr(), "error: {line}");
+            return ExitCode::from(2);
+        }
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

@@ -752,3 +752,95 @@ fn a_page_size_that_cannot_apply_is_one_line_and_leaves_the_database_as_it_was()
     assert_eq!(again.code, Some(0), "stderr:\n{}", again.stderr);
     assert_eq!(runs(&s.path("pc-host.db")), 2);
 }
+
+#[test]
+fn a_bad_value_from_the_environment_is_one_line_naming_the_variable() {
+    let s = Scratch::new("env-values");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "PC_HOST_PRODUCERS",
+            "abc",
+            "PC_HOST_PRODUCERS=abc: invalid value 'abc' for '--producers <N>'",
+        ),
+        (
+            "PC_HOST_OUTPUT",
+            "JSON",
+            "PC_HOST_OUTPUT=JSON: invalid value 'JSON' for '--output <FORMAT>' (use text, json)",
+        ),
+        ("PC_HOST_CONFIG", "", "PC_HOST_CONFIG=: a value is required"),
+    ];
+    for (var, value, needle) in cases {
+        let out = run_env(s.dir(), &[], &[(var, value)]);
+        assert_one_line_error(&out, 2, needle);
+    }
+    // The same value given as a flag is named as the flag, also on one line.
+    let out = run(s.dir(), &["--producers", "abc"]);
+    assert_one_line_error(&out, 2, "error: invalid value 'abc' for '--producers <N>'");
+    assert!(!s.path("pc-host.db").exists());
+}
+
+#[test]
+fn a_database_path_sqlite_would_read_as_a_uri_is_refused_before_anything_is_written() {
+    let s = Scratch::new("db-uri");
+    let hint = "would be read by SQLite as a URI, not a file name: give the path itself (x.db), \
+                or ./file:x.db for a file of that name";
+    let out = run(s.dir(), &["--db", "file:x.db", "--messages", "3"]);
+    assert_one_line_error(&out, 2, &format!("--db: `file:x.db` {hint}"));
+    let out = run(s.dir(), &["--sink", "sqlite:file:x.db", "--messages", "3"]);
+    assert_one_line_error(&out, 2, &format!("`file:x.db` {hint}"));
+    let out = run_env(
+        s.dir(),
+        &["--messages", "3"],
+        &[("PC_HOST_DB", "file:x.db")],
+    );
+    assert_one_line_error(&out, 2, &format!("PC_HOST_DB: `file:x.db` {hint}"));
+    let names: Vec<_> = std::fs::read_dir(s.dir()).unwrap().flatten().collect();
+    assert!(names.is_empty(), "nothing written: {names:?}");
+    // Spelled as a path, a file of that very name is a database like any other.
+    let out = run(
+        s.dir(),
+        &["--db", "./file:x.db", "--messages", "3", "--rps", "0"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(s.path("file:x.db").is_file());
+}
+
+#[test]
+fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printed() {
+    let s = Scratch::new("server-url-options");
+    let cases: &[(&str, &str)] = &[
+        (
+            "postgres://pc:secret@127.0.0.1:5432/test?bogus=1",
+            "--sink postgres://pc:***@127.0.0.1:5432/test?bogus=1: not a usable URL: invalid \
+             connection string: unknown option `bogus`",
+        ),
+        (
+            "mysql://root:secret@127.0.0.1:3306/test?bogus=1",
+            "--sink mysql://root:***@127.0.0.1:3306/test?bogus=1: Unknown URL parameter `bogus'",
+        ),
+        (
+            "mariadb://root:secret@127.0.0.1:0/test",
+            "--sink mariadb://root:***@127.0.0.1:0/test: `0` is not a port (1..=65535)",
+        ),
+    ];
+    for (url, needle) in cases {
+        let out = run(s.dir(), &["--sink", url, "--messages", "1"]);
+        assert_one_line_error(&out, 2, needle);
+        assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+    }
+    let out = run(
+        s.dir(),
+        &[
+            "--source",
+            "nats://u:secret@127.0.0.1:4222/S?bogus=1",
+            "--messages",
+            "1",
+        ],
+    );
+    assert_one_line_error(
+        &out,
+        2,
+        "--source nats://u:***@127.0.0.1:4222/S?bogus=1: unknown parameter",
+    );
+    assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+}

@@ -295,6 +295,41 @@ fn key_line(text: &str, key: &str) -> usize {
 }
 
 /// clap's message without "error: " and the usage lines after it.
+/// clap's error for the command line and environment as one line: its first line, the values
+/// it would take when it lists them, and, when the bad value came from a `PC_HOST_*` variable
+/// rather than a flag, the variable (`PC_HOST_PRODUCERS=abc: invalid value 'abc' for ..`).
+pub fn usage_error_line(e: &clap::Error, argv: &[OsString]) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let mut line = first_line(&e.to_string());
+    if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue)
+        && !valid.is_empty()
+    {
+        line = format!("{line} (use {})", valid.join(", "));
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return line;
+    };
+    let Some(long) = arg
+        .strip_prefix("--")
+        .and_then(|a| a.split([' ', '=']).next())
+    else {
+        return line;
+    };
+    let flag = format!("--{long}");
+    let on_command_line = argv.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    });
+    let var = env_name(&long.replace('-', "_"));
+    if !on_command_line && !var.is_empty() && std::env::var_os(&var).is_some() {
+        return format!("{var}={value}: {line}");
+    }
+    line
+}
+
 fn first_line(msg: &str) -> String {
     let line = msg.lines().next().unwrap_or(msg);
     line.strip_prefix("error: ").unwrap_or(line).to_string()

@@ -493,7 +493,7 @@ fn sources(l: &Layers) -> Result<Vec<SourceSpec>, ConfigError> {
             ConfigError(format!(
                 "{}: {why}",
                 Picked {
-                    value: url,
+                    value: url::without_password(url),
                     from: from.clone()
                 }
                 .show()
@@ -559,12 +559,15 @@ fn sink(l: &Layers) -> Result<SinkSpec, ConfigError> {
         if d.value.as_os_str().is_empty() {
             return err(format!("{} is empty: give a database file path", d.from));
         }
+        url::check_sqlite_path(&d.value.to_string_lossy())
+            .map_err(|why| ConfigError(format!("{}: {why}", d.from)))?;
         return Ok(SinkSpec::Sqlite(d.value));
     }
     match sink {
-        Some(s) => {
-            url::parse_sink(&s.value).map_err(|why| ConfigError(format!("{}: {why}", s.show())))
-        }
+        Some(s) => url::parse_sink(&s.value).map_err(|why| {
+            let hidden = url::without_password(&s.value);
+            ConfigError(format!("{}: {why}", s.show().replace(&s.value, &hidden)))
+        }),
         None => Ok(SinkSpec::Sqlite(PathBuf::from(DEFAULT_DB))),
     }
 }

@@ -177,10 +177,7 @@ impl ServerUrl {
                 .into());
         };
         let authority = after.split(['/', '?']).next().unwrap_or("");
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
+        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, Some(p)),
             _ => (hostport, None),
@@ -193,18 +190,28 @@ impl ServerUrl {
         {
             return Err(format!("`{p}` is not a port (1..=65535)"));
         }
-        let shown = match userinfo.and_then(|u| u.split_once(':')) {
-            Some((user, _password)) => url.replacen(
-                &format!("{}@", userinfo.unwrap_or_default()),
-                &format!("{user}:***@"),
-                1,
-            ),
-            None => url.to_string(),
-        };
         Ok(Self {
             url: url.to_string(),
-            shown,
+            shown: without_password(url),
         })
+    }
+}
+
+/// `url` with the password of its `user:password@` (if any) shown as `***`, for messages.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    match authority
+        .rsplit_once('@')
+        .and_then(|(u, _)| u.split_once(':'))
+    {
+        Some((user, _password)) => {
+            let host = &rest[authority.rfind('@').map_or(0, |at| at + 1)..];
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
     }
 }
 
@@ -315,6 +322,20 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
 }
 
 /// Parses the `--sink` URL.
+/// SQLite reads a file name that starts with `file:` as a URI (`file:x.db?mode=ro` names
+/// `x.db`), so such a path would not be the file pc-host checks and reports on: refused, with
+/// the two ways to say what was meant.
+pub fn check_sqlite_path(path: &str) -> Result<(), String> {
+    match path.strip_prefix("file:") {
+        Some(rest) => Err(format!(
+            "`{path}` would be read by SQLite as a URI, not a file name: give the path itself \
+             ({}), or ./{path} for a file of that name",
+            rest.split('?').next().unwrap_or(rest)
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
     let Some((scheme, rest)) = url.split_once(':') else {
         return Err("a sink URL needs a scheme, e.g. sqlite:pc-host.db".into());
@@ -328,10 +349,24 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
             if path.is_empty() {
                 return Err("sqlite: needs a database path, e.g. sqlite:pc-host.db".into());
             }
+            check_sqlite_path(path)?;
             Ok(SinkSpec::Sqlite(path.into()))
         }
-        "postgres" | "postgresql" => ServerUrl::parse(url, rest).map(SinkSpec::Postgres),
-        "mysql" | "mariadb" => ServerUrl::parse(url, rest).map(SinkSpec::Mysql),
+        // The drivers read the options now, so that one they refuse is bad input (exit 2)
+        // rather than a failure found when the run connects.
+        "postgres" | "postgresql" => {
+            let server = ServerUrl::parse(url, rest)?;
+            url.parse::<postgres::Config>().map_err(|e| {
+                let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
+                format!("not a usable URL: {e}{}", cause.unwrap_or_default())
+            })?;
+            Ok(SinkSpec::Postgres(server))
+        }
+        "mysql" | "mariadb" => {
+            let server = ServerUrl::parse(url, rest)?;
+            mysql::Opts::from_url(&format!("mysql:{rest}")).map_err(|e| e.to_string())?;
+            Ok(SinkSpec::Mysql(server))
+        }
         "nats" => parse_nats_sink(rest).map(SinkSpec::Nats),
         _ => Err(format!(
             "unknown sink `{scheme}` (use sqlite:PATH, postgres://USER@HOST:PORT/DB, \
@@ -659,5 +694,19 @@ mod tests {
                 .unwrap_err()
                 .contains("no host")
         );
+    }
+
+    #[test]
+    fn a_password_in_a_url_is_hidden_and_nothing_else_changes() {
+        assert_eq!(
+            without_password("postgres://pc:s3:cr@t@db.example:5432/x?sslmode=disable"),
+            "postgres://pc:***@db.example:5432/x?sslmode=disable"
+        );
+        assert_eq!(without_password("mysql://root@h/x"), "mysql://root@h/x");
+        assert_eq!(
+            without_password("nats://h:4222/S?consumer=c"),
+            "nats://h:4222/S?consumer=c"
+        );
+        assert_eq!(without_password("file:a@b:c"), "file:a@b:c");
     }
 }
