@@ -252,6 +252,12 @@ fn environment_and_config_file_layers() {
     );
     std::fs::write(&cfg, "producers = \"ten\"\n").unwrap();
     assert_one_line_error(&run(s.dir(), &["--config", "cfg.toml"]), 2, "line 1");
+    std::fs::write(&cfg, "rps = 0\nproducers = [1, 2]\n").unwrap();
+    assert_one_line_error(
+        &run(s.dir(), &["--config", "cfg.toml"]),
+        2,
+        "cfg.toml line 2: `producers` takes one value, not a list",
+    );
     std::fs::write(&cfg, "duration = 1\nmessages = 10\n").unwrap();
     assert_one_line_error(
         &run(s.dir(), &["--config", "cfg.toml"]),

@@ -221,6 +221,11 @@ fn read_file(path: &Path, given: &ArgMatches) -> Result<Vec<(String, Vec<String>
             continue;
         }
         let items = match value {
+            toml::Value::Array(_) if !matches!(arg.get_action(), clap::ArgAction::Append) => {
+                return Err(ConfigError(format!(
+                    "{at}: `{key}` takes one value, not a list"
+                )));
+            }
             toml::Value::Array(items) => items.clone(),
             v => vec![v.clone()],
         };

@@ -509,15 +509,19 @@ fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
     })
 }
 
+/// `key=value` pairs; a key given twice is refused (which one was meant is not ours to guess).
 fn parse_query(query: &str) -> Result<Vec<(&str, &str)>, String> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.split_once('=')
-                .ok_or_else(|| format!("parameter `{p}` needs a value (`{p}=...`)"))
-        })
-        .collect()
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for p in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = p
+            .split_once('=')
+            .ok_or_else(|| format!("parameter `{p}` needs a value (`{p}=...`)"))?;
+        if pairs.iter().any(|(k, _)| *k == key) {
+            return Err(format!("parameter `{key}` is given twice: give it once"));
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
 }
 
 #[cfg(test)]
@@ -708,5 +712,17 @@ mod tests {
             "nats://h:4222/S?consumer=c"
         );
         assert_eq!(without_password("file:a@b:c"), "file:a@b:c");
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        assert_eq!(
+            parse_source("file:x.log?lane=a&lane=b"),
+            Err("parameter `lane` is given twice: give it once".into())
+        );
+        assert_eq!(
+            parse_source("stdin?format=jsonl&format=text").map(|_| ()),
+            Err("parameter `format` is given twice: give it once".into())
+        );
     }
 }
