@@ -63,10 +63,16 @@ impl ByteGate {
     /// Takes `n` bytes of `lane`'s budget, waiting while they do not fit. Returns `false`
     /// (having taken nothing) if `stop` is set while waiting.
     pub fn acquire(&self, lane: u8, n: u64, stop: &AtomicBool) -> bool {
+        // Relaxed: a flag polled between waits; a late read only waits one more check.
+        self.acquire_unless(lane, n, || stop.load(Ordering::Relaxed))
+    }
+
+    /// As [`Self::acquire`], giving up once `give_up()` says so (looked at before each wait).
+    pub fn acquire_unless(&self, lane: u8, n: u64, give_up: impl Fn() -> bool) -> bool {
         let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
         let i = usize::from(lane).min(used.len() - 1);
         while used[i] > 0 && used[i].saturating_add(n) > self.limit {
-            if stop.load(Ordering::Relaxed) {
+            if give_up() {
                 return false;
             }
             used = self
@@ -150,6 +156,20 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         assert!(!gate.acquire(0, 1, &stop), "stopped while full");
         assert_eq!(gate.used(), 500);
+    }
+
+    #[test]
+    fn a_wait_ends_only_when_its_own_condition_says_so() {
+        let gate = ByteGate::new(100);
+        assert!(gate.acquire_unless(0, 100, || false));
+        let looks = std::cell::Cell::new(0);
+        // Full: the waiter looks, waits, looks again, and gives up on the third look.
+        let give_up = || {
+            looks.set(looks.get() + 1);
+            looks.get() >= 3
+        };
+        assert!(!gate.acquire_unless(0, 1, give_up));
+        assert_eq!((looks.get(), gate.used()), (3, 100), "nothing taken");
     }
 
     #[test]

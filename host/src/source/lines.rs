@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::PoisonError;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -312,11 +312,19 @@ impl LineSource<'_> {
         let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
         let since = self.cx.clock.now();
         // A stopping run still takes what stdin gave (it cannot be read again): the bytes in
-        // flight are freed as the consumers settle them, whatever the sink does. A file's
-        // lines are read again by the next run, so a file source gives up at once.
-        let never = AtomicBool::new(false);
-        let stop = if self.is_file() { self.cx.stop } else { &never };
-        let admitted = self.gate.acquire(self.cx.lane, bytes, stop);
+        // flight are freed as the consumers settle them, whatever the sink does; only a closed
+        // ring (a failing run, whose consumers may be gone) ends the wait. A file's lines are
+        // read again by the next run, so a file source gives up at the stop.
+        let (stop, ring) = (self.cx.stop, self.cx.ring);
+        let give_up = || {
+            if self.is_file() {
+                // Relaxed: a flag polled between waits.
+                stop.load(Ordering::Relaxed)
+            } else {
+                ring.is_closed()
+            }
+        };
+        let admitted = self.gate.acquire_unless(self.cx.lane, bytes, give_up);
         bump(
             &self.stats.blocked_ns,
             self.cx.clock.now().saturating_sub(since),
