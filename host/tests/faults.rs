@@ -279,8 +279,9 @@ fn stdin_read_as_a_full_disk_fails_the_run_is_stored_or_dead_lettered_never_lost
     let input: String = (0..lines)
         .map(|i| format!("line {i:06} {}\n", "x".repeat(90)))
         .collect();
-    let mut child = common::pc_host(s.dir())
-        .args([
+    let mut child = common::spawn_piped(
+        s.dir(),
+        &[
             "--source",
             "-",
             "--db",
@@ -293,12 +294,8 @@ fn stdin_read_as_a_full_disk_fails_the_run_is_stored_or_dead_lettered_never_lost
             "0",
             "--output",
             "json",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn pc-host");
+        ],
+    );
     let mut stdin = child.stdin.take().expect("stdin");
     // pc-host stops reading once the sink fails: a broken pipe then ends the writer.
     let writer = std::thread::spawn(move || {

@@ -8,7 +8,6 @@ mod common;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Stdio;
 
 use common::{Out, Rng, Scratch, assert_one_line_error, json, run, u};
 use rusqlite::Connection;
@@ -541,8 +540,9 @@ fn a_rejected_last_line_is_committed_so_a_rerun_resumes_at_the_end() {
 fn stdin_lines_are_stored_in_order_including_a_last_line_without_newline() {
     let s = Scratch::new("ingest-stdin");
     let input: &[u8] = b"one\ntwo\r\n\n\xff invalid\n\xe6\x97\xa5\xe6\x9c\xac\ttab\nlast";
-    let mut child = common::pc_host(s.dir())
-        .args([
+    let mut child = common::spawn_piped(
+        s.dir(),
+        &[
             "--source",
             "-",
             "--db",
@@ -551,12 +551,8 @@ fn stdin_lines_are_stored_in_order_including_a_last_line_without_newline() {
             "json",
             "--report-interval",
             "0",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pc-host");
+        ],
+    );
     let mut stdin = child.stdin.take().expect("stdin");
     let writer = std::thread::spawn(move || {
         stdin.write_all(input).expect("write to pc-host's stdin");
@@ -1124,8 +1120,9 @@ fn an_empty_source_list_in_the_config_file_is_refused() {
 fn an_endless_line_still_stops_at_the_duration() {
     use std::io::Write as _;
     let s = Scratch::new("ingest-endless-line");
-    let mut child = common::pc_host(s.dir())
-        .args([
+    let mut child = common::spawn_piped(
+        s.dir(),
+        &[
             "--source",
             "-",
             "--db",
@@ -1138,12 +1135,8 @@ fn an_endless_line_still_stops_at_the_duration() {
             "0",
             "--output",
             "json",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn pc-host");
+        ],
+    );
     let mut stdin = child.stdin.take().unwrap();
     // Writes until pc-host exits and the pipe breaks.
     let feeder = std::thread::spawn(move || {

@@ -167,6 +167,18 @@ pub fn assert_one_line_error(out: &Out, code: i32, needle: &str) {
     assert!(lines[0].starts_with("error: "), "got: {}", lines[0]);
 }
 
+/// Starts the binary in `dir` with `args`, its stdin, stdout and stderr piped (a test feeds
+/// stdin and collects the output with `wait_with_output`).
+pub fn spawn_piped(dir: &Path, args: &[&str]) -> Child {
+    pc_host(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pc-host")
+}
+
 /// Starts the binary with stderr read line by line on a thread.
 pub fn spawn(s: &Scratch, args: &[&str]) -> (Child, Receiver<String>) {
     let mut child = pc_host(s.dir())
