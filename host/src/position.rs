@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 
 /// A file's identity: a renamed-away (rotated) file and the new file at the same path are two
-/// inputs; the same file under the same path is one, across runs. A file deleted and created
-/// again is a new input even when the file system reuses its inode, wherever the file system
-/// records birth times (`born`).
+/// inputs; the same file under the same path is one, across runs. Where the file system
+/// records birth times (`born`), the same file under a new path (renamed between runs) is
+/// still that input, and a file deleted and created again is a new input even when the file
+/// system reuses its inode.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FileKey {
     /// The path as opened, made canonical (absolute, links resolved).
@@ -91,4 +92,14 @@ pub struct InputStart {
     /// The file's absolute path, or `stdin`.
     pub name: String,
     pub resume: Resume,
+}
+
+/// Says that `path` is a file read before under the name `was` (renamed, rotated), which its
+/// device, inode and birth time identify: it resumes where that input was committed.
+pub fn renamed(path: &std::path::Path, was: &str, line: i64) {
+    tracing::info!(
+        "file:{}: the file read before as {was} (the same device, inode and birth time): \
+         resuming it after line {line}",
+        path.display()
+    );
 }

@@ -1175,3 +1175,51 @@ fn a_file_deleted_and_created_again_is_a_new_input() {
     );
     assert_verify_ok(&s, "t.db", "file:q.log", &[]);
 }
+
+/// A file renamed between two runs (rotated while pc-host was not running) is still the input
+/// it was, where the file system records birth times: the run given its new name resumes it,
+/// says so, and stores no line twice; the input's path becomes the new name.
+#[test]
+fn a_file_renamed_between_runs_resumes_where_it_was_committed() {
+    let s = Scratch::new("ingest-renamed");
+    let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(s.path("app.log"), &text).unwrap();
+    if std::fs::metadata(s.path("app.log"))
+        .and_then(|m| m.created())
+        .is_err()
+    {
+        println!("SKIP: this file system records no birth times");
+        return;
+    }
+    let first = ingest_ok(
+        &s,
+        "t.db",
+        &["--source", "file:app.log", "--messages", "40"],
+    );
+    assert_eq!(u(&first, "stored"), 40, "{first}");
+    std::fs::rename(s.path("app.log"), s.path("app.log.1")).unwrap();
+    let out = ingest(&s, "t.db", &["--source", "file:app.log.1"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("app.log.1: the file read before as")
+            && out.stderr.contains("resuming it after line 40"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(u(&json(&out), "stored"), 60, "the rest, not the file again");
+    let rows = common::all_rows(&s.path("t.db"));
+    let seqs: Vec<i64> = rows.iter().map(|(_, seq, _)| *seq).collect();
+    assert_eq!(
+        seqs,
+        (0..100).collect::<Vec<i64>>(),
+        "each line once, in order"
+    );
+    let inputs = common::inputs(&s.path("t.db"));
+    assert_eq!(inputs.len(), 1, "one input: {inputs:?}");
+    assert!(inputs[0].1.ends_with("/app.log.1"), "{inputs:?}");
+    assert_eq!(
+        (inputs[0].3, inputs[0].4),
+        (text.len() as i64, 100),
+        "{inputs:?}"
+    );
+}

@@ -19,8 +19,9 @@ use mysql::{Conn, Opts};
 use common::server::{
     Server, TestDb, assert_file_stored_once, assert_kill_9_then_rerun_stores_each_line_once,
     assert_ok, assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
-    assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
-    not_a_server, now_ns, record, refs, run_id, wait_until, with_database, with_user, write_input,
+    assert_renamed_file_resumes, assert_restart_mid_ingest_loses_nothing, assert_url_refused,
+    closed_port, dead_letters, not_a_server, now_ns, record, refs, run_id, wait_until,
+    with_database, with_user, write_input,
 };
 use common::{Scratch, assert_one_line_error, finish, json, u};
 use pc_host::position::{FileKey, Resume};
@@ -895,4 +896,13 @@ fn intervals_kept_without_waiting_never_connect_again_and_waiting_does() {
     assert_eq!(db.count(&of_run), 0);
     w.record_intervals(&intervals(&[1.0, 2.0]), true).unwrap();
     assert_eq!(db.count(&of_run), 2);
+}
+
+#[test]
+fn a_file_renamed_between_runs_resumes_where_it_was_committed() {
+    let Some(db) = Db::shared("renamed") else {
+        return;
+    };
+    let s = Scratch::new("mysql-renamed");
+    assert_renamed_file_resumes(&db, &s);
 }

@@ -24,9 +24,9 @@ use postgres::{Client, NoTls};
 use common::server::{
     Server, TestDb, assert_all_stored, assert_kill_9_then_rerun_stores_each_line_once, assert_ok,
     assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
-    assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
-    not_a_server, record, refs, run_id, split_url, wait_retried_then_recovered, wait_until,
-    write_input,
+    assert_renamed_file_resumes, assert_restart_mid_ingest_loses_nothing, assert_url_refused,
+    closed_port, dead_letters, not_a_server, record, refs, run_id, split_url,
+    wait_retried_then_recovered, wait_until, write_input,
 };
 use common::{Scratch, u};
 use pc_host::message::Record;
@@ -1009,4 +1009,13 @@ fn copy_encodings_compared() {
         median(&mut own),
         median(&mut crate_writer)
     );
+}
+
+#[test]
+fn a_file_renamed_between_runs_resumes_where_it_was_committed() {
+    let Some(db) = Db::shared("renamed") else {
+        return;
+    };
+    let s = Scratch::new("pg-renamed");
+    assert_renamed_file_resumes(&db, &s);
 }

@@ -573,3 +573,35 @@ pub fn not_a_server() -> u16 {
     });
     port
 }
+
+/// Whether this file system records birth times (a renamed file is then still the same input).
+pub fn records_birth_times(path: &Path) -> bool {
+    std::fs::metadata(path).and_then(|m| m.created()).is_ok()
+}
+
+/// A file renamed between two runs (rotated while pc-host was not running): the run given its
+/// new name resumes it where it was committed, says so, and stores no line twice.
+pub fn assert_renamed_file_resumes<S: Server>(db: &TestDb<S>, s: &Scratch) {
+    let lines: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+    std::fs::write(s.path("app.log"), lines.join("\n") + "\n").expect("write the input file");
+    if !records_birth_times(&s.path("app.log")) {
+        println!("SKIP: this file system records no birth times");
+        return;
+    }
+    let first = assert_all_stored(&db.run_json(s, "--source file:app.log --messages 40"));
+    assert_eq!(u(&first, "stored"), 40, "{first}");
+    std::fs::rename(s.path("app.log"), s.path("app.log.1")).expect("rename the input");
+    let out = db.run_json(s, "--source file:app.log.1");
+    let rest = assert_all_stored(&out);
+    assert_eq!(
+        u(&rest, "stored"),
+        60,
+        "the rest, not the file again: {rest}"
+    );
+    assert!(
+        out.stderr.contains("the file read before as") && out.stderr.contains("after line 40"),
+        "{}",
+        out.stderr
+    );
+    assert_file_stored_once(db, &lines);
+}

@@ -77,14 +77,23 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
             f.born,
         )
     });
-    let found: Option<(i64, i64, i64, i64)> = match &key {
+    // The same file: at the same path, or, where its birth time is known, renamed since.
+    let found: Option<(i64, i64, i64, i64, String)> = match &key {
         Some((path, dev, ino, born)) => conn.exec_first(
-            "SELECT input_id, `offset`, line, tail FROM inputs \
-             WHERE dev = ? AND ino = ? AND path = ? AND born <=> ?",
-            (dev, ino, path, born),
+            "SELECT input_id, `offset`, line, tail, path FROM inputs \
+             WHERE dev = ? AND ino = ? AND (born <=> ? AND path = ? OR born IS NOT NULL \
+             AND born = ?) ORDER BY path = ? DESC, input_id DESC LIMIT 1",
+            (dev, ino, born, path, born, path),
         )?,
         None => None,
     };
+    if let (Some((path, ..)), Some((id, _, line, _, was))) = (&key, &found)
+        && was != path
+    {
+        conn.exec_drop("UPDATE inputs SET path = ? WHERE input_id = ?", (path, id))?;
+        crate::position::renamed(std::path::Path::new(path), was, *line);
+    }
+    let found = found.map(|(id, offset, line, tail, _)| (id, offset, line, tail));
     let (id, offset, line, tail) = match found {
         Some(row) => row,
         None => {

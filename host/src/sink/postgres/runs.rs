@@ -73,14 +73,28 @@ pub fn register_input(
             f.born,
         )
     });
+    // The same file: at the same path, or, where its birth time is known, renamed since.
     let found = match &key {
         Some((path, dev, ino, born)) => tx.query_opt(
-            "SELECT input_id, \"offset\", line, tail FROM inputs \
-             WHERE path = $1 AND dev = $2 AND ino = $3 AND born IS NOT DISTINCT FROM $4",
+            "SELECT input_id, \"offset\", line, tail, path FROM inputs \
+             WHERE dev = $2 AND ino = $3 AND (born IS NOT DISTINCT FROM $4 AND path = $1 \
+             OR born IS NOT NULL AND born = $4) \
+             ORDER BY path = $1 DESC, input_id DESC LIMIT 1",
             &[path, dev, ino, born],
         )?,
         None => None,
     };
+    if let (Some((path, ..)), Some(row)) = (&key, &found) {
+        let was: String = row.get(4);
+        if was != *path {
+            let id: i32 = row.get(0);
+            tx.execute(
+                "UPDATE inputs SET path = $1 WHERE input_id = $2",
+                &[path, &id],
+            )?;
+            crate::position::renamed(std::path::Path::new(path), &was, row.get(2));
+        }
+    }
     let (id, offset, line, tail): (i32, i64, i64, i64) = match found {
         Some(row) => (row.get(0), row.get(1), row.get(2), row.get(3)),
         None => {

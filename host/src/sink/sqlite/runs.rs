@@ -161,8 +161,10 @@ pub fn register_input(
     let found = match file {
         Some(f) => conn
             .query_row(
-                "SELECT input_id, offset, line, tail FROM inputs \
-                 WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND born IS ?4",
+                "SELECT input_id, offset, line, tail, path FROM inputs \
+                 WHERE dev = ?2 AND ino = ?3 \
+                 AND (born IS ?4 AND path = ?1 OR born IS NOT NULL AND born = ?4) \
+                 ORDER BY path = ?1 DESC, input_id DESC LIMIT 1",
                 params![path_text(&f.path), f.dev as i64, f.ino as i64, f.born],
                 |r| {
                     Ok((
@@ -170,12 +172,23 @@ pub fn register_input(
                         r.get::<_, i64>(1)?,
                         r.get::<_, i64>(2)?,
                         r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
                     ))
                 },
             )
             .optional()?,
         None => None,
     };
+    if let (Some(f), Some((id, _, line, _, was))) = (file, &found)
+        && *was != path_text(&f.path)
+    {
+        conn.execute(
+            "UPDATE inputs SET path = ?1 WHERE input_id = ?2",
+            params![path_text(&f.path), id],
+        )?;
+        crate::position::renamed(&f.path, was, *line);
+    }
+    let found = found.map(|(id, offset, line, tail, _)| (id, offset, line, tail));
     let (id, offset, line, tail) = match found {
         Some(row) => row,
         None => {
