@@ -771,7 +771,8 @@ fn a_bad_value_from_the_environment_is_one_line_naming_the_variable() {
         (
             "PC_HOST_OUTPUT",
             "JSON",
-            "PC_HOST_OUTPUT=JSON: invalid value 'JSON' for '--output <FORMAT>' (use text, json)",
+            "PC_HOST_OUTPUT=JSON: invalid value 'JSON' for '--output <FORMAT>'; [possible values: \
+             text, json]",
         ),
         ("PC_HOST_CONFIG", "", "PC_HOST_CONFIG=: a value is required"),
     ];
@@ -782,6 +783,25 @@ fn a_bad_value_from_the_environment_is_one_line_naming_the_variable() {
     // The same value given as a flag is named as the flag, also on one line.
     let out = run(s.dir(), &["--producers", "abc"]);
     assert_one_line_error(&out, 2, "error: invalid value 'abc' for '--producers <N>'");
+    // clap's further lines (what is missing, its tip) join the one line.
+    let out = run(s.dir(), &["--producer", "3"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "unexpected argument '--producer' found; tip: a similar argument exists: '--producers'",
+    );
+    let out = run_env(s.dir(), &["plot", "-o"], &[("PC_HOST_OUTPUT", "json")]);
+    assert_one_line_error(
+        &out,
+        2,
+        "error: a value is required for '--output <FILE.svg>' but none was supplied",
+    );
+    let out = run(s.dir(), &["plot"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "the following required arguments were not provided: --output <FILE.svg>",
+    );
     assert!(!s.path("pc-host.db").exists());
 }
 

@@ -1222,4 +1222,61 @@ fn a_file_renamed_between_runs_resumes_where_it_was_committed() {
         (text.len() as i64, 100),
         "{inputs:?}"
     );
+    // verify finds it under a newer name too, before any run has used that name.
+    std::fs::rename(s.path("app.log.1"), s.path("app.log.2")).unwrap();
+    common::assert_verify(
+        s.dir(),
+        &["verify", "--db", "t.db", "--source", "file:app.log.2"],
+    );
+}
+
+/// stdin cannot be read again: at a signal, every byte pc-host took from it is stored, the
+/// whole lines in its read buffer included, and a line the stop cut is stored as far as it
+/// was read; the rest stays in the input for whoever reads it next. Stored rows plus what is
+/// left are the input, byte for byte.
+#[test]
+fn at_a_signal_every_line_taken_from_stdin_is_stored_and_the_rest_left_unread() {
+    use std::io::Read as _;
+    let s = Scratch::new("ingest-stdin-signal");
+    let text: String = (0..2_000_000).map(|i| format!("{i}\n")).collect();
+    std::fs::write(s.path("in.txt"), &text).unwrap();
+    // The child's stdin and `rest` share one file offset: `rest` reads on where it stopped.
+    let input = std::fs::File::open(s.path("in.txt")).unwrap();
+    let mut rest = input.try_clone().unwrap();
+    let args = [
+        "--source",
+        "-",
+        "--db",
+        "t.db",
+        "--rps",
+        "200000",
+        "--report-interval",
+        "0.05",
+        "--output",
+        "json",
+    ];
+    let (mut child, lines) = common::spawn_with_stdin(&s, &args, input.into());
+    common::wait_for(&lines, common::stored_some);
+    common::signal(&child, libc::SIGINT);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut left = String::new();
+    rest.read_to_string(&mut left).unwrap();
+    assert!(!left.is_empty(), "stopped before the end of the input");
+    let stored: Vec<String> = common::all_rows(&s.path("t.db"))
+        .into_iter()
+        .map(|(_, _, line)| line)
+        .collect();
+    let joined = stored.join("\n");
+    let whole_lines = format!("{joined}\n{left}");
+    let cut_line = format!("{joined}{left}");
+    assert!(
+        text == whole_lines || text == cut_line,
+        "{} rows stored and {} bytes left do not make the input back (last row {:?}, left \
+         starts {:?})",
+        stored.len(),
+        left.len(),
+        stored.last(),
+        &left[..left.len().min(20)]
+    );
 }

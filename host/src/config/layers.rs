@@ -305,11 +305,15 @@ fn key_line(text: &str, key: &str) -> usize {
 /// rather than a flag, the variable (`PC_HOST_PRODUCERS=abc: invalid value 'abc' for ..`).
 pub fn usage_error_line(e: &clap::Error, argv: &[OsString]) -> String {
     use clap::error::{ContextKind, ContextValue};
-    let mut line = first_line(&e.to_string());
-    if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue)
-        && !valid.is_empty()
-    {
-        line = format!("{line} (use {})", valid.join(", "));
+    let line = joined_lines(&e.to_string());
+    // The variables are the run's options: a subcommand's error is about its own flags.
+    let subcommand = Cli::command().get_subcommands().any(|c| {
+        argv.iter()
+            .skip(1)
+            .any(|a| a.to_str() == Some(c.get_name()))
+    });
+    if subcommand {
+        return line;
     }
     let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
         e.get(ContextKind::InvalidArg),
@@ -333,6 +337,25 @@ pub fn usage_error_line(e: &clap::Error, argv: &[OsString]) -> String {
         return format!("{var}={value}: {line}");
     }
     line
+}
+
+/// clap's message up to its usage block, as one line: `the following required arguments were
+/// not provided: --output <FILE.svg>`, `unexpected argument '--producer' found; tip: a similar
+/// argument exists: '--producers'`.
+fn joined_lines(msg: &str) -> String {
+    let mut line = String::new();
+    for part in msg
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
 }
 
 fn first_line(msg: &str) -> String {

@@ -176,8 +176,22 @@ impl ServerUrl {
                         postgres://user@127.0.0.1:5432/db"
                 .into());
         };
-        let authority = after.split(['/', '?']).next().unwrap_or("");
-        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        // A password may hold `/` or `?` unescaped: the host starts after the last `@`.
+        let from_host = after.rsplit_once('@').map_or(after, |(_, h)| h);
+        if let Some((_, query)) = from_host.split_once('?') {
+            let keys: Vec<&str> = query
+                .split('&')
+                .map(|p| p.split_once('=').map_or(p, |(k, _)| k))
+                .collect();
+            if let Some(k) = keys
+                .iter()
+                .enumerate()
+                .find_map(|(i, k)| keys[..i].contains(k).then_some(k))
+            {
+                return Err(format!("parameter `{k}` is given twice: give it once"));
+            }
+        }
+        let hostport = from_host.split(['/', '?']).next().unwrap_or("");
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, Some(p)),
             _ => (hostport, None),
@@ -197,22 +211,30 @@ impl ServerUrl {
     }
 }
 
-/// `url` with the password of its `user:password@` (if any) shown as `***`, for messages.
+/// `url` with its passwords shown as `***`, for messages: the one in `user:password@` (which
+/// may hold `/` or `?` unescaped, so it ends at the last `@`) and any `password=` parameter.
 pub fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    match authority
-        .rsplit_once('@')
-        .and_then(|(u, _)| u.split_once(':'))
-    {
-        Some((user, _password)) => {
-            let host = &rest[authority.rfind('@').map_or(0, |at| at + 1)..];
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_string(),
-    }
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => rest.to_string(),
+        },
+        None => rest.to_string(),
+    };
+    let Some((before, query)) = rest.split_once('?') else {
+        return format!("{scheme}://{rest}");
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{scheme}://{before}?{}", query.join("&"))
 }
 
 impl fmt::Display for SinkSpec {
@@ -712,6 +734,18 @@ mod tests {
             "nats://h:4222/S?consumer=c"
         );
         assert_eq!(without_password("file:a@b:c"), "file:a@b:c");
+        assert_eq!(
+            without_password("postgres://u:pa/ss?w@h:5432/x?password=secret&sslmode=disable"),
+            "postgres://u:***@h:5432/x?password=***&sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn a_server_url_parameter_given_twice_is_refused() {
+        assert_eq!(
+            parse_sink("postgres://u@h/x?sslmode=disable&sslmode=require").map(|_| ()),
+            Err("parameter `sslmode` is given twice: give it once".into())
+        );
     }
 
     #[test]

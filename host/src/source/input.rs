@@ -100,10 +100,16 @@ pub fn key_at(path: &Path) -> Option<(u64, u64)> {
 pub struct StdinPoll {
     /// Whether a read may wait for input.
     pub wait: bool,
+    /// No more reads: the run stopped, and what is left on fd 0 stays there for whoever reads
+    /// it next. A read then reports the end of the input.
+    pub done: bool,
 }
 
 impl Read for StdinPoll {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
         let mut fds = libc::pollfd {
             fd: libc::STDIN_FILENO,
             events: libc::POLLIN,

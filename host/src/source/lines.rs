@@ -122,6 +122,7 @@ impl LineSource<'_> {
             }
             let Take::Go { grant, .. } = self.cx.take(want) else {
                 self.unclaim(want);
+                self.rest_of_stdin(&mut next, &mut buf)?;
                 return Ok(self.with_final_position(ended, next));
             };
             let granted = grant.map_or(want, |g| g.count());
@@ -129,7 +130,9 @@ impl LineSource<'_> {
             let (chunk, accepted) = self.read_chunk(granted, &mut next, &mut buf)?;
             self.unclaim(granted - accepted);
             if !self.push(&mut buf)? {
-                return Ok(ended); // the run is being torn down: what was read is not all in
+                // The run is being torn down: what was read is not all in.
+                self.rest_of_stdin(&mut next, &mut buf)?;
+                return Ok(ended);
             }
             if let Chunk::Full = chunk {
                 nap = Duration::from_millis(1);
@@ -338,6 +341,38 @@ impl LineSource<'_> {
             self.not_queued(buf)?;
         }
         Ok(false)
+    }
+
+    /// When a stdin source stops (the run stops, or fails): the lines stdin has already given
+    /// (whole lines in the read buffer, then a line the stop cut, as it is) cannot be read
+    /// again, so they go where this chunk's would: pushed while the ring is open, else
+    /// dead-lettered or counted as not queued ([`Self::push`]). Nothing more is read; a
+    /// `--messages` budget still caps what is pushed (what it leaves out stays unread, as
+    /// `head` leaves what it read ahead).
+    fn rest_of_stdin(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<()> {
+        let Input::Stdin(reader) = &mut self.input else {
+            return Ok(());
+        };
+        reader.get_mut().done = true;
+        loop {
+            let (chunk, _) = self.read_chunk(u64::MAX, next, buf)?;
+            if let Input::Stdin(reader) = &mut self.input
+                && matches!(chunk, Chunk::End)
+                && let Some(line) = reader.finish()
+            {
+                bump(&self.stats.read, 1);
+                bump(&self.stats.read_bytes, line.consumed);
+                let now = self.cx.clock.now();
+                self.accept(line, now, next, buf);
+            }
+            let within = self.claim(buf.len() as u64);
+            buf.truncate(usize::try_from(within).unwrap_or(usize::MAX));
+            // Pushed, or (a closed ring) dead-lettered or counted: either way on to the next.
+            self.push(buf)?;
+            if matches!(chunk, Chunk::End) {
+                return Ok(());
+            }
+        }
     }
 
     /// Records read from stdin that the torn-down run can no longer queue: into the
@@ -563,7 +598,13 @@ pub fn line_limit(format: Format, max: usize) -> usize {
 
 /// Opens a stdin input.
 pub fn stdin_input(max_record_bytes: usize) -> Input {
-    Input::Stdin(LineReader::new(StdinPoll { wait: true }, max_record_bytes))
+    Input::Stdin(LineReader::new(
+        StdinPoll {
+            wait: true,
+            done: false,
+        },
+        max_record_bytes,
+    ))
 }
 
 /// Positions a file input at its resume point. A file shorter than that was truncated since

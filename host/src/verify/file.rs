@@ -45,8 +45,11 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyh
     let key = &opened.key;
     let input: Option<(i64, i64)> = conn
         .query_row(
+            // As a run finds it: by path, or renamed since where the birth time is known.
             "SELECT input_id, offset FROM inputs \
-             WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND born IS ?4",
+             WHERE dev = ?2 AND ino = ?3 \
+             AND (born IS ?4 AND path = ?1 OR born IS NOT NULL AND born = ?4) \
+             ORDER BY path = ?1 DESC, input_id DESC LIMIT 1",
             params![
                 path_text(&key.path),
                 key.dev as i64,
@@ -58,7 +61,8 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyh
         .optional()?;
     let Some((input, committed)) = input else {
         return Err(anyhow!(
-            "{db} holds no rows from {} (this file, by path, device and inode, was never ingested)",
+            "{db} holds no rows from {} (this file, by path, device and inode, or by device, \
+             inode and birth time if it was renamed, was never ingested)",
             key.path.display()
         ));
     };

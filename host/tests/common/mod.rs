@@ -181,8 +181,14 @@ pub fn spawn_piped(dir: &Path, args: &[&str]) -> Child {
 
 /// Starts the binary with stderr read line by line on a thread.
 pub fn spawn(s: &Scratch, args: &[&str]) -> (Child, Receiver<String>) {
+    spawn_with_stdin(s, args, Stdio::null())
+}
+
+/// As [`spawn`], with `stdin` as the binary's standard input.
+pub fn spawn_with_stdin(s: &Scratch, args: &[&str], stdin: Stdio) -> (Child, Receiver<String>) {
     let mut child = pc_host(s.dir())
         .args(args)
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
