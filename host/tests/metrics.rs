@@ -854,6 +854,27 @@ fn bad_metrics_addr_and_latency_log_are_one_line_errors_with_exit_2() {
     assert!(out.stderr.contains("missing/dir"), "{}", out.stderr);
     assert!(!s.path("missing").exists(), "no directory created");
     assert!(!db.exists(), "no database for a missing directory");
+
+    // A run refused after the log was opened (the database is not SQLite) leaves no log of
+    // its own, and a log of an earlier run as it was; the next run then writes it.
+    std::fs::write(s.path("keep.txt"), "not a database\n").unwrap();
+    let refused = run_with(&["--db", "keep.txt", "--latency-log", "new.hlog"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(!s.path("new.hlog").exists(), "no empty log left behind");
+    assert_eq!(run_with(&["--latency-log", "new.hlog"]).code, Some(0));
+    let log = std::fs::read(s.path("new.hlog")).unwrap();
+    let refused = run_with(&["--db", "keep.txt", "--latency-log", "new.hlog"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert_eq!(
+        std::fs::read(s.path("new.hlog")).unwrap(),
+        log,
+        "the earlier log kept"
+    );
+    assert_eq!(
+        run_with(&["--latency-log", "new.hlog"]).code,
+        Some(0),
+        "and rewritten next"
+    );
 }
 
 /// The files a run writes besides its sink never take the place of the database, its WAL, an

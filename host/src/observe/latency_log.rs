@@ -3,7 +3,9 @@
 //! own tools (`HistogramLogProcessor`) and by the `hdrhistogram` crate's log reader.
 //!
 //! The file is pc-host's: created new, or an existing file whose first line is this log's
-//! marker comment (rewritten); anything else is refused before the run starts.
+//! marker comment (rewritten); anything else is refused before the run starts. It is opened
+//! before the run is recorded, and emptied only when the run starts: a run refused in between
+//! leaves an existing log as it was and removes a file it created.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -22,6 +24,10 @@ pub struct LatencyLog {
     file: File,
     path: PathBuf,
     serializer: V2DeflateSerializer,
+    /// This process created the file (it did not exist).
+    created: bool,
+    /// [`LatencyLog::start`] wrote the header: the file now holds this run's log.
+    started: bool,
 }
 
 impl std::fmt::Debug for LatencyLog {
@@ -47,20 +53,24 @@ impl LatencyLog {
         )
     }
 
-    /// Creates (or rewrites) the log, before the run is recorded anywhere.
+    /// Opens the log (creating it if missing), before the run is recorded anywhere; its old
+    /// content stays until [`LatencyLog::start`].
     ///
     /// # Errors
-    /// The file cannot be created.
+    /// The file cannot be opened or created.
     pub fn create(path: &Path) -> std::io::Result<Self> {
+        let created = !path.exists();
         let file = OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .open(path)?;
         Ok(Self {
             file,
             path: path.to_path_buf(),
             serializer: V2DeflateSerializer::new(),
+            created,
+            started: false,
         })
     }
 
@@ -69,6 +79,8 @@ impl LatencyLog {
     /// # Errors
     /// Writing failed.
     pub fn start(&mut self, run_id: i64, start: SystemTime) -> std::io::Result<()> {
+        self.started = true;
+        self.file.set_len(0)?;
         writeln!(self.file, "{MARK}: run {run_id}, values in nanoseconds")?;
         IntervalLogWriterBuilder::new()
             .with_start_time(start)
@@ -95,6 +107,16 @@ impl LatencyLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Drop for LatencyLog {
+    /// A run refused before it started leaves no empty log of its own behind (the next run
+    /// would find a file that is not a latency log, and refuse it).
+    fn drop(&mut self) {
+        if self.created && !self.started {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
