@@ -663,6 +663,21 @@ fn a_record_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
         );
     }
 
+    // verify agrees: the line the database refused is one of what the run dead-lettered.
+    let out = common::run(
+        s.dir(),
+        &["verify", "--db", "a.db", "--source", "file:in.log"],
+    );
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "1 lines not stored (lines 4): within the 1 records the runs that \
+             read it dead-lettered"
+        ) && out.stdout.contains("result: OK"),
+        "{}",
+        out.stdout
+    );
+
     // Replayed into a database without the trigger: the refused text is stored; the entry
     // without a text is rejected.
     let out = ingest_json(s.dir(), "file:dead.jsonl?format=dead-letter", "replay.db");

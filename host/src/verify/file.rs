@@ -26,6 +26,11 @@ struct Walk {
     rejected: u64,
     /// The first few rejected lines: number and why.
     rejected_at: Vec<String>,
+    /// Lines (numbered from 1) with a storable text and no row: dead-lettered by the sink, if
+    /// the runs that read the file dead-lettered at least as many; else problems.
+    missing: Vec<u64>,
+    /// What the runs that read this input dead-lettered, all told.
+    dead_lettered: u64,
     problems: Vec<String>,
 }
 
@@ -118,7 +123,7 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyh
                         .push(format!("line {} ({why})", line_no + 1));
                 }
             }
-            (_, Ok(_)) => walk.problem(format!("line {} is not stored", line_no + 1)),
+            (_, Ok(_)) => walk.missing.push(line_no + 1),
         }
         line_no += 1;
     }
@@ -129,6 +134,12 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyh
     }
     if beyond > 0 {
         walk.problem(format!("{beyond} rows beyond the end of the file"));
+    }
+    walk.dead_lettered = dead_lettered(conn, input);
+    if walk.missing.len() as u64 > walk.dead_lettered {
+        for line in std::mem::take(&mut walk.missing) {
+            walk.problem(format!("line {line} is not stored"));
+        }
     }
     Ok(walk.print(db, &key.path.display().to_string(), input, committed))
 }
@@ -157,6 +168,21 @@ impl Walk {
             ));
         }
         say!("{line}");
+        if !self.missing.is_empty() {
+            let first: Vec<String> = self.missing.iter().take(5).map(u64::to_string).collect();
+            say!(
+                "  {} lines not stored (lines {}{}): within the {} records the runs that read it \
+                 dead-lettered (the dead-letter file holds them)",
+                self.missing.len(),
+                first.join(", "),
+                if self.missing.len() > first.len() {
+                    ", ..."
+                } else {
+                    ""
+                },
+                self.dead_lettered
+            );
+        }
         if let Some(first) = self.problems.first() {
             say!(
                 "  PROBLEM: {} differences; the first: {first}",
@@ -167,6 +193,18 @@ impl Walk {
         say!("result: {}", if ok { "OK" } else { "PROBLEMS FOUND" });
         ok
     }
+}
+
+/// What the runs that read `input` dead-lettered in all (0 for a database whose runs table
+/// has no such column: its runs dead-lettered nothing).
+fn dead_lettered(conn: &Connection, input: i64) -> u64 {
+    conn.query_row(
+        "SELECT COALESCE(SUM(dead_lettered), 0) FROM runs \
+         WHERE run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1)",
+        [input],
+        |r| r.get::<_, i64>(0),
+    )
+    .map_or(0, |n| n.max(0) as u64)
 }
 
 fn next_row(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(u64, String)>> {
