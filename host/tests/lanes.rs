@@ -208,3 +208,33 @@ fn without_lanes_the_json_has_no_lanes_key() {
     assert!(v.get("lanes").is_none(), "{v}");
     assert!(v["config"]["lanes"].is_null(), "{v}");
 }
+
+/// A lane that got no records says so: its latency is n/a, not a row of zeros.
+#[test]
+fn a_lane_without_records_shows_no_latency_figures() {
+    let s = Scratch::new("lanes-empty");
+    std::fs::write(s.path("a.log"), "one\ntwo\n").unwrap();
+    let out = run(
+        s.dir(),
+        &[
+            "--db",
+            "t.db",
+            "--report-interval",
+            "0",
+            "--lanes",
+            "high:1,low:1",
+            "--source",
+            "file:a.log?lane=high",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let low = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("lane low"))
+        .unwrap_or_else(|| panic!("no line for lane low:\n{}", out.stdout));
+    assert!(
+        low.ends_with("produced 0, stored 0; latency (ms) n/a"),
+        "{low}"
+    );
+}

@@ -181,7 +181,7 @@ pub struct RunArgs {
     )]
     pub capacity: u64,
 
-    /// Maximum rows per SQLite transaction
+    /// Maximum rows per transaction, any sink (1 to 1000000)
     #[arg(
         long,
         value_name = "ROWS",

@@ -459,12 +459,20 @@ impl Summary {
         }
         if self.not_stored > 0 {
             let lost = self.not_stored - self.rereadable;
+            // File inputs' records only where there were some (a generated or broker run has
+            // none to read again).
+            let reread = if self.rereadable > 0 {
+                format!(
+                    "{} from file inputs are read again by the next run on this database; ",
+                    self.rereadable
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "  not stored    {} accepted messages: {} from file inputs are read again by \
-                 the next run on this database; {lost} are lost{}",
+                "  not stored    {} accepted messages: {reread}{lost} are lost{}",
                 self.not_stored,
-                self.rereadable,
                 if lost > 0 && self.dead_letter.is_none() {
                     " (--dead-letter FILE would have kept them)"
                 } else {
@@ -505,14 +513,15 @@ impl Summary {
     fn lanes_text(&self, s: &mut String) {
         for (name, lane) in &self.lanes {
             let [p50, _, p99, _, max] = Self::quantiles(&lane.latency);
+            let latency = if lane.latency.is_empty() {
+                "n/a".to_string()
+            } else {
+                format!("p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max))
+            };
             let _ = write!(
                 s,
-                "  lane {name:<8} produced {}, stored {}; latency (ms) p50 {}  p99 {}  max {}",
-                lane.produced,
-                lane.stored,
-                ms(p50),
-                ms(p99),
-                ms(max)
+                "  lane {name:<8} produced {}, stored {}; latency (ms) {latency}",
+                lane.produced, lane.stored,
             );
             for (n, what) in [
                 (lane.duplicates, "duplicates"),
