@@ -102,6 +102,10 @@ fn out_of_range_values_get_one_clear_line() {
             "the warm-up must be shorter than the duration",
         ),
         (&["--report-interval", "0.001"], "too short"),
+        (
+            &["--report-interval", "inf"],
+            "--report-interval inf is not a usable number of seconds: give a finite number",
+        ),
         (&["--batch-wait-ms=-1"], "not a usable wait"),
         (
             &["--warmup=-1"],

@@ -1028,6 +1028,8 @@ fn verify_with_a_bad_source_is_a_usage_error() {
     ] {
         common::assert_one_line_error(&verify(&s, "t.db", url, &[]), 2, needle);
     }
+    let out = verify(&s, "t.db", "file:g.txt", &["--max-record-bytes", "0"]);
+    common::assert_one_line_error(&out, 2, "--max-record-bytes 0 is not usable");
 }
 
 /// A file's last line without its line end is stored as it is; if the file later grows, that

@@ -31,11 +31,16 @@ struct Reply {
 
 /// `GET path` on `addr` (`HOST:PORT`) over HTTP/1.0, with an `Accept` header when given.
 fn get(addr: &str, path: &str, accept: Option<&str>) -> Reply {
+    request("GET", addr, path, accept)
+}
+
+/// `method path` on `addr` over HTTP/1.0, with an `Accept` header when given.
+fn request(method: &str, addr: &str, path: &str, accept: Option<&str>) -> Reply {
     let mut stream =
         TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr} for {path}: {e}"));
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.set_write_timeout(Some(WAIT)).unwrap();
-    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
     if let Some(accept) = accept {
         request.push_str(&format!("Accept: {accept}\r\n"));
     }
@@ -286,6 +291,11 @@ fn a_live_scrape_passes_promtool_and_its_counters_equal_the_summary() {
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     let health = get(&addr, "/health", None);
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    // The endpoints only read: anything but GET is refused.
+    for path in ["/metrics", "/health", "/ready"] {
+        let post = request("POST", &addr, path, None);
+        assert_eq!(post.status, 405, "POST {path}: {post:?}");
+    }
 
     drop(stdin); // EOF: the run drains and ends
     let out = finish(r);

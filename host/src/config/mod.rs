@@ -686,7 +686,13 @@ fn consumer_range(p: &Picked<&str>) -> Result<(usize, usize), ConfigError> {
 /// Seconds to a `Duration`: finite, not negative, at most `MAX_SECS`; `positive` also rejects 0.
 fn secs(p: &Picked<f64>, positive: bool) -> Result<Duration, ConfigError> {
     let v = p.value;
-    if !v.is_finite() || v < 0.0 || (positive && v == 0.0) {
+    if !v.is_finite() {
+        return err(format!(
+            "{} is not a usable number of seconds: give a finite number",
+            p.show()
+        ));
+    }
+    if v < 0.0 || (positive && v == 0.0) {
         let want = if positive { "more than 0" } else { "0 or more" };
         return err(format!(
             "{} is not a usable number of seconds: it must be {want}",

@@ -36,7 +36,17 @@ pub fn serve(addr: SocketAddr, live: Arc<Live>) -> Result<SocketAddr, String> {
 
 fn respond(request: Request, live: &Arc<Live>) {
     let path = request.url().split('?').next().unwrap_or("");
+    // Every endpoint only reads: GET (and HEAD) are all it answers.
+    let readable = matches!(
+        request.method(),
+        tiny_http::Method::Get | tiny_http::Method::Head
+    );
     let (status, body, content_type) = match path {
+        "/metrics" | "/health" | "/ready" if !readable => (
+            405,
+            "method not allowed: use GET\n".to_string(),
+            "text/plain",
+        ),
         "/metrics" => {
             let openmetrics = request.headers().iter().any(|h| {
                 h.field.equiv("Accept") && h.value.as_str().contains("application/openmetrics-text")
