@@ -747,4 +747,25 @@ fn a_nats_source_takes_no_more_than_rps_allows_and_hands_the_rest_back() {
         3000 - produced,
         "the rest, handed back: {w}"
     );
+    // The text summary says where a NATS record's latency starts.
+    finish_json(publish(&s, &stream, "1", "5"));
+    let out: common::Out = pc_host(s.dir())
+        .args([
+            "--source",
+            &rest,
+            "--db",
+            "out.db",
+            "--report-interval",
+            "0",
+        ])
+        .output()
+        .expect("run pc-host")
+        .into();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("(5 messages; created by the publisher -> batch committed)"),
+        "{}",
+        out.stdout
+    );
 }

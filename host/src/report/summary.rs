@@ -326,10 +326,16 @@ impl Summary {
             );
         }
         let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
+        // A NATS source's records carry their publisher's creation time (README, NATS).
+        let from_nats = self
+            .nats
+            .is_some_and(|n| n.published == 0 && n.delivered > 0);
         let span = match (
             self.ingest.is_some(),
             self.dead_lettered + self.not_stored > 0,
         ) {
+            (true, false) if from_nats => "created by the publisher -> batch committed",
+            (true, true) if from_nats => "created by the publisher -> batch committed or given up",
             (true, false) => "read -> batch committed",
             (true, true) => "read -> batch committed or given up",
             (false, false) => "intended send -> batch committed",
