@@ -260,13 +260,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     }
     let payload_size = payload.value as usize;
     let max_record = l.pick("max_record_bytes", a.max_record_bytes);
-    if !(1..=MAX_RECORD).contains(&max_record.value) {
-        return err(format!(
-            "{} is not usable: a record limit must be 1..={MAX_RECORD} bytes",
-            max_record.show()
-        ));
-    }
-    let max_record_bytes = max_record.value as usize;
+    let max_record_bytes = record_limit(max_record.value, &max_record.show())?;
     let warmup = l.pick("warmup", a.warmup);
     let warmup_d = secs(&warmup, false)?;
     if let Stop::After(d) = stop
@@ -681,6 +675,19 @@ fn consumer_range(p: &Picked<&str>) -> Result<(usize, usize), ConfigError> {
         return bad(&format!("MAX can be at most {MAX_THREADS}"));
     }
     Ok((min as usize, max as usize))
+}
+
+/// `--max-record-bytes` (shown as `shown` in the error), checked: 1 to [`MAX_RECORD`] bytes.
+///
+/// # Errors
+/// One line naming the value.
+pub fn record_limit(value: u64, shown: &str) -> Result<usize, ConfigError> {
+    if !(1..=MAX_RECORD).contains(&value) {
+        return err(format!(
+            "{shown} is not usable: a record limit must be 1..={MAX_RECORD} bytes"
+        ));
+    }
+    Ok(usize::try_from(value).unwrap_or(usize::MAX))
 }
 
 /// Seconds to a `Duration`: finite, not negative, at most `MAX_SECS`; `positive` also rejects 0.

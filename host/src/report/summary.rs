@@ -204,6 +204,12 @@ impl Summary {
         }
     }
 
+    /// The run read from NATS (and published nothing there).
+    fn read_from_nats(&self) -> bool {
+        self.nats
+            .is_some_and(|n| n.published == 0 && n.delivered > 0)
+    }
+
     fn per_s(&self, n: u64) -> f64 {
         if self.elapsed_s > 0.0 {
             n as f64 / self.elapsed_s
@@ -244,10 +250,7 @@ impl Summary {
                 "  read          {} records, {} bytes from {}",
                 ingest.read,
                 ingest.read_bytes,
-                if self
-                    .nats
-                    .is_some_and(|n| n.published == 0 && n.delivered > 0)
-                {
+                if self.read_from_nats() {
                     "NATS".to_string()
                 } else {
                     plural(ingest.inputs.len(), "input")
@@ -327,9 +330,7 @@ impl Summary {
         }
         let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
         // A NATS source's records carry their publisher's creation time (README, NATS).
-        let from_nats = self
-            .nats
-            .is_some_and(|n| n.published == 0 && n.delivered > 0);
+        let from_nats = self.read_from_nats();
         let span = match (
             self.ingest.is_some(),
             self.dead_lettered + self.not_stored > 0,

@@ -14,7 +14,7 @@ use anyhow::anyhow;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use crate::config::{ConfigError, SourceSpec};
-use crate::sink::sqlite::runs::path_text;
+use crate::sink::sqlite::runs::{SAME_FILE, path_text};
 use crate::source::input::{LineReader, open_file};
 use crate::source::lines::record_text;
 
@@ -50,11 +50,8 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyh
     let key = &opened.key;
     let input: Option<(i64, i64)> = conn
         .query_row(
-            // As a run finds it: by path, or renamed since where the birth time is known.
-            "SELECT input_id, offset FROM inputs \
-             WHERE dev = ?2 AND ino = ?3 \
-             AND (born IS ?4 AND path = ?1 OR born IS NOT NULL AND born = ?4) \
-             ORDER BY path = ?1 DESC, input_id DESC LIMIT 1",
+            // As a run finds it.
+            &format!("SELECT input_id, offset FROM inputs {SAME_FILE}"),
             params![
                 path_text(&key.path),
                 key.dev as i64,

@@ -164,16 +164,11 @@ fn check_file(args: &VerifyArgs, spec: &SinkSpec, url: &str) -> anyhow::Result<b
         );
     };
     let spec = parse_source(url).map_err(|why| ConfigError(format!("--source {url}: {why}")))?;
-    if !(1..=crate::config::MAX_RECORD).contains(&args.max_record_bytes) {
-        return Err(ConfigError(format!(
-            "--max-record-bytes {} is not usable: a record limit must be 1..={} bytes, as for \
-             the run",
-            args.max_record_bytes,
-            crate::config::MAX_RECORD
-        ))
-        .into());
-    }
-    let max = usize::try_from(args.max_record_bytes).unwrap_or(usize::MAX);
+    // As for the run.
+    let max = crate::config::record_limit(
+        args.max_record_bytes,
+        &format!("--max-record-bytes {}", args.max_record_bytes),
+    )?;
     let store = SqliteReadBack::open(path)?;
     let busy = std::time::Duration::from_secs(5);
     file::check(store.conn(), &path.display().to_string(), &spec, max).map_err(|e| {

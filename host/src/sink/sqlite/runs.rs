@@ -151,6 +151,12 @@ pub fn transaction<T>(
     }
 }
 
+/// The `inputs` row of the file `?1` (path), `?2` (dev), `?3` (ino), `?4` (birth time): at the
+/// same path, or, where the birth time is known, renamed since.
+pub const SAME_FILE: &str = "WHERE dev = ?2 AND ino = ?3 \
+     AND (born IS ?4 AND path = ?1 OR born IS NOT NULL AND born = ?4) \
+     ORDER BY path = ?1 DESC, input_id DESC LIMIT 1";
+
 /// Where an input resumes, registering it (and its use by `run_id`) if it is new. `None` is a
 /// stdin input: always new.
 pub fn register_input(
@@ -161,10 +167,7 @@ pub fn register_input(
     let found = match file {
         Some(f) => conn
             .query_row(
-                "SELECT input_id, offset, line, tail, path FROM inputs \
-                 WHERE dev = ?2 AND ino = ?3 \
-                 AND (born IS ?4 AND path = ?1 OR born IS NOT NULL AND born = ?4) \
-                 ORDER BY path = ?1 DESC, input_id DESC LIMIT 1",
+                &format!("SELECT input_id, offset, line, tail, path FROM inputs {SAME_FILE}"),
                 params![path_text(&f.path), f.dev as i64, f.ino as i64, f.born],
                 |r| {
                     Ok((
