@@ -237,14 +237,61 @@ pub(crate) fn spin_hint() {
 }
 
 /// Gives the rest of this time slice to another thread.
-#[cfg(feature = "std")]
-#[cfg_attr(loom, allow(dead_code))]
+#[cfg(any(feature = "std", loom))]
 #[inline]
 pub(crate) fn yield_now() {
     #[cfg(not(loom))]
     std::thread::yield_now();
     #[cfg(loom)]
     loom::thread::yield_now();
+}
+
+/// What a blocking operation does when a thread of its own side claims the position it was
+/// about to claim (a lost CAS on the index): the first time, look again at once; from the
+/// second time in the same operation on, yield the CPU first.
+///
+/// Why: with more threads than cores, a thread that keeps losing to its own side is sharing the
+/// machine with a winner that is running right now, on another core. Yielding hands this core
+/// to whoever waits for it, most likely a thread of the other side, which then runs alongside
+/// the winner (a producer and a consumer, each on a core, instead of two producers fighting
+/// over one index while the consumers wait for a core). On a machine with a core to spare the
+/// yield returns at once: a system call per lost race after the first, which also spaces out
+/// retries on a contended index. The first loss is free, so two threads that meet once pay
+/// nothing. (README, "Benchmarks": the 2P2C row, measured with and without.) Under loom the
+/// yield is loom's, which changes nothing a model can reach.
+#[cfg(any(feature = "std", loom))]
+#[derive(Debug, Default)]
+pub(crate) struct LostRaces {
+    /// Whether this operation has lost a race before.
+    lost: u32,
+    /// Times it yielded (test support).
+    #[cfg(test)]
+    yields: u32,
+}
+
+#[cfg(any(feature = "std", loom))]
+impl LostRaces {
+    pub(crate) const fn new() -> Self {
+        Self {
+            lost: 0,
+            #[cfg(test)]
+            yields: 0,
+        }
+    }
+
+    /// Called on each lost race; yields from the second on.
+    #[inline]
+    pub(crate) fn lost(&mut self) {
+        if self.lost == 0 {
+            self.lost = 1;
+        } else {
+            #[cfg(test)]
+            {
+                self.yields += 1;
+            }
+            yield_now();
+        }
+    }
 }
 
 /// The adaptive wait used by every blocking operation: spin briefly with exponentially more
@@ -313,5 +360,21 @@ impl Backoff {
     #[inline]
     pub(crate) fn reset(&mut self) {
         self.step = 0;
+    }
+}
+
+#[cfg(all(test, feature = "std", not(loom)))]
+mod tests {
+    use super::LostRaces;
+
+    #[test]
+    fn a_blocking_operation_yields_from_its_second_lost_race_on() {
+        let mut races = LostRaces::new();
+        races.lost();
+        assert_eq!(races.yields, 0, "the first lost race is retried at once");
+        races.lost();
+        races.lost();
+        assert_eq!(races.yields, 2, "every later one yields first");
+        assert_eq!(LostRaces::new().yields, 0, "each operation starts afresh");
     }
 }

@@ -66,13 +66,18 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         I: Iterator<Item = T>,
     {
-        self.push_batch_step(items).map(|(pushed, _)| pushed)
+        self.push_batch_step(items, &mut || {})
+            .map(|(pushed, _)| pushed)
     }
 
     /// `try_push_batch`, also saying whether `items` was seen exhausted (an upper size bound
     /// of 0, or `next()` returned `None`), so `push_batch` never calls it again on an exhausted
-    /// iterator.
-    pub(super) fn push_batch_step<I>(&self, items: &mut I) -> Result<(usize, bool), PushError<()>>
+    /// iterator; `lost_race` as in `try_push_or`.
+    pub(super) fn push_batch_step<I>(
+        &self,
+        items: &mut I,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<(usize, bool), PushError<()>>
     where
         I: Iterator<Item = T>,
     {
@@ -86,7 +91,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             }
             // What the iterator promises, or one slot to find out whether it has another item.
             let want = promised.max(1).min(most.unwrap_or(usize::MAX)).min(budget);
-            let (start, count) = match self.claim_free(want) {
+            let (start, count) = match self.claim_free(want, lost_race) {
                 Ok(claim) => claim,
                 Err(e) if pushed == 0 => return Err(e),
                 Err(_) => return Ok((pushed, false)),
@@ -102,8 +107,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Claims up to `want` (>= 1) consecutive free positions at the tail with one CAS.
-    /// Returns the first and how many.
-    fn claim_free(&self, want: usize) -> Result<(usize, usize), PushError<()>> {
+    /// Returns the first and how many. Calls `lost_race` as `try_push_or` does.
+    fn claim_free(
+        &self,
+        want: usize,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<(usize, usize), PushError<()>> {
         // Relaxed: only a starting guess; the CAS below validates it.
         let mut tail = self.tail.index.load(Ordering::Relaxed);
         loop {
@@ -130,7 +139,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return Ok((tail, count)),
-                Err(current) => tail = current,
+                Err(current) => {
+                    if current != tail {
+                        lost_race();
+                    }
+                    tail = current;
+                }
             }
         }
     }
@@ -203,11 +217,25 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         E: Extend<T>,
     {
+        self.try_pop_batch_or(out, max, &mut || {})
+    }
+
+    /// [`try_pop_batch`](Self::try_pop_batch), calling `lost_race` as `try_pop_or` does.
+    #[inline(always)]
+    pub(super) fn try_pop_batch_or<E>(
+        &self,
+        out: &mut E,
+        max: usize,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<usize, PopError>
+    where
+        E: Extend<T>,
+    {
         if max == 0 {
             return Ok(0);
         }
         loop {
-            let drain = self.claim_ready(max.min(self.capacity()))?;
+            let drain = self.claim_ready(max.min(self.capacity()), lost_race)?;
             let count = drain.len();
             out.extend(drain);
             if count > 0 {
@@ -279,8 +307,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         (counted(expected), holes, expected)
     }
 
-    /// Claims up to `want` (>= 1) consecutive ready positions at the head with one CAS.
-    fn claim_ready(&self, want: usize) -> Result<Drain<'_, T, S>, PopError> {
+    /// Claims up to `want` (>= 1) consecutive ready positions at the head with one CAS. Calls
+    /// `lost_race` as `try_pop_or` does.
+    fn claim_ready(
+        &self,
+        want: usize,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<Drain<'_, T, S>, PopError> {
         // Relaxed: only a starting guess; the CAS below validates it.
         let mut head = self.head.index.load(Ordering::Relaxed);
         loop {
@@ -314,7 +347,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                         holes,
                     });
                 }
-                Err(current) => head = current,
+                Err(current) => {
+                    if current != head {
+                        lost_race();
+                    }
+                    head = current;
+                }
             }
         }
     }

@@ -3,6 +3,8 @@
 //!
 //! A blocked thread spins briefly, then yields, then sleeps until woken (wait.rs). While
 //! nobody sleeps, the other side pays one plain load per operation and makes no syscall.
+//! An operation that loses the race for a position to a thread of its own side twice yields
+//! before it looks again (`sync::LostRaces` says why); the `try_` operations never do.
 
 #![cfg(any(feature = "std", loom))]
 
@@ -13,7 +15,7 @@ use super::single::{Seen, classify};
 use super::slot::{MARK, ONE};
 use super::wait::Step;
 use super::{Closed, PopError, PushError, RingCore, Storage};
-use crate::sync::{Instant, Ordering};
+use crate::sync::{Instant, LostRaces, Ordering};
 
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// Pushes `value`, waiting while the ring is full (or the slot at the tail is still held
@@ -57,12 +59,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     fn push_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         let mut value = Some(value);
+        let mut races = LostRaces::new();
         let outcome = self.head.waiters.wait_for(
             deadline,
             || self.producer_blocked(),
             || {
                 let v = value.take().expect("value is put back on every retry");
-                match self.try_push(v) {
+                match self.try_push_or(v, &mut || races.lost()) {
                     Ok(()) => Step::Done(Ok(())),
                     Err(PushError::Closed(v)) => Step::Done(Err(PushError::Closed(v))),
                     Err(PushError::Full(v)) => {
@@ -109,11 +112,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         I: Iterator<Item = T>,
     {
         let mut pushed = 0;
+        let mut races = LostRaces::new();
         loop {
             let step = self.head.waiters.wait_for(
                 None,
                 || self.producer_blocked(),
-                || match self.push_batch_step(items) {
+                || match self.push_batch_step(items, &mut || races.lost()) {
                     Ok(done) => Step::Done(Ok(done)),
                     Err(PushError::Closed(())) => Step::Done(Err(())),
                     Err(PushError::Full(())) => Step::Blocked,
@@ -181,10 +185,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     fn pop_until(&self, deadline: Option<Instant>) -> Result<T, PopError> {
+        let mut races = LostRaces::new();
         let outcome = self.tail.waiters.wait_for(
             deadline,
             || self.consumer_blocked(),
-            || match self.try_pop() {
+            || match self.try_pop_or(&mut || races.lost()) {
                 Err(PopError::Empty) => Step::Blocked,
                 done => Step::Done(done),
             },
@@ -243,10 +248,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<usize, PopError> {
+        let mut races = LostRaces::new();
         let outcome = self.tail.waiters.wait_for(
             deadline,
             || self.consumer_blocked(),
-            || match self.try_pop_batch(out, max) {
+            || match self.try_pop_batch_or(out, max, &mut || races.lost()) {
                 Err(PopError::Empty) => Step::Blocked,
                 done => Step::Done(done),
             },

@@ -47,6 +47,18 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[inline]
     pub fn try_push(&self, value: T) -> Result<(), PushError<T>> {
+        self.try_push_or(value, &mut || {})
+    }
+
+    /// [`try_push`](Self::try_push), calling `lost_race` each time another producer claims the
+    /// position this one was about to claim (a spurious CAS failure is no lost race), before
+    /// it looks at the next one. The blocking push yields there (`sync::LostRaces`).
+    #[inline(always)]
+    pub(super) fn try_push_or(
+        &self,
+        value: T,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<(), PushError<T>> {
         // Relaxed: only a starting guess; the CAS below validates it.
         let mut tail = self.tail.index.load(Ordering::Relaxed);
         loop {
@@ -77,7 +89,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             self.tail.waiters.notify(1);
                             return Ok(());
                         }
-                        Err(current) => tail = current,
+                        Err(current) => {
+                            if current != tail {
+                                lost_race();
+                            }
+                            tail = current;
+                        }
                     }
                 }
                 Seen::Behind => return Err(PushError::Full(value)),
@@ -104,6 +121,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[inline]
     pub fn try_pop(&self) -> Result<T, PopError> {
+        self.try_pop_or(&mut || {})
+    }
+
+    /// [`try_pop`](Self::try_pop), calling `lost_race` each time another consumer claims the
+    /// position this one was about to claim, as [`try_push_or`](Self::try_push_or) does.
+    #[inline(always)]
+    pub(super) fn try_pop_or(&self, lost_race: &mut impl FnMut()) -> Result<T, PopError> {
         // Relaxed: only a starting guess; the CAS below validates it.
         let mut head = self.head.index.load(Ordering::Relaxed);
         loop {
@@ -146,7 +170,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                                 None => head = head.wrapping_add(ONE),
                             }
                         }
-                        Err(current) => head = current,
+                        Err(current) => {
+                            if current != head {
+                                lost_race();
+                            }
+                            head = current;
+                        }
                     }
                 }
                 Seen::Behind => return Err(self.empty_or_closed(head)),

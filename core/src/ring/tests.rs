@@ -500,3 +500,55 @@ fn fence_probe_static_ring() {
     );
     assert_eq!(RING.try_pop(), Ok(1));
 }
+
+/// Every lost race a producer (consumer) reports is a position another producer (consumer)
+/// claimed in between: never more reports than the other thread's successes, and every value
+/// still goes through exactly once. What the blocking operations yield on (`sync::LostRaces`).
+#[test]
+fn a_lost_race_is_reported_only_when_the_other_thread_took_the_position() {
+    const EACH: u64 = if cfg!(miri) { 1 << 6 } else { 1 << 14 };
+    let ring = HeapRing::<u64>::with_capacity(2 * EACH as usize);
+    let race = |work: &(dyn Fn(&mut dyn FnMut()) + Sync)| {
+        std::thread::scope(|s| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut lost = 0u64;
+                        work(&mut || lost += 1);
+                        lost
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    let next = AtomicUsize::new(0);
+    let pushers_lost = race(&|lost_race| {
+        for _ in 0..EACH {
+            let v = next.fetch_add(1, Ordering::Relaxed) as u64;
+            ring.try_push_or(v, &mut || lost_race()).unwrap();
+        }
+    });
+    assert_eq!(ring.len(), 2 * EACH as usize);
+    let sums: Vec<AtomicUsize> = (0..2).map(|_| AtomicUsize::new(0)).collect();
+    let which = AtomicUsize::new(0);
+    let poppers_lost = race(&|lost_race| {
+        let me = which.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..EACH {
+            let v = ring.try_pop_or(&mut || lost_race()).unwrap();
+            sums[me].fetch_add(v as usize, Ordering::Relaxed);
+        }
+    });
+    assert!(ring.is_empty());
+    let total: usize = sums.iter().map(|s| s.load(Ordering::Relaxed)).sum();
+    assert_eq!(total as u64, (0..2 * EACH).sum::<u64>());
+    for lost in pushers_lost.into_iter().chain(poppers_lost) {
+        assert!(
+            lost <= EACH,
+            "{lost} lost races reported against {EACH} claims by the other"
+        );
+    }
+}
