@@ -18,7 +18,7 @@
 //! operations themselves are in `blocking_ops.rs`.
 
 #[cfg(all(feature = "std", not(loom)))]
-use crate::sync::Instant;
+use crate::sync::{Instant, LostRaces};
 
 use crate::ring::Waiters;
 #[cfg(all(feature = "std", not(loom)))]
@@ -64,18 +64,20 @@ impl Parking {
     /// Retries `attempt` while it says `Empty`, with the ring's wait loop
     /// ([`Waiters::wait_for`]), until `deadline` (then `Empty`). Sleeps only while no lane of
     /// `rings` has a value ready after registering; a woken consumer that popped passes a
-    /// wake-up on if a lane still has one.
+    /// wake-up on if a lane still has one. `attempt` reports its lost races to the
+    /// [`LostRaces`] it is given, one for the whole wait, as the ring's blocking pops do.
     pub(crate) fn wait<T, S: Storage<T>, R>(
         &self,
         rings: &[RingCore<T, S>],
         deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> Result<R, PopError>,
+        mut attempt: impl FnMut(&mut LostRaces) -> Result<R, PopError>,
     ) -> Result<R, PopError> {
+        let mut races = LostRaces::new();
         self.consumers
             .wait_for(
                 deadline,
                 || blocked(rings),
-                || match attempt() {
+                || match attempt(&mut races) {
                     Err(PopError::Empty) => Step::Blocked,
                     done => Step::Done(done),
                 },

@@ -84,7 +84,9 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// [`Closed`] once every lane is closed and drained.
     pub fn pop_lane(&self) -> Result<(usize, T), Closed> {
         self.parking
-            .wait(self.rings(), None, || self.try_pop_lane())
+            .wait(self.rings(), None, |races| {
+                self.try_pop_lane_or(&mut || races.lost())
+            })
             .map_err(|_| Closed(()))
     }
 
@@ -97,7 +99,10 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         self.parking.wait(
             self.rings(),
             Some(crate::sync::deadline_after(timeout)),
-            || self.try_pop(),
+            |races| {
+                self.try_pop_lane_or(&mut || races.lost())
+                    .map(|(_, value)| value)
+            },
         )
     }
 
@@ -109,7 +114,9 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// [`Closed`] once every lane is closed and drained.
     pub fn pop_batch<E: Extend<T>>(&self, out: &mut E, max: usize) -> Result<usize, Closed> {
         self.parking
-            .wait(self.rings(), None, || self.try_pop_batch(out, max))
+            .wait(self.rings(), None, |races| {
+                self.try_pop_batch_or(out, max, &mut || races.lost())
+            })
             .map_err(|_| Closed(()))
     }
 
@@ -128,7 +135,7 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         self.parking.wait(
             self.rings(),
             Some(crate::sync::deadline_after(timeout)),
-            || self.try_pop_batch(out, max),
+            |races| self.try_pop_batch_or(out, max, &mut || races.lost()),
         )
     }
 }

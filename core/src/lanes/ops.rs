@@ -110,9 +110,19 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// assert_eq!(lanes.try_pop_lane(), Ok((1, 'x')));
     /// ```
     pub fn try_pop_lane(&self) -> Result<(usize, T), PopError> {
+        self.try_pop_lane_or(&mut || {})
+    }
+
+    /// [`try_pop_lane`](Self::try_pop_lane), calling `lost_race` each time another consumer
+    /// claims the position this one was about to claim (the blocking pops yield there).
+    #[inline]
+    pub(super) fn try_pop_lane_or(
+        &self,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<(usize, T), PopError> {
         let mut drained = DrainedLanes::default();
         for lane in self.scan().order() {
-            match self.rings()[lane].try_pop() {
+            match self.rings()[lane].try_pop_or(lost_race) {
                 Ok(value) => return Ok((lane, value)),
                 Err(e) => drained.saw(e)?,
             }
@@ -145,13 +155,24 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// assert_eq!(out, [0, 1, 2, 10, 11]);
     /// ```
     pub fn try_pop_batch<E: Extend<T>>(&self, out: &mut E, max: usize) -> Result<usize, PopError> {
+        self.try_pop_batch_or(out, max, &mut || {})
+    }
+
+    /// [`try_pop_batch`](Self::try_pop_batch), calling `lost_race` as
+    /// [`try_pop_lane_or`](Self::try_pop_lane_or) does.
+    pub(super) fn try_pop_batch_or<E: Extend<T>>(
+        &self,
+        out: &mut E,
+        max: usize,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<usize, PopError> {
         if max == 0 {
             return Ok(0);
         }
         let mut drained = DrainedLanes::default();
         let mut taken = 0;
         for lane in self.scan().order() {
-            match self.rings()[lane].try_pop_batch(out, max - taken) {
+            match self.rings()[lane].try_pop_batch_or(out, max - taken, lost_race) {
                 Ok(n) => taken += n,
                 Err(e) => drained.saw(e)?,
             }

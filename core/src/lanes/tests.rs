@@ -316,3 +316,45 @@ mod blocking {
         assert_eq!(all, expected, "values lost or duplicated");
     }
 }
+
+/// As the ring's test of the same name: a lanes pop reports a lost race only for a position
+/// another consumer took, single and batch, so a blocking lanes pop yields only then.
+#[test]
+fn a_lost_race_is_reported_only_when_the_other_consumer_took_the_position() {
+    const EACH: usize = if cfg!(miri) { 1 << 6 } else { 1 << 13 };
+    let lanes = HeapLanes::with_capacities(&[2 * EACH, 2 * EACH]);
+    fill(&lanes, 2 * EACH);
+    let taken: Vec<(usize, usize, usize)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut lost, mut sum, mut popped) = (0, 0, 0);
+                    for _ in 0..EACH {
+                        let (_, v) = lanes.try_pop_lane_or(&mut || lost += 1).unwrap();
+                        sum += v;
+                        popped += 1;
+                    }
+                    let mut out = Vec::new();
+                    while popped < 2 * EACH {
+                        let max = (2 * EACH - popped).min(4);
+                        popped += lanes
+                            .try_pop_batch_or(&mut out, max, &mut || lost += 1)
+                            .unwrap();
+                    }
+                    (lost, sum + out.iter().sum::<usize>(), popped)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let all: usize = (0..2 * EACH).map(|i| i + 1000 + i).sum();
+    assert_eq!(taken.iter().map(|t| t.1).sum::<usize>(), all);
+    assert_eq!(lanes.try_pop(), Err(PopError::Empty));
+    for (lost, _, _) in &taken {
+        assert!(
+            *lost <= 2 * EACH,
+            "{lost} lost races against {} pops by the other",
+            2 * EACH
+        );
+    }
+}

@@ -222,7 +222,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     /// [`try_pop_batch`](Self::try_pop_batch), calling `lost_race` as `try_pop_or` does.
     #[inline(always)]
-    pub(super) fn try_pop_batch_or<E>(
+    pub(crate) fn try_pop_batch_or<E>(
         &self,
         out: &mut E,
         max: usize,

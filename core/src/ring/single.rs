@@ -127,7 +127,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// [`try_pop`](Self::try_pop), calling `lost_race` each time another consumer claims the
     /// position this one was about to claim, as [`try_push_or`](Self::try_push_or) does.
     #[inline(always)]
-    pub(super) fn try_pop_or(&self, lost_race: &mut impl FnMut()) -> Result<T, PopError> {
+    pub(crate) fn try_pop_or(&self, lost_race: &mut impl FnMut()) -> Result<T, PopError> {
         // Relaxed: only a starting guess; the CAS below validates it.
         let mut head = self.head.index.load(Ordering::Relaxed);
         loop {
