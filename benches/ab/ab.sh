@@ -25,7 +25,9 @@ alike. Prints, per scenario, both medians, B/A, and B/A pair by pair (median, mi
                    included (the default)
   --pairs N        runs per build and scenario (default 10)
   --only WORD      only the scenarios whose key or name contains WORD; keys: single, 1p1c,
-                   batch32, batch64, pingpong, 2p2c
+                   batch32, batch64, pingpong, 2p2c (unpinned), 2p2c-mixed (a producer and a
+                   consumer pinned to each core), 2p2c-split (producers on one core,
+                   consumers on the other); `--only 2p2c` runs all three
   --scale X        multiply each scenario's operation count by X (default 1; e.g. 0.1 for a
                    few-second look, noisier)
   --callgrind W    instead of timing: run single-threaded workload W once per build under
@@ -229,7 +231,7 @@ if [ -n "$perf" ]; then
       single | batch | fill) ops=1000000 ;;
       1p1c | batch32 | batch64) ops=5000000 ;;
       pingpong) ops=200000 ;;
-      2p2c) ops=2000000 ;;
+      2p2c | 2p2c-mixed | 2p2c-split) ops=2000000 ;;
       *) die "no scenario or workload \"$perf\"" ;;
     esac
   fi

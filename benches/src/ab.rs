@@ -32,7 +32,7 @@ pub struct Scenario {
 }
 
 /// The scenarios, in the order they run.
-pub const SCENARIOS: [Scenario; 6] = [
+pub const SCENARIOS: [Scenario; 8] = [
     Scenario {
         key: "single",
         name: "single-thread push+pop",
@@ -75,6 +75,20 @@ pub const SCENARIOS: [Scenario; 6] = [
         higher_is_better: true,
         ops: 2_000_000,
     },
+    Scenario {
+        key: "2p2c-mixed",
+        name: "2P2C blocking, a producer and a consumer pinned to each core",
+        unit: "M msg/s",
+        higher_is_better: true,
+        ops: 2_000_000,
+    },
+    Scenario {
+        key: "2p2c-split",
+        name: "2P2C blocking, producers pinned to one core, consumers to the other",
+        unit: "M msg/s",
+        higher_is_better: true,
+        ops: 2_000_000,
+    },
 ];
 
 /// The single-threaded workloads for callgrind: deterministic, so two runs of one build count
@@ -112,6 +126,16 @@ where
             harness::quantile(&mut harness::ping_pong::<F>(cores, ops), 0.5).as_nanos() as f64
         }
         "2p2c" => per_sec(harness::mpmc_blocking::<F>(ops)),
+        "2p2c-mixed" => per_sec(harness::mpmc_blocking_placed::<F>(
+            cores,
+            ops,
+            harness::Placement::Mixed,
+        )),
+        "2p2c-split" => per_sec(harness::mpmc_blocking_placed::<F>(
+            cores,
+            ops,
+            harness::Placement::Split,
+        )),
         other => panic!("no scenario {other:?}"),
     }
 }
@@ -255,7 +279,7 @@ pc_core_b). Run it through ab.sh, which builds it; see ab.sh --help.
 
   --pairs N        runs per build and scenario, alternating A,B / B,A (default 10)
   --only WORD      only the scenarios whose key or name contains WORD
-                   (keys: single, 1p1c, batch32, batch64, pingpong, 2p2c)
+                   (keys: single, 1p1c, batch32, batch64, pingpong, 2p2c, 2p2c-mixed, 2p2c-split)
   --scale X        multiply every scenario's operation count by X (default 1; 0.05 for a
                    quick look: noisier)
   --label-a TEXT   what A is, for the header (ab.sh passes the revision)

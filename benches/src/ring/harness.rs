@@ -273,6 +273,43 @@ pub fn mpmc_blocking<F>(msgs: u64) -> Duration
 where
     F: Flavor<Tx: Clone, Rx: Clone>,
 {
+    mpmc_blocking_placed::<F>(&[], msgs, Placement::Free)
+}
+
+/// Where [`mpmc_blocking_placed`] runs its four threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Wherever the scheduler puts them: the 2P2C row.
+    Free,
+    /// Producer `i` and consumer `i` pinned to core `i`: on each core a producer and a
+    /// consumer take turns, and a producer on one core can run beside a consumer on the other.
+    Mixed,
+    /// Both producers pinned to the first core, both consumers to the second.
+    Split,
+}
+
+impl Placement {
+    /// The core index (into the process's cores) for thread `i` of a side, if pinned.
+    fn core(self, producer: bool, i: usize) -> Option<usize> {
+        match self {
+            Placement::Free => None,
+            Placement::Mixed => Some(i),
+            Placement::Split => Some(usize::from(!producer)),
+        }
+    }
+}
+
+/// [`mpmc_blocking`] with the threads placed by `placement` (on `cores`). The unpinned row
+/// depends on where the scheduler happens to put the threads; the pinned placements measure
+/// each arrangement on its own (the A/B tool's `2p2c-mixed` and `2p2c-split`).
+pub fn mpmc_blocking_placed<F>(
+    cores: &[core_affinity::CoreId],
+    msgs: u64,
+    placement: Placement,
+) -> Duration
+where
+    F: Flavor<Tx: Clone, Rx: Clone>,
+{
     const SIDES: u64 = 2;
     /// Tells a consumer to stop; never a real value (values are < msgs).
     const STOP: u64 = u64::MAX;
@@ -281,7 +318,12 @@ where
     let producers: Vec<_> = (0..SIDES)
         .map(|p| {
             let (mut tx, start) = (tx.clone(), Arc::clone(&start));
+            let core = placement.core(true, p as usize);
+            let cores = cores.to_vec();
             thread::spawn(move || {
+                if let Some(i) = core {
+                    pin(&cores, i);
+                }
                 start.wait();
                 for v in (p..msgs).step_by(SIDES as usize) {
                     tx.push(v);
@@ -290,9 +332,14 @@ where
         })
         .collect();
     let consumers: Vec<_> = (0..SIDES)
-        .map(|_| {
+        .map(|c| {
             let (mut rx, start) = (rx.clone(), Arc::clone(&start));
+            let core = placement.core(false, c as usize);
+            let cores = cores.to_vec();
             thread::spawn(move || {
+                if let Some(i) = core {
+                    pin(&cores, i);
+                }
                 start.wait();
                 let mut sum = 0u64;
                 loop {
@@ -333,4 +380,19 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort_unstable();
     let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
     samples.get(i).copied().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placement;
+
+    #[test]
+    fn placements_pin_each_thread_where_their_docs_say() {
+        let at = |p: Placement| {
+            [(true, 0), (true, 1), (false, 0), (false, 1)].map(|(pr, i)| p.core(pr, i))
+        };
+        assert_eq!(at(Placement::Free), [None; 4]);
+        assert_eq!(at(Placement::Mixed), [Some(0), Some(1), Some(0), Some(1)]);
+        assert_eq!(at(Placement::Split), [Some(0), Some(0), Some(1), Some(1)]);
+    }
 }
