@@ -246,24 +246,24 @@ pub(crate) fn yield_now() {
     loom::thread::yield_now();
 }
 
-/// What a blocking operation does when a thread of its own side claims the position it was
-/// about to claim (a lost CAS on the index): the first time, look again at once; from the
-/// second time in the same operation on, yield the CPU first.
+/// What a blocking operation does when a thread of its own side moves the index it was about
+/// to move (a lost CAS): the first time, look again at once; from the second time in the same
+/// operation on (a batch push's rounds and sleeps included), yield the CPU first.
 ///
 /// Why: with more threads than cores, a thread that keeps losing to its own side is sharing the
 /// machine with a winner that is running right now, on another core. Yielding hands this core
 /// to whoever waits for it, most likely a thread of the other side, which then runs alongside
 /// the winner (a producer and a consumer, each on a core, instead of two producers fighting
 /// over one index while the consumers wait for a core). On a machine with a core to spare the
-/// yield returns at once: a system call per lost race after the first, which also spaces out
-/// retries on a contended index. The first loss is free, so two threads that meet once pay
-/// nothing. (README, "Benchmarks": the 2P2C row, measured with and without.) Under loom the
-/// yield is loom's, which changes nothing a model can reach.
+/// yield should return at once (`sched_yield` with nothing else to run; not measured here): a
+/// system call per lost race after the first. The first loss is free, so two threads that meet
+/// once pay nothing. (README, "Benchmarks": the 2P2C row, measured with and without.) Under
+/// loom the yield is loom's; no model has enough same-side threads to lose twice.
 #[cfg(any(feature = "std", loom))]
 #[derive(Debug, Default)]
 pub(crate) struct LostRaces {
     /// Whether this operation has lost a race before.
-    lost: u32,
+    lost: bool,
     /// Times it yielded (test support).
     #[cfg(test)]
     yields: u32,
@@ -273,7 +273,7 @@ pub(crate) struct LostRaces {
 impl LostRaces {
     pub(crate) const fn new() -> Self {
         Self {
-            lost: 0,
+            lost: false,
             #[cfg(test)]
             yields: 0,
         }
@@ -282,8 +282,8 @@ impl LostRaces {
     /// Called on each lost race; yields from the second on.
     #[inline]
     pub(crate) fn lost(&mut self) {
-        if self.lost == 0 {
-            self.lost = 1;
+        if !self.lost {
+            self.lost = true;
         } else {
             #[cfg(test)]
             {

@@ -140,7 +140,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             ) {
                 Ok(_) => return Ok((tail, count)),
                 Err(current) => {
-                    if current != tail {
+                    // As in `try_push_or`: not when `close` marked the tail.
+                    if current != tail && current & MARK == 0 {
                         lost_race();
                     }
                     tail = current;
@@ -221,7 +222,6 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// [`try_pop_batch`](Self::try_pop_batch), calling `lost_race` as `try_pop_or` does.
-    #[inline(always)]
     pub(crate) fn try_pop_batch_or<E>(
         &self,
         out: &mut E,

@@ -3,8 +3,9 @@
 //!
 //! A blocked thread spins briefly, then yields, then sleeps until woken (wait.rs). While
 //! nobody sleeps, the other side pays one plain load per operation and makes no syscall.
-//! An operation that loses the race for a position to a thread of its own side twice yields
-//! before it looks again (`sync::LostRaces` says why); the `try_` operations never do.
+//! Once an operation has lost the race for a position to a thread of its own side, it yields
+//! before each later look after a lost race (`sync::LostRaces` says why); the `try_` operations
+//! never yield.
 
 #![cfg(any(feature = "std", loom))]
 

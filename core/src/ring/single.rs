@@ -50,9 +50,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         self.try_push_or(value, &mut || {})
     }
 
-    /// [`try_push`](Self::try_push), calling `lost_race` each time another producer claims the
-    /// position this one was about to claim (a spurious CAS failure is no lost race), before
-    /// it looks at the next one. The blocking push yields there (`sync::LostRaces`).
+    /// [`try_push`](Self::try_push), calling `lost_race` each time its claim fails because
+    /// another producer moved the tail first (claimed the position, or gave back positions a
+    /// batch could not fill), before it looks again. A spurious CAS failure, or the ring being
+    /// closed meanwhile, is no lost race. The blocking push yields there (`sync::LostRaces`).
     #[inline(always)]
     pub(super) fn try_push_or(
         &self,
@@ -90,7 +91,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             return Ok(());
                         }
                         Err(current) => {
-                            if current != tail {
+                            // Another producer moved the tail (or `close` marked it: then the
+                            // next look returns `Closed`, no race to report).
+                            if current != tail && current & MARK == 0 {
                                 lost_race();
                             }
                             tail = current;
@@ -125,7 +128,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// [`try_pop`](Self::try_pop), calling `lost_race` each time another consumer claims the
-    /// position this one was about to claim, as [`try_push_or`](Self::try_push_or) does.
+    /// position this one was about to claim (only consumers move the head; a spurious CAS
+    /// failure is no lost race), before it looks again.
     #[inline(always)]
     pub(crate) fn try_pop_or(&self, lost_race: &mut impl FnMut()) -> Result<T, PopError> {
         // Relaxed: only a starting guess; the CAS below validates it.
