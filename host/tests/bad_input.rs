@@ -361,11 +361,20 @@ fn a_database_with_another_schema_is_refused_and_left_untouched() {
         (1, 1, "delete"),
         "the file was not changed"
     );
-    assert_one_line_error(
-        &run(s.dir(), &["verify", "--db", "seed.db"]),
-        1,
-        "not a pc-host database",
-    );
+    // verify and plot only read: their refusal says what to give instead, not "will not write".
+    for args in [
+        &["verify", "--db", "seed.db"][..],
+        &["plot", "--db", "seed.db", "-o", "p.svg"],
+    ] {
+        let out = run(s.dir(), args);
+        assert_one_line_error(
+            &out,
+            1,
+            "seed.db is not a pc-host database (it has tables: messages); give the --db that a \
+             pc-host run wrote",
+        );
+    }
+    assert!(!s.path("p.svg").exists(), "plot wrote a picture of nothing");
 }
 
 #[test]
@@ -824,6 +833,14 @@ fn a_database_path_sqlite_would_read_as_a_uri_is_refused_before_anything_is_writ
         &[("PC_HOST_DB", "file:x.db")],
     );
     assert_one_line_error(&out, 2, &format!("PC_HOST_DB: `file:x.db` {hint}"));
+    // verify and plot refuse it too, rather than let SQLite open some other file.
+    for args in [
+        &["verify", "--db", "file:x.db"][..],
+        &["plot", "--db", "file:x.db", "-o", "p.svg"],
+    ] {
+        let out = run(s.dir(), args);
+        assert_one_line_error(&out, 2, &format!("`file:x.db` {hint}"));
+    }
     let names: Vec<_> = std::fs::read_dir(s.dir()).unwrap().flatten().collect();
     assert!(names.is_empty(), "nothing written: {names:?}");
     // Spelled as a path, a file of that very name is a database like any other.

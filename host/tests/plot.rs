@@ -186,6 +186,33 @@ fn plot_draws_every_interval_of_the_chosen_run_with_title_and_legend() {
 }
 
 #[test]
+fn plot_without_run_says_it_skipped_the_later_runs_that_have_no_intervals() {
+    let s = Scratch::new("plot-skipped");
+    record_run(&s);
+    record_run(&s);
+    // As a run killed before its first interval leaves it.
+    Connection::open(s.path("t.db"))
+        .unwrap()
+        .execute("DELETE FROM run_intervals WHERE run_id = 2", [])
+        .unwrap();
+
+    let out = plot(&s, &["-o", "p.svg"]);
+    assert_eq!(out.code, Some(0), "plot failed:\n{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("plot: run 1 of t.db (")
+            && out
+                .stdout
+                .contains(" intervals; the 1 run after it has no intervals) -> p.svg"),
+        "{}",
+        out.stdout
+    );
+    assert_plot_of(&s, "p.svg", 1);
+    // Named, the run is plotted without remark.
+    let out = plot(&s, &["--run", "1", "-o", "p.svg"]);
+    assert!(!out.stdout.contains("after it"), "{}", out.stdout);
+}
+
+#[test]
 fn plot_replaces_its_own_output_but_leaves_any_other_file_unchanged() {
     let s = Scratch::new("plot-replace");
     record_run(&s);

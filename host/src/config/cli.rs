@@ -46,7 +46,8 @@ pub struct PlotArgs {
         long,
         value_name = "PATH",
         env = "PC_HOST_DB",
-        default_value = "pc-host.db"
+        default_value = "pc-host.db",
+        value_parser = sqlite_file()
     )]
     pub db: PathBuf,
 
@@ -67,7 +68,8 @@ pub struct VerifyArgs {
         long,
         value_name = "PATH",
         env = "PC_HOST_DB",
-        default_value = "pc-host.db"
+        default_value = "pc-host.db",
+        value_parser = sqlite_file()
     )]
     pub db: PathBuf,
 
@@ -348,4 +350,13 @@ pub enum Output {
     Text,
     /// Exactly one JSON object.
     Json,
+}
+
+/// `verify` and `plot`'s `--db`: a path SQLite will open as a file name, as a run's `--db` is
+/// checked (`url::check_sqlite_path`); any bytes otherwise, as a path may hold.
+fn sqlite_file() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PathBufValueParser::new().try_map(|path: PathBuf| {
+        super::url::check_sqlite_path(&path.to_string_lossy()).map(|()| path)
+    })
 }

@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use rusqlite::Connection;
 
 use crate::config::ConfigError;
-use crate::sink::sqlite::schema::{self, Found};
+use crate::sink::sqlite::schema::{self, Found, Purpose};
 
 /// How long a read waits for a writer's lock.
 const BUSY: Duration = Duration::from_secs(5);
@@ -33,6 +33,9 @@ pub struct Interval {
 pub struct Run {
     pub id: i64,
     pub intervals: Vec<Interval>,
+    /// Runs recorded after this one, none with interval rows, when `plot` chose this run
+    /// itself (a later run that ended before its first interval is skipped): 0 otherwise.
+    pub skipped: i64,
 }
 
 /// Reads run `run` (default: the last run that has interval rows) from the database at `db`.
@@ -69,7 +72,19 @@ pub fn load(db: &Path, run: Option<i64>) -> anyhow::Result<Run> {
         ))
         .into());
     }
-    Ok(Run { id, intervals })
+    let skipped = if run.is_some() {
+        0
+    } else {
+        conn.query_row("SELECT COUNT(*) FROM runs WHERE run_id > ?1", [id], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?
+    };
+    Ok(Run {
+        id,
+        intervals,
+        skipped,
+    })
 }
 
 /// Opens `db` read-only if it is a pc-host database of the current schema (earlier ones keep no
@@ -79,7 +94,7 @@ fn open(db: &Path) -> anyhow::Result<Connection> {
         return Err(anyhow!("no database file at {}", db.display()));
     }
     let conn = schema::open_read_only(db, BUSY)?;
-    match schema::check(&conn, db, BUSY)? {
+    match schema::check(&conn, db, BUSY, Purpose::Read)? {
         // Version 3 lacks only the consumers column, which plot does not draw; version 4 only
         // differs in when `runs.last_id` is written.
         Found::Current | Found::Version3 | Found::Version4 => Ok(conn),

@@ -34,9 +34,14 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     let run = data::load(&args.db, args.run)?;
     let svg = render(&args.db, &run)?;
     output::write(&target, &svg)?;
+    let skipped = match run.skipped {
+        0 => String::new(),
+        1 => "; the 1 run after it has no intervals".to_owned(),
+        n => format!("; the {n} runs after it have no intervals"),
+    };
     let _ = writeln!(
         std::io::stdout(),
-        "plot: run {} of {} ({} intervals) -> {}",
+        "plot: run {} of {} ({} intervals{skipped}) -> {}",
         run.id,
         args.db.display(),
         run.intervals.len(),

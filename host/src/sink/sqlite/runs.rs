@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::schema::{self, Found, PAGE_SIZE, db_error};
+use super::schema::{self, Found, PAGE_SIZE, Purpose, db_error};
 use crate::config::{MAX_THREADS, PageSize};
 use crate::position::{FileKey, Resume};
 use crate::sink::RunEnd;
@@ -69,7 +69,7 @@ pub fn try_prepare_run(
     // checkpointed explicitly, by the checkpointer and at the end of the run.)
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(err)?;
-    if schema::check(&conn, path, busy)? == Found::Empty {
+    if schema::check(&conn, path, busy, Purpose::Write)? == Found::Empty {
         // Only a file without pages yet takes a page size; on any other this does nothing,
         // and the check below says so.
         let bytes = page_size.map_or(PAGE_SIZE, |p| i64::from(p.bytes));
@@ -104,7 +104,7 @@ pub fn try_prepare_run(
     }
     transaction(&conn, path, busy, || {
         // Check again inside the write lock: another pc-host may have created it meanwhile.
-        let found = schema::check(&conn, path, busy)?;
+        let found = schema::check(&conn, path, busy, Purpose::Write)?;
         schema::create_or_upgrade(&conn, &found).map_err(err)?;
         let first_id: i64 = conn
             .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |r| {

@@ -231,7 +231,7 @@ pub fn open_existing(path: &Path) -> anyhow::Result<Connection> {
     }
     let busy = Duration::from_secs(5);
     let conn = open_read_only(path, busy)?;
-    match check(&conn, path, busy)? {
+    match check(&conn, path, busy, Purpose::Read)? {
         // Versions 2 to 4 lack only what verify does not read.
         Found::Current | Found::Version2 | Found::Version3 | Found::Version4 => Ok(conn),
         Found::Empty => Err(anyhow!(
@@ -262,9 +262,23 @@ pub enum Found {
     Current,
 }
 
+/// What the caller means to do with a database, for the error that refuses a foreign one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A run, which would write to it.
+    Write,
+    /// `verify` or `plot`, which only read.
+    Read,
+}
+
 /// Recognises what the file holds; anything but a pc-host database (or an empty one) is an
-/// error. Reads only.
-pub fn check(conn: &Connection, path: &Path, busy: Duration) -> anyhow::Result<Found> {
+/// error, worded for `purpose`. Reads only.
+pub fn check(
+    conn: &Connection,
+    path: &Path,
+    busy: Duration,
+    purpose: Purpose,
+) -> anyhow::Result<Found> {
     let err = |e| db_error(path, e, busy);
     let app_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
@@ -285,9 +299,11 @@ pub fn check(conn: &Connection, path: &Path, busy: Duration) -> anyhow::Result<F
         } else {
             format!("it has tables: {}", tables.join(", "))
         };
-        return Err(anyhow!(
-            "{p} is not a pc-host database ({what}); pc-host will not write to it: use another --db"
-        ));
+        let then = match purpose {
+            Purpose::Write => "pc-host will not write to it: use another --db",
+            Purpose::Read => "give the --db that a pc-host run wrote",
+        };
+        return Err(anyhow!("{p} is not a pc-host database ({what}); {then}"));
     }
     let (found, expect) = match version {
         1 => (Found::Version1, &TABLES[..3]),
@@ -398,9 +414,12 @@ mod tests {
             (4, Found::Version4),
         ] {
             let conn = old_database(version);
-            assert_eq!(check(&conn, path, busy).unwrap(), found);
+            assert_eq!(check(&conn, path, busy, Purpose::Write).unwrap(), found);
             create_or_upgrade(&conn, &found).unwrap();
-            assert_eq!(check(&conn, path, busy).unwrap(), Found::Current);
+            assert_eq!(
+                check(&conn, path, busy, Purpose::Write).unwrap(),
+                Found::Current
+            );
             let runs: i64 = conn
                 .query_row("SELECT COUNT(*) FROM runs WHERE producers = 2", [], |r| {
                     r.get(0)
