@@ -329,7 +329,7 @@ impl Backoff {
 impl Backoff {
     /// Steps that spin, each doubling its pause hints (1, 2, .. 64).
     const SPIN_LIMIT: u32 = 6;
-    /// Steps after which the caller should park instead: 57 yields after the spins, tens of
+    /// Steps after which the caller should park instead: 58 yields after the spins, tens of
     /// microseconds on an idle core. Parking costs a system call on each side (and the
     /// sleeper's `membarrier`), so with more threads than cores a thread that yields a while
     /// longer usually finds its slot ready instead (README, "Benchmarks": the 2P2C row).

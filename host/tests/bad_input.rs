@@ -310,6 +310,19 @@ fn unusable_database_paths_fail_before_any_thread_starts() {
     for leftover in ["fifo-journal", "fifo-wal", "fifo-shm"] {
         assert!(!s.path(leftover).exists(), "{leftover} was created");
     }
+    // verify and plot say what is there instead of a database file, as a run does.
+    let dir = s.dir().to_str().unwrap();
+    for (db, said) in [
+        (dir, "is a directory"),
+        ("fifo", "fifo is not a regular file"),
+    ] {
+        for args in [
+            &["verify", "--db", db][..],
+            &["plot", "--db", db, "-o", "p.svg"],
+        ] {
+            assert_one_line_error(&run(s.dir(), args), 1, said);
+        }
+    }
 }
 
 #[test]
@@ -803,6 +816,13 @@ fn a_bad_value_from_the_environment_is_one_line_naming_the_variable() {
         2,
         "unexpected argument '--producer' found; tip: a similar argument exists: '--producers'",
     );
+    // A run's variable set badly breaks a subcommand too (clap reads it): the error names it.
+    let out = run_env(s.dir(), &["verify"], &[("PC_HOST_PRODUCERS", "x")]);
+    assert_one_line_error(
+        &out,
+        2,
+        "error: PC_HOST_PRODUCERS=x: invalid value 'x' for '--producers <N>'",
+    );
     let out = run_env(s.dir(), &["plot", "-o"], &[("PC_HOST_OUTPUT", "json")]);
     assert_one_line_error(
         &out,
@@ -841,6 +861,15 @@ fn a_database_path_sqlite_would_read_as_a_uri_is_refused_before_anything_is_writ
         let out = run(s.dir(), args);
         assert_one_line_error(&out, 2, &format!("`file:x.db` {hint}"));
     }
+    // From the variable, the error names it, not a flag nobody gave.
+    let out = run_env(s.dir(), &["verify"], &[("PC_HOST_DB", "file:x.db")]);
+    assert_one_line_error(
+        &out,
+        2,
+        &format!(
+            "error: PC_HOST_DB=file:x.db: invalid value 'file:x.db' for '--db <PATH>': `file:x.db` {hint}"
+        ),
+    );
     let names: Vec<_> = std::fs::read_dir(s.dir()).unwrap().flatten().collect();
     assert!(names.is_empty(), "nothing written: {names:?}");
     // Spelled as a path, a file of that very name is a database like any other.

@@ -258,7 +258,18 @@ fn a_run_without_intervals_is_a_one_line_error_naming_it() {
     let s = Scratch::new("plot-run");
     record_run(&s);
     let out = plot(&s, &["--run", "99", "-o", "p.svg"]);
-    assert_one_line_error(&out, 2, "run 99 has no interval rows in t.db");
+    assert_one_line_error(&out, 2, "--run 99: t.db has no run 99");
+    record_run(&s);
+    Connection::open(s.path("t.db"))
+        .unwrap()
+        .execute("DELETE FROM run_intervals WHERE run_id = 2", [])
+        .unwrap();
+    let out = plot(&s, &["--run", "2", "-o", "p.svg"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "--run 2: run 2 has no interval rows in t.db (the last run with intervals is 1)",
+    );
     assert!(!s.path("p.svg").exists(), "a plot was written");
 }
 

@@ -306,15 +306,12 @@ fn key_line(text: &str, key: &str) -> usize {
 pub fn usage_error_line(e: &clap::Error, argv: &[OsString]) -> String {
     use clap::error::{ContextKind, ContextValue};
     let line = joined_lines(&e.to_string());
-    // The variables are the run's options: a subcommand's error is about its own flags.
-    let subcommand = Cli::command().get_subcommands().any(|c| {
+    let cli = Cli::command();
+    let subcommand = cli.get_subcommands().find(|c| {
         argv.iter()
             .skip(1)
             .any(|a| a.to_str() == Some(c.get_name()))
     });
-    if subcommand {
-        return line;
-    }
     let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
         e.get(ContextKind::InvalidArg),
         e.get(ContextKind::InvalidValue),
@@ -332,7 +329,18 @@ pub fn usage_error_line(e: &clap::Error, argv: &[OsString]) -> String {
         a.to_str()
             .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
     });
-    let var = env_name(&long.replace('-', "_"));
+    // A subcommand's own flag reads the variable it declares, if any (`verify` and `plot`
+    // read `--db` from PC_HOST_DB; plot's `-o` none, though the run's `--output` has one); any
+    // other flag is the run's, read from its option table's variable even under a subcommand.
+    let own = subcommand.and_then(|sub| sub.get_arguments().find(|a| a.get_long() == Some(long)));
+    let var = match own {
+        None => env_name(&long.replace('-', "_")),
+        Some(arg) => arg
+            .get_env()
+            .and_then(|v| v.to_str())
+            .unwrap_or_default()
+            .to_owned(),
+    };
     if !on_command_line && !var.is_empty() && std::env::var_os(&var).is_some() {
         return format!("{var}={value}: {line}");
     }

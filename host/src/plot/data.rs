@@ -62,6 +62,16 @@ pub fn load(db: &Path, run: Option<i64>) -> anyhow::Result<Run> {
         }
     };
     let intervals = intervals(&conn, id).map_err(sql)?;
+    let recorded: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
+            [id],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    if !recorded {
+        return Err(ConfigError(format!("--run {id}: {} has no run {id}", db.display())).into());
+    }
     if intervals.is_empty() {
         let hint = last.map_or("no run has any".to_owned(), |l| {
             format!("the last run with intervals is {l}")
@@ -90,9 +100,7 @@ pub fn load(db: &Path, run: Option<i64>) -> anyhow::Result<Run> {
 /// Opens `db` read-only if it is a pc-host database of the current schema (earlier ones keep no
 /// intervals).
 fn open(db: &Path) -> anyhow::Result<Connection> {
-    if !db.is_file() {
-        return Err(anyhow!("no database file at {}", db.display()));
-    }
+    schema::existing_file(db)?;
     let conn = schema::open_read_only(db, BUSY)?;
     match schema::check(&conn, db, BUSY, Purpose::Read)? {
         // Version 3 lacks only the consumers column, which plot does not draw; version 4 only

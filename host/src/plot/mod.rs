@@ -39,12 +39,15 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
         1 => "; the 1 run after it has no intervals".to_owned(),
         n => format!("; the {n} runs after it have no intervals"),
     };
+    let intervals = match run.intervals.len() {
+        1 => "1 interval".to_owned(),
+        n => format!("{n} intervals"),
+    };
     let _ = writeln!(
         std::io::stdout(),
-        "plot: run {} of {} ({} intervals{skipped}) -> {}",
+        "plot: run {} of {} ({intervals}{skipped}) -> {}",
         run.id,
         args.db.display(),
-        run.intervals.len(),
         args.output.display()
     );
     Ok(())

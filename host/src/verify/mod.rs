@@ -147,6 +147,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     }
     let scope = match args.run {
         Some(id) => format!("run {id}"),
+        None if ids.len() == 1 => "1 run".to_owned(),
         None => format!("{} runs", ids.len()),
     };
     say!(

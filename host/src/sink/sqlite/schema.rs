@@ -224,11 +224,26 @@ pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<Connection>
     Ok(conn)
 }
 
+/// Checks that `path` names an existing regular file, for `verify` and `plot`: one line
+/// saying what is there instead (nothing, a directory, a device or pipe) otherwise.
+pub fn existing_file(path: &Path) -> anyhow::Result<()> {
+    let p = path.display();
+    if path.is_file() {
+        Ok(())
+    } else if path.is_dir() {
+        Err(anyhow!("{p} is a directory: give a database file path"))
+    } else if path.exists() {
+        Err(anyhow!(
+            "{p} is not a regular file: give a database file path"
+        ))
+    } else {
+        Err(anyhow!("no database file at {p}"))
+    }
+}
+
 /// Opens an existing database read-only (for `verify`).
 pub fn open_existing(path: &Path) -> anyhow::Result<Connection> {
-    if !path.is_file() {
-        return Err(anyhow!("no database file at {}", path.display()));
-    }
+    existing_file(path)?;
     let busy = Duration::from_secs(5);
     let conn = open_read_only(path, busy)?;
     match check(&conn, path, busy, Purpose::Read)? {
