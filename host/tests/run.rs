@@ -388,7 +388,7 @@ fn verify_finds_a_gap_a_duplicate_and_a_wrong_text() {
     );
 
     let missing_run = run(s.dir(), &["verify", "--run", "9"]);
-    common::assert_one_line_error(&missing_run, 1, "has no run 9");
+    common::assert_one_line_error(&missing_run, 2, "--run 9: pc-host.db has no run 9");
 }
 
 /// Two runs writing one database at the same time interleave their ids: each still counts back

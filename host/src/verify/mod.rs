@@ -31,7 +31,6 @@ use crate::config::{ConfigError, SinkSpec};
 use crate::sink::read_back::{self, Row, RunInfo};
 use crate::sink::sqlite::read::SqliteReadBack;
 use crate::sink::sqlite::schema;
-use anyhow::anyhow;
 
 /// Sequence numbers seen per producer, as a bit set.
 #[derive(Debug, Default)]
@@ -116,7 +115,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     if let Some(id) = args.run
         && infos.is_empty()
     {
-        return Err(anyhow!("{name} has no run {id}"));
+        // Bad input (exit 2), as `plot --run` for a run that does not exist.
+        return Err(ConfigError(format!("--run {id}: {name} has no run {id}")).into());
     }
     let mut tally = Tally {
         checks: infos
