@@ -7,7 +7,7 @@
 
 use core::iter::FusedIterator;
 
-use super::single::{Seen, classify};
+use super::single::{Seen, after_lost_claim, classify};
 use super::slot::{MARK, ONE, PUBLISH, Slot};
 use super::{PopError, PushError, RingCore, Storage};
 use crate::sync::Ordering;
@@ -139,13 +139,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return Ok((tail, count)),
-                Err(current) => {
-                    // As in `try_push_or`: not when `close` marked the tail.
-                    if current != tail && current & MARK == 0 {
-                        lost_race();
-                    }
-                    tail = current;
-                }
+                Err(current) => tail = after_lost_claim(tail, current, lost_race),
             }
         }
     }
@@ -347,12 +341,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                         holes,
                     });
                 }
-                Err(current) => {
-                    if current != head {
-                        lost_race();
-                    }
-                    head = current;
-                }
+                Err(current) => head = after_lost_claim(head, current, lost_race),
             }
         }
     }

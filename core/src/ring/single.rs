@@ -30,6 +30,22 @@ pub(super) fn classify(stamp: usize, expected: usize) -> Seen {
     }
 }
 
+/// After a claim's CAS from `expected` failed with `current`: calls `lost_race` if another
+/// thread of this side moved the index meanwhile (not for a spurious failure, where `current`
+/// is `expected`, nor for `close` marking the tail, where the next look returns `Closed`), and
+/// returns `current`, the index to look at next.
+#[inline(always)]
+pub(super) fn after_lost_claim(
+    expected: usize,
+    current: usize,
+    lost_race: &mut impl FnMut(),
+) -> usize {
+    if current != expected && current & MARK == 0 {
+        lost_race();
+    }
+    current
+}
+
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// Pushes `value` at the tail if a slot is free. Never waits for another thread.
     ///
@@ -90,14 +106,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             self.tail.waiters.notify(1);
                             return Ok(());
                         }
-                        Err(current) => {
-                            // Another producer moved the tail (or `close` marked it: then the
-                            // next look returns `Closed`, no race to report).
-                            if current != tail && current & MARK == 0 {
-                                lost_race();
-                            }
-                            tail = current;
-                        }
+                        Err(current) => tail = after_lost_claim(tail, current, lost_race),
                     }
                 }
                 Seen::Behind => return Err(PushError::Full(value)),
@@ -174,12 +183,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                                 None => head = head.wrapping_add(ONE),
                             }
                         }
-                        Err(current) => {
-                            if current != head {
-                                lost_race();
-                            }
-                            head = current;
-                        }
+                        Err(current) => head = after_lost_claim(head, current, lost_race),
                     }
                 }
                 Seen::Behind => return Err(self.empty_or_closed(head)),
