@@ -62,17 +62,19 @@ pub fn load(db: &Path, run: Option<i64>) -> anyhow::Result<Run> {
         }
     };
     let intervals = intervals(&conn, id).map_err(sql)?;
-    let recorded: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
-            [id],
-            |r| r.get(0),
-        )
-        .map_err(sql)?;
-    if !recorded {
-        return Err(ConfigError(format!("--run {id}: {} has no run {id}", db.display())).into());
-    }
     if intervals.is_empty() {
+        let recorded: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if !recorded {
+            return Err(
+                ConfigError(format!("--run {id}: {} has no run {id}", db.display())).into(),
+            );
+        }
         let hint = last.map_or("no run has any".to_owned(), |l| {
             format!("the last run with intervals is {l}")
         });

@@ -173,18 +173,8 @@ pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Erro
 
 /// Opens `path` for writing (creating it if missing) with a busy timeout.
 pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
-    if path.is_dir() {
-        return Err(anyhow!(
-            "{} is a directory: give a file path",
-            path.display()
-        ));
-    }
-    // SQLite would write `PATH-journal` or `PATH-wal` beside a device or pipe it cannot use.
-    if path.exists() && !path.is_file() {
-        return Err(anyhow!(
-            "{} is not a regular file: give a database file path",
-            path.display()
-        ));
+    if let Some(e) = not_a_regular_file(path) {
+        return Err(e);
     }
     // A file this user may not write would be opened read-only, and SQLite would leave a
     // `-wal` and `-shm` of this user's beside it, which could then lock out the file's owner.
@@ -224,21 +214,35 @@ pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<Connection>
     Ok(conn)
 }
 
+/// The one line refusing a `path` that exists but is no regular file (a directory, a device or
+/// a pipe), if it is one. SQLite would write `PATH-journal` or `PATH-wal` beside a device or
+/// pipe it cannot use.
+fn not_a_regular_file(path: &Path) -> Option<anyhow::Error> {
+    if path.is_dir() {
+        Some(anyhow!(
+            "{} is a directory: give a file path",
+            path.display()
+        ))
+    } else if path.exists() && !path.is_file() {
+        Some(anyhow!(
+            "{} is not a regular file: give a database file path",
+            path.display()
+        ))
+    } else {
+        None
+    }
+}
+
 /// Checks that `path` names an existing regular file, for `verify` and `plot`: one line
 /// saying what is there instead (nothing, a directory, a device or pipe) otherwise.
 pub fn existing_file(path: &Path) -> anyhow::Result<()> {
-    let p = path.display();
-    if path.is_file() {
-        Ok(())
-    } else if path.is_dir() {
-        Err(anyhow!("{p} is a directory: give a database file path"))
-    } else if path.exists() {
-        Err(anyhow!(
-            "{p} is not a regular file: give a database file path"
-        ))
-    } else {
-        Err(anyhow!("no database file at {p}"))
+    if let Some(e) = not_a_regular_file(path) {
+        return Err(e);
     }
+    if !path.is_file() {
+        return Err(anyhow!("no database file at {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Opens an existing database read-only (for `verify`).
