@@ -27,6 +27,7 @@ use common::{Scratch, assert_one_line_error, finish, json, u};
 use pc_host::position::{FileKey, Resume};
 use pc_host::sink::sqlite::schema::Busy;
 use pc_host::sink::{ErrorKind, RunEnd, Sink as _};
+use pc_host::telemetry::Counts;
 use pc_host::telemetry::interval::Interval;
 
 // ---------------------------------------------------------------------------------------------
@@ -812,6 +813,7 @@ fn intervals(t_s: &[f64]) -> Vec<Interval> {
         .map(|&t_s| Interval {
             t_s,
             len_s: 1.0,
+            counts: Counts::default(),
             produced: 10,
             stored: 9,
             rejected: 1,

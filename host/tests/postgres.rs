@@ -34,6 +34,7 @@ use pc_host::position::FileKey;
 use pc_host::sink::postgres::{self as pg, Writer};
 use pc_host::sink::sqlite::schema::Busy;
 use pc_host::sink::{ErrorKind, Sink as _};
+use pc_host::telemetry::Counts;
 use pc_host::telemetry::interval::Interval;
 
 // ---------------------------------------------------------------------------------------------
@@ -752,6 +753,7 @@ fn intervals(n: u32, k: u64) -> Vec<Interval> {
         .map(|t| Interval {
             t_s: f64::from(t),
             len_s: 1.0,
+            counts: Counts::default(),
             produced: k,
             stored: k,
             rejected: 0,

@@ -146,41 +146,43 @@ impl Collector for Scrape {
             return Ok(());
         };
         let s = &run.stats;
+        // One snapshot for every record count, so they add up with one another.
+        let c = s.counts();
         let counters: [(&str, &str, u64); 7] = [
             (
                 "pc_messages_produced",
                 "Records accepted into the ring.",
-                s.produced(),
+                c.produced,
             ),
             (
                 "pc_messages_consumed",
                 "Records taken from the ring.",
-                s.consumed(),
+                c.consumed,
             ),
             (
                 "pc_messages_stored",
                 "Records committed to the sink.",
-                s.stored(),
+                c.stored,
             ),
             (
                 "pc_messages_rejected",
                 "Lines a source could not make a record of.",
-                s.rejected(),
+                c.rejected,
             ),
             (
                 "pc_messages_dead_lettered",
                 "Records written to the dead-letter file.",
-                s.dead_lettered(),
+                c.dead_lettered,
             ),
             (
                 "pc_messages_not_stored",
                 "Accepted records given up on, not dead-lettered.",
-                s.not_stored(),
+                c.not_stored,
             ),
             (
                 "pc_messages_duplicate",
                 "Broker deliveries the sink already held: dropped, not stored again.",
-                s.duplicates(),
+                c.duplicates,
             ),
         ];
         for (name, help, v) in counters {
@@ -189,7 +191,7 @@ impl Collector for Scrape {
         if let Some(n) = &s.nats {
             nats(&mut e, n)?;
         }
-        let blocked = ConstCounter::new(s.blocked_ns() as f64 / 1e9);
+        let blocked = ConstCounter::new(c.blocked_ns as f64 / 1e9);
         blocked.encode(e.encode_descriptor(
             "pc_producer_blocked_seconds",
             "Time sources waited on a full ring, summed over sources.",

@@ -300,10 +300,8 @@ fn event_line(since_start_ns: u64, change: &Change) -> String {
 /// up on): still backlog, e.g. a batch a consumer holds while it retries a failed commit, during
 /// which the ring itself may look empty.
 fn held_by_consumers(stats: &Stats) -> usize {
-    // Settled is read before consumed (Relaxed loads of different counters, so a snapshot
-    // may mix moments): a record is consumed before it is settled, and the saturating
-    // difference keeps a mixed snapshot from going below zero.
-    let settled = stats.stored() + stats.duplicates() + stats.dead_lettered() + stats.not_stored();
-    let consumed = stats.consumed();
-    usize::try_from(consumed.saturating_sub(settled)).unwrap_or(usize::MAX)
+    // One snapshot: settled <= consumed in it (`Counts`).
+    let c = stats.counts();
+    debug_assert!(c.settled() <= c.consumed, "{c:?}");
+    usize::try_from(c.consumed.saturating_sub(c.settled())).unwrap_or(usize::MAX)
 }

@@ -66,8 +66,8 @@ fn exit_now(name: &str, status: i32) -> ! {
     // try_lock: the lock is only ever held to set the counters; never wait in an exit path.
     let counts = match RUNNING.try_lock().ok().and_then(|r| r.clone()) {
         Some(stats) => {
-            let (produced, stored) = (stats.produced(), stats.stored());
-            let dead = stats.dead_lettered();
+            let c = stats.counts();
+            let (produced, stored, dead) = (c.produced, c.stored, c.dead_lettered);
             let left = produced.saturating_sub(stored + dead);
             // Counted after each commit returns: a batch committed just now is in the
             // database and not yet here, so these are bounds, not exact figures.

@@ -4,7 +4,7 @@
 
 use hdrhistogram::Histogram;
 
-use super::{Stats, histogram};
+use super::{Counts, Stats, histogram};
 
 /// One report interval.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,6 +12,8 @@ pub struct Interval {
     /// The interval's end, seconds into the run, and its length.
     pub t_s: f64,
     pub len_s: f64,
+    /// The run's counts at the interval's end (one snapshot: see `Counts`).
+    pub counts: Counts,
     /// Records accepted, committed and rejected in the interval.
     pub produced: u64,
     pub stored: u64,
@@ -65,7 +67,8 @@ impl Default for Intervals {
 impl Intervals {
     /// The interval ending `t_s` seconds into the run.
     pub fn tick(&mut self, t_s: f64, stats: &Stats, queue_depth: usize) -> Interval {
-        let (produced, stored, rejected) = (stats.produced(), stats.stored(), stats.rejected());
+        let counts = stats.counts();
+        let (produced, stored, rejected) = (counts.produced, counts.stored, counts.rejected);
         let latency = stats.latency();
         let commit = stats.commit();
         let lat = since(&latency, &self.latency);
@@ -74,6 +77,7 @@ impl Intervals {
         let interval = Interval {
             t_s,
             len_s: t_s - self.last_s,
+            counts,
             produced: produced - self.produced,
             stored: stored - self.stored,
             rejected: rejected - self.rejected,

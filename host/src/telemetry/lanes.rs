@@ -73,14 +73,19 @@ impl Stats {
         (0..lanes).map(|lane| self.lane(lane)).collect()
     }
 
+    /// One lane's figures; settled counts are read before produced, as in `Stats::counts`, so
+    /// a lane never shows more settled than produced.
     fn lane(&self, lane: usize) -> LaneFigures {
+        // Acquire: pairs with the Release `bump`s, as in `Stats::counts`.
         let get = |f: fn(&LaneCounters) -> &AtomicU64| {
             self.consumers
                 .iter()
                 .filter_map(|c| c.lanes.get(lane))
-                .map(|l| f(l).load(Ordering::Relaxed))
+                .map(|l| f(l).load(Ordering::Acquire))
                 .sum()
         };
+        let (stored, duplicates) = (get(|l| &l.stored), get(|l| &l.duplicates));
+        let (dead_lettered, not_stored) = (get(|l| &l.dead_lettered), get(|l| &l.not_stored));
         let mut latency = histogram();
         for c in self.consumers.iter().filter_map(|c| c.lanes.get(lane)) {
             let h = c.latency.lock().unwrap_or_else(PoisonError::into_inner);
@@ -93,12 +98,12 @@ impl Stats {
                 .producers
                 .iter()
                 .filter(|p| usize::from(p.lane) == lane)
-                .map(|p| p.produced.load(Ordering::Relaxed))
+                .map(|p| p.produced.load(Ordering::Acquire))
                 .sum(),
-            stored: get(|l| &l.stored),
-            duplicates: get(|l| &l.duplicates),
-            dead_lettered: get(|l| &l.dead_lettered),
-            not_stored: get(|l| &l.not_stored),
+            stored,
+            duplicates,
+            dead_lettered,
+            not_stored,
             latency,
         }
     }

@@ -21,7 +21,9 @@ pub const REJECT_SAMPLES: usize = 5;
 /// producer writes them.
 #[derive(Debug, Default)]
 pub struct ProducerStats {
-    /// Records accepted into the ring.
+    /// Records accepted: counted as a push into the ring begins (those the ring did not take
+    /// are taken back off), so that no record is counted consumed before it is produced
+    /// ([`Counts`]).
     pub produced: AtomicU64,
     /// Nanoseconds spent waiting on a full ring.
     pub blocked_ns: AtomicU64,
@@ -99,8 +101,53 @@ pub fn histogram() -> Histogram<u64> {
 }
 
 /// Adds to a counter only this thread writes (readers take snapshots): no read-modify-write.
+///
+/// Release: everything this thread counted before (upstream counts, see [`Counts`]) is seen by
+/// a reader whose Acquire load ([`Stats::counts`]) sees this addition.
 pub fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Release);
+}
+
+/// Takes back part of an earlier [`bump`] by the same thread (records counted ahead of an
+/// operation that then did not take them all).
+pub fn unbump(counter: &AtomicU64, n: u64) {
+    let now = counter.load(Ordering::Relaxed);
+    debug_assert!(now >= n, "taking back more than was counted");
+    counter.store(now.saturating_sub(n), Ordering::Release);
+}
+
+/// The run's record counts at one moment, consistent with one another: in every `Counts`,
+/// `settled() <= consumed <= produced`, whatever the threads were doing when it was read.
+///
+/// Each record is counted downstream only after it was counted upstream: a source counts it
+/// produced before pushing it into the ring (and takes back what the ring did not take), a
+/// consumer counts it consumed after popping it and settled after that, each with a Release
+/// [`bump`]. [`Stats::counts`] reads downstream first, each with Acquire: a settled count it
+/// sees brings the consumed and produced counts before it with it. (Read the other way round,
+/// or counted after the push, a snapshot could show more consumed than produced: for as long
+/// as a source waited on a full ring with part of its chunk already consumed.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records accepted: pushed into the ring, or being pushed by a source waiting for room.
+    pub produced: u64,
+    /// Records taken from the ring by consumers.
+    pub consumed: u64,
+    /// Of those, settled: stored, dropped as duplicates, dead-lettered, or given up on.
+    pub stored: u64,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+    pub not_stored: u64,
+    /// Lines a source could not make a record of (never in the ring; not part of the above).
+    pub rejected: u64,
+    /// Time sources waited on a full ring, summed over sources, ns.
+    pub blocked_ns: u64,
+}
+
+impl Counts {
+    /// Records consumed and settled one way or another.
+    pub fn settled(&self) -> u64 {
+        self.stored + self.duplicates + self.dead_lettered + self.not_stored
+    }
 }
 
 /// The NATS side of a run: what the sink published, what the source was delivered and
@@ -224,6 +271,38 @@ impl Stats {
             .iter()
             .map(|c| field(c).load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// The counts now, consistent with one another (see [`Counts`]).
+    pub fn counts(&self) -> Counts {
+        // Acquire, downstream first: each load pairs with the Release `bump` it reads, which
+        // carries the upstream counts of the same records (module docs of `Counts`).
+        let settled = |field: fn(&ConsumerStats) -> &AtomicU64| -> u64 {
+            self.consumers
+                .iter()
+                .map(|c| field(c).load(Ordering::Acquire))
+                .sum()
+        };
+        let stored = settled(|c| &c.stored);
+        let duplicates = settled(|c| &c.duplicates);
+        let dead_lettered = settled(|c| &c.dead_lettered);
+        let not_stored = settled(|c| &c.not_stored);
+        let consumed = settled(|c| &c.consumed);
+        let produced = self
+            .producers
+            .iter()
+            .map(|p| p.produced.load(Ordering::Acquire))
+            .sum();
+        Counts {
+            produced,
+            consumed,
+            stored,
+            duplicates,
+            dead_lettered,
+            not_stored,
+            rejected: self.rejected(),
+            blocked_ns: self.blocked_ns(),
+        }
     }
 
     pub fn consumed(&self) -> u64 {

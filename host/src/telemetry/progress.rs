@@ -62,8 +62,9 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
 }
 
 /// One progress line (for stderr) for `iv`; `retrying`: the sink's error while a write is
-/// being retried. Latency is of the messages settled in the interval.
-pub fn line(iv: &Interval, stats: &Stats, capacity: usize, retrying: Option<&str>) -> String {
+/// being retried. Every figure is the interval's (one snapshot at its end); latency is of the
+/// messages settled in the interval.
+pub fn line(iv: &Interval, capacity: usize, retrying: Option<&str>) -> String {
     let p99 = iv.latency_p99.map_or_else(|| "-".to_string(), ms);
     let sink = match retrying {
         Some(e) => format!(" | RETRYING: {e}"),
@@ -73,12 +74,12 @@ pub fn line(iv: &Interval, stats: &Stats, capacity: usize, retrying: Option<&str
         "[{:7.1} s] produced {} ({:.0} msg/s) | stored {} ({:.0} msg/s) | ring {}/{capacity} | \
          p99 {p99} ms | blocked {:.3} s{sink}",
         iv.t_s,
-        stats.produced(),
+        iv.counts.produced,
         iv.rate(iv.produced),
-        stats.stored(),
+        iv.counts.stored,
         iv.rate(iv.stored),
         iv.queue_depth,
-        stats.blocked_ns() as f64 / 1e9
+        iv.counts.blocked_ns as f64 / 1e9
     )
 }
 
@@ -129,10 +130,10 @@ impl Display {
     /// Shows interval `iv`: a line, or the bar moved on.
     pub fn show(&self, iv: &Interval, stats: &Stats, capacity: usize, retrying: Option<&str>) {
         match self {
-            Self::Lines => say(&line(iv, stats, capacity, retrying)),
+            Self::Lines => say(&line(iv, capacity, retrying)),
             Self::Bar(bar, measure) => {
                 bar.set_position(match measure {
-                    Measure::Stored => stats.stored(),
+                    Measure::Stored => iv.counts.stored,
                     Measure::ReadBytes => stats.read_bytes(),
                 });
                 let p99 = iv.latency_p99.map_or_else(|| "-".to_string(), ms);
@@ -150,5 +151,29 @@ impl Display {
             *BAR.lock().unwrap_or_else(PoisonError::into_inner) = None;
             let _ = std::io::stderr().write_all(b"\n");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::interval::Intervals;
+    use super::super::{Stats, bump};
+    use super::line;
+
+    #[test]
+    fn a_progress_line_shows_its_intervals_snapshot_not_counts_made_since() {
+        let stats = Stats::new(1, 1);
+        bump(&stats.producers[0].produced, 7);
+        bump(&stats.consumers[0].consumed, 5);
+        bump(&stats.consumers[0].stored, 3);
+        let iv = Intervals::default().tick(1.0, &stats, 2);
+        // Counted after the tick, before the line is printed: not in this line.
+        bump(&stats.producers[0].produced, 100);
+        bump(&stats.consumers[0].stored, 100);
+        let shown = line(&iv, 8, None);
+        assert!(
+            shown.contains("produced 7 (7 msg/s) | stored 3 (3 msg/s) | ring 2/8"),
+            "{shown}"
+        );
     }
 }
