@@ -8,9 +8,12 @@
 
 use std::time::Duration;
 
-use pc_core::{CapacityError, Clock, Closed, HeapLanes, HeapRing, PopError, PushError};
+use std::sync::atomic::AtomicU64;
+
+use pc_core::{CapacityError, Closed, HeapLanes, HeapRing, PopError, PushError};
 
 use crate::message::Record;
+use crate::telemetry::{ProducerStats, bump};
 
 /// The ring, or the lanes.
 #[derive(Debug)]
@@ -100,28 +103,35 @@ impl Queue {
     /// Pushes all of `buf` into `lane` (0 for the ring), waiting while it is full; stops at a
     /// close. `buf` is left with the records that did not go in, in order (none unless the
     /// queue was closed: the run is being torn down).
-    pub fn push_all(&self, lane: usize, buf: &mut Vec<Record>, clock: &Clock) -> Pushed {
+    ///
+    /// Counts into `counts`: each record as `produced` when it goes in (never one that did
+    /// not), and the wait for room as `blocked`, readable while it lasts.
+    pub fn push_all(&self, lane: usize, buf: &mut Vec<Record>, counts: &ProducerStats) -> Pushed {
         match self {
             Self::Ring(ring) => {
                 let mut items = buf.drain(..);
+                let mut counted = Counted {
+                    items: &mut items,
+                    produced: &counts.produced,
+                };
                 let mut out = Pushed {
-                    records: ring.try_push_batch(&mut items).unwrap_or(0),
+                    records: ring.try_push_batch(&mut counted).unwrap_or(0),
                     blocked_ns: 0,
                 };
-                if items.len() > 0 {
-                    let since = clock.now();
-                    out.records += match ring.push_batch(&mut items) {
+                if counted.size_hint().0 > 0 {
+                    let began = counts.blocked.begin();
+                    out.records += match ring.push_batch(&mut counted) {
                         Ok(n) => n,
                         Err(closed) => closed.0,
                     };
-                    out.blocked_ns = clock.now().saturating_sub(since);
+                    out.blocked_ns = counts.blocked.end(began);
                 }
                 // Closed: what the ring did not take goes back (a rare path, so the copy).
                 let rest: Vec<Record> = items.collect();
                 buf.extend(rest);
                 out
             }
-            Self::Lanes(lanes) => push_lane(lanes, lane, buf, clock),
+            Self::Lanes(lanes) => push_lane(lanes, lane, buf, counts),
         }
     }
 
@@ -153,13 +163,36 @@ impl Queue {
     }
 }
 
+/// Records taken from `items`, each counted `produced` as it is taken. The ring takes an item
+/// only once it has claimed a slot for it, and publishes it only after taking it: so a record
+/// is counted before any consumer can pop it, and one the ring did not take is never counted.
+struct Counted<'a, I> {
+    items: I,
+    produced: &'a AtomicU64,
+}
+
+impl<I: Iterator<Item = Record>> Iterator for Counted<'_, I> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        let record = self.items.next()?;
+        bump(self.produced, 1);
+        Some(record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+}
+
 /// [`Queue::push_all`] for one lane: record by record, waiting (and timing the wait) only
-/// when the lane is full.
+/// when the lane is full. Each record is counted just after its push, so a consumer can pop
+/// one a moment before it is counted (`Stats::counts` allows for that).
 fn push_lane(
     lanes: &HeapLanes<Record>,
     lane: usize,
     buf: &mut Vec<Record>,
-    clock: &Clock,
+    counts: &ProducerStats,
 ) -> Pushed {
     let mut out = Pushed::default();
     let mut records = buf.drain(..);
@@ -167,6 +200,7 @@ fn push_lane(
     for record in records.by_ref() {
         let record = match lanes.try_push(lane, record) {
             Ok(()) => {
+                bump(&counts.produced, 1);
                 out.records += 1;
                 continue;
             }
@@ -176,13 +210,14 @@ fn push_lane(
             }
             Err(PushError::Full(record)) => record,
         };
-        let since = clock.now();
+        let began = counts.blocked.begin();
         let pushed = lanes.push(lane, record);
-        out.blocked_ns += clock.now().saturating_sub(since);
+        out.blocked_ns += counts.blocked.end(began);
         if let Err(closed) = pushed {
             back = Some(closed.0);
             break;
         }
+        bump(&counts.produced, 1);
         out.records += 1;
     }
     // Closed: the record refused and those after it go back, in order.
@@ -204,13 +239,13 @@ mod tests {
 
     #[test]
     fn a_full_lower_lane_never_holds_back_a_push_to_a_higher_lane_nor_its_pop() {
-        let clock = Clock::new();
+        let counts = ProducerStats::default();
         let q = Queue::lanes(2, 2).unwrap();
         let mut low = vec![record(10), record(11)];
-        assert_eq!(q.push_all(1, &mut low, &clock).records, 2);
+        assert_eq!(q.push_all(1, &mut low, &counts).records, 2);
         assert_eq!(q.lane_len(1), 2, "the low lane is full");
         let mut high = vec![record(0), record(1)];
-        let pushed = q.push_all(0, &mut high, &clock);
+        let pushed = q.push_all(0, &mut high, &counts);
         assert_eq!(
             pushed,
             Pushed {
@@ -232,11 +267,11 @@ mod tests {
 
     #[test]
     fn after_a_close_a_push_takes_nothing_and_hands_every_record_back() {
-        let clock = Clock::new();
+        let counts = ProducerStats::default();
         for q in [Queue::ring(4).unwrap(), Queue::lanes(4, 2).unwrap()] {
             assert!(q.close());
             let mut buf = vec![record(0), record(1)];
-            assert_eq!(q.push_all(1, &mut buf, &clock).records, 0);
+            assert_eq!(q.push_all(1, &mut buf, &counts).records, 0);
             assert_eq!(seqs(&buf), [0, 1], "nothing dropped");
             assert_eq!(q.pop_batch(&mut Vec::new(), 4), Err(Closed(())));
         }
@@ -244,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_push_blocked_on_a_full_queue_that_closes_hands_back_what_did_not_go_in() {
-        let clock = Clock::new();
+        let counts = ProducerStats::default();
         for q in [Queue::ring(4).unwrap(), Queue::lanes(4, 1).unwrap()] {
             std::thread::scope(|s| {
                 s.spawn(|| {
@@ -255,7 +290,7 @@ mod tests {
                     q.close();
                 });
                 let mut buf: Vec<Record> = (0..6).map(record).collect();
-                assert_eq!(q.push_all(0, &mut buf, &clock).records, 4);
+                assert_eq!(q.push_all(0, &mut buf, &counts).records, 4);
                 assert_eq!(seqs(&buf), [4, 5], "the two that did not fit, in order");
             });
             let mut out = Vec::new();

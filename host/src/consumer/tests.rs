@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use super::*;
 use crate::position::{FileKey, Resume};
 use crate::sink::{Policy, RunEnd, SinkError};
+use crate::telemetry::ProducerStats;
 
 /// A sink that keeps the seqs it committed.
 #[derive(Debug, Default)]
@@ -45,7 +46,7 @@ fn record(seq: u64) -> Record {
 fn queue_of(seqs: std::ops::Range<u64>) -> Queue {
     let queue = Queue::ring(16).unwrap();
     let mut records: Vec<Record> = seqs.map(record).collect();
-    queue.push_all(0, &mut records, &Clock::new());
+    queue.push_all(0, &mut records, &ProducerStats::default());
     queue
 }
 

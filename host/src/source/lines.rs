@@ -313,7 +313,7 @@ impl LineSource<'_> {
             return Ok(true);
         }
         let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
-        let since = self.cx.clock.now();
+        let began = self.stats.blocked.begin();
         // A stopping run still takes what stdin gave (it cannot be read again): the bytes in
         // flight are freed as the consumers settle them, whatever the sink does; only a closed
         // ring (a failing run, whose consumers may be gone) ends the wait. A file's lines are
@@ -328,10 +328,7 @@ impl LineSource<'_> {
             }
         };
         let admitted = self.gate.acquire_unless(self.cx.lane, bytes, give_up);
-        bump(
-            &self.stats.blocked_ns,
-            self.cx.clock.now().saturating_sub(since),
-        );
+        self.stats.blocked.end(began);
         if admitted && self.cx.push(buf, self.stats) {
             return Ok(true);
         }

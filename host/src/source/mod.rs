@@ -20,7 +20,7 @@ use pc_core::{Clock, TokenBucket};
 
 use crate::message::Record;
 use crate::queue::Queue;
-use crate::telemetry::{ProducerStats, bump, unbump};
+use crate::telemetry::ProducerStats;
 
 /// What every source thread shares.
 #[derive(Debug, Clone, Copy)]
@@ -54,16 +54,7 @@ impl Context<'_> {
     /// went in. `buf` is left with the records that did not go in.
     pub fn push(&self, buf: &mut Vec<Record>, stats: &ProducerStats) -> bool {
         let built = buf.len();
-        // Counted before the push: a consumer may count a record consumed the moment it is in
-        // the ring, while this push still waits for room for the rest (telemetry's `Counts`).
-        bump(&stats.produced, built as u64);
-        let pushed = self.ring.push_all(usize::from(self.lane), buf, self.clock);
-        if pushed.blocked_ns > 0 {
-            bump(&stats.blocked_ns, pushed.blocked_ns);
-        }
-        if pushed.records < built {
-            unbump(&stats.produced, (built - pushed.records) as u64);
-        }
+        let pushed = self.ring.push_all(usize::from(self.lane), buf, stats);
         pushed.records == built
     }
 }
@@ -109,7 +100,8 @@ mod tests {
     }
 
     /// A source pushing chunks far larger than the ring waits with part of each chunk already
-    /// consumed and settled; every snapshot taken meanwhile must still add up.
+    /// consumed and settled; every snapshot taken meanwhile must still add up, and no count
+    /// may go down from one snapshot to the next.
     #[test]
     fn no_snapshot_counts_a_record_consumed_before_it_is_produced() {
         const CHUNK: u64 = 64;
@@ -150,12 +142,21 @@ mod tests {
                 }
                 drained.store(true, Ordering::Release);
             });
+            let mut last = stats.counts();
             while !drained.load(Ordering::Acquire) {
                 let c = stats.counts();
                 assert!(
                     c.settled() <= c.consumed && c.consumed <= c.produced,
                     "snapshot {snapshots} does not add up: {c:?}"
                 );
+                assert!(
+                    c.produced >= last.produced
+                        && c.consumed >= last.consumed
+                        && c.stored >= last.stored
+                        && c.blocked_ns >= last.blocked_ns,
+                    "snapshot {snapshots} went down: {c:?} after {last:?}"
+                );
+                last = c;
                 snapshots += 1;
             }
         });
@@ -165,5 +166,85 @@ mod tests {
             (RECORDS, RECORDS, RECORDS)
         );
         assert!(snapshots > 0, "the reader took no snapshot during the run");
+    }
+
+    /// While a source waits on a full ring, its wait is counted as it goes, not only once it
+    /// is over: a stall shows in the progress line and the metrics while it lasts.
+    #[test]
+    fn a_source_waiting_on_a_full_ring_shows_the_wait_while_it_lasts() {
+        let ring = Queue::ring(2).expect("a valid capacity");
+        let stats = Stats::new(1, 1);
+        let clock = Clock::new();
+        let stop = AtomicBool::new(false);
+        let cx = Context {
+            ring: &ring,
+            lane: 0,
+            clock: &clock,
+            unix_base: 0,
+            stop: &stop,
+            deadline: None,
+            bucket: None,
+            chunk: 4,
+        };
+        std::thread::scope(|s| {
+            let source = s.spawn(|| {
+                let mut buf: Vec<Record> = (0..4).map(record).collect();
+                cx.push(&mut buf, &stats.producers[0])
+            });
+            // Nobody pops, so the source waits for as long as this loop runs. (Were the wait
+            // counted only at its end, this loop would not end.)
+            while stats.counts().blocked_ns == 0 {
+                std::thread::yield_now();
+            }
+            let during = stats.counts();
+            assert_eq!(during.produced, 2, "only what the ring took is counted");
+            let mut out = Vec::new();
+            while out.len() < 4 {
+                ring.pop_batch(&mut out, 4).expect("open");
+            }
+            assert!(source.join().expect("the source"), "all four went in");
+            let after = stats.counts();
+            assert_eq!(after.produced, 4);
+            assert!(after.blocked_ns >= during.blocked_ns);
+        });
+    }
+
+    /// A ring closed under a waiting source (a failing run's teardown): the records it did not
+    /// take stay with the source, uncounted, and no count goes down, so the metrics' produced
+    /// counter never looks reset.
+    #[test]
+    fn a_ring_closed_under_a_waiting_source_takes_back_no_count() {
+        let ring = Queue::ring(2).expect("a valid capacity");
+        let stats = Stats::new(1, 1);
+        let clock = Clock::new();
+        let stop = AtomicBool::new(false);
+        let cx = Context {
+            ring: &ring,
+            lane: 0,
+            clock: &clock,
+            unix_base: 0,
+            stop: &stop,
+            deadline: None,
+            bucket: None,
+            chunk: 4,
+        };
+        std::thread::scope(|s| {
+            let source = s.spawn(|| {
+                let mut buf: Vec<Record> = (0..4).map(record).collect();
+                let all_in = cx.push(&mut buf, &stats.producers[0]);
+                (all_in, buf.iter().map(|r| r.seq).collect::<Vec<_>>())
+            });
+            while stats.counts().blocked_ns == 0 {
+                std::thread::yield_now();
+            }
+            let waiting = stats.counts();
+            ring.close();
+            let (all_in, left) = source.join().expect("the source");
+            let after = stats.counts();
+            assert!(!all_in);
+            assert_eq!(left, [2, 3], "what the ring did not take stays, in order");
+            assert_eq!((waiting.produced, after.produced), (2, 2));
+            assert!(after.blocked_ns >= waiting.blocked_ns);
+        });
     }
 }

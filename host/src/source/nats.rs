@@ -401,12 +401,9 @@ impl NatsSource<'_> {
             return false;
         }
         let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
-        let since = self.cx.clock.now();
+        let began = self.stats.blocked.begin();
         let admitted = self.gate.acquire(self.cx.lane, bytes, self.cx.stop);
-        bump(
-            &self.stats.blocked_ns,
-            self.cx.clock.now().saturating_sub(since),
-        );
+        self.stats.blocked.end(began);
         if admitted && self.cx.push(buf, self.stats) {
             return granted == want;
         }

@@ -94,12 +94,14 @@ impl Stats {
                 .expect("histograms with the same bounds always add");
         }
         LaneFigures {
+            // A record may be popped just before its push is counted (see `Counts`).
             produced: self
                 .producers
                 .iter()
                 .filter(|p| usize::from(p.lane) == lane)
                 .map(|p| p.produced.load(Ordering::Acquire))
-                .sum(),
+                .sum::<u64>()
+                .max(stored + duplicates + dead_lettered + not_stored),
             stored,
             duplicates,
             dead_lettered,

@@ -3,6 +3,7 @@
 //! Each thread writes only its own counters (each set on its own cache lines) and its own
 //! histograms; the progress line and the summary read snapshots and merge them.
 
+pub mod blocked;
 pub mod interval;
 pub mod lanes;
 pub mod machine;
@@ -21,12 +22,10 @@ pub const REJECT_SAMPLES: usize = 5;
 /// producer writes them.
 #[derive(Debug, Default)]
 pub struct ProducerStats {
-    /// Records accepted: counted as a push into the ring begins (those the ring did not take
-    /// are taken back off), so that no record is counted consumed before it is produced
-    /// ([`Counts`]).
+    /// Records accepted into the ring, each counted as the ring takes it ([`Counts`]).
     pub produced: AtomicU64,
-    /// Nanoseconds spent waiting on a full ring.
-    pub blocked_ns: AtomicU64,
+    /// Time spent waiting on a full ring (or the byte gate), readable while it waits.
+    pub blocked: blocked::Blocked,
     /// Records read from the input (accepted or rejected); 0 for the generator.
     pub read: AtomicU64,
     /// Bytes read from the input, line ends included.
@@ -108,27 +107,20 @@ pub fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Release);
 }
 
-/// Takes back part of an earlier [`bump`] by the same thread (records counted ahead of an
-/// operation that then did not take them all).
-pub fn unbump(counter: &AtomicU64, n: u64) {
-    let now = counter.load(Ordering::Relaxed);
-    debug_assert!(now >= n, "taking back more than was counted");
-    counter.store(now.saturating_sub(n), Ordering::Release);
-}
-
 /// The run's record counts at one moment, consistent with one another: in every `Counts`,
-/// `settled() <= consumed <= produced`, whatever the threads were doing when it was read.
+/// `settled() <= consumed <= produced`, whatever the threads were doing when it was read; and
+/// each count only grows from one `Counts` to a later one.
 ///
 /// Each record is counted downstream only after it was counted upstream: a source counts it
-/// produced before pushing it into the ring (and takes back what the ring did not take), a
-/// consumer counts it consumed after popping it and settled after that, each with a Release
-/// [`bump`]. [`Stats::counts`] reads downstream first, each with Acquire: a settled count it
-/// sees brings the consumed and produced counts before it with it. (Read the other way round,
-/// or counted after the push, a snapshot could show more consumed than produced: for as long
-/// as a source waited on a full ring with part of its chunk already consumed.)
+/// produced as the ring takes it, before the ring publishes it (`Queue::push_all`); a consumer
+/// counts it consumed after popping it, and settled after that; each with a Release [`bump`].
+/// [`Stats::counts`] reads downstream first, each with Acquire: a settled count it sees
+/// brings the consumed and produced counts before it with it. The one exception is a lane's
+/// single push, counted just after it is published: a consumer can pop that record before it
+/// is counted, so a snapshot counts at least as many produced as consumed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Records accepted: pushed into the ring, or being pushed by a source waiting for room.
+    /// Records accepted into the ring.
     pub produced: u64,
     /// Records taken from the ring by consumers.
     pub consumed: u64,
@@ -139,7 +131,8 @@ pub struct Counts {
     pub not_stored: u64,
     /// Lines a source could not make a record of (never in the ring; not part of the above).
     pub rejected: u64,
-    /// Time sources waited on a full ring, summed over sources, ns.
+    /// Time sources waited on a full ring, summed over sources, ns (a wait under way
+    /// included).
     pub blocked_ns: u64,
 }
 
@@ -228,10 +221,7 @@ impl Stats {
     }
 
     pub fn blocked_ns(&self) -> u64 {
-        self.producers
-            .iter()
-            .map(|p| p.blocked_ns.load(Ordering::Relaxed))
-            .sum()
+        self.producers.iter().map(|p| p.blocked.total_ns()).sum()
     }
 
     pub fn read(&self) -> u64 {
@@ -288,13 +278,20 @@ impl Stats {
         let dead_lettered = settled(|c| &c.dead_lettered);
         let not_stored = settled(|c| &c.not_stored);
         let consumed = settled(|c| &c.consumed);
-        let produced = self
+        let produced: u64 = self
             .producers
             .iter()
             .map(|p| p.produced.load(Ordering::Acquire))
             .sum();
+        // A lane's record may be popped just before it is counted (see `Counts`); a ring's
+        // never is.
+        let lanes = self.consumers.first().is_some_and(|c| !c.lanes.is_empty());
         Counts {
-            produced,
+            produced: if lanes {
+                produced.max(consumed)
+            } else {
+                produced
+            },
             consumed,
             stored,
             duplicates,

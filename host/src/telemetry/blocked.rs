@@ -1,0 +1,144 @@
+//! A source's time waiting on a full ring (or the byte gate), readable while it waits: a
+//! stall shows in the progress line and the metrics as it happens, not once it is over.
+//!
+//! One writer (the source's own thread) and any number of readers. The three words are kept
+//! consistent with a sequence lock: the writer makes `seq` odd while it changes them, and a
+//! reader retries until it has read them all under one even `seq`. Every field is an atomic, so
+//! a reader that races a write reads stale values and retries, never torn memory.
+
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+use pc_core::Clock;
+
+/// Time waited, as completed waits plus the one under way.
+///
+/// # Guarantees
+/// - A wait is counted once: never both as under way and as completed.
+/// - [`Blocked::total_ns`] never goes down from one read to a later one (it is a Prometheus
+///   counter). A wait under way counts up to the reader's clock; when it ends it is added
+///   whole, measured on the same clock inside the update, so to a time no earlier than any
+///   read that saw it under way, but for the nanoseconds a clock read and a store take to
+///   reach the other core. For those, a read never returns less than the largest one before.
+#[derive(Debug, Default)]
+pub struct Blocked {
+    /// Odd while the writer changes the fields below.
+    seq: AtomicU64,
+    /// Completed waits, ns.
+    done_ns: AtomicU64,
+    /// `Clock::global()` ns + 1 when the wait under way began; 0 when not waiting.
+    since: AtomicU64,
+    /// The largest total a read has returned.
+    shown: AtomicU64,
+}
+
+impl Blocked {
+    /// A wait begins now; returns its start, for [`Blocked::end`]. Writer only.
+    pub fn begin(&self) -> u64 {
+        let now = Clock::global().now();
+        self.write(|| self.since.store(now + 1, Ordering::Relaxed));
+        now
+    }
+
+    /// The wait that began at `began` ends now; returns its length in ns. Writer only.
+    pub fn end(&self, began: u64) -> u64 {
+        let mut waited = 0;
+        self.write(|| {
+            waited = Clock::global().now().saturating_sub(began);
+            let done = self.done_ns.load(Ordering::Relaxed);
+            self.done_ns.store(done + waited, Ordering::Relaxed);
+            self.since.store(0, Ordering::Relaxed);
+        });
+        waited
+    }
+
+    /// Changes the fields in `f` under an odd `seq`. Writer only.
+    fn write(&self, f: impl FnOnce()) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq + 1, Ordering::Relaxed);
+        // Release fence: a reader that sees any store of `f` also sees the odd `seq` before it
+        // (pairs with the reader's Acquire fence), and so retries.
+        fence(Ordering::Release);
+        f();
+        // Release: publishes `f`'s stores with the even `seq`; pairs with the reader's Acquire
+        // load of `seq`.
+        self.seq.store(seq + 2, Ordering::Release);
+    }
+
+    /// Completed waits plus the one under way up to now, in ns.
+    pub fn total_ns(&self) -> u64 {
+        loop {
+            // Acquire: pairs with the writer's Release store of an even `seq`.
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let done = self.done_ns.load(Ordering::Relaxed);
+            let since = self.since.load(Ordering::Relaxed);
+            // Read under the same `seq`: if it is unchanged below, the wait under way (if any)
+            // had not ended when this clock was read, so it counts less than `end` will add.
+            let now = Clock::global().now();
+            // Acquire fence: pairs with the writer's Release fence (see `write`).
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                let under_way = if since == 0 {
+                    0
+                } else {
+                    now.saturating_sub(since - 1)
+                };
+                // Relaxed: `shown` orders nothing; fetch_max keeps reads from going down.
+                let total = done + under_way;
+                return total.max(self.shown.fetch_max(total, Ordering::Relaxed));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[test]
+    fn a_wait_counts_while_under_way_and_once_when_over() {
+        let blocked = Blocked::default();
+        assert_eq!(blocked.total_ns(), 0);
+        let began = blocked.begin();
+        // Under way: counts up to each read, and never less than an earlier read.
+        let first = blocked.total_ns();
+        let second = blocked.total_ns();
+        assert!(second >= first);
+        let waited = blocked.end(began);
+        assert!(
+            waited >= second,
+            "the ended wait adds at least what was shown"
+        );
+        assert_eq!(blocked.total_ns(), waited, "counted once, as completed");
+        assert_eq!(blocked.total_ns(), waited, "and no longer growing");
+    }
+
+    #[test]
+    fn blocked_time_never_goes_down_between_reads_while_waits_begin_and_end() {
+        let blocked = Blocked::default();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..20_000 {
+                    let began = blocked.begin();
+                    blocked.end(began);
+                }
+                done.store(true, Ordering::Release);
+            });
+            let mut last = 0;
+            let mut reads = 0u64;
+            while !done.load(Ordering::Acquire) {
+                let now = blocked.total_ns();
+                assert!(now >= last, "read {reads}: {now} after {last}");
+                last = now;
+                reads += 1;
+            }
+            assert!(blocked.total_ns() >= last);
+        });
+    }
+}
