@@ -228,6 +228,20 @@ fn environment_and_config_file_layers() {
     assert!(pin(&[], &[("PC_HOST_PIN", "true")]));
     assert!(!pin(&["--no-pin"], &[("PC_HOST_PIN", "true")]));
     assert!(pin(&["--no-pin", "--pin"], &[("PC_HOST_PIN", "false")]));
+    // The adaptive batch wait (the default, up to 2 ms) and a fixed one given as 2 ms are told
+    // apart in the run's recorded config.
+    let fixed = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["--config", "cfg.toml", "--output", "json"];
+        all.extend_from_slice(args);
+        let out = run_env(s.dir(), &all, env);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let v = common::json(&out);
+        assert_eq!(v["config"]["batch_wait_ms"], 2.0);
+        v["config"]["batch_wait_fixed"].as_bool().unwrap()
+    };
+    assert!(!fixed(&[], &[]));
+    assert!(fixed(&["--batch-wait-ms", "2"], &[]));
+    assert!(fixed(&[], &[("PC_HOST_BATCH_WAIT_MS", "2")]));
     assert_one_line_error(
         &run_env(s.dir(), &[], &[("PC_HOST_PIN", "maybe")]),
         2,

@@ -570,6 +570,10 @@ fn stdin_lines_are_stored_in_order_including_a_last_line_without_newline() {
     assert_eq!(u(&v, "stored"), 5, "{v}");
     assert_eq!(v["inputs"][0]["name"], "stdin", "{v}");
     assert!(
+        u(&v, "wal_max_bytes") > 0,
+        "a run shorter than one checkpoint pass still reports the WAL it wrote: {v}"
+    );
+    assert!(
         out.stderr.contains("line 4 (invalid UTF-8)"),
         "the warning names line 4, got:\n{}",
         out.stderr

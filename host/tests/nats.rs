@@ -706,7 +706,7 @@ fn a_nats_source_stops_after_messages_and_hands_the_rest_back() {
     assert_eq!(u(&w, "stored"), 70, "{w}");
     let report = verify_ok(s.dir(), "out.db");
     assert!(
-        report.contains("1 producers, 100 produced, 100 rows"),
+        report.contains("1 producer, 100 produced, 100 rows"),
         "{report}"
     );
 }

@@ -199,7 +199,8 @@ pub struct RunArgs {
         long,
         value_name = "MS",
         env = "PC_HOST_BATCH_WAIT_MS",
-        default_value_t = 2.0
+        default_value_t = 2.0,
+        hide_default_value = true
     )]
     pub batch_wait_ms: f64,
 

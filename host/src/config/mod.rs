@@ -780,6 +780,7 @@ impl Config {
             "capacity": self.capacity,
             "batch_size": self.batch_size,
             "batch_wait_ms": self.batch_wait.as_secs_f64() * 1000.0,
+            "batch_wait_fixed": self.batch_wait_fixed,
             "payload_size": self.payload_size,
             "max_record_bytes": self.max_record_bytes,
             "db": self.sink_name(),

@@ -378,10 +378,17 @@ impl Summary {
             ms(cmax)
         );
         self.lanes_text(&mut s);
+        // Generator threads are the producers; in an ingest run, the inputs' readers are.
+        let who = if self.ingest.is_some() {
+            "sources  "
+        } else {
+            "producers"
+        };
         let _ = writeln!(
             s,
-            "  producers     waited on a full ring for {:.3} s (summed over producers)",
-            self.blocked_s
+            "  {who}     waited on a full ring for {:.3} s (summed over {})",
+            self.blocked_s,
+            who.trim_end()
         );
         let c = self.consumers;
         if c.max > c.min {

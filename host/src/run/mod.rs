@@ -282,8 +282,8 @@ pub fn run(
             stats: &stats,
             clock: &clock,
             unix_base,
-            wal: checkpointer.map(|c| Wal {
-                max_bytes: c.wal_max_bytes,
+            wal: checkpointer.map(|mut c| Wal {
+                max_bytes: c.wal_max_now(),
                 writer_holds: c.writer_holds,
                 writer_held_max_ns: c.writer_held_max_ns,
                 truncated: false,

@@ -28,6 +28,7 @@ use std::fmt::Write as _;
 use crate::config::cli::VerifyArgs;
 use crate::config::url::{parse_sink, parse_source};
 use crate::config::{ConfigError, SinkSpec};
+use crate::report::summary::plural;
 use crate::sink::read_back::{self, Row, RunInfo};
 use crate::sink::sqlite::read::SqliteReadBack;
 use crate::sink::sqlite::schema;
@@ -306,13 +307,13 @@ fn describe(c: &RunCheck) -> (String, bool) {
     let state;
     if c.ingest {
         state = format!(
-            "ingest {}; {} inputs, {} rows",
+            "ingest {}; {}, {} rows",
             if info.completed {
                 "completed"
             } else {
                 "did not complete"
             },
-            info.inputs.len(),
+            plural(info.inputs.len(), "input"),
             c.rows
         );
     } else if info.completed {
@@ -322,19 +323,21 @@ fn describe(c: &RunCheck) -> (String, bool) {
             n => format!(" ({n} dead-lettered)"),
         };
         state = format!(
-            "completed; {} producers, {produced} produced, {} rows{dead}",
-            info.producers, c.rows
+            "completed; {}, {produced} produced, {} rows{dead}",
+            plural(info.producers as usize, "producer"),
+            c.rows
         );
         missing_seqs(c, &mut problems);
     } else {
         let why = if info.finished {
             "ended with an error"
         } else {
-            "did not finish (interrupted)"
+            "did not finish (killed, or it could not record its end)"
         };
         state = format!(
-            "{why}; {} producers, {} rows (gaps not checked: what was accepted is unknown)",
-            info.producers, c.rows
+            "{why}; {}, {} rows (gaps not checked: what was accepted is unknown)",
+            plural(info.producers as usize, "producer"),
+            c.rows
         );
     }
     if problems.is_empty() {

@@ -99,6 +99,14 @@ impl Checkpointer {
         })
     }
 
+    /// The largest WAL seen, measuring the file once more now: a run shorter than one pass
+    /// would otherwise report none.
+    pub fn wal_max_now(&mut self) -> u64 {
+        let file = std::fs::metadata(&self.wal_path).map_or(0, |m| m.len());
+        self.wal_max_bytes = self.wal_max_bytes.max(file);
+        self.wal_max_bytes
+    }
+
     /// The database's page size, in bytes.
     #[must_use]
     pub fn page_size(&self) -> u64 {
