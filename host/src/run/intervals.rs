@@ -1,12 +1,17 @@
 //! What a run does at each report interval: the progress line on stderr, the interval's row
 //! kept with the data (`run_intervals`), and its latency histogram in the `--latency-log`.
 //!
-//! Rows are written through the first writer when it is free (never waiting on a commit or a
-//! retry); rows it could not write yet are kept and written with the next, or at the end.
+//! Rows are written through the first writer when it is free, never waiting on a commit or a
+//! retry. When it is busy, they are left to the consumer that commits next, which writes them
+//! right after its commit (a `Chore`): a sink that is always busy (a server database at a
+//! steady rate) still keeps each row within a commit of its tick, so a killed run keeps the
+//! rows up to its last seconds. Rows not written yet are kept and written with the next, or at
+//! the end.
 
-use std::sync::TryLockError;
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 
 use crate::observe::latency_log::LatencyLog;
+use crate::sink::group_commit::Chore;
 use crate::sink::{AnySink, GroupCommit, Sink as _};
 use crate::telemetry::Stats;
 use crate::telemetry::interval::{Interval, Intervals};
@@ -16,8 +21,8 @@ use crate::telemetry::progress::Display;
 #[derive(Debug)]
 pub struct Reporter {
     intervals: Intervals,
-    /// Rows not written to the sink yet.
-    pending: Vec<Interval>,
+    /// Rows not written to the sink yet (shared with a posted chore).
+    pending: Arc<Mutex<Vec<Interval>>>,
     latency_log: Option<LatencyLog>,
     display: Display,
     /// The first failure to keep rows or the log: said once, then the run goes on.
@@ -30,7 +35,7 @@ impl Reporter {
     pub fn new(latency_log: Option<LatencyLog>, display: Display) -> Self {
         Self {
             intervals: Intervals::default(),
-            pending: Vec::new(),
+            pending: Arc::default(),
             latency_log,
             display,
             warned: false,
@@ -52,14 +57,24 @@ impl Reporter {
         self.display
             .show(&interval, stats, capacity, retrying.as_deref());
         self.log_latency(&interval);
-        self.pending.push(interval);
+        lock(&self.pending).push(interval);
         let writer = match sink.writer().try_lock() {
             Ok(w) => Some(w),
             Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         };
-        if let Some(mut writer) = writer {
-            self.write_pending(&mut writer, false);
+        match writer {
+            Some(mut writer) => self.write_pending(&mut writer, false),
+            None => {
+                let pending = Arc::clone(&self.pending);
+                sink.post_chore(Chore::new(move |writer: &mut AnySink| {
+                    let mut rows = lock(&pending);
+                    // A failure leaves the rows for the next tick, as below.
+                    if !rows.is_empty() && writer.record_intervals(&rows, false).is_ok() {
+                        rows.clear();
+                    }
+                }));
+            }
         }
     }
 
@@ -74,7 +89,7 @@ impl Reporter {
         self.display.done();
         if interval.len_s > 0.0 {
             self.log_latency(&interval);
-            self.pending.push(interval);
+            lock(&self.pending).push(interval);
         }
         self.write_pending(writer, true);
     }
@@ -83,14 +98,16 @@ impl Reporter {
     /// client holds, a lost connection) leaves them pending for the next tick, quietly: only
     /// the final write, which waits, says it failed, and then the rows are lost for good.
     fn write_pending(&mut self, writer: &mut AnySink, wait: bool) {
-        if self.pending.is_empty() {
+        let mut rows = lock(&self.pending);
+        if rows.is_empty() {
             return;
         }
-        match writer.record_intervals(&self.pending, wait) {
-            Ok(()) => self.pending.clear(),
+        match writer.record_intervals(&rows, wait) {
+            Ok(()) => rows.clear(),
             Err(_) if !wait => {}
             Err(e) => {
-                let n = self.pending.len();
+                let n = rows.len();
+                drop(rows);
                 self.warn(&format!("{n} report intervals were not kept: {e:#}"));
             }
         }
@@ -118,4 +135,8 @@ impl Reporter {
             tracing::warn!("{what}{goes_on}");
         }
     }
+}
+
+fn lock(rows: &Mutex<Vec<Interval>>) -> std::sync::MutexGuard<'_, Vec<Interval>> {
+    rows.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -79,6 +79,26 @@ pub struct GroupCommit<S> {
     /// land, which no input's order depends on); consumers also read it without, to stop the
     /// run (a late read only delays that).
     failed: AtomicBool,
+    /// Work posted for a writer ([`Self::post_chore`]), and whether there is any (so a commit
+    /// looks at the mutex only when there is).
+    chore: Mutex<Option<Chore<S>>>,
+    has_chore: AtomicBool,
+}
+
+/// Work for a writer, run by the next consumer that commits with one, right after its commit
+/// and before it lets the writer go.
+pub struct Chore<S>(Box<dyn FnOnce(&mut S) + Send>);
+
+impl<S> Chore<S> {
+    pub fn new(work: impl FnOnce(&mut S) + Send + 'static) -> Self {
+        Self(Box::new(work))
+    }
+}
+
+impl<S> std::fmt::Debug for Chore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Chore")
+    }
 }
 
 /// What became of some records.
@@ -140,6 +160,36 @@ impl<S: Sink> GroupCommit<S> {
             policy,
             health: Arc::default(),
             failed: AtomicBool::new(false),
+            chore: Mutex::new(None),
+            has_chore: AtomicBool::new(false),
+        }
+    }
+
+    /// Has `chore` run by the next consumer that commits, with its writer, right after that
+    /// commit (it replaces a chore posted before and not run yet). For work that must go
+    /// through a writer but cannot wait for one to be free: the report thread's interval rows
+    /// when the sink is never free as it looks.
+    pub fn post_chore(&self, chore: Chore<S>) {
+        *lock(&self.chore) = Some(chore);
+        // Release: the chore stored above is seen by whoever sees the flag (Acquire in
+        // `run_chore`).
+        self.has_chore.store(true, Ordering::Release);
+    }
+
+    /// Runs the posted chore, if any, with `writer`.
+    fn run_chore(&self, writer: &mut S) {
+        // Acquire pairs with the Release in `post_chore`.
+        if !self.has_chore.load(Ordering::Acquire) {
+            return;
+        }
+        let chore = {
+            let mut slot = lock(&self.chore);
+            // Relaxed: cleared under the mutex that holds the chore, which orders it.
+            self.has_chore.store(false, Ordering::Relaxed);
+            slot.take()
+        };
+        if let Some(Chore(work)) = chore {
+            work(writer);
         }
     }
 
@@ -234,6 +284,7 @@ impl<S: Sink> GroupCommit<S> {
             };
             self.write_or_give_up(&mut writer, &records, 0..records.len(), clock, &mut out);
             self.flush_refused(&records, clock, &mut out);
+            self.run_chore(&mut writer);
             drop(writer);
             for p in pieces.drain(..) {
                 report(&Settled {

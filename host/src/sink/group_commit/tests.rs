@@ -261,3 +261,24 @@ fn a_pool_that_stopped_adding_hands_a_late_writer_back_uncounted() {
     );
     assert_eq!(g.writers_open(), 2, "the late writer is not counted");
 }
+
+#[test]
+fn a_chore_runs_once_with_the_writer_right_after_the_next_commit() {
+    let g = sink(&[], Policy::default(), 10);
+    // Posted while the writer is busy: the report thread cannot take it, so it posts a chore.
+    let busy = g.writer().lock().unwrap();
+    g.post_chore(Chore::new(|w: &mut Scripted| {
+        w.seen.push((u64::MAX, w.committed.len()));
+    }));
+    drop(busy);
+    let fates = commit_all(&g, vec![vec![record(0, "a", 0), record(1, "b", 0)]]);
+    assert_eq!(fates, [(Fate::Committed, vec![0, 1])]);
+    let fates = commit_all(&g, vec![vec![record(2, "c", 0)]]);
+    assert_eq!(fates, [(Fate::Committed, vec![2])]);
+    let w = g.into_writer();
+    assert_eq!(
+        w.seen,
+        [(u64::MAX, 2)],
+        "run once, by the first commit, after its two records"
+    );
+}
