@@ -391,6 +391,19 @@ fn file_ingest_stores_every_line_exactly_with_crlf_invalid_utf8_overlong_and_no_
     drop(stmt);
     drop(conn);
 
+    // The limit is the one the run recorded, whether given again or not; given another, the
+    // long line counts as missing.
+    let recorded = verify(&s, "t.db", url, &[]);
+    assert_eq!(recorded.code, Some(0), "{}", recorded.stdout);
+    assert!(
+        recorded
+            .stdout
+            .contains("read with --max-record-bytes 4096"),
+        "{}",
+        recorded.stdout
+    );
+    let larger = verify(&s, "t.db", url, &["--max-record-bytes", "1048576"]);
+    assert_eq!(larger.code, Some(1), "{}", larger.stdout);
     let out = verify(&s, "t.db", url, &["--max-record-bytes", "4096"]);
     assert_eq!(
         out.code,
@@ -659,8 +672,18 @@ fn jsonl_stores_valid_values_as_their_text_and_rejects_invalid_lines() {
         "each valid JSON line stored as its exact text, in order"
     );
     assert_verify_ok(&s, "t.db", url, &[]);
+    // Without `?format=`, verify reads the file as the run did (the run recorded jsonl).
+    let as_recorded = verify(&s, "t.db", "file:events.jsonl", &[]);
+    assert_eq!(as_recorded.code, Some(0), "{}", as_recorded.stdout);
+    assert!(
+        as_recorded
+            .stdout
+            .contains("format=jsonl (the limit and the format as the runs that read it recorded)"),
+        "{}",
+        as_recorded.stdout
+    );
     // Read as text, the non-JSON lines would have been stored: verify says which is missing.
-    let as_text = verify(&s, "t.db", "file:events.jsonl", &[]);
+    let as_text = verify(&s, "t.db", "file:events.jsonl?format=text", &[]);
     assert_eq!(
         as_text.code,
         Some(1),

@@ -81,14 +81,15 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "ID")]
     pub run: Option<i64>,
 
-    /// Check that the rows stored from this file (`file:PATH`, with its `?format=`) are exactly
-    /// its lines, in file order
+    /// Check that the rows stored from this file (`file:PATH`) are exactly its lines, in file
+    /// order, read with the format its runs recorded unless `?format=` names one
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
 
-    /// As for the run: lines longer than this were rejected at ingest, not lost
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_RECORD_BYTES)]
-    pub max_record_bytes: u64,
+    /// As for the run: lines longer than this were rejected at ingest, not lost [default: the
+    /// limit the runs that read the file recorded, else 1048576]
+    #[arg(long, value_name = "BYTES")]
+    pub max_record_bytes: Option<u64>,
 }
 
 /// The options of a run. An `Option` has no fixed default (it depends on other options, or

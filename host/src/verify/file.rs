@@ -13,6 +13,9 @@
 use anyhow::anyhow;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::recorded::{self, Recorded};
+use crate::config::cli::DEFAULT_MAX_RECORD_BYTES;
+use crate::config::url::Format;
 use crate::config::{ConfigError, SourceSpec};
 use crate::sink::sqlite::runs::{SAME_FILE, path_text};
 use crate::source::input::{LineReader, open_file};
@@ -34,13 +37,21 @@ struct Walk {
     problems: Vec<String>,
 }
 
-/// Checks `spec` (a `file:` source) against its rows in `conn`; prints the findings; returns
-/// whether they match.
+/// What the user gave for reading the file; `None`: as the runs that read it recorded (see
+/// `recorded.rs`), else the run's own default.
+#[derive(Debug, Clone, Copy)]
+pub struct Given {
+    pub max_record_bytes: Option<usize>,
+    pub format: Option<Format>,
+}
+
+/// Checks `spec` (a `file:` source) against its rows in `conn`, reading it as `given` says;
+/// prints the findings; returns whether they match.
 ///
 /// # Errors
 /// The file cannot be read, was never ingested into this database, or the database fails.
-pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyhow::Result<bool> {
-    let SourceSpec::File { path, format, .. } = spec else {
+pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> anyhow::Result<bool> {
+    let SourceSpec::File { path, .. } = spec else {
         return Err(ConfigError(
             "verify --source takes a file: URL (stdin cannot be read back)".into(),
         )
@@ -68,6 +79,9 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyh
             key.path.display()
         ));
     };
+    let recorded = recorded::reading(conn, input, key)?;
+    let (max, format, how) = settle(given, recorded);
+    let format = &format;
     let mut stmt = conn.prepare(
         "SELECT seq, message FROM messages WHERE producer = ?1 \
          AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY id",
@@ -138,7 +152,52 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, max: usize) -> anyh
             walk.problem(format!("line {line} is not stored"));
         }
     }
-    Ok(walk.print(db, &key.path.display().to_string(), input, committed))
+    let reading = format!(
+        "  read with --max-record-bytes {max}, format={}{how}",
+        format.as_str()
+    );
+    let file = key.path.display().to_string();
+    Ok(walk.print(db, &file, (input, committed), &reading))
+}
+
+/// The limit and format to read the file with, and where they came from (for the report).
+fn settle(given: Given, recorded: recorded::Reading) -> (usize, Format, String) {
+    let default_max = usize::try_from(DEFAULT_MAX_RECORD_BYTES).unwrap_or(usize::MAX);
+    let mut notes = Vec::new();
+    let max = match (given.max_record_bytes, recorded.max_record_bytes) {
+        (Some(max), _) => max,
+        (None, Recorded::Agreed(max)) => {
+            notes.push("the limit");
+            usize::try_from(max).unwrap_or(usize::MAX)
+        }
+        (None, _) => default_max,
+    };
+    let format = match (given.format, recorded.format) {
+        (Some(format), _) => format,
+        (None, Recorded::Agreed(format)) => {
+            notes.push("the format");
+            format
+        }
+        (None, _) => Format::Text,
+    };
+    let mut how = match notes.as_slice() {
+        [] => String::new(),
+        _ => format!(
+            " ({} as the runs that read it recorded)",
+            notes.join(" and ")
+        ),
+    };
+    for (what, differ) in [
+        ("limits", recorded.max_record_bytes == Recorded::Differ),
+        ("formats", recorded.format == Recorded::Differ),
+    ] {
+        if differ {
+            how.push_str(&format!(
+                "; the runs that read it used different {what}: give the one to check"
+            ));
+        }
+    }
+    (max, format, how)
 }
 
 impl Walk {
@@ -146,8 +205,10 @@ impl Walk {
         self.problems.push(what);
     }
 
-    fn print(&self, db: &str, file: &str, input: i64, committed: i64) -> bool {
+    /// Prints the findings; `reading`: how the file was read. Returns whether they match.
+    fn print(&self, db: &str, file: &str, (input, committed): (i64, i64), reading: &str) -> bool {
         say!("pc-host verify: {db}, {file} (input {input}, committed to byte {committed})");
+        say!("{reading}");
         let mut line = format!(
             "  {} lines: {} stored in file order with the file's text",
             self.lines, self.stored
@@ -215,5 +276,42 @@ fn clip(s: &str) -> String {
     match s.char_indices().nth(60) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setting_the_runs_disagree_on_is_the_default_and_the_report_says_so() {
+        let recorded = recorded::Reading {
+            max_record_bytes: Recorded::Differ,
+            format: Recorded::Agreed(Format::Jsonl),
+        };
+        let none = Given {
+            max_record_bytes: None,
+            format: None,
+        };
+        let (max, format, how) = settle(none, recorded);
+        assert_eq!(
+            (max as u64, format),
+            (DEFAULT_MAX_RECORD_BYTES, Format::Jsonl)
+        );
+        assert!(
+            how.contains("(the format as the runs that read it recorded)"),
+            "{how}"
+        );
+        assert!(
+            how.contains("used different limits: give the one to check"),
+            "{how}"
+        );
+        // What the user gives wins over what was recorded.
+        let given = Given {
+            max_record_bytes: Some(10),
+            format: Some(Format::Text),
+        };
+        assert_eq!(settle(given, recorded).0, 10);
+        assert_eq!(settle(given, recorded).1, Format::Text);
     }
 }

@@ -21,13 +21,14 @@ macro_rules! say {
 }
 
 mod file;
+mod recorded;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::config::cli::VerifyArgs;
 use crate::config::url::{parse_sink, parse_source};
-use crate::config::{ConfigError, SinkSpec};
+use crate::config::{ConfigError, SinkSpec, SourceSpec};
 use crate::report::summary::plural;
 use crate::sink::read_back::{self, Row, RunInfo};
 use crate::sink::sqlite::read::SqliteReadBack;
@@ -166,14 +167,28 @@ fn check_file(args: &VerifyArgs, spec: &SinkSpec, url: &str) -> anyhow::Result<b
         );
     };
     let spec = parse_source(url).map_err(|why| ConfigError(format!("--source {url}: {why}")))?;
-    // As for the run.
-    let max = crate::config::record_limit(
-        args.max_record_bytes,
-        &format!("--max-record-bytes {}", args.max_record_bytes),
-    )?;
+    // Checked as for the run.
+    let max_record_bytes = args
+        .max_record_bytes
+        .map(|max| crate::config::record_limit(max, &format!("--max-record-bytes {max}")))
+        .transpose()?;
+    // A format the URL names; without one, the file is read as its runs read it.
+    let names_format = url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some("format"))
+    });
+    let format = match &spec {
+        SourceSpec::File { format, .. } if names_format => Some(*format),
+        _ => None,
+    };
+    let given = file::Given {
+        max_record_bytes,
+        format,
+    };
     let store = SqliteReadBack::open(path)?;
     let busy = std::time::Duration::from_secs(5);
-    file::check(store.conn(), &path.display().to_string(), &spec, max).map_err(|e| {
+    file::check(store.conn(), &path.display().to_string(), &spec, given).map_err(|e| {
         match e.downcast::<rusqlite::Error>() {
             Ok(e) => schema::db_error(path, e, busy),
             Err(e) => e,

@@ -1,0 +1,89 @@
+//! How the runs that read a file read it: `verify --source` checks the file as they did,
+//! unless told otherwise. Each run keeps its options in `runs.config`; the line limit is
+//! `max_record_bytes`, the format is in the run's `file:` source URL for this file.
+
+use rusqlite::{Connection, params};
+
+use crate::config::SourceSpec;
+use crate::config::url::{Format, parse_source};
+use crate::position::FileKey;
+use crate::source::input::open_file;
+
+/// One setting as the runs recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded<T> {
+    /// No run recorded it (older runs, or a source this check cannot match).
+    Unknown,
+    /// Every run that recorded it recorded this.
+    Agreed(T),
+    /// The runs disagree (the file was read with different options by different runs).
+    Differ,
+}
+
+impl<T: PartialEq> Recorded<T> {
+    fn add(self, value: T) -> Self {
+        match self {
+            Self::Unknown => Self::Agreed(value),
+            Self::Agreed(v) if v == value => Self::Agreed(v),
+            _ => Self::Differ,
+        }
+    }
+}
+
+/// The line limit and format of the runs that read `input` (the file `key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub max_record_bytes: Recorded<u64>,
+    pub format: Recorded<Format>,
+}
+
+/// Reads what the runs that read `input` recorded.
+///
+/// # Errors
+/// The database fails. (A config that does not parse is left out, as unknown.)
+pub fn reading(conn: &Connection, input: i64, key: &FileKey) -> rusqlite::Result<Reading> {
+    let mut stmt = conn.prepare(
+        "SELECT config FROM runs WHERE run_id IN \
+         (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY run_id",
+    )?;
+    let configs = stmt.query_map(params![input], |r| r.get::<_, Option<String>>(0))?;
+    let mut out = Reading {
+        max_record_bytes: Recorded::Unknown,
+        format: Recorded::Unknown,
+    };
+    for config in configs {
+        let Some(v) = config?.and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+        else {
+            continue;
+        };
+        if let Some(max) = v["max_record_bytes"].as_u64() {
+            out.max_record_bytes = out.max_record_bytes.add(max);
+        }
+        if let Some(format) = format_of(&v, key) {
+            out.format = out.format.add(format);
+        }
+    }
+    Ok(out)
+}
+
+/// The format of the run's `file:` source that is the file `key`: the one that opens as the
+/// same file (device and inode), else its only `file:` source (its path may be relative to
+/// where that run ran).
+fn format_of(config: &serde_json::Value, key: &FileKey) -> Option<Format> {
+    let files: Vec<(std::path::PathBuf, Format)> = config["sources"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| match parse_source(s.as_str()?).ok()? {
+            SourceSpec::File { path, format, .. } => Some((path, format)),
+            _ => None,
+        })
+        .collect();
+    let same = files.iter().find(|(path, _)| {
+        open_file(path).is_ok_and(|o| o.key.dev == key.dev && o.key.ino == key.ino)
+    });
+    match (same, files.as_slice()) {
+        (Some((_, format)), _) => Some(*format),
+        (None, [(_, format)]) => Some(*format),
+        _ => None,
+    }
+}
