@@ -176,6 +176,9 @@ pub struct Ingest {
     /// the dead-letter file.
     pub not_queued: u64,
     pub not_queued_dead_lettered: u64,
+    /// Of those produced, read from stdin ahead of the rate and pushed at the stop without
+    /// waiting for it (0 without a rate).
+    pub unpaced: u64,
     pub inputs: Vec<InputStart>,
 }
 
@@ -218,12 +221,18 @@ impl Summary {
         }
     }
 
+    /// Records pushed at the rate per second of producing: those a stop pushed without
+    /// waiting for the rate are left out.
     fn achieved_rps(&self) -> f64 {
         if self.producing_s > 0.0 {
-            self.produced as f64 / self.producing_s
+            (self.produced - self.unpaced()) as f64 / self.producing_s
         } else {
             0.0
         }
+    }
+
+    fn unpaced(&self) -> u64 {
+        self.ingest.as_ref().map_or(0, |i| i.unpaced)
     }
 
     fn quantiles(h: &Histogram<u64>) -> [u64; 5] {
@@ -327,6 +336,14 @@ impl Summary {
                 "  rate          target {} msg/s, achieved {achieved:.1} msg/s ({dev:+.2}%)",
                 self.target_rps
             );
+            if self.unpaced() > 0 {
+                let _ = writeln!(
+                    s,
+                    "                and {} read from stdin ahead of the rate, stored at the \
+                     stop without waiting for it",
+                    plural(self.unpaced() as usize, "record")
+                );
+            }
         }
         let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
         // A NATS source's records carry their publisher's creation time (README, NATS).
@@ -561,6 +578,7 @@ impl Summary {
             .map_or((0, 0), |i| (i.not_queued, i.not_queued_dead_lettered));
         v["not_queued"] = not_queued.0.into();
         v["not_queued_dead_lettered"] = not_queued.1.into();
+        v["unpaced"] = self.unpaced().into();
         if !self.lanes.is_empty() {
             let lanes: serde_json::Map<String, serde_json::Value> = self
                 .lanes

@@ -140,6 +140,7 @@ pub fn summary(
             rejected: stats.rejected(),
             not_queued: stats.not_queued().0,
             not_queued_dead_lettered: stats.not_queued().1,
+            unpaced: stats.unpaced(),
             inputs,
         }),
         lanes,

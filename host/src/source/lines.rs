@@ -365,7 +365,14 @@ impl LineSource<'_> {
             let within = self.claim(buf.len() as u64);
             buf.truncate(usize::try_from(within).unwrap_or(usize::MAX));
             // Pushed, or (a closed ring) dead-lettered or counted: either way on to the next.
+            // What went in took no tokens: counted apart, so the achieved rate stays the paced
+            // one.
+            let before = self.stats.produced.load(Ordering::Relaxed);
             self.push(buf)?;
+            if self.cx.bucket.is_some() {
+                let pushed = self.stats.produced.load(Ordering::Relaxed) - before;
+                bump(&self.stats.unpaced, pushed);
+            }
             if matches!(chunk, Chunk::End) {
                 return Ok(());
             }

@@ -37,6 +37,9 @@ pub struct ProducerStats {
     /// the dead-letter file.
     pub not_queued: AtomicU64,
     pub not_queued_dead_lettered: AtomicU64,
+    /// Records read from stdin ahead of the rate that a stop pushed without waiting for
+    /// tokens (stdin cannot be read again); 0 without a rate.
+    pub unpaced: AtomicU64,
     /// The first few rejected records: where, and why.
     pub reject_samples: Mutex<Vec<String>>,
     /// Its `--lanes` lane (0 without lanes).
@@ -242,6 +245,14 @@ impl Stats {
         self.producers
             .iter()
             .map(|p| p.rejected.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Records pushed at a stop without waiting for the rate (see `ProducerStats::unpaced`).
+    pub fn unpaced(&self) -> u64 {
+        self.producers
+            .iter()
+            .map(|p| p.unpaced.load(Ordering::Relaxed))
             .sum()
     }
 
