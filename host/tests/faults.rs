@@ -602,6 +602,12 @@ fn a_record_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
         ],
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the sink refused a record")
+            && out.stderr.contains("set aside in the dead-letter file"),
+        "a refusal is said as it happens, as a rejected line is:\n{}",
+        out.stderr
+    );
     let v = json(&out);
     assert_eq!((v["ok"].as_bool(), v["error"].as_str()), (Some(true), None));
     assert_eq!(

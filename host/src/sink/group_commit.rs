@@ -83,6 +83,8 @@ pub struct GroupCommit<S> {
     /// looks at the mutex only when there is).
     chore: Mutex<Option<Chore<S>>>,
     has_chore: AtomicBool,
+    /// A refused record was dead-lettered and said so on stderr (once a run).
+    refusal_said: AtomicBool,
 }
 
 /// Work for a writer, run by the next consumer that commits with one, right after its commit
@@ -162,6 +164,7 @@ impl<S: Sink> GroupCommit<S> {
             failed: AtomicBool::new(false),
             chore: Mutex::new(None),
             has_chore: AtomicBool::new(false),
+            refusal_said: AtomicBool::new(false),
         }
     }
 
@@ -353,6 +356,14 @@ impl<S: Sink> GroupCommit<S> {
                 return;
             }
             ErrorKind::Record if let Some(dead) = &self.policy.dead_letters => {
+                // Relaxed: only which thread says it; the summary counts them all.
+                if !self.refusal_said.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "the sink refused a record ({error}): set aside in the dead-letter file \
+                         {}; the summary counts any more",
+                        dead.path().display()
+                    );
+                }
                 // Written with the take's other refused records: one sync, not one each.
                 let r = all[range.start];
                 let entry = dead.record_entry(
