@@ -1296,12 +1296,14 @@ fn at_a_signal_every_line_taken_from_stdin_is_stored_and_the_rest_left_unread() 
         .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    // The lines read ahead of the rate and stored at the stop are counted apart: what the
-    // token bucket paced is no more than its rate allowed (it starts empty).
+    // The lines read ahead of the rate and queued at the stop are counted apart: what the
+    // token bucket paced is no more than its rate allowed (it starts empty), give or take the
+    // chunk a source may take as the stop comes (10 ms of tokens here, where the read-ahead
+    // alone is several times that).
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("the JSON summary");
     let paced = u(&v, "produced") - u(&v, "unpaced");
-    let allowed = 200_000.0 * v["producing_s"].as_f64().unwrap();
-    assert!(paced as f64 <= allowed + 1.0, "{paced} paced in {v}");
+    let allowed = 200_000.0 * (v["producing_s"].as_f64().unwrap() + 0.010);
+    assert!(paced as f64 <= allowed, "{paced} paced in {v}");
     let mut left = String::new();
     rest.read_to_string(&mut left).unwrap();
     assert!(!left.is_empty(), "stopped before the end of the input");

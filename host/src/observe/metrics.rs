@@ -316,7 +316,7 @@ fn lanes(
     s: &Stats,
     queue: &Queue,
 ) -> Result<(), std::fmt::Error> {
-    let figures = s.lanes();
+    let figures = s.lanes_now();
     type Count = fn(&LaneFigures) -> u64;
     let counters: [(&str, &str, Count); 5] = [
         (

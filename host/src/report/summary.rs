@@ -176,7 +176,7 @@ pub struct Ingest {
     /// the dead-letter file.
     pub not_queued: u64,
     pub not_queued_dead_lettered: u64,
-    /// Of those produced, read from stdin ahead of the rate and pushed at the stop without
+    /// Of those produced, read from stdin ahead of the rate and queued at the stop without
     /// waiting for it (0 without a rate).
     pub unpaced: u64,
     pub inputs: Vec<InputStart>,
@@ -225,7 +225,7 @@ impl Summary {
     /// waiting for the rate are left out.
     fn achieved_rps(&self) -> f64 {
         if self.producing_s > 0.0 {
-            (self.produced - self.unpaced()) as f64 / self.producing_s
+            self.produced.saturating_sub(self.unpaced()) as f64 / self.producing_s
         } else {
             0.0
         }
@@ -339,7 +339,7 @@ impl Summary {
             if self.unpaced() > 0 {
                 let _ = writeln!(
                     s,
-                    "                and {} read from stdin ahead of the rate, stored at the \
+                    "                and {} read from stdin ahead of the rate, queued at the \
                      stop without waiting for it",
                     plural(self.unpaced() as usize, "record")
                 );

@@ -68,10 +68,13 @@ impl Reporter {
             None => {
                 let pending = Arc::clone(&self.pending);
                 sink.post_chore(Chore::new(move |writer: &mut AnySink| {
-                    let mut rows = lock(&pending);
-                    // A failure leaves the rows for the next tick, as below.
-                    if !rows.is_empty() && writer.record_intervals(&rows, false).is_ok() {
-                        rows.clear();
+                    // Written without the rows' lock held, so a tick never waits on this write.
+                    let rows = std::mem::take(&mut *lock(&pending));
+                    if !rows.is_empty() && writer.record_intervals(&rows, false).is_err() {
+                        // Left for the next try, before any row added meanwhile.
+                        let mut pending = lock(&pending);
+                        let later = std::mem::replace(&mut *pending, rows);
+                        pending.extend(later);
                     }
                 }));
             }

@@ -170,8 +170,8 @@ impl<S: Sink> GroupCommit<S> {
 
     /// Has `chore` run by the next consumer that commits, with its writer, right after that
     /// commit (it replaces a chore posted before and not run yet). For work that must go
-    /// through a writer but cannot wait for one to be free: the report thread's interval rows
-    /// when the sink is never free as it looks.
+    /// through a writer but must not wait for one: the report thread's interval rows, when
+    /// each time it tries, a consumer holds the writer.
     pub fn post_chore(&self, chore: Chore<S>) {
         *lock(&self.chore) = Some(chore);
         // Release: the chore stored above is seen by whoever sees the flag (Acquire in
@@ -356,14 +356,6 @@ impl<S: Sink> GroupCommit<S> {
                 return;
             }
             ErrorKind::Record if let Some(dead) = &self.policy.dead_letters => {
-                // Relaxed: only which thread says it; the summary counts them all.
-                if !self.refusal_said.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "the sink refused a record ({error}): set aside in the dead-letter file \
-                         {}; the summary counts any more",
-                        dead.path().display()
-                    );
-                }
                 // Written with the take's other refused records: one sync, not one each.
                 let r = all[range.start];
                 let entry = dead.record_entry(
@@ -415,11 +407,20 @@ impl<S: Sink> GroupCommit<S> {
         let (slots, entries): (Vec<usize>, Vec<serde_json::Value>) = out.refused.drain(..).unzip();
         let written = dead.write(&entries);
         let at = clock.now();
-        if let Err(e) = &written {
-            self.fail(format!(
+        match &written {
+            Err(e) => self.fail(format!(
                 "writing to the dead-letter file {} failed: {e}",
                 dead.path().display()
-            ));
+            )),
+            // Said once a run, once the entry is in the file; the summary counts them all.
+            // Relaxed: only which thread says it.
+            Ok(()) if !self.refusal_said.swap(true, Ordering::Relaxed) => tracing::warn!(
+                "the sink refused a record ({}): set aside in the dead-letter file {}; the \
+                 summary counts any more",
+                entries[0]["error"].as_str().unwrap_or("no reason given"),
+                dead.path().display()
+            ),
+            Ok(()) => {}
         }
         for i in slots {
             let piece = &mut out.pieces[i];

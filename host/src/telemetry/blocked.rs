@@ -34,16 +34,37 @@ pub struct Blocked {
 impl Blocked {
     /// A wait begins now; returns its start, for [`Blocked::end`]. Writer only.
     pub fn begin(&self) -> u64 {
-        let now = Clock::global().now();
-        self.write(|| self.since.store(now + 1, Ordering::Relaxed));
-        now
+        self.begin_at(|| Clock::global().now())
     }
 
     /// The wait that began at `began` ends now; returns its length in ns. Writer only.
     pub fn end(&self, began: u64) -> u64 {
+        self.end_at(began, || Clock::global().now())
+    }
+
+    /// Completed waits plus the one under way up to now, in ns; never less than an earlier
+    /// read.
+    pub fn total_ns(&self) -> u64 {
+        let total = self.read_at(|| Clock::global().now());
+        // Relaxed: `shown` orders nothing; fetch_max keeps reads from going down.
+        total.max(self.shown.fetch_max(total, Ordering::Relaxed))
+    }
+
+    /// [`Blocked::begin`] on the clock `now`.
+    fn begin_at(&self, now: impl FnOnce() -> u64) -> u64 {
+        let mut began = 0;
+        self.write(|| {
+            began = now();
+            self.since.store(began + 1, Ordering::Relaxed);
+        });
+        began
+    }
+
+    /// [`Blocked::end`] on the clock `now`, read inside the update (see the guarantees).
+    fn end_at(&self, began: u64, now: impl FnOnce() -> u64) -> u64 {
         let mut waited = 0;
         self.write(|| {
-            waited = Clock::global().now().saturating_sub(began);
+            waited = now().saturating_sub(began);
             let done = self.done_ns.load(Ordering::Relaxed);
             self.done_ns.store(done + waited, Ordering::Relaxed);
             self.since.store(0, Ordering::Relaxed);
@@ -64,8 +85,8 @@ impl Blocked {
         self.seq.store(seq + 2, Ordering::Release);
     }
 
-    /// Completed waits plus the one under way up to now, in ns.
-    pub fn total_ns(&self) -> u64 {
+    /// Completed waits plus the one under way up to `now()`, read under one even `seq`.
+    fn read_at(&self, now: impl Fn() -> u64) -> u64 {
         loop {
             // Acquire: pairs with the writer's Release store of an even `seq`.
             let before = self.seq.load(Ordering::Acquire);
@@ -77,7 +98,7 @@ impl Blocked {
             let since = self.since.load(Ordering::Relaxed);
             // Read under the same `seq`: if it is unchanged below, the wait under way (if any)
             // had not ended when this clock was read, so it counts less than `end` will add.
-            let now = Clock::global().now();
+            let now = now();
             // Acquire fence: pairs with the writer's Release fence (see `write`).
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == before {
@@ -86,9 +107,7 @@ impl Blocked {
                 } else {
                     now.saturating_sub(since - 1)
                 };
-                // Relaxed: `shown` orders nothing; fetch_max keeps reads from going down.
-                let total = done + under_way;
-                return total.max(self.shown.fetch_max(total, Ordering::Relaxed));
+                return done + under_way;
             }
         }
     }
@@ -103,42 +122,67 @@ mod tests {
     #[test]
     fn a_wait_counts_while_under_way_and_once_when_over() {
         let blocked = Blocked::default();
-        assert_eq!(blocked.total_ns(), 0);
-        let began = blocked.begin();
-        // Under way: counts up to each read, and never less than an earlier read.
-        let first = blocked.total_ns();
-        let second = blocked.total_ns();
-        assert!(second >= first);
-        let waited = blocked.end(began);
-        assert!(
-            waited >= second,
-            "the ended wait adds at least what was shown"
+        assert_eq!(blocked.read_at(|| 100), 0);
+        let began = blocked.begin_at(|| 100);
+        assert_eq!(
+            blocked.read_at(|| 130),
+            30,
+            "under way: up to the reader's clock"
         );
-        assert_eq!(blocked.total_ns(), waited, "counted once, as completed");
-        assert_eq!(blocked.total_ns(), waited, "and no longer growing");
+        assert_eq!(blocked.end_at(began, || 150), 50);
+        assert_eq!(
+            blocked.read_at(|| 900),
+            50,
+            "over: counted once, no longer growing"
+        );
+        let began = blocked.begin_at(|| 1_000);
+        assert_eq!(blocked.read_at(|| 1_007), 57);
+        blocked.end_at(began, || 1_010);
+        assert_eq!(blocked.read_at(|| 5_000), 60);
     }
 
+    /// Waits of 3 ns every 7 ns on a made-up clock, read at a far later time `N`: a read
+    /// between waits is `3k`; during wait `k + 1` it is `3k + (N - 7k) = N - 4k`. A torn read
+    /// that counted a wait both ways would be `N - 4k + 3`, which no consistent read is.
     #[test]
-    fn blocked_time_never_goes_down_between_reads_while_waits_begin_and_end() {
+    fn no_read_counts_a_wait_both_as_under_way_and_as_over() {
+        const N: u64 = 1 << 40;
         let blocked = Blocked::default();
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
-                for _ in 0..20_000 {
-                    let began = blocked.begin();
-                    blocked.end(began);
+                for k in 0..200_000 {
+                    let began = blocked.begin_at(|| 7 * k);
+                    blocked.end_at(began, || 7 * k + 3);
                 }
                 done.store(true, Ordering::Release);
             });
-            let mut last = 0;
             let mut reads = 0u64;
             while !done.load(Ordering::Acquire) {
-                let now = blocked.total_ns();
-                assert!(now >= last, "read {reads}: {now} after {last}");
-                last = now;
+                let r = blocked.read_at(|| N);
+                let consistent = if r < N / 2 {
+                    r.is_multiple_of(3)
+                } else {
+                    (N - r).is_multiple_of(4)
+                };
+                assert!(
+                    consistent,
+                    "read {reads}: {r} (N - r = {})",
+                    N.wrapping_sub(r)
+                );
                 reads += 1;
             }
-            assert!(blocked.total_ns() >= last);
         });
+        assert_eq!(blocked.read_at(|| N), 3 * 200_000);
+    }
+
+    #[test]
+    fn total_ns_never_goes_down_and_counts_a_wait_under_way() {
+        let blocked = Blocked::default();
+        let began = blocked.begin();
+        let first = blocked.total_ns();
+        assert!(blocked.total_ns() >= first);
+        let waited = blocked.end(began);
+        assert!(blocked.total_ns() >= waited);
     }
 }

@@ -67,15 +67,25 @@ impl Stats {
         }
     }
 
-    /// Each lane's figures, in lane order; empty without lanes.
+    /// Each lane's figures, in lane order, as counted (for the summary, once the run is over,
+    /// where they must add up by themselves); empty without lanes.
     pub fn lanes(&self) -> Vec<LaneFigures> {
-        let lanes = self.consumers.first().map_or(0, |c| c.lanes.len());
-        (0..lanes).map(|lane| self.lane(lane)).collect()
+        self.lanes_read(false)
     }
 
-    /// One lane's figures; settled counts are read before produced, as in `Stats::counts`, so
-    /// a lane never shows more settled than produced.
-    fn lane(&self, lane: usize) -> LaneFigures {
+    /// Each lane's figures while the run goes on: a record may be popped just before its push
+    /// is counted, so produced is shown as at least what the lane settled (see `Counts`).
+    pub fn lanes_now(&self) -> Vec<LaneFigures> {
+        self.lanes_read(true)
+    }
+
+    fn lanes_read(&self, live: bool) -> Vec<LaneFigures> {
+        let lanes = self.consumers.first().map_or(0, |c| c.lanes.len());
+        (0..lanes).map(|lane| self.lane(lane, live)).collect()
+    }
+
+    /// One lane's figures; settled counts are read before produced, as in `Stats::counts`.
+    fn lane(&self, lane: usize, live: bool) -> LaneFigures {
         // Acquire: pairs with the Release `bump`s, as in `Stats::counts`.
         let get = |f: fn(&LaneCounters) -> &AtomicU64| {
             self.consumers
@@ -94,14 +104,20 @@ impl Stats {
                 .expect("histograms with the same bounds always add");
         }
         LaneFigures {
-            // A record may be popped just before its push is counted (see `Counts`).
-            produced: self
-                .producers
-                .iter()
-                .filter(|p| usize::from(p.lane) == lane)
-                .map(|p| p.produced.load(Ordering::Acquire))
-                .sum::<u64>()
-                .max(stored + duplicates + dead_lettered + not_stored),
+            produced: {
+                let produced: u64 = self
+                    .producers
+                    .iter()
+                    .filter(|p| usize::from(p.lane) == lane)
+                    .map(|p| p.produced.load(Ordering::Acquire))
+                    .sum();
+                let settled = stored + duplicates + dead_lettered + not_stored;
+                if live {
+                    produced.max(settled)
+                } else {
+                    produced
+                }
+            },
             stored,
             duplicates,
             dead_lettered,

@@ -1,7 +1,8 @@
 //! Counters and histograms of a run, and the progress line.
 //!
 //! Each thread writes only its own counters (each set on its own cache lines) and its own
-//! histograms; the progress line and the summary read snapshots and merge them.
+//! histograms; the progress line and the summary read snapshots and merge them. (Readers also
+//! write one word: the largest blocked time shown, `blocked::Blocked`.)
 
 pub mod blocked;
 pub mod interval;
@@ -19,7 +20,7 @@ use hdrhistogram::Histogram;
 pub const REJECT_SAMPLES: usize = 5;
 
 /// One producer's counters (a generator thread, or the thread reading one source); only that
-/// producer writes them.
+/// producer writes them (but for the readers' guard in `blocked`).
 #[derive(Debug, Default)]
 pub struct ProducerStats {
     /// Records accepted into the ring, each counted as the ring takes it ([`Counts`]).

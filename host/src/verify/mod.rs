@@ -347,7 +347,7 @@ fn describe(c: &RunCheck) -> (String, bool) {
         let why = if info.finished {
             "ended with an error"
         } else {
-            "did not finish (killed, or it could not record its end)"
+            "did not finish (still running, killed, or it could not record its end)"
         };
         state = format!(
             "{why}; {}, {} rows (gaps not checked: what was accepted is unknown)",
