@@ -36,6 +36,23 @@ pub struct Resume {
     pub tail: u64,
 }
 
+/// The line whose row a move of an input's position from `from` to `to` leaves stale, if any.
+///
+/// A last line committed without its end (`from.tail > 0`) is read again whole once the file
+/// grows, and the position then moves past `from.offset`. If a record of the same transaction
+/// holds that line (`replaced(input, line)`: it `replaces` the row), its insert and removal
+/// take care of it. If none does, the whole line was rejected at read (invalid, or over the
+/// limit), and the fragment's row must go with the move, or the table would keep a line the
+/// file no longer has.
+pub fn stale_fragment(
+    from: Resume,
+    to: Resume,
+    replaced: impl Fn(u32, u64) -> bool,
+) -> Option<u64> {
+    let line = from.line.checked_sub(1)?;
+    (from.tail > 0 && to.offset > from.offset && !replaced(from.input, line)).then_some(line)
+}
+
 /// A run of another pc-host that published records to a broker (NATS), as its records name
 /// it: the sink that stores them keeps them as rows of a run of its own for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -569,6 +569,57 @@ fn poisoned_db(dir: &Path, name: &str) {
     .unwrap();
 }
 
+/// A last line stored without its end, completed by a later run into a line the database
+/// refuses: the whole line goes to the dead-letter file, and the fragment's row goes with the
+/// move past the line (with the next line's record, or with the run's final position).
+#[test]
+fn a_last_line_completed_into_a_refused_line_leaves_no_fragment_row() {
+    for (name, then) in [("more", "three\n"), ("last", "")] {
+        let s = Scratch::new(&format!("refused-fragment-{name}"));
+        std::fs::write(s.path("in.txt"), "one\nabc").unwrap();
+        let first = common::run(s.dir(), &["--db", "a.db", "--source", "file:in.txt"]);
+        assert_eq!(first.code, Some(0), "{}", first.stderr);
+        let conn = rusqlite::Connection::open(s.path("a.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER no_poison BEFORE INSERT ON messages
+             WHEN NEW.message LIKE '%poison%'
+             BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+        )
+        .unwrap();
+        drop(conn);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(s.path("in.txt"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, format!("poison\n{then}").as_bytes()).unwrap();
+        drop(f);
+        let out = common::run(
+            s.dir(),
+            &[
+                "--db",
+                "a.db",
+                "--source",
+                "file:in.txt",
+                "--dead-letter",
+                "dead.jsonl",
+            ],
+        );
+        assert_eq!(out.code, Some(0), "{name}: {}", out.stderr);
+        let rows: Vec<(i64, String)> = all_rows(&s.path("a.db"))
+            .into_iter()
+            .map(|(_, seq, m)| (seq, m))
+            .collect();
+        let mut want = vec![(0, "one".to_string())];
+        if !then.is_empty() {
+            want.push((2, "three".to_string()));
+        }
+        assert_eq!(rows, want, "{name}: the fragment \"abc\" must not stay");
+        let entries = dead_letters(&s.path("dead.jsonl"));
+        assert_eq!(entries.len(), 1, "{name}: {entries:?}");
+        assert_eq!(entries[0]["record"], "abcpoison", "{name}: the whole line");
+    }
+}
+
 #[test]
 fn a_record_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
     let s = Scratch::new("refused");

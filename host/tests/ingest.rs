@@ -1062,6 +1062,44 @@ fn verify_with_a_bad_source_is_a_usage_error() {
 /// A file's last line without its line end is stored as it is; if the file later grows, that
 /// line is read again whole and its row replaced in the same transaction, so the table holds
 /// the file's lines, not a fragment and its continuation. An unchanged file stores nothing.
+/// A last line stored without its end, completed by a later run into a line rejected at read
+/// (invalid UTF-8 here): the fragment's row goes, in the transaction that moves the input past
+/// the line, whether a later line's record moves it or the run's final position does.
+#[test]
+fn a_last_line_completed_into_a_rejected_line_leaves_no_fragment_row() {
+    for (name, then) in [("then-more", "three\n"), ("then-nothing", "")] {
+        let s = Scratch::new(&format!("ingest-fragment-rejected-{name}"));
+        let path = s.path("app.log");
+        write(&path, "one\nabc");
+        assert_eq!(
+            u(
+                &ingest_ok(&s, "t.db", &["--source", "file:app.log"]),
+                "stored"
+            ),
+            2
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"x\xffy\n").unwrap();
+        f.write_all(then.as_bytes()).unwrap();
+        drop(f);
+        let v = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+        assert_eq!(u(&v, "rejected"), 1, "{name}: {v}");
+        let rows: Vec<(i64, String)> = common::all_rows(&s.path("t.db"))
+            .into_iter()
+            .map(|(_, seq, line)| (seq, line))
+            .collect();
+        let mut want = vec![(0, "one".to_string())];
+        if !then.is_empty() {
+            want.push((2, "three".to_string()));
+        }
+        assert_eq!(rows, want, "{name}: the fragment \"abc\" must not stay");
+        assert_verify_ok(&s, "t.db", "file:app.log", &[]);
+    }
+}
+
 #[test]
 fn a_last_line_without_its_end_is_completed_in_place_when_the_file_grows() {
     let s = Scratch::new("ingest-partial-last");

@@ -19,9 +19,9 @@ use mysql::{Conn, Opts};
 use common::server::{
     Server, TestDb, assert_file_stored_once, assert_kill_9_then_rerun_stores_each_line_once,
     assert_ok, assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
-    assert_renamed_file_resumes, assert_restart_mid_ingest_loses_nothing, assert_url_refused,
-    closed_port, dead_letters, not_a_server, now_ns, record, refs, run_id, wait_until,
-    with_database, with_user, write_input,
+    assert_rejected_completion_leaves_no_fragment, assert_renamed_file_resumes,
+    assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
+    not_a_server, now_ns, record, refs, run_id, wait_until, with_database, with_user, write_input,
 };
 use common::{Scratch, assert_one_line_error, finish, json, u};
 use pc_host::position::{FileKey, Resume};
@@ -182,6 +182,17 @@ fn a_file_ingest_is_exactly_once_across_kill_9_and_a_rerun() {
     let s = Scratch::new("mysql-kill9");
     let (args, kills) = ("--rps 2000 --report-interval 0.05", [(1, "")]);
     assert_kill_9_then_rerun_stores_each_line_once(&db, &s, &numbered_lines(20_000), args, &kills);
+}
+
+#[test]
+fn a_last_line_completed_into_a_rejected_line_leaves_no_fragment_row() {
+    for (name, then) in [("fragment_more", "three\n"), ("fragment_last", "")] {
+        let Some(db) = Db::shared(name) else {
+            return;
+        };
+        let s = Scratch::new(&format!("my-{name}"));
+        assert_rejected_completion_leaves_no_fragment(&db, &s, then);
+    }
 }
 
 #[test]

@@ -24,9 +24,10 @@ use postgres::{Client, NoTls};
 use common::server::{
     Server, TestDb, assert_all_stored, assert_kill_9_then_rerun_stores_each_line_once, assert_ok,
     assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
-    assert_renamed_file_resumes, assert_restart_mid_ingest_loses_nothing, assert_url_refused,
-    closed_port, dead_letters, not_a_server, record, refs, run_id, split_url,
-    wait_retried_then_recovered, wait_until, write_input,
+    assert_rejected_completion_leaves_no_fragment, assert_renamed_file_resumes,
+    assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
+    not_a_server, record, refs, run_id, split_url, wait_retried_then_recovered, wait_until,
+    write_input,
 };
 use common::{Scratch, u};
 use pc_host::message::Record;
@@ -229,6 +230,17 @@ fn a_file_ingest_is_exactly_once_across_kill_9_and_a_rerun() {
     let kills = [(1, "--batch-size 10000"), (30_000, "--batch-size 500")];
     let args = "--rps 50000 --report-interval 0.02";
     assert_kill_9_then_rerun_stores_each_line_once(&db, &s, &lines(150_000), args, &kills);
+}
+
+#[test]
+fn a_last_line_completed_into_a_rejected_line_leaves_no_fragment_row() {
+    for (name, then) in [("fragment_more", "three\n"), ("fragment_last", "")] {
+        let Some(db) = Db::shared(name) else {
+            return;
+        };
+        let s = Scratch::new(&format!("pg-{name}"));
+        assert_rejected_completion_leaves_no_fragment(&db, &s, then);
+    }
 }
 
 #[test]

@@ -473,7 +473,34 @@ pub fn assert_partial_line_replaced_once_completed<S: Server>(
     db.assert_verify(s);
 }
 
-/// Waits for the lines saying a commit is retried, then that the sink recovered.
+/// A last line stored without its end, completed by a later run into a line rejected at read
+/// (invalid UTF-8): the fragment's row goes, in the transaction that moves the input past the
+/// line: with the next line's record (`then` non-empty), or with the run's final position.
+pub fn assert_rejected_completion_leaves_no_fragment<S: Server>(
+    db: &TestDb<S>,
+    s: &Scratch,
+    then: &str,
+) {
+    std::fs::write(s.path("in.log"), "one\nabc").expect("write the input file");
+    assert_all_stored(&db.run_json(s, "--source file:in.log"));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.path("in.log"))
+        .expect("open the input file");
+    f.write_all(b"x\xffy\n").expect("append");
+    f.write_all(then.as_bytes()).expect("append");
+    drop(f);
+    let v = assert_ok(&db.run_json(s, "--source file:in.log"));
+    assert_eq!(u(&v, "rejected"), 1, "{v}");
+    let rows: Vec<(i64, String)> = db.rows().into_iter().map(|(_, seq, m)| (seq, m)).collect();
+    let mut want = vec![(0, "one".to_string())];
+    if !then.is_empty() {
+        want.push((2, then.trim_end().to_string()));
+    }
+    assert_eq!(rows, want, "the fragment \"abc\" must not stay");
+}
+
+/// Waits for the lines saying a commit is retried, then that the sink recovered./// Waits for the lines saying a commit is retried, then that the sink recovered.
 pub fn wait_retried_then_recovered(r: &mut Running) {
     r.err.wait("saying the commit is retried", |l| {
         l.contains("retrying for up to")

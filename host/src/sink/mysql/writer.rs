@@ -19,7 +19,7 @@ use super::encode::{Budget, STATEMENT_ROWS, insert_sql, plan, push_params, row_b
 use super::error::{connection_gone, describe, duplicate_key, kind_of, lock_conflict};
 use super::{delivered, runs};
 use crate::message::Record;
-use crate::position::{FileKey, Origin, OriginEnd, Resume};
+use crate::position::{FileKey, Origin, OriginEnd, Resume, stale_fragment};
 use crate::sink::error::Busy;
 use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
 use crate::telemetry::interval::Interval;
@@ -347,8 +347,15 @@ impl Writer {
             )?;
         }
         let moved = moves(&self.positions, records);
+        let replaced = |input: u32, seq: u64| {
+            records
+                .iter()
+                .any(|r| r.replaces && r.producer == input && r.seq == seq)
+        };
         for (id, to) in &moved {
-            advance(s, self.positions[id], *to)?;
+            let from = self.positions[id];
+            advance(s, from, *to)?;
+            remove_stale_fragment(s, self.run_id, from, *to, replaced)?;
         }
         Ok(moved)
     }
@@ -361,7 +368,9 @@ impl Writer {
             return Ok(());
         }
         s.conn.query_drop("START TRANSACTION")?;
-        if let Err(e) = advance_again(s, from, to) {
+        let moved = advance_again(s, from, to)
+            .and_then(|()| remove_stale_fragment(s, self.run_id, from, to, |_, _| false));
+        if let Err(e) = moved {
             rollback(s, &e)?;
             return Err(e);
         }
@@ -416,6 +425,24 @@ fn advance(s: &mut Session, from: Resume, to: Resume) -> Result<(), Failure> {
     )?;
     if s.conn.affected_rows() != 1 {
         return Err(Failure::Moved(to.input));
+    }
+    Ok(())
+}
+
+/// Inside the caller's transaction, removes the fragment's row that a move of an input from
+/// `from` to `to` leaves stale (`stale_fragment`; `replaced` says which lines the
+/// transaction's records replace).
+fn remove_stale_fragment(
+    s: &mut Session,
+    run_id: i64,
+    from: Resume,
+    to: Resume,
+    replaced: impl Fn(u32, u64) -> bool,
+) -> Result<(), Failure> {
+    if let Some(line) = stale_fragment(from, to, replaced) {
+        let input = i64::from(to.input);
+        s.conn
+            .exec_drop(&s.replace, (input, run_id, input, line as i64))?;
     }
     Ok(())
 }

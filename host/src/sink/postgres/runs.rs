@@ -8,7 +8,7 @@ use postgres::{Client, GenericClient};
 
 use super::schema::{self, Found, Refused};
 use crate::config::MAX_THREADS;
-use crate::position::{FileKey, Resume};
+use crate::position::{FileKey, Resume, stale_fragment};
 use crate::sink::read_back::RunInfo;
 use crate::sink::{RunEnd, RunStart};
 use crate::telemetry::interval::Interval;
@@ -122,19 +122,29 @@ pub fn register_input(
     })
 }
 
-/// Moves an input's committed position from `from` to `to` on its own; true if it is at `to`
-/// afterwards (also when a first try committed but its reply was lost), false if another
-/// process moved it elsewhere.
+/// Moves an input's committed position from `from` to `to` on its own, with any fragment's
+/// row the move leaves stale (`stale_fragment`); true if it is at `to` afterwards (also when a
+/// first try committed but its reply was lost), false if another process moved it elsewhere.
 ///
 /// # Errors
 /// The server's.
 pub fn commit_input_position(
     client: &mut Client,
+    run_id: i64,
     from: Resume,
     to: Resume,
 ) -> Result<bool, postgres::Error> {
     let input = to.input as i32;
-    let changed = client.execute(
+    let mut tx = client.transaction()?;
+    // The fragment's row a move leaves stale (`stale_fragment`): no record goes with this one.
+    if let Some(line) = stale_fragment(from, to, |_, _| false) {
+        tx.execute(
+            "DELETE FROM messages WHERE run_id IN (SELECT run_id FROM run_inputs \
+             WHERE input_id = $1 AND run_id <> $3) AND producer = $1 AND seq = $2",
+            &[&input, &(line as i64), &run_id],
+        )?;
+    }
+    let changed = tx.execute(
         "UPDATE inputs SET \"offset\" = $2, line = $3, tail = $4 WHERE input_id = $1 \
          AND ((\"offset\" = $5 AND line = $6) OR (\"offset\" = $2 AND line = $3 AND tail = $4))",
         &[
@@ -146,6 +156,9 @@ pub fn commit_input_position(
             &(from.line as i64),
         ],
     )?;
+    if changed == 1 {
+        tx.commit()?;
+    }
     Ok(changed == 1)
 }
 

@@ -11,7 +11,7 @@ use super::connect::Server;
 use super::delivered;
 use super::encode::{COLUMNS, TooLong, encode_each};
 use crate::message::Record;
-use crate::position::Resume;
+use crate::position::{Resume, stale_fragment};
 
 /// A connection and its prepared statements.
 pub struct Session {
@@ -125,7 +125,8 @@ impl Session {
     }
 
     /// Commits, in one transaction, the COPY stream `rows` (of `records`), the removal of the
-    /// rows that `records` complete, and the inputs' moves. `xid` is set to the transaction's
+    /// rows that `records` complete, and the inputs' moves (with any fragment row a move leaves
+    /// stale: `stale_fragment`). `xid` is set to the transaction's
     /// id just before COMMIT (`None` until then); `sent` is set while the COMMIT's reply is
     /// awaited, and stays set if it never comes (the outcome is unknown: `xid` tells it).
     ///
@@ -165,6 +166,14 @@ impl Session {
             )?;
             if changed != 1 {
                 return Err(Failed::Moved(input));
+            }
+            let replaced = |i: u32, seq: u64| {
+                records
+                    .iter()
+                    .any(|r| r.replaces && r.producer == i && r.seq == seq)
+            };
+            if let Some(line) = stale_fragment(from, to, replaced) {
+                tx.execute(&self.replace, &[&(input as i32), &(line as i64), &run_id])?;
             }
         }
         *xid = Some(tx.query_one(&self.xid, &[])?.try_get(0)?);

@@ -350,8 +350,8 @@ impl Sink for Writer {
         if from == to {
             return Ok(());
         }
-        let moved = self.call("moving an input's position", |c, _| {
-            runs::commit_input_position(c, from, to)
+        let moved = self.call("moving an input's position", |c, run_id| {
+            runs::commit_input_position(c, run_id, from, to)
         })?;
         if !moved {
             return Err(self.server.error(moved_by_another(to.input)));

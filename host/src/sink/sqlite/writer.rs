@@ -20,7 +20,7 @@ use super::runs::{self, RunRow};
 use super::schema::db_error;
 use crate::config::Synchronous;
 use crate::message::Record;
-use crate::position::{FileKey, Origin, OriginEnd, Resume};
+use crate::position::{FileKey, Origin, OriginEnd, Resume, stale_fragment};
 use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
 use crate::telemetry::interval::Interval;
 
@@ -232,15 +232,34 @@ impl Writer {
                 None => moved.push((from.input, to)),
             }
         }
+        let replaced = |input: u32, seq: u64| {
+            records
+                .iter()
+                .any(|r| r.replaces && r.producer == input && r.seq == seq)
+        };
         for (id, to) in &moved {
-            self.advance(self.positions[id], *to)?;
+            self.advance(self.positions[id], *to, replaced)?;
         }
         Ok(moved)
     }
 
     /// Moves an input's committed position from `from` to `to`, inside the caller's
-    /// transaction; fails if it is no longer at `from` (another process moved it).
-    fn advance(&self, from: Resume, to: Resume) -> anyhow::Result<()> {
+    /// transaction, removing a fragment's row the move leaves stale (`stale_fragment`;
+    /// `replaced` says which lines the transaction's records replace); fails if it is no
+    /// longer at `from` (another process moved it).
+    fn advance(
+        &self,
+        from: Resume,
+        to: Resume,
+        replaced: impl Fn(u32, u64) -> bool,
+    ) -> anyhow::Result<()> {
+        if let Some(line) = stale_fragment(from, to, replaced) {
+            self.conn.prepare_cached(REPLACE_LINE)?.execute(params![
+                i64::from(to.input),
+                line as i64,
+                self.run_id
+            ])?;
+        }
         let changed = self.conn.prepare_cached(ADVANCE_INPUT)?.execute(params![
             i64::from(to.input),
             to.offset as i64,
@@ -274,8 +293,10 @@ impl Writer {
         if from == to {
             return Ok(());
         }
-        runs::transaction(&self.conn, &self.path, self.busy, || self.advance(from, to))
-            .map_err(|e| self.explain(e))?;
+        runs::transaction(&self.conn, &self.path, self.busy, || {
+            self.advance(from, to, |_, _| false)
+        })
+        .map_err(|e| self.explain(e))?;
         self.positions.insert(to.input, to);
         Ok(())
     }
