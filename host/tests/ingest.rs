@@ -983,6 +983,13 @@ fn verify_source_names_the_first_line_that_differs() {
         "verify should name line 5 as the first difference, got:\n{}",
         out.stdout
     );
+    assert!(
+        out.stdout.contains(
+            "10 lines: 9 stored in file order with the file's text, 1 stored with other text"
+        ),
+        "the changed row is not counted as stored with the file's text, got:\n{}",
+        out.stdout
+    );
 
     // Put it back, and take line 7 away instead.
     conn.execute(

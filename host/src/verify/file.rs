@@ -25,7 +25,9 @@ use crate::source::lines::record_text;
 #[derive(Debug, Default)]
 struct Walk {
     lines: u64,
+    /// Rows with their line's text, and rows in a line's place with other text.
     stored: u64,
+    differ: u64,
     rejected: u64,
     /// The first few rejected lines: number and why.
     rejected_at: Vec<String>,
@@ -112,7 +114,10 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
         }
         match (&row, text) {
             (Some((seq, stored)), Ok(text)) if *seq == line_no => {
-                if *stored != text {
+                if *stored == text {
+                    walk.stored += 1;
+                } else {
+                    walk.differ += 1;
                     walk.problem(format!(
                         "line {}: stored {:?}, the file has {:?}",
                         line_no + 1,
@@ -120,7 +125,6 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
                         clip(&text)
                     ));
                 }
-                walk.stored += 1;
                 row = next_row(&mut rows)?;
             }
             (Some((seq, _)), Err(why)) if *seq == line_no => {
@@ -210,9 +214,13 @@ impl Walk {
         say!("pc-host verify: {db}, {file} (input {input}, committed to byte {committed})");
         say!("{reading}");
         let mut line = format!(
-            "  {} lines: {} stored in file order with the file's text",
-            self.lines, self.stored
+            "  {}: {} stored in file order with the file's text",
+            crate::report::summary::plural(self.lines as usize, "line"),
+            self.stored
         );
+        if self.differ > 0 {
+            line.push_str(&format!(", {} stored with other text", self.differ));
+        }
         if self.rejected > 0 {
             line.push_str(&format!(
                 ", {} rejected at ingest ({}{})",
