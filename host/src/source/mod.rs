@@ -82,7 +82,26 @@ mod tests {
     use super::Context;
     use crate::message::Record;
     use crate::queue::Queue;
-    use crate::telemetry::{Stats, bump};
+    use crate::telemetry::{Counts, Stats, bump};
+
+    /// A source's context on `ring`, pushing `chunk` records at a time, at no set rate.
+    fn context<'a>(
+        ring: &'a Queue,
+        clock: &'a Clock,
+        stop: &'a AtomicBool,
+        chunk: u64,
+    ) -> Context<'a> {
+        Context {
+            ring,
+            lane: 0,
+            clock,
+            unix_base: 0,
+            stop,
+            deadline: None,
+            bucket: None,
+            chunk,
+        }
+    }
 
     fn record(seq: u64) -> Record {
         Record {
@@ -108,18 +127,8 @@ mod tests {
         const RECORDS: u64 = CHUNK * 2_000;
         let ring = Queue::ring(4).expect("a valid capacity");
         let stats = Stats::new(1, 1);
-        let clock = Clock::new();
-        let stop = AtomicBool::new(false);
-        let cx = Context {
-            ring: &ring,
-            lane: 0,
-            clock: &clock,
-            unix_base: 0,
-            stop: &stop,
-            deadline: None,
-            bucket: None,
-            chunk: CHUNK,
-        };
+        let (clock, stop) = (Clock::new(), AtomicBool::new(false));
+        let cx = context(&ring, &clock, &stop, CHUNK);
         let drained = AtomicBool::new(false);
         let mut snapshots = 0u64;
         std::thread::scope(|s| {
@@ -166,64 +175,15 @@ mod tests {
         );
     }
 
-    /// While a source waits on a full ring, its wait is counted as it goes, not only once it
-    /// is over: a stall shows in the progress line and the metrics while it lasts.
-    #[test]
-    fn a_source_waiting_on_a_full_ring_shows_the_wait_while_it_lasts() {
+    /// A source pushes four records into a two-slot ring that nobody pops, so it waits; once
+    /// its wait shows in the counts (were a wait counted only at its end, it never would),
+    /// `unblock` runs on the ring. Returns the counts during the wait, whether all four went
+    /// in, the seqs left with the source, and the counts after.
+    fn blocked_source(unblock: impl FnOnce(&Queue)) -> (Counts, bool, Vec<u64>, Counts) {
         let ring = Queue::ring(2).expect("a valid capacity");
         let stats = Stats::new(1, 1);
-        let clock = Clock::new();
-        let stop = AtomicBool::new(false);
-        let cx = Context {
-            ring: &ring,
-            lane: 0,
-            clock: &clock,
-            unix_base: 0,
-            stop: &stop,
-            deadline: None,
-            bucket: None,
-            chunk: 4,
-        };
-        std::thread::scope(|s| {
-            let source = s.spawn(|| {
-                let mut buf: Vec<Record> = (0..4).map(record).collect();
-                cx.push(&mut buf, &stats.producers[0])
-            });
-            // Nobody pops, so the source waits for as long as this loop runs. (Were the wait
-            // counted only at its end, this loop would not end.)
-            while stats.counts().blocked_ns == 0 {
-                std::thread::yield_now();
-            }
-            let during = stats.counts();
-            assert_eq!(during.produced, 2, "only what the ring took is counted");
-            let mut out = Vec::new();
-            while out.len() < 4 {
-                ring.pop_batch(&mut out, 4).expect("open");
-            }
-            assert!(source.join().expect("the source"), "all four went in");
-            assert_eq!(stats.counts().produced, 4);
-        });
-    }
-
-    /// A ring closed under a waiting source (a failing run's teardown): the records it did not
-    /// take stay with the source, uncounted, so the produced count neither overstates nor goes
-    /// down (which a metrics scraper would take for a reset).
-    #[test]
-    fn a_ring_closed_under_a_waiting_source_counts_only_what_went_in() {
-        let ring = Queue::ring(2).expect("a valid capacity");
-        let stats = Stats::new(1, 1);
-        let clock = Clock::new();
-        let stop = AtomicBool::new(false);
-        let cx = Context {
-            ring: &ring,
-            lane: 0,
-            clock: &clock,
-            unix_base: 0,
-            stop: &stop,
-            deadline: None,
-            bucket: None,
-            chunk: 4,
-        };
+        let (clock, stop) = (Clock::new(), AtomicBool::new(false));
+        let cx = context(&ring, &clock, &stop, 4);
         std::thread::scope(|s| {
             let source = s.spawn(|| {
                 let mut buf: Vec<Record> = (0..4).map(record).collect();
@@ -233,13 +193,38 @@ mod tests {
             while stats.counts().blocked_ns == 0 {
                 std::thread::yield_now();
             }
-            let waiting = stats.counts();
-            ring.close();
+            let during = stats.counts();
+            unblock(&ring);
             let (all_in, left) = source.join().expect("the source");
-            let after = stats.counts();
-            assert!(!all_in);
-            assert_eq!(left, [2, 3], "what the ring did not take stays, in order");
-            assert_eq!((waiting.produced, after.produced), (2, 2));
+            (during, all_in, left, stats.counts())
+        })
+    }
+
+    /// While a source waits on a full ring, its wait is counted as it goes, not only once it
+    /// is over: a stall shows in the progress line and the metrics while it lasts.
+    #[test]
+    fn a_source_waiting_on_a_full_ring_shows_the_wait_while_it_lasts() {
+        let (during, all_in, _, after) = blocked_source(|ring| {
+            let mut out = Vec::new();
+            while out.len() < 4 {
+                ring.pop_batch(&mut out, 4).expect("open");
+            }
         });
+        assert_eq!(during.produced, 2, "only what the ring took is counted");
+        assert!(all_in, "all four went in");
+        assert_eq!(after.produced, 4);
+    }
+
+    /// A ring closed under a waiting source (a failing run's teardown): the records it did not
+    /// take stay with the source, uncounted, so the produced count neither overstates nor goes
+    /// down (which a metrics scraper would take for a reset).
+    #[test]
+    fn a_ring_closed_under_a_waiting_source_counts_only_what_went_in() {
+        let (during, all_in, left, after) = blocked_source(|ring| {
+            ring.close();
+        });
+        assert!(!all_in);
+        assert_eq!(left, [2, 3], "what the ring did not take stays, in order");
+        assert_eq!((during.produced, after.produced), (2, 2));
     }
 }
