@@ -40,6 +40,9 @@ pub enum Reason {
     Refused,
     /// The sink kept failing for `--retry-for` seconds.
     RetriesExhausted,
+    /// As `RetriesExhausted`, but the record was sent and its outcome is unknown: the sink may
+    /// hold it (a NATS publish whose ack never came).
+    Unconfirmed,
     /// The sink failed for good (a fatal error), or failed earlier in the run.
     SinkFailed,
     /// Read from stdin as the run was torn down, and never queued for the sink.
@@ -52,6 +55,7 @@ impl Reason {
             Self::Rejected => "rejected",
             Self::Refused => "refused",
             Self::RetriesExhausted => "retries_exhausted",
+            Self::Unconfirmed => "unconfirmed",
             Self::SinkFailed => "sink_failed",
             Self::NotQueued => "not_queued",
         }

@@ -28,16 +28,32 @@ impl ErrorKind {
     }
 }
 
-/// A failed write: its kind and one line for the user. Nothing of the write was stored.
+/// A failed write: its kind and one line for the user. Nothing of the write was stored,
+/// unless `unconfirmed`.
 #[derive(Debug)]
 pub struct SinkError {
     pub kind: ErrorKind,
     pub error: anyhow::Error,
+    /// Some of the write may be stored all the same: records were sent and their outcome is
+    /// unknown (a broker's publish whose ack never came). A database sink's transaction rolls
+    /// back, so its errors are never unconfirmed.
+    pub unconfirmed: bool,
 }
 
 impl SinkError {
     pub fn new(kind: ErrorKind, error: anyhow::Error) -> Self {
-        Self { kind, error }
+        Self {
+            kind,
+            error,
+            unconfirmed: false,
+        }
+    }
+
+    /// The same error, of a write whose records may be stored (see `unconfirmed`).
+    #[must_use]
+    pub fn unconfirmed(mut self) -> Self {
+        self.unconfirmed = true;
+        self
     }
 
     pub fn fatal(error: anyhow::Error) -> Self {

@@ -87,6 +87,15 @@ pub struct GroupCommit<S> {
     refusal_said: AtomicBool,
 }
 
+/// Why records were given up on after their retries: unconfirmed when the sink may hold them.
+fn exhausted(error: &SinkError) -> Reason {
+    if error.unconfirmed {
+        Reason::Unconfirmed
+    } else {
+        Reason::RetriesExhausted
+    }
+}
+
 /// Work for a writer, run by the next consumer that commits with one, right after its commit
 /// and before it lets the writer go.
 pub struct Chore<S>(Box<dyn FnOnce(&mut S) + Send>);
@@ -382,11 +391,11 @@ impl<S: Sink> GroupCommit<S> {
                 ),
             ),
             ErrorKind::Retryable if self.policy.retry_for.is_zero() => (
-                Reason::RetriesExhausted,
+                exhausted(&error),
                 format!("gave up at once (retries are off: --retry-for 0): {error}"),
             ),
             ErrorKind::Retryable => (
-                Reason::RetriesExhausted,
+                exhausted(&error),
                 format!(
                     "gave up after retrying for {:.1} s (--retry-for): {error}",
                     self.policy.retry_for.as_secs_f64()

@@ -204,14 +204,22 @@ impl Writer {
             }
             _ => ErrorKind::Retryable,
         };
-        SinkError::new(
+        let error = SinkError::new(
             kind,
             anyhow!(
                 "publishing to {} on NATS server {}: {e}",
                 self.spec.subject,
                 self.spec.server
             ),
-        )
+        );
+        // A retryable failure comes after some of the write's publishes were sent (an ack
+        // that never came, a connection lost with publishes in flight): JetStream may hold
+        // them, acknowledged or not.
+        if kind == ErrorKind::Retryable {
+            error.unconfirmed()
+        } else {
+            error
+        }
     }
 }
 

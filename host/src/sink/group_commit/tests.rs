@@ -18,13 +18,20 @@ struct Scripted {
     /// entries the file held then.
     watch: Option<std::path::PathBuf>,
     seen: Vec<(u64, usize)>,
+    /// Scripted failures leave their outcome unknown (as a broker's lost ack does).
+    unconfirmed: bool,
 }
 
 impl Sink for Scripted {
     fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
         self.writes += 1;
         if let Some(kind) = self.script.pop_front() {
-            return Err(SinkError::new(kind, anyhow!("scripted {}", kind.as_str())));
+            let error = SinkError::new(kind, anyhow!("scripted {}", kind.as_str()));
+            return Err(if self.unconfirmed {
+                error.unconfirmed()
+            } else {
+                error
+            });
         }
         if records.iter().any(|r| r.text == "poison") {
             return Err(SinkError::new(ErrorKind::Record, anyhow!("CHECK failed")));
@@ -139,6 +146,31 @@ fn exhausted_retries_dead_letter_generated_records_and_fail_the_sink() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 2);
     assert!(text.contains("\"reason\":\"retries_exhausted\""), "{text}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// Records whose write may have reached the sink (a broker's lost ack) are dead-lettered as
+/// `unconfirmed`, not as `retries_exhausted`: a replay could store them twice.
+#[test]
+fn exhausted_retries_of_an_unconfirmed_write_dead_letter_as_unconfirmed() {
+    let (dead, path) = temp_dead_letters("unconfirmed");
+    let policy = Policy {
+        retry_for: Duration::ZERO,
+        dead_letters: Some(dead),
+        generated: true,
+    };
+    let writer = Scripted {
+        script: [ErrorKind::Retryable].into(),
+        unconfirmed: true,
+        ..Scripted::default()
+    };
+    let g = GroupCommit::new(vec![writer], 10, policy);
+    let fates = commit_all(&g, vec![vec![record(0, "a", 0), record(1, "b", 0)]]);
+    assert_eq!(fates, [(Fate::DeadLettered, vec![0, 1])]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(text.contains("\"reason\":\"unconfirmed\""), "{text}");
+    assert!(!text.contains("retries_exhausted"), "{text}");
     std::fs::remove_file(&path).unwrap();
 }
 
