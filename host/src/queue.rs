@@ -6,9 +6,8 @@
 //! Close then drain, as for the ring: after [`Queue::close`] pushes fail, and pops return what
 //! is left, then `Closed`.
 
-use std::time::Duration;
-
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use pc_core::{CapacityError, Closed, HeapLanes, HeapRing, PopError, PushError};
 
@@ -22,15 +21,6 @@ pub enum Queue {
     /// Lane 0 first. pc-core's default starvation guard: one pop in 8 looks at a lower lane
     /// first, so a busy higher lane cannot starve the others.
     Lanes(HeapLanes<Record>),
-}
-
-/// What [`Queue::push_all`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pushed {
-    /// Records that went in.
-    pub records: usize,
-    /// Nanoseconds spent waiting for room.
-    pub blocked_ns: u64,
 }
 
 impl Queue {
@@ -104,9 +94,10 @@ impl Queue {
     /// close. `buf` is left with the records that did not go in, in order (none unless the
     /// queue was closed: the run is being torn down).
     ///
-    /// Counts into `counts`: each record as `produced` when it goes in (never one that did
-    /// not), and the wait for room as `blocked`, readable while it lasts.
-    pub fn push_all(&self, lane: usize, buf: &mut Vec<Record>, counts: &ProducerStats) -> Pushed {
+    /// Returns how many went in. Counts into `counts`: each record as `produced` when it goes
+    /// in (never one that did not), and the wait for room as `blocked`, readable while it
+    /// lasts.
+    pub fn push_all(&self, lane: usize, buf: &mut Vec<Record>, counts: &ProducerStats) -> usize {
         match self {
             Self::Ring(ring) => {
                 let mut items = buf.drain(..);
@@ -114,22 +105,19 @@ impl Queue {
                     items: &mut items,
                     produced: &counts.produced,
                 };
-                let mut out = Pushed {
-                    records: ring.try_push_batch(&mut counted).unwrap_or(0),
-                    blocked_ns: 0,
-                };
+                let mut pushed = ring.try_push_batch(&mut counted).unwrap_or(0);
                 if counted.size_hint().0 > 0 {
                     let began = counts.blocked.begin();
-                    out.records += match ring.push_batch(&mut counted) {
+                    pushed += match ring.push_batch(&mut counted) {
                         Ok(n) => n,
                         Err(closed) => closed.0,
                     };
-                    out.blocked_ns = counts.blocked.end(began);
+                    counts.blocked.end(began);
                 }
                 // Closed: what the ring did not take goes back (a rare path, so the copy).
                 let rest: Vec<Record> = items.collect();
                 buf.extend(rest);
-                out
+                pushed
             }
             Self::Lanes(lanes) => push_lane(lanes, lane, buf, counts),
         }
@@ -193,15 +181,15 @@ fn push_lane(
     lane: usize,
     buf: &mut Vec<Record>,
     counts: &ProducerStats,
-) -> Pushed {
-    let mut out = Pushed::default();
+) -> usize {
+    let mut pushed = 0;
     let mut records = buf.drain(..);
     let mut back = None;
     for record in records.by_ref() {
         let record = match lanes.try_push(lane, record) {
             Ok(()) => {
                 bump(&counts.produced, 1);
-                out.records += 1;
+                pushed += 1;
                 continue;
             }
             Err(PushError::Closed(record)) => {
@@ -211,19 +199,19 @@ fn push_lane(
             Err(PushError::Full(record)) => record,
         };
         let began = counts.blocked.begin();
-        let pushed = lanes.push(lane, record);
-        out.blocked_ns += counts.blocked.end(began);
-        if let Err(closed) = pushed {
+        let waited = lanes.push(lane, record);
+        counts.blocked.end(began);
+        if let Err(closed) = waited {
             back = Some(closed.0);
             break;
         }
         bump(&counts.produced, 1);
-        out.records += 1;
+        pushed += 1;
     }
     // Closed: the record refused and those after it go back, in order.
     let rest: Vec<Record> = back.into_iter().chain(records).collect();
     buf.extend(rest);
-    out
+    pushed
 }
 
 #[cfg(test)]
@@ -242,16 +230,15 @@ mod tests {
         let counts = ProducerStats::default();
         let q = Queue::lanes(2, 2).unwrap();
         let mut low = vec![record(10), record(11)];
-        assert_eq!(q.push_all(1, &mut low, &counts).records, 2);
+        assert_eq!(q.push_all(1, &mut low, &counts), 2);
         assert_eq!(q.lane_len(1), 2, "the low lane is full");
         let mut high = vec![record(0), record(1)];
-        let pushed = q.push_all(0, &mut high, &counts);
+        let waited_before = counts.blocked.total_ns();
+        assert_eq!(q.push_all(0, &mut high, &counts), 2);
         assert_eq!(
-            pushed,
-            Pushed {
-                records: 2,
-                blocked_ns: 0
-            }
+            counts.blocked.total_ns(),
+            waited_before,
+            "the high lane's push did not wait"
         );
         assert!(high.is_empty());
         let mut out = Vec::new();
@@ -271,7 +258,7 @@ mod tests {
         for q in [Queue::ring(4).unwrap(), Queue::lanes(4, 2).unwrap()] {
             assert!(q.close());
             let mut buf = vec![record(0), record(1)];
-            assert_eq!(q.push_all(1, &mut buf, &counts).records, 0);
+            assert_eq!(q.push_all(1, &mut buf, &counts), 0);
             assert_eq!(seqs(&buf), [0, 1], "nothing dropped");
             assert_eq!(q.pop_batch(&mut Vec::new(), 4), Err(Closed(())));
         }
@@ -290,7 +277,7 @@ mod tests {
                     q.close();
                 });
                 let mut buf: Vec<Record> = (0..6).map(record).collect();
-                assert_eq!(q.push_all(0, &mut buf, &counts).records, 4);
+                assert_eq!(q.push_all(0, &mut buf, &counts), 4);
                 assert_eq!(seqs(&buf), [4, 5], "the two that did not fit, in order");
             });
             let mut out = Vec::new();

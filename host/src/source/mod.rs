@@ -54,8 +54,7 @@ impl Context<'_> {
     /// went in. `buf` is left with the records that did not go in.
     pub fn push(&self, buf: &mut Vec<Record>, stats: &ProducerStats) -> bool {
         let built = buf.len();
-        let pushed = self.ring.push_all(usize::from(self.lane), buf, stats);
-        pushed.records == built
+        self.ring.push_all(usize::from(self.lane), buf, stats) == built
     }
 }
 
