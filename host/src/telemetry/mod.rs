@@ -220,7 +220,8 @@ impl Stats {
     pub fn produced(&self) -> u64 {
         self.producers
             .iter()
-            .map(|p| p.produced.load(Ordering::Relaxed))
+            // Acquire: pairs with the Release `bump`, as in `sum`.
+            .map(|p| p.produced.load(Ordering::Acquire))
             .sum()
     }
 
@@ -268,33 +269,25 @@ impl Stats {
         })
     }
 
+    /// The consumers' `field`s summed. Acquire: pairs with the Release `bump` each load
+    /// reads (what `counts` relies on).
     fn sum(&self, field: impl Fn(&ConsumerStats) -> &AtomicU64) -> u64 {
         self.consumers
             .iter()
-            .map(|c| field(c).load(Ordering::Relaxed))
+            .map(|c| field(c).load(Ordering::Acquire))
             .sum()
     }
 
     /// The counts now, consistent with one another (see [`Counts`]).
     pub fn counts(&self) -> Counts {
-        // Acquire, downstream first: each load pairs with the Release `bump` it reads, which
-        // carries the upstream counts of the same records (module docs of `Counts`).
-        let settled = |field: fn(&ConsumerStats) -> &AtomicU64| -> u64 {
-            self.consumers
-                .iter()
-                .map(|c| field(c).load(Ordering::Acquire))
-                .sum()
-        };
-        let stored = settled(|c| &c.stored);
-        let duplicates = settled(|c| &c.duplicates);
-        let dead_lettered = settled(|c| &c.dead_lettered);
-        let not_stored = settled(|c| &c.not_stored);
-        let consumed = settled(|c| &c.consumed);
-        let produced: u64 = self
-            .producers
-            .iter()
-            .map(|p| p.produced.load(Ordering::Acquire))
-            .sum();
+        // Downstream first, each with Acquire (`sum`, `produced`): a settled count it sees
+        // carries the upstream counts of the same records (see `Counts`).
+        let stored = self.stored();
+        let duplicates = self.duplicates();
+        let dead_lettered = self.dead_lettered();
+        let not_stored = self.not_stored();
+        let consumed = self.consumed();
+        let produced = self.produced();
         // A lane's record may be popped just before it is counted (see `Counts`); a ring's
         // never is.
         let lanes = self.consumers.first().is_some_and(|c| !c.lanes.is_empty());
