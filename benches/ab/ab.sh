@@ -124,10 +124,28 @@ fi
 # snapshot SIDE SPEC: copies pc-core's sources (the workspace manifest and core/) of SPEC into
 # $work/src/SIDE and prints what they are. pc-core's version is rewritten to 0.0.0-ab-SIDE:
 # Cargo refuses two path packages of one name and version in one lockfile.
+# Cargo rebuilds a path dependency only when a source is newer than its last build, and copied
+# files keep their own times (git archive gives a commit's time), which can be older than the
+# build of what the side held before: so a copy that differs from the last one has its times
+# set to now, and an unchanged one keeps them (and its build).
 snapshot() {
-  local side=$1 spec=$2 dest=$work/src/$1 sha
+  local side=$1 spec=$2 dest=$work/src/$1.new sha label
   rm -rf "$dest"
   mkdir -p "$dest"
+  label=$(snapshot_into "$dest" "$side" "$spec")
+  if diff -r -q "$dest" "$work/src/$side" >/dev/null 2>&1; then
+    rm -rf "$dest"
+  else
+    find "$dest" -exec touch {} +
+    rm -rf "$work/src/$side"
+    mv "$dest" "$work/src/$side"
+  fi
+  echo "$label"
+}
+
+# snapshot_into DEST SIDE SPEC: the copy itself (see snapshot).
+snapshot_into() {
+  local dest=$1 side=$2 spec=$3 sha
   if [ "$spec" = worktree ]; then
     (cd "$root" && git ls-files -z -co --exclude-standard -- Cargo.toml core \
       | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
