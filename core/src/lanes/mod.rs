@@ -179,7 +179,9 @@ impl<T> LanesCore<T, alloc::boxed::Box<[HeapRing<T>]>> {
     /// # Errors
     /// [`CapacityError::NoLanes`] if `capacities` is empty; for the first unusable entry,
     /// [`CapacityError::Invalid`] unless it is a power of two in `2..=MAX_CAPACITY`; and
-    /// [`CapacityError::Alloc`] if the allocator cannot provide a lane.
+    /// [`CapacityError::Alloc`] if the allocator cannot provide a lane's slots, and
+    /// [`CapacityError::AllocLanes`] if it cannot provide the table of lanes. Lanes allocated
+    /// before a failure are freed.
     ///
     /// ```
     /// use pc_core::{CapacityError, HeapLanes};
@@ -198,7 +200,7 @@ impl<T> LanesCore<T, alloc::boxed::Box<[HeapRing<T>]>> {
         let mut rings = alloc::vec::Vec::new();
         rings
             .try_reserve_exact(capacities.len())
-            .map_err(|_| CapacityError::Alloc(capacities[0]))?;
+            .map_err(|_| CapacityError::AllocLanes(capacities.len()))?;
         for &capacity in capacities {
             rings.push(HeapRing::try_with_capacity(capacity)?);
         }

@@ -102,8 +102,11 @@ impl<T> core::error::Error for Closed<T> {}
 pub enum CapacityError {
     /// The capacity is below 2, not a power of two, or above [`MAX_CAPACITY`](crate::ring::MAX_CAPACITY).
     Invalid(usize),
-    /// The allocator could not provide the slots.
+    /// The allocator could not provide the slots (of a ring of this many).
     Alloc(usize),
+    /// `HeapLanes::try_with_capacities`: the allocator could not provide the table that holds
+    /// this many lanes (before any lane's slots were asked for).
+    AllocLanes(usize),
     /// `HeapLanes::try_with_capacities` was given no capacities: lanes need at least one lane.
     NoLanes,
 }
@@ -117,6 +120,7 @@ impl fmt::Display for CapacityError {
                 crate::ring::MAX_CAPACITY
             ),
             Self::Alloc(n) => write!(f, "could not allocate a ring of {n} slots"),
+            Self::AllocLanes(n) => write!(f, "could not allocate the table of {n} lanes"),
             Self::NoLanes => f.write_str("lanes need at least one lane (no capacities given)"),
         }
     }
