@@ -532,6 +532,14 @@ fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
 }
 
 /// `key=value` pairs; a key given twice is refused (which one was meant is not ours to guess).
+/// Whether a `--source` URL names parameter `key` itself (`verify --source` tells a format
+/// given from the default so). Read as `parse_source` reads the query; `false` for a query
+/// it would refuse.
+pub fn source_names(url: &str, key: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    parse_query(query).is_ok_and(|pairs| pairs.iter().any(|(k, _)| *k == key))
+}
+
 fn parse_query(query: &str) -> Result<Vec<(&str, &str)>, String> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     for p in query.split('&').filter(|p| !p.is_empty()) {
@@ -549,6 +557,25 @@ fn parse_query(query: &str) -> Result<Vec<(&str, &str)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_url_names_a_parameter_only_as_a_key_of_its_query() {
+        assert!(source_names(
+            "file:a.log?follow=true&format=jsonl",
+            "format"
+        ));
+        assert!(source_names("stdin?format=text", "format"));
+        assert!(!source_names("file:a.log", "format"));
+        assert!(!source_names("file:a.log?follow=true", "format"));
+        assert!(
+            !source_names("file:a.log?lane=format", "format"),
+            "a value is no key"
+        );
+        assert!(
+            !source_names("file:format.log", "format"),
+            "nor is the path"
+        );
+    }
 
     #[test]
     fn source_urls_parse_with_their_parameters() {

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::config::cli::VerifyArgs;
-use crate::config::url::{parse_sink, parse_source};
+use crate::config::url::{parse_sink, parse_source, source_names};
 use crate::config::{ConfigError, SinkSpec, SourceSpec};
 use crate::report::summary::plural;
 use crate::sink::read_back::{self, Row, RunInfo};
@@ -173,13 +173,8 @@ fn check_file(args: &VerifyArgs, spec: &SinkSpec, url: &str) -> anyhow::Result<b
         .map(|max| crate::config::record_limit(max, &format!("--max-record-bytes {max}")))
         .transpose()?;
     // A format the URL names; without one, the file is read as its runs read it.
-    let names_format = url.split_once('?').is_some_and(|(_, query)| {
-        query
-            .split('&')
-            .any(|kv| kv.split('=').next() == Some("format"))
-    });
     let format = match &spec {
-        SourceSpec::File { format, .. } if names_format => Some(*format),
+        SourceSpec::File { format, .. } if source_names(url, "format") => Some(*format),
         _ => None,
     };
     let given = file::Given {
