@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
+use crossbeam_utils::CachePadded;
 use pc_core::Clock;
 
 /// Time waited, as completed waits plus the one under way.
@@ -27,8 +28,9 @@ pub struct Blocked {
     done_ns: AtomicU64,
     /// `Clock::global()` ns + 1 when the wait under way began; 0 when not waiting.
     since: AtomicU64,
-    /// The largest total a read has returned.
-    shown: AtomicU64,
+    /// The largest total a read has returned. Written by readers, so on a line of its own:
+    /// a read then moves none of the writer's lines away from its core, it only shares them.
+    shown: CachePadded<AtomicU64>,
 }
 
 impl Blocked {
@@ -118,6 +120,20 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
+
+    #[test]
+    fn the_word_readers_write_shares_no_cache_line_with_the_writers_words() {
+        let blocked = Blocked::default();
+        let line = |p: *const AtomicU64| p as usize / 128;
+        let shown = line(&*blocked.shown);
+        for (name, word) in [
+            ("seq", &blocked.seq),
+            ("done_ns", &blocked.done_ns),
+            ("since", &blocked.since),
+        ] {
+            assert_ne!(line(word), shown, "{name} shares the readers' line");
+        }
+    }
 
     #[test]
     fn a_wait_counts_while_under_way_and_once_when_over() {
