@@ -1304,6 +1304,14 @@ fn a_file_renamed_between_runs_resumes_where_it_was_committed() {
     );
 }
 
+#[test]
+fn a_run_given_the_old_name_after_a_rotation_names_the_file_left_unread() {
+    let s = Scratch::new("ingest-rotated-away");
+    common::assert_rotation_names_the_file_left_unread(&s, |args| {
+        ingest(&s, "t.db", &args.split(' ').collect::<Vec<_>>())
+    });
+}
+
 /// stdin cannot be read again: at a signal, every byte pc-host took from it is stored, the
 /// whole lines in its read buffer included, and a line the stop cut is stored as far as it
 /// was read; the rest stays in the input for whoever reads it next. Stored rows plus what is

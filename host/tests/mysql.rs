@@ -196,6 +196,15 @@ fn a_last_line_completed_into_a_rejected_line_leaves_no_fragment_row() {
 }
 
 #[test]
+fn a_run_given_the_old_name_after_a_rotation_names_the_file_left_unread() {
+    let Some(db) = Db::shared("rotated") else {
+        return;
+    };
+    let s = Scratch::new("my-rotated-away");
+    common::assert_rotation_names_the_file_left_unread(&s, |args| db.run_json(&s, args));
+}
+
+#[test]
 fn a_partial_last_line_completed_by_a_later_run_replaces_its_row() {
     let Some(db) = Db::shared("partial") else {
         return;

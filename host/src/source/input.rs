@@ -76,11 +76,7 @@ pub fn open_file(path: &Path) -> Result<OpenFile, String> {
             path,
             dev: meta.dev(),
             ino: meta.ino(),
-            born: meta
-                .created()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .and_then(|d| i64::try_from(d.as_nanos()).ok()),
+            born: crate::position::birth_ns(&meta),
         },
         len: meta.len(),
         file,

@@ -547,3 +547,43 @@ pub fn integrity_check(db: &Path) -> String {
     conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity_check")
 }
+
+/// A file rotated while no run read it (`mv app.log app.log.1`, then a new `app.log`): the run
+/// given the old name reads the new file and warns that the old one, under its new name, holds
+/// bytes it has not read, naming the source that reads them. A file rotated away after it was
+/// read to its end is not warned about. `run` runs pc-host with a JSON summary and the given
+/// arguments (the sink is the caller's) in `s`'s directory.
+pub fn assert_rotation_names_the_file_left_unread(s: &Scratch, run: impl Fn(&str) -> Out) {
+    let numbered = |n: usize| -> String { (0..n).map(|i| format!("line {i}\n")).collect() };
+    std::fs::write(s.path("app.log"), numbered(100)).expect("write the input file");
+    if std::fs::metadata(s.path("app.log"))
+        .and_then(|m| m.created())
+        .is_err()
+    {
+        println!("SKIP: this file system records no birth times");
+        return;
+    }
+    let stored = |out: &Out| {
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        u(&json(out), "stored")
+    };
+    assert_eq!(stored(&run("--source file:app.log --messages 40")), 40);
+    std::fs::rename(s.path("app.log"), s.path("app.log.1")).expect("rotate");
+    std::fs::write(s.path("app.log"), numbered(10)).expect("write the new file");
+    let out = run("--source file:app.log");
+    assert_eq!(stored(&out), 10, "the new file, from its start");
+    let unread = numbered(100).len() - numbered(40).len();
+    let warned = format!("app.log.1, with {unread} bytes after line 40 not read: --source file:");
+    assert!(
+        out.stderr.contains("WARN") && out.stderr.contains(&warned),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(stored(&run("--source file:app.log.1")), 60, "the rest");
+    // The new file was read to its end: rotated away in turn, it is not warned about.
+    std::fs::rename(s.path("app.log"), s.path("app.log.2")).expect("rotate again");
+    std::fs::write(s.path("app.log"), numbered(5)).expect("write the newest file");
+    let out = run("--source file:app.log");
+    assert_eq!(stored(&out), 5);
+    assert!(!out.stderr.contains("not read"), "{}", out.stderr);
+}

@@ -68,6 +68,29 @@ pub fn register_input(
     Ok(resume)
 }
 
+/// Before a new input at `file`'s path is registered: the input read there before, another
+/// file, is looked for (`position::displaced`).
+fn displaced(conn: &mut Conn, file: &FileKey) -> mysql::Result<()> {
+    type Row = (i64, i64, i64, i64, Option<i64>);
+    let row: Option<Row> = conn.exec_first(
+        "SELECT `offset`, line, dev, ino, born FROM inputs WHERE path = ? \
+         ORDER BY input_id DESC LIMIT 1",
+        (file.path.to_string_lossy().as_ref(),),
+    )?;
+    if let Some((offset, line, dev, ino, born)) = row {
+        let n = |v: i64| v.max(0) as u64;
+        let was = crate::position::Displaced {
+            offset: n(offset),
+            line: n(line),
+            dev: dev as u64,
+            ino: ino as u64,
+            born,
+        };
+        crate::position::displaced(&file.path, &was);
+    }
+    Ok(())
+}
+
 fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::Result<Resume> {
     let key = file.map(|f| {
         (
@@ -97,6 +120,9 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
     let (id, offset, line, tail) = match found {
         Some(row) => row,
         None => {
+            if let Some(f) = file {
+                displaced(conn, f)?;
+            }
             let params: Vec<Value> = match &key {
                 Some((path, dev, ino, born)) => vec![
                     path.as_str().into(),

@@ -98,6 +98,9 @@ pub fn register_input(
     let (id, offset, line, tail): (i32, i64, i64, i64) = match found {
         Some(row) => (row.get(0), row.get(1), row.get(2), row.get(3)),
         None => {
+            if let Some(f) = file {
+                displaced(&mut tx, f)?;
+            }
             let (path, dev, ino, born) = key.map_or((None, None, None, None), |(p, d, i, b)| {
                 (Some(p), Some(d), Some(i), b)
             });
@@ -120,6 +123,29 @@ pub fn register_input(
         line: line.max(0) as u64,
         tail: tail.max(0) as u64,
     })
+}
+
+/// Before a new input at `file`'s path is registered: the input read there before, another
+/// file, is looked for (`position::displaced`).
+fn displaced(tx: &mut postgres::Transaction<'_>, file: &FileKey) -> Result<(), postgres::Error> {
+    let path = file.path.to_string_lossy().into_owned();
+    let row = tx.query_opt(
+        "SELECT \"offset\", line, dev, ino, born FROM inputs WHERE path = $1 \
+         ORDER BY input_id DESC LIMIT 1",
+        &[&path],
+    )?;
+    if let Some(row) = row {
+        let n = |v: i64| v.max(0) as u64;
+        let was = crate::position::Displaced {
+            offset: n(row.get(0)),
+            line: n(row.get(1)),
+            dev: row.get::<_, i64>(2) as u64,
+            ino: row.get::<_, i64>(3) as u64,
+            born: row.get(4),
+        };
+        crate::position::displaced(&file.path, &was);
+    }
+    Ok(())
 }
 
 /// Moves an input's committed position from `from` to `to` on its own, with any fragment's

@@ -204,6 +204,9 @@ pub fn register_input(
                 ),
                 None => (None, None, None, None),
             };
+            if let Some(f) = file {
+                displaced(conn, f)?;
+            }
             conn.execute(
                 "INSERT INTO inputs (path, dev, ino, born) VALUES (?1, ?2, ?3, ?4)",
                 params![path, dev, ino, born],
@@ -221,6 +224,31 @@ pub fn register_input(
         line: line.max(0) as u64,
         tail: tail.max(0) as u64,
     })
+}
+
+/// Before a new input at `file`'s path is registered: the input read there before, another
+/// file, is looked for (`position::displaced`).
+fn displaced(conn: &Connection, file: &FileKey) -> rusqlite::Result<()> {
+    let was = conn
+        .query_row(
+            "SELECT offset, line, dev, ino, born FROM inputs WHERE path = ?1 \
+             ORDER BY input_id DESC LIMIT 1",
+            params![path_text(&file.path)],
+            |r| {
+                Ok(crate::position::Displaced {
+                    offset: r.get::<_, i64>(0)?.max(0) as u64,
+                    line: r.get::<_, i64>(1)?.max(0) as u64,
+                    dev: r.get::<_, i64>(2)? as u64,
+                    ino: r.get::<_, i64>(3)? as u64,
+                    born: r.get(4)?,
+                })
+            },
+        )
+        .optional()?;
+    if let Some(was) = was {
+        crate::position::displaced(&file.path, &was);
+    }
+    Ok(())
 }
 
 /// A path as stored in `inputs.path` (lossy for paths that are not UTF-8).
