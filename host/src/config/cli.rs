@@ -90,6 +90,11 @@ pub struct VerifyArgs {
     /// limit the runs that read the file recorded, else 1048576]
     #[arg(long, value_name = "BYTES")]
     pub max_record_bytes: Option<u64>,
+
+    /// With --source: the dead-letter file that holds the lines expected missing from the rows
+    /// [default: the files the runs that read it recorded]
+    #[arg(long, value_name = "PATH", requires = "source")]
+    pub dead_letter: Option<PathBuf>,
 }
 
 /// The options of a run. An `Option` has no fixed default (it depends on other options, or

@@ -17,9 +17,12 @@ use super::recorded::{self, Recorded};
 use crate::config::cli::DEFAULT_MAX_RECORD_BYTES;
 use crate::config::url::Format;
 use crate::config::{ConfigError, SourceSpec};
+use crate::report::summary::plural;
 use crate::sink::sqlite::runs::{SAME_FILE, path_text};
 use crate::source::input::{LineReader, open_file};
 use crate::source::lines::record_text;
+
+use super::dead_lettered;
 
 /// How the file compares with its rows.
 #[derive(Debug, Default)]
@@ -31,20 +34,23 @@ struct Walk {
     rejected: u64,
     /// The first few rejected lines: number and why.
     rejected_at: Vec<String>,
-    /// Lines (numbered from 1) with a storable text and no row: dead-lettered by the sink, if
-    /// the runs that read the file dead-lettered at least as many; else problems.
-    missing: Vec<u64>,
-    /// What the runs that read this input dead-lettered, all told.
-    dead_lettered: u64,
+    /// Lines (numbered from 1) with a storable text and no row that a dead-letter file holds.
+    dead_lettered: Vec<u64>,
+    /// Lines with no row that start at or after the committed position: no run read them yet.
+    unread: Vec<u64>,
+    /// Where the dead-lettered lines were looked up, for the report.
+    dead_letter_note: String,
     problems: Vec<String>,
 }
 
 /// What the user gave for reading the file; `None`: as the runs that read it recorded (see
 /// `recorded.rs`), else the run's own default.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Given {
     pub max_record_bytes: Option<usize>,
     pub format: Option<Format>,
+    /// The dead-letter file to look lines up in; `None`: those the runs recorded.
+    pub dead_letter: Option<std::path::PathBuf>,
 }
 
 /// Checks `spec` (a `file:` source) against its rows in `conn`, reading it as `given` says;
@@ -82,7 +88,13 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
         ));
     };
     let recorded = recorded::reading(conn, input, key)?;
-    let (max, format, how) = settle(given, recorded);
+    let (max, format, how) = settle(&given, recorded);
+    let (runs, mut files) = recorded::dead_letters(conn, input)?;
+    if let Some(file) = given.dead_letter {
+        files = vec![file];
+    }
+    let dead = dead_lettered::lines_of(&files, input, &runs);
+    let committed_at = u64::try_from(committed).unwrap_or(0);
     let format = &format;
     let mut stmt = conn.prepare(
         "SELECT seq, message FROM messages WHERE producer = ?1 \
@@ -92,7 +104,7 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
     let mut reader = LineReader::new(opened.file, max);
     let mut walk = Walk::default();
     let mut row: Option<(u64, String)> = next_row(&mut rows)?;
-    let mut line_no = 0u64;
+    let (mut line_no, mut offset) = (0u64, 0u64);
     loop {
         let line = match reader.next_line()? {
             Some(l) => l,
@@ -102,6 +114,8 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
             },
         };
         walk.lines += 1;
+        let unread = offset >= committed_at;
+        offset += line.consumed;
         let text = record_text(line, *format, max).map_err(|r| r.why);
         while let Some((seq, _)) = &row
             && *seq < line_no
@@ -131,6 +145,7 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
                 walk.problem(format!("line {} is stored but is {why}", line_no + 1));
                 row = next_row(&mut rows)?;
             }
+            (_, _) if unread => walk.unread.push(line_no + 1),
             (_, Err(why)) => {
                 walk.rejected += 1;
                 if walk.rejected_at.len() < 5 {
@@ -138,7 +153,10 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
                         .push(format!("line {} ({why})", line_no + 1));
                 }
             }
-            (_, Ok(_)) => walk.missing.push(line_no + 1),
+            (_, Ok(_)) if dead.lines.contains(&(line_no + 1)) => {
+                walk.dead_lettered.push(line_no + 1);
+            }
+            (_, Ok(_)) => walk.problem(format!("line {} is not stored", line_no + 1)),
         }
         line_no += 1;
     }
@@ -150,12 +168,7 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
     if beyond > 0 {
         walk.problem(format!("{beyond} rows beyond the end of the file"));
     }
-    walk.dead_lettered = dead_lettered(conn, input);
-    if walk.missing.len() as u64 > walk.dead_lettered {
-        for line in std::mem::take(&mut walk.missing) {
-            walk.problem(format!("line {line} is not stored"));
-        }
-    }
+    walk.dead_letter_note = dead_letter_note(&dead, &files);
     let reading = format!(
         "  read with --max-record-bytes {max}, format={}{how}",
         format.as_str()
@@ -165,7 +178,7 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
 }
 
 /// The limit and format to read the file with, and where they came from (for the report).
-fn settle(given: Given, recorded: recorded::Reading) -> (usize, Format, String) {
+fn settle(given: &Given, recorded: recorded::Reading) -> (usize, Format, String) {
     let default_max = usize::try_from(DEFAULT_MAX_RECORD_BYTES).unwrap_or(usize::MAX);
     let mut notes = Vec::new();
     let max = match (given.max_record_bytes, recorded.max_record_bytes) {
@@ -192,8 +205,14 @@ fn settle(given: Given, recorded: recorded::Reading) -> (usize, Format, String) 
         ),
     };
     for (what, differ) in [
-        ("limits", recorded.max_record_bytes == Recorded::Differ),
-        ("formats", recorded.format == Recorded::Differ),
+        (
+            "limits",
+            given.max_record_bytes.is_none() && recorded.max_record_bytes == Recorded::Differ,
+        ),
+        (
+            "formats",
+            given.format.is_none() && recorded.format == Recorded::Differ,
+        ),
     ] {
         if differ {
             how.push_str(&format!(
@@ -215,7 +234,7 @@ impl Walk {
         say!("{reading}");
         let mut line = format!(
             "  {}: {} stored in file order with the file's text",
-            crate::report::summary::plural(self.lines as usize, "line"),
+            plural(self.lines as usize, "line"),
             self.stored
         );
         if self.differ > 0 {
@@ -234,25 +253,28 @@ impl Walk {
             ));
         }
         say!("{line}");
-        if !self.missing.is_empty() {
-            let first: Vec<String> = self.missing.iter().take(5).map(u64::to_string).collect();
+        if !self.dead_lettered.is_empty() {
             say!(
-                "  {} lines not stored (lines {}{}): within the {} records the runs that read it \
-                 dead-lettered (the dead-letter file holds them)",
-                self.missing.len(),
-                first.join(", "),
-                if self.missing.len() > first.len() {
-                    ", ..."
-                } else {
-                    ""
-                },
-                self.dead_lettered
+                "  {} not stored, as expected: dead-lettered ({}; {})",
+                plural(self.dead_lettered.len(), "line"),
+                lines_list(&self.dead_lettered),
+                self.dead_letter_note
+            );
+        } else if !self.dead_letter_note.is_empty() {
+            say!("  dead letters: {}", self.dead_letter_note);
+        }
+        if !self.unread.is_empty() {
+            say!(
+                "  {} after byte {committed} not read yet by any run ({}): a run with \
+                 --source file:{file} reads them",
+                plural(self.unread.len(), "line"),
+                lines_list(&self.unread)
             );
         }
         if let Some(first) = self.problems.first() {
             say!(
-                "  PROBLEM: {} differences; the first: {first}",
-                self.problems.len()
+                "  PROBLEM: {}; the first: {first}",
+                plural(self.problems.len(), "difference")
             );
         }
         let ok = self.problems.is_empty();
@@ -261,16 +283,38 @@ impl Walk {
     }
 }
 
-/// What the runs that read `input` dead-lettered in all (0 for a database whose runs table
-/// has no such column: its runs dead-lettered nothing).
-fn dead_lettered(conn: &Connection, input: i64) -> u64 {
-    conn.query_row(
-        "SELECT COALESCE(SUM(dead_lettered), 0) FROM runs \
-         WHERE run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1)",
-        [input],
-        |r| r.get::<_, i64>(0),
-    )
-    .map_or(0, |n| n.max(0) as u64)
+/// Where dead-lettered lines were looked up, for the report: the files read, those that
+/// could not be (a lost line and a dead-lettered one then look alike), or that no run
+/// recorded one (empty).
+fn dead_letter_note(dead: &dead_lettered::Lines, files: &[std::path::PathBuf]) -> String {
+    let mut notes = Vec::new();
+    if !dead.read.is_empty() {
+        let read: Vec<String> = dead.read.iter().map(|f| f.display().to_string()).collect();
+        notes.push(format!("looked up in {}", read.join(", ")));
+    }
+    if !dead.unreadable.is_empty() {
+        notes.push(format!(
+            "could not read {} (lines it holds count as not stored; --dead-letter PATH gives \
+             the file)",
+            dead.unreadable.join("; ")
+        ));
+    }
+    if files.is_empty() {
+        return String::new();
+    }
+    notes.join("; ")
+}
+
+/// Up to five line numbers, then "...".
+fn lines_list(lines: &[u64]) -> String {
+    let first: Vec<String> = lines.iter().take(5).map(u64::to_string).collect();
+    let more = if lines.len() > first.len() {
+        ", ..."
+    } else {
+        ""
+    };
+    let word = if lines.len() == 1 { "line" } else { "lines" };
+    format!("{word} {}{more}", first.join(", "))
 }
 
 fn next_row(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(u64, String)>> {
@@ -300,8 +344,9 @@ mod tests {
         let none = Given {
             max_record_bytes: None,
             format: None,
+            dead_letter: None,
         };
-        let (max, format, how) = settle(none, recorded);
+        let (max, format, how) = settle(&none, recorded);
         assert_eq!(
             (max as u64, format),
             (DEFAULT_MAX_RECORD_BYTES, Format::Jsonl)
@@ -318,8 +363,13 @@ mod tests {
         let given = Given {
             max_record_bytes: Some(10),
             format: Some(Format::Text),
+            dead_letter: None,
         };
-        assert_eq!(settle(given, recorded).0, 10);
-        assert_eq!(settle(given, recorded).1, Format::Text);
+        let (max, format, how) = settle(&given, recorded);
+        assert_eq!((max, format), (10, Format::Text));
+        assert!(
+            !how.contains("give the one"),
+            "given, so not asked for: {how}"
+        );
     }
 }

@@ -20,6 +20,7 @@ macro_rules! say {
     }};
 }
 
+mod dead_lettered;
 mod file;
 mod recorded;
 
@@ -178,6 +179,7 @@ fn check_file(args: &VerifyArgs, spec: &SinkSpec, url: &str) -> anyhow::Result<b
         _ => None,
     };
     let given = file::Given {
+        dead_letter: args.dead_letter.clone(),
         max_record_bytes,
         format,
     };

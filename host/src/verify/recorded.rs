@@ -66,6 +66,39 @@ pub fn reading(conn: &Connection, input: i64, key: &FileKey) -> rusqlite::Result
     Ok(out)
 }
 
+/// The runs that read `input`, and the dead-letter files they recorded (each once, in run
+/// order; a relative path is taken from the working directory, as the run took it from its
+/// own).
+///
+/// # Errors
+/// The database fails.
+pub fn dead_letters(
+    conn: &Connection,
+    input: i64,
+) -> rusqlite::Result<(Vec<i64>, Vec<std::path::PathBuf>)> {
+    let mut stmt = conn.prepare(
+        "SELECT run_id, config FROM runs WHERE run_id IN \
+         (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY run_id",
+    )?;
+    let rows = stmt.query_map(params![input], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    let (mut runs, mut files) = (Vec::new(), Vec::<std::path::PathBuf>::new());
+    for row in rows {
+        let (run, config) = row?;
+        runs.push(run);
+        let file = config
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+            .and_then(|v| v["dead_letter"].as_str().map(std::path::PathBuf::from));
+        if let Some(file) = file
+            && !files.contains(&file)
+        {
+            files.push(file);
+        }
+    }
+    Ok((runs, files))
+}
+
 /// The format of the run's `file:` source that is the file `key`: the one that opens as the
 /// same file (device and inode), else its only `file:` source (its path may be relative to
 /// where that run ran).
