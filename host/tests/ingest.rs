@@ -1019,7 +1019,7 @@ fn verify_source_of_a_file_never_ingested_is_a_one_line_error() {
     write(&s.path("other.log"), numbered(0, 3, "o"));
     ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
     let out = verify(&s, "t.db", "file:other.log", &[]);
-    assert_one_line_error(&out, 1, "was never ingested");
+    assert_one_line_error(&out, 2, "was never ingested");
 }
 
 /// `file:g.txt`, `file:./g.txt`, `file:sub/../g.txt` and a link to it name one input: the

@@ -10,7 +10,6 @@
 //! This compares against the file as it is now: after a truncation during ingest, or a file
 //! rewritten in place, the stored rows hold content the file no longer has.
 
-use anyhow::anyhow;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::recorded::{self, Recorded};
@@ -81,11 +80,13 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
         )
         .optional()?;
     let Some((input, committed)) = input else {
-        return Err(anyhow!(
+        // Bad input, as a --run the database does not have is.
+        return Err(ConfigError(format!(
             "{db} holds no rows from {} (this file, by path, device and inode, or by device, \
              inode and birth time if it was renamed, was never ingested)",
             key.path.display()
-        ));
+        ))
+        .into());
     };
     let recorded = recorded::reading(conn, input, key)?;
     let (max, format, how) = settle(&given, recorded);
