@@ -12,6 +12,7 @@
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::dead_lettered;
 use super::recorded::{self, Recorded};
 use crate::config::cli::DEFAULT_MAX_RECORD_BYTES;
 use crate::config::url::Format;
@@ -20,8 +21,6 @@ use crate::report::summary::plural;
 use crate::sink::sqlite::runs::{SAME_FILE, path_text};
 use crate::source::input::{LineReader, open_file};
 use crate::source::lines::record_text;
-
-use super::dead_lettered;
 
 /// How the file compares with its rows.
 #[derive(Debug, Default)]
@@ -169,7 +168,7 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
     if beyond > 0 {
         walk.problem(format!("{beyond} rows beyond the end of the file"));
     }
-    walk.dead_letter_note = dead_letter_note(&dead, &files);
+    walk.dead_letter_note = dead_letter_note(&dead);
     let reading = format!(
         "  read with --max-record-bytes {max}, format={}{how}",
         format.as_str()
@@ -284,10 +283,10 @@ impl Walk {
     }
 }
 
-/// Where dead-lettered lines were looked up, for the report: the files read, those that
-/// could not be (a lost line and a dead-lettered one then look alike), or that no run
-/// recorded one (empty).
-fn dead_letter_note(dead: &dead_lettered::Lines, files: &[std::path::PathBuf]) -> String {
+/// Where dead-lettered lines were looked up, for the report: the files read, and those that
+/// could not be (a lost line and a dead-lettered one then look alike); empty if there were
+/// none to read.
+fn dead_letter_note(dead: &dead_lettered::Lines) -> String {
     let mut notes = Vec::new();
     if !dead.read.is_empty() {
         let read: Vec<String> = dead.read.iter().map(|f| f.display().to_string()).collect();
@@ -299,9 +298,6 @@ fn dead_letter_note(dead: &dead_lettered::Lines, files: &[std::path::PathBuf]) -
              the file)",
             dead.unreadable.join("; ")
         ));
-    }
-    if files.is_empty() {
-        return String::new();
     }
     notes.join("; ")
 }
