@@ -68,16 +68,18 @@ pub fn register_input(
     Ok(resume)
 }
 
-/// Before a new input at `file`'s path is registered: the input read there before, another
-/// file, is looked for (`position::displaced`).
-fn displaced(conn: &mut Conn, file: &FileKey) -> mysql::Result<()> {
-    type Row = (i64, i64, i64, i64, Option<i64>);
+/// Before a new input at `file`'s path is registered: the input read there last, another
+/// file (`position::displaced`), unless run `run_id` read it (a rotation during the run, which
+/// the run reads to its end itself).
+fn displaced(conn: &mut Conn, run_id: i64, file: &FileKey) -> mysql::Result<()> {
+    type Row = (i64, i64, i64, i64, Option<i64>, i64);
     let row: Option<Row> = conn.exec_first(
-        "SELECT `offset`, line, dev, ino, born FROM inputs WHERE path = ? \
-         ORDER BY input_id DESC LIMIT 1",
-        (file.path.to_string_lossy().as_ref(),),
+        "SELECT `offset`, line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
+         WHERE r.run_id = ? AND r.input_id = inputs.input_id) \
+         FROM inputs WHERE path = ? ORDER BY input_id DESC LIMIT 1",
+        (run_id, file.path.to_string_lossy().as_ref()),
     )?;
-    if let Some((offset, line, dev, ino, born)) = row {
+    if let Some((offset, line, dev, ino, born, 0)) = row {
         let n = |v: i64| v.max(0) as u64;
         let was = crate::position::Displaced {
             offset: n(offset),
@@ -121,7 +123,7 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
         Some(row) => row,
         None => {
             if let Some(f) = file {
-                displaced(conn, f)?;
+                displaced(conn, run_id, f)?;
             }
             let params: Vec<Value> = match &key {
                 Some((path, dev, ino, born)) => vec![

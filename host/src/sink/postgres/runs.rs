@@ -99,7 +99,7 @@ pub fn register_input(
         Some(row) => (row.get(0), row.get(1), row.get(2), row.get(3)),
         None => {
             if let Some(f) = file {
-                displaced(&mut tx, f)?;
+                displaced(&mut tx, run_id, f)?;
             }
             let (path, dev, ino, born) = key.map_or((None, None, None, None), |(p, d, i, b)| {
                 (Some(p), Some(d), Some(i), b)
@@ -125,16 +125,24 @@ pub fn register_input(
     })
 }
 
-/// Before a new input at `file`'s path is registered: the input read there before, another
-/// file, is looked for (`position::displaced`).
-fn displaced(tx: &mut postgres::Transaction<'_>, file: &FileKey) -> Result<(), postgres::Error> {
+/// Before a new input at `file`'s path is registered: the input read there last, another
+/// file (`position::displaced`), unless run `run_id` read it (a rotation during the run, which
+/// the run reads to its end itself).
+fn displaced(
+    tx: &mut postgres::Transaction<'_>,
+    run_id: i64,
+    file: &FileKey,
+) -> Result<(), postgres::Error> {
     let path = file.path.to_string_lossy().into_owned();
     let row = tx.query_opt(
-        "SELECT \"offset\", line, dev, ino, born FROM inputs WHERE path = $1 \
-         ORDER BY input_id DESC LIMIT 1",
-        &[&path],
+        "SELECT \"offset\", line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
+         WHERE r.run_id = $2 AND r.input_id = inputs.input_id) \
+         FROM inputs WHERE path = $1 ORDER BY input_id DESC LIMIT 1",
+        &[&path, &run_id],
     )?;
-    if let Some(row) = row {
+    if let Some(row) = row
+        && !row.get::<_, bool>(5)
+    {
         let n = |v: i64| v.max(0) as u64;
         let was = crate::position::Displaced {
             offset: n(row.get(0)),

@@ -204,8 +204,10 @@ pub fn register_input(
                 ),
                 None => (None, None, None, None),
             };
-            if let Some(f) = file {
-                displaced(conn, f)?;
+            if let Some(f) = file
+                && let Some(was) = displaced_input(conn, run_id, f)?
+            {
+                crate::position::displaced(&f.path, &was);
             }
             conn.execute(
                 "INSERT INTO inputs (path, dev, ino, born) VALUES (?1, ?2, ?3, ?4)",
@@ -226,29 +228,33 @@ pub fn register_input(
     })
 }
 
-/// Before a new input at `file`'s path is registered: the input read there before, another
-/// file, is looked for (`position::displaced`).
-fn displaced(conn: &Connection, file: &FileKey) -> rusqlite::Result<()> {
-    let was = conn
+/// Before a new input at `file`'s path is registered: the input read there last, another
+/// file (`position::displaced`), unless run `run_id` read it (a rotation during the run, which
+/// the run reads to its end itself).
+fn displaced_input(
+    conn: &Connection,
+    run_id: i64,
+    file: &FileKey,
+) -> rusqlite::Result<Option<crate::position::Displaced>> {
+    let found = conn
         .query_row(
-            "SELECT offset, line, dev, ino, born FROM inputs WHERE path = ?1 \
-             ORDER BY input_id DESC LIMIT 1",
-            params![path_text(&file.path)],
+            "SELECT offset, line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
+             WHERE r.run_id = ?2 AND r.input_id = inputs.input_id) \
+             FROM inputs WHERE path = ?1 ORDER BY input_id DESC LIMIT 1",
+            params![path_text(&file.path), run_id],
             |r| {
-                Ok(crate::position::Displaced {
+                let was = crate::position::Displaced {
                     offset: r.get::<_, i64>(0)?.max(0) as u64,
                     line: r.get::<_, i64>(1)?.max(0) as u64,
                     dev: r.get::<_, i64>(2)? as u64,
                     ino: r.get::<_, i64>(3)? as u64,
                     born: r.get(4)?,
-                })
+                };
+                Ok((was, r.get::<_, bool>(5)?))
             },
         )
         .optional()?;
-    if let Some(was) = was {
-        crate::position::displaced(&file.path, &was);
-    }
-    Ok(())
+    Ok(found.and_then(|(was, this_run)| (!this_run).then_some(was)))
 }
 
 /// A path as stored in `inputs.path` (lossy for paths that are not UTF-8).
@@ -414,4 +420,49 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
             .collect::<Result<_, _>>()?;
     }
     Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::sqlite::schema::{self, Found};
+
+    /// An input read by an earlier run and displaced since is looked for; one the registering
+    /// run read itself (a rotation while it follows the file) is not: that run reads the old
+    /// file to its end, so its committed position may still be behind without loss.
+    #[test]
+    fn the_input_displaced_is_the_last_at_the_path_unless_this_run_read_it() {
+        let dir = std::env::temp_dir().join(format!("pc-displaced-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        schema::create_or_upgrade(&conn, &Found::Empty).unwrap();
+        for _ in 0..2 {
+            conn.execute(
+                "INSERT INTO runs (started_at, producers, first_id, config) VALUES (1, 1, 1, '{}')",
+                [],
+            )
+            .unwrap();
+        }
+        let key_of = |name: &str| {
+            crate::source::input::open_file(&dir.join(name))
+                .unwrap()
+                .key
+        };
+        std::fs::write(dir.join("app.log"), "old\n").unwrap();
+        let old = key_of("app.log");
+        register_input(&conn, 1, Some(&old)).unwrap();
+        std::fs::rename(dir.join("app.log"), dir.join("app.log.1")).unwrap();
+        std::fs::write(dir.join("app.log"), "new\n").unwrap();
+        let new = key_of("app.log");
+        assert_eq!(
+            displaced_input(&conn, 1, &new).unwrap(),
+            None,
+            "run 1 read it"
+        );
+        let was = displaced_input(&conn, 2, &new)
+            .unwrap()
+            .expect("read by run 1");
+        assert_eq!((was.dev, was.ino, was.born), (old.dev, old.ino, old.born));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
