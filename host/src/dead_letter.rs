@@ -104,6 +104,11 @@ impl DeadLetters {
         let Ok(meta) = std::fs::metadata(path) else {
             return Ok(false);
         };
+        if meta.is_dir() {
+            return Err(format!(
+                "--dead-letter {shown} is a directory: give a file path (e.g. {shown}/dead.jsonl)"
+            ));
+        }
         if !meta.is_file() || !is_dead_letter_file(path) {
             return Err(format!(
                 "--dead-letter {shown} exists and is not a pc-host dead-letter file; pc-host \

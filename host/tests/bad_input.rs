@@ -635,7 +635,12 @@ fn dead_letter_and_retry_for_bad_values_are_one_line_errors_with_exit_2() {
     let foreign = s.path("notes.txt");
     let notes = b"my notes\nnot a dead-letter file\n".to_vec();
     std::fs::write(&foreign, &notes).unwrap();
+    std::fs::create_dir_all(s.path("adir")).unwrap();
     let cases: &[(&[&str], &str)] = &[
+        (
+            &["--dead-letter", "adir"],
+            "--dead-letter adir is a directory: give a file path",
+        ),
         (
             &["--dead-letter", "missing/dead.jsonl"],
             "--dead-letter missing/dead.jsonl: directory missing does not exist",

@@ -318,6 +318,11 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
                 .or_else(|| base.strip_prefix("file:"))
             else {
                 let scheme = base.split_once(':').map_or(base, |(s, _)| s);
+                if matches!(scheme, "generate" | "stdin") {
+                    return Err(format!(
+                        "{scheme} takes no `:` (e.g. {scheme}, or stdin?format=jsonl)"
+                    ));
+                }
                 return Err(format!(
                     "unknown source `{scheme}` (use generate, stdin, -, file:PATH or \
                      nats://HOST:PORT/STREAM)"
@@ -630,6 +635,8 @@ mod tests {
     fn bad_source_urls_say_what_is_wrong() {
         for (url, needle) in [
             ("kafka://x", "unknown source `kafka`"),
+            ("stdin:", "stdin takes no `:`"),
+            ("generate:x", "generate takes no `:`"),
             ("file:", "needs a path"),
             ("file:a?format=csv", "format=csv"),
             ("file:a?follow=maybe", "follow=maybe"),
