@@ -536,7 +536,6 @@ fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
     })
 }
 
-/// `key=value` pairs; a key given twice is refused (which one was meant is not ours to guess).
 /// Whether a `--source` URL names parameter `key` itself (`verify --source` tells a format
 /// given from the default so). Read as `parse_source` reads the query; `false` for a query
 /// it would refuse.
@@ -545,6 +544,7 @@ pub fn source_names(url: &str, key: &str) -> bool {
     parse_query(query).is_ok_and(|pairs| pairs.iter().any(|(k, _)| *k == key))
 }
 
+/// `key=value` pairs; a key given twice is refused (which one was meant is not ours to guess).
 fn parse_query(query: &str) -> Result<Vec<(&str, &str)>, String> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     for p in query.split('&').filter(|p| !p.is_empty()) {
