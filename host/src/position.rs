@@ -124,6 +124,19 @@ pub struct Displaced {
     pub born: Option<i64>,
 }
 
+impl Displaced {
+    /// From an `inputs` row's columns, as the sinks store them (signed 64-bit).
+    pub fn from_columns(offset: i64, line: i64, dev: i64, ino: i64, born: Option<i64>) -> Self {
+        Self {
+            offset: offset.max(0) as u64,
+            line: line.max(0) as u64,
+            dev: dev as u64,
+            ino: ino as u64,
+            born,
+        }
+    }
+}
+
 /// Where the file of `was`, displaced from `path`, is now: a regular file in `path`'s
 /// directory with its device, inode and birth time, and its length. `None` where the file
 /// system records no birth times (an inode alone may have been reused).

@@ -88,12 +88,11 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
         .into());
     };
     let recorded = recorded::reading(conn, input, key)?;
-    let (max, format, how) = settle(&given, recorded);
-    let (runs, mut files) = recorded::dead_letters(conn, input)?;
-    if let Some(file) = given.dead_letter {
-        files = vec![file];
-    }
-    let dead = dead_lettered::lines_of(&files, input, &runs);
+    let (max, format, how) = settle(&given, &recorded);
+    let files = given
+        .dead_letter
+        .map_or(recorded.dead_letters, |file| vec![file]);
+    let dead = dead_lettered::lines_of(&files, input, &recorded.runs);
     let committed_at = u64::try_from(committed).unwrap_or(0);
     let format = &format;
     let mut stmt = conn.prepare(
@@ -178,7 +177,7 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
 }
 
 /// The limit and format to read the file with, and where they came from (for the report).
-fn settle(given: &Given, recorded: recorded::Reading) -> (usize, Format, String) {
+fn settle(given: &Given, recorded: &recorded::Reading) -> (usize, Format, String) {
     let default_max = usize::try_from(DEFAULT_MAX_RECORD_BYTES).unwrap_or(usize::MAX);
     let mut notes = Vec::new();
     let max = match (given.max_record_bytes, recorded.max_record_bytes) {
@@ -337,13 +336,15 @@ mod tests {
         let recorded = recorded::Reading {
             max_record_bytes: Recorded::Differ,
             format: Recorded::Agreed(Format::Jsonl),
+            runs: Vec::new(),
+            dead_letters: Vec::new(),
         };
         let none = Given {
             max_record_bytes: None,
             format: None,
             dead_letter: None,
         };
-        let (max, format, how) = settle(&none, recorded);
+        let (max, format, how) = settle(&none, &recorded);
         assert_eq!(
             (max as u64, format),
             (DEFAULT_MAX_RECORD_BYTES, Format::Jsonl)
@@ -362,7 +363,7 @@ mod tests {
             format: Some(Format::Text),
             dead_letter: None,
         };
-        let (max, format, how) = settle(&given, recorded);
+        let (max, format, how) = settle(&given, &recorded);
         assert_eq!((max, format), (10, Format::Text));
         assert!(
             !how.contains("give the one"),

@@ -30,11 +30,17 @@ impl<T: PartialEq> Recorded<T> {
     }
 }
 
-/// The line limit and format of the runs that read `input` (the file `key`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The line limit and format of the runs that read `input` (the file `key`), and the
+/// dead-letter files they recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reading {
     pub max_record_bytes: Recorded<u64>,
     pub format: Recorded<Format>,
+    /// The runs that read it, in order.
+    pub runs: Vec<i64>,
+    /// Their dead-letter files, each once, in run order; a relative path is taken from the
+    /// working directory, as the run took it from its own.
+    pub dead_letters: Vec<std::path::PathBuf>,
 }
 
 /// Reads what the runs that read `input` recorded.
@@ -43,16 +49,22 @@ pub struct Reading {
 /// The database fails. (A config that does not parse is left out, as unknown.)
 pub fn reading(conn: &Connection, input: i64, key: &FileKey) -> rusqlite::Result<Reading> {
     let mut stmt = conn.prepare(
-        "SELECT config FROM runs WHERE run_id IN \
+        "SELECT run_id, config FROM runs WHERE run_id IN \
          (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY run_id",
     )?;
-    let configs = stmt.query_map(params![input], |r| r.get::<_, Option<String>>(0))?;
+    let rows = stmt.query_map(params![input], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
     let mut out = Reading {
         max_record_bytes: Recorded::Unknown,
         format: Recorded::Unknown,
+        runs: Vec::new(),
+        dead_letters: Vec::new(),
     };
-    for config in configs {
-        let Some(v) = config?.and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+    for row in rows {
+        let (run, config) = row?;
+        out.runs.push(run);
+        let Some(v) = config.and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
         else {
             continue;
         };
@@ -62,41 +74,13 @@ pub fn reading(conn: &Connection, input: i64, key: &FileKey) -> rusqlite::Result
         if let Some(format) = format_of(&v, key) {
             out.format = out.format.add(format);
         }
-    }
-    Ok(out)
-}
-
-/// The runs that read `input`, and the dead-letter files they recorded (each once, in run
-/// order; a relative path is taken from the working directory, as the run took it from its
-/// own).
-///
-/// # Errors
-/// The database fails.
-pub fn dead_letters(
-    conn: &Connection,
-    input: i64,
-) -> rusqlite::Result<(Vec<i64>, Vec<std::path::PathBuf>)> {
-    let mut stmt = conn.prepare(
-        "SELECT run_id, config FROM runs WHERE run_id IN \
-         (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY run_id",
-    )?;
-    let rows = stmt.query_map(params![input], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
-    })?;
-    let (mut runs, mut files) = (Vec::new(), Vec::<std::path::PathBuf>::new());
-    for row in rows {
-        let (run, config) = row?;
-        runs.push(run);
-        let file = config
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
-            .and_then(|v| v["dead_letter"].as_str().map(std::path::PathBuf::from));
-        if let Some(file) = file
-            && !files.contains(&file)
+        if let Some(file) = v["dead_letter"].as_str().map(std::path::PathBuf::from)
+            && !out.dead_letters.contains(&file)
         {
-            files.push(file);
+            out.dead_letters.push(file);
         }
     }
-    Ok((runs, files))
+    Ok(out)
 }
 
 /// The format of the run's `file:` source that is the file `key`: the one that opens as the

@@ -80,14 +80,7 @@ fn displaced(conn: &mut Conn, run_id: i64, file: &FileKey) -> mysql::Result<()> 
         (run_id, file.path.to_string_lossy().as_ref()),
     )?;
     if let Some((offset, line, dev, ino, born, 0)) = row {
-        let n = |v: i64| v.max(0) as u64;
-        let was = crate::position::Displaced {
-            offset: n(offset),
-            line: n(line),
-            dev: dev as u64,
-            ino: ino as u64,
-            born,
-        };
+        let was = crate::position::Displaced::from_columns(offset, line, dev, ino, born);
         crate::position::displaced(&file.path, &was);
     }
     Ok(())

@@ -143,14 +143,13 @@ fn displaced(
     if let Some(row) = row
         && !row.get::<_, bool>(5)
     {
-        let n = |v: i64| v.max(0) as u64;
-        let was = crate::position::Displaced {
-            offset: n(row.get(0)),
-            line: n(row.get(1)),
-            dev: row.get::<_, i64>(2) as u64,
-            ino: row.get::<_, i64>(3) as u64,
-            born: row.get(4),
-        };
+        let was = crate::position::Displaced::from_columns(
+            row.get(0),
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+        );
         crate::position::displaced(&file.path, &was);
     }
     Ok(())

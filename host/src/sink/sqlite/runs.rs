@@ -243,13 +243,13 @@ fn displaced_input(
              FROM inputs WHERE path = ?1 ORDER BY input_id DESC LIMIT 1",
             params![path_text(&file.path), run_id],
             |r| {
-                let was = crate::position::Displaced {
-                    offset: r.get::<_, i64>(0)?.max(0) as u64,
-                    line: r.get::<_, i64>(1)?.max(0) as u64,
-                    dev: r.get::<_, i64>(2)? as u64,
-                    ino: r.get::<_, i64>(3)? as u64,
-                    born: r.get(4)?,
-                };
+                let was = crate::position::Displaced::from_columns(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                );
                 Ok((was, r.get::<_, bool>(5)?))
             },
         )
