@@ -357,6 +357,74 @@ fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() {
 }
 
 #[test]
+fn an_empty_existing_db_file_is_refused_and_left_untouched() {
+    let s = Scratch::new("emptydb");
+    let file = s.path("empty.db");
+    std::fs::write(&file, "").unwrap();
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    // SQLite would take a 0-byte file for a new database and make it one.
+    for args in [
+        &["--db", "empty.db", "--messages", "10"][..],
+        &["--sink", "sqlite:empty.db", "--messages", "10"],
+    ] {
+        assert_one_line_error(
+            &run(s.dir(), args),
+            1,
+            "empty.db is an empty file (0 bytes), not a database pc-host made; pc-host will \
+             not write to it",
+        );
+    }
+    // verify and plot, which only read, refuse it as well, saying what to give instead.
+    for args in [
+        &["verify", "--db", "empty.db"][..],
+        &["plot", "--db", "empty.db", "-o", "p.svg"],
+    ] {
+        assert_one_line_error(
+            &run(s.dir(), args),
+            1,
+            "empty.db is an empty file (0 bytes), not a database pc-host made; give the --db",
+        );
+    }
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        (meta.len(), meta.modified().unwrap()),
+        (0, modified),
+        "the file was written to"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(s.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["empty.db"],
+        "nothing (-wal, -shm, -journal, p.svg) is made beside it"
+    );
+    // An empty file another process holds SQLite's locks on is a database being made (by
+    // another pc-host starting on the same new path): it is waited for, as any locked one.
+    let holder = rusqlite::Connection::open(s.path("new.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    assert_eq!(std::fs::metadata(s.path("new.db")).unwrap().len(), 0);
+    assert_one_line_error(
+        &run(
+            s.dir(),
+            &[
+                "--db",
+                "new.db",
+                "--messages",
+                "1",
+                "--busy-timeout-ms",
+                "100",
+            ],
+        ),
+        1,
+        "database new.db is locked by another process",
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+}
+
+#[test]
 fn a_database_with_another_schema_is_refused_and_left_untouched() {
     let s = Scratch::new("schema");
     let db = s.path("seed.db");

@@ -501,7 +501,14 @@ fn health_is_503_while_another_process_holds_the_write_lock_and_200_after() {
 fn ready_is_503_until_the_run_starts_then_200() {
     let s = Scratch::new("metrics-ready");
     let db = s.path("pc-host.db");
-    // pc-host cannot set up its database while another process holds the write lock: it waits
+    // The database exists first: an empty file that the holder left empty would be refused
+    // once its lock is gone, if the run looked at it only then.
+    let made = run(
+        s.dir(),
+        &["--messages", "1", "--rps", "0", "--report-interval", "0"],
+    );
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    // pc-host cannot set up its run while another process holds the write lock: it waits
     // (busy timeout) with the endpoint already up.
     let holder = hold_write_lock(&db);
     let mut r = Running::start(

@@ -28,7 +28,8 @@ pub struct RunRow {
 /// neither can switch it to WAL.
 ///
 /// # Errors
-/// As [`try_prepare_run`]; a busy database once `busy` has passed.
+/// As [`try_prepare_run`]; a busy database once `busy` has passed; an existing empty file
+/// that no other process is making a database of (see [`schema::empty_file`]).
 pub fn prepare_run(
     path: &Path,
     busy: Duration,
@@ -37,6 +38,9 @@ pub fn prepare_run(
     started_at: i64,
     page_size: Option<&PageSize>,
 ) -> anyhow::Result<(Connection, RunRow)> {
+    if let Some(e) = schema::empty_file(path, Purpose::Write) {
+        return Err(e);
+    }
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
     loop {
