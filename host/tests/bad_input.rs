@@ -18,7 +18,6 @@ fn unknown_and_malformed_flags_are_clap_errors() {
         2,
         "invalid value 'many'",
     );
-    assert_error(&run(s.dir(), &["--rps", "-5"]), 2, "");
     assert_error(
         &run(s.dir(), &["--synchronous", "off"]),
         2,
@@ -33,6 +32,90 @@ fn unknown_and_malformed_flags_are_clap_errors() {
         &run_env(s.dir(), &[], &[("PC_HOST_CONSUMERS", "x")]),
         2,
         "invalid value 'x'",
+    );
+    assert!(
+        !s.path("pc-host.db").exists(),
+        "no database is created on a usage error"
+    );
+}
+
+#[test]
+fn a_negative_number_for_a_numeric_option_says_it_must_not_be_negative() {
+    let s = Scratch::new("negative");
+    // Whole-number options: their parser says so, where clap took `-1` for an unknown flag.
+    for (flag, value) in [
+        ("--rps", "MSG_PER_S"),
+        ("--messages", "N"),
+        ("--producers", "N"),
+        ("--capacity", "SLOTS"),
+        ("--batch-size", "ROWS"),
+        ("--payload-size", "BYTES"),
+        ("--max-record-bytes", "BYTES"),
+        ("--busy-timeout-ms", "MS"),
+        ("--page-size", "BYTES"),
+    ] {
+        assert_one_line_error(
+            &run(s.dir(), &[flag, "-1"]),
+            2,
+            &format!("invalid value '-1' for '{flag} <{value}>': it must not be negative"),
+        );
+    }
+    // Options with fractions: the value reaches the range check, which names it.
+    for (flag, said) in [
+        (
+            "--duration",
+            "--duration -1 is not a usable number of seconds: it must be more than 0",
+        ),
+        (
+            "--warmup",
+            "--warmup -1 is not a usable number of seconds: it must be 0 or more",
+        ),
+        (
+            "--report-interval",
+            "--report-interval -1 is not a usable number of seconds: it must be 0 or more",
+        ),
+        (
+            "--scale-interval",
+            "--scale-interval -1 is not a usable number of seconds: it must be more than 0",
+        ),
+        (
+            "--retry-for",
+            "--retry-for -1 is not a usable number of seconds: it must be 0 or more",
+        ),
+        (
+            "--batch-wait-ms",
+            "--batch-wait-ms -1 is not a usable wait: it must be 0..=60000 ms",
+        ),
+    ] {
+        assert_one_line_error(&run(s.dir(), &[flag, "-1"]), 2, said);
+    }
+    assert_one_line_error(
+        &run(s.dir(), &["--consumers", "-1"]),
+        2,
+        "--consumers -1: it must not be negative",
+    );
+    assert_one_line_error(
+        &run(s.dir(), &["--rps", "-2.5"]),
+        2,
+        "invalid value '-2.5' for '--rps <MSG_PER_S>': it must not be negative",
+    );
+    // The environment and the config file say the same, naming where the value came from.
+    assert_one_line_error(
+        &run_env(s.dir(), &[], &[("PC_HOST_RPS", "-1")]),
+        2,
+        "PC_HOST_RPS=-1: invalid value '-1' for '--rps <MSG_PER_S>': it must not be negative",
+    );
+    std::fs::write(s.path("cfg.toml"), "messages = -3\n").unwrap();
+    assert_one_line_error(
+        &run(s.dir(), &["--config", "cfg.toml"]),
+        2,
+        "cfg.toml line 1: `messages = -3`: invalid value '-3' for '--messages <N>': it must not \
+         be negative",
+    );
+    assert_one_line_error(
+        &run(s.dir(), &["verify", "--max-record-bytes", "-1"]),
+        2,
+        "invalid value '-1' for '--max-record-bytes <BYTES>': it must not be negative",
     );
     assert!(
         !s.path("pc-host.db").exists(),

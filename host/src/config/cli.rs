@@ -52,7 +52,7 @@ pub struct PlotArgs {
     pub db: PathBuf,
 
     /// The run to draw [default: the last run]
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_negative_numbers = true)]
     pub run: Option<i64>,
 
     /// The SVG file to write (created; an existing file is not overwritten unless pc-host
@@ -78,7 +78,7 @@ pub struct VerifyArgs {
     pub sink: Option<String>,
 
     /// Check only this run (see the `runs` table); default: every run
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_negative_numbers = true)]
     pub run: Option<i64>,
 
     /// Check that the rows stored from this file (`file:PATH`) are exactly its lines, in file
@@ -88,7 +88,12 @@ pub struct VerifyArgs {
 
     /// As for the run: lines longer than this were rejected at ingest, not lost [default: the
     /// limit the runs that read the file recorded, else 1048576]
-    #[arg(long, value_name = "BYTES")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
+    )]
     pub max_record_bytes: Option<u64>,
 
     /// With --source: the dead-letter file that holds the lines expected missing from the rows
@@ -124,7 +129,9 @@ pub struct RunArgs {
         long,
         value_name = "N",
         env = "PC_HOST_PRODUCERS",
-        default_value_t = 10
+        default_value_t = 10,
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
     )]
     pub producers: u64,
 
@@ -132,7 +139,12 @@ pub struct RunArgs {
     /// connection each). MIN..MAX (e.g. 1..8): start with MIN and let the scaler add or remove
     /// one at a time, never losing a record (see --scale-interval) [default: 5 for generate, 1
     /// for other sources]
-    #[arg(long, value_name = "N|MIN..MAX", env = "PC_HOST_CONSUMERS")]
+    #[arg(
+        long,
+        value_name = "N|MIN..MAX",
+        env = "PC_HOST_CONSUMERS",
+        allow_negative_numbers = true
+    )]
     pub consumers: Option<String>,
 
     /// With --consumers MIN..MAX: seconds between the scaler's looks at the queue. A consumer it
@@ -147,25 +159,43 @@ pub struct RunArgs {
         long,
         value_name = "SECS",
         env = "PC_HOST_SCALE_INTERVAL",
-        default_value_t = 1.0
+        default_value_t = 1.0,
+        allow_negative_numbers = true
     )]
     pub scale_interval: f64,
 
     /// Target rate in records/s, in total across sources (one shared token bucket; with
     /// --lanes one per lane, split by weight over the lanes that have a source); 0 = unlimited
     /// [default: 500 for generate, unlimited for other sources]
-    #[arg(long, value_name = "MSG_PER_S", env = "PC_HOST_RPS")]
+    #[arg(
+        long,
+        value_name = "MSG_PER_S",
+        env = "PC_HOST_RPS",
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
+    )]
     pub rps: Option<u64>,
 
     /// Produce for SECS seconds (fractions allowed), then drain [default: 10 for generate
     /// unless --messages is given; other sources run to their end. If both are given, the one
     /// from the higher layer wins]
-    #[arg(long, value_name = "SECS", env = "PC_HOST_DURATION")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "PC_HOST_DURATION",
+        allow_negative_numbers = true
+    )]
     pub duration: Option<f64>,
 
     /// Accept exactly N records in total (generate: split evenly across producers; with --lanes
     /// first by weight across the lanes), then drain
-    #[arg(long, value_name = "N", env = "PC_HOST_MESSAGES")]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PC_HOST_MESSAGES",
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
+    )]
     pub messages: Option<u64>,
 
     /// Priority lanes, highest first: NAME:WEIGHT,... (e.g. high:1,low:9). Each lane has its
@@ -185,7 +215,9 @@ pub struct RunArgs {
         long,
         value_name = "SLOTS",
         env = "PC_HOST_CAPACITY",
-        default_value_t = 65_536
+        default_value_t = 65_536,
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
     )]
     pub capacity: u64,
 
@@ -194,7 +226,9 @@ pub struct RunArgs {
         long,
         value_name = "ROWS",
         env = "PC_HOST_BATCH_SIZE",
-        default_value_t = 10_000
+        default_value_t = 10_000,
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
     )]
     pub batch_size: u64,
 
@@ -206,7 +240,8 @@ pub struct RunArgs {
         value_name = "MS",
         env = "PC_HOST_BATCH_WAIT_MS",
         default_value_t = 2.0,
-        hide_default_value = true
+        hide_default_value = true,
+        allow_negative_numbers = true
     )]
     pub batch_wait_ms: f64,
 
@@ -216,7 +251,9 @@ pub struct RunArgs {
         long,
         value_name = "BYTES",
         env = "PC_HOST_PAYLOAD_SIZE",
-        default_value_t = 64
+        default_value_t = 64,
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
     )]
     pub payload_size: u64,
 
@@ -226,7 +263,9 @@ pub struct RunArgs {
         long,
         value_name = "BYTES",
         env = "PC_HOST_MAX_RECORD_BYTES",
-        default_value_t = DEFAULT_MAX_RECORD_BYTES
+        default_value_t = DEFAULT_MAX_RECORD_BYTES,
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
     )]
     pub max_record_bytes: u64,
 
@@ -243,7 +282,13 @@ pub struct RunArgs {
     /// commit writes at least one page to the WAL, so at low rates, where commits hold a few
     /// rows, smaller pages write less to disk; larger pages store faster in bulk. An existing
     /// database keeps its own: given, it must match [default: 16384]
-    #[arg(long, value_name = "BYTES", env = "PC_HOST_PAGE_SIZE")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "PC_HOST_PAGE_SIZE",
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u32>
+    )]
     pub page_size: Option<u32>,
 
     /// Pin producer and consumer threads to cores (the default); threads that outnumber the
@@ -261,7 +306,8 @@ pub struct RunArgs {
         long,
         value_name = "SECS",
         env = "PC_HOST_WARMUP",
-        default_value_t = 0.0
+        default_value_t = 0.0,
+        allow_negative_numbers = true
     )]
     pub warmup: f64,
 
@@ -270,7 +316,8 @@ pub struct RunArgs {
         long,
         value_name = "SECS",
         env = "PC_HOST_REPORT_INTERVAL",
-        default_value_t = 1.0
+        default_value_t = 1.0,
+        allow_negative_numbers = true
     )]
     pub report_interval: f64,
 
@@ -289,7 +336,9 @@ pub struct RunArgs {
         long,
         value_name = "MS",
         env = "PC_HOST_BUSY_TIMEOUT_MS",
-        default_value_t = 5000
+        default_value_t = 5000,
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
     )]
     pub busy_timeout_ms: u64,
 
@@ -365,5 +414,26 @@ fn sqlite_file() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
     use clap::builder::TypedValueParser as _;
     clap::builder::PathBufValueParser::new().try_map(|path: PathBuf| {
         super::url::check_sqlite_path(&path.to_string_lossy()).map(|()| path)
+    })
+}
+
+/// An unsigned number option's parser: a negative number is refused as one (the integer
+/// parser alone says "invalid digit found in string"). The options that take these declare
+/// `allow_negative_numbers`, so that `--rps -1` reaches this parser instead of clap taking
+/// `-1` for an unknown flag.
+fn not_negative<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = std::num::ParseIntError>,
+{
+    text.parse().map_err(|e: std::num::ParseIntError| {
+        let negative = text
+            .trim()
+            .strip_prefix('-')
+            .is_some_and(|n| n.parse::<f64>().is_ok());
+        if negative {
+            "it must not be negative".to_owned()
+        } else {
+            e.to_string()
+        }
     })
 }

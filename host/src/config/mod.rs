@@ -276,7 +276,8 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     let report_interval = if interval.value == 0.0 {
         None
     } else {
-        let d = secs(&interval, true)?;
+        // 0 (no progress lines) is taken above: a negative value is told it must be 0 or more.
+        let d = secs(&interval, false)?;
         if d < Duration::from_millis(10) {
             return err(format!(
                 "{} is too short: use at least 0.01 s, or 0 for no progress lines",
@@ -649,6 +650,14 @@ fn consumer_range(p: &Picked<&str>) -> Result<(usize, usize), ConfigError> {
     };
     let Some((lo, hi)) = p.value.split_once("..") else {
         let Some(n) = number(p.value) else {
+            let negative = p
+                .value
+                .trim()
+                .strip_prefix('-')
+                .is_some_and(|n| n.parse::<f64>().is_ok());
+            if negative {
+                return bad("it must not be negative");
+            }
             return bad(&format!("invalid value '{}'", p.value));
         };
         let n = count(
