@@ -1009,6 +1009,45 @@ fn a_bad_value_from_the_environment_is_one_line_naming_the_variable() {
 }
 
 #[test]
+fn a_bad_source_from_the_environment_or_a_config_file_names_where_it_came_from() {
+    let s = Scratch::new("source-origin");
+    std::fs::write(s.path("ok.log"), "fine\n").unwrap();
+    let env = |value: &str| run_env(s.dir(), &[], &[("PC_HOST_SOURCE", value)]);
+    assert_one_line_error(
+        &env("bogus:x"),
+        2,
+        "error: PC_HOST_SOURCE=bogus:x: unknown source `bogus`",
+    );
+    // Found when the file is opened, after the URL was parsed.
+    assert_one_line_error(
+        &env("file:missing.log"),
+        2,
+        "error: PC_HOST_SOURCE: file:missing.log: no such file",
+    );
+    assert_one_line_error(
+        &env("file:ok.log?lane=high"),
+        2,
+        "error: PC_HOST_SOURCE=file:ok.log?follow=false&format=text&lane=high: lane= needs --lanes",
+    );
+    let cfg = |text: &str| {
+        std::fs::write(s.path("cfg.toml"), text).unwrap();
+        run(s.dir(), &["--config", "cfg.toml"])
+    };
+    assert_one_line_error(
+        &cfg("source = [\"file:ok.log\", \"file:missing.log\"]\n"),
+        2,
+        "error: `source` in cfg.toml: file:missing.log: no such file",
+    );
+    let out = cfg("source = [\"file:ok.log\", \"file:./ok.log\"]\n");
+    assert_one_line_error(&out, 2, "error: `source` in cfg.toml: file:");
+    assert_one_line_error(&out, 2, "are the same file: give it once");
+    // Given as a flag, the source is the one just typed: the line is as before.
+    let out = run(s.dir(), &["--source", "file:missing.log"]);
+    assert_one_line_error(&out, 2, "error: file:missing.log: no such file");
+    assert!(!s.path("pc-host.db").exists(), "no database was created");
+}
+
+#[test]
 fn a_database_path_sqlite_would_read_as_a_uri_is_refused_before_anything_is_written() {
     let s = Scratch::new("db-uri");
     let hint = "would be read by SQLite as a URI, not a file name: give the path itself (x.db), \

@@ -61,6 +61,9 @@ pub enum Stop {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub sources: Vec<SourceSpec>,
+    /// Where `sources` came from (one layer gives them all), for errors about them found once
+    /// the files are opened.
+    pub sources_from: layers::Origin,
     pub sink: SinkSpec,
     /// Generator threads; 0 when the source is not `generate`.
     pub producers: usize,
@@ -149,6 +152,16 @@ impl Config {
     /// the lanes some `--source` names (or the last lane, for sources that name none).
     pub fn fed_lanes(&self) -> Vec<bool> {
         fed_lanes(&self.lanes, &self.sources, self.generated())
+    }
+
+    /// `why`, an error about the sources, saying where they came from when that is not the
+    /// command line: `PC_HOST_SOURCE: file:app.log: no such file`, or `` `source` in
+    /// cfg.toml: ...``. A source given as a flag is the one the user just typed.
+    pub fn source_error(&self, why: &str) -> String {
+        match &self.sources_from {
+            from @ (layers::Origin::Env(_) | layers::Origin::File(..)) => format!("{from}: {why}"),
+            layers::Origin::Flag(_) | layers::Origin::Default => why.to_owned(),
+        }
     }
 
     /// The SQLite database file, when the sink is SQLite.
@@ -316,6 +329,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
 
     let mut cfg = Config {
         sources,
+        sources_from: l.from("source"),
         sink,
         producers,
         consumers,
@@ -378,8 +392,8 @@ fn pick_lanes(l: &Layers, c: &Config) -> Result<Vec<Lane>, ConfigError> {
     let Some(given) = l.pick_set("lanes", l.args.lanes.as_deref()) else {
         if let Some(spec) = c.sources.iter().find(|s| s.lane().is_some()) {
             return err(format!(
-                "--source {spec}: lane= needs --lanes to declare the lanes (e.g. --lanes \
-                 high:1,low:9)"
+                "{}: lane= needs --lanes to declare the lanes (e.g. --lanes high:1,low:9)",
+                l.pick("source", spec).show()
             ));
         }
         return Ok(Vec::new());
@@ -392,7 +406,8 @@ fn pick_lanes(l: &Layers, c: &Config) -> Result<Vec<Lane>, ConfigError> {
             && !names.contains(&lane)
         {
             return err(format!(
-                "--source {spec}: lane `{lane}` is not declared by {} (lanes: {})",
+                "{}: lane `{lane}` is not declared by {} (lanes: {})",
+                l.pick("source", spec).show(),
                 given.show(),
                 names.join(", ")
             ));

@@ -260,17 +260,17 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
             files.push(None);
             continue;
         };
-        let opened = open_file(path).map_err(PrepareError::Input)?;
+        let opened = open_file(path).map_err(|why| PrepareError::Input(cfg.source_error(&why)))?;
         if let Some(twin) = files
             .iter()
             .flatten()
             .find(|f| f.key.dev == opened.key.dev && f.key.ino == opened.key.ino)
         {
-            return Err(PrepareError::Input(format!(
-                "--source file:{} and file:{} are the same file: give it once",
+            return Err(PrepareError::Input(cfg.source_error(&format!(
+                "file:{} and file:{} are the same file: give it once",
                 twin.key.path.display(),
                 path.display()
-            )));
+            ))));
         }
         files.push(Some(opened));
     }
