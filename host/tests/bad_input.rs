@@ -95,6 +95,11 @@ fn a_negative_number_for_a_numeric_option_says_it_must_not_be_negative() {
         "--consumers -1: it must not be negative",
     );
     assert_one_line_error(
+        &run(s.dir(), &["--consumers", "-1..4"]),
+        2,
+        "--consumers -1..4: MIN and MAX must both be whole numbers",
+    );
+    assert_one_line_error(
         &run(s.dir(), &["--rps", "-2.5"]),
         2,
         "invalid value '-2.5' for '--rps <MSG_PER_S>': it must not be negative",

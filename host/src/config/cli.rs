@@ -143,7 +143,7 @@ pub struct RunArgs {
         long,
         value_name = "N|MIN..MAX",
         env = "PC_HOST_CONSUMERS",
-        allow_negative_numbers = true
+        allow_hyphen_values = true
     )]
     pub consumers: Option<String>,
 
