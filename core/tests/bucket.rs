@@ -322,7 +322,7 @@ fn no_overflow_at_extremes() {
         (1, Duration::from_nanos(u64::MAX)),
         (1, Duration::from_secs(3600)),
     ];
-    let bursts = [1, 1000, u64::MAX / 2, u64::MAX - 1, u64::MAX];
+    let bursts = [1, 1000, (1 << 62) + 1, (1 << 63) - 1];
     for (rate, period) in rates {
         for burst in bursts {
             for start in [None, Some(0), Some(u64::MAX / 2), Some(u64::MAX)] {
@@ -405,6 +405,13 @@ fn no_overflow_at_extremes() {
         TokenBucket::try_new(1, Duration::MAX, 1).unwrap_err(),
         RateError::TooSlow
     );
+    // A burst the 64-bit count has no room for: refused, not a bucket that never grants.
+    for burst in [1 << 63, u64::MAX - 1, u64::MAX] {
+        assert_eq!(
+            TokenBucket::try_per_second(1000, burst).unwrap_err(),
+            RateError::BurstTooLarge
+        );
+    }
     // Fails closed at the end of the token clock's range: at 1e9/s, `now = u64::MAX` is token
     // `u64::MAX`, and nothing past it can be represented.
     let bucket = TokenBucket::per_second(1_000_000_000, 10);
@@ -415,6 +422,49 @@ fn no_overflow_at_extremes() {
 
 /// A stale or backwards `now` only ever sees fewer tokens: both as a snapshot, and when two
 /// copies of one bucket are asked the same thing at an earlier and a later instant.
+/// The largest burst accepted leaves room in the 64-bit count for `2^63` tokens: an empty-start
+/// bucket with it keeps granting for centuries of `now` (a burst near `u64::MAX` once granted
+/// for one second of a 1,000/s rate, then never again).
+#[test]
+fn the_largest_burst_still_grants_for_centuries() {
+    const SECOND: u64 = 1_000_000_000;
+    const YEAR: u64 = 365 * 24 * 3600 * SECOND;
+    let bucket = TokenBucket::per_second(1000, (1 << 63) - 1).starting_empty_at(0);
+    let mut before = 0;
+    for now in [SECOND, 2 * SECOND, YEAR, 500 * YEAR] {
+        let grant = bucket
+            .try_acquire_up_to(u64::MAX, now)
+            .expect("tokens are due");
+        assert_eq!(
+            grant.count(),
+            bucket.tokens_at(now) - bucket.tokens_at(before)
+        );
+        assert_eq!(bucket.available(now), 0);
+        before = now;
+    }
+}
+
+/// A denial whose tokens are not due within the clock's range says so, instead of a wait of
+/// nearly `2^64` ns.
+#[test]
+fn a_denial_that_is_never_due_says_so() {
+    let now = u64::MAX - 1;
+    let denied = TokenBucket::per_hour(1, 1)
+        .starting_empty_at(now)
+        .try_acquire(1, now)
+        .unwrap_err();
+    assert!(denied.is_never(), "{denied:?}");
+    assert_eq!(
+        denied.to_string(),
+        "rate limited: the tokens are not due within the clock's range"
+    );
+    let soon = TokenBucket::per_second(1000, 1)
+        .starting_empty_at(0)
+        .try_acquire(1, 0)
+        .unwrap_err();
+    assert_eq!(soon.to_string(), "rate limited: tokens due in 1000000 ns");
+}
+
 #[test]
 fn stale_or_backwards_now_sees_fewer_tokens() {
     let mut rng = Rng(99);

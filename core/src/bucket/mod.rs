@@ -32,8 +32,10 @@
 //! - **The clock is the caller's.** The bucket never reads a clock; `now` must be monotonic
 //!   nanoseconds from one origin shared by all callers (with `std`, [`Clock`](crate::Clock)).
 //!   It tolerates stale readings, but a `now` from a different origin is just another instant.
-//! - **The token clock counts to `2^64`.** At `10^9` tokens per second that is 584 years of
-//!   `now`; a bucket whose count would pass `u64::MAX` denies from then on (fails closed).
+//! - **The token clock counts to `2^64`.** The bucket keeps `T(now)` plus its burst in 64 bits
+//!   and denies for good (fails closed) once that sum would pass `u64::MAX`. Bursts of `2^63`
+//!   or more are refused ([`RateError::BurstTooLarge`]), so this is at least `2^63` tokens:
+//!   292 years of `now` at `10^9` tokens per second.
 //!
 //! # Targets without 64-bit atomics
 //! This module needs an `AtomicU64`. On targets without a native one (e.g.
@@ -85,6 +87,10 @@ use crate::sync::{AtomicU64, Ordering};
 use outcome::due_of_biased;
 use rate::TokenClock;
 
+/// Bursts from here up are refused: `T(now) + burst` must fit in the 64-bit count for as long
+/// as the token clock runs (see "The token clock counts to `2^64`").
+const MAX_BURST: u64 = 1 << 63;
+
 /// A lock-free token bucket: `rate` tokens per period, holding at most `burst`.
 ///
 /// Time is passed in by the caller as monotonic nanoseconds (`now`); see the
@@ -121,13 +127,14 @@ impl TokenBucket {
         /// A bucket of `rate` tokens per second holding at most `burst`, starting full.
         ///
         /// # Panics
-        /// If `rate` or `burst` is 0, or `rate >= 2^63`: at compile time when used in a `const`
-        /// or `static`. Use [`try_per_second`](Self::try_per_second) to get an error instead.
+        /// If `rate` or `burst` is 0, or either is `2^63` or more: at compile time when used in
+        /// a `const` or `static`. Use [`try_per_second`](Self::try_per_second) to get an error instead.
         ///
         /// ```compile_fail
         /// static NEVER: pc_core::TokenBucket = pc_core::TokenBucket::per_second(0, 1);
         /// ```
         #[must_use]
+        #[track_caller]
         pub fn per_second(rate: u64, burst: u64) -> Self {
             Self::new(rate, Duration::from_secs(1), burst)
         }
@@ -137,7 +144,7 @@ impl TokenBucket {
         /// A bucket of `rate` tokens per minute holding at most `burst`, starting full.
         ///
         /// # Panics
-        /// If `rate` or `burst` is 0, or `rate >= 2^63`.
+        /// If `rate` or `burst` is 0, or either is `2^63` or more.
         ///
         /// ```
         /// let bucket = pc_core::TokenBucket::per_minute(1, 1);
@@ -147,6 +154,7 @@ impl TokenBucket {
         /// assert_eq!(bucket.try_acquire(1, 2 * minute).unwrap().due(), 2 * minute);
         /// ```
         #[must_use]
+        #[track_caller]
         pub fn per_minute(rate: u64, burst: u64) -> Self {
             Self::new(rate, Duration::from_secs(60), burst)
         }
@@ -156,8 +164,9 @@ impl TokenBucket {
         /// A bucket of `rate` tokens per hour holding at most `burst`, starting full.
         ///
         /// # Panics
-        /// If `rate` or `burst` is 0, or `rate >= 2^63`.
+        /// If `rate` or `burst` is 0, or either is `2^63` or more.
         #[must_use]
+        #[track_caller]
         pub fn per_hour(rate: u64, burst: u64) -> Self {
             Self::new(rate, Duration::from_secs(3600), burst)
         }
@@ -169,6 +178,7 @@ impl TokenBucket {
         /// # Panics
         /// If [`try_new`](Self::try_new) would return an error.
         #[must_use]
+        #[track_caller]
         pub fn new(rate: u64, period: Duration, burst: u64) -> Self {
             match Self::try_new(rate, period, burst) {
                 Ok(bucket) => bucket,
@@ -200,10 +210,27 @@ impl TokenBucket {
         ///
         /// # Errors
         /// [`RateError::ZeroRate`], [`RateError::ZeroPeriod`] or [`RateError::ZeroBurst`] if that
-        /// value is 0; [`RateError::TooSlow`] below one token per `2^64` ns (584 years).
+        /// value is 0; [`RateError::TooSlow`] below one token per `2^64` ns (584 years);
+        /// [`RateError::TooFast`] at `2^63` tokens per period or more;
+        /// [`RateError::BurstTooLarge`] for a burst of `2^63` or more.
+        ///
+        /// ```
+        /// use core::time::Duration;
+        /// use pc_core::{RateError, TokenBucket};
+        ///
+        /// let second = Duration::from_secs(1);
+        /// assert_eq!(TokenBucket::try_new(u64::MAX, second, 1).unwrap_err(), RateError::TooFast);
+        /// assert_eq!(
+        ///     TokenBucket::try_new(1000, second, u64::MAX).unwrap_err(),
+        ///     RateError::BurstTooLarge
+        /// );
+        /// ```
         pub fn try_new(rate: u64, period: Duration, burst: u64) -> Result<Self, RateError> {
             if burst == 0 {
                 return Err(RateError::ZeroBurst);
+            }
+            if burst >= MAX_BURST {
+                return Err(RateError::BurstTooLarge);
             }
             match TokenClock::new(rate, period) {
                 // Full at instant 0, hence at every later instant until tokens are taken.
@@ -214,9 +241,12 @@ impl TokenBucket {
     }
 
     crate::sync::const_fn_unless_loom! {
-        /// This bucket, but empty at instant `now`: its first token is due one token interval
-        /// after `now`, and no call with `now' <= t` is granted more than
-        /// `tokens_at(t) - tokens_at(now)` tokens in total. Use it for load generators, which
+        /// This bucket, but empty at instant `now`: no call with `now' <= t` is granted more
+        /// than `tokens_at(t) - tokens_at(now)` tokens in total. Its first token is the next
+        /// one the token clock issues after `now`: tokens fall on a grid counted from instant 0
+        /// (`tokens_at`), not from `now`, so it is due within one token interval of `now`, and
+        /// may be due sooner (at 1,000 per second, `starting_empty_at(1_500_000)` has its
+        /// first token at 2,000,000 ns). Use it for load generators, which
         /// should not start with a burst.
         ///
         /// ```

@@ -137,6 +137,9 @@ impl Denied {
 impl fmt::Display for Denied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Self::NotYet {
+                ready_at: u64::MAX, ..
+            } => f.write_str("rate limited: the tokens are not due within the clock's range"),
             Self::NotYet { wait_ns, .. } => write!(f, "rate limited: tokens due in {wait_ns} ns"),
             Self::ExceedsBurst { requested, burst } => {
                 write!(

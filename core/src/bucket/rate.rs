@@ -41,6 +41,10 @@ pub enum RateError {
     TooSlow,
     /// The rate is `2^63` tokens per period or more.
     TooFast,
+    /// The burst is `2^63` tokens or more. The bucket counts its tokens plus its burst in 64
+    /// bits, so a burst near `2^64` would leave it almost no tokens to count before it denies
+    /// for good (a burst of `u64::MAX` is "never", not "unlimited").
+    BurstTooLarge,
 }
 
 impl RateError {
@@ -55,6 +59,7 @@ impl RateError {
                  must be shorter than that"
             }
             Self::TooFast => "token bucket rate must be below 2^63 tokens per period",
+            Self::BurstTooLarge => "token bucket burst must be below 2^63 tokens",
         }
     }
 }
