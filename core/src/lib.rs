@@ -20,7 +20,14 @@
 //! - **Not strictly lock-free.** A producer preempted between claiming a slot and publishing it
 //!   stalls consumers at that slot (they see `Empty`, or wait) until it runs again; a consumer
 //!   preempted mid-pop makes pushes to its slot see `Full`. Non-blocking calls never spin on
-//!   another thread, so they are safe in interrupt handlers; they may just fail early.
+//!   another thread; they may just fail early.
+//! - **Interrupt and signal handlers: non-blocking calls only, and only on a ring nobody
+//!   blocks on.** Without `std` the ring has no blocking calls, and its non-blocking calls
+//!   take no lock. With `std`, a successful non-blocking call that finds a thread asleep on
+//!   the ring (in `push`, `pop` or their batch and timeout forms) wakes it, which takes the
+//!   waiters' lock (a `std` mutex): a handler that interrupted that very thread while it held
+//!   the lock would deadlock. A ring whose threads only ever use the non-blocking calls never
+//!   takes that lock.
 //! - A batch holds its whole run for its whole call: a batch push's run is poppable once its
 //!   iterator has produced all of it, a batch pop's run is free once its `Extend` has taken
 //!   all of it. An iterator must not wait for a consumer of the same ring, nor an `Extend`

@@ -166,6 +166,7 @@ impl<T> LanesCore<T, alloc::boxed::Box<[HeapRing<T>]>> {
     /// if an allocation fails. Use [`try_with_capacities`](Self::try_with_capacities) to get an
     /// error instead.
     #[must_use]
+    #[track_caller]
     pub fn with_capacities(capacities: &[usize]) -> Self {
         match Self::try_with_capacities(capacities) {
             Ok(lanes) => lanes,

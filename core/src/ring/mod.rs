@@ -188,6 +188,13 @@ impl<T, const N: usize> RingCore<T, Inline<T, N>> {
         /// An empty ring with `N` slots, built at compile time if you like: it can be a
         /// `static`, and needs no allocator.
         ///
+        /// In a `static`, the slots are initialised data: every slot starts with its own
+        /// stamp, so the ring sits in the binary's data section (on a microcontroller, in flash
+        /// as well as RAM), not in zeroed memory. Building it writes every stamp at compile
+        /// time, and from about `2^18` slots that trips rustc's `long_running_const_eval` lint
+        /// (an error by default): put `#[allow(long_running_const_eval)]` on the `static`, or
+        /// use a `HeapRing` (feature `alloc`) for a ring that large.
+        ///
         /// # Panics
         /// Never at run time: an `N` that is not a power of two in `2..=MAX_CAPACITY` fails to
         /// compile.
@@ -213,6 +220,7 @@ impl<T> RingCore<T, Boxed<T>> {
     /// If `capacity` is not a power of two in `2..=MAX_CAPACITY`, or the allocation fails. Use
     /// [`try_with_capacity`](Self::try_with_capacity) to get an error instead.
     #[must_use]
+    #[track_caller]
     pub fn with_capacity(capacity: usize) -> Self {
         match Self::try_with_capacity(capacity) {
             Ok(ring) => ring,
