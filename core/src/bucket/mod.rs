@@ -206,6 +206,43 @@ impl TokenBucket {
     }
 
     crate::sync::const_fn_unless_loom! {
+        /// A bucket of `rate` tokens per minute holding at most `burst`, starting full.
+        ///
+        /// # Errors
+        /// As [`try_new`](Self::try_new).
+        ///
+        /// ```
+        /// use pc_core::{RateError, TokenBucket};
+        ///
+        /// assert!(TokenBucket::try_per_minute(30, 5).is_ok());
+        /// assert_eq!(TokenBucket::try_per_minute(0, 1).unwrap_err(), RateError::ZeroRate);
+        /// ```
+        pub fn try_per_minute(rate: u64, burst: u64) -> Result<Self, RateError> {
+            Self::try_new(rate, Duration::from_secs(60), burst)
+        }
+    }
+
+    crate::sync::const_fn_unless_loom! {
+        /// A bucket of `rate` tokens per hour holding at most `burst`, starting full.
+        ///
+        /// # Errors
+        /// As [`try_new`](Self::try_new).
+        ///
+        /// ```
+        /// use pc_core::{RateError, TokenBucket};
+        ///
+        /// let hour = 3_600_000_000_000;
+        /// let bucket = TokenBucket::try_per_hour(2, 1).unwrap().starting_empty_at(0);
+        /// assert!(bucket.try_acquire(1, hour / 2 - 1).is_err());
+        /// assert_eq!(bucket.try_acquire(1, hour / 2).unwrap().due(), hour / 2);
+        /// assert_eq!(TokenBucket::try_per_hour(1, 1 << 63).unwrap_err(), RateError::BurstTooLarge);
+        /// ```
+        pub fn try_per_hour(rate: u64, burst: u64) -> Result<Self, RateError> {
+            Self::try_new(rate, Duration::from_secs(3600), burst)
+        }
+    }
+
+    crate::sync::const_fn_unless_loom! {
         /// A bucket of `rate` tokens every `period`, holding at most `burst`, starting full.
         ///
         /// # Errors
