@@ -10,6 +10,8 @@
 //! This compares against the file as it is now: after a truncation during ingest, or a file
 //! rewritten in place, the stored rows hold content the file no longer has.
 
+use std::collections::BTreeSet;
+
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::dead_lettered;
@@ -87,86 +89,32 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
         ))
         .into());
     };
-    let recorded = recorded::reading(conn, input, key)?;
+    let runs = conn
+        .prepare(
+            "SELECT run_id, config FROM runs WHERE run_id IN \
+             (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY run_id",
+        )?
+        .query_map([input], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let recorded = recorded::reading(runs, key);
     let (max, format, how) = settle(&given, &recorded);
     let files = given
         .dead_letter
         .map_or(recorded.dead_letters, |file| vec![file]);
     let dead = dead_lettered::lines_of(&files, input, &recorded.runs);
-    let committed_at = u64::try_from(committed).unwrap_or(0);
-    let format = &format;
     let mut stmt = conn.prepare(
         "SELECT seq, message FROM messages WHERE producer = ?1 \
          AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY id",
     )?;
     let mut rows = stmt.query([input])?;
-    let mut reader = LineReader::new(opened.file, max);
-    let mut walk = Walk::default();
-    let mut row: Option<(u64, String)> = next_row(&mut rows)?;
-    let (mut line_no, mut offset) = (0u64, 0u64);
-    loop {
-        let line = match reader.next_line()? {
-            Some(l) => l,
-            None => match reader.finish() {
-                Some(l) => l,
-                None => break,
-            },
-        };
-        walk.lines += 1;
-        let unread = offset >= committed_at;
-        offset += line.consumed;
-        let text = record_text(line, *format, max).map_err(|r| r.why);
-        while let Some((seq, _)) = &row
-            && *seq < line_no
-        {
-            walk.problem(format!(
-                "a row for line {} is stored out of order or twice",
-                seq + 1
-            ));
-            row = next_row(&mut rows)?;
-        }
-        match (&row, text) {
-            (Some((seq, stored)), Ok(text)) if *seq == line_no => {
-                if *stored == text {
-                    walk.stored += 1;
-                } else {
-                    walk.differ += 1;
-                    walk.problem(format!(
-                        "line {}: stored {:?}, the file has {:?}",
-                        line_no + 1,
-                        clip(stored),
-                        clip(&text)
-                    ));
-                }
-                row = next_row(&mut rows)?;
-            }
-            (Some((seq, _)), Err(why)) if *seq == line_no => {
-                walk.problem(format!("line {} is stored but is {why}", line_no + 1));
-                row = next_row(&mut rows)?;
-            }
-            (_, _) if unread => walk.unread.push(line_no + 1),
-            (_, Err(why)) => {
-                walk.rejected += 1;
-                if walk.rejected_at.len() < 5 {
-                    walk.rejected_at
-                        .push(format!("line {} ({why})", line_no + 1));
-                }
-            }
-            (_, Ok(_)) if dead.lines.contains(&(line_no + 1)) => {
-                walk.dead_lettered.push(line_no + 1);
-            }
-            (_, Ok(_)) => walk.problem(format!("line {} is not stored", line_no + 1)),
-        }
-        line_no += 1;
+    let reader = LineReader::new(opened.file, max);
+    let committed_at = u64::try_from(committed).unwrap_or(0);
+    let mut pairing = Pairing::new(reader, format, max, committed_at, &dead.lines)?;
+    while let Some(row) = rows.next()? {
+        let message: String = row.get(1)?;
+        pairing.row(row.get(0)?, &message)?;
     }
-    let mut beyond = 0;
-    while row.is_some() {
-        beyond += 1;
-        row = next_row(&mut rows)?;
-    }
-    if beyond > 0 {
-        walk.problem(format!("{beyond} rows beyond the end of the file"));
-    }
+    let mut walk = pairing.finish()?;
     walk.dead_letter_note = dead_letter_note(&dead);
     let reading = format!(
         "  read with --max-record-bytes {max}, format={}{how}",
@@ -220,6 +168,164 @@ fn settle(given: &Given, recorded: &recorded::Reading) -> (usize, Format, String
         }
     }
     (max, format, how)
+}
+
+/// A line of the file, judged as the ingest judges it.
+#[derive(Debug)]
+struct Line {
+    /// Its number from 0: the `seq` of its row.
+    no: u64,
+    /// It starts at or after the committed position: no run has read it yet.
+    unread: bool,
+    /// The text its row must have, or why the ingest rejects it.
+    text: Result<String, String>,
+}
+
+/// The file's lines paired with its input's rows, fed one row at a time in the order they were
+/// stored ([`Pairing::row`]) and then told the rows ended ([`Pairing::finish`]). Fed rather
+/// than pulling rows itself, it does not care how the database hands them over (a statement
+/// stepped here, or a server's reader calling back), and keeps one line and one row in memory
+/// whatever the file's size.
+#[derive(Debug)]
+struct Pairing<'a> {
+    reader: LineReader<std::fs::File>,
+    format: Format,
+    max: usize,
+    /// The input's committed position, in bytes.
+    committed: u64,
+    /// The lines a dead-letter file holds for this input.
+    dead: &'a BTreeSet<u64>,
+    /// The first line no row has been paired with or passed yet; `None`: the file ended.
+    line: Option<Line>,
+    /// Bytes of the file read so far: where the next line starts.
+    offset: u64,
+    /// Rows after the file's end.
+    beyond: u64,
+    walk: Walk,
+}
+
+impl<'a> Pairing<'a> {
+    /// Reads the file's first line.
+    fn new(
+        reader: LineReader<std::fs::File>,
+        format: Format,
+        max: usize,
+        committed: u64,
+        dead: &'a BTreeSet<u64>,
+    ) -> std::io::Result<Self> {
+        let mut pairing = Self {
+            reader,
+            format,
+            max,
+            committed,
+            dead,
+            line: None,
+            offset: 0,
+            beyond: 0,
+            walk: Walk::default(),
+        };
+        pairing.next_line(0)?;
+        Ok(pairing)
+    }
+
+    /// Reads line `no` (its last line, without a line end, too) into `self.line`.
+    fn next_line(&mut self, no: u64) -> std::io::Result<()> {
+        let raw = match self.reader.next_line()? {
+            Some(raw) => Some(raw),
+            None => self.reader.finish(),
+        };
+        self.line = raw.map(|raw| {
+            self.walk.lines += 1;
+            let unread = self.offset >= self.committed;
+            self.offset += raw.consumed;
+            Line {
+                no,
+                unread,
+                text: record_text(raw, self.format, self.max).map_err(|r| r.why),
+            }
+        });
+        Ok(())
+    }
+
+    /// The next stored row: line `seq` (from 0) with `stored` as its text. The lines before
+    /// it that no row was paired with are judged first; a row for a line already passed is
+    /// out of order or a duplicate, one after the file's end is beyond it.
+    fn row(&mut self, seq: i64, stored: &str) -> std::io::Result<()> {
+        let seq = seq.max(0) as u64;
+        loop {
+            let Some(line) = self.line.take() else {
+                self.beyond += 1;
+                return Ok(());
+            };
+            if seq < line.no {
+                self.line = Some(line);
+                self.walk.problem(format!(
+                    "a row for line {} is stored out of order or twice",
+                    seq + 1
+                ));
+                return Ok(());
+            }
+            let no = line.no;
+            if seq == no {
+                self.paired(line, stored);
+            } else {
+                self.unpaired(line);
+            }
+            self.next_line(no + 1)?;
+            if seq == no {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The rows ended: the lines left have none. Returns what the pairing found.
+    fn finish(mut self) -> std::io::Result<Walk> {
+        while let Some(line) = self.line.take() {
+            let no = line.no;
+            self.unpaired(line);
+            self.next_line(no + 1)?;
+        }
+        if self.beyond > 0 {
+            let beyond = self.beyond;
+            self.walk
+                .problem(format!("{beyond} rows beyond the end of the file"));
+        }
+        Ok(self.walk)
+    }
+
+    /// A line and its row.
+    fn paired(&mut self, line: Line, stored: &str) {
+        let walk = &mut self.walk;
+        match line.text {
+            Ok(text) if stored == text => walk.stored += 1,
+            Ok(text) => {
+                walk.differ += 1;
+                walk.problem(format!(
+                    "line {}: stored {:?}, the file has {:?}",
+                    line.no + 1,
+                    clip(stored),
+                    clip(&text)
+                ));
+            }
+            Err(why) => walk.problem(format!("line {} is stored but is {why}", line.no + 1)),
+        }
+    }
+
+    /// A line with no row: not read yet, rejected at ingest, dead-lettered, or lost.
+    fn unpaired(&mut self, line: Line) {
+        let (walk, number) = (&mut self.walk, line.no + 1);
+        match line.text {
+            _ if line.unread => walk.unread.push(number),
+            Err(why) => {
+                walk.rejected += 1;
+                if walk.rejected_at.len() < 5 {
+                    walk.rejected_at.push(format!("line {number} ({why})"));
+                }
+            }
+            Ok(_) if self.dead.contains(&number) => walk.dead_lettered.push(number),
+            Ok(_) => walk.problem(format!("line {number} is not stored")),
+        }
+    }
 }
 
 impl Walk {
@@ -313,12 +419,6 @@ fn lines_list(lines: &[u64]) -> String {
     format!("{word} {}{more}", first.join(", "))
 }
 
-fn next_row(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(u64, String)>> {
-    rows.next()?
-        .map(|r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?)))
-        .transpose()
-}
-
 /// At most 60 characters of a text, for a message.
 fn clip(s: &str) -> String {
     match s.char_indices().nth(60) {
@@ -330,6 +430,45 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows fed in stored order are paired with the lines they name; each way a row and a
+    /// line can fail to pair is judged as the walk's comments say.
+    #[test]
+    fn rows_are_paired_with_the_lines_they_name() {
+        let dir = std::env::temp_dir().join(format!("pc-verify-pairing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.log");
+        // Lines 1-5 (from 1); line 3 is not UTF-8; lines 4 and 5 start at or past byte 6.
+        std::fs::write(&path, b"a\nb\n\xff\nd\ne").unwrap();
+        let reader = LineReader::new(std::fs::File::open(&path).unwrap(), 100);
+        let dead = BTreeSet::from([1]);
+        let mut pairing = Pairing::new(reader, Format::Text, 100, 6, &dead).unwrap();
+        for (seq, text) in [(1, "B"), (0, "a"), (2, "x"), (3, "d"), (7, "z")] {
+            pairing.row(seq, text).unwrap();
+        }
+        let walk = pairing.finish().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!((walk.lines, walk.stored, walk.differ), (5, 1, 1));
+        assert_eq!(
+            walk.dead_lettered,
+            [1],
+            "line 1 has no row, a dead letter has it"
+        );
+        assert_eq!(
+            walk.unread,
+            [5],
+            "line 4 has a row; line 5 none, past the position"
+        );
+        assert_eq!(
+            walk.problems,
+            [
+                "line 2: stored \"B\", the file has \"b\"",
+                "a row for line 1 is stored out of order or twice",
+                "line 3 is stored but is invalid UTF-8",
+                "1 rows beyond the end of the file",
+            ]
+        );
+    }
 
     #[test]
     fn a_setting_the_runs_disagree_on_is_the_default_and_the_report_says_so() {

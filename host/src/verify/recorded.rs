@@ -2,8 +2,6 @@
 //! unless told otherwise. Each run keeps its options in `runs.config`; the line limit is
 //! `max_record_bytes`, the format is in the run's `file:` source URL for this file.
 
-use rusqlite::{Connection, params};
-
 use crate::config::SourceSpec;
 use crate::config::url::{Format, parse_source};
 use crate::position::FileKey;
@@ -43,26 +41,16 @@ pub struct Reading {
     pub dead_letters: Vec<std::path::PathBuf>,
 }
 
-/// Reads what the runs that read `input` recorded.
-///
-/// # Errors
-/// The database fails. (A config that does not parse is left out, as unknown.)
-pub fn reading(conn: &Connection, input: i64, key: &FileKey) -> rusqlite::Result<Reading> {
-    let mut stmt = conn.prepare(
-        "SELECT run_id, config FROM runs WHERE run_id IN \
-         (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY run_id",
-    )?;
-    let rows = stmt.query_map(params![input], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
-    })?;
+/// What the runs that read the file `key` recorded: each run's id and its `runs.config`
+/// (JSON), in run order. A config that does not parse is left out, as unknown.
+pub fn reading(runs: Vec<(i64, Option<String>)>, key: &FileKey) -> Reading {
     let mut out = Reading {
         max_record_bytes: Recorded::Unknown,
         format: Recorded::Unknown,
         runs: Vec::new(),
         dead_letters: Vec::new(),
     };
-    for row in rows {
-        let (run, config) = row?;
+    for (run, config) in runs {
         out.runs.push(run);
         let Some(v) = config.and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
         else {
@@ -80,7 +68,7 @@ pub fn reading(conn: &Connection, input: i64, key: &FileKey) -> rusqlite::Result
             out.dead_letters.push(file);
         }
     }
-    Ok(out)
+    out
 }
 
 /// The format of the run's `file:` source that is the file `key`: the one that opens as the
