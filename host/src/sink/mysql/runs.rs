@@ -86,6 +86,25 @@ fn displaced(conn: &mut Conn, run_id: i64, file: &FileKey) -> mysql::Result<()> 
     Ok(())
 }
 
+/// The `inputs` row of a file ([`same_file_params`]): at the same path, or, where its birth
+/// time is known, renamed since.
+pub const SAME_FILE: &str = "WHERE dev = ? AND ino = ? \
+     AND (born <=> ? AND path = ? OR born IS NOT NULL AND born = ?) \
+     ORDER BY path = ? DESC, input_id DESC LIMIT 1";
+
+/// [`SAME_FILE`]'s parameters for the file `f`.
+pub fn same_file_params(f: &FileKey) -> (i64, i64, Option<i64>, String, Option<i64>, String) {
+    let path = f.path.to_string_lossy().into_owned();
+    (
+        f.dev as i64,
+        f.ino as i64,
+        f.born,
+        path.clone(),
+        f.born,
+        path,
+    )
+}
+
 fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::Result<Resume> {
     let key = file.map(|f| {
         (
@@ -95,13 +114,10 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
             f.born,
         )
     });
-    // The same file: at the same path, or, where its birth time is known, renamed since.
-    let found: Option<(i64, i64, i64, i64, String)> = match &key {
-        Some((path, dev, ino, born)) => conn.exec_first(
-            "SELECT input_id, `offset`, line, tail, path FROM inputs \
-             WHERE dev = ? AND ino = ? AND (born <=> ? AND path = ? OR born IS NOT NULL \
-             AND born = ?) ORDER BY path = ? DESC, input_id DESC LIMIT 1",
-            (dev, ino, born, path, born, path),
+    let found: Option<(i64, i64, i64, i64, String)> = match file {
+        Some(f) => conn.exec_first(
+            format!("SELECT input_id, `offset`, line, tail, path FROM inputs {SAME_FILE}"),
+            same_file_params(f),
         )?,
         None => None,
     };

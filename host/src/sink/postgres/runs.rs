@@ -50,6 +50,23 @@ pub fn unix_time(ns: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
 }
 
+/// The `inputs` row of the file `$1` (path), `$2` (dev), `$3` (ino), `$4` (birth time, or
+/// NULL): at the same path, or, where its birth time is known, renamed since.
+pub const SAME_FILE: &str = "WHERE dev = $2 AND ino = $3 \
+     AND (born IS NOT DISTINCT FROM $4 AND path = $1 OR born IS NOT NULL AND born = $4) \
+     ORDER BY path = $1 DESC, input_id DESC LIMIT 1";
+
+/// A file's identity as the `inputs` columns keep it: path, dev, ino, born ([`SAME_FILE`]'s
+/// parameters, in order).
+pub fn file_columns(f: &FileKey) -> (String, i64, i64, Option<i64>) {
+    (
+        f.path.to_string_lossy().into_owned(),
+        f.dev as i64,
+        f.ino as i64,
+        f.born,
+    )
+}
+
 /// Where an input resumes, registering it (and its use by `run_id`) if it is new, in one
 /// transaction. `None` is a stdin input: always new.
 ///
@@ -65,21 +82,10 @@ pub fn register_input(
         "SELECT pg_advisory_xact_lock($1, $2)",
         &[&PC_HOST, &LOCK_INPUTS],
     )?;
-    let key = file.map(|f| {
-        (
-            f.path.to_string_lossy().into_owned(),
-            f.dev as i64,
-            f.ino as i64,
-            f.born,
-        )
-    });
-    // The same file: at the same path, or, where its birth time is known, renamed since.
+    let key = file.map(file_columns);
     let found = match &key {
         Some((path, dev, ino, born)) => tx.query_opt(
-            "SELECT input_id, \"offset\", line, tail, path FROM inputs \
-             WHERE dev = $2 AND ino = $3 AND (born IS NOT DISTINCT FROM $4 AND path = $1 \
-             OR born IS NOT NULL AND born = $4) \
-             ORDER BY path = $1 DESC, input_id DESC LIMIT 1",
+            &format!("SELECT input_id, \"offset\", line, tail, path FROM inputs {SAME_FILE}"),
             &[path, dev, ino, born],
         )?,
         None => None,
