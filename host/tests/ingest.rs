@@ -1012,6 +1012,19 @@ fn verify_source_names_the_first_line_that_differs() {
     );
 }
 
+/// The report and verdicts the server sinks' tests check (`postgres.rs`, `mysql.rs`), on
+/// SQLite.
+#[test]
+fn verify_source_judges_changed_deleted_unread_and_extra_rows() {
+    let s = Scratch::new("ingest-verify-shared");
+    let db = s.path("t.db");
+    common::assert_verify_source_judges_the_rows(&s, &["--db", "t.db"], |sql| {
+        let conn = Connection::open(&db).expect("open db");
+        conn.execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
+}
+
 #[test]
 fn verify_source_of_a_file_never_ingested_is_a_one_line_error() {
     let s = Scratch::new("ingest-verify-never");

@@ -367,6 +367,9 @@ fn bad_connections_fail_with_one_line_naming_the_url_without_its_password() {
     for (url, needle) in &bad_urls(&base, "s3cret-pw") {
         let args = ["--sink", url, "--messages", "10", "--report-interval", "0"];
         assert_url_refused(&s, &args, url, needle);
+        // verify --source connects before it looks at the file.
+        let args = ["verify", "--sink", url, "--source", "file:in.log"];
+        assert_url_refused(&s, &args, url, needle);
     }
 }
 
@@ -927,4 +930,18 @@ fn a_file_renamed_between_runs_resumes_where_it_was_committed() {
     };
     let s = Scratch::new("mysql-renamed");
     assert_renamed_file_resumes(&db, &s);
+}
+
+/// `verify --source` reads the file's rows from the server: OK, then a changed row, lines not
+/// read yet, a deleted row, rows past a truncated end and a file never ingested, each with
+/// the report and exit status SQLite gives.
+#[test]
+fn verify_source_compares_a_file_with_its_rows_on_the_server() {
+    let Some(db) = Db::shared("verify_source") else {
+        return;
+    };
+    let s = Scratch::new("mysql-verify-source");
+    common::assert_verify_source_judges_the_rows(&s, &["--sink", &db.url], |sql| {
+        MySql::execute(&db.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
 }

@@ -10,8 +10,9 @@
 //! settings as one line without the password, a batch whose COMMIT reply was lost not stored
 //! twice; report intervals and the run's summary kept with the data (`run_intervals`, `runs`),
 //! written while the run goes on without waiting on another client's lock; a version 1 schema
-//! upgraded in place; verify accepting exactly the dead-lettered gaps of a generated run; and
-//! consumers scaled up and down (`--consumers 1..2`) storing every line once.
+//! upgraded in place; verify accepting exactly the dead-lettered gaps of a generated run;
+//! `verify --source` comparing a file with its rows as on SQLite; and consumers scaled up and
+//! down (`--consumers 1..2`) storing every line once.
 
 mod common;
 
@@ -345,6 +346,8 @@ fn bad_connection_settings_fail_with_one_line_without_the_password() {
         for args in [
             ["--sink", url.as_str(), "--messages", "10"].as_slice(),
             &["verify", "--sink", url.as_str()],
+            // verify --source connects before it looks at the file.
+            &["verify", "--sink", url.as_str(), "--source", "file:in.log"],
         ] {
             assert_url_refused(&s, args, url, needle);
         }
@@ -1041,4 +1044,18 @@ fn a_file_renamed_between_runs_resumes_where_it_was_committed() {
     };
     let s = Scratch::new("pg-renamed");
     assert_renamed_file_resumes(&db, &s);
+}
+
+/// `verify --source` reads the file's rows from the server: OK, then a changed row, lines not
+/// read yet, a deleted row, rows past a truncated end and a file never ingested, each with
+/// the report and exit status SQLite gives.
+#[test]
+fn verify_source_compares_a_file_with_its_rows_on_the_server() {
+    let Some(db) = Db::shared("verify_source") else {
+        return;
+    };
+    let s = Scratch::new("pg-verify-source");
+    common::assert_verify_source_judges_the_rows(&s, &["--sink", &db.url], |sql| {
+        Pg::execute(&db.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
 }

@@ -1,6 +1,8 @@
-//! Reading a sink back, for `verify`: the runs it recorded and every message row.
+//! Reading a sink back, for `verify`: the runs it recorded and every message row; for
+//! `verify --source`, one file input's position, runs and rows.
 
 use crate::config::SinkSpec;
+use crate::position::FileKey;
 
 /// A run recorded in a sink.
 #[derive(Debug)]
@@ -41,6 +43,33 @@ pub trait ReadBack: std::fmt::Debug {
     /// # Errors
     /// The sink's.
     fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()>;
+
+    /// The input of the file `key`, found as a run finds it (the same path, device and inode,
+    /// or the same device, inode and birth time after a rename): its `input_id` and committed
+    /// byte offset; `None` if no run read it.
+    ///
+    /// # Errors
+    /// The sink's.
+    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<(i64, i64)>>;
+
+    /// The runs that read input `input`, by run id, each with its `runs.config` (JSON).
+    ///
+    /// # Errors
+    /// The sink's.
+    fn input_runs(&mut self, input: i64) -> anyhow::Result<Vec<(i64, Option<String>)>>;
+
+    /// Calls `each` with the `(seq, message)` of every row of input `input` that a run which
+    /// read it stored, in the order they were stored (by `id`), streamed from the database
+    /// (a file may have more lines than fit in memory). The first error `each` returns stops
+    /// the rows and is returned as it is.
+    ///
+    /// # Errors
+    /// The sink's, or `each`'s.
+    fn input_rows(
+        &mut self,
+        input: i64,
+        each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>;
 }
 
 /// Opens the sink `spec` names for reading; it must exist and hold pc-host tables.

@@ -2,7 +2,8 @@
 //! file order.
 //!
 //! The file's rows are those of its input (same path, device and inode), in the order they
-//! were stored. Walking the file and the rows together: each stored row must be the next line
+//! were stored, in any database `verify` reads (SQLite, PostgreSQL, MySQL/MariaDB: each
+//! streams them through [`ReadBack::input_rows`]). Walking the file and the rows together: each stored row must be the next line
 //! of the file with the same text; a line with no row must be one the ingest rejects (invalid
 //! UTF-8 or JSON, longer than `--max-record-bytes`); rows past the end of the file, duplicates
 //! and rows out of order are problems. The first difference is named by line number.
@@ -12,15 +13,13 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, OptionalExtension as _, params};
-
 use super::dead_lettered;
 use super::recorded::{self, Recorded};
 use crate::config::cli::DEFAULT_MAX_RECORD_BYTES;
 use crate::config::url::Format;
 use crate::config::{ConfigError, SourceSpec};
 use crate::report::summary::plural;
-use crate::sink::sqlite::runs::{SAME_FILE, path_text};
+use crate::sink::read_back::ReadBack;
 use crate::source::input::{LineReader, open_file};
 use crate::source::lines::record_text;
 
@@ -53,12 +52,17 @@ pub struct Given {
     pub dead_letter: Option<std::path::PathBuf>,
 }
 
-/// Checks `spec` (a `file:` source) against its rows in `conn`, reading it as `given` says;
-/// prints the findings; returns whether they match.
+/// Checks `spec` (a `file:` source) against its rows in `store`, shown as `db`, reading it as
+/// `given` says; prints the findings; returns whether they match.
 ///
 /// # Errors
 /// The file cannot be read, was never ingested into this database, or the database fails.
-pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> anyhow::Result<bool> {
+pub fn check(
+    store: &mut dyn ReadBack,
+    db: &str,
+    spec: &SourceSpec,
+    given: Given,
+) -> anyhow::Result<bool> {
     let SourceSpec::File { path, .. } = spec else {
         return Err(ConfigError(
             "verify --source takes a file: URL (stdin cannot be read back)".into(),
@@ -67,19 +71,8 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
     };
     let opened = open_file(path).map_err(ConfigError)?;
     let key = &opened.key;
-    let input: Option<(i64, i64)> = conn
-        .query_row(
-            // As a run finds it.
-            &format!("SELECT input_id, offset FROM inputs {SAME_FILE}"),
-            params![
-                path_text(&key.path),
-                key.dev as i64,
-                key.ino as i64,
-                key.born
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    // As a run finds it.
+    let input = store.file_input(key)?;
     let Some((input, committed)) = input else {
         // Bad input, as a --run the database does not have is.
         return Err(ConfigError(format!(
@@ -89,31 +82,16 @@ pub fn check(conn: &Connection, db: &str, spec: &SourceSpec, given: Given) -> an
         ))
         .into());
     };
-    let runs = conn
-        .prepare(
-            "SELECT run_id, config FROM runs WHERE run_id IN \
-             (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY run_id",
-        )?
-        .query_map([input], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let recorded = recorded::reading(runs, key);
+    let recorded = recorded::reading(store.input_runs(input)?, key);
     let (max, format, how) = settle(&given, &recorded);
     let files = given
         .dead_letter
         .map_or(recorded.dead_letters, |file| vec![file]);
     let dead = dead_lettered::lines_of(&files, input, &recorded.runs);
-    let mut stmt = conn.prepare(
-        "SELECT seq, message FROM messages WHERE producer = ?1 \
-         AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY id",
-    )?;
-    let mut rows = stmt.query([input])?;
     let reader = LineReader::new(opened.file, max);
     let committed_at = u64::try_from(committed).unwrap_or(0);
     let mut pairing = Pairing::new(reader, format, max, committed_at, &dead.lines)?;
-    while let Some(row) = rows.next()? {
-        let message: String = row.get(1)?;
-        pairing.row(row.get(0)?, &message)?;
-    }
+    store.input_rows(input, &mut |seq, message| Ok(pairing.row(seq, message)?))?;
     let mut walk = pairing.finish()?;
     walk.dead_letter_note = dead_letter_note(&dead);
     let reading = format!(
@@ -183,9 +161,9 @@ struct Line {
 
 /// The file's lines paired with its input's rows, fed one row at a time in the order they were
 /// stored ([`Pairing::row`]) and then told the rows ended ([`Pairing::finish`]). Fed rather
-/// than pulling rows itself, it does not care how the database hands them over (a statement
-/// stepped here, or a server's reader calling back), and keeps one line and one row in memory
-/// whatever the file's size.
+/// than pulling rows itself, it is the one walk for every database, whose reader calls it back
+/// with each row as it streams them, and it keeps one line and one row in memory whatever the
+/// file's size.
 #[derive(Debug)]
 struct Pairing<'a> {
     reader: LineReader<std::fs::File>,

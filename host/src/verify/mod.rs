@@ -32,8 +32,6 @@ use crate::config::url::{parse_sink, parse_source, source_names};
 use crate::config::{ConfigError, SinkSpec, SourceSpec};
 use crate::report::summary::plural;
 use crate::sink::read_back::{self, Row, RunInfo};
-use crate::sink::sqlite::read::SqliteReadBack;
-use crate::sink::sqlite::schema;
 
 /// Sequence numbers seen per producer, as a bit set.
 #[derive(Debug, Default)]
@@ -111,7 +109,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         other => other.to_string(),
     };
     if let Some(url) = &args.source {
-        return check_file(args, &spec, url);
+        return check_file(args, &spec, &name, url);
     }
     let mut store = read_back::open(&spec)?;
     let infos = store.runs(args.run)?;
@@ -160,21 +158,16 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-/// `verify --source`: a file against its rows (SQLite only).
-fn check_file(args: &VerifyArgs, spec: &SinkSpec, url: &str) -> anyhow::Result<bool> {
-    let SinkSpec::Sqlite(path) = spec else {
-        return Err(
-            ConfigError("verify --source works on SQLite databases (--db) only".into()).into(),
-        );
-    };
-    let spec = parse_source(url).map_err(|why| ConfigError(format!("--source {url}: {why}")))?;
+/// `verify --source`: a file against its rows, in the database `spec` (shown as `name`).
+fn check_file(args: &VerifyArgs, spec: &SinkSpec, name: &str, url: &str) -> anyhow::Result<bool> {
+    let source = parse_source(url).map_err(|why| ConfigError(format!("--source {url}: {why}")))?;
     // Checked as for the run.
     let max_record_bytes = args
         .max_record_bytes
         .map(|max| crate::config::record_limit(max, &format!("--max-record-bytes {max}")))
         .transpose()?;
     // A format the URL names; without one, the file is read as its runs read it.
-    let format = match &spec {
+    let format = match &source {
         SourceSpec::File { format, .. } if source_names(url, "format") => Some(*format),
         _ => None,
     };
@@ -183,14 +176,8 @@ fn check_file(args: &VerifyArgs, spec: &SinkSpec, url: &str) -> anyhow::Result<b
         max_record_bytes,
         format,
     };
-    let store = SqliteReadBack::open(path)?;
-    let busy = std::time::Duration::from_secs(5);
-    file::check(store.conn(), &path.display().to_string(), &spec, given).map_err(|e| {
-        match e.downcast::<rusqlite::Error>() {
-            Ok(e) => schema::db_error(path, e, busy),
-            Err(e) => e,
-        }
-    })
+    let mut store = read_back::open(spec)?;
+    file::check(store.as_mut(), name, &source, given)
 }
 
 /// What the pass over the rows found.

@@ -587,3 +587,133 @@ pub fn assert_rotation_names_the_file_left_unread(s: &Scratch, run: impl Fn(&str
     assert_eq!(stored(&out), 5);
     assert!(!out.stderr.contains("not read"), "{}", out.stderr);
 }
+
+/// `verify --source` against a file ingested into the database `sink` names (`--db PATH` or
+/// `--sink URL`), whose rows `sql` changes through a connection of its own: the same verdicts,
+/// report and exit status whatever the database. OK with a line rejected at ingest, also
+/// under the file's new name after a rename (where birth times are recorded); a row whose
+/// text was changed is named, exit 1; lines appended since are not read yet (exit 0); a
+/// deleted row is a line not stored and rows past a truncated end are beyond it (exit 1); a
+/// file never ingested is bad input (exit 2).
+pub fn assert_verify_source_judges_the_rows(s: &Scratch, sink: &[&str], sql: impl Fn(&str)) {
+    // Lines 1 to 10, line 4 not UTF-8 (rejected at ingest).
+    let mut text = Vec::new();
+    for n in 1..=10 {
+        match n {
+            4 => text.extend_from_slice(b"\xff\n"),
+            n => text.extend_from_slice(format!("line {n}\n").as_bytes()),
+        }
+    }
+    std::fs::write(s.path("in.log"), &text).expect("write the input file");
+    let mut args = sink.to_vec();
+    args.extend(["--source", "file:in.log", "--output", "json"]);
+    args.extend(["--report-interval", "0"]);
+    let out = run(s.dir(), &args);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!((u(&v, "stored"), u(&v, "rejected")), (9, 1), "{v}");
+
+    let committed = text.len();
+    // The report below its header and how the file was read, after checking both and the
+    // exit status.
+    let verify = |file: &str, code: i32| -> Vec<String> {
+        let source = format!("file:{file}");
+        let mut args = vec!["verify"];
+        args.extend(sink);
+        args.extend(["--source", &source]);
+        let out = run(s.dir(), &args);
+        let lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+        assert_eq!(
+            out.code,
+            Some(code),
+            "{args:?}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        let header = format!("/{file} (input 1, committed to byte {committed})");
+        assert!(
+            lines.len() > 2
+                && lines[0].starts_with("pc-host verify: ")
+                && lines[0].ends_with(&header)
+                && lines[1].contains("format=text"),
+            "{args:?}:\n{}",
+            out.stdout
+        );
+        lines[2..].to_vec()
+    };
+    let stored_9 = "  10 lines: 9 stored in file order with the file's text, 1 rejected at ingest (line 4 \
+         (invalid UTF-8))";
+    assert_eq!(verify("in.log", 0), [stored_9, "result: OK"]);
+    if std::fs::metadata(s.path("in.log"))
+        .and_then(|m| m.created())
+        .is_ok()
+    {
+        // Found by device, inode and birth time, as a run finds it.
+        std::fs::rename(s.path("in.log"), s.path("in.log.1")).expect("rename");
+        assert_eq!(verify("in.log.1", 0), [stored_9, "result: OK"]);
+        std::fs::rename(s.path("in.log.1"), s.path("in.log")).expect("rename back");
+    }
+
+    sql("UPDATE messages SET message = 'changed' WHERE seq = 4");
+    assert_eq!(
+        verify("in.log", 1),
+        [
+            "  10 lines: 8 stored in file order with the file's text, 1 stored with other text, \
+             1 rejected at ingest (line 4 (invalid UTF-8))",
+            "  PROBLEM: 1 difference; the first: line 5: stored \"changed\", the file has \
+             \"line 5\"",
+            "result: PROBLEMS FOUND",
+        ]
+    );
+    sql("UPDATE messages SET message = 'line 5' WHERE seq = 4");
+    assert_eq!(verify("in.log", 0), [stored_9, "result: OK"]);
+
+    // Past the committed position: not read yet, which is no loss.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.path("in.log"))
+        .expect("open the input file");
+    std::io::Write::write_all(&mut f, b"line 11\nline 12").expect("append");
+    drop(f);
+    let path = s.path("in.log").canonicalize().expect("the file's path");
+    let unread = format!(
+        "  2 lines after byte {committed} not read yet by any run (lines 11, 12): a run with \
+         --source file:{} reads them",
+        path.display()
+    );
+    let stored_12 = "  12 lines: 9 stored in file order with the file's text, 1 rejected at ingest (line 4 \
+         (invalid UTF-8))";
+    assert_eq!(
+        verify("in.log", 0),
+        [stored_12, unread.as_str(), "result: OK"]
+    );
+
+    sql("DELETE FROM messages WHERE seq = 6");
+    assert_eq!(
+        verify("in.log", 1),
+        [
+            "  12 lines: 8 stored in file order with the file's text, 1 rejected at ingest \
+             (line 4 (invalid UTF-8))",
+            unread.as_str(),
+            "  PROBLEM: 1 difference; the first: line 7 is not stored",
+            "result: PROBLEMS FOUND",
+        ]
+    );
+
+    // Cut to its first 3 lines: the rows of lines 5, 6, 8, 9 and 10 are past its end.
+    std::fs::write(s.path("in.log"), "line 1\nline 2\nline 3\n").expect("truncate");
+    assert_eq!(
+        verify("in.log", 1),
+        [
+            "  3 lines: 3 stored in file order with the file's text",
+            "  PROBLEM: 1 difference; the first: 5 rows beyond the end of the file",
+            "result: PROBLEMS FOUND",
+        ]
+    );
+
+    std::fs::write(s.path("other.log"), "line 1\n").expect("write another file");
+    let mut args = vec!["verify"];
+    args.extend(sink);
+    args.extend(["--source", "file:other.log"]);
+    assert_one_line_error(&run(s.dir(), &args), 2, "was never ingested");
+}

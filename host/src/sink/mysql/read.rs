@@ -1,5 +1,6 @@
 //! A pc-host MySQL / MariaDB database read back for `verify`: the runs, and every message row
-//! streamed from the server (never the whole table in memory).
+//! streamed from the server (never the whole table in memory); for `verify --source`, a file
+//! input's rows, also streamed.
 
 use anyhow::anyhow;
 use mysql::Conn;
@@ -10,6 +11,7 @@ use super::error::describe;
 use super::runs;
 use super::schema::{self, Found};
 use crate::config::url::ServerUrl;
+use crate::position::FileKey;
 use crate::sink::read_back::{ReadBack, Row, RunInfo};
 
 /// The database read back for `verify`.
@@ -47,7 +49,7 @@ impl Reader {
     }
 
     fn err(&self, e: &mysql::Error) -> anyhow::Error {
-        anyhow!("{} {}: {}", self.server, self.url.shown, describe(e))
+        error(self.server, &self.url, e)
     }
 }
 
@@ -59,6 +61,54 @@ impl ReadBack for Reader {
     fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()> {
         stream_rows(&mut self.conn, only, each).map_err(|e| self.err(&e))
     }
+
+    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<(i64, i64)>> {
+        self.conn
+            .exec_first(
+                format!("SELECT input_id, `offset` FROM inputs {}", runs::SAME_FILE),
+                runs::same_file_params(key),
+            )
+            .map_err(|e| self.err(&e))
+    }
+
+    fn input_runs(&mut self, input: i64) -> anyhow::Result<Vec<(i64, Option<String>)>> {
+        self.conn
+            .exec(
+                "SELECT run_id, config FROM runs WHERE run_id IN \
+                 (SELECT run_id FROM run_inputs WHERE input_id = ?) ORDER BY run_id",
+                (input,),
+            )
+            .map_err(|e| self.err(&e))
+    }
+
+    fn input_rows(
+        &mut self,
+        input: i64,
+        each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let err = |e: mysql::Error| error(self.server, &self.url, &e);
+        let mut result = self
+            .conn
+            .exec_iter(
+                "SELECT seq, message FROM messages WHERE producer = ? \
+                 AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?) ORDER BY id",
+                (input, input),
+            )
+            .map_err(err)?;
+        while let Some(set) = result.iter() {
+            for row in set {
+                let (seq, text): (i64, Vec<u8>) =
+                    mysql::from_row_opt(row.map_err(err)?).map_err(|e| err(e.into()))?;
+                each(seq, &String::from_utf8_lossy(&text))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An error of the server at `url`, naming both.
+fn error(server: &str, url: &ServerUrl, e: &mysql::Error) -> anyhow::Error {
+    anyhow!("{server} {}: {}", url.shown, describe(e))
 }
 
 /// Calls `each` for every message row (of one run), as the server sends them.

@@ -1,5 +1,6 @@
 //! A pc-host PostgreSQL database read back for `verify`: the runs, and every message row
-//! streamed (never a whole table in memory).
+//! streamed (never a whole table in memory); for `verify --source`, a file input's rows, also
+//! streamed.
 
 use anyhow::anyhow;
 use postgres::Client;
@@ -10,6 +11,7 @@ use super::error::describe;
 use super::runs;
 use super::schema::{self, Found};
 use crate::config::url::ServerUrl;
+use crate::position::FileKey;
 use crate::sink::read_back::{ReadBack, Row, RunInfo};
 
 /// How long a read waits for a lock another client holds.
@@ -85,4 +87,64 @@ impl ReadBack for Reader {
         }
         Ok(())
     }
+
+    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<(i64, i64)>> {
+        let (path, dev, ino, born) = runs::file_columns(key);
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT input_id, \"offset\" FROM inputs {}",
+                    runs::SAME_FILE
+                ),
+                &[&path, &dev, &ino, &born],
+            )
+            .map_err(|e| {
+                self.server
+                    .error(format!("reading the inputs: {}", describe(&e)))
+            })?;
+        Ok(row.map(|r| (i64::from(r.get::<_, i32>(0)), r.get(1))))
+    }
+
+    fn input_runs(&mut self, input: i64) -> anyhow::Result<Vec<(i64, Option<String>)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT run_id, config FROM runs WHERE run_id IN \
+                 (SELECT run_id FROM run_inputs WHERE input_id = $1) ORDER BY run_id",
+                &[&input_id(input)],
+            )
+            .map_err(|e| {
+                self.server
+                    .error(format!("reading the runs: {}", describe(&e)))
+            })?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn input_rows(
+        &mut self,
+        input: i64,
+        each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let server = &self.server;
+        let err =
+            |e: postgres::Error| server.error(format!("reading the messages: {}", describe(&e)));
+        let mut rows = self
+            .client
+            .query_raw(
+                "SELECT seq, message FROM messages WHERE producer = $1 \
+                 AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = $1) ORDER BY id",
+                [input_id(input)],
+            )
+            .map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            each(row.try_get(0).map_err(err)?, row.try_get(1).map_err(err)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// An `input_id` as its column holds it (`INT`); one beyond its range matches no row.
+fn input_id(input: i64) -> i32 {
+    i32::try_from(input).unwrap_or(-1)
 }

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::runs;
+use super::runs::{self, SAME_FILE, path_text};
 use super::schema::{self, db_error};
+use crate::position::FileKey;
 use crate::sink::read_back::{ReadBack, Row, RunInfo};
 
 /// How long `verify` waits for a database a writer holds.
@@ -26,10 +27,6 @@ impl SqliteReadBack {
             conn: schema::open_existing(path)?,
             path: path.to_path_buf(),
         })
-    }
-
-    pub fn conn(&self) -> &Connection {
-        &self.conn
     }
 }
 
@@ -55,6 +52,58 @@ impl ReadBack for SqliteReadBack {
                 seq: row.get(2).map_err(err)?,
                 message: row.get_ref(3).map_err(err)?.as_str().unwrap_or(""),
             });
+        }
+        Ok(())
+    }
+
+    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<(i64, i64)>> {
+        self.conn
+            .query_row(
+                &format!("SELECT input_id, offset FROM inputs {SAME_FILE}"),
+                params![
+                    path_text(&key.path),
+                    key.dev as i64,
+                    key.ino as i64,
+                    key.born
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, e, BUSY))
+    }
+
+    fn input_runs(&mut self, input: i64) -> anyhow::Result<Vec<(i64, Option<String>)>> {
+        let err = |e| db_error(&self.path, e, BUSY);
+        self.conn
+            .prepare(
+                "SELECT run_id, config FROM runs WHERE run_id IN \
+                 (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY run_id",
+            )
+            .map_err(err)?
+            .query_map([input], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)
+    }
+
+    fn input_rows(
+        &mut self,
+        input: i64,
+        each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let err = |e| db_error(&self.path, e, BUSY);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, message FROM messages WHERE producer = ?1 \
+                 AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY id",
+            )
+            .map_err(err)?;
+        let mut rows = stmt.query([input]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let seq = row.get(0).map_err(err)?;
+            let message: String = row.get(1).map_err(err)?;
+            each(seq, &message)?;
         }
         Ok(())
     }
