@@ -264,9 +264,9 @@ impl<'a> Pairing<'a> {
             self.next_line(no + 1)?;
         }
         if self.beyond > 0 {
-            let beyond = self.beyond;
+            let beyond = plural(usize::try_from(self.beyond).unwrap_or(usize::MAX), "row");
             self.walk
-                .problem(format!("{beyond} rows beyond the end of the file"));
+                .problem(format!("{beyond} beyond the end of the file"));
         }
         Ok(self.walk)
     }
@@ -443,7 +443,7 @@ mod tests {
                 "line 2: stored \"B\", the file has \"b\"",
                 "a row for line 1 is stored out of order or twice",
                 "line 3 is stored but is invalid UTF-8",
-                "1 rows beyond the end of the file",
+                "1 row beyond the end of the file",
             ]
         );
     }
