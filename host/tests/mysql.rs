@@ -413,6 +413,32 @@ fn a_connection_killed_mid_run_is_retried_without_loss_or_duplicates() {
 // ---------------------------------------------------------------------------------------------
 // The writer through the library
 
+/// The URL's host and port are the server written to: a TCP URL to 127.0.0.1 is not swapped
+/// for the socket path the server reports (the driver's `prefer_socket` default), which can be
+/// another server's (a tunnelled or containerised server on a local port). The writer's
+/// sessions are seen by the server as coming over TCP, `127.0.0.1:PORT`, not `localhost`.
+#[test]
+fn a_loopback_url_is_written_over_tcp_not_through_the_servers_socket() {
+    let Some(db) = Db::shared("tcp") else { return };
+    if !db.url.contains("@127.0.0.1") {
+        println!("SKIP: PC_TEST_MYSQL_URL is not a TCP URL to 127.0.0.1");
+        return;
+    }
+    let (w, _run_id) = db.open_writer(0, Duration::from_secs(5), pc_host::sink::mysql::open);
+    let hosts: Vec<String> = db
+        .conn()
+        .query(
+            "SELECT HOST FROM information_schema.PROCESSLIST \
+             WHERE DB = DATABASE() AND ID <> CONNECTION_ID()",
+        )
+        .unwrap();
+    assert!(!hosts.is_empty(), "the writer holds a session");
+    for host in &hosts {
+        assert!(host.starts_with("127.0.0.1:"), "a session from {host:?}");
+    }
+    drop(w);
+}
+
 #[test]
 fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
     let Some(db) = Db::shared("lost") else { return };

@@ -60,7 +60,16 @@ impl Target {
         let lock_wait_secs = busy.as_secs().max(1);
         let reply_timeout =
             (Duration::from_secs(lock_wait_secs) + REPLY_SLACK).max(CONNECT_TIMEOUT);
+        // The driver's default, `prefer_socket=true`, reconnects a TCP connection to
+        // localhost through the socket path the server reports, which can be another
+        // server's (a tunnel or container port on 127.0.0.1 whose server names the same
+        // default socket path as the local one): pc-host then wrote to a server the URL did
+        // not name. The URL's host and port are the server; `?prefer_socket=true` asks for
+        // the socket.
+        let prefer_socket =
+            names_query_key(&driver_url, "prefer_socket") && opts.get_prefer_socket();
         let opts = OptsBuilder::from_opts(opts)
+            .prefer_socket(prefer_socket)
             .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
             .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
             .read_timeout(Some(reply_timeout))
@@ -121,4 +130,13 @@ impl Target {
             )
         })
     }
+}
+
+/// Whether `url`'s query string names parameter `key` (`?key=...` or `&key=...`).
+fn names_query_key(url: &str, key: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.split_once('=').map_or(pair, |(k, _)| k) == key)
+    })
 }
