@@ -1112,6 +1112,21 @@ fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printe
             "mariadb://root:secret@127.0.0.1:0/test",
             "--sink mariadb://root:***@127.0.0.1:0/test: `0` is not a port (1..=65535)",
         ),
+        // No database: PostgreSQL would pick the one named after the user (its maintenance
+        // database, `postgres`, for the superuser) and create pc-host's tables there.
+        (
+            "postgres://postgres:secret@127.0.0.1:5432",
+            "--sink postgres://postgres:***@127.0.0.1:5432: the URL names no database: add \
+             /DBNAME after the host and port",
+        ),
+        (
+            "postgresql://postgres:secret@127.0.0.1:5432/",
+            "--sink postgresql://postgres:***@127.0.0.1:5432/: the URL names no database",
+        ),
+        (
+            "mysql://root:secret@127.0.0.1:3306",
+            "--sink mysql://root:***@127.0.0.1:3306: the URL names no database",
+        ),
     ];
     for (url, needle) in cases {
         let out = run(s.dir(), &["--sink", url, "--messages", "1"]);

@@ -363,6 +363,9 @@ pub fn check_sqlite_path(path: &str) -> Result<(), String> {
     }
 }
 
+/// A server URL with no database after the host and port.
+const NO_DATABASE: &str = "the URL names no database: add /DBNAME after the host and port";
+
 pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
     let Some((scheme, rest)) = url.split_once(':') else {
         return Err("a sink URL needs a scheme, e.g. sqlite:pc-host.db".into());
@@ -383,15 +386,25 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
         // rather than a failure found when the run connects.
         "postgres" | "postgresql" => {
             let server = ServerUrl::parse(url, rest)?;
-            url.parse::<postgres::Config>().map_err(|e| {
+            let config = url.parse::<postgres::Config>().map_err(|e| {
                 let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
                 format!("not a usable URL: {e}{}", cause.unwrap_or_default())
             })?;
+            // Without one the server picks the database named after the user (`postgres`,
+            // its maintenance database, for the usual superuser): never where the tables go
+            // by accident.
+            if config.get_dbname().is_none_or(str::is_empty) {
+                return Err(NO_DATABASE.into());
+            }
             Ok(SinkSpec::Postgres(server))
         }
         "mysql" | "mariadb" => {
             let server = ServerUrl::parse(url, rest)?;
-            mysql::Opts::from_url(&format!("mysql:{rest}")).map_err(|e| e.to_string())?;
+            let opts =
+                mysql::Opts::from_url(&format!("mysql:{rest}")).map_err(|e| e.to_string())?;
+            if opts.get_db_name().is_none_or(str::is_empty) {
+                return Err(NO_DATABASE.into());
+            }
             Ok(SinkSpec::Mysql(server))
         }
         "nats" => parse_nats_sink(rest).map(SinkSpec::Nats),
