@@ -17,8 +17,9 @@ use mysql::prelude::Queryable as _;
 use mysql::{Conn, Opts};
 
 use common::server::{
-    Server, TestDb, assert_file_stored_once, assert_kill_9_then_rerun_stores_each_line_once,
-    assert_ok, assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
+    Forwarder, Server, TestDb, assert_file_stored_once,
+    assert_kill_9_then_rerun_stores_each_line_once, assert_ok,
+    assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
     assert_rejected_completion_leaves_no_fragment, assert_renamed_file_resumes,
     assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
     not_a_server, now_ns, record, refs, run_id, wait_until, with_database, with_user, write_input,
@@ -437,6 +438,41 @@ fn a_loopback_url_is_written_over_tcp_not_through_the_servers_socket() {
         assert!(host.starts_with("127.0.0.1:"), "a session from {host:?}");
     }
     drop(w);
+}
+
+/// As in the PostgreSQL tests: a lost COMMIT that cannot be looked up leaves its batch
+/// `unconfirmed`; a write that fails with no COMMIT in doubt is not.
+#[test]
+fn a_lost_commit_that_cannot_be_looked_up_leaves_its_batch_unconfirmed() {
+    let Some(db) = Db::shared("unconfirmed") else {
+        return;
+    };
+    let key = |ino: u64| FileKey {
+        path: format!("/nonexistent/unconfirmed-{ino}.log").into(),
+        dev: 1,
+        ino,
+        born: None,
+    };
+    for in_doubt in [true, false] {
+        let (forwarder, via) = Forwarder::for_url(&db.url, 3306);
+        let (mut w, _) = db.open_writer(0, Duration::from_secs(5), |_, start| {
+            pc_host::sink::mysql::open(&via, start)
+        });
+        let input = w.register(Some(&key(u64::from(in_doubt)))).unwrap().input;
+        let batch = |from: u64| -> Vec<_> {
+            (from..from + 100)
+                .map(|q| record(input, q, (q + 1) * 10))
+                .collect()
+        };
+        w.write(&refs(&batch(0))).unwrap();
+        if in_doubt {
+            w.lose_commit_reply();
+        }
+        forwarder.cut();
+        let e = w.write(&refs(&batch(100))).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
+        assert_eq!(e.unconfirmed, in_doubt, "{e}");
+    }
 }
 
 #[test]

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use postgres::{Client, NoTls};
 
 use common::server::{
-    Server, TestDb, assert_all_stored, assert_kill_9_then_rerun_stores_each_line_once, assert_ok,
-    assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
+    Forwarder, Server, TestDb, assert_all_stored, assert_kill_9_then_rerun_stores_each_line_once,
+    assert_ok, assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
     assert_rejected_completion_leaves_no_fragment, assert_renamed_file_resumes,
     assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
     not_a_server, record, refs, run_id, split_url, wait_retried_then_recovered, wait_until,
@@ -469,6 +469,33 @@ fn open_writer(db: &Db) -> (Writer, i64) {
 /// Messages `seqs` of producer 0.
 fn batch(seqs: std::ops::Range<u64>) -> Vec<Record> {
     seqs.map(|seq| record(0, seq, 0)).collect()
+}
+
+/// A batch whose COMMIT reply was lost, given up on while the server cannot be reached to ask
+/// what became of it, may be stored: its error says so (`unconfirmed`), so that its records
+/// are dead-lettered as `unconfirmed`, not as `retries_exhausted` (a replay of those stored
+/// them twice). A write that fails with no COMMIT in doubt is not unconfirmed.
+#[test]
+fn a_lost_commit_that_cannot_be_looked_up_leaves_its_batch_unconfirmed() {
+    let Some(db) = Db::shared("unconfirmed") else {
+        return;
+    };
+    for in_doubt in [true, false] {
+        let (forwarder, via) = Forwarder::for_url(&db.url, 5432);
+        let (mut w, _) =
+            db.open_writer(1, Duration::from_secs(5), |_, start| pg::open(&via, start));
+        let seqs = if in_doubt { 0..100 } else { 100..200 };
+        let first = batch(seqs.clone());
+        w.write(&refs(&first)).unwrap();
+        if in_doubt {
+            w.forget_commit_outcome();
+        }
+        forwarder.cut();
+        let next = batch(seqs.end..seqs.end + 100);
+        let e = w.write(&refs(&next)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
+        assert_eq!(e.unconfirmed, in_doubt, "{e}");
+    }
 }
 
 #[test]

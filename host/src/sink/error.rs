@@ -35,8 +35,9 @@ pub struct SinkError {
     pub kind: ErrorKind,
     pub error: anyhow::Error,
     /// Some of the write may be stored all the same: records were sent and their outcome is
-    /// unknown (a broker's publish whose ack never came). A database sink's transaction rolls
-    /// back, so its errors are never unconfirmed.
+    /// unknown (a broker's publish whose ack never came; a database's COMMIT whose reply was
+    /// lost, while the server cannot be asked what became of it). Any other failed database
+    /// write rolled back.
     pub unconfirmed: bool,
 }
 

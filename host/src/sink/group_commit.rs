@@ -401,6 +401,7 @@ impl<S: Sink> GroupCommit<S> {
                     self.policy.retry_for.as_secs_f64()
                 ),
             ),
+            ErrorKind::Fatal if error.unconfirmed => (Reason::Unconfirmed, format!("{error}")),
             ErrorKind::Fatal => (Reason::SinkFailed, format!("{error}")),
         };
         self.fail(why.clone());

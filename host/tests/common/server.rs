@@ -601,6 +601,83 @@ pub fn not_a_server() -> u16 {
     port
 }
 
+/// A TCP forwarder on a local port to `target` (`HOST:PORT`), for a server that must become
+/// unreachable in the middle of a test: [`Forwarder::cut`] closes every forwarded connection
+/// and stops accepting, so a reconnect is refused.
+pub struct Forwarder {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Forwarder {
+    pub fn to(target: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+        let port = listener.local_addr().expect("its address").port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (target, stop, conns) = (target.to_owned(), cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut held = conns.lock().unwrap();
+                held.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, cut, open }
+    }
+
+    /// A forwarder to the server `url` names (its port, else `default_port`), and `url`
+    /// pointed at the forwarder instead.
+    pub fn for_url(url: &str, default_port: u16) -> (Self, ServerUrl) {
+        let (scheme, rest) = url.split_once("://").expect("a server URL");
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let (user, host_port) = match authority.rsplit_once('@') {
+            Some((user, hp)) => (format!("{user}@"), hp),
+            None => (String::new(), authority),
+        };
+        let target = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:{default_port}")
+        };
+        let forwarder = Self::to(&target);
+        let via = format!("{scheme}://{user}127.0.0.1:{}{tail}", forwarder.port);
+        let url = ServerUrl {
+            url: via.clone(),
+            shown: via,
+        };
+        (forwarder, url)
+    }
+
+    /// Closes every forwarded connection and refuses new ones from now on.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for conn in self.open.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        // Wakes the accept loop, which then sees `cut` and drops the listener.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
 /// Whether this file system records birth times (a renamed file is then still the same input).
 pub fn records_birth_times(path: &Path) -> bool {
     std::fs::metadata(path).and_then(|m| m.created()).is_ok()

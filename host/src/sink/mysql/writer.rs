@@ -514,7 +514,14 @@ impl Sink for Writer {
         self.with_session(|w, s| w.write_batch(s, records), gone_failure)
             .map_err(|f| {
                 let what = crate::sink::error::committing(records.len());
-                SinkError::new(f.kind(), self.explain(&what, &f.describe()))
+                let error = SinkError::new(f.kind(), self.explain(&what, &f.describe()));
+                // A COMMIT sent without a reply, and not yet looked up: the records may be
+                // stored.
+                if self.outcome_unknown {
+                    error.unconfirmed()
+                } else {
+                    error
+                }
             })
     }
 

@@ -247,14 +247,20 @@ impl Writer {
                 ),
             ),
         };
-        SinkError::new(
+        let error = SinkError::new(
             kind,
             anyhow!(
                 "{} failed: {}",
                 crate::sink::error::committing(rows),
                 self.server.error(what)
             ),
-        )
+        );
+        // A COMMIT sent without a reply, and not yet looked up: the records may be stored.
+        if self.unknown {
+            error.unconfirmed()
+        } else {
+            error
+        }
     }
 
     /// Keeps `rows` without waiting: on the open connection only (none is made here), with
