@@ -443,6 +443,14 @@ fn a_loopback_url_is_written_over_tcp_not_through_the_servers_socket() {
 /// As in the PostgreSQL tests: a lost COMMIT that cannot be looked up leaves its batch
 /// `unconfirmed`; a write that fails with no COMMIT in doubt is not.
 #[test]
+fn the_summary_says_what_was_committed_when_the_count_back_fails() {
+    let Some(db) = Db::shared("countback") else {
+        return;
+    };
+    common::server::assert_stored_is_what_was_committed_when_the_count_back_fails(&db, 3306);
+}
+
+#[test]
 fn a_lost_commit_that_cannot_be_looked_up_leaves_its_batch_unconfirmed() {
     let Some(db) = Db::shared("unconfirmed") else {
         return;

@@ -476,6 +476,14 @@ fn batch(seqs: std::ops::Range<u64>) -> Vec<Record> {
 /// are dead-lettered as `unconfirmed`, not as `retries_exhausted` (a replay of those stored
 /// them twice). A write that fails with no COMMIT in doubt is not unconfirmed.
 #[test]
+fn the_summary_says_what_was_committed_when_the_count_back_fails() {
+    let Some(db) = Db::shared("countback") else {
+        return;
+    };
+    common::server::assert_stored_is_what_was_committed_when_the_count_back_fails(&db, 5432);
+}
+
+#[test]
 fn a_lost_commit_that_cannot_be_looked_up_leaves_its_batch_unconfirmed() {
     let Some(db) = Db::shared("unconfirmed") else {
         return;

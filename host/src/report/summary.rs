@@ -67,8 +67,11 @@ pub struct Summary {
     pub db: String,
     pub produced: u64,
     pub consumed: u64,
-    /// Counted back from the database.
+    /// Counted back from the database; if that failed, what this run's consumers committed
+    /// (`stored_counted_back` false).
     pub stored: u64,
+    /// Whether `stored` was counted back from the database (or acknowledged by JetStream).
+    pub stored_counted_back: bool,
     /// Broker deliveries the database already held (redelivered, or published twice): not
     /// written again.
     pub duplicates: u64,
@@ -293,7 +296,9 @@ impl Summary {
         }
         let _ = writeln!(s, "  produced      {}", self.produced);
         let _ = writeln!(s, "  consumed      {}", self.consumed);
-        let counted = if self.db.starts_with("nats://") {
+        let counted = if !self.stored_counted_back {
+            "committed by this run: counting back from the database failed"
+        } else if self.db.starts_with("nats://") {
             "acknowledged by JetStream"
         } else {
             "counted back from the database"
@@ -601,6 +606,7 @@ impl Summary {
             "produced": self.produced,
             "consumed": self.consumed,
             "stored": self.stored,
+            "stored_counted_back": self.stored_counted_back,
             "dead_lettered": self.dead_lettered,
             "duplicates": self.duplicates,
             "nats": self.nats.map(|n| json!({

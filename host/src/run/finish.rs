@@ -61,7 +61,14 @@ pub fn summary(
 ) -> Summary {
     let (cfg, stats) = (d.cfg, d.stats);
     warn_rejects(cfg, &starts, stats);
-    let (stored, flushed, mut errors) = finish(&d, writer, out.errors, out.final_positions);
+    let (
+        Stored {
+            stored,
+            counted_back,
+        },
+        flushed,
+        mut errors,
+    ) = finish(&d, writer, out.errors, out.final_positions);
     // After the final checkpoint, so its writes count too.
     let machine = out
         .machine
@@ -104,6 +111,7 @@ pub fn summary(
         produced,
         consumed: stats.consumed(),
         stored,
+        stored_counted_back: counted_back,
         duplicates,
         dead_lettered,
         not_stored,
@@ -155,10 +163,9 @@ fn finish(
     writer: &mut AnySink,
     mut errors: Vec<String>,
     final_positions: Vec<Resume>,
-) -> (u64, Option<bool>, Vec<String>) {
+) -> (Stored, Option<bool>, Vec<String>) {
     let Done {
         cfg,
-        run_id,
         stats,
         clock,
         unix_base,
@@ -183,11 +190,14 @@ fn finish(
             false
         }
     });
-    let stored = match writer.count_stored() {
-        Ok(n) => n,
+    // Without the count back (the database unreachable at the end), what the consumers saw
+    // committed: a 0 here made a run that stored everything look like it stored nothing.
+    let (stored, counted_back) = match writer.count_stored() {
+        Ok(n) => (n, true),
         Err(e) => {
-            errors.push(format!("counting the stored messages failed: {e:#}"));
-            0
+            // The sinks' errors say what failed ("counting the stored messages failed: ...").
+            errors.push(format!("{e:#}"));
+            (stats.stored(), false)
         }
     };
     // Generated runs record each producer's count for verify; ingest rows carry their input.
@@ -215,9 +225,23 @@ fn finish(
         elapsed_s: d.elapsed_s,
     };
     if let Err(e) = writer.finish_run(&end) {
-        errors.push(format!("recording the end of run {run_id} failed: {e:#}"));
+        // The sinks' errors say what failed ("recording the end of the run failed: ...").
+        errors.push(format!("{e:#}"));
     }
-    (stored, flushed, errors)
+    (
+        Stored {
+            stored,
+            counted_back,
+        },
+        flushed,
+        errors,
+    )
+}
+
+/// The run's stored count, and whether it was counted back from the sink.
+struct Stored {
+    stored: u64,
+    counted_back: bool,
 }
 
 /// One warning line per input that had records rejected, with the first few positions.

@@ -601,6 +601,61 @@ pub fn not_a_server() -> u16 {
     port
 }
 
+/// The database out of reach at the end of a run (the forwarder to it cut mid-run, retries
+/// off): the count back fails, and the summary's `stored` is what the run committed, said to
+/// be so (`stored_counted_back` false), not 0; the counts still add up to what was produced.
+pub fn assert_stored_is_what_was_committed_when_the_count_back_fails<S: Server>(
+    db: &TestDb<S>,
+    default_port: u16,
+) {
+    let s = Scratch::new("count-back-fails");
+    let (forwarder, via) = Forwarder::for_url(&db.url, default_port);
+    let args = [
+        "--sink",
+        via.url.as_str(),
+        "--producers",
+        "1",
+        "--consumers",
+        "1",
+        "--rps",
+        "2000",
+        "--duration",
+        "600",
+        "--retry-for",
+        "0",
+        "--report-interval",
+        "0.05",
+        "--output",
+        "json",
+    ];
+    let mut r = Running::start(&s, &args);
+    r.err.wait_stored_at_least(100);
+    forwarder.cut();
+    let out = finish(r);
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    let held = db.rows().len() as u64;
+    assert!(held >= 100, "{held} rows");
+    // The batch whose COMMIT the cut interrupted may have committed all the same: it is
+    // counted as not stored (unconfirmed), so the rows held are at least the run's figure
+    // and at most that batch more.
+    let stored = u(&v, "stored");
+    assert!(
+        stored <= held && held <= stored + u(&v, "not_stored"),
+        "{held} rows held: {v}"
+    );
+    assert!(stored >= 100, "{v}");
+    assert_eq!(v["stored_counted_back"], false, "{v}");
+    assert_eq!(
+        u(&v, "produced"),
+        u(&v, "stored") + u(&v, "dead_lettered") + u(&v, "not_stored"),
+        "{v}"
+    );
+    // Each failure said once, naming what failed.
+    let said = "counting the stored messages";
+    assert_eq!(out.stderr.matches(said).count(), 1, "{}", out.stderr);
+}
+
 /// A TCP forwarder on a local port to `target` (`HOST:PORT`), for a server that must become
 /// unreachable in the middle of a test: [`Forwarder::cut`] closes every forwarded connection
 /// and stops accepting, so a reconnect is refused.

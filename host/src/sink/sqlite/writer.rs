@@ -372,7 +372,8 @@ impl Sink for Writer {
     fn count_stored(&mut self) -> anyhow::Result<u64> {
         if self.delivered {
             return delivered::count_stored(&self.conn, self.run_id)
-                .map_err(|e| db_error(&self.path, e, self.busy));
+                .map_err(|e| db_error(&self.path, e, self.busy))
+                .map_err(|e| e.context("counting the stored messages failed"));
         }
         let run = RunRow {
             run_id: self.run_id,
@@ -380,10 +381,12 @@ impl Sink for Writer {
         };
         runs::count_stored(&self.conn, &run, self.last_id)
             .map_err(|e| db_error(&self.path, e, self.busy))
+            .map_err(|e| e.context("counting the stored messages failed"))
     }
 
     fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
-        let err = |e| db_error(&self.path, e, self.busy);
+        let err =
+            |e| db_error(&self.path, e, self.busy).context("recording the end of the run failed");
         // Before the run is marked finished: a run finished without `last_id` has no rows.
         // With broker deliveries the last id may be another run's row (an origin run's): an
         // upper bound of this run's own rows (foreign messages), which is all the count needs.
