@@ -953,6 +953,21 @@ fn a_refused_start_leaves_an_existing_database_byte_for_byte_unchanged() {
     );
 }
 
+/// A line longer than the line reader's 1 MiB scan limit (stored, under a larger
+/// `--max-record-bytes`) is one line to verify too: it was read as ended at that limit, and a
+/// correct ingest failed verify with the line split in pieces.
+#[test]
+fn verify_source_reads_a_line_longer_than_a_mebibyte_as_one_line() {
+    let s = Scratch::new("ingest-verify-long");
+    let long = "B".repeat(2_500_000);
+    write(&s.path("a.log"), format!("small1\n{long}\nsmall3\n"));
+    let limit = ["--max-record-bytes", "8000000"];
+    let v = ingest_ok(&s, "t.db", &["--source", "file:a.log", limit[0], limit[1]]);
+    assert_eq!(u(&v, "stored"), 3, "{v}");
+    assert_verify_ok(&s, "t.db", "file:a.log", &[]);
+    assert_verify_ok(&s, "t.db", "file:a.log", &limit);
+}
+
 #[test]
 fn verify_source_names_the_first_line_that_differs() {
     let s = Scratch::new("ingest-verify-diff");

@@ -208,9 +208,14 @@ impl<'a> Pairing<'a> {
 
     /// Reads line `no` (its last line, without a line end, too) into `self.line`.
     fn next_line(&mut self, no: u64) -> std::io::Result<()> {
-        let raw = match self.reader.next_line()? {
-            Some(raw) => Some(raw),
-            None => self.reader.finish(),
+        let raw = loop {
+            match self.reader.next_line()? {
+                Some(raw) => break Some(raw),
+                // A line still without its end after the reader's scan limit (1 MiB), not the
+                // end of the file: read on.
+                None if !self.reader.at_eof() => {}
+                None => break self.reader.finish(),
+            }
         };
         self.line = raw.map(|raw| {
             self.walk.lines += 1;
