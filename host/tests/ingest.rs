@@ -968,6 +968,42 @@ fn verify_source_reads_a_line_longer_than_a_mebibyte_as_one_line() {
     assert_verify_ok(&s, "t.db", "file:a.log", &limit);
 }
 
+/// A run given `--dead-letter` that dead-letters nothing makes no file: verify finds every
+/// line stored and does not complain about the file; with a line missing, it says that no
+/// dead-letter file is there, since that may be why.
+#[test]
+fn verify_source_mentions_an_absent_dead_letter_file_only_when_lines_are_missing() {
+    let s = Scratch::new("ingest-verify-no-dl");
+    write(&s.path("a.log"), numbered(0, 10, "v"));
+    let v = ingest_ok(
+        &s,
+        "t.db",
+        &["--source", "file:a.log", "--dead-letter", "dl.jsonl"],
+    );
+    assert!(!s.path("dl.jsonl").exists(), "nothing was dead-lettered");
+    let out = verify(&s, "t.db", "file:a.log", &[]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("dl.jsonl"), "{}", out.stdout);
+
+    let conn = Connection::open(s.path("t.db")).expect("open db");
+    let deleted = conn
+        .execute(
+            "DELETE FROM messages WHERE producer = ?1 AND seq = 4",
+            [input_id(&v, 0)],
+        )
+        .expect("delete");
+    assert_eq!(deleted, 1);
+    let out = verify(&s, "t.db", "file:a.log", &[]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("line 5 is not stored"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("no file at"), "{}", out.stdout);
+    assert!(out.stdout.contains("dl.jsonl"), "{}", out.stdout);
+}
+
 #[test]
 fn verify_source_names_the_first_line_that_differs() {
     let s = Scratch::new("ingest-verify-diff");

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 pub struct Lines {
     pub lines: BTreeSet<u64>,
     pub read: Vec<PathBuf>,
+    /// Files that are not there: a run makes its dead-letter file with its first entry, so
+    /// one that dead-lettered nothing leaves none.
+    pub absent: Vec<PathBuf>,
     pub unreadable: Vec<String>,
 }
 
@@ -23,6 +26,7 @@ pub fn lines_of(files: &[PathBuf], input: i64, runs: &[i64]) -> Lines {
     for file in files {
         match read(file, input, runs, &mut out.lines) {
             Ok(()) => out.read.push(file.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.absent.push(file.clone()),
             Err(e) => out.unreadable.push(format!("{}: {e}", file.display())),
         }
     }
@@ -70,9 +74,14 @@ mod tests {
         ]
         .join("\n");
         std::fs::write(&file, text).unwrap();
-        let found = lines_of(&[file.clone(), dir.join("gone.jsonl")], 7, &[2, 3]);
+        let found = lines_of(
+            &[file.clone(), dir.join("gone.jsonl"), dir.clone()],
+            7,
+            &[2, 3],
+        );
         assert_eq!(found.lines.into_iter().collect::<Vec<_>>(), [4, 10]);
         assert_eq!(found.read, [file]);
+        assert_eq!(found.absent, [dir.join("gone.jsonl")]);
         assert_eq!(found.unreadable.len(), 1, "{:?}", found.unreadable);
         std::fs::remove_dir_all(&dir).unwrap();
     }

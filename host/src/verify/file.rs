@@ -93,7 +93,7 @@ pub fn check(
     let mut pairing = Pairing::new(reader, format, max, committed_at, &dead.lines)?;
     store.input_rows(input, &mut |seq, message| Ok(pairing.row(seq, message)?))?;
     let mut walk = pairing.finish()?;
-    walk.dead_letter_note = dead_letter_note(&dead);
+    walk.dead_letter_note = dead_letter_note(&dead, !walk.problems.is_empty());
     let reading = format!(
         "  read with --max-record-bytes {max}, format={}{how}",
         format.as_str()
@@ -374,11 +374,23 @@ impl Walk {
 /// Where dead-lettered lines were looked up, for the report: the files read, and those that
 /// could not be (a lost line and a dead-lettered one then look alike); empty if there were
 /// none to read.
-fn dead_letter_note(dead: &dead_lettered::Lines) -> String {
+/// Where the dead-lettered lines were looked up. A recorded file that is not there is said
+/// only when lines are missing (`missing`): a run that dead-lettered nothing made none.
+fn dead_letter_note(dead: &dead_lettered::Lines, missing: bool) -> String {
+    let shown = |files: &[std::path::PathBuf]| {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        names.join(", ")
+    };
     let mut notes = Vec::new();
     if !dead.read.is_empty() {
-        let read: Vec<String> = dead.read.iter().map(|f| f.display().to_string()).collect();
-        notes.push(format!("looked up in {}", read.join(", ")));
+        notes.push(format!("looked up in {}", shown(&dead.read)));
+    }
+    if missing && !dead.absent.is_empty() {
+        notes.push(format!(
+            "no file at {} (lines it would hold count as not stored; --dead-letter PATH gives \
+             the file)",
+            shown(&dead.absent)
+        ));
     }
     if !dead.unreadable.is_empty() {
         notes.push(format!(

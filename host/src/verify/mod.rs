@@ -144,7 +144,12 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         say!("  run {id}: {line}");
     }
     if orphans > 0 {
-        say!("  {orphans} rows belong to no recorded run");
+        let rows = if orphans == 1 {
+            "row belongs"
+        } else {
+            "rows belong"
+        };
+        say!("  {orphans} {rows} to no recorded run");
     }
     let scope = match args.run {
         Some(id) => format!("run {id}"),
