@@ -1127,6 +1127,12 @@ fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printe
             "mysql://root:secret@127.0.0.1:3306",
             "--sink mysql://root:***@127.0.0.1:3306: the URL names no database",
         ),
+        // The example is of the scheme given.
+        (
+            "mysql:/test",
+            "--sink mysql:/test: a server URL starts with `//` after the scheme, e.g. \
+             mysql://user@127.0.0.1:3306/db",
+        ),
     ];
     for (url, needle) in cases {
         let out = run(s.dir(), &["--sink", url, "--messages", "1"]);

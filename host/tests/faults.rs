@@ -628,8 +628,7 @@ fn verify_excuses_only_the_lines_a_dead_letter_file_holds_for_that_input() {
     let out = verify_file(&s, "n1.log", &[]);
     assert_eq!(out.code, Some(1), "{}", out.stdout);
     assert!(
-        out.stdout.contains("no file at dead.jsonl")
-            && out.stdout.contains("line 2 is not stored"),
+        out.stdout.contains("no file at dead.jsonl") && out.stdout.contains("line 2 is not stored"),
         "{}",
         out.stdout
     );

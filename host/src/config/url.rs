@@ -172,9 +172,15 @@ impl ServerUrl {
     /// password for messages.
     fn parse(url: &str, rest: &str) -> Result<Self, String> {
         let Some(after) = rest.strip_prefix("//") else {
-            return Err("a server URL starts with `//` after the scheme, e.g. \
-                        postgres://user@127.0.0.1:5432/db"
-                .into());
+            let (scheme, port) = match url.split_once(':').map(|(s, _)| s) {
+                Some(s @ ("mysql" | "mariadb")) => (s, 3306),
+                Some(s) => (s, 5432),
+                None => ("postgres", 5432),
+            };
+            return Err(format!(
+                "a server URL starts with `//` after the scheme, e.g. \
+                 {scheme}://user@127.0.0.1:{port}/db"
+            ));
         };
         // A password may hold `/` or `?` unescaped: the host starts after the last `@`.
         let from_host = after.rsplit_once('@').map_or(after, |(_, h)| h);
