@@ -1004,6 +1004,47 @@ fn verify_source_mentions_an_absent_dead_letter_file_only_when_lines_are_missing
     assert!(out.stdout.contains("dl.jsonl"), "{}", out.stdout);
 }
 
+/// A last line read before its end was written is stored as far as it went, and the
+/// committed position falls inside it; once the file grows, the line is longer than its row
+/// until the next run replaces the row. verify says so and is OK (it said the row differed);
+/// a row there that is not the line's start is still a difference.
+#[test]
+fn verify_source_takes_a_last_line_read_in_part_for_one_the_next_run_completes() {
+    let s = Scratch::new("ingest-verify-partial");
+    write(&s.path("a.log"), "a\nb");
+    let v = ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.path("a.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"c\nd\n").unwrap();
+    let out = verify(&s, "t.db", "file:a.log", &[]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("1 line stored as far as a run read it before its end was written (line 2)"),
+        "{}",
+        out.stdout
+    );
+    let conn = Connection::open(s.path("t.db")).expect("open db");
+    conn.execute(
+        "UPDATE messages SET message = 'x' WHERE producer = ?1 AND seq = 1",
+        [input_id(&v, 0)],
+    )
+    .expect("update");
+    let out = verify(&s, "t.db", "file:a.log", &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("line 2: stored \"x\", the file has \"bc\""),
+        "{}",
+        out.stdout
+    );
+    ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
+    let out = verify(&s, "t.db", "file:a.log", &[]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+}
+
 #[test]
 fn verify_source_names_the_first_line_that_differs() {
     let s = Scratch::new("ingest-verify-diff");

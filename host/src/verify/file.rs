@@ -37,6 +37,9 @@ struct Walk {
     dead_lettered: Vec<u64>,
     /// Lines with no row that start at or after the committed position: no run read them yet.
     unread: Vec<u64>,
+    /// Lines stored as their start only: the committed position falls inside them (a last line
+    /// read before its end was written, whose row the next run replaces with the whole line).
+    partial: Vec<u64>,
     /// Where the dead-lettered lines were looked up, for the report.
     dead_letter_note: String,
     problems: Vec<String>,
@@ -155,6 +158,8 @@ struct Line {
     no: u64,
     /// It starts at or after the committed position: no run has read it yet.
     unread: bool,
+    /// The committed position falls inside it: a run read its start as an unended last line.
+    cut: bool,
     /// The text its row must have, or why the ingest rejects it.
     text: Result<String, String>,
 }
@@ -220,10 +225,12 @@ impl<'a> Pairing<'a> {
         self.line = raw.map(|raw| {
             self.walk.lines += 1;
             let unread = self.offset >= self.committed;
+            let cut = self.offset < self.committed && self.committed < self.offset + raw.consumed;
             self.offset += raw.consumed;
             Line {
                 no,
                 unread,
+                cut,
                 text: record_text(raw, self.format, self.max).map_err(|r| r.why),
             }
         });
@@ -281,6 +288,7 @@ impl<'a> Pairing<'a> {
         let walk = &mut self.walk;
         match line.text {
             Ok(text) if stored == text => walk.stored += 1,
+            Ok(text) if line.cut && text.starts_with(stored) => walk.partial.push(line.no + 1),
             Ok(text) => {
                 walk.differ += 1;
                 walk.problem(format!(
@@ -357,6 +365,29 @@ impl Walk {
                  --source file:{file} reads them",
                 plural(self.unread.len(), "line"),
                 lines_list(&self.unread)
+            );
+        }
+        if !self.partial.is_empty() {
+            say!(
+                "  {} stored as far as a run read {} before {} end was written ({}): the next \
+                 run with --source file:{file} stores {} whole",
+                plural(self.partial.len(), "line"),
+                if self.partial.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
+                if self.partial.len() == 1 {
+                    "its"
+                } else {
+                    "their"
+                },
+                lines_list(&self.partial),
+                if self.partial.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
             );
         }
         if let Some(first) = self.problems.first() {
