@@ -981,6 +981,9 @@ fn verify_source_mentions_an_absent_dead_letter_file_only_when_lines_are_missing
         &["--source", "file:a.log", "--dead-letter", "dl.jsonl"],
     );
     assert!(!s.path("dl.jsonl").exists(), "nothing was dead-lettered");
+    // Recorded absolute, so that a verify run elsewhere finds it.
+    let recorded = std::path::absolute(s.path("dl.jsonl")).unwrap();
+    assert_eq!(v["config"]["dead_letter"], recorded.display().to_string());
     let out = verify(&s, "t.db", "file:a.log", &[]);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert!(!out.stdout.contains("dl.jsonl"), "{}", out.stdout);

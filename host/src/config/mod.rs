@@ -815,7 +815,11 @@ impl Config {
             "report_interval_s": self.report_interval.map_or(0.0, |d| d.as_secs_f64()),
             "busy_timeout_ms": self.busy_timeout.as_millis() as u64,
             "retry_for_s": self.retry_for.as_secs_f64(),
-            "dead_letter": self.dead_letter.as_ref().map(|p| p.display().to_string()),
+            // Absolute, as the sources are: `verify --source` looks the file up from wherever
+            // it runs.
+            "dead_letter": self.dead_letter.as_ref().map(|p| {
+                std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()
+            }),
             "metrics_addr": self.metrics_addr.map(|a| a.to_string()),
             "latency_log": self.latency_log.as_ref().map(|p| p.display().to_string()),
             "profile": self.profile.as_ref().map(|p| p.display().to_string()),

@@ -36,8 +36,8 @@ pub struct Reading {
     pub format: Recorded<Format>,
     /// The runs that read it, in order.
     pub runs: Vec<i64>,
-    /// Their dead-letter files, each once, in run order; a relative path is taken from the
-    /// working directory, as the run took it from its own.
+    /// Their dead-letter files, each once, in run order: absolute paths, but for runs of
+    /// older versions, which recorded the path as given (taken from the working directory).
     pub dead_letters: Vec<std::path::PathBuf>,
 }
 
