@@ -393,6 +393,40 @@ fn verify_finds_a_gap_a_duplicate_and_a_wrong_text() {
 
 /// Two runs writing one database at the same time interleave their ids: each still counts back
 /// exactly its own rows (the count checks each row's run when another run shares its range).
+/// Two runs started at once on a path where no database is yet: one creates the file, and the
+/// other, finding it empty for an instant before its first page is written, waits for it as
+/// for a busy database instead of refusing it as an empty file pc-host did not make. Several
+/// rounds, each on a new path, so that the instant is hit.
+#[test]
+fn two_runs_creating_one_database_at_once_both_run() {
+    let s = Scratch::new("two-create");
+    for round in 0..8 {
+        let db = format!("new-{round}.db");
+        let spawn = || {
+            common::pc_host(s.dir())
+                .args([
+                    "--db",
+                    &db,
+                    "--messages",
+                    "1",
+                    "--rps",
+                    "0",
+                    "--report-interval",
+                    "0",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn pc-host")
+        };
+        let (a, b) = (spawn(), spawn());
+        for child in [a, b] {
+            let out: common::Out = child.wait_with_output().expect("wait").into();
+            assert_eq!(out.code, Some(0), "round {round}, stderr:\n{}", out.stderr);
+        }
+    }
+}
+
 #[test]
 fn two_runs_writing_one_database_at_once_each_count_only_their_rows() {
     let s = Scratch::new("two-at-once");

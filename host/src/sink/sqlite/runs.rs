@@ -28,8 +28,8 @@ pub struct RunRow {
 /// neither can switch it to WAL.
 ///
 /// # Errors
-/// As [`try_prepare_run`]; a busy database once `busy` has passed; an existing empty file
-/// that no other process is making a database of (see [`schema::empty_file`]).
+/// As [`try_prepare_run`]; a busy database once `busy` has passed; a file that was there
+/// before this run and is still empty after `busy` (see [`schema::empty_file`]).
 pub fn prepare_run(
     path: &Path,
     busy: Duration,
@@ -38,14 +38,26 @@ pub fn prepare_run(
     started_at: i64,
     page_size: Option<&PageSize>,
 ) -> anyhow::Result<(Connection, RunRow)> {
-    if let Some(e) = schema::empty_file(path, Purpose::Write) {
-        return Err(e);
-    }
+    // A file this run creates is its own. One that is there and empty may be another
+    // pc-host's, created an instant ago, or a file pc-host did not make: waited for as a busy
+    // database, and refused if it is empty still when the wait is over.
+    let own = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .is_ok();
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
     loop {
-        match try_prepare_run(path, busy, producers, config_json, started_at, page_size) {
-            Err(e) if e.is::<schema::Busy>() && Instant::now() + nap < deadline => {
+        let attempt = match (!own).then(|| schema::empty_file(path, Purpose::Write)) {
+            Some(Some(empty)) => Err(empty),
+            _ => try_prepare_run(path, busy, producers, config_json, started_at, page_size),
+        };
+        match attempt {
+            Err(e)
+                if (e.is::<schema::Busy>() || e.is::<schema::EmptyFile>())
+                    && Instant::now() + nap < deadline =>
+            {
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(Duration::from_millis(50));
             }

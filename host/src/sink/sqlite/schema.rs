@@ -234,21 +234,14 @@ fn not_a_regular_file(path: &Path) -> Option<anyhow::Error> {
 }
 
 /// The one line refusing a `path` that is an existing file of 0 bytes, if it is one. SQLite
-/// would take it for a new database, but it is not one pc-host made: pc-host writes a new
-/// database's first page as it sets it up (switching it to WAL), before the run is recorded.
+/// would take it for a new database, but it is not one pc-host made: pc-host creates a new
+/// database's file itself and writes its first page as it sets it up (switching it to WAL).
 /// It is refused before SQLite opens it, so nothing (not even a `-wal` or `-journal`) is made
-/// beside it. A run lets through an empty file that another process holds SQLite's locks on:
-/// that process (another pc-host, most likely) is making a database of it, and the run waits
-/// for it as for any locked database, then looks at what it made.
-///
-/// A run asks once, before its first look at the file: the empty file it then waited for may
-/// be empty still when the other process is done (it rolled back), and is taken as new.
+/// beside it. A run waits for an empty file as for a busy database first ([`EmptyFile`]): it
+/// may be another pc-host's, created an instant ago and about to get its first page.
 pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() > 0 {
-        return None;
-    }
-    if purpose == Purpose::Write && sqlite_locked_elsewhere(path) {
         return None;
     }
     let then = match purpose {
@@ -258,35 +251,23 @@ pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
         }
         Purpose::Read => "give the --db that a pc-host run wrote",
     };
-    Some(anyhow!(
+    Some(anyhow::Error::new(EmptyFile(format!(
         "{} is an empty file (0 bytes), not a database pc-host made; {then}",
         path.display()
-    ))
+    ))))
 }
 
-/// Whether another process holds a lock on the bytes SQLite's unix VFS locks (from 1 GiB:
-/// the pending and reserved bytes and the shared range, 512 bytes in all): it has `path` open
-/// as a database, inside a transaction. Asks with `F_GETLK`, which takes no lock. Only for a
-/// file this process has no connection to: closing the descriptor opened here would drop this
-/// process's own POSIX locks on the file.
-fn sqlite_locked_elsewhere(path: &Path) -> bool {
-    use std::os::fd::AsRawFd as _;
-    const PENDING_BYTE: libc::off_t = 0x4000_0000;
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
-    };
-    // SAFETY: `flock` is plain data; all zeroes is a valid value, and the fields that matter
-    // are set below.
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as _;
-    lock.l_whence = libc::SEEK_SET as _;
-    lock.l_start = PENDING_BYTE;
-    lock.l_len = 512;
-    // SAFETY: a valid open descriptor and an exclusively borrowed `flock` for the call;
-    // F_GETLK only fills in `lock`.
-    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) };
-    r == 0 && i32::from(lock.l_type) != libc::F_UNLCK
+/// The error of [`empty_file`], which a run waits out as it waits for a lock.
+#[derive(Debug)]
+pub struct EmptyFile(String);
+
+impl std::fmt::Display for EmptyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
+
+impl std::error::Error for EmptyFile {}
 
 /// Checks that `path` names an existing regular file, for `verify` and `plot`: one line
 /// saying what is there instead (nothing, a directory, a device or pipe, an empty file)
