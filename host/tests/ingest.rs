@@ -1046,6 +1046,18 @@ fn verify_source_takes_a_last_line_read_in_part_for_one_the_next_run_completes()
     ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
     let out = verify(&s, "t.db", "file:a.log", &[]);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+
+    // A last line rejected as read (half a JSON object) has no row: read in part too.
+    write(&s.path("b.jsonl"), "{\"a\":1}\n{\"b\":");
+    ingest(&s, "t.db", &["--source", "file:b.jsonl?format=jsonl"]);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.path("b.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"2}\n").unwrap();
+    let out = verify(&s, "t.db", "file:b.jsonl?format=jsonl", &[]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("(line 2)"), "{}", out.stdout);
 }
 
 #[test]

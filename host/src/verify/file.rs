@@ -307,6 +307,9 @@ impl<'a> Pairing<'a> {
         let (walk, number) = (&mut self.walk, line.no + 1);
         match line.text {
             _ if line.unread => walk.unread.push(number),
+            // Read in part and rejected as it was then (half a JSON object, a character cut in
+            // two): the next run reads it whole.
+            _ if line.cut => walk.partial.push(number),
             Err(why) => {
                 walk.rejected += 1;
                 if walk.rejected_at.len() < 5 {
@@ -404,9 +407,8 @@ impl Walk {
 
 /// Where dead-lettered lines were looked up, for the report: the files read, and those that
 /// could not be (a lost line and a dead-lettered one then look alike); empty if there were
-/// none to read.
-/// Where the dead-lettered lines were looked up. A recorded file that is not there is said
-/// only when lines are missing (`missing`): a run that dead-lettered nothing made none.
+/// none to read. A recorded file that is not there is said only when lines are missing
+/// (`missing`): a run that dead-lettered nothing made none.
 fn dead_letter_note(dead: &dead_lettered::Lines, missing: bool) -> String {
     let shown = |files: &[std::path::PathBuf]| {
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
