@@ -37,8 +37,9 @@ struct Walk {
     dead_lettered: Vec<u64>,
     /// Lines with no row that start at or after the committed position: no run read them yet.
     unread: Vec<u64>,
-    /// Lines stored as their start only: the committed position falls inside them (a last line
-    /// read before its end was written, whose row the next run replaces with the whole line).
+    /// Lines read in part: the committed position falls inside them (a last line read before
+    /// its end was written: its row holds its start, or it has none if that start was
+    /// rejected; the next run reads the whole line).
     partial: Vec<u64>,
     /// Where the dead-lettered lines were looked up, for the report.
     dead_letter_note: String,
@@ -371,26 +372,16 @@ impl Walk {
             );
         }
         if !self.partial.is_empty() {
+            let (its, it) = if self.partial.len() == 1 {
+                ("its", "it")
+            } else {
+                ("their", "them")
+            };
             say!(
-                "  {} stored as far as a run read {} before {} end was written ({}): the next \
-                 run with --source file:{file} stores {} whole",
+                "  {} read in part, before {its} end was written ({}): the next run with \
+                 --source file:{file} reads {it} whole",
                 plural(self.partial.len(), "line"),
-                if self.partial.len() == 1 {
-                    "it"
-                } else {
-                    "them"
-                },
-                if self.partial.len() == 1 {
-                    "its"
-                } else {
-                    "their"
-                },
                 lines_list(&self.partial),
-                if self.partial.len() == 1 {
-                    "it"
-                } else {
-                    "them"
-                },
             );
         }
         if let Some(first) = self.problems.first() {
