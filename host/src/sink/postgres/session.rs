@@ -178,7 +178,7 @@ impl Session {
         }
         *xid = Some(tx.query_one(&self.xid, &[])?.try_get(0)?);
         *sent = true;
-        tx.commit()?;
+        tx.commit().inspect_err(|e| *sent = !answered(e))?;
         *sent = false;
         Ok(())
     }
@@ -212,8 +212,16 @@ impl Session {
         copy.finish()?;
         *xid = Some(tx.query_one(&self.xid, &[])?.try_get(0)?);
         *sent = true;
-        tx.commit()?;
+        tx.commit().inspect_err(|e| *sent = !answered(e))?;
         *sent = false;
         Ok(())
     }
+}
+
+/// Whether the server answered a COMMIT with an error, so it rolled back: a reply of
+/// severity ERROR, unlike a lost connection, is an outcome. A FATAL one (the backend
+/// terminated, as by `pg_terminate_backend`) is not: it can come after the commit took effect.
+fn answered(e: &postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|d| matches!(d.parsed_severity(), Some(postgres::error::Severity::Error)))
 }
