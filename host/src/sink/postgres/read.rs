@@ -90,8 +90,7 @@ impl ReadBack for Reader {
 
     fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<(i64, i64)>> {
         let (path, dev, ino, born) = runs::file_columns(key);
-        let row = self
-            .client
+        self.client
             .query_opt(
                 &format!(
                     "SELECT input_id, \"offset\" FROM inputs {}",
@@ -99,26 +98,32 @@ impl ReadBack for Reader {
                 ),
                 &[&path, &dev, &ino, &born],
             )
+            .and_then(|row| {
+                row.map(|r| Ok((i64::from(r.try_get::<_, i32>(0)?), r.try_get(1)?)))
+                    .transpose()
+            })
             .map_err(|e| {
                 self.server
                     .error(format!("reading the inputs: {}", describe(&e)))
-            })?;
-        Ok(row.map(|r| (i64::from(r.get::<_, i32>(0)), r.get(1))))
+            })
     }
 
     fn input_runs(&mut self, input: i64) -> anyhow::Result<Vec<(i64, Option<String>)>> {
-        let rows = self
-            .client
+        self.client
             .query(
                 "SELECT run_id, config FROM runs WHERE run_id IN \
                  (SELECT run_id FROM run_inputs WHERE input_id = $1) ORDER BY run_id",
                 &[&input_id(input)],
             )
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect()
+            })
             .map_err(|e| {
                 self.server
                     .error(format!("reading the runs: {}", describe(&e)))
-            })?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            })
     }
 
     fn input_rows(
