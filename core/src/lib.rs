@@ -27,7 +27,9 @@
 //!   the ring (in `push`, `pop` or their batch and timeout forms) wakes it, which takes the
 //!   waiters' lock (a `std` mutex): a handler that interrupted that very thread while it held
 //!   the lock would deadlock. A ring whose threads only ever use the non-blocking calls never
-//!   takes that lock.
+//!   takes that lock. (With `std` on Linux the first operation on a `static` ring also
+//!   registers the process for `membarrier`, a system call that can take milliseconds: make
+//!   that first call outside the handler.)
 //! - A batch holds its whole run for its whole call: a batch push's run is poppable once its
 //!   iterator has produced all of it, a batch pop's run is free once its `Extend` has taken
 //!   all of it. An iterator must not wait for a consumer of the same ring, nor an `Extend`

@@ -420,8 +420,6 @@ fn no_overflow_at_extremes() {
     assert!(bucket.try_acquire(1, u64::MAX).unwrap_err().is_never());
 }
 
-/// A stale or backwards `now` only ever sees fewer tokens: both as a snapshot, and when two
-/// copies of one bucket are asked the same thing at an earlier and a later instant.
 /// The largest burst accepted leaves room in the 64-bit count for `2^63` tokens: an empty-start
 /// bucket with it keeps granting for centuries of `now` (a burst near `u64::MAX` once granted
 /// for one second of a 1,000/s rate, then never again).
@@ -465,6 +463,8 @@ fn a_denial_that_is_never_due_says_so() {
     assert_eq!(soon.to_string(), "rate limited: tokens due in 1000000 ns");
 }
 
+/// A stale or backwards `now` only ever sees fewer tokens: both as a snapshot, and when two
+/// copies of one bucket are asked the same thing at an earlier and a later instant.
 #[test]
 fn stale_or_backwards_now_sees_fewer_tokens() {
     let mut rng = Rng(99);

@@ -29,6 +29,7 @@ use core::time::Duration;
 /// of [`TokenBucket`](crate::bucket::TokenBucket), so a command-line tool can report a bad rate
 /// instead of panicking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RateError {
     /// The rate was 0 tokens per period.
     ZeroRate,
