@@ -471,10 +471,7 @@ fn batch(seqs: std::ops::Range<u64>) -> Vec<Record> {
     seqs.map(|seq| record(0, seq, 0)).collect()
 }
 
-/// A batch whose COMMIT reply was lost, given up on while the server cannot be reached to ask
-/// what became of it, may be stored: its error says so (`unconfirmed`), so that its records
-/// are dead-lettered as `unconfirmed`, not as `retries_exhausted` (a replay of those stored
-/// them twice). A write that fails with no COMMIT in doubt is not unconfirmed.
+/// See `common::server::assert_stored_is_what_was_committed_when_the_count_back_fails`.
 #[test]
 fn the_summary_says_what_was_committed_when_the_count_back_fails() {
     let Some(db) = Db::shared("countback") else {
@@ -483,6 +480,10 @@ fn the_summary_says_what_was_committed_when_the_count_back_fails() {
     common::server::assert_stored_is_what_was_committed_when_the_count_back_fails(&db, 5432);
 }
 
+/// A batch whose COMMIT reply was lost, given up on while the server cannot be reached to ask
+/// what became of it, may be stored: its error says so (`unconfirmed`), so that its records
+/// are dead-lettered as `unconfirmed`, not as `retries_exhausted` (a replay of those stored
+/// them twice). A write that fails with no COMMIT in doubt is not unconfirmed.
 #[test]
 fn a_lost_commit_that_cannot_be_looked_up_leaves_its_batch_unconfirmed() {
     let Some(db) = Db::shared("unconfirmed") else {

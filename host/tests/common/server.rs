@@ -675,14 +675,16 @@ impl Forwarder {
         let (target, stop, conns) = (target.to_owned(), cut.clone(), open.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
                 let Ok(client) = client else { continue };
                 let Ok(server) = std::net::TcpStream::connect(&target) else {
                     continue;
                 };
+                // `cut` sets `stop` before it takes the lock: looked at under the lock, a
+                // connection accepted meanwhile is either cut there or never forwarded.
                 let mut held = conns.lock().unwrap();
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
                 held.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
                 for (mut from, mut to) in [
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
@@ -730,6 +732,13 @@ impl Forwarder {
         }
         // Wakes the accept loop, which then sees `cut` and drops the listener.
         let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+impl Drop for Forwarder {
+    /// A test that ends (or panics) without cutting leaves no thread forwarding.
+    fn drop(&mut self) {
+        self.cut();
     }
 }
 
