@@ -555,10 +555,11 @@ fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
     })
 }
 
-/// Whether a `--source` URL names parameter `key` itself (`verify --source` tells a format
-/// given from the default so). Read as `parse_source` reads the query; `false` for a query
-/// it would refuse.
-pub fn source_names(url: &str, key: &str) -> bool {
+/// Whether `url` names query parameter `key` itself, as opposed to leaving it to a default
+/// (`verify --source` tells a format given from the default so; the MySQL sink,
+/// `prefer_socket`). Read as `parse_source` reads a query; `false` for a query it would
+/// refuse.
+pub fn names_parameter(url: &str, key: &str) -> bool {
     let query = url.split_once('?').map_or("", |(_, query)| query);
     parse_query(query).is_ok_and(|pairs| pairs.iter().any(|(k, _)| *k == key))
 }
@@ -584,19 +585,19 @@ mod tests {
 
     #[test]
     fn a_source_url_names_a_parameter_only_as_a_key_of_its_query() {
-        assert!(source_names(
+        assert!(names_parameter(
             "file:a.log?follow=true&format=jsonl",
             "format"
         ));
-        assert!(source_names("stdin?format=text", "format"));
-        assert!(!source_names("file:a.log", "format"));
-        assert!(!source_names("file:a.log?follow=true", "format"));
+        assert!(names_parameter("stdin?format=text", "format"));
+        assert!(!names_parameter("file:a.log", "format"));
+        assert!(!names_parameter("file:a.log?follow=true", "format"));
         assert!(
-            !source_names("file:a.log?lane=format", "format"),
+            !names_parameter("file:a.log?lane=format", "format"),
             "a value is no key"
         );
         assert!(
-            !source_names("file:format.log", "format"),
+            !names_parameter("file:format.log", "format"),
             "nor is the path"
         );
     }

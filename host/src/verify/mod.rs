@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::config::cli::VerifyArgs;
-use crate::config::url::{parse_sink, parse_source, source_names};
+use crate::config::url::{names_parameter, parse_sink, parse_source};
 use crate::config::{ConfigError, SinkSpec, SourceSpec};
 use crate::report::summary::plural;
 use crate::sink::read_back::{self, Row, RunInfo};
@@ -173,7 +173,7 @@ fn check_file(args: &VerifyArgs, spec: &SinkSpec, name: &str, url: &str) -> anyh
         .transpose()?;
     // A format the URL names; without one, the file is read as its runs read it.
     let format = match &source {
-        SourceSpec::File { format, .. } if source_names(url, "format") => Some(*format),
+        SourceSpec::File { format, .. } if names_parameter(url, "format") => Some(*format),
         _ => None,
     };
     let given = file::Given {

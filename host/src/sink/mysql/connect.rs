@@ -9,7 +9,7 @@ use mysql::prelude::Queryable as _;
 use mysql::{Conn, Opts, OptsBuilder};
 
 use super::error::describe_connect;
-use crate::config::url::ServerUrl;
+use crate::config::url::{ServerUrl, names_parameter};
 
 /// How long connecting to the server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,7 +67,7 @@ impl Target {
         // not name. The URL's host and port are the server; `?prefer_socket=true` asks for
         // the socket.
         let prefer_socket =
-            names_query_key(&driver_url, "prefer_socket") && opts.get_prefer_socket();
+            names_parameter(&driver_url, "prefer_socket") && opts.get_prefer_socket();
         let opts = OptsBuilder::from_opts(opts)
             .prefer_socket(prefer_socket)
             .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
@@ -130,13 +130,4 @@ impl Target {
             )
         })
     }
-}
-
-/// Whether `url`'s query string names parameter `key` (`?key=...` or `&key=...`).
-fn names_query_key(url: &str, key: &str) -> bool {
-    url.split_once('?').is_some_and(|(_, query)| {
-        query
-            .split('&')
-            .any(|pair| pair.split_once('=').map_or(pair, |(k, _)| k) == key)
-    })
 }
