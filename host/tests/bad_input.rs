@@ -754,11 +754,12 @@ fn lane_combinations_that_cannot_work_are_one_line_errors_with_exit_2() {
         ),
         (
             &["--source", "file:a.log?lane=high"],
-            "--source file:a.log?follow=false&format=text&lane=high: lane= needs --lanes",
+            "--source file:a.log?lane=high: lane= needs --lanes",
         ),
         (
             &["--lanes", "high:1,low:9", "--source", "file:a.log?lane=mid"],
-            "lane `mid` is not declared by --lanes high:1,low:9 (lanes: high, low)",
+            "--source file:a.log?lane=mid: lane `mid` is not declared by --lanes high:1,low:9 \
+             (lanes: high, low)",
         ),
         (
             &["--source", "generate?lane=high"],
@@ -1027,7 +1028,7 @@ fn a_bad_source_from_the_environment_or_a_config_file_names_where_it_came_from()
     assert_one_line_error(
         &env("file:ok.log?lane=high"),
         2,
-        "error: PC_HOST_SOURCE=file:ok.log?follow=false&format=text&lane=high: lane= needs --lanes",
+        "error: PC_HOST_SOURCE=file:ok.log?lane=high: lane= needs --lanes",
     );
     let cfg = |text: &str| {
         std::fs::write(s.path("cfg.toml"), text).unwrap();

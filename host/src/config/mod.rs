@@ -389,11 +389,13 @@ fn fed_lanes(lanes: &[Lane], sources: &[SourceSpec], generated: bool) -> Vec<boo
 
 /// `--lanes`, checked against the sources' `lane=` and the totals split across the lanes.
 fn pick_lanes(l: &Layers, c: &Config) -> Result<Vec<Lane>, ConfigError> {
+    // A source as its layer gave it (`c.sources` is `l.args.source` parsed, in order).
+    let given_source = |i: usize| l.pick("source", url::without_password(&l.args.source[i]));
     let Some(given) = l.pick_set("lanes", l.args.lanes.as_deref()) else {
-        if let Some(spec) = c.sources.iter().find(|s| s.lane().is_some()) {
+        if let Some(i) = c.sources.iter().position(|s| s.lane().is_some()) {
             return err(format!(
                 "{}: lane= needs --lanes to declare the lanes (e.g. --lanes high:1,low:9)",
-                l.pick("source", spec).show()
+                given_source(i).show()
             ));
         }
         return Ok(Vec::new());
@@ -401,13 +403,13 @@ fn pick_lanes(l: &Layers, c: &Config) -> Result<Vec<Lane>, ConfigError> {
     let lanes =
         lanes::parse(given.value).map_err(|why| ConfigError(format!("{}: {why}", given.show())))?;
     let names: Vec<&str> = lanes.iter().map(|l| l.name.as_str()).collect();
-    for spec in &c.sources {
+    for (i, spec) in c.sources.iter().enumerate() {
         if let Some(lane) = spec.lane()
             && !names.contains(&lane)
         {
             return err(format!(
                 "{}: lane `{lane}` is not declared by {} (lanes: {})",
-                l.pick("source", spec).show(),
+                given_source(i).show(),
                 given.show(),
                 names.join(", ")
             ));
