@@ -99,6 +99,12 @@ fn a_negative_number_for_a_numeric_option_says_it_must_not_be_negative() {
         2,
         "--consumers -1..4: MIN and MAX must both be whole numbers",
     );
+    // The value left out: the next option is not read as a count.
+    assert_one_line_error(
+        &run(s.dir(), &["--consumers", "--no-pin"]),
+        2,
+        "--consumers needs a value before --no-pin: give a count N or a range MIN..MAX",
+    );
     assert_one_line_error(
         &run(s.dir(), &["--rps", "-2.5"]),
         2,

@@ -665,6 +665,14 @@ fn consumer_range(p: &Picked<&str>) -> Result<(usize, usize), ConfigError> {
             p.show()
         ))
     };
+    // The option takes values that start with `-` (so `-1..4` reaches the checks below), so
+    // a following option is taken for its value when the value is missing.
+    if p.value.starts_with("--") {
+        return err(format!(
+            "--consumers needs a value before {}: give a count N or a range MIN..MAX (e.g. 1..8)",
+            p.value
+        ));
+    }
     let Some((lo, hi)) = p.value.split_once("..") else {
         let Some(n) = number(p.value) else {
             let negative = p
