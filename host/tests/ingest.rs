@@ -1178,6 +1178,11 @@ fn verify_with_a_bad_source_is_a_usage_error() {
         ("kafka://x", "unknown source `kafka`"),
         ("file:missing.txt", "file:missing.txt: no such file"),
         ("stdin", "takes a file: URL"),
+        // Not "use --source -", which is a run's way to read a pipe, not verify's.
+        (
+            "file:/dev/null",
+            "file:/dev/null is not a regular file: verify --source compares a file with its rows",
+        ),
     ] {
         common::assert_one_line_error(&verify(&s, "t.db", url, &[]), 2, needle);
     }

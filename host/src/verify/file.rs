@@ -73,6 +73,14 @@ pub fn check(
         )
         .into());
     };
+    // A pipe or device has no rows to compare with (a run reads one only as stdin).
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return Err(ConfigError(format!(
+            "file:{} is not a regular file: verify --source compares a file with its rows",
+            path.display()
+        ))
+        .into());
+    }
     let opened = open_file(path).map_err(ConfigError)?;
     let key = &opened.key;
     // As a run finds it.
