@@ -402,23 +402,17 @@ fn two_runs_creating_one_database_at_once_both_run() {
     let s = Scratch::new("two-create");
     for round in 0..8 {
         let db = format!("new-{round}.db");
-        let spawn = || {
-            common::pc_host(s.dir())
-                .args([
-                    "--db",
-                    &db,
-                    "--messages",
-                    "1",
-                    "--rps",
-                    "0",
-                    "--report-interval",
-                    "0",
-                ])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn pc-host")
-        };
+        let args = [
+            "--db",
+            &db,
+            "--messages",
+            "1",
+            "--rps",
+            "0",
+            "--report-interval",
+            "0",
+        ];
+        let spawn = || common::spawn_piped(s.dir(), &args);
         let (a, b) = (spawn(), spawn());
         for child in [a, b] {
             let out: common::Out = child.wait_with_output().expect("wait").into();
