@@ -39,11 +39,11 @@ pub struct Connected {
 }
 
 impl Target {
-    /// Checks the URL's form for the driver.
+    /// Checks the URL's form for the driver (`config::url::parse_sink` has refused one that
+    /// names no database).
     ///
     /// # Errors
-    /// One line naming the URL (password hidden): what the driver refuses in it, or no
-    /// database named.
+    /// One line naming the URL (password hidden): what the driver refuses in it.
     pub fn new(url: &ServerUrl, busy: Duration) -> anyhow::Result<Self> {
         let shown = &url.shown;
         // The driver knows the `mysql` scheme only; `mariadb://` means the same.
@@ -52,11 +52,6 @@ impl Target {
             None => url.url.clone(),
         };
         let opts = Opts::from_url(&driver_url).map_err(|e| anyhow!("sink {shown}: {e}"))?;
-        if opts.get_db_name().is_none_or(str::is_empty) {
-            return Err(anyhow!(
-                "sink {shown}: the URL names no database: add /DBNAME after the host and port"
-            ));
-        }
         let lock_wait_secs = busy.as_secs().max(1);
         let reply_timeout =
             (Duration::from_secs(lock_wait_secs) + REPLY_SLACK).max(CONNECT_TIMEOUT);
