@@ -703,6 +703,66 @@ fn a_last_line_completed_into_a_refused_line_leaves_no_fragment_row() {
     }
 }
 
+/// A file source stopped by a failing sink has lines read and never queued: the summary
+/// counts them (read again by the next run), so every record read is rejected, produced, or
+/// not queued.
+#[test]
+fn file_lines_read_but_not_queued_when_the_sink_fails_are_counted() {
+    let s = Scratch::new("not-queued-file");
+    poisoned_db(s.dir(), "a.db");
+    // More lines than the ring holds: the source is still reading when the sink fails.
+    let mut input = String::new();
+    for n in 1..=300_000 {
+        input.push_str(if n == 6 { "poison\n" } else { "line\n" });
+    }
+    std::fs::write(s.path("in.log"), input).unwrap();
+    let run = |output: &str| {
+        common::run(
+            s.dir(),
+            &[
+                "--source",
+                "file:in.log",
+                "--db",
+                "a.db",
+                "--report-interval",
+                "0",
+                "--output",
+                output,
+            ],
+        )
+    };
+    let out = run("json");
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let v = json(&out);
+    let accounted = u(&v, "rejected")
+        + u(&v, "produced")
+        + u(&v, "not_queued")
+        + u(&v, "not_queued_rereadable");
+    assert_eq!(
+        u(&v, "read"),
+        accounted,
+        "every line read is accounted for: {v}"
+    );
+    assert_eq!(v["result"], "FAILED", "{v}");
+
+    let out = run("text");
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let read = text_figure(&out, "read");
+    let produced = text_figure(&out, "produced");
+    if read > produced {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("not queued"))
+            .unwrap_or_else(|| panic!("read {read}, produced {produced}:\n{}", out.stdout));
+        assert!(
+            line.contains(&format!("{} read from file inputs", read - produced))
+                && line.contains("read again by the next run"),
+            "{line}"
+        );
+    }
+}
+
 #[test]
 fn a_record_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
     let s = Scratch::new("refused");

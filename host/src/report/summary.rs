@@ -179,6 +179,8 @@ pub struct Ingest {
     /// the dead-letter file.
     pub not_queued: u64,
     pub not_queued_dead_lettered: u64,
+    /// Read from files, never queued (the run stopped first): read again by the next run.
+    pub not_queued_rereadable: u64,
     /// Of those produced, read from stdin ahead of the rate and queued at the stop without
     /// waiting for it (0 without a rate).
     pub unpaced: u64,
@@ -291,6 +293,14 @@ impl Summary {
                     } else {
                         ""
                     }
+                );
+            }
+            if ingest.not_queued_rereadable > 0 {
+                let _ = writeln!(
+                    s,
+                    "  not queued    {} read from file inputs as the run stopped: read again by \
+                     the next run on this database, none lost",
+                    ingest.not_queued_rereadable
                 );
             }
         }
@@ -583,6 +593,11 @@ impl Summary {
             .map_or((0, 0), |i| (i.not_queued, i.not_queued_dead_lettered));
         v["not_queued"] = not_queued.0.into();
         v["not_queued_dead_lettered"] = not_queued.1.into();
+        v["not_queued_rereadable"] = self
+            .ingest
+            .as_ref()
+            .map_or(0, |i| i.not_queued_rereadable)
+            .into();
         v["unpaced"] = self.unpaced().into();
         if !self.lanes.is_empty() {
             let lanes: serde_json::Map<String, serde_json::Value> = self

@@ -148,6 +148,7 @@ pub fn summary(
             rejected: stats.rejected(),
             not_queued: stats.not_queued().0,
             not_queued_dead_lettered: stats.not_queued().1,
+            not_queued_rereadable: stats.not_queued_rereadable(),
             unpaced: stats.unpaced(),
             inputs,
         }),

@@ -333,6 +333,8 @@ impl LineSource<'_> {
             return Ok(true);
         }
         if self.is_file() {
+            // Read again by the next run: counted, so that every record read is accounted for.
+            bump(&self.stats.not_queued_rereadable, buf.len() as u64);
             buf.clear();
         } else {
             self.not_queued(buf)?;
