@@ -152,6 +152,8 @@ pub(crate) fn prepare_fences() {
 /// batch rows, both builds interleaved in one process.
 #[inline(always)]
 pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(all(test, not(loom)))]
+    PREFETCHES.with(|n| n.set(n.get() + 1));
     #[cfg(all(target_arch = "x86_64", not(loom)))]
     // SAFETY: `PREFETCHT0` is a hint: it reads no memory architecturally, never faults (any
     // address is allowed), and needs only SSE, which every x86-64 CPU has.
@@ -160,6 +162,12 @@ pub(crate) fn prefetch<T>(p: *const T) {
     }
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
     let _ = p;
+}
+
+#[cfg(all(test, not(loom)))]
+std::thread_local! {
+    /// Test support: the prefetches this thread asked for.
+    pub(crate) static PREFETCHES: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
 }
 
 /// Whether this build has a 64-bit atomic for the token bucket.
