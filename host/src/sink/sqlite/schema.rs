@@ -328,8 +328,31 @@ pub enum Purpose {
 }
 
 /// Recognises what the file holds; anything but a pc-host database (or an empty one) is an
-/// error, worded for `purpose`. Reads only.
+/// error, worded for `purpose`. Reads only, from one snapshot: outside a transaction it opens
+/// a read transaction for its statements, which could otherwise straddle another process
+/// creating the schema (the marks read before that commit, the tables after it) and refuse
+/// a pc-host database as foreign.
 pub fn check(
+    conn: &Connection,
+    path: &Path,
+    busy: Duration,
+    purpose: Purpose,
+) -> anyhow::Result<Found> {
+    if !conn.is_autocommit() {
+        return check_snapshot(conn, path, busy, purpose);
+    }
+    conn.execute_batch("BEGIN")
+        .map_err(|e| db_error(path, e, busy))?;
+    let found = check_snapshot(conn, path, busy, purpose);
+    // Ends the read transaction; it wrote nothing, so this cannot lose anything.
+    let ended = conn.execute_batch("ROLLBACK");
+    let found = found?;
+    ended.map_err(|e| db_error(path, e, busy))?;
+    Ok(found)
+}
+
+/// [`check`]'s reads, in the caller's transaction.
+fn check_snapshot(
     conn: &Connection,
     path: &Path,
     busy: Duration,
