@@ -756,7 +756,7 @@ fn file_lines_read_but_not_queued_when_the_sink_fails_are_counted() {
             .find(|l| l.trim_start().starts_with("not queued"))
             .unwrap_or_else(|| panic!("read {read}, produced {produced}:\n{}", out.stdout));
         assert!(
-            line.contains(&format!("{} read from file inputs", read - produced))
+            line.contains(&format!("{} read as the run stopped", read - produced))
                 && line.contains("read again by the next run"),
             "{line}"
         );

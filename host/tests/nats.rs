@@ -699,6 +699,11 @@ fn a_nats_source_stops_after_messages_and_hands_the_rest_back() {
     );
     assert_eq!(u(&v, "stored"), 30, "{v}");
     assert_eq!(v["stop_reason"], "messages");
+    assert_eq!(
+        u(&v, "read"),
+        u(&v, "produced") + u(&v, "not_queued_rereadable"),
+        "every message read is queued or counted as handed back: {v}"
+    );
     // What it fetched beyond its 30 was handed back (delivered again after 2 s, not after
     // the 30 s ack wait).
     let rest = stream.source("consumer=b&until=empty");
@@ -709,6 +714,85 @@ fn a_nats_source_stops_after_messages_and_hands_the_rest_back() {
         report.contains("1 producer, 100 produced, 100 rows"),
         "{report}"
     );
+}
+
+/// When the sink fails under a NATS source, what it could not store is handed back to
+/// JetStream: counted as delivered again, not as lost, and never dead-lettered (the stream
+/// keeps it); a later run stores it.
+#[test]
+fn records_a_failed_sink_hands_back_to_jetstream_are_counted_as_delivered_again() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-handed-back");
+    let stream = TestStream::new(&url, "handback");
+    finish_json(publish(&s, &stream, "1", "1"));
+    let texts: Vec<String> = (0..40)
+        .map(|i| {
+            if i == 5 {
+                "poison".into()
+            } else {
+                format!("m {i}")
+            }
+        })
+        .collect();
+    let payloads: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+    stream.publish_raw(&payloads);
+    // A database that refuses the poison message; no dead-letter file, so the sink fails.
+    run_json(
+        s.dir(),
+        &["--db", "out.db", "--messages", "1", "--rps", "0"],
+    );
+    rusqlite::Connection::open(s.path("out.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_poison BEFORE INSERT ON messages WHEN NEW.message = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+        )
+        .unwrap();
+    let source = stream.source("consumer=h&until=empty");
+    let run = |output: &str| -> common::Out {
+        pc_host(s.dir())
+            .args(["--source", &source, "--db", "out.db", "--output", output])
+            .output()
+            .expect("run pc-host")
+            .into()
+    };
+    let out = run("json");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let v = json(&out);
+    let not_stored = u(&v, "not_stored");
+    assert!(not_stored > 0, "the poison message at least: {v}");
+    assert_eq!(u(&v, "not_stored_rereadable"), not_stored, "{v}");
+    assert_eq!(u(&v, "dead_lettered"), 0, "{v}");
+    assert_eq!(v["result"], "FAILED", "{v}");
+    let out = run("text");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("handed back to JetStream, which delivers them again; 0 are lost"),
+        "{}",
+        out.stdout
+    );
+    // Without the trigger, every message is there to be stored.
+    rusqlite::Connection::open(s.path("out.db"))
+        .unwrap()
+        .execute_batch("DROP TRIGGER no_poison")
+        .unwrap();
+    let w = run_json(s.dir(), &["--source", &source, "--db", "out.db"]);
+    let conn = rusqlite::Connection::open(s.path("out.db")).unwrap();
+    let stored: Vec<String> = conn
+        // The stream's first message, from the run that made it, is stored too.
+        .prepare(
+            "SELECT message FROM messages WHERE message NOT LIKE 'Message from producer%' \
+             ORDER BY message",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut want = texts.clone();
+    want.sort();
+    assert_eq!(stored, want, "{w}");
 }
 
 /// `--rps` is one token bucket for every source, a NATS source's too: over `--duration 1` at

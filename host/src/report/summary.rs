@@ -296,10 +296,14 @@ impl Summary {
                 );
             }
             if ingest.not_queued_rereadable > 0 {
+                let again = if self.read_from_nats() {
+                    "handed back to JetStream, which delivers them again"
+                } else {
+                    "read again by the next run on this database"
+                };
                 let _ = writeln!(
                     s,
-                    "  not queued    {} read from file inputs as the run stopped: read again by \
-                     the next run on this database, none lost",
+                    "  not queued    {} read as the run stopped: {again}, none lost",
                     ingest.not_queued_rereadable
                 );
             }
@@ -505,15 +509,20 @@ impl Summary {
         }
         if self.not_stored > 0 {
             let lost = self.not_stored - self.rereadable;
-            // File inputs' records only where there were some (a generated or broker run has
-            // none to read again).
-            let reread = if self.rereadable > 0 {
+            // Only where there were some: a generated or stdin run has none to read again. A
+            // NATS source runs alone, so its run has no file inputs.
+            let reread = if self.rereadable == 0 {
+                String::new()
+            } else if self.read_from_nats() {
+                format!(
+                    "{} handed back to JetStream, which delivers them again; ",
+                    self.rereadable
+                )
+            } else {
                 format!(
                     "{} from file inputs are read again by the next run on this database; ",
                     self.rereadable
                 )
-            } else {
-                String::new()
             };
             let _ = writeln!(
                 s,

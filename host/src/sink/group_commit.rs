@@ -27,7 +27,8 @@
 //!   consumers drain the ring, and each record goes to the dead-letter file if it has one and
 //!   no file position (generated, stdin), or is counted as not stored. A file input's records
 //!   are not dead-lettered: its committed position is before them, so the next run on the
-//!   same database reads them again.
+//!   same database reads them again. Nor are a NATS source's: they are handed back to
+//!   JetStream, which delivers them again.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -85,6 +86,12 @@ pub struct GroupCommit<S> {
     has_chore: AtomicBool,
     /// A refused record was dead-lettered and said so on stderr (once a run).
     refusal_said: AtomicBool,
+}
+
+/// Whether a record not stored can be read again without pc-host keeping it: a file input's
+/// (the committed position is before it) or a broker's delivery (handed back, delivered again).
+fn can_be_read_again(r: &Record) -> bool {
+    r.end_offset > 0 || r.delivery.is_some()
 }
 
 /// Why records were given up on after their retries: unconfirmed when the sink may hold them.
@@ -437,7 +444,7 @@ impl<S: Sink> GroupCommit<S> {
             piece.at = at;
             if written.is_err() {
                 // Nothing commits after a failure: a file input's position stays before it.
-                let rereadable = all[piece.range.start].end_offset > 0;
+                let rereadable = can_be_read_again(all[piece.range.start]);
                 piece.fate = Fate::NotStored { rereadable };
             }
         }
@@ -508,10 +515,10 @@ impl<S: Sink> GroupCommit<S> {
     ) {
         let mut i = range.start;
         while i < range.end {
-            let rereadable = reason != Reason::Refused && all[i].end_offset > 0;
+            let rereadable = reason != Reason::Refused && can_be_read_again(all[i]);
             let mut j = i + 1;
             while j < range.end
-                && (reason != Reason::Refused && all[j].end_offset > 0) == rereadable
+                && (reason != Reason::Refused && can_be_read_again(all[j])) == rereadable
             {
                 j += 1;
             }
@@ -548,7 +555,7 @@ impl<S: Sink> GroupCommit<S> {
                     dead.path().display()
                 ));
                 // Nothing commits after a failure: a file input's position stays before them.
-                let rereadable = records.iter().all(|r| r.end_offset > 0);
+                let rereadable = records.iter().all(|r| can_be_read_again(r));
                 Fate::NotStored { rereadable }
             }
         }

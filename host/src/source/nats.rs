@@ -391,12 +391,12 @@ impl NatsSource<'_> {
         let want = buf.len();
         let granted = usize::try_from(self.claim(want as u64)).unwrap_or(0);
         let over = buf.split_off(granted);
-        self.hand_back(&over);
+        self.hand_back_unqueued(&over);
         if buf.is_empty() {
             return false;
         }
         if !self.paced(buf.len() as u64) {
-            self.hand_back(buf);
+            self.hand_back_unqueued(buf);
             buf.clear();
             return false;
         }
@@ -409,9 +409,17 @@ impl NatsSource<'_> {
         }
         // The run stopped first: what was not queued goes back to the stream now, not after
         // its ack wait.
-        self.hand_back(buf);
+        self.hand_back_unqueued(buf);
         buf.clear();
         false
+    }
+
+    /// Hands back records read and never queued, counting them as such (so that `read` is
+    /// rejected + produced + not queued).
+    fn hand_back_unqueued(&self, records: &[Record]) {
+        bump(&self.stats.not_queued_rereadable, records.len() as u64);
+        let refs: Vec<&Record> = records.iter().collect();
+        nak(&self.opened.client, &refs, self.nats);
     }
 
     /// Takes `n` tokens from the run's token bucket (`--rps`, shared with every source),
@@ -424,11 +432,6 @@ impl NatsSource<'_> {
             n -= grant.map_or(n, |g| g.count()).min(n);
         }
         true
-    }
-
-    fn hand_back(&self, records: &[Record]) {
-        let refs: Vec<&Record> = records.iter().collect();
-        nak(&self.opened.client, &refs, self.nats);
     }
 
     /// Takes up to `n` of the `--messages` budget.
