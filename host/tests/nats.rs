@@ -66,6 +66,22 @@ impl TestStream {
         })
     }
 
+    /// Creates the stream to keep at most `most` messages, refusing more (discard new).
+    fn create_bounded(&self, most: i64) {
+        use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy};
+        let js = self.context();
+        pc_host::nats::runtime()
+            .block_on(js.create_stream(Config {
+                name: self.name.clone(),
+                subjects: vec![self.subject()],
+                retention: RetentionPolicy::WorkQueue,
+                max_messages: most,
+                discard: DiscardPolicy::New,
+                ..Default::default()
+            }))
+            .expect("create the stream");
+    }
+
     /// Publishes raw messages (not pc-host's: no identity headers).
     fn publish_raw(&self, payloads: &[&[u8]]) {
         let js = self.context();
@@ -793,6 +809,27 @@ fn records_a_failed_sink_hands_back_to_jetstream_are_counted_as_delivered_again(
     let mut want = texts.clone();
     want.sort();
     assert_eq!(stored, want, "{w}");
+}
+
+/// A stream that takes only some of a batch (full, discarding new messages): the messages
+/// JetStream acknowledged count as stored, only the refused rest as not stored.
+#[test]
+fn messages_jetstream_acknowledged_before_a_failure_count_as_stored() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-partial");
+    let stream = TestStream::new(&url, "partial");
+    stream.create_bounded(50);
+    let out: common::Out = pc_host(s.dir())
+        .args(["--sink", &stream.sink(), "--messages", "200", "--rps", "0"])
+        .args(["--retry-for", "0", "--output", "json"])
+        .output()
+        .expect("run pc-host")
+        .into();
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(stream.messages(), 50, "{v}");
+    assert_eq!((u(&v, "stored"), u(&v, "not_stored")), (50, 150), "{v}");
+    assert_eq!(v["result"], "FAILED", "{v}");
 }
 
 /// `--rps` is one token bucket for every source, a NATS source's too: over `--duration 1` at

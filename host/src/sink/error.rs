@@ -39,6 +39,10 @@ pub struct SinkError {
     /// lost, while the server cannot be asked what became of it). Any other failed database
     /// write rolled back.
     pub unconfirmed: bool,
+    /// How many of the write's records, from its first, the sink confirmed stored before it
+    /// failed: a broker acknowledges each publish, so a write can fail after storing some. A
+    /// failed database write rolled back: 0.
+    pub stored: usize,
 }
 
 impl SinkError {
@@ -47,7 +51,15 @@ impl SinkError {
             kind,
             error,
             unconfirmed: false,
+            stored: 0,
         }
+    }
+
+    /// The same error, of a write whose first `n` records were confirmed stored.
+    #[must_use]
+    pub fn after_storing(mut self, n: usize) -> Self {
+        self.stored = n;
+        self
     }
 
     /// The same error, of a write whose records may be stored (see `unconfirmed`).

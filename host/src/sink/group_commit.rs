@@ -18,8 +18,10 @@
 //! When a write fails (see [`ErrorKind`]):
 //! - retryable: the same records are written again after a backoff, for up to `--retry-for`.
 //!   The writer is held meanwhile, so the other consumers stop after one batch each, the ring
-//!   fills and the sources wait: backpressure, nothing dropped. A write that fails stored
-//!   nothing, so records that finally commit are committed once.
+//!   fills and the sources wait: backpressure, nothing dropped. A failed database write
+//!   stored nothing, so records that finally commit are committed once; a broker's write may
+//!   have stored its first records ([`SinkError::stored`]): they count as committed and only
+//!   the rest are written again.
 //! - one record refused: the write is split in halves until that record is alone; it goes to
 //!   the dead-letter file and the rest commit. Without a dead-letter file the sink fails.
 //! - fatal, or retries exhausted: the sink has failed. Nothing more is committed by this
@@ -350,7 +352,7 @@ impl<S: Sink> GroupCommit<S> {
             );
             return;
         }
-        let error = match self.write_retrying(writer, &all[range.clone()]) {
+        let (stored, error) = match self.write_retrying(writer, &all[range.clone()]) {
             Ok(()) => {
                 let at = clock.now();
                 out.pieces.push(Piece {
@@ -364,6 +366,22 @@ impl<S: Sink> GroupCommit<S> {
             }
             Err(e) => e,
         };
+        // What the sink confirmed before it failed is committed; the rest fails below.
+        let range = if stored > 0 {
+            out.pieces.push(Piece {
+                range: range.start..range.start + stored,
+                fate: Fate::Committed,
+                started,
+                at: clock.now(),
+                duplicates: 0,
+            });
+            range.start + stored..range.end
+        } else {
+            range
+        };
+        if range.is_empty() {
+            return;
+        }
         let (reason, why) = match error.kind {
             ErrorKind::Record if range.len() > 1 => {
                 let mid = range.start + range.len() / 2;
@@ -450,12 +468,19 @@ impl<S: Sink> GroupCommit<S> {
         }
     }
 
-    /// Writes `records`, retrying a retryable failure with backoff for up to `--retry-for`.
-    fn write_retrying(&self, writer: &mut S, records: &[&Record]) -> Result<(), SinkError> {
+    /// Writes `records`, retrying a retryable failure with backoff for up to `--retry-for`
+    /// (each try writes what the sink has not confirmed stored yet). On failure, how many of
+    /// them, from the first, the sink confirmed stored, and the error.
+    fn write_retrying(
+        &self,
+        writer: &mut S,
+        records: &[&Record],
+    ) -> Result<(), (usize, SinkError)> {
         let mut first_failure: Option<Instant> = None;
         let mut attempt = 0u32;
+        let mut stored = 0;
         loop {
-            let error = match writer.write(records) {
+            let error = match writer.write(&records[stored..]) {
                 Ok(()) => {
                     if let Some(since) = first_failure {
                         self.health.stop_retrying();
@@ -468,16 +493,17 @@ impl<S: Sink> GroupCommit<S> {
                 }
                 Err(e) => e,
             };
+            stored = (stored + error.stored).min(records.len());
             self.health.count_error(error.kind);
             if error.kind != ErrorKind::Retryable {
                 // The lock (or whatever failed before) is gone: this write is no longer retried.
                 self.health.stop_retrying();
-                return Err(error);
+                return Err((stored, error));
             }
             let since = *first_failure.get_or_insert_with(Instant::now);
             let left = self.policy.retry_for.saturating_sub(since.elapsed());
             if left.is_zero() {
-                return Err(error);
+                return Err((stored, error));
             }
             if attempt == 0 {
                 tracing::warn!(

@@ -168,9 +168,25 @@ impl Writer {
         self.run_id
     }
 
+    /// Publishes `records`; on failure, the error says how many of them, from the first,
+    /// JetStream acknowledged (those are stored, and counted as published).
     async fn publish_all(&self, records: &[&Record]) -> Result<(), SinkError> {
-        let mut waiting: VecDeque<PublishAckFuture> = VecDeque::with_capacity(IN_FLIGHT);
         let mut acked = Vec::with_capacity(records.len());
+        let result = self.publish_acked(records, &mut acked).await;
+        let duplicates = acked.iter().filter(|a| a.duplicate).count() as u64;
+        NatsStats::add(&self.stats.published, acked.len() as u64);
+        NatsStats::add(&self.stats.publish_duplicates, duplicates);
+        result.map_err(|e| e.after_storing(acked.len()))
+    }
+
+    /// Publishes `records`, up to [`IN_FLIGHT`] awaiting their acks, and collects the acks in
+    /// order into `acked` until the first failure.
+    async fn publish_acked(
+        &self,
+        records: &[&Record],
+        acked: &mut Vec<async_nats::jetstream::publish::PublishAck>,
+    ) -> Result<(), SinkError> {
+        let mut waiting: VecDeque<PublishAckFuture> = VecDeque::with_capacity(IN_FLIGHT);
         for r in records {
             let headers =
                 nats::record_headers(self.run_id, self.producers, r.producer, r.seq, r.created_at);
@@ -190,9 +206,6 @@ impl Writer {
         while let Some(f) = waiting.pop_front() {
             acked.push(f.await.map_err(|e| self.error(e.kind(), &e))?);
         }
-        let duplicates = acked.iter().filter(|a| a.duplicate).count() as u64;
-        NatsStats::add(&self.stats.published, acked.len() as u64);
-        NatsStats::add(&self.stats.publish_duplicates, duplicates);
         Ok(())
     }
 
