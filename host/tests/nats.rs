@@ -832,6 +832,44 @@ fn messages_jetstream_acknowledged_before_a_failure_count_as_stored() {
     assert_eq!(v["result"], "FAILED", "{v}");
 }
 
+/// A run that published stdin is recorded in the consumer's database from its end message,
+/// but its records are the consuming run's rows (keyed by stream sequence): verify says that
+/// it cannot check that run, rather than "every producer's seq 0..n exactly once: OK".
+#[test]
+fn verify_says_a_stdin_publisher_run_is_not_checked() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-stdin-publisher");
+    let stream = TestStream::new(&url, "stdinpub");
+    let mut publisher = common::spawn_piped(
+        s.dir(),
+        &[
+            "--source",
+            "-",
+            "--sink",
+            &stream.sink(),
+            "--report-interval",
+            "0",
+        ],
+    );
+    {
+        use std::io::Write as _;
+        let mut stdin = publisher.stdin.take().expect("stdin");
+        stdin.write_all(b"one\ntwo\nthree\n").expect("write stdin");
+    }
+    let out: common::Out = publisher.wait_with_output().expect("wait").into();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let source = stream.source("consumer=v&until=empty");
+    let v = run_json(s.dir(), &["--source", &source, "--db", "out.db"]);
+    assert_eq!(u(&v, "stored"), 3, "{v}");
+    let report = verify_ok(s.dir(), "out.db");
+    assert!(
+        report.contains("a run that published stdin to NATS")
+            && report.contains("not checked")
+            && !report.contains("0 produced"),
+        "{report}"
+    );
+}
+
 /// `--rps` is one token bucket for every source, a NATS source's too: over `--duration 1` at
 /// 1000 msg/s it takes at most a second's tokens plus the burst (rps / 10), and what it has
 /// pulled beyond them goes back to the stream for the next consumer.
