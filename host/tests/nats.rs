@@ -864,7 +864,7 @@ fn verify_says_a_stdin_publisher_run_is_not_checked() {
     let report = verify_ok(s.dir(), "out.db");
     assert!(
         report.contains("a run that published stdin to NATS")
-            && report.contains("not checked")
+            && report.contains("so not checked")
             && !report.contains("0 produced"),
         "{report}"
     );

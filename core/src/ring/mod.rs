@@ -385,7 +385,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // The slots that span about `PREFETCH_LINES` lines (a constant for each `T`).
         let most = (PREFETCH_LINES * LINE / core::mem::size_of::<Slot<T>>().max(1)).max(1);
         for run in self.runs(position, count.min(most)) {
-            let bytes = core::mem::size_of_val(run);
+            // A slot bigger than the cap is prefetched only up to it.
+            let bytes = core::mem::size_of_val(run).min(PREFETCH_LINES * LINE);
             let base = run.as_ptr().cast::<u8>();
             let mut offset = 0;
             while offset < bytes {

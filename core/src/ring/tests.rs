@@ -564,7 +564,7 @@ fn a_batch_asking_for_more_than_is_ready_prefetches_a_bounded_run() {
         f();
         PREFETCHES.with(core::cell::Cell::get)
     };
-    // 64-byte values: a slot spans two lines, so 16,384 slots would be 32,768 of them.
+    // 72-byte slots: 16,384 of them span 18,432 lines.
     let push = prefetches(&mut || {
         assert_eq!(
             ring.try_push_batch(&mut (0..1 << 14).map(|i| [i; 8])),

@@ -179,7 +179,8 @@ pub struct Ingest {
     /// the dead-letter file.
     pub not_queued: u64,
     pub not_queued_dead_lettered: u64,
-    /// Read from files, never queued (the run stopped first): read again by the next run.
+    /// Read from files or taken from NATS, never queued (the run stopped first): read again by
+    /// the next run, or delivered again by JetStream.
     pub not_queued_rereadable: u64,
     /// Of those produced, read from stdin ahead of the rate and queued at the stop without
     /// waiting for it (0 without a rate).

@@ -211,7 +211,16 @@ impl NatsSource<'_> {
             };
             let mut next = Some(first);
             while let Some(m) = next.take() {
-                if let Taken::Record(r) = self.take(&m, origins)? {
+                let taken = match self.take(&m, origins) {
+                    Ok(taken) => taken,
+                    Err(e) => {
+                        // The chunk so far goes back at once, counted, as at a stop.
+                        self.hand_back_unqueued(buf);
+                        buf.clear();
+                        return Err(e);
+                    }
+                };
+                if let Taken::Record(r) = taken {
                     buf.push(r);
                 }
                 if buf.len() >= chunk {

@@ -38,9 +38,9 @@ pub struct ProducerStats {
     /// the dead-letter file.
     pub not_queued: AtomicU64,
     pub not_queued_dead_lettered: AtomicU64,
-    /// Records read from a file that never reached the ring because the run stopped first:
-    /// nothing is lost, the file's committed position is before them and the next run on the
-    /// database reads them again.
+    /// Records read from a file, or taken from NATS, that never reached the ring because the
+    /// run stopped first: nothing is lost (the file's committed position is before them and
+    /// the next run on the database reads them again; JetStream delivers the messages again).
     pub not_queued_rereadable: AtomicU64,
     /// Records read from stdin ahead of the rate that a stop pushed without waiting for
     /// tokens (stdin cannot be read again); 0 without a rate.
@@ -262,11 +262,12 @@ impl Stats {
             .sum()
     }
 
-    /// Records read from files that never reached the ring (see
+    /// Records read from files or taken from NATS that never reached the ring (see
     /// `ProducerStats::not_queued_rereadable`).
     pub fn not_queued_rereadable(&self) -> u64 {
         self.producers
             .iter()
+            // Relaxed: read once the sources are done (joined), like the counts beside it.
             .map(|p| p.not_queued_rereadable.load(Ordering::Relaxed))
             .sum()
     }

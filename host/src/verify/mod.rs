@@ -314,9 +314,9 @@ fn describe(c: &RunCheck) -> (String, bool) {
         // such records by stream sequence, as rows of their own runs.
         return (
             format!(
-                "{}; no producers and no rows: a run that published stdin to NATS, whose \
-                 records are the consuming runs' rows (keyed by stream sequence), so its count \
-                 and any gap in its lines are not checked",
+                "{}; no producers, inputs or rows, so not checked: a run that published stdin \
+                 to NATS (its records are the consuming runs' rows, keyed by stream sequence), \
+                 or one that stopped before it read anything",
                 if info.completed {
                     "completed"
                 } else {

@@ -20,13 +20,20 @@ struct Scripted {
     seen: Vec<(u64, usize)>,
     /// Scripted failures leave their outcome unknown (as a broker's lost ack does).
     unconfirmed: bool,
+    /// Scripted failures first store this many of the write's records (as a broker
+    /// acknowledges the first publishes of a batch before one fails).
+    stores_first: usize,
 }
 
 impl Sink for Scripted {
     fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
         self.writes += 1;
         if let Some(kind) = self.script.pop_front() {
-            let error = SinkError::new(kind, anyhow!("scripted {}", kind.as_str()));
+            let stored = self.stores_first.min(records.len());
+            self.committed
+                .extend(records[..stored].iter().map(|r| r.seq));
+            let error =
+                SinkError::new(kind, anyhow!("scripted {}", kind.as_str())).after_storing(stored);
             return Err(if self.unconfirmed {
                 error.unconfirmed()
             } else {
@@ -122,6 +129,55 @@ fn a_retryable_failure_is_retried_and_the_batch_committed_once() {
     assert_eq!(fates, [(Fate::Committed, vec![0, 1])]);
     assert_eq!(g.health().retries(), 2);
     assert!(!g.has_failed() && g.health().retrying().is_none());
+    assert_eq!(g.into_writer().committed, [0, 1]);
+}
+
+/// A sink that stored the first records of a failed write (a broker's acknowledged
+/// publishes): the retry writes only the rest, so each record is committed once.
+#[test]
+fn a_write_that_stored_its_first_records_before_failing_is_retried_from_the_rest() {
+    let policy = Policy {
+        retry_for: Duration::from_secs(60),
+        ..Policy::default()
+    };
+    let mut g = sink(&[ErrorKind::Retryable], policy, 10);
+    g.writers[0]
+        .get_mut()
+        .unwrap()
+        .get_mut()
+        .unwrap()
+        .stores_first = 2;
+    let batch = (0..5).map(|i| record(i, "m", 0)).collect();
+    let fates = commit_all(&g, vec![batch]);
+    assert_eq!(fates, [(Fate::Committed, vec![0, 1, 2, 3, 4])]);
+    let w = g.into_writer();
+    assert_eq!((w.writes, w.committed), (2, vec![0, 1, 2, 3, 4]));
+}
+
+/// When its retries run out, what the sink stored counts as committed and only the rest is
+/// given up.
+#[test]
+fn exhausted_retries_give_up_only_what_the_sink_did_not_store() {
+    let policy = Policy {
+        retry_for: Duration::ZERO,
+        generated: true,
+        ..Policy::default()
+    };
+    let mut g = sink(&[ErrorKind::Retryable], policy, 10);
+    g.writers[0]
+        .get_mut()
+        .unwrap()
+        .get_mut()
+        .unwrap()
+        .stores_first = 2;
+    let batch = (0..5).map(|i| record(i, "m", 0)).collect();
+    let fates = commit_all(&g, vec![batch]);
+    let lost = Fate::NotStored { rereadable: false };
+    assert_eq!(
+        fates,
+        [(Fate::Committed, vec![0, 1]), (lost, vec![2, 3, 4])]
+    );
+    assert!(g.has_failed());
     assert_eq!(g.into_writer().committed, [0, 1]);
 }
 
