@@ -167,7 +167,31 @@ pub(crate) fn prefetch<T>(p: *const T) {
 #[cfg(all(test, not(loom)))]
 std::thread_local! {
     /// Test support: the prefetches this thread asked for.
-    pub(crate) static PREFETCHES: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    static PREFETCHES: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    /// Test support: the most prefetches one run (one `prefetch_run` call) asked for.
+    pub(crate) static PREFETCH_RUN_MOST: core::cell::Cell<usize> =
+        const { core::cell::Cell::new(0) };
+}
+
+/// Test support: counts the prefetches of one run into [`PREFETCH_RUN_MOST`] when dropped.
+/// (Per run, not per operation: a claim that loses its CAS, as miri's weak CAS does at
+/// random, scans and prefetches again.)
+#[cfg(all(test, not(loom)))]
+pub(crate) struct PrefetchRun(usize);
+
+#[cfg(all(test, not(loom)))]
+impl PrefetchRun {
+    pub(crate) fn start() -> Self {
+        Self(PREFETCHES.with(core::cell::Cell::get))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Drop for PrefetchRun {
+    fn drop(&mut self) {
+        let n = PREFETCHES.with(core::cell::Cell::get) - self.0;
+        PREFETCH_RUN_MOST.with(|most| most.set(most.get().max(n)));
+    }
 }
 
 /// Whether this build has a 64-bit atomic for the token bucket.

@@ -384,6 +384,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         const LINE: usize = 64;
         // The slots that span about `PREFETCH_LINES` lines (a constant for each `T`).
         let most = (PREFETCH_LINES * LINE / core::mem::size_of::<Slot<T>>().max(1)).max(1);
+        #[cfg(all(test, not(loom)))]
+        let _most = crate::sync::PrefetchRun::start();
         for run in self.runs(position, count.min(most)) {
             // A slot bigger than the cap is prefetched only up to it.
             let bytes = core::mem::size_of_val(run).min(PREFETCH_LINES * LINE);

@@ -557,33 +557,33 @@ fn a_lost_race_is_reported_only_when_the_other_thread_took_the_position() {
 /// a few are ready) prefetches a bounded run of lines, not one line per slot it asked for.
 #[test]
 fn a_batch_asking_for_more_than_is_ready_prefetches_a_bounded_run() {
-    use crate::sync::PREFETCHES;
-    let ring = crate::HeapRing::<[u64; 8]>::with_capacity(1 << 14);
-    let prefetches = |f: &mut dyn FnMut()| {
-        PREFETCHES.with(|n| n.set(0));
+    use crate::sync::PREFETCH_RUN_MOST;
+    let ring = crate::HeapRing::<[u64; 8]>::with_capacity(1 << 10);
+    let most_in_one_run = |f: &mut dyn FnMut()| {
+        PREFETCH_RUN_MOST.with(|n| n.set(0));
         f();
-        PREFETCHES.with(core::cell::Cell::get)
+        PREFETCH_RUN_MOST.with(core::cell::Cell::get)
     };
-    // 72-byte slots: 16,384 of them span 18,432 lines.
-    let push = prefetches(&mut || {
+    // 72-byte slots: 1,024 of them span 1,152 lines.
+    let push = most_in_one_run(&mut || {
         assert_eq!(
-            ring.try_push_batch(&mut (0..1 << 14).map(|i| [i; 8])),
-            Ok(1 << 14)
+            ring.try_push_batch(&mut (0..1 << 10).map(|i| [i; 8])),
+            Ok(1 << 10)
         );
     });
     let mut out = Vec::new();
     assert_eq!(
-        ring.try_pop_batch(&mut out, (1 << 14) - 2),
-        Ok((1 << 14) - 2)
+        ring.try_pop_batch(&mut out, (1 << 10) - 2),
+        Ok((1 << 10) - 2)
     );
-    // Two values ready, 16,384 asked for.
-    let pop = prefetches(&mut || {
-        assert_eq!(ring.try_pop_batch(&mut out, 1 << 14), Ok(2));
+    // Two values ready, 1,024 asked for.
+    let pop = most_in_one_run(&mut || {
+        assert_eq!(ring.try_pop_batch(&mut out, 1 << 10), Ok(2));
     });
     assert!(push > 0 && pop > 0, "a batch prefetches its run");
     assert!(
         // The cap in slots, rounded to lines at each end of the two runs a wrap makes.
         push <= super::PREFETCH_LINES + 2 && pop <= super::PREFETCH_LINES + 2,
-        "{push} prefetches for one batch push, {pop} for one batch pop"
+        "{push} prefetches for one batch push's run, {pop} for one batch pop's"
     );
 }
