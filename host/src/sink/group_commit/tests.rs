@@ -132,23 +132,25 @@ fn a_retryable_failure_is_retried_and_the_batch_committed_once() {
     assert_eq!(g.into_writer().committed, [0, 1]);
 }
 
+/// Commits one batch of seqs 0..5 through a sink whose one scripted retryable failure first
+/// stores records 0 and 1 (as a broker acknowledges a batch's first publishes); the fates,
+/// and the group commit.
+fn commit_five_failing_after_two(policy: Policy) -> (Vec<(Fate, Vec<u64>)>, GroupCommit<Scripted>) {
+    let mut g = sink(&[ErrorKind::Retryable], policy, 10);
+    let writer = g.writers[0].get_mut().expect("set").get_mut();
+    writer.expect("not poisoned").stores_first = 2;
+    let batch = (0..5).map(|i| record(i, "m", 0)).collect();
+    (commit_all(&g, vec![batch]), g)
+}
+
 /// A sink that stored the first records of a failed write (a broker's acknowledged
 /// publishes): the retry writes only the rest, so each record is committed once.
 #[test]
 fn a_write_that_stored_its_first_records_before_failing_is_retried_from_the_rest() {
-    let policy = Policy {
+    let (fates, g) = commit_five_failing_after_two(Policy {
         retry_for: Duration::from_secs(60),
         ..Policy::default()
-    };
-    let mut g = sink(&[ErrorKind::Retryable], policy, 10);
-    g.writers[0]
-        .get_mut()
-        .unwrap()
-        .get_mut()
-        .unwrap()
-        .stores_first = 2;
-    let batch = (0..5).map(|i| record(i, "m", 0)).collect();
-    let fates = commit_all(&g, vec![batch]);
+    });
     assert_eq!(fates, [(Fate::Committed, vec![0, 1, 2, 3, 4])]);
     let w = g.into_writer();
     assert_eq!((w.writes, w.committed), (2, vec![0, 1, 2, 3, 4]));
@@ -158,20 +160,11 @@ fn a_write_that_stored_its_first_records_before_failing_is_retried_from_the_rest
 /// given up.
 #[test]
 fn exhausted_retries_give_up_only_what_the_sink_did_not_store() {
-    let policy = Policy {
+    let (fates, g) = commit_five_failing_after_two(Policy {
         retry_for: Duration::ZERO,
         generated: true,
         ..Policy::default()
-    };
-    let mut g = sink(&[ErrorKind::Retryable], policy, 10);
-    g.writers[0]
-        .get_mut()
-        .unwrap()
-        .get_mut()
-        .unwrap()
-        .stores_first = 2;
-    let batch = (0..5).map(|i| record(i, "m", 0)).collect();
-    let fates = commit_all(&g, vec![batch]);
+    });
     let lost = Fate::NotStored { rereadable: false };
     assert_eq!(
         fates,
