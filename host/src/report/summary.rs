@@ -219,6 +219,16 @@ impl Summary {
             .is_some_and(|n| n.published == 0 && n.delivered > 0)
     }
 
+    /// What becomes of this run's records that can be read again: a NATS source runs alone,
+    /// so a run has either NATS deliveries or file inputs, not both.
+    fn read_again(&self) -> &'static str {
+        if self.read_from_nats() {
+            "handed back to JetStream, which delivers them again"
+        } else {
+            "read again by the next run on this database"
+        }
+    }
+
     fn per_s(&self, n: u64) -> f64 {
         if self.elapsed_s > 0.0 {
             n as f64 / self.elapsed_s
@@ -297,15 +307,11 @@ impl Summary {
                 );
             }
             if ingest.not_queued_rereadable > 0 {
-                let again = if self.read_from_nats() {
-                    "handed back to JetStream, which delivers them again"
-                } else {
-                    "read again by the next run on this database"
-                };
                 let _ = writeln!(
                     s,
-                    "  not queued    {} read as the run stopped: {again}, none lost",
-                    ingest.not_queued_rereadable
+                    "  not queued    {} read as the run stopped: {}, none lost",
+                    ingest.not_queued_rereadable,
+                    self.read_again()
                 );
             }
         }
@@ -510,20 +516,11 @@ impl Summary {
         }
         if self.not_stored > 0 {
             let lost = self.not_stored - self.rereadable;
-            // Only where there were some: a generated or stdin run has none to read again. A
-            // NATS source runs alone, so its run has no file inputs.
-            let reread = if self.rereadable == 0 {
-                String::new()
-            } else if self.read_from_nats() {
-                format!(
-                    "{} handed back to JetStream, which delivers them again; ",
-                    self.rereadable
-                )
-            } else {
-                format!(
-                    "{} from file inputs are read again by the next run on this database; ",
-                    self.rereadable
-                )
+            // Only where there were some: a generated or stdin run has none to read again.
+            let reread = match (self.rereadable, self.read_from_nats()) {
+                (0, _) => String::new(),
+                (n, true) => format!("{n} {}; ", self.read_again()),
+                (n, false) => format!("{n} from file inputs are {}; ", self.read_again()),
             };
             let _ = writeln!(
                 s,
@@ -597,17 +594,16 @@ impl Summary {
         let mut v = self.json_without_lanes();
         // Set apart: one `json!` that large passes the macro's recursion limit.
         v["stopping_s"] = self.stopping_s.into();
-        let not_queued = self
-            .ingest
-            .as_ref()
-            .map_or((0, 0), |i| (i.not_queued, i.not_queued_dead_lettered));
+        let not_queued = self.ingest.as_ref().map_or((0, 0, 0), |i| {
+            (
+                i.not_queued,
+                i.not_queued_dead_lettered,
+                i.not_queued_rereadable,
+            )
+        });
         v["not_queued"] = not_queued.0.into();
         v["not_queued_dead_lettered"] = not_queued.1.into();
-        v["not_queued_rereadable"] = self
-            .ingest
-            .as_ref()
-            .map_or(0, |i| i.not_queued_rereadable)
-            .into();
+        v["not_queued_rereadable"] = not_queued.2.into();
         v["unpaced"] = self.unpaced().into();
         if !self.lanes.is_empty() {
             let lanes: serde_json::Map<String, serde_json::Value> = self

@@ -216,7 +216,6 @@ impl NatsSource<'_> {
                     Err(e) => {
                         // The chunk so far goes back at once, counted, as at a stop.
                         self.hand_back_unqueued(buf);
-                        buf.clear();
                         return Err(e);
                     }
                 };
@@ -399,14 +398,13 @@ impl NatsSource<'_> {
         }
         let want = buf.len();
         let granted = usize::try_from(self.claim(want as u64)).unwrap_or(0);
-        let over = buf.split_off(granted);
-        self.hand_back_unqueued(&over);
+        let mut over = buf.split_off(granted);
+        self.hand_back_unqueued(&mut over);
         if buf.is_empty() {
             return false;
         }
         if !self.paced(buf.len() as u64) {
             self.hand_back_unqueued(buf);
-            buf.clear();
             return false;
         }
         let bytes: u64 = buf.iter().map(|r| r.text.len() as u64).sum();
@@ -419,16 +417,16 @@ impl NatsSource<'_> {
         // The run stopped first: what was not queued goes back to the stream now, not after
         // its ack wait.
         self.hand_back_unqueued(buf);
-        buf.clear();
         false
     }
 
     /// Hands back records read and never queued, counting them as such (so that `read` is
-    /// rejected + produced + not queued).
-    fn hand_back_unqueued(&self, records: &[Record]) {
+    /// rejected + produced + not queued); `records` is left empty.
+    fn hand_back_unqueued(&self, records: &mut Vec<Record>) {
         bump(&self.stats.not_queued_rereadable, records.len() as u64);
         let refs: Vec<&Record> = records.iter().collect();
         nak(&self.opened.client, &refs, self.nats);
+        records.clear();
     }
 
     /// Takes `n` tokens from the run's token bucket (`--rps`, shared with every source),

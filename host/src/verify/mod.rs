@@ -309,31 +309,26 @@ fn describe(c: &RunCheck) -> (String, bool) {
         ));
     }
     let state;
+    let completed = if info.completed {
+        "completed"
+    } else {
+        "did not complete"
+    };
     if !c.ingest && info.producers == 0 && c.rows == 0 && problems.is_empty() {
         // A run recorded from its end message on NATS that published stdin: the consumers key
         // such records by stream sequence, as rows of their own runs.
         return (
             format!(
-                "{}; no producers, inputs or rows, so not checked: a run that published stdin \
-                 to NATS (its records are the consuming runs' rows, keyed by stream sequence), \
-                 or one that stopped before it read anything",
-                if info.completed {
-                    "completed"
-                } else {
-                    "did not complete"
-                }
+                "{completed}; no producers, inputs or rows, so not checked: a run that \
+                 published stdin to NATS (its records are the consuming runs' rows, keyed by \
+                 stream sequence), or one that stopped before it read anything"
             ),
             true,
         );
     }
     if c.ingest {
         state = format!(
-            "ingest {}; {}, {} rows",
-            if info.completed {
-                "completed"
-            } else {
-                "did not complete"
-            },
+            "ingest {completed}; {}, {} rows",
             plural(info.inputs.len(), "input"),
             c.rows
         );
