@@ -828,7 +828,9 @@ fn messages_jetstream_acknowledged_before_a_failure_count_as_stored() {
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     let v = json(&out);
     assert_eq!(stream.messages(), 50, "{v}");
-    assert_eq!((u(&v, "stored"), u(&v, "not_stored")), (50, 150), "{v}");
+    // The failure stops the producers, so fewer than 200 may have been produced.
+    assert_eq!(u(&v, "stored"), 50, "{v}");
+    assert_eq!(u(&v, "not_stored"), u(&v, "produced") - 50, "{v}");
     assert_eq!(v["result"], "FAILED", "{v}");
 }
 
