@@ -11,9 +11,13 @@
 //!
 //! PASSIVE alone never lets the WAL restart under constant writes, so once the WAL passes
 //! [`WAL_BOUND`] the checkpointer catches up with unlocked passes to within about a megabyte
-//! of frames, then takes the writer's mutex for one more PASSIVE pass, which finishes the log
-//! (short, since its copy and fsyncs hold up every commit); the next commit starts the WAL
-//! over from its beginning.
+//! of frames, flushes the database file and the WAL to disk itself (see
+//! [`Checkpointer::flush_files`]), then takes the writer's mutex for one more PASSIVE pass,
+//! which finishes the log; the next commit starts the WAL over from its beginning. That pass
+//! holds up every commit for as long as its copy and its two fsyncs take, and the fsyncs
+//! take as long as there are pages to write: the database file's since the last finished
+//! log (a passive pass that leaves frames behind does not sync it), the WAL's since the last
+//! pass. Flushed just before, both have only the last few milliseconds' pages left.
 //! The WAL stays under about twice the bound, and only that one short pass per bound's worth
 //! of data ever holds up a commit. The run ends with a TRUNCATE checkpoint (WAL emptied).
 
@@ -22,7 +26,7 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use rusqlite::{Connection, MAIN_DB, wal::CheckpointMode};
+use rusqlite::{Connection, MAIN_DB, ffi, wal::CheckpointMode};
 
 use super::schema::db_error;
 
@@ -137,7 +141,7 @@ impl Checkpointer {
             }
             // Finish the log under the writer's lock, which holds up every commit for as long
             // as that pass takes (its copy and its fsyncs): so first catch up without the lock
-            // until only the last few milliseconds of frames are left.
+            // until only the last few milliseconds of frames are left, and flush (below).
             let mut left = (log - done) * self.page_size;
             for _ in 0..CATCH_UP_PASSES {
                 if left <= CATCH_UP_LEFT {
@@ -151,6 +155,7 @@ impl Checkpointer {
             // Unless the writer outpaces unlocked passes and the WAL has grown far past the
             // bound, a pass with much left to copy waits for the next round.
             if left < WAL_BOUND / 8 || wal > 2 * WAL_BOUND {
+                self.flush_files();
                 let writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
                 let held = Instant::now();
                 self.pass();
@@ -160,6 +165,50 @@ impl Checkpointer {
                 self.writer_held_max_ns = self.writer_held_max_ns.max(held_ns);
             }
         }
+    }
+
+    /// Flushes the database file, then the WAL, to disk (SQLite's own `xSync` on this
+    /// connection's handles, as a checkpoint syncs them), so that the pass finishing the log
+    /// under the writer's lock finds few pages left to write. Returns how many of the two
+    /// were flushed: a failure here is left to that pass, which syncs the same files and
+    /// reports what fails.
+    ///
+    /// Through SQLite's handles, not a descriptor of our own: closing any descriptor of the
+    /// database file would drop every POSIX lock this process holds on it, the writer's too.
+    fn flush_files(&self) -> usize {
+        let mut flushed = 0;
+        for op in [
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+        ] {
+            let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+            // SAFETY: `self.conn` is open and used only by this thread; both opcodes write one
+            // `sqlite3_file *` through the pointer given, which points at `file`.
+            let rc = unsafe {
+                ffi::sqlite3_file_control(
+                    self.conn.handle(),
+                    c"main".as_ptr(),
+                    op,
+                    (&raw mut file).cast(),
+                )
+            };
+            if rc != ffi::SQLITE_OK || file.is_null() {
+                continue;
+            }
+            // SAFETY: `file` is the connection's own file object, alive while the connection
+            // is open and not in use by another thread (this one owns the connection); a
+            // closed one (no WAL opened yet) has no methods, which is checked first.
+            let rc = unsafe {
+                match (*file).pMethods.as_ref().and_then(|m| m.xSync) {
+                    Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL),
+                    None => continue,
+                }
+            };
+            if rc == ffi::SQLITE_OK {
+                flushed += 1;
+            }
+        }
+        flushed
     }
 
     /// One PASSIVE checkpoint: `(frames in the WAL, frames checkpointed)`.
@@ -246,6 +295,28 @@ mod tests {
         assert!(!g.busy(132, PAGE, at(t, 110)));
         // No new frame: idle.
         assert!(!g.busy(132, PAGE, at(t, 120)));
+    }
+
+    #[test]
+    fn the_checkpointer_flushes_the_database_file_and_the_wal_through_sqlites_handles() {
+        let dir = std::env::temp_dir().join(format!("pc-flush-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("flush.db");
+        let busy = Duration::from_secs(5);
+        let writer = crate::sink::sqlite::schema::open(&path, busy).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);",
+            )
+            .unwrap();
+        let checkpointer = Checkpointer::open(&path, busy).unwrap();
+        assert_eq!(
+            checkpointer.flush_files(),
+            2,
+            "the database file and its WAL"
+        );
+        drop((checkpointer, writer));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
