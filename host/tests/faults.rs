@@ -1012,11 +1012,9 @@ fn exhausted_retries_dead_letter_generated_messages_and_exit_1() {
     assert_eq!(integrity_check(&s.path("pc-host.db")), "ok");
 }
 
-/// A generated run whose refused records were dead-lettered is OK, and `verify` agrees: the
-/// seqs it misses are exactly the ones the run dead-lettered (it reported them missing).
-#[test]
-fn verify_accepts_a_generated_run_missing_exactly_its_dead_letters() {
-    let s = Scratch::new("faults-dead-gaps");
+/// A generated run (2 producers, 200 messages) whose odd seqs the database refused and the run
+/// dead-lettered into `dl.jsonl`; its run id.
+fn run_with_odd_seqs_dead_lettered(s: &Scratch) -> i64 {
     poisoned_db(s.dir(), "g.db");
     let conn = rusqlite::Connection::open(s.path("g.db")).unwrap();
     conn.execute_batch(
@@ -1048,10 +1046,85 @@ fn verify_accepts_a_generated_run_missing_exactly_its_dead_letters() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let v = common::json(&out);
     assert_eq!((u(&v, "stored"), u(&v, "dead_lettered")), (100, 100), "{v}");
+    v["run_id"].as_i64().unwrap()
+}
+
+/// A generated run whose refused records were dead-lettered is OK, and `verify` agrees: the
+/// seqs it misses are exactly the ones in its dead-letter file, looked up one by one (or, with
+/// the file gone, their number is the run's count, and verify says that is all it checked).
+#[test]
+fn verify_accepts_a_generated_run_missing_exactly_its_dead_letters() {
+    let s = Scratch::new("faults-dead-gaps");
+    run_with_odd_seqs_dead_lettered(&s);
     let verify = common::run(s.dir(), &["verify", "--db", "g.db"]);
     assert_eq!(verify.code, Some(0), "{}", verify.stdout);
     assert!(
-        verify.stdout.contains("(100 dead-lettered)"),
+        verify
+            .stdout
+            .contains("(100 dead-lettered); each missing seq is in ")
+            && verify.stdout.contains("dl.jsonl"),
+        "{}",
+        verify.stdout
+    );
+    std::fs::rename(s.path("dl.jsonl"), s.path("moved.jsonl")).unwrap();
+    let verify = common::run(s.dir(), &["verify", "--db", "g.db"]);
+    assert_eq!(verify.code, Some(0), "{}", verify.stdout);
+    assert!(
+        verify
+            .stdout
+            .contains("missing seqs matched by count only (")
+            && verify.stdout.contains("could not be read"),
+        "{}",
+        verify.stdout
+    );
+    let verify = common::run(
+        s.dir(),
+        &["verify", "--db", "g.db", "--dead-letter", "moved.jsonl"],
+    );
+    assert_eq!(verify.code, Some(0), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("each missing seq is in moved.jsonl"),
+        "{}",
+        verify.stdout
+    );
+}
+
+/// A lost seq cannot hide behind the count of dead letters: with one stored row deleted and
+/// one dead-lettered seq stored in its place, as many seqs are missing as the run
+/// dead-lettered, but `verify` looks each one up and names both.
+#[test]
+fn verify_finds_a_lost_seq_that_the_dead_letter_count_would_hide() {
+    let s = Scratch::new("faults-dead-swap");
+    let run = run_with_odd_seqs_dead_lettered(&s);
+    let conn = rusqlite::Connection::open(s.path("g.db")).unwrap();
+    conn.execute_batch("DROP TRIGGER odd_refused").unwrap();
+    let deleted = conn
+        .execute(
+            "DELETE FROM messages WHERE run_id = ?1 AND producer = 0 AND seq = 0",
+            [run],
+        )
+        .unwrap();
+    assert_eq!(deleted, 1);
+    conn.execute(
+        "INSERT INTO messages (message, created_at, producer, seq, run_id) \
+         VALUES ('Message from producer 0: #1', 0, 0, 1, ?1)",
+        [run],
+    )
+    .unwrap();
+    drop(conn);
+    let verify = common::run(s.dir(), &["verify", "--db", "g.db"]);
+    assert_eq!(verify.code, Some(1), "{}", verify.stdout);
+    assert!(
+        verify
+            .stdout
+            .contains("producer 0: 1 of seq 0..100 missing and not dead-lettered (first: #0)"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        verify
+            .stdout
+            .contains("1 seqs both stored and dead-lettered in "),
         "{}",
         verify.stdout
     );

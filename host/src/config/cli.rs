@@ -96,9 +96,10 @@ pub struct VerifyArgs {
     )]
     pub max_record_bytes: Option<u64>,
 
-    /// With --source: the dead-letter file that holds the lines expected missing from the rows
-    /// [default: the files the runs that read it recorded]
-    #[arg(long, value_name = "PATH", requires = "source")]
+    /// The dead-letter file that holds the records expected missing from the rows: a
+    /// generated run's seqs, or with --source the file's lines [default: the file each run
+    /// recorded]
+    #[arg(long, value_name = "PATH")]
     pub dead_letter: Option<PathBuf>,
 }
 

@@ -19,6 +19,15 @@ pub struct RunInfo {
     /// Records of the run written to the dead-letter file (0 where the sink does not keep
     /// the count): a completed generated run may miss exactly that many seqs.
     pub dead_lettered: u64,
+    /// The dead-letter file the run recorded in its `runs.config` (absolute, but for runs of
+    /// older versions, which recorded it as given), if it had one.
+    pub dead_letter: Option<std::path::PathBuf>,
+}
+
+/// The dead-letter file a run's `runs.config` (JSON) names, if any.
+pub fn dead_letter_in(config: Option<&str>) -> Option<std::path::PathBuf> {
+    let config: serde_json::Value = serde_json::from_str(config?).ok()?;
+    config["dead_letter"].as_str().map(std::path::PathBuf::from)
 }
 
 /// One message row.

@@ -1,10 +1,13 @@
-//! Which lines of a file input are in a dead-letter file: `verify --source` expects exactly
-//! those missing from the rows. Each entry names its input (`source.input_id`), its line
-//! (`source.line`, from 1) and its run (`run_id`); an entry counts for an input only with
-//! both the input and a run that read it, so a file shared by several databases or inputs
-//! excuses nothing it does not hold.
+//! What a dead-letter file holds, for `verify`.
+//! - The lines of a file input: `verify --source` expects exactly those missing from the rows.
+//!   Each entry names its input (`source.input_id`), its line (`source.line`, from 1) and its
+//!   run (`run_id`); an entry counts for an input only with both the input and a run that
+//!   read it, so a file shared by several databases or inputs excuses nothing it does not
+//!   hold.
+//! - The generated records of one run (`source.producer`, `source.seq`): `verify` expects
+//!   exactly those missing from a completed generated run's rows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 
@@ -52,9 +55,66 @@ fn read(file: &Path, input: i64, runs: &[i64], lines: &mut BTreeSet<u64>) -> std
     Ok(())
 }
 
+/// A generated record in a dead-letter file: its producer and seq.
+pub type Generated = (u64, u64);
+
+/// Reads `file` for the generated records of run `run`, each with whether its outcome was
+/// unknown (`unconfirmed`: the sink may hold it). Entries of other runs, of file inputs, and
+/// lines that are no entry (cut by a crash mid-write) are passed over.
+///
+/// # Errors
+/// The file's, if it cannot be opened or read.
+pub fn generated_of(file: &Path, run: i64) -> std::io::Result<HashMap<Generated, bool>> {
+    let reader = std::io::BufReader::new(std::fs::File::open(file)?);
+    let mut out = HashMap::new();
+    for text in reader.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&text?) else {
+            continue;
+        };
+        let source = &entry["source"];
+        if entry["run_id"].as_i64() == Some(run)
+            && let (Some(producer), Some(seq)) =
+                (source["producer"].as_u64(), source["seq"].as_u64())
+        {
+            let unconfirmed =
+                entry["reason"].as_str() == Some(crate::dead_letter::Reason::Unconfirmed.as_str());
+            *out.entry((producer, seq)).or_insert(unconfirmed) &= unconfirmed;
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_generated_entries_of_the_run_count_and_unconfirmed_is_kept() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-generated-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("dead.jsonl");
+        let entry = |run: i64, reason: &str, source: serde_json::Value| {
+            serde_json::json!({ "run_id": run, "reason": reason, "source": source }).to_string()
+        };
+        let generated = |p: u64, s: u64| serde_json::json!({ "producer": p, "seq": s });
+        let text = [
+            entry(4, "refused", generated(0, 1)),
+            entry(4, "unconfirmed", generated(1, 7)),
+            entry(5, "refused", generated(0, 2)),
+            entry(
+                4,
+                "rejected",
+                serde_json::json!({ "input_id": 1, "line": 3 }),
+            ),
+            "{\"run_id\": 4, \"sou".to_string(),
+        ]
+        .join("\n");
+        std::fs::write(&file, text).unwrap();
+        let found = generated_of(&file, 4).unwrap();
+        assert_eq!(found, HashMap::from([((0, 1), false), ((1, 7), true)]));
+        assert!(generated_of(&dir.join("gone.jsonl"), 4).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn only_entries_of_the_input_and_of_its_runs_count() {

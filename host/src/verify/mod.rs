@@ -26,6 +26,7 @@ mod recorded;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use crate::config::cli::VerifyArgs;
 use crate::config::url::{names_parameter, parse_sink, parse_source};
@@ -56,13 +57,16 @@ impl Seen {
         fresh
     }
 
-    /// The first `seq < n` not marked.
-    fn first_missing(&self, n: u64) -> Option<u64> {
-        (0..n).find(|&s| {
-            self.bits
-                .get((s / 64) as usize)
-                .is_none_or(|w| w & (1 << (s % 64)) == 0)
-        })
+    /// Whether `seq` is marked.
+    fn has(&self, seq: u64) -> bool {
+        self.bits
+            .get((seq / 64) as usize)
+            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
+    }
+
+    /// The seqs below `n` not marked, in order.
+    fn unmarked(&self, n: u64) -> impl Iterator<Item = u64> + '_ {
+        (0..n).filter(|&s| !self.has(s))
     }
 }
 
@@ -139,7 +143,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     say!("pc-host verify: {name}");
     for id in &ids {
         let check = &checks[id];
-        let (line, good) = describe(check);
+        let (line, good) = describe(check, args.dead_letter.as_deref());
         ok &= good;
         say!("  run {id}: {line}");
     }
@@ -249,35 +253,130 @@ impl Tally {
 }
 
 /// A completed generated run's missing seqs: problems, unless they are exactly the records
-/// the run wrote to its dead-letter file.
-fn missing_seqs(c: &RunCheck, problems: &mut Vec<String>) {
+/// the run dead-lettered. Each is looked up in its dead-letter file (`given`, from
+/// `--dead-letter`, else the one the run recorded); with no file to read, only their number is
+/// compared with the count the run recorded. Returns how they were matched, for the run's
+/// line (empty when nothing is missing and nothing was dead-lettered, or they did not match).
+fn missing_seqs(c: &RunCheck, given: Option<&Path>, problems: &mut Vec<String>) -> String {
     let info = &c.info;
-    let mut gaps = Vec::new();
-    let mut missing = 0;
-    for (p, seen) in c.seen.iter().enumerate() {
-        let want = info.produced[p];
-        if seen.count < want {
-            let first = seen.first_missing(want).unwrap_or(0);
-            missing += want - seen.count;
-            gaps.push(format!(
-                "producer {p}: {} of seq 0..{want} missing (first: #{first})",
-                want - seen.count
-            ));
-        }
+    let missing: u64 = c
+        .seen
+        .iter()
+        .zip(&info.produced)
+        .map(|(seen, &want)| want.saturating_sub(seen.count))
+        .sum();
+    if missing == 0 && info.dead_lettered == 0 {
+        return String::new();
     }
+    let file = given.or(info.dead_letter.as_deref());
+    let unread = match file.map(|f| (f, dead_lettered::generated_of(f, info.run_id))) {
+        Some((f, Ok(dead))) => return by_entry(c, &dead, f, problems),
+        Some((f, Err(e))) => format!("{} could not be read: {e}", f.display()),
+        None => "the run recorded no dead-letter file".to_owned(),
+    };
     if missing != info.dead_lettered {
-        problems.extend(gaps);
+        problems.extend(gaps(c, |_, _| true, "missing"));
         if info.dead_lettered > 0 {
             problems.push(format!(
                 "{missing} seqs missing, but the run dead-lettered {}",
                 info.dead_lettered
             ));
         }
+        return String::new();
     }
+    format!("missing seqs matched by count only ({unread})")
 }
 
-/// One line about a run, and whether it is right.
-fn describe(c: &RunCheck) -> (String, bool) {
+/// [`missing_seqs`] with the run's entries in its dead-letter file `file`: every missing seq
+/// must be there, and no seq there may be stored too, unless its outcome was unknown
+/// (`unconfirmed`: the sink may have stored it after all). Where the run recorded how many it
+/// dead-lettered, the file must hold that many of its entries (a count of 0 may be one the sink
+/// did not keep: then the entries alone decide).
+fn by_entry(
+    c: &RunCheck,
+    dead: &HashMap<dead_lettered::Generated, bool>,
+    file: &Path,
+    problems: &mut Vec<String>,
+) -> String {
+    let lost = gaps(
+        c,
+        |p, s| !dead.contains_key(&(p, s)),
+        "missing and not dead-lettered",
+    );
+    let lost_any = !lost.is_empty();
+    problems.extend(lost);
+    let (mut stored_too, mut unconfirmed_stored, mut never) = (0u64, 0u64, 0u64);
+    for (&(p, s), &unconfirmed) in dead {
+        let produced = usize::try_from(p).ok().and_then(|p| c.info.produced.get(p));
+        match (
+            produced,
+            usize::try_from(p).ok().and_then(|p| c.seen.get(p)),
+        ) {
+            (Some(&want), Some(seen)) if s < want => {
+                if seen.has(s) && unconfirmed {
+                    unconfirmed_stored += 1;
+                } else if seen.has(s) {
+                    stored_too += 1;
+                }
+            }
+            _ => never += 1,
+        }
+    }
+    let at = file.display();
+    if stored_too > 0 {
+        problems.push(format!(
+            "{stored_too} seqs both stored and dead-lettered in {at}"
+        ));
+    }
+    if never > 0 {
+        problems.push(format!(
+            "{never} entries in {at} name seqs the run did not produce"
+        ));
+    }
+    let recorded = c.info.dead_lettered;
+    let miscounted = recorded != 0 && recorded != dead.len() as u64;
+    if miscounted {
+        problems.push(format!(
+            "the run dead-lettered {recorded}, but {at} holds {} of its entries",
+            dead.len()
+        ));
+    }
+    if lost_any || stored_too > 0 || never > 0 || miscounted {
+        return String::new();
+    }
+    let mut note = format!("each missing seq is in {at}");
+    if unconfirmed_stored > 0 {
+        let _ = write!(
+            note,
+            ", and {unconfirmed_stored} stored after all of those dead-lettered as unconfirmed"
+        );
+    }
+    note
+}
+
+/// One line per producer with seqs below its `produced` that have no row and that `counts`
+/// (given the producer and the seq) says to report: how many, and the first.
+fn gaps(c: &RunCheck, counts: impl Fn(u64, u64) -> bool, what: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (p, seen) in c.seen.iter().enumerate() {
+        let want = c.info.produced[p];
+        if seen.count >= want {
+            continue;
+        }
+        let mut reported = seen.unmarked(want).filter(|&s| counts(p as u64, s));
+        let Some(first) = reported.next() else {
+            continue;
+        };
+        let n = 1 + reported.count();
+        lines.push(format!(
+            "producer {p}: {n} of seq 0..{want} {what} (first: #{first})"
+        ));
+    }
+    lines
+}
+
+/// One line about a run, and whether it is right; `dead_letter` as `verify --dead-letter`.
+fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> (String, bool) {
     let info = &c.info;
     let mut problems = Vec::new();
     if info.producers as usize > info.produced.len() {
@@ -308,7 +407,7 @@ fn describe(c: &RunCheck) -> (String, bool) {
             c.bad_text
         ));
     }
-    let state;
+    let mut state;
     let completed = if info.completed {
         "completed"
     } else {
@@ -343,7 +442,10 @@ fn describe(c: &RunCheck) -> (String, bool) {
             plural(info.producers as usize, "producer"),
             c.rows
         );
-        missing_seqs(c, &mut problems);
+        let how = missing_seqs(c, dead_letter, &mut problems);
+        if !how.is_empty() {
+            state = format!("{state}; {how}");
+        }
     } else {
         let why = if info.finished {
             "ended with an error"
@@ -382,8 +484,9 @@ mod tests {
         assert!(!s.mark(2));
         assert!(s.mark(130));
         assert_eq!(s.count, 3);
-        assert_eq!(s.first_missing(3), Some(1));
-        assert_eq!(s.first_missing(1), None);
-        assert_eq!(s.first_missing(200), Some(1));
+        assert!(s.has(130) && !s.has(1) && !s.has(100_000));
+        assert_eq!(s.unmarked(4).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(s.unmarked(1).next(), None);
+        assert_eq!(s.unmarked(200).next(), Some(1));
     }
 }

@@ -6,7 +6,7 @@ use mysql::{Conn, Value};
 
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
-use crate::sink::read_back::RunInfo;
+use crate::sink::read_back::{RunInfo, dead_letter_in};
 use crate::sink::{RunEnd, RunStart};
 use crate::telemetry::interval::Interval;
 
@@ -262,15 +262,15 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
     } else {
         "0"
     };
-    let rows: Vec<(i64, bool, bool, i64, i64)> = conn.exec(
+    let rows: Vec<(i64, bool, bool, i64, i64, Option<String>)> = conn.exec(
         format!(
-            "SELECT run_id, completed, finished_at IS NOT NULL, producers, {dead_lettered} \
-             FROM runs WHERE ? IS NULL OR run_id = ? ORDER BY run_id"
+            "SELECT run_id, completed, finished_at IS NOT NULL, producers, {dead_lettered}, \
+             config FROM runs WHERE ? IS NULL OR run_id = ? ORDER BY run_id"
         ),
         (only, only),
     )?;
     let mut runs = Vec::with_capacity(rows.len());
-    for (run_id, completed, finished, producers, dead_lettered) in rows {
+    for (run_id, completed, finished, producers, dead_lettered, config) in rows {
         let producers = producers.clamp(0, i64::from(u32::MAX)) as u32;
         // A count beyond what pc-host runs was edited in: track no more than it could write.
         let mut produced = vec![0; producers.min(MAX_THREADS as u32) as usize];
@@ -295,6 +295,7 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
             produced,
             inputs,
             dead_lettered: dead_lettered.max(0) as u64,
+            dead_letter: dead_letter_in(config.as_deref()),
         });
     }
     Ok(runs)

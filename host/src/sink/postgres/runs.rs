@@ -9,7 +9,7 @@ use postgres::{Client, GenericClient};
 use super::schema::{self, Found, Refused};
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume, stale_fragment};
-use crate::sink::read_back::RunInfo;
+use crate::sink::read_back::{RunInfo, dead_letter_in};
 use crate::sink::{RunEnd, RunStart};
 use crate::telemetry::interval::Interval;
 
@@ -333,8 +333,8 @@ pub fn runs(
     let mut runs: Vec<RunInfo> = c
         .query(
             &format!(
-                "SELECT run_id, completed, finished_at IS NOT NULL, producers, {dead} FROM runs \
-                 WHERE $1::bigint IS NULL OR run_id = $1 ORDER BY run_id"
+                "SELECT run_id, completed, finished_at IS NOT NULL, producers, {dead}, config \
+                 FROM runs WHERE $1::bigint IS NULL OR run_id = $1 ORDER BY run_id"
             ),
             &[&only],
         )?
@@ -347,6 +347,7 @@ pub fn runs(
             produced: Vec::new(),
             inputs: Vec::new(),
             dead_lettered: r.get::<_, Option<i64>>(4).unwrap_or(0).max(0) as u64,
+            dead_letter: dead_letter_in(r.get::<_, Option<String>>(5).as_deref()),
         })
         .collect();
     for run in &mut runs {

@@ -12,7 +12,7 @@ use super::schema::{self, Found, PAGE_SIZE, Purpose, db_error};
 use crate::config::{MAX_THREADS, PageSize};
 use crate::position::{FileKey, Resume};
 use crate::sink::RunEnd;
-use crate::sink::read_back::RunInfo;
+use crate::sink::read_back::{RunInfo, dead_letter_in};
 use crate::telemetry::interval::Interval;
 
 /// A run recorded in the database.
@@ -390,7 +390,7 @@ pub fn count_stored(
 /// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all).
 pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInfo>> {
     let mut stmt = conn.prepare(
-        "SELECT run_id, completed, finished_at IS NOT NULL, producers FROM runs \
+        "SELECT run_id, completed, finished_at IS NOT NULL, producers, config FROM runs \
          WHERE ?1 IS NULL OR run_id = ?1 ORDER BY run_id",
     )?;
     let mut runs: Vec<RunInfo> = stmt
@@ -403,6 +403,7 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 produced: Vec::new(),
                 inputs: Vec::new(),
                 dead_lettered: 0,
+                dead_letter: dead_letter_in(r.get::<_, Option<String>>(4)?.as_deref()),
             })
         })?
         .collect::<Result<_, _>>()?;
