@@ -15,9 +15,11 @@
 //! [`Checkpointer::flush_files`]), then takes the writer's mutex for one more PASSIVE pass,
 //! which finishes the log; the next commit starts the WAL over from its beginning. That pass
 //! holds up every commit for as long as its copy and its two fsyncs take, and the fsyncs
-//! take as long as there are pages to write: the database file's since the last finished
-//! log (a passive pass that leaves frames behind does not sync it), the WAL's since the last
-//! pass. Flushed just before, both have only the last few milliseconds' pages left.
+//! take as long as there are pages to write: the WAL's since the last pass, the database
+//! file's since the last pass that copied up to the end of the log (a passive pass that
+//! leaves frames behind does not sync it). Flushed just before, the WAL has only the frames
+//! appended since, and the database file only the pages this pass copies. A flush that fails
+//! ends the checkpoints for the run (see [`Checkpointer::flush_files`]).
 //! The WAL stays under about twice the bound, and only that one short pass per bound's worth
 //! of data ever holds up a commit. The run ends with a TRUNCATE checkpoint (WAL emptied).
 
@@ -155,7 +157,15 @@ impl Checkpointer {
             // Unless the writer outpaces unlocked passes and the WAL has grown far past the
             // bound, a pass with much left to copy waits for the next round.
             if left < WAL_BOUND / 8 || wal > 2 * WAL_BOUND {
-                self.flush_files();
+                if let Err(why) = self.flush_files() {
+                    // Reported once: a later checkpoint's sync on these handles would succeed
+                    // and let the WAL restart over pages that never reached the disk. So no
+                    // more checkpoints: the WAL keeps every commit from here on.
+                    tracing::warn!(
+                        "{why}: no more checkpoints in this run; the WAL keeps every commit"
+                    );
+                    return;
+                }
                 let writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
                 let held = Instant::now();
                 self.pass();
@@ -169,21 +179,51 @@ impl Checkpointer {
 
     /// Flushes the database file, then the WAL, to disk (SQLite's own `xSync` on this
     /// connection's handles, as a checkpoint syncs them), so that the pass finishing the log
-    /// under the writer's lock finds few pages left to write. Returns how many of the two
-    /// were flushed: a failure here is left to that pass, which syncs the same files and
-    /// reports what fails.
+    /// under the writer's lock finds fewer pages to write. Returns how many files it flushed
+    /// (1 without a WAL).
     ///
     /// Through SQLite's handles, not a descriptor of our own: closing any descriptor of the
     /// database file would drop every POSIX lock this process holds on it, the writer's too.
-    fn flush_files(&self) -> usize {
-        let mut flushed = 0;
-        for op in [
-            ffi::SQLITE_FCNTL_FILE_POINTER,
-            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+    ///
+    /// # Errors
+    /// Which file failed to sync, and SQLite's result code. Linux reports a failed writeback
+    /// once per open file, so the next sync of the same handle, the checkpoint's own, would
+    /// succeed: the caller must not checkpoint with this connection again.
+    fn flush_files(&self) -> Result<usize, String> {
+        let files = self.files();
+        for &(what, file) in &files {
+            // SAFETY: `file` came from `files()` just now, with no SQLite call on this
+            // connection since (only such a call could free the WAL's), and its method table
+            // is set (`files` checked it).
+            let rc = unsafe {
+                match (*(*file).pMethods).xSync {
+                    Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL),
+                    None => continue,
+                }
+            };
+            if rc != ffi::SQLITE_OK {
+                return Err(format!(
+                    "syncing the {what} to disk failed (SQLite result code {rc})"
+                ));
+            }
+        }
+        Ok(files.len())
+    }
+
+    /// This connection's open file objects, named: the database file's, then the WAL's.
+    /// Without a WAL the second opcode gives the rollback journal's object, closed (no method
+    /// table), and it is left out. The pointers are valid until the next SQLite call on this
+    /// connection (leaving WAL mode frees the WAL's).
+    fn files(&self) -> Vec<(&'static str, *mut ffi::sqlite3_file)> {
+        let mut files = Vec::with_capacity(2);
+        for (what, op) in [
+            ("database file", ffi::SQLITE_FCNTL_FILE_POINTER),
+            ("WAL", ffi::SQLITE_FCNTL_JOURNAL_POINTER),
         ] {
             let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
             // SAFETY: `self.conn` is open and used only by this thread; both opcodes write one
-            // `sqlite3_file *` through the pointer given, which points at `file`.
+            // `sqlite3_file *` through the pointer given, which points at `file`, and change
+            // nothing else.
             let rc = unsafe {
                 ffi::sqlite3_file_control(
                     self.conn.handle(),
@@ -192,23 +232,33 @@ impl Checkpointer {
                     (&raw mut file).cast(),
                 )
             };
-            if rc != ffi::SQLITE_OK || file.is_null() {
-                continue;
-            }
-            // SAFETY: `file` is the connection's own file object, alive while the connection
-            // is open and not in use by another thread (this one owns the connection); a
-            // closed one (no WAL opened yet) has no methods, which is checked first.
-            let rc = unsafe {
-                match (*file).pMethods.as_ref().and_then(|m| m.xSync) {
-                    Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL),
-                    None => continue,
-                }
-            };
-            if rc == ffi::SQLITE_OK {
-                flushed += 1;
+            // SAFETY: a non-null `file` is the connection's own file object, written just now
+            // (valid until the next SQLite call on this connection); only its method table
+            // pointer is read.
+            if rc == ffi::SQLITE_OK && !file.is_null() && unsafe { !(*file).pMethods.is_null() } {
+                files.push((what, file));
             }
         }
-        flushed
+        files
+    }
+
+    /// The sizes SQLite's handles report for the files of [`Self::files`] (test support).
+    #[cfg(test)]
+    fn file_sizes(&self) -> Vec<u64> {
+        let mut sizes = Vec::new();
+        for (_, file) in self.files() {
+            let mut size: ffi::sqlite3_int64 = 0;
+            // SAFETY: as in `flush_files`.
+            let rc = unsafe {
+                let size_of = (*(*file).pMethods)
+                    .xFileSize
+                    .expect("a VFS file has xFileSize");
+                size_of(file, &raw mut size)
+            };
+            assert_eq!(rc, ffi::SQLITE_OK);
+            sizes.push(size as u64);
+        }
+        sizes
     }
 
     /// One PASSIVE checkpoint: `(frames in the WAL, frames checkpointed)`.
@@ -298,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn the_checkpointer_flushes_the_database_file_and_the_wal_through_sqlites_handles() {
+    fn the_checkpointer_flushes_the_database_file_and_the_wal_through_its_own_sqlite_handles() {
         let dir = std::env::temp_dir().join(format!("pc-flush-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("flush.db");
@@ -310,11 +360,30 @@ mod tests {
             )
             .unwrap();
         let checkpointer = Checkpointer::open(&path, busy).unwrap();
-        assert_eq!(
-            checkpointer.flush_files(),
-            2,
-            "the database file and its WAL"
+        let on_disk = [&path, &crate::paths::sibling(&path, "-wal")]
+            .map(|p| std::fs::metadata(p).unwrap().len());
+        assert_ne!(
+            on_disk[0], on_disk[1],
+            "sizes that tell the two files apart"
         );
+        assert_eq!(
+            checkpointer.file_sizes(),
+            on_disk,
+            "the database file, then its WAL"
+        );
+        assert_eq!(checkpointer.flush_files(), Ok(2));
+        drop((checkpointer, writer));
+
+        // Without a WAL, the database file alone.
+        let plain = dir.join("plain.db");
+        let writer = crate::sink::sqlite::schema::open(&plain, busy).unwrap();
+        writer
+            .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let checkpointer = Checkpointer::open(&plain, busy).unwrap();
+        let size = std::fs::metadata(&plain).unwrap().len();
+        assert_eq!(checkpointer.file_sizes(), [size]);
+        assert_eq!(checkpointer.flush_files(), Ok(1));
         drop((checkpointer, writer));
         std::fs::remove_dir_all(&dir).unwrap();
     }
