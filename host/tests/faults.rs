@@ -1015,20 +1015,27 @@ fn exhausted_retries_dead_letter_generated_messages_and_exit_1() {
 /// A generated run (2 producers, 200 messages) whose odd seqs the database refused and the run
 /// dead-lettered into `dl.jsonl`; its run id.
 fn run_with_odd_seqs_dead_lettered(s: &Scratch) -> i64 {
-    poisoned_db(s.dir(), "g.db");
-    let conn = rusqlite::Connection::open(s.path("g.db")).unwrap();
-    conn.execute_batch(
+    run_with_seqs_refused(s, "g.db", 1)
+}
+
+/// A generated run into `db` (made with one run before it, so this one is run 2) of 2
+/// producers and 200 messages, whose seqs of `parity` the database refused and the run
+/// dead-lettered into `dl.jsonl`; its run id.
+fn run_with_seqs_refused(s: &Scratch, db: &str, parity: u8) -> i64 {
+    poisoned_db(s.dir(), db);
+    let conn = rusqlite::Connection::open(s.path(db)).unwrap();
+    conn.execute_batch(&format!(
         "CREATE TRIGGER odd_refused BEFORE INSERT ON messages
-         WHEN NEW.seq % 2 = 1 AND NEW.run_id > 1
-         BEGIN SELECT RAISE(ABORT, 'odd seq refused'); END",
-    )
+         WHEN NEW.seq % 2 = {parity} AND NEW.run_id > 1
+         BEGIN SELECT RAISE(ABORT, 'seq refused'); END"
+    ))
     .unwrap();
     drop(conn);
     let out = common::run(
         s.dir(),
         &[
             "--db",
-            "g.db",
+            db,
             "--producers",
             "2",
             "--messages",
@@ -1225,5 +1232,80 @@ fn a_database_this_user_cannot_write_is_refused_without_leaving_files_that_lock_
         Some(0),
         "the owner's next run: {}",
         again.stderr
+    );
+}
+
+/// Run ids repeat across databases: two databases whose run 2 dead-lettered into one shared
+/// file (one the odd seqs, the other the even) each find 200 entries of run id 2 there, not
+/// the 100 they counted, so neither is judged by the other's entries: both match by count.
+/// And a run that dead-lettered none may miss none, whatever entries of its id the file holds.
+#[test]
+fn verify_does_not_take_another_databases_dead_letters_for_a_runs_own() {
+    let s = Scratch::new("faults-dead-shared");
+    assert_eq!(run_with_seqs_refused(&s, "odd.db", 1), 2);
+    assert_eq!(run_with_seqs_refused(&s, "even.db", 0), 2);
+    for db in ["odd.db", "even.db"] {
+        let verify = common::run(s.dir(), &["verify", "--db", db]);
+        assert_eq!(verify.code, Some(0), "{db}: {}", verify.stdout);
+        assert!(
+            verify
+                .stdout
+                .contains("missing seqs matched by count only (")
+                && verify
+                    .stdout
+                    .contains("holds 200 entries of run id 2, not the 100 it counted"),
+            "{db}: {}",
+            verify.stdout
+        );
+    }
+    // A third database's run 2 dead-letters nothing into the same file; a row deleted from it
+    // is a gap, not excused by the 200 entries of run id 2 there.
+    poisoned_db(s.dir(), "none.db");
+    let out = common::run(
+        s.dir(),
+        &[
+            "--db",
+            "none.db",
+            "--producers",
+            "2",
+            "--messages",
+            "200",
+            "--rps",
+            "0",
+            "--dead-letter",
+            "dl.jsonl",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let conn = rusqlite::Connection::open(s.path("none.db")).unwrap();
+    let deleted = conn
+        .execute(
+            "DELETE FROM messages WHERE run_id = 2 AND producer = 0 AND seq = 1",
+            [],
+        )
+        .unwrap();
+    assert_eq!(deleted, 1);
+    drop(conn);
+    let verify = common::run(s.dir(), &["verify", "--db", "none.db"]);
+    assert_eq!(verify.code, Some(1), "{}", verify.stdout);
+    assert!(
+        verify
+            .stdout
+            .contains("producer 0: 1 of seq 0..100 missing (first: #1)"),
+        "{}",
+        verify.stdout
+    );
+    // A file named to look dead letters up in that cannot be read is bad input.
+    let verify = common::run(
+        s.dir(),
+        &["verify", "--db", "none.db", "--dead-letter", "nope.jsonl"],
+    );
+    assert_eq!(verify.code, Some(2), "{}", verify.stderr);
+    assert!(
+        verify.stderr.contains("--dead-letter nope.jsonl: "),
+        "{}",
+        verify.stderr
     );
 }

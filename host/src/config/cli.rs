@@ -96,9 +96,9 @@ pub struct VerifyArgs {
     )]
     pub max_record_bytes: Option<u64>,
 
-    /// The dead-letter file that holds the records expected missing from the rows: a
-    /// generated run's seqs, or with --source the file's lines [default: the file each run
-    /// recorded]
+    /// The dead-letter file that holds the records expected missing from the rows: the seqs
+    /// of every generated run checked, or with --source the file's lines [default: the file
+    /// each run recorded]
     #[arg(long, value_name = "PATH")]
     pub dead_letter: Option<PathBuf>,
 }

@@ -16,18 +16,37 @@ pub struct RunInfo {
     pub produced: Vec<u64>,
     /// The inputs an ingest run read (empty for a generated run).
     pub inputs: Vec<i64>,
-    /// Records of the run written to the dead-letter file (0 where the sink does not keep
-    /// the count): a completed generated run may miss exactly that many seqs.
-    pub dead_lettered: u64,
-    /// The dead-letter file the run recorded in its `runs.config` (absolute, but for runs of
-    /// older versions, which recorded it as given), if it had one.
-    pub dead_letter: Option<std::path::PathBuf>,
+    /// Records of the run written to the dead-letter file (`None` where the sink did not
+    /// keep the count: a run that did not finish, or an older schema's): a completed
+    /// generated run may miss exactly that many seqs.
+    pub dead_lettered: Option<u64>,
+    /// What the run's `runs.config` says of its dead letters.
+    pub dead_letters: DeadLetters,
 }
 
-/// The dead-letter file a run's `runs.config` (JSON) names, if any.
-pub fn dead_letter_in(config: Option<&str>) -> Option<std::path::PathBuf> {
-    let config: serde_json::Value = serde_json::from_str(config?).ok()?;
-    config["dead_letter"].as_str().map(std::path::PathBuf::from)
+/// Where a run's dead-letter entries are, as its `runs.config` (JSON) says.
+#[derive(Debug, Default)]
+pub struct DeadLetters {
+    /// The file the run recorded (absolute, but for runs of older versions, which recorded
+    /// it as given), if it had one.
+    pub file: Option<std::path::PathBuf>,
+    /// The run id its entries carry, where not its own: a run recorded from NATS files its
+    /// publisher's rows, whose entries (written on the publisher's host) carry the
+    /// publisher's run id.
+    pub published_by: Option<i64>,
+}
+
+impl DeadLetters {
+    pub fn of_config(config: Option<&str>) -> Self {
+        let Some(config) = config.and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        else {
+            return Self::default();
+        };
+        Self {
+            file: config["dead_letter"].as_str().map(std::path::PathBuf::from),
+            published_by: config["published_by_run"].as_i64(),
+        }
+    }
 }
 
 /// One message row.

@@ -6,10 +6,49 @@
 //!   hold.
 //! - The generated records of one run (`source.producer`, `source.seq`): `verify` expects
 //!   exactly those missing from a completed generated run's rows.
+//!
+//! Lines that are no entry (a line cut by a crash mid-write, even inside a character) are
+//! passed over; only the fields looked up are decoded.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
+
+/// The fields of an entry `verify` looks up.
+#[derive(Debug, serde::Deserialize)]
+struct Entry {
+    run_id: Option<i64>,
+    reason: Option<String>,
+    source: Option<Source>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Source {
+    input_id: Option<i64>,
+    line: Option<u64>,
+    producer: Option<u64>,
+    seq: Option<u64>,
+}
+
+/// Calls `each` with every entry of `file` that names a run and a source.
+fn entries(file: &Path, mut each: impl FnMut(i64, &str, &Source)) -> std::io::Result<()> {
+    let mut reader = std::io::BufReader::new(std::fs::File::open(file)?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        if let Ok(Entry {
+            run_id: Some(run),
+            reason,
+            source: Some(source),
+        }) = serde_json::from_slice::<Entry>(&line)
+        {
+            each(run, reason.as_deref().unwrap_or(""), &source);
+        }
+    }
+}
 
 /// The dead-lettered lines of one input, from the files that could be read, and the files
 /// that could not (with why).
@@ -27,7 +66,15 @@ pub struct Lines {
 pub fn lines_of(files: &[PathBuf], input: i64, runs: &[i64]) -> Lines {
     let mut out = Lines::default();
     for file in files {
-        match read(file, input, runs, &mut out.lines) {
+        let found = entries(file, |run, _, source| {
+            if source.input_id == Some(input)
+                && runs.contains(&run)
+                && let Some(line) = source.line
+            {
+                out.lines.insert(line);
+            }
+        });
+        match found {
             Ok(()) => out.read.push(file.clone()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.absent.push(file.clone()),
             Err(e) => out.unreadable.push(format!("{}: {e}", file.display())),
@@ -36,51 +83,26 @@ pub fn lines_of(files: &[PathBuf], input: i64, runs: &[i64]) -> Lines {
     out
 }
 
-fn read(file: &Path, input: i64, runs: &[i64], lines: &mut BTreeSet<u64>) -> std::io::Result<()> {
-    let reader = std::io::BufReader::new(std::fs::File::open(file)?);
-    for text in reader.lines() {
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&text?) else {
-            continue; // not an entry (a line cut by a crash mid-write)
-        };
-        let source = &entry["source"];
-        if source["input_id"].as_i64() == Some(input)
-            && entry["run_id"]
-                .as_i64()
-                .is_some_and(|run| runs.contains(&run))
-            && let Some(line) = source["line"].as_u64()
-        {
-            lines.insert(line);
-        }
-    }
-    Ok(())
-}
-
 /// A generated record in a dead-letter file: its producer and seq.
 pub type Generated = (u64, u64);
 
 /// Reads `file` for the generated records of run `run`, each with whether its outcome was
-/// unknown (`unconfirmed`: the sink may hold it). Entries of other runs, of file inputs, and
-/// lines that are no entry (cut by a crash mid-write) are passed over.
+/// unknown (`unconfirmed`: the sink may hold it). Entries of other runs and of file inputs
+/// are passed over.
 ///
 /// # Errors
 /// The file's, if it cannot be opened or read.
 pub fn generated_of(file: &Path, run: i64) -> std::io::Result<HashMap<Generated, bool>> {
-    let reader = std::io::BufReader::new(std::fs::File::open(file)?);
+    let unconfirmed = crate::dead_letter::Reason::Unconfirmed.as_str();
     let mut out = HashMap::new();
-    for text in reader.lines() {
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&text?) else {
-            continue;
-        };
-        let source = &entry["source"];
-        if entry["run_id"].as_i64() == Some(run)
-            && let (Some(producer), Some(seq)) =
-                (source["producer"].as_u64(), source["seq"].as_u64())
+    entries(file, |entry_run, reason, source| {
+        if entry_run == run
+            && let (Some(producer), Some(seq)) = (source.producer, source.seq)
         {
-            let unconfirmed =
-                entry["reason"].as_str() == Some(crate::dead_letter::Reason::Unconfirmed.as_str());
-            *out.entry((producer, seq)).or_insert(unconfirmed) &= unconfirmed;
+            let unknown = reason == unconfirmed;
+            *out.entry((producer, seq)).or_insert(unknown) &= unknown;
         }
-    }
+    })?;
     Ok(out)
 }
 
@@ -109,7 +131,10 @@ mod tests {
             "{\"run_id\": 4, \"sou".to_string(),
         ]
         .join("\n");
-        std::fs::write(&file, text).unwrap();
+        // A last line cut by a crash inside a character: not UTF-8, passed over.
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"\n{\"run_id\": 4, \"record\": \"caf\xc3");
+        std::fs::write(&file, bytes).unwrap();
         let found = generated_of(&file, 4).unwrap();
         assert_eq!(found, HashMap::from([((0, 1), false), ((1, 7), true)]));
         assert!(generated_of(&dir.join("gone.jsonl"), 4).is_err());

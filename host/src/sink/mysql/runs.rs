@@ -6,7 +6,7 @@ use mysql::{Conn, Value};
 
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
-use crate::sink::read_back::{RunInfo, dead_letter_in};
+use crate::sink::read_back::{DeadLetters, RunInfo};
 use crate::sink::{RunEnd, RunStart};
 use crate::telemetry::interval::Interval;
 
@@ -255,14 +255,12 @@ pub fn count_stored(conn: &mut Conn, run_id: i64) -> mysql::Result<u64> {
 
 /// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all). `summary`:
 /// whether `runs` has version 2's columns; without them (version 1, which kept no count) and
-/// for a run that did not end, `dead_lettered` is 0.
+/// for a run that did not end, `dead_lettered` is `None`.
 pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<Vec<RunInfo>> {
-    let dead_lettered = if summary {
-        "COALESCE(dead_lettered, 0)"
-    } else {
-        "0"
-    };
-    let rows: Vec<(i64, bool, bool, i64, i64, Option<String>)> = conn.exec(
+    let dead_lettered = if summary { "dead_lettered" } else { "NULL" };
+    /// run_id, completed, finished, producers, dead_lettered, config.
+    type RunRow = (i64, bool, bool, i64, Option<i64>, Option<String>);
+    let rows: Vec<RunRow> = conn.exec(
         format!(
             "SELECT run_id, completed, finished_at IS NOT NULL, producers, {dead_lettered}, \
              config FROM runs WHERE ? IS NULL OR run_id = ? ORDER BY run_id"
@@ -294,8 +292,8 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
             producers,
             produced,
             inputs,
-            dead_lettered: dead_lettered.max(0) as u64,
-            dead_letter: dead_letter_in(config.as_deref()),
+            dead_lettered: dead_lettered.map(|n| n.max(0) as u64),
+            dead_letters: DeadLetters::of_config(config.as_deref()),
         });
     }
     Ok(runs)

@@ -9,7 +9,7 @@ use postgres::{Client, GenericClient};
 use super::schema::{self, Found, Refused};
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume, stale_fragment};
-use crate::sink::read_back::{RunInfo, dead_letter_in};
+use crate::sink::read_back::{DeadLetters, RunInfo};
 use crate::sink::{RunEnd, RunStart};
 use crate::telemetry::interval::Interval;
 
@@ -316,8 +316,8 @@ pub fn count_stored(client: &mut Client, run_id: i64) -> Result<u64, postgres::E
 }
 
 /// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all) of a database
-/// of version `found`. A run's `dead_lettered` is 0 where it was not recorded: a run that did
-/// not finish, or any run of a version 1 database (which has no such column).
+/// of version `found`. A run's `dead_lettered` is `None` where it was not recorded: a run
+/// that did not finish, or any run of a version 1 database (which has no such column).
 ///
 /// # Errors
 /// The server's.
@@ -346,8 +346,8 @@ pub fn runs(
             producers: r.get::<_, i32>(3).max(0) as u32,
             produced: Vec::new(),
             inputs: Vec::new(),
-            dead_lettered: r.get::<_, Option<i64>>(4).unwrap_or(0).max(0) as u64,
-            dead_letter: dead_letter_in(r.get::<_, Option<String>>(5).as_deref()),
+            dead_lettered: r.get::<_, Option<i64>>(4).map(|n| n.max(0) as u64),
+            dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(5).as_deref()),
         })
         .collect();
     for run in &mut runs {

@@ -12,7 +12,7 @@ use super::schema::{self, Found, PAGE_SIZE, Purpose, db_error};
 use crate::config::{MAX_THREADS, PageSize};
 use crate::position::{FileKey, Resume};
 use crate::sink::RunEnd;
-use crate::sink::read_back::{RunInfo, dead_letter_in};
+use crate::sink::read_back::{DeadLetters, RunInfo};
 use crate::telemetry::interval::Interval;
 
 /// A run recorded in the database.
@@ -402,16 +402,16 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 producers: r.get::<_, i64>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
                 produced: Vec::new(),
                 inputs: Vec::new(),
-                dead_lettered: 0,
-                dead_letter: dead_letter_in(r.get::<_, Option<String>>(4)?.as_deref()),
+                // Schema version 2 has no `dead_lettered` column: its runs had no dead letters.
+                dead_lettered: Some(0),
+                dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(4)?.as_deref()),
             })
         })?
         .collect::<Result<_, _>>()?;
-    // Schema version 2 has no `dead_lettered` column: its runs had no dead letters.
     if let Ok(mut dead) = conn.prepare("SELECT dead_lettered FROM runs WHERE run_id = ?1") {
         for run in &mut runs {
             let n: Option<i64> = dead.query_row([run.run_id], |r| r.get(0))?;
-            run.dead_lettered = n.unwrap_or(0).max(0) as u64;
+            run.dead_lettered = n.map(|n| n.max(0) as u64);
         }
     }
     let mut producers =
