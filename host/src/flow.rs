@@ -106,9 +106,11 @@ impl ByteGate {
     }
 }
 
-/// How many records a source takes tokens for and pushes at once: about 1 ms of the rate,
-/// shared among the `threads` taking tokens (at least 1); without a rate, a fixed chunk that
-/// the ring can hold. Each source holds up to this many records it built or read.
+/// The most records a source takes tokens for and pushes at once: about 1 ms of the rate,
+/// shared among the `threads` taking tokens (at least 1; a source that keeps pace takes one
+/// reserved token at a time, one that fell behind the tokens already due, up to this); without
+/// a rate, a fixed chunk that the ring can hold. Each source holds up to this many records it
+/// built or read.
 pub fn chunk(rps: u64, threads: usize, capacity: usize) -> u64 {
     let c = if rps == 0 {
         256

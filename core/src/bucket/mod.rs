@@ -32,6 +32,9 @@
 //! - **The clock is the caller's.** The bucket never reads a clock; `now` must be monotonic
 //!   nanoseconds from one origin shared by all callers (with `std`, [`Clock`](crate::Clock)).
 //!   It tolerates stale readings, but a `now` from a different origin is just another instant.
+//!   A `now` ahead of the clock reserves: it is granted the tokens due by that instant (the
+//!   bound above holds for it as for any `now`), and the caller must not use one before it is
+//!   due ([`Grant::due`], [`TokenBucket::schedule`]).
 //! - **The token clock counts to `2^64`.** The bucket keeps `T(now)` plus its burst in 64 bits
 //!   and denies for good (fails closed) once that sum would pass `u64::MAX`. Bursts of `2^63`
 //!   or more are refused ([`RateError::BurstTooLarge`]), so this is at least `2^63` tokens:

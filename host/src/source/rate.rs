@@ -1,5 +1,7 @@
-//! How sources use the one shared token bucket: tokens in chunks of about a millisecond of the
-//! rate, naps short enough to notice a stop, and one source at a time waking for each token.
+//! How sources use the one shared token bucket: the tokens already due, up to a chunk of
+//! about a millisecond of the rate (a source that fell behind catches up in chunks); while none
+//! is due, one reserved token at a time, so a source that keeps pace takes one per wake-up;
+//! naps short enough to notice a stop.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,7 +16,8 @@ const MAX_NAP: Duration = Duration::from_millis(5);
 /// What a take gave.
 #[derive(Debug)]
 pub enum Take<'b> {
-    /// Tokens (or, with no bucket, permission for `want` records), taken at clock `now`.
+    /// Tokens (or, with no bucket, permission for `want` records), handed out at clock `now`
+    /// (for a reserved token, when it came due, not when it was reserved).
     Go { grant: Option<Grant<'b>>, now: u64 },
     /// Stop: the run is stopping, or the deadline has passed.
     Stop,
@@ -27,8 +30,9 @@ impl<'a> Context<'a> {
     /// it is due as `now`) and naps until then, rather than napping and racing for it: every
     /// source sharing the bucket would wake for each token, and all but one would find it
     /// taken (four generators at 10k msg/s woke some 28,000 times a second). The others
-    /// reserve the tokens after it. A token is never handed out before it is due, nor one due
-    /// at or after the deadline; one reserved as the run stops goes unused.
+    /// reserve the tokens after it; one that loses the race for a token tries for the next at
+    /// once. A token is never handed out before it is due, nor one due at or after the
+    /// deadline; one reserved and not yet due when the run stops goes unused.
     pub fn take(&self, want: u64) -> Take<'a> {
         loop {
             let now = match self.now_unless_stopped() {
@@ -56,26 +60,31 @@ impl<'a> Context<'a> {
                 if let Ok(grant) = bucket.try_acquire_up_to(1, latest) {
                     return self.when_due(grant);
                 }
+                if latest == next {
+                    // Another source reserved it first: try for the one after it at once.
+                    continue;
+                }
             }
-            // Someone else reserved it first (or none comes before the deadline): look again.
+            // None comes before the deadline (or none ever): nap, to notice the stop.
             std::thread::sleep(wait.map_or(MAX_NAP, Duration::from_nanos).min(MAX_NAP));
         }
     }
 
-    /// Naps until `grant` is due, then hands it out (or stops, if the run stops meanwhile).
-    /// A token due before the deadline is handed out even if the nap ends after it.
+    /// Naps until `grant` is due, then hands it out (or stops, if the run stops before it is
+    /// due). A token due before the deadline is handed out even if the nap ends after it, or
+    /// after the run was told to stop at the deadline.
     fn when_due(&self, grant: Grant<'a>) -> Take<'a> {
         let due = grant.due();
         loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return Take::Stop;
-            }
             let now = self.clock.now();
             if now >= due {
                 return Take::Go {
                     grant: Some(grant),
                     now,
                 };
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Take::Stop;
             }
             std::thread::sleep(Duration::from_nanos(due - now).min(MAX_NAP));
         }
@@ -95,54 +104,72 @@ impl<'a> Context<'a> {
 mod tests {
     use std::sync::atomic::AtomicBool;
 
-    use pc_core::{Clock, TokenBucket};
+    use pc_core::{Clock, Denied, TokenBucket};
 
     use super::{Context, Take};
     use crate::queue::Queue;
 
-    /// Takes one token from a bucket of 1,000 tokens a second that starts empty now (so none
-    /// is due when the take starts), with `deadline_in` ns left to the run.
-    fn take_one(deadline_in: Option<u64>, check: impl FnOnce(&Take<'_>)) {
+    /// Takes one token from a bucket of 1,000 tokens a second and the given burst, which starts
+    /// empty (so none is due when the take starts); `deadline` gets the instant the first token
+    /// is due and gives the run's deadline. `check` sees the take, the bucket, that instant and
+    /// a clock reading taken after the take returned.
+    fn take_one(
+        burst: u64,
+        deadline: impl FnOnce(u64) -> Option<u64>,
+        check: impl FnOnce(&Take<'_>, &TokenBucket, u64, u64),
+    ) {
         let ring = Queue::ring(4).expect("a valid capacity");
         let (clock, stop) = (Clock::new(), AtomicBool::new(false));
         let start = clock.now();
-        let bucket = TokenBucket::per_second(1000, 1).starting_empty_at(start);
+        let bucket = TokenBucket::per_second(1000, burst).starting_empty_at(start);
+        let first_due = match bucket.try_acquire(1, start) {
+            Err(Denied::NotYet { ready_at, .. }) => ready_at,
+            other => panic!("an empty bucket granted {other:?}"),
+        };
         let cx = Context {
             ring: &ring,
             lane: 0,
             clock: &clock,
             unix_base: 0,
             stop: &stop,
-            deadline: deadline_in.map(|left| start + left),
+            deadline: deadline(first_due),
             bucket: Some(&bucket),
             chunk: 1,
         };
-        check(&cx.take(1));
+        let take = cx.take(1);
+        let after = clock.now();
+        check(&take, &bucket, first_due, after);
     }
 
     #[test]
     fn a_reserved_token_is_handed_out_once_it_is_due_not_before() {
-        take_one(None, |take| match take {
-            Take::Go {
-                grant: Some(grant),
-                now,
-            } => {
-                assert_eq!(grant.count(), 1);
-                assert!(
-                    grant.due() <= *now,
-                    "due {} > handed out at {now}",
-                    grant.due()
-                );
-            }
-            other => panic!("{other:?}"),
-        });
+        for burst in [1, 10] {
+            take_one(
+                burst,
+                |_| None,
+                |take, _, first_due, after| match take {
+                    Take::Go {
+                        grant: Some(grant),
+                        now,
+                    } => {
+                        assert_eq!((grant.count(), grant.due()), (1, first_due));
+                        assert!(
+                            first_due <= *now && *now <= after,
+                            "due {first_due}, at {now}"
+                        );
+                    }
+                    other => panic!("{other:?}"),
+                },
+            );
+        }
     }
 
     #[test]
     fn no_token_due_at_or_after_the_deadline_is_reserved() {
-        // The first token is due 1 ms after the start; the run ends at 0.5 ms.
-        take_one(Some(500_000), |take| {
+        // The run ends the instant the first token is due: it is not the run's.
+        take_one(1, Some, |take, bucket, first_due, _| {
             assert!(matches!(take, Take::Stop), "{take:?}");
+            assert_eq!(bucket.available(first_due), 1, "the token was not taken");
         });
     }
 }
