@@ -1063,37 +1063,28 @@ fn run_with_seqs_refused(s: &Scratch, db: &str, parity: u8) -> i64 {
 fn verify_accepts_a_generated_run_missing_exactly_its_dead_letters() {
     let s = Scratch::new("faults-dead-gaps");
     run_with_odd_seqs_dead_lettered(&s);
-    let verify = common::run(s.dir(), &["verify", "--db", "g.db"]);
-    assert_eq!(verify.code, Some(0), "{}", verify.stdout);
-    assert!(
-        verify
-            .stdout
-            .contains("(100 dead-lettered); each missing seq is in ")
-            && verify.stdout.contains("dl.jsonl"),
-        "{}",
-        verify.stdout
-    );
+    let ok = Some(0);
+    let found = ["(100 dead-lettered); each missing seq is in ", "dl.jsonl"];
+    verify_says(&s, &["--db", "g.db"], ok, &found);
     std::fs::rename(s.path("dl.jsonl"), s.path("moved.jsonl")).unwrap();
-    let verify = common::run(s.dir(), &["verify", "--db", "g.db"]);
-    assert_eq!(verify.code, Some(0), "{}", verify.stdout);
-    assert!(
-        verify
-            .stdout
-            .contains("missing seqs matched by count only (")
-            && verify.stdout.contains("could not be read"),
-        "{}",
-        verify.stdout
-    );
-    let verify = common::run(
-        s.dir(),
-        &["verify", "--db", "g.db", "--dead-letter", "moved.jsonl"],
-    );
-    assert_eq!(verify.code, Some(0), "{}", verify.stdout);
-    assert!(
-        verify.stdout.contains("each missing seq is in moved.jsonl"),
-        "{}",
-        verify.stdout
-    );
+    let by_count = ["missing seqs matched by count only (", "could not be read"];
+    verify_says(&s, &["--db", "g.db"], ok, &by_count);
+    let given = ["--db", "g.db", "--dead-letter", "moved.jsonl"];
+    verify_says(&s, &given, ok, &["each missing seq is in moved.jsonl"]);
+}
+
+/// Runs `verify` in `s` with `args`; asserts its exit status and that its output (stdout and
+/// stderr) holds every one of `phrases`.
+fn verify_says(s: &Scratch, args: &[&str], code: Option<i32>, phrases: &[&str]) {
+    let args: Vec<&str> = std::iter::once("verify")
+        .chain(args.iter().copied())
+        .collect();
+    let out = common::run(s.dir(), &args);
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, code, "{args:?}: {said}");
+    for phrase in phrases {
+        assert!(said.contains(phrase), "{args:?}: no {phrase:?} in {said}");
+    }
 }
 
 /// A lost seq cannot hide behind the count of dead letters: with one stored row deleted and
@@ -1119,22 +1110,11 @@ fn verify_finds_a_lost_seq_that_the_dead_letter_count_would_hide() {
     )
     .unwrap();
     drop(conn);
-    let verify = common::run(s.dir(), &["verify", "--db", "g.db"]);
-    assert_eq!(verify.code, Some(1), "{}", verify.stdout);
-    assert!(
-        verify
-            .stdout
-            .contains("producer 0: 1 of seq 0..100 missing and not dead-lettered (first: #0)"),
-        "{}",
-        verify.stdout
-    );
-    assert!(
-        verify
-            .stdout
-            .contains("1 seqs both stored and dead-lettered in "),
-        "{}",
-        verify.stdout
-    );
+    let both = [
+        "producer 0: 1 of seq 0..100 missing and not dead-lettered (first: #0)",
+        "1 seqs both stored and dead-lettered in ",
+    ];
+    verify_says(&s, &["--db", "g.db"], Some(1), &both);
 }
 
 /// After production ends, a drain held up by a retry keeps reporting (progress lines marked
@@ -1244,19 +1224,12 @@ fn verify_does_not_take_another_databases_dead_letters_for_a_runs_own() {
     let s = Scratch::new("faults-dead-shared");
     assert_eq!(run_with_seqs_refused(&s, "odd.db", 1), 2);
     assert_eq!(run_with_seqs_refused(&s, "even.db", 0), 2);
+    let by_count = [
+        "missing seqs matched by count only (",
+        "holds 200 entries of run id 2, not the 100 it counted",
+    ];
     for db in ["odd.db", "even.db"] {
-        let verify = common::run(s.dir(), &["verify", "--db", db]);
-        assert_eq!(verify.code, Some(0), "{db}: {}", verify.stdout);
-        assert!(
-            verify
-                .stdout
-                .contains("missing seqs matched by count only (")
-                && verify
-                    .stdout
-                    .contains("holds 200 entries of run id 2, not the 100 it counted"),
-            "{db}: {}",
-            verify.stdout
-        );
+        verify_says(&s, &["--db", db], Some(0), &by_count);
     }
     // A third database's run 2 dead-letters nothing into the same file; a row deleted from it
     // is a gap, not excused by the 200 entries of run id 2 there.
@@ -1288,24 +1261,9 @@ fn verify_does_not_take_another_databases_dead_letters_for_a_runs_own() {
         .unwrap();
     assert_eq!(deleted, 1);
     drop(conn);
-    let verify = common::run(s.dir(), &["verify", "--db", "none.db"]);
-    assert_eq!(verify.code, Some(1), "{}", verify.stdout);
-    assert!(
-        verify
-            .stdout
-            .contains("producer 0: 1 of seq 0..100 missing (first: #1)"),
-        "{}",
-        verify.stdout
-    );
+    let gap = ["producer 0: 1 of seq 0..100 missing (first: #1)"];
+    verify_says(&s, &["--db", "none.db"], Some(1), &gap);
     // A file named to look dead letters up in that cannot be read is bad input.
-    let verify = common::run(
-        s.dir(),
-        &["verify", "--db", "none.db", "--dead-letter", "nope.jsonl"],
-    );
-    assert_eq!(verify.code, Some(2), "{}", verify.stderr);
-    assert!(
-        verify.stderr.contains("--dead-letter nope.jsonl: "),
-        "{}",
-        verify.stderr
-    );
+    let nope = ["--db", "none.db", "--dead-letter", "nope.jsonl"];
+    verify_says(&s, &nope, Some(2), &["--dead-letter nope.jsonl: "]);
 }
