@@ -297,10 +297,13 @@ fn missing_seqs(c: &RunCheck, given: Option<&Path>, problems: &mut Vec<String>) 
     if missing == 0 && counted.unwrap_or(0) == 0 {
         return String::new();
     }
-    let file = given.or(info.dead_letters.file.as_deref());
+    if counted == Some(0) {
+        // Seqs are missing, and none was dead-lettered.
+        problems.extend(gaps(c, &HashMap::new(), "missing"));
+        return String::new();
+    }
     let id = info.dead_letters.published_by.unwrap_or(info.run_id);
-    let unread = match file.filter(|_| counted != Some(0)) {
-        None if counted == Some(0) => "the run dead-lettered none".to_owned(),
+    let unread = match given.or(info.dead_letters.file.as_deref()) {
         None => "the run recorded no dead-letter file".to_owned(),
         Some(f) => match dead_lettered::generated_of(f, id) {
             Ok(dead) if counted.is_none_or(|n| n == dead.len() as u64) => {
