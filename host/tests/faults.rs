@@ -1071,6 +1071,16 @@ fn verify_accepts_a_generated_run_missing_exactly_its_dead_letters() {
     verify_says(&s, &["--db", "g.db"], ok, &by_count);
     let given = ["--db", "g.db", "--dead-letter", "moved.jsonl"];
     verify_says(&s, &given, ok, &["each missing seq is in moved.jsonl"]);
+    // A file that lost one of the run's entries: that dead letter is gone.
+    let kept = std::fs::read_to_string(s.path("moved.jsonl")).unwrap();
+    let (all_but_last, _) = kept.trim_end().rsplit_once('\n').unwrap();
+    std::fs::write(s.path("short.jsonl"), format!("{all_but_last}\n")).unwrap();
+    let short = ["--db", "g.db", "--dead-letter", "short.jsonl"];
+    let lost = [
+        "the run dead-lettered 100, but ",
+        "short.jsonl holds 99 of its seqs",
+    ];
+    verify_says(&s, &short, Some(1), &lost);
 }
 
 /// Runs `verify` in `s` with `args`; asserts its exit status and that its output (stdout and
@@ -1113,6 +1123,7 @@ fn verify_finds_a_lost_seq_that_the_dead_letter_count_would_hide() {
     let both = [
         "producer 0: 1 of seq 0..100 missing and not dead-lettered (first: #0)",
         "1 seqs both stored and dead-lettered in ",
+        "(first: producer 0 #1)",
     ];
     verify_says(&s, &["--db", "g.db"], Some(1), &both);
 }
@@ -1226,7 +1237,7 @@ fn verify_does_not_take_another_databases_dead_letters_for_a_runs_own() {
     assert_eq!(run_with_seqs_refused(&s, "even.db", 0), 2);
     let by_count = [
         "missing seqs matched by count only (",
-        "holds 200 entries of run id 2, not the 100 it counted",
+        "holds 200 seqs of run id 2, not the 100 it counted",
     ];
     for db in ["odd.db", "even.db"] {
         verify_says(&s, &["--db", db], Some(0), &by_count);

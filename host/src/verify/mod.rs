@@ -309,12 +309,21 @@ fn missing_seqs(c: &RunCheck, given: Option<&Path>, problems: &mut Vec<String>) 
             Ok(dead) if counted.is_none_or(|n| n == dead.len() as u64) => {
                 return by_entry(c, &dead, f, problems);
             }
-            Ok(dead) => format!(
-                "{} holds {} entries of run id {id}, not the {} it counted",
-                f.display(),
-                dead.len(),
-                counted.unwrap_or(0)
-            ),
+            Ok(dead) => {
+                let (held, n) = (dead.len() as u64, counted.unwrap_or(0));
+                if held < n {
+                    // More seqs can be another run's with the same id; fewer are lost.
+                    problems.push(format!(
+                        "the run dead-lettered {n}, but {} holds {held} of its seqs: the \
+                         others are not there",
+                        f.display()
+                    ));
+                }
+                format!(
+                    "{} holds {held} seqs of run id {id}, not the {n} it counted",
+                    f.display()
+                )
+            }
             Err(e) => format!("{} could not be read: {e}", f.display()),
         },
     };
@@ -344,6 +353,7 @@ fn by_entry(
     let lost_any = !lost.is_empty();
     problems.extend(lost);
     let (mut stored_too, mut unconfirmed_stored, mut never) = (0u64, 0u64, 0u64);
+    let mut first_stored_too: Option<(u64, u64)> = None;
     for (&(p, s), &unconfirmed) in dead {
         let produced = usize::try_from(p).ok().and_then(|p| c.info.produced.get(p));
         match (
@@ -355,15 +365,16 @@ fn by_entry(
                     unconfirmed_stored += 1;
                 } else if seen.has(s) {
                     stored_too += 1;
+                    first_stored_too = Some(first_stored_too.map_or((p, s), |f| f.min((p, s))));
                 }
             }
             _ => never += 1,
         }
     }
     let at = file.display();
-    if stored_too > 0 {
+    if let Some((p, s)) = first_stored_too {
         problems.push(format!(
-            "{stored_too} seqs both stored and dead-lettered in {at}"
+            "{stored_too} seqs both stored and dead-lettered in {at} (first: producer {p} #{s})"
         ));
     }
     if never > 0 {
