@@ -1067,7 +1067,11 @@ fn verify_accepts_a_generated_run_missing_exactly_its_dead_letters() {
     let found = ["(100 dead-lettered); each missing seq is in ", "dl.jsonl"];
     verify_says(&s, &["--db", "g.db"], ok, &found);
     std::fs::rename(s.path("dl.jsonl"), s.path("moved.jsonl")).unwrap();
-    let by_count = ["missing seqs matched by count only (", "could not be read"];
+    let by_count = [
+        "missing seqs matched by count only (",
+        "could not be read",
+        "result: OK (2 runs, 101 rows; the dead letters of 1 run matched by count only)",
+    ];
     verify_says(&s, &["--db", "g.db"], ok, &by_count);
     let given = ["--db", "g.db", "--dead-letter", "moved.jsonl"];
     verify_says(&s, &given, ok, &["each missing seq is in moved.jsonl"]);
@@ -1238,6 +1242,7 @@ fn verify_does_not_take_another_databases_dead_letters_for_a_runs_own() {
     let by_count = [
         "missing seqs matched by count only (",
         "holds 200 seqs of run id 2, not the 100 it counted",
+        "; the dead letters of 1 run matched by count only)",
     ];
     for db in ["odd.db", "even.db"] {
         verify_says(&s, &["--db", db], Some(0), &by_count);
