@@ -1031,6 +1031,14 @@ fn run_with_seqs_refused(s: &Scratch, db: &str, parity: u8) -> i64 {
     ))
     .unwrap();
     drop(conn);
+    let v = run_dead_lettering_into_dl(s, db);
+    assert_eq!((u(&v, "stored"), u(&v, "dead_lettered")), (100, 100), "{v}");
+    v["run_id"].as_i64().unwrap()
+}
+
+/// A generated run into `db` of 2 producers and 200 messages with `--dead-letter dl.jsonl`,
+/// which must exit 0; its summary JSON.
+fn run_dead_lettering_into_dl(s: &Scratch, db: &str) -> serde_json::Value {
     let out = common::run(
         s.dir(),
         &[
@@ -1051,9 +1059,7 @@ fn run_with_seqs_refused(s: &Scratch, db: &str, parity: u8) -> i64 {
         ],
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let v = common::json(&out);
-    assert_eq!((u(&v, "stored"), u(&v, "dead_lettered")), (100, 100), "{v}");
-    v["run_id"].as_i64().unwrap()
+    common::json(&out)
 }
 
 /// A generated run whose refused records were dead-lettered is OK, and `verify` agrees: the
@@ -1250,24 +1256,8 @@ fn verify_does_not_take_another_databases_dead_letters_for_a_runs_own() {
     // A third database's run 2 dead-letters nothing into the same file; a row deleted from it
     // is a gap, not excused by the 200 entries of run id 2 there.
     poisoned_db(s.dir(), "none.db");
-    let out = common::run(
-        s.dir(),
-        &[
-            "--db",
-            "none.db",
-            "--producers",
-            "2",
-            "--messages",
-            "200",
-            "--rps",
-            "0",
-            "--dead-letter",
-            "dl.jsonl",
-            "--report-interval",
-            "0",
-        ],
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = run_dead_lettering_into_dl(&s, "none.db");
+    assert_eq!((u(&v, "stored"), u(&v, "dead_lettered")), (200, 0), "{v}");
     let conn = rusqlite::Connection::open(s.path("none.db")).unwrap();
     let deleted = conn
         .execute(

@@ -369,19 +369,19 @@ fn by_entry(
     let (mut stored_too, mut unconfirmed_stored, mut never) = (0u64, 0u64, 0u64);
     let mut first_stored_too: Option<(u64, u64)> = None;
     for (&(p, s), &unconfirmed) in dead {
-        let produced = usize::try_from(p).ok().and_then(|p| c.info.produced.get(p));
+        let i = usize::try_from(p).ok();
         match (
-            produced,
-            usize::try_from(p).ok().and_then(|p| c.seen.get(p)),
+            i.and_then(|i| c.info.produced.get(i)),
+            i.and_then(|i| c.seen.get(i)),
         ) {
-            (Some(&want), Some(seen)) if s < want => {
-                if seen.has(s) && unconfirmed {
-                    unconfirmed_stored += 1;
-                } else if seen.has(s) {
+            (Some(&want), Some(seen)) if s < want => match (seen.has(s), unconfirmed) {
+                (false, _) => {}
+                (true, true) => unconfirmed_stored += 1,
+                (true, false) => {
                     stored_too += 1;
                     first_stored_too = Some(first_stored_too.map_or((p, s), |f| f.min((p, s))));
                 }
-            }
+            },
             _ => never += 1,
         }
     }
@@ -487,9 +487,9 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
         ));
     }
     let mut state;
-    // Some seqs missing, accounted for as dead letters (by their number only).
-    let mut dead_lettered_some = false;
-    let mut by_count = false;
+    // How missing seqs were matched with dead letters (empty: none were), and whether by
+    // their number only.
+    let (mut how, mut by_count) = (String::new(), false);
     let completed = if info.completed {
         "completed"
     } else {
@@ -525,10 +525,8 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
             plural(info.producers as usize, "producer"),
             c.rows
         );
-        let how;
         (how, by_count) = missing_seqs(c, dead_letter, &mut problems);
         if !how.is_empty() {
-            dead_lettered_some = true;
             state = format!("{state}; {how}");
         }
     } else {
@@ -546,7 +544,7 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
     if problems.is_empty() {
         let what = if c.ingest {
             "each input's lines stored at most once: OK"
-        } else if info.completed && dead_lettered_some {
+        } else if info.completed && !how.is_empty() {
             "every producer's seq 0..n stored once or dead-lettered, texts match: OK"
         } else if info.completed {
             "every producer's seq 0..n exactly once, texts match: OK"
