@@ -19,9 +19,10 @@
 //!   is why constructors pay it rather than the first push.
 //!
 //! # Non-guarantees
-//! - Where the system call is missing or refused (kernels before 4.14, seccomp filters), and
-//!   on other systems and under miri, `register()` stays false and both halves are `SeqCst`
-//!   fences: correct, and every operation then pays a barrier instruction.
+//! - Where the system call is missing or refused (kernels before 4.14, seccomp filters), on
+//!   other systems and under miri, and in a process that called [`use_fence_instructions`]
+//!   first, `register()` stays false and both halves are `SeqCst` fences: correct, and every
+//!   operation then pays a barrier instruction.
 //! - `heavy()` costs a system call and an interrupt of every CPU running this process: a few
 //!   microseconds. Only threads about to sleep pay it.
 
@@ -35,7 +36,8 @@ const UNKNOWN: u8 = 0;
 /// Registered for expedited private membarriers: the light half is a compiler fence.
 #[cfg(all(target_os = "linux", not(miri)))]
 const EXPEDITED: u8 = 1;
-/// The system call is unavailable: both halves are `SeqCst` fences.
+/// Both halves are `SeqCst` fences: the system call is unavailable, or the process chose
+/// fences ([`use_fence_instructions`]).
 #[cfg(all(target_os = "linux", not(miri)))]
 const FENCES: u8 = 2;
 
@@ -82,6 +84,57 @@ pub(crate) fn heavy() {
     }
     #[cfg(not(all(target_os = "linux", not(miri))))]
     fence(Ordering::SeqCst);
+}
+
+/// Makes the wake-up handshake of every ring and lanes in this process a `SeqCst` fence on
+/// both sides, never `membarrier(2)`, if the process has not decided yet. Returns whether
+/// fences are what the process uses now.
+///
+/// # Guarantees
+/// - Blocking operations stay exactly as correct: no wake-up is lost with a fence on both
+///   sides (the loom models check the handshake in this very form).
+/// - Once this returns `true`, pc-core makes no `membarrier` call in this process: a thread
+///   about to sleep issues a fence instead, and so does every operation that publishes or
+///   frees slots (a barrier instruction per call, where the default costs a compiler fence).
+/// - `true` wherever `membarrier` is not used anyway (other systems, kernels without it, a
+///   seccomp filter that refuses it, miri).
+///
+/// # Non-guarantees
+/// - No effect once the process has decided, which building a [`HeapRing`](crate::HeapRing)
+///   or [`HeapLanes`](crate::HeapLanes) does, as does the first operation on a ring in a
+///   `static`: call it before them. It then returns `false` (membarrier stays in use).
+///
+/// When to prefer it: when the ring's calls are batches, so the barrier is paid once per batch,
+/// and threads sleep and wake often, above all in virtual machines, where `membarrier`
+/// interrupts every other CPU running the process and waits for each (README, "Benchmarks"
+/// and "Performance", for what it measured). `pc-host` calls it before building its queue.
+///
+/// ```
+/// use pc_core::{HeapRing, PopError};
+///
+/// assert!(pc_core::use_fence_instructions()); // before any ring: in effect
+/// let ring = HeapRing::<u32>::with_capacity(8);
+/// std::thread::scope(|s| {
+///     let consumer = s.spawn(|| ring.pop()); // may sleep; the push below wakes it
+///     ring.push(7).unwrap();
+///     assert_eq!(consumer.join().unwrap(), Ok(7));
+/// });
+/// assert!(pc_core::use_fence_instructions()); // still in effect
+/// ring.close();
+/// assert_eq!(ring.try_pop(), Err(PopError::Closed));
+/// ```
+pub fn use_fence_instructions() -> bool {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        // Relaxed: the value itself is all that is shared (see `register`). A thread that still
+        // reads UNKNOWN goes through `decide`, whose CAS then finds FENCES.
+        match STRATEGY.compare_exchange(UNKNOWN, FENCES, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => true,
+            Err(decided) => decided == FENCES,
+        }
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    true
 }
 
 /// Registers now (see the module docs), so that no ring operation later pays for it.

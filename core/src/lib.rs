@@ -92,7 +92,10 @@
 //! only claim positions (Relaxed for producers, Release for consumers so that `len` never sees
 //! the tail behind the head); the blocking layer's sleep/wake handshake is an asymmetric fence
 //! (a compiler fence on every operation, a `membarrier` system call by a thread about to sleep:
-//! `ring/wait.rs`), so no operation pays a barrier or a `SeqCst` access.
+//! `ring/wait.rs`), so no operation pays a barrier or a `SeqCst` access. A program whose calls
+//! are batches and whose threads sleep often can choose a `SeqCst` fence on both sides instead
+//! ([`use_fence_instructions`]): a barrier per call, and no system call that interrupts the
+//! other CPUs.
 //!
 //! ## Loom
 //! All atomics, cells, spins, and the lock and condition variable blocked threads sleep on go
@@ -129,6 +132,8 @@ mod sync;
 pub use bucket::{Denied, Grant, RateError, Schedule, TokenBucket};
 #[cfg(all(feature = "std", not(loom)))]
 pub use clock::Clock;
+#[cfg(all(feature = "std", not(loom)))]
+pub use fence::use_fence_instructions;
 #[cfg(feature = "alloc")]
 pub use lanes::HeapLanes;
 pub use lanes::{Lanes, LanesCore};

@@ -420,7 +420,21 @@ fn consumer_sleeps_while_a_batch_push_produces_its_run() {
 #[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
 #[test]
 fn rings_register_the_fences_and_wakers_skip_them_only_after() {
-    for probe in ["fence_probe_heap_ring", "fence_probe_static_ring"] {
+    run_fence_probes(&["fence_probe_heap_ring", "fence_probe_static_ring"]);
+}
+
+/// A process that chooses fences before any ring never registers for `membarrier`: every waker
+/// keeps fencing, and a sleeper is still woken; chosen too late, the choice has no effect.
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
+#[test]
+fn a_process_that_chooses_fences_first_never_registers_and_its_wakers_always_fence() {
+    run_fence_probes(&["fence_probe_fences_chosen", "fence_probe_fences_too_late"]);
+}
+
+/// Runs each probe in a process of its own: this test binary, running only that probe.
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
+fn run_fence_probes(probes: &[&str]) {
+    for probe in probes {
         let probe = alloc::format!("ring::tests::{probe}");
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
@@ -441,6 +455,53 @@ fn rings_register_the_fences_and_wakers_skip_them_only_after() {
             "the probe {probe} did not run:\n{stdout}"
         );
     }
+}
+
+/// Run by the test above in a fresh process; does nothing otherwise.
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
+#[test]
+fn fence_probe_fences_chosen() {
+    if std::env::var_os("PC_FENCE_PROBE").is_none() {
+        return;
+    }
+    assert!(!crate::fence::decided(), "decided before the choice");
+    assert!(
+        crate::use_fence_instructions(),
+        "chosen first, not in effect"
+    );
+    let ring = HeapRing::<u8>::with_capacity(2);
+    std::thread::scope(|s| {
+        let consumer = s.spawn(|| ring.pop());
+        until_asleep(&ring.tail.waiters, 1);
+        ring.push(1).unwrap();
+        assert_eq!(consumer.join().unwrap(), Ok(1), "the sleeper was not woken");
+    });
+    assert!(
+        !crate::fence::register(),
+        "registered after choosing fences"
+    );
+    assert!(
+        ring.tail.waiters.must_fence() && ring.head.waiters.must_fence(),
+        "a waker stopped fencing although the process never registered"
+    );
+    assert!(crate::use_fence_instructions(), "the choice did not last");
+}
+
+/// Run by the test above in a fresh process; does nothing otherwise.
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
+#[test]
+fn fence_probe_fences_too_late() {
+    if std::env::var_os("PC_FENCE_PROBE").is_none() {
+        return;
+    }
+    let _ring = HeapRing::<u8>::with_capacity(2);
+    let registered = crate::fence::register();
+    assert_eq!(
+        crate::use_fence_instructions(),
+        !registered,
+        "after a ring was built the choice must say what is in use, and change nothing"
+    );
+    assert_eq!(crate::fence::register(), registered, "the strategy changed");
 }
 
 /// Run by the test above in a fresh process; does nothing otherwise.
