@@ -147,6 +147,32 @@ impl Queue {
         }
     }
 
+    /// Pops up to `max` records into `out` if any is ready. Never waits.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if none is ready, [`PopError::Closed`] once closed and drained.
+    pub fn try_pop_batch(&self, out: &mut Vec<Record>, max: usize) -> Result<usize, PopError> {
+        match self {
+            Self::Ring(r) => r.try_pop_batch(out, max),
+            Self::Lanes(l) => l.try_pop_batch(out, max),
+        }
+    }
+
+    /// Waits, popping nothing, until a pop would find a record, or at most `timeout` if given
+    /// (pc-core's `wait_ready`: woken by the push, passing no wake-up on). Another consumer may
+    /// pop it first.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
+    pub fn wait_ready(&self, timeout: Option<Duration>) -> Result<(), PopError> {
+        match (self, timeout) {
+            (Self::Ring(r), None) => r.wait_ready().map_err(|_| PopError::Closed),
+            (Self::Ring(r), Some(t)) => r.wait_ready_timeout(t),
+            (Self::Lanes(l), None) => l.wait_ready().map_err(|_| PopError::Closed),
+            (Self::Lanes(l), Some(t)) => l.wait_ready_timeout(t),
+        }
+    }
+
     /// Pops up to `max` records into `out`, waiting at most `timeout` for at least one.
     ///
     /// # Errors

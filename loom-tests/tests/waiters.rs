@@ -72,6 +72,32 @@ fn a_push_wakes_a_consumer_blocked_on_an_empty_ring() {
 }
 
 #[test]
+fn a_push_wakes_a_consumer_waiting_until_ready_and_leaves_it_the_value() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u32, 2>::new());
+        let consumer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || ring.wait_ready().map(|()| ring.try_pop()))
+        };
+        ring.try_push(7).unwrap();
+        assert_eq!(consumer.join().unwrap(), Ok(Ok(7)));
+    });
+}
+
+#[test]
+fn close_wakes_a_consumer_waiting_until_ready() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u32, 2>::new());
+        let consumer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || ring.wait_ready())
+        };
+        ring.close();
+        assert_eq!(consumer.join().unwrap(), Err(Closed(())));
+    });
+}
+
+#[test]
 fn a_batch_push_wakes_a_consumer_blocked_behind_its_run() {
     // The consumer can find the head claimed by the batch but not yet published (a held
     // slot): it must sleep and be woken by the batch's end, not by a timeout (there is none).

@@ -89,6 +89,47 @@ impl Parking {
 /// Sleep re-check over all lanes: blocked only while every lane is (its head slot holds no
 /// value or hole yet, and it is not closed and drained).
 #[cfg(all(feature = "std", not(loom)))]
+impl Parking {
+    /// Waits until some lane's head is ready for a pop (`Ok`), every lane is closed and drained
+    /// (`Closed`), or `deadline` passes (`Empty`); pops nothing and passes no wake-up on.
+    pub(crate) fn wait_ready<T, S: Storage<T>>(
+        &self,
+        rings: &[RingCore<T, S>],
+        deadline: Option<Instant>,
+    ) -> Result<(), PopError> {
+        self.consumers
+            .wait_until_ready(
+                deadline,
+                || blocked(rings),
+                || match heads_state(rings) {
+                    Err(PopError::Empty) => Step::Blocked,
+                    done => Step::Done(done),
+                },
+            )
+            .unwrap_or(Err(PopError::Empty))
+    }
+}
+
+/// What a lanes pop would find: `Ok` if some lane's head is ready, `Closed` if every lane is
+/// closed and drained, else `Empty`.
+#[cfg(all(feature = "std", not(loom)))]
+fn heads_state<T, S: Storage<T>>(rings: &[RingCore<T, S>]) -> Result<(), PopError> {
+    let mut all_closed = true;
+    for ring in rings {
+        match ring.head_state() {
+            Ok(()) => return Ok(()),
+            Err(PopError::Empty) => all_closed = false,
+            Err(PopError::Closed) => {}
+        }
+    }
+    Err(if all_closed {
+        PopError::Closed
+    } else {
+        PopError::Empty
+    })
+}
+
+#[cfg(all(feature = "std", not(loom)))]
 fn blocked<T, S: Storage<T>>(rings: &[RingCore<T, S>]) -> bool {
     rings.iter().all(RingCore::consumer_blocked)
 }

@@ -138,4 +138,39 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
             |races| self.try_pop_batch_or(out, max, &mut || races.lost()),
         )
     }
+
+    /// Waits, popping nothing, until a pop would find something in some lane, as
+    /// [`RingCore::wait_ready`](crate::RingCore::wait_ready) does for one ring: woken by the
+    /// pushes and the close, passing no wake-up on. Another consumer may pop it first.
+    ///
+    /// # Errors
+    /// [`Closed`] once every lane is closed and drained.
+    ///
+    /// ```
+    /// use pc_core::{Closed, HeapLanes};
+    ///
+    /// let lanes = HeapLanes::<u32>::with_capacities(&[4, 4]);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| lanes.push(1, 7).unwrap());
+    ///     assert_eq!(lanes.wait_ready(), Ok(()));
+    ///     assert_eq!(lanes.try_pop(), Ok(7));
+    /// });
+    /// lanes.close();
+    /// assert_eq!(lanes.wait_ready(), Err(Closed(())));
+    /// ```
+    pub fn wait_ready(&self) -> Result<(), Closed> {
+        self.parking
+            .wait_ready(self.rings(), None)
+            .map_err(|_| Closed(()))
+    }
+
+    /// [`wait_ready`](Self::wait_ready), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once every lane is
+    /// closed and drained.
+    pub fn wait_ready_timeout(&self, timeout: Duration) -> Result<(), PopError> {
+        self.parking
+            .wait_ready(self.rings(), Some(crate::sync::deadline_after(timeout)))
+    }
 }

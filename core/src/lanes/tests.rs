@@ -230,6 +230,46 @@ mod blocking {
     }
 
     #[test]
+    fn wait_ready_wakes_on_a_push_to_any_lane_and_leaves_the_value() {
+        for lane in 0..3 {
+            let lanes = Lanes::<u32, 3, 4>::new();
+            thread::scope(|s| {
+                let waiting = s.spawn(|| lanes.wait_ready());
+                until_parked(&lanes, 1);
+                lanes.push(lane, 7).unwrap();
+                assert_eq!(waiting.join().unwrap(), Ok(()));
+                assert_eq!(
+                    lanes.try_pop_lane(),
+                    Ok((lane, 7)),
+                    "wait_ready took the value"
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn wait_ready_says_closed_only_once_every_lane_is_closed_and_drained() {
+        let lanes = Lanes::<u32, 2, 4>::new();
+        let long = Duration::from_secs(60);
+        assert_eq!(
+            lanes.wait_ready_timeout(Duration::from_millis(1)),
+            Err(PopError::Empty)
+        );
+        lanes.push(1, 7).unwrap();
+        lanes.close();
+        assert_eq!(lanes.wait_ready_timeout(long), Ok(()), "lane 1 not drained");
+        assert_eq!(lanes.try_pop(), Ok(7));
+        assert_eq!(lanes.wait_ready_timeout(long), Err(PopError::Closed));
+        let other = Lanes::<u32, 2, 4>::new();
+        thread::scope(|s| {
+            let waiting = s.spawn(|| other.wait_ready());
+            until_parked(&other, 1);
+            other.close();
+            assert_eq!(waiting.join().unwrap(), Err(Closed(())));
+        });
+    }
+
+    #[test]
     fn parked_pops_end_with_closed_when_the_lanes_close() {
         let lanes = Lanes::<u32, 2, 4>::new();
         let lanes = &lanes;

@@ -268,6 +268,74 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// (the ring is full there, or a pop has claimed the slot and not yet freed it), and the
     /// ring is open. Anything else ends the sleep: the next attempt then pushes, fails with
     /// `Closed`, or finds the tail moved on and looks again.
+    /// Waits, popping nothing, until a pop would find something at the head: a value, or a
+    /// slot to skip. For a consumer that must do something first once there is work (take a
+    /// lock, say) and would rather not hold it while it waits.
+    ///
+    /// # Guarantees
+    /// - Woken like a blocking pop: by the push that publishes the head slot, with no timeout
+    ///   involved, and by `close`.
+    /// - Takes a wake-up without passing one on: the slot it was woken for is still there, for
+    ///   the caller's pop (which, if it pops a batch, takes every value ready).
+    ///
+    /// # Non-guarantees
+    /// - Another consumer may pop the value first: the caller's pop can still find the ring
+    ///   empty (or, where the head was a slot to skip, find nothing behind it), and should
+    ///   then wait again.
+    ///
+    /// # Errors
+    /// [`Closed`] once the ring is closed and drained.
+    ///
+    /// ```
+    /// use pc_core::{Closed, Ring};
+    ///
+    /// let ring = Ring::<u32, 4>::new();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| ring.push(7).unwrap());
+    ///     assert_eq!(ring.wait_ready(), Ok(()));
+    ///     assert_eq!(ring.try_pop(), Ok(7)); // the only consumer: nobody took it first
+    /// });
+    /// ring.close();
+    /// assert_eq!(ring.wait_ready(), Err(Closed(())));
+    /// ```
+    pub fn wait_ready(&self) -> Result<(), Closed> {
+        self.wait_ready_until(None).map_err(|_| Closed(()))
+    }
+
+    /// [`wait_ready`](Self::wait_ready), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pc_core::{PopError, Ring};
+    ///
+    /// let ring = Ring::<u8, 2>::new();
+    /// assert_eq!(ring.wait_ready_timeout(Duration::from_millis(1)), Err(PopError::Empty));
+    /// ring.try_push(1).unwrap();
+    /// assert_eq!(ring.wait_ready_timeout(Duration::from_secs(60)), Ok(()));
+    /// assert_eq!(ring.try_pop(), Ok(1));
+    /// ring.close();
+    /// assert_eq!(ring.wait_ready_timeout(Duration::from_secs(60)), Err(PopError::Closed));
+    /// ```
+    #[cfg(not(loom))]
+    pub fn wait_ready_timeout(&self, timeout: Duration) -> Result<(), PopError> {
+        self.wait_ready_until(Some(crate::sync::deadline_after(timeout)))
+    }
+
+    fn wait_ready_until(&self, deadline: Option<Instant>) -> Result<(), PopError> {
+        let outcome = self.tail.waiters.wait_until_ready(
+            deadline,
+            || self.consumer_blocked(),
+            || match self.head_state() {
+                Err(PopError::Empty) => Step::Blocked,
+                done => Step::Done(done),
+            },
+        );
+        outcome.unwrap_or(Err(PopError::Empty))
+    }
+
     fn producer_blocked(&self) -> bool {
         // Relaxed: ordered after every waker's progress by the heavy fence after registering
         // (wait.rs); a stale value only makes the check below say "not blocked".
@@ -285,16 +353,22 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// (the ring is empty there, or a push has claimed the slot and not yet published it), and
     /// the ring is not both closed and drained.
     pub(crate) fn consumer_blocked(&self) -> bool {
+        self.head_state() == Err(PopError::Empty)
+    }
+
+    /// What a pop would find at the head now: `Ok` for a value or a slot to skip (or a head
+    /// that has moved on: a pop looks again), else `Empty`, or `Closed` once closed and drained.
+    pub(crate) fn head_state(&self) -> Result<(), PopError> {
         // Relaxed: as in `producer_blocked`.
         let head = self.head.index.load(Ordering::Relaxed);
         // Acquire pairs with the producer's Release publish, as in try_pop.
         let stamp = self.slot(head).stamp.load(Ordering::Acquire);
         let expected = head.wrapping_add(ONE);
         if stamp == expected | MARK || classify(stamp, expected) != Seen::Behind {
-            return false;
+            return Ok(());
         }
         // Closed and drained? Asked exactly as `try_pop` asks it (the closed flag, then the
         // tail), so the re-check never says "done" while the attempt still says `Empty`.
-        self.empty_or_closed(head) == PopError::Empty
+        Err(self.empty_or_closed(head))
     }
 }

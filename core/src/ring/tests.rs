@@ -168,6 +168,68 @@ fn close_wakes_every_sleeping_consumer() {
     });
 }
 
+/// `wait_ready` sleeps like a pop and is woken by the push, but takes nothing: the value is
+/// still there for the pop that follows.
+#[test]
+fn wait_ready_is_woken_by_the_push_and_leaves_the_value_for_the_pop() {
+    let ring = HeapRing::<u64>::with_capacity(4);
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        let waiting = s.spawn(|| ring.wait_ready());
+        until_asleep(&ring.tail.waiters, 1);
+        ring.try_push(5).unwrap();
+        assert_eq!(waiting.join().unwrap(), Ok(()));
+        assert_eq!(ring.len(), 1, "wait_ready popped the value");
+        assert_eq!(ring.try_pop(), Ok(5));
+    });
+}
+
+/// A woken pop passes a wake-up on when the next slot is ready too; a woken `wait_ready` never
+/// does, since its slot is still ready for its caller's pop (which takes the whole batch): one
+/// push wakes one waiter, and the other sleeps on until the close.
+#[test]
+fn a_woken_wait_ready_passes_no_wake_up_on() {
+    let ring = HeapRing::<u64>::with_capacity(4);
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        let (done, returned) = std::sync::mpsc::channel();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (done, ring) = (done.clone(), &ring);
+                s.spawn(move || done.send(ring.wait_ready()).unwrap())
+            })
+            .collect();
+        until_asleep(&ring.tail.waiters, 2);
+        ring.try_push(5).unwrap();
+        assert_eq!(returned.recv().unwrap(), Ok(()));
+        assert_eq!(
+            ring.tail.waiters.given(),
+            1,
+            "the woken waiter woke another"
+        );
+        assert_eq!(ring.tail.waiters.asleep(), 1);
+        assert_eq!(ring.try_pop(), Ok(5));
+        ring.close();
+        assert_eq!(returned.recv().unwrap(), Err(super::Closed(())));
+        waiters.into_iter().for_each(|w| w.join().unwrap());
+    });
+}
+
+#[test]
+fn wait_ready_timeout_says_empty_ready_or_closed_and_pops_nothing() {
+    let ring = Ring::<u8, 2>::new();
+    let short = core::time::Duration::from_millis(1);
+    let long = core::time::Duration::from_secs(60);
+    assert_eq!(ring.wait_ready_timeout(short), Err(PopError::Empty));
+    ring.try_push(1).unwrap();
+    assert_eq!(ring.wait_ready_timeout(long), Ok(()));
+    ring.close();
+    assert_eq!(ring.wait_ready_timeout(long), Ok(()), "closed, not drained");
+    assert_eq!(ring.try_pop(), Ok(1));
+    assert_eq!(ring.wait_ready_timeout(long), Err(PopError::Closed));
+    assert_eq!(ring.wait_ready(), Err(super::Closed(())));
+}
+
 #[test]
 fn close_wakes_every_sleeping_producer_and_hands_values_back() {
     let ring = Ring::<u64, 2>::new();

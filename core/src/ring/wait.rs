@@ -99,6 +99,13 @@ mod imp {
     /// must catch), nor where the process cannot register: there every waker fences.
     const MUST_FENCE: usize = 1 << (usize::BITS - 1);
 
+    /// Whether a woken thread that succeeded passes a wake-up on (module docs).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Relay {
+        PassOn,
+        Keep,
+    }
+
     /// Who sleeps and how many wake-ups are owed, under `Waiters::lock`.
     #[derive(Debug)]
     struct Sleepers {
@@ -260,13 +267,39 @@ mod imp {
             &self,
             deadline: Option<Instant>,
             blocked: impl Fn() -> bool,
+            attempt: impl FnMut() -> Step<R>,
+        ) -> Option<R> {
+            self.wait(deadline, blocked, attempt, Relay::PassOn)
+        }
+
+        /// [`wait_for`](Self::wait_for) for a wait that takes nothing (`RingCore::wait_ready`):
+        /// it never passes a wake-up on, since the slot it was woken for is still there for
+        /// the caller's pop, and `blocked` would say so and wake another sleeper for it.
+        pub(crate) fn wait_until_ready<R>(
+            &self,
+            deadline: Option<Instant>,
+            blocked: impl Fn() -> bool,
+            attempt: impl FnMut() -> Step<R>,
+        ) -> Option<R> {
+            self.wait(deadline, blocked, attempt, Relay::Keep)
+        }
+
+        fn wait<R>(
+            &self,
+            deadline: Option<Instant>,
+            blocked: impl Fn() -> bool,
             mut attempt: impl FnMut() -> Step<R>,
+            relay: Relay,
         ) -> Option<R> {
             let mut backoff = crate::sync::Backoff::new();
             let mut woken = false;
             loop {
                 if let Step::Done(r) = attempt() {
-                    if woken && !cfg!(pc_mutant = "waiter_no_relay") && !blocked() {
+                    if woken
+                        && relay == Relay::PassOn
+                        && !cfg!(pc_mutant = "waiter_no_relay")
+                        && !blocked()
+                    {
                         self.notify(1);
                     }
                     return Some(r);

@@ -1,6 +1,6 @@
-//! A consumer: pop a batch from the ring in its hand-over turn (outside the writer), queue it
-//! for group commit (see `sink::group_commit`), commit what is pending, and record the latency
-//! of every record it committed.
+//! A consumer: wait until the ring has a record, pop a batch in its hand-over turn (outside the
+//! writer), queue it for group commit (see `sink::group_commit`), commit what is pending, and
+//! record the latency of every record it committed.
 //!
 //! Records the sink did not store are settled too (dead-lettered or counted as not stored,
 //! see `sink::group_commit`), and their latency is recorded at the time the run gave up on
@@ -34,6 +34,17 @@ const RETIRE_CHECK: Duration = Duration::from_millis(10);
 
 /// How often a consumer gathering records looks again whether the sink is still busy.
 const GATHER_SLICE: Duration = Duration::from_micros(50);
+
+/// What [`Consumer::fill`] put in its batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Filled {
+    /// Nothing: another consumer took the records first.
+    Nothing,
+    /// Records, and the ring is still open (or not yet drained).
+    Records,
+    /// Records or none, and the ring is closed and drained.
+    Closed,
+}
 
 pub struct Consumer<'a, S> {
     pub ring: &'a Queue,
@@ -72,11 +83,21 @@ impl<S: Sink> Consumer<'_, S> {
     pub fn run(self) {
         let mut told = false;
         loop {
-            let closed = self
-                .sink
-                .hand_over(self.sink.spare(), |batch| self.fill(batch));
-            self.sink
-                .commit_pending(self.clock, |settled| self.record(settled));
+            let closed = match self.wait() {
+                Err(PopError::Closed) => true,
+                Err(PopError::Empty) => false,
+                Ok(()) => match self
+                    .sink
+                    .hand_over(self.sink.spare(), |batch| self.fill(batch))
+                {
+                    Filled::Nothing => false,
+                    filled => {
+                        self.sink
+                            .commit_pending(self.clock, |settled| self.record(settled));
+                        filled == Filled::Closed
+                    }
+                },
+            };
             if !told && self.sink.has_failed() {
                 told = true;
                 (self.on_sink_failure)();
@@ -87,35 +108,38 @@ impl<S: Sink> Consumer<'_, S> {
         }
     }
 
-    /// Fills `batch`; returns `true` once the ring is closed and drained.
+    /// Waits, outside the hand-over turn, until the ring has a record for [`Self::fill`]:
+    /// `Empty` in a scaled run after [`RETIRE_CHECK`] with none (an idle consumer may be the one
+    /// to retire), `Closed` once closed and drained.
     ///
-    /// Takes what the ring holds (waiting for at least one record); then, only while the sink
-    /// is busy committing someone else's batch (or checkpointing), gathers more, up to
-    /// `batch_size` records or `batch_wait`. A free sink gets the batch at once: batches grow
-    /// with the load (while commits are in flight) instead of waiting a fixed time. With
-    /// `batch_wait_fixed` (`--batch-wait-ms` given) it gathers up to `batch_wait` regardless.
-    fn fill(&self, batch: &mut Vec<Record>) -> bool {
-        match self.scaling {
-            None => {
-                if self.ring.pop_batch(batch, self.batch_size).is_err() {
-                    return true;
-                }
-            }
-            Some(scaling) => {
-                // Not waiting for ever: an idle consumer may be the one to retire.
-                match self
-                    .ring
-                    .pop_batch_timeout(batch, self.batch_size, RETIRE_CHECK)
-                {
-                    Ok(_) => {}
-                    Err(PopError::Empty) => return false,
-                    Err(PopError::Closed) => return true,
-                }
-                // The longest wait in the batch: FIFO holds only per producer (and per lane; a
-                // lanes pop takes the highest lane's records first), so look at all of them.
-                if let Some(oldest) = batch.iter().map(|r| r.intended_ns).min() {
-                    scaling.waited(self.clock.now().saturating_sub(oldest));
-                }
+    /// Waiting here rather than in the turn means a consumer waiting for records does not hold
+    /// the turn: the others wait on the ring too, not on the turn's lock, so one push wakes one
+    /// consumer, and a consumer done filling wakes nobody (with the turn held, each batch woke
+    /// the next consumer to wait in its place: a second wake-up per batch at low rates).
+    fn wait(&self) -> Result<(), PopError> {
+        self.ring
+            .wait_ready(self.scaling.is_some().then_some(RETIRE_CHECK))
+    }
+
+    /// Fills `batch` in the hand-over turn.
+    ///
+    /// Takes what the ring holds (nothing, if another consumer took it since [`Self::wait`]
+    /// said there was something); then, only while the sink is busy committing someone else's
+    /// batch (or checkpointing), gathers more, up to `batch_size` records or `batch_wait`. A
+    /// free sink gets the batch at once: batches grow with the load (while commits are in
+    /// flight) instead of waiting a fixed time. With `batch_wait_fixed` (`--batch-wait-ms`
+    /// given) it gathers up to `batch_wait` regardless.
+    fn fill(&self, batch: &mut Vec<Record>) -> Filled {
+        match self.ring.try_pop_batch(batch, self.batch_size) {
+            Ok(_) => {}
+            Err(PopError::Empty) => return Filled::Nothing,
+            Err(PopError::Closed) => return Filled::Closed,
+        }
+        if let Some(scaling) = self.scaling {
+            // The longest wait in the batch: FIFO holds only per producer (and per lane; a
+            // lanes pop takes the highest lane's records first), so look at all of them.
+            if let Some(oldest) = batch.iter().map(|r| r.intended_ns).min() {
+                scaling.waited(self.clock.now().saturating_sub(oldest));
             }
         }
         let mut taken = batch.len();
@@ -143,7 +167,11 @@ impl<S: Sink> Consumer<'_, S> {
             }
         }
         bump(&self.stats.consumed, taken as u64);
-        closed
+        if closed {
+            Filled::Closed
+        } else {
+            Filled::Records
+        }
     }
 
     /// Counts records this consumer settled, and each one's latency.

@@ -102,3 +102,44 @@ fn a_consumer_not_asked_to_retire_runs_until_the_ring_is_closed_and_drained() {
     let stats = ConsumerStats::default();
     assert_eq!(run_scaled(&ring, &scaling, &stats), [0, 1, 2]);
 }
+
+/// Consumers wait for records outside the hand-over turn, so several can wake for the same
+/// records and all but one find them taken: those wait again. Every record still commits once,
+/// in ring order (one producer, one writer: seq order).
+#[test]
+fn consumers_that_find_the_records_taken_wait_again_and_each_record_commits_once_in_order() {
+    let ring = Queue::ring(16).unwrap();
+    let sink = GroupCommit::new(vec![Keep::default()], 100, Policy::default());
+    let clock = Clock::new();
+    let no_failure = || {};
+    let stats = ConsumerStats::default();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                Consumer {
+                    ring: &ring,
+                    sink: &sink,
+                    clock: &clock,
+                    batch_size: 100,
+                    batch_wait: Duration::ZERO,
+                    batch_wait_fixed: false,
+                    warmup_end_ns: 0,
+                    stats: &stats,
+                    gate: None,
+                    on_sink_failure: &no_failure,
+                    acks: None,
+                    scaling: None,
+                }
+                .run();
+            });
+        }
+        let produced = ProducerStats::default();
+        for start in (0..3000).step_by(3) {
+            let mut records: Vec<Record> = (start..start + 3).map(record).collect();
+            assert_eq!(ring.push_all(0, &mut records, &produced), 3);
+        }
+        ring.close();
+    });
+    assert_eq!(sink.into_writer().0, (0..3000).collect::<Vec<u64>>());
+    assert_eq!(stats.stored.load(Ordering::Relaxed), 3000);
+}
