@@ -93,9 +93,12 @@ pub(crate) fn heavy() {
 /// # Guarantees
 /// - Blocking operations stay exactly as correct: no wake-up is lost with a fence on both
 ///   sides (the loom models check the handshake in this very form).
-/// - Once this returns `true`, pc-core makes no `membarrier` call in this process: a thread
-///   about to sleep issues a fence instead, and so does every operation that publishes or
-///   frees slots (a barrier instruction per call, where the default costs a compiler fence).
+/// - Once this returns `true`, no later operation of pc-core in this process calls
+///   `membarrier`: a thread about to sleep issues a fence instead, and so does every
+///   operation that publishes or frees slots (per call an out-of-line call, a barrier
+///   instruction and a second load, where the default costs a compiler fence).
+///   (A thread that was already registering when the choice was made finishes its calls:
+///   choose before any ring is built or used, as below.)
 /// - `true` wherever `membarrier` is not used anyway (other systems, kernels without it, a
 ///   seccomp filter that refuses it, miri).
 ///
@@ -151,6 +154,19 @@ pub(crate) fn decided() -> bool {
     return STRATEGY.load(Ordering::Relaxed) != UNKNOWN;
     #[cfg(not(all(target_os = "linux", not(miri))))]
     true
+}
+
+/// Whether the kernel offers the expedited private `membarrier` (asked without registering).
+#[cfg(test)]
+pub(crate) fn available() -> bool {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        let wanted = libc::c_long::from(CMD_PRIVATE_EXPEDITED | CMD_REGISTER_PRIVATE_EXPEDITED);
+        let supported = membarrier(CMD_QUERY);
+        supported >= 0 && supported & wanted == wanted
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    false
 }
 
 /// `membarrier` commands (the kernel's ABI, `linux/membarrier.h`; libc does not name them).

@@ -86,8 +86,6 @@ impl Parking {
     }
 }
 
-/// Sleep re-check over all lanes: blocked only while every lane is (its head slot holds no
-/// value or hole yet, and it is not closed and drained).
 #[cfg(all(feature = "std", not(loom)))]
 impl Parking {
     /// Waits until some lane's head is ready for a pop (`Ok`), every lane is closed and drained
@@ -129,6 +127,8 @@ fn heads_state<T, S: Storage<T>>(rings: &[RingCore<T, S>]) -> Result<(), PopErro
     })
 }
 
+/// Sleep re-check over all lanes: blocked only while every lane is (its head slot holds no
+/// value or hole yet, and it is not closed and drained).
 #[cfg(all(feature = "std", not(loom)))]
 fn blocked<T, S: Storage<T>>(rings: &[RingCore<T, S>]) -> bool {
     rings.iter().all(RingCore::consumer_blocked)

@@ -141,7 +141,8 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
 
     /// Waits, popping nothing, until a pop would find something in some lane, as
     /// [`RingCore::wait_ready`](crate::RingCore::wait_ready) does for one ring: woken by the
-    /// pushes and the close, passing no wake-up on. Another consumer may pop it first.
+    /// pushes and the close, passing no wake-up on, so after `Ok` pop until `Empty` (or wait
+    /// again) before other long work. Another consumer may pop it first.
     ///
     /// # Errors
     /// [`Closed`] once every lane is closed and drained.

@@ -264,10 +264,6 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         outcome.unwrap_or(Err(PopError::Empty))
     }
 
-    /// Sleep re-check for producers: the slot at the tail still holds the previous lap's value
-    /// (the ring is full there, or a pop has claimed the slot and not yet freed it), and the
-    /// ring is open. Anything else ends the sleep: the next attempt then pushes, fails with
-    /// `Closed`, or finds the tail moved on and looks again.
     /// Waits, popping nothing, until a pop would find something at the head: a value, or a
     /// slot to skip. For a consumer that must do something first once there is work (take a
     /// lock, say) and would rather not hold it while it waits.
@@ -277,6 +273,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   involved, and by `close`.
     /// - Takes a wake-up without passing one on: the slot it was woken for is still there, for
     ///   the caller's pop (which, if it pops a batch, takes every value ready).
+    ///
+    /// Because of that, the caller owes the ring a look: after `Ok`, pop until the ring says
+    /// `Empty` (or call `wait_ready` again) before other long work or stopping. A wake-up may
+    /// have been for a later slot, published while the head was still held, so one wake-up
+    /// can stand for two values; a thread that pops one and walks away can leave the other
+    /// ready with every other consumer asleep. (The blocking pops pass such a wake-up on.)
     ///
     /// # Non-guarantees
     /// - Another consumer may pop the value first: the caller's pop can still find the ring
@@ -336,6 +338,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         outcome.unwrap_or(Err(PopError::Empty))
     }
 
+    /// Sleep re-check for producers: the slot at the tail still holds the previous lap's value
+    /// (the ring is full there, or a pop has claimed the slot and not yet freed it), and the
+    /// ring is open. Anything else ends the sleep: the next attempt then pushes, fails with
+    /// `Closed`, or finds the tail moved on and looks again.
     fn producer_blocked(&self) -> bool {
         // Relaxed: ordered after every waker's progress by the heavy fence after registering
         // (wait.rs); a stale value only makes the check below say "not blocked".

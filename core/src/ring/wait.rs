@@ -19,7 +19,9 @@
 //!   consumer woken for position `p + 1` finds `p` still held and sleeps again, and when `p`
 //!   is published only one more wake-up comes for two values. So a thread that was woken and
 //!   then succeeds checks whether the next slot is ready as well and, if so, wakes one more
-//!   sleeper (`Waiters::wait_for`): a chain of wake-ups, one per ready slot.
+//!   sleeper (`Waiters::wait_for`): a chain of wake-ups, one per ready slot. `wait_ready`
+//!   pops nothing and passes nothing on (`Waiters::wait_until_ready`): its caller pops next,
+//!   and looks again before it sleeps (`RingCore::wait_ready` says so).
 //!
 //! # Non-guarantees
 //! - No fairness: whichever sleeper the condition variable picks takes a wake-up, and a thread
@@ -30,7 +32,8 @@
 //! # Why no wake-up is lost
 //! A Dekker-style handshake on `count` through an asymmetric fence (sync.rs): the waker's
 //! half costs a compiler fence, the sleeper's half a system call, and together they order
-//! like two `SeqCst` fences.
+//! like two `SeqCst` fences. (Or, where the process cannot register, or chose fences with
+//! `use_fence_instructions`, two `SeqCst` fences: see the end of this section.)
 //! - a sleeper, holding `lock`, registers (`count += 1`), issues the heavy fence, then
 //!   re-checks the ring, and only sleeps if it is still blocked;
 //! - a waker makes its progress (a slot stamp `Release`-stored, an index moved), issues its
@@ -52,7 +55,10 @@
 //! barrier, no read-modify-write and no syscall unless someone sleeps; loom, where the bit is
 //! never cleared, checks the handshake with both halves as `SeqCst` fences, which it models
 //! exactly (`loom-tests/tests/waiters.rs`, the mutant `waiter_no_fence` without them, and
-//! `waiter_clear_unregistered` clearing the bit anyway).
+//! `waiter_clear_unregistered` clearing the bit anyway). Where the bit stays set (no
+//! registration, or fences chosen), every operation that publishes or frees slots pays more:
+//! an out-of-line call, a `SeqCst` fence, a second load of `count` and a look at the fence
+//! strategy; and a thread about to sleep pays a `SeqCst` fence instead of the system call.
 //!
 //! Wake-ups are counted under `lock` (`Sleepers::wakes`): a sleeper leaves its wait only by
 //! taking one, or at its deadline with none pending (one pending is taken even then, and the
@@ -215,7 +221,7 @@ mod imp {
                     // Relaxed: publishes nothing but the bit itself. A waker that reads it clear
                     // relies on the process's registration, a kernel fact already in force, and
                     // on every later heavy fence being a membarrier even in a thread that still
-                    // reads the strategy as undecided (fence.rs, `registered`).
+                    // reads the strategy as undecided (fence.rs, `register`).
                     self.count.fetch_and(!MUST_FENCE, Ordering::Relaxed);
                 }
             }

@@ -104,10 +104,10 @@ fn a_consumer_not_asked_to_retire_runs_until_the_ring_is_closed_and_drained() {
 }
 
 /// Consumers wait for records outside the hand-over turn, so several can wake for the same
-/// records and all but one find them taken: those wait again. Every record still commits once,
-/// in ring order (one producer, one writer: seq order).
+/// records and all but one find them taken (they wait again). However that falls, every record
+/// commits once, in ring order (one producer, one writer: seq order).
 #[test]
-fn consumers_that_find_the_records_taken_wait_again_and_each_record_commits_once_in_order() {
+fn consumers_waiting_outside_the_turn_commit_each_record_once_in_ring_order() {
     let ring = Queue::ring(16).unwrap();
     let sink = GroupCommit::new(vec![Keep::default()], 100, Policy::default());
     let clock = Clock::new();
