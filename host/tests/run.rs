@@ -621,6 +621,23 @@ fn an_unthrottled_run_says_its_latency_is_time_queued() {
     );
 }
 
+/// A read source unthrottled takes records as they come, which may be slowly: its note does
+/// not claim they came faster than the sink stored them.
+#[test]
+fn an_unthrottled_read_source_does_not_claim_its_records_queued() {
+    let s = Scratch::new("unthrottled-read");
+    std::fs::write(s.path("in.txt"), "a\nb\nc\n").unwrap();
+    let out = run(s.dir(), &["--source", "file:in.txt", "--no-pin"]);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("unthrottled: records are taken as fast as they are read")
+            && !out.stdout.contains("records arrive faster"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Adaptive batching: with a free sink a consumer commits what it has; it gathers more only
 /// while the sink is busy. Given --batch-wait-ms, it waits for the batch to fill instead.
 #[test]

@@ -399,11 +399,16 @@ impl Summary {
                 plural(self.latency.len() as usize, "message"),
             );
             if self.target_rps == 0 {
-                let _ = writeln!(
-                    s,
-                    "                unthrottled: latency is time queued (records arrive faster \
-                     than the sink stores them); give --rps for latency at a rate"
-                );
+                // The generator unthrottled pushes as fast as the ring takes; a read source
+                // (stdin, files, NATS) delivers as fast as its input comes, which can be slowly.
+                let why = if self.ingest.is_some() {
+                    "unthrottled: records are taken as fast as they are read, so latency is time \
+                     queued whenever they come faster than the sink stores them"
+                } else {
+                    "unthrottled: latency is time queued (records arrive faster than the sink \
+                     stores them)"
+                };
+                let _ = writeln!(s, "                {why}; give --rps for latency at a rate");
             }
         }
         let [c50, _, c99, _, cmax] = Self::quantiles(&self.commit);
