@@ -54,11 +54,23 @@ fn queue_of(seqs: std::ops::Range<u64>) -> Queue {
 fn run_scaled(ring: &Queue, scaling: &scaler::Shared, stats: &ConsumerStats) -> Vec<u64> {
     let sink = GroupCommit::new(vec![Keep::default()], 100, Policy::default());
     let clock = Clock::new();
-    let no_failure = || {};
+    consumer(ring, &sink, &clock, stats, Some(scaling)).run();
+    sink.into_writer().0
+}
+
+/// A consumer of `ring` into `sink` with batches of up to 100 and no batch wait.
+fn consumer<'a>(
+    ring: &'a Queue,
+    sink: &'a GroupCommit<Keep>,
+    clock: &'a Clock,
+    stats: &'a ConsumerStats,
+    scaling: Option<&'a scaler::Shared>,
+) -> Consumer<'a, Keep> {
+    fn no_failure() {}
     Consumer {
         ring,
-        sink: &sink,
-        clock: &clock,
+        sink,
+        clock,
         batch_size: 100,
         batch_wait: Duration::ZERO,
         batch_wait_fixed: false,
@@ -67,10 +79,8 @@ fn run_scaled(ring: &Queue, scaling: &scaler::Shared, stats: &ConsumerStats) -> 
         gate: None,
         on_sink_failure: &no_failure,
         acks: None,
-        scaling: Some(scaling),
+        scaling,
     }
-    .run();
-    sink.into_writer().0
 }
 
 #[test]
@@ -111,27 +121,10 @@ fn consumers_waiting_outside_the_turn_commit_each_record_once_in_ring_order() {
     let ring = Queue::ring(16).unwrap();
     let sink = GroupCommit::new(vec![Keep::default()], 100, Policy::default());
     let clock = Clock::new();
-    let no_failure = || {};
     let stats = ConsumerStats::default();
     std::thread::scope(|s| {
         for _ in 0..3 {
-            s.spawn(|| {
-                Consumer {
-                    ring: &ring,
-                    sink: &sink,
-                    clock: &clock,
-                    batch_size: 100,
-                    batch_wait: Duration::ZERO,
-                    batch_wait_fixed: false,
-                    warmup_end_ns: 0,
-                    stats: &stats,
-                    gate: None,
-                    on_sink_failure: &no_failure,
-                    acks: None,
-                    scaling: None,
-                }
-                .run();
-            });
+            s.spawn(|| consumer(&ring, &sink, &clock, &stats, None).run());
         }
         let produced = ProducerStats::default();
         for start in (0..3000).step_by(3) {
