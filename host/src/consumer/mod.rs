@@ -114,8 +114,9 @@ impl<S: Sink> Consumer<'_, S> {
     ///
     /// Waiting here rather than in the turn means a consumer waiting for records does not hold
     /// the turn: the others wait on the ring too, not on the turn's lock, so one push wakes one
-    /// consumer, and a consumer done filling wakes nobody (with the turn held, each batch woke
-    /// the next consumer to wait in its place: a second wake-up per batch at low rates).
+    /// consumer, and a consumer done filling wakes nobody. (A consumer waiting in the turn would
+    /// make each batch wake the next one to wait in its place: a second wake-up per batch, which
+    /// on a VM costs tens of microseconds of CPU.)
     fn wait(&self) -> Result<(), PopError> {
         self.ring
             .wait_ready(self.scaling.is_some().then_some(RETIRE_CHECK))
