@@ -160,13 +160,17 @@ pub(crate) fn decided() -> bool {
 #[cfg(test)]
 pub(crate) fn available() -> bool {
     #[cfg(all(target_os = "linux", not(miri)))]
-    {
-        let wanted = libc::c_long::from(CMD_PRIVATE_EXPEDITED | CMD_REGISTER_PRIVATE_EXPEDITED);
-        let supported = membarrier(CMD_QUERY);
-        supported >= 0 && supported & wanted == wanted
-    }
+    return offered();
     #[cfg(not(all(target_os = "linux", not(miri))))]
     false
+}
+
+/// Whether the kernel offers the expedited private `membarrier` and its registration.
+#[cfg(all(target_os = "linux", not(miri)))]
+fn offered() -> bool {
+    let wanted = libc::c_long::from(CMD_PRIVATE_EXPEDITED | CMD_REGISTER_PRIVATE_EXPEDITED);
+    let supported = membarrier(CMD_QUERY);
+    supported >= 0 && supported & wanted == wanted
 }
 
 /// `membarrier` commands (the kernel's ABI, `linux/membarrier.h`; libc does not name them).
@@ -187,12 +191,7 @@ fn decide() -> u8 {
     if known != UNKNOWN {
         return known;
     }
-    let supported = membarrier(CMD_QUERY);
-    let wanted = libc::c_long::from(CMD_PRIVATE_EXPEDITED | CMD_REGISTER_PRIVATE_EXPEDITED);
-    let chosen = if supported >= 0
-        && supported & wanted == wanted
-        && membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0
-    {
+    let chosen = if offered() && membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0 {
         EXPEDITED
     } else {
         FENCES
