@@ -225,6 +225,63 @@ fn warm_up_messages_are_left_out_of_the_latency_only() {
         produced - sampled >= 299 && produced - sampled <= 301,
         "{sampled} of {produced}"
     );
+    assert_eq!(
+        u(&v["built_late_ns"], "count"),
+        sampled,
+        "the built-late figures leave out the same warm-up messages"
+    );
+}
+
+/// Each message is built no later than it is committed (one clock), so with one figure each
+/// for the same messages, every quantile of "built late" is at most latency's. A run without
+/// a schedule (`--rps 0`) has nothing to be late for and shows no such figure.
+#[test]
+fn built_late_is_the_share_of_latency_before_a_message_existed() {
+    let s = Scratch::new("built-late");
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "2",
+            "--rps",
+            "2000",
+            "--duration",
+            "0.5",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    let (late, latency) = (&v["built_late_ns"], &v["latency_ns"]);
+    assert_eq!(u(late, "count"), u(&v, "produced"), "{late}");
+    assert_eq!(u(late, "count"), u(latency, "count"), "{late} {latency}");
+    for q in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(u(late, q) >= 1, "{q}: {late}");
+        assert!(u(late, q) <= u(latency, q), "{q}: {late} vs {latency}");
+    }
+
+    let out = run(
+        s.dir(),
+        &[
+            "--producers",
+            "1",
+            "--messages",
+            "500",
+            "--rps",
+            "0",
+            "--no-pin",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(!out.stdout.contains("built late"), "{}", out.stdout);
+    let out = run(
+        s.dir(),
+        &["--messages", "500", "--rps", "0", "--output", "json"],
+    );
+    assert!(json(&out)["built_late_ns"].is_null(), "{}", out.stdout);
 }
 
 #[test]

@@ -100,6 +100,9 @@ pub struct Summary {
     pub bytes: u64,
     pub target_rps: u64,
     pub latency: Histogram<u64>,
+    /// The generator with a rate: how late each message was built after its intended send
+    /// time (its share of `latency` before it existed); empty for other runs.
+    pub built_late: Histogram<u64>,
     pub commit: Histogram<u64>,
     pub batches: u64,
     pub blocked_s: f64,
@@ -411,6 +414,18 @@ impl Summary {
                 let _ = writeln!(s, "                {why}; give --rps for latency at a rate");
             }
         }
+        if !self.built_late.is_empty() {
+            let [l50, _, l99, _, lmax] = Self::quantiles(&self.built_late);
+            let _ = writeln!(
+                s,
+                "  built late    p50 {}  p99 {}  max {}  (ms after the intended send: the share \
+                 of latency before a message existed, its producer held up by a busy or stalled \
+                 machine or a full ring)",
+                ms(l50),
+                ms(l99),
+                ms(lmax),
+            );
+        }
         let [c50, _, c99, _, cmax] = Self::quantiles(&self.commit);
         let rows = if self.batches > 0 {
             self.stored as f64 / self.batches as f64
@@ -662,6 +677,13 @@ impl Summary {
                 "mean": if self.latency.is_empty() { 0.0 } else { self.latency.mean() },
                 "count": self.latency.len(),
             },
+            "built_late_ns": (!self.built_late.is_empty()).then(|| {
+                let [l50, l90, l99, l999, lmax] = Self::quantiles(&self.built_late);
+                json!({
+                    "p50": l50, "p90": l90, "p99": l99, "p999": l999, "max": lmax,
+                    "count": self.built_late.len(),
+                })
+            }),
             "batches": self.batches,
             "commit_ns": { "p50": c50, "p99": c99, "max": cmax },
             "blocked_s": self.blocked_s,

@@ -128,6 +128,7 @@ pub fn summary(
         bytes: stats.bytes(),
         target_rps: cfg.rps,
         latency: stats.latency(),
+        built_late: stats.built_late(),
         commit: stats.commit(),
         batches: stats.batches(),
         blocked_s: stats.blocked_ns() as f64 / 1e9,

@@ -165,6 +165,7 @@ pub fn run(
         bucket: bucket.as_ref(),
         chunk,
         lane: 0,
+        measure_from: start.saturating_add(cfg.warmup.as_nanos() as u64),
     };
     let acks = nats_inputs.first().map(|n| NatsAcks {
         client: n.opened.client.clone(),
@@ -338,7 +339,7 @@ impl<'a> Shared<'a> {
                 _ => u64::MAX,
             }),
             padding: ".".repeat(cfg.payload_size),
-            warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
+            warmup_end_ns: cx.measure_from,
             events,
             acks: None,
             scaling: scaler::Shared::default(),

@@ -4,6 +4,13 @@
 //! stamped with that token's due instant (its intended send time), and pushes them with one
 //! batch push. Without a bucket (`--rps 0`) a chunk is stamped with the clock reading taken
 //! when it is built.
+//!
+//! With a bucket, each message's lateness (the clock reading when its token was taken minus
+//! the token's due instant) goes into the producer's built-late histogram: the part of its
+//! latency spent before it existed, while its producer was not running (a busy or stalled
+//! machine) or was still pushing an earlier chunk into a full ring.
+
+use std::sync::PoisonError;
 
 use super::Context;
 use super::rate::Take;
@@ -48,7 +55,13 @@ impl Generator<'_> {
                 }
                 Some(grant) => {
                     let bucket = self.cx.bucket.expect("a grant comes from the bucket");
+                    let mut late = (self.stats.built_late.0)
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
                     for due in bucket.schedule(&grant) {
+                        if due >= self.cx.measure_from {
+                            late.saturating_record(now.saturating_sub(due).max(1));
+                        }
                         buf.push(self.message(seq, due, created_at));
                         seq += 1;
                     }

@@ -41,6 +41,9 @@ pub struct Context<'a> {
     pub bucket: Option<&'a TokenBucket>,
     /// Records asked for (and pushed) at once.
     pub chunk: u64,
+    /// The end of `--warmup` (clock ns): messages due before it are left out of the latency
+    /// and built-late figures.
+    pub measure_from: u64,
 }
 
 impl Context<'_> {
@@ -99,6 +102,7 @@ mod tests {
             deadline: None,
             bucket: None,
             chunk,
+            measure_from: 0,
         }
     }
 

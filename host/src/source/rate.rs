@@ -135,6 +135,7 @@ mod tests {
             deadline: deadline(first_due),
             bucket: Some(&bucket),
             chunk: 1,
+            measure_from: 0,
         };
         let take = cx.take(1);
         let after = clock.now();

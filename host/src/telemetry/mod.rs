@@ -49,6 +49,19 @@ pub struct ProducerStats {
     pub reject_samples: Mutex<Vec<String>>,
     /// Its `--lanes` lane (0 without lanes).
     pub lane: u8,
+    /// The generator with a rate: how late each message was built, ns (a token's due instant
+    /// -> the clock reading when the producer took it), after the warm-up. Empty otherwise.
+    pub built_late: BuiltLate,
+}
+
+/// A producer's histogram of how late it built its messages ([`ProducerStats::built_late`]).
+#[derive(Debug)]
+pub struct BuiltLate(pub Mutex<Histogram<u64>>);
+
+impl Default for BuiltLate {
+    fn default() -> Self {
+        Self(Mutex::new(histogram()))
+    }
 }
 
 /// One consumer's counters and histograms; only that consumer writes them.
@@ -366,6 +379,21 @@ impl Stats {
     /// All consumers' rows-per-transaction histograms merged.
     pub fn batch_rows(&self) -> Histogram<u64> {
         self.merge(|c| &c.batch_rows)
+    }
+
+    /// All producers' built-late histograms merged.
+    pub fn built_late(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for p in &self.producers {
+            let h = p
+                .built_late
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            all.add(&*h)
+                .expect("histograms with the same bounds always add");
+        }
+        all
     }
 
     fn merge(&self, field: impl Fn(&ConsumerStats) -> &Mutex<Histogram<u64>>) -> Histogram<u64> {
