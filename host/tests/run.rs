@@ -791,3 +791,44 @@ fn a_new_database_takes_the_page_size_and_the_summary_says_what_the_run_cost_the
         );
     }
 }
+
+/// Source threads sleep until their next token with a timer slack of 1 ns, so a nap ends when
+/// it is due, not up to the default 50 us later; the other threads keep the default.
+#[cfg(target_os = "linux")]
+#[test]
+fn producers_wake_on_time_and_the_other_threads_keep_the_default_timer_slack() {
+    let s = Scratch::new("timer-slack");
+    let mut run = common::Running::start(
+        &s,
+        &["--producers", "2", "--consumers", "1", "--rps", "500"],
+    );
+    run.err.wait_stored_at_least(1);
+    let tasks = format!("/proc/{}/task", run.child.id());
+    let mut slack = Vec::new();
+    for task in std::fs::read_dir(&tasks).expect("the run's threads") {
+        // A thread's slack is in /proc/TID (not under task/, which lists the threads).
+        let tid = task.expect("a thread").file_name();
+        let read = |f: &str| {
+            let path = std::path::Path::new("/proc").join(&tid).join(f);
+            std::fs::read_to_string(path).unwrap_or_default()
+        };
+        let ns = read("timerslack_ns").trim().parse::<u64>();
+        slack.push((read("comm").trim().to_string(), ns.ok()));
+    }
+    let of = |prefix: &str| -> Vec<Option<u64>> {
+        let mut v: Vec<_> = slack
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, ns)| *ns).collect()
+    };
+    assert_eq!(of("producer-"), [Some(1), Some(1)], "{slack:?}");
+    let consumers = of("consumer-");
+    assert!(
+        !consumers.is_empty() && consumers.iter().all(|ns| ns.is_some_and(|ns| ns > 1)),
+        "{slack:?}"
+    );
+    let out = run.interrupt();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+}

@@ -36,6 +36,7 @@ use crate::source::Context;
 use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
 use crate::source::nats::{NatsAcks, NatsSource};
+use crate::source::rate;
 use crate::telemetry::Stats;
 use crate::telemetry::progress::Display;
 use finish::Outcome;
@@ -482,6 +483,7 @@ fn spawn_generators<'scope>(
         let body = move || {
             let _done = OnDrop(Some(move || drop(tx.send(Event::SourceDone))));
             pinning::pin(*core, &sh.pin_failed);
+            rate::wake_on_time();
             generator.run();
         };
         handles.extend(spawn(s, format!("producer-{i}"), errors, body));
@@ -562,6 +564,7 @@ fn reader_body<'scope>(
     move || {
         let _done = OnDrop(Some(|| drop(tx.send(Event::SourceDone))));
         pinning::pin(core, &sh.pin_failed);
+        rate::wake_on_time();
         let result = read();
         if result.is_err() {
             let _ = tx.send(Event::Failed);
