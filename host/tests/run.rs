@@ -792,8 +792,9 @@ fn a_new_database_takes_the_page_size_and_the_summary_says_what_the_run_cost_the
     }
 }
 
-/// Source threads sleep until their next token with a timer slack of 1 ns, so a nap ends when
-/// it is due, not up to the default 50 us later; the other threads keep the default.
+/// At a rate whose tokens come further apart than the default timer slack (500/s: one per
+/// 2 ms), source threads nap until their next token with a slack of 1 ns, so a nap ends when
+/// it is due, not up to 50 us later; the other threads keep the default.
 #[cfg(target_os = "linux")]
 #[test]
 fn producers_wake_on_time_and_the_other_threads_keep_the_default_timer_slack() {

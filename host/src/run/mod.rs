@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::{Scope, ScopedJoinHandle};
 
+use pc_core::TokenBucket;
+
 use crate::config::{Config, Stop};
 use crate::consumer::{Consumer, scaler};
 use crate::dead_letter::DeadLetters;
@@ -483,7 +485,7 @@ fn spawn_generators<'scope>(
         let body = move || {
             let _done = OnDrop(Some(move || drop(tx.send(Event::SourceDone))));
             pinning::pin(*core, &sh.pin_failed);
-            rate::wake_on_time();
+            rate::wake_on_time(generator.cx.bucket);
             generator.run();
         };
         handles.extend(spawn(s, format!("producer-{i}"), errors, body));
@@ -513,7 +515,7 @@ fn spawn_readers<'scope>(
             dead_letters: sh.dead_letters.as_deref(),
             rejects: Vec::new(),
         };
-        let body = reader_body(sh, *core, move || source.run());
+        let body = reader_body(sh, *core, source.cx.bucket, move || source.run());
         handles.extend(spawn(s, format!("source-{i}"), errors, body));
     }
     handles
@@ -547,24 +549,29 @@ fn spawn_nats_readers<'scope>(
             dead_letters: sh.dead_letters.as_deref(),
             started_ns: sh.warmup_end_ns,
         };
-        let body = reader_body(sh, *core, move || source.run().map(|()| Ended::default()));
+        let bucket = source.cx.bucket;
+        let body = reader_body(sh, *core, bucket, move || {
+            source.run().map(|()| Ended::default())
+        });
         handles.extend(spawn(s, format!("nats-{i}"), errors, body));
     }
     handles
 }
 
-/// A reading source thread's body: pinned, `read`, and the watcher told that it ended (and
+/// A reading source thread's body: pinned, its naps' timer slack set for `bucket` (its rate),
+/// `read`, and the watcher told that it ended (and
 /// that it failed, if it did).
 fn reader_body<'scope>(
     sh: &'scope Shared<'_>,
     core: Option<core_affinity::CoreId>,
+    bucket: Option<&'scope TokenBucket>,
     read: impl FnOnce() -> anyhow::Result<Ended> + Send + 'scope,
 ) -> impl FnOnce() -> anyhow::Result<Ended> + Send + 'scope {
     let tx = sh.events.clone();
     move || {
         let _done = OnDrop(Some(|| drop(tx.send(Event::SourceDone))));
         pinning::pin(core, &sh.pin_failed);
-        rate::wake_on_time();
+        rate::wake_on_time(bucket);
         let result = read();
         if result.is_err() {
             let _ = tx.send(Event::Failed);

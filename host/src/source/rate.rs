@@ -6,25 +6,38 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use pc_core::Grant;
+use pc_core::{Grant, TokenBucket};
 
 use super::Context;
 
 /// The longest pause between two checks of the stop flag while waiting for tokens.
 const MAX_NAP: Duration = Duration::from_millis(5);
 
-/// Makes the calling thread's timed sleeps end when they are due. Linux lets a sleep end up
-/// to the thread's timer slack late (50 us by default) so that it can batch wake-ups; a source
-/// that naps until its next token is due would add that to every message's latency (README,
-/// "Latency", measured). Called by each source thread as it starts; best effort (a kernel that
-/// refuses leaves the default); elsewhere than Linux, nothing.
-pub fn wake_on_time() {
+/// Makes the calling thread's naps until a token of `bucket` is due end when it is due, where
+/// that costs no extra wake-ups. Linux lets a sleep end up to the thread's timer slack late
+/// (50 us by default) so that it can batch wake-ups, and a source that naps until its next
+/// token adds that lateness to every message's latency (README, "Latency").
+///
+/// A nap that ends `s` late finds every token that came due meanwhile and takes them all. So
+/// where tokens come further apart than the slack, each takes its own wake-up whatever the
+/// slack, and this sets it to 1 ns; where they come closer, the slack batches them (with none,
+/// 100k msg/s cost a wake-up per message, and the consumers about a commit each), and this
+/// leaves it. No bucket (no rate): left as it is. Best effort: a kernel that refuses leaves
+/// it; elsewhere than Linux, nothing.
+pub fn wake_on_time(bucket: Option<&TokenBucket>) {
+    let Some(bucket) = bucket else { return };
+    let interval = bucket.period().as_nanos() / u128::from(bucket.rate().max(1));
     #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_TIMERSLACK takes an integer argument (no pointer) and changes only the
-    // calling thread's timer slack; the call cannot touch memory of ours.
+    // SAFETY: PR_GET_TIMERSLACK and PR_SET_TIMERSLACK take integer arguments (no pointer) and
+    // read or change only the calling thread's timer slack: no memory of ours is touched.
     unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+        let slack = libc::prctl(libc::PR_GET_TIMERSLACK);
+        if slack > 1 && interval > slack as u128 {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+        }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = interval;
 }
 
 /// What a take gave.
@@ -179,18 +192,32 @@ mod tests {
         }
     }
 
+    /// The calling thread's timer slack after `wake_on_time(bucket)`, from a fresh thread (which
+    /// starts with the process's default).
     #[cfg(target_os = "linux")]
-    #[test]
-    fn a_source_thread_sleeps_with_a_timer_slack_of_one_nanosecond() {
+    fn slack_after(bucket: Option<TokenBucket>) -> (i32, i32) {
         // SAFETY: PR_GET_TIMERSLACK takes no argument and returns this thread's slack.
         let slack = || unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) };
         std::thread::spawn(move || {
-            assert!(slack() > 1, "a new thread starts with the default slack");
-            super::wake_on_time();
-            assert_eq!(slack(), 1);
+            let before = slack();
+            super::wake_on_time(bucket.as_ref());
+            (before, slack())
         })
         .join()
-        .expect("the checks pass");
+        .expect("prctl does not panic")
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn sources_wake_on_time_only_where_tokens_come_further_apart_than_the_slack() {
+        let (default, _) = slack_after(None);
+        assert!(default > 1, "a thread starts with a slack: {default} ns");
+        let per_second = |rate| Some(TokenBucket::per_second(rate, 1));
+        // One token per 100 us: further apart than the default 50 us.
+        assert_eq!(slack_after(per_second(10_000)), (default, 1));
+        // One per 10 us: the slack batches them; and no rate at all: both left alone.
+        assert_eq!(slack_after(per_second(100_000)), (default, default));
+        assert_eq!(slack_after(None), (default, default));
     }
 
     #[test]
