@@ -418,8 +418,8 @@ impl Summary {
             let [l50, _, l99, _, lmax] = Self::quantiles(&self.built_late);
             let _ = writeln!(
                 s,
-                "  built late    p50 {}  p99 {}  max {}  (ms after the intended send: the share \
-                 of latency before a message existed, its producer held up by a busy or stalled \
+                "  built late    p50 {}  p99 {}  max {}  (ms from the intended send to the \
+                 message being built: its producer waking up, or held up by a busy or stalled \
                  machine or a full ring)",
                 ms(l50),
                 ms(l99),

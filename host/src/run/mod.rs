@@ -105,7 +105,6 @@ struct Shared<'a> {
     budget: AtomicU64,
     /// The generator's padding, `payload_size` dots.
     padding: String,
-    warmup_end_ns: u64,
     events: Sender<Event>,
     /// A NATS source: acknowledges records once settled.
     acks: Option<NatsAcks>,
@@ -168,7 +167,7 @@ pub fn run(
         bucket: bucket.as_ref(),
         chunk,
         lane: 0,
-        measure_from: start.saturating_add(cfg.warmup.as_nanos() as u64),
+        warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
     };
     let acks = nats_inputs.first().map(|n| NatsAcks {
         client: n.opened.client.clone(),
@@ -342,7 +341,6 @@ impl<'a> Shared<'a> {
                 _ => u64::MAX,
             }),
             padding: ".".repeat(cfg.payload_size),
-            warmup_end_ns: cx.measure_from,
             events,
             acks: None,
             scaling: scaler::Shared::default(),
@@ -449,7 +447,7 @@ fn consumer_body<'scope>(
             batch_size: sh.cfg.batch_size,
             batch_wait: sh.cfg.batch_wait,
             batch_wait_fixed: sh.cfg.batch_wait_fixed,
-            warmup_end_ns: sh.warmup_end_ns,
+            warmup_end_ns: sh.cx.warmup_end_ns,
             stats: &sh.stats.consumers[slot],
             gate: (!sh.cfg.generated()).then_some(&sh.gate),
             on_sink_failure: &stop_run,
@@ -547,7 +545,7 @@ fn spawn_nats_readers<'scope>(
             stats: &sh.stats.producers[i],
             nats,
             dead_letters: sh.dead_letters.as_deref(),
-            started_ns: sh.warmup_end_ns,
+            started_ns: sh.cx.warmup_end_ns,
         };
         let bucket = source.cx.bucket;
         let body = reader_body(sh, *core, bucket, move || {
@@ -558,9 +556,8 @@ fn spawn_nats_readers<'scope>(
     handles
 }
 
-/// A reading source thread's body: pinned, its naps' timer slack set for `bucket` (its rate),
-/// `read`, and the watcher told that it ended (and
-/// that it failed, if it did).
+/// A reading source thread's body: pinned, its timer slack set for `bucket` (its rate),
+/// `read`, and the watcher told that it ended (and that it failed, if it did).
 fn reader_body<'scope>(
     sh: &'scope Shared<'_>,
     core: Option<core_affinity::CoreId>,

@@ -5,10 +5,11 @@
 //! batch push. Without a bucket (`--rps 0`) a chunk is stamped with the clock reading taken
 //! when it is built.
 //!
-//! With a bucket, each message's lateness (the clock reading when its token was taken minus
-//! the token's due instant) goes into the producer's built-late histogram: the part of its
-//! latency spent before it existed, while its producer was not running (a busy or stalled
-//! machine) or was still pushing an earlier chunk into a full ring.
+//! With a bucket, the lateness of each message that goes into the ring (the clock reading
+//! when its token was taken minus the token's due instant) goes into the producer's built-late
+//! histogram: the part of its latency spent before it existed, waking up, or while its
+//! producer was not running (a busy or stalled machine) or was still pushing an earlier chunk
+//! into a full ring.
 
 use std::sync::PoisonError;
 
@@ -34,6 +35,9 @@ impl Generator<'_> {
     pub fn run(self) {
         let mut seq = 0u64;
         let mut buf: Vec<Record> = Vec::with_capacity(self.cx.chunk as usize);
+        // Each record's lateness in ns (0: not measured, due in the warm-up), kept beside `buf`
+        // so that only the records that went into the ring are counted.
+        let mut late: Vec<u64> = Vec::with_capacity(self.cx.chunk as usize);
         loop {
             let want = match self.quota {
                 Some(q) => (q - seq).min(self.cx.chunk),
@@ -55,21 +59,38 @@ impl Generator<'_> {
                 }
                 Some(grant) => {
                     let bucket = self.cx.bucket.expect("a grant comes from the bucket");
-                    let mut late = (self.stats.built_late.0)
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
                     for due in bucket.schedule(&grant) {
-                        if due >= self.cx.measure_from {
-                            late.saturating_record(now.saturating_sub(due).max(1));
-                        }
+                        let measured = due >= self.cx.warmup_end_ns;
+                        late.push(if measured {
+                            now.saturating_sub(due).max(1)
+                        } else {
+                            0
+                        });
                         buf.push(self.message(seq, due, created_at));
                         seq += 1;
                     }
                 }
             }
-            if !self.cx.push(&mut buf, self.stats) {
+            let built = buf.len();
+            let all_in = self.cx.push(&mut buf, self.stats);
+            if !late.is_empty() {
+                // One lateness per record built (the bucket's chunks), in push order.
+                self.record_late(&late[..built - buf.len()]);
+                late.clear();
+            }
+            if !all_in {
                 return; // the ring was closed: the run is being torn down
             }
+        }
+    }
+
+    /// Adds the lateness of records that went into the ring to this producer's histogram.
+    fn record_late(&self, late: &[u64]) {
+        let mut h = (self.stats.built_late.0)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for &ns in late.iter().filter(|&&ns| ns > 0) {
+            h.saturating_record(ns);
         }
     }
 
@@ -86,5 +107,60 @@ impl Generator<'_> {
             delivery: None,
             lane: self.cx.lane,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use pc_core::{Clock, TokenBucket};
+
+    use super::Generator;
+    use crate::queue::Queue;
+    use crate::source::Context;
+    use crate::telemetry::ProducerStats;
+
+    /// A chunk of 8 records built for a ring of 4 slots that is closed once full: the 4 that
+    /// went in are produced and have a lateness; the 4 handed back have neither, so "built
+    /// late" speaks of the same messages as the latency figures.
+    #[test]
+    fn only_records_that_went_into_the_ring_count_as_built_late() {
+        let ring = Queue::ring(4).expect("a valid capacity");
+        let (clock, stop) = (Clock::new(), AtomicBool::new(false));
+        // Starts full: the first take gets all 8 tokens, already due.
+        let bucket = TokenBucket::per_second(1_000_000, 8);
+        let stats = ProducerStats::default();
+        let cx = Context {
+            ring: &ring,
+            lane: 0,
+            clock: &clock,
+            unix_base: 0,
+            stop: &stop,
+            deadline: None,
+            bucket: Some(&bucket),
+            chunk: 8,
+            warmup_end_ns: 0,
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let generator = Generator {
+                    id: 0,
+                    cx,
+                    quota: Some(8),
+                    padding: "",
+                    stats: &stats,
+                };
+                generator.run();
+            });
+            while ring.len() < 4 {
+                std::thread::yield_now();
+            }
+            ring.close();
+        });
+        assert_eq!(stats.produced.load(Relaxed), 4);
+        let late = stats.built_late.0.lock().expect("not poisoned");
+        assert_eq!(late.len(), 4);
     }
 }

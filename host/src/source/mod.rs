@@ -43,7 +43,7 @@ pub struct Context<'a> {
     pub chunk: u64,
     /// The end of `--warmup` (clock ns): messages due before it are left out of the latency
     /// and built-late figures.
-    pub measure_from: u64,
+    pub warmup_end_ns: u64,
 }
 
 impl Context<'_> {
@@ -102,7 +102,7 @@ mod tests {
             deadline: None,
             bucket: None,
             chunk,
-            measure_from: 0,
+            warmup_end_ns: 0,
         }
     }
 

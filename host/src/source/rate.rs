@@ -14,30 +14,35 @@ use super::Context;
 const MAX_NAP: Duration = Duration::from_millis(5);
 
 /// Makes the calling thread's naps until a token of `bucket` is due end when it is due, where
-/// that costs no extra wake-ups. Linux lets a sleep end up to the thread's timer slack late
-/// (50 us by default) so that it can batch wake-ups, and a source that naps until its next
-/// token adds that lateness to every message's latency (README, "Latency").
+/// that costs no extra wake-ups. Linux lets a timed sleep end up to the thread's timer slack
+/// late (50 us by default) so that it can batch wake-ups, and a source that naps until its
+/// next token adds that lateness to every message's latency (README, "Latency").
 ///
-/// A nap that ends `s` late finds every token that came due meanwhile and takes them all. So
-/// where tokens come further apart than the slack, each takes its own wake-up whatever the
-/// slack, and this sets it to 1 ns; where they come closer, the slack batches them (with none,
-/// 100k msg/s cost a wake-up per message, and the consumers about a commit each), and this
-/// leaves it. No bucket (no rate): left as it is. Best effort: a kernel that refuses leaves
+/// A nap that ends late takes every token that came due meanwhile. So where tokens come
+/// further apart than the slack, each takes its own wake-up whatever the slack, and this sets
+/// the slack to 1 ns; where they come closer, the slack batches them (without it, a fast rate
+/// would take a wake-up per message, and the consumers about a commit each), and this leaves
+/// it. No bucket (no rate): left as it is. The slack applies to every timed sleep of the thread
+/// (and to threads it starts), not only these naps. Best effort: a kernel that refuses leaves
 /// it; elsewhere than Linux, nothing.
 pub fn wake_on_time(bucket: Option<&TokenBucket>) {
     let Some(bucket) = bucket else { return };
-    let interval = bucket.period().as_nanos() / u128::from(bucket.rate().max(1));
     #[cfg(target_os = "linux")]
-    // SAFETY: PR_GET_TIMERSLACK and PR_SET_TIMERSLACK take integer arguments (no pointer) and
-    // read or change only the calling thread's timer slack: no memory of ours is touched.
-    unsafe {
-        let slack = libc::prctl(libc::PR_GET_TIMERSLACK);
-        if slack > 1 && interval > slack as u128 {
-            libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+    {
+        // A bucket's rate is at least 1 (`TokenBucket::try_new`).
+        let interval = bucket.period().as_nanos() / u128::from(bucket.rate());
+        // SAFETY: PR_GET_TIMERSLACK and PR_SET_TIMERSLACK take integer arguments (no pointer;
+        // the kernel ignores the unused ones) and read or change only the calling thread's
+        // timer slack: no memory of ours is touched.
+        unsafe {
+            let slack = libc::prctl(libc::PR_GET_TIMERSLACK);
+            if u128::try_from(slack).is_ok_and(|slack| slack > 1 && interval > slack) {
+                libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+            }
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = interval;
+    let _ = bucket;
 }
 
 /// What a take gave.
@@ -130,6 +135,7 @@ impl<'a> Context<'a> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
 
     use pc_core::{Clock, Denied, TokenBucket};
 
@@ -162,7 +168,7 @@ mod tests {
             deadline: deadline(first_due),
             bucket: Some(&bucket),
             chunk: 1,
-            measure_from: 0,
+            warmup_end_ns: 0,
         };
         let take = cx.take(1);
         let after = clock.now();
@@ -192,12 +198,12 @@ mod tests {
         }
     }
 
-    /// The calling thread's timer slack after `wake_on_time(bucket)`, from a fresh thread (which
-    /// starts with the process's default).
+    /// The timer slack of a new thread (its creator's), and its slack after
+    /// `wake_on_time(bucket)`.
     #[cfg(target_os = "linux")]
-    fn slack_after(bucket: Option<TokenBucket>) -> (i32, i32) {
+    fn slack_after(bucket: Option<TokenBucket>) -> (u64, u64) {
         // SAFETY: PR_GET_TIMERSLACK takes no argument and returns this thread's slack.
-        let slack = || unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) };
+        let slack = || u64::try_from(unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) }).unwrap_or(0);
         std::thread::spawn(move || {
             let before = slack();
             super::wake_on_time(bucket.as_ref());
@@ -211,12 +217,14 @@ mod tests {
     #[test]
     fn sources_wake_on_time_only_where_tokens_come_further_apart_than_the_slack() {
         let (default, _) = slack_after(None);
-        assert!(default > 1, "a thread starts with a slack: {default} ns");
-        let per_second = |rate| Some(TokenBucket::per_second(rate, 1));
-        // One token per 100 us: further apart than the default 50 us.
-        assert_eq!(slack_after(per_second(10_000)), (default, 1));
-        // One per 10 us: the slack batches them; and no rate at all: both left alone.
-        assert_eq!(slack_after(per_second(100_000)), (default, default));
+        if default < 2 {
+            println!("SKIP: this thread's timer slack is {default} ns: nothing to shorten");
+            return;
+        }
+        // Tokens twice the slack apart, and half the slack apart.
+        let every = |ns: u64| Some(TokenBucket::new(1, Duration::from_nanos(ns), 1));
+        assert_eq!(slack_after(every(2 * default)), (default, 1));
+        assert_eq!(slack_after(every(default / 2)), (default, default));
         assert_eq!(slack_after(None), (default, default));
     }
 
