@@ -327,7 +327,8 @@ impl LostRaces {
 }
 
 /// The adaptive wait used by every blocking operation: spin briefly with exponentially more
-/// pause hints, then yield the CPU a few times, then tell the caller to park.
+/// pause hints, then yield the CPU up to a [`YieldBudget`]'s worth of times, then tell the
+/// caller to park.
 ///
 /// On a machine with fewer cores than threads (2 cores here), pure spinning starves the very
 /// thread we wait for; yielding lets it run, and parking stops burning a core when the wait is
@@ -336,9 +337,12 @@ impl LostRaces {
 #[cfg(any(feature = "std", loom))]
 #[derive(Debug, Default)]
 pub(crate) struct Backoff {
-    /// Steps taken so far. Invariant: `step <= YIELD_LIMIT` once `snooze` returns `false`.
+    /// Steps taken so far (spins, then yields).
     #[cfg(not(loom))]
     step: u32,
+    /// Yields allowed after the spins, read from the side's budget when the wait began.
+    #[cfg(not(loom))]
+    yields: u32,
 }
 
 #[cfg(loom)]
@@ -349,43 +353,59 @@ impl Backoff {
 
     /// Under loom: park now.
     #[inline]
-    pub(crate) fn snooze(&mut self) -> bool {
+    pub(crate) fn snooze(&mut self, _budget: &YieldBudget) -> bool {
         false
     }
 
     #[inline]
     pub(crate) fn reset(&mut self) {}
+
+    #[inline]
+    pub(crate) fn yielded(&self) -> u32 {
+        0
+    }
 }
 
 #[cfg(all(feature = "std", not(loom)))]
 impl Backoff {
     /// Steps that spin, each doubling its pause hints (1, 2, .. 64).
     const SPIN_LIMIT: u32 = 6;
-    /// Steps after which the caller should park instead: 58 yields after the spins, tens of
-    /// microseconds on an idle core. Parking costs a system call on each side (and the
-    /// sleeper's `membarrier`), so with more threads than cores a thread that yields a while
-    /// longer usually finds its slot ready instead (README, "Benchmarks": the 2P2C row).
-    const YIELD_LIMIT: u32 = 64;
+    /// `yields` before the budget was read.
+    const UNREAD: u32 = u32::MAX;
 
     pub(crate) const fn new() -> Self {
-        Self { step: 0 }
+        Self {
+            step: 0,
+            yields: Self::UNREAD,
+        }
     }
 
     /// Waits a little. Returns `false` once spinning and yielding are exhausted and the caller
-    /// should park.
+    /// should park. Reads `budget` only once spinning is over: it sits in the cache line of the
+    /// index the other side moves, which a wait that ends while spinning never needs to read.
     #[inline]
-    pub(crate) fn snooze(&mut self) -> bool {
+    pub(crate) fn snooze(&mut self, budget: &YieldBudget) -> bool {
         if self.step <= Self::SPIN_LIMIT {
             for _ in 0..1u32 << self.step {
                 spin_hint();
             }
-        } else if self.step <= Self::YIELD_LIMIT {
-            yield_now();
         } else {
-            return false;
+            if self.yields == Self::UNREAD {
+                self.yields = budget.get();
+            }
+            if self.step > Self::SPIN_LIMIT + self.yields {
+                return false;
+            }
+            yield_now();
         }
         self.step += 1;
         true
+    }
+
+    /// Yields taken since the start or the last reset.
+    #[inline]
+    pub(crate) fn yielded(&self) -> u32 {
+        self.step.saturating_sub(Self::SPIN_LIMIT + 1)
     }
 
     /// Starts over, after progress or a wake-up.
@@ -395,9 +415,144 @@ impl Backoff {
     }
 }
 
+/// How many times the waits on one side of a ring yield before they park, learned from how
+/// that side's waits end: a wait that parked after yielding its whole budget halves it (the
+/// yields bought nothing: nobody it waited for ran meanwhile); a wait that got what it waited
+/// for after `k` yields raises it to `2k` if that is more (the yields paid, with room to
+/// spare). Between [`MIN_YIELDS`](Self::MIN_YIELDS) and [`MAX_YIELDS`](Self::MAX_YIELDS),
+/// starting at the most.
+///
+/// Why: with more threads than cores, a yield hands the core to a thread of the other side,
+/// and the wait usually ends within the budget, which then stays high. With a core to spare, a
+/// yield returns at once and a wait for a slow producer (a paced source, a consumer busy
+/// committing) spins through every yield and parks anyway: a system call per yield for
+/// nothing. The budget is a hint read and written with relaxed loads and stores: a lost update
+/// costs a few yields more or less, never a missed wake-up (parking decides that).
+#[cfg(any(feature = "std", loom))]
+#[derive(Debug)]
+pub(crate) struct YieldBudget {
+    #[cfg(not(loom))]
+    yields: AtomicUsize,
+}
+
+#[cfg(loom)]
+impl YieldBudget {
+    pub(crate) const fn new() -> Self {
+        Self {}
+    }
+
+    #[inline]
+    pub(crate) fn parked(&self) {}
+
+    #[inline]
+    pub(crate) fn paid(&self, _yields: u32) {}
+}
+
+#[cfg(all(feature = "std", not(loom)))]
+impl YieldBudget {
+    /// The fewest yields a wait takes: enough for a wait that would have paid to show it.
+    pub(crate) const MIN_YIELDS: u32 = 4;
+    /// The most: tens of microseconds on an idle core (README, "Benchmarks": the 2P2C row).
+    pub(crate) const MAX_YIELDS: u32 = 58;
+
+    pub(crate) const fn new() -> Self {
+        Self {
+            yields: AtomicUsize::new(Self::MAX_YIELDS as usize),
+        }
+    }
+
+    /// The budget now.
+    #[inline]
+    pub(crate) fn get(&self) -> u32 {
+        // Relaxed: a hint; nothing is published with it.
+        self.yields.load(Ordering::Relaxed) as u32
+    }
+
+    /// A wait yielded its whole budget and parks.
+    #[inline]
+    pub(crate) fn parked(&self) {
+        let now = self.get();
+        let halved = (now / 2).max(Self::MIN_YIELDS);
+        if halved != now {
+            // Relaxed: a hint (type docs).
+            self.yields.store(halved as usize, Ordering::Relaxed);
+        }
+    }
+
+    /// A wait ended after `yields` yields, without parking.
+    #[inline]
+    pub(crate) fn paid(&self, yields: u32) {
+        let want = yields.saturating_mul(2).min(Self::MAX_YIELDS);
+        if want > self.get() {
+            // Relaxed: a hint (type docs).
+            self.yields.store(want as usize, Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(all(test, feature = "std", not(loom)))]
 mod tests {
-    use super::LostRaces;
+    use super::{Backoff, LostRaces, YieldBudget};
+
+    /// How many times `snooze` says "wait on" before "park", and how many of those yielded.
+    fn snoozes(backoff: &mut Backoff, budget: &YieldBudget) -> (u32, u32) {
+        let mut n = 0;
+        while backoff.snooze(budget) {
+            n += 1;
+        }
+        (n, backoff.yielded())
+    }
+
+    #[test]
+    fn a_yield_budget_halves_each_time_a_wait_parks_down_to_its_floor() {
+        let budget = YieldBudget::new();
+        let mut seen = [budget.get(); 6];
+        for later in &mut seen[1..] {
+            budget.parked();
+            *later = budget.get();
+        }
+        assert_eq!(seen, [58, 29, 14, 7, 4, 4]);
+    }
+
+    #[test]
+    fn a_wait_that_yields_and_gets_its_value_raises_the_budget_to_twice_its_yields() {
+        let budget = YieldBudget::new();
+        for _ in 0..4 {
+            budget.parked();
+        }
+        assert_eq!(budget.get(), YieldBudget::MIN_YIELDS);
+        budget.paid(3);
+        assert_eq!(budget.get(), 6);
+        budget.paid(2);
+        assert_eq!(budget.get(), 6, "a shorter wait does not lower it");
+        budget.paid(40);
+        assert_eq!(budget.get(), YieldBudget::MAX_YIELDS);
+    }
+
+    #[test]
+    fn a_wait_spins_seven_steps_then_yields_its_budget_then_parks() {
+        let budget = YieldBudget::new();
+        assert_eq!(snoozes(&mut Backoff::new(), &budget), (7 + 58, 58));
+        budget.parked();
+        let mut backoff = Backoff::new();
+        assert_eq!(snoozes(&mut backoff, &budget), (7 + 29, 29));
+        backoff.reset();
+        assert_eq!(backoff.yielded(), 0, "a reset starts with the spins again");
+    }
+
+    /// The budget sits in the line of the index the other side moves: a wait that ends while
+    /// spinning must not read it, so it is read when the yields begin, not when the wait does.
+    #[test]
+    fn a_wait_reads_its_budget_only_once_the_spins_are_over() {
+        let budget = YieldBudget::new();
+        let mut backoff = Backoff::new();
+        for _ in 0..7 {
+            assert!(backoff.snooze(&budget));
+        }
+        assert_eq!(backoff.yielded(), 0, "seven spins, no yield yet");
+        budget.parked();
+        assert_eq!(snoozes(&mut backoff, &budget), (29, 29));
+    }
 
     #[test]
     fn a_blocking_operation_yields_from_its_second_lost_race_on() {

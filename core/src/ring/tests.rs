@@ -168,6 +168,31 @@ fn close_wakes_every_sleeping_consumer() {
     });
 }
 
+/// A consumer whose pops on an empty ring yield their whole budget and then sleep anyway (no
+/// producer ran meanwhile) halves the budget each time: the consumers' waits yield less and
+/// sleep sooner. The producers' side keeps its own.
+#[test]
+fn pops_that_sleep_after_yielding_their_budget_yield_less_the_next_time() {
+    let ring = HeapRing::<u64>::with_capacity(4);
+    let budget = || ring.tail.waiters.yield_budget();
+    assert_eq!(budget(), 58);
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        for (sleeps, after) in [(1, 29), (2, 14)] {
+            let popping = s.spawn(|| ring.pop());
+            until_slept(&ring.tail.waiters, sleeps);
+            assert_eq!(budget(), after);
+            ring.try_push(7).unwrap();
+            assert_eq!(popping.join().unwrap(), Ok(7));
+        }
+    });
+    assert_eq!(
+        ring.head.waiters.yield_budget(),
+        58,
+        "the producers' budget"
+    );
+}
+
 /// `wait_ready` sleeps like a pop and is woken by the push, but takes nothing: the value is
 /// still there for the pop that follows.
 #[test]

@@ -89,6 +89,8 @@ mod imp {
         count: AtomicUsize,
         lock: Mutex<Sleepers>,
         cond: Condvar,
+        /// How many times this side's waits yield before parking.
+        budget: crate::sync::YieldBudget,
         /// Wake-ups handed out, ever (test support: what a test of "one per slot" counts).
         #[cfg(test)]
         given: AtomicUsize,
@@ -128,6 +130,7 @@ mod imp {
                     count: AtomicUsize::new(MUST_FENCE),
                     lock: Mutex::new(Sleepers { asleep: 0, wakes: 0 }),
                     cond: Condvar::new(),
+                    budget: crate::sync::YieldBudget::new(),
                     #[cfg(test)]
                     given: AtomicUsize::new(0),
                     #[cfg(test)]
@@ -147,6 +150,12 @@ mod imp {
         pub(crate) fn must_fence(&self) -> bool {
             // Relaxed: a test reads it on the thread that made the operations.
             self.count.load(Ordering::Relaxed) & MUST_FENCE != 0
+        }
+
+        /// How many times this side's waits yield before parking now (test support).
+        #[cfg(test)]
+        pub(crate) fn yield_budget(&self) -> u32 {
+            self.budget.get()
         }
 
         /// How many wake-ups have been handed out so far (test support).
@@ -301,6 +310,9 @@ mod imp {
             let mut woken = false;
             loop {
                 if let Step::Done(r) = attempt() {
+                    if backoff.yielded() > 0 {
+                        self.budget.paid(backoff.yielded());
+                    }
                     if woken
                         && relay == Relay::PassOn
                         && !cfg!(pc_mutant = "waiter_no_relay")
@@ -313,7 +325,8 @@ mod imp {
                 if deadline.is_some_and(crate::sync::deadline_passed) {
                     return None;
                 }
-                if !backoff.snooze() {
+                if !backoff.snooze(&self.budget) {
+                    self.budget.parked();
                     woken |= self.park(deadline, &blocked);
                     backoff.reset();
                 }
