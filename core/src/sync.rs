@@ -335,12 +335,13 @@ impl LostRaces {
 /// long. Under loom it says "park" at once: spinning never changes what a model can reach, only
 /// how long loom takes to reach it, while parking is exactly what the models check.
 #[cfg(any(feature = "std", loom))]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Backoff {
     /// Steps taken so far (spins, then yields).
     #[cfg(not(loom))]
     step: u32,
-    /// Yields allowed after the spins, read from the side's budget when the wait began.
+    /// Yields allowed after the spins, read from the side's budget when the first yield is
+    /// due (again after each reset).
     #[cfg(not(loom))]
     yields: u32,
 }
@@ -391,7 +392,7 @@ impl Backoff {
             }
         } else {
             if self.yields == Self::UNREAD {
-                self.yields = budget.get();
+                self.yields = budget.for_this_wait();
             }
             if self.step > Self::SPIN_LIMIT + self.yields {
                 return false;
@@ -408,26 +409,32 @@ impl Backoff {
         self.step.saturating_sub(Self::SPIN_LIMIT + 1)
     }
 
-    /// Starts over, after progress or a wake-up.
+    /// Starts over, after progress or a wake-up (the budget is read again).
     #[inline]
     pub(crate) fn reset(&mut self) {
         self.step = 0;
+        self.yields = Self::UNREAD;
     }
 }
 
 /// How many times the waits on one side of a ring yield before they park, learned from how
-/// that side's waits end: a wait that parked after yielding its whole budget halves it (the
-/// yields bought nothing: nobody it waited for ran meanwhile); a wait that got what it waited
-/// for after `k` yields raises it to `2k` if that is more (the yields paid, with room to
-/// spare). Between [`MIN_YIELDS`](Self::MIN_YIELDS) and [`MAX_YIELDS`](Self::MAX_YIELDS),
-/// starting at the most.
+/// that side's waits end: a wait that yielded its whole budget and then sleeps halves it; a
+/// wait that yielded it all and, registering to sleep, found its slot ready after all doubles
+/// it; a wait that got what it waited for after `k` yields raises it to `2k` if that is more.
+/// Between [`MIN_YIELDS`](Self::MIN_YIELDS) and [`MAX_YIELDS`](Self::MAX_YIELDS), starting at
+/// the most. Every [`PROBE_EVERY`](Self::PROBE_EVERY)th wait of a thread that gets as far as
+/// yielding yields the most whatever the budget, so a budget that fell in a quiet phase learns
+/// when yields pay again.
 ///
 /// Why: with more threads than cores, a yield hands the core to a thread of the other side,
-/// and the wait usually ends within the budget, which then stays high. With a core to spare, a
-/// yield returns at once and a wait for a slow producer (a paced source, a consumer busy
-/// committing) spins through every yield and parks anyway: a system call per yield for
-/// nothing. The budget is a hint read and written with relaxed loads and stores: a lost update
-/// costs a few yields more or less, never a missed wake-up (parking decides that).
+/// and the wait usually ends within the budget. With a core to spare, a yield returns at once,
+/// and a wait for a slow producer (a paced source, a consumer busy committing) yields through
+/// its budget and sleeps anyway: a system call per yield that bought nothing.
+///
+/// A hint, read and written with relaxed loads and stores: racing updates can lose one (a
+/// halving may undo a raise, or the reverse), which changes how long some waits yield, never
+/// whether a sleeper is woken (parking decides that). It sits in the cache line of the index
+/// the other side moves, so it is written only when it changes, on the slow path.
 #[cfg(any(feature = "std", loom))]
 #[derive(Debug)]
 pub(crate) struct YieldBudget {
@@ -442,18 +449,29 @@ impl YieldBudget {
     }
 
     #[inline]
-    pub(crate) fn parked(&self) {}
+    pub(crate) fn slept(&self) {}
+
+    #[inline]
+    pub(crate) fn fell_short(&self) {}
 
     #[inline]
     pub(crate) fn paid(&self, _yields: u32) {}
 }
 
 #[cfg(all(feature = "std", not(loom)))]
+std::thread_local! {
+    /// This thread's waits that got as far as yielding (for [`YieldBudget::PROBE_EVERY`]).
+    static YIELDING_WAITS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+#[cfg(all(feature = "std", not(loom)))]
 impl YieldBudget {
-    /// The fewest yields a wait takes: enough for a wait that would have paid to show it.
+    /// The fewest yields a wait takes.
     pub(crate) const MIN_YIELDS: u32 = 4;
     /// The most: tens of microseconds on an idle core (README, "Benchmarks": the 2P2C row).
     pub(crate) const MAX_YIELDS: u32 = 58;
+    /// One in this many of a thread's yielding waits yields the most.
+    pub(crate) const PROBE_EVERY: u32 = 16;
 
     pub(crate) const fn new() -> Self {
         Self {
@@ -468,24 +486,46 @@ impl YieldBudget {
         self.yields.load(Ordering::Relaxed) as u32
     }
 
-    /// A wait yielded its whole budget and parks.
-    #[inline]
-    pub(crate) fn parked(&self) {
-        let now = self.get();
-        let halved = (now / 2).max(Self::MIN_YIELDS);
-        if halved != now {
-            // Relaxed: a hint (type docs).
-            self.yields.store(halved as usize, Ordering::Relaxed);
+    /// The yields for a wait that has spun and is about to yield: the budget, or the most for
+    /// every `PROBE_EVERY`th such wait of this thread.
+    pub(crate) fn for_this_wait(&self) -> u32 {
+        let n = YIELDING_WAITS.with(|w| {
+            let n = w.get().wrapping_add(1);
+            w.set(n);
+            n
+        });
+        if n.is_multiple_of(Self::PROBE_EVERY) {
+            Self::MAX_YIELDS
+        } else {
+            self.get()
         }
     }
 
-    /// A wait ended after `yields` yields, without parking.
+    fn set(&self, yields: u32) {
+        if yields != self.get() {
+            // Relaxed: a hint (type docs).
+            self.yields.store(yields as usize, Ordering::Relaxed);
+        }
+    }
+
+    /// A wait that yielded its budget is going to sleep.
+    #[inline]
+    pub(crate) fn slept(&self) {
+        self.set((self.get() / 2).max(Self::MIN_YIELDS));
+    }
+
+    /// A wait that yielded its budget found its slot ready as it registered to sleep.
+    #[inline]
+    pub(crate) fn fell_short(&self) {
+        self.set(self.get().saturating_mul(2).min(Self::MAX_YIELDS));
+    }
+
+    /// A wait got what it waited for after `yields` yields (since it began or last woke).
     #[inline]
     pub(crate) fn paid(&self, yields: u32) {
         let want = yields.saturating_mul(2).min(Self::MAX_YIELDS);
         if want > self.get() {
-            // Relaxed: a hint (type docs).
-            self.yields.store(want as usize, Ordering::Relaxed);
+            self.set(want);
         }
     }
 }
@@ -508,7 +548,7 @@ mod tests {
         let budget = YieldBudget::new();
         let mut seen = [budget.get(); 6];
         for later in &mut seen[1..] {
-            budget.parked();
+            budget.slept();
             *later = budget.get();
         }
         assert_eq!(seen, [58, 29, 14, 7, 4, 4]);
@@ -518,7 +558,7 @@ mod tests {
     fn a_wait_that_yields_and_gets_its_value_raises_the_budget_to_twice_its_yields() {
         let budget = YieldBudget::new();
         for _ in 0..4 {
-            budget.parked();
+            budget.slept();
         }
         assert_eq!(budget.get(), YieldBudget::MIN_YIELDS);
         budget.paid(3);
@@ -530,10 +570,50 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_that_found_its_slot_ready_as_it_registered_doubles_the_budget() {
+        let budget = YieldBudget::new();
+        for _ in 0..4 {
+            budget.slept();
+        }
+        budget.fell_short();
+        assert_eq!(budget.get(), 8);
+        for _ in 0..3 {
+            budget.fell_short();
+        }
+        assert_eq!(budget.get(), YieldBudget::MAX_YIELDS);
+    }
+
+    /// A budget that fell to its floor still lets one in 16 of a thread's yielding waits yield
+    /// the most, so it can learn that yields pay again.
+    #[test]
+    fn every_sixteenth_yielding_wait_of_a_thread_yields_the_most() {
+        let budget = YieldBudget::new();
+        for _ in 0..4 {
+            budget.slept();
+        }
+        // A new thread: its count of yielding waits starts at zero.
+        let yields = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut yields = [0; 32];
+                for y in &mut yields {
+                    *y = snoozes(&mut Backoff::new(), &budget).1;
+                }
+                yields
+            })
+            .join()
+            .expect("no panic")
+        });
+        for (i, y) in yields.iter().enumerate() {
+            let probe = (i + 1) % 16 == 0;
+            assert_eq!(*y, if probe { 58 } else { 4 }, "wait {i}");
+        }
+    }
+
+    #[test]
     fn a_wait_spins_seven_steps_then_yields_its_budget_then_parks() {
         let budget = YieldBudget::new();
         assert_eq!(snoozes(&mut Backoff::new(), &budget), (7 + 58, 58));
-        budget.parked();
+        budget.slept();
         let mut backoff = Backoff::new();
         assert_eq!(snoozes(&mut backoff, &budget), (7 + 29, 29));
         backoff.reset();
@@ -550,7 +630,7 @@ mod tests {
             assert!(backoff.snooze(&budget));
         }
         assert_eq!(backoff.yielded(), 0, "seven spins, no yield yet");
-        budget.parked();
+        budget.slept();
         assert_eq!(snoozes(&mut backoff, &budget), (29, 29));
     }
 

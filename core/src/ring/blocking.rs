@@ -20,7 +20,8 @@ use crate::sync::{Instant, LostRaces, Ordering};
 
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// Pushes `value`, waiting while the ring is full (or the slot at the tail is still held
-    /// by a pop): spins briefly (127 pause hints in all), yields (58 times), then sleeps until
+    /// by a pop): spins briefly (127 pause hints in all), yields (up to 58 times: fewer while
+    /// this side's recent waits slept anyway; README, "The ring"), then sleeps until
     /// a pop frees a slot or the ring closes. While other producers keep claiming the tail
     /// first, it retries at once the first time and yields before each later try, so that
     /// with more threads than cores its core goes to a consumer.

@@ -169,19 +169,21 @@ fn close_wakes_every_sleeping_consumer() {
 }
 
 /// A consumer whose pops on an empty ring yield their whole budget and then sleep anyway (no
-/// producer ran meanwhile) halves the budget each time: the consumers' waits yield less and
-/// sleep sooner. The producers' side keeps its own.
+/// producer ran meanwhile) halves the budget each time: the next pop yields half as often
+/// before it sleeps. The producers' side keeps its own.
 #[test]
 fn pops_that_sleep_after_yielding_their_budget_yield_less_the_next_time() {
     let ring = HeapRing::<u64>::with_capacity(4);
-    let budget = || ring.tail.waiters.yield_budget();
-    assert_eq!(budget(), 58);
+    let waiters = &ring.tail.waiters;
+    assert_eq!(waiters.yield_budget(), 58);
     std::thread::scope(|s| {
         let _guard = CloseOnPanic(&ring);
-        for (sleeps, after) in [(1, 29), (2, 14)] {
+        // The spawned threads are this test's first waits that yield: none is a probe.
+        for (asleep_after, budget, yields) in [(58, 29, 58), (29 + 58, 14, 29)] {
             let popping = s.spawn(|| ring.pop());
-            until_slept(&ring.tail.waiters, sleeps);
-            assert_eq!(budget(), after);
+            until_asleep(waiters, 1);
+            assert_eq!(waiters.yields_before_parking(), asleep_after);
+            assert_eq!(waiters.yield_budget(), budget, "after {yields} yields");
             ring.try_push(7).unwrap();
             assert_eq!(popping.join().unwrap(), Ok(7));
         }

@@ -97,6 +97,9 @@ mod imp {
         /// Times a thread went to sleep here, ever (test support).
         #[cfg(test)]
         sleeps: AtomicUsize,
+        /// Yields taken by waits here before they parked, ever (test support).
+        #[cfg(test)]
+        yields: AtomicUsize,
     }
 
     /// The bit of `Waiters::count` that tells a waker to fence for real: set at construction
@@ -135,6 +138,8 @@ mod imp {
                     given: AtomicUsize::new(0),
                     #[cfg(test)]
                     sleeps: AtomicUsize::new(0),
+                    #[cfg(test)]
+                    yields: AtomicUsize::new(0),
                 }
             }
         }
@@ -153,9 +158,17 @@ mod imp {
         }
 
         /// How many times this side's waits yield before parking now (test support).
-        #[cfg(test)]
+        #[cfg(all(test, not(loom)))]
         pub(crate) fn yield_budget(&self) -> u32 {
             self.budget.get()
+        }
+
+        /// How many times waits here yielded before parking, in all (test support).
+        #[cfg(test)]
+        pub(crate) fn yields_before_parking(&self) -> usize {
+            // Relaxed: a test reads it after the waiting thread has gone to sleep (read under
+            // the lock) or been joined.
+            self.yields.load(Ordering::Relaxed)
         }
 
         /// How many wake-ups have been handed out so far (test support).
@@ -326,7 +339,10 @@ mod imp {
                     return None;
                 }
                 if !backoff.snooze(&self.budget) {
-                    self.budget.parked();
+                    #[cfg(test)]
+                    // Relaxed: test support only.
+                    self.yields
+                        .fetch_add(backoff.yielded() as usize, Ordering::Relaxed);
                     woken |= self.park(deadline, &blocked);
                     backoff.reset();
                 }
@@ -349,6 +365,8 @@ mod imp {
             crate::sync::heavy_fence();
             let mut woken = false;
             if blocked() {
+                // The yields before this park (all of the budget) bought nothing.
+                self.budget.slept();
                 sleepers.asleep += 1;
                 #[cfg(test)]
                 // Relaxed: test support only (a test polls it).
@@ -366,6 +384,9 @@ mod imp {
                     }
                 }
                 sleepers.asleep -= 1;
+            } else {
+                // Ready just after the yields ran out: they nearly paid.
+                self.budget.fell_short();
             }
             // Relaxed: nothing to publish; a waker that still sees this thread counted only
             // takes the lock for nothing.
