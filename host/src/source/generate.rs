@@ -120,6 +120,7 @@ mod tests {
     use super::Generator;
     use crate::queue::Queue;
     use crate::source::Context;
+    use crate::source::tests::context;
     use crate::telemetry::ProducerStats;
 
     /// A chunk of 8 records built for a ring of 4 slots that is closed once full: the 4 that
@@ -133,15 +134,8 @@ mod tests {
         let bucket = TokenBucket::per_second(1_000_000, 8);
         let stats = ProducerStats::default();
         let cx = Context {
-            ring: &ring,
-            lane: 0,
-            clock: &clock,
-            unix_base: 0,
-            stop: &stop,
-            deadline: None,
             bucket: Some(&bucket),
-            chunk: 8,
-            warmup_end_ns: 0,
+            ..context(&ring, &clock, &stop, 8)
         };
         std::thread::scope(|s| {
             s.spawn(|| {

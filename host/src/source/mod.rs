@@ -86,8 +86,9 @@ mod tests {
     use crate::queue::Queue;
     use crate::telemetry::{Counts, Stats, bump};
 
-    /// A source's context on `ring`, pushing `chunk` records at a time, at no set rate.
-    fn context<'a>(
+    /// A source's context on `ring`, pushing `chunk` records at a time, at no set rate (the
+    /// sources' tests add a bucket, a deadline or a warm-up with `..context(..)`).
+    pub(super) fn context<'a>(
         ring: &'a Queue,
         clock: &'a Clock,
         stop: &'a AtomicBool,

@@ -141,6 +141,7 @@ mod tests {
 
     use super::{Context, Take};
     use crate::queue::Queue;
+    use crate::source::tests::context;
 
     /// Takes one token from a bucket of 1,000 tokens a second and the given burst, which starts
     /// empty (so none is due when the take starts); `deadline` gets the instant the first token
@@ -160,15 +161,9 @@ mod tests {
             other => panic!("an empty bucket granted {other:?}"),
         };
         let cx = Context {
-            ring: &ring,
-            lane: 0,
-            clock: &clock,
-            unix_base: 0,
-            stop: &stop,
             deadline: deadline(first_due),
             bucket: Some(&bucket),
-            chunk: 1,
-            warmup_end_ns: 0,
+            ..context(&ring, &clock, &stop, 1)
         };
         let take = cx.take(1);
         let after = clock.now();
