@@ -543,6 +543,16 @@ mod tests {
         (n, backoff.yielded())
     }
 
+    /// A budget halved down to its floor, as after four waits that slept.
+    fn at_the_floor() -> YieldBudget {
+        let budget = YieldBudget::new();
+        for _ in 0..4 {
+            budget.slept();
+        }
+        assert_eq!(budget.get(), YieldBudget::MIN_YIELDS);
+        budget
+    }
+
     #[test]
     fn a_yield_budget_halves_each_time_a_wait_parks_down_to_its_floor() {
         let budget = YieldBudget::new();
@@ -556,11 +566,7 @@ mod tests {
 
     #[test]
     fn a_wait_that_yields_and_gets_its_value_raises_the_budget_to_twice_its_yields() {
-        let budget = YieldBudget::new();
-        for _ in 0..4 {
-            budget.slept();
-        }
-        assert_eq!(budget.get(), YieldBudget::MIN_YIELDS);
+        let budget = at_the_floor();
         budget.paid(3);
         assert_eq!(budget.get(), 6);
         budget.paid(2);
@@ -571,10 +577,7 @@ mod tests {
 
     #[test]
     fn a_wait_that_found_its_slot_ready_as_it_registered_doubles_the_budget() {
-        let budget = YieldBudget::new();
-        for _ in 0..4 {
-            budget.slept();
-        }
+        let budget = at_the_floor();
         budget.fell_short();
         assert_eq!(budget.get(), 8);
         for _ in 0..3 {
@@ -587,10 +590,7 @@ mod tests {
     /// the most, so it can learn that yields pay again.
     #[test]
     fn every_sixteenth_yielding_wait_of_a_thread_yields_the_most() {
-        let budget = YieldBudget::new();
-        for _ in 0..4 {
-            budget.slept();
-        }
+        let budget = at_the_floor();
         // A new thread: its count of yielding waits starts at zero.
         let yields = std::thread::scope(|s| {
             s.spawn(|| {

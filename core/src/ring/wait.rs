@@ -99,7 +99,7 @@ mod imp {
         sleeps: AtomicUsize,
         /// Yields taken by waits here before they parked, ever (test support).
         #[cfg(test)]
-        yields: AtomicUsize,
+        yields_before_parking: AtomicUsize,
     }
 
     /// The bit of `Waiters::count` that tells a waker to fence for real: set at construction
@@ -139,7 +139,7 @@ mod imp {
                     #[cfg(test)]
                     sleeps: AtomicUsize::new(0),
                     #[cfg(test)]
-                    yields: AtomicUsize::new(0),
+                    yields_before_parking: AtomicUsize::new(0),
                 }
             }
         }
@@ -168,7 +168,7 @@ mod imp {
         pub(crate) fn yields_before_parking(&self) -> usize {
             // Relaxed: a test reads it after the waiting thread has gone to sleep (read under
             // the lock) or been joined.
-            self.yields.load(Ordering::Relaxed)
+            self.yields_before_parking.load(Ordering::Relaxed)
         }
 
         /// How many wake-ups have been handed out so far (test support).
@@ -341,7 +341,7 @@ mod imp {
                 if !backoff.snooze(&self.budget) {
                     #[cfg(test)]
                     // Relaxed: test support only.
-                    self.yields
+                    self.yields_before_parking
                         .fetch_add(backoff.yielded() as usize, Ordering::Relaxed);
                     woken |= self.park(deadline, &blocked);
                     backoff.reset();

@@ -383,28 +383,23 @@ impl Stats {
 
     /// All producers' built-late histograms merged.
     pub fn built_late(&self) -> Histogram<u64> {
-        let mut all = histogram();
-        for p in &self.producers {
-            let h = p
-                .built_late
-                .0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            all.add(&*h)
-                .expect("histograms with the same bounds always add");
-        }
-        all
+        merged(self.producers.iter().map(|p| &p.built_late.0))
     }
 
     fn merge(&self, field: impl Fn(&ConsumerStats) -> &Mutex<Histogram<u64>>) -> Histogram<u64> {
-        let mut all = histogram();
-        for c in &self.consumers {
-            let h = field(c).lock().unwrap_or_else(PoisonError::into_inner);
-            all.add(&*h)
-                .expect("histograms with the same bounds always add");
-        }
-        all
+        merged(self.consumers.iter().map(|c| field(c)))
     }
+}
+
+/// One histogram holding everything `hists` recorded.
+fn merged<'a>(hists: impl Iterator<Item = &'a Mutex<Histogram<u64>>>) -> Histogram<u64> {
+    let mut all = histogram();
+    for h in hists {
+        let h = h.lock().unwrap_or_else(PoisonError::into_inner);
+        all.add(&*h)
+            .expect("histograms with the same bounds always add");
+    }
+    all
 }
 
 /// Milliseconds with 3 decimals, from nanoseconds.
