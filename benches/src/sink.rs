@@ -1,9 +1,9 @@
 //! pc-host's SQLite sink, set up the way `pc-host` sets it up, for `benches/sink.rs`.
 //!
 //! Nothing here re-implements the sink: [`SinkDb::create`] calls pc-host's own
-//! `runs::prepare_run` (schema, 16 KiB pages, WAL, a `runs` row) and `sink::Writer::new`
-//! (`synchronous`, `wal_autocheckpoint = 0`, the cached multi-row INSERTs), and
-//! [`SinkDb::with_checkpointer`] runs pc-host's own checkpoint thread beside the writer, as a
+//! `runs::prepare_run` (schema, the 16 KiB pages of an unthrottled run, WAL, a `runs` row) and
+//! `sink::Writer::new` (`synchronous`, `wal_autocheckpoint = 0`, the cached multi-row INSERTs),
+//! and [`SinkDb::with_checkpointer`] runs pc-host's own checkpoint thread beside the writer, as a
 //! run does (without it the WAL would grow without bound). A measured commit is
 //! `Writer::write`: `BEGIN IMMEDIATE`, the inserts, `COMMIT`, under the writer's mutex.
 //!
@@ -18,6 +18,7 @@ use pc_host::config::Synchronous;
 use pc_host::message::{Record, generated_text};
 use pc_host::sink::Sink as _;
 use pc_host::sink::sqlite::checkpoint::{self, Checkpointer, StopSignal};
+use pc_host::sink::sqlite::schema::Pages;
 use pc_host::sink::sqlite::{Writer, runs};
 
 /// pc-host's default `--busy-timeout-ms`.
@@ -41,7 +42,7 @@ impl SinkDb {
         let path =
             std::env::temp_dir().join(format!("pc-bench-sink-{}-{name}.db", std::process::id()));
         remove(&path);
-        let (conn, run) = runs::prepare_run(&path, BUSY, 1, "{}", 0, None)?;
+        let (conn, run) = runs::prepare_run(&path, BUSY, 1, "{}", 0, Pages::ForRate(0))?;
         let writer = Writer::new(conn, &run, synchronous, &path, BUSY)?;
         let checkpointer = Checkpointer::open(&path, BUSY)?;
         Ok(Self {

@@ -896,8 +896,12 @@ fn a_page_size_that_cannot_apply_is_one_line_and_leaves_the_database_as_it_was()
         "no database on a usage error"
     );
 
-    // A database made with the default pages refuses another size, and gets no new run.
-    let made = run(s.dir(), &["--messages", "10", "--report-interval", "0"]);
+    // A database made with an unthrottled run's default pages (16 KiB) refuses another size,
+    // and gets no new run.
+    let made = run(
+        s.dir(),
+        &["--rps", "0", "--messages", "10", "--report-interval", "0"],
+    );
     assert_eq!(made.code, Some(0), "stderr:\n{}", made.stderr);
     let runs = |db: &std::path::Path| -> i64 {
         rusqlite::Connection::open(db)

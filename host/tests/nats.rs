@@ -523,6 +523,7 @@ fn a_record_delivered_twice_is_stored_once() {
         busy: std::time::Duration::from_secs(5),
         synchronous: pc_host::config::Synchronous::Normal,
         page_size: None,
+        rps: 0,
         delivered: true,
         nats: &std::sync::Arc::default(),
     };

@@ -795,6 +795,51 @@ fn a_new_database_takes_the_page_size_and_the_summary_says_what_the_run_cost_the
     }
 }
 
+#[test]
+fn a_new_database_gets_small_pages_when_throttled_to_50k_or_less_and_bulk_pages_otherwise() {
+    let s = Scratch::new("page-size-by-rate");
+    let pages = |db: &str| -> i64 {
+        rusqlite::Connection::open(s.path(db))
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let make = |db: &str, rps: &str| {
+        let out = run(
+            s.dir(),
+            &[
+                "--rps",
+                rps,
+                "--messages",
+                "100",
+                "--report-interval",
+                "0",
+                "--output",
+                "json",
+                "--db",
+                db,
+            ],
+        );
+        assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+        let v = json(&out);
+        assert!(v["config"]["page_size"].is_null(), "none given: {v}");
+        v["page_size"].as_i64().expect("the page size in effect")
+    };
+    for (db, rps, want) in [
+        ("slow.db", "500", 4096),
+        ("edge.db", "50000", 4096),
+        ("fast.db", "50001", 16384),
+        ("bulk.db", "0", 16384),
+    ] {
+        assert_eq!(make(db, rps), want, "--rps {rps}: the summary's page size");
+        assert_eq!(pages(db), want, "--rps {rps}: the file's page size");
+    }
+    // An existing database keeps its own whatever the next run's rate.
+    assert_eq!(make("slow.db", "0"), 4096);
+    assert_eq!(make("bulk.db", "500"), 16384);
+    assert_eq!((pages("slow.db"), pages("bulk.db")), (4096, 16384));
+}
+
 /// At a rate whose tokens come further apart than the default timer slack (500/s: one per
 /// 2 ms), source threads nap until their next token with a slack of 1 ns, so a nap ends when
 /// it is due, not up to 50 us later; the other threads keep the default. Reading another

@@ -147,6 +147,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
             busy: cfg.busy_timeout,
             synchronous: cfg.synchronous,
             page_size: cfg.page_size.as_ref(),
+            rps: cfg.rps,
             delivered: cfg.reads_nats(),
             nats: &nats_stats,
         },

@@ -46,7 +46,11 @@ pub fn open(spec: &SinkSpec, start: &RunStart<'_>) -> anyhow::Result<Opened> {
                 start.producers,
                 start.config_json,
                 start.started_at,
-                start.page_size,
+                start
+                    .page_size
+                    .map_or(sqlite::schema::Pages::ForRate(start.rps), |p| {
+                        sqlite::schema::Pages::Given(p)
+                    }),
             )?;
             let mut writer = sqlite::Writer::new(conn, &run, start.synchronous, path, start.busy)?;
             if start.delivered {

@@ -43,8 +43,10 @@ pub struct RunStart<'a> {
     pub busy: Duration,
     pub synchronous: Synchronous,
     /// SQLite: the page size a new database gets, and an existing one must have (`None`: the
-    /// default for a new one, any for an existing one).
+    /// default for a new one, by `rps`; any for an existing one).
     pub page_size: Option<&'a crate::config::PageSize>,
+    /// The run's target rate, records/s in total (0: unthrottled).
+    pub rps: u64,
     /// The records come from a broker (a NATS source): each is stored at most once per its
     /// [`crate::message::Delivery`] key.
     pub delivered: bool,

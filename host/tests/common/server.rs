@@ -258,6 +258,7 @@ impl<S: Server> TestDb<S> {
             busy,
             synchronous: Synchronous::Normal,
             page_size: None,
+            rps: 0,
             delivered: false,
             nats: &std::sync::Arc::default(),
         };

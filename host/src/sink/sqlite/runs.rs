@@ -8,8 +8,8 @@ use anyhow::anyhow;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::schema::{self, Found, PAGE_SIZE, Purpose, db_error};
-use crate::config::{MAX_THREADS, PageSize};
+use super::schema::{self, Found, Pages, Purpose, db_error};
+use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
 use crate::sink::RunEnd;
 use crate::sink::read_back::{DeadLetters, RunInfo};
@@ -36,7 +36,7 @@ pub fn prepare_run(
     producers: usize,
     config_json: &str,
     started_at: i64,
-    page_size: Option<&PageSize>,
+    pages: Pages<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
     // A file this run creates is its own. One that is there and empty may be another
     // pc-host's, created an instant ago, or a file pc-host did not make: waited for as a busy
@@ -51,7 +51,7 @@ pub fn prepare_run(
     loop {
         let attempt = match (!own).then(|| schema::empty_file(path, Purpose::Write)) {
             Some(Some(empty)) => Err(empty),
-            _ => try_prepare_run(path, busy, producers, config_json, started_at, page_size),
+            _ => try_prepare_run(path, busy, producers, config_json, started_at, pages),
         };
         match attempt {
             Err(e)
@@ -68,7 +68,7 @@ pub fn prepare_run(
 
 /// Prepares `path` for a run: checks what is in it, switches it to WAL, creates (or upgrades)
 /// the schema, and records the run. Returns the connection (to become the writer) and the
-/// run. A new file gets `page_size` (default [`PAGE_SIZE`]); an existing one must have it, if
+/// run. A new file gets the page size `pages` asks for; an existing one must have it, if
 /// given. Nothing is written to a file that is not (or cannot become) a pc-host database.
 pub fn try_prepare_run(
     path: &Path,
@@ -76,7 +76,7 @@ pub fn try_prepare_run(
     producers: usize,
     config_json: &str,
     started_at: i64,
-    page_size: Option<&PageSize>,
+    pages: Pages<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
     let conn = schema::open(path, busy)?;
     let err = |e| db_error(path, e, busy);
@@ -88,10 +88,13 @@ pub fn try_prepare_run(
     if schema::check(&conn, path, busy, Purpose::Write)? == Found::Empty {
         // Only a file without pages yet takes a page size; on any other this does nothing,
         // and the check below says so.
-        let bytes = page_size.map_or(PAGE_SIZE, |p| i64::from(p.bytes));
+        let bytes = match pages {
+            Pages::Given(p) => i64::from(p.bytes),
+            Pages::ForRate(rps) => schema::pages_for_rate(rps),
+        };
         conn.pragma_update(None, "page_size", bytes).map_err(err)?;
     }
-    if let Some(wanted) = page_size {
+    if let Pages::Given(wanted) = pages {
         let has: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(err)?;

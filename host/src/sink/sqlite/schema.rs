@@ -6,6 +6,7 @@
 //! created_at)`) is refused, never altered: pc-host does not migrate foreign schemas. Its own
 //! older databases (versions 1 to 4) are upgraded in place, each version's additions in turn.
 
+use crate::config::PageSize;
 use crate::sink::tables;
 use std::path::Path;
 use std::time::Duration;
@@ -19,9 +20,37 @@ pub use crate::sink::error::Busy;
 pub const APPLICATION_ID: i64 = 0x7063_4853;
 /// `PRAGMA user_version`: the schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = 5;
-/// The page size of a new database: 16 KiB stored ~15-25% more rows/s than 4 KiB here
-/// (fewer pages, WAL frames and checksums per row).
-pub const PAGE_SIZE: i64 = 16_384;
+/// The page size a run asks of the database.
+#[derive(Clone, Copy, Debug)]
+pub enum Pages<'a> {
+    /// `--page-size`: a new database gets it, an existing one must have it.
+    Given(&'a PageSize),
+    /// None given: a new database gets [`pages_for_rate`] of the run's target rate (records/s
+    /// in total, 0 for unthrottled); an existing one keeps its own.
+    ForRate(u64),
+}
+
+/// The page size of a new database when none is given, by the run's target rate.
+///
+/// Every commit appends at least one whole page to the WAL, and commits are what make
+/// moderate rates' latency: at up to [`SMALL_PAGES_UP_TO`] records/s a commit holds a few
+/// rows, so 4 KiB pages write a quarter of what 16 KiB pages do per commit, and each commit
+/// copies and checksums less. Faster and unthrottled runs commit hundreds to thousands of
+/// rows at a time, where 16 KiB pages store more rows per second (fewer pages, frames and
+/// checksums per row). The README's "Performance" has the measured trade-off.
+#[must_use]
+pub fn pages_for_rate(rps: u64) -> i64 {
+    if rps != 0 && rps <= SMALL_PAGES_UP_TO {
+        SMALL_PAGES
+    } else {
+        BULK_PAGES
+    }
+}
+
+/// Page sizes of a new database, and the fastest throttled rate that gets the small one.
+pub const SMALL_PAGES: i64 = 4_096;
+pub const BULK_PAGES: i64 = 16_384;
+pub const SMALL_PAGES_UP_TO: u64 = 50_000;
 
 /// Version 1: runs of the generator.
 const SCHEMA_V1: &str = "
