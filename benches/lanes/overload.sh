@@ -45,7 +45,9 @@ trap 'rm -rf "$WORK"' EXIT
 
 # json_field FILE EXPR: a value from a JSON summary (python3 reads it as v).
 json_field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print($2)" "$1"; }
-SINK=(--synchronous full --batch-size "$BATCH" --consumers "$CONSUMERS" --report-interval 0 --output json)
+# One page size for every run: the default follows --rps, and the capacity runs (--rps 0) and
+# the overload runs (3x that capacity, which may be under 50k msg/s) must write alike.
+SINK=(--synchronous full --page-size 16384 --batch-size "$BATCH" --consumers "$CONSUMERS" --report-interval 0 --output json)
 
 # pc NAME ARGS...: one run into a fresh database; its summary in $WORK/NAME.json, checked.
 pc() {

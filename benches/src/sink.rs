@@ -18,7 +18,7 @@ use pc_host::config::Synchronous;
 use pc_host::message::{Record, generated_text};
 use pc_host::sink::Sink as _;
 use pc_host::sink::sqlite::checkpoint::{self, Checkpointer, StopSignal};
-use pc_host::sink::sqlite::schema::Pages;
+use pc_host::sink::sqlite::schema::PageSizeChoice;
 use pc_host::sink::sqlite::{Writer, runs};
 
 /// pc-host's default `--busy-timeout-ms`.
@@ -42,7 +42,7 @@ impl SinkDb {
         let path =
             std::env::temp_dir().join(format!("pc-bench-sink-{}-{name}.db", std::process::id()));
         remove(&path);
-        let (conn, run) = runs::prepare_run(&path, BUSY, 1, "{}", 0, Pages::ForRate(0))?;
+        let (conn, run) = runs::prepare_run(&path, BUSY, 1, "{}", 0, PageSizeChoice::ForRate(0))?;
         let writer = Writer::new(conn, &run, synchronous, &path, BUSY)?;
         let checkpointer = Checkpointer::open(&path, BUSY)?;
         Ok(Self {

@@ -798,46 +798,61 @@ fn a_new_database_takes_the_page_size_and_the_summary_says_what_the_run_cost_the
 #[test]
 fn a_new_database_gets_small_pages_when_throttled_to_50k_or_less_and_bulk_pages_otherwise() {
     let s = Scratch::new("page-size-by-rate");
-    let pages = |db: &str| -> i64 {
+    std::fs::write(s.path("lines.txt"), "one\ntwo\n").unwrap();
+    let page_size_of = |db: &str| -> i64 {
         rusqlite::Connection::open(s.path(db))
             .unwrap()
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .unwrap()
     };
-    let make = |db: &str, rps: &str| {
-        let out = run(
-            s.dir(),
-            &[
-                "--rps",
-                rps,
-                "--messages",
-                "100",
-                "--report-interval",
-                "0",
-                "--output",
-                "json",
-                "--db",
-                db,
-            ],
-        );
-        assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    // Each run into `db` (its first or not): the page size the summary reports.
+    let make = |db: &str, args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["--report-interval", "0", "--output", "json", "--db", db];
+        all.extend_from_slice(args);
+        let out = common::run_env(s.dir(), &all, env);
+        assert_eq!(out.code, Some(0), "{args:?}: stderr:\n{}", out.stderr);
         let v = json(&out);
         assert!(v["config"]["page_size"].is_null(), "none given: {v}");
         v["page_size"].as_i64().expect("the page size in effect")
     };
-    for (db, rps, want) in [
-        ("slow.db", "500", 4096),
-        ("edge.db", "50000", 4096),
-        ("fast.db", "50001", 16384),
-        ("bulk.db", "0", 16384),
+    let generate = |rps| ["--rps", rps, "--messages", "100"];
+    for (db, args, env, want) in [
+        ("slow.db", &generate("500")[..], &[][..], 4096),
+        ("edge.db", &generate("50000")[..], &[], 4096),
+        ("fast.db", &generate("50001")[..], &[], 16384),
+        ("bulk.db", &generate("0")[..], &[], 16384),
+        (
+            "env.db",
+            &["--messages", "100"][..],
+            &[("PC_HOST_RPS", "500")][..],
+            4096,
+        ),
+        // The rate in total decides, not a lane's share of it.
+        (
+            "lanes.db",
+            &["--lanes", "a:1,b:1", "--rps", "60000", "--messages", "100"][..],
+            &[],
+            16384,
+        ),
+        // A file is read as fast as the sink takes it, unless throttled.
+        ("file.db", &["--source", "file:lines.txt"][..], &[], 16384),
+        (
+            "file-slow.db",
+            &["--source", "file:lines.txt", "--rps", "500"][..],
+            &[],
+            4096,
+        ),
     ] {
-        assert_eq!(make(db, rps), want, "--rps {rps}: the summary's page size");
-        assert_eq!(pages(db), want, "--rps {rps}: the file's page size");
+        assert_eq!(make(db, args, env), want, "{args:?} {env:?}: the summary");
+        assert_eq!(page_size_of(db), want, "{args:?} {env:?}: the file");
     }
     // An existing database keeps its own whatever the next run's rate.
-    assert_eq!(make("slow.db", "0"), 4096);
-    assert_eq!(make("bulk.db", "500"), 16384);
-    assert_eq!((pages("slow.db"), pages("bulk.db")), (4096, 16384));
+    assert_eq!(make("slow.db", &generate("0"), &[]), 4096);
+    assert_eq!(make("bulk.db", &generate("500"), &[]), 16384);
+    assert_eq!(
+        (page_size_of("slow.db"), page_size_of("bulk.db")),
+        (4096, 16384)
+    );
 }
 
 /// At a rate whose tokens come further apart than the default timer slack (500/s: one per

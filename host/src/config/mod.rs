@@ -86,7 +86,7 @@ pub struct Config {
     pub max_record_bytes: usize,
     pub synchronous: Synchronous,
     /// `--page-size`: a new SQLite database's page size, which an existing one must match.
-    /// `None`: the default for a new database, any for an existing one.
+    /// `None`: the default for a new database (by `rps`), any for an existing one.
     pub page_size: Option<PageSize>,
     pub pin: bool,
     pub warmup: Duration,

@@ -7,6 +7,7 @@ use crate::position::{FileKey, Resume};
 use crate::telemetry::interval::Interval;
 
 use super::sqlite::checkpoint::{self, Checkpointer};
+use super::sqlite::schema::PageSizeChoice;
 use super::{RunEnd, RunStart, Sink, SinkError, mysql, nats, postgres, sqlite};
 use crate::position::{Origin, OriginEnd};
 use std::sync::Arc;
@@ -48,9 +49,7 @@ pub fn open(spec: &SinkSpec, start: &RunStart<'_>) -> anyhow::Result<Opened> {
                 start.started_at,
                 start
                     .page_size
-                    .map_or(sqlite::schema::Pages::ForRate(start.rps), |p| {
-                        sqlite::schema::Pages::Given(p)
-                    }),
+                    .map_or(PageSizeChoice::ForRate(start.rps), PageSizeChoice::Given),
             )?;
             let mut writer = sqlite::Writer::new(conn, &run, start.synchronous, path, start.busy)?;
             if start.delivered {

@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::schema::{self, Found, Pages, Purpose, db_error};
+use super::schema::{self, Found, PageSizeChoice, Purpose, db_error};
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
 use crate::sink::RunEnd;
@@ -36,7 +36,7 @@ pub fn prepare_run(
     producers: usize,
     config_json: &str,
     started_at: i64,
-    pages: Pages<'_>,
+    pages: PageSizeChoice<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
     // A file this run creates is its own. One that is there and empty may be another
     // pc-host's, created an instant ago, or a file pc-host did not make: waited for as a busy
@@ -76,7 +76,7 @@ pub fn try_prepare_run(
     producers: usize,
     config_json: &str,
     started_at: i64,
-    pages: Pages<'_>,
+    pages: PageSizeChoice<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
     let conn = schema::open(path, busy)?;
     let err = |e| db_error(path, e, busy);
@@ -89,12 +89,12 @@ pub fn try_prepare_run(
         // Only a file without pages yet takes a page size; on any other this does nothing,
         // and the check below says so.
         let bytes = match pages {
-            Pages::Given(p) => i64::from(p.bytes),
-            Pages::ForRate(rps) => schema::pages_for_rate(rps),
+            PageSizeChoice::Given(p) => i64::from(p.bytes),
+            PageSizeChoice::ForRate(rps) => schema::page_size_for_rate(rps),
         };
         conn.pragma_update(None, "page_size", bytes).map_err(err)?;
     }
-    if let Pages::Given(wanted) = pages {
+    if let PageSizeChoice::Given(wanted) = pages {
         let has: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(err)?;
