@@ -15,7 +15,7 @@ use serde_json::Value;
 const DATASOURCE: &str = "${DS_PROMETHEUS}";
 
 /// The metrics the dashboard must show: pc-host's export contract.
-const CONTRACT: [&str; 17] = [
+const CONTRACT: [&str; 18] = [
     "pc_messages_produced_total",
     "pc_messages_stored_total",
     "pc_messages_rejected_total",
@@ -24,6 +24,7 @@ const CONTRACT: [&str; 17] = [
     "pc_queue_depth",
     "pc_queue_capacity",
     "pc_latency_seconds_bucket",
+    "pc_built_late_seconds_bucket",
     "pc_commit_duration_seconds_bucket",
     "pc_batch_rows_bucket",
     "pc_producer_blocked_seconds_total",

@@ -149,7 +149,7 @@ fn metrics_addr(r: &mut Running) -> String {
 }
 
 /// Every metric the README names, as the sample keys a Prometheus text scrape holds.
-const EXPOSED: [&str; 22] = [
+const EXPOSED: [&str; 24] = [
     "pc_messages_produced_total",
     "pc_messages_consumed_total",
     "pc_messages_stored_total",
@@ -168,6 +168,8 @@ const EXPOSED: [&str; 22] = [
     "pc_wal_bytes",
     "pc_latency_seconds_sum",
     "pc_latency_seconds_count",
+    "pc_built_late_seconds_sum",
+    "pc_built_late_seconds_count",
     "pc_commit_duration_seconds_sum",
     "pc_commit_duration_seconds_count",
     "pc_batch_rows_sum",
@@ -274,6 +276,11 @@ fn a_live_scrape_passes_promtool_and_its_counters_equal_the_summary() {
         sample(&last, "pc_latency_seconds_count"),
         "the +Inf bucket holds every message"
     );
+    assert_eq!(
+        count(&last, "pc_built_late_seconds_count"),
+        0,
+        "stdin's lines are read, not built on a schedule: none is built late"
+    );
     promtool_check(&text);
 
     let om = get(&addr, "/metrics", Some("application/openmetrics-text"));
@@ -324,6 +331,61 @@ fn a_live_scrape_passes_promtool_and_its_counters_equal_the_summary() {
         v["latency_ns"]["count"].as_u64(),
         Some(count(&last, "pc_latency_seconds_count")),
         "summary latency_ns.count vs pc_latency_seconds_count; summary: {v}"
+    );
+}
+
+#[test]
+fn generated_messages_are_scraped_as_built_late_and_the_summary_counts_at_least_as_many() {
+    let s = Scratch::new("metrics-built-late");
+    let mut cmd = pc_host(s.dir());
+    cmd.args([
+        "--rps",
+        "2000",
+        "--duration",
+        "600",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--report-interval",
+        "0",
+        "--output",
+        "json",
+    ]);
+    let mut r = start_command(cmd);
+    let addr = metrics_addr(&mut r);
+    let (text, last) = poll("generated messages measured as built late", || {
+        let (text, m) = scrape(&addr);
+        match m.get("pc_built_late_seconds_count") {
+            Some(&n) if n >= 200.0 => Ok((text, m)),
+            other => Err(format!("pc_built_late_seconds_count {other:?}")),
+        }
+    });
+    let scraped = count(&last, "pc_built_late_seconds_count");
+    assert_eq!(
+        sample(&last, "pc_built_late_seconds_bucket{le=\"+Inf\"}"),
+        scraped as f64,
+        "the +Inf bucket holds every message:\n{text}"
+    );
+    assert!(
+        sample(&last, "pc_built_late_seconds_sum") > 0.0,
+        "every message is built some time after it was due:\n{text}"
+    );
+    promtool_check(&text);
+
+    common::signal(&r.child, libc::SIGINT);
+    let out = finish(r);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    let summary = v["built_late_ns"]["count"]
+        .as_u64()
+        .expect("built_late_ns.count");
+    assert!(
+        summary >= scraped,
+        "the summary counts everything the scrape did and what came after: {summary} < {scraped}"
+    );
+    assert_eq!(
+        summary,
+        u(&v, "produced"),
+        "one per generated message that went into the ring: {v}"
     );
 }
 

@@ -25,7 +25,8 @@ use crate::sink::retry::Health;
 use crate::telemetry::lanes::LaneFigures;
 use crate::telemetry::{NatsStats, Stats};
 
-/// Bucket bounds of `pc_latency_seconds` and `pc_commit_duration_seconds`.
+/// Bucket bounds of `pc_latency_seconds`, `pc_built_late_seconds` and
+/// `pc_commit_duration_seconds`.
 const SECONDS: [f64; 18] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0, 60.0,
@@ -249,6 +250,14 @@ impl Collector for Scrape {
             "pc_latency_seconds",
             "Intended send (or read) to committed (or given up), per message.",
             &s.latency(),
+            1e-9,
+            &SECONDS,
+        )?;
+        histogram(
+            &mut e,
+            "pc_built_late_seconds",
+            "Intended send to the message being built, per generated message (other sources: none).",
+            &s.built_late(),
             1e-9,
             &SECONDS,
         )?;
