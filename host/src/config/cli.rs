@@ -280,10 +280,11 @@ pub struct RunArgs {
     pub synchronous: Synchronous,
 
     /// SQLite page size in bytes for a new database, a power of two from 512 to 65536. Each
-    /// commit writes at least one page to the WAL, so at low rates, where commits hold a few
-    /// rows, smaller pages write less to disk and commit sooner; larger pages store faster in
-    /// bulk. An existing database keeps its own: given, it must match [default: 4096 for a run
-    /// throttled to 50000 records/s or less, 16384 for a faster or unthrottled one]
+    /// commit writes at least one page to the WAL, so at moderate rates, where commits hold a
+    /// few rows, smaller pages write less to disk and commit sooner; larger pages store faster
+    /// in bulk. An existing database keeps the size its first run gave it: given, it must match
+    /// [default: 4096 for a run throttled to 50000 records/s or less, 16384 for a faster or
+    /// unthrottled one]
     #[arg(
         long,
         value_name = "BYTES",
