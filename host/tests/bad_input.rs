@@ -40,6 +40,27 @@ fn unknown_and_malformed_flags_are_clap_errors() {
 }
 
 #[test]
+fn a_fraction_or_a_word_for_a_whole_number_option_says_it_must_be_a_whole_number() {
+    let s = Scratch::new("whole-number");
+    for (flag, value, text) in [
+        ("--rps", "MSG_PER_S", "1.5"),
+        ("--producers", "N", "ten"),
+        ("--page-size", "BYTES", "4k"),
+        ("--messages", "N", "1e6"),
+    ] {
+        assert_one_line_error(
+            &run(s.dir(), &[flag, text]),
+            2,
+            &format!("invalid value '{text}' for '{flag} <{value}>': it must be a whole number"),
+        );
+    }
+    assert!(
+        !s.path("pc-host.db").exists(),
+        "no database on a usage error"
+    );
+}
+
+#[test]
 fn a_negative_number_for_a_numeric_option_says_it_must_not_be_negative() {
     let s = Scratch::new("negative");
     // Whole-number options: their parser says so, where clap took `-1` for an unknown flag.

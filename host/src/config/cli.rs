@@ -435,6 +435,12 @@ where
             .is_some_and(|n| n.parse::<f64>().is_ok());
         if negative {
             "it must not be negative".to_owned()
+        } else if matches!(
+            e.kind(),
+            std::num::IntErrorKind::InvalidDigit | std::num::IntErrorKind::Empty
+        ) {
+            // `1.5`, `1e6`, `ten`, ``: std's "invalid digit found in string" names no fix.
+            "it must be a whole number (digits only)".to_owned()
         } else {
             e.to_string()
         }
