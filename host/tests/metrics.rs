@@ -148,6 +148,20 @@ fn metrics_addr(r: &mut Running) -> String {
     addr.to_string()
 }
 
+/// Starts pc-host with `args`, its metrics on a free port and the JSON summary (stdin piped
+/// if `stdin`); returns the run and the address it serves metrics at.
+fn start_scraped(s: &Scratch, args: &[&str], stdin: bool) -> (Running, String) {
+    let mut cmd = pc_host(s.dir());
+    cmd.args(args)
+        .args(["--metrics-addr", "127.0.0.1:0", "--output", "json"]);
+    if stdin {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut r = start_command(cmd);
+    let addr = metrics_addr(&mut r);
+    (r, addr)
+}
+
 /// Every metric the README names, as the sample keys a Prometheus text scrape holds.
 const EXPOSED: [&str; 24] = [
     "pc_messages_produced_total",
@@ -219,20 +233,7 @@ fn a_live_scrape_passes_promtool_and_its_counters_equal_the_summary() {
     const LINES: usize = 5000;
     const BAD: usize = 2500;
     let s = Scratch::new("metrics-live-scrape");
-    let mut cmd = pc_host(s.dir());
-    cmd.args([
-        "--source",
-        "stdin",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--report-interval",
-        "0.1",
-        "--output",
-        "json",
-    ])
-    .stdin(Stdio::piped());
-    let mut r = start_command(cmd);
-    let addr = metrics_addr(&mut r);
+    let (mut r, addr) = start_scraped(&s, &["--source", "stdin", "--report-interval", "0.1"], true);
     let mut input = Vec::new();
     for i in 0..LINES {
         if i == BAD {
@@ -337,21 +338,18 @@ fn a_live_scrape_passes_promtool_and_its_counters_equal_the_summary() {
 #[test]
 fn generated_messages_are_scraped_as_built_late_and_the_summary_counts_at_least_as_many() {
     let s = Scratch::new("metrics-built-late");
-    let mut cmd = pc_host(s.dir());
-    cmd.args([
-        "--rps",
-        "2000",
-        "--duration",
-        "600",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--report-interval",
-        "0",
-        "--output",
-        "json",
-    ]);
-    let mut r = start_command(cmd);
-    let addr = metrics_addr(&mut r);
+    let (r, addr) = start_scraped(
+        &s,
+        &[
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0",
+        ],
+        false,
+    );
     let (text, last) = poll("generated messages measured as built late", || {
         let (text, m) = scrape(&addr);
         match m.get("pc_built_late_seconds_count") {
@@ -393,22 +391,18 @@ fn generated_messages_are_scraped_as_built_late_and_the_summary_counts_at_least_
 fn a_lanes_scrape_labels_each_lane_passes_promtool_and_equals_the_lanes_summary() {
     const LINES: u64 = 3000;
     let s = Scratch::new("metrics-lanes");
-    let mut cmd = pc_host(s.dir());
-    cmd.args([
-        "--source",
-        "stdin?lane=high",
-        "--lanes",
-        "high:1,low:9",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--report-interval",
-        "0",
-        "--output",
-        "json",
-    ])
-    .stdin(Stdio::piped());
-    let mut r = start_command(cmd);
-    let addr = metrics_addr(&mut r);
+    let (mut r, addr) = start_scraped(
+        &s,
+        &[
+            "--source",
+            "stdin?lane=high",
+            "--lanes",
+            "high:1,low:9",
+            "--report-interval",
+            "0",
+        ],
+        true,
+    );
     let input: String = (0..LINES).map(|i| format!("message {i}\n")).collect();
     let mut stdin = r.child.stdin.take().expect("stdin is piped");
     stdin
