@@ -530,3 +530,50 @@ fn grants_report_when_each_token_was_due() {
     let due: Vec<u64> = bucket.schedule(&grant).collect();
     assert_eq!(due, [9_333_333_334, 9_666_666_667, 10 * SECOND]);
 }
+
+/// Splitting a reservation at any instant, with any cap, hands out a prefix of its schedule whose
+/// tokens are all due by then, and keeps the rest: the two schedules are the whole one, in order.
+#[test]
+fn split_due_hands_out_a_prefix_of_due_tokens_and_keeps_the_rest() {
+    let mut split_several = 0;
+    for (rate, period, burst) in shapes() {
+        let bucket = TokenBucket::new(rate, period, burst).starting_empty_at(0);
+        let step = interval(&bucket).max(1);
+        let ahead = 5 * step;
+        let Ok(reserved) = bucket.try_acquire_up_to(burst, ahead) else {
+            continue; // no token within five intervals at this shape
+        };
+        let whole: Vec<u64> = bucket.schedule(&reserved).collect();
+        split_several += usize::from(whole.len() >= 3);
+        for now in [0, step / 2, step, 2 * step + 1, ahead, u64::MAX] {
+            for max in [0, 1, 2, u64::MAX] {
+                let (out, kept) = reserved.split_due(now, max);
+                let first: Vec<u64> = bucket.schedule(&out).collect();
+                let rest: Vec<u64> = bucket.schedule(&kept).collect();
+                assert!(first.len() as u64 <= max, "{max} at most");
+                assert!(
+                    first.iter().all(|&due| due <= now),
+                    "{first:?} due by {now}"
+                );
+                let wanted = whole
+                    .iter()
+                    .filter(|&&due| due <= now)
+                    .count()
+                    .min(max as usize);
+                assert_eq!(first.len(), wanted, "every due token up to the cap");
+                assert_eq!([first, rest].concat(), whole, "split at {now}, max {max}");
+                assert_eq!(
+                    (out.count(), kept.count()),
+                    (wanted as u64, reserved.count() - wanted as u64)
+                );
+                if out.count() == 0 {
+                    assert_eq!(out.due(), now, "an empty part is due at `now`");
+                }
+            }
+        }
+    }
+    assert!(
+        split_several > 0,
+        "some shape reserved three tokens or more"
+    );
+}

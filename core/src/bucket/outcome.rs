@@ -62,6 +62,42 @@ impl Grant<'_> {
         // `count <= last`: the grant took the indices `(last - count, last]`, all above 0.
         self.bucket.due_of_biased(self.last - self.count + 1)
     }
+
+    /// Splits off the first tokens of the grant that are due at or before `now`, at most
+    /// `max` of them: (those, the rest), both in order. Either part may be empty
+    /// (`count() == 0`; an empty part's `due()` is `now`). Tokens are never handed back: a
+    /// caller that reserved tokens ahead (acquired with a future instant as `now`) hands out
+    /// the first part and keeps the second for later.
+    ///
+    /// ```
+    /// let bucket = pc_core::TokenBucket::per_second(1000, 10).starting_empty_at(0);
+    /// // Reserve the tokens due within the next 5 ms: those of 1, 2, 3, 4 and 5 ms.
+    /// let reserved = bucket.try_acquire_up_to(10, 5_000_000).unwrap();
+    /// let (due, later) = reserved.split_due(2_500_000, 10);
+    /// assert_eq!((due.count(), due.first_due(), due.due()), (2, 1_000_000, 2_000_000));
+    /// assert_eq!((later.count(), later.first_due(), later.due()), (3, 3_000_000, 5_000_000));
+    /// let (none, all) = later.split_due(2_999_999, 10);
+    /// assert_eq!((none.count(), all), (0, later));
+    /// let (one, two) = later.split_due(9_000_000, 1);
+    /// assert_eq!((one.count(), one.due(), two.count(), two.first_due()), (1, 3_000_000, 2, 4_000_000));
+    /// ```
+    pub fn split_due(self, now: u64, max: u64) -> (Self, Self) {
+        // The grant took the biased indices `(last - count, last]` (all above 0), due in order.
+        let first = self.last.wrapping_sub(self.count).wrapping_add(1);
+        let due = (0..self.count.min(max))
+            .take_while(|&k| self.bucket.due_of_biased(first + k) <= now)
+            .count() as u64;
+        let part = |count: u64, last: u64| Grant {
+            count,
+            // An empty grant reports the caller's instant as its due instant.
+            last: if count == 0 { now } else { last },
+            bucket: self.bucket,
+        };
+        (
+            part(due, self.last - (self.count - due)),
+            part(self.count - due, self.last),
+        )
+    }
 }
 
 impl PartialEq for Grant<'_> {

@@ -14,7 +14,7 @@
 use std::sync::PoisonError;
 
 use super::Context;
-use super::rate::Take;
+use super::rate::{Reserved, Take};
 use crate::message::{Record, generated_text};
 use crate::telemetry::ProducerStats;
 
@@ -38,6 +38,7 @@ impl Generator<'_> {
         // Each record's lateness in ns (0: not measured, due in the warm-up), kept beside `buf`
         // so that only the records that went into the ring are counted.
         let mut late: Vec<u64> = Vec::with_capacity(self.cx.chunk as usize);
+        let mut reserved = Reserved::default();
         loop {
             let want = match self.quota {
                 Some(q) => (q - seq).min(self.cx.chunk),
@@ -46,7 +47,7 @@ impl Generator<'_> {
             if want == 0 {
                 return;
             }
-            let Take::Go { grant, now } = self.cx.take(want) else {
+            let Take::Go { grant, now } = self.cx.take(want, &mut reserved) else {
                 return;
             };
             let created_at = self.cx.unix(now);

@@ -21,7 +21,7 @@ use anyhow::{Context as _, anyhow};
 
 use super::Context;
 use super::input::{LineReader, RawLine, StdinPoll, key_at, open_file};
-use super::rate::Take;
+use super::rate::{Reserved, Take};
 use crate::config::Format;
 use crate::dead_letter::{DeadLetters, Reason};
 use crate::flow::{ByteGate, CHUNK_BYTES};
@@ -115,12 +115,13 @@ impl LineSource<'_> {
         let mut buf: Vec<Record> = Vec::with_capacity(self.cx.chunk as usize);
         let mut nap = Duration::from_millis(1);
         let mut ended = Ended::default();
+        let mut reserved = Reserved::default();
         loop {
             let want = self.claim(self.cx.chunk);
             if want == 0 {
                 return Ok(self.with_final_position(ended, next)); // --messages reached
             }
-            let Take::Go { grant, .. } = self.cx.take(want) else {
+            let Take::Go { grant, .. } = self.cx.take(want, &mut reserved) else {
                 self.unclaim(want);
                 self.rest_of_stdin(&mut next, &mut buf)?;
                 return Ok(self.with_final_position(ended, next));

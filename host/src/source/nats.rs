@@ -29,7 +29,7 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use futures_util::{FutureExt as _, StreamExt as _};
 
 use super::Context;
-use super::rate::Take;
+use super::rate::{Reserved, Take};
 use crate::config::url::NatsSource as Spec;
 use crate::dead_letter::DeadLetters;
 use crate::flow::ByteGate;
@@ -432,8 +432,10 @@ impl NatsSource<'_> {
     /// Takes `n` tokens from the run's token bucket (`--rps`, shared with every source),
     /// waiting while none is due; `false` if the run stops first.
     fn paced(&self, mut n: u64) -> bool {
+        // Each take reserves at most the `n` still wanted, so none is left reserved at the end.
+        let mut reserved = Reserved::default();
         while n > 0 {
-            let Take::Go { grant, .. } = self.cx.take(n) else {
+            let Take::Go { grant, .. } = self.cx.take(n, &mut reserved) else {
                 return false;
             };
             n -= grant.map_or(n, |g| g.count()).min(n);
