@@ -536,16 +536,30 @@ fn grants_report_when_each_token_was_due() {
 #[test]
 fn split_due_hands_out_a_prefix_of_due_tokens_and_keeps_the_rest() {
     let mut split_several = 0;
-    for (rate, period, burst) in shapes() {
-        let bucket = TokenBucket::new(rate, period, burst).starting_empty_at(0);
+    // Full (the initial tokens are due at 0), empty from 0, and empty from an odd instant.
+    let starts = [None, Some(0), Some(1_234_567)];
+    for ((rate, period, burst), start) in shapes().into_iter().flat_map(|s| starts.map(|t| (s, t)))
+    {
+        let bucket = match start {
+            None => TokenBucket::new(rate, period, burst),
+            Some(t) => TokenBucket::new(rate, period, burst).starting_empty_at(t),
+        };
         let step = interval(&bucket).max(1);
-        let ahead = 5 * step;
+        let from = start.unwrap_or(0);
+        let ahead = from + 5 * step;
         let Ok(reserved) = bucket.try_acquire_up_to(burst, ahead) else {
             continue; // no token within five intervals at this shape
         };
         let whole: Vec<u64> = bucket.schedule(&reserved).collect();
         split_several += usize::from(whole.len() >= 3);
-        for now in [0, step / 2, step, 2 * step + 1, ahead, u64::MAX] {
+        for now in [
+            0,
+            from + step / 2,
+            from + step,
+            from + 2 * step + 1,
+            ahead,
+            u64::MAX,
+        ] {
             for max in [0, 1, 2, u64::MAX] {
                 let (out, kept) = reserved.split_due(now, max);
                 let first: Vec<u64> = bucket.schedule(&out).collect();

@@ -24,9 +24,9 @@ use super::rate::DueClock;
 pub struct Grant<'a> {
     /// How many tokens were taken.
     pub(crate) count: u64,
-    /// With `count > 0`, the bucket's state after this grant: the index (biased by `burst`) of
-    /// its last token. With `count == 0`, the caller's `now`, which an empty grant reports as
-    /// its due instant.
+    /// With `count > 0`, the index (biased by `burst`) of its last token (for a grant from an
+    /// acquire, the bucket's state after it). With `count == 0`, the caller's `now`, which an
+    /// empty grant reports as its due instant.
     pub(crate) last: u64,
     /// The bucket that granted the tokens, for its clock and burst.
     pub(crate) bucket: &'a TokenBucket,
@@ -63,10 +63,13 @@ impl Grant<'_> {
         self.bucket.due_of_biased(self.last - self.count + 1)
     }
 
-    /// Splits off the first tokens of the grant that are due at or before `now`, at most
-    /// `max` of them: (those, the rest), both in order. Either part may be empty
-    /// (`count() == 0`; an empty part's `due()` is `now`). Tokens are never handed back: a
-    /// caller that reserved tokens ahead (acquired with a future instant as `now`) hands out
+    /// Splits a grant in two, in order: every token of it due at or before `now`, up to `max`
+    /// of them, and the rest. No token is handed out early by this, and none is given back
+    /// to the bucket: the two parts' schedules together are this grant's. Either part may be
+    /// empty (`count() == 0`; an empty part's `due()` is `now`). Computed from the bucket's
+    /// clock in a few multiplications, whatever the grant's size.
+    ///
+    /// A caller that reserved tokens ahead (acquired with a future instant as `now`) hands out
     /// the first part and keeps the second for later.
     ///
     /// ```
@@ -77,16 +80,26 @@ impl Grant<'_> {
     /// assert_eq!((due.count(), due.first_due(), due.due()), (2, 1_000_000, 2_000_000));
     /// assert_eq!((later.count(), later.first_due(), later.due()), (3, 3_000_000, 5_000_000));
     /// let (none, all) = later.split_due(2_999_999, 10);
-    /// assert_eq!((none.count(), all), (0, later));
+    /// assert_eq!((none.count(), none.due(), all), (0, 2_999_999, later));
     /// let (one, two) = later.split_due(9_000_000, 1);
     /// assert_eq!((one.count(), one.due(), two.count(), two.first_due()), (1, 3_000_000, 2, 4_000_000));
     /// ```
+    #[inline]
     pub fn split_due(self, now: u64, max: u64) -> (Self, Self) {
-        // The grant took the biased indices `(last - count, last]` (all above 0), due in order.
-        let first = self.last.wrapping_sub(self.count).wrapping_add(1);
-        let due = (0..self.count.min(max))
-            .take_while(|&k| self.bucket.due_of_biased(first + k) <= now)
-            .count() as u64;
+        // The grant took the biased indices `(last - count, last]`, due in order; the one at
+        // biased index `i` is due by `now` exactly when the clock has issued token
+        // `i - burst` by then (indices up to `burst`, the initial fill, are due at 0). So the
+        // due ones are those up to `tokens_at(now) + burst`. (Saturating: a sum past `u64::MAX`
+        // means every token is due.)
+        let due_up_to = self
+            .bucket
+            .tokens_at(now)
+            .saturating_add(self.bucket.burst());
+        let before_first = self.last - self.count; // `count <= last` (empty: `last` is `now`)
+        let due = due_up_to
+            .saturating_sub(before_first)
+            .min(self.count)
+            .min(max);
         let part = |count: u64, last: u64| Grant {
             count,
             // An empty grant reports the caller's instant as its due instant.
@@ -94,7 +107,7 @@ impl Grant<'_> {
             bucket: self.bucket,
         };
         (
-            part(due, self.last - (self.count - due)),
+            part(due, before_first + due),
             part(self.count - due, self.last),
         )
     }

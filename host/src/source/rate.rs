@@ -82,7 +82,9 @@ impl<'a> Context<'a> {
     /// nap that ends the slack late would find none of its own due: a wake-up per message.
     /// The others reserve the tokens after; one that loses the race for a token tries for the
     /// next at once. A token is never handed out before it is due, nor one due at or after
-    /// the deadline; one reserved and not yet due when the run stops goes unused.
+    /// the deadline. One reserved and due is handed out by the next take even once the run
+    /// was told to stop (as the token a nap waited for is: a run of `d` seconds at `r`
+    /// records/s makes `r * d`); one reserved and not yet due when the run stops goes unused.
     pub fn take(&self, want: u64, reserved: &mut Reserved<'a>) -> Take<'a> {
         if let Some(grant) = reserved.0.take() {
             return self.when_due(grant, want, reserved);
@@ -223,73 +225,114 @@ mod tests {
         }
     }
 
-    /// With a 3 ms slack at 1,000 tokens a second, a source that finds none due reserves the
-    /// next token and the three due within 3 ms after it (at most `want`, 4), and hands each
-    /// out only once it is due, at most `want` at a time; the next token the bucket gives is
-    /// the fifth.
-    #[test]
-    fn a_source_reserves_the_tokens_within_its_slack_and_hands_them_out_as_they_come_due() {
+    /// Tokens 100 ms apart (10 a second, burst 10) and a 300 ms slack: on a thread of its own
+    /// (the slack is per thread), takes `want` then 1 at a time until the run stops or `until`
+    /// tokens were handed out. Returns the first token's due instant, every token handed out
+    /// (its due instant), the first take's grant size, what it left reserved and its `now`,
+    /// and what is left reserved at the end.
+    fn takes_with_slack(
+        want: u64,
+        until: usize,
+        deadline_after_first: Option<u64>,
+    ) -> (u64, Vec<u64>, (u64, u64, u64), u64, TokenBucket) {
         let ring = Queue::ring(4).expect("a valid capacity");
         let (clock, stop) = (Clock::new(), AtomicBool::new(false));
-        let start = clock.now();
-        let bucket = TokenBucket::per_second(1000, 10).starting_empty_at(start);
-        let first_due = match bucket.try_acquire(1, start) {
-            Err(Denied::NotYet { ready_at, .. }) => ready_at,
-            other => panic!("an empty bucket granted {other:?}"),
-        };
-        let cx = Context {
-            bucket: Some(&bucket),
-            ..context(&ring, &clock, &stop, 2)
-        };
-        // A thread of its own, so the slack set here stays with it.
-        let (handed, reserved) = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    super::NAP_SLACK_NS.set(3_000_000);
+                    super::NAP_SLACK_NS.set(300_000_000);
+                    let start = clock.now();
+                    let bucket = TokenBucket::per_second(10, 10).starting_empty_at(start);
+                    let first_due = match bucket.try_acquire(1, start) {
+                        Err(Denied::NotYet { ready_at, .. }) => ready_at,
+                        other => panic!("an empty bucket granted {other:?}"),
+                    };
+                    let cx = Context {
+                        bucket: Some(&bucket),
+                        deadline: deadline_after_first.map(|d| first_due + d),
+                        ..context(&ring, &clock, &stop, want)
+                    };
                     let mut reserved = super::Reserved::default();
-                    let mut handed = Vec::new();
-                    while handed.len() < 4 {
-                        // Four at first (the reservation), then one at a time.
-                        let want = if handed.is_empty() { 4 } else { 1 };
+                    let (mut handed, mut first) = (Vec::new(), None);
+                    while handed.len() < until {
+                        let want = if first.is_none() { want } else { 1 };
                         match cx.take(want, &mut reserved) {
                             Take::Go {
                                 grant: Some(grant),
                                 now,
                             } => {
-                                assert!(
-                                    (1..=want).contains(&grant.count()),
-                                    "{grant:?}: 1 to {want}"
-                                );
+                                assert!((1..=want).contains(&grant.count()), "{grant:?}");
                                 assert!(grant.due() <= now, "{grant:?} handed out at {now}");
-                                if handed.is_empty() {
-                                    let kept = reserved.0.map_or(0, |g| g.count());
-                                    assert_eq!(grant.count() + kept, 4, "one reservation of four");
-                                }
+                                let kept = reserved.0.map_or(0, |g| g.count());
+                                first.get_or_insert((grant.count(), kept, now));
                                 handed.extend(bucket.schedule(&grant));
                             }
+                            Take::Stop => break,
                             other => panic!("{other:?}"),
                         }
                     }
-                    (handed, reserved)
+                    let left = reserved.0.map_or(0, |g| g.count());
+                    let first = first.expect("a first take");
+                    (first_due, handed, first, left, bucket)
                 })
                 .join()
                 .expect("the takes")
-        });
-        // Tokens are due on the bucket's grid: the first after `start`, then one a millisecond.
-        let ms = |k: u64| first_due + k * 1_000_000;
+        })
+    }
+
+    /// A source that finds no token due reserves the next one and those due within its slack
+    /// after it (at most `want`), naps until the first is due, not the last, and hands each out
+    /// only once it is due, at most `want` at a time; the next token the bucket gives is the
+    /// one after the reservation.
+    #[test]
+    fn a_source_reserves_the_tokens_within_its_slack_and_hands_them_out_as_they_come_due() {
+        let ms = |first: u64, k: u64| first + k * 100_000_000;
+        let (first_due, handed, (count, kept, now), left, bucket) = takes_with_slack(4, 4, None);
         assert_eq!(
-            handed,
-            [ms(0), ms(1), ms(2), ms(3)],
-            "the reserved tokens, in order"
+            count + kept,
+            4,
+            "one reservation of the four within the slack"
         );
-        assert!(reserved.0.is_none(), "nothing left reserved: {reserved:?}");
+        assert!(
+            now < ms(first_due, 3),
+            "handed out at {now}, before the last was due"
+        );
+        let want: Vec<u64> = (0..4).map(|k| ms(first_due, k)).collect();
+        assert_eq!(handed, want, "the reserved tokens, in order");
+        assert_eq!(left, 0, "nothing left reserved");
+        // Within the burst of ten, the earliest token not yet taken.
         let next = bucket
-            .try_acquire_up_to(1, ms(10))
-            .expect("a token by 10 ms");
+            .try_acquire_up_to(1, ms(first_due, 9))
+            .expect("a token");
         assert_eq!(
             next.first_due(),
-            ms(4),
-            "the four were taken from the bucket at once"
+            ms(first_due, 4),
+            "the four came from one reservation"
+        );
+
+        // At most `want` are reserved: two of the four.
+        let (_, _, (count, kept, _), _, _) = takes_with_slack(2, 2, None);
+        assert_eq!(count + kept, 2, "a reservation of `want`");
+    }
+
+    /// A reservation stops before the deadline: with it 150 ms after the first token, the
+    /// source hands out that token and the next, then stops, and the third is not taken.
+    #[test]
+    fn no_token_due_at_or_after_the_deadline_is_reserved_within_the_slack() {
+        let ms = |first: u64, k: u64| first + k * 100_000_000;
+        let (first_due, handed, (count, kept, _), left, bucket) =
+            takes_with_slack(4, usize::MAX, Some(150_000_000));
+        assert_eq!(count + kept, 2, "two are due before the deadline");
+        assert_eq!(handed, [ms(first_due, 0), ms(first_due, 1)]);
+        assert_eq!(left, 0);
+        // Within the burst of ten, the earliest token not yet taken.
+        let next = bucket
+            .try_acquire_up_to(1, ms(first_due, 9))
+            .expect("a token");
+        assert_eq!(
+            next.first_due(),
+            ms(first_due, 2),
+            "the third was left in the bucket"
         );
     }
 
