@@ -280,6 +280,13 @@ mod tests {
         })
     }
 
+    /// The due instant of the earliest token `takes_with_slack`'s bucket has not handed out
+    /// (taking it): within its burst of ten, 900 ms after the first.
+    fn next_untaken(bucket: &TokenBucket, first_due: u64) -> u64 {
+        let grant = bucket.try_acquire_up_to(1, first_due + 900_000_000);
+        grant.expect("a token within the burst").first_due()
+    }
+
     /// A source that finds no token due reserves the next one and those due within its slack
     /// after it (at most `want`), naps until the first is due, not the last, and hands each out
     /// only once it is due, at most `want` at a time; the next token the bucket gives is the
@@ -300,12 +307,8 @@ mod tests {
         let want: Vec<u64> = (0..4).map(|k| ms(first_due, k)).collect();
         assert_eq!(handed, want, "the reserved tokens, in order");
         assert_eq!(left, 0, "nothing left reserved");
-        // Within the burst of ten, the earliest token not yet taken.
-        let next = bucket
-            .try_acquire_up_to(1, ms(first_due, 9))
-            .expect("a token");
         assert_eq!(
-            next.first_due(),
+            next_untaken(&bucket, first_due),
             ms(first_due, 4),
             "the four came from one reservation"
         );
@@ -325,12 +328,8 @@ mod tests {
         assert_eq!(count + kept, 2, "two are due before the deadline");
         assert_eq!(handed, [ms(first_due, 0), ms(first_due, 1)]);
         assert_eq!(left, 0);
-        // Within the burst of ten, the earliest token not yet taken.
-        let next = bucket
-            .try_acquire_up_to(1, ms(first_due, 9))
-            .expect("a token");
         assert_eq!(
-            next.first_due(),
+            next_untaken(&bucket, first_due),
             ms(first_due, 2),
             "the third was left in the bucket"
         );
