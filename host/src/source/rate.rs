@@ -109,15 +109,12 @@ impl<'a> Context<'a> {
             };
             if let Some(wait) = wait {
                 let next = now.saturating_add(wait);
-                let latest = self
-                    .deadline
-                    .map_or(next, |d| next.min(d.saturating_sub(1)));
+                // The last instant a token of this run may be due: before the deadline.
+                let last = self.deadline.map_or(u64::MAX, |d| d.saturating_sub(1));
+                let latest = next.min(last);
                 // With the tokens due within the nap's slack after it: the nap may end that
                 // late anyway, and they then cost no wake-up of their own.
-                let within = latest
-                    .saturating_add(NAP_SLACK_NS.get())
-                    .min(self.deadline.map_or(u64::MAX, |d| d.saturating_sub(1)))
-                    .max(latest);
+                let within = latest.saturating_add(NAP_SLACK_NS.get()).min(last);
                 if let Ok(grant) = bucket.try_acquire_up_to(want, within) {
                     return self.when_due(grant, want, reserved);
                 }
