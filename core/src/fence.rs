@@ -109,8 +109,8 @@ pub(crate) fn heavy() {
 ///
 /// When to prefer it: when the ring's calls are batches, so the barrier is paid once per batch,
 /// and threads sleep and wake often, above all in virtual machines, where `membarrier`
-/// interrupts every other CPU running the process and waits for each (README, "Benchmarks"
-/// and "Performance", for what it measured). `pc-host` calls it before building its queue.
+/// interrupts every other CPU running the process and waits for each (`docs/performance-log.md`,
+/// "wake-ups that cost less", for what it measured). `pc-host` calls it before building its queue.
 ///
 /// ```
 /// use pc_core::{HeapRing, PopError};

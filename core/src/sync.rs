@@ -289,8 +289,9 @@ pub(crate) fn yield_now() {
 /// over one index while the consumers wait for a core). On a machine with a core to spare the
 /// yield should return at once (`sched_yield` with nothing else to run; not measured here): a
 /// system call per lost race after the first. The first loss is free, so two threads that meet
-/// once pay nothing. (README, "Benchmarks": the 2P2C row, measured with and without.) Under
-/// loom the yield is loom's; no model has enough same-side threads to lose twice.
+/// once pay nothing. (`docs/performance-log.md`, "The lost-race yield": the 2P2C row, measured
+/// with and without.) Under loom the yield is loom's; no model has enough same-side threads to
+/// lose twice.
 #[cfg(any(feature = "std", loom))]
 #[derive(Debug, Default)]
 pub(crate) struct LostRaces {
@@ -468,7 +469,7 @@ std::thread_local! {
 impl YieldBudget {
     /// The fewest yields a wait takes.
     pub(crate) const MIN_YIELDS: u32 = 4;
-    /// The most: tens of microseconds on an idle core (README, "Benchmarks": the 2P2C row).
+    /// The most: tens of microseconds on an idle core (`docs/performance-log.md`: the 2P2C row).
     pub(crate) const MAX_YIELDS: u32 = 58;
     /// One in this many of a thread's yielding waits yields the most.
     pub(crate) const PROBE_EVERY: u32 = 16;

@@ -19,7 +19,7 @@ use crate::telemetry::{ProducerStats, bump};
 /// per call costs little, while consumers and producers go to sleep and wake thousands of
 /// times a second at moderate rates, and each `membarrier` interrupts the other CPUs running
 /// pc-host and waits for them: on a 2-vCPU VM that cost more than the rest of a sleep
-/// (README, "Performance").
+/// (`docs/performance-log.md`, "wake-ups that cost less").
 fn choose_fences() {
     // Correct either way: `false` only means another ring decided first.
     let _ = pc_core::use_fence_instructions();

@@ -37,7 +37,8 @@ pub enum PageSizeChoice<'a> {
 /// pages do, each commit copies and checksums less, and the p99 is lower. Unthrottled runs
 /// commit thousands of rows at a time, where 16 KiB pages store more rows per second (fewer
 /// pages, frames and checksums per row); at the rates in between (measured at 100k and 200k
-/// records/s) smaller pages gave no lower p99. The README's "Performance" has the figures.
+/// records/s) smaller pages gave no lower p99. `docs/performance-log.md`, "pages sized by
+/// the rate", has the figures.
 #[must_use]
 pub fn page_size_for_rate(rps: u64) -> i64 {
     if rps != 0 && rps <= SMALL_PAGES_MAX_RPS {
