@@ -31,9 +31,65 @@ pub fn writable(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
+/// Whether `path` is spelled as a directory: it ends in `/`, or its last component is `.` or
+/// `..`. No file can be made under that spelling, and a file path's checks would look at the
+/// wrong place: `Path` drops a trailing `/` (`dead/` has the file name `dead`), while `open`
+/// fails on it only when the run first writes, and SQLite creates the file without the slash.
+pub fn names_a_directory(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = path.as_os_str().as_bytes();
+    let last = bytes.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    !bytes.is_empty() && matches!(last, b"" | b"." | b"..")
+}
+
+/// The one line refusing `path`, given as `flag`, because it is spelled as a directory
+/// ([`names_a_directory`]), with `example` as a file name to put in it.
+pub fn directory_spelling(flag: &str, path: &Path, example: &str) -> String {
+    let shown = path.display().to_string();
+    let dir = shown.trim_end_matches('/');
+    format!(
+        "{flag} {shown}: this names a directory, not a file: give a file path (e.g. \
+         {dir}/{example})"
+    )
+}
+
 /// `PATH` with `suffix` appended to its file name (`db` -> `db-wal`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_ending_in_a_slash_or_dot_names_a_directory_and_a_file_name_does_not() {
+        for dir in ["dead/", "a/b/", "/", ".", "..", "a/.", "a/..", "./", "a//"] {
+            assert!(names_a_directory(Path::new(dir)), "{dir}");
+        }
+        for file in [
+            "dead",
+            "a/b",
+            "/x",
+            "./x",
+            "x.",
+            "..x",
+            "a/.hidden",
+            "a/x..",
+        ] {
+            assert!(!names_a_directory(Path::new(file)), "{file}");
+        }
+        assert!(!names_a_directory(Path::new("")));
+    }
+
+    #[test]
+    fn the_directory_line_names_the_flag_and_a_file_inside() {
+        assert_eq!(
+            directory_spelling("--profile", Path::new("out/"), "profile.svg"),
+            "--profile out/: this names a directory, not a file: give a file path (e.g. \
+             out/profile.svg)"
+        );
+    }
 }

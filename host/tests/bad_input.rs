@@ -1079,6 +1079,56 @@ fn a_bad_source_from_the_environment_or_a_config_file_names_where_it_came_from()
     assert!(!s.path("pc-host.db").exists(), "no database was created");
 }
 
+/// A path ending in `/` names a directory: SQLite would create the file without the slash
+/// (and the run then find no database at the path it was given), and the other outputs would
+/// fail only when first written. Each is refused at once, and nothing is made.
+#[test]
+fn a_path_spelled_as_a_directory_is_refused_before_anything_is_written() {
+    let s = Scratch::new("dir-spelling");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--db", "newdir/"],
+            "--db: `newdir/` names a directory, not a database file: give a file path (e.g. \
+             newdir/pc-host.db)",
+        ),
+        (&["--sink", "sqlite:out/"], "`out/` names a directory"),
+        (
+            &["--dead-letter", "dlx/"],
+            "--dead-letter dlx/: this names a directory, not a file: give a file path (e.g. \
+             dlx/dead.jsonl)",
+        ),
+        (
+            &["--profile", "pp/"],
+            "--profile pp/: this names a directory, not a file",
+        ),
+        (
+            &["--latency-log", "ll/"],
+            "--latency-log ll/: this names a directory, not a file",
+        ),
+        (
+            &["--dead-letter", "."],
+            "--dead-letter .: this names a directory",
+        ),
+        (
+            &["verify", "--db", "newdir/"],
+            "`newdir/` names a directory",
+        ),
+        (
+            &["plot", "--db", "newdir/", "-o", "p.svg"],
+            "`newdir/` names a directory",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut all = args.to_vec();
+        if !matches!(args[0], "verify" | "plot") {
+            all.extend(["--messages", "5"]);
+        }
+        assert_one_line_error(&run(s.dir(), &all), 2, needle);
+        let names: Vec<_> = std::fs::read_dir(s.dir()).unwrap().flatten().collect();
+        assert!(names.is_empty(), "{args:?} wrote {names:?}");
+    }
+}
+
 #[test]
 fn a_database_path_sqlite_would_read_as_a_uri_is_refused_before_anything_is_written() {
     let s = Scratch::new("db-uri");

@@ -354,11 +354,19 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     Ok(spec)
 }
 
-/// Parses the `--sink` URL.
-/// SQLite reads a file name that starts with `file:` as a URI (`file:x.db?mode=ro` names
-/// `x.db`), so such a path would not be the file pc-host checks and reports on: refused, with
-/// the two ways to say what was meant.
+/// Checks a SQLite database path. SQLite reads a file name that starts with `file:` as a URI
+/// (`file:x.db?mode=ro` names `x.db`), so such a path would not be the file pc-host checks and
+/// reports on: refused, with the two ways to say what was meant. A path spelled as a directory
+/// (`data/`) is refused too: SQLite would create `data` without the slash, and every later
+/// look at `data/` would miss it.
 pub fn check_sqlite_path(path: &str) -> Result<(), String> {
+    if crate::paths::names_a_directory(std::path::Path::new(path)) {
+        let dir = path.trim_end_matches('/');
+        return Err(format!(
+            "`{path}` names a directory, not a database file: give a file path (e.g. \
+             {dir}/pc-host.db)"
+        ));
+    }
     match path.strip_prefix("file:") {
         Some(rest) => Err(format!(
             "`{path}` would be read by SQLite as a URI, not a file name: give the path itself \
@@ -372,6 +380,7 @@ pub fn check_sqlite_path(path: &str) -> Result<(), String> {
 /// A server URL with no database after the host and port.
 const NO_DATABASE: &str = "the URL names no database: add /DBNAME after the host and port";
 
+/// Parses the `--sink` URL.
 pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
     let Some((scheme, rest)) = url.split_once(':') else {
         return Err("a sink URL needs a scheme, e.g. sqlite:pc-host.db".into());

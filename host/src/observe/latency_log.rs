@@ -47,7 +47,7 @@ impl LatencyLog {
     pub fn check(path: &Path, taken: &[PathBuf]) -> Result<(), String> {
         super::own_file::check(
             ("--latency-log", path),
-            "pc-host latency log",
+            ("pc-host latency log", "latency.hlog"),
             taken,
             is_latency_log,
         )

@@ -4,19 +4,23 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::paths::{dir_of, same_place, writable};
+use crate::paths::{dir_of, directory_spelling, names_a_directory, same_place, writable};
 
-/// Checks that `path` (given as `flag`) is in an existing, writable directory, is none of
-/// `taken`, and, if it exists, that `is_ours` recognises it as a `what` pc-host wrote.
+/// Checks that `path` (given as `flag`) is spelled as a file (not ending in `/`: the line then
+/// suggests `example` inside it), is in an existing, writable directory, is none of `taken`,
+/// and, if it exists, that `is_ours` recognises it as a `what` pc-host wrote.
 ///
 /// # Errors
 /// One line saying which of these fails.
 pub fn check(
     (flag, path): (&str, &Path),
-    what: &str,
+    (what, example): (&str, &str),
     taken: &[PathBuf],
     is_ours: impl FnOnce(&Path) -> bool,
 ) -> Result<(), String> {
+    if names_a_directory(path) {
+        return Err(directory_spelling(flag, path, example));
+    }
     let shown = path.display();
     let dir = dir_of(path);
     if !dir.is_dir() {

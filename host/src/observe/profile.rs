@@ -35,7 +35,12 @@ impl Profile {
     /// One line: a missing directory, or an existing file that is not a pc-host profile.
     /// `taken`: the paths the run uses for something else.
     pub fn check(path: &Path, taken: &[PathBuf]) -> Result<(), String> {
-        super::own_file::check(("--profile", path), "pc-host profile", taken, is_profile)
+        super::own_file::check(
+            ("--profile", path),
+            ("pc-host profile", "profile.svg"),
+            taken,
+            is_profile,
+        )
     }
 
     /// Starts sampling.
