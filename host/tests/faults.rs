@@ -341,6 +341,83 @@ fn stdin_read_as_a_full_disk_fails_the_run_is_stored_or_dead_lettered_never_lost
     );
 }
 
+/// Rejected lines that the dead-letter file could not take (a full disk) are not reported as
+/// in it, and are not lost: the file's position stays before them, so the next run, with
+/// room for them, reads them again and sets them aside.
+#[test]
+fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it() {
+    let s = Scratch::new("dead-letter-full");
+    let mnt = s.path("small");
+    let Some(_mount) = small_tmpfs(&mnt) else {
+        return;
+    };
+    // Fill the tmpfs: the dead-letter file can be created there, not written.
+    let filler = vec![b'x'; 64 * 1024];
+    let mut file = std::fs::File::create(mnt.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut file, &filler).is_ok() {}
+    drop(file);
+    // 1,000 lines; every 100th is longer than --max-record-bytes and so rejected.
+    let input: String = (0..1000)
+        .map(|i| {
+            let pad = if i % 100 == 50 { 40 } else { 4 };
+            format!("line {i:04} {}\n", "y".repeat(pad))
+        })
+        .collect();
+    std::fs::write(s.path("in.log"), input).unwrap();
+    let ingest = |dead: &str, output: &str| {
+        common::run(
+            s.dir(),
+            &[
+                "--source",
+                "file:in.log",
+                "--max-record-bytes",
+                "20",
+                "--dead-letter",
+                dead,
+                "--report-interval",
+                "0",
+                "--output",
+                output,
+            ],
+        )
+    };
+    let out = ingest("small/dead.jsonl", "json");
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let v = json(&out);
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(error.contains("dead-letter file"), "{v}");
+    assert!(u(&v, "rejected") >= 1, "{v}");
+    assert_eq!(u(&v, "rejected_dead_lettered"), 0, "{v}");
+
+    // The text summary says the rejected lines are not in the file.
+    let out = ingest("small/dead.jsonl", "text");
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("rejected"))
+        .unwrap_or_else(|| panic!("no rejected line:\n{}", out.stdout));
+    assert!(
+        line.contains("0 of them in the dead-letter file: writing it failed"),
+        "{line}"
+    );
+
+    // With room for them, the next run reads them again: every line is stored once or set
+    // aside.
+    let out = ingest("dead.jsonl", "json");
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let v = json(&out);
+    assert_eq!(u(&v, "rejected"), 10, "{v}");
+    assert_eq!(u(&v, "rejected_dead_lettered"), 10, "{v}");
+    assert_eq!(dead_letters(&s.path("dead.jsonl")).len(), 10);
+    let texts: HashSet<String> = all_rows(&s.path("pc-host.db"))
+        .into_iter()
+        .map(|(_, _, text)| text)
+        .collect();
+    assert_eq!(texts.len(), 990, "every accepted line stored, none twice");
+    assert_eq!(all_rows(&s.path("pc-host.db")).len(), 990);
+}
+
 #[test]
 fn a_directory_made_read_only_mid_run_does_not_lose_messages() {
     if !am_root() {

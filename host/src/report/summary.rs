@@ -178,6 +178,8 @@ pub struct Ingest {
     pub read: u64,
     pub read_bytes: u64,
     pub rejected: u64,
+    /// Of them, those written to the dead-letter file (all of them unless writing it failed).
+    pub rejected_dead_lettered: u64,
     /// Read from stdin, never queued (the run stopped on an error first); of them, those in
     /// the dead-letter file.
     pub not_queued: u64,
@@ -288,11 +290,7 @@ impl Summary {
                 s,
                 "  rejected      {} (could not be stored: invalid text or JSON, or too long{})",
                 ingest.rejected,
-                if self.dead_letter.is_some() {
-                    "; in the dead-letter file"
-                } else {
-                    ""
-                }
+                self.rejected_where(ingest)
             );
             if ingest.not_queued > 0 {
                 let lost = ingest.not_queued - ingest.not_queued_dead_lettered;
@@ -609,6 +607,21 @@ impl Summary {
         }
     }
 
+    /// Where the rejected records are, for the `rejected` line: in the dead-letter file, or,
+    /// if writing it failed, how many of them are.
+    fn rejected_where(&self, ingest: &Ingest) -> String {
+        match self.dead_letter {
+            None => String::new(),
+            Some(_) if ingest.rejected_dead_lettered == ingest.rejected => {
+                "; in the dead-letter file".into()
+            }
+            Some(_) => format!(
+                "; {} of them in the dead-letter file: writing it failed",
+                ingest.rejected_dead_lettered
+            ),
+        }
+    }
+
     /// The `--output json` object. The top-level keys named in the README are a contract.
     pub fn json(&self) -> serde_json::Value {
         let mut v = self.json_without_lanes();
@@ -623,6 +636,11 @@ impl Summary {
         });
         v["not_queued"] = not_queued.0.into();
         v["not_queued_dead_lettered"] = not_queued.1.into();
+        v["rejected_dead_lettered"] = self
+            .ingest
+            .as_ref()
+            .map_or(0, |i| i.rejected_dead_lettered)
+            .into();
         v["not_queued_rereadable"] = not_queued.2.into();
         v["unpaced"] = self.unpaced().into();
         if !self.lanes.is_empty() {

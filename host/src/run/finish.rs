@@ -147,6 +147,7 @@ pub fn summary(
             read: stats.read(),
             read_bytes: stats.read_bytes(),
             rejected: stats.rejected(),
+            rejected_dead_lettered: stats.rejected_dead_lettered(),
             not_queued: stats.not_queued().0,
             not_queued_dead_lettered: stats.not_queued().1,
             not_queued_rereadable: stats.not_queued_rereadable(),

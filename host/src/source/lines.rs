@@ -308,6 +308,10 @@ impl LineSource<'_> {
                     dead.path().display()
                 )
             })?;
+            bump(
+                &self.stats.rejected_dead_lettered,
+                self.rejects.len() as u64,
+            );
             self.rejects.clear();
         }
         if buf.is_empty() {

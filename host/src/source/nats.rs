@@ -381,6 +381,7 @@ impl NatsSource<'_> {
             let entry = dead.line_entry(self.stream_input, stream_seq, None, keep, why);
             dead.write(&[entry])
                 .context("writing a rejected NATS message to the dead-letter file")?;
+            bump(&self.stats.rejected_dead_lettered, 1);
         }
         nats::runtime()
             .block_on(m.ack_with(AckKind::Term))

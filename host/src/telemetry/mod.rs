@@ -33,6 +33,8 @@ pub struct ProducerStats {
     pub read_bytes: AtomicU64,
     /// Records that could not be stored (invalid UTF-8 or JSON, over the size limit).
     pub rejected: AtomicU64,
+    /// Of them, those written to the dead-letter file (counted once the write returned).
+    pub rejected_dead_lettered: AtomicU64,
     /// Records read from an input that cannot be read again (stdin) that never reached the
     /// ring because the run was torn down first (the sink failed); of them, those written to
     /// the dead-letter file.
@@ -264,6 +266,13 @@ impl Stats {
         self.producers
             .iter()
             .map(|p| p.rejected.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn rejected_dead_lettered(&self) -> u64 {
+        self.producers
+            .iter()
+            .map(|p| p.rejected_dead_lettered.load(Ordering::Relaxed))
             .sum()
     }
 
