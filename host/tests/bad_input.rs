@@ -60,6 +60,76 @@ fn a_fraction_or_a_word_for_a_whole_number_option_says_it_must_be_a_whole_number
     );
 }
 
+/// A refused value is named as it was typed: `1e400`, not the `inf` it parses to, nor
+/// `1e308` written out in 309 digits; a number too large for its type, or a run id that is
+/// not a number, says what would do instead of std's parse error.
+#[test]
+fn a_refused_value_is_quoted_as_typed_with_what_would_do() {
+    let s = Scratch::new("as-typed");
+    /// Arguments, environment, and what the one line says.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &["--duration", "1e400"],
+            &[],
+            "--duration 1e400 is not a usable number of seconds: give a finite number",
+        ),
+        (
+            &[],
+            &[("PC_HOST_DURATION", "1e400")],
+            "PC_HOST_DURATION=1e400 is not a usable number of seconds",
+        ),
+        (
+            &["--warmup", "1e308", "--duration", "1"],
+            &[],
+            "--warmup 1e308 is too long: at most 1000000 s",
+        ),
+        (
+            &["--rps", "99999999999999999999999"],
+            &[],
+            "invalid value '99999999999999999999999' for '--rps <MSG_PER_S>': it is too large: \
+             at most 18446744073709551615",
+        ),
+        (
+            &["--page-size", "99999999999"],
+            &[],
+            "invalid value '99999999999' for '--page-size <BYTES>': it is too large: at most \
+             4294967295",
+        ),
+        (
+            &["verify", "--run", "abc"],
+            &[],
+            "invalid value 'abc' for '--run <ID>': a run id is a whole number",
+        ),
+        (
+            &["plot", "--run", "1.5", "-o", "p.svg"],
+            &[],
+            "invalid value '1.5' for '--run <ID>': a run id is a whole number",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        assert_one_line_error(&run_env(s.dir(), args, env), 2, needle);
+    }
+    // As typed, but for a password, hidden as everywhere else.
+    let out = run(
+        s.dir(),
+        &[
+            "--source",
+            "nats://u:secret@127.0.0.1:4222/S?lane=zz",
+            "--lanes",
+            "a:1",
+        ],
+    );
+    assert_one_line_error(
+        &out,
+        2,
+        "--source nats://u:***@127.0.0.1:4222/S?lane=zz: lane `zz` is not declared",
+    );
+    assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+    let names: Vec<_> = std::fs::read_dir(s.dir()).unwrap().flatten().collect();
+    assert!(names.is_empty(), "nothing written: {names:?}");
+}
+
 #[test]
 fn a_negative_number_for_a_numeric_option_says_it_must_not_be_negative() {
     let s = Scratch::new("negative");

@@ -52,7 +52,7 @@ pub struct PlotArgs {
     pub db: PathBuf,
 
     /// The run to draw [default: the last run]
-    #[arg(long, value_name = "ID", allow_negative_numbers = true)]
+    #[arg(long, value_name = "ID", allow_negative_numbers = true, value_parser = run_id)]
     pub run: Option<i64>,
 
     /// The SVG file to write (created; an existing file is not overwritten unless pc-host
@@ -78,7 +78,7 @@ pub struct VerifyArgs {
     pub sink: Option<String>,
 
     /// Check only this run (see the `runs` table); default: every run
-    #[arg(long, value_name = "ID", allow_negative_numbers = true)]
+    #[arg(long, value_name = "ID", allow_negative_numbers = true, value_parser = run_id)]
     pub run: Option<i64>,
 
     /// Check that the rows stored from this file (`file:PATH`) are exactly its lines, in file
@@ -424,10 +424,7 @@ fn sqlite_file() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
 /// parser alone says "invalid digit found in string"). The options that take these declare
 /// `allow_negative_numbers`, so that `--rps -1` reaches this parser instead of clap taking
 /// `-1` for an unknown flag.
-fn not_negative<T>(text: &str) -> Result<T, String>
-where
-    T: std::str::FromStr<Err = std::num::ParseIntError>,
-{
+fn not_negative<T: WholeNumber>(text: &str) -> Result<T, String> {
     text.parse().map_err(|e: std::num::ParseIntError| {
         let negative = text
             .trim()
@@ -441,8 +438,30 @@ where
         ) {
             // `1.5`, `1e6`, `ten`, ``: std's "invalid digit found in string" names no fix.
             "it must be a whole number (digits only)".to_owned()
+        } else if *e.kind() == std::num::IntErrorKind::PosOverflow {
+            format!("it is too large: at most {}", T::MAX)
         } else {
             e.to_string()
         }
     })
+}
+
+/// `--run ID`'s parser: std's "invalid digit found in string" names no fix.
+fn run_id(text: &str) -> Result<i64, String> {
+    text.parse()
+        .map_err(|_| "a run id is a whole number (the database's `runs` table lists them)".into())
+}
+
+/// The unsigned types of the number options, with their largest value for the message that
+/// refuses a larger one (std's says "number too large to fit in target type").
+trait WholeNumber: std::str::FromStr<Err = std::num::ParseIntError> {
+    const MAX: u64;
+}
+
+impl WholeNumber for u32 {
+    const MAX: u64 = u32::MAX as u64;
+}
+
+impl WholeNumber for u64 {
+    const MAX: u64 = u64::MAX;
 }

@@ -59,13 +59,16 @@ impl fmt::Display for Origin {
 pub struct Picked<T> {
     pub value: T,
     pub from: Origin,
+    /// The text typed for a flag or a variable, when it was one value: messages echo it
+    /// rather than the parsed value (`--duration 1e400`, not `--duration inf`).
+    pub raw: Option<String>,
 }
 
 impl<T: fmt::Display> Picked<T> {
     /// The value as the user wrote it: `--producers 0`, `PC_HOST_PRODUCERS=0`,
     /// `producers = 0` in cfg.toml.
     pub fn show(&self) -> String {
-        let v = &self.value;
+        let v = self.raw.clone().unwrap_or_else(|| self.value.to_string());
         match &self.from {
             Origin::Flag(flag) => format!("--{flag} {v}"),
             Origin::Env(var) => format!("{var}={v}"),
@@ -137,10 +140,23 @@ impl Layers {
     }
 
     pub fn pick<T>(&self, id: &str, value: T) -> Picked<T> {
-        Picked {
-            value,
-            from: self.from(id),
-        }
+        let from = self.from(id);
+        let raw = match from {
+            Origin::Flag(_) | Origin::Env(_) => self.raw(id),
+            Origin::File(..) | Origin::Default => None,
+        };
+        Picked { value, from, raw }
+    }
+
+    /// The text given on the command line or in the environment for option `id`, if it was
+    /// one value, with any password in it hidden as in every other message.
+    fn raw(&self, id: &str) -> Option<String> {
+        let mut values = self.given.try_get_raw(id).ok().flatten()?;
+        let first = values.next()?;
+        values
+            .next()
+            .is_none()
+            .then(|| super::url::without_password(&first.to_string_lossy()))
     }
 
     /// `None` when no layer set the option.

@@ -229,6 +229,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     let rps = l.pick_set("rps", a.rps).unwrap_or(Picked {
         value: default_rps,
         from: layers::Origin::Default,
+        raw: None,
     });
     if rps.value > MAX_RPS {
         return err(format!(
@@ -506,7 +507,8 @@ fn sources(l: &Layers) -> Result<Vec<SourceSpec>, ConfigError> {
                 "{}: {why}",
                 Picked {
                     value: url::without_password(url),
-                    from: from.clone()
+                    from: from.clone(),
+                    raw: None,
                 }
                 .show()
             ))
@@ -689,6 +691,7 @@ fn consumer_range(p: &Picked<&str>) -> Result<(usize, usize), ConfigError> {
             &Picked {
                 value: n,
                 from: p.from.clone(),
+                raw: None,
             },
             "consumers",
             1,
