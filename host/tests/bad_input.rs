@@ -478,6 +478,18 @@ fn environment_and_config_file_layers() {
         2,
         "cannot read --config missing.toml",
     );
+    // Given by the variable, the file is named by the variable, not a flag nobody typed.
+    assert_one_line_error(
+        &run_env(s.dir(), &[], &[("PC_HOST_CONFIG", "missing.toml")]),
+        2,
+        "error: cannot read PC_HOST_CONFIG=missing.toml",
+    );
+    std::fs::write(s.path("typo.toml"), "producers = 2\nprodcers = 3\n").unwrap();
+    assert_one_line_error(
+        &run_env(s.dir(), &[], &[("PC_HOST_CONFIG", "typo.toml")]),
+        2,
+        "error: PC_HOST_CONFIG=typo.toml line 2: unknown key `prodcers`",
+    );
 }
 
 #[test]

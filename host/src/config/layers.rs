@@ -96,7 +96,13 @@ impl Layers {
         let mut from_file = Vec::new();
         let mut argv: Vec<OsString> = std::env::args_os().collect();
         if let Some(path) = &file {
-            for (id, args) in read_file(path, &given)? {
+            // Messages name the file as it was given: the flag, or the variable.
+            let label = if given.value_source("config") == Some(ValueSource::EnvVariable) {
+                format!("{}={}", env_name("config"), path.display())
+            } else {
+                format!("--config {}", path.display())
+            };
+            for (id, args) in read_file(path, &label, &given)? {
                 from_file.push(id);
                 argv.extend(args.into_iter().map(OsString::from));
             }
@@ -185,33 +191,38 @@ fn env_name(id: &str) -> String {
 }
 
 /// Reads `path` and turns each key the command line and environment left unset into command
-/// line arguments: `(id, args)` per key. Errors are one line with the file's line number.
-fn read_file(path: &Path, given: &ArgMatches) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
-    let p = path.display();
+/// line arguments: `(id, args)` per key. Errors are one line naming the file as `label` gives
+/// it (`--config cfg.toml`, `PC_HOST_CONFIG=cfg.toml`), with the file's line number.
+fn read_file(
+    path: &Path,
+    label: &str,
+    given: &ArgMatches,
+) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let p = label;
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| ConfigError(format!("cannot read --config {p}: {e}")))?;
+        .map_err(|e| ConfigError(format!("cannot read {p}: {e}")))?;
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(ConfigError(format!(
-            "--config {p} is larger than {MAX_FILE_BYTES} bytes: is it the right file?"
+            "{p} is larger than {MAX_FILE_BYTES} bytes: is it the right file?"
         )));
     }
     let table: toml::Table = toml::from_str(&text).map_err(|e: toml::de::Error| {
         let msg = e.message().replace('\n', " ");
         match e.span() {
             Some(span) => ConfigError(format!(
-                "--config {p} line {}: {}",
+                "{p} line {}: {}",
                 line_of(&text, span.start),
                 msg.trim()
             )),
-            None => ConfigError(format!("--config {p}: {}", msg.trim())),
+            None => ConfigError(format!("{p}: {}", msg.trim())),
         }
     })?;
     let cmd = Cli::command();
     let mut out = Vec::new();
     for (key, value) in &table {
-        let at = format!("--config {p} line {}", key_line(&text, key));
+        let at = format!("{p} line {}", key_line(&text, key));
         let arg = cmd
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
