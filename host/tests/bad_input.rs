@@ -1122,6 +1122,27 @@ fn a_bad_value_from_the_environment_is_one_line_naming_the_variable() {
     assert!(!s.path("pc-host.db").exists());
 }
 
+/// A misspelt `PC_HOST_*` variable would be ignored without a word (clap reads only the names
+/// it knows); it is refused as an unknown key in the `--config` file is.
+#[test]
+fn a_misspelt_pc_host_variable_is_one_line_naming_the_nearest_option() {
+    let s = Scratch::new("env-typo");
+    let out = run_env(s.dir(), &["--messages", "3"], &[("PC_HOST_PRODUCRS", "3")]);
+    assert_one_line_error(
+        &out,
+        2,
+        "error: PC_HOST_PRODUCRS is set, but pc-host has no such variable (did you mean \
+         PC_HOST_PRODUCERS?)",
+    );
+    assert!(!s.path("pc-host.db").exists(), "no database on bad input");
+    let out = run_env(
+        s.dir(),
+        &["--messages", "3", "--rps", "0"],
+        &[("PC_HOST_PRODUCERS", "3"), ("PC_HOST_PIN", "false")],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
 #[test]
 fn a_bad_source_from_the_environment_or_a_config_file_names_where_it_came_from() {
     let s = Scratch::new("source-origin");

@@ -92,6 +92,10 @@ pub struct Layers {
 impl Layers {
     /// Applies the `--config` file (if any) under the command line and environment in `given`.
     pub fn load(given: ArgMatches) -> Result<Self, ConfigError> {
+        let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+        if let Some(e) = unknown_variable(variables, &known_variables()) {
+            return Err(e);
+        }
         let file = given.get_one::<PathBuf>("config").cloned();
         let mut from_file = Vec::new();
         let mut argv: Vec<OsString> = std::env::args_os().collect();
@@ -188,6 +192,43 @@ fn env_name(id: &str) -> String {
         .find(|a| a.get_id() == id)
         .and_then(|a| a.get_env())
         .map_or_else(String::new, |e| e.to_string_lossy().into_owned())
+}
+
+/// The variables the option table reads, the subcommands' included, and `PC_HOST_PIN` (read
+/// by hand: see `config::pick_pin`).
+fn known_variables() -> Vec<String> {
+    let cmd = Cli::command();
+    let mut names: Vec<String> = std::iter::once(&cmd)
+        .chain(cmd.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .filter_map(clap::Arg::get_env)
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    names.push("PC_HOST_PIN".to_string());
+    names
+}
+
+/// The error for the first of `variables` that is named like an option's (`PC_HOST_...`) but
+/// is none of `known`: a misspelt variable would otherwise be ignored without a word, where
+/// an unknown key in the `--config` file is an error. Suggests the nearest known name.
+fn unknown_variable(
+    variables: impl IntoIterator<Item = String>,
+    known: &[String],
+) -> Option<ConfigError> {
+    let name = variables
+        .into_iter()
+        .find(|v| v.starts_with("PC_HOST_") && !known.contains(v))?;
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(k, &name), k))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .filter(|(score, _)| *score > 0.9)
+        .map(|(_, k)| format!(" (did you mean {k}?)"))
+        .unwrap_or_default();
+    Some(ConfigError(format!(
+        "{name} is set, but pc-host has no such variable{nearest}: unset it, or see \
+         `pc-host --help` for the PC_HOST_* names"
+    )))
 }
 
 /// Reads `path` and turns each key the command line and environment left unset into command
@@ -396,4 +437,28 @@ fn joined_lines(msg: &str) -> String {
 fn first_line(msg: &str) -> String {
     let line = msg.lines().next().unwrap_or(msg);
     line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_variable_is_an_error_naming_the_nearest_and_others_pass() {
+        let known = known_variables();
+        assert!(known.iter().any(|k| k == "PC_HOST_PRODUCERS"));
+        assert!(known.iter().any(|k| k == "PC_HOST_PIN"));
+        let vars = |names: &[&str]| names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>();
+        let e = unknown_variable(vars(&["HOME", "PC_HOST_PRODUCRS"]), &known).unwrap();
+        assert_eq!(
+            e.0,
+            "PC_HOST_PRODUCRS is set, but pc-host has no such variable (did you mean \
+             PC_HOST_PRODUCERS?): unset it, or see `pc-host --help` for the PC_HOST_* names"
+        );
+        let e = unknown_variable(vars(&["PC_HOST_XYZZY"]), &known).unwrap();
+        assert!(e.0.starts_with("PC_HOST_XYZZY is set, but pc-host has no such variable: "));
+        assert!(
+            unknown_variable(vars(&["PC_HOST_RPS", "PC_HOST_PIN", "PC_TEST_X"]), &known).is_none()
+        );
+    }
 }
