@@ -388,6 +388,16 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
     assert!(error.contains("dead-letter file"), "{v}");
     assert!(u(&v, "rejected") >= 1, "{v}");
     assert_eq!(u(&v, "rejected_dead_lettered"), 0, "{v}");
+    // The chunk the failed write held back is counted too: read again by the next run.
+    assert!(u(&v, "not_queued_rereadable") >= 1, "{v}");
+    assert_eq!(
+        u(&v, "read"),
+        u(&v, "rejected")
+            + u(&v, "produced")
+            + u(&v, "not_queued")
+            + u(&v, "not_queued_rereadable"),
+        "every line read is accounted for: {v}"
+    );
 
     // The text summary says the rejected lines are not in the file.
     let out = ingest("small/dead.jsonl", "text");
@@ -398,7 +408,7 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
         .find(|l| l.trim_start().starts_with("rejected"))
         .unwrap_or_else(|| panic!("no rejected line:\n{}", out.stdout));
     assert!(
-        line.contains("0 of them in the dead-letter file: writing it failed"),
+        line.contains("0 of them in the dead-letter file: the run stopped before writing the rest"),
         "{line}"
     );
 
@@ -416,6 +426,42 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
         .collect();
     assert_eq!(texts.len(), 990, "every accepted line stored, none twice");
     assert_eq!(all_rows(&s.path("pc-host.db")).len(), 990);
+
+    // From stdin, which cannot be read again: the failed run counts the records it held back
+    // as not queued, and, the dead-letter file taking them no better, as lost.
+    let mut child = common::spawn_piped(
+        s.dir(),
+        &[
+            "--source",
+            "-",
+            "--max-record-bytes",
+            "20",
+            "--dead-letter",
+            "small/dead.jsonl",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(
+        &mut stdin,
+        std::fs::read(s.path("in.log")).unwrap().as_slice(),
+    )
+    .unwrap();
+    drop(stdin);
+    let out: Out = child.wait_with_output().expect("pc-host ran").into();
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let v = json(&out);
+    assert_eq!(u(&v, "rejected_dead_lettered"), 0, "{v}");
+    assert!(u(&v, "not_queued") >= 1, "{v}");
+    assert_eq!(u(&v, "not_queued_dead_lettered"), 0, "{v}");
+    assert_eq!(
+        u(&v, "read"),
+        u(&v, "rejected") + u(&v, "produced") + u(&v, "not_queued"),
+        "every line read is accounted for: {v}"
+    );
 }
 
 #[test]

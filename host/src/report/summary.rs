@@ -608,7 +608,8 @@ impl Summary {
     }
 
     /// Where the rejected records are, for the `rejected` line: in the dead-letter file, or,
-    /// if writing it failed, how many of them are.
+    /// when the run stopped (on an error: writing that file, reading an input) before
+    /// writing them all, how many of them are.
     fn rejected_where(&self, ingest: &Ingest) -> String {
         match self.dead_letter {
             None => String::new(),
@@ -616,7 +617,7 @@ impl Summary {
                 "; in the dead-letter file".into()
             }
             Some(_) => format!(
-                "; {} of them in the dead-letter file: writing it failed",
+                "; {} of them in the dead-letter file: the run stopped before writing the rest",
                 ingest.rejected_dead_lettered
             ),
         }

@@ -301,13 +301,19 @@ impl LineSource<'_> {
     fn push(&mut self, buf: &mut Vec<Record>) -> anyhow::Result<bool> {
         if let Some(dead) = self.dead_letters {
             // Before the chunk's records can commit and move the input's position past them.
-            dead.write(&self.rejects).with_context(|| {
-                format!(
-                    "writing rejected lines of {} to the dead-letter file {}",
-                    self.name(),
-                    dead.path().display()
-                )
-            })?;
+            if let Err(e) = dead.write(&self.rejects) {
+                // The run fails; the chunk's records never reach the ring: counted as any
+                // record the failing run read and did not queue. (Stdin's: if the file takes
+                // them no better, they are counted as lost, and this first error is the run's.)
+                let _ = self.unqueued(buf);
+                return Err(e).with_context(|| {
+                    format!(
+                        "writing rejected lines of {} to the dead-letter file {}",
+                        self.name(),
+                        dead.path().display()
+                    )
+                });
+            }
             bump(
                 &self.stats.rejected_dead_lettered,
                 self.rejects.len() as u64,
@@ -337,14 +343,22 @@ impl LineSource<'_> {
         if admitted && self.cx.push(buf, self.stats) {
             return Ok(true);
         }
+        self.unqueued(buf)?;
+        Ok(false)
+    }
+
+    /// Records read that the stopping or failing run will not queue, counted so that every
+    /// record read is accounted for: a file's are read again by the next run; stdin's go to
+    /// the dead-letter file if there is one, else are counted as lost ([`Self::not_queued`]).
+    /// `buf` is left empty.
+    fn unqueued(&mut self, buf: &mut Vec<Record>) -> anyhow::Result<()> {
         if self.is_file() {
-            // Read again by the next run: counted, so that every record read is accounted for.
             bump(&self.stats.not_queued_rereadable, buf.len() as u64);
             buf.clear();
+            Ok(())
         } else {
-            self.not_queued(buf)?;
+            self.not_queued(buf)
         }
-        Ok(false)
     }
 
     /// When a stdin source stops (the run stops, or fails): the lines stdin has already given
