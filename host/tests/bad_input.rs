@@ -87,14 +87,14 @@ fn a_refused_value_is_quoted_as_typed_with_what_would_do() {
         (
             &["--rps", "99999999999999999999999"],
             &[],
-            "invalid value '99999999999999999999999' for '--rps <MSG_PER_S>': it is too large: \
-             at most 18446744073709551615",
+            "invalid value '99999999999999999999999' for '--rps <MSG_PER_S>': it is too large \
+             for this option (--help gives its range)",
         ),
         (
             &["--page-size", "99999999999"],
             &[],
-            "invalid value '99999999999' for '--page-size <BYTES>': it is too large: at most \
-             4294967295",
+            "invalid value '99999999999' for '--page-size <BYTES>': it is too large for this \
+             option",
         ),
         (
             &["verify", "--run", "abc"],
@@ -105,6 +105,11 @@ fn a_refused_value_is_quoted_as_typed_with_what_would_do() {
             &["plot", "--run", "1.5", "-o", "p.svg"],
             &[],
             "invalid value '1.5' for '--run <ID>': a run id is a whole number",
+        ),
+        (
+            &["verify", "--run", "99999999999999999999"],
+            &[],
+            "invalid value '99999999999999999999' for '--run <ID>': no run id is that large",
         ),
     ];
     for (args, env, needle) in cases {
@@ -1219,6 +1224,10 @@ fn a_path_spelled_as_a_directory_is_refused_before_anything_is_written() {
         (
             &["plot", "--db", "newdir/", "-o", "p.svg"],
             "`newdir/` names a directory",
+        ),
+        (
+            &["plot", "-o", "out/"],
+            "-o out/: this names a directory, not a file: give a file path (e.g. out/plot.svg)",
         ),
     ];
     for (args, needle) in cases {

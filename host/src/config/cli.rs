@@ -424,7 +424,10 @@ fn sqlite_file() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
 /// parser alone says "invalid digit found in string"). The options that take these declare
 /// `allow_negative_numbers`, so that `--rps -1` reaches this parser instead of clap taking
 /// `-1` for an unknown flag.
-fn not_negative<T: WholeNumber>(text: &str) -> Result<T, String> {
+fn not_negative<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = std::num::ParseIntError>,
+{
     text.parse().map_err(|e: std::num::ParseIntError| {
         let negative = text
             .trim()
@@ -439,7 +442,8 @@ fn not_negative<T: WholeNumber>(text: &str) -> Result<T, String> {
             // `1.5`, `1e6`, `ten`, ``: std's "invalid digit found in string" names no fix.
             "it must be a whole number (digits only)".to_owned()
         } else if *e.kind() == std::num::IntErrorKind::PosOverflow {
-            format!("it is too large: at most {}", T::MAX)
+            // std's "number too large to fit in target type" names a type, not the option.
+            "it is too large for this option (--help gives its range)".to_owned()
         } else {
             e.to_string()
         }
@@ -448,20 +452,13 @@ fn not_negative<T: WholeNumber>(text: &str) -> Result<T, String> {
 
 /// `--run ID`'s parser: std's "invalid digit found in string" names no fix.
 fn run_id(text: &str) -> Result<i64, String> {
-    text.parse()
-        .map_err(|_| "a run id is a whole number (the database's `runs` table lists them)".into())
-}
-
-/// The unsigned types of the number options, with their largest value for the message that
-/// refuses a larger one (std's says "number too large to fit in target type").
-trait WholeNumber: std::str::FromStr<Err = std::num::ParseIntError> {
-    const MAX: u64;
-}
-
-impl WholeNumber for u32 {
-    const MAX: u64 = u32::MAX as u64;
-}
-
-impl WholeNumber for u64 {
-    const MAX: u64 = u64::MAX;
+    text.parse().map_err(|e: std::num::ParseIntError| {
+        match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                "no run id is that large"
+            }
+            _ => "a run id is a whole number (the database's `runs` table lists them)",
+        }
+        .to_owned()
+    })
 }

@@ -21,12 +21,17 @@ pub enum Target {
     Replace(PathBuf),
 }
 
-/// Allows `out` if its directory exists and it is either absent or a regular file starting with
-/// [`MARKER`]. Reads only.
+/// Allows `out` if it is spelled as a file (not `out/`), its directory exists, and it is either
+/// absent or a regular file starting with [`MARKER`]. Reads only.
 ///
 /// # Errors
 /// A [`ConfigError`] naming `out` otherwise.
 pub fn check(out: &Path) -> Result<Target, ConfigError> {
+    if crate::paths::names_a_directory(out) {
+        return Err(ConfigError(crate::paths::directory_spelling(
+            "-o", out, "plot.svg",
+        )));
+    }
     let shown = out.display();
     let dir = directory(out);
     if !dir.is_dir() {
