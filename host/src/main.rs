@@ -78,7 +78,7 @@ fn main() -> ExitCode {
         return fail(&anyhow::anyhow!("cannot install signal handlers: {e}"), 1);
     }
     let live = match &cfg.metrics_addr {
-        Some(addr) => {
+        Some((addr, given)) => {
             let live = Arc::new(Live::default());
             match http::serve(*addr, Arc::clone(&live)) {
                 Ok(bound) => {
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
                     );
                     Some(live)
                 }
-                Err(e) => return fail(&anyhow::anyhow!("--metrics-addr {addr}: {e}"), 2),
+                Err(e) => return fail(&anyhow::anyhow!("{given}: {e}"), 2),
             }
         }
         None => None,

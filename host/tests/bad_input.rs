@@ -1327,7 +1327,33 @@ fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printe
         let out = run(s.dir(), &["--sink", url, "--messages", "1"]);
         assert_one_line_error(&out, 2, needle);
         assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+        // verify reads the same URLs, and says the same.
+        let out = run(s.dir(), &["verify", "--sink", url]);
+        assert_one_line_error(&out, 2, needle);
+        assert!(!out.stderr.contains("secret"), "{}", out.stderr);
     }
+    // A password given as a parameter, too.
+    let out = run(
+        s.dir(),
+        &[
+            "verify",
+            "--sink",
+            "postgres://postgres@127.0.0.1:5432?password=secret",
+        ],
+    );
+    assert_one_line_error(
+        &out,
+        2,
+        "--sink postgres://postgres@127.0.0.1:5432?password=***: the URL names no database",
+    );
+    assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+    // A NATS sink is no database to read back: bad input.
+    let out = run(s.dir(), &["verify", "--sink", "nats://127.0.0.1:4222/S"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "verify reads a database: give the database the stream",
+    );
     let out = run(
         s.dir(),
         &[

@@ -392,6 +392,22 @@ fn rerunning_on_the_same_database_adds_a_run_and_verify_checks_both() {
         "{}",
         verify.stdout
     );
+
+    // verify takes the sink from the environment as a run does: PC_HOST_SINK names this
+    // database, moved where the default --db does not find it.
+    std::fs::create_dir(s.path("kept")).unwrap();
+    std::fs::rename(&db, s.path("kept/runs.db")).unwrap();
+    let verify = common::run_env(
+        s.dir(),
+        &["verify"],
+        &[("PC_HOST_SINK", "sqlite:kept/runs.db")],
+    );
+    assert_eq!(verify.code, Some(0), "{}\n{}", verify.stdout, verify.stderr);
+    assert!(
+        verify.stdout.contains("result: OK (2 runs, 1000 rows)"),
+        "{}",
+        verify.stdout
+    );
 }
 
 #[test]

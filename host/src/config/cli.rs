@@ -74,7 +74,7 @@ pub struct VerifyArgs {
     pub db: PathBuf,
 
     /// The sink to check instead of --db: `postgres://...` or `mysql://...` (or `sqlite:PATH`)
-    #[arg(long, value_name = "URL", conflicts_with = "db")]
+    #[arg(long, value_name = "URL", env = "PC_HOST_SINK", conflicts_with = "db")]
     pub sink: Option<String>,
 
     /// Check only this run (see the `runs` table); default: every run

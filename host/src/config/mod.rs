@@ -97,8 +97,9 @@ pub struct Config {
     /// How long a retryable sink failure is retried.
     pub retry_for: Duration,
     pub dead_letter: Option<PathBuf>,
-    /// `--metrics-addr`, resolved.
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--metrics-addr`, resolved, and as the user gave it (`--metrics-addr localhost:9100`,
+    /// `PC_HOST_METRICS_ADDR=9100`), for messages.
+    pub metrics_addr: Option<(std::net::SocketAddr, String)>,
     pub latency_log: Option<PathBuf>,
     /// `--profile`: the flame graph's file.
     pub profile: Option<PathBuf>,
@@ -321,10 +322,11 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         .pick_set("dead_letter", a.dead_letter.clone())
         .map(|p| p.value);
     let metrics_addr = match l.pick_set("metrics_addr", a.metrics_addr.as_deref()) {
-        Some(p) => Some(
+        Some(p) => Some((
             url::parse_addr(p.value)
                 .map_err(|why| ConfigError(format!("{}: {why}", l.from("metrics_addr"))))?,
-        ),
+            p.show(),
+        )),
         None => None,
     };
 
@@ -833,7 +835,7 @@ impl Config {
             "dead_letter": self.dead_letter.as_ref().map(|p| {
                 std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()
             }),
-            "metrics_addr": self.metrics_addr.map(|a| a.to_string()),
+            "metrics_addr": self.metrics_addr.as_ref().map(|(a, _)| a.to_string()),
             "latency_log": self.latency_log.as_ref().map(|p| p.display().to_string()),
             "profile": self.profile.as_ref().map(|p| p.display().to_string()),
             "lanes": (!self.lanes.is_empty()).then(|| self.lanes.iter().map(|l| json!({

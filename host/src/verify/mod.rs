@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::cli::VerifyArgs;
-use crate::config::url::{names_parameter, parse_sink, parse_source};
+use crate::config::url::{names_parameter, parse_sink, parse_source, without_password};
 use crate::config::{ConfigError, SinkSpec, SourceSpec};
 use crate::report::summary::plural;
 use crate::sink::read_back::{self, Row, RunInfo};
@@ -120,9 +120,20 @@ impl RunCheck {
 /// that cannot be read); other errors for the database.
 pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     let spec = match &args.sink {
-        Some(url) => parse_sink(url).map_err(|why| ConfigError(format!("--sink {url}: {why}")))?,
+        Some(url) => parse_sink(url).map_err(|why| {
+            // The password hidden as in every other message, wherever the reason repeats it.
+            let hidden = without_password(url);
+            ConfigError(format!("--sink {url}: {why}").replace(url.as_str(), &hidden))
+        })?,
         None => SinkSpec::Sqlite(args.db.clone()),
     };
+    if let SinkSpec::Nats(_) = spec {
+        return Err(ConfigError(format!(
+            "--sink {spec}: verify reads a database: give the database the stream is consumed \
+             into"
+        ))
+        .into());
+    }
     let name = match &spec {
         SinkSpec::Sqlite(path) => path.display().to_string(),
         other => other.to_string(),
