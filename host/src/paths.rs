@@ -53,6 +53,24 @@ pub fn directory_spelling(flag: &str, path: &Path, example: &str) -> String {
     )
 }
 
+/// The one line refusing `path`, given as `flag`, for a file pc-host writes as SVG, unless its
+/// name ends in `.svg` (any case): a `run.png` holding SVG would open as a broken image.
+pub fn svg_name(flag: &str, path: &Path) -> Result<(), String> {
+    let svg = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if svg {
+        return Ok(());
+    }
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "out".to_string(), |s| s.to_string_lossy().into_owned());
+    Err(format!(
+        "{flag} {}: pc-host writes SVG there: give a file name ending in .svg (e.g. {stem}.svg)",
+        path.display()
+    ))
+}
+
 /// `PATH` with `suffix` appended to its file name (`db` -> `db-wal`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -82,6 +100,23 @@ mod tests {
             assert!(!names_a_directory(Path::new(file)), "{file}");
         }
         assert!(!names_a_directory(Path::new("")));
+    }
+
+    #[test]
+    fn only_a_name_ending_in_svg_is_taken_for_an_svg() {
+        for ok in ["run.svg", "a/b/RUN.SVG", "x.Svg"] {
+            assert_eq!(svg_name("-o", Path::new(ok)), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            svg_name("-o", Path::new("out/run.png")),
+            Err(
+                "-o out/run.png: pc-host writes SVG there: give a file name ending in .svg (e.g. \
+                 run.svg)"
+                    .into()
+            )
+        );
+        assert!(svg_name("--profile", Path::new("flame")).is_err());
+        assert!(svg_name("--profile", Path::new(".svg")).is_err());
     }
 
     #[test]

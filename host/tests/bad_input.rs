@@ -1241,6 +1241,29 @@ fn a_path_spelled_as_a_directory_is_refused_before_anything_is_written() {
     }
 }
 
+/// `plot -o` and `--profile` write SVG: a name like `run.png` would hold SVG and open as a
+/// broken image, so it is refused before anything is read or written.
+#[test]
+fn an_svg_output_not_named_svg_is_refused_before_anything_is_written() {
+    let s = Scratch::new("svg-names");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["plot", "-o", "run.png"],
+            "-o run.png: pc-host writes SVG there: give a file name ending in .svg (e.g. run.svg)",
+        ),
+        (
+            &["--profile", "flame", "--messages", "3"],
+            "--profile flame: pc-host writes SVG there: give a file name ending in .svg (e.g. \
+             flame.svg)",
+        ),
+    ];
+    for (args, needle) in cases {
+        assert_one_line_error(&run(s.dir(), args), 2, needle);
+        let names: Vec<_> = std::fs::read_dir(s.dir()).unwrap().flatten().collect();
+        assert!(names.is_empty(), "{args:?} wrote {names:?}");
+    }
+}
+
 #[test]
 fn a_database_path_sqlite_would_read_as_a_uri_is_refused_before_anything_is_written() {
     let s = Scratch::new("db-uri");

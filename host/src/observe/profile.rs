@@ -32,7 +32,8 @@ impl Profile {
     /// Checks `path` can be written.
     ///
     /// # Errors
-    /// One line: a missing directory, or an existing file that is not a pc-host profile.
+    /// One line: a missing directory, an existing file that is not a pc-host profile, or a
+    /// name not ending in `.svg`.
     /// `taken`: the paths the run uses for something else.
     pub fn check(path: &Path, taken: &[PathBuf]) -> Result<(), String> {
         super::own_file::check(
@@ -40,7 +41,8 @@ impl Profile {
             ("pc-host profile", "profile.svg"),
             taken,
             is_profile,
-        )
+        )?;
+        crate::paths::svg_name("--profile", path)
     }
 
     /// Starts sampling.

@@ -21,8 +21,8 @@ pub enum Target {
     Replace(PathBuf),
 }
 
-/// Allows `out` if it is spelled as a file (not `out/`), its directory exists, and it is either
-/// absent or a regular file starting with [`MARKER`]. Reads only.
+/// Allows `out` if it is spelled as a file (not `out/`) named `*.svg`, its directory exists,
+/// and it is either absent or a regular file starting with [`MARKER`]. Reads only.
 ///
 /// # Errors
 /// A [`ConfigError`] naming `out` otherwise.
@@ -32,6 +32,14 @@ pub fn check(out: &Path) -> Result<Target, ConfigError> {
             "-o", out, "plot.svg",
         )));
     }
+    let target = place(out)?;
+    // After the checks above, so that a file pc-host must not touch is named as such first.
+    crate::paths::svg_name("-o", out).map_err(ConfigError)?;
+    Ok(target)
+}
+
+/// What [`check`] allows at `out` (a spelling as a file and the name aside).
+fn place(out: &Path) -> Result<Target, ConfigError> {
     let shown = out.display();
     let dir = directory(out);
     if !dir.is_dir() {
