@@ -139,10 +139,33 @@ fn main() -> ExitCode {
             );
         }
     }
+    if live.is_some() && !cfg.metrics_linger.is_zero() {
+        linger(cfg.metrics_linger, &rx);
+    }
     if summary.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `--metrics-linger`: the run is over and its summary written; the metrics thread keeps
+/// serving the final figures until `linger` has passed or a signal comes.
+fn linger(linger: std::time::Duration, events: &std::sync::mpsc::Receiver<run::Event>) {
+    run::signals::finished();
+    let _ = writeln!(
+        std::io::stderr(),
+        "pc-host: the run has ended; serving its final metrics for {} s (a signal ends this)",
+        linger.as_secs_f64()
+    );
+    let deadline = std::time::Instant::now() + linger;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match events.recv_timeout(left) {
+            // Threads of the run that ended meanwhile: not what this waits for.
+            Ok(run::Event::SourceDone | run::Event::ConsumerDone | run::Event::Failed) => {}
+            Ok(run::Event::Signal(_)) | Err(_) => return,
+        }
     }
 }
 

@@ -387,6 +387,77 @@ fn generated_messages_are_scraped_as_built_late_and_the_summary_counts_at_least_
     );
 }
 
+/// With `--metrics-linger`, the endpoint outlives the run: a scrape after the summary reads
+/// the final counts, the same as the summary's, and a signal ends the wait with the run's
+/// own exit status.
+#[test]
+fn metrics_linger_serves_the_final_counts_after_the_summary_until_a_signal() {
+    let s = Scratch::new("metrics-linger");
+    let (mut r, addr) = start_scraped(
+        &s,
+        &[
+            "--messages",
+            "3000",
+            "--rps",
+            "0",
+            "--report-interval",
+            "0",
+            "--metrics-linger",
+            "3600",
+        ],
+        false,
+    );
+    r.err
+        .wait("saying the run has ended and the endpoint stays", |l| {
+            l.starts_with("pc-host: the run has ended; serving its final metrics for 3600 s")
+        });
+    let (text, last) = scrape(&addr);
+    let health = get(&addr, "/health", None);
+    assert_eq!(health.status, 200, "{health:?}");
+    common::signal(&r.child, libc::SIGINT);
+    let out = finish(r);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(u(&v, "produced"), 3000, "{v}");
+    for (metric, key) in [
+        ("pc_messages_produced_total", "produced"),
+        ("pc_messages_consumed_total", "consumed"),
+        ("pc_messages_stored_total", "stored"),
+    ] {
+        assert_eq!(count(&last, metric), u(&v, key), "{metric}:\n{text}");
+    }
+    assert_eq!(v["config"]["metrics_linger_s"], 3600.0, "{v}");
+}
+
+/// A signal during the linger of a run a signal stopped ends the wait and keeps the run's
+/// exit status: the run is over, so no later signal forces an exit (130).
+#[test]
+fn a_signal_during_the_linger_of_a_signalled_run_exits_with_the_runs_status() {
+    let s = Scratch::new("metrics-linger-signalled");
+    let (mut r, _addr) = start_scraped(
+        &s,
+        &[
+            "--rps",
+            "1000",
+            "--report-interval",
+            "0.1",
+            "--metrics-linger",
+            "3600",
+        ],
+        false,
+    );
+    r.err.wait("storing", common::stored_some);
+    common::signal(&r.child, libc::SIGINT);
+    r.err
+        .wait("saying the run has ended and the endpoint stays", |l| {
+            l.starts_with("pc-host: the run has ended; serving its final metrics")
+        });
+    common::signal(&r.child, libc::SIGINT);
+    let out = finish(r);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert_eq!(json(&out)["stop_reason"], "signal");
+}
+
 #[test]
 fn a_lanes_scrape_labels_each_lane_passes_promtool_and_equals_the_lanes_summary() {
     const LINES: u64 = 3000;

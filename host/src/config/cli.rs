@@ -369,6 +369,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST:PORT", env = "PC_HOST_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
 
+    /// With --metrics-addr: once the run has ended and its summary is written, keep serving
+    /// /metrics, /health and /ready for up to SECS, so that a scraper reads the final counts;
+    /// a signal ends the wait at once [default: 0]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "PC_HOST_METRICS_LINGER",
+        allow_negative_numbers = true
+    )]
+    pub metrics_linger: Option<f64>,
+
     /// Write each report interval's latency histogram to FILE, in HdrHistogram's interval-log
     /// format
     #[arg(long, value_name = "FILE", env = "PC_HOST_LATENCY_LOG")]

@@ -100,6 +100,8 @@ pub struct Config {
     /// `--metrics-addr`, resolved, and as the user gave it (`--metrics-addr localhost:9100`,
     /// `PC_HOST_METRICS_ADDR=9100`), for messages.
     pub metrics_addr: Option<(std::net::SocketAddr, String)>,
+    /// `--metrics-linger`: how long the endpoint stays up after the summary (zero: not at all).
+    pub metrics_linger: Duration,
     pub latency_log: Option<PathBuf>,
     /// `--profile`: the flame graph's file.
     pub profile: Option<PathBuf>,
@@ -329,6 +331,16 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         )),
         None => None,
     };
+    let metrics_linger = match l.pick_set("metrics_linger", a.metrics_linger) {
+        Some(p) if metrics_addr.is_none() => {
+            return err(format!(
+                "{} needs --metrics-addr: there is no endpoint to keep serving",
+                p.show()
+            ));
+        }
+        Some(p) => secs(&p, false)?,
+        None => Duration::ZERO,
+    };
 
     let mut cfg = Config {
         sources,
@@ -356,6 +368,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         retry_for,
         dead_letter,
         metrics_addr,
+        metrics_linger,
         latency_log: a.latency_log.clone(),
         profile: a.profile.clone(),
         lanes: Vec::new(),
@@ -836,6 +849,7 @@ impl Config {
                 std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()
             }),
             "metrics_addr": self.metrics_addr.as_ref().map(|(a, _)| a.to_string()),
+            "metrics_linger_s": self.metrics_linger.as_secs_f64(),
             "latency_log": self.latency_log.as_ref().map(|p| p.display().to_string()),
             "profile": self.profile.as_ref().map(|p| p.display().to_string()),
             "lanes": (!self.lanes.is_empty()).then(|| self.lanes.iter().map(|l| json!({

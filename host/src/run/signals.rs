@@ -10,6 +10,7 @@
 //! reports it.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,6 +23,17 @@ use crate::telemetry::Stats;
 
 /// Signals closer than this to the first are the same request.
 pub const SAME_REQUEST: Duration = Duration::from_secs(1);
+
+/// Set once the run has ended and its summary is written: a signal then only ends the wait
+/// for the last scrape (`--metrics-linger`), whatever came before it.
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+/// Says the run is over (see [`FINISHED`]): later signals reach the main thread as
+/// [`Event::Signal`] and never force an exit.
+pub fn finished() {
+    // Release/Acquire: a plain flag between two threads; nothing else is published by it.
+    FINISHED.store(true, Ordering::Release);
+}
 
 /// The running run's counters, for the line a forced exit prints.
 static RUNNING: Mutex<Option<Arc<Stats>>> = Mutex::new(None);
@@ -48,6 +60,11 @@ pub fn install(events: Sender<Event>) -> std::io::Result<()> {
                     SIGTERM => "SIGTERM",
                     _ => "SIGHUP",
                 };
+                // Acquire: pairs with the Release store in `finished`.
+                if FINISHED.load(Ordering::Acquire) {
+                    let _ = events.send(Event::Signal(name));
+                    continue;
+                }
                 match first {
                     None => {
                         first = Some(Instant::now());
