@@ -1,5 +1,6 @@
 //! SIGINT, SIGTERM and SIGHUP: the first starts the graceful drain; the same request again
-//! within a second is still that request; a signal after that exits at once.
+//! within a second is still that request; a signal after that exits at once. Once the run is
+//! over and its summary written ([`finished`]), a signal only ends `--metrics-linger`'s wait.
 //!
 //! GNU `timeout` and a terminal send one request as two signals (to the process, then to its
 //! group): both arrive within the second, so they drain once. A later signal is the user
