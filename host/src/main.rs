@@ -28,10 +28,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Err(e) = config::layers::check_variables() {
+        return fail(&e.into(), 2);
+    }
     {
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
@@ -49,7 +52,15 @@ fn main() -> ExitCode {
             .init();
     }
 
-    if let Some(Command::Verify(args)) = &cli.command {
+    if let Some(Command::Verify(args)) = &mut cli.command {
+        let given = matches
+            .subcommand_matches("verify")
+            .expect("parsed as verify");
+        match config::layers::verify_uses_sink(given) {
+            Ok(true) => {}
+            Ok(false) => args.sink = None,
+            Err(e) => return fail(&e.into(), 2),
+        }
         return match verify::run(args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),

@@ -62,12 +62,10 @@ pub fn svg_name(flag: &str, path: &Path) -> Result<(), String> {
     if svg {
         return Ok(());
     }
-    let stem = path
-        .file_stem()
-        .map_or_else(|| "out".to_string(), |s| s.to_string_lossy().into_owned());
     Err(format!(
-        "{flag} {}: pc-host writes SVG there: give a file name ending in .svg (e.g. {stem}.svg)",
-        path.display()
+        "{flag} {}: pc-host writes SVG there: give a file name ending in .svg (e.g. {})",
+        path.display(),
+        path.with_extension("svg").display()
     ))
 }
 
@@ -111,7 +109,7 @@ mod tests {
             svg_name("-o", Path::new("out/run.png")),
             Err(
                 "-o out/run.png: pc-host writes SVG there: give a file name ending in .svg (e.g. \
-                 run.svg)"
+                 out/run.svg)"
                     .into()
             )
         );

@@ -88,7 +88,7 @@ fn a_refused_value_is_quoted_as_typed_with_what_would_do() {
             &["--rps", "99999999999999999999999"],
             &[],
             "invalid value '99999999999999999999999' for '--rps <MSG_PER_S>': it is too large \
-             for this option (--help gives its range)",
+             for this option",
         ),
         (
             &["--page-size", "99999999999"],

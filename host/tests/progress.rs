@@ -13,11 +13,17 @@ fn a_terminal_shows_a_bar_with_eta_for_a_run_with_a_known_end() {
     // `script` runs pc-host on a pseudo-terminal (util-linux).
     let bin = env!("CARGO_BIN_EXE_pc-host");
     let cmd = format!("{bin} --messages 3000 --rps 3000 --report-interval 0.1 >/dev/null");
-    let out = match Command::new("script")
+    let mut script = Command::new("script");
+    script
         .args(["-qec", &cmd, "/dev/null"])
-        .current_dir(s.dir())
-        .output()
-    {
+        .current_dir(s.dir());
+    // As `common::pc_host` does: no `PC_HOST_*` variable of the test's own environment.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PC_HOST_") {
+            script.env_remove(key);
+        }
+    }
+    let out = match script.output() {
         Ok(out) => out,
         Err(e) => {
             println!("SKIP: cannot run `script` for a terminal: {e}");

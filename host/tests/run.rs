@@ -408,6 +408,45 @@ fn rerunning_on_the_same_database_adds_a_run_and_verify_checks_both() {
         "{}",
         verify.stdout
     );
+    // Layered as for a run: a flag beats the other's variable (a publisher's exported NATS
+    // sink does not stop `verify --db`); one layer giving both is an error.
+    let verify = common::run_env(
+        s.dir(),
+        &["verify", "--db", "kept/runs.db"],
+        &[("PC_HOST_SINK", "nats://127.0.0.1:4222/S")],
+    );
+    assert_eq!(verify.code, Some(0), "{}\n{}", verify.stdout, verify.stderr);
+    let both = common::run_env(
+        s.dir(),
+        &["verify"],
+        &[
+            ("PC_HOST_SINK", "sqlite:kept/runs.db"),
+            ("PC_HOST_DB", "kept/runs.db"),
+        ],
+    );
+    common::assert_one_line_error(
+        &both,
+        2,
+        "error: PC_HOST_SINK and PC_HOST_DB both say which database to check: give only one",
+    );
+    let both = run(
+        s.dir(),
+        &[
+            "verify",
+            "--sink",
+            "sqlite:kept/runs.db",
+            "--db",
+            "kept/runs.db",
+        ],
+    );
+    common::assert_one_line_error(&both, 2, "--sink and --db both say which database");
+    // A misspelt variable is refused for verify as for a run.
+    let typo = common::run_env(s.dir(), &["verify"], &[("PC_HOST_DBB", "kept/runs.db")]);
+    common::assert_one_line_error(
+        &typo,
+        2,
+        "PC_HOST_DBB is set, but pc-host has no such variable",
+    );
 }
 
 #[test]

@@ -73,8 +73,9 @@ pub struct VerifyArgs {
     )]
     pub db: PathBuf,
 
-    /// The sink to check instead of --db: `postgres://...` or `mysql://...` (or `sqlite:PATH`)
-    #[arg(long, value_name = "URL", env = "PC_HOST_SINK", conflicts_with = "db")]
+    /// The sink to check instead of --db: `postgres://...` or `mysql://...` (or `sqlite:PATH`);
+    /// as for a run, a flag beats a variable, and one layer giving both is an error
+    #[arg(long, value_name = "URL", env = "PC_HOST_SINK")]
     pub sink: Option<String>,
 
     /// Check only this run (see the `runs` table); default: every run
@@ -454,7 +455,7 @@ where
             "it must be a whole number (digits only)".to_owned()
         } else if *e.kind() == std::num::IntErrorKind::PosOverflow {
             // std's "number too large to fit in target type" names a type, not the option.
-            "it is too large for this option (--help gives its range)".to_owned()
+            "it is too large for this option".to_owned()
         } else {
             e.to_string()
         }

@@ -92,10 +92,6 @@ pub struct Layers {
 impl Layers {
     /// Applies the `--config` file (if any) under the command line and environment in `given`.
     pub fn load(given: ArgMatches) -> Result<Self, ConfigError> {
-        let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
-        if let Some(e) = unknown_variable(variables, &known_variables()) {
-            return Err(e);
-        }
         let file = given.get_one::<PathBuf>("config").cloned();
         let mut from_file = Vec::new();
         let mut argv: Vec<OsString> = std::env::args_os().collect();
@@ -192,6 +188,53 @@ fn env_name(id: &str) -> String {
         .find(|a| a.get_id() == id)
         .and_then(|a| a.get_env())
         .map_or_else(String::new, |e| e.to_string_lossy().into_owned())
+}
+
+/// `verify`'s database: `--sink` or `--db`, resolved as a run resolves them (a flag beats a
+/// variable; one layer giving both is an error). Returns whether `--sink` is the one to use.
+///
+/// # Errors
+/// Both given by the same layer: one line naming them as the user gave them.
+pub fn verify_uses_sink(verify: &ArgMatches) -> Result<bool, ConfigError> {
+    let rank = |id: &str| match verify.value_source(id) {
+        Some(ValueSource::CommandLine) => 2,
+        Some(ValueSource::EnvVariable) => 1,
+        _ => 0,
+    };
+    let (sink, db) = (rank("sink"), rank("db"));
+    if sink > 0 && sink == db {
+        let (s, d) = if sink == 2 {
+            ("--sink".to_string(), "--db".to_string())
+        } else {
+            (verify_env_name("sink"), verify_env_name("db"))
+        };
+        return Err(ConfigError(format!(
+            "{s} and {d} both say which database to check: give only one"
+        )));
+    }
+    Ok(sink > db)
+}
+
+/// The environment variable of `verify`'s option `id`.
+fn verify_env_name(id: &str) -> String {
+    Cli::command()
+        .find_subcommand("verify")
+        .and_then(|v| v.get_arguments().find(|a| a.get_id() == id))
+        .and_then(|a| a.get_env())
+        .map_or_else(String::new, |e| e.to_string_lossy().into_owned())
+}
+
+/// Refuses a `PC_HOST_*` variable that names no option (see [`unknown_variable`]): for a run
+/// and for `verify` and `plot` alike, before anything else.
+///
+/// # Errors
+/// One line naming the variable and the nearest known name.
+pub fn check_variables() -> Result<(), ConfigError> {
+    let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    match unknown_variable(variables, &known_variables()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// The variables the option table reads, the subcommands' included, and `PC_HOST_PIN` (read

@@ -332,7 +332,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         None => None,
     };
     let metrics_linger = match l.pick_set("metrics_linger", a.metrics_linger) {
-        Some(p) if metrics_addr.is_none() => {
+        Some(p) if metrics_addr.is_none() && p.value != 0.0 => {
             return err(format!(
                 "{} needs --metrics-addr: there is no endpoint to keep serving",
                 p.show()
