@@ -1307,6 +1307,37 @@ fn a_database_path_sqlite_would_read_as_a_uri_is_refused_before_anything_is_writ
     assert!(s.path("file:x.db").is_file());
 }
 
+/// A `postgres://` URL at a port where something else answers (here a listener that replies
+/// as an HTTP server would) gets the driver's words and a hint at the cause, not only "bytes
+/// remaining on stream".
+#[test]
+fn a_postgres_url_at_a_port_that_is_not_postgres_says_so() {
+    let s = Scratch::new("not-postgres");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        // Take the client's startup message whole, answer, and let the client close first:
+        // closing with its bytes unread would reset the connection instead.
+        let mut startup = [0u8; 1024];
+        let _ = std::io::Read::read(&mut conn, &mut startup);
+        let _ = std::io::Write::write_all(&mut conn, b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+        let _ = std::io::Read::read_to_end(&mut conn, &mut Vec::new());
+    });
+    let url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let out = run(s.dir(), &["--sink", &url, "--messages", "1"]);
+    server.join().unwrap();
+    assert_one_line_error(
+        &out,
+        1,
+        &format!(
+            "{url}: cannot connect: bytes remaining on stream; the server there does not speak \
+             PostgreSQL's protocol: is it the right port?"
+        ),
+    );
+}
+
 #[test]
 fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printed() {
     let s = Scratch::new("server-url-options");

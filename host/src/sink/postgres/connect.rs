@@ -85,10 +85,18 @@ impl Server {
     /// [`Server::connect`] for the start of a run or a verify: the error is for the user.
     ///
     /// # Errors
-    /// One line: "URL: cannot connect: why".
+    /// One line: "URL: cannot connect: why", and where the server answered but not as
+    /// PostgreSQL does (a MySQL or HTTP port), a hint saying so: the driver's own words
+    /// ("bytes remaining on stream", "unexpected message from server") name no cause.
     pub fn connect_first(&self) -> anyhow::Result<Client> {
-        self.connect()
-            .map_err(|e| anyhow!("{}: cannot connect: {}", self.shown, describe(&e)))
+        self.connect().map_err(|e| {
+            let hint = if super::error::not_postgres(&e) {
+                "; the server there does not speak PostgreSQL's protocol: is it the right port?"
+            } else {
+                ""
+            };
+            anyhow!("{}: cannot connect: {}{hint}", self.shown, describe(&e))
+        })
     }
 
     /// "PostgreSQL URL: what" for an error on this server.

@@ -27,6 +27,19 @@ pub fn describe(e: &postgres::Error) -> String {
     }
 }
 
+/// Whether a failed connect heard back something that is not PostgreSQL: no error from the
+/// server (its SQLSTATE), and no failure the system reported (an I/O error with an OS error
+/// number: refused, reset, unreachable), so the reply itself could not be read (the driver's
+/// framing says "bytes remaining on stream", its parser "unexpected message from server").
+pub fn not_postgres(e: &postgres::Error) -> bool {
+    e.as_db_error().is_none()
+        && e.source().is_none_or(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_none_or(|io| io.raw_os_error().is_none())
+        })
+}
+
 /// "Connection refused (os error 111)" -> "connection refused".
 pub fn io_text(io: &std::io::Error) -> String {
     let text = io.to_string();
