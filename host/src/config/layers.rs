@@ -206,22 +206,14 @@ pub fn verify_uses_sink(verify: &ArgMatches) -> Result<bool, ConfigError> {
         let (s, d) = if sink == 2 {
             ("--sink".to_string(), "--db".to_string())
         } else {
-            (verify_env_name("sink"), verify_env_name("db"))
+            // The run's options of the same ids read the same variables.
+            (env_name("sink"), env_name("db"))
         };
         return Err(ConfigError(format!(
             "{s} and {d} both say which database to check: give only one"
         )));
     }
     Ok(sink > db)
-}
-
-/// The environment variable of `verify`'s option `id`.
-fn verify_env_name(id: &str) -> String {
-    Cli::command()
-        .find_subcommand("verify")
-        .and_then(|v| v.get_arguments().find(|a| a.get_id() == id))
-        .and_then(|a| a.get_env())
-        .map_or_else(String::new, |e| e.to_string_lossy().into_owned())
 }
 
 /// Refuses a `PC_HOST_*` variable that names no option (see [`unknown_variable`]): for a run
