@@ -57,7 +57,11 @@ fn main() -> ExitCode {
             .subcommand_matches("verify")
             .expect("parsed as verify");
         match config::layers::verify_uses_sink(given) {
-            Ok(true) => {}
+            Ok(true) => {
+                if given.value_source("sink") == Some(clap::parser::ValueSource::EnvVariable) {
+                    args.sink_from = "PC_HOST_SINK=".into();
+                }
+            }
             Ok(false) => args.sink = None,
             Err(e) => return fail(&e.into(), 2),
         }

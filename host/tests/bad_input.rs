@@ -1408,6 +1408,21 @@ fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printe
         2,
         "verify reads a database: give the database the stream",
     );
+    // From the variable, the line names the variable, not a flag nobody typed.
+    let out = run_env(
+        s.dir(),
+        &["verify"],
+        &[(
+            "PC_HOST_SINK",
+            "postgres://pc:secret@127.0.0.1:5432/test?bogus=1",
+        )],
+    );
+    assert_one_line_error(
+        &out,
+        2,
+        "error: PC_HOST_SINK=postgres://pc:***@127.0.0.1:5432/test?bogus=1: not a usable URL",
+    );
+    assert!(!out.stderr.contains("secret"), "{}", out.stderr);
     let out = run(
         s.dir(),
         &[

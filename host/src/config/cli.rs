@@ -78,6 +78,10 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "URL", env = "PC_HOST_SINK")]
     pub sink: Option<String>,
 
+    /// How `sink` was given, for messages: `--sink` or `PC_HOST_SINK=` (set by `main`).
+    #[arg(skip = "--sink ".to_string())]
+    pub sink_from: String,
+
     /// Check only this run (see the `runs` table); default: every run
     #[arg(long, value_name = "ID", allow_negative_numbers = true, value_parser = run_id)]
     pub run: Option<i64>,

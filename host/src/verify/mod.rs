@@ -123,14 +123,16 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         Some(url) => parse_sink(url).map_err(|why| {
             // The password hidden as in every other message, wherever the reason repeats it.
             let hidden = without_password(url);
-            ConfigError(format!("--sink {url}: {why}").replace(url.as_str(), &hidden))
+            let from = &args.sink_from;
+            ConfigError(format!("{from}{url}: {why}").replace(url.as_str(), &hidden))
         })?,
         None => SinkSpec::Sqlite(args.db.clone()),
     };
     if let SinkSpec::Nats(_) = spec {
         return Err(ConfigError(format!(
-            "--sink {spec}: verify reads a database: give the database the stream is consumed \
-             into"
+            "{}{spec}: verify reads a database: give the database the stream is consumed \
+             into",
+            args.sink_from
         ))
         .into());
     }
