@@ -25,7 +25,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::message::Record;
-use crate::paths::{directory_spelling, names_a_directory, same_place, writable};
+use crate::paths::{same_place, spelled_as_file, writable};
 
 /// The key that marks a line as a pc-host dead-letter entry, and the entry format's version.
 pub const MARK: &str = "pc_dead_letter";
@@ -83,9 +83,7 @@ impl DeadLetters {
     /// writable, or the file exists and is not a pc-host dead-letter file, or it is one of
     /// `taken` (the database, an input).
     pub fn check(path: &Path, taken: &[PathBuf]) -> Result<bool, String> {
-        if names_a_directory(path) {
-            return Err(directory_spelling("--dead-letter", path, "dead.jsonl"));
-        }
+        spelled_as_file("--dead-letter", path, "dead.jsonl")?;
         let shown = path.display();
         let dir = crate::paths::dir_of(path);
         if !dir.is_dir() {

@@ -42,15 +42,21 @@ pub fn names_a_directory(path: &Path) -> bool {
     !bytes.is_empty() && matches!(last, b"" | b"." | b"..")
 }
 
-/// The one line refusing `path`, given as `flag`, because it is spelled as a directory
-/// ([`names_a_directory`]), with `example` as a file name to put in it.
-pub fn directory_spelling(flag: &str, path: &Path, example: &str) -> String {
+/// Refuses `path`, given as `flag`, if it is spelled as a directory ([`names_a_directory`]):
+/// the one line suggests `example` as a file name to put in it.
+///
+/// # Errors
+/// That line.
+pub fn spelled_as_file(flag: &str, path: &Path, example: &str) -> Result<(), String> {
+    if !names_a_directory(path) {
+        return Ok(());
+    }
     let shown = path.display().to_string();
     let dir = shown.trim_end_matches('/');
-    format!(
+    Err(format!(
         "{flag} {shown}: this names a directory, not a file: give a file path (e.g. \
          {dir}/{example})"
-    )
+    ))
 }
 
 /// The one line refusing `path`, given as `flag`, for a file pc-host writes as SVG, unless its
@@ -120,9 +126,16 @@ mod tests {
     #[test]
     fn the_directory_line_names_the_flag_and_a_file_inside() {
         assert_eq!(
-            directory_spelling("--profile", Path::new("out/"), "profile.svg"),
-            "--profile out/: this names a directory, not a file: give a file path (e.g. \
-             out/profile.svg)"
+            spelled_as_file("--profile", Path::new("out/"), "profile.svg"),
+            Err(
+                "--profile out/: this names a directory, not a file: give a file path (e.g. \
+                 out/profile.svg)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            spelled_as_file("--profile", Path::new("out/p.svg"), "profile.svg"),
+            Ok(())
         );
     }
 }

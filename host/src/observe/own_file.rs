@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::paths::{dir_of, directory_spelling, names_a_directory, same_place, writable};
+use crate::paths::{dir_of, same_place, spelled_as_file, writable};
 
 /// Checks that `path` (given as `flag`) is spelled as a file (not ending in `/`: the line then
 /// suggests `example` inside it), is in an existing, writable directory, is none of `taken`,
@@ -18,9 +18,7 @@ pub fn check(
     taken: &[PathBuf],
     is_ours: impl FnOnce(&Path) -> bool,
 ) -> Result<(), String> {
-    if names_a_directory(path) {
-        return Err(directory_spelling(flag, path, example));
-    }
+    spelled_as_file(flag, path, example)?;
     let shown = path.display();
     let dir = dir_of(path);
     if !dir.is_dir() {

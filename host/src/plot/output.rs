@@ -27,11 +27,7 @@ pub enum Target {
 /// # Errors
 /// A [`ConfigError`] naming `out` otherwise.
 pub fn check(out: &Path) -> Result<Target, ConfigError> {
-    if crate::paths::names_a_directory(out) {
-        return Err(ConfigError(crate::paths::directory_spelling(
-            "-o", out, "plot.svg",
-        )));
-    }
+    crate::paths::spelled_as_file("-o", out, "plot.svg").map_err(ConfigError)?;
     let target = place(out)?;
     // After the checks above, so that a file pc-host must not touch is named as such first.
     crate::paths::svg_name("-o", out).map_err(ConfigError)?;
