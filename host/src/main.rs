@@ -56,13 +56,9 @@ fn main() -> ExitCode {
         let given = matches
             .subcommand_matches("verify")
             .expect("parsed as verify");
-        match config::layers::verify_uses_sink(given) {
-            Ok(true) => {
-                if given.value_source("sink") == Some(clap::parser::ValueSource::EnvVariable) {
-                    args.sink_from = "PC_HOST_SINK=".into();
-                }
-            }
-            Ok(false) => args.sink = None,
+        match config::layers::verify_sink_from(given) {
+            Ok(Some(from)) => args.sink_from = from,
+            Ok(None) => args.sink = None,
             Err(e) => return fail(&e.into(), 2),
         }
         return match verify::run(args) {

@@ -191,11 +191,12 @@ fn env_name(id: &str) -> String {
 }
 
 /// `verify`'s database: `--sink` or `--db`, resolved as a run resolves them (a flag beats a
-/// variable; one layer giving both is an error). Returns whether `--sink` is the one to use.
+/// variable; one layer giving both is an error). Returns, when `--sink` is the one to use, how
+/// it was given, for messages (`--sink ` or `PC_HOST_SINK=`); `None` for `--db`.
 ///
 /// # Errors
 /// Both given by the same layer: one line naming them as the user gave them.
-pub fn verify_uses_sink(verify: &ArgMatches) -> Result<bool, ConfigError> {
+pub fn verify_sink_from(verify: &ArgMatches) -> Result<Option<String>, ConfigError> {
     let rank = |id: &str| match verify.value_source(id) {
         Some(ValueSource::CommandLine) => 2,
         Some(ValueSource::EnvVariable) => 1,
@@ -213,7 +214,14 @@ pub fn verify_uses_sink(verify: &ArgMatches) -> Result<bool, ConfigError> {
             "{s} and {d} both say which database to check: give only one"
         )));
     }
-    Ok(sink > db)
+    if sink <= db {
+        return Ok(None);
+    }
+    Ok(Some(if sink == 2 {
+        "--sink ".to_string()
+    } else {
+        format!("{}=", env_name("sink"))
+    }))
 }
 
 /// Refuses a `PC_HOST_*` variable that names no option (see [`unknown_variable`]): for a run
