@@ -162,3 +162,39 @@ fn panicking_value_drop_in_batch_pop_still_frees_every_slot() {
         assert!(ring.try_push(PanicOnDrop(false)).is_ok());
     }
 }
+
+/// A value whose destructor panics once and counts the drops of the others.
+struct PanicsOnce<'a> {
+    panics: bool,
+    dropped: &'a AtomicUsize,
+}
+
+impl Drop for PanicsOnce<'_> {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        assert!(!self.panics, "this value's destructor panics");
+    }
+}
+
+#[test]
+fn dropping_a_ring_drops_every_value_even_when_one_destructor_panics() {
+    for first_panics in [true, false] {
+        let dropped = AtomicUsize::new(0);
+        let ring = Ring::<PanicsOnce<'_>, 8>::new();
+        for i in 0..4 {
+            let panics = if first_panics { i == 0 } else { i == 2 };
+            let value = PanicsOnce {
+                panics,
+                dropped: &dropped,
+            };
+            assert!(ring.try_push(value).is_ok());
+        }
+        assert!(catch_unwind(AssertUnwindSafe(|| drop(ring))).is_err());
+        // All four destructors ran, the panicking one included, none twice.
+        assert_eq!(
+            dropped.load(Ordering::Relaxed),
+            4,
+            "first_panics: {first_panics}"
+        );
+    }
+}

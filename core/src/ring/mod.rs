@@ -26,8 +26,8 @@
 //!   wait, in the blocking API) until it resumes, even if later slots are full. Likewise a
 //!   consumer preempted mid-pop makes pushes to that slot report [`PushError::Full`]. The
 //!   non-blocking operations never spin on another thread: they only retry a CAS someone else
-//!   won. (This is the per-slot-sequence design of Vyukov, crossbeam's `ArrayQueue` and
-//!   `heapless::mpmc`; FIELD_NOTES in the repository lists the reports.)
+//!   won. (Every ring of the per-slot-sequence design, Vyukov's, crossbeam's `ArrayQueue` and
+//!   `heapless::mpmc`, shares this property.)
 //! - **A batch holds its whole run for its whole call.** A batch push's run becomes poppable
 //!   only when its iterator has produced all of it, and a batch pop's run becomes free only
 //!   when its `Extend` has taken all of it. So an iterator must not wait for a consumer of the
@@ -37,7 +37,9 @@
 //!   speculation to ask it for its next item; if it has none, the slot is given back, unless
 //!   another producer has claimed behind it (or the ring was closed) in between: then it is a
 //!   *hole*, which consumers skip, and which occupies a slot (and counts in `len`) until then.
-//!   At most one per call; never with exact-size iterators.
+//!   At most one per call; never with exact-size iterators. A closed ring whose last position
+//!   is a hole is not yet drained: `len()` counts it and `wait_ready` returns `Ok`, and the
+//!   pop that comes next skips it and reports `Closed`.
 //! - **No fairness** between producers or between consumers.
 //! - `len` and `is_empty` are snapshots, stale as soon as they return.
 //!
@@ -199,6 +201,11 @@ impl<T, const N: usize> RingCore<T, Inline<T, N>> {
         /// time, and from about `2^18` slots that trips rustc's `long_running_const_eval` lint
         /// (an error by default): put `#[allow(long_running_const_eval)]` on the `static`, or
         /// use a `HeapRing` (feature `alloc`) for a ring that large.
+        ///
+        /// Built at run time, a `Ring` is a value like any other, slots and all: it is made on
+        /// the stack (even as the argument of `Box::new`) and moved from there, so a large one
+        /// (`Ring<u64, 131072>` is 2 MiB) can overflow a thread's stack. Outside a `static`, give
+        /// a large ring its memory with `HeapRing::with_capacity` (feature `alloc`) instead.
         ///
         /// # Panics
         /// Never at run time: an `N` that is not a power of two in `2..=MAX_CAPACITY` fails to
@@ -425,13 +432,42 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 }
 
 impl<T, S: Storage<T>> Drop for RingCore<T, S> {
+    /// Drops every value still in the ring, each exactly once. If one value's destructor
+    /// panics, the rest are still dropped while the panic unwinds (as `Vec` does); a second
+    /// panic among them aborts.
     fn drop(&mut self) {
         let head = crate::sync::load_exclusive(&mut self.head.index);
         let tail = crate::sync::load_exclusive(&mut self.tail.index) & !MARK;
-        let mut position = head;
-        while position != tail {
-            let slot = self.slot(position);
-            // Relaxed: `&mut self` means every other thread's access happened-before this drop.
+        let mut left = Unpopped {
+            ring: self,
+            position: head,
+            tail,
+        };
+        while let Some(value) = left.next_value() {
+            // A panic here drops `left`, which drops the values after this one.
+            drop(value);
+        }
+    }
+}
+
+/// The values a dropped ring still holds, from `position` to `tail`; dropping it drops those
+/// not yet taken, so a panicking destructor in [`RingCore`]'s `drop` leaks none of the rest.
+struct Unpopped<'a, T, S: Storage<T>> {
+    ring: &'a RingCore<T, S>,
+    position: usize,
+    tail: usize,
+}
+
+impl<T, S: Storage<T>> Unpopped<'_, T, S> {
+    /// Moves the next value out (skipping holes), or `None` at the tail.
+    fn next_value(&mut self) -> Option<T> {
+        while self.position != self.tail {
+            let position = self.position;
+            // Past it before the value is handed out, so it is never read twice.
+            self.position = position.wrapping_add(ONE);
+            let slot = self.ring.slot(position);
+            // Relaxed: the ring is being dropped (`&mut`), so every other thread's access
+            // happened-before this.
             let stamp = slot.stamp.load(Ordering::Relaxed);
             // Every claimed position was published (pushes cannot fail between claim and
             // publish; batch pushes publish holes even when unwinding).
@@ -440,10 +476,19 @@ impl<T, S: Storage<T>> Drop for RingCore<T, S> {
             );
             if stamp == position.wrapping_add(ONE) {
                 // SAFETY: the stamp says the slot holds the value pushed at `position`, which no
-                // consumer claimed (`position >= head`); we have exclusive access.
-                drop(unsafe { slot.read() });
+                // consumer claimed (`position >= head`); the ring is being dropped, so we have
+                // exclusive access, and `position` moved past it above, so it is read once.
+                return Some(unsafe { slot.read() });
             }
-            position = position.wrapping_add(ONE);
+        }
+        None
+    }
+}
+
+impl<T, S: Storage<T>> Drop for Unpopped<'_, T, S> {
+    fn drop(&mut self) {
+        while let Some(value) = self.next_value() {
+            drop(value);
         }
     }
 }
