@@ -591,3 +591,14 @@ fn split_due_hands_out_a_prefix_of_due_tokens_and_keeps_the_rest() {
         "some shape reserved three tokens or more"
     );
 }
+
+/// `Debug` shows the settings a user gave, not the schedule's internal position.
+#[test]
+fn debug_shows_the_settings_and_nothing_internal() {
+    let bucket = TokenBucket::per_second(100, 10);
+    let shown = format!("{bucket:?}");
+    assert_eq!(
+        shown,
+        "TokenBucket { rate: 100, period: 1s, burst: 10, .. }"
+    );
+}

@@ -229,3 +229,40 @@ fn an_item_is_taken_only_with_a_slot_for_it() {
     while ring.try_pop_batch(&mut out, 4).is_ok() {}
     assert_eq!(out, [1, 2, 3, 4]);
 }
+
+/// A pop of at most 0 values pops nothing, but still says `Closed` once the ring is closed
+/// and drained, so a loop that pops until `Closed` ends whatever `max` it passes.
+#[test]
+fn a_batch_pop_of_zero_says_closed_once_drained() {
+    let ring = Ring::<u32, 4>::new();
+    let mut out = Vec::new();
+    assert_eq!(ring.try_pop_batch(&mut out, 0), Ok(0));
+    ring.try_push(1).unwrap();
+    ring.close();
+    // Closed, not drained: nothing popped, no error.
+    assert_eq!(ring.try_pop_batch(&mut out, 0), Ok(0));
+    assert_eq!(ring.pop_batch(&mut out, 0), Ok(0));
+    assert_eq!(ring.try_pop(), Ok(1));
+    assert_eq!(ring.try_pop_batch(&mut out, 0), Err(PopError::Closed));
+    assert_eq!(ring.pop_batch(&mut out, 0), Err(pc_core::Closed(())));
+    let timeout = std::time::Duration::from_secs(60);
+    assert_eq!(
+        ring.pop_batch_timeout(&mut out, 0, timeout),
+        Err(PopError::Closed)
+    );
+    assert!(out.is_empty());
+}
+
+/// A batch push reports a closed ring whatever it is given, an iterator that says it is empty
+/// included; into an open ring, even a full one, an empty iterator pushes nothing, no error.
+#[test]
+fn a_batch_push_of_nothing_into_a_closed_ring_says_closed() {
+    let ring = Ring::<u32, 2>::new();
+    ring.try_push_batch(&mut (0..2)).unwrap();
+    assert_eq!(ring.try_push_batch(&mut (0..0)), Ok(0));
+    assert_eq!(ring.push_batch(&mut (0..0)), Ok(0));
+    ring.close();
+    assert_eq!(ring.try_push_batch(&mut (0..0)), Err(PushError::Closed(())));
+    assert_eq!(ring.push_batch(&mut (0..0)), Err(pc_core::Closed(0)));
+    assert_eq!(ring.try_push_batch(&mut (5..7)), Err(PushError::Closed(())));
+}

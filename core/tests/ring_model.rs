@@ -58,10 +58,10 @@ fn check<S: pc_core::ring::Storage<u32>>(ring: &RingCore<u32, S>, ops: &[Op]) {
                 let mut items = next..next + k as u32;
                 let got = ring.try_push_batch(&mut items);
                 let fits = (cap - model.len()).min(k);
-                let want = if k == 0 {
-                    Ok(0)
-                } else if closed {
+                let want = if closed {
                     Err(PushError::Closed(()))
+                } else if k == 0 {
+                    Ok(0)
                 } else if fits == 0 {
                     Err(PushError::Full(()))
                 } else {
@@ -82,7 +82,11 @@ fn check<S: pc_core::ring::Storage<u32>>(ring: &RingCore<u32, S>, ops: &[Op]) {
                 let got = ring.try_pop_batch(&mut out, k);
                 let n = k.min(model.len());
                 let want = if k == 0 {
-                    Ok(0)
+                    if closed && model.is_empty() {
+                        Err(PopError::Closed)
+                    } else {
+                        Ok(0)
+                    }
                 } else if n == 0 {
                     Err(if closed {
                         PopError::Closed

@@ -133,14 +133,15 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// Pops up to `max` values into `out`, lane by lane in this pop's scan order (so normally
     /// lane 0's ready values first, then lane 1's, ..): one ring batch pop per lane it takes
     /// from. Never waits for another thread. Returns how many were popped (at least 1, or 0 if
-    /// `max` is 0). A batch pop counts as one pop for the starvation guard.
+    /// `max` is 0: then nothing is popped, and the lanes are only asked whether they are all
+    /// closed and drained). A batch pop counts as one pop for the starvation guard.
     ///
     /// As for the ring, each lane's run is freed once `out` has taken all of it, so `out` must
     /// not wait for a producer of these lanes.
     ///
     /// # Errors
     /// [`PopError::Empty`] if no lane has a value ready; [`PopError::Closed`] once every lane
-    /// is closed and drained.
+    /// is closed and drained (also with `max == 0`).
     ///
     /// ```
     /// use pc_core::Lanes;
@@ -167,7 +168,16 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         lost_race: &mut impl FnMut(),
     ) -> Result<usize, PopError> {
         if max == 0 {
-            return Ok(0);
+            // Pops nothing; `Closed` once every lane is closed and drained, as for a ring.
+            let drained = self.rings().iter().all(|ring| {
+                ring.try_pop_batch_or(out, 0, lost_race)
+                    .is_err_and(|e| e == PopError::Closed)
+            });
+            return if drained {
+                Err(PopError::Closed)
+            } else {
+                Ok(0)
+            };
         }
         let mut drained = DrainedLanes::default();
         let mut taken = 0;

@@ -109,6 +109,23 @@ fn pops_report_closed_only_once_every_lane_is_closed_and_drained() {
 }
 
 #[test]
+fn a_batch_pop_of_zero_says_closed_only_once_every_lane_is_drained() {
+    let lanes = Lanes::<u32, 2, 4>::new();
+    let mut out = Vec::new();
+    lanes.try_push(1, 7).unwrap();
+    assert_eq!(lanes.try_pop_batch(&mut out, 0), Ok(0));
+    assert!(lanes.close());
+    assert_eq!(
+        lanes.try_pop_batch(&mut out, 0),
+        Ok(0),
+        "lane 1 still holds 7"
+    );
+    assert_eq!(lanes.try_pop(), Ok(7));
+    assert_eq!(lanes.try_pop_batch(&mut out, 0), Err(PopError::Closed));
+    assert!(out.is_empty());
+}
+
+#[test]
 fn a_closed_drained_lane_does_not_end_the_others() {
     // Close lane 0 alone, as a close under way does, with a value left in lane 1.
     let lanes = Lanes::<u32, 2, 4>::new();

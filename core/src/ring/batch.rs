@@ -40,11 +40,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   before the iterator has produced all of it: the iterator must not wait for a consumer
     ///   of this ring (with an iterator that blocks on one, that is a deadlock).
     ///
-    /// Returns how many were pushed (0 only if `items` was empty).
+    /// Returns how many were pushed (0 only if `items` was empty: an iterator that says so,
+    /// an upper size bound of 0, returns `Ok(0)` at once, even from a full ring).
     ///
     /// # Errors
-    /// [`PushError::Full`] if no slot was free, [`PushError::Closed`] if the ring is closed;
-    /// nothing was taken from `items` in either case.
+    /// [`PushError::Full`] if no slot was free, [`PushError::Closed`] if the ring is closed
+    /// (also for an empty `items`); nothing was taken from `items` in either case.
     ///
     /// ```
     /// use pc_core::Ring;
@@ -66,8 +67,23 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         I: Iterator<Item = T>,
     {
+        self.refuse_empty_if_closed(items)?;
         self.push_batch_step(items, &mut || {})
             .map(|(pushed, _)| pushed)
+    }
+
+    /// `Closed` for an `items` that says it is empty (an upper size bound of 0) if the ring is
+    /// closed, so a batch push reports a closed ring whatever it is given; `push_batch_step`
+    /// returns `Ok` for such an iterator without looking at the ring.
+    #[inline]
+    pub(super) fn refuse_empty_if_closed<I>(&self, items: &I) -> Result<(), PushError<()>>
+    where
+        I: Iterator<Item = T>,
+    {
+        if items.size_hint().1 == Some(0) && self.is_closed() {
+            return Err(PushError::Closed(()));
+        }
+        Ok(())
     }
 
     /// `try_push_batch`, also saying whether `items` was seen exhausted (an upper size bound
@@ -186,7 +202,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     /// Pops up to `max` ready values into `out`, claiming them all with one atomic operation.
     /// Never waits for another thread. Returns how many were popped (at least 1, or 0 if `max`
-    /// is 0).
+    /// is 0: then nothing is popped, and the ring is only asked whether it is closed and
+    /// drained).
     ///
     /// `out` takes the values one by one; their slots are freed together once it has taken the
     /// last (the run's first slot last of all): producers see the batch's slots free only when
@@ -196,7 +213,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///
     /// # Errors
     /// [`PopError::Empty`] if no value is ready at the head, [`PopError::Closed`] once the ring
-    /// is closed and drained.
+    /// is closed and drained (also with `max == 0`).
     ///
     /// ```
     /// use pc_core::Ring;
@@ -226,7 +243,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         E: Extend<T>,
     {
         if max == 0 {
-            return Ok(0);
+            // Relaxed: the head only says which position to ask about; `empty_or_closed`
+            // acquires what decides the answer. An older head is at most the tail too.
+            let head = self.head.index.load(Ordering::Relaxed);
+            return match self.empty_or_closed(head) {
+                PopError::Closed => Err(PopError::Closed),
+                PopError::Empty => Ok(0),
+            };
         }
         loop {
             let drain = self.claim_ready(max.min(self.capacity()), lost_race)?;

@@ -97,8 +97,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// item: on a full ring this waits for room even if it then turns out to be exhausted.
     ///
     /// # Errors
-    /// [`Closed`] carrying how many were pushed if the ring is or becomes closed; the items not
-    /// pushed stay in the iterator.
+    /// [`Closed`] carrying how many were pushed if the ring is or becomes closed (`Closed(0)`
+    /// also for an `items` that says it is empty); the items not pushed stay in the iterator.
     ///
     /// ```
     /// let ring = pc_core::Ring::<u32, 4>::new();
@@ -115,6 +115,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         I: Iterator<Item = T>,
     {
+        if self.refuse_empty_if_closed(items).is_err() {
+            return Err(Closed(0));
+        }
         let mut pushed = 0;
         let mut races = LostRaces::new();
         loop {
@@ -203,7 +206,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Pops up to `max` values into `out`, waiting until at least one is ready, as
-    /// [`pop`](Self::pop) waits. Returns how many were popped (0 only if `max` is 0). Each batch is one
+    /// [`pop`](Self::pop) waits. Returns how many were popped (0 only if `max` is 0, which
+    /// returns at once). Each batch is one
     /// [`try_pop_batch`](Self::try_pop_batch): `out` must not wait for a producer of this ring.
     ///
     /// # Errors
