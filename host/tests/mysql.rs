@@ -246,6 +246,84 @@ fn a_foreign_messages_table_is_refused_and_left_as_it_was() {
     assert_eq!(rows, ["seed"]);
 }
 
+/// A broker source's run keeps its delivery keys in `delivered` and `nats_origins`: tables of
+/// those names that pc-host did not make (in a database without pc-host's tables, or with
+/// other columns or types) are refused and left as they were, and no run is recorded.
+#[test]
+fn foreign_delivery_tables_are_refused_and_left_as_they_were() {
+    let Some(db) = Db::shared("foreign_delivered") else {
+        return;
+    };
+    let open = |db: &Db| {
+        db.try_open_writer(0, Duration::from_secs(5), true, pc_host::sink::mysql::open)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let mut c = db.conn();
+    // Exactly pc-host's shape, with a row of its own, in a database without pc-host's tables.
+    c.query_drop(
+        "CREATE TABLE delivered (key_run BIGINT NOT NULL, producer INT NOT NULL, \
+         seq BIGINT NOT NULL, stored_by BIGINT NOT NULL, PRIMARY KEY (key_run, producer, seq))",
+    )
+    .unwrap();
+    c.query_drop("INSERT INTO delivered VALUES (1, 2, 3, 4)")
+        .unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains("table named delivered") && err.contains("not pc-host's"),
+        "{err}"
+    );
+    let tables: Vec<String> = c.query("SHOW TABLES").unwrap();
+    assert_eq!(tables, ["delivered"], "nothing created beside it");
+    c.query_drop("DROP TABLE delivered").unwrap();
+    // A pc-host database, then a `delivered` of another shape.
+    open(&db).expect("pc-host's tables and its delivery tables");
+    c.query_drop("DROP TABLE delivered").unwrap();
+    c.query_drop(
+        "CREATE TABLE delivered (key_run BIGINT NOT NULL, producer BIGINT NOT NULL, \
+         seq BIGINT NOT NULL, stored_by BIGINT NOT NULL, note TEXT)",
+    )
+    .unwrap();
+    c.query_drop("INSERT INTO delivered VALUES (1, 2, 3, 4, 'theirs')")
+        .unwrap();
+    let before = db.count("SELECT COUNT(*) FROM runs");
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains("`delivered` has columns (key_run bigint, producer bigint"),
+        "{err}"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM runs"),
+        before,
+        "no run recorded"
+    );
+    let kept: Vec<String> = c.query("SELECT note FROM delivered").unwrap();
+    assert_eq!(kept, ["theirs"]);
+}
+
+/// A `pc_host_schema` table that is not pc-host's mark (another column, or `version` of
+/// another type) is refused with one line, not a server error.
+#[test]
+fn a_foreign_mark_table_is_refused_as_not_pc_hosts() {
+    let Some(db) = Db::shared("foreign_mark") else {
+        return;
+    };
+    let s = Scratch::new("mysql-foreign-mark");
+    let mut c = db.conn();
+    for table in [
+        "pc_host_schema (note TEXT)",
+        "pc_host_schema (version TEXT)",
+    ] {
+        c.query_drop("DROP TABLE IF EXISTS pc_host_schema").unwrap();
+        c.query_drop(format!("CREATE TABLE {table}")).unwrap();
+        c.query_drop("INSERT INTO pc_host_schema VALUES ('x')")
+            .unwrap();
+        assert_refused_as_not_pc_hosts(&db, &s);
+        let tables: Vec<String> = c.query("SHOW TABLES").unwrap();
+        assert_eq!(tables, ["pc_host_schema"], "nothing created beside it");
+    }
+}
+
 /// Makes the server refuse texts with `poison` (a trigger) or `venom` (a CHECK constraint)
 /// in pc-host's tables, which a first run creates.
 fn refuse_poison_and_venom(db: &Db, s: &Scratch) {

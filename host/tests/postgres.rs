@@ -288,6 +288,83 @@ fn a_foreign_messages_table_is_refused_and_left_as_it_was() {
     assert_eq!(snapshot(), before, "its rows are untouched");
 }
 
+/// A broker source's run keeps its delivery keys in `delivered` and `nats_origins`: tables of
+/// those names that pc-host did not make (in a database without pc-host's tables, or with
+/// other columns or types) are refused and left as they were, and no run is recorded.
+#[test]
+fn foreign_delivery_tables_are_refused_and_left_as_they_were() {
+    let Some(db) = Db::shared("foreign_delivered") else {
+        return;
+    };
+    let open = |db: &Db| {
+        db.try_open_writer(0, Duration::from_secs(5), true, pg::open)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let mut c = db.client();
+    // Exactly pc-host's shape, with a row of its own, in a database without pc-host's tables.
+    c.batch_execute(
+        "CREATE TABLE delivered (key_run BIGINT NOT NULL, producer INTEGER NOT NULL, \
+         seq BIGINT NOT NULL, stored_by BIGINT NOT NULL, PRIMARY KEY (key_run, producer, seq)); \
+         INSERT INTO delivered VALUES (1, 2, 3, 4);",
+    )
+    .unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains("table named delivered") && err.contains("not pc-host's"),
+        "{err}"
+    );
+    assert_eq!(db.tables(), ["delivered"], "nothing created beside it");
+    c.batch_execute("DROP TABLE delivered").unwrap();
+    // A pc-host database, then a `nats_origins` of another shape.
+    open(&db).expect("pc-host's tables and its delivery tables");
+    c.batch_execute(
+        "DROP TABLE nats_origins; CREATE TABLE nats_origins (origin TEXT PRIMARY KEY, \
+         run_id BIGINT NOT NULL); INSERT INTO nats_origins VALUES ('theirs', 9);",
+    )
+    .unwrap();
+    let runs = |c: &mut Client| -> i64 {
+        c.query_one("SELECT count(*) FROM runs", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = runs(&mut c);
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains("`nats_origins` has columns (origin text"),
+        "{err}"
+    );
+    assert_eq!(runs(&mut c), before, "no run recorded");
+    let kept: (String, i64) = c
+        .query_one("SELECT origin, run_id FROM nats_origins", &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(kept, ("theirs".to_string(), 9));
+}
+
+/// A `pc_host_schema` table that is not pc-host's mark (another column, or `version` of
+/// another type) is refused with one line, not a server error or a panic.
+#[test]
+fn a_foreign_mark_table_is_refused_as_not_pc_hosts() {
+    let Some(db) = Db::shared("foreign_mark") else {
+        return;
+    };
+    let s = Scratch::new("pg-foreign-mark");
+    let mut c = db.client();
+    for table in [
+        "pc_host_schema (note TEXT)",
+        "pc_host_schema (version TEXT)",
+    ] {
+        c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS pc_host_schema; CREATE TABLE {table}; \
+             INSERT INTO pc_host_schema VALUES ('x');"
+        ))
+        .unwrap();
+        assert_refused_as_not_pc_hosts(&db, &s);
+        assert_eq!(db.tables(), ["pc_host_schema"], "nothing created beside it");
+    }
+}
+
 #[test]
 fn a_record_with_a_nul_byte_is_dead_lettered_and_the_rest_stored() {
     let Some(db) = Db::shared("nul") else { return };

@@ -247,6 +247,19 @@ impl<S: Server> TestDb<S> {
         busy: Duration,
         open: impl FnOnce(&ServerUrl, &RunStart<'_>) -> Result<(W, i64), E>,
     ) -> (W, i64) {
+        self.try_open_writer(producers, busy, false, open)
+            .expect("open the writer")
+    }
+
+    /// [`open_writer`](Self::open_writer), returning what `open` returned; `delivered`: as
+    /// for a run whose records come from a broker (a NATS source).
+    pub fn try_open_writer<W, E>(
+        &self,
+        producers: usize,
+        busy: Duration,
+        delivered: bool,
+        open: impl FnOnce(&ServerUrl, &RunStart<'_>) -> Result<(W, i64), E>,
+    ) -> Result<(W, i64), E> {
         let url = ServerUrl {
             url: self.url.clone(),
             shown: self.url.clone(),
@@ -259,10 +272,10 @@ impl<S: Server> TestDb<S> {
             synchronous: Synchronous::Normal,
             page_size: None,
             rps: 0,
-            delivered: false,
+            delivered,
             nats: &std::sync::Arc::default(),
         };
-        open(&url, &start).expect("open the writer")
+        open(&url, &start)
     }
 
     /// Restarts the server (the test holds it [`alone`]) and waits until it answers again;

@@ -28,7 +28,64 @@ const TABLES: [&str; 2] = [
     ) ENGINE = InnoDB",
 ];
 
-/// Creates the tables if they are missing.
+/// Each table's columns as `name type` (information_schema's `DATA_TYPE`), in order.
+const COLUMNS: [(&str, &[&str]); 2] = [
+    (
+        "delivered",
+        &[
+            "key_run bigint",
+            "producer int",
+            "seq bigint",
+            "stored_by bigint",
+        ],
+    ),
+    ("nats_origins", &["origin bigint", "run_id bigint"]),
+];
+
+/// Under the schema lock, before [`create_tables`]: refuses `delivered` or `nats_origins`
+/// tables that are not pc-host's. Such a table is not pc-host's if the database had none of
+/// pc-host's tables (`new_database`: nothing of pc-host's made it), or if its columns or their
+/// types differ from pc-host's; pc-host would otherwise write its keys beside someone else's
+/// rows, and take a key of theirs for a record stored.
+///
+/// # Errors
+/// Why, as one line for "sink URL: ...", or the server's error.
+pub fn check_tables(conn: &mut Conn, new_database: bool) -> Result<(), String> {
+    let found: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_NAME, CONCAT(COLUMN_NAME, ' ', DATA_TYPE) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ('delivered', 'nats_origins') \
+             ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        )
+        .map_err(|e| super::error::describe(&e))?;
+    for (table, want) in COLUMNS {
+        let have: Vec<&str> = found
+            .iter()
+            .filter(|(name, _)| name == table)
+            .map(|(_, column)| column.as_str())
+            .collect();
+        if have.is_empty() {
+            continue;
+        }
+        if new_database {
+            return Err(format!(
+                "the database has a table named {table} but none of pc-host's other tables, so \
+                 it is not pc-host's; pc-host will not write to it: use another database"
+            ));
+        }
+        if have != want {
+            return Err(format!(
+                "table `{table}` has columns ({}) but pc-host's has ({}): it is not pc-host's; \
+                 pc-host will not write to it: use another database",
+                have.join(", "),
+                want.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the tables if they are missing ([`check_tables`] first).
 ///
 /// # Errors
 /// The server's.

@@ -39,7 +39,7 @@ use error::describe;
 pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i64)> {
     let target = Target::new(url, start.busy)?;
     let mut connected = target.connect_or_explain()?;
-    schema::prepare(&mut connected.conn, url)?;
+    schema::prepare(&mut connected.conn, url, start.delivered)?;
     let run_id = runs::start_run(&mut connected.conn, start).map_err(|e| {
         anyhow!(
             "sink {}: recording the run failed: {}",
@@ -47,15 +47,6 @@ pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i6
             describe(&e)
         )
     })?;
-    if start.delivered {
-        delivered::create_tables(&mut connected.conn).map_err(|e| {
-            anyhow!(
-                "sink {}: creating the delivery tables failed: {}",
-                url.shown,
-                describe(&e)
-            )
-        })?;
-    }
     let mut writer = Writer::new(target, connected, run_id)?;
     writer.delivered = start.delivered;
     Ok((writer, run_id))

@@ -16,6 +16,7 @@ use anyhow::anyhow;
 use mysql::Conn;
 use mysql::prelude::Queryable as _;
 
+use super::delivered;
 use super::error::describe;
 use crate::config::url::ServerUrl;
 
@@ -182,7 +183,7 @@ pub enum Found {
 /// # Errors
 /// One line naming the URL: foreign or altered tables, another schema version, or the
 /// server's error.
-pub fn prepare(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
+pub fn prepare(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Result<()> {
     let shown = &url.shown;
     let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
     let got: Option<Option<i64>> = conn
@@ -197,21 +198,40 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
              try again"
         ));
     }
-    let done = create_or_upgrade(conn, url);
+    let done = create_or_upgrade(conn, url, delivered);
     let released = conn.query_drop("DO RELEASE_LOCK(CONCAT('pc-host schema ', MD5(DATABASE())))");
     done?;
     released.map_err(err)
 }
 
+/// Under the schema lock: [`upgrade`]s unless the tables are current; with a broker source
+/// (`delivered`), refuses delivery tables that are not pc-host's first and creates them last.
+fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Result<()> {
+    let found = check(conn, url)?;
+    if delivered {
+        delivered::check_tables(conn, found == Found::Empty)
+            .map_err(|why| anyhow!("sink {}: {why}", url.shown))?;
+    }
+    if found != Found::Current {
+        upgrade(conn, url)?;
+    }
+    if delivered {
+        delivered::create_tables(conn).map_err(|e| {
+            anyhow!(
+                "sink {}: creating the delivery tables failed: {}",
+                url.shown,
+                describe(&e)
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Under the schema lock: creates the missing tables, adds version 2's columns to a version 1
 /// `runs` and version 3's to a version 2 `run_intervals`, then marks the database as this
-/// version. Each step is done only if not done yet,
-/// so a run after one cut short completes it.
-fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
+/// version. Each step is done only if not done yet, so a run after one cut short completes it.
+fn upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     let err = |e: mysql::Error| anyhow!("sink {}: {}", url.shown, describe(&e));
-    if check(conn, url)? == Found::Current {
-        return Ok(());
-    }
     // The mark first: a creation cut short is completed by the next run, never refused.
     conn.query_drop(MARK).map_err(err)?;
     conn.exec_drop(
@@ -264,6 +284,20 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
             "sink {shown}: the database has tables named {} that are not pc-host's (no \
              pc_host_schema table); pc-host will not touch them: use another database",
             names.join(", ")
+        ));
+    }
+    let mark: Vec<String> = conn
+        .query(
+            "SELECT CONCAT(COLUMN_NAME, ' ', DATA_TYPE) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'pc_host_schema' \
+             ORDER BY ORDINAL_POSITION",
+        )
+        .map_err(err)?;
+    if mark != ["version int"] {
+        return Err(anyhow!(
+            "sink {shown}: table `pc_host_schema` is not pc-host's (pc-host's has one column, \
+             `version int`); pc-host will not write to this database's tables: use another \
+             database"
         ));
     }
     let version: Option<Option<i64>> = conn

@@ -7,12 +7,14 @@ use std::collections::HashSet;
 
 use postgres::{Client, GenericClient, Transaction};
 
+use super::encode::unix_time;
+use super::schema::Refused;
+
 use crate::message::Record;
 use crate::position::Origin;
 
-/// Advisory lock keys, beside `runs.rs`'s: the tables' creation, and an origin's run.
+/// Advisory lock keys, beside `runs.rs`'s: an origin's run.
 const PC_HOST: i32 = 0x7063_4853;
-const LOCK_SCHEMA: i32 = 1;
 const LOCK_ORIGINS: i32 = 3;
 
 const TABLES: &str = "
@@ -35,18 +37,69 @@ const CLAIM: &str = "INSERT INTO delivered (key_run, producer, seq, stored_by) \
                      SELECT t.k, t.p, t.s, $4 FROM unnest($1::int8[], $2::int4[], $3::int8[]) \
                      AS t(k, p, s) ON CONFLICT DO NOTHING RETURNING key_run, producer, seq";
 
-/// Creates the tables if they are missing (under the schema lock).
+/// Each table's columns as `name type` (`format_type`'s names), in order.
+const COLUMNS: [(&str, &[&str]); 2] = [
+    (
+        "delivered",
+        &[
+            "key_run bigint",
+            "producer integer",
+            "seq bigint",
+            "stored_by bigint",
+        ],
+    ),
+    ("nats_origins", &["origin bigint", "run_id bigint"]),
+];
+
+/// The tables of [`COLUMNS`] that exist (as the search path finds them), with their columns.
+const FIND_TABLES: &str = "
+SELECT t.name, ARRAY(SELECT a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod)
+                     FROM pg_attribute a
+                     WHERE a.attrelid = to_regclass(t.name) AND a.attnum > 0
+                       AND NOT a.attisdropped ORDER BY a.attnum)
+FROM unnest($1::text[]) AS t(name) WHERE to_regclass(t.name) IS NOT NULL";
+
+/// Inside the schema's transaction, under its lock, before [`create_tables`]: refuses
+/// `delivered` or `nats_origins` tables that are not pc-host's. Such a table is not pc-host's
+/// if the database had none of pc-host's tables (`new_database`: nothing of pc-host's made
+/// it), or if its columns or their types differ from pc-host's; pc-host would otherwise
+/// write its keys beside someone else's rows, and take a key of theirs for a record stored.
+///
+/// # Errors
+/// [`Refused::Foreign`] naming the table, or the server's.
+pub fn check_tables(c: &mut impl GenericClient, new_database: bool) -> Result<(), Refused> {
+    let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
+    for row in c.query(FIND_TABLES, &[&names])? {
+        let (table, have): (String, Vec<String>) = (row.get(0), row.get(1));
+        let want = COLUMNS
+            .iter()
+            .find(|(name, _)| *name == table)
+            .map(|(_, c)| *c);
+        if new_database {
+            return Err(Refused::Foreign(format!(
+                "the database has a table named {table} but none of pc-host's other tables, so \
+                 it is not pc-host's; pc-host will not write to it: use another database"
+            )));
+        }
+        if want.is_some_and(|want| have != want) {
+            return Err(Refused::Foreign(format!(
+                "table `{table}` has columns ({}) but pc-host's has ({}): it is not pc-host's; \
+                 pc-host will not write to it: use another database",
+                have.join(", "),
+                want.unwrap_or_default().join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Inside the schema's transaction, under its lock: creates the tables if they are missing
+/// ([`check_tables`] first).
 ///
 /// # Errors
 /// The server's.
-pub fn create_tables(client: &mut Client) -> Result<(), postgres::Error> {
-    let mut tx = client.transaction()?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&PC_HOST, &LOCK_SCHEMA],
-    )?;
-    tx.batch_execute(TABLES)?;
-    tx.commit()
+pub fn create_tables(c: &mut impl GenericClient) -> Result<(), postgres::Error> {
+    c.batch_execute(TABLES)
 }
 
 /// A record's key: its publisher's run here (0 for a stream's message), producer and seq.
@@ -124,7 +177,7 @@ pub fn origin_run(client: &mut Client, origin: &Origin) -> Result<i64, postgres:
     }
     let config = serde_json::json!({ "published_by_run": origin.run, "via": "nats" }).to_string();
     let producers = i32::try_from(origin.producers).unwrap_or(i32::MAX);
-    let started = super::runs::unix_time(origin.started_at);
+    let started = unix_time(origin.started_at);
     let run_id: i64 = tx
         .query_one(
             "INSERT INTO runs (started_at, producers, config) VALUES ($1, $2, $3) \

@@ -7,10 +7,17 @@
 //! [`COLUMNS`]: text as its UTF-8 bytes, `timestamptz` as microseconds since 2000-01-01 UTC
 //! (i64), `int4` (i32) and `int8` (i64).
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use crate::message::Record;
 
 /// The columns each row fills, in order.
 pub const COLUMNS: &str = "message, created_at, producer, seq, run_id";
+
+/// Unix ns as a time (a time before 1970 is not one pc-host records).
+pub fn unix_time(ns: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
+}
 
 /// Signature, flags, header extension length.
 const HEADER: &[u8; 19] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";

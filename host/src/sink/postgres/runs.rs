@@ -2,10 +2,10 @@
 //! `run_inputs` rows that say what each run did and where each input resumes. Same meanings as
 //! SQLite's.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use postgres::{Client, GenericClient};
 
+use super::delivered;
+use super::encode::unix_time;
 use super::schema::{self, Found, Refused};
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume, stale_fragment};
@@ -20,8 +20,9 @@ const PC_HOST: i32 = 0x7063_4853; // "pcHS"
 const LOCK_SCHEMA: i32 = 1;
 const LOCK_INPUTS: i32 = 2;
 
-/// Creates, upgrades (version 1) or checks the tables and records the run, in one transaction
-/// under the schema lock; returns its run id.
+/// Creates, upgrades (version 1) or checks the tables (with a broker source, the delivery
+/// tables too) and records the run, in one transaction under the schema lock; returns its run
+/// id.
 ///
 /// # Errors
 /// [`Refused`]: tables pc-host will not use, or the server's error.
@@ -32,7 +33,13 @@ pub fn prepare_run(client: &mut Client, start: &RunStart<'_>) -> Result<i64, Ref
         &[&PC_HOST, &LOCK_SCHEMA],
     )?;
     let found = schema::check(&mut tx)?;
+    if start.delivered {
+        delivered::check_tables(&mut tx, found == schema::Found::Empty)?;
+    }
     schema::create_or_upgrade(&mut tx, &found)?;
+    if start.delivered {
+        delivered::create_tables(&mut tx)?;
+    }
     let producers = i32::try_from(start.producers).unwrap_or(i32::MAX);
     let run_id: i64 = tx
         .query_one(
@@ -43,11 +50,6 @@ pub fn prepare_run(client: &mut Client, start: &RunStart<'_>) -> Result<i64, Ref
         .get(0);
     tx.commit()?;
     Ok(run_id)
-}
-
-/// Unix ns as a time (a time before 1970 is not one pc-host records).
-pub fn unix_time(ns: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
 }
 
 /// The `inputs` row of the file `$1` (path), `$2` (dev), `$3` (ino), `$4` (birth time, or

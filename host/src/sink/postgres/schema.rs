@@ -179,11 +179,21 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
             list.join(", ")
         )));
     }
+    let not_the_mark = || {
+        Refused::Foreign(format!(
+            "table `{MARK}` is not pc-host's (pc-host's has one column, `version integer`); \
+             pc-host will not write to this database's tables: use another database"
+        ))
+    };
+    if found[0].1 != ["version"] {
+        return Err(not_the_mark());
+    }
     let versions: Vec<i32> = c
         .query(&format!("SELECT version FROM {MARK}"), &[])?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(|_| not_the_mark())?;
     let found_version = match versions[..] {
         [1] => Found::Version1,
         [2] => Found::Version2,

@@ -71,9 +71,6 @@ pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i6
     let mut client = server.connect_first()?;
     let run_id =
         runs::prepare_run(&mut client, start).map_err(|e| schema::explain(e, &server.shown))?;
-    if start.delivered {
-        delivered::create_tables(&mut client).map_err(|e| server.error(describe(&e)))?;
-    }
     let session = Session::prepare(client).map_err(|e| server.error(describe(&e)))?;
     let mut writer = Writer::new(server, session, run_id);
     writer.delivered = start.delivered;
