@@ -621,6 +621,39 @@ fn an_empty_existing_db_file_is_refused_and_left_untouched() {
     );
 }
 
+/// A database another program made and left without tables (in WAL mode or not) is not
+/// pc-host's, though SQLite would let pc-host create its tables there: refused unchanged,
+/// once the busy timeout has passed (it could have been another pc-host's, being set up).
+#[test]
+fn a_blank_database_another_program_made_is_refused_and_left_untouched() {
+    let s = Scratch::new("blankdb");
+    for (name, setup) in [
+        ("blank.db", "PRAGMA user_version = 0; VACUUM;"),
+        ("blank-wal.db", "PRAGMA journal_mode = WAL;"),
+    ] {
+        let file = s.path(name);
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        conn.execute_batch(setup).unwrap();
+        drop(conn);
+        let before = std::fs::read(&file).unwrap();
+        assert!(!before.is_empty(), "{name}: SQLite wrote its header");
+        let out = run(
+            s.dir(),
+            &["--db", name, "--messages", "10", "--busy-timeout-ms", "50"],
+        );
+        assert_one_line_error(
+            &out,
+            1,
+            &format!("{name} is a database with no tables and no pc-host mark"),
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            before,
+            "{name} was written to"
+        );
+    }
+}
+
 #[test]
 fn a_database_with_another_schema_is_refused_and_left_untouched() {
     let s = Scratch::new("schema");
@@ -1047,8 +1080,8 @@ fn a_page_size_that_cannot_apply_is_one_line_and_leaves_the_database_as_it_was()
         1,
         "the refused run left no row"
     );
-    // An empty database SQLite already gave pages to keeps them too: refused, not kept
-    // silently.
+    // An empty database SQLite already gave pages to is another program's: refused before
+    // its page size is looked at (see `a_blank_database_another_program_made_is_refused_..`).
     rusqlite::Connection::open(s.path("empty.db"))
         .unwrap()
         .execute_batch("PRAGMA page_size = 8192; VACUUM;")
@@ -1066,7 +1099,7 @@ fn a_page_size_that_cannot_apply_is_one_line_and_leaves_the_database_as_it_was()
             ],
         ),
         1,
-        "--page-size 4096: database empty.db has 8192-byte pages",
+        "empty.db is a database with no tables and no pc-host mark",
     );
     // Given and matching, it is accepted.
     let again = run(s.dir(), &["--page-size", "16384", "--messages", "10"]);

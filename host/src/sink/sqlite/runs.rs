@@ -38,9 +38,10 @@ pub fn prepare_run(
     started_at: i64,
     pages: PageSizeChoice<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
-    // A file this run creates is its own. One that is there and empty may be another
-    // pc-host's, created an instant ago, or a file pc-host did not make: waited for as a busy
-    // database, and refused if it is empty still when the wait is over.
+    // A file this run creates is its own. One that is there and empty (0 bytes, or a database
+    // with no tables and no mark) may be another pc-host's, created an instant ago, or a file
+    // pc-host did not make: waited for as a busy database, and refused if it is empty still
+    // when the wait is over.
     let own = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -51,7 +52,7 @@ pub fn prepare_run(
     loop {
         let attempt = match (!own).then(|| schema::empty_file(path, Purpose::Write)) {
             Some(Some(empty)) => Err(empty),
-            _ => try_prepare_run(path, busy, producers, config_json, started_at, pages),
+            _ => try_prepare_run(path, own, busy, producers, config_json, started_at, pages),
         };
         match attempt {
             Err(e)
@@ -69,9 +70,12 @@ pub fn prepare_run(
 /// Prepares `path` for a run: checks what is in it, switches it to WAL, creates (or upgrades)
 /// the schema, and records the run. Returns the connection (to become the writer) and the
 /// run. A new file gets the page size `pages` asks for; an existing one must have it, if
-/// given. Nothing is written to a file that is not (or cannot become) a pc-host database.
+/// given. Nothing is written to a file that is not (or cannot become) a pc-host database: a
+/// database with no tables and no mark becomes one only if this run created the file (`own`);
+/// any other is refused ([`schema::blank_database`]), as another program's or another run's.
 pub fn try_prepare_run(
     path: &Path,
+    own: bool,
     busy: Duration,
     producers: usize,
     config_json: &str,
@@ -85,7 +89,11 @@ pub fn try_prepare_run(
     // checkpointed explicitly, by the checkpointer and at the end of the run.)
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(err)?;
-    if schema::check(&conn, path, busy, Purpose::Write)? == Found::Empty {
+    let found = schema::check(&conn, path, busy, Purpose::Write)?;
+    if found == Found::Empty && !own {
+        return Err(schema::blank_database(path));
+    }
+    if found == Found::Empty {
         // Only a file without pages yet takes a page size; on any other this does nothing,
         // and the check below says so.
         let bytes = match pages {
@@ -124,6 +132,9 @@ pub fn try_prepare_run(
     transaction(&conn, path, busy, || {
         // Check again inside the write lock: another pc-host may have created it meanwhile.
         let found = schema::check(&conn, path, busy, Purpose::Write)?;
+        if found == Found::Empty && !own {
+            return Err(schema::blank_database(path));
+        }
         schema::create_or_upgrade(&conn, &found).map_err(err)?;
         let first_id: i64 = conn
             .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |r| {

@@ -289,7 +289,22 @@ pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
     ))))
 }
 
-/// The error of [`empty_file`], which a run waits out as it waits for a lock.
+/// The one line refusing, for a run, an existing database (not created by this run) that has
+/// no tables and no pc-host mark: SQLite would let pc-host create its tables there, but it is
+/// another program's, or one a run stopped setting up before it created its tables (pc-host
+/// switches a new file to WAL first, then creates the tables and the mark in one
+/// transaction). Waited out as [`empty_file`]'s is: another pc-host may be setting it up.
+pub fn blank_database(path: &Path) -> anyhow::Error {
+    anyhow::Error::new(EmptyFile(format!(
+        "{} is a database with no tables and no pc-host mark: another program made it, or a \
+         pc-host run stopped before creating its tables; pc-host will not write to it: remove \
+         it to let pc-host create the database there, or use another --db",
+        path.display()
+    )))
+}
+
+/// The error of [`empty_file`] and [`blank_database`], which a run waits out as it waits for
+/// a lock.
 #[derive(Debug)]
 pub struct EmptyFile(String);
 
