@@ -953,6 +953,43 @@ fn a_refused_start_leaves_an_existing_database_byte_for_byte_unchanged() {
     );
 }
 
+/// The database (or its WAL) given as an input would be read as lines while the run writes
+/// it, with `follow=true` feeding the run its own writes: refused, exit 2, the database
+/// unchanged.
+#[test]
+fn the_database_given_as_its_own_input_is_refused() {
+    let s = Scratch::new("ingest-own-db");
+    let made = run(
+        s.dir(),
+        &[
+            "--db",
+            "own.db",
+            "--messages",
+            "10",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(made.code, Some(0), "stderr:\n{}", made.stderr);
+    std::os::unix::fs::symlink("own.db", s.path("link.log")).unwrap();
+    std::fs::write(s.path("own.db-wal"), "").unwrap();
+    let before = snapshot(s.dir(), "own.db");
+    for source in [
+        "file:own.db",
+        "file:./own.db?follow=true",
+        "file:link.log",
+        "file:own.db-wal",
+    ] {
+        let out = run(s.dir(), &["--source", source, "--db", "own.db"]);
+        assert_one_line_error(&out, 2, "is the database this run writes (own.db)");
+        assert!(
+            snapshot(s.dir(), "own.db") == before,
+            "{source}: the database changed"
+        );
+    }
+    assert_eq!(count_messages(&s.path("own.db")), 10);
+}
+
 /// A line longer than the line reader's 1 MiB scan limit (stored, under a larger
 /// `--max-record-bytes`) is one line to verify too: it was read as ended at that limit, and a
 /// correct ingest failed verify with the line split in pieces.

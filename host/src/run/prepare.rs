@@ -262,6 +262,14 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
             continue;
         };
         let opened = open_file(path).map_err(|why| PrepareError::Input(cfg.source_error(&why)))?;
+        if let Some(db) = cfg.sqlite_path().filter(|db| is_database_file(&opened, db)) {
+            return Err(PrepareError::Input(cfg.source_error(&format!(
+                "file:{} is the database this run writes ({}), or one of its files: give \
+                 another input",
+                path.display(),
+                db.display()
+            ))));
+        }
         if let Some(twin) = files
             .iter()
             .flatten()
@@ -276,6 +284,16 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
         files.push(Some(opened));
     }
     Ok(files)
+}
+
+/// Whether the input `file` is the SQLite database `db` or its `-wal`, `-shm` or `-journal`
+/// (by device and inode, so a link or another spelling of the path is caught too).
+fn is_database_file(file: &OpenFile, db: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
+        std::fs::metadata(sibling(db, suffix))
+            .is_ok_and(|m| m.dev() == file.key.dev && m.ino() == file.key.ino)
+    })
 }
 
 /// Registers each line source with the sink and positions it where its last run committed.
