@@ -1371,6 +1371,32 @@ fn a_postgres_url_at_a_port_that_is_not_postgres_says_so() {
     );
 }
 
+/// A failure before any reply (a name that does not resolve, a refused port) is the driver's
+/// words alone: the hint that the server does not speak PostgreSQL is only for a reply that
+/// could not be read as PostgreSQL's.
+#[test]
+fn a_postgres_connect_failure_before_any_reply_gets_no_wrong_port_hint() {
+    let s = Scratch::new("pg-no-reply");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    for (url, said) in [
+        // `.invalid` never resolves (RFC 6761).
+        (
+            "postgres://postgres@pc-host-test.invalid:5432/test".to_string(),
+            "cannot connect: failed to lookup address information",
+        ),
+        (
+            format!("postgres://postgres@127.0.0.1:{port}/test"),
+            "cannot connect: connection refused",
+        ),
+    ] {
+        let out = run(s.dir(), &["--sink", &url, "--messages", "1"]);
+        assert_one_line_error(&out, 1, said);
+        assert!(!out.stderr.contains("right port"), "{}", out.stderr);
+    }
+}
+
 #[test]
 fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printed() {
     let s = Scratch::new("server-url-options");

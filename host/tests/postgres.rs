@@ -395,7 +395,7 @@ fn a_record_with_a_nul_byte_is_dead_lettered_and_the_rest_stored() {
 }
 
 /// Bad connection settings, each with the password `sekret`, and what the error must say.
-fn bad_urls(admin: &str) -> [(String, &'static str); 4] {
+fn bad_urls(admin: &str) -> [(String, &'static str); 5] {
     let (scheme, _) = split_url(admin);
     let (hp, pid) = (host_port(admin), std::process::id());
     let at = |port: u16| format!("{scheme}://postgres:sekret@127.0.0.1:{port}/test");
@@ -410,6 +410,14 @@ fn bad_urls(admin: &str) -> [(String, &'static str); 4] {
             "does not exist",
         ),
         (at(not_a_server()), "cannot connect:"),
+        (
+            format!(
+                "{scheme}://{}:sekret@{hp}/test?sslmode=require",
+                user(admin)
+            ),
+            "cannot connect: error performing TLS handshake: no TLS implementation configured; \
+             pc-host connects to PostgreSQL without TLS: use sslmode=disable or sslmode=prefer",
+        ),
     ]
 }
 

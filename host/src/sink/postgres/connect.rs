@@ -85,16 +85,12 @@ impl Server {
     /// [`Server::connect`] for the start of a run or a verify: the error is for the user.
     ///
     /// # Errors
-    /// One line: "URL: cannot connect: why", and where the server answered but not as
-    /// PostgreSQL does (a MySQL or HTTP port), a hint saying so: the driver's own words
-    /// ("bytes remaining on stream", "unexpected message from server") name no cause.
+    /// One line: "URL: cannot connect: why", and a hint where the driver's own words name no
+    /// cause ([`super::error::connect_hint`]): the server answered but not as PostgreSQL does
+    /// (a MySQL or HTTP port), or the URL asks for TLS.
     pub fn connect_first(&self) -> anyhow::Result<Client> {
         self.connect().map_err(|e| {
-            let hint = if super::error::not_postgres(&e) {
-                "; the server there does not speak PostgreSQL's protocol: is it the right port?"
-            } else {
-                ""
-            };
+            let hint = super::error::connect_hint(&e);
             anyhow!("{}: cannot connect: {}{hint}", self.shown, describe(&e))
         })
     }

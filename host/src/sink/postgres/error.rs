@@ -27,17 +27,37 @@ pub fn describe(e: &postgres::Error) -> String {
     }
 }
 
-/// Whether a failed connect heard back something that is not PostgreSQL: no error from the
-/// server (its SQLSTATE), and no failure the system reported (an I/O error with an OS error
-/// number: refused, reset, unreachable), so the reply itself could not be read (the driver's
-/// framing says "bytes remaining on stream", its parser "unexpected message from server").
-pub fn not_postgres(e: &postgres::Error) -> bool {
+/// Whether a failed connect heard back something that is not PostgreSQL: the reply could not
+/// be read as PostgreSQL's (the driver's parser says "unexpected message from server" or
+/// "error parsing response from server", its framing "bytes remaining on stream", an I/O
+/// error the system did not report). Not for a failure before any reply: a name that does
+/// not resolve, a refused or unreachable address, TLS the driver cannot do; nor for an error
+/// the server sent (its SQLSTATE).
+fn not_postgres(e: &postgres::Error) -> bool {
+    // The driver's error kinds are private; its display starts with the kind's words.
+    let said = e.to_string();
+    let io_without_os_error = || {
+        e.source()
+            .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.raw_os_error().is_none())
+    };
     e.as_db_error().is_none()
-        && e.source().is_none_or(|cause| {
-            cause
-                .downcast_ref::<std::io::Error>()
-                .is_none_or(|io| io.raw_os_error().is_none())
-        })
+        && (said.starts_with("unexpected message from server")
+            || said.starts_with("error parsing response from server")
+            || said.starts_with("error communicating with the server") && io_without_os_error())
+}
+
+/// What to add to a failed connect's line where the driver's words name no cause: the server
+/// does not speak PostgreSQL ([`not_postgres`]), or the URL asks for TLS, which pc-host's
+/// connections do not do.
+pub fn connect_hint(e: &postgres::Error) -> &'static str {
+    if not_postgres(e) {
+        "; the server there does not speak PostgreSQL's protocol: is it the right port?"
+    } else if e.to_string().starts_with("error performing TLS handshake") {
+        "; pc-host connects to PostgreSQL without TLS: use sslmode=disable or sslmode=prefer"
+    } else {
+        ""
+    }
 }
 
 /// "Connection refused (os error 111)" -> "connection refused".
