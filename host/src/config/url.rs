@@ -411,6 +411,13 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
             if config.get_dbname().is_none_or(str::is_empty) {
                 return Err(NO_DATABASE.into());
             }
+            let named = config.get_dbname().unwrap_or_default();
+            if let Some(path) = database_path(rest).filter(|p| !p.is_empty() && p != named) {
+                return Err(format!(
+                    "the URL names database `{path}` in its path and `{named}` in dbname=: give \
+                     the database once"
+                ));
+            }
             Ok(SinkSpec::Postgres(server))
         }
         "mysql" | "mariadb" => {
@@ -420,6 +427,13 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
             if opts.get_db_name().is_none_or(str::is_empty) {
                 return Err(NO_DATABASE.into());
             }
+            let named = opts.get_db_name().unwrap_or_default();
+            if let Some(path) = database_path(rest).filter(|p| p != named) {
+                return Err(format!(
+                    "the URL's path `{path}` is not one database name (the server would be \
+                     given `{named}`): give /DBNAME alone after the host and port"
+                ));
+            }
             Ok(SinkSpec::Mysql(server))
         }
         "nats" => parse_nats_sink(rest).map(SinkSpec::Nats),
@@ -428,6 +442,42 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
              mysql://USER@HOST:PORT/DB or nats://HOST:PORT/SUBJECT)"
         )),
     }
+}
+
+/// The path of a server URL (`//AUTHORITY/PATH?QUERY`, after the scheme), percent-decoded:
+/// the database it names; `None` if it has no path.
+fn database_path(rest: &str) -> Option<String> {
+    let after = rest.strip_prefix("//").unwrap_or(rest);
+    let main = after.split_once('?').map_or(after, |(m, _)| m);
+    // The password may hold a `/`: the authority ends at the last `@`, if any.
+    let host_on = main.rfind('@').map_or(0, |at| at + 1);
+    let (_, path) = main[host_on..].split_once('/')?;
+    Some(percent_decoded(path))
+}
+
+/// `text` with each `%XX` replaced by the byte it stands for (read as UTF-8, lossily); a `%`
+/// not followed by two hex digits stays as it is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `//[USER[:PASSWORD]@]HOST[:PORT]/NAME?QUERY` (after `nats:`): the server, the name after
@@ -591,6 +641,41 @@ fn parse_query(query: &str) -> Result<Vec<(&str, &str)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The database a server URL names is the one written to: a PostgreSQL URL whose path and
+    /// `dbname=` disagree, or a MySQL path of more than one name (the driver took the first and
+    /// dropped the rest), is refused; the same name twice, or percent-encoded, is accepted.
+    #[test]
+    fn a_server_url_names_exactly_the_database_it_writes_to() {
+        let parsed = |url: &str| parse_sink(url).map(|_| ());
+        assert_eq!(
+            parsed("postgres://u@h:5432/one?dbname=two"),
+            Err(
+                "the URL names database `one` in its path and `two` in dbname=: give the \
+                 database once"
+                    .into()
+            )
+        );
+        for same in [
+            "postgres://u@h:5432/one?dbname=one",
+            "postgres://u@h:5432/?dbname=one",
+            "postgres://u@h:5432?dbname=one",
+            "postgres://u:p/w@h:5432/o%6Ee",
+            "postgresql://u@h/one",
+        ] {
+            assert_eq!(parsed(same), Ok(()), "{same}");
+        }
+        assert_eq!(
+            parsed("mysql://u@h:3306/one/two"),
+            Err(
+                "the URL's path `one/two` is not one database name (the server would be given \
+                 `one`): give /DBNAME alone after the host and port"
+                    .into()
+            )
+        );
+        assert_eq!(parsed("mysql://u@h:3306/one"), Ok(()));
+        assert_eq!(parsed("mariadb://u@h:3306/one?prefer_socket=false"), Ok(()));
+    }
 
     #[test]
     fn a_source_url_names_a_parameter_only_as_a_key_of_its_query() {
