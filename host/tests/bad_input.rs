@@ -1371,6 +1371,40 @@ fn a_postgres_url_at_a_port_that_is_not_postgres_says_so() {
     );
 }
 
+/// `--synchronous` is SQLite's setting: given with a server or NATS sink (as a flag, from the
+/// environment), it is refused rather than kept in the run's configuration as if it applied.
+#[test]
+fn synchronous_with_a_sink_that_is_not_sqlite_is_refused() {
+    let s = Scratch::new("sync-server");
+    let out = run(
+        s.dir(),
+        &[
+            "--sink",
+            "postgres://u@127.0.0.1:1/x",
+            "--synchronous",
+            "full",
+        ],
+    );
+    assert_one_line_error(
+        &out,
+        2,
+        "--synchronous full: only a SQLite sink has this setting",
+    );
+    let out = run_env(
+        s.dir(),
+        &["--sink", "nats://127.0.0.1:1/a.b", "--messages", "1"],
+        &[("PC_HOST_SYNCHRONOUS", "normal")],
+    );
+    assert_one_line_error(&out, 2, "PC_HOST_SYNCHRONOUS=normal: only a SQLite sink");
+    let out = run(s.dir(), &["--synchronous", "full", "--messages", "5"]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "SQLite takes it; stderr:\n{}",
+        out.stderr
+    );
+}
+
 /// A failure before any reply (a name that does not resolve, a refused port) is the driver's
 /// words alone: the hint that the server does not speak PostgreSQL is only for a reply that
 /// could not be read as PostgreSQL's.

@@ -304,6 +304,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         Some(d)
     };
     let page_size = page_size(l, &sink)?;
+    sqlite_only_synchronous(l, &sink, a.synchronous)?;
     let busy = l.pick("busy_timeout_ms", a.busy_timeout_ms);
     if busy.value > 3_600_000 {
         return err(format!(
@@ -631,6 +632,24 @@ fn page_size(l: &Layers, sink: &SinkSpec) -> Result<Option<PageSize>, ConfigErro
         bytes: p.value,
         from: p.show(),
     }))
+}
+
+/// `--synchronous`, set anywhere, is for a SQLite sink only: a server keeps its own
+/// durability settings, and a NATS sink's is its stream's.
+fn sqlite_only_synchronous(
+    l: &Layers,
+    sink: &SinkSpec,
+    synchronous: Synchronous,
+) -> Result<(), ConfigError> {
+    let p = l.pick("synchronous", synchronous.as_str());
+    if !matches!(p.from, layers::Origin::Default) && !matches!(sink, SinkSpec::Sqlite(_)) {
+        return err(format!(
+            "{}: only a SQLite sink has this setting (the sink is {sink}: its durability is \
+             the server's or the stream's own)",
+            p.show()
+        ));
+    }
+    Ok(())
 }
 
 /// `--pin` / `--no-pin` on the command line (the last one wins), then `PC_HOST_PIN`, then

@@ -666,7 +666,8 @@ impl Summary {
             "produced": self.produced,
             "consumed": self.consumed,
             "stored": self.stored,
-            "stored_counted_back": self.stored_counted_back,
+            // A NATS sink counts back nothing: its `stored` is what JetStream acknowledged.
+            "stored_counted_back": (!self.db.starts_with("nats://")).then_some(self.stored_counted_back),
             "dead_lettered": self.dead_lettered,
             "duplicates": self.duplicates,
             "nats": self.nats.map(|n| json!({
