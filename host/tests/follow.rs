@@ -318,3 +318,59 @@ fn follow_sees_a_truncation_below_a_pending_partial_line() {
     assert!(out.stderr.contains("truncated"), "{}", out.stderr);
     assert_eq!(all_rows(&db), expected(1, 0, &["abc", "0123456"]));
 }
+
+/// A file truncated while a run reads it once (a `copytruncate` during an ingest, not
+/// followed): the lines read whole are stored, the line the truncation cut is not stored as a
+/// fragment (it was, as the file's last line), and a warning says so.
+#[test]
+fn a_file_truncated_while_read_once_stores_no_piece_of_a_line() {
+    let s = Scratch::new("truncated-while-read");
+    let file = s.path("t.log");
+    // 101-byte lines: the reader's 256 KiB refills never end at a line end (101 is a prime that
+    // does not divide 2^18, and the file is far shorter than 101 refills), so wherever the
+    // truncation finds the reader, it holds the start of a line.
+    let lines: Vec<String> = (0..20_000).map(|i| format!("{i:0>100}")).collect();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let source = format!("file:{}", file.display());
+    let mut r = Running::start(
+        &s,
+        &[
+            "--source",
+            &source,
+            "--db",
+            "t.db",
+            "--rps",
+            "2000",
+            "--report-interval",
+            "0.02",
+            "--output",
+            "json",
+        ],
+    );
+    r.err.wait_stored_at_least(1);
+    OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let out = common::finish(r);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("truncated to 0 bytes while this run read it"),
+        "{}",
+        out.stderr
+    );
+    let rows = all_rows(&s.path("t.db"));
+    assert!(
+        !rows.is_empty() && rows.len() < lines.len(),
+        "{}",
+        rows.len()
+    );
+    for (_, seq, text) in &rows {
+        assert_eq!(text, &lines[*seq as usize], "line {seq} stored as it was");
+    }
+    assert_eq!(u(&json(&out), "stored"), rows.len() as u64);
+}

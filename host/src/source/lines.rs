@@ -10,6 +10,8 @@
 //!   again. When the path names a new file (rotation), it reads the old file to its end, then
 //!   moves to the new one, a new input; when the file shrinks below what was read
 //!   (truncation), it starts over from its beginning (line numbers go on).
+//! - Not following, a file that shrinks below what was read ends the source with a warning,
+//!   and the line the truncation cut is not stored ([`LineSource::truncated_while_read`]).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -150,6 +152,9 @@ impl LineSource<'_> {
                 continue;
             }
             if !follow {
+                if self.truncated_while_read(&next) {
+                    return Ok(self.with_final_position(ended, next));
+                }
                 if !self.finish_input(&mut next, &mut buf)? {
                     return Ok(ended);
                 }
@@ -294,6 +299,30 @@ impl LineSource<'_> {
             return self.push(buf);
         }
         Ok(true)
+    }
+
+    /// At the end of a file read once (not followed): whether it shrank below what was read,
+    /// a truncation while the run read it (a `copytruncate` rotation). The line read in part
+    /// at the end is then a piece of a line the file no longer has, not its last line: it is
+    /// dropped, not stored, and a warning says so. What was read whole is stored; the next run
+    /// finds the file shorter than what was committed and reads it from its start.
+    fn truncated_while_read(&mut self, next: &Resume) -> bool {
+        let Input::File { reader, path, .. } = &mut self.input else {
+            return false;
+        };
+        let read_to = next.offset + reader.pending();
+        let len = reader.get_mut().metadata().map_or(u64::MAX, |m| m.len());
+        if len >= read_to {
+            return false;
+        }
+        let cut = reader.finish().map_or(0, |line| line.consumed);
+        tracing::warn!(
+            "{}: truncated to {len} bytes while this run read it (it was read to {read_to}): \
+             the {cut} bytes of the line it cut are not stored; the next run reads the file \
+             again from its start",
+            path.display()
+        );
+        true
     }
 
     /// Pushes `buf` once its bytes fit the in-flight budget; `false` if the run stopped or the
