@@ -96,6 +96,19 @@ impl TestStream {
         });
     }
 
+    /// The names of the stream's consumers.
+    fn consumers(&self) -> Vec<String> {
+        let js = self.context();
+        pc_host::nats::runtime().block_on(async {
+            let s = js.get_stream(&self.name).await.expect("the stream");
+            let names: Vec<_> = futures_util::StreamExt::collect(s.consumer_names()).await;
+            names
+                .into_iter()
+                .map(|n| n.expect("a consumer name"))
+                .collect()
+        })
+    }
+
     fn delete(&self) {
         let js = self.context();
         let _ = pc_host::nats::runtime().block_on(js.delete_stream(&self.name));
@@ -932,4 +945,47 @@ fn a_nats_source_takes_no_more_than_rps_allows_and_hands_the_rest_back() {
         "{}",
         out.stdout
     );
+}
+
+/// A run refused after its NATS source was opened (here: its database is another program's)
+/// leaves no durable consumer behind: the one it created for the run is deleted again, while
+/// one that was there before is kept.
+#[test]
+fn a_refused_run_leaves_no_consumer_it_created() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-refused");
+    let stream = TestStream::new(&url, "refused");
+    stream.create_bounded(100);
+    let foreign = s.path("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let refused = |consumer: &str| {
+        let source = stream.source(&format!("consumer={consumer}&until=empty"));
+        let out: common::Out = pc_host(s.dir())
+            .args(["--source", &source, "--db", "foreign.db"])
+            .output()
+            .expect("run pc-host")
+            .into();
+        common::assert_one_line_error(&out, 1, "foreign.db is not a pc-host database");
+    };
+    refused("made_for_the_run");
+    assert_eq!(
+        stream.consumers(),
+        Vec::<String>::new(),
+        "the one it made is gone"
+    );
+    let v = run_json(
+        s.dir(),
+        &[
+            "--source",
+            &stream.source("consumer=kept&until=empty"),
+            "--db",
+            "ok.db",
+        ],
+    );
+    assert_eq!(u(&v, "stored"), 0, "{v}");
+    refused("kept");
+    assert_eq!(stream.consumers(), ["kept"], "one that was there stays");
 }

@@ -199,6 +199,10 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
             )
         })?;
     }
+    // The run starts: a NATS consumer made for it stays.
+    for input in &mut nats_inputs {
+        input.opened.keep();
+    }
     Ok(Prepared {
         run_id,
         writers,

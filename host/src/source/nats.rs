@@ -60,10 +60,41 @@ pub struct Opened {
     pub stream_key: FileKey,
     /// For the header: the stream, the consumer and their settings.
     pub desc: String,
+    /// The durable consumer, if [`open`] created it: deleted when this is dropped, unless the
+    /// run started ([`Opened::keep`]), so a run refused after `open` (its database, say) leaves
+    /// no consumer behind.
+    made: Option<MadeConsumer>,
+}
+
+impl Opened {
+    /// The run started: the consumer stays, whoever made it.
+    pub fn keep(&mut self) {
+        if let Some(made) = &mut self.made {
+            made.armed = false;
+        }
+    }
+}
+
+/// A durable consumer [`open`] created; deleted on drop while `armed`.
+#[derive(Debug)]
+struct MadeConsumer {
+    stream: async_nats::jetstream::stream::Stream,
+    name: String,
+    armed: bool,
+}
+
+impl Drop for MadeConsumer {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort: a consumer left behind is what happened before this existed.
+            let _ = nats::runtime().block_on(self.stream.delete_consumer(&self.name));
+        }
+    }
 }
 
 /// Connects, finds the stream and creates the durable consumer if it is missing (an existing
-/// one is used as it is).
+/// one is used as it is). One it creates is deleted again if the returned value is dropped
+/// before the run starts ([`Opened::keep`]).
 ///
 /// # Errors
 /// One line: the server cannot be reached, the stream does not exist, JetStream refused.
@@ -90,6 +121,9 @@ pub fn open(spec: &Spec, max_ack_pending: usize) -> anyhow::Result<Opened> {
         max_ack_pending: i64::try_from(max_ack_pending).unwrap_or(i64::MAX),
         ..Default::default()
     };
+    let existed = rt
+        .block_on(stream.get_consumer::<pull::Config>(&spec.consumer))
+        .is_ok();
     let mut consumer: PullConsumer = rt
         .block_on(stream.get_or_create_consumer(&spec.consumer, config))
         .map_err(|e| {
@@ -120,6 +154,11 @@ pub fn open(spec: &Spec, max_ack_pending: usize) -> anyhow::Result<Opened> {
             born: Some(created),
         },
         desc,
+        made: (!existed).then(|| MadeConsumer {
+            stream,
+            name: spec.consumer.clone(),
+            armed: true,
+        }),
     })
 }
 
