@@ -170,25 +170,40 @@ impl DeadLetters {
         bytes: Option<&[u8]>,
         error: &str,
     ) -> Value {
-        let record = match bytes.map(std::str::from_utf8) {
-            Some(Ok(text)) => json!({ "record": text }),
-            Some(Err(_)) => json!({
-                "record": null,
-                "record_base64": base64::engine::general_purpose::STANDARD.encode(bytes.unwrap_or_default()),
-            }),
-            None => json!({ "record": null }),
-        };
         let source = self.input_source(input, line, end_offset);
-        self.entry(Reason::Rejected, error, source, record)
+        self.entry(Reason::Rejected, error, source, record_fields(bytes))
     }
 
-    fn input_source(&self, input: u32, line: u64, end_offset: Option<u64>) -> Value {
-        let name = self
-            .names
+    /// An entry for a message of a broker's stream (input `input`, named as [`name_input`]
+    /// was told) that cannot be a record: where it was, by the stream's own sequence number
+    /// (from 1), and its payload as [`line_entry`](Self::line_entry) keeps a line's.
+    ///
+    /// [`name_input`]: Self::name_input
+    pub fn message_entry(
+        &self,
+        input: u32,
+        stream_sequence: u64,
+        bytes: Option<&[u8]>,
+        error: &str,
+    ) -> Value {
+        let source = json!({
+            "input": self.input_name(input),
+            "input_id": input,
+            "stream_sequence": stream_sequence,
+        });
+        self.entry(Reason::Rejected, error, source, record_fields(bytes))
+    }
+
+    fn input_name(&self, input: u32) -> Option<String> {
+        self.names
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&input)
-            .cloned();
+            .cloned()
+    }
+
+    fn input_source(&self, input: u32, line: u64, end_offset: Option<u64>) -> Value {
+        let name = self.input_name(input);
         json!({ "input": name, "input_id": input, "line": line + 1, "end_offset": end_offset })
     }
 
@@ -301,6 +316,19 @@ pub fn is_dead_letter_file(path: &Path) -> bool {
     serde_json::from_slice::<Value>(&first)
         .ok()
         .is_some_and(|v| v.get(MARK).is_some())
+}
+
+/// The rejected bytes as an entry keeps them: `record` as text, or, for bytes that are not
+/// UTF-8, `record: null` and `record_base64`; `record: null` alone when not kept (too long).
+fn record_fields(bytes: Option<&[u8]>) -> Value {
+    match bytes.map(std::str::from_utf8) {
+        Some(Ok(text)) => json!({ "record": text }),
+        Some(Err(_)) => json!({
+            "record": null,
+            "record_base64": base64::engine::general_purpose::STANDARD.encode(bytes.unwrap_or_default()),
+        }),
+        None => json!({ "record": null }),
+    }
 }
 
 #[cfg(test)]

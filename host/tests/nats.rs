@@ -284,24 +284,44 @@ fn foreign_messages_are_stored_once_by_stream_sequence_and_bad_ones_dead_lettere
     let stream = TestStream::new(&url, "foreign");
     // The stream is made by a publishing run (none of its records).
     finish_json(publish(&s, &stream, "1", "1"));
+    let before = stream.messages();
     stream.publish_raw(&[b"order 1", b"\xff\xfe not text", b"order 2"]);
     let source = stream.source("consumer=f&until=empty");
-    let v = run_json(
-        s.dir(),
-        &[
+    let out: common::Out = pc_host(s.dir())
+        .args([
             "--source",
             &source,
             "--db",
             "out.db",
             "--dead-letter",
             "dl.jsonl",
-        ],
-    );
+        ])
+        .args(["--output", "json"])
+        .output()
+        .expect("run pc-host")
+        .into();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
     assert_eq!(u(&v, "stored"), 3, "{v}");
     assert_eq!(u(&v, "rejected"), 1);
+    // The bad message is named by its stream and its own sequence number, on stderr and in
+    // its dead-letter entry.
+    let bad_seq = before + 2;
+    let name = format!("nats:{}", stream.name);
+    assert!(
+        out.stderr.contains(&format!(
+            "{name}: 1 record rejected (not stored): stream sequence {bad_seq}: not valid UTF-8"
+        )),
+        "{}",
+        out.stderr
+    );
     let dl = std::fs::read_to_string(s.path("dl.jsonl")).expect("dead letters");
     assert_eq!(dl.lines().count(), 1, "{dl}");
-    assert!(dl.contains("record_base64"), "{dl}");
+    let entry: Value = serde_json::from_str(dl.trim()).unwrap();
+    assert_eq!(entry["source"]["input"], name.as_str(), "{entry}");
+    assert_eq!(entry["source"]["stream_sequence"], bad_seq, "{entry}");
+    assert!(entry["source"].get("line").is_none(), "{entry}");
+    assert!(entry["record_base64"].is_string(), "{entry}");
     let conn = rusqlite::Connection::open(s.path("out.db")).unwrap();
     let texts: Vec<String> = conn
         .prepare("SELECT message FROM messages ORDER BY id")

@@ -189,6 +189,10 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         for line in &lines {
             dl.name_input(line.start.resume.input, line.start.name.clone());
         }
+        for input in &nats_inputs {
+            let name = input.opened.stream_key.path.display().to_string();
+            dl.name_input(input.stream_input, name);
+        }
         Arc::new(dl)
     });
     if let Some(log) = &mut latency_log {

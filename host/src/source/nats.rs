@@ -417,7 +417,7 @@ impl NatsSource<'_> {
         }
         if let Some(dead) = self.dead_letters {
             let keep = (m.payload.len() <= self.max_record_bytes).then_some(&m.payload[..]);
-            let entry = dead.line_entry(self.stream_input, stream_seq, None, keep, why);
+            let entry = dead.message_entry(self.stream_input, stream_seq, keep, why);
             dead.write(&[entry])
                 .context("writing a rejected NATS message to the dead-letter file")?;
             bump(&self.stats.rejected_dead_lettered, 1);
