@@ -953,6 +953,94 @@ fn a_refused_start_leaves_an_existing_database_byte_for_byte_unchanged() {
     );
 }
 
+/// A file's last line read without its line end that cannot be stored as it is (JSON cut
+/// mid-object, UTF-8 cut mid-character) may be a line still being written: it is left unread,
+/// neither rejected nor dead-lettered (a replay of the dead letters would store the piece),
+/// and the run that finds it whole stores it.
+#[test]
+fn an_unended_last_line_that_cannot_be_stored_yet_is_left_for_the_run_that_reads_it_whole() {
+    let s = Scratch::new("ingest-unended");
+    for (name, format, first, rest, whole) in [
+        (
+            "j.jsonl",
+            "jsonl",
+            &b"{\"a\":1}\n{\"b\":"[..],
+            &b"2}\n"[..],
+            "{\"b\":2}",
+        ),
+        (
+            "u.log",
+            "text",
+            &b"one\ncaf\xc3"[..],
+            &b"\xa9\n"[..],
+            "caf\u{e9}",
+        ),
+    ] {
+        std::fs::write(s.path(name), first).unwrap();
+        let source = format!("file:{name}?format={format}");
+        let db = format!("{name}.db");
+        let ingest = |s: &Scratch| {
+            let out = run(
+                s.dir(),
+                &[
+                    "--source",
+                    &source,
+                    "--db",
+                    &db,
+                    "--dead-letter",
+                    "dl.jsonl",
+                    "--output",
+                    "json",
+                    "--report-interval",
+                    "0",
+                ],
+            );
+            assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+            out
+        };
+        let out = ingest(&s);
+        let v = json(&out);
+        assert_eq!(
+            (
+                u(&v, "stored"),
+                u(&v, "rejected"),
+                u(&v, "not_queued_rereadable")
+            ),
+            (1, 0, 1),
+            "{name}: {v}"
+        );
+        assert!(
+            out.stderr.contains("line 2 has no line end yet"),
+            "{}",
+            out.stderr
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(s.path(name))
+            .unwrap();
+        f.write_all(rest).unwrap();
+        let v = json(&ingest(&s));
+        assert_eq!((u(&v, "stored"), u(&v, "rejected")), (1, 0), "{name}: {v}");
+        let rows: Vec<String> = Connection::open(s.path(&db))
+            .unwrap()
+            .prepare("SELECT message FROM messages ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows.last().map(String::as_str),
+            Some(whole),
+            "{name}: {rows:?}"
+        );
+        assert!(
+            !s.path("dl.jsonl").exists(),
+            "{name}: nothing dead-lettered"
+        );
+    }
+}
+
 /// The database (or its WAL) given as an input would be read as lines while the run writes
 /// it, with `follow=true` feeding the run its own writes: refused, exit 2, the database
 /// unchanged.
@@ -1072,10 +1160,25 @@ fn verify_source_takes_a_last_line_read_in_part_for_one_the_next_run_completes()
     let out = verify(&s, "t.db", "file:a.log", &[]);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
 
-    // A last line rejected as read (half a JSON object) has no row: read in part too.
+    // A last line that cannot be stored as read (half a JSON object) is left unread, not
+    // rejected: verify says a run has yet to read it, and is OK, before and after its end comes.
     write(&s.path("b.jsonl"), "{\"a\":1}\n{\"b\":");
     ingest(&s, "t.db", &["--source", "file:b.jsonl?format=jsonl"]);
-    append_then_see_line_2_read_in_part(&s, "b.jsonl", "file:b.jsonl?format=jsonl", b"2}\n");
+    for more in [&b""[..], b"2}\n"] {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(s.path("b.jsonl"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, more).unwrap();
+        let out = verify(&s, "t.db", "file:b.jsonl?format=jsonl", &[]);
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout
+                .contains("1 line after byte 8 not read yet by any run (line 2)"),
+            "{}",
+            out.stdout
+        );
+    }
 }
 
 /// Appends `more` to file `name`, then checks that `verify --source URL` is OK and says line 2

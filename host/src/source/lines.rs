@@ -98,6 +98,15 @@ enum Turn {
     TornDown,
 }
 
+/// Whether an input's last line, read without a line end, is its last for good.
+#[derive(Clone, Copy)]
+enum Last {
+    /// A file read once: a later run may find it grown, the line completed.
+    MayGrow,
+    /// Stdin, or a rotated file being finished: nothing more comes.
+    Final,
+}
+
 /// How reading one chunk ended.
 enum Chunk {
     /// Read as many as asked for.
@@ -155,7 +164,7 @@ impl LineSource<'_> {
                 if self.truncated_while_read(&next) {
                     return Ok(self.with_final_position(ended, next));
                 }
-                if !self.finish_input(&mut next, &mut buf)? {
+                if !self.finish_input(&mut next, &mut buf, Last::MayGrow)? {
                     return Ok(ended);
                 }
                 return Ok(self.with_final_position(ended, next));
@@ -281,17 +290,41 @@ impl LineSource<'_> {
 
     /// At the real end of an input: its last line if it had no line end. Returns `false` if
     /// the run was torn down before it could be pushed.
-    fn finish_input(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<bool> {
-        let last = match &mut self.input {
+    ///
+    /// Such a line that cannot be stored (invalid UTF-8 or JSON, too long) may be one still
+    /// being written, cut mid-line or mid-character: in a file a later run may find grown
+    /// (`last`), it is left unread, neither rejected nor dead-lettered, and the next run reads
+    /// it again, whole by then ([`Self::leave_unended`]). Stdin's, or a rotated file's, is
+    /// final: rejected as any line.
+    fn finish_input(
+        &mut self,
+        next: &mut Resume,
+        buf: &mut Vec<Record>,
+        last: Last,
+    ) -> anyhow::Result<bool> {
+        let line = match &mut self.input {
             Input::Stdin(r) => r.finish(),
             Input::File { reader, .. } => reader.finish(),
         };
-        if let Some(line) = last {
+        if let Some(line) = line {
             if self.claim(1) == 0 {
                 return Ok(true); // --messages reached: the line is left for a later run
             }
             bump(&self.stats.read, 1);
             bump(&self.stats.read_bytes, line.consumed);
+            if matches!(last, Last::MayGrow) && self.is_file() {
+                let check = RawLine {
+                    bytes: line.bytes.clone(),
+                    ..line
+                };
+                if let Err(Rejected { why, .. }) =
+                    record_text(check, self.format, self.max_record_bytes)
+                {
+                    self.unclaim(1);
+                    self.leave_unended(next, &why);
+                    return self.push(buf);
+                }
+            }
             let now = self.cx.clock.now();
             if !self.accept(line, now, next, buf) {
                 self.unclaim(1);
@@ -299,6 +332,19 @@ impl LineSource<'_> {
             return self.push(buf);
         }
         Ok(true)
+    }
+
+    /// A file's last line, without its line end and not storable as it is (`why`), left for
+    /// the next run: counted as read and not queued (read again), `next` left before it, and
+    /// a warning naming it.
+    fn leave_unended(&mut self, next: &Resume, why: &str) {
+        bump(&self.stats.not_queued_rereadable, 1);
+        tracing::warn!(
+            "{}: line {} has no line end yet and cannot be stored as it is ({why}): left \
+             unread; a later run reads it again, once it is whole",
+            self.name(),
+            next.line + 1
+        );
     }
 
     /// At the end of a file read once (not followed): whether it shrank below what was read,
@@ -493,7 +539,7 @@ impl LineSource<'_> {
         }
         // Rotated, and the old file is read to its end.
         let path = path.clone();
-        if !self.finish_input(next, buf)? {
+        if !self.finish_input(next, buf, Last::Final)? {
             return Ok(Turn::TornDown);
         }
         let Ok(opened) = open_file(&path) else {
