@@ -1181,6 +1181,30 @@ fn verify_source_takes_a_last_line_read_in_part_for_one_the_next_run_completes()
     }
 }
 
+/// A last line read in part up to the `\r` of its `\r\n` end keeps the `\r` in its row until
+/// the next run reads it whole: verify takes that row for the line read in part once the `\n`
+/// comes (it called it a difference), as it does when the line goes on after the `\r`.
+#[test]
+fn verify_source_takes_a_row_ending_in_the_cr_of_a_crlf_for_a_line_read_in_part() {
+    let s = Scratch::new("ingest-verify-cr");
+    std::fs::write(s.path("a.log"), "x\r\nabc\r").unwrap();
+    ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
+    append_then_see_line_2_read_in_part(&s, "a.log", "file:a.log", b"\n");
+    // The same row, the line going on after the `\r`: read in part as before.
+    std::fs::write(s.path("b.log"), "x\r\nabc\r").unwrap();
+    ingest_ok(&s, "t.db", &["--source", "file:b.log"]);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.path("b.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"def\n").unwrap();
+    let out = verify(&s, "t.db", "file:b.log", &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    ingest_ok(&s, "t.db", &["--source", "file:b.log"]);
+    let out = verify(&s, "t.db", "file:b.log", &[]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+}
+
 /// Appends `more` to file `name`, then checks that `verify --source URL` is OK and says line 2
 /// was read in part.
 fn append_then_see_line_2_read_in_part(s: &Scratch, name: &str, url: &str, more: &[u8]) {

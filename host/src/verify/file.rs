@@ -297,7 +297,14 @@ impl<'a> Pairing<'a> {
         let walk = &mut self.walk;
         match line.text {
             Ok(text) if stored == text => walk.stored += 1,
-            Ok(text) if line.cut && text.starts_with(stored) => walk.partial.push(line.no + 1),
+            // Read in part: the row is the line's start, or the whole line and the `\r` of its
+            // `\r\n` end, read before the `\n` was written.
+            Ok(text)
+                if line.cut
+                    && (text.starts_with(stored) || stored.strip_suffix('\r') == Some(&text)) =>
+            {
+                walk.partial.push(line.no + 1);
+            }
             Ok(text) => {
                 walk.differ += 1;
                 walk.problem(format!(
