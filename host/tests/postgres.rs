@@ -30,7 +30,7 @@ use common::server::{
     not_a_server, record, refs, run_id, split_url, wait_retried_then_recovered, wait_until,
     write_input,
 };
-use common::{Scratch, u};
+use common::{Scratch, assert_one_line_error, u};
 use pc_host::message::Record;
 use pc_host::position::FileKey;
 use pc_host::sink::postgres::{self as pg, Writer};
@@ -340,6 +340,38 @@ fn foreign_delivery_tables_are_refused_and_left_as_they_were() {
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert_eq!(kept, ("theirs".to_string(), 9));
+}
+
+/// A run whose `messages` table another client holds locked past `--busy-timeout-ms` is
+/// refused with one line before it is recorded: no run row is left behind (one was, as a run
+/// that "did not finish").
+#[test]
+fn a_run_refused_by_a_held_lock_leaves_no_run_behind() {
+    let Some(db) = Db::shared("held_lock") else {
+        return;
+    };
+    let s = Scratch::new("pg-held-lock");
+    assert_ok(&db.run_json(&s, "--messages 10"));
+    let mut holder = db.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let out = db.run(
+        &s,
+        "--messages 10 --busy-timeout-ms 200 --report-interval 0",
+    );
+    assert_one_line_error(
+        &out,
+        1,
+        "another client held a lock on table messages for longer than --busy-timeout-ms",
+    );
+    tx.rollback().unwrap();
+    let runs: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM runs", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1, "the refused run left no row");
 }
 
 /// A `pc_host_schema` table that is not pc-host's mark (another column, or `version` of

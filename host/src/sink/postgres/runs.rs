@@ -2,6 +2,7 @@
 //! `run_inputs` rows that say what each run did and where each input resumes. Same meanings as
 //! SQLite's.
 
+use postgres::error::SqlState;
 use postgres::{Client, GenericClient};
 
 use super::delivered;
@@ -39,6 +40,20 @@ pub fn prepare_run(client: &mut Client, start: &RunStart<'_>) -> Result<i64, Ref
     schema::create_or_upgrade(&mut tx, &found)?;
     if start.delivered {
         delivered::create_tables(&mut tx)?;
+    }
+    // The lock the run's writes take, waited for here (up to `lock_timeout`) so that a table
+    // another client holds refuses the run before it is recorded, not after: the run's
+    // statements are prepared against `messages` next, outside this transaction.
+    if let Err(e) = tx.batch_execute("LOCK TABLE messages IN ROW EXCLUSIVE MODE") {
+        return Err(match e.code() {
+            Some(&SqlState::LOCK_NOT_AVAILABLE) => Refused::Foreign(
+                "another client held a lock on table messages for longer than \
+                 --busy-timeout-ms: nothing was written; try again, or give a longer \
+                 --busy-timeout-ms"
+                    .into(),
+            ),
+            _ => Refused::Db(e),
+        });
     }
     let producers = i32::try_from(start.producers).unwrap_or(i32::MAX);
     let run_id: i64 = tx
