@@ -220,8 +220,11 @@ impl Summary {
 
     /// The run read from NATS (and published nothing there).
     fn read_from_nats(&self) -> bool {
-        self.nats
-            .is_some_and(|n| n.published == 0 && n.delivered > 0)
+        self.nats.is_some_and(|n| n.published == 0)
+            && self
+                .ingest
+                .as_ref()
+                .is_some_and(|i| i.inputs.iter().any(|input| input.name.starts_with("nats:")))
     }
 
     /// What becomes of this run's records that can be read again: a NATS source runs alone,

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use pc_core::Clock;
 
-use crate::config::{Config, SourceSpec};
+use crate::config::Config;
 use crate::position::{InputStart, Resume};
 use crate::report::summary::{ConsumerCounts, NatsFigures};
 use crate::report::{Ingest, StopReason, Summary, Wal};
@@ -252,19 +252,7 @@ fn warn_rejects(cfg: &Config, starts: &[InputStart], stats: &Stats) {
     if cfg.generated() {
         return;
     }
-    // The producers' stats are the line inputs', in order, or a NATS source's: never both.
-    let names: Vec<String> = if starts.is_empty() {
-        cfg.sources
-            .iter()
-            .filter_map(|s| match s {
-                SourceSpec::Nats(n) => Some(format!("nats:{}", n.stream)),
-                _ => None,
-            })
-            .collect()
-    } else {
-        starts.iter().map(|s| s.name.clone()).collect()
-    };
-    for (name, p) in names.iter().zip(&stats.producers) {
+    for (start, p) in starts.iter().zip(&stats.producers) {
         let n = p.rejected.load(Ordering::Relaxed);
         if n == 0 {
             continue;
@@ -279,7 +267,8 @@ fn warn_rejects(cfg: &Config, starts: &[InputStart], stats: &Stats) {
             ""
         };
         tracing::warn!(
-            "{name}: {n} {} rejected (not stored): {}{more}",
+            "{}: {n} {} rejected (not stored): {}{more}",
+            start.name,
             if n == 1 { "record" } else { "records" },
             samples.join(", ")
         );

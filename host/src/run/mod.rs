@@ -149,7 +149,16 @@ pub fn run(
         ..
     } = prepared;
     let ring = Arc::new(ring);
-    let starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
+    // Every input, in the order of the producers' stats: the line inputs', or a NATS
+    // stream's (a NATS source runs alone).
+    let mut starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
+    starts.extend(nats_inputs.iter().map(|n| InputStart {
+        name: n.opened.stream_key.path.display().to_string(),
+        resume: crate::position::Resume {
+            input: n.stream_input,
+            ..Default::default()
+        },
+    }));
     let start = clock.now();
     let bucket = bucket.map(|b| b.starting_empty_at(start));
     let lane_buckets = lanes::buckets(&mut lane_plan, start);
