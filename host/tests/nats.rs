@@ -304,6 +304,11 @@ fn foreign_messages_are_stored_once_by_stream_sequence_and_bad_ones_dead_lettere
     let v = json(&out);
     assert_eq!(u(&v, "stored"), 3, "{v}");
     assert_eq!(u(&v, "rejected"), 1);
+    assert_eq!(
+        v["inputs"][0]["name"],
+        format!("nats:{}", stream.name),
+        "{v}"
+    );
     // The bad message is named by its stream and its own sequence number, on stderr and in
     // its dead-letter entry.
     let bad_seq = before + 2;
@@ -967,11 +972,11 @@ fn a_nats_source_takes_no_more_than_rps_allows_and_hands_the_rest_back() {
     );
 }
 
-/// A run refused after its NATS source was opened (here: its database is another program's)
-/// leaves no durable consumer behind: the one it created for the run is deleted again, while
-/// one that was there before is kept.
+/// A run refused after its NATS stream was found (here: its database is another program's)
+/// makes no durable consumer (it made one and left it, which on a work-queue stream then
+/// blocked the consumer the operator meant); one that was there before is left as it is.
 #[test]
-fn a_refused_run_leaves_no_consumer_it_created() {
+fn a_run_refused_by_its_database_makes_no_consumer() {
     let Some(url) = nats_url() else { return };
     let s = Scratch::new("nats-refused");
     let stream = TestStream::new(&url, "refused");
@@ -990,7 +995,7 @@ fn a_refused_run_leaves_no_consumer_it_created() {
             .into();
         common::assert_one_line_error(&out, 1, "foreign.db is not a pc-host database");
     };
-    refused("made_for_the_run");
+    refused("not_made");
     assert_eq!(
         stream.consumers(),
         Vec::<String>::new(),
@@ -1007,5 +1012,5 @@ fn a_refused_run_leaves_no_consumer_it_created() {
     );
     assert_eq!(u(&v, "stored"), 0, "{v}");
     refused("kept");
-    assert_eq!(stream.consumers(), ["kept"], "one that was there stays");
+    assert_eq!(stream.consumers(), ["kept"], "the one that was there stays");
 }

@@ -93,19 +93,21 @@ pub struct NatsInput {
 }
 
 /// Opens the inputs, then the database (recording the run), allocates the ring and makes the
-/// bucket. Nothing is written to the database if an input cannot be opened.
+/// bucket. Nothing is written to the database if an input cannot be opened; a NATS source's
+/// durable consumer is bound only once the database is ready, so a refused database leaves
+/// nothing on the NATS server (a consumer JetStream refuses fails the run recorded by then).
 ///
 /// # Errors
 /// [`PrepareError::Input`] for an input the user named that cannot be read;
 /// [`PrepareError::Failed`] for the database.
 pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     let files = open_files(cfg)?;
-    // Before the database: a NATS source that cannot be read writes nothing.
-    let mut nats_opened = Vec::new();
+    // Before the database: a NATS stream that cannot be read writes nothing. Its consumer is
+    // bound after the database is ready: a run refused there makes nothing on the server.
+    let mut nats_found = Vec::new();
     for spec in &cfg.sources {
         if let SourceSpec::Nats(n) = spec {
-            let max_ack_pending = cfg.capacity.saturating_mul(4).max(20_000);
-            nats_opened.push((nats::open(n, max_ack_pending)?, n.until_empty));
+            nats_found.push((nats::find(n)?, n));
         }
     }
     let nats_stats = Arc::new(NatsStats::default());
@@ -157,11 +159,12 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
 
     let lines = position_inputs(cfg, files, &mut writers[0])?;
     let mut nats_inputs = Vec::new();
-    for (opened, until_empty) in nats_opened {
-        let stream_input = writers[0].register(Some(&opened.stream_key))?.input;
+    for (found, spec) in nats_found {
+        let stream_input = writers[0].register(Some(&found.stream_key))?.input;
+        let max_ack_pending = cfg.capacity.saturating_mul(4).max(20_000);
         nats_inputs.push(NatsInput {
-            opened,
-            until_empty,
+            opened: found.bind(spec, max_ack_pending)?,
+            until_empty: spec.until_empty,
             stream_input,
         });
     }
@@ -202,10 +205,6 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
                 log.path().display()
             )
         })?;
-    }
-    // The run starts: a NATS consumer made for it stays.
-    for input in &mut nats_inputs {
-        input.opened.keep();
     }
     Ok(Prepared {
         run_id,

@@ -51,7 +51,16 @@ const PULL_EXPIRES: Duration = Duration::from_secs(1);
 /// before a usual ack wait.
 const NAK_DELAY: Duration = Duration::from_secs(2);
 
-/// A stream and its durable consumer, opened before the run starts.
+/// A stream found before the run starts, with nothing made on the server yet.
+#[derive(Debug)]
+pub struct Found {
+    client: async_nats::Client,
+    stream: async_nats::jetstream::stream::Stream,
+    /// The stream as an input (its id keys messages pc-host did not publish).
+    pub stream_key: FileKey,
+}
+
+/// A stream and its durable consumer, bound once the run's database is ready.
 #[derive(Debug)]
 pub struct Opened {
     pub client: async_nats::Client,
@@ -60,45 +69,15 @@ pub struct Opened {
     pub stream_key: FileKey,
     /// For the header: the stream, the consumer and their settings.
     pub desc: String,
-    /// The durable consumer, if [`open`] created it: deleted when this is dropped, unless the
-    /// run started ([`Opened::keep`]), so a run refused after `open` (its database, say) leaves
-    /// no consumer behind.
-    made: Option<MadeConsumer>,
 }
 
-impl Opened {
-    /// The run started: the consumer stays, whoever made it.
-    pub fn keep(&mut self) {
-        if let Some(made) = &mut self.made {
-            made.armed = false;
-        }
-    }
-}
-
-/// A durable consumer [`open`] created; deleted on drop while `armed`.
-#[derive(Debug)]
-struct MadeConsumer {
-    stream: async_nats::jetstream::stream::Stream,
-    name: String,
-    armed: bool,
-}
-
-impl Drop for MadeConsumer {
-    fn drop(&mut self) {
-        if self.armed {
-            // Best effort: a consumer left behind is what happened before this existed.
-            let _ = nats::runtime().block_on(self.stream.delete_consumer(&self.name));
-        }
-    }
-}
-
-/// Connects, finds the stream and creates the durable consumer if it is missing (an existing
-/// one is used as it is). One it creates is deleted again if the returned value is dropped
-/// before the run starts ([`Opened::keep`]).
+/// Connects and finds the stream; makes nothing on the server. The durable consumer is bound
+/// by [`Found::bind`] once the run's database is ready, so a run refused before (its database
+/// is another program's, say) leaves no consumer behind.
 ///
 /// # Errors
-/// One line: the server cannot be reached, the stream does not exist, JetStream refused.
-pub fn open(spec: &Spec, max_ack_pending: usize) -> anyhow::Result<Opened> {
+/// One line: the server cannot be reached, the stream does not exist.
+pub fn find(spec: &Spec) -> anyhow::Result<Found> {
     let client = nats::connect(&spec.server)?;
     let js = nats::jetstream(client.clone());
     let rt = nats::runtime();
@@ -114,52 +93,61 @@ pub fn open(spec: &Spec, max_ack_pending: usize) -> anyhow::Result<Opened> {
         .block_on(stream.info())
         .map(|i| i.created.unix_timestamp_nanos() as i64)
         .map_err(|e| anyhow!("NATS server {server}: stream {}: {e}", spec.stream))?;
-    let config = pull::Config {
-        durable_name: Some(spec.consumer.clone()),
-        ack_policy: AckPolicy::Explicit,
-        ack_wait: spec.ack_wait,
-        max_ack_pending: i64::try_from(max_ack_pending).unwrap_or(i64::MAX),
-        ..Default::default()
-    };
-    let existed = rt
-        .block_on(stream.get_consumer::<pull::Config>(&spec.consumer))
-        .is_ok();
-    let mut consumer: PullConsumer = rt
-        .block_on(stream.get_or_create_consumer(&spec.consumer, config))
-        .map_err(|e| {
-            anyhow!(
-                "NATS server {server}: stream {}: consumer {}: {e}",
-                spec.stream,
-                spec.consumer
-            )
-        })?;
-    let info = rt
-        .block_on(consumer.info())
-        .map_err(|e| anyhow!("NATS server {server}: consumer {}: {e}", spec.consumer))?;
-    let desc = format!(
-        "{server} stream {} consumer {} (ack wait {:?}, max ack pending {}, {} pending)",
-        spec.stream,
-        spec.consumer,
-        info.config.ack_wait,
-        info.config.max_ack_pending,
-        info.num_pending
-    );
-    Ok(Opened {
+    Ok(Found {
         client,
-        consumer,
+        stream,
         stream_key: FileKey {
             path: format!("nats:{}", spec.stream).into(),
             dev: 0,
             ino: 0,
             born: Some(created),
         },
-        desc,
-        made: (!existed).then(|| MadeConsumer {
-            stream,
-            name: spec.consumer.clone(),
-            armed: true,
-        }),
     })
+}
+
+impl Found {
+    /// Binds the durable consumer of `spec`, creating it if it is missing (an existing one is
+    /// used as it is).
+    ///
+    /// # Errors
+    /// One line: JetStream refused the consumer (another one on a work-queue stream, say), or
+    /// the server cannot be reached.
+    pub fn bind(self, spec: &Spec, max_ack_pending: usize) -> anyhow::Result<Opened> {
+        let (rt, server) = (nats::runtime(), &spec.server);
+        let config = pull::Config {
+            durable_name: Some(spec.consumer.clone()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: spec.ack_wait,
+            max_ack_pending: i64::try_from(max_ack_pending).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        let mut consumer: PullConsumer = rt
+            .block_on(self.stream.get_or_create_consumer(&spec.consumer, config))
+            .map_err(|e| {
+                anyhow!(
+                    "NATS server {server}: stream {}: consumer {}: {e}",
+                    spec.stream,
+                    spec.consumer
+                )
+            })?;
+        let info = rt
+            .block_on(consumer.info())
+            .map_err(|e| anyhow!("NATS server {server}: consumer {}: {e}", spec.consumer))?;
+        let desc = format!(
+            "{server} stream {} consumer {} (ack wait {:?}, max ack pending {}, {} pending)",
+            spec.stream,
+            spec.consumer,
+            info.config.ack_wait,
+            info.config.max_ack_pending,
+            info.num_pending
+        );
+        Ok(Opened {
+            client: self.client,
+            consumer,
+            stream_key: self.stream_key,
+            desc,
+        })
+    }
 }
 
 /// One NATS source thread.
