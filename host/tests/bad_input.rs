@@ -654,6 +654,35 @@ fn a_blank_database_another_program_made_is_refused_and_left_untouched() {
     }
 }
 
+/// A `--db` that is a symbolic link to where nothing is yet names a new database at the
+/// link's target, as SQLite opens it: the run creates it there (it took the target SQLite had
+/// just made for a file someone else created, and refused it).
+#[test]
+fn a_db_given_as_a_link_to_nothing_yet_is_created_at_the_target() {
+    let s = Scratch::new("db-dangling-link");
+    std::fs::create_dir(s.path("data")).unwrap();
+    std::os::unix::fs::symlink("data/target.db", s.path("link.db")).unwrap();
+    let out = run(
+        s.dir(),
+        &[
+            "--db",
+            "link.db",
+            "--messages",
+            "5",
+            "--report-interval",
+            "0",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let meta = std::fs::symlink_metadata(s.path("link.db")).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link stays a link");
+    let rows: i64 = rusqlite::Connection::open(s.path("data/target.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 5);
+}
+
 #[test]
 fn a_database_with_another_schema_is_refused_and_left_untouched() {
     let s = Scratch::new("schema");

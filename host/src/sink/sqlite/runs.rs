@@ -42,11 +42,7 @@ pub fn prepare_run(
     // with no tables and no mark) may be another pc-host's, created an instant ago, or a file
     // pc-host did not make: waited for as a busy database, and refused if it is empty still
     // when the wait is over.
-    let own = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .is_ok();
+    let own = create_own(path);
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
     loop {
@@ -65,6 +61,28 @@ pub fn prepare_run(
             done => return done,
         }
     }
+}
+
+/// Creates the file `path` names if nothing is there, following symbolic links as SQLite will
+/// (one that points where nothing is yet names its target); whether this call created it.
+fn create_own(path: &Path) -> bool {
+    let mut target = path.to_path_buf();
+    // As many links as the kernel follows (`MAXSYMLINKS`); a loop ends as "not created".
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&target) {
+            Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(&target) {
+                // Relative to the link's directory; an absolute one replaces it.
+                Ok(to) => target = crate::paths::dir_of(&target).join(to),
+                Err(_) => return false,
+            },
+            _ => break,
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .is_ok()
 }
 
 /// Prepares `path` for a run: checks what is in it, switches it to WAL, creates (or upgrades)
