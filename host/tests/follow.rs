@@ -373,4 +373,16 @@ fn a_file_truncated_while_read_once_stores_no_piece_of_a_line() {
         assert_eq!(text, &lines[*seq as usize], "line {seq} stored as it was");
     }
     assert_eq!(u(&json(&out), "stored"), rows.len() as u64);
+    // Refilled past where the first run had read (the usual `copytruncate`): the next run
+    // reads the new lines from the file's start, each whole, line numbers going on.
+    let refill: Vec<String> = (0..30_000).map(|i| format!("n{i:0>99}")).collect();
+    let text: String = refill.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let again = ingest_json(s.dir(), &source, "t.db");
+    assert_eq!(u(&json(&again), "stored"), 30_000, "{}", again.stderr);
+    let rows = all_rows(&s.path("t.db"));
+    let before = rows.len() - 30_000;
+    let new: Vec<&str> = rows[before..].iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(new, refill, "the refilled file, whole lines only");
+    assert_eq!(rows[before].1, rows[before - 1].1 + 1, "line numbers go on");
 }

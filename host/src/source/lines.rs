@@ -161,7 +161,7 @@ impl LineSource<'_> {
                 continue;
             }
             if !follow {
-                if self.truncated_while_read(&next) {
+                if self.truncated_while_read(&mut next) {
                     return Ok(self.with_final_position(ended, next));
                 }
                 if !self.finish_input(&mut next, &mut buf, Last::MayGrow)? {
@@ -350,9 +350,10 @@ impl LineSource<'_> {
     /// At the end of a file read once (not followed): whether it shrank below what was read,
     /// a truncation while the run read it (a `copytruncate` rotation). The line read in part
     /// at the end is then a piece of a line the file no longer has, not its last line: it is
-    /// dropped, not stored, and a warning says so. What was read whole is stored; the next run
-    /// finds the file shorter than what was committed and reads it from its start.
-    fn truncated_while_read(&mut self, next: &Resume) -> bool {
+    /// dropped, not stored, and a warning says so. What was read whole is stored, and the
+    /// position to commit goes back to the file's start (line numbers go on, as when
+    /// following), so the next run reads whatever the file holds by then from its start.
+    fn truncated_while_read(&mut self, next: &mut Resume) -> bool {
         let Input::File { reader, path, .. } = &mut self.input else {
             return false;
         };
@@ -368,6 +369,8 @@ impl LineSource<'_> {
              again from its start",
             path.display()
         );
+        next.offset = 0;
+        next.tail = 0;
         true
     }
 
