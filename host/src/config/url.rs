@@ -412,7 +412,7 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
                 return Err(NO_DATABASE.into());
             }
             let named = config.get_dbname().unwrap_or_default();
-            if let Some(path) = database_path(rest).filter(|p| !p.is_empty() && p != named) {
+            if let Some(path) = postgres_path(rest).filter(|p| !p.is_empty() && p != named) {
                 return Err(format!(
                     "the URL names database `{path}` in its path and `{named}` in dbname=: give \
                      the database once"
@@ -428,7 +428,7 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
                 return Err(NO_DATABASE.into());
             }
             let named = opts.get_db_name().unwrap_or_default();
-            if let Some(path) = database_path(rest).filter(|p| p != named) {
+            if let Some(path) = mysql_path(rest).filter(|p| p != named) {
                 return Err(format!(
                     "the URL's path `{path}` is not one database name (the server would be \
                      given `{named}`): give /DBNAME alone after the host and port"
@@ -444,19 +444,32 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
     }
 }
 
-/// The path of a server URL (`//AUTHORITY/PATH?QUERY`, after the scheme), percent-decoded:
-/// the database it names; `None` if it has no path.
-fn database_path(rest: &str) -> Option<String> {
+/// The database a `postgres://` URL's path names (after the scheme: `//AUTHORITY/PATH?QUERY`),
+/// percent-decoded, split as the driver splits it: the user and password end at the first
+/// `@`, the host at the next `/` or `?`. `None` without a path.
+fn postgres_path(rest: &str) -> Option<String> {
     let after = rest.strip_prefix("//").unwrap_or(rest);
-    let main = after.split_once('?').map_or(after, |(m, _)| m);
-    // The password may hold a `/`: the authority ends at the last `@`, if any.
-    let host_on = main.rfind('@').map_or(0, |at| at + 1);
-    let (_, path) = main[host_on..].split_once('/')?;
-    Some(percent_decoded(path))
+    let after = after.split_once('@').map_or(after, |(_, host_on)| host_on);
+    let path = &after[after.find(['/', '?'])?..];
+    let path = path.strip_prefix('/')?;
+    Some(percent_decoded(
+        path.split_once('?').map_or(path, |(p, _)| p),
+    ))
 }
 
-/// `text` with each `%XX` replaced by the byte it stands for (read as UTF-8, lossily); a `%`
-/// not followed by two hex digits stays as it is.
+/// The path of a `mysql://` URL (after the scheme), percent-decoded, split as a URL is: the
+/// authority ends at the first `/`, `?` or `#`, the path at the next `?` or `#`; one `/` at
+/// its end is dropped. `None` without a path.
+fn mysql_path(rest: &str) -> Option<String> {
+    let after = rest.strip_prefix("//").unwrap_or(rest);
+    let path = &after[after.find(['/', '?', '#'])?..];
+    let path = path.strip_prefix('/')?;
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    Some(percent_decoded(path.strip_suffix('/').unwrap_or(path)))
+}
+
+/// `text` with each `%XX` (two hex digits) replaced by the byte it stands for, read as UTF-8
+/// (lossily); any other `%` stays as it is.
 fn percent_decoded(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -464,8 +477,8 @@ fn percent_decoded(text: &str) -> String {
     while i < bytes.len() {
         let hex = bytes
             .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -661,6 +674,7 @@ mod tests {
             "postgres://u@h:5432/?dbname=one",
             "postgres://u@h:5432?dbname=one",
             "postgres://u:p/w@h:5432/o%6Ee",
+            "postgres://u:a/b?c@h:5432/one",
             "postgresql://u@h/one",
         ] {
             assert_eq!(parsed(same), Ok(()), "{same}");
@@ -674,6 +688,8 @@ mod tests {
             )
         );
         assert_eq!(parsed("mysql://u@h:3306/one"), Ok(()));
+        assert_eq!(parsed("mysql://u@h:3306/one/"), Ok(()), "a `/` at the end");
+        assert_eq!(percent_decoded("a%2Fb%+1%zz%4"), "a/b%+1%zz%4");
         assert_eq!(parsed("mariadb://u@h:3306/one?prefer_socket=false"), Ok(()));
     }
 
