@@ -213,7 +213,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///
     /// # Errors
     /// [`PopError::Empty`] if no value is ready at the head, [`PopError::Closed`] once the ring
-    /// is closed and drained (also with `max == 0`).
+    /// is closed and drained (also with `max == 0`; but a hole left at the head, see
+    /// [the module docs](crate::ring), is passed only by a pop with `max > 0`: until one
+    /// comes, `max == 0` says `Ok(0)`).
     ///
     /// ```
     /// use pc_core::Ring;
