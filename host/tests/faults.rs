@@ -499,6 +499,37 @@ fn a_directory_made_read_only_mid_run_does_not_lose_messages() {
     assert_verify(&dir, &["verify"]);
 }
 
+/// A database this user may write, in a directory it may not: SQLite cannot make the `-wal`
+/// and `-shm` files beside it, and the one line says so (it said the database is read-only,
+/// which it is not), the file unchanged.
+#[test]
+fn a_writable_database_in_a_read_only_directory_names_the_directory() {
+    if !am_root() {
+        println!("SKIP: needs root to run pc-host as another user (nobody)");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let s = Scratch::new("db-in-read-only-dir");
+    let dir = s.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    let made = common::run(&dir, &["--messages", "5", "--report-interval", "0"]);
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    let db = dir.join("pc-host.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = std::fs::read(&db).unwrap();
+    let mut cmd = common::pc_host(&dir);
+    cmd.args(["--messages", "5"]).uid(NOBODY).gid(NOBODY);
+    let out: Out = cmd.output().expect("run pc-host").into();
+    common::assert_one_line_error(
+        &out,
+        1,
+        "its directory . is not writable, and SQLite makes the database's -wal and -shm files \
+         there",
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the database changed");
+}
+
 #[test]
 fn sigint_from_timeout_fifty_times_never_forces_an_exit() {
     let has_timeout = Command::new("timeout")

@@ -197,6 +197,15 @@ pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Erro
             busy.as_secs_f64()
         ))
         .into(),
+        // The file may be writable and its directory not: SQLite then cannot make the `-wal`
+        // and `-shm` files a WAL database needs beside it.
+        Some(ErrorCode::ReadOnly) if writable(path) && !writable(crate::paths::dir_of(path)) => {
+            anyhow!(
+                "database {p}: its directory {} is not writable, and SQLite makes the database's \
+                 -wal and -shm files there: {e}",
+                crate::paths::dir_of(path).display()
+            )
+        }
         Some(ErrorCode::ReadOnly) => anyhow!("database {p} is read-only: {e}"),
         Some(ErrorCode::DiskFull) => anyhow!("database {p}: the disk is full"),
         _ => anyhow!("database {p}: {e}"),
