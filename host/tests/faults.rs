@@ -530,6 +530,42 @@ fn a_writable_database_in_a_read_only_directory_names_the_directory() {
     assert_eq!(std::fs::read(&db).unwrap(), before, "the database changed");
 }
 
+/// verify only reads: a database in a directory this user may not write (where SQLite cannot
+/// make the reader's `-shm`) is read as it is, with nothing made beside it (it failed with
+/// "attempt to write a readonly database"); a name with URI characters reads too.
+#[test]
+fn verify_reads_a_database_in_a_directory_it_may_not_write() {
+    if !am_root() {
+        println!("SKIP: needs root to run pc-host as another user (nobody)");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let s = Scratch::new("verify-read-only-dir");
+    let dir = s.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    let name = "x?#%.db";
+    let made = common::run(
+        &dir,
+        &["--db", name, "--messages", "5", "--report-interval", "0"],
+    );
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = common::pc_host(&dir);
+    cmd.args(["verify", "--db", name]).uid(NOBODY).gid(NOBODY);
+    let out: Out = cmd.output().expect("run pc-host verify").into();
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("result: OK (1 run, 5 rows)"),
+        "{}",
+        out.stdout
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [name], "nothing made beside it");
+}
+
 #[test]
 fn sigint_from_timeout_fifty_times_never_forces_an_exit() {
     let has_timeout = Command::new("timeout")

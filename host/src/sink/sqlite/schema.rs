@@ -247,12 +247,40 @@ fn writable(path: &Path) -> bool {
 }
 
 /// Opens an existing file read-only, with a busy timeout: it can look, never write.
+///
+/// A WAL database's reader needs its `-shm` file, which SQLite makes beside it: where this
+/// user may not write the directory and no run left a `-wal` there (no run is going on, and
+/// the last one ended with everything in the file), it is opened as immutable instead, reading
+/// the file alone.
 pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| db_error(path, e, busy))?;
+    let immutable =
+        !writable(crate::paths::dir_of(path)) && !crate::paths::sibling(path, "-wal").exists();
+    let opened = if immutable {
+        Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+    } else {
+        Connection::open_with_flags(path, flags)
+    };
+    let conn = opened.map_err(|e| db_error(path, e, busy))?;
     conn.busy_timeout(busy)
         .map_err(|e| db_error(path, e, busy))?;
     Ok(conn)
+}
+
+/// `path` as an SQLite URI that opens it immutable (`file:PATH?immutable=1`), with the
+/// characters a URI gives a meaning (`%`, `?`, `#`) escaped.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3F"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 /// The one line refusing a `path` that exists but is no regular file (a directory, a device or
