@@ -1041,6 +1041,30 @@ fn an_unended_last_line_that_cannot_be_stored_yet_is_left_for_the_run_that_reads
     }
 }
 
+/// `verify --dead-letter FILE` looks the missing lines up in FILE: one that is missing, or is
+/// not a dead-letter file, is bad input (exit 2), with or without `--source` (it was taken
+/// for a file with no entries, and every dead-lettered line reported missing).
+#[test]
+fn verify_with_a_dead_letter_file_that_is_not_one_is_a_usage_error() {
+    let s = Scratch::new("ingest-verify-not-dl");
+    std::fs::write(s.path("a.log"), "one\ntwo\n").unwrap();
+    std::fs::write(s.path("notes.txt"), "hello\n").unwrap();
+    ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
+    for source in [&["--source", "file:a.log"][..], &[]] {
+        for (file, said) in [
+            (
+                "notes.txt",
+                "--dead-letter notes.txt: not a pc-host dead-letter file",
+            ),
+            ("gone.jsonl", "--dead-letter gone.jsonl: no such file"),
+        ] {
+            let mut args = vec!["verify", "--db", "t.db", "--dead-letter", file];
+            args.extend(source);
+            assert_one_line_error(&run(s.dir(), &args), 2, said);
+        }
+    }
+}
+
 /// The database (or its WAL) given as an input would be read as lines while the run writes
 /// it, with `follow=true` feeding the run its own writes: refused, exit 2, the database
 /// unchanged.

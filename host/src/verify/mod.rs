@@ -140,14 +140,28 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         SinkSpec::Sqlite(path) => path.display().to_string(),
         other => other.to_string(),
     };
+    // A file named to look dead letters up in that cannot be read, or is not a dead-letter
+    // file, is bad input: checking by count instead would weaken the check the user asked for.
+    if let Some(file) = &args.dead_letter {
+        let meta = std::fs::File::open(file)
+            .and_then(|f| f.metadata())
+            .map_err(|e| {
+                let why = match e.kind() {
+                    std::io::ErrorKind::NotFound => "no such file".to_string(),
+                    _ => e.to_string(),
+                };
+                ConfigError(format!("--dead-letter {}: {why}", file.display()))
+            })?;
+        if meta.len() > 0 && !crate::dead_letter::is_dead_letter_file(file) {
+            return Err(ConfigError(format!(
+                "--dead-letter {}: not a pc-host dead-letter file (its first line is no entry)",
+                file.display()
+            ))
+            .into());
+        }
+    }
     if let Some(url) = &args.source {
         return check_file(args, &spec, &name, url);
-    }
-    // A file named to look dead letters up in that cannot be read is bad input: checking by
-    // count instead would weaken the check the user asked for.
-    if let Some(file) = &args.dead_letter {
-        std::fs::File::open(file)
-            .map_err(|e| ConfigError(format!("--dead-letter {}: {e}", file.display())))?;
     }
     let mut store = read_back::open(&spec)?;
     let infos = store.runs(args.run)?;
