@@ -196,7 +196,7 @@ fn small_tmpfs(mnt: &Path) -> Option<Mount<'_>> {
             None
         }
         Err(e) => {
-            println!("SKIP: cannot run mount: {e}");
+            common::skip(format_args!("cannot run mount: {e}"));
             None
         }
     }
@@ -467,7 +467,7 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
 #[test]
 fn a_directory_made_read_only_mid_run_does_not_lose_messages() {
     if !am_root() {
-        println!("SKIP: needs root to run pc-host as another user (nobody)");
+        common::skip("needs root to run pc-host as another user (nobody)");
         return;
     }
     const NOBODY: u32 = 65534;
@@ -505,7 +505,7 @@ fn a_directory_made_read_only_mid_run_does_not_lose_messages() {
 #[test]
 fn a_writable_database_in_a_read_only_directory_names_the_directory() {
     if !am_root() {
-        println!("SKIP: needs root to run pc-host as another user (nobody)");
+        common::skip("needs root to run pc-host as another user (nobody)");
         return;
     }
     const NOBODY: u32 = 65534;
@@ -536,7 +536,7 @@ fn a_writable_database_in_a_read_only_directory_names_the_directory() {
 #[test]
 fn verify_reads_a_database_in_a_directory_it_may_not_write() {
     if !am_root() {
-        println!("SKIP: needs root to run pc-host as another user (nobody)");
+        common::skip("needs root to run pc-host as another user (nobody)");
         return;
     }
     const NOBODY: u32 = 65534;
@@ -573,7 +573,7 @@ fn sigint_from_timeout_fifty_times_never_forces_an_exit() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_timeout {
-        println!("SKIP: no `timeout` on PATH");
+        common::skip("no `timeout` on PATH");
         return;
     }
     const RUNS: usize = 50;
@@ -1377,7 +1377,7 @@ fn a_drain_held_up_by_a_retry_keeps_reporting_and_answers_a_signal() {
 #[test]
 fn a_database_this_user_cannot_write_is_refused_without_leaving_files_that_lock_out_its_owner() {
     if !am_root() {
-        println!("SKIP: needs root to run pc-host as another user");
+        common::skip("needs root to run pc-host as another user");
         return;
     }
     let s = Scratch::new("other-owner");

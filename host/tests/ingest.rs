@@ -1574,7 +1574,7 @@ fn a_file_renamed_between_runs_resumes_where_it_was_committed() {
         .and_then(|m| m.created())
         .is_err()
     {
-        println!("SKIP: this file system records no birth times");
+        common::skip("this file system records no birth times");
         return;
     }
     let first = ingest_ok(

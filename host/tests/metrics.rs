@@ -206,7 +206,7 @@ fn promtool_check(text: &str) {
                 std::env::var_os("PC_TEST_REQUIRE_PROMTOOL").is_none(),
                 "promtool is required (PC_TEST_REQUIRE_PROMTOOL is set) but not installed"
             );
-            println!("SKIP: promtool not installed");
+            common::skip("promtool not installed");
             return;
         }
         Err(e) => panic!("start promtool: {e}"),

@@ -500,7 +500,7 @@ fn a_connection_killed_mid_run_is_retried_without_loss_or_duplicates() {
 fn a_loopback_url_is_written_over_tcp_not_through_the_servers_socket() {
     let Some(db) = Db::shared("tcp") else { return };
     if !db.url.contains("@127.0.0.1") {
-        println!("SKIP: PC_TEST_MYSQL_URL is not a TCP URL to 127.0.0.1");
+        common::skip("PC_TEST_MYSQL_URL is not a TCP URL to 127.0.0.1");
         return;
     }
     let (w, _run_id) = db.open_writer(0, Duration::from_secs(5), pc_host::sink::mysql::open);

@@ -26,7 +26,7 @@ fn a_terminal_shows_a_bar_with_eta_for_a_run_with_a_known_end() {
     let out = match script.output() {
         Ok(out) => out,
         Err(e) => {
-            println!("SKIP: cannot run `script` for a terminal: {e}");
+            common::skip(format_args!("cannot run `script` for a terminal: {e}"));
             return;
         }
     };

@@ -947,7 +947,7 @@ fn producers_wake_on_time_and_the_other_threads_keep_the_default_timer_slack() {
         ns.as_ref()
             .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
     }) {
-        println!("SKIP: reading another thread's timer slack needs CAP_SYS_NICE");
+        common::skip("reading another thread's timer slack needs CAP_SYS_NICE");
         return;
     }
     // Each producer sets its slack as it starts; wait (for up to WAIT) until both have.

@@ -14,6 +14,14 @@ use rusqlite::Connection;
 pub mod scaling;
 pub mod server;
 
+/// Says that a test did not run what it is about, and why: one `SKIP: why` line, written to
+/// the process's stderr itself, which the test harness does not capture, so `cargo test`
+/// shows it (a `println!` is shown only for a failing test).
+pub fn skip(why: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
+}
+
 /// A scratch directory, removed when dropped.
 #[derive(Debug)]
 pub struct Scratch(PathBuf);
@@ -560,7 +568,7 @@ pub fn assert_rotation_names_the_file_left_unread(s: &Scratch, run: impl Fn(&str
         .and_then(|m| m.created())
         .is_err()
     {
-        println!("SKIP: this file system records no birth times");
+        skip("this file system records no birth times");
         return;
     }
     let stored = |out: &Out| {

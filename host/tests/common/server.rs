@@ -68,7 +68,7 @@ pub fn server_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            println!("SKIP: {var} not set");
+            super::skip(format_args!("{var} not set"));
             None
         }
     }
@@ -767,7 +767,7 @@ pub fn assert_renamed_file_resumes<S: Server>(db: &TestDb<S>, s: &Scratch) {
     let lines: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
     std::fs::write(s.path("app.log"), lines.join("\n") + "\n").expect("write the input file");
     if !records_birth_times(&s.path("app.log")) {
-        println!("SKIP: this file system records no birth times");
+        super::skip("this file system records no birth times");
         return;
     }
     let first = assert_all_stored(&db.run_json(s, "--source file:app.log --messages 40"));
