@@ -39,6 +39,31 @@ fn unknown_and_malformed_flags_are_clap_errors() {
     );
 }
 
+/// A unit or a word where a number of seconds or milliseconds goes says so (std's "invalid
+/// float literal" named no fix).
+#[test]
+fn a_unit_or_a_word_for_a_number_option_says_it_must_be_a_number_without_a_unit() {
+    let s = Scratch::new("number");
+    for (flag, value, text) in [
+        ("--duration", "SECS", "10s"),
+        ("--batch-wait-ms", "MS", "2ms"),
+        ("--report-interval", "SECS", "often"),
+    ] {
+        assert_one_line_error(
+            &run(s.dir(), &[flag, text]),
+            2,
+            &format!(
+                "invalid value '{text}' for '{flag} <{value}>': it must be a number, without a \
+                 unit (e.g. 10 or 0.5)"
+            ),
+        );
+    }
+    assert!(
+        !s.path("pc-host.db").exists(),
+        "no database on a usage error"
+    );
+}
+
 #[test]
 fn a_fraction_or_a_word_for_a_whole_number_option_says_it_must_be_a_whole_number() {
     let s = Scratch::new("whole-number");

@@ -162,6 +162,7 @@ pub struct RunArgs {
     /// such wait. The queue counts the ring's records and those popped and not yet settled.
     /// Consumers past MIN run unpinned
     #[arg(
+        value_parser = number,
         long,
         value_name = "SECS",
         env = "PC_HOST_SCALE_INTERVAL",
@@ -186,6 +187,7 @@ pub struct RunArgs {
     /// unless --messages is given; other sources run to their end. If both are given, the one
     /// from the higher layer wins]
     #[arg(
+        value_parser = number,
         long,
         value_name = "SECS",
         env = "PC_HOST_DURATION",
@@ -242,6 +244,7 @@ pub struct RunArgs {
     /// only while the sink is busy, for up to 2 ms. Given, a consumer waits up to MS for its
     /// batch to fill, busy or not (fractions allowed; 0 = commit whatever is ready)
     #[arg(
+        value_parser = number,
         long,
         value_name = "MS",
         env = "PC_HOST_BATCH_WAIT_MS",
@@ -300,7 +303,7 @@ pub struct RunArgs {
     pub page_size: Option<u32>,
 
     /// Pin producer and consumer threads to cores (the default); threads that outnumber the
-    /// cores share them round-robin [env: PC_HOST_PIN=true|false]
+    /// cores share them round-robin [env: PC_HOST_PIN=true|false (also 1|0, yes|no, on|off)]
     #[arg(long, action = ArgAction::SetTrue, overrides_with = "no_pin")]
     pub pin: bool,
 
@@ -311,6 +314,7 @@ pub struct RunArgs {
     /// Exclude records whose intended send time falls in the first SECS seconds from the
     /// latency figures (they still count everywhere else)
     #[arg(
+        value_parser = number,
         long,
         value_name = "SECS",
         env = "PC_HOST_WARMUP",
@@ -321,6 +325,7 @@ pub struct RunArgs {
 
     /// Seconds between progress lines on stderr; 0 = none
     #[arg(
+        value_parser = number,
         long,
         value_name = "SECS",
         env = "PC_HOST_REPORT_INTERVAL",
@@ -338,8 +343,9 @@ pub struct RunArgs {
     )]
     pub output: Output,
 
-    /// How long to wait, in milliseconds, for a database locked by another process before
-    /// giving up with an error
+    /// How long one attempt waits, in milliseconds, for a database or table another client
+    /// holds locked; a commit that waits longer fails and is retried for up to --retry-for (at
+    /// the start, the run is refused instead)
     #[arg(
         long,
         value_name = "MS",
@@ -354,6 +360,7 @@ pub struct RunArgs {
     /// past the busy timeout, I/O error, disk full), with backoff; meanwhile the ring fills and
     /// the sources wait. Then the run stops (exit 1). 0 = no retries; at most 86400
     #[arg(
+        value_parser = number,
         long,
         value_name = "SECS",
         env = "PC_HOST_RETRY_FOR",
@@ -370,7 +377,7 @@ pub struct RunArgs {
     pub dead_letter: Option<PathBuf>,
 
     /// Serve Prometheus metrics (/metrics), /health and /ready over HTTP at HOST:PORT (a port
-    /// alone listens on 127.0.0.1; port 0 picks a free one, printed in the header)
+    /// alone listens on 127.0.0.1; port 0 picks a free one, printed on stderr before the header)
     #[arg(long, value_name = "HOST:PORT", env = "PC_HOST_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
 
@@ -378,6 +385,7 @@ pub struct RunArgs {
     /// /metrics, /health and /ready for up to SECS, so that a scraper reads the final counts;
     /// a signal ends the wait at once [default: 0]
     #[arg(
+        value_parser = number,
         long,
         value_name = "SECS",
         env = "PC_HOST_METRICS_LINGER",
@@ -464,6 +472,14 @@ where
             e.to_string()
         }
     })
+}
+
+/// A number option's parser (seconds, milliseconds): std's "invalid float literal" names no
+/// fix, and the usual mistake is a unit (`--duration 10s`).
+fn number(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "it must be a number, without a unit (e.g. 10 or 0.5)".to_owned())
 }
 
 /// `--run ID`'s parser: std's "invalid digit found in string" names no fix.

@@ -24,7 +24,7 @@ pub fn plan(pin: bool, consumers: usize, producers: usize) -> PinPlan {
         desc: desc.into(),
     };
     if !pin {
-        return none("off (--no-pin)");
+        return none("off");
     }
     // Read once, on the main thread, before anything is pinned: it returns this thread's set.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
