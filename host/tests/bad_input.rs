@@ -481,8 +481,12 @@ fn environment_and_config_file_layers() {
     assert_one_line_error(
         &run(s.dir(), &["--config", "cfg.toml"]),
         2,
-        "cfg.toml line 2: unknown key `producer`",
+        "cfg.toml line 2: unknown key `producer` (did you mean producers?)",
     );
+    std::fs::write(&cfg, "zzz = 1\n").unwrap();
+    let out = run(s.dir(), &["--config", "cfg.toml"]);
+    assert_one_line_error(&out, 2, "cfg.toml line 1: unknown key `zzz`");
+    assert!(!out.stderr.contains("did you mean"), "{}", out.stderr);
     std::fs::write(&cfg, "producers = \"ten\"\n").unwrap();
     assert_one_line_error(&run(s.dir(), &["--config", "cfg.toml"]), 2, "line 1");
     std::fs::write(&cfg, "rps = 0\nproducers = [1, 2]\n").unwrap();
@@ -518,7 +522,7 @@ fn environment_and_config_file_layers() {
     assert_one_line_error(
         &run_env(s.dir(), &[], &[("PC_HOST_CONFIG", "typo.toml")]),
         2,
-        "error: PC_HOST_CONFIG=typo.toml line 2: unknown key `prodcers`",
+        "error: PC_HOST_CONFIG=typo.toml line 2: unknown key `prodcers` (did you mean producers?)",
     );
 }
 

@@ -261,17 +261,22 @@ fn unknown_variable(
     let name = variables
         .into_iter()
         .find(|v| v.starts_with("PC_HOST_") && !known.contains(v))?;
-    let nearest = known
-        .iter()
-        .map(|k| (strsim::jaro_winkler(k, &name), k))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .filter(|(score, _)| *score > 0.9)
-        .map(|(_, k)| format!(" (did you mean {k}?)"))
-        .unwrap_or_default();
+    let nearest = did_you_mean(&name, known);
     Some(ConfigError(format!(
         "{name} is set, but pc-host has no such variable{nearest}: unset it, or see \
          `pc-host --help` for the PC_HOST_* names"
     )))
+}
+
+/// " (did you mean K?)" for the one of `known` nearest `name`, if one is near enough.
+fn did_you_mean(name: &str, known: &[String]) -> String {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(k, name), k))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .filter(|(score, _)| *score > 0.9)
+        .map(|(_, k)| format!(" (did you mean {k}?)"))
+        .unwrap_or_default()
 }
 
 /// Reads `path` and turns each key the command line and environment left unset into command
@@ -310,7 +315,16 @@ fn read_file(
         let arg = cmd
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
-            .ok_or_else(|| ConfigError(format!("{at}: unknown key `{key}`")))?;
+            .ok_or_else(|| {
+                let keys: Vec<String> = cmd
+                    .get_arguments()
+                    .filter_map(clap::Arg::get_long)
+                    .filter(|k| !["config", "no-pin", "help", "version"].contains(k))
+                    .map(str::to_string)
+                    .collect();
+                let nearest = did_you_mean(key, &keys);
+                ConfigError(format!("{at}: unknown key `{key}`{nearest}"))
+            })?;
         let id = arg.get_id().as_str().to_string();
         if key == "no-pin" {
             return Err(ConfigError(format!(
