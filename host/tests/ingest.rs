@@ -1021,13 +1021,9 @@ fn an_unended_last_line_that_cannot_be_stored_yet_is_left_for_the_run_that_reads
         f.write_all(rest).unwrap();
         let v = json(&ingest(&s));
         assert_eq!((u(&v, "stored"), u(&v, "rejected")), (1, 0), "{name}: {v}");
-        let rows: Vec<String> = Connection::open(s.path(&db))
-            .unwrap()
-            .prepare("SELECT message FROM messages ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
+        let rows: Vec<String> = common::all_rows(&s.path(&db))
+            .into_iter()
+            .map(|(_, _, text)| text)
             .collect();
         assert_eq!(
             rows.last().map(String::as_str),
