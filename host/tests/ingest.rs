@@ -1037,6 +1037,58 @@ fn an_unended_last_line_that_cannot_be_stored_yet_is_left_for_the_run_that_reads
     }
 }
 
+/// A last line stored in part by one run, grown but still unended and not storable when the
+/// next run reads it (a character cut, or over the limit so far), keeps its row as the line's
+/// start: the run that finds it whole replaces that row (the position went back past it, and
+/// the whole line was stored beside the old piece, or the piece kept for good).
+#[test]
+fn a_part_row_of_a_line_left_unread_is_still_replaced_once_the_line_is_whole() {
+    let s = Scratch::new("ingest-part-row-left");
+    for (name, limit, grow, end, whole) in [
+        (
+            "utf8.log",
+            "1048576",
+            &b"\xe2\x82"[..],
+            &b"\xac\n"[..],
+            Some("abc\u{20ac}"),
+        ),
+        ("long.log", "10", &b"defghijklm"[..], &b"\n"[..], None),
+    ] {
+        let db = format!("{name}.db");
+        let source = format!("file:{name}");
+        let ingest = |s: &Scratch| {
+            let args = [
+                "--source",
+                &source,
+                "--db",
+                &db,
+                "--max-record-bytes",
+                limit,
+            ];
+            let out = run(s.dir(), &args);
+            assert_eq!(out.code, Some(0), "{name}: {}", out.stderr);
+        };
+        std::fs::write(s.path(name), "one\nabc").unwrap();
+        ingest(&s);
+        for more in [grow, end] {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(s.path(name))
+                .unwrap();
+            f.write_all(more).unwrap();
+            ingest(&s);
+        }
+        let rows: Vec<String> = common::all_rows(&s.path(&db))
+            .into_iter()
+            .map(|(_, _, text)| text)
+            .collect();
+        let want: Vec<&str> = ["one"].into_iter().chain(whole).collect();
+        assert_eq!(rows, want, "{name}: one row per line, the piece gone");
+        let out = run(s.dir(), &["verify", "--db", &db, "--source", &source]);
+        assert_eq!(out.code, Some(0), "{name}: {}", out.stdout);
+    }
+}
+
 /// `verify --dead-letter FILE` looks the missing lines up in FILE: one that is missing, or is
 /// not a dead-letter file, is bad input (exit 2), with or without `--source` (it was taken
 /// for a file with no entries, and every dead-lettered line reported missing).
@@ -1045,6 +1097,9 @@ fn verify_with_a_dead_letter_file_that_is_not_one_is_a_usage_error() {
     let s = Scratch::new("ingest-verify-not-dl");
     std::fs::write(s.path("a.log"), "one\ntwo\n").unwrap();
     std::fs::write(s.path("notes.txt"), "hello\n").unwrap();
+    let fifo = std::ffi::CString::new(s.path("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the named pipe.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
     ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
     for source in [&["--source", "file:a.log"][..], &[]] {
         for (file, said) in [
@@ -1053,6 +1108,9 @@ fn verify_with_a_dead_letter_file_that_is_not_one_is_a_usage_error() {
                 "--dead-letter notes.txt: not a pc-host dead-letter file",
             ),
             ("gone.jsonl", "--dead-letter gone.jsonl: no such file"),
+            // Opened, a FIFO would wait for a writer forever.
+            ("fifo", "--dead-letter fifo: not a regular file"),
+            (".", "--dead-letter .: not a regular file"),
         ] {
             let mut args = vec!["verify", "--db", "t.db", "--dead-letter", file];
             args.extend(source);

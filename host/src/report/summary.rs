@@ -313,7 +313,8 @@ impl Summary {
             if ingest.not_queued_rereadable > 0 {
                 let _ = writeln!(
                     s,
-                    "  not queued    {} read as the run stopped: {}, none lost",
+                    "  not queued    {} read as the run stopped, or a last line without its end \
+                     left for a later run: {}, none lost",
                     ingest.not_queued_rereadable,
                     self.read_again()
                 );

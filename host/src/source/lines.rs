@@ -49,6 +49,9 @@ pub enum Input {
         /// The line number of a line an earlier run stored without its end, which this run
         /// reads again whole: its record replaces that row.
         completes: Option<u64>,
+        /// The bytes of that line its row holds (the committed tail): how far past the line's
+        /// start the committed position stays if this run leaves the line unread.
+        stored_tail: u64,
     },
 }
 
@@ -336,14 +339,28 @@ impl LineSource<'_> {
 
     /// A file's last line, without its line end and not storable as it is (`why`), left for
     /// the next run: counted as read and not queued (read again), `next` left before it, and
-    /// a warning naming it.
-    fn leave_unended(&mut self, next: &Resume, why: &str) {
+    /// a warning naming it. If an earlier run stored the line's start (this run read it again
+    /// to complete that row), `next` goes back to where that run committed, after the stored
+    /// part: the row stays the line's start, and the next run completes it.
+    fn leave_unended(&mut self, next: &mut Resume, why: &str) {
+        let number = next.line + 1;
+        if let Input::File {
+            completes: Some(line),
+            stored_tail,
+            ..
+        } = &self.input
+            && *line == next.line
+        {
+            next.offset += *stored_tail;
+            next.line += 1;
+            next.tail = *stored_tail;
+        }
         bump(&self.stats.not_queued_rereadable, 1);
         tracing::warn!(
             "{}: line {} has no line end yet and cannot be stored as it is ({why}): left \
              unread; a later run reads it again, once it is whole",
             self.name(),
-            next.line + 1
+            number
         );
     }
 
@@ -568,6 +585,7 @@ impl LineSource<'_> {
             follow: true,
             rotated: false,
             completes: None,
+            stored_tail: 0,
         };
         *next = resume;
         Ok(Turn::Moved(InputStart { name, resume }))
@@ -736,8 +754,9 @@ pub fn file_input(
         resume.offset = 0;
         resume.tail = 0;
     }
-    let mut completes = None;
+    let (mut completes, mut stored_tail) = (None, 0);
     if resume.tail > 0 && resume.tail <= resume.offset && (opened.len > resume.offset || follow) {
+        stored_tail = resume.tail;
         resume.offset -= resume.tail;
         resume.line = resume.line.saturating_sub(1);
         resume.tail = 0;
@@ -753,6 +772,7 @@ pub fn file_input(
         follow,
         rotated: false,
         completes,
+        stored_tail,
     })
 }
 

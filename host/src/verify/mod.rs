@@ -143,8 +143,15 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     // A file named to look dead letters up in that cannot be read, or is not a dead-letter
     // file, is bad input: checking by count instead would weaken the check the user asked for.
     if let Some(file) = &args.dead_letter {
-        let meta = std::fs::File::open(file)
-            .and_then(|f| f.metadata())
+        // The metadata first: opening a FIFO would wait for a writer.
+        let meta = std::fs::metadata(file)
+            .and_then(|m| {
+                if m.is_file() {
+                    std::fs::File::open(file).map(|_| m)
+                } else {
+                    Err(std::io::Error::other("not a regular file"))
+                }
+            })
             .map_err(|e| {
                 let why = match e.kind() {
                     std::io::ErrorKind::NotFound => "no such file".to_string(),
