@@ -532,7 +532,8 @@ fn a_writable_database_in_a_read_only_directory_names_the_directory() {
 
 /// verify only reads: a database in a directory this user may not write (where SQLite cannot
 /// make the reader's `-shm`) is read as it is, with nothing made beside it (it failed with
-/// "attempt to write a readonly database"); a name with URI characters reads too.
+/// "attempt to write a readonly database"); a name with URI characters and a path given with
+/// a leading `//` read too.
 #[test]
 fn verify_reads_a_database_in_a_directory_it_may_not_write() {
     if !am_root() {
@@ -543,22 +544,25 @@ fn verify_reads_a_database_in_a_directory_it_may_not_write() {
     let s = Scratch::new("verify-read-only-dir");
     let dir = s.path("d");
     std::fs::create_dir(&dir).unwrap();
-    let name = "x?#%.db";
+    let name = "x y?#%.db";
     let made = common::run(
         &dir,
         &["--db", name, "--messages", "5", "--report-interval", "0"],
     );
     assert_eq!(made.code, Some(0), "{}", made.stderr);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cmd = common::pc_host(&dir);
-    cmd.args(["verify", "--db", name]).uid(NOBODY).gid(NOBODY);
-    let out: Out = cmd.output().expect("run pc-host verify").into();
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains("result: OK (1 run, 5 rows)"),
-        "{}",
-        out.stdout
-    );
+    let doubled = format!("/{}", dir.join(name).display());
+    for db in [name, doubled.as_str()] {
+        let mut cmd = common::pc_host(&dir);
+        cmd.args(["verify", "--db", db]).uid(NOBODY).gid(NOBODY);
+        let out: Out = cmd.output().expect("run pc-host verify").into();
+        assert_eq!(out.code, Some(0), "{db}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("result: OK (1 run, 5 rows)"),
+            "{}",
+            out.stdout
+        );
+    }
     let left: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())

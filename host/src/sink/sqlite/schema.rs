@@ -251,13 +251,16 @@ fn writable(path: &Path) -> bool {
 /// A WAL database's reader needs its `-shm` file, which SQLite makes beside it: where this
 /// user may not write the directory and no run left a `-wal` there (no run is going on, and
 /// the last one ended with everything in the file), it is opened as immutable instead, reading
-/// the file alone.
+/// the file alone. Immutable means no locks: a run that starts while it reads is not seen, and
+/// what it then reads is not a snapshot.
 pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // Where SQLite keeps the `-wal`: beside the file the path leads to, through any links.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let immutable =
-        !writable(crate::paths::dir_of(path)) && !crate::paths::sibling(path, "-wal").exists();
+        !writable(crate::paths::dir_of(&real)) && !crate::paths::sibling(&real, "-wal").exists();
     let opened = if immutable {
-        Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+        Connection::open_with_flags(immutable_uri(&real), flags | OpenFlags::SQLITE_OPEN_URI)
     } else {
         Connection::open_with_flags(path, flags)
     };
@@ -267,16 +270,17 @@ pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<Connection>
     Ok(conn)
 }
 
-/// `path` as an SQLite URI that opens it immutable (`file:PATH?immutable=1`), with the
-/// characters a URI gives a meaning (`%`, `?`, `#`) escaped.
+/// `path` (absolute: canonical) as an SQLite URI that opens it immutable
+/// (`file:PATH?immutable=1`): every byte but an unreserved one or `/` percent-encoded, so `?`,
+/// `#`, `%`, spaces and bytes that are not UTF-8 name the file they are.
 fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
     let mut uri = String::from("file:");
-    for c in path.to_string_lossy().chars() {
-        match c {
-            '%' => uri.push_str("%25"),
-            '?' => uri.push_str("%3F"),
-            '#' => uri.push_str("%23"),
-            c => uri.push(c),
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
         }
     }
     uri.push_str("?immutable=1");
