@@ -21,6 +21,18 @@ const PC_HOST: i32 = 0x7063_4853; // "pcHS"
 const LOCK_SCHEMA: i32 = 1;
 const LOCK_INPUTS: i32 = 2;
 
+/// A lock wait at the start that ran out (`lock_timeout`, SQLSTATE 55P03) as one line saying
+/// who held what (`held`); any other error as the server's.
+fn held_past_busy(e: postgres::Error, held: &str) -> Refused {
+    match e.code() {
+        Some(&SqlState::LOCK_NOT_AVAILABLE) => Refused::Foreign(format!(
+            "{held} for longer than --busy-timeout-ms: nothing was written; try again, or give a \
+             longer --busy-timeout-ms"
+        )),
+        _ => Refused::Db(e),
+    }
+}
+
 /// Creates, upgrades (version 1) or checks the tables (with a broker source, the delivery
 /// tables too) and records the run, in one transaction under the schema lock; returns its run
 /// id.
@@ -29,10 +41,15 @@ const LOCK_INPUTS: i32 = 2;
 /// [`Refused`]: tables pc-host will not use, or the server's error.
 pub fn prepare_run(client: &mut Client, start: &RunStart<'_>) -> Result<i64, Refused> {
     let mut tx = client.transaction()?;
-    tx.execute(
+    if let Err(e) = tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
         &[&PC_HOST, &LOCK_SCHEMA],
-    )?;
+    ) {
+        return Err(held_past_busy(
+            e,
+            "another pc-host starting on this database held its schema lock (it may be waiting for a lock itself)",
+        ));
+    }
     let found = schema::check(&mut tx)?;
     if start.delivered {
         delivered::check_tables(&mut tx, found == schema::Found::Empty)?;
@@ -45,15 +62,10 @@ pub fn prepare_run(client: &mut Client, start: &RunStart<'_>) -> Result<i64, Ref
     // another client holds refuses the run before it is recorded, not after: the run's
     // statements are prepared against `messages` next, outside this transaction.
     if let Err(e) = tx.batch_execute("LOCK TABLE messages IN ROW EXCLUSIVE MODE") {
-        return Err(match e.code() {
-            Some(&SqlState::LOCK_NOT_AVAILABLE) => Refused::Foreign(
-                "another client held a lock on table messages for longer than \
-                 --busy-timeout-ms: nothing was written; try again, or give a longer \
-                 --busy-timeout-ms"
-                    .into(),
-            ),
-            _ => Refused::Db(e),
-        });
+        return Err(held_past_busy(
+            e,
+            "another client held a lock on table messages",
+        ));
     }
     let producers = i32::try_from(start.producers).unwrap_or(i32::MAX);
     let run_id: i64 = tx
