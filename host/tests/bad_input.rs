@@ -938,7 +938,14 @@ fn lane_combinations_that_cannot_work_are_one_line_errors_with_exit_2() {
         (&["--lanes", ""], "--lanes : names no lane"),
         (&["--lanes", "high"], "`high` is not NAME:WEIGHT"),
         (&["--lanes", "high:1,"], "`` is not NAME:WEIGHT"),
-        (&["--lanes", ":1,low:9"], "a lane needs a name"),
+        (
+            &["--lanes", ":1,low:9"],
+            "a lane needs a name (NAME:WEIGHT)",
+        ),
+        (
+            &["--lanes", "high:1", "--source", "file:a.log?lane="],
+            "file:a.log?lane=: a lane needs a name",
+        ),
         (&["--lanes", "high:0,low:9"], "lane `high`: weight `0`"),
         (
             &["--lanes", "high:1,high:9"],

@@ -28,7 +28,13 @@ pub fn parse(text: &str) -> Result<Vec<Lane>, String> {
         let Some((name, weight)) = item.split_once(':') else {
             return Err(format!("`{item}` is not NAME:WEIGHT (e.g. high:1,low:9)"));
         };
-        check_name(name)?;
+        check_name(name).map_err(|why| {
+            if name.is_empty() {
+                format!("{why} (NAME:WEIGHT)")
+            } else {
+                why
+            }
+        })?;
         let weight = weight
             .parse::<u64>()
             .ok()
@@ -56,7 +62,7 @@ pub fn parse(text: &str) -> Result<Vec<Lane>, String> {
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if name.is_empty() {
-        return Err("a lane needs a name (NAME:WEIGHT)".into());
+        return Err("a lane needs a name".into());
     }
     if name.len() > 32 || !name.chars().all(ok) {
         return Err(format!(
