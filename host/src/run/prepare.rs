@@ -228,7 +228,9 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     })
 }
 
-/// Checks `--dead-letter` before anything is written; whether the file already exists.
+/// The files SQLite keeps beside a database, by the suffix it adds to the database's name.
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 /// Checks the files the run writes besides the sink (`--dead-letter`, `--latency-log`,
 /// `--profile`) before anything is written: each is writable, pc-host's own if it exists, and
 /// none is the database (or its `-wal`, `-shm`, `-journal`), an input, or another of them.
@@ -243,7 +245,7 @@ fn check_outputs(cfg: &Config) -> Result<bool, PrepareError> {
         taken
             .clone()
             .iter()
-            .flat_map(|p| ["-wal", "-shm", "-journal"].map(|x| sibling(p, x))),
+            .flat_map(|p| SIDE_FILES.map(|x| sibling(p, x))),
     );
     let mut existed = false;
     if let Some(path) = &cfg.dead_letter {
@@ -297,7 +299,7 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
 /// (by device and inode, so a link or another spelling of the path is caught too).
 fn is_database_file(file: &OpenFile, db: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
-    ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
+    std::iter::once("").chain(SIDE_FILES).any(|suffix| {
         std::fs::metadata(sibling(db, suffix))
             .is_ok_and(|m| m.dev() == file.key.dev && m.ino() == file.key.ino)
     })
