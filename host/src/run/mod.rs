@@ -194,6 +194,11 @@ pub fn run(
         stats.nats = nats;
         stats.set_lanes(&lanes::producer_lanes(cfg, &lane_plan), lane_plan.len());
     }
+    // The consumers that start with the run get their counters now, before its clock starts;
+    // those a scaler adds get theirs as they start.
+    for slot in 0..cfg.consumers {
+        shared.stats.consumer(slot);
+    }
     signals::counting(Arc::clone(&shared.stats));
     let checkpoint_stop = StopSignal::default();
     let display = progress_display(cfg, &lines);
@@ -457,7 +462,7 @@ fn consumer_body<'scope>(
             batch_wait: sh.cfg.batch_wait,
             batch_wait_fixed: sh.cfg.batch_wait_fixed,
             warmup_end_ns: sh.cx.warmup_end_ns,
-            stats: &sh.stats.consumers[slot],
+            stats: sh.stats.consumer(slot),
             gate: (!sh.cfg.generated()).then_some(&sh.gate),
             on_sink_failure: &stop_run,
             acks: sh.acks.as_ref().map(|a| a as &dyn Acknowledge),

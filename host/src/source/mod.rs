@@ -146,7 +146,7 @@ mod tests {
             });
             s.spawn(|| {
                 // As a consumer does: counts what it popped, then what it settled.
-                let counters = &stats.consumers[0];
+                let counters = stats.consumer(0);
                 let mut batch = Vec::new();
                 while let Ok(n) = ring.pop_batch(&mut batch, 16) {
                     bump(&counters.consumed, n as u64);

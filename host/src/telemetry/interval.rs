@@ -119,7 +119,8 @@ mod tests {
     fn an_interval_holds_only_what_was_recorded_in_it() {
         let stats = Stats::new(1, 1);
         let mut iv = Intervals::default();
-        stats.consumers[0]
+        stats
+            .consumer(0)
             .latency
             .lock()
             .unwrap()
@@ -129,7 +130,8 @@ mod tests {
         // Values read back within the histogram's 3 significant digits.
         assert_eq!(first.latency_max.map(|v| v / 100_000), Some(10));
         // A slow message in the second interval: its max is that one, the first is gone.
-        stats.consumers[0]
+        stats
+            .consumer(0)
             .latency
             .lock()
             .unwrap()

@@ -54,7 +54,8 @@ impl LaneFigures {
 
 impl Stats {
     /// Sets up per-lane counting: producer `i` belongs to lane `producer_lanes[i]`; every
-    /// consumer gets counters for `lanes` lanes. Without lanes (`lanes == 0`) nothing changes.
+    /// consumer made from now on ([`Stats::consumer`]) gets counters for `lanes` lanes.
+    /// Without lanes (`lanes == 0`) nothing changes.
     pub fn set_lanes(&mut self, producer_lanes: &[u8], lanes: usize) {
         if lanes == 0 {
             return;
@@ -62,9 +63,7 @@ impl Stats {
         for (p, &lane) in self.producers.iter_mut().zip(producer_lanes) {
             p.lane = lane;
         }
-        for c in &mut self.consumers {
-            c.lanes = (0..lanes).map(|_| LaneCounters::default()).collect();
-        }
+        self.lanes = lanes;
     }
 
     /// Each lane's figures, in lane order, as counted (for the summary, once the run is over,
@@ -80,16 +79,14 @@ impl Stats {
     }
 
     fn lanes_read(&self, live: bool) -> Vec<LaneFigures> {
-        let lanes = self.consumers.first().map_or(0, |c| c.lanes.len());
-        (0..lanes).map(|lane| self.lane(lane, live)).collect()
+        (0..self.lanes).map(|lane| self.lane(lane, live)).collect()
     }
 
     /// One lane's figures; settled counts are read before produced, as in `Stats::counts`.
     fn lane(&self, lane: usize, live: bool) -> LaneFigures {
         // Acquire: pairs with the Release `bump`s, as in `Stats::counts`.
         let get = |f: fn(&LaneCounters) -> &AtomicU64| {
-            self.consumers
-                .iter()
+            self.consumers_made()
                 .filter_map(|c| c.lanes.get(lane))
                 .map(|l| f(l).load(Ordering::Acquire))
                 .sum()
@@ -97,7 +94,7 @@ impl Stats {
         let (stored, duplicates) = (get(|l| &l.stored), get(|l| &l.duplicates));
         let (dead_lettered, not_stored) = (get(|l| &l.dead_lettered), get(|l| &l.not_stored));
         let mut latency = histogram();
-        for c in self.consumers.iter().filter_map(|c| c.lanes.get(lane)) {
+        for c in self.consumers_made().filter_map(|c| c.lanes.get(lane)) {
             let h = c.latency.lock().unwrap_or_else(PoisonError::into_inner);
             latency
                 .add(&*h)

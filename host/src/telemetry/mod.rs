@@ -11,7 +11,7 @@ pub mod machine;
 pub mod progress;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
@@ -99,6 +99,13 @@ pub struct ConsumerStats {
 
 impl Default for ConsumerStats {
     fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl ConsumerStats {
+    /// Counters for a consumer of a run with `lanes` lanes (0 without lanes).
+    pub fn new(lanes: usize) -> Self {
         Self {
             consumed: AtomicU64::new(0),
             stored: AtomicU64::new(0),
@@ -111,7 +118,7 @@ impl Default for ConsumerStats {
             latency: Mutex::new(histogram()),
             commit: Mutex::new(histogram()),
             batch_rows: Mutex::new(histogram()),
-            lanes: Vec::new(),
+            lanes: (0..lanes).map(|_| lanes::LaneCounters::default()).collect(),
         }
     }
 }
@@ -200,7 +207,12 @@ impl NatsStats {
 #[derive(Debug)]
 pub struct Stats {
     pub producers: Vec<CachePadded<ProducerStats>>,
-    pub consumers: Vec<CachePadded<ConsumerStats>>,
+    /// One slot per consumer that may run, filled when it first runs ([`Stats::consumer`]):
+    /// a consumer's histograms take about a megabyte, so a run that may scale to a thousand
+    /// consumers makes only those it starts.
+    consumers: Vec<CachePadded<OnceLock<ConsumerStats>>>,
+    /// `--lanes`: how many lanes each consumer counts (0 without lanes).
+    lanes: usize,
     /// Set when the run publishes to or reads from NATS.
     pub nats: Option<std::sync::Arc<NatsStats>>,
     /// Consumers running now (in a scaled run, those asked to run), and the most at once.
@@ -214,10 +226,24 @@ impl Stats {
         Self {
             producers: (0..producers).map(|_| CachePadded::default()).collect(),
             consumers: (0..consumers).map(|_| CachePadded::default()).collect(),
+            lanes: 0,
             nats: None,
             consumers_now: AtomicU64::new(0),
             consumers_peak: AtomicU64::new(0),
         }
+    }
+
+    /// The counters of consumer `slot` (`slot` < the most that may run), made on first use.
+    ///
+    /// # Panics
+    /// If `slot` is not below the number of consumers given to [`Stats::new`].
+    pub fn consumer(&self, slot: usize) -> &ConsumerStats {
+        self.consumers[slot].get_or_init(|| ConsumerStats::new(self.lanes))
+    }
+
+    /// The counters of the consumers that have run (made by [`Stats::consumer`]).
+    fn consumers_made(&self) -> impl Iterator<Item = &ConsumerStats> {
+        self.consumers.iter().filter_map(|c| c.get())
     }
 
     /// `n` consumers run from now on.
@@ -308,8 +334,7 @@ impl Stats {
     /// The consumers' `field`s summed. Acquire: pairs with the Release `bump` each load
     /// reads (what `counts` relies on).
     fn sum(&self, field: impl Fn(&ConsumerStats) -> &AtomicU64) -> u64 {
-        self.consumers
-            .iter()
+        self.consumers_made()
             .map(|c| field(c).load(Ordering::Acquire))
             .sum()
     }
@@ -326,7 +351,7 @@ impl Stats {
         let produced = self.produced();
         // A lane's record may be popped just before it is counted (see `Counts`); a ring's
         // never is.
-        let lanes = self.consumers.first().is_some_and(|c| !c.lanes.is_empty());
+        let lanes = self.lanes > 0;
         Counts {
             produced: if lanes {
                 produced.max(consumed)
@@ -396,7 +421,7 @@ impl Stats {
     }
 
     fn merge(&self, field: impl Fn(&ConsumerStats) -> &Mutex<Histogram<u64>>) -> Histogram<u64> {
-        merged(self.consumers.iter().map(|c| field(c)))
+        merged(self.consumers_made().map(field))
     }
 }
 
@@ -414,4 +439,29 @@ fn merged<'a>(hists: impl Iterator<Item = &'a Mutex<Histogram<u64>>>) -> Histogr
 /// Milliseconds with 3 decimals, from nanoseconds.
 pub fn ms(ns: u64) -> String {
     format!("{:.3}", ns as f64 / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Stats, bump};
+
+    #[test]
+    fn a_consumer_that_never_ran_has_no_counters_made() {
+        let mut stats = Stats::new(1, 1024);
+        stats.set_lanes(&[2], 3);
+        assert_eq!(stats.consumers_made().count(), 0);
+        bump(&stats.consumer(700).stored, 4);
+        bump(&stats.consumer(700).lanes[2].stored, 4);
+        assert_eq!(stats.consumers_made().count(), 1);
+        // The one made counts, with its lanes.
+        assert_eq!(stats.stored(), 4);
+        assert_eq!(stats.lanes()[2].stored, 4);
+        assert_eq!(
+            stats
+                .consumer(700)
+                .stored
+                .load(std::sync::atomic::Ordering::Relaxed),
+            4
+        );
+    }
 }

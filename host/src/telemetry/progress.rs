@@ -164,12 +164,12 @@ mod tests {
     fn a_progress_line_shows_its_intervals_snapshot_not_counts_made_since() {
         let stats = Stats::new(1, 1);
         bump(&stats.producers[0].produced, 7);
-        bump(&stats.consumers[0].consumed, 5);
-        bump(&stats.consumers[0].stored, 3);
+        bump(&stats.consumer(0).consumed, 5);
+        bump(&stats.consumer(0).stored, 3);
         let iv = Intervals::default().tick(1.0, &stats, 2);
         // Counted after the tick, before the line is printed: not in this line.
         bump(&stats.producers[0].produced, 100);
-        bump(&stats.consumers[0].stored, 100);
+        bump(&stats.consumer(0).stored, 100);
         let shown = line(&iv, 8, None);
         assert!(
             shown.contains("produced 7 (7 msg/s) | stored 3 (3 msg/s) | ring 2/8"),
