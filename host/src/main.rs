@@ -117,6 +117,9 @@ fn main() -> ExitCode {
     let _ = writeln!(std::io::stderr(), "{}", run::header(&cfg, &prepared));
     let run_id = prepared.run_id;
     let summary = run::run(&cfg, prepared, (&tx, &rx), live.as_deref());
+    if let Some(live) = &live {
+        live.finished();
+    }
     if let Some(profile) = profile {
         match profile.finish(run_id) {
             Ok(path) => tracing::info!("CPU profile written to {}", path.display()),

@@ -391,7 +391,7 @@ fn generated_messages_are_scraped_as_built_late_and_the_summary_counts_at_least_
 /// the final counts, the same as the summary's, and a signal ends the wait with the run's
 /// own exit status.
 #[test]
-fn metrics_linger_serves_the_final_counts_after_the_summary_until_a_signal() {
+fn metrics_linger_serves_the_final_counts_and_not_ready_after_the_summary_until_a_signal() {
     let s = Scratch::new("metrics-linger");
     let (mut r, addr) = start_scraped(
         &s,
@@ -414,6 +414,10 @@ fn metrics_linger_serves_the_final_counts_after_the_summary_until_a_signal() {
     let (text, last) = scrape(&addr);
     let health = get(&addr, "/health", None);
     assert_eq!(health.status, 200, "{health:?}");
+    // Over: not ready for work, and no consumer runs.
+    let ready = get(&addr, "/ready", None);
+    assert_eq!((ready.status, ready.body.as_str()), (503, "finished\n"));
+    assert_eq!(count(&last, "pc_consumers"), 0, "{text}");
     common::signal(&r.child, libc::SIGINT);
     let out = finish(r);
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);

@@ -3,14 +3,15 @@
 //!   for `application/openmetrics-text`;
 //! - `GET /health`: 200 `ok` while the run is healthy, 503 and one line while the sink is
 //!   retrying or has failed;
-//! - `GET /ready`: 200 once the sink is open and the run's threads are running, else 503.
+//! - `GET /ready`: 200 once the sink is open and the run's threads are running; 503
+//!   `starting` before that and `finished` once the run is over (`--metrics-linger`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tiny_http::{Header, Request, Response, Server};
 
-use super::metrics::Live;
+use super::metrics::{Live, Stage};
 
 /// Binds `addr` and serves `live` from a thread of its own, for as long as the process runs.
 /// Returns the address bound (with the port chosen when `addr` asked for port 0).
@@ -62,8 +63,11 @@ fn respond(request: Request, live: &Arc<Live>) {
             None => (200, "ok\n".to_string(), "text/plain"),
             Some(why) => (503, format!("{why}\n"), "text/plain"),
         },
-        "/ready" if live.ready() => (200, "ready\n".to_string(), "text/plain"),
-        "/ready" => (503, "starting\n".to_string(), "text/plain"),
+        "/ready" => match live.stage() {
+            Stage::Running => (200, "ready\n".to_string(), "text/plain"),
+            Stage::Starting => (503, "starting\n".to_string(), "text/plain"),
+            Stage::Finished => (503, "finished\n".to_string(), "text/plain"),
+        },
         _ => (
             404,
             "not found: try /metrics, /health or /ready\n".into(),

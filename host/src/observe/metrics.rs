@@ -49,13 +49,23 @@ pub struct RunView {
     pub lanes: Vec<String>,
 }
 
-/// The process's observable state: the run once it started, and whether it is ready.
+/// The process's observable state: the run once it started, and where it is.
 #[derive(Debug, Default)]
 pub struct Live {
     run: Mutex<Option<RunView>>,
     /// The sink is open and the run's threads are running. `Relaxed`: `/ready` reads only
-    /// this flag; the run's view is published under the `run` mutex.
+    /// these flags; the run's view is published under the `run` mutex.
     ready: AtomicBool,
+    /// The run is over (its threads joined, its summary made): only its figures remain.
+    finished: AtomicBool,
+}
+
+/// Where the run is, as `/ready` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Starting,
+    Running,
+    Finished,
 }
 
 impl Live {
@@ -65,8 +75,20 @@ impl Live {
         self.ready.store(true, Ordering::Relaxed);
     }
 
-    pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+    /// The run is over: `/ready` says so (503) and no consumer runs any more
+    /// (`pc_consumers` 0); the counts stay as they ended.
+    pub fn finished(&self) {
+        self.finished.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stage(&self) -> Stage {
+        if self.finished.load(Ordering::Relaxed) {
+            Stage::Finished
+        } else if self.ready.load(Ordering::Relaxed) {
+            Stage::Running
+        } else {
+            Stage::Starting
+        }
     }
 
     /// `None` while healthy; otherwise why not (the sink retrying, or failed).
@@ -223,7 +245,11 @@ impl Collector for Scrape {
             &mut e,
             "pc_consumers",
             "Consumer threads running (with --consumers MIN..MAX, as the scaler set them).",
-            s.consumers_now() as i64,
+            if self.0.stage() == Stage::Finished {
+                0
+            } else {
+                s.consumers_now() as i64
+            },
         )?;
         gauge(
             &mut e,
