@@ -333,7 +333,9 @@ impl LostRaces {
 ///
 /// On a machine with fewer cores than threads (2 cores here), pure spinning starves the very
 /// thread we wait for; yielding lets it run, and parking stops burning a core when the wait is
-/// long. Under loom it says "park" at once: spinning never changes what a model can reach, only
+/// long. A wait made with [`Backoff::one_yielder`] yields only while no other such wait of its
+/// side does ([`YieldBudget::take_yield_turn`]), and parks when its spins are done otherwise.
+/// Under loom it says "park" at once: spinning never changes what a model can reach, only
 /// how long loom takes to reach it, while parking is exactly what the models check.
 #[cfg(any(feature = "std", loom))]
 #[derive(Debug)]
@@ -345,6 +347,12 @@ pub(crate) struct Backoff {
     /// due (again after each reset).
     #[cfg(not(loom))]
     yields: u32,
+    /// Yields only holding its side's yield turn.
+    #[cfg(not(loom))]
+    one_yielder: bool,
+    /// Holds its side's yield turn now (to give back in [`Backoff::leave`]).
+    #[cfg(not(loom))]
+    has_turn: bool,
 }
 
 #[cfg(loom)]
@@ -352,6 +360,13 @@ impl Backoff {
     pub(crate) const fn new() -> Self {
         Self {}
     }
+
+    pub(crate) const fn one_yielder() -> Self {
+        Self {}
+    }
+
+    #[inline]
+    pub(crate) fn leave(&mut self, _budget: &YieldBudget) {}
 
     /// Under loom: park now.
     #[inline]
@@ -379,6 +394,16 @@ impl Backoff {
         Self {
             step: 0,
             yields: Self::UNREAD,
+            one_yielder: false,
+            has_turn: false,
+        }
+    }
+
+    /// A backoff that yields only while no other `one_yielder` wait of the same budget does.
+    pub(crate) const fn one_yielder() -> Self {
+        Self {
+            one_yielder: true,
+            ..Self::new()
         }
     }
 
@@ -393,6 +418,12 @@ impl Backoff {
             }
         } else {
             if self.yields == Self::UNREAD {
+                if self.one_yielder {
+                    if !budget.take_yield_turn() {
+                        return false;
+                    }
+                    self.has_turn = true;
+                }
                 self.yields = budget.for_this_wait();
             }
             if self.step > Self::SPIN_LIMIT + self.yields {
@@ -408,6 +439,16 @@ impl Backoff {
     #[inline]
     pub(crate) fn yielded(&self) -> u32 {
         self.step.saturating_sub(Self::SPIN_LIMIT + 1)
+    }
+
+    /// Gives back the side's yield turn if this wait holds it: call when the wait ends or is
+    /// about to park.
+    #[inline]
+    pub(crate) fn leave(&mut self, budget: &YieldBudget) {
+        if self.has_turn {
+            self.has_turn = false;
+            budget.give_back_yield_turn();
+        }
     }
 
     /// Starts over, after progress or a wake-up (the budget is read again).
@@ -441,6 +482,9 @@ impl Backoff {
 pub(crate) struct YieldBudget {
     #[cfg(not(loom))]
     yields: AtomicUsize,
+    /// 1 while a [`Backoff::one_yielder`] wait of this side is yielding, else 0.
+    #[cfg(not(loom))]
+    yield_turn: AtomicUsize,
 }
 
 #[cfg(loom)]
@@ -477,7 +521,28 @@ impl YieldBudget {
     pub(crate) const fn new() -> Self {
         Self {
             yields: AtomicUsize::new(Self::MAX_YIELDS as usize),
+            yield_turn: AtomicUsize::new(0),
         }
+    }
+
+    /// Takes the side's yield turn for a [`Backoff::one_yielder`] wait; `false` if another such
+    /// wait holds it. Why one: such waits all end on the same event (a slot ready, which none
+    /// of them takes), so a second one yielding beside the first only keeps a core busy; with
+    /// more of them than cores they yield to one another. The others park at once and are
+    /// woken as any sleeper is.
+    #[inline]
+    pub(crate) fn take_yield_turn(&self) -> bool {
+        // Relaxed: a hint that decides only whether a wait yields before it parks, never
+        // whether it is woken (parking decides that); nothing is published with it.
+        self.yield_turn
+            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    #[inline]
+    pub(crate) fn give_back_yield_turn(&self) {
+        // Relaxed: as in `take_yield_turn`.
+        self.yield_turn.store(0, Ordering::Relaxed);
     }
 
     /// The budget now.
@@ -633,6 +698,34 @@ mod tests {
         assert_eq!(backoff.yielded(), 0, "seven spins, no yield yet");
         budget.slept();
         assert_eq!(snoozes(&mut backoff, &budget), (29, 29));
+    }
+
+    #[test]
+    fn a_one_yielder_wait_parks_after_its_spins_while_another_holds_the_yield_turn() {
+        let budget = YieldBudget::new();
+        let mut first = Backoff::one_yielder();
+        for _ in 0..8 {
+            assert!(first.snooze(&budget));
+        }
+        assert_eq!(first.yielded(), 1, "the first took the turn and yields");
+        let mut second = Backoff::one_yielder();
+        assert_eq!(snoozes(&mut second, &budget), (7, 0), "spins, then park");
+        assert_eq!(
+            snoozes(&mut Backoff::new(), &budget),
+            (7 + 58, 58),
+            "a plain wait yields whoever holds the turn"
+        );
+        first.leave(&budget);
+        first.leave(&budget);
+        second.reset();
+        assert_eq!(
+            snoozes(&mut second, &budget),
+            (7 + 58, 58),
+            "the turn is free"
+        );
+        second.leave(&budget);
+        assert!(budget.take_yield_turn(), "given back, once each");
+        assert!(!budget.take_yield_turn());
     }
 
     #[test]

@@ -22,6 +22,11 @@
 //!   sleeper (`Waiters::wait_for`): a chain of wake-ups, one per ready slot. `wait_ready`
 //!   pops nothing and passes nothing on (`Waiters::wait_until_ready`): its caller pops next,
 //!   and looks again before it sleeps (`RingCore::wait_ready` says so).
+//! - **One `wait_ready` yields at a time.** Waits that take nothing all end on the same ready
+//!   slot, so while one of them yields (before it parks) the others of its side park as soon
+//!   as their spins are done: several yielding beside it would only keep cores busy, and with
+//!   more of them than cores they would yield to one another. A pop or push yields whatever
+//!   the others do: each one waits for a slot of its own.
 //!
 //! # Non-guarantees
 //! - No fairness: whichever sleeper the condition variable picks takes a wake-up, and a thread
@@ -161,6 +166,18 @@ mod imp {
         #[cfg(all(test, not(loom)))]
         pub(crate) fn yield_budget(&self) -> u32 {
             self.budget.get()
+        }
+
+        /// Takes the yield turn of the waits that take nothing, as such a wait does (test
+        /// support: a test holds it to see what another such wait does meanwhile).
+        #[cfg(test)]
+        pub(crate) fn take_yield_turn(&self) -> bool {
+            self.budget.take_yield_turn()
+        }
+
+        #[cfg(test)]
+        pub(crate) fn give_back_yield_turn(&self) {
+            self.budget.give_back_yield_turn();
         }
 
         /// How many times waits here yielded before parking, in all (test support).
@@ -319,10 +336,16 @@ mod imp {
             mut attempt: impl FnMut() -> Step<R>,
             relay: Relay,
         ) -> Option<R> {
-            let mut backoff = crate::sync::Backoff::new();
+            // Waits that take nothing all end on the same ready slot: one of them yields at a
+            // time (`YieldBudget::take_yield_turn`).
+            let mut backoff = match relay {
+                Relay::PassOn => crate::sync::Backoff::new(),
+                Relay::Keep => crate::sync::Backoff::one_yielder(),
+            };
             let mut woken = false;
             loop {
                 if let Step::Done(r) = attempt() {
+                    backoff.leave(&self.budget);
                     if backoff.yielded() > 0 {
                         self.budget.paid(backoff.yielded());
                     }
@@ -336,14 +359,16 @@ mod imp {
                     return Some(r);
                 }
                 if deadline.is_some_and(crate::sync::deadline_passed) {
+                    backoff.leave(&self.budget);
                     return None;
                 }
                 if !backoff.snooze(&self.budget) {
+                    backoff.leave(&self.budget);
                     #[cfg(test)]
                     // Relaxed: test support only.
                     self.yields_before_parking
                         .fetch_add(backoff.yielded() as usize, Ordering::Relaxed);
-                    woken |= self.park(deadline, &blocked);
+                    woken |= self.park(deadline, &blocked, backoff.yielded() > 0);
                     backoff.reset();
                 }
             }
@@ -352,10 +377,13 @@ mod imp {
         /// Registers, then sleeps until woken or `deadline`, unless `blocked()` (re-checked
         /// once registered) says the wait is already over. Returns whether it took a wake-up
         /// (the caller then owes a look at whether to pass one on: see the module docs).
+        /// `yielded`: the wait yielded its budget first (what the budget learns from; a wait
+        /// that parks without yielding teaches it nothing).
         pub(crate) fn park(
             &self,
             deadline: Option<Instant>,
             blocked: impl FnOnce() -> bool,
+            yielded: bool,
         ) -> bool {
             let mut sleepers = self.sleepers();
             // Relaxed: the heavy fence after it publishes the registration to every waker whose
@@ -365,8 +393,10 @@ mod imp {
             crate::sync::heavy_fence();
             let mut woken = false;
             if blocked() {
-                // The yields before this park (all of the budget) bought nothing.
-                self.budget.slept();
+                if yielded {
+                    // The yields before this park (all of the budget) bought nothing.
+                    self.budget.slept();
+                }
                 sleepers.asleep += 1;
                 #[cfg(test)]
                 // Relaxed: test support only (a test polls it).
@@ -385,8 +415,10 @@ mod imp {
                 }
                 sleepers.asleep -= 1;
             } else {
-                // Ready just after the yields ran out: they nearly paid.
-                self.budget.fell_short();
+                if yielded {
+                    // Ready just after the yields ran out: they nearly paid.
+                    self.budget.fell_short();
+                }
             }
             // Relaxed: nothing to publish; a waker that still sees this thread counted only
             // takes the lock for nothing.
