@@ -1005,6 +1005,39 @@ fn bad_metrics_addr_and_latency_log_are_one_line_errors_with_exit_2() {
     );
     assert!(!db.exists(), "no database for a foreign --latency-log");
 
+    // A FIFO is not looked into (the read would block), a link to nothing not followed.
+    let fifo = s.path("pipe.hlog");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|st| st.success()), "mkfifo");
+    std::os::unix::fs::symlink(s.path("nowhere/x.hlog"), s.path("dangling.hlog")).unwrap();
+    std::os::unix::fs::symlink(s.path("absent.svg"), s.path("dangling.svg")).unwrap();
+    for (flag, path, says) in [
+        (
+            "--latency-log",
+            "pipe.hlog",
+            "exists and is not a regular file",
+        ),
+        ("--profile", "pipe.hlog", "exists and is not a regular file"),
+        (
+            "--latency-log",
+            "dangling.hlog",
+            "is a link to a file that does not exist",
+        ),
+        (
+            "--profile",
+            "dangling.svg",
+            "is a link to a file that does not exist",
+        ),
+    ] {
+        let out = run_with(&[flag, path]);
+        assert_one_line_error(&out, 2, &format!("{flag} {path} {says}"));
+        assert!(!db.exists(), "no database for {flag} {path}");
+    }
+    assert!(
+        !s.path("absent.svg").exists(),
+        "nothing made through the link"
+    );
+
     let out = run_with(&["--latency-log", "missing/dir/x.hlog"]);
     assert_one_line_error(&out, 2, "--latency-log");
     assert!(out.stderr.contains("missing/dir"), "{}", out.stderr);

@@ -8,7 +8,8 @@ use crate::paths::{dir_of, same_place, spelled_as_file, writable};
 
 /// Checks that `path` (given as `flag`) is spelled as a file (not ending in `/`: the line then
 /// suggests `example` inside it), is in an existing, writable directory, is none of `taken`,
-/// and, if it exists, that `is_ours` recognises it as a `what` pc-host wrote.
+/// is not a link to nothing, and, if it exists, that it is a regular file (a FIFO would block
+/// the look inside) that `is_ours` recognises as a `what` pc-host wrote.
 ///
 /// # Errors
 /// One line saying which of these fails.
@@ -39,11 +40,22 @@ pub fn check(
              output): use another path"
         ));
     }
-    if path.exists() && !is_ours(path) {
-        return Err(format!(
+    // Through a link: what would be written is its target.
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(format!(
+            "{flag} {shown} exists and is not a regular file; pc-host will not write to it: \
+             use another path"
+        )),
+        Ok(_) if !is_ours(path) => Err(format!(
             "{flag} {shown} exists and is not a {what}; pc-host will not write to it: use \
              another path"
-        ));
+        )),
+        Ok(_) => Ok(()),
+        Err(_) if std::fs::symlink_metadata(path).is_ok() => Err(format!(
+            "{flag} {shown} is a link to a file that does not exist; pc-host will not create \
+             a file through it: use another path"
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("{flag} {shown}: {e}")),
     }
-    Ok(())
 }
