@@ -103,8 +103,18 @@ impl DeadLetters {
                 "--dead-letter {shown} is the database or an input of this run: use another path"
             ));
         }
-        let Ok(meta) = std::fs::metadata(path) else {
-            return Ok(false);
+        // Through a link: what would be written is its target.
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            // Created with O_EXCL, which a link refuses even when it leads nowhere: say so now,
+            // not at the first dead letter.
+            Err(_) if std::fs::symlink_metadata(path).is_ok() => {
+                return Err(format!(
+                    "--dead-letter {shown} is a link to a file that does not exist; pc-host \
+                     will not create a file through it: use another path"
+                ));
+            }
+            Err(_) => return Ok(false),
         };
         if meta.is_dir() {
             return Err(format!(
@@ -398,6 +408,18 @@ mod tests {
             .map(|v| v["record"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(records, ["one", "two"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_link_to_nothing_is_refused_before_the_run() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-dangling-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        std::os::unix::fs::symlink(dir.join("absent.jsonl"), &path).unwrap();
+        let e = DeadLetters::check(&path, &[]).unwrap_err();
+        assert!(e.contains("is a link to a file that does not exist"), "{e}");
+        assert!(!dir.join("absent.jsonl").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
