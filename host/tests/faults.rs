@@ -72,9 +72,25 @@ fn text_figure(out: &Out, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `{label} N` line in the summary:\n{}", out.stdout))
 }
 
-fn am_root() -> bool {
+/// The user the permission tests run pc-host as: one that may not do what root may.
+const NOBODY: u32 = 65534;
+
+/// Whether this test may run pc-host as [`NOBODY`] (it runs as root); prints its SKIP line if
+/// not.
+fn can_run_as_nobody() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    let root = unsafe { libc::geteuid() == 0 };
+    if !root {
+        common::skip("needs root to run pc-host as another user (nobody)");
+    }
+    root
+}
+
+/// pc-host in `dir`, to run as [`NOBODY`].
+fn pc_host_as_nobody(dir: &Path) -> Command {
+    let mut cmd = common::pc_host(dir);
+    cmd.uid(NOBODY).gid(NOBODY);
+    cmd
 }
 
 /// A generated run at 2000 msg/s that only ends when told to, with progress lines to follow.
@@ -466,19 +482,15 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
 
 #[test]
 fn a_directory_made_read_only_mid_run_does_not_lose_messages() {
-    if !am_root() {
-        common::skip("needs root to run pc-host as another user (nobody)");
+    if !can_run_as_nobody() {
         return;
     }
-    const NOBODY: u32 = 65534;
     let s = Scratch::new("read-only-dir");
     let dir = s.path("d");
     std::fs::create_dir(&dir).unwrap();
     std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
-    let mut cmd = common::pc_host(&dir);
-    cmd.args(args(&STEADY, &["--output", "json"]))
-        .uid(NOBODY)
-        .gid(NOBODY);
+    let mut cmd = pc_host_as_nobody(&dir);
+    cmd.args(args(&STEADY, &["--output", "json"]));
     let mut r = common::start_command(cmd);
     r.err.wait_stored_at_least(1);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
@@ -504,11 +516,9 @@ fn a_directory_made_read_only_mid_run_does_not_lose_messages() {
 /// which it is not), the file unchanged.
 #[test]
 fn a_writable_database_in_a_read_only_directory_names_the_directory() {
-    if !am_root() {
-        common::skip("needs root to run pc-host as another user (nobody)");
+    if !can_run_as_nobody() {
         return;
     }
-    const NOBODY: u32 = 65534;
     let s = Scratch::new("db-in-read-only-dir");
     let dir = s.path("d");
     std::fs::create_dir(&dir).unwrap();
@@ -518,8 +528,8 @@ fn a_writable_database_in_a_read_only_directory_names_the_directory() {
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = std::fs::read(&db).unwrap();
-    let mut cmd = common::pc_host(&dir);
-    cmd.args(["--messages", "5"]).uid(NOBODY).gid(NOBODY);
+    let mut cmd = pc_host_as_nobody(&dir);
+    cmd.args(["--messages", "5"]);
     let out: Out = cmd.output().expect("run pc-host").into();
     common::assert_one_line_error(
         &out,
@@ -536,11 +546,9 @@ fn a_writable_database_in_a_read_only_directory_names_the_directory() {
 /// a leading `//` read too.
 #[test]
 fn verify_reads_a_database_in_a_directory_it_may_not_write() {
-    if !am_root() {
-        common::skip("needs root to run pc-host as another user (nobody)");
+    if !can_run_as_nobody() {
         return;
     }
-    const NOBODY: u32 = 65534;
     let s = Scratch::new("verify-read-only-dir");
     let dir = s.path("d");
     std::fs::create_dir(&dir).unwrap();
@@ -553,8 +561,8 @@ fn verify_reads_a_database_in_a_directory_it_may_not_write() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let doubled = format!("/{}", dir.join(name).display());
     for db in [name, doubled.as_str()] {
-        let mut cmd = common::pc_host(&dir);
-        cmd.args(["verify", "--db", db]).uid(NOBODY).gid(NOBODY);
+        let mut cmd = pc_host_as_nobody(&dir);
+        cmd.args(["verify", "--db", db]);
         let out: Out = cmd.output().expect("run pc-host verify").into();
         assert_eq!(out.code, Some(0), "{db}: {}{}", out.stdout, out.stderr);
         assert!(
@@ -1380,8 +1388,7 @@ fn a_drain_held_up_by_a_retry_keeps_reporting_and_answers_a_signal() {
 /// no `-wal` or `-shm` of this user's is left beside it to lock the owner out afterwards.
 #[test]
 fn a_database_this_user_cannot_write_is_refused_without_leaving_files_that_lock_out_its_owner() {
-    if !am_root() {
-        common::skip("needs root to run pc-host as another user");
+    if !can_run_as_nobody() {
         return;
     }
     let s = Scratch::new("other-owner");
@@ -1397,11 +1404,9 @@ fn a_database_this_user_cannot_write_is_refused_without_leaving_files_that_lock_
     let db = shared.join("d.db");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let before = std::fs::read(&db).unwrap();
-    // nobody (65534) may write the directory, not the file.
-    let other: Out = common::pc_host(s.dir())
+    // nobody may write the directory, not the file.
+    let other: Out = pc_host_as_nobody(s.dir())
         .args(["--db", "shared/d.db", "--messages", "3", "--rps", "0"])
-        .uid(65534)
-        .gid(65534)
         .output()
         .expect("run pc-host as nobody")
         .into();
