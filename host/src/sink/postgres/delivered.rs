@@ -66,7 +66,7 @@ FROM unnest($1::text[]) AS t(name) WHERE to_regclass(t.name) IS NOT NULL";
 /// write its keys beside someone else's rows, and take a key of theirs for a record stored.
 ///
 /// # Errors
-/// [`Refused::Foreign`] naming the table, or the server's.
+/// [`Refused::Reason`] naming the table, or the server's.
 pub fn check_tables(c: &mut impl GenericClient, new_database: bool) -> Result<(), Refused> {
     let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
     for row in c.query(FIND_TABLES, &[&names])? {
@@ -76,13 +76,13 @@ pub fn check_tables(c: &mut impl GenericClient, new_database: bool) -> Result<()
             .find(|(name, _)| *name == table)
             .map(|(_, c)| *c);
         if new_database {
-            return Err(Refused::Foreign(format!(
+            return Err(Refused::Reason(format!(
                 "the database has a table named {table} but none of pc-host's other tables, so \
                  it is not pc-host's; pc-host will not write to it: use another database"
             )));
         }
         if want.is_some_and(|want| have != want) {
-            return Err(Refused::Foreign(format!(
+            return Err(Refused::Reason(format!(
                 "table `{table}` has columns ({}) but pc-host's has ({}): it is not pc-host's; \
                  pc-host will not write to it: use another database",
                 have.join(", "),

@@ -25,7 +25,7 @@ const LOCK_INPUTS: i32 = 2;
 /// who held what (`held`); any other error as the server's.
 fn held_past_busy(e: postgres::Error, held: &str) -> Refused {
     match e.code() {
-        Some(&SqlState::LOCK_NOT_AVAILABLE) => Refused::Foreign(format!(
+        Some(&SqlState::LOCK_NOT_AVAILABLE) => Refused::Reason(format!(
             "{held} for longer than --busy-timeout-ms: nothing was written; try again, or give a \
              longer --busy-timeout-ms"
         )),

@@ -141,12 +141,13 @@ pub enum Found {
     Current,
 }
 
-/// Why a database cannot be used: a read failed, or it holds tables pc-host refuses.
+/// Why a database cannot be used: a read failed, or a reason of pc-host's (it holds tables
+/// pc-host refuses, or another process held a lock at the start for too long).
 #[derive(Debug)]
 pub enum Refused {
     Db(postgres::Error),
     /// What is wrong, for "URL: ...".
-    Foreign(String),
+    Reason(String),
 }
 
 impl From<postgres::Error> for Refused {
@@ -159,7 +160,7 @@ impl From<postgres::Error> for Refused {
 /// upgrade), or of this version; reads only.
 ///
 /// # Errors
-/// [`Refused::Foreign`] for tables with pc-host's names that are not (or no longer) pc-host's
+/// [`Refused::Reason`] for tables with pc-host's names that are not (or no longer) pc-host's
 /// own, or another version; [`Refused::Db`] if reading fails.
 pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
     let names: Vec<&str> = TABLES.iter().map(|(name, _)| *name).collect();
@@ -173,14 +174,14 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
     }
     if found[0].0 != MARK {
         let list: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
-        return Err(Refused::Foreign(format!(
+        return Err(Refused::Reason(format!(
             "the database has tables named {} but they are not pc-host's (no {MARK} table); \
              pc-host will not write to them: use another database",
             list.join(", ")
         )));
     }
     let not_the_mark = || {
-        Refused::Foreign(format!(
+        Refused::Reason(format!(
             "table `{MARK}` is not pc-host's (pc-host's has one column, `version integer`); \
              pc-host will not write to this database's tables: use another database"
         ))
@@ -199,7 +200,7 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
         [2] => Found::Version2,
         [SCHEMA_VERSION] => Found::Current,
         _ => {
-            return Err(Refused::Foreign(format!(
+            return Err(Refused::Reason(format!(
                 "{MARK} holds versions {versions:?}, this pc-host reads versions 1 to \
                  {SCHEMA_VERSION}: use a matching pc-host or another database"
             )));
@@ -229,7 +230,7 @@ fn expected(
 /// `v`, and that the tables `v` lacks are not there.
 ///
 /// # Errors
-/// [`Refused::Foreign`] naming the first table that differs.
+/// [`Refused::Reason`] naming the first table that differs.
 fn check_columns(found: &[(String, Vec<String>)], v: &Found) -> Result<(), Refused> {
     for (table, want) in &TABLES[1..] {
         let have = found.iter().find(|(name, _)| name == table).map(|(_, c)| c);
@@ -237,7 +238,7 @@ fn check_columns(found: &[(String, Vec<String>)], v: &Found) -> Result<(), Refus
             (Some(have), Some(want)) if have == want => {}
             (None, None) => {}
             (Some(have), Some(want)) => {
-                return Err(Refused::Foreign(format!(
+                return Err(Refused::Reason(format!(
                     "table `{table}` has columns ({}) but pc-host expects ({}); the tables were \
                      altered: use another database",
                     have.join(", "),
@@ -245,13 +246,13 @@ fn check_columns(found: &[(String, Vec<String>)], v: &Found) -> Result<(), Refus
                 )));
             }
             (Some(_), None) => {
-                return Err(Refused::Foreign(format!(
+                return Err(Refused::Reason(format!(
                     "table `{table}` is there but {MARK} says version 1, which has none; the \
                      tables were altered: use another database"
                 )));
             }
             (None, Some(_)) => {
-                return Err(Refused::Foreign(format!(
+                return Err(Refused::Reason(format!(
                     "table `{table}` of pc-host's tables is missing; the tables were altered: \
                      use another database"
                 )));
@@ -284,7 +285,7 @@ pub fn create_or_upgrade(c: &mut impl GenericClient, found: &Found) -> Result<()
 pub fn explain(e: Refused, shown: &str) -> anyhow::Error {
     match e {
         Refused::Db(e) => anyhow!("{shown}: {}", super::error::describe(&e)),
-        Refused::Foreign(why) => anyhow!("{shown}: {why}"),
+        Refused::Reason(why) => anyhow!("{shown}: {why}"),
     }
 }
 
