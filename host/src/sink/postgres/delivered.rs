@@ -51,14 +51,6 @@ const COLUMNS: [(&str, &[&str]); 2] = [
     ("nats_origins", &["origin bigint", "run_id bigint"]),
 ];
 
-/// The tables of [`COLUMNS`] that exist (as the search path finds them), with their columns.
-const FIND_TABLES: &str = "
-SELECT t.name, ARRAY(SELECT a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod)
-                     FROM pg_attribute a
-                     WHERE a.attrelid = to_regclass(t.name) AND a.attnum > 0
-                       AND NOT a.attisdropped ORDER BY a.attnum)
-FROM unnest($1::text[]) AS t(name) WHERE to_regclass(t.name) IS NOT NULL";
-
 /// Inside the schema's transaction, under its lock, before [`create_tables`]: refuses
 /// `delivered` or `nats_origins` tables that are not pc-host's. Such a table is not pc-host's
 /// if the database had none of pc-host's tables (`new_database`: nothing of pc-host's made
@@ -69,8 +61,7 @@ FROM unnest($1::text[]) AS t(name) WHERE to_regclass(t.name) IS NOT NULL";
 /// [`Refused::Reason`] naming the table, or the server's.
 pub fn check_tables(c: &mut impl GenericClient, new_database: bool) -> Result<(), Refused> {
     let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
-    for row in c.query(FIND_TABLES, &[&names])? {
-        let (table, have): (String, Vec<String>) = (row.get(0), row.get(1));
+    for (table, have) in super::schema::find_tables(c, &names, true)? {
         let want = COLUMNS
             .iter()
             .find(|(name, _)| *name == table)

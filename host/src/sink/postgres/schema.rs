@@ -120,13 +120,34 @@ const RUNS_V1_COLUMNS: usize = 7;
 /// The columns of `run_intervals` in version 2 (version 3 adds `consumers`).
 const INTERVALS_V2_COLUMNS: usize = 10;
 
-/// The tables of [`TABLES`] that exist (as the search path finds them), with their columns.
+/// Of the tables named `$1`, those that exist (as the search path finds them), in the order
+/// given, each with its columns in order: their names, and with `$2` their types too (`name
+/// type`, in `format_type`'s words).
 const FIND_TABLES: &str = "
-SELECT t.name, ARRAY(SELECT a.attname::text FROM pg_attribute a
+SELECT t.name, ARRAY(SELECT a.attname::text
+                            || CASE WHEN $2 THEN ' ' || format_type(a.atttypid, a.atttypmod)
+                                    ELSE '' END
+                     FROM pg_attribute a
                      WHERE a.attrelid = to_regclass(t.name) AND a.attnum > 0
                        AND NOT a.attisdropped ORDER BY a.attnum)
 FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ord)
 WHERE to_regclass(t.name) IS NOT NULL ORDER BY t.ord";
+
+/// Of the tables `names`, those that exist, in that order, with their columns (see
+/// [`FIND_TABLES`]; `with_types` adds each column's type).
+///
+/// # Errors
+/// The server's.
+pub fn find_tables(
+    c: &mut impl GenericClient,
+    names: &[&str],
+    with_types: bool,
+) -> Result<Vec<(String, Vec<String>)>, postgres::Error> {
+    Ok(c.query(FIND_TABLES, &[&names, &with_types])?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
 
 /// What a database holds.
 #[derive(Debug, PartialEq, Eq)]
@@ -164,11 +185,7 @@ impl From<postgres::Error> for Refused {
 /// own, or another version; [`Refused::Db`] if reading fails.
 pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
     let names: Vec<&str> = TABLES.iter().map(|(name, _)| *name).collect();
-    let found: Vec<(String, Vec<String>)> = c
-        .query(FIND_TABLES, &[&names])?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let found = find_tables(c, &names, false)?;
     if found.is_empty() {
         return Ok(Found::Empty);
     }
