@@ -231,6 +231,7 @@ impl LineSource<'_> {
             });
             read += 1;
             read_bytes += line.consumed;
+            let line = self.parse(line);
             accepted += u64::from(self.accept(line, now, next, buf));
         }
         bump(&self.stats.read, read);
@@ -238,15 +239,18 @@ impl LineSource<'_> {
         Ok((chunk, accepted))
     }
 
-    /// Turns one line, read at clock `now`, into a record in `buf`, or counts it as rejected;
-    /// moves `next` on.
-    fn accept(
-        &mut self,
-        line: RawLine,
-        now: u64,
-        next: &mut Resume,
-        buf: &mut Vec<Record>,
-    ) -> bool {
+    /// One line as a record's text, or why it cannot be one.
+    fn parse(&self, line: RawLine) -> Parsed {
+        Parsed {
+            consumed: line.consumed,
+            terminated: line.terminated,
+            text: record_text(line, self.format, self.max_record_bytes),
+        }
+    }
+
+    /// Turns one parsed line, read at clock `now`, into a record in `buf`, or counts it as
+    /// rejected; moves `next` on.
+    fn accept(&mut self, line: Parsed, now: u64, next: &mut Resume, buf: &mut Vec<Record>) -> bool {
         let seq = next.line;
         next.line += 1;
         next.offset += line.consumed;
@@ -255,7 +259,7 @@ impl LineSource<'_> {
             Input::File { completes, .. } => *completes == Some(seq),
             Input::Stdin(_) => false,
         };
-        match record_text(line, self.format, self.max_record_bytes) {
+        match line.text {
             Ok(text) => {
                 buf.push(Record {
                     intended_ns: now,
@@ -315,18 +319,14 @@ impl LineSource<'_> {
             }
             bump(&self.stats.read, 1);
             bump(&self.stats.read_bytes, line.consumed);
-            if matches!(last, Last::MayGrow) && self.is_file() {
-                let check = RawLine {
-                    bytes: line.bytes.clone(),
-                    ..line
-                };
-                if let Err(Rejected { why, .. }) =
-                    record_text(check, self.format, self.max_record_bytes)
-                {
-                    self.unclaim(1);
-                    self.leave_unended(next, &why);
-                    return self.push(buf);
-                }
+            let line = self.parse(line);
+            if matches!(last, Last::MayGrow)
+                && self.is_file()
+                && let Err(Rejected { why, .. }) = &line.text
+            {
+                self.unclaim(1);
+                self.leave_unended(next, why);
+                return self.push(buf);
             }
             let now = self.cx.clock.now();
             if !self.accept(line, now, next, buf) {
@@ -476,6 +476,7 @@ impl LineSource<'_> {
                 bump(&self.stats.read, 1);
                 bump(&self.stats.read_bytes, line.consumed);
                 let now = self.cx.clock.now();
+                let line = self.parse(line);
                 self.accept(line, now, next, buf);
             }
             let within = self.claim(buf.len() as u64);
@@ -628,6 +629,17 @@ impl LineSource<'_> {
 pub struct Rejected {
     pub why: String,
     pub bytes: Option<Vec<u8>>,
+}
+
+/// A line read, and what it makes.
+#[derive(Debug)]
+struct Parsed {
+    /// Bytes consumed from the input, line end included.
+    consumed: u64,
+    /// Ended by a line end.
+    terminated: bool,
+    /// The record's text, or why the line makes none.
+    text: Result<String, Rejected>,
 }
 
 /// The record a line makes, or why it cannot be stored (`verify` decides the same way).
