@@ -12,6 +12,8 @@
 //!   CAS atomics; configure that crate's own features for your target).
 //! - otherwise: `core::sync::atomic`, and with `std` its `Mutex`, `Condvar` and `Instant`.
 
+#[cfg(all(feature = "std", not(loom), not(feature = "portable-atomic")))]
+use core::sync::atomic::AtomicU32; // the yield budget's
 #[cfg(all(not(loom), not(feature = "portable-atomic"), target_has_atomic = "64"))]
 #[allow(unused_imports)] // used by the token bucket
 pub(crate) use core::sync::atomic::AtomicU64;
@@ -20,9 +22,11 @@ pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(all(feature = "std", not(loom), feature = "portable-atomic"))]
+use portable_atomic::AtomicU32;
 #[cfg(all(not(loom), feature = "portable-atomic"))]
 #[allow(unused_imports)]
-pub(crate) use portable_atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use portable_atomic::{AtomicU64, AtomicUsize, Ordering}; // the yield budget's
 
 /// The lock and condition variable a blocked thread sleeps on (ring/wait.rs).
 #[cfg(loom)]
@@ -337,9 +341,12 @@ impl LostRaces {
 /// side does ([`YieldBudget::take_yield_turn`]), and parks when its spins are done otherwise.
 /// Under loom it says "park" at once: spinning never changes what a model can reach, only
 /// how long loom takes to reach it, while parking is exactly what the models check.
+///
+/// The yield turn goes back to its budget when the wait parks ([`Backoff::leave`]) or the
+/// backoff is dropped, however the wait ends (a panic in the caller's attempt included).
 #[cfg(any(feature = "std", loom))]
 #[derive(Debug)]
-pub(crate) struct Backoff {
+pub(crate) struct Backoff<'a> {
     /// Steps taken so far (spins, then yields).
     #[cfg(not(loom))]
     step: u32,
@@ -350,27 +357,31 @@ pub(crate) struct Backoff {
     /// Yields only holding its side's yield turn.
     #[cfg(not(loom))]
     one_yielder: bool,
-    /// Holds its side's yield turn now (to give back in [`Backoff::leave`]).
+    /// The budget whose yield turn this wait holds now, to give back.
     #[cfg(not(loom))]
-    has_turn: bool,
+    turn: Option<&'a YieldBudget>,
+    #[cfg(loom)]
+    _budget: core::marker::PhantomData<&'a YieldBudget>,
 }
 
 #[cfg(loom)]
-impl Backoff {
+impl<'a> Backoff<'a> {
     pub(crate) const fn new() -> Self {
-        Self {}
+        Self {
+            _budget: core::marker::PhantomData,
+        }
     }
 
     pub(crate) const fn one_yielder() -> Self {
-        Self {}
+        Self::new()
     }
 
     #[inline]
-    pub(crate) fn leave(&mut self, _budget: &YieldBudget) {}
+    pub(crate) fn leave(&mut self) {}
 
     /// Under loom: park now.
     #[inline]
-    pub(crate) fn snooze(&mut self, _budget: &YieldBudget) -> bool {
+    pub(crate) fn snooze(&mut self, _budget: &'a YieldBudget) -> bool {
         false
     }
 
@@ -384,7 +395,7 @@ impl Backoff {
 }
 
 #[cfg(all(feature = "std", not(loom)))]
-impl Backoff {
+impl<'a> Backoff<'a> {
     /// Steps that spin, each doubling its pause hints (1, 2, .. 64).
     const SPIN_LIMIT: u32 = 6;
     /// `yields` before the budget was read.
@@ -395,15 +406,17 @@ impl Backoff {
             step: 0,
             yields: Self::UNREAD,
             one_yielder: false,
-            has_turn: false,
+            turn: None,
         }
     }
 
     /// A backoff that yields only while no other `one_yielder` wait of the same budget does.
     pub(crate) const fn one_yielder() -> Self {
         Self {
+            step: 0,
+            yields: Self::UNREAD,
             one_yielder: true,
-            ..Self::new()
+            turn: None,
         }
     }
 
@@ -411,7 +424,7 @@ impl Backoff {
     /// should park. Reads `budget` only once spinning is over: it sits in the cache line of the
     /// index the other side moves, which a wait that ends while spinning never needs to read.
     #[inline]
-    pub(crate) fn snooze(&mut self, budget: &YieldBudget) -> bool {
+    pub(crate) fn snooze(&mut self, budget: &'a YieldBudget) -> bool {
         if self.step <= Self::SPIN_LIMIT {
             for _ in 0..1u32 << self.step {
                 spin_hint();
@@ -422,7 +435,7 @@ impl Backoff {
                     if !budget.take_yield_turn() {
                         return false;
                     }
-                    self.has_turn = true;
+                    self.turn = Some(budget);
                 }
                 self.yields = budget.for_this_wait();
             }
@@ -441,12 +454,11 @@ impl Backoff {
         self.step.saturating_sub(Self::SPIN_LIMIT + 1)
     }
 
-    /// Gives back the side's yield turn if this wait holds it: call when the wait ends or is
-    /// about to park.
+    /// Gives back the side's yield turn if this wait holds it: call before parking (dropping
+    /// the backoff does it too).
     #[inline]
-    pub(crate) fn leave(&mut self, budget: &YieldBudget) {
-        if self.has_turn {
-            self.has_turn = false;
+    pub(crate) fn leave(&mut self) {
+        if let Some(budget) = self.turn.take() {
             budget.give_back_yield_turn();
         }
     }
@@ -456,6 +468,13 @@ impl Backoff {
     pub(crate) fn reset(&mut self) {
         self.step = 0;
         self.yields = Self::UNREAD;
+    }
+}
+
+#[cfg(all(feature = "std", not(loom)))]
+impl Drop for Backoff<'_> {
+    fn drop(&mut self) {
+        self.leave();
     }
 }
 
@@ -473,18 +492,24 @@ impl Backoff {
 /// and a wait for a slow producer (a paced source, a consumer busy committing) yields through
 /// its budget and sleeps anyway: a system call per yield that bought nothing.
 ///
+/// It also holds the side's yield turn ([`YieldBudget::take_yield_turn`]): one wait that
+/// takes nothing yields at a time.
+///
 /// A hint, read and written with relaxed loads and stores: racing updates can lose one (a
 /// halving may undo a raise, or the reverse), which changes how long some waits yield, never
 /// whether a sleeper is woken (parking decides that). It sits in the cache line of the index
-/// the other side moves, so it is written only when it changes, on the slow path.
+/// the other side moves, so it is written only when it changes, and the turn only by the waits
+/// that take and give it back, on the slow path.
 #[cfg(any(feature = "std", loom))]
 #[derive(Debug)]
 pub(crate) struct YieldBudget {
+    /// 32 bits each: with the turn beside it, the budget takes the word it took alone, and
+    /// the ring's `Side` stays within one cache line.
     #[cfg(not(loom))]
-    yields: AtomicUsize,
+    yields: AtomicU32,
     /// 1 while a [`Backoff::one_yielder`] wait of this side is yielding, else 0.
     #[cfg(not(loom))]
-    yield_turn: AtomicUsize,
+    yield_turn: AtomicU32,
 }
 
 #[cfg(loom)]
@@ -520,8 +545,8 @@ impl YieldBudget {
 
     pub(crate) const fn new() -> Self {
         Self {
-            yields: AtomicUsize::new(Self::MAX_YIELDS as usize),
-            yield_turn: AtomicUsize::new(0),
+            yields: AtomicU32::new(Self::MAX_YIELDS),
+            yield_turn: AtomicU32::new(0),
         }
     }
 
@@ -533,12 +558,17 @@ impl YieldBudget {
     #[inline]
     pub(crate) fn take_yield_turn(&self) -> bool {
         // Relaxed: a hint that decides only whether a wait yields before it parks, never
-        // whether it is woken (parking decides that); nothing is published with it.
-        self.yield_turn
-            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+        // whether it is woken (parking decides that); nothing is published with it. The load
+        // first: a turn already taken costs a read, not the line taken exclusively (it is the
+        // line of the index the other side moves).
+        self.yield_turn.load(Ordering::Relaxed) == 0
+            && self
+                .yield_turn
+                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
+    /// Gives back the turn [`take_yield_turn`](Self::take_yield_turn) took.
     #[inline]
     pub(crate) fn give_back_yield_turn(&self) {
         // Relaxed: as in `take_yield_turn`.
@@ -549,7 +579,7 @@ impl YieldBudget {
     #[inline]
     pub(crate) fn get(&self) -> u32 {
         // Relaxed: a hint; nothing is published with it.
-        self.yields.load(Ordering::Relaxed) as u32
+        self.yields.load(Ordering::Relaxed)
     }
 
     /// The yields for a wait that has spun and is about to yield: the budget, or the most for
@@ -570,7 +600,7 @@ impl YieldBudget {
     fn set(&self, yields: u32) {
         if yields != self.get() {
             // Relaxed: a hint (type docs).
-            self.yields.store(yields as usize, Ordering::Relaxed);
+            self.yields.store(yields, Ordering::Relaxed);
         }
     }
 
@@ -601,7 +631,7 @@ mod tests {
     use super::{Backoff, LostRaces, YieldBudget};
 
     /// How many times `snooze` says "wait on" before "park", and how many of those yielded.
-    fn snoozes(backoff: &mut Backoff, budget: &YieldBudget) -> (u32, u32) {
+    fn snoozes<'a>(backoff: &mut Backoff<'a>, budget: &'a YieldBudget) -> (u32, u32) {
         let mut n = 0;
         while backoff.snooze(budget) {
             n += 1;
@@ -715,16 +745,19 @@ mod tests {
             (7 + 58, 58),
             "a plain wait yields whoever holds the turn"
         );
-        first.leave(&budget);
-        first.leave(&budget);
+        first.leave();
+        first.leave();
         second.reset();
         assert_eq!(
             snoozes(&mut second, &budget),
             (7 + 58, 58),
             "the turn is free"
         );
-        second.leave(&budget);
-        assert!(budget.take_yield_turn(), "given back, once each");
+        drop(second);
+        assert!(
+            budget.take_yield_turn(),
+            "given back, once each, on leave or drop"
+        );
         assert!(!budget.take_yield_turn());
     }
 

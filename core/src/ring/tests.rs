@@ -198,18 +198,26 @@ fn pops_that_sleep_after_yielding_their_budget_yield_less_the_next_time() {
 /// Waits that take nothing all end on the same ready slot, so one `wait_ready` yields at a
 /// time: while another holds the consumers' yield turn, a `wait_ready` parks as soon as its
 /// spins are done (and its park teaches the budget nothing, having yielded nothing); a pop
-/// yields its budget whoever holds the turn; once the turn is free, a `wait_ready` yields again.
+/// yields its budget whoever holds the turn; once the turn is free, a `wait_ready` yields
+/// again, and gives the turn back as it parks, or as its time runs out.
 #[test]
 fn a_wait_ready_parks_without_yielding_while_another_wait_ready_yields() {
     let ring = HeapRing::<u64>::with_capacity(4);
     let waiters = &ring.tail.waiters;
     assert!(waiters.take_yield_turn(), "nobody yields yet");
     assert!(!waiters.take_yield_turn(), "one turn");
+    let turn_is_free = || {
+        let free = waiters.take_yield_turn();
+        if free {
+            waiters.give_back_yield_turn();
+        }
+        free
+    };
     std::thread::scope(|s| {
         let _guard = CloseOnPanic(&ring);
         // The spawned threads are this test's first waits that yield: none is a probe.
         let ready = s.spawn(|| ring.wait_ready());
-        until_slept(waiters, 1);
+        until_asleep(waiters, 1);
         assert_eq!(
             waiters.yields_before_parking(),
             0,
@@ -221,7 +229,7 @@ fn a_wait_ready_parks_without_yielding_while_another_wait_ready_yields() {
             "a park without yields halved the budget"
         );
         let popping = s.spawn(|| ring.pop());
-        until_slept(waiters, 2);
+        until_asleep(waiters, 2);
         assert_eq!(
             waiters.yields_before_parking(),
             58,
@@ -230,19 +238,26 @@ fn a_wait_ready_parks_without_yielding_while_another_wait_ready_yields() {
         assert_eq!(waiters.yield_budget(), 29);
         waiters.give_back_yield_turn();
         let ready_again = s.spawn(|| ring.wait_ready());
-        until_slept(waiters, 3);
+        until_asleep(waiters, 3);
         assert_eq!(
             waiters.yields_before_parking(),
             58 + 29,
             "the turn was free"
         );
+        assert!(turn_is_free(), "given back as it parked");
         ring.close();
         assert_eq!(popping.join().unwrap(), Err(super::Closed(())));
         for w in [ready, ready_again] {
             assert_eq!(w.join().unwrap(), Err(super::Closed(())));
         }
     });
-    assert!(waiters.take_yield_turn(), "every wait gave the turn back");
+    let open = HeapRing::<u64>::with_capacity(4);
+    let waiters = &open.tail.waiters;
+    // Long enough to get past the spins into the yields.
+    let timeout = core::time::Duration::from_millis(20);
+    assert_eq!(open.wait_ready_timeout(timeout), Err(PopError::Empty));
+    let free = waiters.take_yield_turn();
+    assert!(free, "given back when its time ran out");
 }
 
 /// `wait_ready` sleeps like a pop and is woken by the push, but takes nothing: the value is

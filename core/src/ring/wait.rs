@@ -337,7 +337,7 @@ mod imp {
             relay: Relay,
         ) -> Option<R> {
             // Waits that take nothing all end on the same ready slot: one of them yields at a
-            // time (`YieldBudget::take_yield_turn`).
+            // time (`YieldBudget::take_yield_turn`). Dropping the backoff gives the turn back.
             let mut backoff = match relay {
                 Relay::PassOn => crate::sync::Backoff::new(),
                 Relay::Keep => crate::sync::Backoff::one_yielder(),
@@ -345,7 +345,6 @@ mod imp {
             let mut woken = false;
             loop {
                 if let Step::Done(r) = attempt() {
-                    backoff.leave(&self.budget);
                     if backoff.yielded() > 0 {
                         self.budget.paid(backoff.yielded());
                     }
@@ -359,11 +358,10 @@ mod imp {
                     return Some(r);
                 }
                 if deadline.is_some_and(crate::sync::deadline_passed) {
-                    backoff.leave(&self.budget);
                     return None;
                 }
                 if !backoff.snooze(&self.budget) {
-                    backoff.leave(&self.budget);
+                    backoff.leave();
                     #[cfg(test)]
                     // Relaxed: test support only.
                     self.yields_before_parking
