@@ -388,8 +388,8 @@ fn generated_messages_are_scraped_as_built_late_and_the_summary_counts_at_least_
 }
 
 /// With `--metrics-linger`, the endpoint outlives the run: a scrape after the summary reads
-/// the final counts, the same as the summary's, and a signal ends the wait with the run's
-/// own exit status.
+/// the final counts, the same as the summary's, with no consumer running and `/ready` 503
+/// `finished`; a signal ends the wait with the run's own exit status.
 #[test]
 fn metrics_linger_serves_the_final_counts_and_not_ready_after_the_summary_until_a_signal() {
     let s = Scratch::new("metrics-linger");
@@ -537,6 +537,66 @@ fn a_lanes_scrape_labels_each_lane_passes_promtool_and_equals_the_lanes_summary(
             );
         }
     }
+}
+
+/// Once the sources have stopped, the process takes no more work: `/ready` says `stopping`
+/// (503) while the ring drains, here held up by another process's write lock; the drain then
+/// stores everything once the lock is released.
+#[test]
+fn ready_is_503_stopping_while_the_ring_drains_after_the_sources_stopped() {
+    let s = Scratch::new("metrics-ready-stopping");
+    let mut r = Running::start(
+        &s,
+        &[
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--busy-timeout-ms",
+            "100",
+            "--retry-for",
+            "600",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--output",
+            "json",
+        ],
+    );
+    let addr = metrics_addr(&mut r);
+    poll("/ready 200", || {
+        let ready = get(&addr, "/ready", None);
+        if ready.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{ready:?}"))
+        }
+    });
+    let holder = hold_write_lock(&s.path("pc-host.db"));
+    poll("/health 503 while the lock is held", || {
+        let h = get(&addr, "/health", None);
+        if h.status == 503 {
+            Ok(())
+        } else {
+            Err(format!("{h:?}"))
+        }
+    });
+    common::signal(&r.child, libc::SIGINT);
+    let stopping = poll("/ready 503 stopping once the sources stopped", || {
+        let ready = get(&addr, "/ready", None);
+        if ready.status == 503 {
+            Ok(ready)
+        } else {
+            Err(format!("{ready:?}"))
+        }
+    });
+    assert_eq!(stopping.body, "stopping\n", "{stopping:?}");
+    holder.execute_batch("ROLLBACK").expect("release the lock");
+    drop(holder);
+    let out = finish(r);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["stop_reason"], "signal", "{v}");
+    assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! - `GET /health`: 200 `ok` while the run is healthy, 503 and one line while the sink is
 //!   retrying or has failed;
 //! - `GET /ready`: 200 once the sink is open and the run's threads are running; 503
-//!   `starting` before that and `finished` once the run is over (`--metrics-linger`).
+//!   `starting` before that, `stopping` once the sources stopped and the ring drains, and
+//!   `finished` once the run is over (`--metrics-linger`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +67,7 @@ fn respond(request: Request, live: &Arc<Live>) {
         "/ready" => match live.stage() {
             Stage::Running => (200, "ready\n".to_string(), "text/plain"),
             Stage::Starting => (503, "starting\n".to_string(), "text/plain"),
+            Stage::Stopping => (503, "stopping\n".to_string(), "text/plain"),
             Stage::Finished => (503, "finished\n".to_string(), "text/plain"),
         },
         _ => (

@@ -8,7 +8,7 @@
 //! values, `_sum` is their mean times their count.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
@@ -53,18 +53,22 @@ pub struct RunView {
 #[derive(Debug, Default)]
 pub struct Live {
     run: Mutex<Option<RunView>>,
-    /// The sink is open and the run's threads are running. `Relaxed`: `/ready` reads only
-    /// these flags; the run's view is published under the `run` mutex.
-    ready: AtomicBool,
-    /// The run is over (its threads joined, its summary made): only its figures remain.
-    finished: AtomicBool,
+    /// Where the run is, a [`Stage`] as a number. `Relaxed` (every load and store): `/ready`
+    /// reads only this; the run's view is published under the `run` mutex.
+    stage: AtomicU8,
 }
 
 /// Where the run is, as `/ready` says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Stage {
+    /// Before the sink is open and the threads run.
     Starting,
+    /// Taking work.
     Running,
+    /// The sources have stopped; the consumers drain the ring.
+    Stopping,
+    /// The run is over (threads joined, summary made): only its figures remain.
     Finished,
 }
 
@@ -72,22 +76,32 @@ impl Live {
     /// The run is under way: scrapes read `view` from now on.
     pub fn started(&self, view: RunView) {
         *self.run.lock().unwrap_or_else(PoisonError::into_inner) = Some(view);
-        self.ready.store(true, Ordering::Relaxed);
+        self.set(Stage::Running);
+    }
+
+    /// The sources have stopped: `/ready` says `stopping` (503) while the ring drains.
+    pub fn stopping(&self) {
+        self.set(Stage::Stopping);
     }
 
     /// The run is over: `/ready` says so (503) and no consumer runs any more
     /// (`pc_consumers` 0); the counts stay as they ended.
     pub fn finished(&self) {
-        self.finished.store(true, Ordering::Relaxed);
+        self.set(Stage::Finished);
+    }
+
+    fn set(&self, stage: Stage) {
+        // Relaxed: see `stage`. Only moves forward (a later stage is never undone).
+        self.stage.fetch_max(stage as u8, Ordering::Relaxed);
     }
 
     pub fn stage(&self) -> Stage {
-        if self.finished.load(Ordering::Relaxed) {
-            Stage::Finished
-        } else if self.ready.load(Ordering::Relaxed) {
-            Stage::Running
-        } else {
-            Stage::Starting
+        // Relaxed: see the field.
+        match self.stage.load(Ordering::Relaxed) {
+            0 => Stage::Starting,
+            1 => Stage::Running,
+            2 => Stage::Stopping,
+            _ => Stage::Finished,
         }
     }
 
@@ -449,4 +463,26 @@ fn buckets(h: &Histogram<u64>, scale: f64, bounds: &[f64]) -> (f64, Vec<(f64, u6
         h.mean() * h.len() as f64 * scale
     };
     (sum, buckets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Live, Stage};
+
+    /// `/ready` follows the run forward only: a run that stops after it finished (a signal
+    /// during the linger) is still finished.
+    #[test]
+    fn a_run_goes_from_starting_to_running_to_stopping_to_finished_and_never_back() {
+        let live = Live::default();
+        assert_eq!(live.stage(), Stage::Starting);
+        live.set(Stage::Running);
+        assert_eq!(live.stage(), Stage::Running);
+        live.stopping();
+        assert_eq!(live.stage(), Stage::Stopping);
+        live.finished();
+        assert_eq!(live.stage(), Stage::Finished);
+        live.stopping();
+        live.set(Stage::Running);
+        assert_eq!(live.stage(), Stage::Finished);
+    }
 }

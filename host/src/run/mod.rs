@@ -261,6 +261,9 @@ pub fn run(
         };
         out.reason = Some(reason);
         stop.store(true, Ordering::Relaxed);
+        if let Some(live) = live {
+            live.stopping();
+        }
         if reason == StopReason::Error {
             ring.close(); // unblock sources at once: the run is failing
         }

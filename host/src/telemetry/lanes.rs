@@ -60,6 +60,10 @@ impl Stats {
         if lanes == 0 {
             return;
         }
+        debug_assert!(
+            self.consumers_made().next().is_none(),
+            "lanes set after a consumer's counters were made: it would count no lane"
+        );
         for (p, &lane) in self.producers.iter_mut().zip(producer_lanes) {
             p.lane = lane;
         }

@@ -207,8 +207,9 @@ impl NatsStats {
 #[derive(Debug)]
 pub struct Stats {
     pub producers: Vec<CachePadded<ProducerStats>>,
-    /// One slot per consumer that may run, filled when it first runs ([`Stats::consumer`]):
-    /// a consumer's histograms take about a megabyte, so a run that may scale to a thousand
+    /// One slot per consumer that may run, filled on first use ([`Stats::consumer`]): before
+    /// the run for the consumers it starts with, as the scaler starts one for the others. A
+    /// consumer's histograms take about a megabyte, so a run that may scale to a thousand
     /// consumers makes only those it starts.
     consumers: Vec<CachePadded<OnceLock<ConsumerStats>>>,
     /// `--lanes`: how many lanes each consumer counts (0 without lanes).
