@@ -337,16 +337,12 @@ impl LostRaces {
 ///
 /// On a machine with fewer cores than threads (2 cores here), pure spinning starves the very
 /// thread we wait for; yielding lets it run, and parking stops burning a core when the wait is
-/// long. A wait made with [`Backoff::one_yielder`] yields only while no other such wait of its
-/// side does ([`YieldBudget::take_yield_turn`]), and parks when its spins are done otherwise.
-/// Under loom it says "park" at once: spinning never changes what a model can reach, only
-/// how long loom takes to reach it, while parking is exactly what the models check.
-///
-/// The yield turn goes back to its budget when the wait parks ([`Backoff::leave`]) or the
-/// backoff is dropped, however the wait ends (a panic in the caller's attempt included).
+/// long. Waits that take nothing use [`OneYielder`] instead. Under loom it says "park" at once:
+/// spinning never changes what a model can reach, only how long loom takes to reach it, while
+/// parking is exactly what the models check.
 #[cfg(any(feature = "std", loom))]
 #[derive(Debug)]
-pub(crate) struct Backoff<'a> {
+pub(crate) struct Backoff {
     /// Steps taken so far (spins, then yields).
     #[cfg(not(loom))]
     step: u32,
@@ -354,48 +350,48 @@ pub(crate) struct Backoff<'a> {
     /// due (again after each reset).
     #[cfg(not(loom))]
     yields: u32,
-    /// Yields only holding its side's yield turn.
-    #[cfg(not(loom))]
-    one_yielder: bool,
-    /// The budget whose yield turn this wait holds now, to give back.
-    #[cfg(not(loom))]
-    turn: Option<&'a YieldBudget>,
-    #[cfg(loom)]
-    _budget: core::marker::PhantomData<&'a YieldBudget>,
+}
+
+/// What the one wait loop (`Waiters::wait`) asks of its backoff: [`Backoff`] for the waits
+/// that take a slot, [`OneYielder`] for those that take nothing.
+#[cfg(any(feature = "std", loom))]
+pub(crate) trait Snooze<'a> {
+    /// Waits a little; `false` once the caller should park.
+    fn snooze(&mut self, budget: &'a YieldBudget) -> bool;
+    /// Yields taken since the start or the last reset.
+    fn yielded(&self) -> u32;
+    /// Starts over, after a wake-up (the budget is read again).
+    fn reset(&mut self);
+    /// Gives back what the wait holds while it yields; called before it parks.
+    fn leave(&mut self) {}
 }
 
 #[cfg(loom)]
-impl<'a> Backoff<'a> {
+impl Backoff {
     pub(crate) const fn new() -> Self {
-        Self {
-            _budget: core::marker::PhantomData,
-        }
+        Self {}
     }
+}
 
-    pub(crate) const fn one_yielder() -> Self {
-        Self::new()
-    }
-
-    #[inline]
-    pub(crate) fn leave(&mut self) {}
-
+#[cfg(loom)]
+impl<'a> Snooze<'a> for Backoff {
     /// Under loom: park now.
     #[inline]
-    pub(crate) fn snooze(&mut self, _budget: &'a YieldBudget) -> bool {
+    fn snooze(&mut self, _budget: &'a YieldBudget) -> bool {
         false
     }
 
     #[inline]
-    pub(crate) fn reset(&mut self) {}
-
-    #[inline]
-    pub(crate) fn yielded(&self) -> u32 {
+    fn yielded(&self) -> u32 {
         0
     }
+
+    #[inline]
+    fn reset(&mut self) {}
 }
 
 #[cfg(all(feature = "std", not(loom)))]
-impl<'a> Backoff<'a> {
+impl Backoff {
     /// Steps that spin, each doubling its pause hints (1, 2, .. 64).
     const SPIN_LIMIT: u32 = 6;
     /// `yields` before the budget was read.
@@ -405,37 +401,23 @@ impl<'a> Backoff<'a> {
         Self {
             step: 0,
             yields: Self::UNREAD,
-            one_yielder: false,
-            turn: None,
-        }
-    }
-
-    /// A backoff that yields only while no other `one_yielder` wait of the same budget does.
-    pub(crate) const fn one_yielder() -> Self {
-        Self {
-            step: 0,
-            yields: Self::UNREAD,
-            one_yielder: true,
-            turn: None,
         }
     }
 
     /// Waits a little. Returns `false` once spinning and yielding are exhausted and the caller
-    /// should park. Reads `budget` only once spinning is over: it sits in the cache line of the
-    /// index the other side moves, which a wait that ends while spinning never needs to read.
+    /// should park, or when the yields are due and `may_yield` says no. Reads `budget` only
+    /// once spinning is over: it sits in the cache line of the index the other side moves,
+    /// which a wait that ends while spinning never needs to read.
     #[inline]
-    pub(crate) fn snooze(&mut self, budget: &'a YieldBudget) -> bool {
+    fn snooze_if(&mut self, budget: &YieldBudget, may_yield: impl FnOnce() -> bool) -> bool {
         if self.step <= Self::SPIN_LIMIT {
             for _ in 0..1u32 << self.step {
                 spin_hint();
             }
         } else {
             if self.yields == Self::UNREAD {
-                if self.one_yielder {
-                    if !budget.take_yield_turn() {
-                        return false;
-                    }
-                    self.turn = Some(budget);
+                if !may_yield() {
+                    return false;
                 }
                 self.yields = budget.for_this_wait();
             }
@@ -447,32 +429,92 @@ impl<'a> Backoff<'a> {
         self.step += 1;
         true
     }
+}
 
-    /// Yields taken since the start or the last reset.
+#[cfg(all(feature = "std", not(loom)))]
+impl<'a> Snooze<'a> for Backoff {
     #[inline]
-    pub(crate) fn yielded(&self) -> u32 {
+    fn snooze(&mut self, budget: &'a YieldBudget) -> bool {
+        self.snooze_if(budget, || true)
+    }
+
+    #[inline]
+    fn yielded(&self) -> u32 {
         self.step.saturating_sub(Self::SPIN_LIMIT + 1)
     }
 
-    /// Gives back the side's yield turn if this wait holds it: call before parking (dropping
-    /// the backoff does it too).
     #[inline]
-    pub(crate) fn leave(&mut self) {
-        if let Some(budget) = self.turn.take() {
-            budget.give_back_yield_turn();
-        }
-    }
-
-    /// Starts over, after progress or a wake-up (the budget is read again).
-    #[inline]
-    pub(crate) fn reset(&mut self) {
+    fn reset(&mut self) {
         self.step = 0;
         self.yields = Self::UNREAD;
     }
 }
 
-#[cfg(all(feature = "std", not(loom)))]
-impl Drop for Backoff<'_> {
+/// The backoff of a wait that takes nothing (`wait_ready`): such waits all end on the same
+/// ready slot, so one of them yields at a time. It yields only holding its side's yield turn
+/// ([`YieldBudget::take_yield_turn`]) and parks once its spins are done otherwise; it gives the
+/// turn back when it parks ([`Snooze::leave`]) or is dropped, however the wait ends (a panic
+/// in the caller's attempt included). A type of its own, so that the waits that take a slot
+/// keep [`Backoff`] as it is.
+#[cfg(any(feature = "std", loom))]
+#[derive(Debug)]
+pub(crate) struct OneYielder<'a> {
+    backoff: Backoff,
+    /// The budget whose turn this wait holds now, to give back.
+    turn: Option<&'a YieldBudget>,
+}
+
+#[cfg(any(feature = "std", loom))]
+impl OneYielder<'_> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            backoff: Backoff::new(),
+            turn: None,
+        }
+    }
+}
+
+#[cfg(any(feature = "std", loom))]
+impl<'a> Snooze<'a> for OneYielder<'a> {
+    #[cfg(loom)]
+    #[inline]
+    fn snooze(&mut self, budget: &'a YieldBudget) -> bool {
+        self.backoff.snooze(budget)
+    }
+
+    #[cfg(not(loom))]
+    #[inline]
+    fn snooze(&mut self, budget: &'a YieldBudget) -> bool {
+        let turn = &mut self.turn;
+        self.backoff.snooze_if(budget, || {
+            let taken = budget.take_yield_turn();
+            if taken {
+                *turn = Some(budget);
+            }
+            taken
+        })
+    }
+
+    #[inline]
+    fn yielded(&self) -> u32 {
+        self.backoff.yielded()
+    }
+
+    #[inline]
+    fn reset(&mut self) {
+        self.backoff.reset();
+    }
+
+    #[inline]
+    fn leave(&mut self) {
+        if let Some(budget) = self.turn.take() {
+            budget.give_back_yield_turn();
+        }
+    }
+}
+
+#[cfg(any(feature = "std", loom))]
+impl Drop for OneYielder<'_> {
     fn drop(&mut self) {
         self.leave();
     }
@@ -507,7 +549,7 @@ pub(crate) struct YieldBudget {
     /// the ring's `Side` stays within one cache line.
     #[cfg(not(loom))]
     yields: AtomicU32,
-    /// 1 while a [`Backoff::one_yielder`] wait of this side is yielding, else 0.
+    /// 1 while a [`OneYielder`] wait of this side is yielding, else 0.
     #[cfg(not(loom))]
     yield_turn: AtomicU32,
 }
@@ -517,6 +559,9 @@ impl YieldBudget {
     pub(crate) const fn new() -> Self {
         Self {}
     }
+
+    #[inline]
+    pub(crate) fn give_back_yield_turn(&self) {}
 
     #[inline]
     pub(crate) fn slept(&self) {}
@@ -550,7 +595,7 @@ impl YieldBudget {
         }
     }
 
-    /// Takes the side's yield turn for a [`Backoff::one_yielder`] wait; `false` if another such
+    /// Takes the side's yield turn for a [`OneYielder`] wait; `false` if another such
     /// wait holds it. Why one: such waits all end on the same event (a slot ready, which none
     /// of them takes), so a second one yielding beside the first only keeps a core busy; with
     /// more of them than cores they yield to one another. The others park at once and are
@@ -628,10 +673,10 @@ impl YieldBudget {
 
 #[cfg(all(test, feature = "std", not(loom)))]
 mod tests {
-    use super::{Backoff, LostRaces, YieldBudget};
+    use super::{Backoff, LostRaces, OneYielder, Snooze, YieldBudget};
 
     /// How many times `snooze` says "wait on" before "park", and how many of those yielded.
-    fn snoozes<'a>(backoff: &mut Backoff<'a>, budget: &'a YieldBudget) -> (u32, u32) {
+    fn snoozes<'a>(backoff: &mut impl Snooze<'a>, budget: &'a YieldBudget) -> (u32, u32) {
         let mut n = 0;
         while backoff.snooze(budget) {
             n += 1;
@@ -733,12 +778,12 @@ mod tests {
     #[test]
     fn a_one_yielder_wait_parks_after_its_spins_while_another_holds_the_yield_turn() {
         let budget = YieldBudget::new();
-        let mut first = Backoff::one_yielder();
+        let mut first = OneYielder::new();
         for _ in 0..8 {
             assert!(first.snooze(&budget));
         }
         assert_eq!(first.yielded(), 1, "the first took the turn and yields");
-        let mut second = Backoff::one_yielder();
+        let mut second = OneYielder::new();
         assert_eq!(snoozes(&mut second, &budget), (7, 0), "spins, then park");
         assert_eq!(
             snoozes(&mut Backoff::new(), &budget),

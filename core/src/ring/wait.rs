@@ -314,7 +314,13 @@ mod imp {
             blocked: impl Fn() -> bool,
             attempt: impl FnMut() -> Step<R>,
         ) -> Option<R> {
-            self.wait(deadline, blocked, attempt, Relay::PassOn)
+            self.wait(
+                crate::sync::Backoff::new(),
+                deadline,
+                blocked,
+                attempt,
+                Relay::PassOn,
+            )
         }
 
         /// [`wait_for`](Self::wait_for) for a wait that takes nothing (`RingCore::wait_ready`):
@@ -326,22 +332,25 @@ mod imp {
             blocked: impl Fn() -> bool,
             attempt: impl FnMut() -> Step<R>,
         ) -> Option<R> {
-            self.wait(deadline, blocked, attempt, Relay::Keep)
+            // Waits that take nothing all end on the same ready slot: one of them yields at a
+            // time (`sync::OneYielder`).
+            self.wait(
+                crate::sync::OneYielder::new(),
+                deadline,
+                blocked,
+                attempt,
+                Relay::Keep,
+            )
         }
 
-        fn wait<R>(
-            &self,
+        fn wait<'a, R>(
+            &'a self,
+            mut backoff: impl crate::sync::Snooze<'a>,
             deadline: Option<Instant>,
             blocked: impl Fn() -> bool,
             mut attempt: impl FnMut() -> Step<R>,
             relay: Relay,
         ) -> Option<R> {
-            // Waits that take nothing all end on the same ready slot: one of them yields at a
-            // time (`YieldBudget::take_yield_turn`). Dropping the backoff gives the turn back.
-            let mut backoff = match relay {
-                Relay::PassOn => crate::sync::Backoff::new(),
-                Relay::Keep => crate::sync::Backoff::one_yielder(),
-            };
             let mut woken = false;
             loop {
                 if let Step::Done(r) = attempt() {
