@@ -659,6 +659,63 @@ fn a_database_removed_mid_run_is_reported_not_ok() {
     assert!(error.contains("was removed during the run"), "{error}");
 }
 
+/// Another program's database moved into the run's path mid-run is left as it came: the run
+/// fails saying so, and writes nothing at that path (it recorded its end into the WAL there,
+/// which the new file then read as its own: its rows were lost to pc-host's pages).
+#[test]
+fn a_database_replaced_mid_run_is_left_as_it_came() {
+    let s = Scratch::new("db-replaced");
+    let theirs = s.path("theirs.db");
+    {
+        let c = rusqlite::Connection::open(&theirs).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);",
+        )
+        .unwrap();
+        for i in 0..2000 {
+            c.execute(
+                "INSERT INTO customers (name) VALUES (?1)",
+                [format!("c{i}")],
+            )
+            .unwrap();
+        }
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    }
+    let before = std::fs::read(&theirs).unwrap();
+    let (child, rx) = common::spawn(
+        &s,
+        &[
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0.05",
+            "--output",
+            "json",
+        ],
+    );
+    common::wait_for(&rx, common::stored_some);
+    std::fs::rename(&theirs, s.path("pc-host.db")).unwrap();
+    common::signal(&child, libc::SIGINT);
+    let out: common::Out = child.wait_with_output().expect("wait").into();
+    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(error.contains("was replaced during the run"), "{error}");
+    let db = s.path("pc-host.db");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the file itself");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let rows: i64 = c
+        .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2000, "their rows, as they were");
+}
+
 /// Counts edited into the bookkeeping tables are reported as problems, not trusted: verify
 /// aborted allocating for `runs.producers = 2000000000`.
 #[test]

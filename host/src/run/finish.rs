@@ -174,7 +174,10 @@ fn finish(
         unix_base,
         ..
     } = *d;
-    if let Err(e) = writer.still_there() {
+    // A database removed or replaced during the run: its end goes nowhere (the run's rows
+    // went with the file pc-host has open), and nothing may be written at its path.
+    let there = writer.still_there();
+    if let Err(e) = &there {
         errors.push(format!("{e:#}"));
     }
     // Every record is committed only if nothing failed; then the inputs' last positions
@@ -227,7 +230,11 @@ fn finish(
             .then(|| [0.5, 0.99, 0.999, 1.0].map(|q| latency.value_at_quantile(q))),
         elapsed_s: d.elapsed_s,
     };
-    if let Err(e) = writer.finish_run(&end) {
+    if there.is_err() {
+        // The final checkpoint above emptied the WAL this run wrote (through the file it has
+        // open); a record of the end would put frames of the old database in it again.
+        writer.leave_path_alone();
+    } else if let Err(e) = writer.finish_run(&end) {
         // The sinks' errors say what failed ("recording the end of the run failed: ...").
         errors.push(format!("{e:#}"));
     }
