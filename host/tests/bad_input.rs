@@ -587,6 +587,50 @@ fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() {
     );
 }
 
+/// Files beside a database that SQLite would apply or remove, and that are not a pc-host
+/// database's, are left as they are: a `-wal`, `-shm` or `-journal` where there is no
+/// database yet (a run deleted them and made a database there), and a `-journal` beside
+/// another program's database (opening rolled that transaction back into its file).
+#[test]
+fn journals_another_program_left_beside_a_database_are_refused_and_left_untouched() {
+    let s = Scratch::new("side-files");
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let side = s.path(&format!("new.db{suffix}"));
+        std::fs::write(&side, "precious\n").unwrap();
+        let out = run(s.dir(), &["--db", "new.db", "--messages", "10"]);
+        let shown = format!("new.db{suffix} is there");
+        assert_one_line_error(&out, 1, &shown);
+        assert_eq!(std::fs::read_to_string(&side).unwrap(), "precious\n");
+        assert!(
+            !s.path("new.db").exists(),
+            "no database made beside {suffix}"
+        );
+        std::fs::remove_file(&side).unwrap();
+    }
+    // Another program's database in the middle of a rollback-journal transaction.
+    let db = s.path("theirs.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('theirs');")
+        .unwrap();
+    drop(c);
+    let journal = s.path("theirs.db-journal");
+    std::fs::write(&journal, "their unfinished transaction\n").unwrap();
+    let (before, journal_before) = (
+        std::fs::read(&db).unwrap(),
+        std::fs::read(&journal).unwrap(),
+    );
+    for args in [
+        &["--db", "theirs.db", "--messages", "10"][..],
+        &["verify", "--db", "theirs.db"],
+        &["plot", "--db", "theirs.db", "-o", "p.svg"],
+    ] {
+        let out = run(s.dir(), args);
+        assert_one_line_error(&out, 1, "theirs.db-journal is there: another program's");
+        assert_eq!(std::fs::read(&db).unwrap(), before, "{args:?}");
+        assert_eq!(std::fs::read(&journal).unwrap(), journal_before, "{args:?}");
+    }
+}
+
 #[test]
 fn an_empty_existing_db_file_is_refused_and_left_untouched() {
     let s = Scratch::new("emptydb");

@@ -29,7 +29,9 @@ pub struct RunRow {
 ///
 /// # Errors
 /// As [`try_prepare_run`]; a busy database once `busy` has passed; a file that was there
-/// before this run and is still empty after `busy` (see [`schema::empty_file`]).
+/// before this run and is still empty, or still has a `-journal` beside it, after `busy` (see
+/// [`schema::empty_file`], [`schema::unfinished_journal`]); a log left beside a path with no
+/// database ([`schema::leftover_log`]).
 pub fn prepare_run(
     path: &Path,
     busy: Duration,
@@ -42,17 +44,24 @@ pub fn prepare_run(
     // with no tables and no mark) may be another pc-host's, created an instant ago, or a file
     // pc-host did not make: waited for as a busy database, and refused if it is empty still
     // when the wait is over.
+    if let Some(e) = schema::leftover_log(path) {
+        return Err(e);
+    }
     let own = create_own(path);
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
     loop {
-        let attempt = match (!own).then(|| schema::empty_file(path, Purpose::Write)) {
-            Some(Some(empty)) => Err(empty),
+        let not_yet = (!own).then(|| {
+            schema::empty_file(path, Purpose::Write)
+                .or_else(|| schema::unfinished_journal(path, Purpose::Write))
+        });
+        let attempt = match not_yet {
+            Some(Some(wait)) => Err(wait),
             _ => try_prepare_run(path, own, busy, producers, config_json, started_at, pages),
         };
         match attempt {
             Err(e)
-                if (e.is::<schema::Busy>() || e.is::<schema::EmptyFile>())
+                if (e.is::<schema::Busy>() || e.is::<schema::WaitedOut>())
                     && Instant::now() + nap < deadline =>
             {
                 std::thread::sleep(nap);

@@ -254,6 +254,9 @@ fn writable(path: &Path) -> bool {
 /// the file alone. Immutable means no locks: a run that starts while it reads is not seen, and
 /// what it then reads is not a snapshot.
 pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
+    if let Some(e) = unfinished_journal(path, Purpose::Read) {
+        return Err(e);
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     // Where SQLite keeps the `-wal`: beside the file the path leads to, through any links.
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -306,11 +309,76 @@ fn not_a_regular_file(path: &Path) -> Option<anyhow::Error> {
     }
 }
 
+/// The one line refusing, for a run, a `path` where there is no database but a `-wal`,
+/// `-shm` or `-journal` is there beside it, if one is: a database's log left behind, which
+/// SQLite would apply to the new database or remove. Its owner decides what becomes of it.
+pub fn leftover_log(path: &Path) -> Option<anyhow::Error> {
+    let is_there = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    // Through links: a link to nothing names where the database would be made.
+    if std::fs::metadata(path).is_ok() {
+        return None;
+    }
+    let left = ["-wal", "-shm", "-journal"]
+        .map(|x| crate::paths::sibling(path, x))
+        .into_iter()
+        .find(|side| is_there(side))?;
+    // Another pc-host makes the database's file before anything beside it: made meanwhile,
+    // it is that run's.
+    if std::fs::metadata(path).is_ok() {
+        return None;
+    }
+    Some(anyhow!(
+        "{} is there but {} is not: a database's log left behind; pc-host will not create a \
+         database beside it (SQLite would apply it to the new file, or remove it): remove it \
+         if it is not needed, or use another --db",
+        left.display(),
+        path.display()
+    ))
+}
+
+/// The one line refusing an existing database with a `-journal` beside it, if it has one: a
+/// transaction in rollback-journal mode that did not finish, which opening would roll back
+/// into the file (pc-host's databases use a write-ahead log; a new one has a journal only for
+/// an instant, while a run switches it to WAL). A run waits it out as a lock
+/// ([`WaitedOut`]), in case it is that instant of another run's.
+pub fn unfinished_journal(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
+    // Beside the file the path leads to, through any links, as SQLite keeps it; named as
+    // typed where it is there.
+    let typed = crate::paths::sibling(path, "-journal");
+    let real = std::fs::canonicalize(path)
+        .ok()
+        .map(|real| crate::paths::sibling(&real, "-journal"));
+    let journal = [Some(typed), real]
+        .into_iter()
+        .flatten()
+        .find(|j| std::fs::symlink_metadata(j).is_ok())?;
+    let then = match purpose {
+        Purpose::Write => {
+            "pc-host will not open it (that would roll the journal back into the \
+                           file): finish it with the program that made it, or use another --db"
+        }
+        Purpose::Read => {
+            "pc-host reads only and cannot roll it back: finish it with the \
+                          program that made it first"
+        }
+    };
+    let line = format!(
+        "{} is there: another program's unfinished transaction on {} (pc-host's databases use \
+         a write-ahead log, not a rollback journal); {then}",
+        journal.display(),
+        path.display()
+    );
+    Some(match purpose {
+        Purpose::Write => anyhow::Error::new(WaitedOut(line)),
+        Purpose::Read => anyhow!(line),
+    })
+}
+
 /// The one line refusing a `path` that is an existing file of 0 bytes, if it is one. SQLite
 /// would take it for a new database, but it is not one pc-host made: pc-host creates a new
 /// database's file itself and writes its first page as it sets it up (switching it to WAL).
 /// It is refused before SQLite opens it, so nothing (not even a `-wal` or `-journal`) is made
-/// beside it. A run waits for an empty file as for a busy database first ([`EmptyFile`]): it
+/// beside it. A run waits for an empty file as for a busy database first ([`WaitedOut`]): it
 /// may be another pc-host's, created an instant ago and about to get its first page.
 pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
     let meta = std::fs::metadata(path).ok()?;
@@ -324,7 +392,7 @@ pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
         }
         Purpose::Read => "give the --db that a pc-host run wrote",
     };
-    Some(anyhow::Error::new(EmptyFile(format!(
+    Some(anyhow::Error::new(WaitedOut(format!(
         "{} is an empty file (0 bytes), not a database pc-host made; {then}",
         path.display()
     ))))
@@ -336,7 +404,7 @@ pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
 /// switches a new file to WAL first, then creates the tables and the mark in one
 /// transaction). Waited out as [`empty_file`]'s is: another pc-host may be setting it up.
 pub fn blank_database(path: &Path) -> anyhow::Error {
-    anyhow::Error::new(EmptyFile(format!(
+    anyhow::Error::new(WaitedOut(format!(
         "{} is a database with no tables and no pc-host mark: another program made it, or a \
          pc-host run stopped before creating its tables; pc-host will not write to it: remove \
          it to let pc-host create the database there, or use another --db",
@@ -344,18 +412,19 @@ pub fn blank_database(path: &Path) -> anyhow::Error {
     )))
 }
 
-/// The error of [`empty_file`] and [`blank_database`], which a run waits out as it waits for
-/// a lock.
+/// The error of [`empty_file`], [`blank_database`] and, for a run, [`unfinished_journal`]:
+/// what another run setting up a new database passes through, which a run therefore waits out
+/// as it waits for a lock, and refuses if it lasts.
 #[derive(Debug)]
-pub struct EmptyFile(String);
+pub struct WaitedOut(String);
 
-impl std::fmt::Display for EmptyFile {
+impl std::fmt::Display for WaitedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for EmptyFile {}
+impl std::error::Error for WaitedOut {}
 
 /// Checks that `path` names an existing regular file, for `verify` and `plot`: one line
 /// saying what is there instead (nothing, a directory, a device or pipe, an empty file)
