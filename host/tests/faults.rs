@@ -205,10 +205,10 @@ fn small_tmpfs(mnt: &Path) -> Option<Mount<'_>> {
     match mounted {
         Ok(o) if o.status.success() => Some(Mount(mnt)),
         Ok(o) => {
-            println!(
-                "SKIP: cannot mount a 1 MiB tmpfs (needs root): {}",
+            common::skip(format_args!(
+                "cannot mount a 1 MiB tmpfs (needs root): {}",
                 String::from_utf8_lossy(&o.stderr).trim()
-            );
+            ));
             None
         }
         Err(e) => {
@@ -355,6 +355,55 @@ fn stdin_read_as_a_full_disk_fails_the_run_is_stored_or_dead_lettered_never_lost
         seen.len(),
         seen.windows(2).find(|w| w[1] != w[0] + 1)
     );
+}
+
+/// A run refused at its start by a full disk leaves no empty database or latency log of its
+/// own behind: the next run, with room, found them and refused them as files pc-host did not
+/// make.
+#[test]
+fn a_run_refused_by_a_full_disk_at_its_start_leaves_no_file_the_next_run_refuses() {
+    let s = Scratch::new("full-at-start");
+    let mnt = s.path("small");
+    let Some(_mount) = small_tmpfs(&mnt) else {
+        return;
+    };
+    let filler = vec![b'x'; 64 * 1024];
+    let mut file = std::fs::File::create(mnt.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut file, &filler).is_ok() {}
+    drop(file);
+    let db_run = [
+        "--db",
+        "small/new.db",
+        "--messages",
+        "10",
+        "--report-interval",
+        "0",
+    ];
+    let log_run = [
+        "--db",
+        "ok.db",
+        "--messages",
+        "10",
+        "--report-interval",
+        "0",
+        "--latency-log",
+        "small/x.hlog",
+    ];
+    for args in [&db_run[..], &log_run[..]] {
+        let out = common::run(s.dir(), args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+    }
+    let mut left: Vec<_> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["filler"], "nothing of the refused runs left");
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    for args in [&db_run[..], &log_run[..]] {
+        let out = common::run(s.dir(), args);
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+    }
 }
 
 /// Rejected lines that the dead-letter file could not take (a full disk) are not reported as

@@ -79,13 +79,15 @@ impl LatencyLog {
     /// # Errors
     /// Writing failed.
     pub fn start(&mut self, run_id: i64, start: SystemTime) -> std::io::Result<()> {
-        self.started = true;
         self.file.set_len(0)?;
         writeln!(self.file, "{MARK}: run {run_id}, values in nanoseconds")?;
         IntervalLogWriterBuilder::new()
             .with_start_time(start)
             .with_base_time(start)
             .begin_log_with(&mut self.file, &mut self.serializer)?;
+        // Only now: a header that could not be written (a full disk) leaves a file this run
+        // created to be removed (see `Drop`).
+        self.started = true;
         Ok(())
     }
 
@@ -111,8 +113,9 @@ impl LatencyLog {
 }
 
 impl Drop for LatencyLog {
-    /// A run refused before it started leaves no empty log of its own behind (the next run
-    /// would find a file that is not a latency log, and refuse it).
+    /// A run refused before it started, or whose log's header could not be written, leaves no
+    /// log of its own behind (the next run would find a file that is not a latency log, and
+    /// refuse it).
     fn drop(&mut self) {
         if self.created && !self.started {
             let _ = std::fs::remove_file(&self.path);

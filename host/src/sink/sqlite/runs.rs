@@ -48,6 +48,31 @@ pub fn prepare_run(
         return Err(e);
     }
     let own = create_own(path);
+    let prepared = wait_to_prepare(path, own, busy, |own| {
+        try_prepare_run(path, own, busy, producers, config_json, started_at, pages)
+    });
+    let empty = || std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+    if own && prepared.is_err() && empty() {
+        // A file this run created and could not write a first page to (a full disk, say):
+        // it and what SQLite made beside it go, so that the next run does not find an empty
+        // file there and refuse it as not pc-host's. (Another run waits for an empty file
+        // without opening it, so nothing beside it is another's. A file with a page may be
+        // another run's database by now: it stays.)
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(crate::paths::sibling(path, suffix));
+        }
+    }
+    prepared
+}
+
+/// [`try_prepare_run`] (as `attempt`), tried again while the database is busy or in a state
+/// another run setting it up passes through ([`schema::WaitedOut`]), until `busy` has passed.
+fn wait_to_prepare<T>(
+    path: &Path,
+    own: bool,
+    busy: Duration,
+    attempt: impl Fn(bool) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
     loop {
@@ -57,7 +82,7 @@ pub fn prepare_run(
         });
         let attempt = match not_yet {
             Some(Some(wait)) => Err(wait),
-            _ => try_prepare_run(path, own, busy, producers, config_json, started_at, pages),
+            _ => attempt(own),
         };
         match attempt {
             Err(e)
