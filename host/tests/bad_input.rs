@@ -268,6 +268,11 @@ fn out_of_range_values_get_one_clear_line() {
             "--consumers 0 is too small: consumers must be at least 1",
         ),
         (&["--producers", "100000"], "producers can be at most 1024"),
+        // It was blamed on the warm-up ("the warm-up must be shorter than the duration (0 s)").
+        (
+            &["--duration", "1e-10"],
+            "--duration 1e-10 is too short: it is less than a nanosecond",
+        ),
         (
             &["--capacity", "1000"],
             "not a usable ring capacity: it must be a power of two",

@@ -780,7 +780,14 @@ fn secs(p: &Picked<f64>, positive: bool) -> Result<Duration, ConfigError> {
     if v > MAX_SECS {
         return err(format!("{} is too long: at most {MAX_SECS} s", p.show()));
     }
-    Ok(Duration::from_secs_f64(v))
+    let d = Duration::from_secs_f64(v);
+    if positive && d.is_zero() {
+        return err(format!(
+            "{} is too short: it is less than a nanosecond",
+            p.show()
+        ));
+    }
+    Ok(d)
 }
 
 fn millis(p: &Picked<f64>) -> Result<Duration, ConfigError> {
