@@ -218,6 +218,13 @@ fn small_tmpfs(mnt: &Path) -> Option<Mount<'_>> {
     }
 }
 
+/// Fills the file system at `mnt` with a file named `filler` (remove it to make room again).
+fn fill_up(mnt: &Path) {
+    let filler = vec![b'x'; 64 * 1024];
+    let mut file = std::fs::File::create(mnt.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut file, &filler).is_ok() {}
+}
+
 #[test]
 fn disk_full_retries_then_dead_letters_and_the_database_stays_sound() {
     let s = Scratch::new("disk-full");
@@ -367,10 +374,7 @@ fn a_run_refused_by_a_full_disk_at_its_start_leaves_no_file_the_next_run_refuses
     let Some(_mount) = small_tmpfs(&mnt) else {
         return;
     };
-    let filler = vec![b'x'; 64 * 1024];
-    let mut file = std::fs::File::create(mnt.join("filler")).unwrap();
-    while std::io::Write::write_all(&mut file, &filler).is_ok() {}
-    drop(file);
+    fill_up(&mnt);
     let db_run = [
         "--db",
         "small/new.db",
@@ -417,10 +421,7 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
         return;
     };
     // Fill the tmpfs: the dead-letter file can be created there, not written.
-    let filler = vec![b'x'; 64 * 1024];
-    let mut file = std::fs::File::create(mnt.join("filler")).unwrap();
-    while std::io::Write::write_all(&mut file, &filler).is_ok() {}
-    drop(file);
+    fill_up(&mnt);
     // 1,000 lines; every 100th is longer than --max-record-bytes and so rejected.
     let input: String = (0..1000)
         .map(|i| {

@@ -122,6 +122,42 @@ fn poll<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
     }
 }
 
+/// Polls `path` until it answers `status`; returns that reply.
+fn poll_status(addr: &str, path: &str, status: u16) -> Reply {
+    poll(&format!("{path} {status}"), || {
+        let reply = get(addr, path, None);
+        if reply.status == status {
+            Ok(reply)
+        } else {
+            Err(format!("{reply:?}"))
+        }
+    })
+}
+
+/// A generated run at 2000 msg/s for up to 600 s that retries a locked database for
+/// `retry_for` seconds, its busy timeout 100 ms, with a metrics endpoint; and its address.
+fn start_lock_waiting(s: &Scratch, retry_for: &str) -> (Running, String) {
+    let mut r = Running::start(
+        s,
+        &[
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--busy-timeout-ms",
+            "100",
+            "--retry-for",
+            retry_for,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--output",
+            "json",
+        ],
+    );
+    let addr = metrics_addr(&mut r);
+    (r, addr)
+}
+
 /// `/metrics` (Prometheus text) of `addr`, asserting the status and content type.
 fn scrape(addr: &str) -> (String, HashMap<String, f64>) {
     let r = get(addr, "/metrics", None);
@@ -545,50 +581,12 @@ fn a_lanes_scrape_labels_each_lane_passes_promtool_and_equals_the_lanes_summary(
 #[test]
 fn ready_is_503_stopping_while_the_ring_drains_after_the_sources_stopped() {
     let s = Scratch::new("metrics-ready-stopping");
-    let mut r = Running::start(
-        &s,
-        &[
-            "--rps",
-            "2000",
-            "--duration",
-            "600",
-            "--busy-timeout-ms",
-            "100",
-            "--retry-for",
-            "600",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--output",
-            "json",
-        ],
-    );
-    let addr = metrics_addr(&mut r);
-    poll("/ready 200", || {
-        let ready = get(&addr, "/ready", None);
-        if ready.status == 200 {
-            Ok(())
-        } else {
-            Err(format!("{ready:?}"))
-        }
-    });
+    let (r, addr) = start_lock_waiting(&s, "600");
+    poll_status(&addr, "/ready", 200);
     let holder = hold_write_lock(&s.path("pc-host.db"));
-    poll("/health 503 while the lock is held", || {
-        let h = get(&addr, "/health", None);
-        if h.status == 503 {
-            Ok(())
-        } else {
-            Err(format!("{h:?}"))
-        }
-    });
+    poll_status(&addr, "/health", 503);
     common::signal(&r.child, libc::SIGINT);
-    let stopping = poll("/ready 503 stopping once the sources stopped", || {
-        let ready = get(&addr, "/ready", None);
-        if ready.status == 503 {
-            Ok(ready)
-        } else {
-            Err(format!("{ready:?}"))
-        }
-    });
+    let stopping = poll_status(&addr, "/ready", 503);
     assert_eq!(stopping.body, "stopping\n", "{stopping:?}");
     holder.execute_batch("ROLLBACK").expect("release the lock");
     drop(holder);
@@ -602,24 +600,7 @@ fn ready_is_503_stopping_while_the_ring_drains_after_the_sources_stopped() {
 #[test]
 fn health_is_503_while_another_process_holds_the_write_lock_and_200_after() {
     let s = Scratch::new("metrics-health-lock");
-    let mut r = Running::start(
-        &s,
-        &[
-            "--rps",
-            "2000",
-            "--duration",
-            "600",
-            "--busy-timeout-ms",
-            "100",
-            "--retry-for",
-            "60",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--output",
-            "json",
-        ],
-    );
-    let addr = metrics_addr(&mut r);
+    let (r, addr) = start_lock_waiting(&s, "60");
     poll("rows stored", || {
         let (_, m) = scrape(&addr);
         match m.get("pc_messages_stored_total") {
@@ -631,14 +612,7 @@ fn health_is_503_while_another_process_holds_the_write_lock_and_200_after() {
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
 
     let holder = hold_write_lock(&s.path("pc-host.db"));
-    let unhealthy = poll("/health 503 while the lock is held", || {
-        let h = get(&addr, "/health", None);
-        if h.status == 503 {
-            Ok(h)
-        } else {
-            Err(format!("{h:?}"))
-        }
-    });
+    let unhealthy = poll_status(&addr, "/health", 503);
     assert!(
         unhealthy.body.starts_with("sink retrying: ") && unhealthy.body.contains("lock"),
         "the 503 says the sink is retrying on a lock: {unhealthy:?}"
