@@ -455,7 +455,7 @@ impl<'a> Snooze<'a> for Backoff {
 /// ([`YieldBudget::take_yield_turn`]) and parks once its spins are done otherwise; it gives the
 /// turn back when it parks ([`Snooze::leave`]) or is dropped, however the wait ends (a panic
 /// in the caller's attempt included). A type of its own, so that the waits that take a slot
-/// keep [`Backoff`] as it is.
+/// carry no turn and no drop glue.
 #[cfg(any(feature = "std", loom))]
 #[derive(Debug)]
 pub(crate) struct OneYielder<'a> {
@@ -790,7 +790,13 @@ mod tests {
             (7 + 58, 58),
             "a plain wait yields whoever holds the turn"
         );
-        first.leave();
+        second.leave();
+        let mut third = OneYielder::new();
+        assert_eq!(
+            snoozes(&mut third, &budget),
+            (7, 0),
+            "only the holder gives the turn back"
+        );
         first.leave();
         second.reset();
         assert_eq!(
@@ -798,11 +804,16 @@ mod tests {
             (7 + 58, 58),
             "the turn is free"
         );
-        drop(second);
-        assert!(
-            budget.take_yield_turn(),
-            "given back, once each, on leave or drop"
+        first.leave();
+        drop(first);
+        let mut fourth = OneYielder::new();
+        assert_eq!(
+            snoozes(&mut fourth, &budget),
+            (7, 0),
+            "a wait that gave its turn back gives nothing back again"
         );
+        drop(second);
+        assert!(budget.take_yield_turn(), "given back on drop");
         assert!(!budget.take_yield_turn());
     }
 

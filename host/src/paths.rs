@@ -21,6 +21,24 @@ pub fn same_place(a: &Path, b: &Path) -> bool {
     linked || place(a).is_some_and(|x| place(b) == Some(x))
 }
 
+/// Where `path` leads through symbolic links, as the kernel (and SQLite) follows them: `path`
+/// itself if it is no link; a link that points where nothing is names its target. `None` for
+/// a loop (more links than the kernel follows) or a link that cannot be read.
+pub fn through_links(path: &Path) -> Option<PathBuf> {
+    let mut target = path.to_path_buf();
+    // As many links as the kernel follows (`MAXSYMLINKS`).
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&target) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                // Relative to the link's directory; an absolute one replaces it.
+                target = dir_of(&target).join(std::fs::read_link(&target).ok()?);
+            }
+            _ => return Some(target),
+        }
+    }
+    None
+}
+
 /// Whether this process may write to `path` (`access(2)`, which also sees a read-only mount).
 pub fn writable(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;

@@ -393,10 +393,29 @@ fn a_run_refused_by_a_full_disk_at_its_start_leaves_no_file_the_next_run_refuses
         "--latency-log",
         "small/x.hlog",
     ];
-    for args in [&db_run[..], &log_run[..]] {
+    // Through a link out of the full disk into it: the file it leads to goes, not the link.
+    std::os::unix::fs::symlink("small/target.db", s.path("linked.db")).unwrap();
+    let link_run = [
+        "--db",
+        "linked.db",
+        "--messages",
+        "10",
+        "--report-interval",
+        "0",
+    ];
+    for args in [&db_run[..], &log_run[..], &link_run[..]] {
         let out = common::run(s.dir(), args);
         assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("full") || out.stderr.contains("No space"),
+            "{args:?}: refused by the full disk: {}",
+            out.stderr
+        );
     }
+    assert!(
+        std::fs::symlink_metadata(s.path("linked.db")).is_ok(),
+        "the link stays"
+    );
     let mut left: Vec<_> = std::fs::read_dir(&mnt)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -404,10 +423,11 @@ fn a_run_refused_by_a_full_disk_at_its_start_leaves_no_file_the_next_run_refuses
     left.sort();
     assert_eq!(left, ["filler"], "nothing of the refused runs left");
     std::fs::remove_file(mnt.join("filler")).unwrap();
-    for args in [&db_run[..], &log_run[..]] {
+    for args in [&db_run[..], &log_run[..], &link_run[..]] {
         let out = common::run(s.dir(), args);
         assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
     }
+    assert!(mnt.join("target.db").exists(), "made through the link");
 }
 
 /// Rejected lines that the dead-letter file could not take (a full disk) are not reported as

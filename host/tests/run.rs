@@ -659,6 +659,40 @@ fn a_database_removed_mid_run_is_reported_not_ok() {
     assert!(error.contains("was removed during the run"), "{error}");
 }
 
+/// A database removed mid-run (its `-wal` and `-shm` left where they were) does not keep the
+/// next run off its path: the run removes the side files it had open, which SQLite leaves
+/// behind a moved database, and the next run there makes a new database.
+#[test]
+fn a_run_after_the_database_was_removed_mid_run_makes_a_new_one_at_that_path() {
+    let s = Scratch::new("db-removed-alone");
+    let (child, rx) = common::spawn(
+        &s,
+        &[
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0.05",
+            "--output",
+            "json",
+        ],
+    );
+    common::wait_for(&rx, common::stored_some);
+    std::fs::remove_file(s.path("pc-host.db")).unwrap();
+    common::signal(&child, libc::SIGINT);
+    let out: common::Out = child.wait_with_output().expect("wait").into();
+    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    for suffix in ["-wal", "-shm"] {
+        assert!(
+            !s.path(&format!("pc-host.db{suffix}")).exists(),
+            "{suffix} left"
+        );
+    }
+    let again = run(s.dir(), &["--messages", "10", "--report-interval", "0"]);
+    assert_eq!(again.code, Some(0), "stderr:\n{}", again.stderr);
+}
+
 /// Another program's database moved into the run's path mid-run is left as it came: the run
 /// fails saying so, and writes nothing at that path (it recorded its end into the WAL there,
 /// which the new file then read as its own: its rows were lost to pc-host's pages).

@@ -761,7 +761,8 @@ pub fn record_limit(value: u64, shown: &str) -> Result<usize, ConfigError> {
     Ok(usize::try_from(value).unwrap_or(usize::MAX))
 }
 
-/// Seconds to a `Duration`: finite, not negative, at most `MAX_SECS`; `positive` also rejects 0.
+/// Seconds to a `Duration`: finite, not negative, at most `MAX_SECS`; `positive` also rejects 0
+/// and anything under a nanosecond.
 fn secs(p: &Picked<f64>, positive: bool) -> Result<Duration, ConfigError> {
     let v = p.value;
     if !v.is_finite() {

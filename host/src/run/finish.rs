@@ -196,6 +196,13 @@ fn finish(
             false
         }
     });
+    if there.is_err() && flushed == Some(false) {
+        errors.push(format!(
+            "the final checkpoint did not empty this run's write-ahead log beside {}: a database \
+             there now may read its pages as its own",
+            cfg.sink_name()
+        ));
+    }
     // Without the count back (the database unreachable at the end), what the consumers saw
     // committed: a 0 here made a run that stored everything look like it stored nothing.
     let (stored, counted_back) = match writer.count_stored() {
@@ -233,7 +240,7 @@ fn finish(
     if there.is_err() {
         // The final checkpoint above emptied the WAL this run wrote (through the file it has
         // open); a record of the end would put frames of the old database in it again.
-        writer.leave_path_alone();
+        writer.forget_removed();
     } else if let Err(e) = writer.finish_run(&end) {
         // The sinks' errors say what failed ("recording the end of the run failed: ...").
         errors.push(format!("{e:#}"));

@@ -144,24 +144,16 @@ impl AnySink {
         }
     }
 
-    /// The last step before counting back: SQLite's final checkpoint (copies the WAL into the
-    /// database file and empties it). `None` where there is nothing to flush.
-    /// The database at the sink's path is not the one this run opened (removed or replaced).
-    /// If another file is there now, SQLite's writer, closing, must not checkpoint or remove
-    /// the `-wal` and `-shm` files at that path, which may be the new file's. (With nothing
-    /// there, they are this run's, and closing removes them as usual.)
-    pub fn leave_path_alone(&self) {
-        if let Self::Sqlite(w) = self
-            && std::fs::symlink_metadata(w.path()).is_ok()
-        {
-            // Failing, closing may remove the side files: the run already says why it failed.
-            let _ = w.conn().set_db_config(
-                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-                true,
-            );
+    /// The database at the sink's path is not the one this run opened: if it was removed,
+    /// SQLite's `-wal` and `-shm` of this run's there go too (see `Writer::forget_removed`).
+    pub fn forget_removed(&self) {
+        if let Self::Sqlite(w) = self {
+            w.forget_removed();
         }
     }
 
+    /// The last step before counting back: SQLite's final checkpoint (copies the WAL into the
+    /// database file and empties it). `None` where there is nothing to flush.
     pub fn final_flush(&mut self) -> Option<anyhow::Result<()>> {
         match self {
             Self::Sqlite(w) => Some(checkpoint::final_checkpoint(w.conn(), w.path())),

@@ -1,7 +1,7 @@
 //! Run and input bookkeeping: the `runs`, `run_producers`, `inputs` and `run_inputs` rows that
 //! say what each run did and where each input resumes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -22,8 +22,9 @@ pub struct RunRow {
     pub first_id: i64,
 }
 
-/// Prepares `path` for a run: [`try_prepare_run`], tried again while the database is busy,
-/// until `busy` has passed. SQLite answers some lock conflicts at once, without waiting, for
+/// Prepares `path` for a run: [`try_prepare_run`], tried again while the database is busy or
+/// in a state another run setting it up passes through ([`schema::WaitedOut`]), until `busy`
+/// has passed. SQLite answers some lock conflicts at once, without waiting, for
 /// example two processes starting on the same new file: each sees the other reading and
 /// neither can switch it to WAL.
 ///
@@ -40,49 +41,29 @@ pub fn prepare_run(
     started_at: i64,
     pages: PageSizeChoice<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
+    if let Some(e) = schema::leftover_log(path) {
+        return Err(e);
+    }
     // A file this run creates is its own. One that is there and empty (0 bytes, or a database
     // with no tables and no mark) may be another pc-host's, created an instant ago, or a file
     // pc-host did not make: waited for as a busy database, and refused if it is empty still
     // when the wait is over.
-    if let Some(e) = schema::leftover_log(path) {
-        return Err(e);
-    }
-    let own = create_own(path);
-    let prepared = wait_to_prepare(path, own, busy, |own| {
-        try_prepare_run(path, own, busy, producers, config_json, started_at, pages)
-    });
-    let empty = || std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
-    if own && prepared.is_err() && empty() {
-        // A file this run created and could not write a first page to (a full disk, say):
-        // it and what SQLite made beside it go, so that the next run does not find an empty
-        // file there and refuse it as not pc-host's. (Another run waits for an empty file
-        // without opening it, so nothing beside it is another's. A file with a page may be
-        // another run's database by now: it stays.)
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let _ = std::fs::remove_file(crate::paths::sibling(path, suffix));
-        }
-    }
-    prepared
-}
-
-/// [`try_prepare_run`] (as `attempt`), tried again while the database is busy or in a state
-/// another run setting it up passes through ([`schema::WaitedOut`]), until `busy` has passed.
-fn wait_to_prepare<T>(
-    path: &Path,
-    own: bool,
-    busy: Duration,
-    attempt: impl Fn(bool) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+    let mut made = create_own(path);
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
-    loop {
+    let prepared = loop {
+        // A file another run made and then removed (it could not set it up): this run's turn.
+        if made.is_none() && std::fs::metadata(path).is_err() {
+            made = create_own(path);
+        }
+        let own = made.is_some();
         let not_yet = (!own).then(|| {
             schema::empty_file(path, Purpose::Write)
                 .or_else(|| schema::unfinished_journal(path, Purpose::Write))
         });
         let attempt = match not_yet {
             Some(Some(wait)) => Err(wait),
-            _ => attempt(own),
+            _ => try_prepare_run(path, own, busy, producers, config_json, started_at, pages),
         };
         match attempt {
             Err(e)
@@ -92,31 +73,45 @@ fn wait_to_prepare<T>(
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(Duration::from_millis(50));
             }
-            done => return done,
+            done => break done,
         }
+    };
+    if let Some(made) = made
+        && prepared.is_err()
+    {
+        remove_if_empty(&made);
     }
+    prepared
+}
+
+/// Removes the database file `made` (where the path leads, through links), which this run
+/// created and could not set up (a full disk, say), if it is still empty, with what SQLite
+/// made beside it: the next run would find an empty file there and refuse it as not
+/// pc-host's. Beside files first, the file last: while the empty file is there another run
+/// waits for it without opening it, so nothing beside it is another run's yet. A file with a
+/// page may be another run's database by now (or have a page partly written on a full disk,
+/// which the next run refuses): it stays.
+fn remove_if_empty(made: &Path) {
+    if !std::fs::metadata(made).is_ok_and(|m| m.len() == 0) {
+        return;
+    }
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(crate::paths::sibling(made, suffix));
+    }
+    let _ = std::fs::remove_file(made);
 }
 
 /// Creates the file `path` names if nothing is there, following symbolic links as SQLite will
-/// (one that points where nothing is yet names its target); whether this call created it.
-fn create_own(path: &Path) -> bool {
-    let mut target = path.to_path_buf();
-    // As many links as the kernel follows (`MAXSYMLINKS`); a loop ends as "not created".
-    for _ in 0..40 {
-        match std::fs::symlink_metadata(&target) {
-            Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(&target) {
-                // Relative to the link's directory; an absolute one replaces it.
-                Ok(to) => target = crate::paths::dir_of(&target).join(to),
-                Err(_) => return false,
-            },
-            _ => break,
-        }
-    }
+/// (one that points where nothing is yet names its target); the file created, if this call
+/// created it.
+fn create_own(path: &Path) -> Option<PathBuf> {
+    let target = crate::paths::through_links(path)?;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&target)
-        .is_ok()
+        .ok()?;
+    Some(target)
 }
 
 /// Prepares `path` for a run: checks what is in it, switches it to WAL, creates (or upgrades)

@@ -310,16 +310,18 @@ fn not_a_regular_file(path: &Path) -> Option<anyhow::Error> {
 }
 
 /// The one line refusing, for a run, a `path` where there is no database but a `-wal`,
-/// `-shm` or `-journal` is there beside it, if one is: a database's log left behind, which
-/// SQLite would apply to the new database or remove. Its owner decides what becomes of it.
+/// `-shm` or `-journal` is there beside the file it would be (through links), if one is: a
+/// database's log left behind, which SQLite would apply to the new database or remove. Its
+/// owner decides what becomes of it.
 pub fn leftover_log(path: &Path) -> Option<anyhow::Error> {
     let is_there = |p: &Path| std::fs::symlink_metadata(p).is_ok();
     // Through links: a link to nothing names where the database would be made.
     if std::fs::metadata(path).is_ok() {
         return None;
     }
+    let target = crate::paths::through_links(path)?;
     let left = ["-wal", "-shm", "-journal"]
-        .map(|x| crate::paths::sibling(path, x))
+        .map(|x| crate::paths::sibling(&target, x))
         .into_iter()
         .find(|side| is_there(side))?;
     // Another pc-host makes the database's file before anything beside it: made meanwhile,
@@ -354,17 +356,19 @@ pub fn unfinished_journal(path: &Path, purpose: Purpose) -> Option<anyhow::Error
         .find(|j| std::fs::symlink_metadata(j).is_ok())?;
     let then = match purpose {
         Purpose::Write => {
-            "pc-host will not open it (that would roll the journal back into the \
-                           file): finish it with the program that made it, or use another --db"
+            "pc-host will not open it (that would roll the journal back into the file): let \
+             the program that made it finish it (`sqlite3` opening the database rolls it \
+             back), or use another --db"
         }
         Purpose::Read => {
-            "pc-host reads only and cannot roll it back: finish it with the \
-                          program that made it first"
+            "pc-host reads only and cannot roll it back: let the program that made it finish \
+             it first (`sqlite3` opening the database rolls it back)"
         }
     };
     let line = format!(
-        "{} is there: another program's unfinished transaction on {} (pc-host's databases use \
-         a write-ahead log, not a rollback journal); {then}",
+        "{} is there: a transaction on {} in rollback-journal mode did not finish (another \
+         program's, as pc-host's databases use a write-ahead log, or a pc-host run's stopped \
+         as it set a new database up); {then}",
         journal.display(),
         path.display()
     );

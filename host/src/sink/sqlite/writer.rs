@@ -66,6 +66,8 @@ pub struct Writer {
     busy: Duration,
     /// The database file's device and inode when opened.
     opened: Option<(u64, u64)>,
+    /// Its `-wal` and `-shm` (beside the file the path leads to) and theirs, when opened.
+    sides: Vec<(PathBuf, (u64, u64))>,
     /// The records come from a broker: stored once per key (`delivered.rs`).
     delivered: bool,
     /// Duplicates the last committed write left out.
@@ -113,6 +115,7 @@ impl Writer {
             path: path.to_owned(),
             busy,
             opened: file_id(path),
+            sides: side_files(path),
             delivered: false,
             duplicates: 0,
         };
@@ -322,6 +325,22 @@ impl Writer {
         &self.path
     }
 
+    /// After [`Self::check_still_there`] failed: if nothing is at the path now (the database
+    /// was removed), removes the `-wal` and `-shm` there that are still the ones this writer
+    /// opened (SQLite, closing a database that was moved, leaves them, and the next run would
+    /// find a log beside no database and refuse the path). Files there that are not those
+    /// (a database moved in, with its own) are left alone.
+    pub fn forget_removed(&self) {
+        if std::fs::symlink_metadata(&self.path).is_ok() {
+            return;
+        }
+        for (side, id) in &self.sides {
+            if file_id(side) == Some(*id) {
+                let _ = std::fs::remove_file(side);
+            }
+        }
+    }
+
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
@@ -451,6 +470,16 @@ fn kind_of(e: &anyhow::Error) -> ErrorKind {
 fn file_id(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The `-wal` and `-shm` beside the database file `path` leads to, with their ids.
+fn side_files(path: &Path) -> Vec<(PathBuf, (u64, u64))> {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    ["-wal", "-shm"]
+        .map(|x| crate::paths::sibling(&real, x))
+        .into_iter()
+        .filter_map(|side| file_id(&side).map(|id| (side, id)))
+        .collect()
 }
 
 /// `INSERT OR FAIL INTO messages (...) VALUES (?,?,?,?,run), ...` for `rows` rows. The run id
