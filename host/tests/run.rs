@@ -628,13 +628,11 @@ fn a_closed_stdout_leaves_a_good_run_good_and_says_so() {
     );
 }
 
-/// The database file removed mid-run took the committed rows with it: the run is not OK and
-/// says so (it reported OK, counting back from the removed file it still had open).
-#[test]
-fn a_database_removed_mid_run_is_reported_not_ok() {
-    let s = Scratch::new("db-removed");
+/// A generated run at 2000 msg/s that ends when told to, once it has stored some rows; and
+/// its stderr lines (keep them: dropping them stops reading its stderr).
+fn start_storing(s: &Scratch) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let (child, rx) = common::spawn(
-        &s,
+        s,
         &[
             "--rps",
             "2000",
@@ -647,6 +645,15 @@ fn a_database_removed_mid_run_is_reported_not_ok() {
         ],
     );
     common::wait_for(&rx, common::stored_some);
+    (child, rx)
+}
+
+/// The database file removed mid-run took the committed rows with it: the run is not OK and
+/// says so (it reported OK, counting back from the removed file it still had open).
+#[test]
+fn a_database_removed_mid_run_is_reported_not_ok() {
+    let s = Scratch::new("db-removed");
+    let (child, _stderr) = start_storing(&s);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(s.path(&format!("pc-host.db{suffix}")));
     }
@@ -665,20 +672,7 @@ fn a_database_removed_mid_run_is_reported_not_ok() {
 #[test]
 fn a_run_after_the_database_was_removed_mid_run_makes_a_new_one_at_that_path() {
     let s = Scratch::new("db-removed-alone");
-    let (child, rx) = common::spawn(
-        &s,
-        &[
-            "--rps",
-            "2000",
-            "--duration",
-            "600",
-            "--report-interval",
-            "0.05",
-            "--output",
-            "json",
-        ],
-    );
-    common::wait_for(&rx, common::stored_some);
+    let (child, _stderr) = start_storing(&s);
     std::fs::remove_file(s.path("pc-host.db")).unwrap();
     common::signal(&child, libc::SIGINT);
     let out: common::Out = child.wait_with_output().expect("wait").into();
@@ -716,20 +710,7 @@ fn a_database_replaced_mid_run_is_left_as_it_came() {
         c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
     }
     let before = std::fs::read(&theirs).unwrap();
-    let (child, rx) = common::spawn(
-        &s,
-        &[
-            "--rps",
-            "2000",
-            "--duration",
-            "600",
-            "--report-interval",
-            "0.05",
-            "--output",
-            "json",
-        ],
-    );
-    common::wait_for(&rx, common::stored_some);
+    let (child, _stderr) = start_storing(&s);
     std::fs::rename(&theirs, s.path("pc-host.db")).unwrap();
     common::signal(&child, libc::SIGINT);
     let out: common::Out = child.wait_with_output().expect("wait").into();
