@@ -23,10 +23,10 @@ pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(all(feature = "std", not(loom), feature = "portable-atomic"))]
-use portable_atomic::AtomicU32;
+use portable_atomic::AtomicU32; // the yield budget's
 #[cfg(all(not(loom), feature = "portable-atomic"))]
 #[allow(unused_imports)]
-pub(crate) use portable_atomic::{AtomicU64, AtomicUsize, Ordering}; // the yield budget's
+pub(crate) use portable_atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The lock and condition variable a blocked thread sleeps on (ring/wait.rs).
 #[cfg(loom)]

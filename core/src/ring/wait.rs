@@ -421,11 +421,9 @@ mod imp {
                     }
                 }
                 sleepers.asleep -= 1;
-            } else {
-                if yielded {
-                    // Ready just after the yields ran out: they nearly paid.
-                    self.budget.fell_short();
-                }
+            } else if yielded {
+                // Ready just after the yields ran out: they nearly paid.
+                self.budget.fell_short();
             }
             // Relaxed: nothing to publish; a waker that still sees this thread counted only
             // takes the lock for nothing.
