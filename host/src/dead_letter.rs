@@ -103,18 +103,12 @@ impl DeadLetters {
                 "--dead-letter {shown} is the database or an input of this run: use another path"
             ));
         }
+        // Created with O_EXCL, which a link refuses even when it leads nowhere: say so now,
+        // not at the first dead letter.
+        crate::paths::link_to_nothing("--dead-letter", path)?;
         // Through a link: what would be written is its target.
-        let meta = match std::fs::metadata(path) {
-            Ok(meta) => meta,
-            // Created with O_EXCL, which a link refuses even when it leads nowhere: say so now,
-            // not at the first dead letter.
-            Err(_) if std::fs::symlink_metadata(path).is_ok() => {
-                return Err(format!(
-                    "--dead-letter {shown} is a link to a file that does not exist; pc-host \
-                     will not create a file through it: use another path"
-                ));
-            }
-            Err(_) => return Ok(false),
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(false);
         };
         if meta.is_dir() {
             return Err(format!(

@@ -39,6 +39,22 @@ pub fn through_links(path: &Path) -> Option<PathBuf> {
     None
 }
 
+/// The one line refusing `path` (given as `flag`) if it is a symbolic link to nothing: a file
+/// made through it would appear wherever the link points.
+///
+/// # Errors
+/// That line.
+pub fn link_to_nothing(flag: &str, path: &Path) -> Result<(), String> {
+    if std::fs::metadata(path).is_err() && std::fs::symlink_metadata(path).is_ok() {
+        return Err(format!(
+            "{flag} {} is a link to a file that does not exist; pc-host will not create a file \
+             through it: use another path",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Whether this process may write to `path` (`access(2)`, which also sees a read-only mount).
 pub fn writable(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;

@@ -40,6 +40,7 @@ pub fn check(
              output): use another path"
         ));
     }
+    crate::paths::link_to_nothing(flag, path)?;
     // Through a link: what would be written is its target.
     match std::fs::metadata(path) {
         Ok(meta) if !meta.is_file() => Err(format!(
@@ -51,10 +52,6 @@ pub fn check(
              another path"
         )),
         Ok(_) => Ok(()),
-        Err(_) if std::fs::symlink_metadata(path).is_ok() => Err(format!(
-            "{flag} {shown} is a link to a file that does not exist; pc-host will not create \
-             a file through it: use another path"
-        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("{flag} {shown}: {e}")),
     }

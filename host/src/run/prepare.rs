@@ -17,6 +17,7 @@ use crate::paths::sibling;
 use crate::position::InputStart;
 use crate::queue::Queue;
 use crate::sink::sqlite::checkpoint::Checkpointer;
+use crate::sink::sqlite::schema::SIDE_FILES;
 use crate::sink::{self, AnySink, Connector, RunStart, Sink as _};
 use crate::source::input::{OpenFile, open_file};
 use crate::source::lines::{Input, file_input, line_limit, stdin_input};
@@ -227,9 +228,6 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         lanes,
     })
 }
-
-/// The files SQLite keeps beside a database, by the suffix it adds to the database's name.
-const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// Checks the files the run writes besides the sink (`--dead-letter`, `--latency-log`,
 /// `--profile`) before anything is written: each is writable, pc-host's own if it exists, and

@@ -309,21 +309,23 @@ fn not_a_regular_file(path: &Path) -> Option<anyhow::Error> {
     }
 }
 
+/// The files SQLite keeps beside a database, by the suffix it adds to the database's name.
+pub const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 /// The one line refusing, for a run, a `path` where there is no database but a `-wal`,
 /// `-shm` or `-journal` is there beside the file it would be (through links), if one is: a
 /// database's log left behind, which SQLite would apply to the new database or remove. Its
 /// owner decides what becomes of it.
 pub fn leftover_log(path: &Path) -> Option<anyhow::Error> {
-    let is_there = |p: &Path| std::fs::symlink_metadata(p).is_ok();
     // Through links: a link to nothing names where the database would be made.
     if std::fs::metadata(path).is_ok() {
         return None;
     }
     let target = crate::paths::through_links(path)?;
-    let left = ["-wal", "-shm", "-journal"]
+    let left = SIDE_FILES
         .map(|x| crate::paths::sibling(&target, x))
         .into_iter()
-        .find(|side| is_there(side))?;
+        .find(|side| std::fs::symlink_metadata(side).is_ok())?;
     // Another pc-host makes the database's file before anything beside it: made meanwhile,
     // it is that run's.
     if std::fs::metadata(path).is_ok() {
