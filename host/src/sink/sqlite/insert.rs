@@ -91,6 +91,7 @@ impl Insert {
         for (r, m) in records.take(self.rows).enumerate() {
             let i = (r * PARAMS_PER_ROW) as c_int + 1;
             let len = i64::try_from(m.text.len()).map_err(|_| rusqlite::Error::InvalidQuery)?;
+            prefetch(m.text.as_bytes());
             // SAFETY: `stmt` is live and `i..i+3` are parameter indexes of its row `r` (the
             // statement has `rows * 4` parameters and `r < rows`). The text pointer is valid
             // for `len` bytes of UTF-8 for as long as SQLite may read it: `run` clears these
@@ -140,6 +141,26 @@ impl Drop for Insert {
             ffi::sqlite3_finalize(self.stmt.as_ptr());
         }
     }
+}
+
+/// Asks the CPU to start fetching the first and last cache line of `bytes` (x86-64
+/// `PREFETCHT0`; nothing elsewhere). The writer binds a statement's rows before it steps it,
+/// and SQLite then copies each row's text into the row it builds: text built on another core
+/// (a producer's) would otherwise miss the cache there, one row at a time.
+#[inline(always)]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(last) = bytes.last() {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: `PREFETCHT0` is a hint: it reads no memory architecturally and never
+        // faults; both addresses are inside `bytes` anyway. SSE is baseline on x86-64.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().cast());
+            _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(last).cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// SQLite's error for `rc` on `db`, with its message.
