@@ -12,6 +12,7 @@ pub mod config;
 pub mod consumer;
 pub mod dead_letter;
 pub mod flow;
+pub mod interrupt;
 pub mod message;
 pub mod nats;
 pub mod observe;

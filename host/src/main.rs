@@ -112,7 +112,13 @@ fn main() -> ExitCode {
     let prepared = match run::prepare(&cfg) {
         Ok(p) => p,
         Err(PrepareError::Input(e)) => return fail(&anyhow::anyhow!(e), 2),
-        Err(PrepareError::Failed(e)) => return fail(&e, 1),
+        Err(PrepareError::Failed(e)) => {
+            if let Some(stop) = e.downcast_ref::<pc_host::interrupt::Interrupted>() {
+                let _ = writeln!(std::io::stderr(), "pc-host: {stop}");
+                return ExitCode::from(u8::try_from(128 + stop.signal).unwrap_or(1));
+            }
+            return fail(&e, 1);
+        }
     };
     let _ = writeln!(std::io::stderr(), "{}", run::header(&cfg, &prepared));
     let run_id = prepared.run_id;

@@ -309,3 +309,49 @@ fn a_forced_exit_says_what_was_committed_and_what_was_not() {
     assert_eq!((completed, finished), (0, None), "the run is not finished");
     assert_eq!(common::integrity_check(&db), "ok");
 }
+
+/// A signal while the start waits for a database another process has locked ends the wait at
+/// once, neither after `--busy-timeout-ms` nor by starting the run and draining it: exit 130,
+/// no summary, no run recorded.
+#[test]
+fn a_signal_while_the_start_waits_for_a_locked_database_stops_it_without_recording_a_run() {
+    let s = Scratch::new("sigint-locked");
+    let first = common::run(s.dir(), &["--messages", "10", "--rps", "0"]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let db = s.path("pc-host.db");
+    let holder = common::hold_write_lock(&db);
+    let (child, rx) = spawn(
+        &s,
+        &[
+            "--messages",
+            "10",
+            "--busy-timeout-ms",
+            "120000",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    // Printed once the signal handlers are installed, before the database is opened.
+    wait_for(&rx, |l| l.starts_with("pc-host: metrics: http://"));
+    kill(&child, libc::SIGINT);
+    let out = child.wait_with_output().expect("wait");
+    let rest: Vec<String> = rx.iter().collect();
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(out.status.code(), Some(130), "{rest:#?}");
+    assert!(
+        out.stdout.is_empty(),
+        "no summary for a run that never started"
+    );
+    assert!(
+        rest.iter().any(|l| {
+            l.starts_with("pc-host: stopped by SIGINT while waiting for database pc-host.db")
+                && l.ends_with("the run did not start and nothing was recorded")
+        }),
+        "{rest:#?}"
+    );
+    let runs: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 1, "only the first run is recorded");
+}

@@ -69,6 +69,7 @@ pub fn install(events: Sender<Event>) -> std::io::Result<()> {
                 match first {
                     None => {
                         first = Some(Instant::now());
+                        crate::interrupt::request(sig);
                         let _ = events.send(Event::Signal(name));
                     }
                     Some(at) if at.elapsed() < SAME_REQUEST => {}

@@ -22,6 +22,10 @@ pub struct RunRow {
     pub first_id: i64,
 }
 
+/// The longest a start waits inside SQLite for another process's lock before it looks for a
+/// signal (and tries again, until `--busy-timeout-ms` has passed).
+const LOCK_WAIT_SLICE: Duration = Duration::from_millis(50);
+
 /// Prepares `path` for a run: [`try_prepare_run`], tried again while the database is busy or
 /// in a state another run setting it up passes through ([`schema::WaitedOut`]), until `busy`
 /// has passed. SQLite answers some lock conflicts at once, without waiting, for
@@ -29,7 +33,9 @@ pub struct RunRow {
 /// neither can switch it to WAL.
 ///
 /// # Errors
-/// As [`try_prepare_run`]; a busy database once `busy` has passed; a file that was there
+/// As [`try_prepare_run`]; [`crate::interrupt::Interrupted`] once a signal came (at once, as
+/// it looks between attempts and between slices of a lock wait); a busy database once `busy`
+/// has passed; a file that was there
 /// before this run and is still empty, or still has a `-journal` beside it, after `busy` (see
 /// [`schema::empty_file`], [`schema::unfinished_journal`]); a log left beside a path with no
 /// database ([`schema::leftover_log`]).
@@ -51,7 +57,20 @@ pub fn prepare_run(
     let mut made = create_own(path);
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
+    let mut locked = false;
     let prepared = loop {
+        // A signal before the run is recorded stops the start here, however long `busy` is.
+        if let Some(signal) = crate::interrupt::requested() {
+            let lock = if locked {
+                ", locked by another process"
+            } else {
+                ""
+            };
+            break Err(anyhow::Error::new(crate::interrupt::Interrupted {
+                signal,
+                waiting_for: format!("database {}{lock}", path.display()),
+            }));
+        }
         // A file another run made and then removed (it could not set it up): this run's turn.
         if made.is_none() && std::fs::metadata(path).is_err() {
             made = create_own(path);
@@ -65,6 +84,7 @@ pub fn prepare_run(
             Some(Some(wait)) => Err(wait),
             _ => try_prepare_run(path, own, busy, producers, config_json, started_at, pages),
         };
+        locked = attempt.as_ref().is_err_and(|e| e.is::<schema::Busy>());
         match attempt {
             Err(e)
                 if (e.is::<schema::Busy>() || e.is::<schema::WaitedOut>())
@@ -131,6 +151,8 @@ pub fn try_prepare_run(
 ) -> anyhow::Result<(Connection, RunRow)> {
     let conn = schema::open(path, busy)?;
     let err = |e| db_error(path, e, busy);
+    // SQLite waits for a lock in slices: between them `prepare_run` looks for a signal.
+    conn.busy_timeout(busy.min(LOCK_WAIT_SLICE)).map_err(err)?;
     // Closing this connection must not checkpoint a WAL it finds into the file: on a foreign
     // database that is a write to a file pc-host did not create. (Its own files are
     // checkpointed explicitly, by the checkpointer and at the end of the run.)
@@ -202,6 +224,8 @@ pub fn try_prepare_run(
         // A pc-host database: closing may checkpoint again (and remove the -wal and -shm).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
             .map_err(err)?;
+        // The writer's own waits (a commit behind another process's lock) take `busy` whole.
+        conn.busy_timeout(busy).map_err(err)?;
         Ok((conn, run))
     })
 }
