@@ -3,8 +3,8 @@
 //! Once a run is going, a signal reaches the main thread as an event and the run drains
 //! (`run::signals`, `run::watch`). Before that, the start may wait for a database another
 //! process has locked, for up to `--busy-timeout-ms`, with nothing reading those events: such
-//! a wait asks [`requested`] instead and gives up at once with [`Interrupted`], before the run
-//! is recorded.
+//! a wait asks [`requested`] each time a slice of it ends and gives up with [`Interrupted`],
+//! before the run is recorded.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -34,15 +34,13 @@ pub struct Interrupted {
     pub waiting_for: String,
 }
 
-impl Interrupted {
-    /// The signal's name (`SIGINT`, `SIGTERM`, `SIGHUP`: the ones pc-host handles).
-    pub fn signal_name(&self) -> &'static str {
-        match self.signal {
-            libc::SIGINT => "SIGINT",
-            libc::SIGTERM => "SIGTERM",
-            libc::SIGHUP => "SIGHUP",
-            _ => "a signal",
-        }
+/// The name of signal `number` (one of those pc-host handles: SIGINT, SIGTERM, SIGHUP).
+pub fn signal_name(number: i32) -> &'static str {
+    match number {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
     }
 }
 
@@ -51,7 +49,7 @@ impl std::fmt::Display for Interrupted {
         write!(
             f,
             "stopped by {} while waiting for {}: the run did not start and nothing was recorded",
-            self.signal_name(),
+            signal_name(self.signal),
             self.waiting_for
         )
     }

@@ -56,11 +56,7 @@ pub fn install(events: Sender<Event>) -> std::io::Result<()> {
         .spawn(move || {
             let mut first: Option<Instant> = None;
             for sig in signals.forever() {
-                let name = match sig {
-                    SIGINT => "SIGINT",
-                    SIGTERM => "SIGTERM",
-                    _ => "SIGHUP",
-                };
+                let name = crate::interrupt::signal_name(sig);
                 // Acquire: pairs with the Release store in `finished`.
                 if FINISHED.load(Ordering::Acquire) {
                     let _ = events.send(Event::Signal(name));

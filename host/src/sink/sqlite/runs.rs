@@ -23,7 +23,8 @@ pub struct RunRow {
 }
 
 /// The longest a start waits inside SQLite for another process's lock before it looks for a
-/// signal (and tries again, until `--busy-timeout-ms` has passed).
+/// signal (and tries again, until `--busy-timeout-ms` has passed); also its longest nap
+/// between attempts.
 const LOCK_WAIT_SLICE: Duration = Duration::from_millis(50);
 
 /// Prepares `path` for a run: [`try_prepare_run`], tried again while the database is busy or
@@ -33,12 +34,12 @@ const LOCK_WAIT_SLICE: Duration = Duration::from_millis(50);
 /// neither can switch it to WAL.
 ///
 /// # Errors
-/// As [`try_prepare_run`]; [`crate::interrupt::Interrupted`] once a signal came (at once, as
-/// it looks between attempts and between slices of a lock wait); a busy database once `busy`
-/// has passed; a file that was there
-/// before this run and is still empty, or still has a `-journal` beside it, after `busy` (see
-/// [`schema::empty_file`], [`schema::unfinished_journal`]); a log left beside a path with no
-/// database ([`schema::leftover_log`]).
+/// As [`try_prepare_run`]; [`crate::interrupt::Interrupted`] if a signal came while it
+/// waited (seen within a slice and a nap, 0.1 s at most); a busy database once `busy` has
+/// passed; a file that was there before this run and is still empty, or still has a
+/// `-journal` beside it, after `busy` (see [`schema::empty_file`],
+/// [`schema::unfinished_journal`]); a log left beside a path with no database
+/// ([`schema::leftover_log`]).
 pub fn prepare_run(
     path: &Path,
     busy: Duration,
@@ -57,20 +58,7 @@ pub fn prepare_run(
     let mut made = create_own(path);
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
-    let mut locked = false;
     let prepared = loop {
-        // A signal before the run is recorded stops the start here, however long `busy` is.
-        if let Some(signal) = crate::interrupt::requested() {
-            let lock = if locked {
-                ", locked by another process"
-            } else {
-                ""
-            };
-            break Err(anyhow::Error::new(crate::interrupt::Interrupted {
-                signal,
-                waiting_for: format!("database {}{lock}", path.display()),
-            }));
-        }
         // A file another run made and then removed (it could not set it up): this run's turn.
         if made.is_none() && std::fs::metadata(path).is_err() {
             made = create_own(path);
@@ -80,18 +68,43 @@ pub fn prepare_run(
             schema::empty_file(path, Purpose::Write)
                 .or_else(|| schema::unfinished_journal(path, Purpose::Write))
         });
+        // SQLite waits for a lock in slices of the time left: between them this loop looks
+        // for a signal.
+        let slice = deadline
+            .saturating_duration_since(Instant::now())
+            .min(LOCK_WAIT_SLICE);
         let attempt = match not_yet {
             Some(Some(wait)) => Err(wait),
-            _ => try_prepare_run(path, own, busy, producers, config_json, started_at, pages),
+            _ => try_prepare_run(
+                path,
+                own,
+                (busy, slice),
+                producers,
+                config_json,
+                started_at,
+                pages,
+            ),
         };
-        locked = attempt.as_ref().is_err_and(|e| e.is::<schema::Busy>());
         match attempt {
-            Err(e)
-                if (e.is::<schema::Busy>() || e.is::<schema::WaitedOut>())
-                    && Instant::now() + nap < deadline =>
-            {
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(Duration::from_millis(50));
+            Err(e) if e.is::<schema::Busy>() || e.is::<schema::WaitedOut>() => {
+                // A signal while waiting, before the run is recorded, ends the wait.
+                if let Some(signal) = crate::interrupt::requested() {
+                    let lock = if e.is::<schema::Busy>() {
+                        ", locked by another process"
+                    } else {
+                        ""
+                    };
+                    break Err(anyhow::Error::new(crate::interrupt::Interrupted {
+                        signal,
+                        waiting_for: format!("database {}{lock}", path.display()),
+                    }));
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break Err(e);
+                }
+                std::thread::sleep(nap.min(left));
+                nap = (nap * 2).min(LOCK_WAIT_SLICE);
             }
             done => break done,
         }
@@ -140,10 +153,12 @@ fn create_own(path: &Path) -> Option<PathBuf> {
 /// given. Nothing is written to a file that is not (or cannot become) a pc-host database: a
 /// database with no tables and no mark becomes one only if this run created the file (`own`);
 /// any other is refused ([`schema::blank_database`]), as another program's or another run's.
+/// It waits for another process's lock up to `slice`; `busy` is the whole wait (`prepare_run`
+/// tries again), which its errors name and the returned connection keeps for the run.
 pub fn try_prepare_run(
     path: &Path,
     own: bool,
-    busy: Duration,
+    (busy, slice): (Duration, Duration),
     producers: usize,
     config_json: &str,
     started_at: i64,
@@ -151,8 +166,8 @@ pub fn try_prepare_run(
 ) -> anyhow::Result<(Connection, RunRow)> {
     let conn = schema::open(path, busy)?;
     let err = |e| db_error(path, e, busy);
-    // SQLite waits for a lock in slices: between them `prepare_run` looks for a signal.
-    conn.busy_timeout(busy.min(LOCK_WAIT_SLICE)).map_err(err)?;
+    // Waits for a lock up to `slice` here; `prepare_run` tries again until `busy` has passed.
+    conn.busy_timeout(slice).map_err(err)?;
     // Closing this connection must not checkpoint a WAL it finds into the file: on a foreign
     // database that is a write to a file pc-host did not create. (Its own files are
     // checkpointed explicitly, by the checkpointer and at the end of the run.)
