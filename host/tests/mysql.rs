@@ -301,6 +301,57 @@ fn foreign_delivery_tables_are_refused_and_left_as_they_were() {
     assert_eq!(kept, ["theirs"]);
 }
 
+/// `delivered` and `nats_origins` dedupe by their one unique key: a `delivered` of pc-host's
+/// columns with no key (a record delivered twice would be stored twice), or with another
+/// unique key besides (a new record could be taken for a duplicate), is refused before a run
+/// is recorded.
+#[test]
+fn a_delivery_table_without_pc_hosts_one_unique_key_is_refused() {
+    let Some(db) = Db::shared("delivered_keys") else {
+        return;
+    };
+    let open = |db: &Db| {
+        db.try_open_writer(0, Duration::from_secs(5), true, pc_host::sink::mysql::open)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    open(&db).expect("pc-host's tables and its delivery tables");
+    let mut c = db.conn();
+    let before = db.count("SELECT COUNT(*) FROM runs");
+    c.query_drop("ALTER TABLE delivered DROP PRIMARY KEY")
+        .unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains(
+            "`delivered` has unique keys none but pc-host's has one, on (key_run,producer,seq)"
+        ),
+        "{err}"
+    );
+    c.query_drop("ALTER TABLE delivered ADD PRIMARY KEY (key_run, producer, seq)")
+        .unwrap();
+    c.query_drop("CREATE UNIQUE INDEX theirs ON delivered (seq)")
+        .unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains("unique keys (key_run,producer,seq), (seq)"),
+        "{err}"
+    );
+    c.query_drop("ALTER TABLE nats_origins DROP PRIMARY KEY")
+        .unwrap();
+    c.query_drop("DROP INDEX theirs ON delivered").unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(err.contains("`nats_origins` has unique keys none"), "{err}");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM runs"),
+        before,
+        "no run recorded"
+    );
+    c.query_drop("ALTER TABLE nats_origins ADD PRIMARY KEY (origin)")
+        .unwrap();
+    open(&db).expect("pc-host's keys");
+    assert_eq!(db.count("SELECT COUNT(*) FROM runs"), before + 1);
+}
+
 /// A `pc_host_schema` table that is not pc-host's mark (another column, or `version` of
 /// another type) is refused with one line, not a server error.
 #[test]

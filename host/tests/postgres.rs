@@ -342,6 +342,67 @@ fn foreign_delivery_tables_are_refused_and_left_as_they_were() {
     assert_eq!(kept, ("theirs".to_string(), 9));
 }
 
+/// `delivered` and `nats_origins` dedupe by their one unique key: a `delivered` of pc-host's
+/// columns with no key (a record delivered twice would be stored twice), or with another
+/// unique key besides (a new record could be taken for a duplicate), is refused before a run
+/// is recorded, and left as it was.
+#[test]
+fn a_delivery_table_without_pc_hosts_one_unique_key_is_refused() {
+    let Some(db) = Db::shared("delivered_keys") else {
+        return;
+    };
+    let open = |db: &Db| {
+        db.try_open_writer(0, Duration::from_secs(5), true, pg::open)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    open(&db).expect("pc-host's tables and its delivery tables");
+    let mut c = db.client();
+    let runs = |c: &mut Client| -> i64 {
+        c.query_one("SELECT count(*) FROM runs", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = runs(&mut c);
+    c.batch_execute("ALTER TABLE delivered DROP CONSTRAINT delivered_pkey")
+        .unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains(
+            "`delivered` has unique keys none but pc-host's has one, on (key_run,producer,seq)"
+        ),
+        "{err}"
+    );
+    c.batch_execute(
+        "ALTER TABLE delivered ADD PRIMARY KEY (key_run, producer, seq); \
+         CREATE UNIQUE INDEX theirs ON delivered (seq)",
+    )
+    .unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains("unique keys (key_run,producer,seq), (seq)"),
+        "{err}"
+    );
+    c.batch_execute(
+        "DROP INDEX theirs; CREATE UNIQUE INDEX theirs ON delivered (key_run, producer, seq) \
+         WHERE seq > 0; ALTER TABLE delivered DROP CONSTRAINT delivered_pkey",
+    )
+    .unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains("(partial, on an expression or deferrable)"),
+        "{err}"
+    );
+    assert_eq!(runs(&mut c), before, "no run recorded");
+    // pc-host's key again: accepted.
+    c.batch_execute(
+        "DROP INDEX theirs; ALTER TABLE delivered ADD PRIMARY KEY (key_run, producer, seq)",
+    )
+    .unwrap();
+    open(&db).expect("pc-host's key");
+    assert_eq!(runs(&mut c), before + 1);
+}
+
 /// A run whose `messages` table another client holds locked past `--busy-timeout-ms` is
 /// refused with one line before it is recorded: no run row is left behind (one was, as a run
 /// that "did not finish").

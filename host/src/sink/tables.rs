@@ -46,3 +46,66 @@ pub const RUN_INTERVALS: &[&str] = &[
     "commit_p99_ns",
     "consumers",
 ];
+
+/// The delivery tables of a broker source's runs and their one unique key each, as its columns
+/// in alphabetical order joined by `,`: the key that makes a claim of a key already there do
+/// nothing (`ON CONFLICT DO NOTHING`, `INSERT IGNORE`, `INSERT OR IGNORE`).
+pub const DELIVERY_KEYS: [(&str, &str); 2] = [
+    ("delivered", "key_run,producer,seq"),
+    ("nats_origins", "origin"),
+];
+
+/// Why `table`, whose unique keys are `keys` (each as its columns in alphabetical order
+/// joined by `,`, with anything that keeps it from standing for pc-host's key said after
+/// them), cannot hold pc-host's delivery keys; `None` when its keys are exactly pc-host's one
+/// ([`DELIVERY_KEYS`]), and for any other table. Without that key a record delivered twice
+/// would be stored twice; with another one, a new record could be taken for a duplicate and
+/// never stored.
+pub fn wrong_delivery_keys(table: &str, keys: &[String]) -> Option<String> {
+    let want = DELIVERY_KEYS.iter().find(|(name, _)| *name == table)?.1;
+    if !keys.is_empty() && keys.iter().all(|k| k == want) {
+        return None;
+    }
+    let has = if keys.is_empty() {
+        "none".to_string()
+    } else {
+        keys.iter()
+            .map(|k| format!("({k})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!(
+        "table `{table}` has unique keys {has} but pc-host's has one, on ({want}): it is not \
+         pc-host's (a record delivered twice could be stored twice, or a new one taken for a \
+         duplicate); pc-host will not write to it: use another database"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_table_needs_exactly_its_one_unique_key() {
+        let keys = |k: &[&str]| k.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            wrong_delivery_keys("delivered", &keys(&["key_run,producer,seq"])),
+            None
+        );
+        // The same key twice (a primary key and a unique index on the same columns) is fine.
+        assert_eq!(
+            wrong_delivery_keys("nats_origins", &keys(&["origin", "origin"])),
+            None
+        );
+        let none = wrong_delivery_keys("delivered", &[]).unwrap();
+        assert!(none.contains("has unique keys none"), "{none}");
+        assert!(none.contains("on (key_run,producer,seq)"), "{none}");
+        let narrower = wrong_delivery_keys("delivered", &keys(&["key_run,producer,seq", "seq"]));
+        assert!(narrower.unwrap().contains("(key_run,producer,seq), (seq)"));
+        assert!(wrong_delivery_keys("nats_origins", &keys(&["origin,run_id"])).is_some());
+        assert!(
+            wrong_delivery_keys("delivered", &keys(&["key_run,producer,seq (partial)"])).is_some()
+        );
+        assert_eq!(wrong_delivery_keys("messages", &[]), None);
+    }
+}

@@ -9,6 +9,7 @@ use mysql::prelude::Queryable as _;
 use super::encode::datetime;
 use crate::message::Record;
 use crate::position::Origin;
+use crate::sink::tables;
 
 /// How long a process waits for another recording a publishing run (seconds).
 const ORIGIN_LOCK_WAIT: u32 = 30;
@@ -46,7 +47,8 @@ const COLUMNS: [(&str, &[&str]); 2] = [
 /// tables that are not pc-host's. Such a table is not pc-host's if the database had none of
 /// pc-host's tables (`new_database`: nothing of pc-host's made it), or if its columns or their
 /// types differ from pc-host's; pc-host would otherwise write its keys beside someone else's
-/// rows, and take a key of theirs for a record stored.
+/// rows, and take a key of theirs for a record stored. Nor is it if its unique keys are not
+/// exactly pc-host's one ([`tables::wrong_delivery_keys`]).
 ///
 /// # Errors
 /// Why, as one line for "sink URL: ...", or the server's error.
@@ -81,9 +83,23 @@ pub fn check_tables(conn: &mut Conn, new_database: bool) -> Result<(), String> {
                 want.join(", ")
             ));
         }
+        let keys: Vec<String> = conn
+            .exec(UNIQUE_KEYS, (table,))
+            .map_err(|e| super::error::describe(&e))?;
+        if let Some(why) = tables::wrong_delivery_keys(table, &keys) {
+            return Err(why);
+        }
     }
     Ok(())
 }
+
+/// The unique indexes of table `?`, each as its columns in alphabetical order joined by `,`,
+/// marked when it indexes a column's prefix only (such an index cannot stand for pc-host's
+/// key).
+const UNIQUE_KEYS: &str = "SELECT CONCAT(GROUP_CONCAT(COLUMN_NAME ORDER BY COLUMN_NAME SEPARATOR ','), \
+     IF(MAX(SUB_PART IS NOT NULL), ' (on a prefix)', '')) FROM information_schema.STATISTICS \
+     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+     GROUP BY INDEX_NAME ORDER BY 1";
 
 /// Creates the tables if they are missing ([`check_tables`] first).
 ///

@@ -12,6 +12,7 @@ use super::schema::Refused;
 
 use crate::message::Record;
 use crate::position::Origin;
+use crate::sink::tables;
 
 /// Advisory lock keys, beside `runs.rs`'s: an origin's run.
 const PC_HOST: i32 = 0x7063_4853;
@@ -51,11 +52,25 @@ const COLUMNS: [(&str, &[&str]); 2] = [
     ("nats_origins", &["origin bigint", "run_id bigint"]),
 ];
 
+/// The unique indexes of table `$1`, each as its columns in alphabetical order joined by `,`,
+/// marked when it cannot stand for pc-host's key: partial, on an expression, or deferrable
+/// (`ON CONFLICT` takes none of those as its arbiter).
+const UNIQUE_KEYS: &str = "
+SELECT (SELECT string_agg(a.attname::text, ',' ORDER BY a.attname::text) FROM pg_attribute a
+        WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[]))
+       || CASE WHEN i.indpred IS NOT NULL OR 0 = ANY (i.indkey::int2[]) OR NOT i.indimmediate
+               THEN ' (partial, on an expression or deferrable)' ELSE '' END
+FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisunique ORDER BY 1";
+
 /// Inside the schema's transaction, under its lock, before [`create_tables`]: refuses
 /// `delivered` or `nats_origins` tables that are not pc-host's. Such a table is not pc-host's
 /// if the database had none of pc-host's tables (`new_database`: nothing of pc-host's made
 /// it), or if its columns or their types differ from pc-host's; pc-host would otherwise
 /// write its keys beside someone else's rows, and take a key of theirs for a record stored.
+/// Nor is it if its unique keys are not exactly pc-host's one
+/// ([`tables::wrong_delivery_keys`]): without that key a
+/// record delivered twice would be stored twice, and with another key a new record could be
+/// taken for a duplicate and never stored.
 ///
 /// # Errors
 /// [`Refused::Reason`] naming the table, or the server's.
@@ -79,6 +94,14 @@ pub fn check_tables(c: &mut impl GenericClient, new_database: bool) -> Result<()
                 have.join(", "),
                 want.unwrap_or_default().join(", ")
             )));
+        }
+        let keys: Vec<String> = c
+            .query(UNIQUE_KEYS, &[&table])?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if let Some(why) = tables::wrong_delivery_keys(&table, &keys) {
+            return Err(Refused::Reason(why));
         }
     }
     Ok(())

@@ -40,12 +40,97 @@ const INSERT_ONE: &str = "INSERT INTO messages (message, created_at, producer, s
 const MARK_ORIGIN_LAST_ID: &str = "UPDATE runs SET last_id = ?2 WHERE run_id = ?1 \
                                    AND (last_id IS NULL OR last_id < ?2)";
 
-/// Creates the tables if they are missing (inside the caller's transaction).
+/// Each table's columns as `name TYPE`, in order, as [`TABLES`] declares them.
+const COLUMNS: [(&str, &[&str]); 2] = [
+    (
+        "delivered",
+        &[
+            "key_run INTEGER",
+            "producer INTEGER",
+            "seq INTEGER",
+            "stored_by INTEGER",
+        ],
+    ),
+    ("nats_origins", &["origin INTEGER", "run_id INTEGER"]),
+];
+
+/// Creates the tables if they are missing (inside the caller's transaction). Tables of those
+/// names that are there already must be pc-host's: the columns and types it gives them, and
+/// exactly its one unique key each ([`crate::sink::tables::wrong_delivery_keys`]).
 ///
 /// # Errors
-/// SQLite's.
-pub fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(TABLES)
+/// SQLite's; a table of those names that is not pc-host's, as one line.
+pub fn create_tables(conn: &Connection) -> anyhow::Result<()> {
+    for (table, want) in COLUMNS {
+        let have = columns(conn, table)?;
+        if have.is_empty() {
+            continue;
+        }
+        if have != want {
+            anyhow::bail!(
+                "table `{table}` has columns ({}) but pc-host's has ({}): it is not pc-host's; \
+                 pc-host will not write to it: use another database",
+                have.join(", "),
+                want.join(", ")
+            );
+        }
+        let keys = unique_keys(conn, table)?;
+        if let Some(why) = crate::sink::tables::wrong_delivery_keys(table, &keys) {
+            anyhow::bail!(why);
+        }
+    }
+    conn.execute_batch(TABLES)?;
+    Ok(())
+}
+
+/// `table`'s columns as `name TYPE` (the declared type), in order; none if it is missing.
+fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?;
+    let rows = stmt.query_map([table], |r| {
+        Ok(format!(
+            "{} {}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?
+        ))
+    })?;
+    rows.collect()
+}
+
+/// `table`'s unique keys, each as its columns in alphabetical order joined by `,`, marked
+/// when it cannot stand for pc-host's key (partial, or on an expression). A rowid table's
+/// `INTEGER PRIMARY KEY` is the rowid itself and has no index: it counts as a key too.
+fn unique_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut has_pk_index = false;
+    let indexes: Vec<(String, String, bool)> = conn
+        .prepare("SELECT name, origin, partial FROM pragma_index_list(?1) WHERE \"unique\"")?
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (index, origin, partial) in indexes {
+        has_pk_index |= origin == "pk";
+        let mut names: Vec<Option<String>> = conn
+            .prepare("SELECT name FROM pragma_index_info(?1)")?
+            .query_map([&index], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let expression = names.iter().any(Option::is_none);
+        names.sort();
+        let mut key = names.into_iter().flatten().collect::<Vec<_>>().join(",");
+        if partial || expression {
+            key.push_str(" (partial or on an expression)");
+        }
+        keys.push(key);
+    }
+    if !has_pk_index {
+        let pk: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY name")?
+            .query_map([table], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !pk.is_empty() {
+            keys.push(pk.join(","));
+        }
+    }
+    keys.sort();
+    Ok(keys)
 }
 
 /// Inside the caller's transaction: writes each record whose key is new, as a row of its key
@@ -133,4 +218,84 @@ pub fn count_stored(conn: &Connection, run_id: i64) -> rusqlite::Result<u64> {
         |r| r.get::<_, i64>(0),
     )
     .map(|n| n.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(sql: &str) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(sql).unwrap();
+        conn
+    }
+
+    fn refusal(sql: &str) -> String {
+        create_tables(&db(sql)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn pc_hosts_own_delivery_tables_pass_and_stay_as_they_are() {
+        let conn = db(TABLES);
+        conn.execute("INSERT INTO delivered VALUES (1, 2, 3, 4)", [])
+            .unwrap();
+        create_tables(&conn).unwrap();
+        create_tables(&conn).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM delivered", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            unique_keys(&conn, "delivered").unwrap(),
+            ["key_run,producer,seq"]
+        );
+        assert_eq!(unique_keys(&conn, "nats_origins").unwrap(), ["origin"]);
+    }
+
+    #[test]
+    fn a_delivery_table_without_pc_hosts_one_unique_key_is_refused() {
+        // No key: a record delivered twice would be stored twice.
+        let e = refusal(
+            "CREATE TABLE delivered (key_run INTEGER, producer INTEGER, seq INTEGER, \
+             stored_by INTEGER)",
+        );
+        assert!(e.contains("`delivered` has unique keys none"), "{e}");
+        // A narrower key besides pc-host's: a new record could be taken for a duplicate.
+        let e = refusal(
+            "CREATE TABLE delivered (key_run INTEGER, producer INTEGER, seq INTEGER, \
+             stored_by INTEGER, PRIMARY KEY (key_run, producer, seq)) WITHOUT ROWID; \
+             CREATE UNIQUE INDEX theirs ON delivered (seq)",
+        );
+        assert!(e.contains("(key_run,producer,seq), (seq)"), "{e}");
+        // pc-host's key, but only where a condition holds.
+        let e = refusal(
+            "CREATE TABLE delivered (key_run INTEGER, producer INTEGER, seq INTEGER, \
+             stored_by INTEGER); \
+             CREATE UNIQUE INDEX k ON delivered (key_run, producer, seq) WHERE seq > 0",
+        );
+        assert!(e.contains("(partial or on an expression)"), "{e}");
+        let e = refusal("CREATE TABLE nats_origins (origin INTEGER, run_id INTEGER)");
+        assert!(e.contains("`nats_origins` has unique keys none"), "{e}");
+    }
+
+    #[test]
+    fn a_delivery_table_of_other_columns_is_refused_and_left_as_it_was() {
+        let conn = db(
+            "CREATE TABLE nats_origins (origin TEXT PRIMARY KEY, run_id INTEGER); \
+                       INSERT INTO nats_origins VALUES ('theirs', 9)",
+        );
+        let e = create_tables(&conn).unwrap_err().to_string();
+        assert!(
+            e.contains("`nats_origins` has columns (origin TEXT, run_id INTEGER)"),
+            "{e}"
+        );
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 1, "nothing created beside it");
+    }
 }

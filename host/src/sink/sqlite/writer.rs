@@ -139,7 +139,7 @@ impl Writer {
     pub fn store_deliveries(&mut self) -> anyhow::Result<()> {
         let conn = &self.conn;
         runs::transaction(conn, &self.path, self.busy, || {
-            delivered::create_tables(conn).map_err(anyhow::Error::from)
+            delivered::create_tables(conn)
         })
         .map_err(|e| self.explain(e))?;
         self.delivered = true;
