@@ -41,19 +41,19 @@ pub struct Opened {
 pub fn open(spec: &SinkSpec, start: &RunStart<'_>) -> anyhow::Result<Opened> {
     match spec {
         SinkSpec::Sqlite(path) => {
-            let (conn, run) = sqlite::runs::prepare_run(
-                path,
-                start.busy,
-                start.producers,
-                start.config_json,
-                start.started_at,
-                start
+            let new_run = sqlite::runs::NewRun {
+                producers: start.producers,
+                config_json: start.config_json,
+                started_at: start.started_at,
+                pages: start
                     .page_size
                     .map_or(PageSizeChoice::ForRate(start.rps), PageSizeChoice::Given),
-            )?;
+                delivered: start.delivered,
+            };
+            let (conn, run) = sqlite::runs::prepare_run(path, start.busy, &new_run)?;
             let mut writer = sqlite::Writer::new(conn, &run, start.synchronous, path, start.busy)?;
             if start.delivered {
-                writer.store_deliveries()?;
+                writer.store_deliveries();
             }
             let checkpointer = Checkpointer::open(path, start.busy)?;
             Ok(Opened {

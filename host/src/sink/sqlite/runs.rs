@@ -27,6 +27,22 @@ pub struct RunRow {
 /// between attempts.
 const LOCK_WAIT_SLICE: Duration = Duration::from_millis(50);
 
+/// The run [`prepare_run`] records, and what it asks of the database.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    /// Generator threads (0 for an ingest run).
+    pub producers: usize,
+    /// The effective configuration, as JSON.
+    pub config_json: &'a str,
+    /// Unix ns.
+    pub started_at: i64,
+    /// The page size a new database gets, or an existing one must have.
+    pub pages: PageSizeChoice<'a>,
+    /// The records come from a broker: the delivery tables are made (or checked) with the
+    /// run, in its transaction ([`super::delivered::create_tables`]).
+    pub delivered: bool,
+}
+
 /// Prepares `path` for a run: [`try_prepare_run`], tried again while the database is busy or
 /// in a state another run setting it up passes through ([`schema::WaitedOut`]), until `busy`
 /// has passed. SQLite answers some lock conflicts at once, without waiting, for
@@ -43,10 +59,7 @@ const LOCK_WAIT_SLICE: Duration = Duration::from_millis(50);
 pub fn prepare_run(
     path: &Path,
     busy: Duration,
-    producers: usize,
-    config_json: &str,
-    started_at: i64,
-    pages: PageSizeChoice<'_>,
+    run: &NewRun<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
     if let Some(e) = schema::leftover_log(path) {
         return Err(e);
@@ -75,15 +88,7 @@ pub fn prepare_run(
             .min(LOCK_WAIT_SLICE);
         let attempt = match not_yet {
             Some(Some(wait)) => Err(wait),
-            _ => try_prepare_run(
-                path,
-                own,
-                (busy, slice),
-                producers,
-                config_json,
-                started_at,
-                pages,
-            ),
+            _ => try_prepare_run(path, own, (busy, slice), run),
         };
         match attempt {
             Err(e) if e.is::<schema::Busy>() || e.is::<schema::WaitedOut>() => {
@@ -159,11 +164,9 @@ pub fn try_prepare_run(
     path: &Path,
     own: bool,
     (busy, slice): (Duration, Duration),
-    producers: usize,
-    config_json: &str,
-    started_at: i64,
-    pages: PageSizeChoice<'_>,
+    run: &NewRun<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
+    let pages = run.pages;
     let conn = schema::open(path, busy)?;
     let err = |e| db_error(path, e, busy);
     // Waits for a lock up to `slice` here; `prepare_run` tries again until `busy` has passed.
@@ -220,6 +223,10 @@ pub fn try_prepare_run(
             return Err(schema::blank_database(path));
         }
         schema::create_or_upgrade(&conn, &found).map_err(err)?;
+        if run.delivered {
+            super::delivered::create_tables(&conn)
+                .map_err(|e| anyhow!("database {}: {e}", path.display()))?;
+        }
         let first_id: i64 = conn
             .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |r| {
                 r.get(0)
@@ -227,7 +234,12 @@ pub fn try_prepare_run(
             .map_err(err)?;
         conn.execute(
             "INSERT INTO runs (started_at, producers, first_id, config) VALUES (?1, ?2, ?3, ?4)",
-            params![started_at, producers as i64, first_id, config_json],
+            params![
+                run.started_at,
+                run.producers as i64,
+                first_id,
+                run.config_json
+            ],
         )
         .map_err(err)?;
         Ok(RunRow {
@@ -580,6 +592,54 @@ mod tests {
             .unwrap()
             .expect("read by run 1");
         assert_eq!((was.dev, was.ino, was.born), (old.dev, old.ino, old.born));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A broker source's run makes (or checks) the delivery tables in the transaction that
+    /// records it: one refused for them leaves no run behind.
+    #[test]
+    fn a_run_refused_for_its_delivery_tables_is_not_recorded() {
+        let dir = std::env::temp_dir().join(format!("pc-delivery-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pc.db");
+        let run = |delivered| {
+            let new_run = NewRun {
+                producers: 0,
+                config_json: "{}",
+                started_at: 1,
+                pages: PageSizeChoice::ForRate(0),
+                delivered,
+            };
+            prepare_run(&path, Duration::from_secs(1), &new_run).map(|(_, row)| row.run_id)
+        };
+        assert_eq!(run(false).unwrap(), 1);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE delivered (key_run INTEGER, producer INTEGER, seq INTEGER, \
+             stored_by INTEGER)",
+        )
+        .unwrap();
+        let e = run(true).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("database {}: ", path.display())),
+            "{e}"
+        );
+        assert!(e.contains("`delivered` has unique keys none"), "{e}");
+        let runs = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(runs(&conn), 1, "the refused run is not recorded");
+        conn.execute_batch("DROP TABLE delivered").unwrap();
+        assert_eq!(run(true).unwrap(), 2);
+        let made: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('delivered', 'nats_origins')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(made, 2, "made with the run");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

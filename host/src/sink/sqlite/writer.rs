@@ -132,18 +132,9 @@ impl Writer {
     }
 
     /// Makes this writer store broker deliveries: each record once per key (see
-    /// `delivered.rs`), creating the tables that keep the keys if they are missing.
-    ///
-    /// # Errors
-    /// SQLite's, as one line.
-    pub fn store_deliveries(&mut self) -> anyhow::Result<()> {
-        let conn = &self.conn;
-        runs::transaction(conn, &self.path, self.busy, || {
-            delivered::create_tables(conn)
-        })
-        .map_err(|e| self.explain(e))?;
+    /// `delivered.rs`), in the tables the run was prepared with (`runs::NewRun::delivered`).
+    pub fn store_deliveries(&mut self) {
         self.delivered = true;
-        Ok(())
     }
 
     fn transaction(&mut self, records: &[&Record]) -> anyhow::Result<()> {
