@@ -109,6 +109,18 @@ pub fn svg_name(flag: &str, path: &Path) -> Result<(), String> {
     ))
 }
 
+/// Where SQLite keeps the file `suffix` (`-wal`, `-shm`, `-journal`) of the database `path`:
+/// beside the file the path leads to through symbolic links, as SQLite resolves it (the
+/// canonical path of a file that is there; for one that is not, where its links lead). The
+/// path itself when neither resolves (a loop of links).
+pub fn sqlite_side_file(path: &Path, suffix: &str) -> PathBuf {
+    let real = std::fs::canonicalize(path)
+        .ok()
+        .or_else(|| through_links(path))
+        .unwrap_or_else(|| path.to_path_buf());
+    sibling(&real, suffix)
+}
+
 /// `PATH` with `suffix` appended to its file name (`db` -> `db-wal`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

@@ -100,7 +100,7 @@ impl Checkpointer {
             wal_max_bytes: 0,
             writer_holds: 0,
             writer_held_max_ns: 0,
-            wal_path: crate::paths::sibling(path, "-wal"),
+            wal_path: crate::paths::sqlite_side_file(path, "-wal"),
             warned: false,
         })
     }
@@ -384,6 +384,32 @@ mod tests {
         let size = std::fs::metadata(&plain).unwrap().len();
         assert_eq!(checkpointer.file_sizes(), [size]);
         assert_eq!(checkpointer.flush_files(), Ok(1));
+        drop((checkpointer, writer));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Through a `--db` link SQLite keeps the log beside the file the link leads to; the
+    /// largest log the run reports is that file's size, not nothing.
+    #[test]
+    fn the_wal_is_measured_beside_the_file_a_link_leads_to() {
+        let dir = std::env::temp_dir().join(format!("pc-wal-link-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let real = dir.join("data/real.db");
+        let link = dir.join("link.db");
+        std::os::unix::fs::symlink("data/real.db", &link).unwrap();
+        let busy = Duration::from_secs(5);
+        let writer = crate::sink::sqlite::schema::open(&link, busy).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);",
+            )
+            .unwrap();
+        let wal = std::fs::metadata(crate::paths::sibling(&real, "-wal"))
+            .unwrap()
+            .len();
+        assert!(wal > 0);
+        let mut checkpointer = Checkpointer::open(&link, busy).unwrap();
+        assert_eq!(checkpointer.wal_max_now(), wal);
         drop((checkpointer, writer));
         std::fs::remove_dir_all(&dir).unwrap();
     }

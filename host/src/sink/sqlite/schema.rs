@@ -258,10 +258,9 @@ pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<Connection>
         return Err(e);
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    // Where SQLite keeps the `-wal`: beside the file the path leads to, through any links.
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let immutable =
-        !writable(crate::paths::dir_of(&real)) && !crate::paths::sibling(&real, "-wal").exists();
+    let immutable = !writable(crate::paths::dir_of(&real))
+        && !crate::paths::sqlite_side_file(path, "-wal").exists();
     let opened = if immutable {
         Connection::open_with_flags(immutable_uri(&real), flags | OpenFlags::SQLITE_OPEN_URI)
     } else {
@@ -321,9 +320,8 @@ pub fn leftover_log(path: &Path) -> Option<anyhow::Error> {
     if std::fs::metadata(path).is_ok() {
         return None;
     }
-    let target = crate::paths::through_links(path)?;
     let left = SIDE_FILES
-        .map(|x| crate::paths::sibling(&target, x))
+        .map(|x| crate::paths::sqlite_side_file(path, x))
         .into_iter()
         .find(|side| std::fs::symlink_metadata(side).is_ok())?;
     // Another pc-host makes the database's file before anything beside it: made meanwhile,
@@ -346,15 +344,11 @@ pub fn leftover_log(path: &Path) -> Option<anyhow::Error> {
 /// an instant, while a run switches it to WAL). A run waits it out as a lock
 /// ([`WaitedOut`]), in case it is that instant of another run's.
 pub fn unfinished_journal(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
-    // Beside the file the path leads to, through any links, as SQLite keeps it; named as
-    // typed where it is there.
+    // Where SQLite keeps it; named as typed where it is there.
     let typed = crate::paths::sibling(path, "-journal");
-    let real = std::fs::canonicalize(path)
-        .ok()
-        .map(|real| crate::paths::sibling(&real, "-journal"));
-    let journal = [Some(typed), real]
+    let real = crate::paths::sqlite_side_file(path, "-journal");
+    let journal = [typed, real]
         .into_iter()
-        .flatten()
         .find(|j| std::fs::symlink_metadata(j).is_ok())?;
     let then = match purpose {
         Purpose::Write => {

@@ -465,9 +465,8 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 
 /// The `-wal` and `-shm` beside the database file `path` leads to, with their ids.
 fn side_files(path: &Path) -> Vec<(PathBuf, (u64, u64))> {
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     ["-wal", "-shm"]
-        .map(|x| crate::paths::sibling(&real, x))
+        .map(|x| crate::paths::sqlite_side_file(path, x))
         .into_iter()
         .filter_map(|side| file_id(&side).map(|id| (side, id)))
         .collect()
