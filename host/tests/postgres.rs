@@ -403,6 +403,44 @@ fn a_delivery_table_without_pc_hosts_one_unique_key_is_refused() {
     assert_eq!(runs(&mut c), before + 1);
 }
 
+/// Only `delivered`'s key makes a record a duplicate: a row another constraint refuses (an
+/// exclusion constraint someone added, which `ON CONFLICT DO NOTHING` without a target took as
+/// an arbiter) fails the write instead of being counted as a duplicate and dropped.
+#[test]
+fn only_the_key_makes_a_delivered_record_a_duplicate() {
+    let Some(db) = Db::shared("delivered_exclusion") else {
+        return;
+    };
+    let (mut writer, _) = db
+        .try_open_writer(0, Duration::from_secs(5), true, pg::open)
+        .expect("open");
+    db.client()
+        .batch_execute(
+            "ALTER TABLE delivered ADD CONSTRAINT theirs EXCLUDE USING btree (seq WITH =)",
+        )
+        .unwrap();
+    let record = |producer: u32| Record {
+        created_at: 1,
+        producer,
+        seq: 7,
+        text: format!("from {producer}"),
+        delivery: Some(Box::new(pc_host::message::Delivery {
+            key_run: 0,
+            ack: String::new(),
+        })),
+        ..Record::default()
+    };
+    let (a, b) = (record(1), record(2));
+    writer.write(&[&a]).expect("a first delivery");
+    writer.write(&[&a]).expect("the same delivery again");
+    assert_eq!(writer.duplicates(), 1);
+    let e = writer
+        .write(&[&b])
+        .expect_err("another key, refused by their constraint");
+    assert!(e.error.to_string().contains("theirs"), "{:#}", e.error);
+    assert_eq!(writer.duplicates(), 1, "not taken for a duplicate");
+}
+
 /// A run whose `messages` table another client holds locked past `--busy-timeout-ms` is
 /// refused with one line before it is recorded: no run row is left behind (one was, as a run
 /// that "did not finish").

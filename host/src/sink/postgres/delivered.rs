@@ -33,10 +33,13 @@ CREATE TABLE IF NOT EXISTS nats_origins (
 );
 ";
 
-/// Claims the keys of `records` for run `run_id`; returns the claimed (new) ones.
+/// Claims the keys of `records` for run `run_id`; returns the claimed (new) ones. The key's
+/// conflict is the only one let pass: without the target, any unique or exclusion constraint
+/// someone added would take a new record for a duplicate.
 const CLAIM: &str = "INSERT INTO delivered (key_run, producer, seq, stored_by) \
                      SELECT t.k, t.p, t.s, $4 FROM unnest($1::int8[], $2::int4[], $3::int8[]) \
-                     AS t(k, p, s) ON CONFLICT DO NOTHING RETURNING key_run, producer, seq";
+                     AS t(k, p, s) ON CONFLICT (key_run, producer, seq) DO NOTHING \
+                     RETURNING key_run, producer, seq";
 
 /// Each table's columns as `name type` (`format_type`'s names), in order.
 const COLUMNS: [(&str, &[&str]); 2] = [

@@ -30,8 +30,11 @@ CREATE TABLE IF NOT EXISTS nats_origins (
 );
 ";
 
-const CLAIM: &str = "INSERT OR IGNORE INTO delivered (key_run, producer, seq, stored_by) \
-                     VALUES (?1, ?2, ?3, ?4)";
+/// Claims a key: a row, or none if the key is there. Only the key's conflict is let pass
+/// (`OR IGNORE` would also skip a row a CHECK constraint refuses, taking a new record for a
+/// duplicate).
+const CLAIM: &str = "INSERT INTO delivered (key_run, producer, seq, stored_by) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key_run, producer, seq) DO NOTHING";
 
 const INSERT_ONE: &str = "INSERT INTO messages (message, created_at, producer, seq, run_id) \
                           VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -276,6 +279,35 @@ mod tests {
         assert!(e.contains("(partial or on an expression)"), "{e}");
         let e = refusal("CREATE TABLE nats_origins (origin INTEGER, run_id INTEGER)");
         assert!(e.contains("`nats_origins` has unique keys none"), "{e}");
+    }
+
+    /// A row of `delivered` refused for anything but its key (a CHECK constraint someone
+    /// added, which `OR IGNORE` skipped silently) fails the claim: the record is not taken
+    /// for a duplicate.
+    #[test]
+    fn only_the_key_makes_a_record_a_duplicate() {
+        let conn = db(&TABLES.replace(
+            "stored_by INTEGER NOT NULL,",
+            "stored_by INTEGER NOT NULL CHECK (seq < 100),",
+        ));
+        conn.execute_batch(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY, message TEXT, created_at INTEGER, \
+             producer INTEGER, seq INTEGER, run_id INTEGER)",
+        )
+        .unwrap();
+        let record = |seq| Record {
+            seq,
+            text: "m".into(),
+            ..Record::default()
+        };
+        assert_eq!(insert(&conn, 1, &[&record(1)]).unwrap(), 0);
+        assert_eq!(
+            insert(&conn, 1, &[&record(1)]).unwrap(),
+            1,
+            "the same key again"
+        );
+        let e = insert(&conn, 1, &[&record(100)]).unwrap_err();
+        assert!(e.to_string().contains("CHECK constraint failed"), "{e}");
     }
 
     #[test]
