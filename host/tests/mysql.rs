@@ -352,6 +352,75 @@ fn a_delivery_table_without_pc_hosts_one_unique_key_is_refused() {
     assert_eq!(db.count("SELECT COUNT(*) FROM runs"), before + 1);
 }
 
+/// Only `delivered`'s key makes a record a duplicate: a claim `INSERT IGNORE` let through
+/// as a warning for another reason (a foreign key someone added) fails the write instead of
+/// dropping the record as a duplicate.
+#[test]
+fn only_the_key_makes_a_delivered_record_a_duplicate() {
+    let Some(db) = Db::shared("delivered_check") else {
+        return;
+    };
+    let (mut writer, _) = db
+        .try_open_writer(0, Duration::from_secs(5), true, pc_host::sink::mysql::open)
+        .expect("open");
+    let mut c = db.conn();
+    c.query_drop("CREATE TABLE their_seqs (id BIGINT PRIMARY KEY) ENGINE = InnoDB")
+        .unwrap();
+    c.query_drop("INSERT INTO their_seqs VALUES (7)").unwrap();
+    c.query_drop(
+        "ALTER TABLE delivered ADD CONSTRAINT theirs FOREIGN KEY (seq) REFERENCES their_seqs (id)",
+    )
+    .unwrap();
+    let record = |seq: u64| pc_host::message::Record {
+        created_at: 1,
+        seq,
+        text: format!("#{seq}"),
+        delivery: Some(Box::new(pc_host::message::Delivery {
+            key_run: 0,
+            ack: String::new(),
+        })),
+        ..pc_host::message::Record::default()
+    };
+    let (a, b) = (record(7), record(100));
+    writer.write(&[&a]).expect("a first delivery");
+    writer.write(&[&a]).expect("the same delivery again");
+    assert_eq!(writer.duplicates(), 1);
+    let e = writer
+        .write(&[&b])
+        .expect_err("refused by their constraint");
+    assert!(e.error.to_string().contains("theirs"), "{:#}", e.error);
+    assert_eq!(writer.duplicates(), 1, "not taken for a duplicate");
+}
+
+/// A pc-host table moved to an engine without transactions (MyISAM keeps the part of a
+/// write before a failed statement) is refused before a run is recorded.
+#[test]
+fn a_table_without_transactions_is_refused() {
+    let Some(db) = Db::shared("myisam") else {
+        return;
+    };
+    let open = |db: &Db| {
+        db.try_open_writer(0, Duration::from_secs(5), false, pc_host::sink::mysql::open)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    open(&db).expect("pc-host's tables");
+    let before = db.count("SELECT COUNT(*) FROM runs");
+    db.conn()
+        .query_drop("ALTER TABLE messages ENGINE = MyISAM")
+        .unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains("table `messages` uses the MyISAM engine, which has no transactions"),
+        "{err}"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM runs"),
+        before,
+        "no run recorded"
+    );
+}
+
 /// A `pc_host_schema` table that is not pc-host's mark (another column, or `version` of
 /// another type) is refused with one line, not a server error.
 #[test]

@@ -109,6 +109,29 @@ pub fn create_tables(conn: &mut Conn) -> mysql::Result<()> {
     TABLES.iter().try_for_each(|sql| conn.query_drop(*sql))
 }
 
+/// ER_DUP_ENTRY: the one refusal of a claim that makes its record a duplicate.
+const DUPLICATE_KEY: u16 = 1062;
+
+/// After a claim that inserted nothing: the server's refusal, as an error, if `INSERT IGNORE`
+/// turned anything but the key's duplicate into a warning (a CHECK constraint someone added,
+/// say): that record is no duplicate, and its write must fail, not drop it.
+fn refused_other_than_duplicate(conn: &mut Conn) -> mysql::Result<Option<mysql::Error>> {
+    if conn.warnings() == 0 {
+        return Ok(None);
+    }
+    let warnings: Vec<(String, u16, String)> = conn.query("SHOW WARNINGS")?;
+    Ok(warnings
+        .into_iter()
+        .find(|(_, code, _)| *code != DUPLICATE_KEY)
+        .map(|(_, code, message)| {
+            mysql::Error::MySqlError(mysql::MySqlError {
+                state: "HY000".into(),
+                message,
+                code,
+            })
+        }))
+}
+
 /// A record's key: its publisher's run here (0 for a stream's message), producer and seq.
 fn key(r: &Record) -> (i64, i64, i64) {
     (r.key_run(), i64::from(r.producer), r.seq as i64)
@@ -131,8 +154,12 @@ pub fn insert(conn: &mut Conn, run_id: i64, records: &[&Record]) -> mysql::Resul
     for r in records {
         let (key_run, producer, seq) = key(r);
         conn.exec_drop(&claim, (key_run, producer, seq, run_id))?;
-        // 1: inserted; 0: the key was there (IGNORE: a duplicate key is not an error).
+        // 1: inserted; 0: the key was there (IGNORE: a duplicate key is not an error), or
+        // IGNORE let another refusal pass as a warning.
         if conn.affected_rows() != 1 {
+            if let Some(refused) = refused_other_than_duplicate(conn)? {
+                return Err(refused);
+            }
             duplicates += 1;
             continue;
         }

@@ -300,6 +300,24 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
              database"
         ));
     }
+    // A table on an engine without transactions (MyISAM) keeps the part of a write before
+    // the statement that failed: a retried batch would store rows twice, a claimed delivery
+    // key would stay without its row.
+    let engines: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_NAME, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = \
+             DATABASE() AND TABLE_NAME IN ('pc_host_schema', 'runs', 'run_producers', \
+             'messages', 'inputs', 'run_inputs', 'run_intervals', 'delivered', 'nats_origins') \
+             AND ENGINE <> 'InnoDB' ORDER BY TABLE_NAME",
+        )
+        .map_err(err)?;
+    if let Some((table, engine)) = engines.first() {
+        return Err(anyhow!(
+            "sink {shown}: table `{table}` uses the {engine} engine, which has no \
+             transactions (a failed write would stay partly stored); pc-host's tables are \
+             InnoDB and pc-host will not write to this one: use another database"
+        ));
+    }
     let version: Option<Option<i64>> = conn
         .query_first("SELECT MAX(version) FROM pc_host_schema")
         .map_err(err)?;
