@@ -260,7 +260,8 @@ impl DeadLetters {
 
     /// Opens the file to append: a new file (its directory synced, so that it survives a
     /// crash with the entries in it), or the existing one, cut back to its last complete entry
-    /// if a crash left half of one.
+    /// if a crash left half of one. A last entry that is whole but has lost its line end (an
+    /// edit) is kept, and ended.
     fn open(&self) -> std::io::Result<File> {
         if !self.existed {
             let f = OpenOptions::new()
@@ -275,11 +276,29 @@ impl DeadLetters {
             .append(true)
             .open(&self.path)?;
         let complete = complete_len(&f)?;
-        if complete < f.metadata()?.len() {
-            f.set_len(complete)?;
+        let len = f.metadata()?.len();
+        if complete < len {
+            if whole_entry_from(&f, complete)? {
+                (&f).write_all(b"\n")?;
+            } else {
+                f.set_len(complete)?;
+            }
         }
         Ok(f)
     }
+}
+
+/// Whether the bytes of `f` from `start` to its end are one whole dead-letter entry (a JSON
+/// object with the `pc_dead_letter` key). An entry cut short by a crash never is: it is
+/// written whole, its closing brace last.
+fn whole_entry_from(f: &File, start: u64) -> std::io::Result<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut r = f;
+    let mut tail = Vec::new();
+    r.seek(SeekFrom::Start(start))?;
+    r.read_to_end(&mut tail)?;
+    Ok(serde_json::from_slice::<serde_json::Value>(&tail)
+        .is_ok_and(|v| v.get("pc_dead_letter").is_some()))
 }
 
 /// The length of `f` up to and including its last line end.
@@ -402,6 +421,43 @@ mod tests {
             .map(|v| v["record"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(records, ["one", "two"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A whole last entry without its line end (the file edited) is kept, and the next is
+    /// appended on a line of its own: it was cut off as if a crash had left half of it.
+    #[test]
+    fn a_whole_last_entry_without_its_line_end_is_kept() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-unended-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let first = DeadLetters::new(&path, false, 1);
+        first
+            .write(&[
+                first.record_entry(&record("one"), false, Reason::Refused, "x"),
+                first.record_entry(&record("two"), false, Reason::Refused, "x"),
+            ])
+            .unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let second = DeadLetters::new(&path, DeadLetters::check(&path, &[]).unwrap(), 2);
+        second
+            .write(&[second.record_entry(&record("three"), false, Reason::Refused, "x")])
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let records: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("every line a whole entry"))
+            .map(|v| v["record"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(records, ["one", "two", "three"]);
+        assert!(text.ends_with('\n'));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
