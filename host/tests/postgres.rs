@@ -473,6 +473,56 @@ fn a_run_refused_by_a_held_lock_leaves_no_run_behind() {
     assert_eq!(runs, 1, "the refused run left no row");
 }
 
+/// A second signal while the start still waits for a lock another client holds (a server
+/// sink's wait is not cut short by the first) exits at once, saying the run had not started
+/// (it said "the run is recorded as not completed", with no run recorded).
+#[test]
+fn a_second_signal_before_the_run_started_says_nothing_was_stored() {
+    let Some(db) = Db::shared("signal_at_start") else {
+        return;
+    };
+    let s = Scratch::new("pg-signal-at-start");
+    assert_ok(&db.run_json(&s, "--messages 10"));
+    let mut holder = db.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let (child, rx) = common::spawn(
+        &s,
+        &[
+            "--sink",
+            &db.url,
+            "--messages",
+            "10",
+            "--busy-timeout-ms",
+            "120000",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    common::wait_for(&rx, |l| l.starts_with("pc-host: metrics: http://"));
+    common::signal(&child, libc::SIGINT);
+    // A signal within a second of the first is the same request: wait that second out.
+    std::thread::sleep(Duration::from_millis(1100));
+    common::signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().expect("wait");
+    let rest: Vec<String> = rx.iter().collect();
+    tx.rollback().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{rest:#?}");
+    assert!(
+        rest.iter().any(|l| l
+            == "pc-host: SIGINT again: exiting at once: the run had not started: nothing was \
+                stored (if it was recorded already, it stays recorded as not completed)"),
+        "{rest:#?}"
+    );
+    let runs: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM runs", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1, "no run recorded for the interrupted start");
+}
+
 /// A `pc_host_schema` table that is not pc-host's mark (another column, or `version` of
 /// another type) is refused with one line, not a server error or a panic.
 #[test]

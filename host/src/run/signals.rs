@@ -79,7 +79,7 @@ pub fn install(events: Sender<Event>) -> std::io::Result<()> {
 /// Exits at once, saying so on stderr.
 fn exit_now(name: &str, status: i32) -> ! {
     // try_lock: the lock is only ever held to set the counters; never wait in an exit path.
-    let counts = match RUNNING.try_lock().ok().and_then(|r| r.clone()) {
+    let line = match RUNNING.try_lock().ok().and_then(|r| r.clone()) {
         Some(stats) => {
             let c = stats.counts();
             let (produced, stored, dead) = (c.produced, c.stored, c.dead_lettered);
@@ -89,14 +89,18 @@ fn exit_now(name: &str, status: i32) -> ! {
             format!(
                 "at least {stored} of {produced} accepted messages committed (a batch committed \
                  as the signal came is not counted yet), {dead} dead-lettered, at most {left} \
-                 not stored"
+                 not stored; the run is recorded as not completed"
             )
         }
-        None => "nothing was running yet".into(),
+        // Still starting (a server sink waiting for a lock, say): the run may be recorded
+        // already, or not.
+        None => "the run had not started: nothing was stored (if it was recorded already, it \
+                 stays recorded as not completed)"
+            .into(),
     };
     let _ = writeln!(
         std::io::stderr(),
-        "pc-host: {name} again: exiting at once: {counts}; the run is recorded as not completed"
+        "pc-host: {name} again: exiting at once: {line}"
     );
     // SAFETY: _exit has no preconditions; it ends the process without running destructors or
     // atexit handlers, which other threads may be using.
