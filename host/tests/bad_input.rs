@@ -856,6 +856,37 @@ fn a_database_locked_by_another_process_is_waited_for_then_reported() {
     assert_eq!(common::json(&out)["run_id"], 2);
 }
 
+/// `verify` and `plot` wait for a locked database as long as `--busy-timeout-ms` (or
+/// `PC_HOST_BUSY_TIMEOUT_MS`) says, as their message suggests (verify refused the flag, and
+/// both took the variable and waited 5 s).
+#[test]
+fn verify_and_plot_wait_for_a_lock_as_long_as_busy_timeout_says() {
+    let s = Scratch::new("locked-reads");
+    let out = run(
+        s.dir(),
+        &["--messages", "10", "--rps", "0", "--report-interval", "0"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // A WAL database's readers wait only for an exclusive lock.
+    let holder = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
+    holder
+        .execute_batch(
+            "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE runs SET config = config;",
+        )
+        .unwrap();
+    let needle = "is locked by another process (gave up after waiting 0.2 s)";
+    for args in [
+        &["verify", "--busy-timeout-ms", "200"][..],
+        &["plot", "-o", "p.svg", "--busy-timeout-ms", "200"],
+    ] {
+        assert_one_line_error(&run(s.dir(), args), 1, needle);
+    }
+    let env = [("PC_HOST_BUSY_TIMEOUT_MS", "200")];
+    assert_one_line_error(&run_env(s.dir(), &["verify"], &env), 1, needle);
+    assert_one_line_error(&run_env(s.dir(), &["plot", "-o", "p.svg"], &env), 1, needle);
+    holder.execute_batch("ROLLBACK").unwrap();
+}
+
 #[test]
 fn a_lock_held_mid_run_without_retries_fails_the_run_with_an_error_and_a_non_zero_exit() {
     let s = Scratch::new("midlock");

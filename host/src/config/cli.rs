@@ -59,6 +59,18 @@ pub struct PlotArgs {
     /// wrote it)
     #[arg(short = 'o', long = "output", value_name = "FILE.svg")]
     pub output: PathBuf,
+
+    /// How long to wait, in milliseconds, for a database or table another client holds
+    /// locked before giving up
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "PC_HOST_BUSY_TIMEOUT_MS",
+        default_value_t = 5000,
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
+    )]
+    pub busy_timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +118,18 @@ pub struct VerifyArgs {
     /// each run recorded]
     #[arg(long, value_name = "PATH")]
     pub dead_letter: Option<PathBuf>,
+
+    /// How long to wait, in milliseconds, for a database or table another client holds
+    /// locked before giving up
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "PC_HOST_BUSY_TIMEOUT_MS",
+        default_value_t = 5000,
+        allow_negative_numbers = true,
+        value_parser = not_negative::<u64>
+    )]
+    pub busy_timeout_ms: u64,
 }
 
 /// The options of a run. An `Option` has no fixed default (it depends on other options, or

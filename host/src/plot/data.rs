@@ -10,9 +10,6 @@ use rusqlite::Connection;
 use crate::config::ConfigError;
 use crate::sink::sqlite::schema::{self, Found, Purpose};
 
-/// How long a read waits for a writer's lock.
-const BUSY: Duration = Duration::from_secs(5);
-
 /// One report interval, as `run_intervals` keeps it (the columns `plot` draws).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Interval {
@@ -45,9 +42,9 @@ pub struct Run {
 /// A [`ConfigError`] if `run` names a run with no interval rows; other errors, one line each,
 /// for a missing file, a file that is not a current pc-host database, one with no interval
 /// rows at all, or a failed read.
-pub fn load(db: &Path, run: Option<i64>) -> anyhow::Result<Run> {
-    let conn = open(db)?;
-    let sql = |e| schema::db_error(db, e, BUSY);
+pub fn load(db: &Path, run: Option<i64>, busy: Duration) -> anyhow::Result<Run> {
+    let conn = open(db, busy)?;
+    let sql = |e| schema::db_error(db, e, busy);
     let last: Option<i64> = conn
         .query_row("SELECT MAX(run_id) FROM run_intervals", [], |r| r.get(0))
         .map_err(sql)?;
@@ -101,10 +98,10 @@ pub fn load(db: &Path, run: Option<i64>) -> anyhow::Result<Run> {
 
 /// Opens `db` read-only if it is a pc-host database of the current schema (earlier ones keep no
 /// intervals).
-fn open(db: &Path) -> anyhow::Result<Connection> {
+fn open(db: &Path, busy: Duration) -> anyhow::Result<Connection> {
     schema::existing_file(db)?;
-    let conn = schema::open_read_only(db, BUSY)?;
-    match schema::check(&conn, db, BUSY, Purpose::Read)? {
+    let conn = schema::open_read_only(db, busy)?;
+    match schema::check(&conn, db, busy, Purpose::Read)? {
         // Version 3 lacks only the consumers column, which plot does not draw; version 4 only
         // differs in when `runs.last_id` is written.
         Found::Current | Found::Version3 | Found::Version4 => Ok(conn),

@@ -1,6 +1,8 @@
 //! Reading a sink back, for `verify`: the runs it recorded and every message row; for
 //! `verify --source`, one file input's position, runs and rows.
 
+use std::time::Duration;
+
 use crate::config::SinkSpec;
 use crate::position::FileKey;
 
@@ -100,15 +102,18 @@ pub trait ReadBack: std::fmt::Debug {
     ) -> anyhow::Result<()>;
 }
 
-/// Opens the sink `spec` names for reading; it must exist and hold pc-host tables.
+/// Opens the sink `spec` names for reading; it must exist and hold pc-host tables. `busy`:
+/// how long to wait for a lock another client holds.
 ///
 /// # Errors
 /// One line naming the sink and what is wrong.
-pub fn open(spec: &SinkSpec) -> anyhow::Result<Box<dyn ReadBack>> {
+pub fn open(spec: &SinkSpec, busy: Duration) -> anyhow::Result<Box<dyn ReadBack>> {
     match spec {
-        SinkSpec::Sqlite(path) => Ok(Box::new(super::sqlite::read::SqliteReadBack::open(path)?)),
-        SinkSpec::Postgres(url) => Ok(Box::new(super::postgres::Reader::open(url)?)),
-        SinkSpec::Mysql(url) => Ok(Box::new(super::mysql::Reader::open(url)?)),
+        SinkSpec::Sqlite(path) => Ok(Box::new(super::sqlite::read::SqliteReadBack::open(
+            path, busy,
+        )?)),
+        SinkSpec::Postgres(url) => Ok(Box::new(super::postgres::Reader::open(url, busy)?)),
+        SinkSpec::Mysql(url) => Ok(Box::new(super::mysql::Reader::open(url, busy)?)),
         SinkSpec::Nats(_) => Err(anyhow::anyhow!(
             "verify reads a database: give the database the stream is consumed into"
         )),

@@ -30,8 +30,8 @@ impl Reader {
     ///
     /// # Errors
     /// One line naming the URL: no connection, no pc-host tables, foreign or altered ones.
-    pub fn open(url: &ServerUrl) -> anyhow::Result<Self> {
-        let target = Target::new(url, std::time::Duration::from_secs(5))?;
+    pub fn open(url: &ServerUrl, busy: std::time::Duration) -> anyhow::Result<Self> {
+        let target = Target::new(url, busy)?;
         let connected = target.connect_or_explain()?;
         let mut conn = connected.conn;
         match schema::check(&mut conn, url)? {

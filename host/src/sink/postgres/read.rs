@@ -14,9 +14,6 @@ use crate::config::url::ServerUrl;
 use crate::position::FileKey;
 use crate::sink::read_back::{ReadBack, Row, RunInfo};
 
-/// How long a read waits for a lock another client holds.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// The database read back for `verify`.
 pub struct Reader {
     client: Client,
@@ -40,8 +37,8 @@ impl Reader {
     /// # Errors
     /// One line naming the URL (without its password): cannot connect, no pc-host tables, or
     /// tables pc-host does not recognise.
-    pub fn open(url: &ServerUrl) -> anyhow::Result<Self> {
-        let server = Server::new(url, LOCK_WAIT)?;
+    pub fn open(url: &ServerUrl, busy: std::time::Duration) -> anyhow::Result<Self> {
+        let server = Server::new(url, busy)?;
         let mut client = server.connect_first()?;
         match schema::check(&mut client).map_err(|e| schema::explain(e, &server.shown))? {
             Found::Empty => Err(anyhow!(

@@ -10,33 +10,33 @@ use super::schema::{self, db_error};
 use crate::position::FileKey;
 use crate::sink::read_back::{ReadBack, Row, RunInfo};
 
-/// How long `verify` waits for a database a writer holds.
-const BUSY: Duration = Duration::from_secs(5);
-
 #[derive(Debug)]
 pub struct SqliteReadBack {
     conn: Connection,
     path: PathBuf,
+    /// How long a read waits for a database another process holds locked.
+    busy: Duration,
 }
 
 impl SqliteReadBack {
     /// # Errors
     /// No file, not a pc-host database, or an old schema.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Self> {
         Ok(Self {
-            conn: schema::open_existing(path)?,
+            conn: schema::open_existing(path, busy)?,
             path: path.to_path_buf(),
+            busy,
         })
     }
 }
 
 impl ReadBack for SqliteReadBack {
     fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>> {
-        runs::runs(&self.conn, only).map_err(|e| db_error(&self.path, e, BUSY))
+        runs::runs(&self.conn, only).map_err(|e| db_error(&self.path, e, self.busy))
     }
 
     fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()> {
-        let err = |e| db_error(&self.path, e, BUSY);
+        let err = |e| db_error(&self.path, e, self.busy);
         let mut stmt = self
             .conn
             .prepare(
@@ -69,11 +69,11 @@ impl ReadBack for SqliteReadBack {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(|e| db_error(&self.path, e, BUSY))
+            .map_err(|e| db_error(&self.path, e, self.busy))
     }
 
     fn input_runs(&mut self, input: i64) -> anyhow::Result<Vec<(i64, Option<String>)>> {
-        let err = |e| db_error(&self.path, e, BUSY);
+        let err = |e| db_error(&self.path, e, self.busy);
         self.conn
             .prepare(
                 "SELECT run_id, config FROM runs WHERE run_id IN \
@@ -91,7 +91,7 @@ impl ReadBack for SqliteReadBack {
         input: i64,
         each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let err = |e| db_error(&self.path, e, BUSY);
+        let err = |e| db_error(&self.path, e, self.busy);
         let mut stmt = self
             .conn
             .prepare(

@@ -440,9 +440,8 @@ pub fn existing_file(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Opens an existing database read-only (for `verify`).
-pub fn open_existing(path: &Path) -> anyhow::Result<Connection> {
+pub fn open_existing(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
     existing_file(path)?;
-    let busy = Duration::from_secs(5);
     let conn = open_read_only(path, busy)?;
     match check(&conn, path, busy, Purpose::Read)? {
         // Versions 2 to 4 lack only what verify does not read.
