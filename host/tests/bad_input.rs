@@ -887,6 +887,36 @@ fn verify_and_plot_wait_for_a_lock_as_long_as_busy_timeout_says() {
     holder.execute_batch("ROLLBACK").unwrap();
 }
 
+/// A TOML float in a config file is a float for a whole-number option too, as `--producers
+/// 2.0` and `--rps 1e3` are on the command line (the file's `2.0` ran 2 producers, and
+/// `producers = 1e3` a thousand); a float option still takes one.
+#[test]
+fn a_float_in_the_config_file_is_refused_for_a_whole_number_option_as_a_flag_is() {
+    let s = Scratch::new("config-floats");
+    for (line, shown, flag) in [
+        ("producers = 2.0", "producers = 2.0", "--producers <N>"),
+        ("rps = 1e3", "rps = 1000.0", "--rps <MSG_PER_S>"),
+    ] {
+        std::fs::write(s.path("cfg.toml"), format!("{line}\n")).unwrap();
+        assert_one_line_error(
+            &run(s.dir(), &["--config", "cfg.toml"]),
+            2,
+            &format!(
+                "cfg.toml line 1: `{shown}`: invalid value '{}' for '{flag}': it must be a whole number",
+                &shown[shown.find("= ").unwrap() + 2..]
+            ),
+        );
+    }
+    std::fs::write(
+        s.path("cfg.toml"),
+        "messages = 5\nrps = 0\nreport-interval = 5e-1\n",
+    )
+    .unwrap();
+    let out = run(s.dir(), &["--config", "cfg.toml", "--output", "json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(common::json(&out)["config"]["report_interval_s"], 0.5);
+}
+
 #[test]
 fn a_lock_held_mid_run_without_retries_fails_the_run_with_an_error_and_a_non_zero_exit() {
     let s = Scratch::new("midlock");
