@@ -2,7 +2,8 @@
 //!
 //! Once a run is going, a signal reaches the main thread as an event and the run drains
 //! (`run::signals`, `run::watch`). Before that, the start may wait for a database another
-//! process has locked, for up to `--busy-timeout-ms`, with nothing reading those events: such
+//! process has locked (SQLite), or a lock another client holds (PostgreSQL), for up to
+//! `--busy-timeout-ms`, with nothing reading those events: such
 //! a wait asks [`requested`] each time a slice of it ends and gives up with [`Interrupted`],
 //! before the run is recorded.
 

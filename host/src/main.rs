@@ -3,7 +3,7 @@
 //! Exit status: 0 when every accepted record is in the database (or `verify` found no
 //! problem); 1 on a MISMATCH or FAILED run or a database that cannot be used; 2 on bad flags,
 //! environment, config file or inputs; 130/143/129 on a second SIGINT/SIGTERM/SIGHUP, or a
-//! first one while the start waits for a locked SQLite database.
+//! first one while the start waits for a lock (SQLite, PostgreSQL).
 
 use std::io::Write as _;
 use std::process::ExitCode;

@@ -421,6 +421,58 @@ fn a_table_without_transactions_is_refused() {
     );
 }
 
+/// A second signal while the start still waits (here to register a file input, behind
+/// pc-host's input lock another client holds, a wait the first signal does not cut short)
+/// exits at once, saying the run had not started: nothing was stored, and a run recorded
+/// already stays recorded as not completed. (It said "the run is recorded as not
+/// completed", also where none was.)
+#[test]
+fn a_second_signal_before_the_run_started_says_nothing_was_stored() {
+    let Some(db) = Db::shared("signal_at_start") else {
+        return;
+    };
+    let s = Scratch::new("mysql-signal-at-start");
+    std::fs::write(s.path("in.log"), "a\nb\n").unwrap();
+    assert_ok(&db.run_json(&s, "--messages 10"));
+    let mut holder = db.conn();
+    let got: Option<i64> = holder
+        .query_first("SELECT GET_LOCK(CONCAT('pc-host inputs ', MD5(DATABASE())), 0)")
+        .unwrap();
+    assert_eq!(got, Some(1));
+    let (child, rx) = common::spawn(
+        &s,
+        &[
+            "--sink",
+            &db.url,
+            "--source",
+            "file:in.log",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    common::wait_for(&rx, |l| l.starts_with("pc-host: metrics: http://"));
+    common::signal(&child, libc::SIGINT);
+    // A signal within a second of the first is the same request: wait that second out.
+    std::thread::sleep(Duration::from_millis(1100));
+    common::signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().expect("wait");
+    let rest: Vec<String> = rx.iter().collect();
+    holder
+        .query_drop("DO RELEASE_LOCK(CONCAT('pc-host inputs ', MD5(DATABASE())))")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{rest:#?}");
+    assert!(
+        rest.iter().any(|l| l
+            == "pc-host: SIGINT again: exiting at once: the run had not started: nothing was \
+                stored (if it was recorded already, it stays recorded as not completed)"),
+        "{rest:#?}"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM messages WHERE run_id = 2"),
+        0
+    );
+}
+
 /// A `pc_host_schema` table that is not pc-host's mark (another column, or `version` of
 /// another type) is refused with one line, not a server error.
 #[test]

@@ -2,6 +2,8 @@
 //! `run_inputs` rows that say what each run did and where each input resumes. Same meanings as
 //! SQLite's.
 
+use std::time::Duration;
+
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient};
 
@@ -21,26 +23,31 @@ const PC_HOST: i32 = 0x7063_4853; // "pcHS"
 const LOCK_SCHEMA: i32 = 1;
 const LOCK_INPUTS: i32 = 2;
 
-/// A lock wait at the start that ran out (`lock_timeout`, SQLSTATE 55P03) as one line saying
-/// who held what (`held`); any other error as the server's.
+/// A lock wait at the start that ran out (`lock_timeout`, SQLSTATE 55P03) as
+/// [`Refused::Held`], saying who held what (`held`); any other error as the server's.
 fn held_past_busy(e: postgres::Error, held: &str) -> Refused {
     match e.code() {
-        Some(&SqlState::LOCK_NOT_AVAILABLE) => Refused::Reason(format!(
-            "{held} for longer than --busy-timeout-ms: nothing was written; try again, or give a \
-             longer --busy-timeout-ms"
-        )),
+        Some(&SqlState::LOCK_NOT_AVAILABLE) => Refused::Held(held.to_string()),
         _ => Refused::Db(e),
     }
 }
 
 /// Creates, upgrades (version 1) or checks the tables (with a broker source, the delivery
 /// tables too) and records the run, in one transaction under the schema lock; returns its run
-/// id.
+/// id. Each lock it takes is waited for up to `wait`.
 ///
 /// # Errors
-/// [`Refused`]: tables pc-host will not use, or the server's error.
-pub fn prepare_run(client: &mut Client, start: &RunStart<'_>) -> Result<i64, Refused> {
+/// [`Refused`]: tables pc-host will not use, a lock held past `wait` ([`Refused::Held`]), or
+/// the server's error.
+pub fn prepare_run(
+    client: &mut Client,
+    start: &RunStart<'_>,
+    wait: Duration,
+) -> Result<i64, Refused> {
     let mut tx = client.transaction()?;
+    // `lock_timeout = 0` would wait forever: the shortest wait is 1 ms.
+    let ms = wait.as_millis().clamp(1, i32::MAX as u128);
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = {ms}"))?;
     if let Err(e) = tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
         &[&PC_HOST, &LOCK_SCHEMA],

@@ -169,6 +169,9 @@ pub enum Refused {
     Db(postgres::Error),
     /// What is wrong, for "URL: ...".
     Reason(String),
+    /// Another client held a lock the start waited for past the wait it was given: what it
+    /// held, for "URL: ... held ... for longer than --busy-timeout-ms".
+    Held(String),
 }
 
 impl From<postgres::Error> for Refused {
@@ -303,6 +306,10 @@ pub fn explain(e: Refused, shown: &str) -> anyhow::Error {
     match e {
         Refused::Db(e) => anyhow!("{shown}: {}", super::error::describe(&e)),
         Refused::Reason(why) => anyhow!("{shown}: {why}"),
+        Refused::Held(held) => anyhow!(
+            "{shown}: {held} for longer than --busy-timeout-ms: nothing was written; try again, \
+             or give a longer --busy-timeout-ms"
+        ),
     }
 }
 

@@ -69,12 +69,43 @@ const POLL: Duration = Duration::from_millis(10);
 pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i64)> {
     let server = Server::new(url, start.busy)?;
     let mut client = server.connect_first()?;
-    let run_id =
-        runs::prepare_run(&mut client, start).map_err(|e| schema::explain(e, &server.shown))?;
+    let run_id = prepare_run(&mut client, start, &server.shown)?;
     let session = Session::prepare(client).map_err(|e| server.error(describe(&e)))?;
     let mut writer = Writer::new(server, session, run_id);
     writer.delivered = start.delivered;
     Ok((writer, run_id))
+}
+
+/// The longest a start waits at once for a lock another client holds before it looks for a
+/// signal (and tries again, until `--busy-timeout-ms` has passed).
+const START_WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// [`runs::prepare_run`], its lock waits in slices of at most [`START_WAIT_SLICE`], tried again
+/// until `start.busy` has passed: between two a signal ends the wait, before the run is
+/// recorded ([`crate::interrupt::Interrupted`]).
+fn prepare_run(
+    client: &mut postgres::Client,
+    start: &RunStart<'_>,
+    shown: &str,
+) -> anyhow::Result<i64> {
+    let deadline = Instant::now() + start.busy;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match runs::prepare_run(client, start, left.min(START_WAIT_SLICE)) {
+            Err(schema::Refused::Held(held)) => {
+                if let Some(signal) = crate::interrupt::requested() {
+                    return Err(anyhow::Error::new(crate::interrupt::Interrupted {
+                        signal,
+                        waiting_for: format!("{shown} ({held})"),
+                    }));
+                }
+                if Instant::now() >= deadline {
+                    return Err(schema::explain(schema::Refused::Held(held), shown));
+                }
+            }
+            done => return done.map_err(|e| schema::explain(e, shown)),
+        }
+    }
 }
 
 impl Writer {
