@@ -42,7 +42,14 @@ impl SinkDb {
         let path =
             std::env::temp_dir().join(format!("pc-bench-sink-{}-{name}.db", std::process::id()));
         remove(&path);
-        let (conn, run) = runs::prepare_run(&path, BUSY, 1, "{}", 0, PageSizeChoice::ForRate(0))?;
+        let new_run = runs::NewRun {
+            producers: 1,
+            config_json: "{}",
+            started_at: 0,
+            pages: PageSizeChoice::ForRate(0),
+            delivered: false,
+        };
+        let (conn, run) = runs::prepare_run(&path, BUSY, &new_run)?;
         let writer = Writer::new(conn, &run, synchronous, &path, BUSY)?;
         let checkpointer = Checkpointer::open(&path, BUSY)?;
         Ok(Self {
