@@ -296,9 +296,11 @@ fn whole_entry_from(f: &File, start: u64) -> std::io::Result<bool> {
     let mut r = f;
     let mut tail = Vec::new();
     r.seek(SeekFrom::Start(start))?;
-    r.read_to_end(&mut tail)?;
-    Ok(serde_json::from_slice::<serde_json::Value>(&tail)
-        .is_ok_and(|v| v.get("pc_dead_letter").is_some()))
+    // One entry is bounded by the record limit (see `is_dead_letter_file`): a longer tail is
+    // not one entry.
+    r.take(ENTRY_MOST + 1).read_to_end(&mut tail)?;
+    Ok(tail.len() as u64 <= ENTRY_MOST
+        && serde_json::from_slice::<Value>(&tail).is_ok_and(|v| v.get(MARK).is_some()))
 }
 
 /// The length of `f` up to and including its last line end.
@@ -321,16 +323,18 @@ fn complete_len(f: &File) -> std::io::Result<u64> {
     Ok(0)
 }
 
+/// The longest an entry line can be: bounded by the record limit (a record kept as base64
+/// with JSON escapes), and a margin for the rest of the entry.
+const ENTRY_MOST: u64 = (crate::config::MAX_RECORD * 8) + 4096;
+
 /// Whether `path`'s first line is a pc-host dead-letter entry.
 pub fn is_dead_letter_file(path: &Path) -> bool {
     let Ok(f) = File::open(path) else {
         return false;
     };
     let mut first = Vec::new();
-    // One entry line is bounded by the record limit; read no more than that and a margin.
-    let limit = (crate::config::MAX_RECORD * 8) + 4096;
     if BufReader::new(f)
-        .take(limit)
+        .take(ENTRY_MOST)
         .read_until(b'\n', &mut first)
         .is_err()
     {

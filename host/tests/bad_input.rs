@@ -268,6 +268,19 @@ fn out_of_range_values_get_one_clear_line() {
             "--consumers 0 is too small: consumers must be at least 1",
         ),
         (&["--producers", "100000"], "producers can be at most 1024"),
+        // verify and plot take it too, with the run's limit (SQLite's own panicked past 2^31 ms).
+        (
+            &["--busy-timeout-ms", "3600001"],
+            "it is too long: at most 3600000 ms (one hour)",
+        ),
+        (
+            &["verify", "--busy-timeout-ms", "99999999999"],
+            "it is too long: at most 3600000 ms (one hour)",
+        ),
+        (
+            &["plot", "-o", "p.svg", "--busy-timeout-ms", "99999999999"],
+            "it is too long: at most 3600000 ms (one hour)",
+        ),
         // It was blamed on the warm-up ("the warm-up must be shorter than the duration (0 s)").
         (
             &["--duration", "1e-10"],

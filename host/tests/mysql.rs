@@ -411,7 +411,7 @@ fn a_table_without_transactions_is_refused() {
         .unwrap();
     let err = open(&db).unwrap_err();
     assert!(
-        err.contains("table `messages` uses the MyISAM engine, which has no transactions"),
+        err.contains("table `messages` uses the MyISAM engine, not InnoDB"),
         "{err}"
     );
     assert_eq!(

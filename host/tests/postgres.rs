@@ -393,6 +393,15 @@ fn a_delivery_table_without_pc_hosts_one_unique_key_is_refused() {
         err.contains("(partial, on an expression or deferrable)"),
         "{err}"
     );
+    // A key on an expression alone names no column (its columns read as NULL, which
+    // panicked).
+    c.batch_execute("DROP INDEX theirs; CREATE UNIQUE INDEX theirs ON delivered ((seq + 1))")
+        .unwrap();
+    let err = open(&db).unwrap_err();
+    assert!(
+        err.contains("unique keys ( (partial, on an expression or deferrable))"),
+        "{err}"
+    );
     assert_eq!(runs(&mut c), before, "no run recorded");
     // pc-host's key again: accepted.
     c.batch_execute(

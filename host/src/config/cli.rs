@@ -68,7 +68,7 @@ pub struct PlotArgs {
         env = "PC_HOST_BUSY_TIMEOUT_MS",
         default_value_t = 5000,
         allow_negative_numbers = true,
-        value_parser = not_negative::<u64>
+        value_parser = busy_ms
     )]
     pub busy_timeout_ms: u64,
 }
@@ -127,7 +127,7 @@ pub struct VerifyArgs {
         env = "PC_HOST_BUSY_TIMEOUT_MS",
         default_value_t = 5000,
         allow_negative_numbers = true,
-        value_parser = not_negative::<u64>
+        value_parser = busy_ms
     )]
     pub busy_timeout_ms: u64,
 }
@@ -376,7 +376,7 @@ pub struct RunArgs {
         env = "PC_HOST_BUSY_TIMEOUT_MS",
         default_value_t = 5000,
         allow_negative_numbers = true,
-        value_parser = not_negative::<u64>
+        value_parser = busy_ms
     )]
     pub busy_timeout_ms: u64,
 
@@ -496,6 +496,16 @@ where
             e.to_string()
         }
     })
+}
+
+/// `--busy-timeout-ms`'s parser: a whole number of milliseconds, at most an hour (SQLite
+/// takes a busy timeout of up to `i32::MAX` ms; a longer wait is a mistake).
+fn busy_ms(text: &str) -> Result<u64, String> {
+    let ms = not_negative::<u64>(text)?;
+    if ms > 3_600_000 {
+        return Err("it is too long: at most 3600000 ms (one hour)".to_owned());
+    }
+    Ok(ms)
 }
 
 /// A number option's parser (seconds, milliseconds): std's "invalid float literal" names no

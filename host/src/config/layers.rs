@@ -397,8 +397,8 @@ fn scalar(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::String(s) => Some(s.clone()),
         toml::Value::Integer(i) => Some(i.to_string()),
-        // As written in TOML, a float keeps its point or exponent (`2.0`, `1e3`; `to_string`
-        // gives `2`, `1000`): a whole-number option refuses it, as it refuses `--producers 2.0`.
+        // With its point or exponent (`2.0`, `1000.0` for `1e3`): a whole-number option
+        // refuses it, as it refuses `--producers 2.0`; a float option takes it.
         toml::Value::Float(f) => Some(format!("{f:?}")),
         toml::Value::Boolean(b) => Some(b.to_string()),
         _ => None,

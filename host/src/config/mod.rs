@@ -305,13 +305,8 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     };
     let page_size = page_size(l, &sink)?;
     sqlite_only_synchronous(l, &sink, a.synchronous)?;
+    // At most an hour: its parser (`cli::busy_ms`) says so for every layer.
     let busy = l.pick("busy_timeout_ms", a.busy_timeout_ms);
-    if busy.value > 3_600_000 {
-        return err(format!(
-            "{} is too long: at most 3600000 ms (one hour)",
-            busy.show()
-        ));
-    }
     let retry = l.pick("retry_for", a.retry_for);
     if retry.value.is_finite() && retry.value > MAX_RETRY.as_secs_f64() {
         return err(format!(

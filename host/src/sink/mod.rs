@@ -20,6 +20,11 @@ pub mod sqlite;
 pub mod tables;
 
 pub use any::{AnySink, Connector, Opened, open};
+
+/// The longest a run's start waits at once for a lock another process or client holds (SQLite,
+/// PostgreSQL) before it looks for a signal (`crate::interrupt`) and tries again, until
+/// `--busy-timeout-ms` has passed.
+pub const START_WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
 pub use error::{ErrorKind, SinkError};
 pub use group_commit::{Fate, GroupCommit, Policy, Settled};
 

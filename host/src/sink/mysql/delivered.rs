@@ -94,12 +94,13 @@ pub fn check_tables(conn: &mut Conn, new_database: bool) -> Result<(), String> {
 }
 
 /// The unique indexes of table `?`, each as its columns in alphabetical order joined by `,`,
-/// marked when it indexes a column's prefix only (such an index cannot stand for pc-host's
+/// marked when it indexes a column's prefix or an expression (neither can stand for pc-host's
 /// key).
-const UNIQUE_KEYS: &str = "SELECT CONCAT(GROUP_CONCAT(COLUMN_NAME ORDER BY COLUMN_NAME SEPARATOR ','), \
-     IF(MAX(SUB_PART IS NOT NULL), ' (on a prefix)', '')) FROM information_schema.STATISTICS \
+const UNIQUE_KEYS: &str = "SELECT CONCAT(IFNULL(GROUP_CONCAT(COLUMN_NAME ORDER BY COLUMN_NAME \
+     SEPARATOR ','), ''), IF(MAX(SUB_PART IS NOT NULL) OR MAX(COLUMN_NAME IS NULL), \
+     ' (on a prefix or an expression)', '')) FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
-     GROUP BY INDEX_NAME ORDER BY 1";
+     GROUP BY TABLE_NAME, INDEX_NAME ORDER BY 1";
 
 /// Creates the tables if they are missing ([`check_tables`] first).
 ///
@@ -109,27 +110,28 @@ pub fn create_tables(conn: &mut Conn) -> mysql::Result<()> {
     TABLES.iter().try_for_each(|sql| conn.query_drop(*sql))
 }
 
-/// ER_DUP_ENTRY: the one refusal of a claim that makes its record a duplicate.
-const DUPLICATE_KEY: u16 = 1062;
-
 /// After a claim that inserted nothing: the server's refusal, as an error, if `INSERT IGNORE`
-/// turned anything but the key's duplicate into a warning (a CHECK constraint someone added,
-/// say): that record is no duplicate, and its write must fail, not drop it.
+/// turned something else than the key's duplicate (ER_DUP_ENTRY) into a warning (a foreign
+/// key someone added, say): that record is no duplicate, and its write must fail, not drop
+/// it. A duplicate warning among others is a duplicate.
 fn refused_other_than_duplicate(conn: &mut Conn) -> mysql::Result<Option<mysql::Error>> {
     if conn.warnings() == 0 {
         return Ok(None);
     }
     let warnings: Vec<(String, u16, String)> = conn.query("SHOW WARNINGS")?;
-    Ok(warnings
-        .into_iter()
-        .find(|(_, code, _)| *code != DUPLICATE_KEY)
-        .map(|(_, code, message)| {
-            mysql::Error::MySqlError(mysql::MySqlError {
-                state: "HY000".into(),
-                message,
-                code,
-            })
-        }))
+    if warnings
+        .iter()
+        .any(|(_, code, _)| super::error::is_duplicate_code(*code))
+    {
+        return Ok(None);
+    }
+    Ok(warnings.into_iter().next().map(|(_, code, message)| {
+        mysql::Error::MySqlError(mysql::MySqlError {
+            state: "HY000".into(),
+            message,
+            code,
+        })
+    }))
 }
 
 /// A record's key: its publisher's run here (0 for a stream's message), producer and seq.

@@ -84,6 +84,11 @@ pub fn lock_conflict(e: &Error) -> bool {
     matches!(e, Error::MySqlError(e) if matches!(e.code, code::LOCK_WAIT_TIMEOUT | code::DEADLOCK))
 }
 
+/// Whether a warning or error `code` is a duplicate key (ER_DUP_ENTRY).
+pub fn is_duplicate_code(code: u16) -> bool {
+    code == code::DUPLICATE
+}
+
 /// Whether `e` is a duplicate value of the unique key named `key`.
 pub fn duplicate_key(e: &Error, key: &str) -> bool {
     matches!(e, Error::MySqlError(e) if e.code == code::DUPLICATE && e.message.contains(key))

@@ -208,6 +208,7 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Res
 /// (`delivered`), refuses delivery tables that are not pc-host's first and creates them last.
 fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Result<()> {
     let found = check(conn, url)?;
+    transactional(conn, url)?;
     if delivered {
         delivered::check_tables(conn, found == Found::Empty)
             .map_err(|why| anyhow!("sink {}: {why}", url.shown))?;
@@ -225,6 +226,34 @@ fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyho
         })?;
     }
     Ok(())
+}
+
+/// Before a run writes: refuses a database where a table of pc-host's is not InnoDB (another
+/// engine, MyISAM say, may have no transactions: it keeps the part of a write before the
+/// statement that failed, so a retried batch would store rows twice, and a claimed delivery
+/// key would stay without its row). pc-host makes every table InnoDB.
+///
+/// # Errors
+/// One line naming the URL and the table.
+fn transactional(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
+    let shown = &url.shown;
+    let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
+    let engines: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_NAME, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = \
+             DATABASE() AND TABLE_NAME IN ('pc_host_schema', 'runs', 'run_producers', \
+             'messages', 'inputs', 'run_inputs', 'run_intervals', 'delivered', 'nats_origins') \
+             AND ENGINE <> 'InnoDB' ORDER BY TABLE_NAME",
+        )
+        .map_err(err)?;
+    match engines.first() {
+        Some((table, engine)) => Err(anyhow!(
+            "sink {shown}: table `{table}` uses the {engine} engine, not InnoDB, as pc-host makes \
+             its tables (an engine without transactions keeps part of a failed write); pc-host \
+             will not write to this database: use another one"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Under the schema lock: creates the missing tables, adds version 2's columns to a version 1
@@ -298,24 +327,6 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
             "sink {shown}: table `pc_host_schema` is not pc-host's (pc-host's has one column, \
              `version int`); pc-host will not write to this database's tables: use another \
              database"
-        ));
-    }
-    // A table on an engine without transactions (MyISAM) keeps the part of a write before
-    // the statement that failed: a retried batch would store rows twice, a claimed delivery
-    // key would stay without its row.
-    let engines: Vec<(String, String)> = conn
-        .query(
-            "SELECT TABLE_NAME, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = \
-             DATABASE() AND TABLE_NAME IN ('pc_host_schema', 'runs', 'run_producers', \
-             'messages', 'inputs', 'run_inputs', 'run_intervals', 'delivered', 'nats_origins') \
-             AND ENGINE <> 'InnoDB' ORDER BY TABLE_NAME",
-        )
-        .map_err(err)?;
-    if let Some((table, engine)) = engines.first() {
-        return Err(anyhow!(
-            "sink {shown}: table `{table}` uses the {engine} engine, which has no \
-             transactions (a failed write would stay partly stored); pc-host's tables are \
-             InnoDB and pc-host will not write to this one: use another database"
         ));
     }
     let version: Option<Option<i64>> = conn

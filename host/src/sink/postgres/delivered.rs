@@ -59,8 +59,9 @@ const COLUMNS: [(&str, &[&str]); 2] = [
 /// marked when it cannot stand for pc-host's key: partial, on an expression, or deferrable
 /// (`ON CONFLICT` takes none of those as its arbiter).
 const UNIQUE_KEYS: &str = "
-SELECT (SELECT string_agg(a.attname::text, ',' ORDER BY a.attname::text) FROM pg_attribute a
-        WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[]))
+SELECT COALESCE((SELECT string_agg(a.attname::text, ',' ORDER BY a.attname::text)
+                 FROM pg_attribute a
+                 WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])), '')
        || CASE WHEN i.indpred IS NOT NULL OR 0 = ANY (i.indkey::int2[]) OR NOT i.indimmediate
                THEN ' (partial, on an expression or deferrable)' ELSE '' END
 FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisunique ORDER BY 1";

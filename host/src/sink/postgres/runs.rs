@@ -44,6 +44,21 @@ pub fn prepare_run(
     start: &RunStart<'_>,
     wait: Duration,
 ) -> Result<i64, Refused> {
+    // Any statement of the start may wait for a lock (an upgrade's ALTER TABLE, the delivery
+    // tables' index): one that ran out of `wait` is held, to wait for again.
+    prepare_in_transaction(client, start, wait).map_err(|r| match r {
+        Refused::Db(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            Refused::Held("another client held a lock on pc-host's tables".to_string())
+        }
+        other => other,
+    })
+}
+
+fn prepare_in_transaction(
+    client: &mut Client,
+    start: &RunStart<'_>,
+    wait: Duration,
+) -> Result<i64, Refused> {
     let mut tx = client.transaction()?;
     // `lock_timeout = 0` would wait forever: the shortest wait is 1 ms.
     let ms = wait.as_millis().clamp(1, i32::MAX as u128);

@@ -76,9 +76,7 @@ pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i6
     Ok((writer, run_id))
 }
 
-/// The longest a start waits at once for a lock another client holds before it looks for a
-/// signal (and tries again, until `--busy-timeout-ms` has passed).
-const START_WAIT_SLICE: Duration = Duration::from_millis(50);
+use crate::sink::START_WAIT_SLICE;
 
 /// [`runs::prepare_run`], its lock waits in slices of at most [`START_WAIT_SLICE`], tried again
 /// until `start.busy` has passed: between two a signal ends the wait, before the run is

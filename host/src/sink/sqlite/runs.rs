@@ -12,6 +12,7 @@ use super::schema::{self, Found, PageSizeChoice, Purpose, db_error};
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
 use crate::sink::RunEnd;
+use crate::sink::START_WAIT_SLICE;
 use crate::sink::read_back::{DeadLetters, RunInfo};
 use crate::telemetry::interval::Interval;
 
@@ -21,11 +22,6 @@ pub struct RunRow {
     pub run_id: i64,
     pub first_id: i64,
 }
-
-/// The longest a start waits inside SQLite for another process's lock before it looks for a
-/// signal (and tries again, until `--busy-timeout-ms` has passed); also its longest nap
-/// between attempts.
-const LOCK_WAIT_SLICE: Duration = Duration::from_millis(50);
 
 /// The run [`prepare_run`] records, and what it asks of the database.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +81,7 @@ pub fn prepare_run(
         // for a signal.
         let slice = deadline
             .saturating_duration_since(Instant::now())
-            .min(LOCK_WAIT_SLICE);
+            .min(START_WAIT_SLICE);
         let attempt = match not_yet {
             Some(Some(wait)) => Err(wait),
             _ => try_prepare_run(path, own, (busy, slice), run),
@@ -109,7 +105,7 @@ pub fn prepare_run(
                     break Err(e);
                 }
                 std::thread::sleep(nap.min(left));
-                nap = (nap * 2).min(LOCK_WAIT_SLICE);
+                nap = (nap * 2).min(START_WAIT_SLICE);
             }
             done => break done,
         }
@@ -224,8 +220,10 @@ pub fn try_prepare_run(
         }
         schema::create_or_upgrade(&conn, &found).map_err(err)?;
         if run.delivered {
-            super::delivered::create_tables(&conn)
-                .map_err(|e| anyhow!("database {}: {e}", path.display()))?;
+            super::delivered::create_tables(&conn).map_err(|e| match e.downcast() {
+                Ok(sqlite) => err(sqlite),
+                Err(refused) => anyhow!("database {}: {refused}", path.display()),
+            })?;
         }
         let first_id: i64 = conn
             .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |r| {
