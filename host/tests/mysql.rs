@@ -371,25 +371,13 @@ fn only_the_key_makes_a_delivered_record_a_duplicate() {
         "ALTER TABLE delivered ADD CONSTRAINT theirs FOREIGN KEY (seq) REFERENCES their_seqs (id)",
     )
     .unwrap();
-    let record = |seq: u64| pc_host::message::Record {
-        created_at: 1,
-        seq,
-        text: format!("#{seq}"),
-        delivery: Some(Box::new(pc_host::message::Delivery {
-            key_run: 0,
-            ack: String::new(),
-        })),
-        ..pc_host::message::Record::default()
-    };
-    let (a, b) = (record(7), record(100));
-    writer.write(&[&a]).expect("a first delivery");
-    writer.write(&[&a]).expect("the same delivery again");
-    assert_eq!(writer.duplicates(), 1);
-    let e = writer
-        .write(&[&b])
-        .expect_err("refused by their constraint");
-    assert!(e.error.to_string().contains("theirs"), "{:#}", e.error);
-    assert_eq!(writer.duplicates(), 1, "not taken for a duplicate");
+    // Seq 100 has no row in their table.
+    common::server::assert_only_the_key_makes_a_duplicate(
+        &mut writer,
+        &common::server::delivered(0, 7),
+        &common::server::delivered(0, 100),
+        "theirs",
+    );
 }
 
 /// A pc-host table moved to an engine without transactions (MyISAM keeps the part of a
@@ -439,24 +427,8 @@ fn a_second_signal_before_the_run_started_says_nothing_was_stored() {
         .query_first("SELECT GET_LOCK(CONCAT('pc-host inputs ', MD5(DATABASE())), 0)")
         .unwrap();
     assert_eq!(got, Some(1));
-    let (child, rx) = common::spawn(
-        &s,
-        &[
-            "--sink",
-            &db.url,
-            "--source",
-            "file:in.log",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-    );
-    common::wait_for(&rx, |l| l.starts_with("pc-host: metrics: http://"));
-    common::signal(&child, libc::SIGINT);
-    // A signal within a second of the first is the same request: wait that second out.
-    std::thread::sleep(Duration::from_millis(1100));
-    common::signal(&child, libc::SIGINT);
-    let out = child.wait_with_output().expect("wait");
-    let rest: Vec<String> = rx.iter().collect();
+    let args = ["--sink", &db.url, "--source", "file:in.log"];
+    let (out, rest) = common::sigint_at_start(&s, &args, 2);
     holder
         .query_drop("DO RELEASE_LOCK(CONCAT('pc-host inputs ', MD5(DATABASE())))")
         .unwrap();

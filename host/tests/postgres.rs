@@ -428,26 +428,13 @@ fn only_the_key_makes_a_delivered_record_a_duplicate() {
             "ALTER TABLE delivered ADD CONSTRAINT theirs EXCLUDE USING btree (seq WITH =)",
         )
         .unwrap();
-    let record = |producer: u32| Record {
-        created_at: 1,
-        producer,
-        seq: 7,
-        text: format!("from {producer}"),
-        delivery: Some(Box::new(pc_host::message::Delivery {
-            key_run: 0,
-            ack: String::new(),
-        })),
-        ..Record::default()
-    };
-    let (a, b) = (record(1), record(2));
-    writer.write(&[&a]).expect("a first delivery");
-    writer.write(&[&a]).expect("the same delivery again");
-    assert_eq!(writer.duplicates(), 1);
-    let e = writer
-        .write(&[&b])
-        .expect_err("another key, refused by their constraint");
-    assert!(e.error.to_string().contains("theirs"), "{:#}", e.error);
-    assert_eq!(writer.duplicates(), 1, "not taken for a duplicate");
+    // Another producer's seq 7: another key, the same seq.
+    common::server::assert_only_the_key_makes_a_duplicate(
+        &mut writer,
+        &common::server::delivered(1, 7),
+        &common::server::delivered(2, 7),
+        "theirs",
+    );
 }
 
 /// A run whose `messages` table another client holds locked past `--busy-timeout-ms` is
@@ -496,24 +483,15 @@ fn a_signal_while_the_start_waits_for_a_lock_stops_it_without_recording_a_run() 
     let mut tx = holder.transaction().unwrap();
     tx.batch_execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
         .unwrap();
-    let (child, rx) = common::spawn(
-        &s,
-        &[
-            "--sink",
-            &db.url,
-            "--messages",
-            "10",
-            "--busy-timeout-ms",
-            "120000",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-    );
-    // Printed once the signal handlers are installed, before the database is opened.
-    common::wait_for(&rx, |l| l.starts_with("pc-host: metrics: http://"));
-    common::signal(&child, libc::SIGINT);
-    let out = child.wait_with_output().expect("wait");
-    let rest: Vec<String> = rx.iter().collect();
+    let args = [
+        "--sink",
+        &db.url,
+        "--messages",
+        "10",
+        "--busy-timeout-ms",
+        "120000",
+    ];
+    let (out, rest) = common::sigint_at_start(&s, &args, 1);
     tx.rollback().unwrap();
     assert_eq!(out.status.code(), Some(130), "{rest:#?}");
     assert!(

@@ -320,24 +320,10 @@ fn a_signal_while_the_start_waits_for_a_locked_database_stops_it_without_recordi
     assert_eq!(first.code, Some(0), "{}", first.stderr);
     let db = s.path("pc-host.db");
     let holder = common::hold_write_lock(&db);
-    let (child, rx) = spawn(
-        &s,
-        &[
-            "--messages",
-            "10",
-            "--busy-timeout-ms",
-            "120000",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-    );
-    // Printed once the signal handlers are installed, before the database is opened: the
-    // signal comes before the start's wait or during it, and is seen when a slice of the wait
-    // ends. (Without that, the start would wait out the lock, for two minutes.)
-    wait_for(&rx, |l| l.starts_with("pc-host: metrics: http://"));
-    kill(&child, libc::SIGINT);
-    let out = child.wait_with_output().expect("wait");
-    let rest: Vec<String> = rx.iter().collect();
+    // The signal comes before the start's wait or during it, and is seen when a slice of the
+    // wait ends. (Without that, the start would wait out the lock, for two minutes.)
+    let args = ["--messages", "10", "--busy-timeout-ms", "120000"];
+    let (out, rest) = common::sigint_at_start(&s, &args, 1);
     holder.execute_batch("ROLLBACK").unwrap();
     assert_eq!(out.status.code(), Some(130), "{rest:#?}");
     assert!(

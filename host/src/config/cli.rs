@@ -39,6 +39,29 @@ pub enum Command {
     Plot(PlotArgs),
 }
 
+/// How long `verify` and `plot` wait for a lock.
+#[derive(Debug, Args)]
+pub struct ReadBusy {
+    /// How long to wait, in milliseconds, for a database or table another client holds
+    /// locked before giving up
+    #[arg(
+        long = "busy-timeout-ms",
+        value_name = "MS",
+        env = "PC_HOST_BUSY_TIMEOUT_MS",
+        default_value_t = 5000,
+        allow_negative_numbers = true,
+        value_parser = busy_ms
+    )]
+    pub ms: u64,
+}
+
+impl ReadBusy {
+    /// The wait, as a duration.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.ms)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PlotArgs {
     /// The SQLite database the run wrote (it must exist)
@@ -60,17 +83,8 @@ pub struct PlotArgs {
     #[arg(short = 'o', long = "output", value_name = "FILE.svg")]
     pub output: PathBuf,
 
-    /// How long to wait, in milliseconds, for a database or table another client holds
-    /// locked before giving up
-    #[arg(
-        long,
-        value_name = "MS",
-        env = "PC_HOST_BUSY_TIMEOUT_MS",
-        default_value_t = 5000,
-        allow_negative_numbers = true,
-        value_parser = busy_ms
-    )]
-    pub busy_timeout_ms: u64,
+    #[command(flatten)]
+    pub busy: ReadBusy,
 }
 
 #[derive(Debug, Args)]
@@ -119,17 +133,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "PATH")]
     pub dead_letter: Option<PathBuf>,
 
-    /// How long to wait, in milliseconds, for a database or table another client holds
-    /// locked before giving up
-    #[arg(
-        long,
-        value_name = "MS",
-        env = "PC_HOST_BUSY_TIMEOUT_MS",
-        default_value_t = 5000,
-        allow_negative_numbers = true,
-        value_parser = busy_ms
-    )]
-    pub busy_timeout_ms: u64,
+    #[command(flatten)]
+    pub busy: ReadBusy,
 }
 
 /// The options of a run. An `Option` has no fixed default (it depends on other options, or

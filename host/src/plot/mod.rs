@@ -31,7 +31,7 @@ pub use output::MARKER;
 /// not pc-host's, holds no intervals or cannot be read, and for a failed write.
 pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     let target = output::check(&args.output)?;
-    let busy = std::time::Duration::from_millis(args.busy_timeout_ms);
+    let busy = args.busy.duration();
     let run = data::load(&args.db, args.run, busy)?;
     let svg = render(&args.db, &run)?;
     output::write(&target, &svg)?;

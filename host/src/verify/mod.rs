@@ -27,7 +27,6 @@ mod recorded;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::config::cli::VerifyArgs;
 use crate::config::url::{names_parameter, parse_sink, parse_source, without_password};
@@ -171,7 +170,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     if let Some(url) = &args.source {
         return check_file(args, &spec, &name, url);
     }
-    let mut store = read_back::open(&spec, Duration::from_millis(args.busy_timeout_ms))?;
+    let mut store = read_back::open(&spec, args.busy.duration())?;
     let infos = store.runs(args.run)?;
     if let Some(id) = args.run
         && infos.is_empty()
@@ -251,7 +250,7 @@ fn check_file(args: &VerifyArgs, spec: &SinkSpec, name: &str, url: &str) -> anyh
         max_record_bytes,
         format,
     };
-    let mut store = read_back::open(spec, Duration::from_millis(args.busy_timeout_ms))?;
+    let mut store = read_back::open(spec, args.busy.duration())?;
     file::check(store.as_mut(), name, &source, given)
 }
 

@@ -725,3 +725,26 @@ pub fn assert_verify_source_judges_the_rows(s: &Scratch, sink: &[&str], sql: imp
     args.extend(["--source", "file:other.log"]);
     assert_one_line_error(&run(s.dir(), &args), 2, "was never ingested");
 }
+
+/// Starts pc-host in `s` with `args` and `--metrics-addr 127.0.0.1:0`, waits for the line
+/// naming the metrics address (printed once the signal handlers are installed, before the
+/// sink is opened), then sends SIGINT `times` times, a second apart (closer ones are one
+/// request); returns its output and the rest of its stderr, once it has exited.
+pub fn sigint_at_start(s: &Scratch, args: &[&str], times: usize) -> (Output, Vec<String>) {
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--metrics-addr", "127.0.0.1:0"])
+        .collect();
+    let (child, rx) = spawn(s, &args);
+    wait_for(&rx, |l| l.starts_with("pc-host: metrics: http://"));
+    for i in 0..times {
+        if i > 0 {
+            // Within a second of the last it would be the same request: the one-second rule.
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        signal(&child, libc::SIGINT);
+    }
+    let out = child.wait_with_output().expect("wait");
+    (out, rx.iter().collect())
+}

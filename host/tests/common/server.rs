@@ -787,3 +787,38 @@ pub fn assert_renamed_file_resumes<S: Server>(db: &TestDb<S>, s: &Scratch) {
     );
     assert_file_stored_once(db, &lines);
 }
+
+/// A record a broker delivered as a stream's message (key run 0): its key is `producer` (the
+/// stream's input) and `seq`.
+pub fn delivered(producer: u32, seq: u64) -> Record {
+    Record {
+        created_at: 1,
+        producer,
+        seq,
+        text: format!("{producer}/{seq}"),
+        delivery: Some(Box::new(pc_host::message::Delivery {
+            key_run: 0,
+            ack: String::new(),
+        })),
+        ..Record::default()
+    }
+}
+
+/// Writes `stored` twice through `writer` (kept for deliveries), the second time a duplicate,
+/// then `refused`, which the test's constraint named `constraint` refuses: that write must
+/// fail naming it, not count the record as a duplicate.
+pub fn assert_only_the_key_makes_a_duplicate(
+    writer: &mut impl pc_host::sink::Sink,
+    stored: &Record,
+    refused: &Record,
+    constraint: &str,
+) {
+    writer.write(&[stored]).expect("a first delivery");
+    writer.write(&[stored]).expect("the same delivery again");
+    assert_eq!(writer.duplicates(), 1);
+    let e = writer
+        .write(&[refused])
+        .expect_err("another key, refused by the constraint");
+    assert!(e.error.to_string().contains(constraint), "{:#}", e.error);
+    assert_eq!(writer.duplicates(), 1, "not taken for a duplicate");
+}
