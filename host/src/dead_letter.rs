@@ -401,6 +401,16 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The `record` of each line of the dead-letter file `path`, each line a whole entry.
+    fn records_in(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("every line a whole entry"))
+            .map(|v| v["record"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     #[test]
     fn half_an_entry_left_by_a_crash_is_cut_before_the_next_is_appended() {
         let dir = std::env::temp_dir().join(format!("pc-dl-half-{}", std::process::id()));
@@ -418,13 +428,7 @@ mod tests {
         second
             .write(&[second.record_entry(&record("two"), false, Reason::Refused, "x")])
             .unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let records: Vec<String> = text
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("every line a whole entry"))
-            .map(|v| v["record"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(records, ["one", "two"]);
+        assert_eq!(records_in(&path), ["one", "two"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -454,14 +458,8 @@ mod tests {
         second
             .write(&[second.record_entry(&record("three"), false, Reason::Refused, "x")])
             .unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let records: Vec<String> = text
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("every line a whole entry"))
-            .map(|v| v["record"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(records, ["one", "two", "three"]);
-        assert!(text.ends_with('\n'));
+        assert_eq!(records_in(&path), ["one", "two", "three"]);
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
