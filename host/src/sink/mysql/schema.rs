@@ -67,6 +67,14 @@ const INTERVALS_ADD_CONSUMERS: &str = "ALTER TABLE run_intervals ADD COLUMN cons
 /// The tables of version 1: the first ones of [`TABLES`].
 const V1_TABLES: usize = 5;
 
+/// The names of pc-host's own tables (the mark and [`TABLES`]), as an SQL list for `IN (...)`.
+macro_rules! own_tables {
+    () => {
+        "'pc_host_schema', 'runs', 'run_producers', 'messages', 'inputs', 'run_inputs', \
+         'run_intervals'"
+    };
+}
+
 /// The tables, each with its columns in order (seed columns of `messages` first).
 const TABLES: [(&str, &[&str], &str); 6] = [
     (
@@ -239,12 +247,12 @@ fn transactional(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     let shown = &url.shown;
     let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
     let engines: Vec<(String, String)> = conn
-        .query(
+        .query(concat!(
             "SELECT TABLE_NAME, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = \
-             DATABASE() AND TABLE_NAME IN ('pc_host_schema', 'runs', 'run_producers', \
-             'messages', 'inputs', 'run_inputs', 'run_intervals', 'delivered', 'nats_origins') \
-             AND ENGINE <> 'InnoDB' ORDER BY TABLE_NAME",
-        )
+                 DATABASE() AND TABLE_NAME IN (",
+            own_tables!(),
+            ", 'delivered', 'nats_origins') AND ENGINE <> 'InnoDB' ORDER BY TABLE_NAME"
+        ))
         .map_err(err)?;
     match engines.first() {
         Some((table, engine)) => Err(anyhow!(
@@ -299,11 +307,12 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
     let shown = &url.shown;
     let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
     let names: Vec<String> = conn
-        .query(
+        .query(concat!(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
-             AND TABLE_NAME IN ('pc_host_schema', 'runs', 'run_producers', 'messages', \
-             'inputs', 'run_inputs', 'run_intervals') ORDER BY TABLE_NAME",
-        )
+                 AND TABLE_NAME IN (",
+            own_tables!(),
+            ") ORDER BY TABLE_NAME"
+        ))
         .map_err(err)?;
     if !names.iter().any(|n| n == "pc_host_schema") {
         if names.is_empty() {
@@ -377,4 +386,21 @@ fn columns(conn: &mut Conn, table: &str) -> mysql::Result<Vec<String>> {
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
         (table,),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list the checks read with names the mark and every table, and nothing else.
+    #[test]
+    fn the_own_tables_list_names_the_mark_and_every_table() {
+        let listed: Vec<&str> = own_tables!()
+            .split(", ")
+            .map(|n| n.trim_matches('\''))
+            .collect();
+        let mut want = vec!["pc_host_schema"];
+        want.extend(TABLES.iter().map(|(name, _, _)| *name));
+        assert_eq!(listed, want);
+    }
 }
