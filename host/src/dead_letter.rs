@@ -299,8 +299,7 @@ fn whole_entry_from(f: &File, start: u64) -> std::io::Result<bool> {
     // One entry is bounded by the record limit (see `is_dead_letter_file`): a longer tail is
     // not one entry.
     r.take(ENTRY_MOST + 1).read_to_end(&mut tail)?;
-    Ok(tail.len() as u64 <= ENTRY_MOST
-        && serde_json::from_slice::<Value>(&tail).is_ok_and(|v| v.get(MARK).is_some()))
+    Ok(tail.len() as u64 <= ENTRY_MOST && is_entry(&tail))
 }
 
 /// The length of `f` up to and including its last line end.
@@ -340,9 +339,12 @@ pub fn is_dead_letter_file(path: &Path) -> bool {
     {
         return false;
     }
-    serde_json::from_slice::<Value>(&first)
-        .ok()
-        .is_some_and(|v| v.get(MARK).is_some())
+    is_entry(&first)
+}
+
+/// Whether `line` is one dead-letter entry: a JSON object with the [`MARK`] key.
+fn is_entry(line: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(line).is_ok_and(|v| v.get(MARK).is_some())
 }
 
 /// The rejected bytes as an entry keeps them: `record` as text, or, for bytes that are not
