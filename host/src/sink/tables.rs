@@ -55,6 +55,25 @@ pub const DELIVERY_KEYS: [(&str, &str); 2] = [
     ("nats_origins", "origin"),
 ];
 
+/// Why the delivery table `table`, with the columns `have` (each `name type`, in order), is
+/// not pc-host's, whose has `want`; `None` when they are the same.
+pub fn wrong_delivery_columns<S: AsRef<str>>(
+    table: &str,
+    have: &[S],
+    want: &[&str],
+) -> Option<String> {
+    if have.iter().map(AsRef::as_ref).eq(want.iter().copied()) {
+        return None;
+    }
+    let have: Vec<&str> = have.iter().map(AsRef::as_ref).collect();
+    Some(format!(
+        "table `{table}` has columns ({}) but pc-host's has ({}): it is not pc-host's; pc-host \
+         will not write to it: use another database",
+        have.join(", "),
+        want.join(", ")
+    ))
+}
+
 /// Why `table`, whose unique keys are `keys` (each as its columns in alphabetical order
 /// joined by `,`, with anything that keeps it from standing for pc-host's key said after
 /// them), cannot hold pc-host's delivery keys; `None` when its keys are exactly pc-host's one

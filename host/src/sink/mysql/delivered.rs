@@ -75,13 +75,8 @@ pub fn check_tables(conn: &mut Conn, new_database: bool) -> Result<(), String> {
                  it is not pc-host's; pc-host will not write to it: use another database"
             ));
         }
-        if have != want {
-            return Err(format!(
-                "table `{table}` has columns ({}) but pc-host's has ({}): it is not pc-host's; \
-                 pc-host will not write to it: use another database",
-                have.join(", "),
-                want.join(", ")
-            ));
+        if let Some(why) = tables::wrong_delivery_columns(table, &have, want) {
+            return Err(why);
         }
         let keys: Vec<String> = conn
             .exec(UNIQUE_KEYS, (table,))

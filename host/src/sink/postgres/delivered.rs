@@ -91,13 +91,9 @@ pub fn check_tables(c: &mut impl GenericClient, new_database: bool) -> Result<()
                  it is not pc-host's; pc-host will not write to it: use another database"
             )));
         }
-        if want.is_some_and(|want| have != want) {
-            return Err(Refused::Reason(format!(
-                "table `{table}` has columns ({}) but pc-host's has ({}): it is not pc-host's; \
-                 pc-host will not write to it: use another database",
-                have.join(", "),
-                want.unwrap_or_default().join(", ")
-            )));
+        if let Some(why) = want.and_then(|want| tables::wrong_delivery_columns(&table, &have, want))
+        {
+            return Err(Refused::Reason(why));
         }
         let keys: Vec<String> = c
             .query(UNIQUE_KEYS, &[&table])?

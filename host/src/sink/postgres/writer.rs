@@ -33,6 +33,7 @@ use super::session::{Failed, Move, Session};
 use crate::config::url::ServerUrl;
 use crate::message::Record;
 use crate::position::{FileKey, Origin, OriginEnd, Resume};
+use crate::sink::START_WAIT_SLICE;
 use crate::sink::error::Busy;
 use crate::sink::{ErrorKind, RunEnd, RunStart, Sink, SinkError};
 use crate::telemetry::interval::Interval;
@@ -75,8 +76,6 @@ pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i6
     writer.delivered = start.delivered;
     Ok((writer, run_id))
 }
-
-use crate::sink::START_WAIT_SLICE;
 
 /// [`runs::prepare_run`], its lock waits in slices of at most [`START_WAIT_SLICE`], tried again
 /// until `start.busy` has passed: between two a signal ends the wait, before the run is

@@ -14,6 +14,7 @@
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use crate::message::Record;
+use crate::sink::tables;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS delivered (
@@ -69,16 +70,11 @@ pub fn create_tables(conn: &Connection) -> anyhow::Result<()> {
         if have.is_empty() {
             continue;
         }
-        if have != want {
-            anyhow::bail!(
-                "table `{table}` has columns ({}) but pc-host's has ({}): it is not pc-host's; \
-                 pc-host will not write to it: use another database",
-                have.join(", "),
-                want.join(", ")
-            );
+        if let Some(why) = tables::wrong_delivery_columns(table, &have, want) {
+            anyhow::bail!(why);
         }
         let keys = unique_keys(conn, table)?;
-        if let Some(why) = crate::sink::tables::wrong_delivery_keys(table, &keys) {
+        if let Some(why) = tables::wrong_delivery_keys(table, &keys) {
             anyhow::bail!(why);
         }
     }
