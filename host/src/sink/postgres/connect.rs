@@ -76,9 +76,10 @@ impl Server {
     /// The `postgres` crate's, to classify (the server may be restarting).
     pub fn connect(&self) -> Result<Client, postgres::Error> {
         let mut client = self.config.connect(NoTls)?;
-        // `lock_timeout = 0` would wait forever: the shortest wait is 1 ms.
-        let ms = self.lock_wait.as_millis().clamp(1, i32::MAX as u128);
-        client.batch_execute(&format!("SET lock_timeout = {ms}"))?;
+        client.batch_execute(&format!(
+            "SET lock_timeout = {}",
+            lock_timeout_ms(self.lock_wait)
+        ))?;
         Ok(client)
     }
 
@@ -99,4 +100,10 @@ impl Server {
     pub fn error(&self, what: impl std::fmt::Display) -> anyhow::Error {
         anyhow!("PostgreSQL {}: {what}", self.shown)
     }
+}
+
+/// `wait` as a `lock_timeout` in milliseconds: at least 1 (`lock_timeout = 0` would wait
+/// forever), at most what the setting takes.
+pub fn lock_timeout_ms(wait: Duration) -> u128 {
+    wait.as_millis().clamp(1, i32::MAX as u128)
 }

@@ -60,9 +60,10 @@ fn prepare_in_transaction(
     wait: Duration,
 ) -> Result<i64, Refused> {
     let mut tx = client.transaction()?;
-    // `lock_timeout = 0` would wait forever: the shortest wait is 1 ms.
-    let ms = wait.as_millis().clamp(1, i32::MAX as u128);
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = {ms}"))?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        super::connect::lock_timeout_ms(wait)
+    ))?;
     if let Err(e) = tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
         &[&PC_HOST, &LOCK_SCHEMA],
