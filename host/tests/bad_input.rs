@@ -1062,6 +1062,48 @@ fn a_foreign_database_with_a_live_wal_is_refused_and_not_checkpointed() {
     );
 }
 
+/// A foreign database in WAL mode, closed cleanly (nothing beside it), is refused and left
+/// as it was found: no `-wal` or `-shm` of pc-host's stays beside it (they did: the look that
+/// refused it opened them and, not to checkpoint into a foreign file, kept them on close).
+#[test]
+fn a_refused_foreign_wal_database_is_left_without_side_files() {
+    let s = Scratch::new("foreign-clean-wal");
+    let conn = rusqlite::Connection::open(s.path("f.db")).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('a');",
+    )
+    .unwrap();
+    drop(conn);
+    let before = std::fs::read(s.path("f.db")).unwrap();
+    for args in [
+        &["--db", "f.db", "--messages", "1"][..],
+        &["verify", "--db", "f.db"],
+    ] {
+        let out = run(s.dir(), args);
+        assert_one_line_error(
+            &out,
+            1,
+            "f.db is not a pc-host database (it has tables: notes)",
+        );
+        let mut beside: Vec<String> = std::fs::read_dir(s.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("f.db") && name != "f.db")
+            .collect();
+        beside.sort();
+        assert_eq!(
+            beside,
+            Vec::<String>::new(),
+            "{args:?} left files beside f.db"
+        );
+        assert_eq!(
+            std::fs::read(s.path("f.db")).unwrap(),
+            before,
+            "f.db was written to"
+        );
+    }
+}
+
 /// A dead-letter file pc-host cannot or must not write, and an unusable --retry-for, are
 /// refused before the run starts: one line, exit 2, no database created, the file that is
 /// there left as it was.

@@ -98,7 +98,7 @@ pub fn load(db: &Path, run: Option<i64>, busy: Duration) -> anyhow::Result<Run> 
 
 /// Opens `db` read-only if it is a pc-host database of the current schema (earlier ones keep no
 /// intervals).
-fn open(db: &Path, busy: Duration) -> anyhow::Result<Connection> {
+fn open(db: &Path, busy: Duration) -> anyhow::Result<schema::ReadConnection> {
     schema::existing_file(db)?;
     let conn = schema::open_read_only(db, busy)?;
     match schema::check(&conn, db, busy, Purpose::Read)? {

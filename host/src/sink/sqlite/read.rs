@@ -1,9 +1,9 @@
-//! A pc-host SQLite database read back for `verify`, through a read-only connection.
+//! A pc-host SQLite database read back for `verify`, through a connection that only reads.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{OptionalExtension as _, params};
 
 use super::runs::{self, SAME_FILE, path_text};
 use super::schema::{self, db_error};
@@ -12,7 +12,7 @@ use crate::sink::read_back::{ReadBack, Row, RunInfo};
 
 #[derive(Debug)]
 pub struct SqliteReadBack {
-    conn: Connection,
+    conn: schema::ReadConnection,
     path: PathBuf,
     /// How long a read waits for a database another process holds locked.
     busy: Duration,

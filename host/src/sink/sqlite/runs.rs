@@ -162,8 +162,31 @@ pub fn try_prepare_run(
     (busy, slice): (Duration, Duration),
     run: &NewRun<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
-    let pages = run.pages;
+    // A `-wal` and `-shm` this look creates (none was there before it opened the file) are its
+    // own: if the file is refused, they go.
+    let made_log = schema::no_log_beside(path);
     let conn = schema::open(path, busy)?;
+    match prepare_on(&conn, path, own, (busy, slice), run) {
+        Ok(run) => Ok((conn, run)),
+        Err(e) => {
+            if made_log {
+                let wal = crate::paths::sqlite_side_file(path, "-wal");
+                schema::let_close_remove_empty_log(&conn, &wal);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`try_prepare_run`]'s work on the connection it opened.
+fn prepare_on(
+    conn: &Connection,
+    path: &Path,
+    own: bool,
+    (busy, slice): (Duration, Duration),
+    run: &NewRun<'_>,
+) -> anyhow::Result<RunRow> {
+    let pages = run.pages;
     let err = |e| db_error(path, e, busy);
     // Waits for a lock up to `slice` here; `prepare_run` tries again until `busy` has passed.
     conn.busy_timeout(slice).map_err(err)?;
@@ -172,7 +195,7 @@ pub fn try_prepare_run(
     // checkpointed explicitly, by the checkpointer and at the end of the run.)
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(err)?;
-    let found = schema::check(&conn, path, busy, Purpose::Write)?;
+    let found = schema::check(conn, path, busy, Purpose::Write)?;
     if found == Found::Empty && !own {
         return Err(schema::blank_database(path));
     }
@@ -212,15 +235,15 @@ pub fn try_prepare_run(
             path.display()
         ));
     }
-    transaction(&conn, path, busy, || {
+    transaction(conn, path, busy, || {
         // Check again inside the write lock: another pc-host may have created it meanwhile.
-        let found = schema::check(&conn, path, busy, Purpose::Write)?;
+        let found = schema::check(conn, path, busy, Purpose::Write)?;
         if found == Found::Empty && !own {
             return Err(schema::blank_database(path));
         }
-        schema::create_or_upgrade(&conn, &found).map_err(err)?;
+        schema::create_or_upgrade(conn, &found).map_err(err)?;
         if run.delivered {
-            super::delivered::create_tables(&conn).map_err(|e| match e.downcast() {
+            super::delivered::create_tables(conn).map_err(|e| match e.downcast() {
                 Ok(sqlite) => err(sqlite),
                 Err(refused) => anyhow!("database {}: {refused}", path.display()),
             })?;
@@ -251,7 +274,7 @@ pub fn try_prepare_run(
             .map_err(err)?;
         // The writer's own waits (a commit behind another process's lock) take `busy` whole.
         conn.busy_timeout(busy).map_err(err)?;
-        Ok((conn, run))
+        Ok(run)
     })
 }
 

@@ -8,10 +8,11 @@
 
 use crate::config::PageSize;
 use crate::sink::tables;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use crate::sink::error::Busy;
@@ -246,30 +247,88 @@ fn writable(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
-/// Opens an existing file read-only, with a busy timeout: it can look, never write.
+/// Opens an existing file for reading only, with a busy timeout: it can look, never write.
 ///
-/// A WAL database's reader needs its `-shm` file, which SQLite makes beside it: where this
-/// user may not write the directory and no run left a `-wal` there (no run is going on, and
-/// the last one ended with everything in the file), it is opened as immutable instead, reading
-/// the file alone. Immutable means no locks: a run that starts while it reads is not seen, and
-/// what it then reads is not a snapshot.
-pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
+/// A WAL database's reader needs its `-wal` and `-shm` files, which SQLite makes beside it.
+/// Where none was there (no connection has the file open, and the last one folded its log
+/// in), the connection is read-write with `query_only` set, so that closing it can remove the
+/// two it made ([`ReadConnection`]); otherwise it is read-only, and what is there stays.
+/// Where this user may not write the directory and no run left a `-wal` there (no run is going
+/// on, and the last one ended with everything in the file), it is opened as immutable instead,
+/// reading the file alone. Immutable means no locks: a run that starts while it reads is not
+/// seen, and what it then reads is not a snapshot.
+pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<ReadConnection> {
     if let Some(e) = unfinished_journal(path, Purpose::Read) {
         return Err(e);
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let immutable = !writable(crate::paths::dir_of(&real))
-        && !crate::paths::sqlite_side_file(path, "-wal").exists();
+    let wal = crate::paths::sqlite_side_file(path, "-wal");
+    let immutable = !writable(crate::paths::dir_of(&real)) && !wal.exists();
+    let tidy = no_log_beside(path) && !immutable && writable(&real);
     let opened = if immutable {
         Connection::open_with_flags(immutable_uri(&real), flags | OpenFlags::SQLITE_OPEN_URI)
+    } else if tidy {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Connection::open_with_flags(path, flags).and_then(|conn| {
+            conn.pragma_update(None, "query_only", true)?;
+            // Closing must not fold a log into the file unless it is this look's own, empty
+            // one (`ReadConnection`'s drop).
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+            Ok(conn)
+        })
     } else {
         Connection::open_with_flags(path, flags)
     };
     let conn = opened.map_err(|e| db_error(path, e, busy))?;
     conn.busy_timeout(busy)
         .map_err(|e| db_error(path, e, busy))?;
-    Ok(conn)
+    Ok(ReadConnection {
+        conn,
+        tidy: tidy.then_some(wal),
+    })
+}
+
+/// A connection of [`open_read_only`]: it dereferences to the [`Connection`].
+#[derive(Debug)]
+pub struct ReadConnection {
+    conn: Connection,
+    /// The `-wal` this connection's open made, if closing may remove it (and the `-shm`).
+    tidy: Option<PathBuf>,
+}
+
+impl std::ops::Deref for ReadConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for ReadConnection {
+    fn drop(&mut self) {
+        if let Some(wal) = &self.tidy {
+            let_close_remove_empty_log(&self.conn, wal);
+        }
+    }
+}
+
+/// Whether neither a `-wal` nor a `-shm` is beside the database at `path`: then those that
+/// opening it makes are the opener's own.
+pub fn no_log_beside(path: &Path) -> bool {
+    ["-wal", "-shm"]
+        .iter()
+        .all(|x| std::fs::symlink_metadata(crate::paths::sqlite_side_file(path, x)).is_err())
+}
+
+/// If the log `wal`, which `conn`'s open made, is still empty, lets closing `conn` remove it
+/// and its `-shm`: SQLite does so only when no other connection has the file open (it takes
+/// an exclusive lock first), checkpointing first, which for an empty log writes nothing. A
+/// log with frames (another program wrote since) stays, as it was.
+pub fn let_close_remove_empty_log(conn: &Connection, wal: &Path) {
+    if std::fs::metadata(wal).is_ok_and(|m| m.len() == 0) {
+        let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
+    }
 }
 
 /// `path` (absolute: canonical) as an SQLite URI that opens it immutable
@@ -440,7 +499,7 @@ pub fn existing_file(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Opens an existing database read-only (for `verify`).
-pub fn open_existing(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
+pub fn open_existing(path: &Path, busy: Duration) -> anyhow::Result<ReadConnection> {
     existing_file(path)?;
     let conn = open_read_only(path, busy)?;
     match check(&conn, path, busy, Purpose::Read)? {
