@@ -445,6 +445,77 @@ fn a_second_signal_before_the_run_started_says_nothing_was_stored() {
     );
 }
 
+/// A run whose `messages` table another client holds locked past `--busy-timeout-ms` is
+/// refused with one line before it is recorded. (The start waited on the server's default
+/// table-lock wait, a year, until the connection's reply timeout said "lost the connection";
+/// the server then recorded the run once the lock was let go: a run row that never ran.)
+#[test]
+fn a_run_refused_by_a_held_lock_leaves_no_run_behind() {
+    let Some(db) = Db::shared("held_lock") else {
+        return;
+    };
+    let s = Scratch::new("mysql-held-lock");
+    assert_ok(&db.run_json(&s, "--messages 10"));
+    let mut holder = db.conn();
+    holder.query_drop("LOCK TABLES messages WRITE").unwrap();
+    let out = db.run(
+        &s,
+        "--messages 10 --busy-timeout-ms 200 --report-interval 0",
+    );
+    assert_one_line_error(
+        &out,
+        1,
+        "another client held a lock on pc-host's tables for longer than --busy-timeout-ms",
+    );
+    holder.query_drop("UNLOCK TABLES").unwrap();
+    drop(holder);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM runs"),
+        1,
+        "the refused run left no row"
+    );
+}
+
+/// A signal while the start waits for a table lock another client holds ends the wait within
+/// a second of it, before the run is recorded: exit 130, no summary, no run.
+#[test]
+fn a_signal_while_the_start_waits_for_a_lock_stops_it_without_recording_a_run() {
+    let Some(db) = Db::shared("signal_at_lock") else {
+        return;
+    };
+    let s = Scratch::new("mysql-signal-at-lock");
+    assert_ok(&db.run_json(&s, "--messages 10"));
+    let mut holder = db.conn();
+    holder.query_drop("LOCK TABLES messages WRITE").unwrap();
+    let args = [
+        "--sink",
+        &db.url,
+        "--messages",
+        "10",
+        "--busy-timeout-ms",
+        "120000",
+    ];
+    let (out, rest) = common::sigint_at_start(&s, &args, 1);
+    holder.query_drop("UNLOCK TABLES").unwrap();
+    drop(holder);
+    assert_eq!(out.status.code(), Some(130), "{rest:#?}");
+    assert!(
+        out.stdout.is_empty(),
+        "no summary for a run that never started"
+    );
+    assert!(
+        rest.iter().any(
+            |l| l.starts_with("pc-host: stopped by SIGINT while waiting for ")
+                && l.ends_with(
+                    "(another client held a lock on pc-host's tables): the run did not start and \
+                 nothing was recorded"
+                )
+        ),
+        "{rest:#?}"
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM runs"), 1, "no run recorded");
+}
+
 /// A `pc_host_schema` table that is not pc-host's mark (another column, or `version` of
 /// another type) is refused with one line, not a server error.
 #[test]

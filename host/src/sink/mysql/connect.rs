@@ -11,6 +11,11 @@ use mysql::{Conn, Opts, OptsBuilder};
 use super::error::describe_connect;
 use crate::config::url::{ServerUrl, names_parameter};
 
+/// The shortest lock waits the server takes (MySQL's least for both is 1 s), for work that
+/// must not wait long on another client. `lock_wait_timeout` covers table (metadata) locks.
+pub const SHORTEST_WAITS: &str =
+    "SET SESSION innodb_lock_wait_timeout = 1, SESSION lock_wait_timeout = 1";
+
 /// How long connecting to the server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much longer than the lock wait timeout a reply may take before the connection counts
@@ -78,9 +83,13 @@ impl Target {
         })
     }
 
-    /// The sessions' `innodb_lock_wait_timeout`, in seconds.
-    pub fn lock_wait_secs(&self) -> u64 {
-        self.lock_wait_secs
+    /// The statement that puts a session's lock waits back after [`SHORTEST_WAITS`]: rows
+    /// for the sessions' `innodb_lock_wait_timeout`, tables (metadata) for the server's.
+    pub fn session_waits(&self) -> String {
+        format!(
+            "SET SESSION innodb_lock_wait_timeout = {}, SESSION lock_wait_timeout = DEFAULT",
+            self.lock_wait_secs
+        )
     }
 
     /// Connects and sets up the session.

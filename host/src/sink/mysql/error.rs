@@ -126,6 +126,32 @@ pub fn kind_of(e: &Error) -> ErrorKind {
     }
 }
 
+/// A lock wait that ran out (error 1205: a row or table lock another client holds), as the
+/// sink's one line: the start waits in slices of the server's least wait and tells it apart
+/// from other errors to wait again (`super::prepare_run`).
+#[derive(Debug)]
+pub struct LockWaitRanOut(String);
+
+impl std::fmt::Display for LockWaitRanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LockWaitRanOut {}
+
+/// `e` as the sink's one line, `sink {at}: what` (`at`: the URL shown, and what failed if
+/// that is not plain): a lock wait that ran out as [`LockWaitRanOut`], anything else as text.
+pub fn sink_error(e: &Error, at: impl std::fmt::Display) -> anyhow::Error {
+    let line = format!("sink {at}: {}", describe(e));
+    match e {
+        Error::MySqlError(m) if m.code == code::LOCK_WAIT_TIMEOUT => {
+            anyhow::Error::new(LockWaitRanOut(line))
+        }
+        _ => anyhow::Error::msg(line),
+    }
+}
+
 /// `e` as one line: the server's code and message, or what happened to the connection.
 pub fn describe(e: &Error) -> String {
     let text = match e {

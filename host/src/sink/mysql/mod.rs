@@ -28,26 +28,73 @@ use anyhow::anyhow;
 use crate::config::url::ServerUrl;
 use crate::sink::RunStart;
 
+use std::time::Instant;
+
+use mysql::prelude::Queryable as _;
+
 use connect::Target;
-use error::describe;
+use error::{LockWaitRanOut, sink_error};
 
 /// Connects, creates or checks the tables, records the run; returns the writer and run id.
 ///
 /// # Errors
 /// One line naming the URL (never its password): the server unreachable, access denied, no
-/// such database, tables that are not pc-host's.
+/// such database, tables that are not pc-host's, a lock another client held past
+/// `--busy-timeout-ms`; [`crate::interrupt::Interrupted`] for a signal while waiting.
 pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i64)> {
     let target = Target::new(url, start.busy)?;
     let mut connected = target.connect_or_explain()?;
-    schema::prepare(&mut connected.conn, url, start.delivered)?;
-    let run_id = runs::start_run(&mut connected.conn, start).map_err(|e| {
-        anyhow!(
-            "sink {}: recording the run failed: {}",
-            url.shown,
-            describe(&e)
-        )
-    })?;
+    let run_id = prepare_run(&mut connected.conn, &target, start)?;
     let mut writer = Writer::new(target, connected, run_id)?;
     writer.delivered = start.delivered;
     Ok((writer, run_id))
+}
+
+/// Creates or checks the tables, makes sure no other client holds `messages` locked, and
+/// records the run, each lock wait a second at a time (the server's least), tried again until
+/// `start.busy` has passed: between two a signal ends the wait, before the run is recorded.
+/// The session's own lock waits are put back after.
+fn prepare_run(
+    conn: &mut mysql::Conn,
+    target: &Target,
+    start: &RunStart<'_>,
+) -> anyhow::Result<i64> {
+    let shown = &target.url.shown;
+    let err = |e: mysql::Error| sink_error(&e, shown);
+    conn.query_drop(connect::SHORTEST_WAITS).map_err(err)?;
+    let deadline = Instant::now() + start.busy;
+    let run_id = loop {
+        let attempt = schema::prepare(conn, &target.url, start.delivered)
+            .and_then(|()| {
+                // The lock the run's statements take, waited for here so that a table another
+                // client holds refuses the run before it is recorded.
+                conn.query_drop("SELECT 1 FROM messages LIMIT 0")
+                    .map_err(err)
+            })
+            .and_then(|()| {
+                runs::start_run(conn, start)
+                    .map_err(|e| sink_error(&e, format_args!("{shown}: recording the run failed")))
+            });
+        match attempt {
+            Err(e) if e.is::<LockWaitRanOut>() => {
+                if let Some(signal) = crate::interrupt::requested() {
+                    return Err(anyhow::Error::new(crate::interrupt::Interrupted {
+                        signal,
+                        waiting_for: format!(
+                            "{shown} (another client held a lock on pc-host's tables)"
+                        ),
+                    }));
+                }
+                if Instant::now() >= deadline {
+                    return Err(anyhow!(
+                        "sink {shown}: another client held a lock on pc-host's tables for longer \
+                         than --busy-timeout-ms"
+                    ));
+                }
+            }
+            done => break done?,
+        };
+    };
+    conn.query_drop(target.session_waits()).map_err(err)?;
+    Ok(run_id)
 }

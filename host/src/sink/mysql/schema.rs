@@ -12,12 +12,14 @@
 //! as a creation; an upgrade cut short is completed by the next run.
 
 use crate::sink::tables;
+use std::time::{Duration, Instant};
+
 use anyhow::anyhow;
 use mysql::Conn;
 use mysql::prelude::Queryable as _;
 
 use super::delivered;
-use super::error::describe;
+use super::error::sink_error;
 use crate::config::url::ServerUrl;
 
 /// The schema version this build writes and reads (`pc_host_schema.version`).
@@ -27,7 +29,7 @@ const VERSION_1: i64 = 1;
 const VERSION_2: i64 = 2;
 
 /// How long `open` waits for another pc-host creating the tables (seconds).
-const SCHEMA_LOCK_WAIT: u32 = 30;
+const SCHEMA_LOCK_WAIT: u64 = 30;
 
 const MARK: &str = "CREATE TABLE IF NOT EXISTS pc_host_schema (
     version INT NOT NULL
@@ -193,18 +195,30 @@ pub enum Found {
 /// server's error.
 pub fn prepare(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Result<()> {
     let shown = &url.shown;
-    let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
-    let got: Option<Option<i64>> = conn
-        .exec_first(
-            "SELECT GET_LOCK(CONCAT('pc-host schema ', MD5(DATABASE())), ?)",
-            (SCHEMA_LOCK_WAIT,),
-        )
-        .map_err(err)?;
-    if got.flatten() != Some(1) {
-        return Err(anyhow!(
-            "sink {shown}: another client held pc-host's schema lock for {SCHEMA_LOCK_WAIT} s; \
-             try again"
-        ));
+    let err = |e: mysql::Error| sink_error(&e, shown);
+    // A second at a time (the server's least wait), so that a signal ends the wait.
+    let deadline = Instant::now() + Duration::from_secs(SCHEMA_LOCK_WAIT);
+    loop {
+        let got: Option<Option<i64>> = conn
+            .query_first("SELECT GET_LOCK(CONCAT('pc-host schema ', MD5(DATABASE())), 1)")
+            .map_err(err)?;
+        if got.flatten() == Some(1) {
+            break;
+        }
+        if let Some(signal) = crate::interrupt::requested() {
+            return Err(anyhow::Error::new(crate::interrupt::Interrupted {
+                signal,
+                waiting_for: format!(
+                    "{shown} (another pc-host starting on this database held its schema lock)"
+                ),
+            }));
+        }
+        if Instant::now() >= deadline {
+            return Err(anyhow!(
+                "sink {shown}: another client held pc-host's schema lock for \
+                 {SCHEMA_LOCK_WAIT} s; try again"
+            ));
+        }
     }
     let done = create_or_upgrade(conn, url, delivered);
     let released = conn.query_drop("DO RELEASE_LOCK(CONCAT('pc-host schema ', MD5(DATABASE())))");
@@ -226,10 +240,9 @@ fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyho
     }
     if delivered {
         delivered::create_tables(conn).map_err(|e| {
-            anyhow!(
-                "sink {}: creating the delivery tables failed: {}",
-                url.shown,
-                describe(&e)
+            sink_error(
+                &e,
+                format_args!("{}: creating the delivery tables failed", url.shown),
             )
         })?;
     }
@@ -245,7 +258,7 @@ fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyho
 /// One line naming the URL and the table.
 fn transactional(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     let shown = &url.shown;
-    let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
+    let err = |e: mysql::Error| sink_error(&e, shown);
     let engines: Vec<(String, String)> = conn
         .query(concat!(
             "SELECT TABLE_NAME, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = \
@@ -268,7 +281,7 @@ fn transactional(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
 /// `runs` and version 3's to a version 2 `run_intervals`, then marks the database as this
 /// version. Each step is done only if not done yet, so a run after one cut short completes it.
 fn upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
-    let err = |e: mysql::Error| anyhow!("sink {}: {}", url.shown, describe(&e));
+    let err = |e: mysql::Error| sink_error(&e, &url.shown);
     // The mark first: a creation cut short is completed by the next run, never refused.
     conn.query_drop(MARK).map_err(err)?;
     conn.exec_drop(
@@ -305,7 +318,7 @@ fn upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
 /// One line naming the URL.
 pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
     let shown = &url.shown;
-    let err = |e: mysql::Error| anyhow!("sink {shown}: {}", describe(&e));
+    let err = |e: mysql::Error| sink_error(&e, shown);
     let names: Vec<String> = conn
         .query(concat!(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \

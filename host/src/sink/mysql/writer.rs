@@ -48,10 +48,6 @@ const REPLACE_LINE: &str = "DELETE m FROM run_inputs ri JOIN messages m ON m.run
                             WHERE ri.input_id = ? AND ri.run_id <> ? \
                             AND m.producer = ? AND m.seq = ?";
 
-/// The shortest lock waits the server takes (MySQL's minimum for both is 1 s), for work that
-/// must not wait on another client. `lock_wait_timeout` covers table (metadata) locks.
-const NO_WAIT: &str = "SET SESSION innodb_lock_wait_timeout = 1, SESSION lock_wait_timeout = 1";
-
 /// Whether a row of this run is stored (the check after a COMMIT without a reply). A locking
 /// read, in a transaction: it waits for a transaction still holding the row (still committing
 /// on a connection that was lost), then reads the latest committed version.
@@ -387,11 +383,11 @@ impl Writer {
         f: impl FnOnce(&mut Conn) -> mysql::Result<T>,
     ) -> mysql::Result<T> {
         let mut s = self.take_session()?;
-        let done = s.conn.query_drop(NO_WAIT).and_then(|()| f(&mut s.conn));
-        let restored = s.conn.query_drop(format!(
-            "SET SESSION innodb_lock_wait_timeout = {}, SESSION lock_wait_timeout = DEFAULT",
-            self.target.lock_wait_secs()
-        ));
+        let done = s
+            .conn
+            .query_drop(super::connect::SHORTEST_WAITS)
+            .and_then(|()| f(&mut s.conn));
+        let restored = s.conn.query_drop(self.target.session_waits());
         if restored.is_ok() {
             self.session = Some(s);
         }
