@@ -1511,6 +1511,55 @@ fn a_last_line_without_its_end_is_completed_in_place_when_the_file_grows() {
     assert_eq!(out.code, Some(0), "{}", out.stdout);
 }
 
+/// A run that stops before it has read again a last line an earlier run stored without its
+/// end (here: following the file, stopped by `--duration` while the line still has none)
+/// keeps the input's position after the stored part, so the next run completes that row.
+/// (The position went back before the line and the row stayed: the next run stored the line
+/// a second time, and verify found a duplicate.)
+#[test]
+fn a_run_stopped_before_rereading_a_partial_line_leaves_its_row_to_be_completed_once() {
+    let s = Scratch::new("ingest-partial-stopped");
+    let path = s.path("app.log");
+    write(&path, "a\nb\npart");
+    let first = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    assert_eq!(u(&first, "stored"), 3);
+    let followed = ingest_ok(
+        &s,
+        "t.db",
+        &["--source", "file:app.log?follow=true", "--duration", "0.3"],
+    );
+    assert_eq!(
+        u(&followed, "stored"),
+        0,
+        "the line has no end yet: {followed}"
+    );
+    let again = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    assert_eq!(
+        u(&again, "stored"),
+        0,
+        "an unchanged file stores nothing: {again}"
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"ial\nc\n").unwrap();
+    let grown = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
+    assert_eq!(u(&grown, "stored"), 2, "the completed line and c: {grown}");
+    assert_eq!(
+        rows(&s.path("t.db"), input_id(&first, 0)),
+        [
+            (0, "a".to_string()),
+            (1, "b".to_string()),
+            (2, "partial".to_string()),
+            (3, "c".to_string())
+        ]
+    );
+    assert_verify_ok(&s, "t.db", "file:app.log", &[]);
+    let out = run(s.dir(), &["verify", "--db", "t.db"]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+}
+
 /// Completing a line replaces only that input's row: a generated run's row with the same
 /// producer number and seq (generator threads are numbered 0.., inputs 1..) stays.
 #[test]

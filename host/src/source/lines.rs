@@ -192,11 +192,32 @@ impl LineSource<'_> {
     }
 
     /// `ended`, with the position a file input reached once everything it pushed is committed.
-    fn with_final_position(&self, mut ended: Ended, next: Resume) -> Ended {
+    fn with_final_position(&self, mut ended: Ended, mut next: Resume) -> Ended {
         if self.is_file() {
+            self.keep_committed_tail(&mut next);
             ended.final_position = Some(next);
         }
         ended
+    }
+
+    /// If this run went back to read whole a line an earlier run stored without its end
+    /// (`completes`), and `next` is still before that line, moves `next` back to where that
+    /// run committed, after the stored part: the row stays the line's start, and the next run
+    /// completes it. (Committed before the line, the position said nothing of the row, and the
+    /// next run stored the line again as a second row.)
+    fn keep_committed_tail(&self, next: &mut Resume) {
+        if let Input::File {
+            completes: Some(line),
+            stored_tail,
+            ..
+        } = &self.input
+            && *line == next.line
+            && next.tail == 0
+        {
+            next.offset += *stored_tail;
+            next.line += 1;
+            next.tail = *stored_tail;
+        }
     }
 
     /// Reads lines until `want` records are accepted or nothing more can be read now.
@@ -338,23 +359,12 @@ impl LineSource<'_> {
     }
 
     /// A file's last line, without its line end and not storable as it is (`why`), left for
-    /// the next run: counted as read and not queued (read again), `next` left before it, and
-    /// a warning naming it. If an earlier run stored the line's start (this run read it again
-    /// to complete that row), `next` goes back to where that run committed, after the stored
-    /// part: the row stays the line's start, and the next run completes it.
+    /// the next run: counted as read and not queued (read again), `next` left before it (or
+    /// after the part an earlier run stored: [`Self::keep_committed_tail`]), and a warning
+    /// naming it.
     fn leave_unended(&mut self, next: &mut Resume, why: &str) {
         let number = next.line + 1;
-        if let Input::File {
-            completes: Some(line),
-            stored_tail,
-            ..
-        } = &self.input
-            && *line == next.line
-        {
-            next.offset += *stored_tail;
-            next.line += 1;
-            next.tail = *stored_tail;
-        }
+        self.keep_committed_tail(next);
         bump(&self.stats.not_queued_rereadable, 1);
         tracing::warn!(
             "{}: line {} has no line end yet and cannot be stored as it is ({why}): left \
@@ -388,6 +398,10 @@ impl LineSource<'_> {
         );
         next.offset = 0;
         next.tail = 0;
+        if let Input::File { completes, .. } = &mut self.input {
+            // The file no longer has the line an earlier run stored the start of.
+            *completes = None;
+        }
         true
     }
 
