@@ -247,6 +247,35 @@ fn follow_finishes_the_old_file_then_reads_the_rotated_one() {
     assert_verify(s.dir(), &["verify", "--db", &db_s]);
 }
 
+/// A rotation whose new file cannot be read yet (here a directory at the path; likewise one
+/// this user may not read, or a pipe) is said once, with why, and the old file's lines are all
+/// stored; the run waits on, as for a new file not there yet. (It waited without a word.)
+#[test]
+fn follow_says_why_the_file_after_a_rotation_cannot_be_read() {
+    let s = Scratch::new("rotation-unreadable");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    std::fs::write(&file, with_ends(&["old 0", "old 1"])).unwrap();
+    let mut r = follow(&s, &file, &db);
+    r.err.wait_stored(2);
+    std::fs::rename(&file, s.path("app.log.1")).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let said = r.err.wait("the warning", |l| {
+        l.contains("rotated, and the new file cannot be read")
+    });
+    assert!(said.contains("is a directory"), "{said}");
+    let out = r.interrupt();
+    assert_drained(&out, 2);
+    assert_eq!(
+        out.stderr
+            .matches("rotated, and the new file cannot be read")
+            .count(),
+        1,
+        "said once:\n{}",
+        out.stderr
+    );
+    assert_eq!(all_rows(&db), expected(1, 0, &["old 0", "old 1"]));
+}
+
 #[test]
 fn follow_starts_over_after_truncation() {
     let s = Scratch::new("truncation");

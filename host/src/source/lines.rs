@@ -52,6 +52,9 @@ pub enum Input {
         /// The bytes of that line its row holds (the committed tail): how far past the line's
         /// start the committed position stays if this run leaves the line unread.
         stored_tail: u64,
+        /// Why the new file at the path could not be opened after a rotation, as last warned
+        /// (a wait that would otherwise be silent: permission denied, a directory, a pipe).
+        unopened: Option<String>,
     },
 }
 
@@ -577,8 +580,24 @@ impl LineSource<'_> {
         if !self.finish_input(next, buf, Last::Final)? {
             return Ok(Turn::TornDown);
         }
-        let Ok(opened) = open_file(&path) else {
-            return Ok(Turn::Wait); // not readable yet: look again after a nap
+        let opened = match open_file(&path) {
+            Ok(opened) => opened,
+            Err(why) => {
+                // Not there yet (the rotation is under way) is no news; anything else is said
+                // once, and looked at again after a nap.
+                if let Input::File { unopened, .. } = &mut self.input
+                    && std::fs::symlink_metadata(&path).is_ok()
+                    && unopened.as_ref() != Some(&why)
+                {
+                    tracing::warn!(
+                        "{}: rotated, and the new file cannot be read ({why}): it is read once it \
+                         can be",
+                        path.display()
+                    );
+                    *unopened = Some(why);
+                }
+                return Ok(Turn::Wait);
+            }
         };
         let resume = self.positions.register(Some(&opened.key))?;
         let limit = line_limit(self.format, self.max_record_bytes);
@@ -601,6 +620,7 @@ impl LineSource<'_> {
             rotated: false,
             completes: None,
             stored_tail: 0,
+            unopened: None,
         };
         *next = resume;
         Ok(Turn::Moved(InputStart { name, resume }))
@@ -799,6 +819,7 @@ pub fn file_input(
         rotated: false,
         completes,
         stored_tail,
+        unopened: None,
     })
 }
 
