@@ -74,7 +74,7 @@ pub struct PlotArgs {
     )]
     pub db: PathBuf,
 
-    /// The run to draw [default: the last run]
+    /// The run to draw [default: the last run that has interval rows]
     #[arg(long, value_name = "ID", allow_negative_numbers = true, value_parser = run_id)]
     pub run: Option<i64>,
 

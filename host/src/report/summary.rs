@@ -280,8 +280,8 @@ impl Summary {
         if let Some(ingest) = &self.ingest {
             let _ = writeln!(
                 s,
-                "  read          {} records, {} bytes from {}",
-                ingest.read,
+                "  read          {}, {} bytes from {}",
+                plural(usize::try_from(ingest.read).unwrap_or(usize::MAX), "record"),
                 ingest.read_bytes,
                 if self.read_from_nats() {
                     "NATS".to_string()
