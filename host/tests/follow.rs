@@ -276,6 +276,41 @@ fn follow_says_why_the_file_after_a_rotation_cannot_be_read() {
     assert_eq!(all_rows(&db), expected(1, 0, &["old 0", "old 1"]));
 }
 
+/// The old file's last lines, rejected (invalid UTF-8) after its last stored one, are
+/// committed as read when the run ends, as a file read once: its input's position is the old
+/// file's end, and a run given the old file reads nothing of it again. (The position stayed
+/// after the last stored line: that run rejected the lines a second time, a second dead letter.)
+#[test]
+fn a_rotated_files_trailing_rejected_lines_are_committed_as_read() {
+    let s = Scratch::new("rotation-rejected-tail");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    let rotated = s.path("app.log.1");
+    std::fs::write(&file, "a\nb\n").unwrap();
+    let mut r = follow(&s, &file, &db);
+    r.err.wait_stored(2);
+    let mut f = OpenOptions::new().append(true).open(&file).unwrap();
+    f.write_all(b"c\n\xff\n").unwrap();
+    drop(f);
+    std::fs::rename(&file, &rotated).unwrap();
+    std::fs::write(&file, "new\n").unwrap();
+    r.err.wait_stored(4);
+    let out = r.interrupt();
+    assert_drained(&out, 4);
+    let ins = inputs(&db);
+    assert_eq!(
+        (ins[0].0, ins[0].3, ins[0].4),
+        (1, size(&rotated), 4),
+        "input 1 read to the old file's end, its 4 lines: {ins:?}"
+    );
+    let again = ingest_json(
+        s.dir(),
+        &format!("file:{}", rotated.display()),
+        &db.display().to_string(),
+    );
+    let v = json(&again);
+    assert_eq!((u(&v, "read"), u(&v, "rejected")), (0, 0), "{v}");
+}
+
 #[test]
 fn follow_starts_over_after_truncation() {
     let s = Scratch::new("truncation");

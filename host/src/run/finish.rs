@@ -25,7 +25,7 @@ pub struct Outcome {
     pub drained: u64,
     /// Inputs met while following (rotations).
     pub moved_to: Vec<InputStart>,
-    /// Positions to commit once everything is (see `source::lines::Ended::final_position`).
+    /// Positions to commit once everything is (see `source::lines::Ended::final_positions`).
     pub final_positions: Vec<Resume>,
     /// Writes tried again after a retryable failure.
     pub retries: u64,

@@ -608,7 +608,7 @@ fn join_sources(
         match handle.join() {
             Ok(Ok(ended)) => {
                 out.moved_to.extend(ended.moved_to);
-                out.final_positions.extend(ended.final_position);
+                out.final_positions.extend(ended.final_positions);
             }
             Ok(Err(e)) => out.errors.push(format!("{e:#}")),
             Err(_) => out.errors.push("a source thread panicked".into()),

@@ -86,10 +86,11 @@ pub struct LineSource<'a> {
 pub struct Ended {
     /// The inputs it moved on to after rotations.
     pub moved_to: Vec<InputStart>,
-    /// For a file input that ended with everything it read pushed: the position after the
-    /// last line read, to commit once the run has committed its records. It covers rejected
-    /// lines after the last stored one, which no record carries.
-    pub final_position: Option<Resume>,
+    /// For each file input that ended with everything it read pushed (a followed file's
+    /// inputs before a rotation, then the last): the position after the last line read, to
+    /// commit once the run has committed its records. It covers rejected lines after the last
+    /// stored one, which no record carries.
+    pub final_positions: Vec<Resume>,
 }
 
 /// What to do at the end of a followed file.
@@ -98,8 +99,8 @@ enum Turn {
     Wait,
     /// Read on at once (the file was truncated, or rotated and is being finished).
     ReadOn,
-    /// Moved to the new file after a rotation.
-    Moved(InputStart),
+    /// Moved to the new file after a rotation; the old file's final position.
+    Moved(InputStart, Resume),
     /// The run stopped while the old file's last line waited to be pushed.
     TornDown,
 }
@@ -184,8 +185,9 @@ impl LineSource<'_> {
                     nap = (nap * 2).min(MAX_FOLLOW_NAP);
                 }
                 Turn::ReadOn => nap = Duration::from_millis(1),
-                Turn::Moved(start) => {
+                Turn::Moved(start, finished) => {
                     ended.moved_to.push(start);
+                    ended.final_positions.push(finished);
                     nap = Duration::from_millis(1);
                 }
                 // What was read of the old file could not all be pushed: no settling.
@@ -198,7 +200,7 @@ impl LineSource<'_> {
     fn with_final_position(&self, mut ended: Ended, mut next: Resume) -> Ended {
         if self.is_file() {
             self.keep_committed_tail(&mut next);
-            ended.final_position = Some(next);
+            ended.final_positions.push(next);
         }
         ended
     }
@@ -622,8 +624,8 @@ impl LineSource<'_> {
             stored_tail: 0,
             unopened: None,
         };
-        *next = resume;
-        Ok(Turn::Moved(InputStart { name, resume }))
+        let finished = std::mem::replace(next, resume);
+        Ok(Turn::Moved(InputStart { name, resume }, finished))
     }
 
     /// Takes up to `n` from the `--messages` budget (all `n` when there is no limit).
