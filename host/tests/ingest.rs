@@ -901,6 +901,19 @@ fn bad_inputs_are_one_line_errors_with_exit_2_and_no_database() {
         snapshot(s.dir(), "pc-host.db").is_empty(),
         "an unknown sink created the default database"
     );
+    // Standard input that is a directory (`< DIR`) opens, and fails at the first read: refused
+    // before the run is recorded (it was recorded, then failed with exit 1).
+    let out: Out = common::pc_host(s.dir())
+        .args(["--source", "-", "--db", "new.db"])
+        .stdin(std::fs::File::open(s.path("adir")).unwrap())
+        .output()
+        .unwrap()
+        .into();
+    assert_one_line_error(&out, 2, "stdin is a directory");
+    assert!(
+        snapshot(s.dir(), "new.db").is_empty(),
+        "a refused stdin created a database"
+    );
 }
 
 #[test]

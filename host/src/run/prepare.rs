@@ -265,6 +265,11 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
     let mut files: Vec<Option<OpenFile>> = Vec::new();
     for spec in &cfg.sources {
         let SourceSpec::File { path, .. } = spec else {
+            if matches!(spec, SourceSpec::Stdin { .. }) && stdin_is_a_directory() {
+                return Err(PrepareError::Input(cfg.source_error(
+                    "stdin is a directory: pipe a file in, or give it with --source file:PATH",
+                )));
+            }
             files.push(None);
             continue;
         };
@@ -291,6 +296,17 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
         files.push(Some(opened));
     }
     Ok(files)
+}
+
+/// Whether standard input is a directory (`pc-host --source - < DIR`), which opens but fails
+/// at the first read: refused before the run is recorded.
+fn stdin_is_a_directory() -> bool {
+    use std::os::fd::AsFd as _;
+    std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| std::fs::File::from(fd).metadata())
+        .is_ok_and(|m| m.is_dir())
 }
 
 /// Whether the input `file` is the SQLite database `db` or its `-wal`, `-shm` or `-journal`
