@@ -832,6 +832,10 @@ fn bad_input_cases(s: &Scratch) -> Vec<(Vec<&'static str>, &'static str)> {
         (vec!["--source", "file:/dev/null"], "is not a regular file"),
         (vec!["--source", "file:fifo"], "is not a regular file"),
         (
+            vec!["--source", "file:/proc/self/status"],
+            "says it has 0 bytes but has data",
+        ),
+        (
             vec!["--source", "file:ok.log?follow=yes"],
             "`follow=yes`: use follow=true or follow=false",
         ),

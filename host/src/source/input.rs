@@ -28,6 +28,17 @@ pub struct OpenFile {
     pub len: u64,
 }
 
+/// Whether `file`, whose size says 0 bytes, gives data when read and still says 0 after:
+/// a kernel pseudo-file (procfs, sysfs), made up at each read. (A file written to meanwhile
+/// says its new size.) Reads at most one byte, then goes back to the start.
+fn has_data_past_its_size(mut file: &File) -> bool {
+    use std::io::Seek as _;
+    let mut byte = [0u8; 1];
+    let read = file.read(&mut byte).unwrap_or(0);
+    let _ = file.rewind();
+    read > 0 && file.metadata().is_ok_and(|m| m.len() == 0)
+}
+
 /// Opens `path` for reading: a missing file, a directory or an unreadable file is an error,
 /// one line for the user.
 pub fn open_file(path: &Path) -> Result<OpenFile, String> {
@@ -67,6 +78,12 @@ pub fn open_file(path: &Path) -> Result<OpenFile, String> {
     (&file)
         .read(&mut probe)
         .map_err(|e| format!("file:{p}: cannot read: {e}"))?;
+    if meta.len() == 0 && has_data_past_its_size(&file) {
+        return Err(format!(
+            "file:{p} says it has 0 bytes but has data (a /proc or /sys file): positions in it \
+             cannot be resumed; copy it to a file, or pipe it in with --source -"
+        ));
+    }
     // One spelling per file: `./a.log`, `sub/../a.log` and a link to it name the same input.
     let path: PathBuf = std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
