@@ -2,9 +2,9 @@
 //!
 //! Once a run is going, a signal reaches the main thread as an event and the run drains
 //! (`run::signals`, `run::watch`). Before that, the start may wait for a database another
-//! process has locked (SQLite), or a lock another client holds (PostgreSQL), for up to
+//! process has locked (SQLite), or a lock another client holds (PostgreSQL, MySQL), for up to
 //! `--busy-timeout-ms`, with nothing reading those events: such
-//! a wait asks [`requested`] each time a slice of it ends and gives up with [`Interrupted`],
+//! a wait asks [`check`] each time a slice of it ends and gives up with [`Interrupted`],
 //! before the run is recorded.
 
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -24,6 +24,21 @@ pub fn requested() -> Option<i32> {
     match REQUESTED.load(Ordering::Relaxed) {
         0 => None,
         n => Some(n),
+    }
+}
+
+/// Between two slices of a wait before the run started: [`Interrupted`], waiting for what
+/// `waiting_for` says, if a stop signal came.
+///
+/// # Errors
+/// The [`Interrupted`], as the wait's error.
+pub fn check(waiting_for: impl FnOnce() -> String) -> anyhow::Result<()> {
+    match requested() {
+        Some(signal) => Err(anyhow::Error::new(Interrupted {
+            signal,
+            waiting_for: waiting_for(),
+        })),
+        None => Ok(()),
     }
 }
 

@@ -77,14 +77,9 @@ fn prepare_run(
             });
         match attempt {
             Err(e) if e.is::<LockWaitRanOut>() => {
-                if let Some(signal) = crate::interrupt::requested() {
-                    return Err(anyhow::Error::new(crate::interrupt::Interrupted {
-                        signal,
-                        waiting_for: format!(
-                            "{shown} (another client held a lock on pc-host's tables)"
-                        ),
-                    }));
-                }
+                crate::interrupt::check(|| {
+                    format!("{shown} (another client held a lock on pc-host's tables)")
+                })?;
                 if Instant::now() >= deadline {
                     return Err(anyhow!(
                         "sink {shown}: another client held a lock on pc-host's tables for longer \

@@ -205,14 +205,9 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Res
         if got.flatten() == Some(1) {
             break;
         }
-        if let Some(signal) = crate::interrupt::requested() {
-            return Err(anyhow::Error::new(crate::interrupt::Interrupted {
-                signal,
-                waiting_for: format!(
-                    "{shown} (another pc-host starting on this database held its schema lock)"
-                ),
-            }));
-        }
+        crate::interrupt::check(|| {
+            format!("{shown} (another pc-host starting on this database held its schema lock)")
+        })?;
         if Instant::now() >= deadline {
             return Err(anyhow!(
                 "sink {shown}: another client held pc-host's schema lock for \

@@ -90,12 +90,7 @@ fn prepare_run(
         let left = deadline.saturating_duration_since(Instant::now());
         match runs::prepare_run(client, start, left.min(START_WAIT_SLICE)) {
             Err(schema::Refused::Held(held)) => {
-                if let Some(signal) = crate::interrupt::requested() {
-                    return Err(anyhow::Error::new(crate::interrupt::Interrupted {
-                        signal,
-                        waiting_for: format!("{shown} ({held})"),
-                    }));
-                }
+                crate::interrupt::check(|| format!("{shown} ({held})"))?;
                 if Instant::now() >= deadline {
                     return Err(schema::explain(schema::Refused::Held(held), shown));
                 }

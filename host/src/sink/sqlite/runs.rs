@@ -89,16 +89,15 @@ pub fn prepare_run(
         match attempt {
             Err(e) if e.is::<schema::Busy>() || e.is::<schema::WaitedOut>() => {
                 // A signal while waiting, before the run is recorded, ends the wait.
-                if let Some(signal) = crate::interrupt::requested() {
-                    let lock = if e.is::<schema::Busy>() {
-                        ", locked by another process"
-                    } else {
-                        ""
-                    };
-                    break Err(anyhow::Error::new(crate::interrupt::Interrupted {
-                        signal,
-                        waiting_for: format!("database {}{lock}", path.display()),
-                    }));
+                let lock = if e.is::<schema::Busy>() {
+                    ", locked by another process"
+                } else {
+                    ""
+                };
+                if let Err(stop) =
+                    crate::interrupt::check(|| format!("database {}{lock}", path.display()))
+                {
+                    break Err(stop);
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
