@@ -311,6 +311,29 @@ fn a_rotated_files_trailing_rejected_lines_are_committed_as_read() {
     assert_eq!((u(&v, "read"), u(&v, "rejected")), (0, 0), "{v}");
 }
 
+/// A file truncated while a follower waits to read again whole a last line an earlier run
+/// stored the start of: that row stays, with its line number, and the lines written after the
+/// truncation are numbered after it. (The first of them replaced the row; a stop before it
+/// committed a position inside the file's new text, which the next run then skipped.)
+#[test]
+fn a_truncation_before_a_partial_line_is_read_again_keeps_its_row_and_numbers_after_it() {
+    let s = Scratch::new("truncate-pending-completion");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    std::fs::write(&file, "a\nb\npart").unwrap();
+    let db_s = db.display().to_string();
+    let first = ingest_json(s.dir(), &format!("file:{}", file.display()), &db_s);
+    assert_eq!(u(&json(&first), "stored"), 3, "{}", first.stderr);
+    let mut r = follow(&s, &file, &db);
+    std::fs::write(&file, "").unwrap();
+    r.err
+        .wait("the truncation", |l| l.contains("truncated to 0 bytes"));
+    append(&file, "xyz\n");
+    r.err.wait_stored(1);
+    let out = r.interrupt();
+    assert_drained(&out, 1);
+    assert_eq!(all_rows(&db), expected(1, 0, &["a", "b", "part", "xyz"]));
+}
+
 #[test]
 fn follow_starts_over_after_truncation() {
     let s = Scratch::new("truncation");

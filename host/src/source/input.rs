@@ -29,7 +29,7 @@ pub struct OpenFile {
 }
 
 /// Whether `file`, whose size says 0 bytes, gives data when read and still says 0 after:
-/// a kernel pseudo-file (procfs, sysfs), made up at each read. (A file written to meanwhile
+/// a kernel pseudo-file (procfs), made up at each read. (A file written to meanwhile
 /// says its new size.) Reads at most one byte, then goes back to the start.
 fn has_data_past_its_size(mut file: &File) -> bool {
     use std::io::Seek as _;
@@ -80,8 +80,8 @@ pub fn open_file(path: &Path) -> Result<OpenFile, String> {
         .map_err(|e| format!("file:{p}: cannot read: {e}"))?;
     if meta.len() == 0 && has_data_past_its_size(&file) {
         return Err(format!(
-            "file:{p} says it has 0 bytes but has data (a /proc or /sys file): positions in it \
-             cannot be resumed; copy it to a file, or pipe it in with --source -"
+            "file:{p} says it has 0 bytes but has data (a /proc file): positions in it cannot \
+             be resumed; copy it to a file, or pipe it in with --source -"
         ));
     }
     // One spelling per file: `./a.log`, `sub/../a.log` and a link to it name the same input.

@@ -403,11 +403,22 @@ impl LineSource<'_> {
         );
         next.offset = 0;
         next.tail = 0;
-        if let Input::File { completes, .. } = &mut self.input {
-            // The file no longer has the line an earlier run stored the start of.
-            *completes = None;
-        }
+        self.forget_line_to_complete(next);
         true
+    }
+
+    /// After a truncation, the line an earlier run stored the start of (`completes`) is no
+    /// longer in the file: nothing completes its row, which keeps its line number; if `next`
+    /// is still at that line, the lines read from now on are numbered after it. (Kept, the
+    /// first line after the truncation replaced that row, or a stop committed a position
+    /// inside the file's new text.)
+    fn forget_line_to_complete(&mut self, next: &mut Resume) {
+        if let Input::File { completes, .. } = &mut self.input
+            && let Some(line) = completes.take()
+            && next.line == line
+        {
+            next.line += 1;
+        }
     }
 
     /// Pushes `buf` once its bytes fit the in-flight budget; `false` if the run stopped or the
@@ -566,6 +577,7 @@ impl LineSource<'_> {
             );
             reader.seek(0)?;
             next.offset = 0;
+            self.forget_line_to_complete(next);
             return Ok(Turn::ReadOn);
         }
         if !*rotated {
@@ -609,6 +621,9 @@ impl LineSource<'_> {
         if let Some(dead) = self.dead_letters {
             dead.name_input(resume.input, name.clone());
         }
+        // The old file's final position, after a stored part of its last line if this run did
+        // not get to read that line again (the --messages budget spent).
+        self.keep_committed_tail(next);
         tracing::info!(
             "{}: rotated; reading the new file as input {}",
             path.display(),

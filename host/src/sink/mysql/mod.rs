@@ -90,6 +90,8 @@ fn prepare_run(
             done => break done?,
         };
     };
-    conn.query_drop(target.session_waits()).map_err(err)?;
+    // The run is recorded: a session whose waits could not be put back (its connection lost)
+    // is the writer's to replace, as after any lost connection; the start does not fail.
+    let _ = conn.query_drop(target.session_waits());
     Ok(run_id)
 }
