@@ -1556,11 +1556,7 @@ fn a_run_stopped_before_rereading_a_partial_line_leaves_its_row_to_be_completed_
         0,
         "an unchanged file stores nothing: {again}"
     );
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
-    std::io::Write::write_all(&mut f, b"ial\nc\n").unwrap();
+    common::server::append_input(&s, "app.log", "ial\nc\n");
     let grown = ingest_ok(&s, "t.db", &["--source", "file:app.log"]);
     assert_eq!(u(&grown, "stored"), 2, "the completed line and c: {grown}");
     assert_eq!(
