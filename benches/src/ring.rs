@@ -10,6 +10,7 @@
 //! same thread counts and the same loops; where a peer's model differs, its section says how
 //! it was fitted and what that costs or saves it.
 
+pub mod floor;
 pub mod harness;
 
 use std::sync::{Arc, Barrier, Mutex, mpsc};
