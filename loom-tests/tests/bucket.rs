@@ -11,12 +11,12 @@
 //! would break), at 1 token per ns or per 2 ns, so one clock tick is one token and the bounds
 //! are tight.
 //!
-//! Mutant check: with `--cfg pc_mutant="bucket_store"` the bucket's CAS becomes a load and a
+//! Mutant check: with `--cfg pc_mutant="bucket_store"` (pc-core's build script sets it from
+//! `PC_CORE_MUTANT` in a loom build) the bucket's CAS becomes a load and a
 //! store, and every model here must FAIL (a lost update grants the same token twice):
 //!
 //! ```text
-//! cd /work/main && CARGO_TARGET_DIR=/work/target-bucket-loom \
-//!   RUSTFLAGS='--cfg loom --cfg pc_mutant="bucket_store"' \
+//! RUSTFLAGS="--cfg loom" PC_CORE_MUTANT=bucket_store CARGO_TARGET_DIR=target/loom \
 //!   cargo test -p pc-loom-tests --release --test bucket        # must fail, 3 of 3
 //! ```
 //!

@@ -18,7 +18,7 @@
 //! `blocking_push_and_pop_hand_over_every_value_in_order` must fail against it:
 //!
 //! ```text
-//! RUSTFLAGS='--cfg loom --cfg pc_mutant="waiter_skip_wake"' CARGO_TARGET_DIR=target/loom-mutant \
+//! RUSTFLAGS="--cfg loom" PC_CORE_MUTANT=waiter_skip_wake CARGO_TARGET_DIR=target/loom \
 //!   cargo test -p pc-loom-tests --release --test waiters     # must fail, every model
 //! ```
 #![cfg(loom)]
