@@ -22,7 +22,11 @@
 //! - Where the system call is missing or refused (kernels before 4.14, seccomp filters), on
 //!   other systems and under miri, and in a process that called [`use_fence_instructions`]
 //!   first, `register()` stays false and both halves are `SeqCst` fences: correct, and every
-//!   operation then pays a barrier instruction.
+//!   operation then pays a barrier instruction. A filter installed after the process
+//!   registered (build the rings, then sandbox) makes a later `heavy()` fail: the process then
+//!   falls back to fences for good, and each sleeping side repairs its handshake on its next
+//!   sleep, which for that once lasts at most a millisecond before it looks again
+//!   (ring/wait.rs, `park`).
 //! - `heavy()` costs a system call and an interrupt of every CPU running this process: a few
 //!   microseconds. Only threads about to sleep pay it.
 
@@ -41,15 +45,17 @@ const EXPEDITED: u8 = 1;
 #[cfg(all(target_os = "linux", not(miri)))]
 const FENCES: u8 = 2;
 
-/// Which of the above this process uses. Invariant: it leaves `UNKNOWN` once, by a CAS, and
-/// never changes again; `EXPEDITED` is set only after the registration succeeded.
+/// Which of the above this process uses. Invariant: it leaves `UNKNOWN` once, by a CAS;
+/// `EXPEDITED` is set only after the registration succeeded, and changes only to `FENCES`,
+/// once, when the kernel refuses a barrier to the registered process (`heavy`).
 #[cfg(all(target_os = "linux", not(miri)))]
 static STRATEGY: AtomicU8 = AtomicU8::new(UNKNOWN);
 
 /// Whether the light half may be a compiler fence: registers the process first if nobody has
-/// decided yet, then says whether it is registered. Once true, every `heavy()` interrupts
-/// every CPU running this process, for good. While false, the light half must be a `SeqCst`
-/// fence.
+/// decided yet, then says whether it is registered. While true, every `heavy()` interrupts
+/// every CPU running this process; if the kernel starts refusing that (see `heavy`), it turns
+/// false for good, and the `heavy()` that found out returns false. While false, the light
+/// half must be a `SeqCst` fence.
 #[inline]
 pub(crate) fn register() -> bool {
     #[cfg(all(target_os = "linux", not(miri)))]
@@ -64,26 +70,42 @@ pub(crate) fn register() -> bool {
     false
 }
 
-/// The heavy half (see the module docs).
+/// The heavy half (see the module docs). Returns true if it was the barrier on every CPU
+/// running this process, false if it was a `SeqCst` fence, which pairs only with a light half
+/// that was a `SeqCst` fence too.
+///
+/// If the kernel refuses the barrier to a registered process (a seccomp filter installed
+/// after the registration), the process falls back to fences for good: `register()` returns
+/// false from then on. Wakers that skipped their fence on the strength of an earlier `true`
+/// may then have missed a sleeper; the caller, told `false`, makes up for that (ring/wait.rs,
+/// `park`).
 #[inline]
-pub(crate) fn heavy() {
+pub(crate) fn heavy() -> bool {
     #[cfg(all(target_os = "linux", not(miri)))]
     {
         if decide() == EXPEDITED {
-            // The barrier on every CPU running this process. It fails only if this process is
-            // not registered (the registration belongs to the address space: a process that
-            // inherited `STRATEGY` without it); registering again fixes that.
+            // The barrier on every CPU running this process. It fails if this process is not
+            // registered (the registration belongs to the address space: a process that
+            // inherited `STRATEGY` without it), which registering again fixes, or if the
+            // kernel now refuses the call.
             if membarrier(CMD_PRIVATE_EXPEDITED) == 0
                 || (membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0
                     && membarrier(CMD_PRIVATE_EXPEDITED) == 0)
             {
-                return;
+                return true;
             }
+            // Relaxed: see `register`. Only ever from EXPEDITED to FENCES.
+            let _ =
+                STRATEGY.compare_exchange(EXPEDITED, FENCES, Ordering::Relaxed, Ordering::Relaxed);
         }
         fence(Ordering::SeqCst);
+        false
     }
     #[cfg(not(all(target_os = "linux", not(miri))))]
-    fence(Ordering::SeqCst);
+    {
+        fence(Ordering::SeqCst);
+        false
+    }
 }
 
 /// Makes the wake-up handshake of every ring and lanes in this process a `SeqCst` fence on

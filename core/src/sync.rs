@@ -120,7 +120,8 @@ pub(crate) fn waker_fence() {
 /// Whether every [`heavy_fence`] from now on interrupts every CPU running this process, so
 /// that a waker may use [`light_fence`] instead of [`waker_fence`]. Registers the process first
 /// if nobody has decided yet (a system call that can take milliseconds; heap constructors pay
-/// it in [`prepare_fences`]). Once true, always true. Never under loom.
+/// it in [`prepare_fences`]). Once false after true, always false (the kernel refused a
+/// barrier: see [`heavy_fence`]). Never under loom.
 #[cfg(any(feature = "std", loom))]
 #[inline]
 pub(crate) fn register_fences() -> bool {
@@ -132,13 +133,19 @@ pub(crate) fn register_fences() -> bool {
 
 /// The slow half of the asymmetric fence (see [`light_fence`]): a system call on Linux, paid
 /// only by a thread about to sleep.
+///
+/// Returns true if it was a barrier on every CPU running the process (which pairs with a
+/// [`light_fence`]), false if it was a `SeqCst` fence (which pairs only with [`waker_fence`]).
 #[cfg(any(feature = "std", loom))]
 #[inline]
-pub(crate) fn heavy_fence() {
+pub(crate) fn heavy_fence() -> bool {
     #[cfg(not(loom))]
-    crate::fence::heavy();
+    return crate::fence::heavy();
     #[cfg(loom)]
-    loom::sync::atomic::fence(Ordering::SeqCst);
+    {
+        loom::sync::atomic::fence(Ordering::SeqCst);
+        false
+    }
 }
 
 /// Pays the asymmetric fence's one-time set-up now (a system call that can take milliseconds):

@@ -24,6 +24,23 @@ fn unwind_safe_when_values_are() {
     assert_unwind_safe::<HeapRing<String>>();
 }
 
+fn assert_ref_unwind_safe<T: std::panic::RefUnwindSafe>() {}
+
+#[test]
+fn a_shared_ring_crosses_catch_unwind_without_assert_unwind_safe() {
+    assert_ref_unwind_safe::<Ring<u64, 4>>();
+    assert_ref_unwind_safe::<HeapRing<String>>();
+    assert_ref_unwind_safe::<pc_core::Lanes<u64, 2, 4>>();
+    assert_ref_unwind_safe::<pc_core::HeapLanes<String>>();
+    let ring = HeapRing::<u64>::with_capacity(4);
+    let caught = std::panic::catch_unwind(|| {
+        ring.try_push(1).unwrap();
+        panic!("a caller's panic");
+    });
+    assert!(caught.is_err());
+    assert_eq!(ring.try_pop(), Ok(1), "the value pushed before the panic");
+}
+
 #[test]
 fn heap_capacity_must_be_a_power_of_two_of_at_least_two() {
     for bad in [0, 1, 3, 6, 1000, usize::MAX] {
@@ -58,6 +75,16 @@ fn debug_shows_capacity_len_closed() {
         format!("{ring:?}"),
         "Ring { capacity: 4, len: 1, closed: false, .. }"
     );
+    // Each type by its own name.
+    let heap = HeapRing::<u8>::with_capacity(2);
+    assert_eq!(
+        format!("{heap:?}"),
+        "HeapRing { capacity: 2, len: 0, closed: false, .. }"
+    );
+    let lanes = pc_core::HeapLanes::<u8>::with_capacities(&[2]);
+    assert!(format!("{lanes:?}").starts_with("HeapLanes { lanes: 1, "));
+    let lanes = pc_core::Lanes::<u8, 1, 2>::new();
+    assert!(format!("{lanes:?}").starts_with("Lanes { lanes: 1, "));
     assert_eq!(format!("{:?}", PushError::Full(1)), "Full(..)");
     assert_eq!(
         PopError::Closed.to_string(),

@@ -198,3 +198,40 @@ fn dropping_a_ring_drops_every_value_even_when_one_destructor_panics() {
         );
     }
 }
+
+/// A batch pop into an `Extend` that stops early counts only what it took; the rest of the
+/// claimed run is dropped (once, not leaked) and its slots freed.
+#[test]
+fn batch_pop_counts_only_what_out_took_and_drops_the_rest() {
+    struct TakeTwo<'a>(Vec<Tracked<'a>>);
+    impl<'a> Extend<Tracked<'a>> for TakeTwo<'a> {
+        fn extend<I: IntoIterator<Item = Tracked<'a>>>(&mut self, iter: I) {
+            self.0.extend(iter.into_iter().take(2));
+        }
+    }
+    let live = AtomicUsize::new(0);
+    let ring = Ring::<Tracked<'_>, 8>::new();
+    for _ in 0..5 {
+        assert!(ring.try_push(Tracked::new(&live)).is_ok());
+    }
+    let mut out = TakeTwo(Vec::new());
+    assert_eq!(
+        ring.try_pop_batch(&mut out, 8),
+        Ok(2),
+        "counted values out never took"
+    );
+    assert_eq!(out.0.len(), 2);
+    assert_eq!(
+        live.load(Ordering::Relaxed),
+        2,
+        "the three left were not dropped once each"
+    );
+    assert!(ring.is_empty());
+    // The run's slots were freed: the ring takes a full load again.
+    for _ in 0..8 {
+        assert!(ring.try_push(Tracked::new(&live)).is_ok());
+    }
+    drop(out);
+    drop(ring);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}

@@ -107,8 +107,8 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     }
 
     /// Pops up to `max` values into `out` as [`try_pop_batch`](Self::try_pop_batch) does,
-    /// waiting on all lanes at once until at least one is ready. Returns how many were
-    /// popped (0 only if `max` is 0).
+    /// waiting on all lanes at once until at least one is ready. Returns how many values
+    /// `out` took (0 only if `max` is 0, or if `out` takes none of a batch).
     ///
     /// # Errors
     /// [`Closed`] once every lane is closed and drained.
@@ -121,7 +121,7 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     }
 
     /// Pops up to `max` values into `out`, waiting at most `timeout` until at least one is
-    /// ready. Returns how many were popped (0 only if `max` is 0).
+    /// ready. Returns how many values `out` took, as [`pop_batch`](Self::pop_batch) does.
     ///
     /// # Errors
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once every lane is

@@ -364,7 +364,7 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
 
 impl<T, L: LaneSet<T>> fmt::Debug for LanesCore<T, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lanes")
+        f.debug_struct(<L::Storage as crate::ring::Storage<T>>::NAMES.1)
             .field("lanes", &self.lanes())
             .field("len", &self.len())
             .field("closed", &self.is_closed())

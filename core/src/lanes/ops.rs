@@ -132,12 +132,14 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
 
     /// Pops up to `max` values into `out`, lane by lane in this pop's scan order (so normally
     /// lane 0's ready values first, then lane 1's, ..): one ring batch pop per lane it takes
-    /// from. Never waits for another thread. Returns how many were popped (at least 1, or 0 if
-    /// `max` is 0: then nothing is popped, and the lanes are only asked whether they are all
-    /// closed and drained). A batch pop counts as one pop for the starvation guard.
+    /// from. Never waits for another thread. Returns how many values `out` took (at least 1
+    /// when it takes all it is given; 0 if `max` is 0: then nothing is popped, and the lanes
+    /// are only asked whether they are all closed and drained). A batch pop counts as one pop
+    /// for the starvation guard.
     ///
-    /// As for the ring, each lane's run is freed once `out` has taken all of it, so `out` must
-    /// not wait for a producer of these lanes.
+    /// As for the ring, each lane's run is freed once `out.extend` returns, and the values of
+    /// it that `out` did not take are dropped, so `out` must take all it is given and must not
+    /// wait for a producer of these lanes.
     ///
     /// # Errors
     /// [`PopError::Empty`] if no lane has a value ready; [`PopError::Closed`] once every lane

@@ -201,15 +201,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Pops up to `max` ready values into `out`, claiming them all with one atomic operation.
-    /// Never waits for another thread. Returns how many were popped (at least 1, or 0 if `max`
-    /// is 0: then nothing is popped, and the ring is only asked whether it is closed and
-    /// drained).
+    /// Never waits for another thread. Returns how many values `out` took (at least 1 when it
+    /// takes all it is given, as `Vec` and the other collections do; 0 if `max` is 0: then
+    /// nothing is popped, and the ring is only asked whether it is closed and drained).
     ///
     /// `out` takes the values one by one; their slots are freed together once it has taken the
     /// last (the run's first slot last of all): producers see the batch's slots free only when
-    /// the drain handed to `out.extend` is exhausted or dropped, normally at its end. If `out.extend` panics, the values it did not take are
-    /// dropped and all the slots freed. `out.extend` must not wait for a producer of this ring: a blocking push
-    /// into a full ring from inside it waits for the very slots this pop holds, forever.
+    /// `out.extend` returns (or panics). The values of the claimed run that `out.extend` did
+    /// not take, because it panicked or returned early (an `Extend` that stops after a few),
+    /// are dropped, and not counted. `out.extend` must not wait for a producer of this ring:
+    /// a blocking push into a full ring from inside it waits for the very slots this pop
+    /// holds, forever.
     ///
     /// # Errors
     /// [`PopError::Empty`] if no value is ready at the head, [`PopError::Closed`] once the ring
@@ -254,11 +256,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             };
         }
         loop {
-            let drain = self.claim_ready(max.min(self.capacity()), lost_race)?;
+            let mut drain = self.claim_ready(max.min(self.capacity()), lost_race)?;
             let count = drain.len();
-            out.extend(drain);
+            out.extend(&mut drain);
+            // What `out` took: an `Extend` may return before the drain is exhausted.
+            let taken = count - drain.len();
+            // Drops the values `out` left, if any, and frees the run's slots.
+            drop(drain);
             if count > 0 {
-                return Ok(count);
+                return Ok(taken);
             }
             // Only holes were claimed (and skipped): look again.
         }

@@ -206,8 +206,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Pops up to `max` values into `out`, waiting until at least one is ready, as
-    /// [`pop`](Self::pop) waits. Returns how many were popped (0 only if `max` is 0, which
-    /// returns at once). Each batch is one
+    /// [`pop`](Self::pop) waits. Returns how many values `out` took (0 only if `max` is 0,
+    /// which returns at once, or if `out` takes none of a batch). Each batch is one
     /// [`try_pop_batch`](Self::try_pop_batch): `out` must not wait for a producer of this ring.
     ///
     /// # Errors
@@ -225,7 +225,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Pops up to `max` values into `out`, waiting at most `timeout` until at least one is
-    /// ready. Returns how many were popped (0 only if `max` is 0).
+    /// ready. Returns how many values `out` took, as [`pop_batch`](Self::pop_batch) does.
     ///
     /// # Errors
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.

@@ -202,6 +202,12 @@ unsafe impl<T: Send, S: Storage<T>> Sync for RingCore<T, S> {}
 // SAFETY: as above; sending the ring sends the `T`s it holds, which is sound for `T: Send`.
 unsafe impl<T: Send, S: Storage<T>> Send for RingCore<T, S> {}
 
+// A shared ring may cross `catch_unwind` (as crossbeam's `ArrayQueue` may): a call that panics
+// midway (a batch push's iterator, a batch pop's `Extend`, a value's destructor) finishes or
+// gives back its claim on the way out, so the ring is consistent afterwards (`ring_drops`
+// tests each case), and it never lends out a `&T` that a caller could observe half-changed.
+impl<T, S: Storage<T>> core::panic::RefUnwindSafe for RingCore<T, S> {}
+
 impl<T, const N: usize> RingCore<T, Inline<T, N>> {
     crate::sync::const_fn_unless_loom! {
         /// An empty ring with `N` slots, built at compile time if you like: it can be a
@@ -507,7 +513,7 @@ impl<T, S: Storage<T>> Drop for Unpopped<'_, T, S> {
 
 impl<T, S: Storage<T>> fmt::Debug for RingCore<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ring")
+        f.debug_struct(S::NAMES.0)
             .field("capacity", &self.capacity())
             .field("len", &self.len())
             .field("closed", &self.is_closed())

@@ -21,6 +21,9 @@ pub trait Storage<T>: sealed::Sealed {
     /// `capacity - 1`.
     #[doc(hidden)]
     fn mask(&self) -> usize;
+    /// The type name `Debug` shows for a ring (and lanes) on this storage.
+    #[doc(hidden)]
+    const NAMES: (&'static str, &'static str);
 }
 
 /// Slots stored inline: `[Slot<T>; N]`. Used by [`Ring`](crate::Ring).
@@ -47,6 +50,7 @@ impl<T, const N: usize> Inline<T, N> {
 impl<T, const N: usize> sealed::Sealed for Inline<T, N> {}
 
 impl<T, const N: usize> Storage<T> for Inline<T, N> {
+    const NAMES: (&'static str, &'static str) = ("Ring", "Lanes");
     #[inline(always)]
     fn slots(&self) -> &[Slot<T>] {
         &self.0
@@ -148,6 +152,7 @@ impl<T> sealed::Sealed for Boxed<T> {}
 
 #[cfg(feature = "alloc")]
 impl<T> Storage<T> for Boxed<T> {
+    const NAMES: (&'static str, &'static str) = ("HeapRing", "HeapLanes");
     #[inline(always)]
     fn slots(&self) -> &[Slot<T>] {
         // SAFETY: `len` initialised slots at `ptr`, owned by `self` and never moved or freed

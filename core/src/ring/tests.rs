@@ -585,6 +585,99 @@ fn a_process_that_chooses_fences_first_never_registers_and_its_wakers_always_fen
     run_fence_probes(&["fence_probe_fences_chosen", "fence_probe_fences_too_late"]);
 }
 
+/// A process that registered and then had the kernel refuse `membarrier` (a seccomp filter
+/// installed after building its rings): the first sleeper to find out falls back to fences
+/// for the process, sets its side's "must fence" bit again so that wakers fence, sleeps that
+/// once for at most a millisecond (a wake-up missed meanwhile costs no more), and is then
+/// woken as usual.
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
+#[test]
+fn a_sleeper_repairs_the_handshake_when_the_kernel_refuses_the_barrier_after_registering() {
+    run_fence_probes(&["fence_probe_barrier_refused"]);
+}
+
+/// Makes every later `membarrier` call of this thread, and of threads it starts, fail with
+/// `EPERM`. Returns false where the kernel refuses the filter.
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
+fn refuse_membarrier() -> bool {
+    let nr = libc::SYS_membarrier as u32;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let filter = [
+        // The system call's number: the first word of `struct seccomp_data`.
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: nr,
+        },
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prctl` with these options reads only `program`, which points to `filter`; both
+    // outlive the calls. The filter refuses one system call that pc-core handles failing.
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                core::ptr::from_ref(&program),
+            ) == 0
+    }
+}
+
+/// Run by the test above in a fresh process; does nothing otherwise.
+#[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
+#[test]
+fn fence_probe_barrier_refused() {
+    if std::env::var_os("PC_FENCE_PROBE").is_none() {
+        return;
+    }
+    if !crate::fence::available() {
+        std::println!("SKIP: no expedited membarrier here: nothing to refuse");
+        return;
+    }
+    let ring = HeapRing::<u8>::with_capacity(2);
+    ring.try_push(1).unwrap();
+    assert_eq!(ring.try_pop(), Ok(1));
+    assert!(crate::fence::register(), "not registered");
+    assert!(!ring.tail.waiters.must_fence(), "a waker still fences");
+    if !refuse_membarrier() {
+        std::println!("SKIP: the kernel refused the seccomp filter");
+        return;
+    }
+    std::thread::scope(|s| {
+        let _close = CloseOnPanic(&ring);
+        let consumer = s.spawn(|| ring.pop());
+        until_slept(&ring.tail.waiters, 1);
+        assert!(
+            !crate::fence::register(),
+            "the process still counts on a barrier the kernel refuses"
+        );
+        assert!(
+            ring.tail.waiters.must_fence(),
+            "the sleeper did not make the wakers fence again"
+        );
+        // Nobody wakes it: the capped sleep ends by itself, and the wait sleeps again.
+        until_slept(&ring.tail.waiters, 2);
+        until_asleep(&ring.tail.waiters, 1);
+        ring.push(7).unwrap();
+        assert_eq!(consumer.join().unwrap(), Ok(7), "the sleeper was not woken");
+    });
+}
+
 /// Runs each probe in a process of its own: this test binary, running only that probe.
 #[cfg(all(feature = "std", target_os = "linux", not(miri), not(loom)))]
 fn run_fence_probes(probes: &[&str]) {

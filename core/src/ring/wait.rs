@@ -102,6 +102,7 @@ mod imp {
         /// Times a thread went to sleep here, ever (test support).
         #[cfg(test)]
         sleeps: AtomicUsize,
+
         /// Yields taken by waits here before they parked, ever (test support).
         #[cfg(test)]
         yields_before_parking: AtomicUsize,
@@ -114,6 +115,10 @@ mod imp {
     /// cleared under loom (but by the mutant `waiter_clear_unregistered`, which the models
     /// must catch), nor where the process cannot register: there every waker fences.
     const MUST_FENCE: usize = 1 << (usize::BITS - 1);
+
+    /// The longest a sleep lasts when its handshake was found not whole (`repair_unpaired`).
+    #[cfg(not(loom))]
+    const UNPAIRED_NAP: core::time::Duration = core::time::Duration::from_millis(1);
 
     /// Whether a woken thread that succeeded passes a wake-up on (module docs).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -396,8 +401,12 @@ mod imp {
             // Relaxed: the heavy fence after it publishes the registration to every waker whose
             // light fence comes later, and orders the re-check after every waker's progress
             // whose light fence came earlier (module docs).
-            self.count.fetch_add(1, Ordering::Relaxed);
-            crate::sync::heavy_fence();
+            let before = self.count.fetch_add(1, Ordering::Relaxed);
+            let barrier = crate::sync::heavy_fence();
+            #[cfg(not(loom))]
+            let deadline = self.repair_unpaired(before, barrier, deadline);
+            #[cfg(loom)]
+            let _ = (before, barrier); // the bit is never cleared under loom (but by a mutant)
             let mut woken = false;
             if blocked() {
                 if yielded {
@@ -429,6 +438,31 @@ mod imp {
             // takes the lock for nothing.
             self.count.fetch_sub(1, Ordering::Relaxed);
             woken
+        }
+
+        /// After a heavy fence that was no barrier (`barrier` false): if this side's wakers
+        /// may be skipping their fence (`MUST_FENCE` was clear in `before`, the count this
+        /// sleeper's registration replaced: the process was registered, and then the kernel
+        /// refused the barrier, fence.rs `heavy`), the handshake is not whole, and a waker that
+        /// skipped its fence may have missed this registration while its progress was not yet
+        /// visible to the re-check. Sets the bit, so that wakers fence from now on, and caps
+        /// this sleep at [`UNPAIRED_NAP`] so that such a missed wake-up costs at most that.
+        /// Returns the deadline of this sleep.
+        #[cfg(not(loom))]
+        fn repair_unpaired(
+            &self,
+            before: usize,
+            barrier: bool,
+            deadline: Option<Instant>,
+        ) -> Option<Instant> {
+            if barrier || before & MUST_FENCE != 0 {
+                return deadline;
+            }
+            // Relaxed: publishes nothing but the bit; a waker that reads it fences for real
+            // before it loads the count again (`wake_if_asleep`).
+            self.count.fetch_or(MUST_FENCE, Ordering::Relaxed);
+            let nap = crate::sync::deadline_after(UNPAIRED_NAP);
+            Some(deadline.map_or(nap, |d| d.min(nap)))
         }
     }
 }
