@@ -77,7 +77,11 @@ fn drain_stopped_early_drops_the_rest_and_frees_every_slot() {
     let mut items = ["a", "b", "c", "d"].map(String::from).into_iter();
     assert_eq!(ring.try_push_batch(&mut items), Ok(4));
     let mut out = TakeOne(Vec::new());
-    assert_eq!(ring.try_pop_batch(&mut out, 4), Ok(1), "counts what `out` took");
+    assert_eq!(
+        ring.try_pop_batch(&mut out, 4),
+        Ok(1),
+        "counts what `out` took"
+    );
     assert_eq!(out.0, ["a"]);
     assert!(
         ring.is_empty(),

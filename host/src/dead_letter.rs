@@ -150,18 +150,38 @@ impl DeadLetters {
             .insert(id, name);
     }
 
-    /// An entry for a record the sink did not store.
+    /// An entry for a record the sink did not store, named where it came from: a generated
+    /// record by its producer and seq; a line by its input and line; a broker's message by
+    /// the run that published it (its own run id, producer and seq, as that run's own entries
+    /// name its records), or, for a message no pc-host run published, by its stream and
+    /// sequence number.
     pub fn record_entry(&self, r: &Record, generated: bool, reason: Reason, error: &str) -> Value {
-        let source = if generated {
-            json!({ "producer": r.producer, "seq": r.seq })
-        } else {
-            self.input_source(
-                r.producer,
-                r.seq,
-                (r.end_offset > 0).then_some(r.end_offset),
-            )
+        let (run_id, source) = match r.delivery.as_deref() {
+            Some(d) if d.key_run != 0 => (
+                d.published_by,
+                json!({ "producer": r.producer, "seq": r.seq, "via": "nats" }),
+            ),
+            Some(_) => (
+                self.run_id,
+                json!({
+                    "input": self.input_name(r.producer),
+                    "input_id": r.producer,
+                    "stream_sequence": r.seq,
+                }),
+            ),
+            None if generated => (self.run_id, json!({ "producer": r.producer, "seq": r.seq })),
+            None => (
+                self.run_id,
+                self.input_source(
+                    r.producer,
+                    r.seq,
+                    (r.end_offset > 0).then_some(r.end_offset),
+                ),
+            ),
         };
-        self.entry(reason, error, source, json!({ "record": r.text }))
+        let mut e = self.entry(reason, error, source, json!({ "record": r.text }));
+        e["run_id"] = json!(run_id);
+        e
     }
 
     /// An entry for a line a source could not make a record of: its text if it is UTF-8,

@@ -48,6 +48,9 @@ pub struct Delivery {
     /// run, `producer` and `seq` are the publisher's). 0 for any other message: its row goes to
     /// the consuming run, `producer` is the stream (an input) and `seq` its stream sequence.
     pub key_run: i64,
+    /// The publishing run's own id (as its dead-letter entries carry it) where `key_run` is
+    /// not 0; 0 otherwise.
+    pub published_by: i64,
     /// The subject that acknowledges it to the broker.
     pub ack: String,
 }

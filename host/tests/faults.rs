@@ -218,6 +218,73 @@ fn small_tmpfs(mnt: &Path) -> Option<Mount<'_>> {
     }
 }
 
+/// A stdin source whose dead-letter file fills up fails the run, and every line stdin gave
+/// is in the counts, those still in pc-host's read buffer as well: every byte taken from
+/// stdin is in `read_bytes`, and every line read is rejected, produced or not queued.
+#[test]
+fn stdin_lines_read_when_the_dead_letter_file_fails_are_all_counted() {
+    use std::io::Seek as _;
+    let s = Scratch::new("dead-letter-full-stdin");
+    let mnt = s.path("small");
+    let Some(_mount) = small_tmpfs(&mnt) else {
+        return;
+    };
+    // Every other line is over --max-record-bytes: rejected, and dead-lettered until the
+    // 1 MiB file system is full.
+    let input: String = (0..200_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("ok {i}\n")
+            } else {
+                format!("long {i} {}\n", "x".repeat(40))
+            }
+        })
+        .collect();
+    std::fs::write(s.path("in.txt"), &input).unwrap();
+    let file = std::fs::File::open(s.path("in.txt")).unwrap();
+    // A second descriptor for the same open file: its offset is what pc-host took.
+    let mut shared = file.try_clone().unwrap();
+    let out: Out = common::pc_host(s.dir())
+        .args([
+            "--source",
+            "-",
+            "--db",
+            "t.db",
+            "--max-record-bytes",
+            "20",
+            "--dead-letter",
+            "small/dead.jsonl",
+            "--report-interval",
+            "0",
+            "--output",
+            "json",
+        ])
+        .stdin(file)
+        .output()
+        .expect("run pc-host")
+        .into();
+    assert_eq!(
+        out.code,
+        Some(1),
+        "the dead-letter file filled: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("dead-letter file"), "{}", out.stderr);
+    let v = json(&out);
+    let taken = shared.stream_position().unwrap();
+    assert!(taken < input.len() as u64, "the run read all of stdin: {v}");
+    assert_eq!(
+        u(&v, "read_bytes"),
+        taken,
+        "bytes taken from stdin in no count: {v}"
+    );
+    assert_eq!(
+        u(&v, "read"),
+        u(&v, "rejected") + u(&v, "produced") + u(&v, "not_queued"),
+        "{v}"
+    );
+}
+
 /// Fills the file system at `mnt` with a file named `filler` (remove it to make room again).
 fn fill_up(mnt: &Path) {
     let filler = vec![b'x'; 64 * 1024];

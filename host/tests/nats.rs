@@ -357,6 +357,94 @@ fn foreign_messages_are_stored_once_by_stream_sequence_and_bad_ones_dead_lettere
     verify_ok(s.dir(), "out.db");
 }
 
+/// A record published by a pc-host run that the sink refuses is dead-lettered by the
+/// consuming run under its publisher's run id, producer and seq (as the publisher's own entries
+/// name its records), and `verify` given that file accepts the run with it missing.
+#[test]
+fn a_published_record_the_sink_refuses_is_dead_lettered_by_its_publisher_and_seq() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-refused");
+    let stream = TestStream::new(&url, "refused");
+    let published = finish_json(publish(&s, &stream, "1", "20"));
+    let publisher = published["run_id"]
+        .as_i64()
+        .expect("the publisher's run id");
+    // And a message no pc-host run published, refused too: named by its stream sequence.
+    let foreign_seq = stream.messages() + 1;
+    stream.publish_raw(&[b"foreign, refused"]);
+    // The database, with a trigger that refuses seq 7.
+    let made = run_json(
+        s.dir(),
+        &["--db", "out.db", "--messages", "1", "--rps", "0"],
+    );
+    assert_eq!(u(&made, "stored"), 1);
+    rusqlite::Connection::open(s.path("out.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_seven BEFORE INSERT ON messages
+             WHEN NEW.message LIKE 'Message from producer 0: #7.%'
+               OR NEW.message = 'foreign, refused'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .unwrap();
+    let source = stream.source("consumer=r&until=empty");
+    let v = run_json(
+        s.dir(),
+        &[
+            "--source",
+            &source,
+            "--db",
+            "out.db",
+            "--dead-letter",
+            "dl.jsonl",
+        ],
+    );
+    assert_eq!((u(&v, "stored"), u(&v, "dead_lettered")), (19, 2), "{v}");
+    let dl = std::fs::read_to_string(s.path("dl.jsonl")).expect("dead letters");
+    let entries: Vec<Value> = dl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (ours, foreign): (Vec<_>, Vec<_>) = entries
+        .iter()
+        .partition(|e| e["record"] != "foreign, refused");
+    let (entry, foreign) = (ours[0], foreign[0]);
+    assert_eq!(entry["run_id"], publisher, "{entry}");
+    assert_eq!(entry["source"]["producer"], 0, "{entry}");
+    assert_eq!(entry["source"]["seq"], 7, "{entry}");
+    assert!(entry["source"].get("line").is_none(), "{entry}");
+    assert_eq!(
+        foreign["run_id"], v["run_id"],
+        "the consuming run's own row: {foreign}"
+    );
+    assert_eq!(
+        foreign["source"]["stream_sequence"], foreign_seq,
+        "{foreign}"
+    );
+    assert_eq!(
+        foreign["source"]["input"],
+        format!("nats:{}", stream.name),
+        "{foreign}"
+    );
+    let verify = |extra: &[&str]| -> common::Out {
+        pc_host(s.dir())
+            .args(["verify", "--db", "out.db"])
+            .args(extra)
+            .output()
+            .expect("verify")
+            .into()
+    };
+    let out = verify(&["--dead-letter", "dl.jsonl"]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let out = verify(&[]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("give it with --dead-letter"),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn a_lanes_publisher_counts_each_lane_and_a_nats_source_feeds_the_lane_it_names() {
     let Some(url) = nats_url() else { return };
@@ -585,6 +673,7 @@ fn a_record_delivered_twice_is_stored_once() {
         text: format!("Message from producer 0: #{seq}"),
         delivery: Some(Box::new(Delivery {
             key_run,
+            published_by: origin.run,
             ack: String::new(),
         })),
         ..Record::default()

@@ -144,6 +144,31 @@ impl Read for StdinPoll {
     }
 }
 
+impl StdinPoll {
+    /// Moves fd 0 back by `read_ahead` bytes, read from it but not taken, if it is a regular
+    /// file: the next reader of the same descriptor then starts after the last line taken, as
+    /// `head` leaves it. A pipe or terminal cannot go back: there the read-ahead is gone.
+    /// Returns whether it moved.
+    pub fn give_back(read_ahead: u64) -> bool {
+        let Ok(back) = libc::off_t::try_from(read_ahead) else {
+            return false;
+        };
+        if back == 0 {
+            return false;
+        }
+        // SAFETY: `stat` is a plain C struct for which all zeroes is a valid value, and fstat
+        // writes at most one `struct stat` into it; fd 0 is not closed by this process.
+        let regular = unsafe {
+            let mut stat: libc::stat = core::mem::zeroed();
+            libc::fstat(libc::STDIN_FILENO, &mut stat) == 0
+                && stat.st_mode & libc::S_IFMT == libc::S_IFREG
+        };
+        // SAFETY: lseek only moves fd 0's offset; on a regular file, back from the current
+        // offset by bytes that were read from it, so never before its start.
+        regular && unsafe { libc::lseek(libc::STDIN_FILENO, -back, libc::SEEK_CUR) } >= 0
+    }
+}
+
 /// One line as read: its bytes without the line end, and how many bytes it took in the input.
 #[derive(Debug)]
 pub struct RawLine {

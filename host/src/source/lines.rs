@@ -131,26 +131,39 @@ impl LineSource<'_> {
     pub fn run(mut self) -> anyhow::Result<Ended> {
         let mut next = self.resume;
         let mut buf: Vec<Record> = Vec::with_capacity(self.cx.chunk as usize);
+        let read = self.read_all(&mut next, &mut buf);
+        if read.is_err() {
+            self.count_rest_of_stdin(&mut next, &mut buf);
+        }
+        read
+    }
+
+    /// [`run`](Self::run)'s loop.
+    fn read_all(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<Ended> {
         let mut nap = Duration::from_millis(1);
         let mut ended = Ended::default();
         let mut reserved = Reserved::default();
         loop {
             let want = self.claim(self.cx.chunk);
             if want == 0 {
-                return Ok(self.with_final_position(ended, next)); // --messages reached
+                // --messages reached.
+                if let Input::Stdin(reader) = &self.input {
+                    StdinPoll::give_back(reader.pending());
+                }
+                return Ok(self.with_final_position(ended, *next));
             }
             let Take::Go { grant, .. } = self.cx.take(want, &mut reserved) else {
                 self.unclaim(want);
-                self.rest_of_stdin(&mut next, &mut buf)?;
-                return Ok(self.with_final_position(ended, next));
+                self.rest_of_stdin(next, buf)?;
+                return Ok(self.with_final_position(ended, *next));
             };
             let granted = grant.map_or(want, |g| g.count());
             self.unclaim(want - granted);
-            let (chunk, accepted) = self.read_chunk(granted, &mut next, &mut buf)?;
+            let (chunk, accepted) = self.read_chunk(granted, next, buf)?;
             self.unclaim(granted - accepted);
-            if !self.push(&mut buf)? {
+            if !self.push(buf)? {
                 // The run is being torn down: what was read is not all in.
-                self.rest_of_stdin(&mut next, &mut buf)?;
+                self.rest_of_stdin(next, buf)?;
                 return Ok(ended);
             }
             if let Chunk::Full = chunk {
@@ -168,18 +181,18 @@ impl LineSource<'_> {
                 continue;
             }
             if !follow {
-                if self.truncated_while_read(&mut next) {
-                    return Ok(self.with_final_position(ended, next));
+                if self.truncated_while_read(next) {
+                    return Ok(self.with_final_position(ended, *next));
                 }
-                if !self.finish_input(&mut next, &mut buf, Last::MayGrow)? {
+                if !self.finish_input(next, buf, Last::MayGrow)? {
                     return Ok(ended);
                 }
-                return Ok(self.with_final_position(ended, next));
+                return Ok(self.with_final_position(ended, *next));
             }
             if self.cx.stop.load(Ordering::Relaxed) {
-                return Ok(self.with_final_position(ended, next));
+                return Ok(self.with_final_position(ended, *next));
             }
-            match self.follow_turn(&mut next, &mut buf)? {
+            match self.follow_turn(next, buf)? {
                 Turn::Wait => {
                     std::thread::sleep(nap);
                     nap = (nap * 2).min(MAX_FOLLOW_NAP);
@@ -522,6 +535,45 @@ impl LineSource<'_> {
             }
             if matches!(chunk, Chunk::End) {
                 return Ok(());
+            }
+        }
+    }
+
+    /// After the run failed with stdin still holding lines it had given (in the read
+    /// buffer, and a partial last line): they can be read from nowhere else, and the failure
+    /// (the dead-letter file refusing writes, say) leaves no place to put them, so they are
+    /// counted, records as not queued and lines that could not be records as rejected, and
+    /// every line stdin gave is in the counts. Nothing more is read from stdin. A file's
+    /// unread lines need nothing: the next run reads them.
+    fn count_rest_of_stdin(&mut self, next: &mut Resume, buf: &mut Vec<Record>) {
+        let Input::Stdin(reader) = &mut self.input else {
+            return;
+        };
+        reader.get_mut().done = true;
+        loop {
+            // A read error now ends the count: what stdin holds past it cannot be read.
+            let Ok((chunk, _)) = self.read_chunk(u64::MAX, next, buf) else {
+                break;
+            };
+            if let Input::Stdin(reader) = &mut self.input
+                && matches!(chunk, Chunk::End)
+                && let Some(line) = reader.finish()
+            {
+                bump(&self.stats.read, 1);
+                bump(&self.stats.read_bytes, line.consumed);
+                let now = self.cx.clock.now();
+                let line = self.parse(line);
+                self.accept(line, now, next, buf);
+            }
+            // Within a `--messages` budget, as `rest_of_stdin` pushes: what it leaves out
+            // stays unread, as `head` leaves what it read ahead.
+            let within = self.claim(buf.len() as u64);
+            bump(&self.stats.not_queued, within.min(buf.len() as u64));
+            buf.clear();
+            // Counted as rejected when read; the dead-letter file is not tried again.
+            self.rejects.clear();
+            if matches!(chunk, Chunk::End) {
+                break;
             }
         }
     }

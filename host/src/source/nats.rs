@@ -324,16 +324,22 @@ impl NatsSource<'_> {
             Err(_) => return self.reject(m, stream_seq, "not valid UTF-8"),
         };
         let identity = headers.and_then(nats::record_identity);
-        let (key_run, producer, seq, created_at) = match identity {
+        let (key_run, published_by, producer, seq, created_at) = match identity {
             Some((run, producers, producer, seq, created)) => {
                 let origin = Origin {
                     run,
                     producers,
                     started_at: created,
                 };
-                (self.local_run(origins, &origin)?, producer, seq, created)
+                (
+                    self.local_run(origins, &origin)?,
+                    run,
+                    producer,
+                    seq,
+                    created,
+                )
             }
-            None => (0, self.stream_input, stream_seq, published),
+            None => (0, 0, self.stream_input, stream_seq, published),
         };
         let now = self.cx.clock.now();
         let age = u64::try_from(self.cx.unix(now).saturating_sub(created_at)).unwrap_or(0);
@@ -346,7 +352,11 @@ impl NatsSource<'_> {
             tail: 0,
             replaces: false,
             text,
-            delivery: Some(Box::new(Delivery { key_run, ack })),
+            delivery: Some(Box::new(Delivery {
+                key_run,
+                published_by,
+                ack,
+            })),
             lane: self.cx.lane,
         }))
     }

@@ -338,13 +338,28 @@ fn missing_seqs(c: &RunCheck, given: Option<&Path>, problems: &mut Vec<String>) 
         .zip(&info.produced)
         .map(|(seen, &want)| want.saturating_sub(seen.count))
         .sum();
-    let counted = info.dead_lettered;
+    // A run recorded from NATS counts what its publisher dead-lettered; a run that consumed
+    // its records may have dead-lettered others (refused by this sink), in a file of its own,
+    // under the publisher's run id. Given that file, the run is judged by its entries alone.
+    let from_nats = info.dead_letters.published_by.is_some();
+    let counted = if from_nats && given.is_some() {
+        None
+    } else {
+        info.dead_lettered
+    };
     if missing == 0 && counted.unwrap_or(0) == 0 {
         return (String::new(), false);
     }
     if counted == Some(0) {
         // Seqs are missing, and none was dead-lettered.
         problems.extend(gaps(c, &HashMap::new(), "missing"));
+        if from_nats {
+            problems.push(
+                "the run was published through NATS: records a consuming run could not store \
+                 are in that run's dead-letter file; give it with --dead-letter"
+                    .to_owned(),
+            );
+        }
         return (String::new(), false);
     }
     let id = info.dead_letters.published_by.unwrap_or(info.run_id);

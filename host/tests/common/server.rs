@@ -798,6 +798,7 @@ pub fn delivered(producer: u32, seq: u64) -> Record {
         text: format!("{producer}/{seq}"),
         delivery: Some(Box::new(pc_host::message::Delivery {
             key_run: 0,
+            published_by: 0,
             ack: String::new(),
         })),
         ..Record::default()
