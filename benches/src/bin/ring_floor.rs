@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use pc_benches::ab::median;
 use pc_benches::ring::floor::{StampCas, StampPlain, StampPlainLocked};
 use pc_benches::ring::{self, Flavor, Pc};
 
@@ -59,17 +60,6 @@ fn parse_args(args: &[String]) -> (usize, u64) {
     (repeats, messages)
 }
 
-/// The median (the mean of the middle two for an even count).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        f64::midpoint(v[n / 2 - 1], v[n / 2])
-    }
-}
-
 /// One 1P1C single-message run of `F`: M msg/s.
 fn run<F: Flavor>(cores: &[core_affinity::CoreId], messages: u64) -> f64 {
     let elapsed: Duration = ring::spsc_throughput::<F>(cores, messages, 1);
@@ -101,7 +91,7 @@ fn main() {
             samples[i].push(f(&cores, messages));
         }
     }
-    let medians: Vec<f64> = samples.iter().map(|s| median(s.clone())).collect();
+    let medians: Vec<f64> = samples.iter().map(|s| median(s)).collect();
     let cas = medians[1];
     println!("| ring | M msg/s, median | vs stamps, CAS claim | samples |");
     println!("|---|---:|---:|---|");

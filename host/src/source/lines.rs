@@ -512,15 +512,8 @@ impl LineSource<'_> {
         reader.get_mut().done = true;
         loop {
             let (chunk, _) = self.read_chunk(u64::MAX, next, buf)?;
-            if let Input::Stdin(reader) = &mut self.input
-                && matches!(chunk, Chunk::End)
-                && let Some(line) = reader.finish()
-            {
-                bump(&self.stats.read, 1);
-                bump(&self.stats.read_bytes, line.consumed);
-                let now = self.cx.clock.now();
-                let line = self.parse(line);
-                self.accept(line, now, next, buf);
+            if matches!(chunk, Chunk::End) {
+                self.accept_last_stdin_line(next, buf);
             }
             let within = self.claim(buf.len() as u64);
             buf.truncate(usize::try_from(within).unwrap_or(usize::MAX));
@@ -536,6 +529,20 @@ impl LineSource<'_> {
             if matches!(chunk, Chunk::End) {
                 return Ok(());
             }
+        }
+    }
+
+    /// At the end of what stdin gave once it is done: its last line, if it had no line end,
+    /// read and accepted as any.
+    fn accept_last_stdin_line(&mut self, next: &mut Resume, buf: &mut Vec<Record>) {
+        if let Input::Stdin(reader) = &mut self.input
+            && let Some(line) = reader.finish()
+        {
+            bump(&self.stats.read, 1);
+            bump(&self.stats.read_bytes, line.consumed);
+            let now = self.cx.clock.now();
+            let line = self.parse(line);
+            self.accept(line, now, next, buf);
         }
     }
 
@@ -555,15 +562,8 @@ impl LineSource<'_> {
             let Ok((chunk, _)) = self.read_chunk(u64::MAX, next, buf) else {
                 break;
             };
-            if let Input::Stdin(reader) = &mut self.input
-                && matches!(chunk, Chunk::End)
-                && let Some(line) = reader.finish()
-            {
-                bump(&self.stats.read, 1);
-                bump(&self.stats.read_bytes, line.consumed);
-                let now = self.cx.clock.now();
-                let line = self.parse(line);
-                self.accept(line, now, next, buf);
+            if matches!(chunk, Chunk::End) {
+                self.accept_last_stdin_line(next, buf);
             }
             // Within a `--messages` budget, as `rest_of_stdin` pushes: what it leaves out
             // stays unread, as `head` leaves what it read ahead.
