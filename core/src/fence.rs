@@ -25,8 +25,8 @@
 //!   operation then pays a barrier instruction. A filter installed after the process
 //!   registered (build the rings, then sandbox) makes a later `heavy()` fail: the process then
 //!   falls back to fences for good, and each sleeping side repairs its handshake on its next
-//!   sleep, which for that once lasts at most a millisecond before it looks again
-//!   (ring/wait.rs, `park`).
+//!   sleep, which for that once lasts at most a millisecond before it looks again and passes
+//!   a wake-up on if another slot is ready (ring/wait.rs, `park`).
 //! - `heavy()` costs a system call and an interrupt of every CPU running this process: a few
 //!   microseconds. Only threads about to sleep pay it.
 

@@ -182,17 +182,22 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
             };
         }
         let mut drained = DrainedLanes::default();
-        let mut taken = 0;
+        // `max` is spent, and empty told from closed, by the values popped; what `out` took
+        // of them is the answer.
+        let (mut popped, mut taken) = (0, 0);
         for lane in self.scan().order() {
-            match self.rings()[lane].try_pop_batch_or(out, max - taken, lost_race) {
-                Ok(n) => taken += n,
+            match self.rings()[lane].try_pop_batch_counted(out, max - popped, lost_race) {
+                Ok(n) => {
+                    popped += n.popped;
+                    taken += n.taken;
+                }
                 Err(e) => drained.saw(e)?,
             }
-            if taken == max {
+            if popped == max {
                 break;
             }
         }
-        if taken > 0 {
+        if popped > 0 {
             Ok(taken)
         } else {
             Err(drained.verdict())

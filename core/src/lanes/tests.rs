@@ -415,3 +415,18 @@ fn a_lost_race_is_reported_only_when_the_other_consumer_took_the_position() {
         );
     }
 }
+
+/// A batch pop into an `Extend` that takes nothing still popped (and dropped) values: the
+/// lanes are neither `Closed` nor `Empty` then, and `max` is spent by what was popped.
+#[test]
+fn a_batch_pop_whose_extend_takes_nothing_is_not_closed_and_spends_max_by_values_popped() {
+    struct TakeNone;
+    impl Extend<usize> for TakeNone {
+        fn extend<I: IntoIterator<Item = usize>>(&mut self, _: I) {}
+    }
+    let lanes = HeapLanes::<usize>::with_capacities(&[8, 8]);
+    fill(&lanes, 3);
+    assert_eq!(lanes.try_pop_batch(&mut TakeNone, 4), Ok(0));
+    assert!(!lanes.is_closed());
+    assert_eq!(lanes.len(), 2, "popped 4 of the 6, no more");
+}

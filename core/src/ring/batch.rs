@@ -246,25 +246,41 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         E: Extend<T>,
     {
+        self.try_pop_batch_counted(out, max, lost_race)
+            .map(|p| p.taken)
+    }
+
+    /// [`try_pop_batch_or`](Self::try_pop_batch_or), saying both how many values it popped
+    /// and how many of them `out` took: the lanes' batch pop spends its `max`, and tells
+    /// empty from closed, by the first.
+    pub(crate) fn try_pop_batch_counted<E>(
+        &self,
+        out: &mut E,
+        max: usize,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<Popped, PopError>
+    where
+        E: Extend<T>,
+    {
         if max == 0 {
             // Relaxed: the head only says which position to ask about; `empty_or_closed`
             // acquires what decides the answer. An older head is at most the tail too.
             let head = self.head.index.load(Ordering::Relaxed);
             return match self.empty_or_closed(head) {
                 PopError::Closed => Err(PopError::Closed),
-                PopError::Empty => Ok(0),
+                PopError::Empty => Ok(Popped::default()),
             };
         }
         loop {
             let mut drain = self.claim_ready(max.min(self.capacity()), lost_race)?;
-            let count = drain.len();
+            let popped = drain.len();
             out.extend(&mut drain);
             // What `out` took: an `Extend` may return before the drain is exhausted.
-            let taken = count - drain.len();
+            let taken = popped - drain.len();
             // Drops the values `out` left, if any, and frees the run's slots.
             drop(drain);
-            if count > 0 {
-                return Ok(taken);
+            if popped > 0 {
+                return Ok(Popped { popped, taken });
             }
             // Only holes were claimed (and skipped): look again.
         }
@@ -465,6 +481,14 @@ impl<T, S: Storage<T>> Drop for Claim<'_, T, S> {
         ring.slot(start).stamp.store(first, PUBLISH);
         ring.tail.waiters.notify(published);
     }
+}
+
+/// What a batch pop moved: the values it popped, and how many of them its `Extend` took (the
+/// rest were dropped).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Popped {
+    pub(crate) popped: usize,
+    pub(crate) taken: usize,
 }
 
 /// The values of a batch claimed at the head, moved out one by one as the iterator is advanced.

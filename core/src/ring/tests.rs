@@ -670,8 +670,16 @@ fn fence_probe_barrier_refused() {
             ring.tail.waiters.must_fence(),
             "the sleeper did not make the wakers fence again"
         );
-        // Nobody wakes it: the capped sleep ends by itself, and the wait sleeps again.
-        until_slept(&ring.tail.waiters, 2);
+        // Nobody wakes it: the capped sleep ends by itself, and the wait sleeps again. (Bounded,
+        // so that a sleep that is not capped fails the test instead of hanging it.)
+        let give_up = std::time::Instant::now() + core::time::Duration::from_secs(60);
+        while ring.tail.waiters.sleeps() < 2 {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the capped sleep never ended"
+            );
+            std::thread::yield_now();
+        }
         until_asleep(&ring.tail.waiters, 1);
         ring.push(7).unwrap();
         assert_eq!(consumer.join().unwrap(), Ok(7), "the sleeper was not woken");

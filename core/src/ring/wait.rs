@@ -265,7 +265,9 @@ mod imp {
                     // Relaxed: publishes nothing but the bit itself. A waker that reads it clear
                     // relies on the process's registration, a kernel fact already in force, and
                     // on every later heavy fence being a membarrier even in a thread that still
-                    // reads the strategy as undecided (fence.rs, `register`).
+                    // reads the strategy as undecided (fence.rs, `register`), or, if the kernel
+                    // starts refusing the barrier, on the sleeper that finds out setting the bit
+                    // again (`repair_unpaired`).
                     self.count.fetch_and(!MUST_FENCE, Ordering::Relaxed);
                 }
             }
@@ -404,9 +406,12 @@ mod imp {
             let before = self.count.fetch_add(1, Ordering::Relaxed);
             let barrier = crate::sync::heavy_fence();
             #[cfg(not(loom))]
-            let deadline = self.repair_unpaired(before, barrier, deadline);
+            let (deadline, capped) = self.repair_unpaired(before, barrier, deadline);
             #[cfg(loom)]
-            let _ = (before, barrier); // the bit is never cleared under loom (but by a mutant)
+            let capped = {
+                let _ = (before, barrier); // the bit is never cleared under loom (but by a mutant)
+                false
+            };
             let mut woken = false;
             if blocked() {
                 if yielded {
@@ -426,6 +431,10 @@ mod imp {
                         break;
                     }
                     if timed_out {
+                        // A capped sleep (`repair_unpaired`) may have missed the wake-up of
+                        // more than one sleeper: its end counts as a wake-up taken, so that a
+                        // pop that then succeeds passes one on if another slot is ready.
+                        woken = capped;
                         break;
                     }
                 }
@@ -446,23 +455,26 @@ mod imp {
         /// refused the barrier, fence.rs `heavy`), the handshake is not whole, and a waker that
         /// skipped its fence may have missed this registration while its progress was not yet
         /// visible to the re-check. Sets the bit, so that wakers fence from now on, and caps
-        /// this sleep at [`UNPAIRED_NAP`] so that such a missed wake-up costs at most that.
-        /// Returns the deadline of this sleep.
+        /// this sleep at [`UNPAIRED_NAP`]. Such a waker may have missed sleepers that came
+        /// after this one too (they found the bit set, and sleep uncapped): so when the capped
+        /// sleep ends it counts as a wake-up taken (`park`), and the wait passes one on if it
+        /// then succeeds with another slot ready, a chain that reaches each of them. Returns
+        /// the deadline of this sleep, and whether it was capped.
         #[cfg(not(loom))]
         fn repair_unpaired(
             &self,
             before: usize,
             barrier: bool,
             deadline: Option<Instant>,
-        ) -> Option<Instant> {
+        ) -> (Option<Instant>, bool) {
             if barrier || before & MUST_FENCE != 0 {
-                return deadline;
+                return (deadline, false);
             }
             // Relaxed: publishes nothing but the bit; a waker that reads it fences for real
             // before it loads the count again (`wake_if_asleep`).
             self.count.fetch_or(MUST_FENCE, Ordering::Relaxed);
             let nap = crate::sync::deadline_after(UNPAIRED_NAP);
-            Some(deadline.map_or(nap, |d| d.min(nap)))
+            (Some(deadline.map_or(nap, |d| d.min(nap))), true)
         }
     }
 }

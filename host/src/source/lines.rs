@@ -503,8 +503,8 @@ impl LineSource<'_> {
     /// (whole lines in the read buffer, then a line the stop cut, as it is) cannot be read
     /// again, so they go where this chunk's would: pushed while the ring is open, else
     /// dead-lettered or counted as not queued ([`Self::push`]). Nothing more is read; a
-    /// `--messages` budget still caps what is pushed (what it leaves out stays unread, as
-    /// `head` leaves what it read ahead).
+    /// `--messages` budget still caps what is pushed (what it leaves out is dropped
+    /// uncounted, as `head` drops what it read ahead).
     fn rest_of_stdin(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<()> {
         let Input::Stdin(reader) = &mut self.input else {
             return Ok(());
@@ -557,6 +557,10 @@ impl LineSource<'_> {
             return;
         };
         reader.get_mut().done = true;
+        // Records the failure left in `buf` (a read error mid-chunk) were claimed from the
+        // `--messages` budget when read.
+        bump(&self.stats.not_queued, buf.len() as u64);
+        buf.clear();
         loop {
             // A read error now ends the count: what stdin holds past it cannot be read.
             let Ok((chunk, _)) = self.read_chunk(u64::MAX, next, buf) else {
@@ -565,8 +569,9 @@ impl LineSource<'_> {
             if matches!(chunk, Chunk::End) {
                 self.accept_last_stdin_line(next, buf);
             }
-            // Within a `--messages` budget, as `rest_of_stdin` pushes: what it leaves out
-            // stays unread, as `head` leaves what it read ahead.
+            // Within a `--messages` budget, as `rest_of_stdin` pushes: lines past it are
+            // dropped uncounted, as `head` drops what it read ahead (README, the JSON's
+            // `read`).
             let within = self.claim(buf.len() as u64);
             bump(&self.stats.not_queued, within.min(buf.len() as u64));
             buf.clear();
