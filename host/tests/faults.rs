@@ -223,7 +223,6 @@ fn small_tmpfs(mnt: &Path) -> Option<Mount<'_>> {
 /// stdin is in `read_bytes`, and every line read is rejected, produced or not queued.
 #[test]
 fn stdin_lines_read_when_the_dead_letter_file_fails_are_all_counted() {
-    use std::io::Seek as _;
     let s = Scratch::new("dead-letter-full-stdin");
     let mnt = s.path("small");
     let Some(_mount) = small_tmpfs(&mnt) else {
@@ -241,11 +240,9 @@ fn stdin_lines_read_when_the_dead_letter_file_fails_are_all_counted() {
         })
         .collect();
     std::fs::write(s.path("in.txt"), &input).unwrap();
-    let file = std::fs::File::open(s.path("in.txt")).unwrap();
-    // A second descriptor for the same open file: its offset is what pc-host took.
-    let mut shared = file.try_clone().unwrap();
-    let out: Out = common::pc_host(s.dir())
-        .args([
+    let (out, taken) = common::run_with_file_stdin(
+        s.dir(),
+        &[
             "--source",
             "-",
             "--db",
@@ -258,11 +255,9 @@ fn stdin_lines_read_when_the_dead_letter_file_fails_are_all_counted() {
             "0",
             "--output",
             "json",
-        ])
-        .stdin(file)
-        .output()
-        .expect("run pc-host")
-        .into();
+        ],
+        "in.txt",
+    );
     assert_eq!(
         out.code,
         Some(1),
@@ -271,7 +266,6 @@ fn stdin_lines_read_when_the_dead_letter_file_fails_are_all_counted() {
     );
     assert!(out.stderr.contains("dead-letter file"), "{}", out.stderr);
     let v = json(&out);
-    let taken = shared.stream_position().unwrap();
     assert!(taken < input.len() as u64, "the run read all of stdin: {v}");
     assert_eq!(
         u(&v, "read_bytes"),

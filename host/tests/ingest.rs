@@ -553,35 +553,26 @@ fn a_rejected_last_line_is_committed_so_a_rerun_resumes_at_the_end() {
 /// `head -n N` does, so the next reader of the same descriptor reads on from line N + 1.
 #[test]
 fn stdin_from_a_file_is_left_after_the_last_line_taken_with_messages() {
-    use std::io::Seek as _;
     let s = Scratch::new("ingest-stdin-messages");
     let input: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
     std::fs::write(s.path("in.txt"), &input).unwrap();
-    let file = std::fs::File::open(s.path("in.txt")).unwrap();
-    // A second descriptor for the same open file: it shares the offset pc-host leaves.
-    let mut shared = file.try_clone().unwrap();
-    let out: Out = common::pc_host(s.dir())
-        .args([
-            "--source",
-            "-",
-            "--messages",
-            "10",
-            "--db",
-            "t.db",
-            "--output",
-            "json",
-        ])
-        .stdin(file)
-        .output()
-        .expect("run pc-host")
-        .into();
+    let args = [
+        "--source",
+        "-",
+        "--messages",
+        "10",
+        "--db",
+        "t.db",
+        "--output",
+        "json",
+    ];
+    let (out, offset) = common::run_with_file_stdin(s.dir(), &args, "in.txt");
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     let v = json(&out);
     assert_eq!(u(&v, "stored"), 10, "{v}");
     let after_ten: u64 = (1..=10).map(|i: u64| i.to_string().len() as u64 + 1).sum();
     assert_eq!(
-        shared.stream_position().unwrap(),
-        after_ten,
+        offset, after_ten,
         "the next reader does not start at line 11"
     );
 }

@@ -88,6 +88,21 @@ pub fn run(dir: &Path, args: &[&str]) -> Out {
         .into()
 }
 
+/// Runs pc-host with `args` and the file `input` (in `dir`) as its stdin; its output, and the
+/// offset it left the file at (read through a second descriptor of the same open file).
+pub fn run_with_file_stdin(dir: &Path, args: &[&str], input: &str) -> (Out, u64) {
+    use std::io::Seek as _;
+    let file = std::fs::File::open(dir.join(input)).expect("open the input");
+    let mut shared = file.try_clone().expect("a second descriptor");
+    let out = pc_host(dir)
+        .args(args)
+        .stdin(file)
+        .output()
+        .expect("run pc-host")
+        .into();
+    (out, shared.stream_position().expect("the offset"))
+}
+
 pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     let mut cmd = pc_host(dir);
     cmd.args(args);
