@@ -161,14 +161,7 @@ impl DeadLetters {
                 d.published_by,
                 json!({ "producer": r.producer, "seq": r.seq, "via": "nats" }),
             ),
-            Some(_) => (
-                self.run_id,
-                json!({
-                    "input": self.input_name(r.producer),
-                    "input_id": r.producer,
-                    "stream_sequence": r.seq,
-                }),
-            ),
+            Some(_) => (self.run_id, self.stream_source(r.producer, r.seq)),
             None if generated => (self.run_id, json!({ "producer": r.producer, "seq": r.seq })),
             None => (
                 self.run_id,
@@ -179,9 +172,7 @@ impl DeadLetters {
                 ),
             ),
         };
-        let mut e = self.entry(reason, error, source, json!({ "record": r.text }));
-        e["run_id"] = json!(run_id);
-        e
+        self.entry_of(run_id, reason, error, source, json!({ "record": r.text }))
     }
 
     /// An entry for a line a source could not make a record of: its text if it is UTF-8,
@@ -210,11 +201,7 @@ impl DeadLetters {
         bytes: Option<&[u8]>,
         error: &str,
     ) -> Value {
-        let source = json!({
-            "input": self.input_name(input),
-            "input_id": input,
-            "stream_sequence": stream_sequence,
-        });
+        let source = self.stream_source(input, stream_sequence);
         self.entry(Reason::Rejected, error, source, record_fields(bytes))
     }
 
@@ -231,11 +218,30 @@ impl DeadLetters {
         json!({ "input": name, "input_id": input, "line": line + 1, "end_offset": end_offset })
     }
 
+    /// A message of input `input`, a broker's stream, by its stream sequence number.
+    fn stream_source(&self, input: u32, stream_sequence: u64) -> Value {
+        let name = self.input_name(input);
+        json!({ "input": name, "input_id": input, "stream_sequence": stream_sequence })
+    }
+
+    /// An entry of this run.
     fn entry(&self, reason: Reason, error: &str, source: Value, record: Value) -> Value {
+        self.entry_of(self.run_id, reason, error, source, record)
+    }
+
+    /// An entry carrying `run_id`: this run's, or the publisher's of a record it consumed.
+    fn entry_of(
+        &self,
+        run_id: i64,
+        reason: Reason,
+        error: &str,
+        source: Value,
+        record: Value,
+    ) -> Value {
         let mut e = json!({
             MARK: VERSION,
             "time": humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
-            "run_id": self.run_id,
+            "run_id": run_id,
             "reason": reason.as_str(),
             "error": error,
             "source": source,
