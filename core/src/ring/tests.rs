@@ -147,9 +147,12 @@ fn until_asleep(waiters: &super::Waiters, n: usize) {
     }
 }
 
-/// Spins (yielding) until threads have gone to sleep on `waiters` `n` times in all.
+/// Spins (yielding) until threads have gone to sleep on `waiters` `n` times in all; fails,
+/// rather than hangs, if that has not happened within a minute.
 fn until_slept(waiters: &super::Waiters, n: usize) {
+    let give_up = std::time::Instant::now() + core::time::Duration::from_secs(60);
     while waiters.sleeps() < n {
+        assert!(std::time::Instant::now() < give_up, "{n} sleeps never came");
         std::thread::yield_now();
     }
 }
@@ -670,16 +673,8 @@ fn fence_probe_barrier_refused() {
             ring.tail.waiters.must_fence(),
             "the sleeper did not make the wakers fence again"
         );
-        // Nobody wakes it: the capped sleep ends by itself, and the wait sleeps again. (Bounded,
-        // so that a sleep that is not capped fails the test instead of hanging it.)
-        let give_up = std::time::Instant::now() + core::time::Duration::from_secs(60);
-        while ring.tail.waiters.sleeps() < 2 {
-            assert!(
-                std::time::Instant::now() < give_up,
-                "the capped sleep never ended"
-            );
-            std::thread::yield_now();
-        }
+        // Nobody wakes it: the capped sleep ends by itself, and the wait sleeps again.
+        until_slept(&ring.tail.waiters, 2);
         until_asleep(&ring.tail.waiters, 1);
         ring.push(7).unwrap();
         assert_eq!(consumer.join().unwrap(), Ok(7), "the sleeper was not woken");
