@@ -15,6 +15,9 @@
 //! - A batch push takes an item from its iterator only once a slot is claimed for it.
 //! - With `std`, a blocked push or pop is woken by the pop or push that frees or publishes its
 //!   slot (one sleeper per slot; `close` wakes all), with no timeout involved.
+//! - Split into handles ([`RingCore::split`]: a [`ring::Producer`] and a [`ring::Consumer`],
+//!   each `Clone` and `Send`), a side with one handle claims its positions with a plain store
+//!   instead of a compare-and-swap, with the same guarantees; the last producer's drop closes.
 //!
 //! ## The ring: non-guarantees
 //! - **Not strictly lock-free.** A producer preempted between claiming a slot and publishing it
@@ -90,7 +93,8 @@
 //! Each atomic operation in the source says what it publishes or acquires and what it pairs
 //! with. In short: slot stamps carry the data (Release to publish, Acquire to take); index CASes
 //! only claim positions (Relaxed for producers, Release for consumers so that `len` never sees
-//! the tail behind the head); the blocking layer's sleep/wake handshake is an asymmetric fence
+//! the tail behind the head), as do a sole handle's plain stores (its `Acquire` load of its
+//! side's handle count takes the claims of the handles dropped before it: `ring/split.rs`); the blocking layer's sleep/wake handshake is an asymmetric fence
 //! (a compiler fence on every operation, a `membarrier` system call by a thread about to sleep:
 //! `ring/wait.rs`), so no operation pays a barrier or a `SeqCst` access. A program whose calls
 //! are batches and whose threads sleep often can choose a `SeqCst` fence on both sides instead

@@ -12,8 +12,8 @@
 //!   CAS atomics; configure that crate's own features for your target).
 //! - otherwise: `core::sync::atomic`, and with `std` its `Mutex`, `Condvar` and `Instant`.
 
-#[cfg(all(feature = "std", not(loom), not(feature = "portable-atomic")))]
-use core::sync::atomic::AtomicU32; // the yield budget's
+#[cfg(all(not(loom), not(feature = "portable-atomic")))]
+pub(crate) use core::sync::atomic::AtomicU32;
 #[cfg(all(not(loom), not(feature = "portable-atomic"), target_has_atomic = "64"))]
 #[allow(unused_imports)] // used by the token bucket
 pub(crate) use core::sync::atomic::AtomicU64;
@@ -21,12 +21,10 @@ pub(crate) use core::sync::atomic::AtomicU64;
 pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(loom)]
 #[allow(unused_imports)]
-pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-#[cfg(all(feature = "std", not(loom), feature = "portable-atomic"))]
-use portable_atomic::AtomicU32; // the yield budget's
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(all(not(loom), feature = "portable-atomic"))]
 #[allow(unused_imports)]
-pub(crate) use portable_atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use portable_atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// The lock and condition variable a blocked thread sleeps on (ring/wait.rs).
 #[cfg(loom)]

@@ -51,13 +51,15 @@
 //! check). Batch operations claim up to `k` positions with one CAS and hand the run over whole:
 //! its first slot is published (or freed) last, so the other side takes the run at once.
 //! [`HeapRing`]'s slots start on a 128-byte boundary, so a run of whole lines shares none with
-//! its neighbours.
+//! its neighbours. A ring [split](RingCore::split) into [`Producer`] and [`Consumer`] handles
+//! claims with a plain store on a side that has one handle (split.rs).
 
 mod batch;
 mod blocking;
 mod error;
 mod single;
 mod slot;
+mod split;
 mod storage;
 mod wait;
 
@@ -71,11 +73,12 @@ use crossbeam_utils::CachePadded;
 
 pub use error::{CapacityError, Closed, PopError, PushError};
 pub use slot::Slot;
+pub use split::{Consumer, Producer};
 #[cfg(feature = "alloc")]
 pub use storage::Boxed;
 pub use storage::{Inline, Storage};
 
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use slot::{MARK, ONE};
 
 /// The most cache lines a batch prefetches ahead of its scan (4 KiB): a batch of 64 `u64`
@@ -171,7 +174,12 @@ struct Side {
     /// Used on the head side only: 1 once the ring is closed, a copy of the tail's mark kept in
     /// the consumers' own cache line so that polling an empty ring never reads the tail line.
     /// Invariant: set only after the tail's mark (so "1" implies the tail is final).
-    closed: AtomicUsize,
+    closed: AtomicU32,
+    /// While the ring is split (split.rs): how many handles of this side (`Producer`s on the
+    /// tail, `Consumer`s on the head) exist; 0 otherwise. Invariant: while the ring is split,
+    /// no thread without a handle of this side moves its index. 32 bits, as `closed`: the two
+    /// take the word `closed` took alone, and the `Side` stays within one cache line.
+    handles: AtomicU32,
 }
 
 // The consumers' empty-ring poll reads `index` and `closed` of the head's `Side`: both in one
@@ -189,7 +197,12 @@ const _: () = assert!(core::mem::size_of::<Side>() <= 64);
 impl Side {
     crate::sync::const_fn_unless_loom! {
         fn new(index: usize) -> Self {
-            Self { index: AtomicUsize::new(index), waiters: Waiters::new(), closed: AtomicUsize::new(0) }
+            Self {
+                index: AtomicUsize::new(index),
+                waiters: Waiters::new(),
+                closed: AtomicU32::new(0),
+                handles: AtomicU32::new(0),
+            }
         }
     }
 }

@@ -1,0 +1,551 @@
+//! Producer and consumer handles: a ring split into its two sides, each side claiming its
+//! positions without a locked instruction while it has one handle. What users are promised is
+//! on [`RingCore::split`]; why it holds, here.
+//!
+//! # Why the plain store is enough
+//! Only a `Producer` moves the tail while the ring is split (the ring is borrowed mutably, and
+//! `Consumer` has no `close`), and a `Producer` is `Send` but not `Sync`: another thread can
+//! reach it only once it is sent there, never while the thread that has it pushes. So the count
+//! of a side's handles rises (a clone) only on the thread of a handle of that side, ordered
+//! before anything the clone does by the send; a push that reads the count as 1 is the only
+//! handle of its side, and no other thread can make a second one while it pushes. The count
+//! falls when a handle is dropped, on any thread: the drop's `Release` decrement pairs with the
+//! `Acquire` count load of the handle that then finds itself alone, so every claim the dropped
+//! handle made happens-before that handle's plain load of the index. The same holds for the
+//! head and `Consumer`s. Loom checks it (`loom-tests/tests/split.rs`; the mutants
+//! `split_always_sole`, which claims with the plain store whatever the count, and
+//! `split_relaxed_count`, which reads the count without `Acquire`).
+
+use core::cell::Cell;
+use core::fmt;
+use core::marker::PhantomData;
+#[cfg(all(feature = "std", not(loom)))]
+use core::time::Duration;
+
+#[cfg(any(feature = "std", loom))]
+use super::Closed;
+use super::single::{Seen, classify};
+use super::slot::{MARK, ONE, PUBLISH};
+use super::{PopError, PushError, RingCore, Side, Storage};
+use crate::sync::Ordering;
+
+impl<T, S: Storage<T>> RingCore<T, S> {
+    /// Splits the ring into a [`Producer`] and a [`Consumer`], for as long as they borrow it.
+    /// Clone either for more producers or consumers; send them to other threads.
+    ///
+    /// # Guarantees
+    /// - **The ring's guarantees, unchanged.** Handles are a way to use the ring, not another
+    ///   queue: no loss, no duplication, FIFO per producer, close-and-drain, one wake-up per
+    ///   slot (module docs of [`ring`](crate::ring)), for any number of handles on any threads.
+    /// - **A side with one handle claims with a plain store.** A shared ring's push claims its
+    ///   position with a compare-and-swap, a locked instruction that on x86 also waits for the
+    ///   previous operation's stores to drain, and that sets the pace of a one-producer,
+    ///   one-consumer stream (README, "The floor of the 1P1C single row"). While a side has
+    ///   exactly one handle, [`Producer::try_push`] and [`Consumer::try_pop`] (and the blocking
+    ///   `push` and `pop`) claim with a plain store instead: only that handle moves the side's
+    ///   index. A clone puts the side back on the compare-and-swap, until it is dropped.
+    /// - **Dropping the last `Producer` closes the ring**, as dropping the last sender
+    ///   disconnects a channel: consumers drain what is left, then see `Closed`.
+    ///
+    /// # Non-guarantees
+    /// - **Consumers cannot close the ring.** A close marks the tail, which a sole producer
+    ///   writes with a plain store that a close from another thread would race with: only a
+    ///   `Producer` closes (or the last one's drop). Dropping every `Consumer` closes nothing:
+    ///   the producers then fill the ring and see `Full`.
+    /// - **Batches claim as on the shared ring**, one compare-and-swap for the run.
+    /// - **Handles are `Send`, not `Sync`**: each is used from one thread at a time (clone it
+    ///   for another thread). That is what lets a handle know it is alone.
+    /// - **The split lasts for the borrow.** `split` takes `&mut self`, so no thread reaches the
+    ///   ring but through the handles: a ring in a `static` splits only through a
+    ///   `&'static mut` (as `static_cell` gives), and a ring shared by `Arc` not at all. Once
+    ///   the handles are gone (the last producer's drop closed it), the ring is usable directly
+    ///   again, closed.
+    ///
+    /// ```
+    /// let mut ring = pc_core::Ring::<u32, 8>::new();
+    /// let (producer, consumer) = ring.split();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(move || {
+    ///         for i in 0..100 {
+    ///             producer.push(i).unwrap();
+    ///         }
+    ///         // Dropping the last producer closes the ring.
+    ///     });
+    ///     let mut sum = 0;
+    ///     while let Ok(v) = consumer.pop() {
+    ///         sum += v;
+    ///     }
+    ///     assert_eq!(sum, 4950);
+    /// });
+    /// drop(consumer); // the split ends with the last handle
+    /// assert!(ring.is_closed());
+    /// ```
+    pub fn split(&mut self) -> (Producer<'_, T, S>, Consumer<'_, T, S>) {
+        // Relaxed: `&mut self` proves no other thread can see the ring; the handles reach
+        // other threads only by being sent, which orders these stores before their use.
+        self.tail.handles.store(1, Ordering::Relaxed);
+        self.head.handles.store(1, Ordering::Relaxed);
+        let ring: &Self = self;
+        (
+            Producer {
+                ring,
+                _not_sync: PhantomData,
+            },
+            Consumer {
+                ring,
+                _not_sync: PhantomData,
+            },
+        )
+    }
+}
+
+impl<T, S: Storage<T>> RingCore<T, S> {
+    /// [`try_push`](Self::try_push) for a producer that no other thread can race: the one
+    /// `Producer` of a split ring ([`alone`]). The same stamp protocol, with the position
+    /// claimed by a plain store. (A function of its own rather than a flag on `try_push_or`:
+    /// so the shared ring's code is compiled exactly as it was.)
+    #[inline(always)]
+    pub(super) fn try_push_sole(&self, value: T) -> Result<(), PushError<T>> {
+        // Relaxed: this thread's own last store, or another producer's, ordered before by the
+        // Acquire count load in `alone`.
+        let tail = self.tail.index.load(Ordering::Relaxed);
+        if tail & MARK != 0 {
+            return Err(PushError::Closed(value));
+        }
+        let slot = self.slot(tail);
+        // Acquire pairs with the consumer's Release that freed this slot (pop/drain), so its
+        // read of the old value happens-before our write.
+        let stamp = slot.stamp.load(Ordering::Acquire);
+        if classify(stamp, tail) != Seen::Ready {
+            // Only this producer claims positions, so no stamp is ahead of its tail: full.
+            debug_assert_eq!(classify(stamp, tail), Seen::Behind);
+            return Err(PushError::Full(value));
+        }
+        // Relaxed, as a CAS claim: the position, nothing more. Stored before the stamp's
+        // Release, so a consumer that pops this value sees the tail past it, as after a CAS.
+        self.tail
+            .index
+            .store(tail.wrapping_add(ONE), Ordering::Relaxed);
+        // SAFETY: no other thread claims positions (`alone`), and the slot is free (Acquire).
+        unsafe { slot.write(value) };
+        // Release publishes the value; pairs with the Acquire stamp load in pop.
+        slot.stamp.store(tail.wrapping_add(ONE), PUBLISH);
+        self.tail.waiters.notify(1);
+        Ok(())
+    }
+
+    /// [`try_pop`](Self::try_pop) for a consumer that no other thread can race: the one
+    /// `Consumer` of a split ring ([`alone`]), claiming with a plain store.
+    #[inline(always)]
+    pub(super) fn try_pop_sole(&self) -> Result<T, PopError> {
+        // Relaxed: as the tail load in `try_push_sole`.
+        let mut head = self.head.index.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(head);
+            // Acquire pairs with the producer's Release publish, so its write of the value
+            // happens-before our read.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            let next = head.wrapping_add(ONE);
+            let hole = stamp == next | MARK;
+            if !hole && classify(stamp, next) != Seen::Ready {
+                // Only this consumer claims positions, so no stamp is ahead of its head.
+                debug_assert_eq!(classify(stamp, next), Seen::Behind);
+                return Err(self.empty_or_closed(head));
+            }
+            // Release, as a CAS claim: makes this pop's Acquire of the slot (and so the push's
+            // claim of `head`) visible to `len`'s Acquire head load.
+            self.head.index.store(next, Ordering::Release);
+            let value = if hole {
+                None
+            } else {
+                // SAFETY: no other thread claims positions (`alone`), and the value is
+                // published (Acquire); we read it once, then free the slot.
+                Some(unsafe { slot.read() })
+            };
+            // Release frees the slot for the next lap; pairs with the Acquire stamp load in
+            // push, ordering our read before its write.
+            slot.stamp
+                .store(head.wrapping_add(self.lap()), Ordering::Release);
+            self.head.waiters.notify(1);
+            match value {
+                Some(v) => return Ok(v),
+                None => head = next,
+            }
+        }
+    }
+}
+
+/// Whether the handle that asks is its side's only one (module docs).
+#[inline(always)]
+fn alone(side: &Side) -> bool {
+    if cfg!(pc_mutant = "split_always_sole") {
+        return true;
+    }
+    // Acquire pairs with the Release decrement of every handle of this side dropped before:
+    // their claims happen-before this handle's plain load of the index. (The mutant
+    // `split_relaxed_count` weakens it to Relaxed, for the loom models to catch.)
+    let acquire = if cfg!(pc_mutant = "split_relaxed_count") {
+        Ordering::Relaxed
+    } else {
+        Ordering::Acquire
+    };
+    side.handles.load(acquire) == 1
+}
+
+/// The most handles a side can have: far more than threads, and far from the count wrapping
+/// (which would make a side with many handles look alone).
+const MAX_HANDLES: u32 = u32::MAX / 2;
+
+/// Adds a handle to `side` (a clone, on the thread of the handle cloned).
+///
+/// # Panics
+/// If the side already has [`MAX_HANDLES`] (only `mem::forget`ting clones gets there).
+fn add_handle(side: &Side) {
+    // Relaxed: the clone happens on the thread of the handle it copies, which reads its own
+    // increment from then on; the new handle reaches another thread only by a send.
+    let before = side.handles.fetch_add(1, Ordering::Relaxed);
+    if before >= MAX_HANDLES {
+        // Relaxed: undoes the increment above, as it was made.
+        side.handles.fetch_sub(1, Ordering::Relaxed);
+        panic!("more than {MAX_HANDLES} handles of one side of a ring");
+    }
+}
+
+/// Removes a handle from `side`; true if it was the last.
+fn remove_handle(side: &Side) -> bool {
+    // Release: publishes this handle's claims to the handle that next finds itself alone
+    // (pairs with the Acquire load in `alone`).
+    side.handles.fetch_sub(1, Ordering::Release) == 1
+}
+
+/// The producing side of a [split](RingCore::split) ring: pushes, and closes.
+///
+/// `Clone` adds a producer, `Send` moves one to another thread. Dropping the last one closes
+/// the ring. It is not `Sync` (a handle that is alone must stay alone while it pushes):
+///
+/// ```compile_fail,E0277
+/// fn shared<T: Sync>(_: &T) {}
+/// let mut ring = pc_core::Ring::<u8, 2>::new();
+/// let (producer, _consumer) = ring.split();
+/// shared(&producer);
+/// ```
+pub struct Producer<'a, T, S: Storage<T>> {
+    ring: &'a RingCore<T, S>,
+    /// Not `Sync`: a handle is used from one thread at a time.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// The consuming side of a [split](RingCore::split) ring: pops.
+///
+/// `Clone` adds a consumer, `Send` moves one to another thread; it is not `Sync`, as
+/// [`Producer`] is not. It cannot close the ring ([`RingCore::split`] says why):
+///
+/// ```compile_fail,E0599
+/// let mut ring = pc_core::Ring::<u8, 2>::new();
+/// let (_producer, consumer) = ring.split();
+/// consumer.close();
+/// ```
+pub struct Consumer<'a, T, S: Storage<T>> {
+    ring: &'a RingCore<T, S>,
+    /// Not `Sync`: a handle is used from one thread at a time.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl<T, S: Storage<T>> Producer<'_, T, S> {
+    /// [`RingCore::try_push`], claiming with a plain store while this is the only producer.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] or [`PushError::Closed`], handing the value back.
+    ///
+    /// ```
+    /// use pc_core::{PushError, Ring};
+    ///
+    /// let mut ring = Ring::<u8, 2>::new();
+    /// let (producer, consumer) = ring.split();
+    /// assert_eq!(producer.try_push(1), Ok(()));
+    /// assert_eq!(producer.try_push(2), Ok(()));
+    /// assert_eq!(producer.try_push(3), Err(PushError::Full(3)));
+    /// assert_eq!(consumer.try_pop(), Ok(1));
+    /// ```
+    #[inline]
+    pub fn try_push(&self, value: T) -> Result<(), PushError<T>> {
+        if alone(&self.ring.tail) {
+            self.ring.try_push_sole(value)
+        } else {
+            self.ring.try_push(value)
+        }
+    }
+
+    /// [`RingCore::push`]: waits while the ring is full.
+    ///
+    /// # Errors
+    /// [`Closed`] with the value if the ring is or becomes closed.
+    #[cfg(any(feature = "std", loom))]
+    pub fn push(&self, value: T) -> Result<(), Closed<T>> {
+        let pushed = if alone(&self.ring.tail) {
+            self.ring.push_until::<true>(value, None)
+        } else {
+            self.ring.push_until::<false>(value, None)
+        };
+        pushed.map_err(|e| Closed(e.into_inner()))
+    }
+
+    /// [`RingCore::push_timeout`]: waits at most `timeout` while the ring is full.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] if the ring is or becomes
+    /// closed; both hand the value back.
+    #[cfg(all(feature = "std", not(loom)))]
+    pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
+        let deadline = Some(crate::sync::deadline_after(timeout));
+        if alone(&self.ring.tail) {
+            self.ring.push_until::<true>(value, deadline)
+        } else {
+            self.ring.push_until::<false>(value, deadline)
+        }
+    }
+
+    /// [`RingCore::try_push_batch`] (a compare-and-swap for the run, as on the shared ring).
+    ///
+    /// # Errors
+    /// As [`RingCore::try_push_batch`].
+    pub fn try_push_batch<I>(&self, items: &mut I) -> Result<usize, PushError<()>>
+    where
+        I: Iterator<Item = T>,
+    {
+        self.ring.try_push_batch(items)
+    }
+
+    /// [`RingCore::push_batch`]: waits while the ring is full.
+    ///
+    /// # Errors
+    /// As [`RingCore::push_batch`].
+    #[cfg(any(feature = "std", loom))]
+    pub fn push_batch<I>(&self, items: &mut I) -> Result<usize, Closed<usize>>
+    where
+        I: Iterator<Item = T>,
+    {
+        self.ring.push_batch(items)
+    }
+
+    /// [`RingCore::close`]: every producer's pushes fail from now on, consumers drain what is
+    /// left. Returns `true` if this call closed the ring.
+    pub fn close(&self) -> bool {
+        self.ring.close()
+    }
+
+    /// [`RingCore::is_closed`].
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+
+    /// [`RingCore::len`]: a snapshot.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// [`RingCore::is_empty`]: a snapshot.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// [`RingCore::is_full`]: a snapshot.
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        self.ring.is_full()
+    }
+
+    /// [`RingCore::capacity`].
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+}
+
+impl<T, S: Storage<T>> Consumer<'_, T, S> {
+    /// [`RingCore::try_pop`], claiming with a plain store while this is the only consumer.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if no value is ready, [`PopError::Closed`] once closed and drained.
+    ///
+    /// ```
+    /// use pc_core::{PopError, Ring};
+    ///
+    /// let mut ring = Ring::<u8, 2>::new();
+    /// let (producer, consumer) = ring.split();
+    /// assert_eq!(consumer.try_pop(), Err(PopError::Empty));
+    /// producer.try_push(7).unwrap();
+    /// drop(producer); // the last producer: closes the ring
+    /// assert_eq!(consumer.try_pop(), Ok(7));
+    /// assert_eq!(consumer.try_pop(), Err(PopError::Closed));
+    /// ```
+    #[inline]
+    pub fn try_pop(&self) -> Result<T, PopError> {
+        if alone(&self.ring.head) {
+            self.ring.try_pop_sole()
+        } else {
+            self.ring.try_pop()
+        }
+    }
+
+    /// [`RingCore::pop`]: waits while the ring is empty.
+    ///
+    /// # Errors
+    /// [`Closed`] once the ring is closed and drained.
+    #[cfg(any(feature = "std", loom))]
+    pub fn pop(&self) -> Result<T, Closed> {
+        let popped = if alone(&self.ring.head) {
+            self.ring.pop_until::<true>(None)
+        } else {
+            self.ring.pop_until::<false>(None)
+        };
+        popped.map_err(|_| Closed(()))
+    }
+
+    /// [`RingCore::pop_timeout`]: waits at most `timeout` while the ring is empty.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
+    #[cfg(all(feature = "std", not(loom)))]
+    pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
+        let deadline = Some(crate::sync::deadline_after(timeout));
+        if alone(&self.ring.head) {
+            self.ring.pop_until::<true>(deadline)
+        } else {
+            self.ring.pop_until::<false>(deadline)
+        }
+    }
+
+    /// [`RingCore::try_pop_batch`] (a compare-and-swap for the run, as on the shared ring).
+    ///
+    /// # Errors
+    /// As [`RingCore::try_pop_batch`].
+    pub fn try_pop_batch<E: Extend<T>>(&self, out: &mut E, max: usize) -> Result<usize, PopError> {
+        self.ring.try_pop_batch(out, max)
+    }
+
+    /// [`RingCore::pop_batch`]: waits until at least one value is ready.
+    ///
+    /// # Errors
+    /// As [`RingCore::pop_batch`].
+    #[cfg(any(feature = "std", loom))]
+    pub fn pop_batch<E: Extend<T>>(&self, out: &mut E, max: usize) -> Result<usize, Closed> {
+        self.ring.pop_batch(out, max)
+    }
+
+    /// [`RingCore::pop_batch_timeout`].
+    ///
+    /// # Errors
+    /// As [`RingCore::pop_batch_timeout`].
+    #[cfg(all(feature = "std", not(loom)))]
+    pub fn pop_batch_timeout<E: Extend<T>>(
+        &self,
+        out: &mut E,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize, PopError> {
+        self.ring.pop_batch_timeout(out, max, timeout)
+    }
+
+    /// [`RingCore::wait_ready`]: waits until a pop would find something.
+    ///
+    /// # Errors
+    /// As [`RingCore::wait_ready`].
+    #[cfg(any(feature = "std", loom))]
+    pub fn wait_ready(&self) -> Result<(), Closed> {
+        self.ring.wait_ready()
+    }
+
+    /// [`RingCore::wait_ready_timeout`].
+    ///
+    /// # Errors
+    /// As [`RingCore::wait_ready_timeout`].
+    #[cfg(all(feature = "std", not(loom)))]
+    pub fn wait_ready_timeout(&self, timeout: Duration) -> Result<(), PopError> {
+        self.ring.wait_ready_timeout(timeout)
+    }
+
+    /// [`RingCore::is_closed`].
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+
+    /// [`RingCore::len`]: a snapshot.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// [`RingCore::is_empty`]: a snapshot.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// [`RingCore::capacity`].
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+}
+
+impl<T, S: Storage<T>> Clone for Producer<'_, T, S> {
+    /// Another producer: the tail goes back to the compare-and-swap until only one is left.
+    fn clone(&self) -> Self {
+        add_handle(&self.ring.tail);
+        Self {
+            ring: self.ring,
+            _not_sync: PhantomData,
+        }
+    }
+}
+
+impl<T, S: Storage<T>> Clone for Consumer<'_, T, S> {
+    /// Another consumer: the head goes back to the compare-and-swap until only one is left.
+    fn clone(&self) -> Self {
+        add_handle(&self.ring.head);
+        Self {
+            ring: self.ring,
+            _not_sync: PhantomData,
+        }
+    }
+}
+
+impl<T, S: Storage<T>> Drop for Producer<'_, T, S> {
+    /// Closes the ring if this was the last producer.
+    fn drop(&mut self) {
+        if remove_handle(&self.ring.tail) {
+            self.ring.close();
+        }
+    }
+}
+
+impl<T, S: Storage<T>> Drop for Consumer<'_, T, S> {
+    fn drop(&mut self) {
+        remove_handle(&self.ring.head);
+    }
+}
+
+impl<T, S: Storage<T>> fmt::Debug for Producer<'_, T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("ring", self.ring)
+            // Relaxed: a snapshot for display.
+            .field("producers", &self.ring.tail.handles.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<T, S: Storage<T>> fmt::Debug for Consumer<'_, T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("ring", self.ring)
+            // Relaxed: a snapshot for display.
+            .field("consumers", &self.ring.head.handles.load(Ordering::Relaxed))
+            .finish()
+    }
+}

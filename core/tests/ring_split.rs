@@ -1,0 +1,248 @@
+//! The split ring's handles (`RingCore::split`): every value once and in order whether a side
+//! has one handle (plain-store claims) or several (compare-and-swap), across the switches
+//! between the two as handles are cloned and dropped; the last producer's drop closes.
+
+use std::thread;
+
+use pc_core::ring::{Consumer, Producer, Storage};
+use pc_core::{Closed, HeapRing, PopError, PushError, Ring};
+
+/// A value encodes (producer, sequence).
+fn encode(producer: u64, seq: u64) -> u64 {
+    producer << 32 | seq
+}
+
+/// Pops until `Closed`; returns what it popped. (It checks nothing itself: a consumer that
+/// panicked would leave the producers blocked on a full ring for good.)
+fn consume<S: Storage<u64>>(consumer: &Consumer<'_, u64, S>) -> Vec<u64> {
+    let mut got = Vec::new();
+    while let Ok(v) = consumer.pop() {
+        got.push(v);
+    }
+    got
+}
+
+/// Asserts that each producer's values in `got` (one consumer's, in pop order) come in the
+/// order they were pushed.
+fn assert_fifo_per_producer(got: &[u64]) {
+    let mut last = std::collections::HashMap::new();
+    for &v in got {
+        let (p, seq) = (v >> 32, v & 0xffff_ffff);
+        if let Some(before) = last.insert(p, seq) {
+            assert!(seq > before, "producer {p}: {seq} popped after {before}");
+        }
+    }
+}
+
+/// Pushes `n` values of producer `p`, blocking while full.
+fn produce<S: Storage<u64>>(producer: &Producer<'_, u64, S>, p: u64, n: u64) {
+    for seq in 0..n {
+        producer
+            .push(encode(p, seq))
+            .expect("not closed while producing");
+    }
+}
+
+#[test]
+fn a_sole_producer_and_consumer_deliver_every_value_once_in_order() {
+    let mut ring = Ring::<u64, 64>::new();
+    let (producer, consumer) = ring.split();
+    let got = thread::scope(|s| {
+        s.spawn(move || produce(&producer, 0, 200_000));
+        consume(&consumer)
+    });
+    assert_eq!(got, (0..200_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn cloned_handles_on_many_threads_lose_and_duplicate_nothing() {
+    const PRODUCERS: u64 = 4;
+    const PER_PRODUCER: u64 = 50_000;
+    let mut ring = HeapRing::<u64>::with_capacity(16);
+    let (producer, consumer) = ring.split();
+    let mut all: Vec<u64> = thread::scope(|s| {
+        for p in 0..PRODUCERS {
+            let producer = producer.clone();
+            s.spawn(move || produce(&producer, p, PER_PRODUCER));
+        }
+        // The original goes too: once the clones are dropped the ring closes.
+        drop(producer);
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let consumer = consumer.clone();
+                s.spawn(move || consume(&consumer))
+            })
+            .collect();
+        let mut all = consume(&consumer);
+        assert_fifo_per_producer(&all);
+        for c in consumers {
+            let got = c.join().unwrap();
+            assert_fifo_per_producer(&got);
+            all.extend(got);
+        }
+        all
+    });
+    all.sort_unstable();
+    let expected: Vec<u64> = (0..PRODUCERS)
+        .flat_map(|p| (0..PER_PRODUCER).map(move |seq| encode(p, seq)))
+        .collect();
+    assert_eq!(all, expected);
+}
+
+#[test]
+fn handles_switch_between_plain_and_compare_and_swap_claims_without_loss() {
+    // Rounds of: the sole producer pushes alone (plain stores), then beside a clone pushing on
+    // another thread (compare-and-swap), the clone dropped there; the consumers likewise. So
+    // each side switches between the two claims mid-stream, hundreds of times.
+    const ROUNDS: u64 = 200;
+    const TURN: u64 = 100;
+    let mut ring = Ring::<u64, 8>::new();
+    let (producer, consumer) = ring.split();
+    let mut all = thread::scope(|s| {
+        s.spawn(move || {
+            let mut seq = 0;
+            for round in 0..ROUNDS {
+                for _ in 0..2 * TURN {
+                    if seq % (2 * TURN) == TURN {
+                        // Halfway through the round: a second producer for a while.
+                        let clone = producer.clone();
+                        thread::scope(|inner| {
+                            inner.spawn(move || produce(&clone, 1 + round, TURN));
+                            for _ in 0..TURN {
+                                producer.push(encode(0, seq)).unwrap();
+                                seq += 1;
+                            }
+                        });
+                        break;
+                    }
+                    producer.push(encode(0, seq)).unwrap();
+                    seq += 1;
+                }
+            }
+            // The last producer's drop closes the ring.
+        });
+        let pop_up_to = |consumer: &Consumer<'_, u64, _>, n: usize, got: &mut Vec<u64>| {
+            for _ in 0..n {
+                match consumer.pop() {
+                    Ok(v) => got.push(v),
+                    Err(Closed(())) => return false,
+                }
+            }
+            true
+        };
+        let mut all = Vec::new();
+        while pop_up_to(&consumer, 50, &mut all) {
+            let clone = consumer.clone();
+            let theirs = thread::scope(|inner| {
+                let theirs = inner.spawn(move || {
+                    let mut got = Vec::new();
+                    pop_up_to(&clone, 50, &mut got);
+                    got
+                });
+                pop_up_to(&consumer, 50, &mut all);
+                theirs.join().unwrap()
+            });
+            all.extend(theirs);
+        }
+        all
+    });
+    all.sort_unstable();
+    let mut expected: Vec<u64> = (0..ROUNDS * 2 * TURN).map(|seq| encode(0, seq)).collect();
+    for round in 0..ROUNDS {
+        expected.extend((0..TURN).map(|seq| encode(1 + round, seq)));
+    }
+    expected.sort_unstable();
+    assert_eq!(all, expected);
+}
+
+#[test]
+fn dropping_the_last_producer_closes_the_ring() {
+    let mut ring = Ring::<u8, 4>::new();
+    let (producer, consumer) = ring.split();
+    let other = producer.clone();
+    other.try_push(1).unwrap();
+    drop(producer);
+    assert!(!consumer.is_closed(), "a producer is left");
+    other.try_push(2).unwrap();
+    drop(other);
+    assert!(consumer.is_closed());
+    assert_eq!(consumer.try_pop(), Ok(1));
+    assert_eq!(consumer.try_pop(), Ok(2));
+    assert_eq!(consumer.try_pop(), Err(PopError::Closed));
+    drop(consumer);
+    // The split is over: the ring is reachable again, closed.
+    assert!(ring.is_closed());
+    assert_eq!(ring.try_push(3), Err(PushError::Closed(3)));
+}
+
+#[test]
+fn dropping_every_consumer_closes_nothing() {
+    let mut ring = Ring::<u8, 2>::new();
+    let (producer, consumer) = ring.split();
+    drop(consumer);
+    assert!(!producer.is_closed());
+    producer.try_push(1).unwrap();
+    producer.try_push(2).unwrap();
+    assert_eq!(producer.try_push(3), Err(PushError::Full(3)));
+}
+
+#[test]
+fn a_producer_closes_for_every_producer() {
+    let mut ring = Ring::<u8, 4>::new();
+    let (producer, consumer) = ring.split();
+    let other = producer.clone();
+    producer.try_push(1).unwrap();
+    assert!(other.close());
+    assert!(!producer.close(), "already closed");
+    assert_eq!(producer.try_push(2), Err(PushError::Closed(2)));
+    assert_eq!(consumer.pop(), Ok(1));
+    assert_eq!(consumer.pop(), Err(Closed(())));
+}
+
+#[test]
+fn a_split_ring_can_be_split_again_after_its_handles_are_gone() {
+    let mut ring = Ring::<u8, 4>::new();
+    let (producer, consumer) = ring.split();
+    producer.try_push(1).unwrap();
+    drop(consumer);
+    let kept = producer.clone();
+    drop(producer);
+    drop(kept);
+    let (producer, consumer) = ring.split();
+    assert!(producer.is_closed(), "the last producer's drop closed it");
+    assert_eq!(consumer.try_pop(), Ok(1));
+    assert_eq!(consumer.try_pop(), Err(PopError::Closed));
+}
+
+#[test]
+fn handles_report_their_side_and_count_in_debug() {
+    let mut ring = Ring::<u8, 4>::new();
+    let (producer, consumer) = ring.split();
+    let second = consumer.clone();
+    let shown = format!("{producer:?} {consumer:?}");
+    assert!(shown.contains("Producer"), "{shown}");
+    assert!(shown.contains("producers: 1"), "{shown}");
+    assert!(shown.contains("consumers: 2"), "{shown}");
+    drop(second);
+    assert!(format!("{consumer:?}").contains("consumers: 1"));
+}
+
+#[test]
+fn timed_waits_on_handles_time_out_and_hand_values_back() {
+    use std::time::Duration;
+    let mut ring = Ring::<u8, 2>::new();
+    let (producer, consumer) = ring.split();
+    assert_eq!(
+        consumer.pop_timeout(Duration::from_millis(1)),
+        Err(PopError::Empty)
+    );
+    producer.push_timeout(1, Duration::ZERO).unwrap();
+    producer.push_timeout(2, Duration::ZERO).unwrap();
+    assert_eq!(
+        producer.push_timeout(3, Duration::from_millis(1)),
+        Err(PushError::Full(3))
+    );
+    let mut out = Vec::new();
+    assert_eq!(consumer.pop_batch(&mut out, 8), Ok(2));
+    assert_eq!(out, [1, 2]);
+}
