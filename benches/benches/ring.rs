@@ -11,7 +11,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pc_benches::ring::{
     self, ArrayQueue, ConcurrentQueue, CrossbeamChannel, Disruptor, Flavor, Flume, Heapless, Kanal,
-    Pc, Rtrb, StdSyncChannel,
+    Pc, PcSplit, Rtrb, StdSyncChannel,
 };
 
 fn single_thread(c: &mut Criterion) {
@@ -53,6 +53,7 @@ fn spsc(c: &mut Criterion) {
             });
         };
         row(Pc::NAME, ring::spsc_throughput::<Pc>);
+        row(PcSplit::NAME, ring::spsc_throughput::<PcSplit>);
         row(Rtrb::NAME, ring::spsc_throughput::<Rtrb>);
         row(Disruptor::NAME, ring::spsc_throughput::<Disruptor>);
         // The others have no batch API: single messages only.
@@ -85,6 +86,7 @@ fn ping_pong(c: &mut Criterion) {
         g.bench_function(name, |b| b.iter_custom(|n| f(&cores, n).into_iter().sum()));
     };
     row(Pc::NAME, ring::ping_pong::<Pc>);
+    row(PcSplit::NAME, ring::ping_pong::<PcSplit>);
     row(ArrayQueue::NAME, ring::ping_pong::<ArrayQueue>);
     row(Heapless::NAME, ring::ping_pong::<Heapless>);
     row(Rtrb::NAME, ring::ping_pong::<Rtrb>);
@@ -103,6 +105,7 @@ fn mpmc(c: &mut Criterion) {
         g.bench_function(name, |b| b.iter_custom(|n| chunks(n, f)));
     };
     row(Pc::NAME, ring::mpmc_blocking::<Pc>);
+    row(PcSplit::NAME, ring::mpmc_blocking::<PcSplit>);
     row(
         CrossbeamChannel::NAME,
         ring::mpmc_blocking::<CrossbeamChannel>,

@@ -28,6 +28,66 @@ mod pc_flavor;
 
 pc_flavor!(Pc, PcEnd, pc_core, "pc::Ring");
 
+/// pc-core's ring used through its split handles (`RingCore::split`): a `Producer` and a
+/// `Consumer`, each claiming with a plain store while it is its side's only handle; clones
+/// (the 2P2C row) claim as the shared ring does.
+#[derive(Debug)]
+pub struct PcSplit;
+
+/// The ring a [`PcSplit`] run splits. Each run leaks one (16 KiB at [`CAPACITY`]): the
+/// harness's endpoints must be `'static`, and handles borrow their ring.
+type SplitRing = pc_core::HeapRing<u64>;
+
+/// pc's producer handle.
+#[derive(Clone, Debug)]
+pub struct PcProducer(pc_core::ring::Producer<'static, u64, pc_core::ring::Boxed<u64>>);
+/// pc's consumer handle.
+#[derive(Clone, Debug)]
+pub struct PcConsumer(pc_core::ring::Consumer<'static, u64, pc_core::ring::Boxed<u64>>);
+
+impl Tx for PcProducer {
+    #[inline]
+    fn try_push(&mut self, v: u64) -> Result<(), u64> {
+        self.0.try_push(v).map_err(pc_core::PushError::into_inner)
+    }
+    #[inline]
+    fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
+        let mut items = next..end.min(next + max as u64);
+        self.0.try_push_batch(&mut items).unwrap_or(0)
+    }
+    fn push(&mut self, v: u64) {
+        self.0.push(v).expect("never closed while benchmarking");
+    }
+}
+
+impl Rx for PcConsumer {
+    #[inline]
+    fn try_pop(&mut self) -> Option<u64> {
+        self.0.try_pop().ok()
+    }
+    #[inline]
+    fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
+        let mut adder = Adder::new(sum);
+        let _ = self.0.try_pop_batch(&mut adder, max);
+        adder.count()
+    }
+    fn pop(&mut self) -> u64 {
+        self.0.pop().expect("never closed while benchmarking")
+    }
+}
+
+impl Flavor for PcSplit {
+    const NAME: &'static str = "pc::Ring split";
+    const PC_VARIANT: bool = true;
+    type Tx = PcProducer;
+    type Rx = PcConsumer;
+    fn endpoints() -> (PcProducer, PcConsumer) {
+        let ring: &'static mut SplitRing = Box::leak(Box::new(SplitRing::with_capacity(CAPACITY)));
+        let (producer, consumer) = ring.split();
+        (PcProducer(producer), PcConsumer(consumer))
+    }
+}
+
 // ---- crossbeam-queue ArrayQueue ------------------------------------------------------------
 
 /// crossbeam-queue's `ArrayQueue`.

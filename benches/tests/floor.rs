@@ -2,6 +2,7 @@
 //! otherwise the floor they show would be a broken queue's.
 
 use pc_benches::harness::{self, CAPACITY, Flavor, Rx, Tx};
+use pc_benches::ring::PcSplit;
 use pc_benches::ring::floor::{StampCas, StampPlain, StampPlainLocked};
 
 /// Fills the ring, sees it refuse one more, empties it in order, sees it empty; twice, so the
@@ -32,6 +33,7 @@ fn reference_rings_are_fifo_and_bounded() {
     fifo_full_and_empty::<StampCas>();
     fifo_full_and_empty::<StampPlain>();
     fifo_full_and_empty::<StampPlainLocked>();
+    fifo_full_and_empty::<PcSplit>();
 }
 
 #[test]
@@ -42,6 +44,7 @@ fn reference_rings_deliver_every_message_once_across_threads() {
     harness::spsc_throughput::<StampCas>(&cores, messages, 1);
     harness::spsc_throughput::<StampPlain>(&cores, messages, 1);
     harness::spsc_throughput::<StampPlainLocked>(&cores, messages, 1);
+    harness::spsc_throughput::<PcSplit>(&cores, messages, 1);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pc_benches::ring::{
     self, ArrayQueue, ConcurrentQueue, CrossbeamChannel, Disruptor, Flavor, Flume, Heapless, Kanal,
-    Pc, Rtrb, StdSyncChannel,
+    Pc, PcSplit, Rtrb, StdSyncChannel,
 };
 use serde_json::{Value, json};
 
@@ -27,7 +27,9 @@ runs interleaved (pc, peer1, peer2, .., pc, peer1, ..) and repeated; medians.
                 median, and the ratio to the best MPMC peer) instead of the table
   -h, --help    print this and exit
 
-Ring: capacity 1024, u64 messages; 1P1C and ping-pong sides pinned to two cores. Peers:
+Ring: capacity 1024, u64 messages; 1P1C and ping-pong sides pinned to two cores. pc's ring
+is measured shared (pc::Ring) and through its split handles (pc::Ring split, each row of its
+own in the table, never a peer). Peers:
 crossbeam ArrayQueue, heapless mpmc, rtrb (SPSC: shown, not an MPMC peer), crossbeam-channel,
 std sync_channel, kanal, flume, concurrent-queue, disruptor (multi-producer). Peers without a
 batch API show n/a in the batch rows. Bucket: pc-core's TokenBucket against governor, same
@@ -38,6 +40,8 @@ clock. Progress goes to stderr, results to stdout.";
 enum Class {
     /// A multi-producer multi-consumer queue (or pc itself).
     Mpmc,
+    /// Another way of using pc's ring (its split handles): shown, ranked, never a peer.
+    PcVariant,
     /// Single-producer single-consumer only (rtrb): shown, not an MPMC peer.
     Spsc,
     /// A rate limiter (the bucket rows).
@@ -61,7 +65,13 @@ fn run<'a, F: Flavor>(mut f: impl FnMut() -> f64 + 'a) -> Run<'a> {
 fn run_outputs<'a, F: Flavor>(f: impl FnMut() -> Vec<f64> + 'a) -> Run<'a> {
     Run {
         name: F::NAME,
-        class: if F::SPSC { Class::Spsc } else { Class::Mpmc },
+        class: if F::PC_VARIANT {
+            Class::PcVariant
+        } else if F::SPSC {
+            Class::Spsc
+        } else {
+            Class::Mpmc
+        },
         run: Box::new(f),
     }
 }
@@ -128,9 +138,12 @@ impl Row {
         self
     }
 
-    /// The best of the peers (everything but pc, the first result) that `counts`.
+    /// The best of the peers (everything but pc, the first result, and its variants) that
+    /// `counts`.
     fn best_peer(&self, counts: impl Fn(&Measured) -> bool) -> Option<&Measured> {
-        let peers = self.results[1..].iter().filter(|m| counts(m));
+        let peers = self.results[1..]
+            .iter()
+            .filter(|m| m.class != Class::PcVariant && counts(m));
         if self.higher_is_better {
             peers.max_by(|a, b| a.median.total_cmp(&b.median))
         } else {
@@ -321,6 +334,7 @@ fn main() {
         let c = &cores;
         let mut runs: Vec<Run<'_>> = vec![
             spsc::<Pc>(c, MSGS, batch),
+            spsc::<PcSplit>(c, MSGS, batch),
             spsc::<Rtrb>(c, MSGS, batch),
             spsc::<Disruptor>(c, MSGS, batch),
         ];
@@ -347,6 +361,7 @@ fn main() {
         let c = &cores;
         let mut runs: Vec<Run<'_>> = vec![
             ping_pong::<Pc>(c, ROUNDS),
+            ping_pong::<PcSplit>(c, ROUNDS),
             ping_pong::<ArrayQueue>(c, ROUNDS),
             ping_pong::<Heapless>(c, ROUNDS),
             ping_pong::<Rtrb>(c, ROUNDS),
@@ -372,6 +387,7 @@ fn main() {
         let mut runs: Vec<Run<'_>> = flavours!(
             d,
             Pc,
+            PcSplit,
             CrossbeamChannel,
             StdSyncChannel,
             ArrayQueue,
@@ -512,19 +528,28 @@ fn print_table(rows: &[Row]) {
     println!("| measure | unit | pc | best peer | peer | ratio (pc vs best) |");
     println!("|---|---|---:|---:|---|---:|");
     for row in rows {
-        let ours = row.results[0].median;
         let Some(best) = row.best_peer(|_| true) else {
             continue;
         };
-        println!(
-            "| {} | {} | {:.2} | {:.2} | {} | {:.2}x |",
-            row.measure,
-            row.unit,
-            ours,
-            best.median,
-            best.name,
-            row.ratio(ours, best.median)
-        );
+        let variants = row.results[1..]
+            .iter()
+            .filter(|m| m.class == Class::PcVariant);
+        for ours in std::iter::once(&row.results[0]).chain(variants) {
+            let measure = if ours.class == Class::PcVariant {
+                format!("{} ({})", row.measure, ours.name)
+            } else {
+                row.measure.clone()
+            };
+            println!(
+                "| {} | {} | {:.2} | {:.2} | {} | {:.2}x |",
+                measure,
+                row.unit,
+                ours.median,
+                best.median,
+                best.name,
+                row.ratio(ours.median, best.median)
+            );
+        }
     }
     println!();
     println!("All peers, medians:");
@@ -553,6 +578,7 @@ fn row_json(row: &Row) -> Value {
                 "crate": m.name,
                 "kind": match m.class {
                     Class::Mpmc => "mpmc",
+                    Class::PcVariant => "pc variant",
                     Class::Spsc => "spsc",
                     Class::Limiter => "rate limiter",
                 },

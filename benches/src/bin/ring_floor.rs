@@ -1,6 +1,7 @@
-//! The floor of the 1P1C single-message row: pc's ring beside three reference rings with a
-//! stamp per slot that differ only in how a side claims its position (a CAS; a plain store;
-//! a plain store plus a locked add to a private line). See `pc_benches::ring::floor`.
+//! The floor of the 1P1C single-message row: pc's ring, shared and split into handles, beside
+//! three reference rings with a stamp per slot that differ only in how a side claims its
+//! position (a CAS; a plain store; a plain store plus a locked add to a private line). See
+//! `pc_benches::ring::floor`.
 //!
 //! `cargo run --release -p pc-benches --bin ring_floor -- --help` prints the options.
 
@@ -8,14 +9,15 @@ use std::time::Duration;
 
 use pc_benches::ab::median;
 use pc_benches::ring::floor::{StampCas, StampPlain, StampPlainLocked};
-use pc_benches::ring::{self, Flavor, Pc};
+use pc_benches::ring::{self, Flavor, Pc, PcSplit};
 
 const USAGE: &str = "\
 usage: ring_floor [--repeats N] [--messages N]
        ring_floor --help
 
 compare's 1P1C single row (one producer, one consumer, pinned to two cores, u64 messages,
-capacity 1024, each side spinning once on full or empty) for pc's ring and three reference
+capacity 1024, each side spinning once on full or empty) for pc's ring (shared, and split
+into handles, whose sole producer and consumer claim with plain stores) and three reference
 rings with a stamp per slot, runs interleaved and repeated; medians, and each one's ratio to
 the reference that claims with a CAS. The references differ only in the claim:
 
@@ -78,9 +80,10 @@ fn main() {
         std::process::exit(1);
     }
     type Runner = fn(&[core_affinity::CoreId], u64) -> f64;
-    let rings: [(&str, Runner); 4] = [
+    let rings: [(&str, Runner); 5] = [
         (Pc::NAME, run::<Pc>),
         (StampCas::NAME, run::<StampCas>),
+        (PcSplit::NAME, run::<PcSplit>),
         (StampPlain::NAME, run::<StampPlain>),
         (StampPlainLocked::NAME, run::<StampPlainLocked>),
     ];
@@ -92,7 +95,7 @@ fn main() {
         }
     }
     let medians: Vec<f64> = samples.iter().map(|s| median(s)).collect();
-    let cas = medians[1];
+    let cas = medians[1]; // StampCas
     println!("| ring | M msg/s, median | vs stamps, CAS claim | samples |");
     println!("|---|---:|---:|---|");
     for (((name, _), m), s) in rings.iter().zip(&medians).zip(&samples) {

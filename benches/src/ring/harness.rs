@@ -85,6 +85,8 @@ pub trait Flavor {
     const NAME: &'static str;
     /// Single-producer single-consumer only: shown, but not counted as an MPMC peer.
     const SPSC: bool = false;
+    /// Another way of using pc's ring (its split handles): shown beside pc, never a peer.
+    const PC_VARIANT: bool = false;
     /// The producer end.
     type Tx: Tx;
     /// The consumer end.
