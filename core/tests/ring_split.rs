@@ -1,6 +1,7 @@
 //! The split ring's handles (`RingCore::split`): every value once and in order whether a side
 //! has one handle (plain-store claims) or several (compare-and-swap), across the switches
-//! between the two as handles are cloned and dropped; the last producer's drop closes.
+//! between the two as handles are cloned and dropped; the last producer's drop closes. The
+//! threads use `try_push` and `try_pop`, the calls that claim with the plain store.
 
 use std::thread;
 
@@ -12,11 +13,38 @@ fn encode(producer: u64, seq: u64) -> u64 {
     producer << 32 | seq
 }
 
+/// Pops one value with `try_pop` (the call that claims with a plain store when the consumer
+/// is alone), yielding while the ring is empty; `None` once it is closed and drained.
+fn pop_one<S: Storage<u64>>(consumer: &Consumer<'_, u64, S>) -> Option<u64> {
+    loop {
+        match consumer.try_pop() {
+            Ok(v) => return Some(v),
+            Err(PopError::Empty) => thread::yield_now(),
+            Err(PopError::Closed) => return None,
+        }
+    }
+}
+
+/// Pushes `v` with `try_push`, yielding while the ring is full.
+fn push_one<S: Storage<u64>>(producer: &Producer<'_, u64, S>, v: u64) {
+    let mut v = v;
+    loop {
+        match producer.try_push(v) {
+            Ok(()) => return,
+            Err(PushError::Full(back)) => {
+                v = back;
+                thread::yield_now();
+            }
+            Err(PushError::Closed(_)) => unreachable!("closed only by the last producer's drop"),
+        }
+    }
+}
+
 /// Pops until `Closed`; returns what it popped. (It checks nothing itself: a consumer that
-/// panicked would leave the producers blocked on a full ring for good.)
+/// panicked would leave the producers waiting on a full ring for good.)
 fn consume<S: Storage<u64>>(consumer: &Consumer<'_, u64, S>) -> Vec<u64> {
     let mut got = Vec::new();
-    while let Ok(v) = consumer.pop() {
+    while let Some(v) = pop_one(consumer) {
         got.push(v);
     }
     got
@@ -34,12 +62,10 @@ fn assert_fifo_per_producer(got: &[u64]) {
     }
 }
 
-/// Pushes `n` values of producer `p`, blocking while full.
+/// Pushes `n` values of producer `p`.
 fn produce<S: Storage<u64>>(producer: &Producer<'_, u64, S>, p: u64, n: u64) {
     for seq in 0..n {
-        producer
-            .push(encode(p, seq))
-            .expect("not closed while producing");
+        push_one(producer, encode(p, seq));
     }
 }
 
@@ -109,13 +135,13 @@ fn handles_switch_between_plain_and_compare_and_swap_claims_without_loss() {
                         thread::scope(|inner| {
                             inner.spawn(move || produce(&clone, 1 + round, TURN));
                             for _ in 0..TURN {
-                                producer.push(encode(0, seq)).unwrap();
+                                push_one(&producer, encode(0, seq));
                                 seq += 1;
                             }
                         });
                         break;
                     }
-                    producer.push(encode(0, seq)).unwrap();
+                    push_one(&producer, encode(0, seq));
                     seq += 1;
                 }
             }
@@ -123,9 +149,9 @@ fn handles_switch_between_plain_and_compare_and_swap_claims_without_loss() {
         });
         let pop_up_to = |consumer: &Consumer<'_, u64, _>, n: usize, got: &mut Vec<u64>| {
             for _ in 0..n {
-                match consumer.pop() {
-                    Ok(v) => got.push(v),
-                    Err(Closed(())) => return false,
+                match pop_one(consumer) {
+                    Some(v) => got.push(v),
+                    None => return false,
                 }
             }
             true
@@ -153,6 +179,25 @@ fn handles_switch_between_plain_and_compare_and_swap_claims_without_loss() {
     }
     expected.sort_unstable();
     assert_eq!(all, expected);
+}
+
+#[test]
+fn blocking_calls_on_handles_deliver_every_value_and_end_at_the_close() {
+    let mut ring = Ring::<u64, 8>::new();
+    let (producer, consumer) = ring.split();
+    let got = thread::scope(|s| {
+        s.spawn(move || {
+            for v in 0..10_000 {
+                producer.push(v).unwrap();
+            }
+        });
+        let mut got = Vec::new();
+        while let Ok(v) = consumer.pop() {
+            got.push(v);
+        }
+        got
+    });
+    assert_eq!(got, (0..10_000).collect::<Vec<_>>());
 }
 
 #[test]
@@ -223,8 +268,15 @@ fn handles_report_their_side_and_count_in_debug() {
     assert!(shown.contains("Producer"), "{shown}");
     assert!(shown.contains("producers: 1"), "{shown}");
     assert!(shown.contains("consumers: 2"), "{shown}");
+    assert!(shown.contains("sole: true"), "the producer: {shown}");
+    assert!(format!("{consumer:?}").contains("sole: false"));
     drop(second);
     assert!(format!("{consumer:?}").contains("consumers: 1"));
+    // Alone again: the consumer finds out at its next look at the count.
+    for _ in 0..64 {
+        let _ = consumer.try_pop();
+    }
+    assert!(format!("{consumer:?}").contains("sole: true"));
 }
 
 #[test]

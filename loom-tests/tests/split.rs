@@ -5,10 +5,10 @@
 //! Loom's `UnsafeCell` tracking turns two producers writing one slot, or a pop reading a slot
 //! not ordered after its write, into a failure; the histories are checked as in `ring.rs`
 //! (every value pushed is popped once, each producer's in order). Against the mutant
-//! `split_always_sole` (every handle claims with the plain store, whatever the count) the
-//! models with two handles of a side fail, and against `split_relaxed_count` (the count read
-//! without `Acquire`) the model where a producer is left alone mid-run; `.ci/run` requires
-//! both.
+//! `split_always_sole` (every handle claims with the plain store, whatever the count) and
+//! `split_clone_keeps_sole` (a cloned handle goes on claiming with it) the models with two
+//! handles of a side fail, and against `split_relaxed_count` (the count read without
+//! `Acquire`) the model where a producer is left alone mid-run; `.ci/run` requires each.
 //!
 //! Handles borrow their ring and loom's threads must be `'static`, so each execution leaks
 //! its ring (a few hundred bytes).

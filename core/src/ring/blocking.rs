@@ -35,7 +35,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert_eq!(ring.pop(), Ok(1));
     /// ```
     pub fn push(&self, value: T) -> Result<(), Closed<T>> {
-        match self.push_until::<false>(value, None) {
+        match self.push_until(value, None) {
             Ok(()) => Ok(()),
             Err(e) => Err(Closed(e.into_inner())),
         }
@@ -58,15 +58,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[cfg(not(loom))]
     pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_until::<false>(value, Some(crate::sync::deadline_after(timeout)))
+        self.push_until(value, Some(crate::sync::deadline_after(timeout)))
     }
 
-    /// The blocking push; with `SOLE`, each attempt is a sole producer's (split.rs).
-    pub(super) fn push_until<const SOLE: bool>(
-        &self,
-        value: T,
-        deadline: Option<Instant>,
-    ) -> Result<(), PushError<T>> {
+    fn push_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         let mut value = Some(value);
         let mut races = LostRaces::new();
         let outcome = self.head.waiters.wait_for(
@@ -74,12 +69,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             || self.producer_blocked(),
             || {
                 let v = value.take().expect("value is put back on every retry");
-                let pushed = if SOLE {
-                    self.try_push_sole(v)
-                } else {
-                    self.try_push_or(v, &mut || races.lost())
-                };
-                match pushed {
+                match self.try_push_or(v, &mut || races.lost()) {
                     Ok(()) => Step::Done(Ok(())),
                     Err(PushError::Closed(v)) => Step::Done(Err(PushError::Closed(v))),
                     Err(PushError::Full(v)) => {
@@ -177,7 +167,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// });
     /// ```
     pub fn pop(&self) -> Result<T, Closed> {
-        match self.pop_until::<false>(None) {
+        match self.pop_until(None) {
             Ok(v) => Ok(v),
             Err(_) => Err(Closed(())),
         }
@@ -199,23 +189,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[cfg(not(loom))]
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.pop_until::<false>(Some(crate::sync::deadline_after(timeout)))
+        self.pop_until(Some(crate::sync::deadline_after(timeout)))
     }
 
-    /// The blocking pop; with `SOLE`, each attempt is a sole consumer's (split.rs).
-    pub(super) fn pop_until<const SOLE: bool>(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<T, PopError> {
+    fn pop_until(&self, deadline: Option<Instant>) -> Result<T, PopError> {
         let mut races = LostRaces::new();
         let outcome = self.tail.waiters.wait_for(
             deadline,
             || self.consumer_blocked(),
-            || match if SOLE {
-                self.try_pop_sole()
-            } else {
-                self.try_pop_or(&mut || races.lost())
-            } {
+            || match self.try_pop_or(&mut || races.lost()) {
                 Err(PopError::Empty) => Step::Blocked,
                 done => Step::Done(done),
             },

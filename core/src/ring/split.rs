@@ -5,20 +5,25 @@
 //! # Why the plain store is enough
 //! Only a `Producer` moves the tail while the ring is split (the ring is borrowed mutably, and
 //! `Consumer` has no `close`), and a `Producer` is `Send` but not `Sync`: another thread can
-//! reach it only once it is sent there, never while the thread that has it pushes. So the count
-//! of a side's handles rises (a clone) only on the thread of a handle of that side, ordered
-//! before anything the clone does by the send; a push that reads the count as 1 is the only
-//! handle of its side, and no other thread can make a second one while it pushes. The count
-//! falls when a handle is dropped, on any thread: the drop's `Release` decrement pairs with the
-//! `Acquire` count load of the handle that then finds itself alone, so every claim the dropped
-//! handle made happens-before that handle's plain load of the index. The same holds for the
-//! head and `Consumer`s. Loom checks it (`loom-tests/tests/split.rs`; the mutants
-//! `split_always_sole`, which claims with the plain store whatever the count, and
-//! `split_relaxed_count`, which reads the count without `Acquire`).
+//! reach it only once it is sent there, never while the thread that has it pushes. So a second
+//! producer appears only as a clone, made on the thread of an existing producer, and ordered
+//! before anything the clone does by the send that moves it. Each handle keeps a flag, `sole`:
+//! set when the handle has read its side's handle count as 1, cleared when the handle is
+//! cloned (the clone starts without it). While it is set no other handle of the side exists,
+//! since the only handle a clone could have been made from is this one, so the plain store is
+//! safe, and the flag, in the handle, costs no shared load. A handle without the flag claims by
+//! compare-and-swap and reads the count now and then ([`LOOK_EVERY`] operations) to find out
+//! whether the others are gone. The count falls when a handle is dropped, on any thread: the
+//! drop's `Release` decrement pairs with the `Acquire` count load of the handle that then
+//! finds itself alone, so every claim the dropped handle made happens-before that handle's
+//! plain load of the index. The same holds for the head and `Consumer`s. Loom checks it
+//! (`loom-tests/tests/split.rs`, where a handle looks at every operation; the mutants
+//! `split_always_sole`, which claims with the plain store whatever the count,
+//! `split_clone_keeps_sole`, whose cloned handle keeps its flag, and `split_relaxed_count`,
+//! which reads the count without `Acquire`).
 
 use core::cell::Cell;
 use core::fmt;
-use core::marker::PhantomData;
 #[cfg(all(feature = "std", not(loom)))]
 use core::time::Duration;
 
@@ -41,9 +46,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   position with a compare-and-swap, a locked instruction that on x86 also waits for the
     ///   previous operation's stores to drain, and that sets the pace of a one-producer,
     ///   one-consumer stream (README, "The floor of the 1P1C single row"). While a side has
-    ///   exactly one handle, [`Producer::try_push`] and [`Consumer::try_pop`] (and the blocking
-    ///   `push` and `pop`) claim with a plain store instead: only that handle moves the side's
-    ///   index. A clone puts the side back on the compare-and-swap, until it is dropped.
+    ///   exactly one handle, [`Producer::try_push`] and [`Consumer::try_pop`] claim with a
+    ///   plain store instead: only that handle moves the side's index. A clone puts the side back on the compare-and-swap until it is dropped; the
+    ///   handle left finds out within 64 of its operations (it looks at its side's handle
+    ///   count that often, not at every operation).
     /// - **Dropping the last `Producer` closes the ring**, as dropping the last sender
     ///   disconnects a channel: consumers drain what is left, then see `Closed`.
     ///
@@ -52,7 +58,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   writes with a plain store that a close from another thread would race with: only a
     ///   `Producer` closes (or the last one's drop). Dropping every `Consumer` closes nothing:
     ///   the producers then fill the ring and see `Full`.
-    /// - **Batches claim as on the shared ring**, one compare-and-swap for the run.
+    /// - **Blocking calls and batches claim as on the shared ring.** `push`, `pop`, their
+    ///   timeout and batch forms are the shared ring's own calls. (Built with both claims,
+    ///   the blocking calls ran the oversubscribed 2P2C row at about two-thirds of the shared
+    ///   ring's speed, even where only the compare-and-swap ran: README, Benchmarks.) A sole
+    ///   consumer that wants the plain claim and a wait can call `try_pop` and, on `Empty`,
+    ///   [`Consumer::wait_ready`].
     /// - **Handles are `Send`, not `Sync`**: each is used from one thread at a time (clone it
     ///   for another thread). That is what lets a handle know it is alone.
     /// - **The split lasts for the borrow.** `split` takes `&mut self`, so no thread reaches the
@@ -89,11 +100,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         (
             Producer {
                 ring,
-                _not_sync: PhantomData,
+                claim: Claim::new(true),
             },
             Consumer {
                 ring,
-                _not_sync: PhantomData,
+                claim: Claim::new(true),
             },
         )
     }
@@ -101,13 +112,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// [`try_push`](Self::try_push) for a producer that no other thread can race: the one
-    /// `Producer` of a split ring ([`alone`]). The same stamp protocol, with the position
+    /// `Producer` of a split ring (`Claim::sole`). The same stamp protocol, with the position
     /// claimed by a plain store. (A function of its own rather than a flag on `try_push_or`:
     /// so the shared ring's code is compiled exactly as it was.)
     #[inline(always)]
     pub(super) fn try_push_sole(&self, value: T) -> Result<(), PushError<T>> {
         // Relaxed: this thread's own last store, or another producer's, ordered before by the
-        // Acquire count load in `alone`.
+        // Acquire count load in `Claim::sole`.
         let tail = self.tail.index.load(Ordering::Relaxed);
         if tail & MARK != 0 {
             return Err(PushError::Closed(value));
@@ -126,7 +137,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         self.tail
             .index
             .store(tail.wrapping_add(ONE), Ordering::Relaxed);
-        // SAFETY: no other thread claims positions (`alone`), and the slot is free (Acquire).
+        // SAFETY: no other thread claims positions (`Claim::sole`), and the slot is free (Acquire).
         unsafe { slot.write(value) };
         // Release publishes the value; pairs with the Acquire stamp load in pop.
         slot.stamp.store(tail.wrapping_add(ONE), PUBLISH);
@@ -135,7 +146,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// [`try_pop`](Self::try_pop) for a consumer that no other thread can race: the one
-    /// `Consumer` of a split ring ([`alone`]), claiming with a plain store.
+    /// `Consumer` of a split ring (`Claim::sole`), claiming with a plain store.
     #[inline(always)]
     pub(super) fn try_pop_sole(&self) -> Result<T, PopError> {
         // Relaxed: as the tail load in `try_push_sole`.
@@ -158,7 +169,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let value = if hole {
                 None
             } else {
-                // SAFETY: no other thread claims positions (`alone`), and the value is
+                // SAFETY: no other thread claims positions (`Claim::sole`), and the value is
                 // published (Acquire); we read it once, then free the slot.
                 Some(unsafe { slot.read() })
             };
@@ -175,21 +186,63 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 }
 
-/// Whether the handle that asks is its side's only one (module docs).
-#[inline(always)]
-fn alone(side: &Side) -> bool {
-    if cfg!(pc_mutant = "split_always_sole") {
-        return true;
+/// How many operations a handle that shares its side makes between looks at the side's
+/// handle count (module docs). A look loads a cache line the other handles of the side keep
+/// writing (their index CASes), so a sharing handle looks now and then rather than at every
+/// operation, and a handle left alone finds out within this many operations. Under loom every
+/// operation looks, so the models see every moment a handle can find itself alone.
+const LOOK_EVERY: u32 = if cfg!(loom) { 1 } else { 64 };
+
+/// What a handle knows of its side: whether it is the only handle (module docs).
+struct Claim {
+    /// Set only after reading the side's count as 1, cleared by a clone of this handle.
+    sole: Cell<bool>,
+    /// Operations since the last look at the count, while `sole` is clear.
+    since_look: Cell<u32>,
+}
+
+impl Claim {
+    fn new(sole: bool) -> Self {
+        Self {
+            sole: Cell::new(sole),
+            since_look: Cell::new(0),
+        }
     }
-    // Acquire pairs with the Release decrement of every handle of this side dropped before:
-    // their claims happen-before this handle's plain load of the index. (The mutant
-    // `split_relaxed_count` weakens it to Relaxed, for the loom models to catch.)
-    let acquire = if cfg!(pc_mutant = "split_relaxed_count") {
-        Ordering::Relaxed
-    } else {
-        Ordering::Acquire
-    };
-    side.handles.load(acquire) == 1
+
+    /// Whether this handle may claim with a plain store: it is its side's only handle.
+    #[inline(always)]
+    fn sole(&self, side: &Side) -> bool {
+        if self.sole.get() || cfg!(pc_mutant = "split_always_sole") {
+            return true;
+        }
+        let since = self.since_look.get() + 1;
+        if since < LOOK_EVERY {
+            self.since_look.set(since);
+            return false;
+        }
+        self.since_look.set(0);
+        // Acquire pairs with the Release decrement of every handle of this side dropped before:
+        // their claims happen-before this handle's plain load of the index. (The mutant
+        // `split_relaxed_count` weakens it to Relaxed, for the loom models to catch.)
+        let acquire = if cfg!(pc_mutant = "split_relaxed_count") {
+            Ordering::Relaxed
+        } else {
+            Ordering::Acquire
+        };
+        let alone = side.handles.load(acquire) == 1;
+        self.sole.set(alone);
+        alone
+    }
+
+    /// A clone of this handle: this one shares its side from now on; the clone starts sharing.
+    fn cloned(&self, side: &Side) -> Self {
+        add_handle(side);
+        // (The mutant `split_clone_keeps_sole` leaves the flag set, for the models to catch.)
+        if !cfg!(pc_mutant = "split_clone_keeps_sole") {
+            self.sole.set(false);
+        }
+        Self::new(false)
+    }
 }
 
 /// The most handles a side can have: far more than threads, and far from the count wrapping
@@ -214,7 +267,7 @@ fn add_handle(side: &Side) {
 /// Removes a handle from `side`; true if it was the last.
 fn remove_handle(side: &Side) -> bool {
     // Release: publishes this handle's claims to the handle that next finds itself alone
-    // (pairs with the Acquire load in `alone`).
+    // (pairs with the Acquire load in `Claim::sole`).
     side.handles.fetch_sub(1, Ordering::Release) == 1
 }
 
@@ -231,8 +284,8 @@ fn remove_handle(side: &Side) -> bool {
 /// ```
 pub struct Producer<'a, T, S: Storage<T>> {
     ring: &'a RingCore<T, S>,
-    /// Not `Sync`: a handle is used from one thread at a time.
-    _not_sync: PhantomData<Cell<()>>,
+    /// Whether this is the only producer (its `Cell`s make the handle not `Sync`).
+    claim: Claim,
 }
 
 /// The consuming side of a [split](RingCore::split) ring: pops.
@@ -247,8 +300,8 @@ pub struct Producer<'a, T, S: Storage<T>> {
 /// ```
 pub struct Consumer<'a, T, S: Storage<T>> {
     ring: &'a RingCore<T, S>,
-    /// Not `Sync`: a handle is used from one thread at a time.
-    _not_sync: PhantomData<Cell<()>>,
+    /// Whether this is the only consumer (its `Cell`s make the handle not `Sync`).
+    claim: Claim,
 }
 
 impl<T, S: Storage<T>> Producer<'_, T, S> {
@@ -269,40 +322,32 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// ```
     #[inline]
     pub fn try_push(&self, value: T) -> Result<(), PushError<T>> {
-        if alone(&self.ring.tail) {
+        if self.claim.sole(&self.ring.tail) {
             self.ring.try_push_sole(value)
         } else {
             self.ring.try_push(value)
         }
     }
 
-    /// [`RingCore::push`]: waits while the ring is full.
+    /// [`RingCore::push`]: waits while the ring is full, claiming as the shared ring does
+    /// (see [`RingCore::split`] for why).
     ///
     /// # Errors
     /// [`Closed`] with the value if the ring is or becomes closed.
     #[cfg(any(feature = "std", loom))]
     pub fn push(&self, value: T) -> Result<(), Closed<T>> {
-        let pushed = if alone(&self.ring.tail) {
-            self.ring.push_until::<true>(value, None)
-        } else {
-            self.ring.push_until::<false>(value, None)
-        };
-        pushed.map_err(|e| Closed(e.into_inner()))
+        self.ring.push(value)
     }
 
-    /// [`RingCore::push_timeout`]: waits at most `timeout` while the ring is full.
+    /// [`RingCore::push_timeout`]: waits at most `timeout` while the ring is full, claiming as
+    /// the shared ring does.
     ///
     /// # Errors
     /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] if the ring is or becomes
     /// closed; both hand the value back.
     #[cfg(all(feature = "std", not(loom)))]
     pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        let deadline = Some(crate::sync::deadline_after(timeout));
-        if alone(&self.ring.tail) {
-            self.ring.push_until::<true>(value, deadline)
-        } else {
-            self.ring.push_until::<false>(value, deadline)
-        }
+        self.ring.push_timeout(value, timeout)
     }
 
     /// [`RingCore::try_push_batch`] (a compare-and-swap for the run, as on the shared ring).
@@ -384,39 +429,31 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     /// ```
     #[inline]
     pub fn try_pop(&self) -> Result<T, PopError> {
-        if alone(&self.ring.head) {
+        if self.claim.sole(&self.ring.head) {
             self.ring.try_pop_sole()
         } else {
             self.ring.try_pop()
         }
     }
 
-    /// [`RingCore::pop`]: waits while the ring is empty.
+    /// [`RingCore::pop`]: waits while the ring is empty, claiming as the shared ring does (see
+    /// [`RingCore::split`] for why).
     ///
     /// # Errors
     /// [`Closed`] once the ring is closed and drained.
     #[cfg(any(feature = "std", loom))]
     pub fn pop(&self) -> Result<T, Closed> {
-        let popped = if alone(&self.ring.head) {
-            self.ring.pop_until::<true>(None)
-        } else {
-            self.ring.pop_until::<false>(None)
-        };
-        popped.map_err(|_| Closed(()))
+        self.ring.pop()
     }
 
-    /// [`RingCore::pop_timeout`]: waits at most `timeout` while the ring is empty.
+    /// [`RingCore::pop_timeout`]: waits at most `timeout` while the ring is empty, claiming as
+    /// the shared ring does.
     ///
     /// # Errors
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
     #[cfg(all(feature = "std", not(loom)))]
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        let deadline = Some(crate::sync::deadline_after(timeout));
-        if alone(&self.ring.head) {
-            self.ring.pop_until::<true>(deadline)
-        } else {
-            self.ring.pop_until::<false>(deadline)
-        }
+        self.ring.pop_timeout(timeout)
     }
 
     /// [`RingCore::try_pop_batch`] (a compare-and-swap for the run, as on the shared ring).
@@ -496,10 +533,9 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
 impl<T, S: Storage<T>> Clone for Producer<'_, T, S> {
     /// Another producer: the tail goes back to the compare-and-swap until only one is left.
     fn clone(&self) -> Self {
-        add_handle(&self.ring.tail);
         Self {
             ring: self.ring,
-            _not_sync: PhantomData,
+            claim: self.claim.cloned(&self.ring.tail),
         }
     }
 }
@@ -507,10 +543,9 @@ impl<T, S: Storage<T>> Clone for Producer<'_, T, S> {
 impl<T, S: Storage<T>> Clone for Consumer<'_, T, S> {
     /// Another consumer: the head goes back to the compare-and-swap until only one is left.
     fn clone(&self) -> Self {
-        add_handle(&self.ring.head);
         Self {
             ring: self.ring,
-            _not_sync: PhantomData,
+            claim: self.claim.cloned(&self.ring.head),
         }
     }
 }
@@ -536,6 +571,7 @@ impl<T, S: Storage<T>> fmt::Debug for Producer<'_, T, S> {
             .field("ring", self.ring)
             // Relaxed: a snapshot for display.
             .field("producers", &self.ring.tail.handles.load(Ordering::Relaxed))
+            .field("sole", &self.claim.sole.get())
             .finish()
     }
 }
@@ -546,6 +582,7 @@ impl<T, S: Storage<T>> fmt::Debug for Consumer<'_, T, S> {
             .field("ring", self.ring)
             // Relaxed: a snapshot for display.
             .field("consumers", &self.ring.head.handles.load(Ordering::Relaxed))
+            .field("sole", &self.claim.sole.get())
             .finish()
     }
 }
