@@ -17,6 +17,7 @@ use loom::sync::Arc;
 use loom::thread;
 use pc_core::ring::Storage;
 use pc_core::{HeapRing, PopError, PushError, Ring, RingCore};
+use pc_loom_tests::check_history;
 
 /// How many times a thread retries a full or empty ring before giving up.
 const PATIENCE: usize = 2;
@@ -79,31 +80,6 @@ fn drain<S: Storage<u32>>(ring: &RingCore<u32, S>) -> Vec<u32> {
         rest.push(v);
     }
     rest
-}
-
-/// Checks that `consumers` (each in pop order) hold exactly the pushed prefix of every
-/// producer's values, each once, each producer's in order.
-fn check_history(producers: &[(&[u32], usize)], consumers: &[Vec<u32>]) {
-    let mut expected: Vec<u32> = producers
-        .iter()
-        .flat_map(|(v, n)| v[..*n].to_vec())
-        .collect();
-    let mut all: Vec<u32> = consumers.concat();
-    expected.sort_unstable();
-    all.sort_unstable();
-    assert_eq!(all, expected, "values lost or duplicated");
-    for got in consumers {
-        for (values, _) in producers {
-            let order: Vec<usize> = got
-                .iter()
-                .filter_map(|x| values.iter().position(|v| v == x))
-                .collect();
-            assert!(
-                order.windows(2).all(|w| w[0] < w[1]),
-                "FIFO per producer: {got:?}"
-            );
-        }
-    }
 }
 
 #[test]

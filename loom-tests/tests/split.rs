@@ -17,6 +17,7 @@
 use loom::thread;
 use pc_core::ring::{Consumer, Inline, Producer};
 use pc_core::{PopError, PushError, Ring};
+use pc_loom_tests::check_history;
 
 /// How many times a thread retries a full or empty ring before giving up (as in `ring.rs`).
 const PATIENCE: usize = 2;
@@ -85,29 +86,6 @@ fn drain(consumer: &Consumer<'static, u32, Inline<u32, 2>>) -> Vec<u32> {
     }
 }
 
-/// Checks that `got` holds exactly the pushed prefix of every producer's values, each once,
-/// each producer's in order.
-fn check_history(producers: &[(&[u32], usize)], got: &[u32]) {
-    let mut expected: Vec<u32> = producers
-        .iter()
-        .flat_map(|(v, n)| v[..*n].to_vec())
-        .collect();
-    let mut all = got.to_vec();
-    expected.sort_unstable();
-    all.sort_unstable();
-    assert_eq!(all, expected, "values lost or duplicated");
-    for (values, _) in producers {
-        let order: Vec<usize> = got
-            .iter()
-            .filter_map(|x| values.iter().position(|v| v == x))
-            .collect();
-        assert!(
-            order.windows(2).all(|w| w[0] < w[1]),
-            "FIFO per producer: {got:?}"
-        );
-    }
-}
-
 #[test]
 fn a_sole_producer_and_consumer_pass_every_value_once_in_order() {
     loom::model(|| {
@@ -118,7 +96,7 @@ fn a_sole_producer_and_consumer_pass_every_value_once_in_order() {
         let pushing = thread::spawn(move || push_some(&producer, P));
         let got = pop_some(&consumer, 3);
         let pushed = pushing.join().unwrap();
-        check_history(&[(P, pushed)], &[got, drain(&consumer)].concat());
+        check_history(&[(P, pushed)], &[[got, drain(&consumer)].concat()]);
     });
 }
 
@@ -139,7 +117,7 @@ fn two_producers_claim_by_compare_and_swap() {
         drop((a, b));
         check_history(
             &[(A, pushed_a), (B, pushed_b)],
-            &[got, drain(&consumer)].concat(),
+            &[[got, drain(&consumer)].concat()],
         );
     });
 }
@@ -158,7 +136,7 @@ fn two_producers_left_alone_after_a_drop_see_its_claims() {
         let a = thread::spawn(move || push_some(&a, A));
         let got = pop_some(&consumer, 1);
         let pushed = [(A, a.join().unwrap()), (B, b.join().unwrap())];
-        check_history(&pushed, &[got, drain(&consumer)].concat());
+        check_history(&pushed, &[[got, drain(&consumer)].concat()]);
     });
 }
 
