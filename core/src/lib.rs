@@ -15,7 +15,7 @@
 //! - A batch push takes an item from its iterator only once a slot is claimed for it.
 //! - With `std`, a blocked push or pop is woken by the pop or push that frees or publishes its
 //!   slot (one sleeper per slot; `close` wakes all), with no timeout involved.
-//! - Split into handles ([`RingCore::split`]: a [`ring::Producer`] and a [`ring::Consumer`],
+//! - Split into handles ([`RingCore::split`]: a [`Producer`] and a [`Consumer`],
 //!   each `Clone` and `Send`), a side with one handle claims its positions with a plain store
 //!   instead of a compare-and-swap, with the same guarantees; the last producer's drop closes.
 //!
@@ -143,7 +143,7 @@ pub use lanes::HeapLanes;
 pub use lanes::{Lanes, LanesCore};
 #[cfg(feature = "alloc")]
 pub use ring::HeapRing;
-pub use ring::{CapacityError, Closed, PopError, PushError, Ring, RingCore};
+pub use ring::{CapacityError, Closed, Consumer, PopError, Producer, PushError, Ring, RingCore};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

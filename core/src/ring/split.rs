@@ -47,30 +47,36 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   previous operation's stores to drain, and that sets the pace of a one-producer,
     ///   one-consumer stream (README, "The floor of the 1P1C single row"). While a side has
     ///   exactly one handle, [`Producer::try_push`] and [`Consumer::try_pop`] claim with a
-    ///   plain store instead: only that handle moves the side's index. A clone puts the side back on the compare-and-swap until it is dropped; the
-    ///   handle left finds out within 64 of its operations (it looks at its side's handle
-    ///   count that often, not at every operation).
+    ///   plain store instead: only that handle moves the side's index. A clone puts the side
+    ///   back on the compare-and-swap until it is dropped; the handle left finds out within 64
+    ///   of its `try_push` (or `try_pop`) calls, which look at the side's handle count that
+    ///   often rather than at every call.
     /// - **Dropping the last `Producer` closes the ring**, as dropping the last sender
     ///   disconnects a channel: consumers drain what is left, then see `Closed`.
     ///
     /// # Non-guarantees
-    /// - **Consumers cannot close the ring.** A close marks the tail, which a sole producer
-    ///   writes with a plain store that a close from another thread would race with: only a
-    ///   `Producer` closes (or the last one's drop). Dropping every `Consumer` closes nothing:
-    ///   the producers then fill the ring and see `Full`.
-    /// - **Blocking calls and batches claim as on the shared ring.** `push`, `pop`, their
-    ///   timeout and batch forms are the shared ring's own calls. (Built with both claims,
-    ///   the blocking calls ran the oversubscribed 2P2C row at about two-thirds of the shared
-    ///   ring's speed, even where only the compare-and-swap ran: README, Benchmarks.) A sole
-    ///   consumer that wants the plain claim and a wait can call `try_pop` and, on `Empty`,
-    ///   [`Consumer::wait_ready`].
+    /// - **Consumers cannot close the ring**, and dropping them all tells the producers
+    ///   nothing. A close marks the tail, which a sole producer writes with a plain store that
+    ///   a close from another thread would race with: only a `Producer` closes (or the last
+    ///   one's drop). With every `Consumer` dropped, the producers fill the ring, then
+    ///   `try_push` says `Full` and a blocking `push` waits for good.
+    /// - **Blocking calls and batches always claim by compare-and-swap**: `push`, `pop`, their
+    ///   timeout and batch forms are the shared ring's own calls (with the plain claim
+    ///   compiled into them, the blocking calls measured slower, even on the shared path:
+    ///   README, "Split into handles"). A sole consumer that wants the plain claim and a wait
+    ///   can call `try_pop` and, on `Empty`, [`Consumer::wait_ready`]. The waiting calls need
+    ///   feature `std`; without it a handle has the `try_` calls, batches and `close`.
     /// - **Handles are `Send`, not `Sync`**: each is used from one thread at a time (clone it
-    ///   for another thread). That is what lets a handle know it is alone.
+    ///   for another thread; the compiler's complaint about a `Cell` in a `Claim` means a
+    ///   handle was shared by reference). That is what lets a handle know it is alone.
     /// - **The split lasts for the borrow.** `split` takes `&mut self`, so no thread reaches the
-    ///   ring but through the handles: a ring in a `static` splits only through a
-    ///   `&'static mut` (as `static_cell` gives), and a ring shared by `Arc` not at all. Once
-    ///   the handles are gone (the last producer's drop closed it), the ring is usable directly
-    ///   again, closed.
+    ///   ring but through the handles. A ring in a `static` splits through a `&'static mut`:
+    ///   `static_cell`'s `ConstStaticCell` gives one for a ring built at compile time (its
+    ///   `StaticCell::init_with` builds the ring on the stack first, which a large ring
+    ///   overflows), as does `Box::leak` of a `HeapRing`. A ring in an `Arc` splits only
+    ///   while that `Arc` is the only one (`Arc::get_mut`). Once the handles are gone (the last
+    ///   producer's drop closed it), the ring is usable directly again, closed for good: a new
+    ///   split hands out handles to a closed ring.
     ///
     /// ```
     /// let mut ring = pc_core::Ring::<u32, 8>::new();
@@ -186,11 +192,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 }
 
-/// How many operations a handle that shares its side makes between looks at the side's
-/// handle count (module docs). A look loads a cache line the other handles of the side keep
-/// writing (their index CASes), so a sharing handle looks now and then rather than at every
-/// operation, and a handle left alone finds out within this many operations. Under loom every
-/// operation looks, so the models see every moment a handle can find itself alone.
+/// How many `try_push` (or `try_pop`) calls a handle that shares its side makes between looks
+/// at the side's handle count (module docs; the other calls never look). A look loads a cache
+/// line the other handles of the side keep writing (their index CASes), so a sharing handle
+/// looks now and then rather than at every call. Under loom every call looks, so the models
+/// see every moment a handle can find itself alone.
 const LOOK_EVERY: u32 = if cfg!(loom) { 1 } else { 64 };
 
 /// What a handle knows of its side: whether it is the only handle (module docs).
@@ -329,8 +335,8 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         }
     }
 
-    /// [`RingCore::push`]: waits while the ring is full, claiming as the shared ring does
-    /// (see [`RingCore::split`] for why).
+    /// [`RingCore::push`] (feature `std`): waits while the ring is full, claiming as the shared
+    /// ring does (see [`RingCore::split`] for why).
     ///
     /// # Errors
     /// [`Closed`] with the value if the ring is or becomes closed.
@@ -339,7 +345,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         self.ring.push(value)
     }
 
-    /// [`RingCore::push_timeout`]: waits at most `timeout` while the ring is full, claiming as
+    /// [`RingCore::push_timeout`] (feature `std`): waits at most `timeout` while the ring is full, claiming as
     /// the shared ring does.
     ///
     /// # Errors
@@ -361,7 +367,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         self.ring.try_push_batch(items)
     }
 
-    /// [`RingCore::push_batch`]: waits while the ring is full.
+    /// [`RingCore::push_batch`] (feature `std`): waits while the ring is full.
     ///
     /// # Errors
     /// As [`RingCore::push_batch`].
@@ -436,8 +442,8 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
         }
     }
 
-    /// [`RingCore::pop`]: waits while the ring is empty, claiming as the shared ring does (see
-    /// [`RingCore::split`] for why).
+    /// [`RingCore::pop`] (feature `std`): waits while the ring is empty, claiming as the shared
+    /// ring does (see [`RingCore::split`] for why).
     ///
     /// # Errors
     /// [`Closed`] once the ring is closed and drained.
@@ -446,7 +452,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
         self.ring.pop()
     }
 
-    /// [`RingCore::pop_timeout`]: waits at most `timeout` while the ring is empty, claiming as
+    /// [`RingCore::pop_timeout`] (feature `std`): waits at most `timeout` while the ring is empty, claiming as
     /// the shared ring does.
     ///
     /// # Errors
@@ -464,7 +470,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
         self.ring.try_pop_batch(out, max)
     }
 
-    /// [`RingCore::pop_batch`]: waits until at least one value is ready.
+    /// [`RingCore::pop_batch`] (feature `std`): waits until at least one value is ready.
     ///
     /// # Errors
     /// As [`RingCore::pop_batch`].
@@ -473,7 +479,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
         self.ring.pop_batch(out, max)
     }
 
-    /// [`RingCore::pop_batch_timeout`].
+    /// [`RingCore::pop_batch_timeout`] (feature `std`).
     ///
     /// # Errors
     /// As [`RingCore::pop_batch_timeout`].
@@ -487,7 +493,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
         self.ring.pop_batch_timeout(out, max, timeout)
     }
 
-    /// [`RingCore::wait_ready`]: waits until a pop would find something.
+    /// [`RingCore::wait_ready`] (feature `std`): waits until a pop would find something.
     ///
     /// # Errors
     /// As [`RingCore::wait_ready`].
@@ -496,7 +502,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
         self.ring.wait_ready()
     }
 
-    /// [`RingCore::wait_ready_timeout`].
+    /// [`RingCore::wait_ready_timeout`] (feature `std`).
     ///
     /// # Errors
     /// As [`RingCore::wait_ready_timeout`].
@@ -521,6 +527,12 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
+    }
+
+    /// [`RingCore::is_full`]: a snapshot.
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        self.ring.is_full()
     }
 
     /// [`RingCore::capacity`].
