@@ -94,7 +94,8 @@
 //! with. In short: slot stamps carry the data (Release to publish, Acquire to take); index CASes
 //! only claim positions (Relaxed for producers, Release for consumers so that `len` never sees
 //! the tail behind the head), as do a sole handle's plain stores (its `Acquire` load of its
-//! side's handle count takes the claims of the handles dropped before it: `ring/split.rs`); the blocking layer's sleep/wake handshake is an asymmetric fence
+//! side's handle count takes the claims of the handles dropped before it: `ring/split.rs`);
+//! the blocking layer's sleep/wake handshake is an asymmetric fence
 //! (a compiler fence on every operation, a `membarrier` system call by a thread about to sleep:
 //! `ring/wait.rs`), so no operation pays a barrier or a `SeqCst` access. A program whose calls
 //! are batches and whose threads sleep often can choose a `SeqCst` fence on both sides instead

@@ -8,7 +8,8 @@
 //! `split_always_sole` (every handle claims with the plain store, whatever the count) and
 //! `split_clone_keeps_sole` (a cloned handle goes on claiming with it) the models with two
 //! handles of a side fail, and against `split_relaxed_count` (the count read without
-//! `Acquire`) the model where a producer is left alone mid-run; `.ci/run` requires each.
+//! `Acquire`) the models where a producer, or a consumer, is left alone mid-run; `.ci/run`
+//! requires each.
 //!
 //! Handles borrow their ring and loom's threads must be `'static`, so each execution leaks
 //! its ring (a few hundred bytes).
@@ -157,5 +158,31 @@ fn two_consumers_then_one_pop_every_value_once() {
         let mut all = [other, got, rest].concat();
         all.sort_unstable();
         assert_eq!(all, P[..pushed], "values lost or duplicated");
+    });
+}
+
+#[test]
+fn two_consumers_then_one_left_alone_after_a_drop_sees_its_claims() {
+    loom::model(|| {
+        let (producer, first) = split();
+        producer.try_push(1).unwrap();
+        producer.try_push(2).unwrap();
+        drop(producer);
+        // The second consumer pops once on its own thread and is dropped there, while the
+        // first pops without yielding (after a yield loom shows a thread no stale value): the
+        // first claims by compare-and-swap until it sees the drop, then with plain stores,
+        // which must start from the head the other's claim left.
+        let second = first.clone();
+        let other = thread::spawn(move || second.try_pop().ok());
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            if let Ok(v) = first.try_pop() {
+                got.push(v);
+            }
+        }
+        got.extend(other.join().unwrap());
+        got.extend(drain(&first));
+        got.sort_unstable();
+        assert_eq!(got, [1, 2], "values lost or duplicated");
     });
 }

@@ -55,6 +55,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   disconnects a channel: consumers drain what is left, then see `Closed`.
     ///
     /// # Non-guarantees
+    /// - **A forgotten handle counts for good.** A `Producer` passed to `mem::forget` is never
+    ///   dropped: the ring then does not close when the others are, and the last one left never
+    ///   claims with the plain store again (likewise for a `Consumer`).
     /// - **Consumers cannot close the ring**, and dropping them all tells the producers
     ///   nothing. A close marks the tail, which a sole producer writes with a plain store that
     ///   a close from another thread would race with: only a `Producer` closes (or the last
@@ -123,8 +126,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// so the shared ring's code is compiled exactly as it was.)
     #[inline(always)]
     pub(super) fn try_push_sole(&self, value: T) -> Result<(), PushError<T>> {
-        // Relaxed: this thread's own last store, or another producer's, ordered before by the
-        // Acquire count load in `Claim::sole`.
+        // Relaxed: the last store to the tail is this thread's own, or happened-before this
+        // load by the send that brought the handle here, by `split`'s `&mut`, or by the
+        // Acquire count load in `Claim::sole` that saw the other producers dropped.
         let tail = self.tail.index.load(Ordering::Relaxed);
         if tail & MARK != 0 {
             return Err(PushError::Closed(value));
@@ -345,8 +349,8 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         self.ring.push(value)
     }
 
-    /// [`RingCore::push_timeout`] (feature `std`): waits at most `timeout` while the ring is full, claiming as
-    /// the shared ring does.
+    /// [`RingCore::push_timeout`] (feature `std`): waits at most `timeout` while the ring is
+    /// full, claiming as the shared ring does.
     ///
     /// # Errors
     /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] if the ring is or becomes
@@ -452,8 +456,8 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
         self.ring.pop()
     }
 
-    /// [`RingCore::pop_timeout`] (feature `std`): waits at most `timeout` while the ring is empty, claiming as
-    /// the shared ring does.
+    /// [`RingCore::pop_timeout`] (feature `std`): waits at most `timeout` while the ring is
+    /// empty, claiming as the shared ring does.
     ///
     /// # Errors
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
