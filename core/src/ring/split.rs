@@ -117,9 +117,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             },
         )
     }
-}
 
-impl<T, S: Storage<T>> RingCore<T, S> {
     /// [`try_push`](Self::try_push) for a producer that no other thread can race: the one
     /// `Producer` of a split ring (`Claim::sole`). The same stamp protocol, with the position
     /// claimed by a plain store. (A function of its own rather than a flag on `try_push_or`:
@@ -207,7 +205,7 @@ const LOOK_EVERY: u32 = if cfg!(loom) { 1 } else { 64 };
 struct Claim {
     /// Set only after reading the side's count as 1, cleared by a clone of this handle.
     sole: Cell<bool>,
-    /// Operations since the last look at the count, while `sole` is clear.
+    /// `try_push` (or `try_pop`) calls since the last look at the count, while `sole` is clear.
     since_look: Cell<u32>,
 }
 
