@@ -16,29 +16,13 @@
 use loom::sync::Arc;
 use loom::thread;
 use pc_core::ring::Storage;
-use pc_core::{HeapRing, PopError, PushError, Ring, RingCore};
-use pc_loom_tests::check_history;
-
-/// How many times a thread retries a full or empty ring before giving up.
-const PATIENCE: usize = 2;
+use pc_core::{HeapRing, PopError, Ring, RingCore};
+use pc_loom_tests::{PATIENCE, check_history, pop_with, push_with};
 
 /// Pushes `values` in order; stops at the first value still refused after `PATIENCE` retries.
 /// Returns how many were pushed.
 fn push_some<S: Storage<u32>>(ring: &RingCore<u32, S>, values: &[u32]) -> usize {
-    for (i, &v) in values.iter().enumerate() {
-        let mut tries = 0;
-        loop {
-            match ring.try_push(v) {
-                Ok(()) => break,
-                Err(PushError::Full(_)) if tries < PATIENCE => {
-                    tries += 1;
-                    thread::yield_now();
-                }
-                Err(_) => return i,
-            }
-        }
-    }
-    values.len()
+    push_with(values, |v| ring.try_push(v))
 }
 
 /// Pops until `n` values, Closed, or `PATIENCE` consecutive Empty results.
@@ -53,24 +37,6 @@ fn pop_batches<S: Storage<u32>>(ring: &RingCore<u32, S>, n: usize) -> Vec<u32> {
         ring.try_pop_batch(got, 2)
             .map(|k| assert!(k >= 1, "a successful batch pop takes a value"))
     })
-}
-
-/// Runs `pop` (which adds what it pops to its argument) until `n` values, Closed, or
-/// `PATIENCE` consecutive Empty results.
-fn pop_with(n: usize, mut pop: impl FnMut(&mut Vec<u32>) -> Result<(), PopError>) -> Vec<u32> {
-    let mut got = Vec::new();
-    let mut tries = 0;
-    while got.len() < n {
-        match pop(&mut got) {
-            Ok(()) => tries = 0,
-            Err(PopError::Empty) if tries < PATIENCE => {
-                tries += 1;
-                thread::yield_now();
-            }
-            Err(_) => break,
-        }
-    }
-    got
 }
 
 /// Pops everything left, with no other thread running.

@@ -17,11 +17,8 @@
 
 use loom::thread;
 use pc_core::ring::{Consumer, Inline, Producer};
-use pc_core::{PopError, PushError, Ring};
-use pc_loom_tests::check_history;
-
-/// How many times a thread retries a full or empty ring before giving up (as in `ring.rs`).
-const PATIENCE: usize = 2;
+use pc_core::{PopError, Ring};
+use pc_loom_tests::{check_history, pop_with, push_with};
 
 type Split = (
     Producer<'static, u32, Inline<u32, 2>>,
@@ -36,40 +33,12 @@ fn split() -> Split {
 /// Pushes `values` in order; stops at the first value still refused after `PATIENCE` retries.
 /// Returns how many were pushed.
 fn push_some(producer: &Producer<'static, u32, Inline<u32, 2>>, values: &[u32]) -> usize {
-    for (i, &v) in values.iter().enumerate() {
-        let mut tries = 0;
-        loop {
-            match producer.try_push(v) {
-                Ok(()) => break,
-                Err(PushError::Full(_)) if tries < PATIENCE => {
-                    tries += 1;
-                    thread::yield_now();
-                }
-                Err(_) => return i,
-            }
-        }
-    }
-    values.len()
+    push_with(values, |v| producer.try_push(v))
 }
 
 /// Pops until `n` values, `Closed`, or `PATIENCE` consecutive `Empty` results.
 fn pop_some(consumer: &Consumer<'static, u32, Inline<u32, 2>>, n: usize) -> Vec<u32> {
-    let mut got = Vec::new();
-    let mut tries = 0;
-    while got.len() < n {
-        match consumer.try_pop() {
-            Ok(v) => {
-                got.push(v);
-                tries = 0;
-            }
-            Err(PopError::Empty) if tries < PATIENCE => {
-                tries += 1;
-                thread::yield_now();
-            }
-            Err(_) => break,
-        }
-    }
-    got
+    pop_with(n, |got| consumer.try_pop().map(|v| got.push(v)))
 }
 
 /// Pops everything left, with no other thread running; the ring must be closed by then (every
