@@ -8,8 +8,10 @@
 //! `split_always_sole` (every handle claims with the plain store, whatever the count) and
 //! `split_clone_keeps_sole` (a cloned handle goes on claiming with it) the models with two
 //! handles of a side fail, and against `split_relaxed_count` (the count read without
-//! `Acquire`) the models where a producer, or a consumer, is left alone mid-run; `.ci/run`
-//! requires each.
+//! `Acquire`) the models where a producer, or a consumer, is left alone mid-run; against
+//! `split_drop_no_wake` (the last consumer's drop wakes no producer) and `split_abandon_unseen`
+//! (a waiting push never sees the consumers gone) the model of a push waiting on a ring whose
+//! last consumer is dropped; `.ci/run` requires each.
 //!
 //! Handles borrow their ring and loom's threads must be `'static`, so each execution leaks
 //! its ring (a few hundred bytes).
@@ -17,7 +19,7 @@
 
 use loom::thread;
 use pc_core::ring::{Consumer, Inline, Producer};
-use pc_core::{PopError, Ring};
+use pc_core::{Closed, PopError, Ring};
 use pc_loom_tests::{check_history, pop_with, push_with};
 
 type Split = (
@@ -153,5 +155,23 @@ fn two_consumers_then_one_left_alone_after_a_drop_sees_its_claims() {
         got.extend(drain(&first));
         got.sort_unstable();
         assert_eq!(got, [1, 2], "values lost or duplicated");
+    });
+}
+
+#[test]
+fn a_push_waiting_on_a_full_ring_ends_when_the_last_consumer_is_dropped() {
+    loom::model(|| {
+        let (producer, consumer) = split();
+        producer.try_push(1).unwrap();
+        producer.try_push(2).unwrap();
+        // The push finds the ring full and waits; the drop races with its spins, its
+        // registration and its sleep. Whenever the drop lands, the push must end (loom reports
+        // a thread asleep for good as a deadlock), closing the ring and handing 3 back.
+        let pushing = thread::spawn(move || {
+            let result = producer.push(3);
+            (result, producer.is_closed())
+        });
+        drop(consumer);
+        assert_eq!(pushing.join().unwrap(), (Err(Closed(3)), true));
     });
 }

@@ -9,6 +9,7 @@
 
 #![cfg(any(feature = "std", loom))]
 
+use core::cell::Cell;
 #[cfg(not(loom))]
 use core::time::Duration;
 
@@ -64,14 +65,20 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     fn push_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         let mut value = Some(value);
         let mut races = LostRaces::new();
+        let abandoned = Cell::new(false);
         let outcome = self.head.waiters.wait_for(
             deadline,
-            || self.producer_blocked(),
+            || self.producer_blocked(&abandoned),
             || {
                 let v = value.take().expect("value is put back on every retry");
                 match self.try_push_or(v, &mut || races.lost()) {
                     Ok(()) => Step::Done(Ok(())),
                     Err(PushError::Closed(v)) => Step::Done(Err(PushError::Closed(v))),
+                    // Every consumer is gone (`producer_blocked`): close rather than wait.
+                    Err(PushError::Full(v)) if abandoned.get() => {
+                        self.close();
+                        Step::Done(Err(PushError::Closed(v)))
+                    }
                     Err(PushError::Full(v)) => {
                         value = Some(v);
                         Step::Blocked
@@ -120,13 +127,18 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
         let mut pushed = 0;
         let mut races = LostRaces::new();
+        let abandoned = Cell::new(false);
         loop {
             let step = self.head.waiters.wait_for(
                 None,
-                || self.producer_blocked(),
+                || self.producer_blocked(&abandoned),
                 || match self.push_batch_step(items, &mut || races.lost()) {
                     Ok(done) => Step::Done(Ok(done)),
                     Err(PushError::Closed(())) => Step::Done(Err(())),
+                    Err(PushError::Full(())) if abandoned.get() => {
+                        self.close();
+                        Step::Done(Err(()))
+                    }
                     Err(PushError::Full(())) => Step::Blocked,
                 },
             );
@@ -344,20 +356,42 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Sleep re-check for producers: the slot at the tail still holds the previous lap's value
-    /// (the ring is full there, or a pop has claimed the slot and not yet freed it), and the
-    /// ring is open. Anything else ends the sleep: the next attempt then pushes, fails with
-    /// `Closed`, or finds the tail moved on and looks again.
-    fn producer_blocked(&self) -> bool {
+    /// (the ring is full there, or a pop has claimed the slot and not yet freed it), the ring
+    /// is open, and someone may still free it. Anything else ends the sleep: the next attempt
+    /// then pushes, fails with `Closed`, or finds the tail moved on and looks again; if every
+    /// consumer of a split ring is gone, it sets `abandoned`, and the attempt that finds the
+    /// ring full closes it (not this check: it runs holding this side's waiters' lock, which
+    /// `close` takes).
+    fn producer_blocked(&self, abandoned: &Cell<bool>) -> bool {
         // Relaxed: ordered after every waker's progress by the heavy fence after registering
         // (wait.rs); a stale value only makes the check below say "not blocked".
         let tail = self.tail.index.load(Ordering::Relaxed);
         if tail & MARK != 0 {
             return false;
         }
+        if self.consumers_gone() {
+            abandoned.set(true);
+            return false;
+        }
         // Acquire pairs with the consumer's Release free (pop/drain), as in try_push, so a
         // wake-up passed on from here carries it (wait.rs).
         let stamp = self.slot(tail).stamp.load(Ordering::Acquire);
         classify(stamp, tail) == Seen::Behind
+    }
+
+    /// Whether this ring is split and every `Consumer` is gone (split.rs), so no pop will ever
+    /// free a slot again. Always false for a ring used directly: it counts no handles.
+    fn consumers_gone(&self) -> bool {
+        if cfg!(pc_mutant = "split_abandon_unseen") {
+            return false;
+        }
+        // Relaxed, both: each count is set by `split` (ordered before any handle's use by the
+        // send that moves the handle), and the consumers' only falls, to 0 for good, by the
+        // last one's drop; a producer calling this holds a handle, so the producers' is not 0
+        // while the ring is split. In a sleep re-check the heavy fence orders the load after
+        // the last consumer's decrement, which that drop follows with a wake-up (wait.rs).
+        self.tail.handles.load(Ordering::Relaxed) != 0
+            && self.head.handles.load(Ordering::Relaxed) == 0
     }
 
     /// Sleep re-check for consumers: the slot at the head holds neither a value nor a hole yet

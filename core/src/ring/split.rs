@@ -53,16 +53,24 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   often rather than at every call.
     /// - **Dropping the last `Producer` closes the ring**, as dropping the last sender
     ///   disconnects a channel: consumers drain what is left, then see `Closed`.
+    /// - **Dropping the last `Consumer` ends the producers' waits.** A waiting push (`push`,
+    ///   `push_batch`, `push_timeout`) that finds the ring full with every consumer gone closes
+    ///   the ring and returns `Closed` with what it could not push, and so does every push
+    ///   after it: a producer thread never waits for good on a ring nobody reads (a consumer
+    ///   thread that panicked, say). [`Producer::is_abandoned`] tells any time.
     ///
     /// # Non-guarantees
     /// - **A forgotten handle counts for good.** A `Producer` passed to `mem::forget` is never
     ///   dropped: the ring then does not close when the others are, and the last one left never
     ///   claims with the plain store again (likewise for a `Consumer`).
-    /// - **Consumers cannot close the ring**, and dropping them all tells the producers
-    ///   nothing. A close marks the tail, which a sole producer writes with a plain store that
-    ///   a close from another thread would race with: only a `Producer` closes (or the last
-    ///   one's drop). With every `Consumer` dropped, the producers fill the ring, then
-    ///   `try_push` says `Full` and a blocking `push` waits for good.
+    /// - **Consumers cannot close the ring.** A close marks the tail, which a sole producer
+    ///   writes with a plain store that a close from another thread would race with: only a
+    ///   `Producer` closes (or the last one's drop, or a waiting push that finds every
+    ///   consumer gone). So until the ring is full, pushes into a ring whose consumers are
+    ///   all gone succeed (the values are dropped with the ring), and `try_push` and
+    ///   `try_push_batch` then say `Full`, as before: they never read the consumers' count,
+    ///   which would cost a push a load of the line every pop writes. Ask
+    ///   [`Producer::is_abandoned`] when they do.
     /// - **Blocking calls and batches always claim by compare-and-swap**: `push`, `pop`, their
     ///   timeout and batch forms are the shared ring's own calls (with the plain claim
     ///   compiled into them, the blocking calls measured slower, even on the shared path:
@@ -341,7 +349,8 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// ring does (see [`RingCore::split`] for why).
     ///
     /// # Errors
-    /// [`Closed`] with the value if the ring is or becomes closed.
+    /// [`Closed`] with the value if the ring is or becomes closed, or is full with every
+    /// consumer gone (then this call closes it: [`RingCore::split`]).
     #[cfg(any(feature = "std", loom))]
     pub fn push(&self, value: T) -> Result<(), Closed<T>> {
         self.ring.push(value)
@@ -352,10 +361,18 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     ///
     /// # Errors
     /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] if the ring is or becomes
-    /// closed; both hand the value back.
+    /// closed, or is full with every consumer gone (then this call closes it); both hand the
+    /// value back.
     #[cfg(all(feature = "std", not(loom)))]
     pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.ring.push_timeout(value, timeout)
+        match self.ring.push_timeout(value, timeout) {
+            // A wait that ran out before it slept has not looked at the consumers: look now.
+            Err(PushError::Full(v)) if self.is_abandoned() => {
+                self.ring.close();
+                Err(PushError::Closed(v))
+            }
+            done => done,
+        }
     }
 
     /// [`RingCore::try_push_batch`] (a compare-and-swap for the run, as on the shared ring).
@@ -372,7 +389,8 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// [`RingCore::push_batch`] (feature `std`): waits while the ring is full.
     ///
     /// # Errors
-    /// As [`RingCore::push_batch`].
+    /// As [`RingCore::push_batch`]; also [`Closed`] once the ring is full with every consumer
+    /// gone (then this call closes it).
     #[cfg(any(feature = "std", loom))]
     pub fn push_batch<I>(&self, items: &mut I) -> Result<usize, Closed<usize>>
     where
@@ -385,6 +403,32 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// left. Returns `true` if this call closed the ring.
     pub fn close(&self) -> bool {
         self.ring.close()
+    }
+
+    /// Whether every [`Consumer`] is gone: nothing will pop from the ring again. Once true,
+    /// it stays true (a consumer is made only by cloning one). The waiting pushes close the
+    /// ring when they find it so and the ring full; `try_push` never looks (see
+    /// [`RingCore::split`]).
+    ///
+    /// ```
+    /// use pc_core::{Closed, PushError, Ring};
+    ///
+    /// let mut ring = Ring::<u8, 2>::new();
+    /// let (producer, consumer) = ring.split();
+    /// assert!(!producer.is_abandoned());
+    /// drop(consumer);
+    /// assert!(producer.is_abandoned());
+    /// producer.push(1).unwrap(); // room: accepted, and dropped with the ring
+    /// producer.push(2).unwrap();
+    /// assert_eq!(producer.try_push(3), Err(PushError::Full(3)));
+    /// assert_eq!(producer.push(3), Err(Closed(3))); // closes the ring rather than wait
+    /// assert!(producer.is_closed());
+    /// ```
+    #[must_use]
+    pub fn is_abandoned(&self) -> bool {
+        // Acquire pairs with the Release decrement of the last consumer's drop: what the
+        // consumers did happens-before what the caller does on seeing them gone.
+        self.ring.head.handles.load(Ordering::Acquire) == 0
     }
 
     /// [`RingCore::is_closed`].
@@ -564,6 +608,14 @@ impl<T, S: Storage<T>> Clone for Consumer<'_, T, S> {
     }
 }
 
+#[cfg(test)]
+impl<'a, T, S: Storage<T>> Producer<'a, T, S> {
+    /// Test support: the ring, to watch its waiters while the handles are out.
+    pub(super) fn ring(&self) -> &'a RingCore<T, S> {
+        self.ring
+    }
+}
+
 impl<T, S: Storage<T>> Drop for Producer<'_, T, S> {
     /// Closes the ring if this was the last producer.
     fn drop(&mut self) {
@@ -574,8 +626,15 @@ impl<T, S: Storage<T>> Drop for Producer<'_, T, S> {
 }
 
 impl<T, S: Storage<T>> Drop for Consumer<'_, T, S> {
+    /// Wakes every waiting producer if this was the last consumer: their waits then close the
+    /// ring rather than sleep on (`RingCore::producer_blocked`).
     fn drop(&mut self) {
-        remove_handle(&self.ring.head);
+        // The decrement is the progress the producers' sleep re-check looks for; `notify_all`
+        // is the waker's half of the handshake after it (wait.rs). (The mutant
+        // `split_drop_no_wake` skips the wake-up, for the loom models to catch.)
+        if remove_handle(&self.ring.head) && !cfg!(pc_mutant = "split_drop_no_wake") {
+            self.ring.head.waiters.notify_all();
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::slot::ONE;
-use super::{HeapRing, PopError, Ring};
+use super::{HeapRing, PopError, PushError, Ring};
 
 /// Positions a few steps before `usize::MAX`, so every index and stamp wraps during the test.
 fn near_wrap(steps_before: usize) -> usize {
@@ -347,6 +347,58 @@ fn close_wakes_every_sleeping_producer_and_hands_values_back() {
     let mut out = Vec::new();
     while ring.try_pop_batch(&mut out, 2).is_ok() {}
     assert_eq!(out, [0, 1], "what was in the ring is still drained");
+}
+
+#[test]
+fn a_waiting_push_closes_the_ring_when_the_last_consumer_is_dropped() {
+    let mut ring = Ring::<u64, 2>::new();
+    let (producer, consumer) = ring.split();
+    let core = producer.ring();
+    let other = consumer.clone();
+    producer.try_push_batch(&mut (1..3)).unwrap();
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(core);
+        let waiting = s.spawn(move || {
+            let one = producer.push(3);
+            let mut rest = 4..6;
+            (one, producer.push_batch(&mut rest), rest)
+        });
+        until_asleep(&core.head.waiters, 1);
+        drop(other); // one consumer left: the push still waits for it
+        drop(consumer);
+        let (one, batch, rest) = waiting.join().unwrap();
+        assert_eq!(
+            one,
+            Err(super::Closed(3)),
+            "woken, closed, value handed back"
+        );
+        assert_eq!(batch, Err(super::Closed(0)), "and every push after it");
+        assert_eq!(rest, 4..6, "nothing taken from the iterator");
+    });
+    assert!(ring.is_closed());
+    assert_eq!(
+        ring.len(),
+        2,
+        "what was pushed stays, dropped with the ring"
+    );
+}
+
+#[test]
+fn a_push_with_a_timeout_into_an_abandoned_full_ring_says_closed() {
+    let mut ring = Ring::<u64, 2>::new();
+    let (producer, consumer) = ring.split();
+    producer.try_push_batch(&mut (1..3)).unwrap();
+    let zero = core::time::Duration::ZERO;
+    assert_eq!(producer.push_timeout(3, zero), Err(PushError::Full(3)));
+    drop(consumer);
+    assert!(producer.is_abandoned());
+    assert_eq!(
+        producer.try_push(3),
+        Err(PushError::Full(3)),
+        "try_push never looks"
+    );
+    assert_eq!(producer.push_timeout(3, zero), Err(PushError::Closed(3)));
+    assert!(producer.is_closed());
 }
 
 #[test]
