@@ -202,3 +202,19 @@ fn blocking_push_and_pop_hand_over_every_value_in_order() {
         assert!(ring.is_empty());
     });
 }
+
+#[test]
+fn a_pop_wakes_a_producer_waiting_for_space_and_leaves_it_the_slot() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u32, 2>::new());
+        ring.try_push(1).unwrap();
+        ring.try_push(2).unwrap();
+        let producer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || ring.wait_space().map(|()| ring.try_push(3)))
+        };
+        assert_eq!(ring.try_pop(), Ok(1));
+        assert_eq!(producer.join().unwrap(), Ok(Ok(())));
+        assert_eq!(ring.len(), 2);
+    });
+}

@@ -355,6 +355,85 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         outcome.unwrap_or(Err(PopError::Empty))
     }
 
+    /// Waits, pushing nothing, until a push would find room at the tail: the producers'
+    /// [`wait_ready`](Self::wait_ready). For a producer that claims with `try_push` (a sole
+    /// [`Producer`](super::Producer), whose `try_push` claims with a plain store where its
+    /// `push` does not) and waits only when the ring is full.
+    ///
+    /// # Guarantees
+    /// - Woken like a blocking push: by the pop that frees the tail slot, with no timeout
+    ///   involved, and by `close`. On a split ring whose consumers are all gone, it closes the
+    ///   ring and says `Closed`, as a waiting push does ([`split`](Self::split)).
+    /// - Takes a wake-up without passing one on: the slot it was woken for is still free, for
+    ///   the caller's push. So the caller owes the ring a push after `Ok` (or another wait),
+    ///   as [`wait_ready`](Self::wait_ready)'s caller owes it a pop.
+    ///
+    /// # Non-guarantees
+    /// - Another producer may take the slot first: the caller's push can still find the ring
+    ///   full, and should then wait again.
+    ///
+    /// # Errors
+    /// [`Closed`] if the ring is or becomes closed.
+    ///
+    /// ```
+    /// use pc_core::{Closed, PushError, Ring};
+    ///
+    /// let ring = Ring::<u32, 2>::new();
+    /// ring.try_push_batch(&mut (1..3)).unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert_eq!(ring.try_pop(), Ok(1)));
+    ///     let mut v = 3;
+    ///     while let Err(PushError::Full(back)) = ring.try_push(v) {
+    ///         v = back;
+    ///         ring.wait_space().unwrap();
+    ///     }
+    /// });
+    /// ring.close();
+    /// assert_eq!(ring.wait_space(), Err(Closed(())));
+    /// ```
+    pub fn wait_space(&self) -> Result<(), Closed> {
+        self.wait_space_until(None).map_err(|_| Closed(()))
+    }
+
+    /// [`wait_space`](Self::wait_space), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] if the ring is or
+    /// becomes closed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pc_core::{PushError, Ring};
+    ///
+    /// let ring = Ring::<u8, 2>::new();
+    /// assert_eq!(ring.wait_space_timeout(Duration::from_secs(60)), Ok(()));
+    /// ring.try_push_batch(&mut (1..3)).unwrap();
+    /// assert_eq!(ring.wait_space_timeout(Duration::from_millis(1)), Err(PushError::Full(())));
+    /// ring.close();
+    /// assert_eq!(ring.wait_space_timeout(Duration::from_secs(60)), Err(PushError::Closed(())));
+    /// ```
+    #[cfg(not(loom))]
+    pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
+        self.wait_space_until(Some(crate::sync::deadline_after(timeout)))
+    }
+
+    fn wait_space_until(&self, deadline: Option<Instant>) -> Result<(), PushError<()>> {
+        let abandoned = Cell::new(false);
+        let outcome = self.head.waiters.wait_until_ready(
+            deadline,
+            || self.producer_blocked(&abandoned),
+            || match self.tail_state() {
+                Err(PushError::Full(())) if abandoned.get() => {
+                    self.close();
+                    Step::Done(Err(PushError::Closed(())))
+                }
+                Err(PushError::Full(())) => Step::Blocked,
+                done => Step::Done(done),
+            },
+        );
+        outcome.unwrap_or(Err(PushError::Full(())))
+    }
+
     /// Sleep re-check for producers: the slot at the tail still holds the previous lap's value
     /// (the ring is full there, or a pop has claimed the slot and not yet freed it), the ring
     /// is open, and someone may still free it. Anything else ends the sleep: the next attempt
@@ -363,20 +442,33 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ring full closes it (not this check: it runs holding this side's waiters' lock, which
     /// `close` takes).
     fn producer_blocked(&self, abandoned: &Cell<bool>) -> bool {
-        // Relaxed: ordered after every waker's progress by the heavy fence after registering
-        // (wait.rs); a stale value only makes the check below say "not blocked".
-        let tail = self.tail.index.load(Ordering::Relaxed);
-        if tail & MARK != 0 {
+        if self.tail_state() != Err(PushError::Full(())) {
             return false;
         }
         if self.consumers_gone() {
             abandoned.set(true);
             return false;
         }
+        true
+    }
+
+    /// What a push would find at the tail now: `Ok` for a free slot (or a tail that has moved
+    /// on: a push looks again), else `Full`, or `Closed`.
+    fn tail_state(&self) -> Result<(), PushError<()>> {
+        // Relaxed: ordered after every waker's progress by the heavy fence after registering
+        // (wait.rs); a stale value only makes the check below say "not blocked".
+        let tail = self.tail.index.load(Ordering::Relaxed);
+        if tail & MARK != 0 {
+            return Err(PushError::Closed(()));
+        }
         // Acquire pairs with the consumer's Release free (pop/drain), as in try_push, so a
         // wake-up passed on from here carries it (wait.rs).
         let stamp = self.slot(tail).stamp.load(Ordering::Acquire);
-        classify(stamp, tail) == Seen::Behind
+        if classify(stamp, tail) == Seen::Behind {
+            Err(PushError::Full(()))
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether this ring is split and every `Consumer` is gone (split.rs), so no pop will ever

@@ -54,10 +54,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// - **Dropping the last `Producer` closes the ring**, as dropping the last sender
     ///   disconnects a channel: consumers drain what is left, then see `Closed`.
     /// - **Dropping the last `Consumer` ends the producers' waits.** A waiting push (`push`,
-    ///   `push_batch`, `push_timeout`) that finds the ring full with every consumer gone closes
-    ///   the ring and returns `Closed` with what it could not push, and so does every push
-    ///   after it: a producer thread never waits for good on a ring nobody reads (a consumer
-    ///   thread that panicked, say). [`Producer::is_abandoned`] tells any time.
+    ///   `push_batch`, `push_timeout`, or [`Producer::wait_space`]) that finds the ring full
+    ///   with every consumer gone closes the ring and returns `Closed` with what it could not
+    ///   push, and so does every push after it: a producer thread never waits for good on a
+    ///   ring nobody reads (a consumer thread that panicked, say). [`Producer::is_abandoned`]
+    ///   tells any time.
     ///
     /// # Non-guarantees
     /// - **A forgotten handle counts for good.** A `Producer` passed to `mem::forget` is never
@@ -68,14 +69,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   `Producer` closes (or the last one's drop, or a waiting push that finds every
     ///   consumer gone). So until the ring is full, pushes into a ring whose consumers are
     ///   all gone succeed (the values are dropped with the ring), and `try_push` and
-    ///   `try_push_batch` then say `Full`, as before: they never read the consumers' count,
+    ///   `try_push_batch` then say `Full`: they never read the consumers' count,
     ///   which would cost a push a load of the line every pop writes. Ask
     ///   [`Producer::is_abandoned`] when they do.
     /// - **Blocking calls and batches always claim by compare-and-swap**: `push`, `pop`, their
     ///   timeout and batch forms are the shared ring's own calls (with the plain claim
     ///   compiled into them, the blocking calls measured slower, even on the shared path:
     ///   README, "Split into handles"). A sole consumer that wants the plain claim and a wait
-    ///   can call `try_pop` and, on `Empty`, [`Consumer::wait_ready`]. The waiting calls need
+    ///   can call `try_pop` and, on `Empty`, [`Consumer::wait_ready`]; a sole producer,
+    ///   `try_push` and, on `Full`, [`Producer::wait_space`]. The waiting calls need
     ///   feature `std`; without it a handle has the `try_` calls, batches and `close`.
     /// - **Handles are `Send`, not `Sync`**: each is used from one thread at a time (clone it
     ///   for another thread; the compiler's complaint about a `Cell` in a `Claim` means a
@@ -399,6 +401,58 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         self.ring.push_batch(items)
     }
 
+    /// [`RingCore::wait_space`] (feature `std`): waits until a push would find room, pushing
+    /// nothing. With [`try_push`](Self::try_push), a sole producer's way to wait and still
+    /// claim with the plain store.
+    ///
+    /// # Errors
+    /// As [`RingCore::wait_space`]; also [`Closed`] once the ring is full with every consumer
+    /// gone (then this call closes it).
+    ///
+    /// ```
+    /// use pc_core::{PushError, Ring};
+    ///
+    /// let mut ring = Ring::<u32, 2>::new();
+    /// let (producer, consumer) = ring.split();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(move || {
+    ///         for i in 0..100 {
+    ///             let mut v = i;
+    ///             while let Err(PushError::Full(back)) = producer.try_push(v) {
+    ///                 v = back;
+    ///                 producer.wait_space().unwrap();
+    ///             }
+    ///         }
+    ///     });
+    ///     let mut sum = 0;
+    ///     while let Ok(v) = consumer.pop() {
+    ///         sum += v;
+    ///     }
+    ///     assert_eq!(sum, 4950);
+    /// });
+    /// ```
+    #[cfg(any(feature = "std", loom))]
+    pub fn wait_space(&self) -> Result<(), Closed> {
+        self.ring.wait_space()
+    }
+
+    /// [`RingCore::wait_space_timeout`] (feature `std`).
+    ///
+    /// # Errors
+    /// As [`RingCore::wait_space_timeout`]; also [`PushError::Closed`] once the ring is full
+    /// with every consumer gone (then this call closes it).
+    #[cfg(all(feature = "std", not(loom)))]
+    pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
+        match self.ring.wait_space_timeout(timeout) {
+            // A wait that ran out before it slept has not looked at the consumers: look now.
+            Err(PushError::Full(())) if self.is_abandoned() => {
+                self.ring.close();
+                Err(PushError::Closed(()))
+            }
+            done => done,
+        }
+    }
+
     /// [`RingCore::close`]: every producer's pushes fail from now on, consumers drain what is
     /// left. Returns `true` if this call closed the ring.
     pub fn close(&self) -> bool {
@@ -406,9 +460,9 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     }
 
     /// Whether every [`Consumer`] is gone: nothing will pop from the ring again. Once true,
-    /// it stays true (a consumer is made only by cloning one). The waiting pushes close the
-    /// ring when they find it so and the ring full; `try_push` never looks (see
-    /// [`RingCore::split`]).
+    /// it stays true (a consumer is made only by cloning one). The waiting pushes and
+    /// [`wait_space`](Self::wait_space) close the ring when they find it so and the ring full;
+    /// `try_push` never looks (see [`RingCore::split`]).
     ///
     /// ```
     /// use pc_core::{Closed, PushError, Ring};

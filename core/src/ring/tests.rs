@@ -384,6 +384,53 @@ fn a_waiting_push_closes_the_ring_when_the_last_consumer_is_dropped() {
 }
 
 #[test]
+fn wait_space_wakes_on_the_pop_that_frees_the_tail_and_leaves_the_slot() {
+    let mut ring = Ring::<u64, 2>::new();
+    let (producer, consumer) = ring.split();
+    let core = producer.ring();
+    producer.try_push_batch(&mut (1..3)).unwrap();
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(core);
+        let waiting = s.spawn(move || {
+            let waited = producer.wait_space();
+            (waited, producer.try_push(3))
+        });
+        until_asleep(&core.head.waiters, 1);
+        assert_eq!(consumer.try_pop(), Ok(1));
+        assert_eq!(
+            waiting.join().unwrap(),
+            (Ok(()), Ok(())),
+            "woken, the slot still free"
+        );
+        assert_eq!(consumer.try_pop(), Ok(2));
+        assert_eq!(consumer.try_pop(), Ok(3));
+    });
+}
+
+#[test]
+fn wait_space_ends_closed_on_close_and_on_the_last_consumers_drop() {
+    let mut ring = Ring::<u64, 2>::new();
+    let (producer, consumer) = ring.split();
+    let core = producer.ring();
+    producer.try_push_batch(&mut (1..3)).unwrap();
+    let waiter = producer.clone();
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(core);
+        let waiting = s.spawn(move || waiter.wait_space());
+        until_asleep(&core.head.waiters, 1);
+        drop(consumer);
+        assert_eq!(waiting.join().unwrap(), Err(super::Closed(())));
+    });
+    assert!(producer.is_closed(), "the wait closed the abandoned ring");
+    assert_eq!(producer.wait_space(), Err(super::Closed(())));
+    let zero = core::time::Duration::ZERO;
+    assert_eq!(
+        producer.wait_space_timeout(zero),
+        Err(PushError::Closed(()))
+    );
+}
+
+#[test]
 fn a_push_with_a_timeout_into_an_abandoned_full_ring_says_closed() {
     let mut ring = Ring::<u64, 2>::new();
     let (producer, consumer) = ring.split();
