@@ -57,6 +57,7 @@
 mod batch;
 mod blocking;
 mod error;
+mod link;
 mod single;
 mod slot;
 mod split;

@@ -29,6 +29,7 @@ use core::time::Duration;
 
 #[cfg(any(feature = "std", loom))]
 use super::Closed;
+use super::link::Link;
 use super::single::{Seen, classify};
 use super::slot::{MARK, ONE, PUBLISH};
 use super::{PopError, PushError, RingCore, Side, Storage};
@@ -86,8 +87,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   ring but through the handles. A ring in a `static` splits through a `&'static mut`:
     ///   `static_cell`'s `ConstStaticCell` gives one for a ring built at compile time (its
     ///   `StaticCell::init_with` builds the ring on the stack first, which a large ring
-    ///   overflows), as does `Box::leak` of a `HeapRing`. A ring in an `Arc` splits only
-    ///   while that `Arc` is the only one (`Arc::get_mut`). Once the handles are gone (the last
+    ///   overflows). A ring in an `Arc` splits only while that `Arc` is the only one
+    ///   (`Arc::get_mut`); for handles that own the ring, [`into_split`](Self::into_split).
+    ///   Once the handles are gone (the last
     ///   producer's drop closed it), the ring is usable directly again, closed for good: a new
     ///   split hands out handles to a closed ring.
     ///
@@ -111,18 +113,58 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert!(ring.is_closed());
     /// ```
     pub fn split(&mut self) -> (Producer<'_, T, S>, Consumer<'_, T, S>) {
+        self.count_one_handle_a_side();
+        Self::handles(Link::borrowed(self))
+    }
+
+    /// [`split`](Self::split), the handles owning the ring between them (feature `alloc`): it
+    /// is dropped with the last of them, so they can go to threads that outlive the caller
+    /// (`std::thread::spawn`, async tasks), as a channel's ends do. Everything `split` says
+    /// holds, but the borrow: the split lasts until every handle is gone, and then so is the
+    /// ring.
+    ///
+    /// ```
+    /// let ring = pc_core::HeapRing::<u64>::with_capacity(64);
+    /// let (producer, consumer) = ring.into_split();
+    /// let pushing = std::thread::spawn(move || {
+    ///     for i in 0..1000 {
+    ///         producer.push(i).unwrap();
+    ///     }
+    ///     // Dropping the last producer closes the ring.
+    /// });
+    /// let mut sum = 0;
+    /// while let Ok(v) = consumer.pop() {
+    ///     sum += v;
+    /// }
+    /// pushing.join().unwrap();
+    /// assert_eq!(sum, 499_500);
+    /// ```
+    #[cfg(all(feature = "alloc", target_has_atomic = "ptr"))]
+    pub fn into_split<'a>(mut self) -> (Producer<'a, T, S>, Consumer<'a, T, S>)
+    where
+        Self: 'a,
+    {
+        self.count_one_handle_a_side();
+        Self::handles(Link::owned(alloc::sync::Arc::new(self)))
+    }
+
+    /// Sets each side's handle count to 1, for the two handles a split starts with.
+    fn count_one_handle_a_side(&mut self) {
         // Relaxed: `&mut self` proves no other thread can see the ring; the handles reach
         // other threads only by being sent, which orders these stores before their use.
         self.tail.handles.store(1, Ordering::Relaxed);
         self.head.handles.store(1, Ordering::Relaxed);
-        let ring: &Self = self;
+    }
+
+    /// The first producer and consumer of a split, both alone on their side.
+    fn handles<'a>(link: Link<'a, T, S>) -> (Producer<'a, T, S>, Consumer<'a, T, S>) {
         (
             Producer {
-                ring,
+                link: link.clone(),
                 claim: Claim::new(true),
             },
             Consumer {
-                ring,
+                link,
                 claim: Claim::new(true),
             },
         )
@@ -301,7 +343,7 @@ fn remove_handle(side: &Side) -> bool {
 /// shared(&producer);
 /// ```
 pub struct Producer<'a, T, S: Storage<T>> {
-    ring: &'a RingCore<T, S>,
+    link: Link<'a, T, S>,
     /// Whether this is the only producer (its `Cell`s make the handle not `Sync`).
     claim: Claim,
 }
@@ -317,12 +359,18 @@ pub struct Producer<'a, T, S: Storage<T>> {
 /// consumer.close();
 /// ```
 pub struct Consumer<'a, T, S: Storage<T>> {
-    ring: &'a RingCore<T, S>,
+    link: Link<'a, T, S>,
     /// Whether this is the only consumer (its `Cell`s make the handle not `Sync`).
     claim: Claim,
 }
 
 impl<T, S: Storage<T>> Producer<'_, T, S> {
+    /// The ring this handle pushes into.
+    #[inline(always)]
+    fn ring(&self) -> &RingCore<T, S> {
+        self.link.get()
+    }
+
     /// [`RingCore::try_push`], claiming with a plain store while this is the only producer.
     ///
     /// # Errors
@@ -340,10 +388,10 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// ```
     #[inline]
     pub fn try_push(&self, value: T) -> Result<(), PushError<T>> {
-        if self.claim.sole(&self.ring.tail) {
-            self.ring.try_push_sole(value)
+        if self.claim.sole(&self.ring().tail) {
+            self.ring().try_push_sole(value)
         } else {
-            self.ring.try_push(value)
+            self.ring().try_push(value)
         }
     }
 
@@ -355,7 +403,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// consumer gone (then this call closes it: [`RingCore::split`]).
     #[cfg(any(feature = "std", loom))]
     pub fn push(&self, value: T) -> Result<(), Closed<T>> {
-        self.ring.push(value)
+        self.ring().push(value)
     }
 
     /// [`RingCore::push_timeout`] (feature `std`): waits at most `timeout` while the ring is
@@ -367,10 +415,10 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// value back.
     #[cfg(all(feature = "std", not(loom)))]
     pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        match self.ring.push_timeout(value, timeout) {
+        match self.ring().push_timeout(value, timeout) {
             // A wait that ran out before it slept has not looked at the consumers: look now.
             Err(PushError::Full(v)) if self.is_abandoned() => {
-                self.ring.close();
+                self.ring().close();
                 Err(PushError::Closed(v))
             }
             done => done,
@@ -385,7 +433,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     where
         I: Iterator<Item = T>,
     {
-        self.ring.try_push_batch(items)
+        self.ring().try_push_batch(items)
     }
 
     /// [`RingCore::push_batch`] (feature `std`): waits while the ring is full.
@@ -398,7 +446,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     where
         I: Iterator<Item = T>,
     {
-        self.ring.push_batch(items)
+        self.ring().push_batch(items)
     }
 
     /// [`RingCore::wait_space`] (feature `std`): waits until a push would find room, pushing
@@ -433,7 +481,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// ```
     #[cfg(any(feature = "std", loom))]
     pub fn wait_space(&self) -> Result<(), Closed> {
-        self.ring.wait_space()
+        self.ring().wait_space()
     }
 
     /// [`RingCore::wait_space_timeout`] (feature `std`).
@@ -443,10 +491,10 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// with every consumer gone (then this call closes it).
     #[cfg(all(feature = "std", not(loom)))]
     pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
-        match self.ring.wait_space_timeout(timeout) {
+        match self.ring().wait_space_timeout(timeout) {
             // A wait that ran out before it slept has not looked at the consumers: look now.
             Err(PushError::Full(())) if self.is_abandoned() => {
-                self.ring.close();
+                self.ring().close();
                 Err(PushError::Closed(()))
             }
             done => done,
@@ -456,7 +504,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// [`RingCore::close`]: every producer's pushes fail from now on, consumers drain what is
     /// left. Returns `true` if this call closed the ring.
     pub fn close(&self) -> bool {
-        self.ring.close()
+        self.ring().close()
     }
 
     /// Whether every [`Consumer`] is gone: nothing will pop from the ring again. Once true,
@@ -482,41 +530,47 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     pub fn is_abandoned(&self) -> bool {
         // Acquire pairs with the Release decrement of the last consumer's drop: what the
         // consumers did happens-before what the caller does on seeing them gone.
-        self.ring.head.handles.load(Ordering::Acquire) == 0
+        self.ring().head.handles.load(Ordering::Acquire) == 0
     }
 
     /// [`RingCore::is_closed`].
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.ring.is_closed()
+        self.ring().is_closed()
     }
 
     /// [`RingCore::len`]: a snapshot.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.ring.len()
+        self.ring().len()
     }
 
     /// [`RingCore::is_empty`]: a snapshot.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
+        self.ring().is_empty()
     }
 
     /// [`RingCore::is_full`]: a snapshot.
     #[must_use]
     pub fn is_full(&self) -> bool {
-        self.ring.is_full()
+        self.ring().is_full()
     }
 
     /// [`RingCore::capacity`].
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.ring.capacity()
+        self.ring().capacity()
     }
 }
 
 impl<T, S: Storage<T>> Consumer<'_, T, S> {
+    /// The ring this handle pops from.
+    #[inline(always)]
+    fn ring(&self) -> &RingCore<T, S> {
+        self.link.get()
+    }
+
     /// [`RingCore::try_pop`], claiming with a plain store while this is the only consumer.
     ///
     /// # Errors
@@ -535,10 +589,10 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     /// ```
     #[inline]
     pub fn try_pop(&self) -> Result<T, PopError> {
-        if self.claim.sole(&self.ring.head) {
-            self.ring.try_pop_sole()
+        if self.claim.sole(&self.ring().head) {
+            self.ring().try_pop_sole()
         } else {
-            self.ring.try_pop()
+            self.ring().try_pop()
         }
     }
 
@@ -549,7 +603,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     /// [`Closed`] once the ring is closed and drained.
     #[cfg(any(feature = "std", loom))]
     pub fn pop(&self) -> Result<T, Closed> {
-        self.ring.pop()
+        self.ring().pop()
     }
 
     /// [`RingCore::pop_timeout`] (feature `std`): waits at most `timeout` while the ring is
@@ -559,7 +613,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once closed and drained.
     #[cfg(all(feature = "std", not(loom)))]
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.ring.pop_timeout(timeout)
+        self.ring().pop_timeout(timeout)
     }
 
     /// [`RingCore::try_pop_batch`] (a compare-and-swap for the run, as on the shared ring).
@@ -567,7 +621,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     /// # Errors
     /// As [`RingCore::try_pop_batch`].
     pub fn try_pop_batch<E: Extend<T>>(&self, out: &mut E, max: usize) -> Result<usize, PopError> {
-        self.ring.try_pop_batch(out, max)
+        self.ring().try_pop_batch(out, max)
     }
 
     /// [`RingCore::pop_batch`] (feature `std`): waits until at least one value is ready.
@@ -576,7 +630,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     /// As [`RingCore::pop_batch`].
     #[cfg(any(feature = "std", loom))]
     pub fn pop_batch<E: Extend<T>>(&self, out: &mut E, max: usize) -> Result<usize, Closed> {
-        self.ring.pop_batch(out, max)
+        self.ring().pop_batch(out, max)
     }
 
     /// [`RingCore::pop_batch_timeout`] (feature `std`).
@@ -590,7 +644,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
         max: usize,
         timeout: Duration,
     ) -> Result<usize, PopError> {
-        self.ring.pop_batch_timeout(out, max, timeout)
+        self.ring().pop_batch_timeout(out, max, timeout)
     }
 
     /// [`RingCore::wait_ready`] (feature `std`): waits until a pop would find something.
@@ -599,7 +653,7 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     /// As [`RingCore::wait_ready`].
     #[cfg(any(feature = "std", loom))]
     pub fn wait_ready(&self) -> Result<(), Closed> {
-        self.ring.wait_ready()
+        self.ring().wait_ready()
     }
 
     /// [`RingCore::wait_ready_timeout`] (feature `std`).
@@ -608,37 +662,37 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     /// As [`RingCore::wait_ready_timeout`].
     #[cfg(all(feature = "std", not(loom)))]
     pub fn wait_ready_timeout(&self, timeout: Duration) -> Result<(), PopError> {
-        self.ring.wait_ready_timeout(timeout)
+        self.ring().wait_ready_timeout(timeout)
     }
 
     /// [`RingCore::is_closed`].
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.ring.is_closed()
+        self.ring().is_closed()
     }
 
     /// [`RingCore::len`]: a snapshot.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.ring.len()
+        self.ring().len()
     }
 
     /// [`RingCore::is_empty`]: a snapshot.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
+        self.ring().is_empty()
     }
 
     /// [`RingCore::is_full`]: a snapshot.
     #[must_use]
     pub fn is_full(&self) -> bool {
-        self.ring.is_full()
+        self.ring().is_full()
     }
 
     /// [`RingCore::capacity`].
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.ring.capacity()
+        self.ring().capacity()
     }
 }
 
@@ -646,8 +700,8 @@ impl<T, S: Storage<T>> Clone for Producer<'_, T, S> {
     /// Another producer: the tail goes back to the compare-and-swap until only one is left.
     fn clone(&self) -> Self {
         Self {
-            ring: self.ring,
-            claim: self.claim.cloned(&self.ring.tail),
+            link: self.link.clone(),
+            claim: self.claim.cloned(&self.ring().tail),
         }
     }
 }
@@ -656,25 +710,25 @@ impl<T, S: Storage<T>> Clone for Consumer<'_, T, S> {
     /// Another consumer: the head goes back to the compare-and-swap until only one is left.
     fn clone(&self) -> Self {
         Self {
-            ring: self.ring,
-            claim: self.claim.cloned(&self.ring.head),
+            link: self.link.clone(),
+            claim: self.claim.cloned(&self.ring().head),
         }
     }
 }
 
 #[cfg(test)]
 impl<'a, T, S: Storage<T>> Producer<'a, T, S> {
-    /// Test support: the ring, to watch its waiters while the handles are out.
-    pub(super) fn ring(&self) -> &'a RingCore<T, S> {
-        self.ring
+    /// Test support: a borrowed split's ring, to watch its waiters while the handles are out.
+    pub(super) fn borrowed_ring(&self) -> &'a RingCore<T, S> {
+        self.link.borrowed_ring()
     }
 }
 
 impl<T, S: Storage<T>> Drop for Producer<'_, T, S> {
     /// Closes the ring if this was the last producer.
     fn drop(&mut self) {
-        if remove_handle(&self.ring.tail) {
-            self.ring.close();
+        if remove_handle(&self.ring().tail) {
+            self.ring().close();
         }
     }
 }
@@ -686,8 +740,8 @@ impl<T, S: Storage<T>> Drop for Consumer<'_, T, S> {
         // The decrement is the progress the producers' sleep re-check looks for; `notify_all`
         // is the waker's half of the handshake after it (wait.rs). (The mutant
         // `split_drop_no_wake` skips the wake-up, for the loom models to catch.)
-        if remove_handle(&self.ring.head) && !cfg!(pc_mutant = "split_drop_no_wake") {
-            self.ring.head.waiters.notify_all();
+        if remove_handle(&self.ring().head) && !cfg!(pc_mutant = "split_drop_no_wake") {
+            self.ring().head.waiters.notify_all();
         }
     }
 }
@@ -695,9 +749,12 @@ impl<T, S: Storage<T>> Drop for Consumer<'_, T, S> {
 impl<T, S: Storage<T>> fmt::Debug for Producer<'_, T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Producer")
-            .field("ring", self.ring)
+            .field("ring", self.ring())
             // Relaxed: a snapshot for display.
-            .field("producers", &self.ring.tail.handles.load(Ordering::Relaxed))
+            .field(
+                "producers",
+                &self.ring().tail.handles.load(Ordering::Relaxed),
+            )
             .field("sole", &self.claim.sole.get())
             .finish()
     }
@@ -706,9 +763,12 @@ impl<T, S: Storage<T>> fmt::Debug for Producer<'_, T, S> {
 impl<T, S: Storage<T>> fmt::Debug for Consumer<'_, T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Consumer")
-            .field("ring", self.ring)
+            .field("ring", self.ring())
             // Relaxed: a snapshot for display.
-            .field("consumers", &self.ring.head.handles.load(Ordering::Relaxed))
+            .field(
+                "consumers",
+                &self.ring().head.handles.load(Ordering::Relaxed),
+            )
             .field("sole", &self.claim.sole.get())
             .finish()
     }

@@ -353,7 +353,7 @@ fn close_wakes_every_sleeping_producer_and_hands_values_back() {
 fn a_waiting_push_closes_the_ring_when_the_last_consumer_is_dropped() {
     let mut ring = Ring::<u64, 2>::new();
     let (producer, consumer) = ring.split();
-    let core = producer.ring();
+    let core = producer.borrowed_ring();
     let other = consumer.clone();
     producer.try_push_batch(&mut (1..3)).unwrap();
     std::thread::scope(|s| {
@@ -387,7 +387,7 @@ fn a_waiting_push_closes_the_ring_when_the_last_consumer_is_dropped() {
 fn wait_space_wakes_on_the_pop_that_frees_the_tail_and_leaves_the_slot() {
     let mut ring = Ring::<u64, 2>::new();
     let (producer, consumer) = ring.split();
-    let core = producer.ring();
+    let core = producer.borrowed_ring();
     producer.try_push_batch(&mut (1..3)).unwrap();
     std::thread::scope(|s| {
         let _guard = CloseOnPanic(core);
@@ -411,7 +411,7 @@ fn wait_space_wakes_on_the_pop_that_frees_the_tail_and_leaves_the_slot() {
 fn wait_space_ends_closed_on_close_and_on_the_last_consumers_drop() {
     let mut ring = Ring::<u64, 2>::new();
     let (producer, consumer) = ring.split();
-    let core = producer.ring();
+    let core = producer.borrowed_ring();
     producer.try_push_batch(&mut (1..3)).unwrap();
     let waiter = producer.clone();
     std::thread::scope(|s| {
@@ -427,6 +427,44 @@ fn wait_space_ends_closed_on_close_and_on_the_last_consumers_drop() {
     assert_eq!(
         producer.wait_space_timeout(zero),
         Err(PushError::Closed(()))
+    );
+}
+
+/// A value that counts its drops.
+struct Counted(alloc::sync::Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn an_owned_split_drops_the_ring_and_what_is_left_with_its_last_handle() {
+    let drops = alloc::sync::Arc::new(AtomicUsize::new(0));
+    let (producer, consumer) = HeapRing::<Counted>::with_capacity(4).into_split();
+    let counter = alloc::sync::Arc::clone(&drops);
+    // A thread that outlives nothing it borrows: the handles own the ring.
+    let pushing = std::thread::spawn(move || {
+        let mut pushed = 0;
+        while producer
+            .push(Counted(alloc::sync::Arc::clone(&counter)))
+            .is_ok()
+        {
+            pushed += 1;
+        }
+        pushed // the refused value was handed back and dropped; then the producer
+    });
+    for _ in 0..3 {
+        drop(consumer.pop().unwrap());
+    }
+    drop(consumer); // the producer fills the ring, then its waiting push closes it
+    let pushed = pushing.join().unwrap();
+    assert_eq!(pushed, 3 + 4, "three popped, four left in the ring");
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        pushed + 1,
+        "every value dropped once, the ring's with the last handle"
     );
 }
 
