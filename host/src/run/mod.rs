@@ -39,8 +39,8 @@ use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
 use crate::source::nats::{NatsAcks, NatsSource};
 use crate::source::rate;
-use crate::telemetry::Stats;
 use crate::telemetry::progress::Display;
+use crate::telemetry::{NatsStats, Stats};
 use finish::Outcome;
 use intervals::Reporter;
 use pinning::PinPlan;
@@ -159,6 +159,10 @@ pub fn run(
             ..Default::default()
         },
     }));
+    // Every counter the run starts with is made before its clock starts: a thousand
+    // consumers' histograms take most of a second to allocate, and the buckets would pass
+    // their first tokens by meanwhile, unsent and uncounted.
+    let stats = run_stats(cfg, nats.clone(), &lane_plan);
     let start = clock.now();
     let bucket = bucket.map(|b| b.starting_empty_at(start));
     let lane_buckets = lanes::buckets(&mut lane_plan, start);
@@ -182,7 +186,15 @@ pub fn run(
         client: n.opened.client.clone(),
         stats: Arc::clone(nats.as_ref().expect("a NATS source has its counters")),
     });
-    let mut shared = Shared::new(cfg, cx, start, (writers, dead_letters), pins, tx.clone());
+    let mut shared = Shared::new(
+        cfg,
+        cx,
+        start,
+        stats,
+        (writers, dead_letters),
+        pins,
+        tx.clone(),
+    );
     shared.acks = acks;
     shared.connector = connector;
     shared.lanes = lanes::contexts(cx, &lane_plan, &lane_buckets);
@@ -190,15 +202,6 @@ pub fn run(
         .into_iter()
         .map(|(_, quota)| quota)
         .collect();
-    if let Some(stats) = Arc::get_mut(&mut shared.stats) {
-        stats.nats = nats;
-        stats.set_lanes(&lanes::producer_lanes(cfg, &lane_plan), lane_plan.len());
-    }
-    // The consumers that start with the run get their counters now, before its clock starts;
-    // those a scaler adds get theirs as they start.
-    for slot in 0..cfg.consumers {
-        shared.stats.consumer(slot);
-    }
     signals::counting(Arc::clone(&shared.stats));
     let checkpoint_stop = StopSignal::default();
     let display = progress_display(cfg, &lines);
@@ -318,6 +321,19 @@ pub fn run(
     )
 }
 
+/// The run's counters, with those of the consumers that start with it (those a scaler adds
+/// get theirs as they start).
+fn run_stats(cfg: &Config, nats: Option<Arc<NatsStats>>, lane_plan: &[lanes::Lane]) -> Arc<Stats> {
+    let mut stats = Stats::new(cfg.source_threads(), cfg.consumers_max);
+    stats.set_consumers(cfg.consumers);
+    stats.nats = nats;
+    stats.set_lanes(&lanes::producer_lanes(cfg, lane_plan), lane_plan.len());
+    for slot in 0..cfg.consumers {
+        stats.consumer(slot);
+    }
+    Arc::new(stats)
+}
+
 impl<'a> Shared<'a> {
     /// `start`: when the buckets started, the instant the warm-up is counted from (a later
     /// reading would leave the first tokens' records out of the latency figures).
@@ -325,6 +341,7 @@ impl<'a> Shared<'a> {
         cfg: &'a Config,
         cx: Context<'a>,
         start: u64,
+        stats: Arc<Stats>,
         (writers, dead_letters): (Vec<AnySink>, Option<Arc<DeadLetters>>),
         pins: PinPlan,
         events: Sender<Event>,
@@ -341,11 +358,7 @@ impl<'a> Shared<'a> {
             sink: GroupCommit::new(writers, cfg.batch_size, policy).room_for(cfg.consumers_max),
             connector: None,
             dead_letters,
-            stats: {
-                let stats = Stats::new(cfg.source_threads(), cfg.consumers_max);
-                stats.set_consumers(cfg.consumers);
-                Arc::new(stats)
-            },
+            stats,
             pins,
             pin_failed: AtomicBool::new(false),
             gate: ByteGate::per_lane(
