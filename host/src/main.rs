@@ -154,8 +154,12 @@ fn main() -> ExitCode {
                 summary.result()
             );
         } else {
+            // The summary is lost, so exit 1 whatever the run did; say what it did.
             return fail(
-                &anyhow::anyhow!("cannot write the summary to stdout: {e}"),
+                &anyhow::anyhow!(
+                    "cannot write the summary to stdout: {e} (the run's result: {})",
+                    summary.result()
+                ),
                 1,
             );
         }

@@ -12,13 +12,21 @@ pub fn dir_of(path: &Path) -> &Path {
 }
 
 /// Whether two paths name the same place (existing or not): the same directory, canonically,
-/// and the same file name; or the same file through links.
+/// and the same file name; or the same file through symbolic links, or as hard links of one
+/// file (the same device and inode).
 pub fn same_place(a: &Path, b: &Path) -> bool {
     fn place(p: &Path) -> Option<PathBuf> {
         Some(dir_of(p).canonicalize().ok()?.join(p.file_name()?))
     }
     let linked = matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
-    linked || place(a).is_some_and(|x| place(b) == Some(x))
+    let one_file = file_id(a).is_some_and(|x| file_id(b) == Some(x));
+    linked || one_file || place(a).is_some_and(|x| place(b) == Some(x))
+}
+
+/// The device and inode of the file `path` leads to, if it names one.
+pub fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Where `path` leads through symbolic links, as the kernel (and SQLite) follows them: `path`

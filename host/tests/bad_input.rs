@@ -1170,6 +1170,55 @@ fn lane_combinations_that_cannot_work_are_one_line_errors_with_exit_2() {
     );
 }
 
+/// A dead-letter file that is also an input reads back every record it dead-letters, for as
+/// long as the run lasts: refused when the input is standard input redirected from it, or a
+/// hard link of it, as when it is named as the input itself.
+#[test]
+fn a_dead_letter_file_that_is_the_input_on_stdin_or_through_a_hard_link_is_refused() {
+    let s = Scratch::new("dead-letter-is-input");
+    std::fs::write(s.path("bad.txt"), b"bad \xff 1\nbad \xff 2\n").unwrap();
+    let (made, _) = common::run_with_file_stdin(
+        s.dir(),
+        &["--source", "-", "--dead-letter", "dead.jsonl"],
+        "bad.txt",
+    );
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    let dead = std::fs::read(s.path("dead.jsonl")).unwrap();
+    assert_eq!(
+        dead.iter().filter(|&&b| b == b'\n').count(),
+        2,
+        "two dead letters"
+    );
+    std::fs::hard_link(s.path("dead.jsonl"), s.path("link.jsonl")).unwrap();
+    let replay = "stdin?format=dead-letter";
+    let (on_stdin, _) = common::run_with_file_stdin(
+        s.dir(),
+        &["--source", replay, "--dead-letter", "dead.jsonl"],
+        "dead.jsonl",
+    );
+    let linked = run(
+        s.dir(),
+        &[
+            "--source",
+            "file:dead.jsonl?format=dead-letter",
+            "--dead-letter",
+            "link.jsonl",
+        ],
+    );
+    for (out, flag) in [(on_stdin, "dead.jsonl"), (linked, "link.jsonl")] {
+        assert_one_line_error(
+            &out,
+            2,
+            &format!("--dead-letter {flag} is the database or an input of this run"),
+        );
+    }
+    assert_eq!(
+        std::fs::read(s.path("dead.jsonl")).unwrap(),
+        dead,
+        "the file changed"
+    );
+}
+
 #[test]
 fn dead_letter_and_retry_for_bad_values_are_one_line_errors_with_exit_2() {
     let s = Scratch::new("dead-letter-values");

@@ -1164,6 +1164,27 @@ fn verify_with_a_dead_letter_file_that_is_not_one_is_a_usage_error() {
     }
 }
 
+/// `verify --source` compares a file with its rows: any other source is refused with the
+/// reason for that source (stdin was named whatever the source was).
+#[test]
+fn verify_source_that_is_not_a_file_names_its_own_reason() {
+    let s = Scratch::new("ingest-verify-not-file");
+    std::fs::write(s.path("a.log"), "one\n").unwrap();
+    ingest_ok(&s, "t.db", &["--source", "file:a.log"]);
+    for (source, reason) in [
+        ("-", "(stdin cannot be read back)"),
+        ("generate", "(generated messages have no file to compare)"),
+        ("nats://127.0.0.1:4222/X", "(a NATS stream is not a file)"),
+    ] {
+        let out = run(s.dir(), &["verify", "--db", "t.db", "--source", source]);
+        assert_one_line_error(
+            &out,
+            2,
+            &format!("verify --source takes a file: URL {reason}"),
+        );
+    }
+}
+
 /// The database (or its WAL) given as an input would be read as lines while the run writes
 /// it, with `follow=true` feeding the run its own writes: refused, exit 2, the database
 /// unchanged.

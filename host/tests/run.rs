@@ -628,6 +628,27 @@ fn a_closed_stdout_leaves_a_good_run_good_and_says_so() {
     );
 }
 
+/// A summary that cannot be written (`> /dev/full`) is lost, so the exit is 1, but the one
+/// line on stderr says how the run itself went.
+#[test]
+fn a_summary_that_cannot_be_written_exits_1_and_still_gives_the_result() {
+    let s = Scratch::new("full-stdout");
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        common::skip("no /dev/full here");
+        return;
+    };
+    let out: common::Out = common::pc_host(s.dir())
+        .args(["--messages", "50", "--rps", "0", "--report-interval", "0"])
+        .stdout(full)
+        .output()
+        .expect("run pc-host")
+        .into();
+    let said = "error: cannot write the summary to stdout: No space left on device (os error \
+                28) (the run's result: OK)";
+    common::assert_error(&out, 1, said);
+    assert_eq!(out.stderr.lines().last(), Some(said), "one line, last");
+}
+
 /// A generated run at 2000 msg/s that ends when told to, once it has stored some rows; and
 /// its stderr lines (keep them: dropping them stops reading its stderr).
 fn start_storing(s: &Scratch) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {

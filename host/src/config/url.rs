@@ -319,10 +319,7 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
         "generate" => SourceSpec::Generate,
         "stdin" | "-" => SourceSpec::Stdin { format, lane },
         _ => {
-            let Some(path) = base
-                .strip_prefix("file://")
-                .or_else(|| base.strip_prefix("file:"))
-            else {
+            let Some(rest) = base.strip_prefix("file:") else {
                 let scheme = base.split_once(':').map_or(base, |(s, _)| s);
                 if matches!(scheme, "generate" | "stdin") {
                     return Err(format!(
@@ -334,6 +331,7 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
                      nats://HOST:PORT/STREAM)"
                 ));
             };
+            let path = local_path("file", rest)?;
             if path.is_empty() {
                 return Err("file: needs a path, e.g. file:/var/log/app.log".into());
             }
@@ -352,6 +350,25 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
         return Err("follow=true applies to file: sources only".into());
     }
     Ok(spec)
+}
+
+/// The local path of a `file:` or `sqlite:` URL, given what follows the scheme's colon:
+/// `PATH` as it is (relative or absolute), or, after `//`, an authority and an absolute path
+/// (`file:///var/log/a.log`, `file://localhost/var/log/a.log`), as RFC 8089 reads them. Any
+/// other host is refused rather than read as the first part of a relative path
+/// (`file://tmp/a.log` names host `tmp`, not `./tmp/a.log` nor `/tmp/a.log`).
+fn local_path<'a>(scheme: &str, rest: &'a str) -> Result<&'a str, String> {
+    let Some(after) = rest.strip_prefix("//") else {
+        return Ok(rest);
+    };
+    let (host, path) = after.find('/').map_or((after, ""), |i| after.split_at(i));
+    if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
+        return Ok(path);
+    }
+    Err(format!(
+        "{scheme}://{host}/... names the host `{host}`: pc-host reads local files only; write \
+         {scheme}:///ABSOLUTE/PATH, or {scheme}:RELATIVE/PATH for {host}{path} here"
+    ))
 }
 
 /// Checks a SQLite database path. SQLite reads a file name that starts with `file:` as a URI
@@ -387,7 +404,7 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
     };
     match scheme {
         "sqlite" => {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
+            let path = local_path("sqlite", rest)?;
             if path.contains('?') {
                 return Err("sqlite: takes no parameters (a `?` in the path is refused)".into());
             }
@@ -799,6 +816,44 @@ mod tests {
                 .contains("unknown sink `mongodb`")
         );
         assert!(parse_sink("x.db").unwrap_err().contains("needs a scheme"));
+    }
+
+    #[test]
+    fn file_and_sqlite_urls_with_a_host_other_than_localhost_are_refused() {
+        for (url, path) in [
+            ("file:///tmp/a.log", "/tmp/a.log"),
+            ("file://localhost/tmp/a.log", "/tmp/a.log"),
+            ("file:/tmp/a.log", "/tmp/a.log"),
+            ("file:tmp/a.log", "tmp/a.log"),
+        ] {
+            let want = SourceSpec::File {
+                path: path.into(),
+                follow: false,
+                format: Format::Text,
+                lane: None,
+            };
+            assert_eq!(parse_source(url), Ok(want), "{url}");
+        }
+        assert_eq!(
+            parse_sink("sqlite://localhost/tmp/x.db"),
+            Ok(SinkSpec::Sqlite("/tmp/x.db".into()))
+        );
+        for (url, needle) in [
+            ("file://tmp/a.log", "file://tmp/... names the host `tmp`"),
+            ("file://a.log", "or file:RELATIVE/PATH for a.log here"),
+            ("sqlite://x.db", "sqlite://x.db/... names the host `x.db`"),
+        ] {
+            let e = match url.split_once(':') {
+                Some(("file", _)) => parse_source(url).unwrap_err(),
+                _ => parse_sink(url).unwrap_err(),
+            };
+            assert!(e.contains(needle), "{url}: {e}");
+        }
+        assert!(
+            parse_source("file://")
+                .unwrap_err()
+                .contains("needs a path")
+        );
     }
 
     #[test]

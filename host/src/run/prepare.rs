@@ -231,12 +231,16 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
 
 /// Checks the files the run writes besides the sink (`--dead-letter`, `--latency-log`,
 /// `--profile`) before anything is written: each is writable, pc-host's own if it exists, and
-/// none is the database (or its `-wal`, `-shm`, `-journal`), an input, or another of them.
-/// Returns whether the dead-letter file exists already.
+/// none is the database (or its `-wal`, `-shm`, `-journal`), an input (standard input's file
+/// too, when it is one), or another of them: an output that is also an input would read back
+/// what it writes, for as long as the run lasts. Returns whether the dead-letter file exists
+/// already.
 fn check_outputs(cfg: &Config) -> Result<bool, PrepareError> {
     let mut taken: Vec<PathBuf> = cfg.sqlite_path().into_iter().map(PathBuf::from).collect();
     taken.extend(cfg.sources.iter().filter_map(|s| match s {
         SourceSpec::File { path, .. } => Some(path.clone()),
+        // The file (or pipe) on fd 0, through the kernel's link to it.
+        SourceSpec::Stdin { .. } => Some(PathBuf::from("/dev/stdin")),
         _ => None,
     }));
     taken.extend(

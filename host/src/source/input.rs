@@ -102,7 +102,7 @@ pub fn open_file(path: &Path) -> Result<OpenFile, String> {
 
 /// The identity the path names now, if it names a file.
 pub fn key_at(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    crate::paths::file_id(path)
 }
 
 /// Standard input, read directly from fd 0 after a `poll`, so a source waiting for input still

@@ -68,10 +68,12 @@ pub fn check(
     given: Given,
 ) -> anyhow::Result<bool> {
     let SourceSpec::File { path, .. } = spec else {
-        return Err(ConfigError(
-            "verify --source takes a file: URL (stdin cannot be read back)".into(),
-        )
-        .into());
+        let why = match spec {
+            SourceSpec::Stdin { .. } => "stdin cannot be read back",
+            SourceSpec::Generate => "generated messages have no file to compare",
+            _ => "a NATS stream is not a file",
+        };
+        return Err(ConfigError(format!("verify --source takes a file: URL ({why})")).into());
     };
     // A pipe or device has no rows to compare with (a run reads one only as stdin).
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {

@@ -20,6 +20,7 @@ use super::runs::{self, RunRow};
 use super::schema::db_error;
 use crate::config::Synchronous;
 use crate::message::Record;
+use crate::paths::file_id;
 use crate::position::{FileKey, Origin, OriginEnd, Resume, stale_fragment};
 use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
 use crate::telemetry::interval::Interval;
@@ -455,12 +456,6 @@ fn kind_of(e: &anyhow::Error) -> ErrorKind {
         C::ConstraintViolation | C::TooBig | C::TypeMismatch => ErrorKind::Record,
         _ => ErrorKind::Fatal,
     }
-}
-
-/// A file's device and inode, if the path names one.
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The `-wal` and `-shm` beside the database file `path` leads to, with their ids.
