@@ -367,7 +367,7 @@ fn no_overflow_at_extremes() {
                             Ok(grant) => {
                                 assert_eq!(grant.count(), n.min(before));
                                 check_grant(&grant, n, now);
-                                assert!(bucket.schedule(&grant).take(3).all(|due| due <= now));
+                                assert!(grant.schedule().take(3).all(|due| due <= now));
                                 log.push((now, grant.count()));
                             }
                             Err(denied) => {
@@ -515,7 +515,7 @@ fn stale_or_backwards_now_sees_fewer_tokens() {
 fn grants_report_when_each_token_was_due() {
     let bucket = TokenBucket::per_second(3, 3).starting_empty_at(0); // 333_333_333.3 ns apart
     let grant = bucket.try_acquire_up_to(10, SECOND).unwrap();
-    let due: Vec<u64> = bucket.schedule(&grant).collect();
+    let due: Vec<u64> = grant.schedule().collect();
     assert_eq!(due, [333_333_334, 666_666_667, SECOND]);
     assert_eq!((grant.first_due(), grant.due()), (333_333_334, SECOND));
     assert_eq!(
@@ -527,7 +527,7 @@ fn grants_report_when_each_token_was_due() {
     );
     // After an idle spell the bucket holds the *latest* `burst` tokens: those are the ones due.
     let grant = bucket.try_acquire_up_to(10, 10 * SECOND).unwrap();
-    let due: Vec<u64> = bucket.schedule(&grant).collect();
+    let due: Vec<u64> = grant.schedule().collect();
     assert_eq!(due, [9_333_333_334, 9_666_666_667, 10 * SECOND]);
 }
 
@@ -550,7 +550,7 @@ fn split_due_hands_out_a_prefix_of_due_tokens_and_keeps_the_rest() {
         let Ok(reserved) = bucket.try_acquire_up_to(burst, ahead) else {
             continue; // no token within five intervals at this shape
         };
-        let whole: Vec<u64> = bucket.schedule(&reserved).collect();
+        let whole: Vec<u64> = reserved.schedule().collect();
         split_several += usize::from(whole.len() >= 3);
         for now in [
             0,
@@ -562,8 +562,8 @@ fn split_due_hands_out_a_prefix_of_due_tokens_and_keeps_the_rest() {
         ] {
             for max in [0, 1, 2, u64::MAX] {
                 let (out, kept) = reserved.split_due(now, max);
-                let first: Vec<u64> = bucket.schedule(&out).collect();
-                let rest: Vec<u64> = bucket.schedule(&kept).collect();
+                let first: Vec<u64> = out.schedule().collect();
+                let rest: Vec<u64> = kept.schedule().collect();
                 assert!(first.len() as u64 <= max, "{max} at most");
                 assert!(
                     first.iter().all(|&due| due <= now),

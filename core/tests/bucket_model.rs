@@ -186,7 +186,7 @@ proptest! {
         let first = model.tokens(t0);
         let now = t0 + model.due(later as i128).min(1 << 50);
         if let Ok(grant) = bucket.try_acquire_up_to(u64::MAX, now) {
-            let due: Vec<u64> = bucket.schedule(&grant).collect();
+            let due: Vec<u64> = grant.schedule().collect();
             let last = model.tokens(now);
             let expected: Vec<u64> = ((last - grant.count() as i128 + 1)..=last).map(|k| model.due(k)).collect();
             prop_assert_eq!(due.len() as u64, grant.count());

@@ -439,18 +439,11 @@ impl TokenBucket {
         t.saturating_add(self.burst).saturating_sub(end.max(t))
     }
 
-    /// The due instant of every token of `grant`, in order: one intended send time per message
-    /// for a batch producer. (A grant knows its own bucket, so this is its schedule whichever
-    /// bucket is asked.)
-    ///
-    /// ```
-    /// let bucket = pc_core::TokenBucket::per_second(1000, 8).starting_empty_at(0);
-    /// let grant = bucket.try_acquire_up_to(8, 4_500_000).unwrap();
-    /// let due: Vec<u64> = bucket.schedule(&grant).collect();
-    /// assert_eq!(due, [1_000_000, 2_000_000, 3_000_000, 4_000_000]);
-    /// ```
+    /// [`Grant::schedule`]: a grant knows its own bucket, so this is its schedule whichever
+    /// bucket is asked.
+    #[deprecated(note = "a grant knows its bucket: call `grant.schedule()`")]
     pub fn schedule(&self, grant: &Grant<'_>) -> Schedule {
-        Schedule::new(grant, grant.bucket.clock.due_clock(), grant.bucket.burst)
+        grant.schedule()
     }
 
     /// How many tokens the bucket's clock has issued by instant `now`: exactly

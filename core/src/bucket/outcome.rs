@@ -63,6 +63,20 @@ impl Grant<'_> {
         self.bucket.due_of_biased(self.last - self.count + 1)
     }
 
+    /// The due instant of every token of the grant, in order: one intended send time per
+    /// message for a batch producer.
+    ///
+    /// ```
+    /// let bucket = pc_core::TokenBucket::per_second(1000, 8).starting_empty_at(0);
+    /// let grant = bucket.try_acquire_up_to(8, 4_500_000).unwrap();
+    /// let due: Vec<u64> = grant.schedule().collect();
+    /// assert_eq!(due, [1_000_000, 2_000_000, 3_000_000, 4_000_000]);
+    /// ```
+    #[inline]
+    pub fn schedule(&self) -> Schedule {
+        Schedule::new(self, self.bucket.clock.due_clock(), self.bucket.burst)
+    }
+
     /// Splits a grant in two, in order: every token of it due at or before `now`, up to `max`
     /// of them, and the rest. No token is handed out early by this, and none is given back
     /// to the bucket: the two parts' schedules together are this grant's. Either part may be
@@ -202,8 +216,7 @@ impl fmt::Display for Denied {
 
 impl core::error::Error for Denied {}
 
-/// The due instant of every token of a [`Grant`], in order: see
-/// [`TokenBucket::schedule`](super::TokenBucket::schedule).
+/// The due instant of every token of a [`Grant`], in order: see [`Grant::schedule`].
 #[must_use = "iterators are lazy"]
 #[derive(Clone, Debug)]
 pub struct Schedule {

@@ -59,8 +59,7 @@ impl Generator<'_> {
                     }
                 }
                 Some(grant) => {
-                    let bucket = self.cx.bucket.expect("a grant comes from the bucket");
-                    for due in bucket.schedule(&grant) {
+                    for due in grant.schedule() {
                         let measured = due >= self.cx.warmup_end_ns;
                         late.push(if measured {
                             now.saturating_sub(due).max(1)

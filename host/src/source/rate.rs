@@ -262,7 +262,7 @@ mod tests {
                                 assert!(grant.due() <= now, "{grant:?} handed out at {now}");
                                 let kept = reserved.0.map_or(0, |g| g.count());
                                 first.get_or_insert((grant.count(), kept, now));
-                                handed.extend(bucket.schedule(&grant));
+                                handed.extend(grant.schedule());
                             }
                             Take::Stop => break,
                             other => panic!("{other:?}"),
