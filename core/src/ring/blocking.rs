@@ -122,15 +122,59 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         I: Iterator<Item = T>,
     {
+        self.push_batch_until(items, None)
+            .map_err(|e| Closed(e.into_inner()))
+    }
+
+    /// [`push_batch`](Self::push_batch), waiting at most `timeout` in all (one deadline for
+    /// the whole call, however many times the ring fills).
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] if the ring is or
+    /// becomes closed; each carries how many were pushed, and the items not pushed stay in the
+    /// iterator.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pc_core::{PushError, Ring};
+    ///
+    /// let ring = Ring::<u32, 4>::new();
+    /// let mut items = 0..6;
+    /// assert_eq!(ring.push_batch_timeout(&mut items, Duration::from_millis(1)), Err(PushError::Full(4)));
+    /// assert_eq!(items, 4..6); // the rest stay in the iterator
+    /// let mut out = Vec::new();
+    /// ring.try_pop_batch(&mut out, 4).unwrap();
+    /// assert_eq!(ring.push_batch_timeout(&mut items, Duration::from_secs(60)), Ok(2));
+    /// ```
+    #[cfg(not(loom))]
+    pub fn push_batch_timeout<I>(
+        &self,
+        items: &mut I,
+        timeout: Duration,
+    ) -> Result<usize, PushError<usize>>
+    where
+        I: Iterator<Item = T>,
+    {
+        self.push_batch_until(items, Some(crate::sync::deadline_after(timeout)))
+    }
+
+    fn push_batch_until<I>(
+        &self,
+        items: &mut I,
+        deadline: Option<Instant>,
+    ) -> Result<usize, PushError<usize>>
+    where
+        I: Iterator<Item = T>,
+    {
         if self.refuse_empty_if_closed(items).is_err() {
-            return Err(Closed(0));
+            return Err(PushError::Closed(0));
         }
         let mut pushed = 0;
         let mut races = LostRaces::new();
         let abandoned = Cell::new(false);
         loop {
             let step = self.head.waiters.wait_for(
-                None,
+                deadline,
                 || self.producer_blocked(&abandoned),
                 || match self.push_batch_step(items, &mut || races.lost()) {
                     Ok(done) => Step::Done(Ok(done)),
@@ -149,7 +193,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                         return Ok(pushed);
                     }
                 }
-                _ => return Err(Closed(pushed)),
+                Some(Err(())) => return Err(PushError::Closed(pushed)),
+                None => return Err(PushError::Full(pushed)),
             }
         }
     }

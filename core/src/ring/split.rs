@@ -55,7 +55,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// - **Dropping the last `Producer` closes the ring**, as dropping the last sender
     ///   disconnects a channel: consumers drain what is left, then see `Closed`.
     /// - **Dropping the last `Consumer` ends the producers' waits.** A waiting push (`push`,
-    ///   `push_batch`, `push_timeout`, or [`Producer::wait_space`]) that finds the ring full
+    ///   `push_batch`, their timeout forms, or [`Producer::wait_space`]) that finds the ring full
     ///   with every consumer gone closes the ring and returns `Closed` with what it could not
     ///   push, and so does every push after it: a producer thread never waits for good on a
     ///   ring nobody reads (a consumer thread that panicked, say). [`Producer::is_abandoned`]
@@ -447,6 +447,31 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         I: Iterator<Item = T>,
     {
         self.ring().push_batch(items)
+    }
+
+    /// [`RingCore::push_batch_timeout`] (feature `std`): waits at most `timeout` in all while
+    /// the ring is full.
+    ///
+    /// # Errors
+    /// As [`RingCore::push_batch_timeout`]; also [`PushError::Closed`] once the ring is full
+    /// with every consumer gone (then this call closes it).
+    #[cfg(all(feature = "std", not(loom)))]
+    pub fn push_batch_timeout<I>(
+        &self,
+        items: &mut I,
+        timeout: Duration,
+    ) -> Result<usize, PushError<usize>>
+    where
+        I: Iterator<Item = T>,
+    {
+        match self.ring().push_batch_timeout(items, timeout) {
+            // A wait that ran out before it slept has not looked at the consumers: look now.
+            Err(PushError::Full(n)) if self.is_abandoned() => {
+                self.ring().close();
+                Err(PushError::Closed(n))
+            }
+            done => done,
+        }
     }
 
     /// [`RingCore::wait_space`] (feature `std`): waits until a push would find room, pushing

@@ -470,20 +470,29 @@ fn an_owned_split_drops_the_ring_and_what_is_left_with_its_last_handle() {
 
 #[test]
 fn a_push_with_a_timeout_into_an_abandoned_full_ring_says_closed() {
-    let mut ring = Ring::<u64, 2>::new();
-    let (producer, consumer) = ring.split();
-    producer.try_push_batch(&mut (1..3)).unwrap();
     let zero = core::time::Duration::ZERO;
-    assert_eq!(producer.push_timeout(3, zero), Err(PushError::Full(3)));
-    drop(consumer);
-    assert!(producer.is_abandoned());
-    assert_eq!(
-        producer.try_push(3),
-        Err(PushError::Full(3)),
-        "try_push never looks"
-    );
-    assert_eq!(producer.push_timeout(3, zero), Err(PushError::Closed(3)));
-    assert!(producer.is_closed());
+    for batch in [false, true] {
+        let mut ring = Ring::<u64, 2>::new();
+        let (producer, consumer) = ring.split();
+        producer.try_push_batch(&mut (1..3)).unwrap();
+        assert_eq!(producer.push_timeout(3, zero), Err(PushError::Full(3)));
+        drop(consumer);
+        assert!(producer.is_abandoned());
+        assert_eq!(
+            producer.try_push(3),
+            Err(PushError::Full(3)),
+            "try_push never looks"
+        );
+        if batch {
+            let mut rest = 3..5;
+            let pushed = producer.push_batch_timeout(&mut rest, zero);
+            assert_eq!(pushed, Err(PushError::Closed(0)));
+            assert_eq!(rest, 3..5, "nothing taken from the iterator");
+        } else {
+            assert_eq!(producer.push_timeout(3, zero), Err(PushError::Closed(3)));
+        }
+        assert!(producer.is_closed());
+    }
 }
 
 #[test]
