@@ -29,6 +29,36 @@ pub fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// Where the file with device and inode `id`, which this process has open, is now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Whereabouts {
+    /// Still named, at this path (a file moved, or renamed).
+    At(PathBuf),
+    /// Its last name is gone: it lives only as long as it is open.
+    Removed,
+}
+
+/// Where the file `id` is now, read from this process's open descriptors (`/proc/self/fd`, as
+/// the kernel names each one's file); `None` if no descriptor of it is open, or the system
+/// has no `/proc`.
+pub fn whereabouts(id: (u64, u64)) -> Option<Whereabouts> {
+    use std::os::unix::fs::MetadataExt as _;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let link = entry.path();
+        let Ok(meta) = std::fs::metadata(&link) else {
+            continue;
+        };
+        if (meta.dev(), meta.ino()) != id {
+            continue;
+        }
+        if meta.nlink() == 0 {
+            return Some(Whereabouts::Removed);
+        }
+        return std::fs::read_link(&link).ok().map(Whereabouts::At);
+    }
+    None
+}
+
 /// Where `path` leads through symbolic links, as the kernel (and SQLite) follows them: `path`
 /// itself if it is no link; a link that points where nothing is names its target. `None` for
 /// a loop (more links than the kernel follows) or a link that cannot be read.

@@ -687,6 +687,33 @@ fn a_database_removed_mid_run_is_reported_not_ok() {
     assert!(error.contains("was removed during the run"), "{error}");
 }
 
+/// A database moved mid-run keeps the rows committed into it: the run is not OK (its path no
+/// longer holds them) and the error names where they went, where every stored row is.
+#[test]
+fn a_database_moved_mid_run_names_where_its_rows_went() {
+    let s = Scratch::new("db-moved");
+    let (child, _stderr) = start_storing(&s);
+    std::fs::rename(s.path("pc-host.db"), s.path("moved.db")).unwrap();
+    common::signal(&child, libc::SIGINT);
+    let out: common::Out = child.wait_with_output().expect("wait").into();
+    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["ok"], false, "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    let there = std::fs::canonicalize(s.path("moved.db")).unwrap();
+    let said = format!("was moved to {} during the run", there.display());
+    assert!(error.contains(&said), "{error}");
+    let conn = rusqlite::Connection::open(&there).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        u64::try_from(rows).unwrap(),
+        common::u(&v, "stored"),
+        "every stored row is in the moved file"
+    );
+}
+
 /// A database removed mid-run (its `-wal` and `-shm` left where they were) does not keep the
 /// next run off its path: the run removes the side files it had open, which SQLite leaves
 /// behind a moved database, and the next run there makes a new database.

@@ -20,7 +20,7 @@ use super::runs::{self, RunRow};
 use super::schema::db_error;
 use crate::config::Synchronous;
 use crate::message::Record;
-use crate::paths::file_id;
+use crate::paths::{Whereabouts, file_id};
 use crate::position::{FileKey, Origin, OriginEnd, Resume, stale_fragment};
 use crate::sink::{ErrorKind, RunEnd, Sink, SinkError};
 use crate::telemetry::interval::Interval;
@@ -298,12 +298,28 @@ impl Writer {
 
     /// Whether the path still names the database file this writer opened: a file removed or
     /// replaced during the run took the run's rows with it (the count back reads the open,
-    /// removed file).
+    /// removed file); one moved away has them where it went, which the error names.
     fn check_still_there(&self) -> anyhow::Result<()> {
         let p = self.path.display();
-        match (self.opened, file_id(&self.path)) {
-            (Some(opened), Some(now)) if opened == now => Ok(()),
-            (_, None) => Err(anyhow!(
+        let now = file_id(&self.path);
+        if now.is_some() && now == self.opened {
+            return Ok(());
+        }
+        // Where the file went, as the descriptor SQLite holds on it sees it.
+        match self.opened.and_then(crate::paths::whereabouts) {
+            Some(Whereabouts::At(there)) => {
+                let old = if now.is_some() {
+                    ", not in the file now at its old path"
+                } else {
+                    ""
+                };
+                Err(anyhow!(
+                    "database {p} was moved to {} during the run: the rows it committed are \
+                     there{old}",
+                    there.display()
+                ))
+            }
+            _ if now.is_none() => Err(anyhow!(
                 "database {p} was removed during the run: the rows it committed went with it"
             )),
             _ => Err(anyhow!(
