@@ -19,6 +19,17 @@ use super::wait::Step;
 use super::{Closed, PopError, PushError, RingCore, Storage};
 use crate::sync::{Instant, LostRaces, Ordering};
 
+/// Whether a waiting push looks at the consumers' count: only a split ring's `Producer` does,
+/// to close the ring rather than wait for good once every `Consumer` is gone (split.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Consumers {
+    /// The ring's own calls: the count means nothing to a ring used directly, nor once a
+    /// split has ended (with a handle forgotten, it stays where it was).
+    Unwatched,
+    /// A `Producer`'s calls.
+    Watched,
+}
+
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// Pushes `value`, waiting while the ring is full (or the slot at the tail is still held
     /// by a pop): spins briefly (127 pause hints in all), yields (up to 58 times: fewer while
@@ -36,7 +47,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert_eq!(ring.pop(), Ok(1));
     /// ```
     pub fn push(&self, value: T) -> Result<(), Closed<T>> {
-        match self.push_until(value, None) {
+        match self.push_until(value, None, Consumers::Unwatched) {
             Ok(()) => Ok(()),
             Err(e) => Err(Closed(e.into_inner())),
         }
@@ -59,16 +70,23 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[cfg(not(loom))]
     pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_until(value, Some(crate::sync::deadline_after(timeout)))
+        let deadline = Some(crate::sync::deadline_after(timeout));
+        self.push_until(value, deadline, Consumers::Unwatched)
     }
 
-    fn push_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
+    /// `push` and `push_timeout`, watching the consumers' count if `consumers` says so.
+    pub(super) fn push_until(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+        consumers: Consumers,
+    ) -> Result<(), PushError<T>> {
         let mut value = Some(value);
         let mut races = LostRaces::new();
         let abandoned = Cell::new(false);
         let outcome = self.head.waiters.wait_for(
             deadline,
-            || self.producer_blocked(&abandoned),
+            || self.producer_blocked(&abandoned, consumers),
             || {
                 let v = value.take().expect("value is put back on every retry");
                 match self.try_push_or(v, &mut || races.lost()) {
@@ -122,7 +140,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         I: Iterator<Item = T>,
     {
-        self.push_batch_until(items, None)
+        self.push_batch_until(items, None, Consumers::Unwatched)
             .map_err(|e| Closed(e.into_inner()))
     }
 
@@ -155,13 +173,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         I: Iterator<Item = T>,
     {
-        self.push_batch_until(items, Some(crate::sync::deadline_after(timeout)))
+        let deadline = Some(crate::sync::deadline_after(timeout));
+        self.push_batch_until(items, deadline, Consumers::Unwatched)
     }
 
-    fn push_batch_until<I>(
+    /// `push_batch` and `push_batch_timeout`, watching the consumers' count if `consumers`
+    /// says so.
+    pub(super) fn push_batch_until<I>(
         &self,
         items: &mut I,
         deadline: Option<Instant>,
+        consumers: Consumers,
     ) -> Result<usize, PushError<usize>>
     where
         I: Iterator<Item = T>,
@@ -175,7 +197,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         loop {
             let step = self.head.waiters.wait_for(
                 deadline,
-                || self.producer_blocked(&abandoned),
+                || self.producer_blocked(&abandoned, consumers),
                 || match self.push_batch_step(items, &mut || races.lost()) {
                     Ok(done) => Step::Done(Ok(done)),
                     Err(PushError::Closed(())) => Step::Done(Err(())),
@@ -437,7 +459,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert_eq!(ring.wait_space(), Err(Closed(())));
     /// ```
     pub fn wait_space(&self) -> Result<(), Closed> {
-        self.wait_space_until(None).map_err(|_| Closed(()))
+        self.wait_space_until(None, Consumers::Unwatched)
+            .map_err(|_| Closed(()))
     }
 
     /// [`wait_space`](Self::wait_space), waiting at most `timeout`.
@@ -459,14 +482,21 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[cfg(not(loom))]
     pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
-        self.wait_space_until(Some(crate::sync::deadline_after(timeout)))
+        let deadline = Some(crate::sync::deadline_after(timeout));
+        self.wait_space_until(deadline, Consumers::Unwatched)
     }
 
-    fn wait_space_until(&self, deadline: Option<Instant>) -> Result<(), PushError<()>> {
+    /// `wait_space` and `wait_space_timeout`, watching the consumers' count if `consumers`
+    /// says so.
+    pub(super) fn wait_space_until(
+        &self,
+        deadline: Option<Instant>,
+        consumers: Consumers,
+    ) -> Result<(), PushError<()>> {
         let abandoned = Cell::new(false);
         let outcome = self.head.waiters.wait_until_ready(
             deadline,
-            || self.producer_blocked(&abandoned),
+            || self.producer_blocked(&abandoned, consumers),
             || match self.tail_state() {
                 Err(PushError::Full(())) if abandoned.get() => {
                     self.close();
@@ -486,11 +516,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// consumer of a split ring is gone, it sets `abandoned`, and the attempt that finds the
     /// ring full closes it (not this check: it runs holding this side's waiters' lock, which
     /// `close` takes).
-    fn producer_blocked(&self, abandoned: &Cell<bool>) -> bool {
+    fn producer_blocked(&self, abandoned: &Cell<bool>, consumers: Consumers) -> bool {
         if self.tail_state() != Err(PushError::Full(())) {
             return false;
         }
-        if self.consumers_gone() {
+        if consumers == Consumers::Watched && self.consumers_gone() {
             abandoned.set(true);
             return false;
         }
@@ -516,19 +546,18 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 
-    /// Whether this ring is split and every `Consumer` is gone (split.rs), so no pop will ever
-    /// free a slot again. Always false for a ring used directly: it counts no handles.
+    /// Whether every `Consumer` of this split ring is gone (split.rs), so no pop will ever
+    /// free a slot again. Asked only for a `Producer`'s waits (`Consumers::Watched`): the
+    /// count means nothing to a ring used directly, nor once a split has ended.
     fn consumers_gone(&self) -> bool {
         if cfg!(pc_mutant = "split_abandon_unseen") {
             return false;
         }
-        // Relaxed, both: each count is set by `split` (ordered before any handle's use by the
-        // send that moves the handle), and the consumers' only falls, to 0 for good, by the
-        // last one's drop; a producer calling this holds a handle, so the producers' is not 0
-        // while the ring is split. In a sleep re-check the heavy fence orders the load after
-        // the last consumer's decrement, which that drop follows with a wake-up (wait.rs).
-        self.tail.handles.load(Ordering::Relaxed) != 0
-            && self.head.handles.load(Ordering::Relaxed) == 0
+        // Relaxed: the count is set by `split` (ordered before any handle's use by the send
+        // that moves the handle) and only falls, to 0 for good, by the last consumer's drop;
+        // in a sleep re-check the heavy fence orders this load after that decrement, which
+        // the drop follows with a wake-up (wait.rs).
+        self.head.handles.load(Ordering::Relaxed) == 0
     }
 
     /// Sleep re-check for consumers: the slot at the head holds neither a value nor a hole yet

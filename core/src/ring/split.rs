@@ -29,6 +29,8 @@ use core::time::Duration;
 
 #[cfg(any(feature = "std", loom))]
 use super::Closed;
+#[cfg(any(feature = "std", loom))]
+use super::blocking::Consumers;
 use super::link::Link;
 use super::single::{Seen, classify};
 use super::slot::{MARK, ONE, PUBLISH};
@@ -69,7 +71,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   writes with a plain store that a close from another thread would race with: only a
     ///   `Producer` closes (or the last one's drop, or a waiting push that finds every
     ///   consumer gone). So until the ring is full, pushes into a ring whose consumers are
-    ///   all gone succeed (the values are dropped with the ring), and `try_push` and
+    ///   all gone succeed (the values stay in the ring: dropped with it, or, for a borrowed
+    ///   split, there to pop once the handles are gone), and `try_push` and
     ///   `try_push_batch` then say `Full`: they never read the consumers' count,
     ///   which would cost a push a load of the line every pop writes. Ask
     ///   [`Producer::is_abandoned`] when they do.
@@ -112,6 +115,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// drop(consumer); // the split ends with the last handle
     /// assert!(ring.is_closed());
     /// ```
+    #[must_use = "the handles' drop closes the ring for good"]
     pub fn split(&mut self) -> (Producer<'_, T, S>, Consumer<'_, T, S>) {
         self.count_one_handle_a_side();
         Self::handles(Link::borrowed(self))
@@ -140,6 +144,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert_eq!(sum, 499_500);
     /// ```
     #[cfg(all(feature = "alloc", target_has_atomic = "ptr"))]
+    #[must_use = "the handles own the ring: dropping them drops it"]
     pub fn into_split<'a>(mut self) -> (Producer<'a, T, S>, Consumer<'a, T, S>)
     where
         Self: 'a,
@@ -403,7 +408,9 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// consumer gone (then this call closes it: [`RingCore::split`]).
     #[cfg(any(feature = "std", loom))]
     pub fn push(&self, value: T) -> Result<(), Closed<T>> {
-        self.ring().push(value)
+        self.ring()
+            .push_until(value, None, Consumers::Watched)
+            .map_err(|e| Closed(e.into_inner()))
     }
 
     /// [`RingCore::push_timeout`] (feature `std`): waits at most `timeout` while the ring is
@@ -415,7 +422,8 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// value back.
     #[cfg(all(feature = "std", not(loom)))]
     pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        match self.ring().push_timeout(value, timeout) {
+        let deadline = Some(crate::sync::deadline_after(timeout));
+        match self.ring().push_until(value, deadline, Consumers::Watched) {
             // A wait that ran out before it slept has not looked at the consumers: look now.
             Err(PushError::Full(v)) if self.is_abandoned() => {
                 self.ring().close();
@@ -446,7 +454,9 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     where
         I: Iterator<Item = T>,
     {
-        self.ring().push_batch(items)
+        self.ring()
+            .push_batch_until(items, None, Consumers::Watched)
+            .map_err(|e| Closed(e.into_inner()))
     }
 
     /// [`RingCore::push_batch_timeout`] (feature `std`): waits at most `timeout` in all while
@@ -464,7 +474,11 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     where
         I: Iterator<Item = T>,
     {
-        match self.ring().push_batch_timeout(items, timeout) {
+        let deadline = Some(crate::sync::deadline_after(timeout));
+        match self
+            .ring()
+            .push_batch_until(items, deadline, Consumers::Watched)
+        {
             // A wait that ran out before it slept has not looked at the consumers: look now.
             Err(PushError::Full(n)) if self.is_abandoned() => {
                 self.ring().close();
@@ -506,7 +520,9 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// ```
     #[cfg(any(feature = "std", loom))]
     pub fn wait_space(&self) -> Result<(), Closed> {
-        self.ring().wait_space()
+        self.ring()
+            .wait_space_until(None, Consumers::Watched)
+            .map_err(|_| Closed(()))
     }
 
     /// [`RingCore::wait_space_timeout`] (feature `std`).
@@ -516,7 +532,8 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// with every consumer gone (then this call closes it).
     #[cfg(all(feature = "std", not(loom)))]
     pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
-        match self.ring().wait_space_timeout(timeout) {
+        let deadline = Some(crate::sync::deadline_after(timeout));
+        match self.ring().wait_space_until(deadline, Consumers::Watched) {
             // A wait that ran out before it slept has not looked at the consumers: look now.
             Err(PushError::Full(())) if self.is_abandoned() => {
                 self.ring().close();
@@ -545,7 +562,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// assert!(!producer.is_abandoned());
     /// drop(consumer);
     /// assert!(producer.is_abandoned());
-    /// producer.push(1).unwrap(); // room: accepted, and dropped with the ring
+    /// producer.push(1).unwrap(); // room: accepted, and left in the ring
     /// producer.push(2).unwrap();
     /// assert_eq!(producer.try_push(3), Err(PushError::Full(3)));
     /// assert_eq!(producer.push(3), Err(Closed(3))); // closes the ring rather than wait
@@ -670,6 +687,22 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
         timeout: Duration,
     ) -> Result<usize, PopError> {
         self.ring().pop_batch_timeout(out, max, timeout)
+    }
+
+    /// The values, each taken with [`pop`](Self::pop) (so waiting while the ring is empty),
+    /// until the ring is closed and drained (feature `std`): `for v in consumer.iter()`, as
+    /// with a channel's receiver.
+    ///
+    /// ```
+    /// let ring = pc_core::HeapRing::<u32>::with_capacity(4);
+    /// let (producer, consumer) = ring.into_split();
+    /// let pushing = std::thread::spawn(move || (0..10).for_each(|i| producer.push(i).unwrap()));
+    /// assert_eq!(consumer.iter().sum::<u32>(), 45); // ends when the producer's drop closes it
+    /// pushing.join().unwrap();
+    /// ```
+    #[cfg(any(feature = "std", loom))]
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        core::iter::from_fn(|| self.pop().ok())
     }
 
     /// [`RingCore::wait_ready`] (feature `std`): waits until a pop would find something.

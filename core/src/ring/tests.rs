@@ -383,6 +383,29 @@ fn a_waiting_push_closes_the_ring_when_the_last_consumer_is_dropped() {
     );
 }
 
+/// A split that ended with its producer forgotten leaves the producers' count at 1 and the
+/// consumers' at 0: the ring's own waiting push must not read that as "every consumer gone".
+#[test]
+fn a_ring_used_directly_after_a_split_with_a_forgotten_producer_still_waits_for_a_pop() {
+    let mut ring = Ring::<u64, 2>::new();
+    {
+        let (producer, consumer) = ring.split();
+        core::mem::forget(producer);
+        drop(consumer);
+    }
+    ring.try_push_batch(&mut (1..3)).unwrap();
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        let pushing = s.spawn(|| ring.push(3));
+        while ring.head.waiters.asleep() < 1 && !pushing.is_finished() {
+            std::thread::yield_now();
+        }
+        assert_eq!(ring.try_pop(), Ok(1));
+        assert_eq!(pushing.join().unwrap(), Ok(()), "waited, then pushed");
+    });
+    assert!(!ring.is_closed());
+}
+
 #[test]
 fn wait_space_wakes_on_the_pop_that_frees_the_tail_and_leaves_the_slot() {
     let mut ring = Ring::<u64, 2>::new();
