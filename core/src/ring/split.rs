@@ -423,14 +423,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     #[cfg(all(feature = "std", not(loom)))]
     pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
         let deadline = Some(crate::sync::deadline_after(timeout));
-        match self.ring().push_until(value, deadline, Consumers::Watched) {
-            // A wait that ran out before it slept has not looked at the consumers: look now.
-            Err(PushError::Full(v)) if self.is_abandoned() => {
-                self.ring().close();
-                Err(PushError::Closed(v))
-            }
-            done => done,
-        }
+        self.closed_if_abandoned(self.ring().push_until(value, deadline, Consumers::Watched))
     }
 
     /// [`RingCore::try_push_batch`] (a compare-and-swap for the run, as on the shared ring).
@@ -475,17 +468,10 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         I: Iterator<Item = T>,
     {
         let deadline = Some(crate::sync::deadline_after(timeout));
-        match self
-            .ring()
-            .push_batch_until(items, deadline, Consumers::Watched)
-        {
-            // A wait that ran out before it slept has not looked at the consumers: look now.
-            Err(PushError::Full(n)) if self.is_abandoned() => {
-                self.ring().close();
-                Err(PushError::Closed(n))
-            }
-            done => done,
-        }
+        self.closed_if_abandoned(
+            self.ring()
+                .push_batch_until(items, deadline, Consumers::Watched),
+        )
     }
 
     /// [`RingCore::wait_space`] (feature `std`): waits until a push would find room, pushing
@@ -533,14 +519,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     #[cfg(all(feature = "std", not(loom)))]
     pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
         let deadline = Some(crate::sync::deadline_after(timeout));
-        match self.ring().wait_space_until(deadline, Consumers::Watched) {
-            // A wait that ran out before it slept has not looked at the consumers: look now.
-            Err(PushError::Full(())) if self.is_abandoned() => {
-                self.ring().close();
-                Err(PushError::Closed(()))
-            }
-            done => done,
-        }
+        self.closed_if_abandoned(self.ring().wait_space_until(deadline, Consumers::Watched))
     }
 
     /// [`RingCore::close`]: every producer's pushes fail from now on, consumers drain what is
@@ -770,6 +749,24 @@ impl<T, S: Storage<T>> Clone for Consumer<'_, T, S> {
         Self {
             link: self.link.clone(),
             claim: self.claim.cloned(&self.ring().head),
+        }
+    }
+}
+
+impl<T, S: Storage<T>> Producer<'_, T, S> {
+    /// A timed wait's `Full`, as `Closed` (closing the ring) if every consumer is gone: a wait
+    /// that ran out before it slept has not looked at the consumers.
+    #[cfg(all(feature = "std", not(loom)))]
+    fn closed_if_abandoned<R, V>(
+        &self,
+        result: Result<R, PushError<V>>,
+    ) -> Result<R, PushError<V>> {
+        match result {
+            Err(PushError::Full(v)) if self.is_abandoned() => {
+                self.ring().close();
+                Err(PushError::Closed(v))
+            }
+            done => done,
         }
     }
 }
