@@ -34,6 +34,9 @@ pub fn file_id(path: &Path) -> Option<(u64, u64)> {
 pub enum Whereabouts {
     /// Still named, at this path (a file moved, or renamed).
     At(PathBuf),
+    /// Still named, but not at the name the kernel kept for it (the name it was opened by,
+    /// since removed: the file lives on as a hard link made before, wherever that is).
+    Elsewhere,
     /// Its last name is gone: it lives only as long as it is open.
     Removed,
 }
@@ -54,7 +57,11 @@ pub fn whereabouts(id: (u64, u64)) -> Option<Whereabouts> {
         if meta.nlink() == 0 {
             return Some(Whereabouts::Removed);
         }
-        return std::fs::read_link(&link).ok().map(Whereabouts::At);
+        // The kernel's name for it, if that name still leads to this very file.
+        let named = std::fs::read_link(&link)
+            .ok()
+            .filter(|path| file_id(path) == Some(id));
+        return Some(named.map_or(Whereabouts::Elsewhere, Whereabouts::At));
     }
     None
 }
@@ -221,5 +228,30 @@ mod tests {
             spelled_as_file("--profile", Path::new("out/p.svg"), "profile.svg"),
             Ok(())
         );
+    }
+
+    /// The file a descriptor holds, followed through a rename, a hard link whose first name is
+    /// removed (the kernel's name for it then leads nowhere: not reported as its place), and
+    /// its last name's removal.
+    #[test]
+    fn whereabouts_follows_a_rename_and_never_names_a_path_that_is_not_the_file() {
+        let dir = std::env::temp_dir().join(format!("pc-whereabouts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = dir.join("first.db");
+        std::fs::write(&first, b"x").unwrap();
+        let open = std::fs::File::open(&first).unwrap();
+        let id = file_id(&first).unwrap();
+        let renamed = dir.join("renamed.db");
+        std::fs::rename(&first, &renamed).unwrap();
+        assert_eq!(whereabouts(id), Some(Whereabouts::At(renamed.clone())));
+        let kept = dir.join("kept.db");
+        std::fs::hard_link(&renamed, &kept).unwrap();
+        std::fs::remove_file(&renamed).unwrap();
+        assert_eq!(whereabouts(id), Some(Whereabouts::Elsewhere));
+        std::fs::remove_file(&kept).unwrap();
+        assert_eq!(whereabouts(id), Some(Whereabouts::Removed));
+        drop(open);
+        assert_eq!(whereabouts(id), None, "no descriptor of it is open");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

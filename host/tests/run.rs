@@ -714,6 +714,69 @@ fn a_database_moved_mid_run_names_where_its_rows_went() {
     );
 }
 
+/// A database moved mid-run while a reader holds a snapshot: the final checkpoint cannot empty
+/// the write-ahead log, which SQLite keeps at the old path and which holds the newest rows.
+/// The run keeps it there (it used to remove it, and the rows with it), says where to move
+/// it, and with it beside the moved file every stored row is there.
+#[test]
+fn a_moved_database_keeps_the_log_its_final_checkpoint_could_not_empty() {
+    let s = Scratch::new("db-moved-reader");
+    let (child, rx) = common::spawn(
+        &s,
+        &[
+            "--rps",
+            "2000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0.05",
+            "--output",
+            "json",
+            "--busy-timeout-ms",
+            "100",
+        ],
+    );
+    let first = common::wait_for(&rx, common::stored_some);
+    let reader = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
+    let snapshot = reader.unchecked_transaction().unwrap();
+    let seen: i64 = snapshot
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    // Rows committed after the reader's snapshot: frames no checkpoint may copy while it lasts.
+    let stored_at_first = common::stored_in(&first).unwrap_or(0);
+    common::wait_for(&rx, |line| {
+        common::stored_in(line).is_some_and(|n| n > stored_at_first.max(seen as u64) + 100)
+    });
+    std::fs::rename(s.path("pc-host.db"), s.path("moved.db")).unwrap();
+    common::signal(&child, libc::SIGINT);
+    let out: common::Out = child.wait_with_output().expect("wait").into();
+    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    let said: String = rx.iter().collect::<Vec<_>>().join("\n");
+    assert!(
+        said.contains("holds the newest rows of the moved database"),
+        "stderr:\n{said}\nstdout:\n{}",
+        out.stdout
+    );
+    assert!(s.path("pc-host.db-wal").exists(), "the log was removed");
+    let stored = common::u(&json(&out), "stored");
+    drop(snapshot);
+    drop(reader);
+    // As the error says: the log beside the moved file (if the reader's close did not already
+    // checkpoint it in through the file it had open).
+    if s.path("pc-host.db-wal").exists() {
+        std::fs::rename(s.path("pc-host.db-wal"), s.path("moved.db-wal")).unwrap();
+    }
+    let moved = rusqlite::Connection::open(s.path("moved.db")).unwrap();
+    let rows: i64 = moved
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        u64::try_from(rows).unwrap(),
+        stored,
+        "every stored row kept"
+    );
+}
+
 /// A database removed mid-run (its `-wal` and `-shm` left where they were) does not keep the
 /// next run off its path: the run removes the side files it had open, which SQLite leaves
 /// behind a moved database, and the next run there makes a new database.

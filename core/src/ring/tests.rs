@@ -354,7 +354,7 @@ fn a_waiting_push_closes_the_ring_when_the_last_consumer_is_dropped() {
     let mut ring = Ring::<u64, 2>::new();
     let (producer, consumer) = ring.split();
     let core = producer.borrowed_ring();
-    let other = consumer.clone();
+    drop(consumer.clone()); // a consumer gone, one left: the push must still wait for it
     producer.try_push_batch(&mut (1..3)).unwrap();
     std::thread::scope(|s| {
         let _guard = CloseOnPanic(core);
@@ -363,8 +363,13 @@ fn a_waiting_push_closes_the_ring_when_the_last_consumer_is_dropped() {
             let mut rest = 4..6;
             (one, producer.push_batch(&mut rest), rest)
         });
-        until_asleep(&core.head.waiters, 1);
-        drop(other); // one consumer left: the push still waits for it
+        while core.head.waiters.asleep() < 1 && !waiting.is_finished() {
+            std::thread::yield_now();
+        }
+        assert!(
+            !waiting.is_finished(),
+            "asleep, not done, while a consumer is left"
+        );
         drop(consumer);
         let (one, batch, rest) = waiting.join().unwrap();
         assert_eq!(
@@ -376,11 +381,7 @@ fn a_waiting_push_closes_the_ring_when_the_last_consumer_is_dropped() {
         assert_eq!(rest, 4..6, "nothing taken from the iterator");
     });
     assert!(ring.is_closed());
-    assert_eq!(
-        ring.len(),
-        2,
-        "what was pushed stays, dropped with the ring"
-    );
+    assert_eq!(ring.len(), 2, "what was pushed stays in the ring");
 }
 
 /// A split that ended with its producer forgotten leaves the producers' count at 1 and the
@@ -432,25 +433,35 @@ fn wait_space_wakes_on_the_pop_that_frees_the_tail_and_leaves_the_slot() {
 
 #[test]
 fn wait_space_ends_closed_on_close_and_on_the_last_consumers_drop() {
-    let mut ring = Ring::<u64, 2>::new();
-    let (producer, consumer) = ring.split();
-    let core = producer.borrowed_ring();
-    producer.try_push_batch(&mut (1..3)).unwrap();
-    let waiter = producer.clone();
-    std::thread::scope(|s| {
-        let _guard = CloseOnPanic(core);
-        let waiting = s.spawn(move || waiter.wait_space());
-        until_asleep(&core.head.waiters, 1);
-        drop(consumer);
-        assert_eq!(waiting.join().unwrap(), Err(super::Closed(())));
-    });
-    assert!(producer.is_closed(), "the wait closed the abandoned ring");
-    assert_eq!(producer.wait_space(), Err(super::Closed(())));
-    let zero = core::time::Duration::ZERO;
-    assert_eq!(
-        producer.wait_space_timeout(zero),
-        Err(PushError::Closed(()))
-    );
+    for by_close in [true, false] {
+        let mut ring = Ring::<u64, 2>::new();
+        let (producer, consumer) = ring.split();
+        let core = producer.borrowed_ring();
+        producer.try_push_batch(&mut (1..3)).unwrap();
+        let waiter = producer.clone();
+        std::thread::scope(|s| {
+            let _guard = CloseOnPanic(core);
+            let waiting = s.spawn(move || waiter.wait_space());
+            until_asleep(&core.head.waiters, 1);
+            if by_close {
+                producer.close();
+            } else {
+                drop(consumer);
+            }
+            assert_eq!(
+                waiting.join().unwrap(),
+                Err(super::Closed(())),
+                "{by_close}"
+            );
+        });
+        assert!(producer.is_closed(), "closed ({by_close})");
+        assert_eq!(producer.wait_space(), Err(super::Closed(())));
+        let zero = core::time::Duration::ZERO;
+        assert_eq!(
+            producer.wait_space_timeout(zero),
+            Err(PushError::Closed(()))
+        );
+    }
 }
 
 /// A value that counts its drops.

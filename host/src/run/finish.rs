@@ -239,8 +239,11 @@ fn finish(
     };
     if there.is_err() {
         // The final checkpoint above emptied the WAL this run wrote (through the file it has
-        // open); a record of the end would put frames of the old database in it again.
-        writer.forget_removed();
+        // open), or it holds a moved database's newest rows; a record of the end would put
+        // frames of the old database in it again.
+        if let Some(kept) = writer.forget_removed(flushed != Some(false)) {
+            errors.push(kept);
+        }
     } else if let Err(e) = writer.finish_run(&end) {
         // The sinks' errors say what failed ("recording the end of the run failed: ...").
         errors.push(format!("{e:#}"));

@@ -145,10 +145,12 @@ impl AnySink {
     }
 
     /// The database at the sink's path is not the one this run opened: if it was removed,
-    /// SQLite's `-wal` and `-shm` of this run's there go too (see `Writer::forget_removed`).
-    pub fn forget_removed(&self) {
-        if let Self::Sqlite(w) = self {
-            w.forget_removed();
+    /// SQLite's `-wal` and `-shm` of this run's there go too (see `Writer::forget_removed`,
+    /// which keeps a moved database's log the final checkpoint did not empty, and says so).
+    pub fn forget_removed(&self, flushed: bool) -> Option<String> {
+        match self {
+            Self::Sqlite(w) => w.forget_removed(flushed),
+            _ => None,
         }
     }
 

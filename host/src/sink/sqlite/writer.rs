@@ -298,34 +298,47 @@ impl Writer {
 
     /// Whether the path still names the database file this writer opened: a file removed or
     /// replaced during the run took the run's rows with it (the count back reads the open,
-    /// removed file); one moved away has them where it went, which the error names.
+    /// removed file); one moved away has them where it went, which the error names (once its
+    /// write-ahead log, still at the old path, is checkpointed into it: `forget_removed`).
     fn check_still_there(&self) -> anyhow::Result<()> {
         let p = self.path.display();
         let now = file_id(&self.path);
         if now.is_some() && now == self.opened {
             return Ok(());
         }
-        // Where the file went, as the descriptor SQLite holds on it sees it.
-        match self.opened.and_then(crate::paths::whereabouts) {
-            Some(Whereabouts::At(there)) => {
-                let old = if now.is_some() {
-                    ", not in the file now at its old path"
-                } else {
-                    ""
-                };
-                Err(anyhow!(
-                    "database {p} was moved to {} during the run: the rows it committed are \
-                     there{old}",
-                    there.display()
-                ))
-            }
-            _ if now.is_none() => Err(anyhow!(
+        let replaced = if now.is_some() {
+            ", and another file is at that path now"
+        } else {
+            ""
+        };
+        match self.moved() {
+            Some(Some(there)) => Err(anyhow!(
+                "database {p} was moved to {} during the run{replaced}: the rows it committed \
+                 went with it",
+                there.display()
+            )),
+            Some(None) => Err(anyhow!(
+                "database {p} was moved during the run (it lives on as a hard link made before, \
+                 wherever that is){replaced}: the rows it committed went with it"
+            )),
+            None if now.is_none() => Err(anyhow!(
                 "database {p} was removed during the run: the rows it committed went with it"
             )),
-            _ => Err(anyhow!(
+            None => Err(anyhow!(
                 "database {p} was replaced during the run: the rows it committed are not in the \
                  file now at that path"
             )),
+        }
+    }
+
+    /// Whether the database file this writer opened still has a name, though not at its path:
+    /// `Some(Some(path))` where it is now, `Some(None)` named somewhere this process cannot
+    /// tell; `None` if it has no name left (or it cannot tell).
+    fn moved(&self) -> Option<Option<PathBuf>> {
+        match self.opened.and_then(crate::paths::whereabouts)? {
+            Whereabouts::At(there) => Some(Some(there)),
+            Whereabouts::Elsewhere => Some(None),
+            Whereabouts::Removed => None,
         }
     }
 
@@ -333,20 +346,36 @@ impl Writer {
         &self.path
     }
 
-    /// After [`Self::check_still_there`] failed: if nothing is at the path now (the database
-    /// was removed), removes the `-wal` and `-shm` there that are still the ones this writer
-    /// opened (SQLite, closing a database that was moved, leaves them, and the next run would
-    /// find a log beside no database and refuse the path). Files there that are not those
-    /// (a database moved in, with its own) are left alone.
-    pub fn forget_removed(&self) {
+    /// After [`Self::check_still_there`] failed: if nothing is at the path now, removes the
+    /// `-wal` and `-shm` there that are still the ones this writer opened (SQLite, closing a
+    /// database that was moved, leaves them, and the next run would find a log beside no
+    /// database and refuse the path). Files there that are not those (a database moved in,
+    /// with its own) are left alone, and so is a log the final checkpoint did not empty
+    /// (`flushed` false) of a database moved away: its newest rows are in it. Returns the line
+    /// that says so, then.
+    pub fn forget_removed(&self, flushed: bool) -> Option<String> {
         if std::fs::symlink_metadata(&self.path).is_ok() {
-            return;
+            return None;
+        }
+        if !flushed && let Some(there) = self.moved() {
+            let wal = crate::paths::sqlite_side_file(&self.path, "-wal");
+            let to = there.map_or_else(
+                || "beside the database, named as it is with -wal added".to_owned(),
+                |t| format!("to {}-wal", t.display()),
+            );
+            return Some(format!(
+                "{} holds the newest rows of the moved database (the final checkpoint did not \
+                 copy them into it): left in place; move it {to} before opening the database, \
+                 or they are lost",
+                wal.display()
+            ));
         }
         for (side, id) in &self.sides {
             if file_id(side) == Some(*id) {
                 let _ = std::fs::remove_file(side);
             }
         }
+        None
     }
 
     pub fn conn(&self) -> &Connection {
