@@ -652,19 +652,26 @@ fn a_summary_that_cannot_be_written_exits_1_and_still_gives_the_result() {
 /// A generated run at 2000 msg/s that ends when told to, once it has stored some rows; and
 /// its stderr lines (keep them: dropping them stops reading its stderr).
 fn start_storing(s: &Scratch) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let (child, rx) = common::spawn(
-        s,
-        &[
-            "--rps",
-            "2000",
-            "--duration",
-            "600",
-            "--report-interval",
-            "0.05",
-            "--output",
-            "json",
-        ],
-    );
+    start_storing_with(s, &[])
+}
+
+/// [`start_storing`], with `extra` arguments.
+fn start_storing_with(
+    s: &Scratch,
+    extra: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut args = vec![
+        "--rps",
+        "2000",
+        "--duration",
+        "600",
+        "--report-interval",
+        "0.05",
+        "--output",
+        "json",
+    ];
+    args.extend(extra);
+    let (child, rx) = common::spawn(s, &args);
     common::wait_for(&rx, common::stored_some);
     (child, rx)
 }
@@ -721,31 +728,16 @@ fn a_database_moved_mid_run_names_where_its_rows_went() {
 #[test]
 fn a_moved_database_keeps_the_log_its_final_checkpoint_could_not_empty() {
     let s = Scratch::new("db-moved-reader");
-    let (child, rx) = common::spawn(
-        &s,
-        &[
-            "--rps",
-            "2000",
-            "--duration",
-            "600",
-            "--report-interval",
-            "0.05",
-            "--output",
-            "json",
-            "--busy-timeout-ms",
-            "100",
-        ],
-    );
-    let first = common::wait_for(&rx, common::stored_some);
+    let (child, rx) = start_storing_with(&s, &["--busy-timeout-ms", "100"]);
     let reader = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
     let snapshot = reader.unchecked_transaction().unwrap();
     let seen: i64 = snapshot
         .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
         .unwrap();
     // Rows committed after the reader's snapshot: frames no checkpoint may copy while it lasts.
-    let stored_at_first = common::stored_in(&first).unwrap_or(0);
+    let seen = u64::try_from(seen).unwrap();
     common::wait_for(&rx, |line| {
-        common::stored_in(line).is_some_and(|n| n > stored_at_first.max(seen as u64) + 100)
+        common::stored_in(line).is_some_and(|n| n > seen + 100)
     });
     std::fs::rename(s.path("pc-host.db"), s.path("moved.db")).unwrap();
     common::signal(&child, libc::SIGINT);
