@@ -312,12 +312,12 @@ impl Writer {
             ""
         };
         match self.moved() {
-            Some(Some(there)) => Err(anyhow!(
+            Some(Whereabouts::At(there)) => Err(anyhow!(
                 "database {p} was moved to {} during the run{replaced}: the rows it committed \
                  went with it",
                 there.display()
             )),
-            Some(None) => Err(anyhow!(
+            Some(_) => Err(anyhow!(
                 "database {p} was moved during the run (it lives on as a hard link made before, \
                  wherever that is){replaced}: the rows it committed went with it"
             )),
@@ -331,15 +331,12 @@ impl Writer {
         }
     }
 
-    /// Whether the database file this writer opened still has a name, though not at its path:
-    /// `Some(Some(path))` where it is now, `Some(None)` named somewhere this process cannot
-    /// tell; `None` if it has no name left (or it cannot tell).
-    fn moved(&self) -> Option<Option<PathBuf>> {
-        match self.opened.and_then(crate::paths::whereabouts)? {
-            Whereabouts::At(there) => Some(Some(there)),
-            Whereabouts::Elsewhere => Some(None),
-            Whereabouts::Removed => None,
-        }
+    /// Where the database file this writer opened is, if it still has a name (`At` or
+    /// `Elsewhere`); `None` if it has none left, or this process cannot tell.
+    fn moved(&self) -> Option<Whereabouts> {
+        self.opened
+            .and_then(crate::paths::whereabouts)
+            .filter(|w| *w != Whereabouts::Removed)
     }
 
     pub fn path(&self) -> &Path {
@@ -359,10 +356,10 @@ impl Writer {
         }
         if !flushed && let Some(there) = self.moved() {
             let wal = crate::paths::sqlite_side_file(&self.path, "-wal");
-            let to = there.map_or_else(
-                || "beside the database, named as it is with -wal added".to_owned(),
-                |t| format!("to {}-wal", t.display()),
-            );
+            let to = match there {
+                Whereabouts::At(t) => format!("to {}-wal", t.display()),
+                _ => "beside the database, named as it is with -wal added".to_owned(),
+            };
             return Some(format!(
                 "{} holds the newest rows of the moved database (the final checkpoint did not \
                  copy them into it): left in place; move it {to} before opening the database, \
