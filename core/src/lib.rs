@@ -142,9 +142,9 @@ pub use fence::use_fence_instructions;
 #[cfg(feature = "alloc")]
 pub use lanes::HeapLanes;
 pub use lanes::{Lanes, LanesCore};
-#[cfg(feature = "alloc")]
-pub use ring::HeapRing;
 pub use ring::{CapacityError, Closed, Consumer, PopError, Producer, PushError, Ring, RingCore};
+#[cfg(feature = "alloc")]
+pub use ring::{HeapConsumer, HeapProducer, HeapRing};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

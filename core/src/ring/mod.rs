@@ -148,6 +148,31 @@ pub type Ring<T, const N: usize> = RingCore<T, Inline<T, N>>;
 #[cfg(feature = "alloc")]
 pub type HeapRing<T> = RingCore<T, Boxed<T>>;
 
+/// The producing handle of a split [`HeapRing`]: `HeapProducer<'static, T>` for one from
+/// [`into_split`](RingCore::into_split), to name in a struct or a thread's signature.
+///
+/// ```
+/// use pc_core::{HeapConsumer, HeapProducer, HeapRing};
+///
+/// struct Stage {
+///     input: HeapConsumer<'static, u32>,
+///     output: HeapProducer<'static, u32>,
+/// }
+/// let (tx, input) = HeapRing::with_capacity(8).into_split();
+/// let (output, rx) = HeapRing::with_capacity(8).into_split();
+/// let stage = Stage { input, output };
+/// tx.try_push(20).unwrap();
+/// let v = stage.input.try_pop().unwrap();
+/// stage.output.try_push(v + 1).unwrap();
+/// assert_eq!(rx.try_pop(), Ok(21));
+/// ```
+#[cfg(feature = "alloc")]
+pub type HeapProducer<'a, T> = Producer<'a, T, Boxed<T>>;
+
+/// The consuming handle of a split [`HeapRing`] (see [`HeapProducer`]).
+#[cfg(feature = "alloc")]
+pub type HeapConsumer<'a, T> = Consumer<'a, T, Boxed<T>>;
+
 /// The ring algorithm, generic over where its slots live. Use it through [`Ring`] (inline,
 /// `const`) or [`HeapRing`] (heap, run-time capacity).
 pub struct RingCore<T, S: Storage<T>> {
