@@ -676,6 +676,15 @@ fn start_storing_with(
     (child, rx)
 }
 
+/// Ends a run started by [`start_storing`] with SIGINT; its output, once it has exited 1 (a
+/// run whose database went away mid-run is not OK).
+fn interrupted_failing(child: std::process::Child) -> common::Out {
+    common::signal(&child, libc::SIGINT);
+    let out: common::Out = child.wait_with_output().expect("wait").into();
+    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    out
+}
+
 /// The database file removed mid-run took the committed rows with it: the run is not OK and
 /// says so (it reported OK, counting back from the removed file it still had open).
 #[test]
@@ -685,9 +694,7 @@ fn a_database_removed_mid_run_is_reported_not_ok() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(s.path(&format!("pc-host.db{suffix}")));
     }
-    common::signal(&child, libc::SIGINT);
-    let out: common::Out = child.wait_with_output().expect("wait").into();
-    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    let out = interrupted_failing(child);
     let v = json(&out);
     assert_eq!(v["ok"], false, "{v}");
     let error = v["error"].as_str().unwrap_or_default();
@@ -701,9 +708,7 @@ fn a_database_moved_mid_run_names_where_its_rows_went() {
     let s = Scratch::new("db-moved");
     let (child, _stderr) = start_storing(&s);
     std::fs::rename(s.path("pc-host.db"), s.path("moved.db")).unwrap();
-    common::signal(&child, libc::SIGINT);
-    let out: common::Out = child.wait_with_output().expect("wait").into();
-    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    let out = interrupted_failing(child);
     let v = json(&out);
     assert_eq!(v["ok"], false, "{v}");
     let error = v["error"].as_str().unwrap_or_default();
@@ -740,9 +745,7 @@ fn a_moved_database_keeps_the_log_its_final_checkpoint_could_not_empty() {
         common::stored_in(line).is_some_and(|n| n > seen + 100)
     });
     std::fs::rename(s.path("pc-host.db"), s.path("moved.db")).unwrap();
-    common::signal(&child, libc::SIGINT);
-    let out: common::Out = child.wait_with_output().expect("wait").into();
-    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    let out = interrupted_failing(child);
     let said: String = rx.iter().collect::<Vec<_>>().join("\n");
     assert!(
         said.contains("holds the newest rows of the moved database"),
@@ -777,9 +780,7 @@ fn a_run_after_the_database_was_removed_mid_run_makes_a_new_one_at_that_path() {
     let s = Scratch::new("db-removed-alone");
     let (child, _stderr) = start_storing(&s);
     std::fs::remove_file(s.path("pc-host.db")).unwrap();
-    common::signal(&child, libc::SIGINT);
-    let out: common::Out = child.wait_with_output().expect("wait").into();
-    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    interrupted_failing(child);
     for suffix in ["-wal", "-shm"] {
         assert!(
             !s.path(&format!("pc-host.db{suffix}")).exists(),
@@ -815,9 +816,7 @@ fn a_database_replaced_mid_run_is_left_as_it_came() {
     let before = std::fs::read(&theirs).unwrap();
     let (child, _stderr) = start_storing(&s);
     std::fs::rename(&theirs, s.path("pc-host.db")).unwrap();
-    common::signal(&child, libc::SIGINT);
-    let out: common::Out = child.wait_with_output().expect("wait").into();
-    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    let out = interrupted_failing(child);
     let v = json(&out);
     let error = v["error"].as_str().unwrap_or_default();
     assert!(error.contains("was replaced during the run"), "{error}");
