@@ -5,7 +5,7 @@
 
 use std::thread;
 
-use pc_core::ring::{Consumer, Producer, Storage};
+use pc_core::ring::{Consumer, Inline, Producer, Storage};
 use pc_core::{Closed, HeapRing, PopError, PushError, Ring};
 
 /// A value encodes (producer, sequence).
@@ -297,4 +297,115 @@ fn timed_waits_on_handles_time_out_and_hand_values_back() {
     let mut out = Vec::new();
     assert_eq!(consumer.pop_batch(&mut out, 8), Ok(2));
     assert_eq!(out, [1, 2]);
+}
+
+/// Splits `ring` (of `N` slots), fills it, and has the producer's `try_push` find it full.
+fn split_full<const N: usize>(
+    ring: &mut Ring<u64, N>,
+) -> (
+    Producer<'_, u64, Inline<u64, N>>,
+    Consumer<'_, u64, Inline<u64, N>>,
+) {
+    let (producer, consumer) = ring.split();
+    assert_eq!(producer.try_push_batch(&mut (0..N as u64)), Ok(N));
+    assert_eq!(producer.try_push(99), Err(PushError::Full(99)));
+    (producer, consumer)
+}
+
+/// Pops whatever is in the ring now.
+fn drain_now<S: Storage<u64>>(consumer: &Consumer<'_, u64, S>) -> Vec<u64> {
+    std::iter::from_fn(|| consumer.try_pop().ok()).collect()
+}
+
+#[test]
+fn after_full_a_producer_pushes_again_once_an_eighth_of_the_ring_is_free() {
+    let mut ring = Ring::<u64, 64>::new();
+    let (producer, consumer) = split_full(&mut ring);
+    for popped in 0..8 {
+        assert_eq!(consumer.try_pop(), Ok(popped));
+        assert_eq!(
+            producer.try_push(99),
+            Err(PushError::Full(99)),
+            "{} free: the slot 8 past the tail is not yet",
+            popped + 1
+        );
+    }
+    assert_eq!(consumer.try_pop(), Ok(8));
+    // Nine free: the slot 8 past the tail is, and the producer fills the run.
+    for v in 64..73 {
+        assert_eq!(producer.try_push(v), Ok(()), "value {v}");
+    }
+    assert_eq!(producer.try_push(99), Err(PushError::Full(99)));
+    assert_eq!(drain_now(&consumer), (9..73).collect::<Vec<_>>());
+}
+
+#[test]
+fn after_full_every_64th_push_looks_at_the_tail_so_a_producer_that_keeps_trying_gets_in() {
+    let mut ring = Ring::<u64, 64>::new();
+    let (producer, consumer) = split_full(&mut ring);
+    assert_eq!(consumer.try_pop(), Ok(0));
+    // One free slot, never a run: a consumer that pops only once the ring is nearly full
+    // would wait on this producer for good if it never looked at the tail.
+    for call in 1..64 {
+        assert_eq!(
+            producer.try_push(99),
+            Err(PushError::Full(99)),
+            "call {call}"
+        );
+    }
+    assert_eq!(
+        producer.try_push(64),
+        Ok(()),
+        "the 64th call looks at the tail"
+    );
+    assert_eq!(drain_now(&consumer), (1..65).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_wait_after_full_never_hides_a_close() {
+    let mut ring = Ring::<u64, 64>::new();
+    let (producer, consumer) = split_full(&mut ring);
+    assert_eq!(consumer.try_pop(), Ok(0));
+    assert!(producer.close());
+    assert_eq!(producer.try_push(99), Err(PushError::Closed(99)));
+}
+
+#[test]
+fn wait_space_ends_the_wait_after_full() {
+    let mut ring = Ring::<u64, 64>::new();
+    let (producer, consumer) = split_full(&mut ring);
+    assert_eq!(consumer.try_pop(), Ok(0));
+    assert_eq!(producer.try_push(99), Err(PushError::Full(99)), "one free");
+    // The documented pair: on `Full`, wait for space, then push into it.
+    assert_eq!(producer.wait_space(), Ok(()));
+    assert_eq!(producer.try_push(64), Ok(()));
+    assert_eq!(drain_now(&consumer), (1..65).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_ring_of_fewer_than_eight_slots_pushes_into_the_first_freed_slot() {
+    let mut ring = Ring::<u64, 4>::new();
+    let (producer, consumer) = split_full(&mut ring);
+    assert_eq!(consumer.try_pop(), Ok(0));
+    assert_eq!(producer.try_push(4), Ok(()));
+}
+
+#[test]
+fn a_clone_starts_without_its_producers_wait_after_full() {
+    let mut ring = Ring::<u64, 64>::new();
+    let (producer, consumer) = split_full(&mut ring);
+    let second = producer.clone();
+    assert_eq!(consumer.try_pop(), Ok(0));
+    assert_eq!(
+        producer.try_push(99),
+        Err(PushError::Full(99)),
+        "still waiting"
+    );
+    assert_eq!(
+        second.try_push(64),
+        Ok(()),
+        "a new handle looks at the tail only"
+    );
+    assert!(format!("{producer:?}").contains("refill: true"));
+    assert!(format!("{second:?}").contains("refill: false"));
 }

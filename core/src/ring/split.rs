@@ -64,6 +64,21 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   tells any time.
     ///
     /// # Non-guarantees
+    /// - **After `Full`, a `Producer` waits for room for a run.** Once its `try_push` has
+    ///   returned `Full`, that handle's next `try_push` calls return `Full` without looking at
+    ///   the tail until the slot an eighth of the capacity past it is free (with one
+    ///   consumer, which frees in order: until that many more slots are free), except every
+    ///   64th call, which looks at the tail and pushes if its slot is free. A producer that
+    ///   outruns its consumer otherwise reads the very slot the consumer is freeing, taking
+    ///   its cache line from the consumer mid-work, and the stream then moves that line
+    ///   between the cores several times per value (README, "Split into handles", measures
+    ///   it). So after a `Full`, up to `capacity / 8` slots can be free while `try_push` says
+    ///   `Full`, for at most 63 calls in a row: a producer that keeps trying gets in, even to
+    ///   a consumer that waits for the ring to be nearly full before it pops. A push that
+    ///   succeeds ends the wait, and so does [`Producer::wait_space`] (it returns once one
+    ///   slot is free, and the `try_push` after it pushes if that slot still is). Rings of
+    ///   fewer than 8 slots look at the tail itself; the shared ring's `try_push` and every
+    ///   blocking and batch call look at the tail only.
     /// - **A forgotten handle counts for good.** A `Producer` passed to `mem::forget` is never
     ///   dropped: the ring then does not close when the others are, and the last one left never
     ///   claims with the plain store again (likewise for a `Consumer`).
@@ -167,6 +182,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             Producer {
                 link: link.clone(),
                 claim: Claim::new(true),
+                refill: Cell::new(0),
             },
             Consumer {
                 link,
@@ -250,6 +266,45 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 }
+
+impl<T, S: Storage<T>> RingCore<T, S> {
+    /// How many slots past the tail [`has_run_free`](Self::has_run_free) looks: an eighth of
+    /// the capacity (0, looking at the tail itself, below 8 slots).
+    #[inline(always)]
+    fn refill_run(&self) -> usize {
+        (self.storage.mask() + 1) / 8
+    }
+
+    /// Whether a producer that found the ring full may try again: the slot
+    /// [`refill_run`](Self::refill_run) positions past the tail is free for its position (so,
+    /// with one consumer, which frees slots in order, a run of that many more is free), or the
+    /// tail has moved past it, or the ring is closed (the push then says so).
+    ///
+    /// Why: a producer that tries again as soon as one slot is free keeps reading the slot
+    /// the consumer is freeing, and each read takes that cache line from the consumer in the
+    /// middle of its work; a stream whose producer outruns its consumer then moves a line
+    /// between the cores several times per value. Looking a run ahead instead reads a line
+    /// the consumer reaches only later, and the producer then fills the run without
+    /// meeting the consumer (README, "Split into handles").
+    #[inline(always)]
+    pub(super) fn has_run_free(&self) -> bool {
+        // Relaxed: this only decides whether to try; the push that follows reads the tail
+        // again and loads its slot's stamp with Acquire before it writes.
+        let tail = self.tail.index.load(Ordering::Relaxed);
+        if tail & MARK != 0 {
+            return true;
+        }
+        let ahead = tail.wrapping_add(self.refill_run() * ONE);
+        // Relaxed, as above: a look, not a claim; nothing is read or written on its strength.
+        let stamp = self.slot(ahead).stamp.load(Ordering::Relaxed);
+        classify(stamp, ahead) != Seen::Behind
+    }
+}
+
+/// After a `Full`, every this many `Producer::try_push` calls one looks at the tail even
+/// without room for a run: a producer that keeps trying is never held off for good, whatever
+/// its consumer waits for (`RingCore::split`, "Non-guarantees").
+const REFILL_LOOKS: u32 = 64;
 
 /// How many `try_push` (or `try_pop`) calls a handle that shares its side makes between looks
 /// at the side's handle count (module docs; the other calls never look). A look loads a cache
@@ -351,6 +406,11 @@ pub struct Producer<'a, T, S: Storage<T>> {
     link: Link<'a, T, S>,
     /// Whether this is the only producer (its `Cell`s make the handle not `Sync`).
     claim: Claim,
+    /// 0, or the `try_push` calls since one found the ring full (1 after that one): while not
+    /// 0, `try_push` looks at the tail only once the ring has room for a run
+    /// ([`RingCore::has_run_free`]), or at the [`REFILL_LOOKS`]th call. Cleared by a push that
+    /// succeeds and by `wait_space` ([`RingCore::split`], "Non-guarantees").
+    refill: Cell<u32>,
 }
 
 /// The consuming side of a [split](RingCore::split) ring: pops.
@@ -376,7 +436,9 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         self.link.get()
     }
 
-    /// [`RingCore::try_push`], claiming with a plain store while this is the only producer.
+    /// [`RingCore::try_push`], claiming with a plain store while this is the only producer;
+    /// after a `Full`, pushing again only once an eighth of the ring is free
+    /// ([`RingCore::split`], "Non-guarantees").
     ///
     /// # Errors
     /// [`PushError::Full`] or [`PushError::Closed`], handing the value back.
@@ -390,14 +452,35 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// assert_eq!(producer.try_push(2), Ok(()));
     /// assert_eq!(producer.try_push(3), Err(PushError::Full(3)));
     /// assert_eq!(consumer.try_pop(), Ok(1));
+    ///
+    /// // A ring of 16: after a `Full`, the next push waits for 16 / 8 = 2 more free slots.
+    /// let mut ring = Ring::<u8, 16>::new();
+    /// let (producer, consumer) = ring.split();
+    /// assert_eq!(producer.try_push_batch(&mut (0..16)), Ok(16));
+    /// assert_eq!(producer.try_push(16), Err(PushError::Full(16)));
+    /// consumer.try_pop().unwrap();
+    /// consumer.try_pop().unwrap();
+    /// assert_eq!(producer.try_push(16), Err(PushError::Full(16)), "two free: not yet");
+    /// consumer.try_pop().unwrap();
+    /// assert_eq!(producer.try_push(16), Ok(()), "three free: the run past the tail is");
+    /// assert_eq!(producer.try_push(17), Ok(()));
     /// ```
     #[inline]
     pub fn try_push(&self, value: T) -> Result<(), PushError<T>> {
-        if self.claim.sole(&self.ring().tail) {
-            self.ring().try_push_sole(value)
-        } else {
-            self.ring().try_push(value)
+        let ring = self.ring();
+        let waiting = self.refill.get();
+        if waiting != 0 && waiting < REFILL_LOOKS && !ring.has_run_free() {
+            self.refill.set(waiting + 1);
+            return Err(PushError::Full(value));
         }
+        let pushed = if self.claim.sole(&ring.tail) {
+            ring.try_push_sole(value)
+        } else {
+            ring.try_push(value)
+        };
+        self.refill
+            .set(u32::from(matches!(pushed, Err(PushError::Full(_)))));
+        pushed
     }
 
     /// [`RingCore::push`] (feature `std`): waits while the ring is full, claiming as the shared
@@ -506,6 +589,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// ```
     #[cfg(any(feature = "std", loom))]
     pub fn wait_space(&self) -> Result<(), Closed> {
+        self.refill.set(0);
         self.ring()
             .wait_space_until(None, Consumers::Watched)
             .map_err(|_| Closed(()))
@@ -518,6 +602,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// with every consumer gone (then this call closes it).
     #[cfg(all(feature = "std", not(loom)))]
     pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
+        self.refill.set(0);
         let deadline = Some(crate::sync::deadline_after(timeout));
         self.closed_if_abandoned(self.ring().wait_space_until(deadline, Consumers::Watched))
     }
@@ -739,6 +824,7 @@ impl<T, S: Storage<T>> Clone for Producer<'_, T, S> {
         Self {
             link: self.link.clone(),
             claim: self.claim.cloned(&self.ring().tail),
+            refill: Cell::new(0),
         }
     }
 }
@@ -811,6 +897,7 @@ impl<T, S: Storage<T>> fmt::Debug for Producer<'_, T, S> {
                 &self.ring().tail.handles.load(Ordering::Relaxed),
             )
             .field("sole", &self.claim.sole.get())
+            .field("refill", &(self.refill.get() != 0))
             .finish()
     }
 }
