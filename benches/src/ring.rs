@@ -30,7 +30,9 @@ pc_flavor!(Pc, PcEnd, pc_core, "pc::Ring");
 
 /// pc-core's ring used through its split handles (`RingCore::split`): a `Producer` and a
 /// `Consumer`, each claiming with a plain store while it is its side's only handle; clones
-/// (the 2P2C row) claim as the shared ring does.
+/// (the 2P2C row) claim as the shared ring does. The producer pushes with
+/// `try_push_spinning`, the call for a caller that tries again at once on `Full`, as every
+/// loop here does (it waits for room for a run after a `Full`).
 #[derive(Debug)]
 pub struct PcSplit;
 
@@ -46,9 +48,13 @@ pub struct PcProducer(pc_core::ring::Producer<'static, u64, pc_core::ring::Boxed
 pub struct PcConsumer(pc_core::ring::Consumer<'static, u64, pc_core::ring::Boxed<u64>>);
 
 impl Tx for PcProducer {
+    /// `try_push_spinning`: the harness tries again at once on `Full`, the caller that call is
+    /// for.
     #[inline]
     fn try_push(&mut self, v: u64) -> Result<(), u64> {
-        self.0.try_push(v).map_err(pc_core::PushError::into_inner)
+        self.0
+            .try_push_spinning(v)
+            .map_err(pc_core::PushError::into_inner)
     }
     #[inline]
     fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {

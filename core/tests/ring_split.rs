@@ -299,7 +299,8 @@ fn timed_waits_on_handles_time_out_and_hand_values_back() {
     assert_eq!(out, [1, 2]);
 }
 
-/// Splits `ring` (of `N` slots), fills it, and has the producer's `try_push` find it full.
+/// Splits `ring` (of `N` slots), fills it, and has the producer's `try_push_spinning` find it
+/// full.
 fn split_full<const N: usize>(
     ring: &mut Ring<u64, N>,
 ) -> (
@@ -308,7 +309,7 @@ fn split_full<const N: usize>(
 ) {
     let (producer, consumer) = ring.split();
     assert_eq!(producer.try_push_batch(&mut (0..N as u64)), Ok(N));
-    assert_eq!(producer.try_push(99), Err(PushError::Full(99)));
+    assert_eq!(producer.try_push_spinning(99), Err(PushError::Full(99)));
     (producer, consumer)
 }
 
@@ -318,29 +319,43 @@ fn drain_now<S: Storage<u64>>(consumer: &Consumer<'_, u64, S>) -> Vec<u64> {
 }
 
 #[test]
-fn after_full_a_producer_pushes_again_once_an_eighth_of_the_ring_is_free() {
+fn after_full_a_spinning_push_waits_until_an_eighth_of_the_ring_and_one_more_slot_are_free() {
     let mut ring = Ring::<u64, 64>::new();
     let (producer, consumer) = split_full(&mut ring);
     for popped in 0..8 {
         assert_eq!(consumer.try_pop(), Ok(popped));
         assert_eq!(
-            producer.try_push(99),
+            producer.try_push_spinning(99),
             Err(PushError::Full(99)),
             "{} free: the slot 8 past the tail is not yet",
             popped + 1
+        );
+        assert!(
+            !producer.is_full(),
+            "Full while a slot is free, as documented"
         );
     }
     assert_eq!(consumer.try_pop(), Ok(8));
     // Nine free: the slot 8 past the tail is, and the producer fills the run.
     for v in 64..73 {
-        assert_eq!(producer.try_push(v), Ok(()), "value {v}");
+        assert_eq!(producer.try_push_spinning(v), Ok(()), "value {v}");
     }
-    assert_eq!(producer.try_push(99), Err(PushError::Full(99)));
+    assert_eq!(producer.try_push_spinning(99), Err(PushError::Full(99)));
     assert_eq!(drain_now(&consumer), (9..73).collect::<Vec<_>>());
 }
 
 #[test]
-fn after_full_every_64th_push_looks_at_the_tail_so_a_producer_that_keeps_trying_gets_in() {
+fn a_ring_of_eight_waits_for_two_free_slots() {
+    let mut ring = Ring::<u64, 8>::new();
+    let (producer, consumer) = split_full(&mut ring);
+    assert_eq!(consumer.try_pop(), Ok(0));
+    assert_eq!(producer.try_push_spinning(8), Err(PushError::Full(8)));
+    assert_eq!(consumer.try_pop(), Ok(1));
+    assert_eq!(producer.try_push_spinning(8), Ok(()));
+}
+
+#[test]
+fn after_full_every_64th_spinning_push_looks_at_the_tail_so_a_producer_that_keeps_trying_gets_in() {
     let mut ring = Ring::<u64, 64>::new();
     let (producer, consumer) = split_full(&mut ring);
     assert_eq!(consumer.try_pop(), Ok(0));
@@ -348,17 +363,30 @@ fn after_full_every_64th_push_looks_at_the_tail_so_a_producer_that_keeps_trying_
     // would wait on this producer for good if it never looked at the tail.
     for call in 1..64 {
         assert_eq!(
-            producer.try_push(99),
+            producer.try_push_spinning(99),
             Err(PushError::Full(99)),
             "call {call}"
         );
     }
     assert_eq!(
-        producer.try_push(64),
+        producer.try_push_spinning(64),
         Ok(()),
         "the 64th call looks at the tail"
     );
     assert_eq!(drain_now(&consumer), (1..65).collect::<Vec<_>>());
+}
+
+#[test]
+fn try_push_is_exact_whatever_try_push_spinning_last_saw() {
+    let mut ring = Ring::<u64, 64>::new();
+    let (producer, consumer) = split_full(&mut ring);
+    assert_eq!(consumer.try_pop(), Ok(0));
+    assert_eq!(producer.try_push_spinning(99), Err(PushError::Full(99)));
+    assert_eq!(
+        producer.try_push(64),
+        Ok(()),
+        "one free slot, and try_push takes it"
+    );
 }
 
 #[test]
@@ -367,19 +395,28 @@ fn the_wait_after_full_never_hides_a_close() {
     let (producer, consumer) = split_full(&mut ring);
     assert_eq!(consumer.try_pop(), Ok(0));
     assert!(producer.close());
-    assert_eq!(producer.try_push(99), Err(PushError::Closed(99)));
+    assert_eq!(producer.try_push_spinning(99), Err(PushError::Closed(99)));
 }
 
 #[test]
-fn wait_space_ends_the_wait_after_full() {
+fn wait_space_and_its_timed_form_end_the_wait_after_full() {
+    use std::time::Duration;
     let mut ring = Ring::<u64, 64>::new();
     let (producer, consumer) = split_full(&mut ring);
     assert_eq!(consumer.try_pop(), Ok(0));
-    assert_eq!(producer.try_push(99), Err(PushError::Full(99)), "one free");
+    assert_eq!(
+        producer.try_push_spinning(99),
+        Err(PushError::Full(99)),
+        "one free"
+    );
     // The documented pair: on `Full`, wait for space, then push into it.
     assert_eq!(producer.wait_space(), Ok(()));
-    assert_eq!(producer.try_push(64), Ok(()));
-    assert_eq!(drain_now(&consumer), (1..65).collect::<Vec<_>>());
+    assert_eq!(producer.try_push_spinning(64), Ok(()));
+    assert_eq!(producer.try_push_spinning(99), Err(PushError::Full(99)));
+    assert_eq!(consumer.try_pop(), Ok(1));
+    assert_eq!(producer.wait_space_timeout(Duration::ZERO), Ok(()));
+    assert_eq!(producer.try_push_spinning(65), Ok(()));
+    assert_eq!(drain_now(&consumer), (2..66).collect::<Vec<_>>());
 }
 
 #[test]
@@ -387,7 +424,7 @@ fn a_ring_of_fewer_than_eight_slots_pushes_into_the_first_freed_slot() {
     let mut ring = Ring::<u64, 4>::new();
     let (producer, consumer) = split_full(&mut ring);
     assert_eq!(consumer.try_pop(), Ok(0));
-    assert_eq!(producer.try_push(4), Ok(()));
+    assert_eq!(producer.try_push_spinning(4), Ok(()));
 }
 
 #[test]
@@ -397,15 +434,34 @@ fn a_clone_starts_without_its_producers_wait_after_full() {
     let second = producer.clone();
     assert_eq!(consumer.try_pop(), Ok(0));
     assert_eq!(
-        producer.try_push(99),
+        producer.try_push_spinning(99),
         Err(PushError::Full(99)),
         "still waiting"
     );
     assert_eq!(
-        second.try_push(64),
+        second.try_push_spinning(64),
         Ok(()),
-        "a new handle looks at the tail only"
+        "a new handle looks at the tail"
     );
-    assert!(format!("{producer:?}").contains("refill: true"));
-    assert!(format!("{second:?}").contains("refill: false"));
+    assert!(format!("{producer:?}").contains("waiting_for_run: true"));
+    assert!(format!("{second:?}").contains("waiting_for_run: false"));
+}
+
+#[test]
+fn a_spinning_sole_producer_delivers_every_value_once_in_order() {
+    let mut ring = Ring::<u64, 64>::new();
+    let (producer, consumer) = ring.split();
+    let got = thread::scope(|s| {
+        s.spawn(move || {
+            for v in 0..200_000u64 {
+                let mut v = v;
+                while let Err(e) = producer.try_push_spinning(v) {
+                    v = e.into_inner();
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        consume(&consumer)
+    });
+    assert_eq!(got, (0..200_000).collect::<Vec<_>>());
 }

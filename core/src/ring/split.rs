@@ -62,23 +62,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   push, and so does every push after it: a producer thread never waits for good on a
     ///   ring nobody reads (a consumer thread that panicked, say). [`Producer::is_abandoned`]
     ///   tells any time.
+    /// - **A producer that spins on `Full` can leave the consumer alone.**
+    ///   [`Producer::try_push_spinning`], for a caller that tries again at once, waits after a
+    ///   `Full` for room for a run instead of pushing into each slot the moment it frees (its
+    ///   docs say what that costs); `try_push` is exact.
     ///
     /// # Non-guarantees
-    /// - **After `Full`, a `Producer` waits for room for a run.** Once its `try_push` has
-    ///   returned `Full`, that handle's next `try_push` calls return `Full` without looking at
-    ///   the tail until the slot an eighth of the capacity past it is free (with one
-    ///   consumer, which frees in order: until that many more slots are free), except every
-    ///   64th call, which looks at the tail and pushes if its slot is free. A producer that
-    ///   outruns its consumer otherwise reads the very slot the consumer is freeing, taking
-    ///   its cache line from the consumer mid-work, and the stream then moves that line
-    ///   between the cores several times per value (README, "Split into handles", measures
-    ///   it). So after a `Full`, up to `capacity / 8` slots can be free while `try_push` says
-    ///   `Full`, for at most 63 calls in a row: a producer that keeps trying gets in, even to
-    ///   a consumer that waits for the ring to be nearly full before it pops. A push that
-    ///   succeeds ends the wait, and so does [`Producer::wait_space`] (it returns once one
-    ///   slot is free, and the `try_push` after it pushes if that slot still is). Rings of
-    ///   fewer than 8 slots look at the tail itself; the shared ring's `try_push` and every
-    ///   blocking and batch call look at the tail only.
     /// - **A forgotten handle counts for good.** A `Producer` passed to `mem::forget` is never
     ///   dropped: the ring then does not close when the others are, and the last one left never
     ///   claims with the plain store again (likewise for a `Consumer`).
@@ -301,9 +290,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 }
 
-/// After a `Full`, every this many `Producer::try_push` calls one looks at the tail even
-/// without room for a run: a producer that keeps trying is never held off for good, whatever
-/// its consumer waits for (`RingCore::split`, "Non-guarantees").
+/// After a `Full`, every this many `Producer::try_push_spinning` calls one looks at the tail
+/// even without room for a run: a producer that keeps trying is never held off for good,
+/// whatever its consumer waits for.
 const REFILL_LOOKS: u32 = 64;
 
 /// How many `try_push` (or `try_pop`) calls a handle that shares its side makes between looks
@@ -406,10 +395,10 @@ pub struct Producer<'a, T, S: Storage<T>> {
     link: Link<'a, T, S>,
     /// Whether this is the only producer (its `Cell`s make the handle not `Sync`).
     claim: Claim,
-    /// 0, or the `try_push` calls since one found the ring full (1 after that one): while not
-    /// 0, `try_push` looks at the tail only once the ring has room for a run
-    /// ([`RingCore::has_run_free`]), or at the [`REFILL_LOOKS`]th call. Cleared by a push that
-    /// succeeds and by `wait_space` ([`RingCore::split`], "Non-guarantees").
+    /// 0, or the `try_push_spinning` calls since one found the ring full (1 after that one):
+    /// while not 0, `try_push_spinning` looks at the tail only once the ring has room for a
+    /// run ([`RingCore::has_run_free`]), or at the [`REFILL_LOOKS`]th call. Cleared by a
+    /// `try_push_spinning` that pushes and by `wait_space`; `try_push` ignores it.
     refill: Cell<u32>,
 }
 
@@ -436,9 +425,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         self.link.get()
     }
 
-    /// [`RingCore::try_push`], claiming with a plain store while this is the only producer;
-    /// after a `Full`, pushing again only once an eighth of the ring is free
-    /// ([`RingCore::split`], "Non-guarantees").
+    /// [`RingCore::try_push`], claiming with a plain store while this is the only producer.
     ///
     /// # Errors
     /// [`PushError::Full`] or [`PushError::Closed`], handing the value back.
@@ -452,28 +439,72 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// assert_eq!(producer.try_push(2), Ok(()));
     /// assert_eq!(producer.try_push(3), Err(PushError::Full(3)));
     /// assert_eq!(consumer.try_pop(), Ok(1));
-    ///
-    /// // A ring of 16: after a `Full`, the next push waits for 16 / 8 = 2 more free slots.
-    /// let mut ring = Ring::<u8, 16>::new();
-    /// let (producer, consumer) = ring.split();
-    /// assert_eq!(producer.try_push_batch(&mut (0..16)), Ok(16));
-    /// assert_eq!(producer.try_push(16), Err(PushError::Full(16)));
-    /// consumer.try_pop().unwrap();
-    /// consumer.try_pop().unwrap();
-    /// assert_eq!(producer.try_push(16), Err(PushError::Full(16)), "two free: not yet");
-    /// consumer.try_pop().unwrap();
-    /// assert_eq!(producer.try_push(16), Ok(()), "three free: the run past the tail is");
-    /// assert_eq!(producer.try_push(17), Ok(()));
     /// ```
     #[inline]
     pub fn try_push(&self, value: T) -> Result<(), PushError<T>> {
+        if self.claim.sole(&self.ring().tail) {
+            self.ring().try_push_sole(value)
+        } else {
+            self.ring().try_push(value)
+        }
+    }
+
+    /// [`try_push`](Self::try_push) for a caller that, on `Full`, tries again at once (a spin
+    /// loop): after a `Full`, it waits for room for a run rather than push into each slot the
+    /// moment the consumer frees it.
+    ///
+    /// Once it has returned `Full`, this handle's next `try_push_spinning` calls return `Full`
+    /// without looking at the tail until the slot `capacity / 8` positions past the tail is
+    /// free (with one consumer, which frees slots in order: until `capacity / 8 + 1` slots
+    /// are free), except every 64th call, which looks at the tail and pushes if its slot is
+    /// free. A producer that outruns its consumer and tries again the moment one slot frees
+    /// reads the very slot the consumer is freeing, taking its cache line from the consumer
+    /// mid-work, and the stream then moves that line between the cores several times per
+    /// value: on one CPU that halved a one-producer one-consumer stream, and this wait
+    /// multiplied it by five (README, "Split into handles"). A `try_push_spinning` that pushes
+    /// ends the wait, and so does [`wait_space`](Self::wait_space). Rings of fewer than 8
+    /// slots look at the tail itself. [`try_push`](Self::try_push) on the same handle is
+    /// exact, whatever this one last saw.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the slot at the tail is not free, or, after a `Full`, while
+    /// the run past it is not free (so `Full` while [`is_full`](Self::is_full) is false: for
+    /// at most 63 calls in a row, each handing the value back; with several consumers, one
+    /// preempted in the middle of popping the slot the wait looks at holds it until then);
+    /// [`PushError::Closed`] if the ring is closed (never hidden by the wait).
+    ///
+    /// Not for a caller that stops calling on `Full` and waits for a signal that the
+    /// consumer sends once (when it pops from a full ring, say), nor one that drops its value
+    /// on `Full`: the call after the signal can be one of the 63, and then no signal comes,
+    /// or the value is dropped while the ring has room. Those want `try_push`.
+    ///
+    /// ```
+    /// use pc_core::{PushError, Ring};
+    ///
+    /// // A ring of 16: after a `Full`, the next push waits for the slot 16 / 8 = 2 past the
+    /// // tail, so for three free slots.
+    /// let mut ring = Ring::<u8, 16>::new();
+    /// let (producer, consumer) = ring.split();
+    /// assert_eq!(producer.try_push_batch(&mut (0..16)), Ok(16));
+    /// assert_eq!(producer.try_push_spinning(16), Err(PushError::Full(16)));
+    /// consumer.try_pop().unwrap();
+    /// consumer.try_pop().unwrap();
+    /// assert_eq!(producer.try_push_spinning(16), Err(PushError::Full(16)), "two free");
+    /// consumer.try_pop().unwrap();
+    /// assert_eq!(producer.try_push_spinning(16), Ok(()), "three free: the run is");
+    /// assert_eq!(producer.try_push_spinning(17), Ok(()));
+    /// ```
+    #[inline]
+    pub fn try_push_spinning(&self, value: T) -> Result<(), PushError<T>> {
         let ring = self.ring();
+        // First, so that a gated call counts towards the look at the handle count.
+        let sole = self.claim.sole(&ring.tail);
         let waiting = self.refill.get();
         if waiting != 0 && waiting < REFILL_LOOKS && !ring.has_run_free() {
             self.refill.set(waiting + 1);
             return Err(PushError::Full(value));
         }
-        let pushed = if self.claim.sole(&ring.tail) {
+        let pushed = if sole {
             ring.try_push_sole(value)
         } else {
             ring.try_push(value)
@@ -897,7 +928,7 @@ impl<T, S: Storage<T>> fmt::Debug for Producer<'_, T, S> {
                 &self.ring().tail.handles.load(Ordering::Relaxed),
             )
             .field("sole", &self.claim.sole.get())
-            .field("refill", &(self.refill.get() != 0))
+            .field("waiting_for_run", &(self.refill.get() != 0))
             .finish()
     }
 }
