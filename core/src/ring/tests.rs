@@ -29,6 +29,34 @@ fn wraps_near_usize_max_single_ops() {
 }
 
 #[test]
+fn a_spinning_push_waits_for_its_run_across_the_wrap() {
+    let mut ring = Ring::<u64, 16>::new();
+    // The tail wraps while the producer waits: the slot it looks at (2 past the tail) lies
+    // past usize::MAX while the tail does not.
+    ring.start_at(near_wrap(17));
+    let (producer, consumer) = ring.split();
+    let mut next_in = 0u64;
+    let mut next_out = 0u64;
+    for _ in 0..10 {
+        while producer.try_push_spinning(next_in).is_ok() {
+            next_in += 1;
+        }
+        for free in 1..=3 {
+            assert_eq!(consumer.try_pop(), Ok(next_out));
+            next_out += 1;
+            let pushed = producer.try_push_spinning(next_in);
+            assert_eq!(pushed.is_ok(), free == 3, "{free} free");
+        }
+        next_in += 1;
+        while let Ok(v) = consumer.try_pop() {
+            assert_eq!(v, next_out);
+            next_out += 1;
+        }
+    }
+    assert_eq!(next_out, next_in);
+}
+
+#[test]
 fn wraps_near_usize_max_full_and_batches() {
     let mut ring = HeapRing::<u64>::with_capacity(8);
     ring.start_at(near_wrap(5));
