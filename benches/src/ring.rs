@@ -26,7 +26,7 @@ pub use harness::*;
 #[macro_use]
 mod pc_flavor;
 
-pc_flavor!(Pc, PcEnd, pc_core, "pc::Ring");
+pc_flavor!(Pc, PcEnd, pc_core, "pc::Ring", try_push_spinning);
 
 /// pc-core's ring used through its split handles (`RingCore::split`): a `Producer` and a
 /// `Consumer`, each claiming with a plain store while it is its side's only handle; clones

@@ -17,8 +17,8 @@ mod ab;
 #[path = "../../src/ring/pc_flavor.rs"]
 mod pc_flavor;
 
-pc_flavor!(A, AEnd, pc_core_a, "A");
-pc_flavor!(B, BEnd, pc_core_b, "B");
+pc_flavor!(A, AEnd, pc_core_a, "A", try_push);
+pc_flavor!(B, BEnd, pc_core_b, "B", try_push);
 
 fn main() {
     ab::main::<A, B>();

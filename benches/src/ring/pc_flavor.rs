@@ -3,10 +3,13 @@
 //! (`pc_core_a`, `pc_core_b`) exactly as `compare` and the criterion benches use the one in
 //! the workspace. The invoking crate must have the harness at `crate::harness`.
 
-/// `pc_flavor!(Flavor, End, crate_name, "row label")`: a `Flavor` named `Flavor` over
-/// `crate_name::HeapRing<u64>`, both ends an `End` (the ring, shared).
+/// `pc_flavor!(Flavor, End, crate_name, "row label", push_call)`: a `Flavor` named `Flavor`
+/// over `crate_name::HeapRing<u64>`, both ends an `End` (the ring, shared), whose `try_push`
+/// is the ring's `push_call`: `try_push_spinning` for `compare` (every loop there tries again
+/// at once on `Full`, the caller that call is for), `try_push` for the A/B tool, so that it
+/// builds revisions of pc-core from before `try_push_spinning` too.
 macro_rules! pc_flavor {
-    ($flavor:ident, $end:ident, $krate:ident, $name:expr) => {
+    ($flavor:ident, $end:ident, $krate:ident, $name:expr, $push:ident) => {
         /// pc-core's ring (see the `pc_flavor!` macro).
         #[derive(Debug)]
         pub struct $flavor;
@@ -18,7 +21,7 @@ macro_rules! pc_flavor {
         impl crate::harness::Tx for $end {
             #[inline]
             fn try_push(&mut self, v: u64) -> Result<(), u64> {
-                self.0.try_push(v).map_err($krate::PushError::into_inner)
+                self.0.$push(v).map_err($krate::PushError::into_inner)
             }
             #[inline]
             fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {

@@ -459,6 +459,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert_eq!(ring.wait_space(), Err(Closed(())));
     /// ```
     pub fn wait_space(&self) -> Result<(), Closed> {
+        self.end_run_wait();
         self.wait_space_until(None, Consumers::Unwatched)
             .map_err(|_| Closed(()))
     }
@@ -482,6 +483,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[cfg(not(loom))]
     pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
+        self.end_run_wait();
         let deadline = Some(crate::sync::deadline_after(timeout));
         self.wait_space_until(deadline, Consumers::Unwatched)
     }

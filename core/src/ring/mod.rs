@@ -60,6 +60,7 @@ mod error;
 mod link;
 mod single;
 mod slot;
+mod spinning;
 mod split;
 mod storage;
 mod wait;
@@ -197,14 +198,14 @@ pub struct RingCore<T, S: Storage<T>> {
 struct Side {
     index: AtomicUsize,
     waiters: Waiters,
-    /// Used on the head side only: 1 once the ring is closed, a copy of the tail's mark kept in
-    /// the consumers' own cache line so that polling an empty ring never reads the tail line.
-    /// Invariant: set only after the tail's mark (so "1" implies the tail is final).
-    closed: AtomicU32,
+    /// A word each side uses for its own purpose, read and written only through the accessor
+    /// named for it: [`Side::closed`] on the head, [`Side::run_wait`] on the tail (one word
+    /// rather than two keeps the `Side` within one cache line).
+    word: AtomicU32,
     /// While the ring is split (split.rs): how many handles of this side (`Producer`s on the
     /// tail, `Consumer`s on the head) exist; 0 otherwise. Invariant: while the ring is split,
-    /// no thread without a handle of this side moves its index. 32 bits, as `closed`: the two
-    /// take the word `closed` took alone, and the `Side` stays within one cache line.
+    /// no thread without a handle of this side moves its index. 32 bits, as `word`: the two
+    /// fit in one 64-bit word, and the `Side` stays within one cache line.
     handles: AtomicU32,
 }
 
@@ -221,12 +222,27 @@ struct Side {
 const _: () = assert!(core::mem::size_of::<Side>() <= 64);
 
 impl Side {
+    /// Head side only: 1 once the ring is closed, a copy of the tail's mark kept in the
+    /// consumers' own cache line so that polling an empty ring never reads the tail line.
+    /// Invariant: set only after the tail's mark (so "1" implies the tail is final).
+    #[inline(always)]
+    fn closed(&self) -> &AtomicU32 {
+        &self.word
+    }
+
+    /// Tail side only: the shared ring's [`RingCore::try_push_spinning`] state, 0 or the
+    /// calls since one found the ring full (spinning.rs).
+    #[inline(always)]
+    fn run_wait(&self) -> &AtomicU32 {
+        &self.word
+    }
+
     crate::sync::const_fn_unless_loom! {
         fn new(index: usize) -> Self {
             Self {
                 index: AtomicUsize::new(index),
                 waiters: Waiters::new(),
-                closed: AtomicU32::new(0),
+                word: AtomicU32::new(0),
                 handles: AtomicU32::new(0),
             }
         }
@@ -398,7 +414,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         let previous = self.tail.index.fetch_or(MARK, Ordering::Release);
         // Release publishes the final tail to consumers polling an empty ring; pairs with the
         // Acquire load in `empty_or_closed`.
-        self.head.closed.store(1, Ordering::Release);
+        self.head.closed().store(1, Ordering::Release);
         // Every sleeper must wake: pushes now fail, and pops either drain or fail.
         self.tail.waiters.notify_all();
         self.head.waiters.notify_all();

@@ -34,6 +34,7 @@ use super::blocking::Consumers;
 use super::link::Link;
 use super::single::{Seen, classify};
 use super::slot::{MARK, ONE, PUBLISH};
+use super::spinning::REFILL_LOOKS;
 use super::{PopError, PushError, RingCore, Side, Storage};
 use crate::sync::Ordering;
 
@@ -256,45 +257,6 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 }
 
-impl<T, S: Storage<T>> RingCore<T, S> {
-    /// How many slots past the tail [`has_run_free`](Self::has_run_free) looks: an eighth of
-    /// the capacity (0, looking at the tail itself, below 8 slots).
-    #[inline(always)]
-    fn refill_run(&self) -> usize {
-        (self.storage.mask() + 1) / 8
-    }
-
-    /// Whether a producer that found the ring full may try again: the slot
-    /// [`refill_run`](Self::refill_run) positions past the tail is free for its position (so,
-    /// with one consumer, which frees slots in order, a run of that many more is free), or the
-    /// tail has moved past it, or the ring is closed (the push then says so).
-    ///
-    /// Why: a producer that tries again as soon as one slot is free keeps reading the slot
-    /// the consumer is freeing, and each read takes that cache line from the consumer in the
-    /// middle of its work; a stream whose producer outruns its consumer then moves a line
-    /// between the cores several times per value. Looking a run ahead instead reads a line
-    /// the consumer reaches only later, and the producer then fills the run without
-    /// meeting the consumer (README, "Split into handles").
-    #[inline(always)]
-    pub(super) fn has_run_free(&self) -> bool {
-        // Relaxed: this only decides whether to try; the push that follows reads the tail
-        // again and loads its slot's stamp with Acquire before it writes.
-        let tail = self.tail.index.load(Ordering::Relaxed);
-        if tail & MARK != 0 {
-            return true;
-        }
-        let ahead = tail.wrapping_add(self.refill_run() * ONE);
-        // Relaxed, as above: a look, not a claim; nothing is read or written on its strength.
-        let stamp = self.slot(ahead).stamp.load(Ordering::Relaxed);
-        classify(stamp, ahead) != Seen::Behind
-    }
-}
-
-/// After a `Full`, every this many `Producer::try_push_spinning` calls one looks at the tail
-/// even without room for a run: a producer that keeps trying is never held off for good,
-/// whatever its consumer waits for.
-const REFILL_LOOKS: u32 = 64;
-
 /// How many `try_push` (or `try_pop`) calls a handle that shares its side makes between looks
 /// at the side's handle count (module docs; the other calls never look). A look loads a cache
 /// line the other handles of the side keep writing (their index CASes), so a sharing handle
@@ -397,7 +359,7 @@ pub struct Producer<'a, T, S: Storage<T>> {
     claim: Claim,
     /// 0, or the `try_push_spinning` calls since one found the ring full (1 after that one):
     /// while not 0, `try_push_spinning` looks at the tail only once the ring has room for a
-    /// run ([`RingCore::has_run_free`]), or at the [`REFILL_LOOKS`]th call. Cleared by a
+    /// run (`RingCore::has_run_free`), or at the [`REFILL_LOOKS`]th call. Cleared by a
     /// `try_push_spinning` that pushes and by `wait_space`; `try_push` ignores it.
     refill: Cell<u32>,
 }

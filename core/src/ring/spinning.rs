@@ -1,0 +1,126 @@
+//! The push for a producer that spins on `Full`: after a `Full`, it waits for room for a run
+//! instead of pushing into each slot the moment the consumer frees it. The ring's own
+//! [`RingCore::try_push_spinning`] keeps its state in the tail's `Side` (shared by every
+//! producer of the ring); a split ring's `Producer::try_push_spinning` keeps it in the handle
+//! (split.rs).
+//!
+//! Why: a producer that outruns its consumer and tries again the moment one slot frees reads
+//! the very slot the consumer is freeing, and each read takes that cache line from the
+//! consumer in the middle of its work, so the line crosses between the cores several times
+//! per value. Looking a run ahead instead reads a line the consumer reaches only later, and
+//! the producer then fills the run without meeting the consumer (README, "Split into
+//! handles", and the Benchmarks section's "The rhythm", measure it).
+
+use super::single::{Seen, classify};
+use super::slot::{MARK, ONE};
+use super::{PushError, RingCore, Storage};
+use crate::sync::Ordering;
+
+/// After a `Full`, every this many `try_push_spinning` calls one looks at the tail even without
+/// room for a run: a producer that keeps trying is never held off for good, whatever its
+/// consumer waits for.
+pub(super) const REFILL_LOOKS: u32 = 64;
+
+impl<T, S: Storage<T>> RingCore<T, S> {
+    /// [`try_push`](Self::try_push) for a caller that, on `Full`, tries again at once (a spin
+    /// loop): after a `Full`, it waits for room for a run rather than push into each slot the
+    /// moment a consumer frees it.
+    ///
+    /// Once a `try_push_spinning` has returned `Full`, the ring's `try_push_spinning` calls
+    /// (from any producer: the ring keeps one state for all of them) return `Full` without
+    /// looking at the tail until the slot `capacity / 8` positions past the tail is free (with
+    /// one consumer, which frees slots in order: until `capacity / 8 + 1` slots are free),
+    /// except every 64th call, which looks at the tail and pushes if its slot is free. A
+    /// producer that outruns its consumer and tries again the moment one slot frees reads the
+    /// very slot the consumer is freeing, taking its cache line mid-work; on one CPU this wait
+    /// took a one-producer one-consumer stream from half the best peer's rate to twice it
+    /// (README, "The ring"). A `try_push_spinning` that pushes ends the wait, and so do
+    /// [`wait_space`](Self::wait_space) and its timed form. Rings of fewer than 8 slots look
+    /// at the tail itself. [`try_push`](Self::try_push) is exact, whatever this call last saw.
+    /// A split ring's producers keep this state each in its handle
+    /// ([`Producer::try_push_spinning`](super::Producer::try_push_spinning)).
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the slot at the tail is not free, or, after a `Full`, while the
+    /// run past it is not free (so `Full` while [`is_full`](Self::is_full) is false: for at
+    /// most 63 calls in a row, each handing the value back; with several consumers, one
+    /// preempted in the middle of popping the slot the wait looks at holds it until then);
+    /// [`PushError::Closed`] if the ring is closed (never hidden by the wait).
+    ///
+    /// Not for a caller that stops calling on `Full` and waits for a signal that a consumer
+    /// sends once (when it pops from a full ring, say), nor one that drops its value on
+    /// `Full`: the call after the signal can be one of the 63, and then no signal comes, or
+    /// the value is dropped while the ring has room. Those want `try_push`.
+    ///
+    /// ```
+    /// use pc_core::{PushError, Ring};
+    ///
+    /// // A ring of 16: after a `Full`, the next push waits for the slot 16 / 8 = 2 past the
+    /// // tail, so for three free slots.
+    /// let ring = Ring::<u8, 16>::new();
+    /// assert_eq!(ring.try_push_batch(&mut (0..16)), Ok(16));
+    /// assert_eq!(ring.try_push_spinning(16), Err(PushError::Full(16)));
+    /// ring.try_pop().unwrap();
+    /// ring.try_pop().unwrap();
+    /// assert_eq!(ring.try_push_spinning(16), Err(PushError::Full(16)), "two free");
+    /// assert_eq!(ring.try_push(16), Ok(()), "try_push is exact");
+    /// ring.try_pop().unwrap();
+    /// ring.try_pop().unwrap();
+    /// assert_eq!(ring.try_push_spinning(17), Ok(()), "three free: the run is");
+    /// ```
+    #[inline]
+    pub fn try_push_spinning(&self, value: T) -> Result<(), PushError<T>> {
+        // Relaxed, here and in the stores below: the word only decides whether to look at the
+        // tail; nothing is published or acquired through it, and a store lost to another
+        // producer's only shortens or lengthens one wait (the 64th look bounds it).
+        let waiting = self.tail.run_wait().load(Ordering::Relaxed);
+        if waiting != 0 && waiting < REFILL_LOOKS && !self.has_run_free() {
+            self.tail.run_wait().store(waiting + 1, Ordering::Relaxed);
+            return Err(PushError::Full(value));
+        }
+        let pushed = self.try_push(value);
+        let now = u32::from(matches!(pushed, Err(PushError::Full(_))));
+        if now != waiting {
+            // Relaxed: as above.
+            self.tail.run_wait().store(now, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    /// Ends a `try_push_spinning` wait (for `wait_space`, after which a push goes to the
+    /// first free slot). Writes the tail's line only if a wait is on.
+    #[cfg(any(feature = "std", loom))]
+    #[inline]
+    pub(super) fn end_run_wait(&self) {
+        // Relaxed: as in `try_push_spinning`.
+        if self.tail.run_wait().load(Ordering::Relaxed) != 0 {
+            // Relaxed: as above.
+            self.tail.run_wait().store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// How many slots past the tail [`has_run_free`](Self::has_run_free) looks: an eighth of
+    /// the capacity (0, looking at the tail itself, below 8 slots).
+    #[inline(always)]
+    fn refill_run(&self) -> usize {
+        (self.storage.mask() + 1) / 8
+    }
+
+    /// Whether a producer that found the ring full may try again: the slot
+    /// [`refill_run`](Self::refill_run) positions past the tail is free for its position (so,
+    /// with one consumer, which frees slots in order, a run of that many more is free), or the
+    /// tail has moved past it, or the ring is closed (the push then says so).
+    #[inline(always)]
+    pub(super) fn has_run_free(&self) -> bool {
+        // Relaxed: this only decides whether to try; the push that follows reads the tail
+        // again and loads its slot's stamp with Acquire before it writes.
+        let tail = self.tail.index.load(Ordering::Relaxed);
+        if tail & MARK != 0 {
+            return true;
+        }
+        let ahead = tail.wrapping_add(self.refill_run() * ONE);
+        // Relaxed, as above: a look, not a claim; nothing is read or written on its strength.
+        let stamp = self.slot(ahead).stamp.load(Ordering::Relaxed);
+        classify(stamp, ahead) != Seen::Behind
+    }
+}
