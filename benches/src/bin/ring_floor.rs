@@ -17,7 +17,7 @@ usage: ring_floor [--repeats N] [--messages N]
 
 compare's 1P1C single row (one producer, one consumer, pinned to two cores, u64 messages,
 capacity 1024, each side spinning once on full or empty) for pc's ring (shared, and split
-into handles, whose sole producer and consumer claim with plain stores, the producer with
+into handles, whose sole producer and consumer claim with plain stores; both push with
 try_push_spinning, which after a full ring waits for room for a run) and three reference
 rings with a stamp per slot, runs interleaved and repeated; medians, and each one's ratio to
 the reference that claims with a CAS. The references differ only in the claim (none waits
