@@ -147,3 +147,66 @@ fn spinning_producers_on_many_threads_lose_and_duplicate_nothing() {
     want.sort_unstable();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_shared_ring_of_eight_waits_for_two_free_slots() {
+    let ring = full_ring::<8>();
+    assert_eq!(ring.try_pop(), Ok(0));
+    assert_eq!(ring.try_push_spinning(8), Err(PushError::Full(8)));
+    assert_eq!(ring.try_pop(), Ok(1));
+    assert_eq!(ring.try_push_spinning(8), Ok(()));
+}
+
+#[test]
+fn try_push_leaves_the_shared_rings_wait_as_it_is() {
+    let ring = full_ring::<64>();
+    assert_eq!(ring.try_pop(), Ok(0));
+    assert_eq!(ring.try_pop(), Ok(1));
+    assert_eq!(
+        ring.try_push(64),
+        Ok(()),
+        "exact: one of the two free slots"
+    );
+    assert_eq!(
+        ring.try_push_spinning(99),
+        Err(PushError::Full(99)),
+        "still waiting for the run, though a slot is free"
+    );
+}
+
+#[test]
+fn spinning_producers_always_get_in_to_a_consumer_that_pops_only_from_a_full_ring() {
+    // The consumer takes one value whenever the ring is full, and nothing otherwise: a
+    // producer that waited for a run without ever looking at the tail would never get in
+    // again after the first pop.
+    const PER_PRODUCER: u64 = 2_000;
+    let ring = Ring::<u64, 64>::new();
+    let popped = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for p in 0..2u64 {
+            let ring = &ring;
+            s.spawn(move || {
+                for seq in 0..PER_PRODUCER {
+                    let mut v = p << 32 | seq;
+                    while let Err(e) = ring.try_push_spinning(v) {
+                        v = e.into_inner();
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        let total = (2 * PER_PRODUCER) as usize;
+        while popped.load(Ordering::Relaxed) + ring.len() < total {
+            if ring.is_full() {
+                ring.try_pop().expect("a full ring has a value");
+                popped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                thread::yield_now();
+            }
+        }
+    });
+    assert_eq!(
+        popped.load(Ordering::Relaxed) + ring.len(),
+        2 * PER_PRODUCER as usize
+    );
+}

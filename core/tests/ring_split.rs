@@ -443,8 +443,8 @@ fn a_clone_starts_without_its_producers_wait_after_full() {
         Ok(()),
         "a new handle looks at the tail"
     );
-    assert!(format!("{producer:?}").contains("waiting_for_run: true"));
-    assert!(format!("{second:?}").contains("waiting_for_run: false"));
+    assert!(format!("{producer:?}").contains("run_wait: true"));
+    assert!(format!("{second:?}").contains("run_wait: false"));
 }
 
 #[test]

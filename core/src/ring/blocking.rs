@@ -459,9 +459,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert_eq!(ring.wait_space(), Err(Closed(())));
     /// ```
     pub fn wait_space(&self) -> Result<(), Closed> {
-        self.end_run_wait();
-        self.wait_space_until(None, Consumers::Unwatched)
-            .map_err(|_| Closed(()))
+        let waited = self.wait_space_until(None, Consumers::Unwatched);
+        if waited.is_ok() {
+            self.end_run_wait();
+        }
+        waited.map_err(|_| Closed(()))
     }
 
     /// [`wait_space`](Self::wait_space), waiting at most `timeout`.
@@ -483,9 +485,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[cfg(not(loom))]
     pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
-        self.end_run_wait();
         let deadline = Some(crate::sync::deadline_after(timeout));
-        self.wait_space_until(deadline, Consumers::Unwatched)
+        let waited = self.wait_space_until(deadline, Consumers::Unwatched);
+        if waited.is_ok() {
+            self.end_run_wait();
+        }
+        waited
     }
 
     /// `wait_space` and `wait_space_timeout`, watching the consumers' count if `consumers`

@@ -198,20 +198,20 @@ pub struct RingCore<T, S: Storage<T>> {
 struct Side {
     index: AtomicUsize,
     waiters: Waiters,
-    /// A word each side uses for its own purpose, read and written only through the accessor
-    /// named for it: [`Side::closed`] on the head, [`Side::run_wait`] on the tail (one word
-    /// rather than two keeps the `Side` within one cache line).
+    /// A word each side uses for its own purpose, reached only through the `RingCore` accessor
+    /// named for it, which picks the side: `closed_copy` (the head's) and `run_wait` (the
+    /// tail's). One field rather than two keeps the `Side` within one cache line.
     word: AtomicU32,
     /// While the ring is split (split.rs): how many handles of this side (`Producer`s on the
     /// tail, `Consumer`s on the head) exist; 0 otherwise. Invariant: while the ring is split,
     /// no thread without a handle of this side moves its index. 32 bits, as `word`: the two
-    /// fit in one 64-bit word, and the `Side` stays within one cache line.
+    /// fit in 8 bytes, and the `Side` stays within one cache line.
     handles: AtomicU32,
 }
 
-// The consumers' empty-ring poll reads `index` and `closed` of the head's `Side`: both in one
-// cache line while the whole `Side` fits one (where its size is known: Linux's 64-bit std
-// mutex and condition variable; test builds add counters to `Waiters`).
+// The consumers' empty-ring poll reads `index` and `word` (`closed_copy`) of the head's `Side`:
+// both in one cache line while the whole `Side` fits one (where its size is known: Linux's
+// 64-bit std mutex and condition variable; test builds add counters to `Waiters`).
 #[cfg(all(
     feature = "std",
     not(loom),
@@ -222,21 +222,6 @@ struct Side {
 const _: () = assert!(core::mem::size_of::<Side>() <= 64);
 
 impl Side {
-    /// Head side only: 1 once the ring is closed, a copy of the tail's mark kept in the
-    /// consumers' own cache line so that polling an empty ring never reads the tail line.
-    /// Invariant: set only after the tail's mark (so "1" implies the tail is final).
-    #[inline(always)]
-    fn closed(&self) -> &AtomicU32 {
-        &self.word
-    }
-
-    /// Tail side only: the shared ring's [`RingCore::try_push_spinning`] state, 0 or the
-    /// calls since one found the ring full (spinning.rs).
-    #[inline(always)]
-    fn run_wait(&self) -> &AtomicU32 {
-        &self.word
-    }
-
     crate::sync::const_fn_unless_loom! {
         fn new(index: usize) -> Self {
             Self {
@@ -414,7 +399,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         let previous = self.tail.index.fetch_or(MARK, Ordering::Release);
         // Release publishes the final tail to consumers polling an empty ring; pairs with the
         // Acquire load in `empty_or_closed`.
-        self.head.closed().store(1, Ordering::Release);
+        self.closed_copy().store(1, Ordering::Release);
         // Every sleeper must wake: pushes now fail, and pops either drain or fail.
         self.tail.waiters.notify_all();
         self.head.waiters.notify_all();
@@ -427,6 +412,21 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     pub fn is_closed(&self) -> bool {
         // Acquire pairs with the Release fetch_or in `close`.
         self.tail.index.load(Ordering::Acquire) & MARK != 0
+    }
+
+    /// 1 once the ring is closed: a copy of the tail's mark kept in the consumers' own cache
+    /// line (the head's `word`), so that polling an empty ring never reads the tail line.
+    /// Invariant: set only after the tail's mark (so "1" implies the tail is final).
+    #[inline(always)]
+    fn closed_copy(&self) -> &AtomicU32 {
+        &self.head.word
+    }
+
+    /// The shared ring's `try_push_spinning` state (the tail's `word`): 0, or the calls since
+    /// one found the ring full (spinning.rs).
+    #[inline(always)]
+    fn run_wait(&self) -> &AtomicU32 {
+        &self.tail.word
     }
 
     /// The slot that serves `position`.
@@ -501,6 +501,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
         self.head.index.store(start, Ordering::Relaxed);
         self.tail.index.store(start, Ordering::Relaxed);
+        // Relaxed, as above.
+        self.run_wait().store(0, Ordering::Relaxed);
     }
 }
 

@@ -8,8 +8,8 @@
 //! the very slot the consumer is freeing, and each read takes that cache line from the
 //! consumer in the middle of its work, so the line crosses between the cores several times
 //! per value. Looking a run ahead instead reads a line the consumer reaches only later, and
-//! the producer then fills the run without meeting the consumer (README, "Split into
-//! handles", and the Benchmarks section's "The rhythm", measure it).
+//! the producer then fills the run without meeting the consumer (README, "A producer that spins on
+//! `Full`", and the Benchmarks section's "The rhythm", measure it).
 
 use super::single::{Seen, classify};
 use super::slot::{MARK, ONE};
@@ -19,7 +19,7 @@ use crate::sync::Ordering;
 /// After a `Full`, every this many `try_push_spinning` calls one looks at the tail even without
 /// room for a run: a producer that keeps trying is never held off for good, whatever its
 /// consumer waits for.
-pub(super) const REFILL_LOOKS: u32 = 64;
+pub(super) const RUN_WAIT_LOOKS: u32 = 64;
 
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// [`try_push`](Self::try_push) for a caller that, on `Full`, tries again at once (a spin
@@ -33,17 +33,23 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// except every 64th call, which looks at the tail and pushes if its slot is free. A
     /// producer that outruns its consumer and tries again the moment one slot frees reads the
     /// very slot the consumer is freeing, taking its cache line mid-work; on one CPU this wait
-    /// took a one-producer one-consumer stream from half the best peer's rate to twice it
-    /// (README, "The ring"). A `try_push_spinning` that pushes ends the wait, and so do
-    /// [`wait_space`](Self::wait_space) and its timed form. Rings of fewer than 8 slots look
-    /// at the tail itself. [`try_push`](Self::try_push) is exact, whatever this call last saw.
-    /// A split ring's producers keep this state each in its handle
+    /// took a one-producer one-consumer stream from half the best peer's rate to 1.3-1.8x it
+    /// (README, "A producer that spins on `Full`"). A `try_push_spinning` that pushes ends the
+    /// wait, and so does a [`wait_space`](Self::wait_space) (or its timed form) that returns
+    /// `Ok`. Rings of fewer than 8 slots look at the tail itself.
+    /// [`try_push`](Self::try_push) is exact, whatever this call last saw, and leaves the wait
+    /// as it is.
+    /// Each call that waits writes the count into the producers' own cache line, which the
+    /// other producers' claims use too: with several producers spinning at once that costs
+    /// them line transfers among themselves (not measured). A split ring's producers keep
+    /// this state each in its handle
     /// ([`Producer::try_push_spinning`](super::Producer::try_push_spinning)).
     ///
     /// # Errors
     /// [`PushError::Full`] if the slot at the tail is not free, or, after a `Full`, while the
     /// run past it is not free (so `Full` while [`is_full`](Self::is_full) is false: for at
-    /// most 63 calls in a row, each handing the value back; with several consumers, one
+    /// most 63 calls in a row from one producer, about that many from several, whose racing
+    /// counts can lengthen it; each hands the value back; with several consumers, one
     /// preempted in the middle of popping the slot the wait looks at holds it until then);
     /// [`PushError::Closed`] if the ring is closed (never hidden by the wait).
     ///
@@ -73,16 +79,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // Relaxed, here and in the stores below: the word only decides whether to look at the
         // tail; nothing is published or acquired through it, and a store lost to another
         // producer's only shortens or lengthens one wait (the 64th look bounds it).
-        let waiting = self.tail.run_wait().load(Ordering::Relaxed);
-        if waiting != 0 && waiting < REFILL_LOOKS && !self.has_run_free() {
-            self.tail.run_wait().store(waiting + 1, Ordering::Relaxed);
+        let waiting = self.run_wait().load(Ordering::Relaxed);
+        if waiting != 0 && waiting < RUN_WAIT_LOOKS && !self.has_run_free() {
+            // Relaxed: as above.
+            self.run_wait().store(waiting + 1, Ordering::Relaxed);
             return Err(PushError::Full(value));
         }
         let pushed = self.try_push(value);
         let now = u32::from(matches!(pushed, Err(PushError::Full(_))));
         if now != waiting {
             // Relaxed: as above.
-            self.tail.run_wait().store(now, Ordering::Relaxed);
+            self.run_wait().store(now, Ordering::Relaxed);
         }
         pushed
     }
@@ -93,21 +100,21 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     #[inline]
     pub(super) fn end_run_wait(&self) {
         // Relaxed: as in `try_push_spinning`.
-        if self.tail.run_wait().load(Ordering::Relaxed) != 0 {
+        if self.run_wait().load(Ordering::Relaxed) != 0 {
             // Relaxed: as above.
-            self.tail.run_wait().store(0, Ordering::Relaxed);
+            self.run_wait().store(0, Ordering::Relaxed);
         }
     }
 
     /// How many slots past the tail [`has_run_free`](Self::has_run_free) looks: an eighth of
     /// the capacity (0, looking at the tail itself, below 8 slots).
     #[inline(always)]
-    fn refill_run(&self) -> usize {
+    fn run_len(&self) -> usize {
         (self.storage.mask() + 1) / 8
     }
 
     /// Whether a producer that found the ring full may try again: the slot
-    /// [`refill_run`](Self::refill_run) positions past the tail is free for its position (so,
+    /// [`run_len`](Self::run_len) positions past the tail is free for its position (so,
     /// with one consumer, which frees slots in order, a run of that many more is free), or the
     /// tail has moved past it, or the ring is closed (the push then says so).
     #[inline(always)]
@@ -118,7 +125,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         if tail & MARK != 0 {
             return true;
         }
-        let ahead = tail.wrapping_add(self.refill_run() * ONE);
+        let ahead = tail.wrapping_add(self.run_len() * ONE);
         // Relaxed, as above: a look, not a claim; nothing is read or written on its strength.
         let stamp = self.slot(ahead).stamp.load(Ordering::Relaxed);
         classify(stamp, ahead) != Seen::Behind

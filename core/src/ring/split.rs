@@ -34,7 +34,7 @@ use super::blocking::Consumers;
 use super::link::Link;
 use super::single::{Seen, classify};
 use super::slot::{MARK, ONE, PUBLISH};
-use super::spinning::REFILL_LOOKS;
+use super::spinning::RUN_WAIT_LOOKS;
 use super::{PopError, PushError, RingCore, Side, Storage};
 use crate::sync::Ordering;
 
@@ -172,7 +172,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             Producer {
                 link: link.clone(),
                 claim: Claim::new(true),
-                refill: Cell::new(0),
+                run_wait: Cell::new(0),
             },
             Consumer {
                 link,
@@ -359,9 +359,9 @@ pub struct Producer<'a, T, S: Storage<T>> {
     claim: Claim,
     /// 0, or the `try_push_spinning` calls since one found the ring full (1 after that one):
     /// while not 0, `try_push_spinning` looks at the tail only once the ring has room for a
-    /// run (`RingCore::has_run_free`), or at the [`REFILL_LOOKS`]th call. Cleared by a
+    /// run (`RingCore::has_run_free`), or at the [`RUN_WAIT_LOOKS`]th call. Cleared by a
     /// `try_push_spinning` that pushes and by `wait_space`; `try_push` ignores it.
-    refill: Cell<u32>,
+    run_wait: Cell<u32>,
 }
 
 /// The consuming side of a [split](RingCore::split) ring: pops.
@@ -423,10 +423,11 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// reads the very slot the consumer is freeing, taking its cache line from the consumer
     /// mid-work, and the stream then moves that line between the cores several times per
     /// value: on one CPU that halved a one-producer one-consumer stream, and this wait
-    /// multiplied it by five (README, "Split into handles"). A `try_push_spinning` that pushes
-    /// ends the wait, and so does [`wait_space`](Self::wait_space). Rings of fewer than 8
-    /// slots look at the tail itself. [`try_push`](Self::try_push) on the same handle is
-    /// exact, whatever this one last saw.
+    /// multiplied it by five (README, "A producer that spins on `Full`"). A
+    /// `try_push_spinning` that pushes ends the wait, and so does
+    /// [`wait_space`](Self::wait_space). Rings of fewer than 8 slots look at the tail itself.
+    /// [`try_push`](Self::try_push) on the same handle is exact, whatever this one last saw,
+    /// and leaves the wait as it is.
     ///
     /// # Errors
     /// [`PushError::Full`] if the slot at the tail is not free, or, after a `Full`, while
@@ -461,9 +462,9 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         let ring = self.ring();
         // First, so that a gated call counts towards the look at the handle count.
         let sole = self.claim.sole(&ring.tail);
-        let waiting = self.refill.get();
-        if waiting != 0 && waiting < REFILL_LOOKS && !ring.has_run_free() {
-            self.refill.set(waiting + 1);
+        let waiting = self.run_wait.get();
+        if waiting != 0 && waiting < RUN_WAIT_LOOKS && !ring.has_run_free() {
+            self.run_wait.set(waiting + 1);
             return Err(PushError::Full(value));
         }
         let pushed = if sole {
@@ -471,7 +472,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         } else {
             ring.try_push(value)
         };
-        self.refill
+        self.run_wait
             .set(u32::from(matches!(pushed, Err(PushError::Full(_)))));
         pushed
     }
@@ -582,7 +583,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// ```
     #[cfg(any(feature = "std", loom))]
     pub fn wait_space(&self) -> Result<(), Closed> {
-        self.refill.set(0);
+        self.run_wait.set(0);
         self.ring()
             .wait_space_until(None, Consumers::Watched)
             .map_err(|_| Closed(()))
@@ -595,7 +596,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// with every consumer gone (then this call closes it).
     #[cfg(all(feature = "std", not(loom)))]
     pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
-        self.refill.set(0);
+        self.run_wait.set(0);
         let deadline = Some(crate::sync::deadline_after(timeout));
         self.closed_if_abandoned(self.ring().wait_space_until(deadline, Consumers::Watched))
     }
@@ -817,7 +818,7 @@ impl<T, S: Storage<T>> Clone for Producer<'_, T, S> {
         Self {
             link: self.link.clone(),
             claim: self.claim.cloned(&self.ring().tail),
-            refill: Cell::new(0),
+            run_wait: Cell::new(0),
         }
     }
 }
@@ -890,7 +891,7 @@ impl<T, S: Storage<T>> fmt::Debug for Producer<'_, T, S> {
                 &self.ring().tail.handles.load(Ordering::Relaxed),
             )
             .field("sole", &self.claim.sole.get())
-            .field("waiting_for_run", &(self.refill.get() != 0))
+            .field("run_wait", &(self.run_wait.get() != 0))
             .finish()
     }
 }
