@@ -16,6 +16,14 @@ fn full_ring<const N: usize>() -> Ring<u64, N> {
     ring
 }
 
+/// Pushes `v` with `try_push_spinning`, trying again at once while the ring is full.
+fn push_spinning<const N: usize>(ring: &Ring<u64, N>, mut v: u64) {
+    while let Err(e) = ring.try_push_spinning(v) {
+        v = e.into_inner();
+        std::hint::spin_loop();
+    }
+}
+
 /// Pops whatever is in the ring now.
 fn drain_now<const N: usize>(ring: &Ring<u64, N>) -> Vec<u64> {
     std::iter::from_fn(|| ring.try_pop().ok()).collect()
@@ -104,11 +112,7 @@ fn spinning_producers_on_many_threads_lose_and_duplicate_nothing() {
             let ring = &ring;
             s.spawn(move || {
                 for seq in 0..PER_PRODUCER {
-                    let mut v = p << 32 | seq;
-                    while let Err(e) = ring.try_push_spinning(v) {
-                        v = e.into_inner();
-                        std::hint::spin_loop();
-                    }
+                    push_spinning(ring, p << 32 | seq);
                 }
             });
         }
@@ -187,11 +191,7 @@ fn spinning_producers_always_get_in_to_a_consumer_that_pops_only_from_a_full_rin
             let ring = &ring;
             s.spawn(move || {
                 for seq in 0..PER_PRODUCER {
-                    let mut v = p << 32 | seq;
-                    while let Err(e) = ring.try_push_spinning(v) {
-                        v = e.into_inner();
-                        std::hint::spin_loop();
-                    }
+                    push_spinning(ring, p << 32 | seq);
                 }
             });
         }

@@ -19,7 +19,7 @@ use crate::sync::Ordering;
 /// After a `Full`, every this many `try_push_spinning` calls one looks at the tail even without
 /// room for a run: a producer that keeps trying is never held off for good, whatever its
 /// consumer waits for.
-pub(super) const RUN_WAIT_LOOKS: u32 = 64;
+const RUN_WAIT_LOOKS: u32 = 64;
 
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// [`try_push`](Self::try_push) for a caller that, on `Full`, tries again at once (a spin
@@ -80,7 +80,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // tail; nothing is published or acquired through it, and a store lost to another
         // producer's only shortens or lengthens one wait (the 64th look bounds it).
         let waiting = self.run_wait().load(Ordering::Relaxed);
-        if waiting != 0 && waiting < RUN_WAIT_LOOKS && !self.has_run_free() {
+        if self.keeps_waiting(waiting) {
             // Relaxed: as above.
             self.run_wait().store(waiting + 1, Ordering::Relaxed);
             return Err(PushError::Full(value));
@@ -106,6 +106,14 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 
+    /// Whether a `try_push_spinning` whose wait has counted `waiting` calls (0: no wait) says
+    /// `Full` without looking at the tail: a wait is on, this is not its 64th call, and the
+    /// run past the tail is not free.
+    #[inline(always)]
+    pub(super) fn keeps_waiting(&self, waiting: u32) -> bool {
+        waiting != 0 && waiting < RUN_WAIT_LOOKS && !self.has_run_free()
+    }
+
     /// How many slots past the tail [`has_run_free`](Self::has_run_free) looks: an eighth of
     /// the capacity (0, looking at the tail itself, below 8 slots).
     #[inline(always)]
@@ -118,7 +126,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// with one consumer, which frees slots in order, a run of that many more is free), or the
     /// tail has moved past it, or the ring is closed (the push then says so).
     #[inline(always)]
-    pub(super) fn has_run_free(&self) -> bool {
+    fn has_run_free(&self) -> bool {
         // Relaxed: this only decides whether to try; the push that follows reads the tail
         // again and loads its slot's stamp with Acquire before it writes.
         let tail = self.tail.index.load(Ordering::Relaxed);

@@ -34,7 +34,6 @@ use super::blocking::Consumers;
 use super::link::Link;
 use super::single::{Seen, classify};
 use super::slot::{MARK, ONE, PUBLISH};
-use super::spinning::RUN_WAIT_LOOKS;
 use super::{PopError, PushError, RingCore, Side, Storage};
 use crate::sync::Ordering;
 
@@ -359,7 +358,7 @@ pub struct Producer<'a, T, S: Storage<T>> {
     claim: Claim,
     /// 0, or the `try_push_spinning` calls since one found the ring full (1 after that one):
     /// while not 0, `try_push_spinning` looks at the tail only once the ring has room for a
-    /// run (`RingCore::has_run_free`), or at the [`RUN_WAIT_LOOKS`]th call. Cleared by a
+    /// run, or at its 64th call (`RingCore::keeps_waiting`). Cleared by a
     /// `try_push_spinning` that pushes and by `wait_space`; `try_push` ignores it.
     run_wait: Cell<u32>,
 }
@@ -463,7 +462,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
         // First, so that a gated call counts towards the look at the handle count.
         let sole = self.claim.sole(&ring.tail);
         let waiting = self.run_wait.get();
-        if waiting != 0 && waiting < RUN_WAIT_LOOKS && !ring.has_run_free() {
+        if ring.keeps_waiting(waiting) {
             self.run_wait.set(waiting + 1);
             return Err(PushError::Full(value));
         }
