@@ -36,25 +36,37 @@ pc_flavor!(Pc, PcEnd, pc_core, "pc::Ring", try_push_spinning);
 #[derive(Debug)]
 pub struct PcSplit;
 
+/// [`PcSplit`] with a producer that pushes with the exact `try_push`, retrying the moment a
+/// slot frees: not in `compare` (its loops are `try_push_spinning`'s callers); `ring_floor`
+/// runs it beside [`PcSplit`] so that what the wait for a run does on a CPU shows in one run.
+#[derive(Debug)]
+pub struct PcSplitTryPush;
+
 /// The ring a [`PcSplit`] run splits. Each run leaks one (16 KiB at [`CAPACITY`]): the
 /// harness's endpoints must be `'static`, and handles borrow their ring.
 type SplitRing = pc_core::HeapRing<u64>;
 
-/// pc's producer handle.
+/// pc's producer handle; `SPINNING`: whether its `Tx::try_push` is the handle's
+/// `try_push_spinning` (else its `try_push`).
 #[derive(Clone, Debug)]
-pub struct PcProducer(pc_core::ring::Producer<'static, u64, pc_core::ring::Boxed<u64>>);
+pub struct PcProducer<const SPINNING: bool = true>(
+    pc_core::ring::Producer<'static, u64, pc_core::ring::Boxed<u64>>,
+);
 /// pc's consumer handle.
 #[derive(Clone, Debug)]
 pub struct PcConsumer(pc_core::ring::Consumer<'static, u64, pc_core::ring::Boxed<u64>>);
 
-impl Tx for PcProducer {
-    /// `try_push_spinning`: the harness tries again at once on `Full`, the caller that call is
-    /// for.
+impl<const SPINNING: bool> Tx for PcProducer<SPINNING> {
+    /// `try_push_spinning` (the harness tries again at once on `Full`, the caller that call is
+    /// for), or `try_push` where `SPINNING` is false.
     #[inline]
     fn try_push(&mut self, v: u64) -> Result<(), u64> {
-        self.0
-            .try_push_spinning(v)
-            .map_err(pc_core::PushError::into_inner)
+        let pushed = if SPINNING {
+            self.0.try_push_spinning(v)
+        } else {
+            self.0.try_push(v)
+        };
+        pushed.map_err(pc_core::PushError::into_inner)
     }
     #[inline]
     fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
@@ -82,15 +94,30 @@ impl Rx for PcConsumer {
     }
 }
 
+/// A leaked ring of [`CAPACITY`], split (see [`SplitRing`]).
+fn split_endpoints<const SPINNING: bool>() -> (PcProducer<SPINNING>, PcConsumer) {
+    let ring: &'static mut SplitRing = Box::leak(Box::new(SplitRing::with_capacity(CAPACITY)));
+    let (producer, consumer) = ring.split();
+    (PcProducer(producer), PcConsumer(consumer))
+}
+
 impl Flavor for PcSplit {
     const NAME: &'static str = "pc::Ring split";
     const PC_VARIANT: bool = true;
     type Tx = PcProducer;
     type Rx = PcConsumer;
     fn endpoints() -> (PcProducer, PcConsumer) {
-        let ring: &'static mut SplitRing = Box::leak(Box::new(SplitRing::with_capacity(CAPACITY)));
-        let (producer, consumer) = ring.split();
-        (PcProducer(producer), PcConsumer(consumer))
+        split_endpoints()
+    }
+}
+
+impl Flavor for PcSplitTryPush {
+    const NAME: &'static str = "pc::Ring split, try_push";
+    const PC_VARIANT: bool = true;
+    type Tx = PcProducer<false>;
+    type Rx = PcConsumer;
+    fn endpoints() -> (PcProducer<false>, PcConsumer) {
+        split_endpoints()
     }
 }
 

@@ -2,8 +2,8 @@
 //! otherwise the floor they show would be a broken queue's.
 
 use pc_benches::harness::{self, CAPACITY, Flavor, Rx, Tx};
-use pc_benches::ring::PcSplit;
 use pc_benches::ring::floor::{StampCas, StampPlain, StampPlainLocked};
+use pc_benches::ring::{PcSplit, PcSplitTryPush};
 
 /// Fills the ring, sees it refuse one more, empties it in order, sees it empty; twice, so the
 /// second lap reuses every slot.
@@ -34,6 +34,28 @@ fn reference_rings_are_fifo_and_bounded() {
     fifo_full_and_empty::<StampPlain>();
     fifo_full_and_empty::<StampPlainLocked>();
     fifo_full_and_empty::<PcSplit>();
+    fifo_full_and_empty::<PcSplitTryPush>();
+}
+
+/// The two split rows differ in the push alone: after a `Full`, `PcSplit`'s waits for room
+/// for a run (`try_push_spinning`), `PcSplitTryPush`'s takes the first slot that frees.
+#[test]
+fn split_rows_differ_only_in_whether_a_push_waits_for_a_run() {
+    fn refill_after_one_pop<F: Flavor>() -> Result<(), u64> {
+        let (mut tx, mut rx) = F::endpoints();
+        for v in 0..CAPACITY as u64 {
+            tx.try_push(v).expect("room");
+        }
+        assert_eq!(tx.try_push(u64::MAX), Err(u64::MAX), "{}: full", F::NAME);
+        assert_eq!(rx.try_pop(), Some(0), "{}", F::NAME);
+        tx.try_push(CAPACITY as u64)
+    }
+    assert_eq!(refill_after_one_pop::<PcSplitTryPush>(), Ok(()));
+    assert_eq!(
+        refill_after_one_pop::<PcSplit>(),
+        Err(CAPACITY as u64),
+        "one free slot is no run"
+    );
 }
 
 #[test]
@@ -45,6 +67,7 @@ fn reference_rings_deliver_every_message_once_across_threads() {
     harness::spsc_throughput::<StampPlain>(&cores, messages, 1);
     harness::spsc_throughput::<StampPlainLocked>(&cores, messages, 1);
     harness::spsc_throughput::<PcSplit>(&cores, messages, 1);
+    harness::spsc_throughput::<PcSplitTryPush>(&cores, messages, 1);
 }
 
 #[test]

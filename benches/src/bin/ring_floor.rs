@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pc_benches::ab::median;
 use pc_benches::ring::floor::{StampCas, StampPlain, StampPlainLocked};
-use pc_benches::ring::{self, Flavor, Pc, PcSplit};
+use pc_benches::ring::{self, Flavor, Pc, PcSplit, PcSplitTryPush};
 
 const USAGE: &str = "\
 usage: ring_floor [--repeats N] [--messages N]
@@ -18,10 +18,11 @@ usage: ring_floor [--repeats N] [--messages N]
 compare's 1P1C single row (one producer, one consumer, pinned to two cores, u64 messages,
 capacity 1024, each side spinning once on full or empty) for pc's ring (shared, and split
 into handles, whose sole producer and consumer claim with plain stores; both push with
-try_push_spinning, which after a full ring waits for room for a run) and three reference
-rings with a stamp per slot, runs interleaved and repeated; medians, and each one's ratio to
-the reference that claims with a CAS. The references differ only in the claim (none waits
-for a run):
+try_push_spinning, which after a full ring waits for room for a run; the split handles
+also with the exact try_push, which retries the moment a slot frees, to show what that
+wait does here) and three reference rings with a stamp per slot, runs interleaved and
+repeated; medians, and each one's ratio to the reference that claims with a CAS. The
+references differ only in the claim (none waits for a run):
 
   stamps, CAS claim                          a compare-and-swap, as multi-producer rings do
   stamps, plain claim                        a plain store (one thread per side only)
@@ -82,10 +83,11 @@ fn main() {
         std::process::exit(1);
     }
     type Runner = fn(&[core_affinity::CoreId], u64) -> f64;
-    let rings: [(&str, Runner); 5] = [
+    let rings: [(&str, Runner); 6] = [
         (Pc::NAME, run::<Pc>),
         (StampCas::NAME, run::<StampCas>),
         (PcSplit::NAME, run::<PcSplit>),
+        (PcSplitTryPush::NAME, run::<PcSplitTryPush>),
         (StampPlain::NAME, run::<StampPlain>),
         (StampPlainLocked::NAME, run::<StampPlainLocked>),
     ];
