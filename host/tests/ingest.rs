@@ -1187,7 +1187,7 @@ fn verify_source_that_is_not_a_file_names_its_own_reason() {
 
 /// The database (or its WAL) given as an input would be read as lines while the run writes
 /// it, with `follow=true` feeding the run its own writes: refused, exit 2, the database
-/// unchanged.
+/// unchanged; as a file source and as the file redirected to standard input.
 #[test]
 fn the_database_given_as_its_own_input_is_refused() {
     let s = Scratch::new("ingest-own-db");
@@ -1217,6 +1217,15 @@ fn the_database_given_as_its_own_input_is_refused() {
         assert!(
             snapshot(s.dir(), "own.db") == before,
             "{source}: the database changed"
+        );
+    }
+    for input in ["own.db", "link.log", "own.db-wal"] {
+        let args = ["--source", "-", "--db", "own.db"];
+        let (out, _) = common::run_with_file_stdin(s.dir(), &args, input);
+        assert_one_line_error(&out, 2, "stdin is the database this run writes (own.db)");
+        assert!(
+            snapshot(s.dir(), "own.db") == before,
+            "< {input}: the database changed"
         );
     }
     assert_eq!(count_messages(&s.path("own.db")), 10);

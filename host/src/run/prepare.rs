@@ -269,16 +269,18 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
     let mut files: Vec<Option<OpenFile>> = Vec::new();
     for spec in &cfg.sources {
         let SourceSpec::File { path, .. } = spec else {
-            if matches!(spec, SourceSpec::Stdin { .. }) && stdin_is_a_directory() {
-                return Err(PrepareError::Input(cfg.source_error(
-                    "stdin is a directory: pipe a file in, or give it with --source file:PATH",
-                )));
+            if matches!(spec, SourceSpec::Stdin { .. }) {
+                check_stdin(cfg)?;
             }
             files.push(None);
             continue;
         };
         let opened = open_file(path).map_err(|why| PrepareError::Input(cfg.source_error(&why)))?;
-        if let Some(db) = cfg.sqlite_path().filter(|db| is_database_file(&opened, db)) {
+        let (dev, ino) = (opened.key.dev, opened.key.ino);
+        if let Some(db) = cfg
+            .sqlite_path()
+            .filter(|db| is_database_file(dev, ino, db))
+        {
             return Err(PrepareError::Input(cfg.source_error(&format!(
                 "file:{} is the database this run writes ({}), or one of its files: give \
                  another input",
@@ -302,24 +304,44 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
     Ok(files)
 }
 
-/// Whether standard input is a directory (`pc-host --source - < DIR`), which opens but fails
-/// at the first read: refused before the run is recorded.
-fn stdin_is_a_directory() -> bool {
+/// Refuses a standard input that cannot be a source, before the run is recorded: a directory
+/// (`pc-host --source - < DIR`, which opens but fails at the first read), or the database this
+/// run writes or one of its files (`< pc-host.db`: the run would read its own pages as lines,
+/// and with them what it writes).
+fn check_stdin(cfg: &Config) -> Result<(), PrepareError> {
     use std::os::fd::AsFd as _;
-    std::io::stdin()
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::io::stdin()
         .as_fd()
         .try_clone_to_owned()
         .and_then(|fd| std::fs::File::from(fd).metadata())
-        .is_ok_and(|m| m.is_dir())
+    else {
+        return Ok(());
+    };
+    if meta.is_dir() {
+        return Err(PrepareError::Input(cfg.source_error(
+            "stdin is a directory: pipe a file in, or give it with --source file:PATH",
+        )));
+    }
+    if let Some(db) = cfg
+        .sqlite_path()
+        .filter(|db| is_database_file(meta.dev(), meta.ino(), db))
+    {
+        return Err(PrepareError::Input(cfg.source_error(&format!(
+            "stdin is the database this run writes ({}), or one of its files: give another input",
+            db.display()
+        ))));
+    }
+    Ok(())
 }
 
-/// Whether the input `file` is the SQLite database `db` or its `-wal`, `-shm` or `-journal`
-/// (by device and inode, so a link or another spelling of the path is caught too).
-fn is_database_file(file: &OpenFile, db: &std::path::Path) -> bool {
+/// Whether the file with device `dev` and inode `ino` is the SQLite database `db` or its
+/// `-wal`, `-shm` or `-journal` (by device and inode, so a link or another spelling of the path
+/// is caught too).
+fn is_database_file(dev: u64, ino: u64, db: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     std::iter::once("").chain(SIDE_FILES).any(|suffix| {
-        std::fs::metadata(sibling(db, suffix))
-            .is_ok_and(|m| m.dev() == file.key.dev && m.ino() == file.key.ino)
+        std::fs::metadata(sibling(db, suffix)).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
     })
 }
 
