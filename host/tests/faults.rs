@@ -1541,7 +1541,7 @@ fn a_database_this_user_cannot_write_is_refused_without_leaving_files_that_lock_
         .output()
         .expect("run pc-host as nobody")
         .into();
-    common::assert_one_line_error(&other, 1, "is read-only for this user");
+    common::assert_one_line_error(&other, 1, "is not writable by this user");
     let mut left: Vec<String> = std::fs::read_dir(&shared)
         .unwrap()
         .flatten()

@@ -226,8 +226,9 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         ),
     };
     say!(
-        "result: {} ({scope}, {total} rows{weaker})",
-        if ok { "OK" } else { "PROBLEMS FOUND" }
+        "result: {} ({scope}, {total} {}{weaker})",
+        if ok { "OK" } else { "PROBLEMS FOUND" },
+        rows_word(total)
     );
     Ok(ok)
 }
@@ -515,24 +516,31 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
         ));
     }
     if c.duplicates > 0 {
-        problems.push(format!("{} duplicate rows", c.duplicates));
+        problems.push(format!(
+            "{} duplicate {}",
+            c.duplicates,
+            rows_word(c.duplicates)
+        ));
     }
     if c.out_of_range > 0 {
         problems.push(format!(
-            "{} rows with a seq beyond what their producer produced",
-            c.out_of_range
+            "{} {} with a seq beyond what their producer produced",
+            c.out_of_range,
+            rows_word(c.out_of_range)
         ));
     }
     if c.unknown_producer > 0 {
         problems.push(format!(
-            "{} rows from an unknown producer or input",
-            c.unknown_producer
+            "{} {} from an unknown producer or input",
+            c.unknown_producer,
+            rows_word(c.unknown_producer)
         ));
     }
     if c.bad_text > 0 {
         problems.push(format!(
-            "{} rows whose text does not match their producer and seq",
-            c.bad_text
+            "{} {} whose text does not match their producer and seq",
+            c.bad_text,
+            rows_word(c.bad_text)
         ));
     }
     let mut state;
@@ -559,9 +567,10 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
     }
     if c.ingest {
         state = format!(
-            "ingest {completed}; {}, {} rows",
+            "ingest {completed}; {}, {} {}",
             plural(info.inputs.len(), "input"),
-            c.rows
+            c.rows,
+            rows_word(c.rows)
         );
     } else if info.completed {
         let produced: u64 = info.produced.iter().sum();
@@ -570,9 +579,10 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
             Some(n) => format!(" ({n} dead-lettered)"),
         };
         state = format!(
-            "completed; {}, {produced} produced, {} rows{dead}",
+            "completed; {}, {produced} produced, {} {}{dead}",
             plural(info.producers as usize, "producer"),
-            c.rows
+            c.rows,
+            rows_word(c.rows)
         );
         (how, by_count) = missing_seqs(c, dead_letter, &mut problems);
         if !how.is_empty() {
@@ -585,9 +595,10 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
             "did not finish (still running, killed, or it could not record its end)"
         };
         state = format!(
-            "{why}; {}, {} rows (gaps not checked: what was accepted is unknown)",
+            "{why}; {}, {} {} (gaps not checked: what was accepted is unknown)",
             plural(info.producers as usize, "producer"),
-            c.rows
+            c.rows,
+            rows_word(c.rows)
         );
     }
     if problems.is_empty() {
@@ -612,6 +623,11 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
             by_count,
         }
     }
+}
+
+/// "row" for 1, "rows" for any other count.
+fn rows_word(n: u64) -> &'static str {
+    if n == 1 { "row" } else { "rows" }
 }
 
 #[cfg(test)]

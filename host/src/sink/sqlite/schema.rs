@@ -222,7 +222,7 @@ pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
     // `-wal` and `-shm` of this user's beside it, which could then lock out the file's owner.
     if path.exists() && !writable(path) {
         return Err(anyhow!(
-            "database {} is read-only for this user: {}",
+            "database {} is not writable by this user: {}",
             path.display(),
             std::io::Error::last_os_error()
         ));
