@@ -495,7 +495,11 @@ fn verify_finds_a_gap_a_duplicate_and_a_wrong_text() {
     .unwrap();
     let dup = run(s.dir(), &["verify", "--run", "1"]);
     assert_eq!(dup.code, Some(1), "{}", dup.stdout);
-    assert!(dup.stdout.contains("PROBLEM: 1 duplicate row; "), "{}", dup.stdout);
+    assert!(
+        dup.stdout.contains("PROBLEM: 1 duplicate row; "),
+        "{}",
+        dup.stdout
+    );
     assert!(
         dup.stdout.contains("1 row whose text does not match"),
         "{}",
