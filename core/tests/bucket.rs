@@ -359,7 +359,11 @@ fn no_overflow_at_extremes() {
                                     ready_at > now || ready_at == u64::MAX,
                                     "until {ready_at} at {now}"
                                 );
-                                assert_eq!(wait_ns, ready_at.saturating_sub(now));
+                                let wait = match ready_at {
+                                    u64::MAX => u64::MAX,
+                                    due => due - now,
+                                };
+                                assert_eq!(wait_ns, wait);
                             }
                         }
                         let before = bucket.available(now);
@@ -418,6 +422,27 @@ fn no_overflow_at_extremes() {
     assert_eq!(bucket.available(u64::MAX - 5), 5);
     assert_eq!(bucket.try_acquire(5, u64::MAX - 5).unwrap().count(), 5);
     assert!(bucket.try_acquire(1, u64::MAX).unwrap_err().is_never());
+}
+
+/// A refusal that no wait can lift says "never" in both of `NotYet`'s fields, so a caller that
+/// reads `wait_ns` (rather than `wait_ns()` or `is_never()`) gets the same sentinel, not a
+/// finite wait of `u64::MAX - now` nanoseconds.
+#[test]
+fn a_never_due_refusal_says_never_in_both_fields() {
+    let bucket = TokenBucket::per_second(1, 1).starting_empty_at(u64::MAX);
+    for now in [0, 1_000, u64::MAX / 2] {
+        let denied = bucket.try_acquire(1, now).unwrap_err();
+        assert_eq!(
+            denied,
+            Denied::NotYet {
+                ready_at: u64::MAX,
+                wait_ns: u64::MAX
+            },
+            "now = {now}"
+        );
+        assert_eq!(denied.wait_ns(), None);
+        assert!(denied.is_never());
+    }
 }
 
 /// The largest burst accepted leaves room in the 64-bit count for `2^63` tokens: an empty-start

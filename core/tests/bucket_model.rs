@@ -53,10 +53,12 @@ impl Model {
 
     fn not_yet(&self, n: i128, now: u64) -> Outcome {
         let ready_at = self.due(self.last + n);
-        Err(Denied::NotYet {
-            ready_at,
-            wait_ns: ready_at.saturating_sub(now),
-        })
+        // `u64::MAX` is "never" (beyond the clock's range), in both fields.
+        let wait_ns = match ready_at {
+            u64::MAX => u64::MAX,
+            due => due.saturating_sub(now),
+        };
+        Err(Denied::NotYet { ready_at, wait_ns })
     }
 
     fn try_acquire(&mut self, n: u64, now: u64) -> Outcome {

@@ -250,7 +250,8 @@ impl TokenBucket {
         ///
         /// # Errors
         /// [`RateError::ZeroRate`], [`RateError::ZeroPeriod`] or [`RateError::ZeroBurst`] if that
-        /// value is 0; [`RateError::TooSlow`] below one token per `2^64` ns (584 years);
+        /// value is 0; [`RateError::TooSlow`] for a period of `2^64` ns (584 years) or longer,
+        /// or a rate that issues no token within `2^64` ns;
         /// [`RateError::TooFast`] at `2^63` tokens per period or more;
         /// [`RateError::BurstTooLarge`] for a burst of `2^63` or more.
         ///
@@ -550,10 +551,13 @@ impl TokenBucket {
             },
             None => u64::MAX,
         };
-        Denied::NotYet {
-            ready_at,
-            wait_ns: ready_at.saturating_sub(now),
-        }
+        // "Never" says so in both fields: a caller that sleeps `wait_ns` must not take a
+        // finite `u64::MAX - now` for a due time.
+        let wait_ns = match ready_at {
+            u64::MAX => u64::MAX,
+            due => due - now,
+        };
+        Denied::NotYet { ready_at, wait_ns }
     }
 }
 

@@ -158,11 +158,12 @@ impl fmt::Debug for Grant<'_> {
 pub enum Denied {
     /// Not enough tokens yet. If no other thread takes any, the request can be granted at
     /// `ready_at`, which is `wait_ns` after the caller's `now`. `ready_at == u64::MAX` means
-    /// "not within the range of the clock": treat it as never.
+    /// "not within the range of the clock": never, and then `wait_ns` is `u64::MAX` too
+    /// ([`wait_ns()`](Self::wait_ns) says `None`, [`is_never`](Self::is_never) `true`).
     NotYet {
-        /// The instant (caller's nanoseconds) the tokens will be there.
+        /// The instant (caller's nanoseconds) the tokens will be there; `u64::MAX`: never.
         ready_at: u64,
-        /// `ready_at - now`.
+        /// `ready_at - now`; `u64::MAX` when `ready_at` is (never).
         wait_ns: u64,
     },
     /// More tokens were asked for than the bucket holds: no wait will ever satisfy it. Ask

@@ -131,6 +131,11 @@ impl<T, const K: usize, const N: usize> LanesCore<T, [Ring<T, N>; K]> {
     /// `K` empty lanes of `N` slots, built at compile time if you like: they can be a `static`,
     /// and need no allocator. The starvation guard is [`DEFAULT_STARVATION_GUARD`].
     ///
+    /// Built at run time, `Lanes` are a value like any other, `K` rings and their slots: made on
+    /// the stack and moved from there, as [`Ring::new`] says, so large ones can overflow a
+    /// thread's stack. Outside a `static`, give large lanes their memory with
+    /// `HeapLanes::with_capacities` (feature `alloc`) instead.
+    ///
     /// # Panics
     /// Never at run time: `K == 0`, or an `N` that is not a power of two in
     /// `2..=MAX_CAPACITY`, fails to compile.

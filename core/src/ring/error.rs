@@ -2,7 +2,12 @@
 
 use core::fmt;
 
-/// A non-blocking push failed; the value is handed back.
+/// A push failed. A single push hands its value back in it; a batch push puts in it what its
+/// docs say (`try_push_batch`: `()`; `push_batch_timeout`: how many items it pushed).
+///
+/// `Debug` prints `Full(..)` or `Closed(..)`, without what it carries (as std's channel errors
+/// do), so that `T` need not be `Debug` for a push's result to be unwrapped; match on it, or
+/// call [`into_inner`](Self::into_inner), to see it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PushError<T> {
     /// No slot was free at the tail. The ring may hold fewer than `capacity()` values if a
@@ -13,7 +18,19 @@ pub enum PushError<T> {
 }
 
 impl<T> PushError<T> {
-    /// The value that was not pushed.
+    /// What the error carries: the value that was not pushed, for a single push; for a batch
+    /// push, what that call's docs say (`()`, or how many items were pushed).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pc_core::{PushError, Ring};
+    ///
+    /// let ring = Ring::<usize, 2>::new();
+    /// ring.push_batch(&mut (0..2)).unwrap();
+    /// assert_eq!(ring.try_push(7).unwrap_err().into_inner(), 7, "the value");
+    /// let pushed = ring.push_batch_timeout(&mut (7..9), Duration::ZERO).unwrap_err();
+    /// assert_eq!(pushed, PushError::Full(0), "how many items were pushed");
+    /// ```
     #[must_use]
     pub fn into_inner(self) -> T {
         match self {
@@ -78,7 +95,8 @@ impl core::error::Error for PopError {}
 /// A blocking operation ended because the ring is closed.
 ///
 /// For `push` it carries the value back; for `pop` it carries `()`; for `push_batch` it carries
-/// how many items were pushed before the ring closed.
+/// how many items were pushed before the ring closed. `Debug` prints `Closed(..)` without it
+/// (as [`PushError`]'s does); `.0` is it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Closed<T = ()>(pub T);
 
