@@ -1863,3 +1863,39 @@ fn at_a_signal_every_line_taken_from_stdin_is_stored_and_the_rest_left_unread() 
         &left[..left.len().min(20)]
     );
 }
+
+/// The summary's `rejected` line says the rejected lines are in the dead-letter file only
+/// when there are some: a run that rejects nothing does not point at a file it never made.
+#[test]
+fn the_rejected_line_points_at_the_dead_letter_file_only_when_lines_were_rejected() {
+    let s = Scratch::new("ingest-rejected-where");
+    write(&s.path("clean.log"), "a\nb\n");
+    write(&s.path("dirty.log"), b"a\n\xff\n".as_slice());
+    for (input, rejected) in [("clean.log", 0), ("dirty.log", 1)] {
+        let source = format!("file:{input}");
+        let args = [
+            "--source",
+            &source,
+            "--db",
+            "t.db",
+            "--dead-letter",
+            "dl.jsonl",
+        ];
+        let out = run(s.dir(), &args);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("rejected"))
+            .unwrap_or_else(|| panic!("no rejected line:\n{}", out.stdout));
+        assert!(
+            line.contains(&format!("rejected      {rejected} ")),
+            "{line}"
+        );
+        assert_eq!(
+            line.contains("in the dead-letter file"),
+            rejected > 0,
+            "{input}: {line}"
+        );
+    }
+}
