@@ -328,7 +328,7 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         }
         return Err(anyhow!(
             "sink {shown}: the database has tables named {} that are not pc-host's (no \
-             pc_host_schema table); pc-host will not touch them: use another database",
+             pc_host_schema table); pc-host leaves them as they are: use another database",
             names.join(", ")
         ));
     }

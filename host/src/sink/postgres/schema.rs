@@ -196,7 +196,7 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
         let list: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
         return Err(Refused::Reason(format!(
             "the database has tables named {} but they are not pc-host's (no {MARK} table); \
-             pc-host will not write to them: use another database",
+             pc-host leaves them as they are: use another database",
             list.join(", ")
         )));
     }
