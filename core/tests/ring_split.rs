@@ -200,6 +200,31 @@ fn blocking_calls_on_handles_deliver_every_value_and_end_at_the_close() {
     assert_eq!(got, (0..10_000).collect::<Vec<_>>());
 }
 
+/// `for v in &consumer` takes every value, waiting while the ring is empty, and ends at the
+/// close once the ring is drained; the iterator then stays ended and shows its consumer.
+#[test]
+fn a_consumer_iterates_by_reference_until_the_ring_is_closed_and_drained() {
+    let mut ring = Ring::<u64, 8>::new();
+    let (producer, consumer) = ring.split();
+    let got = thread::scope(|s| {
+        s.spawn(move || {
+            for v in 0..1_000 {
+                producer.push(v).unwrap();
+            }
+        });
+        let mut got = Vec::new();
+        for v in &consumer {
+            got.push(v);
+        }
+        got
+    });
+    assert_eq!(got, (0..1_000).collect::<Vec<_>>());
+    let mut after = consumer.iter();
+    assert_eq!((after.next(), after.next()), (None, None));
+    let shown = format!("{after:?}");
+    assert!(shown.starts_with("Iter { consumer: Consumer {"), "{shown}");
+}
+
 #[test]
 fn dropping_the_last_producer_closes_the_ring() {
     let mut ring = Ring::<u8, 4>::new();

@@ -57,6 +57,7 @@
 mod batch;
 mod blocking;
 mod error;
+mod iter;
 mod link;
 mod single;
 mod slot;
@@ -74,6 +75,8 @@ use core::marker::PhantomData;
 use crossbeam_utils::CachePadded;
 
 pub use error::{CapacityError, Closed, PopError, PushError};
+#[cfg(any(feature = "std", loom))]
+pub use iter::Iter;
 pub use slot::Slot;
 pub use split::{Consumer, Producer};
 #[cfg(feature = "alloc")]

@@ -663,7 +663,7 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     }
 }
 
-impl<T, S: Storage<T>> Consumer<'_, T, S> {
+impl<'a, T, S: Storage<T>> Consumer<'a, T, S> {
     /// The ring this handle pops from.
     #[inline(always)]
     fn ring(&self) -> &RingCore<T, S> {
@@ -747,8 +747,8 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     }
 
     /// The values, each taken with [`pop`](Self::pop) (so waiting while the ring is empty),
-    /// until the ring is closed and drained (feature `std`): `for v in consumer.iter()`, as
-    /// with a channel's receiver.
+    /// until the ring is closed and drained (feature `std`): `for v in consumer.iter()`, or
+    /// `for v in &consumer`, as with a channel's receiver.
     ///
     /// ```
     /// let ring = pc_core::HeapRing::<u32>::with_capacity(4);
@@ -756,10 +756,12 @@ impl<T, S: Storage<T>> Consumer<'_, T, S> {
     /// let pushing = std::thread::spawn(move || (0..10).for_each(|i| producer.push(i).unwrap()));
     /// assert_eq!(consumer.iter().sum::<u32>(), 45); // ends when the producer's drop closes it
     /// pushing.join().unwrap();
+    /// let mut more = consumer.iter();
+    /// assert_eq!((more.next(), more.next()), (None, None), "closed and drained, for good");
     /// ```
     #[cfg(any(feature = "std", loom))]
-    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
-        core::iter::from_fn(|| self.pop().ok())
+    pub fn iter(&self) -> super::Iter<'_, 'a, T, S> {
+        super::Iter::new(self)
     }
 
     /// [`RingCore::wait_ready`] (feature `std`): waits until a pop would find something.
