@@ -549,11 +549,7 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
     // The text summary says the rejected lines are not in the file.
     let out = ingest("small/dead.jsonl", "text");
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("rejected"))
-        .unwrap_or_else(|| panic!("no rejected line:\n{}", out.stdout));
+    let line = common::summary_line(&out, "rejected");
     assert!(
         line.contains("0 of them in the dead-letter file: the run stopped before writing the rest"),
         "{line}"
@@ -1083,11 +1079,7 @@ fn file_lines_read_but_not_queued_when_the_sink_fails_are_counted() {
     let read = text_figure(&out, "read");
     let produced = text_figure(&out, "produced");
     if read > produced {
-        let line = out
-            .stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with("not queued"))
-            .unwrap_or_else(|| panic!("read {read}, produced {produced}:\n{}", out.stdout));
+        let line = common::summary_line(&out, "not queued");
         assert!(
             line.contains(&format!("{} read as the run stopped", read - produced))
                 && line.contains("read again by the next run"),

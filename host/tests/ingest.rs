@@ -1883,11 +1883,7 @@ fn the_rejected_line_points_at_the_dead_letter_file_only_when_lines_were_rejecte
         ];
         let out = run(s.dir(), &args);
         assert_eq!(out.code, Some(0), "{}", out.stderr);
-        let line = out
-            .stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with("rejected"))
-            .unwrap_or_else(|| panic!("no rejected line:\n{}", out.stdout));
+        let line = common::summary_line(&out, "rejected");
         assert!(
             line.contains(&format!("rejected      {rejected} ")),
             "{line}"

@@ -228,11 +228,7 @@ fn a_lane_without_records_shows_no_latency_figures() {
         ],
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let low = out
-        .stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("lane low"))
-        .unwrap_or_else(|| panic!("no line for lane low:\n{}", out.stdout));
+    let low = common::summary_line(&out, "lane low");
     assert!(
         low.ends_with("produced 0, stored 0; latency (ms) n/a"),
         "{low}"
