@@ -158,27 +158,9 @@ pub fn find_displaced(path: &Path, was: &Displaced) -> Option<(PathBuf, u64)> {
 
 /// Says what became of the file read before at `path`, now that a new file is there: if it
 /// is still in the directory with bytes past its committed position, a warning naming it and
-/// the source that reads the rest; if it cannot be found there and had lines read, a warning
-/// that the new file is read from its start (an editor that saves by writing a new file and
-/// renaming it over the old one makes a new input of the same lines). Nothing if it was read
-/// to its end.
+/// the source that reads the rest. Nothing if it was read to its end, or cannot be found.
 pub fn displaced(path: &Path, was: &Displaced) {
     let Some((now, len)) = find_displaced(path, was) else {
-        if was.offset > 0 {
-            let gone = if was.born.is_some() {
-                "is no longer in its directory (deleted, or replaced by a program that saves \
-                 by writing a new file)"
-            } else {
-                "was replaced (this file system records no birth times: where it went is not \
-                 looked for)"
-            };
-            tracing::warn!(
-                "file:{}: a new file, read from its start as a new input; the file read before \
-                 at this path ({} lines read) {gone}: lines this one repeats are stored again",
-                path.display(),
-                was.line
-            );
-        }
         return;
     };
     if len > was.offset {

@@ -583,8 +583,7 @@ pub fn integrity_check(db: &Path) -> String {
 /// A file rotated while no run read it (`mv app.log app.log.1`, then a new `app.log`): the run
 /// given the old name reads the new file and warns that the old one, under its new name, holds
 /// bytes it has not read, naming the source that reads them. A file rotated away after it was
-/// read to its end is not warned about; one gone from the directory (replaced by an editor's
-/// save) is, since the new file is read from its start. `run` runs pc-host with a JSON summary and the given
+/// read to its end is not warned about. `run` runs pc-host with a JSON summary and the given
 /// arguments (the sink is the caller's) in `s`'s directory.
 pub fn assert_rotation_names_the_file_left_unread(s: &Scratch, run: impl Fn(&str) -> Out) {
     let numbered = |n: usize| -> String { (0..n).map(|i| format!("line {i}\n")).collect() };
@@ -619,16 +618,6 @@ pub fn assert_rotation_names_the_file_left_unread(s: &Scratch, run: impl Fn(&str
     let out = run("--source file:app.log");
     assert_eq!(stored(&out), 5);
     assert!(!out.stderr.contains("not read"), "{}", out.stderr);
-    assert!(!out.stderr.contains("WARN"), "{}", out.stderr);
-    // Saved by an editor that writes a new file and renames it over the old one: the old file
-    // is gone, and the new one, a new input, is read from its start with a warning.
-    std::fs::write(s.path("app.log.new"), numbered(6)).expect("write the saved file");
-    std::fs::rename(s.path("app.log.new"), s.path("app.log")).expect("save over");
-    let out = run("--source file:app.log");
-    assert_eq!(stored(&out), 6, "the saved file, from its start");
-    let warned = "app.log: a new file, read from its start as a new input; the file read \
-                  before at this path (5 lines read) is no longer in its directory";
-    assert!(out.stderr.contains(warned), "{}", out.stderr);
 }
 
 /// `verify --source` against a file ingested into the database `sink` names (`--db PATH` or
