@@ -37,10 +37,10 @@ fn reference_rings_are_fifo_and_bounded() {
     fifo_full_and_empty::<PcSplitTryPush>();
 }
 
-/// The two split rows differ in the push alone: after a `Full`, `PcSplit`'s waits for room
-/// for a run (`try_push_spinning`), `PcSplitTryPush`'s takes the first slot that frees.
+/// The two split rows' pushes differ after a `Full`: `PcSplit`'s waits for room for a run
+/// (`try_push_spinning`), `PcSplitTryPush`'s takes the first slot that frees.
 #[test]
-fn split_rows_differ_only_in_whether_a_push_waits_for_a_run() {
+fn split_rows_differ_in_whether_a_push_waits_for_a_run() {
     fn refill_after_one_pop<F: Flavor>() -> Result<(), u64> {
         let (mut tx, mut rx) = F::endpoints();
         for v in 0..CAPACITY as u64 {

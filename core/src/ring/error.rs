@@ -1,9 +1,11 @@
-//! Errors of ring operations. Every error that fails a push hands the value back.
+//! Errors of ring operations. Every error that fails a single push hands the value back; a
+//! batch push's says how far it got.
 
 use core::fmt;
 
-/// A push failed. A single push hands its value back in it; a batch push puts in it what its
-/// docs say (`try_push_batch`: `()`; `push_batch_timeout`: how many items it pushed).
+/// A push (or a wait for room) failed. A single push hands its value back in it; a batch push
+/// puts in it what its docs say (`try_push_batch`: `()`; `push_batch_timeout`: how many items
+/// it pushed); `wait_space_timeout`, which pushes nothing, `()`.
 ///
 /// `Debug` prints `Full(..)` or `Closed(..)`, without what it carries (as std's channel errors
 /// do), so that `T` need not be `Debug` for a push's result to be unwrapped; match on it, or

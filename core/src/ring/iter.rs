@@ -12,6 +12,7 @@ use super::{Consumer, Storage};
 /// The values a [`Consumer`] pops, each waiting while the ring is empty, until the ring is
 /// closed and drained: [`Consumer::iter`], or `for v in &consumer`. Once it has returned
 /// `None` it always does (a closed ring stays closed).
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct Iter<'c, 'a, T, S: Storage<T>> {
     consumer: &'c Consumer<'a, T, S>,
 }

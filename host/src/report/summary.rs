@@ -611,9 +611,9 @@ impl Summary {
         }
     }
 
-    /// Where the rejected records are, for the `rejected` line (nothing when none were): in the
-    /// dead-letter file, or, when the run stopped (on an error: writing that file, reading an input) before
-    /// writing them all, how many of them are.
+    /// Where the rejected records are, for the `rejected` line (nothing when none were): in
+    /// the dead-letter file, or, when the run stopped (on an error: writing that file, reading
+    /// an input) before writing them all, how many of them are.
     fn rejected_where(&self, ingest: &Ingest) -> String {
         match self.dead_letter {
             None => String::new(),
