@@ -597,6 +597,43 @@ fn ready_is_503_stopping_while_the_ring_drains_after_the_sources_stopped() {
     assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
 }
 
+/// A followed file rotated to a new file the source cannot read (a directory at the path) is
+/// a stalled source: `/health` says so, 503 and one line with why, until a readable file is
+/// there and read; then 200 again.
+#[test]
+fn health_is_503_while_a_followed_files_new_file_cannot_be_read_and_200_after() {
+    let s = Scratch::new("metrics-health-stalled");
+    let file = s.path("app.log");
+    std::fs::write(&file, "old 0\nold 1\n").unwrap();
+    let source = format!("file:{}?follow=true", file.display());
+    let args = ["--source", &source, "--report-interval", "0.02"];
+    let mut r = Running::start(
+        &s,
+        &[&args[..], &["--metrics-addr", "127.0.0.1:0"]].concat(),
+    );
+    let addr = metrics_addr(&mut r);
+    r.err.wait_stored(2);
+    let health = get(&addr, "/health", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+
+    std::fs::rename(&file, s.path("app.log.1")).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let stalled = poll_status(&addr, "/health", 503);
+    assert!(
+        stalled.body.starts_with("source stalled: ") && stalled.body.contains("is a directory"),
+        "the 503 says why the source cannot read on: {stalled:?}"
+    );
+    assert_eq!(stalled.body.lines().count(), 1, "one line: {stalled:?}");
+
+    std::fs::remove_dir(&file).unwrap();
+    std::fs::write(&file, "new 0\n").unwrap();
+    r.err.wait_stored(3);
+    let health = get(&addr, "/health", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+}
+
 #[test]
 fn health_is_503_while_another_process_holds_the_write_lock_and_200_after() {
     let s = Scratch::new("metrics-health-lock");

@@ -2,7 +2,7 @@
 //! - `GET /metrics`: Prometheus text (0.0.4), or OpenMetrics when the scraper's `Accept` asks
 //!   for `application/openmetrics-text`;
 //! - `GET /health`: 200 `ok` while the run is healthy, 503 and one line while the sink is
-//!   retrying or has failed;
+//!   retrying or has failed, or a source is stalled (a followed file's new file unreadable);
 //! - `GET /ready`: 200 once the sink is open and the run's threads are running; 503
 //!   `starting` before that, `stopping` once the sources stopped and the ring drains, and
 //!   `finished` once the run is over (`--metrics-linger`).

@@ -105,14 +105,23 @@ impl Live {
         }
     }
 
-    /// `None` while healthy; otherwise why not (the sink retrying, or failed).
+    /// `None` while healthy; otherwise why not (the sink retrying, or failed; or a source
+    /// stalled: a followed file rotated to a new file it cannot read).
     pub fn unhealthy(&self) -> Option<String> {
         let run = self.run.lock().unwrap_or_else(PoisonError::into_inner);
-        let health = &run.as_ref()?.health;
+        let run = run.as_ref()?;
+        let health = &run.health;
         if let Some(why) = health.failure() {
             return Some(format!("sink failed: {why}"));
         }
-        health.retrying().map(|e| format!("sink retrying: {e}"))
+        if let Some(e) = health.retrying() {
+            return Some(format!("sink retrying: {e}"));
+        }
+        run.stats
+            .producers
+            .iter()
+            .find_map(|p| p.stalled())
+            .map(|why| format!("source stalled: {why}"))
     }
 
     /// The exposition: OpenMetrics text when `openmetrics`, else Prometheus text 0.0.4.

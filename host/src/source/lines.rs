@@ -660,16 +660,19 @@ impl LineSource<'_> {
                     && std::fs::symlink_metadata(&path).is_ok()
                     && unopened.as_ref() != Some(&why)
                 {
-                    tracing::warn!(
+                    let said = format!(
                         "{}: rotated, and the new file cannot be read ({why}): it is read once it \
                          can be",
                         path.display()
                     );
+                    tracing::warn!("{said}");
+                    self.stats.set_stalled(Some(said));
                     *unopened = Some(why);
                 }
                 return Ok(Turn::Wait);
             }
         };
+        self.stats.set_stalled(None);
         let resume = self.positions.register(Some(&opened.key))?;
         let limit = line_limit(self.format, self.max_record_bytes);
         let mut reader = LineReader::new(opened.file, limit);

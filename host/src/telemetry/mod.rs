@@ -49,11 +49,29 @@ pub struct ProducerStats {
     pub unpaced: AtomicU64,
     /// The first few rejected records: where, and why.
     pub reject_samples: Mutex<Vec<String>>,
+    /// Why the source cannot read on while it waits for its input to become readable (a
+    /// followed file rotated to a new file it cannot open); `None` otherwise. `/health` says it.
+    stalled: Mutex<Option<String>>,
     /// Its `--lanes` lane (0 without lanes).
     pub lane: u8,
     /// The generator with a rate: how late each message was built, ns (a token's due instant
     /// -> the clock reading when the producer took it), after the warm-up. Empty otherwise.
     pub built_late: BuiltLate,
+}
+
+impl ProducerStats {
+    /// Says why the source cannot read on (`Some`), or that it reads again (`None`).
+    pub fn set_stalled(&self, why: Option<String>) {
+        *self.stalled.lock().unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
+    /// Why the source cannot read on, while it cannot ([`set_stalled`](Self::set_stalled)).
+    pub fn stalled(&self) -> Option<String> {
+        self.stalled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// A producer's histogram of how late it built its messages ([`ProducerStats::built_late`]).
