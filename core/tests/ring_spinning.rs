@@ -1,19 +1,247 @@
-//! The shared ring's `try_push_spinning`: after a `Full`, it waits for room for a run (the
-//! slot `capacity / 8` past the tail free) before it looks at the tail again, except every 64th
-//! call; `try_push` stays exact; `wait_space` and a push end the wait; a close is never
-//! hidden; threads lose and duplicate nothing. (The split handles' own form: `ring_split.rs`.)
+//! `try_push_spinning`, on the shared ring and on its split handles alike: after a `Full`, it
+//! waits for room for a run (the slot `capacity / 8` past the tail free) before it looks at the
+//! tail again, except every 64th call; `try_push` stays exact and leaves the wait as it is;
+//! `wait_space` and a push end the wait; a close is never hidden. Each such property runs on
+//! both forms (the modules `shared_ring` and `split_handles`); then the forms' own cases, and
+//! threads that lose and duplicate nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+use std::time::Duration;
 
-use pc_core::{PopError, PushError, Ring};
+use pc_core::ring::{Consumer, Producer, Storage};
+use pc_core::{Closed, PopError, PushError, Ring, RingCore};
 
-/// A ring of `N` filled, whose `try_push_spinning` has just found it full.
-fn full_ring<const N: usize>() -> Ring<u64, N> {
-    let ring = Ring::<u64, N>::new();
-    assert_eq!(ring.try_push_batch(&mut (0..N as u64)), Ok(N));
-    assert_eq!(ring.try_push_spinning(99), Err(PushError::Full(99)));
-    ring
+/// A producer's and a consumer's calls, on the shared ring or on a pair of split handles.
+trait Ends {
+    fn try_push_spinning(&self, v: u64) -> Result<(), PushError<u64>>;
+    fn try_push(&self, v: u64) -> Result<(), PushError<u64>>;
+    fn try_pop(&self) -> Result<u64, PopError>;
+    fn wait_space(&self) -> Result<(), Closed>;
+    fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>>;
+    fn close(&self) -> bool;
+    fn is_full(&self) -> bool;
+    fn capacity(&self) -> usize;
+}
+
+impl<S: Storage<u64>> Ends for RingCore<u64, S> {
+    fn try_push_spinning(&self, v: u64) -> Result<(), PushError<u64>> {
+        RingCore::try_push_spinning(self, v)
+    }
+    fn try_push(&self, v: u64) -> Result<(), PushError<u64>> {
+        RingCore::try_push(self, v)
+    }
+    fn try_pop(&self) -> Result<u64, PopError> {
+        RingCore::try_pop(self)
+    }
+    fn wait_space(&self) -> Result<(), Closed> {
+        RingCore::wait_space(self)
+    }
+    fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
+        RingCore::wait_space_timeout(self, timeout)
+    }
+    fn close(&self) -> bool {
+        RingCore::close(self)
+    }
+    fn is_full(&self) -> bool {
+        RingCore::is_full(self)
+    }
+    fn capacity(&self) -> usize {
+        RingCore::capacity(self)
+    }
+}
+
+impl<S: Storage<u64>> Ends for (Producer<'_, u64, S>, Consumer<'_, u64, S>) {
+    fn try_push_spinning(&self, v: u64) -> Result<(), PushError<u64>> {
+        self.0.try_push_spinning(v)
+    }
+    fn try_push(&self, v: u64) -> Result<(), PushError<u64>> {
+        self.0.try_push(v)
+    }
+    fn try_pop(&self) -> Result<u64, PopError> {
+        self.1.try_pop()
+    }
+    fn wait_space(&self) -> Result<(), Closed> {
+        self.0.wait_space()
+    }
+    fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
+        self.0.wait_space_timeout(timeout)
+    }
+    fn close(&self) -> bool {
+        self.0.close()
+    }
+    fn is_full(&self) -> bool {
+        self.0.is_full()
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+/// Fills `ends`' ring and has `try_push_spinning` find it full.
+fn full<E: Ends>(ends: E) -> E {
+    for v in 0..ends.capacity() as u64 {
+        assert_eq!(ends.try_push(v), Ok(()));
+    }
+    assert_eq!(ends.try_push_spinning(99), Err(PushError::Full(99)));
+    ends
+}
+
+/// Pops whatever is in the ring now.
+fn drain_now(ends: &impl Ends) -> Vec<u64> {
+    std::iter::from_fn(|| ends.try_pop().ok()).collect()
+}
+
+/// Runs each named property (a function of `&impl Ends`) as a test on a full ring of the given
+/// capacity, once shared and once split into handles.
+macro_rules! on_both_forms {
+    ($($property:ident: $capacity:literal),* $(,)?) => {
+        mod shared_ring {
+            $(#[test]
+            fn $property() {
+                super::$property(&super::full(pc_core::Ring::<u64, $capacity>::new()));
+            })*
+        }
+        mod split_handles {
+            $(#[test]
+            fn $property() {
+                let mut ring = pc_core::Ring::<u64, $capacity>::new();
+                super::$property(&super::full(ring.split()));
+            })*
+        }
+    };
+}
+
+on_both_forms! {
+    after_full_a_spinning_push_waits_until_an_eighth_of_the_ring_and_one_more_slot_are_free: 64,
+    a_ring_of_eight_waits_for_two_free_slots: 8,
+    a_ring_of_fewer_than_eight_slots_pushes_into_the_first_freed_slot: 4,
+    after_full_every_64th_spinning_push_looks_at_the_tail: 64,
+    try_push_is_exact_whatever_try_push_spinning_last_saw: 64,
+    try_push_leaves_the_wait_after_full_as_it_is: 64,
+    the_wait_after_full_never_hides_a_close: 64,
+    wait_space_and_its_timed_form_end_the_wait_after_full: 64,
+}
+
+fn after_full_a_spinning_push_waits_until_an_eighth_of_the_ring_and_one_more_slot_are_free(
+    ends: &impl Ends,
+) {
+    for popped in 0..8 {
+        assert_eq!(ends.try_pop(), Ok(popped));
+        assert_eq!(
+            ends.try_push_spinning(99),
+            Err(PushError::Full(99)),
+            "{} free: the slot 8 past the tail is not yet",
+            popped + 1
+        );
+        assert!(!ends.is_full(), "Full while a slot is free, as documented");
+    }
+    assert_eq!(ends.try_pop(), Ok(8));
+    // Nine free: the slot 8 past the tail is, and the producer fills the run.
+    for v in 64..73 {
+        assert_eq!(ends.try_push_spinning(v), Ok(()), "value {v}");
+    }
+    assert_eq!(ends.try_push_spinning(99), Err(PushError::Full(99)));
+    assert_eq!(drain_now(ends), (9..73).collect::<Vec<_>>());
+}
+
+fn a_ring_of_eight_waits_for_two_free_slots(ends: &impl Ends) {
+    assert_eq!(ends.try_pop(), Ok(0));
+    assert_eq!(ends.try_push_spinning(8), Err(PushError::Full(8)));
+    assert_eq!(ends.try_pop(), Ok(1));
+    assert_eq!(ends.try_push_spinning(8), Ok(()));
+}
+
+fn a_ring_of_fewer_than_eight_slots_pushes_into_the_first_freed_slot(ends: &impl Ends) {
+    assert_eq!(ends.try_pop(), Ok(0));
+    assert_eq!(ends.try_push_spinning(4), Ok(()));
+}
+
+fn after_full_every_64th_spinning_push_looks_at_the_tail(ends: &impl Ends) {
+    assert_eq!(ends.try_pop(), Ok(0));
+    // One free slot, never a run: a consumer that pops only once the ring is nearly full
+    // would wait on this producer for good if it never looked at the tail.
+    for call in 1..64 {
+        assert_eq!(
+            ends.try_push_spinning(99),
+            Err(PushError::Full(99)),
+            "call {call}"
+        );
+    }
+    assert_eq!(
+        ends.try_push_spinning(64),
+        Ok(()),
+        "the 64th call looks at the tail"
+    );
+    assert_eq!(drain_now(ends), (1..65).collect::<Vec<_>>());
+}
+
+fn try_push_is_exact_whatever_try_push_spinning_last_saw(ends: &impl Ends) {
+    assert_eq!(ends.try_pop(), Ok(0));
+    assert_eq!(ends.try_push_spinning(99), Err(PushError::Full(99)));
+    assert_eq!(
+        ends.try_push(64),
+        Ok(()),
+        "one free slot, and try_push takes it"
+    );
+}
+
+fn try_push_leaves_the_wait_after_full_as_it_is(ends: &impl Ends) {
+    assert_eq!(ends.try_pop(), Ok(0));
+    assert_eq!(ends.try_pop(), Ok(1));
+    assert_eq!(
+        ends.try_push(64),
+        Ok(()),
+        "exact: one of the two free slots"
+    );
+    assert_eq!(
+        ends.try_push_spinning(99),
+        Err(PushError::Full(99)),
+        "still waiting for the run, though a slot is free"
+    );
+}
+
+fn the_wait_after_full_never_hides_a_close(ends: &impl Ends) {
+    assert_eq!(ends.try_pop(), Ok(0));
+    assert!(ends.close());
+    assert_eq!(ends.try_push_spinning(99), Err(PushError::Closed(99)));
+}
+
+fn wait_space_and_its_timed_form_end_the_wait_after_full(ends: &impl Ends) {
+    assert_eq!(ends.try_pop(), Ok(0));
+    assert_eq!(
+        ends.try_push_spinning(99),
+        Err(PushError::Full(99)),
+        "one free"
+    );
+    // The documented pair: on `Full`, wait for space, then push into it.
+    assert_eq!(ends.wait_space(), Ok(()));
+    assert_eq!(ends.try_push_spinning(64), Ok(()));
+    assert_eq!(ends.try_push_spinning(99), Err(PushError::Full(99)));
+    assert_eq!(ends.try_pop(), Ok(1));
+    assert_eq!(ends.wait_space_timeout(Duration::ZERO), Ok(()));
+    assert_eq!(ends.try_push_spinning(65), Ok(()));
+    assert_eq!(drain_now(ends), (2..66).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_clone_of_a_producer_starts_without_its_wait_after_full() {
+    let mut ring = Ring::<u64, 64>::new();
+    let (producer, consumer) = full(ring.split());
+    let second = producer.clone();
+    assert_eq!(consumer.try_pop(), Ok(0));
+    assert_eq!(
+        producer.try_push_spinning(99),
+        Err(PushError::Full(99)),
+        "still waiting"
+    );
+    assert_eq!(
+        second.try_push_spinning(64),
+        Ok(()),
+        "a new handle looks at the tail"
+    );
+    assert!(format!("{producer:?}").contains("run_wait: true"));
+    assert!(format!("{second:?}").contains("run_wait: false"));
 }
 
 /// Pushes `v` with `try_push_spinning`, trying again at once while the ring is full.
@@ -22,82 +250,6 @@ fn push_spinning<const N: usize>(ring: &Ring<u64, N>, mut v: u64) {
         v = e.into_inner();
         std::hint::spin_loop();
     }
-}
-
-/// Pops whatever is in the ring now.
-fn drain_now<const N: usize>(ring: &Ring<u64, N>) -> Vec<u64> {
-    std::iter::from_fn(|| ring.try_pop().ok()).collect()
-}
-
-#[test]
-fn after_full_the_ring_waits_until_an_eighth_of_it_and_one_more_slot_are_free() {
-    let ring = full_ring::<64>();
-    for popped in 0..8 {
-        assert_eq!(ring.try_pop(), Ok(popped));
-        assert_eq!(
-            ring.try_push_spinning(99),
-            Err(PushError::Full(99)),
-            "{} free",
-            popped + 1
-        );
-    }
-    assert_eq!(ring.try_pop(), Ok(8));
-    for v in 64..73 {
-        assert_eq!(ring.try_push_spinning(v), Ok(()), "value {v}");
-    }
-    assert_eq!(ring.try_push_spinning(99), Err(PushError::Full(99)));
-    assert_eq!(drain_now(&ring), (9..73).collect::<Vec<_>>());
-}
-
-#[test]
-fn after_full_every_64th_spinning_push_looks_at_the_tail() {
-    let ring = full_ring::<64>();
-    assert_eq!(ring.try_pop(), Ok(0));
-    for call in 1..64 {
-        assert_eq!(
-            ring.try_push_spinning(99),
-            Err(PushError::Full(99)),
-            "call {call}"
-        );
-    }
-    assert_eq!(ring.try_push_spinning(64), Ok(()), "the 64th call looks");
-}
-
-#[test]
-fn try_push_on_the_shared_ring_is_exact_whatever_a_spinning_push_saw() {
-    let ring = full_ring::<64>();
-    assert_eq!(ring.try_pop(), Ok(0));
-    assert_eq!(ring.try_push_spinning(99), Err(PushError::Full(99)));
-    assert_eq!(ring.try_push(64), Ok(()));
-}
-
-#[test]
-fn wait_space_and_its_timed_form_end_the_shared_rings_wait() {
-    use std::time::Duration;
-    let ring = full_ring::<64>();
-    assert_eq!(ring.try_pop(), Ok(0));
-    assert_eq!(ring.try_push_spinning(99), Err(PushError::Full(99)));
-    assert_eq!(ring.wait_space(), Ok(()));
-    assert_eq!(ring.try_push_spinning(64), Ok(()));
-    assert_eq!(ring.try_push_spinning(99), Err(PushError::Full(99)));
-    assert_eq!(ring.try_pop(), Ok(1));
-    assert_eq!(ring.wait_space_timeout(Duration::ZERO), Ok(()));
-    assert_eq!(ring.try_push_spinning(65), Ok(()));
-}
-
-#[test]
-fn the_shared_rings_wait_never_hides_a_close() {
-    let ring = full_ring::<64>();
-    assert_eq!(ring.try_pop(), Ok(0));
-    assert!(ring.close());
-    assert_eq!(ring.try_push_spinning(99), Err(PushError::Closed(99)));
-}
-
-#[test]
-fn a_shared_ring_of_fewer_than_eight_slots_pushes_into_the_first_freed_slot() {
-    let ring = full_ring::<4>();
-    assert_eq!(ring.try_pop(), Ok(0));
-    assert_eq!(ring.try_push_spinning(4), Ok(()));
 }
 
 #[test]
@@ -150,32 +302,6 @@ fn spinning_producers_on_many_threads_lose_and_duplicate_nothing() {
         .collect();
     want.sort_unstable();
     assert_eq!(got, want);
-}
-
-#[test]
-fn a_shared_ring_of_eight_waits_for_two_free_slots() {
-    let ring = full_ring::<8>();
-    assert_eq!(ring.try_pop(), Ok(0));
-    assert_eq!(ring.try_push_spinning(8), Err(PushError::Full(8)));
-    assert_eq!(ring.try_pop(), Ok(1));
-    assert_eq!(ring.try_push_spinning(8), Ok(()));
-}
-
-#[test]
-fn try_push_leaves_the_shared_rings_wait_as_it_is() {
-    let ring = full_ring::<64>();
-    assert_eq!(ring.try_pop(), Ok(0));
-    assert_eq!(ring.try_pop(), Ok(1));
-    assert_eq!(
-        ring.try_push(64),
-        Ok(()),
-        "exact: one of the two free slots"
-    );
-    assert_eq!(
-        ring.try_push_spinning(99),
-        Err(PushError::Full(99)),
-        "still waiting for the run, though a slot is free"
-    );
 }
 
 #[test]
