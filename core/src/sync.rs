@@ -157,8 +157,8 @@ pub(crate) fn prepare_fences() {
 /// `PREFETCHT0`), so that a loop about to read a run of lines finds them arriving together
 /// rather than missing on each in turn. A hint only: it never faults, whatever `p` is, and does
 /// nothing elsewhere (other architectures, loom). A read prefetch on purpose: the write hint
-/// (`PREFETCHW`, with `-C target-feature=+prfchw`) measured 0.89x its throughput in the 1P1C
-/// batch rows, both builds interleaved in one process.
+/// (`PREFETCHW`, with `-C target-feature=+prfchw`) was slower in the 1P1C batch rows
+/// (`docs/performance-log.md`, "What closed the gap").
 #[inline(always)]
 pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(all(test, not(loom)))]

@@ -333,7 +333,8 @@ impl TokenBucket {
     /// assert_eq!(bucket.try_acquire(6, 30_000_000), Err(Denied::ExceedsBurst { requested: 6, burst: 5 }));
     /// ```
     // Always inlined: called out of line, the call, its prologue and the returned `Result`
-    // going through memory cost about as much as the body (measured, `benches/bucket.rs`).
+    // going through memory cost about as much as the body (`docs/performance-log.md`,
+    // "Figures that were in the code").
     #[inline(always)]
     pub fn try_acquire(&self, n: u64, now: u64) -> Result<Grant<'_>, Denied> {
         let burst = self.burst;

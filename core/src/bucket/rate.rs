@@ -166,8 +166,8 @@ impl TokenClock {
     /// (the other product feeds only the carry branch), with no add behind it; with a whole
     /// number per nanosecond (`frac == 0`) it is one plain multiplication, its overflow checked
     /// against a precomputed limit rather than by a slower overflow-reporting multiply.
-    /// Measured (`compare --only "bucket: u"`): 32.6 -> 32.1 ns per `try_acquire` with the
-    /// real clock, the difference between trailing and matching governor.
+    /// These shapes made `try_acquire` level with governor's where the general form trailed
+    /// it (`docs/performance-log.md`, "Figures that were in the code").
     #[inline]
     pub(crate) const fn tokens_at(&self, now: u64) -> u64 {
         if self.frac == 0 {

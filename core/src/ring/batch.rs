@@ -36,9 +36,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   `Iterator`'s contract) makes them for the shortfall under the same race.
     /// - **A run is published at once.** Each value is published as it is written, except the
     ///   first slot's, published last: a consumer waiting at the first slot then finds the whole
-    ///   run ready (measured: `benches/`, 1P1C batch rows). So none of a run can be popped
-    ///   before the iterator has produced all of it: the iterator must not wait for a consumer
-    ///   of this ring (with an iterator that blocks on one, that is a deadlock).
+    ///   run ready (faster: `docs/performance-log.md`, "What closed the gap"). So none of a
+    ///   run can be popped before the iterator has produced all of it: the iterator must not
+    ///   wait for a consumer of this ring (with an iterator that blocks on one, that is a
+    ///   deadlock).
     ///
     /// Returns how many were pushed (0 only if `items` was empty: an iterator that says so,
     /// an upper size bound of 0, returns `Ok(0)` at once, even from a full ring).
@@ -170,9 +171,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // as soon as it is written, but for the first position's: the guard publishes that one
         // last (after giving back or holing any positions not filled, even if `items.next()`
         // panics, so consumers never stall on a position nobody will publish), so a consumer
-        // waiting at the first slot finds the whole run at once. (Measured against writing every
-        // value first and then storing the stamps, the two builds interleaved in one process:
-        // 1.08x the throughput, median of 36 pairs, 1P1C in batches of 64, and of 32.)
+        // waiting at the first slot finds the whole run at once. (Faster than writing every
+        // value first and then storing the stamps: `docs/performance-log.md`, "What closed
+        // the gap".)
         let mut claim = Claim {
             ring: self,
             start,
@@ -397,9 +398,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 /// Stores `stamp(position)` into the slot of each of the `count` positions from `start` on, in
 /// order but for the first, which is stored last: a thread waiting at the first position then
 /// finds the whole run ready at once, instead of chasing this one slot by slot through cache
-/// lines it is still writing. (Measured against storing the run last slot first, the two
-/// builds interleaved in one process: 478 vs 414 M msg/s 1P1C in batches of 64, 270 vs 220
-/// in batches of 32.) Every store is `order`.
+/// lines it is still writing. (Faster than storing the run last slot first:
+/// `docs/performance-log.md`, "What closed the gap".) Every store is `order`.
 #[inline(always)]
 fn stamp_run<T, S: Storage<T>>(
     ring: &RingCore<T, S>,

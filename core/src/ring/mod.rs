@@ -456,12 +456,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Prefetches the cache lines of the slots serving the `count` positions from `position` on,
-    /// about [`PREFETCH_LINES`] of them at most (see [`crate::sync::prefetch`]): a batch's scan then
-    /// finds them arriving together, one round trip to the other core for the run instead of
-    /// one per line in turn (measured 1.45x the 1P1C batch throughput of no prefetch, both
-    /// builds interleaved in one process). The cap matters when `count` is what a caller would
-    /// take rather than what is there: a consumer that asks for 10,000 values where two are
-    /// ready would otherwise fetch 10,000 slots' lines, most of them not yet written.
+    /// about [`PREFETCH_LINES`] of them at most (see [`crate::sync::prefetch`]): a batch's scan
+    /// then finds them arriving together, one round trip to the other core for the run instead
+    /// of one per line in turn (faster in the 1P1C batch rows: `docs/performance-log.md`, "What
+    /// closed the gap"). The cap matters when `count` is what a caller would take rather than
+    /// what is there: a consumer that asks for 10,000 values where two are ready would
+    /// otherwise fetch 10,000 slots' lines, most of them not yet written.
     #[inline(always)]
     fn prefetch_run(&self, position: usize, count: usize) {
         const LINE: usize = 64;

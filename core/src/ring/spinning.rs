@@ -32,9 +32,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// one consumer, which frees slots in order: until `capacity / 8 + 1` slots are free),
     /// except every 64th call, which looks at the tail and pushes if its slot is free. A
     /// producer that outruns its consumer and tries again the moment one slot frees reads the
-    /// very slot the consumer is freeing, taking its cache line mid-work; on one CPU this wait
-    /// took a one-producer one-consumer stream from half the best peer's rate to 1.3-1.8x it
-    /// (README, "A producer that spins on `Full`"). A `try_push_spinning` that pushes ends the
+    /// very slot the consumer is freeing, taking its cache line mid-work; on some CPUs this
+    /// wait is what keeps such a stream fast, on others it changes nothing (README, "A
+    /// producer that spins on `Full`", measures both). A `try_push_spinning` that pushes ends the
     /// wait, and so does a [`wait_space`](Self::wait_space) (or its timed form) that returns
     /// `Ok`. Rings of fewer than 8 slots look at the tail itself.
     /// [`try_push`](Self::try_push) is exact, whatever this call last saw, and leaves the wait

@@ -421,8 +421,8 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// free. A producer that outruns its consumer and tries again the moment one slot frees
     /// reads the very slot the consumer is freeing, taking its cache line from the consumer
     /// mid-work, and the stream then moves that line between the cores several times per
-    /// value: on one CPU that halved a one-producer one-consumer stream, and this wait
-    /// multiplied it by five (README, "A producer that spins on `Full`"). A
+    /// value: on some CPUs this wait is what keeps such a stream fast, on others it changes
+    /// nothing (README, "A producer that spins on `Full`", measures both). A
     /// `try_push_spinning` that pushes ends the wait, and so does
     /// [`wait_space`](Self::wait_space). Rings of fewer than 8 slots look at the tail itself.
     /// [`try_push`](Self::try_push) on the same handle is exact, whatever this one last saw,

@@ -78,8 +78,7 @@ pub struct Boxed<T> {
 /// its adjacent-line prefetcher fetches together), as [`CachePadded`](crossbeam_utils::CachePadded)
 /// uses there and on aarch64.
 /// With the slots aligned, a batch of whole lines never shares a line with the batches beside
-/// it (measured, 1P1C batch 64: 215-385 M msg/s with the slots 16 bytes past a 128-byte
-/// boundary, 400-410 M msg/s aligned, same machine and run).
+/// it (faster in the 1P1C batch rows: `docs/performance-log.md`, "What closed the gap").
 #[cfg(feature = "alloc")]
 pub(crate) const HEAP_ALIGN: usize = 128;
 
