@@ -824,6 +824,32 @@ fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
     assert_eq!(w.count_stored().unwrap(), 300);
 }
 
+/// A commit behind another client's `LOCK TABLES` fails once `--busy-timeout-ms` (here the
+/// least, 1 s) has passed, as a lock wait that ran out (retryable), as one behind a row lock
+/// does; once the lock is let go it commits. (With the server's default table-lock wait, a
+/// year, it waited out the connection's reply timeout and failed as a lost connection.)
+#[test]
+fn a_table_lock_held_past_the_busy_timeout_fails_the_commit_as_a_lock_wait() {
+    let Some(db) = Db::shared("table_lock") else {
+        return;
+    };
+    let (mut w, run_id) = db.open_writer(0, Duration::from_secs(1), pc_host::sink::mysql::open);
+    let batch: Vec<_> = (0..10).map(|q| record(0, q, 0)).collect();
+    let mut holder = db.conn();
+    holder.query_drop("LOCK TABLES messages WRITE").unwrap();
+    let e = w.write(&refs(&batch)).unwrap_err();
+    holder.query_drop("UNLOCK TABLES").unwrap();
+    assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
+    assert!(e.to_string().contains("error 1205"), "{e}");
+    w.write(&refs(&batch)).unwrap();
+    assert_eq!(
+        db.count(&format!(
+            "SELECT COUNT(*) FROM messages WHERE run_id = {run_id}"
+        )),
+        10
+    );
+}
+
 #[test]
 fn a_batch_still_committing_on_the_lost_connection_is_waited_for_not_stored_twice() {
     let Some(db) = Db::shared("lost_late") else {

@@ -29,7 +29,8 @@ const REPLY_SLACK: Duration = Duration::from_secs(5);
 pub struct Target {
     pub url: ServerUrl,
     opts: Opts,
-    /// `innodb_lock_wait_timeout` of the sessions, in seconds (from `--busy-timeout-ms`).
+    /// The sessions' `innodb_lock_wait_timeout` (rows) and `lock_wait_timeout` (tables, by
+    /// `LOCK TABLES` or a schema change), in seconds (from `--busy-timeout-ms`).
     lock_wait_secs: u64,
 }
 
@@ -83,11 +84,14 @@ impl Target {
         })
     }
 
-    /// The statement that puts a session's lock waits back after [`SHORTEST_WAITS`]: rows
-    /// for the sessions' `innodb_lock_wait_timeout`, tables (metadata) for the server's.
+    /// The statement that sets a session's lock waits, for rows and for tables alike, to
+    /// `--busy-timeout-ms` (in whole seconds, at least 1): at connecting, and to put them back
+    /// after [`SHORTEST_WAITS`]. Tables too: with the server's default table-lock wait, a
+    /// year, a commit behind another client's `LOCK TABLES` would wait out the connection's
+    /// reply timeout and fail as a lost connection.
     pub fn session_waits(&self) -> String {
         format!(
-            "SET SESSION innodb_lock_wait_timeout = {}, SESSION lock_wait_timeout = DEFAULT",
+            "SET SESSION innodb_lock_wait_timeout = {0}, SESSION lock_wait_timeout = {0}",
             self.lock_wait_secs
         )
     }
@@ -99,13 +103,12 @@ impl Target {
     pub fn connect(&self) -> mysql::Result<Connected> {
         let mut conn = Conn::new(self.opts.clone())?;
         // Strict mode: a value that does not fit is an error, never stored cut short.
-        conn.query_drop(format!(
+        conn.query_drop(
             "SET NAMES utf8mb4, \
              SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), \
-             'STRICT_TRANS_TABLES'), \
-             SESSION innodb_lock_wait_timeout = {}",
-            self.lock_wait_secs
-        ))?;
+             'STRICT_TRANS_TABLES')",
+        )?;
+        conn.query_drop(self.session_waits())?;
         let (max_packet, version): (u64, String) = conn
             .query_first("SELECT @@SESSION.max_allowed_packet, VERSION()")?
             .unwrap_or((4 << 20, String::new()));

@@ -205,7 +205,7 @@ const INTERVAL_ROWS: usize = 500;
 
 /// Keeps `rows` as `run_intervals` rows of `run_id`, in one transaction. A row already there
 /// (same run and `t_s`: written before a COMMIT whose reply was lost) is replaced, never
-/// doubled. Waits for locks as the session says (`innodb_lock_wait_timeout`).
+/// doubled. Waits for locks as the session says (`Target::session_waits`).
 pub fn record_intervals(conn: &mut Conn, run_id: i64, rows: &[Interval]) -> mysql::Result<()> {
     transaction(conn, |conn| {
         for chunk in rows.chunks(INTERVAL_ROWS) {
