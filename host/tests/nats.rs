@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use async_nats::jetstream::stream::DiscardPolicy;
 use common::server::{server_url, wait_until};
 use common::{Running, Scratch, assert_error, json, pc_host, start_command, u};
 use pc_host::config::url::{NatsServer, SourceSpec, parse_source};
@@ -67,8 +68,8 @@ impl TestStream {
     }
 
     /// Creates the stream to keep at most `most` messages, refusing more (discard new).
-    fn create_bounded(&self, most: i64) {
-        use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy};
+    fn create_bounded(&self, most: i64, discard: DiscardPolicy) {
+        use async_nats::jetstream::stream::{Config, RetentionPolicy};
         let js = self.context();
         pc_host::nats::runtime()
             .block_on(js.create_stream(Config {
@@ -76,7 +77,7 @@ impl TestStream {
                 subjects: vec![self.subject()],
                 retention: RetentionPolicy::WorkQueue,
                 max_messages: most,
-                discard: DiscardPolicy::New,
+                discard,
                 ..Default::default()
             }))
             .expect("create the stream");
@@ -948,7 +949,7 @@ fn messages_jetstream_acknowledged_before_a_failure_count_as_stored() {
     let Some(url) = nats_url() else { return };
     let s = Scratch::new("nats-partial");
     let stream = TestStream::new(&url, "partial");
-    stream.create_bounded(50);
+    stream.create_bounded(50, DiscardPolicy::New);
     let out: common::Out = pc_host(s.dir())
         .args(["--sink", &stream.sink(), "--messages", "200", "--rps", "0"])
         .args(["--retry-for", "0", "--output", "json"])
@@ -956,12 +957,47 @@ fn messages_jetstream_acknowledged_before_a_failure_count_as_stored() {
         .expect("run pc-host")
         .into();
     assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("may leave it before"),
+        "a stream that refuses new messages drops none it took: {}",
+        out.stderr
+    );
     let v = json(&out);
     assert_eq!(stream.messages(), 50, "{v}");
     // The failure stops the producers, so fewer than 200 may have been produced.
     assert_eq!(u(&v, "stored"), 50, "{v}");
     assert_eq!(u(&v, "not_stored"), u(&v, "produced") - 50, "{v}");
     assert_eq!(v["result"], "FAILED", "{v}");
+}
+
+/// An existing stream that discards its oldest messages past a limit acknowledges every
+/// publish and then drops what is past the limit, so the run's `stored` overstates what the
+/// stream keeps: the run warns so, and its header names the limits.
+#[test]
+fn a_stream_that_discards_old_messages_past_its_limits_is_warned_about() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-discard-old");
+    let stream = TestStream::new(&url, "discardold");
+    stream.create_bounded(50, DiscardPolicy::Old);
+    let out: common::Out = pc_host(s.dir())
+        .args(["--sink", &stream.sink(), "--messages", "200", "--rps", "0"])
+        .output()
+        .expect("run pc-host")
+        .into();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let warning = format!(
+        "NATS stream {} discards its oldest messages past its limits (max_msgs 50): records it \
+         acknowledged (counted as stored) may leave it before a consumer reads them",
+        stream.name
+    );
+    assert!(out.stderr.contains(&warning), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("limits: max_msgs 50, discarding Old past them"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(stream.messages(), 50);
 }
 
 /// A run that published stdin is recorded in the consumer's database from its end message,
@@ -1069,7 +1105,7 @@ fn a_run_refused_by_its_database_makes_no_consumer() {
     let Some(url) = nats_url() else { return };
     let s = Scratch::new("nats-refused");
     let stream = TestStream::new(&url, "refused");
-    stream.create_bounded(100);
+    stream.create_bounded(100, DiscardPolicy::New);
     let foreign = s.path("foreign.db");
     rusqlite::Connection::open(&foreign)
         .unwrap()

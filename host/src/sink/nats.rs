@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
-use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
 
 use super::{ErrorKind, RunEnd, RunStart, Sink, SinkError};
 use crate::config::url::NatsSink as Spec;
@@ -112,9 +112,17 @@ fn ensure_stream(js: &async_nats::jetstream::Context, spec: &Spec) -> anyhow::Re
             c.subjects.join(", ")
         ));
     }
+    let limits = limits(c);
+    if let Some(drops) = drops_stored(c, &limits) {
+        tracing::warn!(
+            "NATS stream {} {drops}: records it acknowledged (counted as stored) may leave it \
+             before a consumer reads them",
+            spec.stream
+        );
+    }
     Ok(format!(
         "{server} subject {} -> stream {} ({}: retention {:?}, storage {:?}, duplicate window \
-         {:?}, {} messages in it)",
+         {:?}, limits: {}, {} messages in it)",
         spec.subject,
         spec.stream,
         if created {
@@ -125,8 +133,55 @@ fn ensure_stream(js: &async_nats::jetstream::Context, spec: &Spec) -> anyhow::Re
         c.retention,
         c.storage,
         c.duplicate_window,
+        if limits.is_empty() {
+            "none".to_string()
+        } else {
+            format!(
+                "{}, discarding {:?} past them",
+                limits.join(", "),
+                c.discard
+            )
+        },
         info.state.messages
     ))
+}
+
+/// The stream's limits that are set (JetStream's "unlimited" is -1 for the counts and 0 for
+/// the age), as `name value`.
+fn limits(c: &Config) -> Vec<String> {
+    let counts = [
+        ("max_msgs", c.max_messages),
+        ("max_bytes", c.max_bytes),
+        ("max_msgs_per_subject", c.max_messages_per_subject),
+    ];
+    let mut set: Vec<String> = counts
+        .into_iter()
+        .filter(|&(_, v)| v > 0)
+        .map(|(name, v)| format!("{name} {v}"))
+        .collect();
+    if !c.max_age.is_zero() {
+        set.push(format!("max_age {:?}", c.max_age));
+    }
+    set
+}
+
+/// How the stream removes messages it acknowledged, without a consumer's ack, if it does:
+/// past its age limit (whatever its discard policy), or past its other limits when it
+/// discards old messages to take new ones. (With `discard: new` a full stream refuses the
+/// publish instead, which the run counts as not stored.)
+fn drops_stored(c: &Config, limits: &[String]) -> Option<String> {
+    if !c.max_age.is_zero() {
+        return Some(format!(
+            "removes messages older than {:?} (its max_age)",
+            c.max_age
+        ));
+    }
+    (c.discard == DiscardPolicy::Old && !limits.is_empty()).then(|| {
+        format!(
+            "discards its oldest messages past its limits ({})",
+            limits.join(", ")
+        )
+    })
 }
 
 /// Whether the subject pattern `pattern` (with `*` and `>`) matches `subject`.

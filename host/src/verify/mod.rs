@@ -357,7 +357,9 @@ fn missing_seqs(c: &RunCheck, given: Option<&Path>, problems: &mut Vec<String>) 
         if from_nats {
             problems.push(
                 "the run was published through NATS: records a consuming run could not store \
-                 are in that run's dead-letter file; give it with --dead-letter"
+                 are in that run's dead-letter file (give it with --dead-letter), and a stream \
+                 with limits may have dropped records before they were consumed (the \
+                 publishing run warned of that)"
                     .to_owned(),
             );
         }
