@@ -850,6 +850,70 @@ fn a_table_lock_held_past_the_busy_timeout_fails_the_commit_as_a_lock_wait() {
     );
 }
 
+/// A connection prepares each statement at its first use, so a user who may no longer insert
+/// can still connect, settle a batch whose COMMIT reply was lost, and count back; only a new
+/// write fails, as a lack of permission. (Prepared all at connecting, the INSERTs failed the
+/// connection, and the batch in doubt went to the dead letters as `unconfirmed` though stored.)
+#[test]
+fn a_user_who_may_no_longer_insert_still_settles_a_batch_in_doubt_and_counts_back() {
+    let Some(mut db) = Db::shared("no_insert") else {
+        return;
+    };
+    let user = format!("pc_no_insert_{}", std::process::id());
+    let name: String = db.conn().query_first("SELECT DATABASE()").unwrap().unwrap();
+    let as_admin = |sql: &str| conn(&db.admin).query_drop(sql).unwrap();
+    let drop_user = DropUser(&db.admin, user.clone());
+    as_admin(&drop_user.statement());
+    for host in ["%", "localhost"] {
+        as_admin(&format!("CREATE USER '{user}'@'{host}'"));
+        as_admin(&format!("GRANT ALL ON {name}.* TO '{user}'@'{host}'"));
+    }
+    let admin_url = db.url.clone();
+    db.url = with_user(&admin_url, &user);
+    let (mut w, run_id) = db.open_writer(0, Duration::from_secs(5), pc_host::sink::mysql::open);
+    db.url = admin_url;
+    let batch: Vec<_> = (0..10).map(|q| record(0, q, 0)).collect();
+    w.write(&refs(&batch)).unwrap();
+    for host in ["%", "localhost"] {
+        as_admin(&format!("REVOKE INSERT ON {name}.* FROM '{user}'@'{host}'"));
+    }
+    assert!(db.kill_sessions() >= 1, "the writer's connection ended");
+    w.lose_commit_reply();
+    let e = w.write(&refs(&batch)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Retryable, "the connection was lost: {e}");
+    w.write(&refs(&batch))
+        .expect("the retry connects, finds the batch stored, and does not write it again");
+    assert_eq!(w.count_stored().unwrap(), 10);
+    let more: Vec<_> = (10..20).map(|q| record(0, q, 0)).collect();
+    let e = w.write(&refs(&more)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fatal, "{e}");
+    assert!(e.to_string().contains("error 1142"), "{e}");
+    drop(w);
+    assert_eq!(
+        db.count(&format!(
+            "SELECT COUNT(*) FROM messages WHERE run_id = {run_id}"
+        )),
+        10
+    );
+}
+
+/// Drops a user of a test (`'NAME'@'%'` and `'NAME'@'localhost'`) at its end, also when it
+/// fails; [`statement`](Self::statement) drops it first, should an earlier run of the same
+/// process id have left it.
+struct DropUser<'a>(&'a str, String);
+
+impl DropUser<'_> {
+    fn statement(&self) -> String {
+        format!("DROP USER IF EXISTS '{0}'@'%', '{0}'@'localhost'", self.1)
+    }
+}
+
+impl Drop for DropUser<'_> {
+    fn drop(&mut self) {
+        let _ = MySql::execute(self.0, &self.statement());
+    }
+}
+
 #[test]
 fn a_batch_still_committing_on_the_lost_connection_is_waited_for_not_stored_twice() {
     let Some(db) = Db::shared("lost_late") else {

@@ -1124,6 +1124,24 @@ fn intervals_kept_without_waiting_give_up_at_once_and_kept_again_are_kept_once()
     assert_eq!(db.interval_rows(run_id).len(), 5);
 }
 
+/// Statements are prepared at their first use, so with `messages` dropped by another client a
+/// new connection still keeps the run's intervals; only a write fails, naming the missing
+/// table. (Prepared all at connecting, every new connection failed on the missing table, and
+/// the intervals with it.)
+#[test]
+fn with_messages_dropped_a_new_connection_still_keeps_the_runs_intervals() {
+    let Some(db) = Db::shared("messages_dropped") else {
+        return;
+    };
+    let (mut w, run_id) = db.open_writer(1, Duration::from_secs(5), pg::open);
+    db.client().batch_execute("DROP TABLE messages").unwrap();
+    assert!(db.kill_sessions() >= 1, "the writer's session");
+    w.record_intervals(&intervals(2, 10), true).unwrap();
+    assert_eq!(db.interval_rows(run_id).len(), 2);
+    let e = w.write(&refs(&[record(0, 0, 0)])).unwrap_err();
+    assert!(e.to_string().contains("42P01"), "{e}");
+}
+
 /// Version 1 of pc-host's tables, as the previous pc-host created them.
 const SCHEMA_V1: &str = r#"
 CREATE TABLE pc_host_schema (version INT NOT NULL);

@@ -45,7 +45,7 @@ pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i6
     let target = Target::new(url, start.busy)?;
     let mut connected = target.connect_or_explain()?;
     let run_id = prepare_run(&mut connected.conn, &target, start)?;
-    let mut writer = Writer::new(target, connected, run_id)?;
+    let mut writer = Writer::new(target, connected, run_id);
     writer.delivered = start.delivered;
     Ok((writer, run_id))
 }

@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use anyhow::anyhow;
+use mysql::Conn;
 use mysql::prelude::Queryable as _;
-use mysql::{Conn, Statement};
 
 use super::connect::{Connected, Target};
 use super::encode::{Budget, STATEMENT_ROWS, insert_sql, plan, push_params, row_bytes};
@@ -54,39 +54,31 @@ const REPLACE_LINE: &str = "DELETE m FROM run_inputs ri JOIN messages m ON m.run
 const ROW_STORED: &str = "SELECT 1 FROM messages WHERE run_id = ? AND producer = ? AND seq = ? \
                           LOCK IN SHARE MODE";
 
-/// A connection and its prepared statements.
+/// A connection and the text of its INSERTs. Each statement is prepared at its first use
+/// (the connection's statement cache keeps it, by its text), not at connecting: a session
+/// whose user may no longer insert, or whose `messages` table is gone, still looks up a
+/// batch in doubt, counts back and records the run's end.
 #[derive(Debug)]
 struct Session {
     conn: Conn,
     /// One per [`STATEMENT_ROWS`] size, in that order.
-    inserts: Vec<Statement>,
-    replace: Statement,
-    advance: Statement,
-    advance_again: Statement,
-    stored: Statement,
+    inserts: Vec<String>,
     budget: Budget,
 }
 
 impl Session {
-    fn new(connected: Connected, run_id: i64) -> mysql::Result<Self> {
+    fn new(connected: Connected, run_id: i64) -> Self {
         let Connected {
-            mut conn,
-            max_packet,
-            ..
+            conn, max_packet, ..
         } = connected;
-        let inserts = STATEMENT_ROWS
-            .iter()
-            .map(|&n| conn.prep(insert_sql(n, run_id)))
-            .collect::<mysql::Result<_>>()?;
-        Ok(Self {
-            inserts,
-            replace: conn.prep(REPLACE_LINE)?,
-            advance: conn.prep(ADVANCE_INPUT)?,
-            advance_again: conn.prep(ADVANCE_INPUT_AGAIN)?,
-            stored: conn.prep(ROW_STORED)?,
+        Self {
+            inserts: STATEMENT_ROWS
+                .iter()
+                .map(|&n| insert_sql(n, run_id))
+                .collect(),
             budget: Budget::new(max_packet),
             conn,
-        })
+        }
     }
 }
 
@@ -154,23 +146,18 @@ pub struct Writer {
 
 impl Writer {
     /// Makes `connected` (tables checked) the writer of `run_id`.
-    ///
-    /// # Errors
-    /// One line naming the URL.
-    pub(super) fn new(target: Target, connected: Connected, run_id: i64) -> anyhow::Result<Self> {
+    pub(super) fn new(target: Target, connected: Connected, run_id: i64) -> Self {
         let server = connected.server;
-        let session = Session::new(connected, run_id)
-            .map_err(|e| anyhow!("sink {}: {}", target.url.shown, describe(&e)))?;
-        Ok(Self {
+        Self {
             target,
             server,
             run_id,
-            session: Some(session),
+            session: Some(Session::new(connected, run_id)),
             positions: HashMap::new(),
             outcome_unknown: false,
             delivered: false,
             duplicates: 0,
-        })
+        }
     }
 
     /// What opens further connections writing the same run (parallel writes; no file
@@ -180,7 +167,7 @@ impl Writer {
         let (target, run_id, delivered) = (self.target.clone(), self.run_id, self.delivered);
         move || {
             let connected = target.connect_or_explain()?;
-            let mut writer = Self::new(target.clone(), connected, run_id)?;
+            let mut writer = Self::new(target.clone(), connected, run_id);
             writer.delivered = delivered;
             Ok(writer)
         }
@@ -190,7 +177,7 @@ impl Writer {
     fn take_session(&mut self) -> mysql::Result<Session> {
         match self.session.take() {
             Some(s) => Ok(s),
-            None => Session::new(self.target.connect()?, self.run_id),
+            None => Ok(Session::new(self.target.connect()?, self.run_id)),
         }
     }
 
@@ -236,7 +223,7 @@ impl Writer {
         let looked = if self.delivered {
             delivered::stored_any(&mut s.conn, self.run_id, records).map(|b| b.then_some(1))
         } else {
-            s.conn.exec_first(&s.stored, key)
+            s.conn.exec_first(ROW_STORED, key)
         };
         let found: Option<i64> = match looked {
             Ok(found) => found,
@@ -333,7 +320,7 @@ impl Writer {
         }
         for r in records.iter().filter(|r| r.replaces) {
             s.conn.exec_drop(
-                &s.replace,
+                REPLACE_LINE,
                 (
                     i64::from(r.producer),
                     self.run_id,
@@ -409,7 +396,7 @@ impl Writer {
 /// fails if it is no longer at `from` (another process moved it).
 fn advance(s: &mut Session, from: Resume, to: Resume) -> Result<(), Failure> {
     s.conn.exec_drop(
-        &s.advance,
+        ADVANCE_INPUT,
         (
             to.offset as i64,
             to.line as i64,
@@ -438,7 +425,7 @@ fn remove_stale_fragment(
     if let Some(line) = stale_fragment(from, to, replaced) {
         let input = i64::from(to.input);
         s.conn
-            .exec_drop(&s.replace, (input, run_id, input, line as i64))?;
+            .exec_drop(REPLACE_LINE, (input, run_id, input, line as i64))?;
     }
     Ok(())
 }
@@ -447,7 +434,7 @@ fn remove_stale_fragment(
 fn advance_again(s: &mut Session, from: Resume, to: Resume) -> Result<(), Failure> {
     let (offset, line, tail) = (to.offset as i64, to.line as i64, to.tail as i64);
     s.conn.exec_drop(
-        &s.advance_again,
+        ADVANCE_INPUT_AGAIN,
         (
             offset,
             line,

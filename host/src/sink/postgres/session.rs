@@ -1,5 +1,5 @@
-//! One connection of a writer and the statements it prepared once, and the one transaction
-//! a write is: the rows by binary COPY, the rows they replace, the inputs' new positions, and
+//! One connection of a writer and the statements it prepares once (each at its first use),
+//! and the one transaction a write is: the rows by binary COPY, the rows they replace, the inputs' new positions, and
 //! (just before COMMIT) the transaction's id, by which a COMMIT whose reply was lost is
 //! settled later (`pg_xact_status`).
 
@@ -13,15 +13,59 @@ use super::encode::{COLUMNS, TooLong, encode_each};
 use crate::message::Record;
 use crate::position::{Resume, stale_fragment};
 
-/// A connection and its prepared statements.
+/// Removes the row an earlier run stored for a line without its end: that run read the same
+/// input (`run_inputs`), so the unique index (run_id, producer, seq) finds the row.
+const REPLACE_LINE: &str = "DELETE FROM messages WHERE run_id IN (SELECT run_id FROM run_inputs \
+                            WHERE input_id = $1 AND run_id <> $3) AND producer = $1 AND seq = $2";
+
+/// Moves an input on only from where this writer left it (so two processes ingesting the same
+/// file cannot both commit the same lines).
+const ADVANCE_INPUT: &str = "UPDATE inputs SET \"offset\" = $2, line = $3, tail = $4 \
+                             WHERE input_id = $1 AND \"offset\" = $5 AND line = $6";
+
+/// Whether a run holds a row.
+const HOLDS: &str = "SELECT 1 FROM messages WHERE run_id = $1 AND producer = $2 AND seq = $3";
+
+/// The transaction's id. `xid8` has no Rust type in the `postgres` crate: it travels as `int8`
+/// (an xid8 is below 2^63 for as long as a cluster can live).
+const XID: &str = "SELECT pg_current_xact_id()::text::int8";
+
+/// A transaction's state, by its id.
+const STATUS: &str = "SELECT pg_xact_status($1::int8::text::xid8)";
+
+/// A connection and its statements, each prepared at its first use rather than at connecting:
+/// a session whose user may no longer write `messages`, or whose `messages` is gone, still
+/// settles a batch in doubt and serves the bookkeeping.
 pub struct Session {
     pub client: Client,
+    copy: Option<Statement>,
+    replace: Option<Statement>,
+    advance: Option<Statement>,
+    holds: Option<Statement>,
+    xid: Option<Statement>,
+    status: Option<Statement>,
+}
+
+/// The statements of a write's transaction.
+struct Writes {
     copy: Statement,
     replace: Statement,
     advance: Statement,
-    holds: Statement,
     xid: Statement,
-    status: Statement,
+}
+
+/// `slot`'s statement, prepared on `client` from `sql` if it is not yet.
+fn prepared(
+    client: &mut Client,
+    slot: &mut Option<Statement>,
+    sql: &str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(statement) = slot {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    *slot = Some(statement.clone());
+    Ok(statement)
 }
 
 impl std::fmt::Debug for Session {
@@ -57,48 +101,36 @@ impl From<postgres::Error> for Failed {
 }
 
 impl Session {
-    /// Connects to `server` and prepares the write statements.
+    /// Connects to `server`.
     ///
     /// # Errors
     /// The server's.
     pub fn open(server: &Server) -> Result<Self, postgres::Error> {
-        Self::prepare(server.connect()?)
+        Ok(Self::new(server.connect()?))
     }
 
-    /// Prepares the write statements on `client`.
-    ///
-    /// # Errors
-    /// The server's (a table missing, no permission).
-    pub fn prepare(mut client: Client) -> Result<Self, postgres::Error> {
-        let copy = client.prepare(&format!(
-            "COPY messages ({COLUMNS}) FROM STDIN (FORMAT binary)"
-        ))?;
-        // The row an earlier run stored for a line without its end: that run read the same
-        // input (`run_inputs`), so the unique index (run_id, producer, seq) finds the row.
-        let replace = client.prepare(
-            "DELETE FROM messages WHERE run_id IN (SELECT run_id FROM run_inputs \
-             WHERE input_id = $1 AND run_id <> $3) AND producer = $1 AND seq = $2",
-        )?;
-        // Moves an input on only from where this writer left it (so two processes ingesting
-        // the same file cannot both commit the same lines).
-        let advance = client.prepare(
-            "UPDATE inputs SET \"offset\" = $2, line = $3, tail = $4 \
-             WHERE input_id = $1 AND \"offset\" = $5 AND line = $6",
-        )?;
-        let holds = client
-            .prepare("SELECT 1 FROM messages WHERE run_id = $1 AND producer = $2 AND seq = $3")?;
-        // `xid8` has no Rust type in the `postgres` crate: it travels as `int8` (an xid8 is
-        // below 2^63 for as long as a cluster can live).
-        let xid = client.prepare("SELECT pg_current_xact_id()::text::int8")?;
-        let status = client.prepare("SELECT pg_xact_status($1::int8::text::xid8)")?;
-        Ok(Self {
+    /// A session on `client`, no statement prepared yet.
+    pub fn new(client: Client) -> Self {
+        Self {
             client,
-            copy,
-            replace,
-            advance,
-            holds,
-            xid,
-            status,
+            copy: None,
+            replace: None,
+            advance: None,
+            holds: None,
+            xid: None,
+            status: None,
+        }
+    }
+
+    /// The statements of a write, prepared if they are not yet.
+    fn writes(&mut self) -> Result<Writes, postgres::Error> {
+        let copy = format!("COPY messages ({COLUMNS}) FROM STDIN (FORMAT binary)");
+        let c = &mut self.client;
+        Ok(Writes {
+            copy: prepared(c, &mut self.copy, &copy)?,
+            replace: prepared(c, &mut self.replace, REPLACE_LINE)?,
+            advance: prepared(c, &mut self.advance, ADVANCE_INPUT)?,
+            xid: prepared(c, &mut self.xid, XID)?,
         })
     }
 
@@ -107,10 +139,10 @@ impl Session {
     /// # Errors
     /// The server's.
     pub fn holds(&mut self, run_id: i64, r: &Record) -> Result<bool, postgres::Error> {
-        let row = self.client.query_opt(
-            &self.holds,
-            &[&run_id, &(r.producer as i32), &(r.seq as i64)],
-        )?;
+        let holds = prepared(&mut self.client, &mut self.holds, HOLDS)?;
+        let row = self
+            .client
+            .query_opt(&holds, &[&run_id, &(r.producer as i32), &(r.seq as i64)])?;
         Ok(row.is_some())
     }
 
@@ -120,7 +152,8 @@ impl Session {
     /// # Errors
     /// The server's.
     pub fn status(&mut self, xid: i64) -> Result<Option<String>, postgres::Error> {
-        let row = self.client.query_one(&self.status, &[&xid])?;
+        let status = prepared(&mut self.client, &mut self.status, STATUS)?;
+        let row = self.client.query_one(&status, &[&xid])?;
         row.try_get(0)
     }
 
@@ -142,19 +175,20 @@ impl Session {
         sent: &mut bool,
     ) -> Result<(), Failed> {
         *xid = None;
+        let s = self.writes()?;
         let mut tx = self.client.transaction()?;
-        let mut copy = tx.copy_in(&self.copy)?;
+        let mut copy = tx.copy_in(&s.copy)?;
         copy.write_all(rows).map_err(Failed::Io)?;
         copy.finish()?;
         for r in records.iter().filter(|r| r.replaces) {
             tx.execute(
-                &self.replace,
+                &s.replace,
                 &[&(r.producer as i32), &(r.seq as i64), &run_id],
             )?;
         }
         for &(input, from, to) in moves {
             let changed = tx.execute(
-                &self.advance,
+                &s.advance,
                 &[
                     &(input as i32),
                     &(to.offset as i64),
@@ -173,10 +207,10 @@ impl Session {
                     .any(|r| r.replaces && r.producer == i && r.seq == seq)
             };
             if let Some(line) = stale_fragment(from, to, replaced) {
-                tx.execute(&self.replace, &[&(input as i32), &(line as i64), &run_id])?;
+                tx.execute(&s.replace, &[&(input as i32), &(line as i64), &run_id])?;
             }
         }
-        *xid = Some(tx.query_one(&self.xid, &[])?.try_get(0)?);
+        *xid = Some(tx.query_one(&s.xid, &[])?.try_get(0)?);
         *sent = true;
         tx.commit().inspect_err(|e| *sent = !answered(e))?;
         *sent = false;
@@ -198,6 +232,7 @@ impl Session {
         (xid, sent, duplicates): (&mut Option<i64>, &mut bool, &mut u64),
     ) -> Result<(), Failed> {
         *xid = None;
+        let s = self.writes()?;
         let mut tx = self.client.transaction()?;
         let fresh = delivered::claim(&mut tx, run_id, records)?;
         let keep: Vec<&Record> = records
@@ -207,10 +242,10 @@ impl Session {
             .collect();
         *duplicates = (records.len() - keep.len()) as u64;
         encode_each(buf, &keep, |r| r.row_run(run_id)).map_err(Failed::TooLong)?;
-        let mut copy = tx.copy_in(&self.copy)?;
+        let mut copy = tx.copy_in(&s.copy)?;
         copy.write_all(buf).map_err(Failed::Io)?;
         copy.finish()?;
-        *xid = Some(tx.query_one(&self.xid, &[])?.try_get(0)?);
+        *xid = Some(tx.query_one(&s.xid, &[])?.try_get(0)?);
         *sent = true;
         tx.commit().inspect_err(|e| *sent = !answered(e))?;
         *sent = false;

@@ -71,7 +71,7 @@ pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i6
     let server = Server::new(url, start.busy)?;
     let mut client = server.connect_first()?;
     let run_id = prepare_run(&mut client, start, &server.shown)?;
-    let session = Session::prepare(client).map_err(|e| server.error(describe(&e)))?;
+    let session = Session::new(client);
     let mut writer = Writer::new(server, session, run_id);
     writer.delivered = start.delivered;
     Ok((writer, run_id))
@@ -122,7 +122,7 @@ impl Writer {
         let (server, run_id, delivered) = (self.server.clone(), self.run_id, self.delivered);
         move || {
             let client = server.connect_first()?;
-            let session = Session::prepare(client).map_err(|e| server.error(describe(&e)))?;
+            let session = Session::new(client);
             let mut writer = Self::new(server.clone(), session, run_id);
             writer.delivered = delivered;
             Ok(writer)
