@@ -270,3 +270,28 @@ fn a_batch_push_of_nothing_into_a_closed_ring_says_closed() {
     assert_eq!(ring.push_batch(&mut (0..0)), Err(pc_core::Closed(0)));
     assert_eq!(ring.try_push_batch(&mut (5..7)), Err(PushError::Closed(())));
 }
+
+/// A push made from inside a batch push's iterator is ordered by its claim (its value comes
+/// out before the batch's values claimed after it), and the slot the batch claimed for an
+/// item that never came becomes a hole when such a push claimed behind it: the ring's docs,
+/// "FIFO per producer" and "Holes, rarely".
+#[test]
+fn a_push_from_inside_a_batch_iterator_is_ordered_by_its_claim_and_can_leave_a_hole() {
+    let ring = Ring::<u32, 8>::new();
+    let mut calls = 0;
+    let mut items = std::iter::from_fn(|| {
+        calls += 1;
+        let (nested, item) = match calls {
+            1 => (101, Some(1)),
+            2 => (102, Some(2)),
+            _ => (103, None),
+        };
+        assert_eq!(ring.try_push(nested), Ok(()));
+        item
+    });
+    assert_eq!(ring.try_push_batch(&mut items), Ok(2));
+    assert_eq!(ring.len(), 6, "1, 101, 2, 102, a hole, 103");
+    let popped: Vec<u32> = std::iter::from_fn(|| ring.try_pop().ok()).collect();
+    assert_eq!(popped, [1, 101, 2, 102, 103]);
+    assert!(ring.is_empty(), "the hole was skipped");
+}

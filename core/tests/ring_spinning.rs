@@ -121,6 +121,7 @@ on_both_forms! {
     try_push_leaves_the_wait_after_full_as_it_is: 64,
     the_wait_after_full_never_hides_a_close: 64,
     wait_space_and_its_timed_form_end_the_wait_after_full: 64,
+    a_wait_space_that_times_out_leaves_the_wait_after_full_as_it_is: 64,
 }
 
 fn after_full_a_spinning_push_waits_until_an_eighth_of_the_ring_and_one_more_slot_are_free(
@@ -222,6 +223,20 @@ fn wait_space_and_its_timed_form_end_the_wait_after_full(ends: &impl Ends) {
     assert_eq!(ends.wait_space_timeout(Duration::ZERO), Ok(()));
     assert_eq!(ends.try_push_spinning(65), Ok(()));
     assert_eq!(drain_now(ends), (2..66).collect::<Vec<_>>());
+}
+
+fn a_wait_space_that_times_out_leaves_the_wait_after_full_as_it_is(ends: &impl Ends) {
+    assert_eq!(
+        ends.wait_space_timeout(Duration::ZERO),
+        Err(PushError::Full(())),
+        "full: the wait times out"
+    );
+    assert_eq!(ends.try_pop(), Ok(0));
+    assert_eq!(
+        ends.try_push_spinning(99),
+        Err(PushError::Full(99)),
+        "one free: still waiting for the run"
+    );
 }
 
 #[test]

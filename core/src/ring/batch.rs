@@ -28,9 +28,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   `chain` of those), one slot is claimed for its next item, and if `next()` then returns
     ///   `None`, that slot is given back (the tail moves back over it).
     /// - **No holes from honest iterators, but for one race.** A slot claimed and not filled
-    ///   can be given back only while it is the last one claimed: if another producer claims
-    ///   behind it (or the ring is closed) first, it becomes a *hole* instead, which consumers
-    ///   skip; it occupies a slot (and `len`) until then. So exact-size iterators never make
+    ///   can be given back only while it is the last one claimed: if another claim is made
+    ///   behind it first (another producer's, or a push from inside the iterator itself), or
+    ///   the ring is closed, it becomes a *hole* instead, which consumers skip; it occupies a
+    ///   slot (and `len`) until then. So exact-size iterators never make
     ///   holes; an iterator with no exact size makes at most one per call, and only when that
     ///   race is lost; one whose lower size bound overstates what it yields (a bug by
     ///   `Iterator`'s contract) makes them for the shortfall under the same race.

@@ -5,20 +5,28 @@
 //!   ring.
 //! - **FIFO per producer.** Values are popped in the order of the positions their pushes claimed;
 //!   so one producer's values come out in its push order, and one consumer sees each producer's
-//!   values in that order.
+//!   values in that order. Calls that overlap on one thread (a push made from inside a batch
+//!   push's iterator) are ordered by their claims: the nested push's value comes out before
+//!   the batch's values still to be claimed.
 //! - **Close-and-drain.** After [`close`](RingCore::close), every push fails with `Closed` and
 //!   pops return what is left, then `Closed`. A value whose push returned `Ok` is never lost to a
 //!   close.
 //! - **Memory.** A push's write of the value *happens-before* the pop that returns it (`Release`
-//!   on the slot stamp, `Acquire` when reading it). No allocation after construction.
+//!   on the slot stamp, `Acquire` when reading it). No allocation by a push or a pop: a ring
+//!   allocates when it is made ([`HeapRing`]) or split into owned handles
+//!   ([`into_split`](RingCore::into_split)'s `Arc`, which moves an inline ring onto the heap),
+//!   and, with `std`, where std's `Mutex` and `Condvar` are not built on futexes, perhaps the
+//!   first time a thread sleeps in a blocking call.
 //! - **Batch pushes take only what they can place.** An item is taken from the iterator only
 //!   once a slot is claimed for it, and a claim is no bigger than what the iterator promises
 //!   (its lower size bound), so nothing is ever lost or reordered by a full or closed ring.
 //! - **Blocked threads are woken, one per slot** (feature `std`). A blocking push or pop that
 //!   sleeps (full or empty ring, or a slot held by the other side's batch in progress) is woken
 //!   by the operation that frees or publishes the slot it waits for, with no timeout involved;
-//!   each slot wakes at most one sleeper, and `close` wakes them all (wait.rs; model-checked by
-//!   `loom-tests/tests/waiters.rs`).
+//!   each slot published or freed wakes at most one sleeper, a woken thread that succeeds and
+//!   finds the next slot ready too wakes one more (slots are published out of order, so a
+//!   wake-up can go to a thread whose slot is not yet ready), and `close` wakes them all
+//!   (wait.rs; model-checked by `loom-tests/tests/waiters.rs`).
 //!
 //! # Non-guarantees
 //! - **Not strictly lock-free.** A producer preempted between claiming a position (the tail CAS)
@@ -35,12 +43,19 @@
 //!   of a pop on a full ring waits for the very slots that pop holds: forever).
 //! - **Holes, rarely.** A batch push from an iterator with no exact size claims one slot on
 //!   speculation to ask it for its next item; if it has none, the slot is given back, unless
-//!   another producer has claimed behind it (or the ring was closed) in between: then it is a
+//!   another claim was made behind it (another producer's, or a push from inside the iterator
+//!   itself) or the ring was closed in between: then it is a
 //!   *hole*, which consumers skip, and which occupies a slot (and counts in `len`) until then.
 //!   At most one per call; never with exact-size iterators. A closed ring whose last position
 //!   is a hole is not yet drained: `len()` counts it and `wait_ready` returns `Ok`, and the
 //!   pop that comes next skips it and reports `Closed`.
 //! - **No fairness** between producers or between consumers.
+//! - **Positions wrap on 32-bit targets.** A position is a `usize` that advances by 2 per slot,
+//!   so on a 32-bit target it comes back to the same value after 2^31 positions. A thread of
+//!   the shared ring preempted between reading the tail (or head) and its compare-and-swap
+//!   while exactly a multiple of 2^31 positions go by would claim a slot of another lap,
+//!   as it would in crossbeam's `ArrayQueue`. On 64-bit targets that takes centuries; a split
+//!   side with one handle never claims from a stale index.
 //! - `len` and `is_empty` are snapshots, stale as soon as they return.
 //!
 //! # Design

@@ -58,10 +58,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   disconnects a channel: consumers drain what is left, then see `Closed`.
     /// - **Dropping the last `Consumer` ends the producers' waits.** A waiting push (`push`,
     ///   `push_batch`, their timeout forms, or [`Producer::wait_space`]) that finds the ring full
-    ///   with every consumer gone closes the ring and returns `Closed` with what it could not
-    ///   push, and so does every push after it: a producer thread never waits for good on a
-    ///   ring nobody reads (a consumer thread that panicked, say). [`Producer::is_abandoned`]
-    ///   tells any time.
+    ///   with every consumer gone closes the ring and returns `Closed` (with the value a single
+    ///   push could not push, or the count a batch did), and so does every push after it: a
+    ///   producer thread never waits for good on a ring nobody reads (a consumer thread that
+    ///   panicked, say). [`Producer::is_abandoned`] tells any time.
     /// - **A producer that spins on `Full` can leave the consumer alone.**
     ///   [`Producer::try_push_spinning`], for a caller that tries again at once, waits after a
     ///   `Full` for room for a run instead of pushing into each slot the moment it frees (its
@@ -346,6 +346,10 @@ fn remove_handle(side: &Side) -> bool {
 /// `Clone` adds a producer, `Send` moves one to another thread. Dropping the last one closes
 /// the ring. It is not `Sync` (a handle that is alone must stay alone while it pushes):
 ///
+/// # Panics
+/// `clone` panics if the side already has `u32::MAX / 2` handles (only `mem::forget`ting
+/// clones gets there).
+///
 /// ```compile_fail,E0277
 /// fn shared<T: Sync>(_: &T) {}
 /// let mut ring = pc_core::Ring::<u8, 2>::new();
@@ -359,7 +363,8 @@ pub struct Producer<'a, T, S: Storage<T>> {
     /// 0, or the `try_push_spinning` calls since one found the ring full (1 after that one):
     /// while not 0, `try_push_spinning` looks at the tail only once the ring has room for a
     /// run, or at its 64th call (`RingCore::keeps_waiting`). Cleared by a
-    /// `try_push_spinning` that pushes and by `wait_space`; `try_push` ignores it.
+    /// `try_push_spinning` that pushes and by a `wait_space` that returns `Ok`; `try_push`
+    /// ignores it.
     run_wait: Cell<u32>,
 }
 
@@ -367,6 +372,10 @@ pub struct Producer<'a, T, S: Storage<T>> {
 ///
 /// `Clone` adds a consumer, `Send` moves one to another thread; it is not `Sync`, as
 /// [`Producer`] is not. It cannot close the ring ([`RingCore::split`] says why):
+///
+/// # Panics
+/// `clone` panics if the side already has `u32::MAX / 2` handles (only `mem::forget`ting
+/// clones gets there).
 ///
 /// ```compile_fail,E0599
 /// let mut ring = pc_core::Ring::<u8, 2>::new();
@@ -423,8 +432,9 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// mid-work, and the stream then moves that line between the cores several times per
     /// value: on some CPUs this wait is what keeps such a stream fast, on others it changes
     /// nothing (README, "A producer that spins on `Full`", measures both). A
-    /// `try_push_spinning` that pushes ends the wait, and so does
-    /// [`wait_space`](Self::wait_space). Rings of fewer than 8 slots look at the tail itself.
+    /// `try_push_spinning` that pushes ends the wait, and so does a
+    /// [`wait_space`](Self::wait_space) (or its timed form) that returns `Ok`. Rings of fewer
+    /// than 8 slots look at the tail itself.
     /// [`try_push`](Self::try_push) on the same handle is exact, whatever this one last saw,
     /// and leaves the wait as it is.
     ///
@@ -582,10 +592,11 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// ```
     #[cfg(any(feature = "std", loom))]
     pub fn wait_space(&self) -> Result<(), Closed> {
-        self.run_wait.set(0);
-        self.ring()
-            .wait_space_until(None, Consumers::Watched)
-            .map_err(|_| Closed(()))
+        let waited = self.ring().wait_space_until(None, Consumers::Watched);
+        if waited.is_ok() {
+            self.run_wait.set(0);
+        }
+        waited.map_err(|_| Closed(()))
     }
 
     /// [`RingCore::wait_space_timeout`] (feature `std`).
@@ -595,9 +606,13 @@ impl<T, S: Storage<T>> Producer<'_, T, S> {
     /// with every consumer gone (then this call closes it).
     #[cfg(all(feature = "std", not(loom)))]
     pub fn wait_space_timeout(&self, timeout: Duration) -> Result<(), PushError<()>> {
-        self.run_wait.set(0);
         let deadline = Some(crate::sync::deadline_after(timeout));
-        self.closed_if_abandoned(self.ring().wait_space_until(deadline, Consumers::Watched))
+        let waited =
+            self.closed_if_abandoned(self.ring().wait_space_until(deadline, Consumers::Watched));
+        if waited.is_ok() {
+            self.run_wait.set(0);
+        }
+        waited
     }
 
     /// [`RingCore::close`]: every producer's pushes fail from now on, consumers drain what is
