@@ -157,6 +157,9 @@ pub fn describe(e: &Error) -> String {
     let text = match e {
         Error::MySqlError(e) => format!("error {} ({}): {}", e.code, e.state, e.message),
         Error::IoError(e) if timed_out(e) => "no reply from the server in time".to_string(),
+        Error::CodecError(e) if codec_io(e).is_some_and(timed_out) => {
+            "no reply from the server in time".to_string()
+        }
         Error::IoError(e) => format!("lost the connection: {e}"),
         Error::CodecError(e) => format!("lost the connection: {e}"),
         Error::DriverError(e) => format!("connection failed: {e}"),
@@ -164,6 +167,12 @@ pub fn describe(e: &Error) -> String {
         other => other.to_string(),
     };
     one_line(&text)
+}
+
+/// The socket's error behind a codec error (the driver reads replies through its packet codec,
+/// so a reply that times out comes as one).
+fn codec_io<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    e.source()?.downcast_ref()
 }
 
 /// A socket read or write that hit its timeout.
@@ -248,6 +257,22 @@ mod tests {
         for (c, s) in [(1142, "42000"), (1146, "42S02"), (1062, "23000")] {
             assert_eq!(kind_of(&server(c, s)), ErrorKind::Fatal, "{c}");
         }
+    }
+
+    #[test]
+    fn a_reply_that_timed_out_says_so_whichever_way_the_driver_reports_it() {
+        use mysql_common::proto::codec::error::PacketCodecError;
+        let would_block = || std::io::Error::from(std::io::ErrorKind::WouldBlock);
+        for e in [
+            Error::IoError(would_block()),
+            Error::CodecError(PacketCodecError::Io(would_block())),
+        ] {
+            assert_eq!(describe(&e), "no reply from the server in time", "{e:?}");
+        }
+        let reset = Error::CodecError(PacketCodecError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(describe(&reset).starts_with("lost the connection: "));
     }
 
     #[test]
