@@ -942,6 +942,16 @@ fn records_a_failed_sink_hands_back_to_jetstream_are_counted_as_delivered_again(
     assert_eq!(stored, want, "{w}");
 }
 
+/// `pc-host --sink STREAM --messages 200 --rps 0 EXTRA`, run to its end.
+fn publish_200(s: &Scratch, stream: &TestStream, extra: &[&str]) -> common::Out {
+    pc_host(s.dir())
+        .args(["--sink", &stream.sink(), "--messages", "200", "--rps", "0"])
+        .args(extra)
+        .output()
+        .expect("run pc-host")
+        .into()
+}
+
 /// A stream that takes only some of a batch (full, discarding new messages): the messages
 /// JetStream acknowledged count as stored, only the refused rest as not stored.
 #[test]
@@ -950,12 +960,7 @@ fn messages_jetstream_acknowledged_before_a_failure_count_as_stored() {
     let s = Scratch::new("nats-partial");
     let stream = TestStream::new(&url, "partial");
     stream.create_bounded(50, DiscardPolicy::New);
-    let out: common::Out = pc_host(s.dir())
-        .args(["--sink", &stream.sink(), "--messages", "200", "--rps", "0"])
-        .args(["--retry-for", "0", "--output", "json"])
-        .output()
-        .expect("run pc-host")
-        .into();
+    let out = publish_200(&s, &stream, &["--retry-for", "0", "--output", "json"]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
         !out.stderr.contains("may leave it before"),
@@ -979,11 +984,7 @@ fn a_stream_that_discards_old_messages_past_its_limits_is_warned_about() {
     let s = Scratch::new("nats-discard-old");
     let stream = TestStream::new(&url, "discardold");
     stream.create_bounded(50, DiscardPolicy::Old);
-    let out: common::Out = pc_host(s.dir())
-        .args(["--sink", &stream.sink(), "--messages", "200", "--rps", "0"])
-        .output()
-        .expect("run pc-host")
-        .into();
+    let out = publish_200(&s, &stream, &[]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let warning = format!(
         "NATS stream {} discards its oldest messages past its limits (max_msgs 50): records it \
