@@ -445,6 +445,37 @@ fn a_never_due_refusal_says_never_in_both_fields() {
     }
 }
 
+/// A refusal's `ready_at` is an instant at which the request is granted, or "never": at a rate
+/// near `u64::MAX` tokens per nanosecond the count can reach the top at the very instant the
+/// tokens were to be due, and then no instant grants (it said `ready_at: 4`, and at 4 "never").
+#[test]
+fn a_refusal_names_an_instant_that_grants_or_says_never() {
+    let bucket = TokenBucket::new(1 << 62, Duration::from_nanos(1), 1).starting_empty_at(3);
+    let denied = bucket.try_acquire(1, 3).unwrap_err();
+    assert!(denied.is_never(), "{denied:?}");
+    assert!(bucket.try_acquire(1, 4).unwrap_err().is_never());
+    // Where the count stays below the top, `ready_at` grants.
+    let mut rng = Rng(7);
+    for _ in 0..20_000 {
+        let rate = 1 + rng.next() % (1 << 40);
+        let period = Duration::from_nanos(1 + rng.next() % 1_000_000_000);
+        let burst = 1 + rng.next() % 1000;
+        let start = rng.next() % (1 << 50);
+        let bucket = TokenBucket::new(rate, period, burst).starting_empty_at(start);
+        let n = 1 + rng.next() % burst;
+        match bucket.try_acquire(n, start) {
+            Err(Denied::NotYet { ready_at, .. }) if ready_at != u64::MAX => {
+                assert!(
+                    bucket.try_acquire(n, ready_at - 1).is_err(),
+                    "{bucket:?} n {n}"
+                );
+                assert!(bucket.try_acquire(n, ready_at).is_ok(), "{bucket:?} n {n}");
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The largest burst accepted leaves room in the 64-bit count for `2^63` tokens: an empty-start
 /// bucket with it keeps granting for centuries of `now` (a burst near `u64::MAX` once granted
 /// for one second of a 1,000/s rate, then never again).
@@ -554,6 +585,14 @@ fn grants_report_when_each_token_was_due() {
     let grant = bucket.try_acquire_up_to(10, 10 * SECOND).unwrap();
     let due: Vec<u64> = grant.schedule().collect();
     assert_eq!(due, [9_333_333_334, 9_666_666_667, 10 * SECOND]);
+    // Its length is known ahead, and once it ends it stays ended (a `FusedIterator`).
+    fn fused<I: std::iter::FusedIterator>(i: I) -> I {
+        i
+    }
+    let mut schedule = fused(grant.schedule());
+    assert_eq!(schedule.size_hint(), (3, Some(3)));
+    assert_eq!(schedule.by_ref().count(), 3);
+    assert_eq!((schedule.next(), schedule.next()), (None, None));
 }
 
 /// Splitting a reservation at any instant, with any cap, hands out a prefix of its schedule whose

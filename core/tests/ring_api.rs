@@ -149,3 +149,24 @@ fn zero_sized_values() {
     }
     assert_eq!(n, 4);
 }
+
+/// A heap ring, and heap lanes, of values larger than a thread's stack are built and dropped
+/// in place: no value-sized temporary passes through the stack, in a debug build too (each
+/// slot was built on the stack and moved, and the drop moved each value left out, a frame of
+/// `T`'s size whether or not any was left: a thread with a 256 KiB stack overflowed it, which
+/// aborts the process).
+#[test]
+fn heap_rings_of_values_larger_than_the_stack_are_built_in_place() {
+    type Big = [u8; 1 << 20];
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(|| {
+            let ring = HeapRing::<Big>::try_with_capacity(4).expect("allocated");
+            assert_eq!((ring.capacity(), ring.len()), (4, 0));
+            let lanes = pc_core::HeapLanes::<Big>::with_capacities(&[2, 2]);
+            assert!(lanes.is_empty());
+        })
+        .expect("spawn")
+        .join()
+        .expect("built without overflowing the stack");
+}

@@ -318,7 +318,9 @@ impl TokenBucket {
     /// # Errors
     /// [`Denied::ExceedsBurst`] if `n > burst()` (never satisfiable); otherwise
     /// [`Denied::NotYet`] with the instant the `n` tokens will be there if nobody takes them
-    /// first.
+    /// first, or with `ready_at == u64::MAX` (never) once the clock's count has come too near
+    /// the top of a `u64` for them (centuries of `now`, or sooner at rates of billions of
+    /// tokens a second: see [`Denied::NotYet`]).
     ///
     /// ```
     /// use pc_core::{Denied, TokenBucket};
@@ -539,7 +541,8 @@ impl TokenBucket {
     }
 
     /// The refusal of `n` tokens when the state is `end`: they are there once the clock has
-    /// issued token `end + n - burst` (biased index `end + n`).
+    /// issued token `end + n - burst` (biased index `end + n`), unless by then the count has
+    /// come so near `u64::MAX` that `t + n` overflows (see `try_acquire`), which lasts.
     #[cold]
     fn not_yet(&self, end: u64, n: u64, now: u64) -> Denied {
         let ready_at = match end.checked_add(n) {
@@ -547,7 +550,7 @@ impl TokenBucket {
             // later, unless the count saturated at `u64::MAX` (584 years at 1e9/s): then no
             // later instant helps either, and "never" keeps waiters from spinning.
             Some(index) => match self.due_of_biased(index) {
-                due if due > now => due,
+                due if due > now && self.grants_at(end, n, due) => due,
                 _ => u64::MAX,
             },
             None => u64::MAX,
@@ -559,6 +562,18 @@ impl TokenBucket {
             due => due - now,
         };
         Denied::NotYet { ready_at, wait_ns }
+    }
+
+    /// Whether `n` tokens are granted at `instant` if `end` is still the state then, by the
+    /// rule of `try_acquire`: `e + n <= t + burst` with `e = max(end, t)`, `e + n` not
+    /// overflowing. (At a rate near `u64::MAX` tokens per nanosecond, the count can reach the
+    /// top at the very instant the tokens were to be due.)
+    #[cold]
+    fn grants_at(&self, end: u64, n: u64, instant: u64) -> bool {
+        let t = self.clock.tokens_at(instant);
+        end.max(t)
+            .checked_add(n)
+            .is_some_and(|next| next.saturating_sub(self.burst) <= t)
     }
 }
 

@@ -159,7 +159,9 @@ pub enum Denied {
     /// Not enough tokens yet. If no other thread takes any, the request can be granted at
     /// `ready_at`, which is `wait_ns` after the caller's `now`. `ready_at == u64::MAX` means
     /// "not within the range of the clock": never, and then `wait_ns` is `u64::MAX` too
-    /// ([`wait_ns()`](Self::wait_ns) says `None`, [`is_never`](Self::is_never) `true`).
+    /// ([`wait_ns()`](Self::wait_ns) says `None`, [`is_never`](Self::is_never) `true`). A
+    /// request that would be due at exactly `u64::MAX`, the clock's last instant, is reported
+    /// as never as well.
     NotYet {
         /// The instant (caller's nanoseconds) the tokens will be there; `u64::MAX`: never.
         ready_at: u64,
@@ -190,7 +192,8 @@ impl Denied {
         }
     }
 
-    /// Whether the request can never be granted, however long the caller waits.
+    /// Whether the request can never be granted, however long the caller waits (or only at
+    /// the clock's last instant, `u64::MAX`: see [`NotYet`](Self::NotYet)).
     #[must_use]
     #[inline]
     pub const fn is_never(&self) -> bool {
@@ -260,6 +263,10 @@ impl Iterator for Schedule {
         }
     }
 }
+
+/// Once it has said `None`, it says `None` for good. (Not an `ExactSizeIterator`: on a 32-bit
+/// target a grant can hold more tokens than a `usize` counts.)
+impl core::iter::FusedIterator for Schedule {}
 
 /// The due instant of the token whose biased index is `index` (token `index - burst` of the
 /// clock; those at or below 0 were the initial fill and are due at 0).

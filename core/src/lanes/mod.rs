@@ -41,9 +41,11 @@
 //!   lane's value. Across consumers, a consumer that takes a lower lane's value may finish
 //!   after another took a higher one: there is no total order between lanes.
 //! - **The guard counts pop calls, not values.** A batch pop is one pop (it takes up to `max`
-//!   values, from its first lane on), and a pop that finds nothing still takes a number. The
-//!   counter is shared: one more atomic increment per pop when `G >= 1` and `K >= 2`. It wraps
-//!   after `2^usize::BITS` pops, which shifts the rotation once.
+//!   values, from its first lane on; one that asks for 0 values takes no number), and a pop
+//!   that finds nothing still takes a number. The counter is shared: one more atomic
+//!   increment per pop when `G >= 1` and `K >= 2`. It wraps after `2^usize::BITS` pops, which
+//!   shifts the rotation once: at that moment the bounds above can miss by one pop (on a
+//!   32-bit target, once every 2^32 pops).
 //! - No fairness between producers or consumers; with `G = 0` none between lanes either.
 
 mod blocking;
@@ -138,7 +140,9 @@ impl<T, const K: usize, const N: usize> LanesCore<T, [Ring<T, N>; K]> {
     ///
     /// # Panics
     /// Never at run time: `K == 0`, or an `N` that is not a power of two in
-    /// `2..=MAX_CAPACITY`, fails to compile.
+    /// `2..=MAX_CAPACITY`, fails to compile (a constant evaluation error, raised where the
+    /// call is compiled to code: `cargo check` does not report it, nor does a build in which
+    /// the call is never used; a `static` always does).
     #[cfg(not(loom))]
     #[must_use]
     pub const fn new() -> Self {

@@ -285,7 +285,9 @@ impl<T, const N: usize> RingCore<T, Inline<T, N>> {
         ///
         /// # Panics
         /// Never at run time: an `N` that is not a power of two in `2..=MAX_CAPACITY` fails to
-        /// compile.
+        /// compile (a constant evaluation error, raised where the call is compiled to code:
+        /// `cargo check` does not report it, nor does a build in which the call is never used;
+        /// a `static` always does).
         #[must_use]
         pub fn new() -> Self {
             const { assert!(is_valid_capacity(N), "Ring capacity N must be a power of two >= 2") };
@@ -317,6 +319,11 @@ impl<T> RingCore<T, Boxed<T>> {
     }
 
     /// An empty ring with `capacity` slots on the heap.
+    ///
+    /// The slots are made in place, and the values a ring still holds when dropped are dropped
+    /// in place: neither passes a value through the stack, whatever `T`'s size. A push and a
+    /// pop move their value, as any by-value call does; box values that come near a thread's
+    /// stack size.
     ///
     /// With `std` on Linux, the first heap ring (or lanes) built in a process also registers the
     /// process for the `membarrier` system call that blocking waits use, a one-time cost of
@@ -536,10 +543,8 @@ impl<T, S: Storage<T>> Drop for RingCore<T, S> {
             position: head,
             tail,
         };
-        while let Some(value) = left.next_value() {
-            // A panic here drops `left`, which drops the values after this one.
-            drop(value);
-        }
+        // A panic in a value's destructor drops `left`, which drops the values after it.
+        while left.drop_next() {}
     }
 }
 
@@ -552,8 +557,9 @@ struct Unpopped<'a, T, S: Storage<T>> {
 }
 
 impl<T, S: Storage<T>> Unpopped<'_, T, S> {
-    /// Moves the next value out (skipping holes), or `None` at the tail.
-    fn next_value(&mut self) -> Option<T> {
+    /// Drops the next value in place (skipping holes), so that no value passes through the
+    /// stack (a ring of values larger than the dropping thread's stack); `false` at the tail.
+    fn drop_next(&mut self) -> bool {
         while self.position != self.tail {
             let position = self.position;
             // Past it before the value is handed out, so it is never read twice.
@@ -570,19 +576,18 @@ impl<T, S: Storage<T>> Unpopped<'_, T, S> {
             if stamp == position.wrapping_add(ONE) {
                 // SAFETY: the stamp says the slot holds the value pushed at `position`, which no
                 // consumer claimed (`position >= head`); the ring is being dropped, so we have
-                // exclusive access, and `position` moved past it above, so it is read once.
-                return Some(unsafe { slot.read() });
+                // exclusive access, and `position` moved past it above, so it is dropped once.
+                unsafe { slot.drop_value() };
+                return true;
             }
         }
-        None
+        false
     }
 }
 
 impl<T, S: Storage<T>> Drop for Unpopped<'_, T, S> {
     fn drop(&mut self) {
-        while let Some(value) = self.next_value() {
-            drop(value);
-        }
+        while self.drop_next() {}
     }
 }
 

@@ -52,6 +52,32 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Makes the memory at `slot` a free slot awaiting the push at position `stamp`, in place:
+    /// only the stamp is written, so no temporary of `T`'s size passes through the stack (a
+    /// heap ring of values larger than a thread's stack). Under loom, whose cells carry state,
+    /// the whole slot is written.
+    ///
+    /// # Safety
+    /// `slot` is valid for writes of a `Slot<T>` and aligned for it; whatever it held is
+    /// overwritten, not dropped.
+    #[cfg(feature = "alloc")]
+    pub(crate) unsafe fn init_in_place(slot: *mut Self, stamp: usize) {
+        #[cfg(not(loom))]
+        // SAFETY: `slot` is valid and aligned (the caller's contract), so is its `stamp`
+        // field's place. The value is a `MaybeUninit` (in an `UnsafeCell`, which adds no
+        // validity requirement), valid with any bytes, uninitialised ones included: the slot is
+        // a valid `Slot<T>` once its stamp is written.
+        unsafe {
+            core::ptr::addr_of_mut!((*slot).stamp).write(AtomicUsize::new(stamp));
+        }
+        #[cfg(loom)]
+        // SAFETY: `slot` is valid and aligned (the caller's contract); `write` neither reads
+        // nor drops the old bytes.
+        unsafe {
+            slot.write(Self::new(stamp));
+        }
+    }
+
     /// Moves `value` into the slot.
     ///
     /// # Safety
@@ -75,5 +101,16 @@ impl<T> Slot<T> {
         // its free stamp (stored after this, at once or when its batch ends) hands the slot,
         // logically uninitialised, to the next lap's producer.
         self.value.with(|p| unsafe { (*p).assume_init_read() })
+    }
+
+    /// Drops the value in place, leaving the slot logically uninitialised: nothing of `T`'s
+    /// size passes through the stack.
+    ///
+    /// # Safety
+    /// As for [`read`](Self::read), which this stands for: the value is initialised and
+    /// exclusively the caller's, and the caller does not read or drop it again.
+    pub(crate) unsafe fn drop_value(&self) {
+        // SAFETY: initialised and exclusively ours, dropped once (see above).
+        self.value.with_mut(|p| unsafe { (*p).assume_init_drop() });
     }
 }

@@ -109,8 +109,8 @@ impl<T> Boxed<T> {
         for i in 0..capacity {
             // SAFETY: `i < capacity`, so `ptr + i` is inside the allocation, which is aligned
             // for `Slot<T>` (HEAP_ALIGN is at least its alignment, as `align_to` never lowers
-            // it); `write` initialises the slot without reading or dropping the old bytes.
-            unsafe { ptr.as_ptr().add(i).write(Slot::new(i * ONE)) };
+            // it), and holds no slot yet.
+            unsafe { Slot::init_in_place(ptr.as_ptr().add(i), i * ONE) };
         }
         Ok(Self {
             ptr,
