@@ -1,7 +1,7 @@
 //! Pinning producers and consumers to cores. The CPU set is read once, on the main thread,
 //! before anything is pinned (`get_core_ids` returns the calling thread's set). Consumers
 //! take the first cores, producers the next; threads that outnumber the cores share them
-//! round-robin, with a warning.
+//! round-robin, which the header says (`pinning: N threads on M cores, shared round-robin`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
