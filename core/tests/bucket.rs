@@ -447,7 +447,8 @@ fn a_never_due_refusal_says_never_in_both_fields() {
 
 /// A refusal's `ready_at` is an instant at which the request is granted, or "never": at a rate
 /// near `u64::MAX` tokens per nanosecond the count can reach the top at the very instant the
-/// tokens were to be due, and then no instant grants (it said `ready_at: 4`, and at 4 "never").
+/// tokens were to be due, and then no instant grants: the refusal says never rather than name
+/// that instant.
 #[test]
 fn a_refusal_names_an_instant_that_grants_or_says_never() {
     let bucket = TokenBucket::new(1 << 62, Duration::from_nanos(1), 1).starting_empty_at(3);

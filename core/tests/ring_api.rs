@@ -151,10 +151,9 @@ fn zero_sized_values() {
 }
 
 /// A heap ring, and heap lanes, of values larger than a thread's stack are built and dropped
-/// in place: no value-sized temporary passes through the stack, in a debug build too (each
-/// slot was built on the stack and moved, and the drop moved each value left out, a frame of
-/// `T`'s size whether or not any was left: a thread with a 256 KiB stack overflowed it, which
-/// aborts the process).
+/// in place: no value-sized temporary passes through the stack, in a debug build too (where
+/// a frame holds every local, so moving one value through it would overflow a 256 KiB stack
+/// and abort the process).
 #[test]
 fn heap_rings_of_values_larger_than_the_stack_are_built_in_place() {
     type Big = [u8; 1 << 20];

@@ -826,8 +826,8 @@ fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
 
 /// A commit behind another client's `LOCK TABLES` fails once `--busy-timeout-ms` (here the
 /// least, 1 s) has passed, as a lock wait that ran out (retryable), as one behind a row lock
-/// does; once the lock is let go it commits. (With the server's default table-lock wait, a
-/// year, it waited out the connection's reply timeout and failed as a lost connection.)
+/// does (not as a lost connection once the reply timeout ran out: the server's own table-lock
+/// wait is a year); once the lock is let go it commits.
 #[test]
 fn a_table_lock_held_past_the_busy_timeout_fails_the_commit_as_a_lock_wait() {
     let Some(db) = Db::shared("table_lock") else {
@@ -851,9 +851,8 @@ fn a_table_lock_held_past_the_busy_timeout_fails_the_commit_as_a_lock_wait() {
 }
 
 /// A connection prepares each statement at its first use, so a user who may no longer insert
-/// can still connect, settle a batch whose COMMIT reply was lost, and count back; only a new
-/// write fails, as a lack of permission. (Prepared all at connecting, the INSERTs failed the
-/// connection, and the batch in doubt went to the dead letters as `unconfirmed` though stored.)
+/// can still connect, settle a batch whose COMMIT reply was lost, and count back; a new write
+/// fails, as a lack of permission.
 #[test]
 fn a_user_who_may_no_longer_insert_still_settles_a_batch_in_doubt_and_counts_back() {
     let Some(mut db) = Db::shared("no_insert") else {

@@ -67,7 +67,8 @@ impl TestStream {
         })
     }
 
-    /// Creates the stream to keep at most `most` messages, refusing more (discard new).
+    /// Creates the stream to keep at most `most` messages; past them it refuses new ones
+    /// (`DiscardPolicy::New`) or drops its oldest (`Old`).
     fn create_bounded(&self, most: i64, discard: DiscardPolicy) {
         use async_nats::jetstream::stream::{Config, RetentionPolicy};
         let js = self.context();
@@ -993,8 +994,7 @@ fn a_stream_that_discards_old_messages_past_its_limits_is_warned_about() {
     );
     assert!(out.stderr.contains(&warning), "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("limits: max_msgs 50, discarding Old past them"),
+        out.stderr.contains("limits: max_msgs 50, discard Old"),
         "{}",
         out.stderr
     );

@@ -27,7 +27,7 @@ use common::server::{
     assert_ok, assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
     assert_rejected_completion_leaves_no_fragment, assert_renamed_file_resumes,
     assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
-    not_a_server, record, refs, run_id, split_url, wait_retried_then_recovered, wait_until,
+    not_a_server, now_ns, record, refs, run_id, split_url, wait_retried_then_recovered, wait_until,
     write_input,
 };
 use common::{Scratch, assert_one_line_error, u};
@@ -35,7 +35,7 @@ use pc_host::message::Record;
 use pc_host::position::FileKey;
 use pc_host::sink::postgres::{self as pg, Writer};
 use pc_host::sink::sqlite::schema::Busy;
-use pc_host::sink::{ErrorKind, Sink as _};
+use pc_host::sink::{ErrorKind, RunEnd, Sink as _};
 use pc_host::telemetry::Counts;
 use pc_host::telemetry::interval::Interval;
 
@@ -1125,11 +1125,10 @@ fn intervals_kept_without_waiting_give_up_at_once_and_kept_again_are_kept_once()
 }
 
 /// Statements are prepared at their first use, so with `messages` dropped by another client a
-/// new connection still keeps the run's intervals; only a write fails, naming the missing
-/// table. (Prepared all at connecting, every new connection failed on the missing table, and
-/// the intervals with it.)
+/// new connection still keeps the run's intervals and records its end; only a write fails,
+/// naming the missing table.
 #[test]
-fn with_messages_dropped_a_new_connection_still_keeps_the_runs_intervals() {
+fn with_messages_dropped_a_new_connection_still_keeps_the_runs_intervals_and_end() {
     let Some(db) = Db::shared("messages_dropped") else {
         return;
     };
@@ -1140,6 +1139,28 @@ fn with_messages_dropped_a_new_connection_still_keeps_the_runs_intervals() {
     assert_eq!(db.interval_rows(run_id).len(), 2);
     let e = w.write(&refs(&[record(0, 0, 0)])).unwrap_err();
     assert!(e.to_string().contains("42P01"), "{e}");
+    let end = RunEnd {
+        finished_at: now_ns(),
+        completed: false,
+        per_producer: &[0],
+        produced: 1,
+        stored: 0,
+        dead_lettered: 0,
+        not_stored: 1,
+        retries: 0,
+        latency: None,
+        elapsed_s: 1.0,
+    };
+    w.finish_run(&end).unwrap();
+    let ended: i64 = db
+        .client()
+        .query_one(
+            "SELECT COUNT(*) FROM runs WHERE run_id = $1 AND finished_at IS NOT NULL",
+            &[&run_id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1, "the run's end is recorded");
 }
 
 /// Version 1 of pc-host's tables, as the previous pc-host created them.

@@ -562,7 +562,8 @@ impl<T, S: Storage<T>> Unpopped<'_, T, S> {
     fn drop_next(&mut self) -> bool {
         while self.position != self.tail {
             let position = self.position;
-            // Past it before the value is handed out, so it is never read twice.
+            // Past it before the value is dropped, so it is never dropped twice (a panicking
+            // destructor leaves the rest to `Unpopped`'s drop).
             self.position = position.wrapping_add(ONE);
             let slot = self.ring.slot(position);
             // Relaxed: the ring is being dropped (`&mut`), so every other thread's access

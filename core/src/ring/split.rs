@@ -346,16 +346,16 @@ fn remove_handle(side: &Side) -> bool {
 /// `Clone` adds a producer, `Send` moves one to another thread. Dropping the last one closes
 /// the ring. It is not `Sync` (a handle that is alone must stay alone while it pushes):
 ///
-/// # Panics
-/// `clone` panics if the side already has `u32::MAX / 2` handles (only `mem::forget`ting
-/// clones gets there).
-///
 /// ```compile_fail,E0277
 /// fn shared<T: Sync>(_: &T) {}
 /// let mut ring = pc_core::Ring::<u8, 2>::new();
 /// let (producer, _consumer) = ring.split();
 /// shared(&producer);
 /// ```
+///
+/// # Panics
+/// `clone` panics if the side already has `u32::MAX / 2` handles (only `mem::forget`ting
+/// clones gets there).
 pub struct Producer<'a, T, S: Storage<T>> {
     link: Link<'a, T, S>,
     /// Whether this is the only producer (its `Cell`s make the handle not `Sync`).
@@ -373,15 +373,15 @@ pub struct Producer<'a, T, S: Storage<T>> {
 /// `Clone` adds a consumer, `Send` moves one to another thread; it is not `Sync`, as
 /// [`Producer`] is not. It cannot close the ring ([`RingCore::split`] says why):
 ///
-/// # Panics
-/// `clone` panics if the side already has `u32::MAX / 2` handles (only `mem::forget`ting
-/// clones gets there).
-///
 /// ```compile_fail,E0599
 /// let mut ring = pc_core::Ring::<u8, 2>::new();
 /// let (_producer, consumer) = ring.split();
 /// consumer.close();
 /// ```
+///
+/// # Panics
+/// `clone` panics if the side already has `u32::MAX / 2` handles (only `mem::forget`ting
+/// clones gets there).
 pub struct Consumer<'a, T, S: Storage<T>> {
     link: Link<'a, T, S>,
     /// Whether this is the only consumer (its `Cell`s make the handle not `Sync`).

@@ -112,17 +112,17 @@ fn ensure_stream(js: &async_nats::jetstream::Context, spec: &Spec) -> anyhow::Re
             c.subjects.join(", ")
         ));
     }
-    let limits = limits(c);
-    if let Some(drops) = drops_stored(c, &limits) {
+    if let Some(drops) = drops_stored(c) {
         tracing::warn!(
             "NATS stream {} {drops}: records it acknowledged (counted as stored) may leave it \
              before a consumer reads them",
             spec.stream
         );
     }
+    let limits = limits(c);
     Ok(format!(
         "{server} subject {} -> stream {} ({}: retention {:?}, storage {:?}, duplicate window \
-         {:?}, limits: {}, {} messages in it)",
+         {:?}, limits: {}, discard {:?}, {} messages in it)",
         spec.subject,
         spec.stream,
         if created {
@@ -136,12 +136,9 @@ fn ensure_stream(js: &async_nats::jetstream::Context, spec: &Spec) -> anyhow::Re
         if limits.is_empty() {
             "none".to_string()
         } else {
-            format!(
-                "{}, discarding {:?} past them",
-                limits.join(", "),
-                c.discard
-            )
+            limits.join(", ")
         },
+        c.discard,
         info.state.messages
     ))
 }
@@ -149,37 +146,59 @@ fn ensure_stream(js: &async_nats::jetstream::Context, spec: &Spec) -> anyhow::Re
 /// The stream's limits that are set (JetStream's "unlimited" is -1 for the counts and 0 for
 /// the age), as `name value`.
 fn limits(c: &Config) -> Vec<String> {
-    let counts = [
-        ("max_msgs", c.max_messages),
-        ("max_bytes", c.max_bytes),
-        ("max_msgs_per_subject", c.max_messages_per_subject),
-    ];
-    let mut set: Vec<String> = counts
-        .into_iter()
-        .filter(|&(_, v)| v > 0)
-        .map(|(name, v)| format!("{name} {v}"))
-        .collect();
+    let mut set = counted_limits(c, true);
     if !c.max_age.is_zero() {
         set.push(format!("max_age {:?}", c.max_age));
     }
     set
 }
 
+/// The stream's count limits that are set, as `name value`: every one, or (`all` false) those
+/// past which it drops its oldest messages (rather than refuse a publish) under its discard
+/// policy: `max_msgs` and `max_bytes` with `discard: old`, `max_msgs_per_subject` unless
+/// `discard: new` holds per subject too (`discard_new_per_subject`).
+fn counted_limits(c: &Config, all: bool) -> Vec<String> {
+    let old = c.discard == DiscardPolicy::Old;
+    let per_subject_old = !(c.discard == DiscardPolicy::New && c.discard_new_per_subject);
+    [
+        ("max_msgs", c.max_messages, old),
+        ("max_bytes", c.max_bytes, old),
+        (
+            "max_msgs_per_subject",
+            c.max_messages_per_subject,
+            per_subject_old,
+        ),
+    ]
+    .into_iter()
+    .filter(|&(_, v, drops)| v > 0 && (all || drops))
+    .map(|(name, v, _)| format!("{name} {v}"))
+    .collect()
+}
+
 /// How the stream removes messages it acknowledged, without a consumer's ack, if it does:
-/// past its age limit (whatever its discard policy), or past its other limits when it
-/// discards old messages to take new ones. (With `discard: new` a full stream refuses the
-/// publish instead, which the run counts as not stored.)
-fn drops_stored(c: &Config, limits: &[String]) -> Option<String> {
+/// with interest retention (a message goes once the consumers it had when it came have it,
+/// at once if it had none), past its age limit (whatever its discard policy), or past the
+/// count limits at which it drops its oldest messages ([`counted_limits`]). (A full stream
+/// that refuses the publish instead makes the run count the record as not stored.)
+fn drops_stored(c: &Config) -> Option<String> {
+    if c.retention == RetentionPolicy::Interest {
+        return Some(
+            "keeps a message only for the consumers it has when the message comes (interest \
+             retention; with none, it is removed at once)"
+                .to_string(),
+        );
+    }
     if !c.max_age.is_zero() {
         return Some(format!(
             "removes messages older than {:?} (its max_age)",
             c.max_age
         ));
     }
-    (c.discard == DiscardPolicy::Old && !limits.is_empty()).then(|| {
+    let dropping = counted_limits(c, false);
+    (!dropping.is_empty()).then(|| {
         format!(
             "discards its oldest messages past its limits ({})",
-            limits.join(", ")
+            dropping.join(", ")
         )
     })
 }
@@ -349,7 +368,82 @@ impl Sink for Writer {
 
 #[cfg(test)]
 mod tests {
-    use super::subject_matches;
+    use std::time::Duration;
+
+    use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy};
+
+    use super::{drops_stored, subject_matches};
+
+    /// Every way a stream removes messages it acknowledged is warned of, and a stream that
+    /// refuses publishes past its limits instead is not.
+    #[test]
+    fn the_warning_names_every_way_a_stream_drops_what_it_acknowledged() {
+        let unlimited = Config {
+            max_messages: -1,
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            discard: DiscardPolicy::Old,
+            retention: RetentionPolicy::WorkQueue,
+            ..Default::default()
+        };
+        let refuses = |c: Config| Config {
+            discard: DiscardPolicy::New,
+            ..c
+        };
+        let cases = [
+            (unlimited.clone(), None),
+            (
+                Config {
+                    max_messages: 10,
+                    ..unlimited.clone()
+                },
+                Some("discards its oldest messages past its limits (max_msgs 10)"),
+            ),
+            (
+                refuses(Config {
+                    max_messages: 10,
+                    max_bytes: 1000,
+                    ..unlimited.clone()
+                }),
+                None,
+            ),
+            (
+                refuses(Config {
+                    max_messages_per_subject: 5,
+                    ..unlimited.clone()
+                }),
+                Some("discards its oldest messages past its limits (max_msgs_per_subject 5)"),
+            ),
+            (
+                refuses(Config {
+                    max_messages_per_subject: 5,
+                    discard_new_per_subject: true,
+                    ..unlimited.clone()
+                }),
+                None,
+            ),
+            (
+                refuses(Config {
+                    max_age: Duration::from_secs(60),
+                    ..unlimited.clone()
+                }),
+                Some("removes messages older than 60s (its max_age)"),
+            ),
+            (
+                Config {
+                    retention: RetentionPolicy::Interest,
+                    ..unlimited.clone()
+                },
+                Some(
+                    "keeps a message only for the consumers it has when the message comes \
+                     (interest retention; with none, it is removed at once)",
+                ),
+            ),
+        ];
+        for (config, want) in cases {
+            assert_eq!(drops_stored(&config).as_deref(), want, "{config:?}");
+        }
+    }
 
     #[test]
     fn stream_subjects_match_like_nats() {

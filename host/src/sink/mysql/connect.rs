@@ -18,9 +18,8 @@ pub const SHORTEST_WAITS: &str =
 
 /// How long connecting to the server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How much longer than the lock wait timeout a reply may take before the connection counts
-/// as lost (a server that stopped answering, or a port where something else listens and
-/// waits). A reply that was only slow costs a retry: a write whose outcome is unknown is
+/// How much longer than its lock waits a reply may take before the connection counts as lost
+/// (a server that stopped answering, or a port where something else listens and waits). A reply that was only slow costs a retry: a write whose outcome is unknown is
 /// checked before it is written again (see `writer.rs`).
 const REPLY_SLACK: Duration = Duration::from_secs(5);
 
@@ -59,8 +58,11 @@ impl Target {
         };
         let opts = Opts::from_url(&driver_url).map_err(|e| anyhow!("sink {shown}: {e}"))?;
         let lock_wait_secs = busy.as_secs().max(1);
+        // One statement can wait out the lock wait more than once: for each table's metadata
+        // lock (`lock_wait_timeout` counts per lock) and then for a row; the sink's statements
+        // touch at most two tables, so three waits, before the server answers with error 1205.
         let reply_timeout =
-            (Duration::from_secs(lock_wait_secs) + REPLY_SLACK).max(CONNECT_TIMEOUT);
+            (Duration::from_secs(lock_wait_secs) * 3 + REPLY_SLACK).max(CONNECT_TIMEOUT);
         // The driver's default, `prefer_socket=true`, reconnects a TCP connection to
         // localhost through the socket path the server reports, which can be another
         // server's (a tunnel or container port on 127.0.0.1 whose server names the same

@@ -55,9 +55,9 @@ const ROW_STORED: &str = "SELECT 1 FROM messages WHERE run_id = ? AND producer =
                           LOCK IN SHARE MODE";
 
 /// A connection and the text of its INSERTs. Each statement is prepared at its first use
-/// (the connection's statement cache keeps it, by its text), not at connecting: a session
-/// whose user may no longer insert, or whose `messages` table is gone, still looks up a
-/// batch in doubt, counts back and records the run's end.
+/// (the connection's statement cache keeps it, by its text), not at connecting, where MySQL
+/// checks the privileges each needs: a session whose user may no longer insert can still
+/// look up a batch in doubt and count back.
 #[derive(Debug)]
 struct Session {
     conn: Conn,

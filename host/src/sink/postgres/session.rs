@@ -1,7 +1,7 @@
-//! One connection of a writer and the statements it prepares once (each at its first use),
-//! and the one transaction a write is: the rows by binary COPY, the rows they replace, the inputs' new positions, and
-//! (just before COMMIT) the transaction's id, by which a COMMIT whose reply was lost is
-//! settled later (`pg_xact_status`).
+//! One connection of a writer and the statements it prepares once (each when first needed),
+//! and the one transaction a write is: the rows by binary COPY, the rows they replace, the
+//! inputs' new positions, and (just before COMMIT) the transaction's id, by which a COMMIT
+//! whose reply was lost is settled later (`pg_xact_status`).
 
 use std::io::Write as _;
 
@@ -33,9 +33,10 @@ const XID: &str = "SELECT pg_current_xact_id()::text::int8";
 /// A transaction's state, by its id.
 const STATUS: &str = "SELECT pg_xact_status($1::int8::text::xid8)";
 
-/// A connection and its statements, each prepared at its first use rather than at connecting:
-/// a session whose user may no longer write `messages`, or whose `messages` is gone, still
-/// settles a batch in doubt and serves the bookkeeping.
+/// A connection and its statements, each prepared when a call first needs it rather than at
+/// connecting (a write's on the first write): a session whose `messages` is gone, or whose
+/// user may no longer write it, still keeps the intervals, records the run's end and asks the
+/// server what became of a transaction in doubt.
 pub struct Session {
     pub client: Client,
     copy: Option<Statement>,
@@ -46,24 +47,16 @@ pub struct Session {
     status: Option<Statement>,
 }
 
-/// The statements of a write's transaction.
-struct Writes {
-    copy: Statement,
-    replace: Statement,
-    advance: Statement,
-    xid: Statement,
-}
-
-/// `slot`'s statement, prepared on `client` from `sql` if it is not yet.
+/// `slot`'s statement, prepared on `client` from `sql()` if it is not yet.
 fn prepared(
     client: &mut Client,
     slot: &mut Option<Statement>,
-    sql: &str,
+    sql: impl FnOnce() -> String,
 ) -> Result<Statement, postgres::Error> {
     if let Some(statement) = slot {
         return Ok(statement.clone());
     }
-    let statement = client.prepare(sql)?;
+    let statement = client.prepare(&sql())?;
     *slot = Some(statement.clone());
     Ok(statement)
 }
@@ -122,16 +115,25 @@ impl Session {
         }
     }
 
-    /// The statements of a write, prepared if they are not yet.
-    fn writes(&mut self) -> Result<Writes, postgres::Error> {
-        let copy = format!("COPY messages ({COLUMNS}) FROM STDIN (FORMAT binary)");
+    /// The COPY of a write's rows and the query of its transaction's id, prepared if they are
+    /// not yet.
+    fn copy_and_xid(&mut self) -> Result<(Statement, Statement), postgres::Error> {
         let c = &mut self.client;
-        Ok(Writes {
-            copy: prepared(c, &mut self.copy, &copy)?,
-            replace: prepared(c, &mut self.replace, REPLACE_LINE)?,
-            advance: prepared(c, &mut self.advance, ADVANCE_INPUT)?,
-            xid: prepared(c, &mut self.xid, XID)?,
-        })
+        let copy = prepared(c, &mut self.copy, || {
+            format!("COPY messages ({COLUMNS}) FROM STDIN (FORMAT binary)")
+        })?;
+        Ok((copy, prepared(c, &mut self.xid, || XID.into())?))
+    }
+
+    /// The statements that replace a line's row and move an input on, prepared if they are
+    /// not yet.
+    fn replace_and_advance(&mut self) -> Result<(Statement, Statement), postgres::Error> {
+        let c = &mut self.client;
+        let replace = prepared(c, &mut self.replace, || REPLACE_LINE.into())?;
+        Ok((
+            replace,
+            prepared(c, &mut self.advance, || ADVANCE_INPUT.into())?,
+        ))
     }
 
     /// Whether run `run_id` holds the row of `r`.
@@ -139,7 +141,7 @@ impl Session {
     /// # Errors
     /// The server's.
     pub fn holds(&mut self, run_id: i64, r: &Record) -> Result<bool, postgres::Error> {
-        let holds = prepared(&mut self.client, &mut self.holds, HOLDS)?;
+        let holds = prepared(&mut self.client, &mut self.holds, || HOLDS.into())?;
         let row = self
             .client
             .query_opt(&holds, &[&run_id, &(r.producer as i32), &(r.seq as i64)])?;
@@ -152,7 +154,7 @@ impl Session {
     /// # Errors
     /// The server's.
     pub fn status(&mut self, xid: i64) -> Result<Option<String>, postgres::Error> {
-        let status = prepared(&mut self.client, &mut self.status, STATUS)?;
+        let status = prepared(&mut self.client, &mut self.status, || STATUS.into())?;
         let row = self.client.query_one(&status, &[&xid])?;
         row.try_get(0)
     }
@@ -175,20 +177,18 @@ impl Session {
         sent: &mut bool,
     ) -> Result<(), Failed> {
         *xid = None;
-        let s = self.writes()?;
+        let (copy_rows, xid_query) = self.copy_and_xid()?;
+        let (replace, advance) = self.replace_and_advance()?;
         let mut tx = self.client.transaction()?;
-        let mut copy = tx.copy_in(&s.copy)?;
+        let mut copy = tx.copy_in(&copy_rows)?;
         copy.write_all(rows).map_err(Failed::Io)?;
         copy.finish()?;
         for r in records.iter().filter(|r| r.replaces) {
-            tx.execute(
-                &s.replace,
-                &[&(r.producer as i32), &(r.seq as i64), &run_id],
-            )?;
+            tx.execute(&replace, &[&(r.producer as i32), &(r.seq as i64), &run_id])?;
         }
         for &(input, from, to) in moves {
             let changed = tx.execute(
-                &s.advance,
+                &advance,
                 &[
                     &(input as i32),
                     &(to.offset as i64),
@@ -207,10 +207,10 @@ impl Session {
                     .any(|r| r.replaces && r.producer == i && r.seq == seq)
             };
             if let Some(line) = stale_fragment(from, to, replaced) {
-                tx.execute(&s.replace, &[&(input as i32), &(line as i64), &run_id])?;
+                tx.execute(&replace, &[&(input as i32), &(line as i64), &run_id])?;
             }
         }
-        *xid = Some(tx.query_one(&s.xid, &[])?.try_get(0)?);
+        *xid = Some(tx.query_one(&xid_query, &[])?.try_get(0)?);
         *sent = true;
         tx.commit().inspect_err(|e| *sent = !answered(e))?;
         *sent = false;
@@ -232,7 +232,7 @@ impl Session {
         (xid, sent, duplicates): (&mut Option<i64>, &mut bool, &mut u64),
     ) -> Result<(), Failed> {
         *xid = None;
-        let s = self.writes()?;
+        let (copy_rows, xid_query) = self.copy_and_xid()?;
         let mut tx = self.client.transaction()?;
         let fresh = delivered::claim(&mut tx, run_id, records)?;
         let keep: Vec<&Record> = records
@@ -242,10 +242,10 @@ impl Session {
             .collect();
         *duplicates = (records.len() - keep.len()) as u64;
         encode_each(buf, &keep, |r| r.row_run(run_id)).map_err(Failed::TooLong)?;
-        let mut copy = tx.copy_in(&s.copy)?;
+        let mut copy = tx.copy_in(&copy_rows)?;
         copy.write_all(buf).map_err(Failed::Io)?;
         copy.finish()?;
-        *xid = Some(tx.query_one(&s.xid, &[])?.try_get(0)?);
+        *xid = Some(tx.query_one(&xid_query, &[])?.try_get(0)?);
         *sent = true;
         tx.commit().inspect_err(|e| *sent = !answered(e))?;
         *sent = false;
