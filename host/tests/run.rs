@@ -336,7 +336,11 @@ fn text_summary_goes_to_stdout_and_progress_to_stderr() {
         "header on stderr:\n{}",
         out.stderr
     );
-    assert!(out.stderr.contains("producers 1, ") || out.stderr.contains("1 producers"));
+    assert!(
+        out.stderr.contains("1 producer generating"),
+        "the header counts the producer:\n{}",
+        out.stderr
+    );
     assert!(
         out.stderr.lines().any(|l| l.starts_with('[')),
         "a progress line:\n{}",
@@ -1142,4 +1146,22 @@ fn producers_wake_on_time_and_the_other_threads_keep_the_default_timer_slack() {
     );
     let out = run.interrupt();
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+}
+
+/// The header counts in the singular where the count is one: "1 producer", "1 record".
+#[test]
+fn the_header_says_one_producer_and_one_record_in_the_singular() {
+    let s = Scratch::new("singular");
+    let out = run(
+        s.dir(),
+        &["--producers", "1", "--messages", "1", "--db", "one.db"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("1 producer generating 64-byte messages")
+            && out.stderr.contains(", 1 record in total"),
+        "{}",
+        out.stderr
+    );
 }

@@ -24,7 +24,7 @@ pub fn header(
     };
     let stop = match cfg.stop {
         Stop::After(d) => format!("for {} s", d.as_secs_f64()),
-        Stop::Messages(n) => format!("{n} records in total"),
+        Stop::Messages(n) => format!("{} in total", summary::plural(n, "record")),
         Stop::AtEnd if cfg.follows() => "until a signal (following)".to_string(),
         Stop::AtEnd if cfg.reads_nats() => {
             let empty = cfg
@@ -46,8 +46,9 @@ pub fn header(
         });
     let from = if cfg.generated() {
         format!(
-            "{} producers generating {}-byte messages",
-            cfg.producers, cfg.payload_size
+            "{} generating {}-byte messages",
+            summary::plural(cfg.producers, "producer"),
+            cfg.payload_size
         )
     } else {
         let names: Vec<String> = cfg.sources.iter().map(ToString::to_string).collect();

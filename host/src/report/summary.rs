@@ -752,9 +752,9 @@ fn lane_json(lane: &LaneFigures) -> serde_json::Value {
     })
 }
 
-/// "1 input", "2 inputs".
-pub fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
+/// "1 input", "2 inputs" (any unsigned count).
+pub fn plural<N: std::fmt::Display + PartialEq + From<u8>>(n: N, what: &str) -> String {
+    if n == N::from(1) {
         format!("1 {what}")
     } else {
         format!("{n} {what}s")

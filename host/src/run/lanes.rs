@@ -194,7 +194,7 @@ pub fn describe(cfg: &Config, lanes: &[Lane]) -> Option<String> {
                 s.push_str(&format!(", {}", plural(p.producers.len(), "producer")));
             }
             if let Some(m) = p.messages {
-                s.push_str(&format!(", {m} records"));
+                s.push_str(&format!(", {}", plural(m, "record")));
             }
             s
         })
