@@ -131,7 +131,11 @@ impl Policy {
             }
         }
         if self.pressure >= UP_TICKS && self.current < self.max {
-            let why = format!("{} for {UP_TICKS} intervals", reason.unwrap_or_default());
+            // The ticks' reasons can differ (growing, then half full): name the latest as such.
+            let why = format!(
+                "under pressure for {UP_TICKS} intervals, now: {}",
+                reason.unwrap_or_default()
+            );
             return Some(self.change(self.current + 1, why));
         }
         if self.idle >= DOWN_TICKS && self.current > self.min {

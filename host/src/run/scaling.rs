@@ -284,7 +284,8 @@ impl Pool<'_, '_, '_> {
     }
 }
 
-/// "pc-host: 3.000 s: scale up, consumers 1 -> 2: queue grew ... for 2 intervals".
+/// "pc-host: 3.000 s: scale up, consumers 1 -> 2: under pressure for 2 intervals, now: queue
+/// grew ...".
 fn event_line(since_start_ns: u64, change: &Change) -> String {
     format!(
         "pc-host: {:.3} s: scale {}, consumers {} -> {}: {}",

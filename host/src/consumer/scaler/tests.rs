@@ -34,6 +34,25 @@ fn each_further_consumer_needs_its_own_two_intervals_of_pressure() {
     assert_eq!(feed(&mut p, &[at(300), at(400)]), [], "never past MAX");
 }
 
+/// Two ticks of pressure for different reasons: the change says two intervals of pressure
+/// and names the latest reason as the latest, not as held for both.
+#[test]
+fn a_scale_up_names_its_latest_reason_as_the_latest() {
+    let mut p = Policy::new(1, 4, SECOND);
+    assert_eq!(p.observe(at(100)), None, "growing");
+    let change = p
+        .observe(at(600))
+        .expect("half full: the second tick of pressure");
+    assert!(
+        change
+            .why
+            .starts_with("under pressure for 2 intervals, now: queue 600 records")
+            && change.why.ends_with("at least half full"),
+        "{}",
+        change.why
+    );
+}
+
 #[test]
 fn a_full_ring_that_cannot_grow_is_pressure() {
     let mut p = Policy::new(1, 2, SECOND);
