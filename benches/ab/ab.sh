@@ -2,6 +2,8 @@
 # A/B two builds of pc-core in ONE process. `benches/ab/ab.sh --help` for usage; README.md
 # beside this file for how it works.
 set -euo pipefail
+# A failure inside `$( )` ends the script too (bash turns errexit off there otherwise).
+shopt -s inherit_errexit
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(git -C "$here" rev-parse --show-toplevel)
@@ -166,6 +168,12 @@ snapshot_into() {
   fi
   sed -i -E "0,/^version(\.workspace)? *=.*/s//version = \"0.0.0-ab-$side\"/" "$dest/core/Cargo.toml"
 }
+
+# A revision that names no commit is a usage error, found before anything is copied or built.
+for spec in "$a" "$b"; do
+  [ "$spec" = worktree ] || git -C "$root" rev-parse --verify --quiet "$spec^{commit}" >/dev/null \
+    || die "not a revision: \"$spec\""
+done
 
 mkdir -p "$work/crate"
 label_a=$(snapshot a "$a")

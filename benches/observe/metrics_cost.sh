@@ -4,6 +4,8 @@
 #   bash benches/observe/metrics_cost.sh [--repeats N] [--messages N]
 # Prints each run's stored msg/s and the median ratio on/off. Run it alone on a quiet machine.
 set -euo pipefail
+# A failure inside `$( )` ends the script too (bash turns errexit off there otherwise).
+shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
 repeats=5 messages=3000000
 while [ $# -gt 0 ]; do

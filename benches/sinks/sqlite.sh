@@ -9,6 +9,8 @@
 #   benches/sinks/sqlite.sh [--messages N] [--repeats R] [--help]
 #   PC_HOST=path SQLITE_LOOP=path  the binaries (default target/release/...)
 set -euo pipefail
+# A failure inside `$( )` ends the script too (bash turns errexit off there otherwise).
+shopt -s inherit_errexit
 export LC_ALL=C
 
 die() { echo "${0##*/}: error: $*" >&2; exit 1; }
@@ -34,19 +36,30 @@ trap 'rm -rf "$WORK"' EXIT
 # json_field FILE EXPR: a value from a JSON file (python3 reads it).
 json_field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
+# pc_host_run NAME ARGS...: pc-host --rps 0 --messages N ARGS into $WORK/NAME.json (its stderr
+# into NAME.err); a run that fails, or ends other than OK, stops the script with its last lines.
+pc_host_run() {
+  local name=$1
+  shift
+  if ! "$PC_HOST" "$@" --rps 0 --messages "$MESSAGES" --report-interval 0 --output json \
+    >"$WORK/$name.json" 2>"$WORK/$name.err" \
+    || [[ $(json_field "$WORK/$name.json" "v['result']" 2>/dev/null) != OK ]]; then
+    tail -n 5 "$WORK/$name.err" >&2
+    die "pc-host $* did not end OK (its last lines above)"
+  fi
+}
+
 bare=() pc_default=() pc_one=()
 for ((i = 1; i <= REPEATS; i++)); do
   rm -f "$WORK"/*.db*
-  "$SQLITE_LOOP" --db "$WORK/bare.db" --messages "$MESSAGES" >"$WORK/bare.json"
+  "$SQLITE_LOOP" --db "$WORK/bare.db" --messages "$MESSAGES" >"$WORK/bare.json" \
+    || die "sqlite_loop failed (its error above)"
   bare+=("$(json_field "$WORK/bare.json" "round(v['per_s'])")")
   rm -f "$WORK"/*.db*
-  "$PC_HOST" --db "$WORK/pc.db" --rps 0 --messages "$MESSAGES" --report-interval 0 \
-    --output json >"$WORK/pc.json" 2>/dev/null
-  [[ $(json_field "$WORK/pc.json" "v['result']") == OK ]] || die "pc-host run not OK"
+  pc_host_run pc --db "$WORK/pc.db"
   pc_default+=("$(json_field "$WORK/pc.json" "round(v['throughput_msgs_per_s'])")")
   rm -f "$WORK"/*.db*
-  "$PC_HOST" --db "$WORK/pc1.db" --rps 0 --messages "$MESSAGES" --producers 1 --consumers 1 \
-    --report-interval 0 --output json >"$WORK/pc1.json" 2>/dev/null
+  pc_host_run pc1 --db "$WORK/pc1.db" --producers 1 --consumers 1
   pc_one+=("$(json_field "$WORK/pc1.json" "round(v['throughput_msgs_per_s'])")")
   echo "round $i: bare ${bare[-1]}  pc-host ${pc_default[-1]}  pc-host 1P1C ${pc_one[-1]} msg/s" >&2
 done

@@ -35,3 +35,24 @@ fn pairs_alternate_and_compare_a_build_with_itself() {
         );
     }
 }
+
+/// `ab.sh` given a revision that names no commit stops at once with one line and status 2,
+/// before it copies or builds anything.
+#[test]
+fn ab_sh_refuses_a_revision_that_names_no_commit_with_one_line() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ab/ab.sh");
+    let work = std::env::temp_dir().join(format!("pc-ab-work-{}", std::process::id()));
+    let out = std::process::Command::new("bash")
+        .args([script, "--a", "no-such-revision", "--only", "single"])
+        .env("AB_WORK_DIR", &work)
+        .output()
+        .expect("run ab.sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "ab.sh: not a revision: \"no-such-revision\" (see ab.sh --help)"
+    );
+    assert!(!work.join("src").exists(), "nothing copied");
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -21,8 +21,9 @@ Short versions of the ring and token bucket benches: pc and every peer in one ru
 runs interleaved (pc, peer1, peer2, .., pc, peer1, ..) and repeated; medians.
 
   --repeats N   runs of each measure per crate (default 5)
-  --only WORD   only the measures whose names contain WORD: single (single-thread push+pop
-                and 1P1C single), 1P1C, batch, ping-pong, 2P2C, bucket, accuracy, ...
+  --only WORD   only the measures whose names contain WORD, case aside: single
+                (single-thread push+pop and 1P1C single), 1p1c, batch, ping-pong (its p50 and
+                p99 rows are one measure), 2p2c, bucket, accuracy, ...
   --json        print one JSON document (metadata; per measure and crate: every sample, the
                 median, and the ratio to the best MPMC peer) instead of the table
   -h, --help    print this and exit
@@ -290,7 +291,7 @@ fn main() {
     let repeats = options.repeats;
     let only = options.only.clone();
     macro_rules! flavours { ($f:ident, $($t:ty),*) => { [$(run::<$t>(move || $f::<$t>())),*] } }
-    let wants = |section: &str| only.as_deref().is_none_or(|w| section.contains(w));
+    let wants = |section: &str| wanted(only.as_deref(), section);
     let cores = ring::cores();
     let mut rows = Vec::new();
 
@@ -673,10 +674,34 @@ fn utc_now() -> String {
     )
 }
 
+/// Whether `--only` (if given) selects the measure named `section`: its name contains the
+/// word, case aside (`--only 2p2c` is the 2P2C row, as `ab.sh` names it).
+fn wanted(only: Option<&str>, section: &str) -> bool {
+    only.is_none_or(|w| section.to_lowercase().contains(&w.to_lowercase()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::Cell;
+
+    #[test]
+    fn only_selects_the_measures_whose_names_contain_the_word_case_aside() {
+        assert!(wanted(None, "2P2C blocking (oversubscribed)"));
+        for word in ["2p2c", "2P2C", "blocking"] {
+            assert!(
+                wanted(Some(word), "2P2C blocking (oversubscribed)"),
+                "{word}"
+            );
+        }
+        assert!(wanted(Some("1p1c"), "1P1C throughput, batch 64"));
+        assert!(wanted(Some("Ping-Pong"), "ping-pong round trip"));
+        assert!(
+            !wanted(Some("p50"), "ping-pong round trip"),
+            "one measure, two rows"
+        );
+        assert!(!wanted(Some("batch"), "single-thread push+pop"));
+    }
 
     #[test]
     fn runs_are_interleaved_and_each_output_row_keeps_the_samples_of_the_same_calls() {

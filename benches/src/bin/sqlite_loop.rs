@@ -53,7 +53,10 @@ fn parse() -> Result<Args, String> {
             "--messages" => a.messages = num(&value)?,
             "--batch" => a.batch = num(&value)?.max(1),
             "--payload" => a.payload = num(&value)? as usize,
-            "--producers" => a.producers = num(&value)?.max(1) as u32,
+            "--producers" => {
+                a.producers = u32::try_from(num(&value)?.max(1))
+                    .map_err(|_| format!("--producers {value}: at most {}", u32::MAX))?;
+            }
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
@@ -63,10 +66,22 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-fn open(path: &str) -> rusqlite::Result<Connection> {
+/// A new database at `path`. A file already there (or its `-wal` or `-shm`) is refused, not
+/// replaced: the loop writes only to a database it makes.
+fn open(path: &str) -> Result<Connection, String> {
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        let file = format!("{path}{suffix}");
+        if std::fs::symlink_metadata(&file).is_ok() {
+            return Err(format!(
+                "--db {path}: {file} already exists (sqlite_loop makes a new database and \
+                 writes to no file it did not create: remove it, or name another path)"
+            ));
+        }
     }
+    make(path).map_err(|e| format!("--db {path}: {e}"))
+}
+
+fn make(path: &str) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "page_size", 16_384)?;
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
@@ -91,8 +106,7 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
-fn run(a: &Args) -> rusqlite::Result<f64> {
-    let conn = open(&a.db)?;
+fn run(a: &Args, conn: &Connection) -> rusqlite::Result<f64> {
     let padding = ".".repeat(a.payload);
     let mut full = conn.prepare(&insert_sql(ROWS_PER_STATEMENT))?;
     let mut one = conn.prepare(&insert_sql(1))?;
@@ -141,7 +155,14 @@ fn main() {
             std::process::exit(2);
         }
     };
-    match run(&args) {
+    let conn = match open(&args.db) {
+        Ok(conn) => conn,
+        Err(e) => {
+            eprintln!("sqlite_loop: {e}");
+            std::process::exit(2);
+        }
+    };
+    match run(&args, &conn) {
         Ok(secs) => println!(
             "{{\"messages\":{},\"seconds\":{secs:.6},\"per_s\":{:.1}}}",
             args.messages,
