@@ -19,8 +19,9 @@ pub const SHORTEST_WAITS: &str =
 /// How long connecting to the server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much longer than its lock waits a reply may take before the connection counts as lost
-/// (a server that stopped answering, or a port where something else listens and waits). A reply that was only slow costs a retry: a write whose outcome is unknown is
-/// checked before it is written again (see `writer.rs`).
+/// (a server that stopped answering, or a port where something else listens and waits). A
+/// reply that was only slow costs a retry: a write whose outcome is unknown is checked before
+/// it is written again (see `writer.rs`).
 const REPLY_SLACK: Duration = Duration::from_secs(5);
 
 /// Where the sink connects, and how: kept by each writer to connect again.
