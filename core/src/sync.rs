@@ -224,35 +224,68 @@ macro_rules! const_fn_unless_loom {
 }
 pub(crate) use const_fn_unless_loom;
 
-/// An `UnsafeCell` with loom's closure-based API, so access to slot contents is race-checked
-/// under loom and compiles to plain pointer access otherwise.
+/// The cell that holds a slot's value: core's `UnsafeCell` (slots reach the value through a
+/// raw pointer to it, ring/slot.rs), or under loom loom's, whose closure-based API lets the
+/// models check every access to a value for races.
 #[cfg(not(loom))]
-#[derive(Debug)]
-#[repr(transparent)]
-pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+pub(crate) use core::cell::UnsafeCell;
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
 
-#[cfg(not(loom))]
-impl<T> UnsafeCell<T> {
+/// The integer a ring slot's stamp holds: `u32` where `usize` is 64 bits, so that a slot of a
+/// `u64` takes 12 bytes rather than 16 (ring/slot.rs says why a stamp needs no more), else
+/// `usize`.
+#[cfg(target_pointer_width = "64")]
+pub(crate) type StampWord = u32;
+/// The integer a ring slot's stamp holds (see the 64-bit definition).
+#[cfg(not(target_pointer_width = "64"))]
+pub(crate) type StampWord = usize;
+
+/// A slot's stamp where slots are packed (64-bit targets, not loom): an atomic `u32` that asks
+/// no more alignment than a `u32` (an `AtomicU32` is `repr(align(4))`, which a packed struct may
+/// not hold). Only loads and stores: a stamp is never the target of a CAS.
+#[cfg(all(not(loom), target_pointer_width = "64"))]
+#[repr(transparent)]
+pub(crate) struct StampCell(core::cell::UnsafeCell<u32>);
+
+#[cfg(all(not(loom), target_pointer_width = "64"))]
+impl StampCell {
     #[inline(always)]
-    pub(crate) const fn new(value: T) -> Self {
+    pub(crate) const fn new(value: u32) -> Self {
         Self(core::cell::UnsafeCell::new(value))
     }
 
-    /// Runs `f` with a shared pointer to the contents.
     #[inline(always)]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
-        f(self.0.get())
+    fn atomic(&self) -> &AtomicU32 {
+        // SAFETY: the pointer is valid for as long as `&self`. It is aligned for the atomic: an
+        // `AtomicU32` has the size and alignment of a `u32` (4) on every 64-bit target, and a
+        // slot, aligned to 4, holds its stamp at offset 0 (ring/slot.rs). Every access to the
+        // word is through this atomic but the initial value's, written before the slot is
+        // shared.
+        unsafe { AtomicU32::from_ptr(self.0.get()) }
     }
 
-    /// Runs `f` with a unique pointer to the contents.
     #[inline(always)]
-    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        f(self.0.get())
+    pub(crate) fn load(&self, order: Ordering) -> u32 {
+        self.atomic().load(order)
+    }
+
+    #[inline(always)]
+    pub(crate) fn store(&self, value: u32, order: Ordering) {
+        self.atomic().store(value, order);
     }
 }
 
-#[cfg(loom)]
-pub(crate) use loom::cell::UnsafeCell;
+/// A slot's stamp where slots are not packed: the atomic itself.
+#[cfg(all(not(loom), not(target_pointer_width = "64")))]
+pub(crate) type StampCell = AtomicUsize;
+/// A slot's stamp under loom: loom's atomic of the same width, so the models check the narrow
+/// stamp's arithmetic too (a slot is not packed under loom: ring/slot.rs).
+#[cfg(all(loom, target_pointer_width = "64"))]
+pub(crate) type StampCell = AtomicU32;
+/// A slot's stamp under loom (see the 64-bit definition).
+#[cfg(all(loom, not(target_pointer_width = "64")))]
+pub(crate) type StampCell = AtomicUsize;
 
 /// Reads an atomic through `&mut`, where no other thread can touch it (e.g. in `Drop`).
 #[inline]

@@ -55,9 +55,15 @@ fn heap_capacity_must_be_a_power_of_two_of_at_least_two() {
             good
         );
     }
+    // The largest capacity is valid; slots of a value this large cannot be described.
+    let max = pc_core::ring::MAX_CAPACITY;
     assert_eq!(
-        HeapRing::<u8>::try_with_capacity(pc_core::ring::MAX_CAPACITY).unwrap_err(),
-        CapacityError::Alloc(pc_core::ring::MAX_CAPACITY)
+        HeapRing::<[u8; 1 << 40]>::try_with_capacity(max).unwrap_err(),
+        CapacityError::Alloc(max)
+    );
+    assert_eq!(
+        HeapRing::<u8>::try_with_capacity(max * 2).unwrap_err(),
+        CapacityError::Invalid(max * 2)
     );
 }
 

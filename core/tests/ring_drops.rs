@@ -235,3 +235,58 @@ fn batch_pop_counts_only_what_out_took_and_drops_the_rest() {
     drop(ring);
     assert_eq!(live.load(Ordering::Relaxed), 0);
 }
+
+/// A value of a type aligned to 16 bytes, which a packed slot (a 32-bit stamp, then the value)
+/// may hold misaligned: it records the drops it sees and whether one was at an address its
+/// type does not allow.
+#[repr(align(16))]
+struct Aligned<'a> {
+    value: u64,
+    drops: &'a AtomicUsize,
+    misaligned: &'a AtomicUsize,
+}
+
+impl Drop for Aligned<'_> {
+    fn drop(&mut self) {
+        if !(self as *mut Self as usize).is_multiple_of(core::mem::align_of::<Self>()) {
+            self.misaligned.fetch_add(1, Ordering::Relaxed);
+        }
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn values_aligned_past_a_slots_four_bytes_come_out_whole_and_are_dropped_aligned() {
+    let (drops, misaligned) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let make = |value| Aligned {
+        value,
+        drops: &drops,
+        misaligned: &misaligned,
+    };
+    {
+        let heap = HeapRing::<Aligned<'_>>::with_capacity(8);
+        let inline = Ring::<Aligned<'_>, 8>::new();
+        macro_rules! exercise {
+            ($ring:expr) => {{
+                for v in 0..6 {
+                    assert!($ring.try_push(make(v)).is_ok());
+                }
+                assert_eq!($ring.try_push_batch(&mut (6..8).map(make)), Ok(2));
+                assert_eq!($ring.try_pop().map(|a| a.value).ok(), Some(0));
+                let mut out = Vec::new();
+                assert_eq!($ring.try_pop_batch(&mut out, 2), Ok(2));
+                assert_eq!(out.iter().map(|a| a.value).collect::<Vec<_>>(), [1, 2]);
+            }};
+        }
+        exercise!(heap);
+        exercise!(inline);
+        // Five values are left in each ring, for its drop.
+        assert_eq!(drops.load(Ordering::Relaxed), 6);
+    }
+    assert_eq!(drops.load(Ordering::Relaxed), 16);
+    assert_eq!(
+        misaligned.load(Ordering::Relaxed),
+        0,
+        "dropped where it lay, misaligned"
+    );
+}

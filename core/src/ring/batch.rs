@@ -8,9 +8,9 @@
 use core::iter::FusedIterator;
 
 use super::single::{Seen, after_lost_claim, classify};
-use super::slot::{MARK, ONE, PUBLISH, Slot};
+use super::slot::{MARK, ONE, PUBLISH, Slot, stamp_of};
 use super::{PopError, PushError, RingCore, Storage};
-use crate::sync::Ordering;
+use crate::sync::{Ordering, StampWord};
 
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// Pushes items from `items` into free slots, up to one ring's worth, claiming each run of
@@ -140,7 +140,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let (count, first) = self.scan_free(tail, want);
             if count == 0 {
                 match classify(first, tail) {
-                    Seen::Behind => return Err(PushError::Full(())),
+                    Seen::Behind => match Self::moved(&self.tail.index, tail) {
+                        None => return Err(PushError::Full(())),
+                        Some(now) => {
+                            tail = now;
+                            continue;
+                        }
+                    },
                     // Relaxed: a fresh guess for the CAS.
                     _ => {
                         tail = self.tail.index.load(Ordering::Relaxed);
@@ -191,7 +197,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 unsafe { slot.write(value) };
                 if claim.filled != 0 {
                     // Release publishes the value; pairs with the Acquire stamp load in pop.
-                    slot.stamp.store(position.wrapping_add(ONE), PUBLISH);
+                    slot.store_stamp(position.wrapping_add(ONE), PUBLISH);
                 }
                 claim.filled += 1;
                 position = position.wrapping_add(ONE);
@@ -291,10 +297,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// Counts the consecutive free slots from position `tail` (at most `want`, each stamp read
     /// with Acquire). Returns the count and the stamp that stopped the scan (if any).
     #[inline(always)]
-    fn scan_free(&self, tail: usize, want: usize) -> (usize, usize) {
+    fn scan_free(&self, tail: usize, want: usize) -> (usize, StampWord) {
         // Acquire: as below.
-        let first = self.slot(tail).stamp.load(Ordering::Acquire);
-        if first != tail {
+        let first = self.slot(tail).load_stamp(Ordering::Acquire);
+        if first != stamp_of(tail) {
             return (0, first);
         }
         // Consumers free a run's first slot last (`stamp_run`), so behind a free first slot the
@@ -306,24 +312,24 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         for run in self.runs(tail, want) {
             for slot in run {
                 // Acquire pairs with the consumer's Release that freed the slot, as in try_push.
-                let stamp = slot.stamp.load(Ordering::Acquire);
-                if stamp != expected {
+                let stamp = slot.load_stamp(Ordering::Acquire);
+                if stamp != stamp_of(expected) {
                     return (counted(expected), stamp);
                 }
                 expected = expected.wrapping_add(ONE);
             }
         }
-        (counted(expected), expected)
+        (counted(expected), stamp_of(expected))
     }
 
     /// Counts the consecutive published slots (values or holes) from position `head` (at most
     /// `want`, each stamp read with Acquire). Returns the count, how many of them are holes,
     /// and the stamp that stopped the scan (if any).
     #[inline(always)]
-    fn scan_published(&self, head: usize, want: usize) -> (usize, usize, usize) {
+    fn scan_published(&self, head: usize, want: usize) -> (usize, usize, StampWord) {
         // Acquire: as below.
-        let first = self.slot(head).stamp.load(Ordering::Acquire);
-        if first | MARK != head.wrapping_add(ONE) | MARK {
+        let first = self.slot(head).load_stamp(Ordering::Acquire);
+        if first | stamp_of(MARK) != stamp_of(head.wrapping_add(ONE) | MARK) {
             return (0, 0, first);
         }
         // Producers publish a run's first slot last (`Claim`), so behind a published first slot
@@ -337,9 +343,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         for run in self.runs(head, want) {
             for slot in run {
                 // Acquire pairs with the producer's Release publish, as in try_pop.
-                let stamp = slot.stamp.load(Ordering::Acquire);
-                if stamp != expected {
-                    if stamp != expected | MARK {
+                let stamp = slot.load_stamp(Ordering::Acquire);
+                if stamp != stamp_of(expected) {
+                    if stamp != stamp_of(expected | MARK) {
                         return (counted(expected), holes, stamp);
                     }
                     holes += 1;
@@ -347,7 +353,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 expected = expected.wrapping_add(ONE);
             }
         }
-        (counted(expected), holes, expected)
+        (counted(expected), holes, stamp_of(expected))
     }
 
     /// Claims up to `want` (>= 1) consecutive ready positions at the head with one CAS. Calls
@@ -364,7 +370,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             if count == 0 {
                 // Not a value nor a hole: the ring is empty here, or `head` is stale.
                 match classify(first, head.wrapping_add(ONE)) {
-                    Seen::Behind => return Err(self.empty_or_closed(head)),
+                    Seen::Behind => match Self::moved(&self.head.index, head) {
+                        None => return Err(self.empty_or_closed(head)),
+                        Some(now) => {
+                            head = now;
+                            continue;
+                        }
+                    },
                     // Relaxed: a fresh guess for the CAS.
                     _ => {
                         head = self.head.index.load(Ordering::Relaxed);
@@ -418,13 +430,13 @@ fn stamp_run<T, S: Storage<T>>(
     let mut position = start;
     for slot in others {
         position = position.wrapping_add(ONE);
-        slot.stamp.store(stamp(position), order);
+        slot.store_stamp(stamp(position), order);
     }
     for slot in rest {
         position = position.wrapping_add(ONE);
-        slot.stamp.store(stamp(position), order);
+        slot.store_stamp(stamp(position), order);
     }
-    first.stamp.store(stamp(start), order);
+    first.store_stamp(stamp(start), order);
 }
 
 /// Positions claimed by a batch push whose first position is not yet published. Dropping it
@@ -468,8 +480,7 @@ impl<T, S: Storage<T>> Drop for Claim<'_, T, S> {
                     let position = start.wrapping_add(k * ONE);
                     // Release publishes the hole; pairs with the Acquire stamp load in pop.
                     ring.slot(position)
-                        .stamp
-                        .store(position.wrapping_add(ONE | MARK), PUBLISH);
+                        .store_stamp(position.wrapping_add(ONE | MARK), PUBLISH);
                 }
             }
         }
@@ -479,7 +490,7 @@ impl<T, S: Storage<T>> Drop for Claim<'_, T, S> {
         let first = start.wrapping_add(if filled > 0 { ONE } else { ONE | MARK });
         // Release publishes the first value (or hole), last; pairs with the Acquire stamp
         // load in pop.
-        ring.slot(start).stamp.store(first, PUBLISH);
+        ring.slot(start).store_stamp(first, PUBLISH);
         ring.tail.waiters.notify(published);
     }
 }
@@ -530,7 +541,7 @@ impl<T, S: Storage<T>> Iterator for Drain<'_, T, S> {
             };
             // Relaxed: we already acquired this stamp in the claim scan, and only we change it
             // until we free the slot. Read only if the claim has holes at all.
-            if self.holes != 0 && slot.stamp.load(Ordering::Relaxed) & MARK != 0 {
+            if self.holes != 0 && slot.load_stamp(Ordering::Relaxed) & stamp_of(MARK) != 0 {
                 self.holes -= 1;
                 continue;
             }

@@ -14,7 +14,7 @@ use core::cell::Cell;
 use core::time::Duration;
 
 use super::single::{Seen, classify};
-use super::slot::{MARK, ONE};
+use super::slot::{MARK, ONE, stamp_of};
 use super::wait::Step;
 use super::{Closed, PopError, PushError, RingCore, Storage};
 use crate::sync::{Instant, LostRaces, Ordering};
@@ -545,8 +545,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
         // Acquire pairs with the consumer's Release free (pop/drain), as in try_push, so a
         // wake-up passed on from here carries it (wait.rs).
-        let stamp = self.slot(tail).stamp.load(Ordering::Acquire);
-        if classify(stamp, tail) == Seen::Behind {
+        let stamp = self.slot(tail).load_stamp(Ordering::Acquire);
+        if classify(stamp, tail) == Seen::Behind && Self::moved(&self.tail.index, tail).is_none() {
             Err(PushError::Full(()))
         } else {
             Ok(())
@@ -580,9 +580,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // Relaxed: as in `producer_blocked`.
         let head = self.head.index.load(Ordering::Relaxed);
         // Acquire pairs with the producer's Release publish, as in try_pop.
-        let stamp = self.slot(head).stamp.load(Ordering::Acquire);
+        let stamp = self.slot(head).load_stamp(Ordering::Acquire);
         let expected = head.wrapping_add(ONE);
-        if stamp == expected | MARK || classify(stamp, expected) != Seen::Behind {
+        if stamp == stamp_of(expected | MARK)
+            || classify(stamp, expected) != Seen::Behind
+            || Self::moved(&self.head.index, head).is_some()
+        {
             return Ok(());
         }
         // Closed and drained? Asked exactly as `try_pop` asks it (the closed flag, then the

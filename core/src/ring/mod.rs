@@ -66,7 +66,13 @@
 //! check). Batch operations claim up to `k` positions with one CAS and hand the run over whole:
 //! its first slot is published (or freed) last, so the other side takes the run at once.
 //! [`HeapRing`]'s slots start on a 128-byte boundary, so a run of whole lines shares none with
-//! its neighbours. A ring [split](RingCore::split) into [`Producer`] and [`Consumer`] handles
+//! its neighbours. A slot is a sequence stamp and room for the value; on 64-bit targets the
+//! stamp keeps the low 32 bits of a position (enough, slot.rs shows why) and the slot is
+//! packed, the value right after the stamp: a `u64` slot takes 12 bytes rather than 16, so a
+//! run crosses fewer cache lines. A value may therefore lie misaligned in its slot; it is only
+//! moved in and out whole, and the one thing that costs is dropping a ring that still holds
+//! values of a type aligned past 4 bytes: each is moved out to be dropped (a copy of its size
+//! on the stack). A ring [split](RingCore::split) into [`Producer`] and [`Consumer`] handles
 //! claims with a plain store on a side that has one handle (split.rs).
 
 mod batch;
@@ -99,22 +105,23 @@ pub use storage::Boxed;
 pub use storage::{Inline, Storage};
 
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
-use slot::{MARK, ONE};
+use slot::{MARK, ONE, stamp_of};
 
 /// The most cache lines a batch prefetches ahead of its scan (4 KiB): a batch of 64 `u64`
-/// values spans 16, one of 64 pc-host records about 90. Past them the scan's own loads, and
+/// values spans 12, one of 64 pc-host records about 90. Past them the scan's own loads, and
 /// the CPU's stream prefetcher, take over.
 const PREFETCH_LINES: usize = 64;
 #[cfg(all(feature = "std", not(loom)))]
 pub(crate) use wait::Step;
 pub(crate) use wait::Waiters;
 
-/// The largest capacity a ring can have: `2^(usize::BITS - 3)` slots (far beyond any memory).
+/// The largest capacity a ring can have: `2^29` slots (on 16-bit targets `2^13`).
 ///
-/// Stamps are compared by their wrapping difference as a signed number, which must stay below
-/// `2^(usize::BITS - 1)`: with positions in steps of 2, that leaves `usize::BITS - 2` bits, and
-/// one more keeps a lap well inside the comparable range.
-pub const MAX_CAPACITY: usize = 1 << (usize::BITS - 3);
+/// A slot's stamp keeps the low 32 bits of a position (on 16-bit targets, all 16), and stamps
+/// are compared by their wrapping difference as a signed number, which must stay below
+/// `2^31`: with positions in steps of 2, that leaves 30 bits, and one more keeps a lap well
+/// inside the comparable range.
+pub const MAX_CAPACITY: usize = 1 << (crate::sync::StampWord::BITS - 3);
 
 /// Whether a ring can have `capacity` slots: a power of two in `2..=MAX_CAPACITY`.
 #[must_use]
@@ -503,6 +510,20 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 
+    /// Before a claim answers `Full` or `Empty` on a stamp that reads as behind the position
+    /// `seen` it read from `index` (its side's): `Some(now)` if the index has moved since, and
+    /// the claim must look again at `now`. A stamp keeps only a position's low bits
+    /// (slot.rs), so "behind" is only to be trusted from a look at a current index.
+    #[inline(always)]
+    fn moved(index: &AtomicUsize, seen: usize) -> Option<usize> {
+        // Relaxed: if the stamp (loaded with Acquire before this) was stored for a later lap,
+        // the claims that moved the index past `seen` happened-before that store, so this
+        // load, later in program order, cannot read `seen` (read-read coherence after the
+        // happens-before). If it reads `seen`, the stamp was this lap's or the last one's.
+        let now = index.load(Ordering::Relaxed);
+        (now != seen).then_some(now)
+    }
+
     /// `capacity * ONE`: the distance from a position to the same slot's next lap.
     #[inline(always)]
     fn lap(&self) -> usize {
@@ -522,7 +543,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         for i in 0..self.capacity() {
             let p = start.wrapping_add(i * ONE);
             // Relaxed: `&mut self` proves no other thread can see the ring.
-            self.slot(p).stamp.store(p, Ordering::Relaxed);
+            self.slot(p).store_stamp(p, Ordering::Relaxed);
         }
         self.head.index.store(start, Ordering::Relaxed);
         self.tail.index.store(start, Ordering::Relaxed);
@@ -568,13 +589,14 @@ impl<T, S: Storage<T>> Unpopped<'_, T, S> {
             let slot = self.ring.slot(position);
             // Relaxed: the ring is being dropped (`&mut`), so every other thread's access
             // happened-before this.
-            let stamp = slot.stamp.load(Ordering::Relaxed);
+            let stamp = slot.load_stamp(Ordering::Relaxed);
             // Every claimed position was published (pushes cannot fail between claim and
             // publish; batch pushes publish holes even when unwinding).
             debug_assert!(
-                stamp == position.wrapping_add(ONE) || stamp == position.wrapping_add(ONE | MARK)
+                stamp == stamp_of(position.wrapping_add(ONE))
+                    || stamp == stamp_of(position.wrapping_add(ONE | MARK))
             );
-            if stamp == position.wrapping_add(ONE) {
+            if stamp == stamp_of(position.wrapping_add(ONE)) {
                 // SAFETY: the stamp says the slot holds the value pushed at `position`, which no
                 // consumer claimed (`position >= head`); the ring is being dropped, so we have
                 // exclusive access, and `position` moved past it above, so it is dropped once.
@@ -613,7 +635,7 @@ impl fmt::Debug for Side {
 impl<T> fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slot")
-            .field("stamp", &self.stamp)
+            .field("stamp", &self.load_stamp(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }

@@ -1,8 +1,8 @@
 //! Non-blocking single-value push and pop.
 
-use super::slot::{MARK, ONE, PUBLISH};
+use super::slot::{MARK, ONE, PUBLISH, stamp_of};
 use super::{PopError, PushError, RingCore, Storage};
-use crate::sync::Ordering;
+use crate::sync::{Ordering, StampWord};
 
 /// What a slot's stamp says about the position a thread is looking at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,13 +17,14 @@ pub(super) enum Seen {
     Ahead,
 }
 
-/// Classifies `stamp` against `expected` by their wrapping difference.
+/// Classifies `stamp` against the stamp of `expected` by their wrapping difference, read as a
+/// signed number (negative: its top bit set).
 #[inline(always)]
-pub(super) fn classify(stamp: usize, expected: usize) -> Seen {
-    let diff = stamp.wrapping_sub(expected) as isize;
+pub(super) fn classify(stamp: StampWord, expected: usize) -> Seen {
+    let diff = stamp.wrapping_sub(stamp_of(expected));
     if diff == 0 {
         Seen::Ready
-    } else if diff < 0 {
+    } else if diff > StampWord::MAX / 2 {
         Seen::Behind
     } else {
         Seen::Ahead
@@ -85,7 +86,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let slot = self.slot(tail);
             // Acquire pairs with the consumer's Release that freed this slot (pop/drain), so its
             // read of the old value happens-before our write.
-            let stamp = slot.stamp.load(Ordering::Acquire);
+            let stamp = slot.load_stamp(Ordering::Acquire);
             match classify(stamp, tail) {
                 Seen::Ready => {
                     // Relaxed: claims position `tail`, nothing more. The value is ordered by
@@ -102,14 +103,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             unsafe { slot.write(value) };
                             // Release publishes the value; pairs with the Acquire stamp load in
                             // pop.
-                            slot.stamp.store(tail.wrapping_add(ONE), PUBLISH);
+                            slot.store_stamp(tail.wrapping_add(ONE), PUBLISH);
                             self.tail.waiters.notify(1);
                             return Ok(());
                         }
                         Err(current) => tail = after_lost_claim(tail, current, lost_race),
                     }
                 }
-                Seen::Behind => return Err(PushError::Full(value)),
+                Seen::Behind => match Self::moved(&self.tail.index, tail) {
+                    None => return Err(PushError::Full(value)),
+                    Some(now) => tail = now,
+                },
                 // Relaxed: a fresh guess for the CAS, as above.
                 Seen::Ahead => tail = self.tail.index.load(Ordering::Relaxed),
             }
@@ -147,9 +151,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let slot = self.slot(head);
             // Acquire pairs with the producer's Release publish, so its write of the value
             // happens-before our read.
-            let stamp = slot.stamp.load(Ordering::Acquire);
+            let stamp = slot.load_stamp(Ordering::Acquire);
             let expected = head.wrapping_add(ONE);
-            let hole = stamp == expected | MARK;
+            let hole = stamp == stamp_of(expected | MARK);
             match if hole {
                 Seen::Ready
             } else {
@@ -175,8 +179,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             };
                             // Release frees the slot for the next lap; pairs with the Acquire
                             // stamp load in push, ordering our read before its write.
-                            slot.stamp
-                                .store(head.wrapping_add(self.lap()), Ordering::Release);
+                            slot.store_stamp(head.wrapping_add(self.lap()), Ordering::Release);
                             self.head.waiters.notify(1);
                             match value {
                                 Some(v) => return Ok(v),
@@ -186,7 +189,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                         Err(current) => head = after_lost_claim(head, current, lost_race),
                     }
                 }
-                Seen::Behind => return Err(self.empty_or_closed(head)),
+                Seen::Behind => match Self::moved(&self.head.index, head) {
+                    None => return Err(self.empty_or_closed(head)),
+                    Some(now) => head = now,
+                },
                 // Relaxed: a fresh guess for the CAS, as above.
                 Seen::Ahead => head = self.head.index.load(Ordering::Relaxed),
             }

@@ -5,10 +5,26 @@
 //! `(p / ONE) % capacity`. Every counter wraps modulo `usize::MAX + 1`; because the capacity
 //! divides `2^(usize::BITS - 1)`, consecutive positions map to consecutive slots across the wrap,
 //! and comparisons use the wrapping difference read as a signed number.
+//!
+//! **A stamp keeps a position's low bits only**: [`StampWord`] is `u32` where `usize` is 64
+//! bits. That tells apart every stamp a thread can meet: it compares a slot's stamp only with
+//! the position its side's index held when it looked, and while that index stays put, the slot
+//! holds one of the states of that position or of the one a lap before (see [`Slot::stamp`]),
+//! less than `2^31` apart ([`MAX_CAPACITY`](super::MAX_CAPACITY) keeps a lap under `2^30`). A
+//! thread whose index went stale by `2^31` positions or more could misread a later lap's stamp:
+//! its claim's CAS then fails (the index moved), and before it answers `Full` or `Empty` on a
+//! stamp it reads the index again and looks again if it moved (`RingCore::moved`).
+//!
+//! **Where the stamp is 32 bits, the slot is packed** (`repr(C, packed(4))`; not under loom,
+//! whose cells cannot be packed): the stamp at offset 0, the value at offset 4 whatever its
+//! alignment, so a slot of a `u64` takes 12 bytes rather than 16 and a batch moves a quarter
+//! fewer cache lines (`docs/performance-log.md`, "Packed slots"). A value whose type asks for
+//! more than 4-byte alignment may then sit misaligned: it is only ever moved in and out of its
+//! slot (unaligned reads and writes), never referenced where it lies.
 
 use core::mem::MaybeUninit;
 
-use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{Ordering, StampCell, StampWord, UnsafeCell};
 
 /// The distance between two consecutive positions.
 pub(crate) const ONE: usize = 2;
@@ -26,17 +42,32 @@ pub(crate) const PUBLISH: Ordering = if cfg!(pc_mutant = "ring_relaxed_publish")
     Ordering::Release
 };
 
+/// Whether slots are packed, the value right after a 32-bit stamp (the module docs).
+#[cfg(not(loom))]
+pub(crate) const PACKED: bool = cfg!(all(not(loom), target_pointer_width = "64"));
+
+/// The stamp that says `state` (a position, or a position plus [`ONE`] and maybe [`MARK`]):
+/// its low bits (the module docs).
+#[inline(always)]
+#[allow(clippy::unnecessary_cast)] // the identity where a stamp is a `usize`
+pub(crate) const fn stamp_of(state: usize) -> StampWord {
+    state as StampWord
+}
+
 /// A slot: a stamp saying whose turn it is, and room for one value.
+#[cfg_attr(all(not(loom), target_pointer_width = "64"), repr(C, packed(4)))]
+#[cfg_attr(not(all(not(loom), target_pointer_width = "64")), repr(C))]
 pub struct Slot<T> {
     /// For the position `p` this slot serves next (one of `p`, `p + ONE`, `p + ONE + MARK`):
     /// - `p`: free; the producer that claims position `p` may write it;
     /// - `p + ONE`: holds the value pushed at `p`; the consumer that claims `p` may read it;
     /// - `p + ONE + MARK`: a hole; the consumer that claims `p` skips it;
     ///
-    /// after which that consumer stores `p + capacity * ONE`: free for the next lap.
+    /// after which that consumer stores `p + capacity * ONE`: free for the next lap. (Each
+    /// as [`stamp_of`] it.)
     /// Invariant: only the thread that owns position `p` (won the index CAS for it) changes
     /// the stamp, and it moves it forward exactly one of these steps.
-    pub(crate) stamp: AtomicUsize,
+    stamp: StampCell,
     /// Initialised from the write of the push that owns `p` until the consumer that owns `p`
     /// moves it out: so whenever `stamp == p + ONE` and no consumer owns `p` yet. (A write
     /// happens before its stamp store; a batch pop moves values out before it stores the
@@ -48,7 +79,10 @@ impl<T> Slot<T> {
     crate::sync::const_fn_unless_loom! {
         /// A free slot awaiting the push at position `stamp`.
         pub(crate) fn new(stamp: usize) -> Self {
-            Self { stamp: AtomicUsize::new(stamp), value: UnsafeCell::new(MaybeUninit::uninit()) }
+            Self {
+                stamp: StampCell::new(stamp_of(stamp)),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            }
         }
     }
 
@@ -64,11 +98,12 @@ impl<T> Slot<T> {
     pub(crate) unsafe fn init_in_place(slot: *mut Self, stamp: usize) {
         #[cfg(not(loom))]
         // SAFETY: `slot` is valid and aligned (the caller's contract), so is its `stamp`
-        // field's place. The value is a `MaybeUninit` (in an `UnsafeCell`, which adds no
-        // validity requirement), valid with any bytes, uninitialised ones included: the slot is
-        // a valid `Slot<T>` once its stamp is written.
+        // field's place (offset 0, and a slot is aligned at least as a stamp). The value is a
+        // `MaybeUninit` (in an `UnsafeCell`, which adds no validity requirement), valid with
+        // any bytes, uninitialised ones included: the slot is a valid `Slot<T>` once its stamp
+        // is written.
         unsafe {
-            core::ptr::addr_of_mut!((*slot).stamp).write(AtomicUsize::new(stamp));
+            core::ptr::addr_of_mut!((*slot).stamp).write(StampCell::new(stamp_of(stamp)));
         }
         #[cfg(loom)]
         // SAFETY: `slot` is valid and aligned (the caller's contract); `write` neither reads
@@ -78,6 +113,28 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Loads the stamp.
+    #[inline(always)]
+    pub(crate) fn load_stamp(&self, order: Ordering) -> StampWord {
+        self.stamp.load(order)
+    }
+
+    /// Stores the stamp that says `state` ([`stamp_of`]).
+    #[inline(always)]
+    pub(crate) fn store_stamp(&self, state: usize, order: Ordering) {
+        self.stamp.store(stamp_of(state), order);
+    }
+
+    /// The value's place; misaligned for `T` if the slot is packed and `T` asks for more than
+    /// 4-byte alignment. No reference to the field is made (a packed field may be misaligned).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    fn value_ptr(&self) -> *mut T {
+        // The cell is `repr(transparent)` down to the `MaybeUninit<T>`, so its address is the
+        // value's; writing through a pointer from `&self` is what the `UnsafeCell` allows.
+        core::ptr::addr_of!(self.value).cast::<T>().cast_mut()
+    }
+
     /// Moves `value` into the slot.
     ///
     /// # Safety
@@ -85,6 +142,17 @@ impl<T> Slot<T> {
     /// stamp say "free" with `Acquire`, so no other thread reads or writes the value now.
     #[inline(always)]
     pub(crate) unsafe fn write(&self, value: T) {
+        #[cfg(not(loom))]
+        // SAFETY: the place is valid for a `T` and the caller has exclusive access to it (see
+        // above); where it may be misaligned (`PACKED`), the write is unaligned.
+        unsafe {
+            if PACKED {
+                self.value_ptr().write_unaligned(value);
+            } else {
+                self.value_ptr().write(value);
+            }
+        }
+        #[cfg(loom)]
         // SAFETY: the caller has exclusive access to the contents (see above).
         self.value.with_mut(|p| unsafe { (*p).write(value) });
     }
@@ -97,19 +165,47 @@ impl<T> Slot<T> {
     /// touches it now. The caller must not read it twice.
     #[inline(always)]
     pub(crate) unsafe fn read(&self) -> T {
+        #[cfg(not(loom))]
         // SAFETY: initialised and exclusively ours (see above); the caller reads it once, and
         // its free stamp (stored after this, at once or when its batch ends) hands the slot,
-        // logically uninitialised, to the next lap's producer.
-        self.value.with(|p| unsafe { (*p).assume_init_read() })
+        // logically uninitialised, to the next lap's producer. Where the place may be
+        // misaligned (`PACKED`), the read is unaligned.
+        let value = unsafe {
+            if PACKED {
+                self.value_ptr().read_unaligned()
+            } else {
+                self.value_ptr().read()
+            }
+        };
+        #[cfg(loom)]
+        // SAFETY: as above.
+        let value = self.value.with(|p| unsafe { (*p).assume_init_read() });
+        value
     }
 
-    /// Drops the value in place, leaving the slot logically uninitialised: nothing of `T`'s
-    /// size passes through the stack.
+    /// Drops the value, leaving the slot logically uninitialised: in place, so that nothing of
+    /// `T`'s size passes through the stack, unless the place may be misaligned for `T` (a
+    /// packed slot of a type that asks for more than 4-byte alignment), where it is moved out
+    /// first.
     ///
     /// # Safety
     /// As for [`read`](Self::read), which this stands for: the value is initialised and
     /// exclusively the caller's, and the caller does not read or drop it again.
     pub(crate) unsafe fn drop_value(&self) {
+        #[cfg(not(loom))]
+        {
+            // A packed slot is aligned to 4 and holds its value at offset 4.
+            if !PACKED || core::mem::align_of::<T>() <= 4 {
+                // SAFETY: initialised, exclusively ours, dropped once (see above), and the
+                // place is aligned for `T` (not packed, or `T` asks for at most what offset 4
+                // of a 4-aligned slot gives).
+                unsafe { core::ptr::drop_in_place(self.value_ptr()) };
+            } else {
+                // SAFETY: as for `read`, whose contract this one is.
+                drop(unsafe { self.read() });
+            }
+        }
+        #[cfg(loom)]
         // SAFETY: initialised and exclusively ours, dropped once (see above).
         self.value.with_mut(|p| unsafe { (*p).assume_init_drop() });
     }

@@ -135,7 +135,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
         let ahead = tail.wrapping_add(self.run_len() * ONE);
         // Relaxed, as above: a look, not a claim; nothing is read or written on its strength.
-        let stamp = self.slot(ahead).stamp.load(Ordering::Relaxed);
+        let stamp = self.slot(ahead).load_stamp(Ordering::Relaxed);
         classify(stamp, ahead) != Seen::Behind
     }
 }

@@ -33,7 +33,7 @@ use super::Closed;
 use super::blocking::Consumers;
 use super::link::Link;
 use super::single::{Seen, classify};
-use super::slot::{MARK, ONE, PUBLISH};
+use super::slot::{MARK, ONE, PUBLISH, stamp_of};
 use super::{PopError, PushError, RingCore, Side, Storage};
 use crate::sync::Ordering;
 
@@ -196,7 +196,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         let slot = self.slot(tail);
         // Acquire pairs with the consumer's Release that freed this slot (pop/drain), so its
         // read of the old value happens-before our write.
-        let stamp = slot.stamp.load(Ordering::Acquire);
+        let stamp = slot.load_stamp(Ordering::Acquire);
         if classify(stamp, tail) != Seen::Ready {
             // Only this producer claims positions, so no stamp is ahead of its tail: full.
             debug_assert_eq!(classify(stamp, tail), Seen::Behind);
@@ -210,7 +210,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         // SAFETY: no other thread claims positions (`Claim::sole`), and the slot is free (Acquire).
         unsafe { slot.write(value) };
         // Release publishes the value; pairs with the Acquire stamp load in pop.
-        slot.stamp.store(tail.wrapping_add(ONE), PUBLISH);
+        slot.store_stamp(tail.wrapping_add(ONE), PUBLISH);
         self.tail.waiters.notify(1);
         Ok(())
     }
@@ -225,9 +225,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let slot = self.slot(head);
             // Acquire pairs with the producer's Release publish, so its write of the value
             // happens-before our read.
-            let stamp = slot.stamp.load(Ordering::Acquire);
+            let stamp = slot.load_stamp(Ordering::Acquire);
             let next = head.wrapping_add(ONE);
-            let hole = stamp == next | MARK;
+            let hole = stamp == stamp_of(next | MARK);
             if !hole && classify(stamp, next) != Seen::Ready {
                 // Only this consumer claims positions, so no stamp is ahead of its head.
                 debug_assert_eq!(classify(stamp, next), Seen::Behind);
@@ -245,8 +245,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             };
             // Release frees the slot for the next lap; pairs with the Acquire stamp load in
             // push, ordering our read before its write.
-            slot.stamp
-                .store(head.wrapping_add(self.lap()), Ordering::Release);
+            slot.store_stamp(head.wrapping_add(self.lap()), Ordering::Release);
             self.head.waiters.notify(1);
             match value {
                 Some(v) => return Ok(v),

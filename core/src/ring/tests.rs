@@ -3,18 +3,48 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use super::slot::ONE;
+use super::slot::{ONE, Slot};
 use super::{HeapRing, PopError, PushError, Ring};
+use crate::sync::StampWord;
 
-/// Positions a few steps before `usize::MAX`, so every index and stamp wraps during the test.
-fn near_wrap(steps_before: usize) -> usize {
-    0usize.wrapping_sub(steps_before * ONE)
+/// The points where counters wrap: `usize::MAX + 1` (every index and stamp), and where usize
+/// is wider than a stamp, `StampWord::MAX + 1` (the stamps alone, the indices go on).
+fn wrap_points() -> [usize; 2] {
+    #[allow(clippy::unnecessary_cast)] // the identity where a stamp is a `usize`
+    let stamps = (StampWord::MAX as usize).wrapping_add(1);
+    [0, stamps]
+}
+
+/// Positions a few steps before the wrap point `at`, so the counters it names wrap during
+/// the test.
+fn near_wrap(steps_before: usize, at: usize) -> usize {
+    at.wrapping_sub(steps_before * ONE)
+}
+
+/// A stamp of 32 bits and the value right after it: 12 bytes for a `u64`, not 16.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn slots_are_packed_where_stamps_are_32_bits() {
+    use core::mem::size_of;
+    let sizes = (
+        size_of::<Slot<u64>>(),
+        size_of::<Slot<u32>>(),
+        size_of::<Slot<u8>>(),
+    );
+    assert_eq!(sizes, (12, 8, 8));
+    assert_eq!(size_of::<Slot<u128>>(), 20);
 }
 
 #[test]
-fn wraps_near_usize_max_single_ops() {
-    let mut ring = Ring::<u64, 4>::new();
-    ring.start_at(near_wrap(3));
+fn indices_and_stamps_wrap_under_single_ops() {
+    for at in wrap_points() {
+        let mut ring = Ring::<u64, 4>::new();
+        ring.start_at(near_wrap(3, at));
+        single_ops_round_trip(&ring);
+    }
+}
+
+fn single_ops_round_trip(ring: &Ring<u64, 4>) {
     for round in 0..20u64 {
         for i in 0..3 {
             ring.try_push(round * 10 + i).unwrap();
@@ -30,10 +60,16 @@ fn wraps_near_usize_max_single_ops() {
 
 #[test]
 fn a_spinning_push_waits_for_its_run_across_the_wrap() {
-    let mut ring = Ring::<u64, 16>::new();
-    // The tail wraps while the producer waits: the slot it looks at (2 past the tail) lies
-    // past usize::MAX while the tail does not.
-    ring.start_at(near_wrap(17));
+    for at in wrap_points() {
+        let mut ring = Ring::<u64, 16>::new();
+        // The tail wraps while the producer waits: the slot it looks at (2 past the tail) lies
+        // past the wrap point while the tail does not.
+        ring.start_at(near_wrap(17, at));
+        spinning_push_round_trip(&mut ring);
+    }
+}
+
+fn spinning_push_round_trip(ring: &mut Ring<u64, 16>) {
     let (producer, consumer) = ring.split();
     let mut next_in = 0u64;
     let mut next_out = 0u64;
@@ -57,9 +93,15 @@ fn a_spinning_push_waits_for_its_run_across_the_wrap() {
 }
 
 #[test]
-fn wraps_near_usize_max_full_and_batches() {
-    let mut ring = HeapRing::<u64>::with_capacity(8);
-    ring.start_at(near_wrap(5));
+fn indices_and_stamps_wrap_under_full_rings_and_batches() {
+    for at in wrap_points() {
+        let mut ring = HeapRing::<u64>::with_capacity(8);
+        ring.start_at(near_wrap(5, at));
+        batches_round_trip(ring);
+    }
+}
+
+fn batches_round_trip(ring: HeapRing<u64>) {
     let mut next_in = 0u64;
     let mut next_out = 0u64;
     for _ in 0..50 {
@@ -84,19 +126,21 @@ fn wraps_near_usize_max_full_and_batches() {
 }
 
 #[test]
-fn wraps_near_usize_max_drop_releases_values() {
+fn indices_and_stamps_wrap_under_a_drop_that_releases_values() {
     use alloc::sync::Arc;
-    let token = Arc::new(());
-    {
-        let mut ring = Ring::<Arc<()>, 4>::new();
-        ring.start_at(near_wrap(1));
-        for _ in 0..4 {
-            ring.try_push(Arc::clone(&token)).unwrap();
+    for at in wrap_points() {
+        let token = Arc::new(());
+        {
+            let mut ring = Ring::<Arc<()>, 4>::new();
+            ring.start_at(near_wrap(1, at));
+            for _ in 0..4 {
+                ring.try_push(Arc::clone(&token)).unwrap();
+            }
+            drop(ring.try_pop().unwrap());
+            assert_eq!(Arc::strong_count(&token), 4);
         }
-        drop(ring.try_pop().unwrap());
-        assert_eq!(Arc::strong_count(&token), 4);
+        assert_eq!(Arc::strong_count(&token), 1);
     }
-    assert_eq!(Arc::strong_count(&token), 1);
 }
 
 /// An iterator whose size hint promises four items and which yields two (a bug by
