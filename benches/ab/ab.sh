@@ -12,7 +12,7 @@ work=${AB_WORK_DIR:-$root/target/ab}
 usage() {
   cat <<'EOF'
 usage: benches/ab/ab.sh [--a REV] [--b REV|worktree] [--pairs N] [--only WORD] [--scale X]
-                        [--both-ways]
+                        [--handles shared|split] [--both-ways]
        benches/ab/ab.sh [--a REV] [--b REV|worktree] --callgrind WORKLOAD [--ops N]
        benches/ab/ab.sh [--a REV] [--b REV|worktree] --perf KEY [--ops N]
        benches/ab/ab.sh --help
@@ -32,6 +32,11 @@ alike. Prints, per scenario, both medians, B/A, and B/A pair by pair (median, mi
                    consumers on the other); `--only 2p2c` runs all three
   --scale X        multiply each scenario's operation count by X (default 1; e.g. 0.1 for a
                    few-second look, noisier)
+  --handles H      shared (default): the ring itself, shared by every thread, pushing with
+                   try_push (so revisions from before try_push_spinning build too); split:
+                   the ring split into handles, pushing with the producer's
+                   try_push_spinning, as compare's `pc::Ring split` row (revisions that have
+                   both)
   --callgrind W    instead of timing: run single-threaded workload W once per build under
                    valgrind --tool=callgrind, counting only the workload's instructions
                    (--toggle-collect), and print both counts and B/A. Instruction counts repeat
@@ -74,12 +79,13 @@ die() { # die MESSAGE: a usage error, one line, status 2
 }
 
 a=HEAD b=worktree pairs=10 only="" scale=1 callgrind="" perf="" ops="" align=1 both=0
+handles=shared
 while [ $# -gt 0 ]; do
   case "$1" in
     -h | --help) usage; exit 0 ;;
     --no-align) align=0; shift ;;
     --both-ways) both=1; shift ;;
-    --a | --b | --pairs | --only | --scale | --callgrind | --perf | --ops)
+    --a | --b | --pairs | --only | --scale | --callgrind | --perf | --ops | --handles)
       [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in
         --a) a=$2 ;;
@@ -90,6 +96,7 @@ while [ $# -gt 0 ]; do
         --callgrind) callgrind=$2 ;;
         --perf) perf=$2 ;;
         --ops) ops=$2 ;;
+        --handles) handles=$2 ;;
       esac
       shift 2 ;;
     *) die "unknown argument \"$1\"" ;;
@@ -98,11 +105,12 @@ done
 [ -z "$callgrind" ] || [ -z "$perf" ] || die "--callgrind and --perf are separate runs"
 case "$callgrind" in "" | single | batch | fill) ;; *) die "no workload \"$callgrind\"" ;; esac
 [ -z "$ops" ] || [[ "$ops" =~ ^[1-9][0-9]*$ ]] || die "--ops takes a positive number"
+case "$handles" in shared | split) ;; *) die "--handles takes shared or split, not \"$handles\"" ;; esac
 
 if [ "$both" = 1 ]; then
   [ -z "$callgrind$perf" ] || die "--both-ways is for the timed scenarios"
   [ "$b" != worktree ] || [ "$a" != worktree ] || die "--a and --b are both the working tree"
-  again=(--pairs "$pairs" --scale "$scale")
+  again=(--pairs "$pairs" --scale "$scale" --handles "$handles")
   [ -z "$only" ] || again+=(--only "$only")
   [ "$align" = 1 ] || again+=(--no-align)
   first=$("$0" --a "$a" --b "$b" "${again[@]}")
@@ -190,6 +198,10 @@ publish = false
 name = "ab"
 path = "$root/benches/ab/src/main.rs"
 
+[features]
+# The ring split into handles instead of shared (--handles split).
+split = []
+
 [dependencies]
 pc_core_a = { package = "pc-core", path = "$work/src/a/core" }
 pc_core_b = { package = "pc-core", path = "$work/src/b/core" }
@@ -214,7 +226,10 @@ if [ "$align" = 1 ]; then
 else
   target=$work/target-unaligned
 fi
-(cd "$work/crate" && RUSTFLAGS="$flags" cargo build --release --quiet --target-dir "$target") >&2
+features=()
+[ "$handles" = shared ] || features=(--features split)
+(cd "$work/crate" && RUSTFLAGS="$flags" cargo build --release --quiet --target-dir "$target" \
+  "${features[@]}") >&2
 bin=$target/release/ab
 
 if [ -n "$callgrind" ]; then
@@ -296,6 +311,9 @@ if [ -n "$perf" ]; then
   exit 0
 fi
 
+if [ "$handles" = split ]; then
+  label_a="$label_a, split handles" label_b="$label_b, split handles"
+fi
 args=(--pairs "$pairs" --scale "$scale" --label-a "$label_a" --label-b "$label_b")
 [ -z "$only" ] || args+=(--only "$only")
 exec "$bin" "${args[@]}"

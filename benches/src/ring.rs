@@ -28,13 +28,7 @@ mod pc_flavor;
 
 pc_flavor!(Pc, PcEnd, pc_core, "pc::Ring", try_push_spinning);
 
-/// pc-core's ring used through its split handles (`RingCore::split`): a `Producer` and a
-/// `Consumer`, each claiming with a plain store while it is its side's only handle; clones
-/// (the 2P2C row) claim as the shared ring does. The producer pushes with
-/// `try_push_spinning`, the call for a caller that tries again at once on `Full`, as every
-/// loop here does (it waits for room for a run after a `Full`).
-#[derive(Debug)]
-pub struct PcSplit;
+pc_split_flavor!(PcSplit, PcProducer, PcConsumer, pc_core, "pc::Ring split");
 
 /// [`PcSplit`] with a producer that pushes with the exact `try_push`, retrying the moment a
 /// slot frees: not in `compare` (its loops are `try_push_spinning`'s callers); `ring_floor`
@@ -42,82 +36,13 @@ pub struct PcSplit;
 #[derive(Debug)]
 pub struct PcSplitTryPush;
 
-/// The ring a [`PcSplit`] run splits. Each run leaks one (16 KiB at [`CAPACITY`]): the
-/// harness's endpoints must be `'static`, and handles borrow their ring.
-type SplitRing = pc_core::HeapRing<u64>;
-
-/// pc's producer handle; `SPINNING`: whether its `Tx::try_push` is the handle's
-/// `try_push_spinning` (else its `try_push`).
-#[derive(Clone, Debug)]
-pub struct PcProducer<const SPINNING: bool = true>(
-    pc_core::ring::Producer<'static, u64, pc_core::ring::Boxed<u64>>,
-);
-/// pc's consumer handle.
-#[derive(Clone, Debug)]
-pub struct PcConsumer(pc_core::ring::Consumer<'static, u64, pc_core::ring::Boxed<u64>>);
-
-impl<const SPINNING: bool> Tx for PcProducer<SPINNING> {
-    /// `try_push_spinning` (the harness tries again at once on `Full`, the caller that call is
-    /// for), or `try_push` where `SPINNING` is false.
-    #[inline]
-    fn try_push(&mut self, v: u64) -> Result<(), u64> {
-        let pushed = if SPINNING {
-            self.0.try_push_spinning(v)
-        } else {
-            self.0.try_push(v)
-        };
-        pushed.map_err(pc_core::PushError::into_inner)
-    }
-    #[inline]
-    fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
-        let mut items = next..end.min(next + max as u64);
-        self.0.try_push_batch(&mut items).unwrap_or(0)
-    }
-    fn push(&mut self, v: u64) {
-        self.0.push(v).expect("never closed while benchmarking");
-    }
-}
-
-impl Rx for PcConsumer {
-    #[inline]
-    fn try_pop(&mut self) -> Option<u64> {
-        self.0.try_pop().ok()
-    }
-    #[inline]
-    fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
-        let mut adder = Adder::new(sum);
-        let _ = self.0.try_pop_batch(&mut adder, max);
-        adder.count()
-    }
-    fn pop(&mut self) -> u64 {
-        self.0.pop().expect("never closed while benchmarking")
-    }
-}
-
-/// A leaked ring of [`CAPACITY`], split (see [`SplitRing`]).
-fn split_endpoints<const SPINNING: bool>() -> (PcProducer<SPINNING>, PcConsumer) {
-    let ring: &'static mut SplitRing = Box::leak(Box::new(SplitRing::with_capacity(CAPACITY)));
-    let (producer, consumer) = ring.split();
-    (PcProducer(producer), PcConsumer(consumer))
-}
-
-impl Flavor for PcSplit {
-    const NAME: &'static str = "pc::Ring split";
-    const PC_VARIANT: bool = true;
-    type Tx = PcProducer;
-    type Rx = PcConsumer;
-    fn endpoints() -> (PcProducer, PcConsumer) {
-        split_endpoints()
-    }
-}
-
 impl Flavor for PcSplitTryPush {
     const NAME: &'static str = "pc::Ring split, try_push";
     const PC_VARIANT: bool = true;
     type Tx = PcProducer<false>;
     type Rx = PcConsumer;
     fn endpoints() -> (PcProducer<false>, PcConsumer) {
-        split_endpoints()
+        PcProducer::split_endpoints()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use pc_benches::ab::{self, SCENARIOS, WORKLOADS};
 use pc_benches::harness::{self, Flavor};
-use pc_benches::ring::Pc;
+use pc_benches::ring::{Pc, PcSplit};
 
 #[test]
 fn median_odd_even_empty() {
@@ -24,9 +24,20 @@ fn workloads_check_their_sums() {
 
 #[test]
 fn pairs_alternate_and_compare_a_build_with_itself() {
+    pairs_alternate::<Pc>();
+}
+
+/// `ab.sh --handles split` measures the split handles (the macro `compare` uses too) in every
+/// scenario, clones in the 2P2C ones.
+#[test]
+fn pairs_of_split_handles_run_every_scenario() {
+    pairs_alternate::<PcSplit>();
+}
+
+fn pairs_alternate<F: Flavor<Tx: Clone, Rx: Clone>>() {
     let cores = harness::cores();
     for s in &SCENARIOS {
-        let p = ab::run_pairs::<Pc, Pc>(s, &cores, 2, 0.0001);
+        let p = ab::run_pairs::<F, F>(s, &cores, 2, 0.0001);
         assert_eq!((p.a.len(), p.b.len()), (2, 2), "{}", s.name);
         assert!(
             p.ratios().iter().all(|r| r.is_finite() && *r > 0.0),
@@ -40,19 +51,35 @@ fn pairs_alternate_and_compare_a_build_with_itself() {
 /// before it copies or builds anything.
 #[test]
 fn ab_sh_refuses_a_revision_that_names_no_commit_with_one_line() {
+    assert_eq!(
+        ab_sh_refusal(&["--a", "no-such-revision", "--only", "single"], "revision"),
+        "ab.sh: not a revision: \"no-such-revision\" (see ab.sh --help)"
+    );
+}
+
+/// `--handles` takes `shared` or `split`; anything else is refused the same way.
+#[test]
+fn ab_sh_refuses_handles_it_does_not_know_with_one_line() {
+    assert_eq!(
+        ab_sh_refusal(&["--handles", "both", "--only", "single"], "handles"),
+        "ab.sh: --handles takes shared or split, not \"both\" (see ab.sh --help)"
+    );
+}
+
+/// Runs `ab.sh ARGS` in a work directory of its own (named after `case`); asserts it exited
+/// with status 2 having copied nothing, and returns its stderr, trimmed.
+fn ab_sh_refusal(args: &[&str], case: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ab/ab.sh");
-    let work = std::env::temp_dir().join(format!("pc-ab-work-{}", std::process::id()));
+    let work = std::env::temp_dir().join(format!("pc-ab-{case}-{}", std::process::id()));
     let out = std::process::Command::new("bash")
-        .args([script, "--a", "no-such-revision", "--only", "single"])
+        .arg(script)
+        .args(args)
         .env("AB_WORK_DIR", &work)
         .output()
         .expect("run ab.sh");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(
-        stderr.trim(),
-        "ab.sh: not a revision: \"no-such-revision\" (see ab.sh --help)"
-    );
     assert!(!work.join("src").exists(), "nothing copied");
     let _ = std::fs::remove_dir_all(&work);
+    stderr
 }

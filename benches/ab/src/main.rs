@@ -17,8 +17,14 @@ mod ab;
 #[path = "../../src/ring/pc_flavor.rs"]
 mod pc_flavor;
 
+#[cfg(not(feature = "split"))]
 pc_flavor!(A, AEnd, pc_core_a, "A", try_push);
+#[cfg(not(feature = "split"))]
 pc_flavor!(B, BEnd, pc_core_b, "B", try_push);
+#[cfg(feature = "split")]
+pc_split_flavor!(A, AProducer, AConsumer, pc_core_a, "A");
+#[cfg(feature = "split")]
+pc_split_flavor!(B, BProducer, BConsumer, pc_core_b, "B");
 
 fn main() {
     ab::main::<A, B>();

@@ -62,3 +62,93 @@ macro_rules! pc_flavor {
         }
     };
 }
+
+/// `pc_split_flavor!(Flavor, Producer, Consumer, crate_name, "row label")`: a `Flavor` named
+/// `Flavor` over `crate_name`'s ring split into handles (`RingCore::split`): a `Producer` and
+/// a `Consumer`, each claiming with a plain store while it is its side's only handle; clones
+/// (the 2P2C rows) claim as the shared ring does. Its producer pushes with
+/// `try_push_spinning`, the call for a caller that tries again at once on `Full`, as every
+/// loop of the harness does (it waits for room for a run after a `Full`); `Producer<false>`
+/// pushes with the exact `try_push` instead. `compare` uses it for pc-core, the A/B tool
+/// (`ab.sh --handles split`) for two builds of it (revisions that have `split` and
+/// `try_push_spinning`).
+///
+/// Each run leaks its ring (16 KiB at the harness's capacity): the harness's endpoints must
+/// be `'static`, and handles borrow their ring.
+macro_rules! pc_split_flavor {
+    ($flavor:ident, $producer:ident, $consumer:ident, $krate:ident, $name:expr) => {
+        /// pc-core's ring split into handles (see the `pc_split_flavor!` macro).
+        #[derive(Debug)]
+        pub struct $flavor;
+
+        /// pc's producer handle; `SPINNING`: whether its `Tx::try_push` is the handle's
+        /// `try_push_spinning` (else its `try_push`).
+        #[derive(Clone, Debug)]
+        pub struct $producer<const SPINNING: bool = true>(
+            $krate::ring::Producer<'static, u64, $krate::ring::Boxed<u64>>,
+        );
+
+        /// pc's consumer handle.
+        #[derive(Clone, Debug)]
+        pub struct $consumer($krate::ring::Consumer<'static, u64, $krate::ring::Boxed<u64>>);
+
+        impl<const SPINNING: bool> $producer<SPINNING> {
+            /// A leaked ring of the harness's capacity, split.
+            pub fn split_endpoints() -> (Self, $consumer) {
+                let ring: &'static mut $krate::HeapRing<u64> =
+                    ::std::boxed::Box::leak(::std::boxed::Box::new(
+                        $krate::HeapRing::with_capacity(crate::harness::CAPACITY),
+                    ));
+                let (producer, consumer) = ring.split();
+                (Self(producer), $consumer(consumer))
+            }
+        }
+
+        impl<const SPINNING: bool> crate::harness::Tx for $producer<SPINNING> {
+            /// `try_push_spinning`, or `try_push` where `SPINNING` is false.
+            #[inline]
+            fn try_push(&mut self, v: u64) -> Result<(), u64> {
+                let pushed = if SPINNING {
+                    self.0.try_push_spinning(v)
+                } else {
+                    self.0.try_push(v)
+                };
+                pushed.map_err($krate::PushError::into_inner)
+            }
+            #[inline]
+            fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
+                let mut items = next..end.min(next + max as u64);
+                self.0.try_push_batch(&mut items).unwrap_or(0)
+            }
+            fn push(&mut self, v: u64) {
+                self.0.push(v).expect("never closed while benchmarking");
+            }
+        }
+
+        impl crate::harness::Rx for $consumer {
+            #[inline]
+            fn try_pop(&mut self) -> Option<u64> {
+                self.0.try_pop().ok()
+            }
+            #[inline]
+            fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
+                let mut adder = crate::harness::Adder::new(sum);
+                let _ = self.0.try_pop_batch(&mut adder, max);
+                adder.count()
+            }
+            fn pop(&mut self) -> u64 {
+                self.0.pop().expect("never closed while benchmarking")
+            }
+        }
+
+        impl crate::harness::Flavor for $flavor {
+            const NAME: &'static str = $name;
+            const PC_VARIANT: bool = true;
+            type Tx = $producer;
+            type Rx = $consumer;
+            fn endpoints() -> ($producer, $consumer) {
+                $producer::split_endpoints()
+            }
+        }
+    };
+}
