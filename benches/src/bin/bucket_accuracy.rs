@@ -30,7 +30,17 @@ struct Args {
     batch: Option<u64>,
 }
 
-fn parse() -> Result<Args, String> {
+const USAGE: &str =
+    "usage: bucket_accuracy [--rate R]... [--threads N] [--secs D] [--burst B] [--batch K]";
+
+/// What the command line asks for: a run, or the usage.
+enum Command {
+    Run(Args),
+    Help,
+}
+
+/// The command line; `Err` is a usage error's one line.
+fn parse() -> Result<Command, String> {
     let mut args = Args {
         rates: Vec::new(),
         threads: 2,
@@ -41,30 +51,31 @@ fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
+        let positive = |v: String| match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{flag} takes a positive whole number, not {v:?}")),
+        };
         match flag.as_str() {
-            "--rate" => args.rates.push(number(value()?)?),
-            "--threads" => args.threads = number(value()?)?.max(1),
+            "--rate" => args.rates.push(positive(value()?)?),
+            "--threads" => args.threads = positive(value()?)?,
             "--secs" => {
                 let v = value()?;
-                args.secs = v.parse().map_err(|e| format!("--secs {v}: {e}"))?;
+                args.secs = match v.parse::<f64>() {
+                    // A window of up to a day, in nanoseconds, fits a u64 many times over.
+                    Ok(s) if s > 0.0 && s <= 86_400.0 => s,
+                    _ => return Err(format!("--secs takes seconds in (0, 86400], not {v:?}")),
+                };
             }
-            "--burst" => args.burst = Some(number(value()?)?),
-            "--batch" => args.batch = Some(number(value()?)?),
-            "-h" | "--help" => {
-                return Err(
-                    "usage: bucket_accuracy [--rate R]... [--threads N] [--secs D] \
-                            [--burst B] [--batch K]"
-                        .into(),
-                );
-            }
-            other => return Err(format!("unknown argument {other}")),
+            "--burst" => args.burst = Some(positive(value()?)?),
+            "--batch" => args.batch = Some(positive(value()?)?),
+            "-h" | "--help" => return Ok(Command::Help),
+            other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if args.rates.is_empty() {
         args.rates = vec![500, 100_000, 1_000_000];
     }
-    Ok(args)
+    Ok(Command::Run(args))
 }
 
 /// One run: returns tokens granted per thread.
@@ -87,10 +98,14 @@ fn run(
 
 fn main() -> ExitCode {
     let args = match parse() {
-        Ok(args) => args,
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::FAILURE;
+            eprintln!("bucket_accuracy: {message} (see --help)");
+            return ExitCode::from(2);
         }
     };
     let clock = Clock::new();
