@@ -293,6 +293,22 @@ fn main() {
     macro_rules! flavours { ($f:ident, $($t:ty),*) => { [$(run::<$t>(move || $f::<$t>())),*] } }
     let wants = |section: &str| wanted(only.as_deref(), section);
     let cores = ring::cores();
+    // On one core the two pinned sides would share it, spinning in turn through whole time
+    // slices: hours for a row, and figures of nothing. Refused before anything runs.
+    let pinned = [
+        "1P1C throughput, single",
+        "1P1C throughput, batch 32",
+        "1P1C throughput, batch 64",
+        "ping-pong round trip",
+    ];
+    if cores.len() < 2 && pinned.iter().any(|row| wants(row)) {
+        usage_error(&format!(
+            "the 1P1C and ping-pong rows pin their two sides to two cores, and this process \
+             may run on {} (give it two, or --only a row that needs one: single-thread, \
+             2P2C, bucket)",
+            cores.len()
+        ));
+    }
     let mut rows = Vec::new();
 
     if wants("single-thread push+pop") {
