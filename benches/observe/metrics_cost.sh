@@ -7,13 +7,17 @@ set -euo pipefail
 # A failure inside `$( )` ends the script too (bash turns errexit off there otherwise).
 shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
+die() { echo "metrics_cost.sh: $1 (try --help)" >&2; exit 2; }
 repeats=5 messages=3000000
 while [ $# -gt 0 ]; do
   case $1 in
-    --repeats) repeats=$2; shift 2 ;;
-    --messages) messages=$2; shift 2 ;;
+    --repeats | --messages)
+      [ $# -ge 2 ] || die "$1 needs a value"
+      [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 takes a positive whole number, not \"$2\""
+      if [ "$1" = --repeats ]; then repeats=$2; else messages=$2; fi
+      shift 2 ;;
     -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
-    *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
+    *) die "unknown argument \"$1\"" ;;
   esac
 done
 cargo build --release -q -p pc-host
