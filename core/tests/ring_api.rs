@@ -175,3 +175,55 @@ fn heap_rings_of_values_larger_than_the_stack_are_built_in_place() {
         .join()
         .expect("built without overflowing the stack");
 }
+
+/// A ring dropped while it holds values larger than the dropping thread's stack drops them
+/// without a value-sized temporary on that stack, in a debug build too: in place where a
+/// value lies aligned for its type, and through the heap where a packed slot holds it
+/// misaligned (a type aligned past 4 bytes).
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "a megabyte value, written byte by byte, is minutes under miri"
+)]
+fn heap_rings_drop_values_larger_than_the_stack_without_moving_them_through_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    macro_rules! big {
+        ($name:ident, $align:literal) => {
+            #[repr(align($align))]
+            struct $name([u8; 1 << 20]);
+            impl Drop for $name {
+                fn drop(&mut self) {
+                    std::hint::black_box(&self.0);
+                    DROPS.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+    }
+    big!(Big4, 4);
+    big!(Big8, 8);
+    macro_rules! drop_on_a_small_stack {
+        ($t:ident) => {{
+            // Filled on a thread with room for a value, dropped on one without.
+            let ring = std::thread::Builder::new()
+                .stack_size(64 << 20)
+                .spawn(|| {
+                    let ring = HeapRing::<$t>::with_capacity(2);
+                    assert!(ring.try_push($t([1; 1 << 20])).is_ok());
+                    ring
+                })
+                .expect("spawn")
+                .join()
+                .expect("filled");
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(move || drop(ring))
+                .expect("spawn")
+                .join()
+                .expect("dropped without overflowing the stack");
+        }};
+    }
+    drop_on_a_small_stack!(Big4);
+    drop_on_a_small_stack!(Big8);
+    assert_eq!(DROPS.load(Ordering::Relaxed), 2);
+}

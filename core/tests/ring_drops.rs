@@ -290,3 +290,29 @@ fn values_aligned_past_a_slots_four_bytes_come_out_whole_and_are_dropped_aligned
         "dropped where it lay, misaligned"
     );
 }
+
+/// Values of a type aligned past 4 bytes and larger than 4 KiB, left in a dropped ring, are
+/// dropped once each, at an aligned address (a packed slot's value is moved into a heap
+/// allocation of its own to be dropped: no value-sized copy on the stack).
+#[test]
+fn large_values_aligned_past_four_bytes_left_in_a_ring_are_dropped_once_and_aligned() {
+    struct Large<'a>([u64; 600], &'a AtomicUsize, &'a AtomicUsize);
+    impl Drop for Large<'_> {
+        fn drop(&mut self) {
+            if !(self as *mut Self as usize).is_multiple_of(core::mem::align_of::<Self>()) {
+                self.2.fetch_add(1, Ordering::Relaxed);
+            }
+            assert_eq!(self.0[599], self.0[0], "moved whole");
+            self.1.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let (drops, misaligned) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    {
+        let ring = HeapRing::<Large<'_>>::with_capacity(4);
+        for v in 0..3 {
+            assert!(ring.try_push(Large([v; 600], &drops, &misaligned)).is_ok());
+        }
+    }
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
+    assert_eq!(misaligned.load(Ordering::Relaxed), 0);
+}

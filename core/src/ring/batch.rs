@@ -131,8 +131,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         want: usize,
         lost_race: &mut impl FnMut(),
     ) -> Result<(usize, usize), PushError<()>> {
-        // Relaxed: only a starting guess; the CAS below validates it.
-        let mut tail = self.tail.index.load(Ordering::Relaxed);
+        self.claim_free_from(self.look_at(&self.tail.index), want, lost_race)
+    }
+
+    /// [`claim_free`](Self::claim_free) from `tail`, a value the tail index held (tests pass
+    /// one from long ago: an index gone stale).
+    pub(super) fn claim_free_from(
+        &self,
+        mut tail: usize,
+        want: usize,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<(usize, usize), PushError<()>> {
         loop {
             if tail & MARK != 0 {
                 return Err(PushError::Closed(()));
@@ -147,19 +156,18 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             continue;
                         }
                     },
-                    // Relaxed: a fresh guess for the CAS.
                     _ => {
-                        tail = self.tail.index.load(Ordering::Relaxed);
+                        tail = self.look_at(&self.tail.index);
                         continue;
                     }
                 }
             }
-            // Relaxed: claims `count` positions at once, nothing more; the values are ordered by
-            // the slot stamps, as in try_push.
+            // Release: claims `count` positions at once, and hands on what it saw of the slots,
+            // as in try_push; the values are ordered by the slot stamps.
             match self.tail.index.compare_exchange_weak(
                 tail,
                 tail.wrapping_add(count * ONE),
-                Ordering::Relaxed,
+                Ordering::Release,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return Ok((tail, count)),
@@ -170,7 +178,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     /// Fills the `count` positions claimed from `start` on from `items`; returns how many it
     /// filled (fewer than `count` only if `items` ran out).
-    fn fill<I>(&self, start: usize, count: usize, items: &mut I) -> usize
+    pub(super) fn fill<I>(&self, start: usize, count: usize, items: &mut I) -> usize
     where
         I: Iterator<Item = T>,
     {
@@ -363,8 +371,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         want: usize,
         lost_race: &mut impl FnMut(),
     ) -> Result<Drain<'_, T, S>, PopError> {
-        // Relaxed: only a starting guess; the CAS below validates it.
-        let mut head = self.head.index.load(Ordering::Relaxed);
+        self.claim_ready_from(self.look_at(&self.head.index), want, lost_race)
+    }
+
+    /// [`claim_ready`](Self::claim_ready) from `head`, a value the head index held (tests pass
+    /// one from long ago: an index gone stale).
+    pub(super) fn claim_ready_from(
+        &self,
+        mut head: usize,
+        want: usize,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<Drain<'_, T, S>, PopError> {
         loop {
             let (count, holes, first) = self.scan_published(head, want);
             if count == 0 {
@@ -377,9 +394,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                             continue;
                         }
                     },
-                    // Relaxed: a fresh guess for the CAS.
                     _ => {
-                        head = self.head.index.load(Ordering::Relaxed);
+                        head = self.look_at(&self.head.index);
                         continue;
                     }
                 }

@@ -71,8 +71,8 @@
 //! packed, the value right after the stamp: a `u64` slot takes 12 bytes rather than 16, so a
 //! run crosses fewer cache lines. A value may therefore lie misaligned in its slot; it is only
 //! moved in and out whole, and the one thing that costs is dropping a ring that still holds
-//! values of a type aligned past 4 bytes: each is moved out to be dropped (a copy of its size
-//! on the stack). A ring [split](RingCore::split) into [`Producer`] and [`Consumer`] handles
+//! values of a type aligned past 4 bytes: each is moved out to be dropped (onto the stack, or
+//! into a heap allocation of its own past 4 KiB). A ring [split](RingCore::split) into [`Producer`] and [`Consumer`] handles
 //! claims with a plain store on a side that has one handle (split.rs).
 
 mod batch;
@@ -328,9 +328,11 @@ impl<T> RingCore<T, Boxed<T>> {
     /// An empty ring with `capacity` slots on the heap.
     ///
     /// The slots are made in place, and the values a ring still holds when dropped are dropped
-    /// in place: neither passes a value through the stack, whatever `T`'s size. A push and a
-    /// pop move their value, as any by-value call does; box values that come near a thread's
-    /// stack size.
+    /// without passing through the stack, whatever `T`'s size: in place, or, for a type aligned
+    /// past 4 bytes that a packed slot may hold misaligned (the module docs, Design), moved into
+    /// a heap allocation of their own if larger than 4 KiB (onto the stack if smaller, or if
+    /// that allocation fails). A push and a pop move their value, as any by-value call does;
+    /// box values that come near a thread's stack size.
     ///
     /// With `std` on Linux, the first heap ring (or lanes) built in a process also registers the
     /// process for the `membarrier` system call that blocking waits use, a one-time cost of
@@ -510,6 +512,21 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 
+    /// A claim's look at its side's index: the position to claim next, unless another thread
+    /// claims it first (the CAS validates it).
+    ///
+    /// Acquire pairs with the Release claim CAS of every thread of this side (the index moves
+    /// by read-modify-writes, one release sequence; a split side's only handle stores, and the
+    /// handoff that makes a second handle orders those stores before it), so whatever the
+    /// claimer of this slot's previous lap saw of the slot happens-before this thread's stamp
+    /// load: that load reads no state older than the previous lap's. A stamp keeps only a
+    /// position's low bits (slot.rs), and this is what keeps a very old one from being read
+    /// at all, not merely unlikely; on x86 it costs nothing (every load acquires).
+    #[inline(always)]
+    fn look_at(&self, index: &AtomicUsize) -> usize {
+        index.load(Ordering::Acquire)
+    }
+
     /// Before a claim answers `Full` or `Empty` on a stamp that reads as behind the position
     /// `seen` it read from `index` (its side's): `Some(now)` if the index has moved since, and
     /// the claim must look again at `now`. A stamp keeps only a position's low bits
@@ -578,8 +595,9 @@ struct Unpopped<'a, T, S: Storage<T>> {
 }
 
 impl<T, S: Storage<T>> Unpopped<'_, T, S> {
-    /// Drops the next value in place (skipping holes), so that no value passes through the
-    /// stack (a ring of values larger than the dropping thread's stack); `false` at the tail.
+    /// Drops the next value (skipping holes) without passing it through the stack where it is
+    /// large (a ring of values larger than the dropping thread's stack: `Slot::drop_value`);
+    /// `false` at the tail.
     fn drop_next(&mut self) -> bool {
         while self.position != self.tail {
             let position = self.position;

@@ -77,8 +77,18 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         value: T,
         lost_race: &mut impl FnMut(),
     ) -> Result<(), PushError<T>> {
-        // Relaxed: only a starting guess; the CAS below validates it.
-        let mut tail = self.tail.index.load(Ordering::Relaxed);
+        self.try_push_from(self.look_at(&self.tail.index), value, lost_race)
+    }
+
+    /// [`try_push_or`](Self::try_push_or) from `tail`, a value the tail index held (tests pass
+    /// one from long ago: an index gone stale).
+    #[inline(always)]
+    pub(super) fn try_push_from(
+        &self,
+        mut tail: usize,
+        value: T,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<(), PushError<T>> {
         loop {
             if tail & MARK != 0 {
                 return Err(PushError::Closed(value));
@@ -89,13 +99,14 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let stamp = slot.load_stamp(Ordering::Acquire);
             match classify(stamp, tail) {
                 Seen::Ready => {
-                    // Relaxed: claims position `tail`, nothing more. The value is ordered by
-                    // the slot stamp (Acquire above, Release below), and the wait handshake
-                    // has its own word (wait.rs).
+                    // Release: claims position `tail`, and hands on to the next claim's Acquire
+                    // look at the tail what this one saw of the slots (`look_at`). The value is
+                    // ordered by the slot stamp (Acquire above, Release below), and the wait
+                    // handshake has its own word (wait.rs).
                     match self.tail.index.compare_exchange_weak(
                         tail,
                         tail.wrapping_add(ONE),
-                        Ordering::Relaxed,
+                        Ordering::Release,
                         Ordering::Relaxed,
                     ) {
                         Ok(_) => {
@@ -114,8 +125,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                     None => return Err(PushError::Full(value)),
                     Some(now) => tail = now,
                 },
-                // Relaxed: a fresh guess for the CAS, as above.
-                Seen::Ahead => tail = self.tail.index.load(Ordering::Relaxed),
+                Seen::Ahead => tail = self.look_at(&self.tail.index),
             }
         }
     }
@@ -145,8 +155,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// failure is no lost race), before it looks again.
     #[inline(always)]
     pub(crate) fn try_pop_or(&self, lost_race: &mut impl FnMut()) -> Result<T, PopError> {
-        // Relaxed: only a starting guess; the CAS below validates it.
-        let mut head = self.head.index.load(Ordering::Relaxed);
+        self.try_pop_from(self.look_at(&self.head.index), lost_race)
+    }
+
+    /// [`try_pop_or`](Self::try_pop_or) from `head`, a value the head index held (tests pass
+    /// one from long ago: an index gone stale).
+    #[inline(always)]
+    pub(super) fn try_pop_from(
+        &self,
+        mut head: usize,
+        lost_race: &mut impl FnMut(),
+    ) -> Result<T, PopError> {
         loop {
             let slot = self.slot(head);
             // Acquire pairs with the producer's Release publish, so its write of the value
@@ -193,8 +212,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                     None => return Err(self.empty_or_closed(head)),
                     Some(now) => head = now,
                 },
-                // Relaxed: a fresh guess for the CAS, as above.
-                Seen::Ahead => head = self.head.index.load(Ordering::Relaxed),
+                Seen::Ahead => head = self.look_at(&self.head.index),
             }
         }
     }

@@ -7,20 +7,24 @@
 //! and comparisons use the wrapping difference read as a signed number.
 //!
 //! **A stamp keeps a position's low bits only**: [`StampWord`] is `u32` where `usize` is 64
-//! bits. That tells apart every stamp a thread can meet: it compares a slot's stamp only with
-//! the position its side's index held when it looked, and while that index stays put, the slot
-//! holds one of the states of that position or of the one a lap before (see [`Slot::stamp`]),
-//! less than `2^31` apart ([`MAX_CAPACITY`](super::MAX_CAPACITY) keeps a lap under `2^30`). A
-//! thread whose index went stale by `2^31` positions or more could misread a later lap's stamp:
-//! its claim's CAS then fails (the index moved), and before it answers `Full` or `Empty` on a
-//! stamp it reads the index again and looks again if it moved (`RingCore::moved`).
+//! bits. That tells apart every stamp a thread can meet: it compares a slot's stamp with the
+//! position its side's index held when it looked (`RingCore::look_at`, whose Acquire also keeps
+//! the stamp load from reading a state older than the previous lap's), and while that index
+//! stays put, the slot holds one of the states of that position or of the one a lap before (see
+//! [`Slot::stamp`]), at most a lap plus 3 apart: under `2^31`, since
+//! [`MAX_CAPACITY`](super::MAX_CAPACITY) keeps a lap at most `2^30`. A thread whose index went
+//! stale by `2^31` positions or more could misread a later lap's stamp: its claim's CAS then
+//! fails (the index moved), and before it answers `Full` or `Empty` on a stamp it reads the
+//! index again and looks again if it moved (`RingCore::moved`). (`try_push_spinning`'s look
+//! a run ahead of the tail only decides whether to try: a misread there costs a spin.)
 //!
 //! **Where the stamp is 32 bits, the slot is packed** (`repr(C, packed(4))`; not under loom,
 //! whose cells cannot be packed): the stamp at offset 0, the value at offset 4 whatever its
 //! alignment, so a slot of a `u64` takes 12 bytes rather than 16 and a batch moves a quarter
 //! fewer cache lines (`docs/performance-log.md`, "Packed slots"). A value whose type asks for
 //! more than 4-byte alignment may then sit misaligned: it is only ever moved in and out of its
-//! slot (unaligned reads and writes), never referenced where it lies.
+//! slot (unaligned reads and writes), never referenced where it lies misaligned; dropping one
+//! left in a dropped ring moves it out first ([`Slot::drop_value`]).
 
 use core::mem::MaybeUninit;
 
@@ -184,14 +188,18 @@ impl<T> Slot<T> {
     }
 
     /// Drops the value, leaving the slot logically uninitialised: in place, so that nothing of
-    /// `T`'s size passes through the stack, unless the place may be misaligned for `T` (a
-    /// packed slot of a type that asks for more than 4-byte alignment), where it is moved out
-    /// first.
+    /// `T`'s size passes through the stack (a ring of values larger than the dropping thread's
+    /// stack), wherever the place is aligned for `T`. In a packed slot of a type that asks for
+    /// more than 4-byte alignment it may not be: such a value is moved out to be dropped, into
+    /// a heap allocation of its own if it is large (with `alloc`), else onto the stack.
     ///
     /// # Safety
     /// As for [`read`](Self::read), which this stands for: the value is initialised and
     /// exclusively the caller's, and the caller does not read or drop it again.
     pub(crate) unsafe fn drop_value(&self) {
+        if !core::mem::needs_drop::<T>() {
+            return;
+        }
         #[cfg(not(loom))]
         {
             // A packed slot is aligned to 4 and holds its value at offset 4.
@@ -201,12 +209,79 @@ impl<T> Slot<T> {
                 // of a 4-aligned slot gives).
                 unsafe { core::ptr::drop_in_place(self.value_ptr()) };
             } else {
-                // SAFETY: as for `read`, whose contract this one is.
-                drop(unsafe { self.read() });
+                // SAFETY: the caller's contract, passed on.
+                unsafe { self.drop_misaligned() };
             }
         }
         #[cfg(loom)]
         // SAFETY: initialised and exclusively ours, dropped once (see above).
         self.value.with_mut(|p| unsafe { (*p).assume_init_drop() });
+    }
+
+    /// [`drop_value`](Self::drop_value) for a place that may be misaligned for `T`. Out of line
+    /// (and each way in a function of its own), so that no frame on the in-place path reserves
+    /// room for a `T`, as a debug build's frame would for every local of the function.
+    ///
+    /// # Safety
+    /// As for [`drop_value`](Self::drop_value).
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    unsafe fn drop_misaligned(&self) {
+        /// Values up to this size are moved onto the stack to be dropped; larger ones into the
+        /// heap, where the allocator allows.
+        #[cfg(feature = "alloc")]
+        const ON_THE_STACK: usize = 4096;
+        #[cfg(feature = "alloc")]
+        if core::mem::size_of::<T>() > ON_THE_STACK {
+            // SAFETY: the caller's contract, passed on.
+            if unsafe { self.drop_through_heap() } {
+                return;
+            }
+        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.drop_through_stack() };
+    }
+
+    /// Moves the value onto the stack and drops it there.
+    ///
+    /// # Safety
+    /// As for [`drop_value`](Self::drop_value).
+    #[cfg(not(loom))]
+    #[inline(never)]
+    unsafe fn drop_through_stack(&self) {
+        // SAFETY: as for `read`, whose contract this one is; the value moved out is dropped
+        // once, here.
+        drop(unsafe { self.read() });
+    }
+
+    /// Moves the value into a heap allocation aligned for `T` and drops it there; `false`
+    /// (nothing moved) if the allocation fails.
+    ///
+    /// # Safety
+    /// As for [`drop_value`](Self::drop_value); on `false` the value is still in the slot.
+    #[cfg(all(not(loom), feature = "alloc"))]
+    #[inline(never)]
+    unsafe fn drop_through_heap(&self) -> bool {
+        let layout = core::alloc::Layout::new::<T>();
+        // SAFETY: `T` is larger than `ON_THE_STACK`, so the layout's size is not zero.
+        let heap = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
+        if heap.is_null() {
+            return false;
+        }
+        // SAFETY: the slot's value is initialised and exclusively ours (the caller's contract);
+        // `heap` is valid for a `T`, aligned for it and apart from the slot; the bytes are
+        // moved, not duplicated: the slot's copy is never read or dropped again. The value is
+        // then dropped once, in place in the allocation, which is freed with its own layout.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.value_ptr().cast::<u8>(),
+                heap.cast::<u8>(),
+                core::mem::size_of::<T>(),
+            );
+            core::ptr::drop_in_place(heap);
+            alloc::alloc::dealloc(heap.cast::<u8>(), layout);
+        }
+        true
     }
 }

@@ -103,7 +103,7 @@ impl<T> Boxed<T> {
             return Err(super::CapacityError::Invalid(capacity));
         }
         let layout = Self::layout(capacity).ok_or(super::CapacityError::Alloc(capacity))?;
-        // SAFETY: the layout's size is not zero: `capacity >= 2` and a slot holds a `usize`.
+        // SAFETY: the layout's size is not zero: `capacity >= 2` and a slot holds a stamp.
         let raw = unsafe { alloc::alloc::alloc(layout) }.cast::<Slot<T>>();
         let ptr = core::ptr::NonNull::new(raw).ok_or(super::CapacityError::Alloc(capacity))?;
         for i in 0..capacity {

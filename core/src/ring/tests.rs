@@ -1154,3 +1154,43 @@ fn a_batch_asking_for_more_than_is_ready_prefetches_a_bounded_run() {
         "{push} prefetches for one batch push's run, {pop} for one batch pop's"
     );
 }
+
+/// An index looked at 2^31 positions ago (a thread preempted that long, in principle): a
+/// 32-bit stamp then reads "behind" for a free slot, and the claim must look at the index
+/// again rather than answer `Full` (`RingCore::moved`).
+fn stale_by_half_the_stamps(current: usize) -> usize {
+    current.wrapping_sub(1 << 31)
+}
+
+#[test]
+fn a_push_from_an_index_stale_by_2_31_positions_looks_again_instead_of_saying_full() {
+    let ring = Ring::<u64, 4>::new();
+    assert_eq!(
+        ring.try_push_from(stale_by_half_the_stamps(0), 7, &mut || {}),
+        Ok(())
+    );
+    assert_eq!(ring.try_pop(), Ok(7));
+    let mut items = 8..10;
+    let (start, count) = ring
+        .claim_free_from(stale_by_half_the_stamps(ONE), 2, &mut || {})
+        .expect("room for two, not Full");
+    assert_eq!((start, count), (ONE, 2));
+    assert_eq!(ring.fill(start, count, &mut items), 2);
+    assert_eq!((ring.try_pop(), ring.try_pop()), (Ok(8), Ok(9)));
+}
+
+#[test]
+fn a_pop_from_an_index_stale_by_2_31_positions_looks_again_instead_of_saying_empty() {
+    let ring = Ring::<u64, 4>::new();
+    ring.try_push(7).unwrap();
+    assert_eq!(
+        ring.try_pop_from(stale_by_half_the_stamps(0), &mut || {}),
+        Ok(7)
+    );
+    ring.try_push_batch(&mut (8..10)).unwrap();
+    let drain = ring
+        .claim_ready_from(stale_by_half_the_stamps(ONE), 2, &mut || {})
+        .expect("two values, not Empty");
+    assert_eq!(drain.collect::<Vec<_>>(), [8, 9]);
+    assert!(ring.is_empty());
+}
