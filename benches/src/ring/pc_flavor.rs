@@ -3,6 +3,43 @@
 //! (`pc_core_a`, `pc_core_b`) exactly as `compare` and the criterion benches use the one in
 //! the workspace. The invoking crate must have the harness at `crate::harness`.
 
+/// The parts of a pc end's `Tx` that do not depend on how it pushes one value: batches (a
+/// range, pushed as far as it fits) and the blocking push. Items for an `impl Tx` block whose
+/// `self.0` is a ring or a producer handle.
+macro_rules! pc_tx_batch_and_push {
+    () => {
+        #[inline]
+        fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
+            let mut items = next..end.min(next + max as u64);
+            self.0.try_push_batch(&mut items).unwrap_or(0)
+        }
+        fn push(&mut self, v: u64) {
+            self.0.push(v).expect("never closed while benchmarking");
+        }
+    };
+}
+
+/// `impl Rx for $end`, whose `self.0` is a ring or a consumer handle: the same calls either way.
+macro_rules! pc_rx {
+    ($end:ty) => {
+        impl crate::harness::Rx for $end {
+            #[inline]
+            fn try_pop(&mut self) -> Option<u64> {
+                self.0.try_pop().ok()
+            }
+            #[inline]
+            fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
+                let mut adder = crate::harness::Adder::new(sum);
+                let _ = self.0.try_pop_batch(&mut adder, max);
+                adder.count()
+            }
+            fn pop(&mut self) -> u64 {
+                self.0.pop().expect("never closed while benchmarking")
+            }
+        }
+    };
+}
+
 /// `pc_flavor!(Flavor, End, crate_name, "row label", push_call)`: a `Flavor` named `Flavor`
 /// over `crate_name::HeapRing<u64>`, both ends an `End` (the ring, shared), whose `try_push`
 /// is the ring's `push_call`: `try_push_spinning` for `compare` (every loop there tries again
@@ -23,31 +60,10 @@ macro_rules! pc_flavor {
             fn try_push(&mut self, v: u64) -> Result<(), u64> {
                 self.0.$push(v).map_err($krate::PushError::into_inner)
             }
-            #[inline]
-            fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
-                let mut items = next..end.min(next + max as u64);
-                self.0.try_push_batch(&mut items).unwrap_or(0)
-            }
-            fn push(&mut self, v: u64) {
-                self.0.push(v).expect("never closed while benchmarking");
-            }
+            pc_tx_batch_and_push!();
         }
 
-        impl crate::harness::Rx for $end {
-            #[inline]
-            fn try_pop(&mut self) -> Option<u64> {
-                self.0.try_pop().ok()
-            }
-            #[inline]
-            fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
-                let mut adder = crate::harness::Adder::new(sum);
-                let _ = self.0.try_pop_batch(&mut adder, max);
-                adder.count()
-            }
-            fn pop(&mut self) -> u64 {
-                self.0.pop().expect("never closed while benchmarking")
-            }
-        }
+        pc_rx!($end);
 
         impl crate::harness::Flavor for $flavor {
             const NAME: &'static str = $name;
@@ -115,31 +131,10 @@ macro_rules! pc_split_flavor {
                 };
                 pushed.map_err($krate::PushError::into_inner)
             }
-            #[inline]
-            fn try_push_batch(&mut self, next: u64, end: u64, max: usize) -> usize {
-                let mut items = next..end.min(next + max as u64);
-                self.0.try_push_batch(&mut items).unwrap_or(0)
-            }
-            fn push(&mut self, v: u64) {
-                self.0.push(v).expect("never closed while benchmarking");
-            }
+            pc_tx_batch_and_push!();
         }
 
-        impl crate::harness::Rx for $consumer {
-            #[inline]
-            fn try_pop(&mut self) -> Option<u64> {
-                self.0.try_pop().ok()
-            }
-            #[inline]
-            fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
-                let mut adder = crate::harness::Adder::new(sum);
-                let _ = self.0.try_pop_batch(&mut adder, max);
-                adder.count()
-            }
-            fn pop(&mut self) -> u64 {
-                self.0.pop().expect("never closed while benchmarking")
-            }
-        }
+        pc_rx!($consumer);
 
         impl crate::harness::Flavor for $flavor {
             const NAME: &'static str = $name;
