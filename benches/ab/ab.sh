@@ -13,8 +13,8 @@ usage() {
   cat <<'EOF'
 usage: benches/ab/ab.sh [--a REV] [--b REV|worktree] [--pairs N] [--only WORD] [--scale X]
                         [--handles shared|split] [--both-ways]
-       benches/ab/ab.sh [--a REV] [--b REV|worktree] --callgrind WORKLOAD [--ops N]
-       benches/ab/ab.sh [--a REV] [--b REV|worktree] --perf KEY [--ops N]
+       benches/ab/ab.sh [--a REV] [--b REV|worktree] [--handles H] --callgrind WORKLOAD [--ops N]
+       benches/ab/ab.sh [--a REV] [--b REV|worktree] [--handles H] --perf KEY [--ops N]
        benches/ab/ab.sh --help
 
 Builds two revisions of pc-core, A and B, links both into one binary (as pc_core_a and
@@ -231,6 +231,9 @@ features=()
 (cd "$work/crate" && RUSTFLAGS="$flags" cargo build --release --quiet --target-dir "$target" \
   "${features[@]}") >&2
 bin=$target/release/ab
+if [ "$handles" = split ]; then
+  label_a="$label_a, split handles" label_b="$label_b, split handles"
+fi
 
 if [ -n "$callgrind" ]; then
   if ! command -v valgrind >/dev/null; then
@@ -311,9 +314,6 @@ if [ -n "$perf" ]; then
   exit 0
 fi
 
-if [ "$handles" = split ]; then
-  label_a="$label_a, split handles" label_b="$label_b, split handles"
-fi
 args=(--pairs "$pairs" --scale "$scale" --label-a "$label_a" --label-b "$label_b")
 [ -z "$only" ] || args+=(--only "$only")
 exec "$bin" "${args[@]}"

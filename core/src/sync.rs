@@ -233,8 +233,8 @@ pub(crate) use core::cell::UnsafeCell;
 pub(crate) use loom::cell::UnsafeCell;
 
 /// The integer a ring slot's stamp holds: `u32` where `usize` is 64 bits, so that a slot of a
-/// `u64` takes 12 bytes rather than 16 (ring/slot.rs says why a stamp needs no more), else
-/// `usize`.
+/// `u64` takes 12 bytes where a `usize` stamp would make it 16 (ring/slot.rs says why a stamp
+/// needs no more), else `usize`.
 #[cfg(target_pointer_width = "64")]
 pub(crate) type StampWord = u32;
 /// The integer a ring slot's stamp holds (see the 64-bit definition).

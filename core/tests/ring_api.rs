@@ -58,7 +58,7 @@ fn heap_capacity_must_be_a_power_of_two_of_at_least_two() {
     // The largest capacity is valid; slots of a value this large cannot be described.
     let max = pc_core::ring::MAX_CAPACITY;
     assert_eq!(
-        HeapRing::<[u8; 1 << 40]>::try_with_capacity(max).unwrap_err(),
+        HeapRing::<[u8; 1 << (usize::BITS - 8)]>::try_with_capacity(max).unwrap_err(),
         CapacityError::Alloc(max)
     );
     assert_eq!(

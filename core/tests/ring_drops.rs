@@ -292,8 +292,9 @@ fn values_aligned_past_a_slots_four_bytes_come_out_whole_and_are_dropped_aligned
 }
 
 /// Values of a type aligned past 4 bytes and larger than 4 KiB, left in a dropped ring, are
-/// dropped once each, at an aligned address (a packed slot's value is moved into a heap
-/// allocation of its own to be dropped: no value-sized copy on the stack).
+/// dropped once each, whole, at an aligned address (a packed slot's value is moved out to be
+/// dropped: into a heap allocation of its own, which miri checks here; that it never crosses
+/// the stack is ring_api's small-stack test).
 #[test]
 fn large_values_aligned_past_four_bytes_left_in_a_ring_are_dropped_once_and_aligned() {
     struct Large<'a>([u64; 600], &'a AtomicUsize, &'a AtomicUsize);

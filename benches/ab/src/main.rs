@@ -13,7 +13,9 @@ mod harness;
 #[path = "../../src/ab.rs"]
 mod ab;
 
+// A build uses either the shared or the split flavour's macro (feature `split`).
 #[macro_use]
+#[allow(unused_macros)]
 #[path = "../../src/ring/pc_flavor.rs"]
 mod pc_flavor;
 

@@ -89,7 +89,7 @@ macro_rules! pc_flavor {
 /// (`ab.sh --handles split`) for two builds of it (revisions that have `split` and
 /// `try_push_spinning`).
 ///
-/// Each run leaks its ring (16 KiB at the harness's capacity): the harness's endpoints must
+/// Each run leaks its ring (12 KiB at the harness's capacity): the harness's endpoints must
 /// be `'static`, and handles borrow their ring.
 macro_rules! pc_split_flavor {
     ($flavor:ident, $producer:ident, $consumer:ident, $krate:ident, $name:expr) => {

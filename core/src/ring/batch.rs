@@ -163,12 +163,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 }
             }
             // Release: claims `count` positions at once, and hands on what it saw of the slots,
-            // as in try_push; the values are ordered by the slot stamps.
+            // as in try_push (Acquire on failure, as there); the values are ordered by the slot
+            // stamps.
             match self.tail.index.compare_exchange_weak(
                 tail,
                 tail.wrapping_add(count * ONE),
                 Ordering::Release,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => return Ok((tail, count)),
                 Err(current) => tail = after_lost_claim(tail, current, lost_race),
@@ -400,12 +401,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                     }
                 }
             }
-            // Release: claims `count` positions at once; Release for `len`, as in try_pop.
+            // Release: claims `count` positions at once; pairs with `look_at` and `len`, as in
+            // try_pop (Acquire on failure, as there).
             match self.head.index.compare_exchange_weak(
                 head,
                 head.wrapping_add(count * ONE),
                 Ordering::Release,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => {
                     let [first, rest] = self.runs(head, count);

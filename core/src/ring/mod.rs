@@ -68,12 +68,15 @@
 //! [`HeapRing`]'s slots start on a 128-byte boundary, so a run of whole lines shares none with
 //! its neighbours. A slot is a sequence stamp and room for the value; on 64-bit targets the
 //! stamp keeps the low 32 bits of a position (enough, slot.rs shows why) and the slot is
-//! packed, the value right after the stamp: a `u64` slot takes 12 bytes rather than 16, so a
-//! run crosses fewer cache lines. A value may therefore lie misaligned in its slot; it is only
-//! moved in and out whole, and the one thing that costs is dropping a ring that still holds
-//! values of a type aligned past 4 bytes: each is moved out to be dropped (onto the stack, or
-//! into a heap allocation of its own past 4 KiB). A ring [split](RingCore::split) into [`Producer`] and [`Consumer`] handles
-//! claims with a plain store on a side that has one handle (split.rs).
+//! packed, the value right after the stamp: a `u64` slot takes 12 bytes where a `usize` stamp
+//! beside it would take 16, so a run crosses fewer cache lines. Two costs: one slot in eight
+//! of a `u64` straddles two cache lines, which a single push or pop then touches both of; and
+//! a value may lie misaligned in its slot, so it is only moved in and out whole, and dropping
+//! a ring that still holds values of a type aligned past 4 bytes moves each out to be dropped
+//! (onto the stack, or, with `alloc`, into a heap allocation of its own past 4 KiB; without
+//! `alloc`, or if that allocation fails, a large one crosses the stack). A ring
+//! [split](RingCore::split) into [`Producer`] and [`Consumer`] handles claims with a plain
+//! store on a side that has one handle (split.rs).
 
 mod batch;
 mod blocking;
@@ -118,9 +121,9 @@ pub(crate) use wait::Waiters;
 /// The largest capacity a ring can have: `2^29` slots (on 16-bit targets `2^13`).
 ///
 /// A slot's stamp keeps the low 32 bits of a position (on 16-bit targets, all 16), and stamps
-/// are compared by their wrapping difference as a signed number, which must stay below
-/// `2^31`: with positions in steps of 2, that leaves 30 bits, and one more keeps a lap well
-/// inside the comparable range.
+/// are compared by their wrapping difference as a signed number, which must stay below half
+/// the stamp's range (`2^31`; `2^15` on 16-bit targets): with positions in steps of 2, that
+/// leaves one bit fewer, and one more keeps a lap well inside the comparable range.
 pub const MAX_CAPACITY: usize = 1 << (crate::sync::StampWord::BITS - 3);
 
 /// Whether a ring can have `capacity` slots: a power of two in `2..=MAX_CAPACITY`.
@@ -287,7 +290,7 @@ impl<T, const N: usize> RingCore<T, Inline<T, N>> {
         ///
         /// Built at run time, a `Ring` is a value like any other, slots and all: it is made on
         /// the stack (even as the argument of `Box::new`) and moved from there, so a large one
-        /// (`Ring<u64, 131072>` is 2 MiB) can overflow a thread's stack. Outside a `static`, give
+        /// (`Ring<u64, 131072>` is 1.5 MiB) can overflow a thread's stack. Outside a `static`, give
         /// a large ring its memory with `HeapRing::with_capacity` (feature `alloc`) instead.
         ///
         /// # Panics
@@ -533,11 +536,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// (slot.rs), so "behind" is only to be trusted from a look at a current index.
     #[inline(always)]
     fn moved(index: &AtomicUsize, seen: usize) -> Option<usize> {
-        // Relaxed: if the stamp (loaded with Acquire before this) was stored for a later lap,
-        // the claims that moved the index past `seen` happened-before that store, so this
-        // load, later in program order, cannot read `seen` (read-read coherence after the
-        // happens-before). If it reads `seen`, the stamp was this lap's or the last one's.
-        let now = index.load(Ordering::Relaxed);
+        // Acquire, as `look_at`: the claim goes on from `now`. And if the stamp (loaded with
+        // Acquire before this) was stored for a later lap, the claims that moved the index past
+        // `seen` happened-before that store, so this load cannot read `seen` (write-read
+        // coherence). If it reads `seen`, the stamp was this lap's or the last one's.
+        let now = index.load(Ordering::Acquire);
         (now != seen).then_some(now)
     }
 

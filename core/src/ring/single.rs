@@ -100,14 +100,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             match classify(stamp, tail) {
                 Seen::Ready => {
                     // Release: claims position `tail`, and hands on to the next claim's Acquire
-                    // look at the tail what this one saw of the slots (`look_at`). The value is
-                    // ordered by the slot stamp (Acquire above, Release below), and the wait
-                    // handshake has its own word (wait.rs).
+                    // look at the tail what this one saw of the slots (`look_at`). On failure
+                    // Acquire, as that look: the claim goes on from the value it read. The
+                    // value is ordered by the slot stamp (Acquire above, Release below), and
+                    // the wait handshake has its own word (wait.rs).
                     match self.tail.index.compare_exchange_weak(
                         tail,
                         tail.wrapping_add(ONE),
                         Ordering::Release,
-                        Ordering::Relaxed,
+                        Ordering::Acquire,
                     ) {
                         Ok(_) => {
                             // SAFETY: we won position `tail` and saw its slot free (Acquire).
@@ -179,14 +180,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 classify(stamp, expected)
             } {
                 Seen::Ready => {
-                    // Release: claims position `head`, and makes this pop's Acquire of the
-                    // slot (and so the push's claim of `head`) visible to `len`'s Acquire head
-                    // load, which then never reads a tail below the head.
+                    // Release: claims position `head`; pairs with the next claim's Acquire look
+                    // at the head (`look_at`), and makes this pop's Acquire of the slot (and so
+                    // the push's claim of `head`) visible to `len`'s Acquire head load, which
+                    // then never reads a tail below the head. On failure Acquire, as that look.
                     match self.head.index.compare_exchange_weak(
                         head,
                         head.wrapping_add(ONE),
                         Ordering::Release,
-                        Ordering::Relaxed,
+                        Ordering::Acquire,
                     ) {
                         Ok(_) => {
                             let value = if hole {

@@ -13,15 +13,18 @@
 //! stays put, the slot holds one of the states of that position or of the one a lap before (see
 //! [`Slot::stamp`]), at most a lap plus 3 apart: under `2^31`, since
 //! [`MAX_CAPACITY`](super::MAX_CAPACITY) keeps a lap at most `2^30`. A thread whose index went
-//! stale by `2^31` positions or more could misread a later lap's stamp: its claim's CAS then
+//! stale by half the stamps' range or more (`2^31` in index value, `2^30` pushes or pops)
+//! could misread a later lap's stamp: its claim's CAS then
 //! fails (the index moved), and before it answers `Full` or `Empty` on a stamp it reads the
-//! index again and looks again if it moved (`RingCore::moved`). (`try_push_spinning`'s look
-//! a run ahead of the tail only decides whether to try: a misread there costs a spin.)
+//! index again and looks again if it moved (`RingCore::moved`). Two looks use a Relaxed index
+//! and decide nothing on their own: `try_push_spinning`'s look a run ahead of the tail (a
+//! misread costs a spin) and the blocking waits' sleep re-checks (ordered by the waiters'
+//! fence, wait.rs, and by `moved`; a misread costs a sleep that the next wake-up ends).
 //!
 //! **Where the stamp is 32 bits, the slot is packed** (`repr(C, packed(4))`; not under loom,
 //! whose cells cannot be packed): the stamp at offset 0, the value at offset 4 whatever its
-//! alignment, so a slot of a `u64` takes 12 bytes rather than 16 and a batch moves a quarter
-//! fewer cache lines (`docs/performance-log.md`, "Packed slots"). A value whose type asks for
+//! alignment, so a slot of a `u64` takes 12 bytes where an unpacked one with a `usize` stamp
+//! takes 16, and a batch crosses a quarter fewer cache lines (`docs/performance-log.md`, "Packed slots"). A value whose type asks for
 //! more than 4-byte alignment may then sit misaligned: it is only ever moved in and out of its
 //! slot (unaligned reads and writes), never referenced where it lies misaligned; dropping one
 //! left in a dropped ring moves it out first ([`Slot::drop_value`]).
@@ -48,7 +51,7 @@ pub(crate) const PUBLISH: Ordering = if cfg!(pc_mutant = "ring_relaxed_publish")
 
 /// Whether slots are packed, the value right after a 32-bit stamp (the module docs).
 #[cfg(not(loom))]
-pub(crate) const PACKED: bool = cfg!(all(not(loom), target_pointer_width = "64"));
+pub(crate) const PACKED: bool = cfg!(target_pointer_width = "64");
 
 /// The stamp that says `state` (a position, or a position plus [`ONE`] and maybe [`MARK`]):
 /// its low bits (the module docs).
@@ -259,12 +262,13 @@ impl<T> Slot<T> {
     /// (nothing moved) if the allocation fails.
     ///
     /// # Safety
-    /// As for [`drop_value`](Self::drop_value); on `false` the value is still in the slot.
+    /// As for [`drop_value`](Self::drop_value), and `T` is not zero-sized (the allocator takes
+    /// no empty layout); on `false` the value is still in the slot.
     #[cfg(all(not(loom), feature = "alloc"))]
     #[inline(never)]
     unsafe fn drop_through_heap(&self) -> bool {
         let layout = core::alloc::Layout::new::<T>();
-        // SAFETY: `T` is larger than `ON_THE_STACK`, so the layout's size is not zero.
+        // SAFETY: `T` is not zero-sized (the caller's contract), so neither is the layout.
         let heap = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
         if heap.is_null() {
             return false;

@@ -202,8 +202,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             debug_assert_eq!(classify(stamp, tail), Seen::Behind);
             return Err(PushError::Full(value));
         }
-        // Relaxed, as a CAS claim: the position, nothing more. Stored before the stamp's
-        // Release, so a consumer that pops this value sees the tail past it, as after a CAS.
+        // Relaxed: the position, nothing more; no other producer handle exists to look at the
+        // tail (a clone made later is ordered after this store by the send that hands it over,
+        // as `look_at` says). Stored before the stamp's Release, so a consumer that pops this
+        // value sees the tail past it, as after a CAS.
         self.tail
             .index
             .store(tail.wrapping_add(ONE), Ordering::Relaxed);

@@ -21,7 +21,8 @@ fn near_wrap(steps_before: usize, at: usize) -> usize {
     at.wrapping_sub(steps_before * ONE)
 }
 
-/// A stamp of 32 bits and the value right after it: 12 bytes for a `u64`, not 16.
+/// A stamp of 32 bits and the value right after it: 12 bytes for a `u64` (16 with a `usize`
+/// stamp and the value aligned).
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn slots_are_packed_where_stamps_are_32_bits() {
@@ -1155,15 +1156,15 @@ fn a_batch_asking_for_more_than_is_ready_prefetches_a_bounded_run() {
     );
 }
 
-/// An index looked at 2^31 positions ago (a thread preempted that long, in principle): a
-/// 32-bit stamp then reads "behind" for a free slot, and the claim must look at the index
-/// again rather than answer `Full` (`RingCore::moved`).
+/// An index looked at half the stamps' range ago (`2^31` in index value, `2^30` pushes: a thread
+/// preempted that long, in principle): a 32-bit stamp then reads "behind" for a free slot, and
+/// the claim must look at the index again rather than answer `Full` (`RingCore::moved`).
 fn stale_by_half_the_stamps(current: usize) -> usize {
     current.wrapping_sub(1 << 31)
 }
 
 #[test]
-fn a_push_from_an_index_stale_by_2_31_positions_looks_again_instead_of_saying_full() {
+fn a_push_from_an_index_stale_by_half_the_stamp_range_looks_again_instead_of_saying_full() {
     let ring = Ring::<u64, 4>::new();
     assert_eq!(
         ring.try_push_from(stale_by_half_the_stamps(0), 7, &mut || {}),
@@ -1180,7 +1181,7 @@ fn a_push_from_an_index_stale_by_2_31_positions_looks_again_instead_of_saying_fu
 }
 
 #[test]
-fn a_pop_from_an_index_stale_by_2_31_positions_looks_again_instead_of_saying_empty() {
+fn a_pop_from_an_index_stale_by_half_the_stamp_range_looks_again_instead_of_saying_empty() {
     let ring = Ring::<u64, 4>::new();
     ring.try_push(7).unwrap();
     assert_eq!(
