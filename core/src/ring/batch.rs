@@ -7,7 +7,7 @@
 
 use core::iter::FusedIterator;
 
-use super::single::{Seen, after_lost_claim, classify};
+use super::single::{after_lost_claim, classify};
 use super::slot::{MARK, ONE, PUBLISH, Slot, stamp_of};
 use super::{PopError, PushError, RingCore, Storage};
 use crate::sync::{Ordering, StampWord};
@@ -148,19 +148,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             }
             let (count, first) = self.scan_free(tail, want);
             if count == 0 {
-                match classify(first, tail) {
-                    Seen::Behind => match Self::moved(&self.tail.index, tail) {
-                        None => return Err(PushError::Full(())),
-                        Some(now) => {
-                            tail = now;
-                            continue;
-                        }
-                    },
-                    _ => {
-                        tail = self.look_at(&self.tail.index);
-                        continue;
-                    }
-                }
+                tail = self
+                    .look_again(&self.tail.index, tail, classify(first, tail))
+                    .ok_or(PushError::Full(()))?;
+                continue;
             }
             // Release: claims `count` positions at once, and hands on what it saw of the slots,
             // as in try_push (Acquire on failure, as there); the values are ordered by the slot
@@ -387,19 +378,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let (count, holes, first) = self.scan_published(head, want);
             if count == 0 {
                 // Not a value nor a hole: the ring is empty here, or `head` is stale.
-                match classify(first, head.wrapping_add(ONE)) {
-                    Seen::Behind => match Self::moved(&self.head.index, head) {
-                        None => return Err(self.empty_or_closed(head)),
-                        Some(now) => {
-                            head = now;
-                            continue;
-                        }
-                    },
-                    _ => {
-                        head = self.look_at(&self.head.index);
-                        continue;
-                    }
-                }
+                let seen = classify(first, head.wrapping_add(ONE));
+                head = self
+                    .look_again(&self.head.index, head, seen)
+                    .ok_or_else(|| self.empty_or_closed(head))?;
+                continue;
             }
             // Release: claims `count` positions at once; pairs with `look_at` and `len`, as in
             // try_pop (Acquire on failure, as there).

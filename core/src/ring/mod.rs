@@ -108,6 +108,7 @@ pub use storage::Boxed;
 pub use storage::{Inline, Storage};
 
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
+use single::Seen;
 use slot::{MARK, ONE, stamp_of};
 
 /// The most cache lines a batch prefetches ahead of its scan (4 KiB): a batch of 64 `u64`
@@ -528,6 +529,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     #[inline(always)]
     fn look_at(&self, index: &AtomicUsize) -> usize {
         index.load(Ordering::Acquire)
+    }
+
+    /// After a claim found the slot at `seen` (read from `index`, its side's) not ready: the
+    /// index value to look at next, or `None` where the stamp read `seen` behind and the index
+    /// still holds it, the one case where the claim answers `Full` or `Empty` (see `moved`).
+    #[inline(always)]
+    fn look_again(&self, index: &AtomicUsize, seen: usize, stamp: Seen) -> Option<usize> {
+        match stamp {
+            Seen::Behind => Self::moved(index, seen),
+            Seen::Ahead | Seen::Ready => Some(self.look_at(index)),
+        }
     }
 
     /// Before a claim answers `Full` or `Empty` on a stamp that reads as behind the position

@@ -122,11 +122,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                         Err(current) => tail = after_lost_claim(tail, current, lost_race),
                     }
                 }
-                Seen::Behind => match Self::moved(&self.tail.index, tail) {
+                seen => match self.look_again(&self.tail.index, tail, seen) {
                     None => return Err(PushError::Full(value)),
                     Some(now) => tail = now,
                 },
-                Seen::Ahead => tail = self.look_at(&self.tail.index),
             }
         }
     }
@@ -210,11 +209,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                         Err(current) => head = after_lost_claim(head, current, lost_race),
                     }
                 }
-                Seen::Behind => match Self::moved(&self.head.index, head) {
+                seen => match self.look_again(&self.head.index, head, seen) {
                     None => return Err(self.empty_or_closed(head)),
                     Some(now) => head = now,
                 },
-                Seen::Ahead => head = self.look_at(&self.head.index),
             }
         }
     }
