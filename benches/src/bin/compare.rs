@@ -205,6 +205,21 @@ fn measure(repeats: usize, runs: &mut [Run<'_>]) -> Vec<Vec<Measured>> {
         .collect()
 }
 
+/// The batch sizes of the 1P1C throughput rows (1: single pushes and pops).
+const SPSC_BATCHES: [usize; 3] = [1, 32, 64];
+
+/// The name of the 1P1C throughput row of `batch`.
+fn spsc_row_name(batch: usize) -> String {
+    if batch == 1 {
+        "1P1C throughput, single".to_owned()
+    } else {
+        format!("1P1C throughput, batch {batch}")
+    }
+}
+
+/// The ping-pong measure's name (its rows add the quantile).
+const PING_PONG: &str = "ping-pong round trip";
+
 /// A 1P1C throughput run of flavour `F`: M msg/s.
 fn spsc<F: Flavor>(cores: &[core_affinity::CoreId], msgs: u64, batch: usize) -> Run<'_> {
     run::<F>(move || per_sec(msgs, ring::spsc_throughput::<F>(cores, msgs, batch)))
@@ -295,13 +310,9 @@ fn main() {
     let cores = ring::cores();
     // On one core the two pinned sides would share it, spinning in turn through whole time
     // slices: hours for a row, and figures of nothing. Refused before anything runs.
-    let pinned = [
-        "1P1C throughput, single",
-        "1P1C throughput, batch 32",
-        "1P1C throughput, batch 64",
-        "ping-pong round trip",
-    ];
-    if cores.len() < 2 && pinned.iter().any(|row| wants(row)) {
+    let pinned_rows =
+        SPSC_BATCHES.into_iter().any(|b| wants(&spsc_row_name(b))) || wants(PING_PONG);
+    if cores.len() < 2 && pinned_rows {
         usage_error(&format!(
             "the 1P1C and ping-pong rows pin their two sides to two cores, and this process \
              may run on {} (give it two, or --only a row that needs one: single-thread, \
@@ -338,12 +349,8 @@ fn main() {
         ));
     }
     const MSGS: u64 = 5_000_000;
-    for batch in [1usize, 32, 64] {
-        let name = if batch == 1 {
-            "1P1C throughput, single".to_owned()
-        } else {
-            format!("1P1C throughput, batch {batch}")
-        };
+    for batch in SPSC_BATCHES {
+        let name = spsc_row_name(batch);
         if !wants(&name) {
             continue;
         }
@@ -372,7 +379,7 @@ fn main() {
         rows.push(Row::measured(name, "M msg/s", true, repeats, &mut runs).with_na(na));
     }
 
-    if wants("ping-pong round trip") {
+    if wants(PING_PONG) {
         eprintln!("(c) ping-pong ...");
         const ROUNDS: u64 = 200_000;
         let c = &cores;
@@ -391,7 +398,7 @@ fn main() {
         // Both rows from the same runs, so a repeat's p50 and p99 describe one sample set.
         let quantiles = measure(repeats, &mut runs);
         for ((_, label), results) in PING_PONG_QUANTILES.iter().zip(quantiles) {
-            let name = format!("ping-pong round trip {label}");
+            let name = format!("{PING_PONG} {label}");
             rows.push(Row::of(name, "ns", false, results));
         }
     }
