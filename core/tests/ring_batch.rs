@@ -95,6 +95,67 @@ fn drain_stopped_early_drops_the_rest_and_frees_every_slot() {
     );
 }
 
+/// Values without drop glue take the pop's fast path, which frees the slots after `out`
+/// returns instead of through the drain's drop: it must free them all even where `out` left
+/// values behind.
+#[test]
+fn a_batch_pop_of_plain_values_stopped_early_frees_every_slot() {
+    /// Takes one value and ignores the rest of the batch.
+    struct TakeOne(Vec<u32>);
+    impl Extend<u32> for TakeOne {
+        fn extend<I: IntoIterator<Item = u32>>(&mut self, iter: I) {
+            self.0.extend(iter.into_iter().next());
+        }
+    }
+    let ring = Ring::<u32, 4>::new();
+    assert_eq!(ring.try_push_batch(&mut (1..=4)), Ok(4));
+    let mut out = TakeOne(Vec::new());
+    assert_eq!(
+        ring.try_pop_batch(&mut out, 3),
+        Ok(1),
+        "counts what `out` took"
+    );
+    assert_eq!(out.0, [1]);
+    assert_eq!(ring.len(), 1, "the two left by `out` went with the claim");
+    assert_eq!(
+        ring.try_push_batch(&mut (5..=8)),
+        Ok(3),
+        "and their slots are free"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(ring.try_pop_batch(&mut rest, 4), Ok(4));
+    assert_eq!(rest, [4, 5, 6, 7]);
+}
+
+/// As above, for an `out` that panics: the slots of the whole claim are freed while unwinding.
+#[test]
+fn a_batch_pop_of_plain_values_whose_extend_panics_frees_every_slot() {
+    /// Takes two values, then panics.
+    struct PanicsAfterTwo(Vec<u32>);
+    impl Extend<u32> for PanicsAfterTwo {
+        fn extend<I: IntoIterator<Item = u32>>(&mut self, iter: I) {
+            for v in iter {
+                assert!(self.0.len() < 2, "extend panics mid-batch");
+                self.0.push(v);
+            }
+        }
+    }
+    let ring = Ring::<u32, 4>::new();
+    assert_eq!(ring.try_push_batch(&mut (1..=4)), Ok(4));
+    let mut out = PanicsAfterTwo(Vec::new());
+    let popped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ring.try_pop_batch(&mut out, 3)
+    }));
+    assert!(popped.is_err());
+    assert_eq!(out.0, [1, 2]);
+    assert_eq!(ring.len(), 1, "the claim of three is gone");
+    assert_eq!(
+        ring.try_push_batch(&mut (5..=8)),
+        Ok(3),
+        "and its slots are free"
+    );
+}
+
 #[test]
 fn a_batch_of_only_holes_is_skipped() {
     /// Promises three items and yields none; before saying so, pushes 7 behind its claim, so

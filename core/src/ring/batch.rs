@@ -213,9 +213,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// takes all it is given, as `Vec` and the other collections do; 0 if `max` is 0: then
     /// nothing is popped, and the ring is only asked whether it is closed and drained).
     ///
-    /// `out` takes the values one by one; their slots are freed together once it has taken the
-    /// last (the run's first slot last of all): producers see the batch's slots free only when
-    /// `out.extend` returns (or panics). The values of the claimed run that `out.extend` did
+    /// `out` takes the values one by one; their slots are freed together once `out.extend`
+    /// returns (or panics), the run's first slot last of all: producers see none of the
+    /// batch's slots free before then. The values of the claimed run that `out.extend` did
     /// not take, because it panicked or returned early (an `Extend` that stops after a few),
     /// are dropped, and not counted. `out.extend` must not wait for a producer of this ring:
     /// a blocking push into a full ring from inside it waits for the very slots this pop
@@ -286,7 +286,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             // What `out` took: an `Extend` may return before the drain is exhausted.
             let taken = popped - drain.len();
             // Drops the values `out` left, if any, and frees the run's slots.
-            drop(drain);
+            drain.free();
             if popped > 0 {
                 return Ok(Popped { popped, taken });
             }
@@ -454,37 +454,18 @@ struct Claim<'a, T, S: Storage<T>> {
 }
 
 impl<T, S: Storage<T>> Drop for Claim<'_, T, S> {
+    // Inlined, and the rare part out of line taking copies of the fields: no call ever sees the
+    // claim's address, so the fill loop keeps `filled` in a register instead of storing it at
+    // every value.
+    #[inline(always)]
     fn drop(&mut self) {
         debug_assert!(self.count >= 1 && self.filled <= self.count);
-        let (start, count, filled) = (self.start, self.count, self.filled);
-        let ring = self.ring;
-        let mut published = count;
-        if filled < count {
-            // Give back the positions not filled, if nobody has claimed behind them (and the
-            // ring is not closed: the mark makes the expected value wrong). Relaxed: they were
-            // never written, so there is nothing to publish; producers that now find room are
-            // woken below.
-            let end = start.wrapping_add(count * ONE);
-            let kept = start.wrapping_add(filled * ONE);
-            if ring
-                .tail
-                .index
-                .compare_exchange(end, kept, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                published = filled;
-                // The room given back is freed slots to a producer that found the ring full.
-                ring.head.waiters.notify(count - filled);
-            } else {
-                // Holes, never the first position (published last, below).
-                for k in filled.max(1)..count {
-                    let position = start.wrapping_add(k * ONE);
-                    // Release publishes the hole; pairs with the Acquire stamp load in pop.
-                    ring.slot(position)
-                        .store_stamp(position.wrapping_add(ONE | MARK), PUBLISH);
-                }
-            }
-        }
+        let (ring, start, count, filled) = (self.ring, self.start, self.count, self.filled);
+        let published = if filled < count {
+            give_back_unfilled(ring, start, count, filled)
+        } else {
+            count
+        };
         if published == 0 {
             return; // the whole claim was given back
         }
@@ -494,6 +475,42 @@ impl<T, S: Storage<T>> Drop for Claim<'_, T, S> {
         ring.slot(start).store_stamp(first, PUBLISH);
         ring.tail.waiters.notify(published);
     }
+}
+
+/// For a [`Claim`] of `count` positions from `start` of which only the first `filled` hold
+/// values: gives back the positions not filled, if nobody has claimed behind them (and the
+/// ring is not closed: the mark makes the expected value wrong), else publishes them as holes
+/// (never the first position: `Claim::drop` publishes that one, last). Returns how many
+/// positions remain claimed, to be published.
+#[cold]
+#[inline(never)]
+fn give_back_unfilled<T, S: Storage<T>>(
+    ring: &RingCore<T, S>,
+    start: usize,
+    count: usize,
+    filled: usize,
+) -> usize {
+    let end = start.wrapping_add(count * ONE);
+    let kept = start.wrapping_add(filled * ONE);
+    // Relaxed: the positions given back were never written, so there is nothing to publish;
+    // producers that now find room are woken below.
+    if ring
+        .tail
+        .index
+        .compare_exchange(end, kept, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        // The room given back is freed slots to a producer that found the ring full.
+        ring.head.waiters.notify(count - filled);
+        return filled;
+    }
+    for k in filled.max(1)..count {
+        let position = start.wrapping_add(k * ONE);
+        // Release publishes the hole; pairs with the Acquire stamp load in pop.
+        ring.slot(position)
+            .store_stamp(position.wrapping_add(ONE | MARK), PUBLISH);
+    }
+    count
 }
 
 /// What a batch pop moved: the values it popped, and how many of them its `Extend` took (the
@@ -506,11 +523,12 @@ pub(crate) struct Popped {
 
 /// The values of a batch claimed at the head, moved out one by one as the iterator is advanced.
 ///
-/// The slots are freed for producers together, once the iterator is exhausted or dropped (see
-/// [`stamp_run`]): no atomic operation stands between two values, so the consumer's own loop
-/// state stays in registers. Dropping the iterator drops whatever it did not yield, so a claim
-/// is never left half-done. (Leaking it with `mem::forget` before it is exhausted leaves its
-/// slots claimed: safe, but producers stall there.)
+/// The slots are freed for producers together, by [`free`](Drain::free) once the consumer's
+/// `Extend` has returned, or when the drain is dropped (see [`stamp_run`]): no atomic operation
+/// stands between two values, so the consumer's own loop state stays in registers. Dropping the
+/// drain drops whatever it did not yield and frees the slots, so a claim is never left
+/// half-done. (Leaking it with `mem::forget` leaves its slots claimed: safe, but producers
+/// stall there.)
 pub struct Drain<'a, T, S: Storage<T>> {
     ring: &'a RingCore<T, S>,
     /// Invariant: the `count` positions from `start` on (in steps of ONE) are owned by us and
@@ -535,7 +553,7 @@ impl<T, S: Storage<T>> Iterator for Drain<'_, T, S> {
             // twice.
             let Some(slot) = self.unread.next() else {
                 if self.rest.is_empty() {
-                    break;
+                    return None;
                 }
                 self.unread = core::mem::take(&mut self.rest).iter();
                 continue;
@@ -550,21 +568,6 @@ impl<T, S: Storage<T>> Iterator for Drain<'_, T, S> {
             // scan), and it is read once (it has left `unread`).
             return Some(unsafe { slot.read() });
         }
-        if self.count != 0 {
-            let lap = self.ring.lap();
-            // Release frees each slot (our read of its value happens-before the next write to
-            // it); pairs with the Acquire stamp load in push.
-            stamp_run(
-                self.ring,
-                self.start,
-                self.count,
-                Ordering::Release,
-                |position| position.wrapping_add(lap),
-            );
-            self.ring.head.waiters.notify(self.count);
-            self.count = 0;
-        }
-        None
     }
 
     #[inline]
@@ -577,19 +580,72 @@ impl<T, S: Storage<T>> Iterator for Drain<'_, T, S> {
 impl<T, S: Storage<T>> ExactSizeIterator for Drain<'_, T, S> {}
 impl<T, S: Storage<T>> FusedIterator for Drain<'_, T, S> {}
 
-impl<T, S: Storage<T>> Drop for Drain<'_, T, S> {
-    fn drop(&mut self) {
-        /// Finishes the drain even if dropping one of the values panics, so the claimed
-        /// slots are always freed (a second panic aborts, as in `Vec`'s drain).
+impl<T, S: Storage<T>> Drain<'_, T, S> {
+    /// Frees the claim's slots for producers (and wakes them), dropping first the values not
+    /// moved out, if `T` has drop glue (else they are left, as bits nobody reads again).
+    ///
+    /// Inlined, and the drain is forgotten before the wake-up call: no call that could unwind
+    /// sees the drain's address, so the loop that moved the values out could keep its
+    /// position in registers.
+    #[inline(always)]
+    pub(super) fn free(self) {
+        if core::mem::needs_drop::<T>() && self.len() != 0 {
+            return; // dropping `self` drops the values left and frees the slots
+        }
+        let this = core::mem::ManuallyDrop::new(self);
+        free_slots(this.ring, this.start, this.count);
+    }
+
+    /// Drops the values not yet moved out and frees the claim's slots, even if dropping one of
+    /// the values panics (a second panic aborts, as in `Vec`'s drain).
+    #[cold]
+    #[inline(never)]
+    fn finish(mut self) {
+        /// Drops what is left, then frees the slots (and wakes producers for them).
         struct Finish<'d, 'a, T, S: Storage<T>>(&'d mut Drain<'a, T, S>);
         impl<T, S: Storage<T>> Drop for Finish<'_, '_, T, S> {
             fn drop(&mut self) {
-                // Exhausting the iterator frees the slots (and wakes producers for them).
                 self.0.by_ref().for_each(drop);
+                let drain = &mut *self.0;
+                free_slots(drain.ring, drain.start, core::mem::take(&mut drain.count));
             }
         }
-        let finish = Finish(self);
+        let finish = Finish(&mut self);
         finish.0.by_ref().for_each(drop);
+    }
+}
+
+/// Frees the `count` slots claimed by a batch pop from `start` on, and wakes producers for them.
+#[inline(always)]
+fn free_slots<T, S: Storage<T>>(ring: &RingCore<T, S>, start: usize, count: usize) {
+    if count == 0 {
+        return;
+    }
+    let lap = ring.lap();
+    // Release frees each slot (our read of its value happens-before the next write to it);
+    // pairs with the Acquire stamp load in push.
+    stamp_run(ring, start, count, Ordering::Release, |position| {
+        position.wrapping_add(lap)
+    });
+    ring.head.waiters.notify(count);
+}
+
+impl<T, S: Storage<T>> Drop for Drain<'_, T, S> {
+    // Inlined, with the rest out of line on a copy of the fields: no call sees the drain's
+    // address (as in `free`).
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.count != 0 {
+            let rest = Drain {
+                ring: self.ring,
+                start: self.start,
+                count: core::mem::take(&mut self.count),
+                unread: core::mem::take(&mut self.unread),
+                rest: core::mem::take(&mut self.rest),
+                holes: self.holes,
+            };
+            rest.finish();
+        }
     }
 }
 

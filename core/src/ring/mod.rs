@@ -477,16 +477,29 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// The slots serving the `count` positions from `position` on, in order, as two contiguous
-    /// runs (the second empty unless the positions wrap past the last slot). `count` must not
-    /// exceed the capacity. Batch loops walk these slices instead of mapping every position.
+    /// runs (the second empty unless the positions wrap past the last slot); at most one ring's
+    /// worth (`count` above the capacity counts as the capacity). Batch loops walk these slices
+    /// instead of mapping every position.
+    ///
+    /// Without a panic path: a batch's claim guard is live where this is called, and a call
+    /// that may unwind there would make the guard's drop glue take its address, which keeps
+    /// the guard's counters in memory, stored at every value, instead of in registers.
     #[inline(always)]
     fn runs(&self, position: usize, count: usize) -> [&[Slot<T>]; 2] {
         let slots = self.storage.slots();
         debug_assert!(count <= slots.len());
-        let (front, back) = slots.split_at((position / ONE) & self.storage.mask());
+        let count = count.min(slots.len());
+        let first = (position / ONE) & self.storage.mask();
+        debug_assert!(first < slots.len());
+        // SAFETY: `first <= mask() < mask() + 1 == slots.len()` (Storage invariant), so both
+        // ranges are in bounds.
+        let (front, back) = unsafe { (slots.get_unchecked(..first), slots.get_unchecked(first..)) };
         match back.get(..count) {
             Some(run) => [run, &[]],
-            None => [back, &front[..count - back.len()]],
+            // SAFETY: `count <= slots.len() == front.len() + back.len()` (the `min` above), so
+            // `count - back.len() <= front.len()` (and it does not underflow: this arm is
+            // taken only where `back.len() < count`).
+            None => [back, unsafe { front.get_unchecked(..count - back.len()) }],
         }
     }
 
