@@ -96,16 +96,24 @@ pub trait Flavor {
 }
 
 /// An `Extend` that sums what it is given, so batch pops need no buffer.
-#[derive(Debug)]
-pub struct Adder<'a> {
-    sum: &'a mut u64,
+///
+/// It owns its sum and count, which the caller adds into its own after the pop: the pop
+/// reaches the adder through the one `&mut` it is given, so the compiler keeps both in
+/// registers across the batch, as it does the sum in rtrb's loop (`sum` is a `&mut` argument
+/// there). An adder that held a `&mut u64` made the batch loop load and store the sum through
+/// that pointer at every value (the compiler cannot tell it apart from the ring's slots),
+/// work rtrb's loop does not do.
+#[derive(Debug, Default)]
+pub struct Adder {
+    sum: u64,
     count: usize,
 }
 
-impl<'a> Adder<'a> {
-    /// Adds into `sum`.
-    pub fn new(sum: &'a mut u64) -> Self {
-        Self { sum, count: 0 }
+impl Adder {
+    /// The sum of the values it was given (wrapping).
+    #[must_use]
+    pub fn sum(&self) -> u64 {
+        self.sum
     }
 
     /// How many values it was given.
@@ -115,11 +123,11 @@ impl<'a> Adder<'a> {
     }
 }
 
-impl Extend<u64> for Adder<'_> {
+impl Extend<u64> for Adder {
     #[inline]
     fn extend<I: IntoIterator<Item = u64>>(&mut self, iter: I) {
         for v in iter {
-            *self.sum = self.sum.wrapping_add(v);
+            self.sum = self.sum.wrapping_add(v);
             self.count += 1;
         }
     }

@@ -29,8 +29,9 @@ macro_rules! pc_rx {
             }
             #[inline]
             fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
-                let mut adder = crate::harness::Adder::new(sum);
+                let mut adder = crate::harness::Adder::default();
                 let _ = self.0.try_pop_batch(&mut adder, max);
+                *sum = sum.wrapping_add(adder.sum());
                 adder.count()
             }
             fn pop(&mut self) -> u64 {
