@@ -34,9 +34,9 @@
 //!   registers the process for `membarrier`, a system call that can take milliseconds: make
 //!   that first call outside the handler.)
 //! - A batch holds its whole run for its whole call: a batch push's run is poppable once its
-//!   iterator has produced all of it, a batch pop's run is free once its `Extend` has taken
-//!   all of it. An iterator must not wait for a consumer of the same ring, nor an `Extend`
-//!   for a producer of it.
+//!   iterator has produced all of it, a batch pop's run is free once its `Extend` has
+//!   returned (or panicked). An iterator must not wait for a consumer of the same ring, nor an
+//!   `Extend` for a producer of it.
 //! - A batch push from an iterator with no exact size can leave one *hole* (a claimed slot
 //!   with no value, skipped by pops) when it loses a race; see [`ring`].
 //! - No fairness between producers or between consumers; `len` is a snapshot.

@@ -1,7 +1,7 @@
 //! How batch operations hand their run of slots to the other side: a whole run at once.
 //!
 //! A batch push publishes its first slot only once every value is written, and a batch pop
-//! frees its slots only once every value is taken, the first slot last: a thread waiting at
+//! frees its slots only once its `Extend` has returned, the first slot last: a thread waiting at
 //! the first slot sees the whole run at once. The tests look from inside the batch: the
 //! iterator of a push and the `Extend` of a pop run on the same thread, mid-batch.
 
@@ -127,7 +127,8 @@ fn a_batch_pop_of_plain_values_stopped_early_frees_every_slot() {
     assert_eq!(rest, [4, 5, 6, 7]);
 }
 
-/// As above, for an `out` that panics: the slots of the whole claim are freed while unwinding.
+/// For an `out` that panics, the drain's drop frees the slots of the whole claim while
+/// unwinding, without reading the values left (they have no drop glue).
 #[test]
 fn a_batch_pop_of_plain_values_whose_extend_panics_frees_every_slot() {
     /// Takes two values, then panics.
@@ -179,6 +180,41 @@ fn a_batch_of_only_holes_is_skipped() {
         "three holes, the first one included, and the 7"
     );
     assert_eq!(ring.try_pop(), Ok(7), "holes are skipped");
+    assert!(ring.is_empty());
+    assert_eq!(
+        ring.try_push_batch(&mut (0..4)),
+        Ok(4),
+        "every slot reusable"
+    );
+}
+
+/// A batch pop whose claim is only holes frees them and claims again, so it still returns the
+/// value behind them.
+#[test]
+fn a_batch_pop_whose_claim_is_only_holes_pops_the_value_behind_them() {
+    /// Promises three items and yields none; before saying so, pushes 7 behind its claim, so
+    /// the claim cannot be given back.
+    struct Empty<'r>(&'r Ring<u32, 4>);
+    impl Iterator for Empty<'_> {
+        type Item = u32;
+        fn next(&mut self) -> Option<u32> {
+            self.0.try_push(7).unwrap();
+            None
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (3, Some(3))
+        }
+    }
+    let ring = Ring::<u32, 4>::new();
+    assert_eq!(ring.try_push_batch(&mut Empty(&ring)), Ok(0));
+    assert_eq!(ring.len(), 4, "three holes and the 7");
+    let mut out = Vec::new();
+    assert_eq!(
+        ring.try_pop_batch(&mut out, 3),
+        Ok(1),
+        "the holes, then the 7"
+    );
+    assert_eq!(out, [7]);
     assert!(ring.is_empty());
     assert_eq!(
         ring.try_push_batch(&mut (0..4)),

@@ -81,6 +81,74 @@ impl<T> Extend<T> for PanickyExtend<'_, T> {
     }
 }
 
+/// A batch pop stopped early on a claim that wraps past the last slot and holds holes: the
+/// values left, in both parts of the claim, are dropped once, the holes never read as values,
+/// and every slot is freed.
+#[test]
+fn a_pop_stopped_early_on_a_wrapping_claim_with_holes_drops_what_is_left_once() {
+    /// Promises three items, yields one, then pushes a value behind its claim (so the two
+    /// unfilled positions cannot be given back and become holes) and says it has no more.
+    struct OneThenPushBehind<'r, 'a> {
+        ring: &'r HeapRing<Tracked<'a>>,
+        live: &'a AtomicUsize,
+        yielded: bool,
+    }
+    impl<'a> Iterator for OneThenPushBehind<'_, 'a> {
+        type Item = Tracked<'a>;
+        fn next(&mut self) -> Option<Tracked<'a>> {
+            if self.yielded {
+                assert!(self.ring.try_push(Tracked::new(self.live)).is_ok());
+                return None;
+            }
+            self.yielded = true;
+            Some(Tracked::new(self.live))
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (3, Some(3))
+        }
+    }
+    /// Takes one value and leaves the rest of the batch.
+    struct TakeOne<'a>(Vec<Tracked<'a>>);
+    impl<'a> Extend<Tracked<'a>> for TakeOne<'a> {
+        fn extend<I: IntoIterator<Item = Tracked<'a>>>(&mut self, iter: I) {
+            self.0.extend(iter.into_iter().next());
+        }
+    }
+    let live = AtomicUsize::new(0);
+    let ring = HeapRing::<Tracked<'_>>::with_capacity(4);
+    // Move both indices to position 2, so the claim below (positions 2, 3, 4) wraps.
+    ring.try_push_batch(&mut (0..2).map(|_| Tracked::new(&live)))
+        .unwrap();
+    ring.try_pop_batch(&mut Vec::new(), 2).unwrap();
+    let mut items = OneThenPushBehind {
+        ring: &ring,
+        live: &live,
+        yielded: false,
+    };
+    assert_eq!(ring.try_push_batch(&mut items), Ok(1));
+    assert_eq!(
+        ring.len(),
+        4,
+        "a value, two holes (one past the wrap), a value"
+    );
+    assert_eq!(live.load(Ordering::Relaxed), 2);
+    let mut out = TakeOne(Vec::new());
+    assert_eq!(ring.try_pop_batch(&mut out, 4), Ok(1));
+    assert_eq!(out.0.len(), 1);
+    assert_eq!(
+        live.load(Ordering::Relaxed),
+        1,
+        "the value past the holes and the wrap was dropped, once"
+    );
+    assert!(ring.is_empty());
+    ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(&live)))
+        .unwrap();
+    assert_eq!(ring.len(), 4, "every slot freed");
+    drop(ring);
+    drop(out);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}
+
 #[test]
 fn panicking_extend_frees_the_whole_claim() {
     let live = AtomicUsize::new(0);

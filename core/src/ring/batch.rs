@@ -532,7 +532,9 @@ pub(crate) struct Popped {
 pub struct Drain<'a, T, S: Storage<T>> {
     ring: &'a RingCore<T, S>,
     /// Invariant: the `count` positions from `start` on (in steps of ONE) are owned by us and
-    /// were seen published (a value or a hole) with Acquire; `count` is 0 once they are freed.
+    /// were seen published (a value or a hole) with Acquire; `count` is 0 once they are freed,
+    /// or handed on to another drain (`Drop`), and a drain is forgotten once `free` has freed
+    /// them.
     start: usize,
     count: usize,
     /// The slots of the claim not yet read, in order: `unread`, then `rest`. The values of the
@@ -596,11 +598,15 @@ impl<T, S: Storage<T>> Drain<'_, T, S> {
         free_slots(this.ring, this.start, this.count);
     }
 
-    /// Drops the values not yet moved out and frees the claim's slots, even if dropping one of
-    /// the values panics (a second panic aborts, as in `Vec`'s drain).
+    /// Drops the values not yet moved out (if `T` has drop glue) and frees the claim's slots,
+    /// even if dropping one of the values panics (a second panic aborts, as in `Vec`'s drain).
     #[cold]
     #[inline(never)]
     fn finish(mut self) {
+        if !core::mem::needs_drop::<T>() {
+            free_slots(self.ring, self.start, core::mem::take(&mut self.count));
+            return;
+        }
         /// Drops what is left, then frees the slots (and wakes producers for them).
         struct Finish<'d, 'a, T, S: Storage<T>>(&'d mut Drain<'a, T, S>);
         impl<T, S: Storage<T>> Drop for Finish<'_, '_, T, S> {
@@ -642,7 +648,7 @@ impl<T, S: Storage<T>> Drop for Drain<'_, T, S> {
                 count: core::mem::take(&mut self.count),
                 unread: core::mem::take(&mut self.unread),
                 rest: core::mem::take(&mut self.rest),
-                holes: self.holes,
+                holes: core::mem::take(&mut self.holes),
             };
             rest.finish();
         }

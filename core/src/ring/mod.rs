@@ -38,9 +38,10 @@
 //!   `heapless::mpmc`, shares this property.)
 //! - **A batch holds its whole run for its whole call.** A batch push's run becomes poppable
 //!   only when its iterator has produced all of it, and a batch pop's run becomes free only
-//!   when its `Extend` has taken all of it. So an iterator must not wait for a consumer of the
-//!   same ring, nor an `Extend` for a producer of it (a blocking push from inside the `Extend`
-//!   of a pop on a full ring waits for the very slots that pop holds: forever).
+//!   when its `Extend` has returned (or panicked), even if it took the last value long before.
+//!   So an iterator must not wait for a consumer of the same ring, nor an `Extend` for a
+//!   producer of it (a blocking push from inside the `Extend` of a pop on a full ring waits
+//!   for the very slots that pop holds: forever).
 //! - **Holes, rarely.** A batch push from an iterator with no exact size claims one slot on
 //!   speculation to ask it for its next item; if it has none, the slot is given back, unless
 //!   another claim was made behind it (another producer's, or a push from inside the iterator
@@ -477,13 +478,14 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// The slots serving the `count` positions from `position` on, in order, as two contiguous
-    /// runs (the second empty unless the positions wrap past the last slot); at most one ring's
-    /// worth (`count` above the capacity counts as the capacity). Batch loops walk these slices
-    /// instead of mapping every position.
+    /// runs (the second empty unless the positions wrap past the last slot). `count` must not
+    /// exceed the capacity (checked in debug builds; release builds clamp it, only so that the
+    /// slicing has no panic path). Batch loops walk these slices instead of mapping every
+    /// position.
     ///
-    /// Without a panic path: a batch's claim guard is live where this is called, and a call
-    /// that may unwind there would make the guard's drop glue take its address, which keeps
-    /// the guard's counters in memory, stored at every value, instead of in registers.
+    /// Without a panic path: `fill` calls this with its claim guard live, and a call that may
+    /// unwind there would make the guard's drop glue take its address, which keeps the guard's
+    /// counters in memory, stored at every value, instead of in registers.
     #[inline(always)]
     fn runs(&self, position: usize, count: usize) -> [&[Slot<T>]; 2] {
         let slots = self.storage.slots();
