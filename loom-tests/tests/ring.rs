@@ -136,6 +136,55 @@ fn capacity_two_wraps_around_near_usize_max() {
     });
 }
 
+/// The index value two steps before a slot's stamp (the low 32 bits of a position) wraps while
+/// the index itself does not (on 64-bit targets; on 32-bit ones it is the index's own wrap).
+const STAMPS_WRAP_SOON: usize = u32::MAX as usize - 1;
+
+#[test]
+fn capacity_two_wraps_around_where_the_stamps_wrap() {
+    loom::model(|| {
+        const P: &[u32] = &[1, 2, 3];
+        let mut ring = Ring::<u32, 2>::new();
+        ring.start_at(STAMPS_WRAP_SOON);
+        let ring = Arc::new(ring);
+        let producer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || push_some(&*ring, P))
+        };
+        let got = pop_some(&*ring, 3);
+        let pushed = producer.join().unwrap();
+        check_history(&[(P, pushed)], &[[got, drain(&*ring)].concat()]);
+        assert!(ring.is_empty());
+    });
+}
+
+#[test]
+fn batches_race_where_the_stamps_wrap() {
+    loom::model(|| {
+        const P: &[u32] = &[1, 2, 3];
+        let mut ring = HeapRing::<u32>::with_capacity(2);
+        ring.start_at(STAMPS_WRAP_SOON);
+        let ring = Arc::new(ring);
+        let producer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let mut items = P.iter().copied();
+                for _ in 0..=PATIENCE {
+                    if items.len() == 0 || ring.try_push_batch(&mut items).is_ok() {
+                        continue;
+                    }
+                    thread::yield_now();
+                }
+                P.len() - items.len()
+            })
+        };
+        let got = pop_batches(&*ring, 3);
+        let pushed = producer.join().unwrap();
+        check_history(&[(P, pushed)], &[[got, drain(&*ring)].concat()]);
+        assert!(ring.is_empty());
+    });
+}
+
 #[test]
 fn close_races_with_push_and_pop() {
     loom::model(|| {
