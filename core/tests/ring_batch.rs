@@ -27,7 +27,8 @@ fn batch_push_publishes_its_run_at_once() {
 
 #[test]
 fn batch_pop_frees_its_run_at_once() {
-    /// Takes values, trying a push of `100 + value` before each.
+    /// Takes values, trying a push of `100 + value` before each, and one of 200 once the
+    /// iterator is exhausted.
     struct PushWhileTaking<'r> {
         ring: &'r Ring<u32, 4>,
         taken: Vec<u32>,
@@ -39,6 +40,7 @@ fn batch_pop_frees_its_run_at_once() {
                 self.pushes.push(self.ring.try_push(100 + v));
                 self.taken.push(v);
             }
+            self.pushes.push(self.ring.try_push(200));
         }
     }
     let ring = Ring::<u32, 4>::new();
@@ -53,9 +55,10 @@ fn batch_pop_frees_its_run_at_once() {
     assert_eq!(
         out.pushes,
         (100..104)
+            .chain([200])
             .map(|v| Err(PushError::Full(v)))
             .collect::<Vec<_>>(),
-        "no slot of the run is free before the pop returns"
+        "no slot of the run is free before `extend` returns, even once its iterator is exhausted"
     );
     assert_eq!(
         ring.try_push_batch(&mut (10..14)),

@@ -97,7 +97,7 @@ pub trait Flavor {
 
 /// An `Extend` that sums what it is given, so batch pops need no buffer.
 ///
-/// It owns its sum and count, which the caller adds into its own after the pop: the pop
+/// It owns its sum (which the caller adds into its own after the pop) and its count: the pop
 /// reaches the adder through the one `&mut` it is given, so the compiler keeps both in
 /// registers across the batch, as it does the sum in rtrb's loop (`sum` is a `&mut` argument
 /// there). An adder that held a `&mut u64` made the batch loop load and store the sum through
