@@ -58,6 +58,9 @@ alike. Prints, per scenario, both medians, B/A, and B/A pair by pair (median, mi
                    below)
   -h, --help       print this and exit
 
+The timed scenarios' options (--pairs, --only, --scale, --both-ways) are refused with
+--callgrind or --perf, and --ops without them, rather than ignored.
+
 Start with A = B (`--a HEAD --b HEAD`): the ratios it shows are this machine's noise floor;
 a change is measured only if its B/A is outside them. Code placement matters: two identical
 copies of pc-core linked into one binary measured 0.90-0.95x of each other in the 1P1C
@@ -80,13 +83,16 @@ die() { # die MESSAGE: a usage error, one line, status 2
 
 a=HEAD b=worktree pairs=10 only="" scale=1 callgrind="" perf="" ops="" align=1 both=0
 handles=shared
+# The first option given that only the timed scenarios use (refused with --callgrind or --perf).
+timed_only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h | --help) usage; exit 0 ;;
     --no-align) align=0; shift ;;
-    --both-ways) both=1; shift ;;
+    --both-ways) both=1; timed_only=${timed_only:-$1}; shift ;;
     --a | --b | --pairs | --only | --scale | --callgrind | --perf | --ops | --handles)
       [ $# -ge 2 ] || die "$1 needs a value"
+      case "$1" in --pairs | --only | --scale) timed_only=${timed_only:-$1} ;; esac
       case "$1" in
         --a) a=$2 ;;
         --b) b=$2 ;;
@@ -103,12 +109,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -z "$callgrind" ] || [ -z "$perf" ] || die "--callgrind and --perf are separate runs"
+[ -z "$callgrind$perf" ] || [ -z "$timed_only" ] ||
+  die "$timed_only is for the timed scenarios, not --callgrind or --perf"
+[ -n "$callgrind$perf" ] || [ -z "$ops" ] || die "--ops is for --callgrind and --perf"
+[[ "$pairs" =~ ^[1-9][0-9]*$ ]] || die "--pairs takes a positive number"
+[[ "$scale" =~ ^([0-9]+(\.[0-9]*)?|\.[0-9]+)$ ]] && awk -v s="$scale" 'BEGIN { exit !(s > 0) }' ||
+  die "--scale takes a positive number"
 case "$callgrind" in "" | single | batch | fill) ;; *) die "no workload \"$callgrind\"" ;; esac
 [ -z "$ops" ] || [[ "$ops" =~ ^[1-9][0-9]*$ ]] || die "--ops takes a positive number"
 case "$handles" in shared | split) ;; *) die "--handles takes shared or split, not \"$handles\"" ;; esac
 
 if [ "$both" = 1 ]; then
-  [ -z "$callgrind$perf" ] || die "--both-ways is for the timed scenarios"
   [ "$b" != worktree ] || [ "$a" != worktree ] || die "--a and --b are both the working tree"
   again=(--pairs "$pairs" --scale "$scale" --handles "$handles")
   [ -z "$only" ] || again+=(--only "$only")

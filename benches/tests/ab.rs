@@ -66,6 +66,56 @@ fn ab_sh_refuses_handles_it_does_not_know_with_one_line() {
     );
 }
 
+/// Options of the timed scenarios given with `--callgrind` or `--perf` (or `--ops` without
+/// them) are refused, not ignored, before anything is built.
+#[test]
+fn ab_sh_refuses_options_the_chosen_run_would_ignore() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--callgrind", "batch", "--pairs", "3"],
+            "--pairs is for the timed scenarios, not --callgrind or --perf",
+        ),
+        (
+            &["--perf", "single", "--only", "batch"],
+            "--only is for the timed scenarios, not --callgrind or --perf",
+        ),
+        (
+            &["--both-ways", "--callgrind", "single"],
+            "--both-ways is for the timed scenarios, not --callgrind or --perf",
+        ),
+        (
+            &["--ops", "5", "--only", "single"],
+            "--ops is for --callgrind and --perf",
+        ),
+    ];
+    for (i, (args, line)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            ab_sh_refusal(args, &format!("ignored-{i}")),
+            format!("ab.sh: {line} (see ab.sh --help)")
+        );
+    }
+}
+
+/// `--pairs` and `--scale` are checked before the build (minutes), not by the binary after it.
+#[test]
+fn ab_sh_refuses_a_bad_count_or_scale_before_building() {
+    for (i, (flag, value)) in [
+        ("--pairs", "0"),
+        ("--pairs", "x"),
+        ("--scale", "0"),
+        ("--scale", "-1"),
+        ("--scale", "abc"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(
+            ab_sh_refusal(&[flag, value, "--only", "single"], &format!("number-{i}")),
+            format!("ab.sh: {flag} takes a positive number (see ab.sh --help)")
+        );
+    }
+}
+
 /// Runs `ab.sh ARGS` in a work directory of its own (named after `case`); asserts it exited
 /// with status 2 having copied nothing, and returns its stderr, trimmed.
 fn ab_sh_refusal(args: &[&str], case: &str) -> String {
