@@ -23,16 +23,17 @@ Prints per tool: median seconds, median lines/s, and the ratio to sqlite3 .impor
 EOF
 }
 
-die() { echo "compare.sh: error: $*" >&2; exit 1; }
+die() { echo "compare.sh: error: $*" >&2; exit 1; }  # a failure: one line, status 1
+usage_error() { echo "compare.sh: error: $*" >&2; exit 2; }  # bad arguments: status 2
 
 LINES=1000000 REPEATS=3 ONLY=""
 while (($#)); do
   case "$1" in
-    --lines)   [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--lines needs a positive integer"; LINES=$2; shift 2 ;;
-    --repeats) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
-    --only)    [[ ${2:-} =~ ^(sqlite3|sqlite-utils|pc-host)$ ]] || die "--only needs sqlite3, sqlite-utils or pc-host"; ONLY=$2; shift 2 ;;
+    --lines)   [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage_error "--lines needs a positive integer"; LINES=$2; shift 2 ;;
+    --repeats) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage_error "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
+    --only)    [[ ${2:-} =~ ^(sqlite3|sqlite-utils|pc-host)$ ]] || usage_error "--only needs sqlite3, sqlite-utils or pc-host"; ONLY=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    *)         die "unknown argument '$1' (see --help)" ;;
+    *)         usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
 

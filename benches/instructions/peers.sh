@@ -14,12 +14,13 @@
 set -euo pipefail
 export LC_ALL=C
 
-die() { echo "${0##*/}: error: $*" >&2; exit 1; }
+die() { echo "${0##*/}: error: $*" >&2; exit 1; }  # a failure: one line, status 1
+usage_error() { echo "${0##*/}: error: $*" >&2; exit 2; }  # bad arguments: status 2
 
 case "${1:-}" in
   "") ;;
   -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) die "unknown argument '$1' (see --help)" ;;
+  *) usage_error "unknown argument '$1' (see --help)" ;;
 esac
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."

@@ -20,19 +20,20 @@
 set -euo pipefail
 export LC_ALL=C
 
-die() { echo "${0##*/}: error: $*" >&2; exit 1; }
+die() { echo "${0##*/}: error: $*" >&2; exit 1; }  # a failure: one line, status 1
+usage_error() { echo "${0##*/}: error: $*" >&2; exit 2; }  # bad arguments: status 2
 
 DURATION=10 REPEATS=3 FACTOR=3 BATCH=100 CONSUMERS=1
 posint='^[1-9][0-9]*$' number='^[0-9]+(\.[0-9]+)?$'
 while (($#)); do
   case "$1" in
-    --duration)   [[ ${2:-} =~ $number ]] || die "--duration needs seconds"; DURATION=$2; shift 2 ;;
-    --repeats)    [[ ${2:-} =~ $posint ]] || die "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
-    --factor)     [[ ${2:-} =~ $number ]] || die "--factor needs a number"; FACTOR=$2; shift 2 ;;
-    --batch-size) [[ ${2:-} =~ $posint ]] || die "--batch-size needs a positive integer"; BATCH=$2; shift 2 ;;
-    --consumers)  [[ ${2:-} =~ $posint ]] || die "--consumers needs a positive integer"; CONSUMERS=$2; shift 2 ;;
+    --duration)   [[ ${2:-} =~ $number ]] || usage_error "--duration needs seconds"; DURATION=$2; shift 2 ;;
+    --repeats)    [[ ${2:-} =~ $posint ]] || usage_error "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
+    --factor)     [[ ${2:-} =~ $number ]] || usage_error "--factor needs a number"; FACTOR=$2; shift 2 ;;
+    --batch-size) [[ ${2:-} =~ $posint ]] || usage_error "--batch-size needs a positive integer"; BATCH=$2; shift 2 ;;
+    --consumers)  [[ ${2:-} =~ $posint ]] || usage_error "--consumers needs a positive integer"; CONSUMERS=$2; shift 2 ;;
     -h|--help)    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *)            die "unknown argument '$1' (see --help)" ;;
+    *)            usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
 

@@ -47,7 +47,8 @@ Streams PCB_<pid>_* (subjects pcbench.<pid>.*) are created on the server and del
 EOF
 }
 
-die() { echo "compare.sh: error: $*" >&2; exit 1; }
+die() { echo "compare.sh: error: $*" >&2; exit 1; }  # a failure: one line, status 1
+usage_error() { echo "compare.sh: error: $*" >&2; exit 2; }  # bad arguments: status 2
 
 COMMAND="benches/nats/compare.sh $*"
 URL=${PC_BENCH_NATS_URL:-nats://127.0.0.1:4222}
@@ -55,17 +56,17 @@ MESSAGES=1000000 REPEATS=3 PAYLOAD=64 PC_CONSUMERS="" TIER=0 RATE=100000 DURATIO
 posint='^[1-9][0-9]*$'
 while (($#)); do
   case "$1" in
-    --url)          [[ -n ${2:-} ]] || die "--url needs a URL"; URL=$2; shift 2 ;;
-    --messages)     [[ ${2:-} =~ $posint ]] || die "--messages needs a positive integer"; MESSAGES=$2; shift 2 ;;
-    --repeats)      [[ ${2:-} =~ $posint ]] || die "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
-    --payload)      [[ ${2:-} =~ ^[0-9]+$ ]] || die "--payload needs bytes"; PAYLOAD=$2; shift 2 ;;
-    --pc-consumers) [[ ${2:-} =~ $posint ]] || die "--pc-consumers needs a positive integer"; PC_CONSUMERS=$2; shift 2 ;;
+    --url)          [[ -n ${2:-} ]] || usage_error "--url needs a URL"; URL=$2; shift 2 ;;
+    --messages)     [[ ${2:-} =~ $posint ]] || usage_error "--messages needs a positive integer"; MESSAGES=$2; shift 2 ;;
+    --repeats)      [[ ${2:-} =~ $posint ]] || usage_error "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
+    --payload)      [[ ${2:-} =~ ^[0-9]+$ ]] || usage_error "--payload needs bytes"; PAYLOAD=$2; shift 2 ;;
+    --pc-consumers) [[ ${2:-} =~ $posint ]] || usage_error "--pc-consumers needs a positive integer"; PC_CONSUMERS=$2; shift 2 ;;
     --tier)         TIER=1; shift ;;
-    --rate)         [[ ${2:-} =~ $posint ]] || die "--rate needs a positive integer"; RATE=$2; shift 2 ;;
-    --duration)     [[ ${2:-} =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--duration needs seconds"; DURATION=$2; shift 2 ;;
-    --producers)    [[ ${2:-} =~ $posint ]] || die "--producers needs a positive integer"; PRODUCERS=$2; shift 2 ;;
+    --rate)         [[ ${2:-} =~ $posint ]] || usage_error "--rate needs a positive integer"; RATE=$2; shift 2 ;;
+    --duration)     [[ ${2:-} =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage_error "--duration needs seconds"; DURATION=$2; shift 2 ;;
+    --producers)    [[ ${2:-} =~ $posint ]] || usage_error "--producers needs a positive integer"; PRODUCERS=$2; shift 2 ;;
     -h|--help)      usage; exit 0 ;;
-    *)              die "unknown argument '$1' (see --help)" ;;
+    *)              usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
 

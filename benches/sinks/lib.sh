@@ -10,7 +10,8 @@
 
 export LC_ALL=C # '.' as decimal point in $EPOCHREALTIME and awk
 
-die() { echo "${0##*/}: error: $*" >&2; exit 1; }
+die() { echo "${0##*/}: error: $*" >&2; exit 1; }  # a failure: one line, status 1
+usage_error() { echo "${0##*/}: error: $*" >&2; exit 2; }  # bad arguments: status 2
 
 # The help: the script's own lines about --url ($URL_HELP) among the shared ones.
 usage() {
@@ -36,14 +37,14 @@ parse_options() {
   local posint='^[1-9][0-9]*$'
   while (($#)); do
     case "$1" in
-      --url)       [[ -n ${2:-} ]] || die "--url needs a URL"; URL=$2; shift 2 ;;
-      --messages)  [[ ${2:-} =~ $posint ]] || die "--messages needs a positive integer"; MESSAGES=$2; shift 2 ;;
-      --repeats)   [[ ${2:-} =~ $posint ]] || die "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
-      --producers) [[ ${2:-} =~ $posint ]] || die "--producers needs a positive integer"; PRODUCERS=$2; shift 2 ;;
-      --rate)      [[ ${2:-} =~ $posint ]] || die "--rate needs a positive integer"; RATE=$2; shift 2 ;;
-      --duration)  [[ ${2:-} =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--duration needs seconds"; DURATION=$2; shift 2 ;;
+      --url)       [[ -n ${2:-} ]] || usage_error "--url needs a URL"; URL=$2; shift 2 ;;
+      --messages)  [[ ${2:-} =~ $posint ]] || usage_error "--messages needs a positive integer"; MESSAGES=$2; shift 2 ;;
+      --repeats)   [[ ${2:-} =~ $posint ]] || usage_error "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
+      --producers) [[ ${2:-} =~ $posint ]] || usage_error "--producers needs a positive integer"; PRODUCERS=$2; shift 2 ;;
+      --rate)      [[ ${2:-} =~ $posint ]] || usage_error "--rate needs a positive integer"; RATE=$2; shift 2 ;;
+      --duration)  [[ ${2:-} =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage_error "--duration needs seconds"; DURATION=$2; shift 2 ;;
       -h|--help)   usage; exit 0 ;;
-      *)           die "unknown argument '$1' (see --help)" ;;
+      *)           usage_error "unknown argument '$1' (see --help)" ;;
     esac
   done
 }

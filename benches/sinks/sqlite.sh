@@ -13,15 +13,16 @@ set -euo pipefail
 shopt -s inherit_errexit
 export LC_ALL=C
 
-die() { echo "${0##*/}: error: $*" >&2; exit 1; }
+die() { echo "${0##*/}: error: $*" >&2; exit 1; }  # a failure: one line, status 1
+usage_error() { echo "${0##*/}: error: $*" >&2; exit 2; }  # bad arguments: status 2
 
 MESSAGES=1000000 REPEATS=3
 while (($#)); do
   case "$1" in
-    --messages) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--messages needs a positive integer"; MESSAGES=$2; shift 2 ;;
-    --repeats)  [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
+    --messages) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage_error "--messages needs a positive integer"; MESSAGES=$2; shift 2 ;;
+    --repeats)  [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage_error "--repeats needs a positive integer"; REPEATS=$2; shift 2 ;;
     -h|--help)  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *)          die "unknown argument '$1' (see --help)" ;;
+    *)          usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
 
