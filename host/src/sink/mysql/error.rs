@@ -156,10 +156,7 @@ pub fn sink_error(e: &Error, at: impl std::fmt::Display) -> anyhow::Error {
 pub fn describe(e: &Error) -> String {
     let text = match e {
         Error::MySqlError(e) => format!("error {} ({}): {}", e.code, e.state, e.message),
-        Error::IoError(e) if timed_out(e) => "no reply from the server in time".to_string(),
-        Error::CodecError(e) if codec_io(e).is_some_and(timed_out) => {
-            "no reply from the server in time".to_string()
-        }
+        _ if no_reply_in_time(e) => "no reply from the server in time".to_string(),
         Error::IoError(e) => format!("lost the connection: {e}"),
         Error::CodecError(e) => format!("lost the connection: {e}"),
         Error::DriverError(e) => format!("connection failed: {e}"),
@@ -167,6 +164,15 @@ pub fn describe(e: &Error) -> String {
         other => other.to_string(),
     };
     one_line(&text)
+}
+
+/// A socket read or write that hit its timeout, directly or through the packet codec.
+fn no_reply_in_time(e: &Error) -> bool {
+    match e {
+        Error::IoError(e) => timed_out(e),
+        Error::CodecError(e) => codec_io(e).is_some_and(timed_out),
+        _ => false,
+    }
 }
 
 /// The socket's error behind a codec error (the driver reads replies through its packet codec,
