@@ -160,10 +160,11 @@ fn a_batch_pop_of_plain_values_whose_extend_panics_frees_every_slot() {
     );
 }
 
-#[test]
-fn a_batch_of_only_holes_is_skipped() {
-    /// Promises three items and yields none; before saying so, pushes 7 behind its claim, so
-    /// the claim cannot be given back.
+/// A ring of 4 holding three holes (the first slot's included), then a 7: made by a batch push
+/// whose iterator promises three items and yields none, pushing 7 behind its claim before it
+/// says so, so that the claim cannot be given back.
+fn three_holes_then_a_seven() -> Ring<u32, 4> {
+    /// Promises three items and yields none; before saying so, pushes 7 behind its claim.
     struct Empty<'r>(&'r Ring<u32, 4>);
     impl Iterator for Empty<'_> {
         type Item = u32;
@@ -182,6 +183,12 @@ fn a_batch_of_only_holes_is_skipped() {
         4,
         "three holes, the first one included, and the 7"
     );
+    ring
+}
+
+#[test]
+fn a_batch_of_only_holes_is_skipped() {
+    let ring = three_holes_then_a_seven();
     assert_eq!(ring.try_pop(), Ok(7), "holes are skipped");
     assert!(ring.is_empty());
     assert_eq!(
@@ -195,22 +202,7 @@ fn a_batch_of_only_holes_is_skipped() {
 /// value behind them.
 #[test]
 fn a_batch_pop_whose_claim_is_only_holes_pops_the_value_behind_them() {
-    /// Promises three items and yields none; before saying so, pushes 7 behind its claim, so
-    /// the claim cannot be given back.
-    struct Empty<'r>(&'r Ring<u32, 4>);
-    impl Iterator for Empty<'_> {
-        type Item = u32;
-        fn next(&mut self) -> Option<u32> {
-            self.0.try_push(7).unwrap();
-            None
-        }
-        fn size_hint(&self) -> (usize, Option<usize>) {
-            (3, Some(3))
-        }
-    }
-    let ring = Ring::<u32, 4>::new();
-    assert_eq!(ring.try_push_batch(&mut Empty(&ring)), Ok(0));
-    assert_eq!(ring.len(), 4, "three holes and the 7");
+    let ring = three_holes_then_a_seven();
     let mut out = Vec::new();
     assert_eq!(
         ring.try_pop_batch(&mut out, 3),

@@ -39,6 +39,19 @@ fn pop_batches<S: Storage<u32>>(ring: &RingCore<u32, S>, n: usize) -> Vec<u32> {
     })
 }
 
+/// Batch-pushes `values` in order, trying again (after a yield) while the ring is full, up to
+/// `PATIENCE` times. Returns how many were pushed.
+fn push_batches<S: Storage<u32>>(ring: &RingCore<u32, S>, values: &[u32]) -> usize {
+    let mut items = values.iter().copied();
+    for _ in 0..=PATIENCE {
+        if items.len() == 0 || ring.try_push_batch(&mut items).is_ok() {
+            continue;
+        }
+        thread::yield_now();
+    }
+    values.len() - items.len()
+}
+
 /// Pops everything left, with no other thread running.
 fn drain<S: Storage<u32>>(ring: &RingCore<u32, S>) -> Vec<u32> {
     let mut rest = Vec::new();
@@ -117,13 +130,13 @@ fn batch_pops_by_two_consumers_race_a_batch_push() {
     });
 }
 
-#[test]
-fn capacity_two_wraps_around_near_usize_max() {
-    loom::model(|| {
+/// A producer pushing three values into a ring of two, started at index value `start`, races
+/// a consumer; every value pushed comes out once, in order.
+fn capacity_two_from(start: usize) {
+    loom::model(move || {
         const P: &[u32] = &[1, 2, 3];
         let mut ring = Ring::<u32, 2>::new();
-        // One step before the counters wrap: the laps below cross usize::MAX.
-        ring.start_at(usize::MAX - 1);
+        ring.start_at(start);
         let ring = Arc::new(ring);
         let producer = {
             let ring = Arc::clone(&ring);
@@ -136,26 +149,19 @@ fn capacity_two_wraps_around_near_usize_max() {
     });
 }
 
+#[test]
+fn capacity_two_wraps_around_near_usize_max() {
+    // One step before the counters wrap: the laps cross usize::MAX.
+    capacity_two_from(usize::MAX - 1);
+}
+
 /// The index value two steps before a slot's stamp (the low 32 bits of a position) wraps while
 /// the index itself does not (on 64-bit targets; on 32-bit ones it is the index's own wrap).
 const STAMPS_WRAP_SOON: usize = u32::MAX as usize - 1;
 
 #[test]
 fn capacity_two_wraps_around_where_the_stamps_wrap() {
-    loom::model(|| {
-        const P: &[u32] = &[1, 2, 3];
-        let mut ring = Ring::<u32, 2>::new();
-        ring.start_at(STAMPS_WRAP_SOON);
-        let ring = Arc::new(ring);
-        let producer = {
-            let ring = Arc::clone(&ring);
-            thread::spawn(move || push_some(&*ring, P))
-        };
-        let got = pop_some(&*ring, 3);
-        let pushed = producer.join().unwrap();
-        check_history(&[(P, pushed)], &[[got, drain(&*ring)].concat()]);
-        assert!(ring.is_empty());
-    });
+    capacity_two_from(STAMPS_WRAP_SOON);
 }
 
 #[test]
@@ -167,16 +173,7 @@ fn batches_race_where_the_stamps_wrap() {
         let ring = Arc::new(ring);
         let producer = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || {
-                let mut items = P.iter().copied();
-                for _ in 0..=PATIENCE {
-                    if items.len() == 0 || ring.try_push_batch(&mut items).is_ok() {
-                        continue;
-                    }
-                    thread::yield_now();
-                }
-                P.len() - items.len()
-            })
+            thread::spawn(move || push_batches(&*ring, P))
         };
         let got = pop_batches(&*ring, 3);
         let pushed = producer.join().unwrap();
@@ -217,16 +214,7 @@ fn batch_push_races_with_pop() {
         let ring = Arc::new(HeapRing::<u32>::with_capacity(2));
         let producer = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || {
-                let mut items = P.iter().copied();
-                for _ in 0..=PATIENCE {
-                    if items.len() == 0 || ring.try_push_batch(&mut items).is_ok() {
-                        continue;
-                    }
-                    thread::yield_now();
-                }
-                P.len() - items.len()
-            })
+            thread::spawn(move || push_batches(&*ring, P))
         };
         let mut got = Vec::new();
         for _ in 0..=PATIENCE {
