@@ -112,9 +112,14 @@ done
 [ -z "$callgrind$perf" ] || [ -z "$timed_only" ] ||
   die "$timed_only is for the timed scenarios, not --callgrind or --perf"
 [ -n "$callgrind$perf" ] || [ -z "$ops" ] || die "--ops is for --callgrind and --perf"
-[[ "$pairs" =~ ^[1-9][0-9]*$ ]] || die "--pairs takes a positive number"
-[[ "$scale" =~ ^([0-9]+(\.[0-9]*)?|\.[0-9]+)$ ]] && awk -v s="$scale" 'BEGIN { exit !(s > 0) }' ||
-  die "--scale takes a positive number"
+# As the binary reads them (a Rust integer and float), checked here before the build.
+[[ "$pairs" =~ ^[+]?[0-9]+$ ]] && ((10#${pairs#+} > 0)) || die "--pairs takes a positive number"
+[[ "$scale" =~ ^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$ ]] &&
+  LC_ALL=C awk -v s="$scale" 'BEGIN { exit !(s + 0 > 0) }' || die "--scale takes a positive number"
+case "$perf" in
+  "" | single | batch | fill | 1p1c | batch32 | batch64 | pingpong | 2p2c | 2p2c-mixed | 2p2c-split) ;;
+  *) die "no scenario or workload \"$perf\"" ;;
+esac
 case "$callgrind" in "" | single | batch | fill) ;; *) die "no workload \"$callgrind\"" ;; esac
 [ -z "$ops" ] || [[ "$ops" =~ ^[1-9][0-9]*$ ]] || die "--ops takes a positive number"
 case "$handles" in shared | split) ;; *) die "--handles takes shared or split, not \"$handles\"" ;; esac
@@ -288,7 +293,6 @@ if [ -n "$perf" ]; then
       1p1c | batch32 | batch64) ops=5000000 ;;
       pingpong) ops=200000 ;;
       2p2c | 2p2c-mixed | 2p2c-split) ops=2000000 ;;
-      *) die "no scenario or workload \"$perf\"" ;;
     esac
   fi
   events=task-clock,context-switches,cpu-migrations,cycles,instructions,cache-references,cache-misses

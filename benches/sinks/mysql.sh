@@ -15,13 +15,13 @@ URL_HELP='  --url URL      a database on the server to benchmark, mysql://USER[:
                  CREATE and DROP, and the server local_infile=ON'
 URL=${PC_BENCH_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
 parse_options "$@"
+# The URL's parts for the client: [mysql|mariadb]://[USER[:PASSWORD]@]HOST[:PORT]/DB[?..].
+[[ $URL =~ ^(mysql|mariadb)://(([^:@/]*)(:([^@/]*))?@)?([^:/?]+)(:([0-9]+))?/([^/?]+)(\?.*)?$ ]] ||
+  usage_error "--url: want mysql://USER[:PASSWORD]@HOST[:PORT]/DB, got something else"
 need_pc_host
 CLIENT=$(command -v mariadb || command -v mysql) ||
   die "no mariadb or mysql client (apt-get install mariadb-client)"
 
-# The URL's parts for the client: [mysql|mariadb]://[USER[:PASSWORD]@]HOST[:PORT]/DB[?..].
-[[ $URL =~ ^(mysql|mariadb)://(([^:@/]*)(:([^@/]*))?@)?([^:/?]+)(:([0-9]+))?/([^/?]+)(\?.*)?$ ]] ||
-  die "--url: want mysql://USER[:PASSWORD]@HOST[:PORT]/DB, got something else"
 USER_=${BASH_REMATCH[3]:-root} HOST=${BASH_REMATCH[6]} PORT=${BASH_REMATCH[8]:-3306}
 DB=${BASH_REMATCH[9]} QUERY=${BASH_REMATCH[10]}
 export MYSQL_PWD=${BASH_REMATCH[5]} # the client reads it; it stays out of `ps`

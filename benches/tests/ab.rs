@@ -101,6 +101,7 @@ fn ab_sh_refuses_options_the_chosen_run_would_ignore() {
 fn ab_sh_refuses_a_bad_count_or_scale_before_building() {
     for (i, (flag, value)) in [
         ("--pairs", "0"),
+        ("--pairs", "00"),
         ("--pairs", "x"),
         ("--scale", "0"),
         ("--scale", "-1"),
@@ -114,6 +115,69 @@ fn ab_sh_refuses_a_bad_count_or_scale_before_building() {
             format!("ab.sh: {flag} takes a positive number (see ab.sh --help)")
         );
     }
+}
+
+/// The early checks take every value the binary would (a Rust integer or float: `+3`, `010`,
+/// `1e-1`, `.5`, `1.`) and the combinations that work (`--handles` with `--callgrind`,
+/// `--both-ways` with `--pairs` and `--scale`): each of these goes on to a later check, which
+/// refuses it for another reason before anything is built.
+#[test]
+fn ab_sh_takes_every_value_the_binary_reads_past_its_early_checks() {
+    let revision = "ab.sh: not a revision: \"no-such-revision\" (see ab.sh --help)";
+    let later: [(&[&str], &str); 7] = [
+        (&["--pairs", "+3", "--a", "no-such-revision"], revision),
+        (&["--pairs", "010", "--a", "no-such-revision"], revision),
+        (&["--scale", "1e-1", "--a", "no-such-revision"], revision),
+        (&["--scale", ".5", "--a", "no-such-revision"], revision),
+        (
+            &[
+                "--handles",
+                "split",
+                "--callgrind",
+                "single",
+                "--a",
+                "no-such-revision",
+            ],
+            revision,
+        ),
+        (
+            &[
+                "--perf",
+                "2p2c-mixed",
+                "--ops",
+                "5",
+                "--a",
+                "no-such-revision",
+            ],
+            revision,
+        ),
+        (
+            &[
+                "--both-ways",
+                "--pairs",
+                "3",
+                "--scale",
+                "1.",
+                "--a",
+                "worktree",
+                "--b",
+                "worktree",
+            ],
+            "ab.sh: --a and --b are both the working tree (see ab.sh --help)",
+        ),
+    ];
+    for (i, (args, line)) in later.into_iter().enumerate() {
+        assert_eq!(ab_sh_refusal(args, &format!("later-{i}")), line, "{args:?}");
+    }
+}
+
+/// A `--perf` key that names no scenario or workload is refused before the build too.
+#[test]
+fn ab_sh_refuses_a_perf_key_it_does_not_know_before_building() {
+    assert_eq!(
+        ab_sh_refusal(&["--perf", "nope", "--ops", "5"], "perf-key"),
+        "ab.sh: no scenario or workload \"nope\" (see ab.sh --help)"
+    );
 }
 
 /// Runs `ab.sh ARGS` in a work directory of its own (named after `case`); asserts it exited

@@ -155,8 +155,8 @@ fn capacity_two_wraps_around_near_usize_max() {
     capacity_two_from(usize::MAX - 1);
 }
 
-/// The index value two steps before a slot's stamp (the low 32 bits of a position) wraps while
-/// the index itself does not (on 64-bit targets; on 32-bit ones it is the index's own wrap).
+/// The index value one step (`ONE`) before the low 32 bits, a slot's stamp, wrap while the index
+/// itself does not (on 64-bit targets; on 32-bit ones it is the index's own wrap).
 const STAMPS_WRAP_SOON: usize = u32::MAX as usize - 1;
 
 #[test]

@@ -100,9 +100,9 @@ pub trait Flavor {
 /// It owns its sum (which the caller adds into its own after the pop) and its count: the pop
 /// reaches the adder through the one `&mut` it is given, so the compiler keeps both in
 /// registers across the batch, as it does the sum in rtrb's loop (`sum` is a `&mut` argument
-/// there). An adder that held a `&mut u64` made the batch loop load and store the sum through
-/// that pointer at every value (the compiler cannot tell it apart from the ring's slots),
-/// work rtrb's loop does not do.
+/// there). Holding the sum behind a `&mut u64` would make the batch loop load and store it
+/// through that pointer at every value (the compiler cannot tell it apart from the ring's
+/// slots), work rtrb's loop does not do.
 #[derive(Debug, Default)]
 pub struct Adder {
     sum: u64,

@@ -603,6 +603,7 @@ impl<T, S: Storage<T>> Drain<'_, T, S> {
     #[cold]
     #[inline(never)]
     fn finish(mut self) {
+        // Values without drop glue need no reading: free the slots at once.
         if !core::mem::needs_drop::<T>() {
             free_slots(self.ring, self.start, core::mem::take(&mut self.count));
             return;
