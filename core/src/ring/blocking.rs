@@ -539,7 +539,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     fn tail_state(&self) -> Result<(), PushError<()>> {
         // Relaxed: ordered after every waker's progress by the heavy fence after registering
         // (wait.rs); a stale value only makes the check below say "not blocked".
-        let tail = self.tail.index.load(Ordering::Relaxed);
+        self.tail_state_from(self.tail.index.load(Ordering::Relaxed))
+    }
+
+    /// [`tail_state`](Self::tail_state) from `tail`, a value the tail index held (tests pass
+    /// one from long ago: an index gone stale).
+    pub(super) fn tail_state_from(&self, tail: usize) -> Result<(), PushError<()>> {
         if tail & MARK != 0 {
             return Err(PushError::Closed(()));
         }
@@ -577,8 +582,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// What a pop would find at the head now: `Ok` for a value or a slot to skip (or a head
     /// that has moved on: a pop looks again), else `Empty`, or `Closed` once closed and drained.
     pub(crate) fn head_state(&self) -> Result<(), PopError> {
-        // Relaxed: as in `producer_blocked`.
-        let head = self.head.index.load(Ordering::Relaxed);
+        // Relaxed: as in `tail_state`.
+        self.head_state_from(self.head.index.load(Ordering::Relaxed))
+    }
+
+    /// [`head_state`](Self::head_state) from `head`, a value the head index held (tests pass
+    /// one from long ago: an index gone stale).
+    pub(super) fn head_state_from(&self, head: usize) -> Result<(), PopError> {
         // Acquire pairs with the producer's Release publish, as in try_pop.
         let stamp = self.slot(head).load_stamp(Ordering::Acquire);
         let expected = head.wrapping_add(ONE);

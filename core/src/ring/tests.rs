@@ -1180,6 +1180,18 @@ fn a_push_from_an_index_stale_by_half_the_stamp_range_looks_again_instead_of_say
     assert_eq!((ring.try_pop(), ring.try_pop()), (Ok(8), Ok(9)));
 }
 
+/// A blocked thread's sleep re-check from such an index says "look again", not `Full` or
+/// `Empty`: else a producer would sleep with the ring's slots free, a consumer with a value
+/// ready.
+#[test]
+fn a_sleep_recheck_from_an_index_stale_by_half_the_stamp_range_does_not_say_blocked() {
+    let ring = Ring::<u64, 4>::new();
+    assert_eq!(ring.tail_state_from(stale_by_half_the_stamps(0)), Ok(()));
+    ring.try_push(7).unwrap();
+    assert_eq!(ring.head_state_from(stale_by_half_the_stamps(0)), Ok(()));
+    assert_eq!(ring.try_pop(), Ok(7));
+}
+
 #[test]
 fn a_pop_from_an_index_stale_by_half_the_stamp_range_looks_again_instead_of_saying_empty() {
     let ring = Ring::<u64, 4>::new();
