@@ -67,15 +67,17 @@ fn batch_pop_frees_its_run_at_once() {
     );
 }
 
+/// An `Extend` that takes one value and leaves the rest of the batch.
+struct TakeOne<T>(Vec<T>);
+
+impl<T> Extend<T> for TakeOne<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().next());
+    }
+}
+
 #[test]
 fn drain_stopped_early_drops_the_rest_and_frees_every_slot() {
-    /// Takes one value and ignores the rest of the batch.
-    struct TakeOne(Vec<String>);
-    impl Extend<String> for TakeOne {
-        fn extend<I: IntoIterator<Item = String>>(&mut self, iter: I) {
-            self.0.extend(iter.into_iter().next());
-        }
-    }
     let ring = Ring::<String, 4>::new();
     let mut items = ["a", "b", "c", "d"].map(String::from).into_iter();
     assert_eq!(ring.try_push_batch(&mut items), Ok(4));
@@ -103,13 +105,6 @@ fn drain_stopped_early_drops_the_rest_and_frees_every_slot() {
 /// values behind.
 #[test]
 fn a_batch_pop_of_plain_values_stopped_early_frees_every_slot() {
-    /// Takes one value and ignores the rest of the batch.
-    struct TakeOne(Vec<u32>);
-    impl Extend<u32> for TakeOne {
-        fn extend<I: IntoIterator<Item = u32>>(&mut self, iter: I) {
-            self.0.extend(iter.into_iter().next());
-        }
-    }
     let ring = Ring::<u32, 4>::new();
     assert_eq!(ring.try_push_batch(&mut (1..=4)), Ok(4));
     let mut out = TakeOne(Vec::new());

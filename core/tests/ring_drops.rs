@@ -25,6 +25,15 @@ impl Drop for Tracked<'_> {
     }
 }
 
+/// An `Extend` that takes one value and leaves the rest of the batch.
+struct TakeOne<T>(Vec<T>);
+
+impl<T> Extend<T> for TakeOne<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().next());
+    }
+}
+
 #[test]
 fn no_leak_no_double_drop_with_values_left_in_ring() {
     let live = AtomicUsize::new(0);
@@ -105,13 +114,6 @@ fn a_pop_stopped_early_on_a_wrapping_claim_with_holes_drops_what_is_left_once() 
         }
         fn size_hint(&self) -> (usize, Option<usize>) {
             (3, Some(3))
-        }
-    }
-    /// Takes one value and leaves the rest of the batch.
-    struct TakeOne<'a>(Vec<Tracked<'a>>);
-    impl<'a> Extend<Tracked<'a>> for TakeOne<'a> {
-        fn extend<I: IntoIterator<Item = Tracked<'a>>>(&mut self, iter: I) {
-            self.0.extend(iter.into_iter().next());
         }
     }
     let live = AtomicUsize::new(0);
@@ -214,12 +216,6 @@ fn panicking_value_drop_in_batch_pop_still_frees_every_slot() {
     }
     // An `Extend` that takes one value and drops the iterator: the batch's own drop then
     // drops the other three, and the second of them panics.
-    struct TakeOne(Vec<PanicOnDrop>);
-    impl Extend<PanicOnDrop> for TakeOne {
-        fn extend<I: IntoIterator<Item = PanicOnDrop>>(&mut self, iter: I) {
-            self.0.extend(iter.into_iter().next());
-        }
-    }
     let mut out = TakeOne(Vec::new());
     let result = catch_unwind(AssertUnwindSafe(|| ring.try_pop_batch(&mut out, 4)));
     assert_eq!(out.0.len(), 1);
