@@ -260,10 +260,28 @@ fn a_clone_of_a_producer_starts_without_its_wait_after_full() {
 }
 
 /// Pushes `v` with `try_push_spinning`, trying again at once while the ring is full.
+/// Pushes `v` with `try_push_spinning`, trying again while the ring is full; gives up once
+/// the ring is closed (a test's consumer closes it when it panics, so the producers end and
+/// the panic is reported). Between tries it yields rather than spins: the tests' consumers
+/// share the cores with it (one core, under load), and a producer that spun out its time
+/// slice would hold them off for that long per value.
 fn push_spinning<const N: usize>(ring: &Ring<u64, N>, mut v: u64) {
     while let Err(e) = ring.try_push_spinning(v) {
+        if e.is_closed() {
+            return;
+        }
         v = e.into_inner();
-        std::hint::spin_loop();
+        thread::yield_now();
+    }
+}
+
+/// Closes the ring when dropped: held by a test's consumer, so that a panic in it ends the
+/// producers spinning on a full ring instead of leaving the test hung in `thread::scope`.
+struct CloseOnDrop<'a, const N: usize>(&'a Ring<u64, N>);
+
+impl<const N: usize> Drop for CloseOnDrop<'_, N> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -337,9 +355,15 @@ fn spinning_producers_always_get_in_to_a_consumer_that_pops_only_from_a_full_rin
             });
         }
         let total = (2 * PER_PRODUCER) as usize;
+        let _close_on_panic = CloseOnDrop(&ring);
         while popped.load(Ordering::Relaxed) + ring.len() < total {
             if ring.is_full() {
-                ring.try_pop().expect("a full ring has a value");
+                // `is_full` counts pushes still writing: the head's value may not be ready
+                // yet, and `try_pop` says Empty until it is.
+                while let Err(e) = ring.try_pop() {
+                    assert_eq!(e, PopError::Empty, "never closed");
+                    thread::yield_now();
+                }
                 popped.fetch_add(1, Ordering::Relaxed);
             } else {
                 thread::yield_now();
