@@ -60,14 +60,15 @@ fn split_rows_differ_in_whether_a_push_waits_for_a_run() {
 
 #[test]
 fn reference_rings_deliver_every_message_once_across_threads() {
-    // spsc_throughput asserts that the consumer's sum is the sum of what was pushed.
-    let cores = harness::cores();
-    let messages = 64 * CAPACITY as u64;
-    harness::spsc_throughput::<StampCas>(&cores, messages, 1);
-    harness::spsc_throughput::<StampPlain>(&cores, messages, 1);
-    harness::spsc_throughput::<StampPlainLocked>(&cores, messages, 1);
-    harness::spsc_throughput::<PcSplit>(&cores, messages, 1);
-    harness::spsc_throughput::<PcSplitTryPush>(&cores, messages, 1);
+    // spsc_throughput asserts that the consumer's sum is the sum of what was pushed. Its
+    // threads spin; unpinned (no cores), the scheduler can still run them side by side on a
+    // loaded machine, where pinned to a shared core each full or empty ring costs a time slice.
+    let messages = 16 * CAPACITY as u64;
+    harness::spsc_throughput::<StampCas>(&[], messages, 1);
+    harness::spsc_throughput::<StampPlain>(&[], messages, 1);
+    harness::spsc_throughput::<StampPlainLocked>(&[], messages, 1);
+    harness::spsc_throughput::<PcSplit>(&[], messages, 1);
+    harness::spsc_throughput::<PcSplitTryPush>(&[], messages, 1);
 }
 
 #[test]

@@ -99,11 +99,15 @@ fn run<S: pc_core::ring::Storage<u64>>(ring: &RingCore<u64, S>, mode: Mode) {
                 })
             })
             .collect();
-        // Close once every producer is done; consumers then drain and end on Closed.
-        for h in producers {
-            h.join().unwrap();
-        }
+        // Close once every producer is done (or has panicked: the consumers must still end,
+        // or the failure would hang the scope); consumers then drain and end on Closed.
+        let produced: Vec<_> = producers.into_iter().map(|h| h.join()).collect();
         assert!(ring.close());
+        for result in produced {
+            if let Err(panic) = result {
+                std::panic::resume_unwind(panic);
+            }
+        }
         consumers.into_iter().map(|h| h.join().unwrap()).collect()
     });
     check_seen(&seen);

@@ -25,4 +25,6 @@ pub mod run;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod verify;

@@ -374,9 +374,7 @@ mod tests {
             std::thread::scope(|s| {
                 s.spawn(|| {
                     // Closes once the four slots are taken: the pusher holds two more.
-                    while q.len() < 4 {
-                        std::thread::yield_now();
-                    }
+                    crate::test_support::wait_until("the four slots are taken", || q.len() >= 4);
                     q.close();
                 });
                 let mut buf: Vec<Record> = (0..6).map(record).collect();

@@ -223,12 +223,18 @@ mod blocking {
     use super::super::{HeapLanes, Lanes};
     use crate::ring::{Closed, PopError};
 
-    /// Waits (yielding) until `n` consumers are registered to park on `lanes`.
+    /// Waits (yielding) until `n` consumers are registered to park on `lanes`; fails, rather
+    /// than hangs, if that has not happened within a minute.
     fn until_parked<T, L: super::super::LaneSet<T>>(
         lanes: &super::super::LanesCore<T, L>,
         n: usize,
     ) {
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
         while lanes.parking.registered() < n {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "{n} parked consumers never came"
+            );
             thread::yield_now();
         }
     }
@@ -352,8 +358,14 @@ mod blocking {
                     })
                 })
                 .collect();
-            producers.into_iter().for_each(|p| p.join().unwrap());
+            // Close even if a producer panicked, so the consumers end and the scope reports it.
+            let produced: Vec<_> = producers.into_iter().map(|p| p.join()).collect();
             lanes.close();
+            for result in produced {
+                if let Err(panic) = result {
+                    std::panic::resume_unwind(panic);
+                }
+            }
             consumers.into_iter().map(|c| c.join().unwrap()).collect()
         });
         for seen in &got {

@@ -213,9 +213,15 @@ impl<T, S: super::Storage<T>> Drop for CloseOnPanic<'_, T, S> {
     }
 }
 
-/// Spins (yielding) until `n` threads are asleep on `waiters`.
+/// Spins (yielding) until `n` threads are asleep on `waiters`; fails, rather than hangs, if
+/// that has not happened within a minute (a call that should have slept returned instead).
 fn until_asleep(waiters: &super::Waiters, n: usize) {
+    let give_up = std::time::Instant::now() + core::time::Duration::from_secs(60);
     while waiters.asleep() < n {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "{n} sleepers never came"
+        );
         std::thread::yield_now();
     }
 }

@@ -34,6 +34,15 @@ impl Sink for Keep {
     }
 }
 
+/// Closes the queue when dropped, also while unwinding.
+struct CloseOnDrop<'a>(&'a Queue);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 fn record(seq: u64) -> Record {
     Record {
         seq,
@@ -123,15 +132,20 @@ fn consumers_waiting_outside_the_turn_commit_each_record_once_in_ring_order() {
     let clock = Clock::new();
     let stats = ConsumerStats::default();
     std::thread::scope(|s| {
+        // A panic on either side closes the ring, so the other side ends and the scope
+        // reports the panic instead of waiting for threads blocked on it.
         for _ in 0..3 {
-            s.spawn(|| consumer(&ring, &sink, &clock, &stats, None).run());
+            s.spawn(|| {
+                let _close = CloseOnDrop(&ring);
+                consumer(&ring, &sink, &clock, &stats, None).run()
+            });
         }
+        let _close = CloseOnDrop(&ring);
         let produced = ProducerStats::default();
         for start in (0..3000).step_by(3) {
             let mut records: Vec<Record> = (start..start + 3).map(record).collect();
             assert_eq!(ring.push_all(0, &mut records, &produced), 3);
         }
-        ring.close();
     });
     assert_eq!(sink.into_writer().0, (0..3000).collect::<Vec<u64>>());
     assert_eq!(stats.stored.load(Ordering::Relaxed), 3000);

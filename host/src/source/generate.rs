@@ -148,9 +148,7 @@ mod tests {
                 };
                 generator.run();
             });
-            while ring.len() < 4 {
-                std::thread::yield_now();
-            }
+            crate::test_support::wait_until("four records are in", || ring.len() >= 4);
             ring.close();
         });
         assert_eq!(stats.produced.load(Relaxed), 4);

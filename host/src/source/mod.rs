@@ -170,6 +170,8 @@ mod tests {
                 );
                 last = c;
                 snapshots += 1;
+                // Leave the core to the source and the consumer now and then.
+                std::thread::yield_now();
             }
         });
         let end = stats.counts();
@@ -194,9 +196,9 @@ mod tests {
                 let all_in = cx.push(&mut buf, &stats.producers[0]);
                 (all_in, buf.iter().map(|r| r.seq).collect::<Vec<_>>())
             });
-            while stats.counts().blocked_ns == 0 {
-                std::thread::yield_now();
-            }
+            crate::test_support::wait_until("the wait shows in the counts", || {
+                stats.counts().blocked_ns != 0
+            });
             let during = stats.counts();
             unblock(&ring);
             let (all_in, left) = source.join().expect("the source");
