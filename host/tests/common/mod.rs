@@ -238,14 +238,21 @@ pub fn spawn_with_stdin(s: &Scratch, args: &[&str], stdin: Stdio) -> (Child, Rec
     (child, rx)
 }
 
-/// Blocks until a stderr line satisfies `want`; panics if stderr ends first.
+/// Blocks (at most [`WAIT`]) until a stderr line satisfies `want`; panics if stderr ends or
+/// the time runs out first.
 pub fn wait_for(rx: &Receiver<String>, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     loop {
-        match rx.recv() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
             Ok(line) if want(&line) => return line,
             Ok(line) => seen.push(line),
-            Err(_) => panic!(
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "no expected stderr line within {WAIT:?}; got:\n{}",
+                seen.join("\n")
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!(
                 "stderr ended before the expected line; got:\n{}",
                 seen.join("\n")
             ),
