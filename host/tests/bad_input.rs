@@ -933,7 +933,7 @@ fn a_float_in_the_config_file_is_refused_for_a_whole_number_option_as_a_flag_is(
 #[test]
 fn a_lock_held_mid_run_without_retries_fails_the_run_with_an_error_and_a_non_zero_exit() {
     let s = Scratch::new("midlock");
-    let (child, rx) = common::spawn(
+    let mut r = common::Running::start(
         &s,
         &[
             "--producers",
@@ -954,17 +954,17 @@ fn a_lock_held_mid_run_without_retries_fails_the_run_with_an_error_and_a_non_zer
             "json",
         ],
     );
-    common::wait_for(&rx, common::stored_some);
+    r.err.wait("showing messages stored", common::stored_some);
     let holder = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
     holder
         .busy_timeout(std::time::Duration::from_secs(60))
         .unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     // pc-host's next commit waits 100 ms for the lock, then the run stops with an error.
-    let out = child.wait_with_output().expect("wait");
+    let out = common::finish(r);
     holder.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(out.status.code(), Some(1), "a failed run exits non-zero");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("still one JSON object");
+    assert_eq!(out.code, Some(1), "a failed run exits non-zero");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("still one JSON object");
     assert_eq!(v["ok"], false);
     assert_eq!(v["stop_reason"], "error");
     let error = v["error"].as_str().unwrap();
@@ -973,7 +973,7 @@ fn a_lock_held_mid_run_without_retries_fails_the_run_with_an_error_and_a_non_zer
         common::u(&v, "stored") < common::u(&v, "consumed"),
         "the failed batch is not stored"
     );
-    let stderr: Vec<String> = rx.iter().collect();
+    let stderr: Vec<&str> = out.stderr.lines().collect();
     assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
 }
 
@@ -983,7 +983,7 @@ fn a_lock_held_mid_run_without_retries_fails_the_run_with_an_error_and_a_non_zer
 #[test]
 fn after_a_failed_commit_the_other_consumers_stop_without_waiting_again() {
     let s = Scratch::new("failed-once");
-    let (child, rx) = common::spawn(
+    let mut r = common::Running::start(
         &s,
         &[
             "--producers",
@@ -1006,16 +1006,16 @@ fn after_a_failed_commit_the_other_consumers_stop_without_waiting_again() {
             "json",
         ],
     );
-    common::wait_for(&rx, common::stored_some);
+    r.err.wait("showing messages stored", common::stored_some);
     let holder = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
     holder
         .busy_timeout(std::time::Duration::from_secs(60))
         .unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let out = child.wait_with_output().expect("wait");
+    let out = common::finish(r);
     holder.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(out.code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON object");
     let error = v["error"].as_str().unwrap();
     assert_eq!(
         error.matches("committing a batch").count(),

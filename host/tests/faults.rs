@@ -363,8 +363,8 @@ fn stdin_read_as_a_full_disk_fails_the_run_is_stored_or_dead_lettered_never_lost
     let input: String = (0..lines)
         .map(|i| format!("line {i:06} {}\n", "x".repeat(90)))
         .collect();
-    let mut child = common::spawn_piped(
-        s.dir(),
+    let mut r = common::Running::start_piped(
+        &s,
         &[
             "--source",
             "-",
@@ -380,12 +380,12 @@ fn stdin_read_as_a_full_disk_fails_the_run_is_stored_or_dead_lettered_never_lost
             "json",
         ],
     );
-    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdin = r.child.stdin.take().expect("stdin");
     // pc-host stops reading once the sink fails: a broken pipe then ends the writer.
     let writer = std::thread::spawn(move || {
         let _ = std::io::Write::write_all(&mut stdin, input.as_bytes());
     });
-    let out: Out = child.wait_with_output().expect("wait for pc-host").into();
+    let out = common::finish(r);
     writer.join().expect("the writer thread");
     assert_eq!(out.code, Some(1), "the disk filled: {}", out.stderr);
     let v = json(&out);
@@ -572,8 +572,8 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
 
     // From stdin, which cannot be read again: the failed run counts the records it held back
     // as not queued, and, the dead-letter file taking them no better, as lost.
-    let mut child = common::spawn_piped(
-        s.dir(),
+    let mut r = common::Running::start_piped(
+        &s,
         &[
             "--source",
             "-",
@@ -587,14 +587,14 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
             "json",
         ],
     );
-    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdin = r.child.stdin.take().expect("stdin");
     std::io::Write::write_all(
         &mut stdin,
         std::fs::read(s.path("in.log")).unwrap().as_slice(),
     )
     .unwrap();
     drop(stdin);
-    let out: Out = child.wait_with_output().expect("pc-host ran").into();
+    let out = common::finish(r);
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
     let v = json(&out);
     assert_eq!(u(&v, "rejected_dead_lettered"), 0, "{v}");

@@ -581,8 +581,8 @@ fn stdin_from_a_file_is_left_after_the_last_line_taken_with_messages() {
 fn stdin_lines_are_stored_in_order_including_a_last_line_without_newline() {
     let s = Scratch::new("ingest-stdin");
     let input: &[u8] = b"one\ntwo\r\n\n\xff invalid\n\xe6\x97\xa5\xe6\x9c\xac\ttab\nlast";
-    let mut child = common::spawn_piped(
-        s.dir(),
+    let mut r = common::Running::start_piped(
+        &s,
         &[
             "--source",
             "-",
@@ -594,12 +594,12 @@ fn stdin_lines_are_stored_in_order_including_a_last_line_without_newline() {
             "0",
         ],
     );
-    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdin = r.child.stdin.take().expect("stdin");
     let writer = std::thread::spawn(move || {
         stdin.write_all(input).expect("write to pc-host's stdin");
         // Dropped here: EOF.
     });
-    let out: Out = child.wait_with_output().expect("wait for pc-host").into();
+    let out = common::finish(r);
     writer.join().expect("the writer thread");
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     let v = json(&out);
@@ -1680,8 +1680,8 @@ fn an_empty_source_list_in_the_config_file_is_refused() {
 fn an_endless_line_still_stops_at_the_duration() {
     use std::io::Write as _;
     let s = Scratch::new("ingest-endless-line");
-    let mut child = common::spawn_piped(
-        s.dir(),
+    let mut r = common::Running::start_piped(
+        &s,
         &[
             "--source",
             "-",
@@ -1697,13 +1697,13 @@ fn an_endless_line_still_stops_at_the_duration() {
             "json",
         ],
     );
-    let mut stdin = child.stdin.take().unwrap();
+    let mut stdin = r.child.stdin.take().unwrap();
     // Writes until pc-host exits and the pipe breaks.
     let feeder = std::thread::spawn(move || {
         let block = vec![b'x'; 64 << 10];
         while stdin.write_all(&block).is_ok() {}
     });
-    let out: Out = child.wait_with_output().expect("wait").into();
+    let out = common::finish(r);
     feeder.join().unwrap();
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     let v = json(&out);
@@ -1823,23 +1823,18 @@ fn at_a_signal_every_line_taken_from_stdin_is_stored_and_the_rest_left_unread() 
         "--output",
         "json",
     ];
-    let (mut child, lines) = common::spawn_with_stdin(&s, &args, input.into());
-    common::wait_for(&lines, common::stored_some);
-    common::signal(&child, libc::SIGINT);
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    let mut cmd = common::pc_host(s.dir());
+    cmd.args(args).stdin(input);
+    let mut r = common::start_command(cmd);
+    r.err.wait("showing messages stored", common::stored_some);
+    common::signal(&r.child, libc::SIGINT);
+    let out = common::finish(r);
+    assert_eq!(out.code, Some(0));
     // The lines read ahead of the rate and queued at the stop are counted apart: what the
     // token bucket paced is no more than its rate allowed (it starts empty), give or take the
     // chunk a source may take as the stop comes (10 ms of tokens here, where the read-ahead
     // alone is several times that).
-    let v: serde_json::Value = serde_json::from_str(&stdout).expect("the JSON summary");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("the JSON summary");
     let paced = u(&v, "produced") - u(&v, "unpaced");
     let allowed = 200_000.0 * (v["producing_s"].as_f64().unwrap() + 0.010);
     assert!(paced as f64 <= allowed, "{paced} paced in {v}");

@@ -432,7 +432,7 @@ fn a_second_signal_before_the_run_started_says_nothing_was_stored() {
     holder
         .query_drop("DO RELEASE_LOCK(CONCAT('pc-host inputs ', MD5(DATABASE())))")
         .unwrap();
-    assert_eq!(out.status.code(), Some(130), "{rest:#?}");
+    assert_eq!(out.code, Some(130), "{rest:#?}");
     assert!(
         rest.iter().any(|l| l
             == "pc-host: SIGINT again: exiting at once: the run had not started: nothing was \
@@ -498,7 +498,7 @@ fn a_signal_while_the_start_waits_for_a_lock_stops_it_without_recording_a_run() 
     let (out, rest) = common::sigint_at_start(&s, &args, 1);
     holder.query_drop("UNLOCK TABLES").unwrap();
     drop(holder);
-    assert_eq!(out.status.code(), Some(130), "{rest:#?}");
+    assert_eq!(out.code, Some(130), "{rest:#?}");
     assert!(
         out.stdout.is_empty(),
         "no summary for a run that never started"

@@ -1009,8 +1009,8 @@ fn verify_says_a_stdin_publisher_run_is_not_checked() {
     let Some(url) = nats_url() else { return };
     let s = Scratch::new("nats-stdin-publisher");
     let stream = TestStream::new(&url, "stdinpub");
-    let mut publisher = common::spawn_piped(
-        s.dir(),
+    let mut publisher = Running::start_piped(
+        &s,
         &[
             "--source",
             "-",
@@ -1022,10 +1022,10 @@ fn verify_says_a_stdin_publisher_run_is_not_checked() {
     );
     {
         use std::io::Write as _;
-        let mut stdin = publisher.stdin.take().expect("stdin");
+        let mut stdin = publisher.child.stdin.take().expect("stdin");
         stdin.write_all(b"one\ntwo\nthree\n").expect("write stdin");
     }
-    let out: common::Out = publisher.wait_with_output().expect("wait").into();
+    let out = common::finish(publisher);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let source = stream.source("consumer=v&until=empty");
     let v = run_json(s.dir(), &["--source", &source, "--db", "out.db"]);

@@ -493,7 +493,7 @@ fn a_signal_while_the_start_waits_for_a_lock_stops_it_without_recording_a_run() 
     ];
     let (out, rest) = common::sigint_at_start(&s, &args, 1);
     tx.rollback().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{rest:#?}");
+    assert_eq!(out.code, Some(130), "{rest:#?}");
     assert!(
         out.stdout.is_empty(),
         "no summary for a run that never started"

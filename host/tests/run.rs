@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Scratch, expected_pairs, json, pairs, recorded, run, u};
+use common::{Running, Scratch, expected_pairs, finish, json, pairs, recorded, run, u};
 
 const JSON_KEYS: [&str; 10] = [
     "schema_version",
@@ -535,10 +535,9 @@ fn two_runs_creating_one_database_at_once_both_run() {
             "--report-interval",
             "0",
         ];
-        let spawn = || common::spawn_piped(s.dir(), &args);
-        let (a, b) = (spawn(), spawn());
-        for child in [a, b] {
-            let out: common::Out = child.wait_with_output().expect("wait").into();
+        let (a, b) = (Running::start(&s, &args), Running::start(&s, &args));
+        for r in [a, b] {
+            let out = finish(r);
             assert_eq!(out.code, Some(0), "round {round}, stderr:\n{}", out.stderr);
         }
     }
@@ -563,24 +562,18 @@ fn two_runs_writing_one_database_at_once_each_count_only_their_rows() {
         "--output",
         "json",
     ];
-    let spawn = || {
-        common::pc_host(s.dir())
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn pc-host")
-    };
     // The database exists first: this is about two runs writing at once, not two creating it.
     let made = run(
         s.dir(),
         &["--messages", "1", "--rps", "0", "--report-interval", "0"],
     );
     assert_eq!(made.code, Some(0), "{}", made.stderr);
-    let (a, b) = (spawn(), spawn());
+    // Both runs' stderr is read as they run (each on its own thread), so neither blocks on a
+    // full pipe while the other is waited for.
+    let (a, b) = (Running::start(&s, &args), Running::start(&s, &args));
     let mut runs = Vec::new();
-    for child in [a, b] {
-        let out: common::Out = child.wait_with_output().expect("wait").into();
+    for r in [a, b] {
+        let out = finish(r);
         assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
         let v = json(&out);
         assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
@@ -620,14 +613,12 @@ fn two_runs_writing_one_database_at_once_each_count_only_their_rows() {
 #[test]
 fn a_closed_stdout_leaves_a_good_run_good_and_says_so() {
     let s = Scratch::new("closed-stdout");
-    let mut child = common::pc_host(s.dir())
-        .args(["--messages", "50", "--rps", "0", "--report-interval", "0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn pc-host");
-    drop(child.stdout.take()); // the reader is gone before the summary is written
-    let out: common::Out = child.wait_with_output().expect("wait").into();
+    let mut r = Running::start(
+        &s,
+        &["--messages", "50", "--rps", "0", "--report-interval", "0"],
+    );
+    drop(r.child.stdout.take()); // the reader is gone before the summary is written
+    let out = finish(r);
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     assert!(
         out.stderr.contains("stdout was closed"),
@@ -657,17 +648,13 @@ fn a_summary_that_cannot_be_written_exits_1_and_still_gives_the_result() {
     assert_eq!(out.stderr.lines().last(), Some(said), "one line, last");
 }
 
-/// A generated run at 2000 msg/s that ends when told to, once it has stored some rows; and
-/// its stderr lines (keep them: dropping them stops reading its stderr).
-fn start_storing(s: &Scratch) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+/// A generated run at 2000 msg/s that ends when told to, once it has stored some rows.
+fn start_storing(s: &Scratch) -> Running {
     start_storing_with(s, &[])
 }
 
 /// [`start_storing`], with `extra` arguments.
-fn start_storing_with(
-    s: &Scratch,
-    extra: &[&str],
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+fn start_storing_with(s: &Scratch, extra: &[&str]) -> Running {
     let mut args = vec![
         "--rps",
         "2000",
@@ -679,16 +666,16 @@ fn start_storing_with(
         "json",
     ];
     args.extend(extra);
-    let (child, rx) = common::spawn(s, &args);
-    common::wait_for(&rx, common::stored_some);
-    (child, rx)
+    let mut r = Running::start(s, &args);
+    r.err.wait("showing messages stored", common::stored_some);
+    r
 }
 
 /// Ends a run started by [`start_storing`] with SIGINT; its output, once it has exited 1 (a
 /// run whose database went away mid-run is not OK).
-fn interrupted_failing(child: std::process::Child) -> common::Out {
-    common::signal(&child, libc::SIGINT);
-    let out: common::Out = child.wait_with_output().expect("wait").into();
+fn interrupted_failing(r: Running) -> common::Out {
+    common::signal(&r.child, libc::SIGINT);
+    let out = finish(r);
     assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
     out
 }
@@ -698,11 +685,11 @@ fn interrupted_failing(child: std::process::Child) -> common::Out {
 #[test]
 fn a_database_removed_mid_run_is_reported_not_ok() {
     let s = Scratch::new("db-removed");
-    let (child, _stderr) = start_storing(&s);
+    let r = start_storing(&s);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(s.path(&format!("pc-host.db{suffix}")));
     }
-    let out = interrupted_failing(child);
+    let out = interrupted_failing(r);
     let v = json(&out);
     assert_eq!(v["ok"], false, "{v}");
     let error = v["error"].as_str().unwrap_or_default();
@@ -714,9 +701,9 @@ fn a_database_removed_mid_run_is_reported_not_ok() {
 #[test]
 fn a_database_moved_mid_run_names_where_its_rows_went() {
     let s = Scratch::new("db-moved");
-    let (child, _stderr) = start_storing(&s);
+    let r = start_storing(&s);
     std::fs::rename(s.path("pc-host.db"), s.path("moved.db")).unwrap();
-    let out = interrupted_failing(child);
+    let out = interrupted_failing(r);
     let v = json(&out);
     assert_eq!(v["ok"], false, "{v}");
     let error = v["error"].as_str().unwrap_or_default();
@@ -741,7 +728,7 @@ fn a_database_moved_mid_run_names_where_its_rows_went() {
 #[test]
 fn a_moved_database_keeps_the_log_its_final_checkpoint_could_not_empty() {
     let s = Scratch::new("db-moved-reader");
-    let (child, rx) = start_storing_with(&s, &["--busy-timeout-ms", "100"]);
+    let mut r = start_storing_with(&s, &["--busy-timeout-ms", "100"]);
     let reader = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
     let snapshot = reader.unchecked_transaction().unwrap();
     let seen: i64 = snapshot
@@ -749,15 +736,17 @@ fn a_moved_database_keeps_the_log_its_final_checkpoint_could_not_empty() {
         .unwrap();
     // Rows committed after the reader's snapshot: frames no checkpoint may copy while it lasts.
     let seen = u64::try_from(seen).unwrap();
-    common::wait_for(&rx, |line| {
-        common::stored_in(line).is_some_and(|n| n > seen + 100)
-    });
+    r.err
+        .wait(&format!("showing stored > {}", seen + 100), |line| {
+            common::stored_in(line).is_some_and(|n| n > seen + 100)
+        });
     std::fs::rename(s.path("pc-host.db"), s.path("moved.db")).unwrap();
-    let out = interrupted_failing(child);
-    let said: String = rx.iter().collect::<Vec<_>>().join("\n");
+    let out = interrupted_failing(r);
     assert!(
-        said.contains("holds the newest rows of the moved database"),
-        "stderr:\n{said}\nstdout:\n{}",
+        out.stderr
+            .contains("holds the newest rows of the moved database"),
+        "stderr:\n{}\nstdout:\n{}",
+        out.stderr,
         out.stdout
     );
     assert!(s.path("pc-host.db-wal").exists(), "the log was removed");
@@ -786,9 +775,9 @@ fn a_moved_database_keeps_the_log_its_final_checkpoint_could_not_empty() {
 #[test]
 fn a_run_after_the_database_was_removed_mid_run_makes_a_new_one_at_that_path() {
     let s = Scratch::new("db-removed-alone");
-    let (child, _stderr) = start_storing(&s);
+    let r = start_storing(&s);
     std::fs::remove_file(s.path("pc-host.db")).unwrap();
-    interrupted_failing(child);
+    interrupted_failing(r);
     for suffix in ["-wal", "-shm"] {
         assert!(
             !s.path(&format!("pc-host.db{suffix}")).exists(),
@@ -822,9 +811,9 @@ fn a_database_replaced_mid_run_is_left_as_it_came() {
         c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
     }
     let before = std::fs::read(&theirs).unwrap();
-    let (child, _stderr) = start_storing(&s);
+    let r = start_storing(&s);
     std::fs::rename(&theirs, s.path("pc-host.db")).unwrap();
-    let out = interrupted_failing(child);
+    let out = interrupted_failing(r);
     let v = json(&out);
     let error = v["error"].as_str().unwrap_or_default();
     assert!(error.contains("was replaced during the run"), "{error}");
@@ -883,14 +872,9 @@ fn verify_with_a_closed_stdout_keeps_its_result() {
         &["--messages", "20", "--rps", "0", "--report-interval", "0"],
     );
     assert_eq!(made.code, Some(0), "{}", made.stderr);
-    let mut child = common::pc_host(s.dir())
-        .arg("verify")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn pc-host");
-    drop(child.stdout.take());
-    let out: common::Out = child.wait_with_output().expect("wait").into();
+    let mut r = Running::start(&s, &["verify"]);
+    drop(r.child.stdout.take());
+    let out = finish(r);
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }

@@ -5,20 +5,12 @@
 
 mod common;
 
-use std::process::Child;
-
-use common::{Scratch, expected_pairs, pairs, recorded, spawn, stored_some, u, wait_for};
-
-fn kill(child: &Child, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, not reaped.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill failed");
-}
+use common::{Running, Scratch, expected_pairs, finish, pairs, recorded, signal, stored_some, u};
 
 #[test]
 fn sigint_mid_run_drains_and_exits_zero_with_counts_matching() {
     let s = Scratch::new("sigint");
-    let (child, rx) = spawn(
+    let mut r = Running::start(
         &s,
         &[
             "--producers",
@@ -36,11 +28,11 @@ fn sigint_mid_run_drains_and_exits_zero_with_counts_matching() {
         ],
     );
     // A progress line with messages stored: the pipeline is running end to end.
-    wait_for(&rx, stored_some);
-    kill(&child, libc::SIGINT);
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0), "graceful drain exits 0");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    r.err.wait("showing messages stored", stored_some);
+    signal(&r.child, libc::SIGINT);
+    let out = finish(r);
+    assert_eq!(out.code, Some(0), "graceful drain exits 0");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON object");
     assert_eq!(v["stop_reason"], "signal");
     assert_eq!(v["ok"], true);
     let produced = u(&v, "produced");
@@ -56,7 +48,7 @@ fn sigint_mid_run_drains_and_exits_zero_with_counts_matching() {
 #[test]
 fn sigterm_drains_like_sigint() {
     let s = Scratch::new("sigterm");
-    let (child, rx) = spawn(
+    let mut r = Running::start(
         &s,
         &[
             "--producers",
@@ -75,11 +67,11 @@ fn sigterm_drains_like_sigint() {
             "json",
         ],
     );
-    wait_for(&rx, stored_some);
-    kill(&child, libc::SIGTERM);
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    r.err.wait("showing messages stored", stored_some);
+    signal(&r.child, libc::SIGTERM);
+    let out = finish(r);
+    assert_eq!(out.code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON object");
     assert_eq!(v["ok"], true);
     assert!(u(&v, "stored") > 0);
     assert_eq!(u(&v, "stored"), u(&v, "produced"));
@@ -88,7 +80,7 @@ fn sigterm_drains_like_sigint() {
 #[test]
 fn a_second_sigint_exits_at_once_and_committed_rows_stay_intact() {
     let s = Scratch::new("sigint2");
-    let (child, rx) = spawn(
+    let mut r = Running::start(
         &s,
         &[
             "--producers",
@@ -105,27 +97,23 @@ fn a_second_sigint_exits_at_once_and_committed_rows_stay_intact() {
             "600000",
         ],
     );
-    wait_for(&rx, stored_some);
+    r.err.wait("showing messages stored", stored_some);
     // Another process takes the write lock, so the drain cannot finish: commits wait on it.
     let holder = rusqlite::Connection::open(s.path("pc-host.db")).unwrap();
     holder
         .busy_timeout(std::time::Duration::from_secs(60))
         .unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
-    kill(&child, libc::SIGINT);
-    wait_for(&rx, |l| {
+    signal(&r.child, libc::SIGINT);
+    r.err.wait("saying SIGINT starts the drain", |l| {
         l.contains("SIGINT: stopping the producers and draining")
     });
     // Within a second it would be the same request (see the next test): wait the second out.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    kill(&child, libc::SIGINT);
-    let out = child.wait_with_output().expect("wait");
+    signal(&r.child, libc::SIGINT);
+    let out = finish(r);
     holder.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "the second signal exits at once"
-    );
+    assert_eq!(out.code, Some(130), "the second signal exits at once");
     assert!(out.stdout.is_empty(), "no summary after an immediate exit");
 
     // What was committed is intact: a readable database, no duplicates, texts right; the run
@@ -165,7 +153,7 @@ fn a_second_sigint_exits_at_once_and_committed_rows_stay_intact() {
 #[test]
 fn a_repeated_signal_within_a_second_is_one_request() {
     let s = Scratch::new("sigint-twice");
-    let (child, rx) = spawn(
+    let mut r = Running::start(
         &s,
         &[
             "--producers",
@@ -182,12 +170,12 @@ fn a_repeated_signal_within_a_second_is_one_request() {
             "json",
         ],
     );
-    wait_for(&rx, stored_some);
-    kill(&child, libc::SIGINT);
-    kill(&child, libc::SIGINT);
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0), "one request: drained, exit 0");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    r.err.wait("showing messages stored", stored_some);
+    signal(&r.child, libc::SIGINT);
+    signal(&r.child, libc::SIGINT);
+    let out = finish(r);
+    assert_eq!(out.code, Some(0), "one request: drained, exit 0");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON object");
     assert_eq!(
         (v["stop_reason"].as_str(), v["ok"].as_bool()),
         (Some("signal"), Some(true))
@@ -198,7 +186,7 @@ fn a_repeated_signal_within_a_second_is_one_request() {
 #[test]
 fn sighup_drains_like_sigterm() {
     let s = Scratch::new("sighup");
-    let (child, rx) = spawn(
+    let mut r = Running::start(
         &s,
         &[
             "--rps",
@@ -211,11 +199,11 @@ fn sighup_drains_like_sigterm() {
             "json",
         ],
     );
-    wait_for(&rx, stored_some);
-    kill(&child, libc::SIGHUP);
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    r.err.wait("showing messages stored", stored_some);
+    signal(&r.child, libc::SIGHUP);
+    let out = finish(r);
+    assert_eq!(out.code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON object");
     assert_eq!(
         (v["stop_reason"].as_str(), v["ok"].as_bool()),
         (Some("signal"), Some(true))
@@ -229,7 +217,7 @@ fn sighup_drains_like_sigterm() {
 #[test]
 fn a_forced_exit_says_what_was_committed_and_what_was_not() {
     let s = Scratch::new("forced-exit");
-    let mut r = common::Running::start(
+    let mut r = Running::start(
         &s,
         &[
             "--producers",
@@ -255,15 +243,15 @@ fn a_forced_exit_says_what_was_committed_and_what_was_not() {
     r.err.wait("saying the commit is retried", |l| {
         l.contains("retrying for up to")
     });
-    kill(&r.child, libc::SIGINT);
+    signal(&r.child, libc::SIGINT);
     r.err.wait("saying SIGINT starts the drain", |l| {
         l.contains("SIGINT: stopping the producers and draining")
     });
     // No progress lines are printed once the drain starts, so the one-second rule is waited
     // out here: the first signal was taken before the line above was printed.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    kill(&r.child, libc::SIGINT);
-    let out = common::finish(r);
+    signal(&r.child, libc::SIGINT);
+    let out = finish(r);
     holder.execute_batch("ROLLBACK").unwrap();
     drop(holder);
     assert_eq!(out.code, Some(130), "{}", out.stderr);
@@ -325,7 +313,7 @@ fn a_signal_while_the_start_waits_for_a_locked_database_stops_it_without_recordi
     let args = ["--messages", "10", "--busy-timeout-ms", "120000"];
     let (out, rest) = common::sigint_at_start(&s, &args, 1);
     holder.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(out.status.code(), Some(130), "{rest:#?}");
+    assert_eq!(out.code, Some(130), "{rest:#?}");
     assert!(
         out.stdout.is_empty(),
         "no summary for a run that never started"

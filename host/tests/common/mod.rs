@@ -199,67 +199,6 @@ pub fn assert_one_line_error(out: &Out, code: i32, needle: &str) {
     assert!(lines[0].starts_with("error: "), "got: {}", lines[0]);
 }
 
-/// Starts the binary in `dir` with `args`, its stdin, stdout and stderr piped (a test feeds
-/// stdin and collects the output with `wait_with_output`).
-pub fn spawn_piped(dir: &Path, args: &[&str]) -> Child {
-    pc_host(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pc-host")
-}
-
-/// Starts the binary with stderr read line by line on a thread.
-pub fn spawn(s: &Scratch, args: &[&str]) -> (Child, Receiver<String>) {
-    spawn_with_stdin(s, args, Stdio::null())
-}
-
-/// As [`spawn`], with `stdin` as the binary's standard input.
-pub fn spawn_with_stdin(s: &Scratch, args: &[&str], stdin: Stdio) -> (Child, Receiver<String>) {
-    let mut child = pc_host(s.dir())
-        .args(args)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pc-host");
-    let stderr: ChildStderr = child.stderr.take().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// Blocks (at most [`WAIT`]) until a stderr line satisfies `want`; panics if stderr ends or
-/// the time runs out first.
-pub fn wait_for(rx: &Receiver<String>, want: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if want(&line) => return line,
-            Ok(line) => seen.push(line),
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "no expected stderr line within {WAIT:?}; got:\n{}",
-                seen.join("\n")
-            ),
-            Err(RecvTimeoutError::Disconnected) => panic!(
-                "stderr ended before the expected line; got:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
-}
-
 /// A progress line showing at least one message committed.
 pub fn stored_some(line: &str) -> bool {
     line.starts_with('[')
@@ -281,12 +220,19 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts the binary in `s` with `args`, its stdin empty (`/dev/null`, as `pc_host` sets).
     pub fn start(s: &Scratch, args: &[&str]) -> Self {
-        let (child, rx) = spawn(s, args);
-        Self {
-            child,
-            err: Stderr { rx, seen: vec![] },
-        }
+        let mut cmd = pc_host(s.dir());
+        cmd.args(args);
+        start_command(cmd)
+    }
+
+    /// As [`Running::start`], with stdin a pipe, in `child.stdin`, for the test to take and
+    /// write; dropping it ends the input (a run still holding it open never sees the end).
+    pub fn start_piped(s: &Scratch, args: &[&str]) -> Self {
+        let mut cmd = pc_host(s.dir());
+        cmd.args(args).stdin(Stdio::piped());
+        start_command(cmd)
     }
 
     /// Sends SIGINT and waits for the run to drain and exit; returns what it printed (all of
@@ -513,7 +459,7 @@ pub fn start_command(mut cmd: Command) -> Running {
 }
 
 /// Waits (at most [`WAIT`]) for a run to end by itself and returns what it printed (all of
-/// stderr, the lines already waited on included).
+/// stderr, the lines already waited on included; no stdout if the test took and closed it).
 pub fn finish(mut r: Running) -> Out {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -528,12 +474,9 @@ pub fn finish(mut r: Running) -> Out {
         }
     }
     let mut stdout = String::new();
-    r.child
-        .stdout
-        .take()
-        .expect("stdout is piped")
-        .read_to_string(&mut stdout)
-        .expect("read stdout");
+    if let Some(mut pipe) = r.child.stdout.take() {
+        pipe.read_to_string(&mut stdout).expect("read stdout");
+    }
     let status = r.child.wait().expect("wait for pc-host");
     Out {
         code: status.code(),
@@ -761,21 +704,30 @@ pub fn assert_verify_source_judges_the_rows(s: &Scratch, sink: &[&str], sql: imp
 /// naming the metrics address (printed once the signal handlers are installed, before the
 /// sink is opened), then sends SIGINT `times` times, a second apart (closer ones are one
 /// request); returns its output and the rest of its stderr, once it has exited.
-pub fn sigint_at_start(s: &Scratch, args: &[&str], times: usize) -> (Output, Vec<String>) {
+pub fn sigint_at_start(s: &Scratch, args: &[&str], times: usize) -> (Out, Vec<String>) {
     let args: Vec<&str> = args
         .iter()
         .copied()
         .chain(["--metrics-addr", "127.0.0.1:0"])
         .collect();
-    let (child, rx) = spawn(s, &args);
-    wait_for(&rx, |l| l.starts_with("pc-host: metrics: http://"));
+    let mut r = Running::start(s, &args);
+    r.err.wait("naming the metrics address", |l| {
+        l.starts_with("pc-host: metrics: http://")
+    });
+    let before = r.err.seen.len();
     for i in 0..times {
         if i > 0 {
             // Within a second of the last it would be the same request: the one-second rule.
             std::thread::sleep(Duration::from_millis(1100));
         }
-        signal(&child, libc::SIGINT);
+        signal(&r.child, libc::SIGINT);
     }
-    let out = child.wait_with_output().expect("wait");
-    (out, rx.iter().collect())
+    let out = finish(r);
+    let rest = out
+        .stderr
+        .lines()
+        .skip(before)
+        .map(str::to_string)
+        .collect();
+    (out, rest)
 }
