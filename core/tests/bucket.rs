@@ -567,6 +567,101 @@ fn stale_or_backwards_now_sees_fewer_tokens() {
     }
 }
 
+/// Where `T(now) + burst` passes `u64::MAX` the bucket holds at most `u64::MAX - T(now)`: there
+/// a later `now` sees fewer tokens (the exception the guarantee above names), and a request for
+/// `n` is denied for good once `T(now) + n` would pass `u64::MAX`; it never holds more.
+#[test]
+fn near_the_top_of_the_token_clock_a_later_now_sees_fewer_tokens_never_more() {
+    // At 1e9/s, `T(now) == now`.
+    let bucket = TokenBucket::per_second(1_000_000_000, 10);
+    assert_eq!(bucket.available(u64::MAX - 10), 10);
+    assert_eq!(
+        bucket.available(u64::MAX - 5),
+        5,
+        "only what is left below u64::MAX"
+    );
+    assert_eq!(bucket.available(u64::MAX), 0);
+    assert!(bucket.try_acquire(10, u64::MAX - 5).unwrap_err().is_never());
+    assert_eq!(
+        bucket.try_acquire_up_to(10, u64::MAX - 5).unwrap().count(),
+        5
+    );
+    assert!(bucket.try_acquire(1, u64::MAX - 5).unwrap_err().is_never());
+    assert!(
+        bucket
+            .try_acquire_up_to(1, u64::MAX - 1)
+            .unwrap_err()
+            .is_never()
+    );
+}
+
+/// A blocking acquire that no wait can satisfy returns at once, saying never (it does not
+/// wait for the clock's last instant): a request past the burst, and one whose tokens are
+/// not due within the clock's range. The guard's time limit only turns a hang into a failure.
+#[test]
+fn a_blocking_acquire_that_can_never_be_granted_returns_never_at_once() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let clock = pc_core::Clock::new();
+        // One token an hour, starting empty at the clock's last instant: never due.
+        let never = TokenBucket::per_hour(1, 1).starting_empty_at(u64::MAX);
+        let outcomes = [
+            never.acquire(1, &clock).map(|g| g.count()),
+            never.acquire_up_to(1, &clock).map(|g| g.count()),
+            TokenBucket::per_second(10, 1)
+                .acquire(2, &clock)
+                .map(|g| g.count()),
+        ];
+        tx.send(outcomes).unwrap();
+    });
+    let outcomes = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the acquires returned");
+    assert!(outcomes[0].unwrap_err().is_never());
+    assert!(outcomes[1].unwrap_err().is_never());
+    assert_eq!(
+        outcomes[2],
+        Err(Denied::ExceedsBurst {
+            requested: 2,
+            burst: 1
+        })
+    );
+}
+
+/// Threads blocking on one bucket each get their own tokens: when another thread takes the
+/// tokens a waiter was waiting for, it waits again rather than returning a refusal or a
+/// token twice. Together they receive the tokens in order, each exactly once, each due on
+/// the rate's grid.
+#[test]
+fn blocking_acquires_racing_for_tokens_each_get_distinct_ones() {
+    const THREADS: u64 = 4;
+    const EACH: u64 = 20;
+    let clock = pc_core::Clock::new();
+    // One token per 100 us, burst 1: the threads race for every token.
+    let bucket = TokenBucket::per_second(10_000, 1).starting_empty_at(clock.now());
+    let mut dues: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..EACH)
+                        .map(|_| bucket.acquire(1, &clock).expect("a wait grants").due())
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    dues.sort_unstable();
+    let count = dues.len();
+    dues.dedup();
+    assert_eq!(dues.len(), count, "no token granted twice");
+    assert_eq!(count as u64, THREADS * EACH);
+    assert!(dues.iter().all(|due| due % 100_000 == 0), "{dues:?}");
+}
+
 /// The schedule a grant reports: token `k` of the clock is due at `ceil(k * period / rate)`.
 #[test]
 fn grants_report_when_each_token_was_due() {

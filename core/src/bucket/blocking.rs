@@ -19,17 +19,21 @@ impl TokenBucket {
     /// returns a `NotYet` that a wait could satisfy.
     ///
     /// ```
-    /// use pc_core::{Clock, TokenBucket};
+    /// use pc_core::{Clock, Denied, TokenBucket};
     ///
     /// let clock = Clock::new();
     /// let bucket = TokenBucket::per_second(10_000, 1).starting_empty_at(clock.now());
     /// let mut last = 0;
     /// for _ in 0..5 {
     ///     let due = bucket.acquire(1, &clock).unwrap().due();
-    ///     assert!(due >= last + 100_000); // one token every 100 us, scheduled exactly
+    ///     assert_eq!(due % 100_000, 0, "one token every 100 us, due exactly on that grid");
+    ///     assert!(due > last, "each acquire takes a later token");
     ///     last = due;
     /// }
-    /// assert!(bucket.acquire(2, &clock).unwrap_err().is_never()); // more than the burst
+    /// assert_eq!(
+    ///     bucket.acquire(2, &clock).unwrap_err(),
+    ///     Denied::ExceedsBurst { requested: 2, burst: 1 }
+    /// );
     /// ```
     pub fn acquire(&self, n: u64, clock: &Clock) -> Result<Grant<'_>, Denied> {
         self.wait_for(clock, |now| self.try_acquire(n, now))

@@ -10,8 +10,9 @@
 //!   integer. This holds whatever the interleaving of threads and whatever stale or backwards
 //!   `now` they pass; a bucket made with [`starting_empty_at(t0)`](TokenBucket::starting_empty_at)
 //!   grants at most `T(t1) - T(t0)` (no burst) by calls with `now <= t1`.
-//! - **Stale or backwards time only ever sees fewer tokens.** A call's view of the bucket is
-//!   computed from its own `now` alone; an older `now` sees a smaller `T`, hence fewer tokens.
+//! - **Stale or backwards time only ever sees fewer tokens** (below the top of the token
+//!   clock: see its non-guarantee). A call's view of the bucket is computed from its own `now`
+//!   alone; an older `now` sees a smaller `T`, hence fewer tokens.
 //! - **Exact over the long run.** No rounding that accumulates: `T` is the exact floor at every
 //!   instant (fixed point with enough bits, no drift), at any rate from one token per 584 years
 //!   to `2^63 - 1` per period, per hour or per nanosecond alike. A caller taking tokens as fast
@@ -34,11 +35,14 @@
 //!   It tolerates stale readings, but a `now` from a different origin is just another instant.
 //!   A `now` ahead of the clock reserves: it is granted the tokens due by that instant (the
 //!   bound above holds for it as for any `now`), and the caller must not use one before it is
-//!   due ([`Grant::due`], [`TokenBucket::schedule`]).
-//! - **The token clock counts to `2^64`.** The bucket keeps `T(now)` plus its burst in 64 bits
-//!   and denies for good (fails closed) once that sum would pass `u64::MAX`. Bursts of `2^63`
-//!   or more are refused ([`RateError::BurstTooLarge`]), so this is at least `2^63` tokens:
-//!   292 years of `now` at `10^9` tokens per second.
+//!   due ([`Grant::due`], [`Grant::schedule`]).
+//! - **The token clock counts to `2^64`.** The bucket keeps `T(now)` plus its burst in 64 bits,
+//!   saturating at `u64::MAX`, which only ever lowers what it holds (it fails closed). So once
+//!   `T(now) + burst` passes `u64::MAX` the bucket holds at most `u64::MAX - T(now)` tokens, and
+//!   there a later `now` sees fewer tokens than an earlier one; a request for `n` tokens is
+//!   denied for good once `T(now) + n` would pass `u64::MAX`. Bursts of `2^63` or more are
+//!   refused ([`RateError::BurstTooLarge`]), so the top is at least `2^63` tokens away: 292
+//!   years of `now` at `10^9` tokens per second.
 //!
 //! # Targets without 64-bit atomics
 //! This module needs an `AtomicU64`. On targets without a native one (e.g.
@@ -391,7 +395,9 @@ impl TokenBucket {
     /// Taking up to 0 tokens always succeeds with an empty grant.
     ///
     /// # Errors
-    /// [`Denied::NotYet`] if not even one token is there, with the instant one will be.
+    /// [`Denied::NotYet`] if not even one token is there, with the instant one will be if
+    /// nobody takes it first, or with `ready_at == u64::MAX` (never) once the clock's count has
+    /// come too near the top of a `u64` for one (see [`try_acquire`](Self::try_acquire)).
     ///
     /// ```
     /// let bucket = pc_core::TokenBucket::per_second(1000, 64); // starts full

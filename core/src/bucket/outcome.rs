@@ -18,7 +18,8 @@ use super::rate::DueClock;
 ///
 /// A grant borrows its bucket and is three words: the due instants are computed from the
 /// bucket's (immutable) clock only when asked for, so an acquire does no work for them. Two
-/// grants are equal when they hold the same tokens of the same bucket.
+/// grants are equal when they hold the same tokens of the same bucket (two empty grants: when
+/// they report the same `now` as their due instant, and come from the same bucket).
 #[must_use = "a grant carries the instants the tokens were due"]
 #[derive(Clone, Copy)]
 pub struct Grant<'a> {
