@@ -42,7 +42,8 @@ fn high_priority_push_is_not_passed_over_by_a_pop_draining_a_low_lane() {
     // The consumer is draining lane 1 while a producer pushes to lane 0. A pop that starts
     // after that push has returned (the `pushed` flag, Release/Acquire) must take the lane-0
     // value, whatever the interleaving. Every pop here is an ordinary one: the default guard
-    // makes pop 7 the first guard pop, and the model pops at most 3 times.
+    // makes pop 7 the first guard pop, and the model pops at most 3 times with a value, plus
+    // its PATIENCE empty tries and the drain's last look: fewer than 7.
     loom::model(|| {
         let lanes = Arc::new(Lanes::<u32, 2, 2>::new());
         lanes.try_push(1, 10).unwrap();

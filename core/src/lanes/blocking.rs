@@ -127,9 +127,11 @@ fn heads_state<T, S: Storage<T>>(rings: &[RingCore<T, S>]) -> Result<(), PopErro
     })
 }
 
-/// Sleep re-check over all lanes: blocked only while every lane is (its head slot holds no
-/// value or hole yet, and it is not closed and drained).
+/// Sleep re-check over all lanes: blocked while no lane's head slot holds a value or hole and
+/// some lane is still open. A lane closed and drained while others are open (a `close` half
+/// way through its lanes) leaves the consumer blocked: the close's wake-up comes once every
+/// lane is closed (`Parking::closed`), and a push to an open lane wakes it as ever.
 #[cfg(all(feature = "std", not(loom)))]
 fn blocked<T, S: Storage<T>>(rings: &[RingCore<T, S>]) -> bool {
-    rings.iter().all(RingCore::consumer_blocked)
+    heads_state(rings) == Err(PopError::Empty)
 }

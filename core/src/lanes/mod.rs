@@ -44,8 +44,9 @@
 //!   values, from its first lane on; one that asks for 0 values takes no number), and a pop
 //!   that finds nothing still takes a number. The counter is shared: one more atomic
 //!   increment per pop when `G >= 1` and `K >= 2`. It wraps after `2^usize::BITS` pops, which
-//!   shifts the rotation once: at that moment the bounds above can miss by one pop (on a
-//!   32-bit target, once every 2^32 pops).
+//!   restarts the rotation once: around that moment a lower lane can wait longer than
+//!   `(G + 1) * (K - 1)` pops, up to (less than) twice that (on a 32-bit target, once every
+//!   2^32 pops). Lane 0's bound holds across the wrap.
 //! - No fairness between producers or consumers; with `G = 0` none between lanes either.
 
 mod blocking;

@@ -35,9 +35,10 @@ fn guard_lane(j: usize, lanes: usize) -> usize {
 /// (`Some(j)`). See the module docs of `lanes`.
 #[inline]
 fn guard_pop(ticket: usize, guard: u32) -> Option<usize> {
-    // Saturating: on a 32-bit target `u32::MAX + 1` does not fit; such a guard then means
-    // "one guard pop per `usize::MAX` pops", which is as good as never, as asked.
-    let period = (guard as usize).saturating_add(1);
+    // Saturating: where `guard + 1` does not fit a `usize` (`u32::MAX` on a 32-bit target, any
+    // guard from `2^16` on a 16-bit one), the period is `usize::MAX`, one guard pop per
+    // `usize::MAX` pops: as good as never, as asked.
+    let period = usize::try_from(guard).map_or(usize::MAX, |g| g.saturating_add(1));
     let is_guard_pop = if cfg!(pc_mutant = "lanes_guard_first_pop") {
         // Deliberately broken (an off-by-one: pop 0 is a guard pop): the loom suite must
         // reject it (see `.ci/run`).
@@ -280,6 +281,39 @@ mod tests {
         assert_eq!(order, [2, 3, 0, 1]);
         let order: Vec<usize> = Scan { first: 0, lanes: 3 }.order().collect();
         assert_eq!(order, [0, 1, 2]);
+    }
+
+    /// Where the pop counter wraps, the rotation restarts: a lower lane can wait longer than
+    /// its bound `(G + 1) * (K - 1)`, but less than twice it, and guard pops stay at least
+    /// `G + 1` apart (lane 0's bound), as the module docs say.
+    #[test]
+    fn across_the_counter_wrap_a_lower_lane_waits_less_than_twice_its_bound() {
+        let mut exceeded = false;
+        for guard in 1..=12u32 {
+            for lanes in 2..=6usize {
+                let period = guard as usize + 1;
+                let bound = period * (lanes - 1);
+                let window = 4 * bound;
+                let tickets = (usize::MAX - window + 1..=usize::MAX).chain(0..window);
+                let served: Vec<(usize, usize)> = tickets
+                    .enumerate()
+                    .filter_map(|(i, t)| guard_pop(t, guard).map(|j| (i, guard_lane(j, lanes))))
+                    .collect();
+                for pair in served.windows(2) {
+                    assert!(pair[1].0 - pair[0].0 >= period, "G {guard} K {lanes}");
+                }
+                for lane in 1..lanes {
+                    let at: Vec<usize> =
+                        served.iter().filter(|s| s.1 == lane).map(|s| s.0).collect();
+                    for pair in at.windows(2) {
+                        let wait = pair[1] - pair[0];
+                        assert!(wait < 2 * bound, "G {guard} K {lanes} lane {lane}: {wait}");
+                        exceeded |= wait > bound;
+                    }
+                }
+            }
+        }
+        assert!(exceeded, "the wrap does stretch some wait past the bound");
     }
 
     #[test]

@@ -223,18 +223,19 @@ mod blocking {
     use super::super::{HeapLanes, Lanes};
     use crate::ring::{Closed, PopError};
 
-    /// Waits (yielding) until `n` consumers are registered to park on `lanes`; fails, rather
-    /// than hangs, if that has not happened within a minute.
+    /// Waits (yielding) until `n` consumers are asleep on `lanes`; fails, rather than hangs,
+    /// if that has not happened within a minute: it closes the lanes first, so the consumers
+    /// that never slept end and the test's scope can report the failure.
     fn until_parked<T, L: super::super::LaneSet<T>>(
         lanes: &super::super::LanesCore<T, L>,
         n: usize,
     ) {
         let give_up = std::time::Instant::now() + Duration::from_secs(60);
         while lanes.parking.registered() < n {
-            assert!(
-                std::time::Instant::now() < give_up,
-                "{n} parked consumers never came"
-            );
+            if std::time::Instant::now() >= give_up {
+                lanes.close();
+                panic!("{n} parked consumers never came");
+            }
             thread::yield_now();
         }
     }
@@ -250,6 +251,47 @@ mod blocking {
                 assert_eq!(consumer.join().unwrap(), Ok((lane, 7)));
             });
         }
+    }
+
+    #[test]
+    fn a_parked_pop_wakes_on_a_try_push_or_a_timed_push_to_any_lane() {
+        for timed in [false, true] {
+            for lane in 0..2 {
+                let lanes = Lanes::<u32, 2, 4>::new();
+                let (tx, rx) = std::sync::mpsc::channel();
+                thread::scope(|s| {
+                    s.spawn(|| tx.send(lanes.pop_lane()).unwrap());
+                    until_parked(&lanes, 1);
+                    if timed {
+                        lanes.push_timeout(lane, 7, Duration::ZERO).unwrap();
+                    } else {
+                        lanes.try_push(lane, 7).unwrap();
+                    }
+                    // Bounded, so that a lost wake-up fails the test instead of hanging it
+                    // (the close then ends the consumer's sleep).
+                    let woke = rx.recv_timeout(Duration::from_secs(60));
+                    if woke.is_err() {
+                        lanes.close();
+                    }
+                    assert_eq!(woke, Ok(Ok((lane, 7))), "lane {lane}, timed: {timed}");
+                });
+            }
+        }
+    }
+
+    /// A `close` half way through its lanes (lane 0 closed and drained, lane 1 open): a
+    /// blocking pop sleeps rather than spin until the close is done, and a push to the open
+    /// lane wakes it.
+    #[test]
+    fn a_pop_sleeps_while_a_closed_drained_lane_waits_for_the_others() {
+        let lanes = Lanes::<u32, 2, 4>::new();
+        lanes.rings()[0].close();
+        thread::scope(|s| {
+            let consumer = s.spawn(|| lanes.pop());
+            until_parked(&lanes, 1);
+            lanes.push(1, 7).unwrap();
+            assert_eq!(consumer.join().unwrap(), Ok(7));
+        });
     }
 
     #[test]
