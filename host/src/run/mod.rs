@@ -575,7 +575,7 @@ fn spawn_nats_readers<'scope>(
             stats: &sh.stats.producers[i],
             nats,
             dead_letters: sh.dead_letters.as_deref(),
-            started_ns: sh.cx.warmup_end_ns,
+            started_ns: sh.started,
         };
         let bucket = source.cx.bucket;
         let body = reader_body(sh, *core, bucket, move || {
