@@ -966,6 +966,37 @@ fn a_nats_source_leaves_a_backlog_taken_within_the_warmup_out_of_latency() {
     assert!(u(&cold["latency_ns"], "p50") > 1, "{cold}");
 }
 
+/// A record read from JetStream is acknowledged once its commit returns, and the stream then
+/// deletes it: into SQLite, such a run commits with `synchronous=full` (fsync per commit), so
+/// an acknowledged record also survives power loss; `--synchronous normal` is still obeyed.
+#[test]
+fn a_nats_source_into_sqlite_commits_with_synchronous_full_unless_told_otherwise() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-sync");
+    let stream = TestStream::new(&url, "sync");
+    let source = stream.source("until=empty");
+    for (extra, want) in [
+        (&[][..], "full"),
+        (&["--synchronous", "normal"][..], "normal"),
+    ] {
+        finish_json(publish(&s, &stream, "1", "10"));
+        let mut r = start(
+            &s,
+            &[&["--source", source.as_str(), "--db", "out.db"][..], extra].concat(),
+        );
+        let header = r
+            .err
+            .wait("the header", |l| l.contains("(WAL, synchronous="));
+        assert!(
+            header.contains(&format!("synchronous={want},")),
+            "{extra:?}: {header}"
+        );
+        let v = finish_json(r);
+        assert_eq!(u(&v, "stored"), 10, "{v}");
+        assert_eq!(v["config"]["synchronous"], want, "{v}");
+    }
+}
+
 fn publish_200(s: &Scratch, stream: &TestStream, extra: &[&str]) -> common::Out {
     pc_host(s.dir())
         .args(["--sink", &stream.sink(), "--messages", "200", "--rps", "0"])

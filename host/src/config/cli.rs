@@ -308,11 +308,13 @@ pub struct RunArgs {
     pub max_record_bytes: u64,
 
     /// SQLite durability: normal = survives a process crash, full = also survives power loss
+    /// [default: normal; full when a source reads NATS]
     #[arg(
         long,
         value_name = "MODE",
         env = "PC_HOST_SYNCHRONOUS",
-        default_value = "normal"
+        default_value = "normal",
+        hide_default_value = true
     )]
     pub synchronous: Synchronous,
 

@@ -304,7 +304,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         Some(d)
     };
     let page_size = page_size(l, &sink)?;
-    sqlite_only_synchronous(l, &sink, a.synchronous)?;
+    let synchronous = synchronous(l, &sink, &sources, a.synchronous)?;
     // At most an hour: its parser (`cli::busy_ms`) says so for every layer.
     let busy = l.pick("busy_timeout_ms", a.busy_timeout_ms);
     let retry = l.pick("retry_for", a.retry_for);
@@ -354,7 +354,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         batch_wait_fixed,
         payload_size,
         max_record_bytes,
-        synchronous: a.synchronous,
+        synchronous,
         page_size,
         pin,
         warmup: warmup_d,
@@ -629,22 +629,30 @@ fn page_size(l: &Layers, sink: &SinkSpec) -> Result<Option<PageSize>, ConfigErro
     }))
 }
 
-/// `--synchronous`, set anywhere, is for a SQLite sink only: a server keeps its own
-/// durability settings, and a NATS sink's is its stream's.
-fn sqlite_only_synchronous(
+/// SQLite's `synchronous` for the run. Set anywhere, it is for a SQLite sink only: a server
+/// keeps its own durability settings, and a NATS sink's is its stream's. Unset, it is `full`
+/// when a source reads NATS (a record is acknowledged to JetStream once its commit returns,
+/// and the stream then deletes it: only a commit that survives power loss keeps that
+/// promise), else `normal`.
+fn synchronous(
     l: &Layers,
     sink: &SinkSpec,
-    synchronous: Synchronous,
-) -> Result<(), ConfigError> {
-    let p = l.pick("synchronous", synchronous.as_str());
-    if !matches!(p.from, layers::Origin::Default) && !matches!(sink, SinkSpec::Sqlite(_)) {
+    sources: &[SourceSpec],
+    given: Synchronous,
+) -> Result<Synchronous, ConfigError> {
+    let p = l.pick("synchronous", given.as_str());
+    if matches!(p.from, layers::Origin::Default) {
+        let acks = sources.iter().any(|s| matches!(s, SourceSpec::Nats(_)));
+        return Ok(if acks { Synchronous::Full } else { given });
+    }
+    if !matches!(sink, SinkSpec::Sqlite(_)) {
         return err(format!(
             "{}: only a SQLite sink has this setting (the sink is {sink}: its durability is \
              the server's or the stream's own)",
             p.show()
         ));
     }
-    Ok(())
+    Ok(given)
 }
 
 /// `--pin` / `--no-pin` on the command line (the last one wins), then `PC_HOST_PIN`, then
