@@ -276,6 +276,93 @@ fn follow_says_why_the_file_after_a_rotation_cannot_be_read() {
     assert_eq!(all_rows(&db), expected(1, 0, &["old 0", "old 1"]));
 }
 
+/// At a rotation the old file's unfinished last line is taken as final only once the new file
+/// is open: while the new file cannot be read, a writer still appending to the old file
+/// completes the line, and it is one row, not a fragment and its continuation.
+#[test]
+fn a_line_cut_at_a_rotation_and_finished_in_the_old_file_is_one_row() {
+    let s = Scratch::new("rotation-cut-line");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    let rotated = s.path("app.log.1");
+    std::fs::write(&file, "a\nbc").unwrap();
+    let mut r = follow(&s, &file, &db);
+    r.err.wait_stored(1);
+    std::fs::rename(&file, &rotated).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    r.err.wait("the warning", |l| {
+        l.contains("rotated, and the new file cannot be read")
+    });
+    append(&rotated, "d\n");
+    r.err.wait_stored(2);
+    std::fs::remove_dir(&file).unwrap();
+    std::fs::write(&file, "new\n").unwrap();
+    r.err.wait_stored(3);
+    let out = r.interrupt();
+    assert_drained(&out, 3);
+    let mut want = expected(1, 0, &["a", "bcd"]);
+    want.extend(expected(2, 0, &["new"]));
+    assert_eq!(all_rows(&db), want);
+}
+
+/// A run that moved on to the new file at a rotation and was killed before it committed the
+/// old file's last lines (still in its ring) left them unread: the next run, resuming the new
+/// file, names the old one and what it holds unread, and the source it names reads exactly
+/// those lines.
+#[test]
+fn a_kill_after_a_rotation_names_the_old_files_unread_lines_to_the_next_run() {
+    const LINES: usize = 200_000;
+    let s = Scratch::new("rotation-kill");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    let rotated = s.path("app.log.1");
+    let old: Vec<String> = (0..LINES).map(|i| format!("old {i}")).collect();
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    std::fs::write(&file, with_ends(&old)).unwrap();
+    let source = format!("file:{}?follow=true", file.display());
+    let db_arg = db.display().to_string();
+    // One row per commit, each fsynced, behind a ring that holds the whole old file: the
+    // source reaches the old file's end, and moves on, long before its lines are stored.
+    let args = [
+        "--source",
+        &source,
+        "--db",
+        &db_arg,
+        "--capacity",
+        "262144",
+        "--batch-size",
+        "1",
+        "--synchronous",
+        "full",
+        "--consumers",
+        "1",
+        "--report-interval",
+        "0.02",
+        "--output",
+        "json",
+    ];
+    let mut r = Running::start(&s, &args);
+    r.err.wait_stored_at_least(1);
+    std::fs::rename(&file, &rotated).unwrap();
+    std::fs::write(&file, "new\n").unwrap();
+    r.err.wait("the move to the new file", |l| {
+        l.contains("rotated; reading the new file as input 2")
+    });
+    r.kill();
+    let mut again = Running::start(&s, &args);
+    let said = again
+        .err
+        .wait("the old file named", |l| l.contains("not read"));
+    assert!(said.contains(&rotated.display().to_string()), "{said}");
+    again.interrupt();
+    let rest = ingest_json(s.dir(), &format!("file:{}", rotated.display()), &db_arg);
+    assert!(u(&json(&rest), "stored") > 0, "the kill left lines unread");
+    let input_1: Vec<_> = all_rows(&db).into_iter().filter(|r| r.0 == 1).collect();
+    assert_eq!(
+        input_1,
+        expected(1, 0, &old),
+        "every old line once, in order"
+    );
+}
+
 /// The old file's last lines, rejected (invalid UTF-8) after its last stored one, are
 /// committed as read when the run ends, as a file read once: its input's position is the old
 /// file's end, and a run given the old file reads nothing of it again. (The position stayed

@@ -646,11 +646,10 @@ impl LineSource<'_> {
                 _ => Turn::Wait, // same file, or nothing at the path yet
             });
         }
-        // Rotated, and the old file is read to its end.
+        // Rotated, and the old file is read to its end. The new file is opened before the old
+        // one's unfinished last line is taken as final: while it cannot be, the old file is
+        // read on, and a writer still appending there completes that line.
         let path = path.clone();
-        if !self.finish_input(next, buf, Last::Final)? {
-            return Ok(Turn::TornDown);
-        }
         let opened = match open_file(&path) {
             Ok(opened) => opened,
             Err(why) => {
@@ -673,6 +672,9 @@ impl LineSource<'_> {
             }
         };
         self.stats.set_stalled(None);
+        if !self.finish_input(next, buf, Last::Final)? {
+            return Ok(Turn::TornDown);
+        }
         let resume = self.positions.register(Some(&opened.key))?;
         let limit = line_limit(self.format, self.max_record_bytes);
         let mut reader = LineReader::new(opened.file, limit);

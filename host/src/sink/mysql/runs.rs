@@ -68,16 +68,23 @@ pub fn register_input(
     Ok(resume)
 }
 
-/// Before a new input at `file`'s path is registered: the input read there last, another
-/// file (`position::displaced`), unless run `run_id` read it (a rotation during the run, which
-/// the run reads to its end itself).
-fn displaced(conn: &mut Conn, run_id: i64, file: &FileKey) -> mysql::Result<()> {
+/// The input read last at `file`'s path before it (`known`: the input `file` is, or `None`
+/// before a new one is registered): another file (`position::displaced`), unless run `run_id`
+/// read it (a rotation during the run, which the run reads to its end itself). As in the
+/// SQLite sink (`displaced_input`), a known input is checked too.
+fn displaced(
+    conn: &mut Conn,
+    run_id: i64,
+    file: &FileKey,
+    known: Option<i64>,
+) -> mysql::Result<()> {
     type Row = (i64, i64, i64, i64, Option<i64>, i64);
     let row: Option<Row> = conn.exec_first(
         "SELECT `offset`, line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
          WHERE r.run_id = ? AND r.input_id = inputs.input_id) \
-         FROM inputs WHERE path = ? ORDER BY input_id DESC LIMIT 1",
-        (run_id, file.path.to_string_lossy().as_ref()),
+         FROM inputs WHERE path = ? AND (? IS NULL OR input_id < ?) \
+         ORDER BY input_id DESC LIMIT 1",
+        (run_id, file.path.to_string_lossy().as_ref(), known, known),
     )?;
     if let Some((offset, line, dev, ino, born, 0)) = row {
         let was = crate::position::Displaced::from_columns(offset, line, dev, ino, born);
@@ -129,10 +136,15 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
     }
     let found = found.map(|(id, offset, line, tail, _)| (id, offset, line, tail));
     let (id, offset, line, tail) = match found {
-        Some(row) => row,
+        Some(row) => {
+            if let Some(f) = file {
+                displaced(conn, run_id, f, Some(row.0))?;
+            }
+            row
+        }
         None => {
             if let Some(f) = file {
-                displaced(conn, run_id, f)?;
+                displaced(conn, run_id, f, None)?;
             }
             let params: Vec<Value> = match &key {
                 Some((path, dev, ino, born)) => vec![

@@ -154,10 +154,15 @@ pub fn register_input(
         }
     }
     let (id, offset, line, tail): (i32, i64, i64, i64) = match found {
-        Some(row) => (row.get(0), row.get(1), row.get(2), row.get(3)),
+        Some(row) => {
+            if let Some(f) = file {
+                displaced(&mut tx, run_id, f, Some(row.get(0)))?;
+            }
+            (row.get(0), row.get(1), row.get(2), row.get(3))
+        }
         None => {
             if let Some(f) = file {
-                displaced(&mut tx, run_id, f)?;
+                displaced(&mut tx, run_id, f, None)?;
             }
             let (path, dev, ino, born) = key.map_or((None, None, None, None), |(p, d, i, b)| {
                 (Some(p), Some(d), Some(i), b)
@@ -183,20 +188,23 @@ pub fn register_input(
     })
 }
 
-/// Before a new input at `file`'s path is registered: the input read there last, another
-/// file (`position::displaced`), unless run `run_id` read it (a rotation during the run, which
-/// the run reads to its end itself).
+/// The input read last at `file`'s path before it (`known`: the input `file` is, or `None`
+/// before a new one is registered): another file (`position::displaced`), unless run `run_id`
+/// read it (a rotation during the run, which the run reads to its end itself). As in the
+/// SQLite sink (`displaced_input`), a known input is checked too.
 fn displaced(
     tx: &mut postgres::Transaction<'_>,
     run_id: i64,
     file: &FileKey,
+    known: Option<i32>,
 ) -> Result<(), postgres::Error> {
     let path = file.path.to_string_lossy().into_owned();
     let row = tx.query_opt(
         "SELECT \"offset\", line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
          WHERE r.run_id = $2 AND r.input_id = inputs.input_id) \
-         FROM inputs WHERE path = $1 ORDER BY input_id DESC LIMIT 1",
-        &[&path, &run_id],
+         FROM inputs WHERE path = $1 AND ($3::int IS NULL OR input_id < $3) \
+         ORDER BY input_id DESC LIMIT 1",
+        &[&path, &run_id, &known],
     )?;
     if let Some(row) = row
         && !row.get::<_, bool>(5)

@@ -341,7 +341,14 @@ pub fn register_input(
     }
     let found = found.map(|(id, offset, line, tail, _)| (id, offset, line, tail));
     let (id, offset, line, tail) = match found {
-        Some(row) => row,
+        Some(row) => {
+            if let Some(f) = file
+                && let Some(was) = displaced_input(conn, run_id, f, Some(row.0))?
+            {
+                crate::position::displaced(&f.path, &was);
+            }
+            row
+        }
         None => {
             let (path, dev, ino, born) = match file {
                 Some(f) => (
@@ -353,7 +360,7 @@ pub fn register_input(
                 None => (None, None, None, None),
             };
             if let Some(f) = file
-                && let Some(was) = displaced_input(conn, run_id, f)?
+                && let Some(was) = displaced_input(conn, run_id, f, None)?
             {
                 crate::position::displaced(&f.path, &was);
             }
@@ -376,20 +383,24 @@ pub fn register_input(
     })
 }
 
-/// Before a new input at `file`'s path is registered: the input read there last, another
-/// file (`position::displaced`), unless run `run_id` read it (a rotation during the run, which
-/// the run reads to its end itself).
+/// The input read last at `file`'s path before it (`known`: the input `file` is, or `None`
+/// before a new one is registered): another file (`position::displaced`), unless run `run_id`
+/// read it (a rotation during the run, which the run reads to its end itself). A known input
+/// is checked too: a run that moved on to a new file at a rotation and was stopped before it
+/// committed the old file's last records left them unread, and only the next run can say so.
 fn displaced_input(
     conn: &Connection,
     run_id: i64,
     file: &FileKey,
+    known: Option<i64>,
 ) -> rusqlite::Result<Option<crate::position::Displaced>> {
     let found = conn
         .query_row(
             "SELECT offset, line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
              WHERE r.run_id = ?2 AND r.input_id = inputs.input_id) \
-             FROM inputs WHERE path = ?1 ORDER BY input_id DESC LIMIT 1",
-            params![path_text(&file.path), run_id],
+             FROM inputs WHERE path = ?1 AND (?3 IS NULL OR input_id < ?3) \
+             ORDER BY input_id DESC LIMIT 1",
+            params![path_text(&file.path), run_id, known],
             |r| {
                 let was = crate::position::Displaced::from_columns(
                     r.get(0)?,
@@ -604,14 +615,22 @@ mod tests {
         std::fs::write(dir.join("app.log"), "new\n").unwrap();
         let new = key_of("app.log");
         assert_eq!(
-            displaced_input(&conn, 1, &new).unwrap(),
+            displaced_input(&conn, 1, &new, None).unwrap(),
             None,
             "run 1 read it"
         );
-        let was = displaced_input(&conn, 2, &new)
+        let was = displaced_input(&conn, 2, &new, None)
             .unwrap()
             .expect("read by run 1");
         assert_eq!((was.dev, was.ino, was.born), (old.dev, old.ino, old.born));
+        // Once the new file is an input (run 1 moved on to it), a later run resuming it is
+        // told of the input before it at that path, and of nothing before the first.
+        let resumed = register_input(&conn, 1, Some(&new)).unwrap();
+        let was = displaced_input(&conn, 2, &new, Some(i64::from(resumed.input)))
+            .unwrap()
+            .expect("the input before it");
+        assert_eq!((was.dev, was.ino), (old.dev, old.ino));
+        assert_eq!(displaced_input(&conn, 2, &old, Some(1)).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
