@@ -98,6 +98,25 @@ impl TestStream {
         });
     }
 
+    /// Publishes one message with a `Pc-Run-End` header of `run` and `payload`, as only a
+    /// publishing pc-host should.
+    fn publish_run_end(&self, run: &str, payload: &[u8]) {
+        let js = self.context();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(pc_host::nats::RUN_END, run);
+        pc_host::nats::runtime().block_on(async {
+            js.publish_with_headers(
+                self.subject(),
+                headers,
+                bytes::Bytes::copy_from_slice(payload),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("publish ack");
+        });
+    }
+
     /// The names of the stream's consumers.
     fn consumers(&self) -> Vec<String> {
         let js = self.context();
@@ -356,6 +375,39 @@ fn foreign_messages_are_stored_once_by_stream_sequence_and_bad_ones_dead_lettere
     // Nothing left to deliver: a second run stores nothing and ends.
     let again = run_json(s.dir(), &["--source", &source, "--db", "out.db"]);
     assert_eq!(u(&again, "stored"), 0);
+    verify_ok(s.dir(), "out.db");
+}
+
+/// A message that claims to be a run's end but cannot be read as one is rejected like a bad
+/// record (counted, dead-lettered, terminated), not a fatal error: failing the run left it
+/// unacknowledged, to fail every consumer it was delivered to next.
+#[test]
+fn a_run_end_that_cannot_be_read_is_rejected_not_fatal() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-bad-end");
+    let stream = TestStream::new(&url, "badend");
+    finish_json(publish(&s, &stream, "1", "10"));
+    stream.publish_run_end("x", b"{}");
+    stream.publish_run_end("7", b"not json");
+    let source = stream.source("until=empty");
+    let args = [
+        "--source",
+        source.as_str(),
+        "--db",
+        "out.db",
+        "--dead-letter",
+        "dl.jsonl",
+    ];
+    let v = run_json(s.dir(), &args);
+    assert_eq!((u(&v, "stored"), u(&v, "rejected")), (10, 2), "{v}");
+    let dl = std::fs::read_to_string(s.path("dl.jsonl")).expect("dead letters");
+    assert_eq!(dl.lines().count(), 2, "{dl}");
+    assert!(dl.contains("names no run"), "{dl}");
+    assert_eq!(
+        stream.messages(),
+        0,
+        "terminated, not left for the next consumer"
+    );
     verify_ok(s.dir(), "out.db");
 }
 

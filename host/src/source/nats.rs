@@ -171,6 +171,17 @@ pub struct NatsSource<'a> {
     pub started_ns: u64,
 }
 
+/// A run's end as a publishing pc-host writes it: the run in its header, its figures in the
+/// payload; why not, for a message that only claims to be one.
+fn parse_run_end(run: &str, payload: &[u8]) -> Result<(i64, OriginEnd), String> {
+    let run: i64 = run
+        .parse()
+        .map_err(|_| format!("a run's end that names no run (`{run}`)"))?;
+    let end = serde_json::from_slice(payload)
+        .map_err(|e| format!("run {run}'s end is not readable: {e}"))?;
+    Ok((run, end))
+}
+
 /// What one delivered message became.
 enum Taken {
     Record(Record),
@@ -309,7 +320,17 @@ impl NatsSource<'_> {
             .ok_or_else(|| anyhow!("NATS: a message came without its reply subject"))?;
         let headers = m.headers.as_ref();
         if let Some(run) = headers.and_then(|h| h.get(RUN_END)) {
-            self.record_run_end(run.as_str(), &m.payload, published, origins)?;
+            let (run, end) = match parse_run_end(run.as_str(), &m.payload) {
+                Ok(parsed) => parsed,
+                Err(why) => {
+                    // Not a run's end pc-host wrote: rejected as a bad record would be, so
+                    // that it does not come back to every consumer in turn.
+                    bump(&self.stats.read, 1);
+                    bump(&self.stats.read_bytes, m.payload.len() as u64);
+                    return self.reject(m, stream_seq, &why);
+                }
+            };
+            self.record_run_end(run, &end, published, origins)?;
             nats::runtime()
                 .block_on(m.ack())
                 .map_err(|e| anyhow!("NATS: acknowledging a run's end: {e}"))?;
@@ -372,26 +393,21 @@ impl NatsSource<'_> {
         Ok(id)
     }
 
-    /// Records a publishing run's end (its figures, for `verify`).
+    /// Records publishing run `run`'s end (its figures, for `verify`).
     fn record_run_end(
         &self,
-        run: &str,
-        payload: &[u8],
+        run: i64,
+        end: &OriginEnd,
         published: i64,
         origins: &mut HashMap<i64, i64>,
     ) -> anyhow::Result<()> {
-        let run: i64 = run
-            .parse()
-            .map_err(|_| anyhow!("NATS: a run's end names no run (`{run}`)"))?;
-        let end: OriginEnd = serde_json::from_slice(payload)
-            .map_err(|e| anyhow!("NATS: run {run}'s end is not readable: {e}"))?;
         let origin = Origin {
             run,
             producers: u32::try_from(end.per_producer.len()).unwrap_or(u32::MAX),
             started_at: published,
         };
         let local = self.local_run(origins, &origin)?;
-        self.positions.origin_ended(local, &end)
+        self.positions.origin_ended(local, end)
     }
 
     /// A payload that cannot be a record: counted, dead-lettered if there is a file for it,
