@@ -41,7 +41,7 @@ pub enum Reason {
     /// The sink kept failing for `--retry-for` seconds.
     RetriesExhausted,
     /// As `RetriesExhausted`, but the record was sent and its outcome is unknown: the sink may
-    /// hold it (a NATS publish whose ack never came).
+    /// hold it (a NATS publish whose ack never came, a database COMMIT whose reply was lost).
     Unconfirmed,
     /// The sink failed for good (a fatal error), or failed earlier in the run.
     SinkFailed,

@@ -845,6 +845,30 @@ fn a_lost_commit_reply_is_settled_by_the_transactions_fate() {
     assert_eq!(db.rows().len(), 160);
 }
 
+/// A lost commit's transaction id the server has never seen (a failover to a server the
+/// write never reached: `pg_xact_status` says "in the future", SQLSTATE 22023) is settled by
+/// the rows, as a forgotten one is, not taken for a refused record (which split the batch
+/// and dead-lettered every row as refused).
+#[test]
+fn a_lost_commit_whose_id_the_server_never_saw_is_settled_by_the_rows() {
+    let Some(db) = Db::shared("xact_future") else {
+        return;
+    };
+    let (mut w, _) = open_writer(&db);
+    w.write(&refs(&batch(0..10))).unwrap();
+    let future = w.last_xid().expect("the id of a committed write") + 1_000_000;
+    w.forget_commit_outcome_of(Some(future));
+    w.write(&refs(&batch(10..20))).unwrap();
+    assert_eq!(w.count_stored().unwrap(), 20, "not stored before: written");
+    w.forget_commit_outcome_of(Some(future));
+    w.write(&refs(&batch(10..20))).unwrap();
+    assert_eq!(
+        w.count_stored().unwrap(),
+        20,
+        "stored before: not written again"
+    );
+}
+
 #[test]
 fn a_lost_commit_still_committing_past_the_lock_wait_is_retryable() {
     let Some(db) = Db::shared("xact_pending") else {

@@ -198,7 +198,15 @@ impl Writer {
         if let Some(xid) = self.xid {
             let deadline = Instant::now() + self.server.lock_wait();
             loop {
-                match self.session()?.status(xid)?.as_deref() {
+                let status = match self.session()?.status(xid) {
+                    Ok(status) => status,
+                    // The server has never seen the id (`pg_xact_status` says "in the future",
+                    // SQLSTATE 22023: a failover to a server the write never reached): as one
+                    // it no longer knows, settled by the rows. Not a refused record.
+                    Err(e) if e.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                match status.as_deref() {
                     Some("committed") => return Ok(true),
                     Some("aborted") => return Ok(false),
                     None => break,
