@@ -259,7 +259,6 @@ fn a_clone_of_a_producer_starts_without_its_wait_after_full() {
     assert!(format!("{second:?}").contains("run_wait: false"));
 }
 
-/// Pushes `v` with `try_push_spinning`, trying again at once while the ring is full.
 /// Pushes `v` with `try_push_spinning`, trying again while the ring is full; gives up once
 /// the ring is closed (a test's consumer closes it when it panics, so the producers end and
 /// the panic is reported). Between tries it yields rather than spins: the tests' consumers

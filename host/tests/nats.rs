@@ -995,7 +995,6 @@ fn records_a_failed_sink_hands_back_to_jetstream_are_counted_as_delivered_again(
     assert_eq!(stored, want, "{w}");
 }
 
-/// `pc-host --sink STREAM --messages 200 --rps 0 EXTRA`, run to its end.
 /// A backlog older than the run counts as intended at the run's start, so `--warmup` leaves
 /// it out of the latency figures, as it does any record intended within the warm-up (a
 /// source that counted from the warm-up's end put every such record in, at 1 ns).
@@ -1049,6 +1048,7 @@ fn a_nats_source_into_sqlite_commits_with_synchronous_full_unless_told_otherwise
     }
 }
 
+/// `pc-host --sink STREAM --messages 200 --rps 0 EXTRA`, run to its end.
 fn publish_200(s: &Scratch, stream: &TestStream, extra: &[&str]) -> common::Out {
     pc_host(s.dir())
         .args(["--sink", &stream.sink(), "--messages", "200", "--rps", "0"])
