@@ -630,8 +630,8 @@ fn a_blocking_acquire_that_can_never_be_granted_returns_never_at_once() {
 
 /// Threads blocking on one bucket each get their own tokens: when another thread takes the
 /// tokens a waiter was waiting for, it waits again rather than returning a refusal or a
-/// token twice. Together they receive the tokens in order, each exactly once, each due on
-/// the rate's grid.
+/// token twice. Every grant is a token no other grant has, due on the rate's grid (with a
+/// burst of 1, a token nobody took in time lapses, so not every token is granted).
 #[test]
 fn blocking_acquires_racing_for_tokens_each_get_distinct_ones() {
     const THREADS: u64 = 4;

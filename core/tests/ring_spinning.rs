@@ -355,7 +355,13 @@ fn spinning_producers_always_get_in_to_a_consumer_that_pops_only_from_a_full_rin
         }
         let total = (2 * PER_PRODUCER) as usize;
         let _close_on_panic = CloseOnDrop(&ring);
+        // Fails, rather than hangs, if the producers stop getting in.
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
         while popped.load(Ordering::Relaxed) + ring.len() < total {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the producers stopped getting in"
+            );
             if ring.is_full() {
                 // `is_full` counts pushes still writing: the head's value may not be ready
                 // yet, and `try_pop` says Empty until it is.

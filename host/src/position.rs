@@ -156,16 +156,22 @@ pub fn find_displaced(path: &Path, was: &Displaced) -> Option<(PathBuf, u64)> {
         })
 }
 
-/// Says what became of the file read before at `path`, now that a new file is there: if it
-/// is still in the directory with bytes past its committed position, a warning naming it and
-/// the source that reads the rest. Nothing if it was read to its end, or cannot be found.
-pub fn displaced(path: &Path, was: &Displaced) {
+/// Says what became of the file read before at `path`, now that another file is there (a
+/// new one, or, `resumed`, one a run moved on to at a rotation): if it is still in the
+/// directory with bytes past its committed position, a warning naming it and the source that
+/// reads the rest. Nothing if it was read to its end, or cannot be found.
+pub fn displaced(path: &Path, was: &Displaced, resumed: bool) {
     let Some((now, len)) = find_displaced(path, was) else {
         return;
     };
     if len > was.offset {
+        let what = if resumed {
+            "resuming the file a run moved on to at a rotation"
+        } else {
+            "a new file"
+        };
         tracing::warn!(
-            "file:{}: a new file; the file read before at this path is now {}, with {} bytes \
+            "file:{}: {what}; the file read before at this path is now {}, with {} bytes \
              after line {} not read: --source file:{} reads them",
             path.display(),
             now.display(),

@@ -317,6 +317,10 @@ fn a_kill_after_a_rotation_names_the_old_files_unread_lines_to_the_next_run() {
     let old: Vec<String> = (0..LINES).map(|i| format!("old {i}")).collect();
     let old: Vec<&str> = old.iter().map(String::as_str).collect();
     std::fs::write(&file, with_ends(&old)).unwrap();
+    if std::fs::metadata(&file).and_then(|m| m.created()).is_err() {
+        common::skip("this file system records no birth times: a rotated file is not found");
+        return;
+    }
     let source = format!("file:{}?follow=true", file.display());
     let db_arg = db.display().to_string();
     // One row per commit, each fsynced, behind a ring that holds the whole old file: the

@@ -3,7 +3,8 @@
 //!
 //! Why no wake-up is lost: the handshake of `ring/wait.rs`, spread over the lanes. A consumer
 //! registers in the lanes' `Waiters` (then the heavy half of the asymmetric fence), then
-//! re-checks the head slot of every lane (`RingCore::consumer_blocked`); a push publishes its
+//! re-checks the head slot of every lane (`blocked`: no lane has a value ready, and some lane
+//! is open); a push publishes its
 //! slot inside its lane's `try_push`, then calls [`Parking::pushed`] (the light half, then a
 //! load of the sleeper count), and a close does the same after marking every lane. Either the
 //! consumer's fence comes first and the pusher sees it registered and wakes it, or the push's

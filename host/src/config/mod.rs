@@ -631,7 +631,7 @@ fn page_size(l: &Layers, sink: &SinkSpec) -> Result<Option<PageSize>, ConfigErro
 
 /// SQLite's `synchronous` for the run. Set anywhere, it is for a SQLite sink only: a server
 /// keeps its own durability settings, and a NATS sink's is its stream's. Unset, it is `full`
-/// when a source reads NATS (a record is acknowledged to JetStream once its commit returns,
+/// into SQLite when a source reads NATS (a record is acknowledged to JetStream once its commit returns,
 /// and the stream then deletes it: only a commit that survives power loss keeps that
 /// promise), else `normal`.
 fn synchronous(
@@ -643,7 +643,12 @@ fn synchronous(
     let p = l.pick("synchronous", given.as_str());
     if matches!(p.from, layers::Origin::Default) {
         let acks = sources.iter().any(|s| matches!(s, SourceSpec::Nats(_)));
-        return Ok(if acks { Synchronous::Full } else { given });
+        let sqlite = matches!(sink, SinkSpec::Sqlite(_));
+        return Ok(if acks && sqlite {
+            Synchronous::Full
+        } else {
+            given
+        });
     }
     if !matches!(sink, SinkSpec::Sqlite(_)) {
         return err(format!(

@@ -182,7 +182,6 @@ pub fn assert_error(out: &Out, code: i32, needle: &str) {
     );
 }
 
-/// As [`assert_error`], and the error is exactly one line starting with "error:".
 /// The line of the text summary on `out`'s stdout that starts (after its indent) with
 /// `label` (`rejected`, `not queued`, `lane low`, ...).
 pub fn summary_line<'o>(out: &'o Out, label: &str) -> &'o str {
@@ -192,6 +191,7 @@ pub fn summary_line<'o>(out: &'o Out, label: &str) -> &'o str {
         .unwrap_or_else(|| panic!("no {label:?} line in the summary:\n{}", out.stdout))
 }
 
+/// As [`assert_error`], and the error is exactly one line starting with "error:".
 pub fn assert_one_line_error(out: &Out, code: i32, needle: &str) {
     assert_error(out, code, needle);
     let lines: Vec<&str> = out.stderr.lines().collect();

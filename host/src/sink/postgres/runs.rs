@@ -216,7 +216,7 @@ fn displaced(
             row.get(3),
             row.get(4),
         );
-        crate::position::displaced(&file.path, &was);
+        crate::position::displaced(&file.path, &was, known.is_some());
     }
     Ok(())
 }

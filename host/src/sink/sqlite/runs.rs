@@ -345,7 +345,7 @@ pub fn register_input(
             if let Some(f) = file
                 && let Some(was) = displaced_input(conn, run_id, f, Some(row.0))?
             {
-                crate::position::displaced(&f.path, &was);
+                crate::position::displaced(&f.path, &was, true);
             }
             row
         }
@@ -362,7 +362,7 @@ pub fn register_input(
             if let Some(f) = file
                 && let Some(was) = displaced_input(conn, run_id, f, None)?
             {
-                crate::position::displaced(&f.path, &was);
+                crate::position::displaced(&f.path, &was, false);
             }
             conn.execute(
                 "INSERT INTO inputs (path, dev, ino, born) VALUES (?1, ?2, ?3, ?4)",
