@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::OutputWithin as _;
 use common::{Scratch, assert_error, assert_one_line_error, run, run_env};
 
 #[test]
@@ -1281,7 +1282,7 @@ fn dead_letter_and_retry_for_bad_values_are_one_line_errors_with_exit_2() {
         std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
         std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
     }
-    let out: common::Out = cmd.output().expect("run pc-host").into();
+    let out: common::Out = cmd.output_within().expect("run pc-host").into();
     assert_one_line_error(
         &out,
         2,

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::OutputWithin as _;
 use common::{
     Out, Running, Scratch, all_rows, assert_verify, expected_pairs, finish, hold_write_lock,
     ingest_json, integrity_check, json, pairs, recorded, u,
@@ -201,7 +202,7 @@ fn small_tmpfs(mnt: &Path) -> Option<Mount<'_>> {
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
         .arg(mnt)
-        .output();
+        .output_within();
     match mounted {
         Ok(o) if o.status.success() => Some(Mount(mnt)),
         Ok(o) => {
@@ -657,7 +658,7 @@ fn a_writable_database_in_a_read_only_directory_names_the_directory() {
     let before = std::fs::read(&db).unwrap();
     let mut cmd = pc_host_as_nobody(&dir);
     cmd.args(["--messages", "5"]);
-    let out: Out = cmd.output().expect("run pc-host").into();
+    let out: Out = cmd.output_within().expect("run pc-host").into();
     common::assert_one_line_error(
         &out,
         1,
@@ -690,7 +691,7 @@ fn verify_reads_a_database_in_a_directory_it_may_not_write() {
     for db in [name, doubled.as_str()] {
         let mut cmd = pc_host_as_nobody(&dir);
         cmd.args(["verify", "--db", db]);
-        let out: Out = cmd.output().expect("run pc-host verify").into();
+        let out: Out = cmd.output_within().expect("run pc-host verify").into();
         assert_eq!(out.code, Some(0), "{db}: {}{}", out.stdout, out.stderr);
         assert!(
             out.stdout.contains("result: OK (1 run, 5 rows)"),
@@ -709,7 +710,7 @@ fn verify_reads_a_database_in_a_directory_it_may_not_write() {
 fn sigint_from_timeout_fifty_times_never_forces_an_exit() {
     let has_timeout = Command::new("timeout")
         .arg("--version")
-        .output()
+        .output_within()
         .is_ok_and(|o| o.status.success());
     if !has_timeout {
         common::skip("no `timeout` on PATH");
@@ -750,7 +751,7 @@ fn sigint_from_timeout_fifty_times_never_forces_an_exit() {
                                     "json",
                                 ])
                                 .stdin(std::process::Stdio::null())
-                                .output()
+                                .output_within()
                                 .expect("run timeout")
                                 .into();
                             (i, after, out)
@@ -1530,7 +1531,7 @@ fn a_database_this_user_cannot_write_is_refused_without_leaving_files_that_lock_
     // nobody may write the directory, not the file.
     let other: Out = pc_host_as_nobody(s.dir())
         .args(["--db", "shared/d.db", "--messages", "3", "--rps", "0"])
-        .output()
+        .output_within()
         .expect("run pc-host as nobody")
         .into();
     common::assert_one_line_error(&other, 1, "is not writable by this user");

@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
+use common::OutputWithin as _;
 use common::{Out, Rng, Scratch, assert_one_line_error, json, run, u};
 use rusqlite::Connection;
 use serde_json::Value;
@@ -938,7 +939,7 @@ fn bad_inputs_are_one_line_errors_with_exit_2_and_no_database() {
     let out: Out = common::pc_host(s.dir())
         .args(["--source", "-", "--db", "new.db"])
         .stdin(std::fs::File::open(s.path("adir")).unwrap())
-        .output()
+        .output_within()
         .unwrap()
         .into();
     assert_one_line_error(&out, 2, "stdin is a directory");

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use async_nats::jetstream::stream::DiscardPolicy;
+use common::OutputWithin as _;
 use common::server::{server_url, wait_until};
 use common::{Running, Scratch, assert_error, json, pc_host, start_command, u};
 use pc_host::config::url::{NatsServer, SourceSpec, parse_source};
@@ -151,7 +152,7 @@ fn run_json(dir: &Path, args: &[&str]) -> Value {
     let out: common::Out = pc_host(dir)
         .args(args)
         .args(["--output", "json"])
-        .output()
+        .output_within()
         .expect("run pc-host")
         .into();
     assert_eq!(out.code, Some(0), "{args:?} failed:\n{}", out.stderr);
@@ -196,7 +197,7 @@ fn rows(db: &Path) -> u64 {
 fn verify_ok(dir: &Path, db: &str) -> String {
     let out: common::Out = pc_host(dir)
         .args(["verify", "--db", db])
-        .output()
+        .output_within()
         .expect("verify")
         .into();
     assert_eq!(out.code, Some(0), "verify failed:\n{}", out.stdout);
@@ -318,7 +319,7 @@ fn foreign_messages_are_stored_once_by_stream_sequence_and_bad_ones_dead_lettere
             "dl.jsonl",
         ])
         .args(["--output", "json"])
-        .output()
+        .output_within()
         .expect("run pc-host")
         .into();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -484,7 +485,7 @@ fn a_published_record_the_sink_refuses_is_dead_lettered_by_its_publisher_and_seq
         pc_host(s.dir())
             .args(["verify", "--db", "out.db"])
             .args(extra)
-            .output()
+            .output_within()
             .expect("verify")
             .into()
     };
@@ -542,7 +543,7 @@ fn an_unreachable_nats_server_at_start_is_one_line_and_exit_1() {
         let out: common::Out = pc_host(s.dir())
             .args(&args)
             .args(["--messages", "10"])
-            .output()
+            .output_within()
             .unwrap()
             .into();
         common::assert_one_line_error(&out, 1, &format!("127.0.0.1:{port}: cannot connect"));
@@ -568,7 +569,7 @@ fn sources_and_sinks_that_cannot_pair_are_refused() {
             "cannot be combined",
         ),
     ] {
-        let out: common::Out = pc_host(s.dir()).args(&args).output().unwrap().into();
+        let out: common::Out = pc_host(s.dir()).args(&args).output_within().unwrap().into();
         assert_error(&out, 2, needle);
     }
 }
@@ -798,7 +799,7 @@ fn assert_consumed_once_across_kill(url: &str, test: &str, sink: &str, count: im
     assert_eq!(count(), 20_001, "{c}\n{d}");
     let out: common::Out = pc_host(s.dir())
         .args(["verify", "--sink", sink])
-        .output()
+        .output_within()
         .expect("verify")
         .into();
     assert_eq!(out.code, Some(0), "verify failed:\n{}", out.stdout);
@@ -952,7 +953,7 @@ fn records_a_failed_sink_hands_back_to_jetstream_are_counted_as_delivered_again(
     let run = |output: &str| -> common::Out {
         pc_host(s.dir())
             .args(["--source", &source, "--db", "out.db", "--output", output])
-            .output()
+            .output_within()
             .expect("run pc-host")
             .into()
     };
@@ -1053,7 +1054,7 @@ fn publish_200(s: &Scratch, stream: &TestStream, extra: &[&str]) -> common::Out 
     pc_host(s.dir())
         .args(["--sink", &stream.sink(), "--messages", "200", "--rps", "0"])
         .args(extra)
-        .output()
+        .output_within()
         .expect("run pc-host")
         .into()
 }
@@ -1191,7 +1192,7 @@ fn a_nats_source_takes_no_more_than_rps_allows_and_hands_the_rest_back() {
             "--report-interval",
             "0",
         ])
-        .output()
+        .output_within()
         .expect("run pc-host")
         .into();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -1221,7 +1222,7 @@ fn a_run_refused_by_its_database_makes_no_consumer() {
         let source = stream.source(&format!("consumer={consumer}&until=empty"));
         let out: common::Out = pc_host(s.dir())
             .args(["--source", &source, "--db", "foreign.db"])
-            .output()
+            .output_within()
             .expect("run pc-host")
             .into();
         common::assert_one_line_error(&out, 1, "foreign.db is not a pc-host database");

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use postgres::{Client, NoTls};
 
+use common::OutputWithin as _;
 use common::server::{
     Forwarder, Server, TestDb, assert_all_stored, assert_kill_9_then_rerun_stores_each_line_once,
     assert_ok, assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
@@ -87,7 +88,7 @@ impl Server for Pg {
 
     fn restart(_admin: &str) {
         let mut restart = ctl("restart").expect("a command in PC_TEST_POSTGRES_RESTART");
-        let out = restart.output().expect("run the restart command");
+        let out = restart.output_within().expect("run the restart command");
         let why = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "restart failed: {why}");
     }

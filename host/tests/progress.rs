@@ -5,6 +5,7 @@ mod common;
 
 use std::process::Command;
 
+use common::OutputWithin as _;
 use common::Scratch;
 
 #[test]
@@ -23,7 +24,7 @@ fn a_terminal_shows_a_bar_with_eta_for_a_run_with_a_known_end() {
             script.env_remove(key);
         }
     }
-    let out = match script.output() {
+    let out = match script.output_within() {
         Ok(out) => out,
         Err(e) => {
             common::skip(format_args!("cannot run `script` for a terminal: {e}"));

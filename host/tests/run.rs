@@ -639,6 +639,7 @@ fn a_summary_that_cannot_be_written_exits_1_and_still_gives_the_result() {
     let out: common::Out = common::pc_host(s.dir())
         .args(["--messages", "50", "--rps", "0", "--report-interval", "0"])
         .stdout(full)
+        // `output`, not `output_within`, which pipes stdout: a short run that ends by itself.
         .output()
         .expect("run pc-host")
         .into();

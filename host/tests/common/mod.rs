@@ -80,10 +80,40 @@ impl From<Output> for Out {
     }
 }
 
+/// The longest a test waits for a run that ends by itself ([`output_within`]): far above any
+/// run's time, a guard that turns a hang into a failure, not a timing check.
+pub const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// `Command::output` within [`RUN_LIMIT`]: the tests' way to run a command that ends by
+/// itself.
+pub trait OutputWithin {
+    /// Runs the command to its end, its stdout and stderr piped and read as it runs (as
+    /// `Command::output` does, except that a stdout or stderr set before is replaced), within
+    /// [`RUN_LIMIT`]; SIGKILLs it and fails if it runs longer.
+    fn output_within(&mut self) -> std::io::Result<Output>;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self) -> std::io::Result<Output> {
+        let child = self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        rx.recv_timeout(RUN_LIMIT).unwrap_or_else(|_| {
+            // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child, not
+            // yet reaped (its waiter is still in `wait_with_output`).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{self:?} did not exit within {RUN_LIMIT:?}")
+        })
+    }
+}
+
 pub fn run(dir: &Path, args: &[&str]) -> Out {
     pc_host(dir)
         .args(args)
-        .output()
+        .output_within()
         .expect("run pc-host")
         .into()
 }
@@ -97,7 +127,7 @@ pub fn run_with_file_stdin(dir: &Path, args: &[&str], input: &str) -> (Out, u64)
     let out = pc_host(dir)
         .args(args)
         .stdin(file)
-        .output()
+        .output_within()
         .expect("run pc-host")
         .into();
     (out, shared.stream_position().expect("the offset"))
@@ -109,7 +139,7 @@ pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run pc-host").into()
+    cmd.output_within().expect("run pc-host").into()
 }
 
 /// The stdout of a `--output json` run: exactly one JSON object and nothing else.
