@@ -137,6 +137,8 @@ mod fence;
 pub mod lanes;
 pub mod ring;
 mod sync;
+#[cfg(test)]
+mod test_support;
 
 #[cfg(any(loom, feature = "portable-atomic", target_has_atomic = "64"))]
 pub use bucket::{Denied, Grant, RateError, Schedule, TokenBucket};

@@ -230,13 +230,9 @@ mod blocking {
         lanes: &super::super::LanesCore<T, L>,
         n: usize,
     ) {
-        let give_up = std::time::Instant::now() + Duration::from_secs(60);
-        while lanes.parking.registered() < n {
-            if std::time::Instant::now() >= give_up {
-                lanes.close();
-                panic!("{n} parked consumers never came");
-            }
-            thread::yield_now();
+        if !crate::test_support::within_a_minute(|| lanes.parking.registered() >= n) {
+            lanes.close();
+            panic!("{n} parked consumers never came");
         }
     }
 

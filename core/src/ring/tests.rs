@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use super::slot::{ONE, Slot};
 use super::{HeapRing, PopError, PushError, Ring};
 use crate::sync::StampWord;
+use crate::test_support::within_a_minute;
 
 /// The points where counters wrap: `usize::MAX + 1` (every index and stamp), and where usize
 /// is wider than a stamp, `StampWord::MAX + 1` (the stamps alone, the indices go on).
@@ -216,24 +217,19 @@ impl<T, S: super::Storage<T>> Drop for CloseOnPanic<'_, T, S> {
 /// Spins (yielding) until `n` threads are asleep on `waiters`; fails, rather than hangs, if
 /// that has not happened within a minute (a call that should have slept returned instead).
 fn until_asleep(waiters: &super::Waiters, n: usize) {
-    let give_up = std::time::Instant::now() + core::time::Duration::from_secs(60);
-    while waiters.asleep() < n {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "{n} sleepers never came"
-        );
-        std::thread::yield_now();
-    }
+    assert!(
+        within_a_minute(|| waiters.asleep() >= n),
+        "{n} sleepers never came"
+    );
 }
 
 /// Spins (yielding) until threads have gone to sleep on `waiters` `n` times in all; fails,
 /// rather than hangs, if that has not happened within a minute.
 fn until_slept(waiters: &super::Waiters, n: usize) {
-    let give_up = std::time::Instant::now() + core::time::Duration::from_secs(60);
-    while waiters.sleeps() < n {
-        assert!(std::time::Instant::now() < give_up, "{n} sleeps never came");
-        std::thread::yield_now();
-    }
+    assert!(
+        within_a_minute(|| waiters.sleeps() >= n),
+        "{n} sleeps never came"
+    );
 }
 
 #[test]
