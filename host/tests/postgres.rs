@@ -767,6 +767,74 @@ fn a_lost_commit_that_cannot_be_looked_up_leaves_its_batch_unconfirmed() {
     }
 }
 
+/// A batch whose COMMIT landed but whose reply was lost, given up on at once (`--retry-for
+/// 0`) while the server stays reachable for the count back, is counted twice: dead-lettered
+/// as `unconfirmed`, and stored by the count back. The summary says how many of the
+/// unconfirmed records were stored after all and the counts reconcile: FAILED, not MISMATCH.
+#[test]
+fn a_lost_commit_reply_given_up_on_is_reconciled_by_the_count_back() {
+    let Some(db) = Db::shared("after_all") else {
+        return;
+    };
+    let s = Scratch::new("stored-after-all");
+    let (forwarder, via) = Forwarder::for_url(&db.url, 5432);
+    // No report intervals: their rows are written in transactions of their own, whose COMMIT
+    // replies must not be the one swallowed.
+    let args = [
+        "--sink",
+        via.url.as_str(),
+        "--producers",
+        "1",
+        "--consumers",
+        "1",
+        "--rps",
+        "2000",
+        "--duration",
+        "600",
+        "--retry-for",
+        "0",
+        "--dead-letter",
+        "dead.jsonl",
+        "--report-interval",
+        "0",
+        "--output",
+        "json",
+    ];
+    let r = common::Running::start(&s, &args);
+    // Until the run has made its table, there is nothing to count.
+    let held = || {
+        connect(&db.url)
+            .query_one("SELECT count(*) FROM messages", &[])
+            .map_or(0, |r| r.get::<_, i64>(0))
+    };
+    wait_until("100 rows stored", || held() >= 100);
+    forwarder.swallow_reply(b"COMMIT\0");
+    let out = common::finish(r);
+    assert!(forwarder.swallowed(), "{}", out.stderr);
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    let v = common::json(&out);
+    assert_eq!(v["result"], "FAILED", "{v}");
+    assert_eq!(v["stored_counted_back"], true, "{v}");
+    assert_eq!(u(&v, "stored"), db.rows().len() as u64, "{v}");
+    let (unconfirmed, after_all) = (u(&v, "unconfirmed"), u(&v, "stored_after_all"));
+    assert!(after_all > 0 && after_all <= unconfirmed, "{v}");
+    assert_eq!(
+        u(&v, "produced") + after_all,
+        u(&v, "stored") + u(&v, "dead_lettered") + u(&v, "not_stored"),
+        "{v}"
+    );
+    let entries = dead_letters(&s.path("dead.jsonl"));
+    let in_doubt = entries
+        .iter()
+        .filter(|e| e["reason"] == "unconfirmed")
+        .count() as u64;
+    assert_eq!(in_doubt, unconfirmed, "{v}");
+    assert!(
+        !v["error"].as_str().unwrap_or("").contains("accounting"),
+        "{v}"
+    );
+}
+
 #[test]
 fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
     let Some(db) = Db::shared("unknown") else {

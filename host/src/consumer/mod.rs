@@ -206,6 +206,9 @@ impl<S: Sink> Consumer<'_, S> {
                 }
             }
         }
+        if s.unconfirmed && s.fate != Fate::Committed {
+            bump(&st.unconfirmed, rows);
+        }
         if let Some(acks) = self.acks {
             acks.settled(s.records, !matches!(s.fate, Fate::NotStored { .. }));
         }

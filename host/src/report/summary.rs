@@ -59,6 +59,31 @@ fn input_json(input: &InputStart) -> serde_json::Value {
     })
 }
 
+/// The counts of a run's end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fates {
+    pub produced: u64,
+    /// Counted back from the sink (or, if that failed, what the consumers saw committed).
+    pub stored: u64,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+    pub not_stored: u64,
+    /// Of `dead_lettered` and `not_stored`, those given up on after a write whose COMMIT may
+    /// have landed.
+    pub unconfirmed: u64,
+}
+
+/// How many records given up on as unconfirmed the count back found stored after all: each
+/// record is counted once among stored, duplicates, dead-lettered and not stored, except such
+/// a record, which is also in `stored` (a COMMIT is all or nothing, and its reply alone was
+/// lost). So the counts exceed `produced` by exactly those records; `None` when they exceed it
+/// by more than `unconfirmed`, or fall short of it: the counts disagree.
+pub fn stored_after_all(f: Fates) -> Option<u64> {
+    let counted = f.stored + f.duplicates + f.dead_lettered + f.not_stored;
+    let extra = counted.checked_sub(f.produced)?;
+    (extra <= f.unconfirmed).then_some(extra)
+}
+
 /// The final figures of a run.
 #[derive(Debug)]
 pub struct Summary {
@@ -82,6 +107,12 @@ pub struct Summary {
     pub not_stored: u64,
     /// Of `not_stored`, those a file input reads again in the next run on this database.
     pub rereadable: u64,
+    /// Of `dead_lettered` and `not_stored`, those given up on after a write whose COMMIT may
+    /// have landed.
+    pub unconfirmed: u64,
+    /// Of `unconfirmed`, those the count back found stored after all: counted in `stored` too
+    /// (see [`stored_after_all`]).
+    pub stored_after_all: u64,
     /// Writes tried again after a retryable failure.
     pub retries: u64,
     /// `--dead-letter`, if given.
@@ -205,12 +236,14 @@ impl Summary {
     }
 
     /// OK; FAILED when something failed but every record is accounted for (stored,
-    /// dead-lettered or counted as not stored); MISMATCH when the counts disagree.
+    /// dead-lettered or counted as not stored, those stored after all counted once); MISMATCH
+    /// when the counts disagree.
     pub fn result(&self) -> &'static str {
         if self.ok() {
             "OK"
         } else if self.produced == self.consumed
-            && self.produced == self.stored + self.duplicates + self.dead_lettered + self.not_stored
+            && self.produced + self.stored_after_all
+                == self.stored + self.duplicates + self.dead_lettered + self.not_stored
         {
             "FAILED"
         } else {
@@ -555,6 +588,16 @@ impl Summary {
                 }
             );
         }
+        if self.unconfirmed > 0 {
+            let _ = writeln!(
+                s,
+                "  unconfirmed   {} of those given up on after a COMMIT whose outcome was unknown: \
+                 {} found stored by the count back (so counted twice above), {} not stored",
+                self.unconfirmed,
+                self.stored_after_all,
+                self.unconfirmed - self.stored_after_all
+            );
+        }
         if self.retries > 0 {
             let _ = writeln!(s, "  retries       {} (writes tried again)", self.retries);
         }
@@ -649,6 +692,8 @@ impl Summary {
             .into();
         v["not_queued_rereadable"] = not_queued.2.into();
         v["unpaced"] = self.unpaced().into();
+        v["unconfirmed"] = self.unconfirmed.into();
+        v["stored_after_all"] = self.stored_after_all.into();
         if !self.lanes.is_empty() {
             let lanes: serde_json::Map<String, serde_json::Value> = self
                 .lanes
@@ -758,5 +803,43 @@ pub fn plural<N: std::fmt::Display + PartialEq + From<u8>>(n: N, what: &str) -> 
         format!("1 {what}")
     } else {
         format!("{n} {what}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Fates, stored_after_all};
+
+    fn fates(stored: u64, dead_lettered: u64, not_stored: u64, unconfirmed: u64) -> Fates {
+        Fates {
+            produced: 100,
+            stored,
+            duplicates: 5,
+            dead_lettered,
+            not_stored,
+            unconfirmed,
+        }
+    }
+
+    #[test]
+    fn counts_that_add_up_leave_nothing_stored_after_all() {
+        assert_eq!(stored_after_all(fates(80, 10, 5, 0)), Some(0));
+        assert_eq!(stored_after_all(fates(80, 10, 5, 10)), Some(0));
+    }
+
+    #[test]
+    fn unconfirmed_records_found_stored_are_the_counts_excess() {
+        // 10 unconfirmed dead-lettered, 7 of them counted back as stored.
+        assert_eq!(stored_after_all(fates(87, 10, 5, 10)), Some(7));
+        assert_eq!(stored_after_all(fates(90, 10, 5, 10)), Some(10));
+        // Unconfirmed among the not stored (no dead-letter file) likewise.
+        assert_eq!(stored_after_all(fates(88, 0, 15, 15)), Some(8));
+    }
+
+    #[test]
+    fn an_excess_beyond_the_unconfirmed_or_a_shortfall_is_a_mismatch() {
+        assert_eq!(stored_after_all(fates(91, 10, 5, 10)), None);
+        assert_eq!(stored_after_all(fates(81, 10, 5, 0)), None);
+        assert_eq!(stored_after_all(fates(79, 10, 5, 10)), None);
     }
 }

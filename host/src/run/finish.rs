@@ -7,7 +7,7 @@ use pc_core::Clock;
 
 use crate::config::Config;
 use crate::position::{InputStart, Resume};
-use crate::report::summary::{ConsumerCounts, NatsFigures};
+use crate::report::summary::{self, ConsumerCounts, Fates, NatsFigures};
 use crate::report::{Ingest, StopReason, Summary, Wal};
 use crate::sink::{AnySink, RunEnd, Sink as _};
 use crate::telemetry::{Stats, machine};
@@ -74,16 +74,28 @@ pub fn summary(
         .machine
         .zip(machine::snapshot())
         .map(|(start, end)| start.until(&end));
-    let (produced, dead_lettered, not_stored, duplicates) = (
-        stats.produced(),
-        stats.dead_lettered(),
-        stats.not_stored(),
-        stats.duplicates(),
-    );
-    if stored + duplicates + dead_lettered + not_stored != produced {
+    let fates = Fates {
+        produced: stats.produced(),
+        stored,
+        duplicates: stats.duplicates(),
+        dead_lettered: stats.dead_lettered(),
+        not_stored: stats.not_stored(),
+        unconfirmed: stats.unconfirmed(),
+    };
+    let stored_after_all = summary::stored_after_all(fates);
+    if stored_after_all.is_none() {
+        let Fates {
+            produced,
+            duplicates,
+            dead_lettered,
+            not_stored,
+            unconfirmed,
+            ..
+        } = fates;
         errors.push(format!(
             "accounting: produced {produced} != stored {stored} + duplicates {duplicates} + \
-             dead-lettered {dead_lettered} + not stored {not_stored}"
+             dead-lettered {dead_lettered} + not stored {not_stored} (of which {unconfirmed} \
+             unconfirmed)"
         ));
     }
     let lanes: Vec<_> = cfg
@@ -108,14 +120,16 @@ pub fn summary(
         config: cfg.to_json(),
         run_id: d.run_id,
         db: cfg.sink_name(),
-        produced,
+        produced: fates.produced,
         consumed: stats.consumed(),
         stored,
         stored_counted_back: counted_back,
-        duplicates,
-        dead_lettered,
-        not_stored,
+        duplicates: fates.duplicates,
+        dead_lettered: fates.dead_lettered,
+        not_stored: fates.not_stored,
         rereadable: stats.rereadable(),
+        unconfirmed: fates.unconfirmed,
+        stored_after_all: stored_after_all.unwrap_or(0),
         nats: stats.nats.as_deref().map(NatsFigures::read),
         retries: out.retries,
         dead_letter: cfg.dead_letter.as_ref().map(|p| p.display().to_string()),

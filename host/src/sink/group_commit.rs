@@ -142,6 +142,9 @@ pub struct Settled<'a> {
     pub at: u64,
     /// Committed records the sink already held (broker deliveries), so not written again.
     pub duplicates: u64,
+    /// Given up on (dead-lettered or not stored) after a write whose COMMIT may have landed:
+    /// the sink may hold them after all, which only the count back at the run's end can tell.
+    pub unconfirmed: bool,
 }
 
 /// What settling one take produces: its pieces, and the refused records' dead-letter entries
@@ -159,6 +162,7 @@ struct Piece {
     started: u64,
     at: u64,
     duplicates: u64,
+    unconfirmed: bool,
 }
 
 impl<S: Sink> GroupCommit<S> {
@@ -314,6 +318,7 @@ impl<S: Sink> GroupCommit<S> {
                     started: p.started,
                     at: p.at,
                     duplicates: p.duplicates,
+                    unconfirmed: p.unconfirmed,
                 });
             }
             drop(records);
@@ -361,6 +366,7 @@ impl<S: Sink> GroupCommit<S> {
                     started,
                     at,
                     duplicates: writer.duplicates(),
+                    unconfirmed: false,
                 });
                 return;
             }
@@ -374,6 +380,7 @@ impl<S: Sink> GroupCommit<S> {
                 started,
                 at: clock.now(),
                 duplicates: 0,
+                unconfirmed: false,
             });
             range.start + stored..range.end
         } else {
@@ -405,6 +412,7 @@ impl<S: Sink> GroupCommit<S> {
                     started,
                     at: clock.now(),
                     duplicates: 0,
+                    unconfirmed: false,
                 });
                 return;
             }
@@ -559,6 +567,7 @@ impl<S: Sink> GroupCommit<S> {
                 started,
                 at: clock.now(),
                 duplicates: 0,
+                unconfirmed: reason == Reason::Unconfirmed,
             });
             i = j;
         }

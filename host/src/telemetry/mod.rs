@@ -105,6 +105,9 @@ pub struct ConsumerStats {
     /// Of `not_stored`, those from a file input whose committed position is before them: the
     /// next run on the same database reads them again.
     pub rereadable: AtomicU64,
+    /// Of `dead_lettered` and `not_stored`, those given up on after a write whose COMMIT may
+    /// have landed (`Settled::unconfirmed`): the count back tells how many did.
+    pub unconfirmed: AtomicU64,
     /// Intended send -> batch committed (or given up on), ns, per message (after the warm-up).
     pub latency: Mutex<Histogram<u64>>,
     /// Insert + commit time per transaction, ns.
@@ -133,6 +136,7 @@ impl ConsumerStats {
             dead_lettered: AtomicU64::new(0),
             not_stored: AtomicU64::new(0),
             rereadable: AtomicU64::new(0),
+            unconfirmed: AtomicU64::new(0),
             latency: Mutex::new(histogram()),
             commit: Mutex::new(histogram()),
             batch_rows: Mutex::new(histogram()),
@@ -417,6 +421,10 @@ impl Stats {
 
     pub fn rereadable(&self) -> u64 {
         self.sum(|c| &c.rereadable)
+    }
+
+    pub fn unconfirmed(&self) -> u64 {
+        self.sum(|c| &c.unconfirmed)
     }
 
     /// All consumers' latency histograms merged.

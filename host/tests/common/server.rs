@@ -677,6 +677,60 @@ pub struct Forwarder {
     pub port: u16,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    swallow: Swallow,
+}
+
+/// A server reply to swallow ([`Forwarder::swallow_reply`]): what it contains once armed, and
+/// whether one was swallowed.
+#[derive(Clone, Default)]
+struct Swallow(std::sync::Arc<std::sync::Mutex<(Option<Vec<u8>>, bool)>>);
+
+impl Swallow {
+    /// Whether `bytes` hold the armed pattern ending past `new_from` (in bytes not seen
+    /// before); if so, disarms and counts it swallowed.
+    fn takes(&self, bytes: &[u8], new_from: usize) -> bool {
+        let mut state = self.0.lock().unwrap();
+        let hit = state.0.as_ref().is_some_and(|p| {
+            bytes
+                .windows(p.len())
+                .enumerate()
+                .any(|(at, w)| at + p.len() > new_from && w == p.as_slice())
+        });
+        if hit {
+            *state = (None, true);
+        }
+        hit
+    }
+}
+
+/// Copies `from` to `to` until either ends; a chunk that `swallow` takes is not forwarded, and
+/// ends both connections (the client sees its connection lost, the server's reply unread).
+fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, swallow: Option<Swallow>) {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; 64 * 1024];
+    // The last bytes of the chunk before, so a pattern cut between two reads is still seen.
+    let mut seen: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(swallow) = &swallow {
+            let new_from = seen.len();
+            seen.extend_from_slice(&buf[..n]);
+            // A reply forwarded before the pattern was armed is not taken again.
+            if swallow.takes(&seen, new_from) {
+                let _ = from.shutdown(Shutdown::Both);
+                break;
+            }
+            let keep = seen.len().saturating_sub(64);
+            seen.drain(..keep);
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
 }
 
 impl Forwarder {
@@ -686,7 +740,9 @@ impl Forwarder {
         let port = listener.local_addr().expect("its address").port();
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let swallow = Swallow::default();
         let (target, stop, conns) = (target.to_owned(), cut.clone(), open.clone());
+        let replies = swallow.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -700,18 +756,36 @@ impl Forwarder {
                     break;
                 }
                 held.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
+                for (from, to, swallow) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        None,
+                    ),
+                    (server, client, Some(replies.clone())),
                 ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                    });
+                    std::thread::spawn(move || pump(from, to, swallow));
                 }
             }
         });
-        Self { port, cut, open }
+        Self {
+            port,
+            cut,
+            open,
+            swallow,
+        }
+    }
+
+    /// From now on, the first reply from the server that contains `pattern` is not forwarded:
+    /// its connection is closed instead, on both sides. The server has sent the reply (so has
+    /// done what it answers), and the client never reads it: a lost reply, not a lost request.
+    pub fn swallow_reply(&self, pattern: &[u8]) {
+        *self.swallow.0.lock().unwrap() = (Some(pattern.to_vec()), false);
+    }
+
+    /// Whether a reply was swallowed since [`Forwarder::swallow_reply`].
+    pub fn swallowed(&self) -> bool {
+        self.swallow.0.lock().unwrap().1
     }
 
     /// A forwarder to the server `url` names (its port, else `default_port`), and `url`
