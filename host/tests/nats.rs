@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 
 use async_nats::jetstream::stream::DiscardPolicy;
 use common::OutputWithin as _;
+use common::scrape::{count, metrics_addr, scrape};
 use common::server::{server_url, wait_until};
-use common::{Running, Scratch, assert_error, json, pc_host, start_command, u};
+use common::{Running, Scratch, assert_error, hold_write_lock, json, pc_host, start_command, u};
 use pc_host::config::url::{NatsServer, SourceSpec, parse_source};
 use serde_json::Value;
 
@@ -1057,6 +1058,63 @@ fn publish_200(s: &Scratch, stream: &TestStream, extra: &[&str]) -> common::Out 
         .output_within()
         .expect("run pc-host")
         .into()
+}
+
+/// Messages held longer than the consumer's ack wait (here 1 s) while the database is locked
+/// are kept alive with progress acknowledgements, so JetStream does not deliver them again
+/// meanwhile: once the lock goes, each is stored and acknowledged once, none redelivered (the
+/// run keeps pulling throughout, so a redelivery would reach it and be counted).
+#[test]
+fn messages_held_past_the_ack_wait_are_kept_alive_not_delivered_again() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-progress");
+    let stream = TestStream::new(&url, "progress");
+    stream.create_bounded(10_000, DiscardPolicy::Old);
+    // The database made first, so that the consumer's run can start before the lock is taken.
+    assert_eq!(
+        u(
+            &run_json(s.dir(), &["--messages", "1", "--db", "out.db"]),
+            "stored"
+        ),
+        1
+    );
+    let source = stream.source("consumer=slow&ack_wait=1s");
+    let args = [
+        "--source",
+        source.as_str(),
+        "--db",
+        "out.db",
+        "--busy-timeout-ms",
+        "100",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
+    let mut r = start(&s, &args);
+    let addr = metrics_addr(&mut r);
+    r.err
+        .wait("the run's header", |l| l.starts_with("pc-host run"));
+    let lock = hold_write_lock(&s.path("out.db"));
+    let payloads: Vec<Vec<u8>> = (0..100).map(|i| format!("m{i}").into_bytes()).collect();
+    stream.publish_raw(&payloads.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    // Every progress round acknowledges the 100 held messages; they come a third of the ack
+    // wait apart, so seven rounds of all 100 span two ack waits.
+    wait_until("all 100 held through seven progress rounds", || {
+        let (_, now) = scrape(&addr);
+        count(&now, "pc_nats_delivered_total") >= 100
+            && count(&now, "pc_nats_progress_total") >= 800
+    });
+    drop(lock);
+    wait_until("all 100 acknowledged", || {
+        count(&scrape(&addr).1, "pc_nats_acked_total") >= 100
+    });
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(u(&v, "stored"), 100, "{v}");
+    assert_eq!(v["nats"]["redelivered"], 0, "{v}");
+    assert_eq!(v["nats"]["acked"], 100, "{v}");
+    assert!(u(&v["nats"], "progress") >= 800, "{v}");
+    assert_eq!(stream.messages(), 0, "{v}");
 }
 
 /// A stream that takes only some of a batch (full, discarding new messages): the messages

@@ -174,6 +174,11 @@ fn nats(e: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), std::fmt::Error>
             "Messages handed back unsettled, to be delivered again.",
             get(&n.nacked),
         ),
+        (
+            "pc_nats_progress",
+            "Progress acknowledgements sent for messages still being worked on.",
+            get(&n.progress),
+        ),
     ] {
         counter(e, name, help, v)?;
     }

@@ -173,6 +173,8 @@ pub struct NatsFigures {
     pub redelivered: u64,
     pub acked: u64,
     pub nacked: u64,
+    /// Progress acknowledgements sent for messages still being worked on.
+    pub progress: u64,
 }
 
 impl NatsFigures {
@@ -185,6 +187,7 @@ impl NatsFigures {
             redelivered: N::get(&n.redelivered),
             acked: N::get(&n.acked),
             nacked: N::get(&n.nacked),
+            progress: N::get(&n.progress),
         }
     }
 }
@@ -620,8 +623,19 @@ impl Summary {
             if n.delivered > 0 || !self.db.starts_with("nats://") {
                 let _ = writeln!(
                     s,
-                    "  NATS          delivered {} ({} redelivered), acked {}, handed back {}",
-                    n.delivered, n.redelivered, n.acked, n.nacked
+                    "  NATS          delivered {} ({} redelivered), acked {}, handed back {}{}",
+                    n.delivered,
+                    n.redelivered,
+                    n.acked,
+                    n.nacked,
+                    if n.progress > 0 {
+                        format!(
+                            "; {} progress acks kept held messages from being delivered again",
+                            n.progress
+                        )
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }
@@ -727,6 +741,7 @@ impl Summary {
                 "redelivered": n.redelivered,
                 "acked": n.acked,
                 "nacked": n.nacked,
+                "progress": n.progress,
             })),
             "not_stored": self.not_stored,
             "not_stored_rereadable": self.rereadable,

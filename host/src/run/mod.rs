@@ -37,7 +37,7 @@ use crate::sink::{AnySink, Connector, GroupCommit, Policy};
 use crate::source::Context;
 use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
-use crate::source::nats::{NatsAcks, NatsSource};
+use crate::source::nats::{NatsAcks, NatsSource, progress};
 use crate::source::rate;
 use crate::telemetry::progress::Display;
 use crate::telemetry::{NatsStats, Stats};
@@ -185,7 +185,9 @@ pub fn run(
     let acks = nats_inputs.first().map(|n| NatsAcks {
         client: n.opened.client.clone(),
         stats: Arc::clone(nats.as_ref().expect("a NATS source has its counters")),
+        held: Arc::default(),
     });
+    let ack_wait = nats_inputs.first().map(|n| n.opened.ack_wait);
     let mut shared = Shared::new(
         cfg,
         cx,
@@ -231,6 +233,7 @@ pub fn run(
             )
         };
         readers.extend(spawn_nats_readers(s, &shared, nats_inputs, &mut out.errors));
+        let keeper = spawn_progress_keeper(s, &shared, ack_wait, &mut out.errors);
         if let Some(live) = live {
             live.started(RunView {
                 stats: Arc::clone(&shared.stats),
@@ -279,6 +282,13 @@ pub fn run(
             && let Err(e) = acks.flush()
         {
             out.errors.push(format!("{e:#}"));
+        }
+        // Every record is settled: the keeper's sender dropped stops it.
+        if let Some((stop, handle)) = keeper {
+            drop(stop);
+            if handle.join().is_err() {
+                out.errors.push("the NATS progress thread panicked".into());
+            }
         }
         checkpoint_stop.stop();
         if let Some(handle) = checkpoints
@@ -575,6 +585,7 @@ fn spawn_nats_readers<'scope>(
             stats: &sh.stats.producers[i],
             nats,
             dead_letters: sh.dead_letters.as_deref(),
+            held: &sh.acks.as_ref().expect("a NATS source has its acks").held,
             started_ns: sh.started,
         };
         let bucket = source.cx.bucket;
@@ -584,6 +595,23 @@ fn spawn_nats_readers<'scope>(
         handles.extend(spawn(s, format!("nats-{i}"), errors, body));
     }
     handles
+}
+
+/// The thread that keeps the NATS sources' held messages alive (`source::nats::progress`),
+/// with the sender that stops it when dropped; none without a NATS source.
+fn spawn_progress_keeper<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    sh: &'scope Shared<'_>,
+    ack_wait: Option<std::time::Duration>,
+    errors: &mut Vec<String>,
+) -> Option<(Sender<()>, Handle<'scope, ()>)> {
+    let (acks, ack_wait) = (sh.acks.as_ref()?, ack_wait?);
+    let sent = &sh.stats.nats.as_deref()?.progress;
+    let (stop, stopped) = std::sync::mpsc::channel();
+    let every = progress::interval(ack_wait);
+    let body = move || progress::keep(&acks.held, &acks.client, every, &stopped, sent);
+    let handle = spawn(s, "nats-progress".into(), errors, body)?;
+    Some((stop, handle))
 }
 
 /// A reading source thread's body: pinned, its timer slack set for `bucket` (its rate),

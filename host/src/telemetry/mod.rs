@@ -213,6 +213,9 @@ pub struct NatsStats {
     pub acked: AtomicU64,
     /// Handed back unsettled (not stored): JetStream delivers them again, here or elsewhere.
     pub nacked: AtomicU64,
+    /// Progress acknowledgements sent (`+WPI`): one per held message every third of the ack
+    /// wait (`source::nats::progress`).
+    pub progress: AtomicU64,
 }
 
 impl NatsStats {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 pub mod scaling;
+pub mod scrape;
 pub mod server;
 
 /// Says that a test did not run what it is about, and why: one `SKIP: why` line, written to

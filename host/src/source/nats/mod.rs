@@ -2,7 +2,9 @@
 //! processes (JetStream gives each message to one of them), one record per message.
 //!
 //! - Acknowledged only once settled ([`NatsAcks`], called by the consumers): stored (or found
-//!   already stored) or dead-lettered. A record not stored is handed back (`-NAK`, delivered
+//!   already stored) or dead-lettered. Until then JetStream is told every third of the ack
+//!   wait that the message is still being worked on ([`progress`]), so a long retry or a slow
+//!   sink does not have it delivered again meanwhile. A record not stored is handed back (`-NAK`, delivered
 //!   again after [`NAK_DELAY`]), as are messages fetched beyond `--messages` or after a stop; a process killed before its commit leaves its messages unacknowledged,
 //!   and JetStream delivers them to the others after the consumer's ack wait.
 //! - Exactly once in the database: a message redelivered after its commit (the ack was lost,
@@ -38,6 +40,10 @@ use crate::nats::{self, RUN_END};
 use crate::position::{FileKey, Origin, OriginEnd, Positions};
 use crate::telemetry::{NatsStats, ProducerStats, bump};
 
+pub mod progress;
+
+use progress::Held;
+
 /// How long the source waits for a message before it looks at the stop flag (and, with
 /// `until=empty`, asks JetStream whether anything is left).
 const IDLE_CHECK: Duration = Duration::from_millis(100);
@@ -69,6 +75,8 @@ pub struct Opened {
     pub stream_key: FileKey,
     /// For the header: the stream, the consumer and their settings.
     pub desc: String,
+    /// The consumer's ack wait (as the server has it: an existing consumer keeps its own).
+    pub ack_wait: Duration,
 }
 
 /// Connects and finds the stream; makes nothing on the server. The durable consumer is bound
@@ -133,6 +141,7 @@ impl Found {
         let info = rt
             .block_on(consumer.info())
             .map_err(|e| anyhow!("NATS server {server}: consumer {}: {e}", spec.consumer))?;
+        let ack_wait = info.config.ack_wait;
         let desc = format!(
             "{server} stream {} consumer {} (ack wait {:?}, max ack pending {}, {} pending)",
             spec.stream,
@@ -146,6 +155,7 @@ impl Found {
             consumer,
             stream_key: self.stream_key,
             desc,
+            ack_wait,
         })
     }
 }
@@ -166,6 +176,8 @@ pub struct NatsSource<'a> {
     pub stats: &'a ProducerStats,
     pub nats: &'a NatsStats,
     pub dead_letters: Option<&'a DeadLetters>,
+    /// The messages taken and not yet acknowledged or handed back (kept alive meanwhile).
+    pub held: &'a Held,
     /// Clock ns when the run started: latency is counted from the record's creation or from
     /// here, whichever is later (a backlog older than the run is not this run's latency).
     pub started_ns: u64,
@@ -364,6 +376,7 @@ impl NatsSource<'_> {
         };
         let now = self.cx.clock.now();
         let age = u64::try_from(self.cx.unix(now).saturating_sub(created_at)).unwrap_or(0);
+        self.held.hold(&ack);
         Ok(Taken::Record(Record {
             intended_ns: now.saturating_sub(age).max(self.started_ns),
             created_at,
@@ -479,7 +492,7 @@ impl NatsSource<'_> {
     fn hand_back_unqueued(&self, records: &mut Vec<Record>) {
         bump(&self.stats.not_queued_rereadable, records.len() as u64);
         let refs: Vec<&Record> = records.iter().collect();
-        nak(&self.opened.client, &refs, self.nats);
+        nak(&self.opened.client, &refs, self.nats, self.held);
         records.clear();
     }
 
@@ -517,16 +530,18 @@ impl NatsSource<'_> {
 pub struct NatsAcks {
     pub client: async_nats::Client,
     pub stats: Arc<NatsStats>,
+    /// Shared with the sources: what is acknowledged or handed back is no longer held.
+    pub held: Arc<Held>,
 }
 
 impl Acknowledge for NatsAcks {
     fn settled(&self, records: &[&Record], kept: bool) {
         if kept {
-            let sent =
-                publish_to_replies(&self.client, records, bytes::Bytes::from_static(b"+ACK"));
+            let ack = bytes::Bytes::from_static(b"+ACK");
+            let sent = publish_to_replies(&self.client, records, ack, &self.held);
             NatsStats::add(&self.stats.acked, sent);
         } else {
-            nak(&self.client, records, &self.stats);
+            nak(&self.client, records, &self.stats, &self.held);
         }
     }
 }
@@ -544,14 +559,20 @@ impl NatsAcks {
 }
 
 /// Hands records back: JetStream delivers them again after [`NAK_DELAY`] (to any consumer).
-fn nak(client: &async_nats::Client, records: &[&Record], stats: &NatsStats) {
+fn nak(client: &async_nats::Client, records: &[&Record], stats: &NatsStats, held: &Held) {
     let body = format!("-NAK {{\"delay\":{}}}", NAK_DELAY.as_nanos());
-    let sent = publish_to_replies(client, records, bytes::Bytes::from(body));
+    let sent = publish_to_replies(client, records, bytes::Bytes::from(body), held);
     NatsStats::add(&stats.nacked, sent);
 }
 
-/// Publishes `body` to the reply subject of each delivery among `records`; returns how many.
-fn publish_to_replies(client: &async_nats::Client, records: &[&Record], body: bytes::Bytes) -> u64 {
+/// Publishes `body` (an acknowledgement or a hand-back) to the reply subject of each delivery
+/// among `records`, which are then no longer `held`; returns how many.
+fn publish_to_replies(
+    client: &async_nats::Client,
+    records: &[&Record],
+    body: bytes::Bytes,
+    held: &Held,
+) -> u64 {
     let subjects: Vec<String> = records
         .iter()
         .filter_map(|r| r.delivery.as_ref().map(|d| d.ack.clone()))
@@ -559,6 +580,8 @@ fn publish_to_replies(client: &async_nats::Client, records: &[&Record], body: by
     if subjects.is_empty() {
         return 0;
     }
+    // Before the publish: a progress ack sent after this one would be ignored anyway.
+    held.release(subjects.iter().map(String::as_str));
     let sent = subjects.len() as u64;
     nats::runtime().block_on(async {
         for s in subjects {
