@@ -3,6 +3,7 @@
 //! between the two as handles are cloned and dropped; the last producer's drop closes. The
 //! threads use `try_push` and `try_pop`, the calls that claim with the plain store.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use pc_core::ring::{Consumer, Producer, Storage};
@@ -48,6 +49,15 @@ fn consume<S: Storage<u64>>(consumer: &Consumer<'_, u64, S>) -> Vec<u64> {
         got.push(v);
     }
     got
+}
+
+/// Sets its flag when dropped, also while unwinding from a panic.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Asserts that each producer's values in `got` (one consumer's, in pop order) come in the
@@ -313,19 +323,28 @@ fn timed_waits_on_handles_time_out_and_hand_values_back() {
 fn a_spinning_sole_producer_delivers_every_value_once_in_order() {
     let mut ring = Ring::<u64, 64>::new();
     let (producer, consumer) = ring.split();
+    // Set when the consumer's side ends, panicking or not: a producer still trying then gives
+    // up (a split ring still says Full, not Closed, once its consumers are gone).
+    let consumer_gone = AtomicBool::new(false);
     let got = thread::scope(|s| {
-        s.spawn(move || {
+        s.spawn(|| {
             for v in 0..200_000u64 {
                 let mut v = v;
                 while let Err(e) = producer.try_push_spinning(v) {
                     assert!(!e.is_closed(), "closed before every value was pushed");
+                    assert!(
+                        !consumer_gone.load(Ordering::Relaxed),
+                        "the consumer stopped before every value was pushed"
+                    );
                     v = e.into_inner();
                     // Yield, not spin: on one core (or a loaded machine) a spinning producer
                     // holds the consumer off for a whole time slice each time the ring fills.
                     thread::yield_now();
                 }
             }
+            drop(producer);
         });
+        let _gone = SetOnDrop(&consumer_gone);
         consume(&consumer)
     });
     assert_eq!(got, (0..200_000).collect::<Vec<_>>());
