@@ -858,6 +858,20 @@ fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
     assert_eq!(db.rows().len(), 150);
 }
 
+/// Whether another session of this database asked a transaction's fate (`pg_xact_status`)
+/// after `since` (the server's clock, as text): a writer settling a lost COMMIT polls it
+/// while that transaction is still in progress.
+fn asked_after(c: &mut Client, since: &str) -> bool {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+               AND pid <> pg_backend_pid() AND query LIKE '%pg_xact_status%' \
+               AND query_start > $1::text::timestamptz";
+    let n: i64 = c
+        .query_one(sql, &[&since])
+        .expect("read pg_stat_activity")
+        .get(0);
+    n > 0
+}
+
 /// A transaction of another client that has taken an id, still open; and that id.
 fn open_transaction(c: &mut Client) -> (postgres::Transaction<'_>, i64) {
     let mut tx = c.transaction().unwrap();
@@ -892,23 +906,25 @@ fn a_lost_commit_reply_is_settled_by_the_transactions_fate() {
     w.forget_commit_outcome_of(Some(aborted));
     w.write(&refs(&batch(100..150))).unwrap();
     assert_eq!(w.count_stored().unwrap(), 150);
-    // Still committing: waited for, then settled by how it ends.
+    // Still committing: waited for (seen waiting on the transaction's lock before it ends),
+    // then settled by how it ends.
     for commit in [true, false] {
         let (tx, xid) = open_transaction(&mut c);
         w.forget_commit_outcome_of(Some(xid));
-        let t = Instant::now();
+        let mut watcher = db.client();
+        let since: String = watcher
+            .query_one("SELECT clock_timestamp()::text", &[])
+            .unwrap()
+            .get(0);
         std::thread::scope(|s| {
             s.spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
+                wait_until("the writer asking after the open transaction", || {
+                    asked_after(&mut watcher, &since)
+                });
                 if commit { tx.commit() } else { tx.rollback() }.unwrap();
             });
             w.write(&refs(&batch(150..160))).unwrap();
         });
-        assert!(
-            t.elapsed() >= Duration::from_millis(250),
-            "{:?}",
-            t.elapsed()
-        );
         assert_eq!(w.count_stored().unwrap(), if commit { 150 } else { 160 });
     }
     assert_eq!(db.rows().len(), 160);
