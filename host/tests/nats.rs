@@ -1060,7 +1060,7 @@ fn publish_200(s: &Scratch, stream: &TestStream, extra: &[&str]) -> common::Out 
         .into()
 }
 
-/// Messages held longer than the consumer's ack wait (here 1 s) while the database is locked
+/// Messages held longer than the consumer's ack wait (here 2 s) while the database is locked
 /// are kept alive with progress acknowledgements, so JetStream does not deliver them again
 /// meanwhile: once the lock goes, each is stored and acknowledged once, none redelivered (the
 /// run keeps pulling throughout, so a redelivery would reach it and be counted).
@@ -1078,7 +1078,7 @@ fn messages_held_past_the_ack_wait_are_kept_alive_not_delivered_again() {
         ),
         1
     );
-    let source = stream.source("consumer=slow&ack_wait=1s");
+    let source = stream.source("consumer=slow&ack_wait=2s");
     let args = [
         "--source",
         source.as_str(),
@@ -1096,12 +1096,12 @@ fn messages_held_past_the_ack_wait_are_kept_alive_not_delivered_again() {
     let lock = hold_write_lock(&s.path("out.db"));
     let payloads: Vec<Vec<u8>> = (0..100).map(|i| format!("m{i}").into_bytes()).collect();
     stream.publish_raw(&payloads.iter().map(Vec::as_slice).collect::<Vec<_>>());
-    // Every progress round acknowledges the 100 held messages; they come a third of the ack
-    // wait apart, so seven rounds of all 100 span two ack waits.
+    // Every progress round acknowledges the 100 held messages; rounds come a third of the ack
+    // wait apart, so seven rounds (700 progress acks) span two ack waits.
     wait_until("all 100 held through seven progress rounds", || {
         let (_, now) = scrape(&addr);
         count(&now, "pc_nats_delivered_total") >= 100
-            && count(&now, "pc_nats_progress_total") >= 800
+            && count(&now, "pc_nats_progress_total") >= 700
     });
     drop(lock);
     wait_until("all 100 acknowledged", || {
@@ -1113,7 +1113,7 @@ fn messages_held_past_the_ack_wait_are_kept_alive_not_delivered_again() {
     assert_eq!(u(&v, "stored"), 100, "{v}");
     assert_eq!(v["nats"]["redelivered"], 0, "{v}");
     assert_eq!(v["nats"]["acked"], 100, "{v}");
-    assert!(u(&v["nats"], "progress") >= 800, "{v}");
+    assert!(u(&v["nats"], "progress") >= 700, "{v}");
     assert_eq!(stream.messages(), 0, "{v}");
 }
 
@@ -1138,6 +1138,8 @@ fn messages_jetstream_acknowledged_before_a_failure_count_as_stored() {
     assert_eq!(u(&v, "stored"), 50, "{v}");
     assert_eq!(u(&v, "not_stored"), u(&v, "produced") - 50, "{v}");
     assert_eq!(v["result"], "FAILED", "{v}");
+    // JetStream's acks are the only count: none is found stored after all.
+    assert!(v["stored_after_all"].is_null(), "{v}");
 }
 
 /// An existing stream that discards its oldest messages past a limit acknowledges every

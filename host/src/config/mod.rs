@@ -175,6 +175,12 @@ impl Config {
         }
     }
 
+    /// Whether the run's `stored` is counted back from a database (every sink but NATS, whose
+    /// `stored` is what JetStream acknowledged).
+    pub fn sink_counts_back(&self) -> bool {
+        !matches!(self.sink, SinkSpec::Nats(_))
+    }
+
     /// The sink for messages: the SQLite path, or the server URL without its password.
     pub fn sink_name(&self) -> String {
         match &self.sink {

@@ -199,7 +199,7 @@ impl Collector for Scrape {
         let s = &run.stats;
         // One snapshot for every record count, so they add up with one another.
         let c = s.counts();
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 8] = [
             (
                 "pc_messages_produced",
                 "Records accepted into the ring.",
@@ -229,6 +229,12 @@ impl Collector for Scrape {
                 "pc_messages_not_stored",
                 "Accepted records given up on, not dead-lettered.",
                 c.not_stored,
+            ),
+            (
+                "pc_messages_unconfirmed",
+                "Of those dead-lettered or not stored, records given up on after a write whose \
+                 outcome was unknown: the sink may hold them.",
+                c.unconfirmed,
             ),
             (
                 "pc_messages_duplicate",

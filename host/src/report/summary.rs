@@ -75,9 +75,11 @@ pub struct Fates {
 
 /// How many records given up on as unconfirmed the count back found stored after all: each
 /// record is counted once among stored, duplicates, dead-lettered and not stored, except such
-/// a record, which is also in `stored` (a COMMIT is all or nothing, and its reply alone was
-/// lost). So the counts exceed `produced` by exactly those records; `None` when they exceed it
-/// by more than `unconfirmed`, or fall short of it: the counts disagree.
+/// a record, which is also in `stored` (a database's COMMIT is all or nothing: a batch whose
+/// reply alone was lost is stored whole). So the counts exceed `produced` by those records;
+/// `None` when they exceed it by more than `unconfirmed`, or fall short of it: the counts
+/// disagree. Inferred from the counts, not record by record: a record lost some other way
+/// would hide one stored after all.
 pub fn stored_after_all(f: Fates) -> Option<u64> {
     let counted = f.stored + f.duplicates + f.dead_lettered + f.not_stored;
     let extra = counted.checked_sub(f.produced)?;
@@ -111,8 +113,9 @@ pub struct Summary {
     /// have landed.
     pub unconfirmed: u64,
     /// Of `unconfirmed`, those the count back found stored after all: counted in `stored` too
-    /// (see [`stored_after_all`]).
-    pub stored_after_all: u64,
+    /// (see [`stored_after_all`]). `None` when no count back could tell (a NATS sink, whose
+    /// `stored` is what JetStream acknowledged; a count back that failed; counts that disagree).
+    pub stored_after_all: Option<u64>,
     /// Writes tried again after a retryable failure.
     pub retries: u64,
     /// `--dead-letter`, if given.
@@ -245,7 +248,7 @@ impl Summary {
         if self.ok() {
             "OK"
         } else if self.produced == self.consumed
-            && self.produced + self.stored_after_all
+            && self.produced + self.stored_after_all.unwrap_or(0)
                 == self.stored + self.duplicates + self.dead_lettered + self.not_stored
         {
             "FAILED"
@@ -592,13 +595,19 @@ impl Summary {
             );
         }
         if self.unconfirmed > 0 {
+            let known = match self.stored_after_all {
+                Some(k) => format!(
+                    "by the count back's excess, {k} of them are stored (so counted twice: also \
+                     in stored; a file input's are then not read again) and {} are not",
+                    self.unconfirmed - k
+                ),
+                None => "whether they are stored is not known (no count back told)".into(),
+            };
             let _ = writeln!(
                 s,
-                "  unconfirmed   {} of those given up on after a COMMIT whose outcome was unknown: \
-                 {} found stored by the count back (so counted twice above), {} not stored",
-                self.unconfirmed,
-                self.stored_after_all,
-                self.unconfirmed - self.stored_after_all
+                "  unconfirmed   {} of those were given up on after a write whose outcome was \
+                 unknown: {known}",
+                self.unconfirmed
             );
         }
         if self.retries > 0 {
@@ -629,10 +638,7 @@ impl Summary {
                     n.acked,
                     n.nacked,
                     if n.progress > 0 {
-                        format!(
-                            "; {} progress acks kept held messages from being delivered again",
-                            n.progress
-                        )
+                        format!("; {} progress acks sent for held messages", n.progress)
                     } else {
                         String::new()
                     }

@@ -37,7 +37,7 @@ use crate::sink::{AnySink, Connector, GroupCommit, Policy};
 use crate::source::Context;
 use crate::source::generate::Generator;
 use crate::source::lines::{Ended, LineSource};
-use crate::source::nats::{NatsAcks, NatsSource, progress};
+use crate::source::nats::{NatsAcks, NatsSource, keepalive};
 use crate::source::rate;
 use crate::telemetry::progress::Display;
 use crate::telemetry::{NatsStats, Stats};
@@ -232,8 +232,9 @@ pub fn run(
                 spawn_readers(s, &shared, lines, &mut out.errors),
             )
         };
+        // Before the NATS sources, so that it keeps alive whatever they take.
+        let keeper = spawn_keepalive(s, &shared, ack_wait, &mut out.errors);
         readers.extend(spawn_nats_readers(s, &shared, nats_inputs, &mut out.errors));
-        let keeper = spawn_progress_keeper(s, &shared, ack_wait, &mut out.errors);
         if let Some(live) = live {
             live.started(RunView {
                 stats: Arc::clone(&shared.stats),
@@ -283,11 +284,11 @@ pub fn run(
         {
             out.errors.push(format!("{e:#}"));
         }
-        // Every record is settled: the keeper's sender dropped stops it.
+        // The consumers are done: the keeper's sender dropped stops it.
         if let Some((stop, handle)) = keeper {
             drop(stop);
             if handle.join().is_err() {
-                out.errors.push("the NATS progress thread panicked".into());
+                out.errors.push("the NATS keepalive thread panicked".into());
             }
         }
         checkpoint_stop.stop();
@@ -597,9 +598,9 @@ fn spawn_nats_readers<'scope>(
     handles
 }
 
-/// The thread that keeps the NATS sources' held messages alive (`source::nats::progress`),
+/// The thread that keeps the NATS sources' held messages alive (`source::nats::keepalive`),
 /// with the sender that stops it when dropped; none without a NATS source.
-fn spawn_progress_keeper<'scope>(
+fn spawn_keepalive<'scope>(
     s: &'scope Scope<'scope, '_>,
     sh: &'scope Shared<'_>,
     ack_wait: Option<std::time::Duration>,
@@ -608,9 +609,9 @@ fn spawn_progress_keeper<'scope>(
     let (acks, ack_wait) = (sh.acks.as_ref()?, ack_wait?);
     let sent = &sh.stats.nats.as_deref()?.progress;
     let (stop, stopped) = std::sync::mpsc::channel();
-    let every = progress::interval(ack_wait);
-    let body = move || progress::keep(&acks.held, &acks.client, every, &stopped, sent);
-    let handle = spawn(s, "nats-progress".into(), errors, body)?;
+    let keep = keepalive::Keep::new(ack_wait, sh.cfg.retry_for);
+    let body = move || keepalive::keep(&acks.held, &acks.client, keep, &stopped, sent);
+    let handle = spawn(s, "nats-keepalive".into(), errors, body)?;
     Some((stop, handle))
 }
 

@@ -412,12 +412,17 @@ impl<S: Sink> GroupCommit<S> {
                     started,
                     at: clock.now(),
                     duplicates: 0,
-                    unconfirmed: false,
+                    unconfirmed: error.unconfirmed,
                 });
                 return;
             }
+            // No dead-letter file, so the reason only says whether the sink may hold them.
             ErrorKind::Record => (
-                Reason::SinkFailed,
+                if error.unconfirmed {
+                    Reason::Unconfirmed
+                } else {
+                    Reason::SinkFailed
+                },
                 format!(
                     "the sink refused a record: {error} (give --dead-letter FILE to set such \
                      records aside and go on)"

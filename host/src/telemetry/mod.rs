@@ -181,6 +181,9 @@ pub struct Counts {
     pub duplicates: u64,
     pub dead_lettered: u64,
     pub not_stored: u64,
+    /// Of `dead_lettered` and `not_stored`, those given up on after a write whose outcome was
+    /// unknown (the sink may hold them).
+    pub unconfirmed: u64,
     /// Lines a source could not make a record of (never in the ring; not part of the above).
     pub rejected: u64,
     /// Time sources waited on a full ring, summed over sources, ns (a wait under way
@@ -214,7 +217,7 @@ pub struct NatsStats {
     /// Handed back unsettled (not stored): JetStream delivers them again, here or elsewhere.
     pub nacked: AtomicU64,
     /// Progress acknowledgements sent (`+WPI`): one per held message every third of the ack
-    /// wait (`source::nats::progress`).
+    /// wait (`source::nats::keepalive`).
     pub progress: AtomicU64,
 }
 
@@ -389,6 +392,7 @@ impl Stats {
             duplicates,
             dead_lettered,
             not_stored,
+            unconfirmed: self.unconfirmed(),
             rejected: self.rejected(),
             blocked_ns: self.blocked_ns(),
         }

@@ -660,6 +660,8 @@ pub fn assert_stored_is_what_was_committed_when_the_count_back_fails<S: Server>(
     );
     assert!(stored >= 100, "{v}");
     assert_eq!(v["stored_counted_back"], false, "{v}");
+    // Without a count back, nothing tells whether the cut batch is stored.
+    assert!(v["stored_after_all"].is_null(), "{v}");
     assert_eq!(
         u(&v, "produced"),
         u(&v, "stored") + u(&v, "dead_lettered") + u(&v, "not_stored"),
@@ -672,7 +674,8 @@ pub fn assert_stored_is_what_was_committed_when_the_count_back_fails<S: Server>(
 
 /// A TCP forwarder on a local port to `target` (`HOST:PORT`), for a server that must become
 /// unreachable in the middle of a test: [`Forwarder::cut`] closes every forwarded connection
-/// and stops accepting, so a reconnect is refused.
+/// and stops accepting, so a reconnect is refused; or whose reply to one request is lost:
+/// [`Forwarder::swallow_reply`].
 pub struct Forwarder {
     pub port: u16,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,

@@ -3,10 +3,11 @@
 //!
 //! - Acknowledged only once settled ([`NatsAcks`], called by the consumers): stored (or found
 //!   already stored) or dead-lettered. Until then JetStream is told every third of the ack
-//!   wait that the message is still being worked on ([`progress`]), so a long retry or a slow
-//!   sink does not have it delivered again meanwhile. A record not stored is handed back (`-NAK`, delivered
-//!   again after [`NAK_DELAY`]), as are messages fetched beyond `--messages` or after a stop; a process killed before its commit leaves its messages unacknowledged,
-//!   and JetStream delivers them to the others after the consumer's ack wait.
+//!   wait that the message is still being worked on ([`keepalive`]), so a long retry or a
+//!   slow sink does not have it delivered again meanwhile. A record not stored is handed
+//!   back (`-NAK`, delivered again after [`NAK_DELAY`]), as are messages fetched beyond
+//!   `--messages` or after a stop; a process killed before its commit leaves its messages
+//!   unacknowledged, and JetStream delivers them to the others after the consumer's ack wait.
 //! - Exactly once in the database: a message redelivered after its commit (the ack was lost,
 //!   or the process died between commit and ack) is dropped by the sink on its key (see
 //!   [`crate::message::Delivery`]). A record pc-host published is keyed by its publisher's
@@ -19,6 +20,8 @@
 //!   consumer has nothing pending and nothing unacknowledged.
 //! - A payload that is not UTF-8 or is over `--max-record-bytes` is rejected: counted,
 //!   dead-lettered if `--dead-letter` is given, and terminated (never delivered again).
+
+pub mod keepalive;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,10 +42,7 @@ use crate::message::{Acknowledge, Delivery, Record};
 use crate::nats::{self, RUN_END};
 use crate::position::{FileKey, Origin, OriginEnd, Positions};
 use crate::telemetry::{NatsStats, ProducerStats, bump};
-
-pub mod progress;
-
-use progress::Held;
+use keepalive::Held;
 
 /// How long the source waits for a message before it looks at the stop flag (and, with
 /// `until=empty`, asks JetStream whether anything is left).
@@ -561,6 +561,8 @@ impl NatsAcks {
 /// Hands records back: JetStream delivers them again after [`NAK_DELAY`] (to any consumer).
 fn nak(client: &async_nats::Client, records: &[&Record], stats: &NatsStats, held: &Held) {
     let body = format!("-NAK {{\"delay\":{}}}", NAK_DELAY.as_nanos());
+    // No keeper's round between the release and the `-NAK`s (see `Held::hand_back`).
+    let _round = held.hand_back();
     let sent = publish_to_replies(client, records, bytes::Bytes::from(body), held);
     NatsStats::add(&stats.nacked, sent);
 }
@@ -580,7 +582,8 @@ fn publish_to_replies(
     if subjects.is_empty() {
         return 0;
     }
-    // Before the publish: a progress ack sent after this one would be ignored anyway.
+    // Before the publish. A progress ack of an earlier round queued after a `+ACK` is ignored;
+    // after a `-NAK`, it is kept out by `Held::hand_back`, which `nak` holds.
     held.release(subjects.iter().map(String::as_str));
     let sent = subjects.len() as u64;
     nats::runtime().block_on(async {
