@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::OutputWithin as _;
 use common::{Running, Scratch, expected_pairs, finish, json, pairs, recorded, run, u};
 
 const JSON_KEYS: [&str; 10] = [
@@ -639,8 +640,7 @@ fn a_summary_that_cannot_be_written_exits_1_and_still_gives_the_result() {
     let out: common::Out = common::pc_host(s.dir())
         .args(["--messages", "50", "--rps", "0", "--report-interval", "0"])
         .stdout(full)
-        // `output`, not `output_within`, which pipes stdout: a short run that ends by itself.
-        .output()
+        .output_within_keeping_stdout()
         .expect("run pc-host")
         .into();
     let said = "error: cannot write the summary to stdout: No space left on device (os error \

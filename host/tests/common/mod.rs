@@ -92,11 +92,19 @@ pub trait OutputWithin {
     /// `Command::output` does, except that a stdout or stderr set before is replaced), within
     /// [`RUN_LIMIT`]; SIGKILLs it and fails if it runs longer.
     fn output_within(&mut self) -> std::io::Result<Output>;
+
+    /// [`OutputWithin::output_within`], but stdout stays where it was set (the output's
+    /// `stdout` is then empty).
+    fn output_within_keeping_stdout(&mut self) -> std::io::Result<Output>;
 }
 
 impl OutputWithin for Command {
     fn output_within(&mut self) -> std::io::Result<Output> {
-        let child = self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        self.stdout(Stdio::piped()).output_within_keeping_stdout()
+    }
+
+    fn output_within_keeping_stdout(&mut self) -> std::io::Result<Output> {
+        let child = self.stderr(Stdio::piped()).spawn()?;
         let pid = libc::pid_t::try_from(child.id()).unwrap();
         let (tx, rx) = channel();
         std::thread::spawn(move || {
