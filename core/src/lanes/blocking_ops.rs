@@ -1,13 +1,17 @@
 //! Blocking push and pop (feature `std`). A push waits on its own lane (the lane's ring's
 //! blocking push, woken by the pops, every lanes pop being a ring pop); a pop waits on all
-//! lanes at once (`blocking.rs`).
+//! lanes at once (`blocking.rs`). Under loom (its model checks) the operations without a
+//! timeout only.
 
-#![cfg(all(feature = "std", not(loom)))]
+#![cfg(any(feature = "std", loom))]
 
+#[cfg(not(loom))]
 use core::time::Duration;
 
 use super::{LaneSet, LanesCore};
-use crate::ring::{Closed, PopError, PushError};
+use crate::ring::Closed;
+#[cfg(not(loom))]
+use crate::ring::{PopError, PushError};
 
 impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// Pushes `value` to lane `lane`, waiting while that lane is full.
@@ -39,6 +43,7 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     ///
     /// # Panics
     /// If `lane >= self.lanes()`.
+    #[cfg(not(loom))]
     #[track_caller]
     pub fn push_timeout(
         &self,
@@ -95,6 +100,7 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// # Errors
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once every lane is
     /// closed and drained.
+    #[cfg(not(loom))]
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
         self.parking.wait(
             self.rings(),
@@ -126,6 +132,7 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// # Errors
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once every lane is
     /// closed and drained.
+    #[cfg(not(loom))]
     pub fn pop_batch_timeout<E: Extend<T>>(
         &self,
         out: &mut E,
@@ -170,6 +177,7 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// # Errors
     /// [`PopError::Empty`] if the time ran out, [`PopError::Closed`] once every lane is
     /// closed and drained.
+    #[cfg(not(loom))]
     pub fn wait_ready_timeout(&self, timeout: Duration) -> Result<(), PopError> {
         self.parking
             .wait_ready(self.rings(), Some(crate::sync::deadline_after(timeout)))

@@ -116,7 +116,7 @@ use slot::{MARK, ONE, stamp_of};
 /// values spans 12, one of 64 pc-host records about 90. Past them the scan's own loads, and
 /// the CPU's stream prefetcher, take over.
 const PREFETCH_LINES: usize = 64;
-#[cfg(all(feature = "std", not(loom)))]
+#[cfg(any(feature = "std", loom))]
 pub(crate) use wait::Step;
 pub(crate) use wait::Waiters;
 
