@@ -1117,6 +1117,67 @@ fn messages_held_past_the_ack_wait_are_kept_alive_not_delivered_again() {
     assert_eq!(stream.messages(), 0, "{v}");
 }
 
+/// A publishing run's records can be stored only once that run is recorded in the database;
+/// when that fails (the database locked past `--busy-timeout-ms`), the run fails, and the
+/// message it was taking is handed back at once and counted as read and not queued, so that
+/// `read` = `rejected` + `produced` + `not_queued_rereadable` still holds. A later run stores
+/// every record once.
+#[test]
+fn a_message_whose_publisher_cannot_be_recorded_is_handed_back_and_counted() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-origin-fails");
+    let stream = TestStream::new(&url, "originfails");
+    stream.create_bounded(10_000, DiscardPolicy::Old);
+    assert_eq!(
+        u(
+            &run_json(s.dir(), &["--messages", "1", "--db", "out.db"]),
+            "stored"
+        ),
+        1
+    );
+    let source = stream.source("consumer=c");
+    let args = [
+        "--source",
+        source.as_str(),
+        "--db",
+        "out.db",
+        "--busy-timeout-ms",
+        "100",
+    ];
+    let mut r = start(&s, &args);
+    r.err
+        .wait("the run's header", |l| l.starts_with("pc-host run"));
+    let lock = hold_write_lock(&s.path("out.db"));
+    let published = publish_200(&s, &stream, &[]);
+    assert_eq!(published.code, Some(0), "{}", published.stderr);
+    let out = common::finish(r);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["result"], "FAILED", "{v}");
+    assert!(u(&v, "read") >= 1, "{v}");
+    assert_eq!(
+        u(&v, "read"),
+        u(&v, "rejected")
+            + u(&v, "produced")
+            + u(&v, "not_queued")
+            + u(&v, "not_queued_rereadable"),
+        "{v}"
+    );
+    assert!(u(&v["nats"], "nacked") >= 1, "{v}");
+    drop(lock);
+    let rest = run_json(
+        s.dir(),
+        &[
+            "--source",
+            &stream.source("consumer=c&until=empty"),
+            "--db",
+            "out.db",
+        ],
+    );
+    assert_eq!(u(&rest, "stored") + u(&v, "stored"), 200, "{rest}");
+    assert_eq!(stream.messages(), 0, "{rest}");
+}
+
 /// A stream that takes only some of a batch (full, discarding new messages): the messages
 /// JetStream acknowledged count as stored, only the refused rest as not stored.
 #[test]

@@ -858,13 +858,14 @@ fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
     assert_eq!(db.rows().len(), 150);
 }
 
-/// Whether another session of this database asked a transaction's fate (`pg_xact_status`)
-/// after `since` (the server's clock, as text): a writer settling a lost COMMIT polls it
-/// while that transaction is still in progress.
+/// Whether another session of this database finished asking a transaction's fate
+/// (`pg_xact_status`) after `since` (the server's clock, as text): idle after such a query,
+/// so it has its answer, which while the transaction is open can only be "in progress" (a
+/// writer settling a lost COMMIT then waits between polls).
 fn asked_after(c: &mut Client, since: &str) -> bool {
     let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-               AND pid <> pg_backend_pid() AND query LIKE '%pg_xact_status%' \
-               AND query_start > $1::text::timestamptz";
+               AND pid <> pg_backend_pid() AND state = 'idle' \
+               AND query LIKE '%pg_xact_status%' AND query_start > $1::text::timestamptz";
     let n: i64 = c
         .query_one(sql, &[&since])
         .expect("read pg_stat_activity")
@@ -906,8 +907,8 @@ fn a_lost_commit_reply_is_settled_by_the_transactions_fate() {
     w.forget_commit_outcome_of(Some(aborted));
     w.write(&refs(&batch(100..150))).unwrap();
     assert_eq!(w.count_stored().unwrap(), 150);
-    // Still committing: waited for (seen waiting on the transaction's lock before it ends),
-    // then settled by how it ends.
+    // Still committing: waited for (the writer seen polling `pg_xact_status` while the
+    // transaction is open), then settled by how it ends.
     for commit in [true, false] {
         let (tx, xid) = open_transaction(&mut c);
         w.forget_commit_outcome_of(Some(xid));

@@ -4,8 +4,9 @@
 //! re-checks every lane's head, and a push to any lane (or the close of the last one) wakes
 //! one sleeper (all of them). As in `waiters.rs`, the waiters are loom's `Mutex` and `Condvar`
 //! with no timeouts and no spinning, so a lost wake-up leaves a thread asleep for ever and
-//! loom reports the deadlock; each model has a consumer that can block and the operation that
-//! must wake it, in every interleaving of the two.
+//! loom reports the deadlock; each model has a thread that can block (a consumer on empty
+//! lanes, or a producer on its full lane) and the operation that must wake it, in every
+//! interleaving of the two.
 //!
 //! Mutant checks (`.ci/run`): every model here must FAIL with `--cfg pc_mutant="waiter_skip_wake"`
 //! (no wake-up delivered) and with `--cfg pc_mutant="waiter_no_fence"` (the waker's half of the
@@ -80,6 +81,22 @@ fn a_consumer_sleeps_through_a_close_half_way_and_wakes_at_its_end() {
         lanes.close();
         assert_eq!(consumer.join().unwrap(), Err(Closed(())));
         assert!(lanes.is_closed());
+    });
+}
+
+/// Two consumers asleep on all lanes, one popping and one waiting until ready: the close
+/// wakes both (every sleeper, not one), and each sees `Closed`.
+#[test]
+fn close_wakes_every_blocked_consumer() {
+    loom::model(|| {
+        let (lanes, popper) = blocked_consumer(|l| l.pop().map(|_| ()));
+        let waiter = {
+            let lanes = Arc::clone(&lanes);
+            thread::spawn(move || lanes.wait_ready())
+        };
+        lanes.close();
+        assert_eq!(popper.join().unwrap(), Err(Closed(())));
+        assert_eq!(waiter.join().unwrap(), Err(Closed(())));
     });
 }
 

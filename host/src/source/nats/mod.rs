@@ -342,7 +342,8 @@ impl NatsSource<'_> {
                     return self.reject(m, stream_seq, &why);
                 }
             };
-            self.record_run_end(run, &end, published, origins)?;
+            self.record_run_end(run, &end, published, origins)
+                .inspect_err(|_| self.hand_back_one(m))?;
             nats::runtime()
                 .block_on(m.ack())
                 .map_err(|e| anyhow!("NATS: acknowledging a run's end: {e}"))?;
@@ -364,13 +365,12 @@ impl NatsSource<'_> {
                     producers,
                     started_at: created,
                 };
-                (
-                    self.local_run(origins, &origin)?,
-                    run,
-                    producer,
-                    seq,
-                    created,
-                )
+                let local = self.local_run(origins, &origin).inspect_err(|_| {
+                    // Read and never queued: handed back now, counted as such (the run fails).
+                    bump(&self.stats.not_queued_rereadable, 1);
+                    self.hand_back_one(m);
+                })?;
+                (local, run, producer, seq, created)
             }
             None => (0, 0, self.stream_input, stream_seq, published),
         };
@@ -513,6 +513,16 @@ impl NatsSource<'_> {
     /// Takes up to `n` of the `--messages` budget.
     fn claim(&self, n: u64) -> u64 {
         super::claim(self.budget, n)
+    }
+
+    /// Hands one delivered message back (`-NAK`), as [`NatsSource::hand_back_pulled`] does: on
+    /// a failure that ends the run, so another consumer gets it after [`NAK_DELAY`], not after
+    /// the ack wait.
+    fn hand_back_one(&self, m: &async_nats::jetstream::Message) {
+        match nats::runtime().block_on(m.ack_with(AckKind::Nak(Some(NAK_DELAY)))) {
+            Ok(()) => NatsStats::add(&self.nats.nacked, 1),
+            Err(e) => tracing::debug!("NATS: handing a message back failed: {e}"),
+        }
     }
 
     /// Nothing pending for the consumer and nothing delivered unacknowledged (by anyone).
