@@ -538,14 +538,7 @@ fn rejected_lines_the_dead_letter_file_could_not_take_are_not_reported_as_in_it(
     assert_eq!(u(&v, "rejected_dead_lettered"), 0, "{v}");
     // The chunk the failed write held back is counted too: read again by the next run.
     assert!(u(&v, "not_queued_rereadable") >= 1, "{v}");
-    assert_eq!(
-        u(&v, "read"),
-        u(&v, "rejected")
-            + u(&v, "produced")
-            + u(&v, "not_queued")
-            + u(&v, "not_queued_rereadable"),
-        "every line read is accounted for: {v}"
-    );
+    common::assert_read_accounted(&v);
 
     // The text summary says the rejected lines are not in the file.
     let out = ingest("small/dead.jsonl", "text");
@@ -1064,15 +1057,7 @@ fn file_lines_read_but_not_queued_when_the_sink_fails_are_counted() {
     let out = run("json");
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
     let v = json(&out);
-    let accounted = u(&v, "rejected")
-        + u(&v, "produced")
-        + u(&v, "not_queued")
-        + u(&v, "not_queued_rereadable");
-    assert_eq!(
-        u(&v, "read"),
-        accounted,
-        "every line read is accounted for: {v}"
-    );
+    common::assert_read_accounted(&v);
     assert_eq!(v["result"], "FAILED", "{v}");
 
     let out = run("text");

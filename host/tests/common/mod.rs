@@ -119,6 +119,18 @@ impl OutputWithin for Command {
     }
 }
 
+/// Asserts that every line or message a run read is accounted for in its JSON summary:
+/// `read` = `rejected` + `produced` + `not_queued` + `not_queued_rereadable`.
+pub fn assert_read_accounted(v: &serde_json::Value) {
+    let accounted =
+        u(v, "rejected") + u(v, "produced") + u(v, "not_queued") + u(v, "not_queued_rereadable");
+    assert_eq!(
+        u(v, "read"),
+        accounted,
+        "every record read is accounted for: {v}"
+    );
+}
+
 pub fn run(dir: &Path, args: &[&str]) -> Out {
     pc_host(dir)
         .args(args)
