@@ -86,13 +86,14 @@ fn start_scraped(s: &Scratch, args: &[&str], stdin: bool) -> (Running, String) {
 }
 
 /// Every metric the README names, as the sample keys a Prometheus text scrape holds.
-const EXPOSED: [&str; 24] = [
+const EXPOSED: [&str; 25] = [
     "pc_messages_produced_total",
     "pc_messages_consumed_total",
     "pc_messages_stored_total",
     "pc_messages_rejected_total",
     "pc_messages_dead_lettered_total",
     "pc_messages_not_stored_total",
+    "pc_messages_unconfirmed_total",
     "pc_producer_blocked_seconds_total",
     "pc_sink_retries_total",
     "pc_sink_errors_total{kind=\"retryable\"}",
