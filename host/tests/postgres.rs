@@ -28,8 +28,8 @@ use common::server::{
     assert_ok, assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
     assert_rejected_completion_leaves_no_fragment, assert_renamed_file_resumes,
     assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
-    not_a_server, now_ns, record, refs, run_id, split_url, wait_retried_then_recovered, wait_until,
-    write_input,
+    not_a_server, now_ns, record, refs, run_id, run_to_cut, split_url, wait_retried_then_recovered,
+    wait_until, write_input,
 };
 use common::{Scratch, assert_one_line_error, u};
 use pc_host::message::Record;
@@ -780,26 +780,8 @@ fn a_lost_commit_reply_given_up_on_is_reconciled_by_the_count_back() {
     let (forwarder, via) = Forwarder::for_url(&db.url, 5432);
     // No report intervals: their rows are written in transactions of their own, whose COMMIT
     // replies must not be the one swallowed.
-    let args = [
-        "--sink",
-        via.url.as_str(),
-        "--producers",
-        "1",
-        "--consumers",
-        "1",
-        "--rps",
-        "2000",
-        "--duration",
-        "600",
-        "--retry-for",
-        "0",
-        "--dead-letter",
-        "dead.jsonl",
-        "--report-interval",
-        "0",
-        "--output",
-        "json",
-    ];
+    let mut args = run_to_cut(&via.url);
+    args.extend(["--dead-letter", "dead.jsonl", "--report-interval", "0"]);
     let r = common::Running::start(&s, &args);
     // Until the run has made its table, there is nothing to count.
     let held = || {

@@ -615,18 +615,13 @@ pub fn not_a_server() -> u16 {
     port
 }
 
-/// The database out of reach at the end of a run (the forwarder to it cut mid-run, retries
-/// off): the count back fails, and the summary's `stored` is what the run committed, said to
-/// be so (`stored_counted_back` false), not 0; the counts still add up to what was produced.
-pub fn assert_stored_is_what_was_committed_when_the_count_back_fails<S: Server>(
-    db: &TestDb<S>,
-    default_port: u16,
-) {
-    let s = Scratch::new("count-back-fails");
-    let (forwarder, via) = Forwarder::for_url(&db.url, default_port);
-    let args = [
+/// Arguments of a generated run into `sink` for a test that ends it by breaking the sink: 2000
+/// records a second for up to 600 s, one producer and one consumer, retries off, the JSON
+/// summary.
+pub fn run_to_cut(sink: &str) -> Vec<&str> {
+    vec![
         "--sink",
-        via.url.as_str(),
+        sink,
         "--producers",
         "1",
         "--consumers",
@@ -637,11 +632,22 @@ pub fn assert_stored_is_what_was_committed_when_the_count_back_fails<S: Server>(
         "600",
         "--retry-for",
         "0",
-        "--report-interval",
-        "0.05",
         "--output",
         "json",
-    ];
+    ]
+}
+
+/// The database out of reach at the end of a run (the forwarder to it cut mid-run, retries
+/// off): the count back fails, and the summary's `stored` is what the run committed, said to
+/// be so (`stored_counted_back` false), not 0; the counts still add up to what was produced.
+pub fn assert_stored_is_what_was_committed_when_the_count_back_fails<S: Server>(
+    db: &TestDb<S>,
+    default_port: u16,
+) {
+    let s = Scratch::new("count-back-fails");
+    let (forwarder, via) = Forwarder::for_url(&db.url, default_port);
+    let mut args = run_to_cut(&via.url);
+    args.extend(["--report-interval", "0.05"]);
     let mut r = Running::start(&s, &args);
     r.err.wait_stored_at_least(100);
     forwarder.cut();
