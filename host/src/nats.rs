@@ -132,6 +132,28 @@ pub fn new_run_id() -> i64 {
     ((bits >> 2) | 1) as i64
 }
 
+/// Publishes `body` to each of `subjects`, in order; returns how many publishes the client
+/// took. One that fails is logged (at debug, naming it `what`) and skipped: a lost
+/// acknowledgement of any kind only lets a message be delivered again, which the sink drops
+/// as a duplicate.
+pub fn publish_each(
+    client: &async_nats::Client,
+    subjects: Vec<String>,
+    body: &bytes::Bytes,
+    what: &str,
+) -> u64 {
+    runtime().block_on(async {
+        let mut sent = 0;
+        for s in subjects {
+            match client.publish(s, body.clone()).await {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::debug!("NATS: {what} was not sent: {e}"),
+            }
+        }
+        sent
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,18 +117,7 @@ pub fn keep(
         // None: the clock began less than that long ago, so every message is recent enough.
         let since = Instant::now().checked_sub(keep.give_up_after);
         let subjects = held.taken_after(since);
-        let n = nats::runtime().block_on(async {
-            let mut n = 0;
-            for s in subjects {
-                // A lost progress ack only lets this message be delivered again, which the
-                // sink drops as a duplicate.
-                match client.publish(s, body.clone()).await {
-                    Ok(()) => n += 1,
-                    Err(e) => tracing::debug!("NATS: a progress acknowledgement was not sent: {e}"),
-                }
-            }
-            n
-        });
+        let n = nats::publish_each(client, subjects, &body, "a progress acknowledgement");
         drop(round);
         NatsStats::add(sent, n);
         next += keep.every;

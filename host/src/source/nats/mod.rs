@@ -596,13 +596,6 @@ fn publish_to_replies(
     // after a `-NAK`, it is kept out by `Held::hand_back`, which `nak` holds.
     held.release(subjects.iter().map(String::as_str));
     let sent = subjects.len() as u64;
-    nats::runtime().block_on(async {
-        for s in subjects {
-            // A lost ack only means a redelivery, which the sink drops as a duplicate.
-            if let Err(e) = client.publish(s, body.clone()).await {
-                tracing::debug!("NATS: an acknowledgement was not sent: {e}");
-            }
-        }
-    });
+    nats::publish_each(client, subjects, &body, "an acknowledgement");
     sent
 }
