@@ -75,14 +75,35 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// `push` and `push_timeout`, watching the consumers' count if `consumers` says so.
+    ///
+    /// The first try is inlined where the caller calls; the wait is one function out of line
+    /// (`push_waiting`), so that every caller runs the same code for it whatever the
+    /// compiler inlines around the call.
+    #[inline]
     pub(super) fn push_until(
         &self,
         value: T,
         deadline: Option<Instant>,
         consumers: Consumers,
     ) -> Result<(), PushError<T>> {
-        let mut value = Some(value);
         let mut races = LostRaces::new();
+        match self.try_push_or(value, &mut || races.lost()) {
+            Err(PushError::Full(value)) => self.push_waiting(value, deadline, consumers, races),
+            done => done,
+        }
+    }
+
+    /// [`push_until`](Self::push_until) after its first try found the ring full: the wait,
+    /// which tries again first (`races`: what that try's claim lost).
+    #[inline(never)]
+    fn push_waiting(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+        consumers: Consumers,
+        mut races: LostRaces,
+    ) -> Result<(), PushError<T>> {
+        let mut value = Some(value);
         let abandoned = Cell::new(false);
         let outcome = self.head.waiters.wait_for(
             deadline,
@@ -271,8 +292,20 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         self.pop_until(Some(crate::sync::deadline_after(timeout)))
     }
 
+    /// `pop` and `pop_timeout`: the first try inlined, the wait out of line (as
+    /// [`push_until`](Self::push_until)).
+    #[inline]
     fn pop_until(&self, deadline: Option<Instant>) -> Result<T, PopError> {
         let mut races = LostRaces::new();
+        match self.try_pop_or(&mut || races.lost()) {
+            Err(PopError::Empty) => self.pop_waiting(deadline, races),
+            done => done,
+        }
+    }
+
+    /// [`pop_until`](Self::pop_until) after its first try found the ring empty.
+    #[inline(never)]
+    fn pop_waiting(&self, deadline: Option<Instant>, mut races: LostRaces) -> Result<T, PopError> {
         let outcome = self.tail.waiters.wait_for(
             deadline,
             || self.consumer_blocked(),
