@@ -1062,13 +1062,15 @@ fn publish_200(s: &Scratch, stream: &TestStream, extra: &[&str]) -> common::Out 
 
 /// A consumer run on `stream` (created here; `params` its source's parameters) into the
 /// SQLite database `out.db` (made first by a generated run, so the consumer's run can start
-/// and record itself), with a 100 ms busy timeout and, if `metrics`, a metrics endpoint whose
-/// address is returned; once its header is out, the database's write lock is taken and held
-/// by the returned connection: whatever the stream delivers from then on waits for it.
+/// and record itself), with a 100 ms busy timeout, `extra` arguments and, if `metrics`, a
+/// metrics endpoint whose address is returned; once its header is out, the database's write
+/// lock is taken and held by the returned connection: whatever the stream delivers from then
+/// on waits for it.
 fn consumer_behind_a_lock(
     s: &Scratch,
     stream: &TestStream,
     params: &str,
+    extra: &[&str],
     metrics: bool,
 ) -> (Running, Option<String>, rusqlite::Connection) {
     stream.create_bounded(10_000, DiscardPolicy::Old);
@@ -1083,6 +1085,7 @@ fn consumer_behind_a_lock(
         "--busy-timeout-ms",
         "100",
     ];
+    args.extend(extra);
     if metrics {
         args.extend(["--metrics-addr", "127.0.0.1:0"]);
     }
@@ -1104,7 +1107,8 @@ fn messages_held_past_the_ack_wait_are_kept_alive_not_delivered_again() {
     let Some(url) = nats_url() else { return };
     let s = Scratch::new("nats-progress");
     let stream = TestStream::new(&url, "progress");
-    let (r, addr, lock) = consumer_behind_a_lock(&s, &stream, "consumer=slow&ack_wait=2s", true);
+    let (r, addr, lock) =
+        consumer_behind_a_lock(&s, &stream, "consumer=slow&ack_wait=2s", &[], true);
     let addr = addr.expect("a metrics address");
     let payloads: Vec<Vec<u8>> = (0..100).map(|i| format!("m{i}").into_bytes()).collect();
     stream.publish_raw(&payloads.iter().map(Vec::as_slice).collect::<Vec<_>>());
@@ -1130,16 +1134,17 @@ fn messages_held_past_the_ack_wait_are_kept_alive_not_delivered_again() {
 }
 
 /// A publishing run's records can be stored only once that run is recorded in the database;
-/// when that fails (the database locked past `--busy-timeout-ms`), the run fails, and the
-/// message it was taking is handed back at once and counted as read and not queued, so that
-/// `read` = `rejected` + `produced` + `not_queued_rereadable` still holds. A later run stores
-/// every record once.
+/// when that fails for good (the database locked past `--busy-timeout-ms`, with retries off),
+/// the run fails, and the message it was taking is handed back at once and counted as read and
+/// not queued, so that `read` = `rejected` + `produced` + `not_queued_rereadable` still holds.
+/// A later run stores every record once.
 #[test]
 fn a_message_whose_publisher_cannot_be_recorded_is_handed_back_and_counted() {
     let Some(url) = nats_url() else { return };
     let s = Scratch::new("nats-origin-fails");
     let stream = TestStream::new(&url, "originfails");
-    let (r, _, lock) = consumer_behind_a_lock(&s, &stream, "consumer=c", false);
+    let no_retry = ["--retry-for", "0"];
+    let (r, _, lock) = consumer_behind_a_lock(&s, &stream, "consumer=c", &no_retry, false);
     let published = publish_200(&s, &stream, &[]);
     assert_eq!(published.code, Some(0), "{}", published.stderr);
     let out = common::finish(r);
@@ -1161,6 +1166,36 @@ fn a_message_whose_publisher_cannot_be_recorded_is_handed_back_and_counted() {
     );
     assert_eq!(u(&rest, "stored") + u(&v, "stored"), 200, "{rest}");
     assert_eq!(stream.messages(), 0, "{rest}");
+}
+
+/// Recording a new publishing run is retried as a commit is (`--retry-for`): with the
+/// database locked when the publisher's first message arrives, the run says it is retrying,
+/// and once the lock goes it records the publisher and stores every record, handing none back.
+#[test]
+fn recording_a_publisher_is_retried_while_the_database_is_locked() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-origin-retried");
+    let stream = TestStream::new(&url, "originretried");
+    let (mut r, addr, lock) = consumer_behind_a_lock(&s, &stream, "consumer=c", &[], true);
+    let addr = addr.expect("a metrics address");
+    let published = publish_200(&s, &stream, &[]);
+    assert_eq!(published.code, Some(0), "{}", published.stderr);
+    r.err.wait("the recording of the publisher retried", |l| {
+        l.contains("recording a publishing run failed") && l.contains("retrying for up to")
+    });
+    drop(lock);
+    // The 200 records and the publisher's end message.
+    wait_until("all 201 acknowledged", || {
+        count(&scrape(&addr).1, "pc_nats_acked_total") >= 201
+    });
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["result"], "OK", "{v}");
+    assert_eq!(u(&v, "stored"), 200, "{v}");
+    assert!(u(&v, "retries") >= 1, "{v}");
+    assert_eq!(v["nats"]["nacked"], 0, "{v}");
+    assert_eq!(stream.messages(), 0, "{v}");
 }
 
 /// A stream that takes only some of a batch (full, discarding new messages): the messages

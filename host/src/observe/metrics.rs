@@ -258,7 +258,7 @@ impl Collector for Scrape {
         counter(
             &mut e,
             "pc_sink_retries",
-            "Writes tried again after a retryable failure.",
+            "Writes (and recordings of publishing runs) tried again after a retryable failure.",
             run.health.retries(),
         )?;
         sink_errors(&mut e, &run.health)?;
@@ -266,7 +266,7 @@ impl Collector for Scrape {
         gauge(
             &mut e,
             "pc_sink_retrying",
-            "1 while a failed write is being retried.",
+            "1 while a failed write (or recording of a publishing run) is being retried.",
             retrying,
         )?;
         gauge(

@@ -116,7 +116,7 @@ pub struct Summary {
     /// (see [`stored_after_all`]). `None` when no count back could tell (a NATS sink, whose
     /// `stored` is what JetStream acknowledged; a count back that failed; counts that disagree).
     pub stored_after_all: Option<u64>,
-    /// Writes tried again after a retryable failure.
+    /// Writes (and recordings of publishing runs) tried again after a retryable failure.
     pub retries: u64,
     /// `--dead-letter`, if given.
     pub dead_letter: Option<String>,
@@ -611,7 +611,11 @@ impl Summary {
             );
         }
         if self.retries > 0 {
-            let _ = writeln!(s, "  retries       {} (writes tried again)", self.retries);
+            let _ = writeln!(
+                s,
+                "  retries       {} (writes and recordings tried again)",
+                self.retries
+            );
         }
         if self.duplicates > 0 {
             let _ = writeln!(

@@ -27,7 +27,7 @@ pub struct Outcome {
     pub moved_to: Vec<InputStart>,
     /// Positions to commit once everything is (see `source::lines::Ended::final_positions`).
     pub final_positions: Vec<Resume>,
-    /// Writes tried again after a retryable failure.
+    /// Writes (and recordings of publishing runs) tried again after a retryable failure.
     pub retries: u64,
     /// The sink connections opened for writing (server sinks: one per consumer thread).
     pub writers: usize,

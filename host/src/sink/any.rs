@@ -174,7 +174,7 @@ impl Sink for AnySink {
         }
     }
 
-    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
+    fn origin_run(&mut self, origin: &Origin) -> Result<i64, SinkError> {
         match self {
             Self::Sqlite(w) => w.origin_run(origin),
             Self::Postgres(w) => w.origin_run(origin),
@@ -183,7 +183,7 @@ impl Sink for AnySink {
         }
     }
 
-    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> Result<(), SinkError> {
         match self {
             Self::Sqlite(w) => w.origin_ended(run_id, end),
             Self::Postgres(w) => w.origin_ended(run_id, end),

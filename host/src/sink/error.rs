@@ -72,6 +72,16 @@ impl SinkError {
     pub fn fatal(error: anyhow::Error) -> Self {
         Self::new(ErrorKind::Fatal, error)
     }
+
+    /// The error of a call that writes no records (recording a publishing run), whose
+    /// failure a write would have had as `kind`: retryable as a write is, else fatal (there
+    /// is no record to set aside).
+    pub fn of_bookkeeping(kind: ErrorKind, error: anyhow::Error) -> Self {
+        match kind {
+            ErrorKind::Retryable => Self::new(kind, error),
+            ErrorKind::Record | ErrorKind::Fatal => Self::fatal(error),
+        }
+    }
 }
 
 /// The sink was locked by another client (or, for a call that must not wait, busy): callers

@@ -22,6 +22,8 @@
 //!   stored nothing, so records that finally commit are committed once; a broker's write may
 //!   have stored its first records ([`SinkError::stored`]): they count as committed and only
 //!   the rest are written again.
+//!   Recording a publishing run (a NATS source's new publisher, or its end) is retried the
+//!   same way, taking the first writer for each try.
 //! - one record refused: the write is split in halves until that record is alone; it goes to
 //!   the dead-letter file and the rest commit. Without a dead-letter file the sink fails.
 //! - fatal, or retries exhausted: the sink has failed. Nothing more is committed by this
@@ -489,12 +491,24 @@ impl<S: Sink> GroupCommit<S> {
         writer: &mut S,
         records: &[&Record],
     ) -> Result<(), (usize, SinkError)> {
+        let mut stored = 0;
+        let written = self.retrying(|| {
+            writer.write(&records[stored..]).inspect_err(|error| {
+                stored = (stored + error.stored).min(records.len());
+            })
+        });
+        written.map_err(|error| (stored, error))
+    }
+
+    /// Runs `op` until it succeeds, retrying a retryable failure with backoff for up to
+    /// `--retry-for` (and saying so, in the log and the health the metrics show); returns its
+    /// last error otherwise.
+    fn retrying<T>(&self, mut op: impl FnMut() -> Result<T, SinkError>) -> Result<T, SinkError> {
         let mut first_failure: Option<Instant> = None;
         let mut attempt = 0u32;
-        let mut stored = 0;
         loop {
-            let error = match writer.write(&records[stored..]) {
-                Ok(()) => {
+            let error = match op() {
+                Ok(done) => {
                     if let Some(since) = first_failure {
                         self.health.stop_retrying();
                         tracing::info!(
@@ -502,21 +516,23 @@ impl<S: Sink> GroupCommit<S> {
                             since.elapsed().as_secs_f64()
                         );
                     }
-                    return Ok(());
+                    return Ok(done);
                 }
                 Err(e) => e,
             };
-            stored = (stored + error.stored).min(records.len());
             self.health.count_error(error.kind);
             if error.kind != ErrorKind::Retryable {
-                // The lock (or whatever failed before) is gone: this write is no longer retried.
+                // The lock (or whatever failed before) is gone: this call is no longer retried.
                 self.health.stop_retrying();
-                return Err((stored, error));
+                return Err(error);
             }
             let since = *first_failure.get_or_insert_with(Instant::now);
             let left = self.policy.retry_for.saturating_sub(since.elapsed());
             if left.is_zero() {
-                return Err((stored, error));
+                // Given up: no longer retrying (a write's caller then fails the sink; a
+                // recording's fails the run through its source).
+                self.health.stop_retrying();
+                return Err(error);
             }
             if attempt == 0 {
                 tracing::warn!(
@@ -528,6 +544,21 @@ impl<S: Sink> GroupCommit<S> {
             std::thread::sleep(backoff(attempt, left));
             attempt += 1;
             self.health.retried();
+        }
+    }
+
+    /// The error of a call that [`retrying`](Self::retrying) gave up on, saying whether it was
+    /// retried.
+    fn given_up(&self, error: SinkError) -> anyhow::Error {
+        match error.kind {
+            ErrorKind::Retryable if self.policy.retry_for.is_zero() => {
+                anyhow::anyhow!("gave up at once (retries are off: --retry-for 0): {error}")
+            }
+            ErrorKind::Retryable => anyhow::anyhow!(
+                "gave up after retrying for {:.1} s (--retry-for): {error}",
+                self.policy.retry_for.as_secs_f64()
+            ),
+            ErrorKind::Record | ErrorKind::Fatal => error.error,
         }
     }
 
@@ -673,12 +704,16 @@ impl<S: Sink> Positions for GroupCommit<S> {
         lock(self.writer()).register(file)
     }
 
+    /// Retried as a write is (`--retry-for`), taking the first writer for each try.
     fn origin_run(&self, origin: &Origin) -> anyhow::Result<i64> {
-        lock(self.writer()).origin_run(origin)
+        self.retrying(|| lock(self.writer()).origin_run(origin))
+            .map_err(|e| self.given_up(e))
     }
 
+    /// Retried as [`origin_run`](Self::origin_run) is.
     fn origin_ended(&self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
-        lock(self.writer()).origin_ended(run_id, end)
+        self.retrying(|| lock(self.writer()).origin_ended(run_id, end))
+            .map_err(|e| self.given_up(e))
     }
 }
 

@@ -116,23 +116,24 @@ pub trait Sink: Send + std::fmt::Debug {
     /// The run that holds `origin`'s records, recorded if new (see [`Origin`]).
     ///
     /// # Errors
-    /// The sink's; a sink that cannot keep another run's records.
-    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
+    /// The sink's, retryable as a write's would be ([`SinkError::of_bookkeeping`]); a sink
+    /// that cannot keep another run's records (fatal).
+    fn origin_run(&mut self, origin: &Origin) -> Result<i64, SinkError> {
         let _ = origin;
-        Err(anyhow::anyhow!(
+        Err(SinkError::fatal(anyhow::anyhow!(
             "this sink does not keep records published by other runs"
-        ))
+        )))
     }
 
     /// Records how a publishing run ended (`run_id`: its run here).
     ///
     /// # Errors
-    /// The sink's.
-    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
+    /// As [`Sink::origin_run`].
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> Result<(), SinkError> {
         let _ = (run_id, end);
-        Err(anyhow::anyhow!(
+        Err(SinkError::fatal(anyhow::anyhow!(
             "this sink does not keep records published by other runs"
-        ))
+        )))
     }
 
     /// Where `file` resumes (registering it if new); `None` registers a stdin input. See

@@ -514,7 +514,7 @@ pub fn assert_rejected_completion_leaves_no_fragment<S: Server>(
     assert_eq!(rows, want, "the fragment \"abc\" must not stay");
 }
 
-/// Waits for the lines saying a commit is retried, then that the sink recovered./// Waits for the lines saying a commit is retried, then that the sink recovered.
+/// Waits for the lines saying a commit is retried, then that the sink recovered.
 pub fn wait_retried_then_recovered(r: &mut Running) {
     r.err.wait("saying the commit is retried", |l| {
         l.contains("retrying for up to")

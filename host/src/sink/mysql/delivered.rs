@@ -206,9 +206,11 @@ pub fn origin_run(conn: &mut Conn, origin: &Origin) -> anyhow::Result<i64> {
         (ORIGIN_LOCK_WAIT,),
     )?;
     if got.flatten() != Some(1) {
-        anyhow::bail!(
-            "another client held pc-host's origin lock for {ORIGIN_LOCK_WAIT} s; try again"
-        );
+        // A lock another client holds, as a row lock past its wait is: worth another try.
+        return Err(crate::sink::error::Busy(format!(
+            "another client held pc-host's origin lock for {ORIGIN_LOCK_WAIT} s"
+        ))
+        .into());
     }
     let done = super::runs::transaction(conn, |conn| find_or_add(conn, origin));
     let released = conn.query_drop("DO RELEASE_LOCK(CONCAT('pc-host origins ', MD5(DATABASE())))");

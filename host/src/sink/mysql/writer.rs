@@ -527,20 +527,31 @@ impl Sink for Writer {
         self.duplicates
     }
 
-    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
+    fn origin_run(&mut self, origin: &Origin) -> Result<i64, SinkError> {
         self.with_session_twice(
             |_, s| delivered::origin_run(&mut s.conn, origin),
             |e: &anyhow::Error| e.downcast_ref().is_some_and(connection_gone),
         )
-        .map_err(|e| self.explain("recording a publishing run", &one_line(&e)))
+        .map_err(|e| {
+            let kind = if e.is::<Busy>() {
+                ErrorKind::Retryable
+            } else {
+                e.downcast_ref().map_or(ErrorKind::Fatal, kind_of)
+            };
+            let error = self.explain("recording a publishing run", &one_line(&e));
+            SinkError::of_bookkeeping(kind, error)
+        })
     }
 
-    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> Result<(), SinkError> {
         self.with_session_twice(
             |_, s| runs::finish_run(&mut s.conn, run_id, &end.as_run_end()),
             connection_gone,
         )
-        .map_err(|e| self.explain("recording a publishing run's end", &describe(&e)))
+        .map_err(|e| {
+            let error = self.explain("recording a publishing run's end", &describe(&e));
+            SinkError::of_bookkeeping(kind_of(&e), error)
+        })
     }
 
     fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {

@@ -328,8 +328,18 @@ impl Writer {
     fn call<T>(
         &mut self,
         what: &str,
-        mut op: impl FnMut(&mut postgres::Client, i64) -> Result<T, postgres::Error>,
+        op: impl FnMut(&mut postgres::Client, i64) -> Result<T, postgres::Error>,
     ) -> anyhow::Result<T> {
+        self.call_classified(what, op).map_err(|e| e.error)
+    }
+
+    /// [`call`](Self::call), its failure retryable as a write's would be
+    /// ([`SinkError::of_bookkeeping`]).
+    fn call_classified<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut postgres::Client, i64) -> Result<T, postgres::Error>,
+    ) -> Result<T, SinkError> {
         let run_id = self.run_id;
         let mut again = true;
         loop {
@@ -345,7 +355,8 @@ impl Writer {
                     continue;
                 }
             }
-            return Err(self.server.error(format!("{what}: {}", describe(&e))));
+            let error = self.server.error(format!("{what}: {}", describe(&e)));
+            return Err(SinkError::of_bookkeeping(kind_of(&e, closed), error));
         }
     }
 }
@@ -407,14 +418,14 @@ impl Sink for Writer {
         self.duplicates
     }
 
-    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
-        self.call("recording a publishing run", |c, _| {
+    fn origin_run(&mut self, origin: &Origin) -> Result<i64, SinkError> {
+        self.call_classified("recording a publishing run", |c, _| {
             delivered::origin_run(c, origin)
         })
     }
 
-    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
-        self.call("recording a publishing run's end", |c, _| {
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> Result<(), SinkError> {
+        self.call_classified("recording a publishing run's end", |c, _| {
             runs::finish_run(c, run_id, &end.as_run_end())
         })
     }

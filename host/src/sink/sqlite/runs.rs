@@ -234,7 +234,7 @@ fn prepare_on(
             path.display()
         ));
     }
-    transaction(conn, path, busy, || {
+    transaction(conn, || {
         // Check again inside the write lock: another pc-host may have created it meanwhile.
         let found = schema::check(conn, path, busy, Purpose::Write)?;
         if found == Found::Empty && !own {
@@ -267,6 +267,7 @@ fn prepare_on(
             first_id,
         })
     })
+    .map_err(|e| schema::explain(path, e, busy))
     .and_then(|run| {
         // A pc-host database: closing may checkpoint again (and remove the -wal and -shm).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
@@ -278,25 +279,22 @@ fn prepare_on(
 }
 
 /// Runs `body` in a `BEGIN IMMEDIATE` transaction: committed if it returns `Ok`, rolled back
-/// otherwise.
+/// otherwise, and after a failed `COMMIT` (one that left the transaction open, as a busy one
+/// does, would hold the write lock). `BEGIN`'s and `COMMIT`'s errors come back as SQLite's
+/// own, for the caller to classify and explain ([`schema::explain`]).
 pub fn transaction<T>(
     conn: &Connection,
-    path: &Path,
-    busy: Duration,
     body: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let err = |e| db_error(path, e, busy);
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
-    match body() {
-        Ok(v) => {
-            conn.execute_batch("COMMIT").map_err(err)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = body().and_then(|v| {
+        conn.execute_batch("COMMIT")?;
+        Ok(v)
+    });
+    if done.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
+    done
 }
 
 /// The `inputs` row of the file `?1` (path), `?2` (dev), `?3` (ino), `?4` (birth time): at the

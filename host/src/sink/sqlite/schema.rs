@@ -213,6 +213,14 @@ pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Erro
     }
 }
 
+/// [`db_error`] for an error that may be SQLite's; any other is already explained.
+pub fn explain(path: &Path, e: anyhow::Error, busy: Duration) -> anyhow::Error {
+    match e.downcast::<rusqlite::Error>() {
+        Ok(e) => db_error(path, e, busy),
+        Err(e) => e,
+    }
+}
+
 /// Opens `path` for writing (creating it if missing) with a busy timeout.
 pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
     if let Some(e) = not_a_regular_file(path) {

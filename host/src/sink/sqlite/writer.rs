@@ -275,10 +275,7 @@ impl Writer {
 
     /// An error for the user: SQLite's turned into one actionable line, others as they are.
     fn explain(&self, e: anyhow::Error) -> anyhow::Error {
-        match e.downcast::<rusqlite::Error>() {
-            Ok(e) => db_error(&self.path, e, self.busy),
-            Err(e) => e,
-        }
+        super::schema::explain(&self.path, e, self.busy)
     }
 
     fn commit_input_position(&mut self, to: Resume) -> anyhow::Result<()> {
@@ -288,10 +285,8 @@ impl Writer {
         if from == to {
             return Ok(());
         }
-        runs::transaction(&self.conn, &self.path, self.busy, || {
-            self.advance(from, to, |_, _| false)
-        })
-        .map_err(|e| self.explain(e))?;
+        runs::transaction(&self.conn, || self.advance(from, to, |_, _| false))
+            .map_err(|e| self.explain(e))?;
         self.positions.insert(to.input, to);
         Ok(())
     }
@@ -400,18 +395,29 @@ impl Sink for Writer {
         self.duplicates
     }
 
-    fn origin_run(&mut self, origin: &Origin) -> anyhow::Result<i64> {
+    fn origin_run(&mut self, origin: &Origin) -> Result<i64, SinkError> {
         let conn = &self.conn;
-        runs::transaction(conn, &self.path, self.busy, || {
+        runs::transaction(conn, || {
             delivered::origin_run(conn, origin.run, origin.producers, origin.started_at)
                 .map_err(anyhow::Error::from)
         })
-        .map_err(|e| self.explain(e))
+        .map_err(|e| {
+            let kind = kind_of(&e);
+            let e = self.explain(e);
+            SinkError::of_bookkeeping(kind, anyhow!("recording a publishing run failed: {e}"))
+        })
     }
 
-    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()> {
-        runs::finish_run(&self.conn, run_id, &end.as_run_end())
-            .map_err(|e| db_error(&self.path, e, self.busy))
+    fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> Result<(), SinkError> {
+        runs::finish_run(&self.conn, run_id, &end.as_run_end()).map_err(|e| {
+            let e = anyhow::Error::from(e);
+            let kind = kind_of(&e);
+            let e = self.explain(e);
+            SinkError::of_bookkeeping(
+                kind,
+                anyhow!("recording a publishing run's end failed: {e}"),
+            )
+        })
     }
 
     fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {
@@ -456,16 +462,16 @@ impl Sink for Writer {
         let err = |e| db_error(&self.path, e, busy);
         self.conn.busy_timeout(busy).map_err(err)?;
         let (conn, run_id) = (&self.conn, self.run_id);
-        let written = runs::transaction(conn, &self.path, busy, || {
+        let written = runs::transaction(conn, || {
             runs::record_intervals(conn, run_id, rows).map_err(anyhow::Error::from)
         });
         self.conn.busy_timeout(self.busy).map_err(err)?;
-        written.map_err(|e| self.explain(e))
+        written.map_err(|e| super::schema::explain(&self.path, e, busy))
     }
 
     fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
         let (conn, run_id) = (&self.conn, self.run_id);
-        let resume = runs::transaction(conn, &self.path, self.busy, || {
+        let resume = runs::transaction(conn, || {
             runs::register_input(conn, run_id, file).map_err(anyhow::Error::from)
         })
         .map_err(|e| self.explain(e))?;

@@ -342,8 +342,11 @@ impl NatsSource<'_> {
                     return self.reject(m, stream_seq, &why);
                 }
             };
+            // Held while recorded, as a record is while its publisher is (below).
+            self.held.hold(&ack);
             self.record_run_end(run, &end, published, origins)
-                .inspect_err(|_| self.hand_back_one(m))?;
+                .inspect_err(|_| self.hand_back_held(m, &ack))?;
+            self.held.release([ack.as_str()]);
             nats::runtime()
                 .block_on(m.ack())
                 .map_err(|e| anyhow!("NATS: acknowledging a run's end: {e}"))?;
@@ -357,6 +360,9 @@ impl NatsSource<'_> {
             Ok(_) => return self.reject(m, stream_seq, "longer than --max-record-bytes"),
             Err(_) => return self.reject(m, stream_seq, "not valid UTF-8"),
         };
+        // Held from here: recording a new publisher is retried for up to `--retry-for`, which
+        // can outlast the ack wait.
+        self.held.hold(&ack);
         let identity = headers.and_then(nats::record_identity);
         let (key_run, published_by, producer, seq, created_at) = match identity {
             Some((run, producers, producer, seq, created)) => {
@@ -368,7 +374,7 @@ impl NatsSource<'_> {
                 let local = self.local_run(origins, &origin).inspect_err(|_| {
                     // Read and never queued: handed back now, counted as such (the run fails).
                     bump(&self.stats.not_queued_rereadable, 1);
-                    self.hand_back_one(m);
+                    self.hand_back_held(m, &ack);
                 })?;
                 (local, run, producer, seq, created)
             }
@@ -376,7 +382,6 @@ impl NatsSource<'_> {
         };
         let now = self.cx.clock.now();
         let age = u64::try_from(self.cx.unix(now).saturating_sub(created_at)).unwrap_or(0);
-        self.held.hold(&ack);
         Ok(Taken::Record(Record {
             intended_ns: now.saturating_sub(age).max(self.started_ns),
             created_at,
@@ -517,8 +522,11 @@ impl NatsSource<'_> {
 
     /// Hands one delivered message back (`-NAK`), as [`NatsSource::hand_back_pulled`] does: on
     /// a failure that ends the run, so another consumer gets it after [`NAK_DELAY`], not after
-    /// the ack wait.
-    fn hand_back_one(&self, m: &async_nats::jetstream::Message) {
+    /// the ack wait. `m` is held under its reply subject `ack` until then, and no keeper's
+    /// round comes between its release and its `-NAK` (see `Held::hand_back`).
+    fn hand_back_held(&self, m: &async_nats::jetstream::Message, ack: &str) {
+        let _round = self.held.hand_back();
+        self.held.release([ack]);
         match nats::runtime().block_on(m.ack_with(AckKind::Nak(Some(NAK_DELAY)))) {
             Ok(()) => NatsStats::add(&self.nats.nacked, 1),
             Err(e) => tracing::debug!("NATS: handing a message back failed: {e}"),
