@@ -506,11 +506,12 @@ impl<S: Sink> GroupCommit<S> {
     fn retrying<T>(&self, mut op: impl FnMut() -> Result<T, SinkError>) -> Result<T, SinkError> {
         let mut first_failure: Option<Instant> = None;
         let mut attempt = 0u32;
+        // The health says "retrying" while this is held (dropped on every return).
+        let mut _episode = None;
         loop {
             let error = match op() {
                 Ok(done) => {
                     if let Some(since) = first_failure {
-                        self.health.stop_retrying();
                         tracing::info!(
                             "the sink recovered: committed after {attempt} retries ({:.1} s)",
                             since.elapsed().as_secs_f64()
@@ -523,15 +524,11 @@ impl<S: Sink> GroupCommit<S> {
             self.health.count_error(error.kind);
             if error.kind != ErrorKind::Retryable {
                 // The lock (or whatever failed before) is gone: this call is no longer retried.
-                self.health.stop_retrying();
                 return Err(error);
             }
             let since = *first_failure.get_or_insert_with(Instant::now);
             let left = self.policy.retry_for.saturating_sub(since.elapsed());
             if left.is_zero() {
-                // Given up: no longer retrying (a write's caller then fails the sink; a
-                // recording's fails the run through its source).
-                self.health.stop_retrying();
                 return Err(error);
             }
             if attempt == 0 {
@@ -539,7 +536,7 @@ impl<S: Sink> GroupCommit<S> {
                     "{error}; retrying for up to {:.1} s (--retry-for)",
                     left.as_secs_f64()
                 );
-                self.health.start_retrying(error.to_string());
+                _episode = Some(self.health.start_retrying(error.to_string()));
             }
             std::thread::sleep(backoff(attempt, left));
             attempt += 1;

@@ -1,7 +1,7 @@
 //! Retrying a write that may succeed later: exponential backoff with jitter, for at most
 //! `--retry-for`, and the sink's health as the progress line and the summary see it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -28,13 +28,14 @@ pub fn backoff(attempt: u32, left: Duration) -> Duration {
 /// Written by the consumer that holds the writer; read by anyone.
 ///
 /// The atomics are `Relaxed`: each is a figure read on its own for display and publishes no
-/// other memory. `retrying` is set after `last_error` is stored under its mutex; a reader
-/// that sees the flag may still read the previous episode's text (a display race only). The
-/// end of the run reads them after joining the consumers, which orders everything.
+/// other memory. `retrying` is raised after `last_error` is stored under its mutex; a reader
+/// that sees it may still read the previous episode's text (a display race only). The end of
+/// the run reads them after joining the consumers, which orders everything.
 #[derive(Debug, Default)]
 pub struct Health {
-    /// A write failed and is being retried.
-    retrying: AtomicBool,
+    /// How many calls are retrying a failure now (writers side by side, a source recording a
+    /// publishing run): each holds a [`Retrying`] while it does.
+    retrying: AtomicU32,
     /// Retries in the run (tries after a failed one).
     retries: AtomicU64,
     /// Why the sink failed for good: each distinct reason, first first.
@@ -46,8 +47,9 @@ pub struct Health {
 }
 
 impl Health {
+    /// The last error retried, while any call is retrying one.
     pub fn retrying(&self) -> Option<String> {
-        if !self.retrying.load(Ordering::Relaxed) {
+        if self.retrying.load(Ordering::Relaxed) == 0 {
             return None;
         }
         lock(&self.last_error).clone()
@@ -72,28 +74,36 @@ impl Health {
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
-    pub(super) fn start_retrying(&self, error: String) {
+    /// A call starts retrying `error`: [`retrying`](Self::retrying) says so until the
+    /// returned guard, and every other call's, is dropped.
+    pub(super) fn start_retrying(&self, error: String) -> Retrying<'_> {
         *lock(&self.last_error) = Some(error);
-        self.retrying.store(true, Ordering::Relaxed);
+        self.retrying.fetch_add(1, Ordering::Relaxed);
+        Retrying(self)
     }
 
     pub(super) fn retried(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn stop_retrying(&self) {
-        self.retrying.store(false, Ordering::Relaxed);
-    }
-
     /// Records a reason the sink failed; returns whether it is a new one.
     pub(super) fn fail(&self, why: String) -> bool {
-        self.stop_retrying();
         let mut reasons = lock(&self.failure);
         if reasons.contains(&why) {
             return false;
         }
         reasons.push(why);
         true
+    }
+}
+
+/// One call retrying a failure ([`Health::start_retrying`]), until dropped.
+#[derive(Debug)]
+pub(super) struct Retrying<'a>(&'a Health);
+
+impl Drop for Retrying<'_> {
+    fn drop(&mut self) {
+        self.0.retrying.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -116,5 +126,17 @@ mod tests {
             backoff(30, Duration::from_millis(7)),
             Duration::from_millis(7)
         );
+    }
+
+    #[test]
+    fn the_sink_is_retrying_while_any_call_is_and_says_the_last_error() {
+        let health = Health::default();
+        assert_eq!(health.retrying(), None);
+        let first = health.start_retrying("locked".into());
+        let second = health.start_retrying("gone".into());
+        drop(first);
+        assert_eq!(health.retrying().as_deref(), Some("gone"));
+        drop(second);
+        assert_eq!(health.retrying(), None);
     }
 }
