@@ -86,6 +86,21 @@ impl TestStream {
             .expect("create the stream");
     }
 
+    /// Creates the stream (work-queue retention) with the given duplicate window.
+    fn create_with_duplicate_window(&self, window: std::time::Duration) {
+        use async_nats::jetstream::stream::{Config, RetentionPolicy};
+        let js = self.context();
+        pc_host::nats::runtime()
+            .block_on(js.create_stream(Config {
+                name: self.name.clone(),
+                subjects: vec![self.subject()],
+                retention: RetentionPolicy::WorkQueue,
+                duplicate_window: window,
+                ..Default::default()
+            }))
+            .expect("create the stream");
+    }
+
     /// Publishes raw messages (not pc-host's: no identity headers).
     fn publish_raw(&self, payloads: &[&[u8]]) {
         let js = self.context();
@@ -705,6 +720,7 @@ fn a_record_delivered_twice_is_stored_once() {
         config_json: "{}",
         started_at: 1,
         busy: std::time::Duration::from_secs(5),
+        retry_for: std::time::Duration::from_secs(60),
         synchronous: pc_host::config::Synchronous::Normal,
         page_size: None,
         rps: 0,
@@ -1246,6 +1262,37 @@ fn a_stream_that_discards_old_messages_past_its_limits_is_warned_about() {
         out.stderr
     );
     assert_eq!(stream.messages(), 50);
+}
+
+/// A publish retried after the stream's duplicate window could store its record twice: a run
+/// whose `--retry-for` (plus a publish's 5 s ack wait) is longer than the window says so, and
+/// one whose retries fit it does not.
+#[test]
+fn a_stream_whose_duplicate_window_the_retries_can_outlast_is_warned_about() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-dedup-window");
+    let stream = TestStream::new(&url, "dedupwindow");
+    stream.create_with_duplicate_window(std::time::Duration::from_secs(10));
+    let warning = format!(
+        "NATS stream {} drops repeated message ids after 10s (its duplicate window), less than \
+         --retry-for (6 s)",
+        stream.name
+    );
+    let outlasting = publish_200(&s, &stream, &["--retry-for", "6"]);
+    assert_eq!(outlasting.code, Some(0), "{}", outlasting.stderr);
+    assert!(
+        outlasting.stderr.contains(&warning),
+        "{}",
+        outlasting.stderr
+    );
+    let fitting = publish_200(&s, &stream, &["--retry-for", "5"]);
+    assert_eq!(fitting.code, Some(0), "{}", fitting.stderr);
+    assert!(
+        !fitting.stderr.contains("duplicate window), less than"),
+        "{}",
+        fitting.stderr
+    );
+    assert_eq!(stream.messages(), 2 * 201);
 }
 
 /// A run that published stdin is recorded in the consumer's database from its end message,

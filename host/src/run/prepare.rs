@@ -148,6 +148,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
             config_json: &config_json,
             started_at,
             busy: cfg.busy_timeout,
+            retry_for: cfg.retry_for,
             synchronous: cfg.synchronous,
             page_size: cfg.page_size.as_ref(),
             rps: cfg.rps,

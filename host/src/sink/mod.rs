@@ -46,6 +46,9 @@ pub struct RunStart<'a> {
     pub started_at: i64,
     /// How long to wait for a lock held by another client.
     pub busy: Duration,
+    /// How long a failed write is retried (`--retry-for`): a sink whose retries are safe only
+    /// within a window of its own warns when this is longer.
+    pub retry_for: Duration,
     pub synchronous: Synchronous,
     /// SQLite: the page size a new database gets, and an existing one must have (`None`: the
     /// default for a new one, by `rps`; any for an existing one).

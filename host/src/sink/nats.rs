@@ -55,7 +55,7 @@ pub fn open(
 ) -> anyhow::Result<(Writer, String)> {
     let client = nats::connect(&spec.server)?;
     let js = nats::jetstream(client.clone());
-    let desc = ensure_stream(&js, spec)?;
+    let desc = ensure_stream(&js, spec, start.retry_for)?;
     let writer = Writer {
         client,
         js,
@@ -68,7 +68,13 @@ pub fn open(
 }
 
 /// The stream named in `spec`, created (for the subject) if missing; its settings, shown.
-fn ensure_stream(js: &async_nats::jetstream::Context, spec: &Spec) -> anyhow::Result<String> {
+/// Warns if it drops records it acknowledged, or if a write retried for `retry_for` can
+/// outlast its duplicate window ([`outlasts_dedup`]).
+fn ensure_stream(
+    js: &async_nats::jetstream::Context,
+    spec: &Spec,
+    retry_for: Duration,
+) -> anyhow::Result<String> {
     let rt = nats::runtime();
     let server = &spec.server;
     let found = rt.block_on(js.get_stream(&spec.stream));
@@ -119,6 +125,18 @@ fn ensure_stream(js: &async_nats::jetstream::Context, spec: &Spec) -> anyhow::Re
             spec.stream
         );
     }
+    if outlasts_dedup(retry_for, c.duplicate_window) {
+        tracing::warn!(
+            "NATS stream {} drops repeated message ids after {:?} (its duplicate window), less \
+             than --retry-for ({} s) plus a publish's ack wait ({} s): a record whose ack was \
+             lost and whose publish is retried after that can be stored twice; raise the \
+             stream's duplicate window or lower --retry-for",
+            spec.stream,
+            c.duplicate_window,
+            retry_for.as_secs_f64(),
+            nats::TIMEOUT.as_secs()
+        );
+    }
     let limits = limits(c);
     Ok(format!(
         "{server} subject {} -> stream {} ({}: retention {:?}, storage {:?}, duplicate window \
@@ -141,6 +159,14 @@ fn ensure_stream(js: &async_nats::jetstream::Context, spec: &Spec) -> anyhow::Re
         c.discard,
         info.state.messages
     ))
+}
+
+/// Whether a write retried for `retry_for` can publish a record again after the stream's
+/// `window` has forgotten its id: its first publish fails at most a publish's ack wait
+/// ([`nats::TIMEOUT`]) after it was sent, and the retries go on for `retry_for` after that.
+/// No retries, no repeats.
+fn outlasts_dedup(retry_for: Duration, window: Duration) -> bool {
+    !retry_for.is_zero() && retry_for.saturating_add(nats::TIMEOUT) > window
 }
 
 /// The stream's limits that are set (JetStream's "unlimited" is -1 for the counts and 0 for
@@ -372,7 +398,20 @@ mod tests {
 
     use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy};
 
-    use super::{drops_stored, subject_matches};
+    use super::{drops_stored, outlasts_dedup, subject_matches};
+
+    /// A retried publish must land inside the window that drops a repeated id: retries for
+    /// 60 s after an ack waited 5 s fit JetStream's default 2 minutes, not 1 minute; none at
+    /// all always fit.
+    #[test]
+    fn retries_that_can_outlast_the_duplicate_window_are_found() {
+        let s = Duration::from_secs;
+        assert!(!outlasts_dedup(s(60), s(120)));
+        assert!(!outlasts_dedup(s(115), s(120)));
+        assert!(outlasts_dedup(s(116), s(120)));
+        assert!(outlasts_dedup(s(60), s(60)));
+        assert!(!outlasts_dedup(Duration::ZERO, s(1)));
+    }
 
     /// Every way a stream removes messages it acknowledged is warned of, and a stream that
     /// refuses publishes past its limits instead is not.

@@ -269,6 +269,7 @@ impl<S: Server> TestDb<S> {
             config_json: "{}",
             started_at: now_ns(),
             busy,
+            retry_for: std::time::Duration::from_secs(60),
             synchronous: Synchronous::Normal,
             page_size: None,
             rps: 0,
