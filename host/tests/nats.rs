@@ -69,36 +69,28 @@ impl TestStream {
         })
     }
 
-    /// Creates the stream to keep at most `most` messages; past them it refuses new ones
-    /// (`DiscardPolicy::New`) or drops its oldest (`Old`).
-    fn create_bounded(&self, most: i64, discard: DiscardPolicy) {
+    /// Creates the stream with work-queue retention, `tune`d.
+    fn create(&self, tune: impl FnOnce(&mut async_nats::jetstream::stream::Config)) {
         use async_nats::jetstream::stream::{Config, RetentionPolicy};
-        let js = self.context();
+        let mut config = Config {
+            name: self.name.clone(),
+            subjects: vec![self.subject()],
+            retention: RetentionPolicy::WorkQueue,
+            ..Default::default()
+        };
+        tune(&mut config);
         pc_host::nats::runtime()
-            .block_on(js.create_stream(Config {
-                name: self.name.clone(),
-                subjects: vec![self.subject()],
-                retention: RetentionPolicy::WorkQueue,
-                max_messages: most,
-                discard,
-                ..Default::default()
-            }))
+            .block_on(self.context().create_stream(config))
             .expect("create the stream");
     }
 
-    /// Creates the stream (work-queue retention) with the given duplicate window.
-    fn create_with_duplicate_window(&self, window: std::time::Duration) {
-        use async_nats::jetstream::stream::{Config, RetentionPolicy};
-        let js = self.context();
-        pc_host::nats::runtime()
-            .block_on(js.create_stream(Config {
-                name: self.name.clone(),
-                subjects: vec![self.subject()],
-                retention: RetentionPolicy::WorkQueue,
-                duplicate_window: window,
-                ..Default::default()
-            }))
-            .expect("create the stream");
+    /// Creates the stream to keep at most `most` messages; past them it refuses new ones
+    /// (`DiscardPolicy::New`) or drops its oldest (`Old`).
+    fn create_bounded(&self, most: i64, discard: DiscardPolicy) {
+        self.create(|c| {
+            c.max_messages = most;
+            c.discard = discard;
+        });
     }
 
     /// Publishes raw messages (not pc-host's: no identity headers).
@@ -1114,6 +1106,19 @@ fn consumer_behind_a_lock(
     (r, addr, lock)
 }
 
+/// Lets go of the lock of [`consumer_behind_a_lock`], waits until the run (its metrics at
+/// `addr`) has acknowledged `acked` messages, then stops it with SIGINT; its JSON, once it
+/// exited 0.
+fn unlock_then_stop(r: Running, addr: &str, lock: rusqlite::Connection, acked: u64) -> Value {
+    drop(lock);
+    wait_until(&format!("{acked} acknowledged"), || {
+        count(&scrape(addr).1, "pc_nats_acked_total") >= acked
+    });
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    json(&out)
+}
+
 /// Messages held longer than the consumer's ack wait (here 2 s) while the database is locked
 /// are kept alive with progress acknowledgements, so JetStream does not deliver them again
 /// meanwhile: once the lock goes, each is stored and acknowledged once, none redelivered (the
@@ -1135,13 +1140,7 @@ fn messages_held_past_the_ack_wait_are_kept_alive_not_delivered_again() {
         count(&now, "pc_nats_delivered_total") >= 100
             && count(&now, "pc_nats_progress_total") >= 700
     });
-    drop(lock);
-    wait_until("all 100 acknowledged", || {
-        count(&scrape(&addr).1, "pc_nats_acked_total") >= 100
-    });
-    let out = r.interrupt();
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let v = json(&out);
+    let v = unlock_then_stop(r, &addr, lock, 100);
     assert_eq!(u(&v, "stored"), 100, "{v}");
     assert_eq!(v["nats"]["redelivered"], 0, "{v}");
     assert_eq!(v["nats"]["acked"], 100, "{v}");
@@ -1199,14 +1198,8 @@ fn recording_a_publisher_is_retried_while_the_database_is_locked() {
     r.err.wait("the recording of the publisher retried", |l| {
         l.contains("recording a publishing run failed") && l.contains("retrying for up to")
     });
-    drop(lock);
     // The 200 records and the publisher's end message.
-    wait_until("all 201 acknowledged", || {
-        count(&scrape(&addr).1, "pc_nats_acked_total") >= 201
-    });
-    let out = r.interrupt();
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let v = json(&out);
+    let v = unlock_then_stop(r, &addr, lock, 201);
     assert_eq!(v["result"], "OK", "{v}");
     assert_eq!(u(&v, "stored"), 200, "{v}");
     assert!(u(&v, "retries") >= 1, "{v}");
@@ -1272,7 +1265,7 @@ fn a_stream_whose_duplicate_window_the_retries_can_outlast_is_warned_about() {
     let Some(url) = nats_url() else { return };
     let s = Scratch::new("nats-dedup-window");
     let stream = TestStream::new(&url, "dedupwindow");
-    stream.create_with_duplicate_window(std::time::Duration::from_secs(10));
+    stream.create(|c| c.duplicate_window = std::time::Duration::from_secs(10));
     let warning = format!(
         "NATS stream {} drops repeated message ids after 10s (its duplicate window), less than \
          --retry-for (6 s)",
