@@ -84,8 +84,12 @@ pub fn connect(server: &NatsServer) -> anyhow::Result<Client> {
 pub fn jetstream(client: Client) -> async_nats::jetstream::Context {
     // The context starts a task of its own: on the NATS runtime.
     let _in_runtime = runtime().enter();
+    // A publish's ack, and one a failed write no longer waits for (which holds a publish's
+    // place until then): both given up after `TIMEOUT`, so that a retry's publishes find room
+    // within it (the sink's duplicate-window check counts on that).
     async_nats::jetstream::ContextBuilder::new()
         .timeout(TIMEOUT)
+        .ack_timeout(TIMEOUT)
         .build(client)
 }
 

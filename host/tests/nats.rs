@@ -1258,27 +1258,27 @@ fn a_stream_that_discards_old_messages_past_its_limits_is_warned_about() {
 }
 
 /// A publish retried after the stream's duplicate window could store its record twice: a run
-/// whose `--retry-for` (plus a publish's 5 s ack wait) is longer than the window says so, and
-/// one whose retries fit it does not.
+/// whose `--retry-for` (plus two publish ack waits of 5 s) is longer than the window says so,
+/// and one whose retries fit it does not.
 #[test]
 fn a_stream_whose_duplicate_window_the_retries_can_outlast_is_warned_about() {
     let Some(url) = nats_url() else { return };
     let s = Scratch::new("nats-dedup-window");
     let stream = TestStream::new(&url, "dedupwindow");
-    stream.create(|c| c.duplicate_window = std::time::Duration::from_secs(10));
+    stream.create(|c| c.duplicate_window = std::time::Duration::from_secs(20));
     let warning = format!(
-        "NATS stream {} drops repeated message ids after 10s (its duplicate window), less than \
-         --retry-for (6 s)",
+        "NATS stream {} drops repeated message ids after 20s (its duplicate window), less than \
+         --retry-for (11 s)",
         stream.name
     );
-    let outlasting = publish_200(&s, &stream, &["--retry-for", "6"]);
+    let outlasting = publish_200(&s, &stream, &["--retry-for", "11"]);
     assert_eq!(outlasting.code, Some(0), "{}", outlasting.stderr);
     assert!(
         outlasting.stderr.contains(&warning),
         "{}",
         outlasting.stderr
     );
-    let fitting = publish_200(&s, &stream, &["--retry-for", "5"]);
+    let fitting = publish_200(&s, &stream, &["--retry-for", "10"]);
     assert_eq!(fitting.code, Some(0), "{}", fitting.stderr);
     assert!(
         !fitting.stderr.contains("duplicate window), less than"),
