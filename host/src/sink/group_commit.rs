@@ -391,6 +391,18 @@ impl<S: Sink> GroupCommit<S> {
         if range.is_empty() {
             return;
         }
+        // Relaxed: as the look before the write.
+        if error.kind == ErrorKind::Retryable && self.failed.load(Ordering::Relaxed) {
+            // Another writer failed the sink while this one retried (`retrying` stops then).
+            let reason = if error.unconfirmed {
+                Reason::Unconfirmed
+            } else {
+                Reason::SinkFailed
+            };
+            let why = self.health.failure().unwrap_or_default();
+            self.give_up(all, range, reason, &why, (started, clock), out.pieces);
+            return;
+        }
         let (reason, why) = match error.kind {
             ErrorKind::Record if range.len() > 1 => {
                 let mid = range.start + range.len() / 2;
@@ -501,8 +513,8 @@ impl<S: Sink> GroupCommit<S> {
     }
 
     /// Runs `op` until it succeeds, retrying a retryable failure with backoff for up to
-    /// `--retry-for` (and saying so, in the log and the health the metrics show); returns its
-    /// last error otherwise.
+    /// `--retry-for`, or until the sink has failed (and saying so, in the log and the health
+    /// the metrics show); returns its last error otherwise.
     fn retrying<T>(&self, mut op: impl FnMut() -> Result<T, SinkError>) -> Result<T, SinkError> {
         let mut first_failure: Option<Instant> = None;
         let mut attempt = 0u32;
@@ -528,7 +540,9 @@ impl<S: Sink> GroupCommit<S> {
             }
             let since = *first_failure.get_or_insert_with(Instant::now);
             let left = self.policy.retry_for.saturating_sub(since.elapsed());
-            if left.is_zero() {
+            // Relaxed: a flag read on its own. Once the sink has failed nothing more is
+            // committed (a parallel writer's commit may still land): no use retrying.
+            if left.is_zero() || self.failed.load(Ordering::Relaxed) {
                 return Err(error);
             }
             if attempt == 0 {
@@ -548,6 +562,10 @@ impl<S: Sink> GroupCommit<S> {
     /// retried.
     fn given_up(&self, error: SinkError) -> anyhow::Error {
         match error.kind {
+            // Relaxed: a flag read on its own (see `retrying`).
+            ErrorKind::Retryable if self.failed.load(Ordering::Relaxed) => {
+                anyhow::anyhow!("{error} (not retried further: the sink has failed)")
+            }
             ErrorKind::Retryable if self.policy.retry_for.is_zero() => {
                 anyhow::anyhow!("gave up at once (retries are off: --retry-for 0): {error}")
             }

@@ -363,3 +363,31 @@ fn a_chore_runs_once_with_the_writer_right_after_the_next_commit() {
         "run once, by the first commit, after its two records"
     );
 }
+
+/// Once another writer has failed the sink, a retry loop stops at its next failure instead of
+/// retrying for the rest of `--retry-for` (nothing more would be committed), and no longer
+/// says the sink is retrying.
+#[test]
+fn a_retry_stops_once_another_writer_has_failed_the_sink() {
+    let policy = Policy {
+        retry_for: Duration::from_secs(60),
+        ..Policy::default()
+    };
+    let g = sink(&[], policy, 10);
+    let mut tries = 0;
+    let outcome = g.retrying(|| -> Result<(), SinkError> {
+        tries += 1;
+        if tries == 2 {
+            g.fail("another writer failed".into());
+        }
+        Err(SinkError::new(ErrorKind::Retryable, anyhow!("locked")))
+    });
+    assert_eq!(outcome.map_err(|e| e.kind), Err(ErrorKind::Retryable));
+    assert_eq!(tries, 2);
+    assert!(g.health().retrying().is_none());
+    assert!(
+        g.given_up(SinkError::new(ErrorKind::Retryable, anyhow!("locked")))
+            .to_string()
+            .contains("the sink has failed")
+    );
+}
