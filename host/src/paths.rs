@@ -166,6 +166,9 @@ pub fn sqlite_side_file(path: &Path, suffix: &str) -> PathBuf {
     sibling(&real, suffix)
 }
 
+/// The files SQLite keeps beside a database, by the suffix it adds to the database's name.
+pub const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 /// `PATH` with `suffix` appended to its file name (`db` -> `db-wal`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

@@ -662,6 +662,46 @@ fn journals_another_program_left_beside_a_database_are_refused_and_left_untouche
     }
 }
 
+/// A file another program put where SQLite keeps a database's log or shared-memory index
+/// (`x.db-wal`, `x.db-shm` beside a pc-host database) is refused, not discarded: opening the
+/// database would have removed or overwritten it. A log SQLite wrote (a run's, left by a
+/// crash) is not in the way.
+#[test]
+fn a_foreign_file_where_the_databases_log_goes_is_refused_and_left_untouched() {
+    let s = Scratch::new("foreign-side");
+    let made = run(s.dir(), &["--db", "g.db", "--messages", "5"]);
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    for suffix in ["-wal", "-shm"] {
+        let side = s.path(&format!("g.db{suffix}"));
+        std::fs::write(&side, "precious notes\n").unwrap();
+        let out = run(s.dir(), &["--db", "g.db", "--messages", "5"]);
+        let shown = format!("g.db{suffix} is beside g.db but is not SQLite's {suffix} file");
+        assert_one_line_error(&out, 1, &shown);
+        assert_eq!(std::fs::read_to_string(&side).unwrap(), "precious notes\n");
+        std::fs::remove_file(&side).unwrap();
+    }
+    // A log SQLite wrote: kept open by a connection that never checkpoints it away.
+    let holder = rusqlite::Connection::open(s.path("g.db")).unwrap();
+    holder
+        .execute_batch("PRAGMA wal_autocheckpoint = 0; INSERT INTO runs (started_at, producers, first_id, config) SELECT started_at, producers, first_id, config FROM runs LIMIT 1;")
+        .unwrap();
+    assert!(std::fs::metadata(s.path("g.db-wal")).unwrap().len() > 0);
+    let out = run(s.dir(), &["--db", "g.db", "--messages", "5"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+/// A database name SQLite would take for another database's log (or journal, or index) is
+/// refused before anything is made: opening the other database would remove it.
+#[test]
+fn a_db_named_like_a_databases_side_file_is_refused() {
+    let s = Scratch::new("side-named");
+    for name in ["d1.db-wal", "d1.db-shm", "d1.db-journal"] {
+        let out = run(s.dir(), &["--db", name, "--messages", "5"]);
+        assert_one_line_error(&out, 2, "is the name SQLite gives the");
+        assert!(!s.path(name).exists(), "{name} made");
+    }
+}
+
 #[test]
 fn an_empty_existing_db_file_is_refused_and_left_untouched() {
     let s = Scratch::new("emptydb");

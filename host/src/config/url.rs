@@ -375,8 +375,20 @@ fn local_path<'a>(scheme: &str, rest: &'a str) -> Result<&'a str, String> {
 /// (`file:x.db?mode=ro` names `x.db`), so such a path would not be the file pc-host checks and
 /// reports on: refused, with the two ways to say what was meant. A path spelled as a directory
 /// (`data/`) is refused too: SQLite would create `data` without the slash, and every later
-/// look at `data/` would miss it.
+/// look at `data/` would miss it. So is a name SQLite gives a file beside a database
+/// (`x.db-wal`, `-shm`, `-journal`): opening `x.db` would take that database for its log and
+/// remove it.
 pub fn check_sqlite_path(path: &str) -> Result<(), String> {
+    if let Some((db, suffix)) = crate::paths::SIDE_FILES
+        .iter()
+        .find_map(|s| path.strip_suffix(s).map(|db| (db, s)))
+        .filter(|(db, _)| !db.is_empty() && !db.ends_with('/'))
+    {
+        return Err(format!(
+            "`{path}` is the name SQLite gives the {suffix} file of the database {db}: opening \
+             {db} would take a database by that name for it and remove it; choose another name"
+        ));
+    }
     if crate::paths::names_a_directory(std::path::Path::new(path)) {
         let dir = path.trim_end_matches('/');
         return Err(format!(

@@ -51,13 +51,14 @@ pub struct NewRun<'a> {
 /// passed; a file that was there before this run and is still empty, or still has a
 /// `-journal` beside it, after `busy` (see [`schema::empty_file`],
 /// [`schema::unfinished_journal`]); a log left beside a path with no database
-/// ([`schema::leftover_log`]).
+/// ([`schema::leftover_log`]), or a `-wal` or `-shm` SQLite did not write beside one
+/// ([`schema::foreign_side_file`], looked at here, before the process opens the database).
 pub fn prepare_run(
     path: &Path,
     busy: Duration,
     run: &NewRun<'_>,
 ) -> anyhow::Result<(Connection, RunRow)> {
-    if let Some(e) = schema::leftover_log(path) {
+    if let Some(e) = schema::leftover_log(path).or_else(|| schema::foreign_side_file(path)) {
         return Err(e);
     }
     // A file this run creates is its own. One that is there and empty (0 bytes, or a database

@@ -375,8 +375,48 @@ fn not_a_regular_file(path: &Path) -> Option<anyhow::Error> {
     }
 }
 
-/// The files SQLite keeps beside a database, by the suffix it adds to the database's name.
-pub const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+pub use crate::paths::SIDE_FILES;
+
+/// The one line refusing, for a run, an existing database beside which a `-wal` or `-shm` is
+/// there that SQLite did not write (not empty, and not starting as SQLite starts them: a log
+/// with its magic number, a shared-memory index with its version or zeros), if one is:
+/// opening the database would discard it (a log whose header does not match) or overwrite it
+/// (the index). Its owner decides what becomes of it.
+///
+/// Only before this process opens the database: it reads each file through a descriptor of
+/// its own, and closing any descriptor of a file drops every POSIX lock the process holds on
+/// it, SQLite's on the `-shm` included (another process could then rebuild the index under a
+/// connection that has it mapped).
+pub fn foreign_side_file(path: &Path) -> Option<anyhow::Error> {
+    const WAL_MAGIC: [u32; 2] = [0x377f_0682, 0x377f_0683];
+    const SHM_VERSION: u32 = 3_007_000;
+    if std::fs::metadata(path).is_err() {
+        return None;
+    }
+    let sqlite_wrote = |suffix: &str, first: [u8; 4]| match suffix {
+        "-wal" => WAL_MAGIC.contains(&u32::from_be_bytes(first)),
+        _ => {
+            [0, SHM_VERSION].contains(&u32::from_le_bytes(first))
+                || u32::from_be_bytes(first) == SHM_VERSION
+        }
+    };
+    ["-wal", "-shm"].into_iter().find_map(|suffix| {
+        let side = crate::paths::sqlite_side_file(path, suffix);
+        let mut first = [0u8; 4];
+        let read = std::fs::File::open(&side)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
+            .ok()?;
+        (read > 0 && !sqlite_wrote(suffix, first)).then(|| {
+            anyhow!(
+                "{} is beside {} but is not SQLite's {suffix} file; pc-host will not open the \
+                 database while it is there (SQLite would discard or overwrite it): move it \
+                 away, or use another --db",
+                side.display(),
+                path.display()
+            )
+        })
+    })
+}
 
 /// The one line refusing, for a run, a `path` where there is no database but a `-wal`,
 /// `-shm` or `-journal` is there beside the file it would be (through links), if one is: a
