@@ -30,9 +30,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check a database written by pc-host: row counts; for every completed generated run that
-    /// each producer's sequence numbers are all there exactly once (no duplicate, no gap); with
-    /// --source, that the stored rows of a file are exactly its lines, in order.
+    /// Check a database written by pc-host: row counts; for every completed generated run,
+    /// and every pc-host run that published through NATS once its end message is stored, that
+    /// each producer's sequence numbers are all there exactly once (no duplicate, no gap);
+    /// with --source, that the stored rows of a file are exactly its lines, in order.
     Verify(VerifyArgs),
     /// Draw a run's throughput (produced, stored) and latency (p50, p99, max) over time, from
     /// the `run_intervals` table, as an SVG file.
@@ -295,8 +296,8 @@ pub struct RunArgs {
     )]
     pub payload_size: u64,
 
-    /// Longest record read from stdin or a file; longer lines are rejected (counted and
-    /// skipped); 1..=67108864
+    /// Longest record read from stdin, a file or a NATS stream; longer ones are rejected
+    /// (counted and skipped); 1..=67108864
     #[arg(
         long,
         value_name = "BYTES",
