@@ -71,6 +71,15 @@ fn main() -> ExitCode {
     }
 
     if let Some(Command::Plot(args)) = &cli.command {
+        // Set for the runs, perhaps, but plot has no sink to read: said, not ignored.
+        if let Some(sink) = std::env::var_os("PC_HOST_SINK") {
+            tracing::warn!(
+                "PC_HOST_SINK={} is set, but plot reads only the SQLite database --db names: it \
+                 plots {}",
+                config::url::without_password(&sink.to_string_lossy()),
+                args.db.display()
+            );
+        }
         return match plot::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) if e.is::<config::ConfigError>() => fail(&e, 2),

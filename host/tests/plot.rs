@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Out, Scratch, assert_one_line_error, run};
+use common::{Out, OutputWithin as _, Scratch, assert_one_line_error, run};
 use rusqlite::Connection;
 
 /// The first line of every file plot writes.
@@ -183,6 +183,30 @@ fn plot_draws_every_interval_of_the_chosen_run_with_title_and_legend() {
     let out = plot(&s, &["--run", "1", "-o", "first.svg"]);
     assert_eq!(out.code, Some(0), "plot --run 1 failed:\n{}", out.stderr);
     assert_plot_of(&s, "first.svg", 1);
+}
+
+/// `PC_HOST_SINK`, set for runs, names nothing plot can read: plot says it plots `--db`'s
+/// database instead of ignoring it without a word, the URL's password hidden.
+#[test]
+fn plot_says_it_does_not_read_a_sink_set_in_the_environment() {
+    let s = Scratch::new("plot-sink-env");
+    record_run(&s);
+    let out: Out = common::pc_host(s.dir())
+        .args(["plot", "--db", "t.db", "-o", "p.svg"])
+        .env("PC_HOST_SINK", "postgres://pc:secret@db1:5432/pc")
+        .output_within()
+        .expect("run pc-host")
+        .into();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "PC_HOST_SINK=postgres://pc:***@db1:5432/pc is set, but plot reads only the SQLite \
+             database --db names: it plots t.db"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_plot_of(&s, "p.svg", 1);
 }
 
 #[test]
