@@ -259,6 +259,11 @@ fn two_publishers_and_two_consumers_store_every_record_exactly_once() {
         2,
         "{report}"
     );
+    // Each publisher's run is named by the id it printed, beside its number here.
+    for p in [&a, &b] {
+        let named = format!("(published by run {}): completed", p["run_id"]);
+        assert!(report.contains(&named), "{named}\n{report}");
+    }
 }
 
 #[test]

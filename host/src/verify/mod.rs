@@ -203,7 +203,15 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         let verdict = describe(check, args.dead_letter.as_deref());
         ok &= verdict.ok;
         by_count += usize::from(verdict.ok && verdict.by_count);
-        say!("  run {id}: {}", verdict.line);
+        // A run recorded for another pc-host's records, published through NATS: named by
+        // the id that run printed too.
+        match check.info.dead_letters.published_by {
+            Some(publisher) => say!(
+                "  run {id} (published by run {publisher}): {}",
+                verdict.line
+            ),
+            None => say!("  run {id}: {}", verdict.line),
+        }
     }
     if orphans > 0 {
         let rows = if orphans == 1 {
