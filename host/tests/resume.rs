@@ -173,7 +173,7 @@ fn kill_then_resume(name: &str, data: &Data, killed: &[(u64, &[&str])], verify: 
             format!("input 1: {file_s} from the start")
         } else {
             format!(
-                "input 1: {file_s} resuming at byte {}, line {k}",
+                "input 1: {file_s} resuming at byte {}, after line {k}",
                 data.offset_after(k)
             )
         };

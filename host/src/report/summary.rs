@@ -37,14 +37,15 @@ impl StopReason {
     }
 }
 
-/// "input 3: /var/log/x.log resuming at byte 120, line 7", for the header.
+/// "input 3: /var/log/x.log resuming at byte 120, after line 7", for the header: lines
+/// counted from 1, as every other message counts them (`resume.line` lines are done).
 pub fn start_line(input: &InputStart) -> String {
     let r = &input.resume;
     if r.offset == 0 && r.line == 0 {
         format!("input {}: {} from the start", r.input, input.name)
     } else {
         format!(
-            "input {}: {} resuming at byte {}, line {}",
+            "input {}: {} resuming at byte {}, after line {}",
             r.input, input.name, r.offset, r.line
         )
     }
