@@ -1826,12 +1826,12 @@ fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printe
         "--sink postgres://postgres@127.0.0.1:5432?password=***: the URL names no database",
     );
     assert!(!out.stderr.contains("secret"), "{}", out.stderr);
-    // A NATS sink is no database to read back: bad input.
+    // A NATS sink is no database to read back: bad input, quoted as typed.
     let out = run(s.dir(), &["verify", "--sink", "nats://127.0.0.1:4222/S"]);
     assert_one_line_error(
         &out,
         2,
-        "verify reads a database: give the database the stream",
+        "--sink nats://127.0.0.1:4222/S: verify reads a database: give the database the stream",
     );
     // From the variable, the line names the variable, not a flag nobody typed.
     let out = run_env(

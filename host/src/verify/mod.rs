@@ -128,11 +128,12 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         })?,
         None => SinkSpec::Sqlite(args.db.clone()),
     };
-    if let SinkSpec::Nats(_) = spec {
+    if let (SinkSpec::Nats(_), Some(url)) = (&spec, &args.sink) {
+        // Quoted as typed (the password hidden), as every refused value is.
         return Err(ConfigError(format!(
-            "{}{spec}: verify reads a database: give the database the stream is consumed \
-             into",
-            args.sink_from
+            "{}{}: verify reads a database: give the database the stream is consumed into",
+            args.sink_from,
+            without_password(url)
         ))
         .into());
     }
