@@ -442,17 +442,7 @@ impl<S: Sink> GroupCommit<S> {
                      records aside and go on)"
                 ),
             ),
-            ErrorKind::Retryable if self.policy.retry_for.is_zero() => (
-                exhausted(&error),
-                format!("gave up at once (retries are off: --retry-for 0): {error}"),
-            ),
-            ErrorKind::Retryable => (
-                exhausted(&error),
-                format!(
-                    "gave up after retrying for {:.1} s (--retry-for): {error}",
-                    self.policy.retry_for.as_secs_f64()
-                ),
-            ),
+            ErrorKind::Retryable => (exhausted(&error), self.retries_ended(&error)),
             ErrorKind::Fatal if error.unconfirmed => (Reason::Unconfirmed, format!("{error}")),
             ErrorKind::Fatal => (Reason::SinkFailed, format!("{error}")),
         };
@@ -566,14 +556,21 @@ impl<S: Sink> GroupCommit<S> {
             ErrorKind::Retryable if self.failed.load(Ordering::Relaxed) => {
                 anyhow::anyhow!("{error} (not retried further: the sink has failed)")
             }
-            ErrorKind::Retryable if self.policy.retry_for.is_zero() => {
-                anyhow::anyhow!("gave up at once (retries are off: --retry-for 0): {error}")
-            }
-            ErrorKind::Retryable => anyhow::anyhow!(
+            ErrorKind::Retryable => anyhow::anyhow!(self.retries_ended(&error)),
+            ErrorKind::Record | ErrorKind::Fatal => error.error,
+        }
+    }
+
+    /// What became of the retries of a retryable `error`, as one line: none (`--retry-for 0`),
+    /// or all of `--retry-for` spent.
+    fn retries_ended(&self, error: &SinkError) -> String {
+        if self.policy.retry_for.is_zero() {
+            format!("gave up at once (retries are off: --retry-for 0): {error}")
+        } else {
+            format!(
                 "gave up after retrying for {:.1} s (--retry-for): {error}",
                 self.policy.retry_for.as_secs_f64()
-            ),
-            ErrorKind::Record | ErrorKind::Fatal => error.error,
+            )
         }
     }
 
