@@ -348,15 +348,7 @@ impl<S: Sink> GroupCommit<S> {
         // Relaxed: with one writer its mutex orders this after any `fail`; with several, a
         // commit that misses a concurrent failure lands, which no input's order depends on.
         if self.failed.load(Ordering::Relaxed) {
-            let why = self.health.failure().unwrap_or_default();
-            self.give_up(
-                all,
-                range,
-                Reason::SinkFailed,
-                &why,
-                (started, clock),
-                out.pieces,
-            );
+            self.give_up_to_the_failure(all, range, false, (started, clock), out.pieces);
             return;
         }
         let (stored, error) = match self.write_retrying(writer, &all[range.clone()]) {
@@ -394,13 +386,8 @@ impl<S: Sink> GroupCommit<S> {
         // Relaxed: as the look before the write.
         if error.kind == ErrorKind::Retryable && self.failed.load(Ordering::Relaxed) {
             // Another writer failed the sink while this one retried (`retrying` stops then).
-            let reason = if error.unconfirmed {
-                Reason::Unconfirmed
-            } else {
-                Reason::SinkFailed
-            };
-            let why = self.health.failure().unwrap_or_default();
-            self.give_up(all, range, reason, &why, (started, clock), out.pieces);
+            let at = (started, clock);
+            self.give_up_to_the_failure(all, range, error.unconfirmed, at, out.pieces);
             return;
         }
         let (reason, why) = match error.kind {
@@ -582,6 +569,26 @@ impl<S: Sink> GroupCommit<S> {
         }
         // Relaxed: publishes nothing; readers act on the flag alone (see `write_or_give_up`).
         self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// [`give_up`](Self::give_up) on `all[range]` because the sink has already failed: for
+    /// the reasons it failed, as records the sink may hold if the last try of them was
+    /// `unconfirmed`.
+    fn give_up_to_the_failure(
+        &self,
+        all: &[&Record],
+        range: Range<usize>,
+        unconfirmed: bool,
+        at: (u64, &Clock),
+        out: &mut Vec<Piece>,
+    ) {
+        let reason = if unconfirmed {
+            Reason::Unconfirmed
+        } else {
+            Reason::SinkFailed
+        };
+        let why = self.health.failure().unwrap_or_default();
+        self.give_up(all, range, reason, &why, at, out);
     }
 
     /// Dead-letters `all[range]` where that keeps them (see the module docs), or counts them

@@ -129,7 +129,7 @@ fn remove_if_empty(made: &Path) {
     if !std::fs::metadata(made).is_ok_and(|m| m.len() == 0) {
         return;
     }
-    for suffix in schema::SIDE_FILES {
+    for suffix in crate::paths::SIDE_FILES {
         let _ = std::fs::remove_file(crate::paths::sibling(made, suffix));
     }
     let _ = std::fs::remove_file(made);

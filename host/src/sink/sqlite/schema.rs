@@ -375,8 +375,6 @@ fn not_a_regular_file(path: &Path) -> Option<anyhow::Error> {
     }
 }
 
-pub use crate::paths::SIDE_FILES;
-
 /// The one line refusing, for a run, an existing database beside which a `-wal` or `-shm` is
 /// there that SQLite did not write (not empty, and not starting as SQLite starts them: a log
 /// with its magic number, a shared-memory index with its version or zeros), if one is:
@@ -427,7 +425,7 @@ pub fn leftover_log(path: &Path) -> Option<anyhow::Error> {
     if std::fs::metadata(path).is_ok() {
         return None;
     }
-    let left = SIDE_FILES
+    let left = crate::paths::SIDE_FILES
         .map(|x| crate::paths::sqlite_side_file(path, x))
         .into_iter()
         .find(|side| std::fs::symlink_metadata(side).is_ok())?;

@@ -278,6 +278,14 @@ impl Writer {
         super::schema::explain(&self.path, e, self.busy)
     }
 
+    /// The failure `e` of `what` (a call that writes no records), classified by SQLite's
+    /// result code as a write's would be ([`SinkError::of_bookkeeping`]) and explained.
+    fn bookkeeping_error(&self, what: &str, e: anyhow::Error) -> SinkError {
+        let kind = kind_of(&e);
+        let e = self.explain(e);
+        SinkError::of_bookkeeping(kind, anyhow!("{what} failed: {e}"))
+    }
+
     fn commit_input_position(&mut self, to: Resume) -> anyhow::Result<()> {
         let Some(&from) = self.positions.get(&to.input) else {
             return Ok(());
@@ -401,23 +409,12 @@ impl Sink for Writer {
             delivered::origin_run(conn, origin.run, origin.producers, origin.started_at)
                 .map_err(anyhow::Error::from)
         })
-        .map_err(|e| {
-            let kind = kind_of(&e);
-            let e = self.explain(e);
-            SinkError::of_bookkeeping(kind, anyhow!("recording a publishing run failed: {e}"))
-        })
+        .map_err(|e| self.bookkeeping_error("recording a publishing run", e))
     }
 
     fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> Result<(), SinkError> {
-        runs::finish_run(&self.conn, run_id, &end.as_run_end()).map_err(|e| {
-            let e = anyhow::Error::from(e);
-            let kind = kind_of(&e);
-            let e = self.explain(e);
-            SinkError::of_bookkeeping(
-                kind,
-                anyhow!("recording a publishing run's end failed: {e}"),
-            )
-        })
+        runs::finish_run(&self.conn, run_id, &end.as_run_end())
+            .map_err(|e| self.bookkeeping_error("recording a publishing run's end", e.into()))
     }
 
     fn commit_position(&mut self, to: Resume) -> anyhow::Result<()> {
