@@ -671,15 +671,31 @@ fn a_foreign_file_where_the_databases_log_goes_is_refused_and_left_untouched() {
     let s = Scratch::new("foreign-side");
     let made = run(s.dir(), &["--db", "g.db", "--messages", "5"]);
     assert_eq!(made.code, Some(0), "{}", made.stderr);
+    let looks: [&[&str]; 3] = [
+        &["--db", "g.db", "--messages", "5"],
+        &["verify", "--db", "g.db"],
+        &["plot", "--db", "g.db", "-o", "g.svg"],
+    ];
     for suffix in ["-wal", "-shm"] {
         let side = s.path(&format!("g.db{suffix}"));
-        std::fs::write(&side, "precious notes\n").unwrap();
-        let out = run(s.dir(), &["--db", "g.db", "--messages", "5"]);
         let shown = format!("g.db{suffix} is beside g.db but is not SQLite's {suffix} file");
-        assert_one_line_error(&out, 1, &shown);
-        assert_eq!(std::fs::read_to_string(&side).unwrap(), "precious notes\n");
+        std::fs::write(&side, "precious notes\n").unwrap();
+        for args in looks {
+            let out = run(s.dir(), args);
+            assert_one_line_error(&out, 1, &shown);
+            assert_eq!(std::fs::read_to_string(&side).unwrap(), "precious notes\n");
+        }
+        std::fs::remove_file(&side).unwrap();
+        // A pipe there is refused too, without waiting for a writer to open it.
+        let fifo = std::ffi::CString::new(side.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the named pipe.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+        for args in looks {
+            assert_one_line_error(&run(s.dir(), args), 1, &shown);
+        }
         std::fs::remove_file(&side).unwrap();
     }
+    assert!(!s.path("g.svg").exists(), "plotted beside a foreign file");
     // A log SQLite wrote: kept open by a connection that never checkpoints it away.
     let holder = rusqlite::Connection::open(s.path("g.db")).unwrap();
     holder
@@ -691,7 +707,9 @@ fn a_foreign_file_where_the_databases_log_goes_is_refused_and_left_untouched() {
 }
 
 /// A database name SQLite would take for another database's log (or journal, or index) is
-/// refused before anything is made: opening the other database would remove it.
+/// refused before anything is made: opening the other database would remove it. A database
+/// already there by such a name is read and written while no database is beside it by the
+/// shorter name (whose log it could be), and refused once one is.
 #[test]
 fn a_db_named_like_a_databases_side_file_is_refused() {
     let s = Scratch::new("side-named");
@@ -700,6 +718,19 @@ fn a_db_named_like_a_databases_side_file_is_refused() {
         assert_one_line_error(&out, 2, "is the name SQLite gives the");
         assert!(!s.path(name).exists(), "{name} made");
     }
+    let made = run(s.dir(), &["--db", "audit.db", "--messages", "5"]);
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    std::fs::rename(s.path("audit.db"), s.path("audit-journal")).unwrap();
+    for args in [
+        &["verify", "--db", "audit-journal"][..],
+        &["--db", "audit-journal", "--messages", "5"],
+    ] {
+        let out = run(s.dir(), args);
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+    }
+    std::fs::write(s.path("audit"), "").unwrap();
+    let out = run(s.dir(), &["verify", "--db", "audit-journal"]);
+    assert_one_line_error(&out, 2, "is the name SQLite gives the");
 }
 
 #[test]

@@ -376,13 +376,17 @@ fn local_path<'a>(scheme: &str, rest: &'a str) -> Result<&'a str, String> {
 /// reports on: refused, with the two ways to say what was meant. A path spelled as a directory
 /// (`data/`) is refused too: SQLite would create `data` without the slash, and every later
 /// look at `data/` would miss it. So is a name SQLite gives a file beside a database
-/// (`x.db-wal`, `-shm`, `-journal`): opening `x.db` would take that database for its log and
-/// remove it.
+/// (`x.db-wal`, `-shm`, `-journal`) where no database is yet (one made there would be taken
+/// for `x.db`'s log and removed when `x.db` is opened) or where `x.db` is there (so it may be
+/// that database's log); a database already there by such a name, with no `x.db`, is used.
 pub fn check_sqlite_path(path: &str) -> Result<(), String> {
+    let already_a_database = |db: &str| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file()) && std::fs::metadata(db).is_err()
+    };
     if let Some((db, suffix)) = crate::paths::SIDE_FILES
         .iter()
         .find_map(|s| path.strip_suffix(s).map(|db| (db, s)))
-        .filter(|(db, _)| !db.is_empty() && !db.ends_with('/'))
+        .filter(|(db, _)| !db.is_empty() && !db.ends_with('/') && !already_a_database(db))
     {
         return Err(format!(
             "`{path}` is the name SQLite gives the {suffix} file of the database {db}: opening \

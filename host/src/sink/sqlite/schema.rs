@@ -266,7 +266,9 @@ fn writable(path: &Path) -> bool {
 /// reading the file alone. Immutable means no locks: a run that starts while it reads is not
 /// seen, and what it then reads is not a snapshot.
 pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<ReadConnection> {
-    if let Some(e) = unfinished_journal(path, Purpose::Read) {
+    // Even a read-only connection writes the shared-memory index (`-shm`) beside a database in
+    // WAL mode, so a foreign one is refused here as for a run.
+    if let Some(e) = unfinished_journal(path, Purpose::Read).or_else(|| foreign_side_file(path)) {
         return Err(e);
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -375,11 +377,11 @@ fn not_a_regular_file(path: &Path) -> Option<anyhow::Error> {
     }
 }
 
-/// The one line refusing, for a run, an existing database beside which a `-wal` or `-shm` is
-/// there that SQLite did not write (not empty, and not starting as SQLite starts them: a log
-/// with its magic number, a shared-memory index with its version or zeros), if one is:
-/// opening the database would discard it (a log whose header does not match) or overwrite it
-/// (the index). Its owner decides what becomes of it.
+/// The one line refusing an existing database beside which a `-wal` or `-shm` is there that
+/// SQLite did not write (not a regular file, or not empty and not starting as SQLite starts
+/// them: a log with its magic number, a shared-memory index with its version or zeros), if
+/// one is: opening the database, even to read it, would discard it (a log whose header does
+/// not match) or overwrite it (the index). Its owner decides what becomes of it.
 ///
 /// Only before this process opens the database: it reads each file through a descriptor of
 /// its own, and closing any descriptor of a file drops every POSIX lock the process holds on
@@ -400,11 +402,17 @@ pub fn foreign_side_file(path: &Path) -> Option<anyhow::Error> {
     };
     ["-wal", "-shm"].into_iter().find_map(|suffix| {
         let side = crate::paths::sqlite_side_file(path, suffix);
+        // Only a regular file is opened to look at: opening a FIFO would wait for a writer.
+        let regular = std::fs::metadata(&side).ok()?.is_file();
         let mut first = [0u8; 4];
-        let read = std::fs::File::open(&side)
-            .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
-            .ok()?;
-        (read > 0 && !sqlite_wrote(suffix, first)).then(|| {
+        let read = if regular {
+            std::fs::File::open(&side)
+                .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
+                .ok()?
+        } else {
+            0
+        };
+        (!regular || read > 0 && !sqlite_wrote(suffix, first)).then(|| {
             anyhow!(
                 "{} is beside {} but is not SQLite's {suffix} file; pc-host will not open the \
                  database while it is there (SQLite would discard or overwrite it): move it \
