@@ -283,10 +283,10 @@ fn prepare_on(
 /// otherwise, and after a failed `COMMIT` (one that left the transaction open, as a busy one
 /// does, would hold the write lock). `BEGIN`'s and `COMMIT`'s errors come back as SQLite's
 /// own, for the caller to classify and explain ([`schema::explain`]).
-pub fn transaction<T>(
+pub fn transaction<T, E: From<rusqlite::Error>>(
     conn: &Connection,
-    body: impl FnOnce() -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+    body: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let done = body().and_then(|v| {
         conn.execute_batch("COMMIT")?;
@@ -424,8 +424,7 @@ pub fn path_text(path: &Path) -> String {
 pub fn finish_run(conn: &Connection, run_id: i64, end: &RunEnd<'_>) -> rusqlite::Result<()> {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let lat = |i: usize| end.latency.map(|l| n(l[i]));
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let recorded = (|| {
+    transaction(conn, || {
         conn.execute(
             "UPDATE runs SET finished_at = ?2, completed = ?3, produced = ?4, stored = ?5, \
              dead_lettered = ?6, not_stored = ?7, retries = ?8, latency_p50_ns = ?9, \
@@ -454,13 +453,7 @@ pub fn finish_run(conn: &Connection, run_id: i64, end: &RunEnd<'_>) -> rusqlite:
             stmt.execute(params![run_id, producer as i64, n(count)])?;
         }
         Ok(())
-    })();
-    let finish = if recorded.is_ok() {
-        "COMMIT"
-    } else {
-        "ROLLBACK"
-    };
-    conn.execute_batch(finish).and(recorded)
+    })
 }
 
 /// Inside the caller's transaction: one `run_intervals` row per interval.
@@ -585,6 +578,31 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
 mod tests {
     use super::*;
     use crate::sink::sqlite::schema::{self, Found};
+
+    /// A COMMIT that fails and leaves the transaction open (a deferred constraint here; a busy
+    /// one does the same) is rolled back: the connection holds no write lock afterwards, and
+    /// the next transaction on it can begin.
+    #[test]
+    fn a_transaction_whose_commit_fails_is_rolled_back() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; CREATE TABLE p (id INTEGER PRIMARY KEY); \
+             CREATE TABLE c (p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .unwrap();
+        let failed: rusqlite::Result<()> = transaction(&conn, || {
+            conn.execute("INSERT INTO c VALUES (7)", [])?;
+            Ok(())
+        });
+        assert!(failed.is_err(), "the COMMIT breaks the deferred key");
+        assert!(conn.is_autocommit(), "left inside the failed transaction");
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM c", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 0);
+        let next: rusqlite::Result<()> = transaction(&conn, || Ok(()));
+        assert!(next.is_ok(), "{next:?}");
+    }
 
     /// An input read by an earlier run and displaced since is looked for; one the registering
     /// run read itself (a rotation while it follows the file) is not: that run reads the old
