@@ -1403,3 +1403,38 @@ fn verify_source_compares_a_file_with_its_rows_on_the_server() {
         MySql::execute(&db.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     });
 }
+
+/// Recording a publishing run waits for pc-host's origin lock, held here by another client,
+/// for the sessions' lock wait (`--busy-timeout-ms`, at least 1 s), then says so as a
+/// retryable failure; once the lock is free the run is recorded, once. The wait ends before
+/// the connection's reply timeout, so a held lock is never taken for a lost connection.
+#[test]
+fn recording_a_publisher_behind_a_held_origin_lock_waits_the_busy_timeout() {
+    let Some(db) = Db::shared("origin_lock") else {
+        return;
+    };
+    let (mut w, _) = db
+        .try_open_writer(0, Duration::from_secs(1), true, pc_host::sink::mysql::open)
+        .expect("open the writer");
+    let lock = "CONCAT('pc-host origins ', MD5(DATABASE()))";
+    let mut holder = db.conn();
+    let got: Option<i64> = holder
+        .query_first(format!("SELECT GET_LOCK({lock}, 0)"))
+        .unwrap();
+    assert_eq!(got, Some(1));
+    let origin = pc_host::position::Origin {
+        run: 7,
+        producers: 1,
+        started_at: 1,
+    };
+    let e = w.origin_run(&origin).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
+    assert!(e.to_string().contains("origin lock for 1 s"), "{e}");
+    holder
+        .query_drop(format!("DO RELEASE_LOCK({lock})"))
+        .unwrap();
+    let run = w
+        .origin_run(&origin)
+        .expect("recorded once the lock is free");
+    assert_eq!(w.origin_run(&origin).unwrap(), run, "one run per origin");
+}

@@ -87,6 +87,11 @@ impl Target {
         })
     }
 
+    /// The sessions' lock wait, in seconds: `--busy-timeout-ms`, at least 1.
+    pub fn lock_wait_secs(&self) -> u64 {
+        self.lock_wait_secs
+    }
+
     /// The statement that sets a session's lock waits, for rows and for tables alike, to
     /// `--busy-timeout-ms` (in whole seconds, at least 1): at connecting, and to put them back
     /// after [`SHORTEST_WAITS`]. Tables too: with the server's default table-lock wait, a

@@ -11,9 +11,6 @@ use crate::message::Record;
 use crate::position::Origin;
 use crate::sink::tables;
 
-/// How long a process waits for another recording a publishing run (seconds).
-const ORIGIN_LOCK_WAIT: u32 = 30;
-
 const TABLES: [&str; 2] = [
     "CREATE TABLE IF NOT EXISTS delivered (
         key_run   BIGINT NOT NULL,
@@ -196,19 +193,20 @@ pub fn stored_any(conn: &mut Conn, run_id: i64, records: &[&Record]) -> mysql::R
 }
 
 /// The run that holds `origin`'s records here, recorded if new (processes wait for each other
-/// on a named lock, so one origin never gets two runs).
+/// on a named lock, for up to `wait_secs`, the sessions' lock wait: so one origin never gets
+/// two runs, and the wait ends before the connection's reply timeout).
 ///
 /// # Errors
-/// The server's; the lock not given within its wait.
-pub fn origin_run(conn: &mut Conn, origin: &Origin) -> anyhow::Result<i64> {
+/// The server's; the lock not given within its wait ([`Busy`](crate::sink::error::Busy)).
+pub fn origin_run(conn: &mut Conn, origin: &Origin, wait_secs: u64) -> anyhow::Result<i64> {
     let got: Option<Option<i64>> = conn.exec_first(
         "SELECT GET_LOCK(CONCAT('pc-host origins ', MD5(DATABASE())), ?)",
-        (ORIGIN_LOCK_WAIT,),
+        (wait_secs,),
     )?;
     if got.flatten() != Some(1) {
         // A lock another client holds, as a row lock past its wait is: worth another try.
         return Err(crate::sink::error::Busy(format!(
-            "another client held pc-host's origin lock for {ORIGIN_LOCK_WAIT} s"
+            "another client held pc-host's origin lock for {wait_secs} s"
         ))
         .into());
     }

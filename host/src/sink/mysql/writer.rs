@@ -529,7 +529,7 @@ impl Sink for Writer {
 
     fn origin_run(&mut self, origin: &Origin) -> Result<i64, SinkError> {
         self.with_session_twice(
-            |_, s| delivered::origin_run(&mut s.conn, origin),
+            |w, s| delivered::origin_run(&mut s.conn, origin, w.target.lock_wait_secs()),
             |e: &anyhow::Error| e.downcast_ref().is_some_and(connection_gone),
         )
         .map_err(|e| {
