@@ -12,7 +12,8 @@
 //! Limits:
 //! - A message held longer than [`Keep::give_up_after`] (`--retry-for` plus the ack wait: a
 //!   sink that hangs rather than fails) is no longer kept alive: its ack wait runs out and
-//!   JetStream gives it to another process.
+//!   JetStream gives it to another process. (A run's end from a publisher not seen before is
+//!   recorded in two steps, each retried on its own: it is held afresh for the second.)
 //! - Messages the client has pulled but the source has not yet taken (at most a chunk and a
 //!   half, while the source waits for room in the ring) are not held: one left there past
 //!   the ack wait is delivered again, and dropped by the sink as a duplicate.

@@ -344,7 +344,7 @@ impl NatsSource<'_> {
             };
             // Held while recorded, as a record is while its publisher is (below).
             self.held.hold(&ack);
-            self.record_run_end(run, &end, published, origins)
+            self.record_run_end(run, &end, published, origins, &ack)
                 .inspect_err(|_| self.hand_back_held(m, &ack))?;
             self.held.release([ack.as_str()]);
             nats::runtime()
@@ -418,6 +418,7 @@ impl NatsSource<'_> {
         end: &OriginEnd,
         published: i64,
         origins: &mut HashMap<i64, i64>,
+        ack: &str,
     ) -> anyhow::Result<()> {
         let origin = Origin {
             run,
@@ -425,6 +426,9 @@ impl NatsSource<'_> {
             started_at: published,
         };
         let local = self.local_run(origins, &origin)?;
+        // Held afresh: each of the two recordings may retry for up to `--retry-for`, and is
+        // kept alive for as long.
+        self.held.hold(ack);
         self.positions.origin_ended(local, end)
     }
 
