@@ -71,7 +71,8 @@ fn main() -> ExitCode {
     }
 
     if let Some(Command::Plot(args)) = &cli.command {
-        // Set for the runs, perhaps, but plot has no sink to read: said, not ignored.
+        // Set for the runs, perhaps, but plot has no sink to read: a warning says which
+        // database it plots.
         if let Some(sink) = std::env::var_os("PC_HOST_SINK") {
             tracing::warn!(
                 "PC_HOST_SINK={} is set, but plot reads only the SQLite database --db names: it \

@@ -145,10 +145,10 @@ fn a_lock_held_shorter_than_retry_for_is_waited_out_and_every_message_stored_onc
     std::thread::sleep(HOLD.saturating_sub(locked.elapsed()));
     holder.execute_batch("ROLLBACK").unwrap();
     let recovered = r.err.wait("saying the sink recovered", |l| {
-        l.contains("the sink recovered: committed after")
+        l.contains("the sink recovered after")
     });
     let retries: u64 = recovered
-        .split("committed after ")
+        .split("recovered after ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())

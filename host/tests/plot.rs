@@ -185,8 +185,8 @@ fn plot_draws_every_interval_of_the_chosen_run_with_title_and_legend() {
     assert_plot_of(&s, "first.svg", 1);
 }
 
-/// `PC_HOST_SINK`, set for runs, names nothing plot can read: plot says it plots `--db`'s
-/// database instead of ignoring it without a word, the URL's password hidden.
+/// `PC_HOST_SINK`, set for runs, names nothing plot can read: plot warns that it plots
+/// `--db`'s database, the URL's password hidden.
 #[test]
 fn plot_says_it_does_not_read_a_sink_set_in_the_environment() {
     let s = Scratch::new("plot-sink-env");

@@ -502,7 +502,7 @@ impl<S: Sink> GroupCommit<S> {
                 Ok(done) => {
                     if let Some(since) = first_failure {
                         tracing::info!(
-                            "the sink recovered: committed after {attempt} retries ({:.1} s)",
+                            "the sink recovered after {attempt} retries ({:.1} s)",
                             since.elapsed().as_secs_f64()
                         );
                     }

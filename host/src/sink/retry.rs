@@ -25,7 +25,8 @@ pub fn backoff(attempt: u32, left: Duration) -> Duration {
 }
 
 /// What the sink is going through, for the progress line, the metrics and the summary.
-/// Written by the consumer that holds the writer; read by anyone.
+/// Written by whoever calls the sink (the consumers' writers, a source recording a publishing
+/// run); read by anyone.
 ///
 /// The atomics are `Relaxed`: each is a figure read on its own for display and publishes no
 /// other memory. `retrying` is raised after `last_error` is stored under its mutex; a reader

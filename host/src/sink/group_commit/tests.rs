@@ -365,8 +365,8 @@ fn a_chore_runs_once_with_the_writer_right_after_the_next_commit() {
 }
 
 /// Once another writer has failed the sink, a retry loop stops at its next failure instead of
-/// retrying for the rest of `--retry-for` (nothing more would be committed), and no longer
-/// says the sink is retrying.
+/// retrying for the rest of `--retry-for` (nothing more would be committed), and the sink's
+/// health stops saying it is retrying.
 #[test]
 fn a_retry_stops_once_another_writer_has_failed_the_sink() {
     let policy = Policy {
