@@ -731,6 +731,23 @@ fn a_db_named_like_a_databases_side_file_is_refused() {
     std::fs::write(s.path("audit"), "").unwrap();
     let out = run(s.dir(), &["verify", "--db", "audit-journal"]);
     assert_one_line_error(&out, 2, "is the name SQLite gives the");
+    // From `audit`'s side, the database by the journal's name is not taken for a journal to
+    // roll back (SQLite opening `audit` would delete it).
+    std::fs::copy(s.path("audit-journal"), s.path("audit")).unwrap();
+    let kept = std::fs::read(s.path("audit-journal")).unwrap();
+    for args in [
+        &["verify", "--db", "audit"][..],
+        &["plot", "--db", "audit", "-o", "a.svg"],
+        &["--db", "audit", "--messages", "5"],
+    ] {
+        let out = run(s.dir(), args);
+        assert_one_line_error(
+            &out,
+            1,
+            "audit-journal is a SQLite database, not the journal",
+        );
+        assert_eq!(std::fs::read(s.path("audit-journal")).unwrap(), kept);
+    }
 }
 
 #[test]

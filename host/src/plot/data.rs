@@ -106,7 +106,8 @@ fn open(db: &Path, busy: Duration) -> anyhow::Result<schema::ReadConnection> {
         // differs in when `runs.last_id` is written.
         Found::Current | Found::Version3 | Found::Version4 => Ok(conn),
         Found::Empty => Err(anyhow!(
-            "{} holds no pc-host data (it is an empty database)",
+            "{} holds no pc-host data (it is an empty database; if a pc-host run is setting it \
+             up this instant, look again)",
             db.display()
         )),
         Found::Version1 | Found::Version2 => Err(anyhow!(

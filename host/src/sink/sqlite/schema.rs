@@ -463,6 +463,9 @@ pub fn unfinished_journal(path: &Path, purpose: Purpose) -> Option<anyhow::Error
     let journal = [typed, real]
         .into_iter()
         .find(|j| std::fs::symlink_metadata(j).is_ok())?;
+    if let Some(e) = database_named_like_a_journal(path, &journal) {
+        return Some(e);
+    }
     let then = match purpose {
         Purpose::Write => {
             "pc-host will not open it (that would roll the journal back into the file): let \
@@ -471,7 +474,8 @@ pub fn unfinished_journal(path: &Path, purpose: Purpose) -> Option<anyhow::Error
         }
         Purpose::Read => {
             "pc-host reads only and cannot roll it back: let the program that made it finish \
-             it first (`sqlite3` opening the database rolls it back)"
+             it first (`sqlite3` opening the database rolls it back), or, if a pc-host run is \
+             creating the database this instant, look again"
         }
     };
     let line = format!(
@@ -485,6 +489,27 @@ pub fn unfinished_journal(path: &Path, purpose: Purpose) -> Option<anyhow::Error
         Purpose::Write => anyhow::Error::new(WaitedOut(line)),
         Purpose::Read => anyhow!(line),
     })
+}
+
+/// The one line refusing a database beside which its `-journal` name holds a database, not a
+/// journal (one named so on purpose, or by an earlier pc-host), if it does: SQLite opening
+/// `path` would take it for a journal and delete it, so the usual advice (let SQLite roll the
+/// journal back) would destroy it.
+fn database_named_like_a_journal(path: &Path, journal: &Path) -> Option<anyhow::Error> {
+    const DATABASE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let mut first = [0u8; 16];
+    let regular = std::fs::metadata(journal).ok()?.is_file();
+    std::fs::File::open(journal)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut first))
+        .ok()
+        .filter(|()| regular && &first == DATABASE_HEADER)?;
+    Some(anyhow!(
+        "{} is a SQLite database, not the journal of {} beside it: opening {} with SQLite would \
+         take it for a journal and delete it; rename one of the two first",
+        journal.display(),
+        path.display(),
+        path.display()
+    ))
 }
 
 /// The one line refusing a `path` that is an existing file of 0 bytes, if it is one. SQLite
@@ -503,7 +528,10 @@ pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
             "pc-host will not write to it: remove it to let pc-host create the database there, \
              or use another --db"
         }
-        Purpose::Read => "give the --db that a pc-host run wrote",
+        Purpose::Read => {
+            "give the --db that a pc-host run wrote (or, if a run is creating it this instant, \
+             look again)"
+        }
     };
     Some(anyhow::Error::new(WaitedOut(format!(
         "{} is an empty file (0 bytes), not a database pc-host made; {then}",
@@ -560,7 +588,8 @@ pub fn open_existing(path: &Path, busy: Duration) -> anyhow::Result<ReadConnecti
         // Versions 2 to 4 lack only what verify does not read.
         Found::Current | Found::Version2 | Found::Version3 | Found::Version4 => Ok(conn),
         Found::Empty => Err(anyhow!(
-            "{} holds no pc-host data (it is an empty database)",
+            "{} holds no pc-host data (it is an empty database; if a pc-host run is setting it \
+             up this instant, look again)",
             path.display()
         )),
         Found::Version1 => Err(anyhow!(
