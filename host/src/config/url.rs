@@ -354,16 +354,22 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
 
 /// The local path of a `file:` or `sqlite:` URL, given what follows the scheme's colon:
 /// `PATH` as it is (relative or absolute), or, after `//`, an authority and an absolute path
-/// (`file:///var/log/a.log`, `file://localhost/var/log/a.log`), as RFC 8089 reads them. Any
+/// (`file:///var/log/a.log`, `file://localhost/var/log/a.log`), as RFC 8089 reads them: with
+/// its percent-escapes decoded (`%20` a space, `%3F` a `?`), as such URLs are written. Any
 /// other host is refused rather than read as the first part of a relative path
 /// (`file://tmp/a.log` names host `tmp`, not `./tmp/a.log` nor `/tmp/a.log`).
-fn local_path<'a>(scheme: &str, rest: &'a str) -> Result<&'a str, String> {
+fn local_path(scheme: &str, rest: &str) -> Result<String, String> {
     let Some(after) = rest.strip_prefix("//") else {
-        return Ok(rest);
+        return Ok(rest.to_string());
     };
     let (host, path) = after.find('/').map_or((after, ""), |i| after.split_at(i));
     if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
-        return Ok(path);
+        return String::from_utf8(percent_decoded_bytes(path)).map_err(|_| {
+            format!(
+                "{scheme}://{host}{path}: its percent-escapes stand for bytes that are not \
+                 UTF-8; write {scheme}:PATH with the path as it is"
+            )
+        });
     }
     Err(format!(
         "{scheme}://{host}/... names the host `{host}`: pc-host reads local files only; write \
@@ -420,14 +426,14 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
     };
     match scheme {
         "sqlite" => {
-            let path = local_path("sqlite", rest)?;
-            if path.contains('?') {
+            if rest.contains('?') {
                 return Err("sqlite: takes no parameters (a `?` in the path is refused)".into());
             }
+            let path = local_path("sqlite", rest)?;
             if path.is_empty() {
                 return Err("sqlite: needs a database path, e.g. sqlite:pc-host.db".into());
             }
-            check_sqlite_path(path)?;
+            check_sqlite_path(&path)?;
             Ok(SinkSpec::Sqlite(path.into()))
         }
         // The drivers read the options now, so that one they refuse is bad input (exit 2)
@@ -504,6 +510,12 @@ fn mysql_path(rest: &str) -> Option<String> {
 /// `text` with each `%XX` (two hex digits) replaced by the byte it stands for, read as UTF-8
 /// (lossily); any other `%` stays as it is.
 fn percent_decoded(text: &str) -> String {
+    String::from_utf8_lossy(&percent_decoded_bytes(text)).into_owned()
+}
+
+/// The bytes of `text` with each `%XX` (two hex digits) replaced by the byte it stands for;
+/// any other `%` stays as it is.
+fn percent_decoded_bytes(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -523,7 +535,7 @@ fn percent_decoded(text: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// `//[USER[:PASSWORD]@]HOST[:PORT]/NAME?QUERY` (after `nats:`): the server, the name after
@@ -870,6 +882,37 @@ mod tests {
                 .unwrap_err()
                 .contains("needs a path")
         );
+    }
+
+    /// The `//` forms are URIs, as `pathlib`'s `as_uri()` and file managers write them: their
+    /// percent-escapes are decoded (a `sqlite:` one made a database named `a%20b.db`). The
+    /// short forms are paths as they are.
+    #[test]
+    fn percent_escapes_in_file_and_sqlite_uris_are_decoded() {
+        let file = |path: &str| SourceSpec::File {
+            path: path.into(),
+            follow: true,
+            format: Format::Text,
+            lane: None,
+        };
+        assert_eq!(
+            parse_source("file:///tmp/sp%20ace%3F.log?follow=true"),
+            Ok(file("/tmp/sp ace?.log"))
+        );
+        assert_eq!(
+            parse_source("file:sp%20ace.log?follow=true"),
+            Ok(file("sp%20ace.log"))
+        );
+        assert_eq!(
+            parse_sink("sqlite:///tmp/a%20b%C3%A9.db"),
+            Ok(SinkSpec::Sqlite("/tmp/a bé.db".into()))
+        );
+        assert_eq!(
+            parse_sink("sqlite:///tmp/100%.db"),
+            Ok(SinkSpec::Sqlite("/tmp/100%.db".into()))
+        );
+        let e = parse_sink("sqlite:///tmp/%FF.db").unwrap_err();
+        assert!(e.contains("not UTF-8; write sqlite:PATH"), "{e}");
     }
 
     #[test]
