@@ -555,8 +555,22 @@ fn unusable_database_paths_fail_before_any_thread_starts() {
     assert_one_line_error(
         &out,
         1,
-        "cannot open database /nonexistent-pc-host-dir/x.db",
+        "cannot open database /nonexistent-pc-host-dir/x.db: its directory /nonexistent-pc-host-dir: No such file",
     );
+    // A -shm that is a link: SQLite refuses to open the database, and the line says why.
+    let made = run(s.dir(), &["--db", "l.db", "--messages", "1"]);
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    std::fs::write(s.path("elsewhere"), "").unwrap();
+    std::os::unix::fs::symlink("elsewhere", s.path("l.db-shm")).unwrap();
+    for args in [
+        &["--db", "l.db", "--messages", "1"][..],
+        &["verify", "--db", "l.db"],
+    ] {
+        let out = run(s.dir(), args);
+        assert_one_line_error(&out, 1, "l.db-shm is a symbolic link, and SQLite opens");
+    }
+    assert_eq!(std::fs::read(s.path("elsewhere")).unwrap(), b"");
+    std::fs::remove_file(s.path("l.db-shm")).unwrap();
     let out = run(
         s.dir(),
         &["--db", s.dir().to_str().unwrap(), "--messages", "1"],

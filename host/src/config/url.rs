@@ -377,7 +377,8 @@ fn local_path(scheme: &str, rest: &str) -> Result<String, String> {
     ))
 }
 
-/// Checks a SQLite database path. SQLite reads a file name that starts with `file:` as a URI
+/// Checks a SQLite database path. `:memory:` is refused (SQLite would keep the database in
+/// memory: nothing to verify or resume). SQLite reads a file name that starts with `file:` as a URI
 /// (`file:x.db?mode=ro` names `x.db`), so such a path would not be the file pc-host checks and
 /// reports on: refused, with the two ways to say what was meant. A path spelled as a directory
 /// (`data/`) is refused too: SQLite would create `data` without the slash, and every later
@@ -386,6 +387,13 @@ fn local_path(scheme: &str, rest: &str) -> Result<String, String> {
 /// for `x.db`'s log and removed when `x.db` is opened) or where `x.db` is there (so it may be
 /// that database's log); a database already there by such a name, with no `x.db`, is used.
 pub fn check_sqlite_path(path: &str) -> Result<(), String> {
+    if path == ":memory:" {
+        return Err(
+            "`:memory:` is SQLite's in-memory database, which no run could verify or resume: give \
+             a file path (./:memory: for a file of that name)"
+                .into(),
+        );
+    }
     let already_a_database = |db: &str| {
         std::fs::metadata(path).is_ok_and(|m| m.is_file()) && std::fs::metadata(db).is_err()
     };
@@ -881,6 +889,18 @@ mod tests {
             parse_source("file://")
                 .unwrap_err()
                 .contains("needs a path")
+        );
+    }
+
+    /// SQLite's name for a database in memory is refused as a path; a file of that name can
+    /// still be named.
+    #[test]
+    fn an_in_memory_database_is_refused() {
+        let e = parse_sink("sqlite::memory:").unwrap_err();
+        assert!(e.contains("SQLite's in-memory database"), "{e}");
+        assert_eq!(
+            parse_sink("sqlite:./:memory:"),
+            Ok(SinkSpec::Sqlite("./:memory:".into()))
         );
     }
 

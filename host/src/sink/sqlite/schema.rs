@@ -186,9 +186,7 @@ const INTERVALS_V3_COLUMNS: usize = 10;
 pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Error {
     let p = path.display();
     match e.sqlite_error_code() {
-        Some(ErrorCode::CannotOpen) => anyhow!(
-            "cannot open database {p}: {e} (does its directory exist, and may this user write there?)"
-        ),
+        Some(ErrorCode::CannotOpen) => anyhow!("cannot open database {p}: {}", cannot_open(path)),
         Some(ErrorCode::NotADatabase) => {
             anyhow!("{p} is not an SQLite database; pc-host will not touch it: use another --db")
         }
@@ -211,6 +209,38 @@ pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Erro
         Some(ErrorCode::DiskFull) => anyhow!("database {p}: the disk is full"),
         _ => anyhow!("database {p}: {e}"),
     }
+}
+
+/// Why SQLite could not open `path`, as far as the file system tells.
+fn cannot_open(path: &Path) -> String {
+    let dir = crate::paths::dir_of(path);
+    if let Err(e) = std::fs::metadata(dir) {
+        return format!("its directory {}: {e}", dir.display());
+    }
+    if let Err(e) = std::fs::File::open(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return format!("this user cannot read it: {e}");
+    }
+    let linked = ["-wal", "-shm"].into_iter().find_map(|suffix| {
+        let side = crate::paths::sqlite_side_file(path, suffix);
+        let meta = std::fs::symlink_metadata(&side).ok()?;
+        meta.file_type().is_symlink().then_some(side)
+    });
+    if let Some(side) = linked {
+        return format!(
+            "{} is a symbolic link, and SQLite opens a database's -wal and -shm only as files",
+            side.display()
+        );
+    }
+    if !writable(dir) {
+        return format!(
+            "this user may not write in its directory {}, where SQLite makes the -wal and -shm \
+             files",
+            dir.display()
+        );
+    }
+    "SQLite could not open it or the files it makes beside it (-wal, -shm)".to_string()
 }
 
 /// [`db_error`] for an error that may be SQLite's; any other is already explained.
