@@ -7,7 +7,8 @@
 //! batch and blocking pops across all lanes, and close-and-drain (see [`lanes`]).
 //!
 //! ## The ring: guarantees first
-//! - Every value pushed is popped exactly once (or dropped with the ring).
+//! - Every value pushed is popped exactly once, or dropped: with the ring, or by a batch pop
+//!   whose `Extend` stopped before taking it (see [`RingCore::try_pop_batch`]).
 //! - FIFO per producer: one producer's values are popped in the order it pushed them.
 //! - [`close`](RingCore::close) then drain: after a close pushes fail with `Closed`; pops return
 //!   what is left, then `Closed`, so consumers end cleanly and nothing accepted is lost.
@@ -33,8 +34,9 @@
 //!   takes that lock. (With `std` on Linux the first operation on a `static` ring also
 //!   registers the process for `membarrier`, a system call that can take milliseconds: make
 //!   that first call outside the handler.)
-//! - A batch holds its whole run for its whole call: a batch push's run is poppable once its
-//!   iterator has produced all of it, a batch pop's run is free once its `Extend` has
+//! - A batch holds each run it claims until it is done with it: a batch push's run (one claim,
+//!   as many slots as its iterator promises; one call may claim several in turn) is poppable
+//!   once the iterator has produced all of it, a batch pop's run is free once its `Extend` has
 //!   returned (or panicked). An iterator must not wait for a consumer of the same ring, nor an
 //!   `Extend` for a producer of it.
 //! - A batch push from an iterator with no exact size can leave one *hole* (a claimed slot

@@ -49,6 +49,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// [`PushError::Full`] if no slot was free, [`PushError::Closed`] if the ring is closed
     /// (also for an empty `items`); nothing was taken from `items` in either case.
     ///
+    /// # Panics
+    /// Only if `items.next()` panics, with its panic. The items it yielded before stay in the
+    /// ring, in order and poppable; the slot claimed for the item it did not yield is given
+    /// back (or made a hole, as above); the ring stays usable.
+    ///
     /// ```
     /// use pc_core::Ring;
     ///

@@ -3,7 +3,7 @@
 //!
 //! Either way a handle holds a pointer to the ring, read without a branch on the hot paths;
 //! an owned split also holds a share of the `Arc` that keeps the ring alive, so the ring is
-//! dropped with the last handle of either side.
+//! dropped with the last of its handles, producers and consumers alike.
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;

@@ -36,7 +36,9 @@
 //!   non-blocking operations never spin on another thread: they only retry a CAS someone else
 //!   won. (Every ring of the per-slot-sequence design, Vyukov's, crossbeam's `ArrayQueue` and
 //!   `heapless::mpmc`, shares this property.)
-//! - **A batch holds its whole run for its whole call.** A batch push's run becomes poppable
+//! - **A batch holds each run it claims until it is done with it.** A batch push's run (one
+//!   claim: as many slots as its iterator promises; one call may claim several in turn, and
+//!   an earlier one is poppable while a later one is filled) becomes poppable
 //!   only when its iterator has produced all of it, and a batch pop's run becomes free only
 //!   when its `Extend` has returned (or panicked), even if it took the last value long before.
 //!   So an iterator must not wait for a consumer of the same ring, nor an `Extend` for a
@@ -302,7 +304,13 @@ impl<T, const N: usize> RingCore<T, Inline<T, N>> {
         /// a `static` always does).
         #[must_use]
         pub fn new() -> Self {
-            const { assert!(is_valid_capacity(N), "Ring capacity N must be a power of two >= 2") };
+            const {
+                assert!(
+                    is_valid_capacity(N),
+                    "Ring capacity N must be a power of two from 2 to pc_core::ring::MAX_CAPACITY \
+                     (536870912 on 32- and 64-bit targets)"
+                )
+            };
             Self::from_storage(Inline::new())
         }
     }
