@@ -126,8 +126,9 @@ pub(crate) fn heavy() -> bool {
 ///
 /// # Non-guarantees
 /// - No effect once the process has decided, which building a [`HeapRing`](crate::HeapRing)
-///   or [`HeapLanes`](crate::HeapLanes) does, as does the first operation on a ring in a
-///   `static`: call it before them. It then returns `false` (membarrier stays in use).
+///   or [`HeapLanes`](crate::HeapLanes) does, as does the first operation on any other ring
+///   or lanes (in a `static`, on the stack, or split with `into_split`): call it before them.
+///   It then returns `false` (membarrier stays in use).
 ///
 /// When to prefer it: when the ring's calls are batches, so the barrier is paid once per batch,
 /// and threads sleep and wake often, above all in virtual machines, where `membarrier`

@@ -227,3 +227,18 @@ fn heap_rings_drop_values_larger_than_the_stack_without_moving_them_through_it()
     drop_on_a_small_stack!(Big8);
     assert_eq!(DROPS.load(Ordering::Relaxed), 2);
 }
+
+/// A push error says what state the ring is in, not that a push was made: a wait for space
+/// that times out returns one too, having pushed nothing.
+#[test]
+fn a_push_error_displays_the_rings_state() {
+    let ring = HeapRing::<u32>::with_capacity(2);
+    ring.try_push_batch(&mut (0..2)).unwrap();
+    let full = ring.wait_space_timeout(Duration::ZERO).unwrap_err();
+    assert_eq!(full.to_string(), "the ring is full");
+    ring.close();
+    assert_eq!(
+        ring.try_push(9).unwrap_err().to_string(),
+        "the ring is closed"
+    );
+}

@@ -65,8 +65,10 @@ impl<T> fmt::Debug for PushError<T> {
 impl<T> fmt::Display for PushError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Full(_) => f.write_str("push to a full ring"),
-            Self::Closed(_) => f.write_str("push to a closed ring"),
+            // Said of the ring, not the call: `wait_space_timeout` returns these too, and
+            // pushes nothing.
+            Self::Full(_) => f.write_str("the ring is full"),
+            Self::Closed(_) => f.write_str("the ring is closed"),
         }
     }
 }
