@@ -245,6 +245,12 @@ fn two_publishers_and_two_consumers_store_every_record_exactly_once() {
     let d = start(&s, &args);
     let (c, d) = (finish_json(c), finish_json(d));
     assert_eq!(u(&c, "stored") + u(&d, "stored"), 7000, "{c}\n{d}");
+    for v in [&c, &d] {
+        assert_eq!(
+            v["stop_reason"], "eof",
+            "until=empty ends at the stream's end: {v}"
+        );
+    }
     assert_eq!(rows(&s.path("out.db")), 7000);
     assert_eq!(
         stream.messages(),

@@ -19,7 +19,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum StopReason {
     Duration,
     Messages,
-    /// Every source reached the end of its input.
+    /// Every source reached the end of its input (a file's or stdin's end; a NATS stream
+    /// found empty, with `until=empty`).
     Eof,
     Signal,
     Error,
