@@ -710,6 +710,15 @@ fn a_foreign_file_where_the_databases_log_goes_is_refused_and_left_untouched() {
         std::fs::remove_file(&side).unwrap();
     }
     assert!(!s.path("g.svg").exists(), "plotted beside a foreign file");
+    // A pipe where the journal goes is refused as a journal would be, without waiting.
+    let fifo = std::ffi::CString::new(s.path("g.db-journal").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the named pipe.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    for args in looks {
+        let out = run(s.dir(), &[args, &["--busy-timeout-ms", "50"]].concat());
+        assert_one_line_error(&out, 1, "g.db-journal is there");
+    }
+    std::fs::remove_file(s.path("g.db-journal")).unwrap();
     // A log SQLite wrote: kept open by a connection that never checkpoints it away.
     let holder = rusqlite::Connection::open(s.path("g.db")).unwrap();
     holder
@@ -732,6 +741,10 @@ fn a_db_named_like_a_databases_side_file_is_refused() {
         assert_one_line_error(&out, 2, "is the name SQLite gives the");
         assert!(!s.path(name).exists(), "{name} made");
     }
+    // A log left behind by a database since removed is not a database.
+    std::fs::write(s.path("gone.db-wal"), "a log\n").unwrap();
+    let out = run(s.dir(), &["verify", "--db", "gone.db-wal"]);
+    assert_one_line_error(&out, 2, "is the name SQLite gives the");
     let made = run(s.dir(), &["--db", "audit.db", "--messages", "5"]);
     assert_eq!(made.code, Some(0), "{}", made.stderr);
     std::fs::rename(s.path("audit.db"), s.path("audit-journal")).unwrap();

@@ -211,16 +211,26 @@ pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Erro
     }
 }
 
-/// Why SQLite could not open `path`, as far as the file system tells.
+/// Why SQLite could not open `path`, as far as the file system tells. Through links, as
+/// SQLite opens the target and makes its `-wal` and `-shm` beside it. It only asks the file
+/// system (`stat`, `access`): opening and closing a descriptor of the database would drop the
+/// POSIX locks this process's connections hold on it (this is also reached mid-run).
 fn cannot_open(path: &Path) -> String {
-    let dir = crate::paths::dir_of(path);
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = crate::paths::dir_of(&real);
     if let Err(e) = std::fs::metadata(dir) {
         return format!("its directory {}: {e}", dir.display());
     }
-    if let Err(e) = std::fs::File::open(path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        return format!("this user cannot read it: {e}");
+    match std::fs::metadata(&real) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return format!("{}: {e}", real.display());
+        }
+        Ok(_) => {
+            if let Err(e) = access(&real, libc::R_OK) {
+                return format!("it cannot be read: {e}");
+            }
+        }
+        Err(_) => {}
     }
     let linked = ["-wal", "-shm"].into_iter().find_map(|suffix| {
         let side = crate::paths::sqlite_side_file(path, suffix);
@@ -233,14 +243,15 @@ fn cannot_open(path: &Path) -> String {
             side.display()
         );
     }
-    if !writable(dir) {
+    if let Err(e) = access(dir, libc::W_OK) {
         return format!(
-            "this user may not write in its directory {}, where SQLite makes the -wal and -shm \
-             files",
+            "SQLite makes the -wal and -shm files in its directory {}, which cannot be written: \
+             {e}",
             dir.display()
         );
     }
-    "SQLite could not open it or the files it makes beside it (-wal, -shm)".to_string()
+    "SQLite could not open it, a file it makes beside it (-wal, -shm), or a temporary file"
+        .to_string()
 }
 
 /// [`db_error`] for an error that may be SQLite's; any other is already explained.
@@ -277,12 +288,22 @@ pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
 /// Whether this process may write `path` (`access(2)` with `W_OK`: the real user's rights,
 /// which for pc-host are its own).
 fn writable(path: &Path) -> bool {
+    access(path, libc::W_OK).is_ok()
+}
+
+/// `access(2)` of `path` for `mode` (`R_OK`, `W_OK`): `Ok` also for a path with a NUL in it
+/// (SQLite's open then says what is wrong).
+fn access(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt as _;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return true; // a NUL in the path: let SQLite's open say what is wrong
+        return Ok(());
     };
     // SAFETY: `c` is a NUL-terminated path that lives for the call; access only reads it.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Opens an existing file for reading only, with a busy timeout: it can look, never write.
@@ -432,17 +453,15 @@ pub fn foreign_side_file(path: &Path) -> Option<anyhow::Error> {
     };
     ["-wal", "-shm"].into_iter().find_map(|suffix| {
         let side = crate::paths::sqlite_side_file(path, suffix);
-        // Only a regular file is opened to look at: opening a FIFO would wait for a writer.
-        let regular = std::fs::metadata(&side).ok()?.is_file();
-        let mut first = [0u8; 4];
-        let read = if regular {
-            std::fs::File::open(&side)
-                .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
-                .ok()?
+        let foreign = if std::fs::metadata(&side).ok()?.is_file() {
+            let mut first = [0u8; 4];
+            // A file this user cannot read is left to SQLite's open to report.
+            let read = head_of_regular_file(&side, &mut first)?;
+            read > 0 && !sqlite_wrote(suffix, first)
         } else {
-            0
+            true
         };
-        (!regular || read > 0 && !sqlite_wrote(suffix, first)).then(|| {
+        foreign.then(|| {
             anyhow!(
                 "{} is beside {} but is not SQLite's {suffix} file; pc-host will not open the \
                  database while it is there (SQLite would discard or overwrite it): move it \
@@ -528,11 +547,8 @@ pub fn unfinished_journal(path: &Path, purpose: Purpose) -> Option<anyhow::Error
 fn database_named_like_a_journal(path: &Path, journal: &Path) -> Option<anyhow::Error> {
     const DATABASE_HEADER: &[u8; 16] = b"SQLite format 3\0";
     let mut first = [0u8; 16];
-    let regular = std::fs::metadata(journal).ok()?.is_file();
-    std::fs::File::open(journal)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut first))
-        .ok()
-        .filter(|()| regular && &first == DATABASE_HEADER)?;
+    (head_of_regular_file(journal, &mut first)? == first.len() && &first == DATABASE_HEADER)
+        .then_some(())?;
     Some(anyhow!(
         "{} is a SQLite database, not the journal of {} beside it: opening {} with SQLite would \
          take it for a journal and delete it; rename one of the two first",
@@ -540,6 +556,22 @@ fn database_named_like_a_journal(path: &Path, journal: &Path) -> Option<anyhow::
         path.display(),
         path.display()
     ))
+}
+
+/// Reads the start of `path` into `buf` if it is a regular file (through links); how many
+/// bytes it read. `None` for anything else (a pipe, a device, a directory) or a file it could
+/// not read. Opened without blocking, so that a pipe put there is never waited on.
+fn head_of_regular_file(path: &Path, buf: &mut [u8]) -> Option<usize> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    std::io::Read::read(&mut file, buf).ok()
 }
 
 /// The one line refusing a `path` that is an existing file of 0 bytes, if it is one. SQLite
