@@ -112,7 +112,7 @@ impl fmt::Display for SourceSpec {
             } => write!(
                 f,
                 "file:{}?follow={follow}&format={}",
-                path.display(),
+                written_path(path),
                 format.as_str()
             )?,
             Self::Nats(n) => write!(
@@ -246,7 +246,7 @@ pub fn without_password(url: &str) -> String {
 impl fmt::Display for SinkSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Self::Sqlite(path) => write!(f, "sqlite:{}", written_path(path)),
             Self::Postgres(u) | Self::Mysql(u) => f.write_str(&u.shown),
             Self::Nats(n) => write!(f, "{}/{}?stream={}", n.server, n.subject, n.stream),
         }
@@ -352,6 +352,18 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     Ok(spec)
 }
 
+/// `path` as a `file:` or `sqlite:` URL writes it, so that it parses back to the same path: as
+/// it is, or, if it holds a `?` (which would start the parameters), in the `//` form with `%`
+/// and `?` escaped. (Only an absolute path can hold one: [`local_path`] decodes escapes in the
+/// `//` form only, which takes absolute paths.)
+fn written_path(path: &std::path::Path) -> String {
+    let shown = path.display().to_string();
+    if !shown.contains('?') {
+        return shown;
+    }
+    format!("//{}", shown.replace('%', "%25").replace('?', "%3F"))
+}
+
 /// The local path of a `file:` or `sqlite:` URL, given what follows the scheme's colon:
 /// `PATH` as it is (relative or absolute), or, after `//`, an authority and an absolute path
 /// (`file:///var/log/a.log`, `file://localhost/var/log/a.log`), as RFC 8089 reads them: with
@@ -364,10 +376,19 @@ fn local_path(scheme: &str, rest: &str) -> Result<String, String> {
     };
     let (host, path) = after.find('/').map_or((after, ""), |i| after.split_at(i));
     if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
+        // A NUL cannot be in a path, and an escaped `/` would name the same file as a plain
+        // one (`a%2Fb` is `a/b`): refused rather than read either way.
+        let lower = path.to_ascii_lowercase();
+        if let Some(escape) = ["%00", "%2f"].into_iter().find(|e| lower.contains(e)) {
+            return Err(format!(
+                "{scheme}://{host}{path}: `{}` is not allowed in a path",
+                escape.to_ascii_uppercase()
+            ));
+        }
         return String::from_utf8(percent_decoded_bytes(path)).map_err(|_| {
             format!(
                 "{scheme}://{host}{path}: its percent-escapes stand for bytes that are not \
-                 UTF-8; write {scheme}:PATH with the path as it is"
+                 UTF-8; give a link to the file with a UTF-8 name"
             )
         });
     }
@@ -385,7 +406,8 @@ fn local_path(scheme: &str, rest: &str) -> Result<String, String> {
 /// look at `data/` would miss it. So is a name SQLite gives a file beside a database
 /// (`x.db-wal`, `-shm`, `-journal`) where no database is yet (one made there would be taken
 /// for `x.db`'s log and removed when `x.db` is opened) or where `x.db` is there (so it may be
-/// that database's log); a database already there by such a name, with no `x.db`, is used.
+/// that database's log); a SQLite database already there by such a name, with no `x.db`, is
+/// used.
 pub fn check_sqlite_path(path: &str) -> Result<(), String> {
     if path == ":memory:" {
         return Err(
@@ -395,7 +417,13 @@ pub fn check_sqlite_path(path: &str) -> Result<(), String> {
         );
     }
     let already_a_database = |db: &str| {
-        std::fs::metadata(path).is_ok_and(|m| m.is_file()) && std::fs::metadata(db).is_err()
+        let mut head = [0u8; 16];
+        let is_sqlite = std::fs::metadata(path).is_ok_and(|m| m.is_file())
+            && std::fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                .is_ok()
+            && &head == b"SQLite format 3\0";
+        is_sqlite && std::fs::metadata(db).is_err()
     };
     if let Some((db, suffix)) = crate::paths::SIDE_FILES
         .iter()
@@ -932,7 +960,31 @@ mod tests {
             Ok(SinkSpec::Sqlite("/tmp/100%.db".into()))
         );
         let e = parse_sink("sqlite:///tmp/%FF.db").unwrap_err();
-        assert!(e.contains("not UTF-8; write sqlite:PATH"), "{e}");
+        assert!(e.contains("not UTF-8; give a link"), "{e}");
+        for (url, escape) in [("file:///tmp/a%2fb", "%2F"), ("file:///tmp/a%00", "%00")] {
+            let e = parse_source(url).unwrap_err();
+            assert!(
+                e.contains(&format!("`{escape}` is not allowed")),
+                "{url}: {e}"
+            );
+        }
+    }
+
+    /// A source or sink is recorded as its URL (`runs.config`) and read back from there
+    /// (`verify` finds a file's format so): a path with a `?` or a `%` reads back the same.
+    #[test]
+    fn a_file_or_sqlite_url_written_out_parses_back_to_the_same_path() {
+        for path in ["/tmp/a?b%3F 100%.log", "/tmp/plain.log", "rel/100%.log"] {
+            let spec = SourceSpec::File {
+                path: path.into(),
+                follow: false,
+                format: Format::Jsonl,
+                lane: None,
+            };
+            assert_eq!(parse_source(&spec.to_string()), Ok(spec.clone()), "{spec}");
+            let sink = SinkSpec::Sqlite(path.replace(".log", ".db").into());
+            assert_eq!(parse_sink(&sink.to_string()), Ok(sink.clone()), "{sink}");
+        }
     }
 
     #[test]
