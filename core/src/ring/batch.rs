@@ -50,9 +50,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// (also for an empty `items`); nothing was taken from `items` in either case.
     ///
     /// # Panics
-    /// Only if `items.next()` panics, with its panic. The items it yielded before stay in the
-    /// ring, in order and poppable; the slot claimed for the item it did not yield is given
-    /// back (or made a hole, as above); the ring stays usable.
+    /// Only if `items` panics (its `next` or `size_hint`), with its panic. The items it yielded
+    /// before stay in the ring, in order and poppable; the slots claimed and not filled are
+    /// given back, or, if a claim was made behind them meanwhile, become holes (so an
+    /// exact-size iterator that panics can leave holes); the ring stays usable.
     ///
     /// ```
     /// use pc_core::Ring;
