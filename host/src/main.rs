@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         let given = matches
             .subcommand_matches("verify")
             .expect("parsed as verify");
-        match config::layers::verify_sink_from(given) {
+        match config::layers::read_sink_from(given, "check") {
             Ok(Some(from)) => args.sink_from = from,
             Ok(None) => args.sink = None,
             Err(e) => return fail(&e.into(), 2),
@@ -70,16 +70,12 @@ fn main() -> ExitCode {
         };
     }
 
-    if let Some(Command::Plot(args)) = &cli.command {
-        // Set for the runs, perhaps, but plot has no sink to read: a warning says which
-        // database it plots.
-        if let Some(sink) = std::env::var_os("PC_HOST_SINK") {
-            tracing::warn!(
-                "PC_HOST_SINK={} is set, but plot reads only the SQLite database --db names: it \
-                 plots {}",
-                config::url::without_password(&sink.to_string_lossy()),
-                args.db.display()
-            );
+    if let Some(Command::Plot(args)) = &mut cli.command {
+        let given = matches.subcommand_matches("plot").expect("parsed as plot");
+        match config::layers::read_sink_from(given, "plot") {
+            Ok(Some(from)) => args.sink_from = from,
+            Ok(None) => args.sink = None,
+            Err(e) => return fail(&e.into(), 2),
         }
         return match plot::run(args) {
             Ok(()) => ExitCode::SUCCESS,

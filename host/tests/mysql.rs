@@ -1438,3 +1438,15 @@ fn recording_a_publisher_behind_a_held_origin_lock_waits_the_busy_timeout() {
         .expect("recorded once the lock is free");
     assert_eq!(w.origin_run(&origin).unwrap(), run, "one run per origin");
 }
+
+/// `plot --sink` draws a run from MySQL's `run_intervals`, as `--db` does from SQLite's.
+#[test]
+fn plot_draws_a_run_from_the_database() {
+    let Some(db) = Db::shared("plot") else { return };
+    let s = Scratch::new("mysql-plot");
+    db.assert_plots(&s, |run| {
+        db.count(&format!(
+            "SELECT COUNT(*) FROM run_intervals WHERE run_id = {run}"
+        ))
+    });
+}

@@ -185,28 +185,43 @@ fn plot_draws_every_interval_of_the_chosen_run_with_title_and_legend() {
     assert_plot_of(&s, "first.svg", 1);
 }
 
-/// `PC_HOST_SINK`, set for runs, names nothing plot can read: plot warns that it plots
-/// `--db`'s database, the URL's password hidden.
+/// `plot` reads the database a run would write: `--sink` or `PC_HOST_SINK` as well as `--db`,
+/// a flag beating a variable, one layer giving both refused; a NATS sink is refused (there is
+/// nothing to read back).
 #[test]
-fn plot_says_it_does_not_read_a_sink_set_in_the_environment() {
+fn plot_reads_the_sink_a_run_would_write() {
     let s = Scratch::new("plot-sink-env");
     record_run(&s);
-    let out: Out = common::pc_host(s.dir())
-        .args(["plot", "--db", "t.db", "-o", "p.svg"])
-        .env("PC_HOST_SINK", "postgres://pc:secret@db1:5432/pc")
-        .output_within()
-        .expect("run pc-host")
-        .into();
+    let plot_env = |args: &[&str], env: &[(&str, &str)]| -> Out {
+        let mut cmd = common::pc_host(s.dir());
+        cmd.arg("plot").args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output_within().expect("run pc-host").into()
+    };
+    let out = plot_env(&["-o", "a.svg"], &[("PC_HOST_SINK", "sqlite:t.db")]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stderr.contains(
-            "PC_HOST_SINK=postgres://pc:***@db1:5432/pc is set, but plot reads only the SQLite \
-             database --db names: it plots t.db"
-        ),
-        "{}",
+    assert_plot_of(&s, "a.svg", 1);
+    let elsewhere = [("PC_HOST_SINK", "postgres://pc:secret@db1:5432/pc")];
+    let out = plot_env(&["--db", "t.db", "-o", "b.svg"], &elsewhere);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the flag beats the variable: {}",
         out.stderr
     );
-    assert_plot_of(&s, "p.svg", 1);
+    assert_plot_of(&s, "b.svg", 1);
+    let both = [elsewhere[0], ("PC_HOST_DB", "t.db")];
+    let out = plot_env(&["-o", "c.svg"], &both);
+    assert_one_line_error(
+        &out,
+        2,
+        "PC_HOST_SINK and PC_HOST_DB both say which database to plot: give only one",
+    );
+    let out = plot_env(&["--sink", "nats://127.0.0.1:4222/S", "-o", "d.svg"], &[]);
+    assert_one_line_error(&out, 2, "plot reads a database");
+    assert!(!s.path("c.svg").exists() && !s.path("d.svg").exists());
 }
 
 #[test]

@@ -1499,3 +1499,11 @@ fn verify_source_compares_a_file_with_its_rows_on_the_server() {
         Pg::execute(&db.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     });
 }
+
+/// `plot --sink` draws a run from PostgreSQL's `run_intervals`, as `--db` does from SQLite's.
+#[test]
+fn plot_draws_a_run_from_the_database() {
+    let Some(db) = Db::shared("plot") else { return };
+    let s = Scratch::new("pg-plot");
+    db.assert_plots(&s, |run| db.interval_rows(run).len() as i64);
+}

@@ -75,6 +75,16 @@ pub struct PlotArgs {
     )]
     pub db: PathBuf,
 
+    /// The sink to plot from instead of --db: `postgres://...` or `mysql://...` (or
+    /// `sqlite:PATH`); as for a run, a flag beats a variable, and one layer giving both is an
+    /// error
+    #[arg(long, value_name = "URL", env = "PC_HOST_SINK")]
+    pub sink: Option<String>,
+
+    /// How `sink` was given, for messages: `--sink` or `PC_HOST_SINK=` (set by `main`).
+    #[arg(skip = "--sink ".to_string())]
+    pub sink_from: String,
+
     /// The run to draw [default: the last run that has interval rows]
     #[arg(long, value_name = "ID", allow_negative_numbers = true, value_parser = run_id)]
     pub run: Option<i64>,

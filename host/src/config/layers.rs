@@ -190,14 +190,15 @@ fn env_name(id: &str) -> String {
         .map_or_else(String::new, |e| e.to_string_lossy().into_owned())
 }
 
-/// `verify`'s database: `--sink` or `--db`, resolved as a run resolves them (a flag beats a
-/// variable; one layer giving both is an error). Returns, when `--sink` is the one to use, how
-/// it was given, for messages (`--sink ` or `PC_HOST_SINK=`); `None` for `--db`.
+/// The database `verify` or `plot` reads (`does`: "check" or "plot"): `--sink` or `--db`,
+/// resolved as a run resolves them (a flag beats a variable; one layer giving both is an
+/// error). Returns, when `--sink` is the one to use, how it was given, for messages (`--sink `
+/// or `PC_HOST_SINK=`); `None` for `--db`.
 ///
 /// # Errors
 /// Both given by the same layer: one line naming them as the user gave them.
-pub fn verify_sink_from(verify: &ArgMatches) -> Result<Option<String>, ConfigError> {
-    let rank = |id: &str| match verify.value_source(id) {
+pub fn read_sink_from(given: &ArgMatches, does: &str) -> Result<Option<String>, ConfigError> {
+    let rank = |id: &str| match given.value_source(id) {
         Some(ValueSource::CommandLine) => 2,
         Some(ValueSource::EnvVariable) => 1,
         _ => 0,
@@ -211,7 +212,7 @@ pub fn verify_sink_from(verify: &ArgMatches) -> Result<Option<String>, ConfigErr
             (env_name("sink"), env_name("db"))
         };
         return Err(ConfigError(format!(
-            "{s} and {d} both say which database to check: give only one"
+            "{s} and {d} both say which database to {does}: give only one"
         )));
     }
     if sink <= db {

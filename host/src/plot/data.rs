@@ -1,29 +1,17 @@
 //! What `plot` draws: one run's rows of `run_intervals`, read from a pc-host database opened
-//! read-only, and the series made of them.
+//! read-only (SQLite, PostgreSQL or MySQL), and the series made of them.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use rusqlite::Connection;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, SinkSpec};
+use crate::sink::read_back::{self, ReadBack};
+use crate::sink::sqlite::read::SqliteReadBack;
 use crate::sink::sqlite::schema::{self, Found, Purpose};
 
-/// One report interval, as `run_intervals` keeps it (the columns `plot` draws).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Interval {
-    /// The interval's end, seconds into the run.
-    pub t_s: f64,
-    /// Records accepted in the interval.
-    pub produced: i64,
-    /// Records committed in the interval.
-    pub stored: i64,
-    /// Latency of the messages settled in the interval; `None` when none was.
-    pub p50_ns: Option<i64>,
-    pub p99_ns: Option<i64>,
-    pub max_ns: Option<i64>,
-}
+pub use crate::sink::read_back::Interval;
 
 /// A run's intervals, in time order (at least one).
 #[derive(Debug)]
@@ -35,59 +23,50 @@ pub struct Run {
     pub skipped: i64,
 }
 
-/// Reads run `run` (default: the last run that has interval rows) from the database at `db`.
-/// Opens it read-only: nothing in it is changed.
+/// Reads run `run` (default: the last run that has interval rows) from the database `spec`
+/// names, called `name` in messages. Reads only: nothing in it is changed.
 ///
 /// # Errors
 /// A [`ConfigError`] if `run` names a run with no interval rows; other errors, one line each,
-/// for a missing file, a file that is not a current pc-host database, one with no interval
+/// for a missing database, one that is not a current pc-host database, one with no interval
 /// rows at all, or a failed read.
-pub fn load(db: &Path, run: Option<i64>, busy: Duration) -> anyhow::Result<Run> {
-    let conn = open(db, busy)?;
-    let sql = |e| schema::db_error(db, e, busy);
-    let last: Option<i64> = conn
-        .query_row("SELECT MAX(run_id) FROM run_intervals", [], |r| r.get(0))
-        .map_err(sql)?;
+pub fn load(spec: &SinkSpec, name: &str, run: Option<i64>, busy: Duration) -> anyhow::Result<Run> {
+    let mut store: Box<dyn ReadBack> = match spec {
+        SinkSpec::Sqlite(db) => Box::new(SqliteReadBack::of(open(db, busy)?, db, busy)),
+        SinkSpec::Nats(_) => {
+            return Err(ConfigError(
+                "plot reads a database: give the database the stream is consumed into".into(),
+            )
+            .into());
+        }
+        _ => read_back::open(spec, busy)?,
+    };
+    let last = store.last_run_with_intervals()?;
     let id = match (run, last) {
         (Some(id), _) => id,
         (None, Some(id)) => id,
         (None, None) => {
             return Err(anyhow!(
-                "{} has no run with interval rows (run_intervals is empty): nothing to plot",
-                db.display()
+                "{name} has no run with interval rows (run_intervals is empty): nothing to plot"
             ));
         }
     };
-    let intervals = intervals(&conn, id).map_err(sql)?;
+    let intervals = store.intervals(id)?;
     if intervals.is_empty() {
-        let recorded: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
-                [id],
-                |r| r.get(0),
-            )
-            .map_err(sql)?;
-        if !recorded {
-            return Err(
-                ConfigError(format!("--run {id}: {} has no run {id}", db.display())).into(),
-            );
+        if store.runs(Some(id))?.is_empty() {
+            return Err(ConfigError(format!("--run {id}: {name} has no run {id}")).into());
         }
         let hint = last.map_or("no run has any".to_owned(), |l| {
             format!("the last run with intervals is {l}")
         });
         return Err(ConfigError(format!(
-            "--run {id}: run {id} has no interval rows in {} ({hint})",
-            db.display()
+            "--run {id}: run {id} has no interval rows in {name} ({hint})"
         ))
         .into());
     }
-    let skipped = if run.is_some() {
-        0
-    } else {
-        conn.query_row("SELECT COUNT(*) FROM runs WHERE run_id > ?1", [id], |r| {
-            r.get(0)
-        })
-        .map_err(sql)?
+    let skipped = match run {
+        Some(_) => 0,
+        None => store.runs(None)?.iter().filter(|r| r.run_id > id).count() as i64,
     };
     Ok(Run {
         id,
@@ -116,22 +95,4 @@ fn open(db: &Path, busy: Duration) -> anyhow::Result<schema::ReadConnection> {
             db.display()
         )),
     }
-}
-
-fn intervals(conn: &Connection, run: i64) -> rusqlite::Result<Vec<Interval>> {
-    let mut stmt = conn.prepare(
-        "SELECT t_s, produced, stored, latency_p50_ns, latency_p99_ns, latency_max_ns \
-         FROM run_intervals WHERE run_id = ?1 ORDER BY t_s",
-    )?;
-    stmt.query_map([run], |r| {
-        Ok(Interval {
-            t_s: r.get(0)?,
-            produced: r.get(1)?,
-            stored: r.get(2)?,
-            p50_ns: r.get(3)?,
-            p99_ns: r.get(4)?,
-            max_ns: r.get(5)?,
-        })
-    })?
-    .collect()
 }

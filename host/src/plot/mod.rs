@@ -1,5 +1,5 @@
 //! `pc-host plot`: draws one run's throughput and latency over time, from the `run_intervals`
-//! rows of a pc-host database, as an SVG file.
+//! rows of a pc-host database (SQLite, `--db`; PostgreSQL or MySQL, `--sink`), as an SVG file.
 //!
 //! The database is opened read-only. The SVG holds two charts, one above the other, over the
 //! run's time: produced/s and stored/s (each interval's count over its length), and the p50,
@@ -14,9 +14,10 @@ mod output;
 mod series;
 
 use std::io::Write as _;
-use std::path::Path;
 
 use crate::config::cli::PlotArgs;
+use crate::config::url::{parse_sink, without_password};
+use crate::config::{ConfigError, SinkSpec};
 
 pub use output::MARKER;
 
@@ -30,10 +31,31 @@ pub use output::MARKER;
 /// that `plot` did not write (left untouched). Others (exit 1) for a database that is missing,
 /// not pc-host's, holds no intervals or cannot be read, and for a failed write.
 pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
+    let spec = match &args.sink {
+        Some(url) => parse_sink(url).map_err(|why| {
+            // The password hidden as in every other message, wherever the reason repeats it.
+            let hidden = without_password(url);
+            let from = &args.sink_from;
+            ConfigError(format!("{from}{url}: {why}").replace(url.as_str(), &hidden))
+        })?,
+        None => SinkSpec::Sqlite(args.db.clone()),
+    };
+    if let (SinkSpec::Nats(_), Some(url)) = (&spec, &args.sink) {
+        return Err(ConfigError(format!(
+            "{}{}: plot reads a database: give the database the stream is consumed into",
+            args.sink_from,
+            without_password(url)
+        ))
+        .into());
+    }
+    let name = match &spec {
+        SinkSpec::Sqlite(db) => db.display().to_string(),
+        _ => spec.to_string(),
+    };
     let target = output::check(&args.output)?;
     let busy = args.busy.duration();
-    let run = data::load(&args.db, args.run, busy)?;
-    let svg = render(&args.db, &run)?;
+    let run = data::load(&spec, &name, args.run, busy)?;
+    let svg = render(&name, &run)?;
     output::write(&target, &svg)?;
     let skipped = match run.skipped {
         0 => String::new(),
@@ -46,17 +68,16 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     };
     let _ = writeln!(
         std::io::stdout(),
-        "plot: run {} of {} ({intervals}{skipped}) -> {}",
+        "plot: run {} of {name} ({intervals}{skipped}) -> {}",
         run.id,
-        args.db.display(),
         args.output.display()
     );
     Ok(())
 }
 
 /// The SVG document of `run`, starting with [`MARKER`].
-fn render(db: &Path, run: &data::Run) -> anyhow::Result<String> {
-    let title = format!("pc-host run {} of {}", run.id, db.display());
+fn render(name: &str, run: &data::Run) -> anyhow::Result<String> {
+    let title = format!("pc-host run {} of {name}", run.id);
     let end_s = run.intervals.last().map_or(0.0, |i| i.t_s);
     let svg = draw::svg(
         &title,

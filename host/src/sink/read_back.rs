@@ -1,5 +1,6 @@
 //! Reading a sink back, for `verify`: the runs it recorded and every message row; for
-//! `verify --source`, one file input's position, runs and rows.
+//! `verify --source`, one file input's position, runs and rows; for `plot`, a run's report
+//! intervals.
 
 use std::time::Duration;
 
@@ -60,7 +61,34 @@ pub struct Row<'a> {
     pub message: &'a str,
 }
 
-/// A sink, opened read-only for `verify`.
+/// One report interval of a run, as `run_intervals` keeps it (the columns `plot` draws).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interval {
+    /// The interval's end, seconds into the run.
+    pub t_s: f64,
+    /// Records accepted in the interval.
+    pub produced: i64,
+    /// Records committed in the interval.
+    pub stored: i64,
+    /// Latency of the messages settled in the interval; `None` when none was.
+    pub p50_ns: Option<i64>,
+    pub p99_ns: Option<i64>,
+    pub max_ns: Option<i64>,
+}
+
+/// The query of one run's intervals, in time order, with `run` the run id's placeholder: the
+/// same for every sink.
+pub fn intervals_query(run: &str) -> String {
+    format!(
+        "SELECT t_s, produced, stored, latency_p50_ns, latency_p99_ns, latency_max_ns \
+         FROM run_intervals WHERE run_id = {run} ORDER BY t_s"
+    )
+}
+
+/// The query of the last run that has interval rows (NULL if none has).
+pub const LAST_RUN_WITH_INTERVALS: &str = "SELECT MAX(run_id) FROM run_intervals";
+
+/// A sink, opened read-only for `verify` and `plot`.
 pub trait ReadBack: std::fmt::Debug {
     /// The runs recorded: one, or all (`None`), by run id.
     ///
@@ -100,6 +128,19 @@ pub trait ReadBack: std::fmt::Debug {
         input: i64,
         each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
     ) -> anyhow::Result<()>;
+
+    /// The last run that has interval rows; `None` if none has (or the sink's schema is one
+    /// that keeps none).
+    ///
+    /// # Errors
+    /// The sink's.
+    fn last_run_with_intervals(&mut self) -> anyhow::Result<Option<i64>>;
+
+    /// Run `run`'s interval rows, in time order (none if it has none).
+    ///
+    /// # Errors
+    /// The sink's.
+    fn intervals(&mut self, run: i64) -> anyhow::Result<Vec<Interval>>;
 }
 
 /// Opens the sink `spec` names for reading; it must exist and hold pc-host tables. `busy`:

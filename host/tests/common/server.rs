@@ -239,6 +239,29 @@ impl<S: Server> TestDb<S> {
         assert_verify(s.dir(), &["verify", "--sink", &self.url]);
     }
 
+    /// A one-second run into this database that records an interval every 0.1 s, then
+    /// `pc-host plot --sink URL`: it draws that run (the last with intervals), with as many
+    /// intervals as the database holds for it (`intervals(run)` counts them), under a title
+    /// that names the run and the database.
+    pub fn assert_plots(&self, s: &Scratch, intervals: impl Fn(i64) -> i64) {
+        let args = "--output json --duration 1 --rps 1000 --report-interval 0.1";
+        let v = assert_ok(&self.run(s, args));
+        let run_id = run_id(&v);
+        let n = intervals(run_id);
+        assert!(n > 0, "the run recorded no intervals");
+        let out = run(s.dir(), &["plot", "--sink", &self.url, "-o", "p.svg"]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let said = format!(
+            "plot: run {run_id} of {} ({n} intervals) -> p.svg",
+            self.url
+        );
+        assert_eq!(out.stdout.trim_end(), said);
+        let svg = std::fs::read_to_string(s.path("p.svg")).expect("the plot");
+        assert!(svg.starts_with("<!-- pc-host plot -->"), "not marked");
+        let title = format!("pc-host run {run_id} of {}", self.url);
+        assert!(svg.contains(&title), "no title {title:?}");
+    }
+
     /// Opens the library's writer (`open`) on this database, as a run of `producers`
     /// generator threads that waits `busy` for a lock; returns it and its run id.
     pub fn open_writer<W, E: Debug>(

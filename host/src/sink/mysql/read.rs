@@ -12,7 +12,7 @@ use super::runs;
 use super::schema::{self, Found};
 use crate::config::url::ServerUrl;
 use crate::position::FileKey;
-use crate::sink::read_back::{ReadBack, Row, RunInfo};
+use crate::sink::read_back::{self, Interval, ReadBack, Row, RunInfo};
 
 /// The database read back for `verify`.
 #[derive(Debug)]
@@ -54,6 +54,39 @@ impl Reader {
 }
 
 impl ReadBack for Reader {
+    fn last_run_with_intervals(&mut self) -> anyhow::Result<Option<i64>> {
+        if !self.summary {
+            return Ok(None); // version 1 keeps no intervals
+        }
+        let last: Option<Option<i64>> = self
+            .conn
+            .query_first(read_back::LAST_RUN_WITH_INTERVALS)
+            .map_err(|e| self.err(&e))?;
+        Ok(last.flatten())
+    }
+
+    fn intervals(&mut self, run: i64) -> anyhow::Result<Vec<Interval>> {
+        if !self.summary {
+            return Ok(Vec::new());
+        }
+        type Columns = (f64, i64, i64, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Columns> = self
+            .conn
+            .exec(read_back::intervals_query("?"), (run,))
+            .map_err(|e| self.err(&e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(t_s, produced, stored, p50_ns, p99_ns, max_ns)| Interval {
+                t_s,
+                produced,
+                stored,
+                p50_ns,
+                p99_ns,
+                max_ns,
+            })
+            .collect())
+    }
+
     fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>> {
         runs::runs(&mut self.conn, only, self.summary).map_err(|e| self.err(&e))
     }

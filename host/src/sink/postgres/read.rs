@@ -12,7 +12,7 @@ use super::runs;
 use super::schema::{self, Found};
 use crate::config::url::ServerUrl;
 use crate::position::FileKey;
-use crate::sink::read_back::{ReadBack, Row, RunInfo};
+use crate::sink::read_back::{self, Interval, ReadBack, Row, RunInfo};
 
 /// The database read back for `verify`.
 pub struct Reader {
@@ -55,6 +55,45 @@ impl Reader {
 }
 
 impl ReadBack for Reader {
+    fn last_run_with_intervals(&mut self) -> anyhow::Result<Option<i64>> {
+        if self.found == Found::Version1 {
+            return Ok(None); // version 1 keeps no intervals
+        }
+        self.client
+            .query_one(read_back::LAST_RUN_WITH_INTERVALS, &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| {
+                self.server
+                    .error(format!("reading the intervals: {}", describe(&e)))
+            })
+    }
+
+    fn intervals(&mut self, run: i64) -> anyhow::Result<Vec<Interval>> {
+        if self.found == Found::Version1 {
+            return Ok(Vec::new());
+        }
+        self.client
+            .query(&read_back::intervals_query("$1"), &[&run])
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(Interval {
+                            t_s: r.try_get(0)?,
+                            produced: r.try_get(1)?,
+                            stored: r.try_get(2)?,
+                            p50_ns: r.try_get(3)?,
+                            p99_ns: r.try_get(4)?,
+                            max_ns: r.try_get(5)?,
+                        })
+                    })
+                    .collect()
+            })
+            .map_err(|e| {
+                self.server
+                    .error(format!("reading the intervals: {}", describe(&e)))
+            })
+    }
+
     fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>> {
         runs::runs(&mut self.client, only, &self.found).map_err(|e| {
             self.server

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension as _, params};
 use super::runs::{self, SAME_FILE, path_text};
 use super::schema::{self, db_error};
 use crate::position::FileKey;
-use crate::sink::read_back::{ReadBack, Row, RunInfo};
+use crate::sink::read_back::{self, Interval, ReadBack, Row, RunInfo};
 
 #[derive(Debug)]
 pub struct SqliteReadBack {
@@ -22,11 +22,16 @@ impl SqliteReadBack {
     /// # Errors
     /// No file, not a pc-host database, or an old schema.
     pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Self> {
-        Ok(Self {
-            conn: schema::open_existing(path, busy)?,
+        Ok(Self::of(schema::open_existing(path, busy)?, path, busy))
+    }
+
+    /// Reads through `conn`, opened on `path` by the caller (which checked its schema).
+    pub fn of(conn: schema::ReadConnection, path: &Path, busy: Duration) -> Self {
+        Self {
+            conn,
             path: path.to_path_buf(),
             busy,
-        })
+        }
     }
 }
 
@@ -106,5 +111,31 @@ impl ReadBack for SqliteReadBack {
             each(seq, &message)?;
         }
         Ok(())
+    }
+
+    fn last_run_with_intervals(&mut self) -> anyhow::Result<Option<i64>> {
+        self.conn
+            .query_row(read_back::LAST_RUN_WITH_INTERVALS, [], |r| r.get(0))
+            .map_err(|e| db_error(&self.path, e, self.busy))
+    }
+
+    fn intervals(&mut self, run: i64) -> anyhow::Result<Vec<Interval>> {
+        let err = |e| db_error(&self.path, e, self.busy);
+        self.conn
+            .prepare(&read_back::intervals_query("?1"))
+            .map_err(err)?
+            .query_map([run], |r| {
+                Ok(Interval {
+                    t_s: r.get(0)?,
+                    produced: r.get(1)?,
+                    stored: r.get(2)?,
+                    p50_ns: r.get(3)?,
+                    p99_ns: r.get(4)?,
+                    max_ns: r.get(5)?,
+                })
+            })
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)
     }
 }
