@@ -687,7 +687,16 @@ fn grants_report_when_each_token_was_due() {
     }
     let mut schedule = fused(grant.schedule());
     assert_eq!(schedule.size_hint(), (3, Some(3)));
+    // Its `Debug` speaks the caller's clock: what is left and when the next is due.
+    assert_eq!(
+        format!("{schedule:?}"),
+        "Schedule { left: 3, next_due: Some(9333333334) }"
+    );
     assert_eq!(schedule.by_ref().count(), 3);
+    assert_eq!(
+        format!("{schedule:?}"),
+        "Schedule { left: 0, next_due: None }"
+    );
     assert_eq!((schedule.next(), schedule.next()), (None, None));
 }
 

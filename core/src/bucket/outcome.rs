@@ -221,9 +221,10 @@ impl fmt::Display for Denied {
 
 impl core::error::Error for Denied {}
 
-/// The due instant of every token of a [`Grant`], in order: see [`Grant::schedule`].
+/// The due instant of every token of a [`Grant`], in order: see [`Grant::schedule`]. Its
+/// `Debug` shows how many instants are left and the next one (the caller's clock's time).
 #[must_use = "iterators are lazy"]
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Schedule {
     /// Biased index of the last token reported (the first reported is `next + 1`), and of the
     /// last to report.
@@ -242,6 +243,17 @@ impl Schedule {
             clock,
             burst,
         }
+    }
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let next_due =
+            (self.next != self.end).then(|| due_of_biased(&self.clock, self.burst, self.next + 1));
+        f.debug_struct("Schedule")
+            .field("left", &(self.end - self.next))
+            .field("next_due", &next_due)
+            .finish()
     }
 }
 
