@@ -167,6 +167,21 @@ struct Piece {
     unconfirmed: bool,
 }
 
+impl Piece {
+    /// A run of records committed: started at `started`, settled at `at`; `duplicates` of
+    /// them the sink already held.
+    fn committed(range: Range<usize>, started: u64, at: u64, duplicates: u64) -> Self {
+        Self {
+            range,
+            fate: Fate::Committed,
+            started,
+            at,
+            duplicates,
+            unconfirmed: false,
+        }
+    }
+}
+
 impl<S: Sink> GroupCommit<S> {
     /// # Panics
     /// If `writers` is empty.
@@ -353,36 +368,38 @@ impl<S: Sink> GroupCommit<S> {
         }
         let (stored, error) = match self.write_retrying(writer, &all[range.clone()]) {
             Ok(()) => {
-                let at = clock.now();
-                out.pieces.push(Piece {
-                    range,
-                    fate: Fate::Committed,
-                    started,
-                    at,
-                    duplicates: writer.duplicates(),
-                    unconfirmed: false,
-                });
+                let duplicates = writer.duplicates();
+                out.pieces
+                    .push(Piece::committed(range, started, clock.now(), duplicates));
                 return;
             }
             Err(e) => e,
         };
         // What the sink confirmed before it failed is committed; the rest fails below.
-        let range = if stored > 0 {
-            out.pieces.push(Piece {
-                range: range.start..range.start + stored,
-                fate: Fate::Committed,
-                started,
-                at: clock.now(),
-                duplicates: 0,
-                unconfirmed: false,
-            });
-            range.start + stored..range.end
-        } else {
-            range
-        };
-        if range.is_empty() {
-            return;
+        let rest = range.start + stored..range.end;
+        if stored > 0 {
+            let confirmed = range.start..rest.start;
+            out.pieces
+                .push(Piece::committed(confirmed, started, clock.now(), 0));
         }
+        if !rest.is_empty() {
+            self.after_failure(writer, all, rest, &error, (started, clock), out);
+        }
+    }
+
+    /// What becomes of `all[range]` after writing it failed with `error` (its retries, if it
+    /// was retryable, over): given up to a sink another writer failed; for a refused record,
+    /// halves written again until the one refused is alone, then set aside in the dead-letter
+    /// file if there is one; else given up, and the sink fails.
+    fn after_failure(
+        &self,
+        writer: &mut S,
+        all: &[&Record],
+        range: Range<usize>,
+        error: &SinkError,
+        (started, clock): (u64, &Clock),
+        out: &mut Out<'_>,
+    ) {
         // Relaxed: as the look before the write.
         if error.kind == ErrorKind::Retryable && self.failed.load(Ordering::Relaxed) {
             // Another writer failed the sink while this one retried (`retrying` stops then).
@@ -429,7 +446,7 @@ impl<S: Sink> GroupCommit<S> {
                      records aside and go on)"
                 ),
             ),
-            ErrorKind::Retryable => (exhausted(&error), self.retries_ended(&error)),
+            ErrorKind::Retryable => (exhausted(error), self.retries_ended(error)),
             ErrorKind::Fatal if error.unconfirmed => (Reason::Unconfirmed, format!("{error}")),
             ErrorKind::Fatal => (Reason::SinkFailed, format!("{error}")),
         };
