@@ -75,36 +75,9 @@ fn ensure_stream(
     spec: &Spec,
     retry_for: Duration,
 ) -> anyhow::Result<String> {
-    let rt = nats::runtime();
     let server = &spec.server;
-    let found = rt.block_on(js.get_stream(&spec.stream));
-    let (mut stream, created) = match found {
-        Ok(s) => (s, false),
-        Err(_) => {
-            let config = Config {
-                name: spec.stream.clone(),
-                subjects: vec![spec.subject.clone()],
-                retention: RetentionPolicy::WorkQueue,
-                storage: StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            };
-            // Another publisher may create it at the same moment: then use theirs.
-            match rt.block_on(js.create_stream(config)) {
-                Ok(s) => (s, true),
-                Err(create) => match rt.block_on(js.get_stream(&spec.stream)) {
-                    Ok(s) => (s, false),
-                    Err(_) => {
-                        return Err(anyhow!(
-                            "NATS server {server}: cannot create stream {}: {create}",
-                            spec.stream
-                        ));
-                    }
-                },
-            }
-        }
-    };
-    let info = rt
+    let (mut stream, created) = find_or_create(js, spec)?;
+    let info = nats::runtime()
         .block_on(stream.info())
         .map_err(|e| anyhow!("NATS server {server}: stream {}: {e}", spec.stream))?;
     let c = &info.config;
@@ -118,25 +91,7 @@ fn ensure_stream(
             c.subjects.join(", ")
         ));
     }
-    if let Some(drops) = drops_stored(c) {
-        tracing::warn!(
-            "NATS stream {} {drops}: records it acknowledged (counted as stored) may leave it \
-             before a consumer reads them",
-            spec.stream
-        );
-    }
-    if outlasts_dedup(retry_for, c.duplicate_window) {
-        tracing::warn!(
-            "NATS stream {} drops repeated message ids after {:?} (its duplicate window), less \
-             than --retry-for ({} s) plus two publish ack waits ({} s): a record whose ack \
-             was lost and whose publish is retried after that can be stored twice; raise the \
-             stream's duplicate window or lower --retry-for",
-            spec.stream,
-            c.duplicate_window,
-            retry_for.as_secs_f64(),
-            (nats::TIMEOUT * 2).as_secs()
-        );
-    }
+    warn_of_losses(&spec.stream, c, retry_for);
     let limits = limits(c);
     Ok(format!(
         "{server} subject {} -> stream {} ({}: retention {:?}, storage {:?}, duplicate window \
@@ -159,6 +114,62 @@ fn ensure_stream(
         c.discard,
         info.state.messages
     ))
+}
+
+/// The stream `spec` names, and whether this call created it (work-queue retention, file
+/// storage, a two-minute duplicate window); one another publisher created at the same moment
+/// is used.
+fn find_or_create(
+    js: &async_nats::jetstream::Context,
+    spec: &Spec,
+) -> anyhow::Result<(async_nats::jetstream::stream::Stream, bool)> {
+    let rt = nats::runtime();
+    if let Ok(s) = rt.block_on(js.get_stream(&spec.stream)) {
+        return Ok((s, false));
+    }
+    let config = Config {
+        name: spec.stream.clone(),
+        subjects: vec![spec.subject.clone()],
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    match rt.block_on(js.create_stream(config)) {
+        Ok(s) => Ok((s, true)),
+        Err(create) => rt
+            .block_on(js.get_stream(&spec.stream))
+            .map(|s| (s, false))
+            .map_err(|_| {
+                anyhow!(
+                    "NATS server {}: cannot create stream {}: {create}",
+                    spec.server,
+                    spec.stream
+                )
+            }),
+    }
+}
+
+/// Warns of the ways stream `name` (configured as `c`) can lose what it acknowledged: limits
+/// that drop stored messages, and a duplicate window shorter than a write's retries.
+fn warn_of_losses(name: &str, c: &Config, retry_for: Duration) {
+    if let Some(drops) = drops_stored(c) {
+        tracing::warn!(
+            "NATS stream {name} {drops}: records it acknowledged (counted as stored) may leave \
+             it before a consumer reads them"
+        );
+    }
+    if outlasts_dedup(retry_for, c.duplicate_window) {
+        tracing::warn!(
+            "NATS stream {name} drops repeated message ids after {:?} (its duplicate window), \
+             less than --retry-for ({} s) plus two publish ack waits ({} s): a record whose ack \
+             was lost and whose publish is retried after that can be stored twice; raise the \
+             stream's duplicate window or lower --retry-for",
+            c.duplicate_window,
+            retry_for.as_secs_f64(),
+            (nats::TIMEOUT * 2).as_secs()
+        );
+    }
 }
 
 /// Whether a write retried for `retry_for` can publish a record again after the stream's
