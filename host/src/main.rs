@@ -36,58 +36,63 @@ fn main() -> ExitCode {
     if let Err(e) = config::layers::check_variables() {
         return fail(&e.into(), 2);
     }
-    {
-        use tracing_subscriber::layer::SubscriberExt as _;
-        use tracing_subscriber::util::SubscriberInitExt as _;
-        // The NATS client's own lines only when they are warnings: pc-host says what matters.
-        let quiet_clients = tracing_subscriber::filter::Targets::new()
-            .with_target("async_nats", tracing::Level::WARN)
-            .with_default(tracing::Level::TRACE);
-        tracing_subscriber::fmt()
-            .with_writer(pc_host::telemetry::progress::Stderr)
-            .without_time()
-            .with_target(false)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .finish()
-            .with(quiet_clients)
-            .init();
-    }
-
-    if let Some(Command::Verify(args)) = &mut cli.command {
-        let given = matches
-            .subcommand_matches("verify")
-            .expect("parsed as verify");
-        match config::layers::read_sink_from(given, "check") {
-            Ok(Some(from)) => args.sink_from = from,
-            Ok(None) => args.sink = None,
-            Err(e) => return fail(&e.into(), 2),
+    init_logging();
+    match &mut cli.command {
+        Some(Command::Verify(args)) => {
+            let given = matches
+                .subcommand_matches("verify")
+                .expect("parsed as verify");
+            match config::layers::read_sink_from(given, "check") {
+                Ok(Some(from)) => args.sink_from = from,
+                Ok(None) => args.sink = None,
+                Err(e) => return fail(&e.into(), 2),
+            }
+            match verify::run(args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => fail_config_or(&e, 1),
+            }
         }
-        return match verify::run(args) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) if e.is::<config::ConfigError>() => fail(&e, 2),
-            Err(e) => fail(&e, 1),
-        };
-    }
-
-    if let Some(Command::Plot(args)) = &mut cli.command {
-        let given = matches.subcommand_matches("plot").expect("parsed as plot");
-        match config::layers::read_sink_from(given, "plot") {
-            Ok(Some(from)) => args.sink_from = from,
-            Ok(None) => args.sink = None,
-            Err(e) => return fail(&e.into(), 2),
+        Some(Command::Plot(args)) => {
+            let given = matches.subcommand_matches("plot").expect("parsed as plot");
+            match config::layers::read_sink_from(given, "plot") {
+                Ok(Some(from)) => args.sink_from = from,
+                Ok(None) => args.sink = None,
+                Err(e) => return fail(&e.into(), 2),
+            }
+            match plot::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail_config_or(&e, 1),
+            }
         }
-        return match plot::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) if e.is::<config::ConfigError>() => fail(&e, 2),
-            Err(e) => fail(&e, 1),
-        };
+        None => match Layers::load(matches).and_then(|layers| config::resolve(&layers)) {
+            Ok(cfg) => run_pipeline(&cfg),
+            Err(e) => fail(&e.into(), 2),
+        },
     }
+}
 
-    let cfg = match Layers::load(matches).and_then(|layers| config::resolve(&layers)) {
-        Ok(cfg) => cfg,
-        Err(e) => return fail(&e.into(), 2),
-    };
+/// Log lines go to stderr, through the progress line's writer, without times or targets;
+/// the NATS client's own lines only when they are warnings: pc-host says what matters.
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let quiet_clients = tracing_subscriber::filter::Targets::new()
+        .with_target("async_nats", tracing::Level::WARN)
+        .with_default(tracing::Level::TRACE);
+    tracing_subscriber::fmt()
+        .with_writer(pc_host::telemetry::progress::Stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish()
+        .with(quiet_clients)
+        .init();
+}
+
+/// A run of the pipeline `cfg` describes: its start (signals, metrics, profiler, the sink and
+/// sources), the run, its summary on stdout; the exit status says how it went.
+fn run_pipeline(cfg: &config::Config) -> ExitCode {
     for warning in &cfg.warnings {
         tracing::warn!("{warning}");
     }
@@ -95,28 +100,16 @@ fn main() -> ExitCode {
     if let Err(e) = signals::install(tx.clone()) {
         return fail(&anyhow::anyhow!("cannot install signal handlers: {e}"), 1);
     }
-    let live = match &cfg.metrics_addr {
-        Some((addr, given)) => {
-            let live = Arc::new(Live::default());
-            match http::serve(*addr, Arc::clone(&live)) {
-                Ok(bound) => {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "pc-host: metrics: http://{bound}/metrics (also /health, /ready)"
-                    );
-                    Some(live)
-                }
-                Err(e) => return fail(&anyhow::anyhow!("{given}: {e}"), 2),
-            }
-        }
-        None => None,
+    let live = match serve_metrics(cfg) {
+        Ok(live) => live,
+        Err(code) => return code,
     };
     // Started before the sink is opened: a profiler that cannot start touches nothing.
     let profile = match cfg.profile.as_deref().map(Profile::start).transpose() {
         Ok(p) => p,
         Err(e) => return fail(&anyhow::anyhow!(e), 1),
     };
-    let prepared = match run::prepare(&cfg) {
+    let prepared = match run::prepare(cfg) {
         Ok(p) => p,
         Err(PrepareError::Input(e)) => return fail(&anyhow::anyhow!(e), 2),
         Err(PrepareError::Failed(e)) => {
@@ -127,9 +120,9 @@ fn main() -> ExitCode {
             return fail(&e, 1);
         }
     };
-    let _ = writeln!(std::io::stderr(), "{}", run::header(&cfg, &prepared));
+    let _ = writeln!(std::io::stderr(), "{}", run::header(cfg, &prepared));
     let run_id = prepared.run_id;
-    let summary = run::run(&cfg, prepared, (&tx, &rx), live.as_deref());
+    let summary = run::run(cfg, prepared, (&tx, &rx), live.as_deref());
     if let Some(live) = &live {
         live.finished();
     }
@@ -139,36 +132,11 @@ fn main() -> ExitCode {
             Err(e) => tracing::warn!("{e}"),
         }
     }
-
     if let Some(e) = &summary.error {
         let _ = writeln!(std::io::stderr(), "error: {e}");
     }
-    let out = match cfg.output {
-        Output::Text => summary.text(),
-        Output::Json => format!("{}\n", summary.json()),
-    };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        // The reader went away (`| head -1`): the run's own result stands.
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            let _ = writeln!(
-                std::io::stderr(),
-                "pc-host: stdout was closed before the summary was written (result: {})",
-                summary.result()
-            );
-        } else {
-            // The summary is lost, so exit 1 whatever the run did; say what it did.
-            return fail(
-                &anyhow::anyhow!(
-                    "cannot write the summary to stdout: {e} (the run's result: {})",
-                    summary.result()
-                ),
-                1,
-            );
-        }
+    if let Err(code) = print_summary(cfg, &summary) {
+        return code;
     }
     if live.is_some() && !cfg.metrics_linger.is_zero() {
         linger(cfg.metrics_linger, &rx);
@@ -177,6 +145,66 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `--metrics-addr`: the metrics server, started (its address said on stderr); `None` without
+/// the flag. `Err`: the exit status of an address it could not bind (exit 2).
+fn serve_metrics(cfg: &config::Config) -> Result<Option<Arc<Live>>, ExitCode> {
+    let Some((addr, given)) = &cfg.metrics_addr else {
+        return Ok(None);
+    };
+    let live = Arc::new(Live::default());
+    match http::serve(*addr, Arc::clone(&live)) {
+        Ok(bound) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "pc-host: metrics: http://{bound}/metrics (also /health, /ready)"
+            );
+            Ok(Some(live))
+        }
+        Err(e) => Err(fail(&anyhow::anyhow!("{given}: {e}"), 2)),
+    }
+}
+
+/// Writes the run's summary to stdout in the `--output` format. A reader gone away (`| head
+/// -1`) is said on stderr and the run's result stands; any other failure to write loses the
+/// summary, so it is an error (exit 1) that says what the run did.
+fn print_summary(cfg: &config::Config, summary: &pc_host::report::Summary) -> Result<(), ExitCode> {
+    let out = match cfg.output {
+        Output::Text => summary.text(),
+        Output::Json => format!("{}\n", summary.json()),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let Err(e) = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    else {
+        return Ok(());
+    };
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        let _ = writeln!(
+            std::io::stderr(),
+            "pc-host: stdout was closed before the summary was written (result: {})",
+            summary.result()
+        );
+        return Ok(());
+    }
+    Err(fail(
+        &anyhow::anyhow!(
+            "cannot write the summary to stdout: {e} (the run's result: {})",
+            summary.result()
+        ),
+        1,
+    ))
+}
+
+/// Exit 2 for a [`config::ConfigError`] (bad input named by the user), else `code`.
+fn fail_config_or(e: &anyhow::Error, code: u8) -> ExitCode {
+    if e.is::<config::ConfigError>() {
+        fail(e, 2)
+    } else {
+        fail(e, code)
     }
 }
 
