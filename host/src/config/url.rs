@@ -455,6 +455,37 @@ pub fn check_sqlite_path(path: &str) -> Result<(), String> {
 /// A server URL with no database after the host and port.
 const NO_DATABASE: &str = "the URL names no database: add /DBNAME after the host and port";
 
+/// The database `verify` or `plot` (`who`) reads, and its name for messages: the sink `sink`
+/// names (given as `from` says: `--sink ` or `PC_HOST_SINK=`), or else the SQLite file `db`.
+/// A NATS sink is refused: there is nothing to read back.
+///
+/// # Errors
+/// One line quoting the URL as typed, its password hidden.
+pub fn database_to_read(
+    sink: Option<&str>,
+    from: &str,
+    db: &std::path::Path,
+    who: &str,
+) -> Result<(SinkSpec, String), super::ConfigError> {
+    let Some(url) = sink else {
+        return Ok((SinkSpec::Sqlite(db.to_path_buf()), db.display().to_string()));
+    };
+    // The password hidden as in every other message, wherever the reason repeats it.
+    let hidden = without_password(url);
+    let refused = |why: &str| super::ConfigError(format!("{from}{hidden}: {why}"));
+    let spec = parse_sink(url).map_err(|why| refused(&why.replace(url, &hidden)))?;
+    let name = match &spec {
+        SinkSpec::Sqlite(path) => path.display().to_string(),
+        SinkSpec::Nats(_) => {
+            return Err(refused(&format!(
+                "{who} reads a database: give the database the stream is consumed into"
+            )));
+        }
+        other => other.to_string(),
+    };
+    Ok((spec, name))
+}
+
 /// Parses the `--sink` URL.
 pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
     let Some((scheme, rest)) = url.split_once(':') else {

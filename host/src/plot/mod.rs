@@ -16,8 +16,7 @@ mod series;
 use std::io::Write as _;
 
 use crate::config::cli::PlotArgs;
-use crate::config::url::{parse_sink, without_password};
-use crate::config::{ConfigError, SinkSpec};
+use crate::config::url::database_to_read;
 
 pub use output::MARKER;
 
@@ -31,27 +30,7 @@ pub use output::MARKER;
 /// that `plot` did not write (left untouched). Others (exit 1) for a database that is missing,
 /// not pc-host's, holds no intervals or cannot be read, and for a failed write.
 pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
-    let spec = match &args.sink {
-        Some(url) => parse_sink(url).map_err(|why| {
-            // The password hidden as in every other message, wherever the reason repeats it.
-            let hidden = without_password(url);
-            let from = &args.sink_from;
-            ConfigError(format!("{from}{url}: {why}").replace(url.as_str(), &hidden))
-        })?,
-        None => SinkSpec::Sqlite(args.db.clone()),
-    };
-    if let (SinkSpec::Nats(_), Some(url)) = (&spec, &args.sink) {
-        return Err(ConfigError(format!(
-            "{}{}: plot reads a database: give the database the stream is consumed into",
-            args.sink_from,
-            without_password(url)
-        ))
-        .into());
-    }
-    let name = match &spec {
-        SinkSpec::Sqlite(db) => db.display().to_string(),
-        _ => spec.to_string(),
-    };
+    let (spec, name) = database_to_read(args.sink.as_deref(), &args.sink_from, &args.db, "plot")?;
     let target = output::check(&args.output)?;
     let busy = args.busy.duration();
     let run = data::load(&spec, &name, args.run, busy)?;

@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::cli::VerifyArgs;
-use crate::config::url::{names_parameter, parse_sink, parse_source, without_password};
+use crate::config::url::{database_to_read, names_parameter, parse_source};
 use crate::config::{ConfigError, SinkSpec, SourceSpec};
 use crate::report::summary::plural;
 use crate::sink::read_back::{self, Row, RunInfo};
@@ -119,28 +119,7 @@ impl RunCheck {
 /// A [`ConfigError`] (exit 2) for bad input named by the user (a source or sink URL, a file
 /// that cannot be read); other errors for the database.
 pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
-    let spec = match &args.sink {
-        Some(url) => parse_sink(url).map_err(|why| {
-            // The password hidden as in every other message, wherever the reason repeats it.
-            let hidden = without_password(url);
-            let from = &args.sink_from;
-            ConfigError(format!("{from}{url}: {why}").replace(url.as_str(), &hidden))
-        })?,
-        None => SinkSpec::Sqlite(args.db.clone()),
-    };
-    if let (SinkSpec::Nats(_), Some(url)) = (&spec, &args.sink) {
-        // Quoted as typed (the password hidden), as every refused value is.
-        return Err(ConfigError(format!(
-            "{}{}: verify reads a database: give the database the stream is consumed into",
-            args.sink_from,
-            without_password(url)
-        ))
-        .into());
-    }
-    let name = match &spec {
-        SinkSpec::Sqlite(path) => path.display().to_string(),
-        other => other.to_string(),
-    };
+    let (spec, name) = database_to_read(args.sink.as_deref(), &args.sink_from, &args.db, "verify")?;
     // A file named to look dead letters up in that cannot be read, or is not a dead-letter
     // file, is bad input: checking by count instead would weaken the check the user asked for.
     if let Some(file) = &args.dead_letter {
