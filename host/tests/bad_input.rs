@@ -1939,3 +1939,29 @@ fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printe
     );
     assert!(!out.stderr.contains("secret"), "{}", out.stderr);
 }
+
+/// A listener that takes a connection and never answers (a hung server, or something else
+/// on the port) holds no start for ever: PostgreSQL's connect is given `connect_timeout=`
+/// plus a few seconds in all, start-up included, and `verify`, `plot` and a run each end with
+/// one line (exit 1). (The driver's own timeout covers only the TCP connection.)
+#[test]
+fn a_postgres_url_whose_listener_never_answers_fails_with_one_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn); // kept open, never answered
+        }
+    });
+    let s = Scratch::new("pg-silent");
+    let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=1");
+    for args in [
+        &["verify", "--sink", url.as_str()][..],
+        &["plot", "--sink", url.as_str(), "-o", "p.svg"],
+        &["--sink", url.as_str(), "--messages", "1"],
+    ] {
+        let out = run(s.dir(), args);
+        assert_one_line_error(&out, 1, "did not answer within 6 s");
+    }
+}

@@ -12,6 +12,9 @@ use crate::config::url::ServerUrl;
 
 /// How long a connection attempt may take, unless the URL says (`connect_timeout=`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than `connect_timeout` the start-up exchange may take at the start of a run,
+/// a verify or a plot ([`Server::connect_first`]).
+const START_UP_SLACK: Duration = Duration::from_secs(5);
 /// Idle time before TCP keepalives start, unless the URL says: a server that vanished without
 /// closing the connection is noticed in about a minute, not two hours.
 const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
@@ -83,14 +86,52 @@ impl Server {
         Ok(client)
     }
 
-    /// [`Server::connect`] for the start of a run or a verify: the error is for the user.
+    /// [`Server::connect`] for the start of a run, a verify or a plot: the error is for the
+    /// user. The driver's `connect_timeout` covers only the TCP connection, so a listener that
+    /// takes it and never answers would hold the start for ever: the whole connection, start-up
+    /// and authentication included, gets that long (plus [`START_UP_SLACK`]), in a thread of
+    /// its own that is left behind if it does not end in time. A stop signal ends the wait.
     ///
     /// # Errors
     /// One line: "URL: cannot connect: why", and a hint where the driver's own words name no
     /// cause ([`super::error::connect_hint`]): the server answered but not as PostgreSQL does
-    /// (a MySQL or HTTP port), or the URL asks for TLS.
+    /// (a MySQL or HTTP port), or the URL asks for TLS; the server did not answer in time; an
+    /// [`Interrupted`](crate::interrupt::Interrupted) for a signal.
     pub fn connect_first(&self) -> anyhow::Result<Client> {
-        self.connect().map_err(|e| {
+        let limit = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT)
+            + START_UP_SLACK;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = self.clone();
+        std::thread::Builder::new()
+            .name("pc-postgres-connect".into())
+            .spawn(move || {
+                let _ = tx.send(server.connect());
+            })
+            .map_err(|e| anyhow!("{}: cannot connect: {e}", self.shown))?;
+        let deadline = std::time::Instant::now() + limit;
+        let connected = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(connected) => break connected,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
+                    crate::interrupt::check(|| format!("a connection to {}", self.shown))?;
+                }
+                Err(_) => {
+                    return Err(anyhow!(
+                        "{}: cannot connect: the server took the connection but did not answer \
+                         within {:.0} s (is PostgreSQL listening there? connect_timeout= sets \
+                         the wait)",
+                        self.shown,
+                        limit.as_secs_f64()
+                    ));
+                }
+            }
+        };
+        connected.map_err(|e| {
             let hint = super::error::connect_hint(&e);
             anyhow!("{}: cannot connect: {}{hint}", self.shown, describe(&e))
         })
