@@ -172,12 +172,12 @@ pub fn displaced(path: &Path, was: &Displaced, resumed: bool) {
         };
         tracing::warn!(
             "file:{}: {what}; the file read before at this path is now {}, with {} bytes \
-             after line {} not read: --source file:{} reads them",
+             after line {} not read: {} reads them",
             path.display(),
             now.display(),
             len - was.offset,
             was.line,
-            now.display()
+            crate::config::url::source_flag(&now)
         );
     }
 }

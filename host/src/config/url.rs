@@ -352,6 +352,20 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     Ok(spec)
 }
 
+/// `--source` and the `file:` URL of `path`, ready to paste into a shell: the URL as
+/// [`written_path`] writes it, single-quoted if it holds anything a shell would read.
+pub fn source_flag(path: &std::path::Path) -> String {
+    let url = format!("file:{}", written_path(path));
+    let plain = url
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:%+=@,".contains(c));
+    if plain {
+        format!("--source {url}")
+    } else {
+        format!("--source '{}'", url.replace('\'', r"'\''"))
+    }
+}
+
 /// `path` as a `file:` or `sqlite:` URL writes it, so that it parses back to the same path: as
 /// it is, or, if it holds a `?` (which would start the parameters), in the `//` form with `%`
 /// and `?` escaped. (Only an absolute path can hold one: [`local_path`] decodes escapes in the
@@ -999,6 +1013,26 @@ mod tests {
                 "{url}: {e}"
             );
         }
+    }
+
+    /// The `--source` a message suggests pastes into a shell and names the same file.
+    #[test]
+    fn a_suggested_source_flag_is_quoted_for_the_shell_and_parses_back() {
+        assert_eq!(
+            source_flag("/var/log/a.log".as_ref()),
+            "--source file:/var/log/a.log"
+        );
+        assert_eq!(
+            source_flag("/tmp/it's a?.log".as_ref()),
+            r"--source 'file:///tmp/it'\''s a%3F.log'"
+        );
+        assert_eq!(
+            parse_source("file:///tmp/it's a%3F.log"),
+            parse_source(&format!(
+                "file:{}",
+                written_path("/tmp/it's a?.log".as_ref())
+            ))
+        );
     }
 
     /// A source or sink is recorded as its URL (`runs.config`) and read back from there

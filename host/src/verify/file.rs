@@ -382,10 +382,11 @@ impl Walk {
         }
         if !self.unread.is_empty() {
             say!(
-                "  {} after byte {committed} not read yet by any run ({}): a run with \
-                 --source file:{file} reads them",
+                "  {} after byte {committed} not read yet by any run ({}): a run with {} \
+                 reads them",
                 plural(self.unread.len(), "line"),
-                lines_list(&self.unread)
+                lines_list(&self.unread),
+                crate::config::url::source_flag(file.as_ref())
             );
         }
         if !self.partial.is_empty() {
