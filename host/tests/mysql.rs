@@ -1450,3 +1450,26 @@ fn plot_draws_a_run_from_the_database() {
         ))
     });
 }
+
+/// A pc-host database with one of its tables gone (or hidden from this user) is read by
+/// neither `verify` nor `plot`, and each names the table: not "no pc-host tables".
+#[test]
+fn a_database_missing_one_of_its_tables_is_refused_naming_it() {
+    let Some(db) = Db::shared("missing_table") else {
+        return;
+    };
+    let s = Scratch::new("mysql-missing-table");
+    assert_ok(&db.run_json(&s, "--messages 10"));
+    db.conn().query_drop("DROP TABLE run_producers").unwrap();
+    for args in [
+        &["verify", "--sink", db.url.as_str()][..],
+        &["plot", "--sink", db.url.as_str(), "-o", "p.svg"],
+    ] {
+        let out = common::run(s.dir(), args);
+        assert_one_line_error(
+            &out,
+            1,
+            "has pc-host's mark but not its table(s) run_producers",
+        );
+    }
+}

@@ -41,7 +41,19 @@ impl Reader {
                 server: connected.server,
                 summary: found != Found::Version1,
             }),
-            Found::Empty | Found::Incomplete => Err(anyhow!(
+            Found::Incomplete(missing) if missing.is_empty() => Err(anyhow!(
+                "sink {}: the database's pc-host mark holds no schema version: a run creating \
+                 its tables was cut short (a run completes them)",
+                url.shown
+            )),
+            Found::Incomplete(missing) => Err(anyhow!(
+                "sink {}: the database has pc-host's mark but not its table(s) {}: a run \
+                 creating them was cut short (a run completes them), or this user cannot see \
+                 them (its privileges)",
+                url.shown,
+                missing.join(", ")
+            )),
+            Found::Empty => Err(anyhow!(
                 "sink {}: the database holds no pc-host tables (no run wrote to it)",
                 url.shown
             )),

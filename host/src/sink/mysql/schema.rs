@@ -174,8 +174,9 @@ const TABLES: [(&str, &[&str], &str); 6] = [
 pub enum Found {
     /// None of pc-host's tables.
     Empty,
-    /// Marked as pc-host's, some tables missing (creation was cut short).
-    Incomplete,
+    /// Marked as pc-host's, some tables missing (creation was cut short, or this user cannot
+    /// see them): their names.
+    Incomplete(Vec<&'static str>),
     /// pc-host's tables of version 1, all there, which [`prepare`] upgrades (perhaps partly
     /// upgraded already: an upgrade cut short).
     Version1,
@@ -383,7 +384,7 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         Some(SCHEMA_VERSION) if missing.is_empty() => Found::Current,
         Some(VERSION_1) if missing.iter().all(|&i| i >= V1_TABLES) => Found::Version1,
         Some(VERSION_2) if missing.is_empty() => Found::Version2,
-        _ => Found::Incomplete,
+        _ => Found::Incomplete(missing.iter().map(|&i| TABLES[i].0).collect()),
     })
 }
 
