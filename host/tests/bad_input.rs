@@ -1719,6 +1719,16 @@ fn a_database_path_sqlite_would_read_as_a_uri_is_refused_before_anything_is_writ
         &[("PC_HOST_DB", "file:x.db")],
     );
     assert_one_line_error(&out, 2, &format!("PC_HOST_DB: `file:x.db` {hint}"));
+    // The path suggested for a file:/// URL is the path itself.
+    let out = run(s.dir(), &["--db", "file:///tmp/x.db", "--messages", "3"]);
+    assert_one_line_error(&out, 2, "give the path itself (/tmp/x.db)");
+    // A sink URL given as the path is refused too, and made no file of that name.
+    let out = run(s.dir(), &["--db", "sqlite:x.db", "--messages", "3"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "is a sqlite: URL, not a file path: give it as --sink",
+    );
     // verify and plot refuse it too, rather than let SQLite open some other file.
     for args in [
         &["verify", "--db", "file:x.db"][..],

@@ -456,11 +456,23 @@ pub fn check_sqlite_path(path: &str) -> Result<(), String> {
              {dir}/pc-host.db)"
         ));
     }
+    let scheme = path.split_once(':').map(|(scheme, _)| scheme);
+    if let Some(scheme @ ("sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" | "nats")) =
+        scheme
+    {
+        return Err(format!(
+            "`{path}` is a {scheme}: URL, not a file path: give it as --sink (or PC_HOST_SINK), or \
+             the path itself; ./{path} names a file of that name"
+        ));
+    }
     match path.strip_prefix("file:") {
         Some(rest) => Err(format!(
             "`{path}` would be read by SQLite as a URI, not a file name: give the path itself \
              ({}), or ./{path} for a file of that name",
-            rest.split('?').next().unwrap_or(rest)
+            {
+                let before_query = rest.split('?').next().unwrap_or(rest);
+                local_path("file", before_query).unwrap_or_else(|_| before_query.to_string())
+            }
         )),
         None => Ok(()),
     }
@@ -963,6 +975,21 @@ mod tests {
                 .unwrap_err()
                 .contains("needs a path")
         );
+    }
+
+    /// A sink URL given where a path goes (`--db sqlite:t.db`) is refused, not made a file of
+    /// that name; `./` names such a file.
+    #[test]
+    fn a_sink_url_given_as_a_database_path_is_refused() {
+        for path in ["sqlite:t.db", "postgres://pc@db1/pc", "mysql:x.db"] {
+            let e = check_sqlite_path(path).unwrap_err();
+            assert!(
+                e.contains("URL, not a file path: give it as --sink"),
+                "{path}: {e}"
+            );
+        }
+        assert_eq!(check_sqlite_path("./sqlite:t.db"), Ok(()));
+        assert_eq!(check_sqlite_path("a:b.db"), Ok(()));
     }
 
     /// SQLite's name for a database in memory is refused as a path; a file of that name can
