@@ -319,4 +319,7 @@ fn a_missing_output_directory_is_a_one_line_error_with_exit_2() {
     let out = plot(&s, &["-o", "no/such/dir/p.svg"]);
     assert_one_line_error(&out, 2, "directory no/such/dir does not exist");
     assert!(!s.path("no").exists(), "the directory was created");
+    // A file where the directory would be is named as what it is.
+    let out = plot(&s, &["-o", "t.db/p.svg"]);
+    assert_one_line_error(&out, 2, "-o t.db/p.svg: t.db is not a directory");
 }

@@ -395,15 +395,14 @@ fn local_path(scheme: &str, rest: &str) -> Result<String, String> {
         let lower = path.to_ascii_lowercase();
         if let Some(escape) = ["%00", "%2f"].into_iter().find(|e| lower.contains(e)) {
             return Err(format!(
-                "{scheme}://{host}{path}: `{}` is not allowed in a path",
+                "`{}` is not allowed in a path",
                 escape.to_ascii_uppercase()
             ));
         }
         return String::from_utf8(percent_decoded_bytes(path)).map_err(|_| {
-            format!(
-                "{scheme}://{host}{path}: its percent-escapes stand for bytes that are not \
-                 UTF-8; give a link to the file with a UTF-8 name"
-            )
+            "its percent-escapes stand for bytes that are not UTF-8; give a link to the file \
+             with a UTF-8 name"
+                .to_string()
         });
     }
     Err(format!(

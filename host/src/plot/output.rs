@@ -39,10 +39,13 @@ fn place(out: &Path) -> Result<Target, ConfigError> {
     let shown = out.display();
     let dir = directory(out);
     if !dir.is_dir() {
-        return Err(ConfigError(format!(
-            "-o {shown}: directory {} does not exist",
-            dir.display()
-        )));
+        let d = dir.display();
+        let why = if dir.exists() {
+            format!("{d} is not a directory")
+        } else {
+            format!("directory {d} does not exist")
+        };
+        return Err(ConfigError(format!("-o {shown}: {why}")));
     }
     let meta = match std::fs::symlink_metadata(out) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Target::New(out.to_owned())),
