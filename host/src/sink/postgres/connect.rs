@@ -89,21 +89,22 @@ impl Server {
     /// [`Server::connect`] for the start of a run, a verify or a plot: the error is for the
     /// user. The driver's `connect_timeout` covers only the TCP connection, so a listener that
     /// takes it and never answers would hold the start for ever: the whole connection, start-up
-    /// and authentication included, gets that long (plus [`START_UP_SLACK`]), in a thread of
-    /// its own that is left behind if it does not end in time. A stop signal ends the wait.
+    /// and authentication included, gets that long for each host the URL names (plus
+    /// [`START_UP_SLACK`]), in a thread of its own that is left behind if it does not end in
+    /// time. A stop signal ends the wait (nothing is recorded yet).
     ///
     /// # Errors
-    /// One line: "URL: cannot connect: why", and a hint where the driver's own words name no
-    /// cause ([`super::error::connect_hint`]): the server answered but not as PostgreSQL does
-    /// (a MySQL or HTTP port), or the URL asks for TLS; the server did not answer in time; an
+    /// As [`connect_more`](Self::connect_more); also: the server did not answer in time; an
     /// [`Interrupted`](crate::interrupt::Interrupted) for a signal.
     pub fn connect_first(&self) -> anyhow::Result<Client> {
-        let limit = self
+        let hosts = self.config.get_hosts().len().max(1);
+        let each = self
             .config
             .get_connect_timeout()
             .copied()
-            .unwrap_or(CONNECT_TIMEOUT)
-            + START_UP_SLACK;
+            .filter(|t| !t.is_zero())
+            .unwrap_or(CONNECT_TIMEOUT);
+        let limit = each * u32::try_from(hosts).unwrap_or(u32::MAX) + START_UP_SLACK;
         let (tx, rx) = std::sync::mpsc::channel();
         let server = self.clone();
         std::thread::Builder::new()
@@ -131,10 +132,24 @@ impl Server {
                 }
             }
         };
-        connected.map_err(|e| {
-            let hint = super::error::connect_hint(&e);
-            anyhow!("{}: cannot connect: {}{hint}", self.shown, describe(&e))
-        })
+        connected.map_err(|e| self.cannot_connect(&e))
+    }
+
+    /// [`Server::connect`] for a further writer of a run under way (parallel writes, a
+    /// scaler's): in the caller's thread, as any reconnection is, and not ended by a stop
+    /// signal (the run drains meanwhile).
+    ///
+    /// # Errors
+    /// One line: "URL: cannot connect: why", and a hint where the driver's own words name no
+    /// cause ([`super::error::connect_hint`]): the server answered but not as PostgreSQL does
+    /// (a MySQL or HTTP port), or the URL asks for TLS.
+    pub fn connect_more(&self) -> anyhow::Result<Client> {
+        self.connect().map_err(|e| self.cannot_connect(&e))
+    }
+
+    fn cannot_connect(&self, e: &postgres::Error) -> anyhow::Error {
+        let hint = super::error::connect_hint(e);
+        anyhow!("{}: cannot connect: {}{hint}", self.shown, describe(e))
     }
 
     /// "PostgreSQL URL: what" for an error on this server.

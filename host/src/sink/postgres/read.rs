@@ -68,6 +68,16 @@ impl ReadBack for Reader {
             })
     }
 
+    fn runs_after(&mut self, run: i64) -> anyhow::Result<i64> {
+        self.client
+            .query_one(&read_back::runs_after_query("$1"), &[&run])
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| {
+                self.server
+                    .error(format!("reading the runs: {}", describe(&e)))
+            })
+    }
+
     fn intervals(&mut self, run: i64) -> anyhow::Result<Vec<Interval>> {
         if self.found == Found::Version1 {
             return Ok(Vec::new());

@@ -121,7 +121,7 @@ impl Writer {
     pub fn connector(&self) -> impl Fn() -> anyhow::Result<Writer> + Send + Sync + 'static {
         let (server, run_id, delivered) = (self.server.clone(), self.run_id, self.delivered);
         move || {
-            let client = server.connect_first()?;
+            let client = server.connect_more()?;
             let session = Session::new(client);
             let mut writer = Self::new(server.clone(), session, run_id);
             writer.delivered = delivered;
