@@ -66,7 +66,7 @@ pub fn load(spec: &SinkSpec, name: &str, run: Option<i64>, busy: Duration) -> an
     }
     let skipped = match run {
         Some(_) => 0,
-        None => store.runs(None)?.iter().filter(|r| r.run_id > id).count() as i64,
+        None => store.runs_after(id)?,
     };
     Ok(Run {
         id,

@@ -88,6 +88,11 @@ pub fn intervals_query(run: &str) -> String {
 /// The query of the last run that has interval rows (NULL if none has).
 pub const LAST_RUN_WITH_INTERVALS: &str = "SELECT MAX(run_id) FROM run_intervals";
 
+/// The query of how many runs were recorded after run `run` (its placeholder).
+pub fn runs_after_query(run: &str) -> String {
+    format!("SELECT COUNT(*) FROM runs WHERE run_id > {run}")
+}
+
 /// A sink, opened read-only for `verify` and `plot`.
 pub trait ReadBack: std::fmt::Debug {
     /// The runs recorded: one, or all (`None`), by run id.
@@ -141,6 +146,12 @@ pub trait ReadBack: std::fmt::Debug {
     /// # Errors
     /// The sink's.
     fn intervals(&mut self, run: i64) -> anyhow::Result<Vec<Interval>>;
+
+    /// How many runs were recorded after run `run`.
+    ///
+    /// # Errors
+    /// The sink's.
+    fn runs_after(&mut self, run: i64) -> anyhow::Result<i64>;
 }
 
 /// Opens the sink `spec` names for reading; it must exist and hold pc-host tables. `busy`:

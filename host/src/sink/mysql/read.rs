@@ -77,6 +77,14 @@ impl ReadBack for Reader {
         Ok(last.flatten())
     }
 
+    fn runs_after(&mut self, run: i64) -> anyhow::Result<i64> {
+        let count: Option<i64> = self
+            .conn
+            .exec_first(read_back::runs_after_query("?"), (run,))
+            .map_err(|e| self.err(&e))?;
+        Ok(count.unwrap_or(0))
+    }
+
     fn intervals(&mut self, run: i64) -> anyhow::Result<Vec<Interval>> {
         if !self.summary {
             return Ok(Vec::new());

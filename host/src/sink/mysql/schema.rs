@@ -384,7 +384,14 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         Some(SCHEMA_VERSION) if missing.is_empty() => Found::Current,
         Some(VERSION_1) if missing.iter().all(|&i| i >= V1_TABLES) => Found::Version1,
         Some(VERSION_2) if missing.is_empty() => Found::Version2,
-        _ => Found::Incomplete(missing.iter().map(|&i| TABLES[i].0).collect()),
+        // Version 1 never had the tables after its own: only its own can be missing.
+        _ => Found::Incomplete(
+            missing
+                .iter()
+                .filter(|&&i| version != Some(VERSION_1) || i < V1_TABLES)
+                .map(|&i| TABLES[i].0)
+                .collect(),
+        ),
     })
 }
 

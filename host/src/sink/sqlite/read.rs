@@ -119,6 +119,12 @@ impl ReadBack for SqliteReadBack {
             .map_err(|e| db_error(&self.path, e, self.busy))
     }
 
+    fn runs_after(&mut self, run: i64) -> anyhow::Result<i64> {
+        self.conn
+            .query_row(&read_back::runs_after_query("?1"), [run], |r| r.get(0))
+            .map_err(|e| db_error(&self.path, e, self.busy))
+    }
+
     fn intervals(&mut self, run: i64) -> anyhow::Result<Vec<Interval>> {
         let err = |e| db_error(&self.path, e, self.busy);
         self.conn
