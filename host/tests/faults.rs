@@ -937,7 +937,7 @@ fn verify_excuses_only_the_lines_a_dead_letter_file_holds_for_that_input() {
     ok(&out, "n2 appended");
     assert!(
         out.stdout
-            .contains("2 lines after byte 10 not read yet by any run (lines 6, 7)"),
+            .contains("2 lines after byte 10 not stored yet by any run (lines 6, 7)"),
         "{}",
         out.stdout
     );

@@ -1328,7 +1328,7 @@ fn verify_source_takes_a_last_line_read_in_part_for_one_the_next_run_completes()
         assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
         assert!(
             out.stdout
-                .contains("1 line after byte 8 not read yet by any run (line 2)"),
+                .contains("1 line after byte 8 not stored yet by any run (line 2)"),
             "{}",
             out.stdout
         );

@@ -382,7 +382,7 @@ impl Walk {
         }
         if !self.unread.is_empty() {
             say!(
-                "  {} after byte {committed} not read yet by any run ({}): a run with {} \
+                "  {} after byte {committed} not stored yet by any run ({}): a run with {} \
                  reads them",
                 plural(self.unread.len(), "line"),
                 lines_list(&self.unread),

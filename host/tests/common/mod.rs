@@ -710,7 +710,7 @@ pub fn assert_verify_source_judges_the_rows(s: &Scratch, sink: &[&str], sql: imp
     drop(f);
     let path = s.path("in.log").canonicalize().expect("the file's path");
     let unread = format!(
-        "  2 lines after byte {committed} not read yet by any run (lines 11, 12): a run with \
+        "  2 lines after byte {committed} not stored yet by any run (lines 11, 12): a run with \
          --source file:{} reads them",
         path.display()
     );
