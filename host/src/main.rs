@@ -37,6 +37,16 @@ fn main() -> ExitCode {
         return fail(&e.into(), 2);
     }
     init_logging();
+    if cli.command.is_some() {
+        // Set for the runs, perhaps; a subcommand takes its own flags and variables only.
+        if let Some(file) = std::env::var_os("PC_HOST_CONFIG") {
+            tracing::warn!(
+                "PC_HOST_CONFIG={} is set, but verify and plot read no config file: give them \
+                 --db or --sink (or PC_HOST_DB, PC_HOST_SINK)",
+                file.to_string_lossy()
+            );
+        }
+    }
     match &mut cli.command {
         Some(Command::Verify(args)) => {
             let given = matches

@@ -219,6 +219,18 @@ fn plot_reads_the_sink_a_run_would_write() {
         2,
         "PC_HOST_SINK and PC_HOST_DB both say which database to plot: give only one",
     );
+    // A config file set for the runs is not read, and plot says so.
+    let out = plot_env(
+        &["-o", "e.svg"],
+        &[("PC_HOST_CONFIG", "cfg.toml"), ("PC_HOST_DB", "t.db")],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("PC_HOST_CONFIG=cfg.toml is set, but verify and plot read no config file"),
+        "{}",
+        out.stderr
+    );
     let out = plot_env(&["--sink", "nats://127.0.0.1:4222/S", "-o", "d.svg"], &[]);
     assert_one_line_error(&out, 2, "plot reads a database");
     assert!(!s.path("c.svg").exists() && !s.path("d.svg").exists());
