@@ -102,12 +102,46 @@ pub fn link_to_nothing(flag: &str, path: &Path) -> Result<(), String> {
 
 /// Whether this process may write to `path` (`access(2)`, which also sees a read-only mount).
 pub fn writable(path: &Path) -> bool {
+    access(path, libc::W_OK).is_ok()
+}
+
+/// `access(2)` of `path` for `mode` (`libc::R_OK`, `libc::W_OK`): whether this process may,
+/// a read-only mount included, and if not, the system's reason (a path with a NUL in it is
+/// `InvalidInput`).
+pub fn access(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt as _;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call; access only
+    // reads it.
+    if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Reads the start of `path` into `buf` if it is a regular file (through links); how many
+/// bytes it read. `None` for anything else (a pipe, a device, a directory) or a file it could
+/// not read. Opened without blocking, so that a pipe put there is never waited on.
+pub fn head_of_regular_file(path: &Path, buf: &mut [u8]) -> Option<usize> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    std::io::Read::read(&mut file, buf).ok()
+}
+
+/// Whether `path` is a regular file that starts as a SQLite database does.
+pub fn holds_sqlite_database(path: &Path) -> bool {
+    const DATABASE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let mut first = [0u8; 16];
+    head_of_regular_file(path, &mut first) == Some(first.len()) && &first == DATABASE_HEADER
 }
 
 /// Whether `path` is spelled as a directory: it ends in `/`, or its last component is `.` or

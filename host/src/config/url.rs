@@ -430,13 +430,7 @@ pub fn check_sqlite_path(path: &str) -> Result<(), String> {
         );
     }
     let already_a_database = |db: &str| {
-        let mut head = [0u8; 16];
-        let is_sqlite = std::fs::metadata(path).is_ok_and(|m| m.is_file())
-            && std::fs::File::open(path)
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-                .is_ok()
-            && &head == b"SQLite format 3\0";
-        is_sqlite && std::fs::metadata(db).is_err()
+        crate::paths::holds_sqlite_database(path.as_ref()) && std::fs::metadata(db).is_err()
     };
     if let Some((db, suffix)) = crate::paths::SIDE_FILES
         .iter()

@@ -198,7 +198,10 @@ pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Erro
         .into(),
         // The file may be writable and its directory not: SQLite then cannot make the `-wal`
         // and `-shm` files a WAL database needs beside it.
-        Some(ErrorCode::ReadOnly) if writable(path) && !writable(crate::paths::dir_of(path)) => {
+        Some(ErrorCode::ReadOnly)
+            if crate::paths::writable(path)
+                && !crate::paths::writable(crate::paths::dir_of(path)) =>
+        {
             anyhow!(
                 "database {p}: its directory {} is not writable, and SQLite makes the database's \
                  -wal and -shm files there: {e}",
@@ -226,7 +229,7 @@ fn cannot_open(path: &Path) -> String {
             return format!("{}: {e}", real.display());
         }
         Ok(_) => {
-            if let Err(e) = access(&real, libc::R_OK) {
+            if let Err(e) = crate::paths::access(&real, libc::R_OK) {
                 return format!("it cannot be read: {e}");
             }
         }
@@ -243,7 +246,7 @@ fn cannot_open(path: &Path) -> String {
             side.display()
         );
     }
-    if let Err(e) = access(dir, libc::W_OK) {
+    if let Err(e) = crate::paths::access(dir, libc::W_OK) {
         return format!(
             "SQLite makes the -wal and -shm files in its directory {}, which cannot be written: \
              {e}",
@@ -269,11 +272,12 @@ pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
     }
     // A file this user may not write would be opened read-only, and SQLite would leave a
     // `-wal` and `-shm` of this user's beside it, which could then lock out the file's owner.
-    if path.exists() && !writable(path) {
+    if path.exists()
+        && let Err(e) = crate::paths::access(path, libc::W_OK)
+    {
         return Err(anyhow!(
-            "database {} is not writable by this user: {}",
-            path.display(),
-            std::io::Error::last_os_error()
+            "database {} is not writable by this user: {e}",
+            path.display()
         ));
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -283,27 +287,6 @@ pub fn open(path: &Path, busy: Duration) -> anyhow::Result<Connection> {
     conn.busy_timeout(busy)
         .map_err(|e| db_error(path, e, busy))?;
     Ok(conn)
-}
-
-/// Whether this process may write `path` (`access(2)` with `W_OK`: the real user's rights,
-/// which for pc-host are its own).
-fn writable(path: &Path) -> bool {
-    access(path, libc::W_OK).is_ok()
-}
-
-/// `access(2)` of `path` for `mode` (`R_OK`, `W_OK`): `Ok` also for a path with a NUL in it
-/// (SQLite's open then says what is wrong).
-fn access(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return Ok(());
-    };
-    // SAFETY: `c` is a NUL-terminated path that lives for the call; access only reads it.
-    if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// Opens an existing file for reading only, with a busy timeout: it can look, never write.
@@ -325,8 +308,8 @@ pub fn open_read_only(path: &Path, busy: Duration) -> anyhow::Result<ReadConnect
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let wal = crate::paths::sqlite_side_file(path, "-wal");
-    let immutable = !writable(crate::paths::dir_of(&real)) && !wal.exists();
-    let tidy = no_log_beside(path) && !immutable && writable(&real);
+    let immutable = !crate::paths::writable(crate::paths::dir_of(&real)) && !wal.exists();
+    let tidy = no_log_beside(path) && !immutable && crate::paths::writable(&real);
     let opened = if immutable {
         Connection::open_with_flags(immutable_uri(&real), flags | OpenFlags::SQLITE_OPEN_URI)
     } else if tidy {
@@ -456,7 +439,7 @@ pub fn foreign_side_file(path: &Path) -> Option<anyhow::Error> {
         let foreign = if std::fs::metadata(&side).ok()?.is_file() {
             let mut first = [0u8; 4];
             // A file this user cannot read is left to SQLite's open to report.
-            let read = head_of_regular_file(&side, &mut first)?;
+            let read = crate::paths::head_of_regular_file(&side, &mut first)?;
             read > 0 && !sqlite_wrote(suffix, first)
         } else {
             true
@@ -545,10 +528,7 @@ pub fn unfinished_journal(path: &Path, purpose: Purpose) -> Option<anyhow::Error
 /// `path` would take it for a journal and delete it, so the usual advice (let SQLite roll the
 /// journal back) would destroy it.
 fn database_named_like_a_journal(path: &Path, journal: &Path) -> Option<anyhow::Error> {
-    const DATABASE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-    let mut first = [0u8; 16];
-    (head_of_regular_file(journal, &mut first)? == first.len() && &first == DATABASE_HEADER)
-        .then_some(())?;
+    crate::paths::holds_sqlite_database(journal).then_some(())?;
     Some(anyhow!(
         "{} is a SQLite database, not the journal of {} beside it: opening {} with SQLite would \
          take it for a journal and delete it; rename one of the two first",
@@ -556,22 +536,6 @@ fn database_named_like_a_journal(path: &Path, journal: &Path) -> Option<anyhow::
         path.display(),
         path.display()
     ))
-}
-
-/// Reads the start of `path` into `buf` if it is a regular file (through links); how many
-/// bytes it read. `None` for anything else (a pipe, a device, a directory) or a file it could
-/// not read. Opened without blocking, so that a pipe put there is never waited on.
-fn head_of_regular_file(path: &Path, buf: &mut [u8]) -> Option<usize> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    std::io::Read::read(&mut file, buf).ok()
 }
 
 /// The one line refusing a `path` that is an existing file of 0 bytes, if it is one. SQLite
