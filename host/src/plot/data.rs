@@ -84,11 +84,7 @@ fn open(db: &Path, busy: Duration) -> anyhow::Result<schema::ReadConnection> {
         // Version 3 lacks only the consumers column, which plot does not draw; version 4 only
         // differs in when `runs.last_id` is written.
         Found::Current | Found::Version3 | Found::Version4 => Ok(conn),
-        Found::Empty => Err(anyhow!(
-            "{} holds no pc-host data (it is an empty database; if a pc-host run is setting it \
-             up this instant, look again)",
-            db.display()
-        )),
+        Found::Empty => Err(schema::no_pc_host_data(db)),
         Found::Version1 | Found::Version2 => Err(anyhow!(
             "{} has an older pc-host schema, which keeps no interval rows: only runs recorded \
              by this pc-host can be plotted",

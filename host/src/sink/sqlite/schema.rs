@@ -613,16 +613,21 @@ pub fn open_existing(path: &Path, busy: Duration) -> anyhow::Result<ReadConnecti
     match check(&conn, path, busy, Purpose::Read)? {
         // Versions 2 to 4 lack only what verify does not read.
         Found::Current | Found::Version2 | Found::Version3 | Found::Version4 => Ok(conn),
-        Found::Empty => Err(anyhow!(
-            "{} holds no pc-host data (it is an empty database; if a pc-host run is setting it \
-             up this instant, look again)",
-            path.display()
-        )),
+        Found::Empty => Err(no_pc_host_data(path)),
         Found::Version1 => Err(anyhow!(
             "{} has pc-host schema version 1: run pc-host on it once to upgrade it, then verify",
             path.display()
         )),
     }
+}
+
+/// The error of a reader (`verify`, `plot`) that found an empty database at `path`.
+pub fn no_pc_host_data(path: &Path) -> anyhow::Error {
+    anyhow!(
+        "{} holds no pc-host data (it is an empty database; if a pc-host run is setting it up \
+         this instant, look again)",
+        path.display()
+    )
 }
 
 /// What a database file holds.
