@@ -316,51 +316,71 @@ impl Summary {
     /// The human-readable summary (for stdout).
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let result = self.result();
         let _ = writeln!(s, "pc-host summary: run {} in {}", self.run_id, self.db);
-        if let Some(ingest) = &self.ingest {
+        self.ingest_text(&mut s);
+        self.counts_text(&mut s);
+        self.timing_text(&mut s);
+        self.latency_text(&mut s);
+        self.batches_text(&mut s);
+        self.lanes_text(&mut s);
+        self.waits_text(&mut s);
+        if let Some(m) = &self.machine {
+            self.machine_text(m, &mut s);
+        }
+        self.wal_text(&mut s);
+        s
+    }
+
+    /// The `read`, `rejected` and `not queued` lines of a run that read its input.
+    fn ingest_text(&self, s: &mut String) {
+        let Some(ingest) = &self.ingest else {
+            return;
+        };
+        let _ = writeln!(
+            s,
+            "  read          {}, {} bytes from {}",
+            plural(usize::try_from(ingest.read).unwrap_or(usize::MAX), "record"),
+            ingest.read_bytes,
+            if self.read_from_nats() {
+                "NATS".to_string()
+            } else {
+                plural(ingest.inputs.len(), "input")
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  rejected      {} (could not be stored: invalid text or JSON, or too long{})",
+            ingest.rejected,
+            self.rejected_where(ingest)
+        );
+        if ingest.not_queued > 0 {
+            let lost = ingest.not_queued - ingest.not_queued_dead_lettered;
             let _ = writeln!(
                 s,
-                "  read          {}, {} bytes from {}",
-                plural(usize::try_from(ingest.read).unwrap_or(usize::MAX), "record"),
-                ingest.read_bytes,
-                if self.read_from_nats() {
-                    "NATS".to_string()
+                "  not queued    {} read from stdin as the run stopped on an error: {} in the \
+                 dead-letter file, {lost} lost{}",
+                ingest.not_queued,
+                ingest.not_queued_dead_lettered,
+                if lost > 0 && self.dead_letter.is_none() {
+                    " (--dead-letter FILE would have kept them)"
                 } else {
-                    plural(ingest.inputs.len(), "input")
+                    ""
                 }
             );
+        }
+        if ingest.not_queued_rereadable > 0 {
             let _ = writeln!(
                 s,
-                "  rejected      {} (could not be stored: invalid text or JSON, or too long{})",
-                ingest.rejected,
-                self.rejected_where(ingest)
+                "  not queued    {} read as the run stopped, or a last line without its end \
+                 left for a later run: {}, none lost",
+                ingest.not_queued_rereadable,
+                self.read_again()
             );
-            if ingest.not_queued > 0 {
-                let lost = ingest.not_queued - ingest.not_queued_dead_lettered;
-                let _ = writeln!(
-                    s,
-                    "  not queued    {} read from stdin as the run stopped on an error: {} in the \
-                     dead-letter file, {lost} lost{}",
-                    ingest.not_queued,
-                    ingest.not_queued_dead_lettered,
-                    if lost > 0 && self.dead_letter.is_none() {
-                        " (--dead-letter FILE would have kept them)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            if ingest.not_queued_rereadable > 0 {
-                let _ = writeln!(
-                    s,
-                    "  not queued    {} read as the run stopped, or a last line without its end \
-                     left for a later run: {}, none lost",
-                    ingest.not_queued_rereadable,
-                    self.read_again()
-                );
-            }
         }
+    }
+
+    /// The counts (`produced` .. `stored`, then each fate), the result and why the run stopped.
+    fn counts_text(&self, s: &mut String) {
         let _ = writeln!(s, "  produced      {}", self.produced);
         let _ = writeln!(s, "  consumed      {}", self.consumed);
         let counted = if !self.stored_counted_back {
@@ -371,12 +391,16 @@ impl Summary {
             "counted back from the database"
         };
         let _ = writeln!(s, "  stored        {} ({counted})", self.stored);
-        self.fates_text(&mut s);
-        let _ = writeln!(s, "  result        {result}");
+        self.fates_text(s);
+        let _ = writeln!(s, "  result        {}", self.result());
         if let Some(e) = &self.error {
             let _ = writeln!(s, "  error         {e}");
         }
         let _ = writeln!(s, "  stopped by    {}", self.stop_reason.as_str());
+    }
+
+    /// The `elapsed`, `throughput` and `rate` lines.
+    fn timing_text(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "  elapsed       {:.3} s (producing {:.3} s, {}drain after producers stopped {:.3} s)",
@@ -417,6 +441,10 @@ impl Summary {
                 );
             }
         }
+    }
+
+    /// The `latency` line: what was measured, over which span, and what it means unthrottled.
+    fn latency_text(&self, s: &mut String) {
         let [p50, p90, p99, p999, max] = Self::quantiles(&self.latency);
         // A NATS source's records carry their publisher's creation time (README, NATS).
         let from_nats = self.read_from_nats();
@@ -457,6 +485,10 @@ impl Summary {
                 let _ = writeln!(s, "                {why}; give --rps for latency at a rate");
             }
         }
+    }
+
+    /// The `built late` and `batches` lines.
+    fn batches_text(&self, s: &mut String) {
         if !self.built_late.is_empty() {
             let [l50, _, l99, _, lmax] = Self::quantiles(&self.built_late);
             let _ = writeln!(
@@ -483,7 +515,10 @@ impl Summary {
             ms(c99),
             ms(cmax)
         );
-        self.lanes_text(&mut s);
+    }
+
+    /// How long the sources waited on a full ring, and how the consumers scaled.
+    fn waits_text(&self, s: &mut String) {
         // Generator threads are the producers; in an ingest run, the inputs' readers are.
         let who = if self.ingest.is_some() {
             "sources  "
@@ -505,11 +540,12 @@ impl Summary {
                 c.min, c.max, c.peak
             );
         }
-        if let Some(m) = &self.machine {
-            self.machine_text(m, &mut s);
-        }
+    }
+
+    /// The `WAL` and `checkpoints` lines of a SQLite run.
+    fn wal_text(&self, s: &mut String) {
         let Some(wal) = &self.wal else {
-            return s;
+            return;
         };
         let _ = writeln!(
             s,
@@ -530,7 +566,6 @@ impl Summary {
                 wal.writer_held_max_ns as f64 / 1e6
             );
         }
-        s
     }
 
     /// The `cpu` and `storage` lines: what the run cost this process and the machine.
