@@ -17,11 +17,19 @@
 //!   instant (fixed point with enough bits, no drift), at any rate from one token per 584 years
 //!   to `2^63 - 1` per period, per hour or per nanosecond alike. A caller taking tokens as fast
 //!   as they come (and often enough that the bucket never overflows) receives exactly
-//!   `T(t) + burst` (full start) or `T(t) - T(t0)` (empty start) of them by instant `t`.
+//!   `T(t) + burst` (full start) or `T(t) - T(t0)` (empty start) of them by instant `t`. A
+//!   caller that comes late finds at most `burst` tokens waiting and the rest are gone, so
+//!   `burst` should cover the longest a caller can be late (rate times that delay: a busy
+//!   machine's scheduling delays included). At the slowest end, a token due at the clock's
+//!   last instant (`u64::MAX`, a period of `u64::MAX` ns from an empty start at 0) is due at
+//!   an instant no `now` passes, so it is never granted.
 //! - **No burst after idle beyond `burst`.** However long the bucket sat unused, it holds at most
 //!   `burst` tokens.
-//! - **No overflow, no panic** for any `now`, `n`, rate or burst: arithmetic saturates and fails
-//!   closed (a request that cannot be represented is denied, never granted).
+//! - **No overflow, no panic** in any operation on a bucket, for any `now` and `n`: arithmetic
+//!   saturates and fails closed (a request that cannot be represented is denied, never
+//!   granted). Making a bucket checks its rate and burst: `per_second`, `per_minute`,
+//!   `per_hour` and `new` panic on a zero or too-large one (`# Panics` on each); their `try_`
+//!   forms return a [`RateError`] instead.
 //! - **Lock-free.** An acquire is one load and a CAS loop on one word; a CAS fails only because
 //!   another acquire succeeded (or spuriously, on LL/SC machines). No division on the hot path.
 //!   The word is alone in its cache line ([`CachePadded`]).

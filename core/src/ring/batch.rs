@@ -23,7 +23,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   for room: so an item is taken only once a slot is claimed for it, never before.)
     /// - **A claim is no bigger than `items` promises to fill.** Each run claims as many slots
     ///   as the iterator's lower size bound (what it promises to yield; an exact-size iterator
-    ///   such as a range, a slice iterator or a `Vec` drain is pushed with one claim). Where
+    ///   such as a range, a slice iterator or a `Vec` drain is pushed with one claim; but a
+    ///   drain drops what it still holds when it is dropped, as `&mut v.drain(..)` is at the
+    ///   end of the statement, so drain no more than fits or keep a `v.into_iter()` across
+    ///   calls). Where
     ///   the iterator promises nothing more but may still yield (`iter::from_fn`, `filter`, a
     ///   `chain` of those), one slot is claimed for its next item, and if `next()` then returns
     ///   `None`, that slot is given back (the tail moves back over it).

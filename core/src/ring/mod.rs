@@ -390,7 +390,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         self.storage.mask() + 1
     }
 
-    /// How many values the ring holds, counting pushes in progress: a snapshot.
+    /// How many slots are taken: values held, plus pushes in progress (claimed, not yet
+    /// written) and holes consumers have not yet skipped. A snapshot.
+    ///
+    /// So `len() > 0` does not promise that a pop finds a value at once: the push that claimed
+    /// the head may still be writing it (see [`PopError::Empty`]).
     ///
     /// ```
     /// let ring = pc_core::Ring::<u8, 4>::new();
@@ -409,14 +413,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         (diff.max(0) as usize / ONE).min(self.capacity())
     }
 
-    /// Whether the ring holds no values: a snapshot, see [`len`](Self::len).
+    /// Whether no slot is taken: a snapshot, see [`len`](Self::len).
     #[must_use]
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Whether the ring holds `capacity()` values: a snapshot, see [`len`](Self::len).
+    /// Whether every slot is taken: a snapshot, see [`len`](Self::len). A full ring may still
+    /// answer a pop with `Empty`, while the push that claimed its head is writing.
     #[must_use]
     #[inline]
     pub fn is_full(&self) -> bool {
