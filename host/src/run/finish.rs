@@ -10,6 +10,7 @@ use crate::position::{InputStart, Resume};
 use crate::report::summary::{self, ConsumerCounts, Fates, NatsFigures};
 use crate::report::{Ingest, StopReason, Summary, Wal};
 use crate::sink::{AnySink, RunEnd, Sink as _};
+use crate::telemetry::lanes::LaneFigures;
 use crate::telemetry::{Stats, machine};
 
 /// What the threads leave behind for the summary.
@@ -33,6 +34,21 @@ pub struct Outcome {
     pub writers: usize,
     /// The machine's counters when production started (Linux).
     pub machine: Option<machine::Snapshot>,
+}
+
+impl Outcome {
+    /// The outcome of a run whose production starts at clock ns `start`, with the machine's
+    /// counters read now.
+    pub fn starting_at(start: u64) -> Self {
+        Self {
+            start,
+            machine: machine::snapshot(),
+            producing_end: start,
+            sources_stopped: start,
+            drained: start,
+            ..Self::default()
+        }
+    }
 }
 
 /// What the end of a run reads.
@@ -86,36 +102,13 @@ pub fn summary(
     // Only a count back from a database can find records given up on: a NATS sink's `stored`
     // is what JetStream acknowledged, and without a count back it is what was committed.
     let stored_after_all = reconciled.filter(|_| counted_back && cfg.sink_counts_back());
-    if reconciled.is_none() {
-        let Fates {
-            produced,
-            duplicates,
-            dead_lettered,
-            not_stored,
-            unconfirmed,
-            ..
-        } = fates;
-        errors.push(format!(
-            "accounting: produced {produced} != stored {stored} + duplicates {duplicates} + \
-             dead-lettered {dead_lettered} + not stored {not_stored} ({unconfirmed} of the last \
-             two given up on unconfirmed)"
-        ));
-    }
     let lanes: Vec<_> = cfg
         .lanes
         .iter()
         .map(|l| l.name.clone())
         .zip(stats.lanes())
         .collect();
-    for (name, lane) in &lanes {
-        if !lane.adds_up() {
-            errors.push(format!(
-                "accounting: lane {name} produced {} != stored {} + duplicates {} + \
-                 dead-lettered {} + not stored {}",
-                lane.produced, lane.stored, lane.duplicates, lane.dead_lettered, lane.not_stored
-            ));
-        }
-    }
+    accounting_errors(fates, reconciled.is_some(), &lanes, &mut errors);
     let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
     let mut inputs = starts;
     inputs.extend(out.moved_to);
@@ -160,18 +153,57 @@ pub fn summary(
             truncated: flushed == Some(true),
             ..wal
         }),
-        ingest: (!cfg.generated()).then(|| Ingest {
-            read: stats.read(),
-            read_bytes: stats.read_bytes(),
-            rejected: stats.rejected(),
-            rejected_dead_lettered: stats.rejected_dead_lettered(),
-            not_queued: stats.not_queued().0,
-            not_queued_dead_lettered: stats.not_queued().1,
-            not_queued_rereadable: stats.not_queued_rereadable(),
-            unpaced: stats.unpaced(),
-            inputs,
-        }),
+        ingest: (!cfg.generated()).then(|| ingest(stats, inputs)),
         lanes,
+    }
+}
+
+/// An error for each count that does not add up: the run's (unless `reconciled`) and each
+/// lane's.
+fn accounting_errors(
+    fates: Fates,
+    reconciled: bool,
+    lanes: &[(String, LaneFigures)],
+    errors: &mut Vec<String>,
+) {
+    if !reconciled {
+        let Fates {
+            produced,
+            stored,
+            duplicates,
+            dead_lettered,
+            not_stored,
+            unconfirmed,
+        } = fates;
+        errors.push(format!(
+            "accounting: produced {produced} != stored {stored} + duplicates {duplicates} + \
+             dead-lettered {dead_lettered} + not stored {not_stored} ({unconfirmed} of the last \
+             two given up on unconfirmed)"
+        ));
+    }
+    for (name, lane) in lanes {
+        if !lane.adds_up() {
+            errors.push(format!(
+                "accounting: lane {name} produced {} != stored {} + duplicates {} + \
+                 dead-lettered {} + not stored {}",
+                lane.produced, lane.stored, lane.duplicates, lane.dead_lettered, lane.not_stored
+            ));
+        }
+    }
+}
+
+/// What a run that read its input read, rejected and left unqueued, and its `inputs`.
+fn ingest(stats: &Stats, inputs: Vec<InputStart>) -> Ingest {
+    Ingest {
+        read: stats.read(),
+        read_bytes: stats.read_bytes(),
+        rejected: stats.rejected(),
+        rejected_dead_lettered: stats.rejected_dead_lettered(),
+        not_queued: stats.not_queued().0,
+        not_queued_dead_lettered: stats.not_queued().1,
+        not_queued_rereadable: stats.not_queued_rereadable(),
+        unpaced: stats.unpaced(),
+        inputs,
     }
 }
 

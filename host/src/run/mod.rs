@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::{Scope, ScopedJoinHandle};
+use std::time::Duration;
 
 use pc_core::TokenBucket;
 
@@ -149,16 +150,7 @@ pub fn run(
         ..
     } = prepared;
     let ring = Arc::new(ring);
-    // Every input, in the order of the producers' stats: the line inputs', or a NATS
-    // stream's (a NATS source runs alone).
-    let mut starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
-    starts.extend(nats_inputs.iter().map(|n| InputStart {
-        name: n.opened.stream_key.path.display().to_string(),
-        resume: crate::position::Resume {
-            input: n.stream_input,
-            ..Default::default()
-        },
-    }));
+    let starts = input_starts(&lines, &nats_inputs);
     // Every counter the run starts with is made before its clock starts: a thousand
     // consumers' histograms take most of a second to allocate, and the buckets would pass
     // their first tokens by meanwhile, unsent and uncounted.
@@ -182,11 +174,7 @@ pub fn run(
         lane: 0,
         warmup_end_ns: start.saturating_add(cfg.warmup.as_nanos() as u64),
     };
-    let acks = nats_inputs.first().map(|n| NatsAcks {
-        client: n.opened.client.clone(),
-        stats: Arc::clone(nats.as_ref().expect("a NATS source has its counters")),
-        held: Arc::default(),
-    });
+    let acks = nats_acks(&nats_inputs, nats.as_ref());
     let ack_wait = nats_inputs.first().map(|n| n.opened.ack_wait);
     let mut shared = Shared::new(
         cfg,
@@ -208,33 +196,15 @@ pub fn run(
     let checkpoint_stop = StopSignal::default();
     let display = progress_display(cfg, &lines);
     let mut reporter = Reporter::new(latency_log, display);
-    let mut out = Outcome {
-        start,
-        machine: crate::telemetry::machine::snapshot(),
-        producing_end: start,
-        sources_stopped: start,
-        drained: start,
-        ..Outcome::default()
-    };
+    let mut out = Outcome::starting_at(start);
     std::thread::scope(|s| {
-        let checkpoints = match &mut checkpointer {
-            Some(c) => spawn(s, "checkpoint".into(), &mut out.errors, || {
-                c.run(shared.sink.writer(), &checkpoint_stop);
-            }),
-            None => None,
-        };
-        let consumers = spawn_consumers(s, &shared, &mut out.errors);
-        let (generators, mut readers) = if cfg.generated() {
-            (spawn_generators(s, &shared, &mut out.errors), Vec::new())
-        } else {
-            (
-                Vec::new(),
-                spawn_readers(s, &shared, lines, &mut out.errors),
-            )
-        };
-        // Before the NATS sources, so that it keeps alive whatever they take.
-        let keeper = spawn_keepalive(s, &shared, ack_wait, &mut out.errors);
-        readers.extend(spawn_nats_readers(s, &shared, nats_inputs, &mut out.errors));
+        let threads = Threads::spawn(
+            s,
+            &shared,
+            (checkpointer.as_mut(), &checkpoint_stop),
+            (lines, nats_inputs, ack_wait),
+            &mut out.errors,
+        );
         if let Some(live) = live {
             live.started(RunView {
                 stats: Arc::clone(&shared.stats),
@@ -244,62 +214,178 @@ pub fn run(
                 lanes: cfg.lanes.iter().map(|l| l.name.clone()).collect(),
             });
         }
-        let watch = watch::Watch {
-            cfg,
-            clock: &clock,
-            start,
-            deadline,
-            events: rx,
-            sources: generators.len() + readers.len(),
-            stats: &shared.stats,
-            ring: &ring,
-            sink: &shared.sink,
-            consumers_done: Cell::new(0),
-        };
-        let reason = if out.errors.is_empty() {
-            watch.wait(&mut reporter)
+        watch_then_stop(&shared, threads, (rx, live), &mut reporter, &mut out);
+    });
+    conclude(shared, run_id, reporter, checkpointer, out, starts)
+}
+
+/// Watches the run until production ends (reporting each interval), then stops its threads
+/// in order. `live`: the metrics endpoint, told when the run is stopping.
+fn watch_then_stop(
+    sh: &Shared<'_>,
+    threads: Threads<'_>,
+    (events, live): (&Receiver<Event>, Option<&Live>),
+    reporter: &mut Reporter,
+    out: &mut Outcome,
+) {
+    let (clock, deadline) = (sh.cx.clock, sh.cx.deadline);
+    let watch = watch::Watch {
+        cfg: sh.cfg,
+        clock,
+        start: sh.started,
+        deadline,
+        events,
+        sources: threads.sources(),
+        stats: &sh.stats,
+        ring: sh.cx.ring,
+        sink: &sh.sink,
+        consumers_done: Cell::new(0),
+    };
+    let reason = if out.errors.is_empty() {
+        watch.wait(reporter)
+    } else {
+        StopReason::Error
+    };
+    // Sources take no token due after the deadline, so that is when production ended.
+    out.producing_end = match (reason, deadline) {
+        (StopReason::Duration, Some(d)) => d,
+        _ => clock.now(),
+    };
+    out.reason = Some(reason);
+    // Relaxed: a flag the sources poll; what they then do is joined before anything reads it.
+    sh.cx.stop.store(true, Ordering::Relaxed);
+    if let Some(live) = live {
+        live.stopping();
+    }
+    if reason == StopReason::Error {
+        sh.cx.ring.close(); // unblock sources at once: the run is failing
+    }
+    threads.stop(sh, (&watch, reporter), out);
+}
+
+/// A NATS source's acknowledgements, made with its counters; none without a NATS source.
+fn nats_acks(inputs: &[NatsInput], nats: Option<&Arc<NatsStats>>) -> Option<NatsAcks> {
+    inputs.first().map(|n| NatsAcks {
+        client: n.opened.client.clone(),
+        stats: Arc::clone(nats.expect("a NATS source has its counters")),
+        held: Arc::default(),
+    })
+}
+
+/// Every input, in the order of the producers' stats: the line inputs', or a NATS stream's (a
+/// NATS source runs alone).
+fn input_starts(lines: &[LineInput], nats_inputs: &[NatsInput]) -> Vec<InputStart> {
+    let mut starts: Vec<InputStart> = lines.iter().map(|l| l.start.clone()).collect();
+    starts.extend(nats_inputs.iter().map(|n| InputStart {
+        name: n.opened.stream_key.path.display().to_string(),
+        resume: crate::position::Resume {
+            input: n.stream_input,
+            ..Default::default()
+        },
+    }));
+    starts
+}
+
+/// The run's threads, started together and stopped in order.
+struct Threads<'scope> {
+    checkpoints: Option<Handle<'scope, ()>>,
+    consumers: Consumers<'scope>,
+    generators: Vec<Handle<'scope, ()>>,
+    readers: Vec<Handle<'scope, anyhow::Result<Ended>>>,
+    /// The NATS keepalive, and the sender that stops it when dropped.
+    keeper: Option<(Sender<()>, Handle<'scope, ()>)>,
+    /// Stops the checkpointer.
+    checkpoint_stop: &'scope StopSignal,
+}
+
+impl<'scope> Threads<'scope> {
+    /// Starts the checkpointer (SQLite), the consumers, then the sources: the generator's
+    /// threads, or a reader per line input and per NATS input. A thread that cannot start is
+    /// an error in `errors` (the run then stops at once).
+    fn spawn(
+        s: &'scope Scope<'scope, '_>,
+        sh: &'scope Shared<'_>,
+        (checkpointer, checkpoint_stop): (Option<&'scope mut Checkpointer>, &'scope StopSignal),
+        (lines, nats_inputs, ack_wait): (Vec<LineInput>, Vec<NatsInput>, Option<Duration>),
+        errors: &mut Vec<String>,
+    ) -> Self {
+        let checkpoints = checkpointer.and_then(|c| {
+            spawn(s, "checkpoint".into(), errors, || {
+                c.run(sh.sink.writer(), checkpoint_stop);
+            })
+        });
+        let consumers = spawn_consumers(s, sh, errors);
+        let (generators, mut readers) = if sh.cfg.generated() {
+            (spawn_generators(s, sh, errors), Vec::new())
         } else {
-            StopReason::Error
+            (Vec::new(), spawn_readers(s, sh, lines, errors))
         };
-        // Sources take no token due after the deadline, so that is when production ended.
-        out.producing_end = match (reason, deadline) {
-            (StopReason::Duration, Some(d)) => d,
-            _ => clock.now(),
-        };
-        out.reason = Some(reason);
-        stop.store(true, Ordering::Relaxed);
-        if let Some(live) = live {
-            live.stopping();
+        // Before the NATS sources, so that it keeps alive whatever they take.
+        let keeper = spawn_keepalive(s, sh, ack_wait, errors);
+        readers.extend(spawn_nats_readers(s, sh, nats_inputs, errors));
+        Self {
+            checkpoints,
+            consumers,
+            generators,
+            readers,
+            keeper,
+            checkpoint_stop,
         }
-        if reason == StopReason::Error {
-            ring.close(); // unblock sources at once: the run is failing
-        }
-        join_sources(generators, readers, &mut out);
-        out.sources_stopped = clock.now();
-        ring.close();
-        watch.drain(&mut reporter, consumers.reporting());
-        consumers.join(&mut out.errors);
-        if let Some(acks) = &shared.acks
+    }
+
+    /// Source threads, each of which sends [`Event::SourceDone`] when it ends.
+    fn sources(&self) -> usize {
+        self.generators.len() + self.readers.len()
+    }
+
+    /// Once the sources are told to stop: joins them, closes the ring, reports while the
+    /// consumers drain it and joins them, flushes the NATS acknowledgements, then stops the
+    /// keepalive and the checkpointer. Each failure is an error in `out`.
+    fn stop(
+        self,
+        sh: &Shared<'_>,
+        (watch, reporter): (&watch::Watch<'_>, &mut Reporter),
+        out: &mut Outcome,
+    ) {
+        join_sources(self.generators, self.readers, out);
+        out.sources_stopped = sh.cx.clock.now();
+        sh.cx.ring.close();
+        watch.drain(reporter, self.consumers.reporting());
+        self.consumers.join(&mut out.errors);
+        if let Some(acks) = &sh.acks
             && let Err(e) = acks.flush()
         {
             out.errors.push(format!("{e:#}"));
         }
         // The consumers are done: the keeper's sender dropped stops it.
-        if let Some((stop, handle)) = keeper {
+        if let Some((stop, handle)) = self.keeper {
             drop(stop);
             if handle.join().is_err() {
                 out.errors.push("the NATS keepalive thread panicked".into());
             }
         }
-        checkpoint_stop.stop();
-        if let Some(handle) = checkpoints
+        self.checkpoint_stop.stop();
+        if let Some(handle) = self.checkpoints
             && handle.join().is_err()
         {
             out.errors.push("the checkpoint thread panicked".into());
         }
-    });
+    }
+}
+
+/// After the threads: what the ring and the sink's health say, the last report interval,
+/// then the run finished in the sink and summed up.
+fn conclude(
+    shared: Shared<'_>,
+    run_id: i64,
+    mut reporter: Reporter,
+    checkpointer: Option<Checkpointer>,
+    mut out: Outcome,
+    starts: Vec<InputStart>,
+) -> Summary {
+    let (cfg, clock, unix_base) = (shared.cfg, shared.cx.clock, shared.cx.unix_base);
     out.drained = clock.now();
-    left_in_ring(&ring, &mut out.errors);
+    left_in_ring(shared.cx.ring, &mut out.errors);
     if let Some(why) = shared.sink.health().failure() {
         out.errors.push(why);
     }
@@ -307,14 +393,14 @@ pub fn run(
     let Shared { sink, stats, .. } = shared;
     out.writers = sink.writers_open();
     let mut writer = sink.into_writer();
-    let t_end = out.drained.saturating_sub(start) as f64 / 1e9;
+    let t_end = out.drained.saturating_sub(out.start) as f64 / 1e9;
     reporter.finish(t_end, &stats, &mut writer);
     finish::summary(
         finish::Done {
             cfg,
             run_id,
             stats: &stats,
-            clock: &clock,
+            clock,
             unix_base,
             wal: checkpointer.map(|mut c| Wal {
                 max_bytes: c.wal_max_now(),
