@@ -207,6 +207,101 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
     let sink = sink(l)?;
     pairing(&sources, &sink)?;
     let pin = pick_pin(l)?;
+    let Threads {
+        producers,
+        consumers,
+        consumers_max,
+        scale_interval,
+    } = threads(l, generated)?;
+    let rps = rps(l, generated)?;
+    let stop = stop(
+        l.pick_set("duration", a.duration),
+        l.pick_set("messages", a.messages),
+        generated,
+    )?;
+    let capacity = capacity(l)?;
+    let batch_size = count(
+        &l.pick("batch_size", a.batch_size),
+        "batch-size",
+        1,
+        MAX_BATCH,
+    )?;
+    let batch_wait_picked = l.pick("batch_wait_ms", a.batch_wait_ms);
+    let batch_wait_fixed = !matches!(batch_wait_picked.from, layers::Origin::Default);
+    let batch_wait = millis(&batch_wait_picked)?;
+    let payload_size = payload_size(l)?;
+    let max_record = l.pick("max_record_bytes", a.max_record_bytes);
+    let max_record_bytes = record_limit(max_record.value, &max_record.show())?;
+    let warmup = warmup(l, stop)?;
+    let report_interval = report_interval(l)?;
+    let page_size = page_size(l, &sink)?;
+    let synchronous = synchronous(l, &sink, &sources, a.synchronous)?;
+    // At most an hour: its parser (`cli::busy_ms`) says so for every layer.
+    let busy = l.pick("busy_timeout_ms", a.busy_timeout_ms);
+    let retry_for = retry_for(l)?;
+    let dead_letter = l
+        .pick_set("dead_letter", a.dead_letter.clone())
+        .map(|p| p.value);
+    let (metrics_addr, metrics_linger) = metrics(l)?;
+
+    let mut cfg = Config {
+        sources,
+        sources_from: l.from("source"),
+        sink,
+        producers,
+        consumers,
+        consumers_max,
+        scale_interval,
+        rps,
+        stop,
+        capacity,
+        batch_size,
+        batch_wait,
+        batch_wait_fixed,
+        payload_size,
+        max_record_bytes,
+        synchronous,
+        page_size,
+        pin,
+        warmup,
+        report_interval,
+        output: a.output,
+        busy_timeout: Duration::from_millis(busy.value),
+        retry_for,
+        dead_letter,
+        metrics_addr,
+        metrics_linger,
+        latency_log: a.latency_log.clone(),
+        profile: a.profile.clone(),
+        lanes: Vec::new(),
+        warnings: unused_options(l, generated),
+    };
+    if l.is_set("scale_interval") && !cfg.scaled() {
+        cfg.warnings.push(format!(
+            "{} applies to --consumers MIN..MAX only: ignored",
+            l.from("scale_interval")
+        ));
+    }
+    let cfg = Config {
+        lanes: pick_lanes(l, &cfg)?,
+        ..cfg
+    };
+    memory_guard(&cfg)?;
+    Ok(cfg)
+}
+
+/// The run's thread counts: `--producers` (the generator's only), `--consumers` (a count or
+/// a range to scale within) and `--scale-interval`.
+#[derive(Debug)]
+struct Threads {
+    producers: usize,
+    consumers: usize,
+    consumers_max: usize,
+    scale_interval: Duration,
+}
+
+fn threads(l: &Layers, generated: bool) -> Result<Threads, ConfigError> {
+    let a = &l.args;
     let producers = if generated {
         count(
             &l.pick("producers", a.producers),
@@ -234,8 +329,18 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
             scale.show()
         ));
     }
+    Ok(Threads {
+        producers,
+        consumers,
+        consumers_max,
+        scale_interval,
+    })
+}
+
+/// `--rps`: the generator's default, or unlimited for a read source.
+fn rps(l: &Layers, generated: bool) -> Result<u64, ConfigError> {
     let default_rps = if generated { DEFAULT_GENERATE_RPS } else { 0 };
-    let rps = l.pick_set("rps", a.rps).unwrap_or(Picked {
+    let rps = l.pick_set("rps", l.args.rps).unwrap_or(Picked {
         value: default_rps,
         from: layers::Origin::Default,
         raw: None,
@@ -246,15 +351,15 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
             rps.show()
         ));
     }
-    let stop = stop(
-        l.pick_set("duration", a.duration),
-        l.pick_set("messages", a.messages),
-        generated,
-    )?;
-    let capacity = l.pick("capacity", a.capacity);
-    let capacity_n = capacity.value;
-    if !(2..=MAX_CAPACITY).contains(&capacity_n) || !capacity_n.is_power_of_two() {
-        let hint = capacity_n
+    Ok(rps.value)
+}
+
+/// `--capacity`: a power of two the ring can have.
+fn capacity(l: &Layers) -> Result<usize, ConfigError> {
+    let capacity = l.pick("capacity", l.args.capacity);
+    let n = capacity.value;
+    if !(2..=MAX_CAPACITY).contains(&n) || !n.is_power_of_two() {
+        let hint = n
             .clamp(2, MAX_CAPACITY)
             .checked_next_power_of_two()
             .unwrap_or(MAX_CAPACITY);
@@ -265,55 +370,57 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
             hint.min(MAX_CAPACITY)
         ));
     }
-    let batch_size = count(
-        &l.pick("batch_size", a.batch_size),
-        "batch-size",
-        1,
-        MAX_BATCH,
-    )?;
-    let batch_wait_picked = l.pick("batch_wait_ms", a.batch_wait_ms);
-    let batch_wait_fixed = !matches!(batch_wait_picked.from, layers::Origin::Default);
-    let batch_wait = millis(&batch_wait_picked)?;
-    let payload = l.pick("payload_size", a.payload_size);
+    Ok(n as usize)
+}
+
+/// `--payload-size`, at most [`MAX_PAYLOAD`].
+fn payload_size(l: &Layers) -> Result<usize, ConfigError> {
+    let payload = l.pick("payload_size", l.args.payload_size);
     if payload.value > MAX_PAYLOAD {
         return err(format!(
             "{} is too large: a message can be at most {MAX_PAYLOAD} bytes (1 MiB)",
             payload.show()
         ));
     }
-    let payload_size = payload.value as usize;
-    let max_record = l.pick("max_record_bytes", a.max_record_bytes);
-    let max_record_bytes = record_limit(max_record.value, &max_record.show())?;
-    let warmup = l.pick("warmup", a.warmup);
-    let warmup_d = secs(&warmup, false)?;
-    if let Stop::After(d) = stop
-        && warmup_d >= d
+    Ok(payload.value as usize)
+}
+
+/// `--warmup`, shorter than a `--duration`.
+fn warmup(l: &Layers, stop: Stop) -> Result<Duration, ConfigError> {
+    let warmup = l.pick("warmup", l.args.warmup);
+    let d = secs(&warmup, false)?;
+    if let Stop::After(run) = stop
+        && d >= run
     {
         return err(format!(
             "{} leaves nothing to measure: the warm-up must be shorter than the duration ({} s)",
             warmup.show(),
-            d.as_secs_f64()
+            run.as_secs_f64()
         ));
     }
-    let interval = l.pick("report_interval", a.report_interval);
-    let report_interval = if interval.value == 0.0 {
-        None
-    } else {
-        // 0 (no progress lines) is taken above: a negative value is told it must be 0 or more.
-        let d = secs(&interval, false)?;
-        if d < Duration::from_millis(10) {
-            return err(format!(
-                "{} is too short: use at least 0.01 s, or 0 for no progress lines",
-                interval.show()
-            ));
-        }
-        Some(d)
-    };
-    let page_size = page_size(l, &sink)?;
-    let synchronous = synchronous(l, &sink, &sources, a.synchronous)?;
-    // At most an hour: its parser (`cli::busy_ms`) says so for every layer.
-    let busy = l.pick("busy_timeout_ms", a.busy_timeout_ms);
-    let retry = l.pick("retry_for", a.retry_for);
+    Ok(d)
+}
+
+/// `--report-interval`: none at 0, else at least 10 ms.
+fn report_interval(l: &Layers) -> Result<Option<Duration>, ConfigError> {
+    let interval = l.pick("report_interval", l.args.report_interval);
+    if interval.value == 0.0 {
+        return Ok(None);
+    }
+    // 0 (no progress lines) is taken above: a negative value is told it must be 0 or more.
+    let d = secs(&interval, false)?;
+    if d < Duration::from_millis(10) {
+        return err(format!(
+            "{} is too short: use at least 0.01 s, or 0 for no progress lines",
+            interval.show()
+        ));
+    }
+    Ok(Some(d))
+}
+
+/// `--retry-for`, at most [`MAX_RETRY`].
+fn retry_for(l: &Layers) -> Result<Duration, ConfigError> {
+    let retry = l.pick("retry_for", l.args.retry_for);
     if retry.value.is_finite() && retry.value > MAX_RETRY.as_secs_f64() {
         return err(format!(
             "{} is too long: at most {} s (one day)",
@@ -321,11 +428,16 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
             MAX_RETRY.as_secs()
         ));
     }
-    let retry_for = secs(&retry, false)?;
-    let dead_letter = l
-        .pick_set("dead_letter", a.dead_letter.clone())
-        .map(|p| p.value);
-    let metrics_addr = match l.pick_set("metrics_addr", a.metrics_addr.as_deref()) {
+    secs(&retry, false)
+}
+
+/// The metrics endpoint: `--metrics-addr` (with how it was given) and `--metrics-linger`,
+/// which needs it.
+type Metrics = (Option<(std::net::SocketAddr, String)>, Duration);
+
+fn metrics(l: &Layers) -> Result<Metrics, ConfigError> {
+    let a = &l.args;
+    let addr = match l.pick_set("metrics_addr", a.metrics_addr.as_deref()) {
         Some(p) => Some((
             url::parse_addr(p.value)
                 .map_err(|why| ConfigError(format!("{}: {why}", l.from("metrics_addr"))))?,
@@ -333,8 +445,8 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         )),
         None => None,
     };
-    let metrics_linger = match l.pick_set("metrics_linger", a.metrics_linger) {
-        Some(p) if metrics_addr.is_none() && p.value != 0.0 => {
+    let linger = match l.pick_set("metrics_linger", a.metrics_linger) {
+        Some(p) if addr.is_none() && p.value != 0.0 => {
             return err(format!(
                 "{} needs --metrics-addr: there is no endpoint to keep serving",
                 p.show()
@@ -343,51 +455,7 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         Some(p) => secs(&p, false)?,
         None => Duration::ZERO,
     };
-
-    let mut cfg = Config {
-        sources,
-        sources_from: l.from("source"),
-        sink,
-        producers,
-        consumers,
-        consumers_max,
-        scale_interval,
-        rps: rps.value,
-        stop,
-        capacity: capacity_n as usize,
-        batch_size,
-        batch_wait,
-        batch_wait_fixed,
-        payload_size,
-        max_record_bytes,
-        synchronous,
-        page_size,
-        pin,
-        warmup: warmup_d,
-        report_interval,
-        output: a.output,
-        busy_timeout: Duration::from_millis(busy.value),
-        retry_for,
-        dead_letter,
-        metrics_addr,
-        metrics_linger,
-        latency_log: a.latency_log.clone(),
-        profile: a.profile.clone(),
-        lanes: Vec::new(),
-        warnings: unused_options(l, generated),
-    };
-    if l.is_set("scale_interval") && !cfg.scaled() {
-        cfg.warnings.push(format!(
-            "{} applies to --consumers MIN..MAX only: ignored",
-            l.from("scale_interval")
-        ));
-    }
-    let cfg = Config {
-        lanes: pick_lanes(l, &cfg)?,
-        ..cfg
-    };
-    memory_guard(&cfg)?;
-    Ok(cfg)
+    Ok((addr, linger))
 }
 
 /// The lane a source feeds: the one its `lane=` names, else the last.
