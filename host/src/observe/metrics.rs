@@ -23,7 +23,7 @@ use crate::queue::Queue;
 use crate::sink::ErrorKind;
 use crate::sink::retry::Health;
 use crate::telemetry::lanes::LaneFigures;
-use crate::telemetry::{NatsStats, Stats};
+use crate::telemetry::{Counts, NatsStats, Stats};
 
 /// Bucket bounds of `pc_latency_seconds`, `pc_built_late_seconds` and
 /// `pc_commit_duration_seconds`.
@@ -199,52 +199,7 @@ impl Collector for Scrape {
         let s = &run.stats;
         // One snapshot for every record count, so they add up with one another.
         let c = s.counts();
-        let counters: [(&str, &str, u64); 8] = [
-            (
-                "pc_messages_produced",
-                "Records accepted into the ring.",
-                c.produced,
-            ),
-            (
-                "pc_messages_consumed",
-                "Records taken from the ring.",
-                c.consumed,
-            ),
-            (
-                "pc_messages_stored",
-                "Records committed to the sink.",
-                c.stored,
-            ),
-            (
-                "pc_messages_rejected",
-                "Lines a source could not make a record of.",
-                c.rejected,
-            ),
-            (
-                "pc_messages_dead_lettered",
-                "Records written to the dead-letter file.",
-                c.dead_lettered,
-            ),
-            (
-                "pc_messages_not_stored",
-                "Accepted records given up on, not dead-lettered.",
-                c.not_stored,
-            ),
-            (
-                "pc_messages_unconfirmed",
-                "Of those dead-lettered or not stored, records given up on after a write whose \
-                 outcome was unknown: the sink may hold them.",
-                c.unconfirmed,
-            ),
-            (
-                "pc_messages_duplicate",
-                "Broker deliveries the sink already held: dropped, not stored again.",
-                c.duplicates,
-            ),
-        ];
-        for (name, help, v) in counters {
-            counter(&mut e, name, help, v)?;
-        }
+        record_counts(&mut e, &c)?;
         if let Some(n) = &s.nats {
             nats(&mut e, n)?;
         }
@@ -255,89 +210,164 @@ impl Collector for Scrape {
             None,
             MetricType::Counter,
         )?)?;
-        counter(
-            &mut e,
-            "pc_sink_retries",
-            "Writes (and recordings of publishing runs) tried again after a retryable failure.",
-            run.health.retries(),
-        )?;
-        sink_errors(&mut e, &run.health)?;
-        let retrying = i64::from(run.health.retrying().is_some());
-        gauge(
-            &mut e,
-            "pc_sink_retrying",
-            "1 while a failed write (or recording of a publishing run) is being retried.",
-            retrying,
-        )?;
-        gauge(
-            &mut e,
-            "pc_queue_depth",
-            "Records in the ring.",
-            run.ring.len() as i64,
-        )?;
-        gauge(
-            &mut e,
-            "pc_consumers",
-            "Consumer threads running (with --consumers MIN..MAX, as the scaler set them).",
-            if self.0.stage() == Stage::Finished {
-                0
-            } else {
-                s.consumers_now() as i64
-            },
-        )?;
-        gauge(
-            &mut e,
-            "pc_queue_capacity",
-            "Slots in the ring.",
-            run.ring.capacity() as i64,
-        )?;
-        if let Some(db) = &run.db {
-            let mut wal = db.as_os_str().to_owned();
-            wal.push("-wal");
-            let bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
-            gauge(
-                &mut e,
-                "pc_wal_bytes",
-                "Size of the SQLite write-ahead log file.",
-                bytes as i64,
-            )?;
-        }
-        if !run.lanes.is_empty() {
-            lanes(&mut e, &run.lanes, s, &run.ring)?;
-        }
-        histogram(
-            &mut e,
-            "pc_latency_seconds",
-            "Intended send (or read) to committed (or given up), per message.",
-            &s.latency(),
-            1e-9,
-            &SECONDS,
-        )?;
-        histogram(
-            &mut e,
-            "pc_built_late_seconds",
-            "Intended send to the message being built, per generated message (other sources: none).",
-            &s.built_late(),
-            1e-9,
-            &SECONDS,
-        )?;
-        histogram(
-            &mut e,
-            "pc_commit_duration_seconds",
-            "Insert and commit time per transaction.",
-            &s.commit(),
-            1e-9,
-            &SECONDS,
-        )?;
-        histogram(
-            &mut e,
-            "pc_batch_rows",
-            "Rows per committed transaction.",
-            &s.batch_rows(),
-            1.0,
-            &ROWS,
-        )
+        sink_health(&mut e, &run.health)?;
+        let finished = self.0.stage() == Stage::Finished;
+        ring_and_consumers(&mut e, run, finished)?;
+        histograms(&mut e, s)
     }
+}
+
+/// The record counts, one snapshot (`c`) so that they add up.
+fn record_counts(e: &mut DescriptorEncoder, c: &Counts) -> Result<(), std::fmt::Error> {
+    let counters: [(&str, &str, u64); 8] = [
+        (
+            "pc_messages_produced",
+            "Records accepted into the ring.",
+            c.produced,
+        ),
+        (
+            "pc_messages_consumed",
+            "Records taken from the ring.",
+            c.consumed,
+        ),
+        (
+            "pc_messages_stored",
+            "Records committed to the sink.",
+            c.stored,
+        ),
+        (
+            "pc_messages_rejected",
+            "Lines a source could not make a record of.",
+            c.rejected,
+        ),
+        (
+            "pc_messages_dead_lettered",
+            "Records written to the dead-letter file.",
+            c.dead_lettered,
+        ),
+        (
+            "pc_messages_not_stored",
+            "Accepted records given up on, not dead-lettered.",
+            c.not_stored,
+        ),
+        (
+            "pc_messages_unconfirmed",
+            "Of those dead-lettered or not stored, records given up on after a write whose \
+                 outcome was unknown: the sink may hold them.",
+            c.unconfirmed,
+        ),
+        (
+            "pc_messages_duplicate",
+            "Broker deliveries the sink already held: dropped, not stored again.",
+            c.duplicates,
+        ),
+    ];
+    for (name, help, v) in counters {
+        counter(e, name, help, v)?;
+    }
+    Ok(())
+}
+
+/// The sink's retries, errors and whether it is retrying now.
+fn sink_health(e: &mut DescriptorEncoder, health: &Health) -> Result<(), std::fmt::Error> {
+    counter(
+        e,
+        "pc_sink_retries",
+        "Writes (and recordings of publishing runs) tried again after a retryable failure.",
+        health.retries(),
+    )?;
+    sink_errors(e, health)?;
+    let retrying = i64::from(health.retrying().is_some());
+    gauge(
+        e,
+        "pc_sink_retrying",
+        "1 while a failed write (or recording of a publishing run) is being retried.",
+        retrying,
+    )?;
+    Ok(())
+}
+
+/// The ring's depth and capacity, the consumers running (none once `finished`), the SQLite
+/// WAL's size and the lanes.
+fn ring_and_consumers(
+    e: &mut DescriptorEncoder,
+    run: &RunView,
+    finished: bool,
+) -> Result<(), std::fmt::Error> {
+    let s = &run.stats;
+    gauge(
+        e,
+        "pc_queue_depth",
+        "Records in the ring.",
+        run.ring.len() as i64,
+    )?;
+    gauge(
+        e,
+        "pc_consumers",
+        "Consumer threads running (with --consumers MIN..MAX, as the scaler set them).",
+        if finished {
+            0
+        } else {
+            s.consumers_now() as i64
+        },
+    )?;
+    gauge(
+        e,
+        "pc_queue_capacity",
+        "Slots in the ring.",
+        run.ring.capacity() as i64,
+    )?;
+    if let Some(db) = &run.db {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        gauge(
+            e,
+            "pc_wal_bytes",
+            "Size of the SQLite write-ahead log file.",
+            bytes as i64,
+        )?;
+    }
+    if !run.lanes.is_empty() {
+        lanes(e, &run.lanes, s, &run.ring)?;
+    }
+    Ok(())
+}
+
+/// The latency, lateness, commit time and batch size histograms.
+fn histograms(e: &mut DescriptorEncoder, s: &Stats) -> Result<(), std::fmt::Error> {
+    histogram(
+        e,
+        "pc_latency_seconds",
+        "Intended send (or read) to committed (or given up), per message.",
+        &s.latency(),
+        1e-9,
+        &SECONDS,
+    )?;
+    histogram(
+        e,
+        "pc_built_late_seconds",
+        "Intended send to the message being built, per generated message (other sources: none).",
+        &s.built_late(),
+        1e-9,
+        &SECONDS,
+    )?;
+    histogram(
+        e,
+        "pc_commit_duration_seconds",
+        "Insert and commit time per transaction.",
+        &s.commit(),
+        1e-9,
+        &SECONDS,
+    )?;
+    histogram(
+        e,
+        "pc_batch_rows",
+        "Rows per committed transaction.",
+        &s.batch_rows(),
+        1.0,
+        &ROWS,
+    )
 }
 
 fn info(e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
