@@ -113,26 +113,12 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     }
     let nats_stats = Arc::new(NatsStats::default());
     let dead_letter_existed = check_outputs(cfg)?;
-    let mut latency_log =
-        match &cfg.latency_log {
-            Some(path) => Some(LatencyLog::create(path).map_err(|e| {
-                PrepareError::Input(format!("--latency-log {}: {e}", path.display()))
-            })?),
-            None => None,
-        };
+    let mut latency_log = create_latency_log(cfg)?;
     let clock = Clock::new();
     let unix_base = unix_now_ns().saturating_sub(clock.now() as i64);
     let threads = cfg.source_threads();
     let chunk = crate::flow::chunk(cfg.rps, threads, cfg.capacity);
-    // The bucket holds 100 ms of tokens: a stall shorter than that is caught up afterwards,
-    // with the records keeping their scheduled times (so the stall shows in the latency).
-    let burst = (cfg.rps / 10).max(chunk);
-    let bucket = match cfg.rps {
-        0 => None,
-        rps => {
-            Some(TokenBucket::try_per_second(rps, burst).map_err(|e| anyhow!("--rps {rps}: {e}"))?)
-        }
-    };
+    let (bucket, burst) = rate_bucket(cfg.rps, chunk)?;
     let lanes = super::lanes::plan(cfg)?;
     let ring = match cfg.lanes.len() {
         0 => Queue::ring(cfg.capacity),
@@ -160,44 +146,13 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     let mut writers = vec![opened.sink];
 
     let lines = position_inputs(cfg, files, &mut writers[0])?;
-    let mut nats_inputs = Vec::new();
-    for (found, spec) in nats_found {
-        let stream_input = writers[0].register(Some(&found.stream_key))?.input;
-        let max_ack_pending = cfg.capacity.saturating_mul(4).max(20_000);
-        nats_inputs.push(NatsInput {
-            opened: found.bind(spec, max_ack_pending)?,
-            until_empty: spec.until_empty,
-            stream_input,
-        });
-    }
+    let nats_inputs = bind_nats(cfg, nats_found, &mut writers[0])?;
     let uses_nats = !nats_inputs.is_empty() || matches!(cfg.sink, crate::config::SinkSpec::Nats(_));
-    // File inputs need their records committed in ring order: one writer.
-    let parallel = if cfg.follows()
-        || cfg
-            .sources
-            .iter()
-            .any(|s| matches!(s, SourceSpec::File { .. }))
-    {
-        1
-    } else {
-        cfg.consumers_max
-    };
-    let connector = writers[0].connector().filter(|_| parallel > 1);
-    if let Some(connector) = &connector {
-        while writers.len() < cfg.consumers {
-            writers.push(connector.connect()?);
-        }
-    }
+    let connector = more_writers(cfg, &mut writers)?;
     let pins = pinning::plan(cfg.pin, cfg.consumers, threads);
     let dead_letters = cfg.dead_letter.as_ref().map(|path| {
         let dl = DeadLetters::new(path, dead_letter_existed, run_id);
-        for line in &lines {
-            dl.name_input(line.start.resume.input, line.start.name.clone());
-        }
-        for input in &nats_inputs {
-            let name = input.opened.stream_key.path.display().to_string();
-            dl.name_input(input.stream_input, name);
-        }
+        name_inputs(&dl, &lines, &nats_inputs);
         Arc::new(dl)
     });
     if let Some(log) = &mut latency_log {
@@ -228,6 +183,82 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         sink_desc: opened.desc,
         lanes,
     })
+}
+
+/// `--latency-log`, created (`None` without it).
+fn create_latency_log(cfg: &Config) -> Result<Option<LatencyLog>, PrepareError> {
+    let Some(path) = &cfg.latency_log else {
+        return Ok(None);
+    };
+    LatencyLog::create(path)
+        .map(Some)
+        .map_err(|e| PrepareError::Input(format!("--latency-log {}: {e}", path.display())))
+}
+
+/// The run's bucket for `--rps` (none at 0, unlimited), and its burst. The bucket holds
+/// 100 ms of tokens (at least a `chunk`): a stall shorter than that is caught up afterwards,
+/// with the records keeping their scheduled times (so the stall shows in the latency).
+fn rate_bucket(rps: u64, chunk: u64) -> Result<(Option<TokenBucket>, u64), PrepareError> {
+    let burst = (rps / 10).max(chunk);
+    let bucket = match rps {
+        0 => None,
+        rps => {
+            Some(TokenBucket::try_per_second(rps, burst).map_err(|e| anyhow!("--rps {rps}: {e}"))?)
+        }
+    };
+    Ok((bucket, burst))
+}
+
+/// Registers each NATS stream found with the sink, then binds its durable consumer.
+fn bind_nats(
+    cfg: &Config,
+    found: Vec<(nats::Found, &crate::config::url::NatsSource)>,
+    sink: &mut AnySink,
+) -> Result<Vec<NatsInput>, PrepareError> {
+    let mut inputs = Vec::new();
+    for (found, spec) in found {
+        let stream_input = sink.register(Some(&found.stream_key))?.input;
+        let max_ack_pending = cfg.capacity.saturating_mul(4).max(20_000);
+        inputs.push(NatsInput {
+            opened: found.bind(spec, max_ack_pending)?,
+            until_empty: spec.until_empty,
+            stream_input,
+        });
+    }
+    Ok(inputs)
+}
+
+/// A sink that writes in parallel gets a writer per starting consumer, and keeps its
+/// connector for the writers a scaler adds; file inputs need their records committed in ring
+/// order, so they keep one writer (and no connector).
+fn more_writers(
+    cfg: &Config,
+    writers: &mut Vec<AnySink>,
+) -> Result<Option<Connector>, PrepareError> {
+    let in_order = cfg.follows()
+        || cfg
+            .sources
+            .iter()
+            .any(|s| matches!(s, SourceSpec::File { .. }));
+    let parallel = if in_order { 1 } else { cfg.consumers_max };
+    let connector = writers[0].connector().filter(|_| parallel > 1);
+    if let Some(connector) = &connector {
+        while writers.len() < cfg.consumers {
+            writers.push(connector.connect()?);
+        }
+    }
+    Ok(connector)
+}
+
+/// Tells the dead-letter file each input's name, for its entries.
+fn name_inputs(dl: &DeadLetters, lines: &[LineInput], nats_inputs: &[NatsInput]) {
+    for line in lines {
+        dl.name_input(line.start.resume.input, line.start.name.clone());
+    }
+    for input in nats_inputs {
+        let name = input.opened.stream_key.path.display().to_string();
+        dl.name_input(input.stream_input, name);
+    }
 }
 
 /// Checks the files the run writes besides the sink (`--dead-letter`, `--latency-log`,
