@@ -497,42 +497,7 @@ struct Verdict {
 /// One line about a run, and whether it is right; `dead_letter` as `verify --dead-letter`.
 fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
     let info = &c.info;
-    let mut problems = Vec::new();
-    if info.producers as usize > info.produced.len() {
-        problems.push(format!(
-            "the run records {} producers, more than pc-host runs ({}): the database was altered",
-            info.producers,
-            info.produced.len()
-        ));
-    }
-    if c.duplicates > 0 {
-        problems.push(format!(
-            "{} duplicate {}",
-            c.duplicates,
-            rows_word(c.duplicates)
-        ));
-    }
-    if c.out_of_range > 0 {
-        problems.push(format!(
-            "{} {} with a seq beyond what their producer produced",
-            c.out_of_range,
-            rows_word(c.out_of_range)
-        ));
-    }
-    if c.unknown_producer > 0 {
-        problems.push(format!(
-            "{} {} from an unknown producer or input",
-            c.unknown_producer,
-            rows_word(c.unknown_producer)
-        ));
-    }
-    if c.bad_text > 0 {
-        problems.push(format!(
-            "{} {} whose text does not match their producer and seq",
-            c.bad_text,
-            rows_word(c.bad_text)
-        ));
-    }
+    let mut problems = row_problems(c);
     let mut state;
     // How missing seqs were matched with dead letters (empty: none were), and whether by
     // their number only.
@@ -591,6 +556,61 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
             rows_word(c.rows)
         );
     }
+    verdict(c, state, (how, by_count), problems)
+}
+
+/// What the rows of a run show wrong, before the run's state is looked at: more producers than
+/// pc-host runs, duplicates, seqs out of range, unknown producers, texts that do not match.
+fn row_problems(c: &RunCheck) -> Vec<String> {
+    let info = &c.info;
+    let mut problems = Vec::new();
+    if info.producers as usize > info.produced.len() {
+        problems.push(format!(
+            "the run records {} producers, more than pc-host runs ({}): the database was altered",
+            info.producers,
+            info.produced.len()
+        ));
+    }
+    if c.duplicates > 0 {
+        problems.push(format!(
+            "{} duplicate {}",
+            c.duplicates,
+            rows_word(c.duplicates)
+        ));
+    }
+    if c.out_of_range > 0 {
+        problems.push(format!(
+            "{} {} with a seq beyond what their producer produced",
+            c.out_of_range,
+            rows_word(c.out_of_range)
+        ));
+    }
+    if c.unknown_producer > 0 {
+        problems.push(format!(
+            "{} {} from an unknown producer or input",
+            c.unknown_producer,
+            rows_word(c.unknown_producer)
+        ));
+    }
+    if c.bad_text > 0 {
+        problems.push(format!(
+            "{} {} whose text does not match their producer and seq",
+            c.bad_text,
+            rows_word(c.bad_text)
+        ));
+    }
+    problems
+}
+
+/// The verdict on a run: `state` and, if no `problems`, what was found right (`how` missing
+/// seqs were matched with dead letters, empty if none were).
+fn verdict(
+    c: &RunCheck,
+    state: String,
+    (how, by_count): (String, bool),
+    problems: Vec<String>,
+) -> Verdict {
+    let info = &c.info;
     if problems.is_empty() {
         let what = if c.ingest {
             "each input's lines stored at most once: OK"
