@@ -9,6 +9,11 @@
 //!   reports them dead-lettered.
 //! - The file is pc-host's: created by it (new), or an existing file whose first line is a
 //!   pc-host dead-letter entry, appended to. Anything else is refused before the run starts.
+//! - Runs may share one file, at once: each append holds an exclusive lock on it (`flock`,
+//!   advisory: pc-host's own writers take it), so another run's entry is never half-written
+//!   while this one looks at the file's end, and a new file appears under its name only with a
+//!   whole first entry in it (written beside it, then linked), so a run that finds it there
+//!   appends to it instead of failing.
 //!
 //! Not guaranteed: exactly-once. A line rejected at the end of a file input whose position was
 //! not yet committed when the process was killed is read, rejected and written again by the
@@ -255,7 +260,8 @@ impl DeadLetters {
     /// Appends `entries`, one line each, and makes them durable.
     ///
     /// # Errors
-    /// The file could not be opened, written or synced: the entries may not be in it.
+    /// The file could not be opened, locked, written or synced: the entries may not be in it
+    /// (and no part of them stays).
     pub fn write(&self, entries: &[Value]) -> std::io::Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -266,52 +272,134 @@ impl DeadLetters {
             text.push(b'\n');
         }
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if file.is_none() {
-            *file = Some(self.open()?);
+        if let Some(f) = file.as_ref() {
+            return self.append(f, &text);
         }
-        let f = file.as_mut().expect("opened above");
-        let before = f.metadata()?.len();
-        let written = f.write_all(&text).and_then(|()| f.sync_data());
-        if written.is_err() {
-            // No partial entry may stay: the next one would be glued to it.
-            let _ = f.set_len(before).and_then(|()| f.sync_data());
-            if before == 0 && !self.existed {
-                // An empty file would be refused by the next run as not a dead-letter file.
-                let _ = std::fs::remove_file(&self.path);
-                *file = None;
-            }
+        if !self.existed
+            && let Some(f) = self.create_with(&text)?
+        {
+            *file = Some(f);
+            return Ok(());
         }
-        written
+        // It existed, or another run created it since the check.
+        let f = file.insert(self.open_existing()?);
+        self.append(f, &text)
     }
 
-    /// Opens the file to append: a new file (its directory synced, so that it survives a
-    /// crash with the entries in it), or the existing one, cut back to its last complete entry
-    /// if a crash left half of one. A last entry that is whole but has lost its line end (an
-    /// edit) is kept, and ended.
-    fn open(&self) -> std::io::Result<File> {
-        if !self.existed {
-            let f = OpenOptions::new()
-                .append(true)
-                .create_new(true)
-                .open(&self.path)?;
-            File::open(crate::paths::dir_of(&self.path))?.sync_all()?;
-            return Ok(f);
+    /// Makes the file with `text` in it: written and synced under a name of its own in the
+    /// same directory, then linked to the path, which fails if the path exists meanwhile, so
+    /// nobody sees the file without a whole first entry. `None`: another run created it
+    /// first (append to it). Where the file system cannot link, the file is created in place.
+    fn create_with(&self, text: &[u8]) -> std::io::Result<Option<File>> {
+        let dir = crate::paths::dir_of(&self.path);
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        // One name per process and call: no two writers make the same file.
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        // Relaxed: a counter that only has to differ between calls.
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let beside = dir.join(format!(".{name}.pc-host-{}-{n}.new", std::process::id()));
+        let mut f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&beside)?;
+        let linked = f
+            .write_all(text)
+            .and_then(|()| f.sync_data())
+            .and_then(|()| std::fs::hard_link(&beside, &self.path));
+        let _ = std::fs::remove_file(&beside);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) if is_no_link(&e) => return self.create_in_place(text),
+            Err(e) => return Err(e),
         }
+        File::open(dir)?.sync_all()?;
+        Ok(Some(f))
+    }
+
+    /// [`create_with`](Self::create_with) on a file system without hard links: created, locked
+    /// and written; a run that opens it before the lock finds it empty and fails.
+    fn create_in_place(&self, text: &[u8]) -> std::io::Result<Option<File>> {
+        let f = match OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        File::open(crate::paths::dir_of(&self.path))?.sync_all()?;
+        if let Err(e) = self.append(&f, text) {
+            // An empty file would be refused by the next run as not a dead-letter file.
+            let _ = std::fs::remove_file(&self.path);
+            return Err(e);
+        }
+        Ok(Some(f))
+    }
+
+    /// Opens the existing file to append, if it is still a pc-host dead-letter file.
+    fn open_existing(&self) -> std::io::Result<File> {
         let f = OpenOptions::new()
             .read(true)
             .append(true)
             .open(&self.path)?;
-        let complete = complete_len(&f)?;
-        let len = f.metadata()?.len();
-        if complete < len {
-            if whole_entry_from(&f, complete)? {
-                (&f).write_all(b"\n")?;
-            } else {
-                f.set_len(complete)?;
-            }
+        if !is_dead_letter_file(&self.path) {
+            return Err(std::io::Error::other(format!(
+                "{} is no longer a pc-host dead-letter file (it was replaced during the run)",
+                self.path.display()
+            )));
         }
         Ok(f)
     }
+
+    /// Appends `text` to `f` under the file's lock: first mends its end (see
+    /// [`mend_end`]), then writes and syncs; a failed write is cut off again, so no partial
+    /// entry stays for the next one to be glued to.
+    fn append(&self, f: &File, text: &[u8]) -> std::io::Result<()> {
+        f.lock()?;
+        let appended = mend_end(f, &self.path).and_then(|()| {
+            let before = f.metadata()?.len();
+            let written = { f }.write_all(text).and_then(|()| f.sync_data());
+            if written.is_err() {
+                let _ = f.set_len(before).and_then(|()| f.sync_data());
+            }
+            written
+        });
+        let _ = f.unlock();
+        appended
+    }
+}
+
+/// Whether `e` says the file system makes no hard links.
+fn is_no_link(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+    )
+}
+
+/// With the file's lock held: a last line without its line end is cut off if it is not a
+/// whole entry (a run that crashed mid-write left it; a warning says how much went), or ended
+/// if it is (an edit took its line end).
+fn mend_end(f: &File, path: &Path) -> std::io::Result<()> {
+    let complete = complete_len(f)?;
+    let len = f.metadata()?.len();
+    if complete == len {
+        return Ok(());
+    }
+    if whole_entry_from(f, complete)? {
+        return { f }.write_all(b"\n");
+    }
+    tracing::warn!(
+        "--dead-letter {}: cut off its last {} bytes, which were not a whole entry (a run that \
+         stopped while writing one)",
+        path.display(),
+        len - complete
+    );
+    f.set_len(complete)
 }
 
 /// Whether the bytes of `f` from `start` to its end are one whole dead-letter entry (a JSON
@@ -488,6 +576,85 @@ mod tests {
             .unwrap();
         assert_eq!(records_in(&path), ["one", "two", "three"]);
         assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn runs_that_create_the_file_at_once_both_append_to_it() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-both-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        let _ = std::fs::remove_file(&path);
+        // Both checked before either wrote: neither found the file.
+        let (first, second) = (
+            DeadLetters::new(&path, false, 1),
+            DeadLetters::new(&path, false, 2),
+        );
+        first
+            .write(&[first.record_entry(&record("one"), false, Reason::Refused, "x")])
+            .unwrap();
+        second
+            .write(&[second.record_entry(&record("two"), false, Reason::Refused, "x")])
+            .unwrap();
+        assert_eq!(records_in(&path), ["one", "two"]);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the file itself: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Half an entry that another run left while this one had the file open (it crashed
+    /// mid-write) is cut off before this run's next entry, not glued to it.
+    #[test]
+    fn half_an_entry_another_run_left_meanwhile_is_cut_before_the_next() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-meanwhile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let dl = DeadLetters::new(&path, false, 1);
+        dl.write(&[dl.record_entry(&record("one"), false, Reason::Refused, "x")])
+            .unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"pc_dead_letter":1,"rec"#).unwrap();
+        drop(f);
+        dl.write(&[dl.record_entry(&record("two"), false, Reason::Refused, "x")])
+            .unwrap();
+        assert_eq!(records_in(&path), ["one", "two"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Runs sharing one file at once: one appends large entries while others keep opening the
+    /// file and appending. Each opening looks at the file's end, where the large entry is being
+    /// written: without the lock it took that for half an entry left by a crash and cut it.
+    #[test]
+    fn runs_sharing_the_file_at_once_lose_no_entry() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-shared-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let seed = DeadLetters::new(&path, false, 1);
+        seed.write(&[seed.record_entry(&record("seed"), false, Reason::Refused, "x")])
+            .unwrap();
+        const ROUNDS: usize = 150;
+        let big = "b".repeat(400_000);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let dl = DeadLetters::new(&path, true, 2);
+                for _ in 0..ROUNDS {
+                    dl.write(&[dl.record_entry(&record(&big), false, Reason::Refused, "x")])
+                        .unwrap();
+                }
+            });
+            s.spawn(|| {
+                for _ in 0..ROUNDS {
+                    let dl = DeadLetters::new(&path, true, 3);
+                    dl.write(&[dl.record_entry(&record("small"), false, Reason::Refused, "x")])
+                        .unwrap();
+                }
+            });
+        });
+        let records = records_in(&path);
+        let count = |text: &str| records.iter().filter(|r| *r == text).count();
+        assert_eq!((count(&big), count("small")), (ROUNDS, ROUNDS));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
