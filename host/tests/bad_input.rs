@@ -1016,6 +1016,50 @@ fn verify_and_plot_wait_for_a_lock_as_long_as_busy_timeout_says() {
     holder.execute_batch("ROLLBACK").unwrap();
 }
 
+/// A variable whose value is not UTF-8 is named (clap said only "one or more arguments").
+#[test]
+fn an_environment_value_that_is_not_utf8_names_its_variable() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let s = Scratch::new("env-utf8");
+    for args in [&["--messages", "5"][..], &["verify"][..]] {
+        let out: common::Out = common::pc_host(s.dir())
+            .args(args)
+            .env("PC_HOST_PRODUCERS", std::ffi::OsStr::from_bytes(b"\xff"))
+            .output_within()
+            .unwrap()
+            .into();
+        assert_one_line_error(
+            &out,
+            2,
+            "PC_HOST_PRODUCERS: its value is not valid UTF-8: give it as text",
+        );
+    }
+}
+
+/// A config file that is a pipe (nobody writing to it) or a device is refused at once: the
+/// open of a pipe without a writer used to wait for ever.
+#[test]
+fn a_config_file_that_is_a_pipe_or_a_device_is_refused_without_waiting() {
+    let s = Scratch::new("config-fifo");
+    let fifo =
+        std::ffi::CString::new(s.path("cfg.toml").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    for path in ["cfg.toml", "/dev/zero"] {
+        for (args, env) in [
+            (vec!["--config", path, "--messages", "5"], vec![]),
+            (vec!["--messages", "5"], vec![("PC_HOST_CONFIG", path)]),
+        ] {
+            assert_one_line_error(
+                &run_env(s.dir(), &args, &env),
+                2,
+                "is not a regular file (a pipe or a device): give the path of a TOML file",
+            );
+        }
+    }
+    assert!(!s.path("pc.db").exists(), "nothing was run");
+}
+
 /// A TOML float in a config file is a float for a whole-number option too, as `--producers
 /// 2.0` and `--rps 1e3` are on the command line (the file's `2.0` ran 2 producers, and
 /// `producers = 1e3` a thousand); a float option still takes one.

@@ -10,6 +10,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
@@ -225,6 +226,25 @@ pub fn read_sink_from(given: &ArgMatches, does: &str) -> Result<Option<String>, 
     }))
 }
 
+/// Refuses a `PC_HOST_*` variable whose value is not UTF-8, naming it: before the command
+/// line is parsed, where clap would say only that "one or more arguments" held invalid UTF-8.
+///
+/// # Errors
+/// One line naming the variable.
+pub fn check_variable_text() -> Result<(), ConfigError> {
+    for (name, value) in std::env::vars_os() {
+        if let Some(name) = name.to_str()
+            && name.starts_with("PC_HOST_")
+            && value.to_str().is_none()
+        {
+            return Err(ConfigError(format!(
+                "{name}: its value is not valid UTF-8: give it as text"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a `PC_HOST_*` variable that names no option (see [`unknown_variable`]): for a run
 /// and for `verify` and `plot` alike, before anything else.
 ///
@@ -290,8 +310,19 @@ fn read_file(
 ) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
     let p = label;
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+    // Without blocking: a pipe nobody writes to would hold the open for ever.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| ConfigError(format!("cannot read {p}: {e}")))?;
+    if file.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return Err(ConfigError(format!(
+            "{p} is not a regular file (a pipe or a device): give the path of a TOML file"
+        )));
+    }
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
         .map_err(|e| ConfigError(format!("cannot read {p}: {e}")))?;
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(ConfigError(format!(
