@@ -485,6 +485,61 @@ fn ready_is_503_stopping_while_the_ring_drains_after_the_sources_stopped() {
     assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
 }
 
+/// A client that sends requests and never reads the answers holds up only its own
+/// connection: `/health` and `/metrics` still answer everyone else. One thread answered every
+/// client, and stalled on that one's full socket for as long as it stayed connected.
+#[test]
+fn a_client_that_stops_reading_holds_up_only_its_own_connection() {
+    use std::os::fd::AsRawFd as _;
+    let s = Scratch::new("metrics-stuck-client");
+    let (r, addr) = start_scraped(
+        &s,
+        &[
+            "--rps",
+            "1000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0",
+        ],
+        false,
+    );
+    poll_status(&addr, "/ready", 200);
+    let mut stuck = std::net::TcpStream::connect(&addr).expect("connect");
+    let small: libc::c_int = 4096;
+    // SAFETY: a valid socket and a c_int option value of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            stuck.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const small).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_RCVBUF");
+    let requests = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").repeat(3000);
+    let (sent_tx, sent) = std::sync::mpsc::channel();
+    let (done, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        let _ = stuck.write_all(requests.as_bytes());
+        let _ = sent_tx.send(());
+        // Connected, unread, until the test is done.
+        let _ = done_rx.recv();
+    });
+    sent.recv_timeout(WAIT).expect("the requests sent");
+    for _ in 0..5 {
+        let health = get(&addr, "/health", None);
+        assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+        let (text, m) = scrape(&addr);
+        assert!(m.contains_key("pc_messages_stored_total"), "{text}");
+    }
+    let _ = done.send(());
+    writer.join().expect("the stuck client's thread");
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+}
+
 /// A followed file rotated to a new file the source cannot read (a directory at the path) is
 /// a stalled source: `/health` says so, 503 and one line with why, until a readable file is
 /// there and read; then 200 again.

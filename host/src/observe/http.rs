@@ -6,9 +6,16 @@
 //! - `GET /ready`: 200 once the sink is open and the run's threads are running; 503
 //!   `starting` before that, `stopping` once the sources stopped and the ring drains, and
 //!   `finished` once the run is over (`--metrics-linger`).
+//!
+//! One thread takes the requests and hands each to the thread that answers its connection
+//! (one per connection, ended once the connection is idle): a client that stops reading its
+//! answers holds only its own connection's thread, not the health checks of everyone else.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tiny_http::{Header, Request, Response, Server};
 
@@ -28,12 +35,80 @@ pub fn serve(addr: SocketAddr, live: Arc<Live>) -> Result<SocketAddr, String> {
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            let answerers = Answerers::default();
             for request in server.incoming_requests() {
-                respond(request, &live);
+                answerers.hand(request, &live);
             }
         })
         .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
     Ok(bound)
+}
+
+/// How long a connection's thread waits for its next request before it ends.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// The threads answering each connection, by the client's address, shared with them so that
+/// each takes itself out when it ends.
+#[derive(Debug, Default, Clone)]
+struct Answerers(Arc<Mutex<HashMap<SocketAddr, Sender<Request>>>>);
+
+impl Answerers {
+    /// Hands `request` to its connection's thread, starting one if there is none (or it just
+    /// ended); answers it here only if no thread can be started or the client has no address.
+    fn hand(&self, request: Request, live: &Arc<Live>) {
+        let Some(&client) = request.remote_addr() else {
+            return respond(request, live);
+        };
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let request = match map.get(&client) {
+            Some(tx) => match tx.send(request) {
+                Ok(()) => return,
+                Err(unsent) => unsent.0, // its thread ended meanwhile
+            },
+            None => request,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = tx.send(request);
+        let (answerers, live_) = (self.clone(), Arc::clone(live));
+        let started = std::thread::Builder::new()
+            .name("metrics-client".into())
+            .spawn(move || answerers.answer(client, &rx, &live_));
+        match started {
+            Ok(_) => {
+                map.insert(client, tx);
+            }
+            Err(_) => {
+                drop(map);
+                // The request went with the closure that never ran: nothing to answer.
+                tracing::warn!("metrics: cannot start a thread for {client}: request dropped");
+            }
+        }
+    }
+
+    /// A connection's thread: answers its requests in order until it is idle for [`IDLE`],
+    /// then takes itself out (a request that came meanwhile is still answered).
+    fn answer(&self, client: SocketAddr, rx: &Receiver<Request>, live: &Arc<Live>) {
+        loop {
+            match rx.recv_timeout(IDLE) {
+                Ok(request) => respond(request, live),
+                Err(RecvTimeoutError::Timeout) => {
+                    let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Under the lock no request can be handed to this thread any more.
+                    match rx.try_recv() {
+                        Ok(request) => {
+                            drop(map);
+                            respond(request, live);
+                        }
+                        Err(_) => {
+                            map.remove(&client);
+                            return;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
 }
 
 fn respond(request: Request, live: &Arc<Live>) {
