@@ -12,8 +12,12 @@
 //! - Runs may share one file, at once: each append holds an exclusive lock on it (`flock`,
 //!   advisory: pc-host's own writers take it), so another run's entry is never half-written
 //!   while this one looks at the file's end, and a new file appears under its name only with a
-//!   whole first entry in it (written beside it, then linked), so a run that finds it there
-//!   appends to it instead of failing.
+//!   whole first entry in it (written beside it under a hidden name, then renamed unless
+//!   something is there by then), so a run that finds it there appends to it instead of
+//!   failing. (A file system that cannot rename that way gets the file made in place.)
+//! - The entries go to the file the path names when they are written: if the file was moved
+//!   or removed during the run, a new one is made at the path; if another program's file is
+//!   there now, the write fails and that file is left as it is.
 //!
 //! Not guaranteed: exactly-once. A line rejected at the end of a file input whose position was
 //! not yet committed when the process was killed is read, rejected and written again by the
@@ -78,6 +82,8 @@ pub struct DeadLetters {
     existed: bool,
     /// Input ids to the names the sources gave them, for the entries' `source`.
     names: Mutex<HashMap<u32, String>>,
+    /// The file system refused the lock once (and a warning said so): appends go on unlocked.
+    unlocked: std::sync::atomic::AtomicBool,
 }
 
 impl DeadLetters {
@@ -140,6 +146,7 @@ impl DeadLetters {
             file: Mutex::new(None),
             existed,
             names: Mutex::new(HashMap::new()),
+            unlocked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -260,8 +267,8 @@ impl DeadLetters {
     /// Appends `entries`, one line each, and makes them durable.
     ///
     /// # Errors
-    /// The file could not be opened, locked, written or synced: the entries may not be in it
-    /// (and no part of them stays).
+    /// The file could not be opened, locked, written or synced, or its name now names another
+    /// program's file: the entries may not be in it (and no part of them stays).
     pub fn write(&self, entries: &[Value]) -> std::io::Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -272,54 +279,82 @@ impl DeadLetters {
             text.push(b'\n');
         }
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(f) = file.as_ref() {
-            return self.append(f, &text);
+        // The name may come to name another file, or none, between an open and the lock (a
+        // rotation, another run's failed creation): the file there now is opened instead.
+        for _ in 0..REOPENS {
+            let f = match file.take() {
+                Some(f) => f,
+                None => match self.open_or_create(&text)? {
+                    Opened::Created(f) => {
+                        *file = Some(f);
+                        return Ok(());
+                    }
+                    Opened::Existing(f) => f,
+                },
+            };
+            if self.append(&f, &text)? {
+                *file = Some(f);
+                return Ok(());
+            }
         }
+        Err(std::io::Error::other(format!(
+            "{}: replaced {REOPENS} times while this run wrote to it",
+            self.path.display()
+        )))
+    }
+
+    /// The file to append to, or a new one made with `text` in it: first the way the check
+    /// before the run found it (there, or not), then the other.
+    fn open_or_create(&self, text: &[u8]) -> std::io::Result<Opened> {
         if !self.existed
-            && let Some(f) = self.create_with(&text)?
+            && let Some(f) = self.create_with(text)?
         {
-            *file = Some(f);
-            return Ok(());
+            return Ok(Opened::Created(f));
         }
-        // It existed, or another run created it since the check.
-        let f = file.insert(self.open_existing()?);
-        self.append(f, &text)
+        match self.open_existing() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match self.create_with(text)? {
+                Some(f) => Ok(Opened::Created(f)),
+                None => self.open_existing().map(Opened::Existing),
+            },
+            opened => opened.map(Opened::Existing),
+        }
     }
 
     /// Makes the file with `text` in it: written and synced under a name of its own in the
-    /// same directory, then linked to the path, which fails if the path exists meanwhile, so
-    /// nobody sees the file without a whole first entry. `None`: another run created it
-    /// first (append to it). Where the file system cannot link, the file is created in place.
+    /// same directory, then renamed to the path unless something is there by then
+    /// (`RENAME_NOREPLACE`), so nobody sees the file without a whole first entry. `None`:
+    /// another run made it first (append to it). Where the file system cannot rename that
+    /// way, the file is made in place ([`create_in_place`](Self::create_in_place)).
     fn create_with(&self, text: &[u8]) -> std::io::Result<Option<File>> {
         let dir = crate::paths::dir_of(&self.path);
-        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
-        // One name per process and call: no two writers make the same file.
-        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        // Relaxed: a counter that only has to differ between calls.
-        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let beside = dir.join(format!(".{name}.pc-host-{}-{n}.new", std::process::id()));
-        let mut f = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .open(&beside)?;
-        let linked = f
+        let (mut f, beside) = new_file_in(dir)?;
+        let placed = f
             .write_all(text)
             .and_then(|()| f.sync_data())
-            .and_then(|()| std::fs::hard_link(&beside, &self.path));
-        let _ = std::fs::remove_file(&beside);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
-            Err(e) if is_no_link(&e) => return self.create_in_place(text),
-            Err(e) => return Err(e),
+            .and_then(|()| rename_no_replace(&beside, &self.path));
+        match placed {
+            Ok(()) => {
+                File::open(dir)?.sync_all()?;
+                Ok(Some(f))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&beside);
+                match e.raw_os_error() {
+                    Some(libc::EEXIST) => Ok(None),
+                    Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+                        self.create_in_place(text)
+                    }
+                    _ => Err(e),
+                }
+            }
         }
-        File::open(dir)?.sync_all()?;
-        Ok(Some(f))
     }
 
-    /// [`create_with`](Self::create_with) on a file system without hard links: created, locked
-    /// and written; a run that opens it before the lock finds it empty and fails.
+    /// [`create_with`](Self::create_with) on a file system that cannot rename without
+    /// replacing: made at the path, locked and written. A run that opens it before the first
+    /// entry is in finds no entry there and fails; if the write fails, the file is removed
+    /// while still locked, so a run waiting for the lock finds the name free, not a file
+    /// nobody will see.
     fn create_in_place(&self, text: &[u8]) -> std::io::Result<Option<File>> {
         let f = match OpenOptions::new()
             .read(true)
@@ -331,54 +366,184 @@ impl DeadLetters {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(e),
         };
-        File::open(crate::paths::dir_of(&self.path))?.sync_all()?;
-        if let Err(e) = self.append(&f, text) {
-            // An empty file would be refused by the next run as not a dead-letter file.
-            let _ = std::fs::remove_file(&self.path);
-            return Err(e);
-        }
-        Ok(Some(f))
+        let written = self.lock(&f).and_then(|()| {
+            let written = File::open(crate::paths::dir_of(&self.path))
+                .and_then(|d| d.sync_all())
+                .and_then(|()| { &f }.write_all(text))
+                .and_then(|()| f.sync_data());
+            if written.is_err() {
+                let _ = std::fs::remove_file(&self.path);
+            }
+            written
+        });
+        let _ = f.unlock();
+        written.map(|()| Some(f))
     }
 
-    /// Opens the existing file to append, if it is still a pc-host dead-letter file.
+    /// Opens the file at the path to append, if it is a pc-host dead-letter file (checked on
+    /// the descriptor opened, without blocking: a pipe put there is refused, not waited on).
     fn open_existing(&self) -> std::io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let f = OpenOptions::new()
             .read(true)
             .append(true)
+            .custom_flags(libc::O_NONBLOCK)
             .open(&self.path)?;
-        if !is_dead_letter_file(&self.path) {
+        if !f.metadata()?.is_file() || !is_entry(&first_line(&f)?) {
             return Err(std::io::Error::other(format!(
-                "{} is no longer a pc-host dead-letter file (it was replaced during the run)",
+                "{} is no longer a pc-host dead-letter file (another program's file is there \
+                 now): pc-host will not write to it",
                 self.path.display()
             )));
         }
         Ok(f)
     }
 
-    /// Appends `text` to `f` under the file's lock: first mends its end (see
+    /// Appends `text` to `f` under the file's lock: first checks that the path still names
+    /// `f` (`false`: it names another file, or none: nothing written), mends its end (see
     /// [`mend_end`]), then writes and syncs; a failed write is cut off again, so no partial
     /// entry stays for the next one to be glued to.
-    fn append(&self, f: &File, text: &[u8]) -> std::io::Result<()> {
-        f.lock()?;
-        let appended = mend_end(f, &self.path).and_then(|()| {
+    fn append(&self, f: &File, text: &[u8]) -> std::io::Result<bool> {
+        self.lock(f)?;
+        let appended = names_file(&self.path, f).and_then(|named| {
+            if !named {
+                return Ok(false);
+            }
+            mend_end(f, &self.path)?;
             let before = f.metadata()?.len();
             let written = { f }.write_all(text).and_then(|()| f.sync_data());
             if written.is_err() {
                 let _ = f.set_len(before).and_then(|()| f.sync_data());
             }
-            written
+            written.map(|()| true)
         });
         let _ = f.unlock();
         appended
     }
 }
 
-/// Whether `e` says the file system makes no hard links.
-fn is_no_link(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
-    )
+/// How often [`DeadLetters::write`] opens the file again after finding it replaced.
+const REOPENS: usize = 4;
+
+/// What [`DeadLetters::open_or_create`] found.
+#[derive(Debug)]
+enum Opened {
+    /// Made with the entries in it.
+    Created(File),
+    /// There already: append.
+    Existing(File),
+}
+
+/// A new file in `dir` under a hidden name of pc-host's (short, whatever the dead-letter
+/// file's name: a long name stays within the name limit), and that name. A name already taken
+/// (a file a killed run left) is passed over.
+fn new_file_in(dir: &Path) -> std::io::Result<(File, PathBuf)> {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        // Relaxed: a counter whose values only have to differ.
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!(
+            ".pc-host-{}-{n}.dead-letter.new",
+            std::process::id()
+        ));
+        match OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => return Ok((f, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 1000 => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (`renameat2` with `RENAME_NOREPLACE`): EEXIST
+/// then, and EINVAL where the file system cannot.
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths, relative to the working directory.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether `path` (through any link) names the file `f` is open on.
+fn names_file(path: &Path, f: &File) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let open = f.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(named) => Ok((named.dev(), named.ino()) == (open.dev(), open.ino())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The first line of `f` (read from its start, whatever its offset), at most [`ENTRY_MOST`]
+/// bytes of it.
+fn first_line(f: &File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut line = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while (line.len() as u64) < ENTRY_MOST {
+        let n = f.read_at(&mut buf, line.len() as u64)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..=end]);
+            break;
+        }
+        line.extend_from_slice(&buf[..n]);
+    }
+    Ok(line)
+}
+
+impl DeadLetters {
+    /// Takes the file's lock; on a file system that has no locks (an NFS mount without its
+    /// lock service), goes on without, as a file that one run at a time writes needs none,
+    /// and says so once.
+    fn lock(&self, f: &File) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Relaxed: a flag for the warning only; the appends are ordered by the file's mutex.
+        if self.unlocked.load(Relaxed) {
+            return Ok(());
+        }
+        match f.lock() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::Unsupported
+                    || e.raw_os_error() == Some(libc::ENOLCK) =>
+            {
+                self.unlocked.store(true, Relaxed);
+                tracing::warn!(
+                    "--dead-letter {}: the file system cannot lock it ({e}): written without \
+                     the lock, so no other run may write it at the same time",
+                    self.path.display()
+                );
+                Ok(())
+            }
+            locked => locked,
+        }
+    }
 }
 
 /// With the file's lock held: a last line without its line end is cut off if it is not a
@@ -655,6 +820,71 @@ mod tests {
         let records = records_in(&path);
         let count = |text: &str| records.iter().filter(|r| *r == text).count();
         assert_eq!((count(&big), count("small")), (ROUNDS, ROUNDS));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A name near the file system's limit is used as given: the file is made under a short
+    /// name of pc-host's and renamed (a name built from the given one went over the limit).
+    /// Names a killed run left behind are passed over.
+    #[test]
+    fn a_long_name_and_files_a_killed_run_left_do_not_stop_the_creation() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-long-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in 0..50 {
+            let left = format!(".pc-host-{}-{n}.dead-letter.new", std::process::id());
+            std::fs::write(dir.join(left), "left by a killed run").unwrap();
+        }
+        let path = dir.join(format!("{}.jsonl", "d".repeat(240)));
+        let dl = DeadLetters::new(&path, false, 1);
+        dl.write(&[dl.record_entry(&record("one"), false, Reason::Refused, "x")])
+            .unwrap();
+        assert_eq!(records_in(&path), ["one"]);
+        let names = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(names, 51, "the file and the 50 left before, no more");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The file removed during the run (by hand, or rotated away): the next entries go to a
+    /// new file at the path, not to the removed one, where nobody would see them.
+    #[test]
+    fn entries_after_the_file_was_removed_go_to_a_new_file_at_its_path() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-removed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let dl = DeadLetters::new(&path, false, 1);
+        dl.write(&[dl.record_entry(&record("one"), false, Reason::Refused, "x")])
+            .unwrap();
+        std::fs::rename(&path, dir.join("dead.jsonl.1")).unwrap();
+        dl.write(&[dl.record_entry(&record("two"), false, Reason::Refused, "x")])
+            .unwrap();
+        assert_eq!(records_in(&dir.join("dead.jsonl.1")), ["one"]);
+        assert_eq!(records_in(&path), ["two"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Another program's file put at the path during the run is not written: the write fails
+    /// and the file is as it was.
+    #[test]
+    fn a_foreign_file_put_in_its_place_during_the_run_is_left_untouched() {
+        let dir = std::env::temp_dir().join(format!("pc-dl-replaced-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let dl = DeadLetters::new(&path, false, 1);
+        dl.write(&[dl.record_entry(&record("one"), false, Reason::Refused, "x")])
+            .unwrap();
+        std::fs::write(dir.join("notes"), "my notes").unwrap();
+        std::fs::rename(dir.join("notes"), &path).unwrap();
+        let e = dl
+            .write(&[dl.record_entry(&record("two"), false, Reason::Refused, "x")])
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no longer a pc-host dead-letter file"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "my notes");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
