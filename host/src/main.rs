@@ -20,9 +20,6 @@ use pc_host::{plot, verify};
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let Err(e) = config::layers::check_variable_text() {
-        return fail(&e.into(), 2);
-    }
     let matches = match Cli::command().try_get_matches_from(&argv) {
         Ok(m) => m,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version: printed to stdout, exit 0

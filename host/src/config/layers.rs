@@ -226,23 +226,27 @@ pub fn read_sink_from(given: &ArgMatches, does: &str) -> Result<Option<String>, 
     }))
 }
 
-/// Refuses a `PC_HOST_*` variable whose value is not UTF-8, naming it: before the command
-/// line is parsed, where clap would say only that "one or more arguments" held invalid UTF-8.
-///
-/// # Errors
-/// One line naming the variable.
-pub fn check_variable_text() -> Result<(), ConfigError> {
-    for (name, value) in std::env::vars_os() {
-        if let Some(name) = name.to_str()
-            && name.starts_with("PC_HOST_")
-            && value.to_str().is_none()
-        {
-            return Err(ConfigError(format!(
-                "{name}: its value is not valid UTF-8: give it as text"
-            )));
-        }
-    }
-    Ok(())
+/// The `PC_HOST_*` variable whose value is not UTF-8 and whose option takes text (a path
+/// option takes any bytes), as clap's "invalid UTF-8 was detected in one or more arguments"
+/// does not say which; `None` if no variable is (the command line is).
+fn variable_not_utf8() -> Option<String> {
+    let cmd = Cli::command();
+    let paths = [
+        clap::value_parser!(PathBuf).type_id(),
+        clap::value_parser!(OsString).type_id(),
+    ];
+    let takes_text = |name: &str| {
+        std::iter::once(&cmd)
+            .chain(cmd.get_subcommands())
+            .flat_map(clap::Command::get_arguments)
+            .filter(|a| a.get_env().is_some_and(|e| e == name))
+            .any(|a| !paths.contains(&a.get_value_parser().type_id()))
+    };
+    std::env::vars_os().find_map(|(name, value)| {
+        let name = name.to_str()?;
+        (value.to_str().is_none() && takes_text(name))
+            .then(|| format!("{name}: its value is not valid UTF-8: give it as text"))
+    })
 }
 
 /// Refuses a `PC_HOST_*` variable that names no option (see [`unknown_variable`]): for a run
@@ -310,17 +314,22 @@ fn read_file(
 ) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
     let p = label;
     let mut text = String::new();
-    // Without blocking: a pipe nobody writes to would hold the open for ever.
+    // Opened without blocking, as the open of a pipe nobody writes to would wait for ever;
+    // then read as usual (a pipe, as from `--config <(...)`, to its end: at once if it has no
+    // writer).
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
+        .and_then(|f| {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: fcntl on a descriptor `f` owns; F_SETFL takes an int of flags.
+            match unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, 0) } {
+                0 => Ok(f),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
         .map_err(|e| ConfigError(format!("cannot read {p}: {e}")))?;
-    if file.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir()) {
-        return Err(ConfigError(format!(
-            "{p} is not a regular file (a pipe or a device): give the path of a TOML file"
-        )));
-    }
     file.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
         .map_err(|e| ConfigError(format!("cannot read {p}: {e}")))?;
@@ -464,6 +473,11 @@ fn key_line(text: &str, key: &str) -> usize {
 /// rather than a flag, the variable (`PC_HOST_PRODUCERS=abc: invalid value 'abc' for ..`).
 pub fn usage_error_line(e: &clap::Error, argv: &[OsString]) -> String {
     use clap::error::{ContextKind, ContextValue};
+    if e.kind() == clap::error::ErrorKind::InvalidUtf8
+        && let Some(line) = variable_not_utf8()
+    {
+        return line;
+    }
     let line = joined_lines(&e.to_string());
     let cli = Cli::command();
     let subcommand = cli.get_subcommands().find(|c| {
