@@ -54,7 +54,8 @@ struct Answerers(Arc<Mutex<HashMap<SocketAddr, Sender<Request>>>>);
 
 impl Answerers {
     /// Hands `request` to its connection's thread, starting one if there is none (or it just
-    /// ended); answers it here only if no thread can be started or the client has no address.
+    /// ended). A client without an address is answered here; if no thread can be started,
+    /// the request is dropped (tiny_http then answers 500).
     fn hand(&self, request: Request, live: &Arc<Live>) {
         let Some(&client) = request.remote_addr() else {
             return respond(request, live);
@@ -85,29 +86,57 @@ impl Answerers {
         }
     }
 
-    /// A connection's thread: answers its requests in order until it is idle for [`IDLE`],
-    /// then takes itself out (a request that came meanwhile is still answered).
+    /// A connection's thread: answers its requests in order until one closes the connection
+    /// or none came for [`IDLE`], then takes itself out (a request that came meanwhile is
+    /// still answered).
     fn answer(&self, client: SocketAddr, rx: &Receiver<Request>, live: &Arc<Live>) {
         loop {
-            match rx.recv_timeout(IDLE) {
-                Ok(request) => respond(request, live),
-                Err(RecvTimeoutError::Timeout) => {
-                    let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-                    // Under the lock no request can be handed to this thread any more.
-                    match rx.try_recv() {
-                        Ok(request) => {
-                            drop(map);
-                            respond(request, live);
-                        }
-                        Err(_) => {
-                            map.remove(&client);
-                            return;
-                        }
-                    }
+            let last = match rx.recv_timeout(IDLE) {
+                Ok(request) => {
+                    let last = closes_connection(&request);
+                    respond(request, live);
+                    last
                 }
+                Err(RecvTimeoutError::Timeout) => true,
                 Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if last && self.leave(client, rx, live) {
+                return;
             }
         }
+    }
+
+    /// Takes `client`'s thread out of the map unless a request came for it meanwhile (which
+    /// it then answers, and goes on: `false`).
+    fn leave(&self, client: SocketAddr, rx: &Receiver<Request>, live: &Arc<Live>) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under the lock no request can be handed to this thread any more.
+        match rx.try_recv() {
+            Ok(request) => {
+                drop(map);
+                respond(request, live);
+                false
+            }
+            Err(_) => {
+                map.remove(&client);
+                true
+            }
+        }
+    }
+}
+
+/// Whether `request` is its connection's last: HTTP/1.0 without `Connection: keep-alive`,
+/// or `Connection: close` (tiny_http closes the connection after answering it).
+fn closes_connection(request: &Request) -> bool {
+    let connection = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Connection"))
+        .map(|h| h.value.as_str().to_ascii_lowercase());
+    match connection {
+        Some(c) if c.contains("close") => true,
+        Some(c) if c.contains("keep-alive") => false,
+        _ => *request.http_version() == tiny_http::HTTPVersion(1, 0),
     }
 }
 
