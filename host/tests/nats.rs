@@ -1396,6 +1396,46 @@ fn a_nats_source_takes_no_more_than_rps_allows_and_hands_the_rest_back() {
     );
 }
 
+/// A run whose durable consumer JetStream refuses (a second one without a filter on a
+/// work-queue stream) was recorded by then: its end is recorded as failed, so verify says it
+/// ended with an error (it said the run did not finish: still running, or killed).
+#[test]
+fn a_run_whose_consumer_jetstream_refuses_is_recorded_as_ended_with_an_error() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-consumer-refused");
+    let stream = TestStream::new(&url, "consumer_refused");
+    stream.create_bounded(100, DiscardPolicy::New);
+    let first = run_json(
+        s.dir(),
+        &[
+            "--source",
+            &stream.source("consumer=first&until=empty"),
+            "--db",
+            "first.db",
+        ],
+    );
+    assert_eq!(first["ok"], true, "{first}");
+    let out: common::Out = pc_host(s.dir())
+        .args([
+            "--source",
+            &stream.source("consumer=second&until=empty"),
+            "--db",
+            "second.db",
+        ])
+        .output_within()
+        .expect("run pc-host")
+        .into();
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let verify = common::run(s.dir(), &["verify", "--db", "second.db"]);
+    assert!(
+        verify.stdout.contains("run 1: ingest ended with an error"),
+        "{}{}",
+        verify.stdout,
+        verify.stderr
+    );
+    assert_eq!(stream.consumers(), ["first"]);
+}
+
 /// A run refused after its NATS stream was found (here: its database is another program's)
 /// makes no durable consumer (it made one and left it, which on a work-queue stream then
 /// blocked the consumer the operator meant); one that was there before is left as it is.

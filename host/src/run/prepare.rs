@@ -18,7 +18,7 @@ use crate::paths::sibling;
 use crate::position::InputStart;
 use crate::queue::Queue;
 use crate::sink::sqlite::checkpoint::Checkpointer;
-use crate::sink::{self, AnySink, Connector, RunStart, Sink as _};
+use crate::sink::{self, AnySink, Connector, RunEnd, RunStart, Sink as _};
 use crate::source::input::{OpenFile, open_file};
 use crate::source::lines::{Input, file_input, line_limit, stdin_input};
 use crate::source::nats;
@@ -96,7 +96,8 @@ pub struct NatsInput {
 /// Opens the inputs, then the database (recording the run), allocates the ring and makes the
 /// bucket. Nothing is written to the database if an input cannot be opened; a NATS source's
 /// durable consumer is bound only once the database is ready, so a refused database leaves
-/// nothing on the NATS server (a consumer JetStream refuses fails the run recorded by then).
+/// nothing on the NATS server (a consumer JetStream refuses fails the run recorded by then, and
+/// its end is recorded as failed: [`record_failed_start`]).
 ///
 /// # Errors
 /// [`PrepareError::Input`] for an input the user named that cannot be read;
@@ -144,25 +145,34 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     )?;
     let run_id = opened.run_id;
     let mut writers = vec![opened.sink];
-
-    let lines = position_inputs(cfg, files, &mut writers[0])?;
-    let nats_inputs = bind_nats(cfg, nats_found, &mut writers[0])?;
+    let started = (|| {
+        let lines = position_inputs(cfg, files, &mut writers[0])?;
+        let nats_inputs = bind_nats(cfg, nats_found, &mut writers[0])?;
+        let connector = more_writers(cfg, &mut writers)?;
+        if let Some(log) = &mut latency_log {
+            log.start(run_id, SystemTime::now()).map_err(|e| {
+                anyhow!(
+                    "--latency-log {}: cannot write it: {e}",
+                    log.path().display()
+                )
+            })?;
+        }
+        Ok::<_, PrepareError>((lines, nats_inputs, connector))
+    })();
+    let (lines, nats_inputs, connector) = match started {
+        Ok(parts) => parts,
+        Err(e) => {
+            record_failed_start(cfg, &mut writers[0]);
+            return Err(e);
+        }
+    };
     let uses_nats = !nats_inputs.is_empty() || matches!(cfg.sink, crate::config::SinkSpec::Nats(_));
-    let connector = more_writers(cfg, &mut writers)?;
     let pins = pinning::plan(cfg.pin, cfg.consumers, threads);
     let dead_letters = cfg.dead_letter.as_ref().map(|path| {
         let dl = DeadLetters::new(path, dead_letter_existed, run_id);
         name_inputs(&dl, &lines, &nats_inputs);
         Arc::new(dl)
     });
-    if let Some(log) = &mut latency_log {
-        log.start(run_id, SystemTime::now()).map_err(|e| {
-            anyhow!(
-                "--latency-log {}: cannot write it: {e}",
-                log.path().display()
-            )
-        })?;
-    }
     Ok(Prepared {
         run_id,
         writers,
@@ -183,6 +193,30 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
         sink_desc: opened.desc,
         lanes,
     })
+}
+
+/// A run recorded in the sink that could not start after all (an input another process
+/// moved, a NATS consumer JetStream refused, a further writer that cannot connect, a signal):
+/// its end is recorded, as failed with nothing produced, so that `verify` says it ended with
+/// an error instead of that it may still be running. If that fails too, a warning says so.
+fn record_failed_start(cfg: &Config, sink: &mut AnySink) {
+    // Generated runs record a count per producer (verify checks there are that many).
+    let per_producer = vec![0; if cfg.generated() { cfg.producers } else { 0 }];
+    let end = RunEnd {
+        finished_at: unix_now_ns(),
+        completed: false,
+        per_producer: &per_producer,
+        produced: 0,
+        stored: 0,
+        dead_lettered: 0,
+        not_stored: 0,
+        retries: 0,
+        latency: None,
+        elapsed_s: 0.0,
+    };
+    if let Err(e) = sink.finish_run(&end) {
+        tracing::warn!("the run could not record its end either: {e:#}");
+    }
 }
 
 /// `--latency-log`, created (`None` without it).

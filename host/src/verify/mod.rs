@@ -120,32 +120,8 @@ impl RunCheck {
 /// that cannot be read); other errors for the database.
 pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     let (spec, name) = database_to_read(args.sink.as_deref(), &args.sink_from, &args.db, "verify")?;
-    // A file named to look dead letters up in that cannot be read, or is not a dead-letter
-    // file, is bad input: checking by count instead would weaken the check the user asked for.
     if let Some(file) = &args.dead_letter {
-        // The metadata first: opening a FIFO would wait for a writer.
-        let meta = std::fs::metadata(file)
-            .and_then(|m| {
-                if m.is_file() {
-                    std::fs::File::open(file).map(|_| m)
-                } else {
-                    Err(std::io::Error::other("not a regular file"))
-                }
-            })
-            .map_err(|e| {
-                let why = match e.kind() {
-                    std::io::ErrorKind::NotFound => "no such file".to_string(),
-                    _ => e.to_string(),
-                };
-                ConfigError(format!("--dead-letter {}: {why}", file.display()))
-            })?;
-        if meta.len() > 0 && !crate::dead_letter::is_dead_letter_file(file) {
-            return Err(ConfigError(format!(
-                "--dead-letter {}: not a pc-host dead-letter file (its first line is no entry)",
-                file.display()
-            ))
-            .into());
-        }
+        check_dead_letter_file(file)?;
     }
     if let Some(url) = &args.source {
         return check_file(args, &spec, &name, url);
@@ -201,10 +177,48 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         };
         say!("  {orphans} {rows} to no recorded run");
     }
-    let scope = match args.run {
+    say_result(ok, args.run, (ids.len(), total), by_count);
+    Ok(ok)
+}
+
+/// A file named to look dead letters up in that cannot be read, or is not a dead-letter file,
+/// is bad input: checking by count instead would weaken the check the user asked for.
+///
+/// # Errors
+/// One line naming the file and why.
+fn check_dead_letter_file(file: &Path) -> Result<(), ConfigError> {
+    // The metadata first: opening a FIFO would wait for a writer.
+    let meta = std::fs::metadata(file)
+        .and_then(|m| {
+            if m.is_file() {
+                std::fs::File::open(file).map(|_| m)
+            } else {
+                Err(std::io::Error::other("not a regular file"))
+            }
+        })
+        .map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                _ => e.to_string(),
+            };
+            ConfigError(format!("--dead-letter {}: {why}", file.display()))
+        })?;
+    if meta.len() > 0 && !crate::dead_letter::is_dead_letter_file(file) {
+        return Err(ConfigError(format!(
+            "--dead-letter {}: not a pc-host dead-letter file (its first line is no entry)",
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The `result:` line: OK or not, of which runs (`--run`, else how many), how many rows, and
+/// of how many runs found right the dead letters were matched by count only.
+fn say_result(ok: bool, run: Option<i64>, (runs, rows): (usize, u64), by_count: usize) {
+    let scope = match run {
         Some(id) => format!("run {id}"),
-        None if ids.len() == 1 => "1 run".to_owned(),
-        None => format!("{} runs", ids.len()),
+        None if runs == 1 => "1 run".to_owned(),
+        None => format!("{runs} runs"),
     };
     let weaker = match by_count {
         0 => String::new(),
@@ -214,11 +228,10 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         ),
     };
     say!(
-        "result: {} ({scope}, {total} {}{weaker})",
+        "result: {} ({scope}, {rows} {}{weaker})",
         if ok { "OK" } else { "PROBLEMS FOUND" },
-        rows_word(total)
+        rows_word(rows)
     );
-    Ok(ok)
 }
 
 /// `verify --source`: a file against its rows, in the database `spec` (shown as `name`).
@@ -504,8 +517,10 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
     let (mut how, mut by_count) = (String::new(), false);
     let completed = if info.completed {
         "completed"
+    } else if info.finished {
+        "ended with an error"
     } else {
-        "did not complete"
+        "did not finish"
     };
     if !c.ingest && info.producers == 0 && c.rows == 0 && problems.is_empty() {
         // A run recorded from its end message on NATS that published stdin: the consumers key
