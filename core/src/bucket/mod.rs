@@ -21,8 +21,9 @@
 //!   caller that comes late finds at most `burst` tokens waiting and the rest are gone, so
 //!   `burst` should cover the longest a caller can be late (rate times that delay: a busy
 //!   machine's scheduling delays included). At the slowest end, a token due at the clock's
-//!   last instant (`u64::MAX`, a period of `u64::MAX` ns from an empty start at 0) is due at
-//!   an instant no `now` passes, so it is never granted.
+//!   last instant (`u64::MAX`, a period of `u64::MAX` ns from an empty start at 0) is granted
+//!   only to a call with `now == u64::MAX`; an earlier call is denied with `ready_at ==
+//!   u64::MAX`, which [`Denied::NotYet`] reads as never.
 //! - **No burst after idle beyond `burst`.** However long the bucket sat unused, it holds at most
 //!   `burst` tokens.
 //! - **No overflow, no panic** in any operation on a bucket, for any `now` and `n`: arithmetic
