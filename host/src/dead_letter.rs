@@ -655,10 +655,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_through_the_file_and_mark_it_as_ours() {
-        let dir = std::env::temp_dir().join(format!("pc-dl-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("dead.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("unit");
         assert_eq!(DeadLetters::check(&path, &[]), Ok(false));
         let dl = DeadLetters::new(&path, false, 7);
         dl.name_input(3, "/var/log/x.log".into());
@@ -682,6 +679,20 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A fresh directory for test `name`, and `dead.jsonl` in it (not there yet).
+    fn scratch(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pc-dl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        (dir, path)
+    }
+
+    /// Writes one entry for a refused record `text`.
+    fn put(dl: &DeadLetters, text: &str) -> std::io::Result<()> {
+        dl.write(&[dl.record_entry(&record(text), false, Reason::Refused, "x")])
+    }
+
     /// The `record` of each line of the dead-letter file `path`, each line a whole entry.
     fn records_in(path: &Path) -> Vec<String> {
         std::fs::read_to_string(path)
@@ -694,21 +705,14 @@ mod tests {
 
     #[test]
     fn half_an_entry_left_by_a_crash_is_cut_before_the_next_is_appended() {
-        let dir = std::env::temp_dir().join(format!("pc-dl-half-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("dead.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("half");
         let first = DeadLetters::new(&path, false, 1);
-        first
-            .write(&[first.record_entry(&record("one"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&first, "one").unwrap();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(br#"{"pc_dead_letter":1,"rec"#).unwrap();
         drop(f);
         let second = DeadLetters::new(&path, DeadLetters::check(&path, &[]).unwrap(), 2);
-        second
-            .write(&[second.record_entry(&record("two"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&second, "two").unwrap();
         assert_eq!(records_in(&path), ["one", "two"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -717,10 +721,7 @@ mod tests {
     /// appended on a line of its own: it was cut off as if a crash had left half of it.
     #[test]
     fn a_whole_last_entry_without_its_line_end_is_kept() {
-        let dir = std::env::temp_dir().join(format!("pc-dl-unended-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("dead.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("unended");
         let first = DeadLetters::new(&path, false, 1);
         first
             .write(&[
@@ -736,9 +737,7 @@ mod tests {
             .set_len(len - 1)
             .unwrap();
         let second = DeadLetters::new(&path, DeadLetters::check(&path, &[]).unwrap(), 2);
-        second
-            .write(&[second.record_entry(&record("three"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&second, "three").unwrap();
         assert_eq!(records_in(&path), ["one", "two", "three"]);
         assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -746,21 +745,14 @@ mod tests {
 
     #[test]
     fn runs_that_create_the_file_at_once_both_append_to_it() {
-        let dir = std::env::temp_dir().join(format!("pc-dl-both-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("dead.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("both");
         // Both checked before either wrote: neither found the file.
         let (first, second) = (
             DeadLetters::new(&path, false, 1),
             DeadLetters::new(&path, false, 2),
         );
-        first
-            .write(&[first.record_entry(&record("one"), false, Reason::Refused, "x")])
-            .unwrap();
-        second
-            .write(&[second.record_entry(&record("two"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&first, "one").unwrap();
+        put(&second, "two").unwrap();
         assert_eq!(records_in(&path), ["one", "two"]);
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 1, "only the file itself: {left:?}");
@@ -771,18 +763,13 @@ mod tests {
     /// mid-write) is cut off before this run's next entry, not glued to it.
     #[test]
     fn half_an_entry_another_run_left_meanwhile_is_cut_before_the_next() {
-        let dir = std::env::temp_dir().join(format!("pc-dl-meanwhile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("dead.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("meanwhile");
         let dl = DeadLetters::new(&path, false, 1);
-        dl.write(&[dl.record_entry(&record("one"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&dl, "one").unwrap();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(br#"{"pc_dead_letter":1,"rec"#).unwrap();
         drop(f);
-        dl.write(&[dl.record_entry(&record("two"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&dl, "two").unwrap();
         assert_eq!(records_in(&path), ["one", "two"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -792,28 +779,22 @@ mod tests {
     /// written: without the lock it took that for half an entry left by a crash and cut it.
     #[test]
     fn runs_sharing_the_file_at_once_lose_no_entry() {
-        let dir = std::env::temp_dir().join(format!("pc-dl-shared-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("dead.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("shared");
         let seed = DeadLetters::new(&path, false, 1);
-        seed.write(&[seed.record_entry(&record("seed"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&seed, "seed").unwrap();
         const ROUNDS: usize = 150;
         let big = "b".repeat(400_000);
         std::thread::scope(|s| {
             s.spawn(|| {
                 let dl = DeadLetters::new(&path, true, 2);
                 for _ in 0..ROUNDS {
-                    dl.write(&[dl.record_entry(&record(&big), false, Reason::Refused, "x")])
-                        .unwrap();
+                    put(&dl, &big).unwrap();
                 }
             });
             s.spawn(|| {
                 for _ in 0..ROUNDS {
                     let dl = DeadLetters::new(&path, true, 3);
-                    dl.write(&[dl.record_entry(&record("small"), false, Reason::Refused, "x")])
-                        .unwrap();
+                    put(&dl, "small").unwrap();
                 }
             });
         });
@@ -836,8 +817,7 @@ mod tests {
         }
         let path = dir.join(format!("{}.jsonl", "d".repeat(240)));
         let dl = DeadLetters::new(&path, false, 1);
-        dl.write(&[dl.record_entry(&record("one"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&dl, "one").unwrap();
         assert_eq!(records_in(&path), ["one"]);
         let names = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(names, 51, "the file and the 50 left before, no more");
@@ -848,16 +828,11 @@ mod tests {
     /// new file at the path, not to the removed one, where nobody would see them.
     #[test]
     fn entries_after_the_file_was_removed_go_to_a_new_file_at_its_path() {
-        let dir = std::env::temp_dir().join(format!("pc-dl-removed-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("dead.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("removed");
         let dl = DeadLetters::new(&path, false, 1);
-        dl.write(&[dl.record_entry(&record("one"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&dl, "one").unwrap();
         std::fs::rename(&path, dir.join("dead.jsonl.1")).unwrap();
-        dl.write(&[dl.record_entry(&record("two"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&dl, "two").unwrap();
         assert_eq!(records_in(&dir.join("dead.jsonl.1")), ["one"]);
         assert_eq!(records_in(&path), ["two"]);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -867,18 +842,12 @@ mod tests {
     /// and the file is as it was.
     #[test]
     fn a_foreign_file_put_in_its_place_during_the_run_is_left_untouched() {
-        let dir = std::env::temp_dir().join(format!("pc-dl-replaced-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("dead.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("replaced");
         let dl = DeadLetters::new(&path, false, 1);
-        dl.write(&[dl.record_entry(&record("one"), false, Reason::Refused, "x")])
-            .unwrap();
+        put(&dl, "one").unwrap();
         std::fs::write(dir.join("notes"), "my notes").unwrap();
         std::fs::rename(dir.join("notes"), &path).unwrap();
-        let e = dl
-            .write(&[dl.record_entry(&record("two"), false, Reason::Refused, "x")])
-            .unwrap_err();
+        let e = put(&dl, "two").unwrap_err();
         assert!(
             e.to_string()
                 .contains("no longer a pc-host dead-letter file"),

@@ -586,33 +586,25 @@ fn row_problems(c: &RunCheck) -> Vec<String> {
             info.produced.len()
         ));
     }
-    if c.duplicates > 0 {
-        problems.push(format!(
-            "{} duplicate {}",
-            c.duplicates,
-            rows_word(c.duplicates)
-        ));
-    }
-    if c.out_of_range > 0 {
-        problems.push(format!(
-            "{} {} with a seq beyond what their producer produced",
+    // Each kind of wrong row: "N [before]row(s)[after]".
+    let kinds = [
+        (c.duplicates, "duplicate ", ""),
+        (
             c.out_of_range,
-            rows_word(c.out_of_range)
-        ));
-    }
-    if c.unknown_producer > 0 {
-        problems.push(format!(
-            "{} {} from an unknown producer or input",
-            c.unknown_producer,
-            rows_word(c.unknown_producer)
-        ));
-    }
-    if c.bad_text > 0 {
-        problems.push(format!(
-            "{} {} whose text does not match their producer and seq",
+            "",
+            " with a seq beyond what their producer produced",
+        ),
+        (c.unknown_producer, "", " from an unknown producer or input"),
+        (
             c.bad_text,
-            rows_word(c.bad_text)
-        ));
+            "",
+            " whose text does not match their producer and seq",
+        ),
+    ];
+    for (n, before, after) in kinds {
+        if n > 0 {
+            problems.push(format!("{n} {before}{}{after}", rows_word(n)));
+        }
     }
     problems
 }
