@@ -16,6 +16,17 @@ use crate::config::url::{ServerUrl, names_parameter};
 pub const SHORTEST_WAITS: &str =
     "SET SESSION innodb_lock_wait_timeout = 1, SESSION lock_wait_timeout = 1";
 
+/// The least lock waits `server` ("MariaDB" or "MySQL") takes, for work that had better not
+/// be done than wait: none on MariaDB (0: a lock held by another client fails the statement
+/// at once), [`SHORTEST_WAITS`] on MySQL, whose least is 1 s.
+pub fn least_waits(server: &str) -> &'static str {
+    if server == "MariaDB" {
+        "SET SESSION innodb_lock_wait_timeout = 0, SESSION lock_wait_timeout = 0"
+    } else {
+        SHORTEST_WAITS
+    }
+}
+
 /// How long connecting to the server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much longer than its lock waits a reply may take before the connection counts as lost

@@ -362,7 +362,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Runs `f` on the session with lock waits (of rows and of tables) of 1 s, then puts the
+    /// Runs `f` on the session with the least lock waits (of rows and of tables) the server
+    /// takes ([`super::connect::least_waits`]: none on MariaDB, 1 s on MySQL), then puts the
     /// session's own timeouts back. A session whose timeouts could not be put back is not
     /// kept: the next use connects again.
     fn without_waiting<T>(
@@ -372,7 +373,7 @@ impl Writer {
         let mut s = self.take_session()?;
         let done = s
             .conn
-            .query_drop(super::connect::SHORTEST_WAITS)
+            .query_drop(super::connect::least_waits(self.server))
             .and_then(|()| f(&mut s.conn));
         let restored = s.conn.query_drop(self.target.session_waits());
         if restored.is_ok() {
