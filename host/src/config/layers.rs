@@ -304,19 +304,12 @@ fn did_you_mean(name: &str, known: &[String]) -> String {
         .unwrap_or_default()
 }
 
-/// Reads `path` and turns each key the command line and environment left unset into command
-/// line arguments: `(id, args)` per key. Errors are one line naming the file as `label` gives
-/// it (`--config cfg.toml`, `PC_HOST_CONFIG=cfg.toml`), with the file's line number.
-fn read_file(
-    path: &Path,
-    label: &str,
-    given: &ArgMatches,
-) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
-    let p = label;
-    let mut text = String::new();
-    // Opened without blocking, as the open of a pipe nobody writes to would wait for ever;
-    // then read as usual (a pipe, as from `--config <(...)`, to its end: at once if it has no
-    // writer).
+/// The text of the config file at `path` (called `label` in errors), at most
+/// [`MAX_FILE_BYTES`]. Opened without blocking, as the open of a pipe nobody writes to would
+/// wait for ever; then read as usual (a pipe, as from `--config <(...)`, to its end: at once if
+/// it has no writer).
+fn read_text(path: &Path, label: &str) -> Result<String, ConfigError> {
+    let cannot = |e: std::io::Error| ConfigError(format!("cannot read {label}: {e}"));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -329,15 +322,29 @@ fn read_file(
                 _ => Err(std::io::Error::last_os_error()),
             }
         })
-        .map_err(|e| ConfigError(format!("cannot read {p}: {e}")))?;
+        .map_err(cannot)?;
+    let mut text = String::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|e| ConfigError(format!("cannot read {p}: {e}")))?;
+        .map_err(cannot)?;
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(ConfigError(format!(
-            "{p} is larger than {MAX_FILE_BYTES} bytes: is it the right file?"
+            "{label} is larger than {MAX_FILE_BYTES} bytes: is it the right file?"
         )));
     }
+    Ok(text)
+}
+
+/// Reads `path` and turns each key the command line and environment left unset into command
+/// line arguments: `(id, args)` per key. Errors are one line naming the file as `label` gives
+/// it (`--config cfg.toml`, `PC_HOST_CONFIG=cfg.toml`), with the file's line number.
+fn read_file(
+    path: &Path,
+    label: &str,
+    given: &ArgMatches,
+) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let p = label;
+    let text = read_text(path, p)?;
     let table: toml::Table = toml::from_str(&text).map_err(|e: toml::de::Error| {
         let msg = e.message().replace('\n', " ");
         match e.span() {
