@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use core_affinity::CoreId;
+
 use pc_benches::ring::{
     self, ArrayQueue, ConcurrentQueue, CrossbeamChannel, Disruptor, Flavor, Flume, Heapless, Kanal,
     Pc, PcSplit, Rtrb, StdSyncChannel,
@@ -300,12 +302,14 @@ const NO_BATCH_API: [(&str, &str); 7] = [
     (ConcurrentQueue::NAME, "no batch API"),
 ];
 
+/// `[run::<T>(|| f::<T>()), ...]` for each flavour `T`: one run per crate of generic `f`.
+macro_rules! flavours { ($f:ident, $($t:ty),*) => { [$(run::<$t>(move || $f::<$t>())),*] } }
+
 fn main() {
     let command_line: Vec<String> = std::env::args().collect();
     let options = parse_args(&command_line[1..]);
     let repeats = options.repeats;
     let only = options.only.clone();
-    macro_rules! flavours { ($f:ident, $($t:ty),*) => { [$(run::<$t>(move || $f::<$t>())),*] } }
     let wants = |section: &str| wanted(only.as_deref(), section);
     let cores = ring::cores();
     // On one core the two pinned sides would share it, spinning in turn through whole time
@@ -324,30 +328,59 @@ fn main() {
 
     if wants("single-thread push+pop") {
         eprintln!("(a) single-thread push+pop ...");
-        const PAIRS: u64 = 2_000_000;
-        fn a<F: Flavor>() -> f64 {
-            ring::single_thread_pairs::<F>(PAIRS).as_nanos() as f64 / PAIRS as f64
-        }
-        rows.push(Row::measured(
-            "single-thread push+pop",
-            "ns/op",
-            false,
-            repeats,
-            &mut flavours!(
-                a,
-                Pc,
-                ArrayQueue,
-                Heapless,
-                Rtrb,
-                CrossbeamChannel,
-                StdSyncChannel,
-                Kanal,
-                Flume,
-                ConcurrentQueue,
-                Disruptor
-            ),
+        rows.push(single_thread_row(repeats));
+    }
+    rows.extend(spsc_rows(&cores, repeats, &wants));
+    if wants(PING_PONG) {
+        eprintln!("(c) ping-pong ...");
+        rows.extend(ping_pong_rows(&cores, repeats));
+    }
+    if wants("2P2C blocking (oversubscribed)") {
+        eprintln!("(d) 2P2C blocking ...");
+        rows.push(mpmc_row(repeats));
+    }
+    rows.extend(bucket_rows(repeats, &wants));
+    if rows.is_empty() {
+        usage_error(&format!(
+            "no measure matches --only {:?}",
+            only.unwrap_or_default()
         ));
     }
+
+    print_rows(&rows, &command_line, &options);
+}
+
+/// The single-thread push+pop row: one thread pushing and popping, ns per pair.
+fn single_thread_row(repeats: usize) -> Row {
+    const PAIRS: u64 = 2_000_000;
+    fn a<F: Flavor>() -> f64 {
+        ring::single_thread_pairs::<F>(PAIRS).as_nanos() as f64 / PAIRS as f64
+    }
+    Row::measured(
+        "single-thread push+pop",
+        "ns/op",
+        false,
+        repeats,
+        &mut flavours!(
+            a,
+            Pc,
+            ArrayQueue,
+            Heapless,
+            Rtrb,
+            CrossbeamChannel,
+            StdSyncChannel,
+            Kanal,
+            Flume,
+            ConcurrentQueue,
+            Disruptor
+        ),
+    )
+}
+
+/// The 1P1C rows, single messages and each batch size, that `wants`: the two sides pinned to
+/// two of `cores`.
+fn spsc_rows(cores: &[CoreId], repeats: usize, wants: &dyn Fn(&str) -> bool) -> Vec<Row> {
+    let mut rows = Vec::new();
     const MSGS: u64 = 5_000_000;
     for batch in SPSC_BATCHES {
         let name = spsc_row_name(batch);
@@ -355,7 +388,7 @@ fn main() {
             continue;
         }
         eprintln!("(b) {name} ...");
-        let c = &cores;
+        let c = cores;
         let mut runs: Vec<Run<'_>> = vec![
             spsc::<Pc>(c, MSGS, batch),
             spsc::<PcSplit>(c, MSGS, batch),
@@ -379,73 +412,75 @@ fn main() {
         rows.push(Row::measured(name, "M msg/s", true, repeats, &mut runs).with_na(na));
     }
 
-    if wants(PING_PONG) {
-        eprintln!("(c) ping-pong ...");
-        const ROUNDS: u64 = 200_000;
-        let c = &cores;
-        let mut runs: Vec<Run<'_>> = vec![
-            ping_pong::<Pc>(c, ROUNDS),
-            ping_pong::<PcSplit>(c, ROUNDS),
-            ping_pong::<ArrayQueue>(c, ROUNDS),
-            ping_pong::<Heapless>(c, ROUNDS),
-            ping_pong::<Rtrb>(c, ROUNDS),
-            ping_pong::<CrossbeamChannel>(c, ROUNDS),
-            ping_pong::<Kanal>(c, ROUNDS),
-            ping_pong::<Flume>(c, ROUNDS),
-            ping_pong::<ConcurrentQueue>(c, ROUNDS),
-            ping_pong::<Disruptor>(c, ROUNDS),
-        ];
-        // Both rows from the same runs, so a repeat's p50 and p99 describe one sample set.
-        let quantiles = measure(repeats, &mut runs);
-        for ((_, label), results) in PING_PONG_QUANTILES.iter().zip(quantiles) {
-            let name = format!("{PING_PONG} {label}");
-            rows.push(Row::of(name, "ns", false, results));
-        }
-    }
-    if wants("2P2C blocking (oversubscribed)") {
-        eprintln!("(d) 2P2C blocking ...");
-        const MPMC_MSGS: u64 = 2_000_000;
-        fn d<F: Flavor<Tx: Clone, Rx: Clone>>() -> f64 {
-            per_sec(MPMC_MSGS, ring::mpmc_blocking::<F>(MPMC_MSGS))
-        }
-        let mut runs: Vec<Run<'_>> = flavours!(
-            d,
-            Pc,
-            PcSplit,
-            CrossbeamChannel,
-            StdSyncChannel,
-            ArrayQueue,
-            Heapless,
-            Kanal,
-            Flume,
-            ConcurrentQueue
-        )
-        .into_iter()
-        .collect();
-        // The disruptor's consumers are pollers that each see every event: its own loop.
-        runs.push(run::<Disruptor>(|| {
-            per_sec(MPMC_MSGS, ring::mpmc_disruptor(MPMC_MSGS))
-        }));
-        rows.push(Row::measured(
-            "2P2C blocking (oversubscribed)",
-            "M msg/s",
-            true,
-            repeats,
-            &mut runs,
-        ));
-    }
-    rows.extend(bucket_rows(repeats, &wants));
-    if rows.is_empty() {
-        usage_error(&format!(
-            "no measure matches --only {:?}",
-            only.unwrap_or_default()
-        ));
-    }
+    rows
+}
 
+/// The ping-pong rows (p50 and p99 from the same runs): the two sides pinned to two of
+/// `cores`.
+fn ping_pong_rows(cores: &[CoreId], repeats: usize) -> Vec<Row> {
+    let mut rows = Vec::new();
+    const ROUNDS: u64 = 200_000;
+    let c = cores;
+    let mut runs: Vec<Run<'_>> = vec![
+        ping_pong::<Pc>(c, ROUNDS),
+        ping_pong::<PcSplit>(c, ROUNDS),
+        ping_pong::<ArrayQueue>(c, ROUNDS),
+        ping_pong::<Heapless>(c, ROUNDS),
+        ping_pong::<Rtrb>(c, ROUNDS),
+        ping_pong::<CrossbeamChannel>(c, ROUNDS),
+        ping_pong::<Kanal>(c, ROUNDS),
+        ping_pong::<Flume>(c, ROUNDS),
+        ping_pong::<ConcurrentQueue>(c, ROUNDS),
+        ping_pong::<Disruptor>(c, ROUNDS),
+    ];
+    // Both rows from the same runs, so a repeat's p50 and p99 describe one sample set.
+    let quantiles = measure(repeats, &mut runs);
+    for ((_, label), results) in PING_PONG_QUANTILES.iter().zip(quantiles) {
+        let name = format!("{PING_PONG} {label}");
+        rows.push(Row::of(name, "ns", false, results));
+    }
+    rows
+}
+
+/// The 2P2C row: two producers and two consumers, blocking, on however many cores there are.
+fn mpmc_row(repeats: usize) -> Row {
+    const MPMC_MSGS: u64 = 2_000_000;
+    fn d<F: Flavor<Tx: Clone, Rx: Clone>>() -> f64 {
+        per_sec(MPMC_MSGS, ring::mpmc_blocking::<F>(MPMC_MSGS))
+    }
+    let mut runs: Vec<Run<'_>> = flavours!(
+        d,
+        Pc,
+        PcSplit,
+        CrossbeamChannel,
+        StdSyncChannel,
+        ArrayQueue,
+        Heapless,
+        Kanal,
+        Flume,
+        ConcurrentQueue
+    )
+    .into_iter()
+    .collect();
+    // The disruptor's consumers are pollers that each see every event: its own loop.
+    runs.push(run::<Disruptor>(|| {
+        per_sec(MPMC_MSGS, ring::mpmc_disruptor(MPMC_MSGS))
+    }));
+    Row::measured(
+        "2P2C blocking (oversubscribed)",
+        "M msg/s",
+        true,
+        repeats,
+        &mut runs,
+    )
+}
+
+/// Prints `rows`: the table, or with `--json` one document with the run's metadata.
+fn print_rows(rows: &[Row], command_line: &[String], options: &Options) {
     if options.json {
         let doc = json!({
             "tool": "pc-benches compare",
-            "metadata": metadata(&command_line, &options),
+            "metadata": metadata(command_line, options),
             "measures": rows.iter().map(row_json).collect::<Vec<_>>(),
         });
         println!(
@@ -453,7 +488,7 @@ fn main() {
             serde_json::to_string_pretty(&doc).expect("JSON of plain values")
         );
     } else {
-        print_table(&rows);
+        print_table(rows);
     }
 }
 
