@@ -333,6 +333,20 @@ fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_g
         [(1, file_s.clone(), ino as i64, new_bytes.len() as i64, 14)]
     );
     assert_verify(s.dir(), &["verify", "--db", &db_s]);
+    // The file against its rows: its lines are numbers 10.., and rows 0..10 hold its earlier
+    // content (verify --source found those 10 rows beyond the file's end, for good).
+    let verify_source = || {
+        let out = common::run(s.dir(), &["verify", "--db", &db_s, "--source", &source]);
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    let said = verify_source();
+    assert!(
+        said.contains("4 lines: 4 stored in file order")
+            && said.contains("lines numbered from 11 on")
+            && said.contains("10 rows of its earlier content"),
+        "{said}"
+    );
 
     // Nothing is read twice afterwards: a third run resumes at the end.
     let (v, stderr) = ingest(&s);
@@ -340,4 +354,14 @@ fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_g
     assert_eq!(u(&v, "stored"), 0, "{v}");
     assert_eq!(u(&v["inputs"][0], "resumed_offset"), new_bytes.len() as u64);
     assert_eq!(all_rows(&db).len(), 14);
+
+    // Cut short again, not read since: what it holds now is unread, numbered from 14 on.
+    std::fs::write(&file, "third\n").unwrap();
+    let said = verify_source();
+    assert!(
+        said.contains("lines numbered from 15 on")
+            && said.contains("14 rows of its earlier content")
+            && said.contains("not stored yet by any run"),
+        "{said}"
+    );
 }

@@ -93,6 +93,25 @@ pub fn runs_after_query(run: &str) -> String {
     format!("SELECT COUNT(*) FROM runs WHERE run_id > {run}")
 }
 
+/// A file input as the `inputs` table keeps it: its id and committed position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileInput {
+    /// The `input_id` (the `producer` of its rows).
+    pub input: i64,
+    /// Bytes committed.
+    pub offset: i64,
+    /// Lines committed: the next line's number (counted over the input's life).
+    pub line: i64,
+    /// Bytes of a last line committed without its end, just before `offset`.
+    pub tail: i64,
+}
+
+/// The columns of [`FileInput`], in its order, as a `SELECT` list (`offset` quoted by the
+/// caller's dialect).
+pub fn file_input_columns(offset: &str) -> String {
+    format!("input_id, {offset}, line, tail")
+}
+
 /// A sink, opened read-only for `verify` and `plot`.
 pub trait ReadBack: std::fmt::Debug {
     /// The runs recorded: one, or all (`None`), by run id.
@@ -108,12 +127,12 @@ pub trait ReadBack: std::fmt::Debug {
     fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()>;
 
     /// The input of the file `key`, found as a run finds it (the same path, device and inode,
-    /// or the same device, inode and birth time after a rename): its `input_id` and committed
-    /// byte offset; `None` if no run read it.
+    /// or the same device, inode and birth time after a rename), and its committed position;
+    /// `None` if no run read it.
     ///
     /// # Errors
     /// The sink's.
-    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<(i64, i64)>>;
+    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<FileInput>>;
 
     /// The runs that read input `input`, by run id, each with its `runs.config` (JSON).
     ///

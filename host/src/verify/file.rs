@@ -8,8 +8,12 @@
 //! UTF-8 or JSON, longer than `--max-record-bytes`); rows past the end of the file, duplicates
 //! and rows out of order are problems. The first difference is named by line number.
 //!
-//! This compares against the file as it is now: after a truncation during ingest, or a file
-//! rewritten in place, the stored rows hold content the file no longer has.
+//! This compares against the file as it is now. Its lines are numbered as its rows are, over
+//! the input's life: a file found cut short (`copytruncate`) was read again from its start
+//! with the numbers going on, so the file's first line is number `line` minus the lines before
+//! the committed position, and rows numbered below that hold the earlier content: counted,
+//! not compared. A file rewritten in place (same length or longer) is compared line by line,
+//! and its stored rows hold content it no longer has.
 
 use std::collections::BTreeSet;
 
@@ -19,7 +23,7 @@ use crate::config::cli::DEFAULT_MAX_RECORD_BYTES;
 use crate::config::url::Format;
 use crate::config::{ConfigError, SourceSpec};
 use crate::report::summary::plural;
-use crate::sink::read_back::ReadBack;
+use crate::sink::read_back::{FileInput, ReadBack};
 use crate::source::input::{LineReader, open_file};
 use crate::source::lines::record_text;
 
@@ -43,6 +47,12 @@ struct Walk {
     partial: Vec<u64>,
     /// Where the dead-lettered lines were looked up, for the report.
     dead_letter_note: String,
+    /// Rows of the file's earlier content (numbered below its first line), and that number.
+    earlier: u64,
+    first: u64,
+    /// Where the file as it is now was read to: the committed position, or 0 if it was cut
+    /// short since.
+    read_to: u64,
     problems: Vec<String>,
 }
 
@@ -86,8 +96,7 @@ pub fn check(
     let opened = open_file(path).map_err(ConfigError)?;
     let key = &opened.key;
     // As a run finds it.
-    let input = store.file_input(key)?;
-    let Some((input, committed)) = input else {
+    let Some(found) = store.file_input(key)? else {
         // Bad input, as a --run the database does not have is.
         return Err(ConfigError(format!(
             "{db} holds no rows from {} (this file, by path, device and inode, or by device, \
@@ -96,15 +105,16 @@ pub fn check(
         ))
         .into());
     };
+    let input = found.input;
     let recorded = recorded::reading(store.input_runs(input)?, key);
     let (max, format, how) = settle(&given, &recorded);
     let files = given
         .dead_letter
         .map_or(recorded.dead_letters, |file| vec![file]);
     let dead = dead_lettered::lines_of(&files, input, &recorded.runs);
+    let (first, committed_at) = first_line_number(&opened.file, found)?;
     let reader = LineReader::new(opened.file, max);
-    let committed_at = u64::try_from(committed).unwrap_or(0);
-    let mut pairing = Pairing::new(reader, format, max, committed_at, &dead.lines)?;
+    let mut pairing = Pairing::new(reader, format, max, (first, committed_at), &dead.lines)?;
     store.input_rows(input, &mut |seq, message| Ok(pairing.row(seq, message)?))?;
     let mut walk = pairing.finish()?;
     walk.dead_letter_note = dead_letter_note(&dead, !walk.problems.is_empty());
@@ -113,7 +123,37 @@ pub fn check(
         format.as_str()
     );
     let file = key.path.display().to_string();
-    Ok(walk.print(db, &file, (input, committed), &reading))
+    Ok(walk.print(db, &file, (input, found.offset), &reading))
+}
+
+/// The number of the file's first line, as its rows number it, and the position committed in
+/// the file as it is now. Those are 0 and the committed offset unless the file was cut short
+/// and read again (see the module docs): then the first line is `found.line` minus the lines
+/// before the committed position. A file now shorter than that position was cut short after
+/// the last run: none of what it holds now has been read, and its lines are numbered from
+/// `found.line`.
+fn first_line_number(file: &std::fs::File, found: FileInput) -> std::io::Result<(u64, u64)> {
+    use std::io::Read as _;
+    let offset = u64::try_from(found.offset).unwrap_or(0);
+    let line = u64::try_from(found.line).unwrap_or(0);
+    if file.metadata()?.len() < offset {
+        return Ok((line, 0));
+    }
+    let mut before = u64::from(found.tail > 0);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = offset;
+    let mut r = file;
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = r.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        before += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        left -= n as u64;
+    }
+    std::io::Seek::rewind(&mut r)?;
+    Ok((line.saturating_sub(before), offset))
 }
 
 /// The limit and format to read the file with, and where they came from (for the report).
@@ -195,6 +235,8 @@ struct Pairing<'a> {
     offset: u64,
     /// Rows after the file's end.
     beyond: u64,
+    /// The number of the file's first line (see [`first_line_number`]).
+    first: u64,
     walk: Walk,
 }
 
@@ -204,7 +246,7 @@ impl<'a> Pairing<'a> {
         reader: LineReader<std::fs::File>,
         format: Format,
         max: usize,
-        committed: u64,
+        (first, committed): (u64, u64),
         dead: &'a BTreeSet<u64>,
     ) -> std::io::Result<Self> {
         let mut pairing = Self {
@@ -216,9 +258,10 @@ impl<'a> Pairing<'a> {
             line: None,
             offset: 0,
             beyond: 0,
+            first,
             walk: Walk::default(),
         };
-        pairing.next_line(0)?;
+        pairing.next_line(first)?;
         Ok(pairing)
     }
 
@@ -253,6 +296,10 @@ impl<'a> Pairing<'a> {
     /// out of order or a duplicate, one after the file's end is beyond it.
     fn row(&mut self, seq: i64, stored: &str) -> std::io::Result<()> {
         let seq = seq.max(0) as u64;
+        if seq < self.first {
+            self.walk.earlier += 1;
+            return Ok(());
+        }
         loop {
             let Some(line) = self.line.take() else {
                 self.beyond += 1;
@@ -281,6 +328,8 @@ impl<'a> Pairing<'a> {
 
     /// The rows ended: the lines left have none. Returns what the pairing found.
     fn finish(mut self) -> std::io::Result<Walk> {
+        self.walk.first = self.first;
+        self.walk.read_to = self.committed;
         while let Some(line) = self.line.take() {
             let no = line.no;
             self.unpaired(line);
@@ -370,6 +419,15 @@ impl Walk {
             ));
         }
         say!("{line}");
+        if self.first > 0 {
+            say!(
+                "  lines numbered from {} on: the file was cut short after its earlier content \
+                 was stored (a run reads it again from its start); {} of its earlier content \
+                 (not compared)",
+                self.first + 1,
+                plural(usize::try_from(self.earlier).unwrap_or(usize::MAX), "row"),
+            );
+        }
         if !self.dead_lettered.is_empty() {
             say!(
                 "  {} not stored, as expected: dead-lettered ({}; {})",
@@ -382,9 +440,9 @@ impl Walk {
         }
         if !self.unread.is_empty() {
             say!(
-                "  {} after byte {committed} not stored yet by any run ({}): a run with {} \
-                 reads them",
+                "  {} after byte {} not stored yet by any run ({}): a run with {} reads them",
                 plural(self.unread.len(), "line"),
+                self.read_to,
                 lines_list(&self.unread),
                 crate::config::url::source_flag(file.as_ref())
             );
@@ -479,7 +537,7 @@ mod tests {
         std::fs::write(&path, b"a\nb\n\xff\nd\ne").unwrap();
         let reader = LineReader::new(std::fs::File::open(&path).unwrap(), 100);
         let dead = BTreeSet::from([1]);
-        let mut pairing = Pairing::new(reader, Format::Text, 100, 6, &dead).unwrap();
+        let mut pairing = Pairing::new(reader, Format::Text, 100, (0, 6), &dead).unwrap();
         for (seq, text) in [(1, "B"), (0, "a"), (2, "x"), (3, "d"), (7, "z")] {
             pairing.row(seq, text).unwrap();
         }

@@ -12,7 +12,7 @@ use super::runs;
 use super::schema::{self, Found};
 use crate::config::url::ServerUrl;
 use crate::position::FileKey;
-use crate::sink::read_back::{self, Interval, ReadBack, Row, RunInfo};
+use crate::sink::read_back::{self, FileInput, Interval, ReadBack, Row, RunInfo};
 
 /// The database read back for `verify`.
 #[derive(Debug)]
@@ -115,13 +115,24 @@ impl ReadBack for Reader {
         stream_rows(&mut self.conn, only, each).map_err(|e| self.err(&e))
     }
 
-    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<(i64, i64)>> {
-        self.conn
+    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<FileInput>> {
+        let found: Option<(i64, i64, i64, i64)> = self
+            .conn
             .exec_first(
-                format!("SELECT input_id, `offset` FROM inputs {}", runs::SAME_FILE),
+                format!(
+                    "SELECT {} FROM inputs {}",
+                    read_back::file_input_columns("`offset`"),
+                    runs::SAME_FILE
+                ),
                 runs::same_file_params(key),
             )
-            .map_err(|e| self.err(&e))
+            .map_err(|e| self.err(&e))?;
+        Ok(found.map(|(input, offset, line, tail)| FileInput {
+            input,
+            offset,
+            line,
+            tail,
+        }))
     }
 
     fn input_runs(&mut self, input: i64) -> anyhow::Result<Vec<(i64, Option<String>)>> {

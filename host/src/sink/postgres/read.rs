@@ -12,7 +12,7 @@ use super::runs;
 use super::schema::{self, Found};
 use crate::config::url::ServerUrl;
 use crate::position::FileKey;
-use crate::sink::read_back::{self, Interval, ReadBack, Row, RunInfo};
+use crate::sink::read_back::{self, FileInput, Interval, ReadBack, Row, RunInfo};
 
 /// The database read back for `verify`.
 pub struct Reader {
@@ -134,19 +134,27 @@ impl ReadBack for Reader {
         Ok(())
     }
 
-    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<(i64, i64)>> {
+    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<FileInput>> {
         let (path, dev, ino, born) = runs::file_columns(key);
         self.client
             .query_opt(
                 &format!(
-                    "SELECT input_id, \"offset\" FROM inputs {}",
+                    "SELECT {} FROM inputs {}",
+                    read_back::file_input_columns("\"offset\""),
                     runs::SAME_FILE
                 ),
                 &[&path, &dev, &ino, &born],
             )
             .and_then(|row| {
-                row.map(|r| Ok((i64::from(r.try_get::<_, i32>(0)?), r.try_get(1)?)))
-                    .transpose()
+                row.map(|r| {
+                    Ok(FileInput {
+                        input: i64::from(r.try_get::<_, i32>(0)?),
+                        offset: r.try_get(1)?,
+                        line: r.try_get(2)?,
+                        tail: r.try_get(3)?,
+                    })
+                })
+                .transpose()
             })
             .map_err(|e| {
                 self.server

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension as _, params};
 use super::runs::{self, SAME_FILE, path_text};
 use super::schema::{self, db_error};
 use crate::position::FileKey;
-use crate::sink::read_back::{self, Interval, ReadBack, Row, RunInfo};
+use crate::sink::read_back::{self, FileInput, Interval, ReadBack, Row, RunInfo};
 
 #[derive(Debug)]
 pub struct SqliteReadBack {
@@ -61,17 +61,27 @@ impl ReadBack for SqliteReadBack {
         Ok(())
     }
 
-    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<(i64, i64)>> {
+    fn file_input(&mut self, key: &FileKey) -> anyhow::Result<Option<FileInput>> {
         self.conn
             .query_row(
-                &format!("SELECT input_id, offset FROM inputs {SAME_FILE}"),
+                &format!(
+                    "SELECT {} FROM inputs {SAME_FILE}",
+                    read_back::file_input_columns("offset")
+                ),
                 params![
                     path_text(&key.path),
                     key.dev as i64,
                     key.ino as i64,
                     key.born
                 ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok(FileInput {
+                        input: r.get(0)?,
+                        offset: r.get(1)?,
+                        line: r.get(2)?,
+                        tail: r.get(3)?,
+                    })
+                },
             )
             .optional()
             .map_err(|e| db_error(&self.path, e, self.busy))
