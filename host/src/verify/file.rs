@@ -421,9 +421,9 @@ impl Walk {
         say!("{line}");
         if self.first > 0 {
             say!(
-                "  lines numbered from {} on: the file was cut short after its earlier content \
-                 was stored (a run reads it again from its start); {} of its earlier content \
-                 (not compared)",
+                "  lines numbered from {} on: the file holds fewer lines before the committed \
+                 position than its rows number (cut short, and read again from its start, or \
+                 rewritten in place); {} of its earlier content (not compared)",
                 self.first + 1,
                 plural(usize::try_from(self.earlier).unwrap_or(usize::MAX), "row"),
             );

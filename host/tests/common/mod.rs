@@ -747,9 +747,9 @@ pub fn assert_verify_source_judges_the_rows(s: &Scratch, sink: &[&str], sql: imp
         verify("in.log", 0),
         [
             "  3 lines: 0 stored in file order with the file's text",
-            "  lines numbered from 11 on: the file was cut short after its earlier content was \
-             stored (a run reads it again from its start); 8 rows of its earlier content (not \
-             compared)",
+            "  lines numbered from 11 on: the file holds fewer lines before the committed \
+             position than its rows number (cut short, and read again from its start, or \
+             rewritten in place); 8 rows of its earlier content (not compared)",
             unread.as_str(),
             "result: OK",
         ]
