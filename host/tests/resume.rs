@@ -273,6 +273,30 @@ fn a_run_killed_among_many_small_transactions_resumes_exactly_once() {
     kill_then_resume("kill-tiny", data, &[(20_000, tiny), (5_000, tiny)], false);
 }
 
+/// A file rewritten in place, as long as before, with fewer lines before the committed
+/// position, is compared from its first line: the rows that no longer match are a problem.
+/// (Its rows were all excused as the content of a file cut short, and the result was OK.)
+#[test]
+fn a_file_rewritten_in_place_with_fewer_lines_is_compared_as_it_is() {
+    let s = Scratch::new("rewritten");
+    let file = s.path("app.log");
+    std::fs::write(&file, "a\nb\nc\n").unwrap();
+    let source = format!("file:{}", file.display());
+    let out = ingest_json(s.dir(), &source, "t.db");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let ino = std::fs::metadata(&file).unwrap().ino();
+    std::fs::write(&file, "zzzzzzzzzzzz\n").unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().ino(),
+        ino,
+        "the same file"
+    );
+    let out = common::run(s.dir(), &["verify", "--db", "t.db", "--source", &source]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("PROBLEM"), "{}", out.stdout);
+    assert!(!out.stdout.contains("numbered from"), "{}", out.stdout);
+}
+
 #[test]
 fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_go_on() {
     let s = Scratch::new("shrunk");

@@ -10,10 +10,13 @@
 //!
 //! This compares against the file as it is now. Its lines are numbered as its rows are, over
 //! the input's life: a file found cut short (`copytruncate`) was read again from its start
-//! with the numbers going on, so the file's first line is number `line` minus the lines before
-//! the committed position, and rows numbered below that hold the earlier content: counted,
-//! not compared. A file rewritten in place (same length or longer) is compared line by line,
-//! and its stored rows hold content it no longer has.
+//! with the numbers going on, so where its rows number more lines before the committed
+//! position than it holds, its first line is number `line` minus the lines it holds there, and
+//! rows numbered below that hold the earlier content: counted, not compared. That numbering is
+//! taken only where the rows bear it out (every row from there on in its place, at least one)
+//! or the file is now shorter than the committed position (cut since; nothing of it read yet).
+//! Otherwise (a file rewritten in place) it is compared line by line from 0, and the rows that
+//! hold content it no longer has are the difference.
 
 use std::collections::BTreeSet;
 
@@ -112,11 +115,38 @@ pub fn check(
         .dead_letter
         .map_or(recorded.dead_letters, |file| vec![file]);
     let dead = dead_lettered::lines_of(&files, input, &recorded.runs);
-    let (first, committed_at) = first_line_number(&opened.file, found)?;
+    // The file's lines numbered from 0 and, where its rows number more lines before the
+    // committed position than it holds, from where a run that read it again numbered them.
+    let (first, read_to) = first_line_number(&opened.file, found)?;
+    let committed = u64::try_from(found.offset).unwrap_or(0);
+    let cut_since = read_to < committed;
+    let mut renumbered = match first {
+        0 => None,
+        _ => Some(Pairing::new(
+            LineReader::new(std::fs::File::open(&key.path)?, max),
+            format,
+            max,
+            (first, read_to),
+            &dead.lines,
+        )?),
+    };
     let reader = LineReader::new(opened.file, max);
-    let mut pairing = Pairing::new(reader, format, max, (first, committed_at), &dead.lines)?;
-    store.input_rows(input, &mut |seq, message| Ok(pairing.row(seq, message)?))?;
-    let mut walk = pairing.finish()?;
+    let mut plain = Pairing::new(reader, format, max, (0, committed), &dead.lines)?;
+    store.input_rows(input, &mut |seq, message| {
+        plain.row(seq, message)?;
+        if let Some(r) = &mut renumbered {
+            r.row(seq, message)?;
+        }
+        Ok(())
+    })?;
+    let plain = plain.finish()?;
+    // Numbered on only where that tells the rows' story: the file cut short since its last
+    // run (nothing of it read yet), or read again with every row of it in its place. A file
+    // rewritten in place with fewer lines is compared as it is.
+    let mut walk = match renumbered.map(Pairing::finish).transpose()? {
+        Some(r) if cut_since || (r.problems.is_empty() && r.stored > 0) => r,
+        _ => plain,
+    };
     walk.dead_letter_note = dead_letter_note(&dead, !walk.problems.is_empty());
     let reading = format!(
         "  read with --max-record-bytes {max}, format={}{how}",
@@ -126,12 +156,12 @@ pub fn check(
     Ok(walk.print(db, &file, (input, found.offset), &reading))
 }
 
-/// The number of the file's first line, as its rows number it, and the position committed in
-/// the file as it is now. Those are 0 and the committed offset unless the file was cut short
-/// and read again (see the module docs): then the first line is `found.line` minus the lines
-/// before the committed position. A file now shorter than that position was cut short after
-/// the last run: none of what it holds now has been read, and its lines are numbered from
-/// `found.line`.
+/// The number of the file's first line, as a run that read it again would number it, and the
+/// position committed in the file as it is now. Those are 0 and the committed offset unless
+/// its rows number more lines before that position than it holds (see the module docs): then
+/// the first line is `found.line` minus the lines it holds there. A file now shorter than that
+/// position was cut short after the last run: none of what it holds now has been read, and its
+/// lines are numbered from `found.line`.
 fn first_line_number(file: &std::fs::File, found: FileInput) -> std::io::Result<(u64, u64)> {
     use std::io::Read as _;
     let offset = u64::try_from(found.offset).unwrap_or(0);
