@@ -1049,20 +1049,36 @@ fn an_environment_value_that_is_not_utf8_names_its_variable() {
     );
 }
 
-/// A config file that is a pipe is read to its end, as `--config <(...)` gives one; one that
-/// nobody writes to reads as empty at once (its open used to wait for a writer for ever).
+/// A config file that is a pipe is read to its end, as `--config <(...)` gives one, once its
+/// writer writes, even if it starts after pc-host; one that nobody writes to is refused after a
+/// wait, not waited on for ever (its open did) nor read as empty (the run then went ahead on
+/// the defaults, into another database).
 #[test]
-fn a_config_file_that_is_a_pipe_is_read_without_waiting_for_a_writer() {
+fn a_config_file_that_is_a_pipe_waits_a_little_for_its_writer() {
     let s = Scratch::new("config-fifo");
     let fifo =
         std::ffi::CString::new(s.path("cfg.toml").into_os_string().into_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
     let args = ["--messages", "4", "--rps", "0", "--output", "json"];
-    // No writer: nothing read, the defaults (5 consumers with the generator).
     let out = run_env(s.dir(), &args, &[("PC_HOST_CONFIG", "cfg.toml")]);
+    assert_one_line_error(
+        &out,
+        2,
+        "PC_HOST_CONFIG=cfg.toml is a pipe nobody wrote to within 5 s: start its writer first",
+    );
+    assert!(!s.path("pc-host.db").exists(), "no run on the defaults");
+    // A writer that opens the pipe only once pc-host has (its open waits for a reader).
+    let path = s.path("cfg.toml");
+    let writer = std::thread::spawn(move || {
+        std::fs::write(path, "consumers = 3\n").expect("write the pipe");
+    });
+    let mut late = vec!["--config", "cfg.toml"];
+    late.extend(args);
+    let out = run(s.dir(), &late);
+    writer.join().unwrap();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert_eq!(common::json(&out)["config"]["consumers"], 5);
+    assert_eq!(common::json(&out)["config"]["consumers"], 3);
     // A pipe with the config in it, as `--config <(...)` passes one (here as stdin).
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe(2) writes.

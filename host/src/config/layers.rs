@@ -12,6 +12,7 @@ use std::fmt;
 use std::io::Read as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory as _, FromArgMatches as _};
@@ -304,25 +305,45 @@ fn did_you_mean(name: &str, known: &[String]) -> String {
         .unwrap_or_default()
 }
 
+/// How long a config file that is a pipe may take to be written to.
+const PIPE_WAIT: Duration = Duration::from_secs(5);
+
 /// The text of the config file at `path` (called `label` in errors), at most
 /// [`MAX_FILE_BYTES`]. Opened without blocking, as the open of a pipe nobody writes to would
-/// wait for ever; then read as usual (a pipe, as from `--config <(...)`, to its end: at once if
-/// it has no writer).
+/// wait for ever; a pipe (as from `--config <(...)`) then gets [`PIPE_WAIT`] for its writer to
+/// write (or close it), and is read to its end.
 fn read_text(path: &Path, label: &str) -> Result<String, ConfigError> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::FileTypeExt as _;
     let cannot = |e: std::io::Error| ConfigError(format!("cannot read {label}: {e}"));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .and_then(|f| {
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: fcntl on a descriptor `f` owns; F_SETFL takes an int of flags.
-            match unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, 0) } {
-                0 => Ok(f),
-                _ => Err(std::io::Error::last_os_error()),
-            }
-        })
         .map_err(cannot)?;
+    if file.metadata().map_err(cannot)?.file_type().is_fifo() {
+        let mut ready = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let wait = libc::c_int::try_from(PIPE_WAIT.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one pollfd, valid for the call; the descriptor is `file`'s.
+        match unsafe { libc::poll(&raw mut ready, 1, wait) } {
+            0 => {
+                return Err(ConfigError(format!(
+                    "{label} is a pipe nobody wrote to within {} s: start its writer first",
+                    PIPE_WAIT.as_secs()
+                )));
+            }
+            n if n < 0 => return Err(cannot(std::io::Error::last_os_error())),
+            _ => {}
+        }
+    }
+    // SAFETY: fcntl on a descriptor `file` owns; F_SETFL takes an int of flags.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) } != 0 {
+        return Err(cannot(std::io::Error::last_os_error()));
+    }
     let mut text = String::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
