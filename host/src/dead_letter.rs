@@ -334,7 +334,15 @@ impl DeadLetters {
             .and_then(|()| rename_no_replace(&beside, &self.path));
         match placed {
             Ok(()) => {
-                File::open(dir)?.sync_all()?;
+                // The entries are in the file, under its name: a directory that cannot be
+                // synced is said, not taken for entries not written (they would be again).
+                if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                    tracing::warn!(
+                        "--dead-letter {}: made, but its directory could not be synced ({e}): \
+                         a crash now could lose the file",
+                        self.path.display()
+                    );
+                }
                 Ok(Some(f))
             }
             Err(e) => {
