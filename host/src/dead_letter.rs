@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
@@ -331,7 +331,7 @@ impl DeadLetters {
         let placed = f
             .write_all(text)
             .and_then(|()| f.sync_data())
-            .and_then(|()| rename_no_replace(&beside, &self.path));
+            .and_then(|()| crate::paths::rename_no_replace(&beside, &self.path));
         match placed {
             Ok(()) => {
                 // The entries are in the file, under its name: a directory that cannot be
@@ -469,32 +469,6 @@ fn new_file_in(dir: &Path) -> std::io::Result<(File, PathBuf)> {
     }
 }
 
-/// Renames `from` to `to` unless `to` exists (`renameat2` with `RENAME_NOREPLACE`): EEXIST
-/// then, and EINVAL where the file system cannot.
-fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    };
-    let (from, to) = (c(from)?, c(to)?);
-    // SAFETY: two valid NUL-terminated paths, relative to the working directory.
-    let done = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if done == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Whether `path` (through any link) names the file `f` is open on.
 fn names_file(path: &Path, f: &File) -> std::io::Result<bool> {
     use std::os::unix::fs::MetadataExt as _;
@@ -523,6 +497,7 @@ fn first_line(f: &File) -> std::io::Result<Vec<u8>> {
         }
         line.extend_from_slice(&buf[..n]);
     }
+    line.truncate(usize::try_from(ENTRY_MOST).unwrap_or(usize::MAX));
     Ok(line)
 }
 
@@ -615,18 +590,9 @@ const ENTRY_MOST: u64 = (crate::config::MAX_RECORD * 8) + 4096;
 
 /// Whether `path`'s first line is a pc-host dead-letter entry.
 pub fn is_dead_letter_file(path: &Path) -> bool {
-    let Ok(f) = File::open(path) else {
-        return false;
-    };
-    let mut first = Vec::new();
-    if BufReader::new(f)
-        .take(ENTRY_MOST)
-        .read_until(b'\n', &mut first)
-        .is_err()
-    {
-        return false;
-    }
-    is_entry(&first)
+    File::open(path)
+        .and_then(|f| first_line(&f))
+        .is_ok_and(|first| is_entry(&first))
 }
 
 /// Whether `line` is one dead-letter entry: a JSON object with the [`MARK`] key.

@@ -109,12 +109,45 @@ pub fn writable(path: &Path) -> bool {
 /// a read-only mount included, and if not, the system's reason (a path with a NUL in it is
 /// `InvalidInput`).
 pub fn access(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let c = c_path(path)?;
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call; access only
     // reads it.
     if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `path` as a C string, for a system call.
+///
+/// # Errors
+/// `InvalidInput` if the path holds a NUL byte.
+fn c_path(path: &Path) -> std::io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt as _;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+/// Renames `from` to `to` unless `to` exists (`renameat2` with `RENAME_NOREPLACE`).
+///
+/// # Errors
+/// EEXIST if `to` exists; EINVAL where the file system cannot rename that way; the call's
+/// others.
+pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    // SAFETY: two valid NUL-terminated paths, relative to the working directory, read only
+    // for the duration of the call.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if done == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
