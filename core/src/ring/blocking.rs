@@ -1,8 +1,11 @@
 //! Blocking push and pop (feature `std`; also built under loom, without the timed variants,
 //! so the loom suite checks the wake-ups): the non-blocking operations in an adaptive wait.
 //!
-//! A blocked thread spins briefly, then yields, then sleeps until woken (wait.rs). While
-//! nobody sleeps, the other side pays one plain load per operation and makes no syscall.
+//! A blocked thread spins briefly, then yields, then sleeps until woken (wait.rs). A thread
+//! whose recent waits spun in vain spins less (`sync::Backoff`). A waiting `push` looks at
+//! the tail again only once there is room for a run, as `try_push_spinning` does, until it
+//! first re-checks before sleeping. While nobody sleeps, the other side pays one plain load
+//! per operation and makes no syscall.
 //! Once an operation has lost the race for a position to a thread of its own side, it yields
 //! before each later look after a lost race (`sync::LostRaces` says why); the `try_` operations
 //! never yield.
@@ -32,9 +35,14 @@ pub(super) enum Consumers {
 
 impl<T, S: Storage<T>> RingCore<T, S> {
     /// Pushes `value`, waiting while the ring is full (or the slot at the tail is still held
-    /// by a pop): spins briefly (127 pause hints in all), yields (up to 58 times: fewer while
-    /// this side's recent waits slept anyway; README, "The ring"), then sleeps until
-    /// a pop frees a slot or the ring closes. While other producers keep claiming the tail
+    /// by a pop): spins briefly (127 pause hints at most: fewer while this thread's recent
+    /// waits spun in vain), yields (up to 58 times: fewer while this side's recent waits slept
+    /// anyway; README, "The ring"), then sleeps until a pop frees a slot or the ring closes.
+    /// While it spins and yields it tries again only once the slot `capacity / 8` past the
+    /// tail is free (for at most 63 looks), as [`try_push_spinning`](Self::try_push_spinning)
+    /// does, so that it does not take each freed slot's cache line from a consumer in the
+    /// middle of its work; before it sleeps it looks at the tail itself, and from then on
+    /// takes any free slot. While other producers keep claiming the tail
     /// first, it retries at once the first time and yields before each later try, so that
     /// with more threads than cores its core goes to a consumer.
     ///
@@ -105,10 +113,23 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ) -> Result<(), PushError<T>> {
         let mut value = Some(value);
         let abandoned = Cell::new(false);
+        // The wait for room for a run (spinning.rs), counted as `try_push_spinning` counts it:
+        // 1 after the `Full` that started it. Ended for good by the first re-check before a
+        // sleep (which looks at the tail itself), so that a wait never sleeps, nor re-checks
+        // again and again, while the slot at the tail is free.
+        let run_wait = Cell::new(1);
         let outcome = self.head.waiters.wait_for(
             deadline,
-            || self.producer_blocked(&abandoned, consumers),
             || {
+                run_wait.set(0);
+                self.producer_blocked(&abandoned, consumers)
+            },
+            || {
+                let waiting = run_wait.get();
+                if self.keeps_waiting(waiting) {
+                    run_wait.set(waiting + 1);
+                    return Step::Blocked;
+                }
                 let v = value.take().expect("value is put back on every retry");
                 match self.try_push_or(v, &mut || races.lost()) {
                     Ok(()) => Step::Done(Ok(())),

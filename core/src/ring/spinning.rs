@@ -2,7 +2,7 @@
 //! instead of pushing into each slot the moment the consumer frees it. The ring's own
 //! [`RingCore::try_push_spinning`] keeps its state in the tail's `Side` (shared by every
 //! producer of the ring); a split ring's `Producer::try_push_spinning` keeps it in the handle
-//! (split.rs).
+//! (split.rs); a blocking `push` keeps it in its wait (blocking.rs).
 //!
 //! Why: a producer that outruns its consumer and tries again the moment one slot frees reads
 //! the very slot the consumer is freeing, and each read takes that cache line from the

@@ -246,6 +246,37 @@ fn close_wakes_every_sleeping_consumer() {
     });
 }
 
+/// A push waiting on a full ring waits for room for a run (an eighth of the ring) before it
+/// looks at the tail again, but only until it first re-checks before sleeping: woken for one
+/// freed slot, it takes that slot at once. (Were the run wait still on, it would spin and
+/// yield its budget again before its next re-check found the slot.) The second round is the
+/// one that shows it: its budget, halved by the first sleep, ends before the run wait would.
+#[test]
+fn a_sleeping_push_takes_the_one_slot_a_pop_frees() {
+    let ring = HeapRing::<u64>::with_capacity(16);
+    assert_eq!(ring.try_push_batch(&mut (0..16)), Ok(16));
+    let waiters = &ring.head.waiters;
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        for (round, budget) in [(0, 58), (1, 29)] {
+            assert_eq!(waiters.yield_budget(), budget);
+            let ring = &ring;
+            let pushing = s.spawn(move || ring.push(16 + round));
+            until_asleep(waiters, 1);
+            let yielded = waiters.yields_before_parking();
+            assert_eq!(ring.try_pop(), Ok(round));
+            assert_eq!(pushing.join().unwrap(), Ok(()));
+            assert_eq!(
+                waiters.yields_before_parking(),
+                yielded,
+                "round {round}: yielded (and re-checked) again before pushing"
+            );
+        }
+    });
+    let left: Vec<u64> = core::iter::from_fn(|| ring.try_pop().ok()).collect();
+    assert_eq!(left, (2..18).collect::<Vec<_>>());
+}
+
 /// A consumer whose pops on an empty ring yield their whole budget and then sleep anyway (no
 /// producer ran meanwhile) halves the budget each time: the next pop yields half as often
 /// before it sleeps. The producers' side keeps its own.
