@@ -375,7 +375,17 @@ impl LostRaces {
 ///
 /// On a machine with fewer cores than threads (2 cores here), pure spinning starves the very
 /// thread we wait for; yielding lets it run, and parking stops burning a core when the wait is
-/// long. Waits that take nothing use [`OneYielder`] instead. Under loom it says "park" at once:
+/// long.
+///
+/// How long it spins, each thread learns for itself (a thread-local: no line shared with
+/// other threads): a wait that spun all its steps and still had to yield or park takes one
+/// step off the next wait's spins (down to one step, one pause hint); a wait that ends while
+/// spinning sets them back to the most (seven steps, 127 pause hints); every 16th wait spins
+/// the most whatever was learned, to find out whether spinning pays again. Why: spinning pays
+/// only while the thread we wait for runs on another core. A producer and a consumer taking
+/// turns on one core (more threads than cores) spent about a third of their time in spins
+/// that could not end well, and a wait for a slow other side (a consumer committing to a
+/// database) spins for nothing too. Waits that take nothing use [`OneYielder`] instead. Under loom it says "park" at once:
 /// spinning never changes what a model can reach, only how long loom takes to reach it, while
 /// parking is exactly what the models check.
 #[cfg(any(feature = "std", loom))]
@@ -388,6 +398,9 @@ pub(crate) struct Backoff {
     /// due (again after each reset).
     #[cfg(not(loom))]
     yields: u32,
+    /// Steps that spin in this wait, read from the thread's `SPIN_STEPS` at its first step.
+    #[cfg(not(loom))]
+    spins: u32,
 }
 
 /// What the one wait loop (`Waiters::wait`) asks of its backoff: [`Backoff`] for the waits
@@ -402,6 +415,9 @@ pub(crate) trait Snooze<'a> {
     fn reset(&mut self);
     /// Gives back what the wait holds while it yields; called before it parks.
     fn leave(&mut self) {}
+    /// The wait got what it waited for (`done`), or is about to park: teaches the thread's
+    /// spin steps whether spinning paid.
+    fn learn(&self, _done: bool) {}
 }
 
 #[cfg(loom)]
@@ -430,8 +446,12 @@ impl<'a> Snooze<'a> for Backoff {
 
 #[cfg(all(feature = "std", not(loom)))]
 impl Backoff {
-    /// Steps that spin, each doubling its pause hints (1, 2, .. 64).
-    const SPIN_LIMIT: u32 = 6;
+    /// The most steps that spin, each doubling its pause hints (1, 2, .. 64).
+    const MAX_SPINS: u32 = 7;
+    /// The fewest.
+    const MIN_SPINS: u32 = 1;
+    /// Every this many waits of a thread, one spins the most whatever it learned.
+    const SPIN_PROBE_EVERY: u32 = 16;
     /// `yields` before the budget was read.
     const UNREAD: u32 = u32::MAX;
 
@@ -439,7 +459,23 @@ impl Backoff {
         Self {
             step: 0,
             yields: Self::UNREAD,
+            spins: Self::MAX_SPINS,
         }
+    }
+
+    /// The spin steps for a wait starting now: what this thread learned, or the most every
+    /// [`SPIN_PROBE_EVERY`](Self::SPIN_PROBE_EVERY)th wait.
+    fn spins_for_this_wait() -> u32 {
+        SPINS.with(|s| {
+            let (steps, waits) = s.get();
+            let waits = waits.wrapping_add(1);
+            s.set((steps, waits));
+            if waits.is_multiple_of(Self::SPIN_PROBE_EVERY) {
+                Self::MAX_SPINS
+            } else {
+                steps
+            }
+        })
     }
 
     /// Waits a little. Returns `false` once spinning and yielding are exhausted and the caller
@@ -448,7 +484,10 @@ impl Backoff {
     /// which a wait that ends while spinning never needs to read.
     #[inline]
     fn snooze_if(&mut self, budget: &YieldBudget, may_yield: impl FnOnce() -> bool) -> bool {
-        if self.step <= Self::SPIN_LIMIT {
+        if self.step == 0 {
+            self.spins = Self::spins_for_this_wait();
+        }
+        if self.step < self.spins {
             for _ in 0..1u32 << self.step {
                 spin_hint();
             }
@@ -459,7 +498,7 @@ impl Backoff {
                 }
                 self.yields = budget.for_this_wait();
             }
-            if self.step > Self::SPIN_LIMIT + self.yields {
+            if self.step >= self.spins + self.yields {
                 return false;
             }
             yield_now();
@@ -467,6 +506,14 @@ impl Backoff {
         self.step += 1;
         true
     }
+}
+
+#[cfg(all(feature = "std", not(loom)))]
+std::thread_local! {
+    /// This thread's spin steps (what its waits learned: `Backoff::learn`) and its waits so
+    /// far (for `Backoff::SPIN_PROBE_EVERY`).
+    static SPINS: core::cell::Cell<(u32, u32)> =
+        const { core::cell::Cell::new((Backoff::MAX_SPINS, 0)) };
 }
 
 #[cfg(all(feature = "std", not(loom)))]
@@ -478,13 +525,31 @@ impl<'a> Snooze<'a> for Backoff {
 
     #[inline]
     fn yielded(&self) -> u32 {
-        self.step.saturating_sub(Self::SPIN_LIMIT + 1)
+        self.step.saturating_sub(self.spins)
     }
 
     #[inline]
     fn reset(&mut self) {
         self.step = 0;
         self.yields = Self::UNREAD;
+    }
+
+    /// A wait that ended while spinning (or before) sets the thread's spin steps back to the
+    /// most; one that spun them all and still had to yield or park takes one off.
+    #[inline]
+    fn learn(&self, done: bool) {
+        if self.step == 0 {
+            return;
+        }
+        SPINS.with(|s| {
+            let (steps, waits) = s.get();
+            let steps = if done && self.step <= self.spins {
+                Self::MAX_SPINS
+            } else {
+                steps.saturating_sub(1).max(Self::MIN_SPINS)
+            };
+            s.set((steps, waits));
+        });
     }
 }
 
@@ -541,6 +606,11 @@ impl<'a> Snooze<'a> for OneYielder<'a> {
     #[inline]
     fn reset(&mut self) {
         self.backoff.reset();
+    }
+
+    #[inline]
+    fn learn(&self, done: bool) {
+        self.backoff.learn(done);
     }
 
     #[inline]
@@ -797,6 +867,39 @@ mod tests {
         assert_eq!(snoozes(&mut backoff, &budget), (7 + 29, 29));
         backoff.reset();
         assert_eq!(backoff.yielded(), 0, "a reset starts with the spins again");
+    }
+
+    /// Waits of one thread that spin all their steps in vain (they still yield or park) spin
+    /// one step less each, down to one; a wait that gets its value while spinning sets the
+    /// thread back to the most; and every 16th wait spins the most whatever was learned.
+    #[test]
+    fn a_thread_whose_spins_do_not_pay_spins_less_until_a_spin_pays() {
+        let budget = YieldBudget::new();
+        // A new thread: its spin steps start at the most, its count of waits at zero.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let spun = |done: bool| {
+                    let mut backoff = Backoff::new();
+                    let (steps, yields) = snoozes(&mut backoff, &budget);
+                    backoff.learn(done);
+                    steps - yields
+                };
+                let in_vain: [u32; 8] = core::array::from_fn(|i| spun(i % 2 == 0));
+                assert_eq!(
+                    in_vain,
+                    [7, 6, 5, 4, 3, 2, 1, 1],
+                    "yielded, then got it or parked"
+                );
+                let mut paid = Backoff::new();
+                assert!(paid.snooze(&budget), "one spin step");
+                paid.learn(true);
+                assert_eq!(spun(false), 7, "a spin that paid restores the most");
+                let later: [u32; 6] = core::array::from_fn(|_| spun(false));
+                assert_eq!(later, [6, 5, 4, 3, 2, 7], "the 16th wait probes");
+            })
+            .join()
+            .expect("no panic");
+        });
     }
 
     /// The budget sits in the line of the index the other side moves: a wait that ends while

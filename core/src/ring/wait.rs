@@ -361,6 +361,7 @@ mod imp {
             let mut woken = false;
             loop {
                 if let Step::Done(r) = attempt() {
+                    backoff.learn(true);
                     if backoff.yielded() > 0 {
                         self.budget.paid(backoff.yielded());
                     }
@@ -377,6 +378,7 @@ mod imp {
                     return None;
                 }
                 if !backoff.snooze(&self.budget) {
+                    backoff.learn(false);
                     backoff.leave();
                     #[cfg(test)]
                     // Relaxed: test support only.
