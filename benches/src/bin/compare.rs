@@ -1,7 +1,8 @@
 //! Quick side-by-side comparison: short versions of the ring and token bucket benches (pc and
 //! its peers in the same run, interleaved, repeated), printed as one table: each measure, ours,
-//! the best peer, and the ratio (> 1 means pc is ahead); or, with `--json`, as one JSON
-//! document with every sample, for keeping runs and diffing them.
+//! the best peer, the ratio of the medians and the median of the per-repeat ratios (> 1 means
+//! pc is ahead); or, with `--json`, as one JSON document with every sample, for keeping runs
+//! and diffing them.
 //!
 //! `cargo run --release -p pc-benches --bin compare -- --help` prints the options.
 
@@ -20,14 +21,18 @@ usage: compare [--repeats N] [--only WORD] [--json]
        compare --help
 
 Short versions of the ring and token bucket benches: pc and every peer in one run, their
-runs interleaved (pc, peer1, peer2, .., pc, peer1, ..) and repeated; medians.
+runs interleaved (pc, peer1, peer2, .., pc, peer1, ..) and repeated; medians. Two ratios
+to the best peer (the one with the best median), > 1 meaning pc is ahead: of the medians,
+and paired, the median of the repeats' own ratios (pc's i-th sample against the peer's
+i-th, taken minutes apart at most). Where the machine changes speed between repeats (a VM
+moved between host cores), the paired ratio compares samples taken in the same stretch.
 
   --repeats N   runs of each measure per crate (default 5)
   --only WORD   only the measures whose names contain WORD, case aside: single
                 (single-thread push+pop and 1P1C single), 1p1c, batch, ping-pong (its p50 and
                 p99 rows are one measure), 2p2c, bucket, accuracy, ...
   --json        print one JSON document (metadata; per measure and crate: every sample, the
-                median, and the ratio to the best MPMC peer) instead of the table
+                median, and both ratios to the best MPMC peer) instead of the table
   -h, --help    print this and exit
 
 Ring: capacity 1024, u64 messages; 1P1C and ping-pong sides pinned to two cores. pc's ring
@@ -161,6 +166,18 @@ impl Row {
         } else {
             theirs / ours
         }
+    }
+
+    /// The median of the per-repeat ratios of `ours` against `theirs` (sample `i` against
+    /// sample `i`: `measure` ran them one after the other), oriented as [`Row::ratio`].
+    fn paired_ratio(&self, ours: &Measured, theirs: &Measured) -> f64 {
+        let ratios = ours
+            .samples
+            .iter()
+            .zip(&theirs.samples)
+            .map(|(&o, &t)| self.ratio(o, t))
+            .collect();
+        median(ratios)
     }
 }
 
@@ -584,8 +601,8 @@ fn bucket_rows(repeats: usize, wants: &dyn Fn(&str) -> bool) -> Vec<Row> {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| measure | unit | pc | best peer | peer | ratio (pc vs best) |");
-    println!("|---|---|---:|---:|---|---:|");
+    println!("| measure | unit | pc | best peer | peer | ratio (pc vs best) | paired |");
+    println!("|---|---|---:|---:|---|---:|---:|");
     for row in rows {
         let Some(best) = row.best_peer(|_| true) else {
             continue;
@@ -600,13 +617,14 @@ fn print_table(rows: &[Row]) {
                 row.measure.clone()
             };
             println!(
-                "| {} | {} | {:.2} | {:.2} | {} | {:.2}x |",
+                "| {} | {} | {:.2} | {:.2} | {} | {:.2}x | {:.2}x |",
                 measure,
                 row.unit,
                 ours.median,
                 best.median,
                 best.name,
-                row.ratio(ours.median, best.median)
+                row.ratio(ours.median, best.median),
+                row.paired_ratio(ours, best)
             );
         }
     }
@@ -623,8 +641,9 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// One measure as JSON: every crate's samples and median, and its ratio to the best MPMC peer
-/// (and to the best peer of any kind), oriented so that > 1 means that crate is ahead.
+/// One measure as JSON: every crate's samples and median, and its ratios (of the medians, and
+/// paired: [`Row::paired_ratio`]) to the best MPMC peer and to the best peer of any kind,
+/// oriented so that > 1 means that crate is ahead.
 fn row_json(row: &Row) -> Value {
     let best_mpmc = row.best_peer(|m| m.class == Class::Mpmc);
     let best_any = row.best_peer(|_| true);
@@ -645,6 +664,8 @@ fn row_json(row: &Row) -> Value {
                 "median": m.median,
                 "ratio_vs_best_mpmc_peer": best_mpmc.map(|b| row.ratio(m.median, b.median)),
                 "ratio_vs_best_peer": best_any.map(|b| row.ratio(m.median, b.median)),
+                "paired_ratio_vs_best_mpmc_peer": best_mpmc.map(|b| row.paired_ratio(m, b)),
+                "paired_ratio_vs_best_peer": best_any.map(|b| row.paired_ratio(m, b)),
             })
         })
         .collect();
@@ -759,6 +780,32 @@ mod tests {
             "one measure, two rows"
         );
         assert!(!wanted(Some("batch"), "single-thread push+pop"));
+    }
+
+    /// A VM that turned fast between the third repeat's two runs: every repeat but that one
+    /// has pc ahead, yet the medians (pc's from its three slow samples, the peer's from its
+    /// three fast ones) put it far behind. The paired ratio keeps each repeat's samples
+    /// together.
+    #[test]
+    fn the_paired_ratio_compares_each_repeat_with_itself() {
+        let measured = |name, samples: &[f64]| Measured {
+            name,
+            class: Class::Mpmc,
+            samples: samples.to_vec(),
+            median: median(samples.to_vec()),
+        };
+        let pc = measured("pc", &[520.0, 491.0, 511.0, 130.0, 130.0]);
+        let peer = measured("peer", &[560.0, 571.0, 150.0, 150.0, 150.0]);
+        let row = Row::of("round trip", "ns", false, vec![pc, peer]);
+        let (pc, peer) = (&row.results[0], &row.results[1]);
+        let of_medians = row.ratio(pc.median, peer.median);
+        assert!((of_medians - 150.0 / 491.0).abs() < 1e-9, "{of_medians}");
+        let paired = row.paired_ratio(pc, peer);
+        assert!((paired - 150.0 / 130.0).abs() < 1e-9, "{paired}");
+        assert!(
+            row.paired_ratio(peer, pc) < 1.0,
+            "oriented: > 1 means ahead"
+        );
     }
 
     #[test]
