@@ -378,14 +378,17 @@ impl LostRaces {
 /// long.
 ///
 /// How long it spins, each thread learns for itself (a thread-local: no line shared with
-/// other threads): a wait that spun all its steps and still had to yield or park takes one
-/// step off the next wait's spins (down to one step, one pause hint); a wait that ends while
-/// spinning sets them back to the most (seven steps, 127 pause hints); every 16th wait spins
-/// the most whatever was learned, to find out whether spinning pays again. Why: spinning pays
-/// only while the thread we wait for runs on another core. A producer and a consumer taking
-/// turns on one core (more threads than cores) spent about a third of their time in spins
-/// that could not end well, and a wait for a slow other side (a consumer committing to a
-/// database) spins for nothing too. Waits that take nothing use [`OneYielder`] instead. Under loom it says "park" at once:
+/// other threads): a wait that spun all its steps and still had to yield or park (or ran out
+/// of time after yielding) takes one step off the next wait's spins (down to one step, one
+/// pause hint); a wait that ends while spinning sets them back to the most (seven steps, 127
+/// pause hints); every 16th wait spins the most whatever was learned, to find out whether
+/// spinning pays again. A wait keeps the spins it started with after a wake-up. Why: spinning
+/// pays only while the thread we wait for runs on another core. A producer and a consumer
+/// taking turns on one core (more threads than cores) would otherwise spend about a third of
+/// their time in spins that cannot end well, and a wait for a slow other side (a consumer
+/// committing to a database) spins for nothing too.
+///
+/// Waits that take nothing use [`OneYielder`] instead. Under loom it says "park" at once:
 /// spinning never changes what a model can reach, only how long loom takes to reach it, while
 /// parking is exactly what the models check.
 #[cfg(any(feature = "std", loom))]
@@ -398,7 +401,8 @@ pub(crate) struct Backoff {
     /// due (again after each reset).
     #[cfg(not(loom))]
     yields: u32,
-    /// Steps that spin in this wait, read from the thread's `SPIN_STEPS` at its first step.
+    /// Steps that spin in this wait, read from the thread's `SPINS` at its first step (kept
+    /// across resets); `UNREAD` before.
     #[cfg(not(loom))]
     spins: u32,
 }
@@ -415,8 +419,8 @@ pub(crate) trait Snooze<'a> {
     fn reset(&mut self);
     /// Gives back what the wait holds while it yields; called before it parks.
     fn leave(&mut self) {}
-    /// The wait got what it waited for (`done`), or is about to park: teaches the thread's
-    /// spin steps whether spinning paid.
+    /// The wait got what it waited for (`done`), or is about to park or out of time after
+    /// yielding: teaches the thread's spin steps whether spinning paid.
     fn learn(&self, _done: bool) {}
 }
 
@@ -452,14 +456,14 @@ impl Backoff {
     const MIN_SPINS: u32 = 1;
     /// Every this many waits of a thread, one spins the most whatever it learned.
     const SPIN_PROBE_EVERY: u32 = 16;
-    /// `yields` before the budget was read.
+    /// `yields` before the budget was read, `spins` before the thread's steps were.
     const UNREAD: u32 = u32::MAX;
 
     pub(crate) const fn new() -> Self {
         Self {
             step: 0,
             yields: Self::UNREAD,
-            spins: Self::MAX_SPINS,
+            spins: Self::UNREAD,
         }
     }
 
@@ -484,7 +488,7 @@ impl Backoff {
     /// which a wait that ends while spinning never needs to read.
     #[inline]
     fn snooze_if(&mut self, budget: &YieldBudget, may_yield: impl FnOnce() -> bool) -> bool {
-        if self.step == 0 {
+        if self.spins == Self::UNREAD {
             self.spins = Self::spins_for_this_wait();
         }
         if self.step < self.spins {
@@ -506,6 +510,12 @@ impl Backoff {
         self.step += 1;
         true
     }
+}
+
+/// This thread's spin steps now (test support).
+#[cfg(all(test, feature = "std", not(loom)))]
+pub(crate) fn thread_spin_steps() -> u32 {
+    SPINS.with(|s| s.get().0)
 }
 
 #[cfg(all(feature = "std", not(loom)))]
@@ -534,8 +544,10 @@ impl<'a> Snooze<'a> for Backoff {
         self.yields = Self::UNREAD;
     }
 
-    /// A wait that ended while spinning (or before) sets the thread's spin steps back to the
-    /// most; one that spun them all and still had to yield or park takes one off.
+    /// A wait that got what it waited for while spinning sets the thread's spin steps back to
+    /// the most; one that spun them all and still had to yield or park takes one off. A wait
+    /// (or a round after a wake-up) that never snoozed teaches nothing: its first look found
+    /// what it waited for, spins or not.
     #[inline]
     fn learn(&self, done: bool) {
         if self.step == 0 {
@@ -869,6 +881,18 @@ mod tests {
         assert_eq!(backoff.yielded(), 0, "a reset starts with the spins again");
     }
 
+    /// How many snoozes of a new wait spin: the ones before it reads the budget, which it
+    /// does at its first yield (whatever `yielded` says).
+    fn spins_of_a_wait(budget: &YieldBudget) -> (Backoff, u32) {
+        let mut backoff = Backoff::new();
+        let mut spins = 0;
+        while backoff.yields == Backoff::UNREAD {
+            assert!(backoff.snooze(budget));
+            spins += 1;
+        }
+        (backoff, spins - 1)
+    }
+
     /// Waits of one thread that spin all their steps in vain (they still yield or park) spin
     /// one step less each, down to one; a wait that gets its value while spinning sets the
     /// thread back to the most; and every 16th wait spins the most whatever was learned.
@@ -878,23 +902,22 @@ mod tests {
         // A new thread: its spin steps start at the most, its count of waits at zero.
         std::thread::scope(|s| {
             s.spawn(|| {
-                let spun = |done: bool| {
-                    let mut backoff = Backoff::new();
-                    let (steps, yields) = snoozes(&mut backoff, &budget);
+                let in_vain = |done: bool| {
+                    let (backoff, spins) = spins_of_a_wait(&budget);
                     backoff.learn(done);
-                    steps - yields
+                    spins
                 };
-                let in_vain: [u32; 8] = core::array::from_fn(|i| spun(i % 2 == 0));
+                let spun: [u32; 8] = core::array::from_fn(|i| in_vain(i % 2 == 0));
                 assert_eq!(
-                    in_vain,
+                    spun,
                     [7, 6, 5, 4, 3, 2, 1, 1],
                     "yielded, then got it or parked"
                 );
                 let mut paid = Backoff::new();
                 assert!(paid.snooze(&budget), "one spin step");
                 paid.learn(true);
-                assert_eq!(spun(false), 7, "a spin that paid restores the most");
-                let later: [u32; 6] = core::array::from_fn(|_| spun(false));
+                assert_eq!(in_vain(false), 7, "a spin that paid restores the most");
+                let later: [u32; 6] = core::array::from_fn(|_| in_vain(false));
                 assert_eq!(later, [6, 5, 4, 3, 2, 7], "the 16th wait probes");
             })
             .join()

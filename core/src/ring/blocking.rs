@@ -104,7 +104,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// [`push_until`](Self::push_until) after its first try found the ring full: the wait,
     /// which tries again first (`races`: what that try's claim lost).
     #[inline(never)]
-    fn push_waiting(
+    pub(super) fn push_waiting(
         &self,
         value: T,
         deadline: Option<Instant>,
@@ -113,10 +113,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ) -> Result<(), PushError<T>> {
         let mut value = Some(value);
         let abandoned = Cell::new(false);
-        // The wait for room for a run (spinning.rs), counted as `try_push_spinning` counts it:
-        // 1 after the `Full` that started it. Ended for good by the first re-check before a
-        // sleep (which looks at the tail itself), so that a wait never sleeps, nor re-checks
-        // again and again, while the slot at the tail is free.
+        // The wait for room for a run (spinning.rs): the looks taken, 1 after the `Full` that
+        // started it, as `try_push_spinning` counts them; but where that call starts again
+        // after a look that finds `Full`, this wait goes on counting, so it takes at most 63
+        // such looks in all. Ended for good (0) by the first re-check before a sleep, which
+        // looks at the tail itself: a wait never sleeps, nor re-checks again and again, while
+        // the slot at the tail is free.
         let run_wait = Cell::new(1);
         let outcome = self.head.waiters.wait_for(
             deadline,
@@ -146,9 +148,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 }
             },
         );
+        let value = value.take();
         match outcome {
             Some(result) => result,
-            None => Err(PushError::Full(value.take().expect("value was put back"))),
+            // Out of time while the run wait was on: look at the tail itself once, so that a
+            // timed push never says `Full` while the slot at its tail is free.
+            None if run_wait.get() != 0 => {
+                self.try_push_or(value.expect("value was put back"), &mut || races.lost())
+            }
+            None => Err(PushError::Full(value.expect("value was put back"))),
         }
     }
 
@@ -265,8 +273,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     /// Pops a value, waiting while the ring is empty (or the slot at the head is still held by
     /// a push): spins briefly, yields, then sleeps until a push publishes a value or the ring
-    /// closes, as [`push`](Self::push) waits (and, like it, yields after its second race lost
-    /// to another consumer).
+    /// closes, as [`push`](Self::push) waits, but looking at the head itself at every try (a
+    /// waiting pop takes the first value published; like a push, it yields after its second
+    /// race lost to another consumer).
     ///
     /// # Errors
     /// [`Closed`] once the ring is closed and drained: the signal for a consumer to finish.

@@ -18,7 +18,8 @@ use crate::sync::Ordering;
 
 /// After a `Full`, every this many `try_push_spinning` calls one looks at the tail even without
 /// room for a run: a producer that keeps trying is never held off for good, whatever its
-/// consumer waits for.
+/// consumer waits for. A blocking push's wait counts its looks the same way but once only:
+/// after its 64th, or its first re-check before sleeping, it looks at the tail every time.
 const RUN_WAIT_LOOKS: u32 = 64;
 
 impl<T, S: Storage<T>> RingCore<T, S> {
@@ -108,7 +109,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     /// Whether a `try_push_spinning` whose wait has counted `waiting` calls (0: no wait) says
     /// `Full` without looking at the tail: a wait is on, this is not its 64th call, and the
-    /// run past the tail is not free.
+    /// run past the tail is not free. A blocking push's wait asks the same of its own count
+    /// (blocking.rs, `push_waiting`).
     #[inline(always)]
     pub(super) fn keeps_waiting(&self, waiting: u32) -> bool {
         waiting != 0 && waiting < RUN_WAIT_LOOKS && !self.has_run_free()

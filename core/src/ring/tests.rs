@@ -277,6 +277,86 @@ fn a_sleeping_push_takes_the_one_slot_a_pop_frees() {
     assert_eq!(left, (2..18).collect::<Vec<_>>());
 }
 
+/// A timed push whose time runs out while it waits for room for a run looks at the tail
+/// itself before it says `Full`: here its deadline has passed before its first look, with one
+/// slot free at the tail and no run.
+#[test]
+fn a_timed_push_out_of_time_takes_a_free_slot_rather_than_say_full() {
+    let ring = HeapRing::<u64>::with_capacity(16);
+    assert_eq!(ring.try_push_batch(&mut (0..16)), Ok(16));
+    assert_eq!(ring.try_pop(), Ok(0));
+    let passed = crate::sync::deadline_after(core::time::Duration::ZERO);
+    let pushed = ring.push_waiting(
+        16,
+        Some(passed),
+        super::blocking::Consumers::Unwatched,
+        crate::sync::LostRaces::new(),
+    );
+    assert_eq!(pushed, Ok(()));
+    assert_eq!(ring.try_push(17), Err(PushError::Full(17)));
+}
+
+/// The wait loop teaches its thread's spin steps at each of its ends: done after a yield
+/// (one step off), done after a spin (back to seven), at its park (one step off), out of time
+/// after yielding (one step off); a wait, or a round after a park, whose first look succeeds
+/// teaches nothing, nor does one out of time before it yielded.
+#[test]
+fn every_end_of_a_wait_teaches_its_thread_whether_spinning_paid() {
+    use super::wait::Step;
+    use crate::sync::thread_spin_steps as steps;
+    let waiters = super::Waiters::new();
+    // A new thread: its spin steps start at seven, the producers' budget at 58 yields.
+    let wait = |fails: u32, deadline: Option<crate::sync::Instant>| {
+        let mut tries = 0;
+        waiters.wait_for(
+            deadline,
+            || false,
+            || {
+                tries += 1;
+                if tries == fails && deadline.is_some() {
+                    while !deadline.is_some_and(crate::sync::deadline_passed) {
+                        core::hint::spin_loop();
+                    }
+                }
+                if tries > fails {
+                    Step::Done(())
+                } else {
+                    Step::Blocked
+                }
+            },
+        )
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(steps(), 7);
+            // The first look, then one after each of the 7 spins, fail; the one after the
+            // first yield succeeds.
+            assert_eq!(wait(8, None), Some(()));
+            assert_eq!(steps(), 6, "done after a yield");
+            assert_eq!(wait(0, None), Some(()));
+            assert_eq!(steps(), 6, "done at its first look");
+            assert_eq!(wait(1, None), Some(()));
+            assert_eq!(steps(), 7, "done after a spin");
+            // Every look fails until the park (1 + 7 spins + 58 yields); the park finds the
+            // wait need not sleep, and the first look after it succeeds.
+            assert_eq!(wait(1 + 7 + 58, None), Some(()));
+            assert_eq!(steps(), 6, "parked, then done at once");
+            let soon = || {
+                Some(crate::sync::deadline_after(
+                    core::time::Duration::from_millis(1),
+                ))
+            };
+            // Out of time at the first look after the first yield (7 of 6 spins).
+            assert_eq!(wait(1 + 6 + 1, soon()), None);
+            assert_eq!(steps(), 5, "out of time after yielding");
+            assert_eq!(wait(1, soon()), None);
+            assert_eq!(steps(), 5, "out of time while spinning");
+        })
+        .join()
+        .expect("no panic");
+    });
+}
+
 /// A consumer whose pops on an empty ring yield their whole budget and then sleep anyway (no
 /// producer ran meanwhile) halves the budget each time: the next pop yields half as often
 /// before it sleeps. The producers' side keeps its own.

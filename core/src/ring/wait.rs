@@ -375,6 +375,9 @@ mod imp {
                     return Some(r);
                 }
                 if deadline.is_some_and(crate::sync::deadline_passed) {
+                    if backoff.yielded() > 0 {
+                        backoff.learn(false);
+                    }
                     return None;
                 }
                 if !backoff.snooze(&self.budget) {
@@ -442,7 +445,9 @@ mod imp {
                 }
                 sleepers.asleep -= 1;
             } else if yielded {
-                // Ready just after the yields ran out: they nearly paid.
+                // Ready just after the yields ran out: they nearly paid. (A push that waited for
+                // room for a run may have had its slot for a while: its yields waited for the
+                // run, which is the wait the budget is for.)
                 self.budget.fell_short();
             }
             // Relaxed: nothing to publish; a waker that still sees this thread counted only
