@@ -380,7 +380,7 @@ impl LostRaces {
 /// How long it spins, each thread learns for itself (a thread-local: no line shared with
 /// other threads): a wait that spun all its steps and still had to yield or park (or ran out
 /// of time after yielding) takes one step off the next wait's spins (down to one step, one
-/// pause hint); a wait that ends while spinning sets them back to the most (seven steps, 127
+/// pause hint; a wait that parks again after a wake-up takes one off at each park); a wait that ends while spinning sets them back to the most (seven steps, 127
 /// pause hints); every 16th wait spins the most whatever was learned, to find out whether
 /// spinning pays again. A wait keeps the spins it started with after a wake-up. Why: spinning
 /// pays only while the thread we wait for runs on another core. A producer and a consumer

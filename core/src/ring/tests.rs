@@ -299,20 +299,29 @@ fn a_timed_push_out_of_time_takes_a_free_slot_rather_than_say_full() {
 /// The wait loop teaches its thread's spin steps at each of its ends: done after a yield
 /// (one step off), done after a spin (back to seven), at its park (one step off), out of time
 /// after yielding (one step off); a wait, or a round after a park, whose first look succeeds
-/// teaches nothing, nor does one out of time before it yielded.
+/// teaches nothing, nor does one out of time before it yielded. (Not under miri: the
+/// time-outs read the real clock, which miri slows a thousandfold.)
 #[test]
+#[cfg_attr(miri, ignore)]
 fn every_end_of_a_wait_teaches_its_thread_whether_spinning_paid() {
     use super::wait::Step;
     use crate::sync::thread_spin_steps as steps;
     let waiters = super::Waiters::new();
     // A new thread: its spin steps start at seven, the producers' budget at 58 yields.
+    // `fails` looks fail, then one succeeds; with a deadline, the `fails`-th look waits for
+    // it to pass. Returns what the wait returned, and whether the deadline came early
+    // (before that look: the thread was held up), in which case the wait taught nothing.
     let wait = |fails: u32, deadline: Option<crate::sync::Instant>| {
         let mut tries = 0;
-        waiters.wait_for(
+        let mut early = false;
+        let waited = waiters.wait_for(
             deadline,
             || false,
             || {
                 tries += 1;
+                if tries < fails && deadline.is_some_and(crate::sync::deadline_passed) {
+                    early = true;
+                }
                 if tries == fails && deadline.is_some() {
                     while !deadline.is_some_and(crate::sync::deadline_passed) {
                         core::hint::spin_loop();
@@ -324,32 +333,39 @@ fn every_end_of_a_wait_teaches_its_thread_whether_spinning_paid() {
                     Step::Blocked
                 }
             },
-        )
+        );
+        (waited, early)
+    };
+    // A timed wait, tried again (at most 100 times) while its deadline came early.
+    let timed = |fails: u32| {
+        for _ in 0..100 {
+            let soon = crate::sync::deadline_after(core::time::Duration::from_millis(5));
+            if let (waited, false) = wait(fails, Some(soon)) {
+                return waited;
+            }
+        }
+        panic!("the deadline came early 100 times");
     };
     std::thread::scope(|s| {
         s.spawn(|| {
             assert_eq!(steps(), 7);
             // The first look, then one after each of the 7 spins, fail; the one after the
             // first yield succeeds.
-            assert_eq!(wait(8, None), Some(()));
+            assert_eq!(wait(8, None), (Some(()), false));
             assert_eq!(steps(), 6, "done after a yield");
-            assert_eq!(wait(0, None), Some(()));
+            assert_eq!(wait(0, None), (Some(()), false));
             assert_eq!(steps(), 6, "done at its first look");
-            assert_eq!(wait(1, None), Some(()));
+            assert_eq!(wait(1, None), (Some(()), false));
             assert_eq!(steps(), 7, "done after a spin");
             // Every look fails until the park (1 + 7 spins + 58 yields); the park finds the
             // wait need not sleep, and the first look after it succeeds.
-            assert_eq!(wait(1 + 7 + 58, None), Some(()));
+            assert_eq!(wait(1 + 7 + 58, None), (Some(()), false));
             assert_eq!(steps(), 6, "parked, then done at once");
-            let soon = || {
-                Some(crate::sync::deadline_after(
-                    core::time::Duration::from_millis(1),
-                ))
-            };
-            // Out of time at the first look after the first yield (7 of 6 spins).
-            assert_eq!(wait(1 + 6 + 1, soon()), None);
+            // Out of time at the look after the six spins and the first yield.
+            assert_eq!(timed(1 + 6 + 1), None);
             assert_eq!(steps(), 5, "out of time after yielding");
-            assert_eq!(wait(1, soon()), None);
+            // Out of time at the look after two spins.
+            assert_eq!(timed(3), None);
             assert_eq!(steps(), 5, "out of time while spinning");
         })
         .join()
