@@ -39,8 +39,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// waits spun in vain), yields (up to 58 times: fewer while this side's recent waits slept
     /// anyway; README, "The ring"), then sleeps until a pop frees a slot or the ring closes.
     /// While it spins and yields it tries again only once the slot `capacity / 8` past the
-    /// tail is free (for at most 63 looks), as [`try_push_spinning`](Self::try_push_spinning)
-    /// does, so that it does not take each freed slot's cache line from a consumer in the
+    /// tail is free (at most 63 of its looks skip the tail for that; the 64th and all later
+    /// ones look at it), as [`try_push_spinning`](Self::try_push_spinning) does, so that it does not take each freed slot's cache line from a consumer in the
     /// middle of its work; before it sleeps it looks at the tail itself, and from then on
     /// takes any free slot. While other producers keep claiming the tail
     /// first, it retries at once the first time and yields before each later try, so that
@@ -61,7 +61,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 
-    /// Pushes `value`, waiting at most `timeout` while the ring is full.
+    /// Pushes `value`, waiting at most `timeout` while the ring is full, as
+    /// [`push`](Self::push) waits (waiting for room for a run while it spins and yields). If
+    /// the time runs out while it was waiting for a run, it looks at the tail once more: it
+    /// never says `Full` while the slot at its tail is free.
     ///
     /// # Errors
     /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] if the ring is or becomes

@@ -39,7 +39,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// wait, and so does a [`wait_space`](Self::wait_space) (or its timed form) that returns
     /// `Ok`. Rings of fewer than 8 slots look at the tail itself.
     /// [`try_push`](Self::try_push) is exact, whatever this call last saw, and leaves the wait
-    /// as it is.
+    /// as it is; so does a blocking [`push`](Self::push), which keeps a wait of its own.
     /// Each call that waits writes the count into the producers' own cache line, which the
     /// other producers' claims use too: with several producers spinning at once that costs
     /// them line transfers among themselves (not measured). A split ring's producers keep
