@@ -382,3 +382,18 @@ fn a_push_from_inside_a_batch_iterator_is_ordered_by_its_claim_and_can_leave_a_h
     assert_eq!(popped, [1, 101, 2, 102, 103]);
     assert!(ring.is_empty(), "the hole was skipped");
 }
+
+/// A batch pop's run that wraps past the ring's last slot reaches `out` in order, its two
+/// parts one after the other.
+#[test]
+fn a_batch_pop_of_a_wrapping_run_hands_the_values_over_in_order() {
+    let ring = Ring::<u32, 4>::new();
+    assert_eq!(ring.try_push_batch(&mut (0..3)), Ok(3));
+    let mut out = Vec::new();
+    assert_eq!(ring.try_pop_batch(&mut out, 3), Ok(3));
+    // The head is at slot 3: a run of four is slot 3, then slots 0 to 2.
+    assert_eq!(ring.try_push_batch(&mut (10..14)), Ok(4));
+    out.clear();
+    assert_eq!(ring.try_pop_batch(&mut out, 4), Ok(4));
+    assert_eq!(out, [10, 11, 12, 13]);
+}

@@ -381,3 +381,74 @@ fn large_values_aligned_past_four_bytes_left_in_a_ring_are_dropped_once_and_alig
     assert_eq!(drops.load(Ordering::Relaxed), 3);
     assert_eq!(misaligned.load(Ordering::Relaxed), 0);
 }
+
+/// A ring of 4 holding `Tracked` values at positions 2 to 5: a run of four that wraps past the
+/// last slot, in two parts of two, with no holes.
+fn a_wrapping_run_of_four(live: &AtomicUsize) -> HeapRing<Tracked<'_>> {
+    let ring = HeapRing::<Tracked<'_>>::with_capacity(4);
+    ring.try_push_batch(&mut (0..2).map(|_| Tracked::new(live)))
+        .unwrap();
+    ring.try_pop_batch(&mut Vec::new(), 2).unwrap();
+    assert_eq!(
+        ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(live))),
+        Ok(4)
+    );
+    assert_eq!(live.load(Ordering::Relaxed), 4);
+    ring
+}
+
+/// A batch pop hands a wrapping run to `extend` one part at a time: an `Extend` that stops
+/// in the first part is not given the second, whose values are dropped once with the claim.
+#[test]
+fn an_extend_that_stops_in_the_first_part_of_a_wrapping_run_is_not_given_the_second() {
+    let live = AtomicUsize::new(0);
+    let ring = a_wrapping_run_of_four(&live);
+    let mut out = TakeOne(Vec::new());
+    assert_eq!(ring.try_pop_batch(&mut out, 4), Ok(1), "one taken");
+    assert_eq!(live.load(Ordering::Relaxed), 1, "the three others dropped");
+    assert!(ring.is_empty());
+    assert_eq!(
+        ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(&live))),
+        Ok(4),
+        "every slot freed"
+    );
+    drop(out);
+    drop(ring);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}
+
+/// An `extend` that panics in the second part of a wrapping run: what it took is its own, the
+/// rest is dropped once while unwinding, and every slot is freed.
+#[test]
+fn a_pop_whose_extend_panics_in_the_second_part_of_a_wrapping_run_drops_the_rest_once() {
+    let live = AtomicUsize::new(0);
+    let ring = a_wrapping_run_of_four(&live);
+    let calls = Cell::new(0);
+    let mut out = PanickyExtend {
+        kept: Vec::new(),
+        limit: 3,
+        calls: &calls,
+    };
+    let popped = catch_unwind(AssertUnwindSafe(|| ring.try_pop_batch(&mut out, 4)));
+    assert!(popped.is_err());
+    assert_eq!(
+        calls.get(),
+        4,
+        "the first part's two and the second part's two offered"
+    );
+    assert_eq!(out.kept.len(), 3);
+    assert_eq!(
+        live.load(Ordering::Relaxed),
+        3,
+        "the value it panicked on dropped"
+    );
+    assert!(ring.is_empty());
+    assert_eq!(
+        ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(&live))),
+        Ok(4),
+        "every slot freed"
+    );
+    drop(out);
+    drop(ring);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}

@@ -222,11 +222,12 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// takes all it is given, as `Vec` and the other collections do; 0 if `max` is 0: then
     /// nothing is popped, and the ring is only asked whether it is closed and drained).
     ///
-    /// `out` takes the values one by one; their slots are freed together once `out.extend`
-    /// returns (or panics), the run's first slot last of all: producers see none of the
-    /// batch's slots free before then. The values of the claimed run that `out.extend` did
-    /// not take, because it panicked or returned early (an `Extend` that stops after a few),
-    /// are dropped, and not counted. `out.extend` must not wait for a producer of this ring:
+    /// `out` takes the values one by one, in one `out.extend` call, or two where the run
+    /// wraps past the ring's last slot (one per part, the second only if the first took all
+    /// it was given); the slots are freed together once `out.extend` returns (or panics), the
+    /// run's first slot last of all: producers see none of the batch's slots free before
+    /// then. The values of the claimed run that `out.extend` did not take, because it panicked
+    /// or returned early (an `Extend` that stops after a few), are dropped, and not counted. `out.extend` must not wait for a producer of this ring:
     /// a blocking push into a full ring from inside it waits for the very slots this pop
     /// holds, forever.
     ///
@@ -291,7 +292,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         loop {
             let mut drain = self.claim_ready(max.min(self.capacity()), lost_race)?;
             let popped = drain.len();
-            out.extend(&mut drain);
+            drain.move_into(out);
             // What `out` took: an `Extend` may return before the drain is exhausted.
             let taken = popped - drain.len();
             // Drops the values `out` left, if any, and frees the run's slots.
@@ -592,6 +593,24 @@ impl<T, S: Storage<T>> ExactSizeIterator for Drain<'_, T, S> {}
 impl<T, S: Storage<T>> FusedIterator for Drain<'_, T, S> {}
 
 impl<T, S: Storage<T>> Drain<'_, T, S> {
+    /// Moves the values into `out` (as many as its `extend` takes). Where the claim has no
+    /// holes, `out` is given each of the run's two halves as a plain iterator of the slots'
+    /// values, whose loop has one exit: the caller's `extend` loop can then keep its own state
+    /// (a running sum, a length) in registers, where the drain's two halves and hole check
+    /// left the compiler storing it to memory and loading it back at every value.
+    #[inline(always)]
+    fn move_into<E: Extend<T>>(&mut self, out: &mut E) {
+        if self.holes != 0 {
+            out.extend(self);
+            return;
+        }
+        out.extend(Values(&mut self.unread));
+        if self.unread.len() == 0 && !self.rest.is_empty() {
+            self.unread = core::mem::take(&mut self.rest).iter();
+            out.extend(Values(&mut self.unread));
+        }
+    }
+
     /// Frees the claim's slots for producers (and wakes them), dropping first the values not
     /// moved out, if `T` has drop glue (else they are left, as bits nobody reads again).
     ///
@@ -630,6 +649,30 @@ impl<T, S: Storage<T>> Drain<'_, T, S> {
         finish.0.by_ref().for_each(drop);
     }
 }
+
+/// The values of a drain's unread slots, moved out as it is advanced: a drain without holes,
+/// one half of its run at a time ([`Drain::move_into`]). The slots it has passed are the
+/// drain's no longer.
+struct Values<'d, 'a, T>(&'d mut core::slice::Iter<'a, Slot<T>>);
+
+impl<T> Iterator for Values<'_, '_, T> {
+    type Item = T;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<T> {
+        // SAFETY: the drain owns this slot's position and saw its value published (Acquire, in
+        // the claim's scan); the claim has no holes, so every slot holds a value; and the slot
+        // has left the drain's unread slots, so its value is read once.
+        self.0.next().map(|slot| unsafe { slot.read() })
+    }
+
+    #[inline(always)]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<T> ExactSizeIterator for Values<'_, '_, T> {}
 
 /// Frees the `count` slots claimed by a batch pop from `start` on, and wakes producers for them.
 #[inline(always)]
