@@ -417,8 +417,9 @@ fn an_extend_that_stops_in_the_first_part_of_a_wrapping_run_is_not_given_the_sec
     assert_eq!(live.load(Ordering::Relaxed), 0);
 }
 
-/// An `extend` that panics in the second part of a wrapping run: what it took is its own, the
-/// rest is dropped once while unwinding, and every slot is freed.
+/// An `extend` that panics on the first value of the second part of a wrapping run: what it
+/// took is its own, the value it panicked on and the one after it are dropped once while
+/// unwinding, and every slot is freed.
 #[test]
 fn a_pop_whose_extend_panics_in_the_second_part_of_a_wrapping_run_drops_the_rest_once() {
     let live = AtomicUsize::new(0);
@@ -426,22 +427,50 @@ fn a_pop_whose_extend_panics_in_the_second_part_of_a_wrapping_run_drops_the_rest
     let calls = Cell::new(0);
     let mut out = PanickyExtend {
         kept: Vec::new(),
-        limit: 3,
+        limit: 2,
         calls: &calls,
     };
     let popped = catch_unwind(AssertUnwindSafe(|| ring.try_pop_batch(&mut out, 4)));
     assert!(popped.is_err());
     assert_eq!(
         calls.get(),
-        4,
-        "the first part's two and the second part's two offered"
+        3,
+        "the first part's two, then the second part's first"
     );
-    assert_eq!(out.kept.len(), 3);
+    assert_eq!(out.kept.len(), 2);
     assert_eq!(
         live.load(Ordering::Relaxed),
-        3,
-        "the value it panicked on dropped"
+        2,
+        "the value it panicked on and the one left in the ring dropped"
     );
+    assert!(ring.is_empty());
+    assert_eq!(
+        ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(&live))),
+        Ok(4),
+        "every slot freed"
+    );
+    drop(out);
+    drop(ring);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}
+
+/// An `Extend` that stops in the second part of a wrapping run: it takes the first part's two
+/// values and one of the second's; the last value is dropped once with the claim, uncounted.
+#[test]
+fn an_extend_that_stops_in_the_second_part_of_a_wrapping_run_drops_the_rest_once() {
+    /// Takes at most three values, over all its calls.
+    struct TakeThree<T>(Vec<T>);
+    impl<T> Extend<T> for TakeThree<T> {
+        fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+            let room = 3 - self.0.len();
+            self.0.extend(iter.into_iter().take(room));
+        }
+    }
+    let live = AtomicUsize::new(0);
+    let ring = a_wrapping_run_of_four(&live);
+    let mut out = TakeThree(Vec::new());
+    assert_eq!(ring.try_pop_batch(&mut out, 4), Ok(3), "three taken");
+    assert_eq!(live.load(Ordering::Relaxed), 3, "the fourth dropped");
     assert!(ring.is_empty());
     assert_eq!(
         ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(&live))),

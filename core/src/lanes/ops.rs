@@ -138,9 +138,10 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// are only asked whether they are all closed and drained). A batch pop counts as one pop
     /// for the starvation guard.
     ///
-    /// As for the ring, each lane's run is freed once `out.extend` returns, and the values of
-    /// it that `out` did not take are dropped, so `out` must take all it is given and must not
-    /// wait for a producer of these lanes.
+    /// As for the ring, each lane's run is freed once the last `out.extend` call for it
+    /// returns ([`RingCore::try_pop_batch`](crate::ring::RingCore::try_pop_batch) says when
+    /// there are two), and the values of it that `out` did not take are dropped, so `out`
+    /// must take all it is given and must not wait for a producer of these lanes.
     ///
     /// # Errors
     /// [`PopError::Empty`] if no lane has a value ready; [`PopError::Closed`] once every lane

@@ -222,13 +222,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// takes all it is given, as `Vec` and the other collections do; 0 if `max` is 0: then
     /// nothing is popped, and the ring is only asked whether it is closed and drained).
     ///
-    /// `out` takes the values one by one, in one `out.extend` call, or two where the run
-    /// wraps past the ring's last slot (one per part, the second only if the first took all
-    /// it was given); the slots are freed together once `out.extend` returns (or panics), the
-    /// run's first slot last of all: producers see none of the batch's slots free before
-    /// then. The values of the claimed run that `out.extend` did not take, because it panicked
-    /// or returned early (an `Extend` that stops after a few), are dropped, and not counted. `out.extend` must not wait for a producer of this ring:
-    /// a blocking push into a full ring from inside it waits for the very slots this pop
+    /// `out` takes the values one by one, in one `out.extend` call; or, where the run holds no
+    /// holes and wraps past the ring's last slot, in two, one per part, the second only if
+    /// the first took every value of the first part (so an `Extend` that takes at most `k` a
+    /// call may take up to `2k` in one pop). The slots are freed together once the last
+    /// `out.extend` call returns (or panics), the run's first slot last of all: producers see
+    /// none of the batch's slots free before then. The values of the claimed run that `out`
+    /// did not take, because it panicked or returned early (an `Extend` that stops after a
+    /// few), are dropped, and not counted. `out.extend` must not wait for a producer of this
+    /// ring: a blocking push into a full ring from inside it waits for the very slots this pop
     /// holds, forever.
     ///
     /// # Errors
@@ -594,10 +596,13 @@ impl<T, S: Storage<T>> FusedIterator for Drain<'_, T, S> {}
 
 impl<T, S: Storage<T>> Drain<'_, T, S> {
     /// Moves the values into `out` (as many as its `extend` takes). Where the claim has no
-    /// holes, `out` is given each of the run's two halves as a plain iterator of the slots'
-    /// values, whose loop has one exit: the caller's `extend` loop can then keep its own state
-    /// (a running sum, a length) in registers, where the drain's two halves and hole check
-    /// left the compiler storing it to memory and loading it back at every value.
+    /// holes, `out` is given each part of the run (one, or two where it wraps) as a plain
+    /// iterator of the slots' values, the second part only if `out` took all of the first:
+    /// with neither the drain's switch between parts nor its hole check (an atomic load) in
+    /// the loop, the caller's `extend` loop can keep its own state (a running sum, a length)
+    /// in registers, where with the drain the compiler stored it to memory and loaded it back
+    /// at every value. (The cost: the caller's loop is inlined here up to three times, and a
+    /// `Vec` reserves once per part.)
     #[inline(always)]
     fn move_into<E: Extend<T>>(&mut self, out: &mut E) {
         if self.holes != 0 {
@@ -651,8 +656,11 @@ impl<T, S: Storage<T>> Drain<'_, T, S> {
 }
 
 /// The values of a drain's unread slots, moved out as it is advanced: a drain without holes,
-/// one half of its run at a time ([`Drain::move_into`]). The slots it has passed are the
+/// one part of its run at a time ([`Drain::move_into`]). The slots it has passed are the
 /// drain's no longer.
+///
+/// Invariant: built only by `Drain::move_into`, over the `unread` slots of a drain whose
+/// claim has no holes (every slot holds a value the drain owns and has not moved out).
 struct Values<'d, 'a, T>(&'d mut core::slice::Iter<'a, Slot<T>>);
 
 impl<T> Iterator for Values<'_, '_, T> {
