@@ -397,6 +397,20 @@ fn a_wrapping_run_of_four(live: &AtomicUsize) -> HeapRing<Tracked<'_>> {
     ring
 }
 
+/// After a pop from [`a_wrapping_run_of_four`]: the ring is empty with its four slots free, and
+/// once `out` (what the pop handed over) and the ring are dropped, no value is left alive.
+fn all_freed_and_nothing_leaked<'a, O>(ring: HeapRing<Tracked<'a>>, live: &'a AtomicUsize, out: O) {
+    assert!(ring.is_empty());
+    assert_eq!(
+        ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(live))),
+        Ok(4),
+        "every slot freed"
+    );
+    drop(out);
+    drop(ring);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}
+
 /// A batch pop hands a wrapping run to `extend` one part at a time: an `Extend` that stops
 /// in the first part is not given the second, whose values are dropped once with the claim.
 #[test]
@@ -406,15 +420,7 @@ fn an_extend_that_stops_in_the_first_part_of_a_wrapping_run_is_not_given_the_sec
     let mut out = TakeOne(Vec::new());
     assert_eq!(ring.try_pop_batch(&mut out, 4), Ok(1), "one taken");
     assert_eq!(live.load(Ordering::Relaxed), 1, "the three others dropped");
-    assert!(ring.is_empty());
-    assert_eq!(
-        ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(&live))),
-        Ok(4),
-        "every slot freed"
-    );
-    drop(out);
-    drop(ring);
-    assert_eq!(live.load(Ordering::Relaxed), 0);
+    all_freed_and_nothing_leaked(ring, &live, out);
 }
 
 /// An `extend` that panics on the first value of the second part of a wrapping run: what it
@@ -443,15 +449,7 @@ fn a_pop_whose_extend_panics_in_the_second_part_of_a_wrapping_run_drops_the_rest
         2,
         "the value it panicked on and the one left in the ring dropped"
     );
-    assert!(ring.is_empty());
-    assert_eq!(
-        ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(&live))),
-        Ok(4),
-        "every slot freed"
-    );
-    drop(out);
-    drop(ring);
-    assert_eq!(live.load(Ordering::Relaxed), 0);
+    all_freed_and_nothing_leaked(ring, &live, out);
 }
 
 /// An `Extend` that stops in the second part of a wrapping run: it takes the first part's two
@@ -471,13 +469,5 @@ fn an_extend_that_stops_in_the_second_part_of_a_wrapping_run_drops_the_rest_once
     let mut out = TakeThree(Vec::new());
     assert_eq!(ring.try_pop_batch(&mut out, 4), Ok(3), "three taken");
     assert_eq!(live.load(Ordering::Relaxed), 3, "the fourth dropped");
-    assert!(ring.is_empty());
-    assert_eq!(
-        ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(&live))),
-        Ok(4),
-        "every slot freed"
-    );
-    drop(out);
-    drop(ring);
-    assert_eq!(live.load(Ordering::Relaxed), 0);
+    all_freed_and_nothing_leaked(ring, &live, out);
 }
