@@ -142,13 +142,7 @@ fn a_pop_stopped_early_on_a_wrapping_claim_with_holes_drops_what_is_left_once() 
         1,
         "the value past the holes and the wrap was dropped, once"
     );
-    assert!(ring.is_empty());
-    ring.try_push_batch(&mut (0..4).map(|_| Tracked::new(&live)))
-        .unwrap();
-    assert_eq!(ring.len(), 4, "every slot freed");
-    drop(ring);
-    drop(out);
-    assert_eq!(live.load(Ordering::Relaxed), 0);
+    all_freed_and_nothing_leaked(ring, &live, out);
 }
 
 #[test]
@@ -397,8 +391,9 @@ fn a_wrapping_run_of_four(live: &AtomicUsize) -> HeapRing<Tracked<'_>> {
     ring
 }
 
-/// After a pop from [`a_wrapping_run_of_four`]: the ring is empty with its four slots free, and
-/// once `out` (what the pop handed over) and the ring are dropped, no value is left alive.
+/// After a pop from a ring of four (such as [`a_wrapping_run_of_four`]'s): the ring is empty
+/// with its four slots free, and once `out` (what the pop handed over) and the ring are
+/// dropped, no value is left alive.
 fn all_freed_and_nothing_leaked<'a, O>(ring: HeapRing<Tracked<'a>>, live: &'a AtomicUsize, out: O) {
     assert!(ring.is_empty());
     assert_eq!(
