@@ -344,9 +344,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         if first | stamp_of(MARK) != stamp_of(head.wrapping_add(ONE) | MARK) {
             return (0, 0, first);
         }
-        // Producers publish a run's first slot last (`Claim`), so behind a published first slot
-        // the rest is most likely published too: start fetching all its lines now.
-        self.prefetch_run(head, want);
+        // No prefetch of the run here, unlike `scan_free`: a consumer that keeps up with its
+        // producer takes each run the moment it is published, and on Intel Xeon its prefetch of
+        // the run's lines then slowed the producer filling the next run (1P1C batch 32 0.27x
+        // -> 0.59x of rtrb's chunks without it, batch 64 0.28x -> 0.42x:
+        // `docs/performance-log.md`, "The consumer's regime on Intel").
         // A value is stamped `position + ONE`, a hole `position + ONE + MARK` (ONE is even).
         let mut expected = head.wrapping_add(ONE);
         // The count is how far `expected` got: one counter, not two, in the loop.

@@ -114,9 +114,9 @@ use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use single::Seen;
 use slot::{MARK, ONE, stamp_of};
 
-/// The most cache lines a batch prefetches ahead of its scan (4 KiB): a batch of 64 `u64`
-/// values spans 12, one of 64 pc-host records about 90. Past them the scan's own loads, and
-/// the CPU's stream prefetcher, take over.
+/// The most cache lines a batch push prefetches ahead of its scan (4 KiB): a batch of 64
+/// `u64` values spans 12, one of 64 pc-host records about 90. Past them the scan's own loads,
+/// and the CPU's stream prefetcher, take over.
 const PREFETCH_LINES: usize = 64;
 #[cfg(any(feature = "std", loom))]
 pub(crate) use wait::Step;
@@ -519,12 +519,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Prefetches the cache lines of the slots serving the `count` positions from `position` on,
-    /// about [`PREFETCH_LINES`] of them at most (see [`crate::sync::prefetch`]): a batch's scan
-    /// then finds them arriving together, one round trip to the other core for the run instead
-    /// of one per line in turn (faster in the 1P1C batch rows: `docs/performance-log.md`, "What
-    /// closed the gap"). The cap matters when `count` is what a caller would take rather than
-    /// what is there: a consumer that asks for 10,000 values where two are ready would
-    /// otherwise fetch 10,000 slots' lines, most of them not yet written.
+    /// about [`PREFETCH_LINES`] of them at most (see [`crate::sync::prefetch`]): a batch push's
+    /// scan then finds them arriving together, one round trip to the other core for the run
+    /// instead of one per line in turn (faster in the 1P1C batch rows: `docs/performance-log.md`,
+    /// "What closed the gap"; batch pops do not prefetch: `scan_published` says why). The cap
+    /// matters when `count` is what a caller offers rather than what there is room for: a
+    /// producer offering 10,000 values where a few slots are free would otherwise fetch
+    /// 10,000 slots' lines, most of them still the consumers'.
     #[inline(always)]
     fn prefetch_run(&self, position: usize, count: usize) {
         const LINE: usize = 64;
