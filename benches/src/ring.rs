@@ -26,9 +26,23 @@ pub use harness::*;
 #[macro_use]
 mod pc_flavor;
 
-pc_flavor!(Pc, PcEnd, pc_core, "pc::Ring", try_push_spinning);
+pc_flavor!(
+    Pc,
+    PcEnd,
+    pc_core,
+    "pc::Ring",
+    try_push_spinning,
+    try_pop_batch_spinning
+);
 
-pc_split_flavor!(PcSplit, PcProducer, PcConsumer, pc_core, "pc::Ring split");
+pc_split_flavor!(
+    PcSplit,
+    PcProducer,
+    PcConsumer,
+    pc_core,
+    "pc::Ring split",
+    try_pop_batch_spinning
+);
 
 /// [`PcSplit`] with a producer that pushes with the exact `try_push`, retrying the moment a
 /// slot frees: not in `compare` (its loops are `try_push_spinning`'s callers); `ring_floor`

@@ -20,13 +20,13 @@ mod ab;
 mod pc_flavor;
 
 #[cfg(not(feature = "split"))]
-pc_flavor!(A, AEnd, pc_core_a, "A", try_push);
+pc_flavor!(A, AEnd, pc_core_a, "A", try_push, try_pop_batch);
 #[cfg(not(feature = "split"))]
-pc_flavor!(B, BEnd, pc_core_b, "B", try_push);
+pc_flavor!(B, BEnd, pc_core_b, "B", try_push, try_pop_batch);
 #[cfg(feature = "split")]
-pc_split_flavor!(A, AProducer, AConsumer, pc_core_a, "A");
+pc_split_flavor!(A, AProducer, AConsumer, pc_core_a, "A", try_pop_batch);
 #[cfg(feature = "split")]
-pc_split_flavor!(B, BProducer, BConsumer, pc_core_b, "B");
+pc_split_flavor!(B, BProducer, BConsumer, pc_core_b, "B", try_pop_batch);
 
 fn main() {
     ab::main::<A, B>();

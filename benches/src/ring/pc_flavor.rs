@@ -19,9 +19,12 @@ macro_rules! pc_tx_batch_and_push {
     };
 }
 
-/// `impl Rx for $end`, whose `self.0` is a ring or a consumer handle: the same calls either way.
+/// `impl Rx for $end`, whose `self.0` is a ring or a consumer handle: the same calls either way,
+/// its batch pop being `pop_batch_call` (`try_pop_batch_spinning` for `compare`, whose loops try
+/// again at once on `Empty`; `try_pop_batch` for the A/B tool, which builds revisions from
+/// before `try_pop_batch_spinning` too).
 macro_rules! pc_rx {
-    ($end:ty) => {
+    ($end:ty, $pop_batch:ident) => {
         impl crate::harness::Rx for $end {
             #[inline]
             fn try_pop(&mut self) -> Option<u64> {
@@ -30,7 +33,7 @@ macro_rules! pc_rx {
             #[inline]
             fn try_pop_batch(&mut self, max: usize, sum: &mut u64) -> usize {
                 let mut adder = crate::harness::Adder::default();
-                let _ = self.0.try_pop_batch(&mut adder, max);
+                let _ = self.0.$pop_batch(&mut adder, max);
                 *sum = sum.wrapping_add(adder.sum());
                 adder.count()
             }
@@ -41,13 +44,14 @@ macro_rules! pc_rx {
     };
 }
 
-/// `pc_flavor!(Flavor, End, crate_name, "row label", push_call)`: a `Flavor` named `Flavor`
-/// over `crate_name::HeapRing<u64>`, both ends an `End` (the ring, shared), whose `try_push`
-/// is the ring's `push_call`: `try_push_spinning` for `compare` (every loop there tries again
-/// at once on `Full`, the caller that call is for), `try_push` for the A/B tool, so that it
-/// builds revisions of pc-core from before `try_push_spinning` too.
+/// `pc_flavor!(Flavor, End, crate_name, "row label", push_call, pop_batch_call)`: a `Flavor`
+/// named `Flavor` over `crate_name::HeapRing<u64>`, both ends an `End` (the ring, shared),
+/// whose `try_push` is the ring's `push_call` and whose batch pop is its `pop_batch_call`:
+/// `try_push_spinning` and `try_pop_batch_spinning` for `compare` (every loop there tries
+/// again at once on `Full` or `Empty`, the caller those calls are for), `try_push` and
+/// `try_pop_batch` for the A/B tool, so that it builds revisions of pc-core from before them.
 macro_rules! pc_flavor {
-    ($flavor:ident, $end:ident, $krate:ident, $name:expr, $push:ident) => {
+    ($flavor:ident, $end:ident, $krate:ident, $name:expr, $push:ident, $pop_batch:ident) => {
         /// pc-core's ring (see the `pc_flavor!` macro).
         #[derive(Debug)]
         pub struct $flavor;
@@ -64,7 +68,7 @@ macro_rules! pc_flavor {
             pc_tx_batch_and_push!();
         }
 
-        pc_rx!($end);
+        pc_rx!($end, $pop_batch);
 
         impl crate::harness::Flavor for $flavor {
             const NAME: &'static str = $name;
@@ -80,20 +84,29 @@ macro_rules! pc_flavor {
     };
 }
 
-/// `pc_split_flavor!(Flavor, Producer, Consumer, crate_name, "row label")`: a `Flavor` named
+/// `pc_split_flavor!(Flavor, Producer, Consumer, crate_name, "row label", pop_batch_call)`: a
+/// `Flavor` named
 /// `Flavor` over `crate_name`'s ring split into handles (`RingCore::split`): a `Producer` and
 /// a `Consumer`, each claiming with a plain store while it is its side's only handle; clones
 /// (the 2P2C rows) claim as the shared ring does. Its producer pushes with
 /// `try_push_spinning`, the call for a caller that tries again at once on `Full`, as every
 /// loop of the harness does (it waits for room for a run after a `Full`); `Producer<false>`
-/// pushes with the exact `try_push` instead. `compare` uses it for pc-core, the A/B tool
+/// pushes with the exact `try_push` instead. Its consumer's batch pop is `pop_batch_call`, as
+/// in `pc_flavor!`. `compare` uses it for pc-core, the A/B tool
 /// (`ab.sh --handles split`) for two builds of it (revisions that have `split` and
 /// `try_push_spinning`).
 ///
 /// Each run leaks its ring (12 KiB at the harness's capacity): the harness's endpoints must
 /// be `'static`, and handles borrow their ring.
 macro_rules! pc_split_flavor {
-    ($flavor:ident, $producer:ident, $consumer:ident, $krate:ident, $name:expr) => {
+    (
+        $flavor:ident,
+        $producer:ident,
+        $consumer:ident,
+        $krate:ident,
+        $name:expr,
+        $pop_batch:ident
+    ) => {
         /// pc-core's ring split into handles (see the `pc_split_flavor!` macro).
         #[derive(Debug)]
         pub struct $flavor;
@@ -135,7 +148,7 @@ macro_rules! pc_split_flavor {
             pc_tx_batch_and_push!();
         }
 
-        pc_rx!($consumer);
+        pc_rx!($consumer, $pop_batch);
 
         impl crate::harness::Flavor for $flavor {
             const NAME: &'static str = $name;

@@ -451,7 +451,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// assert_eq!(ring.wait_ready(), Err(Closed(())));
     /// ```
     pub fn wait_ready(&self) -> Result<(), Closed> {
-        self.wait_ready_until(None).map_err(|_| Closed(()))
+        let waited = self.wait_ready_until(None);
+        if waited.is_ok() {
+            self.end_pop_run_wait();
+        }
+        waited.map_err(|_| Closed(()))
     }
 
     /// [`wait_ready`](Self::wait_ready), waiting at most `timeout`.
@@ -473,10 +477,14 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// ```
     #[cfg(not(loom))]
     pub fn wait_ready_timeout(&self, timeout: Duration) -> Result<(), PopError> {
-        self.wait_ready_until(Some(crate::sync::deadline_after(timeout)))
+        let waited = self.wait_ready_until(Some(crate::sync::deadline_after(timeout)));
+        if waited.is_ok() {
+            self.end_pop_run_wait();
+        }
+        waited
     }
 
-    fn wait_ready_until(&self, deadline: Option<Instant>) -> Result<(), PopError> {
+    pub(super) fn wait_ready_until(&self, deadline: Option<Instant>) -> Result<(), PopError> {
         let outcome = self.tail.waiters.wait_until_ready(
             deadline,
             || self.consumer_blocked(),

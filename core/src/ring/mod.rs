@@ -226,13 +226,17 @@ pub struct RingCore<T, S: Storage<T>> {
     _owns: PhantomData<T>,
 }
 
+/// The bit of the head's `word` that copies the tail's closed mark ([`RingCore::closed_copy`]).
+const CLOSED_COPY: u32 = 1 << 31;
+
 /// One index and the threads of the *other* side waiting for it to move.
 struct Side {
     index: AtomicUsize,
     waiters: Waiters,
     /// A word each side uses for its own purpose, reached only through the `RingCore` accessor
-    /// named for it, which picks the side: `closed_copy` (the head's) and `run_wait` (the
-    /// tail's). One field rather than two keeps the `Side` within one cache line.
+    /// named for it, which picks the side: `closed_copy` (the head's, which also holds the
+    /// consumers' spinning state, `pop_run_wait`) and `run_wait` (the tail's). One field rather
+    /// than two keeps the `Side` within one cache line.
     word: AtomicU32,
     /// While the ring is split (split.rs): how many handles of this side (`Producer`s on the
     /// tail, `Consumer`s on the head) exist; 0 otherwise. Invariant: while the ring is split,
@@ -451,7 +455,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         let previous = self.tail.index.fetch_or(MARK, Ordering::Release);
         // Release publishes the final tail to consumers polling an empty ring; pairs with the
         // Acquire load in `empty_or_closed`.
-        self.closed_copy().store(1, Ordering::Release);
+        // A read-modify-write: the low bits are the consumers' `pop_run_wait`.
+        self.closed_copy().fetch_or(CLOSED_COPY, Ordering::Release);
         // Every sleeper must wake: pushes now fail, and pops either drain or fail.
         self.tail.waiters.notify_all();
         self.head.waiters.notify_all();
@@ -466,12 +471,40 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         self.tail.index.load(Ordering::Acquire) & MARK != 0
     }
 
-    /// 1 once the ring is closed: a copy of the tail's mark kept in the consumers' own cache
-    /// line (the head's `word`), so that polling an empty ring never reads the tail line.
-    /// Invariant: set only after the tail's mark (so "1" implies the tail is final).
+    /// Its [`CLOSED_COPY`] bit is set once the ring is closed: a copy of the tail's mark kept
+    /// in the consumers' own cache line (the head's `word`), so that polling an empty ring
+    /// never reads the tail line. Invariant: set only after the tail's mark (so a set bit
+    /// implies the tail is final). The other bits are [`pop_run_wait`](Self::pop_run_wait)'s,
+    /// changed only by read-modify-writes, which keep the bit (and continue the release
+    /// sequence of `close`'s `fetch_or`, so an Acquire load that reads one of their values
+    /// still synchronizes with the close).
     #[inline(always)]
     fn closed_copy(&self) -> &AtomicU32 {
         &self.head.word
+    }
+
+    /// The shared ring's `try_pop_batch_spinning` state, in the low bits of the head's `word`
+    /// (beside [`CLOSED_COPY`]): 0, or the calls since one found the ring empty (spinning.rs).
+    #[inline(always)]
+    fn pop_run_wait(&self) -> u32 {
+        // Relaxed: the count only decides whether to look at the head; nothing is published
+        // or acquired through it.
+        self.closed_copy().load(Ordering::Relaxed) & !CLOSED_COPY
+    }
+
+    /// Sets [`pop_run_wait`](Self::pop_run_wait) to `waiting`, keeping the closed bit.
+    #[inline]
+    fn set_pop_run_wait(&self, waiting: u32) {
+        // Relaxed, as above; read-modify-writes, so `close`'s bit is never lost.
+        if waiting == 0 {
+            self.closed_copy().fetch_and(CLOSED_COPY, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .closed_copy()
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+                    Some(word & CLOSED_COPY | waiting)
+                });
+        }
     }
 
     /// The shared ring's `try_push_spinning` state (the tail's `word`): 0, or the calls since

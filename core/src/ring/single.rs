@@ -222,7 +222,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     pub(super) fn empty_or_closed(&self, head: usize) -> PopError {
         // Acquire pairs with the Release store in `close`. This reads the consumers' own cache
         // line: an open, empty ring is polled without touching the producers' tail line.
-        if self.closed_copy().load(Ordering::Acquire) == 0 {
+        if self.closed_copy().load(Ordering::Acquire) & super::CLOSED_COPY == 0 {
             return PopError::Empty;
         }
         // Acquire pairs with the Release fetch_or in `close`; once marked, the tail is final.

@@ -1,5 +1,7 @@
 //! The push for a producer that spins on `Full`: after a `Full`, it waits for room for a run
-//! instead of pushing into each slot the moment the consumer frees it. The ring's own
+//! instead of pushing into each slot the moment the consumer frees it; and the batch pop for a
+//! consumer that spins on `Empty`: after an `Empty`, it waits for a run of values instead of
+//! taking each run the moment the producer publishes it. The ring's own
 //! [`RingCore::try_push_spinning`] keeps its state in the tail's `Side` (shared by every
 //! producer of the ring); a split ring's `Producer::try_push_spinning` keeps it in the handle
 //! (split.rs); a blocking `push` keeps it in its wait (blocking.rs).
@@ -13,7 +15,7 @@
 
 use super::single::{Seen, classify};
 use super::slot::{MARK, ONE};
-use super::{PushError, RingCore, Storage};
+use super::{CLOSED_COPY, PopError, PushError, RingCore, Storage};
 use crate::sync::Ordering;
 
 /// After a `Full`, every this many `try_push_spinning` calls one looks at the tail even without
@@ -116,8 +118,114 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         waiting != 0 && waiting < RUN_WAIT_LOOKS && !self.has_run_free()
     }
 
-    /// How many slots past the tail [`has_run_free`](Self::has_run_free) looks: an eighth of
-    /// the capacity (0, looking at the tail itself, below 8 slots).
+    /// [`try_pop_batch`](Self::try_pop_batch) for a caller that, on `Empty`, tries again at
+    /// once (a spin loop): after an `Empty`, it waits for a run of values rather than take each
+    /// batch the moment a producer publishes it.
+    ///
+    /// Once a `try_pop_batch_spinning` has returned `Empty`, the ring's
+    /// `try_pop_batch_spinning` calls (from any consumer: the ring keeps one state for all of
+    /// them, in the consumers' cache line) return `Empty` without looking at the head until
+    /// the slot `capacity / 8` positions past the head is published (with one producer, which
+    /// publishes in order: until `capacity / 8 + 1` values are ready), except every 64th call,
+    /// which looks at the head and pops what is there. A consumer that keeps up with its
+    /// producer and tries again at once takes each run as soon as it is published, reading
+    /// lines the producer has just written while it writes the next ones; on some CPUs the
+    /// two then slow each other down (README, "A consumer that spins on `Empty`", measures
+    /// it). A call that pops ends the wait, and so does a [`wait_ready`](Self::wait_ready) (or
+    /// its timed form) that returns `Ok`. Rings of fewer than 8 slots look at the head itself.
+    /// [`try_pop_batch`](Self::try_pop_batch) is exact, whatever this call last saw, and
+    /// leaves the wait as it is; so does a call with a `max` of 0, which is never held by it. Each call that waits
+    /// writes the count into the consumers' own cache line (a read-modify-write): with several
+    /// consumers spinning at once that costs them line transfers among themselves (not
+    /// measured). A split ring's consumers keep this state each in its handle
+    /// ([`Consumer::try_pop_batch_spinning`](super::Consumer::try_pop_batch_spinning)).
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if no value is ready at the head, or, after an `Empty`, while the
+    /// run past it is not published (so `Empty` while [`is_empty`](Self::is_empty) is false:
+    /// for at most 63 calls in a row from one consumer, about that many from several);
+    /// [`PopError::Closed`] once the ring is closed and drained (never hidden by the wait).
+    ///
+    /// Not for a caller that stops calling on `Empty` and waits for a signal that a producer
+    /// sends once: the call after the signal can be one of the 63, and then no signal comes.
+    /// That caller wants `try_pop_batch`.
+    ///
+    /// ```
+    /// use pc_core::{PopError, Ring};
+    ///
+    /// let ring = Ring::<u32, 16>::new(); // looks 16 / 8 = 2 past the head
+    /// let mut out = Vec::new();
+    /// assert_eq!(ring.try_pop_batch_spinning(&mut out, 8), Err(PopError::Empty));
+    /// ring.try_push_batch(&mut (0..2)).unwrap();
+    /// assert_eq!(ring.try_pop_batch_spinning(&mut out, 8), Err(PopError::Empty), "two ready");
+    /// ring.try_push(2).unwrap();
+    /// assert_eq!(ring.try_pop_batch_spinning(&mut out, 8), Ok(3), "three ready: the run is");
+    /// assert_eq!(out, [0, 1, 2]);
+    /// ring.try_push(3).unwrap();
+    /// assert_eq!(ring.try_pop_batch_spinning(&mut out, 8), Ok(1), "no wait after a pop");
+    /// ```
+    pub fn try_pop_batch_spinning<E: Extend<T>>(
+        &self,
+        out: &mut E,
+        max: usize,
+    ) -> Result<usize, PopError> {
+        if max == 0 {
+            return self.try_pop_batch(out, 0);
+        }
+        let waiting = self.pop_run_wait();
+        if self.keeps_waiting_for_values(waiting) {
+            self.set_pop_run_wait(waiting + 1);
+            return Err(PopError::Empty);
+        }
+        let popped = self.try_pop_batch(out, max);
+        let now = u32::from(matches!(popped, Err(PopError::Empty)));
+        if now != waiting {
+            self.set_pop_run_wait(now);
+        }
+        popped
+    }
+
+    /// Ends a `try_pop_batch_spinning` wait (for `wait_ready`, after which a pop takes what is
+    /// ready). Writes the head's line only if a wait is on.
+    #[cfg(any(feature = "std", loom))]
+    #[inline]
+    pub(super) fn end_pop_run_wait(&self) {
+        if self.pop_run_wait() != 0 {
+            self.set_pop_run_wait(0);
+        }
+    }
+
+    /// Whether a `try_pop_batch_spinning` whose wait has counted `waiting` calls (0: no wait)
+    /// says `Empty` without looking at the head: a wait is on, this is not its 64th call, the
+    /// run past the head is not published, and the ring is not closed.
+    #[inline(always)]
+    pub(super) fn keeps_waiting_for_values(&self, waiting: u32) -> bool {
+        waiting != 0 && waiting < RUN_WAIT_LOOKS && !self.has_run_ready()
+    }
+
+    /// Whether a consumer that found the ring empty may try again: the slot
+    /// [`run_len`](Self::run_len) positions past the head is published for its position (a
+    /// value or a hole; so, with one producer, which publishes in order, a run of that many
+    /// more is ready), or the head has moved past it, or the ring is closed (the pop then
+    /// drains it, or says so).
+    #[inline(always)]
+    fn has_run_ready(&self) -> bool {
+        // Relaxed: this only decides whether to try; the pop that follows reads the head again
+        // and loads its slots' stamps with Acquire before it reads a value.
+        if self.closed_copy().load(Ordering::Relaxed) & CLOSED_COPY != 0 {
+            return true;
+        }
+        // Relaxed, as above.
+        let head = self.head.index.load(Ordering::Relaxed);
+        let ahead = head.wrapping_add(self.run_len() * ONE);
+        // Relaxed, as above: a look, not a claim.
+        let stamp = self.slot(ahead).load_stamp(Ordering::Relaxed);
+        classify(stamp, ahead.wrapping_add(ONE)) != Seen::Behind
+    }
+
+    /// How many slots past the tail [`has_run_free`](Self::has_run_free), or the head
+    /// [`has_run_ready`](Self::has_run_ready), looks: an eighth of the capacity (0, looking at
+    /// the index itself, below 8 slots).
     #[inline(always)]
     fn run_len(&self) -> usize {
         (self.storage.mask() + 1) / 8

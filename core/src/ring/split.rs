@@ -176,6 +176,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             Consumer {
                 link,
                 claim: Claim::new(true),
+                run_wait: Cell::new(0),
             },
         )
     }
@@ -387,6 +388,12 @@ pub struct Consumer<'a, T, S: Storage<T>> {
     link: Link<'a, T, S>,
     /// Whether this is the only consumer (its `Cell`s make the handle not `Sync`).
     claim: Claim,
+    /// 0, or the `try_pop_batch_spinning` calls since one found the ring empty (1 after that
+    /// one): while not 0, `try_pop_batch_spinning` looks at the head only once a run is
+    /// ready, or at its 64th call (`RingCore::keeps_waiting_for_values`). Cleared by a
+    /// `try_pop_batch_spinning` that pops and by a `wait_ready` that returns `Ok`; the other
+    /// pops ignore it.
+    run_wait: Cell<u32>,
 }
 
 impl<T, S: Storage<T>> Producer<'_, T, S> {
@@ -739,6 +746,47 @@ impl<'a, T, S: Storage<T>> Consumer<'a, T, S> {
         self.ring().try_pop_batch(out, max)
     }
 
+    /// [`RingCore::try_pop_batch_spinning`], with the wait's state kept in this handle (not
+    /// shared with the other consumers, and not with the ring's own
+    /// `try_pop_batch_spinning`).
+    ///
+    /// # Errors
+    /// As [`RingCore::try_pop_batch_spinning`].
+    ///
+    /// ```
+    /// use pc_core::{PopError, Ring};
+    ///
+    /// let mut ring = Ring::<u32, 16>::new(); // looks 16 / 8 = 2 past the head
+    /// let (producer, consumer) = ring.split();
+    /// let mut out = Vec::new();
+    /// assert_eq!(consumer.try_pop_batch_spinning(&mut out, 8), Err(PopError::Empty));
+    /// producer.try_push_batch(&mut (0..2)).unwrap();
+    /// assert_eq!(consumer.try_pop_batch_spinning(&mut out, 8), Err(PopError::Empty));
+    /// assert_eq!(consumer.try_pop_batch(&mut out, 8), Ok(2), "try_pop_batch does not wait");
+    /// producer.try_push_batch(&mut (2..5)).unwrap();
+    /// assert_eq!(consumer.try_pop_batch_spinning(&mut out, 8), Ok(3), "the run is ready");
+    /// assert_eq!(out, [0, 1, 2, 3, 4]);
+    /// ```
+    pub fn try_pop_batch_spinning<E: Extend<T>>(
+        &self,
+        out: &mut E,
+        max: usize,
+    ) -> Result<usize, PopError> {
+        let ring = self.ring();
+        if max == 0 {
+            return ring.try_pop_batch(out, 0);
+        }
+        let waiting = self.run_wait.get();
+        if ring.keeps_waiting_for_values(waiting) {
+            self.run_wait.set(waiting + 1);
+            return Err(PopError::Empty);
+        }
+        let popped = ring.try_pop_batch(out, max);
+        self.run_wait
+            .set(u32::from(matches!(popped, Err(PopError::Empty))));
+        popped
+    }
+
     /// [`RingCore::pop_batch`] (feature `std`): waits until at least one value is ready.
     ///
     /// # Errors
@@ -786,7 +834,11 @@ impl<'a, T, S: Storage<T>> Consumer<'a, T, S> {
     /// As [`RingCore::wait_ready`].
     #[cfg(any(feature = "std", loom))]
     pub fn wait_ready(&self) -> Result<(), Closed> {
-        self.ring().wait_ready()
+        let waited = self.ring().wait_ready_until(None);
+        if waited.is_ok() {
+            self.run_wait.set(0);
+        }
+        waited.map_err(|_| Closed(()))
     }
 
     /// [`RingCore::wait_ready_timeout`] (feature `std`).
@@ -795,7 +847,12 @@ impl<'a, T, S: Storage<T>> Consumer<'a, T, S> {
     /// As [`RingCore::wait_ready_timeout`].
     #[cfg(all(feature = "std", not(loom)))]
     pub fn wait_ready_timeout(&self, timeout: Duration) -> Result<(), PopError> {
-        self.ring().wait_ready_timeout(timeout)
+        let deadline = Some(crate::sync::deadline_after(timeout));
+        let waited = self.ring().wait_ready_until(deadline);
+        if waited.is_ok() {
+            self.run_wait.set(0);
+        }
+        waited
     }
 
     /// [`RingCore::is_closed`].
@@ -846,6 +903,7 @@ impl<T, S: Storage<T>> Clone for Consumer<'_, T, S> {
         Self {
             link: self.link.clone(),
             claim: self.claim.cloned(&self.ring().head),
+            run_wait: Cell::new(0),
         }
     }
 }
@@ -923,6 +981,7 @@ impl<T, S: Storage<T>> fmt::Debug for Consumer<'_, T, S> {
                 &self.ring().head.handles.load(Ordering::Relaxed),
             )
             .field("sole", &self.claim.sole.get())
+            .field("run_wait", &(self.run_wait.get() != 0))
             .finish()
     }
 }
