@@ -97,6 +97,8 @@ on_both_forms! {
     try_pop_batch_is_exact_whatever_the_spinning_pop_last_saw: 64,
     try_pop_batch_and_a_max_of_zero_leave_the_wait_after_empty_as_it_is: 64,
     the_wait_after_empty_never_hides_a_close: 64,
+    the_wait_after_empty_never_hides_the_close_of_a_drained_ring: 64,
+    a_64th_look_that_finds_nothing_starts_the_wait_again: 64,
     wait_ready_and_its_timed_form_end_the_wait_after_empty: 64,
     a_wait_ready_that_times_out_leaves_the_wait_after_empty_as_it_is: 64,
 }
@@ -192,6 +194,26 @@ fn the_wait_after_empty_never_hides_a_close(ends: &impl Ends) {
     );
     assert_eq!(ends.spinning(&mut out, 64), Err(PopError::Closed));
     assert_eq!(out, [7]);
+}
+
+fn the_wait_after_empty_never_hides_the_close_of_a_drained_ring(ends: &impl Ends) {
+    assert!(ends.close());
+    assert_eq!(ends.spinning(&mut Vec::new(), 64), Err(PopError::Closed));
+}
+
+fn a_64th_look_that_finds_nothing_starts_the_wait_again(ends: &impl Ends) {
+    let mut out = Vec::new();
+    for call in 1..=64 {
+        assert_eq!(
+            ends.spinning(&mut out, 64),
+            Err(PopError::Empty),
+            "call {call}"
+        );
+    }
+    // The 64th looked and found nothing: the wait starts again, so one value is held.
+    ends.try_push(7);
+    assert_eq!(ends.spinning(&mut out, 64), Err(PopError::Empty));
+    assert_eq!(ends.try_pop_batch(&mut out, 64), Ok(1));
 }
 
 fn wait_ready_and_its_timed_form_end_the_wait_after_empty(ends: &impl Ends) {

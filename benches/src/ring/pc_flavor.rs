@@ -85,16 +85,14 @@ macro_rules! pc_flavor {
 }
 
 /// `pc_split_flavor!(Flavor, Producer, Consumer, crate_name, "row label", pop_batch_call)`: a
-/// `Flavor` named
-/// `Flavor` over `crate_name`'s ring split into handles (`RingCore::split`): a `Producer` and
-/// a `Consumer`, each claiming with a plain store while it is its side's only handle; clones
-/// (the 2P2C rows) claim as the shared ring does. Its producer pushes with
+/// `Flavor` named `Flavor` over `crate_name`'s ring split into handles (`RingCore::split`): a
+/// `Producer` and a `Consumer`, each claiming with a plain store while it is its side's only
+/// handle; clones (the 2P2C rows) claim as the shared ring does. Its producer pushes with
 /// `try_push_spinning`, the call for a caller that tries again at once on `Full`, as every
 /// loop of the harness does (it waits for room for a run after a `Full`); `Producer<false>`
 /// pushes with the exact `try_push` instead. Its consumer's batch pop is `pop_batch_call`, as
-/// in `pc_flavor!`. `compare` uses it for pc-core, the A/B tool
-/// (`ab.sh --handles split`) for two builds of it (revisions that have `split` and
-/// `try_push_spinning`).
+/// in `pc_flavor!`. `compare` uses it for pc-core, the A/B tool (`ab.sh --handles split`) for
+/// two builds of it (revisions that have `split` and `try_push_spinning`).
 ///
 /// Each run leaks its ring (12 KiB at the harness's capacity): the harness's endpoints must
 /// be `'static`, and handles borrow their ring.

@@ -346,9 +346,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
         // No prefetch of the run here, unlike `scan_free`: a consumer that keeps up with its
         // producer takes each run the moment it is published, and on Intel Xeon its prefetch of
-        // the run's lines then slowed the producer filling the next run (1P1C batch 32 0.27x
-        // -> 0.59x of rtrb's chunks without it, batch 64 0.28x -> 0.42x:
-        // `docs/performance-log.md`, "The consumer's regime on Intel").
+        // the run's lines then slowed the producer filling the next run
+        // (`docs/performance-log.md`, "The consumer's regime on Intel").
         // A value is stamped `position + ONE`, a hole `position + ONE + MARK` (ONE is even).
         let mut expected = head.wrapping_add(ONE);
         // The count is how far `expected` got: one counter, not two, in the loop.

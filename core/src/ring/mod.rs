@@ -495,6 +495,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// Sets [`pop_run_wait`](Self::pop_run_wait) to `waiting`, keeping the closed bit.
     #[inline]
     fn set_pop_run_wait(&self, waiting: u32) {
+        if cfg!(pc_mutant = "pop_wait_store") {
+            // The mutant: a plain store, which can overwrite a closed bit set just before.
+            self.closed_copy().store(waiting, Ordering::Relaxed);
+            return;
+        }
         // Relaxed, as above; read-modify-writes, so `close`'s bit is never lost.
         if waiting == 0 {
             self.closed_copy().fetch_and(CLOSED_COPY, Ordering::Relaxed);
@@ -643,6 +648,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         self.tail.index.store(start, Ordering::Relaxed);
         // Relaxed, as above.
         self.run_wait().store(0, Ordering::Relaxed);
+        self.set_pop_run_wait(0);
     }
 }
 

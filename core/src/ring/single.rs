@@ -220,8 +220,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// At `head`, no value is ready: is the ring merely empty, or closed and drained?
     #[inline]
     pub(super) fn empty_or_closed(&self, head: usize) -> PopError {
-        // Acquire pairs with the Release store in `close`. This reads the consumers' own cache
-        // line: an open, empty ring is polled without touching the producers' tail line.
+        // Acquire pairs with the Release `fetch_or` in `close` (and the read-modify-writes of
+        // the wait count after it, which continue its release sequence). This reads the
+        // consumers' own cache line: an open, empty ring is polled without touching the
+        // producers' tail line.
         if self.closed_copy().load(Ordering::Acquire) & super::CLOSED_COPY == 0 {
             return PopError::Empty;
         }

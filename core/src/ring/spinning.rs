@@ -3,8 +3,9 @@
 //! consumer that spins on `Empty`: after an `Empty`, it waits for a run of values instead of
 //! taking each run the moment the producer publishes it. The ring's own
 //! [`RingCore::try_push_spinning`] keeps its state in the tail's `Side` (shared by every
-//! producer of the ring); a split ring's `Producer::try_push_spinning` keeps it in the handle
-//! (split.rs); a blocking `push` keeps it in its wait (blocking.rs).
+//! producer of the ring), its [`RingCore::try_pop_batch_spinning`] in the head's (shared by
+//! every consumer); a split ring's handles keep theirs each in the handle (split.rs); a
+//! blocking `push` keeps its own in its wait (blocking.rs).
 //!
 //! Why: a producer that outruns its consumer and tries again the moment one slot frees reads
 //! the very slot the consumer is freeing, and each read takes that cache line from the
@@ -125,25 +126,29 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// Once a `try_pop_batch_spinning` has returned `Empty`, the ring's
     /// `try_pop_batch_spinning` calls (from any consumer: the ring keeps one state for all of
     /// them, in the consumers' cache line) return `Empty` without looking at the head until
-    /// the slot `capacity / 8` positions past the head is published (with one producer, which
-    /// publishes in order: until `capacity / 8 + 1` values are ready), except every 64th call,
+    /// the slot `capacity / 8` positions past the head is published (with one producer pushing
+    /// single values, which it publishes in order: until `capacity / 8 + 1` values are ready; a
+    /// batch push publishes its run's first slot last, so the wait can end a little early, and
+    /// a look that finds the head not yet ready starts it again), except every 64th call,
     /// which looks at the head and pops what is there. A consumer that keeps up with its
     /// producer and tries again at once takes each run as soon as it is published, reading
     /// lines the producer has just written while it writes the next ones; on some CPUs the
     /// two then slow each other down (README, "A consumer that spins on `Empty`", measures
-    /// it). A call that pops ends the wait, and so does a [`wait_ready`](Self::wait_ready) (or
-    /// its timed form) that returns `Ok`. Rings of fewer than 8 slots look at the head itself.
+    /// it). A `try_pop_batch_spinning` that pops ends the wait (the other pops leave it as it
+    /// is), and so does a [`wait_ready`](Self::wait_ready) (or its timed form) that returns
+    /// `Ok`. Rings of fewer than 8 slots look at the head itself.
     /// [`try_pop_batch`](Self::try_pop_batch) is exact, whatever this call last saw, and
-    /// leaves the wait as it is; so does a call with a `max` of 0, which is never held by it. Each call that waits
-    /// writes the count into the consumers' own cache line (a read-modify-write): with several
-    /// consumers spinning at once that costs them line transfers among themselves (not
-    /// measured). A split ring's consumers keep this state each in its handle
+    /// leaves the wait as it is; so does a call with a `max` of 0, which is never held by it.
+    /// Each call that waits writes the count into the consumers' own cache line (a
+    /// read-modify-write): with several consumers spinning at once that costs them line
+    /// transfers among themselves (not measured). A split ring's consumers keep this state each in its handle
     /// ([`Consumer::try_pop_batch_spinning`](super::Consumer::try_pop_batch_spinning)).
     ///
     /// # Errors
     /// [`PopError::Empty`] if no value is ready at the head, or, after an `Empty`, while the
     /// run past it is not published (so `Empty` while [`is_empty`](Self::is_empty) is false:
-    /// for at most 63 calls in a row from one consumer, about that many from several);
+    /// for at most 63 calls in a row from one consumer, about that many from several, whose
+    /// racing counts can lengthen it);
     /// [`PopError::Closed`] once the ring is closed and drained (never hidden by the wait).
     ///
     /// Not for a caller that stops calling on `Empty` and waits for a signal that a producer
@@ -205,9 +210,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     /// Whether a consumer that found the ring empty may try again: the slot
     /// [`run_len`](Self::run_len) positions past the head is published for its position (a
-    /// value or a hole; so, with one producer, which publishes in order, a run of that many
-    /// more is ready), or the head has moved past it, or the ring is closed (the pop then
-    /// drains it, or says so).
+    /// value or a hole; so, with one producer pushing single values, a run of that many more
+    /// is ready), or the head has moved past it, or the ring is closed (the pop then drains
+    /// it, or says so).
     #[inline(always)]
     fn has_run_ready(&self) -> bool {
         // Relaxed: this only decides whether to try; the pop that follows reads the head again

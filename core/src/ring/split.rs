@@ -66,6 +66,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///   [`Producer::try_push_spinning`], for a caller that tries again at once, waits after a
     ///   `Full` for room for a run instead of pushing into each slot the moment it frees (its
     ///   docs say what that costs); `try_push` is exact.
+    /// - **A consumer that spins on `Empty` can leave the producer alone.**
+    ///   [`Consumer::try_pop_batch_spinning`], for a caller that tries again at once, waits
+    ///   after an `Empty` for a run of values instead of taking each batch the moment it is
+    ///   published (its docs say what that costs); `try_pop_batch` is exact.
     ///
     /// # Non-guarantees
     /// - **A forgotten handle counts for good.** A `Producer` passed to `mem::forget` is never
