@@ -141,7 +141,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// leaves the wait as it is; so does a call with a `max` of 0, which is never held by it.
     /// Each call that waits writes the count into the consumers' own cache line (a
     /// read-modify-write): with several consumers spinning at once that costs them line
-    /// transfers among themselves (not measured). A split ring's consumers keep this state each in its handle
+    /// transfers among themselves (not measured). A split ring's consumers keep this state
+    /// each in its handle
     /// ([`Consumer::try_pop_batch_spinning`](super::Consumer::try_pop_batch_spinning)).
     ///
     /// # Errors
