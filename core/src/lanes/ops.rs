@@ -2,7 +2,7 @@
 //! rule that a pop reports `Closed` only when every lane does.
 
 use super::{LaneSet, LanesCore};
-use crate::ring::{PopError, PushError};
+use crate::ring::{PopError, PushError, RunFetch};
 use crate::sync::Ordering;
 
 /// The lanes a pop looks at, in order: `first`, then down in priority, wrapping to lane 0.
@@ -188,7 +188,12 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         // of them is the answer.
         let (mut popped, mut taken) = (0, 0);
         for lane in self.scan().order() {
-            match self.rings()[lane].try_pop_batch_counted(out, max - popped, lost_race) {
+            match self.rings()[lane].try_pop_batch_counted(
+                out,
+                max - popped,
+                RunFetch::Not,
+                lost_race,
+            ) {
                 Ok(n) => {
                     popped += n.popped;
                     taken += n.taken;

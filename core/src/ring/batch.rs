@@ -266,7 +266,22 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         E: Extend<T>,
     {
-        self.try_pop_batch_counted(out, max, lost_race)
+        self.try_pop_batch_counted(out, max, RunFetch::Not, lost_race)
+            .map(|p| p.taken)
+    }
+
+    /// [`try_pop_batch`](Self::try_pop_batch), prefetching the run it claims (see
+    /// [`RunFetch`]): for `try_pop_batch_spinning`, whose consumer waits for a run after an
+    /// `Empty` instead of taking each one the moment it is published.
+    pub(super) fn try_pop_batch_prefetching<E>(
+        &self,
+        out: &mut E,
+        max: usize,
+    ) -> Result<usize, PopError>
+    where
+        E: Extend<T>,
+    {
+        self.try_pop_batch_counted(out, max, RunFetch::Prefetch, &mut || {})
             .map(|p| p.taken)
     }
 
@@ -277,6 +292,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         &self,
         out: &mut E,
         max: usize,
+        fetch: RunFetch,
         lost_race: &mut impl FnMut(),
     ) -> Result<Popped, PopError>
     where
@@ -292,7 +308,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             };
         }
         loop {
-            let mut drain = self.claim_ready(max.min(self.capacity()), lost_race)?;
+            let mut drain = self.claim_ready(max.min(self.capacity()), fetch, lost_race)?;
             let popped = drain.len();
             drain.move_into(out);
             // What `out` took: an `Extend` may return before the drain is exhausted.
@@ -335,19 +351,26 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     }
 
     /// Counts the consecutive published slots (values or holes) from position `head` (at most
-    /// `want`, each stamp read with Acquire). Returns the count, how many of them are holes,
-    /// and the stamp that stopped the scan (if any).
+    /// `want`, each stamp read with Acquire), prefetching their lines first if `fetch` says so.
+    /// Returns the count, how many of them are holes, and the stamp that stopped the scan (if
+    /// any).
     #[inline(always)]
-    fn scan_published(&self, head: usize, want: usize) -> (usize, usize, StampWord) {
+    fn scan_published(
+        &self,
+        head: usize,
+        want: usize,
+        fetch: RunFetch,
+    ) -> (usize, usize, StampWord) {
         // Acquire: as below.
         let first = self.slot(head).load_stamp(Ordering::Acquire);
         if first | stamp_of(MARK) != stamp_of(head.wrapping_add(ONE) | MARK) {
             return (0, 0, first);
         }
-        // No prefetch of the run here, unlike `scan_free`: a consumer that keeps up with its
-        // producer takes each run the moment it is published, and on Intel Xeon its prefetch of
-        // the run's lines then slowed the producer filling the next run
-        // (`docs/performance-log.md`, "The consumer's regime on Intel").
+        if fetch == RunFetch::Prefetch {
+            // Producers publish a run's first slot last (`Claim`), so behind a published first
+            // slot the rest is most likely published too: start fetching all its lines now.
+            self.prefetch_run(head, want);
+        }
         // A value is stamped `position + ONE`, a hole `position + ONE + MARK` (ONE is even).
         let mut expected = head.wrapping_add(ONE);
         // The count is how far `expected` got: one counter, not two, in the loop.
@@ -374,9 +397,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     fn claim_ready(
         &self,
         want: usize,
+        fetch: RunFetch,
         lost_race: &mut impl FnMut(),
     ) -> Result<Drain<'_, T, S>, PopError> {
-        self.claim_ready_from(self.look_at(&self.head.index), want, lost_race)
+        self.claim_ready_from(self.look_at(&self.head.index), want, fetch, lost_race)
     }
 
     /// [`claim_ready`](Self::claim_ready) from `head`, a value the head index held (tests pass
@@ -385,10 +409,11 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         &self,
         mut head: usize,
         want: usize,
+        fetch: RunFetch,
         lost_race: &mut impl FnMut(),
     ) -> Result<Drain<'_, T, S>, PopError> {
         loop {
-            let (count, holes, first) = self.scan_published(head, want);
+            let (count, holes, first) = self.scan_published(head, want, fetch);
             if count == 0 {
                 // Not a value nor a hole: the ring is empty here, or `head` is stale.
                 let seen = classify(first, head.wrapping_add(ONE));
@@ -532,6 +557,24 @@ fn give_back_unfilled<T, S: Storage<T>>(
 pub(crate) struct Popped {
     pub(crate) popped: usize,
     pub(crate) taken: usize,
+}
+
+/// Whether a batch pop prefetches the lines of the run it finds published before it reads
+/// their stamps (a batch push always prefetches its free run: `scan_free`).
+///
+/// Only `try_pop_batch_spinning` prefetches. A consumer that tries again at once and keeps up
+/// with its producer takes each run the moment it is published; on Intel Xeon its prefetch of
+/// those lines then slowed the producer filling the next run (`docs/performance-log.md`, "The
+/// consumer's regime on Intel"), so `try_pop_batch` and the blocking pops do not. The spinning
+/// pop, after an `Empty`, waits until the slot an eighth of the ring past the head is published
+/// before it looks again, so the run it then fetches lies that far behind the lines the
+/// producer is writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunFetch {
+    /// Prefetch the run's lines (at most [`super::PREFETCH_LINES`]).
+    Prefetch,
+    /// Read the stamps one by one.
+    Not,
 }
 
 /// The values of a batch claimed at the head, moved out one by one as the iterator is advanced.

@@ -118,6 +118,7 @@ use slot::{MARK, ONE, stamp_of};
 /// `u64` values spans 12, one of 64 pc-host records about 90. Past them the scan's own loads,
 /// and the CPU's stream prefetcher, take over.
 const PREFETCH_LINES: usize = 64;
+pub(crate) use batch::RunFetch;
 #[cfg(any(feature = "std", loom))]
 pub(crate) use wait::Step;
 pub(crate) use wait::Waiters;
@@ -560,10 +561,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// about [`PREFETCH_LINES`] of them at most (see [`crate::sync::prefetch`]): a batch push's
     /// scan then finds them arriving together, one round trip to the other core for the run
     /// instead of one per line in turn (faster in the 1P1C batch rows: `docs/performance-log.md`,
-    /// "What closed the gap"; batch pops do not prefetch: `scan_published` says why). The cap
-    /// matters when `count` is what a caller offers rather than what there is room for: a
-    /// producer offering 10,000 values where a few slots are free would otherwise fetch
-    /// 10,000 slots' lines, most of them still the consumers'.
+    /// "What closed the gap"; of the batch pops only `try_pop_batch_spinning`: `RunFetch` says
+    /// why). The cap matters when `count` is what a caller offers rather than what there is
+    /// room for: a producer offering 10,000 values where a few slots are free would otherwise
+    /// fetch 10,000 slots' lines, most of them still the consumers'.
     #[inline(always)]
     fn prefetch_run(&self, position: usize, count: usize) {
         const LINE: usize = 64;

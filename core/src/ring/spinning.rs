@@ -183,7 +183,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             self.set_pop_run_wait(waiting + 1);
             return Err(PopError::Empty);
         }
-        let popped = self.try_pop_batch(out, max);
+        let popped = self.try_pop_batch_prefetching(out, max);
         let now = u32::from(matches!(popped, Err(PopError::Empty)));
         if now != waiting {
             self.set_pop_run_wait(now);

@@ -785,7 +785,7 @@ impl<'a, T, S: Storage<T>> Consumer<'a, T, S> {
             self.run_wait.set(waiting + 1);
             return Err(PopError::Empty);
         }
-        let popped = ring.try_pop_batch(out, max);
+        let popped = ring.try_pop_batch_prefetching(out, max);
         self.run_wait
             .set(u32::from(matches!(popped, Err(PopError::Empty))));
         popped

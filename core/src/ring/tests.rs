@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::slot::{ONE, Slot};
-use super::{HeapRing, PopError, PushError, Ring};
+use super::{HeapRing, PopError, PushError, Ring, RunFetch};
 use crate::sync::StampWord;
 use crate::test_support::within_a_minute;
 
@@ -1251,23 +1251,24 @@ fn a_lost_race_is_reported_only_when_the_other_thread_took_the_position() {
 }
 
 /// A batch push offered far more than there is room for (pc-host's producers offer what they
-/// have) prefetches a bounded run of lines, not one line per value it was offered; a batch pop
-/// prefetches nothing (`scan_published` says why).
+/// have) prefetches a bounded run of lines, not one line per value it was offered; so does a
+/// `try_pop_batch_spinning` (on the ring and on a split consumer) asked for more than is ready;
+/// `try_pop_batch` prefetches nothing (`RunFetch` says why).
 #[test]
-fn a_batch_push_prefetches_a_bounded_run_and_a_batch_pop_none() {
+fn a_batch_push_and_a_spinning_batch_pop_prefetch_a_bounded_run_and_try_pop_batch_none() {
     use crate::sync::PREFETCH_RUN_MOST;
-    let ring = crate::HeapRing::<[u64; 8]>::with_capacity(1 << 10);
     let most_in_one_run = |f: &mut dyn FnMut()| {
         PREFETCH_RUN_MOST.with(|n| n.set(0));
         f();
         PREFETCH_RUN_MOST.with(core::cell::Cell::get)
     };
+    // The cap in slots, rounded to lines at each end of the two runs a wrap makes.
+    let bounded = |n: usize| n > 0 && n <= super::PREFETCH_LINES + 2;
+    let mut ring = crate::HeapRing::<[u64; 8]>::with_capacity(1 << 10);
     // 72-byte slots: 1,024 of them span 1,152 lines.
-    let mut items = (0..1 << 11).map(|i| [i; 8]);
-    assert_eq!(
-        ring.try_push_batch(&mut items.by_ref().take((1 << 10) - 2)),
-        Ok((1 << 10) - 2)
-    );
+    let mut items = (0..1 << 13).map(|i| [i; 8]);
+    let n = (1 << 10) - 2;
+    assert_eq!(ring.try_push_batch(&mut items.by_ref().take(n)), Ok(n));
     let mut out = Vec::new();
     assert_eq!(ring.try_pop_batch(&mut out, 2), Ok(2));
     // Four slots free, 1,024 offered: one run of four from the tail.
@@ -1277,16 +1278,35 @@ fn a_batch_push_prefetches_a_bounded_run_and_a_batch_pop_none() {
             Ok(4)
         );
     });
+    assert!(bounded(push), "{push} prefetches for one batch push's run");
     let pop = most_in_one_run(&mut || {
         assert_eq!(ring.try_pop_batch(&mut out, 1 << 10), Ok(1 << 10));
     });
-    assert!(push > 0, "a batch push prefetches its run");
+    assert_eq!(pop, 0, "try_pop_batch prefetched");
+    let n = 1 << 10;
+    assert_eq!(ring.try_push_batch(&mut items.by_ref().take(n)), Ok(n));
+    let spinning = most_in_one_run(&mut || {
+        assert_eq!(ring.try_pop_batch_spinning(&mut out, 1 << 11), Ok(1 << 10));
+    });
     assert!(
-        // The cap in slots, rounded to lines at each end of the two runs a wrap makes.
-        push <= super::PREFETCH_LINES + 2,
-        "{push} prefetches for one batch push's run"
+        bounded(spinning),
+        "{spinning} prefetches for one spinning pop's run"
     );
-    assert_eq!(pop, 0, "a batch pop prefetched");
+    let (producer, consumer) = ring.split();
+    assert_eq!(
+        producer.try_push_batch(&mut items.by_ref().take(1 << 10)),
+        Ok(1 << 10)
+    );
+    let split = most_in_one_run(&mut || {
+        assert_eq!(
+            consumer.try_pop_batch_spinning(&mut out, 1 << 11),
+            Ok(1 << 10)
+        );
+    });
+    assert!(
+        bounded(split),
+        "{split} prefetches for a split consumer's spinning pop"
+    );
 }
 
 /// An index looked at half the stamps' range ago (`2^31` in index value, `2^30` pushes: a thread
@@ -1335,7 +1355,7 @@ fn a_pop_from_an_index_stale_by_half_the_stamp_range_looks_again_instead_of_sayi
     );
     ring.try_push_batch(&mut (8..10)).unwrap();
     let drain = ring
-        .claim_ready_from(stale_by_half_the_stamps(ONE), 2, &mut || {})
+        .claim_ready_from(stale_by_half_the_stamps(ONE), 2, RunFetch::Not, &mut || {})
         .expect("two values, not Empty");
     assert_eq!(drain.collect::<Vec<_>>(), [8, 9]);
     assert!(ring.is_empty());
