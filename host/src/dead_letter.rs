@@ -10,7 +10,8 @@
 //! - The file is pc-host's: created by it (new), or an existing file whose first line is a
 //!   pc-host dead-letter entry, appended to. Anything else is refused before the run starts.
 //! - Runs may share one file, at once: each append holds an exclusive lock on it (`flock`,
-//!   advisory: pc-host's own writers take it), so another run's entry is never half-written
+//!   advisory: pc-host's own writers take it; an append waits up to [`LOCK_WAIT`] for it, and
+//!   fails, writing nothing, if another program holds it longer), so another run's entry is never half-written
 //!   while this one looks at the file's end, and a new file appears under its name only with a
 //!   whole first entry in it (written beside it under a hidden name, then renamed unless
 //!   something is there by then), so a run that finds it there appends to it instead of
@@ -24,11 +25,11 @@
 //! next run.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -84,7 +85,15 @@ pub struct DeadLetters {
     names: Mutex<HashMap<u32, String>>,
     /// The file system refused the lock once (and a warning said so): appends go on unlocked.
     unlocked: std::sync::atomic::AtomicBool,
+    /// How long an append waits for the file's lock ([`LOCK_WAIT`]; tests shorten it).
+    lock_wait: Duration,
 }
+
+/// How long an append waits for the file's lock while another program holds it: another
+/// pc-host run holds it for one append and its `fdatasync`; a program that keeps it longer
+/// fails this run's write (a consumer's records then count as not stored, and the run stops)
+/// rather than stall the consumer, and with it the pipeline, for as long as it holds it.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 impl DeadLetters {
     /// Checks that `path` can be this run's dead-letter file, before anything runs.
@@ -147,6 +156,16 @@ impl DeadLetters {
             existed,
             names: Mutex::new(HashMap::new()),
             unlocked: std::sync::atomic::AtomicBool::new(false),
+            lock_wait: LOCK_WAIT,
+        }
+    }
+
+    /// This file, its appends waiting up to `wait` for its lock (instead of [`LOCK_WAIT`]).
+    #[cfg(test)]
+    fn with_lock_wait(self, wait: Duration) -> Self {
+        Self {
+            lock_wait: wait,
+            ..self
         }
     }
 
@@ -502,16 +521,43 @@ fn first_line(f: &File) -> std::io::Result<Vec<u8>> {
 }
 
 impl DeadLetters {
-    /// Takes the file's lock; on a file system that has no locks (an NFS mount without its
-    /// lock service), goes on without, as a file that one run at a time writes needs none,
-    /// and says so once.
+    /// Takes the file's lock, waiting up to `lock_wait` while another holder has it (`flock`
+    /// has no timed wait: it tries again after naps of 1 ms doubling to 50 ms, as SQLite's busy
+    /// handler does); on a file system that has no locks (an NFS mount without its lock
+    /// service), goes on without, as a file that one run at a time writes needs none, and says
+    /// so once.
+    ///
+    /// # Errors
+    /// The lock was held by another for all of `lock_wait` (`TimedOut`), or could not be taken.
     fn lock(&self, f: &File) -> std::io::Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
         // Relaxed: a flag for the warning only; the appends are ordered by the file's mutex.
         if self.unlocked.load(Relaxed) {
             return Ok(());
         }
-        match f.lock() {
+        let deadline = Instant::now() + self.lock_wait;
+        let mut nap = Duration::from_millis(1);
+        let locked = loop {
+            match f.try_lock() {
+                Ok(()) => break Ok(()),
+                Err(TryLockError::Error(e)) => break Err(e),
+                Err(TryLockError::WouldBlock) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "another program has held its lock for {:.0} s",
+                                self.lock_wait.as_secs_f64()
+                            ),
+                        ));
+                    }
+                    std::thread::sleep(nap.min(left));
+                    nap = (nap * 2).min(Duration::from_millis(50));
+                }
+            }
+        };
+        match locked {
             Err(e)
                 if e.kind() == std::io::ErrorKind::Unsupported
                     || e.raw_os_error() == Some(libc::ENOLCK) =>
@@ -675,6 +721,32 @@ mod tests {
             .map(|l| serde_json::from_str::<Value>(l).expect("every line a whole entry"))
             .map(|v| v["record"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    /// A program that keeps the file locked fails an append once the wait is over, instead of
+    /// holding the consumer (and the pipeline) for as long as it keeps the lock; the append
+    /// writes nothing, and the next, once the lock is free, goes in whole.
+    #[test]
+    fn an_append_fails_without_writing_while_another_program_keeps_the_file_locked() {
+        let (dir, path) = scratch("held");
+        let dl = DeadLetters::new(&path, false, 1).with_lock_wait(Duration::from_millis(20));
+        put(&dl, "one").unwrap();
+        // flock locks belong to an open file: this one conflicts with the writer's own.
+        let holder = File::open(&path).unwrap();
+        holder.lock().unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let error = put(&dl, "two").expect_err("an append under another's lock");
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
+        assert!(error.to_string().contains("held its lock"), "{error}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the failed append wrote"
+        );
+        holder.unlock().unwrap();
+        put(&dl, "three").unwrap();
+        assert_eq!(records_in(&path), ["one", "three"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
