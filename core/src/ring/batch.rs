@@ -367,9 +367,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             return (0, 0, first);
         }
         if fetch == RunFetch::Prefetch {
-            // Producers publish a run's first slot last (`Claim`), so behind a published first
-            // slot the rest is most likely published too: start fetching all its lines now.
-            self.prefetch_run(head, want);
+            self.prefetch_published(head, want);
         }
         // A value is stamped `position + ONE`, a hole `position + ONE + MARK` (ONE is even).
         let mut expected = head.wrapping_add(ONE);
@@ -390,6 +388,23 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             }
         }
         (counted(expected), holes, stamp_of(expected))
+    }
+
+    /// Prefetches the lines of the run of up to `want` positions from `head` (whose first slot
+    /// is published), as many as [`prefetch_run`](Self::prefetch_run) takes, if the run's last
+    /// slot is published too: then its producers have written every slot of the run (one
+    /// producer publishes in order, a batch its first slot last), and the prefetch takes no
+    /// line a producer is still writing, except the one holding the run's last slot and the
+    /// next. Otherwise nothing: the scan reads the stamps one by one.
+    #[inline(always)]
+    fn prefetch_published(&self, head: usize, want: usize) {
+        let last = head.wrapping_add((want.min(Self::PREFETCH_SLOTS) - 1) * ONE);
+        // Relaxed: decides only whether to prefetch; the scan loads every stamp with Acquire
+        // before a value is read.
+        let stamp = self.slot(last).load_stamp(Ordering::Relaxed);
+        if stamp | stamp_of(MARK) == stamp_of(last.wrapping_add(ONE) | MARK) {
+            self.prefetch_run(head, want);
+        }
     }
 
     /// Claims up to `want` (>= 1) consecutive ready positions at the head with one CAS. Calls
@@ -562,13 +577,14 @@ pub(crate) struct Popped {
 /// Whether a batch pop prefetches the lines of the run it finds published before it reads
 /// their stamps (a batch push always prefetches its free run: `scan_free`).
 ///
-/// Only `try_pop_batch_spinning` prefetches. A consumer that tries again at once and keeps up
-/// with its producer takes each run the moment it is published; on Intel Xeon its prefetch of
-/// those lines then slowed the producer filling the next run (`docs/performance-log.md`, "The
-/// consumer's regime on Intel"), so `try_pop_batch` and the blocking pops do not. The spinning
-/// pop, after an `Empty`, waits until the slot an eighth of the ring past the head is published
-/// before it looks again, so the run it then fetches lies that far behind the lines the
-/// producer is writing.
+/// Only `try_pop_batch_spinning` prefetches, and only a run whose last slot is published
+/// (`prefetch_published`). A consumer that tries again at once and keeps up with its producer
+/// takes each run the moment it is published; on Intel Xeon its prefetch of the run's lines
+/// (then as many as it asked for, published or not) slowed the producer filling the next run
+/// (`docs/performance-log.md`, "The consumer's regime on Intel"), so `try_pop_batch` and the
+/// blocking pops do not prefetch. The spinning pop, after an `Empty`, waits until the slot an
+/// eighth of the ring past the head is published before it looks again, and then fetches only
+/// lines its producers have finished writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RunFetch {
     /// Prefetch the run's lines (at most [`super::PREFETCH_LINES`]).

@@ -118,6 +118,8 @@ use slot::{MARK, ONE, stamp_of};
 /// `u64` values spans 12, one of 64 pc-host records about 90. Past them the scan's own loads,
 /// and the CPU's stream prefetcher, take over.
 const PREFETCH_LINES: usize = 64;
+/// The cache line size [`PREFETCH_LINES`] counts in (64 bytes on the CPUs pc-core is tuned on).
+const LINE: usize = 64;
 pub(crate) use batch::RunFetch;
 #[cfg(any(feature = "std", loom))]
 pub(crate) use wait::Step;
@@ -557,6 +559,13 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         }
     }
 
+    /// The most slots [`prefetch_run`](Self::prefetch_run) fetches: those that span about
+    /// [`PREFETCH_LINES`] lines (at least one; a slot holds its stamp, so it is never empty).
+    const PREFETCH_SLOTS: usize = {
+        let slots = PREFETCH_LINES * LINE / core::mem::size_of::<Slot<T>>();
+        if slots == 0 { 1 } else { slots }
+    };
+
     /// Prefetches the cache lines of the slots serving the `count` positions from `position` on,
     /// about [`PREFETCH_LINES`] of them at most (see [`crate::sync::prefetch`]): a batch push's
     /// scan then finds them arriving together, one round trip to the other core for the run
@@ -567,12 +576,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     /// fetch 10,000 slots' lines, most of them still the consumers'.
     #[inline(always)]
     fn prefetch_run(&self, position: usize, count: usize) {
-        const LINE: usize = 64;
-        // The slots that span about `PREFETCH_LINES` lines (a constant for each `T`).
-        let most = (PREFETCH_LINES * LINE / core::mem::size_of::<Slot<T>>().max(1)).max(1);
         #[cfg(all(test, not(loom)))]
         let _most = crate::sync::PrefetchRun::start();
-        for run in self.runs(position, count.min(most)) {
+        for run in self.runs(position, count.min(Self::PREFETCH_SLOTS)) {
             // A slot bigger than the cap is prefetched only up to it.
             let bytes = core::mem::size_of_val(run).min(PREFETCH_LINES * LINE);
             let base = run.as_ptr().cast::<u8>();

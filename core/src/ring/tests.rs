@@ -1252,7 +1252,8 @@ fn a_lost_race_is_reported_only_when_the_other_thread_took_the_position() {
 
 /// A batch push offered far more than there is room for (pc-host's producers offer what they
 /// have) prefetches a bounded run of lines, not one line per value it was offered; so does a
-/// `try_pop_batch_spinning` (on the ring and on a split consumer) asked for more than is ready;
+/// `try_pop_batch_spinning` (on the ring and on a split consumer) asked for more than the cap,
+/// where the cap's worth is published, and it prefetches nothing where it is not;
 /// `try_pop_batch` prefetches nothing (`RunFetch` says why).
 #[test]
 fn a_batch_push_and_a_spinning_batch_pop_prefetch_a_bounded_run_and_try_pop_batch_none() {
@@ -1292,6 +1293,12 @@ fn a_batch_push_and_a_spinning_batch_pop_prefetch_a_bounded_run_and_try_pop_batc
         bounded(spinning),
         "{spinning} prefetches for one spinning pop's run"
     );
+    // Ten ready, more asked for: the slot the prefetch would reach last is not published.
+    assert_eq!(ring.try_push_batch(&mut items.by_ref().take(10)), Ok(10));
+    let short = most_in_one_run(&mut || {
+        assert_eq!(ring.try_pop_batch_spinning(&mut out, 1 << 11), Ok(10));
+    });
+    assert_eq!(short, 0, "a spinning pop prefetched past the published run");
     let (producer, consumer) = ring.split();
     assert_eq!(
         producer.try_push_batch(&mut items.by_ref().take(1 << 10)),
