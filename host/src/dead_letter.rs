@@ -10,12 +10,13 @@
 //! - The file is pc-host's: created by it (new), or an existing file whose first line is a
 //!   pc-host dead-letter entry, appended to. Anything else is refused before the run starts.
 //! - Runs may share one file, at once: each append holds an exclusive lock on it (`flock`,
-//!   advisory: pc-host's own writers take it; an append waits up to [`LOCK_WAIT`] for it, and
-//!   fails, writing nothing, if another program holds it longer), so another run's entry is never half-written
-//!   while this one looks at the file's end, and a new file appears under its name only with a
-//!   whole first entry in it (written beside it under a hidden name, then renamed unless
-//!   something is there by then), so a run that finds it there appends to it instead of
-//!   failing. (A file system that cannot rename that way gets the file made in place.)
+//!   advisory: pc-host's own writers take it; an append waits up to [`LOCK_WAIT`] for it,
+//!   and fails, writing nothing, if it cannot take it by then), so another run's entry is
+//!   never half-written while this one looks at the file's end, and a new file appears under
+//!   its name only with a whole first entry in it (written beside it under a hidden name, then
+//!   renamed unless something is there by then), so a run that finds it there appends to it
+//!   instead of failing. (A file system that cannot rename that way gets the file made in
+//!   place.)
 //! - The entries go to the file the path names when they are written: if the file was moved
 //!   or removed during the run, a new one is made at the path; if another program's file is
 //!   there now, the write fails and that file is left as it is.
@@ -87,12 +88,15 @@ pub struct DeadLetters {
     unlocked: std::sync::atomic::AtomicBool,
     /// How long an append waits for the file's lock ([`LOCK_WAIT`]; tests shorten it).
     lock_wait: Duration,
+    /// An append waited `lock_wait` in vain: the later ones try once and do not wait (the run
+    /// is stopping, and each would otherwise wait in turn behind the file's mutex).
+    lock_given_up: std::sync::atomic::AtomicBool,
 }
 
-/// How long an append waits for the file's lock while another program holds it: another
-/// pc-host run holds it for one append and its `fdatasync`; a program that keeps it longer
-/// fails this run's write (a consumer's records then count as not stored, and the run stops)
-/// rather than stall the consumer, and with it the pipeline, for as long as it holds it.
+/// How long an append waits for the file's lock while another process holds it: another
+/// pc-host run holds it for one append and its `fdatasync`; if the lock cannot be taken by
+/// then, this run's write fails (a consumer's records then count as not stored, and the run
+/// stops) rather than stall the consumer, and with it the pipeline, for as long as it lasts.
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 impl DeadLetters {
@@ -157,6 +161,7 @@ impl DeadLetters {
             names: Mutex::new(HashMap::new()),
             unlocked: std::sync::atomic::AtomicBool::new(false),
             lock_wait: LOCK_WAIT,
+            lock_given_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -394,15 +399,15 @@ impl DeadLetters {
             Err(e) => return Err(e),
         };
         let written = self.lock(&f).and_then(|()| {
-            let written = File::open(crate::paths::dir_of(&self.path))
+            File::open(crate::paths::dir_of(&self.path))
                 .and_then(|d| d.sync_all())
                 .and_then(|()| { &f }.write_all(text))
-                .and_then(|()| f.sync_data());
-            if written.is_err() {
-                let _ = std::fs::remove_file(&self.path);
-            }
-            written
+                .and_then(|()| f.sync_data())
         });
+        if written.is_err() {
+            // Not left without a whole first entry (later runs would refuse it as not theirs).
+            let _ = std::fs::remove_file(&self.path);
+        }
         let _ = f.unlock();
         written.map(|()| Some(f))
     }
@@ -522,20 +527,26 @@ fn first_line(f: &File) -> std::io::Result<Vec<u8>> {
 
 impl DeadLetters {
     /// Takes the file's lock, waiting up to `lock_wait` while another holder has it (`flock`
-    /// has no timed wait: it tries again after naps of 1 ms doubling to 50 ms, as SQLite's busy
-    /// handler does); on a file system that has no locks (an NFS mount without its lock
-    /// service), goes on without, as a file that one run at a time writes needs none, and says
-    /// so once.
+    /// has no timed wait: it tries again after naps of 1 ms doubling to 4 ms, as SQLite's busy
+    /// handler does; short, so that another run's appends, each holding the lock briefly, do
+    /// not keep it from this one), and not at all once a wait was given up; on a file system
+    /// that has no locks (an NFS mount without its lock service), goes on without, as a file
+    /// that one run at a time writes needs none, and says so once.
     ///
     /// # Errors
-    /// The lock was held by another for all of `lock_wait` (`TimedOut`), or could not be taken.
+    /// The lock could not be taken within `lock_wait` (`TimedOut`), or not at all.
     fn lock(&self, f: &File) -> std::io::Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
         // Relaxed: a flag for the warning only; the appends are ordered by the file's mutex.
         if self.unlocked.load(Relaxed) {
             return Ok(());
         }
-        let deadline = Instant::now() + self.lock_wait;
+        let wait = if self.lock_given_up.load(Relaxed) {
+            Duration::ZERO
+        } else {
+            self.lock_wait
+        };
+        let deadline = Instant::now() + wait;
         let mut nap = Duration::from_millis(1);
         let locked = loop {
             match f.try_lock() {
@@ -544,16 +555,19 @@ impl DeadLetters {
                 Err(TryLockError::WouldBlock) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        // Relaxed: a hint for the appends after this one, no data.
+                        self.lock_given_up.store(true, Relaxed);
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             format!(
-                                "another program has held its lock for {:.0} s",
+                                "its lock (flock) was not free within {:.0} s: another process \
+                                 kept it; nothing was written",
                                 self.lock_wait.as_secs_f64()
                             ),
                         ));
                     }
                     std::thread::sleep(nap.min(left));
-                    nap = (nap * 2).min(Duration::from_millis(50));
+                    nap = (nap * 2).min(Duration::from_millis(4));
                 }
             }
         };
@@ -737,7 +751,8 @@ mod tests {
         let before = std::fs::read(&path).unwrap();
         let error = put(&dl, "two").expect_err("an append under another's lock");
         assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
-        assert!(error.to_string().contains("held its lock"), "{error}");
+        assert!(error.to_string().contains("nothing was written"), "{error}");
+        assert!(dl.lock_given_up.load(std::sync::atomic::Ordering::Relaxed));
         assert_eq!(
             std::fs::read(&path).unwrap(),
             before,
