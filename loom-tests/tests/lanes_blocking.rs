@@ -14,6 +14,8 @@
 //! must fail with `--cfg pc_mutant="lanes_blocked_on_a_drained_lane"` (a closed, drained lane
 //! taken for a ready one: the consumer re-checks for ever instead of sleeping, which loom
 //! reports as a model that exceeds its branches).
+//! The batch-push models must fail with `--cfg pc_mutant="lanes_batch_no_wake"` (a batch push
+//! to a lane that does not wake the lanes' consumers).
 //!
 //! Under loom the blocking operations without a timeout are built; the timed ones share their
 //! wait (`Parking::wait`) and differ only in the deadline, which loom has no clock for.
@@ -97,6 +99,34 @@ fn close_wakes_every_blocked_consumer() {
         lanes.close();
         assert_eq!(popper.join().unwrap(), Err(Closed(())));
         assert_eq!(waiter.join().unwrap(), Err(Closed(())));
+    });
+}
+
+#[test]
+fn a_batch_push_to_a_lower_lane_wakes_a_consumer_blocked_on_all_lanes() {
+    loom::model(|| {
+        let (lanes, consumer) = blocked_consumer(|l| l.pop_lane());
+        assert_eq!(lanes.try_push_batch(1, &mut (7..8)), Ok(1));
+        assert_eq!(consumer.join().unwrap(), Ok((1, 7)));
+        assert!(lanes.is_empty());
+    });
+}
+
+/// A blocking batch push of three values into a lane of two: it publishes a run, then waits
+/// for room on the lane's ring while the consumer, asleep on the lanes, must have been woken
+/// by that run (not only at the end of the batch: the two would then wait on each other).
+#[test]
+fn a_blocking_batch_push_wakes_the_consumer_after_each_run_it_publishes() {
+    loom::model(|| {
+        let (lanes, consumer) = blocked_consumer(|l| {
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                l.pop_batch(&mut got, 3).unwrap();
+            }
+            got
+        });
+        assert_eq!(lanes.push_batch(0, &mut (1..4)), Ok(3));
+        assert_eq!(consumer.join().unwrap(), [1, 2, 3]);
     });
 }
 

@@ -9,9 +9,9 @@
 use core::time::Duration;
 
 use super::{LaneSet, LanesCore};
-use crate::ring::Closed;
 #[cfg(not(loom))]
-use crate::ring::{PopError, PushError};
+use crate::ring::PopError;
+use crate::ring::{Closed, Consumers, PushError};
 
 impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// Pushes `value` to lane `lane`, waiting while that lane is full.
@@ -54,6 +54,81 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         self.lane(lane).push_timeout(value, timeout)?;
         self.parking.pushed();
         Ok(())
+    }
+
+    /// Pushes every item of `items` to lane `lane`, waiting while that lane is full, as the
+    /// ring's [`push_batch`](crate::ring::RingCore::push_batch) does: in runs of up to the
+    /// lane's free space, each run woken to the consumers sleeping on the lanes as soon as it
+    /// is published (so `items` must not wait for a consumer of these lanes). Returns how many
+    /// were pushed, once `items` is exhausted.
+    ///
+    /// # Errors
+    /// [`Closed`] carrying how many were pushed once the lanes are closed; the items not
+    /// pushed stay in the iterator.
+    ///
+    /// # Panics
+    /// If `lane >= self.lanes()` (before `items` is touched), or if `items` panics.
+    ///
+    /// ```
+    /// let lanes = pc_core::HeapLanes::with_capacities(&[4, 4]);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| lanes.push_batch(1, &mut (0..100)).unwrap());
+    ///     let mut out = Vec::new();
+    ///     while out.len() < 100 {
+    ///         lanes.pop_batch(&mut out, 64).unwrap();
+    ///     }
+    ///     assert_eq!(out, (0..100).collect::<Vec<_>>());
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn push_batch<I>(&self, lane: usize, items: &mut I) -> Result<usize, Closed<usize>>
+    where
+        I: Iterator<Item = T>,
+    {
+        self.push_batch_until(lane, items, None)
+            .map_err(|e| Closed(e.into_inner()))
+    }
+
+    /// [`push_batch`](Self::push_batch), waiting at most `timeout` in all.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] once the lanes are
+    /// closed; each carries how many were pushed, and the items not pushed stay in the
+    /// iterator.
+    ///
+    /// # Panics
+    /// As [`push_batch`](Self::push_batch).
+    #[cfg(not(loom))]
+    #[track_caller]
+    pub fn push_batch_timeout<I>(
+        &self,
+        lane: usize,
+        items: &mut I,
+        timeout: Duration,
+    ) -> Result<usize, PushError<usize>>
+    where
+        I: Iterator<Item = T>,
+    {
+        self.push_batch_until(lane, items, Some(crate::sync::deadline_after(timeout)))
+    }
+
+    /// `push_batch` and `push_batch_timeout`: the lane's ring's blocking batch push (which
+    /// sleeps on that ring's producers, woken by the pops), waking the lanes' consumers after
+    /// each run it publishes.
+    #[track_caller]
+    fn push_batch_until<I>(
+        &self,
+        lane: usize,
+        items: &mut I,
+        deadline: Option<crate::sync::Instant>,
+    ) -> Result<usize, PushError<usize>>
+    where
+        I: Iterator<Item = T>,
+    {
+        self.lane(lane)
+            .push_batch_until_then(items, deadline, Consumers::Unwatched, &mut |_| {
+                self.batch_published()
+            })
     }
 
     /// Pops as [`try_pop`](Self::try_pop) does, waiting on all lanes at once while none

@@ -76,6 +76,56 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         Ok(())
     }
 
+    /// Pushes items of `items` to lane `lane`, as many as it has free slots for, in order, as
+    /// the ring's [`try_push_batch`](crate::ring::RingCore::try_push_batch) does (one claim for
+    /// the run; an item is taken from `items` only once a slot is claimed for it). Never
+    /// waits for another thread.
+    ///
+    /// Returns how many were pushed (0 only if `items` was empty).
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the lane had no free slot, [`PushError::Closed`] once the lanes
+    /// are closed; nothing was taken from `items` in either case.
+    ///
+    /// # Panics
+    /// If `lane >= self.lanes()` (before `items` is touched), or if `items` panics, as the
+    /// ring's `try_push_batch` says.
+    ///
+    /// ```
+    /// use pc_core::{Lanes, PushError};
+    ///
+    /// let lanes = Lanes::<u32, 2, 4>::new();
+    /// let mut items = 10..16;
+    /// assert_eq!(lanes.try_push_batch(1, &mut items), Ok(4));
+    /// assert_eq!(items, 14..16); // the rest stay in the iterator
+    /// assert_eq!(lanes.try_push_batch(1, &mut items), Err(PushError::Full(())));
+    /// assert_eq!(lanes.try_push_batch(0, &mut items), Ok(2));
+    /// assert_eq!(lanes.try_pop(), Ok(14)); // lane 0 first
+    /// ```
+    #[track_caller]
+    pub fn try_push_batch<I>(&self, lane: usize, items: &mut I) -> Result<usize, PushError<()>>
+    where
+        I: Iterator<Item = T>,
+    {
+        let pushed = self.lane(lane).try_push_batch(items)?;
+        if pushed > 0 {
+            self.batch_published();
+        }
+        Ok(pushed)
+    }
+
+    /// A batch push published a run in some lane: wakes one sleeping consumer, as a push does
+    /// (a woken consumer that pops passes a wake-up on while a lane has a value ready).
+    #[inline]
+    pub(super) fn batch_published(&self) {
+        if cfg!(pc_mutant = "lanes_batch_no_wake") {
+            // Deliberately broken (the run's consumers left asleep): the loom suite must
+            // reject it (see `.ci/run`).
+            return;
+        }
+        self.parking.pushed();
+    }
+
     /// Pops a value from the highest-priority lane that has one ready (subject to the
     /// starvation guard, see the [module docs](crate::lanes)). Never waits for another thread.
     ///

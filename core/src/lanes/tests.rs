@@ -376,6 +376,86 @@ mod blocking {
     }
 
     #[test]
+    fn a_parked_pop_wakes_on_a_batch_push_to_any_lane() {
+        for lane in 0..3 {
+            let lanes = Lanes::<u32, 3, 4>::new();
+            let (tx, rx) = std::sync::mpsc::channel();
+            thread::scope(|s| {
+                s.spawn(|| tx.send(lanes.pop_lane()).unwrap());
+                until_parked(&lanes, 1);
+                assert_eq!(lanes.try_push_batch(lane, &mut (7..9)), Ok(2));
+                // Bounded, so that a lost wake-up fails the test instead of hanging it.
+                let woke = rx.recv_timeout(Duration::from_secs(60));
+                if woke.is_err() {
+                    lanes.close();
+                }
+                assert_eq!(woke, Ok(Ok((lane, 7))), "lane {lane}");
+            });
+            assert_eq!(lanes.try_pop_lane(), Ok((lane, 8)));
+        }
+    }
+
+    /// A blocking batch push far larger than its lane, into a consumer asleep on the lanes:
+    /// every run it publishes wakes the consumer (were only the last woken, the two would wait
+    /// on each other as soon as the lane filled), and everything arrives once, in order.
+    #[test]
+    fn a_blocking_batch_push_larger_than_its_lane_reaches_a_sleeping_consumer_whole() {
+        const N: u32 = 10_000;
+        let lanes = Lanes::<u32, 2, 4>::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::scope(|s| {
+            s.spawn(|| {
+                let mut got = Vec::new();
+                while lanes.pop_batch(&mut got, 3).is_ok() {}
+                tx.send(got).unwrap();
+            });
+            until_parked(&lanes, 1);
+            let mut items = 0..N;
+            // Timed (a minute), so that a lost wake-up fails the test instead of hanging it.
+            let pushed = lanes.push_batch_timeout(1, &mut items, Duration::from_secs(60));
+            lanes.close();
+            assert_eq!(pushed, Ok(N as usize));
+            assert_eq!(items.next(), None);
+            let got = rx.recv_timeout(Duration::from_secs(60));
+            if got.is_err() {
+                lanes.close();
+            }
+            assert_eq!(got, Ok((0..N).collect::<Vec<_>>()));
+        });
+    }
+
+    #[test]
+    fn batch_pushes_to_a_full_or_closed_lane_take_nothing_from_the_iterator() {
+        let lanes = HeapLanes::with_capacities(&[2, 2]);
+        let mut items = 1..10;
+        assert_eq!(lanes.try_push_batch(0, &mut items), Ok(2));
+        assert_eq!(
+            lanes.try_push_batch(0, &mut items),
+            Err(crate::ring::PushError::Full(()))
+        );
+        assert_eq!(
+            lanes.push_batch_timeout(0, &mut items, Duration::from_millis(1)),
+            Err(crate::ring::PushError::Full(0))
+        );
+        assert_eq!(
+            lanes.push_batch_timeout(1, &mut items, Duration::from_millis(1)),
+            Err(crate::ring::PushError::Full(2)),
+            "lane 1 takes two, then the time runs out"
+        );
+        assert_eq!(items.clone().next(), Some(5));
+        lanes.close();
+        assert_eq!(
+            lanes.try_push_batch(1, &mut items),
+            Err(crate::ring::PushError::Closed(()))
+        );
+        assert_eq!(lanes.push_batch(0, &mut items), Err(Closed(0)));
+        assert_eq!(items, 5..10, "a refused batch took items");
+        let mut out = Vec::new();
+        while lanes.try_pop_batch(&mut out, 8).is_ok() {}
+        assert_eq!(out, [1, 2, 3, 4]);
+    }
+
+    #[test]
     fn producers_on_every_lane_and_batch_consumers_lose_nothing_and_keep_lane_fifo() {
         const PER: u32 = 20_000;
         const K: usize = 3;

@@ -25,7 +25,7 @@ use crate::sync::{Instant, LostRaces, Ordering};
 /// Whether a waiting push looks at the consumers' count: only a split ring's `Producer` does,
 /// to close the ring rather than wait for good once every `Consumer` is gone (split.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Consumers {
+pub(crate) enum Consumers {
     /// The ring's own calls: the count means nothing to a ring used directly, nor once a
     /// split has ended (with a handle forgotten, it stays where it was).
     Unwatched,
@@ -241,6 +241,22 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         I: Iterator<Item = T>,
     {
+        self.push_batch_until_then(items, deadline, consumers, &mut |_| {})
+    }
+
+    /// [`push_batch_until`](Self::push_batch_until), calling `published(n)` after each run of
+    /// `n >= 1` values it publishes, before it waits again: the lanes wake their own sleeping
+    /// consumers there (their pops sleep on the lanes, not on this ring).
+    pub(crate) fn push_batch_until_then<I>(
+        &self,
+        items: &mut I,
+        deadline: Option<Instant>,
+        consumers: Consumers,
+        published: &mut impl FnMut(usize),
+    ) -> Result<usize, PushError<usize>>
+    where
+        I: Iterator<Item = T>,
+    {
         if self.refuse_empty_if_closed(items).is_err() {
             return Err(PushError::Closed(0));
         }
@@ -264,6 +280,9 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             match step {
                 Some(Ok((n, exhausted))) => {
                     pushed += n;
+                    if n > 0 {
+                        published(n);
+                    }
                     if exhausted {
                         return Ok(pushed);
                     }

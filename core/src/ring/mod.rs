@@ -122,6 +122,8 @@ const PREFETCH_LINES: usize = 64;
 const LINE: usize = 64;
 pub(crate) use batch::RunFetch;
 #[cfg(any(feature = "std", loom))]
+pub(crate) use blocking::Consumers;
+#[cfg(any(feature = "std", loom))]
 pub(crate) use wait::Step;
 pub(crate) use wait::Waiters;
 
