@@ -9,7 +9,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use pc_core::{CapacityError, Closed, HeapLanes, HeapRing, PopError, PushError};
+use pc_core::{CapacityError, Closed, HeapLanes, HeapRing, PopError};
 
 use crate::message::Record;
 use crate::telemetry::{ProducerStats, bump};
@@ -111,29 +111,29 @@ impl Queue {
     /// in (never one that did not), and the wait for room as `blocked`, readable while it
     /// lasts.
     pub fn push_all(&self, lane: usize, buf: &mut Vec<Record>, counts: &ProducerStats) -> usize {
-        match self {
-            Self::Ring(ring) => {
-                let mut items = buf.drain(..);
-                let mut counted = Counted {
-                    items: &mut items,
-                    produced: &counts.produced,
-                };
-                let mut pushed = ring.try_push_batch(&mut counted).unwrap_or(0);
-                if counted.size_hint().0 > 0 {
-                    let began = counts.blocked.begin();
-                    pushed += match ring.push_batch(&mut counted) {
-                        Ok(n) => n,
-                        Err(closed) => closed.0,
-                    };
-                    counts.blocked.end(began);
-                }
-                // Closed: what the ring did not take goes back (a rare path, so the copy).
-                let rest: Vec<Record> = items.collect();
-                buf.extend(rest);
-                pushed
-            }
-            Self::Lanes(lanes) => push_lane(lanes, lane, buf, counts),
+        let mut items = buf.drain(..);
+        let mut counted = Counted {
+            items: &mut items,
+            produced: &counts.produced,
+        };
+        let mut pushed = match self {
+            Self::Ring(ring) => ring.try_push_batch(&mut counted),
+            Self::Lanes(lanes) => lanes.try_push_batch(lane, &mut counted),
         }
+        .unwrap_or(0);
+        if counted.size_hint().0 > 0 {
+            let began = counts.blocked.begin();
+            pushed += match self {
+                Self::Ring(ring) => ring.push_batch(&mut counted),
+                Self::Lanes(lanes) => lanes.push_batch(lane, &mut counted),
+            }
+            .unwrap_or_else(|closed| closed.0);
+            counts.blocked.end(began);
+        }
+        // Closed: what the queue did not take goes back (a rare path, so the copy).
+        let rest: Vec<Record> = items.collect();
+        buf.extend(rest);
+        pushed
     }
 
     /// Pops up to `max` records into `out`, waiting for at least one.
@@ -190,8 +190,8 @@ impl Queue {
     }
 }
 
-/// Records taken from `items`, each counted `produced` as it is taken. The ring takes an item
-/// only once it has claimed a slot for it, and publishes it only after taking it: so a record
+/// Records taken from `items`, each counted `produced` as it is taken. The ring (or a lane's
+/// ring) takes an item only once it has claimed a slot for it, and publishes it only after taking it: so a record
 /// is counted before any consumer can pop it, and one the ring did not take is never counted.
 struct Counted<'a, I> {
     items: I,
@@ -210,47 +210,6 @@ impl<I: Iterator<Item = Record>> Iterator for Counted<'_, I> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.items.size_hint()
     }
-}
-
-/// [`Queue::push_all`] for one lane: record by record, waiting (and timing the wait) only
-/// when the lane is full. Each record is counted just after its push, so a consumer can pop
-/// one a moment before it is counted (`Stats::counts` allows for that).
-fn push_lane(
-    lanes: &HeapLanes<Record>,
-    lane: usize,
-    buf: &mut Vec<Record>,
-    counts: &ProducerStats,
-) -> usize {
-    let mut pushed = 0;
-    let mut records = buf.drain(..);
-    let mut back = None;
-    for record in records.by_ref() {
-        let record = match lanes.try_push(lane, record) {
-            Ok(()) => {
-                bump(&counts.produced, 1);
-                pushed += 1;
-                continue;
-            }
-            Err(PushError::Closed(record)) => {
-                back = Some(record);
-                break;
-            }
-            Err(PushError::Full(record)) => record,
-        };
-        let began = counts.blocked.begin();
-        let waited = lanes.push(lane, record);
-        counts.blocked.end(began);
-        if let Err(closed) = waited {
-            back = Some(closed.0);
-            break;
-        }
-        bump(&counts.produced, 1);
-        pushed += 1;
-    }
-    // Closed: the record refused and those after it go back, in order.
-    let rest: Vec<Record> = back.into_iter().chain(records).collect();
-    buf.extend(rest);
-    pushed
 }
 
 #[cfg(test)]

@@ -167,9 +167,7 @@ pub fn bump(counter: &AtomicU64, n: u64) {
 /// produced as the ring takes it, before the ring publishes it (`Queue::push_all`); a consumer
 /// counts it consumed after popping it, and settled after that; each with a Release [`bump`].
 /// [`Stats::counts`] reads downstream first, each with Acquire: a settled count it sees
-/// brings the consumed and produced counts before it with it. The one exception is a lane's
-/// single push, counted just after it is published: a consumer can pop that record before it
-/// is counted, so a snapshot counts at least as many produced as consumed.
+/// brings the consumed and produced counts before it with it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Records accepted into the ring.
@@ -378,15 +376,8 @@ impl Stats {
         let not_stored = self.not_stored();
         let consumed = self.consumed();
         let produced = self.produced();
-        // A lane's record may be popped just before it is counted (see `Counts`); a ring's
-        // never is.
-        let lanes = self.lanes > 0;
         Counts {
-            produced: if lanes {
-                produced.max(consumed)
-            } else {
-                produced
-            },
+            produced,
             consumed,
             stored,
             duplicates,
