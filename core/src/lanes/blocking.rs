@@ -11,8 +11,11 @@
 //! comes first and the re-check sees its slot. A slot held by a push in progress is covered
 //! the same way: its publication is followed by `pushed`.
 //!
-//! One wake-up per push; a consumer that was woken and then popped passes one on if a lane
-//! still has a value ready (the wake-up it took may have been for that one), as the ring's do.
+//! One wake-up per push; a batch push (`try_push_batch`, `push_batch`) wakes up to as many as
+//! it published after each batch of claims, holes included, and once if its iterator panics
+//! (what it yielded before stays published); a consumer that was woken and then popped passes
+//! one on if a lane still has a value ready (the wake-up it took may have been for that one),
+//! as the ring's do.
 //!
 //! Blocking pushes need nothing here: they are the lane's own ring `push`, which sleeps on that
 //! ring's producers and is woken by the pops (every lanes pop is a ring pop). The blocking
@@ -45,6 +48,14 @@ impl Parking {
     #[inline]
     pub(crate) fn pushed(&self) {
         self.consumers.notify(1);
+    }
+
+    /// A batch push published `n` values in some lane (0: only holes, a claim it could not
+    /// fill): wakes up to `n` sleeping consumers (at least one), as the ring's batch push wakes
+    /// its own.
+    #[inline]
+    pub(crate) fn published(&self, n: usize) {
+        self.consumers.notify(n.max(1));
     }
 
     /// How many consumers are asleep now (test support).

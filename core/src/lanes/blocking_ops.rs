@@ -57,10 +57,10 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     }
 
     /// Pushes every item of `items` to lane `lane`, waiting while that lane is full, as the
-    /// ring's [`push_batch`](crate::ring::RingCore::push_batch) does: in runs of up to the
-    /// lane's free space, each run woken to the consumers sleeping on the lanes as soon as it
-    /// is published (so `items` must not wait for a consumer of these lanes). Returns how many
-    /// were pushed, once `items` is exhausted.
+    /// ring's [`push_batch`](crate::ring::RingCore::push_batch) does: in batches of up to the
+    /// lane's free space, each batch waking up to as many consumers asleep on the lanes as it
+    /// holds values as soon as it is published (so `items` must not wait for a consumer of
+    /// these lanes). Returns how many were pushed, once `items` is exhausted.
     ///
     /// # Errors
     /// [`Closed`] carrying how many were pushed once the lanes are closed; the items not
@@ -125,10 +125,13 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     where
         I: Iterator<Item = T>,
     {
-        self.lane(lane)
-            .push_batch_until_then(items, deadline, Consumers::Unwatched, &mut |_| {
-                self.batch_published()
-            })
+        let ring = self.lane(lane);
+        let unwinding = super::ops::WakeOnUnwind(self);
+        let pushed = ring.push_batch_until_then(items, deadline, Consumers::Unwatched, &mut |n| {
+            self.batch_published(n);
+        });
+        core::mem::forget(unwinding);
+        pushed
     }
 
     /// Pops as [`try_pop`](Self::try_pop) does, waiting on all lanes at once while none

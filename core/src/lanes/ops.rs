@@ -49,6 +49,17 @@ fn guard_pop(ticket: usize, guard: u32) -> Option<usize> {
     is_guard_pop.then_some(ticket / period)
 }
 
+/// Wakes a consumer asleep on the lanes when dropped: held across a batch push into a lane and
+/// forgotten once it returns, so it acts only if the push unwinds (its iterator panicked),
+/// leaving what it yielded published in the lane.
+pub(super) struct WakeOnUnwind<'a, T, L: LaneSet<T>>(pub(super) &'a LanesCore<T, L>);
+
+impl<T, L: LaneSet<T>> Drop for WakeOnUnwind<'_, T, L> {
+    fn drop(&mut self) {
+        self.0.batch_published(1);
+    }
+}
+
 impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// Pushes `value` to lane `lane` if it has a free slot. Never waits for another thread.
     ///
@@ -107,23 +118,26 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     where
         I: Iterator<Item = T>,
     {
-        let pushed = self.lane(lane).try_push_batch(items)?;
-        if pushed > 0 {
-            self.batch_published();
-        }
+        let ring = self.lane(lane);
+        let unwinding = WakeOnUnwind(self);
+        let pushed = ring.try_push_batch(items);
+        core::mem::forget(unwinding);
+        let pushed = pushed?;
+        // Also for 0 (`items` was empty, nothing claimed): a spare wake-up, never a lost one.
+        self.batch_published(pushed);
         Ok(pushed)
     }
 
-    /// A batch push published a run in some lane: wakes one sleeping consumer, as a push does
-    /// (a woken consumer that pops passes a wake-up on while a lane has a value ready).
+    /// A batch push published `n` values in some lane (0: holes only): wakes up to `n` sleeping
+    /// consumers, at least one (see `Parking::published`).
     #[inline]
-    pub(super) fn batch_published(&self) {
+    pub(super) fn batch_published(&self, n: usize) {
         if cfg!(pc_mutant = "lanes_batch_no_wake") {
             // Deliberately broken (the run's consumers left asleep): the loom suite must
             // reject it (see `.ci/run`).
             return;
         }
-        self.parking.pushed();
+        self.parking.published(n);
     }
 
     /// Pops a value from the highest-priority lane that has one ready (subject to the

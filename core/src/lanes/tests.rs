@@ -395,6 +395,52 @@ mod blocking {
         }
     }
 
+    /// Two consumers waiting until ready (which, unlike a pop, passes no wake-up on): a batch
+    /// of two wakes both, as the ring's batch push wakes as many as it published.
+    #[test]
+    fn a_batch_push_wakes_as_many_waiting_consumers_as_it_published() {
+        let lanes = Lanes::<u32, 2, 4>::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::scope(|s| {
+            for _ in 0..2 {
+                let (tx, lanes) = (tx.clone(), &lanes);
+                s.spawn(move || tx.send(lanes.wait_ready()).unwrap());
+            }
+            until_parked(&lanes, 2);
+            assert_eq!(lanes.try_push_batch(1, &mut (7..9)), Ok(2));
+            for waiter in 0..2 {
+                // Bounded, so that a lost wake-up fails the test instead of hanging it.
+                let woke = rx.recv_timeout(Duration::from_secs(60));
+                if woke.is_err() {
+                    lanes.close();
+                }
+                assert_eq!(woke, Ok(Ok(())), "waiter {waiter}");
+            }
+        });
+    }
+
+    /// A batch push whose iterator panics after yielding a value leaves that value published,
+    /// and the consumer asleep on the lanes is woken for it.
+    #[test]
+    fn a_batch_push_whose_iterator_panics_still_wakes_a_consumer_for_what_it_pushed() {
+        let lanes = Lanes::<u32, 2, 4>::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::scope(|s| {
+            s.spawn(|| tx.send(lanes.pop_lane()).unwrap());
+            until_parked(&lanes, 1);
+            let mut items = (7..10).map(|v| if v == 8 { panic!("item 8") } else { v });
+            let pushed = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                lanes.try_push_batch(1, &mut items)
+            }));
+            assert!(pushed.is_err(), "the iterator's panic went through");
+            let woke = rx.recv_timeout(Duration::from_secs(60));
+            if woke.is_err() {
+                lanes.close();
+            }
+            assert_eq!(woke, Ok(Ok((1, 7))));
+        });
+    }
+
     /// A blocking batch push far larger than its lane, into a consumer asleep on the lanes:
     /// every run it publishes wakes the consumer (were only the last woken, the two would wait
     /// on each other as soon as the lane filled), and everything arrives once, in order.

@@ -244,9 +244,10 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         self.push_batch_until_then(items, deadline, consumers, &mut |_| {})
     }
 
-    /// [`push_batch_until`](Self::push_batch_until), calling `published(n)` after each run of
-    /// `n >= 1` values it publishes, before it waits again: the lanes wake their own sleeping
-    /// consumers there (their pops sleep on the lanes, not on this ring).
+    /// [`push_batch_until`](Self::push_batch_until), calling `published(n)` after each step
+    /// that claimed and published positions (`n` values; 0 if they were holes only), before
+    /// it waits again: the lanes wake their own sleeping consumers there (their pops sleep on
+    /// the lanes, not on this ring).
     pub(crate) fn push_batch_until_then<I>(
         &self,
         items: &mut I,
@@ -280,9 +281,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             match step {
                 Some(Ok((n, exhausted))) => {
                     pushed += n;
-                    if n > 0 {
-                        published(n);
-                    }
+                    published(n);
                     if exhausted {
                         return Ok(pushed);
                     }

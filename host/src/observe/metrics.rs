@@ -415,7 +415,7 @@ fn lanes(
     s: &Stats,
     queue: &Queue,
 ) -> Result<(), std::fmt::Error> {
-    let figures = s.lanes_now();
+    let figures = s.lanes();
     type Count = fn(&LaneFigures) -> u64;
     let counters: [(&str, &str, Count); 5] = [
         (

@@ -127,12 +127,22 @@ mod tests {
     /// may go down from one snapshot to the next.
     #[test]
     fn no_snapshot_counts_a_record_consumed_before_it_is_produced() {
+        snapshots_add_up(&Queue::ring(4).expect("a valid capacity"));
+    }
+
+    /// As above with `--lanes`: a lane's records are pushed in batches as the ring's are, and
+    /// counted produced before any consumer can pop them.
+    #[test]
+    fn no_snapshot_counts_a_lane_record_consumed_before_it_is_produced() {
+        snapshots_add_up(&Queue::lanes(4, 2).expect("valid capacities"));
+    }
+
+    fn snapshots_add_up(ring: &Queue) {
         const CHUNK: u64 = 64;
         const RECORDS: u64 = CHUNK * 2_000;
-        let ring = Queue::ring(4).expect("a valid capacity");
         let stats = Stats::new(1, 1);
         let (clock, stop) = (Clock::new(), AtomicBool::new(false));
-        let cx = context(&ring, &clock, &stop, CHUNK);
+        let cx = context(ring, &clock, &stop, CHUNK);
         let drained = AtomicBool::new(false);
         let mut snapshots = 0u64;
         std::thread::scope(|s| {

@@ -70,24 +70,14 @@ impl Stats {
         self.lanes = lanes;
     }
 
-    /// Each lane's figures, in lane order, as counted (for the summary, once the run is over,
-    /// where they must add up by themselves); empty without lanes.
+    /// Each lane's figures, in lane order; empty without lanes. Read while the run goes on,
+    /// each lane's settled counts are at most its produced count, as in [`super::Counts`].
     pub fn lanes(&self) -> Vec<LaneFigures> {
-        self.lanes_read(false)
-    }
-
-    /// Each lane's figures while the run goes on: a record may be popped just before its push
-    /// is counted, so produced is shown as at least what the lane settled (see `Counts`).
-    pub fn lanes_now(&self) -> Vec<LaneFigures> {
-        self.lanes_read(true)
-    }
-
-    fn lanes_read(&self, live: bool) -> Vec<LaneFigures> {
-        (0..self.lanes).map(|lane| self.lane(lane, live)).collect()
+        (0..self.lanes).map(|lane| self.lane(lane)).collect()
     }
 
     /// One lane's figures; settled counts are read before produced, as in `Stats::counts`.
-    fn lane(&self, lane: usize, live: bool) -> LaneFigures {
+    fn lane(&self, lane: usize) -> LaneFigures {
         // Acquire: pairs with the Release `bump`s, as in `Stats::counts`.
         let get = |f: fn(&LaneCounters) -> &AtomicU64| {
             self.consumers_made()
@@ -105,20 +95,12 @@ impl Stats {
                 .expect("histograms with the same bounds always add");
         }
         LaneFigures {
-            produced: {
-                let produced: u64 = self
-                    .producers
-                    .iter()
-                    .filter(|p| usize::from(p.lane) == lane)
-                    .map(|p| p.produced.load(Ordering::Acquire))
-                    .sum();
-                let settled = stored + duplicates + dead_lettered + not_stored;
-                if live {
-                    produced.max(settled)
-                } else {
-                    produced
-                }
-            },
+            produced: self
+                .producers
+                .iter()
+                .filter(|p| usize::from(p.lane) == lane)
+                .map(|p| p.produced.load(Ordering::Acquire))
+                .sum(),
             stored,
             duplicates,
             dead_lettered,
