@@ -63,7 +63,8 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     /// these lanes). Returns how many were pushed, once `items` is exhausted.
     ///
     /// # Errors
-    /// [`Closed`] carrying how many were pushed once the lanes are closed; the items not
+    /// [`Closed`] carrying how many this call pushed before the lanes were closed (`Closed(0)`
+    /// also for an `items` that says it is empty, if they are closed already); the items not
     /// pushed stay in the iterator.
     ///
     /// # Panics
@@ -110,6 +111,59 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         I: Iterator<Item = T>,
     {
         self.push_batch_until(lane, items, Some(crate::sync::deadline_after(timeout)))
+    }
+
+    /// Waits until lane `lane` has a free slot, pushing nothing: the lane's ring's
+    /// [`wait_space`](crate::ring::RingCore::wait_space), for a producer that pushes with
+    /// [`try_push`](Self::try_push) or [`try_push_batch`](Self::try_push_batch) and waits
+    /// between its tries. Another producer may take the slot first: the caller's push can still
+    /// find the lane full, and should then wait again.
+    ///
+    /// # Errors
+    /// [`Closed`] once the lanes are closed.
+    ///
+    /// # Panics
+    /// If `lane >= self.lanes()`.
+    ///
+    /// ```
+    /// use pc_core::{Lanes, PushError};
+    ///
+    /// let lanes = Lanes::<u32, 2, 2>::new();
+    /// let mut items = 0..5;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let mut got = Vec::new();
+    ///         while got.len() < 5 {
+    ///             lanes.pop_batch(&mut got, 2).unwrap();
+    ///         }
+    ///         assert_eq!(got, [0, 1, 2, 3, 4]);
+    ///     });
+    ///     while items.len() > 0 {
+    ///         match lanes.try_push_batch(1, &mut items) {
+    ///             Ok(_) => {}
+    ///             Err(PushError::Full(())) => lanes.wait_space(1).unwrap(),
+    ///             Err(PushError::Closed(())) => unreachable!("nobody closes them"),
+    ///         }
+    ///     }
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn wait_space(&self, lane: usize) -> Result<(), Closed> {
+        self.lane(lane).wait_space()
+    }
+
+    /// [`wait_space`](Self::wait_space), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the time ran out, [`PushError::Closed`] once the lanes are
+    /// closed.
+    ///
+    /// # Panics
+    /// If `lane >= self.lanes()`.
+    #[cfg(not(loom))]
+    #[track_caller]
+    pub fn wait_space_timeout(&self, lane: usize, timeout: Duration) -> Result<(), PushError<()>> {
+        self.lane(lane).wait_space_timeout(timeout)
     }
 
     /// `push_batch` and `push_batch_timeout`: the lane's ring's blocking batch push (which

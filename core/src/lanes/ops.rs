@@ -96,7 +96,9 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
     ///
     /// # Errors
     /// [`PushError::Full`] if the lane had no free slot, [`PushError::Closed`] once the lanes
-    /// are closed; nothing was taken from `items` in either case.
+    /// are closed (also for an empty `items`); both carry `()`, and nothing was taken from
+    /// `items` in either case, so the same iterator can be offered again (after
+    /// [`wait_space`](Self::wait_space), say).
     ///
     /// # Panics
     /// If `lane >= self.lanes()` (before `items` is touched), or if `items` panics, as the

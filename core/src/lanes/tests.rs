@@ -470,6 +470,30 @@ mod blocking {
         });
     }
 
+    /// A lane's wait for space looks at that lane only: a full lane 0 times out while lane 1
+    /// has room, a pop from lane 0 ends its wait, and the close ends every wait.
+    #[test]
+    fn wait_space_waits_on_its_own_lane() {
+        let lanes = HeapLanes::with_capacities(&[2, 2]);
+        assert_eq!(lanes.try_push_batch(0, &mut (1..3)), Ok(2));
+        assert_eq!(lanes.wait_space_timeout(1, Duration::ZERO), Ok(()));
+        assert_eq!(
+            lanes.wait_space_timeout(0, Duration::from_millis(1)),
+            Err(crate::ring::PushError::Full(()))
+        );
+        thread::scope(|s| {
+            let waiting = s.spawn(|| lanes.wait_space(0));
+            assert_eq!(lanes.pop(), Ok(1));
+            assert_eq!(waiting.join().unwrap(), Ok(()));
+        });
+        lanes.close();
+        assert_eq!(lanes.wait_space(1), Err(Closed(())));
+        assert_eq!(
+            lanes.wait_space_timeout(0, Duration::from_secs(60)),
+            Err(crate::ring::PushError::Closed(()))
+        );
+    }
+
     #[test]
     fn batch_pushes_to_a_full_or_closed_lane_take_nothing_from_the_iterator() {
         let lanes = HeapLanes::with_capacities(&[2, 2]);
