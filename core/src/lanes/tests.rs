@@ -236,6 +236,20 @@ mod blocking {
         }
     }
 
+    /// What a consumer thread sent on `rx`, within a minute; if nothing came, closes `lanes`
+    /// first (ending the consumer's sleep), so a lost wake-up fails the test instead of
+    /// hanging it.
+    fn within_a_minute<T, L: super::super::LaneSet<T>, R>(
+        lanes: &super::super::LanesCore<T, L>,
+        rx: &std::sync::mpsc::Receiver<R>,
+    ) -> Result<R, std::sync::mpsc::RecvTimeoutError> {
+        let got = rx.recv_timeout(Duration::from_secs(60));
+        if got.is_err() {
+            lanes.close();
+        }
+        got
+    }
+
     #[test]
     fn a_parked_pop_wakes_on_a_push_to_any_lane() {
         for lane in 0..3 {
@@ -250,26 +264,21 @@ mod blocking {
     }
 
     #[test]
-    fn a_parked_pop_wakes_on_a_try_push_or_a_timed_push_to_any_lane() {
-        for timed in [false, true] {
+    fn a_parked_pop_wakes_on_a_try_push_a_timed_push_or_a_batch_push_to_any_lane() {
+        for how in ["try_push", "push_timeout", "try_push_batch"] {
             for lane in 0..2 {
                 let lanes = Lanes::<u32, 2, 4>::new();
                 let (tx, rx) = std::sync::mpsc::channel();
                 thread::scope(|s| {
                     s.spawn(|| tx.send(lanes.pop_lane()).unwrap());
                     until_parked(&lanes, 1);
-                    if timed {
-                        lanes.push_timeout(lane, 7, Duration::ZERO).unwrap();
-                    } else {
-                        lanes.try_push(lane, 7).unwrap();
+                    match how {
+                        "try_push" => lanes.try_push(lane, 7).unwrap(),
+                        "push_timeout" => lanes.push_timeout(lane, 7, Duration::ZERO).unwrap(),
+                        _ => assert_eq!(lanes.try_push_batch(lane, &mut (7..9)), Ok(2)),
                     }
-                    // Bounded, so that a lost wake-up fails the test instead of hanging it
-                    // (the close then ends the consumer's sleep).
-                    let woke = rx.recv_timeout(Duration::from_secs(60));
-                    if woke.is_err() {
-                        lanes.close();
-                    }
-                    assert_eq!(woke, Ok(Ok((lane, 7))), "lane {lane}, timed: {timed}");
+                    let woke = within_a_minute(&lanes, &rx);
+                    assert_eq!(woke, Ok(Ok((lane, 7))), "lane {lane}, {how}");
                 });
             }
         }
@@ -375,26 +384,6 @@ mod blocking {
         assert_eq!(lanes.pop_timeout(Duration::ZERO), Ok(1));
     }
 
-    #[test]
-    fn a_parked_pop_wakes_on_a_batch_push_to_any_lane() {
-        for lane in 0..3 {
-            let lanes = Lanes::<u32, 3, 4>::new();
-            let (tx, rx) = std::sync::mpsc::channel();
-            thread::scope(|s| {
-                s.spawn(|| tx.send(lanes.pop_lane()).unwrap());
-                until_parked(&lanes, 1);
-                assert_eq!(lanes.try_push_batch(lane, &mut (7..9)), Ok(2));
-                // Bounded, so that a lost wake-up fails the test instead of hanging it.
-                let woke = rx.recv_timeout(Duration::from_secs(60));
-                if woke.is_err() {
-                    lanes.close();
-                }
-                assert_eq!(woke, Ok(Ok((lane, 7))), "lane {lane}");
-            });
-            assert_eq!(lanes.try_pop_lane(), Ok((lane, 8)));
-        }
-    }
-
     /// Two consumers waiting until ready (which, unlike a pop, passes no wake-up on): a batch
     /// of two wakes both, as the ring's batch push wakes as many as it published.
     #[test]
@@ -409,12 +398,7 @@ mod blocking {
             until_parked(&lanes, 2);
             assert_eq!(lanes.try_push_batch(1, &mut (7..9)), Ok(2));
             for waiter in 0..2 {
-                // Bounded, so that a lost wake-up fails the test instead of hanging it.
-                let woke = rx.recv_timeout(Duration::from_secs(60));
-                if woke.is_err() {
-                    lanes.close();
-                }
-                assert_eq!(woke, Ok(Ok(())), "waiter {waiter}");
+                assert_eq!(within_a_minute(&lanes, &rx), Ok(Ok(())), "waiter {waiter}");
             }
         });
     }
@@ -433,11 +417,7 @@ mod blocking {
                 lanes.try_push_batch(1, &mut items)
             }));
             assert!(pushed.is_err(), "the iterator's panic went through");
-            let woke = rx.recv_timeout(Duration::from_secs(60));
-            if woke.is_err() {
-                lanes.close();
-            }
-            assert_eq!(woke, Ok(Ok((1, 7))));
+            assert_eq!(within_a_minute(&lanes, &rx), Ok(Ok((1, 7))));
         });
     }
 
@@ -462,11 +442,7 @@ mod blocking {
             lanes.close();
             assert_eq!(pushed, Ok(N as usize));
             assert_eq!(items.next(), None);
-            let got = rx.recv_timeout(Duration::from_secs(60));
-            if got.is_err() {
-                lanes.close();
-            }
-            assert_eq!(got, Ok((0..N).collect::<Vec<_>>()));
+            assert_eq!(within_a_minute(&lanes, &rx), Ok((0..N).collect::<Vec<_>>()));
         });
     }
 
