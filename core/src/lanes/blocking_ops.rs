@@ -180,12 +180,11 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         I: Iterator<Item = T>,
     {
         let ring = self.lane(lane);
-        let unwinding = super::ops::WakeOnUnwind(self);
-        let pushed = ring.push_batch_until_then(items, deadline, Consumers::Unwatched, &mut |n| {
-            self.batch_published(n);
-        });
-        core::mem::forget(unwinding);
-        pushed
+        self.waking_on_unwind(|| {
+            ring.push_batch_until_then(items, deadline, Consumers::Unwatched, &mut |n| {
+                self.batch_published(n);
+            })
+        })
     }
 
     /// Pops as [`try_pop`](Self::try_pop) does, waiting on all lanes at once while none

@@ -50,9 +50,9 @@ fn guard_pop(ticket: usize, guard: u32) -> Option<usize> {
 }
 
 /// Wakes a consumer asleep on the lanes when dropped: held across a batch push into a lane and
-/// forgotten once it returns, so it acts only if the push unwinds (its iterator panicked),
-/// leaving what it yielded published in the lane.
-pub(super) struct WakeOnUnwind<'a, T, L: LaneSet<T>>(pub(super) &'a LanesCore<T, L>);
+/// forgotten once it returns (`waking_on_unwind`), so it acts only if the push unwinds (its
+/// iterator panicked), leaving what it yielded published in the lane.
+struct WakeOnUnwind<'a, T, L: LaneSet<T>>(&'a LanesCore<T, L>);
 
 impl<T, L: LaneSet<T>> Drop for WakeOnUnwind<'_, T, L> {
     fn drop(&mut self) {
@@ -121,13 +121,20 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         I: Iterator<Item = T>,
     {
         let ring = self.lane(lane);
-        let unwinding = WakeOnUnwind(self);
-        let pushed = ring.try_push_batch(items);
-        core::mem::forget(unwinding);
-        let pushed = pushed?;
+        let pushed = self.waking_on_unwind(|| ring.try_push_batch(items))?;
         // Also for 0 (`items` was empty, nothing claimed): a spare wake-up, never a lost one.
         self.batch_published(pushed);
         Ok(pushed)
+    }
+
+    /// Runs `push`, a batch push into a lane, waking a consumer asleep on the lanes if it
+    /// unwinds (see `WakeOnUnwind`).
+    #[inline]
+    pub(super) fn waking_on_unwind<R>(&self, push: impl FnOnce() -> R) -> R {
+        let unwinding = WakeOnUnwind(self);
+        let result = push();
+        core::mem::forget(unwinding);
+        result
     }
 
     /// A batch push published `n` values in some lane (0: holes only): wakes up to `n` sleeping
