@@ -191,8 +191,9 @@ impl Queue {
 }
 
 /// Records taken from `items`, each counted `produced` as it is taken. The ring (or a lane's
-/// ring) takes an item only once it has claimed a slot for it, and publishes it only after taking it: so a record
-/// is counted before any consumer can pop it, and one the ring did not take is never counted.
+/// ring) takes an item only once it has claimed a slot for it, and publishes it only after
+/// taking it: so a record is counted before any consumer can pop it, and one the ring did not
+/// take is never counted.
 struct Counted<'a, I> {
     items: I,
     produced: &'a AtomicU64,
