@@ -557,6 +557,16 @@ fn unusable_database_paths_fail_before_any_thread_starts() {
         1,
         "cannot open database /nonexistent-pc-host-dir/x.db: its directory /nonexistent-pc-host-dir: No such file",
     );
+    // A link to a place whose directory is missing names the link, its target and why.
+    std::os::unix::fs::symlink("nowhere/x.db", s.path("dangling.db")).unwrap();
+    let out = run(s.dir(), &["--db", "dangling.db", "--messages", "1"]);
+    assert_one_line_error(
+        &out,
+        1,
+        "cannot open database dangling.db: it is a symbolic link to ./nowhere/x.db, whose \
+         directory ./nowhere: No such file",
+    );
+    assert!(!s.path("nowhere").exists());
     // A -shm that is a link: SQLite refuses to open the database, and the line says why.
     let made = run(s.dir(), &["--db", "l.db", "--messages", "1"]);
     assert_eq!(made.code, Some(0), "{}", made.stderr);

@@ -1861,7 +1861,9 @@ fn at_a_signal_every_line_taken_from_stdin_is_stored_and_the_rest_left_unread() 
 }
 
 /// The summary's `rejected` line says the rejected lines are in the dead-letter file only
-/// when there are some: a run that rejects nothing does not point at a file it never made.
+/// when there are some: a run that rejects nothing does not point at a file it never made. The
+/// `dead-lettered` line (records the sink did not store) then says the file holds them too, so
+/// its 0 does not read as an empty file.
 #[test]
 fn the_rejected_line_points_at_the_dead_letter_file_only_when_lines_were_rejected() {
     let s = Scratch::new("ingest-rejected-where");
@@ -1886,6 +1888,13 @@ fn the_rejected_line_points_at_the_dead_letter_file_only_when_lines_were_rejecte
         );
         assert_eq!(
             line.contains("in the dead-letter file"),
+            rejected > 0,
+            "{input}: {line}"
+        );
+        let line = common::summary_line(&out, "dead-lettered");
+        assert!(line.contains("dead-lettered 0 "), "{line}");
+        assert_eq!(
+            line.contains("it also holds the 1 rejected"),
             rejected > 0,
             "{input}: {line}"
         );

@@ -367,14 +367,10 @@ fn read_file(
     let p = label;
     let text = read_text(path, p)?;
     let table: toml::Table = toml::from_str(&text).map_err(|e: toml::de::Error| {
-        let msg = e.message().replace('\n', " ");
+        let msg = toml_message(&e, &text);
         match e.span() {
-            Some(span) => ConfigError(format!(
-                "{p} line {}: {}",
-                line_of(&text, span.start),
-                msg.trim()
-            )),
-            None => ConfigError(format!("{p}: {}", msg.trim())),
+            Some(span) => ConfigError(format!("{p} line {}: {msg}", line_of(&text, span.start))),
+            None => ConfigError(format!("{p}: {msg}")),
         }
     })?;
     let cmd = Cli::command();
@@ -475,6 +471,27 @@ fn scalar(v: &toml::Value) -> Option<String> {
 }
 
 /// The 1-based line of byte `at` in `text`.
+/// The TOML parser's message as one line, in pc-host's words where the parser's name no
+/// key or speak of its own internals: a key set twice is named, and a number past TOML's
+/// 64-bit integers says so (the parser reports it as a type error about `i128`).
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message().replace('\n', " ");
+    let msg = msg.trim();
+    let spanned = e
+        .span()
+        .and_then(|span| text.get(span))
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    match spanned {
+        Some(key) if msg == "duplicate key" => format!("`{key}` is set twice"),
+        Some(value) if msg.contains("i128") => format!(
+            "`{value}` is too large: a number here is at most {} (TOML's 64-bit integers)",
+            i64::MAX
+        ),
+        _ => msg.to_string(),
+    }
+}
+
 fn line_of(text: &str, at: usize) -> usize {
     text.as_bytes()[..at.min(text.len())]
         .iter()
@@ -575,6 +592,29 @@ fn first_line(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message `read_file` gives for a config file holding `text`.
+    fn file_error(text: &str) -> String {
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        toml_message(&e, text)
+    }
+
+    #[test]
+    fn a_config_key_set_twice_is_named_and_a_too_large_number_says_so() {
+        assert_eq!(
+            file_error("producers = 3\nproducers = 4\n"),
+            "`producers` is set twice"
+        );
+        let big = file_error("producers = 99999999999999999999999\n");
+        assert_eq!(
+            big,
+            "`99999999999999999999999` is too large: a number here is at most \
+             9223372036854775807 (TOML's 64-bit integers)"
+        );
+        assert!(!big.contains("i128"), "{big}");
+        // Other parser messages pass through as they are.
+        assert!(!file_error("producers = \n").is_empty());
+    }
 
     #[test]
     fn a_misspelt_variable_is_an_error_naming_the_nearest_and_others_pass() {

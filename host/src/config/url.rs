@@ -366,15 +366,16 @@ pub fn source_flag(path: &std::path::Path) -> String {
     }
 }
 
-/// `path` as a `file:` or `sqlite:` URL writes it, so that it parses back to the same path: as
+/// `path` as a `file:` or `sqlite:` URL writes it, so that it parses back to the same file: as
 /// it is, or, if it holds a `?` (which would start the parameters), in the `//` form with `%`
-/// and `?` escaped. (Only an absolute path can hold one: [`local_path`] decodes escapes in the
-/// `//` form only, which takes absolute paths.)
+/// and `?` escaped. That form takes absolute paths only ([`local_path`] decodes escapes in it
+/// alone), so a relative path with a `?` is written from the current directory.
 fn written_path(path: &std::path::Path) -> String {
     let shown = path.display().to_string();
     if !shown.contains('?') {
         return shown;
     }
+    let shown = std::path::absolute(path).map_or(shown, |p| p.display().to_string());
     format!("//{}", shown.replace('%', "%25").replace('?', "%3F"))
 }
 
@@ -1070,6 +1071,14 @@ mod tests {
             let sink = SinkSpec::Sqlite(path.replace(".log", ".db").into());
             assert_eq!(parse_sink(&sink.to_string()), Ok(sink.clone()), "{sink}");
         }
+        // A relative path with a `?` is written from the current directory: the same file.
+        let sink = SinkSpec::Sqlite("a?mode=ro.db".into());
+        let here = std::env::current_dir().unwrap().join("a?mode=ro.db");
+        assert_eq!(
+            parse_sink(&sink.to_string()),
+            Ok(SinkSpec::Sqlite(here)),
+            "{sink}"
+        );
     }
 
     #[test]

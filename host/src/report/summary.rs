@@ -606,9 +606,14 @@ impl Summary {
     /// The lines for records not stored in the database, and retries, when there were any.
     fn fates_text(&self, s: &mut String) {
         if let Some(path) = &self.dead_letter {
+            // The file also holds the rejected lines, counted on the `rejected` line.
+            let also = match self.ingest.as_ref().map_or(0, |i| i.rejected_dead_lettered) {
+                0 => String::new(),
+                n => format!("; it also holds the {n} rejected"),
+            };
             let _ = writeln!(
                 s,
-                "  dead-lettered {} (written to {path})",
+                "  dead-lettered {} (records the sink did not store, written to {path}{also})",
                 self.dead_lettered
             );
         }

@@ -219,6 +219,9 @@ pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Erro
 /// system (`stat`, `access`): opening and closing a descriptor of the database would drop the
 /// POSIX locks this process's connections hold on it (this is also reached mid-run).
 fn cannot_open(path: &Path) -> String {
+    if let Some(why) = dangling_link(path) {
+        return why;
+    }
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = crate::paths::dir_of(&real);
     if let Err(e) = std::fs::metadata(dir) {
@@ -255,6 +258,25 @@ fn cannot_open(path: &Path) -> String {
     }
     "SQLite could not open it, a file it makes beside it (-wal, -shm), or a temporary file"
         .to_string()
+}
+
+/// Why `path` cannot be opened when it is a symbolic link whose target's directory is not
+/// there (SQLite would make the target itself if only the file were missing); `None` for
+/// anything else.
+fn dangling_link(path: &Path) -> Option<String> {
+    let target = std::fs::read_link(path).ok()?;
+    if std::fs::metadata(path).is_ok() {
+        return None;
+    }
+    // A relative target is read from the link's own directory.
+    let target = crate::paths::dir_of(path).join(target);
+    let dir = crate::paths::dir_of(&target);
+    let e = std::fs::metadata(dir).err()?;
+    Some(format!(
+        "it is a symbolic link to {}, whose directory {}: {e}",
+        target.display(),
+        dir.display()
+    ))
 }
 
 /// [`db_error`] for an error that may be SQLite's; any other is already explained.
