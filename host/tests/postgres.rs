@@ -1024,6 +1024,80 @@ fn a_lock_past_the_busy_timeout_is_retryable_and_a_moved_input_is_fatal() {
     assert_eq!(db.rows().len(), 1, "nothing of the refused write is stored");
 }
 
+/// A trigger function that waits ten minutes: a statement (or COMMIT) the server does not
+/// finish on its own.
+const SLEEP_TEN_MINUTES: &str = "CREATE FUNCTION pc_test_sleep() RETURNS trigger \
+                                 LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(600); \
+                                 RETURN NULL; END $$";
+
+/// A statement the server never finishes, on the rows (a trigger that waits), is cancelled by
+/// the server once the writers' statement bound has passed (three lock waits plus 5 s:
+/// `statement_timeout`); a COMMIT that never finishes (the same trigger, deferred: the server
+/// does not time COMMIT's work) is cancelled by the session's watch after as long. Either way
+/// the write fails as retryable with nothing stored; a run given no retries then dead-letters
+/// its records and ends, exit 1. Without the bounds each waited for ever, `--retry-for` and
+/// signals notwithstanding.
+#[test]
+fn a_statement_the_server_never_finishes_is_cancelled_and_retried_not_waited_for() {
+    let Some(db) = Db::shared("hang") else {
+        return;
+    };
+    let (mut w, _) = db.open_writer(1, Duration::from_millis(100), pg::open);
+    let mut admin = db.client();
+    admin.batch_execute(SLEEP_TEN_MINUTES).unwrap();
+    for (trigger, said) in [
+        (
+            "CREATE TRIGGER pc_test_hang BEFORE INSERT ON messages FOR EACH STATEMENT \
+             EXECUTE FUNCTION pc_test_sleep()",
+            "statement timeout (SQLSTATE 57014)",
+        ),
+        (
+            "CREATE CONSTRAINT TRIGGER pc_test_hang AFTER INSERT ON messages DEFERRABLE \
+             INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pc_test_sleep()",
+            "COMMIT had not finished after 5 s and was cancelled: canceling statement due to \
+             user request (SQLSTATE 57014)",
+        ),
+    ] {
+        admin.batch_execute(trigger).unwrap();
+        let e = w.write(&refs(&batch(0..10))).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Retryable, "{trigger}: {e}");
+        assert!(e.to_string().contains(said), "{trigger}: {e}");
+        assert!(!e.unconfirmed, "{trigger}: the server answered: {e}");
+        assert!(db.rows().is_empty(), "{trigger}: nothing stored");
+        admin
+            .batch_execute("DROP TRIGGER pc_test_hang ON messages")
+            .unwrap();
+    }
+    w.write(&refs(&batch(0..10))).unwrap();
+    assert_eq!(
+        db.rows().len(),
+        10,
+        "the same writer stores once the trigger is gone"
+    );
+
+    admin
+        .batch_execute(
+            "CREATE TRIGGER pc_test_hang BEFORE INSERT ON messages FOR EACH STATEMENT \
+             EXECUTE FUNCTION pc_test_sleep()",
+        )
+        .unwrap();
+    let s = Scratch::new("pg-hang");
+    let out = db.run_json(
+        &s,
+        "--messages 50 --busy-timeout-ms 100 --retry-for 0 --dead-letter dead.jsonl",
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("statement timeout"), "{}", out.stderr);
+    let v = common::json(&out);
+    assert_eq!(
+        (u(&v, "stored"), u(&v, "dead_lettered"), u(&v, "not_stored")),
+        (0, 50, 0),
+        "{v}"
+    );
+    assert_eq!(dead_letters(&s.path("dead.jsonl")).len(), 50);
+    assert_eq!(db.rows().len(), 10, "the run stored nothing");
+}
+
 // ---------------------------------------------------------------------------------------------
 // What a run keeps besides its rows: report intervals, its summary; older schemas
 

@@ -22,6 +22,9 @@ const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default idle time of the `postgres` crate: the URL did not set one.
 const CRATE_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+/// How much longer than three lock waits a writer's statement may run before the server
+/// cancels it ([`Server::bounding_statements`]).
+const STATEMENT_SLACK: Duration = Duration::from_secs(5);
 
 /// A server and how to connect to it: cloned by every connection of a run.
 #[derive(Clone)]
@@ -31,6 +34,9 @@ pub struct Server {
     pub shown: String,
     /// How long a statement waits for a lock another client holds (`lock_timeout`).
     lock_wait: Duration,
+    /// How long the server lets a statement run (`statement_timeout`): `None` leaves the
+    /// server's (or the URL's) setting as it is.
+    statement_wait: Option<Duration>,
 }
 
 impl std::fmt::Debug for Server {
@@ -65,12 +71,39 @@ impl Server {
             config,
             shown: url.shown.clone(),
             lock_wait,
+            statement_wait: None,
         })
+    }
+
+    /// For a run's writers: each session lets the server run a statement for at most three
+    /// lock waits plus [`STATEMENT_SLACK`] (`statement_timeout`; 20 s with the default
+    /// `--busy-timeout-ms`), so a statement or COMMIT that never ends (a trigger that waits,
+    /// storage that stalls) is cancelled by the server (SQLSTATE 57014, retryable) instead of
+    /// holding the run for ever. Three waits: a write's statements wait for at most that many
+    /// locks (the table, an input's row, a delivery key). A URL whose `options` set
+    /// `statement_timeout` keeps its own.
+    #[must_use]
+    pub fn bounding_statements(mut self) -> Self {
+        let own = self
+            .config
+            .get_options()
+            .is_some_and(|o| o.contains("statement_timeout"));
+        if !own {
+            self.statement_wait = Some(self.lock_wait * 3 + STATEMENT_SLACK);
+        }
+        self
     }
 
     /// How long a statement waits for another client's lock (`lock_timeout`).
     pub fn lock_wait(&self) -> Duration {
         self.lock_wait
+    }
+
+    /// How long the server lets a writer's statement run ([`Server::bounding_statements`]);
+    /// `None` where the server's or the URL's own setting holds. A COMMIT gets as long
+    /// (`commit_watch.rs`).
+    pub fn statement_wait(&self) -> Option<Duration> {
+        self.statement_wait
     }
 
     /// A new session: connected, with pc-host's session settings.
@@ -79,10 +112,11 @@ impl Server {
     /// The `postgres` crate's, to classify (the server may be restarting).
     pub fn connect(&self) -> Result<Client, postgres::Error> {
         let mut client = self.config.connect(NoTls)?;
-        client.batch_execute(&format!(
-            "SET lock_timeout = {}",
-            lock_timeout_ms(self.lock_wait)
-        ))?;
+        let mut settings = format!("SET lock_timeout = {}", timeout_ms(self.lock_wait));
+        if let Some(wait) = self.statement_wait {
+            settings.push_str(&format!("; SET statement_timeout = {}", timeout_ms(wait)));
+        }
+        client.batch_execute(&settings)?;
         Ok(client)
     }
 
@@ -158,8 +192,8 @@ impl Server {
     }
 }
 
-/// `wait` as a `lock_timeout` in milliseconds: at least 1 (`lock_timeout = 0` would wait
-/// forever), at most what the setting takes.
-pub fn lock_timeout_ms(wait: Duration) -> u128 {
+/// `wait` as a `lock_timeout` or `statement_timeout` in milliseconds: at least 1 (0 would
+/// wait for ever), at most what the settings take.
+pub fn timeout_ms(wait: Duration) -> u128 {
     wait.as_millis().clamp(1, i32::MAX as u128)
 }

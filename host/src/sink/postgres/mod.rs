@@ -6,6 +6,7 @@
 //! `pc_host_schema`; `created_at` is a `timestamptz` (microseconds). Errors are classified by
 //! SQLSTATE (see `error.rs`); retrying is `sink::GroupCommit`'s, never the writer's.
 
+mod commit_watch;
 mod connect;
 mod delivered;
 pub mod encode;

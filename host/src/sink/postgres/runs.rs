@@ -62,7 +62,7 @@ fn prepare_in_transaction(
     let mut tx = client.transaction()?;
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = {}",
-        super::connect::lock_timeout_ms(wait)
+        super::connect::timeout_ms(wait)
     ))?;
     if let Err(e) = tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
@@ -365,7 +365,10 @@ pub fn record_intervals(
 ///
 /// # Errors
 /// The server's.
-pub fn count_stored(client: &mut Client, run_id: i64) -> Result<u64, postgres::Error> {
+pub fn count_stored(
+    client: &mut impl postgres::GenericClient,
+    run_id: i64,
+) -> Result<u64, postgres::Error> {
     let n: i64 = client
         .query_one(
             "SELECT count(*) FROM messages WHERE run_id = $1",

@@ -7,6 +7,7 @@ use std::io::Write as _;
 
 use postgres::{Client, Statement};
 
+use super::commit_watch::CommitWatch;
 use super::connect::Server;
 use super::delivered;
 use super::encode::{COLUMNS, TooLong, encode_each};
@@ -39,6 +40,8 @@ const STATUS: &str = "SELECT pg_xact_status($1::int8::text::xid8)";
 /// server what became of a transaction in doubt.
 pub struct Session {
     pub client: Client,
+    /// Cancels a COMMIT that outlives the writers' statement bound (`None`: no bound).
+    watch: Option<CommitWatch>,
     copy: Option<Statement>,
     replace: Option<Statement>,
     advance: Option<Statement>,
@@ -85,6 +88,9 @@ pub enum Failed {
     /// The transaction (this xid) whose COMMIT reply was lost was still committing when the
     /// writer stopped waiting for it: the write is tried again later.
     Pending(i64),
+    /// The COMMIT was still going after this long and the session's watch had it cancelled;
+    /// the server's answer.
+    CommitCancelled(std::time::Duration, postgres::Error),
 }
 
 impl From<postgres::Error> for Failed {
@@ -99,13 +105,19 @@ impl Session {
     /// # Errors
     /// The server's.
     pub fn open(server: &Server) -> Result<Self, postgres::Error> {
-        Ok(Self::new(server.connect()?))
+        Ok(Self::new(server.connect()?, server))
     }
 
-    /// A session on `client`, no statement prepared yet.
-    pub fn new(client: Client) -> Self {
+    /// A session on `client`, connected to `server`, no statement prepared yet. Its COMMITs
+    /// are watched if the server's statements are bounded and a thread can be started (else
+    /// they are not: the run goes on as before the bound).
+    pub fn new(client: Client, server: &Server) -> Self {
+        let watch = server
+            .statement_wait()
+            .and_then(|bound| CommitWatch::start(bound, client.cancel_token()).ok());
         Self {
             client,
+            watch,
             copy: None,
             replace: None,
             advance: None,
@@ -211,10 +223,7 @@ impl Session {
             }
         }
         *xid = Some(tx.query_one(&xid_query, &[])?.try_get(0)?);
-        *sent = true;
-        tx.commit().inspect_err(|e| *sent = !answered(e))?;
-        *sent = false;
-        Ok(())
+        commit_watched(self.watch.as_ref(), tx, sent)
     }
 
     /// Commits broker deliveries in one transaction: claims their keys for run `run_id` and
@@ -246,10 +255,37 @@ impl Session {
         copy.write_all(buf).map_err(Failed::Io)?;
         copy.finish()?;
         *xid = Some(tx.query_one(&xid_query, &[])?.try_get(0)?);
-        *sent = true;
-        tx.commit().inspect_err(|e| *sent = !answered(e))?;
-        *sent = false;
-        Ok(())
+        commit_watched(self.watch.as_ref(), tx, sent)
+    }
+}
+
+/// Commits `tx` under `watch`; `sent` is set while the reply is awaited and stays set if it
+/// never comes (an error reply is an outcome: rolled back).
+///
+/// # Errors
+/// The server's; [`Failed::CommitCancelled`] for a COMMIT the watch had cancelled.
+fn commit_watched(
+    watch: Option<&CommitWatch>,
+    tx: postgres::Transaction<'_>,
+    sent: &mut bool,
+) -> Result<(), Failed> {
+    *sent = true;
+    let (done, cancelled) = match watch {
+        Some(w) => w.around(|| tx.commit()),
+        None => (tx.commit(), false),
+    };
+    match done {
+        Ok(()) => {
+            *sent = false;
+            Ok(())
+        }
+        Err(e) => {
+            *sent = !answered(&e);
+            match watch {
+                Some(w) if cancelled => Err(Failed::CommitCancelled(w.bound(), e)),
+                _ => Err(e.into()),
+            }
+        }
     }
 }
 

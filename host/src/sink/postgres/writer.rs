@@ -68,10 +68,10 @@ const POLL: Duration = Duration::from_millis(10);
 /// One line naming the URL (without its password): cannot connect, tables pc-host refuses,
 /// no permission.
 pub fn open(url: &ServerUrl, start: &RunStart<'_>) -> anyhow::Result<(Writer, i64)> {
-    let server = Server::new(url, start.busy)?;
+    let server = Server::new(url, start.busy)?.bounding_statements();
     let mut client = server.connect_first()?;
     let run_id = prepare_run(&mut client, start, &server.shown)?;
-    let session = Session::new(client);
+    let session = Session::new(client, &server);
     let mut writer = Writer::new(server, session, run_id);
     writer.delivered = start.delivered;
     Ok((writer, run_id))
@@ -122,7 +122,7 @@ impl Writer {
         let (server, run_id, delivered) = (self.server.clone(), self.run_id, self.delivered);
         move || {
             let client = server.connect_more()?;
-            let session = Session::new(client);
+            let session = Session::new(client, &server);
             let mut writer = Self::new(server.clone(), session, run_id);
             writer.delivered = delivered;
             Ok(writer)
@@ -267,6 +267,17 @@ impl Writer {
             }
             Failed::TooLong(e) => (ErrorKind::Record, e.to_string()),
             Failed::Moved(input) => (ErrorKind::Fatal, moved_by_another(*input)),
+            Failed::CommitCancelled(bound, e) => {
+                if lost(e, closed) {
+                    self.session = None;
+                }
+                let why = format!(
+                    "COMMIT had not finished after {:.0} s and was cancelled: {}",
+                    bound.as_secs_f64(),
+                    describe(e)
+                );
+                (kind_of(e, closed), why)
+            }
             Failed::Pending(xid) => (
                 ErrorKind::Retryable,
                 format!(
@@ -405,13 +416,21 @@ impl Sink for Writer {
         Ok(())
     }
 
+    /// Counts the run's rows without the writers' statement bound: a count over a large run
+    /// may take longer than a write may.
     fn count_stored(&mut self) -> anyhow::Result<u64> {
-        if self.delivered {
-            return self.call("counting the stored messages", |c, run_id| {
-                delivered::count_stored(c, run_id)
-            });
-        }
-        self.call("counting the stored messages", runs::count_stored)
+        let delivered = self.delivered;
+        self.call("counting the stored messages", |c, run_id| {
+            let mut tx = c.transaction()?;
+            tx.batch_execute("SET LOCAL statement_timeout = 0")?;
+            let n = if delivered {
+                delivered::count_stored(&mut tx, run_id)?
+            } else {
+                runs::count_stored(&mut tx, run_id)?
+            };
+            tx.commit()?;
+            Ok(n)
+        })
     }
 
     fn duplicates(&self) -> u64 {
