@@ -1028,7 +1028,8 @@ fn a_last_line_completed_into_a_refused_line_leaves_no_fragment_row() {
 
 /// A file source stopped by a failing sink has lines read and never queued: the summary
 /// counts them (read again by the next run), so every record read is rejected, produced, or
-/// not queued.
+/// not queued. `verify` repeats the records the run's end recorded as not stored beside its
+/// "ended with an error", so the run's losses show where its rows are checked.
 #[test]
 fn file_lines_read_but_not_queued_when_the_sink_fails_are_counted() {
     let s = Scratch::new("not-queued-file");
@@ -1059,6 +1060,18 @@ fn file_lines_read_but_not_queued_when_the_sink_fails_are_counted() {
     let v = json(&out);
     common::assert_read_accounted(&v);
     assert_eq!(v["result"], "FAILED", "{v}");
+    let not_stored = u(&v, "not_stored");
+    assert!(not_stored > 0, "{v}");
+    let verify = common::run(s.dir(), &["verify", "--db", "a.db"]);
+    let said = format!("run {}: ingest ended with an error; 1 input, ", v["run_id"]);
+    let line = verify.stdout.lines().find(|l| l.contains(&said));
+    let line = line.unwrap_or_else(|| panic!("{}{}", verify.stdout, verify.stderr));
+    assert!(
+        line.contains(&format!(
+            "its end recorded {not_stored} accepted records not stored"
+        )),
+        "{line}"
+    );
 
     let out = run("text");
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);

@@ -23,6 +23,9 @@ pub struct RunInfo {
     /// keep the count: a run that did not finish, or an older schema's): a completed
     /// generated run may miss exactly that many seqs.
     pub dead_lettered: Option<u64>,
+    /// Accepted records of the run neither stored nor dead-lettered, as its end recorded them
+    /// (`None` as for `dead_lettered`): more than 0 only where the sink failed.
+    pub not_stored: Option<u64>,
     /// What the run's `runs.config` says of its dead letters.
     pub dead_letters: DeadLetters,
 }

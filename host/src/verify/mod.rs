@@ -537,10 +537,11 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
     }
     if c.ingest {
         state = format!(
-            "ingest {completed}; {}, {} {}",
+            "ingest {completed}; {}, {} {}{}",
             plural(info.inputs.len(), "input"),
             c.rows,
-            rows_word(c.rows)
+            rows_word(c.rows),
+            not_stored_note(info.not_stored)
         );
     } else if info.completed {
         let produced: u64 = info.produced.iter().sum();
@@ -565,13 +566,28 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
             "did not finish (still running, killed, or it could not record its end)"
         };
         state = format!(
-            "{why}; {}, {} {} (gaps not checked: what was accepted is unknown)",
+            "{why}; {}, {} {} (gaps not checked: what was accepted is unknown){}",
             plural(info.producers as usize, "producer"),
             c.rows,
-            rows_word(c.rows)
+            rows_word(c.rows),
+            not_stored_note(info.not_stored)
         );
     }
     verdict(c, state, (how, by_count), problems)
+}
+
+/// What a run that ended with an error recorded of the records it accepted and neither stored
+/// nor dead-lettered (nothing where it recorded none): the summary's `not stored` figure, so
+/// that a run's losses show where its rows are checked.
+fn not_stored_note(not_stored: Option<u64>) -> String {
+    match not_stored {
+        None | Some(0) => String::new(),
+        Some(n) => format!(
+            "; its end recorded {n} accepted {} not stored (its summary said which can be read \
+             again)",
+            if n == 1 { "record" } else { "records" }
+        ),
+    }
 }
 
 /// What the rows of a run show wrong, before the run's state is looked at: more producers than

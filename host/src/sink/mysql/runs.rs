@@ -269,9 +269,21 @@ pub fn count_stored(conn: &mut Conn, run_id: i64) -> mysql::Result<u64> {
 /// whether `runs` has version 2's columns; without them (version 1, which kept no count) and
 /// for a run that did not end, `dead_lettered` is `None`.
 pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<Vec<RunInfo>> {
-    let dead_lettered = if summary { "dead_lettered" } else { "NULL" };
-    /// run_id, completed, finished, producers, dead_lettered, config.
-    type RunRow = (i64, bool, bool, i64, Option<i64>, Option<String>);
+    let dead_lettered = if summary {
+        "dead_lettered, not_stored"
+    } else {
+        "NULL, NULL"
+    };
+    /// run_id, completed, finished, producers, dead_lettered, not_stored, config.
+    type RunRow = (
+        i64,
+        bool,
+        bool,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    );
     let rows: Vec<RunRow> = conn.exec(
         format!(
             "SELECT run_id, completed, finished_at IS NOT NULL, producers, {dead_lettered}, \
@@ -280,7 +292,7 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
         (only, only),
     )?;
     let mut runs = Vec::with_capacity(rows.len());
-    for (run_id, completed, finished, producers, dead_lettered, config) in rows {
+    for (run_id, completed, finished, producers, dead_lettered, not_stored, config) in rows {
         let producers = producers.clamp(0, i64::from(u32::MAX)) as u32;
         // A count beyond what pc-host runs was edited in: track no more than it could write.
         let mut produced = vec![0; producers.min(MAX_THREADS as u32) as usize];
@@ -305,6 +317,7 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
             produced,
             inputs,
             dead_lettered: dead_lettered.map(|n| n.max(0) as u64),
+            not_stored: not_stored.map(|n| n.max(0) as u64),
             dead_letters: DeadLetters::of_config(config.as_deref()),
         });
     }

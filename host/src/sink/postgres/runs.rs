@@ -390,8 +390,8 @@ pub fn runs(
     found: &Found,
 ) -> Result<Vec<RunInfo>, postgres::Error> {
     let dead = match found {
-        Found::Current | Found::Version2 => "dead_lettered",
-        Found::Version1 | Found::Empty => "NULL::bigint",
+        Found::Current | Found::Version2 => "dead_lettered, not_stored",
+        Found::Version1 | Found::Empty => "NULL::bigint, NULL::bigint",
     };
     let mut runs: Vec<RunInfo> = c
         .query(
@@ -410,7 +410,8 @@ pub fn runs(
             produced: Vec::new(),
             inputs: Vec::new(),
             dead_lettered: r.get::<_, Option<i64>>(4).map(|n| n.max(0) as u64),
-            dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(5).as_deref()),
+            not_stored: r.get::<_, Option<i64>>(5).map(|n| n.max(0) as u64),
+            dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(6).as_deref()),
         })
         .collect();
     for run in &mut runs {

@@ -539,14 +539,18 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 inputs: Vec::new(),
                 // Schema version 2 has no `dead_lettered` column: its runs had no dead letters.
                 dead_lettered: Some(0),
+                not_stored: Some(0),
                 dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(4)?.as_deref()),
             })
         })?
         .collect::<Result<_, _>>()?;
-    if let Ok(mut dead) = conn.prepare("SELECT dead_lettered FROM runs WHERE run_id = ?1") {
+    let summary = conn.prepare("SELECT dead_lettered, not_stored FROM runs WHERE run_id = ?1");
+    if let Ok(mut summary) = summary {
         for run in &mut runs {
-            let n: Option<i64> = dead.query_row([run.run_id], |r| r.get(0))?;
-            run.dead_lettered = n.map(|n| n.max(0) as u64);
+            let (dead, not): (Option<i64>, Option<i64>) =
+                summary.query_row([run.run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            run.dead_lettered = dead.map(|n| n.max(0) as u64);
+            run.not_stored = not.map(|n| n.max(0) as u64);
         }
     }
     let mut producers =
