@@ -1035,8 +1035,8 @@ const SLEEP_TEN_MINUTES: &str = "CREATE FUNCTION pc_test_sleep() RETURNS trigger
 /// `statement_timeout`); a COMMIT that never finishes (the same trigger, deferred: the server
 /// does not time COMMIT's work) is cancelled by the session's watch after as long. Either way
 /// the write fails as retryable with nothing stored; a run given no retries then dead-letters
-/// its records and ends, exit 1. Without the bounds each waited for ever, `--retry-for` and
-/// signals notwithstanding.
+/// its records and ends, exit 1, where an unbounded write would hold it for ever, whatever
+/// `--retry-for` says.
 #[test]
 fn a_statement_the_server_never_finishes_is_cancelled_and_retried_not_waited_for() {
     let Some(db) = Db::shared("hang") else {
@@ -1096,6 +1096,43 @@ fn a_statement_the_server_never_finishes_is_cancelled_and_retried_not_waited_for
     );
     assert_eq!(dead_letters(&s.path("dead.jsonl")).len(), 50);
     assert_eq!(db.rows().len(), 10, "the run stored nothing");
+}
+
+/// A warning the server sends beside a statement that succeeds (here a trigger's `RAISE
+/// WARNING`; a COMMIT cancelled while it waited for a synchronous standby sends one too) is
+/// shown on stderr, naming the server; notices below a warning are not.
+#[test]
+fn a_server_warning_beside_a_write_is_shown_on_stderr() {
+    let Some(db) = Db::shared("warning") else {
+        return;
+    };
+    let s = Scratch::new("pg-warning");
+    assert_all_stored(&db.run_json(&s, "--messages 10"));
+    db.client()
+        .batch_execute(
+            "CREATE FUNCTION pc_test_warn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             RAISE WARNING 'pc-test: a warning from a trigger'; \
+             RAISE NOTICE 'pc-test: a notice from a trigger'; RETURN NULL; END $$; \
+             CREATE TRIGGER pc_test_warn BEFORE INSERT ON messages FOR EACH STATEMENT \
+             EXECUTE FUNCTION pc_test_warn()",
+        )
+        .unwrap();
+    let out = db.run_json(&s, "--messages 10");
+    assert_all_stored(&out);
+    let warned = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("pc-test: a warning from a trigger"))
+        .unwrap_or_else(|| panic!("no warning line: {}", out.stderr));
+    assert!(
+        warned.contains("WARN") && warned.contains("PostgreSQL postgres://"),
+        "{warned}"
+    );
+    assert!(
+        !out.stderr.contains("a notice from a trigger"),
+        "{}",
+        out.stderr
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -470,8 +470,7 @@ fn scalar(v: &toml::Value) -> Option<String> {
     }
 }
 
-/// The 1-based line of byte `at` in `text`.
-/// The TOML parser's message as one line, in pc-host's words where the parser's name no
+/// The TOML parser's message as one line, in pc-host's words where the parser's would name no
 /// key or speak of its own internals: a key set twice is named, and a number past TOML's
 /// 64-bit integers says so (the parser reports it as a type error about `i128`).
 fn toml_message(e: &toml::de::Error, text: &str) -> String {
@@ -492,6 +491,7 @@ fn toml_message(e: &toml::de::Error, text: &str) -> String {
     }
 }
 
+/// The 1-based line of byte `at` in `text`.
 fn line_of(text: &str, at: usize) -> usize {
     text.as_bytes()[..at.min(text.len())]
         .iter()
@@ -611,9 +611,12 @@ mod tests {
             "`99999999999999999999999` is too large: a number here is at most \
              9223372036854775807 (TOML's 64-bit integers)"
         );
-        assert!(!big.contains("i128"), "{big}");
         // Other parser messages pass through as they are.
-        assert!(!file_error("producers = \n").is_empty());
+        let e = toml::from_str::<toml::Table>("producers = \n").unwrap_err();
+        assert_eq!(
+            file_error("producers = \n"),
+            e.message().replace('\n', " ").trim()
+        );
     }
 
     #[test]

@@ -67,6 +67,7 @@ impl Server {
         if config.get_application_name().is_none() {
             config.application_name("pc-host");
         }
+        config.notice_callback(super::notices::callback(&url.shown));
         Ok(Self {
             config,
             shown: url.shown.clone(),
@@ -77,17 +78,21 @@ impl Server {
 
     /// For a run's writers: each session lets the server run a statement for at most three
     /// lock waits plus [`STATEMENT_SLACK`] (`statement_timeout`; 20 s with the default
-    /// `--busy-timeout-ms`), so a statement or COMMIT that never ends (a trigger that waits,
-    /// storage that stalls) is cancelled by the server (SQLSTATE 57014, retryable) instead of
-    /// holding the run for ever. Three waits: a write's statements wait for at most that many
-    /// locks (the table, an input's row, a delivery key). A URL whose `options` set
-    /// `statement_timeout` keeps its own.
+    /// `--busy-timeout-ms`), and its watch a COMMIT as long (`commit_watch.rs`), so that a
+    /// statement that never ends (a trigger that waits) is cancelled (SQLSTATE 57014,
+    /// retryable) instead of holding the run for ever. Three waits: a write's statements wait
+    /// for at most that many locks (the table, an input's row, a delivery key). A write larger
+    /// than a megabyte gets more (`session.rs`). A URL whose `options` set `statement_timeout`
+    /// keeps its own, and its COMMITs are not watched.
     #[must_use]
     pub fn bounding_statements(mut self) -> Self {
-        let own = self
-            .config
-            .get_options()
-            .is_some_and(|o| o.contains("statement_timeout"));
+        // The server reads `-c name=value` and `--name=value`, with `-` or `_` in the name
+        // and in any case.
+        let own = self.config.get_options().is_some_and(|o| {
+            o.to_ascii_lowercase()
+                .replace('-', "_")
+                .contains("statement_timeout")
+        });
         if !own {
             self.statement_wait = Some(self.lock_wait * 3 + STATEMENT_SLACK);
         }
@@ -196,4 +201,38 @@ impl Server {
 /// wait for ever), at most what the settings take.
 pub fn timeout_ms(wait: Duration) -> u128 {
     wait.as_millis().clamp(1, i32::MAX as u128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement_wait(url: &str) -> Option<Duration> {
+        let url = ServerUrl {
+            url: url.to_string(),
+            shown: url.to_string(),
+        };
+        let server = Server::new(&url, Duration::from_secs(1)).unwrap();
+        server.bounding_statements().statement_wait()
+    }
+
+    #[test]
+    fn writers_statements_are_bounded_unless_the_url_sets_its_own() {
+        assert_eq!(
+            statement_wait("postgres://pc@db1/pc"),
+            Some(Duration::from_secs(8))
+        );
+        for options in [
+            "-c%20statement_timeout%3D1000",
+            "--statement-timeout%3D1000",
+            "-c%20Statement_Timeout%3D0",
+        ] {
+            let url = format!("postgres://pc@db1/pc?options={options}");
+            assert_eq!(statement_wait(&url), None, "{url}");
+        }
+        assert_eq!(
+            statement_wait("postgres://pc@db1/pc?options=-c%20lock_timeout%3D5"),
+            Some(Duration::from_secs(8))
+        );
+    }
 }

@@ -11,6 +11,7 @@ mod connect;
 mod delivered;
 pub mod encode;
 mod error;
+mod notices;
 mod read;
 mod runs;
 mod schema;

@@ -7,8 +7,10 @@ use std::io::Write as _;
 
 use postgres::{Client, Statement};
 
-use super::commit_watch::CommitWatch;
-use super::connect::Server;
+use std::time::Duration;
+
+use super::commit_watch::{CommitWatch, OnOverrun};
+use super::connect::{Server, timeout_ms};
 use super::delivered;
 use super::encode::{COLUMNS, TooLong, encode_each};
 use crate::message::Record;
@@ -40,7 +42,10 @@ const STATUS: &str = "SELECT pg_xact_status($1::int8::text::xid8)";
 /// server what became of a transaction in doubt.
 pub struct Session {
     pub client: Client,
-    /// Cancels a COMMIT that outlives the writers' statement bound (`None`: no bound).
+    /// How long the server lets a statement run, and the watch a COMMIT, for a write of up
+    /// to [`OWN_BOUND_FROM`] bytes (`None`: unbounded, as the server or the URL set it).
+    bound: Option<Duration>,
+    /// Acts on a COMMIT that outlives its bound (`None`: no bound, or no thread for it).
     watch: Option<CommitWatch>,
     copy: Option<Statement>,
     replace: Option<Statement>,
@@ -110,13 +115,16 @@ impl Session {
 
     /// A session on `client`, connected to `server`, no statement prepared yet. Its COMMITs
     /// are watched if the server's statements are bounded and a thread can be started (else
-    /// they are not: the run goes on as before the bound).
-    pub fn new(client: Client, server: &Server) -> Self {
-        let watch = server
-            .statement_wait()
-            .and_then(|bound| CommitWatch::start(bound, client.cancel_token()).ok());
+    /// a COMMIT is waited for, however long it takes).
+    pub fn new(mut client: Client, server: &Server) -> Self {
+        let bound = server.statement_wait();
+        let watch = bound.and_then(|_| {
+            let on_overrun = on_overrun(&mut client);
+            CommitWatch::start(on_overrun, client.cancel_token(), &server.shown).ok()
+        });
         Self {
             client,
+            bound,
             watch,
             copy: None,
             replace: None,
@@ -191,7 +199,7 @@ impl Session {
         *xid = None;
         let (copy_rows, xid_query) = self.copy_and_xid()?;
         let (replace, advance) = self.replace_and_advance()?;
-        let mut tx = self.client.transaction()?;
+        let (mut tx, bound) = begin(&mut self.client, self.bound, rows.len())?;
         let mut copy = tx.copy_in(&copy_rows)?;
         copy.write_all(rows).map_err(Failed::Io)?;
         copy.finish()?;
@@ -223,7 +231,7 @@ impl Session {
             }
         }
         *xid = Some(tx.query_one(&xid_query, &[])?.try_get(0)?);
-        commit_watched(self.watch.as_ref(), tx, sent)
+        commit_watched(self.watch.as_ref(), bound, tx, sent)
     }
 
     /// Commits broker deliveries in one transaction: claims their keys for run `run_id` and
@@ -242,7 +250,9 @@ impl Session {
     ) -> Result<(), Failed> {
         *xid = None;
         let (copy_rows, xid_query) = self.copy_and_xid()?;
-        let mut tx = self.client.transaction()?;
+        // The rows are encoded after the claim: their size by the records' text.
+        let bytes = records.iter().map(|r| r.text.len() + ROW_OVERHEAD).sum();
+        let (mut tx, bound) = begin(&mut self.client, self.bound, bytes)?;
         let fresh = delivered::claim(&mut tx, run_id, records)?;
         let keep: Vec<&Record> = records
             .iter()
@@ -255,7 +265,60 @@ impl Session {
         copy.write_all(buf).map_err(Failed::Io)?;
         copy.finish()?;
         *xid = Some(tx.query_one(&xid_query, &[])?.try_get(0)?);
-        commit_watched(self.watch.as_ref(), tx, sent)
+        commit_watched(self.watch.as_ref(), bound, tx, sent)
+    }
+}
+
+/// A write's transaction on `client`, and the bound of its statements and COMMIT: the
+/// session's `base` for a write of up to [`OWN_BOUND_FROM`] `bytes`; for a larger one,
+/// [`MIN_RATE`]'s time for its bytes on top (`SET LOCAL statement_timeout`), so that a large
+/// batch on a slow link is not cancelled for its size.
+fn begin(
+    client: &mut Client,
+    base: Option<Duration>,
+    bytes: usize,
+) -> Result<(postgres::Transaction<'_>, Option<Duration>), postgres::Error> {
+    let mut tx = client.transaction()?;
+    let bound = base.map(|base| write_bound(base, bytes));
+    if let Some(bound) = bound.filter(|_| bytes > OWN_BOUND_FROM) {
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            timeout_ms(bound)
+        ))?;
+    }
+    Ok((tx, bound))
+}
+
+/// The bound of a write of `bytes` on a session bounded by `base` ([`begin`]).
+fn write_bound(base: Duration, bytes: usize) -> Duration {
+    if bytes <= OWN_BOUND_FROM {
+        base
+    } else {
+        base + Duration::from_secs_f64(bytes as f64 / MIN_RATE)
+    }
+}
+
+/// About what a row takes in a write besides its text (its key, times, COPY framing).
+const ROW_OVERHEAD: usize = 64;
+
+/// A write of more bytes than this gets a bound of its own ([`begin`]).
+const OWN_BOUND_FROM: usize = 1 << 20;
+
+/// The slowest transfer a write's bound allows for, in bytes a second.
+const MIN_RATE: f64 = (1 << 20) as f64;
+
+/// What a session's watch does with a COMMIT past its bound: cancel it, unless the server's
+/// settings say it may be waiting for a synchronous standby (or cannot be read).
+fn on_overrun(client: &mut Client) -> OnOverrun {
+    let settings = client.query_one(
+        "SELECT current_setting('synchronous_standby_names'), \
+         current_setting('synchronous_commit')",
+        &[],
+    );
+    match settings.and_then(|row| Ok((row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?)))
+    {
+        Ok((names, commit)) => OnOverrun::for_settings(&names, &commit),
+        Err(_) => OnOverrun::Warn,
     }
 }
 
@@ -266,13 +329,14 @@ impl Session {
 /// The server's; [`Failed::CommitCancelled`] for a COMMIT the watch had cancelled.
 fn commit_watched(
     watch: Option<&CommitWatch>,
+    bound: Option<Duration>,
     tx: postgres::Transaction<'_>,
     sent: &mut bool,
 ) -> Result<(), Failed> {
     *sent = true;
-    let (done, cancelled) = match watch {
-        Some(w) => w.around(|| tx.commit()),
-        None => (tx.commit(), false),
+    let (done, cancelled) = match (watch, bound) {
+        (Some(w), Some(bound)) => w.around(bound, || tx.commit()),
+        _ => (tx.commit(), false),
     };
     match done {
         Ok(()) => {
@@ -281,8 +345,8 @@ fn commit_watched(
         }
         Err(e) => {
             *sent = !answered(&e);
-            match watch {
-                Some(w) if cancelled => Err(Failed::CommitCancelled(w.bound(), e)),
+            match bound {
+                Some(bound) if cancelled => Err(Failed::CommitCancelled(bound, e)),
                 _ => Err(e.into()),
             }
         }
@@ -295,4 +359,20 @@ fn commit_watched(
 fn answered(e: &postgres::Error) -> bool {
     e.as_db_error()
         .is_some_and(|d| matches!(d.parsed_severity(), Some(postgres::error::Severity::Error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_past_a_megabyte_gets_a_second_a_megabyte_more() {
+        let base = Duration::from_secs(20);
+        assert_eq!(write_bound(base, 0), base);
+        assert_eq!(write_bound(base, OWN_BOUND_FROM), base);
+        assert_eq!(
+            write_bound(base, 100 << 20),
+            base + Duration::from_secs(100)
+        );
+    }
 }

@@ -360,11 +360,15 @@ impl Writer {
                 Err(e) => e,
             };
             let closed = self.session.as_ref().is_none_or(|s| s.client.is_closed());
-            if lost(&e, closed) {
+            let lost = lost(&e, closed);
+            if lost {
                 self.session = None;
-                if std::mem::take(&mut again) {
-                    continue;
-                }
+            }
+            // A cancel the commit watch sent for a COMMIT that ended meanwhile can land on
+            // this call's statement instead (`commit_watch.rs`): tried again once, as after a
+            // lost connection.
+            if (lost || e.code() == Some(&SqlState::QUERY_CANCELED)) && std::mem::take(&mut again) {
+                continue;
             }
             let error = self.server.error(format!("{what}: {}", describe(&e)));
             return Err(SinkError::of_bookkeeping(kind_of(&e, closed), error));
@@ -416,13 +420,16 @@ impl Sink for Writer {
         Ok(())
     }
 
-    /// Counts the run's rows without the writers' statement bound: a count over a large run
-    /// may take longer than a write may.
+    /// Counts the run's rows without the writers' statement bound, where pc-host set it: a
+    /// count over a large run may take longer than a write may.
     fn count_stored(&mut self) -> anyhow::Result<u64> {
         let delivered = self.delivered;
+        let unbound = self.server.statement_wait().is_some();
         self.call("counting the stored messages", |c, run_id| {
             let mut tx = c.transaction()?;
-            tx.batch_execute("SET LOCAL statement_timeout = 0")?;
+            if unbound {
+                tx.batch_execute("SET LOCAL statement_timeout = 0")?;
+            }
             let n = if delivered {
                 delivered::count_stored(&mut tx, run_id)?
             } else {
