@@ -1219,7 +1219,8 @@ fn recording_a_publisher_is_retried_while_the_database_is_locked() {
 }
 
 /// A stream that takes only some of a batch (full, discarding new messages): the messages
-/// JetStream acknowledged count as stored, only the refused rest as not stored.
+/// JetStream acknowledged count as stored, only the refused rest as not stored, and not as
+/// unconfirmed: JetStream answered each of them with a refusal, so none can be in the stream.
 #[test]
 fn messages_jetstream_acknowledged_before_a_failure_count_as_stored() {
     let Some(url) = nats_url() else { return };
@@ -1238,6 +1239,7 @@ fn messages_jetstream_acknowledged_before_a_failure_count_as_stored() {
     // The failure stops the producers, so fewer than 200 may have been produced.
     assert_eq!(u(&v, "stored"), 50, "{v}");
     assert_eq!(u(&v, "not_stored"), u(&v, "produced") - 50, "{v}");
+    assert_eq!(u(&v, "unconfirmed"), 0, "{v}");
     assert_eq!(v["result"], "FAILED", "{v}");
     // JetStream's acks are the only count: none is found stored after all.
     assert!(v["stored_after_all"].is_null(), "{v}");

@@ -310,21 +310,48 @@ impl Writer {
                 .js
                 .publish_with_headers(self.spec.subject.clone(), headers, payload)
                 .await
-                .map_err(|e| self.error(e.kind(), &e))?;
+                .map_err(|e| self.error(e.kind(), &e, true))?;
             waiting.push_back(sent);
             if waiting.len() >= IN_FLIGHT
                 && let Some(f) = waiting.pop_front()
             {
-                acked.push(f.await.map_err(|e| self.error(e.kind(), &e))?);
+                acked.push(self.settle(f, &mut waiting).await?);
             }
         }
         while let Some(f) = waiting.pop_front() {
-            acked.push(f.await.map_err(|e| self.error(e.kind(), &e))?);
+            acked.push(self.settle(f, &mut waiting).await?);
         }
         Ok(())
     }
 
-    fn error(&self, kind: PublishErrorKind, e: &dyn std::fmt::Display) -> SinkError {
+    /// The ack of publish `f`, or the write's error. When JetStream refused `f`, the publishes
+    /// sent after it (`waiting`) are awaited too: the error is unconfirmed (JetStream may hold
+    /// some of them) unless JetStream refused every one of them as well.
+    async fn settle(
+        &self,
+        f: PublishAckFuture,
+        waiting: &mut VecDeque<PublishAckFuture>,
+    ) -> Result<async_nats::jetstream::publish::PublishAck, SinkError> {
+        let e = match f.await {
+            Ok(ack) => return Ok(ack),
+            Err(e) => e,
+        };
+        let mut may_be_stored = !refused(&e);
+        while let Some(later) = waiting.pop_front() {
+            if !matches!(later.await, Err(e) if refused(&e)) {
+                may_be_stored = true;
+            }
+        }
+        Err(self.error(e.kind(), &e, may_be_stored))
+    }
+
+    /// The write's error; `may_be_stored`: publishes were sent that JetStream may hold.
+    fn error(
+        &self,
+        kind: PublishErrorKind,
+        e: &dyn std::fmt::Display,
+        may_be_stored: bool,
+    ) -> SinkError {
         let kind = match kind {
             PublishErrorKind::MaxPayloadExceeded => ErrorKind::Record,
             PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => {
@@ -340,15 +367,22 @@ impl Writer {
                 self.spec.server
             ),
         );
-        // A retryable failure comes after some of the write's publishes were sent (an ack
-        // that never came, a connection lost with publishes in flight): JetStream may hold
-        // them, acknowledged or not.
-        if kind == ErrorKind::Retryable {
+        // A retryable failure after some of the write's publishes were sent (an ack that never
+        // came, a connection lost with publishes in flight): JetStream may hold them.
+        if kind == ErrorKind::Retryable && may_be_stored {
             error.unconfirmed()
         } else {
             error
         }
     }
+}
+
+/// Whether JetStream answered the publish with a refusal (no stream for the subject, or an
+/// error such as a full stream that discards new messages): it did not store it. A timeout,
+/// a broken connection or an unreadable answer says nothing of its fate.
+fn refused(e: &async_nats::jetstream::context::PublishError) -> bool {
+    e.kind() == PublishErrorKind::StreamNotFound
+        || std::error::Error::source(e).is_some_and(|s| s.is::<async_nats::jetstream::Error>())
 }
 
 impl Sink for Writer {
