@@ -655,8 +655,12 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A publishing run and then a consuming run that ends `until=empty`, each with the server
+/// stopped and started again under it: the publisher retries, and the consumer, whose question
+/// of what is left goes unanswered meanwhile, asks again once the server is back (it failed
+/// the run); every record is stored once.
 #[test]
-fn publishing_rides_out_a_nats_outage_without_losing_a_record() {
+fn publishing_and_consuming_ride_out_a_nats_outage_without_losing_a_record() {
     if nats_url().is_none() {
         return;
     }
@@ -703,8 +707,29 @@ fn publishing_rides_out_a_nats_outage_without_losing_a_record() {
     let summary = finish_json(publisher);
     assert_eq!(u(&summary, "stored"), u(&summary, "produced"), "{summary}");
     assert!(u(&summary, "retries") > 0, "the outage was seen: {summary}");
-    let source = format!("{url}/OUTAGE?consumer=o&until=empty");
-    let v = run_json(s.dir(), &["--source", &source, "--db", "out.db"]);
+    let source = format!("{url}/OUTAGE?consumer=o&until=empty&ack_wait=2s");
+    let mut consumer = start(
+        &s,
+        &[
+            "--source",
+            &source,
+            "--db",
+            "out.db",
+            "--rps",
+            "2000",
+            "--report-interval",
+            "0.2",
+        ],
+    );
+    consumer.err.wait("the consumer stores", |l| {
+        common::stored_in(l).is_some_and(|n| n > 0)
+    });
+    server.stop();
+    consumer.err.wait("the consumer asks again", |l| {
+        l.contains("asking again until the server answers")
+    });
+    assert!(server.restart());
+    let v = finish_json(consumer);
     assert_eq!(u(&v, "stored"), u(&summary, "produced"), "{v}");
     let report = verify_ok(s.dir(), "out.db");
     assert!(report.contains("exactly once"), "{report}");

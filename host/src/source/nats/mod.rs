@@ -239,6 +239,8 @@ impl NatsSource<'_> {
         chunk: usize,
     ) -> anyhow::Result<()> {
         let rt = nats::runtime();
+        // `until=empty` asked what is left and had no answer, and said so (once an outage).
+        let mut unanswered = false;
         loop {
             if self.cx.stop.load(Ordering::Relaxed) || self.budget.load(Ordering::Relaxed) == 0 {
                 return Ok(());
@@ -246,12 +248,22 @@ impl NatsSource<'_> {
             let waited =
                 rt.block_on(async { tokio::time::timeout(IDLE_CHECK, messages.next()).await });
             let first = match waited {
-                Err(_idle) => {
-                    if self.until_empty && self.is_drained()? {
-                        return Ok(());
+                Err(_idle) if self.until_empty => match self.is_drained() {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {
+                        unanswered = false;
+                        continue;
                     }
-                    continue;
-                }
+                    // The server restarting, or the client reconnecting: asked again at the
+                    // next idle moment, as a failed pull is tried again.
+                    Err(e) => {
+                        if !std::mem::replace(&mut unanswered, true) {
+                            tracing::warn!("{e}; asking again until the server answers");
+                        }
+                        continue;
+                    }
+                },
+                Err(_idle) => continue,
                 Ok(None) => return Ok(()),
                 Ok(Some(Err(e))) => {
                     tracing::warn!("NATS: pulling from the consumer: {e}");
