@@ -658,7 +658,8 @@ fn free_port() -> u16 {
 /// A publishing run and then a consuming run that ends `until=empty`, each with the server
 /// stopped and started again under it: the publisher retries, and the consumer, whose question
 /// of what is left goes unanswered meanwhile, asks again once the server is back (it failed
-/// the run); every record is stored once.
+/// the run), its `/health` saying meanwhile that the source is stalled; every record is stored
+/// once.
 #[test]
 fn publishing_and_consuming_ride_out_a_nats_outage_without_losing_a_record() {
     if nats_url().is_none() {
@@ -719,8 +720,11 @@ fn publishing_and_consuming_ride_out_a_nats_outage_without_losing_a_record() {
             "2000",
             "--report-interval",
             "0.2",
+            "--metrics-addr",
+            "0",
         ],
     );
+    let addr = metrics_addr(&mut consumer);
     consumer.err.wait("the consumer stores", |l| {
         common::stored_in(l).is_some_and(|n| n > 0)
     });
@@ -728,6 +732,12 @@ fn publishing_and_consuming_ride_out_a_nats_outage_without_losing_a_record() {
     consumer.err.wait("the consumer asks again", |l| {
         l.contains("asking again until the server answers")
     });
+    let health = common::scrape::get(&addr, "/health", None);
+    assert_eq!(health.status, 503, "{health:?}");
+    assert!(
+        health.body.starts_with("source stalled: NATS"),
+        "{health:?}"
+    );
     assert!(server.restart());
     let v = finish_json(consumer);
     assert_eq!(u(&v, "stored"), u(&summary, "produced"), "{v}");

@@ -241,6 +241,8 @@ impl NatsSource<'_> {
         let rt = nats::runtime();
         // `until=empty` asked what is left and had no answer, and said so (once an outage).
         let mut unanswered = false;
+        // The source could not pull or ask, and `/health` says so until it can again.
+        let mut stalled = false;
         loop {
             if self.cx.stop.load(Ordering::Relaxed) || self.budget.load(Ordering::Relaxed) == 0 {
                 return Ok(());
@@ -252,11 +254,13 @@ impl NatsSource<'_> {
                     Ok(true) => return Ok(()),
                     Ok(false) => {
                         unanswered = false;
+                        self.stalls(&mut stalled, None);
                         continue;
                     }
                     // The server restarting, or the client reconnecting: asked again at the
                     // next idle moment, as a failed pull is tried again.
                     Err(e) => {
+                        self.stalls(&mut stalled, Some(e.to_string()));
                         if !std::mem::replace(&mut unanswered, true) {
                             tracing::warn!("{e}; asking again until the server answers");
                         }
@@ -266,10 +270,15 @@ impl NatsSource<'_> {
                 Err(_idle) => continue,
                 Ok(None) => return Ok(()),
                 Ok(Some(Err(e))) => {
-                    tracing::warn!("NATS: pulling from the consumer: {e}");
+                    let why = format!("NATS: pulling from the consumer: {e}");
+                    tracing::warn!("{why}");
+                    self.stalls(&mut stalled, Some(why));
                     continue;
                 }
-                Ok(Some(Ok(m))) => m,
+                Ok(Some(Ok(m))) => {
+                    self.stalls(&mut stalled, None);
+                    m
+                }
             };
             let mut next = Some(first);
             while let Some(m) = next.take() {
@@ -546,6 +555,15 @@ impl NatsSource<'_> {
         match nats::runtime().block_on(m.ack_with(AckKind::Nak(Some(NAK_DELAY)))) {
             Ok(()) => NatsStats::add(&self.nats.nacked, 1),
             Err(e) => tracing::debug!("NATS: handing a message back failed: {e}"),
+        }
+    }
+
+    /// Says why the source cannot pull (`Some`), for `/health`, or that it can again; `stalled`
+    /// is whether it said so last, so that a message pulled costs no lock.
+    fn stalls(&self, stalled: &mut bool, why: Option<String>) {
+        if *stalled || why.is_some() {
+            *stalled = why.is_some();
+            self.stats.set_stalled(why);
         }
     }
 
