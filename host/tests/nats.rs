@@ -143,6 +143,15 @@ impl TestStream {
         let js = self.context();
         let _ = pc_host::nats::runtime().block_on(js.delete_stream(&self.name));
     }
+
+    /// Deletes the consumer `name` of the stream.
+    fn delete_consumer(&self, name: &str) {
+        let js = self.context();
+        pc_host::nats::runtime().block_on(async {
+            let s = js.get_stream(&self.name).await.expect("the stream");
+            s.delete_consumer(name).await.expect("delete the consumer");
+        });
+    }
 }
 
 impl Drop for TestStream {
@@ -743,6 +752,52 @@ fn publishing_and_consuming_ride_out_a_nats_outage_without_losing_a_record() {
     assert_eq!(u(&v, "stored"), u(&summary, "produced"), "{v}");
     let report = verify_ok(s.dir(), "out.db");
     assert!(report.contains("exactly once"), "{report}");
+}
+
+/// A consumer deleted under a run that ends `until=empty` is not an outage to wait out: the
+/// run does not end as if the stream were drained, nor ask for ever; it fails, exit 1, and
+/// what it stored is stored once.
+#[test]
+fn a_consumer_deleted_under_an_until_empty_run_fails_it() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-consumer-gone");
+    let stream = TestStream::new(&url, "consumer_gone");
+    stream.create_bounded(100_000, DiscardPolicy::Old);
+    let published = finish_json(publish(&s, &stream, "1", "20000"));
+    assert_eq!(u(&published, "stored"), 20_000, "{published}");
+    let source = stream.source("consumer=gone&until=empty&ack_wait=2s");
+    let mut consumer = start(
+        &s,
+        &[
+            "--source",
+            &source,
+            "--db",
+            "out.db",
+            "--rps",
+            "2000",
+            "--report-interval",
+            "0.2",
+        ],
+    );
+    consumer.err.wait("the consumer stores", |l| {
+        common::stored_in(l).is_some_and(|n| n > 0)
+    });
+    stream.delete_consumer("gone");
+    let out = common::finish(consumer);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("NATS: asking the consumer what is left: consumer not found"),
+        "{}",
+        out.stderr
+    );
+    let v = json(&out);
+    assert!(u(&v, "stored") < 20_000, "{v}");
+    let report = verify_ok(s.dir(), "out.db");
+    assert!(
+        report.contains("at most once") || report.contains("exactly once"),
+        "{report}"
+    );
 }
 
 /// The sink's side of exactly once, without a broker: the same deliveries written twice are

@@ -325,8 +325,10 @@ impl Writer {
     }
 
     /// The ack of publish `f`, or the write's error. When JetStream refused `f`, the publishes
-    /// sent after it (`waiting`) are awaited too: the error is unconfirmed (JetStream may hold
-    /// some of them) unless JetStream refused every one of them as well.
+    /// sent after it (`waiting`) are awaited in turn while JetStream refuses them too: the
+    /// error is unconfirmed (JetStream may hold some of them) unless it refused every one. The
+    /// first that is not a refusal (an ack, a timeout, a lost connection) ends the wait, so a
+    /// failure costs at most one more ack wait; after any other failure none is awaited.
     async fn settle(
         &self,
         f: PublishAckFuture,
@@ -337,10 +339,8 @@ impl Writer {
             Err(e) => e,
         };
         let mut may_be_stored = !refused(&e);
-        while let Some(later) = waiting.pop_front() {
-            if !matches!(later.await, Err(e) if refused(&e)) {
-                may_be_stored = true;
-            }
+        while !may_be_stored && let Some(later) = waiting.pop_front() {
+            may_be_stored = !matches!(later.await, Err(e) if refused(&e));
         }
         Err(self.error(e.kind(), &e, may_be_stored))
     }
@@ -378,8 +378,10 @@ impl Writer {
 }
 
 /// Whether JetStream answered the publish with a refusal (no stream for the subject, or an
-/// error such as a full stream that discards new messages): it did not store it. A timeout,
-/// a broken connection or an unreadable answer says nothing of its fate.
+/// error such as a full stream that discards new messages): it did not store it. (A clustered
+/// stream's leader answers so when its own store failed; a follower may have stored it then,
+/// which a replay would store twice.) A timeout, a broken connection or an unreadable answer
+/// says nothing of its fate.
 fn refused(e: &async_nats::jetstream::context::PublishError) -> bool {
     e.kind() == PublishErrorKind::StreamNotFound
         || std::error::Error::source(e).is_some_and(|s| s.is::<async_nats::jetstream::Error>())

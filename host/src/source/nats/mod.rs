@@ -26,11 +26,12 @@ pub mod keepalive;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::{ConsumerInfoError, ConsumerInfoErrorKind};
 use futures_util::{FutureExt as _, StreamExt as _};
 
 use super::Context;
@@ -241,8 +242,11 @@ impl NatsSource<'_> {
         let rt = nats::runtime();
         // `until=empty` asked what is left and had no answer, and said so (once an outage).
         let mut unanswered = false;
-        // The source could not pull or ask, and `/health` says so until it can again.
+        // The source could not pull or ask, and `/health` says so until it can again: until a
+        // message comes, the consumer answers, or a whole pull has gone by without an error
+        // since the last one (`last_error`) on a connected client.
         let mut stalled = false;
+        let mut last_error = Instant::now();
         loop {
             if self.cx.stop.load(Ordering::Relaxed) || self.budget.load(Ordering::Relaxed) == 0 {
                 return Ok(());
@@ -259,24 +263,32 @@ impl NatsSource<'_> {
                     }
                     // The server restarting, or the client reconnecting: asked again at the
                     // next idle moment, as a failed pull is tried again.
-                    Err(e) => {
-                        self.stalls(&mut stalled, Some(e.to_string()));
+                    Err(e) if passing(&e) => {
+                        let why = format!("NATS: asking the consumer what is left: {e}");
+                        self.stalls(&mut stalled, Some(why.clone()));
                         if !std::mem::replace(&mut unanswered, true) {
-                            tracing::warn!("{e}; asking again until the server answers");
+                            tracing::warn!("{why}; asking again until the server answers");
                         }
                         continue;
                     }
+                    // The consumer or stream is gone, or JetStream refuses the question.
+                    Err(e) => return Err(anyhow!("NATS: asking the consumer what is left: {e}")),
                 },
-                Err(_idle) => continue,
+                Err(_idle) => {
+                    self.recovered(&mut stalled, last_error);
+                    continue;
+                }
                 Ok(None) => return Ok(()),
                 Ok(Some(Err(e))) => {
                     let why = format!("NATS: pulling from the consumer: {e}");
                     tracing::warn!("{why}");
                     self.stalls(&mut stalled, Some(why));
+                    last_error = Instant::now();
                     continue;
                 }
                 Ok(Some(Ok(m))) => {
                     self.stalls(&mut stalled, None);
+                    unanswered = false;
                     m
                 }
             };
@@ -567,14 +579,38 @@ impl NatsSource<'_> {
         }
     }
 
+    /// Clears the stalled reason of [`Self::stalls`] at an idle moment once the client is
+    /// connected and a whole pull ([`PULL_EXPIRES`]) has gone by since the last pull error:
+    /// a quiet stream after an outage is not a stalled source.
+    fn recovered(&self, stalled: &mut bool, last_error: Instant) {
+        let connected = matches!(
+            self.opened.client.connection_state(),
+            async_nats::connection::State::Connected
+        );
+        if *stalled && connected && last_error.elapsed() > PULL_EXPIRES {
+            self.stalls(stalled, None);
+        }
+    }
+
     /// Nothing pending for the consumer and nothing delivered unacknowledged (by anyone).
-    fn is_drained(&self) -> anyhow::Result<bool> {
+    fn is_drained(&self) -> Result<bool, ConsumerInfoError> {
         let mut consumer = self.opened.consumer.clone();
-        let info = nats::runtime()
-            .block_on(consumer.info())
-            .map_err(|e| anyhow!("NATS: asking the consumer what is left: {e}"))?;
+        let info = nats::runtime().block_on(consumer.info())?;
         Ok(info.num_pending == 0 && info.num_ack_pending == 0)
     }
+}
+
+/// Whether a failed question to the consumer may pass (the server restarting or out of
+/// reach, the client reconnecting), as against the consumer or its stream being gone or
+/// JetStream refusing it.
+fn passing(e: &ConsumerInfoError) -> bool {
+    matches!(
+        e.kind(),
+        ConsumerInfoErrorKind::TimedOut
+            | ConsumerInfoErrorKind::NoResponders
+            | ConsumerInfoErrorKind::Request
+            | ConsumerInfoErrorKind::Offline
+    )
 }
 
 /// Acknowledges settled records to JetStream (see the module docs).
