@@ -199,6 +199,23 @@ fn publish(s: &Scratch, stream: &TestStream, producers: &str, messages: &str) ->
     )
 }
 
+/// A consuming run from `source` into `out.db` at 2,000 records a second, a progress line
+/// every 0.2 s, with `extra` arguments: slow enough to be stopped in the middle of a stream.
+fn paced_consumer(s: &Scratch, source: &str, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "--source",
+        source,
+        "--db",
+        "out.db",
+        "--rps",
+        "2000",
+        "--report-interval",
+        "0.2",
+    ];
+    args.extend_from_slice(extra);
+    start(s, &args)
+}
+
 fn finish_json(r: Running) -> Value {
     let out = common::finish(r);
     assert_eq!(out.code, Some(0), "run failed:\n{}", out.stderr);
@@ -718,25 +735,9 @@ fn publishing_and_consuming_ride_out_a_nats_outage_without_losing_a_record() {
     assert_eq!(u(&summary, "stored"), u(&summary, "produced"), "{summary}");
     assert!(u(&summary, "retries") > 0, "the outage was seen: {summary}");
     let source = format!("{url}/OUTAGE?consumer=o&until=empty&ack_wait=2s");
-    let mut consumer = start(
-        &s,
-        &[
-            "--source",
-            &source,
-            "--db",
-            "out.db",
-            "--rps",
-            "2000",
-            "--report-interval",
-            "0.2",
-            "--metrics-addr",
-            "0",
-        ],
-    );
+    let mut consumer = paced_consumer(&s, &source, &["--metrics-addr", "0"]);
     let addr = metrics_addr(&mut consumer);
-    consumer.err.wait("the consumer stores", |l| {
-        common::stored_in(l).is_some_and(|n| n > 0)
-    });
+    consumer.err.wait_stored_at_least(1);
     server.stop();
     consumer.err.wait("the consumer asks again", |l| {
         l.contains("asking again until the server answers")
@@ -765,23 +766,8 @@ fn a_consumer_deleted_under_an_until_empty_run_fails_it() {
     stream.create_bounded(100_000, DiscardPolicy::Old);
     let published = finish_json(publish(&s, &stream, "1", "20000"));
     assert_eq!(u(&published, "stored"), 20_000, "{published}");
-    let source = stream.source("consumer=gone&until=empty&ack_wait=2s");
-    let mut consumer = start(
-        &s,
-        &[
-            "--source",
-            &source,
-            "--db",
-            "out.db",
-            "--rps",
-            "2000",
-            "--report-interval",
-            "0.2",
-        ],
-    );
-    consumer.err.wait("the consumer stores", |l| {
-        common::stored_in(l).is_some_and(|n| n > 0)
-    });
+    let mut consumer = paced_consumer(&s, &stream.source("consumer=gone&until=empty"), &[]);
+    consumer.err.wait_stored_at_least(1);
     stream.delete_consumer("gone");
     let out = common::finish(consumer);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
