@@ -4,10 +4,9 @@
 //! whose reply was lost is settled later (`pg_xact_status`).
 
 use std::io::Write as _;
+use std::time::Duration;
 
 use postgres::{Client, Statement};
-
-use std::time::Duration;
 
 use super::commit_watch::{CommitWatch, OnOverrun};
 use super::connect::{Server, timeout_ms};
@@ -95,7 +94,7 @@ pub enum Failed {
     Pending(i64),
     /// The COMMIT was still going after this long and the session's watch had it cancelled;
     /// the server's answer.
-    CommitCancelled(std::time::Duration, postgres::Error),
+    CommitCancelled(Duration, postgres::Error),
 }
 
 impl From<postgres::Error> for Failed {

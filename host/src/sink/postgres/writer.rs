@@ -251,16 +251,20 @@ impl Writer {
         moves
     }
 
+    /// What the server's error `e` means for a write, and its words; drops the connection if
+    /// the error ended it (`closed`: the client saw it close).
+    fn server_failed(&mut self, e: &postgres::Error, closed: bool) -> (ErrorKind, String) {
+        if lost(e, closed) {
+            self.session = None;
+        }
+        (kind_of(e, closed), describe(e))
+    }
+
     /// A failed write as a [`SinkError`]; drops the connection if the failure ended it.
     fn failed(&mut self, f: Failed, rows: usize) -> SinkError {
         let closed = self.session.as_ref().is_none_or(|s| s.client.is_closed());
         let (kind, what) = match &f {
-            Failed::Db(e) => {
-                if lost(e, closed) {
-                    self.session = None;
-                }
-                (kind_of(e, closed), describe(e))
-            }
+            Failed::Db(e) => self.server_failed(e, closed),
             Failed::Io(e) => {
                 self.session = None;
                 (ErrorKind::Retryable, io_text(e))
@@ -268,15 +272,12 @@ impl Writer {
             Failed::TooLong(e) => (ErrorKind::Record, e.to_string()),
             Failed::Moved(input) => (ErrorKind::Fatal, moved_by_another(*input)),
             Failed::CommitCancelled(bound, e) => {
-                if lost(e, closed) {
-                    self.session = None;
-                }
+                let (kind, why) = self.server_failed(e, closed);
                 let why = format!(
-                    "COMMIT had not finished after {:.0} s and was cancelled: {}",
-                    bound.as_secs_f64(),
-                    describe(e)
+                    "COMMIT had not finished after {:.0} s and was cancelled: {why}",
+                    bound.as_secs_f64()
                 );
-                (kind_of(e, closed), why)
+                (kind, why)
             }
             Failed::Pending(xid) => (
                 ErrorKind::Retryable,
