@@ -74,7 +74,8 @@ pub fn io_text(io: &std::io::Error) -> String {
     }
 }
 
-fn one_line(s: &str) -> String {
+/// `s` on one line, its runs of white space as one space each.
+pub(super) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

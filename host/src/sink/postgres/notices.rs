@@ -40,7 +40,7 @@ fn line(server: &str, notice: &DbError) -> String {
         text.push_str(": ");
         text.push_str(detail);
     }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    super::error::one_line(&text)
 }
 
 /// The callback for a connection to `server` (shown without its password).

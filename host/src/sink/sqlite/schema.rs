@@ -260,16 +260,18 @@ fn cannot_open(path: &Path) -> String {
         .to_string()
 }
 
-/// Why `path` cannot be opened when it is a symbolic link whose target's directory is not
-/// there (SQLite would make the target itself if only the file were missing); `None` for
-/// anything else.
+/// Why `path` cannot be opened when it is a symbolic link (or a chain of them) whose target's
+/// directory is not there (SQLite would make the target itself if only the file were
+/// missing); `None` for anything else.
 fn dangling_link(path: &Path) -> Option<String> {
-    let target = std::fs::read_link(path).ok()?;
-    if std::fs::metadata(path).is_ok() {
+    let is_link = std::fs::symlink_metadata(path)
+        .ok()?
+        .file_type()
+        .is_symlink();
+    if !is_link || std::fs::metadata(path).is_ok() {
         return None;
     }
-    // A relative target is read from the link's own directory.
-    let target = crate::paths::dir_of(path).join(target);
+    let target = crate::paths::through_links(path)?;
     let dir = crate::paths::dir_of(&target);
     let e = std::fs::metadata(dir).err()?;
     Some(format!(
