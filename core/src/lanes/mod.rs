@@ -22,10 +22,12 @@
 //!   `G = 0` every pop is ordinary (strict priority: a busy lane 0 can starve the others).
 //!   With `G >= 1` and `K >= 2`, pop `t` is a *guard pop* when `t % (G + 1) == G`: after every
 //!   `G` ordinary pops comes one guard pop. The `j`-th guard pop (`j = t / (G + 1)`) looks at
-//!   lane `1 + j % (K - 1)` first, then down in priority, wrapping round to lane 0. Hence a
-//!   lane `i >= 1` that has a value ready throughout is served by at least one of any
-//!   `(G + 1) * (K - 1)` consecutive pops, and lane 0, while it has values, loses at most one
-//!   pop in `G + 1` to lower lanes.
+//!   lane `1 + j % (K - 1)` first, then down in priority, wrapping round to lane 1, and at
+//!   lane 0 last. Hence a guard pop takes from lane 0 only when it found no lower lane with a
+//!   value ready, so the lower lanes together, while any has values, get at least one pop in
+//!   `G + 1`; a lane `i >= 1` that has a value ready throughout is served by at least one of
+//!   any `(G + 1) * (K - 1)` consecutive pops; and lane 0, while it has values, loses at most
+//!   one pop in `G + 1` to lower lanes.
 //! - **Close-and-drain across all lanes.** [`close`](LanesCore::close) closes every lane
 //!   (lane 0 first) before it returns; then every push fails with `Closed`. A pop reports
 //!   `Closed` only once every lane is closed and drained, so nothing whose push returned `Ok`
@@ -71,8 +73,9 @@ use crate::sync::AtomicUsize;
 use blocking::Parking;
 pub use storage::LaneSet;
 
-/// The starvation guard of new lanes: after every 7 ordinary pops, one guard pop looks at a
-/// lower lane first (so lower lanes get at least one pop in 8 while they have values).
+/// The starvation guard of new lanes: after every 7 ordinary pops, one guard pop looks at the
+/// lower lanes first (so the lower lanes together get at least one pop in 8 while any has
+/// values).
 pub const DEFAULT_STARVATION_GUARD: u32 = 7;
 
 /// `K` priority lanes of `N` slots each, stored inline: `const`-constructible, no allocator.

@@ -5,7 +5,9 @@ use super::{LaneSet, LanesCore};
 use crate::ring::{PopError, PushError, RunFetch};
 use crate::sync::Ordering;
 
-/// The lanes a pop looks at, in order: `first`, then down in priority, wrapping to lane 0.
+/// The lanes a pop looks at, in order. An ordinary pop (`first` 0): lane 0, then down in
+/// priority. A guard pop (`first >= 1`): `first`, then down in priority, wrapping round to
+/// lane 1, and lane 0 last, so that it goes to lane 0 only when no lower lane has a value.
 #[derive(Clone, Copy, Debug)]
 struct Scan {
     first: usize,
@@ -15,9 +17,16 @@ struct Scan {
 impl Scan {
     fn order(self) -> impl Iterator<Item = usize> {
         (0..self.lanes).map(move |i| {
+            if self.first == 0 {
+                return i;
+            }
+            if i == self.lanes - 1 {
+                return 0;
+            }
+            // Lanes `1..lanes` in turn from `first`.
             let lane = self.first + i;
             if lane >= self.lanes {
-                lane - self.lanes
+                lane - self.lanes + 1
             } else {
                 lane
             }
@@ -121,10 +130,9 @@ impl<T, L: LaneSet<T>> LanesCore<T, L> {
         I: Iterator<Item = T>,
     {
         let ring = self.lane(lane);
-        let pushed = self.waking_on_unwind(|| ring.try_push_batch(items))?;
-        // Also for 0 (`items` was empty, nothing claimed): a spare wake-up, never a lost one.
-        self.batch_published(pushed);
-        Ok(pushed)
+        // Each claim wakes the consumers as soon as it is published, not once the whole
+        // batch is: the iterator may take its time to yield the next item.
+        self.waking_on_unwind(|| ring.try_push_batch_then(items, &mut |n| self.batch_published(n)))
     }
 
     /// Runs `push`, a batch push into a lane, waking a consumer asleep on the lanes if it
@@ -355,11 +363,13 @@ mod tests {
     }
 
     #[test]
-    fn scan_goes_down_in_priority_and_wraps_to_lane_0() {
-        let order: Vec<usize> = Scan { first: 2, lanes: 4 }.order().collect();
-        assert_eq!(order, [2, 3, 0, 1]);
-        let order: Vec<usize> = Scan { first: 0, lanes: 3 }.order().collect();
-        assert_eq!(order, [0, 1, 2]);
+    fn a_guard_scan_looks_at_every_lower_lane_before_lane_0() {
+        let order = |first, lanes| Scan { first, lanes }.order().collect::<Vec<usize>>();
+        assert_eq!(order(2, 4), [2, 3, 1, 0]);
+        assert_eq!(order(1, 4), [1, 2, 3, 0]);
+        assert_eq!(order(3, 4), [3, 1, 2, 0]);
+        assert_eq!(order(1, 2), [1, 0]);
+        assert_eq!(order(0, 3), [0, 1, 2]);
     }
 
     /// Where the pop counter wraps, the rotation restarts: a lower lane can wait longer than

@@ -65,6 +65,21 @@ fn guard_serves_every_lower_lane_within_guard_plus_one_times_lanes_minus_one_pop
     }
 }
 
+/// The guard pops that start at an empty lane serve a busy lower lane before lane 0: with
+/// lanes 0 and 1 busy and lane 2 empty, lane 1 still gets one pop in `G + 1`.
+#[test]
+fn the_lower_lanes_together_get_one_pop_in_guard_plus_one_while_any_has_values() {
+    let guard = 7;
+    let lanes = HeapLanes::with_capacities(&[256, 256, 4]).with_starvation_guard(guard);
+    for i in 0..256 {
+        lanes.try_push(0, i).unwrap();
+        lanes.try_push(1, 1000 + i).unwrap();
+    }
+    let served: Vec<usize> = (0..128).map(|_| lanes.try_pop_lane().unwrap().0).collect();
+    let from_lane_1 = served.iter().filter(|&&lane| lane == 1).count();
+    assert_eq!(from_lane_1, served.len() / (guard as usize + 1));
+}
+
 #[test]
 fn guard_pop_falls_through_to_the_next_lane_with_a_value_wrapping_to_lane_0() {
     let lanes = Lanes::<u32, 3, 4>::new().with_starvation_guard(1);
@@ -419,6 +434,44 @@ mod blocking {
             assert!(pushed.is_err(), "the iterator's panic went through");
             assert_eq!(within_a_minute(&lanes, &rx), Ok(Ok((1, 7))));
         });
+    }
+
+    /// A batch push from an iterator slow to yield its next item (no size hint: one claim per
+    /// item): each claim wakes the consumer asleep on the lanes once it is published, not
+    /// once the whole batch is. (Woken only at the batch's end, the consumer would sleep while
+    /// the iterator waits for it: the test fails after its minute.)
+    #[test]
+    fn a_batch_push_wakes_a_sleeping_consumer_before_its_iterator_yields_the_next_item() {
+        for how in ["try_push_batch", "push_batch"] {
+            let lanes = Lanes::<u32, 2, 8>::new();
+            let (tx, rx) = std::sync::mpsc::channel();
+            thread::scope(|s| {
+                s.spawn(|| {
+                    tx.send(lanes.pop_lane()).unwrap();
+                    tx.send(lanes.pop_lane()).unwrap();
+                });
+                until_parked(&lanes, 1);
+                let mut next = 6;
+                let mut items = core::iter::from_fn(|| {
+                    next += 1;
+                    match next {
+                        7 => Some(7),
+                        8 => {
+                            let woke = within_a_minute(&lanes, &rx);
+                            assert_eq!(woke, Ok(Ok((1, 7))), "{how}");
+                            Some(8)
+                        }
+                        _ => None,
+                    }
+                });
+                let pushed = match how {
+                    "try_push_batch" => lanes.try_push_batch(1, &mut items).ok(),
+                    _ => lanes.push_batch(1, &mut items).ok(),
+                };
+                assert_eq!(pushed, Some(2), "{how}");
+                assert_eq!(within_a_minute(&lanes, &rx), Ok(Ok((1, 8))), "{how}");
+            });
+        }
     }
 
     /// A blocking batch push far larger than its lane, into a consumer asleep on the lanes:

@@ -78,8 +78,23 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     where
         I: Iterator<Item = T>,
     {
+        self.try_push_batch_then(items, &mut |_| {})
+    }
+
+    /// [`try_push_batch`](Self::try_push_batch), calling `published(n)` after each claim it
+    /// published (`n` values; 0 if it published holes only, or gave the claim back), as
+    /// [`push_batch_step`](Self::push_batch_step) does.
+    #[inline]
+    pub(crate) fn try_push_batch_then<I>(
+        &self,
+        items: &mut I,
+        published: &mut impl FnMut(usize),
+    ) -> Result<usize, PushError<()>>
+    where
+        I: Iterator<Item = T>,
+    {
         self.refuse_empty_if_closed(items)?;
-        self.push_batch_step(items, &mut || {})
+        self.push_batch_step(items, &mut || {}, published)
             .map(|(pushed, _)| pushed)
     }
 
@@ -99,11 +114,15 @@ impl<T, S: Storage<T>> RingCore<T, S> {
 
     /// `try_push_batch`, also saying whether `items` was seen exhausted (an upper size bound
     /// of 0, or `next()` returned `None`), so `push_batch` never calls it again on an exhausted
-    /// iterator; `lost_race` as in `try_push_or`.
+    /// iterator; `lost_race` as in `try_push_or`. Calls `published(n)` after each claim, once
+    /// it is published (`n` values filled): the lanes wake their own sleeping consumers there
+    /// (their pops sleep on the lanes, not on this ring, whose consumers each claim wakes), so
+    /// that an iterator slow to yield its next item does not keep them asleep meanwhile.
     pub(super) fn push_batch_step<I>(
         &self,
         items: &mut I,
         lost_race: &mut impl FnMut(),
+        published: &mut impl FnMut(usize),
     ) -> Result<(usize, bool), PushError<()>>
     where
         I: Iterator<Item = T>,
@@ -124,6 +143,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
                 Err(_) => return Ok((pushed, false)),
             };
             let filled = self.fill(start, count, items);
+            published(filled);
             pushed += filled;
             if filled < count {
                 return Ok((pushed, true));

@@ -244,10 +244,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         self.push_batch_until_then(items, deadline, consumers, &mut |_| {})
     }
 
-    /// [`push_batch_until`](Self::push_batch_until), calling `published(n)` after each step
-    /// that claimed and published positions (`n` values; 0 if they were holes only), before
-    /// it waits again: the lanes wake their own sleeping consumers there (their pops sleep on
-    /// the lanes, not on this ring).
+    /// [`push_batch_until`](Self::push_batch_until), calling `published(n)` after each claim
+    /// it published, as [`push_batch_step`](Self::push_batch_step) does.
     pub(crate) fn push_batch_until_then<I>(
         &self,
         items: &mut I,
@@ -268,7 +266,7 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             let step = self.head.waiters.wait_for(
                 deadline,
                 || self.producer_blocked(&abandoned, consumers),
-                || match self.push_batch_step(items, &mut || races.lost()) {
+                || match self.push_batch_step(items, &mut || races.lost(), &mut *published) {
                     Ok(done) => Step::Done(Ok(done)),
                     Err(PushError::Closed(())) => Step::Done(Err(())),
                     Err(PushError::Full(())) if abandoned.get() => {
@@ -281,7 +279,6 @@ impl<T, S: Storage<T>> RingCore<T, S> {
             match step {
                 Some(Ok((n, exhausted))) => {
                     pushed += n;
-                    published(n);
                     if exhausted {
                         return Ok(pushed);
                     }

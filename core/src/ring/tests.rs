@@ -867,6 +867,53 @@ fn a_wake_up_taken_for_a_slot_behind_a_held_one_is_passed_on() {
     });
 }
 
+/// As above, with the woken consumer's `Extend` panicking on the value it took: its wake-up is
+/// still passed on, so the other consumer gets the second value. (Without that, the second
+/// consumer sleeps for ever: the test hangs.)
+#[test]
+fn a_woken_batch_pop_whose_extend_panics_passes_its_wake_up_on() {
+    /// Takes values, panicking on 10.
+    #[derive(Default)]
+    struct PanicsOnTen(Vec<u64>);
+    impl Extend<u64> for PanicsOnTen {
+        fn extend<I: IntoIterator<Item = u64>>(&mut self, iter: I) {
+            for v in iter {
+                assert_ne!(v, 10, "the Extend panics, as asked");
+                self.0.push(v);
+            }
+        }
+    }
+    let ring = Ring::<u64, 4>::new();
+    let waiters = &ring.tail.waiters;
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = PanicsOnTen::default();
+                    ring.pop_batch(&mut out, 1).map(|_| out.0)
+                })
+            })
+            .collect();
+        until_asleep(waiters, 2);
+        let mut first = Some(10);
+        let mut held = core::iter::from_fn(|| {
+            // Position 0 is claimed and not yet published.
+            ring.try_push(20).unwrap(); // position 1, published: one wake-up
+            until_slept(waiters, 3); // the woken consumer is asleep again
+            first.take()
+        });
+        // Position 0's one wake-up goes to a consumer that takes 10 and panics.
+        assert_eq!(ring.try_push_batch(&mut held.by_ref().take(1)), Ok(1));
+        let mut outcomes: Vec<Option<Vec<u64>>> = consumers
+            .into_iter()
+            .map(|h| h.join().ok().map(|popped| popped.unwrap()))
+            .collect();
+        outcomes.sort_unstable();
+        assert_eq!(outcomes, [None, Some(alloc::vec![20])]);
+    });
+}
+
 #[test]
 fn heap_slots_start_on_a_cache_line_pair() {
     use super::Storage;

@@ -127,6 +127,17 @@ mod imp {
         Keep,
     }
 
+    /// Wakes one sleeper when dropped: held across a woken thread's attempt and forgotten once
+    /// it returns (`Waiters::attempt_relaying`), so it acts only if the attempt unwinds. A
+    /// spare wake-up at worst, never a lost one.
+    struct RelayOnUnwind<'a>(&'a Waiters);
+
+    impl Drop for RelayOnUnwind<'_> {
+        fn drop(&mut self) {
+            self.0.notify(1);
+        }
+    }
+
     /// Who sleeps and how many wake-ups are owed, under `Waiters::lock`.
     #[derive(Debug)]
     struct Sleepers {
@@ -360,7 +371,9 @@ mod imp {
         ) -> Option<R> {
             let mut woken = false;
             loop {
-                if let Step::Done(r) = attempt() {
+                if let Step::Done(r) =
+                    self.attempt_relaying(woken && relay == Relay::PassOn, &mut attempt)
+                {
                     backoff.learn(true);
                     if backoff.yielded() > 0 {
                         self.budget.paid(backoff.yielded());
@@ -391,6 +404,24 @@ mod imp {
                     backoff.reset();
                 }
             }
+        }
+
+        /// Runs `attempt`; if `relaying` (a woken thread, which owes the relay a look) and
+        /// `attempt` unwinds (a batch pop's `Extend` panicked), passes a wake-up on: the one
+        /// this thread took may have been for a slot it will now never take.
+        #[inline(always)]
+        fn attempt_relaying<R>(
+            &self,
+            relaying: bool,
+            attempt: &mut impl FnMut() -> Step<R>,
+        ) -> Step<R> {
+            if !relaying {
+                return attempt();
+            }
+            let unwinding = RelayOnUnwind(self);
+            let step = attempt();
+            core::mem::forget(unwinding);
+            step
         }
 
         /// Registers, then sleeps until woken or `deadline`, unless `blocked()` (re-checked
