@@ -786,6 +786,36 @@ fn a_consumer_deleted_under_an_until_empty_run_fails_it() {
     );
 }
 
+/// A consumer deleted under a run with no end of its own: the run does not end as if a stop
+/// had come, nor wait for ever on a pull nobody answers; it fails, exit 1, naming the
+/// consumer, and what it stored is stored once.
+#[test]
+fn a_consumer_deleted_under_a_run_fails_it_instead_of_ending_it() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-consumer-deleted");
+    let stream = TestStream::new(&url, "consumer_deleted");
+    stream.create_bounded(100_000, DiscardPolicy::Old);
+    let published = finish_json(publish(&s, &stream, "1", "20000"));
+    assert_eq!(u(&published, "stored"), 20_000, "{published}");
+    let mut consumer = paced_consumer(&s, &stream.source("consumer=deleted"), &[]);
+    consumer.err.wait_stored_at_least(1);
+    stream.delete_consumer("deleted");
+    let out = common::finish(consumer);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("consumer deleted") || out.stderr.contains("consumer not found"),
+        "{}",
+        out.stderr
+    );
+    let v = json(&out);
+    assert!(u(&v, "stored") < 20_000, "{v}");
+    let report = verify_ok(s.dir(), "out.db");
+    assert!(
+        report.contains("at most once") || report.contains("exactly once"),
+        "{report}"
+    );
+}
+
 /// The sink's side of exactly once, without a broker: the same deliveries written twice are
 /// stored once, and the second write reports them as duplicates.
 #[test]

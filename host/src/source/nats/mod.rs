@@ -278,10 +278,24 @@ impl NatsSource<'_> {
                     self.recovered(&mut stalled, last_error);
                     continue;
                 }
-                Ok(None) => return Ok(()),
+                // The pull ends only after an error that ends it (below): never a stop.
+                Ok(None) => return Err(anyhow!("NATS: the server ended the pull")),
+                Ok(Some(Err(e))) if ends_pull(&e) => {
+                    return Err(anyhow!("NATS: pulling from the consumer: {e}"));
+                }
                 Ok(Some(Err(e))) => {
+                    // A consumer deleted looks like an outage to a server that ends no pull
+                    // for it (missed heartbeats): asked, it says it is gone.
+                    if let Some(gone) = self.consumer_gone() {
+                        return Err(anyhow!(
+                            "NATS: pulling from the consumer: {e}; asking for it: {gone}"
+                        ));
+                    }
                     let why = format!("NATS: pulling from the consumer: {e}");
-                    tracing::warn!("{why}");
+                    // Once a stall: a server away for an hour is one line, not one a pull.
+                    if !stalled {
+                        tracing::warn!("{why}; pulling again until the server answers");
+                    }
                     self.stalls(&mut stalled, Some(why));
                     last_error = Instant::now();
                     continue;
@@ -583,13 +597,26 @@ impl NatsSource<'_> {
     /// connected and a whole pull ([`PULL_EXPIRES`]) has gone by since the last pull error:
     /// a quiet stream after an outage is not a stalled source.
     fn recovered(&self, stalled: &mut bool, last_error: Instant) {
-        let connected = matches!(
-            self.opened.client.connection_state(),
-            async_nats::connection::State::Connected
-        );
-        if *stalled && connected && last_error.elapsed() > PULL_EXPIRES {
+        if *stalled && self.connected() && last_error.elapsed() > PULL_EXPIRES {
             self.stalls(stalled, None);
         }
+    }
+
+    fn connected(&self) -> bool {
+        matches!(
+            self.opened.client.connection_state(),
+            async_nats::connection::State::Connected
+        )
+    }
+
+    /// After a failed pull on a connected client: why the consumer cannot be asked for, if the
+    /// server says it (or its stream) is gone; `None` if it is there, or the question could not
+    /// be answered either (an outage: the pull is tried again).
+    fn consumer_gone(&self) -> Option<ConsumerInfoError> {
+        if !self.connected() {
+            return None;
+        }
+        self.is_drained().err().filter(|e| !passing(e))
     }
 
     /// Nothing pending for the consumer and nothing delivered unacknowledged (by anyone).
@@ -598,6 +625,18 @@ impl NatsSource<'_> {
         let info = nats::runtime().block_on(consumer.info())?;
         Ok(info.num_pending == 0 && info.num_ack_pending == 0)
     }
+}
+
+/// Whether a failed pull ends the pull stream (the client stops pulling after it): the
+/// consumer deleted, a push consumer, or a request over the consumer's limits. Other errors
+/// (a missed heartbeat, a failed request) pass, and the client pulls again.
+fn ends_pull(e: &pull::MessagesError) -> bool {
+    matches!(
+        e.kind(),
+        pull::MessagesErrorKind::ConsumerDeleted
+            | pull::MessagesErrorKind::PushBasedConsumer
+            | pull::MessagesErrorKind::RequestLimitExceeded
+    )
 }
 
 /// Whether a failed question to the consumer may pass (the server restarting or out of
