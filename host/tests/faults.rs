@@ -1215,6 +1215,34 @@ fn a_record_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
         .collect();
     assert_eq!(texts, ["this line is poison"]);
 
+    // With a record limit below an entry's length (the record and its JSON around it) but
+    // above the record's: the replay stores the record, and verify reads the entries as the
+    // run did, not as lines over the limit.
+    let small = [
+        "--source",
+        "file:dead.jsonl?format=dead-letter",
+        "--db",
+        "replay64.db",
+        "--max-record-bytes",
+        "64",
+        "--report-interval",
+        "0",
+    ];
+    assert!(
+        std::fs::read_to_string(s.path("dead.jsonl"))
+            .unwrap()
+            .lines()
+            .all(|l| l.len() > 64)
+    );
+    let out = common::run(s.dir(), &small);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = common::run(
+        s.dir(),
+        &["verify", "--db", "replay64.db", "--source", small[1]],
+    );
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("result: OK"), "{}", out.stdout);
+
     // Without --dead-letter the refused record fails the run, and the error says what helps.
     poisoned_db(s.dir(), "b.db");
     let out = common::run(

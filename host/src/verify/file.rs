@@ -28,7 +28,7 @@ use crate::config::{ConfigError, SourceSpec};
 use crate::report::summary::plural;
 use crate::sink::read_back::{FileInput, ReadBack};
 use crate::source::input::{LineReader, open_file};
-use crate::source::lines::record_text;
+use crate::source::lines::{line_limit, record_text};
 
 /// How the file compares with its rows.
 #[derive(Debug, Default)]
@@ -123,14 +123,14 @@ pub fn check(
     let mut renumbered = match first {
         0 => None,
         _ => Some(Pairing::new(
-            LineReader::new(std::fs::File::open(&key.path)?, max),
+            LineReader::new(std::fs::File::open(&key.path)?, line_limit(format, max)),
             format,
             max,
             (first, read_to),
             &dead.lines,
         )?),
     };
-    let reader = LineReader::new(opened.file, max);
+    let reader = LineReader::new(opened.file, line_limit(format, max));
     let mut plain = Pairing::new(reader, format, max, (0, committed), &dead.lines)?;
     store.input_rows(input, &mut |seq, message| {
         plain.row(seq, message)?;
