@@ -154,6 +154,41 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Creates `out` (failing if anything is there, a link too) and writes `bytes` to it; a failed
+/// write removes the part written.
+///
+/// # Errors
+/// `AlreadyExists` if something is at `out`; the file system's others.
+pub fn create_with(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)?;
+    file.write_all(bytes).inspect_err(|_| {
+        let _ = std::fs::remove_file(out);
+    })
+}
+
+/// Replaces `out` whole with `bytes`: writes a new file beside it (named after `out`, `what`
+/// and this process) and renames it over `out`, so readers see the old file or the new one,
+/// never a part, and a link at `out` is replaced, not followed. A failure leaves `out` as it
+/// was and no temporary file.
+///
+/// # Errors
+/// The file system's.
+pub fn replace_with(out: &Path, what: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let name = out
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy());
+    let tmp = dir_of(out).join(format!(".{name}.pc-host-{what}-{}.tmp", std::process::id()));
+    create_with(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, out))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
 /// Reads the start of `path` into `buf` if it is a regular file (through links); how many
 /// bytes it read. `None` for anything else (a pipe, a device, a directory) or a file it could
 /// not read. Opened without blocking, so that a pipe put there is never waited on.

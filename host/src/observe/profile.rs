@@ -78,14 +78,42 @@ impl Profile {
                 "--profile {shown}: the run was too short to take a sample; nothing written"
             ));
         }
-        let file = File::create(&self.path).map_err(|e| format!("--profile {shown}: {e}"))?;
+        let mut svg = Vec::new();
         let mut options = pprof::flamegraph::Options::default();
         options.title = format!("{TITLE}: run {run_id}");
         report
-            .flamegraph_with_options(file, &mut options)
+            .flamegraph_with_options(&mut svg, &mut options)
             .map_err(|e| format!("--profile {shown}: {e}"))?;
+        write(&self.path, &svg)?;
         Ok(self.path)
     }
+}
+
+/// Writes `svg` at `path` as [`Profile::check`] allowed before the run, looked at again now
+/// (a long run leaves time for another file to be put there): created if nothing is there,
+/// replaced whole if a pc-host profile is, and otherwise not written.
+fn write(path: &Path, svg: &[u8]) -> Result<(), String> {
+    let shown = path.display();
+    let refused = || {
+        format!(
+            "--profile {shown}: a file pc-host did not write is there now; it is left as it is \
+             and the profile is not written"
+        )
+    };
+    let written = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match crate::paths::create_with(path, svg) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(refused()),
+                other => other,
+            }
+        }
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_file() && is_profile(path) => {
+            crate::paths::replace_with(path, "profile", svg)
+        }
+        Ok(_) => return Err(refused()),
+    };
+    written.map_err(|e| format!("--profile {shown}: {e}"))
 }
 
 fn is_profile(path: &Path) -> bool {
@@ -99,4 +127,42 @@ fn is_profile(path: &Path) -> bool {
         return false;
     }
     String::from_utf8_lossy(&head).contains(TITLE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TITLE, write};
+
+    /// A file put at the profile's path during the run, directly or behind a link, is left as
+    /// it is; nothing there, or an earlier profile, gets the new one.
+    #[test]
+    fn a_file_put_at_the_path_during_the_run_is_not_overwritten() {
+        let dir = std::env::temp_dir().join(format!("pc-profile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.svg");
+        let svg = format!("<svg><title>{TITLE}: run 1</title></svg>");
+
+        std::fs::write(&path, "theirs").unwrap();
+        let refused = write(&path, svg.as_bytes()).unwrap_err();
+        assert!(refused.contains("did not write"), "{refused}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "theirs");
+
+        std::fs::remove_file(&path).unwrap();
+        let target = dir.join("theirs.svg");
+        std::fs::write(&target, "theirs").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(write(&path, svg.as_bytes()).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "theirs");
+
+        std::fs::remove_file(&path).unwrap();
+        write(&path, svg.as_bytes()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), svg);
+        let again = svg.replace("run 1", "run 2");
+        write(&path, again.as_bytes()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), again);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,8 +1,7 @@
 //! The output file: `plot` creates it, or replaces one that `plot` wrote before (its first line
 //! is [`MARKER`]); any other file is left untouched.
 
-use std::fs::OpenOptions;
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{ErrorKind, Read as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
@@ -37,7 +36,7 @@ pub fn check(out: &Path) -> Result<Target, ConfigError> {
 /// What [`check`] allows at `out` (a spelling as a file and the name aside).
 fn place(out: &Path) -> Result<Target, ConfigError> {
     let shown = out.display();
-    let dir = directory(out);
+    let dir = crate::paths::dir_of(out);
     if !dir.is_dir() {
         let d = dir.display();
         let why = if dir.exists() {
@@ -76,51 +75,16 @@ fn place(out: &Path) -> Result<Target, ConfigError> {
 pub fn write(target: &Target, svg: &str) -> anyhow::Result<()> {
     debug_assert!(svg.starts_with(MARKER));
     match target {
-        Target::New(out) => {
-            let file = OpenOptions::new().write(true).create_new(true).open(out);
-            let mut file = match file {
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    return Err(ConfigError(format!(
-                        "-o {}: a file appeared there meanwhile; pc-host will not overwrite it",
-                        out.display()
-                    ))
-                    .into());
-                }
-                other => other.map_err(|e| cannot_write(out, &e))?,
-            };
-            file.write_all(svg.as_bytes()).map_err(|e| {
-                let _ = std::fs::remove_file(out);
-                cannot_write(out, &e)
-            })
-        }
-        Target::Replace(out) => replace(out, svg),
-    }
-}
-
-/// Writes a temporary file beside `out` and renames it over `out`: readers see the old plot or
-/// the new one, never a part.
-fn replace(out: &Path, svg: &str) -> anyhow::Result<()> {
-    let name = out
-        .file_name()
-        .map_or("plot".into(), |n| n.to_string_lossy());
-    let tmp = directory(out).join(format!(".{name}.pc-host-plot-{}.tmp", std::process::id()));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(svg.as_bytes()))
-        .and_then(|()| std::fs::rename(&tmp, out));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        cannot_write(out, &e)
-    })
-}
-
-/// The directory `out` is in (`.` for a bare file name).
-fn directory(out: &Path) -> &Path {
-    match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+        Target::New(out) => match crate::paths::create_with(out, svg.as_bytes()) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(ConfigError(format!(
+                "-o {}: a file appeared there meanwhile; pc-host will not overwrite it",
+                out.display()
+            ))
+            .into()),
+            other => other.map_err(|e| cannot_write(out, &e)),
+        },
+        Target::Replace(out) => crate::paths::replace_with(out, "plot", svg.as_bytes())
+            .map_err(|e| cannot_write(out, &e)),
     }
 }
 
