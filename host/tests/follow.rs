@@ -247,6 +247,88 @@ fn follow_finishes_the_old_file_then_reads_the_rotated_one() {
     assert_verify(s.dir(), &["verify", "--db", &db_s]);
 }
 
+/// A program keeps writing its log through the old descriptor until it reopens the path
+/// (logrotate's `postrotate` signal): lines written to the old file after the rotation, within
+/// the rotate wait, are stored under the old file's input, in order; the source moves on only
+/// once the old file has stopped growing for that long.
+#[test]
+fn lines_written_to_the_old_file_after_a_rotation_are_stored() {
+    let s = Scratch::new("rotation-late-lines");
+    let (file, rotated) = (s.path("app.log"), s.path("app.log.1"));
+    std::fs::write(&file, with_ends(&["old 0", "old 1"])).unwrap();
+    let source = format!("file:{}?follow=true&rotate_wait=1h", file.display());
+    let args = [
+        "--source",
+        &source,
+        "--db",
+        "late.db",
+        "--report-interval",
+        "0.02",
+        "--output",
+        "json",
+    ];
+    let mut r = Running::start(&s, &args);
+    r.err.wait_stored(2);
+    std::fs::rename(&file, &rotated).unwrap();
+    std::fs::write(&file, with_ends(&["new 0"])).unwrap();
+    r.err.wait("saying it saw the rotation", |l| {
+        l.contains("app.log: rotated; the old file is read on until it has not grown for 1h")
+    });
+    append(&rotated, &with_ends(&["late 0", "late 1"]));
+    r.err.wait_stored(4);
+    let out = r.interrupt();
+    assert_drained(&out, 4);
+    let want = expected(1, 0, &["old 0", "old 1", "late 0", "late 1"]);
+    assert_eq!(all_rows(&s.path("late.db")), want);
+}
+
+/// Two sources following a log and its rotated name (`app.log`, `app.log.1`): at a rotation
+/// the second path comes to name the file the first source reads. That file is not read a
+/// second time: a warning says so, and every line is stored once.
+#[test]
+fn a_rotation_onto_a_file_another_source_reads_does_not_read_it_twice() {
+    let s = Scratch::new("rotation-onto-read");
+    let (log, log1, log2) = (s.path("app.log"), s.path("app.log.1"), s.path("app.log.2"));
+    std::fs::write(&log1, with_ends(&["older 0", "older 1"])).unwrap();
+    std::fs::write(&log, with_ends(&["old 0", "old 1", "old 2"])).unwrap();
+    let (first, second) = (
+        format!("file:{}?follow=true", log.display()),
+        format!("file:{}?follow=true", log1.display()),
+    );
+    let args = [
+        "--source",
+        &first,
+        "--source",
+        &second,
+        "--db",
+        "two.db",
+        "--report-interval",
+        "0.02",
+        "--output",
+        "json",
+    ];
+    let mut r = Running::start(&s, &args);
+    r.err.wait_stored(5);
+    std::fs::rename(&log1, &log2).unwrap();
+    std::fs::rename(&log, &log1).unwrap();
+    std::fs::write(&log, with_ends(&["new 0", "new 1"])).unwrap();
+    r.err.wait("warning that it is read already", |l| {
+        l.contains("app.log.1: rotated to a file this run reads already")
+    });
+    r.err.wait_stored(7);
+    let out = r.interrupt();
+    assert_drained(&out, 7);
+    let mut texts: Vec<String> = all_rows(&s.path("two.db"))
+        .into_iter()
+        .map(|(_, _, text)| text)
+        .collect();
+    texts.sort_unstable();
+    let want = [
+        "new 0", "new 1", "old 0", "old 1", "old 2", "older 0", "older 1",
+    ];
+    assert_eq!(texts, want);
+}
+
 /// A rotation whose new file cannot be read yet (here a directory at the path; likewise one
 /// this user may not read, or a pipe) is said once, with why, and the old file's lines are all
 /// stored; the run waits on, as for a new file not there yet. (It waited without a word.)

@@ -1186,6 +1186,30 @@ fn verify_source_that_is_not_a_file_names_its_own_reason() {
     }
 }
 
+/// A file given as a file source and redirected to standard input too would be stored twice,
+/// under two inputs: refused, exit 2, before the database is made, whichever comes first.
+#[test]
+fn a_file_given_as_a_source_and_as_stdin_is_refused() {
+    let s = Scratch::new("ingest-stdin-twin");
+    std::fs::write(s.path("a.log"), "one\ntwo\n").unwrap();
+    std::os::unix::fs::symlink("a.log", s.path("link.log")).unwrap();
+    for args in [
+        ["--source", "-", "--source", "file:a.log"],
+        ["--source", "file:link.log", "--source", "-"],
+    ] {
+        let (out, _) = common::run_with_file_stdin(s.dir(), &args, "a.log");
+        assert_one_line_error(&out, 2, "stdin and file:");
+        assert_one_line_error(&out, 2, "are the same file: give it once");
+        assert!(!s.path("pc-host.db").exists(), "{args:?}: no database made");
+    }
+    let (out, _) = common::run_with_file_stdin(
+        s.dir(),
+        &["--source", "-", "--report-interval", "0"],
+        "a.log",
+    );
+    assert_eq!(out.code, Some(0), "stdin alone is read: {}", out.stderr);
+}
+
 /// The database (or its WAL) given as an input would be read as lines while the run writes
 /// it, with `follow=true` feeding the run its own writes: refused, exit 2, the database
 /// unchanged; as a file source and as the file redirected to standard input.

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// How a line becomes a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub enum SourceSpec {
     File {
         path: PathBuf,
         follow: bool,
+        /// `?rotate_wait=`: following, how long a rotated file must have stopped growing
+        /// before the source moves on to the new one ([`DEFAULT_ROTATE_WAIT`]).
+        rotate_wait: Duration,
         format: Format,
         /// `?lane=NAME`: the `--lanes` lane its records go to.
         lane: Option<String>,
@@ -107,14 +111,20 @@ impl fmt::Display for SourceSpec {
             Self::File {
                 path,
                 follow,
+                rotate_wait,
                 format,
                 ..
-            } => write!(
-                f,
-                "file:{}?follow={follow}&format={}",
-                written_path(path),
-                format.as_str()
-            )?,
+            } => {
+                write!(f, "file:{}?follow={follow}", written_path(path))?;
+                if *follow {
+                    write!(
+                        f,
+                        "&rotate_wait={}",
+                        humantime::format_duration(*rotate_wait)
+                    )?;
+                }
+                write!(f, "&format={}", format.as_str())?;
+            }
             Self::Nats(n) => write!(
                 f,
                 "{}/{}?consumer={}{}",
@@ -281,6 +291,7 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     }
     let params = parse_query(query)?;
     let mut follow = false;
+    let mut rotate_wait = None;
     let mut format = Format::Text;
     let mut lane = None;
     for (key, value) in &params {
@@ -292,6 +303,7 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
                     _ => return Err(format!("`follow={value}`: use follow=true or follow=false")),
                 }
             }
+            "rotate_wait" => rotate_wait = Some(parse_rotate_wait(value)?),
             "format" => {
                 format = match *value {
                     "text" => Format::Text,
@@ -310,7 +322,7 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown parameter `{key}` (known: follow, format, lane)"
+                    "unknown parameter `{key}` (known: follow, rotate_wait, format, lane)"
                 ));
             }
         }
@@ -335,9 +347,13 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
             if path.is_empty() {
                 return Err("file: needs a path, e.g. file:/var/log/app.log".into());
             }
+            if rotate_wait.is_some() && !follow {
+                return Err("rotate_wait= applies with follow=true".into());
+            }
             return Ok(SourceSpec::File {
                 path: path.into(),
                 follow,
+                rotate_wait: rotate_wait.unwrap_or(DEFAULT_ROTATE_WAIT),
                 format,
                 lane,
             });
@@ -346,10 +362,24 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     if !params.is_empty() && spec == SourceSpec::Generate {
         return Err("generate takes no parameters".into());
     }
-    if follow {
-        return Err("follow=true applies to file: sources only".into());
+    if follow || rotate_wait.is_some() {
+        return Err("follow= and rotate_wait= apply to file: sources only".into());
     }
     Ok(spec)
+}
+
+/// A followed file's rotate wait unless `?rotate_wait=` says: long enough for a program that
+/// reopens its log on a signal after the rename (logrotate's `postrotate`) to have done so.
+pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(1);
+
+/// `?rotate_wait=`: a duration from 0 to an hour (`500ms`, `5s`).
+fn parse_rotate_wait(value: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(value)
+        .map_err(|e| format!("`rotate_wait={value}`: {e} (e.g. rotate_wait=5s)"))?;
+    if d > Duration::from_secs(3600) {
+        return Err(format!("`rotate_wait={value}`: give 0s to 1h"));
+    }
+    Ok(d)
 }
 
 /// `--source` and the `file:` URL of `path`, ready to paste into a shell: the URL as
@@ -866,6 +896,7 @@ mod tests {
             Ok(SourceSpec::File {
                 path: "/var/log/a.log".into(),
                 follow: true,
+                rotate_wait: DEFAULT_ROTATE_WAIT,
                 format: Format::Jsonl,
                 lane: None
             })
@@ -875,6 +906,7 @@ mod tests {
             Ok(SourceSpec::File {
                 path: "rel/a.log".into(),
                 follow: false,
+                rotate_wait: DEFAULT_ROTATE_WAIT,
                 format: Format::Text,
                 lane: None
             })
@@ -894,6 +926,22 @@ mod tests {
     }
 
     #[test]
+    fn a_followed_files_rotate_wait_is_one_second_unless_given_and_written_back() {
+        let wait = |url: &str| match parse_source(url) {
+            Ok(SourceSpec::File { rotate_wait, .. }) => rotate_wait,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert_eq!(wait("file:a?follow=true"), Duration::from_secs(1));
+        assert_eq!(wait("file:a?follow=true&rotate_wait=0s"), Duration::ZERO);
+        let spec = parse_source("file:/a?follow=true&rotate_wait=500ms").unwrap();
+        assert_eq!(
+            spec.to_string(),
+            "file:/a?follow=true&rotate_wait=500ms&format=text"
+        );
+        assert_eq!(parse_source(&spec.to_string()), Ok(spec));
+    }
+
+    #[test]
     fn bad_source_urls_say_what_is_wrong() {
         for (url, needle) in [
             ("kafka://x", "unknown source `kafka`"),
@@ -905,6 +953,13 @@ mod tests {
             ("file:a?color=red", "unknown parameter `color`"),
             ("file:a?follow", "needs a value"),
             ("stdin?follow=true", "file: sources only"),
+            ("stdin?rotate_wait=1s", "file: sources only"),
+            ("file:a?follow=true&rotate_wait=soon", "rotate_wait=soon"),
+            ("file:a?follow=true&rotate_wait=2h", "give 0s to 1h"),
+            (
+                "file:a?rotate_wait=5s",
+                "rotate_wait= applies with follow=true",
+            ),
             ("generate?format=text", "no parameters"),
             ("generate?lane=high", "no parameters"),
             ("file:a?lane=", "needs a name"),
@@ -944,6 +999,7 @@ mod tests {
             let want = SourceSpec::File {
                 path: path.into(),
                 follow: false,
+                rotate_wait: DEFAULT_ROTATE_WAIT,
                 format: Format::Text,
                 lane: None,
             };
@@ -1006,6 +1062,7 @@ mod tests {
         let file = |path: &str| SourceSpec::File {
             path: path.into(),
             follow: true,
+            rotate_wait: DEFAULT_ROTATE_WAIT,
             format: Format::Text,
             lane: None,
         };
@@ -1064,6 +1121,7 @@ mod tests {
             let spec = SourceSpec::File {
                 path: path.into(),
                 follow: false,
+                rotate_wait: DEFAULT_ROTATE_WAIT,
                 format: Format::Jsonl,
                 lane: None,
             };

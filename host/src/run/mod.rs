@@ -37,7 +37,7 @@ use crate::sink::sqlite::checkpoint::{Checkpointer, StopSignal};
 use crate::sink::{AnySink, Connector, GroupCommit, Policy};
 use crate::source::Context;
 use crate::source::generate::Generator;
-use crate::source::lines::{Ended, LineSource};
+use crate::source::lines::{Ended, FilesRead, Input, LineSource};
 use crate::source::nats::{NatsAcks, NatsSource, keepalive};
 use crate::source::rate;
 use crate::telemetry::progress::Display;
@@ -117,6 +117,8 @@ struct Shared<'a> {
     lanes: Vec<Context<'a>>,
     /// Each generator's share of `--messages` (`None`: until stopped).
     quotas: Vec<Option<u64>>,
+    /// The files the line sources read: none is read twice in a run (rotations).
+    files_read: FilesRead,
 }
 
 type Handle<'scope, T> = ScopedJoinHandle<'scope, T>;
@@ -474,6 +476,7 @@ impl<'a> Shared<'a> {
             started: start,
             lanes: Vec::new(),
             quotas: Vec::new(),
+            files_read: FilesRead::default(),
         }
     }
 
@@ -626,6 +629,11 @@ fn spawn_readers<'scope>(
     errors: &mut Vec<String>,
 ) -> Vec<Handle<'scope, anyhow::Result<Ended>>> {
     let mut handles = Vec::new();
+    for line in &lines {
+        if let Input::File { key, .. } = &line.input {
+            sh.files_read.take(key);
+        }
+    }
     for (i, (line, core)) in lines.into_iter().zip(&sh.pins.producers).enumerate() {
         let source = LineSource {
             cx: sh.lane_cx(sh.stats.producers[i].lane),
@@ -634,6 +642,7 @@ fn spawn_readers<'scope>(
             max_record_bytes: sh.cfg.max_record_bytes,
             resume: line.start.resume,
             positions: &sh.sink,
+            files_read: &sh.files_read,
             budget: &sh.budget,
             gate: &sh.gate,
             stats: &sh.stats.producers[i],

@@ -333,10 +333,12 @@ fn check_outputs(cfg: &Config) -> Result<bool, PrepareError> {
 /// Opens every file source (in `cfg.sources` order; `None` for other sources).
 fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
     let mut files: Vec<Option<OpenFile>> = Vec::new();
+    // Stdin's file, if it is a regular file: no file source may be it too.
+    let mut stdin_file = None;
     for spec in &cfg.sources {
         let SourceSpec::File { path, .. } = spec else {
             if matches!(spec, SourceSpec::Stdin { .. }) {
-                check_stdin(cfg)?;
+                stdin_file = check_stdin(cfg)?;
             }
             files.push(None);
             continue;
@@ -367,14 +369,25 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
         }
         files.push(Some(opened));
     }
+    if let Some(twin) = stdin_file.and_then(|(dev, ino)| {
+        files
+            .iter()
+            .flatten()
+            .find(|f| f.key.dev == dev && f.key.ino == ino)
+    }) {
+        return Err(PrepareError::Input(cfg.source_error(&format!(
+            "stdin and file:{} are the same file: give it once",
+            twin.key.path.display()
+        ))));
+    }
     Ok(files)
 }
 
 /// Refuses a standard input that cannot be a source, before the run is recorded: a directory
 /// (`pc-host --source - < DIR`, which opens but fails at the first read), or the database this
 /// run writes or one of its files (`< pc-host.db`: the run would read its own pages as lines,
-/// and with them what it writes).
-fn check_stdin(cfg: &Config) -> Result<(), PrepareError> {
+/// and with them what it writes). Returns stdin's device and inode if it is a regular file.
+fn check_stdin(cfg: &Config) -> Result<Option<(u64, u64)>, PrepareError> {
     use std::os::fd::AsFd as _;
     use std::os::unix::fs::MetadataExt as _;
     let Ok(meta) = std::io::stdin()
@@ -382,7 +395,7 @@ fn check_stdin(cfg: &Config) -> Result<(), PrepareError> {
         .try_clone_to_owned()
         .and_then(|fd| std::fs::File::from(fd).metadata())
     else {
-        return Ok(());
+        return Ok(None);
     };
     if meta.is_dir() {
         return Err(PrepareError::Input(cfg.source_error(
@@ -398,7 +411,7 @@ fn check_stdin(cfg: &Config) -> Result<(), PrepareError> {
             db.display()
         ))));
     }
-    Ok(())
+    Ok(meta.is_file().then(|| (meta.dev(), meta.ino())))
 }
 
 /// Whether the file with device `dev` and inode `ino` is the SQLite database `db` or its
@@ -436,6 +449,7 @@ fn position_inputs(
                 SourceSpec::File {
                     path,
                     follow,
+                    rotate_wait,
                     format,
                     ..
                 },
@@ -450,7 +464,7 @@ fn position_inputs(
                 let input = file_input(
                     opened,
                     path.clone(),
-                    *follow,
+                    follow.then_some(*rotate_wait),
                     &mut resume,
                     line_limit(*format, cfg.max_record_bytes),
                 )?;

@@ -13,11 +13,12 @@
 //! - Not following, a file that shrinks below what was read ends the source with a warning,
 //!   and the line the truncation cut is not stored ([`LineSource::truncated_while_read`]).
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::path::PathBuf;
-use std::sync::PoisonError;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 
@@ -43,9 +44,13 @@ pub enum Input {
         key: FileKey,
         /// The path as given, watched for rotation when following.
         path: PathBuf,
-        follow: bool,
-        /// The path names a new file: this one is being read to its end.
-        rotated: bool,
+        /// Following: how long the file must have stopped growing after a rotation before
+        /// the source moves on to the new file (`None`: read once, not followed).
+        follow: Option<Duration>,
+        /// The path names a new file: this one is read on until it has not grown for the
+        /// rotate wait: when it was last seen to grow (or the rotation seen), and its length
+        /// then.
+        rotated: Option<(Instant, u64)>,
         /// The line number of a line an earlier run stored without its end, which this run
         /// reads again whole: its record replaces that row.
         completes: Option<u64>,
@@ -69,6 +74,8 @@ pub struct LineSource<'a> {
     pub resume: Resume,
     /// Registers the new file after a rotation.
     pub positions: &'a dyn Positions,
+    /// The files the run's line sources read (shared by all).
+    pub files_read: &'a FilesRead,
     /// Records still to accept under `--messages` (shared by all sources; `u64::MAX`: no
     /// limit).
     pub budget: &'a AtomicU64,
@@ -79,6 +86,23 @@ pub struct LineSource<'a> {
     pub dead_letters: Option<&'a DeadLetters>,
     /// Rejected lines' entries, written before the chunk they were read in is pushed.
     pub rejects: Vec<serde_json::Value>,
+}
+
+/// The files a run's line sources read, by device and inode (each open for the whole read, so
+/// no other file can have its inode meanwhile). A followed path that comes to name one of them
+/// at a rotation (the file another source follows, renamed onto this one's path, or one this
+/// source read before) is not read again: it would be stored twice.
+#[derive(Debug, Default)]
+pub struct FilesRead(Mutex<HashSet<(u64, u64)>>);
+
+impl FilesRead {
+    /// Takes `key`'s file for a source of this run: `false` if one took it already.
+    pub fn take(&self, key: &FileKey) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((key.dev, key.ino))
+    }
 }
 
 /// How a line source ended.
@@ -173,7 +197,7 @@ impl LineSource<'_> {
             // The end of what can be read now.
             let (at_eof, follow) = match &self.input {
                 Input::Stdin(r) => (r.at_eof(), false),
-                Input::File { reader, follow, .. } => (reader.at_eof(), *follow),
+                Input::File { reader, follow, .. } => (reader.at_eof(), follow.is_some()),
             };
             if !at_eof {
                 // Nothing on stdin yet (its read already waited), or a line still without its
@@ -617,6 +641,7 @@ impl LineSource<'_> {
             reader,
             key,
             path,
+            follow,
             rotated,
             ..
         } = &mut self.input
@@ -637,14 +662,31 @@ impl LineSource<'_> {
             self.forget_line_to_complete(next);
             return Ok(Turn::ReadOn);
         }
-        if !*rotated {
+        let Some((since, seen)) = *rotated else {
             return Ok(match key_at(path) {
                 Some((dev, ino)) if (dev, ino) != (key.dev, key.ino) => {
-                    *rotated = true; // read the old file to its end first
+                    // Read the old file to its end first, and on while it grows.
+                    *rotated = Some((Instant::now(), len));
+                    tracing::info!(
+                        "{}: rotated; the old file is read on until it has not grown for {}",
+                        path.display(),
+                        humantime::format_duration(follow.unwrap_or_default())
+                    );
                     Turn::ReadOn
                 }
                 _ => Turn::Wait, // same file, or nothing at the path yet
             });
+        };
+        // A program writing the log keeps writing the old file until it reopens the path
+        // (logrotate's `postrotate` signal): read on until the file has stopped growing for
+        // the rotate wait.
+        if len != seen {
+            *rotated = Some((Instant::now(), len));
+            return Ok(Turn::ReadOn);
+        }
+        let rotate_wait = follow.unwrap_or_default();
+        if since.elapsed() < rotate_wait {
+            return Ok(Turn::Wait);
         }
         // Rotated, and the old file is read to its end. The new file is opened before the old
         // one's unfinished last line is taken as final: while it cannot be, the old file is
@@ -671,15 +713,18 @@ impl LineSource<'_> {
                 return Ok(Turn::Wait);
             }
         };
+        if !self.files_read.take(&opened.key) {
+            self.read_already(&path);
+            return Ok(Turn::Wait);
+        }
         self.stats.set_stalled(None);
         if !self.finish_input(next, buf, Last::Final)? {
             return Ok(Turn::TornDown);
         }
-        let resume = self.positions.register(Some(&opened.key))?;
-        let limit = line_limit(self.format, self.max_record_bytes);
-        let mut reader = LineReader::new(opened.file, limit);
-        reader.seek(resume.offset)?;
+        let mut resume = self.positions.register(Some(&opened.key))?;
         let name = opened.key.path.display().to_string();
+        let limit = line_limit(self.format, self.max_record_bytes);
+        let input = file_input(opened, path.clone(), Some(rotate_wait), &mut resume, limit)?;
         if let Some(dead) = self.dead_letters {
             dead.name_input(resume.input, name.clone());
         }
@@ -691,18 +736,28 @@ impl LineSource<'_> {
             path.display(),
             resume.input
         );
-        self.input = Input::File {
-            reader,
-            key: opened.key,
-            path,
-            follow: true,
-            rotated: false,
-            completes: None,
-            stored_tail: 0,
-            unopened: None,
-        };
+        self.input = input;
         let finished = std::mem::replace(next, resume);
         Ok(Turn::Moved(InputStart { name, resume }, finished))
+    }
+
+    /// After a rotation, the file now at `path` is one a source of this run reads or read
+    /// ([`FilesRead`]): said once (as a new file that cannot be opened is), and the old file
+    /// read on meanwhile.
+    fn read_already(&mut self, path: &Path) {
+        let why = "read already".to_string();
+        if let Input::File { unopened, .. } = &mut self.input
+            && unopened.as_ref() != Some(&why)
+        {
+            let said = format!(
+                "{}: rotated to a file this run reads already (under this source or another): \
+                 not read again here; the old file is read on until the path names another file",
+                path.display()
+            );
+            tracing::warn!("{said}");
+            self.stats.set_stalled(Some(said));
+            *unopened = Some(why);
+        }
     }
 
     /// Takes up to `n` from the `--messages` budget (all `n` when there is no limit).
@@ -863,7 +918,7 @@ pub fn stdin_input(max_record_bytes: usize) -> Input {
 pub fn file_input(
     opened: super::input::OpenFile,
     path: PathBuf,
-    follow: bool,
+    follow: Option<Duration>,
     resume: &mut Resume,
     max_record_bytes: usize,
 ) -> anyhow::Result<Input> {
@@ -880,7 +935,10 @@ pub fn file_input(
         resume.tail = 0;
     }
     let (mut completes, mut stored_tail) = (None, 0);
-    if resume.tail > 0 && resume.tail <= resume.offset && (opened.len > resume.offset || follow) {
+    if resume.tail > 0
+        && resume.tail <= resume.offset
+        && (opened.len > resume.offset || follow.is_some())
+    {
         stored_tail = resume.tail;
         resume.offset -= resume.tail;
         resume.line = resume.line.saturating_sub(1);
@@ -895,7 +953,7 @@ pub fn file_input(
         key: opened.key,
         path,
         follow,
-        rotated: false,
+        rotated: None,
         completes,
         stored_tail,
         unopened: None,
