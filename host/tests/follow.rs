@@ -282,6 +282,44 @@ fn lines_written_to_the_old_file_after_a_rotation_are_stored() {
     assert_eq!(all_rows(&s.path("late.db")), want);
 }
 
+/// Lines written to the old file after the source moved on from it (here at once: a rotate
+/// wait of 0s) are not read, and the run says so at its end, with their byte count and the
+/// source that reads them.
+#[test]
+fn lines_written_to_the_old_file_after_the_source_moved_on_are_named_at_the_end() {
+    let s = Scratch::new("rotation-left-behind");
+    let (file, rotated) = (s.path("app.log"), s.path("app.log.1"));
+    std::fs::write(&file, with_ends(&["old 0"])).unwrap();
+    let source = format!("file:{}?follow=true&rotate_wait=0s", file.display());
+    let args = [
+        "--source",
+        &source,
+        "--db",
+        "left.db",
+        "--report-interval",
+        "0.02",
+        "--output",
+        "json",
+    ];
+    let mut r = Running::start(&s, &args);
+    r.err.wait_stored(1);
+    std::fs::rename(&file, &rotated).unwrap();
+    std::fs::write(&file, with_ends(&["new 0"])).unwrap();
+    r.err.wait("saying it moved on", |l| {
+        l.contains("app.log: rotated; reading the new file as input 2")
+    });
+    append(&rotated, &with_ends(&["late 0"]));
+    r.err.wait_stored(2);
+    let out = r.interrupt();
+    assert_drained(&out, 2);
+    let said = format!(
+        "app.log: the file this source left at a rotation (input 1) grew by 7 bytes after it \
+         moved on: not read; --source file:{} reads them",
+        rotated.display()
+    );
+    assert!(out.stderr.contains(&said), "{}", out.stderr);
+}
+
 /// Two sources following a log and its rotated name (`app.log`, `app.log.1`): at a rotation
 /// the second path comes to name the file the first source reads. That file is not read a
 /// second time: a warning says so, and every line is stored once.

@@ -153,7 +153,9 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Where records come from: `generate` (synthetic messages), `stdin` (or `-`),
-    /// `file:PATH[?follow=true][&format=text|jsonl|dead-letter]` (repeat for several files), or
+    /// `file:PATH[?follow=true[&rotate_wait=1s]][&format=text|jsonl|dead-letter]` (repeat for
+    /// several files; `rotate_wait`: how long a rotated file must stop growing before the
+    /// source moves to the new one), or
     /// `nats://HOST:PORT/STREAM[?consumer=NAME][&until=empty][&ack_wait=30s]` (a JetStream
     /// durable consumer); stdin, file: and nats:// sources may add `lane=NAME` (see --lanes)
     /// [default: generate]

@@ -116,12 +116,8 @@ impl fmt::Display for SourceSpec {
                 ..
             } => {
                 write!(f, "file:{}?follow={follow}", written_path(path))?;
-                if *follow {
-                    write!(
-                        f,
-                        "&rotate_wait={}",
-                        humantime::format_duration(*rotate_wait)
-                    )?;
+                if *follow && *rotate_wait != DEFAULT_ROTATE_WAIT {
+                    write!(f, "&rotate_wait={}", compact_duration(*rotate_wait))?;
                 }
                 write!(f, "&format={}", format.as_str())?;
             }
@@ -368,14 +364,30 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     Ok(spec)
 }
 
+/// `d` in one unit, the largest that holds it whole (`2s`, `1500ms`): no space, as a URL
+/// parameter is pasted.
+pub fn compact_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns.is_multiple_of(1_000_000_000) {
+        format!("{}s", ns / 1_000_000_000)
+    } else if ns.is_multiple_of(1_000_000) {
+        format!("{}ms", ns / 1_000_000)
+    } else if ns.is_multiple_of(1_000) {
+        format!("{}us", ns / 1_000)
+    } else {
+        format!("{ns}ns")
+    }
+}
+
 /// A followed file's rotate wait unless `?rotate_wait=` says: long enough for a program that
 /// reopens its log on a signal after the rename (logrotate's `postrotate`) to have done so.
 pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(1);
 
 /// `?rotate_wait=`: a duration from 0 to an hour (`500ms`, `5s`).
 fn parse_rotate_wait(value: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(value)
-        .map_err(|e| format!("`rotate_wait={value}`: {e} (e.g. rotate_wait=5s)"))?;
+    let d = humantime::parse_duration(value).map_err(|_| {
+        format!("`rotate_wait={value}` is not a duration (e.g. rotate_wait=5s or 500ms)")
+    })?;
     if d > Duration::from_secs(3600) {
         return Err(format!("`rotate_wait={value}`: give 0s to 1h"));
     }
@@ -933,12 +945,15 @@ mod tests {
         };
         assert_eq!(wait("file:a?follow=true"), Duration::from_secs(1));
         assert_eq!(wait("file:a?follow=true&rotate_wait=0s"), Duration::ZERO);
-        let spec = parse_source("file:/a?follow=true&rotate_wait=500ms").unwrap();
-        assert_eq!(
-            spec.to_string(),
-            "file:/a?follow=true&rotate_wait=500ms&format=text"
-        );
-        assert_eq!(parse_source(&spec.to_string()), Ok(spec));
+        for (given, written) in [("500ms", "500ms"), ("1m30s", "90s"), ("1s 500ms", "1500ms")] {
+            let spec = parse_source(&format!("file:/a?follow=true&rotate_wait={given}")).unwrap();
+            let url = format!("file:/a?follow=true&rotate_wait={written}&format=text");
+            assert_eq!(spec.to_string(), url);
+            assert_eq!(parse_source(&spec.to_string()), Ok(spec));
+        }
+        // The default is not written: the URL reads as it did before the parameter.
+        let spec = parse_source("file:/a?follow=true&rotate_wait=1s").unwrap();
+        assert_eq!(spec.to_string(), "file:/a?follow=true&format=text");
     }
 
     #[test]
@@ -954,7 +969,10 @@ mod tests {
             ("file:a?follow", "needs a value"),
             ("stdin?follow=true", "file: sources only"),
             ("stdin?rotate_wait=1s", "file: sources only"),
-            ("file:a?follow=true&rotate_wait=soon", "rotate_wait=soon"),
+            (
+                "file:a?follow=true&rotate_wait=soon",
+                "`rotate_wait=soon` is not a duration",
+            ),
             ("file:a?follow=true&rotate_wait=2h", "give 0s to 1h"),
             (
                 "file:a?rotate_wait=5s",

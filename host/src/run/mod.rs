@@ -648,6 +648,7 @@ fn spawn_readers<'scope>(
             stats: &sh.stats.producers[i],
             dead_letters: sh.dead_letters.as_deref(),
             rejects: Vec::new(),
+            left_behind: None,
         };
         let body = reader_body(sh, *core, source.cx.bucket, move || source.run());
         handles.extend(spawn(s, format!("source-{i}"), errors, body));

@@ -48,9 +48,8 @@ pub enum Input {
         /// the source moves on to the new file (`None`: read once, not followed).
         follow: Option<Duration>,
         /// The path names a new file: this one is read on until it has not grown for the
-        /// rotate wait: when it was last seen to grow (or the rotation seen), and its length
-        /// then.
-        rotated: Option<(Instant, u64)>,
+        /// rotate wait.
+        rotated: Option<Rotation>,
         /// The line number of a line an earlier run stored without its end, which this run
         /// reads again whole: its record replaces that row.
         completes: Option<u64>,
@@ -86,22 +85,122 @@ pub struct LineSource<'a> {
     pub dead_letters: Option<&'a DeadLetters>,
     /// Rejected lines' entries, written before the chunk they were read in is pushed.
     pub rejects: Vec<serde_json::Value>,
+    /// The file left at the last rotation, if any.
+    pub left_behind: Option<LeftBehind>,
 }
 
-/// The files a run's line sources read, by device and inode (each open for the whole read, so
-/// no other file can have its inode meanwhile). A followed path that comes to name one of them
-/// at a rotation (the file another source follows, renamed onto this one's path, or one this
-/// source read before) is not read again: it would be stored twice.
+/// The files a run's line sources read, by device, inode and birth time. A followed path that
+/// comes to name one of them at a rotation (the file another source follows, renamed onto
+/// this one's path, or one this source read before) is not read again: it would be stored
+/// twice. Where the file system records no birth time, a file a source has left is given up
+/// ([`left`](Self::left)): its inode may then go to a new file, which must be read.
 #[derive(Debug, Default)]
-pub struct FilesRead(Mutex<HashSet<(u64, u64)>>);
+pub struct FilesRead(Mutex<HashSet<(u64, u64, Option<i64>)>>);
 
 impl FilesRead {
     /// Takes `key`'s file for a source of this run: `false` if one took it already.
     pub fn take(&self, key: &FileKey) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((key.dev, key.ino))
+        self.files().insert((key.dev, key.ino, key.born))
+    }
+
+    /// A source moved on from `key`'s file.
+    pub fn left(&self, key: &FileKey) {
+        if key.born.is_none() {
+            self.files().remove(&(key.dev, key.ino, None));
+        }
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, HashSet<(u64, u64, Option<i64>)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A followed file's rotation under way: the old file is read on until it has not grown for
+/// the rotate wait, or at most [`ROTATE_WAIT_CAP`] times that since the rotation was seen.
+#[derive(Clone, Copy, Debug)]
+pub struct Rotation {
+    seen: Instant,
+    grew: Instant,
+    /// The old file's length when it last grew.
+    len: u64,
+}
+
+/// How many rotate waits a rotated file that keeps growing is read on before the source moves
+/// to the new file anyway: a program that never reopens the path would hold it back for ever.
+const ROTATE_WAIT_CAP: u32 = 10;
+
+impl Rotation {
+    fn new(len: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            seen: now,
+            grew: now,
+            len,
+        }
+    }
+
+    /// At the old file's end (read to `len`): what to do while the source waits on it
+    /// (`None`: move on now). Past the cap it moves on even if the file still grows, saying so.
+    fn waiting(&mut self, len: u64, wait: Duration, path: &Path) -> Option<Turn> {
+        let held = self.seen.elapsed() >= wait.saturating_mul(ROTATE_WAIT_CAP);
+        if len != self.len {
+            self.len = len;
+            self.grew = Instant::now();
+            if !held {
+                return Some(Turn::ReadOn);
+            }
+        }
+        let quiet = self.grew.elapsed() >= wait;
+        if !quiet && !held {
+            return Some(Turn::Wait);
+        }
+        if !quiet {
+            tracing::warn!(
+                "{}: the old file still grows {} after the rotation: moving on to the new file; \
+                 what is written to the old file from now on is not read (said again when this \
+                 source moves on or ends)",
+                path.display(),
+                humantime::format_duration(Duration::from_secs(self.seen.elapsed().as_secs()))
+            );
+        }
+        None
+    }
+}
+
+/// The file a followed source left at its last rotation, kept open to tell whether it grew
+/// after the source moved on (what it grew by is not read).
+#[derive(Debug)]
+pub struct LeftBehind {
+    file: File,
+    id: (u64, u64),
+    /// Its canonical name when the source left it, and its input.
+    name: String,
+    input: u32,
+    /// Its length then.
+    len: u64,
+}
+
+impl LeftBehind {
+    /// Warns if the file grew since the source left it, naming where it is now.
+    fn check(&self) {
+        let now = self.file.metadata().map_or(self.len, |m| m.len());
+        if now <= self.len {
+            return;
+        }
+        let whereabouts = match crate::paths::whereabouts(self.id) {
+            Some(crate::paths::Whereabouts::At(path)) => {
+                format!("; {} reads them", crate::config::url::source_flag(&path))
+            }
+            Some(crate::paths::Whereabouts::Removed) => "; it has been removed since".into(),
+            _ => String::new(),
+        };
+        tracing::warn!(
+            "{}: the file this source left at a rotation (input {}) grew by {} bytes after it \
+             moved on: not read{whereabouts}",
+            self.name,
+            self.input,
+            now - self.len
+        );
     }
 }
 
@@ -158,6 +257,9 @@ impl LineSource<'_> {
         let read = self.read_all(&mut next, &mut buf);
         if read.is_err() {
             self.count_rest_of_stdin(&mut next, &mut buf);
+        }
+        if let Some(left) = &self.left_behind {
+            left.check();
         }
         read
     }
@@ -662,16 +764,21 @@ impl LineSource<'_> {
             self.forget_line_to_complete(next);
             return Ok(Turn::ReadOn);
         }
-        let Some((since, seen)) = *rotated else {
+        let Some(rotation) = rotated else {
             return Ok(match key_at(path) {
                 Some((dev, ino)) if (dev, ino) != (key.dev, key.ino) => {
                     // Read the old file to its end first, and on while it grows.
-                    *rotated = Some((Instant::now(), len));
-                    tracing::info!(
-                        "{}: rotated; the old file is read on until it has not grown for {}",
-                        path.display(),
-                        humantime::format_duration(follow.unwrap_or_default())
-                    );
+                    *rotated = Some(Rotation::new(len));
+                    let wait = follow.unwrap_or_default();
+                    let until = if wait.is_zero() {
+                        "to its end".to_string()
+                    } else {
+                        format!(
+                            "on until it has not grown for {}",
+                            humantime::format_duration(wait)
+                        )
+                    };
+                    tracing::info!("{}: rotated; the old file is read {until}", path.display());
                     Turn::ReadOn
                 }
                 _ => Turn::Wait, // same file, or nothing at the path yet
@@ -680,13 +787,9 @@ impl LineSource<'_> {
         // A program writing the log keeps writing the old file until it reopens the path
         // (logrotate's `postrotate` signal): read on until the file has stopped growing for
         // the rotate wait.
-        if len != seen {
-            *rotated = Some((Instant::now(), len));
-            return Ok(Turn::ReadOn);
-        }
         let rotate_wait = follow.unwrap_or_default();
-        if since.elapsed() < rotate_wait {
-            return Ok(Turn::Wait);
+        if let Some(turn) = rotation.waiting(len, rotate_wait, path) {
+            return Ok(turn);
         }
         // Rotated, and the old file is read to its end. The new file is opened before the old
         // one's unfinished last line is taken as final: while it cannot be, the old file is
@@ -713,6 +816,11 @@ impl LineSource<'_> {
                 return Ok(Turn::Wait);
             }
         };
+        if self.is_current(&opened.key) {
+            // The path names this source's file again (the new one went, the old came back).
+            self.not_rotated();
+            return Ok(Turn::Wait);
+        }
         if !self.files_read.take(&opened.key) {
             self.read_already(&path);
             return Ok(Turn::Wait);
@@ -736,26 +844,68 @@ impl LineSource<'_> {
             path.display(),
             resume.input
         );
-        self.input = input;
+        let old = std::mem::replace(&mut self.input, input);
+        self.leave(old, next.input);
         let finished = std::mem::replace(next, resume);
         Ok(Turn::Moved(InputStart { name, resume }, finished))
     }
 
+    /// Whether `key` is the file this source reads now.
+    fn is_current(&self, key: &FileKey) -> bool {
+        matches!(&self.input, Input::File { key: k, .. } if (k.dev, k.ino, k.born) == (key.dev, key.ino, key.born))
+    }
+
+    /// The rotation seen is over without a move: the path names this source's file again.
+    fn not_rotated(&mut self) {
+        if let Input::File {
+            rotated, unopened, ..
+        } = &mut self.input
+        {
+            *rotated = None;
+            *unopened = None;
+        }
+        self.stats.set_stalled(None);
+    }
+
+    /// After a move to a new file: the file left (`old`, input `input`) is given up in
+    /// [`FilesRead`], and kept open to tell whether it grows after it (see [`LeftBehind`]); the
+    /// file left at the rotation before is looked at a last time.
+    fn leave(&mut self, old: Input, input: u32) {
+        let Input::File {
+            mut reader, key, ..
+        } = old
+        else {
+            return;
+        };
+        self.files_read.left(&key);
+        if let Some(earlier) = self.left_behind.take() {
+            earlier.check();
+        }
+        let file = reader.get_mut();
+        let len = file.metadata().map_or(0, |m| m.len());
+        self.left_behind = file.try_clone().ok().map(|file| LeftBehind {
+            file,
+            id: (key.dev, key.ino),
+            name: key.path.display().to_string(),
+            input,
+            len,
+        });
+    }
+
     /// After a rotation, the file now at `path` is one a source of this run reads or read
-    /// ([`FilesRead`]): said once (as a new file that cannot be opened is), and the old file
-    /// read on meanwhile.
+    /// ([`FilesRead`]): said once, and the old file read on meanwhile. Not a stall for
+    /// `/health`: this source has all it can read (following `app.log` and `app.log.1`, the
+    /// second path names the first's file after every rotation).
     fn read_already(&mut self, path: &Path) {
         let why = "read already".to_string();
         if let Input::File { unopened, .. } = &mut self.input
             && unopened.as_ref() != Some(&why)
         {
-            let said = format!(
+            tracing::warn!(
                 "{}: rotated to a file this run reads already (under this source or another): \
                  not read again here; the old file is read on until the path names another file",
                 path.display()
             );
-            tracing::warn!("{said}");
-            self.stats.set_stalled(Some(said));
             *unopened = Some(why);
         }
     }
@@ -963,6 +1113,34 @@ pub fn file_input(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rotation seen `ago`, the old file last grown `grew_ago`, at length 10.
+    fn rotation(ago: u64, grew_ago: u64) -> Rotation {
+        let now = Instant::now();
+        let back = |s| now.checked_sub(Duration::from_secs(s)).unwrap();
+        Rotation {
+            seen: back(ago),
+            grew: back(grew_ago),
+            len: 10,
+        }
+    }
+
+    #[test]
+    fn a_rotated_file_is_read_on_while_it_grows_until_quiet_for_the_wait_or_past_the_cap() {
+        let (wait, path) = (Duration::from_secs(1), Path::new("app.log"));
+        // Grown: read on, and the quiet time starts again.
+        let mut r = rotation(2, 2);
+        assert!(matches!(r.waiting(11, wait, path), Some(Turn::ReadOn)));
+        assert!(matches!(r.waiting(11, wait, path), Some(Turn::Wait)));
+        // Quiet for the wait: move on.
+        assert!(rotation(2, 1).waiting(10, wait, path).is_none());
+        // Still growing ten waits after the rotation: move on anyway.
+        assert!(rotation(10, 0).waiting(12, wait, path).is_none());
+        assert!(matches!(
+            rotation(9, 0).waiting(12, wait, path),
+            Some(Turn::ReadOn)
+        ));
+    }
 
     fn line(text: &str) -> RawLine {
         RawLine {
