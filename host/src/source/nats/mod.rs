@@ -247,6 +247,7 @@ impl NatsSource<'_> {
         // since the last one (`last_error`) on a connected client.
         let mut stalled = false;
         let mut last_error = Instant::now();
+        let mut gone = Gone::default();
         loop {
             if self.cx.stop.load(Ordering::Relaxed) || self.budget.load(Ordering::Relaxed) == 0 {
                 return Ok(());
@@ -254,16 +255,19 @@ impl NatsSource<'_> {
             let waited =
                 rt.block_on(async { tokio::time::timeout(IDLE_CHECK, messages.next()).await });
             let first = match waited {
-                Err(_idle) if self.until_empty => match self.is_drained() {
+                Err(_idle) if self.until_empty => match gone.asked(self.is_drained()) {
                     Ok(true) => return Ok(()),
                     Ok(false) => {
                         unanswered = false;
                         self.stalls(&mut stalled, None);
                         continue;
                     }
+                    Err(e) if gone.confirmed() => {
+                        return Err(anyhow!("NATS: asking the consumer what is left: {e}"));
+                    }
                     // The server restarting, or the client reconnecting: asked again at the
                     // next idle moment, as a failed pull is tried again.
-                    Err(e) if passing(&e) => {
+                    Err(e) => {
                         let why = format!("NATS: asking the consumer what is left: {e}");
                         self.stalls(&mut stalled, Some(why.clone()));
                         if !std::mem::replace(&mut unanswered, true) {
@@ -271,8 +275,6 @@ impl NatsSource<'_> {
                         }
                         continue;
                     }
-                    // The consumer or stream is gone, or JetStream refuses the question.
-                    Err(e) => return Err(anyhow!("NATS: asking the consumer what is left: {e}")),
                 },
                 Err(_idle) => {
                     self.recovered(&mut stalled, last_error);
@@ -286,9 +288,9 @@ impl NatsSource<'_> {
                 Ok(Some(Err(e))) => {
                     // A consumer deleted looks like an outage to a server that ends no pull
                     // for it (missed heartbeats): asked, it says it is gone.
-                    if let Some(gone) = self.consumer_gone() {
+                    if let Some(answer) = self.consumer_gone(&mut gone) {
                         return Err(anyhow!(
-                            "NATS: pulling from the consumer: {e}; asking for it: {gone}"
+                            "NATS: pulling from the consumer: {e}; asking for it: {answer}"
                         ));
                     }
                     let why = format!("NATS: pulling from the consumer: {e}");
@@ -609,21 +611,67 @@ impl NatsSource<'_> {
         )
     }
 
-    /// After a failed pull on a connected client: why the consumer cannot be asked for, if the
-    /// server says it (or its stream) is gone; `None` if it is there, or the question could not
-    /// be answered either (an outage: the pull is tried again).
-    fn consumer_gone(&self) -> Option<ConsumerInfoError> {
-        if !self.connected() {
+    /// After a failed pull on a connected client (asking at most once per [`PULL_EXPIRES`]):
+    /// the server's answer if it confirms the consumer (or its stream) gone ([`Gone`]); `None`
+    /// if it is there, or not confirmed gone (an outage: the pull is tried again).
+    fn consumer_gone(&self, gone: &mut Gone) -> Option<ConsumerInfoError> {
+        if !self.connected() || gone.last.is_some_and(|at| at.elapsed() < PULL_EXPIRES) {
             return None;
         }
-        self.is_drained().err().filter(|e| !passing(e))
+        let answer = gone.asked(self.is_drained()).err()?;
+        gone.confirmed().then_some(answer)
     }
 
     /// Nothing pending for the consumer and nothing delivered unacknowledged (by anyone).
+    /// Waits at most [`PULL_EXPIRES`] for the answer (a server that does not answer is an
+    /// outage, as a failed pull is), so a stop is not held up longer.
     fn is_drained(&self) -> Result<bool, ConsumerInfoError> {
         let mut consumer = self.opened.consumer.clone();
-        let info = nats::runtime().block_on(consumer.info())?;
+        let info = nats::runtime()
+            .block_on(async { tokio::time::timeout(PULL_EXPIRES, consumer.info()).await })
+            .map_err(|_| ConsumerInfoError::new(ConsumerInfoErrorKind::TimedOut))??;
         Ok(info.num_pending == 0 && info.num_ack_pending == 0)
+    }
+}
+
+/// The server's answers that the consumer (or its stream) is gone. One such answer can come
+/// from a server still recovering its state after a restart, so it is confirmed by another at
+/// least [`GONE_CONFIRM`] later, no other answer between; every other failed question passes
+/// (the server restarting or out of reach, JetStream not ready), asked again.
+#[derive(Debug, Default)]
+struct Gone {
+    /// When the first of the answers in a row saying it is gone came.
+    since: Option<Instant>,
+    /// When the consumer was last asked.
+    last: Option<Instant>,
+}
+
+/// How long after a first answer that the consumer is gone a second one confirms it.
+const GONE_CONFIRM: Duration = Duration::from_secs(2);
+
+impl Gone {
+    /// Notes the answer to a question to the consumer, and passes it on.
+    fn asked<T>(&mut self, answer: Result<T, ConsumerInfoError>) -> Result<T, ConsumerInfoError> {
+        let now = Instant::now();
+        self.last = Some(now);
+        let says_gone = answer.as_ref().is_err_and(|e| {
+            matches!(
+                e.kind(),
+                ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound
+            )
+        });
+        if !says_gone {
+            self.since = None;
+        } else if self.since.is_none() {
+            self.since = Some(now);
+        }
+        answer
+    }
+
+    /// Whether the answers so far confirm the consumer gone.
+    fn confirmed(&self) -> bool {
+        self.since
+            .is_some_and(|since| since.elapsed() >= GONE_CONFIRM)
     }
 }
 
@@ -636,19 +684,6 @@ fn ends_pull(e: &pull::MessagesError) -> bool {
         pull::MessagesErrorKind::ConsumerDeleted
             | pull::MessagesErrorKind::PushBasedConsumer
             | pull::MessagesErrorKind::RequestLimitExceeded
-    )
-}
-
-/// Whether a failed question to the consumer may pass (the server restarting or out of
-/// reach, the client reconnecting), as against the consumer or its stream being gone or
-/// JetStream refusing it.
-fn passing(e: &ConsumerInfoError) -> bool {
-    matches!(
-        e.kind(),
-        ConsumerInfoErrorKind::TimedOut
-            | ConsumerInfoErrorKind::NoResponders
-            | ConsumerInfoErrorKind::Request
-            | ConsumerInfoErrorKind::Offline
     )
 }
 
