@@ -182,11 +182,11 @@ pub fn replace_with(out: &Path, what: &str, bytes: &[u8]) -> std::io::Result<()>
         .file_name()
         .map_or("out".into(), |n| n.to_string_lossy());
     let tmp = dir_of(out).join(format!(".{name}.pc-host-{what}-{}.tmp", std::process::id()));
-    create_with(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, out))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+    // A file already at `tmp` is not ours to remove: only one this call created is.
+    create_with(&tmp, bytes)?;
+    std::fs::rename(&tmp, out).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Reads the start of `path` into `buf` if it is a regular file (through links); how many

@@ -90,10 +90,13 @@ impl Profile {
 }
 
 /// Writes `svg` at `path` as [`Profile::check`] allowed before the run, looked at again now
-/// (a long run leaves time for another file to be put there): created if nothing is there,
-/// replaced whole if a pc-host profile is, and otherwise not written.
-fn write(path: &Path, svg: &[u8]) -> Result<(), String> {
-    let shown = path.display();
+/// (a long run leaves time for another file to be put there): through links, as the check
+/// looked; created if nothing is there, replaced whole if a pc-host profile is, and otherwise
+/// not written.
+fn write(given: &Path, svg: &[u8]) -> Result<(), String> {
+    let shown = given.display();
+    let target = crate::paths::through_links(given);
+    let path = target.as_deref().unwrap_or(given);
     let refused = || {
         format!(
             "--profile {shown}: a file pc-host did not write is there now; it is left as it is \
@@ -161,6 +164,15 @@ mod tests {
         let again = svg.replace("run 1", "run 2");
         write(&path, again.as_bytes()).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), again);
+
+        // A link to an earlier profile, as the check allows: its target gets the new one.
+        let latest = dir.join("latest.svg");
+        std::os::unix::fs::symlink(&path, &latest).unwrap();
+        let third = svg.replace("run 1", "run 3");
+        write(&latest, third.as_bytes()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), third);
+        assert!(std::fs::symlink_metadata(&latest).unwrap().is_symlink());
+        std::fs::remove_file(&latest).unwrap();
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
         std::fs::remove_dir_all(&dir).unwrap();
