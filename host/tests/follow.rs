@@ -23,25 +23,23 @@ use common::{Out, Running, Scratch, all_rows, assert_verify, ingest_json, inputs
 fn follow(s: &Scratch, file: &Path, db: &Path) -> Running {
     let source = format!("file:{}?follow=true", file.display());
     let db = db.display().to_string();
-    let mut r = Running::start(
-        s,
-        &[
-            "--source",
-            &source,
-            "--db",
-            &db,
-            "--consumers",
-            "2",
-            "--report-interval",
-            "0.02",
-            "--output",
-            "json",
-        ],
-    );
+    let mut r = reading(s, &[&source], &db, &["--consumers", "2"]);
     r.err.wait("with the header's input line", |l| {
         l.starts_with("  input 1: ")
     });
     r
+}
+
+/// Starts reading `sources` into `db` (and `extra` flags), with a progress line every 20 ms
+/// and a JSON summary.
+fn reading(s: &Scratch, sources: &[&str], db: &str, extra: &[&str]) -> Running {
+    let mut args: Vec<&str> = Vec::new();
+    for source in sources {
+        args.extend(["--source", source]);
+    }
+    args.extend(["--db", db, "--report-interval", "0.02", "--output", "json"]);
+    args.extend_from_slice(extra);
+    Running::start(s, &args)
 }
 
 /// Asserts a SIGINTed following run drained and stored `n` records, all it read.
@@ -257,17 +255,7 @@ fn lines_written_to_the_old_file_after_a_rotation_are_stored() {
     let (file, rotated) = (s.path("app.log"), s.path("app.log.1"));
     std::fs::write(&file, with_ends(&["old 0", "old 1"])).unwrap();
     let source = format!("file:{}?follow=true&rotate_wait=1h", file.display());
-    let args = [
-        "--source",
-        &source,
-        "--db",
-        "late.db",
-        "--report-interval",
-        "0.02",
-        "--output",
-        "json",
-    ];
-    let mut r = Running::start(&s, &args);
+    let mut r = reading(&s, &[&source], "late.db", &[]);
     r.err.wait_stored(2);
     std::fs::rename(&file, &rotated).unwrap();
     std::fs::write(&file, with_ends(&["new 0"])).unwrap();
@@ -291,17 +279,7 @@ fn lines_written_to_the_old_file_after_the_source_moved_on_are_named_at_the_end(
     let (file, rotated) = (s.path("app.log"), s.path("app.log.1"));
     std::fs::write(&file, with_ends(&["old 0"])).unwrap();
     let source = format!("file:{}?follow=true&rotate_wait=0s", file.display());
-    let args = [
-        "--source",
-        &source,
-        "--db",
-        "left.db",
-        "--report-interval",
-        "0.02",
-        "--output",
-        "json",
-    ];
-    let mut r = Running::start(&s, &args);
+    let mut r = reading(&s, &[&source], "left.db", &[]);
     r.err.wait_stored(1);
     std::fs::rename(&file, &rotated).unwrap();
     std::fs::write(&file, with_ends(&["new 0"])).unwrap();
@@ -333,19 +311,7 @@ fn a_rotation_onto_a_file_another_source_reads_does_not_read_it_twice() {
         format!("file:{}?follow=true", log.display()),
         format!("file:{}?follow=true", log1.display()),
     );
-    let args = [
-        "--source",
-        &first,
-        "--source",
-        &second,
-        "--db",
-        "two.db",
-        "--report-interval",
-        "0.02",
-        "--output",
-        "json",
-    ];
-    let mut r = Running::start(&s, &args);
+    let mut r = reading(&s, &[&first, &second], "two.db", &[]);
     r.err.wait_stored(5);
     std::fs::rename(&log1, &log2).unwrap();
     std::fs::rename(&log, &log1).unwrap();

@@ -95,6 +95,8 @@ impl Profile {
 /// not written.
 fn write(given: &Path, svg: &[u8]) -> Result<(), String> {
     let shown = given.display();
+    // A link to nothing put there would have the profile made wherever it points.
+    crate::paths::link_to_nothing("--profile", given)?;
     let target = crate::paths::through_links(given);
     let path = target.as_deref().unwrap_or(given);
     let refused = || {
@@ -172,6 +174,12 @@ mod tests {
         write(&latest, third.as_bytes()).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), third);
         assert!(std::fs::symlink_metadata(&latest).unwrap().is_symlink());
+        std::fs::remove_file(&latest).unwrap();
+
+        // A link to nothing put at the path: nothing is made where it points.
+        std::os::unix::fs::symlink(dir.join("elsewhere.svg"), &latest).unwrap();
+        assert!(write(&latest, svg.as_bytes()).is_err());
+        assert!(!dir.join("elsewhere.svg").exists());
         std::fs::remove_file(&latest).unwrap();
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 2, "no temporary file left: {left:?}");

@@ -123,6 +123,8 @@ pub struct Rotation {
     grew: Instant,
     /// The old file's length when it last grew.
     len: u64,
+    /// The cap's warning was given.
+    warned: bool,
 }
 
 /// How many rotate waits a rotated file that keeps growing is read on before the source moves
@@ -136,6 +138,7 @@ impl Rotation {
             seen: now,
             grew: now,
             len,
+            warned: false,
         }
     }
 
@@ -154,7 +157,7 @@ impl Rotation {
         if !quiet && !held {
             return Some(Turn::Wait);
         }
-        if !quiet {
+        if !quiet && !std::mem::replace(&mut self.warned, true) {
             tracing::warn!(
                 "{}: the old file still grows {} after the rotation: moving on to the new file; \
                  what is written to the old file from now on is not read (said again when this \
@@ -172,9 +175,7 @@ impl Rotation {
 #[derive(Debug)]
 pub struct LeftBehind {
     file: File,
-    id: (u64, u64),
-    /// Its canonical name when the source left it, and its input.
-    name: String,
+    key: FileKey,
     input: u32,
     /// Its length then.
     len: u64,
@@ -187,7 +188,7 @@ impl LeftBehind {
         if now <= self.len {
             return;
         }
-        let whereabouts = match crate::paths::whereabouts(self.id) {
+        let whereabouts = match crate::paths::whereabouts((self.key.dev, self.key.ino)) {
             Some(crate::paths::Whereabouts::At(path)) => {
                 format!("; {} reads them", crate::config::url::source_flag(&path))
             }
@@ -197,7 +198,7 @@ impl LeftBehind {
         tracing::warn!(
             "{}: the file this source left at a rotation (input {}) grew by {} bytes after it \
              moved on: not read{whereabouts}",
-            self.name,
+            self.key.path.display(),
             self.input,
             now - self.len
         );
@@ -764,7 +765,7 @@ impl LineSource<'_> {
             self.forget_line_to_complete(next);
             return Ok(Turn::ReadOn);
         }
-        let Some(rotation) = rotated else {
+        let Some(rotation) = rotated.as_mut() else {
             return Ok(match key_at(path) {
                 Some((dev, ino)) if (dev, ino) != (key.dev, key.ino) => {
                     // Read the old file to its end first, and on while it grows.
@@ -787,6 +788,15 @@ impl LineSource<'_> {
         // A program writing the log keeps writing the old file until it reopens the path
         // (logrotate's `postrotate` signal): read on until the file has stopped growing for
         // the rotate wait.
+        if len > read_to && len != u64::MAX {
+            return Ok(Turn::ReadOn); // what is there now is read before anything else
+        }
+        if key_at(path) == Some((key.dev, key.ino)) {
+            // The path names this file again (the new one went, the old came back).
+            *rotated = None;
+            self.stats.set_stalled(None);
+            return Ok(Turn::Wait);
+        }
         let rotate_wait = follow.unwrap_or_default();
         if let Some(turn) = rotation.waiting(len, rotate_wait, path) {
             return Ok(turn);
@@ -845,7 +855,7 @@ impl LineSource<'_> {
             resume.input
         );
         let old = std::mem::replace(&mut self.input, input);
-        self.leave(old, next.input);
+        self.leave(old, next.input, read_to);
         let finished = std::mem::replace(next, resume);
         Ok(Turn::Moved(InputStart { name, resume }, finished))
     }
@@ -867,28 +877,26 @@ impl LineSource<'_> {
         self.stats.set_stalled(None);
     }
 
-    /// After a move to a new file: the file left (`old`, input `input`) is given up in
-    /// [`FilesRead`], and kept open to tell whether it grows after it (see [`LeftBehind`]); the
-    /// file left at the rotation before is looked at a last time.
-    fn leave(&mut self, old: Input, input: u32) {
+    /// After a move to a new file: the file left (`old`, input `input`, read to `read_to`) is
+    /// kept open to tell whether it grows after it (see [`LeftBehind`]); the file left at the
+    /// rotation before is looked at a last time, closed, and given up in [`FilesRead`] (while
+    /// open, its inode could go to no other file).
+    fn leave(&mut self, old: Input, input: u32, read_to: u64) {
         let Input::File {
             mut reader, key, ..
         } = old
         else {
             return;
         };
-        self.files_read.left(&key);
         if let Some(earlier) = self.left_behind.take() {
             earlier.check();
+            self.files_read.left(&earlier.key);
         }
-        let file = reader.get_mut();
-        let len = file.metadata().map_or(0, |m| m.len());
-        self.left_behind = file.try_clone().ok().map(|file| LeftBehind {
+        self.left_behind = reader.get_mut().try_clone().ok().map(|file| LeftBehind {
             file,
-            id: (key.dev, key.ino),
-            name: key.path.display().to_string(),
+            key,
             input,
-            len,
+            len: read_to,
         });
     }
 
@@ -1122,6 +1130,7 @@ mod tests {
             seen: back(ago),
             grew: back(grew_ago),
             len: 10,
+            warned: false,
         }
     }
 

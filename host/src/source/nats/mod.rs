@@ -262,7 +262,7 @@ impl NatsSource<'_> {
                         self.stalls(&mut stalled, None);
                         continue;
                     }
-                    Err(e) if gone.confirmed() => {
+                    Err(e) if gone.confirmed() || refused(&e) => {
                         return Err(anyhow!("NATS: asking the consumer what is left: {e}"));
                     }
                     // The server restarting, or the client reconnecting: asked again at the
@@ -305,6 +305,7 @@ impl NatsSource<'_> {
                 Ok(Some(Ok(m))) => {
                     self.stalls(&mut stalled, None);
                     unanswered = false;
+                    gone.since = None;
                     m
                 }
             };
@@ -619,7 +620,7 @@ impl NatsSource<'_> {
             return None;
         }
         let answer = gone.asked(self.is_drained()).err()?;
-        gone.confirmed().then_some(answer)
+        (gone.confirmed() || refused(&answer)).then_some(answer)
     }
 
     /// Nothing pending for the consumer and nothing delivered unacknowledged (by anyone).
@@ -634,10 +635,22 @@ impl NatsSource<'_> {
     }
 }
 
+/// Whether JetStream refuses the question for good (an invalid name, or an error other than
+/// being unavailable for now): the run fails at once. Unavailable (503), out of reach, timed
+/// out, offline, or gone ([`Gone`]) are not.
+fn refused(e: &ConsumerInfoError) -> bool {
+    match e.kind() {
+        ConsumerInfoErrorKind::InvalidName => true,
+        ConsumerInfoErrorKind::JetStream(js) => js.code() != 503,
+        _ => false,
+    }
+}
+
 /// The server's answers that the consumer (or its stream) is gone. One such answer can come
-/// from a server still recovering its state after a restart, so it is confirmed by another at
-/// least [`GONE_CONFIRM`] later, no other answer between; every other failed question passes
-/// (the server restarting or out of reach, JetStream not ready), asked again.
+/// from a server still recovering its state after a restart, so the run fails only on such
+/// answers for [`GONE_CONFIRM`], no other answer nor a message between (a message clears
+/// them); every other failed question passes (the server restarting or out of reach,
+/// JetStream not ready), asked again.
 #[derive(Debug, Default)]
 struct Gone {
     /// When the first of the answers in a row saying it is gone came.
@@ -646,14 +659,21 @@ struct Gone {
     last: Option<Instant>,
 }
 
-/// How long after a first answer that the consumer is gone a second one confirms it.
-const GONE_CONFIRM: Duration = Duration::from_secs(2);
+/// How long answers that the consumer is gone must go on to confirm it.
+const GONE_CONFIRM: Duration = Duration::from_secs(5);
 
 impl Gone {
     /// Notes the answer to a question to the consumer, and passes it on.
     fn asked<T>(&mut self, answer: Result<T, ConsumerInfoError>) -> Result<T, ConsumerInfoError> {
         let now = Instant::now();
+        // Answers far apart are not a row: the first of them may be an old restart's.
+        let apart = self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) > GONE_CONFIRM);
         self.last = Some(now);
+        if apart {
+            self.since = None;
+        }
         let says_gone = answer.as_ref().is_err_and(|e| {
             matches!(
                 e.kind(),
