@@ -7,9 +7,11 @@
 //! - A line that cannot be stored (invalid UTF-8 for `text`, invalid JSON for `jsonl`, longer
 //!   than `--max-record-bytes`) is counted as rejected and skipped; it keeps its line number.
 //! - Following: at the end of the file the source naps (1 ms, doubling to 100 ms) and looks
-//!   again. When the path names a new file (rotation), it reads the old file to its end, then
-//!   moves to the new one, a new input; when the file shrinks below what was read
-//!   (truncation), it starts over from its beginning (line numbers go on).
+//!   again. When the path names a new file (rotation), it reads the old file on until it has
+//!   not grown for the rotate wait ([`Rotation`]), then moves to the new one, a new input,
+//!   unless a source of this run reads that file already ([`FilesRead`]); what the old file
+//!   grows by afterwards is named in a warning ([`LeftBehind`]). When the file shrinks below
+//!   what was read (truncation), it starts over from its beginning (line numbers go on).
 //! - Not following, a file that shrinks below what was read ends the source with a warning,
 //!   and the line the truncation cut is not stored ([`LineSource::truncated_while_read`]).
 
@@ -737,8 +739,8 @@ impl LineSource<'_> {
 
     /// At the end of a followed file: handles truncation and rotation. A rotation is seen
     /// first (the path names another file); the old file is then read on, through the same
-    /// rate, budget and byte budget as any chunk, and at its next end the source moves to the
-    /// new file.
+    /// rate, budget and byte budget as any chunk, until it has not grown for the rotate wait
+    /// ([`Rotation::waiting`]), and then the source moves to the new file.
     fn follow_turn(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<Turn> {
         let Input::File {
             reader,
