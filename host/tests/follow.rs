@@ -270,6 +270,35 @@ fn lines_written_to_the_old_file_after_a_rotation_are_stored() {
     assert_eq!(all_rows(&s.path("late.db")), want);
 }
 
+/// Two rotations during the rotate wait (the second before the source moved on from the
+/// first): the file between, now `app.log.1`, is read too, after the oldest and before the
+/// newest, each as an input of its own; no line is skipped. (The source moved to the file the
+/// path named at the end of the wait, and the one between was never read.)
+#[test]
+fn a_file_rotated_away_during_the_rotate_wait_is_still_read() {
+    let s = Scratch::new("rotation-twice");
+    let (file, one, two) = (s.path("app.log"), s.path("app.log.1"), s.path("app.log.2"));
+    std::fs::write(&file, with_ends(&["gen0 0", "gen0 1"])).unwrap();
+    let source = format!("file:{}?follow=true&rotate_wait=5s", file.display());
+    let mut r = reading(&s, &[&source], "twice.db", &[]);
+    r.err.wait_stored(2);
+    std::fs::rename(&file, &one).unwrap();
+    std::fs::write(&file, with_ends(&["gen1 0", "gen1 1"])).unwrap();
+    r.err.wait("saying it saw the rotation", |l| {
+        l.contains("app.log: rotated; the old file is read on")
+    });
+    std::fs::rename(&one, &two).unwrap();
+    std::fs::rename(&file, &one).unwrap();
+    std::fs::write(&file, with_ends(&["gen2 0"])).unwrap();
+    r.err.wait_stored(5);
+    let out = r.interrupt();
+    assert_drained(&out, 5);
+    let mut want = expected(1, 0, &["gen0 0", "gen0 1"]);
+    want.extend(expected(2, 0, &["gen1 0", "gen1 1"]));
+    want.extend(expected(3, 0, &["gen2 0"]));
+    assert_eq!(all_rows(&s.path("twice.db")), want);
+}
+
 /// Lines written to the old file after the source moved on from it (here at once: a rotate
 /// wait of 0s) are not read, and the run says so at its end, with their byte count and the
 /// source that reads them.

@@ -119,7 +119,7 @@ impl FilesRead {
 
 /// A followed file's rotation under way: the old file is read on until it has not grown for
 /// the rotate wait, or at most [`ROTATE_WAIT_CAP`] times that since the rotation was seen.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct Rotation {
     seen: Instant,
     grew: Instant,
@@ -127,6 +127,10 @@ pub struct Rotation {
     len: u64,
     /// The cap's warning was given.
     warned: bool,
+    /// The new file, opened when the rotation was seen: the source moves to it even if the
+    /// path names yet another file by then (rotated again during the wait), and from it on to
+    /// that one, so no file between is skipped. `None` if it could not be opened then.
+    next: Option<Box<super::input::OpenFile>>,
 }
 
 /// How many rotate waits a rotated file that keeps growing is read on before the source moves
@@ -134,13 +138,14 @@ pub struct Rotation {
 const ROTATE_WAIT_CAP: u32 = 10;
 
 impl Rotation {
-    fn new(len: u64) -> Self {
+    fn new(len: u64, next: Option<Box<super::input::OpenFile>>) -> Self {
         let now = Instant::now();
         Self {
             seen: now,
             grew: now,
             len,
             warned: false,
+            next,
         }
     }
 
@@ -771,7 +776,11 @@ impl LineSource<'_> {
             return Ok(match key_at(path) {
                 Some((dev, ino)) if (dev, ino) != (key.dev, key.ino) => {
                     // Read the old file to its end first, and on while it grows.
-                    *rotated = Some(Rotation::new(len));
+                    let next = open_file(path)
+                        .ok()
+                        .filter(|o| (o.key.dev, o.key.ino) == (dev, ino))
+                        .map(Box::new);
+                    *rotated = Some(Rotation::new(len, next));
                     let wait = follow.unwrap_or_default();
                     let until = if wait.is_zero() {
                         "to its end".to_string()
@@ -797,6 +806,10 @@ impl LineSource<'_> {
             // The path names this file again (the new one went, the old came back).
             *rotated = None;
             self.stats.set_stalled(None);
+            tracing::info!(
+                "{}: names the file read before again: no rotation",
+                path.display()
+            );
             return Ok(Turn::Wait);
         }
         let rotate_wait = follow.unwrap_or_default();
@@ -807,7 +820,8 @@ impl LineSource<'_> {
         // one's unfinished last line is taken as final: while it cannot be, the old file is
         // read on, and a writer still appending there completes that line.
         let path = path.clone();
-        let opened = match open_file(&path) {
+        let held = rotation.next.take();
+        let opened = match held.map_or_else(|| open_file(&path), |held| Ok(*held)) {
             Ok(opened) => opened,
             Err(why) => {
                 // Not there yet (the rotation is under way) is no news; anything else is said
@@ -1133,6 +1147,7 @@ mod tests {
             grew: back(grew_ago),
             len: 10,
             warned: false,
+            next: None,
         }
     }
 
