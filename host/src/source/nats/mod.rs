@@ -143,13 +143,17 @@ impl Found {
             .block_on(consumer.info())
             .map_err(|e| anyhow!("NATS server {server}: consumer {}: {e}", spec.consumer))?;
         let ack_wait = info.config.ack_wait;
+        // Pending: never delivered; unacknowledged: delivered (or handed back) and waiting for
+        // their ack or redelivery, which this run may get too.
         let desc = format!(
-            "{server} stream {} consumer {} (ack wait {:?}, max ack pending {}, {} pending)",
+            "{server} stream {} consumer {} (ack wait {:?}, max ack pending {}, {} pending, {} \
+             delivered and unacknowledged)",
             spec.stream,
             spec.consumer,
             info.config.ack_wait,
             info.config.max_ack_pending,
-            info.num_pending
+            info.num_pending,
+            info.num_ack_pending
         );
         Ok(Opened {
             client: self.client,
