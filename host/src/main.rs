@@ -92,12 +92,44 @@ fn init_logging() {
         .with_default(tracing::Level::TRACE);
     tracing_subscriber::fmt()
         .with_writer(pc_host::telemetry::progress::Stderr)
-        .without_time()
-        .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(LevelFirst)
         .finish()
         .with(quiet_clients)
         .init();
+}
+
+/// A log line as `LEVEL message fields`: the level unpadded at the line's start (the default
+/// format pads it to five columns, so `WARN` and `INFO` lines began with a space), coloured on
+/// a terminal.
+struct LevelFirst;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LevelFirst
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = *event.metadata().level();
+        let colour = match level {
+            tracing::Level::ERROR => "31",
+            tracing::Level::WARN => "33",
+            tracing::Level::INFO => "32",
+            _ => "34",
+        };
+        if writer.has_ansi_escapes() {
+            write!(writer, "\x1b[{colour}m{level}\x1b[0m ")?;
+        } else {
+            write!(writer, "{level} ")?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// A run of the pipeline `cfg` describes: its start (signals, metrics, profiler, the sink and
