@@ -138,7 +138,20 @@ pub struct Rotation {
 const ROTATE_WAIT_CAP: u32 = 10;
 
 impl Rotation {
-    fn new(len: u64, next: Option<Box<super::input::OpenFile>>) -> Self {
+    /// A rotation seen now: `path` names the file `new` (device, inode), and the old file was
+    /// read to `len`. Opens the new file (see `next`) and says so, with the rotate `wait`.
+    fn seen(path: &Path, new: (u64, u64), len: u64, wait: Duration) -> Self {
+        let next = open_file(path)
+            .ok()
+            .filter(|o| (o.key.dev, o.key.ino) == new)
+            .map(Box::new);
+        let until = if wait.is_zero() {
+            "to its end".to_string()
+        } else {
+            let wait = humantime::format_duration(wait);
+            format!("on until it has not grown for {wait}")
+        };
+        tracing::info!("{}: rotated; the old file is read {until}", path.display());
         let now = Instant::now();
         Self {
             seen: now,
@@ -774,23 +787,10 @@ impl LineSource<'_> {
         }
         let Some(rotation) = rotated.as_mut() else {
             return Ok(match key_at(path) {
-                Some((dev, ino)) if (dev, ino) != (key.dev, key.ino) => {
+                Some(new) if new != (key.dev, key.ino) => {
                     // Read the old file to its end first, and on while it grows.
-                    let next = open_file(path)
-                        .ok()
-                        .filter(|o| (o.key.dev, o.key.ino) == (dev, ino))
-                        .map(Box::new);
-                    *rotated = Some(Rotation::new(len, next));
                     let wait = follow.unwrap_or_default();
-                    let until = if wait.is_zero() {
-                        "to its end".to_string()
-                    } else {
-                        format!(
-                            "on until it has not grown for {}",
-                            humantime::format_duration(wait)
-                        )
-                    };
-                    tracing::info!("{}: rotated; the old file is read {until}", path.display());
+                    *rotated = Some(Rotation::seen(path, new, len, wait));
                     Turn::ReadOn
                 }
                 _ => Turn::Wait, // same file, or nothing at the path yet
@@ -803,13 +803,11 @@ impl LineSource<'_> {
             return Ok(Turn::ReadOn); // what is there now is read before anything else
         }
         if key_at(path) == Some((key.dev, key.ino)) {
-            // The path names this file again (the new one went, the old came back).
-            *rotated = None;
-            self.stats.set_stalled(None);
             tracing::info!(
                 "{}: names the file read before again: no rotation",
                 path.display()
             );
+            self.not_rotated();
             return Ok(Turn::Wait);
         }
         let rotate_wait = follow.unwrap_or_default();
