@@ -366,7 +366,7 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
 
 /// `d` in one unit, the largest that holds it whole (`2s`, `1500ms`): no space, as a URL
 /// parameter is pasted.
-pub fn compact_duration(d: Duration) -> String {
+fn compact_duration(d: Duration) -> String {
     let ns = d.as_nanos();
     if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", ns / 1_000_000_000)

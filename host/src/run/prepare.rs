@@ -356,11 +356,7 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
                 db.display()
             ))));
         }
-        if let Some(twin) = files
-            .iter()
-            .flatten()
-            .find(|f| f.key.dev == opened.key.dev && f.key.ino == opened.key.ino)
-        {
+        if let Some(twin) = opened_as(&files, (dev, ino)) {
             return Err(PrepareError::Input(cfg.source_error(&format!(
                 "file:{} and file:{} are the same file: give it once",
                 twin.key.path.display(),
@@ -369,18 +365,21 @@ fn open_files(cfg: &Config) -> Result<Vec<Option<OpenFile>>, PrepareError> {
         }
         files.push(Some(opened));
     }
-    if let Some(twin) = stdin_file.and_then(|(dev, ino)| {
-        files
-            .iter()
-            .flatten()
-            .find(|f| f.key.dev == dev && f.key.ino == ino)
-    }) {
+    if let Some(twin) = stdin_file.and_then(|id| opened_as(&files, id)) {
         return Err(PrepareError::Input(cfg.source_error(&format!(
             "stdin and file:{} are the same file: give it once",
             twin.key.path.display()
         ))));
     }
     Ok(files)
+}
+
+/// The file source among `files` that opened the file with device and inode `id`, if any.
+fn opened_as(files: &[Option<OpenFile>], id: (u64, u64)) -> Option<&OpenFile> {
+    files
+        .iter()
+        .flatten()
+        .find(|f| (f.key.dev, f.key.ino) == id)
 }
 
 /// Refuses a standard input that cannot be a source, before the run is recorded: a directory
