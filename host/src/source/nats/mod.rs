@@ -266,7 +266,7 @@ impl NatsSource<'_> {
                         self.stalls(&mut stalled, None);
                         continue;
                     }
-                    Err(e) if gone.confirmed() || refused(&e) => {
+                    Err(e) if gone.ends_the_run(&e) => {
                         return Err(anyhow!("NATS: asking the consumer what is left: {e}"));
                     }
                     // The server restarting, or the client reconnecting: asked again at the
@@ -624,7 +624,7 @@ impl NatsSource<'_> {
             return None;
         }
         let answer = gone.asked(self.is_drained()).err()?;
-        (gone.confirmed() || refused(&answer)).then_some(answer)
+        gone.ends_the_run(&answer).then_some(answer)
     }
 
     /// Nothing pending for the consumer and nothing delivered unacknowledged (by anyone).
@@ -692,10 +692,12 @@ impl Gone {
         answer
     }
 
-    /// Whether the answers so far confirm the consumer gone.
-    fn confirmed(&self) -> bool {
+    /// Whether the last answer, `e`, ends the run: the answers so far confirm the consumer
+    /// gone, or JetStream refuses the question for good ([`refused`]).
+    fn ends_the_run(&self, e: &ConsumerInfoError) -> bool {
         self.since
             .is_some_and(|since| since.elapsed() >= GONE_CONFIRM)
+            || refused(e)
     }
 }
 
