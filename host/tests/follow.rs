@@ -586,6 +586,35 @@ fn follow_starts_over_after_truncation() {
     assert_verify(s.dir(), &["verify", "--db", &db.display().to_string()]);
 }
 
+/// A followed file whose text is written over in place while the source waits at its end
+/// (the size unchanged, so no truncation shows): the bytes before the read position changed,
+/// and the file is read again from its start, its line numbers going on.
+#[test]
+fn a_followed_file_written_over_in_place_is_read_again_from_its_start() {
+    let s = Scratch::new("written-over");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    std::fs::write(&file, "aaaa\nbbbb\n").unwrap();
+    let mut r = follow(&s, &file, &db);
+    r.err.wait_stored(2);
+
+    let mut f = OpenOptions::new().write(true).open(&file).unwrap();
+    f.write_all(b"cccc\ndddd\n").unwrap();
+    drop(f);
+    r.err.wait_stored(4);
+    let out = r.interrupt();
+    assert_drained(&out, 4);
+    assert!(
+        out.stderr
+            .contains("rewritten in place (the bytes before 10"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        all_rows(&db),
+        expected(1, 0, &["aaaa", "bbbb", "cccc", "dddd"])
+    );
+}
+
 #[test]
 fn follow_sees_a_truncation_below_a_pending_partial_line() {
     let s = Scratch::new("truncation-partial");

@@ -297,6 +297,59 @@ fn a_file_rewritten_in_place_with_fewer_lines_is_compared_as_it_is() {
     assert!(!out.stdout.contains("numbered from"), "{}", out.stdout);
 }
 
+/// A file truncated in place and written past its committed offset between two runs (a
+/// `copytruncate` rotation of a busy log): the offset no longer follows a line end, so the
+/// run reads the file from its start instead of from mid-line (it stored the new text after
+/// the offset, from a fragment of a line on, and never its start), numbering on.
+#[test]
+fn a_file_rewritten_in_place_past_its_committed_offset_is_read_from_its_start() {
+    let s = Scratch::new("refilled");
+    let file = s.path("app.log");
+    let source = format!("file:{}", file.display());
+    let old = ["first version, line 0", "first version, line 1"];
+    std::fs::write(&file, old.map(|l| format!("{l}\n")).concat()).unwrap();
+    let out = ingest_json(s.dir(), &source, "t.db");
+    assert_eq!(u(&json(&out), "stored"), 2, "{}", out.stderr);
+    let ino = std::fs::metadata(&file).unwrap().ino();
+
+    let new = ["second version of the file, a much longer line 0", "line 1"];
+    std::fs::write(&file, new.map(|l| format!("{l}\n")).concat()).unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().ino(),
+        ino,
+        "the same file"
+    );
+    let out = ingest_json(s.dir(), &source, "t.db");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rewritten in place since it was read")
+            && out.stderr.contains("reading it from the start"),
+        "{}",
+        out.stderr
+    );
+    let v = json(&out);
+    let input = &v["inputs"][0];
+    assert_eq!(
+        (u(input, "resumed_offset"), u(input, "resumed_line")),
+        (0, 2),
+        "{input}"
+    );
+    let want: Vec<(i64, i64, String)> = old
+        .iter()
+        .chain(&new)
+        .enumerate()
+        .map(|(i, t)| (1, i as i64, (*t).to_string()))
+        .collect();
+    assert_eq!(all_rows(&s.path("t.db")), want);
+    let out = common::run(s.dir(), &["verify", "--db", "t.db", "--source", &source]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("lines numbered from 3 on"),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_go_on() {
     let s = Scratch::new("shrunk");

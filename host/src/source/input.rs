@@ -14,6 +14,9 @@ use crate::position::FileKey;
 
 /// The read buffer of one input.
 const READ_BUFFER: usize = 256 << 10;
+/// The bytes a file reader keeps of what it read last, to tell a file rewritten under its
+/// read position from one appended to ([`LineReader::rewritten`]).
+const RECENT: usize = 64;
 /// The most one call of [`LineReader::next_line`] reads without finding a line end before it
 /// returns "nothing now", so a caller inside an endless line still gets to look at its stop
 /// flag.
@@ -196,6 +199,10 @@ pub struct LineReader<R> {
     max: usize,
     /// The input reported its end (a read of 0 bytes).
     eof: bool,
+    /// The last bytes read from the input since the last seek, oldest first (`recent_len` of
+    /// them, at the end of the array).
+    recent: [u8; RECENT],
+    recent_len: usize,
 }
 
 impl<R: Read> LineReader<R> {
@@ -209,6 +216,8 @@ impl<R: Read> LineReader<R> {
             carry_len: 0,
             max,
             eof: false,
+            recent: [0; RECENT],
+            recent_len: 0,
         }
     }
 
@@ -263,6 +272,7 @@ impl<R: Read> LineReader<R> {
                 return Ok(None);
             }
             self.end = n;
+            self.note_read(n);
         }
     }
 
@@ -288,6 +298,17 @@ impl<R: Read> LineReader<R> {
         self.end = 0;
         self.carry.clear();
         self.carry_len = 0;
+        self.recent_len = 0;
+    }
+
+    /// Keeps the last [`RECENT`] bytes read, the `n` just read into the buffer included.
+    fn note_read(&mut self, n: usize) {
+        let new = &self.buf[n.saturating_sub(RECENT)..n];
+        let kept = self.recent_len.min(RECENT - new.len());
+        self.recent
+            .copy_within(RECENT - kept.., RECENT - kept - new.len());
+        self.recent[RECENT - new.len()..].copy_from_slice(new);
+        self.recent_len = kept + new.len();
     }
 
     pub fn get_mut(&mut self) -> &mut R {
@@ -328,6 +349,68 @@ impl LineReader<File> {
         self.reset();
         self.inner.seek(SeekFrom::Start(offset)).map(drop)
     }
+
+    /// Whether the bytes this reader read last (up to [`RECENT`] of them, since its last seek)
+    /// are no longer what the file holds just before the read position: it was rewritten in
+    /// place under the reader (a `copytruncate` refilled past the position between two looks,
+    /// or new text written over the old), which the file's size alone does not show. A file
+    /// only appended to never is; nor is one whose new text repeats those bytes there (then
+    /// nothing before the position is lost by reading on). A file now shorter than the
+    /// position is (`len < position`, the caller's truncation check, sees it first).
+    ///
+    /// # Errors
+    /// The file's read error.
+    pub fn rewritten(&mut self) -> io::Result<bool> {
+        use std::os::unix::fs::FileExt as _;
+        let len = self.recent_len;
+        if len == 0 {
+            return Ok(false);
+        }
+        let at = self.inner.stream_position()? - len as u64;
+        let mut now = [0u8; RECENT];
+        match self.inner.read_exact_at(&mut now[..len], at) {
+            Ok(()) => Ok(now[..len] != self.recent[RECENT - len..]),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Whether `offset` with `tail` is still a position a run could have committed in `file`: just
+/// after a line end (`tail` 0), or after a last line without its end, `tail` bytes long, that
+/// starts the file or follows a line end (see `position::Resume`). A file rewritten in place
+/// since the position was committed (truncated and written past it: `copytruncate` of a busy
+/// log between two runs) fails this check unless a line end happens to fall at the same place
+/// in its new text; a file only appended to always passes. `offset` must be within the file.
+///
+/// # Errors
+/// The file's read error.
+pub fn ends_a_line(file: &File, offset: u64, tail: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt as _;
+    let Some(start) = offset.checked_sub(tail) else {
+        return Ok(false);
+    };
+    let mut byte = [0u8; 1];
+    if start > 0 {
+        file.read_exact_at(&mut byte, start - 1)?;
+        if byte[0] != b'\n' {
+            return Ok(false);
+        }
+    }
+    // The last line without its end has no line end in it.
+    let mut buf = vec![0u8; usize::try_from(tail).unwrap_or(usize::MAX).min(READ_BUFFER)];
+    let mut at = start;
+    while at < offset {
+        let want = usize::try_from(offset - at)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        file.read_exact_at(&mut buf[..want], at)?;
+        if memchr::memchr(b'\n', &buf[..want]).is_some() {
+            return Ok(false);
+        }
+        at += want as u64;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -371,5 +454,74 @@ mod tests {
         );
         // Exactly at the limit with a CRLF end is within it.
         assert_eq!(lines(b"12345\r\n", 5), [(b"12345".to_vec(), 7, false)]);
+    }
+
+    /// A file in a directory of its own under the system's temp dir, holding `text`.
+    fn file_with(name: &str, text: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pc-input-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.log");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn overwrite(path: &Path, text: &[u8]) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.write_all(text).unwrap();
+    }
+
+    #[test]
+    fn a_committed_position_fits_a_file_appended_to_and_not_one_rewritten_in_place() {
+        let path = file_with("ends", b"ab\ncd\nef");
+        let file = File::open(&path).unwrap();
+        // After a line end, at the start, and after a last line without its end (2 bytes).
+        for (offset, tail) in [(3, 0), (6, 0), (0, 0), (8, 2), (2, 2)] {
+            assert!(ends_a_line(&file, offset, tail).unwrap(), "{offset} {tail}");
+        }
+        // Mid-line; a tail that does not start after a line end; one holding a line end.
+        for (offset, tail) in [(4, 0), (8, 1), (7, 4), (1, 2)] {
+            assert!(
+                !ends_a_line(&file, offset, tail).unwrap(),
+                "{offset} {tail}"
+            );
+        }
+        // Rewritten in place past a committed position, the line ends elsewhere.
+        overwrite(&path, b"0123456789\n");
+        let file = File::open(&path).unwrap();
+        assert!(!ends_a_line(&file, 3, 0).unwrap());
+        assert!(
+            !ends_a_line(&file, 8, 2).unwrap(),
+            "the tail's line no longer starts at 6"
+        );
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_reader_sees_text_written_over_what_it_read_and_not_text_appended() {
+        let path = file_with("rewritten", b"first line\nsecond\n");
+        let mut r = LineReader::new(File::open(&path).unwrap(), 100);
+        r.buf = vec![0; 4].into_boxed_slice(); // what it read last spans several reads
+        while r.next_line().unwrap().is_some() {}
+        assert!(r.at_eof());
+        assert!(!r.rewritten().unwrap(), "nothing changed");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"third\n"))
+            .unwrap();
+        assert!(!r.rewritten().unwrap(), "appended to");
+        assert_eq!(r.next_line().unwrap().unwrap().bytes, b"third");
+        while r.next_line().unwrap().is_some() {}
+        // One byte changed, 5 bytes before the read position; then the same text again.
+        overwrite(&path, b"first line\nsecond\nthIrd\n");
+        assert!(r.rewritten().unwrap());
+        overwrite(&path, b"first line\nsecond\nthird\nmore\n");
+        assert!(!r.rewritten().unwrap(), "the same bytes again, and more");
+        // A seek forgets what was read: nothing to compare until the next read.
+        r.seek(0).unwrap();
+        overwrite(&path, b"FIRST");
+        assert!(!r.rewritten().unwrap());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

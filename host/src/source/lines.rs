@@ -11,9 +11,14 @@
 //!   not grown for the rotate wait ([`Rotation`]), then moves to the new one, a new input,
 //!   unless a source of this run reads that file already ([`FilesRead`]); what the old file
 //!   grows by afterwards is named in a warning ([`LeftBehind`]). When the file shrinks below
-//!   what was read (truncation), it starts over from its beginning (line numbers go on).
-//! - Not following, a file that shrinks below what was read ends the source with a warning,
-//!   and the line the truncation cut is not stored ([`LineSource::truncated_while_read`]).
+//!   what was read (truncation), or the bytes it read last change under it after a nap (a
+//!   truncation refilled past the read position between two looks, or text written over it:
+//!   [`LineReader::rewritten`]), it starts over from its beginning (line numbers go on).
+//! - Not following, a file that shrinks below what was read, or is rewritten under the
+//!   reader, ends the source with a warning, and the line the truncation cut is not stored
+//!   ([`LineSource::truncated_while_read`]).
+//! - A resume point that no longer follows a line end (the file rewritten in place between
+//!   runs: [`super::input::ends_a_line`]) is given up: the file is read from its start.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -343,6 +348,10 @@ impl LineSource<'_> {
                 Turn::Wait => {
                     std::thread::sleep(nap);
                     nap = (nap * 2).min(MAX_FOLLOW_NAP);
+                    // Before reading on: text written over what was read during the nap.
+                    if self.rewritten_under_reader(next)? {
+                        nap = Duration::from_millis(1);
+                    }
                 }
                 Turn::ReadOn => nap = Duration::from_millis(1),
                 Turn::Moved(start, finished) => {
@@ -551,20 +560,53 @@ impl LineSource<'_> {
         };
         let read_to = next.offset + reader.pending();
         let len = reader.get_mut().metadata().map_or(u64::MAX, |m| m.len());
-        if len >= read_to {
+        let what = if len < read_to {
+            format!("truncated to {len} bytes while this run read it (it was read to {read_to})")
+        } else if reader.rewritten().unwrap_or(false) {
+            format!(
+                "rewritten in place while this run read it (the bytes before {read_to} changed)"
+            )
+        } else {
             return false;
-        }
+        };
         let cut = reader.finish().map_or(0, |line| line.consumed);
         tracing::warn!(
-            "{}: truncated to {len} bytes while this run read it (it was read to {read_to}): \
-             the {cut} bytes of the line it cut are not stored; the next run reads the file \
-             again from its start",
+            "{}: {what}: the {cut} bytes of the line it cut are not stored; the next run reads \
+             the file again from its start",
             path.display()
         );
         next.offset = 0;
         next.tail = 0;
         self.forget_line_to_complete(next);
         true
+    }
+
+    /// A followed file whose bytes just before the read position changed while the source
+    /// napped at its end (see [`LineReader::rewritten`]): truncated and refilled past that
+    /// position between two looks, or written over in place. Read again from its start, as a
+    /// truncated file is, and said in a warning.
+    fn rewritten_under_reader(&mut self, next: &mut Resume) -> anyhow::Result<bool> {
+        let Input::File { reader, path, .. } = &mut self.input else {
+            return Ok(false);
+        };
+        let read_to = next.offset + reader.pending();
+        if !reader
+            .rewritten()
+            .with_context(|| format!("reading {}", path.display()))?
+        {
+            return Ok(false);
+        }
+        tracing::warn!(
+            "{}: rewritten in place (the bytes before {read_to}, read already, changed: \
+             truncated and written past that point, or written over): reading it again from \
+             the start",
+            path.display()
+        );
+        reader.seek(0)?;
+        next.offset = 0;
+        next.tail = 0;
+        self.forget_line_to_complete(next);
+        Ok(true)
     }
 
     /// After a truncation, the line an earlier run stored the start of (`completes`) is no
@@ -1081,7 +1123,8 @@ pub fn stdin_input(max_record_bytes: usize) -> Input {
 }
 
 /// Positions a file input at its resume point. A file shorter than that was truncated since
-/// the last run and is read from its start. A last line committed without its end is read
+/// the last run, and one where that point no longer follows a line end was rewritten in place
+/// ([`ends_a_line`](super::input::ends_a_line)): either is read from its start. A last line committed without its end is read
 /// again whole if the file has grown since (or is followed, so it may grow): its record then
 /// replaces the row stored for it.
 ///
@@ -1094,7 +1137,6 @@ pub fn file_input(
     resume: &mut Resume,
     max_record_bytes: usize,
 ) -> anyhow::Result<Input> {
-    let mut reader = LineReader::new(opened.file, max_record_bytes);
     if resume.offset > opened.len {
         tracing::warn!(
             "{}: shorter ({} bytes) than what was committed ({} bytes): it was truncated or \
@@ -1105,7 +1147,22 @@ pub fn file_input(
         );
         resume.offset = 0;
         resume.tail = 0;
+    } else if resume.offset > 0
+        && !super::input::ends_a_line(&opened.file, resume.offset, resume.tail)
+            .map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?
+    {
+        tracing::warn!(
+            "{}: rewritten in place since it was read: the committed position ({} bytes, \
+             after line {}) no longer follows a line end (a `copytruncate` rotation, then \
+             written past that position); reading it from the start",
+            path.display(),
+            resume.offset,
+            resume.line
+        );
+        resume.offset = 0;
+        resume.tail = 0;
     }
+    let mut reader = LineReader::new(opened.file, max_record_bytes);
     let (mut completes, mut stored_tail) = (None, 0);
     if resume.tail > 0
         && resume.tail <= resume.offset
