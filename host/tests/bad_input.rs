@@ -543,6 +543,20 @@ fn environment_and_config_file_layers() {
         2,
         "error: PC_HOST_CONFIG=typo.toml line 2: unknown key `prodcers` (did you mean producers?)",
     );
+    // A value out of range names the file as the variable gave it too.
+    std::fs::write(s.path("zero.toml"), "producers = 0\n").unwrap();
+    assert_one_line_error(
+        &run_env(s.dir(), &[], &[("PC_HOST_CONFIG", "zero.toml")]),
+        2,
+        "error: `producers = 0` in PC_HOST_CONFIG=zero.toml is too small",
+    );
+    // A table or a dotted key is named at its own line.
+    std::fs::write(s.path("table.toml"), "producers = 2\n\n[section]\nx = 1\n").unwrap();
+    assert_one_line_error(
+        &run(s.dir(), &["--config", "table.toml"]),
+        2,
+        "error: --config table.toml line 3: unknown key `section`",
+    );
 }
 
 #[test]
@@ -2045,6 +2059,33 @@ fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printe
         "--source nats://u:***@127.0.0.1:4222/S?bogus=1: unknown parameter",
     );
     assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+}
+
+/// The same for MySQL: the connection's reply wait (three lock waits of
+/// `--busy-timeout-ms` plus 5 s, 10 s at the least) ends the start, and the line says how
+/// long it waited and why.
+#[test]
+fn a_mysql_url_whose_listener_never_answers_says_how_long_it_waited() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn); // kept open, never answered
+        }
+    });
+    let s = Scratch::new("mysql-silent");
+    let url = format!("mysql://root@127.0.0.1:{port}/x");
+    let args = [
+        "--sink",
+        &url,
+        "--messages",
+        "1",
+        "--busy-timeout-ms",
+        "1000",
+    ];
+    let out = run(s.dir(), &args);
+    assert_one_line_error(&out, 1, "no reply from the server within 10 s");
 }
 
 /// A listener that takes a connection and never answers (a hung server, or something else

@@ -28,8 +28,9 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 pub enum Origin {
     Flag(String),
     Env(String),
-    /// Key and file.
-    File(String, PathBuf),
+    /// Key, and the file as messages name it: its path (`--config`), or
+    /// `PC_HOST_CONFIG=path`.
+    File(String, String),
     Default,
 }
 
@@ -50,7 +51,7 @@ impl fmt::Display for Origin {
         match self {
             Self::Flag(flag) => write!(f, "--{flag}"),
             Self::Env(var) => write!(f, "{var}"),
-            Self::File(key, path) => write!(f, "`{key}` in {}", path.display()),
+            Self::File(key, file) => write!(f, "`{key}` in {file}"),
             Self::Default => f.write_str("the default"),
         }
     }
@@ -74,7 +75,7 @@ impl<T: fmt::Display> Picked<T> {
         match &self.from {
             Origin::Flag(flag) => format!("--{flag} {v}"),
             Origin::Env(var) => format!("{var}={v}"),
-            Origin::File(key, path) => format!("`{key} = {v}` in {}", path.display()),
+            Origin::File(key, file) => format!("`{key} = {v}` in {file}"),
             Origin::Default => format!("the default {v}"),
         }
     }
@@ -89,6 +90,8 @@ pub struct Layers {
     /// Option ids the file set.
     from_file: Vec<String>,
     file: Option<PathBuf>,
+    /// The file as messages name it (see [`Origin::File`]).
+    file_name: String,
 }
 
 impl Layers {
@@ -97,7 +100,13 @@ impl Layers {
         let file = given.get_one::<PathBuf>("config").cloned();
         let mut from_file = Vec::new();
         let mut argv: Vec<OsString> = std::env::args_os().collect();
+        let mut file_name = String::new();
         if let Some(path) = &file {
+            file_name = if given.value_source("config") == Some(ValueSource::EnvVariable) {
+                format!("{}={}", env_name("config"), path.display())
+            } else {
+                path.display().to_string()
+            };
             // Messages name the file as it was given: the flag, or the variable.
             let label = if given.value_source("config") == Some(ValueSource::EnvVariable) {
                 format!("{}={}", env_name("config"), path.display())
@@ -124,6 +133,7 @@ impl Layers {
             given,
             from_file,
             file,
+            file_name,
         })
     }
 
@@ -134,8 +144,8 @@ impl Layers {
             Some(ValueSource::CommandLine) => Origin::Flag(long),
             Some(ValueSource::EnvVariable) => Origin::Env(env_name(id)),
             _ => match &self.file {
-                Some(path) if self.from_file.iter().any(|f| f == id) => {
-                    Origin::File(long, path.clone())
+                Some(_) if self.from_file.iter().any(|f| f == id) => {
+                    Origin::File(long, self.file_name.clone())
                 }
                 _ => Origin::Default,
             },
@@ -500,14 +510,22 @@ fn line_of(text: &str, at: usize) -> usize {
         + 1
 }
 
-/// The line on which top-level `key` is set (1 if not found).
+/// The line on which top-level `key` is set (1 if not found): `key = ...`, a dotted
+/// `key.x = ...`, or a table header `[key]`, `[key.x]`, `[[key]]`.
 fn key_line(text: &str, key: &str) -> usize {
+    let named = |l: &str| -> Option<char> {
+        let quoted = format!("\"{key}\"");
+        let rest = l.strip_prefix(key).or_else(|| l.strip_prefix(&quoted))?;
+        rest.trim_start().chars().next()
+    };
     text.lines()
         .position(|l| {
             let l = l.trim_start();
-            l.strip_prefix(key)
-                .or_else(|| l.strip_prefix(&format!("\"{key}\"")))
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
+            let header = l.trim_start_matches('[');
+            if header.len() < l.len() {
+                return matches!(named(header.trim_start()), Some(']' | '.'));
+            }
+            matches!(named(l), Some('=' | '.'))
         })
         .map_or(1, |i| i + 1)
 }
@@ -592,6 +610,18 @@ fn first_line(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_error_names_the_line_of_a_table_or_dotted_key() {
+        let text = "duration = 0.5\nrps = 100\n\n[section]\nx = 1\n [[arr]]\n\"q\".k = 3\n";
+        assert_eq!(key_line(text, "rps"), 2);
+        assert_eq!(key_line(text, "section"), 4);
+        assert_eq!(key_line(text, "arr"), 6);
+        assert_eq!(key_line(text, "q"), 7);
+        // A key that starts another key's name is not that key.
+        assert_eq!(key_line("rps_x = 1\nrps = 2\n", "rps"), 2);
+        assert_eq!(key_line("[rpsx]\n[rps.y]\n", "rps"), 2);
+    }
 
     /// The message `read_file` gives for a config file holding `text`.
     fn file_error(text: &str) -> String {

@@ -945,7 +945,8 @@ impl Config {
             "payload_size": self.payload_size,
             "max_record_bytes": self.max_record_bytes,
             "db": self.sink_name(),
-            "synchronous": self.synchronous.as_str(),
+            // A SQLite setting: none for another sink.
+            "synchronous": self.sqlite_path().map(|_| self.synchronous.as_str()),
             "page_size": self.page_size.as_ref().map(|p| p.bytes),
             "pin": self.pin,
             "warmup_s": self.warmup.as_secs_f64(),

@@ -61,9 +61,11 @@ pub fn svg(
         };
         draw_scaled(&top, x.clone(), &rate)?;
         let lat = Chart {
-            caption:
-                "Latency of the messages settled in each interval (intended send -> committed)"
-                    .into(),
+            // The clock starts as each run's summary says: at the intended send (generated),
+            // the read (files, stdin), or the publisher's creation (NATS).
+            caption: "Latency of the messages settled in each interval (intended send, read \
+                      or publisher's creation -> committed)"
+                .into(),
             y_desc: "latency (ms)",
             series: latency,
             may_log: true,

@@ -343,6 +343,12 @@ pub fn assert_ok(out: &Out) -> Value {
 pub fn assert_all_stored(out: &Out) -> Value {
     let v = assert_ok(out);
     assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
+    // SQLite's settings were not in effect: the record of the run does not claim them.
+    let cfg = &v["config"];
+    assert!(
+        cfg["synchronous"].is_null() && cfg["page_size"].is_null(),
+        "{cfg}"
+    );
     v
 }
 

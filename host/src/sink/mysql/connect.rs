@@ -43,6 +43,8 @@ pub struct Target {
     /// The sessions' `innodb_lock_wait_timeout` (rows) and `lock_wait_timeout` (tables, by
     /// `LOCK TABLES` or a schema change), in seconds (from `--busy-timeout-ms`).
     lock_wait_secs: u64,
+    /// How long a connection waits for a reply (connecting, or to a statement).
+    reply_timeout: Duration,
 }
 
 /// A connection with the sink's session settings, and what it learnt about the server.
@@ -95,6 +97,7 @@ impl Target {
             url: url.clone(),
             opts,
             lock_wait_secs,
+            reply_timeout,
         })
     }
 
@@ -152,7 +155,7 @@ impl Target {
             anyhow!(
                 "cannot connect to the sink {}: {}",
                 self.url.shown,
-                describe_connect(&e)
+                describe_connect(&e, self.reply_timeout)
             )
         })
     }

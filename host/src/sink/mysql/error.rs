@@ -1,6 +1,8 @@
 //! What a MySQL or MariaDB error means: whether the connection is gone, what kind of failure it
 //! is for a write ([`ErrorKind`]), and one line for the user.
 
+use std::time::Duration;
+
 use mysql::{DriverError, Error};
 
 use crate::sink::ErrorKind;
@@ -190,7 +192,15 @@ fn timed_out(e: &std::io::Error) -> bool {
 }
 
 /// Why connecting failed, with a hint where one helps.
-pub fn describe_connect(e: &Error) -> String {
+pub fn describe_connect(e: &Error, reply_wait: Duration) -> String {
+    if no_reply_in_time(e) {
+        return format!(
+            "no reply from the server within {} s (three lock waits of --busy-timeout-ms, at \
+             least 1 s each, plus 5 s; 10 s at the least): is a MySQL or MariaDB server listening at that host \
+             and port?",
+            reply_wait.as_secs()
+        );
+    }
     let hint = match e {
         Error::MySqlError(m) if m.code == code::BAD_DB => {
             " (create the database first, e.g. CREATE DATABASE name)"
