@@ -134,12 +134,8 @@ pub fn messages(rows: usize, producers: u32, payload: usize) -> Vec<Record> {
                 created_at: unix_now,
                 producer,
                 seq,
-                end_offset: 0,
-                tail: 0,
-                replaces: false,
                 text: generated_text(producer, seq, &padding),
-                delivery: None,
-                lane: 0,
+                ..Record::default()
             }
         })
         .collect()

@@ -25,9 +25,16 @@ pub struct Record {
     /// For a file input's last line read without its line end: its length (see
     /// `position::Resume::tail`); 0 otherwise.
     pub tail: u32,
+    /// For a file input: the mark of the bytes just before `end_offset` (see
+    /// `position::Resume::mark`); 0 where none is known.
+    pub mark: u32,
     /// This record completes a line stored earlier without its end (same producer and seq):
     /// the sink replaces that row.
     pub replaces: bool,
+    /// The first record of a file input read again from its start (truncated, or rewritten
+    /// in place): a last line stored earlier without its end belongs to the file's earlier
+    /// text, and its row stays.
+    pub restarted: bool,
     /// The message: valid UTF-8 (text inputs are checked at read).
     pub text: String,
     /// Set for a record a broker delivered (a NATS source); `None` otherwise.
@@ -55,7 +62,29 @@ pub struct Delivery {
     pub ack: String,
 }
 
+/// Whether the row of line `line` of input `input`, stored earlier without its line end, stays
+/// when `records` move the input past it: a record completes it (`replaces`), or the input
+/// started over (`restarted`: the row holds the earlier text's last line). Otherwise the
+/// whole line was rejected at read and the row goes (`position::stale_fragment`). (A batch
+/// holding both a rejected completion and a start over of one input keeps the row.)
+pub fn keeps_fragment(records: &[&Record], input: u32, line: u64) -> bool {
+    records
+        .iter()
+        .any(|r| r.producer == input && (r.replaces && r.seq == line || r.restarted))
+}
+
 impl Record {
+    /// The position a file input reaches once this record, read from it, is committed.
+    pub fn resume_after(&self) -> crate::position::Resume {
+        crate::position::Resume {
+            input: self.producer,
+            offset: self.end_offset,
+            line: self.seq + 1,
+            tail: u64::from(self.tail),
+            mark: (self.mark != 0).then_some(self.mark),
+        }
+    }
+
     /// The run of the key a broker delivery is stored once by ([`Delivery::key_run`]); 0 for
     /// a record that is not a delivery, or a stream's message.
     pub fn key_run(&self) -> i64 {

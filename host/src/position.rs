@@ -43,6 +43,99 @@ pub struct Resume {
     /// read), just before `offset`; 0 when `offset` is at a line end. If the file grows, that
     /// line is read again whole and its row replaced.
     pub tail: u64,
+    /// The [`Window::mark`] of the bytes just before `offset` as they were read: a resume
+    /// finds the file rewritten in place if they are no longer there. `None` where it is not
+    /// known (a position committed by an older pc-host, or at the start).
+    pub mark: Option<u32>,
+}
+
+/// The last bytes read before a position, up to [`Window::BYTES`], kept as a file is read line
+/// by line, and their mark: what a resume compares with the file to tell a file only
+/// appended to from one rewritten in place under the committed position.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    bytes: [u8; Self::BYTES],
+    /// How many of `bytes` (at its end) are known.
+    len: usize,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            bytes: [0; Self::BYTES],
+            len: 0,
+        }
+    }
+}
+
+impl Window {
+    /// The most bytes a mark covers.
+    pub const BYTES: usize = 64;
+
+    /// A window holding `bytes`' last [`Self::BYTES`].
+    pub fn of(bytes: &[u8]) -> Self {
+        let mut w = Self::default();
+        w.push(bytes);
+        w
+    }
+
+    /// Appends bytes read next.
+    pub fn push(&mut self, new: &[u8]) {
+        let new = &new[new.len().saturating_sub(Self::BYTES)..];
+        let kept = self.len.min(Self::BYTES - new.len());
+        self.bytes
+            .copy_within(Self::BYTES - kept.., Self::BYTES - kept - new.len());
+        self.bytes[Self::BYTES - new.len()..].copy_from_slice(new);
+        self.len = kept + new.len();
+    }
+
+    /// Forgets what it held: the bytes before the next position are not known (a line whose
+    /// bytes were not kept, too long to be a record).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// How many bytes before the position it covers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The bytes it holds, oldest first.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[Self::BYTES - self.len..]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes' mark: how many there are (1 to [`Self::BYTES`], in the low 7 bits) and a
+    /// 25-bit hash of them. `None` when it holds none, or a NUL byte: a writer that sets a
+    /// file's size before its bytes (preallocation, NFS write-back) may not have filled it in
+    /// yet, and the text that comes later makes no rewrite. Stored in databases, so the same
+    /// bytes give the same mark in every build: its hash is defined here, not borrowed.
+    pub fn mark(&self) -> Option<u32> {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        if self.len == 0 || self.bytes().contains(&0) {
+            return None;
+        }
+        let mut h = self.len as u64;
+        for chunk in self.bytes().chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = (h ^ u64::from_le_bytes(word))
+                .wrapping_mul(K)
+                .rotate_left(31);
+        }
+        h = (h ^ (h >> 29)).wrapping_mul(K);
+        let hash = (h >> 32) as u32;
+        Some((hash & !0x7F) | self.len as u32)
+    }
+
+    /// How many bytes before its position `mark` covers.
+    pub fn covered(mark: u32) -> usize {
+        (mark & 0x7F) as usize
+    }
 }
 
 /// The line whose row a move of an input's position from `from` to `to` leaves stale, if any.
@@ -198,4 +291,46 @@ pub fn renamed(path: &std::path::Path, was: &str, line: i64) {
          resuming it after line {line}",
         path.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_keeps_the_last_64_bytes_and_marks_them_whatever_the_pieces() {
+        let text: Vec<u8> = (0..200u8).map(|i| b'a' + i % 26).collect();
+        let mut w = Window::default();
+        assert_eq!(w.mark(), None);
+        for piece in text.chunks(7) {
+            w.push(piece);
+        }
+        assert_eq!(w.bytes(), &text[200 - 64..]);
+        assert_eq!(
+            w.mark(),
+            Window::of(&text).mark(),
+            "pieces or whole, one mark"
+        );
+        let mark = w.mark().unwrap();
+        assert_eq!(Window::covered(mark), 64);
+        // Short windows cover what they hold; any byte changed changes the mark.
+        assert_eq!(Window::covered(Window::of(b"ab\n").mark().unwrap()), 3);
+        let mut changed = text.clone();
+        changed[150] = b'!';
+        assert_ne!(Window::of(&changed).mark(), Some(mark));
+        assert_ne!(Window::of(b"ab\n").mark(), Window::of(b"ac\n").mark());
+        // A NUL byte, or nothing: no mark.
+        assert_eq!(Window::of(b"a\0b").mark(), None);
+        w.clear();
+        assert_eq!((w.len(), w.mark()), (0, None));
+    }
+
+    /// Marks are stored in databases: the same bytes must give the same mark in every build.
+    #[test]
+    fn a_mark_is_the_same_in_every_build() {
+        assert_eq!(
+            Window::of(b"2026-12-06 05:00:00 INFO started\n").mark(),
+            Some(0x8e54_b8a1)
+        );
+    }
 }

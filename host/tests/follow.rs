@@ -641,6 +641,69 @@ fn follow_sees_a_truncation_below_a_pending_partial_line() {
     assert_eq!(all_rows(&db), expected(1, 0, &["abc", "0123456"]));
 }
 
+/// A file written over in place, past the read position, while a run reads it once and lags
+/// behind (paced by `--rps`): its size never shrinks, so only the reader's look at the bytes
+/// before its position, before each read, tells it. The lines read before are stored whole;
+/// none of the new text is stored from mid-file; the next run reads the file from its start.
+#[test]
+fn a_file_written_over_while_read_once_is_not_read_on_from_mid_text() {
+    let s = Scratch::new("written-over-while-read");
+    let file = s.path("t.log");
+    let lines: Vec<String> = (0..20_000).map(|i| format!("{i:0>100}")).collect();
+    std::fs::write(
+        &file,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let source = format!("file:{}", file.display());
+    let args = ["--source", &source, "--db", "t.db", "--rps", "2000"];
+    let mut r = Running::start(
+        &s,
+        &[
+            &args[..],
+            &["--report-interval", "0.02", "--output", "json"],
+        ]
+        .concat(),
+    );
+    r.err.wait_stored_at_least(1);
+    let new: Vec<String> = (0..30_000).map(|i| format!("n{i:0>99}")).collect();
+    let text: String = new.iter().map(|l| format!("{l}\n")).collect();
+    let mut f = OpenOptions::new().write(true).open(&file).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    drop(f);
+    let out = common::finish(r);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("rewritten in place while this run read it"),
+        "{}",
+        out.stderr
+    );
+    let rows = all_rows(&s.path("t.db"));
+    assert!(
+        !rows.is_empty() && rows.len() < lines.len(),
+        "{}",
+        rows.len()
+    );
+    for (_, seq, text) in &rows {
+        assert_eq!(
+            text, &lines[*seq as usize],
+            "line {seq} stored as it was read"
+        );
+    }
+    let again = ingest_json(s.dir(), &source, "t.db");
+    assert_eq!(u(&json(&again), "stored"), 30_000, "{}", again.stderr);
+    let rows = all_rows(&s.path("t.db"));
+    let stored: Vec<&str> = rows[rows.len() - 30_000..]
+        .iter()
+        .map(|r| r.2.as_str())
+        .collect();
+    assert_eq!(
+        stored, new,
+        "the new text, from its start, whole lines only"
+    );
+}
+
 /// A file truncated while a run reads it once (a `copytruncate` during an ingest, not
 /// followed): the lines read whole are stored, the line the truncation cut is not stored as a
 /// fragment (it was, as the file's last line), and a warning says so.

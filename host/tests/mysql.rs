@@ -18,6 +18,7 @@ use mysql::{Conn, Opts};
 
 use common::server::{
     Forwarder, Server, TestDb, assert_file_stored_once,
+    assert_fixed_width_rewrite_is_read_from_its_start,
     assert_kill_9_then_rerun_stores_each_line_once, assert_ok,
     assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
     assert_rejected_completion_leaves_no_fragment, assert_renamed_file_resumes,
@@ -203,6 +204,15 @@ fn a_run_given_the_old_name_after_a_rotation_names_the_file_left_unread() {
     };
     let s = Scratch::new("my-rotated-away");
     common::assert_rotation_names_the_file_left_unread(&s, |args| db.run_json(&s, args));
+}
+
+#[test]
+fn a_fixed_width_file_refilled_past_its_offset_is_read_from_its_start() {
+    let Some(db) = Db::shared("fixed_width") else {
+        return;
+    };
+    let s = Scratch::new("mysql-fixed-width");
+    assert_fixed_width_rewrite_is_read_from_its_start(&db, &s);
 }
 
 #[test]
@@ -977,6 +987,7 @@ fn a_bookkeeping_call_on_a_killed_connection_reconnects_once() {
         offset: line * 10,
         line,
         tail: 0,
+        mark: None,
     };
     kill();
     w.commit_position(to(1)).unwrap();
@@ -1198,8 +1209,12 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
     assert_eq!(db.schema_version(), 1, "verify changed the schema");
 
     let v = assert_ok(&db.run_json(&s, "--messages 10 --rps 0"));
-    assert_eq!(db.schema_version(), 3);
+    assert_eq!(db.schema_version(), 4);
     assert_eq!(db.columns("runs"), RUNS_V2);
+    assert_eq!(
+        db.columns("inputs").last().map(String::as_str),
+        Some("mark")
+    );
     let old = "SELECT COUNT(*) FROM messages WHERE run_id = 1";
     assert_eq!(db.count(old), 2, "the old run's rows are kept");
     let old_run = "SELECT COUNT(*) FROM runs WHERE run_id = 1 AND completed AND stored IS NULL";
@@ -1226,7 +1241,7 @@ fn an_upgrade_cut_short_is_completed_by_the_next_run() {
         )
         .unwrap();
     assert_ok(&db.run_json(&s, "--messages 10 --rps 0"));
-    assert_eq!(db.schema_version(), 3);
+    assert_eq!(db.schema_version(), 4);
     assert_eq!(db.columns("runs"), RUNS_V2);
     assert_eq!(
         db.columns("run_intervals").last().map(String::as_str),

@@ -24,8 +24,10 @@ use postgres::{Client, NoTls};
 
 use common::OutputWithin as _;
 use common::server::{
-    Forwarder, Server, TestDb, assert_all_stored, assert_kill_9_then_rerun_stores_each_line_once,
-    assert_ok, assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
+    Forwarder, Server, TestDb, assert_all_stored,
+    assert_fixed_width_rewrite_is_read_from_its_start,
+    assert_kill_9_then_rerun_stores_each_line_once, assert_ok,
+    assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
     assert_rejected_completion_leaves_no_fragment, assert_renamed_file_resumes,
     assert_restart_mid_ingest_loses_nothing, assert_url_refused, closed_port, dead_letters,
     not_a_server, now_ns, record, refs, run_id, run_to_cut, split_url, wait_retried_then_recovered,
@@ -252,6 +254,15 @@ fn a_run_given_the_old_name_after_a_rotation_names_the_file_left_unread() {
     };
     let s = Scratch::new("pg-rotated-away");
     common::assert_rotation_names_the_file_left_unread(&s, |args| db.run_json(&s, args));
+}
+
+#[test]
+fn a_fixed_width_file_refilled_past_its_offset_is_read_from_its_start() {
+    let Some(db) = Db::shared("fixed_width") else {
+        return;
+    };
+    let s = Scratch::new("pg-fixed-width");
+    assert_fixed_width_rewrite_is_read_from_its_start(&db, &s);
 }
 
 #[test]
@@ -1433,7 +1444,16 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
         .query_one("SELECT version FROM pc_host_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+    let mark: String = c
+        .query_one(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = 'inputs'::regclass \
+             AND attnum > 0 AND NOT attisdropped ORDER BY attnum DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(mark, "mark", "version 4's column");
     let last: String = c
         .query_one(
             "SELECT attname::text FROM pg_attribute WHERE attrelid = 'run_intervals'::regclass \
@@ -1444,7 +1464,7 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
         .get(0);
     assert_eq!(
         last, "consumers",
-        "version 3's column, through both upgrades"
+        "version 3's column, through the upgrades"
     );
     let old: (i64, i64) = {
         let sql = "SELECT producers::int8, (SELECT count(*) FROM messages WHERE run_id = 1) \

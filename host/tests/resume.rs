@@ -350,6 +350,52 @@ fn a_file_rewritten_in_place_past_its_committed_offset_is_read_from_its_start() 
     );
 }
 
+/// The same with fixed-width lines (a line end falls at the committed offset in the new text
+/// too), and with a last line stored without its end (its bytes hold no line end in the new
+/// text either): only the mark committed with the offset, of the bytes read before it, tells
+/// the new text from the old. The stored fragment keeps its row; nothing is replaced by new
+/// text.
+#[test]
+fn a_rewrite_a_line_end_cannot_show_is_told_by_the_mark_of_the_bytes_before_the_offset() {
+    let s = Scratch::new("marked");
+    let file = s.path("app.log");
+    let source = format!("file:{}", file.display());
+    let lines =
+        |tag: &str, n: usize| -> Vec<String> { (1..=n).map(|i| format!("{tag}{i:04}")).collect() };
+    for (case, old, new) in [
+        (
+            "fixed",
+            lines("old", 10).join("\n") + "\n",
+            lines("NEW", 20).join("\n") + "\n",
+        ),
+        (
+            "fragment",
+            lines("old", 3).join("\n"),
+            lines("NEW", 6).join("\n") + "\n",
+        ),
+    ] {
+        let db = format!("{case}.db");
+        std::fs::write(&file, &old).unwrap();
+        let out = ingest_json(s.dir(), &source, &db);
+        assert_eq!(out.code, Some(0), "{case}: {}", out.stderr);
+        std::fs::write(&file, &new).unwrap();
+        let out = ingest_json(s.dir(), &source, &db);
+        assert_eq!(out.code, Some(0), "{case}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("rewritten in place since it was read"),
+            "{case}: {}",
+            out.stderr
+        );
+        let want: Vec<(i64, i64, String)> = old
+            .lines()
+            .chain(new.lines())
+            .enumerate()
+            .map(|(i, t)| (1, i as i64, t.to_string()))
+            .collect();
+        assert_eq!(all_rows(&s.path(&db)), want, "{case}");
+    }
+}
+
 #[test]
 fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_go_on() {
     let s = Scratch::new("shrunk");

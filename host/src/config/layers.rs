@@ -514,8 +514,11 @@ fn line_of(text: &str, at: usize) -> usize {
 /// `key.x = ...`, or a table header `[key]`, `[key.x]`, `[[key]]`.
 fn key_line(text: &str, key: &str) -> usize {
     let named = |l: &str| -> Option<char> {
-        let quoted = format!("\"{key}\"");
-        let rest = l.strip_prefix(key).or_else(|| l.strip_prefix(&quoted))?;
+        let (quoted, single) = (format!("\"{key}\""), format!("'{key}'"));
+        let rest = l
+            .strip_prefix(key)
+            .or_else(|| l.strip_prefix(&quoted))
+            .or_else(|| l.strip_prefix(&single))?;
         rest.trim_start().chars().next()
     };
     text.lines()
@@ -621,6 +624,7 @@ mod tests {
         // A key that starts another key's name is not that key.
         assert_eq!(key_line("rps_x = 1\nrps = 2\n", "rps"), 2);
         assert_eq!(key_line("[rpsx]\n[rps.y]\n", "rps"), 2);
+        assert_eq!(key_line("x = 1\n'rps' = 2\n", "rps"), 2);
     }
 
     /// The message `read_file` gives for a config file holding `text`.

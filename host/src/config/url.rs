@@ -588,8 +588,9 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
             }
             if let Some(key) = postgres_server_twice(rest) {
                 return Err(format!(
-                    "the URL names the server in its host:port and again in {key}= (the \
-                     driver would try both): give it once"
+                    "the URL names the server in its host:port and again in {key}= (libpq \
+                     takes the parameter, the Rust driver adds it to the host:port's): give it \
+                     once"
                 ));
             }
             Ok(SinkSpec::Postgres(server))
@@ -631,16 +632,18 @@ fn postgres_path(rest: &str) -> Option<String> {
     ))
 }
 
-/// The query parameter (`host`, `hostaddr` or `port`) of a `postgres://` URL (after the
-/// scheme) that names the server again when its host:port already does, split as
-/// [`postgres_path`] splits it. libpq lets the parameter win; the Rust driver adds it to the
-/// hosts and ports to try, so which server a run writes to would depend on which answers.
+/// The query parameter (`host` or `port`) of a `postgres://` URL (after the scheme) that
+/// names the server again when its host:port already does, split as [`postgres_path`] splits
+/// it. libpq lets the parameter win; the Rust driver adds it to the host:port's (a second
+/// host to try, or a second port for one host, which it refuses at connect time). `hostaddr`
+/// pairs with the host (its address, the host's name kept for the server's certificate), so
+/// it names no second server.
 fn postgres_server_twice(rest: &str) -> Option<&'static str> {
     let after = rest.strip_prefix("//").unwrap_or(rest);
     let after = after.split_once('@').map_or(after, |(_, host_on)| host_on);
     let end = after.find(['/', '?']).unwrap_or(after.len());
     let query = after[end..].split_once('?').map_or("", |(_, q)| q);
-    ["host", "hostaddr", "port"].into_iter().find(|key| {
+    ["host", "port"].into_iter().find(|key| {
         query
             .split('&')
             .any(|p| p.split_once('=').is_some_and(|(k, _)| k == *key))
@@ -887,7 +890,6 @@ mod tests {
         for twice in [
             "postgres://u@h:5432/one?host=h&port=1",
             "postgres://u@h:1/one?port=5432",
-            "postgres://u@h/one?sslmode=disable&hostaddr=10.0.0.1",
         ] {
             assert!(
                 parsed(twice).is_err_and(|e| e.contains("names the server in its host:port")),
@@ -895,6 +897,11 @@ mod tests {
             );
         }
         assert_eq!(parsed("postgres://u@h:5432/one?sslmode=disable"), Ok(()));
+        assert_eq!(
+            parsed("postgres://u@h/one?hostaddr=127.0.0.1"),
+            Ok(()),
+            "h's address"
+        );
         assert_eq!(parsed("mysql://u@h:3306/one"), Ok(()));
         assert_eq!(parsed("mysql://u@h:3306/one/"), Ok(()), "a `/` at the end");
         assert_eq!(percent_decoded("a%2Fb%+1%zz%4"), "a/b%+1%zz%4");

@@ -44,6 +44,12 @@ pub fn start_line(input: &InputStart) -> String {
     let r = &input.resume;
     if r.offset == 0 && r.line == 0 {
         format!("input {}: {} from the start", r.input, input.name)
+    } else if r.offset == 0 {
+        // Read again from its start (truncated or rewritten since), its lines numbered on.
+        format!(
+            "input {}: {} from the start, numbering its lines on after line {}",
+            r.input, input.name, r.line
+        )
     } else {
         format!(
             "input {}: {} resuming at byte {}, after line {}",

@@ -27,8 +27,10 @@ pub const RUN_PRODUCERS: &[&str] = &["run_id", "producer", "produced"];
 /// The seed program's columns first (id, message, created_at).
 pub const MESSAGES: &[&str] = &["id", "message", "created_at", "producer", "seq", "run_id"];
 
+/// The file's identity, its committed position, and the mark of the bytes before it (added
+/// last, by an upgrade: the sinks' older versions have the columns before it).
 pub const INPUTS: &[&str] = &[
-    "input_id", "path", "dev", "ino", "born", "offset", "line", "tail",
+    "input_id", "path", "dev", "ino", "born", "offset", "line", "tail", "mark",
 ];
 
 pub const RUN_INPUTS: &[&str] = &["run_id", "input_id"];

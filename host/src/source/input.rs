@@ -10,13 +10,10 @@ use std::io::{self, Read, Seek as _, SeekFrom};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::position::FileKey;
+use crate::position::{FileKey, Window};
 
 /// The read buffer of one input.
 const READ_BUFFER: usize = 256 << 10;
-/// The bytes a file reader keeps of what it read last, to tell a file rewritten under its
-/// read position from one appended to ([`LineReader::rewritten`]).
-const RECENT: usize = 64;
 /// The most one call of [`LineReader::next_line`] reads without finding a line end before it
 /// returns "nothing now", so a caller inside an endless line still gets to look at its stop
 /// flag.
@@ -183,6 +180,9 @@ pub struct RawLine {
     pub too_long: bool,
     /// Ended by a line end (`false`: the input ended first).
     pub terminated: bool,
+    /// The mark of the bytes just before the position after it (`position::Window::mark`),
+    /// as far as they are known since the reader's last seek; 0: none.
+    pub mark: u32,
 }
 
 /// Splits a byte stream into lines of at most `max` bytes (see the module docs).
@@ -199,13 +199,72 @@ pub struct LineReader<R> {
     max: usize,
     /// The input reported its end (a read of 0 bytes).
     eof: bool,
-    /// The last bytes read from the input since the last seek, oldest first (`recent_len` of
-    /// them, at the end of the array).
-    recent: [u8; RECENT],
-    recent_len: usize,
+    /// The last bytes read from the input since the last seek: what a file holds just before
+    /// the read position, unless it was rewritten under the reader ([`Self::rewritten`]).
+    recent: Window,
+    /// The last bytes before the end of the line returned last (before the seek position,
+    /// after a seek): each line's [`RawLine::mark`].
+    lines: Window,
 }
 
-impl<R: Read> LineReader<R> {
+/// What a [`LineReader`] reads: a byte stream; a file also says whether it still holds the
+/// bytes read last, just before the read position.
+pub trait Source: Read {
+    /// Whether the input still holds `recent` just before the read position. Only a file can
+    /// tell; a stream says yes.
+    ///
+    /// # Errors
+    /// The input's read error.
+    fn holds(&mut self, recent: &Window) -> io::Result<bool> {
+        let _ = recent;
+        Ok(true)
+    }
+}
+
+impl Source for StdinPoll {}
+
+impl Source for &[u8] {}
+
+impl Source for File {
+    /// A file now shorter than the read position holds them (its truncation is seen by its
+    /// size, and said as one); so does one where they hold a NUL byte: a writer that sets a
+    /// file's size before its bytes (NFS write-back, preallocation, `pwrite` at reserved
+    /// offsets) has not filled them in yet, and the text that comes later is no rewrite.
+    fn holds(&mut self, recent: &Window) -> io::Result<bool> {
+        if recent.is_empty() || recent.bytes().contains(&0) {
+            return Ok(true);
+        }
+        use std::os::unix::fs::FileExt as _;
+        let (at, n) = (self.stream_position()?, recent.len());
+        let mut now = [0u8; Window::BYTES];
+        match self.read_exact_at(&mut now[..n], at - n as u64) {
+            Ok(()) => Ok(now[..n] == *recent.bytes()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The error [`LineReader::next_line`] returns when the file no longer holds what it read
+/// just before the read position (see [`Source::holds`]): rewritten in place under the
+/// reader.
+#[derive(Debug)]
+pub struct Rewritten;
+
+impl std::fmt::Display for Rewritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the bytes just before the read position, read already, changed")
+    }
+}
+
+impl std::error::Error for Rewritten {}
+
+/// Whether `e` is [`Rewritten`]'s.
+pub fn is_rewritten(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Rewritten>())
+}
+
+impl<R: Source> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         Self {
             inner,
@@ -216,8 +275,8 @@ impl<R: Read> LineReader<R> {
             carry_len: 0,
             max,
             eof: false,
-            recent: [0; RECENT],
-            recent_len: 0,
+            recent: Window::default(),
+            lines: Window::default(),
         }
     }
 
@@ -260,6 +319,11 @@ impl<R: Read> LineReader<R> {
                 self.eof = false;
                 return Ok(None);
             }
+            // Before reading on: the bytes read last are still there (a file rewritten in place
+            // under the reader is read on from mid-text otherwise, its new start skipped).
+            if !self.inner.holds(&self.recent)? {
+                return Err(io::Error::other(Rewritten));
+            }
             let n = loop {
                 match self.inner.read(&mut self.buf) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -272,7 +336,7 @@ impl<R: Read> LineReader<R> {
                 return Ok(None);
             }
             self.end = n;
-            self.note_read(n);
+            self.recent.push(&self.buf[..n]);
         }
     }
 
@@ -298,17 +362,8 @@ impl<R: Read> LineReader<R> {
         self.end = 0;
         self.carry.clear();
         self.carry_len = 0;
-        self.recent_len = 0;
-    }
-
-    /// Keeps the last [`RECENT`] bytes read, the `n` just read into the buffer included.
-    fn note_read(&mut self, n: usize) {
-        let new = &self.buf[n.saturating_sub(RECENT)..n];
-        let kept = self.recent_len.min(RECENT - new.len());
-        self.recent
-            .copy_within(RECENT - kept.., RECENT - kept - new.len());
-        self.recent[RECENT - new.len()..].copy_from_slice(new);
-        self.recent_len = kept + new.len();
+        self.recent.clear();
+        self.lines.clear();
     }
 
     pub fn get_mut(&mut self) -> &mut R {
@@ -323,9 +378,17 @@ impl<R: Read> LineReader<R> {
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
-    /// Strips a `\r` before a `\n` and applies the limit.
-    fn cut(&self, mut bytes: Vec<u8>, consumed: u64, had_newline: bool) -> RawLine {
+    /// Strips a `\r` before a `\n` and applies the limit; moves the line window on.
+    fn cut(&mut self, mut bytes: Vec<u8>, consumed: u64, had_newline: bool) -> RawLine {
         let mut len = consumed - u64::from(had_newline);
+        if bytes.len() as u64 == len {
+            self.lines.push(&bytes);
+        } else {
+            self.lines.clear(); // too long: not all its bytes were kept
+        }
+        if had_newline {
+            self.lines.push(b"\n");
+        }
         if had_newline && bytes.last() == Some(&b'\r') {
             bytes.pop();
             len -= 1;
@@ -339,41 +402,54 @@ impl<R: Read> LineReader<R> {
             consumed,
             too_long,
             terminated: had_newline,
+            mark: self.lines.mark().unwrap_or(0),
         }
     }
 }
 
 impl LineReader<File> {
-    /// Repositions a file input at `offset`, dropping what is buffered.
+    /// Repositions a file input at `offset`, dropping what is buffered; the line window starts
+    /// with the bytes the file holds before `offset`.
     pub fn seek(&mut self, offset: u64) -> io::Result<()> {
         self.reset();
+        self.lines = bytes_before(&self.inner, offset)?;
         self.inner.seek(SeekFrom::Start(offset)).map(drop)
     }
 
-    /// Whether the bytes this reader read last (up to [`RECENT`] of them, since its last seek)
-    /// are no longer what the file holds just before the read position: it was rewritten in
-    /// place under the reader (a `copytruncate` refilled past the position between two looks,
-    /// or new text written over the old), which the file's size alone does not show. A file
-    /// only appended to never is; nor is one whose new text repeats those bytes there (then
-    /// nothing before the position is lost by reading on). A file now shorter than the
-    /// position is (`len < position`, the caller's truncation check, sees it first).
-    ///
-    /// # Errors
-    /// The file's read error.
-    pub fn rewritten(&mut self) -> io::Result<bool> {
-        use std::os::unix::fs::FileExt as _;
-        let len = self.recent_len;
-        if len == 0 {
-            return Ok(false);
-        }
-        let at = self.inner.stream_position()? - len as u64;
-        let mut now = [0u8; RECENT];
-        match self.inner.read_exact_at(&mut now[..len], at) {
-            Ok(()) => Ok(now[..len] != self.recent[RECENT - len..]),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(true),
-            Err(e) => Err(e),
-        }
+    /// The mark of the bytes before the end of the line returned last, or before the seek
+    /// position (see [`RawLine::mark`]).
+    pub fn line_mark(&self) -> Option<u32> {
+        self.lines.mark()
     }
+}
+
+/// The up to [`Window::BYTES`] bytes `file` holds before `offset`.
+///
+/// # Errors
+/// The file's read error; `UnexpectedEof` if it is shorter than `offset`.
+fn bytes_before(file: &File, offset: u64) -> io::Result<Window> {
+    use std::os::unix::fs::FileExt as _;
+    let n = usize::try_from(offset).map_or(Window::BYTES, |o| o.min(Window::BYTES));
+    let mut buf = [0u8; Window::BYTES];
+    file.read_exact_at(&mut buf[..n], offset - n as u64)?;
+    Ok(Window::of(&buf[..n]))
+}
+
+/// Whether `file` still holds, just before `offset`, the bytes of `mark` (a committed
+/// position's [`Window::mark`](crate::position::Window::mark)): `false` once it was rewritten
+/// in place there since, unless the new bytes there hash the same (one chance in 2^25).
+///
+/// # Errors
+/// The file's read error.
+pub fn holds_mark(file: &File, offset: u64, mark: u32) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt as _;
+    let n = Window::covered(mark);
+    if n as u64 > offset || n > Window::BYTES {
+        return Ok(false);
+    }
+    let mut buf = [0u8; Window::BYTES];
+    file.read_exact_at(&mut buf[..n], offset - n as u64)?;
+    Ok(Window::of(&buf[..n]).mark() == Some(mark))
 }
 
 /// Whether `offset` with `tail` is still a position a run could have committed in `file`: just
@@ -497,31 +573,59 @@ mod tests {
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
+    /// Reads `r` to the end of what the file holds now.
+    fn read_to_end(r: &mut LineReader<File>) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        while let Some(line) = r.next_line().unwrap() {
+            lines.push(line.bytes);
+        }
+        lines
+    }
+
     #[test]
     fn a_reader_sees_text_written_over_what_it_read_and_not_text_appended() {
         let path = file_with("rewritten", b"first line\nsecond\n");
         let mut r = LineReader::new(File::open(&path).unwrap(), 100);
         r.buf = vec![0; 4].into_boxed_slice(); // what it read last spans several reads
-        while r.next_line().unwrap().is_some() {}
+        assert_eq!(read_to_end(&mut r).len(), 2);
         assert!(r.at_eof());
-        assert!(!r.rewritten().unwrap(), "nothing changed");
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"third\n"))
             .unwrap();
-        assert!(!r.rewritten().unwrap(), "appended to");
-        assert_eq!(r.next_line().unwrap().unwrap().bytes, b"third");
-        while r.next_line().unwrap().is_some() {}
-        // One byte changed, 5 bytes before the read position; then the same text again.
-        overwrite(&path, b"first line\nsecond\nthIrd\n");
-        assert!(r.rewritten().unwrap());
-        overwrite(&path, b"first line\nsecond\nthird\nmore\n");
-        assert!(!r.rewritten().unwrap(), "the same bytes again, and more");
-        // A seek forgets what was read: nothing to compare until the next read.
+        assert_eq!(read_to_end(&mut r), [b"third".to_vec()], "appended to");
+        // One byte changed, 5 bytes before the read position, and a line added: the reader
+        // stops before reading on.
+        overwrite(&path, b"first line\nsecond\nthIrd\nfourth\n");
+        let e = r.next_line().unwrap_err();
+        assert!(is_rewritten(&e), "{e}");
+        // The same bytes again, and more: read on.
+        overwrite(&path, b"first line\nsecond\nthird\nfourth\n");
+        assert_eq!(read_to_end(&mut r), [b"fourth".to_vec()]);
+        // A seek forgets what was read, and starts from the bytes before its position.
         r.seek(0).unwrap();
+        assert_eq!(r.line_mark(), None);
         overwrite(&path, b"FIRST");
-        assert!(!r.rewritten().unwrap());
+        assert_eq!(read_to_end(&mut r)[0], b"FIRST line");
+        r.seek(11).unwrap();
+        assert_eq!(r.line_mark(), Window::of(b"FIRST line\n").mark());
+        // Read on from mid-file: what it read since the seek is fewer bytes than the file
+        // holds before the position, and still all there.
+        let rest = [b"second".to_vec(), b"third".to_vec(), b"fourth".to_vec()];
+        assert_eq!(read_to_end(&mut r), rest);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// A writer that sets the file's size before its bytes (preallocation, NFS write-back):
+    /// the reader read NULs, and the text that fills them in is not a rewrite.
+    #[test]
+    fn nul_bytes_filled_in_later_are_not_a_rewrite() {
+        let path = file_with("nul", b"one\n\0\0\0\0");
+        let mut r = LineReader::new(File::open(&path).unwrap(), 100);
+        assert_eq!(read_to_end(&mut r), [b"one".to_vec()]);
+        overwrite(&path, b"one\ntwo\nthree\n");
+        assert_eq!(r.next_line().unwrap().unwrap().bytes, b"\0\0\0\0three");
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

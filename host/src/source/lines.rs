@@ -11,14 +11,14 @@
 //!   not grown for the rotate wait ([`Rotation`]), then moves to the new one, a new input,
 //!   unless a source of this run reads that file already ([`FilesRead`]); what the old file
 //!   grows by afterwards is named in a warning ([`LeftBehind`]). When the file shrinks below
-//!   what was read (truncation), or the bytes it read last change under it after a nap (a
-//!   truncation refilled past the read position between two looks, or text written over it:
-//!   [`LineReader::rewritten`]), it starts over from its beginning (line numbers go on).
+//!   what was read (truncation), or the bytes it read last are no longer there when the
+//!   reader reads on (a truncation refilled past the read position, or text written over it:
+//!   [`super::input::Rewritten`]), it starts over from its beginning (line numbers go on).
 //! - Not following, a file that shrinks below what was read, or is rewritten under the
 //!   reader, ends the source with a warning, and the line the truncation cut is not stored
-//!   ([`LineSource::truncated_while_read`]).
-//! - A resume point that no longer follows a line end (the file rewritten in place between
-//!   runs: [`super::input::ends_a_line`]) is given up: the file is read from its start.
+//!   ([`LineSource::changed_while_read`]).
+//! - A resume point whose bytes are no longer those read before it (the file rewritten in
+//!   place between runs: [`read_as_committed`]) is given up: the file is read from its start.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 
 use super::Context;
-use super::input::{LineReader, RawLine, StdinPoll, key_at, open_file};
+use super::input::{LineReader, RawLine, StdinPoll, is_rewritten, key_at, open_file};
 use super::rate::{Reserved, Take};
 use crate::config::Format;
 use crate::dead_letter::{DeadLetters, Reason};
@@ -47,7 +47,8 @@ const MAX_FOLLOW_NAP: Duration = Duration::from_millis(100);
 pub enum Input {
     Stdin(LineReader<StdinPoll>),
     File {
-        reader: LineReader<File>,
+        /// Boxed: its windows make it the larger part of the enum.
+        reader: Box<LineReader<File>>,
         key: FileKey,
         /// The path as given, watched for rotation when following.
         path: PathBuf,
@@ -63,6 +64,11 @@ pub enum Input {
         /// The bytes of that line its row holds (the committed tail): how far past the line's
         /// start the committed position stays if this run leaves the line unread.
         stored_tail: u64,
+        /// The mark committed with that position.
+        stored_mark: Option<u32>,
+        /// Read again from its start (truncated, or rewritten in place) and no record made
+        /// since: the next one says so ([`Record::restarted`]).
+        restarted: bool,
         /// Why the new file at the path could not be opened after a rotation, as last warned
         /// (a wait that would otherwise be silent: permission denied, a directory, a pipe).
         unopened: Option<String>,
@@ -269,6 +275,8 @@ enum Chunk {
     Full,
     /// Reached the end of what can be read now.
     End,
+    /// The file was rewritten in place under the reader ([`super::input::Rewritten`]).
+    Rewritten,
 }
 
 impl LineSource<'_> {
@@ -318,22 +326,34 @@ impl LineSource<'_> {
                 self.rest_of_stdin(next, buf)?;
                 return Ok(ended);
             }
-            if let Chunk::Full = chunk {
-                nap = Duration::from_millis(1);
-                continue;
-            }
             // The end of what can be read now.
             let (at_eof, follow) = match &self.input {
                 Input::Stdin(r) => (r.at_eof(), false),
                 Input::File { reader, follow, .. } => (reader.at_eof(), follow.is_some()),
             };
+            match chunk {
+                Chunk::Full => {
+                    nap = Duration::from_millis(1);
+                    continue;
+                }
+                Chunk::Rewritten if follow => {
+                    self.start_over_rewritten(next)?;
+                    nap = Duration::from_millis(1);
+                    continue;
+                }
+                Chunk::Rewritten => {
+                    self.changed_while_read(next, true);
+                    return Ok(self.with_final_position(ended, *next));
+                }
+                Chunk::End => {}
+            }
             if !at_eof {
                 // Nothing on stdin yet (its read already waited), or a line still without its
                 // end: read on; the next take sees a stop.
                 continue;
             }
             if !follow {
-                if self.truncated_while_read(next) {
+                if self.changed_while_read(next, false) {
                     return Ok(self.with_final_position(ended, *next));
                 }
                 if !self.finish_input(next, buf, Last::MayGrow)? {
@@ -348,10 +368,6 @@ impl LineSource<'_> {
                 Turn::Wait => {
                     std::thread::sleep(nap);
                     nap = (nap * 2).min(MAX_FOLLOW_NAP);
-                    // Before reading on: text written over what was read during the nap.
-                    if self.rewritten_under_reader(next)? {
-                        nap = Duration::from_millis(1);
-                    }
                 }
                 Turn::ReadOn => nap = Duration::from_millis(1),
                 Turn::Moved(start, finished) => {
@@ -383,6 +399,7 @@ impl LineSource<'_> {
         if let Input::File {
             completes: Some(line),
             stored_tail,
+            stored_mark,
             ..
         } = &self.input
             && *line == next.line
@@ -391,6 +408,7 @@ impl LineSource<'_> {
             next.offset += *stored_tail;
             next.line += 1;
             next.tail = *stored_tail;
+            next.mark = *stored_mark;
         }
     }
 
@@ -414,8 +432,14 @@ impl LineSource<'_> {
             let line = match &mut self.input {
                 Input::Stdin(r) => r.next_line(),
                 Input::File { reader, .. } => reader.next_line(),
-            }
-            .with_context(|| format!("reading {}", self.name()))?;
+            };
+            let line = match line {
+                Err(e) if is_rewritten(&e) => {
+                    chunk = Chunk::Rewritten;
+                    break;
+                }
+                other => other.with_context(|| format!("reading {}", self.name()))?,
+            };
             let Some(line) = line else {
                 chunk = Chunk::End;
                 break;
@@ -439,6 +463,7 @@ impl LineSource<'_> {
         Parsed {
             consumed: line.consumed,
             terminated: line.terminated,
+            mark: line.mark,
             text: record_text(line, self.format, self.max_record_bytes),
         }
     }
@@ -450,9 +475,14 @@ impl LineSource<'_> {
         next.line += 1;
         next.offset += line.consumed;
         next.tail = if line.terminated { 0 } else { line.consumed };
+        next.mark = (line.mark != 0).then_some(line.mark);
         let completes = match &self.input {
             Input::File { completes, .. } => *completes == Some(seq),
             Input::Stdin(_) => false,
+        };
+        let restarted = match &mut self.input {
+            Input::File { restarted, .. } if line.text.is_ok() => std::mem::take(restarted),
+            _ => false,
         };
         match line.text {
             Ok(text) => {
@@ -463,7 +493,9 @@ impl LineSource<'_> {
                     seq,
                     end_offset: if self.is_file() { next.offset } else { 0 },
                     tail: u32::try_from(next.tail).unwrap_or(u32::MAX),
+                    mark: if self.is_file() { line.mark } else { 0 },
                     replaces: completes,
+                    restarted,
                     text,
                     delivery: None,
                     lane: self.cx.lane,
@@ -548,54 +580,57 @@ impl LineSource<'_> {
         );
     }
 
-    /// At the end of a file read once (not followed): whether it shrank below what was read,
-    /// a truncation while the run read it (a `copytruncate` rotation). The line read in part
-    /// at the end is then a piece of a line the file no longer has, not its last line: it is
-    /// dropped, not stored, and a warning says so. What was read whole is stored, and the
-    /// position to commit goes back to the file's start (line numbers go on, as when
-    /// following), so the next run reads whatever the file holds by then from its start.
-    fn truncated_while_read(&mut self, next: &mut Resume) -> bool {
+    /// In a file read once (not followed): whether it shrank below what was read by its end,
+    /// a truncation while the run read it (a `copytruncate` rotation), or (`rewritten`) the
+    /// reader found the bytes before its position changed ([`Rewritten`]). The line read in
+    /// part is then a piece of a line the file no longer has: it is dropped, not stored, and
+    /// a warning says so. What was read whole is stored, and the position to commit goes back
+    /// to the file's start (line numbers go on, as when following), so the next run reads
+    /// whatever the file holds by then from its start.
+    ///
+    /// [`Rewritten`]: super::input::Rewritten
+    fn changed_while_read(&mut self, next: &mut Resume, rewritten: bool) -> bool {
         let Input::File { reader, path, .. } = &mut self.input else {
             return false;
         };
         let read_to = next.offset + reader.pending();
         let len = reader.get_mut().metadata().map_or(u64::MAX, |m| m.len());
-        let what = if len < read_to {
-            format!("truncated to {len} bytes while this run read it (it was read to {read_to})")
-        } else if reader.rewritten().unwrap_or(false) {
+        let what = if rewritten {
             format!(
-                "rewritten in place while this run read it (the bytes before {read_to} changed)"
+                "rewritten in place while this run read it (the bytes before {read_to}, read \
+                 already, changed)"
             )
+        } else if len < read_to {
+            format!("truncated to {len} bytes while this run read it (it was read to {read_to})")
         } else {
             return false;
         };
-        let cut = reader.finish().map_or(0, |line| line.consumed);
+        let cut = match reader.finish().map_or(0, |line| line.consumed) {
+            0 => String::new(),
+            n => format!("; the {n} bytes of the line it cut are not stored"),
+        };
         tracing::warn!(
-            "{}: {what}: the {cut} bytes of the line it cut are not stored; the next run reads \
-             the file again from its start",
+            "{}: {what}{cut}; the next run reads the file again from its start",
             path.display()
         );
         next.offset = 0;
+        next.mark = None;
         next.tail = 0;
         self.forget_line_to_complete(next);
         true
     }
 
-    /// A followed file whose bytes just before the read position changed while the source
-    /// napped at its end (see [`LineReader::rewritten`]): truncated and refilled past that
-    /// position between two looks, or written over in place. Read again from its start, as a
-    /// truncated file is, and said in a warning.
-    fn rewritten_under_reader(&mut self, next: &mut Resume) -> anyhow::Result<bool> {
+    /// A followed file whose bytes just before the read position changed ([`Rewritten`]):
+    /// truncated and refilled past that position while the source read elsewhere or napped,
+    /// or written over in place. Read again from its start, as a truncated file is, and said
+    /// in a warning.
+    ///
+    /// [`Rewritten`]: super::input::Rewritten
+    fn start_over_rewritten(&mut self, next: &mut Resume) -> anyhow::Result<()> {
         let Input::File { reader, path, .. } = &mut self.input else {
-            return Ok(false);
+            return Ok(());
         };
         let read_to = next.offset + reader.pending();
-        if !reader
-            .rewritten()
-            .with_context(|| format!("reading {}", path.display()))?
-        {
-            return Ok(false);
-        }
         tracing::warn!(
             "{}: rewritten in place (the bytes before {read_to}, read already, changed: \
              truncated and written past that point, or written over): reading it again from \
@@ -604,9 +639,18 @@ impl LineSource<'_> {
         );
         reader.seek(0)?;
         next.offset = 0;
+        next.mark = None;
         next.tail = 0;
         self.forget_line_to_complete(next);
-        Ok(true)
+        self.note_restart();
+        Ok(())
+    }
+
+    /// A file input starts over from its start: its next record says so.
+    fn note_restart(&mut self) {
+        if let Input::File { restarted, .. } = &mut self.input {
+            *restarted = true;
+        }
     }
 
     /// After a truncation, the line an earlier run stored the start of (`completes`) is no
@@ -824,7 +868,9 @@ impl LineSource<'_> {
             );
             reader.seek(0)?;
             next.offset = 0;
+            next.mark = None;
             self.forget_line_to_complete(next);
+            self.note_restart();
             return Ok(Turn::ReadOn);
         }
         let Some(rotation) = rotated.as_mut() else {
@@ -1020,6 +1066,8 @@ struct Parsed {
     consumed: u64,
     /// Ended by a line end.
     terminated: bool,
+    /// The mark of the bytes before the position after it (see `RawLine::mark`); 0: none.
+    mark: u32,
     /// The record's text, or why the line makes none.
     text: Result<String, Rejected>,
 }
@@ -1137,6 +1185,7 @@ pub fn file_input(
     resume: &mut Resume,
     max_record_bytes: usize,
 ) -> anyhow::Result<Input> {
+    let restarted = resume.offset > 0;
     if resume.offset > opened.len {
         tracing::warn!(
             "{}: shorter ({} bytes) than what was committed ({} bytes): it was truncated or \
@@ -1148,13 +1197,13 @@ pub fn file_input(
         resume.offset = 0;
         resume.tail = 0;
     } else if resume.offset > 0
-        && !super::input::ends_a_line(&opened.file, resume.offset, resume.tail)
+        && !read_as_committed(&opened.file, resume)
             .map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?
     {
         tracing::warn!(
-            "{}: rewritten in place since it was read: the committed position ({} bytes, \
-             after line {}) no longer follows a line end (a `copytruncate` rotation, then \
-             written past that position); reading it from the start",
+            "{}: rewritten in place since it was read: the bytes before the committed position \
+             ({} bytes, after line {}) are not the ones read there (a `copytruncate` rotation, \
+             then written past that position); reading it from the start",
             path.display(),
             resume.offset,
             resume.line
@@ -1162,8 +1211,9 @@ pub fn file_input(
         resume.offset = 0;
         resume.tail = 0;
     }
+    let restarted = restarted && resume.offset == 0;
     let mut reader = LineReader::new(opened.file, max_record_bytes);
-    let (mut completes, mut stored_tail) = (None, 0);
+    let (mut completes, mut stored_tail, stored_mark) = (None, 0, resume.mark);
     if resume.tail > 0
         && resume.tail <= resume.offset
         && (opened.len > resume.offset || follow.is_some())
@@ -1177,15 +1227,33 @@ pub fn file_input(
     reader
         .seek(resume.offset)
         .map_err(|e| anyhow!("{}: cannot seek to {}: {e}", path.display(), resume.offset))?;
+    resume.mark = reader.line_mark();
     Ok(Input::File {
-        reader,
+        reader: Box::new(reader),
         key: opened.key,
         path,
         follow,
         rotated: None,
         completes,
         stored_tail,
+        stored_mark,
+        restarted,
         unopened: None,
+    })
+}
+
+/// Whether a committed position in `file` still has what was read before it: it follows a
+/// line end (or a last line without its end that does: [`ends_a_line`]), and the bytes there
+/// are those of its mark, where one was committed ([`holds_mark`]).
+///
+/// [`ends_a_line`]: super::input::ends_a_line
+/// [`holds_mark`]: super::input::holds_mark
+fn read_as_committed(file: &File, at: &Resume) -> std::io::Result<bool> {
+    if !super::input::ends_a_line(file, at.offset, at.tail)? {
+        return Ok(false);
+    }
+    at.mark.map_or(Ok(true), |mark| {
+        super::input::holds_mark(file, at.offset, mark)
     })
 }
 
@@ -1229,6 +1297,7 @@ mod tests {
             consumed: text.len() as u64 + 1,
             too_long: false,
             terminated: true,
+            mark: 0,
         }
     }
 

@@ -517,6 +517,38 @@ pub fn assert_partial_line_replaced_once_completed<S: Server>(
     db.assert_verify(s);
 }
 
+/// A file of fixed-width lines truncated in place and refilled past its committed offset
+/// between runs (`copytruncate` of a busy log): a line end falls at the offset in the new
+/// text too, and only the mark the sink committed with the offset (the bytes before it) tells
+/// the new text from the old. The next run reads the file from its start, numbering on; the
+/// one after reads nothing.
+pub fn assert_fixed_width_rewrite_is_read_from_its_start<S: Server>(db: &TestDb<S>, s: &Scratch) {
+    let lines =
+        |tag: &str, n: usize| -> Vec<String> { (1..=n).map(|i| format!("{tag}{i:04}")).collect() };
+    let stored = |stderr_has: Option<&str>| {
+        let out = db.run_json(s, "--source file:in.log");
+        if let Some(needle) = stderr_has {
+            assert!(out.stderr.contains(needle), "{}", out.stderr);
+        }
+        u(&assert_all_stored(&out), "stored")
+    };
+    let old = lines("old", 10);
+    write_input(s, "in.log", &old);
+    assert_eq!(stored(None), 10);
+    let new = lines("NEW", 20);
+    write_input(s, "in.log", &new); // truncated, then refilled: the same file
+    assert_eq!(stored(Some("rewritten in place since it was read")), 20);
+    assert_eq!(stored(None), 0, "read once");
+    let want: Vec<(i64, i64, String)> = old
+        .iter()
+        .chain(&new)
+        .enumerate()
+        .map(|(i, t)| (1, i as i64, t.clone()))
+        .collect();
+    assert_eq!(db.rows(), want);
+    db.assert_verify(s);
+}
+
 /// A last line stored without its end, completed by a later run into a line rejected at read
 /// (invalid UTF-8): the fragment's row goes, in the transaction that moves the input past the
 /// line: with the next line's record (`then` non-empty), or with the run's final position.

@@ -35,12 +35,14 @@ impl Reader {
         let connected = target.connect_or_explain()?;
         let mut conn = connected.conn;
         match schema::check(&mut conn, url)? {
-            found @ (Found::Current | Found::Version1 | Found::Version2) => Ok(Self {
-                conn,
-                url: url.clone(),
-                server: connected.server,
-                summary: found != Found::Version1,
-            }),
+            found @ (Found::Current | Found::Version1 | Found::Version2 | Found::Version3) => {
+                Ok(Self {
+                    conn,
+                    url: url.clone(),
+                    server: connected.server,
+                    summary: found != Found::Version1,
+                })
+            }
             Found::Incomplete(missing) if missing.is_empty() => Err(anyhow!(
                 "sink {}: the database's pc-host mark holds no schema version: a run creating \
                  its tables was cut short (a run completes them)",

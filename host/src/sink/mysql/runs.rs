@@ -121,21 +121,22 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
             f.born,
         )
     });
-    let found: Option<(i64, i64, i64, i64, String)> = match file {
+    type Found = (i64, i64, i64, i64, String, Option<i64>);
+    let found: Option<Found> = match file {
         Some(f) => conn.exec_first(
-            format!("SELECT input_id, `offset`, line, tail, path FROM inputs {SAME_FILE}"),
+            format!("SELECT input_id, `offset`, line, tail, path, mark FROM inputs {SAME_FILE}"),
             same_file_params(f),
         )?,
         None => None,
     };
-    if let (Some((path, ..)), Some((id, _, line, _, was))) = (&key, &found)
+    if let (Some((path, ..)), Some((id, _, line, _, was, _))) = (&key, &found)
         && was != path
     {
         conn.exec_drop("UPDATE inputs SET path = ? WHERE input_id = ?", (path, id))?;
         crate::position::renamed(std::path::Path::new(path), was, *line);
     }
-    let found = found.map(|(id, offset, line, tail, _)| (id, offset, line, tail));
-    let (id, offset, line, tail) = match found {
+    let found = found.map(|(id, offset, line, tail, _, mark)| (id, offset, line, tail, mark));
+    let (id, offset, line, tail, mark) = match found {
         Some(row) => {
             if let Some(f) = file {
                 displaced(conn, run_id, f, Some(row.0))?;
@@ -159,7 +160,7 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
                 "INSERT INTO inputs (path, dev, ino, born) VALUES (?, ?, ?, ?)",
                 params,
             )?;
-            (conn.last_insert_id() as i64, 0, 0, 0)
+            (conn.last_insert_id() as i64, 0, 0, 0, None)
         }
     };
     conn.exec_drop(
@@ -171,6 +172,7 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
         offset: offset.max(0) as u64,
         line: line.max(0) as u64,
         tail: tail.max(0) as u64,
+        mark: mark.and_then(|m| u32::try_from(m).ok()),
     })
 }
 

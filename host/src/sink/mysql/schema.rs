@@ -8,7 +8,7 @@
 //!
 //! Version 2 keeps what a run did with the data: its summary in new `runs` columns, one row per
 //! report interval in `run_intervals`; version 3 adds the `consumers` column of
-//! `run_intervals`. An older database is upgraded in place (its runs kept), under the same lock
+//! `run_intervals`, version 4 the `mark` column of `inputs`. An older database is upgraded in place (its runs kept), under the same lock
 //! as a creation; an upgrade cut short is completed by the next run.
 
 use crate::sink::tables;
@@ -23,10 +23,11 @@ use super::error::sink_error;
 use crate::config::url::ServerUrl;
 
 /// The schema version this build writes and reads (`pc_host_schema.version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// The older versions this build upgrades in place (and `verify` reads).
 const VERSION_1: i64 = 1;
 const VERSION_2: i64 = 2;
+const VERSION_3: i64 = 3;
 
 /// How long `open` waits for another pc-host creating the tables (seconds).
 const SCHEMA_LOCK_WAIT: u64 = 30;
@@ -65,6 +66,10 @@ const RUNS_V1_COLUMNS: usize = 7;
 /// The column version 3 adds to `run_intervals` (at its end).
 const INTERVALS_ADD_CONSUMERS: &str = "ALTER TABLE run_intervals ADD COLUMN consumers INT NULL \
      COMMENT 'consumers running at the interval''s end; NULL in rows of older runs'";
+
+/// The column version 4 adds to `inputs` (at its end).
+const INPUTS_ADD_MARK: &str = "ALTER TABLE inputs ADD COLUMN mark BIGINT NULL \
+     COMMENT 'a mark of the bytes before the committed position; NULL until its next commit'";
 
 /// The tables of version 1: the first ones of [`TABLES`].
 const V1_TABLES: usize = 5;
@@ -133,6 +138,7 @@ const TABLES: [(&str, &[&str], &str); 6] = [
     `offset` BIGINT NOT NULL DEFAULT 0 COMMENT 'bytes committed: a resume reads from here',
     line     BIGINT NOT NULL DEFAULT 0 COMMENT 'lines committed: the next line''s number',
     tail     BIGINT NOT NULL DEFAULT 0 COMMENT 'bytes of a last line committed without its end',
+    mark     BIGINT NULL COMMENT 'a mark of the bytes before the committed position; NULL until its next commit',
     KEY file (dev, ino)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
     ),
@@ -182,6 +188,8 @@ pub enum Found {
     Version1,
     /// Version 2, likewise.
     Version2,
+    /// Version 3, likewise.
+    Version3,
     /// pc-host's tables, all there, of this version.
     Current,
 }
@@ -296,6 +304,9 @@ fn upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     if columns(conn, "run_intervals").map_err(err)?.len() + 1 == tables::RUN_INTERVALS.len() {
         conn.query_drop(INTERVALS_ADD_CONSUMERS).map_err(err)?;
     }
+    if columns(conn, "inputs").map_err(err)?.len() + 1 == tables::INPUTS.len() {
+        conn.query_drop(INPUTS_ADD_MARK).map_err(err)?;
+    }
     conn.exec_drop("UPDATE pc_host_schema SET version = ?", (SCHEMA_VERSION,))
         .map_err(err)?;
     match check(conn, url)? {
@@ -351,7 +362,8 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         .query_first("SELECT MAX(version) FROM pc_host_schema")
         .map_err(err)?;
     let version = version.flatten();
-    if let Some(v) = version.filter(|v| ![VERSION_1, VERSION_2, SCHEMA_VERSION].contains(v)) {
+    let known = [VERSION_1, VERSION_2, VERSION_3, SCHEMA_VERSION];
+    if let Some(v) = version.filter(|v| !known.contains(v)) {
         return Err(anyhow!(
             "sink {shown}: pc-host schema version {v}, this pc-host reads versions {VERSION_1} \
              to {SCHEMA_VERSION}: use a matching pc-host or another database"
@@ -371,7 +383,11 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         let old_intervals = matches!(version, Some(VERSION_1 | VERSION_2))
             && *table == "run_intervals"
             && have[..] == want[..want.len() - 1];
-        if have[..] != want[..] && !v1_runs && !old_intervals {
+        // An `inputs` of before version 4 (or of a version 4 upgrade cut short).
+        let old_inputs = matches!(version, Some(VERSION_1 | VERSION_2 | VERSION_3))
+            && *table == "inputs"
+            && have[..] == want[..want.len() - 1];
+        if have[..] != want[..] && !v1_runs && !old_intervals && !old_inputs {
             return Err(anyhow!(
                 "sink {shown}: table `{table}` has columns ({}) but pc-host expects ({}); it \
                  was altered: use another database",
@@ -384,6 +400,7 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         Some(SCHEMA_VERSION) if missing.is_empty() => Found::Current,
         Some(VERSION_1) if missing.iter().all(|&i| i >= V1_TABLES) => Found::Version1,
         Some(VERSION_2) if missing.is_empty() => Found::Version2,
+        Some(VERSION_3) if missing.is_empty() => Found::Version3,
         // Version 1 never had the tables after its own: only its own can be missing.
         _ => Found::Incomplete(
             missing

@@ -27,13 +27,13 @@ use crate::telemetry::interval::Interval;
 /// Moves a file input's committed position on, if it is where this writer left it (so two
 /// processes ingesting the same file cannot both commit the same lines). With
 /// CLIENT_FOUND_ROWS the server counts a matched row even when no value changes.
-const ADVANCE_INPUT: &str = "UPDATE inputs SET `offset` = ?, line = ?, tail = ? \
+const ADVANCE_INPUT: &str = "UPDATE inputs SET `offset` = ?, line = ?, tail = ?, mark = ? \
                              WHERE input_id = ? AND `offset` = ? AND line = ?";
 
 /// [`ADVANCE_INPUT`], also taking a position already at the new one: a retry of a position
 /// update whose first COMMIT landed (its reply lost). Only where nothing else is written: a
 /// batch's rows are guarded by the old position alone.
-const ADVANCE_INPUT_AGAIN: &str = "UPDATE inputs SET `offset` = ?, line = ?, tail = ? \
+const ADVANCE_INPUT_AGAIN: &str = "UPDATE inputs SET `offset` = ?, line = ?, tail = ?, mark = ? \
                                    WHERE input_id = ? AND ((`offset` = ? AND line = ?) \
                                    OR (`offset` = ? AND line = ? AND tail = ?))";
 
@@ -330,11 +330,7 @@ impl Writer {
             )?;
         }
         let moved = moves(&self.positions, records);
-        let replaced = |input: u32, seq: u64| {
-            records
-                .iter()
-                .any(|r| r.replaces && r.producer == input && r.seq == seq)
-        };
+        let replaced = |input: u32, seq: u64| crate::message::keeps_fragment(records, input, seq);
         for (id, to) in &moved {
             let from = self.positions[id];
             advance(s, from, *to)?;
@@ -402,6 +398,7 @@ fn advance(s: &mut Session, from: Resume, to: Resume) -> Result<(), Failure> {
             to.offset as i64,
             to.line as i64,
             to.tail as i64,
+            to.mark.map(i64::from),
             i64::from(to.input),
             from.offset as i64,
             from.line as i64,
@@ -440,6 +437,7 @@ fn advance_again(s: &mut Session, from: Resume, to: Resume) -> Result<(), Failur
             offset,
             line,
             tail,
+            to.mark.map(i64::from),
             i64::from(to.input),
             from.offset as i64,
             from.line as i64,
@@ -472,12 +470,7 @@ fn moves(positions: &HashMap<u32, Resume>, records: &[&Record]) -> Vec<(u32, Res
         if !positions.contains_key(&r.producer) {
             continue;
         }
-        let to = Resume {
-            input: r.producer,
-            offset: r.end_offset,
-            line: r.seq + 1,
-            tail: u64::from(r.tail),
-        };
+        let to = r.resume_after();
         match moved.iter_mut().find(|(id, _)| *id == r.producer) {
             Some((_, pos)) => *pos = to,
             None => moved.push((r.producer, to)),

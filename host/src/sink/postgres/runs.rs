@@ -137,7 +137,7 @@ pub fn register_input(
     let key = file.map(file_columns);
     let found = match &key {
         Some((path, dev, ino, born)) => tx.query_opt(
-            &format!("SELECT input_id, \"offset\", line, tail, path FROM inputs {SAME_FILE}"),
+            &format!("SELECT input_id, \"offset\", line, tail, path, mark FROM inputs {SAME_FILE}"),
             &[path, dev, ino, born],
         )?,
         None => None,
@@ -153,12 +153,12 @@ pub fn register_input(
             crate::position::renamed(std::path::Path::new(path), &was, row.get(2));
         }
     }
-    let (id, offset, line, tail): (i32, i64, i64, i64) = match found {
+    let (id, offset, line, tail, mark): (i32, i64, i64, i64, Option<i64>) = match found {
         Some(row) => {
             if let Some(f) = file {
                 displaced(&mut tx, run_id, f, Some(row.get(0)))?;
             }
-            (row.get(0), row.get(1), row.get(2), row.get(3))
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(5))
         }
         None => {
             if let Some(f) = file {
@@ -172,7 +172,7 @@ pub fn register_input(
                  RETURNING input_id",
                 &[&path, &dev, &ino, &born],
             )?;
-            (row.get(0), 0, 0, 0)
+            (row.get(0), 0, 0, 0, None)
         }
     };
     tx.execute(
@@ -185,6 +185,7 @@ pub fn register_input(
         offset: offset.max(0) as u64,
         line: line.max(0) as u64,
         tail: tail.max(0) as u64,
+        mark: mark.and_then(|m| u32::try_from(m).ok()),
     })
 }
 
@@ -244,7 +245,7 @@ pub fn commit_input_position(
         )?;
     }
     let changed = tx.execute(
-        "UPDATE inputs SET \"offset\" = $2, line = $3, tail = $4 WHERE input_id = $1 \
+        "UPDATE inputs SET \"offset\" = $2, line = $3, tail = $4, mark = $7 WHERE input_id = $1 \
          AND ((\"offset\" = $5 AND line = $6) OR (\"offset\" = $2 AND line = $3 AND tail = $4))",
         &[
             &input,
@@ -253,6 +254,7 @@ pub fn commit_input_position(
             &(to.tail as i64),
             &(from.offset as i64),
             &(from.line as i64),
+            &to.mark.map(i64::from),
         ],
     )?;
     if changed == 1 {
@@ -390,7 +392,7 @@ pub fn runs(
     found: &Found,
 ) -> Result<Vec<RunInfo>, postgres::Error> {
     let dead = match found {
-        Found::Current | Found::Version2 => "dead_lettered, not_stored",
+        Found::Current | Found::Version2 | Found::Version3 => "dead_lettered, not_stored",
         Found::Version1 | Found::Empty => "NULL::bigint, NULL::bigint",
     };
     let mut runs: Vec<RunInfo> = c

@@ -7,8 +7,9 @@
 //! program's `messages(id, message, created_at)`) is refused, never altered. Other tables in
 //! the database are none of pc-host's business and are left alone. Older tables are brought
 //! up to date in place: version 2 adds the run's summary columns to `runs` and the table
-//! `run_intervals`, version 3 the `consumers` column of `run_intervals`; a new database gets
-//! the same DDL in the same order, so all end with the same columns.
+//! `run_intervals`, version 3 the `consumers` column of `run_intervals`, version 4 the `mark`
+//! column of `inputs`; a new database gets the same DDL in the same order, so all end with the
+//! same columns.
 
 use crate::sink::tables;
 use anyhow::anyhow;
@@ -17,7 +18,7 @@ use postgres::GenericClient;
 /// The mark's table.
 pub const MARK: &str = "pc_host_schema";
 /// The version `pc_host_schema` holds: the schema this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Version 1: the mark, runs, their rows and inputs, in the order they are created.
 const SCHEMA_V1: &str = r#"
@@ -104,6 +105,13 @@ ALTER TABLE run_intervals ADD COLUMN consumers INT; -- consumers running at the 
 UPDATE pc_host_schema SET version = 3;
 ";
 
+/// Version 4 keeps a mark of the bytes before each input's committed position, so a resume
+/// finds a file rewritten in place under it (`position::Window`); NULL until its next commit.
+const SCHEMA_V4_ADDS: &str = "
+ALTER TABLE inputs ADD COLUMN mark BIGINT;
+UPDATE pc_host_schema SET version = 4;
+";
+
 /// Each table's columns, in order; the mark first.
 const TABLES: [(&str, &[&str]); 7] = [
     (MARK, &["version"]),
@@ -119,6 +127,8 @@ const TABLES: [(&str, &[&str]); 7] = [
 const RUNS_V1_COLUMNS: usize = 7;
 /// The columns of `run_intervals` in version 2 (version 3 adds `consumers`).
 const INTERVALS_V2_COLUMNS: usize = 10;
+/// The columns of `inputs` in versions 1 to 3 (version 4 adds `mark`).
+const INPUTS_V1_COLUMNS: usize = 8;
 
 /// Of the tables named `$1`, those that exist (as the search path finds them), in the order
 /// given, each with its columns in order: their names, and with `$2` their types too (`name
@@ -158,6 +168,8 @@ pub enum Found {
     Version1,
     /// Version 2, likewise.
     Version2,
+    /// Version 3, likewise.
+    Version3,
     /// pc-host's tables, of this version.
     Current,
 }
@@ -218,6 +230,7 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
     let found_version = match versions[..] {
         [1] => Found::Version1,
         [2] => Found::Version2,
+        [3] => Found::Version3,
         [SCHEMA_VERSION] => Found::Current,
         _ => {
             return Err(Refused::Reason(format!(
@@ -238,6 +251,8 @@ fn expected(
 ) -> Option<&'static [&'static str]> {
     match (v, table) {
         (Found::Current, _) => Some(want),
+        (_, "inputs") => Some(&want[..INPUTS_V1_COLUMNS]),
+        (Found::Version3, _) => Some(want),
         (Found::Version2, "run_intervals") => Some(&want[..INTERVALS_V2_COLUMNS]),
         (Found::Version2, _) => Some(want),
         (_, "runs") => Some(&want[..RUNS_V1_COLUMNS]),
@@ -283,8 +298,8 @@ fn check_columns(found: &[(String, Vec<String>)], v: &Found) -> Result<(), Refus
 }
 
 /// Inside the caller's transaction (all or none of it): creates the tables in a database that
-/// has none of them, or upgrades version 1 or 2 ones in place, keeping their rows; does nothing
-/// to current ones.
+/// has none of them, or upgrades version 1 to 3 ones in place, keeping their rows; does
+/// nothing to current ones.
 ///
 /// # Errors
 /// The server's (no permission to create or alter tables, a lock on `runs` held by another
@@ -293,12 +308,15 @@ pub fn create_or_upgrade(c: &mut impl GenericClient, found: &Found) -> Result<()
     match found {
         Found::Current => return Ok(()),
         Found::Empty => c.batch_execute(SCHEMA_V1)?,
-        Found::Version1 | Found::Version2 => {}
+        Found::Version1 | Found::Version2 | Found::Version3 => {}
     }
-    if *found != Found::Version2 {
+    if matches!(found, Found::Empty | Found::Version1) {
         c.batch_execute(SCHEMA_V2_ADDS)?;
     }
-    c.batch_execute(SCHEMA_V3_ADDS)
+    if *found != Found::Version3 {
+        c.batch_execute(SCHEMA_V3_ADDS)?;
+    }
+    c.batch_execute(SCHEMA_V4_ADDS)
 }
 
 /// `Refused` as the one line the user sees.
@@ -341,6 +359,10 @@ mod tests {
             (Found::Current, Found::Version2),
             (Found::Version1, Found::Version2),
             (Found::Version2, Found::Version1),
+            (Found::Version3, Found::Current),
+            (Found::Current, Found::Version3),
+            (Found::Version2, Found::Version3),
+            (Found::Version3, Found::Version2),
         ] {
             assert!(check_columns(&layout(&v), &v).is_ok(), "{v:?}");
             assert!(

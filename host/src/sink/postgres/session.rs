@@ -22,7 +22,7 @@ const REPLACE_LINE: &str = "DELETE FROM messages WHERE run_id IN (SELECT run_id 
 
 /// Moves an input on only from where this writer left it (so two processes ingesting the same
 /// file cannot both commit the same lines).
-const ADVANCE_INPUT: &str = "UPDATE inputs SET \"offset\" = $2, line = $3, tail = $4 \
+const ADVANCE_INPUT: &str = "UPDATE inputs SET \"offset\" = $2, line = $3, tail = $4, mark = $7 \
                              WHERE input_id = $1 AND \"offset\" = $5 AND line = $6";
 
 /// Whether a run holds a row.
@@ -215,16 +215,13 @@ impl Session {
                     &(to.tail as i64),
                     &(from.offset as i64),
                     &(from.line as i64),
+                    &to.mark.map(i64::from),
                 ],
             )?;
             if changed != 1 {
                 return Err(Failed::Moved(input));
             }
-            let replaced = |i: u32, seq: u64| {
-                records
-                    .iter()
-                    .any(|r| r.replaces && r.producer == i && r.seq == seq)
-            };
+            let replaced = |i: u32, seq: u64| crate::message::keeps_fragment(records, i, seq);
             if let Some(line) = stale_fragment(from, to, replaced) {
                 tx.execute(&replace, &[&(input as i32), &(line as i64), &run_id])?;
             }

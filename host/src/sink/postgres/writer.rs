@@ -237,12 +237,7 @@ impl Writer {
             let Some(&from) = self.positions.get(&r.producer) else {
                 continue;
             };
-            let to = Resume {
-                input: r.producer,
-                offset: r.end_offset,
-                line: r.seq + 1,
-                tail: u64::from(r.tail),
-            };
+            let to = r.resume_after();
             match moves.iter_mut().find(|(id, _, _)| *id == r.producer) {
                 Some((_, _, last)) => *last = to,
                 None => moves.push((r.producer, from, to)),

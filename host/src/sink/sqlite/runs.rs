@@ -314,7 +314,7 @@ pub fn register_input(
     let found = match file {
         Some(f) => conn
             .query_row(
-                &format!("SELECT input_id, offset, line, tail, path FROM inputs {SAME_FILE}"),
+                &format!("SELECT input_id, offset, line, tail, path, mark FROM inputs {SAME_FILE}"),
                 params![path_text(&f.path), f.dev as i64, f.ino as i64, f.born],
                 |r| {
                     Ok((
@@ -323,13 +323,14 @@ pub fn register_input(
                         r.get::<_, i64>(2)?,
                         r.get::<_, i64>(3)?,
                         r.get::<_, String>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
                     ))
                 },
             )
             .optional()?,
         None => None,
     };
-    if let (Some(f), Some((id, _, line, _, was))) = (file, &found)
+    if let (Some(f), Some((id, _, line, _, was, _))) = (file, &found)
         && *was != path_text(&f.path)
     {
         conn.execute(
@@ -338,8 +339,8 @@ pub fn register_input(
         )?;
         crate::position::renamed(&f.path, was, *line);
     }
-    let found = found.map(|(id, offset, line, tail, _)| (id, offset, line, tail));
-    let (id, offset, line, tail) = match found {
+    let found = found.map(|(id, offset, line, tail, _, mark)| (id, offset, line, tail, mark));
+    let (id, offset, line, tail, mark) = match found {
         Some(row) => {
             if let Some(f) = file
                 && let Some(was) = displaced_input(conn, run_id, f, Some(row.0))?
@@ -367,7 +368,7 @@ pub fn register_input(
                 "INSERT INTO inputs (path, dev, ino, born) VALUES (?1, ?2, ?3, ?4)",
                 params![path, dev, ino, born],
             )?;
-            (conn.last_insert_rowid(), 0, 0, 0)
+            (conn.last_insert_rowid(), 0, 0, 0, None)
         }
     };
     conn.execute(
@@ -379,6 +380,7 @@ pub fn register_input(
         offset: offset.max(0) as u64,
         line: line.max(0) as u64,
         tail: tail.max(0) as u64,
+        mark: mark.and_then(|m| u32::try_from(m).ok()),
     })
 }
 

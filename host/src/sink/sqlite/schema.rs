@@ -4,7 +4,7 @@
 //! A pc-host database is marked with `PRAGMA application_id` and `PRAGMA user_version`. A file
 //! with tables but without the mark (for instance the seed program's `messages(id, message,
 //! created_at)`) is refused, never altered: pc-host does not migrate foreign schemas. Its own
-//! older databases (versions 1 to 4) are upgraded in place, each version's additions in turn.
+//! older databases (versions 1 to 5) are upgraded in place, each version's additions in turn.
 
 use crate::config::PageSize;
 use crate::sink::tables;
@@ -20,7 +20,7 @@ pub use crate::sink::error::Busy;
 /// `PRAGMA application_id` of a pc-host database: "pcHS".
 pub const APPLICATION_ID: i64 = 0x7063_4853;
 /// `PRAGMA user_version`: the schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 /// The page size a run asks of the database.
 #[derive(Clone, Copy, Debug)]
 pub enum PageSizeChoice<'a> {
@@ -145,6 +145,13 @@ ALTER TABLE run_intervals ADD COLUMN consumers INTEGER;
 /// newer one's run is under way; the version keeps it from opening the file.
 const SCHEMA_V5_ADDS: &str = "";
 
+/// Version 6 keeps a mark of the bytes before each input's committed position, so a resume
+/// finds a file rewritten in place under it (`position::Window`); inputs committed by older
+/// versions have NULL until their next commit.
+const SCHEMA_V6_ADDS: &str = "
+ALTER TABLE inputs ADD COLUMN mark INTEGER;
+";
+
 /// The columns each table must have, in order.
 const TABLES: [(&str, &[&str]); 6] = [
     (
@@ -181,6 +188,8 @@ const TABLES: [(&str, &[&str]); 6] = [
 const RUNS_V1_COLUMNS: usize = 9;
 /// The columns of `run_intervals` in version 3 (version 4 adds `consumers`).
 const INTERVALS_V3_COLUMNS: usize = 10;
+/// The columns of `inputs` in versions 2 to 5 (version 6 adds `mark`).
+const INPUTS_V2_COLUMNS: usize = 8;
 
 /// Turns an SQLite error on `path` into a one-line, actionable message.
 pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Error {
@@ -635,8 +644,10 @@ pub fn open_existing(path: &Path, busy: Duration) -> anyhow::Result<ReadConnecti
     existing_file(path)?;
     let conn = open_read_only(path, busy)?;
     match check(&conn, path, busy, Purpose::Read)? {
-        // Versions 2 to 4 lack only what verify does not read.
-        Found::Current | Found::Version2 | Found::Version3 | Found::Version4 => Ok(conn),
+        // Versions 2 to 5 lack only what verify does not read.
+        Found::Current | Found::Version2 | Found::Version3 | Found::Version4 | Found::Version5 => {
+            Ok(conn)
+        }
         Found::Empty => Err(no_pc_host_data(path)),
         Found::Version1 => Err(anyhow!(
             "{} has pc-host schema version 1: run pc-host on it once to upgrade it, then verify",
@@ -667,6 +678,8 @@ pub enum Found {
     Version3,
     /// Version 4, likewise.
     Version4,
+    /// Version 5, likewise.
+    Version5,
     /// A pc-host database of this version.
     Current,
 }
@@ -742,6 +755,7 @@ fn check_snapshot(
         2 => (Found::Version2, &TABLES[..5]),
         3 => (Found::Version3, &TABLES[..]),
         4 => (Found::Version4, &TABLES[..]),
+        5 => (Found::Version5, &TABLES[..]),
         SCHEMA_VERSION => (Found::Current, &TABLES[..]),
         _ => {
             return Err(anyhow!(
@@ -755,6 +769,7 @@ fn check_snapshot(
         let want = match (*table, &found) {
             ("runs", Found::Version1 | Found::Version2) => &want[..RUNS_V1_COLUMNS],
             ("run_intervals", Found::Version3) => &want[..INTERVALS_V3_COLUMNS],
+            ("inputs", f) if *f != Found::Current => &want[..INPUTS_V2_COLUMNS],
             _ => want,
         };
         if have != *want {
@@ -783,7 +798,7 @@ fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
 }
 
 /// Inside a write transaction: creates the schema in an empty database or upgrades a version
-/// 1 to 4 one; does nothing to a current one.
+/// 1 to 5 one; does nothing to a current one.
 pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
     // The versions' additions, in order; a database of version N needs those after N.
     let from = match found {
@@ -793,6 +808,7 @@ pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<(
         Found::Version2 => 2,
         Found::Version3 => 3,
         Found::Version4 => 4,
+        Found::Version5 => 5,
     };
     if from == 0 {
         conn.execute_batch(SCHEMA_V1)?;
@@ -803,6 +819,7 @@ pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<(
         SCHEMA_V3_ADDS,
         SCHEMA_V4_ADDS,
         SCHEMA_V5_ADDS,
+        SCHEMA_V6_ADDS,
     ];
     for sql in adds.iter().skip(from.max(1) - 1) {
         conn.execute_batch(sql)?;
@@ -828,13 +845,19 @@ mod tests {
         }
     }
 
-    /// A database as an older pc-host left it: `version` 1 to 4, with one run in it.
+    /// A database as an older pc-host left it: `version` 1 to 5, with one run in it (and from
+    /// version 2 an input).
     fn old_database(version: i64) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA_V1).unwrap();
-        for sql in [SCHEMA_V2_ADDS, SCHEMA_V3_ADDS, SCHEMA_V4_ADDS]
-            .iter()
-            .take(version as usize - 1)
+        for sql in [
+            SCHEMA_V2_ADDS,
+            SCHEMA_V3_ADDS,
+            SCHEMA_V4_ADDS,
+            SCHEMA_V5_ADDS,
+        ]
+        .iter()
+        .take(version as usize - 1)
         {
             conn.execute_batch(sql).unwrap();
         }
@@ -846,11 +869,18 @@ mod tests {
             [],
         )
         .unwrap();
+        if version >= 2 {
+            conn.execute(
+                "INSERT INTO inputs (path, offset, line) VALUES ('/a', 9, 2)",
+                [],
+            )
+            .unwrap();
+        }
         conn
     }
 
     #[test]
-    fn versions_1_to_4_are_upgraded_in_place_keeping_their_runs() {
+    fn versions_1_to_5_are_upgraded_in_place_keeping_their_runs() {
         let path = Path::new("old.db");
         let busy = Duration::ZERO;
         for (version, found) in [
@@ -858,6 +888,7 @@ mod tests {
             (2, Found::Version2),
             (3, Found::Version3),
             (4, Found::Version4),
+            (5, Found::Version5),
         ] {
             let conn = old_database(version);
             assert_eq!(check(&conn, path, busy, Purpose::Write).unwrap(), found);
@@ -872,6 +903,18 @@ mod tests {
                 })
                 .unwrap();
             assert_eq!(runs, 1, "version {version}: the old run is kept");
+            if version >= 2 {
+                let input: (i64, Option<i64>) = conn
+                    .query_row("SELECT offset, mark FROM inputs", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .unwrap();
+                assert_eq!(
+                    input,
+                    (9, None),
+                    "version {version}: the input kept, no mark"
+                );
+            }
         }
     }
 }

@@ -30,7 +30,7 @@ const ROWS_PER_STATEMENT: usize = 128;
 
 /// Moves a file input's committed position on, if it is where this writer left it (so two
 /// processes ingesting the same file cannot both commit the same lines).
-const ADVANCE_INPUT: &str = "UPDATE inputs SET offset = ?2, line = ?3, tail = ?4 \
+const ADVANCE_INPUT: &str = "UPDATE inputs SET offset = ?2, line = ?3, tail = ?4, mark = ?7 \
                              WHERE input_id = ?1 AND offset = ?5 AND line = ?6";
 
 /// Records where the run's rows end, once, when it finishes (runs::count_stored says why not
@@ -216,22 +216,13 @@ impl Writer {
             let Some(&from) = self.positions.get(&r.producer) else {
                 continue;
             };
-            let to = Resume {
-                input: r.producer,
-                offset: r.end_offset,
-                line: r.seq + 1,
-                tail: u64::from(r.tail),
-            };
+            let to = r.resume_after();
             match moved.iter_mut().find(|(id, _)| *id == r.producer) {
                 Some((_, pos)) => *pos = to,
                 None => moved.push((from.input, to)),
             }
         }
-        let replaced = |input: u32, seq: u64| {
-            records
-                .iter()
-                .any(|r| r.replaces && r.producer == input && r.seq == seq)
-        };
+        let replaced = |input: u32, seq: u64| crate::message::keeps_fragment(records, input, seq);
         for (id, to) in &moved {
             self.advance(self.positions[id], *to, replaced)?;
         }
@@ -261,7 +252,8 @@ impl Writer {
             to.line as i64,
             to.tail as i64,
             from.offset as i64,
-            from.line as i64
+            from.line as i64,
+            to.mark.map(i64::from)
         ])?;
         if changed != 1 {
             return Err(anyhow!(

@@ -443,7 +443,9 @@ impl NatsSource<'_> {
             seq,
             end_offset: 0,
             tail: 0,
+            mark: 0,
             replaces: false,
+            restarted: false,
             text,
             delivery: Some(Box::new(Delivery {
                 key_run,
