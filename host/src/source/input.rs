@@ -473,18 +473,16 @@ pub fn ends_a_line(file: &File, offset: u64, tail: u64) -> io::Result<bool> {
             return Ok(false);
         }
     }
-    // The last line without its end has no line end in it.
-    let mut buf = vec![0u8; usize::try_from(tail).unwrap_or(usize::MAX).min(READ_BUFFER)];
-    let mut at = start;
-    while at < offset {
-        let want = usize::try_from(offset - at)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        file.read_exact_at(&mut buf[..want], at)?;
-        if memchr::memchr(b'\n', &buf[..want]).is_some() {
+    // The last line without its end has no line end in it: looked for in its first and last
+    // read buffer's worth (a line kept whole is at most --max-record-bytes; one rejected at a
+    // rotation may be far longer, and is not read whole at a start).
+    let piece = (tail as usize).min(READ_BUFFER);
+    let mut buf = vec![0u8; piece];
+    for at in [start, offset - piece as u64] {
+        file.read_exact_at(&mut buf, at)?;
+        if memchr::memchr(b'\n', &buf).is_some() {
             return Ok(false);
         }
-        at += want as u64;
     }
     Ok(true)
 }
