@@ -2061,11 +2061,9 @@ fn a_server_url_option_the_driver_refuses_is_bad_input_and_no_password_is_printe
     assert!(!out.stderr.contains("secret"), "{}", out.stderr);
 }
 
-/// The same for MySQL: the connection's reply wait (three lock waits of
-/// `--busy-timeout-ms` plus 5 s, 10 s at the least) ends the start, and the line says how
-/// long it waited and why.
-#[test]
-fn a_mysql_url_whose_listener_never_answers_says_how_long_it_waited() {
+/// A local port whose listener takes connections and never answers (a hung server, or
+/// something else on the port), for the rest of the test process.
+fn silent_listener() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
     let port = listener.local_addr().expect("its address").port();
     std::thread::spawn(move || {
@@ -2074,6 +2072,15 @@ fn a_mysql_url_whose_listener_never_answers_says_how_long_it_waited() {
             held.push(conn); // kept open, never answered
         }
     });
+    port
+}
+
+/// The same for MySQL: the connection's reply wait (three lock waits of
+/// `--busy-timeout-ms` plus 5 s, 10 s at the least) ends the start, and the line says how
+/// long it waited and why.
+#[test]
+fn a_mysql_url_whose_listener_never_answers_says_how_long_it_waited() {
+    let port = silent_listener();
     let s = Scratch::new("mysql-silent");
     let url = format!("mysql://root@127.0.0.1:{port}/x");
     let args = [
@@ -2094,14 +2101,7 @@ fn a_mysql_url_whose_listener_never_answers_says_how_long_it_waited() {
 /// one line (exit 1). (The driver's own timeout covers only the TCP connection.)
 #[test]
 fn a_postgres_url_whose_listener_never_answers_fails_with_one_line() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
-    let port = listener.local_addr().expect("its address").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming().flatten() {
-            held.push(conn); // kept open, never answered
-        }
-    });
+    let port = silent_listener();
     let s = Scratch::new("pg-silent");
     let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=1");
     for args in [

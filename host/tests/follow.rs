@@ -641,20 +641,44 @@ fn follow_sees_a_truncation_below_a_pending_partial_line() {
     assert_eq!(all_rows(&db), expected(1, 0, &["abc", "0123456"]));
 }
 
+/// A file truncated while a run reads it once (a `copytruncate` during an ingest, not
+/// followed): the lines read whole are stored, the line the truncation cut is not stored as a
+/// fragment (it was, as the file's last line), and a warning says so.
+#[test]
+fn a_file_truncated_while_read_once_stores_no_piece_of_a_line() {
+    let truncate = |file: &Path, _: &[u8]| {
+        let f = OpenOptions::new().write(true).open(file).unwrap();
+        f.set_len(0).unwrap();
+    };
+    assert_changed_while_read_once("truncated", truncate, "truncated to 0 bytes while this run");
+}
+
 /// A file written over in place, past the read position, while a run reads it once and lags
-/// behind (paced by `--rps`): its size never shrinks, so only the reader's look at the bytes
-/// before its position, before each read, tells it. The lines read before are stored whole;
-/// none of the new text is stored from mid-file; the next run reads the file from its start.
+/// behind: its size never shrinks, so only the reader's look at the bytes before its position,
+/// before each read, tells it. Nothing of the new text is stored from mid-file.
 #[test]
 fn a_file_written_over_while_read_once_is_not_read_on_from_mid_text() {
-    let s = Scratch::new("written-over-while-read");
+    let overwrite = |file: &Path, text: &[u8]| {
+        let mut f = OpenOptions::new().write(true).open(file).unwrap();
+        f.write_all(text).unwrap();
+    };
+    let warning = "rewritten in place while this run read it";
+    assert_changed_while_read_once("written-over", overwrite, warning);
+}
+
+/// A run reads a file once, paced by `--rps` so that it lags behind, and `change` (given the
+/// new text) happens to the file meanwhile: the run says `warning` and stores only lines it
+/// read whole, each as it was; a run after the new text is written reads it from its start,
+/// whole lines only, numbering on.
+fn assert_changed_while_read_once(name: &str, change: impl FnOnce(&Path, &[u8]), warning: &str) {
+    let s = Scratch::new(&format!("{name}-while-read"));
     let file = s.path("t.log");
+    // 101-byte lines: the reader's 256 KiB refills never end at a line end (101 is a prime that
+    // does not divide 2^18, and the file is far shorter than 101 refills), so wherever the
+    // change finds the reader, it holds the start of a line.
     let lines: Vec<String> = (0..20_000).map(|i| format!("{i:0>100}")).collect();
-    std::fs::write(
-        &file,
-        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
-    )
-    .unwrap();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, text).unwrap();
     let source = format!("file:{}", file.display());
     let args = ["--source", &source, "--db", "t.db", "--rps", "2000"];
     let mut r = Running::start(
@@ -666,19 +690,12 @@ fn a_file_written_over_while_read_once_is_not_read_on_from_mid_text() {
         .concat(),
     );
     r.err.wait_stored_at_least(1);
-    let new: Vec<String> = (0..30_000).map(|i| format!("n{i:0>99}")).collect();
-    let text: String = new.iter().map(|l| format!("{l}\n")).collect();
-    let mut f = OpenOptions::new().write(true).open(&file).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    drop(f);
+    let refill: Vec<String> = (0..30_000).map(|i| format!("n{i:0>99}")).collect();
+    let text: String = refill.iter().map(|l| format!("{l}\n")).collect();
+    change(&file, text.as_bytes());
     let out = common::finish(r);
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("rewritten in place while this run read it"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(warning), "{}", out.stderr);
     let rows = all_rows(&s.path("t.db"));
     assert!(
         !rows.is_empty() && rows.len() < lines.len(),
@@ -691,77 +708,9 @@ fn a_file_written_over_while_read_once_is_not_read_on_from_mid_text() {
             "line {seq} stored as it was read"
         );
     }
-    let again = ingest_json(s.dir(), &source, "t.db");
-    assert_eq!(u(&json(&again), "stored"), 30_000, "{}", again.stderr);
-    let rows = all_rows(&s.path("t.db"));
-    let stored: Vec<&str> = rows[rows.len() - 30_000..]
-        .iter()
-        .map(|r| r.2.as_str())
-        .collect();
-    assert_eq!(
-        stored, new,
-        "the new text, from its start, whole lines only"
-    );
-}
-
-/// A file truncated while a run reads it once (a `copytruncate` during an ingest, not
-/// followed): the lines read whole are stored, the line the truncation cut is not stored as a
-/// fragment (it was, as the file's last line), and a warning says so.
-#[test]
-fn a_file_truncated_while_read_once_stores_no_piece_of_a_line() {
-    let s = Scratch::new("truncated-while-read");
-    let file = s.path("t.log");
-    // 101-byte lines: the reader's 256 KiB refills never end at a line end (101 is a prime that
-    // does not divide 2^18, and the file is far shorter than 101 refills), so wherever the
-    // truncation finds the reader, it holds the start of a line.
-    let lines: Vec<String> = (0..20_000).map(|i| format!("{i:0>100}")).collect();
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(&file, text).unwrap();
-    let source = format!("file:{}", file.display());
-    let mut r = Running::start(
-        &s,
-        &[
-            "--source",
-            &source,
-            "--db",
-            "t.db",
-            "--rps",
-            "2000",
-            "--report-interval",
-            "0.02",
-            "--output",
-            "json",
-        ],
-    );
-    r.err.wait_stored_at_least(1);
-    OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    let out = common::finish(r);
-    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("truncated to 0 bytes while this run read it"),
-        "{}",
-        out.stderr
-    );
-    let rows = all_rows(&s.path("t.db"));
-    assert!(
-        !rows.is_empty() && rows.len() < lines.len(),
-        "{}",
-        rows.len()
-    );
-    for (_, seq, text) in &rows {
-        assert_eq!(text, &lines[*seq as usize], "line {seq} stored as it was");
-    }
     assert_eq!(u(&json(&out), "stored"), rows.len() as u64);
     // Refilled past where the first run had read (the usual `copytruncate`): the next run
     // reads the new lines from the file's start, each whole, line numbers going on.
-    let refill: Vec<String> = (0..30_000).map(|i| format!("n{i:0>99}")).collect();
-    let text: String = refill.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(&file, text).unwrap();
     let again = ingest_json(s.dir(), &source, "t.db");
     assert_eq!(u(&json(&again), "stored"), 30_000, "{}", again.stderr);

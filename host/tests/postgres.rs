@@ -1445,25 +1445,19 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
         .unwrap()
         .get(0);
     assert_eq!(version, 4);
-    let mark: String = c
-        .query_one(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = 'inputs'::regclass \
+    let mut last_column = |table: &str| -> String {
+        c.query_one(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) \
              AND attnum > 0 AND NOT attisdropped ORDER BY attnum DESC LIMIT 1",
-            &[],
+            &[&table],
         )
         .unwrap()
-        .get(0);
-    assert_eq!(mark, "mark", "version 4's column");
-    let last: String = c
-        .query_one(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = 'run_intervals'::regclass \
-             AND attnum > 0 AND NOT attisdropped ORDER BY attnum DESC LIMIT 1",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+        .get(0)
+    };
+    assert_eq!(last_column("inputs"), "mark", "version 4's column");
     assert_eq!(
-        last, "consumers",
+        last_column("run_intervals"),
+        "consumers",
         "version 3's column, through the upgrades"
     );
     let old: (i64, i64) = {
