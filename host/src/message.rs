@@ -82,6 +82,7 @@ impl Record {
             line: self.seq + 1,
             tail: u64::from(self.tail),
             mark: (self.mark != 0).then_some(self.mark),
+            restarted: self.restarted,
         }
     }
 

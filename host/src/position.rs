@@ -47,6 +47,10 @@ pub struct Resume {
     /// finds the file rewritten in place if they are no longer there. `None` where it is not
     /// known (a position committed by an older pc-host, or at the start).
     pub mark: Option<u32>,
+    /// The input was read again from its start (truncated, or rewritten in place) and no
+    /// record made since: a last line stored without its end before then belongs to the
+    /// earlier text, and its row stays ([`stale_fragment`]). Not stored.
+    pub restarted: bool,
 }
 
 /// The last bytes read before a position, up to [`Window::BYTES`], kept as a file is read line
@@ -145,14 +149,15 @@ impl Window {
 /// holds that line (`replaced(input, line)`: it `replaces` the row), its insert and removal
 /// take care of it. If none does, the whole line was rejected at read (invalid, or over the
 /// limit), and the fragment's row must go with the move, or the table would keep a line the
-/// file no longer has.
+/// file no longer has; unless the input started over since (`to.restarted`).
 pub fn stale_fragment(
     from: Resume,
     to: Resume,
     replaced: impl Fn(u32, u64) -> bool,
 ) -> Option<u64> {
     let line = from.line.checked_sub(1)?;
-    (from.tail > 0 && to.offset > from.offset && !replaced(from.input, line)).then_some(line)
+    let stale = from.tail > 0 && to.offset > from.offset && !to.restarted;
+    (stale && !replaced(from.input, line)).then_some(line)
 }
 
 /// A run of another pc-host that published records to a broker (NATS), as its records name

@@ -988,6 +988,7 @@ fn a_bookkeeping_call_on_a_killed_connection_reconnects_once() {
         line,
         tail: 0,
         mark: None,
+        restarted: false,
     };
     kill();
     w.commit_position(to(1)).unwrap();

@@ -396,6 +396,27 @@ fn a_rewrite_a_line_end_cannot_show_is_told_by_the_mark_of_the_bytes_before_the_
     }
 }
 
+/// A file started over whose new text makes no record (every line rejected), read past the
+/// committed offset: the run's final position moves the input on by itself, and the row of
+/// the earlier text's last line, stored without its end, stays.
+#[test]
+fn a_start_over_that_stores_nothing_keeps_the_earlier_texts_last_line() {
+    let s = Scratch::new("restart-rejected");
+    let file = s.path("app.log");
+    let source = format!("file:{}", file.display());
+    std::fs::write(&file, "one\nabc").unwrap();
+    assert_eq!(
+        u(&json(&ingest_json(s.dir(), &source, "t.db")), "stored"),
+        2
+    );
+    std::fs::write(&file, b"\xff\xfe not UTF-8, and longer than before\n").unwrap();
+    let out = ingest_json(s.dir(), &source, "t.db");
+    assert!(out.stderr.contains("rewritten in place"), "{}", out.stderr);
+    assert_eq!(u(&json(&out), "rejected"), 1, "{}", out.stderr);
+    let rows = all_rows(&s.path("t.db"));
+    assert_eq!(rows, [(1, 0, "one".into()), (1, 1, "abc".into())]);
+}
+
 #[test]
 fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_go_on() {
     let s = Scratch::new("shrunk");

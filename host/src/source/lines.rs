@@ -484,6 +484,9 @@ impl LineSource<'_> {
             Input::File { restarted, .. } if line.text.is_ok() => std::mem::take(restarted),
             _ => false,
         };
+        if restarted {
+            next.restarted = false; // the record says it
+        }
         match line.text {
             Ok(text) => {
                 buf.push(Record {
@@ -642,12 +645,14 @@ impl LineSource<'_> {
         next.mark = None;
         next.tail = 0;
         self.forget_line_to_complete(next);
-        self.note_restart();
+        self.note_restart(next);
         Ok(())
     }
 
-    /// A file input starts over from its start: its next record says so.
-    fn note_restart(&mut self) {
+    /// A file input starts over from its start: its next record says so, or its final
+    /// position if it makes none.
+    fn note_restart(&mut self, next: &mut Resume) {
+        next.restarted = true;
         if let Input::File { restarted, .. } = &mut self.input {
             *restarted = true;
         }
@@ -870,7 +875,7 @@ impl LineSource<'_> {
             next.offset = 0;
             next.mark = None;
             self.forget_line_to_complete(next);
-            self.note_restart();
+            self.note_restart(next);
             return Ok(Turn::ReadOn);
         }
         let Some(rotation) = rotated.as_mut() else {
@@ -1212,6 +1217,7 @@ pub fn file_input(
         resume.tail = 0;
     }
     let restarted = restarted && resume.offset == 0;
+    resume.restarted = restarted;
     let mut reader = LineReader::new(opened.file, max_record_bytes);
     let (mut completes, mut stored_tail, stored_mark) = (None, 0, resume.mark);
     if resume.tail > 0

@@ -173,6 +173,7 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
         line: line.max(0) as u64,
         tail: tail.max(0) as u64,
         mark: mark.and_then(|m| u32::try_from(m).ok()),
+        restarted: false,
     })
 }
 

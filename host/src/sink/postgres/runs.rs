@@ -186,6 +186,7 @@ pub fn register_input(
         line: line.max(0) as u64,
         tail: tail.max(0) as u64,
         mark: mark.and_then(|m| u32::try_from(m).ok()),
+        restarted: false,
     })
 }
 
