@@ -194,6 +194,9 @@ pub struct LineReader<R> {
     end: usize,
     /// The start of a line that crossed a buffer refill (at most `max + 1` bytes kept).
     carry: Vec<u8>,
+    /// The last bytes of that line, kept or dropped (what the line window takes of a line
+    /// too long to keep whole).
+    carry_end: Window,
     /// The bytes of that line so far, kept or dropped.
     carry_len: u64,
     max: usize,
@@ -277,6 +280,7 @@ impl<R: Source> LineReader<R> {
             eof: false,
             recent: Window::default(),
             lines: Window::default(),
+            carry_end: Window::default(),
         }
     }
 
@@ -364,6 +368,7 @@ impl<R: Source> LineReader<R> {
         self.carry_len = 0;
         self.recent.clear();
         self.lines.clear();
+        self.carry_end.clear();
     }
 
     pub fn get_mut(&mut self) -> &mut R {
@@ -373,6 +378,7 @@ impl<R: Source> LineReader<R> {
     /// Appends to the carried line while it is within the limit (one byte over tells it is
     /// too long, a `\r` aside).
     fn keep(&mut self, bytes: &[u8]) {
+        self.carry_end.push(bytes);
         let room = (self.max + 2).saturating_sub(self.carry.len());
         self.carry
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -384,8 +390,10 @@ impl<R: Source> LineReader<R> {
         if bytes.len() as u64 == len {
             self.lines.push(&bytes);
         } else {
-            self.lines.clear(); // too long: not all its bytes were kept
+            // Too long to keep whole: its last bytes were kept apart.
+            self.lines.push(self.carry_end.bytes());
         }
+        self.carry_end.clear();
         if had_newline {
             self.lines.push(b"\n");
         }
@@ -412,7 +420,12 @@ impl LineReader<File> {
     /// with the bytes the file holds before `offset`.
     pub fn seek(&mut self, offset: u64) -> io::Result<()> {
         self.reset();
-        self.lines = bytes_before(&self.inner, offset)?;
+        // A file cut below `offset` since it was looked at: nothing known before it (the
+        // truncation is seen by its size).
+        self.lines = match bytes_before(&self.inner, offset) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Window::default(),
+            before => before?,
+        };
         self.inner.seek(SeekFrom::Start(offset)).map(drop)
     }
 
@@ -617,6 +630,20 @@ mod tests {
 
     /// A writer that sets the file's size before its bytes (preallocation, NFS write-back):
     /// the reader read NULs, and the text that fills them in is not a rewrite.
+    /// A line too long to keep whole still leaves its last bytes in the window: the mark
+    /// after it covers them, as it covers a kept line's.
+    #[test]
+    fn the_mark_after_a_line_too_long_to_keep_covers_its_last_bytes() {
+        let text = b"0123456789abcdefghij\r\nxy\n";
+        let mut r = LineReader::new(&text[..], 5);
+        r.buf = vec![0; 4].into_boxed_slice(); // the long line crosses refills
+        let long = r.next_line().unwrap().unwrap();
+        assert!(long.too_long);
+        assert_eq!(long.mark, Window::of(&text[..22]).mark().unwrap());
+        let short = r.next_line().unwrap().unwrap();
+        assert_eq!(short.mark, Window::of(text).mark().unwrap());
+    }
+
     #[test]
     fn nul_bytes_filled_in_later_are_not_a_rewrite() {
         let path = file_with("nul", b"one\n\0\0\0\0");

@@ -1255,12 +1255,17 @@ pub fn file_input(
 /// [`ends_a_line`]: super::input::ends_a_line
 /// [`holds_mark`]: super::input::holds_mark
 fn read_as_committed(file: &File, at: &Resume) -> std::io::Result<bool> {
-    if !super::input::ends_a_line(file, at.offset, at.tail)? {
-        return Ok(false);
+    let checked = super::input::ends_a_line(file, at.offset, at.tail).and_then(|ends| {
+        Ok(ends
+            && at
+                .mark
+                .map_or(Ok(true), |m| super::input::holds_mark(file, at.offset, m))?)
+    });
+    match checked {
+        // Cut below the position since it was opened (a run may wait on the sink first).
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        other => other,
     }
-    at.mark.map_or(Ok(true), |mark| {
-        super::input::holds_mark(file, at.offset, mark)
-    })
 }
 
 #[cfg(test)]
