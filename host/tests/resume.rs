@@ -417,6 +417,28 @@ fn a_start_over_that_stores_nothing_keeps_the_earlier_texts_last_line() {
     assert_eq!(rows, [(1, 0, "one".into()), (1, 1, "abc".into())]);
 }
 
+/// A writer that sets the file's size before its text: a run read the last line as NULs and
+/// stored it without its end; the text filled in later, a line end inside, is that line
+/// completed, not a rewrite.
+#[test]
+fn a_last_line_read_as_nuls_and_filled_in_later_is_completed_not_read_again() {
+    let s = Scratch::new("nul-filled");
+    let file = s.path("app.log");
+    let source = format!("file:{}", file.display());
+    std::fs::write(&file, [&b"a1\n"[..], &[0u8; 21]].concat()).unwrap();
+    assert_eq!(
+        u(&json(&ingest_json(s.dir(), &source, "t.db")), "stored"),
+        2
+    );
+    std::fs::write(&file, "a1\nhello-world-12345678\nb2\n").unwrap();
+    let out = ingest_json(s.dir(), &source, "t.db");
+    assert!(!out.stderr.contains("rewritten"), "{}", out.stderr);
+    let rows = all_rows(&s.path("t.db"));
+    let want = ["a1", "hello-world-12345678", "b2"];
+    let want: Vec<(i64, i64, String)> = (0..).zip(want).map(|(i, t)| (1, i, t.into())).collect();
+    assert_eq!(rows, want);
+}
+
 #[test]
 fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_go_on() {
     let s = Scratch::new("shrunk");

@@ -1255,7 +1255,14 @@ pub fn file_input(
 /// [`ends_a_line`]: super::input::ends_a_line
 /// [`holds_mark`]: super::input::holds_mark
 fn read_as_committed(file: &File, at: &Resume) -> std::io::Result<bool> {
-    let checked = super::input::ends_a_line(file, at.offset, at.tail).and_then(|ends| {
+    // A last line stored without its end and no mark may have been read as NULs (a writer that
+    // sets the file's size first: no mark is made of them), which its text fills in later,
+    // line ends and all: only the line end before it is looked at then.
+    let (offset, tail) = match (at.mark, at.offset.checked_sub(at.tail)) {
+        (None, Some(start)) => (start, 0),
+        _ => (at.offset, at.tail),
+    };
+    let checked = super::input::ends_a_line(file, offset, tail).and_then(|ends| {
         Ok(ends
             && at
                 .mark
