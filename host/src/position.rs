@@ -290,7 +290,10 @@ pub struct InputStart {
 
 /// Says that `path` is a file read before under the name `was` (renamed, rotated), which its
 /// device, inode and birth time identify: it resumes where that input was committed.
-pub fn renamed(path: &std::path::Path, was: &str, line: i64) {
+/// `line` and `tail` are its committed position's: a last line stored without its end is read
+/// again whole, so the run resumes after the line before it (as its header says).
+pub fn renamed(path: &std::path::Path, was: &str, line: i64, tail: i64) {
+    let line = if tail > 0 { line - 1 } else { line };
     tracing::info!(
         "file:{}: the file read before as {was} (the same device, inode and birth time): \
          resuming it after line {line}",

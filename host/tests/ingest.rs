@@ -1813,6 +1813,25 @@ fn a_file_renamed_between_runs_resumes_where_it_was_committed() {
         s.dir(),
         &["verify", "--db", "t.db", "--source", "file:app.log.2"],
     );
+    // Renamed again after a last line stored without its end: both lines say the run resumes
+    // after the line before it, which it reads again whole.
+    std::fs::write(s.path("app.log.2"), format!("{text}unended")).unwrap();
+    assert_eq!(
+        u(
+            &ingest_ok(&s, "t.db", &["--source", "file:app.log.2"]),
+            "stored"
+        ),
+        1
+    );
+    std::fs::rename(s.path("app.log.2"), s.path("app.log.3")).unwrap();
+    std::fs::write(s.path("app.log.3"), format!("{text}unended, now ended\n")).unwrap();
+    let out = ingest(&s, "t.db", &["--source", "file:app.log.3"]);
+    assert!(
+        out.stderr.contains("resuming it after line 100")
+            && out.stderr.contains("after line 100\n"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

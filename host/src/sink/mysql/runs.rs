@@ -129,11 +129,11 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
         )?,
         None => None,
     };
-    if let (Some((path, ..)), Some((id, _, line, _, was, _))) = (&key, &found)
+    if let (Some((path, ..)), Some((id, _, line, tail, was, _))) = (&key, &found)
         && was != path
     {
         conn.exec_drop("UPDATE inputs SET path = ? WHERE input_id = ?", (path, id))?;
-        crate::position::renamed(std::path::Path::new(path), was, *line);
+        crate::position::renamed(std::path::Path::new(path), was, *line, *tail);
     }
     let found = found.map(|(id, offset, line, tail, _, mark)| (id, offset, line, tail, mark));
     let (id, offset, line, tail, mark) = match found {

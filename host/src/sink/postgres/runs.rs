@@ -150,7 +150,7 @@ pub fn register_input(
                 "UPDATE inputs SET path = $1 WHERE input_id = $2",
                 &[path, &id],
             )?;
-            crate::position::renamed(std::path::Path::new(path), &was, row.get(2));
+            crate::position::renamed(std::path::Path::new(path), &was, row.get(2), row.get(3));
         }
     }
     let (id, offset, line, tail, mark): (i32, i64, i64, i64, Option<i64>) = match found {

@@ -330,14 +330,14 @@ pub fn register_input(
             .optional()?,
         None => None,
     };
-    if let (Some(f), Some((id, _, line, _, was, _))) = (file, &found)
+    if let (Some(f), Some((id, _, line, tail, was, _))) = (file, &found)
         && *was != path_text(&f.path)
     {
         conn.execute(
             "UPDATE inputs SET path = ?1 WHERE input_id = ?2",
             params![path_text(&f.path), id],
         )?;
-        crate::position::renamed(&f.path, was, *line);
+        crate::position::renamed(&f.path, was, *line, *tail);
     }
     let found = found.map(|(id, offset, line, tail, _, mark)| (id, offset, line, tail, mark));
     let (id, offset, line, tail, mark) = match found {
