@@ -395,6 +395,10 @@ impl<'a> Pairing<'a> {
                     clip(&text)
                 ));
             }
+            // Read in part, and grown since into a line the next run cannot store (over the
+            // limit, a character cut in two): that run leaves it unread while it has no end,
+            // and removes its row once the whole line is rejected.
+            Err(_) if line.cut => walk.partial.push(line.no + 1),
             Err(why) => walk.problem(format!("line {} is stored but is {why}", line.no + 1)),
         }
     }
@@ -593,6 +597,30 @@ mod tests {
                 "1 row beyond the end of the file",
             ]
         );
+    }
+
+    /// A last line stored in part (the committed position inside it) that has grown since past
+    /// the limit, or into invalid UTF-8: read in part, not a problem.
+    #[test]
+    fn a_part_row_of_a_line_grown_past_what_can_be_stored_is_read_in_part() {
+        let dir = std::env::temp_dir().join(format!("pc-verify-grown-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in [
+            ("long", &b"a1\nzzzzzzzzzzzzzz"[..]),
+            ("utf8", b"a1\nzzzz\xe2\x82"),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let reader = LineReader::new(std::fs::File::open(&path).unwrap(), 10);
+            let none = BTreeSet::new();
+            let mut pairing = Pairing::new(reader, Format::Text, 10, (0, 7), &none).unwrap();
+            pairing.row(0, "a1").unwrap();
+            pairing.row(1, "zzzz").unwrap();
+            let walk = pairing.finish().unwrap();
+            assert_eq!((walk.stored, walk.partial), (1, vec![2]), "{name}");
+            assert!(walk.problems.is_empty(), "{name}: {:?}", walk.problems);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
