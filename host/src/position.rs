@@ -43,9 +43,11 @@ pub struct Resume {
     /// read), just before `offset`; 0 when `offset` is at a line end. If the file grows, that
     /// line is read again whole and its row replaced.
     pub tail: u64,
-    /// The [`Window::mark`] of the bytes just before `offset` as they were read: a resume
-    /// finds the file rewritten in place if they are no longer there. `None` where it is not
-    /// known (a position committed by an older pc-host, or at the start).
+    /// The [`Window::mark`] of the bytes just before `offset` as they were read, or, after a
+    /// last line without its end (`tail` > 0), before that line (read again whole once it
+    /// has one, whatever it holds by then): a resume finds the file rewritten in place if they
+    /// are no longer there. `None` where it is not known (a position committed by an older
+    /// pc-host, or at the start).
     pub mark: Option<u32>,
     /// The input was read again from its start (truncated, or rewritten in place) and no
     /// record made since: a last line stored without its end before then belongs to the

@@ -439,6 +439,28 @@ fn a_last_line_read_as_nuls_and_filled_in_later_is_completed_not_read_again() {
     assert_eq!(rows, want);
 }
 
+/// A last line stored without its end that its writer rewrote in place before ending it (a
+/// progress line): the bytes before it are as they were, so the run reads that line again
+/// whole and replaces its row, and reads nothing before it again.
+#[test]
+fn a_last_line_rewritten_before_its_end_is_read_again_alone() {
+    let s = Scratch::new("progress");
+    let file = s.path("app.log");
+    let source = format!("file:{}", file.display());
+    std::fs::write(&file, "a1\nprogress 50%").unwrap();
+    assert_eq!(
+        u(&json(&ingest_json(s.dir(), &source, "t.db")), "stored"),
+        2
+    );
+    std::fs::write(&file, "a1\nprogress 100%, done\nb2\n").unwrap();
+    let out = ingest_json(s.dir(), &source, "t.db");
+    assert!(!out.stderr.contains("rewritten"), "{}", out.stderr);
+    let rows = all_rows(&s.path("t.db"));
+    let want = ["a1", "progress 100%, done", "b2"];
+    let want: Vec<(i64, i64, String)> = (0..).zip(want).map(|(i, t)| (1, i, t.into())).collect();
+    assert_eq!(rows, want);
+}
+
 #[test]
 fn a_file_shorter_than_its_committed_offset_is_read_again_and_its_line_numbers_go_on() {
     let s = Scratch::new("shrunk");

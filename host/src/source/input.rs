@@ -181,7 +181,7 @@ pub struct RawLine {
     /// Ended by a line end (`false`: the input ended first).
     pub terminated: bool,
     /// The mark of the bytes just before the position after it (`position::Window::mark`),
-    /// as far as they are known since the reader's last seek; 0: none.
+    /// or, for a line without its end, before the line; 0: none.
     pub mark: u32,
 }
 
@@ -386,6 +386,7 @@ impl<R: Source> LineReader<R> {
 
     /// Strips a `\r` before a `\n` and applies the limit; moves the line window on.
     fn cut(&mut self, mut bytes: Vec<u8>, consumed: u64, had_newline: bool) -> RawLine {
+        let before = self.lines.mark();
         let mut len = consumed - u64::from(had_newline);
         if bytes.len() as u64 == len {
             self.lines.push(&bytes);
@@ -410,7 +411,14 @@ impl<R: Source> LineReader<R> {
             consumed,
             too_long,
             terminated: had_newline,
-            mark: self.lines.mark().unwrap_or(0),
+            // A line without its end is read again whole once it has one: its position is
+            // marked by the bytes before it (`position::Resume::mark`).
+            mark: if had_newline {
+                self.lines.mark()
+            } else {
+                before
+            }
+            .unwrap_or(0),
         }
     }
 }
@@ -465,39 +473,22 @@ pub fn holds_mark(file: &File, offset: u64, mark: u32) -> io::Result<bool> {
     Ok(Window::of(&buf[..n]).mark() == Some(mark))
 }
 
-/// Whether `offset` with `tail` is still a position a run could have committed in `file`: just
-/// after a line end (`tail` 0), or after a last line without its end, `tail` bytes long, that
-/// starts the file or follows a line end (see `position::Resume`). A file rewritten in place
-/// since the position was committed (truncated and written past it: `copytruncate` of a busy
-/// log between two runs) fails this check unless a line end happens to fall at the same place
-/// in its new text; a file only appended to always passes. `offset` must be within the file.
+/// Whether a line starts at `offset` in `file`: the file's start, or just after a line end.
+/// Every line a run commits past does, and so does a last line it stored without its end. A
+/// file rewritten in place since (truncated and written past that point: `copytruncate` of a
+/// busy log between two runs) fails this unless a line end happens to fall just before it in
+/// its new text; a file only appended to always passes. `offset` must be within the file.
 ///
 /// # Errors
 /// The file's read error.
-pub fn ends_a_line(file: &File, offset: u64, tail: u64) -> io::Result<bool> {
+pub fn starts_a_line(file: &File, offset: u64) -> io::Result<bool> {
     use std::os::unix::fs::FileExt as _;
-    let Some(start) = offset.checked_sub(tail) else {
-        return Ok(false);
-    };
+    if offset == 0 {
+        return Ok(true);
+    }
     let mut byte = [0u8; 1];
-    if start > 0 {
-        file.read_exact_at(&mut byte, start - 1)?;
-        if byte[0] != b'\n' {
-            return Ok(false);
-        }
-    }
-    // The last line without its end has no line end in it: looked for in its first and last
-    // read buffer's worth (a line kept whole is at most --max-record-bytes; one rejected at a
-    // rotation may be far longer, and is not read whole at a start).
-    let piece = (tail as usize).min(READ_BUFFER);
-    let mut buf = vec![0u8; piece];
-    for at in [start, offset - piece as u64] {
-        file.read_exact_at(&mut buf, at)?;
-        if memchr::memchr(b'\n', &buf).is_some() {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    file.read_exact_at(&mut byte, offset - 1)?;
+    Ok(byte[0] == b'\n')
 }
 
 #[cfg(test)]
@@ -562,25 +553,16 @@ mod tests {
     fn a_committed_position_fits_a_file_appended_to_and_not_one_rewritten_in_place() {
         let path = file_with("ends", b"ab\ncd\nef");
         let file = File::open(&path).unwrap();
-        // After a line end, at the start, and after a last line without its end (2 bytes).
-        for (offset, tail) in [(3, 0), (6, 0), (0, 0), (8, 2), (2, 2)] {
-            assert!(ends_a_line(&file, offset, tail).unwrap(), "{offset} {tail}");
+        for offset in [0, 3, 6] {
+            assert!(starts_a_line(&file, offset).unwrap(), "{offset}");
         }
-        // Mid-line; a tail that does not start after a line end; one holding a line end.
-        for (offset, tail) in [(4, 0), (8, 1), (7, 4), (1, 2)] {
-            assert!(
-                !ends_a_line(&file, offset, tail).unwrap(),
-                "{offset} {tail}"
-            );
+        for offset in [1, 4, 7, 8] {
+            assert!(!starts_a_line(&file, offset).unwrap(), "{offset}");
         }
         // Rewritten in place past a committed position, the line ends elsewhere.
         overwrite(&path, b"0123456789\n");
         let file = File::open(&path).unwrap();
-        assert!(!ends_a_line(&file, 3, 0).unwrap());
-        assert!(
-            !ends_a_line(&file, 8, 2).unwrap(),
-            "the tail's line no longer starts at 6"
-        );
+        assert!(!starts_a_line(&file, 3).unwrap());
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

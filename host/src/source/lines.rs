@@ -1176,10 +1176,10 @@ pub fn stdin_input(max_record_bytes: usize) -> Input {
 }
 
 /// Positions a file input at its resume point. A file shorter than that was truncated since
-/// the last run, and one where that point no longer follows a line end was rewritten in place
-/// ([`ends_a_line`](super::input::ends_a_line)): either is read from its start. A last line committed without its end is read
-/// again whole if the file has grown since (or is followed, so it may grow): its record then
-/// replaces the row stored for it.
+/// the last run, and one that no longer holds what was read before it was rewritten in place
+/// ([`read_as_committed`]): either is read from its start. A last line committed without its
+/// end is read again whole if the file has grown since (or is followed, so it may grow): its
+/// record then replaces the row stored for it.
 ///
 /// # Errors
 /// The seek's.
@@ -1233,7 +1233,9 @@ pub fn file_input(
     reader
         .seek(resume.offset)
         .map_err(|e| anyhow!("{}: cannot seek to {}: {e}", path.display(), resume.offset))?;
-    resume.mark = reader.line_mark();
+    if resume.tail == 0 {
+        resume.mark = reader.line_mark();
+    }
     Ok(Input::File {
         reader: Box::new(reader),
         key: opened.key,
@@ -1248,25 +1250,23 @@ pub fn file_input(
     })
 }
 
-/// Whether a committed position in `file` still has what was read before it: it follows a
-/// line end (or a last line without its end that does: [`ends_a_line`]), and the bytes there
-/// are those of its mark, where one was committed ([`holds_mark`]).
+/// Whether a committed position in `file` still has what was read before it: the line it is
+/// in (or after) starts after a line end ([`starts_a_line`]), and the bytes before that line
+/// are those of its mark, where one was committed ([`holds_mark`]). A last line stored
+/// without its end is read again whole, whatever it holds by now: only what is before it
+/// counts (its writer may have rewritten it before ending it, or filled in NULs read).
 ///
-/// [`ends_a_line`]: super::input::ends_a_line
+/// [`starts_a_line`]: super::input::starts_a_line
 /// [`holds_mark`]: super::input::holds_mark
 fn read_as_committed(file: &File, at: &Resume) -> std::io::Result<bool> {
-    // A last line stored without its end and no mark may have been read as NULs (a writer that
-    // sets the file's size first: no mark is made of them), which its text fills in later,
-    // line ends and all: only the line end before it is looked at then.
-    let (offset, tail) = match (at.mark, at.offset.checked_sub(at.tail)) {
-        (None, Some(start)) => (start, 0),
-        _ => (at.offset, at.tail),
+    let Some(line_start) = at.offset.checked_sub(at.tail) else {
+        return Ok(false);
     };
-    let checked = super::input::ends_a_line(file, offset, tail).and_then(|ends| {
-        Ok(ends
+    let checked = super::input::starts_a_line(file, line_start).and_then(|starts| {
+        Ok(starts
             && at
                 .mark
-                .map_or(Ok(true), |m| super::input::holds_mark(file, at.offset, m))?)
+                .map_or(Ok(true), |m| super::input::holds_mark(file, line_start, m))?)
     });
     match checked {
         // Cut below the position since it was opened (a run may wait on the sink first).
