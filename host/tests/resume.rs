@@ -422,21 +422,9 @@ fn a_start_over_that_stores_nothing_keeps_the_earlier_texts_last_line() {
 /// completed, not a rewrite.
 #[test]
 fn a_last_line_read_as_nuls_and_filled_in_later_is_completed_not_read_again() {
-    let s = Scratch::new("nul-filled");
-    let file = s.path("app.log");
-    let source = format!("file:{}", file.display());
-    std::fs::write(&file, [&b"a1\n"[..], &[0u8; 21]].concat()).unwrap();
-    assert_eq!(
-        u(&json(&ingest_json(s.dir(), &source, "t.db")), "stored"),
-        2
-    );
-    std::fs::write(&file, "a1\nhello-world-12345678\nb2\n").unwrap();
-    let out = ingest_json(s.dir(), &source, "t.db");
-    assert!(!out.stderr.contains("rewritten"), "{}", out.stderr);
-    let rows = all_rows(&s.path("t.db"));
-    let want = ["a1", "hello-world-12345678", "b2"];
-    let want: Vec<(i64, i64, String)> = (0..).zip(want).map(|(i, t)| (1, i, t.into())).collect();
-    assert_eq!(rows, want);
+    let nuls = [&b"a1\n"[..], &[0u8; 21]].concat();
+    let filled = "a1\nhello-world-12345678\nb2\n";
+    assert_last_line_read_again_alone("nul-filled", &nuls, filled);
 }
 
 /// A last line stored without its end that its writer rewrote in place before ending it (a
@@ -444,21 +432,28 @@ fn a_last_line_read_as_nuls_and_filled_in_later_is_completed_not_read_again() {
 /// whole and replaces its row, and reads nothing before it again.
 #[test]
 fn a_last_line_rewritten_before_its_end_is_read_again_alone() {
-    let s = Scratch::new("progress");
+    let done = "a1\nprogress 100%, done\nb2\n";
+    assert_last_line_read_again_alone("progress", b"a1\nprogress 50%", done);
+}
+
+/// A run stores `first` (its last line without its end); the file becomes `then`, the same
+/// first line: the next run says no rewrite, and the rows are `then`'s lines, the stored last
+/// line's row replaced by that line whole.
+fn assert_last_line_read_again_alone(name: &str, first: &[u8], then: &str) {
+    let s = Scratch::new(name);
     let file = s.path("app.log");
     let source = format!("file:{}", file.display());
-    std::fs::write(&file, "a1\nprogress 50%").unwrap();
-    assert_eq!(
-        u(&json(&ingest_json(s.dir(), &source, "t.db")), "stored"),
-        2
-    );
-    std::fs::write(&file, "a1\nprogress 100%, done\nb2\n").unwrap();
+    std::fs::write(&file, first).unwrap();
+    let out = ingest_json(s.dir(), &source, "t.db");
+    assert_eq!(u(&json(&out), "stored"), 2, "{}", out.stderr);
+    std::fs::write(&file, then).unwrap();
     let out = ingest_json(s.dir(), &source, "t.db");
     assert!(!out.stderr.contains("rewritten"), "{}", out.stderr);
-    let rows = all_rows(&s.path("t.db"));
-    let want = ["a1", "progress 100%, done", "b2"];
-    let want: Vec<(i64, i64, String)> = (0..).zip(want).map(|(i, t)| (1, i, t.into())).collect();
-    assert_eq!(rows, want);
+    let want: Vec<(i64, i64, String)> = (0..)
+        .zip(then.lines())
+        .map(|(i, t)| (1, i, t.into()))
+        .collect();
+    assert_eq!(all_rows(&s.path("t.db")), want);
 }
 
 #[test]
