@@ -203,7 +203,7 @@ pub struct LineReader<R> {
     /// The input reported its end (a read of 0 bytes).
     eof: bool,
     /// The last bytes read from the input since the last seek: what a file holds just before
-    /// the read position, unless it was rewritten under the reader ([`Self::rewritten`]).
+    /// the read position, unless it was rewritten under the reader ([`Source::holds`]).
     recent: Window,
     /// The last bytes before the end of the line returned last (before the seek position,
     /// after a seek): each line's [`RawLine::mark`].
@@ -237,11 +237,9 @@ impl Source for File {
         if recent.is_empty() || recent.bytes().contains(&0) {
             return Ok(true);
         }
-        use std::os::unix::fs::FileExt as _;
-        let (at, n) = (self.stream_position()?, recent.len());
-        let mut now = [0u8; Window::BYTES];
-        match self.read_exact_at(&mut now[..n], at - n as u64) {
-            Ok(()) => Ok(now[..n] == *recent.bytes()),
+        let at = self.stream_position()?;
+        match bytes_before(self, at, recent.len()) {
+            Ok(now) => Ok(now.bytes() == recent.bytes()),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(true),
             Err(e) => Err(e),
         }
@@ -430,7 +428,7 @@ impl LineReader<File> {
         self.reset();
         // A file cut below `offset` since it was looked at: nothing known before it (the
         // truncation is seen by its size).
-        self.lines = match bytes_before(&self.inner, offset) {
+        self.lines = match bytes_before(&self.inner, offset, Window::BYTES) {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Window::default(),
             before => before?,
         };
@@ -444,13 +442,14 @@ impl LineReader<File> {
     }
 }
 
-/// The up to [`Window::BYTES`] bytes `file` holds before `offset`.
+/// The up to `most` (at most [`Window::BYTES`]) bytes `file` holds before `offset`.
 ///
 /// # Errors
 /// The file's read error; `UnexpectedEof` if it is shorter than `offset`.
-fn bytes_before(file: &File, offset: u64) -> io::Result<Window> {
+fn bytes_before(file: &File, offset: u64, most: usize) -> io::Result<Window> {
     use std::os::unix::fs::FileExt as _;
-    let n = usize::try_from(offset).map_or(Window::BYTES, |o| o.min(Window::BYTES));
+    let most = most.min(Window::BYTES);
+    let n = usize::try_from(offset).map_or(most, |o| o.min(most));
     let mut buf = [0u8; Window::BYTES];
     file.read_exact_at(&mut buf[..n], offset - n as u64)?;
     Ok(Window::of(&buf[..n]))
@@ -463,14 +462,11 @@ fn bytes_before(file: &File, offset: u64) -> io::Result<Window> {
 /// # Errors
 /// The file's read error.
 pub fn holds_mark(file: &File, offset: u64, mark: u32) -> io::Result<bool> {
-    use std::os::unix::fs::FileExt as _;
     let n = Window::covered(mark);
     if n as u64 > offset || n > Window::BYTES {
         return Ok(false);
     }
-    let mut buf = [0u8; Window::BYTES];
-    file.read_exact_at(&mut buf[..n], offset - n as u64)?;
-    Ok(Window::of(&buf[..n]).mark() == Some(mark))
+    Ok(bytes_before(file, offset, n)?.mark() == Some(mark))
 }
 
 /// Whether a line starts at `offset` in `file`: the file's start, or just after a line end.
