@@ -66,9 +66,6 @@ pub enum Input {
         stored_tail: u64,
         /// The mark committed with that position.
         stored_mark: Option<u32>,
-        /// Read again from its start (truncated, or rewritten in place) and no record made
-        /// since: the next one says so ([`Record::restarted`]).
-        restarted: bool,
         /// Why the new file at the path could not be opened after a rotation, as last warned
         /// (a wait that would otherwise be silent: permission denied, a directory, a pipe).
         unopened: Option<String>,
@@ -480,13 +477,8 @@ impl LineSource<'_> {
             Input::File { completes, .. } => *completes == Some(seq),
             Input::Stdin(_) => false,
         };
-        let restarted = match &mut self.input {
-            Input::File { restarted, .. } if line.text.is_ok() => std::mem::take(restarted),
-            _ => false,
-        };
-        if restarted {
-            next.restarted = false; // the record says it
-        }
+        // The first record after a start over says so (`Resume::restarted` until then).
+        let restarted = line.text.is_ok() && std::mem::take(&mut next.restarted);
         match line.text {
             Ok(text) => {
                 buf.push(Record {
@@ -616,10 +608,7 @@ impl LineSource<'_> {
             "{}: {what}{cut}; the next run reads the file again from its start",
             path.display()
         );
-        next.offset = 0;
-        next.mark = None;
-        next.tail = 0;
-        self.forget_line_to_complete(next);
+        self.start_over(next);
         true
     }
 
@@ -641,21 +630,19 @@ impl LineSource<'_> {
             path.display()
         );
         reader.seek(0)?;
-        next.offset = 0;
-        next.mark = None;
-        next.tail = 0;
-        self.forget_line_to_complete(next);
-        self.note_restart(next);
+        self.start_over(next);
         Ok(())
     }
 
-    /// A file input starts over from its start: its next record says so, or its final
-    /// position if it makes none.
-    fn note_restart(&mut self, next: &mut Resume) {
+    /// `next` goes back to the file's start after a truncation or a rewrite (its line numbers
+    /// go on): the next record, or the final position if none comes, says the input started
+    /// over (`Resume::restarted`).
+    fn start_over(&mut self, next: &mut Resume) {
+        next.offset = 0;
+        next.mark = None;
+        next.tail = 0;
         next.restarted = true;
-        if let Input::File { restarted, .. } = &mut self.input {
-            *restarted = true;
-        }
+        self.forget_line_to_complete(next);
     }
 
     /// After a truncation, the line an earlier run stored the start of (`completes`) is no
@@ -872,10 +859,7 @@ impl LineSource<'_> {
                 path.display()
             );
             reader.seek(0)?;
-            next.offset = 0;
-            next.mark = None;
-            self.forget_line_to_complete(next);
-            self.note_restart(next);
+            self.start_over(next);
             return Ok(Turn::ReadOn);
         }
         let Some(rotation) = rotated.as_mut() else {
@@ -1190,34 +1174,31 @@ pub fn file_input(
     resume: &mut Resume,
     max_record_bytes: usize,
 ) -> anyhow::Result<Input> {
-    let restarted = resume.offset > 0;
-    if resume.offset > opened.len {
-        tracing::warn!(
-            "{}: shorter ({} bytes) than what was committed ({} bytes): it was truncated or \
-             replaced in place; reading it from the start",
-            path.display(),
-            opened.len,
-            resume.offset
-        );
-        resume.offset = 0;
-        resume.tail = 0;
+    let changed = if resume.offset > opened.len {
+        Some(format!(
+            "shorter ({} bytes) than what was committed ({} bytes): it was truncated or \
+             replaced in place",
+            opened.len, resume.offset
+        ))
     } else if resume.offset > 0
         && !read_as_committed(&opened.file, resume)
             .map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?
     {
-        tracing::warn!(
-            "{}: rewritten in place since it was read: the bytes before the committed position \
-             ({} bytes, after line {}) are not the ones read there (a `copytruncate` rotation, \
-             then written past that position); reading it from the start",
-            path.display(),
-            resume.offset,
-            resume.line
-        );
+        Some(format!(
+            "rewritten in place since it was read: the bytes before the committed position ({} \
+             bytes, after line {}) are not the ones read there (a `copytruncate` rotation, then \
+             written past that position)",
+            resume.offset, resume.line
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = changed {
+        tracing::warn!("{}: {why}; reading it from the start", path.display());
         resume.offset = 0;
         resume.tail = 0;
+        resume.restarted = true;
     }
-    let restarted = restarted && resume.offset == 0;
-    resume.restarted = restarted;
     let mut reader = LineReader::new(opened.file, max_record_bytes);
     let (mut completes, mut stored_tail, stored_mark) = (None, 0, resume.mark);
     if resume.tail > 0
@@ -1245,7 +1226,6 @@ pub fn file_input(
         completes,
         stored_tail,
         stored_mark,
-        restarted,
         unopened: None,
     })
 }
