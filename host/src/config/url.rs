@@ -739,8 +739,13 @@ fn parse_nats(rest: &str) -> Result<(NatsServer, &str, &str), String> {
     Ok((server, name, query))
 }
 
+/// The longest stream or consumer name JetStream accepts, in bytes (the server's
+/// `JSMaxNameLen`).
+const JETSTREAM_NAME_MAX: usize = 255;
+
 /// A stream, consumer or subject name JetStream accepts: not empty, no whitespace, and (for a
-/// stream or consumer name) none of `.`, `*`, `>`, `/`, `\\`.
+/// stream or consumer name) none of `.`, `*`, `>`, `/`, `\\` and at most
+/// [`JETSTREAM_NAME_MAX`] bytes.
 fn check_name(what: &str, name: &str, subject: bool) -> Result<(), String> {
     let bad = |c: char| {
         c.is_whitespace()
@@ -754,6 +759,12 @@ fn check_name(what: &str, name: &str, subject: bool) -> Result<(), String> {
         || (subject && (name.starts_with('.') || name.ends_with('.') || name.contains("..")))
     {
         return Err(format!("`{name}` is not a usable {what} name"));
+    }
+    if !subject && name.len() > JETSTREAM_NAME_MAX {
+        return Err(format!(
+            "the {what} name is {} bytes long; JetStream takes at most {JETSTREAM_NAME_MAX}",
+            name.len()
+        ));
     }
     Ok(())
 }
@@ -818,6 +829,13 @@ fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
             }
             _ => return Err(format!("unknown parameter `{key}` (known: stream)")),
         }
+    }
+    if stream.len() > JETSTREAM_NAME_MAX {
+        return Err(format!(
+            "the stream named after the subject would be {} bytes long; JetStream takes at most \
+             {JETSTREAM_NAME_MAX}: name a shorter one with ?stream=NAME",
+            stream.len()
+        ));
     }
     Ok(NatsSink {
         server,
@@ -1259,6 +1277,27 @@ mod tests {
             let e = parse_sink(url).unwrap_err();
             assert!(e.contains(needle), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn jetstream_names_longer_than_the_servers_255_bytes_are_refused_before_connecting() {
+        let fits = "s".repeat(255);
+        let long = "s".repeat(256);
+        assert!(parse_source(&format!("nats://h/{fits}?consumer={fits}")).is_ok());
+        assert!(parse_sink(&format!("nats://h/a?stream={fits}")).is_ok());
+        assert!(parse_sink(&format!("nats://h/{fits}")).is_ok());
+        for url in [
+            format!("nats://h/{long}"),
+            format!("nats://h/S?consumer={long}"),
+        ] {
+            let e = parse_source(&url).unwrap_err();
+            assert!(e.contains("256 bytes long; JetStream takes at most 255"), "{e}");
+        }
+        let e = parse_sink(&format!("nats://h/a?stream={long}")).unwrap_err();
+        assert!(e.contains("256 bytes long; JetStream takes at most 255"), "{e}");
+        let e = parse_sink(&format!("nats://h/a.{long}")).unwrap_err();
+        assert!(e.contains("named after the subject would be 258 bytes"), "{e}");
+        assert!(e.contains("?stream=NAME"), "{e}");
     }
 
     #[test]
