@@ -95,8 +95,8 @@ impl Window {
         self.len = kept + new.len();
     }
 
-    /// Forgets what it held: the bytes before the next position are not known (a line whose
-    /// bytes were not kept, too long to be a record).
+    /// Forgets what it held: the bytes before the next position are not known (a reader that
+    /// starts over from a file's start, where there are none).
     pub fn clear(&mut self) {
         self.len = 0;
     }
