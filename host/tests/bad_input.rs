@@ -864,6 +864,40 @@ fn an_empty_existing_db_file_is_refused_and_left_untouched() {
     );
 }
 
+/// A file whose size reads 0 but which reading fills (the kernel's files under /proc) is not
+/// called empty, and is refused at once, for a run and for the commands that only read.
+#[test]
+fn a_proc_file_whose_size_reads_zero_is_refused_as_not_a_database_not_as_empty() {
+    let s = Scratch::new("procdb");
+    let proc_file = std::path::Path::new("/proc/self/status");
+    if !std::fs::metadata(proc_file).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        println!("SKIP: no /proc file whose size reads 0 here");
+        return;
+    }
+    for (args, then) in [
+        (
+            &["--db", "/proc/self/status", "--messages", "5"][..],
+            "give another --db",
+        ),
+        (&["verify", "--db", "/proc/self/status"], "give the --db"),
+        (
+            &["plot", "--db", "/proc/self/status", "-o", "p.svg"],
+            "give the --db",
+        ),
+    ] {
+        let out = run(s.dir(), args);
+        assert_one_line_error(
+            &out,
+            1,
+            "/proc/self/status is not a database: its size reads 0 bytes, yet reading it gives \
+             some",
+        );
+        let err = &out.stderr;
+        assert!(err.contains(then), "{err}");
+        assert!(!err.contains("empty file"), "{err}");
+    }
+}
+
 /// A database another program made and left without tables (in WAL mode or not) is not
 /// pc-host's, though SQLite would let pc-host create its tables there: refused unchanged,
 /// once the busy timeout has passed (it could have been another pc-host's, being set up).

@@ -1291,12 +1291,21 @@ mod tests {
             format!("nats://h/S?consumer={long}"),
         ] {
             let e = parse_source(&url).unwrap_err();
-            assert!(e.contains("256 bytes long; JetStream takes at most 255"), "{e}");
+            assert!(
+                e.contains("256 bytes long; JetStream takes at most 255"),
+                "{e}"
+            );
         }
         let e = parse_sink(&format!("nats://h/a?stream={long}")).unwrap_err();
-        assert!(e.contains("256 bytes long; JetStream takes at most 255"), "{e}");
+        assert!(
+            e.contains("256 bytes long; JetStream takes at most 255"),
+            "{e}"
+        );
         let e = parse_sink(&format!("nats://h/a.{long}")).unwrap_err();
-        assert!(e.contains("named after the subject would be 258 bytes"), "{e}");
+        assert!(
+            e.contains("named after the subject would be 258 bytes"),
+            "{e}"
+        );
         assert!(e.contains("?stream=NAME"), "{e}");
     }
 

@@ -576,11 +576,24 @@ fn database_named_like_a_journal(path: &Path, journal: &Path) -> Option<anyhow::
 /// database's file itself and writes its first page as it sets it up (switching it to WAL).
 /// It is refused before SQLite opens it, so nothing (not even a `-wal` or `-journal`) is made
 /// beside it. A run waits for an empty file as for a busy database first ([`WaitedOut`]): it
-/// may be another pc-host's, created an instant ago and about to get its first page.
+/// may be another pc-host's, created an instant ago and about to get its first page. A file
+/// whose size reads 0 but which reading fills (under /proc or /sys) is refused at once, as
+/// not a database.
 pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() > 0 {
         return None;
+    }
+    if holds_bytes(path) {
+        return Some(anyhow!(
+            "{} is not a database: its size reads 0 bytes, yet reading it gives some (a file the \
+             system makes up as it is read, as under /proc or /sys); give {} --db",
+            path.display(),
+            match purpose {
+                Purpose::Write => "another",
+                Purpose::Read => "the",
+            }
+        ));
     }
     let then = match purpose {
         Purpose::Write => {
@@ -596,6 +609,14 @@ pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
         "{} is an empty file (0 bytes), not a database pc-host made; {then}",
         path.display()
     ))))
+}
+
+/// Whether reading `path` gives at least one byte (a file whose size reads 0 may still: the
+/// kernel's files under /proc and /sys). False where it cannot be read.
+fn holds_bytes(path: &Path) -> bool {
+    use std::io::Read;
+    let mut byte = [0u8; 1];
+    std::fs::File::open(path).is_ok_and(|mut f| f.read(&mut byte).is_ok_and(|n| n > 0))
 }
 
 /// The one line refusing, for a run, an existing database (not created by this run) that has
