@@ -73,6 +73,30 @@ pub fn keeps_fragment(records: &[&Record], input: u32, line: u64) -> bool {
         .any(|r| r.producer == input && (r.replaces && r.seq == line || r.restarted))
 }
 
+/// Each file input of `records` that `positions` holds (the inputs a sink writer registered,
+/// by id), in the order of its first record: its id, its committed position, and the position
+/// just after its last record in `records` (where it moves once they are committed).
+pub fn moves(
+    positions: &std::collections::HashMap<u32, crate::position::Resume>,
+    records: &[&Record],
+) -> Vec<(u32, crate::position::Resume, crate::position::Resume)> {
+    let mut moves: Vec<(u32, _, _)> = Vec::new();
+    if positions.is_empty() {
+        return moves;
+    }
+    for r in records {
+        let Some(&from) = positions.get(&r.producer) else {
+            continue;
+        };
+        let to = r.resume_after();
+        match moves.iter_mut().find(|(id, _, _)| *id == r.producer) {
+            Some((_, _, last)) => *last = to,
+            None => moves.push((r.producer, from, to)),
+        }
+    }
+    moves
+}
+
 impl Record {
     /// The position a file input reaches once this record, read from it, is committed.
     pub fn resume_after(&self) -> crate::position::Resume {

@@ -239,8 +239,9 @@ impl Writer {
 
     /// The batch was found stored: it committed whole, its positions with it.
     fn found_stored(&mut self, records: &[&Record]) {
-        let moved = moves(&self.positions, records);
-        self.positions.extend(moved);
+        let moves = crate::message::moves(&self.positions, records);
+        self.positions
+            .extend(moves.into_iter().map(|(id, _, to)| (id, to)));
     }
 
     fn write_batch(&mut self, s: &mut Session, records: &[&Record]) -> Result<(), Failure> {
@@ -329,14 +330,13 @@ impl Writer {
                 ),
             )?;
         }
-        let moved = moves(&self.positions, records);
+        let moves = crate::message::moves(&self.positions, records);
         let replaced = |input: u32, seq: u64| crate::message::keeps_fragment(records, input, seq);
-        for (id, to) in &moved {
-            let from = self.positions[id];
-            advance(s, from, *to)?;
-            remove_stale_fragment(s, self.run_id, from, *to, replaced)?;
+        for &(_, from, to) in &moves {
+            advance(s, from, to)?;
+            remove_stale_fragment(s, self.run_id, from, to, replaced)?;
         }
-        Ok(moved)
+        Ok(moves.into_iter().map(|(id, _, to)| (id, to)).collect())
     }
 
     fn commit_input_position(&mut self, s: &mut Session, to: Resume) -> Result<(), Failure> {
@@ -458,25 +458,6 @@ fn rollback(s: &mut Session, cause: &Failure) -> Result<(), Failure> {
         return Ok(());
     }
     s.conn.query_drop("ROLLBACK").map_err(Failure::Db)
-}
-
-/// Each file input's position just after its last record in `records`, by input id.
-fn moves(positions: &HashMap<u32, Resume>, records: &[&Record]) -> Vec<(u32, Resume)> {
-    let mut moved: Vec<(u32, Resume)> = Vec::new();
-    if positions.is_empty() {
-        return moved;
-    }
-    for r in records {
-        if !positions.contains_key(&r.producer) {
-            continue;
-        }
-        let to = r.resume_after();
-        match moved.iter_mut().find(|(id, _)| *id == r.producer) {
-            Some((_, pos)) => *pos = to,
-            None => moved.push((r.producer, to)),
-        }
-    }
-    moved
 }
 
 fn gone_failure(e: &Failure) -> bool {

@@ -227,25 +227,6 @@ impl Writer {
         Ok(self.session()?.holds(run_id, records[0])?)
     }
 
-    /// Each file input in `records` moved on to just after its last record there.
-    fn moves(&self, records: &[&Record]) -> Vec<Move> {
-        let mut moves: Vec<Move> = Vec::new();
-        if self.positions.is_empty() {
-            return moves;
-        }
-        for r in records {
-            let Some(&from) = self.positions.get(&r.producer) else {
-                continue;
-            };
-            let to = r.resume_after();
-            match moves.iter_mut().find(|(id, _, _)| *id == r.producer) {
-                Some((_, _, last)) => *last = to,
-                None => moves.push((r.producer, from, to)),
-            }
-        }
-        moves
-    }
-
     /// What the server's error `e` means for a write, and its words; drops the connection if
     /// the error ended it (`closed`: the client saw it close).
     fn server_failed(&mut self, e: &postgres::Error, closed: bool) -> (ErrorKind, String) {
@@ -377,7 +358,7 @@ impl Sink for Writer {
         if records.is_empty() {
             return Ok(());
         }
-        let moves = self.moves(records);
+        let moves = crate::message::moves(&self.positions, records);
         match self.commit(records, &moves) {
             Ok(()) => {
                 self.positions

@@ -208,25 +208,12 @@ impl Writer {
     /// Moves each file input in `records` on to just after its last record there; returns the
     /// new positions (kept once the transaction commits).
     fn advance_positions(&self, records: &[&Record]) -> anyhow::Result<Vec<(u32, Resume)>> {
-        if self.positions.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut moved: Vec<(u32, Resume)> = Vec::new();
-        for r in records {
-            let Some(&from) = self.positions.get(&r.producer) else {
-                continue;
-            };
-            let to = r.resume_after();
-            match moved.iter_mut().find(|(id, _)| *id == r.producer) {
-                Some((_, pos)) => *pos = to,
-                None => moved.push((from.input, to)),
-            }
-        }
+        let moves = crate::message::moves(&self.positions, records);
         let replaced = |input: u32, seq: u64| crate::message::keeps_fragment(records, input, seq);
-        for (id, to) in &moved {
-            self.advance(self.positions[id], *to, replaced)?;
+        for &(_, from, to) in &moves {
+            self.advance(from, to, replaced)?;
         }
-        Ok(moved)
+        Ok(moves.into_iter().map(|(id, _, to)| (id, to)).collect())
     }
 
     /// Moves an input's committed position from `from` to `to`, inside the caller's
