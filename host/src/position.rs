@@ -95,6 +95,22 @@ impl Window {
         self.len = kept + new.len();
     }
 
+    /// Appends a line read next and, if it had one (`end`), its line end: as `push(line)` and
+    /// then `push(b"\n")`, moving the bytes it keeps once.
+    pub fn push_line(&mut self, line: &[u8], end: bool) {
+        if !end {
+            return self.push(line);
+        }
+        let line = &line[line.len().saturating_sub(Self::BYTES - 1)..];
+        let new = line.len() + 1;
+        let kept = self.len.min(Self::BYTES - new);
+        self.bytes
+            .copy_within(Self::BYTES - kept.., Self::BYTES - kept - new);
+        self.bytes[Self::BYTES - new..Self::BYTES - 1].copy_from_slice(line);
+        self.bytes[Self::BYTES - 1] = b'\n';
+        self.len = kept + new;
+    }
+
     /// Forgets what it held: the bytes before the next position are not known (a reader that
     /// starts over from a file's start, where there are none).
     pub fn clear(&mut self) {
@@ -122,16 +138,32 @@ impl Window {
     /// bytes give the same mark in every build: its hash is defined here, not borrowed.
     pub fn mark(&self) -> Option<u32> {
         const K: u64 = 0x9E37_79B9_7F4A_7C15;
-        if self.len == 0 || self.bytes().contains(&0) {
+        const LOW: u64 = 0x0101_0101_0101_0101;
+        let step = |h: u64, word: u64| (h ^ word).wrapping_mul(K).rotate_left(31);
+        // Whether a word holds a zero byte (exact: a borrow into a byte's top bit needs a
+        // zero byte below it).
+        let has_nul = |word: u64| word.wrapping_sub(LOW) & !word & (LOW << 7) != 0;
+        if self.len == 0 {
             return None;
         }
+        // The bytes in 8-byte little-endian words from the oldest, the last one zero-padded.
         let mut h = self.len as u64;
-        for chunk in self.bytes().chunks(8) {
+        let mut words = self.bytes().chunks_exact(8);
+        for word in &mut words {
+            let word = word.try_into().map_or(0, u64::from_le_bytes);
+            if has_nul(word) {
+                return None;
+            }
+            h = step(h, word);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            if rest.contains(&0) {
+                return None;
+            }
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            h = (h ^ u64::from_le_bytes(word))
-                .wrapping_mul(K)
-                .rotate_left(31);
+            word[..rest.len()].copy_from_slice(rest);
+            h = step(h, u64::from_le_bytes(word));
         }
         h = (h ^ (h >> 29)).wrapping_mul(K);
         let hash = (h >> 32) as u32;
@@ -308,6 +340,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_line_pushed_with_its_end_leaves_the_window_a_push_of_each_would() {
+        let text: Vec<u8> = (0..200u8).map(|i| b'a' + i % 26).collect();
+        for start in [0, 1, 30, 63, 64, 100] {
+            for len in [0, 1, 10, 62, 63, 64, 65, 150] {
+                for end in [false, true] {
+                    let mut pieces = Window::of(&text[..start]);
+                    let mut line = pieces;
+                    let read = &text[start..(start + len).min(text.len())];
+                    pieces.push(read);
+                    if end {
+                        pieces.push(b"\n");
+                    }
+                    line.push_line(read, end);
+                    assert_eq!(
+                        (line.bytes(), line.mark()),
+                        (pieces.bytes(), pieces.mark()),
+                        "after {start} bytes, a line of {len}, end {end}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_window_keeps_the_last_64_bytes_and_marks_them_whatever_the_pieces() {
         let text: Vec<u8> = (0..200u8).map(|i| b'a' + i % 26).collect();
         let mut w = Window::default();
@@ -329,8 +385,18 @@ mod tests {
         changed[150] = b'!';
         assert_ne!(Window::of(&changed).mark(), Some(mark));
         assert_ne!(Window::of(b"ab\n").mark(), Window::of(b"ac\n").mark());
-        // A NUL byte, or nothing: no mark.
+        // A NUL byte anywhere, or nothing: no mark.
         assert_eq!(Window::of(b"a\0b").mark(), None);
+        for at in 0..64 {
+            let mut nul = text[..64].to_vec();
+            nul[at] = 0;
+            assert_eq!(Window::of(&nul).mark(), None, "a NUL at {at}");
+            nul[at] = 0x80;
+            assert!(
+                Window::of(&nul).mark().is_some(),
+                "no NUL, a high byte at {at}"
+            );
+        }
         w.clear();
         assert_eq!((w.len(), w.mark()), (0, None));
     }
@@ -342,5 +408,9 @@ mod tests {
             Window::of(b"2026-12-06 05:00:00 INFO started\n").mark(),
             Some(0x8e54_b8a1)
         );
+        // Whole words only (64 bytes), and a part word only (3 bytes).
+        let text: Vec<u8> = (0..200u8).map(|i| b'a' + i % 26).collect();
+        assert_eq!(Window::of(&text).mark(), Some(0x729a_a340));
+        assert_eq!(Window::of(b"ab\n").mark(), Some(0xffc9_aa03));
     }
 }

@@ -384,18 +384,17 @@ impl<R: Source> LineReader<R> {
 
     /// Strips a `\r` before a `\n` and applies the limit; moves the line window on.
     fn cut(&mut self, mut bytes: Vec<u8>, consumed: u64, had_newline: bool) -> RawLine {
-        let before = self.lines.mark();
+        // A line without its end is marked by the bytes before it (see below).
+        let before = if had_newline { None } else { self.lines.mark() };
         let mut len = consumed - u64::from(had_newline);
-        if bytes.len() as u64 == len {
-            self.lines.push(&bytes);
+        // A line too long to keep whole had its last bytes kept apart.
+        let read = if bytes.len() as u64 == len {
+            &bytes[..]
         } else {
-            // Too long to keep whole: its last bytes were kept apart.
-            self.lines.push(self.carry_end.bytes());
-        }
+            self.carry_end.bytes()
+        };
+        self.lines.push_line(read, had_newline);
         self.carry_end.clear();
-        if had_newline {
-            self.lines.push(b"\n");
-        }
         if had_newline && bytes.last() == Some(&b'\r') {
             bytes.pop();
             len -= 1;
