@@ -724,21 +724,27 @@ impl LineSource<'_> {
         }
     }
 
-    /// When a stdin source stops (the run stops, or fails): the lines stdin has already given
-    /// (whole lines in the read buffer, then a line the stop cut, as it is) cannot be read
-    /// again, so they go where this chunk's would: pushed while the ring is open, else
-    /// dead-lettered or counted as not queued ([`Self::push`]). Nothing more is read; a
-    /// `--messages` budget still caps what is pushed (what it leaves out is dropped
-    /// uncounted, as `head` drops what it read ahead).
+    /// When a stdin source stops (the run stops, or fails): the whole lines stdin has already
+    /// given (in the read buffer) cannot be read again, so they go where this chunk's would:
+    /// pushed while the ring is open, else dead-lettered or counted as not queued
+    /// ([`Self::push`]). Nothing more is read; a `--messages` budget still caps what is pushed
+    /// (what it leaves out is dropped uncounted, as `head` drops what it read ahead). A line
+    /// the stop cut, read in part, is no record ([`Self::cut_stdin_line`]); the input's last
+    /// line, ended by the input itself, is.
     fn rest_of_stdin(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<()> {
         let Input::Stdin(reader) = &mut self.input else {
             return Ok(());
         };
+        let input_ended = reader.at_eof();
         reader.get_mut().done = true;
         loop {
             let (chunk, _) = self.read_chunk(u64::MAX, next, buf)?;
             if matches!(chunk, Chunk::End) {
-                self.accept_last_stdin_line(next, buf);
+                if input_ended {
+                    self.accept_last_stdin_line(next, buf);
+                } else {
+                    self.cut_stdin_line(next);
+                }
             }
             let within = self.claim(buf.len() as u64);
             buf.truncate(usize::try_from(within).unwrap_or(usize::MAX));
@@ -769,6 +775,43 @@ impl LineSource<'_> {
             let line = self.parse(line);
             self.accept(line, now, next, buf);
         }
+    }
+
+    /// The part of a line stdin had given when the run stopped, its end not yet read: not a
+    /// record (its text would be cut wherever a read happened to end). On a regular file, fd
+    /// 0 is moved back over it, so that the next reader reads the whole line, as `head`
+    /// leaves a file; nothing is counted. On a pipe it cannot be given back: it is rejected
+    /// as a line that makes no record is (counted, named in the run's warning about rejected
+    /// lines, and with `--dead-letter` set aside with its bytes).
+    fn cut_stdin_line(&mut self, next: &mut Resume) {
+        let Input::Stdin(reader) = &mut self.input else {
+            return;
+        };
+        let part = reader.pending();
+        if part == 0 {
+            return;
+        }
+        if StdinPoll::give_back(part) {
+            reader.reset();
+            return;
+        }
+        let Some(line) = reader.finish() else {
+            return;
+        };
+        bump(&self.stats.read, 1);
+        bump(&self.stats.read_bytes, line.consumed);
+        let cut = Parsed {
+            consumed: line.consumed,
+            terminated: false,
+            mark: line.mark,
+            text: Err(Rejected {
+                why: "cut by the stop: the rest of the line was not read, and stays in the input"
+                    .into(),
+                bytes: (!line.too_long).then_some(line.bytes),
+            }),
+        };
+        let now = self.cx.clock.now();
+        self.accept(cut, now, next, &mut Vec::new());
     }
 
     /// After the run failed with stdin still holding lines it had given (in the read
