@@ -1975,6 +1975,75 @@ fn a_line_cut_by_the_stop_on_a_stdin_pipe_is_set_aside_not_stored_as_a_row() {
     );
 }
 
+/// `verify` holds a completed stdin or file run to the counts its end recorded: rows deleted
+/// since (beyond a last line a later run replaced), or records the run accepted and recorded
+/// neither as stored nor as set aside, are problems (exit 1). Line numbers alone cannot show
+/// them: a rejected line leaves its number unused.
+#[test]
+fn verify_finds_rows_gone_from_a_completed_stdin_or_file_run() {
+    let s = Scratch::new("ingest-verify-counts");
+    let lines: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    write(&s.path("f.txt"), &lines);
+    // A file whose last line has no end yet: stored, then replaced by the next run once the
+    // line is complete. Run 1's row of it goes, and that is no problem.
+    write(&s.path("g.txt"), "a\nb\nhal");
+    let (out, _) = common::run_with_file_stdin(
+        s.dir(),
+        &["--source", "-", "--db", "t.db", "--report-interval", "0"],
+        "f.txt",
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    ingest_ok(&s, "t.db", &["--source", "file:f.txt"]);
+    ingest_ok(&s, "t.db", &["--source", "file:g.txt"]);
+    let mut g = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.path("g.txt"))
+        .unwrap();
+    std::io::Write::write_all(&mut g, b"f\n").unwrap();
+    ingest_ok(&s, "t.db", &["--source", "file:g.txt"]);
+    let verify = |s: &Scratch| run(s.dir(), &["verify", "--db", "t.db"]);
+    let out = verify(&s);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "run 3: ingest completed; 1 input, 2 rows; each input's lines stored at most once, \
+             its records all accounted for: OK"
+        ),
+        "the replaced last line is no problem: {}",
+        out.stdout
+    );
+    let conn = Connection::open(s.path("t.db")).expect("open db");
+    conn.execute(
+        "DELETE FROM messages WHERE run_id IN (1, 2) AND seq BETWEEN 100 AND 199",
+        [],
+    )
+    .unwrap();
+    let out = verify(&s);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    for run in [1, 2] {
+        assert!(
+            out.stdout.contains(&format!(
+                "run {run}: ingest completed; 1 input, 900 rows; PROBLEM: 100 of the 1000 rows \
+                 the run stored are gone"
+            )),
+            "{}",
+            out.stdout
+        );
+    }
+    // A run whose end recorded fewer stored than it accepted, with nothing set aside.
+    conn.execute("UPDATE runs SET stored = 0 WHERE run_id = 4", [])
+        .unwrap();
+    let out = verify(&s);
+    assert!(
+        out.stdout.contains(
+            "run 4: ingest completed; 1 input, 1 row; PROBLEM: the run accepted 1 record and \
+             recorded 0 stored, 0 dead-lettered and 0 not stored: 1 unaccounted for"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
 /// The summary's `rejected` line says the rejected lines are in the dead-letter file only
 /// when there are some: a run that rejects nothing does not point at a file it never made. The
 /// `dead-lettered` line (records the sink did not store) then says the file holds them too, so

@@ -28,6 +28,14 @@ pub struct RunInfo {
     pub not_stored: Option<u64>,
     /// What the run's `runs.config` says of its dead letters.
     pub dead_letters: DeadLetters,
+    /// Records the run accepted into the ring (`runs.produced`), and those it counted back
+    /// as stored at its end (`runs.stored`): `None` as for `dead_lettered`.
+    pub accepted: Option<u64>,
+    pub stored: Option<u64>,
+    /// The run read from or published to a broker (a `nats://` source or sink, as its
+    /// `runs.config` says): its accepted records include redeliveries it stored once, or its
+    /// records are rows of the runs that consume the stream.
+    pub broker: bool,
 }
 
 /// Where a run's dead-letter entries are, as its `runs.config` (JSON) says.
@@ -53,6 +61,19 @@ impl DeadLetters {
             published_by: config["published_by_run"].as_i64(),
         }
     }
+}
+
+/// Whether a run's `runs.config` (JSON) names a broker (`nats://`) as a source or its sink.
+pub fn uses_a_broker(config: Option<&str>) -> bool {
+    let Some(config) = config.and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+    else {
+        return false;
+    };
+    let nats = |v: &serde_json::Value| v.as_str().is_some_and(|s| s.starts_with("nats:"));
+    nats(&config["sink"])
+        || config["sources"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(nats))
 }
 
 /// One message row.

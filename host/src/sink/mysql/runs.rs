@@ -273,16 +273,19 @@ pub fn count_stored(conn: &mut Conn, run_id: i64) -> mysql::Result<u64> {
 /// for a run that did not end, `dead_lettered` is `None`.
 pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<Vec<RunInfo>> {
     let dead_lettered = if summary {
-        "dead_lettered, not_stored"
+        "dead_lettered, not_stored, stored, produced"
     } else {
-        "NULL, NULL"
+        "NULL, NULL, NULL, NULL"
     };
-    /// run_id, completed, finished, producers, dead_lettered, not_stored, config.
+    /// run_id, completed, finished, producers, dead_lettered, not_stored, stored, produced,
+    /// config.
     type RunRow = (
         i64,
         bool,
         bool,
         i64,
+        Option<i64>,
+        Option<i64>,
         Option<i64>,
         Option<i64>,
         Option<String>,
@@ -295,7 +298,18 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
         (only, only),
     )?;
     let mut runs = Vec::with_capacity(rows.len());
-    for (run_id, completed, finished, producers, dead_lettered, not_stored, config) in rows {
+    for (
+        run_id,
+        completed,
+        finished,
+        producers,
+        dead_lettered,
+        not_stored,
+        stored,
+        accepted,
+        config,
+    ) in rows
+    {
         let producers = producers.clamp(0, i64::from(u32::MAX)) as u32;
         // A count beyond what pc-host runs was edited in: track no more than it could write.
         let mut produced = vec![0; producers.min(MAX_THREADS as u32) as usize];
@@ -321,6 +335,9 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
             inputs,
             dead_lettered: dead_lettered.map(|n| n.max(0) as u64),
             not_stored: not_stored.map(|n| n.max(0) as u64),
+            stored: stored.map(|n| n.max(0) as u64),
+            accepted: accepted.map(|n| n.max(0) as u64),
+            broker: crate::sink::read_back::uses_a_broker(config.as_deref()),
             dead_letters: DeadLetters::of_config(config.as_deref()),
         });
     }

@@ -393,8 +393,10 @@ pub fn runs(
     found: &Found,
 ) -> Result<Vec<RunInfo>, postgres::Error> {
     let dead = match found {
-        Found::Current | Found::Version2 | Found::Version3 => "dead_lettered, not_stored",
-        Found::Version1 | Found::Empty => "NULL::bigint, NULL::bigint",
+        Found::Current | Found::Version2 | Found::Version3 => {
+            "dead_lettered, not_stored, stored, produced"
+        }
+        Found::Version1 | Found::Empty => "NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint",
     };
     let mut runs: Vec<RunInfo> = c
         .query(
@@ -414,7 +416,10 @@ pub fn runs(
             inputs: Vec::new(),
             dead_lettered: r.get::<_, Option<i64>>(4).map(|n| n.max(0) as u64),
             not_stored: r.get::<_, Option<i64>>(5).map(|n| n.max(0) as u64),
-            dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(6).as_deref()),
+            stored: r.get::<_, Option<i64>>(6).map(|n| n.max(0) as u64),
+            accepted: r.get::<_, Option<i64>>(7).map(|n| n.max(0) as u64),
+            dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(8).as_deref()),
+            broker: crate::sink::read_back::uses_a_broker(r.get::<_, Option<String>>(8).as_deref()),
         })
         .collect();
     for run in &mut runs {

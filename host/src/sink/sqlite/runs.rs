@@ -544,16 +544,26 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 dead_lettered: Some(0),
                 not_stored: Some(0),
                 dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(4)?.as_deref()),
+                accepted: None,
+                stored: None,
+                broker: crate::sink::read_back::uses_a_broker(
+                    r.get::<_, Option<String>>(4)?.as_deref(),
+                ),
             })
         })?
         .collect::<Result<_, _>>()?;
-    let summary = conn.prepare("SELECT dead_lettered, not_stored FROM runs WHERE run_id = ?1");
+    let summary = conn
+        .prepare("SELECT dead_lettered, not_stored, stored, produced FROM runs WHERE run_id = ?1");
     if let Ok(mut summary) = summary {
         for run in &mut runs {
-            let (dead, not): (Option<i64>, Option<i64>) =
-                summary.query_row([run.run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            run.dead_lettered = dead.map(|n| n.max(0) as u64);
-            run.not_stored = not.map(|n| n.max(0) as u64);
+            let counts: [Option<i64>; 4] = summary.query_row([run.run_id], |r| {
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+            })?;
+            let [dead, not, stored, accepted] = counts.map(|n| n.map(|n| n.max(0) as u64));
+            run.dead_lettered = dead;
+            run.not_stored = not;
+            run.stored = stored;
+            run.accepted = accepted;
         }
     }
     let mut producers =
