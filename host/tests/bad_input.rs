@@ -1725,6 +1725,28 @@ fn a_misspelt_pc_host_variable_is_one_line_naming_the_nearest_option() {
          PC_HOST_PRODUCERS?)",
     );
     assert!(!s.path("pc-host.db").exists(), "no database on bad input");
+    // Letter case aside, the nearest name is still offered.
+    let out = run_env(s.dir(), &["--messages", "3"], &[("PC_HOST_producers", "3")]);
+    assert_one_line_error(
+        &out,
+        2,
+        "error: PC_HOST_producers is set, but pc-host has no such variable (did you mean \
+         PC_HOST_PRODUCERS?)",
+    );
+    // A name that is not UTF-8 is no option either: refused, not skipped.
+    let mut cmd = common::pc_host(s.dir());
+    cmd.args(["--messages", "3"]).env(
+        std::os::unix::ffi::OsStrExt::from_bytes(b"PC_HOST_PRODUCERS\xff".as_slice())
+            as &std::ffi::OsStr,
+        "3",
+    );
+    let out: common::Out = cmd.output_within().expect("run pc-host").into();
+    assert_one_line_error(
+        &out,
+        2,
+        "error: PC_HOST_PRODUCERS\u{fffd} is set, but pc-host has no such variable",
+    );
+    assert!(!s.path("pc-host.db").exists(), "no database on bad input");
     let out = run_env(
         s.dir(),
         &["--messages", "3", "--rps", "0"],

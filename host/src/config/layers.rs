@@ -266,7 +266,9 @@ fn variable_not_utf8() -> Option<String> {
 /// # Errors
 /// One line naming the variable and the nearest known name.
 pub fn check_variables() -> Result<(), ConfigError> {
-    let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    // A name that is not UTF-8 is compared as its lossy text: `PC_HOST_` and a stray byte is
+    // no option either.
+    let variables = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned());
     match unknown_variable(variables, &known_variables()) {
         Some(e) => Err(e),
         None => Ok(()),
@@ -306,9 +308,11 @@ fn unknown_variable(
 
 /// " (did you mean K?)" for the one of `known` nearest `name`, if one is near enough.
 fn did_you_mean(name: &str, known: &[String]) -> String {
+    // Case aside: `PC_HOST_producers` is near `PC_HOST_PRODUCERS`.
+    let upper = name.to_uppercase();
     known
         .iter()
-        .map(|k| (strsim::jaro_winkler(k, name), k))
+        .map(|k| (strsim::jaro_winkler(k, &upper), k))
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .filter(|(score, _)| *score > 0.9)
         .map(|(_, k)| format!(" (did you mean {k}?)"))
