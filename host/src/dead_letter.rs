@@ -655,9 +655,14 @@ pub fn is_dead_letter_file(path: &Path) -> bool {
         .is_ok_and(|first| is_entry(&first))
 }
 
-/// Whether `line` is one dead-letter entry: a JSON object with the [`MARK`] key.
+/// Whether `line` is one dead-letter entry: a JSON object with the [`MARK`] key at
+/// [`VERSION`], and the run and reason every entry carries.
 fn is_entry(line: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(line).is_ok_and(|v| v.get(MARK).is_some())
+    serde_json::from_slice::<Value>(line).is_ok_and(|v| {
+        v.get(MARK).and_then(Value::as_u64) == Some(u64::from(VERSION))
+            && v["run_id"].is_i64()
+            && v["reason"].is_string()
+    })
 }
 
 /// The rejected bytes as an entry keeps them: `record` as text, or, for bytes that are not
@@ -684,6 +689,22 @@ mod tests {
             end_offset: 120,
             text: text.into(),
             ..Record::default()
+        }
+    }
+
+    #[test]
+    fn only_a_whole_entry_of_this_format_marks_a_file_as_a_dead_letter_file() {
+        assert!(is_entry(
+            br#"{"pc_dead_letter":1,"run_id":3,"reason":"refused","record":"a"}"#
+        ));
+        for not in [
+            br#"{"pc_dead_letter":1}"#.as_slice(),
+            br#"{"pc_dead_letter":2,"run_id":3,"reason":"refused"}"#,
+            br#"{"pc_dead_letter":"1","run_id":3,"reason":"refused"}"#,
+            br#"{"pc_dead_letter":1,"run_id":"3","reason":"refused"}"#,
+            br#"{"run_id":3,"reason":"refused"}"#,
+        ] {
+            assert!(!is_entry(not), "{}", String::from_utf8_lossy(not));
         }
     }
 

@@ -308,11 +308,11 @@ fn unknown_variable(
 
 /// " (did you mean K?)" for the one of `known` nearest `name`, if one is near enough.
 fn did_you_mean(name: &str, known: &[String]) -> String {
-    // Case aside: `PC_HOST_producers` is near `PC_HOST_PRODUCERS`.
+    // Letter case aside: `PC_HOST_producers` is near `PC_HOST_PRODUCERS`.
     let upper = name.to_uppercase();
     known
         .iter()
-        .map(|k| (strsim::jaro_winkler(k, &upper), k))
+        .map(|k| (strsim::jaro_winkler(&k.to_uppercase(), &upper), k))
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .filter(|(score, _)| *score > 0.9)
         .map(|(_, k)| format!(" (did you mean {k}?)"))

@@ -1148,11 +1148,18 @@ fn dead_letter_record(entry: String, max: usize) -> Result<String, Rejected> {
             });
         }
     };
-    if v.get(crate::dead_letter::MARK).is_none() {
+    let (mark, version) = (crate::dead_letter::MARK, crate::dead_letter::VERSION);
+    let Some(format) = v.get(mark) else {
+        return Err(Rejected {
+            why: format!("not a dead-letter entry (no `{mark}` key)"),
+            bytes: Some(entry.into_bytes()),
+        });
+    };
+    if format.as_u64() != Some(u64::from(version)) {
         return Err(Rejected {
             why: format!(
-                "not a dead-letter entry (no `{}` key)",
-                crate::dead_letter::MARK
+                "a dead-letter entry of format `{mark}: {format}`, which this pc-host does not \
+                 read (it reads {version})"
             ),
             bytes: Some(entry.into_bytes()),
         });
@@ -1174,6 +1181,10 @@ fn dead_letter_record(entry: String, max: usize) -> Result<String, Rejected> {
         (_, Some(bytes)) => Err(Rejected {
             why: "the entry's record is not UTF-8".into(),
             bytes: Some(bytes),
+        }),
+        (Some(other), None) if !other.is_null() => Err(Rejected {
+            why: format!("the entry's `record` is not text: {other}"),
+            bytes: Some(entry.into_bytes()),
         }),
         _ => Err(Rejected {
             why: "the entry holds no record (it was too long to keep)".into(),
@@ -1354,6 +1365,27 @@ mod tests {
         let foreign = r#"{"note":"not ours"}"#;
         let r = record_text(line(foreign), Format::DeadLetter, max).unwrap_err();
         assert_eq!(r.bytes.as_deref(), Some(foreign.as_bytes()));
+    }
+
+    #[test]
+    fn a_replayed_entry_of_another_format_or_with_a_record_that_is_not_text_says_so() {
+        let max = 1 << 20;
+        let newer = r#"{"pc_dead_letter":2,"record":"a"}"#;
+        let r = record_text(line(newer), Format::DeadLetter, max).unwrap_err();
+        assert!(
+            r.why.contains("format `pc_dead_letter: 2`") && r.why.contains("reads 1"),
+            "{}",
+            r.why
+        );
+        assert_eq!(
+            r.bytes.as_deref(),
+            Some(newer.as_bytes()),
+            "the entry is kept whole"
+        );
+        let number = r#"{"pc_dead_letter":1,"record":42}"#;
+        let r = record_text(line(number), Format::DeadLetter, max).unwrap_err();
+        assert_eq!(r.why, "the entry's `record` is not text: 42");
+        assert_eq!(r.bytes.as_deref(), Some(number.as_bytes()));
     }
 
     #[test]
