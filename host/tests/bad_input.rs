@@ -831,8 +831,8 @@ fn an_empty_existing_db_file_is_refused_and_left_untouched() {
         assert_one_line_error(
             &run(s.dir(), args),
             1,
-            "empty.db is an empty file (0 bytes), not a database pc-host made; pc-host will \
-             not write to it",
+            "empty.db is an empty file (0 bytes): another program's, or one a pc-host run was \
+             killed while creating; pc-host will not write to it",
         );
     }
     // verify and plot, which only read, refuse it as well, saying what to give instead.
@@ -843,7 +843,8 @@ fn an_empty_existing_db_file_is_refused_and_left_untouched() {
         assert_one_line_error(
             &run(s.dir(), args),
             1,
-            "empty.db is an empty file (0 bytes), not a database pc-host made; give the --db",
+            "empty.db is an empty file (0 bytes): another program's, or one a pc-host run was \
+             killed while creating; give the --db",
         );
     }
     let meta = std::fs::metadata(&file).unwrap();

@@ -606,7 +606,8 @@ pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
         }
     };
     Some(anyhow::Error::new(WaitedOut(format!(
-        "{} is an empty file (0 bytes), not a database pc-host made; {then}",
+        "{} is an empty file (0 bytes): another program's, or one a pc-host run was killed \
+         while creating; {then}",
         path.display()
     ))))
 }
