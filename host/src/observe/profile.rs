@@ -75,7 +75,8 @@ impl Profile {
         drop(self.guard);
         if report.data.is_empty() {
             return Err(format!(
-                "--profile {shown}: the run was too short to take a sample; nothing written"
+                "--profile {shown}: no sample was taken (the run used too little CPU time for \
+                 one at {FREQUENCY} Hz); nothing written"
             ));
         }
         let mut svg = Vec::new();
