@@ -1903,6 +1903,84 @@ fn at_a_signal_every_line_taken_from_stdin_is_stored_and_the_rest_left_unread() 
     );
 }
 
+/// A stop within a `--messages` budget takes the lines read ahead only up to the budget, and
+/// leaves a regular-file stdin just after line N, as `head -n N` would: the lines past the
+/// budget are given back, not skipped.
+#[test]
+fn a_stop_with_messages_leaves_a_file_stdin_just_after_line_n() {
+    use std::io::Read as _;
+    let s = Scratch::new("ingest-stdin-stop-budget");
+    let text: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    std::fs::write(s.path("in.txt"), &text).unwrap();
+    let input = std::fs::File::open(s.path("in.txt")).unwrap();
+    let mut rest = input.try_clone().unwrap();
+    let mut cmd = common::pc_host(s.dir());
+    cmd.args([
+        "--source",
+        "-",
+        "--db",
+        "t.db",
+        "--messages",
+        "1000",
+        "--rps",
+        "100",
+        "--report-interval",
+        "0.05",
+        "--output",
+        "json",
+    ])
+    .stdin(input);
+    let mut r = common::start_command(cmd);
+    r.err.wait("showing messages stored", common::stored_some);
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(u(&json(&out), "stored"), 1000);
+    let mut left = String::new();
+    rest.read_to_string(&mut left).unwrap();
+    assert!(
+        left.starts_with("1001\n"),
+        "left starts {:?}",
+        &left[..left.len().min(20)]
+    );
+    assert_eq!(left.len(), text.len() - text.find("1001\n").unwrap());
+}
+
+/// The input's own last line, without a line end, is no line the stop cut: a stop that comes
+/// while it waits in the read buffer (a slow rate here) stores it whole, as EOF would, once
+/// the input has ended (the pipe closed, or a file read to its end).
+#[test]
+fn a_stop_before_the_last_line_of_an_ended_stdin_is_taken_stores_it_whole() {
+    let s = Scratch::new("ingest-stdin-last-at-stop");
+    let mut r = common::Running::start_piped(
+        &s,
+        &[
+            "--source",
+            "-",
+            "--db",
+            "t.db",
+            "--rps",
+            "1",
+            "--report-interval",
+            "0.05",
+            "--output",
+            "json",
+        ],
+    );
+    let mut stdin = r.child.stdin.take().expect("stdin");
+    stdin.write_all(b"1\n2\n3").unwrap();
+    drop(stdin);
+    r.err.wait("showing a record stored", common::stored_some);
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!((u(&v, "stored"), u(&v, "rejected")), (3, 0), "{v}");
+    let stored: Vec<String> = common::all_rows(&s.path("t.db"))
+        .into_iter()
+        .map(|(_, _, line)| line)
+        .collect();
+    assert_eq!(stored, ["1", "2", "3"]);
+}
+
 /// On a pipe, the part of a line pc-host had read when the run stopped cannot be given back:
 /// it is no row (its text ends wherever a read happened to end), but a rejected line, set
 /// aside in the dead-letter file with its bytes; the rest of the line stays in the pipe.
@@ -2013,6 +2091,19 @@ fn verify_finds_rows_gone_from_a_completed_stdin_or_file_run() {
         out.stdout
     );
     let conn = Connection::open(s.path("t.db")).expect("open db");
+    // A stdin row is never replaced by a later run: one gone is a problem.
+    conn.execute("DELETE FROM messages WHERE run_id = 1 AND seq = 500", [])
+        .unwrap();
+    let out = verify(&s);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "run 1: ingest completed; 1 input, 999 rows; PROBLEM: 1 of the 1000 rows the run \
+             stored are gone"
+        ),
+        "{}",
+        out.stdout
+    );
     conn.execute(
         "DELETE FROM messages WHERE run_id IN (1, 2) AND seq BETWEEN 100 AND 199",
         [],
@@ -2020,24 +2111,24 @@ fn verify_finds_rows_gone_from_a_completed_stdin_or_file_run() {
     .unwrap();
     let out = verify(&s);
     assert_eq!(out.code, Some(1), "{}", out.stdout);
-    for run in [1, 2] {
+    for (run, rows, gone) in [(1, 899, 101), (2, 900, 100)] {
         assert!(
             out.stdout.contains(&format!(
-                "run {run}: ingest completed; 1 input, 900 rows; PROBLEM: 100 of the 1000 rows \
-                 the run stored are gone"
+                "run {run}: ingest completed; 1 input, {rows} rows; PROBLEM: {gone} of the 1000 \
+                 rows the run stored are gone"
             )),
             "{}",
             out.stdout
         );
     }
     // A run whose end recorded fewer stored than it accepted, with nothing set aside.
-    conn.execute("UPDATE runs SET stored = 0 WHERE run_id = 4", [])
+    conn.execute("UPDATE runs SET stored = 995 WHERE run_id = 1", [])
         .unwrap();
     let out = verify(&s);
     assert!(
         out.stdout.contains(
-            "run 4: ingest completed; 1 input, 1 row; PROBLEM: the run accepted 1 record and \
-             recorded 0 stored, 0 dead-lettered and 0 not stored: 1 unaccounted for"
+            "run 1: ingest completed; 1 input, 899 rows; PROBLEM: the run accepted 1000 records \
+             and recorded 995 stored, 0 dead-lettered and 0 not stored: 5 unaccounted for"
         ),
         "{}",
         out.stdout

@@ -36,6 +36,9 @@ pub struct RunInfo {
     /// `runs.config` says): its accepted records include redeliveries it stored once, or its
     /// records are rows of the runs that consume the stream.
     pub broker: bool,
+    /// How many of its inputs are stdin (its `runs.config` names `stdin` as a source): a
+    /// stdin row is never replaced by a later run.
+    pub stdin_inputs: u64,
 }
 
 /// Where a run's dead-letter entries are, as its `runs.config` (JSON) says.
@@ -74,6 +77,20 @@ pub fn uses_a_broker(config: Option<&str>) -> bool {
         || config["sources"]
             .as_array()
             .is_some_and(|s| s.iter().any(nats))
+}
+
+/// How many sources a run's `runs.config` (JSON) names that are stdin.
+pub fn stdin_sources(config: Option<&str>) -> u64 {
+    config
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|c| {
+            c["sources"].as_array().map(|s| {
+                s.iter()
+                    .filter(|s| s.as_str().is_some_and(|s| s.starts_with("stdin")))
+                    .count() as u64
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// One message row.

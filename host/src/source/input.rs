@@ -116,6 +116,8 @@ pub struct StdinPoll {
     /// No more reads: the run stopped, and what is left on fd 0 stays there for whoever reads
     /// it next. A read then reports the end of the input.
     pub done: bool,
+    /// A read found the input's own end (not the one `done` reports).
+    pub saw_end: bool,
 }
 
 impl Read for StdinPoll {
@@ -140,11 +142,38 @@ impl Read for StdinPoll {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and read
         // writes at most that many; fd 0 is not closed by this process.
         let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+        self.saw_end |= n == 0 && !buf.is_empty();
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 }
 
 impl StdinPoll {
+    /// Whether the input on fd 0 has ended, without reading it: a regular file read to its
+    /// size, or a pipe or terminal every writer has closed with nothing left in it. A pipe a
+    /// writer still holds has not ended, whether or not bytes wait in it.
+    pub fn ended() -> bool {
+        // SAFETY: `stat` is a plain C struct for which all zeroes is a valid value, and fstat
+        // writes at most one `struct stat` into it; fd 0 is not closed by this process.
+        let stat = unsafe {
+            let mut stat: libc::stat = core::mem::zeroed();
+            (libc::fstat(libc::STDIN_FILENO, &mut stat) == 0).then_some(stat)
+        };
+        if let Some(stat) = stat.filter(|s| s.st_mode & libc::S_IFMT == libc::S_IFREG) {
+            // SAFETY: lseek with offset 0 and SEEK_CUR only reports fd 0's offset.
+            let at = unsafe { libc::lseek(libc::STDIN_FILENO, 0, libc::SEEK_CUR) };
+            return at >= 0 && at >= stat.st_size;
+        }
+        let mut fds = libc::pollfd {
+            fd: libc::STDIN_FILENO,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `fds` is one valid, exclusively borrowed pollfd for the whole call, and nfds
+        // is 1, so poll reads and writes only it; a timeout of 0 returns at once.
+        let ready = unsafe { libc::poll(&mut fds, 1, 0) };
+        ready > 0 && fds.revents & libc::POLLHUP != 0 && fds.revents & libc::POLLIN == 0
+    }
+
     /// Moves fd 0 back by `read_ahead` bytes, read from it but not taken, if it is a regular
     /// file: the next reader of the same descriptor then starts after the last line taken, as
     /// `head` leaves it. A pipe or terminal cannot go back: there the read-ahead is gone.
@@ -367,6 +396,10 @@ impl<R: Source> LineReader<R> {
         self.recent.clear();
         self.lines.clear();
         self.carry_end.clear();
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
     }
 
     pub fn get_mut(&mut self) -> &mut R {

@@ -727,27 +727,25 @@ impl LineSource<'_> {
     /// When a stdin source stops (the run stops, or fails): the whole lines stdin has already
     /// given (in the read buffer) cannot be read again, so they go where this chunk's would:
     /// pushed while the ring is open, else dead-lettered or counted as not queued
-    /// ([`Self::push`]). Nothing more is read; a `--messages` budget still caps what is pushed
-    /// (what it leaves out is dropped uncounted, as `head` drops what it read ahead). A line
-    /// the stop cut, read in part, is no record ([`Self::cut_stdin_line`]); the input's last
-    /// line, ended by the input itself, is.
+    /// ([`Self::push`]). Nothing more is read. A `--messages` budget still caps what is
+    /// taken: what it leaves is given back to a regular file, as `head` leaves one (a pipe's
+    /// read-ahead is gone). At the end of the buffer, [`Self::end_of_stdin`].
     fn rest_of_stdin(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<()> {
         let Input::Stdin(reader) = &mut self.input else {
             return Ok(());
         };
-        let input_ended = reader.at_eof();
         reader.get_mut().done = true;
         loop {
-            let (chunk, _) = self.read_chunk(u64::MAX, next, buf)?;
-            if matches!(chunk, Chunk::End) {
-                if input_ended {
-                    self.accept_last_stdin_line(next, buf);
-                } else {
-                    self.cut_stdin_line(next);
-                }
+            let want = self.claim(self.cx.chunk.max(1));
+            if want == 0 {
+                self.give_back_stdin();
+                return Ok(());
             }
-            let within = self.claim(buf.len() as u64);
-            buf.truncate(usize::try_from(within).unwrap_or(usize::MAX));
+            let (chunk, accepted) = self.read_chunk(want, next, buf)?;
+            self.unclaim(want - accepted);
+            if matches!(chunk, Chunk::End) {
+                self.end_of_stdin(next, buf);
+            }
             // Pushed, or (a closed ring) dead-lettered or counted: either way on to the next.
             // What went in took no tokens: counted apart, so the achieved rate stays the paced
             // one.
@@ -763,6 +761,37 @@ impl LineSource<'_> {
         }
     }
 
+    /// What stdin gave and pc-host did not take, given back if fd 0 is a regular file.
+    fn give_back_stdin(&mut self) {
+        if let Input::Stdin(reader) = &mut self.input
+            && StdinPoll::give_back(reader.pending())
+        {
+            reader.reset();
+        }
+    }
+
+    /// At the end of what a stopped stdin source holds: a line without its end is the
+    /// input's last line if the input has ended (`StdinPoll::ended`), read and accepted as any
+    /// (within a `--messages` budget; past it, given back as the lines before it were);
+    /// otherwise the stop cut it ([`Self::cut_stdin_line`]).
+    fn end_of_stdin(&mut self, next: &mut Resume, buf: &mut Vec<Record>) {
+        let Input::Stdin(reader) = &self.input else {
+            return;
+        };
+        if reader.pending() == 0 {
+            return;
+        }
+        if !self.stdin_ended() {
+            self.cut_stdin_line(next);
+        } else if self.claim(1) == 0 {
+            self.give_back_stdin();
+        } else {
+            let records = buf.len();
+            self.accept_last_stdin_line(next, buf);
+            self.unclaim(u64::from(buf.len() == records));
+        }
+    }
+
     /// At the end of what stdin gave once it is done: its last line, if it had no line end,
     /// read and accepted as any.
     fn accept_last_stdin_line(&mut self, next: &mut Resume, buf: &mut Vec<Record>) {
@@ -775,6 +804,12 @@ impl LineSource<'_> {
             let line = self.parse(line);
             self.accept(line, now, next, buf);
         }
+    }
+
+    /// Whether stdin has ended: a read saw its own end (not the one a stopped source's reads
+    /// report), or it has ended since ([`StdinPoll::ended`]).
+    fn stdin_ended(&self) -> bool {
+        matches!(&self.input, Input::Stdin(r) if r.get_ref().saw_end) || StdinPoll::ended()
     }
 
     /// The part of a line stdin had given when the run stopped, its end not yet read: not a
@@ -807,7 +842,9 @@ impl LineSource<'_> {
             text: Err(Rejected {
                 why: "cut by the stop: the rest of the line was not read, and stays in the input"
                     .into(),
-                bytes: (!line.too_long).then_some(line.bytes),
+                // A part of a dead-letter entry is not kept: replayed, it would be a row of
+                // an entry's text.
+                bytes: (!line.too_long && self.format != Format::DeadLetter).then_some(line.bytes),
             }),
         };
         let now = self.cx.clock.now();
@@ -835,7 +872,11 @@ impl LineSource<'_> {
                 break;
             };
             if matches!(chunk, Chunk::End) {
-                self.accept_last_stdin_line(next, buf);
+                if self.stdin_ended() {
+                    self.accept_last_stdin_line(next, buf);
+                } else {
+                    self.cut_stdin_line(next);
+                }
             }
             // Within a `--messages` budget, as `rest_of_stdin` pushes: lines past it are
             // dropped uncounted, as `head` drops what it read ahead (README, the JSON's
@@ -1208,6 +1249,7 @@ pub fn stdin_input(max_record_bytes: usize) -> Input {
         StdinPoll {
             wait: true,
             done: false,
+            saw_end: false,
         },
         max_record_bytes,
     ))

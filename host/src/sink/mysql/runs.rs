@@ -338,6 +338,7 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
             stored: stored.map(|n| n.max(0) as u64),
             accepted: accepted.map(|n| n.max(0) as u64),
             broker: crate::sink::read_back::uses_a_broker(config.as_deref()),
+            stdin_inputs: crate::sink::read_back::stdin_sources(config.as_deref()),
             dead_letters: DeadLetters::of_config(config.as_deref()),
         });
     }

@@ -420,6 +420,9 @@ pub fn runs(
             accepted: r.get::<_, Option<i64>>(7).map(|n| n.max(0) as u64),
             dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(8).as_deref()),
             broker: crate::sink::read_back::uses_a_broker(r.get::<_, Option<String>>(8).as_deref()),
+            stdin_inputs: crate::sink::read_back::stdin_sources(
+                r.get::<_, Option<String>>(8).as_deref(),
+            ),
         })
         .collect();
     for run in &mut runs {

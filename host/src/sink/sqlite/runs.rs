@@ -549,6 +549,9 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 broker: crate::sink::read_back::uses_a_broker(
                     r.get::<_, Option<String>>(4)?.as_deref(),
                 ),
+                stdin_inputs: crate::sink::read_back::stdin_sources(
+                    r.get::<_, Option<String>>(4)?.as_deref(),
+                ),
             })
         })?
         .collect::<Result<_, _>>()?;
