@@ -1903,6 +1903,45 @@ fn at_a_signal_every_line_taken_from_stdin_is_stored_and_the_rest_left_unread() 
     );
 }
 
+/// `--messages` is shared by the sources: one that finds nothing left while another holds the
+/// rest in a claim waits for what that one gives back at the end of its file, instead of
+/// ending with its own file unread (the run then stopped at `eof` short of N, or a followed
+/// file was never read). Repeated: the two sources race for the budget.
+#[test]
+fn messages_over_several_files_reads_on_until_n() {
+    let s = Scratch::new("ingest-messages-shared");
+    write(
+        &s.path("a.log"),
+        (1..=100).map(|i| format!("a{i}\n")).collect::<String>(),
+    );
+    write(
+        &s.path("b.log"),
+        (1..=100).map(|i| format!("b{i}\n")).collect::<String>(),
+    );
+    for round in 0..10 {
+        let db = format!("t{round}.db");
+        let out = ingest(
+            &s,
+            &db,
+            &[
+                "--source",
+                "file:a.log",
+                "--source",
+                "file:b.log",
+                "--messages",
+                "150",
+            ],
+        );
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let v = json(&out);
+        assert_eq!(
+            (u(&v, "stored"), v["stop_reason"].as_str()),
+            (150, Some("messages")),
+            "round {round}: {v}"
+        );
+    }
+}
+
 /// A stop within a `--messages` budget takes the lines read ahead only up to the budget, and
 /// leaves a regular-file stdin just after line N, as `head -n N` would: the lines past the
 /// budget are given back, not skipped.

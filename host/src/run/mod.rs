@@ -17,7 +17,7 @@ pub use prepare::{PrepareError, Prepared, prepare};
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Duration;
@@ -102,8 +102,8 @@ struct Shared<'a> {
     pin_failed: AtomicBool,
     /// Ingest runs: the in-flight byte budget.
     gate: ByteGate,
-    /// Records still to accept under `--messages` (ingest sources; `u64::MAX`: no limit).
-    budget: AtomicU64,
+    /// Records still to accept under `--messages` (ingest sources).
+    budget: crate::source::Budget,
     /// The generator's padding, `payload_size` dots.
     padding: String,
     events: Sender<Event>,
@@ -465,9 +465,9 @@ impl<'a> Shared<'a> {
                 cfg.lanes.len(),
                 cfg.fed_lanes().iter().filter(|&&f| f).count(),
             ),
-            budget: AtomicU64::new(match cfg.stop {
-                Stop::Messages(n) => n,
-                _ => u64::MAX,
+            budget: crate::source::Budget::new(match cfg.stop {
+                Stop::Messages(n) => Some(n),
+                _ => None,
             }),
             padding: ".".repeat(cfg.payload_size),
             events,
@@ -649,6 +649,7 @@ fn spawn_readers<'scope>(
             dead_letters: sh.dead_letters.as_deref(),
             rejects: Vec::new(),
             left_behind: None,
+            claimed: std::cell::Cell::new(0),
         };
         let body = reader_body(sh, *core, source.cx.bucket, move || source.run());
         handles.extend(spawn(s, format!("source-{i}"), errors, body));

@@ -23,7 +23,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -85,9 +85,8 @@ pub struct LineSource<'a> {
     pub positions: &'a dyn Positions,
     /// The files the run's line sources read (shared by all).
     pub files_read: &'a FilesRead,
-    /// Records still to accept under `--messages` (shared by all sources; `u64::MAX`: no
-    /// limit).
-    pub budget: &'a AtomicU64,
+    /// Records still to accept under `--messages` (shared by all sources).
+    pub budget: &'a super::Budget,
     /// The in-flight byte budget, taken before each push.
     pub gate: &'a ByteGate,
     pub stats: &'a ProducerStats,
@@ -97,6 +96,9 @@ pub struct LineSource<'a> {
     pub rejects: Vec<serde_json::Value>,
     /// The file left at the last rotation, if any.
     pub left_behind: Option<LeftBehind>,
+    /// What this source's claims on the budget took since they were last settled
+    /// ([`Self::settle`]).
+    pub claimed: std::cell::Cell<u64>,
 }
 
 /// The files a run's line sources read, by device, inode and birth time. A followed path that
@@ -289,6 +291,7 @@ impl LineSource<'_> {
         if read.is_err() {
             self.count_rest_of_stdin(&mut next, &mut buf);
         }
+        self.settle();
         if let Some(left) = &self.left_behind {
             left.check();
         }
@@ -301,8 +304,15 @@ impl LineSource<'_> {
         let mut ended = Ended::default();
         let mut reserved = Reserved::default();
         loop {
+            self.settle();
             let want = self.claim(self.cx.chunk);
             if want == 0 {
+                if !self.budget_spent() && !self.cx.stop.load(Ordering::Relaxed) {
+                    // Another source holds what is left of --messages, and may give some
+                    // back (at the end of its file): look again.
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
                 // --messages reached.
                 if let Input::Stdin(reader) = &self.input {
                     StdinPoll::give_back(reader.pending());
@@ -1093,16 +1103,29 @@ impl LineSource<'_> {
         }
     }
 
-    /// Takes up to `n` from the `--messages` budget (all `n` when there is no limit).
+    /// Takes up to `n` from the `--messages` budget (all `n` when there is no limit), held
+    /// until [`settle`](Self::settle)d.
     fn claim(&self, n: u64) -> u64 {
-        super::claim(self.budget, n)
+        let got = self.budget.claim(n);
+        self.claimed.set(self.claimed.get() + got);
+        got
     }
 
     /// Gives back what was claimed and not used (nothing to give back without a limit).
     fn unclaim(&self, n: u64) {
-        if n > 0 && self.budget.load(Ordering::Relaxed) != u64::MAX {
-            self.budget.fetch_add(n, Ordering::Relaxed);
-        }
+        self.budget.unclaim(n);
+    }
+
+    /// Settles this source's claims: what they took is used or given back by now.
+    fn settle(&self) {
+        self.budget.release(self.claimed.replace(0));
+    }
+
+    /// Whether the `--messages` budget is used up for this source: nothing is left, and no
+    /// other source holds a claim that could give some back (this one's are settled first).
+    fn budget_spent(&self) -> bool {
+        self.settle();
+        self.budget.spent()
     }
 
     /// Lets reads from stdin wait for input, or not.

@@ -61,22 +61,106 @@ impl Context<'_> {
     }
 }
 
-/// Takes up to `n` records of a `--messages` budget shared by the sources (`u64::MAX`: no
-/// limit); returns how many were taken.
-pub fn claim(budget: &AtomicU64, n: u64) -> u64 {
-    if budget.load(Ordering::Relaxed) == u64::MAX {
-        return n;
+/// A `--messages` budget shared by the sources: the records still to accept, and how many of
+/// them sources hold in claims not yet settled. A claim takes up to what is left; its taker
+/// gives back what it did not use ([`unclaim`](Self::unclaim)) and then settles it
+/// ([`release`](Self::release)). A source that finds nothing left ends only once no claim is
+/// held ([`spent`](Self::spent)): another source holding the rest may give some back (it
+/// reached the end of its file), and ending at once would leave that unread.
+#[derive(Debug)]
+pub struct Budget {
+    left: AtomicU64,
+    held: AtomicU64,
+}
+
+impl Budget {
+    /// `Some(n)`: `--messages n`; `None`: no limit.
+    pub fn new(limit: Option<u64>) -> Self {
+        Self {
+            left: AtomicU64::new(limit.unwrap_or(u64::MAX)),
+            held: AtomicU64::new(0),
+        }
     }
-    let mut got = 0;
-    let _ = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-        got = left.min(n);
-        Some(left - got)
-    });
-    got
+
+    fn unlimited(&self) -> bool {
+        // Relaxed: u64::MAX is set once, before any source starts, and never changes.
+        self.left.load(Ordering::Relaxed) == u64::MAX
+    }
+
+    /// Takes up to `n` (all `n` without a limit); what it took is held until released.
+    pub fn claim(&self, n: u64) -> u64 {
+        if self.unlimited() {
+            return n;
+        }
+        // Held before it is taken, so that `spent` never sees it taken and not held.
+        // AcqRel on `held`, here and below: `spent` reads it before `left`.
+        self.held.fetch_add(n, Ordering::AcqRel);
+        let mut got = 0;
+        let _ = self
+            .left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                got = left.min(n);
+                Some(left - got)
+            });
+        self.held.fetch_sub(n - got, Ordering::AcqRel);
+        got
+    }
+
+    /// Gives back `n` of a claim, unused, for any source to claim.
+    pub fn unclaim(&self, n: u64) {
+        if n > 0 && !self.unlimited() {
+            // Release: seen by a `spent` that then sees the claim released.
+            self.left.fetch_add(n, Ordering::Release);
+        }
+    }
+
+    /// Settles claims that took `n` in all: what they took is used or given back.
+    pub fn release(&self, n: u64) {
+        if n > 0 && !self.unlimited() {
+            // Release: after this claim's `unclaim`s, for `spent`'s Acquire.
+            self.held.fetch_sub(n, Ordering::Release);
+        }
+    }
+
+    /// Nothing is left, and no claim is held that could give some back: the budget is used.
+    pub fn spent(&self) -> bool {
+        // Acquire pairs with the Release in `release` (and `unclaim`): a claim seen released
+        // had given back what it did not use.
+        self.held.load(Ordering::Acquire) == 0 && self.left.load(Ordering::Acquire) == 0
+    }
+
+    /// Nothing is left to claim now (a claim held may still give some back).
+    pub fn none_left(&self) -> bool {
+        // Relaxed: a look; a claim decides.
+        self.left.load(Ordering::Relaxed) == 0
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_budget_is_spent_only_once_no_claim_held_can_give_some_back() {
+        let budget = super::Budget::new(Some(150));
+        // One source takes it all, for a chunk of 200.
+        assert_eq!(budget.claim(200), 150);
+        assert_eq!(budget.claim(10), 0, "nothing left now");
+        assert!(!budget.spent(), "but the claim may give some back");
+        // That source's file had 100 lines: it gives back 50 and settles.
+        budget.unclaim(50);
+        budget.release(150);
+        assert!(!budget.spent());
+        assert_eq!(budget.claim(200), 50, "another source takes the rest");
+        assert!(!budget.spent(), "held");
+        budget.release(50);
+        assert!(budget.spent());
+        assert_eq!(budget.claim(1), 0);
+        // Without a limit: every claim gets all it asks for, and nothing is ever spent.
+        let open = super::Budget::new(None);
+        assert_eq!(open.claim(u64::MAX - 1), u64::MAX - 1);
+        open.release(5);
+        assert!(!open.spent());
+    }
+
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use pc_core::Clock;

@@ -25,7 +25,7 @@ pub mod keepalive;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
@@ -176,7 +176,7 @@ pub struct NatsSource<'a> {
     pub max_record_bytes: usize,
     pub positions: &'a dyn Positions,
     /// Records still to accept under `--messages` (`u64::MAX`: no limit).
-    pub budget: &'a AtomicU64,
+    pub budget: &'a super::Budget,
     pub gate: &'a ByteGate,
     pub stats: &'a ProducerStats,
     pub nats: &'a NatsStats,
@@ -253,7 +253,7 @@ impl NatsSource<'_> {
         let mut last_error = Instant::now();
         let mut gone = Gone::default();
         loop {
-            if self.cx.stop.load(Ordering::Relaxed) || self.budget.load(Ordering::Relaxed) == 0 {
+            if self.cx.stop.load(Ordering::Relaxed) || self.budget.none_left() {
                 return Ok(());
             }
             let waited =
@@ -577,7 +577,11 @@ impl NatsSource<'_> {
 
     /// Takes up to `n` of the `--messages` budget.
     fn claim(&self, n: u64) -> u64 {
-        super::claim(self.budget, n)
+        // The one source of a NATS run: what it takes is settled at once (nothing waits on
+        // its claims, and what it does not push it hands back to JetStream, not the budget).
+        let got = self.budget.claim(n);
+        self.budget.release(got);
+        got
     }
 
     /// Hands one delivered message back (`-NAK`), as [`NatsSource::hand_back_pulled`] does: on
