@@ -22,6 +22,21 @@ fn ingest(s: &Scratch, db: &str, args: &[&str]) -> Out {
     run(s.dir(), &all)
 }
 
+/// Starts pc-host in `s` with `args` and the file `input` (in `s`) as its stdin. Returns the
+/// run and a second descriptor of the same open file: the two share one offset, so it reads
+/// on from wherever pc-host leaves stdin.
+fn start_with_file_stdin(
+    s: &Scratch,
+    input: &str,
+    args: &[&str],
+) -> (common::Running, std::fs::File) {
+    let file = std::fs::File::open(s.path(input)).unwrap();
+    let rest = file.try_clone().unwrap();
+    let mut cmd = common::pc_host(s.dir());
+    cmd.args(args).stdin(file);
+    (common::start_command(cmd), rest)
+}
+
 /// As [`ingest`], and the run must have succeeded: exit 0, `ok`, produced == consumed ==
 /// stored. Returns the summary.
 fn ingest_ok(s: &Scratch, db: &str, args: &[&str]) -> Value {
@@ -1853,9 +1868,6 @@ fn at_a_signal_every_line_taken_from_stdin_is_stored_and_the_rest_left_unread() 
     let s = Scratch::new("ingest-stdin-signal");
     let text: String = (0..2_000_000).map(|i| format!("{i}\n")).collect();
     std::fs::write(s.path("in.txt"), &text).unwrap();
-    // The child's stdin and `rest` share one file offset: `rest` reads on where it stopped.
-    let input = std::fs::File::open(s.path("in.txt")).unwrap();
-    let mut rest = input.try_clone().unwrap();
     let args = [
         "--source",
         "-",
@@ -1868,9 +1880,7 @@ fn at_a_signal_every_line_taken_from_stdin_is_stored_and_the_rest_left_unread() 
         "--output",
         "json",
     ];
-    let mut cmd = common::pc_host(s.dir());
-    cmd.args(args).stdin(input);
-    let mut r = common::start_command(cmd);
+    let (mut r, mut rest) = start_with_file_stdin(&s, "in.txt", &args);
     r.err.wait("showing messages stored", common::stored_some);
     common::signal(&r.child, libc::SIGINT);
     let out = common::finish(r);
@@ -1951,10 +1961,7 @@ fn a_stop_with_messages_leaves_a_file_stdin_just_after_line_n() {
     let s = Scratch::new("ingest-stdin-stop-budget");
     let text: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
     std::fs::write(s.path("in.txt"), &text).unwrap();
-    let input = std::fs::File::open(s.path("in.txt")).unwrap();
-    let mut rest = input.try_clone().unwrap();
-    let mut cmd = common::pc_host(s.dir());
-    cmd.args([
+    let args = [
         "--source",
         "-",
         "--db",
@@ -1967,9 +1974,8 @@ fn a_stop_with_messages_leaves_a_file_stdin_just_after_line_n() {
         "0.05",
         "--output",
         "json",
-    ])
-    .stdin(input);
-    let mut r = common::start_command(cmd);
+    ];
+    let (mut r, mut rest) = start_with_file_stdin(&s, "in.txt", &args);
     r.err.wait("showing messages stored", common::stored_some);
     let out = r.interrupt();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
