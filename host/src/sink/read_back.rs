@@ -54,11 +54,7 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    pub fn of_config(config: Option<&str>) -> Self {
-        let Some(config) = config.and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-        else {
-            return Self::default();
-        };
+    fn of_json(config: &serde_json::Value) -> Self {
         Self {
             file: config["dead_letter"].as_str().map(std::path::PathBuf::from),
             published_by: config["published_by_run"].as_i64(),
@@ -66,31 +62,31 @@ impl DeadLetters {
     }
 }
 
-/// Whether a run's `runs.config` (JSON) names a broker (`nats://`) as a source or its sink.
-pub fn uses_a_broker(config: Option<&str>) -> bool {
-    let Some(config) = config.and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-    else {
-        return false;
-    };
-    let nats = |v: &serde_json::Value| v.as_str().is_some_and(|s| s.starts_with("nats:"));
-    nats(&config["sink"])
-        || config["sources"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(nats))
+/// What `verify` takes from a run's `runs.config` (JSON), read from it once.
+#[derive(Debug, Default)]
+pub struct FromConfig {
+    pub dead_letters: DeadLetters,
+    /// It names a broker (`nats://`) as a source or its sink ([`RunInfo::broker`]).
+    pub broker: bool,
+    /// How many of its sources are stdin ([`RunInfo::stdin_inputs`]).
+    pub stdin_inputs: u64,
 }
 
-/// How many sources a run's `runs.config` (JSON) names that are stdin.
-pub fn stdin_sources(config: Option<&str>) -> u64 {
-    config
-        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-        .and_then(|c| {
-            c["sources"].as_array().map(|s| {
-                s.iter()
-                    .filter(|s| s.as_str().is_some_and(|s| s.starts_with("stdin")))
-                    .count() as u64
-            })
-        })
-        .unwrap_or(0)
+impl FromConfig {
+    pub fn of(config: Option<&str>) -> Self {
+        let Some(config) = config.and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        else {
+            return Self::default();
+        };
+        let sources = config["sources"].as_array().map_or(&[][..], Vec::as_slice);
+        let starts =
+            |v: &serde_json::Value, with: &str| v.as_str().is_some_and(|s| s.starts_with(with));
+        Self {
+            dead_letters: DeadLetters::of_json(&config),
+            broker: starts(&config["sink"], "nats:") || sources.iter().any(|s| starts(s, "nats:")),
+            stdin_inputs: sources.iter().filter(|s| starts(s, "stdin")).count() as u64,
+        }
+    }
 }
 
 /// One message row.

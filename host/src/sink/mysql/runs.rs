@@ -6,7 +6,7 @@ use mysql::{Conn, Value};
 
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
-use crate::sink::read_back::{DeadLetters, RunInfo};
+use crate::sink::read_back::{FromConfig, RunInfo};
 use crate::sink::{RunEnd, RunStart};
 use crate::telemetry::interval::Interval;
 
@@ -326,6 +326,7 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
             "SELECT input_id FROM run_inputs WHERE run_id = ? ORDER BY input_id",
             (run_id,),
         )?;
+        let from = FromConfig::of(config.as_deref());
         runs.push(RunInfo {
             run_id,
             completed,
@@ -337,9 +338,9 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
             not_stored: not_stored.map(|n| n.max(0) as u64),
             stored: stored.map(|n| n.max(0) as u64),
             accepted: accepted.map(|n| n.max(0) as u64),
-            broker: crate::sink::read_back::uses_a_broker(config.as_deref()),
-            stdin_inputs: crate::sink::read_back::stdin_sources(config.as_deref()),
-            dead_letters: DeadLetters::of_config(config.as_deref()),
+            broker: from.broker,
+            stdin_inputs: from.stdin_inputs,
+            dead_letters: from.dead_letters,
         });
     }
     Ok(runs)

@@ -12,7 +12,7 @@ use super::encode::unix_time;
 use super::schema::{self, Found, Refused};
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume, stale_fragment};
-use crate::sink::read_back::{DeadLetters, RunInfo};
+use crate::sink::read_back::{FromConfig, RunInfo};
 use crate::sink::{RunEnd, RunStart};
 use crate::telemetry::interval::Interval;
 
@@ -407,22 +407,23 @@ pub fn runs(
             &[&only],
         )?
         .iter()
-        .map(|r| RunInfo {
-            run_id: r.get(0),
-            completed: r.get(1),
-            finished: r.get(2),
-            producers: r.get::<_, i32>(3).max(0) as u32,
-            produced: Vec::new(),
-            inputs: Vec::new(),
-            dead_lettered: r.get::<_, Option<i64>>(4).map(|n| n.max(0) as u64),
-            not_stored: r.get::<_, Option<i64>>(5).map(|n| n.max(0) as u64),
-            stored: r.get::<_, Option<i64>>(6).map(|n| n.max(0) as u64),
-            accepted: r.get::<_, Option<i64>>(7).map(|n| n.max(0) as u64),
-            dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(8).as_deref()),
-            broker: crate::sink::read_back::uses_a_broker(r.get::<_, Option<String>>(8).as_deref()),
-            stdin_inputs: crate::sink::read_back::stdin_sources(
-                r.get::<_, Option<String>>(8).as_deref(),
-            ),
+        .map(|r| {
+            let from = FromConfig::of(r.get::<_, Option<String>>(8).as_deref());
+            RunInfo {
+                run_id: r.get(0),
+                completed: r.get(1),
+                finished: r.get(2),
+                producers: r.get::<_, i32>(3).max(0) as u32,
+                produced: Vec::new(),
+                inputs: Vec::new(),
+                dead_lettered: r.get::<_, Option<i64>>(4).map(|n| n.max(0) as u64),
+                not_stored: r.get::<_, Option<i64>>(5).map(|n| n.max(0) as u64),
+                stored: r.get::<_, Option<i64>>(6).map(|n| n.max(0) as u64),
+                accepted: r.get::<_, Option<i64>>(7).map(|n| n.max(0) as u64),
+                dead_letters: from.dead_letters,
+                broker: from.broker,
+                stdin_inputs: from.stdin_inputs,
+            }
         })
         .collect();
     for run in &mut runs {

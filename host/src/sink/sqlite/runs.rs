@@ -13,7 +13,7 @@ use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
 use crate::sink::RunEnd;
 use crate::sink::START_WAIT_SLICE;
-use crate::sink::read_back::{DeadLetters, RunInfo};
+use crate::sink::read_back::{FromConfig, RunInfo};
 use crate::telemetry::interval::Interval;
 
 /// A run recorded in the database.
@@ -533,6 +533,7 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
     )?;
     let mut runs: Vec<RunInfo> = stmt
         .query_map([only], |r| {
+            let from = FromConfig::of(r.get::<_, Option<String>>(4)?.as_deref());
             Ok(RunInfo {
                 run_id: r.get(0)?,
                 completed: r.get::<_, i64>(1)? != 0,
@@ -543,15 +544,11 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 // Schema version 2 has no `dead_lettered` column: its runs had no dead letters.
                 dead_lettered: Some(0),
                 not_stored: Some(0),
-                dead_letters: DeadLetters::of_config(r.get::<_, Option<String>>(4)?.as_deref()),
+                dead_letters: from.dead_letters,
                 accepted: None,
                 stored: None,
-                broker: crate::sink::read_back::uses_a_broker(
-                    r.get::<_, Option<String>>(4)?.as_deref(),
-                ),
-                stdin_inputs: crate::sink::read_back::stdin_sources(
-                    r.get::<_, Option<String>>(4)?.as_deref(),
-                ),
+                broker: from.broker,
+                stdin_inputs: from.stdin_inputs,
             })
         })?
         .collect::<Result<_, _>>()?;
