@@ -152,13 +152,7 @@ impl StdinPoll {
     /// size, or a pipe or terminal every writer has closed with nothing left in it. A pipe a
     /// writer still holds has not ended, whether or not bytes wait in it.
     pub fn ended() -> bool {
-        // SAFETY: `stat` is a plain C struct for which all zeroes is a valid value, and fstat
-        // writes at most one `struct stat` into it; fd 0 is not closed by this process.
-        let stat = unsafe {
-            let mut stat: libc::stat = core::mem::zeroed();
-            (libc::fstat(libc::STDIN_FILENO, &mut stat) == 0).then_some(stat)
-        };
-        if let Some(stat) = stat.filter(|s| s.st_mode & libc::S_IFMT == libc::S_IFREG) {
+        if let Some(stat) = regular_stdin() {
             // SAFETY: lseek with offset 0 and SEEK_CUR only reports fd 0's offset.
             let at = unsafe { libc::lseek(libc::STDIN_FILENO, 0, libc::SEEK_CUR) };
             return at >= 0 && at >= stat.st_size;
@@ -185,17 +179,22 @@ impl StdinPoll {
         if back == 0 {
             return false;
         }
-        // SAFETY: `stat` is a plain C struct for which all zeroes is a valid value, and fstat
-        // writes at most one `struct stat` into it; fd 0 is not closed by this process.
-        let regular = unsafe {
-            let mut stat: libc::stat = core::mem::zeroed();
-            libc::fstat(libc::STDIN_FILENO, &mut stat) == 0
-                && stat.st_mode & libc::S_IFMT == libc::S_IFREG
-        };
         // SAFETY: lseek only moves fd 0's offset; on a regular file, back from the current
         // offset by bytes that were read from it, so never before its start.
-        regular && unsafe { libc::lseek(libc::STDIN_FILENO, -back, libc::SEEK_CUR) } >= 0
+        regular_stdin().is_some()
+            && unsafe { libc::lseek(libc::STDIN_FILENO, -back, libc::SEEK_CUR) } >= 0
     }
+}
+
+/// fd 0's `stat`, if fd 0 is a regular file.
+fn regular_stdin() -> Option<libc::stat> {
+    // SAFETY: `stat` is a plain C struct for which all zeroes is a valid value, and fstat
+    // writes at most one `struct stat` into it; fd 0 is not closed by this process.
+    let stat = unsafe {
+        let mut stat: libc::stat = core::mem::zeroed();
+        (libc::fstat(libc::STDIN_FILENO, &mut stat) == 0).then_some(stat)
+    }?;
+    (stat.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(stat)
 }
 
 /// One line as read: its bytes without the line end, and how many bytes it took in the input.

@@ -307,16 +307,15 @@ impl LineSource<'_> {
             self.settle();
             let want = self.claim(self.cx.chunk);
             if want == 0 {
-                if !self.budget_spent() && !self.cx.stop.load(Ordering::Relaxed) {
+                // This source's claims are settled (above): a claim held is another's.
+                if !self.budget.spent() && !self.cx.stop.load(Ordering::Relaxed) {
                     // Another source holds what is left of --messages, and may give some
                     // back (at the end of its file): look again.
                     std::thread::sleep(Duration::from_millis(1));
                     continue;
                 }
                 // --messages reached.
-                if let Input::Stdin(reader) = &self.input {
-                    StdinPoll::give_back(reader.pending());
-                }
+                self.give_back_stdin();
                 return Ok(self.with_final_position(ended, *next));
             }
             let Take::Go { grant, .. } = self.cx.take(want, &mut reserved) else {
@@ -771,13 +770,17 @@ impl LineSource<'_> {
         }
     }
 
-    /// What stdin gave and pc-host did not take, given back if fd 0 is a regular file.
-    fn give_back_stdin(&mut self) {
-        if let Input::Stdin(reader) = &mut self.input
-            && StdinPoll::give_back(reader.pending())
-        {
+    /// What stdin gave and pc-host did not take, given back if fd 0 is a regular file;
+    /// returns whether it was.
+    fn give_back_stdin(&mut self) -> bool {
+        let Input::Stdin(reader) = &mut self.input else {
+            return false;
+        };
+        let given = StdinPoll::give_back(reader.pending());
+        if given {
             reader.reset();
         }
+        given
     }
 
     /// At the end of what a stopped stdin source holds: a line without its end is the
@@ -829,17 +832,12 @@ impl LineSource<'_> {
     /// as a line that makes no record is (counted, named in the run's warning about rejected
     /// lines, and with `--dead-letter` set aside with its bytes).
     fn cut_stdin_line(&mut self, next: &mut Resume) {
+        if self.give_back_stdin() {
+            return;
+        }
         let Input::Stdin(reader) = &mut self.input else {
             return;
         };
-        let part = reader.pending();
-        if part == 0 {
-            return;
-        }
-        if StdinPoll::give_back(part) {
-            reader.reset();
-            return;
-        }
         let Some(line) = reader.finish() else {
             return;
         };
@@ -1119,13 +1117,6 @@ impl LineSource<'_> {
     /// Settles this source's claims: what they took is used or given back by now.
     fn settle(&self) {
         self.budget.release(self.claimed.replace(0));
-    }
-
-    /// Whether the `--messages` budget is used up for this source: nothing is left, and no
-    /// other source holds a claim that could give some back (this one's are settled first).
-    fn budget_spent(&self) -> bool {
-        self.settle();
-        self.budget.spent()
     }
 
     /// Lets reads from stdin wait for input, or not.
