@@ -730,7 +730,7 @@ fn split_due_hands_out_a_prefix_of_due_tokens_and_keeps_the_rest() {
             u64::MAX,
         ] {
             for max in [0, 1, 2, u64::MAX] {
-                let (out, kept) = reserved.split_due(now, max);
+                let (out, kept) = reserved.clone().split_due(now, max);
                 let first: Vec<u64> = out.schedule().collect();
                 let rest: Vec<u64> = kept.schedule().collect();
                 assert!(first.len() as u64 <= max, "{max} at most");

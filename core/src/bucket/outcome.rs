@@ -20,8 +20,12 @@ use super::rate::DueClock;
 /// bucket's (immutable) clock only when asked for, so an acquire does no work for them. Two
 /// grants are equal when they hold the same tokens of the same bucket (two empty grants: when
 /// they report the same `now` as their due instant, and come from the same bucket).
+///
+/// A grant is `Clone` but not `Copy`: [`split_due`](Self::split_due) consumes it, so a
+/// reservation split into the part handed out now and the part kept cannot be handed out
+/// again by mistake; a `clone` says so where it is meant.
 #[must_use = "a grant carries the instants the tokens were due"]
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Grant<'a> {
     /// How many tokens were taken.
     pub(crate) count: u64,
@@ -94,8 +98,10 @@ impl Grant<'_> {
     /// let (due, later) = reserved.split_due(2_500_000, 10);
     /// assert_eq!((due.count(), due.first_due(), due.due()), (2, 1_000_000, 2_000_000));
     /// assert_eq!((later.count(), later.first_due(), later.due()), (3, 3_000_000, 5_000_000));
-    /// let (none, all) = later.split_due(2_999_999, 10);
-    /// assert_eq!((none.count(), none.due(), all), (0, 2_999_999, later));
+    /// // A grant is not `Copy`: splitting consumes it. Cloning copies the record, and
+    /// // handing out both copies would hand out each token twice.
+    /// let (none, all) = later.clone().split_due(2_999_999, 10);
+    /// assert_eq!((none.count(), none.due(), all), (0, 2_999_999, later.clone()));
     /// let (one, two) = later.split_due(9_000_000, 1);
     /// assert_eq!((one.count(), one.due(), two.count(), two.first_due()), (1, 3_000_000, 2, 4_000_000));
     /// ```

@@ -260,7 +260,7 @@ mod tests {
                             } => {
                                 assert!((1..=want).contains(&grant.count()), "{grant:?}");
                                 assert!(grant.due() <= now, "{grant:?} handed out at {now}");
-                                let kept = reserved.0.map_or(0, |g| g.count());
+                                let kept = reserved.0.as_ref().map_or(0, |g| g.count());
                                 first.get_or_insert((grant.count(), kept, now));
                                 handed.extend(grant.schedule());
                             }
