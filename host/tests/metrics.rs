@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -538,6 +538,66 @@ fn a_client_that_stops_reading_holds_up_only_its_own_connection() {
     writer.join().expect("the stuck client's thread");
     let out = r.interrupt();
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+}
+
+/// A request that declares a body it never sends, of any size, is answered and costs nothing
+/// but its connection: the run goes on and ends with every record stored. The HTTP server
+/// drained an unread body into a buffer as large as its declared `Content-Length`, so 99 GB
+/// aborted pc-host (the allocation failed) and `usize::MAX` panicked its thread.
+#[test]
+fn a_request_declaring_a_huge_body_neither_aborts_nor_stops_the_run() {
+    let s = Scratch::new("metrics-huge-body");
+    let (r, addr) = start_scraped(
+        &s,
+        &[
+            "--rps",
+            "1000",
+            "--duration",
+            "600",
+            "--report-interval",
+            "0",
+        ],
+        false,
+    );
+    poll_status(&addr, "/ready", 200);
+    for length in ["99999999999", "18446744073709551615"] {
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+        let request =
+            format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {length}\r\n\r\n");
+        conn.write_all(request.as_bytes()).expect("send");
+        let mut answer = [0u8; 12];
+        conn.read_exact(&mut answer).expect("an answer");
+        assert_eq!(&answer, b"HTTP/1.1 200", "{length}");
+        // Hung up with the body unsent: the server's drain of it ends here.
+        drop(conn);
+        let health = get(&addr, "/health", None);
+        assert_eq!(
+            (health.status, health.body.as_str()),
+            (200, "ok\n"),
+            "{length}"
+        );
+        // The answering thread drops the request right after its answer; 300 records stored
+        // later, the process is still there to be scraped.
+        let then = count(&scrape(&addr).1, "pc_messages_stored_total");
+        poll("300 more records stored", || {
+            let now = count(&scrape(&addr).1, "pc_messages_stored_total");
+            if now >= then + 300 {
+                Ok(())
+            } else {
+                Err(now.to_string())
+            }
+        });
+    }
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "stderr:\n{}", out.stderr);
+    assert!(
+        !out.stderr.contains("memory allocation"),
+        "stderr:\n{}",
+        out.stderr
+    );
+    let v = json(&out);
+    assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
 }
 
 /// A followed file rotated to a new file the source cannot read (a directory at the path) is
