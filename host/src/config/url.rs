@@ -242,7 +242,10 @@ pub fn without_password(url: &str) -> String {
     let query: Vec<String> = query
         .split('&')
         .map(|p| match p.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            // The drivers decode the key (`%70assword` is `password`).
+            Some((k, _)) if percent_decoded(k).eq_ignore_ascii_case("password") => {
+                format!("{k}=***")
+            }
             _ => p.to_string(),
         })
         .collect();
@@ -586,6 +589,14 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
                      the database once"
                 ));
             }
+            if postgres_user_twice(rest) {
+                return Err(
+                    "the URL names the user before its `@` and again in user= (the \
+                            driver takes the parameter, so the URL shown would name another \
+                            user): give it once"
+                        .into(),
+                );
+            }
             if let Some(key) = postgres_server_twice(rest) {
                 return Err(format!(
                     "the URL names the server in its host:port and again in {key}= (libpq \
@@ -596,6 +607,14 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
             Ok(SinkSpec::Postgres(server))
         }
         "mysql" | "mariadb" => {
+            // The driver cuts a name at an escaped NUL: `db%00x` would write to `db`.
+            if rest.to_ascii_lowercase().contains("%00") {
+                return Err(
+                    "the URL holds `%00`, a NUL byte, which no user, password, host or \
+                     database name can contain"
+                        .into(),
+                );
+            }
             let server = ServerUrl::parse(url, rest)?;
             let opts =
                 mysql::Opts::from_url(&format!("mysql:{rest}")).map_err(|e| e.to_string())?;
@@ -643,10 +662,29 @@ fn postgres_server_twice(rest: &str) -> Option<&'static str> {
     let after = after.split_once('@').map_or(after, |(_, host_on)| host_on);
     let end = after.find(['/', '?']).unwrap_or(after.len());
     let query = after[end..].split_once('?').map_or("", |(_, q)| q);
-    ["host", "port"].into_iter().find(|key| {
-        query
-            .split('&')
-            .any(|p| p.split_once('=').is_some_and(|(k, _)| k == *key))
+    ["host", "port"]
+        .into_iter()
+        .find(|key| postgres_query_has(query, key))
+}
+
+/// Whether a `postgres://` URL (after the scheme) names its user before an `@` and again in
+/// `user=`, which the driver takes instead (so the URL shown would name another user).
+fn postgres_user_twice(rest: &str) -> bool {
+    let after = rest.strip_prefix("//").unwrap_or(rest);
+    let Some((_, host_on)) = after.split_once('@') else {
+        return false;
+    };
+    let end = host_on.find(['/', '?']).unwrap_or(host_on.len());
+    let query = host_on[end..].split_once('?').map_or("", |(_, q)| q);
+    postgres_query_has(query, "user")
+}
+
+/// Whether `query` (a URL's, after its `?`) sets `key`, whose name may be percent-escaped
+/// there: the driver decodes it (`%68ost` is `host`).
+fn postgres_query_has(query: &str, key: &str) -> bool {
+    query.split('&').any(|p| {
+        p.split_once('=')
+            .is_some_and(|(k, _)| percent_decoded(k) == key)
     })
 }
 
@@ -820,15 +858,29 @@ fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
             "`{subject}`: records are published to one subject, not a wildcard"
         ));
     }
-    let mut stream = subject.replace(['.', '*', '>'], "_");
+    let mut given = None;
     for (key, value) in parse_query(query)? {
         match key {
             "stream" => {
                 check_name("stream", value, false)?;
-                stream = value.to_string();
+                given = Some(value.to_string());
             }
             _ => return Err(format!("unknown parameter `{key}` (known: stream)")),
         }
+    }
+    if let Some(stream) = given {
+        return Ok(NatsSink {
+            server,
+            subject: subject.to_string(),
+            stream,
+        });
+    }
+    let stream = subject.replace(['.', '*', '>'], "_");
+    if stream.contains(['/', '\\']) {
+        return Err(format!(
+            "the stream named after the subject would be `{stream}`, and JetStream takes no \
+             `/` or `\\` in a stream name: name one with ?stream=NAME"
+        ));
     }
     if stream.len() > JETSTREAM_NAME_MAX {
         return Err(format!(
@@ -912,6 +964,38 @@ mod tests {
             assert!(
                 parsed(twice).is_err_and(|e| e.contains("names the server in its host:port")),
                 "{twice}"
+            );
+        }
+        // The driver decodes a parameter's name: an escaped one names the server too.
+        for escaped in [
+            "postgres://u@h:5432/one?%68ost=other",
+            "postgres://u@h:5432/one?%70ort=1",
+        ] {
+            assert!(
+                parsed(escaped).is_err_and(|e| e.contains("names the server in its host:port")),
+                "{escaped}"
+            );
+        }
+        // The user named twice (the driver takes user=, the URL shown names u): refused.
+        for twice in [
+            "postgres://u@h:5432/one?user=other",
+            "postgres://u:pw@h:5432/one?%75ser=other",
+        ] {
+            assert!(
+                parsed(twice).is_err_and(|e| e.contains("names the user before its `@`")),
+                "{twice}"
+            );
+        }
+        assert_eq!(parsed("postgres://h:5432/one?user=u"), Ok(()), "named once");
+        // An escaped NUL, which the MySQL driver cuts the name at (`one%00x` is `one`).
+        for nul in [
+            "mysql://u@h:3306/one%00x",
+            "mysql://u%00x@h:3306/one",
+            "mariadb://u@h:3306/%00",
+        ] {
+            assert!(
+                parsed(nul).is_err_and(|e| e.contains("holds `%00`, a NUL byte")),
+                "{nul}"
             );
         }
         assert_eq!(parsed("postgres://u@h:5432/one?sslmode=disable"), Ok(()));
@@ -1310,6 +1394,17 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_named_after_a_subject_with_a_slash_is_refused_before_connecting() {
+        for subject in ["orders.x/y", "orders\\y"] {
+            let e = parse_sink(&format!("nats://h/{subject}")).unwrap_err();
+            assert!(e.contains("takes no `/` or `\\`"), "{subject}: {e}");
+            assert!(e.contains("?stream=NAME"), "{subject}: {e}");
+            let named = parse_sink(&format!("nats://h/{subject}?stream=ORDERS"));
+            assert!(named.is_ok(), "{subject} with a stream named: {named:?}");
+        }
+    }
+
+    #[test]
     fn server_urls_parse_and_hide_their_password() {
         let Ok(SinkSpec::Postgres(u)) = parse_sink("postgres://root:secret@127.0.0.1:5432/test")
         else {
@@ -1346,6 +1441,11 @@ mod tests {
         assert_eq!(
             without_password("postgres://u:pa/ss?w@h:5432/x?password=secret&sslmode=disable"),
             "postgres://u:***@h:5432/x?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            without_password("postgres://u@h:5432/x?%70assword=secret&%50ASSWORD=s2"),
+            "postgres://u@h:5432/x?%70assword=***&%50ASSWORD=***",
+            "a parameter name the driver decodes to `password`"
         );
     }
 

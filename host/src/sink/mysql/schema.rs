@@ -207,12 +207,29 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Res
     let err = |e: mysql::Error| sink_error(&e, shown);
     // A second at a time (the server's least wait), so that a signal ends the wait.
     let deadline = Instant::now() + Duration::from_secs(SCHEMA_LOCK_WAIT);
+    let mut told = false;
     loop {
         let got: Option<Option<i64>> = conn
             .query_first("SELECT GET_LOCK(CONCAT('pc-host schema ', MD5(DATABASE())), 1)")
             .map_err(err)?;
-        if got.flatten() == Some(1) {
-            break;
+        match got {
+            Some(Some(1)) => break,
+            // NULL: an error, such as no database selected (no lock name); waiting would not
+            // end it.
+            Some(None) | None => {
+                return Err(anyhow!(
+                    "sink {shown}: the server gave no answer to pc-host's schema lock \
+                     (GET_LOCK returned NULL)"
+                ));
+            }
+            Some(Some(_)) if !told => {
+                told = true;
+                tracing::warn!(
+                    "sink {shown}: another client holds pc-host's schema lock; waiting for it \
+                     up to {SCHEMA_LOCK_WAIT} s"
+                );
+            }
+            Some(Some(_)) => {}
         }
         crate::interrupt::check(|| {
             format!("{shown} (another pc-host starting on this database held its schema lock)")
