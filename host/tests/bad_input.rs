@@ -481,6 +481,11 @@ fn environment_and_config_file_layers() {
         2,
         "PC_HOST_PIN=maybe is not a boolean",
     );
+    assert_one_line_error(
+        &run_env(s.dir(), &[], &[("PC_HOST_PIN", "")]),
+        2,
+        "PC_HOST_PIN is set but empty",
+    );
     // A --messages flag beats PC_HOST_DURATION.
     let out = run_env(
         s.dir(),

@@ -335,3 +335,27 @@ fn a_missing_output_directory_is_a_one_line_error_with_exit_2() {
     let out = plot(&s, &["-o", "t.db/p.svg"]);
     assert_one_line_error(&out, 2, "-o t.db/p.svg: t.db is not a directory");
 }
+
+/// An interval row whose time is not a finite number (edited by hand, or damaged) is refused
+/// with one line; plot stretched its time axis to no end and never finished.
+#[test]
+fn plot_refuses_an_interval_time_that_is_not_finite() {
+    let s = Scratch::new("plot-infinite-time");
+    record_run(&s);
+    let conn = Connection::open(s.path("t.db")).expect("open db");
+    let changed = conn
+        .execute(
+            "UPDATE run_intervals SET t_s = ?1 \
+             WHERE t_s = (SELECT MAX(t_s) FROM run_intervals)",
+            [f64::INFINITY],
+        )
+        .expect("update");
+    assert_eq!(changed, 1);
+    drop(conn);
+    assert_one_line_error(
+        &plot(&s, &["-o", "inf.svg"]),
+        1,
+        "has an interval row at t_s = inf, not a time",
+    );
+    assert!(!s.path("inf.svg").exists(), "nothing written");
+}

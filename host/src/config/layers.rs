@@ -468,7 +468,7 @@ fn pin_set(given: &ArgMatches) -> bool {
     ["pin", "no_pin"]
         .iter()
         .any(|id| given.value_source(id) == Some(ValueSource::CommandLine))
-        || std::env::var_os("PC_HOST_PIN").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("PC_HOST_PIN").is_some()
 }
 
 /// A TOML scalar as command-line text.

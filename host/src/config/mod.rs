@@ -744,11 +744,13 @@ fn pick_pin(l: &Layers) -> Result<bool, ConfigError> {
     if l.on_command_line("pin") && pin {
         return Ok(true);
     }
-    if let Some(value) = std::env::var_os("PC_HOST_PIN").filter(|v| !v.is_empty()) {
+    if let Some(value) = std::env::var_os("PC_HOST_PIN") {
         let value = value.to_string_lossy();
         return match value.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" => Ok(false),
+            // As every other PC_HOST_ variable set to nothing is refused.
+            "" => err("PC_HOST_PIN is set but empty: use true or false, or unset it".to_string()),
             _ => err(format!(
                 "PC_HOST_PIN={value} is not a boolean: use true or false"
             )),

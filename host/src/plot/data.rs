@@ -64,6 +64,14 @@ pub fn load(spec: &SinkSpec, name: &str, run: Option<i64>, busy: Duration) -> an
         ))
         .into());
     }
+    // A time that is not a finite number of seconds (a row edited by hand, or damaged) would
+    // stretch the time axis to no end.
+    if let Some(bad) = intervals.iter().find(|i| !i.t_s.is_finite()) {
+        return Err(anyhow!(
+            "run {id} of {name} has an interval row at t_s = {}, not a time: nothing plotted",
+            bad.t_s
+        ));
+    }
     let skipped = match run {
         Some(_) => 0,
         None => store.runs_after(id)?,
