@@ -925,6 +925,28 @@ fn base64(text: &str) -> Vec<u8> {
 /// The cookie of a deflate-compressed V2 HdrHistogram.
 const V2_DEFLATE_COOKIE: u32 = 0x1c84_9314;
 
+/// A latency log another run is writing (its lock held) is refused before the run starts,
+/// and left as it was: two runs given one path each emptied and wrote it, and the log they
+/// left could not be read.
+#[test]
+fn a_latency_log_another_run_writes_is_refused_and_left_as_it_was() {
+    let s = Scratch::new("metrics-latency-log-locked");
+    short_run(&s, &["--latency-log", "lat.hlog"]);
+    let before = std::fs::read(s.path("lat.hlog")).expect("read the log");
+    // The lock a writing run holds on it.
+    let held = std::fs::File::open(s.path("lat.hlog")).expect("open the log");
+    held.lock().expect("lock the log");
+    let out = run(s.dir(), &["--messages", "10", "--latency-log", "lat.hlog"]);
+    assert_one_line_error(&out, 2, "another process holds its lock");
+    assert_eq!(
+        std::fs::read(s.path("lat.hlog")).unwrap(),
+        before,
+        "left as it was"
+    );
+    drop(held);
+    short_run(&s, &["--latency-log", "lat.hlog"]);
+}
+
 #[test]
 fn the_latency_log_holds_every_measured_message() {
     let s = Scratch::new("metrics-latency-log");

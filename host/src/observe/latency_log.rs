@@ -54,10 +54,13 @@ impl LatencyLog {
     }
 
     /// Opens the log (creating it if missing), before the run is recorded anywhere; its old
-    /// content stays until [`LatencyLog::start`].
+    /// content stays until [`LatencyLog::start`]. Holds an exclusive lock on the file (`flock`)
+    /// for as long as the log is open: two runs given one path would each empty and write it,
+    /// interleaving their intervals into a log neither could be read from.
     ///
     /// # Errors
-    /// The file cannot be opened or created.
+    /// The file cannot be opened or created, or another process holds its lock (another run
+    /// writing it).
     pub fn create(path: &Path) -> std::io::Result<Self> {
         let created = !path.exists();
         let file = OpenOptions::new()
@@ -65,6 +68,15 @@ impl LatencyLog {
             .create(true)
             .truncate(false)
             .open(path)?;
+        if let Err(e) = file.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => std::io::Error::other(
+                    "another process holds its lock: a run writing it now (give each run a log \
+                     of its own)",
+                ),
+                std::fs::TryLockError::Error(e) => e,
+            });
+        }
         Ok(Self {
             file,
             path: path.to_path_buf(),
