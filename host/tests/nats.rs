@@ -1029,6 +1029,57 @@ fn a_nats_source_stops_after_messages_and_hands_the_rest_back() {
     );
 }
 
+/// An existing consumer that does not acknowledge each message on its own (`ack_policy` none
+/// or all) is refused before anything is read: with `none` the server forgot each message as
+/// it delivered it, so the ones a stopped run had fetched and not stored were lost to the
+/// consumer while the run said OK.
+#[test]
+fn a_consumer_without_explicit_acks_is_refused_before_anything_is_read() {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-ack-none");
+    let stream = TestStream::new(&url, "acknone");
+    // A work-queue stream takes explicit acks only: these consumers need one that keeps its
+    // messages by limits.
+    stream.create(|c| c.retention = async_nats::jetstream::stream::RetentionPolicy::Limits);
+    finish_json(publish(&s, &stream, "1", "20"));
+    let published = stream.messages();
+    assert!(published >= 20, "{published}");
+    for (name, policy) in [("none", AckPolicy::None), ("all", AckPolicy::All)] {
+        let js = stream.context();
+        pc_host::nats::runtime().block_on(async {
+            let st = js.get_stream(&stream.name).await.expect("the stream");
+            let config = pull::Config {
+                durable_name: Some(name.into()),
+                ack_policy: policy,
+                ..Default::default()
+            };
+            st.create_consumer(config)
+                .await
+                .expect("create the consumer");
+        });
+        let source = stream.source(&format!("consumer={name}&until=empty"));
+        let out: common::Out = pc_host(s.dir())
+            .args(["--source", &source, "--db", "out.db"])
+            .output_within()
+            .expect("run pc-host")
+            .into();
+        assert_error(&out, 1, &format!("acknowledges with policy {policy:?}"));
+    }
+    // Nothing was fetched through either consumer.
+    let js = stream.context();
+    pc_host::nats::runtime().block_on(async {
+        let st = js.get_stream(&stream.name).await.expect("the stream");
+        for name in ["none", "all"] {
+            let mut c: async_nats::jetstream::consumer::PullConsumer =
+                st.get_consumer(name).await.expect("the consumer");
+            let info = c.info().await.expect("consumer info");
+            assert_eq!(info.delivered.consumer_sequence, 0, "{name}: {info:?}");
+            assert_eq!(info.num_pending, published, "{name}: {info:?}");
+        }
+    });
+}
+
 /// When the sink fails under a NATS source, what it could not store is handed back to
 /// JetStream: counted as delivered again, not as lost, and never dead-lettered (the stream
 /// keeps it); a later run stores it.

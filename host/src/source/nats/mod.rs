@@ -142,6 +142,20 @@ impl Found {
         let info = rt
             .block_on(consumer.info())
             .map_err(|e| anyhow!("NATS server {server}: consumer {}: {e}", spec.consumer))?;
+        // A consumer made elsewhere with acks of another policy: with `none` the server
+        // forgets each message as it delivers it, so one taken and not stored (a stop, a
+        // failed commit) is lost to this consumer; with `all`, one ack would settle every
+        // message before it, stored or not.
+        if info.config.ack_policy != AckPolicy::Explicit {
+            return Err(anyhow!(
+                "NATS server {server}: stream {}: consumer {} acknowledges with policy {:?}; \
+                 pc-host needs explicit acks to settle each message only once it is stored: \
+                 name a consumer that does not exist yet (pc-host creates it)",
+                spec.stream,
+                spec.consumer,
+                info.config.ack_policy
+            ));
+        }
         let ack_wait = info.config.ack_wait;
         // Pending: never delivered; unacknowledged: delivered (or handed back) and waiting for
         // their ack or redelivery, which this run may get too.
