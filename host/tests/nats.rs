@@ -938,6 +938,60 @@ fn two_consumers_into_postgres_store_every_record_exactly_once_across_kill() {
     assert_consumed_once_across_kill(&url, "postgres", &db.url, count);
 }
 
+/// Once a first run made the delivery tables, a NATS source runs into the database as a user
+/// who may read and write its tables but not create any: the tables were created (`IF NOT
+/// EXISTS`) at every start, which needs CREATE on the schema even when they are there.
+#[test]
+fn a_nats_source_runs_into_postgres_as_a_user_who_may_not_create_tables() {
+    let Some(url) = nats_url() else { return };
+    let Some(admin) = server_url("PC_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let s = Scratch::new("nats-no-create");
+    let db = PgDb::new(&admin, "nocreate");
+    let stream = TestStream::new(&url, "nocreate");
+    finish_json(publish(&s, &stream, "1", "200"));
+    let first = stream.source("consumer=db&until=empty");
+    let v = run_json(
+        s.dir(),
+        &["--source", &first, "--sink", &db.url, "--messages", "50"],
+    );
+    assert_eq!(u(&v, "stored"), 50, "{v}");
+    let role = format!("pc_nocreate_{}", std::process::id());
+    db.execute(&format!("DROP ROLE IF EXISTS {role}"));
+    let grants = format!(
+        "CREATE ROLE {role} LOGIN; \
+         GRANT CONNECT ON DATABASE {name} TO {role}; \
+         GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}; \
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        name = db.name
+    );
+    let in_db = |sql: &str| {
+        let mut c = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+        c.batch_execute(sql).expect(sql);
+    };
+    in_db(&grants);
+    // The database's URL, as the role.
+    let (scheme, after) = db.url.split_once("://").expect("a URL");
+    let host_on = after.split_once('@').map_or(after, |(_, host_on)| host_on);
+    let limited = format!("{scheme}://{role}@{host_on}");
+    let rest = stream.source("consumer=db&until=empty");
+    let out: common::Out = pc_host(s.dir())
+        .args(["--source", &rest, "--sink", &limited, "--output", "json"])
+        .output_within()
+        .expect("run pc-host")
+        .into();
+    in_db(&format!(
+        "REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}"
+    ));
+    db.execute(&format!("DROP ROLE IF EXISTS {role}"));
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let w = json(&out);
+    assert_eq!(u(&v, "stored") + u(&w, "stored"), 200, "{v}\n{w}");
+}
+
 /// A MySQL/MariaDB database of one test: created empty, dropped when the test ends.
 struct MyDb {
     admin: String,

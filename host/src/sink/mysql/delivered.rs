@@ -47,9 +47,12 @@ const COLUMNS: [(&str, &[&str]); 2] = [
 /// rows, and take a key of theirs for a record stored. Nor is it if its unique keys are not
 /// exactly pc-host's one ([`tables::wrong_delivery_keys`]).
 ///
+/// Returns whether both tables are there (then nothing needs creating: a user without CREATE
+/// can run).
+///
 /// # Errors
 /// Why, as one line for "sink URL: ...", or the server's error.
-pub fn check_tables(conn: &mut Conn, new_database: bool) -> Result<(), String> {
+pub fn check_tables(conn: &mut Conn, new_database: bool) -> Result<bool, String> {
     let found: Vec<(String, String)> = conn
         .query(
             "SELECT TABLE_NAME, CONCAT(COLUMN_NAME, ' ', DATA_TYPE) FROM information_schema.COLUMNS \
@@ -57,6 +60,7 @@ pub fn check_tables(conn: &mut Conn, new_database: bool) -> Result<(), String> {
              ORDER BY TABLE_NAME, ORDINAL_POSITION",
         )
         .map_err(|e| super::error::describe(&e))?;
+    let mut all_there = true;
     for (table, want) in COLUMNS {
         let have: Vec<&str> = found
             .iter()
@@ -64,6 +68,7 @@ pub fn check_tables(conn: &mut Conn, new_database: bool) -> Result<(), String> {
             .map(|(_, column)| column.as_str())
             .collect();
         if have.is_empty() {
+            all_there = false;
             continue;
         }
         if new_database {
@@ -82,7 +87,7 @@ pub fn check_tables(conn: &mut Conn, new_database: bool) -> Result<(), String> {
             return Err(why);
         }
     }
-    Ok(())
+    Ok(all_there)
 }
 
 /// The unique indexes of table `?`, each as its columns in alphabetical order joined by `,`,

@@ -252,14 +252,14 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Res
 fn create_or_upgrade(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Result<()> {
     let found = check(conn, url)?;
     transactional(conn, url)?;
-    if delivered {
-        delivered::check_tables(conn, found == Found::Empty)
+    let delivery_tables_there = !delivered
+        || delivered::check_tables(conn, found == Found::Empty)
             .map_err(|why| anyhow!("sink {}: {why}", url.shown))?;
-    }
     if found != Found::Current {
         upgrade(conn, url)?;
     }
-    if delivered {
+    // Created only when missing: a user without CREATE runs once they are there.
+    if !delivery_tables_there {
         delivered::create_tables(conn).map_err(|e| {
             sink_error(
                 &e,

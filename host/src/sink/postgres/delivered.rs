@@ -76,11 +76,16 @@ FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisunique ORDER BY 1"
 /// record delivered twice would be stored twice, and with another key a new record could be
 /// taken for a duplicate and never stored.
 ///
+/// Returns whether both tables are there (then nothing needs creating: a user without CREATE
+/// on the schema can run).
+///
 /// # Errors
 /// [`Refused::Reason`] naming the table, or the server's.
-pub fn check_tables(c: &mut impl GenericClient, new_database: bool) -> Result<(), Refused> {
+pub fn check_tables(c: &mut impl GenericClient, new_database: bool) -> Result<bool, Refused> {
     let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
-    for (table, have) in super::schema::find_tables(c, &names, true)? {
+    let found = super::schema::find_tables(c, &names, true)?;
+    let all_there = found.len() == COLUMNS.len();
+    for (table, have) in found {
         let want = COLUMNS
             .iter()
             .find(|(name, _)| *name == table)
@@ -104,7 +109,7 @@ pub fn check_tables(c: &mut impl GenericClient, new_database: bool) -> Result<()
             return Err(Refused::Reason(why));
         }
     }
-    Ok(())
+    Ok(all_there)
 }
 
 /// Inside the schema's transaction, under its lock: creates the tables if they are missing

@@ -74,11 +74,13 @@ fn prepare_in_transaction(
         ));
     }
     let found = schema::check(&mut tx)?;
-    if start.delivered {
-        delivered::check_tables(&mut tx, found == schema::Found::Empty)?;
-    }
+    let delivery_tables_there = if start.delivered {
+        delivered::check_tables(&mut tx, found == schema::Found::Empty)?
+    } else {
+        true
+    };
     schema::create_or_upgrade(&mut tx, &found)?;
-    if start.delivered {
+    if !delivery_tables_there {
         delivered::create_tables(&mut tx)?;
     }
     // The lock the run's writes take, waited for here (up to `lock_timeout`) so that a table
