@@ -992,6 +992,47 @@ fn a_nats_source_runs_into_postgres_as_a_user_who_may_not_create_tables() {
     assert_eq!(u(&v, "stored") + u(&w, "stored"), 200, "{v}\n{w}");
 }
 
+/// A record over the stream's `max_msg_size`, which JetStream refuses for its size however
+/// often it is sent, is one record refused: dead-lettered, the rest published and counted as
+/// stored, the run OK. It failed the run after its retries, and counted the records after it,
+/// which JetStream had acknowledged, as unconfirmed.
+#[test]
+fn a_record_too_big_for_the_stream_is_dead_lettered_and_the_rest_published() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-too-big");
+    let stream = TestStream::new(&url, "toobig");
+    // Room for the run's end, which the run publishes last.
+    stream.create(|c| c.max_message_size = 4096);
+    let mut lines: Vec<String> = (0..10).map(|i| format!("line {i}")).collect();
+    lines[4] = "x".repeat(5000);
+    std::fs::write(s.path("in.txt"), lines.join("\n") + "\n").unwrap();
+    let input = std::fs::File::open(s.path("in.txt")).expect("open the input");
+    let out: common::Out = pc_host(s.dir())
+        .args(["--source", "-", "--sink", &stream.sink()])
+        .args([
+            "--dead-letter",
+            "dead.jsonl",
+            "--retry-for",
+            "2",
+            "--output",
+            "json",
+        ])
+        .stdin(input)
+        .output_within()
+        .expect("run pc-host")
+        .into();
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["result"], "OK", "{v}");
+    assert_eq!(u(&v, "stored"), 9, "{v}");
+    assert_eq!(u(&v, "dead_lettered"), 1, "{v}");
+    let dead = std::fs::read_to_string(s.path("dead.jsonl")).expect("the dead letters");
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+    assert!(dead.contains(&"x".repeat(5000)), "{dead}");
+    // The nine records, and the run's end.
+    assert_eq!(stream.messages(), 10);
+}
+
 /// A MySQL/MariaDB database of one test: created empty, dropped when the test ends.
 struct MyDb {
     admin: String,

@@ -338,6 +338,19 @@ impl Writer {
             Ok(ack) => return Ok(ack),
             Err(e) => e,
         };
+        // This record alone is refused (too big for the stream): a record error, found by
+        // halving the write and dead-lettered, whatever JetStream did with the publishes
+        // after it (the write's retry publishes those again, and JetStream keeps each once).
+        if too_big_for_the_stream(&e) {
+            return Err(SinkError::new(
+                ErrorKind::Record,
+                anyhow!(
+                    "publishing to {} on NATS server {}: {e}",
+                    self.spec.subject,
+                    self.spec.server
+                ),
+            ));
+        }
         let mut may_be_stored = !refused(&e);
         while !may_be_stored && let Some(later) = waiting.pop_front() {
             may_be_stored = !matches!(later.await, Err(e) if refused(&e));
@@ -385,6 +398,22 @@ impl Writer {
 fn refused(e: &async_nats::jetstream::context::PublishError) -> bool {
     e.kind() == PublishErrorKind::StreamNotFound
         || std::error::Error::source(e).is_some_and(|s| s.is::<async_nats::jetstream::Error>())
+}
+
+/// Whether JetStream refused the publish for its size alone (over the stream's
+/// `max_msg_size`, or its headers over the server's limit): the same record is refused again
+/// however often it is sent.
+fn too_big_for_the_stream(e: &async_nats::jetstream::context::PublishError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+        .is_some_and(|j| {
+            matches!(
+                j.error_code(),
+                ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
+                    | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM
+            )
+        })
 }
 
 impl Sink for Writer {

@@ -49,8 +49,9 @@ use keepalive::Held;
 /// `until=empty`, asks JetStream whether anything is left).
 const IDLE_CHECK: Duration = Duration::from_millis(100);
 
-/// How long each pull request lives: when the source stops, what the open requests still
-/// deliver within this time is handed back.
+/// How long each pull request lives, and the longest the source hands back what the pull
+/// delivers once it stops (a pull still open then, on a backlog, can deliver a message after
+/// that: it comes again after the consumer's ack wait).
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
 /// A message handed back is delivered again after this long: past this process's last pull
