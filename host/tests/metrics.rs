@@ -925,6 +925,49 @@ fn base64(text: &str) -> Vec<u8> {
 /// The cookie of a deflate-compressed V2 HdrHistogram.
 const V2_DEFLATE_COOKIE: u32 = 0x1c84_9314;
 
+/// The interval that ends as production ends (a duration of whole intervals) has its row and
+/// its progress line, also when the drain that follows takes longer than an interval: the
+/// wait ended at the deadline before it reported that tick, and the drain started a schedule
+/// of its own, so its first row covered two intervals.
+#[test]
+fn the_interval_ending_at_the_deadline_is_reported_though_the_drain_is_long() {
+    let s = Scratch::new("metrics-deadline-tick");
+    let mut r = Running::start(
+        &s,
+        &[
+            "--rps",
+            "1000",
+            "--duration",
+            "2",
+            "--report-interval",
+            "0.5",
+            "--output",
+            "json",
+        ],
+    );
+    r.err.wait_stored_at_least(1);
+    // Commits wait from here: the drain lasts until the lock is given back.
+    let lock = hold_write_lock(&s.path("pc-host.db"));
+    r.err.wait("a progress line past 2.5 s", |l| {
+        common::time_of(l).is_some_and(|t| t >= 2.5)
+    });
+    drop(lock);
+    let out = finish(r);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let v = json(&out);
+    let rows = interval_rows(&s.path("pc-host.db"), v["run_id"].as_i64().unwrap());
+    let times: Vec<f64> = rows.iter().map(|r| r.t_s).collect();
+    // A row for each interval up to the drain's first: its tick reported within the
+    // interval after it (a thread held up longer makes one row of two intervals).
+    for k in 1..=5 {
+        let boundary = f64::from(k) * 0.5;
+        assert!(
+            times.iter().any(|&t| t >= boundary && t < boundary + 0.5),
+            "no row for the interval ending at {boundary} s: {times:?}"
+        );
+    }
+}
+
 /// A latency log another run is writing (its lock held) is refused before the run starts,
 /// and left as it was: two runs given one path each emptied and wrote it, and the log they
 /// left could not be read.

@@ -242,6 +242,7 @@ fn watch_then_stop(
         ring: sh.cx.ring,
         sink: &sh.sink,
         consumers_done: Cell::new(0),
+        next_tick: Cell::new(None),
     };
     let reason = if out.errors.is_empty() {
         watch.wait(reporter)

@@ -31,21 +31,29 @@ pub struct Watch<'a> {
     pub sink: &'a GroupCommit<AnySink>,
     /// Consumer threads that have ended (their events may come while production goes on).
     pub consumers_done: Cell<usize>,
+    /// Clock ns of the next report tick (`None`: the first, one interval after the start).
+    /// One schedule for the wait and the drain, so that the tick due as production ends is
+    /// reported by one of them.
+    pub next_tick: Cell<Option<u64>>,
 }
 
 impl Watch<'_> {
     /// Waits for the end of production and says why it ended. Each report interval goes to
     /// `reporter`.
     pub fn wait(&self, reporter: &mut Reporter) -> StopReason {
-        let mut ticker = self.ticker();
         let mut done = 0;
         loop {
             let now = self.clock.now();
+            // First: a tick due at the deadline (a duration that is a whole number of
+            // intervals) is this interval's end.
+            self.tick(now, reporter);
             if self.deadline.is_some_and(|d| now >= d) {
                 return StopReason::Duration;
             }
-            ticker.tick(self, now, reporter);
-            let wake = [self.deadline, ticker.next].into_iter().flatten().min();
+            let wake = [self.deadline, self.next_wake()]
+                .into_iter()
+                .flatten()
+                .min();
             match self.next_event(now, wake) {
                 Ok(Event::Signal(name)) => {
                     say(&format!(
@@ -72,11 +80,10 @@ impl Watch<'_> {
     /// After the sources stopped: until `consumers` consumers have ended, keeps reporting
     /// (a drain held up by a retry shows it) and answers a signal.
     pub fn drain(&self, reporter: &mut Reporter, consumers: usize) {
-        let mut ticker = self.ticker();
         while self.consumers_done.get() < consumers {
             let now = self.clock.now();
-            ticker.tick(self, now, reporter);
-            match self.next_event(now, ticker.next) {
+            self.tick(now, reporter);
+            match self.next_event(now, self.next_wake()) {
                 Ok(Event::ConsumerDone) => self.consumers_done.set(self.consumers_done.get() + 1),
                 Ok(Event::Signal(name)) => {
                     say(&format!(
@@ -92,13 +99,35 @@ impl Watch<'_> {
         }
     }
 
-    fn ticker(&self) -> Ticker {
-        let interval = self.cfg.report_interval.map(|d| d.as_nanos() as u64);
-        let now = self.clock.now();
-        Ticker {
-            interval,
-            next: interval.map(|i| now - (now - self.start) % i + i),
+    /// The report interval, ns (`None`: no progress lines or interval rows).
+    fn interval(&self) -> Option<u64> {
+        self.cfg.report_interval.map(|d| d.as_nanos() as u64)
+    }
+
+    /// Clock ns of the next report tick, if any.
+    fn next_wake(&self) -> Option<u64> {
+        let i = self.interval()?;
+        Some(self.next_tick.get().unwrap_or(self.start + i))
+    }
+
+    /// Reports an interval to `reporter` if one is due at `now`; the next tick is then the
+    /// first interval boundary after `now` (ticks missed while the thread was held up are
+    /// one interval row).
+    fn tick(&self, now: u64, reporter: &mut Reporter) {
+        let (Some(tick), Some(i)) = (self.next_wake(), self.interval()) else {
+            return;
+        };
+        if now < tick {
+            return;
         }
+        let t = (now - self.start) as f64 / 1e9;
+        reporter.tick(
+            t,
+            self.stats,
+            (self.ring.len(), self.ring.capacity()),
+            self.sink,
+        );
+        self.next_tick.set(Some(tick + i * ((now - tick) / i + 1)));
     }
 
     /// The next event, waiting no later than `wake` (clock ns; none: an hour).
@@ -119,28 +148,5 @@ impl Watch<'_> {
             Stop::After(_) if self.cfg.generated() || past_deadline => StopReason::Duration,
             _ => StopReason::Eof,
         }
-    }
-}
-
-/// Report ticks: every interval from the run's start.
-#[derive(Debug)]
-struct Ticker {
-    interval: Option<u64>,
-    /// Clock ns of the next tick.
-    next: Option<u64>,
-}
-
-impl Ticker {
-    /// Reports an interval to `reporter` if one is due at `now`.
-    fn tick(&mut self, w: &Watch<'_>, now: u64, reporter: &mut Reporter) {
-        let (Some(tick), Some(i)) = (self.next, self.interval) else {
-            return;
-        };
-        if now < tick {
-            return;
-        }
-        let t = (now - w.start) as f64 / 1e9;
-        reporter.tick(t, w.stats, (w.ring.len(), w.ring.capacity()), w.sink);
-        self.next = Some(tick + i * ((now - tick) / i + 1));
     }
 }
