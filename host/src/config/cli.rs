@@ -162,9 +162,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL", env = "PC_HOST_SOURCE", action = ArgAction::Append)]
     pub source: Vec<String>,
 
-    /// Where records go: `sqlite:PATH`, `postgres://USER@HOST:PORT/DB`,
-    /// `mysql://USER@HOST:PORT/DB`, or `nats://HOST:PORT/SUBJECT[?stream=NAME]` (published to
-    /// JetStream) [default: sqlite:pc-host.db]
+    /// Where records go: `sqlite:PATH`, `postgres://USER@HOST:PORT/DB` (or `postgresql://`),
+    /// `mysql://USER@HOST:PORT/DB` (or `mariadb://`), or `nats://HOST:PORT/SUBJECT[?stream=NAME]`
+    /// (published to JetStream) [default: sqlite:pc-host.db]
     #[arg(long, value_name = "URL", env = "PC_HOST_SINK")]
     pub sink: Option<String>,
 

@@ -631,6 +631,17 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
             Ok(SinkSpec::Mysql(server))
         }
         "nats" => parse_nats_sink(rest).map(SinkSpec::Nats),
+        _ if scheme != scheme.to_ascii_lowercase()
+            && matches!(
+                scheme.to_ascii_lowercase().as_str(),
+                "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" | "nats"
+            ) =>
+        {
+            Err(format!(
+                "unknown sink `{scheme}`: schemes are written in lower case (`{}:`)",
+                scheme.to_ascii_lowercase()
+            ))
+        }
         _ => Err(format!(
             "unknown sink `{scheme}` (use sqlite:PATH, postgres://USER@HOST:PORT/DB, \
              mysql://USER@HOST:PORT/DB or nats://HOST:PORT/SUBJECT)"
@@ -1008,6 +1019,10 @@ mod tests {
         assert_eq!(parsed("mysql://u@h:3306/one/"), Ok(()), "a `/` at the end");
         assert_eq!(percent_decoded("a%2Fb%+1%zz%4"), "a/b%+1%zz%4");
         assert_eq!(parsed("mariadb://u@h:3306/one?prefer_socket=false"), Ok(()));
+        assert_eq!(
+            parsed("POSTGRES://u@h/one"),
+            Err("unknown sink `POSTGRES`: schemes are written in lower case (`postgres:`)".into())
+        );
     }
 
     #[test]
