@@ -1033,6 +1033,49 @@ fn a_record_too_big_for_the_stream_is_dead_lettered_and_the_rest_published() {
     assert_eq!(stream.messages(), 10);
 }
 
+/// A second signal while a NATS sink's drain is stuck (a full stream that refuses new
+/// messages, retried) exits at once with the counts, and says nothing of a run recorded as not
+/// completed: a NATS sink records no run.
+#[test]
+fn a_forced_exit_of_a_nats_sink_run_claims_no_recorded_run() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-forced-exit");
+    let stream = TestStream::new(&url, "forced");
+    stream.create_bounded(10, DiscardPolicy::New);
+    let mut r = start(
+        &s,
+        &[
+            "--sink",
+            &stream.sink(),
+            "--rps",
+            "100",
+            "--duration",
+            "600",
+            "--retry-for",
+            "600",
+        ],
+    );
+    r.err.wait("saying the publish is retried", |l| {
+        l.contains("retrying for up to")
+    });
+    common::signal(&r.child, libc::SIGINT);
+    r.err.wait("saying SIGINT starts the drain", |l| {
+        l.contains("SIGINT: stopping the producers and draining")
+    });
+    // The one-second rule (a repeat within it is the same request) waited out.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    common::signal(&r.child, libc::SIGINT);
+    let out = common::finish(r);
+    assert_eq!(out.code, Some(130), "{}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("exiting at once:"))
+        .unwrap_or_else(|| panic!("no forced exit line:\n{}", out.stderr));
+    assert!(line.ends_with(" not stored"), "{line}");
+    assert!(!line.contains("recorded"), "{line}");
+}
+
 /// A MySQL/MariaDB database of one test: created empty, dropped when the test ends.
 struct MyDb {
     admin: String,

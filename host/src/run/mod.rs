@@ -194,7 +194,8 @@ pub fn run(
         .into_iter()
         .map(|(_, quota)| quota)
         .collect();
-    signals::counting(Arc::clone(&shared.stats));
+    let recorded = !matches!(cfg.sink, crate::config::SinkSpec::Nats(_));
+    signals::counting(Arc::clone(&shared.stats), recorded);
     let checkpoint_stop = StopSignal::default();
     let display = progress_display(cfg, &lines);
     let mut reporter = Reporter::new(latency_log, display);

@@ -36,12 +36,14 @@ pub fn finished() {
     FINISHED.store(true, Ordering::Release);
 }
 
-/// The running run's counters, for the line a forced exit prints.
-static RUNNING: Mutex<Option<Arc<Stats>>> = Mutex::new(None);
+/// The running run's counters, for the line a forced exit prints, and whether its sink
+/// records runs (a database does; a NATS sink does not).
+static RUNNING: Mutex<Option<(Arc<Stats>, bool)>> = Mutex::new(None);
 
-/// Makes a forced exit report `stats` (the run now running).
-pub fn counting(stats: Arc<Stats>) {
-    *RUNNING.lock().unwrap_or_else(PoisonError::into_inner) = Some(stats);
+/// Makes a forced exit report `stats` (the run now running); `recorded`: the sink keeps a
+/// record of the run, which the exit leaves as not completed.
+pub fn counting(stats: Arc<Stats>, recorded: bool) {
+    *RUNNING.lock().unwrap_or_else(PoisonError::into_inner) = Some((stats, recorded));
 }
 
 /// Installs the handlers and the thread that turns signals into [`Event::Signal`] (see the
@@ -80,16 +82,21 @@ pub fn install(events: Sender<Event>) -> std::io::Result<()> {
 fn exit_now(name: &str, status: i32) -> ! {
     // try_lock: the lock is only ever held to set the counters; never wait in an exit path.
     let line = match RUNNING.try_lock().ok().and_then(|r| r.clone()) {
-        Some(stats) => {
+        Some((stats, recorded)) => {
             let c = stats.counts();
             let (produced, stored, dead) = (c.produced, c.stored, c.dead_lettered);
             let left = produced.saturating_sub(stored + dead);
+            let record = if recorded {
+                "; the run is recorded as not completed"
+            } else {
+                ""
+            };
             // Counted after each commit returns: a batch committed just now is in the
             // database and not yet here, so these are bounds, not exact figures.
             format!(
                 "at least {stored} of {produced} accepted messages committed (a batch committed \
                  as the signal came is not counted yet), {dead} dead-lettered, at most {left} \
-                 not stored; the run is recorded as not completed"
+                 not stored{record}"
             )
         }
         // Still starting (a server sink waiting for a lock, say): the run may be recorded
