@@ -622,6 +622,19 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
                 return Err(NO_DATABASE.into());
             }
             let named = opts.get_db_name().unwrap_or_default();
+            let query = rest.split_once('?').map_or("", |(_, q)| q);
+            if mysql_path(rest).is_some_and(|p| !p.is_empty())
+                && query.split('&').any(|p| {
+                    p.split_once('=')
+                        .is_some_and(|(k, _)| percent_decoded(k) == "db_name")
+                })
+            {
+                return Err(
+                    "the URL names the database in its path and again in db_name= (the driver \
+                     takes the parameter): give it once"
+                        .into(),
+                );
+            }
             if let Some(path) = mysql_path(rest).filter(|p| p != named) {
                 return Err(format!(
                     "the URL's path `{path}` is not one database name (the server would be \
@@ -1019,6 +1032,14 @@ mod tests {
         assert_eq!(parsed("mysql://u@h:3306/one/"), Ok(()), "a `/` at the end");
         assert_eq!(percent_decoded("a%2Fb%+1%zz%4"), "a/b%+1%zz%4");
         assert_eq!(parsed("mariadb://u@h:3306/one?prefer_socket=false"), Ok(()));
+        assert_eq!(
+            parsed("mysql://u@h:3306/one?db_name=two"),
+            Err(
+                "the URL names the database in its path and again in db_name= (the driver \
+                 takes the parameter): give it once"
+                    .into()
+            )
+        );
         assert_eq!(
             parsed("POSTGRES://u@h/one"),
             Err("unknown sink `POSTGRES`: schemes are written in lower case (`postgres:`)".into())
