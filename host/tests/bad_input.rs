@@ -553,7 +553,14 @@ fn environment_and_config_file_layers() {
     assert_one_line_error(
         &run_env(s.dir(), &[], &[("PC_HOST_CONFIG", "zero.toml")]),
         2,
-        "error: `producers = 0` in PC_HOST_CONFIG=zero.toml is too small",
+        "error: `producers = 0` in PC_HOST_CONFIG=zero.toml line 1 is too small",
+    );
+    // A value the file gives and a later check refuses names its line too.
+    std::fs::write(s.path("sink.toml"), "producers = 2\n\nsink = \"bogus:x\"\n").unwrap();
+    assert_one_line_error(
+        &run_env(s.dir(), &[], &[("PC_HOST_CONFIG", "sink.toml")]),
+        2,
+        "error: `sink = bogus:x` in PC_HOST_CONFIG=sink.toml line 3: unknown sink `bogus`",
     );
     // A table or a dotted key is named at its own line.
     std::fs::write(s.path("table.toml"), "producers = 2\n\n[section]\nx = 1\n").unwrap();
@@ -1789,10 +1796,10 @@ fn a_bad_source_from_the_environment_or_a_config_file_names_where_it_came_from()
     assert_one_line_error(
         &cfg("source = [\"file:ok.log\", \"file:missing.log\"]\n"),
         2,
-        "error: `source` in cfg.toml: file:missing.log: no such file",
+        "error: `source` in cfg.toml line 1: file:missing.log: no such file",
     );
     let out = cfg("source = [\"file:ok.log\", \"file:./ok.log\"]\n");
-    assert_one_line_error(&out, 2, "error: `source` in cfg.toml: file:");
+    assert_one_line_error(&out, 2, "error: `source` in cfg.toml line 1: file:");
     assert_one_line_error(&out, 2, "are the same file: give it once");
     // Given as a flag, the source is the one just typed: the line is as before.
     let out = run(s.dir(), &["--source", "file:missing.log"]);

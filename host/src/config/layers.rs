@@ -87,8 +87,8 @@ pub struct Layers {
     pub args: RunArgs,
     /// The command line and environment alone.
     given: ArgMatches,
-    /// Option ids the file set.
-    from_file: Vec<String>,
+    /// Option ids the file set, each with its line in the file.
+    from_file: Vec<(String, usize)>,
     file: Option<PathBuf>,
     /// The file as messages name it (see [`Origin::File`]).
     file_name: String,
@@ -113,8 +113,8 @@ impl Layers {
             } else {
                 format!("--config {}", path.display())
             };
-            for (id, args) in read_file(path, &label, &given)? {
-                from_file.push(id);
+            for (id, line, args) in read_file(path, &label, &given)? {
+                from_file.push((id, line));
                 argv.extend(args.into_iter().map(OsString::from));
             }
         }
@@ -143,11 +143,9 @@ impl Layers {
         match self.given.value_source(id) {
             Some(ValueSource::CommandLine) => Origin::Flag(long),
             Some(ValueSource::EnvVariable) => Origin::Env(env_name(id)),
-            _ => match &self.file {
-                Some(_) if self.from_file.iter().any(|f| f == id) => {
-                    Origin::File(long, self.file_name.clone())
-                }
-                _ => Origin::Default,
+            _ => match self.from_file.iter().find(|(f, _)| f == id) {
+                Some((_, line)) => Origin::File(long, format!("{} line {line}", self.file_name)),
+                None => Origin::Default,
             },
         }
     }
@@ -377,7 +375,7 @@ fn read_file(
     path: &Path,
     label: &str,
     given: &ArgMatches,
-) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+) -> Result<Vec<(String, usize, Vec<String>)>, ConfigError> {
     let p = label;
     let text = read_text(path, p)?;
     let table: toml::Table = toml::from_str(&text).map_err(|e: toml::de::Error| {
@@ -390,7 +388,8 @@ fn read_file(
     let cmd = Cli::command();
     let mut out = Vec::new();
     for (key, value) in &table {
-        let at = format!("{p} line {}", key_line(&text, key));
+        let line = key_line(&text, key);
+        let at = format!("{p} line {line}");
         let arg = cmd
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
@@ -420,7 +419,7 @@ fn read_file(
                 } else {
                     ("no_pin", "--no-pin")
                 };
-                out.push((id.to_string(), vec![flag.to_string()]));
+                out.push((id.to_string(), line, vec![flag.to_string()]));
             }
             continue;
         }
@@ -458,7 +457,7 @@ fn read_file(
             }
             args.push(arg);
         }
-        out.push((id, args));
+        out.push((id, line, args));
     }
     Ok(out)
 }
