@@ -485,6 +485,22 @@ fn ready_is_503_stopping_while_the_ring_drains_after_the_sources_stopped() {
     assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
 }
 
+/// A run at 1,000 records a second for up to ten minutes, without progress lines, its
+/// metrics endpoint ready; and the endpoint's address.
+fn start_ready_for_a_while(s: &Scratch) -> (Running, String) {
+    let args = [
+        "--rps",
+        "1000",
+        "--duration",
+        "600",
+        "--report-interval",
+        "0",
+    ];
+    let (r, addr) = start_scraped(s, &args, false);
+    poll_status(&addr, "/ready", 200);
+    (r, addr)
+}
+
 /// A client that sends requests and never reads the answers holds up only its own
 /// connection: `/health` and `/metrics` still answer everyone else. One thread answered every
 /// client, and stalled on that one's full socket for as long as it stayed connected.
@@ -492,19 +508,7 @@ fn ready_is_503_stopping_while_the_ring_drains_after_the_sources_stopped() {
 fn a_client_that_stops_reading_holds_up_only_its_own_connection() {
     use std::os::fd::AsRawFd as _;
     let s = Scratch::new("metrics-stuck-client");
-    let (r, addr) = start_scraped(
-        &s,
-        &[
-            "--rps",
-            "1000",
-            "--duration",
-            "600",
-            "--report-interval",
-            "0",
-        ],
-        false,
-    );
-    poll_status(&addr, "/ready", 200);
+    let (r, addr) = start_ready_for_a_while(&s);
     let mut stuck = std::net::TcpStream::connect(&addr).expect("connect");
     let small: libc::c_int = 4096;
     // SAFETY: a valid socket and a c_int option value of the size given.
@@ -547,19 +551,7 @@ fn a_client_that_stops_reading_holds_up_only_its_own_connection() {
 #[test]
 fn a_request_declaring_a_huge_body_neither_aborts_nor_stops_the_run() {
     let s = Scratch::new("metrics-huge-body");
-    let (r, addr) = start_scraped(
-        &s,
-        &[
-            "--rps",
-            "1000",
-            "--duration",
-            "600",
-            "--report-interval",
-            "0",
-        ],
-        false,
-    );
-    poll_status(&addr, "/ready", 200);
+    let (r, addr) = start_ready_for_a_while(&s);
     for length in ["99999999999", "18446744073709551615"] {
         let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
         let request =
