@@ -42,6 +42,8 @@ pub struct Writer {
     run_id: i64,
     producers: u32,
     stats: Arc<NatsStats>,
+    /// The stream's `max_msg_size` (headers and payload), if it sets one.
+    max_message: Option<usize>,
 }
 
 /// Connects, creates the stream if it is missing, and describes it for the header.
@@ -55,7 +57,7 @@ pub fn open(
 ) -> anyhow::Result<(Writer, String)> {
     let client = nats::connect(&spec.server)?;
     let js = nats::jetstream(client.clone());
-    let desc = ensure_stream(&js, spec, start.retry_for)?;
+    let (desc, max_message) = ensure_stream(&js, spec, start.retry_for)?;
     let writer = Writer {
         client,
         js,
@@ -63,18 +65,19 @@ pub fn open(
         run_id: nats::new_run_id(),
         producers: u32::try_from(start.producers).unwrap_or(u32::MAX),
         stats,
+        max_message,
     };
     Ok((writer, desc))
 }
 
-/// The stream named in `spec`, created (for the subject) if missing; its settings, shown.
-/// Warns if it drops records it acknowledged, or if a write retried for `retry_for` can
-/// outlast its duplicate window ([`outlasts_dedup`]).
+/// The stream named in `spec`, created (for the subject) if missing; its settings, shown, and
+/// its `max_msg_size` if it sets one. Warns if it drops records it acknowledged, or if a write
+/// retried for `retry_for` can outlast its duplicate window ([`outlasts_dedup`]).
 fn ensure_stream(
     js: &async_nats::jetstream::Context,
     spec: &Spec,
     retry_for: Duration,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Option<usize>)> {
     let server = &spec.server;
     let (mut stream, created) = find_or_create(js, spec)?;
     let info = nats::runtime()
@@ -93,7 +96,8 @@ fn ensure_stream(
     }
     warn_of_losses(&spec.stream, c, retry_for);
     let limits = limits(c);
-    Ok(format!(
+    let max_message = usize::try_from(c.max_message_size).ok().filter(|&m| m > 0);
+    let desc = format!(
         "{server} subject {} -> stream {} ({}: retention {:?}, storage {:?}, duplicate window \
          {:?}, limits: {}, discard {:?}, {} messages in it)",
         spec.subject,
@@ -113,7 +117,8 @@ fn ensure_stream(
         },
         c.discard,
         info.state.messages
-    ))
+    );
+    Ok((desc, max_message))
 }
 
 /// The stream `spec` names, and whether this call created it (work-queue retention, file
@@ -266,6 +271,7 @@ impl Writer {
     pub fn connector(&self) -> impl Fn() -> anyhow::Result<Self> + Send + Sync + 'static {
         let (spec, run_id, producers) = (self.spec.clone(), self.run_id, self.producers);
         let stats = Arc::clone(&self.stats);
+        let max_message = self.max_message;
         move || {
             let client = nats::connect(&spec.server)?;
             Ok(Self {
@@ -275,6 +281,7 @@ impl Writer {
                 run_id,
                 producers,
                 stats: Arc::clone(&stats),
+                max_message,
             })
         }
     }
@@ -306,6 +313,23 @@ impl Writer {
             let headers =
                 nats::record_headers(self.run_id, self.producers, r.producer, r.seq, r.created_at);
             let payload = bytes::Bytes::copy_from_slice(r.text.as_bytes());
+            let size = wire_len(&headers) + payload.len();
+            if let Some(most) = self.max_message.filter(|&most| size > most) {
+                // Settled up to it, and nothing after it sent: the write's first records
+                // stored, this one refused for its size however often it is sent.
+                while let Some(f) = waiting.pop_front() {
+                    acked.push(self.settle(f, &mut waiting).await?);
+                }
+                return Err(SinkError::new(
+                    ErrorKind::Record,
+                    anyhow!(
+                        "publishing to {}: {size} bytes with its headers, over stream {}'s \
+                         max_msg_size of {most}",
+                        self.spec.subject,
+                        self.spec.stream
+                    ),
+                ));
+            }
             let sent = self
                 .js
                 .publish_with_headers(self.spec.subject.clone(), headers, payload)
@@ -324,8 +348,9 @@ impl Writer {
         Ok(())
     }
 
-    /// The ack of publish `f`, or the write's error. When JetStream refused `f`, the publishes
-    /// sent after it (`waiting`) are awaited in turn while JetStream refuses them too: the
+    /// The ack of publish `f`, or the write's error: a record error if JetStream refused `f`
+    /// for its size with nothing sent after it. When JetStream refused `f` otherwise, the
+    /// publishes sent after it (`waiting`) are awaited in turn while JetStream refuses them: the
     /// error is unconfirmed (JetStream may hold some of them) unless it refused every one. The
     /// first that is not a refusal (an ack, a timeout, a lost connection) ends the wait, so a
     /// failure costs at most one more ack wait; after any other failure none is awaited.
@@ -338,10 +363,11 @@ impl Writer {
             Ok(ack) => return Ok(ack),
             Err(e) => e,
         };
-        // This record alone is refused (too big for the stream): a record error, found by
-        // halving the write and dead-lettered, whatever JetStream did with the publishes
-        // after it (the write's retry publishes those again, and JetStream keeps each once).
-        if too_big_for_the_stream(&e) {
+        // Refused for its size (the stream's limit raised since the run began, say, past the
+        // check before each publish) with nothing after it in flight: a record error, exact.
+        // With publishes after it in flight, JetStream may hold some of them: the write fails
+        // as below, unconfirmed.
+        if too_big_for_the_stream(&e) && waiting.is_empty() {
             return Err(SinkError::new(
                 ErrorKind::Record,
                 anyhow!(
@@ -398,6 +424,21 @@ impl Writer {
 fn refused(e: &async_nats::jetstream::context::PublishError) -> bool {
     e.kind() == PublishErrorKind::StreamNotFound
         || std::error::Error::source(e).is_some_and(|s| s.is::<async_nats::jetstream::Error>())
+}
+
+/// The size of `headers` on the wire (as the client writes them, and as the server counts
+/// them against a stream's `max_msg_size`): `NATS/1.0\r\n`, each `name: value\r\n`, `\r\n`.
+fn wire_len(headers: &async_nats::HeaderMap) -> usize {
+    let fields: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            values
+                .iter()
+                .map(|v| AsRef::<str>::as_ref(name).len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    "NATS/1.0\r\n".len() + fields + 2
 }
 
 /// Whether JetStream refused the publish for its size alone (over the stream's
@@ -478,7 +519,7 @@ mod tests {
 
     use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy};
 
-    use super::{drops_stored, outlasts_dedup, subject_matches};
+    use super::{drops_stored, outlasts_dedup, subject_matches, wire_len};
 
     /// A retried publish must land inside the window that drops a repeated id: retries for
     /// 60 s between two ack waits of 5 s fit JetStream's default 2 minutes, not 1 minute;
@@ -562,6 +603,23 @@ mod tests {
         for (config, want) in cases {
             assert_eq!(drops_stored(&config).as_deref(), want, "{config:?}");
         }
+    }
+
+    #[test]
+    fn a_records_size_counts_its_headers_as_the_wire_carries_them() {
+        let mut headers = async_nats::HeaderMap::new();
+        assert_eq!(wire_len(&headers), "NATS/1.0\r\n\r\n".len());
+        headers.insert("A", "1");
+        headers.insert("Bb", "22");
+        assert_eq!(
+            wire_len(&headers),
+            "NATS/1.0\r\nA: 1\r\nBb: 22\r\n\r\n".len()
+        );
+        headers.append("A", "333");
+        assert_eq!(
+            wire_len(&headers),
+            "NATS/1.0\r\nA: 1\r\nA: 333\r\nBb: 22\r\n\r\n".len()
+        );
     }
 
     #[test]
