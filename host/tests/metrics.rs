@@ -545,9 +545,10 @@ fn a_client_that_stops_reading_holds_up_only_its_own_connection() {
 }
 
 /// A request that declares a body it never sends, of any size, is answered and costs nothing
-/// but its connection: the run goes on and ends with every record stored. The HTTP server
-/// drained an unread body into a buffer as large as its declared `Content-Length`, so 99 GB
-/// aborted pc-host (the allocation failed) and `usize::MAX` panicked its thread.
+/// but its connection, which ends at the next bytes sent on it: the run goes on and ends with
+/// every record stored. The HTTP server drained an unread body into a buffer as large as its
+/// declared `Content-Length`, so 99 GB aborted pc-host (the allocation failed) and
+/// `usize::MAX` panicked its thread.
 #[test]
 fn a_request_declaring_a_huge_body_neither_aborts_nor_stops_the_run() {
     let s = Scratch::new("metrics-huge-body");
@@ -560,8 +561,7 @@ fn a_request_declaring_a_huge_body_neither_aborts_nor_stops_the_run() {
         let mut answer = [0u8; 12];
         conn.read_exact(&mut answer).expect("an answer");
         assert_eq!(&answer, b"HTTP/1.1 200", "{length}");
-        // Hung up with the body unsent: the server's drain of it ends here.
-        drop(conn);
+        // The connection stays open, the body unsent, while others are answered.
         let health = get(&addr, "/health", None);
         assert_eq!(
             (health.status, health.body.as_str()),
@@ -579,6 +579,12 @@ fn a_request_declaring_a_huge_body_neither_aborts_nor_stops_the_run() {
                 Err(now.to_string())
             }
         });
+        // What comes next on the connection is no request: refused, and the connection ends.
+        conn.set_read_timeout(Some(WAIT)).expect("a read timeout");
+        conn.write_all(b"more\r\n\r\n").expect("send");
+        let mut rest = String::new();
+        let _ = conn.read_to_string(&mut rest);
+        assert!(rest.contains("HTTP/1.1 400"), "{length}: {rest:?}");
     }
     let out = r.interrupt();
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
