@@ -589,13 +589,8 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
                      the database once"
                 ));
             }
-            if postgres_user_twice(rest) {
-                return Err(
-                    "the URL names the user before its `@` and again in user= (the \
-                            driver takes the parameter, so the URL shown would name another \
-                            user): give it once"
-                        .into(),
-                );
+            if let Some(other) = user_named_twice(rest) {
+                return Err(user_twice_message(&other));
             }
             if let Some(key) = postgres_server_twice(rest) {
                 return Err(format!(
@@ -623,19 +618,25 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
             }
             let named = opts.get_db_name().unwrap_or_default();
             let query = rest.split_once('?').map_or("", |(_, q)| q);
-            if mysql_path(rest).is_some_and(|p| !p.is_empty())
-                && query.split('&').any(|p| {
-                    p.split_once('=')
-                        .is_some_and(|(k, _)| percent_decoded(k) == "db_name")
-                })
-            {
+            if let Some(key) = ["host", "port"].into_iter().find(|k| query_has(query, k)) {
+                return Err(format!(
+                    "the URL names the server in its host:port and again in {key}= (the driver \
+                     takes the parameter, so the URL shown would name another server): give it \
+                     once"
+                ));
+            }
+            if let Some(other) = user_named_twice(rest) {
+                return Err(user_twice_message(&other));
+            }
+            let path = mysql_path(rest).filter(|p| p != named);
+            if path.as_ref().is_some_and(|p| !p.is_empty()) && query_has(query, "db_name") {
                 return Err(
-                    "the URL names the database in its path and again in db_name= (the driver \
-                     takes the parameter): give it once"
+                    "the URL names one database in its path and another in db_name= (the \
+                     driver takes the parameter): give it once"
                         .into(),
                 );
             }
-            if let Some(path) = mysql_path(rest).filter(|p| p != named) {
+            if let Some(path) = path {
                 return Err(format!(
                     "the URL's path `{path}` is not one database name (the server would be \
                      given `{named}`): give /DBNAME alone after the host and port"
@@ -688,28 +689,44 @@ fn postgres_server_twice(rest: &str) -> Option<&'static str> {
     let query = after[end..].split_once('?').map_or("", |(_, q)| q);
     ["host", "port"]
         .into_iter()
-        .find(|key| postgres_query_has(query, key))
+        .find(|key| query_has(query, key))
 }
 
-/// Whether a `postgres://` URL (after the scheme) names its user before an `@` and again in
-/// `user=`, which the driver takes instead (so the URL shown would name another user).
-fn postgres_user_twice(rest: &str) -> bool {
+/// Why a URL naming user `other` in `user=`, and another before its `@`, is refused.
+fn user_twice_message(other: &str) -> String {
+    format!(
+        "the URL names one user before its `@` and `{other}` in user= (the driver takes the \
+         parameter, so the URL shown would name another user): give it once"
+    )
+}
+
+/// The user a server URL (after the scheme) names in `user=` when it names another before an
+/// `@` (the drivers take the parameter, so the URL shown would name another user); `None` when
+/// it names one user, or none before the `@`.
+fn user_named_twice(rest: &str) -> Option<String> {
     let after = rest.strip_prefix("//").unwrap_or(rest);
-    let Some((_, host_on)) = after.split_once('@') else {
-        return false;
-    };
+    let (userinfo, host_on) = after.split_once('@')?;
+    let user = percent_decoded(userinfo.split_once(':').map_or(userinfo, |(u, _)| u));
     let end = host_on.find(['/', '?']).unwrap_or(host_on.len());
     let query = host_on[end..].split_once('?').map_or("", |(_, q)| q);
-    postgres_query_has(query, "user")
+    let given = query_value(query, "user")?;
+    (!user.is_empty() && given != user).then_some(given)
 }
 
 /// Whether `query` (a URL's, after its `?`) sets `key`, whose name may be percent-escaped
-/// there: the driver decodes it (`%68ost` is `host`).
-fn postgres_query_has(query: &str, key: &str) -> bool {
-    query.split('&').any(|p| {
-        p.split_once('=')
-            .is_some_and(|(k, _)| percent_decoded(k) == key)
-    })
+/// there: the drivers decode it (`%68ost` is `host`).
+fn query_has(query: &str, key: &str) -> bool {
+    query_value(query, key).is_some()
+}
+
+/// The value `query` (a URL's, after its `?`) gives `key` (the last one), names and values
+/// percent-decoded as the drivers decode them.
+fn query_value(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .rfind(|(k, _)| percent_decoded(k) == key)
+        .map(|(_, v)| percent_decoded(v))
 }
 
 /// The path of a `mysql://` URL (after the scheme), percent-decoded, split as a URL is: the
@@ -1000,17 +1017,36 @@ mod tests {
                 "{escaped}"
             );
         }
-        // The user named twice (the driver takes user=, the URL shown names u): refused.
+        // Two users named (the driver takes user=, the URL shown names u): refused; one user,
+        // named once or twice the same, or none before the `@`: taken.
         for twice in [
             "postgres://u@h:5432/one?user=other",
             "postgres://u:pw@h:5432/one?%75ser=other",
+            "mysql://u@h:3306/one?user=other",
         ] {
             assert!(
-                parsed(twice).is_err_and(|e| e.contains("names the user before its `@`")),
+                parsed(twice).is_err_and(|e| e.contains("and `other` in user=")),
                 "{twice}"
             );
         }
-        assert_eq!(parsed("postgres://h:5432/one?user=u"), Ok(()), "named once");
+        for once in [
+            "postgres://h:5432/one?user=u",
+            "postgres://u@h:5432/one?user=u",
+            "postgres://:pw@h:5432/one?user=u",
+            "mysql://u@h:3306/one?user=u",
+        ] {
+            assert_eq!(parsed(once), Ok(()), "{once}");
+        }
+        // MySQL's driver takes host= and port= over the host:port too.
+        for twice in [
+            "mysql://u@h:3306/one?host=other",
+            "mysql://u@h:3306/one?%70ort=1",
+        ] {
+            assert!(
+                parsed(twice).is_err_and(|e| e.contains("names the server in its host:port")),
+                "{twice}"
+            );
+        }
         // An escaped NUL, which the MySQL driver cuts the name at (`one%00x` is `one`).
         for nul in [
             "mysql://u@h:3306/one%00x",
@@ -1035,10 +1071,15 @@ mod tests {
         assert_eq!(
             parsed("mysql://u@h:3306/one?db_name=two"),
             Err(
-                "the URL names the database in its path and again in db_name= (the driver \
+                "the URL names one database in its path and another in db_name= (the driver \
                  takes the parameter): give it once"
                     .into()
             )
+        );
+        assert_eq!(
+            parsed("mysql://u@h:3306/one?db_name=one"),
+            Ok(()),
+            "the same one"
         );
         assert_eq!(
             parsed("POSTGRES://u@h/one"),
