@@ -1202,7 +1202,7 @@ fn a_consumer_without_explicit_acks_is_refused_before_anything_is_read() {
             .output_within()
             .expect("run pc-host")
             .into();
-        assert_error(&out, 1, &format!("acknowledges with policy {policy:?}"));
+        assert_error(&out, 1, &format!("acknowledges with policy {name};"));
     }
     // Nothing was fetched through either consumer.
     let js = stream.context();

@@ -28,8 +28,8 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 pub enum Origin {
     Flag(String),
     Env(String),
-    /// Key, and the file as messages name it: its path (`--config`), or
-    /// `PC_HOST_CONFIG=path`.
+    /// Key, and where in the file, as messages name it: `PATH line N` (`--config`), or
+    /// `PC_HOST_CONFIG=PATH line N`.
     File(String, String),
     Default,
 }

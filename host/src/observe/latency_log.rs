@@ -68,14 +68,25 @@ impl LatencyLog {
             .create(true)
             .truncate(false)
             .open(path)?;
-        if let Err(e) = file.try_lock() {
-            return Err(match e {
-                std::fs::TryLockError::WouldBlock => std::io::Error::other(
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::other(
                     "another process holds its lock: a run writing it now (give each run a log \
                      of its own)",
-                ),
-                std::fs::TryLockError::Error(e) => e,
-            });
+                ));
+            }
+            // A file system without locks (some network and FUSE ones): written unlocked.
+            Err(std::fs::TryLockError::Error(e))
+                if e.kind() == std::io::ErrorKind::Unsupported
+                    || e.raw_os_error() == Some(libc::ENOLCK) =>
+            {
+                tracing::warn!(
+                    "--latency-log {}: its file system takes no lock ({e}); written unlocked",
+                    path.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
         Ok(Self {
             file,

@@ -218,8 +218,8 @@ pub fn prepare(conn: &mut Conn, url: &ServerUrl, delivered: bool) -> anyhow::Res
             // end it.
             Some(None) | None => {
                 return Err(anyhow!(
-                    "sink {shown}: the server gave no answer to pc-host's schema lock \
-                     (GET_LOCK returned NULL)"
+                    "sink {shown}: the server could not take pc-host's schema lock \
+                     (GET_LOCK returned NULL, which it does on an error)"
                 ));
             }
             Some(Some(_)) if !told => {

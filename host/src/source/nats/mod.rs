@@ -149,12 +149,13 @@ impl Found {
         // message before it, stored or not.
         if info.config.ack_policy != AckPolicy::Explicit {
             return Err(anyhow!(
-                "NATS server {server}: stream {}: consumer {} acknowledges with policy {:?}; \
+                "NATS server {server}: stream {}: consumer {} acknowledges with policy {}; \
                  pc-host needs explicit acks to settle each message only once it is stored: \
                  name a consumer that does not exist yet (pc-host creates it)",
                 spec.stream,
                 spec.consumer,
-                info.config.ack_policy
+                // As the server writes it (`none`, `all`).
+                format!("{:?}", info.config.ack_policy).to_lowercase()
             ));
         }
         let ack_wait = info.config.ack_wait;
