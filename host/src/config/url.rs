@@ -570,80 +570,8 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
         }
         // The drivers read the options now, so that one they refuse is bad input (exit 2)
         // rather than a failure found when the run connects.
-        "postgres" | "postgresql" => {
-            let server = ServerUrl::parse(url, rest)?;
-            let config = url.parse::<postgres::Config>().map_err(|e| {
-                let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
-                format!("not a usable URL: {e}{}", cause.unwrap_or_default())
-            })?;
-            // Without one the server picks the database named after the user (`postgres`,
-            // its maintenance database, for the usual superuser): never where the tables go
-            // by accident.
-            if config.get_dbname().is_none_or(str::is_empty) {
-                return Err(NO_DATABASE.into());
-            }
-            let named = config.get_dbname().unwrap_or_default();
-            if let Some(path) = postgres_path(rest).filter(|p| !p.is_empty() && p != named) {
-                return Err(format!(
-                    "the URL names database `{path}` in its path and `{named}` in dbname=: give \
-                     the database once"
-                ));
-            }
-            if let Some(other) = user_named_twice(rest) {
-                return Err(user_twice_message(&other));
-            }
-            if let Some(key) = postgres_server_twice(rest) {
-                return Err(format!(
-                    "the URL names the server in its host:port and again in {key}= (libpq \
-                     takes the parameter, the Rust driver adds it to the host:port's): give it \
-                     once"
-                ));
-            }
-            Ok(SinkSpec::Postgres(server))
-        }
-        "mysql" | "mariadb" => {
-            // The driver cuts a name at an escaped NUL: `db%00x` would write to `db`.
-            if rest.to_ascii_lowercase().contains("%00") {
-                return Err(
-                    "the URL holds `%00`, a NUL byte, which no user, password, host or \
-                     database name can contain"
-                        .into(),
-                );
-            }
-            let server = ServerUrl::parse(url, rest)?;
-            let opts =
-                mysql::Opts::from_url(&format!("mysql:{rest}")).map_err(|e| e.to_string())?;
-            if opts.get_db_name().is_none_or(str::is_empty) {
-                return Err(NO_DATABASE.into());
-            }
-            let named = opts.get_db_name().unwrap_or_default();
-            let query = rest.split_once('?').map_or("", |(_, q)| q);
-            if let Some(key) = ["host", "port"].into_iter().find(|k| query_has(query, k)) {
-                return Err(format!(
-                    "the URL names the server in its host:port and again in {key}= (the driver \
-                     takes the parameter, so the URL shown would name another server): give it \
-                     once"
-                ));
-            }
-            if let Some(other) = user_named_twice(rest) {
-                return Err(user_twice_message(&other));
-            }
-            let path = mysql_path(rest).filter(|p| p != named);
-            if path.as_ref().is_some_and(|p| !p.is_empty()) && query_has(query, "db_name") {
-                return Err(
-                    "the URL names one database in its path and another in db_name= (the \
-                     driver takes the parameter): give it once"
-                        .into(),
-                );
-            }
-            if let Some(path) = path {
-                return Err(format!(
-                    "the URL's path `{path}` is not one database name (the server would be \
-                     given `{named}`): give /DBNAME alone after the host and port"
-                ));
-            }
-            Ok(SinkSpec::Mysql(server))
-        }
+        "postgres" | "postgresql" => parse_postgres(url, rest),
+        "mysql" | "mariadb" => parse_mysql(url, rest),
         "nats" => parse_nats_sink(rest).map(SinkSpec::Nats),
         _ if scheme != scheme.to_ascii_lowercase()
             && matches!(
@@ -661,6 +589,84 @@ pub fn parse_sink(url: &str) -> Result<SinkSpec, String> {
              mysql://USER@HOST:PORT/DB or nats://HOST:PORT/SUBJECT)"
         )),
     }
+}
+
+/// A `postgres://` sink URL (`rest`: after the scheme), checked as the driver will read it.
+fn parse_postgres(url: &str, rest: &str) -> Result<SinkSpec, String> {
+    let server = ServerUrl::parse(url, rest)?;
+    let config = url.parse::<postgres::Config>().map_err(|e| {
+        let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
+        format!("not a usable URL: {e}{}", cause.unwrap_or_default())
+    })?;
+    // Without one the server picks the database named after the user (`postgres`,
+    // its maintenance database, for the usual superuser): never where the tables go
+    // by accident.
+    if config.get_dbname().is_none_or(str::is_empty) {
+        return Err(NO_DATABASE.into());
+    }
+    let named = config.get_dbname().unwrap_or_default();
+    if let Some(path) = postgres_path(rest).filter(|p| !p.is_empty() && p != named) {
+        return Err(format!(
+            "the URL names database `{path}` in its path and `{named}` in dbname=: give \
+             the database once"
+        ));
+    }
+    if let Some(other) = user_named_twice(rest) {
+        return Err(user_twice_message(&other));
+    }
+    if let Some(key) = postgres_server_twice(rest) {
+        return Err(format!(
+            "the URL names the server in its host:port and again in {key}= (libpq \
+             takes the parameter, the Rust driver adds it to the host:port's): give it \
+             once"
+        ));
+    }
+    Ok(SinkSpec::Postgres(server))
+}
+
+/// A `mysql://` (or `mariadb://`) sink URL (`rest`: after the scheme), checked as the driver
+/// will read it.
+fn parse_mysql(url: &str, rest: &str) -> Result<SinkSpec, String> {
+    // The driver cuts a name at an escaped NUL: `db%00x` would write to `db`.
+    if rest.to_ascii_lowercase().contains("%00") {
+        return Err(
+            "the URL holds `%00`, a NUL byte, which no user, password, host or \
+             database name can contain"
+                .into(),
+        );
+    }
+    let server = ServerUrl::parse(url, rest)?;
+    let opts = mysql::Opts::from_url(&format!("mysql:{rest}")).map_err(|e| e.to_string())?;
+    if opts.get_db_name().is_none_or(str::is_empty) {
+        return Err(NO_DATABASE.into());
+    }
+    let named = opts.get_db_name().unwrap_or_default();
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    if let Some(key) = ["host", "port"].into_iter().find(|k| query_has(query, k)) {
+        return Err(format!(
+            "the URL names the server in its host:port and again in {key}= (the driver \
+             takes the parameter, so the URL shown would name another server): give it \
+             once"
+        ));
+    }
+    if let Some(other) = user_named_twice(rest) {
+        return Err(user_twice_message(&other));
+    }
+    let path = mysql_path(rest).filter(|p| p != named);
+    if path.as_ref().is_some_and(|p| !p.is_empty()) && query_has(query, "db_name") {
+        return Err(
+            "the URL names one database in its path and another in db_name= (the \
+             driver takes the parameter): give it once"
+                .into(),
+        );
+    }
+    if let Some(path) = path {
+        return Err(format!(
+            "the URL's path `{path}` is not one database name (the server would be \
+             given `{named}`): give /DBNAME alone after the host and port"
+        ));
+    }
+    Ok(SinkSpec::Mysql(server))
 }
 
 /// The database a `postgres://` URL's path names (after the scheme: `//AUTHORITY/PATH?QUERY`),
