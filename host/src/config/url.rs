@@ -191,9 +191,10 @@ impl ServerUrl {
         // A password may hold `/` or `?` unescaped: the host starts after the last `@`.
         let from_host = after.rsplit_once('@').map_or(after, |(_, h)| h);
         if let Some((_, query)) = from_host.split_once('?') {
-            let keys: Vec<&str> = query
+            // Decoded, as the drivers read them: `%75ser` is `user`.
+            let keys: Vec<String> = query
                 .split('&')
-                .map(|p| p.split_once('=').map_or(p, |(k, _)| k))
+                .map(|p| percent_decoded(p.split_once('=').map_or(p, |(k, _)| k)))
                 .collect();
             if let Some(k) = keys
                 .iter()
@@ -1537,6 +1538,11 @@ mod tests {
         assert_eq!(
             parse_sink("postgres://u@h/x?sslmode=disable&sslmode=require").map(|_| ()),
             Err("parameter `sslmode` is given twice: give it once".into())
+        );
+        assert_eq!(
+            parse_sink("postgres://h/x?user=a&%75ser=b").map(|_| ()),
+            Err("parameter `user` is given twice: give it once".into()),
+            "a name escaped is the same name"
         );
     }
 
