@@ -320,12 +320,10 @@ impl Writer {
                 while let Some(f) = waiting.pop_front() {
                     acked.push(self.settle(f, &mut waiting).await?);
                 }
-                return Err(SinkError::new(
+                return Err(self.failed(
                     ErrorKind::Record,
-                    anyhow!(
-                        "publishing to {}: {size} bytes with its headers, over stream {}'s \
-                         max_msg_size of {most}",
-                        self.spec.subject,
+                    format_args!(
+                        "{size} bytes with its headers, over stream {}'s max_msg_size of {most}",
                         self.spec.stream
                     ),
                 ));
@@ -368,14 +366,7 @@ impl Writer {
         // With publishes after it in flight, JetStream may hold some of them: the write fails
         // as below, unconfirmed.
         if too_big_for_the_stream(&e) && waiting.is_empty() {
-            return Err(SinkError::new(
-                ErrorKind::Record,
-                anyhow!(
-                    "publishing to {} on NATS server {}: {e}",
-                    self.spec.subject,
-                    self.spec.server
-                ),
-            ));
+            return Err(self.failed(ErrorKind::Record, &e));
         }
         let mut may_be_stored = !refused(&e);
         while !may_be_stored && let Some(later) = waiting.pop_front() {
@@ -398,14 +389,7 @@ impl Writer {
             }
             _ => ErrorKind::Retryable,
         };
-        let error = SinkError::new(
-            kind,
-            anyhow!(
-                "publishing to {} on NATS server {}: {e}",
-                self.spec.subject,
-                self.spec.server
-            ),
-        );
+        let error = self.failed(kind, e);
         // A retryable failure after some of the write's publishes were sent (an ack that never
         // came, a connection lost with publishes in flight): JetStream may hold them.
         if kind == ErrorKind::Retryable && may_be_stored {
@@ -413,6 +397,18 @@ impl Writer {
         } else {
             error
         }
+    }
+
+    /// A write's error of `kind`, saying where it published and why it failed.
+    fn failed(&self, kind: ErrorKind, why: impl std::fmt::Display) -> SinkError {
+        SinkError::new(
+            kind,
+            anyhow!(
+                "publishing to {} on NATS server {}: {why}",
+                self.spec.subject,
+                self.spec.server
+            ),
+        )
     }
 }
 
