@@ -690,13 +690,25 @@ fn postgres_path(rest: &str) -> Option<String> {
 /// pairs with the host (its address, the host's name kept for the server's certificate), so
 /// it names no second server.
 fn postgres_server_twice(rest: &str) -> Option<&'static str> {
-    let after = rest.strip_prefix("//").unwrap_or(rest);
-    let after = after.split_once('@').map_or(after, |(_, host_on)| host_on);
-    let end = after.find(['/', '?']).unwrap_or(after.len());
-    let query = after[end..].split_once('?').map_or("", |(_, q)| q);
+    let (_, query) = userinfo_and_query(rest);
     ["host", "port"]
         .into_iter()
         .find(|key| query_has(query, key))
+}
+
+/// A server URL's (after the scheme) user and password before an `@` (`None` without one) and
+/// its query (after the `?` that follows the host; empty without one), split as
+/// [`postgres_path`] splits it: the user and password end at the first `@`, the host at the
+/// next `/` or `?`.
+fn userinfo_and_query(rest: &str) -> (Option<&str>, &str) {
+    let after = rest.strip_prefix("//").unwrap_or(rest);
+    let (userinfo, host_on) = match after.split_once('@') {
+        Some((userinfo, host_on)) => (Some(userinfo), host_on),
+        None => (None, after),
+    };
+    let end = host_on.find(['/', '?']).unwrap_or(host_on.len());
+    let query = host_on[end..].split_once('?').map_or("", |(_, q)| q);
+    (userinfo, query)
 }
 
 /// Why a URL naming user `other` in `user=`, and another before its `@`, is refused.
@@ -711,11 +723,9 @@ fn user_twice_message(other: &str) -> String {
 /// `@` (the drivers take the parameter, so the URL shown would name another user); `None` when
 /// it names one user, or none before the `@`.
 fn user_named_twice(rest: &str) -> Option<String> {
-    let after = rest.strip_prefix("//").unwrap_or(rest);
-    let (userinfo, host_on) = after.split_once('@')?;
+    let (userinfo, query) = userinfo_and_query(rest);
+    let userinfo = userinfo?;
     let user = percent_decoded(userinfo.split_once(':').map_or(userinfo, |(u, _)| u));
-    let end = host_on.find(['/', '?']).unwrap_or(host_on.len());
-    let query = host_on[end..].split_once('?').map_or("", |(_, q)| q);
     let given = query_value(query, "user")?;
     (!user.is_empty() && given != user).then_some(given)
 }
