@@ -513,7 +513,7 @@ impl<S: Sink> GroupCommit<S> {
         let mut first_failure: Option<Instant> = None;
         let mut attempt = 0u32;
         // The health says "retrying" while this is held (dropped on every return).
-        let mut _episode = None;
+        let mut episode = None;
         loop {
             let error = match op() {
                 Ok(done) => {
@@ -539,12 +539,19 @@ impl<S: Sink> GroupCommit<S> {
             if left.is_zero() || self.failed.load(Ordering::Relaxed) {
                 return Err(error);
             }
-            if attempt == 0 {
-                tracing::warn!(
-                    "{error}; retrying for up to {:.1} s (--retry-for)",
+            match &episode {
+                None => {
+                    tracing::warn!(
+                        "{error}; retrying for up to {:.1} s (--retry-for)",
+                        left.as_secs_f64()
+                    );
+                    episode = Some(self.health.start_retrying(error.to_string()));
+                }
+                Some(episode) if episode.failed_again(error.to_string()) => tracing::warn!(
+                    "{error}; still retrying, for up to {:.1} s more (--retry-for)",
                     left.as_secs_f64()
-                );
-                _episode = Some(self.health.start_retrying(error.to_string()));
+                ),
+                Some(_) => {}
             }
             std::thread::sleep(backoff(attempt, left));
             attempt += 1;

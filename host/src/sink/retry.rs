@@ -102,6 +102,20 @@ impl Health {
 #[derive(Debug)]
 pub(super) struct Retrying<'a>(&'a Health);
 
+impl Retrying<'_> {
+    /// The retried call failed again with `error`: it becomes the error the health says
+    /// ([`Health::retrying`]). Returns whether it differs from the one said before (a lock
+    /// that became a full disk, say), which the caller then reports.
+    pub(super) fn failed_again(&self, error: String) -> bool {
+        let mut last = lock(&self.0.last_error);
+        if last.as_deref() == Some(error.as_str()) {
+            return false;
+        }
+        *last = Some(error);
+        true
+    }
+}
+
 impl Drop for Retrying<'_> {
     fn drop(&mut self) {
         self.0.retrying.fetch_sub(1, Ordering::Relaxed);
@@ -139,5 +153,18 @@ mod tests {
         assert_eq!(health.retrying().as_deref(), Some("gone"));
         drop(second);
         assert_eq!(health.retrying(), None);
+    }
+
+    #[test]
+    fn a_retry_that_fails_differently_is_what_the_health_says_and_is_reported_once() {
+        let health = Health::default();
+        let episode = health.start_retrying("database is locked".into());
+        assert!(
+            !episode.failed_again("database is locked".into()),
+            "the same error"
+        );
+        assert!(episode.failed_again("disk I/O error".into()), "a new error");
+        assert_eq!(health.retrying().as_deref(), Some("disk I/O error"));
+        assert!(!episode.failed_again("disk I/O error".into()), "said once");
     }
 }

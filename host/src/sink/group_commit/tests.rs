@@ -23,17 +23,23 @@ struct Scripted {
     /// Scripted failures first store this many of the write's records (as a broker
     /// acknowledges the first publishes of a batch before one fails).
     stores_first: usize,
+    /// The group commit's health, if set: what it says (`retrying`) at each write.
+    health: Option<Arc<Health>>,
+    retrying_seen: Vec<Option<String>>,
 }
 
 impl Sink for Scripted {
     fn write(&mut self, records: &[&Record]) -> Result<(), SinkError> {
         self.writes += 1;
+        if let Some(health) = &self.health {
+            self.retrying_seen.push(health.retrying());
+        }
         if let Some(kind) = self.script.pop_front() {
             let stored = self.stores_first.min(records.len());
             self.committed
                 .extend(records[..stored].iter().map(|r| r.seq));
-            let error =
-                SinkError::new(kind, anyhow!("scripted {}", kind.as_str())).after_storing(stored);
+            let why = anyhow!("scripted {} (write {})", kind.as_str(), self.writes);
+            let error = SinkError::new(kind, why).after_storing(stored);
             return Err(if self.unconfirmed {
                 error.unconfirmed()
             } else {
@@ -130,6 +136,35 @@ fn a_retryable_failure_is_retried_and_the_batch_committed_once() {
     assert_eq!(g.health().retries(), 2);
     assert!(!g.has_failed() && g.health().retrying().is_none());
     assert_eq!(g.into_writer().committed, [0, 1]);
+}
+
+#[test]
+fn a_retry_that_fails_differently_is_what_the_health_says_next() {
+    let policy = Policy {
+        retry_for: Duration::from_secs(60),
+        ..Policy::default()
+    };
+    let mut g = sink(&[ErrorKind::Retryable, ErrorKind::Retryable], policy, 10);
+    let health = Arc::clone(g.health());
+    g.writers[0]
+        .get_mut()
+        .expect("set")
+        .get_mut()
+        .unwrap()
+        .health = Some(health);
+    let fates = commit_all(&g, vec![vec![record(0, "a", 0)]]);
+    assert_eq!(fates, [(Fate::Committed, vec![0])]);
+    let seen = g.into_writer().retrying_seen;
+    let retryable = "scripted retryable";
+    assert_eq!(
+        seen,
+        [
+            None,
+            Some(format!("{retryable} (write 1)")),
+            Some(format!("{retryable} (write 2)")),
+        ],
+        "each retry says the error the one before it failed with"
+    );
 }
 
 /// Commits one batch of seqs 0..5 through a sink whose one scripted retryable failure first
