@@ -539,6 +539,45 @@ fn rerunning_a_file_stores_nothing_new_and_appended_lines_continue_its_line_numb
     assert_verify_ok(&s, "t.db", url, &[]);
 }
 
+/// A file's birth time known to one run and not to another (a run where `statx` gives none,
+/// a kernel that starts to record them) leaves it the same input at the same path: a re-run
+/// resumes it instead of storing every line again. Two known birth times that differ are two
+/// files (deleted and created again on a reused inode), read from the start.
+#[test]
+fn a_file_whose_birth_time_is_known_to_one_run_only_resumes_at_its_path() {
+    let s = Scratch::new("ingest-birth-time");
+    let path = s.path("app.log");
+    let db = s.path("t.db");
+    let url = "file:app.log";
+    write(&path, numbered(0, 10, "a"));
+    let first = ingest_ok(&s, "t.db", &["--source", url]);
+    let input = input_id(&first, 0);
+    let set_born = |born: Option<i64>| {
+        let conn = Connection::open(&db).expect("open db");
+        conn.execute("UPDATE inputs SET born = ?1", [born])
+            .expect("set born");
+    };
+
+    set_born(None);
+    let unknown = ingest_ok(&s, "t.db", &["--source", url]);
+    assert_eq!(input_id(&unknown, 0), input, "the same input: {unknown}");
+    assert_eq!(u(&unknown, "stored"), 0, "nothing stored again: {unknown}");
+    assert_eq!(count_messages(&db), 10);
+
+    let Ok(born) = std::fs::metadata(&path).and_then(|m| m.created()) else {
+        println!("SKIP the differing birth time: this file system records none");
+        return;
+    };
+    let born = born
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    set_born(Some(i64::try_from(born).expect("fits") + 1));
+    let other = ingest_ok(&s, "t.db", &["--source", url]);
+    assert_ne!(input_id(&other, 0), input, "another file: {other}");
+    assert_eq!(u(&other, "stored"), 10, "read from its start: {other}");
+}
+
 /// No record carries the position of rejected lines after the last stored one: the run
 /// commits it at its end, so a re-run resumes after them instead of reading, rejecting and
 /// warning about them again.

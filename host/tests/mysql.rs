@@ -17,8 +17,8 @@ use mysql::prelude::Queryable as _;
 use mysql::{Conn, Opts};
 
 use common::server::{
-    Forwarder, Server, TestDb, assert_file_stored_once,
-    assert_fixed_width_rewrite_is_read_from_its_start,
+    Forwarder, Server, TestDb, assert_birth_time_known_to_one_run_only_resumes,
+    assert_file_stored_once, assert_fixed_width_rewrite_is_read_from_its_start,
     assert_kill_9_then_rerun_stores_each_line_once, assert_ok,
     assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
     assert_rejected_completion_leaves_no_fragment, assert_renamed_file_resumes,
@@ -204,6 +204,15 @@ fn a_run_given_the_old_name_after_a_rotation_names_the_file_left_unread() {
     };
     let s = Scratch::new("my-rotated-away");
     common::assert_rotation_names_the_file_left_unread(&s, |args| db.run_json(&s, args));
+}
+
+#[test]
+fn a_file_whose_birth_time_is_known_to_one_run_only_resumes_at_its_path() {
+    let Some(db) = Db::shared("birth_time") else {
+        return;
+    };
+    let s = Scratch::new("mysql-birth-time");
+    assert_birth_time_known_to_one_run_only_resumes(&db, &s);
 }
 
 #[test]

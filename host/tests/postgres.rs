@@ -24,7 +24,7 @@ use postgres::{Client, NoTls};
 
 use common::OutputWithin as _;
 use common::server::{
-    Forwarder, Server, TestDb, assert_all_stored,
+    Forwarder, Server, TestDb, assert_all_stored, assert_birth_time_known_to_one_run_only_resumes,
     assert_fixed_width_rewrite_is_read_from_its_start,
     assert_kill_9_then_rerun_stores_each_line_once, assert_ok,
     assert_partial_line_replaced_once_completed, assert_refused_as_not_pc_hosts,
@@ -254,6 +254,15 @@ fn a_run_given_the_old_name_after_a_rotation_names_the_file_left_unread() {
     };
     let s = Scratch::new("pg-rotated-away");
     common::assert_rotation_names_the_file_left_unread(&s, |args| db.run_json(&s, args));
+}
+
+#[test]
+fn a_file_whose_birth_time_is_known_to_one_run_only_resumes_at_its_path() {
+    let Some(db) = Db::shared("birth_time") else {
+        return;
+    };
+    let s = Scratch::new("pg-birth-time");
+    assert_birth_time_known_to_one_run_only_resumes(&db, &s);
 }
 
 #[test]

@@ -549,6 +549,48 @@ pub fn assert_fixed_width_rewrite_is_read_from_its_start<S: Server>(db: &TestDb<
     db.assert_verify(s);
 }
 
+/// A file's birth time known to one run and not to another leaves it the same input at its
+/// path (a re-run resumes it); two known birth times that differ are two files.
+pub fn assert_birth_time_known_to_one_run_only_resumes<S: Server>(db: &TestDb<S>, s: &Scratch) {
+    let lines: Vec<String> = (0..10).map(|i| format!("line {i}")).collect();
+    write_input(s, "in.log", &lines);
+    let input = |out: &Out| assert_all_stored(out)["inputs"][0]["input_id"].as_i64();
+    let run = || db.run_json(s, "--source file:in.log");
+    let first = run();
+    let set_born = |born: &str| {
+        let sql = format!("UPDATE inputs SET born = {born}");
+        S::execute(&db.url, &sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    };
+    set_born("NULL");
+    let unknown = run();
+    assert_eq!(input(&unknown), input(&first), "{}", unknown.stdout);
+    assert_eq!(
+        u(&assert_all_stored(&unknown), "stored"),
+        0,
+        "nothing stored again"
+    );
+    let Ok(born) = std::fs::metadata(s.path("in.log")).and_then(|m| m.created()) else {
+        println!("SKIP the differing birth time: this file system records none");
+        return;
+    };
+    let born = born
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    set_born(&(born.as_nanos() + 1).to_string());
+    let other = run();
+    assert_ne!(
+        input(&other),
+        input(&first),
+        "another file: {}",
+        other.stdout
+    );
+    assert_eq!(
+        u(&assert_all_stored(&other), "stored"),
+        10,
+        "read from its start"
+    );
+}
+
 /// A last line stored without its end, completed by a later run into a line rejected at read
 /// (invalid UTF-8): the fragment's row goes, in the transaction that moves the input past the
 /// line: with the next line's record (`then` non-empty), or with the run's final position.

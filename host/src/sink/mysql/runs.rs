@@ -93,18 +93,31 @@ fn displaced(
     Ok(())
 }
 
-/// The `inputs` row of a file ([`same_file_params`]): at the same path, or, where its birth
-/// time is known, renamed since.
+/// The `inputs` row of a file ([`same_file_params`]): at the same path (with the same birth
+/// time, or one known on one side only), or, where its birth time is known, renamed since.
 pub const SAME_FILE: &str = "WHERE dev = ? AND ino = ? \
-     AND (born <=> ? AND path = ? OR born IS NOT NULL AND born = ?) \
+     AND ((born <=> ? OR born IS NULL OR ? IS NULL) AND path = ? \
+          OR born IS NOT NULL AND born = ?) \
      ORDER BY path = ? DESC, input_id DESC LIMIT 1";
 
 /// [`SAME_FILE`]'s parameters for the file `f`.
-pub fn same_file_params(f: &FileKey) -> (i64, i64, Option<i64>, String, Option<i64>, String) {
+#[allow(clippy::type_complexity)]
+pub fn same_file_params(
+    f: &FileKey,
+) -> (
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Option<i64>,
+    String,
+) {
     let path = f.path.to_string_lossy().into_owned();
     (
         f.dev as i64,
         f.ino as i64,
+        f.born,
         f.born,
         path.clone(),
         f.born,

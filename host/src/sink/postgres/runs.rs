@@ -105,9 +105,11 @@ fn prepare_in_transaction(
 }
 
 /// The `inputs` row of the file `$1` (path), `$2` (dev), `$3` (ino), `$4` (birth time, or
-/// NULL): at the same path, or, where its birth time is known, renamed since.
+/// NULL): at the same path (with the same birth time, or one known on one side only), or,
+/// where its birth time is known, renamed since.
 pub const SAME_FILE: &str = "WHERE dev = $2 AND ino = $3 \
-     AND (born IS NOT DISTINCT FROM $4 AND path = $1 OR born IS NOT NULL AND born = $4) \
+     AND ((born IS NOT DISTINCT FROM $4 OR born IS NULL OR $4::BIGINT IS NULL) AND path = $1 \
+          OR born IS NOT NULL AND born = $4) \
      ORDER BY path = $1 DESC, input_id DESC LIMIT 1";
 
 /// A file's identity as the `inputs` columns keep it: path, dev, ino, born ([`SAME_FILE`]'s

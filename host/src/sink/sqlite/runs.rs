@@ -299,9 +299,11 @@ pub fn transaction<T, E: From<rusqlite::Error>>(
 }
 
 /// The `inputs` row of the file `?1` (path), `?2` (dev), `?3` (ino), `?4` (birth time): at the
-/// same path, or, where the birth time is known, renamed since.
+/// same path (with the same birth time, or one known on one side only: a run where `statx`
+/// gives none, say), or, where the birth time is known, renamed since.
 pub const SAME_FILE: &str = "WHERE dev = ?2 AND ino = ?3 \
-     AND (born IS ?4 AND path = ?1 OR born IS NOT NULL AND born = ?4) \
+     AND ((born IS ?4 OR born IS NULL OR ?4 IS NULL) AND path = ?1 \
+          OR born IS NOT NULL AND born = ?4) \
      ORDER BY path = ?1 DESC, input_id DESC LIMIT 1";
 
 /// Where an input resumes, registering it (and its use by `run_id`) if it is new. `None` is a
