@@ -111,8 +111,13 @@ impl DeadLetters {
         let shown = path.display();
         let dir = crate::paths::dir_of(path);
         if !dir.is_dir() {
+            let what = if dir.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
             return Err(format!(
-                "--dead-letter {shown}: directory {} does not exist",
+                "--dead-letter {shown}: directory {} {what}",
                 dir.display()
             ));
         }
@@ -131,8 +136,21 @@ impl DeadLetters {
         // not at the first dead letter.
         crate::paths::link_to_nothing("--dead-letter", path)?;
         // Through a link: what would be written is its target.
-        let Ok(meta) = std::fs::metadata(path) else {
-            return Ok(false);
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Made at the first dead letter: find out now whether it can be (a file
+                // system that refuses new files whatever the permissions say, as /sys does).
+                probe_new_file(dir).map_err(|e| {
+                    format!(
+                        "--dead-letter {shown}: cannot make a file in {}: {e}",
+                        dir.display()
+                    )
+                })?;
+                return Ok(false);
+            }
+            // A name too long for the file system, say.
+            Err(e) => return Err(format!("--dead-letter {shown}: {e}")),
         };
         if meta.is_dir() {
             return Err(format!(
@@ -491,6 +509,13 @@ fn new_file_in(dir: &Path) -> std::io::Result<(File, PathBuf)> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Makes a file in `dir` the way the first dead letter will ([`new_file_in`]), and removes it.
+fn probe_new_file(dir: &Path) -> std::io::Result<()> {
+    let (f, made) = new_file_in(dir)?;
+    drop(f);
+    std::fs::remove_file(made)
 }
 
 /// Whether `path` (through any link) names the file `f` is open on.

@@ -1500,6 +1500,7 @@ fn dead_letter_and_retry_for_bad_values_are_one_line_errors_with_exit_2() {
     let notes = b"my notes\nnot a dead-letter file\n".to_vec();
     std::fs::write(&foreign, &notes).unwrap();
     std::fs::create_dir_all(s.path("adir")).unwrap();
+    let long_name = format!("{}.jsonl", "x".repeat(300));
     let cases: &[(&[&str], &str)] = &[
         (
             &["--dead-letter", "adir"],
@@ -1513,6 +1514,11 @@ fn dead_letter_and_retry_for_bad_values_are_one_line_errors_with_exit_2() {
             &["--dead-letter", "notes.txt"],
             "--dead-letter notes.txt exists and is not a pc-host dead-letter file",
         ),
+        (
+            &["--dead-letter", "notes.txt/dead.jsonl"],
+            "--dead-letter notes.txt/dead.jsonl: directory notes.txt is not a directory",
+        ),
+        (&["--dead-letter", &long_name], "File name too long"),
         (
             &["--db", "pc-host.db", "--dead-letter", "pc-host.db"],
             "is the database or an input of this run",
@@ -1563,6 +1569,33 @@ fn dead_letter_and_retry_for_bad_values_are_one_line_errors_with_exit_2() {
     );
     assert!(!ro.join("dead.jsonl").exists());
     assert!(!s.path("pc-host.db").exists());
+
+    // A file system that refuses new files whatever the permissions say.
+    if std::path::Path::new("/sys/kernel").is_dir() {
+        let out = run(
+            s.dir(),
+            &[
+                "--dead-letter",
+                "/sys/kernel/dead.jsonl",
+                "--messages",
+                "10",
+            ],
+        );
+        assert_one_line_error(
+            &out,
+            2,
+            "--dead-letter /sys/kernel/dead.jsonl: cannot make a file in /sys/kernel:",
+        );
+        assert!(!s.path("pc-host.db").exists());
+    } else {
+        println!("SKIP the /sys case: no /sys/kernel here");
+    }
+    let made: Vec<_> = std::fs::read_dir(s.dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".pc-host-"))
+        .collect();
+    assert!(made.is_empty(), "the checks left {made:?}");
 }
 
 #[test]
