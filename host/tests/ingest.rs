@@ -578,6 +578,50 @@ fn a_file_whose_birth_time_is_known_to_one_run_only_resumes_at_its_path() {
     assert_eq!(u(&other, "stored"), 10, "read from its start: {other}");
 }
 
+/// A limit raised between runs (after seeing lines rejected, say): verify judges a line
+/// longer than one limit and not the other as stored or rejected, since which run read it is
+/// not recorded; given one limit, it checks against that one alone.
+#[test]
+fn verify_source_after_the_limit_changed_between_runs_reports_no_false_problem() {
+    let s = Scratch::new("ingest-limits-differ");
+    let path = s.path("d.txt");
+    let url = "file:d.txt";
+    write(&path, "short\nlooooooong\n");
+    let first = ingest_ok(&s, "t.db", &["--source", url, "--max-record-bytes", "5"]);
+    assert_eq!((u(&first, "stored"), u(&first, "rejected")), (1, 1));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"another-long-line\nok\n").unwrap();
+    drop(f);
+    let second = ingest_ok(&s, "t.db", &["--source", url]);
+    assert_eq!(u(&second, "stored"), 2);
+    let out = verify(&s, "t.db", url, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("the limits of the runs that read it, 5 to 1048576 bytes"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("1 rejected at ingest (line 2 "),
+        "{}",
+        out.stdout
+    );
+    // Against the first run's limit alone, line 3 should not have been stored.
+    let strict = verify(&s, "t.db", url, &["--max-record-bytes", "5"]);
+    assert_eq!(strict.code, Some(1), "{}", strict.stdout);
+    assert!(
+        strict
+            .stdout
+            .contains("line 3 is stored but is longer than 5 bytes"),
+        "{}",
+        strict.stdout
+    );
+}
+
 /// No record carries the position of rejected lines after the last stored one: the run
 /// commits it at its end, so a re-run resumes after them instead of reading, rejecting and
 /// warning about them again.

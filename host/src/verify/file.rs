@@ -110,7 +110,7 @@ pub fn check(
     };
     let input = found.input;
     let recorded = recorded::reading(store.input_runs(input)?, key);
-    let (max, format, how) = settle(&given, &recorded);
+    let (Limits { max, strict }, format, how) = settle(&given, &recorded);
     let files = given
         .dead_letter
         .map_or(recorded.dead_letters, |file| vec![file]);
@@ -125,13 +125,14 @@ pub fn check(
         _ => Some(Pairing::new(
             LineReader::new(std::fs::File::open(&key.path)?, line_limit(format, max)),
             format,
-            max,
+            Limits { max, strict },
             (first, read_to),
             &dead.lines,
         )?),
     };
     let reader = LineReader::new(opened.file, line_limit(format, max));
-    let mut plain = Pairing::new(reader, format, max, (0, committed), &dead.lines)?;
+    let limits = Limits { max, strict };
+    let mut plain = Pairing::new(reader, format, limits, (0, committed), &dead.lines)?;
     store.input_rows(input, &mut |seq, message| {
         plain.row(seq, message)?;
         if let Some(r) = &mut renumbered {
@@ -148,10 +149,12 @@ pub fn check(
         _ => plain,
     };
     walk.dead_letter_note = dead_letter_note(&dead, !walk.problems.is_empty());
-    let reading = format!(
-        "  read with --max-record-bytes {max}, format={}{how}",
-        format.as_str()
-    );
+    let limit = if strict < max {
+        format!("the limits of the runs that read it, {strict} to {max} bytes")
+    } else {
+        format!("--max-record-bytes {max}")
+    };
+    let reading = format!("  read with {limit}, format={}{how}", format.as_str());
     let file = key.path.display().to_string();
     Ok(walk.print(db, &file, (input, found.offset), &reading))
 }
@@ -186,17 +189,42 @@ fn first_line_number(file: &std::fs::File, found: FileInput) -> std::io::Result<
     Ok((line.saturating_sub(before), offset))
 }
 
-/// The limit and format to read the file with, and where they came from (for the report).
-fn settle(given: &Given, recorded: &recorded::Reading) -> (usize, Format, String) {
+/// The line limits a file is judged by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Limits {
+    /// Lines longer than this must have been rejected.
+    max: usize,
+    /// Lines up to this long must have been stored; between the two (the runs that read the
+    /// file used different limits, and which run read which line is not recorded), either.
+    strict: usize,
+}
+
+impl Limits {
+    fn one(max: usize) -> Self {
+        Self { max, strict: max }
+    }
+}
+
+/// The limits and format to read the file with, and where they came from (for the report).
+fn settle(given: &Given, recorded: &recorded::Reading) -> (Limits, Format, String) {
     let default_max = usize::try_from(DEFAULT_MAX_RECORD_BYTES).unwrap_or(usize::MAX);
+    let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let mut notes = Vec::new();
-    let max = match (given.max_record_bytes, recorded.max_record_bytes) {
-        (Some(max), _) => max,
-        (None, Recorded::Agreed(max)) => {
+    let limits = match (
+        given.max_record_bytes,
+        recorded.max_record_bytes,
+        recorded.limits,
+    ) {
+        (Some(max), _, _) => Limits::one(max),
+        (None, Recorded::Agreed(max), _) => {
             notes.push("the limit");
-            usize::try_from(max).unwrap_or(usize::MAX)
+            Limits::one(as_usize(max))
         }
-        (None, _) => default_max,
+        (None, Recorded::Differ, Some((lo, hi))) => Limits {
+            max: as_usize(hi),
+            strict: as_usize(lo),
+        },
+        (None, _, _) => Limits::one(default_max),
     };
     let format = match (given.format, recorded.format) {
         (Some(format), _) => format,
@@ -213,23 +241,16 @@ fn settle(given: &Given, recorded: &recorded::Reading) -> (usize, Format, String
             notes.join(" and ")
         ),
     };
-    for (what, differ) in [
-        (
-            "limits",
-            given.max_record_bytes.is_none() && recorded.max_record_bytes == Recorded::Differ,
-        ),
-        (
-            "formats",
-            given.format.is_none() && recorded.format == Recorded::Differ,
-        ),
-    ] {
-        if differ {
-            how.push_str(&format!(
-                "; the runs that read it used different {what}: give the one to check"
-            ));
-        }
+    if limits.strict < limits.max {
+        how.push_str(
+            "; a line longer than one and not the other counts as stored or as rejected at \
+             ingest (--max-record-bytes checks against one limit)",
+        );
     }
-    (max, format, how)
+    if given.format.is_none() && recorded.format == Recorded::Differ {
+        how.push_str("; the runs that read it used different formats: give the one to check");
+    }
+    (limits, format, how)
 }
 
 /// A line of the file, judged as the ingest judges it.
@@ -243,6 +264,9 @@ struct Line {
     cut: bool,
     /// The text its row must have, or why the ingest rejects it.
     text: Result<String, String>,
+    /// Its text is longer than some of the runs' limit ([`Limits::strict`]): why a run could
+    /// have rejected it.
+    over_some_limit: Option<String>,
 }
 
 /// The file's lines paired with its input's rows, fed one row at a time in the order they were
@@ -254,7 +278,7 @@ struct Line {
 struct Pairing<'a> {
     reader: LineReader<std::fs::File>,
     format: Format,
-    max: usize,
+    limits: Limits,
     /// The input's committed position, in bytes.
     committed: u64,
     /// The lines a dead-letter file holds for this input.
@@ -275,14 +299,14 @@ impl<'a> Pairing<'a> {
     fn new(
         reader: LineReader<std::fs::File>,
         format: Format,
-        max: usize,
+        limits: Limits,
         (first, committed): (u64, u64),
         dead: &'a BTreeSet<u64>,
     ) -> std::io::Result<Self> {
         let mut pairing = Self {
             reader,
             format,
-            max,
+            limits,
             committed,
             dead,
             line: None,
@@ -311,11 +335,20 @@ impl<'a> Pairing<'a> {
             let unread = self.offset >= self.committed;
             let cut = self.offset < self.committed && self.committed < self.offset + raw.consumed;
             self.offset += raw.consumed;
+            let text = record_text(raw, self.format, self.limits.max).map_err(|r| r.why);
+            let strict = self.limits.strict;
+            let over_some_limit = match &text {
+                Ok(text) if text.len() > strict => Some(format!(
+                    "longer than {strict} bytes, the limit of some of the runs that read it"
+                )),
+                _ => None,
+            };
             Line {
                 no,
                 unread,
                 cut,
-                text: record_text(raw, self.format, self.max).map_err(|r| r.why),
+                text,
+                over_some_limit,
             }
         });
         Ok(())
@@ -411,13 +444,9 @@ impl<'a> Pairing<'a> {
             // Read in part and rejected as it was then (half a JSON object, a character cut in
             // two): the next run reads it whole.
             _ if line.cut => walk.partial.push(number),
-            Err(why) => {
-                walk.rejected += 1;
-                if walk.rejected_at.len() < 5 {
-                    walk.rejected_at.push(format!("line {number} ({why})"));
-                }
-            }
+            Err(why) => walk.rejected_line(number, why),
             Ok(_) if self.dead.contains(&number) => walk.dead_lettered.push(number),
+            Ok(_) if let Some(why) = line.over_some_limit => walk.rejected_line(number, why),
             Ok(_) => walk.problem(format!("line {number} is not stored")),
         }
     }
@@ -426,6 +455,14 @@ impl<'a> Pairing<'a> {
 impl Walk {
     fn problem(&mut self, what: String) {
         self.problems.push(what);
+    }
+
+    /// Line `number` has no row because the ingest rejected it, `why`.
+    fn rejected_line(&mut self, number: u64, why: String) {
+        self.rejected += 1;
+        if self.rejected_at.len() < 5 {
+            self.rejected_at.push(format!("line {number} ({why})"));
+        }
     }
 
     /// Prints the findings; `reading`: how the file was read. Returns whether they match.
@@ -571,7 +608,8 @@ mod tests {
         std::fs::write(&path, b"a\nb\n\xff\nd\ne").unwrap();
         let reader = LineReader::new(std::fs::File::open(&path).unwrap(), 100);
         let dead = BTreeSet::from([1]);
-        let mut pairing = Pairing::new(reader, Format::Text, 100, (0, 6), &dead).unwrap();
+        let mut pairing =
+            Pairing::new(reader, Format::Text, Limits::one(100), (0, 6), &dead).unwrap();
         for (seq, text) in [(1, "B"), (0, "a"), (2, "x"), (3, "d"), (7, "z")] {
             pairing.row(seq, text).unwrap();
         }
@@ -613,7 +651,8 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             let reader = LineReader::new(std::fs::File::open(&path).unwrap(), 10);
             let none = BTreeSet::new();
-            let mut pairing = Pairing::new(reader, Format::Text, 10, (0, 7), &none).unwrap();
+            let limits = Limits::one(10);
+            let mut pairing = Pairing::new(reader, Format::Text, limits, (0, 7), &none).unwrap();
             pairing.row(0, "a1").unwrap();
             pairing.row(1, "zzzz").unwrap();
             let walk = pairing.finish().unwrap();
@@ -624,9 +663,10 @@ mod tests {
     }
 
     #[test]
-    fn a_setting_the_runs_disagree_on_is_the_default_and_the_report_says_so() {
+    fn limits_the_runs_disagree_on_span_them_and_the_report_says_so() {
         let recorded = recorded::Reading {
             max_record_bytes: Recorded::Differ,
+            limits: Some((5, 100)),
             format: Recorded::Agreed(Format::Jsonl),
             runs: Vec::new(),
             dead_letters: Vec::new(),
@@ -636,17 +676,18 @@ mod tests {
             format: None,
             dead_letter: None,
         };
-        let (max, format, how) = settle(&none, &recorded);
-        assert_eq!(
-            (max as u64, format),
-            (DEFAULT_MAX_RECORD_BYTES, Format::Jsonl)
-        );
+        let (limits, format, how) = settle(&none, &recorded);
+        let span = Limits {
+            max: 100,
+            strict: 5,
+        };
+        assert_eq!((limits, format), (span, Format::Jsonl));
         assert!(
             how.contains("(the format as the runs that read it recorded)"),
             "{how}"
         );
         assert!(
-            how.contains("used different limits: give the one to check"),
+            how.contains("a line longer than one and not the other counts as stored or as"),
             "{how}"
         );
         // What the user gives wins over what was recorded.
@@ -655,11 +696,39 @@ mod tests {
             format: Some(Format::Text),
             dead_letter: None,
         };
-        let (max, format, how) = settle(&given, &recorded);
-        assert_eq!((max, format), (10, Format::Text));
-        assert!(
-            !how.contains("give the one"),
-            "given, so not asked for: {how}"
-        );
+        let (limits, format, how) = settle(&given, &recorded);
+        assert_eq!((limits, format), (Limits::one(10), Format::Text));
+        assert!(!how.contains("different"), "given, so not said: {how}");
+    }
+
+    /// Between the smallest and the largest limit of the runs that read a file, a line may have
+    /// been stored or rejected; past the largest it must have been rejected, and up to the
+    /// smallest stored.
+    #[test]
+    fn a_line_between_the_runs_limits_may_be_stored_or_rejected() {
+        let dir = std::env::temp_dir().join(format!("pc-verify-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.log");
+        std::fs::write(&path, "ab\nabcdef\nabcdefg\nabcdefghijklm\nabc\n").unwrap();
+        let limits = Limits { max: 10, strict: 4 };
+        let walk = |rows: &[(i64, &str)]| {
+            let reader = LineReader::new(std::fs::File::open(&path).unwrap(), 10);
+            let none = BTreeSet::new();
+            let mut pairing = Pairing::new(reader, Format::Text, limits, (0, 40), &none).unwrap();
+            for (seq, text) in rows {
+                pairing.row(*seq, text).unwrap();
+            }
+            pairing.finish().unwrap()
+        };
+        // Lines 2 and 3 (6 and 7 bytes): one stored by a run, the other rejected by another;
+        // line 4 (13 bytes) over every limit.
+        let w = walk(&[(0, "ab"), (1, "abcdef"), (4, "abc")]);
+        assert!(w.problems.is_empty(), "{:?}", w.problems);
+        assert_eq!((w.stored, w.rejected), (3, 2));
+        // Line 4 (13 bytes) is over every run's limit; line 1 (2 bytes) under every one.
+        let w = walk(&[(1, "abcdef"), (2, "abcdefg"), (4, "abc")]);
+        assert_eq!(w.problems, ["line 1 is not stored"]);
+        assert_eq!((w.stored, w.rejected), (3, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -33,6 +33,8 @@ impl<T: PartialEq> Recorded<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reading {
     pub max_record_bytes: Recorded<u64>,
+    /// The smallest and the largest limit recorded (`None`: none was).
+    pub limits: Option<(u64, u64)>,
     pub format: Recorded<Format>,
     /// The runs that read it, in order.
     pub runs: Vec<i64>,
@@ -46,6 +48,7 @@ pub struct Reading {
 pub fn reading(runs: Vec<(i64, Option<String>)>, key: &FileKey) -> Reading {
     let mut out = Reading {
         max_record_bytes: Recorded::Unknown,
+        limits: None,
         format: Recorded::Unknown,
         runs: Vec::new(),
         dead_letters: Vec::new(),
@@ -58,6 +61,10 @@ pub fn reading(runs: Vec<(i64, Option<String>)>, key: &FileKey) -> Reading {
         };
         if let Some(max) = v["max_record_bytes"].as_u64() {
             out.max_record_bytes = out.max_record_bytes.add(max);
+            out.limits = Some(
+                out.limits
+                    .map_or((max, max), |(lo, hi)| (lo.min(max), hi.max(max))),
+            );
         }
         if let Some(format) = format_of(&v, key) {
             out.format = out.format.add(format);
