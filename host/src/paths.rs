@@ -119,6 +119,23 @@ pub fn access(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
     }
 }
 
+/// The bytes this process may still write on the file system that holds `path` (`statvfs`:
+/// the blocks free to everyone, or, for root, also those kept for root).
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let c = c_path(path)?;
+    // SAFETY: all-zero bytes are a valid `statvfs` (plain integers).
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated string and `st` a valid `statvfs` to fill, both
+    // for the duration of the call.
+    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let blocks = if root { st.f_bfree } else { st.f_bavail };
+    Ok(blocks.saturating_mul(st.f_frsize))
+}
+
 /// `path` as a C string, for a system call.
 ///
 /// # Errors

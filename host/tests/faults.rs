@@ -495,6 +495,40 @@ fn a_run_refused_by_a_full_disk_at_its_start_leaves_no_file_the_next_run_refuses
     assert!(mnt.join("target.db").exists(), "made through the link");
 }
 
+/// An existing database whose disk filled up since: a run and `verify` both say the disk is
+/// full (SQLite says "disk I/O error" when it cannot grow the `-shm` index), and with room
+/// again the next run stores into it.
+#[test]
+fn an_existing_database_on_a_disk_filled_since_is_refused_as_a_full_disk() {
+    let s = Scratch::new("full-existing");
+    let mnt = s.path("small");
+    let Some(_mount) = small_tmpfs(&mnt) else {
+        return;
+    };
+    let run = [
+        "--db",
+        "small/t.db",
+        "--messages",
+        "10",
+        "--report-interval",
+        "0",
+    ];
+    assert_eq!(common::run(s.dir(), &run).code, Some(0));
+    fill_up(&mnt);
+    for args in [&run[..], &["verify", "--db", "small/t.db"][..]] {
+        let out = common::run(s.dir(), args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("small/t.db: the disk is full"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    let out = common::run(s.dir(), &run);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
 /// Rejected lines that the dead-letter file could not take (a full disk) are not reported as
 /// in it, and are not lost: the file's position stays before them, so the next run, with
 /// room for them, reads them again and sets them aside.

@@ -219,8 +219,22 @@ pub fn db_error(path: &Path, e: rusqlite::Error, busy: Duration) -> anyhow::Erro
         }
         Some(ErrorCode::ReadOnly) => anyhow!("database {p} is read-only: {e}"),
         Some(ErrorCode::DiskFull) => anyhow!("database {p}: the disk is full"),
+        // A full disk met outside SQLite's own writes (growing the `-shm` index, say) comes
+        // back as an I/O error.
+        Some(ErrorCode::SystemIoFailure) if nearly_full(path) => {
+            anyhow!("database {p}: the disk is full ({e})")
+        }
         _ => anyhow!("database {p}: {e}"),
     }
+}
+
+/// Whether the file system that holds the database `path` has less room left than SQLite's
+/// `-shm` index takes (32 KiB) and one more page of the largest size: an I/O error there is a
+/// full disk.
+fn nearly_full(path: &Path) -> bool {
+    const ROOM: u64 = (32 + 64) * 1024;
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    crate::paths::free_bytes(crate::paths::dir_of(&real)).is_ok_and(|free| free < ROOM)
 }
 
 /// Why SQLite could not open `path`, as far as the file system tells. Through links, as
