@@ -1144,7 +1144,7 @@ fn the_header_says_one_producer_and_one_record_in_the_singular() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("1 producer generating 64-byte messages")
+            .contains("1 producer generating messages padded to 64 bytes")
             && out.stderr.contains(", 1 record in total"),
         "{}",
         out.stderr

@@ -227,7 +227,8 @@ pub struct RunArgs {
 
     /// Produce for SECS seconds (fractions allowed), then drain [default: 10 for generate
     /// unless --messages is given; other sources run to their end. If both are given, the one
-    /// from the higher layer wins]
+    /// from the higher layer (flag, environment, config file) wins; both in one layer is an
+    /// error]
     #[arg(
         value_parser = number,
         long,

@@ -752,7 +752,7 @@ fn pick_pin(l: &Layers) -> Result<bool, ConfigError> {
             // As every other PC_HOST_ variable set to nothing is refused.
             "" => err("PC_HOST_PIN is set but empty: use true or false, or unset it".to_string()),
             _ => err(format!(
-                "PC_HOST_PIN={value} is not a boolean: use true or false"
+                "PC_HOST_PIN={value} is not a boolean: use true or false (or 1/0, yes/no, on/off)"
             )),
         };
     }

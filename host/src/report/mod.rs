@@ -46,7 +46,7 @@ pub fn header(
         });
     let from = if cfg.generated() {
         format!(
-            "{} generating {}-byte messages",
+            "{} generating messages padded to {} bytes",
             summary::plural(cfg.producers, "producer"),
             cfg.payload_size
         )

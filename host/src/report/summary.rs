@@ -576,21 +576,7 @@ impl Summary {
 
     /// The `cpu` and `storage` lines: what the run cost this process and the machine.
     fn machine_text(&self, m: &MachineUse, s: &mut String) {
-        let busy = if m.wall_s > 0.0 {
-            (m.user_s + m.system_s) / m.wall_s
-        } else {
-            0.0
-        };
-        let _ = writeln!(
-            s,
-            "  cpu           {:.2} s user + {:.2} s system ({busy:.2} of {} CPUs on average); \
-             steal {:.2} s ({:.1}% of the machine's CPU time, taken by the hypervisor)",
-            m.user_s,
-            m.system_s,
-            m.cpus,
-            m.steal_s,
-            100.0 * m.steal_share()
-        );
+        s.push_str(&cpu_line(m));
         // Only SQLite's writes are this process's own.
         let per_record = if self.wal.is_none() {
             " (a server sink's writes are the server's, not counted here)".to_string()
@@ -879,9 +865,30 @@ pub fn plural<N: std::fmt::Display + PartialEq + From<u8>>(n: N, what: &str) -> 
     }
 }
 
+/// The `cpu` line: this process's CPU time, its share of the machine, and the steal.
+fn cpu_line(m: &MachineUse) -> String {
+    let busy = if m.wall_s > 0.0 {
+        (m.user_s + m.system_s) / m.wall_s
+    } else {
+        0.0
+    };
+    // A short run's times in milliseconds, so they do not read 0.00 beside a busy share.
+    let decimals = if m.user_s + m.system_s < 0.1 { 3 } else { 2 };
+    format!(
+        "  cpu           {:.decimals$} s user + {:.decimals$} s system ({busy:.2} of {} CPUs on \
+         average); steal {:.2} s ({:.1}% of the machine's CPU time, taken by the hypervisor)\n",
+        m.user_s,
+        m.system_s,
+        m.cpus,
+        m.steal_s,
+        100.0 * m.steal_share()
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Fates, stored_after_all};
+    use super::{Fates, cpu_line, stored_after_all};
+    use crate::telemetry::machine::MachineUse;
 
     fn fates(stored: u64, dead_lettered: u64, not_stored: u64, unconfirmed: u64) -> Fates {
         Fates {
@@ -914,5 +921,33 @@ mod tests {
         assert_eq!(stored_after_all(fates(91, 10, 5, 10)), None);
         assert_eq!(stored_after_all(fates(81, 10, 5, 0)), None);
         assert_eq!(stored_after_all(fates(79, 10, 5, 10)), None);
+    }
+
+    #[test]
+    fn a_short_runs_cpu_times_are_in_milliseconds_not_zero() {
+        let short = MachineUse {
+            wall_s: 0.01,
+            user_s: 0.004,
+            system_s: 0.003,
+            steal_s: 0.0,
+            cpus: 2,
+            written_bytes: 0,
+        };
+        let line = cpu_line(&short);
+        assert!(
+            line.contains("0.004 s user + 0.003 s system (0.70 of 2 CPUs"),
+            "{line}"
+        );
+        let long = MachineUse {
+            wall_s: 10.0,
+            user_s: 1.234,
+            system_s: 0.5,
+            ..short
+        };
+        let line = cpu_line(&long);
+        assert!(
+            line.contains("1.23 s user + 0.50 s system (0.17 of 2 CPUs"),
+            "{line}"
+        );
     }
 }
