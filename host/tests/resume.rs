@@ -417,6 +417,62 @@ fn a_start_over_that_stores_nothing_keeps_the_earlier_texts_last_line() {
     assert_eq!(rows, [(1, 0, "one".into()), (1, 1, "abc".into())]);
 }
 
+/// A file started over whose first new line the database refuses (set aside in the
+/// dead-letter file): the start over still reaches the input's position, so the row of the
+/// earlier text's last line, stored without its end, stays; the next commit, holding no record
+/// that says so, took it for a line the file no longer has and removed it.
+#[test]
+fn a_start_over_whose_first_line_is_refused_keeps_the_earlier_texts_last_line() {
+    let s = Scratch::new("restart-refused");
+    let file = s.path("app.log");
+    let source = format!("file:{}", file.display());
+    std::fs::write(&file, "one\nabc").unwrap();
+    assert_eq!(
+        u(&json(&ingest_json(s.dir(), &source, "t.db")), "stored"),
+        2
+    );
+    Connection::open(s.path("t.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_poison BEFORE INSERT ON messages
+             WHEN NEW.message = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+        )
+        .unwrap();
+    std::fs::write(&file, "poison\nxyz\n").unwrap();
+    let dead = s.path("dead.jsonl").display().to_string();
+    let out = common::run(
+        s.dir(),
+        &[
+            "--source",
+            &source,
+            "--db",
+            "t.db",
+            "--dead-letter",
+            &dead,
+            "--output",
+            "json",
+        ],
+    );
+    assert!(out.stderr.contains("rewritten in place"), "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(
+        (u(&v, "stored"), u(&v, "dead_lettered")),
+        (1, 1),
+        "{}",
+        out.stderr
+    );
+    let rows = all_rows(&s.path("t.db"));
+    assert_eq!(
+        rows,
+        [
+            (1, 0, "one".into()),
+            (1, 1, "abc".into()),
+            (1, 3, "xyz".into())
+        ]
+    );
+    assert_verify(s.dir(), &["verify", "--db", "t.db", "--source", &source]);
+}
+
 /// A writer that sets the file's size before its text: a run read the last line as NULs and
 /// stored it without its end; the text filled in later, a line end inside, is that line
 /// completed, not a rewrite.

@@ -432,6 +432,9 @@ impl<S: Sink> GroupCommit<S> {
                     duplicates: 0,
                     unconfirmed: error.unconfirmed,
                 });
+                if r.restarted && r.end_offset > 0 {
+                    self.commit_start_over(writer, r, all, clock, out);
+                }
                 return;
             }
             // No dead-letter file, so the reason only says whether the sink may hold them.
@@ -452,6 +455,31 @@ impl<S: Sink> GroupCommit<S> {
         };
         self.fail(why.clone());
         self.give_up(all, range, reason, &why, (started, clock), out.pieces);
+    }
+
+    /// `r`, refused and set aside, was the first record of its file input after the input
+    /// started over (`restarted`): its position is committed on its own once its entry is
+    /// durable. The start over goes with it, so the sink keeps the row of the earlier text's
+    /// last line (`position::stale_fragment`), which the next commit, holding no record that
+    /// says so, would take for a line the file no longer has and remove.
+    fn commit_start_over(
+        &self,
+        writer: &mut S,
+        r: &Record,
+        all: &[&Record],
+        clock: &Clock,
+        out: &mut Out<'_>,
+    ) {
+        self.flush_refused(all, clock, out);
+        // Relaxed: as in `write_or_give_up`.
+        if self.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = writer.commit_position(r.resume_after()) {
+            self.fail(format!(
+                "committing an input's position past a refused record failed: {e:#}"
+            ));
+        }
     }
 
     /// Writes the refused records' entries held back so far (one write, one sync). If that
