@@ -2249,6 +2249,24 @@ fn verify_finds_rows_gone_from_a_completed_stdin_or_file_run() {
             out.stdout
         );
     }
+    // A row copied over one deleted: the duplicate is a problem of its own and hides no row
+    // that is gone.
+    conn.execute(
+        "INSERT INTO messages (run_id, producer, seq, message, created_at)
+         SELECT run_id, producer, seq, message, created_at FROM messages
+         WHERE run_id = 2 AND seq = 300",
+        [],
+    )
+    .unwrap();
+    let out = verify(&s);
+    assert!(
+        out.stdout.contains(
+            "run 2: ingest completed; 1 input, 901 rows; PROBLEM: 1 duplicate row; 100 of the \
+             1000 rows the run stored are gone"
+        ),
+        "{}",
+        out.stdout
+    );
     // A run whose end recorded fewer stored than it accepted, with nothing set aside.
     conn.execute("UPDATE runs SET stored = 995 WHERE run_id = 1", [])
         .unwrap();

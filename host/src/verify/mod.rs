@@ -658,7 +658,8 @@ fn ingest_count_problems(c: &RunCheck, problems: &mut Vec<String>) {
             accepted - accounted
         ));
     }
-    let gone = stored.saturating_sub(c.rows);
+    // A duplicate row is not a row the run stored: it hides none that are gone.
+    let gone = stored.saturating_sub(c.rows.saturating_sub(c.duplicates));
     if gone > replaceable {
         problems.push(format!(
             "{gone} of the {stored} rows the run stored are gone"
