@@ -157,6 +157,13 @@ fn a_refused_value_is_quoted_as_typed_with_what_would_do() {
         "--source nats://u:***@127.0.0.1:4222/S?lane=zz: lane `zz` is not declared",
     );
     assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+    // A config file's value, whose text is not kept: a long number in exponent form.
+    let cfg = std::env::temp_dir().join(format!("pc-as-typed-{}.toml", std::process::id()));
+    std::fs::write(&cfg, "warmup = 1e300\n").unwrap();
+    let cfg_arg = cfg.display().to_string();
+    let out = run(s.dir(), &["--config", &cfg_arg, "--messages", "1"]);
+    std::fs::remove_file(&cfg).unwrap();
+    assert_one_line_error(&out, 2, "`warmup = 1e300` in");
     let names: Vec<_> = std::fs::read_dir(s.dir()).unwrap().flatten().collect();
     assert!(names.is_empty(), "nothing written: {names:?}");
 }

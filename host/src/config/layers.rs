@@ -71,13 +71,25 @@ impl<T: fmt::Display> Picked<T> {
     /// The value as the user wrote it: `--producers 0`, `PC_HOST_PRODUCERS=0`,
     /// `producers = 0` in cfg.toml.
     pub fn show(&self) -> String {
-        let v = self.raw.clone().unwrap_or_else(|| self.value.to_string());
+        let v = self
+            .raw
+            .clone()
+            .unwrap_or_else(|| compact(self.value.to_string()));
         match &self.from {
             Origin::Flag(flag) => format!("--{flag} {v}"),
             Origin::Env(var) => format!("{var}={v}"),
             Origin::File(key, file) => format!("`{key} = {v}` in {file}"),
             Origin::Default => format!("the default {v}"),
         }
+    }
+}
+
+/// A value as messages show it: a number too long to read (a file's `1e300`, which the parsed
+/// value prints digit by digit) in exponent form, anything else as it is.
+fn compact(text: String) -> String {
+    match text.parse::<f64>() {
+        Ok(x) if text.len() > 24 => format!("{x:e}"),
+        _ => text,
     }
 }
 
