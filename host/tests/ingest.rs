@@ -593,10 +593,10 @@ fn verify_source_after_the_limit_changed_between_runs_reports_no_false_problem()
         .append(true)
         .open(&path)
         .unwrap();
-    f.write_all(b"another-long-line\nok\n").unwrap();
+    f.write_all(b"another-long-line\nok\nstill ok\n").unwrap();
     drop(f);
     let second = ingest_ok(&s, "t.db", &["--source", url]);
-    assert_eq!(u(&second, "stored"), 2);
+    assert_eq!(u(&second, "stored"), 3);
     let out = verify(&s, "t.db", url, &[]);
     assert_eq!(out.code, Some(0), "{}", out.stdout);
     assert!(
@@ -619,6 +619,20 @@ fn verify_source_after_the_limit_changed_between_runs_reports_no_false_problem()
             .contains("line 3 is stored but is longer than 5 bytes"),
         "{}",
         strict.stdout
+    );
+    // A row of the second run gone, then a run with a tiny limit that reads nothing new: the
+    // line lies between two rows of the second run, whose limit it is within: it is lost.
+    let conn = Connection::open(s.path("t.db")).unwrap();
+    conn.execute("DELETE FROM messages WHERE message = 'ok'", [])
+        .unwrap();
+    let third = ingest_ok(&s, "t.db", &["--source", url, "--max-record-bytes", "1"]);
+    assert_eq!(u(&third, "read"), 0, "{third}");
+    let out = verify(&s, "t.db", url, &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("line 4 is not stored"),
+        "{}",
+        out.stdout
     );
 }
 

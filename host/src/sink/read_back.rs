@@ -177,8 +177,8 @@ pub trait ReadBack: std::fmt::Debug {
     /// The sink's.
     fn input_runs(&mut self, input: i64) -> anyhow::Result<Vec<(i64, Option<String>)>>;
 
-    /// Calls `each` with the `(seq, message)` of every row of input `input` that a run which
-    /// read it stored, in the order they were stored (by `id`), streamed from the database
+    /// Calls `each` with the `(run_id, seq, message)` of every row of input `input` that a run
+    /// which read it stored, in the order they were stored (by `id`), streamed from the database
     /// (a file may have more lines than fit in memory). The first error `each` returns stops
     /// the rows and is returned as it is.
     ///
@@ -187,7 +187,7 @@ pub trait ReadBack: std::fmt::Debug {
     fn input_rows(
         &mut self,
         input: i64,
-        each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
+        each: &mut dyn FnMut(i64, i64, &str) -> anyhow::Result<()>,
     ) -> anyhow::Result<()>;
 
     /// The last run that has interval rows; `None` if none has (or the sink's schema is one

@@ -110,7 +110,8 @@ pub fn check(
     };
     let input = found.input;
     let recorded = recorded::reading(store.input_runs(input)?, key);
-    let (Limits { max, strict }, format, how) = settle(&given, &recorded);
+    let (limits, format, how) = settle(&given, &recorded);
+    let max = limits.max;
     let files = given
         .dead_letter
         .map_or(recorded.dead_letters, |file| vec![file]);
@@ -125,18 +126,18 @@ pub fn check(
         _ => Some(Pairing::new(
             LineReader::new(std::fs::File::open(&key.path)?, line_limit(format, max)),
             format,
-            Limits { max, strict },
+            limits.clone(),
             (first, read_to),
             &dead.lines,
         )?),
     };
     let reader = LineReader::new(opened.file, line_limit(format, max));
-    let limits = Limits { max, strict };
+    let limit = limits.describe();
     let mut plain = Pairing::new(reader, format, limits, (0, committed), &dead.lines)?;
-    store.input_rows(input, &mut |seq, message| {
-        plain.row(seq, message)?;
+    store.input_rows(input, &mut |run, seq, message| {
+        plain.row(run, seq, message)?;
         if let Some(r) = &mut renumbered {
-            r.row(seq, message)?;
+            r.row(run, seq, message)?;
         }
         Ok(())
     })?;
@@ -149,11 +150,6 @@ pub fn check(
         _ => plain,
     };
     walk.dead_letter_note = dead_letter_note(&dead, !walk.problems.is_empty());
-    let limit = if strict < max {
-        format!("the limits of the runs that read it, {strict} to {max} bytes")
-    } else {
-        format!("--max-record-bytes {max}")
-    };
     let reading = format!("  read with {limit}, format={}{how}", format.as_str());
     let file = key.path.display().to_string();
     Ok(walk.print(db, &file, (input, found.offset), &reading))
@@ -190,18 +186,46 @@ fn first_line_number(file: &std::fs::File, found: FileInput) -> std::io::Result<
 }
 
 /// The line limits a file is judged by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Limits {
     /// Lines longer than this must have been rejected.
     max: usize,
-    /// Lines up to this long must have been stored; between the two (the runs that read the
-    /// file used different limits, and which run read which line is not recorded), either.
-    strict: usize,
+    /// Where the runs that read the file used different limits: each one's, by run id, in
+    /// order (empty: `max` is every run's). A line with no row was read by one of the runs
+    /// from the one that stored the row before it to the one that stored the row after it,
+    /// and may have been rejected if it is longer than one of their limits.
+    by_run: Vec<(i64, usize)>,
 }
 
 impl Limits {
     fn one(max: usize) -> Self {
-        Self { max, strict: max }
+        Self {
+            max,
+            by_run: Vec::new(),
+        }
+    }
+
+    /// How the report names them.
+    fn describe(&self) -> String {
+        match self.by_run.iter().map(|&(_, limit)| limit).min() {
+            Some(least) if least < self.max => format!(
+                "the limits of the runs that read it, {least} to {} bytes",
+                self.max
+            ),
+            _ => format!("--max-record-bytes {}", self.max),
+        }
+    }
+
+    /// A run between `after` and `before` (run ids, `None`: no bound) whose limit a line of
+    /// `len` bytes is over, and that limit: a run that could have read it and rejected it.
+    fn rejected_by(
+        &self,
+        len: usize,
+        (after, before): (Option<i64>, Option<i64>),
+    ) -> Option<(i64, usize)> {
+        self.by_run.iter().copied().find(|&(run, limit)| {
+            len > limit && after.is_none_or(|a| run >= a) && before.is_none_or(|b| run <= b)
+        })
     }
 }
 
@@ -220,9 +244,13 @@ fn settle(given: &Given, recorded: &recorded::Reading) -> (Limits, Format, Strin
             notes.push("the limit");
             Limits::one(as_usize(max))
         }
-        (None, Recorded::Differ, Some((lo, hi))) => Limits {
+        (None, Recorded::Differ, Some((_, hi))) => Limits {
             max: as_usize(hi),
-            strict: as_usize(lo),
+            by_run: recorded
+                .limit_of
+                .iter()
+                .map(|&(run, limit)| (run, as_usize(limit)))
+                .collect(),
         },
         (None, _, _) => Limits::one(default_max),
     };
@@ -241,10 +269,11 @@ fn settle(given: &Given, recorded: &recorded::Reading) -> (Limits, Format, Strin
             notes.join(" and ")
         ),
     };
-    if limits.strict < limits.max {
+    if !limits.by_run.is_empty() {
         how.push_str(
-            "; a line longer than one and not the other counts as stored or as rejected at \
-             ingest (--max-record-bytes checks against one limit)",
+            "; a line with no row is judged by the limits of the runs that could have read it, \
+             from the one that stored the row before it to the one that stored the row after it \
+             (--max-record-bytes checks against one limit)",
         );
     }
     if given.format.is_none() && recorded.format == Recorded::Differ {
@@ -264,9 +293,6 @@ struct Line {
     cut: bool,
     /// The text its row must have, or why the ingest rejects it.
     text: Result<String, String>,
-    /// Its text is longer than some of the runs' limit ([`Limits::strict`]): why a run could
-    /// have rejected it.
-    over_some_limit: Option<String>,
 }
 
 /// The file's lines paired with its input's rows, fed one row at a time in the order they were
@@ -279,6 +305,8 @@ struct Pairing<'a> {
     reader: LineReader<std::fs::File>,
     format: Format,
     limits: Limits,
+    /// The run that stored the last row fed.
+    last_run: Option<i64>,
     /// The input's committed position, in bytes.
     committed: u64,
     /// The lines a dead-letter file holds for this input.
@@ -307,6 +335,7 @@ impl<'a> Pairing<'a> {
             reader,
             format,
             limits,
+            last_run: None,
             committed,
             dead,
             line: None,
@@ -335,34 +364,28 @@ impl<'a> Pairing<'a> {
             let unread = self.offset >= self.committed;
             let cut = self.offset < self.committed && self.committed < self.offset + raw.consumed;
             self.offset += raw.consumed;
-            let text = record_text(raw, self.format, self.limits.max).map_err(|r| r.why);
-            let strict = self.limits.strict;
-            let over_some_limit = match &text {
-                Ok(text) if text.len() > strict => Some(format!(
-                    "longer than {strict} bytes, the limit of some of the runs that read it"
-                )),
-                _ => None,
-            };
             Line {
                 no,
                 unread,
                 cut,
-                text,
-                over_some_limit,
+                text: record_text(raw, self.format, self.limits.max).map_err(|r| r.why),
             }
         });
         Ok(())
     }
 
-    /// The next stored row: line `seq` (from 0) with `stored` as its text. The lines before
-    /// it that no row was paired with are judged first; a row for a line already passed is
-    /// out of order or a duplicate, one after the file's end is beyond it.
-    fn row(&mut self, seq: i64, stored: &str) -> std::io::Result<()> {
+    /// The next stored row: line `seq` (from 0) with `stored` as its text, stored by run
+    /// `run`. The lines before it that no row was paired with are judged first; a row for a
+    /// line already passed is out of order or a duplicate, one after the file's end is beyond
+    /// it.
+    fn row(&mut self, run: i64, seq: i64, stored: &str) -> std::io::Result<()> {
         let seq = seq.max(0) as u64;
         if seq < self.first {
             self.walk.earlier += 1;
             return Ok(());
         }
+        let runs = (self.last_run, Some(run));
+        self.last_run = Some(run);
         loop {
             let Some(line) = self.line.take() else {
                 self.beyond += 1;
@@ -380,7 +403,7 @@ impl<'a> Pairing<'a> {
             if seq == no {
                 self.paired(line, stored);
             } else {
-                self.unpaired(line);
+                self.unpaired(line, runs);
             }
             self.next_line(no + 1)?;
             if seq == no {
@@ -395,7 +418,7 @@ impl<'a> Pairing<'a> {
         self.walk.read_to = self.committed;
         while let Some(line) = self.line.take() {
             let no = line.no;
-            self.unpaired(line);
+            self.unpaired(line, (self.last_run, None));
             self.next_line(no + 1)?;
         }
         if self.beyond > 0 {
@@ -436,8 +459,9 @@ impl<'a> Pairing<'a> {
         }
     }
 
-    /// A line with no row: not read yet, rejected at ingest, dead-lettered, or lost.
-    fn unpaired(&mut self, line: Line) {
+    /// A line with no row: not read yet, rejected at ingest, dead-lettered, or lost. `runs`:
+    /// the runs that stored the rows around it (see [`Limits::by_run`]).
+    fn unpaired(&mut self, line: Line, runs: (Option<i64>, Option<i64>)) {
         let (walk, number) = (&mut self.walk, line.no + 1);
         match line.text {
             _ if line.unread => walk.unread.push(number),
@@ -446,7 +470,10 @@ impl<'a> Pairing<'a> {
             _ if line.cut => walk.partial.push(number),
             Err(why) => walk.rejected_line(number, why),
             Ok(_) if self.dead.contains(&number) => walk.dead_lettered.push(number),
-            Ok(_) if let Some(why) = line.over_some_limit => walk.rejected_line(number, why),
+            Ok(text) if let Some((run, limit)) = self.limits.rejected_by(text.len(), runs) => {
+                let why = format!("longer than {limit} bytes, the limit of run {run}");
+                walk.rejected_line(number, why);
+            }
             Ok(_) => walk.problem(format!("line {number} is not stored")),
         }
     }
@@ -611,7 +638,7 @@ mod tests {
         let mut pairing =
             Pairing::new(reader, Format::Text, Limits::one(100), (0, 6), &dead).unwrap();
         for (seq, text) in [(1, "B"), (0, "a"), (2, "x"), (3, "d"), (7, "z")] {
-            pairing.row(seq, text).unwrap();
+            pairing.row(1, seq, text).unwrap();
         }
         let walk = pairing.finish().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
@@ -653,8 +680,8 @@ mod tests {
             let none = BTreeSet::new();
             let limits = Limits::one(10);
             let mut pairing = Pairing::new(reader, Format::Text, limits, (0, 7), &none).unwrap();
-            pairing.row(0, "a1").unwrap();
-            pairing.row(1, "zzzz").unwrap();
+            pairing.row(1, 0, "a1").unwrap();
+            pairing.row(1, 1, "zzzz").unwrap();
             let walk = pairing.finish().unwrap();
             assert_eq!((walk.stored, walk.partial), (1, vec![2]), "{name}");
             assert!(walk.problems.is_empty(), "{name}: {:?}", walk.problems);
@@ -663,10 +690,11 @@ mod tests {
     }
 
     #[test]
-    fn limits_the_runs_disagree_on_span_them_and_the_report_says_so() {
+    fn limits_the_runs_disagree_on_are_kept_by_run_and_the_report_says_so() {
         let recorded = recorded::Reading {
             max_record_bytes: Recorded::Differ,
             limits: Some((5, 100)),
+            limit_of: vec![(1, 100), (2, 5)],
             format: Recorded::Agreed(Format::Jsonl),
             runs: Vec::new(),
             dead_letters: Vec::new(),
@@ -677,17 +705,21 @@ mod tests {
             dead_letter: None,
         };
         let (limits, format, how) = settle(&none, &recorded);
-        let span = Limits {
+        let by_run = Limits {
             max: 100,
-            strict: 5,
+            by_run: vec![(1, 100), (2, 5)],
         };
-        assert_eq!((limits, format), (span, Format::Jsonl));
+        assert_eq!((&limits, format), (&by_run, Format::Jsonl));
+        assert_eq!(
+            limits.describe(),
+            "the limits of the runs that read it, 5 to 100 bytes"
+        );
         assert!(
             how.contains("(the format as the runs that read it recorded)"),
             "{how}"
         );
         assert!(
-            how.contains("a line longer than one and not the other counts as stored or as"),
+            how.contains("a line with no row is judged by the limits of the runs that could"),
             "{how}"
         );
         // What the user gives wins over what was recorded.
@@ -698,37 +730,45 @@ mod tests {
         };
         let (limits, format, how) = settle(&given, &recorded);
         assert_eq!((limits, format), (Limits::one(10), Format::Text));
-        assert!(!how.contains("different"), "given, so not said: {how}");
+        assert!(!how.contains("judged by"), "given, so not said: {how}");
     }
 
-    /// Between the smallest and the largest limit of the runs that read a file, a line may have
-    /// been stored or rejected; past the largest it must have been rejected, and up to the
-    /// smallest stored.
+    /// Runs 1 (limit 10) and 2 (limit 4) read a file in turn: a line with no row is rejected
+    /// only if a run that could have read it (from the run of the row before it to the run of
+    /// the row after it) has a limit it is over; past the largest limit it must be rejected.
     #[test]
-    fn a_line_between_the_runs_limits_may_be_stored_or_rejected() {
+    fn a_line_with_no_row_is_judged_by_the_limits_of_the_runs_around_it() {
         let dir = std::env::temp_dir().join(format!("pc-verify-limits-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("in.log");
-        std::fs::write(&path, "ab\nabcdef\nabcdefg\nabcdefghijklm\nabc\n").unwrap();
-        let limits = Limits { max: 10, strict: 4 };
-        let walk = |rows: &[(i64, &str)]| {
+        // Lines 1-6: 2, 6, 7, 13, 6 and 3 bytes.
+        std::fs::write(&path, "ab\nabcdef\nabcdefg\nabcdefghijklm\nfedcba\nabc\n").unwrap();
+        let limits = Limits {
+            max: 10,
+            by_run: vec![(1, 10), (2, 4)],
+        };
+        let walk = |rows: &[(i64, i64, &str)]| {
             let reader = LineReader::new(std::fs::File::open(&path).unwrap(), 10);
             let none = BTreeSet::new();
-            let mut pairing = Pairing::new(reader, Format::Text, limits, (0, 40), &none).unwrap();
-            for (seq, text) in rows {
-                pairing.row(*seq, text).unwrap();
+            let at = (0, 60);
+            let mut pairing =
+                Pairing::new(reader, Format::Text, limits.clone(), at, &none).unwrap();
+            for &(run, seq, text) in rows {
+                pairing.row(run, seq, text).unwrap();
             }
             pairing.finish().unwrap()
         };
-        // Lines 2 and 3 (6 and 7 bytes): one stored by a run, the other rejected by another;
-        // line 4 (13 bytes) over every limit.
-        let w = walk(&[(0, "ab"), (1, "abcdef"), (4, "abc")]);
+        // Run 1 stored lines 1 and 2; run 2 rejected lines 3 and 5 (over its 4 bytes) and
+        // stored line 6; line 4 is over both limits.
+        let w = walk(&[(1, 0, "ab"), (1, 1, "abcdef"), (2, 5, "abc")]);
         assert!(w.problems.is_empty(), "{:?}", w.problems);
-        assert_eq!((w.stored, w.rejected), (3, 2));
-        // Line 4 (13 bytes) is over every run's limit; line 1 (2 bytes) under every one.
-        let w = walk(&[(1, "abcdef"), (2, "abcdefg"), (4, "abc")]);
+        assert_eq!((w.stored, w.rejected), (3, 3));
+        // Line 2 has no row between two rows of run 1, whose limit it is within: lost.
+        let w = walk(&[(1, 0, "ab"), (1, 2, "abcdefg"), (2, 5, "abc")]);
+        assert_eq!(w.problems, ["line 2 is not stored"]);
+        // Line 1 (2 bytes) is within every limit.
+        let w = walk(&[(1, 1, "abcdef"), (1, 2, "abcdefg"), (2, 5, "abc")]);
         assert_eq!(w.problems, ["line 1 is not stored"]);
-        assert_eq!((w.stored, w.rejected), (3, 1));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -35,6 +35,8 @@ pub struct Reading {
     pub max_record_bytes: Recorded<u64>,
     /// The smallest and the largest limit recorded (`None`: none was).
     pub limits: Option<(u64, u64)>,
+    /// Each run's limit, where it recorded one, in run order.
+    pub limit_of: Vec<(i64, u64)>,
     pub format: Recorded<Format>,
     /// The runs that read it, in order.
     pub runs: Vec<i64>,
@@ -49,6 +51,7 @@ pub fn reading(runs: Vec<(i64, Option<String>)>, key: &FileKey) -> Reading {
     let mut out = Reading {
         max_record_bytes: Recorded::Unknown,
         limits: None,
+        limit_of: Vec::new(),
         format: Recorded::Unknown,
         runs: Vec::new(),
         dead_letters: Vec::new(),
@@ -65,6 +68,7 @@ pub fn reading(runs: Vec<(i64, Option<String>)>, key: &FileKey) -> Reading {
                 out.limits
                     .map_or((max, max), |(lo, hi)| (lo.min(max), hi.max(max))),
             );
+            out.limit_of.push((run, max));
         }
         if let Some(format) = format_of(&v, key) {
             out.format = out.format.add(format);

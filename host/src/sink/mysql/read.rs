@@ -150,22 +150,22 @@ impl ReadBack for Reader {
     fn input_rows(
         &mut self,
         input: i64,
-        each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
+        each: &mut dyn FnMut(i64, i64, &str) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let err = |e: mysql::Error| error(self.server, &self.url, &e);
         let mut result = self
             .conn
             .exec_iter(
-                "SELECT seq, message FROM messages WHERE producer = ? \
+                "SELECT run_id, seq, message FROM messages WHERE producer = ? \
                  AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?) ORDER BY id",
                 (input, input),
             )
             .map_err(err)?;
         while let Some(set) = result.iter() {
             for row in set {
-                let (seq, text): (i64, Vec<u8>) =
+                let (run, seq, text): (i64, i64, Vec<u8>) =
                     mysql::from_row_opt(row.map_err(err)?).map_err(|e| err(e.into()))?;
-                each(seq, &String::from_utf8_lossy(&text))?;
+                each(run, seq, &String::from_utf8_lossy(&text))?;
             }
         }
         Ok(())

@@ -183,7 +183,7 @@ impl ReadBack for Reader {
     fn input_rows(
         &mut self,
         input: i64,
-        each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
+        each: &mut dyn FnMut(i64, i64, &str) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let server = &self.server;
         let err =
@@ -191,13 +191,15 @@ impl ReadBack for Reader {
         let mut rows = self
             .client
             .query_raw(
-                "SELECT seq, message FROM messages WHERE producer = $1 \
+                "SELECT run_id, seq, message FROM messages WHERE producer = $1 \
                  AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = $1) ORDER BY id",
                 [input_id(input)],
             )
             .map_err(err)?;
         while let Some(row) = rows.next().map_err(err)? {
-            each(row.try_get(0).map_err(err)?, row.try_get(1).map_err(err)?)?;
+            let run = row.try_get(0).map_err(err)?;
+            let seq = row.try_get(1).map_err(err)?;
+            each(run, seq, row.try_get(2).map_err(err)?)?;
         }
         Ok(())
     }

@@ -104,21 +104,22 @@ impl ReadBack for SqliteReadBack {
     fn input_rows(
         &mut self,
         input: i64,
-        each: &mut dyn FnMut(i64, &str) -> anyhow::Result<()>,
+        each: &mut dyn FnMut(i64, i64, &str) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let err = |e| db_error(&self.path, e, self.busy);
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT seq, message FROM messages WHERE producer = ?1 \
+                "SELECT run_id, seq, message FROM messages WHERE producer = ?1 \
                  AND run_id IN (SELECT run_id FROM run_inputs WHERE input_id = ?1) ORDER BY id",
             )
             .map_err(err)?;
         let mut rows = stmt.query([input]).map_err(err)?;
         while let Some(row) = rows.next().map_err(err)? {
-            let seq = row.get(0).map_err(err)?;
-            let message: String = row.get(1).map_err(err)?;
-            each(seq, &message)?;
+            let run = row.get(0).map_err(err)?;
+            let seq = row.get(1).map_err(err)?;
+            let message: String = row.get(2).map_err(err)?;
+            each(run, seq, &message)?;
         }
         Ok(())
     }
