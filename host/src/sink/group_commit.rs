@@ -567,7 +567,7 @@ impl<S: Sink> GroupCommit<S> {
             if left.is_zero() || self.failed.load(Ordering::Relaxed) {
                 return Err(error);
             }
-            match &episode {
+            match &mut episode {
                 None => {
                     tracing::warn!(
                         "{error}; retrying for up to {:.1} s (--retry-for)",
@@ -575,11 +575,14 @@ impl<S: Sink> GroupCommit<S> {
                     );
                     episode = Some(self.health.start_retrying(error.to_string()));
                 }
-                Some(episode) if episode.failed_again(error.to_string()) => tracing::warn!(
-                    "{error}; still retrying, for up to {:.1} s more (--retry-for)",
-                    left.as_secs_f64()
-                ),
-                Some(_) => {}
+                Some(episode) => {
+                    if episode.failed_again(error.to_string()) {
+                        tracing::warn!(
+                            "{error}; still retrying, for up to {:.1} s more (--retry-for)",
+                            left.as_secs_f64()
+                        );
+                    }
+                }
             }
             std::thread::sleep(backoff(attempt, left));
             attempt += 1;

@@ -78,9 +78,13 @@ impl Health {
     /// A call starts retrying `error`: [`retrying`](Self::retrying) says so until the
     /// returned guard, and every other call's, is dropped.
     pub(super) fn start_retrying(&self, error: String) -> Retrying<'_> {
-        *lock(&self.last_error) = Some(error);
+        *lock(&self.last_error) = Some(error.clone());
         self.retrying.fetch_add(1, Ordering::Relaxed);
-        Retrying(self)
+        Retrying {
+            health: self,
+            last: error,
+            changes: 0,
+        }
     }
 
     pub(super) fn retried(&self) {
@@ -100,25 +104,36 @@ impl Health {
 
 /// One call retrying a failure ([`Health::start_retrying`]), until dropped.
 #[derive(Debug)]
-pub(super) struct Retrying<'a>(&'a Health);
+pub(super) struct Retrying<'a> {
+    health: &'a Health,
+    /// This call's last error (other calls retrying beside it have their own).
+    last: String,
+    /// How many times it changed.
+    changes: u32,
+}
 
 impl Retrying<'_> {
+    /// The most changes of error one call reports: an error whose text changes at every try
+    /// (a server naming the session it deadlocked with) is said a few times, not at each.
+    const CHANGES_SAID: u32 = 3;
+
     /// The retried call failed again with `error`: it becomes the error the health says
-    /// ([`Health::retrying`]). Returns whether it differs from the one said before (a lock
-    /// that became a full disk, say), which the caller then reports.
-    pub(super) fn failed_again(&self, error: String) -> bool {
-        let mut last = lock(&self.0.last_error);
-        if last.as_deref() == Some(error.as_str()) {
+    /// ([`Health::retrying`]). Returns whether to report it: it differs from this call's
+    /// error before (a lock that became a full disk, say), for its first few changes.
+    pub(super) fn failed_again(&mut self, error: String) -> bool {
+        if error == self.last {
             return false;
         }
-        *last = Some(error);
-        true
+        *lock(&self.health.last_error) = Some(error.clone());
+        self.last = error;
+        self.changes += 1;
+        self.changes <= Self::CHANGES_SAID
     }
 }
 
 impl Drop for Retrying<'_> {
     fn drop(&mut self) {
-        self.0.retrying.fetch_sub(1, Ordering::Relaxed);
+        self.health.retrying.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -158,7 +173,7 @@ mod tests {
     #[test]
     fn a_retry_that_fails_differently_is_what_the_health_says_and_is_reported_once() {
         let health = Health::default();
-        let episode = health.start_retrying("database is locked".into());
+        let mut episode = health.start_retrying("database is locked".into());
         assert!(
             !episode.failed_again("database is locked".into()),
             "the same error"
@@ -166,5 +181,16 @@ mod tests {
         assert!(episode.failed_again("disk I/O error".into()), "a new error");
         assert_eq!(health.retrying().as_deref(), Some("disk I/O error"));
         assert!(!episode.failed_again("disk I/O error".into()), "said once");
+        // Another call retrying beside it, its error another: no change for this one.
+        let mut beside = health.start_retrying("locked by session 7".into());
+        assert!(!episode.failed_again("disk I/O error".into()));
+        assert!(beside.failed_again("locked by session 8".into()));
+        assert_eq!(health.retrying().as_deref(), Some("locked by session 8"));
+        // An error that changes at every try is reported for its first few changes only.
+        let said: Vec<bool> = (9..14)
+            .map(|n| beside.failed_again(format!("locked by session {n}")))
+            .collect();
+        assert_eq!(said, [true, true, false, false, false]);
+        assert_eq!(health.retrying().as_deref(), Some("locked by session 13"));
     }
 }
