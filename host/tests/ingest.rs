@@ -568,11 +568,18 @@ fn a_file_whose_birth_time_is_known_to_one_run_only_resumes_at_its_path() {
         println!("SKIP the differing birth time: this file system records none");
         return;
     };
-    let born = born
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_nanos();
-    set_born(Some(i64::try_from(born).expect("fits") + 1));
+    let born = i64::try_from(
+        born.duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos(),
+    )
+    .expect("fits");
+    let recorded: Option<i64> = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT born FROM inputs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recorded, Some(born), "the birth time known now is recorded");
+    set_born(Some(born + 1));
     let other = ingest_ok(&s, "t.db", &["--source", url]);
     assert_ne!(input_id(&other, 0), input, "another file: {other}");
     assert_eq!(u(&other, "stored"), 10, "read from its start: {other}");

@@ -148,6 +148,14 @@ fn find_or_add(conn: &mut Conn, run_id: i64, file: Option<&FileKey>) -> mysql::R
         conn.exec_drop("UPDATE inputs SET path = ? WHERE input_id = ?", (path, id))?;
         crate::position::renamed(std::path::Path::new(path), was, *line, *tail);
     }
+    if let (Some((.., born @ Some(_))), Some((id, ..))) = (&key, &found) {
+        // Matched by path with no birth time recorded: record the one known now, so that a
+        // file created later on the reused inode is a new input again.
+        conn.exec_drop(
+            "UPDATE inputs SET born = ? WHERE input_id = ? AND born IS NULL",
+            (born, id),
+        )?;
+    }
     let found = found.map(|(id, offset, line, tail, _, mark)| (id, offset, line, tail, mark));
     let (id, offset, line, tail, mark) = match found {
         Some(row) => {

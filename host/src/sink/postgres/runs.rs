@@ -157,6 +157,15 @@ pub fn register_input(
             crate::position::renamed(std::path::Path::new(path), &was, row.get(2), row.get(3));
         }
     }
+    if let (Some((.., born @ Some(_))), Some(row)) = (&key, &found) {
+        // Matched by path with no birth time recorded: record the one known now, so that a
+        // file created later on the reused inode is a new input again.
+        let id: i32 = row.get(0);
+        tx.execute(
+            "UPDATE inputs SET born = $1 WHERE input_id = $2 AND born IS NULL",
+            &[born, &id],
+        )?;
+    }
     let (id, offset, line, tail, mark): (i32, i64, i64, i64, Option<i64>) = match found {
         Some(row) => {
             if let Some(f) = file {

@@ -341,6 +341,14 @@ pub fn register_input(
         )?;
         crate::position::renamed(&f.path, was, *line, *tail);
     }
+    if let (Some(f @ FileKey { born: Some(_), .. }), Some((id, ..))) = (file, &found) {
+        // Matched by path with no birth time recorded: record the one known now, so that a
+        // file created later on the reused inode is a new input again.
+        conn.execute(
+            "UPDATE inputs SET born = ?1 WHERE input_id = ?2 AND born IS NULL",
+            params![f.born, id],
+        )?;
+    }
     let found = found.map(|(id, offset, line, tail, _, mark)| (id, offset, line, tail, mark));
     let (id, offset, line, tail, mark) = match found {
         Some(row) => {
