@@ -419,8 +419,8 @@ fn a_start_over_that_stores_nothing_keeps_the_earlier_texts_last_line() {
 
 /// A file started over whose first new line the database refuses (set aside in the
 /// dead-letter file): the start over still reaches the input's position, so the row of the
-/// earlier text's last line, stored without its end, stays; the next commit, holding no record
-/// that says so, took it for a line the file no longer has and removed it.
+/// earlier text's last line, stored without its end, stays, though no record committed after
+/// it says the input started over.
 #[test]
 fn a_start_over_whose_first_line_is_refused_keeps_the_earlier_texts_last_line() {
     let s = Scratch::new("restart-refused");
