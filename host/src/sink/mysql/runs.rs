@@ -100,19 +100,19 @@ pub const SAME_FILE: &str = "WHERE dev = ? AND ino = ? \
           OR born IS NOT NULL AND born = ?) \
      ORDER BY path = ? DESC, input_id DESC LIMIT 1";
 
+/// [`SAME_FILE`]'s parameters, in order: dev, ino, born, born, path, born, path.
+pub type SameFileParams = (
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Option<i64>,
+    String,
+);
+
 /// [`SAME_FILE`]'s parameters for the file `f`.
-#[allow(clippy::type_complexity)]
-pub fn same_file_params(
-    f: &FileKey,
-) -> (
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    String,
-    Option<i64>,
-    String,
-) {
+pub fn same_file_params(f: &FileKey) -> SameFileParams {
     let path = f.path.to_string_lossy().into_owned();
     (
         f.dev as i64,
