@@ -97,11 +97,20 @@ struct RunCheck {
     out_of_range: u64,
     unknown_producer: u64,
     bad_text: u64,
+    /// The run's file inputs that a later run also read: each may have replaced (or removed)
+    /// the row of a last line this run stored without its end.
+    replaceable: u64,
 }
 
 impl RunCheck {
-    fn new(info: RunInfo) -> Self {
+    fn new(info: RunInfo, last_reader: &HashMap<i64, i64>) -> Self {
+        let replaceable = info
+            .inputs
+            .iter()
+            .filter(|input| last_reader.get(input).is_some_and(|&r| r > info.run_id))
+            .count() as u64;
         Self {
+            replaceable,
             ingest: !info.inputs.is_empty(),
             seen: (0..info.produced.len()).map(|_| Seen::default()).collect(),
             info,
@@ -128,7 +137,18 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         return check_file(args, &spec, &name, url);
     }
     let mut store = read_back::open(&spec, args.busy.duration())?;
-    let infos = store.runs(args.run)?;
+    // Every run, for which inputs a later run read; then the ones to check.
+    let mut infos = store.runs(None)?;
+    let mut last_reader = HashMap::new();
+    for info in &infos {
+        for &input in &info.inputs {
+            let last = last_reader.entry(input).or_insert(info.run_id);
+            *last = (*last).max(info.run_id);
+        }
+    }
+    if let Some(id) = args.run {
+        infos.retain(|info| info.run_id == id);
+    }
     if let Some(id) = args.run
         && infos.is_empty()
     {
@@ -138,7 +158,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     let mut tally = Tally {
         checks: infos
             .into_iter()
-            .map(|info| (info.run_id, RunCheck::new(info)))
+            .map(|info| (info.run_id, RunCheck::new(info, &last_reader)))
             .collect(),
         ..Tally::default()
     };
@@ -545,6 +565,7 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
             not_stored_note(info.not_stored)
         );
         ingest_count_problems(c, &mut problems);
+        stored_count_problems(c, &mut problems);
     } else if info.completed {
         let produced: u64 = info.produced.iter().sum();
         let dead = match info.dead_lettered {
@@ -574,6 +595,7 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
             rows_word(c.rows),
             not_stored_note(info.not_stored)
         );
+        stored_count_problems(c, &mut problems);
     }
     verdict(c, state, (how, by_count), problems)
 }
@@ -646,11 +668,8 @@ fn ingest_count_problems(c: &RunCheck, problems: &mut Vec<String>) {
         info.dead_lettered.unwrap_or(0),
         info.not_stored.unwrap_or(0),
     );
-    // A file input's last line stored without its end: a later run replaces or removes its
-    // row, even while this run goes on (lowering the stored count its end recorded).
-    let replaceable = (info.inputs.len() as u64).saturating_sub(info.stdin_inputs);
     let accounted = stored + dead + not_stored;
-    if accepted > accounted + replaceable {
+    if accepted > accounted + c.replaceable {
         problems.push(format!(
             "the run accepted {} and recorded {stored} stored, {dead} dead-lettered and \
              {not_stored} not stored: {} unaccounted for",
@@ -658,11 +677,32 @@ fn ingest_count_problems(c: &RunCheck, problems: &mut Vec<String>) {
             accepted - accounted
         ));
     }
+}
+
+/// A run whose end recorded how many rows it stored (counted back from the database), against
+/// its rows: none gone but the last lines of file inputs a later run read (it replaces or
+/// removes such a row, even while this run goes on), and none more. Not for a completed
+/// generated run (its seqs say it, row by row), nor a broker's run (its records are stored
+/// once whoever delivered them, or are the consuming runs' rows).
+fn stored_count_problems(c: &RunCheck, problems: &mut Vec<String>) {
+    let info = &c.info;
+    let (true, false, Some(stored)) = (info.finished, info.broker, info.stored) else {
+        return;
+    };
     // A duplicate row is not a row the run stored: it hides none that are gone.
-    let gone = stored.saturating_sub(c.rows.saturating_sub(c.duplicates));
-    if gone > replaceable {
+    let rows = c.rows.saturating_sub(c.duplicates);
+    let gone = stored.saturating_sub(rows);
+    if gone > c.replaceable {
         problems.push(format!(
-            "{gone} of the {stored} rows the run stored are gone"
+            "{gone} of the {stored} {} the run stored {} gone",
+            rows_word(stored),
+            if gone == 1 { "is" } else { "are" }
+        ));
+    }
+    if rows > stored {
+        problems.push(format!(
+            "{} more than the {stored} the run stored: the database was altered",
+            plural(usize::try_from(rows - stored).unwrap_or(usize::MAX), "row"),
         ));
     }
 }
