@@ -39,6 +39,8 @@ pub struct RunInfo {
     /// How many of its inputs are stdin (its `runs.config` names `stdin` as a source): a
     /// stdin row is never replaced by a later run.
     pub stdin_inputs: u64,
+    /// A generated run's `--payload-size` (its `runs.config`): each text is padded to it.
+    pub payload_size: Option<usize>,
 }
 
 /// Where a run's dead-letter entries are, as its `runs.config` (JSON) says.
@@ -70,6 +72,8 @@ pub struct FromConfig {
     pub broker: bool,
     /// How many of its sources are stdin ([`RunInfo::stdin_inputs`]).
     pub stdin_inputs: u64,
+    /// [`RunInfo::payload_size`].
+    pub payload_size: Option<usize>,
 }
 
 impl FromConfig {
@@ -85,6 +89,9 @@ impl FromConfig {
             dead_letters: DeadLetters::of_json(&config),
             broker: starts(&config["sink"], "nats:") || sources.iter().any(|s| starts(s, "nats:")),
             stdin_inputs: sources.iter().filter(|s| starts(s, "stdin")).count() as u64,
+            payload_size: config["payload_size"]
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok()),
         }
     }
 }

@@ -330,10 +330,16 @@ impl Tally {
         }
         self.expected.clear();
         let _ = write!(self.expected, "Message from producer {p}: #{s}");
-        let padded = row
-            .message
-            .strip_prefix(self.expected.as_str())
-            .is_some_and(|rest| rest.bytes().all(|b| b == b'.'));
+        // Padded with dots to the run's payload size, where it recorded one.
+        let len = check
+            .info
+            .payload_size
+            .map_or(row.message.len(), |size| size.max(self.expected.len()));
+        let padded = row.message.len() == len
+            && row
+                .message
+                .strip_prefix(self.expected.as_str())
+                .is_some_and(|rest| rest.bytes().all(|b| b == b'.'));
         if !padded {
             check.bad_text += 1;
         }
@@ -417,7 +423,8 @@ fn missing_seqs(c: &RunCheck, given: Option<&Path>, problems: &mut Vec<String>) 
         problems.extend(gaps(c, &HashMap::new(), "missing"));
         if counted > 0 {
             problems.push(format!(
-                "{missing} seqs missing, but the run dead-lettered {counted} ({unread})"
+                "{} missing, but the run dead-lettered {counted} ({unread})",
+                plural(missing, "seq")
             ));
         }
         return (String::new(), false);
@@ -643,6 +650,11 @@ fn row_problems(c: &RunCheck) -> Vec<String> {
     ];
     for (n, before, after) in kinds {
         if n > 0 {
+            let after = if n == 1 {
+                after.replace("their", "its")
+            } else {
+                after.to_owned()
+            };
             problems.push(format!("{n} {before}{}{after}", rows_word(n)));
         }
     }

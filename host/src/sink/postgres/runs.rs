@@ -436,6 +436,7 @@ pub fn runs(
                 dead_letters: from.dead_letters,
                 broker: from.broker,
                 stdin_inputs: from.stdin_inputs,
+                payload_size: from.payload_size,
             }
         })
         .collect();

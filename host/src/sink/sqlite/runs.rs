@@ -559,6 +559,7 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 stored: None,
                 broker: from.broker,
                 stdin_inputs: from.stdin_inputs,
+                payload_size: from.payload_size,
             })
         })?
         .collect::<Result<_, _>>()?;
