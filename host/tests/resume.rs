@@ -237,6 +237,15 @@ fn kill_then_resume(name: &str, data: &Data, killed: &[(u64, &[&str])], verify: 
     if verify {
         assert_verify(s.dir(), &["verify", "--db", &db_s, "--source", &source]);
         assert_verify(s.dir(), &["verify", "--db", &db_s]);
+        // The killed runs recorded no counts: verify says what it could check of them.
+        let out = common::run(s.dir(), &["verify", "--db", &db_s]);
+        let run_1 = out.stdout.lines().find(|l| l.contains("run 1: "));
+        assert!(
+            run_1.is_some_and(|l| l.contains("run 1: ingest did not finish; 1 input, ")
+                && l.contains("rows (checked for duplicates only: what was accepted is unknown)")),
+            "{}",
+            out.stdout
+        );
     }
 }
 

@@ -564,8 +564,14 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
         };
     }
     if c.ingest {
+        // A run that did not finish recorded no counts: its rows show only duplicates.
+        let unknown = if info.finished {
+            ""
+        } else {
+            " (checked for duplicates only: what was accepted is unknown)"
+        };
         state = format!(
-            "ingest {completed}; {}, {} {}{}",
+            "ingest {completed}; {}, {} {}{unknown}{}",
             plural(info.inputs.len(), "input"),
             c.rows,
             rows_word(c.rows),
@@ -614,8 +620,8 @@ fn not_stored_note(not_stored: Option<u64>) -> String {
     match not_stored {
         None | Some(0) => String::new(),
         Some(n) => format!(
-            "; its end recorded {n} accepted {} not stored (its summary said which can be read \
-             again)",
+            "; its end recorded {n} accepted {} not stored (its summary said which of them, if \
+             any, can be read again)",
             if n == 1 { "record" } else { "records" }
         ),
     }
