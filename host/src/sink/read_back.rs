@@ -8,7 +8,7 @@ use crate::config::SinkSpec;
 use crate::position::FileKey;
 
 /// A run recorded in a sink.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RunInfo {
     pub run_id: i64,
     pub completed: bool,

@@ -121,10 +121,10 @@ impl Retrying<'_> {
     /// ([`Health::retrying`]). Returns whether to report it: it differs from this call's
     /// error before (a lock that became a full disk, say), for its first few changes.
     pub(super) fn failed_again(&mut self, error: String) -> bool {
+        *lock(&self.health.last_error) = Some(error.clone());
         if error == self.last {
             return false;
         }
-        *lock(&self.health.last_error) = Some(error.clone());
         self.last = error;
         self.changes += 1;
         self.changes <= Self::CHANGES_SAID
@@ -181,9 +181,11 @@ mod tests {
         assert!(episode.failed_again("disk I/O error".into()), "a new error");
         assert_eq!(health.retrying().as_deref(), Some("disk I/O error"));
         assert!(!episode.failed_again("disk I/O error".into()), "said once");
-        // Another call retrying beside it, its error another: no change for this one.
+        // Another call retrying beside it, its error another: no change for this one, and the
+        // health says the latest try's error.
         let mut beside = health.start_retrying("locked by session 7".into());
         assert!(!episode.failed_again("disk I/O error".into()));
+        assert_eq!(health.retrying().as_deref(), Some("disk I/O error"));
         assert!(beside.failed_again("locked by session 8".into()));
         assert_eq!(health.retrying().as_deref(), Some("locked by session 8"));
         // An error that changes at every try is reported for its first few changes only.

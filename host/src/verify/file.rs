@@ -223,8 +223,13 @@ impl Limits {
         len: usize,
         (after, before): (Option<i64>, Option<i64>),
     ) -> Option<(i64, usize)> {
+        // In either order: a following run started earlier may read on after a later one.
+        let (low, high) = match (after, before) {
+            (Some(a), Some(b)) => (Some(a.min(b)), Some(a.max(b))),
+            other => other,
+        };
         self.by_run.iter().copied().find(|&(run, limit)| {
-            len > limit && after.is_none_or(|a| run >= a) && before.is_none_or(|b| run <= b)
+            len > limit && low.is_none_or(|l| run >= l) && high.is_none_or(|h| run <= h)
         })
     }
 }
@@ -381,7 +386,9 @@ impl<'a> Pairing<'a> {
     fn row(&mut self, run: i64, seq: i64, stored: &str) -> std::io::Result<()> {
         let seq = seq.max(0) as u64;
         if seq < self.first {
+            // The earlier content's: the lines after it were read by this run or a later one.
             self.walk.earlier += 1;
+            self.last_run = Some(run);
             return Ok(());
         }
         let runs = (self.last_run, Some(run));
@@ -766,6 +773,11 @@ mod tests {
         // Line 2 has no row between two rows of run 1, whose limit it is within: lost.
         let w = walk(&[(1, 0, "ab"), (1, 2, "abcdefg"), (2, 5, "abc")]);
         assert_eq!(w.problems, ["line 2 is not stored"]);
+        // A following run started earlier (run 1) read on after run 2 stored line 1: the lines
+        // between are judged by both runs' limits, the rows' runs in either order.
+        let w = walk(&[(2, 0, "ab"), (1, 5, "abc")]);
+        assert!(w.problems.is_empty(), "{:?}", w.problems);
+        assert_eq!((w.stored, w.rejected), (2, 4));
         // Line 1 (2 bytes) is within every limit.
         let w = walk(&[(1, 1, "abcdef"), (1, 2, "abcdefg"), (2, 5, "abc")]);
         assert_eq!(w.problems, ["line 1 is not stored"]);
