@@ -36,9 +36,6 @@ pub struct RunInfo {
     /// `runs.config` says): its accepted records include redeliveries it stored once, or its
     /// records are rows of the runs that consume the stream.
     pub broker: bool,
-    /// How many of its inputs are stdin (its `runs.config` names `stdin` as a source): a
-    /// stdin row is never replaced by a later run.
-    pub stdin_inputs: u64,
     /// A generated run's `--payload-size` (its `runs.config`): each text is padded to it.
     pub payload_size: Option<usize>,
 }
@@ -70,8 +67,6 @@ pub struct FromConfig {
     pub dead_letters: DeadLetters,
     /// It names a broker (`nats://`) as a source or its sink ([`RunInfo::broker`]).
     pub broker: bool,
-    /// How many of its sources are stdin ([`RunInfo::stdin_inputs`]).
-    pub stdin_inputs: u64,
     /// [`RunInfo::payload_size`].
     pub payload_size: Option<usize>,
 }
@@ -88,7 +83,6 @@ impl FromConfig {
         Self {
             dead_letters: DeadLetters::of_json(&config),
             broker: starts(&config["sink"], "nats:") || sources.iter().any(|s| starts(s, "nats:")),
-            stdin_inputs: sources.iter().filter(|s| starts(s, "stdin")).count() as u64,
             payload_size: config["payload_size"]
                 .as_u64()
                 .and_then(|n| usize::try_from(n).ok()),

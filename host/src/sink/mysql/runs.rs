@@ -360,7 +360,6 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
             stored: stored.map(|n| n.max(0) as u64),
             accepted: accepted.map(|n| n.max(0) as u64),
             broker: from.broker,
-            stdin_inputs: from.stdin_inputs,
             payload_size: from.payload_size,
             dead_letters: from.dead_letters,
         });

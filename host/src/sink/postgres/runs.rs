@@ -435,7 +435,6 @@ pub fn runs(
                 accepted: r.get::<_, Option<i64>>(7).map(|n| n.max(0) as u64),
                 dead_letters: from.dead_letters,
                 broker: from.broker,
-                stdin_inputs: from.stdin_inputs,
                 payload_size: from.payload_size,
             }
         })

@@ -558,7 +558,6 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 accepted: None,
                 stored: None,
                 broker: from.broker,
-                stdin_inputs: from.stdin_inputs,
                 payload_size: from.payload_size,
             })
         })?
