@@ -239,18 +239,15 @@ fn settle(given: &Given, recorded: &recorded::Reading) -> (Limits, Format, Strin
     let default_max = usize::try_from(DEFAULT_MAX_RECORD_BYTES).unwrap_or(usize::MAX);
     let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let mut notes = Vec::new();
-    let limits = match (
-        given.max_record_bytes,
-        recorded.max_record_bytes,
-        recorded.limits,
-    ) {
+    let largest = recorded.limit_of.iter().map(|&(_, limit)| limit).max();
+    let limits = match (given.max_record_bytes, recorded.max_record_bytes, largest) {
         (Some(max), _, _) => Limits::one(max),
         (None, Recorded::Agreed(max), _) => {
             notes.push("the limit");
             Limits::one(as_usize(max))
         }
-        (None, Recorded::Differ, Some((_, hi))) => Limits {
-            max: as_usize(hi),
+        (None, Recorded::Differ, Some(largest)) => Limits {
+            max: as_usize(largest),
             by_run: recorded
                 .limit_of
                 .iter()
@@ -700,7 +697,6 @@ mod tests {
     fn limits_the_runs_disagree_on_are_kept_by_run_and_the_report_says_so() {
         let recorded = recorded::Reading {
             max_record_bytes: Recorded::Differ,
-            limits: Some((5, 100)),
             limit_of: vec![(1, 100), (2, 5)],
             format: Recorded::Agreed(Format::Jsonl),
             runs: Vec::new(),

@@ -33,8 +33,6 @@ impl<T: PartialEq> Recorded<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reading {
     pub max_record_bytes: Recorded<u64>,
-    /// The smallest and the largest limit recorded (`None`: none was).
-    pub limits: Option<(u64, u64)>,
     /// Each run's limit, where it recorded one, in run order.
     pub limit_of: Vec<(i64, u64)>,
     pub format: Recorded<Format>,
@@ -50,7 +48,6 @@ pub struct Reading {
 pub fn reading(runs: Vec<(i64, Option<String>)>, key: &FileKey) -> Reading {
     let mut out = Reading {
         max_record_bytes: Recorded::Unknown,
-        limits: None,
         limit_of: Vec::new(),
         format: Recorded::Unknown,
         runs: Vec::new(),
@@ -64,10 +61,6 @@ pub fn reading(runs: Vec<(i64, Option<String>)>, key: &FileKey) -> Reading {
         };
         if let Some(max) = v["max_record_bytes"].as_u64() {
             out.max_record_bytes = out.max_record_bytes.add(max);
-            out.limits = Some(
-                out.limits
-                    .map_or((max, max), |(lo, hi)| (lo.min(max), hi.max(max))),
-            );
             out.limit_of.push((run, max));
         }
         if let Some(format) = format_of(&v, key) {
