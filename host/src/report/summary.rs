@@ -593,6 +593,8 @@ impl Summary {
             "  storage       {:.1} MiB written by this process{per_record}",
             m.written_bytes as f64 / f64::from(1 << 20)
         );
+        let adaptive = self.config["batch_wait_fixed"].as_bool() == Some(false);
+        s.push_str(steal_hint(m, self.wal.is_some() && adaptive));
     }
 
     /// The lines for records not stored in the database, and retries, when there were any.
@@ -865,6 +867,19 @@ pub fn plural<N: std::fmt::Display + PartialEq + From<u8>>(n: N, what: &str) -> 
     }
 }
 
+/// The line under `cpu` for an SQLite run with adaptive batches (`adaptive_sqlite`) from which
+/// the hypervisor took 3% or more of the machine's CPU time: where the host steals in
+/// proportion to the guest's disk writes, fewer commits spare it (README, "Latency"). Empty
+/// otherwise.
+fn steal_hint(m: &MachineUse, adaptive_sqlite: bool) -> &'static str {
+    if adaptive_sqlite && m.steal_share() >= 0.03 {
+        "                the hypervisor took 3% or more of the CPU time: where it charges the VM \
+         for its disk writes, --batch-wait-ms 0.5 or 1 commits less often (README, \"Latency\")\n"
+    } else {
+        ""
+    }
+}
+
 /// The `cpu` line: this process's CPU time, its share of the machine, and the steal.
 fn cpu_line(m: &MachineUse) -> String {
     let busy = if m.wall_s > 0.0 {
@@ -887,7 +902,7 @@ fn cpu_line(m: &MachineUse) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Fates, cpu_line, stored_after_all};
+    use super::{Fates, cpu_line, steal_hint, stored_after_all};
     use crate::telemetry::machine::MachineUse;
 
     fn fates(stored: u64, dead_lettered: u64, not_stored: u64, unconfirmed: u64) -> Fates {
@@ -948,6 +963,25 @@ mod tests {
         assert!(
             line.contains("1.23 s user + 0.50 s system (0.17 of 2 CPUs"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn steal_of_3_percent_or_more_in_an_adaptive_sqlite_run_points_at_batch_wait() {
+        let run = |steal_s| MachineUse {
+            wall_s: 5.0,
+            user_s: 1.8,
+            system_s: 3.7,
+            steal_s,
+            cpus: 2,
+            written_bytes: 0,
+        };
+        assert!(steal_hint(&run(0.6), true).contains("--batch-wait-ms 0.5 or 1"));
+        assert_eq!(steal_hint(&run(0.2), true), "", "2% of 10 CPU-seconds");
+        assert_eq!(
+            steal_hint(&run(0.6), false),
+            "",
+            "a server sink, or a fixed wait"
         );
     }
 }
