@@ -1066,8 +1066,9 @@ fn the_latency_log_holds_every_measured_message() {
         Some(rows.iter().map(|r| r.stored).sum()),
         "{v}"
     );
-    // And the log read back by HdrHistogram's own reader holds every one of them.
-    let mut total = 0u64;
+    // And the log read back by HdrHistogram's own reader holds every one of them, each in
+    // the interval whose row counts it stored.
+    let mut per_interval = Vec::new();
     let mut deserializer = hdrhistogram::serialization::Deserializer::new();
     for entry in
         hdrhistogram::serialization::interval_log::IntervalLogIterator::new(text.as_bytes())
@@ -1085,9 +1086,18 @@ fn the_latency_log_holds_every_measured_message() {
         let hist: hdrhistogram::Histogram<u64> = deserializer
             .deserialize(&mut bytes.as_slice())
             .expect("a V2 histogram");
-        total += hist.len();
+        per_interval.push(hist.len());
     }
-    assert_eq!(Some(total), v["latency_ns"]["count"].as_u64(), "{v}");
+    let stored: Vec<u64> = rows.iter().map(|r| r.stored as u64).collect();
+    assert_eq!(
+        per_interval, stored,
+        "each interval's latencies, its row's stored"
+    );
+    assert_eq!(
+        Some(per_interval.iter().sum()),
+        v["latency_ns"]["count"].as_u64(),
+        "{v}"
+    );
 }
 
 #[test]

@@ -178,49 +178,56 @@ impl<S: Sink> Consumer<'_, S> {
     /// Counts records this consumer settled, and each one's latency.
     fn record(&self, s: &Settled<'_>) {
         let rows = s.records.len() as u64;
-        let bytes: u64 = s.records.iter().map(|m| m.text.len() as u64).sum();
         if let Some(gate) = self.gate {
             gate.release(s.records.iter().map(|m| (m.lane, m.text.len() as u64)));
         }
         let st = self.stats;
-        match s.fate {
-            Fate::Committed => {
-                bump(&st.stored, rows - s.duplicates);
-                bump(&st.duplicates, s.duplicates);
-                bump(&st.bytes, bytes);
-                bump(&st.batches, 1);
-                st.commit
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .saturating_record(s.at.saturating_sub(s.started).max(1));
-                st.batch_rows
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .saturating_record(rows.max(1));
-            }
-            Fate::DeadLettered => bump(&st.dead_lettered, rows),
-            Fate::NotStored { rereadable } => {
-                bump(&st.not_stored, rows);
-                if rereadable {
-                    bump(&st.rereadable, rows);
-                }
-            }
+        if s.fate == Fate::Committed {
+            st.commit
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .saturating_record(s.at.saturating_sub(s.started).max(1));
+            st.batch_rows
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .saturating_record(rows.max(1));
         }
-        if s.unconfirmed && s.fate != Fate::Committed {
-            bump(&st.unconfirmed, rows);
-        }
+        let latencies = s
+            .records
+            .iter()
+            .filter(|m| m.intended_ns >= self.warmup_end_ns)
+            .map(|m| s.at.saturating_sub(m.intended_ns).max(1));
+        st.settle(|st| count_settled(st, s), latencies);
         if let Some(acks) = self.acks {
             acks.settled(s.records, !matches!(s.fate, Fate::NotStored { .. }));
         }
         if !st.lanes.is_empty() {
             lanes::record(&st.lanes, s, self.warmup_end_ns);
         }
-        let mut latency = st.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        for m in s.records {
-            if m.intended_ns >= self.warmup_end_ns {
-                latency.saturating_record(s.at.saturating_sub(m.intended_ns).max(1));
+    }
+}
+
+/// Bumps `st`'s settled counters for `s` (under the latency lock: `ConsumerStats::settle`).
+fn count_settled(st: &ConsumerStats, s: &Settled<'_>) {
+    let rows = s.records.len() as u64;
+    match s.fate {
+        Fate::Committed => {
+            let bytes: u64 = s.records.iter().map(|m| m.text.len() as u64).sum();
+            bump(&st.stored, rows - s.duplicates);
+            bump(&st.duplicates, s.duplicates);
+            bump(&st.bytes, bytes);
+            bump(&st.batches, 1);
+        }
+        Fate::DeadLettered => bump(&st.dead_lettered, rows),
+        Fate::NotStored { rereadable } => {
+            bump(&st.not_stored, rows);
+            if rereadable {
+                bump(&st.rereadable, rows);
             }
         }
+    }
+    if s.unconfirmed && s.fate != Fate::Committed {
+        bump(&st.unconfirmed, rows);
     }
 }
 

@@ -67,9 +67,8 @@ impl Default for Intervals {
 impl Intervals {
     /// The interval ending `t_s` seconds into the run.
     pub fn tick(&mut self, t_s: f64, stats: &Stats, queue_depth: usize) -> Interval {
-        let counts = stats.counts();
+        let (counts, latency) = stats.counts_and_latency();
         let (produced, stored, rejected) = (counts.produced, counts.stored, counts.rejected);
-        let latency = stats.latency();
         let commit = stats.commit();
         let lat = since(&latency, &self.latency);
         let com = since(&commit, &self.commit);

@@ -125,6 +125,18 @@ impl Default for ConsumerStats {
 }
 
 impl ConsumerStats {
+    /// Counts a settled batch and records its records' latencies (ns) as one step: `count`
+    /// bumps this consumer's settled counters (`stored`, `duplicates`, `dead_lettered`,
+    /// `not_stored`, `unconfirmed`) while the latency histogram's lock is held, so that a
+    /// reader holding it ([`Stats::counts_and_latency`]) sees both or neither.
+    pub fn settle(&self, count: impl FnOnce(&Self), latencies: impl IntoIterator<Item = u64>) {
+        let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        count(self);
+        for ns in latencies {
+            latency.saturating_record(ns);
+        }
+    }
+
     /// Counters for a consumer of a run with `lanes` lanes (0 without lanes).
     pub fn new(lanes: usize) -> Self {
         Self {
@@ -368,22 +380,46 @@ impl Stats {
 
     /// The counts now, consistent with one another (see [`Counts`]).
     pub fn counts(&self) -> Counts {
-        // Downstream first, each with Acquire (`sum`, `produced`): a settled count it sees
-        // carries the upstream counts of the same records (see `Counts`).
-        let stored = self.stored();
-        let duplicates = self.duplicates();
-        let dead_lettered = self.dead_lettered();
-        let not_stored = self.not_stored();
+        let mut settled = SettledCounts::default();
+        for c in self.consumers_made() {
+            settled.add(c);
+        }
+        self.counts_after(settled)
+    }
+
+    /// The counts now, and every latency recorded so far, taken together: the histogram
+    /// holds the latencies of exactly the records the counts have settled (after the
+    /// warm-up), since a consumer counts a batch and records its latencies as one step
+    /// ([`ConsumerStats::settle`]) and this reads each consumer's counts under the same lock.
+    /// So an interval's latency percentiles, and the latency log, cover the records counted
+    /// in that interval, not a few more or fewer.
+    pub fn counts_and_latency(&self) -> (Counts, Histogram<u64>) {
+        let mut settled = SettledCounts::default();
+        let mut latency = histogram();
+        for c in self.consumers_made() {
+            let h = c.latency.lock().unwrap_or_else(PoisonError::into_inner);
+            settled.add(c);
+            latency
+                .add(&*h)
+                .expect("histograms with the same bounds always add");
+        }
+        (self.counts_after(settled), latency)
+    }
+
+    /// `Counts` from the settled counts just read and the upstream counts read now: after,
+    /// each with Acquire, so a settled count read carries the upstream counts of the same
+    /// records (see `Counts`).
+    fn counts_after(&self, settled: SettledCounts) -> Counts {
         let consumed = self.consumed();
         let produced = self.produced();
         Counts {
             produced,
             consumed,
-            stored,
-            duplicates,
-            dead_lettered,
-            not_stored,
-            unconfirmed: self.unconfirmed(),
+            stored: settled.stored,
+            duplicates: settled.duplicates,
+            dead_lettered: settled.dead_lettered,
+            not_stored: settled.not_stored,
+            unconfirmed: settled.unconfirmed,
             rejected: self.rejected(),
             blocked_ns: self.blocked_ns(),
         }
@@ -450,6 +486,28 @@ impl Stats {
     }
 }
 
+/// The settled counts of some consumers, summed (read with Acquire: they pair with the
+/// Release [`bump`]s that made them, as in [`Stats::counts`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct SettledCounts {
+    stored: u64,
+    duplicates: u64,
+    dead_lettered: u64,
+    not_stored: u64,
+    unconfirmed: u64,
+}
+
+impl SettledCounts {
+    fn add(&mut self, c: &ConsumerStats) {
+        let get = |n: &AtomicU64| n.load(Ordering::Acquire);
+        self.stored += get(&c.stored);
+        self.duplicates += get(&c.duplicates);
+        self.dead_lettered += get(&c.dead_lettered);
+        self.not_stored += get(&c.not_stored);
+        self.unconfirmed += get(&c.unconfirmed);
+    }
+}
+
 /// One histogram holding everything `hists` recorded.
 fn merged<'a>(hists: impl Iterator<Item = &'a Mutex<Histogram<u64>>>) -> Histogram<u64> {
     let mut all = histogram();
@@ -469,6 +527,31 @@ pub fn ms(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::{Stats, bump};
+
+    #[test]
+    fn a_snapshot_holds_the_latencies_of_exactly_the_records_it_counts_settled() {
+        const BATCHES: u64 = 50_000;
+        let stats = Stats::new(1, 1);
+        let consumer = stats.consumer(0);
+        std::thread::scope(|s| {
+            let settling = s.spawn(|| {
+                for i in 0..BATCHES {
+                    consumer.settle(|c| bump(&c.stored, 2), [1_000 + i, 2_000 + i]);
+                }
+            });
+            let mut snapshots = 0u64;
+            loop {
+                let finished = settling.is_finished();
+                let (counts, latency) = stats.counts_and_latency();
+                assert_eq!(latency.len(), counts.settled(), "snapshot {snapshots}");
+                snapshots += 1;
+                if finished {
+                    assert_eq!(counts.stored, 2 * BATCHES);
+                    break;
+                }
+            }
+        });
+    }
 
     #[test]
     fn a_consumer_that_never_ran_has_no_counters_made() {
