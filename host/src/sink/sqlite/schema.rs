@@ -57,6 +57,7 @@ const BULK_PAGE_BYTES: i64 = 16_384;
 const SMALL_PAGES_MAX_RPS: u64 = 50_000;
 
 /// Version 1: runs of the generator.
+#[cfg(test)]
 const SCHEMA_V1: &str = "
 CREATE TABLE runs (
     run_id      INTEGER PRIMARY KEY,
@@ -83,6 +84,80 @@ CREATE TABLE messages (
     seq        INTEGER NOT NULL,             -- generator count, or line number in the input
     run_id     INTEGER NOT NULL
 );
+";
+
+/// A new database: the current version's tables as one script, each column with its comment,
+/// in the order the upgrades below leave an older database's columns in (`TABLES`). Created
+/// this way rather than as version 1 plus the additions because SQLite keeps a table's text
+/// as written, and `ALTER TABLE ... ADD COLUMN` splices the new column in after the last one
+/// (before its comment), so a new database's `.schema` read `tail ... DEFAULT 0, mark
+/// INTEGER, -- bytes of a last line...`.
+const SCHEMA_CURRENT: &str = "
+CREATE TABLE runs (
+    run_id          INTEGER PRIMARY KEY,
+    started_at      INTEGER NOT NULL,          -- unix ns
+    finished_at     INTEGER,                   -- unix ns; NULL while running or if cut short
+    completed       INTEGER NOT NULL DEFAULT 0, -- 1: drained and committed everything accepted
+    producers       INTEGER NOT NULL,          -- generator threads (0 in an ingest run)
+    produced        INTEGER,                   -- records accepted into the ring
+    first_id        INTEGER NOT NULL,          -- this run's messages have id >= first_id
+    last_id         INTEGER,                   -- ... and id <= last_id (set when it finishes)
+    config          TEXT NOT NULL,             -- the effective configuration, JSON
+    stored          INTEGER,                   -- counted back at the end
+    dead_lettered   INTEGER,
+    not_stored      INTEGER,
+    retries         INTEGER,
+    latency_p50_ns  INTEGER,                   -- every message, intended -> settled
+    latency_p99_ns  INTEGER,
+    latency_p999_ns INTEGER,
+    latency_max_ns  INTEGER,
+    elapsed_s       REAL
+);
+CREATE TABLE run_producers (
+    run_id   INTEGER NOT NULL REFERENCES runs (run_id),
+    producer INTEGER NOT NULL,
+    produced INTEGER NOT NULL,               -- its messages have seq 0 .. produced - 1
+    PRIMARY KEY (run_id, producer)
+) WITHOUT ROWID;
+CREATE TABLE messages (
+    id         INTEGER PRIMARY KEY,
+    message    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,             -- unix ns, when the record was built or read
+    producer   INTEGER NOT NULL,             -- generator thread, or input_id
+    seq        INTEGER NOT NULL,             -- generator count, or line number in the input
+    run_id     INTEGER NOT NULL
+);
+CREATE TABLE inputs (
+    input_id INTEGER PRIMARY KEY,            -- the producer of its rows
+    path     TEXT,                           -- absolute path; NULL for stdin
+    dev      INTEGER,                        -- the file's identity: device, inode and
+    ino      INTEGER,
+    born     INTEGER,                        -- birth time (unix ns; NULL if not recorded)
+    offset   INTEGER NOT NULL DEFAULT 0,     -- bytes committed: a resume reads from here
+    line     INTEGER NOT NULL DEFAULT 0,     -- lines committed: the next line's number
+    tail     INTEGER NOT NULL DEFAULT 0,     -- bytes of a last line committed without its end
+    mark     INTEGER,                        -- hash of the bytes before the position
+    UNIQUE (path, dev, ino, born)
+);
+CREATE TABLE run_inputs (
+    run_id   INTEGER NOT NULL REFERENCES runs (run_id),
+    input_id INTEGER NOT NULL REFERENCES inputs (input_id),
+    PRIMARY KEY (run_id, input_id)
+) WITHOUT ROWID;
+CREATE TABLE run_intervals (
+    run_id         INTEGER NOT NULL REFERENCES runs (run_id),
+    t_s            REAL NOT NULL,                -- the interval's end, seconds into the run
+    produced       INTEGER NOT NULL,             -- records accepted in the interval
+    stored         INTEGER NOT NULL,             -- records committed in the interval
+    rejected       INTEGER NOT NULL,
+    queue_depth    INTEGER NOT NULL,             -- ring length at the interval's end
+    latency_p50_ns INTEGER,                      -- of messages settled in the interval;
+    latency_p99_ns INTEGER,                      -- NULL when none was
+    latency_max_ns INTEGER,
+    commit_p99_ns  INTEGER,                      -- of commits in the interval
+    consumers      INTEGER,                      -- consumers running at the interval's end
+    PRIMARY KEY (run_id, t_s)
+) WITHOUT ROWID;
 ";
 
 /// Version 2 adds inputs: files (and stdin streams) read by ingest runs, with the position
@@ -847,18 +922,19 @@ pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<(
         Found::Version5 => 5,
     };
     if from == 0 {
-        conn.execute_batch(SCHEMA_V1)?;
+        conn.execute_batch(SCHEMA_CURRENT)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
-    }
-    let adds = [
-        SCHEMA_V2_ADDS,
-        SCHEMA_V3_ADDS,
-        SCHEMA_V4_ADDS,
-        SCHEMA_V5_ADDS,
-        SCHEMA_V6_ADDS,
-    ];
-    for sql in adds.iter().skip(from.max(1) - 1) {
-        conn.execute_batch(sql)?;
+    } else {
+        let adds = [
+            SCHEMA_V2_ADDS,
+            SCHEMA_V3_ADDS,
+            SCHEMA_V4_ADDS,
+            SCHEMA_V5_ADDS,
+            SCHEMA_V6_ADDS,
+        ];
+        for sql in adds.iter().skip(from - 1) {
+            conn.execute_batch(sql)?;
+        }
     }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
@@ -913,6 +989,37 @@ mod tests {
             .unwrap();
         }
         conn
+    }
+
+    #[test]
+    fn a_new_databases_schema_declares_each_column_on_a_line_of_its_own() {
+        let conn = Connection::open_in_memory().unwrap();
+        create_or_upgrade(&conn, &Found::Empty).unwrap();
+        let found = check(&conn, Path::new("new.db"), Duration::ZERO, Purpose::Write);
+        assert_eq!(found.unwrap(), Found::Current);
+        for (table, columns) in TABLES {
+            let sql: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            for column in columns {
+                let lines: Vec<&str> = sql
+                    .lines()
+                    .filter(|l| l.split_whitespace().next() == Some(column))
+                    .collect();
+                assert_eq!(lines.len(), 1, "{table}.{column}, one line:\n{sql}");
+                // Before its comment, one declaration and at most its comma.
+                let code = lines[0].split("--").next().unwrap().trim_end();
+                assert!(
+                    !code.trim_end_matches(',').contains(','),
+                    "{table}.{column}, its line: {}",
+                    lines[0]
+                );
+            }
+        }
     }
 
     #[test]
