@@ -152,6 +152,51 @@ fn follow_reads_appends_as_they_are_written() {
 }
 
 #[test]
+fn a_followed_files_last_line_without_its_end_at_a_stop_is_counted_and_read_by_the_next_run() {
+    let s = Scratch::new("held-line");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    std::fs::write(&file, "one\ntwo\npart").unwrap();
+    let mut r = follow(&s, &file, &db);
+    r.err.wait_stored(2);
+    let out = r.interrupt();
+    let v = assert_drained(&out, 2);
+    // Every byte read is accounted for: the held line is read and not queued.
+    assert_eq!(
+        (
+            u(&v, "read"),
+            u(&v, "read_bytes"),
+            u(&v, "not_queued_rereadable")
+        ),
+        (3, 12, 1),
+        "{v}"
+    );
+    assert!(
+        out.stderr
+            .contains("line 3 has no line end yet as the run stops (4 bytes so far)"),
+        "{}",
+        out.stderr
+    );
+
+    // The next run reads it, whole by then, as line 3.
+    append(&file, "ial\n");
+    let (file_s, db_s) = (file.display().to_string(), db.display().to_string());
+    let out = common::run(
+        s.dir(),
+        &[
+            "--source",
+            &format!("file:{file_s}"),
+            "--db",
+            &db_s,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(u(&json(&out), "stored"), 1);
+    assert_eq!(all_rows(&db), expected(1, 0, &["one", "two", "partial"]));
+}
+
+#[test]
 fn follow_finishes_the_old_file_then_reads_the_rotated_one() {
     let s = Scratch::new("rotation");
     let (file, db) = (s.path("app.log"), s.path("follow.db"));

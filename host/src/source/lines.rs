@@ -321,6 +321,7 @@ impl LineSource<'_> {
             let Take::Go { grant, .. } = self.cx.take(want, &mut reserved) else {
                 self.unclaim(want);
                 self.rest_of_stdin(next, buf)?;
+                self.leave_held_line(next);
                 return Ok(self.with_final_position(ended, *next));
             };
             let granted = grant.map_or(want, |g| g.count());
@@ -368,6 +369,7 @@ impl LineSource<'_> {
                 return Ok(self.with_final_position(ended, *next));
             }
             if self.cx.stop.load(Ordering::Relaxed) {
+                self.leave_held_line(next);
                 return Ok(self.with_final_position(ended, *next));
             }
             match self.follow_turn(next, buf)? {
@@ -581,6 +583,29 @@ impl LineSource<'_> {
              unread; a later run reads it again, once it is whole",
             self.name(),
             number
+        );
+    }
+
+    /// A followed file stopped with a last line still without its end (the reader holds its
+    /// bytes): counted as read and not queued, as [`Self::leave_unended`] counts one, with a
+    /// warning naming it, so that the counts say where every byte read went. The position
+    /// stays before it: the next run reads it again, whole by then.
+    fn leave_held_line(&self, next: &Resume) {
+        let Input::File { reader, .. } = &self.input else {
+            return;
+        };
+        let held = reader.pending();
+        if held == 0 {
+            return;
+        }
+        bump(&self.stats.read, 1);
+        bump(&self.stats.read_bytes, held);
+        bump(&self.stats.not_queued_rereadable, 1);
+        tracing::warn!(
+            "{}: line {} has no line end yet as the run stops ({held} bytes so far): left \
+             unread; a later run reads it again, once it is whole",
+            self.name(),
+            next.line + 1
         );
     }
 
