@@ -197,6 +197,37 @@ fn a_followed_files_last_line_without_its_end_at_a_stop_is_counted_and_read_by_t
 }
 
 #[test]
+fn a_followed_file_stopped_with_whole_lines_unread_names_no_held_line() {
+    let s = Scratch::new("held-backlog");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    let lines: Vec<String> = (0..5_000).map(|i| format!("line {i}")).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    std::fs::write(&file, format!("{}part", with_ends(&refs))).unwrap();
+    let source = format!("file:{}?follow=true", file.display());
+    let db_s = db.display().to_string();
+    let args = [
+        "--source",
+        &source,
+        "--db",
+        &db_s,
+        "--rps",
+        "1000",
+        "--duration",
+        "0.2",
+    ];
+    let out = common::run(s.dir(), &[&args[..], &["--output", "json"]].concat());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = json(&out);
+    assert!(u(&v, "stored") < 5_000, "the stop comes first: {v}");
+    assert!(!out.stderr.contains("no line end"), "{}", out.stderr);
+    assert_eq!(
+        u(&v, "read"),
+        u(&v, "produced") + u(&v, "not_queued_rereadable"),
+        "{v}"
+    );
+}
+
+#[test]
 fn follow_finishes_the_old_file_then_reads_the_rotated_one() {
     let s = Scratch::new("rotation");
     let (file, db) = (s.path("app.log"), s.path("follow.db"));

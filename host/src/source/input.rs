@@ -386,6 +386,16 @@ impl<R: Source> LineReader<R> {
         self.carry_len + (self.end - self.start) as u64
     }
 
+    /// The bytes of a last line without its end, if the reader is at the input's end holding
+    /// only those (every complete line before them returned); else 0.
+    pub fn held_last_line(&self) -> u64 {
+        if self.eof && self.start == self.end {
+            self.carry_len
+        } else {
+            0
+        }
+    }
+
     /// Drops what is buffered (a truncated input starts over).
     pub fn reset(&mut self) {
         self.start = 0;
@@ -600,6 +610,21 @@ mod tests {
             lines.push(line.bytes);
         }
         lines
+    }
+
+    #[test]
+    fn a_held_last_line_is_only_a_partial_line_at_the_end_with_nothing_before_it_unread() {
+        let path = file_with("held", b"one\ntwo\npart");
+        let mut r = LineReader::new(File::open(&path).unwrap(), 100);
+        assert_eq!(r.held_last_line(), 0, "nothing read");
+        assert_eq!(r.next_line().unwrap().unwrap().bytes, b"one");
+        // Read to the end, but "two" not returned yet: no line is held alone.
+        assert_eq!((r.at_eof(), r.held_last_line()), (false, 0));
+        assert_eq!(read_to_end(&mut r), [b"two".to_vec()]);
+        assert_eq!((r.at_eof(), r.held_last_line()), (true, 4));
+        assert_eq!(r.finish().unwrap().bytes, b"part");
+        assert_eq!(r.held_last_line(), 0, "taken by finish");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]

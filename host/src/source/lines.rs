@@ -290,6 +290,8 @@ impl LineSource<'_> {
         let read = self.read_all(&mut next, &mut buf);
         if read.is_err() {
             self.count_rest_of_stdin(&mut next, &mut buf);
+        } else {
+            self.leave_held_line(&next);
         }
         self.settle();
         if let Some(left) = &self.left_behind {
@@ -321,7 +323,6 @@ impl LineSource<'_> {
             let Take::Go { grant, .. } = self.cx.take(want, &mut reserved) else {
                 self.unclaim(want);
                 self.rest_of_stdin(next, buf)?;
-                self.leave_held_line(next);
                 return Ok(self.with_final_position(ended, *next));
             };
             let granted = grant.map_or(want, |g| g.count());
@@ -369,7 +370,6 @@ impl LineSource<'_> {
                 return Ok(self.with_final_position(ended, *next));
             }
             if self.cx.stop.load(Ordering::Relaxed) {
-                self.leave_held_line(next);
                 return Ok(self.with_final_position(ended, *next));
             }
             match self.follow_turn(next, buf)? {
@@ -586,15 +586,23 @@ impl LineSource<'_> {
         );
     }
 
-    /// A followed file stopped with a last line still without its end (the reader holds its
-    /// bytes): counted as read and not queued, as [`Self::leave_unended`] counts one, with a
-    /// warning naming it, so that the counts say where every byte read went. The position
-    /// stays before it: the next run reads it again, whole by then.
+    /// A followed file left, however the run ended, with a last line still without its end
+    /// (the reader read to the file's end and holds only those bytes): counted as read and
+    /// not queued, as [`Self::leave_unended`] counts one, with a warning naming it, so that
+    /// the counts say where every byte read went. The position stays before it: the next run
+    /// reads it again, whole by then. Not for a file rotated away (the next run names its
+    /// unread bytes instead), nor for a file read once, whose last line is read at its end.
     fn leave_held_line(&self, next: &Resume) {
-        let Input::File { reader, .. } = &self.input else {
+        let Input::File {
+            reader,
+            follow: Some(_),
+            rotated: None,
+            ..
+        } = &self.input
+        else {
             return;
         };
-        let held = reader.pending();
+        let held = reader.held_last_line();
         if held == 0 {
             return;
         }
