@@ -39,10 +39,14 @@ impl StopReason {
 }
 
 /// "input 3: /var/log/x.log resuming at byte 120, after line 7", for the header: lines
-/// counted from 1, as every other message counts them (`resume.line` lines are done).
+/// counted from 1, as every other message counts them (`resume.line` lines are done). An
+/// input the sink gave no number (0: stdin published to NATS, which keeps no inputs) is
+/// "input: stdin from the start".
 pub fn start_line(input: &InputStart) -> String {
     let r = &input.resume;
-    if r.offset == 0 && r.line == 0 {
+    if r.input == 0 {
+        format!("input: {} from the start", input.name)
+    } else if r.offset == 0 && r.line == 0 {
         format!("input {}: {} from the start", r.input, input.name)
     } else if r.offset == 0 {
         // Read again from its start (truncated or rewritten since), its lines numbered on.
@@ -902,7 +906,8 @@ fn cpu_line(m: &MachineUse) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Fates, cpu_line, steal_hint, stored_after_all};
+    use super::{Fates, cpu_line, start_line, steal_hint, stored_after_all};
+    use crate::position::{InputStart, Resume};
     use crate::telemetry::machine::MachineUse;
 
     fn fates(stored: u64, dead_lettered: u64, not_stored: u64, unconfirmed: u64) -> Fates {
@@ -914,6 +919,25 @@ mod tests {
             not_stored,
             unconfirmed,
         }
+    }
+
+    #[test]
+    fn an_input_the_sink_did_not_number_is_not_called_input_0() {
+        let input = |input, offset, line| InputStart {
+            name: "stdin".into(),
+            resume: Resume {
+                input,
+                offset,
+                line,
+                ..Resume::default()
+            },
+        };
+        assert_eq!(start_line(&input(0, 0, 0)), "input: stdin from the start");
+        assert_eq!(start_line(&input(2, 0, 0)), "input 2: stdin from the start");
+        assert_eq!(
+            start_line(&input(3, 120, 7)),
+            "input 3: stdin resuming at byte 120, after line 7"
+        );
     }
 
     #[test]
