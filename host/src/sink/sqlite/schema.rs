@@ -56,9 +56,11 @@ const BULK_PAGE_BYTES: i64 = 16_384;
 /// The fastest target rate, records/s in total, whose new database gets small pages.
 const SMALL_PAGES_MAX_RPS: u64 = 50_000;
 
-/// Version 1: runs of the generator.
-#[cfg(test)]
-const SCHEMA_V1: &str = "
+// The tables' text, in pieces that versions share (`concat!` takes only literals, so the
+// pieces are macros). SQLite keeps each table's text as written: `.schema` shows it.
+macro_rules! runs_head {
+    () => {
+        "
 CREATE TABLE runs (
     run_id      INTEGER PRIMARY KEY,
     started_at  INTEGER NOT NULL,            -- unix ns
@@ -68,52 +70,13 @@ CREATE TABLE runs (
     produced    INTEGER,                     -- records accepted into the ring
     first_id    INTEGER NOT NULL,            -- this run's messages have id >= first_id
     last_id     INTEGER,                     -- ... and id <= last_id (set when it finishes)
-    config      TEXT NOT NULL                -- the effective configuration, JSON
-);
-CREATE TABLE run_producers (
-    run_id   INTEGER NOT NULL REFERENCES runs (run_id),
-    producer INTEGER NOT NULL,
-    produced INTEGER NOT NULL,               -- its messages have seq 0 .. produced - 1
-    PRIMARY KEY (run_id, producer)
-) WITHOUT ROWID;
-CREATE TABLE messages (
-    id         INTEGER PRIMARY KEY,
-    message    TEXT NOT NULL,
-    created_at INTEGER NOT NULL,             -- unix ns, when the record was built or read
-    producer   INTEGER NOT NULL,             -- generator thread, or input_id
-    seq        INTEGER NOT NULL,             -- generator count, or line number in the input
-    run_id     INTEGER NOT NULL
-);
-";
+"
+    };
+}
 
-/// A new database: the current version's tables as one script, each column with its comment,
-/// in the order the upgrades below leave an older database's columns in (`TABLES`). Created
-/// this way rather than as version 1 plus the additions because SQLite keeps a table's text
-/// as written, and `ALTER TABLE ... ADD COLUMN` splices the new column in after the last one
-/// (before its comment), so a new database's `.schema` read `tail ... DEFAULT 0, mark
-/// INTEGER, -- bytes of a last line...`.
-const SCHEMA_CURRENT: &str = "
-CREATE TABLE runs (
-    run_id          INTEGER PRIMARY KEY,
-    started_at      INTEGER NOT NULL,          -- unix ns
-    finished_at     INTEGER,                   -- unix ns; NULL while running or if cut short
-    completed       INTEGER NOT NULL DEFAULT 0, -- 1: drained and committed everything accepted
-    producers       INTEGER NOT NULL,          -- generator threads (0 in an ingest run)
-    produced        INTEGER,                   -- records accepted into the ring
-    first_id        INTEGER NOT NULL,          -- this run's messages have id >= first_id
-    last_id         INTEGER,                   -- ... and id <= last_id (set when it finishes)
-    config          TEXT NOT NULL,             -- the effective configuration, JSON
-    stored          INTEGER,                   -- counted back at the end
-    dead_lettered   INTEGER,
-    not_stored      INTEGER,
-    retries         INTEGER,
-    latency_p50_ns  INTEGER,                   -- every message, intended -> settled
-    latency_p99_ns  INTEGER,
-    latency_p999_ns INTEGER,
-    latency_max_ns  INTEGER,
-    elapsed_s       REAL
-);
-CREATE TABLE run_producers (
+macro_rules! run_producers_and_messages {
+    () => {
+        "CREATE TABLE run_producers (
     run_id   INTEGER NOT NULL REFERENCES runs (run_id),
     producer INTEGER NOT NULL,
     produced INTEGER NOT NULL,               -- its messages have seq 0 .. produced - 1
@@ -127,6 +90,13 @@ CREATE TABLE messages (
     seq        INTEGER NOT NULL,             -- generator count, or line number in the input
     run_id     INTEGER NOT NULL
 );
+"
+    };
+}
+
+macro_rules! inputs_head {
+    () => {
+        "
 CREATE TABLE inputs (
     input_id INTEGER PRIMARY KEY,            -- the producer of its rows
     path     TEXT,                           -- absolute path; NULL for stdin
@@ -136,15 +106,26 @@ CREATE TABLE inputs (
     offset   INTEGER NOT NULL DEFAULT 0,     -- bytes committed: a resume reads from here
     line     INTEGER NOT NULL DEFAULT 0,     -- lines committed: the next line's number
     tail     INTEGER NOT NULL DEFAULT 0,     -- bytes of a last line committed without its end
-    mark     INTEGER,                        -- hash of the bytes before the position
-    UNIQUE (path, dev, ino, born)
+"
+    };
+}
+
+macro_rules! inputs_tail_and_run_inputs {
+    () => {
+        "    UNIQUE (path, dev, ino, born)
 );
 CREATE TABLE run_inputs (
     run_id   INTEGER NOT NULL REFERENCES runs (run_id),
     input_id INTEGER NOT NULL REFERENCES inputs (input_id),
     PRIMARY KEY (run_id, input_id)
 ) WITHOUT ROWID;
-CREATE TABLE run_intervals (
+"
+    };
+}
+
+macro_rules! run_intervals_head {
+    () => {
+        "CREATE TABLE run_intervals (
     run_id         INTEGER NOT NULL REFERENCES runs (run_id),
     t_s            REAL NOT NULL,                -- the interval's end, seconds into the run
     produced       INTEGER NOT NULL,             -- records accepted in the interval
@@ -155,35 +136,66 @@ CREATE TABLE run_intervals (
     latency_p99_ns INTEGER,                      -- NULL when none was
     latency_max_ns INTEGER,
     commit_p99_ns  INTEGER,                      -- of commits in the interval
-    consumers      INTEGER,                      -- consumers running at the interval's end
-    PRIMARY KEY (run_id, t_s)
+"
+    };
+}
+
+macro_rules! run_intervals_tail {
+    () => {
+        "    PRIMARY KEY (run_id, t_s)
 ) WITHOUT ROWID;
-";
+"
+    };
+}
+
+/// Version 1: runs of the generator (what the upgrades start from; the tests make such files).
+#[cfg(test)]
+const SCHEMA_V1: &str = concat!(
+    runs_head!(),
+    "    config      TEXT NOT NULL                -- the effective configuration, JSON
+);
+",
+    run_producers_and_messages!()
+);
+
+/// A new database: the current version's tables as one script, each column on a line of its
+/// own with its comment, in the order the upgrades below leave an older database's columns in
+/// (`TABLES`). Not version 1 plus the additions: `ALTER TABLE ... ADD COLUMN` splices the new
+/// column into the table's text after the last one, before its comment (`.schema` read `tail
+/// ... DEFAULT 0, mark INTEGER, -- bytes of a last line...`).
+const SCHEMA_CURRENT: &str = concat!(
+    runs_head!(),
+    "    config      TEXT NOT NULL,               -- the effective configuration, JSON
+    stored      INTEGER,                     -- counted back at the end
+    dead_lettered INTEGER,
+    not_stored  INTEGER,
+    retries     INTEGER,
+    latency_p50_ns INTEGER,                  -- every message, intended -> settled
+    latency_p99_ns INTEGER,
+    latency_p999_ns INTEGER,
+    latency_max_ns INTEGER,
+    elapsed_s   REAL
+);
+",
+    run_producers_and_messages!(),
+    inputs_head!(),
+    "    mark     INTEGER,                        -- hash of the bytes before the position
+",
+    inputs_tail_and_run_inputs!(),
+    run_intervals_head!(),
+    "    consumers      INTEGER,                      -- consumers running at the interval's end
+",
+    run_intervals_tail!()
+);
 
 /// Version 2 adds inputs: files (and stdin streams) read by ingest runs, with the position
 /// committed so far.
-const SCHEMA_V2_ADDS: &str = "
-CREATE TABLE inputs (
-    input_id INTEGER PRIMARY KEY,            -- the producer of its rows
-    path     TEXT,                           -- absolute path; NULL for stdin
-    dev      INTEGER,                        -- the file's identity: device, inode and
-    ino      INTEGER,
-    born     INTEGER,                        -- birth time (unix ns; NULL if not recorded)
-    offset   INTEGER NOT NULL DEFAULT 0,     -- bytes committed: a resume reads from here
-    line     INTEGER NOT NULL DEFAULT 0,     -- lines committed: the next line's number
-    tail     INTEGER NOT NULL DEFAULT 0,     -- bytes of a last line committed without its end
-    UNIQUE (path, dev, ino, born)
-);
-CREATE TABLE run_inputs (
-    run_id   INTEGER NOT NULL REFERENCES runs (run_id),
-    input_id INTEGER NOT NULL REFERENCES inputs (input_id),
-    PRIMARY KEY (run_id, input_id)
-) WITHOUT ROWID;
-";
+const SCHEMA_V2_ADDS: &str = concat!(inputs_head!(), inputs_tail_and_run_inputs!());
 
 /// Version 3 keeps what a run did with the data: its summary in `runs`, and one row per report
 /// interval in `run_intervals`.
-const SCHEMA_V3_ADDS: &str = "
+const SCHEMA_V3_ADDS: &str = concat!(
+    "
 ALTER TABLE runs ADD COLUMN stored INTEGER;          -- counted back at the end
 ALTER TABLE runs ADD COLUMN dead_lettered INTEGER;
 ALTER TABLE runs ADD COLUMN not_stored INTEGER;
@@ -193,20 +205,10 @@ ALTER TABLE runs ADD COLUMN latency_p99_ns INTEGER;
 ALTER TABLE runs ADD COLUMN latency_p999_ns INTEGER;
 ALTER TABLE runs ADD COLUMN latency_max_ns INTEGER;
 ALTER TABLE runs ADD COLUMN elapsed_s REAL;
-CREATE TABLE run_intervals (
-    run_id         INTEGER NOT NULL REFERENCES runs (run_id),
-    t_s            REAL NOT NULL,                -- the interval's end, seconds into the run
-    produced       INTEGER NOT NULL,             -- records accepted in the interval
-    stored         INTEGER NOT NULL,             -- records committed in the interval
-    rejected       INTEGER NOT NULL,
-    queue_depth    INTEGER NOT NULL,             -- ring length at the interval's end
-    latency_p50_ns INTEGER,                      -- of messages settled in the interval;
-    latency_p99_ns INTEGER,                      -- NULL when none was
-    latency_max_ns INTEGER,
-    commit_p99_ns  INTEGER,                      -- of commits in the interval
-    PRIMARY KEY (run_id, t_s)
-) WITHOUT ROWID;
-";
+",
+    run_intervals_head!(),
+    run_intervals_tail!()
+);
 
 /// Version 4 keeps how many consumers ran at each interval's end (`--consumers MIN..MAX`
 /// changes it); rows of older runs have NULL.
@@ -1020,6 +1022,57 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Each table's columns (name, type, not null, default, primary key), indexes (unique,
+    /// their columns) and foreign keys, and whether it has row ids.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let rows = |sql: &str| -> Vec<String> {
+            let mut st = conn.prepare(sql).unwrap();
+            let n = st.column_count();
+            st.query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        r.get::<_, rusqlite::types::Value>(i)
+                            .map(|v| format!("{v:?}"))
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map(|v| v.join(" "))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+        };
+        let mut all = Vec::new();
+        for (table, _) in TABLES {
+            all.extend(rows(&format!(
+                "SELECT * FROM pragma_table_xinfo('{table}')"
+            )));
+            all.extend(rows(&format!(
+                "SELECT * FROM pragma_foreign_key_list('{table}')"
+            )));
+            all.extend(rows(&format!("SELECT * FROM pragma_table_list('{table}')")));
+            for index in rows(&format!("SELECT name FROM pragma_index_list('{table}')")) {
+                let name = index.trim_start_matches("Text(\"").trim_end_matches("\")");
+                all.extend(rows(&format!(
+                    "SELECT * FROM pragma_index_list('{table}') WHERE name = '{name}'"
+                )));
+                all.extend(rows(&format!("SELECT * FROM pragma_index_xinfo('{name}')")));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn a_new_database_has_the_tables_of_an_upgraded_one() {
+        let new = Connection::open_in_memory().unwrap();
+        create_or_upgrade(&new, &Found::Empty).unwrap();
+        let upgraded = Connection::open_in_memory().unwrap();
+        upgraded.execute_batch(SCHEMA_V1).unwrap();
+        create_or_upgrade(&upgraded, &Found::Version1).unwrap();
+        let (new, upgraded) = (shape(&new), shape(&upgraded));
+        assert!(new.len() > 60, "{new:#?}");
+        assert_eq!(new, upgraded);
     }
 
     #[test]
