@@ -1044,6 +1044,54 @@ fn a_lock_past_the_busy_timeout_is_retryable_and_a_moved_input_is_fatal() {
     assert_eq!(db.rows().len(), 1, "nothing of the refused write is stored");
 }
 
+/// A COPY the server refuses before taking its rows (another client's lock on `messages` held
+/// past the busy time) can leave the driver's connection holding a reply no call asked for
+/// (rust-postgres issue 789: the driver sends a second Sync as it gives the COPY up), which
+/// made a later call on it fail with "unexpected message from server", depending on when
+/// that reply came. The writer drops such a connection: the retry runs on a new one.
+#[test]
+fn a_copy_refused_before_its_rows_is_retried_on_a_new_connection() {
+    let Some(db) = Db::shared("copy_lock") else {
+        return;
+    };
+    let (mut w, _) = db.open_writer(1, Duration::from_millis(200), pg::open);
+    let first = batch(0..2);
+    w.write(&first.iter().collect::<Vec<_>>()).unwrap();
+    let before = pc_host_backends(&db);
+    assert_eq!(before.len(), 1, "the writer's connection: {before:?}");
+    let mut holder = db.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let second = batch(2..4);
+    let second: Vec<&Record> = second.iter().collect();
+    let e = w.write(&second).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
+    assert!(e.to_string().contains("55P03"), "{e}");
+    tx.rollback().unwrap();
+    w.write(&second).unwrap();
+    let after = pc_host_backends(&db);
+    assert!(
+        after.iter().any(|pid| !before.contains(pid)),
+        "a new connection: {before:?} then {after:?}"
+    );
+    assert_eq!(w.count_stored().unwrap(), 4);
+}
+
+/// The backend process ids of pc-host's sessions on `db`.
+fn pc_host_backends(db: &Db) -> Vec<i32> {
+    db.client()
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'pc-host'",
+            &[],
+        )
+        .expect("list the sessions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// A trigger function that waits ten minutes: a statement (or COMMIT) the server does not
 /// finish on its own.
 const SLEEP_TEN_MINUTES: &str = "CREATE FUNCTION pc_test_sleep() RETURNS trigger \

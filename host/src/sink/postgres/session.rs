@@ -83,6 +83,12 @@ pub type Move = (u32, Resume, Resume);
 #[derive(Debug)]
 pub enum Failed {
     Db(postgres::Error),
+    /// The server refused the COPY before taking its rows (a lock wait past `lock_timeout`,
+    /// say). The driver sent the COPY with a Sync of its own, which the server answers once
+    /// the COPY is refused, so the connection holds a reply no call asked for: the next one
+    /// would fail with "unexpected message from server" (rust-postgres issue 789). The
+    /// connection is dropped.
+    CopyRefused(postgres::Error),
     /// The COPY stream could not be handed over.
     Io(std::io::Error),
     /// An input was not where this writer left it: another process moved it.
@@ -199,7 +205,7 @@ impl Session {
         let (copy_rows, xid_query) = self.copy_and_xid()?;
         let (replace, advance) = self.replace_and_advance()?;
         let (mut tx, bound) = begin(&mut self.client, self.bound, rows.len())?;
-        let mut copy = tx.copy_in(&copy_rows)?;
+        let mut copy = tx.copy_in(&copy_rows).map_err(Failed::CopyRefused)?;
         copy.write_all(rows).map_err(Failed::Io)?;
         copy.finish()?;
         for r in records.iter().filter(|r| r.replaces) {
@@ -257,7 +263,7 @@ impl Session {
             .collect();
         *duplicates = (records.len() - keep.len()) as u64;
         encode_each(buf, &keep, |r| r.row_run(run_id)).map_err(Failed::TooLong)?;
-        let mut copy = tx.copy_in(&copy_rows)?;
+        let mut copy = tx.copy_in(&copy_rows).map_err(Failed::CopyRefused)?;
         copy.write_all(buf).map_err(Failed::Io)?;
         copy.finish()?;
         *xid = Some(tx.query_one(&xid_query, &[])?.try_get(0)?);

@@ -241,6 +241,10 @@ impl Writer {
         let closed = self.session.as_ref().is_none_or(|s| s.client.is_closed());
         let (kind, what) = match &f {
             Failed::Db(e) => self.server_failed(e, closed),
+            Failed::CopyRefused(e) => {
+                self.session = None;
+                self.server_failed(e, closed)
+            }
             Failed::Io(e) => {
                 self.session = None;
                 (ErrorKind::Retryable, io_text(e))
