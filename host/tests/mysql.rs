@@ -843,6 +843,50 @@ fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
     assert_eq!(w.count_stored().unwrap(), 300);
 }
 
+/// Recording the run's end behind another client's lock on its `runs` row fails as
+/// retryable, so the run tries it again for `--retry-for` as it would a write, and records it
+/// once the lock is gone.
+#[test]
+fn a_lock_on_the_runs_row_makes_recording_the_end_retryable() {
+    let Some(db) = Db::shared("end_lock") else {
+        return;
+    };
+    let busy = Duration::from_secs(1);
+    let (mut w, run_id) = db.open_writer(0, busy, pc_host::sink::mysql::open);
+    let mut other = db.conn();
+    other.query_drop("START TRANSACTION").unwrap();
+    let held: Option<i64> = other
+        .exec_first(
+            "SELECT run_id FROM runs WHERE run_id = ? FOR UPDATE",
+            (run_id,),
+        )
+        .unwrap();
+    assert_eq!(held, Some(run_id));
+    let end = RunEnd {
+        finished_at: now_ns(),
+        completed: true,
+        per_producer: &[],
+        produced: 0,
+        stored: 0,
+        dead_lettered: 0,
+        not_stored: 0,
+        retries: 0,
+        latency: None,
+        elapsed_s: 1.0,
+    };
+    let e = w.finish_run(&end).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
+    assert!(
+        e.to_string().contains("recording the end of the run"),
+        "{e}"
+    );
+    other.query_drop("ROLLBACK").unwrap();
+    w.finish_run(&end).unwrap();
+    let finished =
+        format!("SELECT COUNT(*) FROM runs WHERE run_id = {run_id} AND finished_at IS NOT NULL");
+    assert_eq!(db.count(&finished), 1);
+}
+
 /// A commit behind another client's `LOCK TABLES` fails once `--busy-timeout-ms` (here the
 /// least, 1 s) has passed, as a lock wait that ran out (retryable), as one behind a row lock
 /// does (not as a lost connection once the reply timeout ran out: the server's own table-lock

@@ -537,6 +537,59 @@ fn a_signal_while_the_start_waits_for_a_lock_stops_it_without_recording_a_run() 
     assert_eq!(runs, 1, "no run recorded for the interrupted start");
 }
 
+/// Another client holding the run's `runs` row when the run records its end (past the busy
+/// time): the end is tried again within `--retry-for`, as a write would be, and the run that
+/// stored everything ends OK once the lock is gone (it failed, its end unrecorded).
+#[test]
+fn a_lock_on_the_runs_row_at_the_end_is_waited_out_within_the_retry_time() {
+    let Some(db) = Db::shared("end_lock") else {
+        return;
+    };
+    let s = Scratch::new("pg-end-lock");
+    let args = [
+        "--sink",
+        &db.url,
+        "--rps",
+        "500",
+        "--busy-timeout-ms",
+        "200",
+        "--report-interval",
+        "0.02",
+        "--output",
+        "json",
+    ];
+    let mut r = common::Running::start(&s, &args);
+    r.err.wait_stored_at_least(1);
+    let mut holder = db.client();
+    let mut tx = holder.transaction().unwrap();
+    // The row, not the table: the count back and the interval rows (whose key checks share
+    // the row) go on; only the end's UPDATE waits.
+    tx.batch_execute(
+        "SELECT 1 FROM runs WHERE run_id = (SELECT max(run_id) FROM runs) FOR NO KEY UPDATE",
+    )
+    .unwrap();
+    common::signal(&r.child, libc::SIGINT);
+    r.err.wait("the end's first failure", |l| {
+        l.contains("recording the end of the run") && l.contains("retrying for up to")
+    });
+    tx.rollback().unwrap();
+    let out = common::finish(r);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v = common::json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
+    let finished: bool = db
+        .client()
+        .query_one(
+            "SELECT finished_at IS NOT NULL FROM runs ORDER BY run_id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(finished, "the end is recorded");
+    db.assert_verify(&s);
+}
+
 /// A `pc_host_schema` table that is not pc-host's mark (another column, or `version` of
 /// another type) is refused with one line, not a server error or a panic.
 #[test]

@@ -29,7 +29,7 @@ impl Sink for Keep {
         Ok(self.0.len() as u64)
     }
 
-    fn finish_run(&mut self, _: &RunEnd<'_>) -> anyhow::Result<()> {
+    fn finish_run(&mut self, _: &RunEnd<'_>) -> Result<(), crate::sink::SinkError> {
         Ok(())
     }
 }

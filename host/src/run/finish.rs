@@ -2,6 +2,7 @@
 //! rejected records.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use pc_core::Clock;
 
@@ -9,7 +10,8 @@ use crate::config::Config;
 use crate::position::{InputStart, Resume};
 use crate::report::summary::{self, ConsumerCounts, Fates, NatsFigures};
 use crate::report::{Ingest, StopReason, Summary, Wal};
-use crate::sink::{AnySink, RunEnd, Sink as _};
+use crate::sink::retry::backoff;
+use crate::sink::{AnySink, ErrorKind, RunEnd, Sink as _, SinkError};
 use crate::telemetry::lanes::LaneFigures;
 use crate::telemetry::{Stats, machine};
 
@@ -293,9 +295,9 @@ fn finish(
         if let Some(kept) = writer.forget_removed(flushed != Some(false)) {
             errors.push(kept);
         }
-    } else if let Err(e) = writer.finish_run(&end) {
+    } else if let Err(e) = record_end(writer, &end, cfg.retry_for) {
         // The sinks' errors say what failed ("recording the end of the run failed: ...").
-        errors.push(format!("{e:#}"));
+        errors.push(e.to_string());
     }
     (
         Stored {
@@ -305,6 +307,40 @@ fn finish(
         flushed,
         errors,
     )
+}
+
+/// Records the run's end, trying again after a failure that may pass (another client's lock,
+/// a lost connection) with the writes' backoff, for up to `retry_for` (`--retry-for`), as a
+/// write would be: the records are all settled by now, and a lock held for a moment on
+/// `runs` would otherwise fail a run that stored everything.
+///
+/// # Errors
+/// The sink's last error.
+fn record_end(
+    writer: &mut AnySink,
+    end: &RunEnd<'_>,
+    retry_for: Duration,
+) -> Result<(), SinkError> {
+    let since = Instant::now();
+    let mut attempt = 0;
+    loop {
+        let e = match writer.finish_run(end) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let left = retry_for.saturating_sub(since.elapsed());
+        if e.kind != ErrorKind::Retryable || left.is_zero() {
+            return Err(e);
+        }
+        if attempt == 0 {
+            tracing::warn!(
+                "{e}; retrying for up to {:.1} s (--retry-for)",
+                left.as_secs_f64()
+            );
+        }
+        std::thread::sleep(backoff(attempt, left));
+        attempt += 1;
+    }
 }
 
 /// The run's stored count, and whether it was counted back from the sink.

@@ -215,7 +215,7 @@ fn record_failed_start(cfg: &Config, sink: &mut AnySink) {
         elapsed_s: 0.0,
     };
     if let Err(e) = sink.finish_run(&end) {
-        tracing::warn!("the run could not record its end either: {e:#}");
+        tracing::warn!("the run could not record its end either: {e}");
     }
 }
 

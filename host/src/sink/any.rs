@@ -246,7 +246,7 @@ impl Sink for AnySink {
         }
     }
 
-    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> Result<(), SinkError> {
         match self {
             Self::Sqlite(w) => w.finish_run(end),
             Self::Postgres(w) => w.finish_run(end),

@@ -167,11 +167,12 @@ pub trait Sink: Send + std::fmt::Debug {
     /// The sink's.
     fn count_stored(&mut self) -> anyhow::Result<u64>;
 
-    /// Records the end of the run.
+    /// Records the end of the run. Calling it again after a failure records the same end.
     ///
     /// # Errors
-    /// The sink's.
-    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()>;
+    /// The sink's, [`ErrorKind::Retryable`] where a later try may succeed (another client's
+    /// lock, a lost connection), as a write's would be.
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> Result<(), SinkError>;
 
     /// Keeps report intervals with the run (SQLite: the `run_intervals` table). Sinks that do
     /// not keep them do nothing. Without `wait`, a sink locked by another client is not waited

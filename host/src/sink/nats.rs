@@ -476,7 +476,8 @@ impl Sink for Writer {
         Ok(NatsStats::get(&self.stats.published))
     }
 
-    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
+    /// A failure is not retried: it is fatal.
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> Result<(), SinkError> {
         let end = OriginEnd {
             finished_at: end.finished_at,
             completed: end.completed,
@@ -490,7 +491,7 @@ impl Sink for Writer {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(RUN_END, self.run_id.to_string().as_str());
         headers.insert(nats::MSG_ID, format!("pc-{}-end", self.run_id).as_str());
-        let payload = serde_json::to_vec(&end)?;
+        let payload = serde_json::to_vec(&end).map_err(|e| SinkError::fatal(e.into()))?;
         let rt = nats::runtime();
         rt.block_on(async {
             self.js
@@ -501,10 +502,10 @@ impl Sink for Writer {
             Ok::<_, async_nats::Error>(())
         })
         .map_err(|e| {
-            anyhow!(
+            SinkError::fatal(anyhow!(
                 "NATS: publishing the run's end to {}: {e}",
                 self.spec.subject
-            )
+            ))
         })
     }
 }

@@ -69,7 +69,7 @@ impl Sink for Scripted {
         Ok(self.committed.len() as u64)
     }
 
-    fn finish_run(&mut self, _: &crate::sink::RunEnd<'_>) -> anyhow::Result<()> {
+    fn finish_run(&mut self, _: &crate::sink::RunEnd<'_>) -> Result<(), SinkError> {
         Ok(())
     }
 }

@@ -550,13 +550,16 @@ impl Sink for Writer {
         .map_err(|e| self.explain("counting the stored messages", &describe(&e)))
     }
 
-    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> Result<(), SinkError> {
         let run_id = self.run_id;
         self.with_session_twice(
             |_, s| runs::finish_run(&mut s.conn, run_id, end),
             connection_gone,
         )
-        .map_err(|e| self.explain("recording the end of the run", &describe(&e)))
+        .map_err(|e| {
+            let error = self.explain("recording the end of the run", &describe(&e));
+            SinkError::of_bookkeeping(kind_of(&e), error)
+        })
     }
 
     /// Keeps `rows` in `run_intervals`, in one transaction, replacing rows of the same `t_s`.

@@ -437,8 +437,8 @@ impl Sink for Writer {
         })
     }
 
-    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
-        self.call("recording the end of the run", |c, run_id| {
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> Result<(), SinkError> {
+        self.call_classified("recording the end of the run", |c, run_id| {
             runs::finish_run(c, run_id, end)
         })
     }

@@ -419,18 +419,24 @@ impl Sink for Writer {
             .map_err(|e| e.context("counting the stored messages failed"))
     }
 
-    fn finish_run(&mut self, end: &RunEnd<'_>) -> anyhow::Result<()> {
-        let err =
-            |e| db_error(&self.path, e, self.busy).context("recording the end of the run failed");
+    fn finish_run(&mut self, end: &RunEnd<'_>) -> Result<(), SinkError> {
         // Before the run is marked finished: a run finished without `last_id` has no rows.
         // With broker deliveries the last id may be another run's row (an origin run's): an
         // upper bound of this run's own rows (foreign messages), which is all the count needs.
-        if let Some(last_id) = self.last_id {
-            self.conn
+        let marked = match self.last_id {
+            Some(last_id) => self
+                .conn
                 .execute(MARK_LAST_ID, params![self.run_id, last_id])
-                .map_err(err)?;
-        }
-        runs::finish_run(&self.conn, self.run_id, end).map_err(err)
+                .map(drop),
+            None => Ok(()),
+        };
+        marked
+            .and_then(|()| runs::finish_run(&self.conn, self.run_id, end))
+            .map_err(|e| {
+                let e = db_error(&self.path, e, self.busy)
+                    .context("recording the end of the run failed");
+                SinkError::of_bookkeeping(kind_of(&e), e)
+            })
     }
 
     fn record_intervals(&mut self, rows: &[Interval], wait: bool) -> anyhow::Result<()> {
