@@ -102,6 +102,16 @@ pub fn wrong_delivery_keys(table: &str, keys: &[String]) -> Option<String> {
     ))
 }
 
+/// "a table named messages that is" or "tables named messages, runs that are": the words for
+/// tables a server database holds under pc-host's names without pc-host's mark table.
+pub fn named_tables(names: &[impl AsRef<str>]) -> String {
+    let list: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+    match list.as_slice() {
+        [one] => format!("a table named {one} that is"),
+        _ => format!("tables named {} that are", list.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +138,17 @@ mod tests {
             wrong_delivery_keys("delivered", &keys(&["key_run,producer,seq (partial)"])).is_some()
         );
         assert_eq!(wrong_delivery_keys("messages", &[]), None);
+    }
+
+    #[test]
+    fn one_foreign_table_is_named_in_the_singular() {
+        assert_eq!(
+            named_tables(&["messages"]),
+            "a table named messages that is"
+        );
+        assert_eq!(
+            named_tables(&["messages", "runs"]),
+            "tables named messages, runs that are"
+        );
     }
 }

@@ -153,7 +153,7 @@ impl Target {
     pub fn connect_or_explain(&self) -> anyhow::Result<Connected> {
         self.connect().map_err(|e| {
             anyhow!(
-                "cannot connect to the sink {}: {}",
+                "{}: cannot connect: {}",
                 self.url.shown,
                 describe_connect(&e, self.reply_timeout)
             )

@@ -356,9 +356,9 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
             return Ok(Found::Empty);
         }
         return Err(anyhow!(
-            "sink {shown}: the database has tables named {} that are not pc-host's (no \
-             pc_host_schema table); pc-host leaves them as they are: use another database",
-            names.join(", ")
+            "sink {shown}: the database has {} not pc-host's (no pc_host_schema table); \
+             pc-host leaves it as it is: use another database",
+            crate::sink::tables::named_tables(&names)
         ));
     }
     let mark: Vec<String> = conn

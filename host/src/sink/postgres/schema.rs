@@ -207,9 +207,9 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
     if found[0].0 != MARK {
         let list: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
         return Err(Refused::Reason(format!(
-            "the database has tables named {} but they are not pc-host's (no {MARK} table); \
-             pc-host leaves them as they are: use another database",
-            list.join(", ")
+            "the database has {} not pc-host's (no {MARK} table); pc-host leaves it as it is: \
+             use another database",
+            crate::sink::tables::named_tables(&list)
         )));
     }
     let not_the_mark = || {
