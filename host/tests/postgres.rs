@@ -687,6 +687,40 @@ fn bad_connection_settings_fail_with_one_line_without_the_password() {
     }
 }
 
+/// A user who may not create tables, on a database without pc-host's: one line saying what
+/// the permission was needed for, and nothing made.
+#[test]
+fn a_user_who_may_not_create_the_tables_is_told_what_failed() {
+    let Some(db) = Db::shared("no_create") else {
+        return;
+    };
+    let s = Scratch::new("pg-no-create");
+    let role = format!("pc_no_create_{}", std::process::id());
+    let mut c = db.client();
+    c.batch_execute(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+    ))
+    .unwrap();
+    let url = common::server::with_user(&db.url, &role);
+    let out = common::run(s.dir(), &["--sink", &url, "--messages", "5"]);
+    assert_one_line_error(
+        &out,
+        1,
+        "creating pc-host's tables: permission denied for schema public (SQLSTATE 42501)",
+    );
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing made");
+    c.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .unwrap();
+}
+
 #[test]
 fn a_connection_killed_mid_run_is_retried_and_nothing_is_lost_or_doubled() {
     let Some(db) = Db::shared("killconn") else {

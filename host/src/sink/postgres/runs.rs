@@ -79,9 +79,30 @@ fn prepare_in_transaction(
     } else {
         true
     };
-    schema::create_or_upgrade(&mut tx, &found)?;
+    // Named, so that a missing permission says what it was for (a lock held past the wait
+    // stays as it is: the caller says who held it).
+    let creating = |e: postgres::Error| {
+        if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+            return Refused::Db(e);
+        }
+        let what = if found == schema::Found::Empty {
+            "creating pc-host's tables"
+        } else {
+            "upgrading pc-host's tables"
+        };
+        Refused::Reason(format!("{what}: {}", super::error::describe(&e)))
+    };
+    if found != schema::Found::Current {
+        schema::create_or_upgrade(&mut tx, &found).map_err(creating)?;
+    }
     if !delivery_tables_there {
-        delivered::create_tables(&mut tx)?;
+        delivered::create_tables(&mut tx).map_err(|e| match e.code() {
+            Some(&SqlState::LOCK_NOT_AVAILABLE) => Refused::Db(e),
+            _ => Refused::Reason(format!(
+                "creating pc-host's delivery tables: {}",
+                super::error::describe(&e)
+            )),
+        })?;
     }
     // The lock the run's writes take, waited for here (up to `lock_timeout`) so that a table
     // another client holds refuses the run before it is recorded, not after: the run's
