@@ -1209,7 +1209,7 @@ fn a_statement_the_server_never_finishes_is_cancelled_and_retried_not_waited_for
         (
             "CREATE CONSTRAINT TRIGGER pc_test_hang AFTER INSERT ON messages DEFERRABLE \
              INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pc_test_sleep()",
-            "COMMIT had not finished after 5 s and was cancelled: canceling statement due to \
+            "COMMIT had not finished after 5.3 s and was cancelled: canceling statement due to \
              user request (SQLSTATE 57014)",
         ),
     ] {

@@ -254,8 +254,9 @@ impl Writer {
             Failed::CommitCancelled(bound, e) => {
                 let (kind, why) = self.server_failed(e, closed);
                 let why = format!(
-                    "COMMIT had not finished after {:.0} s and was cancelled: {why}",
-                    bound.as_secs_f64()
+                    "COMMIT had not finished after {} s and was cancelled: {why}",
+                    // 5.3, not 5: the bound with its lock waits (100 ms each here).
+                    (bound.as_secs_f64() * 10.0).round() / 10.0
                 );
                 (kind, why)
             }
