@@ -597,14 +597,27 @@ fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
         if !how.is_empty() {
             state = format!("{state}; {how}");
         }
-    } else {
-        let why = if info.finished {
-            "ended with an error"
-        } else {
-            "did not finish (still running, killed, or it could not record its end)"
+    } else if info.finished {
+        // Its end recorded what it accepted and what became of it, but not which records the
+        // error took: the gaps are not matched one by one.
+        let produced: u64 = info.produced.iter().sum();
+        let dead = match info.dead_lettered {
+            None | Some(0) => String::new(),
+            Some(n) => format!(", {n} dead-lettered"),
         };
         state = format!(
-            "{why}; {}, {} {} (gaps not checked: what was accepted is unknown){}",
+            "ended with an error; {}, {produced} produced, {} {}{dead} (gaps not matched one \
+             by one){}",
+            plural(info.producers as usize, "producer"),
+            c.rows,
+            rows_word(c.rows),
+            not_stored_note(info.not_stored)
+        );
+        stored_count_problems(c, &mut problems);
+    } else {
+        state = format!(
+            "did not finish (still running, killed, or it could not record its end); {}, {} {} \
+             (gaps not checked: what was accepted is unknown){}",
             plural(info.producers as usize, "producer"),
             c.rows,
             rows_word(c.rows),
