@@ -2365,7 +2365,8 @@ fn verify_holds_a_run_to_the_rows_its_end_recorded() {
     let out = verify_db("gen.db");
     assert_eq!(out.code, Some(0), "{}", out.stdout);
     assert!(
-        out.stdout.contains("run 2: ended with an error; 1 producer, ")
+        out.stdout
+            .contains("run 2: ended with an error; 1 producer, ")
             && out.stdout.contains(" produced, ")
             && out.stdout.contains("(gaps not matched one by one)"),
         "its end's counts, not 'what was accepted is unknown': {}",

@@ -578,6 +578,12 @@ fn a_lock_on_the_runs_row_at_the_end_is_waited_out_within_the_retry_time() {
     let v = common::json(&out);
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(u(&v, "stored"), u(&v, "produced"), "{v}");
+    assert!(u(&v, "retries") >= 1, "the end's retries are counted: {v}");
+    assert!(
+        out.stderr.contains("recorded the end of the run after "),
+        "{}",
+        out.stderr
+    );
     let finished: bool = db
         .client()
         .query_one(

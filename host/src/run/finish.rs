@@ -83,6 +83,7 @@ pub fn summary(
         Stored {
             stored,
             counted_back,
+            end_retries,
         },
         flushed,
         mut errors,
@@ -129,7 +130,7 @@ pub fn summary(
         unconfirmed: fates.unconfirmed,
         stored_after_all,
         nats: stats.nats.as_deref().map(NatsFigures::read),
-        retries: out.retries,
+        retries: out.retries + end_retries,
         dead_letter: cfg.dead_letter.as_ref().map(|p| p.display().to_string()),
         stop_reason: out.reason.unwrap_or(StopReason::Error),
         error: (!errors.is_empty()).then(|| errors.join("; ")),
@@ -288,6 +289,7 @@ fn finish(
             .then(|| [0.5, 0.99, 0.999, 1.0].map(|q| latency.value_at_quantile(q))),
         elapsed_s: d.elapsed_s,
     };
+    let mut end_retries = 0;
     if there.is_err() {
         // The final checkpoint above emptied the WAL this run wrote (through the file it has
         // open), or it holds a moved database's newest rows; a record of the end would put
@@ -295,14 +297,24 @@ fn finish(
         if let Some(kept) = writer.forget_removed(flushed != Some(false)) {
             errors.push(kept);
         }
-    } else if let Err(e) = record_end(writer, &end, cfg.retry_for) {
-        // The sinks' errors say what failed ("recording the end of the run failed: ...").
-        errors.push(e.to_string());
+    } else {
+        // Retried only in a run that went well so far: after a failure (the sink's, or the
+        // count back's) the writes have waited out `--retry-for` already.
+        let retry_for = if errors.is_empty() {
+            cfg.retry_for
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = record_end(writer, &end, retry_for, &mut end_retries) {
+            // The sinks' errors say what failed ("recording the end of the run failed: ...").
+            errors.push(e.to_string());
+        }
     }
     (
         Stored {
             stored,
             counted_back,
+            end_retries,
         },
         flushed,
         errors,
@@ -314,18 +326,29 @@ fn finish(
 /// write would be: the records are all settled by now, and a lock held for a moment on
 /// `runs` would otherwise fail a run that stored everything.
 ///
+/// Counts its retries in `retries`.
+///
 /// # Errors
 /// The sink's last error.
 fn record_end(
     writer: &mut AnySink,
     end: &RunEnd<'_>,
     retry_for: Duration,
+    retries: &mut u64,
 ) -> Result<(), SinkError> {
     let since = Instant::now();
     let mut attempt = 0;
     loop {
         let e = match writer.finish_run(end) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                if attempt > 0 {
+                    tracing::info!(
+                        "recorded the end of the run after {attempt} retries ({:.1} s)",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(());
+            }
             Err(e) => e,
         };
         let left = retry_for.saturating_sub(since.elapsed());
@@ -340,13 +363,16 @@ fn record_end(
         }
         std::thread::sleep(backoff(attempt, left));
         attempt += 1;
+        *retries += 1;
     }
 }
 
-/// The run's stored count, and whether it was counted back from the sink.
+/// The run's stored count, whether it was counted back from the sink, and how many times
+/// recording its end was tried again.
 struct Stored {
     stored: u64,
     counted_back: bool,
+    end_retries: u64,
 }
 
 /// One warning line per input that had records rejected, with the first few positions.

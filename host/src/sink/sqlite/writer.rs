@@ -433,9 +433,11 @@ impl Sink for Writer {
         marked
             .and_then(|()| runs::finish_run(&self.conn, self.run_id, end))
             .map_err(|e| {
+                // Classified before `db_error`, whose words keep no `rusqlite::Error`.
+                let kind = kind_of_sqlite(Some(&e));
                 let e = db_error(&self.path, e, self.busy)
                     .context("recording the end of the run failed");
-                SinkError::of_bookkeeping(kind_of(&e), e)
+                SinkError::of_bookkeeping(kind, e)
             })
     }
 
@@ -468,11 +470,13 @@ impl Sink for Writer {
 /// What a failed transaction means: SQLite's result code decides; anything else (another
 /// process moving an input) is fatal.
 fn kind_of(e: &anyhow::Error) -> ErrorKind {
+    kind_of_sqlite(e.downcast_ref::<rusqlite::Error>())
+}
+
+/// [`kind_of`] for SQLite's own error (`None`: not one, fatal).
+fn kind_of_sqlite(e: Option<&rusqlite::Error>) -> ErrorKind {
     use rusqlite::ErrorCode as C;
-    let Some(code) = e
-        .downcast_ref::<rusqlite::Error>()
-        .and_then(rusqlite::Error::sqlite_error_code)
-    else {
+    let Some(code) = e.and_then(rusqlite::Error::sqlite_error_code) else {
         return ErrorKind::Fatal;
     };
     match code {
@@ -520,6 +524,56 @@ fn insert_sql(rows: usize, run_id: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Recording the run's end behind another connection's write lock fails as retryable
+    /// (the run tries it again for `--retry-for`), and goes through once the lock is gone.
+    #[test]
+    fn recording_the_end_behind_another_writer_is_retryable() {
+        let dir = std::env::temp_dir().join(format!("pc-end-busy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("end.db");
+        let busy = Duration::from_millis(50);
+        let new_run = super::super::runs::NewRun {
+            producers: 1,
+            config_json: "{}",
+            started_at: 1,
+            pages: super::super::schema::PageSizeChoice::ForRate(0),
+            delivered: false,
+        };
+        let (conn, run) = super::super::runs::prepare_run(&path, busy, &new_run).unwrap();
+        let sync = crate::config::cli::Synchronous::Normal;
+        let mut w = Writer::new(conn, &run, sync, &path, busy).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let end = RunEnd {
+            finished_at: 2,
+            completed: true,
+            per_producer: &[0],
+            produced: 0,
+            stored: 0,
+            dead_lettered: 0,
+            not_stored: 0,
+            retries: 0,
+            latency: None,
+            elapsed_s: 1.0,
+        };
+        let e = w.finish_run(&end).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
+        assert!(
+            e.to_string()
+                .contains("recording the end of the run failed"),
+            "{e}"
+        );
+        other.execute_batch("ROLLBACK").unwrap();
+        w.finish_run(&end).unwrap();
+        let finished: bool = w
+            .conn()
+            .query_row("SELECT finished_at IS NOT NULL FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert!(finished);
+        drop((w, other));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn insert_sql_has_four_parameters_per_row_and_the_run_literal() {
