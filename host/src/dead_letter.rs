@@ -259,6 +259,32 @@ impl DeadLetters {
         self.entry(Reason::Rejected, error, source, record_fields(bytes))
     }
 
+    /// [`message_entry`](Self::message_entry) for a message that names its publisher's record
+    /// (run `published_by`, `producer`, `seq`: a pc-host publisher's): the entry is that
+    /// run's, its source the record's (as a refused record's is, `"via": "nats"`, with the
+    /// stream sequence), so that `verify` finds it where that record is missing.
+    pub fn published_message_entry(
+        &self,
+        (published_by, producer, seq): (i64, u32, u64),
+        stream_sequence: u64,
+        bytes: &[u8],
+        error: &str,
+    ) -> Value {
+        let source = json!({
+            "producer": producer,
+            "seq": seq,
+            "via": "nats",
+            "stream_sequence": stream_sequence,
+        });
+        self.entry_of(
+            published_by,
+            Reason::Rejected,
+            error,
+            source,
+            record_fields(Some(bytes)),
+        )
+    }
+
     fn input_name(&self, input: u32) -> Option<String> {
         self.names
             .lock()

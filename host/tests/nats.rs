@@ -545,6 +545,59 @@ fn a_published_record_the_sink_refuses_is_dead_lettered_by_its_publisher_and_seq
     );
 }
 
+/// A record published by a pc-host run that the consumer rejects (longer than its
+/// `--max-record-bytes`) is terminated in the stream, so its dead-letter entry is all that is
+/// left of it: the entry keeps the whole text and names the publisher's run, producer and
+/// seq, and `verify` given the file accepts the run with those seqs missing.
+#[test]
+fn a_published_record_rejected_as_too_long_is_dead_lettered_whole_by_its_publisher_and_seq() {
+    let Some(url) = nats_url() else { return };
+    let s = Scratch::new("nats-too-long");
+    let stream = TestStream::new(&url, "too_long");
+    let published = finish_json(publish(&s, &stream, "1", "5"));
+    let publisher = published["run_id"]
+        .as_i64()
+        .expect("the publisher's run id");
+    let source = stream.source("consumer=r&until=empty");
+    let v = run_json(
+        s.dir(),
+        &[
+            "--source",
+            &source,
+            "--db",
+            "out.db",
+            "--max-record-bytes",
+            "40",
+            "--dead-letter",
+            "dl.jsonl",
+        ],
+    );
+    assert_eq!((u(&v, "rejected"), u(&v, "stored")), (5, 0), "{v}");
+    let dl = std::fs::read_to_string(s.path("dl.jsonl")).expect("dead letters");
+    let entries: Vec<Value> = dl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 5, "{dl}");
+    for (seq, entry) in entries.iter().enumerate() {
+        assert_eq!(entry["run_id"], publisher, "{entry}");
+        assert_eq!(entry["reason"], "rejected", "{entry}");
+        assert_eq!(entry["source"]["producer"], 0, "{entry}");
+        assert_eq!(entry["source"]["seq"], seq, "{entry}");
+        let text = entry["record"].as_str().expect("the whole text");
+        assert!(
+            text.starts_with(&format!("Message from producer 0: #{seq}.")) && text.len() > 40,
+            "{entry}"
+        );
+    }
+    let out: common::Out = pc_host(s.dir())
+        .args(["verify", "--db", "out.db", "--dead-letter", "dl.jsonl"])
+        .output_within()
+        .expect("verify")
+        .into();
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+}
+
 #[test]
 fn a_lanes_publisher_counts_each_lane_and_a_nats_source_feeds_the_lane_it_names() {
     let Some(url) = nats_url() else { return };

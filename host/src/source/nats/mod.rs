@@ -524,8 +524,15 @@ impl NatsSource<'_> {
             }
         }
         if let Some(dead) = self.dead_letters {
-            let keep = (m.payload.len() <= self.max_record_bytes).then_some(&m.payload[..]);
-            let entry = dead.message_entry(self.stream_input, stream_seq, keep, why);
+            // The payload whatever its length: the message is terminated, so the entry is
+            // all that is left of it (a file's long line stays in the file; this does not).
+            let identity = m.headers.as_ref().and_then(nats::record_identity);
+            let entry = match identity {
+                Some((run, _, producer, seq, _)) => {
+                    dead.published_message_entry((run, producer, seq), stream_seq, &m.payload, why)
+                }
+                None => dead.message_entry(self.stream_input, stream_seq, Some(&m.payload), why),
+            };
             dead.write(&[entry])
                 .context("writing a rejected NATS message to the dead-letter file")?;
             bump(&self.stats.rejected_dead_lettered, 1);
