@@ -281,6 +281,21 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// Parses one `--source` URL; the error is the reason, for the caller to prefix.
+/// Why `scheme` (a source's text before its `:`, or all of it) names no source.
+fn unknown_source(scheme: &str) -> String {
+    let lower = scheme.to_ascii_lowercase();
+    if matches!(scheme, "generate" | "stdin") {
+        format!("{scheme} takes no `:` (e.g. {scheme}, or stdin?format=jsonl)")
+    } else if lower != scheme && matches!(lower.as_str(), "generate" | "stdin" | "file" | "nats") {
+        format!("unknown source `{scheme}`: schemes are written in lower case (`{lower}:`)")
+    } else {
+        format!(
+            "unknown source `{scheme}` (use generate, stdin, -, file:PATH or \
+             nats://HOST:PORT/STREAM)"
+        )
+    }
+}
+
 pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     if let Some(rest) = url.strip_prefix("nats:") {
         return parse_nats_source(rest).map(SourceSpec::Nats);
@@ -288,6 +303,13 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     if base == "generate" && !query.is_empty() {
         return Err("generate takes no parameters".into());
+    }
+    // Before the parameters, which are a file's or stdin's: `NATS://...?consumer=x` is an
+    // unknown source, not a file source with an unknown parameter.
+    if let Some((scheme, _)) = base.split_once(':')
+        && scheme != "file"
+    {
+        return Err(unknown_source(scheme));
     }
     let params = parse_query(query)?;
     let mut follow = false;
@@ -332,16 +354,7 @@ pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
         "stdin" | "-" => SourceSpec::Stdin { format, lane },
         _ => {
             let Some(rest) = base.strip_prefix("file:") else {
-                let scheme = base.split_once(':').map_or(base, |(s, _)| s);
-                if matches!(scheme, "generate" | "stdin") {
-                    return Err(format!(
-                        "{scheme} takes no `:` (e.g. {scheme}, or stdin?format=jsonl)"
-                    ));
-                }
-                return Err(format!(
-                    "unknown source `{scheme}` (use generate, stdin, -, file:PATH or \
-                     nats://HOST:PORT/STREAM)"
-                ));
+                return Err(unknown_source(base));
             };
             let path = local_path("file", rest)?;
             if path.is_empty() {
@@ -1197,6 +1210,15 @@ mod tests {
     fn bad_source_urls_say_what_is_wrong() {
         for (url, needle) in [
             ("kafka://x", "unknown source `kafka`"),
+            ("kafka://x?consumer=w", "unknown source `kafka`"),
+            (
+                "NATS://h:4222/S?consumer=w",
+                "unknown source `NATS`: schemes are written in lower case (`nats:`)",
+            ),
+            (
+                "File:a.log?follow=true",
+                "unknown source `File`: schemes are written in lower case (`file:`)",
+            ),
             ("stdin:", "stdin takes no `:`"),
             ("generate:x", "generate takes no `:`"),
             ("file:", "needs a path"),
