@@ -596,6 +596,29 @@ fn a_published_record_rejected_as_too_long_is_dead_lettered_whole_by_its_publish
         .expect("verify")
         .into();
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    // The publisher's run id, the one it printed, names the run that holds its records here.
+    let run = publisher.to_string();
+    let args = [
+        "verify",
+        "--db",
+        "out.db",
+        "--dead-letter",
+        "dl.jsonl",
+        "--run",
+        &run,
+    ];
+    let out: common::Out = pc_host(s.dir())
+        .args(args)
+        .output_within()
+        .expect("verify")
+        .into();
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("(published by run {publisher})")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

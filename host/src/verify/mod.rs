@@ -139,12 +139,17 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         return check_file(args, &spec, &name, url);
     }
     let mut store = read_back::open(&spec, args.busy.duration())?;
-    let infos = store.runs(args.run)?;
+    let mut infos = store.runs(args.run)?;
     if let Some(id) = args.run
         && infos.is_empty()
     {
-        // Bad input (exit 2), as `plot --run` for a run that does not exist.
-        return Err(ConfigError(format!("--run {id}: {name} has no run {id}")).into());
+        // The id a publisher to NATS printed: the run that holds its records here.
+        infos = store.runs(None)?;
+        infos.retain(|i| i.dead_letters.published_by == Some(id));
+        if infos.is_empty() {
+            // Bad input (exit 2), as `plot --run` for a run that does not exist.
+            return Err(ConfigError(format!("--run {id}: {name} has no run {id}")).into());
+        }
     }
     // How many runs read each input of the runs checked.
     let mut readers: HashMap<i64, usize> = HashMap::new();
