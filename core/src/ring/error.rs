@@ -85,6 +85,30 @@ pub enum PopError {
     Closed,
 }
 
+impl PopError {
+    /// Whether no value was ready (as opposed to the ring closed and drained): a timed pop
+    /// whose timeout passed says so too.
+    ///
+    /// ```
+    /// use pc_core::Ring;
+    ///
+    /// let ring = Ring::<u8, 2>::new();
+    /// assert!(ring.try_pop().unwrap_err().is_empty());
+    /// ring.close();
+    /// assert!(ring.try_pop().unwrap_err().is_closed());
+    /// ```
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        matches!(self, Self::Empty)
+    }
+
+    /// Whether the ring is closed and every value pushed before the close has been popped.
+    #[must_use]
+    pub const fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed)
+    }
+}
+
 impl fmt::Display for PopError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
