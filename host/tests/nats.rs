@@ -536,6 +536,17 @@ fn a_published_record_the_sink_refuses_is_dead_lettered_by_its_publisher_and_seq
     };
     let out = verify(&["--dead-letter", "dl.jsonl"]);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    // By the id the publisher printed: the run that holds its 19 rows here.
+    let by_publisher = publisher.to_string();
+    let out = verify(&["--dead-letter", "dl.jsonl", "--run", &by_publisher]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("(published by run {publisher})"))
+            && out.stdout.contains("19 rows"),
+        "{}",
+        out.stdout
+    );
     let out = verify(&[]);
     assert_eq!(out.code, Some(1), "{}", out.stdout);
     assert!(

@@ -280,13 +280,14 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{text}` resolves to no address"))
 }
 
-/// Parses one `--source` URL; the error is the reason, for the caller to prefix.
 /// Why `scheme` (a source's text before its `:`, or all of it) names no source.
 fn unknown_source(scheme: &str) -> String {
     let lower = scheme.to_ascii_lowercase();
     if matches!(scheme, "generate" | "stdin") {
         format!("{scheme} takes no `:` (e.g. {scheme}, or stdin?format=jsonl)")
-    } else if lower != scheme && matches!(lower.as_str(), "generate" | "stdin" | "file" | "nats") {
+    } else if lower != scheme && matches!(lower.as_str(), "generate" | "stdin") {
+        format!("unknown source `{scheme}`: sources are written in lower case (`{lower}`)")
+    } else if lower != scheme && matches!(lower.as_str(), "file" | "nats") {
         format!("unknown source `{scheme}`: schemes are written in lower case (`{lower}:`)")
     } else {
         format!(
@@ -296,6 +297,7 @@ fn unknown_source(scheme: &str) -> String {
     }
 }
 
+/// Parses one `--source` URL; the error is the reason, for the caller to prefix.
 pub fn parse_source(url: &str) -> Result<SourceSpec, String> {
     if let Some(rest) = url.strip_prefix("nats:") {
         return parse_nats_source(rest).map(SourceSpec::Nats);
@@ -1218,6 +1220,11 @@ mod tests {
             (
                 "File:a.log?follow=true",
                 "unknown source `File`: schemes are written in lower case (`file:`)",
+            ),
+            ("STDIN", "sources are written in lower case (`stdin`)"),
+            (
+                "Generate:x",
+                "sources are written in lower case (`generate`)",
             ),
             ("stdin:", "stdin takes no `:`"),
             ("generate:x", "generate takes no `:`"),

@@ -28,6 +28,8 @@ struct Source {
     line: Option<u64>,
     producer: Option<u64>,
     seq: Option<u64>,
+    /// `nats`: a record another run published, dead-lettered by a consuming run.
+    via: Option<String>,
 }
 
 /// Calls `each` with every entry of `file` that names a run and a source.
@@ -86,20 +88,24 @@ pub fn lines_of(files: &[PathBuf], input: i64, runs: &[i64]) -> Lines {
 /// A generated record in a dead-letter file: its producer and seq.
 pub type Generated = (u64, u64);
 
-/// Reads `file` for the generated records of run `run`, each with whether its outcome was
-/// unknown (`unconfirmed`: the sink may hold it). Entries of other runs and of file inputs
-/// are passed over.
+/// Reads `file` for the generated records of run `run`, each with whether it may be stored
+/// all the same: its outcome was unknown (`unconfirmed`: the sink may hold it), or a consumer
+/// rejected it from NATS (a message whose rejection was not acknowledged is delivered again,
+/// and a consumer with a larger `--max-record-bytes` may store it). Entries of other runs and
+/// of file inputs are passed over.
 ///
 /// # Errors
 /// The file's, if it cannot be opened or read.
 pub fn generated_of(file: &Path, run: i64) -> std::io::Result<HashMap<Generated, bool>> {
     let unconfirmed = crate::dead_letter::Reason::Unconfirmed.as_str();
+    let rejected = crate::dead_letter::Reason::Rejected.as_str();
     let mut out = HashMap::new();
     entries(file, |entry_run, reason, source| {
         if entry_run == run
             && let (Some(producer), Some(seq)) = (source.producer, source.seq)
         {
-            let unknown = reason == unconfirmed;
+            let unknown = reason == unconfirmed
+                || (reason == rejected && source.via.as_deref() == Some("nats"));
             *out.entry((producer, seq)).or_insert(unknown) &= unknown;
         }
     })?;
@@ -122,6 +128,11 @@ mod tests {
         let text = [
             entry(4, "refused", generated(0, 1)),
             entry(4, "unconfirmed", generated(1, 7)),
+            entry(
+                4,
+                "rejected",
+                serde_json::json!({ "producer": 2, "seq": 5, "via": "nats" }),
+            ),
             entry(5, "refused", generated(0, 2)),
             entry(
                 4,
@@ -136,7 +147,10 @@ mod tests {
         bytes.extend_from_slice(b"\n{\"run_id\": 4, \"record\": \"caf\xc3");
         std::fs::write(&file, bytes).unwrap();
         let found = generated_of(&file, 4).unwrap();
-        assert_eq!(found, HashMap::from([((0, 1), false), ((1, 7), true)]));
+        assert_eq!(
+            found,
+            HashMap::from([((0, 1), false), ((1, 7), true), ((2, 5), true)])
+        );
         assert!(generated_of(&dir.join("gone.jsonl"), 4).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -140,22 +140,26 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     }
     let mut store = read_back::open(&spec, args.busy.duration())?;
     let mut infos = store.runs(args.run)?;
+    // The run checked, by its id here (`--run` may name a publisher's: below).
+    let mut run = args.run;
     if let Some(id) = args.run
         && infos.is_empty()
     {
-        // The id a publisher to NATS printed: the run that holds its records here.
+        // The id a publisher to NATS printed: the run that holds its records here (one: a
+        // publisher's records go to one run of the database, whichever consumer took them).
         infos = store.runs(None)?;
         infos.retain(|i| i.dead_letters.published_by == Some(id));
-        if infos.is_empty() {
+        let Some(local) = infos.first() else {
             // Bad input (exit 2), as `plot --run` for a run that does not exist.
             return Err(ConfigError(format!("--run {id}: {name} has no run {id}")).into());
-        }
+        };
+        run = Some(local.run_id);
     }
     // How many runs read each input of the runs checked.
     let mut readers: HashMap<i64, usize> = HashMap::new();
     for info in &infos {
         for &input in &info.inputs {
-            if args.run.is_some() {
+            if run.is_some() {
                 readers.insert(input, store.input_runs(input)?.len());
             } else {
                 *readers.entry(input).or_default() += 1;
@@ -169,7 +173,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
             .collect(),
         ..Tally::default()
     };
-    store.rows(args.run, &mut |row| tally.row(&row))?;
+    store.rows(run, &mut |row| tally.row(&row))?;
     let Tally {
         checks,
         orphans,
