@@ -409,7 +409,7 @@ impl NatsSource<'_> {
                     // that it does not come back to every consumer in turn.
                     bump(&self.stats.read, 1);
                     bump(&self.stats.read_bytes, m.payload.len() as u64);
-                    return self.reject(m, stream_seq, &why);
+                    return self.reject(m, stream_seq, &why, false);
                 }
             };
             // Held while recorded, as a record is while its publisher is (below).
@@ -427,8 +427,8 @@ impl NatsSource<'_> {
         bump(&self.stats.read_bytes, m.payload.len() as u64);
         let text = match std::str::from_utf8(&m.payload) {
             Ok(t) if t.len() <= self.max_record_bytes => t.to_string(),
-            Ok(_) => return self.reject(m, stream_seq, "longer than --max-record-bytes"),
-            Err(_) => return self.reject(m, stream_seq, "not valid UTF-8"),
+            Ok(_) => return self.reject(m, stream_seq, "longer than --max-record-bytes", true),
+            Err(_) => return self.reject(m, stream_seq, "not valid UTF-8", true),
         };
         // Held from here: recording a new publisher is retried for up to `--retry-for`, which
         // can outlast the ack wait.
@@ -505,12 +505,14 @@ impl NatsSource<'_> {
     }
 
     /// A payload that cannot be a record: counted, dead-lettered if there is a file for it,
-    /// and terminated.
+    /// and terminated. `record`: it came as a record, so a publisher's identity in its
+    /// headers names it (a run's end message that cannot be read does not).
     fn reject(
         &self,
         m: &async_nats::jetstream::Message,
         stream_seq: u64,
         why: &str,
+        record: bool,
     ) -> anyhow::Result<Taken> {
         bump(&self.stats.rejected, 1);
         {
@@ -526,7 +528,11 @@ impl NatsSource<'_> {
         if let Some(dead) = self.dead_letters {
             // The payload whatever its length: the message is terminated, so the entry is
             // all that is left of it (a file's long line stays in the file; this does not).
-            let identity = m.headers.as_ref().and_then(nats::record_identity);
+            let identity = m
+                .headers
+                .as_ref()
+                .filter(|_| record)
+                .and_then(nats::record_identity);
             let entry = match identity {
                 Some((run, _, producer, seq, _)) => {
                     dead.published_message_entry((run, producer, seq), stream_seq, &m.payload, why)
