@@ -54,6 +54,17 @@ pub(crate) fn deadline_passed(deadline: Instant) -> bool {
     match deadline {}
 }
 
+/// How far off a wait's deadline must be for the wait to yield (`Snooze::snooze_before`):
+/// about a scheduler slice, the longest a yield may keep a thread from running.
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) const YIELD_HORIZON: core::time::Duration = core::time::Duration::from_millis(2);
+
+/// Whether `deadline` is less than [`YIELD_HORIZON`] away (or past).
+#[cfg(all(feature = "std", not(loom)))]
+fn near(deadline: Instant) -> bool {
+    deadline.saturating_duration_since(Instant::now()) < YIELD_HORIZON
+}
+
 /// `now + timeout`, saturating far in the future instead of overflowing: the deadline of a
 /// blocking call's timeout.
 #[cfg(all(feature = "std", not(loom)))]
@@ -413,6 +424,15 @@ pub(crate) struct Backoff {
 pub(crate) trait Snooze<'a> {
     /// Waits a little; `false` once the caller should park.
     fn snooze(&mut self, budget: &'a YieldBudget) -> bool;
+    /// [`snooze`](Self::snooze) for a wait with a deadline: `false` too where it would yield
+    /// with the deadline less than [`YIELD_HORIZON`] away. A yield can hand the core to
+    /// another runnable thread for a whole scheduler slice, which would end the wait that
+    /// long after its deadline; the caller parks on a condition variable until the deadline
+    /// instead, whose timed wait ends nearer to it.
+    fn snooze_before(&mut self, budget: &'a YieldBudget, deadline: Option<Instant>) -> bool {
+        let _ = deadline;
+        self.snooze(budget)
+    }
     /// Yields taken since the start or the last reset.
     fn yielded(&self) -> u32;
     /// Starts over, after a wake-up (the budget is read again).
@@ -482,6 +502,12 @@ impl Backoff {
         })
     }
 
+    /// Whether the next snooze spins (rather than yields): its spin steps not read yet, or
+    /// not all taken.
+    fn spinning(&self) -> bool {
+        self.spins == Self::UNREAD || self.step < self.spins
+    }
+
     /// Waits a little. Returns `false` once spinning and yielding are exhausted and the caller
     /// should park, or when the yields are due and `may_yield` says no. Reads `budget` only
     /// once spinning is over: it sits in the cache line of the index the other side moves,
@@ -531,6 +557,14 @@ impl<'a> Snooze<'a> for Backoff {
     #[inline]
     fn snooze(&mut self, budget: &'a YieldBudget) -> bool {
         self.snooze_if(budget, || true)
+    }
+
+    #[inline]
+    fn snooze_before(&mut self, budget: &'a YieldBudget, deadline: Option<Instant>) -> bool {
+        if !self.spinning() && deadline.is_some_and(near) {
+            return false;
+        }
+        self.snooze(budget)
     }
 
     #[inline]
@@ -595,6 +629,15 @@ impl<'a> Snooze<'a> for OneYielder<'a> {
     #[inline]
     fn snooze(&mut self, budget: &'a YieldBudget) -> bool {
         self.backoff.snooze(budget)
+    }
+
+    #[cfg(not(loom))]
+    #[inline]
+    fn snooze_before(&mut self, budget: &'a YieldBudget, deadline: Option<Instant>) -> bool {
+        if !self.backoff.spinning() && deadline.is_some_and(near) {
+            return false;
+        }
+        self.snooze(budget)
     }
 
     #[cfg(not(loom))]

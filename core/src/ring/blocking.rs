@@ -1,7 +1,8 @@
 //! Blocking push and pop (feature `std`; also built under loom, without the timed variants,
 //! so the loom suite checks the wake-ups): the non-blocking operations in an adaptive wait.
 //!
-//! A blocked thread spins briefly, then yields, then sleeps until woken (wait.rs). A thread
+//! A blocked thread spins briefly, then yields, then sleeps until woken (wait.rs); a timed
+//! wait whose deadline is less than a scheduler slice away sleeps instead of yielding. A thread
 //! whose recent waits spun in vain spins less (`sync::Backoff`). A waiting `push` looks at
 //! the tail again only once there is room for a run, as `try_push_spinning` does, until it
 //! first re-checks before sleeping. While nobody sleeps, the other side pays one plain load

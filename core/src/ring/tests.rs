@@ -246,6 +246,30 @@ fn close_wakes_every_sleeping_consumer() {
     });
 }
 
+/// A timed wait whose deadline is nearer than a scheduler slice parks without yielding: a
+/// yield can hand the core away for longer than the time left, and the call would return that
+/// late. One whose deadline is far off yields first, as an untimed wait does.
+#[test]
+fn a_timed_wait_near_its_deadline_parks_without_yielding() {
+    let ring = HeapRing::<u64>::with_capacity(4);
+    let waiters = &ring.tail.waiters;
+    let near = crate::sync::YIELD_HORIZON / 4;
+    assert_eq!(ring.pop_timeout(near), Err(PopError::Empty));
+    assert_eq!(waiters.sleeps(), 1, "it parked");
+    assert_eq!(waiters.yields_before_parking(), 0, "without yielding");
+    std::thread::scope(|s| {
+        let _guard = CloseOnPanic(&ring);
+        let popping = s.spawn(|| ring.pop_timeout(core::time::Duration::from_secs(60)));
+        until_asleep(waiters, 1);
+        assert!(
+            waiters.yields_before_parking() > 0,
+            "a far deadline yields first"
+        );
+        ring.push(7).unwrap();
+        assert_eq!(popping.join().unwrap(), Ok(7));
+    });
+}
+
 /// A push waiting on a full ring waits for room for a run (an eighth of the ring) before it
 /// looks at the tail again, but only until it first re-checks before sleeping: woken for one
 /// freed slot, it takes that slot at once. (Were the run wait still on, it would spin and

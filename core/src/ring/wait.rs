@@ -393,7 +393,7 @@ mod imp {
                     }
                     return None;
                 }
-                if !backoff.snooze(&self.budget) {
+                if !backoff.snooze_before(&self.budget, deadline) {
                     backoff.learn(false);
                     backoff.leave();
                     #[cfg(test)]
