@@ -863,16 +863,8 @@ fn a_lock_on_the_runs_row_makes_recording_the_end_retryable() {
         .unwrap();
     assert_eq!(held, Some(run_id));
     let end = RunEnd {
-        finished_at: now_ns(),
         completed: true,
-        per_producer: &[],
-        produced: 0,
-        stored: 0,
-        dead_lettered: 0,
-        not_stored: 0,
-        retries: 0,
-        latency: None,
-        elapsed_s: 1.0,
+        ..RunEnd::nothing(now_ns(), &[])
     };
     let e = w.finish_run(&end).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Retryable, "{e}");

@@ -202,18 +202,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
 fn record_failed_start(cfg: &Config, sink: &mut AnySink) {
     // Generated runs record a count per producer (verify checks there are that many).
     let per_producer = vec![0; if cfg.generated() { cfg.producers } else { 0 }];
-    let end = RunEnd {
-        finished_at: unix_now_ns(),
-        completed: false,
-        per_producer: &per_producer,
-        produced: 0,
-        stored: 0,
-        dead_lettered: 0,
-        not_stored: 0,
-        retries: 0,
-        latency: None,
-        elapsed_s: 0.0,
-    };
+    let end = RunEnd::nothing(unix_now_ns(), &per_producer);
     if let Err(e) = sink.finish_run(&end) {
         tracing::warn!("the run could not record its end either: {e}");
     }

@@ -100,6 +100,26 @@ pub struct RunEnd<'a> {
     pub elapsed_s: f64,
 }
 
+impl<'a> RunEnd<'a> {
+    /// The end of a run that did nothing, at `finished_at`, not completed: every count 0
+    /// (`per_producer`'s too, as the caller gives them), no latency.
+    #[must_use]
+    pub fn nothing(finished_at: i64, per_producer: &'a [u64]) -> Self {
+        Self {
+            finished_at,
+            completed: false,
+            per_producer,
+            produced: 0,
+            stored: 0,
+            dead_lettered: 0,
+            not_stored: 0,
+            retries: 0,
+            latency: None,
+            elapsed_s: 0.0,
+        }
+    }
+}
+
 /// One connection of a sink, for one run.
 pub trait Sink: Send + std::fmt::Debug {
     /// Stores `records` (in order) in one transaction, with the position each file input

@@ -546,16 +546,8 @@ mod tests {
         let other = Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let end = RunEnd {
-            finished_at: 2,
             completed: true,
-            per_producer: &[0],
-            produced: 0,
-            stored: 0,
-            dead_lettered: 0,
-            not_stored: 0,
-            retries: 0,
-            latency: None,
-            elapsed_s: 1.0,
+            ..RunEnd::nothing(2, &[0])
         };
         let e = w.finish_run(&end).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
