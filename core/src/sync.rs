@@ -435,6 +435,11 @@ pub(crate) trait Snooze<'a> {
     }
     /// Yields taken since the start or the last reset.
     fn yielded(&self) -> u32;
+    /// Whether it yielded its whole budget (what the budget learns from when the wait then
+    /// parks: a wait that parked early, near its deadline, teaches it nothing).
+    fn yielded_all(&self) -> bool {
+        false
+    }
     /// Starts over, after a wake-up (the budget is read again).
     fn reset(&mut self);
     /// Gives back what the wait holds while it yields; called before it parks.
@@ -573,6 +578,11 @@ impl<'a> Snooze<'a> for Backoff {
     }
 
     #[inline]
+    fn yielded_all(&self) -> bool {
+        self.yields != Self::UNREAD && self.step >= self.spins.saturating_add(self.yields)
+    }
+
+    #[inline]
     fn reset(&mut self) {
         self.step = 0;
         self.yields = Self::UNREAD;
@@ -656,6 +666,12 @@ impl<'a> Snooze<'a> for OneYielder<'a> {
     #[inline]
     fn yielded(&self) -> u32 {
         self.backoff.yielded()
+    }
+
+    #[cfg(not(loom))]
+    #[inline]
+    fn yielded_all(&self) -> bool {
+        self.backoff.yielded_all()
     }
 
     #[inline]

@@ -55,11 +55,14 @@
 //! - **No fairness** between producers or between consumers.
 //! - **A timeout is a deadline, not a bound on the return** (the `_timeout` operations,
 //!   feature `std`). The wait looks at the deadline between its steps: a spin, a
-//!   `yield_now`, a sleep on a condition variable until the deadline. It yields only while
-//!   the deadline is more than a scheduler slice away (a yield can hand the core to another
-//!   runnable thread for that long), then sleeps until the deadline; the call returns once
-//!   the operating system runs the thread again after that, which on a machine with more
-//!   runnable threads than cores can be a scheduler slice (milliseconds) later.
+//!   `yield_now`, a sleep on a condition variable until the deadline. It waits by yielding
+//!   only while the deadline is more than a scheduler slice away (a yield can hand the core
+//!   to another runnable thread for that long), then sleeps until the deadline; the call
+//!   returns once the operating system runs the thread again after that: on an idle machine
+//!   the timer's slack later (tens of microseconds, which is also the least a short timeout
+//!   that sleeps takes), on one with more runnable threads than cores up to a scheduler
+//!   slice (milliseconds) later. A call that loses the race for a slot to a thread of its own
+//!   side still yields before it looks again, whatever its deadline.
 //! - **Positions wrap on 32-bit targets.** A position is a `usize` that advances by 2 per slot,
 //!   so on a 32-bit target it comes back to the same value after 2^31 positions. A thread of
 //!   the shared ring preempted between reading the tail (or head) and its compare-and-swap

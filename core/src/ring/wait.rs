@@ -400,7 +400,7 @@ mod imp {
                     // Relaxed: test support only.
                     self.yields_before_parking
                         .fetch_add(backoff.yielded() as usize, Ordering::Relaxed);
-                    woken |= self.park(deadline, &blocked, backoff.yielded() > 0);
+                    woken |= self.park(deadline, &blocked, backoff.yielded_all());
                     backoff.reset();
                 }
             }
