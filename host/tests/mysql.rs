@@ -843,6 +843,21 @@ fn a_batch_whose_commit_reply_was_lost_is_not_stored_twice() {
     assert_eq!(w.count_stored().unwrap(), 300);
 }
 
+/// Another client's connection, in a transaction holding run `run_id`'s `runs` row (`FOR
+/// UPDATE`); the row is free again once it rolls back or is dropped.
+fn hold_run_row(db: &Db, run_id: i64) -> Conn {
+    let mut other = db.conn();
+    other.query_drop("START TRANSACTION").unwrap();
+    let held: Option<i64> = other
+        .exec_first(
+            "SELECT run_id FROM runs WHERE run_id = ? FOR UPDATE",
+            (run_id,),
+        )
+        .unwrap();
+    assert_eq!(held, Some(run_id));
+    other
+}
+
 /// Recording the run's end behind another client's lock on its `runs` row fails as
 /// retryable, so the run tries it again for `--retry-for` as it would a write, and records it
 /// once the lock is gone.
@@ -853,15 +868,7 @@ fn a_lock_on_the_runs_row_makes_recording_the_end_retryable() {
     };
     let busy = Duration::from_secs(1);
     let (mut w, run_id) = db.open_writer(0, busy, pc_host::sink::mysql::open);
-    let mut other = db.conn();
-    other.query_drop("START TRANSACTION").unwrap();
-    let held: Option<i64> = other
-        .exec_first(
-            "SELECT run_id FROM runs WHERE run_id = ? FOR UPDATE",
-            (run_id,),
-        )
-        .unwrap();
-    assert_eq!(held, Some(run_id));
+    let mut other = hold_run_row(&db, run_id);
     let end = RunEnd {
         completed: true,
         ..RunEnd::nothing(now_ns(), &[])
@@ -1383,15 +1390,7 @@ fn intervals_kept_without_waiting_give_up_on_a_held_lock_at_once_and_then_wait_a
     assert_eq!(db.count(&of_run), 3);
 
     // Another client holds the run's row (which each row's foreign key checks)...
-    let mut other = db.conn();
-    other.query_drop("START TRANSACTION").unwrap();
-    let held: Option<i64> = other
-        .exec_first(
-            "SELECT run_id FROM runs WHERE run_id = ? FOR UPDATE",
-            (run_id,),
-        )
-        .unwrap();
-    assert_eq!(held, Some(run_id));
+    let mut other = hold_run_row(&db, run_id);
     let more = intervals(&[4.0]);
     let t = Instant::now();
     let e = w.record_intervals(&more, false).unwrap_err();

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use async_nats::jetstream::stream::DiscardPolicy;
 use common::OutputWithin as _;
 use common::scrape::{count, metrics_addr, scrape};
-use common::server::{server_url, wait_until};
+use common::server::{dead_letters, server_url, wait_until};
 use common::{Running, Scratch, assert_error, hold_write_lock, json, pc_host, start_command, u};
 use pc_host::config::url::{NatsServer, SourceSpec, parse_source};
 use serde_json::Value;
@@ -500,11 +500,7 @@ fn a_published_record_the_sink_refuses_is_dead_lettered_by_its_publisher_and_seq
         ],
     );
     assert_eq!((u(&v, "stored"), u(&v, "dead_lettered")), (19, 2), "{v}");
-    let dl = std::fs::read_to_string(s.path("dl.jsonl")).expect("dead letters");
-    let entries: Vec<Value> = dl
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let entries = dead_letters(&s.path("dl.jsonl"));
     let (ours, foreign): (Vec<_>, Vec<_>) = entries
         .iter()
         .partition(|e| e["record"] != "foreign, refused");
@@ -584,12 +580,8 @@ fn a_published_record_rejected_as_too_long_is_dead_lettered_whole_by_its_publish
         ],
     );
     assert_eq!((u(&v, "rejected"), u(&v, "stored")), (5, 0), "{v}");
-    let dl = std::fs::read_to_string(s.path("dl.jsonl")).expect("dead letters");
-    let entries: Vec<Value> = dl
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(entries.len(), 5, "{dl}");
+    let entries = dead_letters(&s.path("dl.jsonl"));
+    assert_eq!(entries.len(), 5, "{entries:?}");
     for (seq, entry) in entries.iter().enumerate() {
         assert_eq!(entry["run_id"], publisher, "{entry}");
         assert_eq!(entry["reason"], "rejected", "{entry}");
