@@ -507,10 +507,11 @@ impl Backoff {
         })
     }
 
-    /// Whether the next snooze spins (rather than yields): its spin steps not read yet, or
-    /// not all taken.
-    fn spinning(&self) -> bool {
-        self.spins == Self::UNREAD || self.step < self.spins
+    /// Whether the next snooze would yield with `deadline` less than [`YIELD_HORIZON`] away
+    /// (`Snooze::snooze_before`): its spins all taken (or its spin steps not read yet).
+    fn yield_too_near(&self, deadline: Option<Instant>) -> bool {
+        let spinning = self.spins == Self::UNREAD || self.step < self.spins;
+        !spinning && deadline.is_some_and(near)
     }
 
     /// Waits a little. Returns `false` once spinning and yielding are exhausted and the caller
@@ -566,10 +567,7 @@ impl<'a> Snooze<'a> for Backoff {
 
     #[inline]
     fn snooze_before(&mut self, budget: &'a YieldBudget, deadline: Option<Instant>) -> bool {
-        if !self.spinning() && deadline.is_some_and(near) {
-            return false;
-        }
-        self.snooze(budget)
+        !self.yield_too_near(deadline) && self.snooze(budget)
     }
 
     #[inline]
@@ -644,10 +642,7 @@ impl<'a> Snooze<'a> for OneYielder<'a> {
     #[cfg(not(loom))]
     #[inline]
     fn snooze_before(&mut self, budget: &'a YieldBudget, deadline: Option<Instant>) -> bool {
-        if !self.backoff.spinning() && deadline.is_some_and(near) {
-            return false;
-        }
-        self.snooze(budget)
+        !self.backoff.yield_too_near(deadline) && self.snooze(budget)
     }
 
     #[cfg(not(loom))]

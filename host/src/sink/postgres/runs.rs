@@ -54,6 +54,15 @@ pub fn prepare_run(
     })
 }
 
+/// A failure while the start was `what`, named so that a missing permission says what it was
+/// for; a lock held past the wait stays as it is, for the caller to say who held it.
+fn while_doing(what: &str, e: postgres::Error) -> Refused {
+    if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+        return Refused::Db(e);
+    }
+    Refused::Reason(format!("{what}: {}", super::error::describe(&e)))
+}
+
 fn prepare_in_transaction(
     client: &mut Client,
     start: &RunStart<'_>,
@@ -79,30 +88,15 @@ fn prepare_in_transaction(
     } else {
         true
     };
-    // Named, so that a missing permission says what it was for (a lock held past the wait
-    // stays as it is: the caller says who held it).
-    let creating = |e: postgres::Error| {
-        if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
-            return Refused::Db(e);
-        }
-        let what = if found == schema::Found::Empty {
-            "creating pc-host's tables"
-        } else {
-            "upgrading pc-host's tables"
-        };
-        Refused::Reason(format!("{what}: {}", super::error::describe(&e)))
+    let tables = if found == schema::Found::Empty {
+        "creating pc-host's tables"
+    } else {
+        "upgrading pc-host's tables"
     };
-    if found != schema::Found::Current {
-        schema::create_or_upgrade(&mut tx, &found).map_err(creating)?;
-    }
+    schema::create_or_upgrade(&mut tx, &found).map_err(|e| while_doing(tables, e))?;
     if !delivery_tables_there {
-        delivered::create_tables(&mut tx).map_err(|e| match e.code() {
-            Some(&SqlState::LOCK_NOT_AVAILABLE) => Refused::Db(e),
-            _ => Refused::Reason(format!(
-                "creating pc-host's delivery tables: {}",
-                super::error::describe(&e)
-            )),
-        })?;
+        delivered::create_tables(&mut tx)
+            .map_err(|e| while_doing("creating pc-host's delivery tables", e))?;
     }
     // The lock the run's writes take, waited for here (up to `lock_timeout`) so that a table
     // another client holds refuses the run before it is recorded, not after: the run's
