@@ -32,7 +32,7 @@ pub struct Clock {
 
 /// Waits longer than this are slept (minus this margin, since a sleep may overshoot by the
 /// timer slack, typically 50 us on Linux); shorter ones yield the CPU until the deadline.
-const SLEEP_MARGIN: Duration = Duration::from_micros(200);
+pub(crate) const SLEEP_MARGIN: Duration = Duration::from_micros(200);
 
 impl Clock {
     /// A clock that reads 0 now.
@@ -97,6 +97,26 @@ impl Clock {
             } else {
                 crate::sync::yield_now();
             }
+        }
+    }
+
+    /// Waits until this clock reads at least `deadline` and returns the reading, by sleeping
+    /// only: it costs no CPU while it waits, and it returns late by the sleep's overshoot
+    /// (the timer slack, typically 50-100 us on Linux; more on a busy machine). For a
+    /// deadline that must be met to the microsecond, [`wait_until`](Self::wait_until).
+    ///
+    /// ```
+    /// let clock = pc_core::Clock::new();
+    /// let deadline = clock.now() + 1_000_000;
+    /// assert!(clock.sleep_until(deadline) >= deadline);
+    /// ```
+    pub fn sleep_until(&self, deadline: u64) -> u64 {
+        loop {
+            let now = self.now();
+            if now >= deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_nanos(deadline - now));
         }
     }
 }

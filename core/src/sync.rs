@@ -186,11 +186,19 @@ pub(crate) fn prefetch<T>(p: *const T) {
 
 #[cfg(all(test, not(loom)))]
 std::thread_local! {
+    /// Test support: the yields of this thread through [`yield_now`].
+    static YIELDS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
     /// Test support: the prefetches this thread asked for.
     static PREFETCHES: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
     /// Test support: the most prefetches one run (one `prefetch_run` call) asked for.
     pub(crate) static PREFETCH_RUN_MOST: core::cell::Cell<usize> =
         const { core::cell::Cell::new(0) };
+}
+
+/// Test support: how many times this thread has yielded through [`yield_now`].
+#[cfg(all(test, not(loom)))]
+pub(crate) fn yields_on_this_thread() -> usize {
+    YIELDS.with(core::cell::Cell::get)
 }
 
 /// Test support: counts the prefetches of one run into [`PREFETCH_RUN_MOST`] when dropped.
@@ -325,6 +333,8 @@ pub(crate) fn spin_hint() {
 #[cfg(any(feature = "std", loom))]
 #[inline]
 pub(crate) fn yield_now() {
+    #[cfg(all(test, not(loom)))]
+    YIELDS.with(|n| n.set(n.get() + 1));
     #[cfg(not(loom))]
     std::thread::yield_now();
     #[cfg(loom)]
