@@ -125,8 +125,8 @@ impl fmt::Display for SourceSpec {
                 f,
                 "{}/{}?consumer={}{}",
                 n.server,
-                n.stream,
-                n.consumer,
+                nats_escaped(&n.stream),
+                nats_escaped(&n.consumer),
                 if n.until_empty { "&until=empty" } else { "" }
             )?,
         }
@@ -258,7 +258,13 @@ impl fmt::Display for SinkSpec {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite:{}", written_path(path)),
             Self::Postgres(u) | Self::Mysql(u) => f.write_str(&u.shown),
-            Self::Nats(n) => write!(f, "{}/{}?stream={}", n.server, n.subject, n.stream),
+            Self::Nats(n) => write!(
+                f,
+                "{}/{}?stream={}",
+                n.server,
+                nats_escaped(&n.subject),
+                nats_escaped(&n.stream)
+            ),
         }
     }
 }
@@ -804,11 +810,20 @@ fn percent_decoded_bytes(text: &str) -> Vec<u8> {
 }
 
 /// `//[USER[:PASSWORD]@]HOST[:PORT]/NAME?QUERY` (after `nats:`): the server, the name after
-/// the slash, and the query.
-fn parse_nats(rest: &str) -> Result<(NatsServer, &str, &str), String> {
+/// the slash (its percent-escapes decoded, as the user and password's are), and the query
+/// (whose values the caller decodes with [`nats_decoded`]). A `#` is refused: it would start
+/// a fragment, which a NATS URL has no use for, and taking it into a name would make a
+/// stream or consumer nobody meant.
+fn parse_nats(rest: &str) -> Result<(NatsServer, String, &str), String> {
     let Some(after) = rest.strip_prefix("//") else {
         return Err("a NATS URL starts with nats://, e.g. nats://127.0.0.1:4222/NAME".into());
     };
+    if after.contains('#') {
+        return Err(
+            "a NATS URL has no `#fragment`: write a `#` that is part of a name or value as %23"
+                .into(),
+        );
+    }
     let (main, query) = after.split_once('?').unwrap_or((after, ""));
     let (authority, name) = main.split_once('/').unwrap_or((main, ""));
     let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -831,23 +846,49 @@ fn parse_nats(rest: &str) -> Result<(NatsServer, &str, &str), String> {
     }
     let (user, password) = match userinfo {
         Some(u) => match u.split_once(':') {
-            Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
-            None => (Some(u.to_string()), None),
+            Some((u, p)) => (Some(u), Some(p)),
+            None => (Some(u), None),
         },
         None => (None, None),
     };
-    let shown_user = match (&user, &password) {
+    // Shown as written (its escapes kept), so that it reads back the same.
+    let shown_user = match (user, password) {
         (Some(u), Some(_)) => format!("{u}:***@"),
         (Some(u), None) => format!("{u}@"),
         _ => String::new(),
     };
     let server = NatsServer {
         addr: format!("{host}:{port}"),
-        user,
-        password,
+        user: user.map(|u| nats_decoded("user", u)).transpose()?,
+        password: password.map(|p| nats_decoded("password", p)).transpose()?,
         shown: format!("nats://{shown_user}{host}:{port}"),
     };
-    Ok((server, name, query))
+    Ok((server, nats_decoded("name", name)?, query))
+}
+
+/// A part of a NATS URL with its percent-escapes decoded (`%2D` is `-`, `%23` is `#`), as a
+/// URL's readers decode them; refused if the bytes they stand for are not UTF-8 (a JetStream
+/// name is text). The password's value is not quoted in the refusal.
+fn nats_decoded(what: &str, text: &str) -> Result<String, String> {
+    String::from_utf8(percent_decoded_bytes(text)).map_err(|_| match what {
+        "password" => "the URL's password holds percent-escapes that are not UTF-8".into(),
+        _ => format!("`{text}`: the {what}'s percent-escapes are not UTF-8"),
+    })
+}
+
+/// `name` as written in a NATS URL that reads back as `name`: `%`, `?`, `&` and `#` escaped.
+fn nats_escaped(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3F"),
+            '&' => out.push_str("%26"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The longest stream or consumer name JetStream accepts, in bytes (the server's
@@ -882,20 +923,21 @@ fn check_name(what: &str, name: &str, subject: bool) -> Result<(), String> {
 
 fn parse_nats_source(rest: &str) -> Result<NatsSource, String> {
     let (server, stream, query) = parse_nats(rest)?;
-    check_name("stream", stream, false)?;
+    check_name("stream", &stream, false)?;
     let mut source = NatsSource {
         server,
-        stream: stream.to_string(),
+        stream,
         consumer: "pc-host".into(),
         until_empty: false,
         ack_wait: std::time::Duration::from_secs(30),
         lane: None,
     };
-    for (key, value) in parse_query(query)? {
+    for (key, written) in parse_query(query)? {
+        let value = &nats_decoded(key, written)?;
         match key {
             "consumer" => {
                 check_name("consumer", value, false)?;
-                source.consumer = value.to_string();
+                source.consumer.clone_from(value);
             }
             "until" if value == "empty" => source.until_empty = true,
             "until" => return Err(format!("`until={value}`: the only choice is until=empty")),
@@ -911,7 +953,7 @@ fn parse_nats_source(rest: &str) -> Result<NatsSource, String> {
             }
             "lane" => {
                 super::lanes::check_name(value)?;
-                source.lane = Some(value.to_string());
+                source.lane = Some(value.clone());
             }
             _ => {
                 return Err(format!(
@@ -925,18 +967,19 @@ fn parse_nats_source(rest: &str) -> Result<NatsSource, String> {
 
 fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
     let (server, subject, query) = parse_nats(rest)?;
-    check_name("subject", subject, true)?;
+    check_name("subject", &subject, true)?;
     if subject.contains(['*', '>']) {
         return Err(format!(
             "`{subject}`: records are published to one subject, not a wildcard"
         ));
     }
     let mut given = None;
-    for (key, value) in parse_query(query)? {
+    for (key, written) in parse_query(query)? {
+        let value = nats_decoded(key, written)?;
         match key {
             "stream" => {
-                check_name("stream", value, false)?;
-                given = Some(value.to_string());
+                check_name("stream", &value, false)?;
+                given = Some(value);
             }
             _ => return Err(format!("unknown parameter `{key}` (known: stream)")),
         }
@@ -944,7 +987,7 @@ fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
     if let Some(stream) = given {
         return Ok(NatsSink {
             server,
-            subject: subject.to_string(),
+            subject,
             stream,
         });
     }
@@ -964,7 +1007,7 @@ fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
     }
     Ok(NatsSink {
         server,
-        subject: subject.to_string(),
+        subject,
         stream,
     })
 }
@@ -1484,6 +1527,58 @@ mod tests {
             let e = parse_sink(url).unwrap_err();
             assert!(e.contains(needle), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn a_nats_url_with_a_fragment_is_refused_not_taken_into_a_name() {
+        for url in [
+            "nats://h/S?consumer=worker#frag",
+            "nats://h/S#frag",
+            "nats://u:p#w@h/S",
+        ] {
+            let e = parse_source(url).unwrap_err();
+            assert!(
+                e.contains("no `#fragment`") && e.contains("%23"),
+                "{url}: {e}"
+            );
+        }
+        let e = parse_sink("nats://h/a.b?stream=S#x").unwrap_err();
+        assert!(e.contains("no `#fragment`"), "{e}");
+    }
+
+    #[test]
+    fn a_nats_urls_names_and_credentials_are_percent_decoded_and_shown_re_escaped() {
+        let Ok(SourceSpec::Nats(n)) =
+            parse_source("nats://u%40corp:p%3Aw@h/my%2Dstream?consumer=w%231")
+        else {
+            panic!("not parsed")
+        };
+        assert_eq!(
+            (n.stream.as_str(), n.consumer.as_str()),
+            ("my-stream", "w#1")
+        );
+        assert_eq!(n.server.user.as_deref(), Some("u@corp"));
+        assert_eq!(n.server.password.as_deref(), Some("p:w"));
+        assert_eq!(n.server.shown, "nats://u%40corp:***@h:4222");
+        let shown = SourceSpec::Nats(n.clone()).to_string();
+        assert_eq!(shown, "nats://u%40corp:***@h:4222/my-stream?consumer=w%231");
+        let Ok(SinkSpec::Nats(s)) = parse_sink("nats://h/a%2Eb?stream=S%25%3F%26") else {
+            panic!("not parsed")
+        };
+        assert_eq!((s.subject.as_str(), s.stream.as_str()), ("a.b", "S%?&"));
+        let shown = SinkSpec::Nats(s.clone()).to_string();
+        assert_eq!(shown, "nats://h:4222/a.b?stream=S%25%3F%26");
+        let Ok(SinkSpec::Nats(again)) = parse_sink(&shown) else {
+            panic!("{shown} does not read back")
+        };
+        assert_eq!(again.stream, s.stream);
+        // An escape for a character a name may not hold is refused like the character.
+        let e = parse_source("nats://h/a%2Fb").unwrap_err();
+        assert!(e.contains("`a/b` is not a usable stream name"), "{e}");
+        let e = parse_source("nats://h/S?consumer=%FF").unwrap_err();
+        assert!(e.contains("percent-escapes are not UTF-8"), "{e}");
+        let e = parse_source("nats://u:%FF@h/S").unwrap_err();
+        assert!(e.contains("password") && !e.contains("%FF"), "{e}");
     }
 
     #[test]
