@@ -14,9 +14,9 @@
 //!   then the light half is a `SeqCst` fence. The caller keeps the answer where its
 //!   operations already look (ring/wait.rs: a bit of the sleeper count), so an operation pays
 //!   no extra load for it. The process registers once: when the first heap ring or lanes are
-//!   built (`prepare`), or else at the first `register()` (a ring in a `static`: its first
-//!   operation) or `heavy()`. Registering waits for an RCU grace period (milliseconds), which
-//!   is why constructors pay it rather than the first push.
+//!   built, or when the program calls [`prepare_fences`], or else at the first `register()` (a
+//!   ring in a `static`: its first operation) or `heavy()`. Registering waits for an RCU grace
+//!   period (milliseconds), which is why constructors pay it rather than the first push.
 //!
 //! # Non-guarantees
 //! - Where the system call is missing or refused (kernels before 4.14, seccomp filters), on
@@ -163,11 +163,37 @@ pub fn use_fence_instructions() -> bool {
     true
 }
 
-/// Registers now (see the module docs), so that no ring operation later pays for it.
-#[cold]
-pub(crate) fn prepare() {
+/// Decides now how the wake-up handshake of every ring and lanes in this process fences, if
+/// the process has not decided yet, and returns whether it uses `membarrier(2)` (`false`:
+/// fence instructions on both sides, see [`use_fence_instructions`]).
+///
+/// Deciding registers the process with the kernel, which waits for an RCU grace period:
+/// milliseconds. Building a [`HeapRing`](crate::HeapRing) or
+/// [`HeapLanes`](crate::HeapLanes) decides; otherwise the first operation on a ring in a
+/// `static` (or on the stack) does, and pays that wait in the middle of the program's work.
+/// Call this at start-up to pay it there instead.
+///
+/// # Guarantees
+/// - Once it has returned, no ring or lanes operation waits for the registration.
+/// - Its answer stands for the life of the process, except that a seccomp filter installed
+///   later, which refuses `membarrier`, turns the process to fences for good (see the
+///   module's non-guarantees).
+///
+/// ```
+/// use pc_core::Ring;
+///
+/// static RING: Ring<u32, 64> = Ring::new();
+///
+/// let membarrier = pc_core::prepare_fences(); // at start-up: the first push waits for nothing
+/// assert_eq!(pc_core::use_fence_instructions(), !membarrier, "decided already");
+/// RING.push(1).unwrap();
+/// assert_eq!(RING.pop(), Ok(1));
+/// ```
+pub fn prepare_fences() -> bool {
     #[cfg(all(target_os = "linux", not(miri)))]
-    decide();
+    return decide() == EXPEDITED;
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    false
 }
 
 /// Whether this process has decided how to fence (registered, or found it cannot).

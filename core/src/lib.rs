@@ -147,7 +147,7 @@ pub use bucket::{Denied, Grant, RateError, Schedule, TokenBucket};
 #[cfg(all(feature = "std", not(loom)))]
 pub use clock::Clock;
 #[cfg(all(feature = "std", not(loom)))]
-pub use fence::use_fence_instructions;
+pub use fence::{prepare_fences, use_fence_instructions};
 #[cfg(feature = "alloc")]
 pub use lanes::HeapLanes;
 pub use lanes::{Lanes, LanesCore};

@@ -161,7 +161,7 @@ pub(crate) fn heavy_fence() -> bool {
 /// heap constructors call it, so that the first push or pop of a run does not.
 #[cfg(all(feature = "std", not(loom)))]
 pub(crate) fn prepare_fences() {
-    crate::fence::prepare();
+    crate::fence::prepare_fences();
 }
 
 /// Asks the CPU to start fetching the cache line holding `p` into its caches (x86-64
