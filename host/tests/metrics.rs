@@ -862,12 +862,12 @@ fn run_intervals_add_up_to_the_run_and_runs_keeps_the_summary() {
     let (kept, elapsed_kept): (Vec<Option<i64>>, Option<f64>) = conn
         .query_row(
             "SELECT stored, dead_lettered, not_stored, retries, latency_p50_ns, latency_p99_ns, \
-             latency_p999_ns, latency_max_ns, elapsed_s FROM runs WHERE run_id = ?1",
+             latency_p999_ns, latency_max_ns, duplicates, elapsed_s FROM runs WHERE run_id = ?1",
             [run_id],
             |r| {
                 Ok((
-                    (0..8).map(|i| r.get(i)).collect::<Result<_, _>>()?,
-                    r.get(8)?,
+                    (0..9).map(|i| r.get(i)).collect::<Result<_, _>>()?,
+                    r.get(9)?,
                 ))
             },
         )
@@ -882,13 +882,15 @@ fn run_intervals_add_up_to_the_run_and_runs_keeps_the_summary() {
         &lat["p99"],
         &lat["p999"],
         &lat["max"],
+        &v["duplicates"],
     ]
     .iter()
     .map(|x| x.as_i64())
     .collect();
     assert_eq!(
         kept, want,
-        "runs (stored, dead_lettered, not_stored, retries, latency p50/p99/p999/max) vs the \
+        "runs (stored, dead_lettered, not_stored, retries, latency p50/p99/p999/max, \
+         duplicates) vs the \
          summary {v}"
     );
     assert_eq!(elapsed_kept, Some(elapsed), "runs.elapsed_s vs the summary");

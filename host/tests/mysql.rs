@@ -1067,8 +1067,9 @@ fn a_bookkeeping_call_on_a_killed_connection_reconnects_once() {
         finished_at: now_ns(),
         completed: true,
         per_producer: &[2],
-        produced: 2,
+        produced: 3,
         stored: 2,
+        duplicates: 1,
         dead_lettered: 0,
         not_stored: 0,
         retries: 0,
@@ -1081,7 +1082,8 @@ fn a_bookkeeping_call_on_a_killed_connection_reconnects_once() {
     w.finish_run(&end).unwrap();
     let finished = format!(
         "SELECT COUNT(*) FROM runs WHERE run_id = {run_id} AND finished_at IS NOT NULL \
-         AND completed AND stored = 2"
+         AND completed AND stored = 2 AND duplicates = 1 \
+         AND produced = stored + duplicates + dead_lettered + not_stored"
     );
     assert_eq!(db.count(&finished), 1);
     let producers = format!("SELECT SUM(produced) FROM run_producers WHERE run_id = {run_id}");
@@ -1138,12 +1140,12 @@ fn run_intervals_add_up_to_the_run_and_runs_keeps_the_summary() {
         .conn()
         .exec_first(
             "SELECT stored, dead_lettered, not_stored, retries, latency_p50_ns, latency_p99_ns, \
-             latency_p999_ns, latency_max_ns, elapsed_s FROM runs WHERE run_id = ?",
+             latency_p999_ns, latency_max_ns, duplicates, elapsed_s FROM runs WHERE run_id = ?",
             (run_id,),
         )
         .unwrap()
         .expect("the run's row");
-    let counts: Vec<Option<i64>> = (0..8).map(|i| kept.get(i).unwrap()).collect();
+    let counts: Vec<Option<i64>> = (0..9).map(|i| kept.get(i).unwrap()).collect();
     let lat = &v["latency_ns"];
     let want: Vec<Option<i64>> = [
         &v["stored"],
@@ -1154,12 +1156,13 @@ fn run_intervals_add_up_to_the_run_and_runs_keeps_the_summary() {
         &lat["p99"],
         &lat["p999"],
         &lat["max"],
+        &v["duplicates"],
     ]
     .iter()
     .map(|x| x.as_i64())
     .collect();
     assert_eq!(counts, want, "runs vs the summary {v}");
-    assert_eq!(kept.get::<Option<f64>, _>(8).unwrap(), Some(elapsed));
+    assert_eq!(kept.get::<Option<f64>, _>(9).unwrap(), Some(elapsed));
 }
 
 /// The tables as pc-host wrote them in schema version 1 (before `run_intervals` and the
@@ -1230,8 +1233,8 @@ impl TestDb<MySql> {
     }
 }
 
-/// The columns of `runs` in schema version 2.
-const RUNS_V2: [&str; 16] = [
+/// The columns of `runs` in schema version 5 (version 2 has all but the last).
+const RUNS_V5: [&str; 17] = [
     "run_id",
     "started_at",
     "finished_at",
@@ -1248,6 +1251,7 @@ const RUNS_V2: [&str; 16] = [
     "latency_p999_ns",
     "latency_max_ns",
     "elapsed_s",
+    "duplicates",
 ];
 
 #[test]
@@ -1262,15 +1266,16 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
     assert_eq!(db.schema_version(), 1, "verify changed the schema");
 
     let v = assert_ok(&db.run_json(&s, "--messages 10 --rps 0"));
-    assert_eq!(db.schema_version(), 4);
-    assert_eq!(db.columns("runs"), RUNS_V2);
+    assert_eq!(db.schema_version(), 5);
+    assert_eq!(db.columns("runs"), RUNS_V5);
     assert_eq!(
         db.columns("inputs").last().map(String::as_str),
         Some("mark")
     );
     let old = "SELECT COUNT(*) FROM messages WHERE run_id = 1";
     assert_eq!(db.count(old), 2, "the old run's rows are kept");
-    let old_run = "SELECT COUNT(*) FROM runs WHERE run_id = 1 AND completed AND stored IS NULL";
+    let old_run = "SELECT COUNT(*) FROM runs WHERE run_id = 1 AND completed AND stored IS NULL \
+                   AND duplicates IS NULL";
     assert_eq!(db.count(old_run), 1, "the old run is kept, with no summary");
     let new_run = format!("SELECT stored FROM runs WHERE run_id = {}", run_id(&v));
     assert_eq!(db.count(&new_run), 10);
@@ -1294,8 +1299,8 @@ fn an_upgrade_cut_short_is_completed_by_the_next_run() {
         )
         .unwrap();
     assert_ok(&db.run_json(&s, "--messages 10 --rps 0"));
-    assert_eq!(db.schema_version(), 4);
-    assert_eq!(db.columns("runs"), RUNS_V2);
+    assert_eq!(db.schema_version(), 5);
+    assert_eq!(db.columns("runs"), RUNS_V5);
     assert_eq!(
         db.columns("run_intervals").last().map(String::as_str),
         Some("consumers")

@@ -1373,12 +1373,12 @@ fn assert_runs_keeps_the_summary(db: &Db, v: &serde_json::Value) {
         .client()
         .query_one(
             "SELECT stored, dead_lettered, not_stored, retries, latency_p50_ns, \
-             latency_p99_ns, latency_p999_ns, latency_max_ns, elapsed_s FROM runs \
+             latency_p99_ns, latency_p999_ns, latency_max_ns, duplicates, elapsed_s FROM runs \
              WHERE run_id = $1",
             &[&run_id(v)],
         )
         .expect("the runs row");
-    let kept: Vec<Option<i64>> = (0..8).map(|i| row.get(i)).collect();
+    let kept: Vec<Option<i64>> = (0..9).map(|i| row.get(i)).collect();
     let lat = &v["latency_ns"];
     let want: Vec<Option<i64>> = [
         &v["stored"],
@@ -1389,12 +1389,13 @@ fn assert_runs_keeps_the_summary(db: &Db, v: &serde_json::Value) {
         &lat["p99"],
         &lat["p999"],
         &lat["max"],
+        &v["duplicates"],
     ]
     .iter()
     .map(|x| x.as_i64())
     .collect();
     assert_eq!(kept, want, "runs vs the summary {v}");
-    let elapsed: Option<f64> = row.get(8);
+    let elapsed: Option<f64> = row.get(9);
     assert_eq!(
         elapsed,
         v["elapsed_s"].as_f64(),
@@ -1507,8 +1508,9 @@ fn with_messages_dropped_a_new_connection_still_keeps_the_runs_intervals_and_end
         finished_at: now_ns(),
         completed: false,
         per_producer: &[0],
-        produced: 1,
+        produced: 2,
         stored: 0,
+        duplicates: 1,
         dead_lettered: 0,
         not_stored: 1,
         retries: 0,
@@ -1519,12 +1521,16 @@ fn with_messages_dropped_a_new_connection_still_keeps_the_runs_intervals_and_end
     let ended: i64 = db
         .client()
         .query_one(
-            "SELECT COUNT(*) FROM runs WHERE run_id = $1 AND finished_at IS NOT NULL",
+            "SELECT COUNT(*) FROM runs WHERE run_id = $1 AND finished_at IS NOT NULL \
+             AND duplicates = 1 AND produced = stored + duplicates + dead_lettered + not_stored",
             &[&run_id],
         )
         .unwrap()
         .get(0);
-    assert_eq!(ended, 1, "the run's end is recorded");
+    assert_eq!(
+        ended, 1,
+        "the run's end is recorded, its duplicates with it"
+    );
 }
 
 /// Version 1 of pc-host's tables, as the previous pc-host created them.
@@ -1594,7 +1600,7 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
         .query_one("SELECT version FROM pc_host_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let mut last_column = |table: &str| -> String {
         c.query_one(
             "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) \
@@ -1605,6 +1611,7 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
         .get(0)
     };
     assert_eq!(last_column("inputs"), "mark", "version 4's column");
+    assert_eq!(last_column("runs"), "duplicates", "version 5's column");
     assert_eq!(
         last_column("run_intervals"),
         "consumers",
@@ -1612,7 +1619,8 @@ fn an_existing_version_1_schema_is_upgraded_in_place_keeping_its_runs() {
     );
     let old: (i64, i64) = {
         let sql = "SELECT producers::int8, (SELECT count(*) FROM messages WHERE run_id = 1) \
-                   FROM runs WHERE run_id = 1 AND completed AND stored IS NULL";
+                   FROM runs WHERE run_id = 1 AND completed AND stored IS NULL \
+                   AND duplicates IS NULL";
         let row = c
             .query_one(sql, &[])
             .expect("the old run, its summary unknown");

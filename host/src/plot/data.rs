@@ -90,8 +90,11 @@ fn open(db: &Path, busy: Duration) -> anyhow::Result<schema::ReadConnection> {
     let conn = schema::open_read_only(db, busy)?;
     match schema::check(&conn, db, busy, Purpose::Read)? {
         // Version 3 lacks only the consumers column, which plot does not draw; version 4 only
-        // differs in when `runs.last_id` is written, version 5 in the inputs' marks.
-        Found::Current | Found::Version3 | Found::Version4 | Found::Version5 => Ok(conn),
+        // differs in when `runs.last_id` is written, version 5 in the inputs' marks, version 6
+        // in the runs' duplicates.
+        Found::Current | Found::Version3 | Found::Version4 | Found::Version5 | Found::Version6 => {
+            Ok(conn)
+        }
         Found::Empty => Err(schema::no_pc_host_data(db)),
         Found::Version1 | Found::Version2 => Err(anyhow!(
             "{} has an older pc-host schema, which keeps no interval rows: only runs recorded \

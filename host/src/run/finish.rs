@@ -282,6 +282,7 @@ fn finish(
         per_producer: &per_producer,
         produced: stats.produced(),
         stored,
+        duplicates: stats.duplicates(),
         dead_lettered: stats.dead_lettered(),
         not_stored: stats.not_stored(),
         retries: d.retries,

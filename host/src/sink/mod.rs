@@ -71,6 +71,8 @@ impl OriginEnd {
             per_producer: &self.per_producer,
             produced: self.produced,
             stored: self.stored,
+            // A publisher's records are delivered to the consuming runs, which count those.
+            duplicates: 0,
             dead_lettered: self.dead_lettered,
             not_stored: self.not_stored,
             retries: 0,
@@ -92,6 +94,8 @@ pub struct RunEnd<'a> {
     pub produced: u64,
     /// The summary's figures, kept with the run.
     pub stored: u64,
+    /// Deliveries of records the database already held (a NATS source), dropped.
+    pub duplicates: u64,
     pub dead_lettered: u64,
     pub not_stored: u64,
     pub retries: u64,
@@ -111,6 +115,7 @@ impl<'a> RunEnd<'a> {
             per_producer,
             produced: 0,
             stored: 0,
+            duplicates: 0,
             dead_lettered: 0,
             not_stored: 0,
             retries: 0,

@@ -32,6 +32,10 @@ pub struct RunInfo {
     /// as stored at its end (`runs.stored`): `None` as for `dead_lettered`.
     pub accepted: Option<u64>,
     pub stored: Option<u64>,
+    /// Deliveries of records the database already held, dropped (a NATS source's), as the
+    /// run's end recorded them: `None` as for `dead_lettered`, and in a database of an older
+    /// schema, which keeps no such count.
+    pub duplicates: Option<u64>,
     /// The run read from or published to a broker (a `nats://` source or sink, as its
     /// `runs.config` says): its accepted records include redeliveries it stored once, or its
     /// records are rows of the runs that consume the stream.

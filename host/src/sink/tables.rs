@@ -20,6 +20,7 @@ pub const RUNS: &[&str] = &[
     "latency_p999_ns",
     "latency_max_ns",
     "elapsed_s",
+    "duplicates",
 ];
 
 pub const RUN_PRODUCERS: &[&str] = &["run_id", "producer", "produced"];

@@ -22,6 +22,8 @@ pub struct Reader {
     server: &'static str,
     /// `runs` has version 2's columns (the run's summary).
     summary: bool,
+    /// `runs` has version 5's column (the run's duplicates).
+    duplicates: bool,
 }
 
 impl Reader {
@@ -35,14 +37,17 @@ impl Reader {
         let connected = target.connect_or_explain()?;
         let mut conn = connected.conn;
         match schema::check(&mut conn, url)? {
-            found @ (Found::Current | Found::Version1 | Found::Version2 | Found::Version3) => {
-                Ok(Self {
-                    conn,
-                    url: url.clone(),
-                    server: connected.server,
-                    summary: found != Found::Version1,
-                })
-            }
+            found @ (Found::Current
+            | Found::Version1
+            | Found::Version2
+            | Found::Version3
+            | Found::Version4) => Ok(Self {
+                conn,
+                url: url.clone(),
+                server: connected.server,
+                summary: found != Found::Version1,
+                duplicates: found == Found::Current,
+            }),
             Found::Incomplete(missing) if missing.is_empty() => Err(anyhow!(
                 "sink {}: the database's pc-host mark holds no schema version: a run creating \
                  its tables was cut short (a run completes them)",
@@ -110,7 +115,7 @@ impl ReadBack for Reader {
     }
 
     fn runs(&mut self, only: Option<i64>) -> anyhow::Result<Vec<RunInfo>> {
-        runs::runs(&mut self.conn, only, self.summary).map_err(|e| self.err(&e))
+        runs::runs(&mut self.conn, only, (self.summary, self.duplicates)).map_err(|e| self.err(&e))
     }
 
     fn rows(&mut self, only: Option<i64>, each: &mut dyn FnMut(Row<'_>)) -> anyhow::Result<()> {

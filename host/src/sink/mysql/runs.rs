@@ -215,14 +215,15 @@ pub fn finish_run(conn: &mut Conn, run_id: i64, end: &RunEnd<'_>) -> mysql::Resu
         lat(2).into(),
         lat(3).into(),
         end.elapsed_s.into(),
+        n(end.duplicates).into(),
         run_id.into(),
     ];
     transaction(conn, |conn| {
         conn.exec_drop(
             "UPDATE runs SET finished_at = ?, completed = ?, produced = ?, stored = ?, \
              dead_lettered = ?, not_stored = ?, retries = ?, latency_p50_ns = ?, \
-             latency_p99_ns = ?, latency_p999_ns = ?, latency_max_ns = ?, elapsed_s = ? \
-             WHERE run_id = ?",
+             latency_p99_ns = ?, latency_p999_ns = ?, latency_max_ns = ?, elapsed_s = ?, \
+             duplicates = ? WHERE run_id = ?",
             summary,
         )?;
         conn.exec_batch(
@@ -291,15 +292,21 @@ pub fn count_stored(conn: &mut Conn, run_id: i64) -> mysql::Result<u64> {
 
 /// Reads the `runs`, `run_producers` and `run_inputs` tables (one run, or all). `summary`:
 /// whether `runs` has version 2's columns; without them (version 1, which kept no count) and
-/// for a run that did not end, `dead_lettered` is `None`.
-pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<Vec<RunInfo>> {
+/// for a run that did not end, `dead_lettered` is `None`. `duplicates`: whether it has
+/// version 5's column; without it, `duplicates` is `None`.
+pub fn runs(
+    conn: &mut Conn,
+    only: Option<i64>,
+    (summary, duplicates): (bool, bool),
+) -> mysql::Result<Vec<RunInfo>> {
     let dead_lettered = if summary {
         "dead_lettered, not_stored, stored, produced"
     } else {
         "NULL, NULL, NULL, NULL"
     };
+    let duplicates = if duplicates { "duplicates" } else { "NULL" };
     /// run_id, completed, finished, producers, dead_lettered, not_stored, stored, produced,
-    /// config.
+    /// duplicates, config.
     type RunRow = (
         i64,
         bool,
@@ -309,12 +316,13 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
         Option<i64>,
         Option<i64>,
         Option<i64>,
+        Option<i64>,
         Option<String>,
     );
     let rows: Vec<RunRow> = conn.exec(
         format!(
             "SELECT run_id, completed, finished_at IS NOT NULL, producers, {dead_lettered}, \
-             config FROM runs WHERE ? IS NULL OR run_id = ? ORDER BY run_id"
+             {duplicates}, config FROM runs WHERE ? IS NULL OR run_id = ? ORDER BY run_id"
         ),
         (only, only),
     )?;
@@ -328,6 +336,7 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
         not_stored,
         stored,
         accepted,
+        duplicates,
         config,
     ) in rows
     {
@@ -359,6 +368,7 @@ pub fn runs(conn: &mut Conn, only: Option<i64>, summary: bool) -> mysql::Result<
             not_stored: not_stored.map(|n| n.max(0) as u64),
             stored: stored.map(|n| n.max(0) as u64),
             accepted: accepted.map(|n| n.max(0) as u64),
+            duplicates: duplicates.map(|n| n.max(0) as u64),
             broker: from.broker,
             payload_size: from.payload_size,
             dead_letters: from.dead_letters,

@@ -8,7 +8,8 @@
 //!
 //! Version 2 keeps what a run did with the data: its summary in new `runs` columns, one row per
 //! report interval in `run_intervals`; version 3 adds the `consumers` column of
-//! `run_intervals`, version 4 the `mark` column of `inputs`. An older database is upgraded in place (its runs kept), under the same lock
+//! `run_intervals`, version 4 the `mark` column of `inputs`, version 5 the `duplicates`
+//! column of `runs`. An older database is upgraded in place (its runs kept), under the same lock
 //! as a creation; an upgrade cut short is completed by the next run.
 
 use crate::sink::tables;
@@ -23,11 +24,12 @@ use super::error::sink_error;
 use crate::config::url::ServerUrl;
 
 /// The schema version this build writes and reads (`pc_host_schema.version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// The older versions this build upgrades in place (and `verify` reads).
 const VERSION_1: i64 = 1;
 const VERSION_2: i64 = 2;
 const VERSION_3: i64 = 3;
+const VERSION_4: i64 = 4;
 
 /// How long `open` waits for another pc-host creating the tables (seconds).
 const SCHEMA_LOCK_WAIT: u64 = 30;
@@ -60,8 +62,21 @@ const RUNS_ADD_SUMMARY: &str = concat!(
     ")"
 );
 
-/// The columns of `runs` in version 1 (version 2 adds the rest).
+/// The columns of `runs` in version 1 (version 2 adds the summary's).
 const RUNS_V1_COLUMNS: usize = 7;
+
+/// The column version 5 adds to `runs` (at its end): deliveries of records the database
+/// already held, dropped (a NATS source's), so that a run's row balances as its summary does.
+/// One text for the new table and the upgrade.
+macro_rules! runs_duplicates_column {
+    () => {
+        "duplicates      BIGINT NULL COMMENT 'deliveries already stored, dropped; NULL in rows of older runs'"
+    };
+}
+
+/// Upgrades a version 2 to 4 `runs` to version 5.
+const RUNS_ADD_DUPLICATES: &str =
+    concat!("ALTER TABLE runs ADD COLUMN ", runs_duplicates_column!());
 
 /// The column version 3 adds to `run_intervals` (at its end).
 const INTERVALS_ADD_CONSUMERS: &str = "ALTER TABLE run_intervals ADD COLUMN consumers INT NULL \
@@ -98,6 +113,9 @@ const TABLES: [(&str, &[&str], &str); 6] = [
     config      LONGTEXT NOT NULL COMMENT 'the effective configuration, JSON',
     ",
             runs_summary_columns!(),
+            ",
+    ",
+            runs_duplicates_column!(),
             "
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"
         ),
@@ -190,6 +208,8 @@ pub enum Found {
     Version2,
     /// Version 3, likewise.
     Version3,
+    /// Version 4, likewise.
+    Version4,
     /// pc-host's tables, all there, of this version.
     Current,
 }
@@ -298,9 +318,9 @@ fn transactional(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     }
 }
 
-/// Under the schema lock: creates the missing tables, adds version 2's columns to a version 1
-/// `runs` and version 3's to a version 2 `run_intervals`, then marks the database as this
-/// version. Each step is done only if not done yet, so a run after one cut short completes it.
+/// Under the schema lock: creates the missing tables, adds the columns each later version
+/// added to the tables that lack them (version 2's and 5's to `runs`, 3's to `run_intervals`,
+/// 4's to `inputs`), then marks the database as this version. Each step is done only if not done yet, so a run after one cut short completes it.
 fn upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     let err = |e: mysql::Error| sink_error(&e, &url.shown);
     // The mark first: a creation cut short is completed by the next run, never refused.
@@ -317,6 +337,9 @@ fn upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     // `check` let only a version 1 database have a `runs` of version 1.
     if columns(conn, "runs").map_err(err)?.len() == RUNS_V1_COLUMNS {
         conn.query_drop(RUNS_ADD_SUMMARY).map_err(err)?;
+    }
+    if columns(conn, "runs").map_err(err)?.len() + 1 == tables::RUNS.len() {
+        conn.query_drop(RUNS_ADD_DUPLICATES).map_err(err)?;
     }
     if columns(conn, "run_intervals").map_err(err)?.len() + 1 == tables::RUN_INTERVALS.len() {
         conn.query_drop(INTERVALS_ADD_CONSUMERS).map_err(err)?;
@@ -335,7 +358,7 @@ fn upgrade(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<()> {
     }
 }
 
-/// Recognises what the database holds; anything but pc-host's tables of version 1, 2 or this
+/// Recognises what the database holds; anything but pc-host's tables of version 1 to this
 /// version (or none of them) is an error. Reads only.
 ///
 /// # Errors
@@ -379,7 +402,7 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         .query_first("SELECT MAX(version) FROM pc_host_schema")
         .map_err(err)?;
     let version = version.flatten();
-    let known = [VERSION_1, VERSION_2, VERSION_3, SCHEMA_VERSION];
+    let known = [VERSION_1, VERSION_2, VERSION_3, VERSION_4, SCHEMA_VERSION];
     if let Some(v) = version.filter(|v| !known.contains(v)) {
         return Err(anyhow!(
             "sink {shown}: pc-host schema version {v}, this pc-host reads versions {VERSION_1} \
@@ -396,6 +419,10 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         let have = columns(conn, table).map_err(err)?;
         let v1_runs =
             version == Some(VERSION_1) && *table == "runs" && have[..] == want[..RUNS_V1_COLUMNS];
+        // A `runs` of versions 2 to 4 (or of an upgrade cut short before its last column).
+        let old_runs = matches!(version, Some(VERSION_1..=VERSION_4))
+            && *table == "runs"
+            && have[..] == want[..want.len() - 1];
         // A version 1 or 2 `run_intervals` (version 1's created by an upgrade cut short).
         let old_intervals = matches!(version, Some(VERSION_1 | VERSION_2))
             && *table == "run_intervals"
@@ -404,7 +431,7 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         let old_inputs = matches!(version, Some(VERSION_1 | VERSION_2 | VERSION_3))
             && *table == "inputs"
             && have[..] == want[..want.len() - 1];
-        if have[..] != want[..] && !v1_runs && !old_intervals && !old_inputs {
+        if have[..] != want[..] && !v1_runs && !old_runs && !old_intervals && !old_inputs {
             return Err(anyhow!(
                 "sink {shown}: table `{table}` has columns ({}) but pc-host expects ({}); it \
                  was altered: use another database",
@@ -418,6 +445,7 @@ pub fn check(conn: &mut Conn, url: &ServerUrl) -> anyhow::Result<Found> {
         Some(VERSION_1) if missing.iter().all(|&i| i >= V1_TABLES) => Found::Version1,
         Some(VERSION_2) if missing.is_empty() => Found::Version2,
         Some(VERSION_3) if missing.is_empty() => Found::Version3,
+        Some(VERSION_4) if missing.is_empty() => Found::Version4,
         // Version 1 never had the tables after its own: only its own can be missing.
         _ => Found::Incomplete(
             missing

@@ -308,8 +308,8 @@ pub fn finish_run(
     tx.execute(
         "UPDATE runs SET finished_at = $2, completed = $3, produced = $4, stored = $5, \
          dead_lettered = $6, not_stored = $7, retries = $8, latency_p50_ns = $9, \
-         latency_p99_ns = $10, latency_p999_ns = $11, latency_max_ns = $12, elapsed_s = $13 \
-         WHERE run_id = $1",
+         latency_p99_ns = $10, latency_p999_ns = $11, latency_max_ns = $12, elapsed_s = $13, \
+         duplicates = $14 WHERE run_id = $1",
         &[
             &run_id,
             &unix_time(end.finished_at),
@@ -324,6 +324,7 @@ pub fn finish_run(
             &lat(2),
             &lat(3),
             &end.elapsed_s,
+            &big(end.duplicates),
         ],
     )?;
     tx.execute(
@@ -421,10 +422,13 @@ pub fn runs(
     found: &Found,
 ) -> Result<Vec<RunInfo>, postgres::Error> {
     let dead = match found {
-        Found::Current | Found::Version2 | Found::Version3 => {
-            "dead_lettered, not_stored, stored, produced"
+        Found::Current => "dead_lettered, not_stored, stored, produced, duplicates",
+        Found::Version2 | Found::Version3 | Found::Version4 => {
+            "dead_lettered, not_stored, stored, produced, NULL::bigint"
         }
-        Found::Version1 | Found::Empty => "NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint",
+        Found::Version1 | Found::Empty => {
+            "NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint"
+        }
     };
     let mut runs: Vec<RunInfo> = c
         .query(
@@ -436,7 +440,7 @@ pub fn runs(
         )?
         .iter()
         .map(|r| {
-            let from = FromConfig::of(r.get::<_, Option<String>>(8).as_deref());
+            let from = FromConfig::of(r.get::<_, Option<String>>(9).as_deref());
             RunInfo {
                 run_id: r.get(0),
                 completed: r.get(1),
@@ -448,6 +452,7 @@ pub fn runs(
                 not_stored: r.get::<_, Option<i64>>(5).map(|n| n.max(0) as u64),
                 stored: r.get::<_, Option<i64>>(6).map(|n| n.max(0) as u64),
                 accepted: r.get::<_, Option<i64>>(7).map(|n| n.max(0) as u64),
+                duplicates: r.get::<_, Option<i64>>(8).map(|n| n.max(0) as u64),
                 dead_letters: from.dead_letters,
                 broker: from.broker,
                 payload_size: from.payload_size,

@@ -8,7 +8,7 @@
 //! the database are none of pc-host's business and are left alone. Older tables are brought
 //! up to date in place: version 2 adds the run's summary columns to `runs` and the table
 //! `run_intervals`, version 3 the `consumers` column of `run_intervals`, version 4 the `mark`
-//! column of `inputs`; a new database gets the same DDL in the same order, so all end with the
+//! column of `inputs`, version 5 the `duplicates` column of `runs`; a new database gets the same DDL in the same order, so all end with the
 //! same columns.
 
 use crate::sink::tables;
@@ -18,7 +18,7 @@ use postgres::GenericClient;
 /// The mark's table.
 pub const MARK: &str = "pc_host_schema";
 /// The version `pc_host_schema` holds: the schema this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Version 1: the mark, runs, their rows and inputs, in the order they are created.
 const SCHEMA_V1: &str = r#"
@@ -112,6 +112,14 @@ ALTER TABLE inputs ADD COLUMN mark BIGINT;
 UPDATE pc_host_schema SET version = 4;
 ";
 
+/// Version 5 keeps a run's duplicates (deliveries of records the database already held,
+/// dropped: a NATS source's), so that its row balances as the summary does: `produced =
+/// stored + duplicates + dead_lettered + not_stored`. Runs of older versions have NULL.
+const SCHEMA_V5_ADDS: &str = "
+ALTER TABLE runs ADD COLUMN duplicates BIGINT; -- deliveries already stored, dropped
+UPDATE pc_host_schema SET version = 5;
+";
+
 /// Each table's columns, in order; the mark first.
 const TABLES: [(&str, &[&str]); 7] = [
     (MARK, &["version"]),
@@ -123,8 +131,10 @@ const TABLES: [(&str, &[&str]); 7] = [
     ("run_intervals", tables::RUN_INTERVALS),
 ];
 
-/// The columns of `runs` in version 1 (version 2 adds the rest).
+/// The columns of `runs` in version 1 (version 2 adds the summary's).
 const RUNS_V1_COLUMNS: usize = 7;
+/// The columns of `runs` in versions 2 to 4 (version 5 adds `duplicates`).
+const RUNS_V2_COLUMNS: usize = 16;
 /// The columns of `run_intervals` in version 2 (version 3 adds `consumers`).
 const INTERVALS_V2_COLUMNS: usize = 10;
 /// The columns of `inputs` in versions 1 to 3 (version 4 adds `mark`).
@@ -170,6 +180,8 @@ pub enum Found {
     Version2,
     /// Version 3, likewise.
     Version3,
+    /// Version 4, likewise.
+    Version4,
     /// pc-host's tables, of this version.
     Current,
 }
@@ -231,6 +243,7 @@ pub fn check(c: &mut impl GenericClient) -> Result<Found, Refused> {
         [1] => Found::Version1,
         [2] => Found::Version2,
         [3] => Found::Version3,
+        [4] => Found::Version4,
         [SCHEMA_VERSION] => Found::Current,
         _ => {
             return Err(Refused::Reason(format!(
@@ -251,12 +264,12 @@ fn expected(
 ) -> Option<&'static [&'static str]> {
     match (v, table) {
         (Found::Current, _) => Some(want),
+        (Found::Version1, "run_intervals") => None,
+        (Found::Version1, "runs") => Some(&want[..RUNS_V1_COLUMNS]),
+        (_, "runs") => Some(&want[..RUNS_V2_COLUMNS]),
+        (Found::Version4, _) => Some(want),
         (_, "inputs") => Some(&want[..INPUTS_V1_COLUMNS]),
-        (Found::Version3, _) => Some(want),
         (Found::Version2, "run_intervals") => Some(&want[..INTERVALS_V2_COLUMNS]),
-        (Found::Version2, _) => Some(want),
-        (_, "runs") => Some(&want[..RUNS_V1_COLUMNS]),
-        (_, "run_intervals") => None,
         _ => Some(want),
     }
 }
@@ -298,25 +311,33 @@ fn check_columns(found: &[(String, Vec<String>)], v: &Found) -> Result<(), Refus
 }
 
 /// Inside the caller's transaction (all or none of it): creates the tables in a database that
-/// has none of them, or upgrades version 1 to 3 ones in place, keeping their rows; does
+/// has none of them, or upgrades version 1 to 4 ones in place, keeping their rows; does
 /// nothing to current ones.
 ///
 /// # Errors
 /// The server's (no permission to create or alter tables, a lock on `runs` held by another
 /// client past `lock_timeout`).
 pub fn create_or_upgrade(c: &mut impl GenericClient, found: &Found) -> Result<(), postgres::Error> {
-    match found {
+    // The versions' additions, in order; tables of version N need those after N.
+    let from = match found {
         Found::Current => return Ok(()),
-        Found::Empty => c.batch_execute(SCHEMA_V1)?,
-        Found::Version1 | Found::Version2 | Found::Version3 => {}
+        Found::Empty => 0,
+        Found::Version1 => 1,
+        Found::Version2 => 2,
+        Found::Version3 => 3,
+        Found::Version4 => 4,
+    };
+    let adds = [
+        SCHEMA_V1,
+        SCHEMA_V2_ADDS,
+        SCHEMA_V3_ADDS,
+        SCHEMA_V4_ADDS,
+        SCHEMA_V5_ADDS,
+    ];
+    for sql in &adds[from..] {
+        c.batch_execute(sql)?;
     }
-    if matches!(found, Found::Empty | Found::Version1) {
-        c.batch_execute(SCHEMA_V2_ADDS)?;
-    }
-    if *found != Found::Version3 {
-        c.batch_execute(SCHEMA_V3_ADDS)?;
-    }
-    c.batch_execute(SCHEMA_V4_ADDS)
+    Ok(())
 }
 
 /// `Refused` as the one line the user sees.
@@ -363,6 +384,10 @@ mod tests {
             (Found::Current, Found::Version3),
             (Found::Version2, Found::Version3),
             (Found::Version3, Found::Version2),
+            (Found::Version4, Found::Current),
+            (Found::Current, Found::Version4),
+            (Found::Version3, Found::Version4),
+            (Found::Version4, Found::Version3),
         ] {
             assert!(check_columns(&layout(&v), &v).is_ok(), "{v:?}");
             assert!(

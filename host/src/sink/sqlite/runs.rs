@@ -441,8 +441,8 @@ pub fn finish_run(conn: &Connection, run_id: i64, end: &RunEnd<'_>) -> rusqlite:
         conn.execute(
             "UPDATE runs SET finished_at = ?2, completed = ?3, produced = ?4, stored = ?5, \
              dead_lettered = ?6, not_stored = ?7, retries = ?8, latency_p50_ns = ?9, \
-             latency_p99_ns = ?10, latency_p999_ns = ?11, latency_max_ns = ?12, elapsed_s = ?13 \
-             WHERE run_id = ?1",
+             latency_p99_ns = ?10, latency_p999_ns = ?11, latency_max_ns = ?12, elapsed_s = ?13, \
+             duplicates = ?14 WHERE run_id = ?1",
             params![
                 run_id,
                 end.finished_at,
@@ -456,7 +456,8 @@ pub fn finish_run(conn: &Connection, run_id: i64, end: &RunEnd<'_>) -> rusqlite:
                 lat(1),
                 lat(2),
                 lat(3),
-                end.elapsed_s
+                end.elapsed_s,
+                n(end.duplicates)
             ],
         )?;
         let mut stmt = conn.prepare(
@@ -557,6 +558,7 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
                 dead_letters: from.dead_letters,
                 accepted: None,
                 stored: None,
+                duplicates: None,
                 broker: from.broker,
                 payload_size: from.payload_size,
             })
@@ -574,6 +576,13 @@ pub fn runs(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<RunInf
             run.not_stored = not;
             run.stored = stored;
             run.accepted = accepted;
+        }
+    }
+    // Version 7 on (older versions keep no such count).
+    if let Ok(mut duplicates) = conn.prepare("SELECT duplicates FROM runs WHERE run_id = ?1") {
+        for run in &mut runs {
+            let n: Option<i64> = duplicates.query_row([run.run_id], |r| r.get(0))?;
+            run.duplicates = n.map(|n| n.max(0) as u64);
         }
     }
     let mut producers =
@@ -629,6 +638,40 @@ mod tests {
         assert_eq!(count, 0);
         let next: rusqlite::Result<()> = transaction(&conn, || Ok(()));
         assert!(next.is_ok(), "{next:?}");
+    }
+
+    /// A run's row keeps its duplicates (deliveries of records already stored, dropped), so it
+    /// balances as the summary does: `produced = stored + duplicates + dead_lettered +
+    /// not_stored`; `verify` reads the count back.
+    #[test]
+    fn a_runs_row_keeps_its_duplicates_and_balances_as_its_summary_does() {
+        let conn = Connection::open_in_memory().unwrap();
+        schema::create_or_upgrade(&conn, &Found::Empty).unwrap();
+        conn.execute(
+            "INSERT INTO runs (started_at, producers, first_id, config) VALUES (1, 0, 1, '{}')",
+            [],
+        )
+        .unwrap();
+        let end = RunEnd {
+            completed: true,
+            produced: 7,
+            stored: 3,
+            duplicates: 2,
+            dead_lettered: 1,
+            not_stored: 1,
+            ..RunEnd::nothing(2, &[])
+        };
+        finish_run(&conn, 1, &end).unwrap();
+        let balanced: bool = conn
+            .query_row(
+                "SELECT produced = stored + duplicates + dead_lettered + not_stored FROM runs",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(balanced);
+        let read = runs(&conn, Some(1)).unwrap();
+        assert_eq!(read[0].duplicates, Some(2));
     }
 
     /// An input read by an earlier run and displaced since is looked for; one the registering

@@ -4,7 +4,7 @@
 //! A pc-host database is marked with `PRAGMA application_id` and `PRAGMA user_version`. A file
 //! with tables but without the mark (for instance the seed program's `messages(id, message,
 //! created_at)`) is refused, never altered: pc-host does not migrate foreign schemas. Its own
-//! older databases (versions 1 to 5) are upgraded in place, each version's additions in turn.
+//! older databases (versions 1 to 6) are upgraded in place, each version's additions in turn.
 
 use crate::config::PageSize;
 use crate::sink::tables;
@@ -20,7 +20,7 @@ pub use crate::sink::error::Busy;
 /// `PRAGMA application_id` of a pc-host database: "pcHS".
 pub const APPLICATION_ID: i64 = 0x7063_4853;
 /// `PRAGMA user_version`: the schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 /// The page size a run asks of the database.
 #[derive(Clone, Copy, Debug)]
 pub enum PageSizeChoice<'a> {
@@ -174,7 +174,8 @@ const SCHEMA_CURRENT: &str = concat!(
     latency_p99_ns INTEGER,
     latency_p999_ns INTEGER,
     latency_max_ns INTEGER,
-    elapsed_s   REAL
+    elapsed_s   REAL,
+    duplicates  INTEGER                      -- deliveries already stored, dropped
 );
 ",
     run_producers_and_messages!(),
@@ -229,6 +230,13 @@ const SCHEMA_V6_ADDS: &str = "
 ALTER TABLE inputs ADD COLUMN mark INTEGER;
 ";
 
+/// Version 7 keeps a run's duplicates (deliveries of records the database already held,
+/// dropped: a NATS source's), so that its row balances as the summary does: `produced =
+/// stored + duplicates + dead_lettered + not_stored`. Runs of older versions have NULL.
+const SCHEMA_V7_ADDS: &str = "
+ALTER TABLE runs ADD COLUMN duplicates INTEGER;      -- deliveries already stored, dropped
+";
+
 /// The columns each table must have, in order.
 const TABLES: [(&str, &[&str]); 6] = [
     (
@@ -252,6 +260,7 @@ const TABLES: [(&str, &[&str]); 6] = [
             "latency_p999_ns",
             "latency_max_ns",
             "elapsed_s",
+            "duplicates",
         ],
     ),
     ("run_producers", tables::RUN_PRODUCERS),
@@ -261,8 +270,10 @@ const TABLES: [(&str, &[&str]); 6] = [
     ("run_intervals", tables::RUN_INTERVALS),
 ];
 
-/// The columns of `runs` in versions 1 and 2 (version 3 adds the rest).
+/// The columns of `runs` in versions 1 and 2 (version 3 adds the summary's).
 const RUNS_V1_COLUMNS: usize = 9;
+/// The columns of `runs` in versions 3 to 6 (version 7 adds `duplicates`).
+const RUNS_V3_COLUMNS: usize = 18;
 /// The columns of `run_intervals` in version 3 (version 4 adds `consumers`).
 const INTERVALS_V3_COLUMNS: usize = 10;
 /// The columns of `inputs` in versions 2 to 5 (version 6 adds `mark`).
@@ -757,10 +768,14 @@ pub fn open_existing(path: &Path, busy: Duration) -> anyhow::Result<ReadConnecti
     existing_file(path)?;
     let conn = open_read_only(path, busy)?;
     match check(&conn, path, busy, Purpose::Read)? {
-        // Versions 2 to 5 lack only what verify does not read.
-        Found::Current | Found::Version2 | Found::Version3 | Found::Version4 | Found::Version5 => {
-            Ok(conn)
-        }
+        // Versions 2 to 6 lack only what verify does without (`runs.duplicates` it reads
+        // where it is there).
+        Found::Current
+        | Found::Version2
+        | Found::Version3
+        | Found::Version4
+        | Found::Version5
+        | Found::Version6 => Ok(conn),
         Found::Empty => Err(no_pc_host_data(path)),
         Found::Version1 => Err(anyhow!(
             "{} has pc-host schema version 1: run pc-host on it once to upgrade it, then verify",
@@ -793,6 +808,8 @@ pub enum Found {
     Version4,
     /// Version 5, likewise.
     Version5,
+    /// Version 6, likewise.
+    Version6,
     /// A pc-host database of this version.
     Current,
 }
@@ -869,6 +886,7 @@ fn check_snapshot(
         3 => (Found::Version3, &TABLES[..]),
         4 => (Found::Version4, &TABLES[..]),
         5 => (Found::Version5, &TABLES[..]),
+        6 => (Found::Version6, &TABLES[..]),
         SCHEMA_VERSION => (Found::Current, &TABLES[..]),
         _ => {
             return Err(anyhow!(
@@ -881,8 +899,11 @@ fn check_snapshot(
         let have = columns(conn, table).map_err(err)?;
         let want = match (*table, &found) {
             ("runs", Found::Version1 | Found::Version2) => &want[..RUNS_V1_COLUMNS],
+            ("runs", f) if *f != Found::Current => &want[..RUNS_V3_COLUMNS],
             ("run_intervals", Found::Version3) => &want[..INTERVALS_V3_COLUMNS],
-            ("inputs", f) if *f != Found::Current => &want[..INPUTS_V2_COLUMNS],
+            ("inputs", f) if !matches!(f, Found::Current | Found::Version6) => {
+                &want[..INPUTS_V2_COLUMNS]
+            }
             _ => want,
         };
         if have != *want {
@@ -911,7 +932,7 @@ fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
 }
 
 /// Inside a write transaction: creates the schema in an empty database or upgrades a version
-/// 1 to 5 one; does nothing to a current one.
+/// 1 to 6 one; does nothing to a current one.
 pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
     // The versions' additions, in order; a database of version N needs those after N.
     let from = match found {
@@ -922,6 +943,7 @@ pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<(
         Found::Version3 => 3,
         Found::Version4 => 4,
         Found::Version5 => 5,
+        Found::Version6 => 6,
     };
     if from == 0 {
         conn.execute_batch(SCHEMA_CURRENT)?;
@@ -933,6 +955,7 @@ pub fn create_or_upgrade(conn: &Connection, found: &Found) -> rusqlite::Result<(
             SCHEMA_V4_ADDS,
             SCHEMA_V5_ADDS,
             SCHEMA_V6_ADDS,
+            SCHEMA_V7_ADDS,
         ];
         for sql in adds.iter().skip(from - 1) {
             conn.execute_batch(sql)?;
@@ -959,7 +982,7 @@ mod tests {
         }
     }
 
-    /// A database as an older pc-host left it: `version` 1 to 5, with one run in it (and from
+    /// A database as an older pc-host left it: `version` 1 to 6, with one run in it (and from
     /// version 2 an input).
     fn old_database(version: i64) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
@@ -969,6 +992,7 @@ mod tests {
             SCHEMA_V3_ADDS,
             SCHEMA_V4_ADDS,
             SCHEMA_V5_ADDS,
+            SCHEMA_V6_ADDS,
         ]
         .iter()
         .take(version as usize - 1)
@@ -989,6 +1013,9 @@ mod tests {
                 [],
             )
             .unwrap();
+        }
+        if version >= 6 {
+            conn.execute("UPDATE inputs SET mark = 7", []).unwrap();
         }
         conn
     }
@@ -1076,7 +1103,7 @@ mod tests {
     }
 
     #[test]
-    fn versions_1_to_5_are_upgraded_in_place_keeping_their_runs() {
+    fn versions_1_to_6_are_upgraded_in_place_keeping_their_runs() {
         let path = Path::new("old.db");
         let busy = Duration::ZERO;
         for (version, found) in [
@@ -1085,6 +1112,7 @@ mod tests {
             (3, Found::Version3),
             (4, Found::Version4),
             (5, Found::Version5),
+            (6, Found::Version6),
         ] {
             let conn = old_database(version);
             assert_eq!(check(&conn, path, busy, Purpose::Write).unwrap(), found);
@@ -1105,12 +1133,20 @@ mod tests {
                         Ok((r.get(0)?, r.get(1)?))
                     })
                     .unwrap();
+                let want_mark = if version >= 6 { Some(7) } else { None };
                 assert_eq!(
                     input,
-                    (9, None),
-                    "version {version}: the input kept, no mark"
+                    (9, want_mark),
+                    "version {version}: the input kept, its mark if it had one"
                 );
             }
+            let duplicates: Option<i64> = conn
+                .query_row("SELECT duplicates FROM runs", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(
+                duplicates, None,
+                "version {version}: not known for an old run"
+            );
         }
     }
 }
