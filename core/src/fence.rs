@@ -174,7 +174,8 @@ pub fn use_fence_instructions() -> bool {
 /// Call this at start-up to pay it there instead.
 ///
 /// # Guarantees
-/// - Once it has returned, no ring or lanes operation waits for the registration.
+/// - Once it has returned, no ring or lanes operation of this process waits for the
+///   registration (a child made by `fork` is not registered: its first sleep registers it).
 /// - Its answer stands for the life of the process, except that a seccomp filter installed
 ///   later, which refuses `membarrier`, turns the process to fences for good (see the
 ///   module's non-guarantees).

@@ -7,7 +7,11 @@ use core::time::Duration;
 
 use super::{Denied, Grant, TokenBucket};
 use crate::Clock;
-use crate::clock::SLEEP_MARGIN;
+
+/// How late a sleep may wake without costing a waiter that only sleeps a token: five times
+/// the timer slack [`Clock::wait_until`] allows for, since a sleep's overshoot on a busy
+/// machine is often past that slack (a few hundred microseconds at its 99th percentile).
+const OVERSLEEP_ROOM: Duration = Duration::from_millis(1);
 
 impl TokenBucket {
     /// Takes `n` tokens, all or nothing, waiting until they are due. `clock` must be the clock
@@ -16,12 +20,12 @@ impl TokenBucket {
     /// Between attempts it waits until the instant the tokens are due; if another thread took
     /// them first, it waits again. How it waits depends on the burst:
     /// - **Sleeping only**, when the bucket has room for the tokens issued while a sleep
-    ///   oversleeps: when `burst - n + 1` tokens take more than 200 us to come. Then it costs no CPU
-    ///   while it waits and returns late by the sleep's overshoot (the timer slack, typically
-    ///   50-100 us on Linux), and a lateness under 200 us loses no token: the tokens issued
-    ///   meanwhile wait in the bucket for the next call, so the rate holds. (A busy machine
-    ///   can make any wait later than that; tokens past the burst are then lost, as for any
-    ///   late caller.)
+    ///   oversleeps: when `burst - n + 1` tokens take more than 1 ms to come. Then it costs
+    ///   no CPU while it waits and returns late by the sleep's overshoot (the timer slack:
+    ///   typically 50-100 us on Linux, more on a busy machine), and a lateness under 1 ms
+    ///   loses no token: the tokens issued meanwhile wait in the bucket for the next call, so
+    ///   the rate holds. (A busy machine can make any wait later than that; tokens past the
+    ///   burst are then lost, as for any late caller.)
     /// - **Sleeping, then yielding the CPU for the last 200 us**, otherwise: on time to the
     ///   microsecond, because a bucket that cannot hold the overslept tokens would lose them.
     ///   Yielding keeps a core busy: at 5,000 acquires a second of one token with `burst` 1,
@@ -56,7 +60,7 @@ impl TokenBucket {
     /// Takes between 1 and `n` tokens, waiting until at least one is due: the blocking partial
     /// take for batch producers. Returns an empty grant at once if `n == 0`. It waits as
     /// [`acquire(1)`](Self::acquire) does (sleeping only when `burst` tokens take more than
-    /// 200 us to come); a late wake-up finds more tokens, and takes up to `n` of them.
+    /// 1 ms to come); a late wake-up finds more tokens, and this call takes up to `n` of them.
     ///
     /// # Errors
     /// [`Denied::NotYet`] with `ready_at == u64::MAX` if no token is due within the range of
@@ -86,14 +90,18 @@ impl TokenBucket {
         clock: &Clock,
         attempt: impl Fn(u64) -> Result<Grant<'a>, Denied>,
     ) -> Result<Grant<'a>, Denied> {
-        let wait = if self.holds_overslept_tokens(needed) {
-            Clock::sleep_until
-        } else {
-            Clock::wait_until
-        };
+        // Chosen at the first refusal: a call granted at once pays nothing for it.
+        let mut wait: Option<fn(&Clock, u64) -> u64> = None;
         loop {
             match attempt(clock.now()) {
                 Err(Denied::NotYet { ready_at, .. }) if ready_at != u64::MAX => {
+                    let wait = wait.get_or_insert_with(|| {
+                        if self.holds_overslept_tokens(needed) {
+                            Clock::sleep_until
+                        } else {
+                            Clock::wait_until
+                        }
+                    });
                     wait(clock, ready_at);
                 }
                 done => return done,
@@ -101,15 +109,15 @@ impl TokenBucket {
         }
     }
 
-    /// Whether a caller that wakes up to [`SLEEP_MARGIN`] after the instant its `needed`
+    /// Whether a caller that wakes up to [`OVERSLEEP_ROOM`] after the instant its `needed`
     /// tokens are due loses none of the tokens issued meanwhile. At that instant the bucket
-    /// holds `needed` (or more, if nobody took them) and has room for `burst - needed` more:
-    /// the first token it has no room for is the next one after those, which comes more than
-    /// `SLEEP_MARGIN` later exactly when `room + 1` tokens take that long.
+    /// holds `needed` (or fewer, if another thread took some) and has room for `burst -
+    /// needed` more: the first token it has no room for is the next one after those, which
+    /// comes more than `OVERSLEEP_ROOM` later exactly when `room + 1` tokens take that long.
     fn holds_overslept_tokens(&self, needed: u64) -> bool {
         let room = self.burst().saturating_sub(needed);
         let first_lost = room.saturating_add(1);
-        Duration::from_nanos(self.clock.due_clock().due(first_lost)) > SLEEP_MARGIN
+        Duration::from_nanos(self.clock.due_clock().due(first_lost)) > OVERSLEEP_ROOM
     }
 }
 
@@ -121,7 +129,8 @@ mod tests {
     #[test]
     fn an_acquire_with_room_for_overslept_tokens_sleeps_without_yielding() {
         let clock = Clock::new();
-        // 5,000 a second: a token every 200 us, and room for 9 more (1.8 ms of them).
+        // 5,000 a second: a token every 200 us, and room for 9 more (the 10th comes 2 ms
+        // after the one waited for).
         let bucket = TokenBucket::per_second(5_000, 10).starting_empty_at(clock.now());
         let before = yields_on_this_thread();
         for _ in 0..20 {
@@ -145,15 +154,20 @@ mod tests {
         // overshoot could lose it.
         let bucket = TokenBucket::per_second(10_000, 2).starting_empty_at(clock.now());
         assert!(!bucket.holds_overslept_tokens(1));
-        assert!(TokenBucket::per_second(10_000, 3).holds_overslept_tokens(1));
-        assert!(!TokenBucket::per_second(10_000, 3).holds_overslept_tokens(2));
+        // The first token past the room comes 1.1 ms later, or exactly 1 ms later.
+        assert!(TokenBucket::per_second(10_000, 11).holds_overslept_tokens(1));
+        assert!(!TokenBucket::per_second(10_000, 10).holds_overslept_tokens(1));
+        assert!(!TokenBucket::per_second(10_000, 11).holds_overslept_tokens(2));
         assert!(
             TokenBucket::per_second(1, 1).holds_overslept_tokens(1),
             "1 a second, burst 1"
         );
-        for _ in 0..3 {
+        // A token every 100 us: each wait ends within the last 200 us, which it yields away.
+        let before = yields_on_this_thread();
+        for _ in 0..100 {
             let due = bucket.acquire(1, &clock).unwrap().due();
             assert!(clock.now() >= due);
         }
+        assert!(yields_on_this_thread() > before, "it yielded to be on time");
     }
 }
