@@ -811,7 +811,8 @@ fn percent_decoded_bytes(text: &str) -> Vec<u8> {
 
 /// `//[USER[:PASSWORD]@]HOST[:PORT]/NAME?QUERY` (after `nats:`): the server, the name after
 /// the slash (its percent-escapes decoded, as the user and password's are), and the query
-/// (whose values the caller decodes with [`nats_decoded`]). A `#` is refused: it would start
+/// (whose name values, `consumer=` and `stream=`, the caller decodes with [`nats_decoded`]:
+/// the other values are words pc-host defines, read as written, as in a file source's URL). A `#` is refused: it would start
 /// a fragment, which a NATS URL has no use for, and taking it into a name would make a
 /// stream or consumer nobody meant.
 fn parse_nats(rest: &str) -> Result<(NatsServer, String, &str), String> {
@@ -830,13 +831,24 @@ fn parse_nats(rest: &str) -> Result<(NatsServer, String, &str), String> {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
+    // Not quoted where the URL holds an `@`: the text taken for a port may be part of a
+    // password holding a `/` or `?` (which ends the authority unless escaped).
+    let not_a_port = |p: &str| {
+        if after.contains('@') {
+            "the URL's port is not a number in 1..=65535 (a user or password holding `/`, `?` \
+             or `#` is written with %2F, %3F, %23)"
+                .to_string()
+        } else {
+            format!("`{p}` is not a port (1..=65535)")
+        }
+    };
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() => (
             h,
             p.parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| format!("`{p}` is not a port (1..=65535)"))?,
+                .ok_or_else(|| not_a_port(p))?,
         ),
         Some(_) => return Err("the URL names no host".into()),
         None => (hostport, 4222),
@@ -868,12 +880,20 @@ fn parse_nats(rest: &str) -> Result<(NatsServer, String, &str), String> {
 
 /// A part of a NATS URL with its percent-escapes decoded (`%2D` is `-`, `%23` is `#`), as a
 /// URL's readers decode them; refused if the bytes they stand for are not UTF-8 (a JetStream
-/// name is text). The password's value is not quoted in the refusal.
+/// name is text), or, in a user or password, if they hold a control character. The
+/// password's value is not quoted in a refusal.
 fn nats_decoded(what: &str, text: &str) -> Result<String, String> {
-    String::from_utf8(percent_decoded_bytes(text)).map_err(|_| match what {
+    let decoded = String::from_utf8(percent_decoded_bytes(text)).map_err(|_| match what {
         "password" => "the URL's password holds percent-escapes that are not UTF-8".into(),
         _ => format!("`{text}`: the {what}'s percent-escapes are not UTF-8"),
-    })
+    })?;
+    let credential = matches!(what, "user" | "password");
+    if credential && decoded.chars().any(char::is_control) {
+        return Err(format!(
+            "the URL's {what} holds a control character (a percent-escape such as %0A)"
+        ));
+    }
+    Ok(decoded)
 }
 
 /// `name` as written in a NATS URL that reads back as `name`: `%`, `?`, `&` and `#` escaped.
@@ -932,12 +952,12 @@ fn parse_nats_source(rest: &str) -> Result<NatsSource, String> {
         ack_wait: std::time::Duration::from_secs(30),
         lane: None,
     };
-    for (key, written) in parse_query(query)? {
-        let value = &nats_decoded(key, written)?;
+    for (key, value) in parse_query(query)? {
         match key {
             "consumer" => {
-                check_name("consumer", value, false)?;
-                source.consumer.clone_from(value);
+                let value = nats_decoded(key, value)?;
+                check_name("consumer", &value, false)?;
+                source.consumer = value;
             }
             "until" if value == "empty" => source.until_empty = true,
             "until" => return Err(format!("`until={value}`: the only choice is until=empty")),
@@ -953,7 +973,7 @@ fn parse_nats_source(rest: &str) -> Result<NatsSource, String> {
             }
             "lane" => {
                 super::lanes::check_name(value)?;
-                source.lane = Some(value.clone());
+                source.lane = Some(value.to_string());
             }
             _ => {
                 return Err(format!(
@@ -974,10 +994,10 @@ fn parse_nats_sink(rest: &str) -> Result<NatsSink, String> {
         ));
     }
     let mut given = None;
-    for (key, written) in parse_query(query)? {
-        let value = nats_decoded(key, written)?;
+    for (key, value) in parse_query(query)? {
         match key {
             "stream" => {
+                let value = nats_decoded(key, value)?;
                 check_name("stream", &value, false)?;
                 given = Some(value);
             }
@@ -1579,6 +1599,24 @@ mod tests {
         assert!(e.contains("percent-escapes are not UTF-8"), "{e}");
         let e = parse_source("nats://u:%FF@h/S").unwrap_err();
         assert!(e.contains("password") && !e.contains("%FF"), "{e}");
+        let e = parse_source("nats://u%0D%0A:p@h/S").unwrap_err();
+        assert!(e.contains("user holds a control character"), "{e}");
+        // Only names are decoded: other values are pc-host's words, read as written.
+        let e = parse_source("nats://h/S?lane=%68igh").unwrap_err();
+        assert!(e.contains("%68igh"), "{e}");
+        let e = parse_source("nats://h/S?color=%FF").unwrap_err();
+        assert!(e.contains("unknown parameter `color`"), "{e}");
+    }
+
+    #[test]
+    fn a_password_holding_a_slash_or_question_mark_is_not_quoted_as_a_port() {
+        for url in ["nats://u:s3kr/1t@h/S", "nats://u:s3kr?1t@h/S"] {
+            let e = parse_source(url).unwrap_err();
+            assert!(!e.contains("s3kr"), "{url}: {e}");
+            assert!(e.contains("%2F, %3F"), "{url}: {e}");
+        }
+        let e = parse_source("nats://h:x/S").unwrap_err();
+        assert!(e.contains("`x` is not a port"), "{e}");
     }
 
     #[test]
