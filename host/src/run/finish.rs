@@ -243,6 +243,11 @@ fn finish(
     }
     let flushed = writer.final_flush().map(|r| match r {
         Ok(()) => true,
+        // Expected where processes share the file: said, not warned about.
+        Err(e) if e.is::<crate::sink::sqlite::checkpoint::LeftToOthers>() => {
+            tracing::info!("{e:#}");
+            false
+        }
         Err(e) => {
             tracing::warn!("{e:#}");
             false

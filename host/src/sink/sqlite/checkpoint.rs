@@ -315,9 +315,17 @@ impl Growth {
 
 /// The final checkpoint, once every consumer is done: copies everything into the database file
 /// and truncates the WAL to zero bytes.
+///
+/// # Errors
+/// [`LeftToOthers`] if another connection was using the WAL past the busy timeout (another
+/// pc-host writing the same file, or a reader): its checkpoints copy the WAL in later. Any
+/// other failure as it is.
 pub fn final_checkpoint(conn: &Connection, path: &Path) -> anyhow::Result<()> {
     match conn.wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::TRUNCATE) {
         Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            Err(LeftToOthers(path.display().to_string()).into())
+        }
         Err(e) => Err(anyhow!(
             "final checkpoint of {} failed: {e}",
             path.display()
@@ -325,9 +333,52 @@ pub fn final_checkpoint(conn: &Connection, path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// The final checkpoint found another connection using the database's WAL (the database's
+/// path): nothing failed, and the WAL is not emptied by this run.
+#[derive(Debug)]
+pub struct LeftToOthers(pub String);
+
+impl std::fmt::Display for LeftToOthers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the final checkpoint of {} left the write-ahead log to another connection using \
+             the database (another pc-host writing it, or a reader): that connection's \
+             checkpoints copy it into the database file",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for LeftToOthers {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two processes writing one file each end with a final checkpoint, which finds the other
+    /// using the WAL: that is said as such (an info line), not as a failure.
+    #[test]
+    fn a_final_checkpoint_behind_another_connection_leaves_the_wal_to_it() {
+        let dir = std::env::temp_dir().join(format!("pc-final-cp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("shared.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.busy_timeout(Duration::ZERO).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN; SELECT * FROM t;").unwrap();
+        conn.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        let e = final_checkpoint(&conn, &path).unwrap_err();
+        assert!(e.is::<LeftToOthers>(), "{e:#}");
+        assert!(e.to_string().contains("another connection"), "{e}");
+        other.execute_batch("COMMIT").unwrap();
+        final_checkpoint(&conn, &path).unwrap();
+        drop((conn, other));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// At 16 KiB pages, 16 frames per `CHECKPOINT_EVERY` make the rate busy.
     const PAGE: u64 = 16 << 10;
