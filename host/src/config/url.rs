@@ -188,6 +188,29 @@ impl ServerUrl {
                  {scheme}://user@127.0.0.1:{port}/db"
             ));
         };
+        // The drivers would drop a fragment (MySQL) or take it into the database's name
+        // (PostgreSQL): which one was meant is not for pc-host to guess.
+        if after.contains('#') {
+            return Err(
+                "a server URL has no `#fragment`: write a `#` that is part of a user, \
+                        password or name as %23"
+                    .into(),
+            );
+        }
+        // The drivers end the user and password at the first `@`: one more before the host
+        // would make the rest of the password the host.
+        if let Some((_, host_on)) = after.split_once('@')
+            && host_on
+                .split(['/', '?'])
+                .next()
+                .is_some_and(|h| h.contains('@'))
+        {
+            return Err(
+                "the URL's user or password holds an `@`: write it as %40 (the driver \
+                        would take what follows the first `@` for the host)"
+                    .into(),
+            );
+        }
         // A password may hold `/` or `?` unescaped: the host starts after the last `@`.
         let from_host = after.rsplit_once('@').map_or(after, |(_, h)| h);
         if let Some((_, query)) = from_host.split_once('?') {
@@ -439,7 +462,8 @@ pub fn source_flag(path: &std::path::Path) -> String {
 /// alone), so a relative path with a `?` is written from the current directory.
 fn written_path(path: &std::path::Path) -> String {
     let shown = path.display().to_string();
-    if !shown.contains('?') {
+    // A path starting `//` (`file:////tmp/x` names `//tmp/x`) would read as `//AUTHORITY`.
+    if !shown.contains('?') && !shown.starts_with("//") {
         return shown;
     }
     let shown = std::path::absolute(path).map_or(shown, |p| p.display().to_string());
@@ -658,7 +682,11 @@ fn parse_mysql(url: &str, rest: &str) -> Result<SinkSpec, String> {
         );
     }
     let server = ServerUrl::parse(url, rest)?;
-    let opts = mysql::Opts::from_url(&format!("mysql:{rest}")).map_err(|e| e.to_string())?;
+    let opts = mysql::Opts::from_url(&format!("mysql:{rest}")).map_err(|e| match e {
+        // Its own words wrap the parser's in a debug-like `URL ParseError { .. }`.
+        mysql::UrlError::ParseError(e) => format!("not a usable URL: {e}"),
+        e => e.to_string(),
+    })?;
     if opts.get_db_name().is_none_or(str::is_empty) {
         return Err(NO_DATABASE.into());
     }
@@ -842,16 +870,39 @@ fn parse_nats(rest: &str) -> Result<(NatsServer, String, &str), String> {
             format!("`{p}` is not a port (1..=65535)")
         }
     };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() => (
-            h,
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| not_a_port(p))?,
-        ),
-        Some(_) => return Err("the URL names no host".into()),
-        None => (hostport, 4222),
+    // An IPv6 address in brackets (`[::1]:4222`), its port after them; unbracketed, its
+    // colons could not be told from the port's.
+    let (host, port_text) = match hostport.strip_prefix('[') {
+        Some(inside) => match inside.split_once(']') {
+            Some((v6, after)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => {
+                match after.strip_prefix(':') {
+                    Some(p) => (&hostport[..v6.len() + 2], Some(p)),
+                    None if after.is_empty() => (hostport, None),
+                    None => return Err(format!("`{hostport}` is not a host and port")),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "`{hostport}` is not an IPv6 address in brackets (e.g. \
+                     nats://[::1]:4222/NAME)"
+                ));
+            }
+        },
+        None if hostport.matches(':').count() > 1 => {
+            return Err("an IPv6 host is written in brackets, e.g. nats://[::1]:4222/NAME".into());
+        }
+        None => match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        },
+    };
+    let port = match port_text {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| not_a_port(p))?,
+        None => 4222,
     };
     if host.is_empty() {
         return Err("the URL names no host".into());
@@ -1606,6 +1657,66 @@ mod tests {
         assert!(e.contains("%68igh"), "{e}");
         let e = parse_source("nats://h/S?color=%FF").unwrap_err();
         assert!(e.contains("unknown parameter `color`"), "{e}");
+    }
+
+    #[test]
+    fn an_ipv6_nats_host_is_read_in_brackets_and_refused_without_them() {
+        for (url, addr) in [
+            ("nats://[::1]/S", "[::1]:4222"),
+            ("nats://u:p@[::1]:4223/S", "[::1]:4223"),
+        ] {
+            let Ok(SourceSpec::Nats(n)) = parse_source(url) else {
+                panic!("{url} not parsed")
+            };
+            assert_eq!(n.server.addr, addr, "{url}");
+        }
+        for (url, needle) in [
+            ("nats://::1:4222/S", "written in brackets"),
+            ("nats://[::1/S", "`[::1` is not an IPv6 address in brackets"),
+            ("nats://[h]:4222/S", "not an IPv6 address in brackets"),
+            ("nats://[::1]x/S", "not a host and port"),
+            ("nats://[::1]:0/S", "`0` is not a port"),
+        ] {
+            let e = parse_source(url).unwrap_err();
+            assert!(e.contains(needle), "{url}: {e}");
+        }
+    }
+
+    /// A server URL the driver would read otherwise than it is shown is refused before
+    /// anything connects: a fragment (MySQL's driver drops it, PostgreSQL's takes it into the
+    /// database's name), an `@` in the password (the driver takes the rest for the host).
+    #[test]
+    fn a_server_url_with_a_fragment_or_an_unescaped_at_sign_is_refused() {
+        for url in [
+            "postgres://postgres:p@ss@127.0.0.1:5432/test",
+            "mysql://root:p@ss@127.0.0.1:3306/test",
+        ] {
+            let e = parse_sink(url).unwrap_err();
+            assert!(e.contains("holds an `@`: write it as %40"), "{url}: {e}");
+            assert!(!e.contains("ss@"), "{url}: {e}");
+        }
+        for url in [
+            "postgres://u@h/test#x",
+            "mysql://root:p@ss#w@127.0.0.1:3306/test",
+        ] {
+            let e = parse_sink(url).unwrap_err();
+            assert!(e.contains("no `#fragment`"), "{url}: {e}");
+        }
+        // An `@` past the host (in a parameter) is the parameter's.
+        assert!(parse_sink("postgres://u@h/test?application_name=a@b").is_ok());
+        let e = parse_sink("mysql://root@[::1/test").unwrap_err();
+        assert!(e.starts_with("not a usable URL: "), "{e}");
+    }
+
+    #[test]
+    fn a_path_starting_with_two_slashes_is_written_so_that_it_reads_back() {
+        let path = std::path::Path::new("//tmp/my app.log");
+        let flag = source_flag(path);
+        let url = flag.trim_start_matches("--source ").trim_matches('\'');
+        let Ok(SourceSpec::File { path: back, .. }) = parse_source(url) else {
+            panic!("{url} not read back")
+        };
+        assert_eq!(back, path, "{url}");
     }
 
     #[test]
