@@ -660,6 +660,9 @@ fn parse_postgres(url: &str, rest: &str) -> Result<SinkSpec, String> {
     if let Some(other) = user_named_twice(rest) {
         return Err(user_twice_message(&other));
     }
+    if password_given_twice(rest) {
+        return Err(PASSWORD_TWICE.into());
+    }
     if let Some(key) = postgres_server_twice(rest) {
         return Err(format!(
             "the URL names the server in its host:port and again in {key}= (libpq \
@@ -701,6 +704,9 @@ fn parse_mysql(url: &str, rest: &str) -> Result<SinkSpec, String> {
     }
     if let Some(other) = user_named_twice(rest) {
         return Err(user_twice_message(&other));
+    }
+    if password_given_twice(rest) {
+        return Err(PASSWORD_TWICE.into());
     }
     let path = mysql_path(rest).filter(|p| p != named);
     if path.as_ref().is_some_and(|p| !p.is_empty()) && query_has(query, "db_name") {
@@ -759,6 +765,18 @@ fn userinfo_and_query(rest: &str) -> (Option<&str>, &str) {
     let query = host_on[end..].split_once('?').map_or("", |(_, q)| q);
     (userinfo, query)
 }
+
+/// Whether a server URL (after the scheme) gives a password both after the user (`user:pw@`)
+/// and in `password=`: the drivers take one of them, and which is not for the URL's reader to
+/// guess.
+fn password_given_twice(rest: &str) -> bool {
+    let (userinfo, query) = userinfo_and_query(rest);
+    userinfo.is_some_and(|u| u.contains(':')) && query_has(query, "password")
+}
+
+/// Why a URL giving the password twice is refused (neither value quoted).
+const PASSWORD_TWICE: &str =
+    "the URL gives a password after the user and again in password=: give it once";
 
 /// Why a URL naming user `other` in `user=`, and another before its `@`, is refused.
 fn user_twice_message(other: &str) -> String {
@@ -1684,9 +1702,10 @@ mod tests {
 
     /// A server URL the driver would read otherwise than it is shown is refused before
     /// anything connects: a fragment (MySQL's driver drops it, PostgreSQL's takes it into the
-    /// database's name), an `@` in the password (the driver takes the rest for the host).
+    /// database's name), an `@` in the password (the driver takes the rest for the host), a
+    /// password given twice (the driver takes one).
     #[test]
-    fn a_server_url_with_a_fragment_or_an_unescaped_at_sign_is_refused() {
+    fn a_server_url_the_drivers_would_read_otherwise_is_refused() {
         for url in [
             "postgres://postgres:p@ss@127.0.0.1:5432/test",
             "mysql://root:p@ss@127.0.0.1:3306/test",
@@ -1701,6 +1720,13 @@ mod tests {
         ] {
             let e = parse_sink(url).unwrap_err();
             assert!(e.contains("no `#fragment`"), "{url}: {e}");
+        }
+        for url in [
+            "postgres://u:a@h/test?password=b",
+            "mysql://u:a@h/test?%70assword=b",
+        ] {
+            let e = parse_sink(url).unwrap_err();
+            assert_eq!(e, PASSWORD_TWICE, "{url}");
         }
         // An `@` past the host (in a parameter) is the parameter's.
         assert!(parse_sink("postgres://u@h/test?application_name=a@b").is_ok());
