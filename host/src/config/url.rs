@@ -1735,6 +1735,16 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_in_a_file_url_is_part_of_the_path() {
+        for url in ["file:///tmp/h#x.log", "file:/tmp/h#x.log"] {
+            let Ok(SourceSpec::File { path, .. }) = parse_source(url) else {
+                panic!("{url} not parsed")
+            };
+            assert_eq!(path, std::path::Path::new("/tmp/h#x.log"), "{url}");
+        }
+    }
+
+    #[test]
     fn a_path_starting_with_two_slashes_is_written_so_that_it_reads_back() {
         let path = std::path::Path::new("//tmp/my app.log");
         let flag = source_flag(path);
