@@ -27,7 +27,7 @@ mod recorded;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::cli::VerifyArgs;
 use crate::config::url::{database_to_read, names_parameter, parse_source};
@@ -155,15 +155,6 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
         };
         run = Some(local.run_id);
     }
-    // Where the records of runs recorded for their publishers were dead-lettered here.
-    let consumers = if infos.iter().any(|i| i.dead_letters.published_by.is_some()) {
-        match run {
-            Some(_) => consumers_dead_letters(&store.runs(None)?),
-            None => consumers_dead_letters(&infos),
-        }
-    } else {
-        Vec::new()
-    };
     // How many runs read each input of the runs checked.
     let mut readers: HashMap<i64, usize> = HashMap::new();
     for info in &infos {
@@ -197,11 +188,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     say!("pc-host verify: {name}");
     for id in &ids {
         let check = &checks[id];
-        let files = DeadLetterFiles {
-            given: args.dead_letter.as_deref(),
-            consumers: &consumers,
-        };
-        let verdict = describe(check, files);
+        let verdict = describe(check, args.dead_letter.as_deref());
         ok &= verdict.ok;
         by_count += usize::from(verdict.ok && verdict.by_count);
         // A run recorded for another pc-host's records, published through NATS: named by
@@ -224,18 +211,6 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     }
     say_result(ok, args.run, (ids.len(), total), by_count);
     Ok(ok)
-}
-
-/// The dead-letter files the runs in `runs` that consumed from NATS recorded, each once.
-fn consumers_dead_letters(runs: &[RunInfo]) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = runs
-        .iter()
-        .filter(|r| r.broker && r.dead_letters.published_by.is_none())
-        .filter_map(|r| r.dead_letters.file.clone())
-        .collect();
-    files.sort();
-    files.dedup();
-    files
 }
 
 /// A file named to look dead letters up in that cannot be read, or is not a dead-letter file,
@@ -395,16 +370,7 @@ impl Tally {
 /// not that many entries) only the number missing is compared with the run's count. A run
 /// that counted none may miss none; one whose count was not kept (an older schema's) is
 /// judged by the entries alone.
-///
-/// A run recorded from NATS for its publisher, with no file given, is judged by the entries
-/// of the consuming runs' files (and its publisher's, where that file is here), if any of
-/// them is there.
-fn missing_seqs(
-    c: &RunCheck,
-    files: DeadLetterFiles<'_>,
-    problems: &mut Vec<String>,
-) -> (String, bool) {
-    let given = files.given;
+fn missing_seqs(c: &RunCheck, given: Option<&Path>, problems: &mut Vec<String>) -> (String, bool) {
     let info = &c.info;
     let missing: u64 = c
         .seen
@@ -416,12 +382,7 @@ fn missing_seqs(
     // its records may have dead-lettered others (refused by this sink), in a file of its own,
     // under the publisher's run id. Given that file, the run is judged by its entries alone.
     let from_nats = info.dead_letters.published_by.is_some();
-    let id = info.dead_letters.published_by.unwrap_or(info.run_id);
-    let consumed = match (from_nats, given) {
-        (true, None) => consumers_entries(files.consumers, info, id),
-        _ => None,
-    };
-    let counted = if from_nats && (given.is_some() || consumed.is_some()) {
+    let counted = if from_nats && given.is_some() {
         None
     } else {
         info.dead_lettered
@@ -443,17 +404,12 @@ fn missing_seqs(
         }
         return (String::new(), false);
     }
-    if let Some((dead, at)) = consumed {
-        return (by_entry(c, &dead, &at, problems), false);
-    }
+    let id = info.dead_letters.published_by.unwrap_or(info.run_id);
     let unread = match given.or(info.dead_letters.file.as_deref()) {
         None => "the run recorded no dead-letter file".to_owned(),
         Some(f) => match dead_lettered::generated_of(f, id) {
             Ok(dead) if counted.is_none_or(|n| n == dead.len() as u64) => {
-                return (
-                    by_entry(c, &dead, &f.display().to_string(), problems),
-                    false,
-                );
+                return (by_entry(c, &dead, f, problems), false);
             }
             Ok(dead) => {
                 let (held, n) = (dead.len() as u64, counted.unwrap_or(0));
@@ -490,56 +446,13 @@ fn missing_seqs(
     )
 }
 
-/// The entries under run id `id` of the dead-letter files `consumers` (and of `info`'s
-/// publisher's recorded file), merged, and the files read as the report names them; `None`
-/// if none of them is here. A file that is not there is passed over (a run makes its file
-/// with its first entry); one that cannot be read is named in the report.
-fn consumers_entries(
-    consumers: &[PathBuf],
-    info: &RunInfo,
-    id: i64,
-) -> Option<(HashMap<dead_lettered::Generated, bool>, String)> {
-    let mut merged: HashMap<dead_lettered::Generated, bool> = HashMap::new();
-    let (mut read, mut unreadable) = (Vec::new(), Vec::new());
-    for file in consumers
-        .iter()
-        .map(PathBuf::as_path)
-        .chain(info.dead_letters.file.as_deref())
-    {
-        if read.contains(&file) || !file.exists() {
-            continue;
-        }
-        match dead_lettered::generated_of(file, id) {
-            Ok(dead) => {
-                for (seq, unconfirmed) in dead {
-                    *merged.entry(seq).or_insert(unconfirmed) &= unconfirmed;
-                }
-                read.push(file);
-            }
-            Err(e) => unreadable.push(format!("{} could not be read: {e}", file.display())),
-        }
-    }
-    if read.is_empty() {
-        return None;
-    }
-    let names: Vec<String> = read.iter().map(|f| f.display().to_string()).collect();
-    let mut at = match &names[..] {
-        [one] => one.clone(),
-        many => format!("the dead-letter files {}", many.join(", ")),
-    };
-    if !unreadable.is_empty() {
-        let _ = write!(at, " ({})", unreadable.join("; "));
-    }
-    Some((merged, at))
-}
-
-/// [`missing_seqs`] with the run's entries in its dead-letter file(s), named `at`: every
-/// missing seq must be there, and no seq there may be stored too, unless its outcome was
-/// unknown (`unconfirmed`: the sink may have stored it after all).
+/// [`missing_seqs`] with the run's entries in its dead-letter file `file`: every missing seq
+/// must be there, and no seq there may be stored too, unless its outcome was unknown
+/// (`unconfirmed`: the sink may have stored it after all).
 fn by_entry(
     c: &RunCheck,
     dead: &HashMap<dead_lettered::Generated, bool>,
-    at: &str,
+    file: &Path,
     problems: &mut Vec<String>,
 ) -> String {
     let lost = gaps(c, dead, "missing and not dead-lettered");
@@ -564,6 +477,7 @@ fn by_entry(
             _ => never += 1,
         }
     }
+    let at = file.display();
     if let Some((p, s)) = first_stored_too {
         problems.push(format!(
             "{stored_too} seqs both stored and dead-lettered in {at} (first: producer {p} #{s})"
@@ -632,18 +546,8 @@ struct Verdict {
     by_count: bool,
 }
 
-/// Where dead-lettered seqs are looked up.
-#[derive(Clone, Copy, Debug)]
-struct DeadLetterFiles<'a> {
-    /// `verify --dead-letter`.
-    given: Option<&'a Path>,
-    /// The dead-letter files recorded by the runs of this database that consumed from NATS:
-    /// where records published by other pc-host runs that a consumer could not store are.
-    consumers: &'a [PathBuf],
-}
-
-/// One line about a run, and whether it is right.
-fn describe(c: &RunCheck, dead_letter: DeadLetterFiles<'_>) -> Verdict {
+/// One line about a run, and whether it is right; `dead_letter` as `verify --dead-letter`.
+fn describe(c: &RunCheck, dead_letter: Option<&Path>) -> Verdict {
     let info = &c.info;
     let mut problems = row_problems(c);
     let mut state;
@@ -1088,11 +992,7 @@ mod tests {
             };
             let mut c = RunCheck::new(info, &HashMap::from([(5, 2)]));
             c.rows = rows;
-            let files = DeadLetterFiles {
-                given: None,
-                consumers: &[],
-            };
-            describe(&c, files)
+            describe(&c, None)
         };
         let v = line(9);
         assert!(v.ok, "{}", v.line);
