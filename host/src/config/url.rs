@@ -188,26 +188,24 @@ impl ServerUrl {
                  {scheme}://user@127.0.0.1:{port}/db"
             ));
         };
-        // The drivers would drop a fragment (MySQL) or take it into the database's name
-        // (PostgreSQL): which one was meant is not for pc-host to guess.
-        if after.contains('#') {
+        let mysql = url.starts_with("mysql:") || url.starts_with("mariadb:");
+        // The MySQL driver drops a fragment, so the URL shown would name another database (or
+        // user, or password) than the one written to. PostgreSQL's takes a `#` as it is.
+        if mysql && after.contains('#') {
             return Err(
-                "a server URL has no `#fragment`: write a `#` that is part of a user, \
+                "a MySQL URL has no `#fragment`: write a `#` that is part of a user, \
                         password or name as %23"
                     .into(),
             );
         }
-        // The drivers end the user and password at the first `@`: one more before the host
-        // would make the rest of the password the host.
-        if let Some((_, host_on)) = after.split_once('@')
-            && host_on
-                .split(['/', '?'])
-                .next()
-                .is_some_and(|h| h.contains('@'))
-        {
+        // The PostgreSQL driver ends the user and password at the first `@`: with another
+        // `@` in the password it would take the rest for the host, and one in a parameter
+        // would make the URL shown name another host than the one connected to.
+        if !mysql && after.matches('@').count() > 1 {
             return Err(
-                "the URL's user or password holds an `@`: write it as %40 (the driver \
-                        would take what follows the first `@` for the host)"
+                "the URL holds more than one `@`: write an `@` that is part of the \
+                        password or a parameter as %40 (the driver ends the password at the \
+                        first `@`)"
                     .into(),
             );
         }
@@ -228,9 +226,13 @@ impl ServerUrl {
             }
         }
         let hostport = from_host.split(['/', '?']).next().unwrap_or("");
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, Some(p)),
-            _ => (hostport, None),
+        // An IPv6 address is in brackets, its port (if any) after them.
+        let (host, port) = match hostport.strip_prefix('[').and_then(|i| i.split_once(']')) {
+            Some((v6, after)) => (&hostport[..v6.len() + 2], after.strip_prefix(':')),
+            None => match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            },
         };
         if host.is_empty() {
             return Err("the URL names no host".into());
@@ -898,6 +900,12 @@ fn parse_nats(rest: &str) -> Result<(NatsServer, String, &str), String> {
                     None if after.is_empty() => (hostport, None),
                     None => return Err(format!("`{hostport}` is not a host and port")),
                 }
+            }
+            Some((v6, _)) if v6.contains('%') => {
+                return Err(format!(
+                    "`{hostport}`: an IPv6 zone id (`%25...`) is not supported; give the \
+                     address alone"
+                ));
             }
             _ => {
                 return Err(format!(
@@ -1694,6 +1702,7 @@ mod tests {
             ("nats://[h]:4222/S", "not an IPv6 address in brackets"),
             ("nats://[::1]x/S", "not a host and port"),
             ("nats://[::1]:0/S", "`0` is not a port"),
+            ("nats://[fe80::1%25eth0]/S", "zone id"),
         ] {
             let e = parse_source(url).unwrap_err();
             assert!(e.contains(needle), "{url}: {e}");
@@ -1701,26 +1710,23 @@ mod tests {
     }
 
     /// A server URL the driver would read otherwise than it is shown is refused before
-    /// anything connects: a fragment (MySQL's driver drops it, PostgreSQL's takes it into the
-    /// database's name), an `@` in the password (the driver takes the rest for the host), a
-    /// password given twice (the driver takes one).
+    /// anything connects: a fragment in a MySQL URL (the driver drops it), a second `@` in a
+    /// PostgreSQL one (the driver ends the password at the first), a password given twice
+    /// (the driver takes one).
     #[test]
     fn a_server_url_the_drivers_would_read_otherwise_is_refused() {
-        for url in [
-            "postgres://postgres:p@ss@127.0.0.1:5432/test",
-            "mysql://root:p@ss@127.0.0.1:3306/test",
-        ] {
-            let e = parse_sink(url).unwrap_err();
-            assert!(e.contains("holds an `@`: write it as %40"), "{url}: {e}");
-            assert!(!e.contains("ss@"), "{url}: {e}");
-        }
-        for url in [
-            "postgres://u@h/test#x",
-            "mysql://root:p@ss#w@127.0.0.1:3306/test",
-        ] {
-            let e = parse_sink(url).unwrap_err();
-            assert!(e.contains("no `#fragment`"), "{url}: {e}");
-        }
+        let e = parse_sink("postgres://postgres:p@ss@127.0.0.1:5432/test").unwrap_err();
+        assert!(e.contains("more than one `@`") && e.contains("%40"), "{e}");
+        assert!(!e.contains("ss@"), "{e}");
+        let e = parse_sink("postgres://u@h/test?application_name=a@b").unwrap_err();
+        assert!(e.contains("more than one `@`"), "{e}");
+        // The MySQL driver takes the last `@` before the host: an `@` in its password is read
+        // as written.
+        assert!(parse_sink("mysql://root:p@ss@127.0.0.1:3306/test").is_ok());
+        let e = parse_sink("mysql://root:p@ss#w@127.0.0.1:3306/test").unwrap_err();
+        assert!(e.contains("no `#fragment`"), "{e}");
+        // PostgreSQL's driver reads a `#` as it is.
+        assert!(parse_sink("postgres://u:p#w@h/test").is_ok());
         for url in [
             "postgres://u:a@h/test?password=b",
             "mysql://u:a@h/test?%70assword=b",
@@ -1728,8 +1734,8 @@ mod tests {
             let e = parse_sink(url).unwrap_err();
             assert_eq!(e, PASSWORD_TWICE, "{url}");
         }
-        // An `@` past the host (in a parameter) is the parameter's.
-        assert!(parse_sink("postgres://u@h/test?application_name=a@b").is_ok());
+        assert!(parse_sink("postgres://u@[::1]/test").is_ok());
+        assert!(parse_sink("mysql://root@[::1]:3307/test").is_ok());
         let e = parse_sink("mysql://root@[::1/test").unwrap_err();
         assert!(e.starts_with("not a usable URL: "), "{e}");
     }
