@@ -1157,3 +1157,36 @@ fn the_header_says_one_producer_and_one_record_in_the_singular() {
         out.stderr
     );
 }
+
+/// A reader holding a snapshot of the database at the run's end (another pc-host writing the
+/// same file, say) keeps the final checkpoint from emptying the WAL: an info line and the
+/// summary say the WAL was left to it, not that a checkpoint failed, and the run is OK.
+#[test]
+fn a_wal_left_to_another_connection_is_said_so_not_called_a_failure() {
+    let s = Scratch::new("wal-left");
+    let args = ["--messages", "10", "--rps", "0", "--db", "w.db"];
+    let first = run(s.dir(), &args);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let reader = rusqlite::Connection::open(s.path("w.db")).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT COUNT(*) FROM messages;")
+        .unwrap();
+    let out = run(
+        s.dir(),
+        &[&args[..], &["--busy-timeout-ms", "100"]].concat(),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("left at the end to another connection using the database")
+            && !out.stdout.contains("final checkpoint failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("INFO the final checkpoint of") && !out.stderr.contains("WARN"),
+        "{}",
+        out.stderr
+    );
+    reader.execute_batch("COMMIT").unwrap();
+}

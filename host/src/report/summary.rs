@@ -207,6 +207,18 @@ impl NatsFigures {
     }
 }
 
+/// What SQLite's final checkpoint did with the write-ahead log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalEnd {
+    /// Copied it into the database and truncated it.
+    Truncated,
+    /// Found another connection using it (another pc-host writing the same file, or a
+    /// reader): that connection's checkpoints copy it in.
+    LeftToOthers,
+    /// Failed (or was not reached): the `-wal` file holds committed rows.
+    Failed,
+}
+
 /// SQLite's write-ahead log in a run.
 #[derive(Debug)]
 pub struct Wal {
@@ -215,8 +227,8 @@ pub struct Wal {
     /// Checkpoint passes that held the writer's lock (commits waited), and the longest (ns).
     pub writer_holds: u64,
     pub writer_held_max_ns: u64,
-    /// The final checkpoint copied the WAL into the database and truncated it.
-    pub truncated: bool,
+    /// What the final checkpoint did with the WAL.
+    pub end: WalEnd,
     /// The database's page size, in bytes.
     pub page_size: u64,
 }
@@ -561,11 +573,16 @@ impl Summary {
             s,
             "  WAL           at most {:.1} MiB during the run ({})",
             wal.max_bytes as f64 / f64::from(1 << 20),
-            if wal.truncated {
-                "truncated at the end"
-            } else {
-                "the final checkpoint failed: the -wal file holds committed rows; SQLite folds \
-                 it in when the database is next opened"
+            match wal.end {
+                WalEnd::Truncated => "truncated at the end",
+                WalEnd::LeftToOthers => {
+                    "left at the end to another connection using the database, whose \
+                     checkpoints copy it in"
+                }
+                WalEnd::Failed => {
+                    "the final checkpoint failed: the -wal file holds committed rows; SQLite \
+                     folds it in when the database is next opened"
+                }
             }
         );
         if wal.writer_holds > 0 {
@@ -838,7 +855,7 @@ impl Summary {
             })),
             "page_size": self.wal.as_ref().map(|w| w.page_size),
             "wal_max_bytes": self.wal.as_ref().map(|w| w.max_bytes),
-            "wal_truncated": self.wal.as_ref().map(|w| w.truncated),
+            "wal_truncated": self.wal.as_ref().map(|w| w.end == WalEnd::Truncated),
             "wal_writer_holds": self.wal.as_ref().map(|w| w.writer_holds),
             "wal_writer_held_max_ns": self.wal.as_ref().map(|w| w.writer_held_max_ns),
             "read": self.ingest.as_ref().map(|i| i.read),

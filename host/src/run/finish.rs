@@ -8,7 +8,7 @@ use pc_core::Clock;
 
 use crate::config::Config;
 use crate::position::{InputStart, Resume};
-use crate::report::summary::{self, ConsumerCounts, Fates, NatsFigures};
+use crate::report::summary::{self, ConsumerCounts, Fates, NatsFigures, WalEnd};
 use crate::report::{Ingest, StopReason, Summary, Wal};
 use crate::sink::retry::backoff;
 use crate::sink::{AnySink, ErrorKind, RunEnd, Sink as _, SinkError};
@@ -153,7 +153,7 @@ pub fn summary(
         },
         machine,
         wal: d.wal.map(|wal| Wal {
-            truncated: flushed == Some(true),
+            end: flushed.unwrap_or(WalEnd::Failed),
             ..wal
         }),
         ingest: (!cfg.generated()).then(|| ingest(stats, inputs)),
@@ -211,14 +211,14 @@ fn ingest(stats: &Stats, inputs: Vec<InputStart>) -> Ingest {
 }
 
 /// The end of a run in the sink: commit the final positions, flush (SQLite: final checkpoint), count
-/// back, record the run's end. Returns the stored count, whether the flush succeeded (`None`:
+/// back, record the run's end. Returns the stored count, what the flush did (`None`:
 /// nothing to flush), and the run's errors, with any from here added.
 fn finish(
     d: &Done<'_>,
     writer: &mut AnySink,
     mut errors: Vec<String>,
     final_positions: Vec<Resume>,
-) -> (Stored, Option<bool>, Vec<String>) {
+) -> (Stored, Option<WalEnd>, Vec<String>) {
     let Done {
         cfg,
         stats,
@@ -242,18 +242,19 @@ fn finish(
         }
     }
     let flushed = writer.final_flush().map(|r| match r {
-        Ok(()) => true,
+        Ok(()) => WalEnd::Truncated,
         // Expected where processes share the file: said, not warned about.
         Err(e) if e.is::<crate::sink::sqlite::checkpoint::LeftToOthers>() => {
             tracing::info!("{e:#}");
-            false
+            WalEnd::LeftToOthers
         }
         Err(e) => {
             tracing::warn!("{e:#}");
-            false
+            WalEnd::Failed
         }
     });
-    if there.is_err() && flushed == Some(false) {
+    let emptied = flushed.is_none_or(|end| end == WalEnd::Truncated);
+    if there.is_err() && !emptied {
         errors.push(format!(
             "the final checkpoint did not empty this run's write-ahead log beside {}: a database \
              there now may read its pages as its own",
@@ -300,7 +301,7 @@ fn finish(
         // The final checkpoint above emptied the WAL this run wrote (through the file it has
         // open), or it holds a moved database's newest rows; a record of the end would put
         // frames of the old database in it again.
-        if let Some(kept) = writer.forget_removed(flushed != Some(false)) {
+        if let Some(kept) = writer.forget_removed(emptied) {
             errors.push(kept);
         }
     } else {

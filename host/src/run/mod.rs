@@ -410,7 +410,7 @@ fn conclude(
                 max_bytes: c.wal_max_now(),
                 writer_holds: c.writer_holds,
                 writer_held_max_ns: c.writer_held_max_ns,
-                truncated: false,
+                end: crate::report::summary::WalEnd::Failed,
                 page_size: c.page_size(),
             }),
             retries: out.retries,
