@@ -209,7 +209,26 @@ impl ServerUrl {
                     .into(),
             );
         }
-        // A password may hold `/` or `?` unescaped: the host starts after the last `@`.
+        // Where the user and password end. The MySQL driver ends them at the first `/` or `?`
+        // (reading the rest as host, path or parameters): an `@` after one would connect as
+        // someone else, or to somewhere else, than the URL shown names, and a message could
+        // quote part of a password. PostgreSQL's ends them at the first `@`, wherever it is:
+        // a password may hold `/` or `?` there, but without one (no `:` before the `@`) an
+        // `@` after a `/` or `?` would make the host, database or parameters a user name.
+        // Refused, unquoted.
+        let at_after_path = after
+            .find(['/', '?'])
+            .is_some_and(|end| after[end..].contains('@'));
+        let password = after.split_once('@').is_some_and(|(u, _)| u.contains(':'));
+        if at_after_path && (mysql || !password) {
+            return Err(
+                "the URL holds an `@` after a `/` or `?`: write a `/`, `?` or `@` in \
+                        the user or password, or an `@` in the path or a parameter, as %2F, \
+                        %3F, %40"
+                    .into(),
+            );
+        }
+        // So the host starts after the last `@`.
         let from_host = after.rsplit_once('@').map_or(after, |(_, h)| h);
         if let Some((_, query)) = from_host.split_once('?') {
             // Decoded, as the drivers read them: `%75ser` is `user`.
@@ -754,12 +773,12 @@ fn postgres_server_twice(rest: &str) -> Option<&'static str> {
 }
 
 /// A server URL's (after the scheme) user and password before an `@` (`None` without one) and
-/// its query (after the `?` that follows the host; empty without one), split as
-/// [`postgres_path`] splits it: the user and password end at the first `@`, the host at the
-/// next `/` or `?`.
+/// its query (after the `?` that follows the host; empty without one). For a URL
+/// [`ServerUrl::parse`] accepted, the user and password end at the last `@`, as both drivers
+/// read it: PostgreSQL's has one at most, MySQL's none after a `/` or `?`.
 fn userinfo_and_query(rest: &str) -> (Option<&str>, &str) {
     let after = rest.strip_prefix("//").unwrap_or(rest);
-    let (userinfo, host_on) = match after.split_once('@') {
+    let (userinfo, host_on) = match after.rsplit_once('@') {
         Some((userinfo, host_on)) => (Some(userinfo), host_on),
         None => (None, after),
     };
@@ -1720,6 +1739,24 @@ mod tests {
         assert!(!e.contains("ss@"), "{e}");
         let e = parse_sink("postgres://u@h/test?application_name=a@b").unwrap_err();
         assert!(e.contains("more than one `@`"), "{e}");
+        // An `@` after a `/` or `?`: the drivers would read another user, host or database.
+        for url in [
+            "postgres://localhost/test?options=a@b/test",
+            "mysql://root:/s3cret@h/db",
+            "mysql://root:?s3cret@h/db",
+            "mysql://root@h/db?x=a@b",
+        ] {
+            let e = parse_sink(url).unwrap_err();
+            assert!(e.contains("`@` after a `/` or `?`"), "{url}: {e}");
+            assert!(!e.contains("s3cret"), "{url}: {e}");
+        }
+        // PostgreSQL: a password may hold a `/` or `?`, as its driver reads them.
+        assert!(parse_sink("postgres://u:p/w?x@h/test").is_ok());
+        // MySQL: the user and password end at the last `@`, as its driver reads them.
+        let e = parse_sink("mysql://app@corp:pw@h/db?password=x").unwrap_err();
+        assert_eq!(e, PASSWORD_TWICE);
+        let e = parse_sink("mysql://app@corp@h/db?user=app").unwrap_err();
+        assert!(e.contains("`app` in user="), "{e}");
         // The MySQL driver takes the last `@` before the host: an `@` in its password is read
         // as written.
         assert!(parse_sink("mysql://root:p@ss@127.0.0.1:3306/test").is_ok());
