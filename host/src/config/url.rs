@@ -219,7 +219,13 @@ impl ServerUrl {
         let at_after_path = after
             .find(['/', '?'])
             .is_some_and(|end| after[end..].contains('@'));
-        let password = after.split_once('@').is_some_and(|(u, _)| u.contains(':'));
+        // A password, unless what looks like one is a port and a path (`h:5432/db?x=a@b`).
+        let password = after.split_once('@').is_some_and(|(u, _)| {
+            u.split_once(':').is_some_and(|(_, p)| {
+                let digits = p.len() - p.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                !(digits > 0 && p[digits..].starts_with(['/', '?']))
+            })
+        });
         if at_after_path && (mysql || !password) {
             return Err(
                 "the URL holds an `@` after a `/` or `?`: write a `/`, `?` or `@` in \
@@ -1742,6 +1748,7 @@ mod tests {
         // An `@` after a `/` or `?`: the drivers would read another user, host or database.
         for url in [
             "postgres://localhost/test?options=a@b/test",
+            "postgres://localhost:5432/test?options=a@b",
             "mysql://root:/s3cret@h/db",
             "mysql://root:?s3cret@h/db",
             "mysql://root@h/db?x=a@b",
