@@ -14,7 +14,9 @@ use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use common::{Out, Running, Scratch, all_rows, assert_verify, ingest_json, inputs, json, u};
+use common::{
+    Out, Running, Scratch, all_rows, assert_verify, hold_write_lock, ingest_json, inputs, json, u,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Running the binary and reading its stderr
@@ -660,6 +662,86 @@ fn follow_starts_over_after_truncation() {
         [(1, file.display().to_string(), old_ino, size(&file), total)]
     );
     assert_verify(s.dir(), &["verify", "--db", &db.display().to_string()]);
+}
+
+/// The "produced N" count of a progress line (`[    0.5 s] produced N (..) | ..`).
+fn produced_in(line: &str) -> Option<u64> {
+    line.strip_prefix('[')?
+        .split(" | ")
+        .next()?
+        .split("] produced ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A followed file truncated in place (`copytruncate`) while the source is behind it (the
+/// database held by another connection, the ring full): what was written past the read
+/// position is gone before it was read. The warning says how many bytes that was, exactly, and
+/// where they are; everything read is stored.
+#[test]
+fn a_truncation_while_the_source_is_behind_names_the_bytes_it_never_read() {
+    let s = Scratch::new("truncation-behind");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    std::fs::write(&file, "first\n").unwrap();
+    let source = format!("file:{}?follow=true", file.display());
+    let flags = ["--capacity", "2", "--batch-size", "1", "--consumers", "1"];
+    let mut r = reading(&s, &[&source], &db.display().to_string(), &flags);
+    r.err.wait_stored(1);
+
+    let lock = hold_write_lock(&db);
+    let line = |i: usize| format!("line {i:06}\n");
+    let written: String = (0..100_000).map(line).collect();
+    append(&file, &written);
+    // A chunk read after the append: the source has looked at the file's length since.
+    r.err.wait("showing a line read after the append", |l| {
+        produced_in(l).is_some_and(|p| p >= 2)
+    });
+    std::fs::write(&file, "after\n").unwrap(); // truncated in place, as copytruncate does
+    drop(lock);
+    let warning = r.err.wait("with the truncation warning", |l| {
+        l.contains("truncated to")
+    });
+    let out = r.interrupt();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    // What was stored is the file's first lines, in order; the warning names the rest.
+    let rows = all_rows(&db);
+    let read: Vec<&str> = rows
+        .iter()
+        .map(|(_, _, t)| t.as_str())
+        .take_while(|t| *t != "after")
+        .collect();
+    assert_eq!(read[0], "first");
+    let lines_read = read.len() - 1;
+    assert!(
+        lines_read < 100_000,
+        "the source was behind: {lines_read} lines read"
+    );
+    for (i, t) in read[1..].iter().enumerate() {
+        assert_eq!(format!("{t}\n"), line(i));
+    }
+    // The reader's position: after the lines stored and a piece of the next held, if any.
+    let read_to: usize = warning
+        .split("(was read to ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{warning}"));
+    let stored_to = "first\n".len() + lines_read * line(0).len();
+    assert!(
+        (stored_to..stored_to + line(0).len()).contains(&read_to),
+        "{warning}"
+    );
+    let unread = "first\n".len() + written.len() - read_to;
+    assert!(
+        warning.contains(&format!(
+            "at least {unread} bytes it held past the read position were never read"
+        )) && warning.contains(&format!("from byte {read_to} on")),
+        "{warning}"
+    );
 }
 
 /// A followed file whose text is written over in place while the source waits at its end

@@ -42,6 +42,47 @@ use crate::telemetry::{ProducerStats, REJECT_SAMPLES, bump};
 /// The longest nap at the end of a followed file.
 const MAX_FOLLOW_NAP: Duration = Duration::from_millis(100);
 
+/// How long a followed source waits at its file's end before looking again: 1 ms after a look
+/// that read anything, doubling with each look that found nothing, up to [`MAX_FOLLOW_NAP`]. A
+/// file written to now and then is looked at within a millisecond or two of each write; an idle
+/// one ten times a second.
+#[derive(Debug)]
+struct FollowNap(Duration);
+
+impl FollowNap {
+    const FIRST: Duration = Duration::from_millis(1);
+
+    fn new() -> Self {
+        Self(Self::FIRST)
+    }
+
+    /// Something was read (or the source moved on): the next wait is the shortest.
+    fn read_some(&mut self) {
+        self.0 = Self::FIRST;
+    }
+
+    /// The wait before the next look, found nothing; the one after it is twice as long.
+    fn next(&mut self) -> Duration {
+        let nap = self.0;
+        self.0 = (nap * 2).min(MAX_FOLLOW_NAP);
+        nap
+    }
+}
+
+/// What a truncation of a followed file left unread, for its warning: the bytes past the read
+/// position `read_to` that the file held when last looked at (`seen_len`), if any. They were
+/// written and gone before they were read: a `copytruncate` rotation copies them to another
+/// file, which pc-host does not read.
+fn unread_at_truncation(seen_len: u64, read_to: u64) -> String {
+    match seen_len.checked_sub(read_to) {
+        Some(unread) if unread > 0 => format!(
+            "; at least {unread} bytes it held past the read position were never read (a \
+             `copytruncate` rotation leaves them only in its copy, from byte {read_to} on)"
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Where a line source reads.
 #[derive(Debug)]
 pub enum Input {
@@ -69,6 +110,10 @@ pub enum Input {
         /// Why the new file at the path could not be opened after a rotation, as last warned
         /// (a wait that would otherwise be silent: permission denied, a directory, a pipe).
         unopened: Option<String>,
+        /// Following: the file's largest length seen since it was opened or last truncated
+        /// (looked at after each chunk read, and at its end). A truncation seen later left
+        /// what it held past the read position unread: written, and gone before it was read.
+        seen_len: u64,
     },
 }
 
@@ -302,7 +347,7 @@ impl LineSource<'_> {
 
     /// [`run`](Self::run)'s loop.
     fn read_all(&mut self, next: &mut Resume, buf: &mut Vec<Record>) -> anyhow::Result<Ended> {
-        let mut nap = Duration::from_millis(1);
+        let mut nap = FollowNap::new();
         let mut ended = Ended::default();
         let mut reserved = Reserved::default();
         loop {
@@ -327,8 +372,13 @@ impl LineSource<'_> {
             };
             let granted = grant.map_or(want, |g| g.count());
             self.unclaim(want - granted);
-            let (chunk, accepted) = self.read_chunk(granted, next, buf)?;
+            let (chunk, accepted, lines) = self.read_chunk(granted, next, buf)?;
             self.unclaim(granted - accepted);
+            if lines > 0 {
+                // A file being written to: looked at again soon, not after the longest nap.
+                nap.read_some();
+                self.note_length();
+            }
             if !self.push(buf)? {
                 // The run is being torn down: what was read is not all in.
                 self.rest_of_stdin(next, buf)?;
@@ -340,13 +390,10 @@ impl LineSource<'_> {
                 Input::File { reader, follow, .. } => (reader.at_eof(), follow.is_some()),
             };
             match chunk {
-                Chunk::Full => {
-                    nap = Duration::from_millis(1);
-                    continue;
-                }
+                Chunk::Full => continue,
                 Chunk::Rewritten if follow => {
                     self.start_over_rewritten(next)?;
-                    nap = Duration::from_millis(1);
+                    nap.read_some();
                     continue;
                 }
                 Chunk::Rewritten => {
@@ -373,15 +420,12 @@ impl LineSource<'_> {
                 return Ok(self.with_final_position(ended, *next));
             }
             match self.follow_turn(next, buf)? {
-                Turn::Wait => {
-                    std::thread::sleep(nap);
-                    nap = (nap * 2).min(MAX_FOLLOW_NAP);
-                }
-                Turn::ReadOn => nap = Duration::from_millis(1),
+                Turn::Wait => std::thread::sleep(nap.next()),
+                Turn::ReadOn => nap.read_some(),
                 Turn::Moved(start, finished) => {
                     ended.moved_to.push(start);
                     ended.final_positions.push(finished);
-                    nap = Duration::from_millis(1);
+                    nap.read_some();
                 }
                 // What was read of the old file could not all be pushed: no settling.
                 Turn::TornDown => return Ok(ended),
@@ -420,13 +464,14 @@ impl LineSource<'_> {
         }
     }
 
-    /// Reads lines until `want` records are accepted or nothing more can be read now.
+    /// Reads lines until `want` records are accepted or nothing more can be read now: how the
+    /// chunk ended, the records accepted and the lines read.
     fn read_chunk(
         &mut self,
         want: u64,
         next: &mut Resume,
         buf: &mut Vec<Record>,
-    ) -> anyhow::Result<(Chunk, u64)> {
+    ) -> anyhow::Result<(Chunk, u64, u64)> {
         let mut accepted = 0;
         let mut read_bytes = 0;
         let mut read = 0;
@@ -463,7 +508,25 @@ impl LineSource<'_> {
         }
         bump(&self.stats.read, read);
         bump(&self.stats.read_bytes, read_bytes);
-        Ok((chunk, accepted))
+        Ok((chunk, accepted, read))
+    }
+
+    /// Following a file: keeps its length now ([`Input::File`]'s `seen_len`), before the
+    /// chunk just read waits for room in the ring, so that a truncation meanwhile can say
+    /// what it left unread.
+    fn note_length(&mut self) {
+        if let Input::File {
+            reader,
+            follow: Some(_),
+            seen_len,
+            ..
+        } = &mut self.input
+            && let Ok(m) = reader.get_mut().metadata()
+        {
+            // The largest: a look after a truncation, before it is seen at the file's end,
+            // would otherwise hide what it left unread.
+            *seen_len = (*seen_len).max(m.len());
+        }
     }
 
     /// One line as a record's text, or why it cannot be one.
@@ -783,7 +846,7 @@ impl LineSource<'_> {
                 self.give_back_stdin();
                 return Ok(());
             }
-            let (chunk, accepted) = self.read_chunk(want, next, buf)?;
+            let (chunk, accepted, _) = self.read_chunk(want, next, buf)?;
             self.unclaim(want - accepted);
             if matches!(chunk, Chunk::End) {
                 self.end_of_stdin(next, buf);
@@ -909,7 +972,7 @@ impl LineSource<'_> {
         buf.clear();
         loop {
             // A read error now ends the count: what stdin holds past it cannot be read.
-            let Ok((chunk, _)) = self.read_chunk(u64::MAX, next, buf) else {
+            let Ok((chunk, ..)) = self.read_chunk(u64::MAX, next, buf) else {
                 break;
             };
             if matches!(chunk, Chunk::End) {
@@ -969,6 +1032,7 @@ impl LineSource<'_> {
             path,
             follow,
             rotated,
+            seen_len,
             ..
         } = &mut self.input
         else {
@@ -980,12 +1044,17 @@ impl LineSource<'_> {
         if len < read_to {
             tracing::warn!(
                 "{}: truncated to {len} bytes (was read to {read_to}): reading it again from \
-                 the start",
-                path.display()
+                 the start{}",
+                path.display(),
+                unread_at_truncation(*seen_len, read_to)
             );
+            *seen_len = len;
             reader.seek(0)?;
             self.start_over(next);
             return Ok(Turn::ReadOn);
+        }
+        if len != u64::MAX {
+            *seen_len = (*seen_len).max(len);
         }
         let Some(rotation) = rotated.as_mut() else {
             return Ok(match key_at(path) {
@@ -1370,6 +1439,7 @@ pub fn file_input(
         stored_tail,
         stored_mark,
         unopened: None,
+        seen_len: 0,
     })
 }
 
@@ -1401,6 +1471,18 @@ fn read_as_committed(file: &File, at: &Resume) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A followed file written to now and then (a line every 10 ms, say) is looked at again a
+    /// millisecond after each look that read a line, not after naps grown to the longest while
+    /// it was quiet: a chunk that reads lines and ends at the file's end starts the naps over.
+    #[test]
+    fn a_look_that_read_lines_starts_the_follow_naps_over() {
+        let mut nap = FollowNap::new();
+        let naps: Vec<u64> = (0..9).map(|_| nap.next().as_millis() as u64).collect();
+        assert_eq!(naps, [1, 2, 4, 8, 16, 32, 64, 100, 100]);
+        nap.read_some();
+        assert_eq!(nap.next(), Duration::from_millis(1));
+    }
 
     /// A rotation seen `ago`, the old file last grown `grew_ago`, at length 10.
     fn rotation(ago: u64, grew_ago: u64) -> Rotation {
