@@ -280,6 +280,89 @@ fn stdin_lines_read_when_the_dead_letter_file_fails_are_all_counted() {
     );
 }
 
+/// A stdin that fails mid-chunk (a socket reset by its peer): the lines read before the error
+/// are counted as read, every byte taken is in `read_bytes`, and the records and rejected
+/// lines it gave, which cannot be read again, go to the working dead-letter file rather than
+/// being counted as lost.
+#[test]
+fn a_stdin_read_error_mid_chunk_counts_its_lines_and_dead_letters_them() {
+    use std::io::Write as _;
+    use std::os::fd::{AsRawFd as _, OwnedFd};
+    let s = Scratch::new("stdin-reset");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (stdin, _) = listener.accept().unwrap();
+    let input: &[u8] = b"one\ntwo\n\xff\xfe\nthree\npart";
+    peer.write_all(input).unwrap();
+    // Closed with a zero linger: a reset (RST) after the bytes, so that pc-host reads them and
+    // then gets ECONNRESET.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a `linger` of the size given, read during the call only.
+    let set = unsafe {
+        libc::setsockopt(
+            peer.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::from_ref(&linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_LINGER");
+    drop(peer);
+    let out = common::pc_host(s.dir())
+        .args([
+            "--source",
+            "-",
+            "--db",
+            "t.db",
+            "--dead-letter",
+            "dead.jsonl",
+        ])
+        .args(["--report-interval", "0", "--output", "json"])
+        .stdin(OwnedFd::from(stdin))
+        .output_within()
+        .expect("run pc-host");
+    let out = Out::from(out);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "the read error fails the run: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("reading stdin"), "{}", out.stderr);
+    let v = json(&out);
+    common::assert_read_accounted(&v);
+    assert_eq!(u(&v, "read_bytes"), input.len() as u64, "{v}");
+    assert_eq!(u(&v, "produced"), 0, "{v}");
+    assert!(u(&v, "not_queued") >= 3, "one, two and three: {v}");
+    assert_eq!(
+        u(&v, "not_queued"),
+        u(&v, "not_queued_dead_lettered"),
+        "{v}"
+    );
+    assert_eq!(u(&v, "rejected"), u(&v, "rejected_dead_lettered"), "{v}");
+    let entries = dead_letters(&s.path("dead.jsonl"));
+    assert_eq!(entries.len() as u64, u(&v, "read"), "{entries:?}");
+    let texts: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["record"].as_str())
+        .collect();
+    for line in ["one", "two", "three"] {
+        assert!(texts.contains(&line), "{line}: {entries:?}");
+    }
+    // The last line, its end never read: not said to stay in a stdin the error may have ended.
+    let part = entries.iter().find(|e| e["record"] == "part");
+    assert!(
+        part.is_some_and(
+            |e| e["error"] == "cut by the run's failure: the rest of the line was not read"
+        ),
+        "{entries:?}"
+    );
+}
+
 /// Fills the file system at `mnt` with a file named `filler` (remove it to make room again).
 fn fill_up(mnt: &Path) {
     let filler = vec![b'x'; 64 * 1024];

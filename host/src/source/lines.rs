@@ -83,6 +83,13 @@ fn unread_at_truncation(seen_len: u64, read_to: u64) -> String {
     }
 }
 
+/// Why a stdin line the run stopped in is not a record, where stdin may still hold its rest.
+const CUT_BY_STOP: &str =
+    "cut by the stop: the rest of the line was not read, and stays in the input";
+/// Why a stdin line the failed run stopped in is not a record: stdin may hold the rest or not
+/// (a read error may have ended it).
+const CUT_BY_FAILURE: &str = "cut by the run's failure: the rest of the line was not read";
+
 /// Where a line source reads.
 #[derive(Debug)]
 pub enum Input {
@@ -480,6 +487,7 @@ impl LineSource<'_> {
         // latency may be overstated by the chunk's read time, never understated. Once a line
         // is in hand, stdin is not waited on (the chunk is pushed at once).
         let mut now = None;
+        let mut failed = None;
         self.wait_for_stdin(true);
         while accepted < want && read_bytes < CHUNK_BYTES {
             let line = match &mut self.input {
@@ -491,7 +499,13 @@ impl LineSource<'_> {
                     chunk = Chunk::Rewritten;
                     break;
                 }
-                other => other.with_context(|| format!("reading {}", self.name()))?,
+                Err(e) => {
+                    // The lines read before it are counted as read (below), and stay in
+                    // `buf` for the caller to account for.
+                    failed = Some(e);
+                    break;
+                }
+                Ok(line) => line,
             };
             let Some(line) = line else {
                 chunk = Chunk::End;
@@ -508,7 +522,10 @@ impl LineSource<'_> {
         }
         bump(&self.stats.read, read);
         bump(&self.stats.read_bytes, read_bytes);
-        Ok((chunk, accepted, read))
+        match failed {
+            Some(e) => Err(e).with_context(|| format!("reading {}", self.name())),
+            None => Ok((chunk, accepted, read)),
+        }
     }
 
     /// Following a file: keeps its length now ([`Input::File`]'s `seen_len`), before the
@@ -891,7 +908,7 @@ impl LineSource<'_> {
             return;
         }
         if !self.stdin_ended() {
-            self.cut_stdin_line(next);
+            self.cut_stdin_line(next, CUT_BY_STOP);
         } else if self.claim(1) == 0 {
             self.give_back_stdin();
         } else {
@@ -927,7 +944,7 @@ impl LineSource<'_> {
     /// leaves a file; nothing is counted. On a pipe it cannot be given back: it is rejected
     /// as a line that makes no record is (counted, named in the run's warning about rejected
     /// lines, and with `--dead-letter` set aside with its bytes).
-    fn cut_stdin_line(&mut self, next: &mut Resume) {
+    fn cut_stdin_line(&mut self, next: &mut Resume, why: &str) {
         if self.give_back_stdin() {
             return;
         }
@@ -944,8 +961,7 @@ impl LineSource<'_> {
             terminated: false,
             mark: line.mark,
             text: Err(Rejected {
-                why: "cut by the stop: the rest of the line was not read, and stays in the input"
-                    .into(),
+                why: why.into(),
                 // A part of a dead-letter entry is not kept: replayed, it would be a row of
                 // an entry's text.
                 bytes: (!line.too_long && self.format != Format::DeadLetter).then_some(line.bytes),
@@ -956,11 +972,12 @@ impl LineSource<'_> {
     }
 
     /// After the run failed with stdin still holding lines it had given (in the read
-    /// buffer, and a partial last line): they can be read from nowhere else, and the failure
-    /// (the dead-letter file refusing writes, say) leaves no place to put them, so they are
-    /// counted, records as not queued and lines that could not be records as rejected, and
-    /// every line stdin gave is in the counts. Nothing more is read from stdin. A file's
-    /// unread lines need nothing: the next run reads them.
+    /// buffer, and a partial last line): they can be read from nowhere else, and the failed
+    /// run cannot queue them, so they are set aside ([`Self::set_aside`]): into the
+    /// dead-letter file if it takes them, else counted as lost (records as not queued, lines
+    /// that could not be records as rejected), and every line stdin gave is in the counts.
+    /// Nothing more is read from stdin. A file's unread lines need nothing: the next run
+    /// reads them.
     fn count_rest_of_stdin(&mut self, next: &mut Resume, buf: &mut Vec<Record>) {
         let Input::Stdin(reader) = &mut self.input else {
             return;
@@ -968,8 +985,7 @@ impl LineSource<'_> {
         reader.get_mut().done = true;
         // Records the failure left in `buf` (a read error mid-chunk) were claimed from the
         // `--messages` budget when read.
-        bump(&self.stats.not_queued, buf.len() as u64);
-        buf.clear();
+        self.set_aside(buf);
         loop {
             // A read error now ends the count: what stdin holds past it cannot be read.
             let Ok((chunk, ..)) = self.read_chunk(u64::MAX, next, buf) else {
@@ -979,21 +995,37 @@ impl LineSource<'_> {
                 if self.stdin_ended() {
                     self.accept_last_stdin_line(next, buf);
                 } else {
-                    self.cut_stdin_line(next);
+                    self.cut_stdin_line(next, CUT_BY_FAILURE);
                 }
             }
             // Within a `--messages` budget, as `rest_of_stdin` pushes: lines past it are
             // dropped uncounted, as `head` drops what it read ahead (README, the JSON's
             // `read`).
             let within = self.claim(buf.len() as u64);
-            bump(&self.stats.not_queued, within.min(buf.len() as u64));
-            buf.clear();
-            // Counted as rejected when read; the dead-letter file is not tried again.
-            self.rejects.clear();
+            buf.truncate(usize::try_from(within).unwrap_or(usize::MAX));
+            self.set_aside(buf);
             if matches!(chunk, Chunk::End) {
                 break;
             }
         }
+    }
+
+    /// Stdin's records in `buf` and rejected lines' entries that a failed run cannot queue:
+    /// into the dead-letter file if there is one and it takes them (a failed write leaves no
+    /// part of them there, so one that failed before is tried again), else counted as lost.
+    /// The rejected lines were counted as rejected when read either way.
+    fn set_aside(&mut self, buf: &mut Vec<Record>) {
+        if let Some(dead) = self.dead_letters
+            && dead.write(&self.rejects).is_ok()
+        {
+            bump(
+                &self.stats.rejected_dead_lettered,
+                self.rejects.len() as u64,
+            );
+        }
+        self.rejects.clear();
+        // Counted as not queued; an error leaves them counted as lost.
+        let _ = self.not_queued(buf);
     }
 
     /// Records read from stdin that the torn-down run can no longer queue: into the
