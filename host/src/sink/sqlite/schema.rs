@@ -680,13 +680,18 @@ fn database_named_like_a_journal(path: &Path, journal: &Path) -> Option<anyhow::
 /// beside it. A run waits for an empty file as for a busy database first ([`WaitedOut`]): it
 /// may be another pc-host's, created an instant ago and about to get its first page. A file
 /// whose size reads 0 but which reading fills (under /proc or /sys) is refused at once, as
-/// not a database.
+/// not a database, unless its size no longer reads 0 after the read (written meanwhile).
 pub fn empty_file(path: &Path, purpose: Purpose) -> Option<anyhow::Error> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() > 0 {
         return None;
     }
     if holds_bytes(path) {
+        // Written between the look at its size and the read (another pc-host setting the
+        // database up): its size says so now. A file the system makes up still reads 0.
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            return None;
+        }
         return Some(anyhow!(
             "{} is not a database: its size reads 0 bytes, yet reading it gives some (a file the \
              system makes up as it is read, as under /proc or /sys); give {} --db",
