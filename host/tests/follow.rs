@@ -664,6 +664,35 @@ fn follow_starts_over_after_truncation() {
     assert_verify(s.dir(), &["verify", "--db", &db.display().to_string()]);
 }
 
+/// A followed file rotated while another connection holds the database past the busy
+/// timeout: registering the new file is retried as a write is (`--retry-for`), so the run
+/// reads the new file once the lock is gone instead of failing.
+#[test]
+fn a_rotation_while_the_database_is_locked_is_waited_out_as_a_write_is() {
+    let s = Scratch::new("rotation-locked");
+    let (file, db) = (s.path("app.log"), s.path("follow.db"));
+    std::fs::write(&file, "a1\n").unwrap();
+    let source = format!("file:{}?follow=true&rotate_wait=0s", file.display());
+    let flags = ["--busy-timeout-ms", "50"];
+    let mut r = reading(&s, &[&source], &db.display().to_string(), &flags);
+    r.err.wait_stored(1);
+
+    let lock = hold_write_lock(&db);
+    std::fs::rename(&file, s.path("app.log.1")).unwrap();
+    std::fs::write(&file, "b1\nb2\n").unwrap();
+    r.err.wait("retrying the registration", |l| {
+        l.contains("registering an input") && l.contains("retrying for up to")
+    });
+    drop(lock);
+    r.err.wait_stored(3);
+    let out = r.interrupt();
+    let v = assert_drained(&out, 3);
+    assert_eq!(v["inputs"].as_array().map(Vec::len), Some(2), "{v}");
+    let mut want = expected(1, 0, &["a1"]);
+    want.extend(expected(2, 0, &["b1", "b2"]));
+    assert_eq!(all_rows(&db), want);
+}
+
 /// The "produced N" count of a progress line (`[    0.5 s] produced N (..) | ..`).
 fn produced_in(line: &str) -> Option<u64> {
     line.strip_prefix('[')?

@@ -17,7 +17,7 @@ impl Sink for Keep {
         Ok(())
     }
 
-    fn register(&mut self, _: Option<&FileKey>) -> anyhow::Result<Resume> {
+    fn register(&mut self, _: Option<&FileKey>) -> Result<Resume, SinkError> {
         Ok(Resume::default())
     }
 

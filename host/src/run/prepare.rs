@@ -240,7 +240,10 @@ fn bind_nats(
 ) -> Result<Vec<NatsInput>, PrepareError> {
     let mut inputs = Vec::new();
     for (found, spec) in found {
-        let stream_input = sink.register(Some(&found.stream_key))?.input;
+        let stream_input = sink
+            .register(Some(&found.stream_key))
+            .map_err(|e| e.error)?
+            .input;
         let max_ack_pending = cfg.capacity.saturating_mul(4).max(20_000);
         inputs.push(NatsInput {
             opened: found.bind(spec, max_ack_pending)?,
@@ -422,7 +425,7 @@ fn position_inputs(
     for (spec, file) in cfg.sources.iter().zip(files) {
         let line = match (spec, file) {
             (SourceSpec::Stdin { format, .. }, _) => {
-                let resume = writer.register(None)?;
+                let resume = writer.register(None).map_err(|e| e.error)?;
                 LineInput {
                     left: None,
                     input: stdin_input(line_limit(*format, cfg.max_record_bytes)),
@@ -443,7 +446,7 @@ fn position_inputs(
                 },
                 Some(opened),
             ) => {
-                let mut resume = writer.register(Some(&opened.key))?;
+                let mut resume = writer.register(Some(&opened.key)).map_err(|e| e.error)?;
                 let name = opened.key.path.display().to_string();
                 let size = opened.file.metadata().map(|m| m.len()).ok();
                 let left = size

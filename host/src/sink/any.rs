@@ -201,7 +201,7 @@ impl Sink for AnySink {
         }
     }
 
-    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
+    fn register(&mut self, file: Option<&FileKey>) -> Result<Resume, SinkError> {
         match self {
             Self::Sqlite(w) => w.register(file),
             Self::Postgres(w) => w.register(file),

@@ -774,8 +774,11 @@ impl<S: Sink> GroupCommit<S> {
 }
 
 impl<S: Sink> Positions for GroupCommit<S> {
+    /// Retried as a write is (`--retry-for`): a followed file's rotation must not end the run
+    /// on a lock a write would have waited out.
     fn register(&self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
-        lock(self.writer()).register(file)
+        self.retrying(|| lock(self.writer()).register(file))
+            .map_err(|e| self.given_up(e))
     }
 
     /// Retried as a write is (`--retry-for`), taking the first writer for each try.

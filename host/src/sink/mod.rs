@@ -168,8 +168,9 @@ pub trait Sink: Send + std::fmt::Debug {
     /// [`crate::position::Positions`].
     ///
     /// # Errors
-    /// One line saying what failed.
-    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume>;
+    /// One line saying what failed, retryable as a write's failure would be
+    /// ([`SinkError::of_bookkeeping`]).
+    fn register(&mut self, file: Option<&FileKey>) -> Result<Resume, SinkError>;
 
     /// Commits a file input's position `to` on its own (rejected lines after its last stored
     /// one, at the end of a clean run). Does nothing if the input is already there.

@@ -458,12 +458,14 @@ impl Sink for Writer {
         nats::runtime().block_on(self.publish_all(records))
     }
 
-    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
+    fn register(&mut self, file: Option<&FileKey>) -> Result<Resume, SinkError> {
         match file {
             // Published with the run's identity as producer 0 of no producers: the consuming
             // side keys them by stream sequence.
             None => Ok(Resume::default()),
-            Some(_) => Err(anyhow!("a file input cannot be published to NATS")),
+            Some(_) => Err(SinkError::fatal(anyhow!(
+                "a file input cannot be published to NATS"
+            ))),
         }
     }
 

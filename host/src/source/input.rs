@@ -333,7 +333,7 @@ impl<R: Source> LineReader<R> {
                     return Ok(Some(self.cut(line.to_vec(), i as u64 + 1, true)));
                 }
                 let consumed = self.carry_len + i as u64 + 1;
-                let line = line.to_vec(); // short: the rest of a line that crossed a refill
+                let line = line.to_vec(); // the rest of a line that crossed a refill
                 self.keep(&line);
                 let bytes = std::mem::take(&mut self.carry);
                 self.carry_len = 0;

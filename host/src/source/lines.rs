@@ -452,8 +452,8 @@ impl LineSource<'_> {
     /// If this run went back to read whole a line an earlier run stored without its end
     /// (`completes`), and `next` is still before that line, moves `next` back to where that
     /// run committed, after the stored part: the row stays the line's start, and the next run
-    /// completes it. (Committed before the line, the position said nothing of the row, and the
-    /// next run stored the line again as a second row.)
+    /// completes it. (Committed before the line, the position would say nothing of the row, and
+    /// the next run would store the line again as a second row.)
     fn keep_committed_tail(&self, next: &mut Resume) {
         if let Input::File {
             completes: Some(line),
@@ -770,8 +770,8 @@ impl LineSource<'_> {
     /// After a truncation, the line an earlier run stored the start of (`completes`) is no
     /// longer in the file: nothing completes its row, which keeps its line number; if `next`
     /// is still at that line, the lines read from now on are numbered after it. (Kept, the
-    /// first line after the truncation replaced that row, or a stop committed a position
-    /// inside the file's new text.)
+    /// first line after the truncation would replace that row, or a stop would commit a
+    /// position inside the file's new text.)
     fn forget_line_to_complete(&mut self, next: &mut Resume) {
         if let Input::File { completes, .. } = &mut self.input
             && let Some(line) = completes.take()

@@ -57,7 +57,7 @@ impl Sink for Scripted {
         Ok(())
     }
 
-    fn register(&mut self, _: Option<&FileKey>) -> anyhow::Result<Resume> {
+    fn register(&mut self, _: Option<&FileKey>) -> Result<Resume, SinkError> {
         Ok(Resume::default())
     }
 

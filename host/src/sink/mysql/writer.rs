@@ -387,6 +387,17 @@ impl Writer {
             self.target.url.shown
         )
     }
+
+    /// The failure `e` of `what` (a call that writes no records), classified as a write's
+    /// would be ([`SinkError::of_bookkeeping`]) and explained.
+    fn bookkeeping_error(&self, what: &str, e: &anyhow::Error) -> SinkError {
+        let kind = if e.is::<Busy>() {
+            ErrorKind::Retryable
+        } else {
+            e.downcast_ref().map_or(ErrorKind::Fatal, kind_of)
+        };
+        SinkError::of_bookkeeping(kind, self.explain(what, &one_line(e)))
+    }
 }
 
 /// Moves an input's committed position from `from` to `to`, inside the caller's transaction;
@@ -483,14 +494,14 @@ impl Sink for Writer {
             })
     }
 
-    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
+    fn register(&mut self, file: Option<&FileKey>) -> Result<Resume, SinkError> {
         let run_id = self.run_id;
         let resume = self
             .with_session_twice(
                 |_, s| runs::register_input(&mut s.conn, run_id, file),
                 |e: &anyhow::Error| e.downcast_ref().is_some_and(connection_gone),
             )
-            .map_err(|e| self.explain("registering an input", &one_line(&e)))?;
+            .map_err(|e| self.bookkeeping_error("registering an input", &e))?;
         // A stream read through a broker has no position here: its messages are keyed.
         if file.is_some() && !self.delivered {
             self.positions.insert(resume.input, resume);
@@ -507,15 +518,7 @@ impl Sink for Writer {
             |w, s| delivered::origin_run(&mut s.conn, origin, w.target.lock_wait_secs()),
             |e: &anyhow::Error| e.downcast_ref().is_some_and(connection_gone),
         )
-        .map_err(|e| {
-            let kind = if e.is::<Busy>() {
-                ErrorKind::Retryable
-            } else {
-                e.downcast_ref().map_or(ErrorKind::Fatal, kind_of)
-            };
-            let error = self.explain("recording a publishing run", &one_line(&e));
-            SinkError::of_bookkeeping(kind, error)
-        })
+        .map_err(|e| self.bookkeeping_error("recording a publishing run", &e))
     }
 
     fn origin_ended(&mut self, run_id: i64, end: &OriginEnd) -> Result<(), SinkError> {

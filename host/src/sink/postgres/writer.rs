@@ -374,8 +374,8 @@ impl Sink for Writer {
         }
     }
 
-    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
-        let resume = self.call("registering an input", |c, run_id| {
+    fn register(&mut self, file: Option<&FileKey>) -> Result<Resume, SinkError> {
+        let resume = self.call_classified("registering an input", |c, run_id| {
             runs::register_input(c, run_id, file)
         })?;
         // A stream read through a broker has no position here: its messages are keyed.

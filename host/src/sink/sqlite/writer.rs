@@ -453,12 +453,12 @@ impl Sink for Writer {
         written.map_err(|e| super::schema::explain(&self.path, e, busy))
     }
 
-    fn register(&mut self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
+    fn register(&mut self, file: Option<&FileKey>) -> Result<Resume, SinkError> {
         let (conn, run_id) = (&self.conn, self.run_id);
         let resume = runs::transaction(conn, || {
             runs::register_input(conn, run_id, file).map_err(anyhow::Error::from)
         })
-        .map_err(|e| self.explain(e))?;
+        .map_err(|e| self.bookkeeping_error("registering an input", e))?;
         // A stream read through a broker has no position here: its messages are keyed.
         if file.is_some() && !self.delivered {
             self.positions.insert(resume.input, resume);
