@@ -94,8 +94,9 @@
 //! ## Memory orderings
 //! Each atomic operation in the source says what it publishes or acquires and what it pairs
 //! with. In short: slot stamps carry the data (Release to publish, Acquire to take); index CASes
-//! only claim positions (Relaxed for producers, Release for consumers so that `len` never sees
-//! the tail behind the head), as do a sole handle's plain stores (its `Acquire` load of its
+//! claim positions, Release on success and Acquire on failure (so that a stamp read after an
+//! index is no older than that index's previous lap: `ring/slot.rs`; and, for consumers, so
+//! that `len` never sees the tail behind the head), as do a sole handle's plain stores (its `Acquire` load of its
 //! side's handle count takes the claims of the handles dropped before it: `ring/split.rs`);
 //! the blocking layer's sleep/wake handshake is an asymmetric fence
 //! (a compiler fence on every operation, a `membarrier` system call by a thread about to sleep:

@@ -330,15 +330,17 @@ impl<T, S: Storage<T>> RingCore<T, S> {
         loop {
             let mut drain = self.claim_ready(max.min(self.capacity()), fetch, lost_race)?;
             let popped = drain.len();
+            if popped == 0 {
+                // Only holes were claimed: freed, `out` not called, and look again.
+                drain.free();
+                continue;
+            }
             drain.move_into(out);
             // What `out` took: an `Extend` may return before the drain is exhausted.
             let taken = popped - drain.len();
             // Drops the values `out` left, if any, and frees the run's slots.
             drain.free();
-            if popped > 0 {
-                return Ok(Popped { popped, taken });
-            }
-            // Only holes were claimed (and skipped): look again.
+            return Ok(Popped { popped, taken });
         }
     }
 

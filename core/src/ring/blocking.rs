@@ -519,8 +519,8 @@ impl<T, S: Storage<T>> RingCore<T, S> {
     ///
     /// # Guarantees
     /// - Woken like a blocking push: by the pop that frees the tail slot, with no timeout
-    ///   involved, and by `close`. On a split ring whose consumers are all gone, it closes the
-    ///   ring and says `Closed`, as a waiting push does ([`split`](Self::split)).
+    ///   involved, and by `close`. (On a split ring, [`Producer::wait_space`](super::Producer::wait_space) also closes the
+    ///   ring and says `Closed` once its consumers are all gone, as a waiting push does.)
     /// - Takes a wake-up without passing one on: the slot it was woken for is still free, for
     ///   the caller's push. So the caller owes the ring a push after `Ok` (or another wait),
     ///   as [`wait_ready`](Self::wait_ready)'s caller owes it a pop.

@@ -16,10 +16,15 @@
 //! stale by half the stamps' range or more (`2^31` in index value, `2^30` pushes or pops)
 //! could misread a later lap's stamp: its claim's CAS then
 //! fails (the index moved), and before it answers `Full` or `Empty` on a stamp it reads the
-//! index again and looks again if it moved (`RingCore::moved`). Two looks use a Relaxed index
-//! and decide nothing on their own: `try_push_spinning`'s look a run ahead of the tail (a
-//! misread costs a spin) and the blocking waits' sleep re-checks (ordered by the waiters'
-//! fence, wait.rs, and by `moved`; a misread costs a sleep that the next wake-up ends).
+//! index again and looks again if it moved (`RingCore::moved`). Other looks use a Relaxed
+//! index: `try_push_spinning`'s look a run ahead of the tail and the spinning pop's
+//! `has_run_ready` (a misread costs a spin); the blocking waits' sleep re-checks (ordered by
+//! the waiters' fence, wait.rs, and by `moved`; a misread costs a sleep that the next wake-up
+//! ends); and the looks that answer without claiming, `try_pop_batch` with `max == 0` and
+//! `wait_ready`'s attempt (`head_state`). These answer `Closed` only where the ring is closed
+//! and its tail (Acquire) equals the head they read, which an older head cannot make up (the
+//! tail is never behind the head): an older head can only turn `Closed` into `Empty` or `Ok`,
+//! which their docs allow.
 //!
 //! **Where the stamp is 32 bits, the slot is packed** (`repr(C, packed(4))`; not under loom,
 //! whose cells cannot be packed): the stamp at offset 0, the value at offset 4 whatever its

@@ -202,6 +202,37 @@ fn holes_from_a_lost_give_back_are_skipped() {
     assert_eq!(ring.try_pop(), Err(PopError::Empty));
 }
 
+/// A batch pop whose claim at the head is only a hole (the value behind it pushed after the
+/// hole's claim) calls `out.extend` once, with the value: not first with nothing.
+#[test]
+fn a_batch_pop_meeting_only_a_hole_calls_extend_once_with_the_value_behind_it() {
+    struct Calls(Vec<Vec<u32>>);
+    impl Extend<u32> for Calls {
+        fn extend<I: IntoIterator<Item = u32>>(&mut self, iter: I) {
+            self.0.push(iter.into_iter().collect());
+        }
+    }
+    let ring = Ring::<u32, 4>::new();
+    // Position 0: 1. Position 1 is claimed for the iterator's next item; in that `next`, a
+    // push claims position 2 behind it and the iterator ends: position 1 becomes a hole.
+    let mut step = 0;
+    let mut items = core::iter::from_fn(|| {
+        step += 1;
+        if step == 1 {
+            return Some(1);
+        }
+        ring.try_push(2).unwrap();
+        None
+    });
+    assert_eq!(ring.try_push_batch(&mut items), Ok(1));
+    assert_eq!(ring.len(), 3, "a value, a hole, a value");
+    assert_eq!(ring.try_pop(), Ok(1));
+    let mut out = Calls(Vec::new());
+    assert_eq!(ring.try_pop_batch(&mut out, 1), Ok(1));
+    assert_eq!(out.0, [[2]], "one extend call, with the value");
+    assert!(ring.is_empty());
+}
+
 /// Closes the ring if the test panics while it lives: a failed assertion then ends the
 /// test's blocked threads (with `Closed`) instead of leaving it hung in its scope.
 struct CloseOnPanic<'r, T, S: super::Storage<T>>(&'r super::RingCore<T, S>);
