@@ -551,6 +551,52 @@ fn two_runs_creating_one_database_at_once_both_run() {
     }
 }
 
+/// A run killed (SIGKILL) while it sets a new SQLite database up leaves nothing at the path
+/// that the next run would refuse (an empty file, a database without tables, a `-journal`):
+/// the database is made under a temporary name and linked into place whole, and the next run
+/// creates it and removes what the killed one left.
+#[test]
+fn a_run_killed_while_creating_its_database_leaves_nothing_the_next_run_refuses() {
+    let s = Scratch::new("kill-create");
+    let mut caught = 0;
+    for round in 0..6 {
+        let db = format!("new-{round}.db");
+        let mut child = common::pc_host(s.dir())
+            .args(["--db", &db, "--messages", "1", "--report-interval", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start pc-host");
+        let temp = s.path(&format!(".{db}.pc-host-new.{}", child.id()));
+        // Killed the moment its temporary database is there: mid-setup.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mid_setup = loop {
+            if temp.exists() {
+                break true;
+            }
+            if child.try_wait().expect("wait").is_some() {
+                break false; // set up and done before it was seen
+            }
+            assert!(std::time::Instant::now() < deadline, "no setup seen");
+            std::thread::yield_now();
+        };
+        let _ = child.kill();
+        child.wait().expect("reap");
+        caught += u64::from(mid_setup);
+        let out = run(
+            s.dir(),
+            &["--db", &db, "--messages", "1", "--output", "json"],
+        );
+        assert_eq!(out.code, Some(0), "round {round}:\n{}", out.stderr);
+        assert_eq!(u(&json(&out), "stored"), 1);
+        assert!(
+            !temp.exists(),
+            "the killed run's temporary database is removed"
+        );
+    }
+    assert!(caught > 0, "no run was killed mid-setup");
+}
+
 #[test]
 fn two_runs_writing_one_database_at_once_each_count_only_their_rows() {
     let s = Scratch::new("two-at-once");

@@ -2,6 +2,7 @@
 //! checkpoints on a thread of their own, and run and input bookkeeping in the same file.
 
 pub mod checkpoint;
+pub mod create;
 pub mod delivered;
 pub mod insert;
 pub mod read;

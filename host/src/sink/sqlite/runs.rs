@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::create::{Created, create_whole};
 use super::schema::{self, Found, PageSizeChoice, Purpose, db_error};
 use crate::config::MAX_THREADS;
 use crate::position::{FileKey, Resume};
@@ -61,11 +62,16 @@ pub fn prepare_run(
     if let Some(e) = schema::leftover_log(path).or_else(|| schema::foreign_side_file(path)) {
         return Err(e);
     }
-    // A file this run creates is its own. One that is there and empty (0 bytes, or a database
-    // with no tables and no mark) may be another pc-host's, created an instant ago, or a file
-    // pc-host did not make: waited for as a busy database, and refused if it is empty still
-    // when the wait is over.
-    let mut made = create_own(path);
+    // A file this run creates is its own: made whole where the directory allows
+    // ([`create_whole`]), else created empty and set up in place. One that is there and empty
+    // (0 bytes, or a database with no tables and no mark) may be another pc-host's, created
+    // an instant ago in place, or a file pc-host did not make: waited for as a busy database,
+    // and refused if it is empty still when the wait is over.
+    let mut made = match create_whole(path, run.pages) {
+        Created::Made(target) => Some(target),
+        Created::There => None,
+        Created::NotHere => create_own(path),
+    };
     let deadline = Instant::now() + busy;
     let mut nap = Duration::from_millis(1);
     let prepared = loop {
