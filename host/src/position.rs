@@ -5,6 +5,7 @@
 //! depend on this module and not on each other.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 /// A file's identity: a renamed-away (rotated) file and the new file at the same path are two
 /// inputs; the same file under the same path is one, across runs. Where the file system
@@ -225,11 +226,12 @@ pub struct OriginEnd {
 /// Registers inputs with the sink that will hold their positions.
 pub trait Positions: Sync + std::fmt::Debug {
     /// The resume point of `file` (registering it, at offset 0, if it is new). `None` is
-    /// stdin: an input with an id but no position.
+    /// stdin: an input with an id but no position. A failure that may pass is retried, until
+    /// `stop` is set.
     ///
     /// # Errors
     /// The sink's, in one line.
-    fn register(&self, file: Option<&FileKey>) -> anyhow::Result<Resume>;
+    fn register(&self, file: Option<&FileKey>, stop: &AtomicBool) -> anyhow::Result<Resume>;
 
     /// The run that holds `origin`'s records in the sink, recorded there if new.
     ///

@@ -537,7 +537,17 @@ impl<S: Sink> GroupCommit<S> {
     /// Runs `op` until it succeeds, retrying a retryable failure with backoff for up to
     /// `--retry-for`, or until the sink has failed (and saying so, in the log and the health
     /// the metrics show); returns its last error otherwise.
-    fn retrying<T>(&self, mut op: impl FnMut() -> Result<T, SinkError>) -> Result<T, SinkError> {
+    fn retrying<T>(&self, op: impl FnMut() -> Result<T, SinkError>) -> Result<T, SinkError> {
+        self.retrying_until(|| false, op)
+    }
+
+    /// [`retrying`](Self::retrying), giving up also once `give_up` says so (looked at after
+    /// each failure).
+    fn retrying_until<T>(
+        &self,
+        give_up: impl Fn() -> bool,
+        mut op: impl FnMut() -> Result<T, SinkError>,
+    ) -> Result<T, SinkError> {
         let mut first_failure: Option<Instant> = None;
         let mut attempt = 0u32;
         // The health says "retrying" while this is held (dropped on every return).
@@ -564,7 +574,7 @@ impl<S: Sink> GroupCommit<S> {
             let left = self.policy.retry_for.saturating_sub(since.elapsed());
             // Relaxed: a flag read on its own. Once the sink has failed nothing more is
             // committed (a parallel writer's commit may still land): no use retrying.
-            if left.is_zero() || self.failed.load(Ordering::Relaxed) {
+            if left.is_zero() || self.failed.load(Ordering::Relaxed) || give_up() {
                 return Err(error);
             }
             match &mut episode {
@@ -774,11 +784,16 @@ impl<S: Sink> GroupCommit<S> {
 }
 
 impl<S: Sink> Positions for GroupCommit<S> {
-    /// Retried as a write is (`--retry-for`): a followed file's rotation must not end the run
-    /// on a lock a write would have waited out.
-    fn register(&self, file: Option<&FileKey>) -> anyhow::Result<Resume> {
-        self.retrying(|| lock(self.writer()).register(file))
-            .map_err(|e| self.given_up(e))
+    /// Retried as a write is (`--retry-for`), until `stop`: a followed file's rotation must not
+    /// end the run on a lock a write would have waited out, nor hold up a stop (nothing of the
+    /// new file has been read: the next run reads it).
+    fn register(&self, file: Option<&FileKey>, stop: &AtomicBool) -> anyhow::Result<Resume> {
+        // Relaxed: a flag read on its own; a late read costs one more backoff.
+        self.retrying_until(
+            || stop.load(Ordering::Relaxed),
+            || lock(self.writer()).register(file),
+        )
+        .map_err(|e| self.given_up(e))
     }
 
     /// Retried as a write is (`--retry-for`), taking the first writer for each try.

@@ -69,15 +69,15 @@ impl FollowNap {
     }
 }
 
-/// What a truncation of a followed file left unread, for its warning: the bytes past the read
-/// position `read_to` that the file held when last looked at (`seen_len`), if any. They were
-/// written and gone before they were read: a `copytruncate` rotation copies them to another
-/// file, which pc-host does not read.
-fn unread_at_truncation(seen_len: u64, read_to: u64) -> String {
-    match seen_len.checked_sub(read_to) {
+/// What a truncation of a followed file left unstored, for its warning: the bytes the file
+/// held (`seen_len`, its largest length seen) from the first line not read whole (`from`: a
+/// part of it may have been read) on, if any. They were written and gone before they were
+/// read: a `copytruncate` rotation copies them to another file, which pc-host does not read.
+fn unread_at_truncation(seen_len: u64, from: u64) -> String {
+    match seen_len.checked_sub(from) {
         Some(unread) if unread > 0 => format!(
-            "; at least {unread} bytes it held past the read position were never read (a \
-             `copytruncate` rotation leaves them only in its copy, from byte {read_to} on)"
+            "; at least {unread} bytes it held from the first line not read whole on were never \
+             stored (a `copytruncate` rotation leaves them only in its copy, from byte {from} on)"
         ),
         _ => String::new(),
     }
@@ -341,6 +341,11 @@ impl LineSource<'_> {
         let mut buf: Vec<Record> = Vec::with_capacity(self.cx.chunk as usize);
         let read = self.read_all(&mut next, &mut buf);
         if read.is_err() {
+            // A file's records a read error left in `buf` are read again by the next run.
+            if self.is_file() {
+                let _ = self.unqueued(&mut buf);
+                self.rejects.clear();
+            }
             self.count_rest_of_stdin(&mut next, &mut buf);
         } else {
             self.leave_held_line(&next);
@@ -741,9 +746,18 @@ impl LineSource<'_> {
     ///
     /// [`Rewritten`]: super::input::Rewritten
     fn start_over_rewritten(&mut self, next: &mut Resume) -> anyhow::Result<()> {
-        let Input::File { reader, path, .. } = &mut self.input else {
+        let Input::File {
+            reader,
+            path,
+            seen_len,
+            ..
+        } = &mut self.input
+        else {
             return Ok(());
         };
+        // What it held past the read position before the rewrite cannot be told from what
+        // the rewrite wrote: no count of it is given, and the new text's is started over.
+        *seen_len = 0;
         let read_to = next.offset + reader.pending();
         tracing::warn!(
             "{}: rewritten in place (the bytes before {read_to}, read already, changed: \
@@ -1078,7 +1092,7 @@ impl LineSource<'_> {
                 "{}: truncated to {len} bytes (was read to {read_to}): reading it again from \
                  the start{}",
                 path.display(),
-                unread_at_truncation(*seen_len, read_to)
+                unread_at_truncation(*seen_len, next.offset)
             );
             *seen_len = len;
             reader.seek(0)?;
@@ -1156,7 +1170,20 @@ impl LineSource<'_> {
         if !self.finish_input(next, buf, Last::Final)? {
             return Ok(Turn::TornDown);
         }
-        let mut resume = self.positions.register(Some(&opened.key))?;
+        let mut resume = match self.positions.register(Some(&opened.key), self.cx.stop) {
+            Ok(resume) => resume,
+            // Stopped while the sink's lock held the registration up: the old file is read to
+            // its end; the new one, of which nothing is read, is left for the next run.
+            Err(_) if self.cx.stop.load(Ordering::Relaxed) => {
+                tracing::info!(
+                    "{}: rotated; the new file is left for the next run (the run stopped while \
+                     registering it)",
+                    path.display()
+                );
+                return Ok(Turn::Wait);
+            }
+            Err(e) => return Err(e),
+        };
         let name = opened.key.path.display().to_string();
         let limit = line_limit(self.format, self.max_record_bytes);
         let input = file_input(opened, path.clone(), Some(rotate_wait), &mut resume, limit)?;
