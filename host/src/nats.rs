@@ -121,7 +121,10 @@ pub fn record_identity(h: &HeaderMap) -> Option<(i64, u32, u32, u64, i64)> {
     }
     let producers: u32 = h.get(PRODUCERS)?.as_str().parse().ok()?;
     let created: i64 = h.get(CREATED)?.as_str().parse().ok()?;
-    (producer < producers).then_some((run, producers, producer, seq, created))
+    // More producers than a run can have is no pc-host publisher's: taken as one, it would
+    // be recorded as a run that `verify` then calls altered.
+    let possible = u64::from(producers) <= crate::config::MAX_THREADS;
+    (producer < producers && possible).then_some((run, producers, producer, seq, created))
 }
 
 /// A run id for a publishing run: random, positive, unique among publishers in practice
@@ -173,6 +176,10 @@ mod tests {
         let mut bad = record_headers(77, 4, 3, 1, 1);
         bad.insert(PRODUCERS, "3");
         assert_eq!(record_identity(&bad), None);
+        // Nor is a run of more producers than a run can have.
+        let mut huge = record_headers(77, 4, 3, 1, 1);
+        huge.insert(PRODUCERS, "100000000");
+        assert_eq!(record_identity(&huge), None);
     }
 
     #[test]

@@ -474,8 +474,14 @@ impl Summary {
             self.ingest.is_some(),
             self.dead_lettered + self.not_stored > 0,
         ) {
-            (true, false) if from_nats => "created by the publisher -> batch committed",
-            (true, true) if from_nats => "created by the publisher -> batch committed or given up",
+            // A backlog older than the run is counted from the run's start.
+            (true, false) if from_nats => {
+                "created by the publisher, or the run's start if later -> batch committed"
+            }
+            (true, true) if from_nats => {
+                "created by the publisher, or the run's start if later -> batch committed or \
+                 given up"
+            }
             (true, false) => "read -> batch committed",
             (true, true) => "read -> batch committed or given up",
             (false, false) => "intended send -> batch committed",

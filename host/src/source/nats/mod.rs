@@ -210,9 +210,43 @@ fn parse_run_end(run: &str, payload: &[u8]) -> Result<(i64, OriginEnd), String> 
     let run: i64 = run
         .parse()
         .map_err(|_| format!("a run's end that names no run (`{run}`)"))?;
-    let end = serde_json::from_slice(payload)
+    let end: OriginEnd = serde_json::from_slice(payload)
         .map_err(|e| format!("run {run}'s end is not readable: {e}"))?;
+    if run <= 0 {
+        return Err(format!("a run's end that names no run (`{run}`)"));
+    }
+    if end.per_producer.len() as u64 > crate::config::MAX_THREADS {
+        return Err(format!(
+            "run {run}'s end names {} producers, more than a pc-host run has ({})",
+            end.per_producer.len(),
+            crate::config::MAX_THREADS
+        ));
+    }
     Ok((run, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's end naming no run, or more producers than a pc-host run has, is not a
+    /// publisher's: refused (and rejected by the source) rather than recorded as a run
+    /// `verify` would call altered.
+    #[test]
+    fn a_run_end_naming_more_producers_than_a_run_has_is_refused() {
+        let end = |n: usize| {
+            let counts = vec!["1"; n].join(",");
+            format!(
+                r#"{{"finished_at":1,"completed":true,"per_producer":[{counts}],"produced":{n},
+                "stored":{n},"dead_lettered":0,"not_stored":0,"elapsed_s":1.0}}"#
+            )
+        };
+        assert!(parse_run_end("7", end(3).as_bytes()).is_ok());
+        let e = parse_run_end("7", end(1025).as_bytes()).unwrap_err();
+        assert!(e.contains("1025 producers"), "{e}");
+        let e = parse_run_end("-7", end(1).as_bytes()).unwrap_err();
+        assert!(e.contains("names no run"), "{e}");
+    }
 }
 
 /// What one delivered message became.
