@@ -1889,7 +1889,7 @@ fn a_path_spelled_as_a_directory_is_refused_before_anything_is_written() {
         ),
         (
             &["plot", "-o", "out/"],
-            "-o out/: this names a directory, not a file: give a file path (e.g. out/plot.svg)",
+            "--output out/: this names a directory, not a file: give a file path (e.g. out/plot.svg)",
         ),
     ];
     for (args, needle) in cases {
@@ -1911,7 +1911,7 @@ fn an_svg_output_not_named_svg_is_refused_before_anything_is_written() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["plot", "-o", "run.png"],
-            "-o run.png: pc-host writes SVG there: give a file name ending in .svg (e.g. run.svg)",
+            "--output run.png: pc-host writes SVG there: give a file name ending in .svg (e.g. run.svg)",
         ),
         (
             &["--profile", "flame", "--messages", "3"],

@@ -1353,6 +1353,12 @@ fn records_a_failed_sink_hands_back_to_jetstream_are_counted_as_delivered_again(
         "{}",
         out.stdout
     );
+    // Messages pulled and not queued at the stop are no file's lines.
+    assert!(
+        !out.stdout.contains("a last line without its end"),
+        "{}",
+        out.stdout
+    );
     // Without the trigger, every message is there to be stored.
     rusqlite::Connection::open(s.path("out.db"))
         .unwrap()

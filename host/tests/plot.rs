@@ -333,7 +333,7 @@ fn a_missing_output_directory_is_a_one_line_error_with_exit_2() {
     assert!(!s.path("no").exists(), "the directory was created");
     // A file where the directory would be is named as what it is.
     let out = plot(&s, &["-o", "t.db/p.svg"]);
-    assert_one_line_error(&out, 2, "-o t.db/p.svg: t.db is not a directory");
+    assert_one_line_error(&out, 2, "--output t.db/p.svg: t.db is not a directory");
 }
 
 /// An interval row whose time is not a finite number (edited by hand, or damaged) is refused

@@ -318,11 +318,20 @@ fn unknown_variable(
 
 /// " (did you mean K?)" for the one of `known` nearest `name`, if one is near enough.
 fn did_you_mean(name: &str, known: &[String]) -> String {
-    // Letter case aside: `PC_HOST_producers` is near `PC_HOST_PRODUCERS`.
-    let upper = name.to_uppercase();
+    // Letter case aside: `PC_HOST_producers` is near `PC_HOST_PRODUCERS`. Without the prefix
+    // every variable shares, which would make any two look near (`PC_HOST_VERSION` and
+    // `PC_HOST_SINK`).
+    let bare = |n: &str| {
+        let upper = n.to_uppercase();
+        upper
+            .strip_prefix("PC_HOST_")
+            .map(str::to_owned)
+            .unwrap_or(upper)
+    };
+    let upper = bare(name);
     known
         .iter()
-        .map(|k| (strsim::jaro_winkler(&k.to_uppercase(), &upper), k))
+        .map(|k| (strsim::jaro_winkler(&bare(k), &upper), k))
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .filter(|(score, _)| *score > 0.9)
         .map(|(_, k)| format!(" (did you mean {k}?)"))
@@ -680,8 +689,15 @@ mod tests {
             "PC_HOST_PRODUCRS is set, but pc-host has no such variable (did you mean \
              PC_HOST_PRODUCERS?): unset it, or see `pc-host --help` for the PC_HOST_* names"
         );
-        let e = unknown_variable(vars(&["PC_HOST_XYZZY"]), &known).unwrap();
-        assert!(e.0.starts_with("PC_HOST_XYZZY is set, but pc-host has no such variable: "));
+        // Only the prefix in common is no likeness.
+        for far in ["PC_HOST_XYZZY", "PC_HOST_VERSION", "PC_HOST_HELP"] {
+            let e = unknown_variable(vars(&[far]), &known).unwrap();
+            assert!(
+                e.0.starts_with(&format!("{far} is set, but pc-host has no such variable: ")),
+                "{}",
+                e.0
+            );
+        }
         assert!(
             unknown_variable(vars(&["PC_HOST_RPS", "PC_HOST_PIN", "PC_TEST_X"]), &known).is_none()
         );

@@ -26,10 +26,10 @@ pub enum Target {
 /// # Errors
 /// A [`ConfigError`] naming `out` otherwise.
 pub fn check(out: &Path) -> Result<Target, ConfigError> {
-    crate::paths::spelled_as_file("-o", out, "plot.svg").map_err(ConfigError)?;
+    crate::paths::spelled_as_file("--output", out, "plot.svg").map_err(ConfigError)?;
     let target = place(out)?;
     // After the checks above, so that a file pc-host must not touch is named as such first.
-    crate::paths::svg_name("-o", out).map_err(ConfigError)?;
+    crate::paths::svg_name("--output", out).map_err(ConfigError)?;
     Ok(target)
 }
 
@@ -44,22 +44,22 @@ fn place(out: &Path) -> Result<Target, ConfigError> {
         } else {
             format!("directory {d} does not exist")
         };
-        return Err(ConfigError(format!("-o {shown}: {why}")));
+        return Err(ConfigError(format!("--output {shown}: {why}")));
     }
     let meta = match std::fs::symlink_metadata(out) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Target::New(out.to_owned())),
-        Err(e) => return Err(ConfigError(format!("-o {shown}: {e}"))),
+        Err(e) => return Err(ConfigError(format!("--output {shown}: {e}"))),
         Ok(meta) => meta,
     };
     if !meta.is_file() {
         return Err(ConfigError(format!(
-            "-o {shown} exists and is not a regular file; pc-host will not replace it: choose \
+            "--output {shown} exists and is not a regular file; pc-host will not replace it: choose \
              another -o"
         )));
     }
-    if !starts_with_marker(out).map_err(|e| ConfigError(format!("-o {shown}: {e}")))? {
+    if !starts_with_marker(out).map_err(|e| ConfigError(format!("--output {shown}: {e}")))? {
         return Err(ConfigError(format!(
-            "-o {shown} exists and was not written by pc-host plot; pc-host will not overwrite \
+            "--output {shown} exists and was not written by pc-host plot; pc-host will not overwrite \
              it: remove it or choose another -o"
         )));
     }
@@ -77,7 +77,7 @@ pub fn write(target: &Target, svg: &str) -> anyhow::Result<()> {
     match target {
         Target::New(out) => match crate::paths::create_with(out, svg.as_bytes()) {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(ConfigError(format!(
-                "-o {}: a file appeared there meanwhile; pc-host will not overwrite it",
+                "--output {}: a file appeared there meanwhile; pc-host will not overwrite it",
                 out.display()
             ))
             .into()),

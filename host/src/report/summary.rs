@@ -391,10 +391,15 @@ impl Summary {
             );
         }
         if ingest.not_queued_rereadable > 0 {
+            // A file's may include its last line without its end; a stream has no lines.
+            let what = if self.read_from_nats() {
+                "received as the run stopped"
+            } else {
+                "read as the run stopped, or a last line without its end left for a later run"
+            };
             let _ = writeln!(
                 s,
-                "  not queued    {} read as the run stopped, or a last line without its end \
-                 left for a later run: {}, none lost",
+                "  not queued    {} {what}: {}, none lost",
                 ingest.not_queued_rereadable,
                 self.read_again()
             );
