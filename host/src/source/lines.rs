@@ -32,6 +32,7 @@ use anyhow::{Context as _, anyhow};
 use super::Context;
 use super::input::{LineReader, RawLine, StdinPoll, is_rewritten, key_at, open_file};
 use super::rate::{Reserved, Take};
+use super::watch::FileWatch;
 use crate::config::Format;
 use crate::dead_letter::{DeadLetters, Reason};
 use crate::flow::{ByteGate, CHUNK_BYTES};
@@ -117,6 +118,9 @@ pub enum Input {
         /// Why the new file at the path could not be opened after a rotation, as last warned
         /// (a wait that would otherwise be silent: permission denied, a directory, a pipe).
         unopened: Option<String>,
+        /// Following: wakes the source when the file or its directory changes, before its nap
+        /// ends (`None`: not followed, or inotify not to be had).
+        watch: Option<FileWatch>,
         /// Following: the file's largest length seen since it was opened or last truncated
         /// (looked at after each chunk read, and at its end). A truncation seen later left
         /// what it held past the read position unread: written, and gone before it was read.
@@ -432,7 +436,7 @@ impl LineSource<'_> {
                 return Ok(self.with_final_position(ended, *next));
             }
             match self.follow_turn(next, buf)? {
-                Turn::Wait => std::thread::sleep(nap.next()),
+                Turn::Wait => self.wait_for_change(nap.next()),
                 Turn::ReadOn => nap.read_some(),
                 Turn::Moved(start, finished) => {
                     ended.moved_to.push(start);
@@ -442,6 +446,16 @@ impl LineSource<'_> {
                 // What was read of the old file could not all be pushed: no settling.
                 Turn::TornDown => return Ok(ended),
             }
+        }
+    }
+
+    /// Waits `nap` at a followed file's end, or less if the file or its directory changes.
+    fn wait_for_change(&self, nap: Duration) {
+        match &self.input {
+            Input::File {
+                watch: Some(watch), ..
+            } => watch.wait(nap),
+            _ => std::thread::sleep(nap),
         }
     }
 
@@ -1488,6 +1502,7 @@ pub fn file_input(
     if resume.tail == 0 {
         resume.mark = reader.line_mark();
     }
+    let watch = follow.and_then(|_| FileWatch::new(&path));
     Ok(Input::File {
         reader: Box::new(reader),
         key: opened.key,
@@ -1498,6 +1513,7 @@ pub fn file_input(
         stored_tail,
         stored_mark,
         unopened: None,
+        watch,
         seen_len: 0,
     })
 }

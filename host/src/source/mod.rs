@@ -13,6 +13,7 @@ pub mod input;
 pub mod lines;
 pub mod nats;
 pub mod rate;
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -1,0 +1,118 @@
+//! Waking a followed file's source when the file or its directory changes (Linux inotify), so
+//! that a line written is read at once rather than after the source's nap (up to 100 ms at a
+//! file that was quiet). Where inotify cannot be had (the per-user limit of instances reached,
+//! a file system that sends no events, as NFS for writes from other hosts), the nap alone
+//! paces the looks, as before: a watch only ends a nap early.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// What changes the file: writes, a truncation or its metadata, its rename or removal.
+const FILE_EVENTS: u32 =
+    libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_MOVE_SELF | libc::IN_DELETE_SELF;
+/// What changes the directory's names: a new file at the path (a rotation), or one gone.
+const DIR_EVENTS: u32 = libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_MOVED_FROM | libc::IN_DELETE;
+
+/// An inotify instance watching one file and the directory its path is in.
+#[derive(Debug)]
+pub struct FileWatch(OwnedFd);
+
+impl FileWatch {
+    /// Watches the file `path` names now and the directory it is in; `None` where inotify
+    /// refuses (no instance to be had, or the file cannot be watched).
+    pub fn new(path: &Path) -> Option<Self> {
+        // SAFETY: takes no pointers; returns a new descriptor, or -1.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just opened and nothing else owns it.
+        let watch = Self(unsafe { OwnedFd::from_raw_fd(fd) });
+        watch.add(path, FILE_EVENTS)?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        // Without it, a rotation is still seen at the next nap's end.
+        let _ = watch.add(dir, DIR_EVENTS);
+        Some(watch)
+    }
+
+    fn add(&self, path: &Path, mask: u32) -> Option<()> {
+        let name = CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: `name` is NUL-terminated and outlives the call; the descriptor is ours.
+        let wd = unsafe { libc::inotify_add_watch(self.0.as_raw_fd(), name.as_ptr(), mask) };
+        (wd >= 0).then_some(())
+    }
+
+    /// Waits until something watched changes or `timeout` passes (at least a millisecond),
+    /// then takes the events queued, so that the next wait waits for new ones.
+    pub fn wait(&self, timeout: Duration) {
+        let ms = i32::try_from(timeout.as_millis())
+            .unwrap_or(i32::MAX)
+            .max(1);
+        self.poll(ms);
+    }
+
+    /// Whether something watched changed since the last look (taking the events queued).
+    pub fn changed(&self) -> bool {
+        self.poll(0)
+    }
+
+    /// Polls for `ms` milliseconds; whether events came, all of them taken.
+    fn poll(&self, ms: i32) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid `pollfd`, borrowed for the call only. An error (a signal's EINTR)
+        // ends the wait early, which costs one look at the file.
+        let ready = unsafe { libc::poll(&raw mut fd, 1, ms) };
+        if ready <= 0 {
+            return false;
+        }
+        let mut buf = [0u8; 4096];
+        // SAFETY: `buf` is writable for its length during each call; the descriptor is
+        // non-blocking, so the loop ends at EAGAIN (or any error) once the queue is empty.
+        while unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// A write to the file, and a new file at its path after a rename, end a wait; nothing
+    /// else queued does, once taken.
+    #[test]
+    fn a_write_or_a_new_file_at_the_path_is_seen_and_taken_once() {
+        let dir = std::env::temp_dir().join(format!("pc-host-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("app.log");
+        std::fs::write(&path, "a\n").unwrap();
+        let Some(watch) = FileWatch::new(&path) else {
+            println!("SKIP: inotify is not available here");
+            return;
+        };
+        assert!(!watch.changed(), "nothing yet");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"b\n").unwrap();
+        assert!(watch.changed(), "a write");
+        assert!(!watch.changed(), "taken");
+        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+        std::fs::write(&path, "c\n").unwrap();
+        assert!(watch.changed(), "a rotation");
+        assert!(!watch.changed(), "taken");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
