@@ -664,33 +664,52 @@ fn follow_starts_over_after_truncation() {
     assert_verify(s.dir(), &["verify", "--db", &db.display().to_string()]);
 }
 
-/// A followed file rotated while another connection holds the database past the busy
-/// timeout: registering the new file is retried as a write is (`--retry-for`), so the run
-/// reads the new file once the lock is gone instead of failing.
-#[test]
-fn a_rotation_while_the_database_is_locked_is_waited_out_as_a_write_is() {
-    let s = Scratch::new("rotation-locked");
+/// A run following `app.log` (`a1`) with `flags`, rotated (`b1`, `b2` in the new file) while
+/// another connection holds the database: returned once the run says it retries registering
+/// the new file, with the lock, the database and the path.
+fn rotated_while_locked(
+    s: &Scratch,
+    flags: &[&str],
+) -> (
+    Running,
+    rusqlite::Connection,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
     let (file, db) = (s.path("app.log"), s.path("follow.db"));
     std::fs::write(&file, "a1\n").unwrap();
     let source = format!("file:{}?follow=true&rotate_wait=0s", file.display());
-    let flags = ["--busy-timeout-ms", "50"];
-    let mut r = reading(&s, &[&source], &db.display().to_string(), &flags);
+    let mut r = reading(s, &[&source], &db.display().to_string(), flags);
     r.err.wait_stored(1);
-
     let lock = hold_write_lock(&db);
     std::fs::rename(&file, s.path("app.log.1")).unwrap();
     std::fs::write(&file, "b1\nb2\n").unwrap();
     r.err.wait("retrying the registration", |l| {
         l.contains("registering an input") && l.contains("retrying for up to")
     });
+    (r, lock, db, file)
+}
+
+/// The rows `a1` (input 1) and then `b1`, `b2` (input 2).
+fn rows_of_both_files() -> Vec<(i64, i64, String)> {
+    let mut want = expected(1, 0, &["a1"]);
+    want.extend(expected(2, 0, &["b1", "b2"]));
+    want
+}
+
+/// A followed file rotated while another connection holds the database past the busy
+/// timeout: registering the new file is retried as a write is (`--retry-for`), so the run
+/// reads the new file once the lock is gone instead of failing.
+#[test]
+fn a_rotation_while_the_database_is_locked_is_waited_out_as_a_write_is() {
+    let s = Scratch::new("rotation-locked");
+    let (mut r, lock, db, _) = rotated_while_locked(&s, &["--busy-timeout-ms", "50"]);
     drop(lock);
     r.err.wait_stored(3);
     let out = r.interrupt();
     let v = assert_drained(&out, 3);
     assert_eq!(v["inputs"].as_array().map(Vec::len), Some(2), "{v}");
-    let mut want = expected(1, 0, &["a1"]);
-    want.extend(expected(2, 0, &["b1", "b2"]));
-    assert_eq!(all_rows(&db), want);
+    assert_eq!(all_rows(&db), rows_of_both_files());
 }
 
 /// A stop while a rotation's registration waits on the locked database ends the wait: the old
@@ -699,19 +718,8 @@ fn a_rotation_while_the_database_is_locked_is_waited_out_as_a_write_is() {
 #[test]
 fn a_stop_while_a_rotation_waits_on_the_locked_database_leaves_the_new_file_to_the_next_run() {
     let s = Scratch::new("rotation-locked-stop");
-    let (file, db) = (s.path("app.log"), s.path("follow.db"));
-    std::fs::write(&file, "a1\n").unwrap();
-    let source = format!("file:{}?follow=true&rotate_wait=0s", file.display());
     let flags = ["--busy-timeout-ms", "50", "--retry-for", "3600"];
-    let mut r = reading(&s, &[&source], &db.display().to_string(), &flags);
-    r.err.wait_stored(1);
-
-    let lock = hold_write_lock(&db);
-    std::fs::rename(&file, s.path("app.log.1")).unwrap();
-    std::fs::write(&file, "b1\nb2\n").unwrap();
-    r.err.wait("retrying the registration", |l| {
-        l.contains("registering an input") && l.contains("retrying for up to")
-    });
+    let (mut r, lock, db, file) = rotated_while_locked(&s, &flags);
     common::signal(&r.child, libc::SIGINT);
     r.err.wait("leaving the new file", |l| {
         l.contains("the new file is left for the next run")
@@ -724,9 +732,7 @@ fn a_stop_while_a_rotation_waits_on_the_locked_database_leaves_the_new_file_to_t
     let once = format!("file:{}", file.display());
     let out = ingest_json(s.dir(), &once, &db.display().to_string());
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let mut want = expected(1, 0, &["a1"]);
-    want.extend(expected(2, 0, &["b1", "b2"]));
-    assert_eq!(all_rows(&db), want);
+    assert_eq!(all_rows(&db), rows_of_both_files());
 }
 
 /// The "produced N" count of a progress line (`[    0.5 s] produced N (..) | ..`).
