@@ -567,11 +567,18 @@ fn a_run_killed_while_creating_its_database_leaves_nothing_the_next_run_refuses(
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start pc-host");
-        let temp = s.path(&format!(".{db}.pc-host-new.{}", child.id()));
+        // Its temporary database: `.NAME.pc-host-new.PID.RANDOM`.
+        let prefix = format!(".{db}.pc-host-new.{}.", child.id());
+        let temp = || {
+            std::fs::read_dir(s.dir())
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        };
         // Killed the moment its temporary database is there: mid-setup.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mid_setup = loop {
-            if temp.exists() {
+            if temp() {
                 break true;
             }
             if child.try_wait().expect("wait").is_some() {
@@ -589,10 +596,7 @@ fn a_run_killed_while_creating_its_database_leaves_nothing_the_next_run_refuses(
         );
         assert_eq!(out.code, Some(0), "round {round}:\n{}", out.stderr);
         assert_eq!(u(&json(&out), "stored"), 1);
-        assert!(
-            !temp.exists(),
-            "the killed run's temporary database is removed"
-        );
+        assert!(!temp(), "the killed run's temporary database is removed");
     }
     assert!(caught > 0, "no run was killed mid-setup");
 }

@@ -3,7 +3,7 @@
 //! while it creates the database (`kill -9` in its first milliseconds) so leaves nothing at the
 //! path: no empty file, no database without tables, no `-journal`, each of which every later
 //! run would refuse as not pc-host's until someone removed it. What it leaves is its temporary
-//! file, which the next run that creates a database there removes.
+//! file, which the next run on that path removes.
 
 use std::path::{Path, PathBuf};
 
@@ -24,36 +24,57 @@ pub enum Created {
     NotHere,
 }
 
-/// The temporary name a database `target` is set up under by process `pid`: hidden, in the
-/// same directory (so that a link into place stays on one file system), and naming the
-/// process, so that a later run can tell one whose process is gone.
-fn temporary_name(target: &Path, pid: u32) -> Option<PathBuf> {
-    let name = target.file_name()?.to_str()?;
-    Some(target.with_file_name(format!(".{name}.pc-host-new.{pid}")))
+/// The start of the temporary names a database `target` is set up under: hidden, in the same
+/// directory (so that a link into place stays on one file system).
+fn temporary_prefix(target: &Path) -> Option<String> {
+    Some(format!(".{}.pc-host-new.", target.file_name()?.to_str()?))
+}
+
+/// Whether `rest` (a temporary name after [`temporary_prefix`]) is one [`create_whole`]
+/// makes: the process id, a dot and 16 hex digits, nothing else.
+fn is_token(rest: &str) -> bool {
+    let Some((pid, random)) = rest.split_once('.') else {
+        return false;
+    };
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && random.len() == 16
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Creates a pc-host database at `path` (where it leads through links, as SQLite follows
-/// them) if nothing is there: set up under a temporary name with `pages` and the schema, then
-/// linked into place, which fails if anything got there first. Temporary files of earlier
-/// runs whose process is gone are removed first.
+/// them) if nothing is there: set up under a temporary name of its own with `pages` and the
+/// schema, then linked into place, which fails if anything got there first. The temporary
+/// file is locked (`flock`) while it is set up, so that temporary files whose run is gone
+/// (unlocked: killed mid-setup) can be told from those being set up, and removed.
 pub fn create_whole(path: &Path, pages: PageSizeChoice<'_>) -> Created {
     let Some(target) = crate::paths::through_links(path) else {
         return Created::NotHere;
     };
+    remove_abandoned(&target);
     if std::fs::symlink_metadata(&target).is_ok() {
         return Created::There;
     }
-    remove_abandoned(&target);
-    let Some(temp) = temporary_name(&target, std::process::id()) else {
+    let Some(prefix) = temporary_prefix(&target) else {
         return Created::NotHere;
     };
-    remove_with_side_files(&temp);
-    if set_up(&temp, pages).is_err() {
-        remove_with_side_files(&temp);
+    let name = format!("{prefix}{}.{:016x}", std::process::id(), fastrand::u64(..));
+    let temp = target.with_file_name(name);
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+    else {
         return Created::NotHere;
-    }
-    let linked = std::fs::hard_link(&temp, &target);
+    };
+    // Held until the link is made and the name removed: the file is in use meanwhile.
+    let locked = lock(&file, false);
+    let linked = match locked.then(|| set_up(&temp, pages)) {
+        Some(Ok(())) => std::fs::hard_link(&temp, &target),
+        _ => Err(std::io::ErrorKind::Other.into()),
+    };
     remove_with_side_files(&temp);
+    drop(file);
     match linked {
         Ok(()) => Created::Made(target),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Created::There,
@@ -61,13 +82,22 @@ pub fn create_whole(path: &Path, pages: PageSizeChoice<'_>) -> Created {
     }
 }
 
-/// Creates the database at `temp`: its page size, write-ahead log mode and the schema, then
-/// closes it, which folds the log into the file and removes it.
+/// Takes an exclusive `flock` on `file` (without waiting if `try_only`); whether it got it.
+fn lock(file: &std::fs::File, try_only: bool) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let how = if try_only {
+        libc::LOCK_EX | libc::LOCK_NB
+    } else {
+        libc::LOCK_EX
+    };
+    // SAFETY: the descriptor is `file`'s, open for the call's duration; `flock` takes no
+    // pointers. The lock goes with the open file: closed, it is released.
+    unsafe { libc::flock(file.as_raw_fd(), how) == 0 }
+}
+
+/// Creates the database at `temp` (an empty file): its page size, write-ahead log mode and
+/// the schema, then closes it, which folds the log into the file and removes it.
 fn set_up(temp: &Path, pages: PageSizeChoice<'_>) -> anyhow::Result<()> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(temp, flags)?;
     let bytes = match pages {
@@ -91,10 +121,11 @@ fn remove_with_side_files(temp: &Path) {
     let _ = std::fs::remove_file(temp);
 }
 
-/// Removes the temporary files beside `target` that runs whose process is gone (killed while
-/// they set the database up) left.
+/// Removes the temporary files beside `target` that runs killed while they set the database
+/// up left: regular files named as [`create_whole`] names them, and not locked (a run setting
+/// one up holds its lock, whatever its process id and wherever it runs).
 fn remove_abandoned(target: &Path) {
-    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+    let (Some(dir), Some(prefix)) = (target.parent(), temporary_prefix(target)) else {
         return;
     };
     let dir = if dir.as_os_str().is_empty() {
@@ -102,33 +133,27 @@ fn remove_abandoned(target: &Path) {
     } else {
         dir
     };
-    let prefix = format!(".{}.pc-host-new.", name.to_string_lossy());
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(pid) = file
+        let name = entry.file_name();
+        let ours = name
             .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+            .and_then(|n| n.strip_prefix(&prefix))
+            .is_some_and(is_token);
+        if !ours || !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
-        };
-        if !process_exists(pid) {
-            remove_with_side_files(&entry.path());
+        }
+        let path = entry.path();
+        // Held while its files go: a run cannot take it up meanwhile (none would: the name
+        // is a dead run's own).
+        if let Ok(file) = std::fs::File::open(&path)
+            && lock(&file, true)
+        {
+            remove_with_side_files(&path);
         }
     }
-}
-
-/// Whether a process `pid` exists (a signal 0 reaches it, or it is another user's).
-fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: `kill` with signal 0 sends nothing; it only checks that `pid` names a process.
-    let sent = unsafe { libc::kill(pid, 0) };
-    sent == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 #[cfg(test)]
@@ -177,25 +202,44 @@ mod tests {
     }
 
     /// What a run killed while setting a database up leaves (its temporary file, half made,
-    /// with a `-journal`) is removed by the next run creating one there; another live
-    /// process's is left alone.
+    /// with a `-journal`, unlocked) is removed by the next run that looks, even where the
+    /// database is there by now; one being set up (locked) is left alone, as is a file whose
+    /// name only looks like one.
     #[test]
-    fn a_killed_runs_temporary_database_is_removed_and_a_live_ones_kept() {
+    fn a_killed_runs_temporary_database_is_removed_and_others_kept() {
         let dir = scratch("abandoned");
         let db = dir.join("new.db");
-        // A pid no process has (above the kernel's limit, 2^22).
-        let gone = temporary_name(&db, 4_194_304 + 7).unwrap();
+        let prefix = temporary_prefix(&db).unwrap();
+        let gone = dir.join(format!("{prefix}77.0123456789abcdef"));
         std::fs::write(&gone, b"").unwrap();
         std::fs::write(crate::paths::sibling(&gone, "-journal"), b"x").unwrap();
-        let live = temporary_name(&db, 1).unwrap(); // init
-        std::fs::write(&live, b"").unwrap();
+        let live = dir.join(format!("{prefix}77.fedcba9876543210"));
+        let held = std::fs::File::create(&live).unwrap();
+        assert!(lock(&held, true));
+        let lookalikes = [
+            format!("{prefix}+77.0123456789abcdef"),
+            format!("{prefix}77"),
+        ];
+        for name in &lookalikes {
+            std::fs::write(dir.join(name), b"mine").unwrap();
+        }
         assert_eq!(
             create_whole(&db, PageSizeChoice::ForRate(0)),
             Created::Made(db.clone())
         );
         assert!(!gone.exists());
         assert!(!crate::paths::sibling(&gone, "-journal").exists());
-        assert!(live.exists(), "a live process's setup is not touched");
+        assert!(live.exists(), "one being set up is not touched");
+        for name in &lookalikes {
+            assert!(dir.join(name).exists(), "{name} is not one pc-host made");
+        }
+        // Left again, and the database there by now: still removed.
+        drop(held);
+        assert_eq!(
+            create_whole(&db, PageSizeChoice::ForRate(0)),
+            Created::There
+        );
+        assert!(!live.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
