@@ -223,6 +223,12 @@ pub struct OriginEnd {
     pub elapsed_s: f64,
 }
 
+/// A registration that failed in a way that may pass, and was not tried again because the run
+/// is stopping ([`Positions::register`]'s `stop`): nothing was registered.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (not retried: the run is stopping)")]
+pub struct StoppedRetrying(pub String);
+
 /// Registers inputs with the sink that will hold their positions.
 pub trait Positions: Sync + std::fmt::Debug {
     /// The resume point of `file` (registering it, at offset 0, if it is new). `None` is
@@ -230,7 +236,7 @@ pub trait Positions: Sync + std::fmt::Debug {
     /// `stop` is set.
     ///
     /// # Errors
-    /// The sink's, in one line.
+    /// The sink's, in one line; [`StoppedRetrying`] for one that may pass, given up at `stop`.
     fn register(&self, file: Option<&FileKey>, stop: &AtomicBool) -> anyhow::Result<Resume>;
 
     /// The run that holds `origin`'s records in the sink, recorded there if new.

@@ -329,12 +329,23 @@ fn did_you_mean(name: &str, known: &[String]) -> String {
             .unwrap_or(upper)
     };
     let upper = bare(name);
-    known
+    // One letter off or two swapped (`DB` for `BD`, short names Jaro-Winkler scores low),
+    // else the nearest by Jaro-Winkler if near enough.
+    let one_edit = known
         .iter()
-        .map(|k| (strsim::jaro_winkler(&bare(k), &upper), k))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .filter(|(score, _)| *score > 0.9)
-        .map(|(_, k)| format!(" (did you mean {k}?)"))
+        .filter(|k| upper.len() > 1 && strsim::damerau_levenshtein(&bare(k), &upper) == 1)
+        .min_by_key(|k| k.len());
+    let nearest = || {
+        known
+            .iter()
+            .map(|k| (strsim::jaro_winkler(&bare(k), &upper), k))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .filter(|(score, _)| *score > 0.9)
+            .map(|(_, k)| k)
+    };
+    one_edit
+        .or_else(nearest)
+        .map(|k| format!(" (did you mean {k}?)"))
         .unwrap_or_default()
 }
 
@@ -689,6 +700,9 @@ mod tests {
             "PC_HOST_PRODUCRS is set, but pc-host has no such variable (did you mean \
              PC_HOST_PRODUCERS?): unset it, or see `pc-host --help` for the PC_HOST_* names"
         );
+        // Two letters swapped in a short name.
+        let e = unknown_variable(vars(&["PC_HOST_BD"]), &known).unwrap();
+        assert!(e.0.contains("(did you mean PC_HOST_DB?)"), "{}", e.0);
         // Only the prefix in common is no likeness.
         for far in ["PC_HOST_XYZZY", "PC_HOST_VERSION", "PC_HOST_HELP"] {
             let e = unknown_variable(vars(&[far]), &known).unwrap();

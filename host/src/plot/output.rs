@@ -54,13 +54,13 @@ fn place(out: &Path) -> Result<Target, ConfigError> {
     if !meta.is_file() {
         return Err(ConfigError(format!(
             "--output {shown} exists and is not a regular file; pc-host will not replace it: choose \
-             another -o"
+             another --output"
         )));
     }
     if !starts_with_marker(out).map_err(|e| ConfigError(format!("--output {shown}: {e}")))? {
         return Err(ConfigError(format!(
             "--output {shown} exists and was not written by pc-host plot; pc-host will not overwrite \
-             it: remove it or choose another -o"
+             it: remove it or choose another --output"
         )));
     }
     Ok(Target::Replace(out.to_owned()))

@@ -46,7 +46,7 @@ use super::retry::{Health, backoff};
 use super::{ErrorKind, Sink, SinkError};
 use crate::dead_letter::{DeadLetters, Reason};
 use crate::message::Record;
-use crate::position::{FileKey, Origin, OriginEnd, Positions, Resume};
+use crate::position::{FileKey, Origin, OriginEnd, Positions, Resume, StoppedRetrying};
 
 /// What becomes of records when the sink fails.
 #[derive(Debug, Default)]
@@ -789,11 +789,14 @@ impl<S: Sink> Positions for GroupCommit<S> {
     /// new file has been read: the next run reads it).
     fn register(&self, file: Option<&FileKey>, stop: &AtomicBool) -> anyhow::Result<Resume> {
         // Relaxed: a flag read on its own; a late read costs one more backoff.
-        self.retrying_until(
-            || stop.load(Ordering::Relaxed),
-            || lock(self.writer()).register(file),
-        )
-        .map_err(|e| self.given_up(e))
+        let stopped = || stop.load(Ordering::Relaxed);
+        self.retrying_until(stopped, || lock(self.writer()).register(file))
+            .map_err(|e| match e.kind {
+                ErrorKind::Retryable if stopped() => {
+                    anyhow::Error::new(StoppedRetrying(e.to_string()))
+                }
+                _ => self.given_up(e),
+            })
     }
 
     /// Retried as a write is (`--retry-for`), taking the first writer for each try.

@@ -37,7 +37,7 @@ use crate::config::Format;
 use crate::dead_letter::{DeadLetters, Reason};
 use crate::flow::{ByteGate, CHUNK_BYTES};
 use crate::message::Record;
-use crate::position::{FileKey, InputStart, Positions, Resume};
+use crate::position::{FileKey, InputStart, Positions, Resume, StoppedRetrying};
 use crate::telemetry::{ProducerStats, REJECT_SAMPLES, bump};
 
 /// The longest nap at the end of a followed file.
@@ -1188,7 +1188,7 @@ impl LineSource<'_> {
             Ok(resume) => resume,
             // Stopped while the sink's lock held the registration up: the old file is read to
             // its end; the new one, of which nothing is read, is left for the next run.
-            Err(_) if self.cx.stop.load(Ordering::Relaxed) => {
+            Err(e) if e.is::<StoppedRetrying>() => {
                 tracing::info!(
                     "{}: rotated; the new file is left for the next run (the run stopped while \
                      registering it)",

@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What changes the file: writes, a truncation or its metadata, its rename or removal.
 const FILE_EVENTS: u32 =
@@ -18,7 +18,13 @@ const DIR_EVENTS: u32 = libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_MOVED_FRO
 
 /// An inotify instance watching one file and the directory its path is in.
 #[derive(Debug)]
-pub struct FileWatch(OwnedFd);
+pub struct FileWatch {
+    fd: OwnedFd,
+    /// The file's watch descriptor: any event of it counts.
+    file: i32,
+    /// The path's file name: only the directory's events that name it count.
+    name: Vec<u8>,
+}
 
 impl FileWatch {
     /// Watches the file `path` names now and the directory it is in; `None` where inotify
@@ -30,31 +36,29 @@ impl FileWatch {
             return None;
         }
         // SAFETY: `fd` was just opened and nothing else owns it.
-        let watch = Self(unsafe { OwnedFd::from_raw_fd(fd) });
-        watch.add(path, FILE_EVENTS)?;
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let file = add(&fd, path, FILE_EVENTS)?;
+        let name = path.file_name()?.as_bytes().to_vec();
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
         // Without it, a rotation is still seen at the next nap's end.
-        let _ = watch.add(dir, DIR_EVENTS);
-        Some(watch)
-    }
-
-    fn add(&self, path: &Path, mask: u32) -> Option<()> {
-        let name = CString::new(path.as_os_str().as_bytes()).ok()?;
-        // SAFETY: `name` is NUL-terminated and outlives the call; the descriptor is ours.
-        let wd = unsafe { libc::inotify_add_watch(self.0.as_raw_fd(), name.as_ptr(), mask) };
-        (wd >= 0).then_some(())
+        let _ = add(&fd, dir, DIR_EVENTS);
+        Some(Self { fd, file, name })
     }
 
     /// Waits until something watched changes or `timeout` passes (at least a millisecond),
-    /// then takes the events queued, so that the next wait waits for new ones.
+    /// taking the events queued, so that the next wait waits for new ones.
     pub fn wait(&self, timeout: Duration) {
-        let ms = i32::try_from(timeout.as_millis())
-            .unwrap_or(i32::MAX)
-            .max(1);
-        self.poll(ms);
+        let deadline = Instant::now() + timeout.max(Duration::from_millis(1));
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+            if ms == 0 || self.poll(ms) {
+                return;
+            }
+        }
     }
 
     /// Whether something watched changed since the last look (taking the events queued).
@@ -62,25 +66,63 @@ impl FileWatch {
         self.poll(0)
     }
 
-    /// Polls for `ms` milliseconds; whether events came, all of them taken.
+    /// Polls for up to `ms` milliseconds; whether an event that concerns the file came (all
+    /// those queued are taken). `false` also where the wait ended early for nothing (a signal,
+    /// or only other files' events in the directory): the caller looks at its clock.
     fn poll(&self, ms: i32) -> bool {
         let mut fd = libc::pollfd {
-            fd: self.0.as_raw_fd(),
+            fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
         // SAFETY: one valid `pollfd`, borrowed for the call only. An error (a signal's EINTR)
-        // ends the wait early, which costs one look at the file.
+        // ends the wait early.
         let ready = unsafe { libc::poll(&raw mut fd, 1, ms) };
         if ready <= 0 {
             return false;
         }
         let mut buf = [0u8; 4096];
-        // SAFETY: `buf` is writable for its length during each call; the descriptor is
-        // non-blocking, so the loop ends at EAGAIN (or any error) once the queue is empty.
-        while unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-        true
+        let mut concerns = false;
+        loop {
+            // SAFETY: `buf` is writable for its length during the call; the descriptor is
+            // non-blocking, so the loop ends at EAGAIN (or any error) once the queue is empty.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let Ok(n) = usize::try_from(n) else { break };
+            if n == 0 {
+                break;
+            }
+            concerns |= events(&buf[..n]).any(|(wd, mask, name)| {
+                wd == self.file || mask & libc::IN_Q_OVERFLOW != 0 || name == self.name
+            });
+        }
+        concerns
     }
+}
+
+/// Watches `path` for `mask` on the inotify instance `fd`; its watch descriptor.
+fn add(fd: &OwnedFd, path: &Path, mask: u32) -> Option<i32> {
+    let name = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `name` is NUL-terminated and outlives the call; the descriptor is open.
+    let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), name.as_ptr(), mask) };
+    (wd >= 0).then_some(wd)
+}
+
+/// The events in `buf` (what a read of an inotify descriptor gave: whole `inotify_event`s),
+/// as (watch descriptor, mask, name without its NUL padding).
+fn events(buf: &[u8]) -> impl Iterator<Item = (i32, u32, &[u8])> {
+    const HEAD: usize = 16; // wd, mask, cookie, len: four 32-bit fields
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let head = buf.get(at..at + HEAD)?;
+        let field = |i: usize| [head[i], head[i + 1], head[i + 2], head[i + 3]];
+        let wd = i32::from_ne_bytes(field(0));
+        let mask = u32::from_ne_bytes(field(4));
+        let len = u32::from_ne_bytes(field(12)) as usize;
+        let name = buf.get(at + HEAD..at + HEAD + len)?;
+        at += HEAD + len;
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        Some((wd, mask, &name[..end]))
+    })
 }
 
 #[cfg(test)]
@@ -88,8 +130,8 @@ mod tests {
     use super::*;
     use std::io::Write as _;
 
-    /// A write to the file, and a new file at its path after a rename, end a wait; nothing
-    /// else queued does, once taken.
+    /// A write to the file, and a new file at its path after a rename, end a wait; another
+    /// file in the directory does not, nor anything queued once taken.
     #[test]
     fn a_write_or_a_new_file_at_the_path_is_seen_and_taken_once() {
         let dir = std::env::temp_dir().join(format!("pc-host-watch-{}", std::process::id()));
@@ -109,6 +151,9 @@ mod tests {
         f.write_all(b"b\n").unwrap();
         assert!(watch.changed(), "a write");
         assert!(!watch.changed(), "taken");
+        std::fs::write(dir.join("other.log"), "x\n").unwrap();
+        std::fs::remove_file(dir.join("other.log")).unwrap();
+        assert!(!watch.changed(), "another file's comings and goings");
         std::fs::rename(&path, dir.join("app.log.1")).unwrap();
         std::fs::write(&path, "c\n").unwrap();
         assert!(watch.changed(), "a rotation");
