@@ -39,12 +39,8 @@ impl FileWatch {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let file = add(&fd, path, FILE_EVENTS)?;
         let name = path.file_name()?.as_bytes().to_vec();
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
         // Without it, a rotation is still seen at the next nap's end.
-        let _ = add(&fd, dir, DIR_EVENTS);
+        let _ = add(&fd, crate::paths::dir_of(path), DIR_EVENTS);
         Some(Self { fd, file, name })
     }
 

@@ -100,11 +100,7 @@ fn lock(file: &std::fs::File, try_only: bool) -> bool {
 fn set_up(temp: &Path, pages: PageSizeChoice<'_>) -> anyhow::Result<()> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(temp, flags)?;
-    let bytes = match pages {
-        PageSizeChoice::Given(p) => i64::from(p.bytes),
-        PageSizeChoice::ForRate(rps) => schema::page_size_for_rate(rps),
-    };
-    conn.pragma_update(None, "page_size", bytes)?;
+    conn.pragma_update(None, "page_size", pages.for_new_database())?;
     let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     schema::create_or_upgrade(&conn, &Found::Empty)?;
@@ -113,8 +109,8 @@ fn set_up(temp: &Path, pages: PageSizeChoice<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes `temp` and what SQLite made beside it.
-fn remove_with_side_files(temp: &Path) {
+/// Removes `temp` and what SQLite made beside it (those first).
+pub(super) fn remove_with_side_files(temp: &Path) {
     for suffix in crate::paths::SIDE_FILES {
         let _ = std::fs::remove_file(crate::paths::sibling(temp, suffix));
     }
@@ -125,15 +121,10 @@ fn remove_with_side_files(temp: &Path) {
 /// up left: regular files named as [`create_whole`] names them, and not locked (a run setting
 /// one up holds its lock, whatever its process id and wherever it runs).
 fn remove_abandoned(target: &Path) {
-    let (Some(dir), Some(prefix)) = (target.parent(), temporary_prefix(target)) else {
+    let Some(prefix) = temporary_prefix(target) else {
         return;
     };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = std::fs::read_dir(crate::paths::dir_of(target)) else {
         return;
     };
     for entry in entries.flatten() {

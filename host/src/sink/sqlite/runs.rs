@@ -132,13 +132,9 @@ pub fn prepare_run(
 /// page may be another run's database by now (or have a page partly written on a full disk,
 /// which the next run refuses): it stays.
 fn remove_if_empty(made: &Path) {
-    if !std::fs::metadata(made).is_ok_and(|m| m.len() == 0) {
-        return;
+    if std::fs::metadata(made).is_ok_and(|m| m.len() == 0) {
+        super::create::remove_with_side_files(made);
     }
-    for suffix in crate::paths::SIDE_FILES {
-        let _ = std::fs::remove_file(crate::paths::sibling(made, suffix));
-    }
-    let _ = std::fs::remove_file(made);
 }
 
 /// Creates the file `path` names if nothing is there, following symbolic links as SQLite will
@@ -208,11 +204,8 @@ fn prepare_on(
     if found == Found::Empty {
         // Only a file without pages yet takes a page size; on any other this does nothing,
         // and the check below says so.
-        let bytes = match pages {
-            PageSizeChoice::Given(p) => i64::from(p.bytes),
-            PageSizeChoice::ForRate(rps) => schema::page_size_for_rate(rps),
-        };
-        conn.pragma_update(None, "page_size", bytes).map_err(err)?;
+        conn.pragma_update(None, "page_size", pages.for_new_database())
+            .map_err(err)?;
     }
     if let PageSizeChoice::Given(wanted) = pages {
         let has: i64 = conn

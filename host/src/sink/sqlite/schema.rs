@@ -31,6 +31,16 @@ pub enum PageSizeChoice<'a> {
     ForRate(u64),
 }
 
+impl PageSizeChoice<'_> {
+    /// The page size, in bytes, a new database gets.
+    pub fn for_new_database(self) -> i64 {
+        match self {
+            Self::Given(p) => i64::from(p.bytes),
+            Self::ForRate(rps) => page_size_for_rate(rps),
+        }
+    }
+}
+
 /// The page size of a new database, in bytes, when none is given: by the run's target rate.
 ///
 /// Every commit appends at least one whole page to the WAL. At up to [`SMALL_PAGES_MAX_RPS`]
