@@ -88,7 +88,7 @@ fn displaced(
     )?;
     if let Some((offset, line, dev, ino, born, 0)) = row {
         let was = crate::position::Displaced::from_columns(offset, line, dev, ino, born);
-        crate::position::displaced(&file.path, &was, known.is_some());
+        crate::position::displaced(file, &was, known.is_some());
     }
     Ok(())
 }

@@ -246,7 +246,7 @@ fn displaced(
             row.get(3),
             row.get(4),
         );
-        crate::position::displaced(&file.path, &was, known.is_some());
+        crate::position::displaced(file, &was, known.is_some());
     }
     Ok(())
 }

@@ -354,7 +354,7 @@ pub fn register_input(
             if let Some(f) = file
                 && let Some(was) = displaced_input(conn, run_id, f, Some(row.0))?
             {
-                crate::position::displaced(&f.path, &was, true);
+                crate::position::displaced(f, &was, true);
             }
             row
         }
@@ -371,7 +371,7 @@ pub fn register_input(
             if let Some(f) = file
                 && let Some(was) = displaced_input(conn, run_id, f, None)?
             {
-                crate::position::displaced(&f.path, &was, false);
+                crate::position::displaced(f, &was, false);
             }
             conn.execute(
                 "INSERT INTO inputs (path, dev, ino, born) VALUES (?1, ?2, ?3, ?4)",

@@ -4,8 +4,12 @@
 //! last committed line in the same transaction as the rows (see `sink::Sink`). Both sides
 //! depend on this module and not on each other.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+
+mod displaced;
+
+pub use displaced::{Displaced, displaced};
 
 /// A file's identity: a renamed-away (rotated) file and the new file at the same path are two
 /// inputs; the same file under the same path is one, across runs. Where the file system
@@ -250,76 +254,6 @@ pub trait Positions: Sync + std::fmt::Debug {
     /// # Errors
     /// The sink's.
     fn origin_ended(&self, run_id: i64, end: &OriginEnd) -> anyhow::Result<()>;
-}
-
-/// The input read before at the path where a new input opens: another file, which took the
-/// path while no run read it (rotated: `mv app.log app.log.1`, then a new `app.log`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Displaced {
-    /// Bytes committed.
-    pub offset: u64,
-    pub line: u64,
-    pub dev: u64,
-    pub ino: u64,
-    pub born: Option<i64>,
-}
-
-impl Displaced {
-    /// From an `inputs` row's columns, as the sinks store them (signed 64-bit).
-    pub fn from_columns(offset: i64, line: i64, dev: i64, ino: i64, born: Option<i64>) -> Self {
-        Self {
-            offset: offset.max(0) as u64,
-            line: line.max(0) as u64,
-            dev: dev as u64,
-            ino: ino as u64,
-            born,
-        }
-    }
-}
-
-/// Where the file of `was`, displaced from `path`, is now: a regular file in `path`'s
-/// directory with its device, inode and birth time, and its length. `None` where the file
-/// system records no birth times (an inode alone may have been reused).
-pub fn find_displaced(path: &Path, was: &Displaced) -> Option<(PathBuf, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    let born = was.born?;
-    std::fs::read_dir(path.parent()?)
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let meta = entry.metadata().ok()?;
-            let same = meta.is_file()
-                && meta.dev() == was.dev
-                && meta.ino() == was.ino
-                && birth_ns(&meta) == Some(born);
-            same.then(|| (entry.path(), meta.len()))
-        })
-}
-
-/// Says what became of the file read before at `path`, now that another file is there (a
-/// new one, or, `resumed`, one a run moved on to at a rotation): if it is still in the
-/// directory with bytes past its committed position, a warning naming it and the source that
-/// reads the rest. Nothing if it was read to its end, or cannot be found.
-pub fn displaced(path: &Path, was: &Displaced, resumed: bool) {
-    let Some((now, len)) = find_displaced(path, was) else {
-        return;
-    };
-    if len > was.offset {
-        let what = if resumed {
-            "resuming the file a run moved on to at a rotation"
-        } else {
-            "a new file"
-        };
-        tracing::warn!(
-            "file:{}: {what}; the file read before at this path is now {}, with {} bytes \
-             after line {} not read: {} reads them",
-            path.display(),
-            now.display(),
-            len - was.offset,
-            was.line,
-            crate::config::url::source_flag(&now)
-        );
-    }
 }
 
 /// An input as a run starts reading it: its name and where it resumed.
