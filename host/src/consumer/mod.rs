@@ -190,7 +190,7 @@ impl<S: Sink> Consumer<'_, S> {
             st.batch_rows
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .saturating_record(rows.max(1));
+                .record(rows);
         }
         let latencies = s
             .records

@@ -5,7 +5,8 @@
 //! Names are a contract (see the README): base units, counters end in `_total`, no label with
 //! unbounded values (no run id, no producer id). Histograms are built at scrape time from the
 //! run's HdrHistograms (3 significant digits): `_bucket` counts are those of the recorded
-//! values, `_sum` is their mean times their count.
+//! values; a time histogram's `_sum` is its values as kept (each within those digits),
+//! `pc_batch_rows_sum` the rows committed, counted exactly.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -336,35 +337,33 @@ fn ring_and_consumers(
 
 /// The latency, lateness, commit time and batch size histograms.
 fn histograms(e: &mut DescriptorEncoder, s: &Stats) -> Result<(), std::fmt::Error> {
-    histogram(
-        e,
-        "pc_latency_seconds",
-        "Intended send (or read) to committed (or given up), per message.",
-        &s.latency(),
-        1e-9,
-        &SECONDS,
-    )?;
-    histogram(
-        e,
-        "pc_built_late_seconds",
-        "Intended send to the message being built, per generated message (other sources: none).",
-        &s.built_late(),
-        1e-9,
-        &SECONDS,
-    )?;
-    histogram(
-        e,
-        "pc_commit_duration_seconds",
-        "Insert and commit time per transaction.",
-        &s.commit(),
-        1e-9,
-        &SECONDS,
-    )?;
+    let timed: [(&str, &str, Histogram<u64>); 3] = [
+        (
+            "pc_latency_seconds",
+            "Intended send (or read) to committed (or given up), per message.",
+            s.latency(),
+        ),
+        (
+            "pc_built_late_seconds",
+            "Intended send to the message being built, per generated message (other sources: none).",
+            s.built_late(),
+        ),
+        (
+            "pc_commit_duration_seconds",
+            "Insert and commit time per transaction.",
+            s.commit(),
+        ),
+    ];
+    for (name, help, h) in &timed {
+        histogram(e, name, help, h, approximate_sum(h) * 1e-9, 1e-9, &SECONDS)?;
+    }
+    let rows = s.batch_rows();
     histogram(
         e,
         "pc_batch_rows",
         "Rows per committed transaction.",
-        &s.batch_rows(),
+        &rows.histogram,
+        rows.sum as f64,
         1.0,
         &ROWS,
     )
@@ -467,10 +466,10 @@ fn lanes(
         MetricType::Histogram,
     )?;
     for (lane, f) in names.iter().zip(&figures) {
-        let (sum, buckets) = buckets(&f.latency, 1e-9, &SECONDS);
+        let buckets = buckets(&f.latency, 1e-9, &SECONDS);
         m.encode_family(&[("lane", lane.as_str())])?
             .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                sum,
+                approximate_sum(&f.latency) * 1e-9,
                 f.latency.len(),
                 &buckets,
                 None,
@@ -479,22 +478,23 @@ fn lanes(
     Ok(())
 }
 
-/// A Prometheus histogram of `h`'s values times `scale`, with cumulative buckets at `bounds`.
+/// One histogram: `h`'s buckets at `bounds` (its values times `scale`), its count, and `sum`.
 fn histogram(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     h: &Histogram<u64>,
+    sum: f64,
     scale: f64,
     bounds: &[f64],
 ) -> Result<(), std::fmt::Error> {
-    let (sum, buckets) = buckets(h, scale, bounds);
+    let buckets = buckets(h, scale, bounds);
     e.encode_descriptor(name, help, None, MetricType::Histogram)?
         .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, h.len(), &buckets, None)
 }
 
-/// `h`'s sum (times `scale`) and each bucket's own count at `bounds`, then `+Inf`.
-fn buckets(h: &Histogram<u64>, scale: f64, bounds: &[f64]) -> (f64, Vec<(f64, u64)>) {
+/// Each bucket's own count at `bounds` (`h`'s values times `scale`), then `+Inf`.
+fn buckets(h: &Histogram<u64>, scale: f64, bounds: &[f64]) -> Vec<(f64, u64)> {
     // The encoder takes each bucket's own count and writes the cumulative ones.
     let mut below = 0;
     let mut buckets: Vec<(f64, u64)> = bounds
@@ -507,17 +507,20 @@ fn buckets(h: &Histogram<u64>, scale: f64, bounds: &[f64]) -> (f64, Vec<(f64, u6
         })
         .collect();
     buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
-    let sum = if h.is_empty() {
-        0.0
-    } else {
-        h.mean() * h.len() as f64 * scale
-    };
-    (sum, buckets)
+    buckets
+}
+
+/// The sum of `h`'s values as far as it keeps them (each within its 3 significant digits).
+fn approximate_sum(h: &Histogram<u64>) -> f64 {
+    h.iter_recorded()
+        .map(|v| h.median_equivalent(v.value_iterated_to()) as f64 * v.count_at_value() as f64)
+        .sum()
 }
 
 #[cfg(test)]
 mod tests {
     use super::{Live, Stage};
+    use crate::telemetry::Stats;
 
     /// `/ready` follows the run forward only: a run that stops after it finished (a signal
     /// during the linger) is still finished.
@@ -534,5 +537,43 @@ mod tests {
         live.stopping();
         live.set(Stage::Running);
         assert_eq!(live.stage(), Stage::Finished);
+    }
+
+    /// Scrapes `stats`' histograms alone, as Prometheus text.
+    fn histograms_text(stats: Stats) -> String {
+        use prometheus_client::collector::Collector;
+        use prometheus_client::encoding::DescriptorEncoder;
+        #[derive(Debug)]
+        struct Only(Stats);
+        impl Collector for Only {
+            fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+                super::histograms(&mut e, &self.0)
+            }
+        }
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Only(stats)));
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
+    /// `rate(pc_batch_rows_sum)` is the rows committed a second: the sum is the rows
+    /// themselves, not read back from the histogram (which keeps 3 significant digits, so
+    /// 10,000 rows would come back as 10,004).
+    #[test]
+    fn batch_rows_sum_is_the_rows_committed_exactly() {
+        let stats = Stats::new(1, 2);
+        for (slot, rows) in [(0, 10_000), (0, 1), (1, 10_000), (1, 3)] {
+            stats.consumer(slot).batch_rows.lock().unwrap().record(rows);
+        }
+        let text = histograms_text(stats);
+        let line = |key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .unwrap_or_else(|| panic!("no {key}:\n{text}"))
+                .to_string()
+        };
+        assert_eq!(line("pc_batch_rows_sum "), "pc_batch_rows_sum 20004.0");
+        assert_eq!(line("pc_batch_rows_count "), "pc_batch_rows_count 4");
     }
 }

@@ -112,8 +112,8 @@ pub struct ConsumerStats {
     pub latency: Mutex<Histogram<u64>>,
     /// Insert + commit time per transaction, ns.
     pub commit: Mutex<Histogram<u64>>,
-    /// Rows per committed transaction.
-    pub batch_rows: Mutex<Histogram<u64>>,
+    /// Rows per committed transaction, and their exact sum.
+    pub batch_rows: Mutex<BatchRows>,
     /// `--lanes`: the same counts per lane (see `lanes.rs`); empty without lanes.
     pub lanes: Vec<lanes::LaneCounters>,
 }
@@ -151,9 +151,35 @@ impl ConsumerStats {
             unconfirmed: AtomicU64::new(0),
             latency: Mutex::new(histogram()),
             commit: Mutex::new(histogram()),
-            batch_rows: Mutex::new(histogram()),
+            batch_rows: Mutex::new(BatchRows::default()),
             lanes: (0..lanes).map(|_| lanes::LaneCounters::default()).collect(),
         }
+    }
+}
+
+/// Rows per committed transaction: their histogram, and the rows summed exactly (the
+/// histogram keeps 3 significant digits, so a sum taken from it is off for batches of more
+/// than 2,048 rows).
+#[derive(Debug)]
+pub struct BatchRows {
+    pub histogram: Histogram<u64>,
+    pub sum: u64,
+}
+
+impl Default for BatchRows {
+    fn default() -> Self {
+        Self {
+            histogram: histogram(),
+            sum: 0,
+        }
+    }
+}
+
+impl BatchRows {
+    /// Records a committed transaction of `rows` rows (the histogram's least value is 1).
+    pub fn record(&mut self, rows: u64) {
+        self.histogram.saturating_record(rows.max(1));
+        self.sum = self.sum.saturating_add(rows);
     }
 }
 
@@ -472,8 +498,18 @@ impl Stats {
     }
 
     /// All consumers' rows-per-transaction histograms merged.
-    pub fn batch_rows(&self) -> Histogram<u64> {
-        self.merge(|c| &c.batch_rows)
+    /// All consumers' rows per committed transaction, merged; each consumer's histogram and
+    /// sum read under one lock, so the two agree.
+    pub fn batch_rows(&self) -> BatchRows {
+        let mut all = BatchRows::default();
+        for c in self.consumers_made() {
+            let c = c.batch_rows.lock().unwrap_or_else(PoisonError::into_inner);
+            all.histogram
+                .add(&c.histogram)
+                .expect("histograms with the same bounds always add");
+            all.sum = all.sum.saturating_add(c.sum);
+        }
+        all
     }
 
     /// All producers' built-late histograms merged.
