@@ -42,7 +42,7 @@ impl Displaced {
     }
 }
 
-/// Most files named in one warning about files made between two at a path.
+/// Most files made between two at a path that are named one by one; the rest are counted.
 const BETWEEN_NAMED: usize = 8;
 
 /// Says what became of the file read before at `file`'s path, now that `file` is there (a new
@@ -51,13 +51,15 @@ const BETWEEN_NAMED: usize = 8;
 /// - the file read before, if it is still in the directory with bytes past its committed
 ///   position;
 /// - for a new file: that the file read before is no longer in the directory (or cannot be
-///   looked for, where the file system records no birth times), so lines it held after its
-///   committed line, if any, were not read;
-/// - for a new file: files in the directory named like the path (`app.log.1` for `app.log`)
-///   and made between the two, which may have been at the path in between (rotated twice
-///   while no run read it).
+///   looked for), so lines it held after its committed line, if any, were not read;
+/// - for a new file: rotated files in the directory (named like the path with a numbered or
+///   dated suffix, not compressed) made between the two, which may have been at the path in
+///   between (rotated twice while no run read it).
 ///
-/// A resumed file says only the first: the run that registered it said the rest once.
+/// A resumed file says only the first, every run while those bytes stay unread: whether a
+/// file gone since held more than was committed cannot be told, and it would be said again
+/// by every run. A directory that cannot be listed, and an input that is no file (a NATS
+/// stream), say nothing.
 pub fn displaced(file: &FileKey, was: &Displaced, resumed: bool) {
     for news in news(file, was, resumed) {
         tracing::warn!("file:{}: {news}", file.path.display());
@@ -71,21 +73,29 @@ fn news(file: &FileKey, was: &Displaced, resumed: bool) -> Vec<String> {
     } else {
         "a new file"
     };
-    let Some(dir) = file.path.parent() else {
+    // A file input's path is canonical, so absolute; a NATS stream's (`nats:NAME`) is not.
+    let Some(dir) = file.path.parent().filter(|_| file.path.is_absolute()) else {
         return Vec::new();
     };
     if was.born.is_none() {
+        let why = if file.born.is_none() {
+            "this file system records no birth times"
+        } else {
+            "it was recorded without a birth time (by an older pc-host, or where none was given)"
+        };
         return if resumed {
             Vec::new()
         } else {
             vec![format!(
-                "{what}; the file read before at this path cannot be looked for, as this file \
-                 system records no birth times: any lines it held after line {} were not read",
+                "{what}; the file read before at this path cannot be looked for, as {why}: if \
+                 it held lines after line {}, no run read them",
                 was.line
             )]
         };
     }
-    let files = files_in(dir);
+    let Some(files) = files_in(dir) else {
+        return Vec::new();
+    };
     let mut news = Vec::new();
     match files.iter().find(|(_, meta)| was.is(meta)) {
         Some((now, meta)) if meta.len() > was.offset => news.push(format!(
@@ -98,15 +108,16 @@ fn news(file: &FileKey, was: &Displaced, resumed: bool) -> Vec<String> {
         )),
         Some(_) => {}
         None if !resumed => news.push(format!(
-            "{what}; the file read before at this path is no longer in {}: any lines it held \
-             after line {} were not read",
+            "{what}; the file read before at this path is no longer in {}: if it held lines \
+             after line {}, no run read them",
             dir.display(),
             was.line
         )),
         None => {}
     }
     if !resumed {
-        news.extend(made_between(file, was, &files).map(|(path, len)| {
+        let between = made_between(file, was, &files);
+        news.extend(between.iter().take(BETWEEN_NAMED).map(|(path, len)| {
             format!(
                 "{what}; {} ({len} bytes) was made after the file read before at this path and \
                  before this one: if it was at this path in between, no run read it there; {} \
@@ -115,51 +126,72 @@ fn news(file: &FileKey, was: &Displaced, resumed: bool) -> Vec<String> {
                 crate::config::url::source_flag(path)
             )
         }));
+        if between.len() > BETWEEN_NAMED {
+            news.push(format!(
+                "{what}; {} more rotated files in {} were made between the two, not named here",
+                between.len() - BETWEEN_NAMED,
+                dir.display()
+            ));
+        }
     }
     news
 }
 
-/// The regular files in `dir`, with their metadata (not through links); none if it cannot be
-/// read.
-fn files_in(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let meta = entry.metadata().ok()?;
-            meta.is_file().then(|| (entry.path(), meta))
-        })
-        .collect()
+/// The regular files in `dir`, with their metadata (not through links); `None` if it cannot
+/// be listed.
+fn files_in(dir: &Path) -> Option<Vec<(PathBuf, std::fs::Metadata)>> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    Some(
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let meta = entry.metadata().ok()?;
+                meta.is_file().then(|| (entry.path(), meta))
+            })
+            .collect(),
+    )
 }
 
-/// The files of `files` named like `file`'s path with something after it, made no earlier
-/// than `was` and no later than `file`, other than those two; at most [`BETWEEN_NAMED`].
-/// Times are compared inclusive: a file system's clock may give files made in a row one time.
+/// Whether `name` is a rotated name of `base` that a line source can read: `base` followed by
+/// `.` or `-` and a suffix with a digit in it (`app.log.1`, `app.log-20261207`), and not
+/// compressed (`app.log.2.gz`: made by compressing a file, never at the path itself).
+fn rotated_name(name: &[u8], base: &[u8]) -> bool {
+    const COMPRESSED: [&[u8]; 7] = [b".gz", b".bz2", b".xz", b".zst", b".lz4", b".Z", b".zip"];
+    let Some(suffix) = name.strip_prefix(base) else {
+        return false;
+    };
+    matches!(suffix.first(), Some(b'.' | b'-'))
+        && suffix.iter().any(u8::is_ascii_digit)
+        && !COMPRESSED.iter().any(|ext| suffix.ends_with(ext))
+}
+
+/// The rotated files of `file`'s path ([`rotated_name`]) among `files`, made no earlier than
+/// `was` and no later than `file`, other than those two, oldest first. Times are compared
+/// inclusive: a file system's clock may give files made in a row one time.
 fn made_between<'a>(
     file: &FileKey,
     was: &Displaced,
     files: &'a [(PathBuf, std::fs::Metadata)],
-) -> impl Iterator<Item = (&'a Path, u64)> {
-    let name = file.path.file_name().map(|n| n.as_bytes().to_vec());
-    let span = was.born.zip(file.born).map(|(from, to)| from..=to);
-    files
+) -> Vec<(&'a Path, u64)> {
+    let (Some(base), Some(from), Some(to)) = (file.path.file_name(), was.born, file.born) else {
+        return Vec::new();
+    };
+    let mut between: Vec<_> = files
         .iter()
-        .filter(move |(path, meta)| {
-            let (Some(name), Some(span)) = (&name, &span) else {
-                return false;
-            };
-            let named = path
+        .filter_map(|(path, meta)| {
+            let born = birth_ns(meta)?;
+            let rotated = path
                 .file_name()
-                .is_some_and(|n| n.as_bytes().len() > name.len() && n.as_bytes().starts_with(name));
-            named
-                && !was.is(meta)
-                && (meta.dev(), meta.ino()) != (file.dev, file.ino)
-                && birth_ns(meta).is_some_and(|born| span.contains(&born))
+                .is_some_and(|n| rotated_name(n.as_bytes(), base.as_bytes()));
+            let other = !was.is(meta) && (meta.dev(), meta.ino()) != (file.dev, file.ino);
+            (rotated && other && (from..=to).contains(&born)).then_some((born, path, meta.len()))
         })
-        .take(BETWEEN_NAMED)
-        .map(|(path, meta)| (path.as_path(), meta.len()))
+        .collect();
+    between.sort_by_key(|&(born, ..)| born);
+    between
+        .into_iter()
+        .map(|(_, path, len)| (path.as_path(), len))
+        .collect()
 }
 
 #[cfg(test)]
@@ -204,7 +236,11 @@ mod tests {
         let was = read_to(&key(&path), 2, 1);
         std::fs::rename(&path, dir.join("app.log.1")).unwrap();
         std::fs::write(&path, "between\n").unwrap();
-        std::fs::write(dir.join("other.log"), "x\n").unwrap();
+        // Made meanwhile too, but never at the path: another name, a lock file, and a
+        // compressed older rotation.
+        for other in ["other.log", "app.log.lock", "app.log.3.gz"] {
+            std::fs::write(dir.join(other), "x\n").unwrap();
+        }
         std::fs::rename(dir.join("app.log.1"), dir.join("app.log.2")).unwrap();
         std::fs::rename(&path, dir.join("app.log.1")).unwrap();
         std::fs::write(&path, "new\n").unwrap();
@@ -252,10 +288,70 @@ mod tests {
         assert_eq!(gone.len(), 1, "{gone:?}");
         assert!(
             gone[0].starts_with("a new file; the file read before at this path is no longer in")
-                && gone[0].ends_with("any lines it held after line 2 were not read"),
+                && gone[0].ends_with("if it held lines after line 2, no run read them"),
             "{gone:?}"
         );
         assert!(news(&new, &read_whole, true).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rotated_name_has_a_numbered_or_dated_suffix_and_is_not_compressed() {
+        for name in [
+            "app.log.1",
+            "app.log.12",
+            "app.log-20261207",
+            "app.log.2026-12-07",
+        ] {
+            assert!(rotated_name(name.as_bytes(), b"app.log"), "{name}");
+        }
+        let not = [
+            "app.log",
+            "app.log.lock",
+            "app.log.bak",
+            "app.log.2.gz",
+            "app.log.1.xz",
+            "app.log1",
+            "app.logs.1",
+            "other.log.1",
+        ];
+        for name in not {
+            assert!(!rotated_name(name.as_bytes(), b"app.log"), "{name}");
+        }
+    }
+
+    /// Nothing is said where nothing can be known: an input that is no file (a NATS stream,
+    /// whose key is `nats:NAME`), or a directory that cannot be listed (here, gone).
+    #[test]
+    fn a_stream_or_a_directory_that_cannot_be_listed_says_nothing() {
+        let was = Displaced {
+            offset: 10,
+            line: 3,
+            dev: 1,
+            ino: 2,
+            born: Some(1),
+        };
+        let stream = FileKey {
+            path: PathBuf::from("nats:S"),
+            dev: 0,
+            ino: 0,
+            born: Some(5),
+        };
+        assert_eq!(news(&stream, &was, false), Vec::<String>::new());
+        let gone = FileKey {
+            path: std::env::temp_dir()
+                .join(format!("pc-no-such-dir-{}/app.log", std::process::id())),
+            ..stream
+        };
+        assert_eq!(news(&gone, &was, false), Vec::<String>::new());
+        // Without the old file's birth time: said, and why.
+        let unborn = Displaced { born: None, ..was };
+        let said = news(&gone, &unborn, false);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("recorded without a birth time"),
+            "{said:?}"
+        );
+        assert!(news(&gone, &unborn, true).is_empty());
     }
 }
