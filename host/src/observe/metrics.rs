@@ -6,7 +6,8 @@
 //! unbounded values (no run id, no producer id). Histograms are built at scrape time from the
 //! run's HdrHistograms (3 significant digits): `_bucket` counts are those of the recorded
 //! values; a time histogram's `_sum` is its values as kept (each within those digits),
-//! `pc_batch_rows_sum` the rows committed, counted exactly.
+//! `pc_batch_rows_sum` the records committed transactions settled, counted exactly (stored
+//! plus duplicates).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -557,11 +558,11 @@ mod tests {
         out
     }
 
-    /// `rate(pc_batch_rows_sum)` is the rows committed a second: the sum is the rows
-    /// themselves, not read back from the histogram (which keeps 3 significant digits, so
-    /// 10,000 rows would come back as 10,004).
+    /// `pc_batch_rows_sum` is the records the transactions settled: kept beside the
+    /// histogram, not read back from it (it keeps 3 significant digits, so 10,000 would come
+    /// back as 10,004).
     #[test]
-    fn batch_rows_sum_is_the_rows_committed_exactly() {
+    fn batch_rows_sum_is_the_records_committed_exactly() {
         let stats = Stats::new(1, 2);
         for (slot, rows) in [(0, 10_000), (0, 1), (1, 10_000), (1, 3)] {
             stats.consumer(slot).batch_rows.lock().unwrap().record(rows);

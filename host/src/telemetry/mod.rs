@@ -157,9 +157,9 @@ impl ConsumerStats {
     }
 }
 
-/// Rows per committed transaction: their histogram, and the rows summed exactly (the
-/// histogram keeps 3 significant digits, so a sum taken from it is off for batches of more
-/// than 2,048 rows).
+/// Records per committed transaction (rows written, and duplicates a broker delivered again,
+/// settled without a write): their histogram, and the records summed exactly (the histogram
+/// keeps 3 significant digits, so a sum taken from it is off for batches of more than 2,048).
 #[derive(Debug)]
 pub struct BatchRows {
     pub histogram: Histogram<u64>,
@@ -497,7 +497,6 @@ impl Stats {
         self.merge(|c| &c.commit)
     }
 
-    /// All consumers' rows-per-transaction histograms merged.
     /// All consumers' rows per committed transaction, merged; each consumer's histogram and
     /// sum read under one lock, so the two agree.
     pub fn batch_rows(&self) -> BatchRows {
