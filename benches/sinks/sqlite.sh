@@ -73,7 +73,7 @@ echo "cpu:     $(lscpu | sed -n 's/^Model name: *//p' | head -1) ($(nproc) CPUs)
 echo "command: benches/sinks/sqlite.sh --messages $MESSAGES --repeats $REPEATS"
 printf '%-36s %12s %10s\n' "case (median of $REPEATS)" "msg/s" "vs bare"
 printf '%-36s %12s %10s\n' "bare loop (sqlite_loop)" "$mb" "1.00x"
-printf '%-36s %12s %10s\n' "pc-host defaults (10 P, 5 C)" "$md" "$(ratio "$md" "$mb")"
+printf '%-36s %12s %10s\n' "pc-host defaults (10 P, 1 C)" "$md" "$(ratio "$md" "$mb")"
 printf '%-36s %12s %10s\n' "pc-host 1 producer, 1 consumer" "$m1" "$(ratio "$m1" "$mb")"
 printf 'per-round ratios (defaults / bare):'
 for ((i = 0; i < REPEATS; i++)); do printf ' %s' "$(ratio "${pc_default[i]}" "${bare[i]}")"; done

@@ -185,8 +185,8 @@ pub struct RunArgs {
 
     /// Consumer threads, each pinned, taking turns on the one SQLite writer (server sinks: a
     /// connection each). MIN..MAX (e.g. 1..8): start with MIN and let the scaler add or remove
-    /// one at a time, never losing a record (see --scale-interval) [default: 5 for generate, 1
-    /// for other sources]
+    /// one at a time, never losing a record (see --scale-interval) [default: 1; 5 for generate
+    /// into PostgreSQL, MySQL or NATS]
     #[arg(
         long,
         value_name = "N|MIN..MAX",

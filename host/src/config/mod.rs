@@ -41,9 +41,10 @@ pub const MAX_RETRY: Duration = Duration::from_secs(86_400);
 pub const MAX_BUFFER_BYTES: u128 = 8 << 30;
 /// The generator's rate when `--rps` is not given.
 pub const DEFAULT_GENERATE_RPS: u64 = 500;
-/// The generator's consumers when `--consumers` is not given. Other sources default to one:
-/// SQLite has one writer, and a second consumer holding a popped batch while it waits for the
-/// writer only made the 1M-line ingest slower on 2 cores (see the README).
+/// The generator's consumers when `--consumers` is not given and the sink writes over a
+/// connection per consumer (PostgreSQL, MySQL, NATS). Into SQLite, and from other sources,
+/// the default is one: SQLite has one writer, and more consumers only take turns on it (the
+/// README's Performance section has what five cost against one there).
 pub const DEFAULT_GENERATE_CONSUMERS: u64 = 5;
 
 /// When sources stop (besides reaching the end of their input, or a signal).
@@ -212,7 +213,11 @@ pub fn resolve(l: &Layers) -> Result<Config, ConfigError> {
         consumers,
         consumers_max,
         scale_interval,
-    } = threads(l, generated)?;
+    } = threads(
+        l,
+        generated,
+        generated && !matches!(sink, SinkSpec::Sqlite(_)),
+    )?;
     let rps = rps(l, generated)?;
     let stop = stop(
         l.pick_set("duration", a.duration),
@@ -300,7 +305,9 @@ struct Threads {
     scale_interval: Duration,
 }
 
-fn threads(l: &Layers, generated: bool) -> Result<Threads, ConfigError> {
+/// `parallel`: a generated run into a sink written over a connection per consumer, whose
+/// consumers default to [`DEFAULT_GENERATE_CONSUMERS`] rather than one.
+fn threads(l: &Layers, generated: bool, parallel: bool) -> Result<Threads, ConfigError> {
     let a = &l.args;
     let producers = if generated {
         count(
@@ -312,7 +319,7 @@ fn threads(l: &Layers, generated: bool) -> Result<Threads, ConfigError> {
     } else {
         0
     };
-    let default_consumers = if generated {
+    let default_consumers = if parallel {
         DEFAULT_GENERATE_CONSUMERS
     } else {
         1
@@ -968,5 +975,49 @@ impl Config {
                 "name": l.name, "weight": l.weight,
             })).collect::<Vec<_>>()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// The configuration `args` resolve to (with no `PC_HOST_*` variable set: see the test).
+    fn resolved(args: &[&str]) -> super::Config {
+        let argv = std::iter::once("pc-host").chain(args.iter().copied());
+        let matches = super::cli::Cli::command()
+            .try_get_matches_from(argv)
+            .unwrap();
+        super::resolve(&super::layers::Layers::load(matches).unwrap()).unwrap()
+    }
+
+    /// SQLite has one writer, so one consumer unless told; a generated run into a sink with a
+    /// connection per consumer gets five; `--consumers` wins everywhere.
+    #[test]
+    fn consumers_default_to_one_but_five_for_generate_into_a_sink_written_in_parallel() {
+        // clap reads the variables, and a set one would be a layer under these flags.
+        if let Some((name, _)) =
+            std::env::vars_os().find(|(k, _)| k.as_encoded_bytes().starts_with(b"PC_HOST_"))
+        {
+            println!(
+                "SKIP: {} is set: the defaults are not what this run sees",
+                name.display()
+            );
+            return;
+        }
+        let pg = "postgres://u@127.0.0.1:5432/db";
+        let cases: [(&[&str], usize); 7] = [
+            (&[], 1),
+            (&["--db", "x.db"], 1),
+            (&["--sink", pg], 5),
+            (&["--sink", "mysql://root@127.0.0.1:3306/test"], 5),
+            (&["--sink", "nats://127.0.0.1:4222/s?stream=S"], 5),
+            (&["--source", "stdin", "--sink", pg], 1),
+            (&["--consumers", "3"], 3),
+        ];
+        for (args, want) in cases {
+            let cfg = resolved(args);
+            assert_eq!((cfg.consumers, cfg.consumers_max), (want, want), "{args:?}");
+        }
     }
 }
