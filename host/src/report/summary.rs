@@ -663,19 +663,10 @@ impl Summary {
             );
         }
         if self.unconfirmed > 0 {
-            let known = match self.stored_after_all {
-                Some(k) => format!(
-                    "by the count back's excess, {k} of them are stored (so counted twice: also \
-                     in stored; a file input's are then not read again) and {} are not",
-                    self.unconfirmed - k
-                ),
-                None => "whether they are stored is not known (no count back told)".into(),
-            };
             let _ = writeln!(
                 s,
-                "  unconfirmed   {} of those were given up on after a write whose outcome was \
-                 unknown: {known}",
-                self.unconfirmed
+                "{}",
+                unconfirmed_line(self.unconfirmed, self.stored_after_all)
             );
         }
         if self.retries > 0 {
@@ -932,9 +923,27 @@ fn cpu_line(m: &MachineUse) -> String {
     )
 }
 
+/// The summary's `unconfirmed` line: `n` records given up on after a write that may have
+/// landed, and how many of them the count back found stored (`None`: it cannot tell).
+fn unconfirmed_line(n: u64, stored_after_all: Option<u64>) -> String {
+    let known = match stored_after_all {
+        Some(k) => format!(
+            "the count back found {k} of them stored after all (in stored as well; a file input \
+             does not read those again) and {} not",
+            n.saturating_sub(k)
+        ),
+        None => "no count back can tell whether they are stored".into(),
+    };
+    format!(
+        "  unconfirmed   {n} of the dead-lettered and not stored were given up on after a \
+         write that may have landed (a COMMIT whose reply was lost, a publish never acked): \
+         {known}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Fates, cpu_line, start_line, steal_hint, stored_after_all};
+    use super::{Fates, cpu_line, start_line, steal_hint, stored_after_all, unconfirmed_line};
     use crate::position::{InputStart, Resume};
     use crate::telemetry::machine::MachineUse;
 
@@ -981,6 +990,20 @@ mod tests {
         assert_eq!(stored_after_all(fates(90, 10, 5, 10)), Some(10));
         // Unconfirmed among the not stored (no dead-letter file) likewise.
         assert_eq!(stored_after_all(fates(88, 0, 15, 15)), Some(8));
+    }
+
+    #[test]
+    fn the_unconfirmed_line_says_how_many_were_found_stored_and_how_many_not() {
+        assert_eq!(
+            unconfirmed_line(10, Some(7)),
+            "  unconfirmed   10 of the dead-lettered and not stored were given up on after a \
+             write that may have landed (a COMMIT whose reply was lost, a publish never acked): the count back \
+             found 7 of them stored after all (in stored as well; a file input does not read \
+             those again) and 3 not"
+        );
+        assert!(
+            unconfirmed_line(4, None).ends_with(": no count back can tell whether they are stored")
+        );
     }
 
     #[test]
