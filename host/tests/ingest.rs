@@ -1880,6 +1880,78 @@ fn a_file_deleted_and_created_again_is_a_new_input() {
     assert_verify_ok(&s, "t.db", "file:q.log", &[]);
 }
 
+/// Lines a rotation while pc-host was down left in the old file: named by every run while
+/// they stay unread, also once another rotation has moved the file two names back; never
+/// named when the same run reads that file through another source.
+#[test]
+fn lines_left_by_a_rotation_are_named_every_run_until_read_and_not_when_read_alongside() {
+    let s = Scratch::new("ingest-left-by-rotation");
+    std::fs::write(s.path("app.log"), "a0\na1\n").unwrap();
+    if std::fs::metadata(s.path("app.log"))
+        .and_then(|m| m.created())
+        .is_err()
+    {
+        common::skip("this file system records no birth times");
+        return;
+    }
+    let log = "file:app.log";
+    assert_eq!(u(&ingest_ok(&s, "t.db", &["--source", log]), "stored"), 2);
+    // The run's end leaves the WAL folded in: the file alone is the database.
+    std::fs::copy(s.path("t.db"), s.path("snapshot.db")).unwrap();
+    std::fs::write(s.path("app.log"), "a0\na1\na2\n").unwrap();
+    std::fs::rename(s.path("app.log"), s.path("app.log.1")).unwrap();
+    std::fs::write(s.path("app.log"), "b0\n").unwrap();
+    let unread = |out: &Out, name: &str| {
+        let said = format!(
+            "is now {}, with 3 bytes after line 2 not read",
+            s.path(name).display()
+        );
+        out.stderr.matches(&said).count()
+    };
+    // Given alongside: read by this run, so not called unread, whatever the order.
+    for (k, order) in [[log, "file:app.log.1"], ["file:app.log.1", log]]
+        .iter()
+        .enumerate()
+    {
+        let db = format!("alongside{k}.db");
+        std::fs::copy(s.path("snapshot.db"), s.path(&db)).unwrap();
+        let both = ingest(&s, &db, &["--source", order[0], "--source", order[1]]);
+        assert_eq!(both.code, Some(0), "{}", both.stderr);
+        assert_eq!(u(&json(&both), "stored"), 2, "a2 and b0: {}", both.stderr);
+        assert!(
+            !both.stderr.contains("not read"),
+            "{order:?}:\n{}",
+            both.stderr
+        );
+    }
+    for run in 0..2 {
+        let out = ingest(&s, "t.db", &["--source", log]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert_eq!(unread(&out, "app.log.1"), 1, "run {run}:\n{}", out.stderr);
+    }
+    std::fs::rename(s.path("app.log.1"), s.path("app.log.2")).unwrap();
+    std::fs::rename(s.path("app.log"), s.path("app.log.1")).unwrap();
+    std::fs::write(s.path("app.log"), "c0\n").unwrap();
+    for run in 0..2 {
+        let out = ingest(&s, "t.db", &["--source", log]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert_eq!(
+            unread(&out, "app.log.2"),
+            1,
+            "two back, run {run}:\n{}",
+            out.stderr
+        );
+    }
+    let rest = ingest_ok(&s, "t.db", &["--source", "file:app.log.2"]);
+    assert_eq!(u(&rest, "stored"), 1, "the line left: {rest}");
+    let out = ingest(&s, "t.db", &["--source", log]);
+    assert!(
+        !out.stderr.contains("not read"),
+        "read now:\n{}",
+        out.stderr
+    );
+}
+
 /// A file renamed between two runs (rotated while pc-host was not running) is still the input
 /// it was, where the file system records birth times: the run given its new name resumes it,
 /// says so, and stores no line twice; the input's path becomes the new name.

@@ -5,6 +5,7 @@
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::{FileKey, birth_ns};
 
@@ -42,93 +43,137 @@ impl Displaced {
     }
 }
 
+/// The inputs registered at a path before the one registered now, as a sink reads them
+/// (newest first, each with whether this run read it), as [`displaced`] takes them: none if
+/// this run read the newest (a rotation during the run: the run reads that file to its end
+/// itself), else those this run did not read.
+pub fn not_read_by(rows: Vec<(Displaced, bool)>) -> Vec<Displaced> {
+    if rows.first().is_some_and(|&(_, this_run)| this_run) {
+        return Vec::new();
+    }
+    rows.into_iter()
+        .filter_map(|(was, this_run)| (!this_run).then_some(was))
+        .collect()
+}
+
 /// Most files made between two at a path that are named one by one; the rest are counted.
 const BETWEEN_NAMED: usize = 8;
 
-/// Says what became of the file read before at `file`'s path, now that `file` is there (a new
-/// file, or, `resumed`, one a run moved on to at a rotation), as warnings naming what no run
-/// read and the source that reads it:
-/// - the file read before, if it is still in the directory with bytes past its committed
-///   position;
-/// - for a new file: that the file read before is no longer in the directory (or cannot be
+/// The files this run reads from its start (device, inode): set before its inputs are
+/// registered, so that what another of its sources reads is not called unread.
+static READ_BY_THIS_RUN: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+
+/// Records the files this run's file sources read (device, inode), before they are registered
+/// with the sink: [`displaced`] names none of them as unread.
+pub fn read_by_this_run(files: impl IntoIterator<Item = (u64, u64)>) {
+    let mut read = READ_BY_THIS_RUN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    read.clear();
+    read.extend(files);
+}
+
+/// Says what became of the files read before at `file`'s path, now that `file` is there (a
+/// new file, or, `resumed`, a file registered before), as warnings naming what no run read and
+/// the source that reads it. `earlier` are the inputs registered at the path before `file`,
+/// newest first, none of them read by this run:
+/// - each of them still in the directory (by device, inode and birth time, under any name)
+///   with bytes past its committed position, every run while they stay unread;
+/// - for a new file: that the newest of them is no longer in the directory (or cannot be
 ///   looked for), so lines it held after its committed line, if any, were not read;
 /// - for a new file: rotated files in the directory (named like the path with a numbered or
-///   dated suffix, not compressed) made between the two, which may have been at the path in
-///   between (rotated twice while no run read it).
+///   dated suffix, not compressed) made between the newest of them and `file`, which may have
+///   been at the path in between (rotated twice while no run read it).
 ///
-/// A resumed file says only the first, every run while those bytes stay unread: whether a
-/// file gone since held more than was committed cannot be told, and it would be said again
-/// by every run. A directory that cannot be listed, and an input that is no file (a NATS
-/// stream), say nothing.
-pub fn displaced(file: &FileKey, was: &Displaced, resumed: bool) {
-    for news in news(file, was, resumed) {
+/// The last two are said once, by the run that registers the new file: whether a file gone
+/// since held more than was committed cannot be told, and a file no run registered leaves no
+/// trace to look for again. A file another source of this run reads ([`read_by_this_run`]) is
+/// not named. A directory that cannot be listed, and an input that is no file (a NATS stream),
+/// say nothing.
+pub fn displaced(file: &FileKey, earlier: &[Displaced], resumed: bool) {
+    let read = READ_BY_THIS_RUN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for news in news(file, earlier, resumed, &read) {
         tracing::warn!("file:{}: {news}", file.path.display());
     }
 }
 
-/// [`displaced`]'s warnings, each without the path that starts it.
-fn news(file: &FileKey, was: &Displaced, resumed: bool) -> Vec<String> {
+/// [`displaced`]'s warnings, each without the path that starts it; `read`: the files this run
+/// reads (device, inode).
+fn news(file: &FileKey, earlier: &[Displaced], resumed: bool, read: &[(u64, u64)]) -> Vec<String> {
     let what = if resumed {
-        "resuming the file a run moved on to at a rotation"
+        "a file read before at this path"
     } else {
-        "a new file"
+        "a new file; the file read before at this path"
     };
     // A file input's path is canonical, so absolute; a NATS stream's (`nats:NAME`) is not.
-    let Some(dir) = file.path.parent().filter(|_| file.path.is_absolute()) else {
+    let (Some(dir), Some(was)) = (file.path.parent(), earlier.first()) else {
         return Vec::new();
     };
-    if was.born.is_none() {
+    if !file.path.is_absolute() {
+        return Vec::new();
+    }
+    let mut news = Vec::new();
+    if was.born.is_none() && !resumed {
         let why = if file.born.is_none() {
             "this file system records no birth times"
         } else {
             "it was recorded without a birth time (by an older pc-host, or where none was given)"
         };
-        return if resumed {
-            Vec::new()
-        } else {
-            vec![format!(
-                "{what}; the file read before at this path cannot be looked for, as {why}: if \
-                 it held lines after line {}, no run read them",
-                was.line
-            )]
-        };
+        news.push(format!(
+            "{what} cannot be looked for, as {why}: if it held lines after line {}, no run read \
+             them",
+            was.line
+        ));
     }
     let Some(files) = files_in(dir) else {
-        return Vec::new();
+        return news;
     };
-    let mut news = Vec::new();
-    match files.iter().find(|(_, meta)| was.is(meta)) {
-        Some((now, meta)) if meta.len() > was.offset => news.push(format!(
-            "{what}; the file read before at this path is now {}, with {} bytes after line {} \
-             not read: {} reads them",
-            now.display(),
-            meta.len() - was.offset,
-            was.line,
-            crate::config::url::source_flag(now)
-        )),
-        Some(_) => {}
-        None if !resumed => news.push(format!(
-            "{what}; the file read before at this path is no longer in {}: if it held lines \
-             after line {}, no run read them",
-            dir.display(),
-            was.line
-        )),
-        None => {}
+    let ours = |meta: &std::fs::Metadata| read.contains(&(meta.dev(), meta.ino()));
+    for (i, before) in earlier.iter().enumerate() {
+        let what = if i == 0 {
+            what
+        } else {
+            "an earlier file at this path"
+        };
+        match files.iter().find(|(_, meta)| before.is(meta)) {
+            Some((_, meta)) if ours(meta) => {}
+            Some((now, meta)) if meta.len() > before.offset => news.push(format!(
+                "{what} is now {}, with {} bytes after line {} not read: {} reads them",
+                now.display(),
+                meta.len() - before.offset,
+                before.line,
+                crate::config::url::source_flag(now)
+            )),
+            None if i == 0 && !resumed && before.born.is_some() => news.push(format!(
+                "{what} is no longer in {}: if it held lines after line {}, no run read them",
+                dir.display(),
+                before.line
+            )),
+            _ => {}
+        }
     }
     if !resumed {
-        let between = made_between(file, was, &files);
-        news.extend(between.iter().take(BETWEEN_NAMED).map(|(path, len)| {
+        let between: Vec<_> = made_between(file, was, &files)
+            .into_iter()
+            .filter(|(_, meta)| !ours(meta))
+            .collect();
+        news.extend(between.iter().take(BETWEEN_NAMED).map(|(path, meta)| {
             format!(
-                "{what}; {} ({len} bytes) was made after the file read before at this path and \
-                 before this one: if it was at this path in between, no run read it there; {} \
-                 reads it",
+                "a new file; {} ({} bytes) was made after the file read before at this path \
+                 and before this one: if it was at this path in between, no run read it there; \
+                 {} reads it",
                 path.display(),
+                meta.len(),
                 crate::config::url::source_flag(path)
             )
         }));
         if between.len() > BETWEEN_NAMED {
             news.push(format!(
-                "{what}; {} more rotated files in {} were made between the two, not named here",
+                "a new file; {} more rotated files in {} were made between the two, not named \
+                 here",
                 between.len() - BETWEEN_NAMED,
                 dir.display()
             ));
@@ -152,17 +197,21 @@ fn files_in(dir: &Path) -> Option<Vec<(PathBuf, std::fs::Metadata)>> {
     )
 }
 
-/// Whether `name` is a rotated name of `base` that a line source can read: `base` followed by
-/// `.` or `-` and a suffix with a digit in it (`app.log.1`, `app.log-20261207`), and not
-/// compressed (`app.log.2.gz`: made by compressing a file, never at the path itself).
+/// Whether `name` is a rotated name of `base` that a line source can read: `base`, then `.`
+/// or `-`, then a suffix of digits with `.`, `-` or `_` between them (`app.log.1`,
+/// `app.log-20261207`, `app.log.2026-12-07`). Compressed rotations (`app.log.2.gz`, made by
+/// compressing a file, never at the path) and other names (`app.log.1.tmp`) are not.
 fn rotated_name(name: &[u8], base: &[u8]) -> bool {
-    const COMPRESSED: [&[u8]; 7] = [b".gz", b".bz2", b".xz", b".zst", b".lz4", b".Z", b".zip"];
     let Some(suffix) = name.strip_prefix(base) else {
         return false;
     };
-    matches!(suffix.first(), Some(b'.' | b'-'))
-        && suffix.iter().any(u8::is_ascii_digit)
-        && !COMPRESSED.iter().any(|ext| suffix.ends_with(ext))
+    let Some((b'.' | b'-', rest)) = suffix.split_first() else {
+        return false;
+    };
+    rest.iter().any(u8::is_ascii_digit)
+        && rest
+            .iter()
+            .all(|&b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 /// The rotated files of `file`'s path ([`rotated_name`]) among `files`, made no earlier than
@@ -172,7 +221,7 @@ fn made_between<'a>(
     file: &FileKey,
     was: &Displaced,
     files: &'a [(PathBuf, std::fs::Metadata)],
-) -> Vec<(&'a Path, u64)> {
+) -> Vec<(&'a Path, &'a std::fs::Metadata)> {
     let (Some(base), Some(from), Some(to)) = (file.path.file_name(), was.born, file.born) else {
         return Vec::new();
     };
@@ -184,13 +233,13 @@ fn made_between<'a>(
                 .file_name()
                 .is_some_and(|n| rotated_name(n.as_bytes(), base.as_bytes()));
             let other = !was.is(meta) && (meta.dev(), meta.ino()) != (file.dev, file.ino);
-            (rotated && other && (from..=to).contains(&born)).then_some((born, path, meta.len()))
+            (rotated && other && (from..=to).contains(&born)).then_some((born, path, meta))
         })
         .collect();
     between.sort_by_key(|&(born, ..)| born);
     between
         .into_iter()
-        .map(|(_, path, len)| (path.as_path(), len))
+        .map(|(_, path, meta)| (path.as_path(), meta))
         .collect()
 }
 
@@ -244,7 +293,7 @@ mod tests {
         std::fs::rename(dir.join("app.log.1"), dir.join("app.log.2")).unwrap();
         std::fs::rename(&path, dir.join("app.log.1")).unwrap();
         std::fs::write(&path, "new\n").unwrap();
-        let news = news(&key(&path), &was, false);
+        let news = news(&key(&path), &[was], false, &[]);
         if was.born.is_none() {
             assert_eq!(news.len(), 1, "{news:?}");
             assert!(news[0].contains("records no birth times"), "{news:?}");
@@ -278,20 +327,20 @@ mod tests {
         std::fs::write(&path, "new\n").unwrap();
         let new = key(&path);
         if read_whole.born.is_none() {
-            assert!(news(&new, &read_whole, true).is_empty());
+            assert!(news(&new, &[read_whole], true, &[]).is_empty());
             return;
         }
-        assert_eq!(news(&new, &read_whole, false), Vec::<String>::new());
-        assert_eq!(news(&new, &read_whole, true), Vec::<String>::new());
+        assert_eq!(news(&new, &[read_whole], false, &[]), Vec::<String>::new());
+        assert_eq!(news(&new, &[read_whole], true, &[]), Vec::<String>::new());
         std::fs::remove_file(dir.join("app.log.1")).unwrap();
-        let gone = news(&new, &read_whole, false);
+        let gone = news(&new, &[read_whole], false, &[]);
         assert_eq!(gone.len(), 1, "{gone:?}");
         assert!(
             gone[0].starts_with("a new file; the file read before at this path is no longer in")
                 && gone[0].ends_with("if it held lines after line 2, no run read them"),
             "{gone:?}"
         );
-        assert!(news(&new, &read_whole, true).is_empty());
+        assert!(news(&new, &[read_whole], true, &[]).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -337,21 +386,88 @@ mod tests {
             ino: 0,
             born: Some(5),
         };
-        assert_eq!(news(&stream, &was, false), Vec::<String>::new());
+        assert_eq!(news(&stream, &[was], false, &[]), Vec::<String>::new());
         let gone = FileKey {
             path: std::env::temp_dir()
                 .join(format!("pc-no-such-dir-{}/app.log", std::process::id())),
             ..stream
         };
-        assert_eq!(news(&gone, &was, false), Vec::<String>::new());
+        assert_eq!(news(&gone, &[was], false, &[]), Vec::<String>::new());
         // Without the old file's birth time: said, and why.
         let unborn = Displaced { born: None, ..was };
-        let said = news(&gone, &unborn, false);
+        let said = news(&gone, &[unborn], false, &[]);
         assert_eq!(said.len(), 1, "{said:?}");
         assert!(
             said[0].contains("recorded without a birth time"),
             "{said:?}"
         );
-        assert!(news(&gone, &unborn, true).is_empty());
+        assert!(news(&gone, &[unborn], true, &[]).is_empty());
+    }
+
+    /// A file another source of this run reads is not called unread, neither as the file read
+    /// before nor as one made between (the run given `app.log` and `app.log.1` together).
+    #[test]
+    fn a_file_this_run_reads_through_another_source_is_not_named() {
+        let dir = temp_dir("displaced-ours");
+        let path = dir.join("app.log");
+        std::fs::write(&path, "a\nb\n").unwrap();
+        let was = read_to(&key(&path), 2, 1);
+        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+        std::fs::write(&path, "between\n").unwrap();
+        std::fs::rename(dir.join("app.log.1"), dir.join("app.log.2")).unwrap();
+        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+        std::fs::write(&path, "new\n").unwrap();
+        if was.born.is_none() {
+            return;
+        }
+        let new = key(&path);
+        let id = |name: &str| {
+            let k = key(&dir.join(name));
+            (k.dev, k.ino)
+        };
+        assert_eq!(
+            news(&new, &[was], false, &[]).len(),
+            2,
+            "both named when not read"
+        );
+        let ours = [id("app.log.1"), id("app.log.2")];
+        assert_eq!(news(&new, &[was], false, &ours), Vec::<String>::new());
+        let only_between = news(&new, &[was], false, &ours[..1]);
+        assert_eq!(only_between.len(), 1, "{only_between:?}");
+        assert!(
+            only_between[0].contains("app.log.2, with 2 bytes"),
+            "{only_between:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Lines left in a file two rotations back are named by every run while they stay unread:
+    /// the inputs before the newest are looked for too (found under any name).
+    #[test]
+    fn lines_left_two_rotations_back_are_named_while_they_stay_unread() {
+        let dir = temp_dir("displaced-two-back");
+        let path = dir.join("app.log");
+        std::fs::write(&path, "a1\na2\n").unwrap();
+        let first = read_to(&key(&path), 3, 1);
+        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+        std::fs::write(&path, "b1\n").unwrap();
+        let second = read_to(&key(&path), 3, 1);
+        std::fs::rename(dir.join("app.log.1"), dir.join("app.log.2")).unwrap();
+        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+        std::fs::write(&path, "c1\n").unwrap();
+        if first.born.is_none() {
+            return;
+        }
+        let third = key(&path);
+        for resumed in [false, true] {
+            let said = news(&third, &[second, first], resumed, &[]);
+            assert_eq!(said.len(), 1, "resumed {resumed}: {said:?}");
+            let want = format!(
+                "an earlier file at this path is now {}, with 3 bytes after line 1 not read",
+                dir.join("app.log.2").display()
+            );
+            assert!(said[0].starts_with(&want), "{said:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -146,6 +146,13 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, PrepareError> {
     let run_id = opened.run_id;
     let mut writers = vec![opened.sink];
     let started = (|| {
+        // Before any is registered: a file one source reads is not called unread at another's.
+        crate::position::read_by_this_run(
+            files
+                .iter()
+                .flatten()
+                .map(|opened| (opened.key.dev, opened.key.ino)),
+        );
         let lines = position_inputs(cfg, files, &mut writers[0])?;
         let nats_inputs = bind_nats(cfg, nats_found, &mut writers[0])?;
         let connector = more_writers(cfg, &mut writers)?;

@@ -68,10 +68,9 @@ pub fn register_input(
     Ok(resume)
 }
 
-/// The input read last at `file`'s path before it (`known`: the input `file` is, or `None`
-/// before a new one is registered): another file (`position::displaced`), unless run `run_id`
-/// read it (a rotation during the run, which the run reads to its end itself). As in the
-/// SQLite sink (`displaced_input`), a known input is checked too.
+/// The inputs registered at `file`'s path before it (`known`: the input `file` is, or `None`
+/// before a new one is registered), said by `position::displaced`: as in the SQLite sink
+/// (`displaced_inputs`), none if run `run_id` read the newest, and none this run read.
 fn displaced(
     conn: &mut Conn,
     run_id: i64,
@@ -79,17 +78,22 @@ fn displaced(
     known: Option<i64>,
 ) -> mysql::Result<()> {
     type Row = (i64, i64, i64, i64, Option<i64>, i64);
-    let row: Option<Row> = conn.exec_first(
+    let rows: Vec<Row> = conn.exec(
         "SELECT `offset`, line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
          WHERE r.run_id = ? AND r.input_id = inputs.input_id) \
          FROM inputs WHERE path = ? AND (? IS NULL OR input_id < ?) \
-         ORDER BY input_id DESC LIMIT 1",
+         ORDER BY input_id DESC",
         (run_id, file.path.to_string_lossy().as_ref(), known, known),
     )?;
-    if let Some((offset, line, dev, ino, born, 0)) = row {
-        let was = crate::position::Displaced::from_columns(offset, line, dev, ino, born);
-        crate::position::displaced(file, &was, known.is_some());
-    }
+    let rows = rows
+        .into_iter()
+        .map(|(offset, line, dev, ino, born, this_run)| {
+            let was = crate::position::Displaced::from_columns(offset, line, dev, ino, born);
+            (was, this_run != 0)
+        })
+        .collect();
+    let earlier = crate::position::not_read_by(rows);
+    crate::position::displaced(file, &earlier, known.is_some());
     Ok(())
 }
 

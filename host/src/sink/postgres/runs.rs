@@ -218,10 +218,9 @@ pub fn register_input(
     })
 }
 
-/// The input read last at `file`'s path before it (`known`: the input `file` is, or `None`
-/// before a new one is registered): another file (`position::displaced`), unless run `run_id`
-/// read it (a rotation during the run, which the run reads to its end itself). As in the
-/// SQLite sink (`displaced_input`), a known input is checked too.
+/// The inputs registered at `file`'s path before it (`known`: the input `file` is, or `None`
+/// before a new one is registered), said by `position::displaced`: as in the SQLite sink
+/// (`displaced_inputs`), none if run `run_id` read the newest, and none this run read.
 fn displaced(
     tx: &mut postgres::Transaction<'_>,
     run_id: i64,
@@ -229,25 +228,28 @@ fn displaced(
     known: Option<i32>,
 ) -> Result<(), postgres::Error> {
     let path = file.path.to_string_lossy().into_owned();
-    let row = tx.query_opt(
+    let rows = tx.query(
         "SELECT \"offset\", line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
          WHERE r.run_id = $2 AND r.input_id = inputs.input_id) \
          FROM inputs WHERE path = $1 AND ($3::int IS NULL OR input_id < $3) \
-         ORDER BY input_id DESC LIMIT 1",
+         ORDER BY input_id DESC",
         &[&path, &run_id, &known],
     )?;
-    if let Some(row) = row
-        && !row.get::<_, bool>(5)
-    {
-        let was = crate::position::Displaced::from_columns(
-            row.get(0),
-            row.get(1),
-            row.get(2),
-            row.get(3),
-            row.get(4),
-        );
-        crate::position::displaced(file, &was, known.is_some());
-    }
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let was = crate::position::Displaced::from_columns(
+                row.get(0),
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+            );
+            (was, row.get::<_, bool>(5))
+        })
+        .collect();
+    let earlier = crate::position::not_read_by(rows);
+    crate::position::displaced(file, &earlier, known.is_some());
     Ok(())
 }
 

@@ -351,10 +351,9 @@ pub fn register_input(
     let found = found.map(|(id, offset, line, tail, _, mark)| (id, offset, line, tail, mark));
     let (id, offset, line, tail, mark) = match found {
         Some(row) => {
-            if let Some(f) = file
-                && let Some(was) = displaced_input(conn, run_id, f, Some(row.0))?
-            {
-                crate::position::displaced(f, &was, true);
+            if let Some(f) = file {
+                let earlier = displaced_inputs(conn, run_id, f, Some(row.0))?;
+                crate::position::displaced(f, &earlier, true);
             }
             row
         }
@@ -368,10 +367,9 @@ pub fn register_input(
                 ),
                 None => (None, None, None, None),
             };
-            if let Some(f) = file
-                && let Some(was) = displaced_input(conn, run_id, f, None)?
-            {
-                crate::position::displaced(f, &was, false);
+            if let Some(f) = file {
+                let earlier = displaced_inputs(conn, run_id, f, None)?;
+                crate::position::displaced(f, &earlier, false);
             }
             conn.execute(
                 "INSERT INTO inputs (path, dev, ino, born) VALUES (?1, ?2, ?3, ?4)",
@@ -394,37 +392,36 @@ pub fn register_input(
     })
 }
 
-/// The input read last at `file`'s path before it (`known`: the input `file` is, or `None`
-/// before a new one is registered): another file (`position::displaced`), unless run `run_id`
-/// read it (a rotation during the run, which the run reads to its end itself). A known input
-/// is checked too: a run that moved on to a new file at a rotation and was stopped before it
-/// committed the old file's last records left them unread, and only the next run can say so.
-fn displaced_input(
+/// The inputs registered at `file`'s path before it (`known`: the input `file` is, or `None`
+/// before a new one is registered), newest first: other files (`position::displaced`), none if
+/// run `run_id` read the newest (a rotation during the run, which the run reads to its end
+/// itself), and none this run read. A known input is checked too: a run that moved on to a new
+/// file at a rotation and was stopped before it committed the old file's last records left them
+/// unread, and only a later run can say so.
+fn displaced_inputs(
     conn: &Connection,
     run_id: i64,
     file: &FileKey,
     known: Option<i64>,
-) -> rusqlite::Result<Option<crate::position::Displaced>> {
-    let found = conn
-        .query_row(
-            "SELECT offset, line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
-             WHERE r.run_id = ?2 AND r.input_id = inputs.input_id) \
-             FROM inputs WHERE path = ?1 AND (?3 IS NULL OR input_id < ?3) \
-             ORDER BY input_id DESC LIMIT 1",
-            params![path_text(&file.path), run_id, known],
-            |r| {
-                let was = crate::position::Displaced::from_columns(
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                );
-                Ok((was, r.get::<_, bool>(5)?))
-            },
-        )
-        .optional()?;
-    Ok(found.and_then(|(was, this_run)| (!this_run).then_some(was)))
+) -> rusqlite::Result<Vec<crate::position::Displaced>> {
+    let mut statement = conn.prepare(
+        "SELECT offset, line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
+         WHERE r.run_id = ?2 AND r.input_id = inputs.input_id) \
+         FROM inputs WHERE path = ?1 AND (?3 IS NULL OR input_id < ?3) \
+         ORDER BY input_id DESC",
+    )?;
+    let rows = statement.query_map(params![path_text(&file.path), run_id, known], |r| {
+        let was = crate::position::Displaced::from_columns(
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+        );
+        Ok((was, r.get::<_, bool>(5)?))
+    })?;
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(crate::position::not_read_by(rows))
 }
 
 /// A path as stored in `inputs.path` (lossy for paths that are not UTF-8).
@@ -673,11 +670,12 @@ mod tests {
         assert_eq!(read[0].duplicates, Some(2));
     }
 
-    /// An input read by an earlier run and displaced since is looked for; one the registering
-    /// run read itself (a rotation while it follows the file) is not: that run reads the old
-    /// file to its end, so its committed position may still be behind without loss.
+    /// Inputs read by earlier runs and displaced since are looked for, newest first; none
+    /// where the registering run read the newest itself (a rotation while it follows the
+    /// file): that run reads the old file to its end, so its committed position may still be
+    /// behind without loss.
     #[test]
-    fn the_input_displaced_is_the_last_at_the_path_unless_this_run_read_it() {
+    fn the_inputs_displaced_are_those_before_at_the_path_unless_this_run_read_the_last() {
         let dir = std::env::temp_dir().join(format!("pc-displaced-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let conn = Connection::open_in_memory().unwrap();
@@ -701,22 +699,36 @@ mod tests {
         std::fs::write(dir.join("app.log"), "new\n").unwrap();
         let new = key_of("app.log");
         assert_eq!(
-            displaced_input(&conn, 1, &new, None).unwrap(),
-            None,
+            displaced_inputs(&conn, 1, &new, None).unwrap(),
+            vec![],
             "run 1 read it"
         );
-        let was = displaced_input(&conn, 2, &new, None)
-            .unwrap()
-            .expect("read by run 1");
-        assert_eq!((was.dev, was.ino, was.born), (old.dev, old.ino, old.born));
+        let was = displaced_inputs(&conn, 2, &new, None).unwrap();
+        assert_eq!(was.len(), 1, "read by run 1: {was:?}");
+        assert_eq!(
+            (was[0].dev, was[0].ino, was[0].born),
+            (old.dev, old.ino, old.born)
+        );
         // Once the new file is an input (run 1 moved on to it), a later run resuming it is
         // told of the input before it at that path, and of nothing before the first.
         let resumed = register_input(&conn, 1, Some(&new)).unwrap();
-        let was = displaced_input(&conn, 2, &new, Some(i64::from(resumed.input)))
-            .unwrap()
-            .expect("the input before it");
-        assert_eq!((was.dev, was.ino), (old.dev, old.ino));
-        assert_eq!(displaced_input(&conn, 2, &old, Some(1)).unwrap(), None);
+        let was = displaced_inputs(&conn, 2, &new, Some(i64::from(resumed.input))).unwrap();
+        assert_eq!(was.len(), 1, "the input before it: {was:?}");
+        assert_eq!((was[0].dev, was[0].ino), (old.dev, old.ino));
+        assert_eq!(displaced_inputs(&conn, 2, &old, Some(1)).unwrap(), vec![]);
+        // A third file at the path, registered by run 2: both before it, newest first, every
+        // run after (run 3), though run 1 read them.
+        std::fs::rename(dir.join("app.log"), dir.join("app.log.1")).unwrap();
+        std::fs::write(dir.join("app.log"), "third\n").unwrap();
+        let third = key_of("app.log");
+        conn.execute(
+            "INSERT INTO runs (started_at, producers, first_id, config) VALUES (1, 1, 1, '{}')",
+            [],
+        )
+        .unwrap();
+        let was = displaced_inputs(&conn, 3, &third, None).unwrap();
+        let inodes: Vec<u64> = was.iter().map(|w| w.ino).collect();
+        assert_eq!(inodes, [new.ino, old.ino], "newest first");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
