@@ -1941,6 +1941,15 @@ fn lines_left_by_a_rotation_are_named_every_run_until_read_and_not_when_read_alo
             "two back, run {run}:\n{}",
             out.stderr
         );
+        let listed = &json(&out)["unread_elsewhere"];
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+        assert!(
+            listed[0]
+                .as_str()
+                .unwrap()
+                .contains("app.log.2, with 3 bytes"),
+            "{listed}"
+        );
     }
     let rest = ingest_ok(&s, "t.db", &["--source", "file:app.log.2"]);
     assert_eq!(u(&rest, "stored"), 1, "the line left: {rest}");
@@ -1950,6 +1959,7 @@ fn lines_left_by_a_rotation_are_named_every_run_until_read_and_not_when_read_alo
         "read now:\n{}",
         out.stderr
     );
+    assert_eq!(json(&out)["unread_elsewhere"], serde_json::json!([]));
 }
 
 /// A file renamed between two runs (rotated while pc-host was not running) is still the input

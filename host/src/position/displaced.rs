@@ -96,8 +96,23 @@ pub fn displaced(file: &FileKey, earlier: &[Displaced], resumed: bool) {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     for news in news(file, earlier, resumed, &read) {
-        tracing::warn!("file:{}: {news}", file.path.display());
+        let line = format!("file:{}: {news}", file.path.display());
+        tracing::warn!("{line}");
+        SAID.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(line);
     }
+}
+
+/// Every warning [`displaced`] gave in this process, for the run's summary.
+static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The warnings [`displaced`] gave so far (each as logged): the lines in files read before
+/// at an input's path that no run read, for the summary (`unread_elsewhere` in its JSON).
+pub fn unread_elsewhere() -> Vec<String> {
+    SAID.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 /// [`displaced`]'s warnings, each without the path that starts it; `read`: the files this run

@@ -252,6 +252,9 @@ pub struct Ingest {
     /// waiting for it (0 without a rate).
     pub unpaced: u64,
     pub inputs: Vec<InputStart>,
+    /// The warnings naming lines in files read before at an input's path that no run read
+    /// (rotated while no run read the path), as logged.
+    pub unread_elsewhere: Vec<String>,
 }
 
 impl Summary {
@@ -369,6 +372,14 @@ impl Summary {
                 plural(ingest.inputs.len(), "input")
             }
         );
+        if !ingest.unread_elsewhere.is_empty() {
+            let _ = writeln!(
+                s,
+                "  unread        {} about files read before at an input's path with lines no \
+                 run read (rotated while no run read it): see the WARN lines on stderr",
+                plural(ingest.unread_elsewhere.len(), "warning")
+            );
+        }
         let _ = writeln!(
             s,
             "  rejected      {} (could not be stored: invalid text or JSON, or too long{})",
@@ -777,6 +788,11 @@ impl Summary {
         v["unpaced"] = self.unpaced().into();
         v["unconfirmed"] = self.unconfirmed.into();
         v["stored_after_all"] = self.stored_after_all.into();
+        v["unread_elsewhere"] = self
+            .ingest
+            .as_ref()
+            .map(|i| i.unread_elsewhere.clone())
+            .into();
         if !self.lanes.is_empty() {
             let lanes: serde_json::Map<String, serde_json::Value> = self
                 .lanes

@@ -207,6 +207,7 @@ fn ingest(stats: &Stats, inputs: Vec<InputStart>) -> Ingest {
         not_queued_rereadable: stats.not_queued_rereadable(),
         unpaced: stats.unpaced(),
         inputs,
+        unread_elsewhere: crate::position::unread_elsewhere(),
     }
 }
 
