@@ -289,26 +289,38 @@ mod tests {
         dir
     }
 
-    /// `app.log` read to line 1, then rotated twice while no run read it (numbered, as
-    /// logrotate does): the first file is `app.log.2` with a line unread, the one between
-    /// (`app.log.1`) was never read, and both are named; a file of another name is not.
-    #[test]
-    fn a_file_rotated_twice_while_no_run_read_the_path_names_both_files_it_left() {
-        let dir = temp_dir("rotated-twice");
+    /// A directory where `app.log` ("a\nb\n", read to line 1: the `Displaced` returned) was
+    /// rotated twice as logrotate numbers them: it is `app.log.2`, the file between (8 bytes)
+    /// `app.log.1`, and a new `app.log` is there; `others` (each "x\n") are made while the file
+    /// between is at the path.
+    fn rotated_twice(name: &str, others: &[&str]) -> (PathBuf, Displaced) {
+        let dir = temp_dir(name);
         let path = dir.join("app.log");
         std::fs::write(&path, "a\nb\n").unwrap();
         let was = read_to(&key(&path), 2, 1);
         std::fs::rename(&path, dir.join("app.log.1")).unwrap();
         std::fs::write(&path, "between\n").unwrap();
-        // Made meanwhile too, but never at the path: another name, a lock file, and a
-        // compressed older rotation.
-        for other in ["other.log", "app.log.lock", "app.log.3.gz"] {
+        for other in others {
             std::fs::write(dir.join(other), "x\n").unwrap();
         }
         std::fs::rename(dir.join("app.log.1"), dir.join("app.log.2")).unwrap();
         std::fs::rename(&path, dir.join("app.log.1")).unwrap();
         std::fs::write(&path, "new\n").unwrap();
-        let news = news(&key(&path), &[was], false, &[]);
+        (dir, was)
+    }
+
+    /// `app.log` read to line 1, then rotated twice while no run read it (numbered, as
+    /// logrotate does): the first file is `app.log.2` with a line unread, the one between
+    /// (`app.log.1`) was never read, and both are named; a file of another name is not.
+    #[test]
+    fn a_file_rotated_twice_while_no_run_read_the_path_names_both_files_it_left() {
+        // Made meanwhile too, but never at the path: another name, a lock file, and a
+        // compressed older rotation.
+        let (dir, was) = rotated_twice(
+            "rotated-twice",
+            &["other.log", "app.log.lock", "app.log.3.gz"],
+        );
+        let news = news(&key(&dir.join("app.log")), &[was], false, &[]);
         if was.born.is_none() {
             assert_eq!(news.len(), 1, "{news:?}");
             assert!(news[0].contains("records no birth times"), "{news:?}");
@@ -423,19 +435,11 @@ mod tests {
     /// before nor as one made between (the run given `app.log` and `app.log.1` together).
     #[test]
     fn a_file_this_run_reads_through_another_source_is_not_named() {
-        let dir = temp_dir("displaced-ours");
-        let path = dir.join("app.log");
-        std::fs::write(&path, "a\nb\n").unwrap();
-        let was = read_to(&key(&path), 2, 1);
-        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
-        std::fs::write(&path, "between\n").unwrap();
-        std::fs::rename(dir.join("app.log.1"), dir.join("app.log.2")).unwrap();
-        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
-        std::fs::write(&path, "new\n").unwrap();
+        let (dir, was) = rotated_twice("displaced-ours", &[]);
         if was.born.is_none() {
             return;
         }
-        let new = key(&path);
+        let new = key(&dir.join("app.log"));
         let id = |name: &str| {
             let k = key(&dir.join(name));
             (k.dev, k.ino)
