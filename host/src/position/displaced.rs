@@ -214,12 +214,26 @@ fn files_in(dir: &Path) -> Option<Vec<(PathBuf, std::fs::Metadata)>> {
 
 /// Whether `name` is a rotated name of `base` that a line source can read: `base`, then `.`
 /// or `-`, then a suffix of digits with `.`, `-` or `_` between them (`app.log.1`,
-/// `app.log-20261207`, `app.log.2026-12-07`). Compressed rotations (`app.log.2.gz`, made by
-/// compressing a file, never at the path) and other names (`app.log.1.tmp`) are not.
+/// `app.log-20261207`, `app.log.2026-12-07`); or, as logrotate's `extension` option names
+/// them, such a suffix before `base`'s extension (`app.1.log`, `app-20261207.log`). Compressed
+/// rotations (`app.log.2.gz`, made by compressing a file, never at the path) and other names
+/// (`app.log.1.tmp`) are not.
 fn rotated_name(name: &[u8], base: &[u8]) -> bool {
-    let Some(suffix) = name.strip_prefix(base) else {
+    if name.strip_prefix(base).is_some_and(rotation_suffix) {
+        return true;
+    }
+    // `app.log`: the stem `app` and the extension `.log` (a leading dot starts no extension).
+    let Some(dot) = base.iter().rposition(|&b| b == b'.').filter(|&at| at > 0) else {
         return false;
     };
+    let (stem, extension) = base.split_at(dot);
+    name.strip_prefix(stem)
+        .and_then(|rest| rest.strip_suffix(extension))
+        .is_some_and(rotation_suffix)
+}
+
+/// Whether `suffix` is a rotation's: `.` or `-`, then digits with `.`, `-` or `_` between.
+fn rotation_suffix(suffix: &[u8]) -> bool {
     let Some((b'.' | b'-', rest)) = suffix.split_first() else {
         return false;
     };
@@ -373,12 +387,17 @@ mod tests {
 
     #[test]
     fn a_rotated_name_has_a_numbered_or_dated_suffix_and_is_not_compressed() {
-        for name in [
+        let rotated = [
             "app.log.1",
             "app.log.12",
             "app.log-20261207",
             "app.log.2026-12-07",
-        ] {
+            "app.log-1_2",
+            "app.1.log",
+            "app-20261207.log",
+            "app.2026-12-07.log",
+        ];
+        for name in rotated {
             assert!(rotated_name(name.as_bytes(), b"app.log"), "{name}");
         }
         let not = [
@@ -390,10 +409,22 @@ mod tests {
             "app.log1",
             "app.logs.1",
             "other.log.1",
+            "app.log.1.tmp",
+            "app.log.",
+            "app.log.-",
+            "app.log.log",
+            "app.x.log",
+            "app.1.log.gz",
+            "apps.1.log",
+            "app..log",
         ];
         for name in not {
             assert!(!rotated_name(name.as_bytes(), b"app.log"), "{name}");
         }
+        // A name with no extension, or only a leading dot, has only the suffix form.
+        assert!(rotated_name(b"messages.1", b"messages"));
+        assert!(rotated_name(b".hidden.2", b".hidden"));
+        assert!(!rotated_name(b".2.hidden", b".hidden"));
     }
 
     /// Nothing is said where nothing can be known: an input that is no file (a NATS stream,
