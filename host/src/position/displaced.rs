@@ -64,13 +64,17 @@ const BETWEEN_NAMED: usize = 8;
 static READ_BY_THIS_RUN: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
 
 /// Records the files this run's file sources read (device, inode), before they are registered
-/// with the sink: [`displaced`] names none of them as unread.
+/// with the sink: [`displaced`] names none of them as unread. It starts the run's list of
+/// warnings ([`unread_elsewhere`]) over.
 pub fn read_by_this_run(files: impl IntoIterator<Item = (u64, u64)>) {
     let mut read = READ_BY_THIS_RUN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     read.clear();
     read.extend(files);
+    SAID.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
 }
 
 /// Says what became of the files read before at `file`'s path, now that `file` is there (a
@@ -97,18 +101,24 @@ pub fn displaced(file: &FileKey, earlier: &[Displaced], resumed: bool) {
         .clone();
     for news in news(file, earlier, resumed, &read) {
         let line = format!("file:{}: {news}", file.path.display());
-        tracing::warn!("{line}");
-        SAID.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(line);
+        let mut said = SAID
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Once: a registration tried again (a connection lost before its COMMIT) finds the
+        // same files again.
+        if !said.contains(&line) {
+            tracing::warn!("{line}");
+            said.push(line);
+        }
     }
 }
 
-/// Every warning [`displaced`] gave in this process, for the run's summary.
+/// Every warning [`displaced`] gave in this run (since [`read_by_this_run`]), for its summary.
 static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The warnings [`displaced`] gave so far (each as logged): the lines in files read before
-/// at an input's path that no run read, for the summary (`unread_elsewhere` in its JSON).
+/// The warnings [`displaced`] gave in this run (each as logged): lines that files read before
+/// at an input's path hold, or may hold, and no run read; for the summary
+/// (`unread_elsewhere` in its JSON).
 pub fn unread_elsewhere() -> Vec<String> {
     SAID.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -131,7 +141,8 @@ fn news(file: &FileKey, earlier: &[Displaced], resumed: bool, read: &[(u64, u64)
         return Vec::new();
     }
     let mut news = Vec::new();
-    if was.born.is_none() && !resumed {
+    // Without a birth time the file is its device and inode: one this run reads is not lost.
+    if was.born.is_none() && !resumed && !read.contains(&(was.dev, was.ino)) {
         let why = if file.born.is_none() {
             "this file system records no birth times"
         } else {
@@ -171,7 +182,7 @@ fn news(file: &FileKey, earlier: &[Displaced], resumed: bool, read: &[(u64, u64)
         }
     }
     if !resumed {
-        let between: Vec<_> = made_between(file, was, &files)
+        let between: Vec<_> = made_between(file, earlier, &files)
             .into_iter()
             .filter(|(_, meta)| !ours(meta))
             .collect();
@@ -244,14 +255,16 @@ fn rotation_suffix(suffix: &[u8]) -> bool {
 }
 
 /// The rotated files of `file`'s path ([`rotated_name`]) among `files`, made no earlier than
-/// `was` and no later than `file`, other than those two, oldest first. Times are compared
-/// inclusive: a file system's clock may give files made in a row one time.
+/// the newest of `earlier` and no later than `file`, other than `file` and the inputs of
+/// `earlier`, oldest first. Times are compared inclusive: a file system's clock may give files
+/// made in a row one time (so an input made just before the newest may fall in the span).
 fn made_between<'a>(
     file: &FileKey,
-    was: &Displaced,
+    earlier: &[Displaced],
     files: &'a [(PathBuf, std::fs::Metadata)],
 ) -> Vec<(&'a Path, &'a std::fs::Metadata)> {
-    let (Some(base), Some(from), Some(to)) = (file.path.file_name(), was.born, file.born) else {
+    let from = earlier.first().and_then(|was| was.born);
+    let (Some(base), Some(from), Some(to)) = (file.path.file_name(), from, file.born) else {
         return Vec::new();
     };
     let mut between: Vec<_> = files
@@ -261,7 +274,8 @@ fn made_between<'a>(
             let rotated = path
                 .file_name()
                 .is_some_and(|n| rotated_name(n.as_bytes(), base.as_bytes()));
-            let other = !was.is(meta) && (meta.dev(), meta.ino()) != (file.dev, file.ino);
+            let other = !earlier.iter().any(|was| was.is(meta))
+                && (meta.dev(), meta.ino()) != (file.dev, file.ino);
             (rotated && other && (from..=to).contains(&born)).then_some((born, path, meta))
         })
         .collect();
@@ -460,6 +474,9 @@ mod tests {
             "{said:?}"
         );
         assert!(news(&gone, &[unborn], true, &[]).is_empty());
+        // ... unless this run reads that very file (its device and inode) through another
+        // source.
+        assert!(news(&gone, &[unborn], false, &[(1, 2)]).is_empty());
     }
 
     /// A file another source of this run reads is not called unread, neither as the file read

@@ -252,8 +252,8 @@ pub struct Ingest {
     /// waiting for it (0 without a rate).
     pub unpaced: u64,
     pub inputs: Vec<InputStart>,
-    /// The warnings naming lines in files read before at an input's path that no run read
-    /// (rotated while no run read the path), as logged.
+    /// The warnings naming lines that files read before at an input's path hold, or may hold
+    /// (a file gone, or one no birth time identifies), and no run read; as logged.
     pub unread_elsewhere: Vec<String>,
 }
 
@@ -375,8 +375,8 @@ impl Summary {
         if !ingest.unread_elsewhere.is_empty() {
             let _ = writeln!(
                 s,
-                "  unread        {} about files read before at an input's path with lines no \
-                 run read (rotated while no run read it): see the WARN lines on stderr",
+                "  unread        {} about lines that files read before at an input's path \
+                 hold, or may hold, and no run read: see the WARN lines on stderr",
                 plural(ingest.unread_elsewhere.len(), "warning")
             );
         }

@@ -618,7 +618,8 @@ pub fn assert_rotation_names_the_file_left_unread(s: &Scratch, run: impl Fn(&str
     std::fs::write(s.path("app.log"), numbered(5)).expect("write the newest file");
     let out = run("--source file:app.log");
     assert_eq!(stored(&out), 5);
-    assert!(!out.stderr.contains("not read"), "{}", out.stderr);
+    assert!(!out.stderr.contains("WARN"), "{}", out.stderr);
+    assert_eq!(json(&out)["unread_elsewhere"], serde_json::json!([]));
 }
 
 /// `verify --source` against a file ingested into the database `sink` names (`--db PATH` or
