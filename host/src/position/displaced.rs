@@ -56,6 +56,10 @@ pub fn not_read_by(rows: Vec<(Displaced, bool)>) -> Vec<Displaced> {
         .collect()
 }
 
+/// Whether the sink holds a file (device, inode, birth time) as an input, under any path: a
+/// file a run read under its own name is not one no run read. A failed look is `false`.
+pub type Known<'a> = &'a mut dyn FnMut(u64, u64, Option<i64>) -> bool;
+
 /// Most files made between two at a path that are named one by one; the rest are counted.
 const BETWEEN_NAMED: usize = 8;
 
@@ -92,14 +96,14 @@ pub fn read_by_this_run(files: impl IntoIterator<Item = (u64, u64)>) {
 /// The last two are said once, by the run that registers the new file: whether a file gone
 /// since held more than was committed cannot be told, and a file no run registered leaves no
 /// trace to look for again. A file another source of this run reads ([`read_by_this_run`]) is
-/// not named. A directory that cannot be listed, and an input that is no file (a NATS stream),
-/// say nothing.
-pub fn displaced(file: &FileKey, earlier: &[Displaced], resumed: bool) {
+/// not named, nor is a file the sink holds as an input under another path (`known`). A
+/// directory that cannot be listed, and an input that is no file (a NATS stream), say nothing.
+pub fn displaced(file: &FileKey, earlier: &[Displaced], resumed: bool, known: Known<'_>) {
     let read = READ_BY_THIS_RUN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    for news in news(file, earlier, resumed, &read) {
+    for news in news(file, earlier, resumed, &read, known) {
         let line = format!("file:{}: {news}", file.path.display());
         let mut said = SAID
             .lock()
@@ -127,7 +131,13 @@ pub fn unread_elsewhere() -> Vec<String> {
 
 /// [`displaced`]'s warnings, each without the path that starts it; `read`: the files this run
 /// reads (device, inode).
-fn news(file: &FileKey, earlier: &[Displaced], resumed: bool, read: &[(u64, u64)]) -> Vec<String> {
+fn news(
+    file: &FileKey,
+    earlier: &[Displaced],
+    resumed: bool,
+    read: &[(u64, u64)],
+    known: Known<'_>,
+) -> Vec<String> {
     let what = if resumed {
         "a file read before at this path"
     } else {
@@ -184,7 +194,7 @@ fn news(file: &FileKey, earlier: &[Displaced], resumed: bool, read: &[(u64, u64)
     if !resumed {
         let between: Vec<_> = made_between(file, earlier, &files)
             .into_iter()
-            .filter(|(_, meta)| !ours(meta))
+            .filter(|(_, meta)| !ours(meta) && !known(meta.dev(), meta.ino(), birth_ns(meta)))
             .collect();
         news.extend(between.iter().take(BETWEEN_NAMED).map(|(path, meta)| {
             format!(
@@ -348,7 +358,13 @@ mod tests {
             "rotated-twice",
             &["other.log", "app.log.lock", "app.log.3.gz"],
         );
-        let news = news(&key(&dir.join("app.log")), &[was], false, &[]);
+        let news = news(
+            &key(&dir.join("app.log")),
+            &[was],
+            false,
+            &[],
+            &mut |_, _, _| false,
+        );
         if was.born.is_none() {
             assert_eq!(news.len(), 1, "{news:?}");
             assert!(news[0].contains("records no birth times"), "{news:?}");
@@ -382,20 +398,26 @@ mod tests {
         std::fs::write(&path, "new\n").unwrap();
         let new = key(&path);
         if read_whole.born.is_none() {
-            assert!(news(&new, &[read_whole], true, &[]).is_empty());
+            assert!(news(&new, &[read_whole], true, &[], &mut |_, _, _| false).is_empty());
             return;
         }
-        assert_eq!(news(&new, &[read_whole], false, &[]), Vec::<String>::new());
-        assert_eq!(news(&new, &[read_whole], true, &[]), Vec::<String>::new());
+        assert_eq!(
+            news(&new, &[read_whole], false, &[], &mut |_, _, _| false),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            news(&new, &[read_whole], true, &[], &mut |_, _, _| false),
+            Vec::<String>::new()
+        );
         std::fs::remove_file(dir.join("app.log.1")).unwrap();
-        let gone = news(&new, &[read_whole], false, &[]);
+        let gone = news(&new, &[read_whole], false, &[], &mut |_, _, _| false);
         assert_eq!(gone.len(), 1, "{gone:?}");
         assert!(
             gone[0].starts_with("a new file; the file read before at this path is no longer in")
                 && gone[0].ends_with("if it held lines after line 2, no run read them"),
             "{gone:?}"
         );
-        assert!(news(&new, &[read_whole], true, &[]).is_empty());
+        assert!(news(&new, &[read_whole], true, &[], &mut |_, _, _| false).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -458,31 +480,38 @@ mod tests {
             ino: 0,
             born: Some(5),
         };
-        assert_eq!(news(&stream, &[was], false, &[]), Vec::<String>::new());
+        assert_eq!(
+            news(&stream, &[was], false, &[], &mut |_, _, _| false),
+            Vec::<String>::new()
+        );
         let gone = FileKey {
             path: std::env::temp_dir()
                 .join(format!("pc-no-such-dir-{}/app.log", std::process::id())),
             ..stream
         };
-        assert_eq!(news(&gone, &[was], false, &[]), Vec::<String>::new());
+        assert_eq!(
+            news(&gone, &[was], false, &[], &mut |_, _, _| false),
+            Vec::<String>::new()
+        );
         // Without the old file's birth time: said, and why.
         let unborn = Displaced { born: None, ..was };
-        let said = news(&gone, &[unborn], false, &[]);
+        let said = news(&gone, &[unborn], false, &[], &mut |_, _, _| false);
         assert_eq!(said.len(), 1, "{said:?}");
         assert!(
             said[0].contains("recorded without a birth time"),
             "{said:?}"
         );
-        assert!(news(&gone, &[unborn], true, &[]).is_empty());
+        assert!(news(&gone, &[unborn], true, &[], &mut |_, _, _| false).is_empty());
         // ... unless this run reads that very file (its device and inode) through another
         // source.
-        assert!(news(&gone, &[unborn], false, &[(1, 2)]).is_empty());
+        assert!(news(&gone, &[unborn], false, &[(1, 2)], &mut |_, _, _| false).is_empty());
     }
 
     /// A file another source of this run reads is not called unread, neither as the file read
-    /// before nor as one made between (the run given `app.log` and `app.log.1` together).
+    /// before nor as one made between (the run given `app.log` and `app.log.1` together); nor
+    /// is one the sink holds as an input under its own name.
     #[test]
-    fn a_file_this_run_reads_through_another_source_is_not_named() {
+    fn a_file_this_run_or_an_earlier_one_reads_under_another_name_is_not_named() {
         let (dir, was) = rotated_twice("displaced-ours", &[]);
         if was.born.is_none() {
             return;
@@ -493,18 +522,29 @@ mod tests {
             (k.dev, k.ino)
         };
         assert_eq!(
-            news(&new, &[was], false, &[]).len(),
+            news(&new, &[was], false, &[], &mut |_, _, _| false).len(),
             2,
             "both named when not read"
         );
         let ours = [id("app.log.1"), id("app.log.2")];
-        assert_eq!(news(&new, &[was], false, &ours), Vec::<String>::new());
-        let only_between = news(&new, &[was], false, &ours[..1]);
+        assert_eq!(
+            news(&new, &[was], false, &ours, &mut |_, _, _| false),
+            Vec::<String>::new()
+        );
+        let only_between = news(&new, &[was], false, &ours[..1], &mut |_, _, _| false);
         assert_eq!(only_between.len(), 1, "{only_between:?}");
         assert!(
             only_between[0].contains("app.log.2, with 2 bytes"),
             "{only_between:?}"
         );
+        // Read by an earlier run under its own name (the sink holds it as an input): not one
+        // no run read either.
+        let between = key(&dir.join("app.log.1"));
+        let mut known =
+            |dev, ino, born| (dev, ino, born) == (between.dev, between.ino, between.born);
+        let said = news(&new, &[was], false, &[], &mut known);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("app.log.2, with 2 bytes"), "{said:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -527,7 +567,7 @@ mod tests {
         }
         let third = key(&path);
         for resumed in [false, true] {
-            let said = news(&third, &[second, first], resumed, &[]);
+            let said = news(&third, &[second, first], resumed, &[], &mut |_, _, _| false);
             assert_eq!(said.len(), 1, "resumed {resumed}: {said:?}");
             let want = format!(
                 "an earlier file at this path is now {}, with 3 bytes after line 1 not read",

@@ -620,6 +620,32 @@ pub fn assert_rotation_names_the_file_left_unread(s: &Scratch, run: impl Fn(&str
     assert_eq!(stored(&out), 5);
     assert!(!out.stderr.contains("WARN"), "{}", out.stderr);
     assert_eq!(json(&out)["unread_elsewhere"], serde_json::json!([]));
+    // Rotated twice while no run read the path: the file between is named, until a run has
+    // read it under its own name (the sink holds it as an input then).
+    let rotate = |n: usize| {
+        std::fs::rename(s.path("app.log.1"), s.path(&format!("app.log.{n}"))).expect("shift");
+        std::fs::rename(s.path("app.log"), s.path("app.log.1")).expect("rotate");
+    };
+    let between = |out: &Out| {
+        out.stderr
+            .matches("was made after the file read before")
+            .count()
+    };
+    for read_first in [false, true] {
+        rotate(3);
+        std::fs::write(s.path("app.log"), numbered(7)).expect("the file between");
+        rotate(4);
+        std::fs::write(s.path("app.log"), numbered(3)).expect("the newest");
+        if read_first {
+            assert_eq!(stored(&run("--source file:app.log.1")), 7);
+        }
+        let out = run("--source file:app.log");
+        assert_eq!(between(&out), usize::from(!read_first), "{}", out.stderr);
+        if !read_first {
+            // Read now, under its name, and the next rotations start over.
+            assert_eq!(stored(&run("--source file:app.log.1")), 7);
+        }
+    }
 }
 
 /// `verify --source` against a file ingested into the database `sink` names (`--db PATH` or

@@ -93,7 +93,14 @@ fn displaced(
         })
         .collect();
     let earlier = crate::position::not_read_by(rows);
-    crate::position::displaced(file, &earlier, known.is_some());
+    let mut held = |dev: u64, ino: u64, born: Option<i64>| {
+        conn.exec_first::<i64, _, _>(
+            "SELECT EXISTS (SELECT 1 FROM inputs WHERE dev = ? AND ino = ? AND born <=> ?)",
+            (dev as i64, ino as i64, born),
+        )
+        .is_ok_and(|found| found == Some(1))
+    };
+    crate::position::displaced(file, &earlier, known.is_some(), &mut held);
     Ok(())
 }
 

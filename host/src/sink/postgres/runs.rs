@@ -249,7 +249,15 @@ fn displaced(
         })
         .collect();
     let earlier = crate::position::not_read_by(rows);
-    crate::position::displaced(file, &earlier, known.is_some());
+    let mut held = |dev: u64, ino: u64, born: Option<i64>| {
+        tx.query_one(
+            "SELECT EXISTS (SELECT 1 FROM inputs WHERE dev = $1 AND ino = $2 \
+             AND born IS NOT DISTINCT FROM $3)",
+            &[&(dev as i64), &(ino as i64), &born],
+        )
+        .is_ok_and(|row| row.get::<_, bool>(0))
+    };
+    crate::position::displaced(file, &earlier, known.is_some(), &mut held);
     Ok(())
 }
 

@@ -353,7 +353,7 @@ pub fn register_input(
         Some(row) => {
             if let Some(f) = file {
                 let earlier = displaced_inputs(conn, run_id, f, Some(row.0))?;
-                crate::position::displaced(f, &earlier, true);
+                crate::position::displaced(f, &earlier, true, &mut |d, i, b| known(conn, d, i, b));
             }
             row
         }
@@ -369,7 +369,7 @@ pub fn register_input(
             };
             if let Some(f) = file {
                 let earlier = displaced_inputs(conn, run_id, f, None)?;
-                crate::position::displaced(f, &earlier, false);
+                crate::position::displaced(f, &earlier, false, &mut |d, i, b| known(conn, d, i, b));
             }
             conn.execute(
                 "INSERT INTO inputs (path, dev, ino, born) VALUES (?1, ?2, ?3, ?4)",
@@ -422,6 +422,17 @@ fn displaced_inputs(
     })?;
     let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(crate::position::not_read_by(rows))
+}
+
+/// Whether `inputs` holds the file of device `dev`, inode `ino` and birth time `born` (under
+/// any path); a failed look is `false` (`position::Known`).
+fn known(conn: &Connection, dev: u64, ino: u64, born: Option<i64>) -> bool {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM inputs WHERE dev = ?1 AND ino = ?2 AND born IS ?3)",
+        params![dev as i64, ino as i64, born],
+        |r| r.get::<_, bool>(0),
+    )
+    .unwrap_or(false)
 }
 
 /// A path as stored in `inputs.path` (lossy for paths that are not UTF-8).
