@@ -403,6 +403,12 @@ fn lines_written_to_the_old_file_after_the_source_moved_on_are_named_at_the_end(
         rotated.display()
     );
     assert!(out.stderr.contains(&said), "{}", out.stderr);
+    // In the summary too, for a reader of the JSON alone.
+    let listed = json(&out)["unread_elsewhere"].to_string();
+    assert!(
+        listed.contains("grew by 7 bytes after it moved on"),
+        "{listed}"
+    );
 }
 
 /// Two sources following a log and its rotated name (`app.log`, `app.log.1`): at a rotation

@@ -16,20 +16,44 @@ pub struct Displaced {
     /// Bytes committed.
     pub offset: u64,
     pub line: u64,
+    /// Of `offset`, the bytes of a last line stored without its end (0 if none): a run that
+    /// resumes the file reads that line again whole, after line `line - 1`.
+    pub tail: u64,
     pub dev: u64,
     pub ino: u64,
     pub born: Option<i64>,
 }
 
 impl Displaced {
-    /// From an `inputs` row's columns, as the sinks store them (signed 64-bit).
+    /// From an `inputs` row's columns, as the sinks store them (signed 64-bit); no `tail`
+    /// ([`Self::with_tail`]).
     pub fn from_columns(offset: i64, line: i64, dev: i64, ino: i64, born: Option<i64>) -> Self {
         Self {
             offset: offset.max(0) as u64,
             line: line.max(0) as u64,
+            tail: 0,
             dev: dev as u64,
             ino: ino as u64,
             born,
+        }
+    }
+
+    /// With `tail` (the `inputs.tail` column) bytes of a last line stored without its end.
+    #[must_use]
+    pub fn with_tail(self, tail: i64) -> Self {
+        Self {
+            tail: (tail.max(0) as u64).min(self.offset),
+            ..self
+        }
+    }
+
+    /// Where a run resuming the file reads on, and the last whole line before it: a last line
+    /// stored without its end is read again whole.
+    fn resumes_after(&self) -> (u64, u64) {
+        if self.tail > 0 {
+            (self.offset - self.tail, self.line.saturating_sub(1))
+        } else {
+            (self.offset, self.line)
         }
     }
 
@@ -104,16 +128,20 @@ pub fn displaced(file: &FileKey, earlier: &[Displaced], resumed: bool, known: Kn
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     for news in news(file, earlier, resumed, &read, known) {
-        let line = format!("file:{}: {news}", file.path.display());
-        let mut said = SAID
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Once: a registration tried again (a connection lost before its COMMIT) finds the
-        // same files again.
-        if !said.contains(&line) {
-            tracing::warn!("{line}");
-            said.push(line);
-        }
+        unread_said(format!("file:{}: {news}", file.path.display()));
+    }
+}
+
+/// Warns `line`, which names lines in a file that no run read, and keeps it for the run's
+/// summary ([`unread_elsewhere`]); once a run: a registration tried again (a connection lost
+/// before its COMMIT) finds the same files again.
+pub fn unread_said(line: String) {
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !said.contains(&line) {
+        tracing::warn!("{line}");
+        said.push(line);
     }
 }
 
@@ -161,7 +189,7 @@ fn news(
         news.push(format!(
             "{what} cannot be looked for, as {why}: if it held lines after line {}, no run read \
              them",
-            was.line
+            was.resumes_after().1
         ));
     }
     let Some(files) = files_in(dir) else {
@@ -176,17 +204,27 @@ fn news(
         };
         match files.iter().find(|(_, meta)| before.is(meta)) {
             Some((_, meta)) if ours(meta) => {}
-            Some((now, meta)) if meta.len() > before.offset => news.push(format!(
-                "{what} is now {}, with {} bytes after line {} not read: {} reads them",
+            Some((now, meta)) if meta.len() > before.offset => {
+                let (from, line) = before.resumes_after();
+                news.push(format!(
+                    "{what} is now {}, with {} bytes after line {line} not read: {} reads them",
+                    now.display(),
+                    meta.len() - from,
+                    crate::config::url::source_flag(now)
+                ));
+            }
+            Some((now, meta)) if meta.len() < before.resumes_after().0 => news.push(format!(
+                "{what} is now {}, {} bytes: shorter than where it was read to (byte {}), so \
+                 rewritten since, and no run read it as it is: {} reads it from its start",
                 now.display(),
-                meta.len() - before.offset,
-                before.line,
+                meta.len(),
+                before.offset,
                 crate::config::url::source_flag(now)
             )),
             None if i == 0 && !resumed && before.born.is_some() => news.push(format!(
                 "{what} is no longer in {}: if it held lines after line {}, no run read them",
                 dir.display(),
-                before.line
+                before.resumes_after().1
             )),
             _ => {}
         }
@@ -314,6 +352,7 @@ mod tests {
         Displaced {
             offset,
             line,
+            tail: 0,
             dev: key.dev,
             ino: key.ino,
             born: key.born,
@@ -470,6 +509,7 @@ mod tests {
         let was = Displaced {
             offset: 10,
             line: 3,
+            tail: 0,
             dev: 1,
             ino: 2,
             born: Some(1),
@@ -575,6 +615,39 @@ mod tests {
             );
             assert!(said[0].starts_with(&want), "{said:?}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A last line stored without its end is read again whole by the source named, so the
+    /// bytes and the line said are counted from before it; a file found shorter than where it
+    /// was read to was rewritten, and is named to be read from its start.
+    #[test]
+    fn a_partly_stored_last_line_counts_from_before_it_and_a_shorter_file_is_rewritten() {
+        let dir = temp_dir("displaced-tail");
+        let path = dir.join("app.log");
+        std::fs::write(&path, "a1\na2").unwrap();
+        // Committed through "a2" without its end: offset 5, line 2, tail 2.
+        let was = read_to(&key(&path), 5, 2).with_tail(2);
+        std::fs::write(&path, "a1\na23\n").unwrap();
+        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+        std::fs::write(&path, "b1\n").unwrap();
+        if was.born.is_none() {
+            return;
+        }
+        let new = key(&path);
+        let said = news(&new, &[was], false, &[], &mut |_, _, _| false);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("with 4 bytes after line 1 not read"),
+            "{said:?}"
+        );
+        std::fs::write(dir.join("app.log.1"), "x\n").unwrap();
+        let said = news(&new, &[was], false, &[], &mut |_, _, _| false);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("2 bytes: shorter than where it was read to (byte 5)"),
+            "{said:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

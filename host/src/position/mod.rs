@@ -9,7 +9,9 @@ use std::sync::atomic::AtomicBool;
 
 mod displaced;
 
-pub use displaced::{Displaced, displaced, not_read_by, read_by_this_run, unread_elsewhere};
+pub use displaced::{
+    Displaced, displaced, not_read_by, read_by_this_run, unread_elsewhere, unread_said,
+};
 
 /// A file's identity: a renamed-away (rotated) file and the new file at the same path are two
 /// inputs; the same file under the same path is one, across runs. Where the file system

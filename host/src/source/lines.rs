@@ -281,13 +281,13 @@ impl LeftBehind {
             Some(crate::paths::Whereabouts::Removed) => "; it has been removed since".into(),
             _ => String::new(),
         };
-        tracing::warn!(
+        crate::position::unread_said(format!(
             "{}: the file this source left at a rotation (input {}) grew by {} bytes after it \
              moved on: not read{whereabouts}",
             self.key.path.display(),
             self.input,
             now - self.len
-        );
+        ));
     }
 }
 

@@ -77,18 +77,19 @@ fn displaced(
     file: &FileKey,
     known: Option<i64>,
 ) -> mysql::Result<()> {
-    type Row = (i64, i64, i64, i64, Option<i64>, i64);
+    type Row = (i64, i64, i64, i64, Option<i64>, i64, i64);
     let rows: Vec<Row> = conn.exec(
         "SELECT `offset`, line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
-         WHERE r.run_id = ? AND r.input_id = inputs.input_id) \
+         WHERE r.run_id = ? AND r.input_id = inputs.input_id), tail \
          FROM inputs WHERE path = ? AND (? IS NULL OR input_id < ?) \
          ORDER BY input_id DESC",
         (run_id, file.path.to_string_lossy().as_ref(), known, known),
     )?;
     let rows = rows
         .into_iter()
-        .map(|(offset, line, dev, ino, born, this_run)| {
-            let was = crate::position::Displaced::from_columns(offset, line, dev, ino, born);
+        .map(|(offset, line, dev, ino, born, this_run, tail)| {
+            let was = crate::position::Displaced::from_columns(offset, line, dev, ino, born)
+                .with_tail(tail);
             (was, this_run != 0)
         })
         .collect();

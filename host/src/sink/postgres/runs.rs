@@ -230,7 +230,7 @@ fn displaced(
     let path = file.path.to_string_lossy().into_owned();
     let rows = tx.query(
         "SELECT \"offset\", line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
-         WHERE r.run_id = $2 AND r.input_id = inputs.input_id) \
+         WHERE r.run_id = $2 AND r.input_id = inputs.input_id), tail \
          FROM inputs WHERE path = $1 AND ($3::int IS NULL OR input_id < $3) \
          ORDER BY input_id DESC",
         &[&path, &run_id, &known],
@@ -244,7 +244,8 @@ fn displaced(
                 row.get(2),
                 row.get(3),
                 row.get(4),
-            );
+            )
+            .with_tail(row.get(6));
             (was, row.get::<_, bool>(5))
         })
         .collect();

@@ -406,7 +406,7 @@ fn displaced_inputs(
 ) -> rusqlite::Result<Vec<crate::position::Displaced>> {
     let mut statement = conn.prepare(
         "SELECT offset, line, dev, ino, born, EXISTS (SELECT 1 FROM run_inputs r \
-         WHERE r.run_id = ?2 AND r.input_id = inputs.input_id) \
+         WHERE r.run_id = ?2 AND r.input_id = inputs.input_id), tail \
          FROM inputs WHERE path = ?1 AND (?3 IS NULL OR input_id < ?3) \
          ORDER BY input_id DESC",
     )?;
@@ -417,7 +417,8 @@ fn displaced_inputs(
             r.get(2)?,
             r.get(3)?,
             r.get(4)?,
-        );
+        )
+        .with_tail(r.get(6)?);
         Ok((was, r.get::<_, bool>(5)?))
     })?;
     let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
