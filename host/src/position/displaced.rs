@@ -213,7 +213,8 @@ fn news(
                     crate::config::url::source_flag(now)
                 ));
             }
-            Some((now, meta)) if meta.len() < before.resumes_after().0 => news.push(format!(
+            // As a source finds it: shorter than its committed offset, read from its start.
+            Some((now, meta)) if meta.len() < before.offset => news.push(format!(
                 "{what} is now {}, {} bytes: shorter than where it was read to (byte {}), so \
                  rewritten since, and no run read it as it is: {} reads it from its start",
                 now.display(),
@@ -641,11 +642,12 @@ mod tests {
             said[0].contains("with 4 bytes after line 1 not read"),
             "{said:?}"
         );
-        std::fs::write(dir.join("app.log.1"), "x\n").unwrap();
+        // Shorter than the offset (5) though not than where the last line starts (3).
+        std::fs::write(dir.join("app.log.1"), "xyz\n").unwrap();
         let said = news(&new, &[was], false, &[], &mut |_, _, _| false);
         assert_eq!(said.len(), 1, "{said:?}");
         assert!(
-            said[0].contains("2 bytes: shorter than where it was read to (byte 5)"),
+            said[0].contains("4 bytes: shorter than where it was read to (byte 5)"),
             "{said:?}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

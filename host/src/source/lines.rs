@@ -282,7 +282,7 @@ impl LeftBehind {
             _ => String::new(),
         };
         crate::position::unread_said(format!(
-            "{}: the file this source left at a rotation (input {}) grew by {} bytes after it \
+            "file:{}: the file this source left at a rotation (input {}) grew by {} bytes after it \
              moved on: not read{whereabouts}",
             self.key.path.display(),
             self.input,

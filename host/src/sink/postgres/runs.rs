@@ -251,7 +251,12 @@ fn displaced(
         .collect();
     let earlier = crate::position::not_read_by(rows);
     let mut held = |dev: u64, ino: u64, born: Option<i64>| {
-        tx.query_one(
+        // Under a savepoint: a failed look (a cancel landing on it) is `false`, and dropping
+        // the savepoint rolls back to it, so the registration's transaction is not aborted.
+        let Ok(mut look) = tx.savepoint("pc_host_known") else {
+            return false;
+        };
+        look.query_one(
             "SELECT EXISTS (SELECT 1 FROM inputs WHERE dev = $1 AND ino = $2 \
              AND born IS NOT DISTINCT FROM $3)",
             &[&(dev as i64), &(ino as i64), &born],
