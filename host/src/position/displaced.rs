@@ -110,12 +110,13 @@ pub fn read_by_this_run(files: impl IntoIterator<Item = (u64, u64)>) {
 /// the source that reads it. `earlier` are the inputs registered at the path before `file`,
 /// newest first, none of them read by this run:
 /// - each of them still in the directory (by device, inode and birth time, under any name)
-///   with bytes past its committed position, every run while they stay unread;
+///   with bytes past its committed position, or shorter than it (rewritten since), every run
+///   while they stay unread;
 /// - for a new file: that the newest of them is no longer in the directory (or cannot be
 ///   looked for), so lines it held after its committed line, if any, were not read;
-/// - for a new file: rotated files in the directory (named like the path with a numbered or
-///   dated suffix, not compressed) made between the newest of them and `file`, which may have
-///   been at the path in between (rotated twice while no run read it).
+/// - for a new file: rotated files in the directory ([`rotated_name`]) made between the newest
+///   of them and `file`, which may have been at the path in between (rotated twice while no
+///   run read it).
 ///
 /// The last two are said once, by the run that registers the new file: whether a file gone
 /// since held more than was committed cannot be told, and a file no run registered leaves no
@@ -145,10 +146,11 @@ pub fn unread_said(line: String) {
     }
 }
 
-/// Every warning [`displaced`] gave in this run (since [`read_by_this_run`]), for its summary.
+/// Every warning [`unread_said`] gave in this run (since [`read_by_this_run`]), for its
+/// summary.
 static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The warnings [`displaced`] gave in this run (each as logged): lines that files read before
+/// The warnings [`unread_said`] gave in this run (each as logged): lines that files read before
 /// at an input's path hold, or may hold, and no run read; for the summary
 /// (`unread_elsewhere` in its JSON).
 pub fn unread_elsewhere() -> Vec<String> {
@@ -202,32 +204,16 @@ fn news(
         } else {
             "an earlier file at this path"
         };
-        match files.iter().find(|(_, meta)| before.is(meta)) {
+        let found = files.iter().find(|(_, meta)| before.is(meta));
+        match found {
             Some((_, meta)) if ours(meta) => {}
-            Some((now, meta)) if meta.len() > before.offset => {
-                let (from, line) = before.resumes_after();
-                news.push(format!(
-                    "{what} is now {}, with {} bytes after line {line} not read: {} reads them",
-                    now.display(),
-                    meta.len() - from,
-                    crate::config::url::source_flag(now)
-                ));
-            }
-            // As a source finds it: shorter than its committed offset, read from its start.
-            Some((now, meta)) if meta.len() < before.offset => news.push(format!(
-                "{what} is now {}, {} bytes: shorter than where it was read to (byte {}), so \
-                 rewritten since, and no run read it as it is: {} reads it from its start",
-                now.display(),
-                meta.len(),
-                before.offset,
-                crate::config::url::source_flag(now)
-            )),
+            Some((now, meta)) => news.extend(left_in(before, now, meta.len(), what)),
             None if i == 0 && !resumed && before.born.is_some() => news.push(format!(
                 "{what} is no longer in {}: if it held lines after line {}, no run read them",
                 dir.display(),
                 before.resumes_after().1
             )),
-            _ => {}
+            None => {}
         }
     }
     if !resumed {
@@ -235,7 +221,41 @@ fn news(
             .into_iter()
             .filter(|(_, meta)| !ours(meta) && !known(meta.dev(), meta.ino(), birth_ns(meta)))
             .collect();
-        news.extend(between.iter().take(BETWEEN_NAMED).map(|(path, meta)| {
+        news.extend(between_news(&between, dir));
+    }
+    news
+}
+
+/// What `before`, found at `now` with `len` bytes, holds that no run read (`what` names it):
+/// the bytes past where a run resuming it reads on, or, shorter than its committed offset, the
+/// whole file (rewritten since: a source reads it from its start, as it finds it).
+fn left_in(before: &Displaced, now: &Path, len: u64, what: &str) -> Option<String> {
+    let source = crate::config::url::source_flag(now);
+    if len > before.offset {
+        let (from, line) = before.resumes_after();
+        return Some(format!(
+            "{what} is now {}, with {} bytes after line {line} not read: {source} reads them",
+            now.display(),
+            len - from,
+        ));
+    }
+    (len < before.offset).then(|| {
+        format!(
+            "{what} is now {}, {len} bytes: shorter than where it was read to (byte {}), so \
+             rewritten since, and no run read it as it is: {source} reads it from its start",
+            now.display(),
+            before.offset,
+        )
+    })
+}
+
+/// The warnings naming the files made between (`between`, oldest first) in `dir`: the first
+/// [`BETWEEN_NAMED`] one by one, then how many more.
+fn between_news(between: &[(&Path, &std::fs::Metadata)], dir: &Path) -> Vec<String> {
+    let mut news: Vec<String> = between
+        .iter()
+        .take(BETWEEN_NAMED)
+        .map(|(path, meta)| {
             format!(
                 "a new file; {} ({} bytes) was made after the file read before at this path \
                  and before this one: if it was at this path in between, no run read it there; \
@@ -244,15 +264,14 @@ fn news(
                 meta.len(),
                 crate::config::url::source_flag(path)
             )
-        }));
-        if between.len() > BETWEEN_NAMED {
-            news.push(format!(
-                "a new file; {} more rotated files in {} were made between the two, not named \
-                 here",
-                between.len() - BETWEEN_NAMED,
-                dir.display()
-            ));
-        }
+        })
+        .collect();
+    if between.len() > BETWEEN_NAMED {
+        news.push(format!(
+            "a new file; {} more rotated files in {} were made between the two, not named here",
+            between.len() - BETWEEN_NAMED,
+            dir.display()
+        ));
     }
     news
 }
