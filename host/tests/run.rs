@@ -1064,6 +1064,12 @@ fn a_new_database_takes_the_page_size_and_the_summary_says_what_the_run_cost_the
 
     let text = run(s.dir(), &args("text"));
     assert_eq!(text.code, Some(0), "stderr:\n{}", text.stderr);
+    // One consumer into SQLite unless told.
+    assert!(
+        text.stdout.lines().any(|l| l == "  consumers     1"),
+        "{}",
+        text.stdout
+    );
     for line in ["  cpu           ", "  storage       "] {
         assert!(
             text.stdout.lines().any(|l| l.starts_with(line)),

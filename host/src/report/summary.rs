@@ -561,7 +561,8 @@ impl Summary {
         );
     }
 
-    /// How long the sources waited on a full ring, and how the consumers scaled.
+    /// How long the sources waited on a full ring, and how many consumers ran (and how they
+    /// scaled).
     fn waits_text(&self, s: &mut String) {
         // Generator threads are the producers; in an ingest run, the inputs' readers are.
         let who = if self.ingest.is_some() {
@@ -583,6 +584,8 @@ impl Summary {
                 "  consumers     scaled within {}..{}, at most {} at once{writers}",
                 c.min, c.max, c.peak
             );
+        } else {
+            let _ = writeln!(s, "  consumers     {}", c.max);
         }
     }
 
