@@ -787,9 +787,7 @@ mod tests {
 
     /// A fresh directory for test `name`, and `dead.jsonl` in it (not there yet).
     fn scratch(name: &str) -> (PathBuf, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("pc-dl-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_support::fresh_dir(&format!("dl-{name}"));
         let path = dir.join("dead.jsonl");
         (dir, path)
     }

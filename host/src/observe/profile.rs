@@ -143,9 +143,7 @@ mod tests {
     /// it is; nothing there, or an earlier profile, gets the new one.
     #[test]
     fn a_file_put_at_the_path_during_the_run_is_not_overwritten() {
-        let dir = std::env::temp_dir().join(format!("pc-profile-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_support::fresh_dir("profile");
         let path = dir.join("p.svg");
         let svg = format!("<svg><title>{TITLE}: run 1</title></svg>");
 

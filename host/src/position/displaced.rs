@@ -357,6 +357,7 @@ fn made_between<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::fresh_dir;
 
     fn key(path: &Path) -> FileKey {
         let meta = std::fs::metadata(path).unwrap();
@@ -379,19 +380,12 @@ mod tests {
         }
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("pc-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     /// A directory where `app.log` ("a\nb\n", read to line 1: the `Displaced` returned) was
     /// rotated twice as logrotate numbers them: it is `app.log.2`, the file between (8 bytes)
     /// `app.log.1`, and a new `app.log` is there; `others` (each "x\n") are made while the file
     /// between is at the path.
     fn rotated_twice(name: &str, others: &[&str]) -> (PathBuf, Displaced) {
-        let dir = temp_dir(name);
+        let dir = fresh_dir(name);
         let path = dir.join("app.log");
         std::fs::write(&path, "a\nb\n").unwrap();
         let was = read_to(&key(&path), 2, 1);
@@ -449,7 +443,7 @@ mod tests {
     /// there, nothing either.
     #[test]
     fn a_file_read_before_and_gone_is_said_once_and_one_read_to_its_end_not_at_all() {
-        let dir = temp_dir("displaced-gone");
+        let dir = fresh_dir("displaced-gone");
         let path = dir.join("app.log");
         std::fs::write(&path, "a\nb\n").unwrap();
         let read_whole = read_to(&key(&path), 4, 2);
@@ -612,7 +606,7 @@ mod tests {
     /// the inputs before the newest are looked for too (found under any name).
     #[test]
     fn lines_left_two_rotations_back_are_named_while_they_stay_unread() {
-        let dir = temp_dir("displaced-two-back");
+        let dir = fresh_dir("displaced-two-back");
         let path = dir.join("app.log");
         std::fs::write(&path, "a1\na2\n").unwrap();
         let first = read_to(&key(&path), 3, 1);
@@ -643,7 +637,7 @@ mod tests {
     /// was read to was rewritten, and is named to be read from its start.
     #[test]
     fn a_partly_stored_last_line_counts_from_before_it_and_a_shorter_file_is_rewritten() {
-        let dir = temp_dir("displaced-tail");
+        let dir = fresh_dir("displaced-tail");
         let path = dir.join("app.log");
         std::fs::write(&path, "a1\na2").unwrap();
         // Committed through "a2" without its end: offset 5, line 2, tail 2.

@@ -130,9 +130,7 @@ mod tests {
     /// file in the directory does not, nor anything queued once taken.
     #[test]
     fn a_write_or_a_new_file_at_the_path_is_seen_and_taken_once() {
-        let dir = std::env::temp_dir().join(format!("pc-host-watch-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_support::fresh_dir("host-watch");
         let path = dir.join("app.log");
         std::fs::write(&path, "a\n").unwrap();
         let Some(watch) = FileWatch::new(&path) else {

@@ -152,11 +152,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("pc-host-create-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_support::fresh_dir(&format!("host-create-{name}"))
     }
 
     /// A database made whole is at its path with the current schema, its log folded in, and
